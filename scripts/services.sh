@@ -1,0 +1,82 @@
+# Shared by scripts/test and scripts/demo: install and start the services oms-upgrade's
+# tests and demo need. Source it, then call `ensure_services`.
+#
+# Environment it exports for the tests and the demo:
+#   OMS_TEST_MYSQL_HOST/PORT/USER/PASSWORD  a password user reachable over TCP
+#   OMS_TEST_PYTHON                          a python3 with the `blake3` package
+: "${OMS_TEST_MYSQL_HOST:=127.0.0.1}"
+: "${OMS_TEST_MYSQL_PORT:=3306}"
+: "${OMS_TEST_MYSQL_USER:=oms_test}"
+: "${OMS_TEST_MYSQL_PASSWORD:=oms_test_pw}"
+export OMS_TEST_MYSQL_HOST OMS_TEST_MYSQL_PORT OMS_TEST_MYSQL_USER OMS_TEST_MYSQL_PASSWORD
+
+_sudo() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+_apt_updated=0
+_need_pkg() { # _need_pkg PACKAGE... : install the ones dpkg does not know as installed
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "== installing ${missing[*]}"
+  if [ $_apt_updated = 0 ]; then _sudo apt-get update -qq; _apt_updated=1; fi
+  _sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+_wait_for() { # _wait_for SECONDS DESCRIPTION COMMAND... : poll until COMMAND succeeds
+  local secs=$1 what=$2; shift 2
+  for _ in $(seq $((secs * 5))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
+  echo "error: $what did not come up within ${secs}s" >&2; return 1
+}
+
+ensure_docker() {
+  _need_pkg docker.io
+  if ! _sudo docker info >/dev/null 2>&1; then
+    echo "== starting dockerd"
+    # No systemd on CI machines: run the daemon directly, logging beside the target dir.
+    mkdir -p target
+    (_sudo setsid dockerd >target/dockerd.log 2>&1 &)
+    _wait_for 60 "dockerd (log: target/dockerd.log)" _sudo docker info || { tail -20 target/dockerd.log >&2; return 1; }
+  fi
+}
+
+ensure_mariadb() {
+  _need_pkg mariadb-server mariadb-client
+  if ! _sudo mariadb -e 'select 1' >/dev/null 2>&1; then
+    echo "== starting mariadb"
+    mkdir -p target
+    _sudo mkdir -p /run/mysqld && _sudo chown mysql:mysql /run/mysqld 2>/dev/null || true
+    (_sudo setsid mysqld_safe >target/mysqld.log 2>&1 &)
+    _wait_for 60 "mariadb (log: target/mysqld.log)" _sudo mariadb -e 'select 1' || { tail -20 target/mysqld.log >&2; return 1; }
+  fi
+  # root logs in through the Unix socket only; containers and the tool use TCP, so they
+  # get a password user. The password never appears in argv: it goes through stdin.
+  _sudo mariadb <<SQL
+CREATE USER IF NOT EXISTS '${OMS_TEST_MYSQL_USER}'@'127.0.0.1' IDENTIFIED BY '${OMS_TEST_MYSQL_PASSWORD}';
+CREATE USER IF NOT EXISTS '${OMS_TEST_MYSQL_USER}'@'localhost' IDENTIFIED BY '${OMS_TEST_MYSQL_PASSWORD}';
+GRANT ALL PRIVILEGES ON *.* TO '${OMS_TEST_MYSQL_USER}'@'127.0.0.1' WITH GRANT OPTION;
+GRANT ALL PRIVILEGES ON *.* TO '${OMS_TEST_MYSQL_USER}'@'localhost' WITH GRANT OPTION;
+SET GLOBAL max_connections = 1000;
+FLUSH PRIVILEGES;
+SQL
+}
+
+ensure_python() {
+  _need_pkg python3 python3-venv
+  local venv=target/pyenv
+  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import blake3, jsonschema' 2>/dev/null; then
+    echo "== preparing $venv (blake3, jsonschema)"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q blake3 jsonschema
+  fi
+  OMS_TEST_PYTHON="$(pwd)/$venv/bin/python"
+  export OMS_TEST_PYTHON
+}
+
+ensure_services() {
+  _need_pkg busybox-static ca-certificates
+  ensure_docker
+  ensure_mariadb
+  ensure_python
+}

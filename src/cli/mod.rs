@@ -1,0 +1,191 @@
+//! The command-line edge. Parses arguments, dispatches to one module per command group,
+//! and turns every library error into a message that says what happened and what to do,
+//! plus a documented exit code (see [`ExitKind`] and the README).
+//!
+//! This module owns presentation only: it never decides what step may run (that is the
+//! pure core's job) and never talks to Docker or MariaDB itself.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub mod backup;
+pub mod ledger;
+
+/// Default ledger folder when neither `--ledger` nor `OMS_UPGRADE_LEDGER` is given.
+pub const DEFAULT_LEDGER_DIR: &str = "/var/lib/oms-upgrade/ledger";
+
+/// Upgrade and roll back OceanBase Migration Service CE in Docker, with an audit-grade ledger.
+///
+/// Every action is recorded in a hash-chained ledger before and after it happens, so a run
+/// can be resumed after a crash, rolled back, and proven intact afterwards.
+#[derive(Debug, Parser)]
+#[command(
+    name = "oms-upgrade",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// Ledger folder (a sled database). One ledger records one upgrade and its rollback.
+    #[arg(long, global = true, env = "OMS_UPGRADE_LEDGER", default_value = DEFAULT_LEDGER_DIR)]
+    pub ledger: PathBuf,
+
+    /// Print machine-readable JSON on stdout instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The command groups.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Inspect and prove the ledger: verify, log, export, checkpoint.
+    #[command(subcommand)]
+    Ledger(ledger::LedgerCommand),
+    /// Dump the three OMS metadata databases to checksummed SQL files.
+    Backup(backup::BackupArgs),
+    /// Verify and restore dumps written by `backup`.
+    Restore(backup::RestoreArgs),
+}
+
+/// What every command receives besides its own arguments.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    /// The ledger folder.
+    pub ledger: PathBuf,
+    /// JSON output requested.
+    pub json: bool,
+}
+
+/// How a failure is classified; each kind has one exit code, documented in the README.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitKind {
+    /// A bug or an unexpected condition inside oms-upgrade.
+    Internal,
+    /// A record, checkpoint, dump file or live state does not match what was recorded.
+    Integrity,
+    /// The ledger is held by another running oms-upgrade.
+    Busy,
+    /// Bad input or configuration: a missing file, a folder that is not a ledger, bad values.
+    Input,
+    /// Docker, the metadata database or OMS itself failed or could not be reached.
+    Service,
+    /// The request is understood but refused: step not permitted, preflight failed, declined.
+    Refused,
+}
+
+impl ExitKind {
+    /// The process exit code for this kind.
+    pub fn code(self) -> u8 {
+        match self {
+            ExitKind::Internal => 1,
+            ExitKind::Integrity => 3,
+            ExitKind::Busy => 4,
+            ExitKind::Input => 5,
+            ExitKind::Service => 6,
+            ExitKind::Refused => 7,
+        }
+    }
+}
+
+/// An error at the CLI edge: what happened, what to do next, and the exit kind.
+#[derive(Debug)]
+pub struct CliError {
+    /// Exit classification.
+    pub kind: ExitKind,
+    /// One line saying what happened.
+    pub message: String,
+    /// What the user should do next, if we know.
+    pub hint: Option<String>,
+}
+
+impl CliError {
+    /// A new error of `kind` with `message`.
+    pub fn new(kind: ExitKind, message: impl Into<String>) -> Self {
+        CliError {
+            kind,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    /// Adds a hint line ("Hint: ...").
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+/// Result of one command: `Ok(code)` lets a command end with a non-zero code after printing
+/// its own report (e.g. `ledger verify` finding a broken chain).
+pub type CmdResult = Result<ExitCode, CliError>;
+
+/// Parses arguments, runs the command, maps the outcome to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    let ctx = Ctx {
+        ledger: cli.ledger.clone(),
+        json: cli.json,
+    };
+    let result = match cli.command {
+        Command::Ledger(cmd) => ledger::run(cmd, &ctx),
+        Command::Backup(args) => backup::run_backup(args, &ctx),
+        Command::Restore(args) => backup::run_restore(args, &ctx),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => report_error(&err, ctx.json),
+    }
+}
+
+fn report_error(err: &CliError, json: bool) -> ExitCode {
+    if json {
+        let v = serde_json::json!({
+            "ok": false,
+            "error": { "kind": format!("{:?}", err.kind), "message": err.message, "hint": err.hint },
+            "exit_code": err.kind.code(),
+        });
+        println!("{v}");
+    }
+    eprintln!("error: {}", err.message);
+    if let Some(h) = &err.hint {
+        eprintln!("hint: {h}");
+    }
+    ExitCode::from(err.kind.code())
+}
+
+fn init_tracing(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Builds the single-threaded-enough tokio runtime commands use for async adapters.
+pub fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            CliError::new(
+                ExitKind::Internal,
+                format!("cannot start the async runtime: {e}"),
+            )
+        })
+}

@@ -1,0 +1,28 @@
+//! oms-upgrade: performs and records upgrades (and rollbacks) of OceanBase Migration
+//! Service Community Edition running in Docker.
+//!
+//! The crate is split into a pure core (no I/O, no clock), an adapters layer that talks
+//! to the world, and a ledger that records everything. See `docs/ARCHITECTURE.md` for the
+//! code map and the invariants every module keeps.
+
+// Ledger: the hash-chained, append-only record. Knows bytes, not events.
+pub mod ledger;
+
+// Pure core: event vocabulary, replay, permitted steps, version paths, refetch rule.
+pub mod events;
+pub mod refetch;
+pub mod replay;
+pub mod steps;
+pub mod versions;
+
+// OMS's own config file (config.yaml), shared by the tool and the emulator.
+pub mod omsconfig;
+
+// Backup and restore engine for the metadata databases.
+pub mod dump;
+
+// Builds the OMS emulator's container images without a registry.
+pub mod emuimage;
+
+// Command-line edge: argument parsing, output, error -> exit code.
+pub mod cli;
