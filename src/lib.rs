@@ -15,11 +15,18 @@ pub mod replay;
 pub mod steps;
 pub mod versions;
 
+// Secrets that never print, and where the metadata database is.
+pub mod dbconn;
+pub mod secret;
+
 // OMS's own config file (config.yaml), shared by the tool and the emulator.
 pub mod omsconfig;
 
 // Backup and restore engine for the metadata databases.
 pub mod dump;
+
+// Adapters: Docker, metadata DB, health, clock. The only code that touches the world.
+pub mod adapters;
 
 // Builds the OMS emulator's container images without a registry.
 pub mod emuimage;
