@@ -1,0 +1,150 @@
+//! Shared test support: real services only.
+//!
+//! Every integration test that needs MariaDB or Docker goes through here. Reachability is
+//! checked up front and a missing service is a loud failure naming the command that starts
+//! it (`scripts/test`), never a skip. Resources are named per test and cleaned up on drop;
+//! a failing test keeps its database for inspection (sqlx's habit).
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use oms_upgrade::dbconn::DbTarget;
+use oms_upgrade::secret::Secret;
+
+/// Label put on every container a test creates, so cleanup can find them even after a crash.
+pub const TEST_LABEL: &str = "oms-upgrade.test";
+
+/// The password user the test setup created (see `scripts/services.sh`).
+pub fn mysql_target() -> DbTarget {
+    let var = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
+    DbTarget {
+        host: var("OMS_TEST_MYSQL_HOST", "127.0.0.1"),
+        port: var("OMS_TEST_MYSQL_PORT", "3306")
+            .parse()
+            .expect("OMS_TEST_MYSQL_PORT is a port number"),
+        user: var("OMS_TEST_MYSQL_USER", "oms_test"),
+        password: Secret::new(var("OMS_TEST_MYSQL_PASSWORD", "oms_test_pw")),
+    }
+}
+
+/// A pool on the test server; panics with the setup command if the server is unreachable.
+pub async fn mysql_pool() -> mysql_async::Pool {
+    let target = mysql_target();
+    let pool = mysql_async::Pool::new(target.opts(None));
+    match pool.get_conn().await {
+        Ok(_) => pool,
+        Err(e) => panic!(
+            "MariaDB is not reachable at {} ({e}). Start the test services with `scripts/test` \
+             (it installs and starts MariaDB and creates the test user).",
+            target.display_url()
+        ),
+    }
+}
+
+/// A Docker client with the API version negotiated; panics with the setup command if the
+/// engine is unreachable.
+pub async fn docker() -> bollard::Docker {
+    let fail = |e: &dyn std::fmt::Display| -> ! {
+        panic!(
+            "the Docker engine is not reachable ({e}). Start the test services with `scripts/test` \
+             (it installs docker.io and starts dockerd)."
+        )
+    };
+    let d = bollard::Docker::connect_with_local_defaults().unwrap_or_else(|e| fail(&e));
+    let d = d.negotiate_version().await.unwrap_or_else(|e| fail(&e));
+    d.ping().await.unwrap_or_else(|e| fail(&e));
+    d
+}
+
+/// A name unique to this test process and call: `<prefix>_<pid>_<n>`, safe as a database
+/// or container name.
+pub fn unique_name(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    format!("{}_{}_{}", prefix, std::process::id(), n)
+}
+
+/// A database created for one test and dropped when the test passes; kept when it panics so
+/// the state can be inspected.
+pub struct TestDb {
+    /// The database name.
+    pub name: String,
+}
+
+impl TestDb {
+    /// Creates a fresh, uniquely named database (utf8mb4).
+    pub async fn create(prefix: &str) -> TestDb {
+        let name = unique_name(prefix);
+        let pool = mysql_pool().await;
+        let mut c = pool.get_conn().await.expect("connection");
+        use mysql_async::prelude::Queryable;
+        c.query_drop(format!(
+            "CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+        ))
+        .await
+        .expect("create test database");
+        drop(c);
+        pool.disconnect().await.ok();
+        TestDb { name }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "test failed: keeping database `{}` for inspection",
+                self.name
+            );
+            return;
+        }
+        // Drop may run inside or outside a runtime: use the socket-less CLI-free route of a
+        // short-lived runtime on another thread.
+        let name = self.name.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let pool = mysql_async::Pool::new(mysql_target().opts(None));
+                if let Ok(mut c) = pool.get_conn().await {
+                    use mysql_async::prelude::Queryable;
+                    let _ = c
+                        .query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))
+                        .await;
+                }
+                pool.disconnect().await.ok();
+            });
+        })
+        .join()
+        .ok();
+    }
+}
+
+/// Removes every container carrying [`TEST_LABEL`] with the given value (or any value when
+/// `None`). Call at the start and end of container tests.
+pub async fn remove_labelled_containers(docker: &bollard::Docker, value: Option<&str>) {
+    use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
+    let label = match value {
+        Some(v) => format!("{TEST_LABEL}={v}"),
+        None => TEST_LABEL.to_string(),
+    };
+    let mut filters = std::collections::HashMap::new();
+    filters.insert("label".to_string(), vec![label]);
+    let opts = ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filters)
+        .build();
+    let list = docker.list_containers(Some(opts)).await.unwrap_or_default();
+    for c in list {
+        if let Some(id) = c.id {
+            let _ = docker
+                .remove_container(
+                    &id,
+                    Some(RemoveContainerOptionsBuilder::default().force(true).build()),
+                )
+                .await;
+        }
+    }
+}
