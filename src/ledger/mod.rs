@@ -1,5 +1,35 @@
-//! The ledger: an append-only, hash-chained sequence of records in a sled database.
-//! (under construction: see docs/ARCHITECTURE.md and ledger-schema/)
+//! The ledger: an append-only, hash-chained sequence of records in a sled database, the
+//! only memory oms-upgrade has.
+//!
+//! It knows bytes, not events: a record carries an opaque payload tagged with an event type
+//! name and schema version, and everything that must interpret payloads goes through the
+//! [`PayloadDecoder`] the caller passes in. The byte layout, hash construction, folder
+//! layout, checkpoint text and export format are specified in `ledger-schema/RECORD.md`.
+//!
+//! - [`record`]: the stored layout and the BLAKE3 hash (the only place that knows bytes);
+//! - [`store`]: the sled database, the one-process lock, durable [`Ledger::append`], and
+//!   [`LedgerReader`] for read-only commands;
+//! - [`verify()`]: walks the stored bytes and reports the first bad sequence number;
+//! - [`anchor`]: checkpoints that catch a cut tail or a ledger swapped for an older copy;
+//! - [`export()`]: JSON Lines export and JSON views for people.
+//!
+//! Guarantees kept here: `append` returns only once the record is durable, and a failed
+//! append poisons the handle; one process at a time opens a ledger; verification hashes the
+//! stored bytes and never re-encodes a decoded value.
+
+pub mod anchor;
+pub mod error;
+pub mod export;
+pub mod record;
+pub mod store;
+pub mod verify;
+
+pub use anchor::{Anchor, AnchorError};
+pub use error::LedgerError;
+pub use export::{ExportError, export};
+pub use record::{Hash, NewRecord, Record};
+pub use store::{Ledger, LedgerReader, LedgerView};
+pub use verify::{Problem, ProblemKind, VerifyReport, verify, verify_chain, verify_pairs};
 
 /// Lets the ledger show and check payloads without knowing the event vocabulary.
 ///

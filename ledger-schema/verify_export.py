@@ -1,0 +1,292 @@
+#!/usr/bin/env python3
+"""Independent verifier for an oms-upgrade ledger export (RECORD.md, export format v1).
+
+Checks an export written by `oms-upgrade ledger export` without any Rust code: it re-parses
+every record from its base64 `stored` bytes, recomputes the BLAKE3 hash chain and, given a
+checkpoint file, checks the tail against it. It prints the same verdict as
+`oms-upgrade ledger verify` (OK with count and head, or the first bad seq and the kind).
+
+Usage: verify_export.py EXPORT.jsonl [--anchor CHECKPOINT] [--chain-only] [--json]
+Exit codes: 0 intact, 3 broken, 5 bad input (unreadable export/checkpoint, not an export).
+
+Needs the `blake3` package from PyPI; validates lines against export-line.schema.json when
+the `jsonschema` package is installed.
+"""
+
+import argparse
+import base64
+import binascii
+import json
+import os
+import struct
+import sys
+import uuid
+
+import blake3
+
+CONTEXT = "oms-upgrade 2026-11-25 ledger record v1"
+MAGIC = b"OMSL"
+FORMAT_VERSION = 1
+HASH_LEN = 32
+ZERO = bytes(32)
+FIXED = 86  # offset of the first variable-length field
+
+
+class Malformed(Exception):
+    """The stored bytes do not follow the record layout (kind in .kind)."""
+
+    def __init__(self, kind, detail):
+        super().__init__(detail)
+        self.kind = kind
+        self.detail = detail
+
+
+class BadInput(Exception):
+    """The export or checkpoint cannot be read at all."""
+
+
+def parse_record(stored):
+    """Parses stored bytes (RECORD.md 2.1); returns a dict or raises Malformed."""
+    if len(stored) < 6:
+        raise Malformed("malformed_record", f"only {len(stored)} bytes")
+    if stored[:4] != MAGIC:
+        raise Malformed("malformed_record", "bad magic")
+    (version,) = struct.unpack(">H", stored[4:6])
+    if version != FORMAT_VERSION:
+        raise Malformed("unknown_format_version", f"record format version {version}")
+    if len(stored) < FIXED + 2 * 3 + 2 + 4 + HASH_LEN:
+        raise Malformed("malformed_record", f"only {len(stored)} bytes")
+    body, stored_hash = stored[:-HASH_LEN], stored[-HASH_LEN:]
+    pos = FIXED
+
+    def take(n, field):
+        nonlocal pos
+        if pos + n > len(body):
+            raise Malformed("malformed_record", f"the {field} field runs past the end")
+        out = body[pos : pos + n]
+        pos += n
+        return out
+
+    def text(field):
+        (n,) = struct.unpack(">H", take(2, field))
+        try:
+            return take(n, field).decode("utf-8")
+        except UnicodeDecodeError:
+            raise Malformed("malformed_record", f"the {field} field is not UTF-8")
+
+    operator = text("operator")
+    host = text("host")
+    event_type = text("event type")
+    (schema_version,) = struct.unpack(">H", take(2, "schema version"))
+    (plen,) = struct.unpack(">I", take(4, "payload length"))
+    take(plen, "payload")
+    if pos != len(body):
+        raise Malformed("malformed_record", f"{len(body) - pos} bytes after the payload")
+    (seq,) = struct.unpack(">Q", body[6:14])
+    return {
+        "seq": seq,
+        "ledger_id": bytes(body[14:30]),
+        "prev_hash": bytes(body[30:62]),
+        "body": body,
+        "hash": bytes(stored_hash),
+        "event_type": event_type,
+        "schema_version": schema_version,
+        "operator": operator,
+        "host": host,
+    }
+
+
+def record_hash(body):
+    return blake3.blake3(body, derive_key_context=CONTEXT).digest()
+
+
+def parse_anchor(text, origin):
+    """Parses checkpoint text v1 (RECORD.md section 3)."""
+    lines = [l.strip() for l in text.splitlines()]
+    lines = [l for l in lines if l and not l.startswith("#")]
+    if not lines or lines[0] != "oms-upgrade-checkpoint v1":
+        if lines and lines[0].startswith("oms-upgrade-checkpoint "):
+            raise BadInput(f"{origin}: checkpoint format {lines[0].split(' ', 1)[1]}, only v1 is known")
+        raise BadInput(f"{origin}: the first line must be `oms-upgrade-checkpoint v1`")
+    fields = {}
+    for line in lines[1:]:
+        if ":" not in line:
+            raise BadInput(f"{origin}: line `{line}` is not `field: value`")
+        k, v = (s.strip() for s in line.split(":", 1))
+        if k not in ("ledger-id", "seq", "head"):
+            raise BadInput(f"{origin}: unknown field `{k}`")
+        if k in fields:
+            raise BadInput(f"{origin}: field `{k}` appears twice")
+        fields[k] = v
+    for k in ("ledger-id", "seq", "head"):
+        if k not in fields:
+            raise BadInput(f"{origin}: field `{k}` is missing")
+    try:
+        ledger_id = uuid.UUID(fields["ledger-id"]).bytes
+        seq = int(fields["seq"])
+        head = bytes.fromhex(fields["head"])
+    except ValueError as e:
+        raise BadInput(f"{origin}: {e}")
+    if seq < 1 or len(head) != 32 or not fields["seq"].isdigit():
+        raise BadInput(f"{origin}: seq must be a positive integer and head 64 hex characters")
+    return {"ledger_id": ledger_id, "seq": seq, "head": head}
+
+
+def load_validator():
+    try:
+        import jsonschema
+    except ImportError:
+        return None
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "export-line.schema.json")
+    with open(path, encoding="utf-8") as f:
+        schema = json.load(f)
+    return jsonschema.Draft202012Validator(schema)
+
+
+class Verifier:
+    """Mirrors src/ledger/verify.rs check by check (RECORD.md 2.3)."""
+
+    def __init__(self, ledger_id, anchor, chain_only):
+        self.ledger_id = ledger_id
+        self.anchor = anchor
+        self.chain_only = chain_only
+        self.count = 0
+        self.prev = ZERO
+        self.problem = None
+        if anchor and anchor["ledger_id"] != ledger_id:
+            self.problem = (1, "anchor_ledger_mismatch", "the checkpoint is for another ledger")
+
+    def fail(self, seq, kind, detail):
+        self.problem = (seq, kind, detail)
+        return False
+
+    def push(self, line):
+        if self.problem:
+            return False
+        expected = self.count + 1
+        key = bytes.fromhex(line["key"])
+        stored = base64.b64decode(line["stored"], validate=True)
+        if len(key) != 8:
+            return self.fail(expected, "malformed_key", f"a {len(key)}-byte key")
+        (seq,) = struct.unpack(">Q", key)
+        # The convenience fields must tell a reader the truth about `key` and `stored`.
+        inconsistent = line["seq"] != seq or (
+            line["hash"] is not None and line["hash"] != stored[-HASH_LEN:].hex()
+        )
+        try:
+            rec = parse_record(stored)
+        except Malformed as m:
+            rec, malformed = None, m
+        if rec is not None and line["prev_hash"] != rec["prev_hash"].hex():
+            inconsistent = True
+        if inconsistent:
+            return self.fail(seq, "export_inconsistent", "seq/hash/prev_hash disagree with key/stored")
+        if seq > expected:
+            return self.fail(expected, "gap", f"no record under seq {expected}; the next one is seq {seq}")
+        if seq < expected:
+            return self.fail(seq, "reordered", f"keys out of order: seq {seq} after seq {self.count}")
+        if rec is None:
+            return self.fail(seq, malformed.kind, malformed.detail)
+        computed = record_hash(rec["body"])
+        if computed != rec["hash"]:
+            return self.fail(seq, "hash_mismatch", f"stored hash {rec['hash'].hex()}, the stored bytes hash to {computed.hex()}")
+        if rec["seq"] != seq:
+            return self.fail(seq, "reordered", f"the record stored under seq {seq} says it is seq {rec['seq']}")
+        if rec["ledger_id"] != self.ledger_id:
+            return self.fail(seq, "wrong_ledger_id", f"the record belongs to ledger {uuid.UUID(bytes=rec['ledger_id'])}")
+        if rec["prev_hash"] != self.prev:
+            return self.fail(seq, "broken_link", f"its previous hash is {rec['prev_hash'].hex()}, expected {self.prev.hex()}")
+        if not self.chain_only:
+            decoded = line.get("decoded") or {}
+            if decoded.get("payload_error") is not None:
+                return self.fail(seq, "undecodable_payload", f"the exporter could not decode it: {decoded['payload_error']}")
+        if self.anchor and self.anchor["seq"] == seq and self.anchor["head"] != rec["hash"]:
+            return self.fail(seq, "head_mismatch_anchor", "the record at the checkpoint's seq has another hash")
+        self.count = seq
+        self.prev = rec["hash"]
+        return True
+
+    def finish(self):
+        if self.problem is None and self.anchor and self.count < self.anchor["seq"]:
+            self.problem = (
+                self.count + 1,
+                "tail_shorter_than_anchor",
+                f"the export ends at seq {self.count} but the checkpoint is at seq {self.anchor['seq']}",
+            )
+        return self.problem
+
+
+def main(argv):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("export", help="JSON Lines file written by `oms-upgrade ledger export`")
+    ap.add_argument("--anchor", help="checkpoint file written by `oms-upgrade ledger checkpoint`")
+    ap.add_argument("--chain-only", action="store_true", help="do not check payload decoding")
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    args = ap.parse_args(argv)
+
+    try:
+        anchor = None
+        if args.anchor:
+            try:
+                with open(args.anchor, encoding="utf-8") as f:
+                    anchor = parse_anchor(f.read(), f"checkpoint file {args.anchor}")
+            except OSError as e:
+                raise BadInput(f"cannot read checkpoint file {args.anchor}: {e.strerror}")
+        try:
+            f = open(args.export, encoding="utf-8")
+        except OSError as e:
+            raise BadInput(f"cannot read export {args.export}: {e.strerror}")
+        validator = load_validator()
+        with f:
+            lines = iter(enumerate(f, start=1))
+            verifier = None
+            for n, raw in lines:
+                try:
+                    line = json.loads(raw)
+                except ValueError as e:
+                    raise BadInput(f"{args.export} line {n} is not JSON: {e}")
+                if validator is not None:
+                    errors = sorted(validator.iter_errors(line), key=str)
+                    if errors:
+                        raise BadInput(f"{args.export} line {n} does not match the schema: {errors[0].message}")
+                if verifier is None:
+                    if line.get("format") != "oms-upgrade-ledger-export" or line.get("version") != 1:
+                        raise BadInput(f"{args.export} does not start with an export v1 header line")
+                    verifier = Verifier(uuid.UUID(line["ledger_id"]).bytes, anchor, args.chain_only)
+                    continue
+                if "format" in line:
+                    raise BadInput(f"{args.export} line {n}: a second header line")
+                try:
+                    if not verifier.push(line):
+                        break
+                except (KeyError, TypeError, ValueError, binascii.Error) as e:
+                    raise BadInput(f"{args.export} line {n} is not an export record line: {e}")
+            if verifier is None:
+                raise BadInput(f"{args.export} is empty")
+            problem = verifier.finish()
+    except BadInput as e:
+        if args.json:
+            print(json.dumps({"ok": False, "error": str(e), "exit_code": 5}))
+        print(f"error: {e}", file=sys.stderr)
+        return 5
+
+    head = (verifier.count, verifier.prev.hex()) if verifier.count else (None, None)
+    if args.json:
+        out = {
+            "ok": problem is None,
+            "records": verifier.count,
+            "head_seq": head[0],
+            "head_hash": head[1],
+            "problem": None if problem is None else {"seq": problem[0], "kind": problem[1], "detail": problem[2]},
+            "exit_code": 0 if problem is None else 3,
+        }
+        print(json.dumps(out))
+    elif problem is None:
+        print(f"OK: {verifier.count} records, head seq {head[0]} {head[1]}")
+    else:
+        print(f"BROKEN at seq {problem[0]}: {problem[1]}: {problem[2]}")
+    return 0 if problem is None else 3
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

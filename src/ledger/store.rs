@@ -1,0 +1,623 @@
+//! Where records live: the sled database in the ledger folder, the lock that keeps it to one
+//! process at a time, and the durable append.
+//!
+//! Folder layout (see `ledger-schema/RECORD.md`): sled's own files (`conf`, `db`, `blobs/`,
+//! `snap.*`) and `oms-upgrade.lock`. sled tree `records` maps the sequence number (u64
+//! big-endian, from 1) to the stored record bytes; tree `meta` holds `ledger_id` (16 bytes,
+//! written once at creation). Nothing else is stored: the head is derived by reading the
+//! last record, so there is no cached value that could disagree with the records.
+//!
+//! Durability: sled 0.34's `flush()` on Linux ends with `sync_file_range`, which writes the
+//! pages but neither the file size nor the disk's write cache. After sled's flush the writer
+//! therefore `fdatasync`s sled's `db` file itself. Records are capped
+//! ([`super::record::MAX_RECORD_LEN`]) and the segment size raised so that sled never moves
+//! a page into its `blobs/` files, which it writes without any sync.
+//!
+//! Locking: every opener (writer or reader) takes an exclusive `flock` on
+//! `oms-upgrade.lock` before touching sled, and writes its pid, host and start time into it
+//! so the next opener can say who holds the ledger. Readers need it too: sled 0.34 has no
+//! read-only mode and locks its `db` file exclusively, so a reader cannot open the database
+//! while a writer has it open; taking our lock first turns that into a clear `Busy` error
+//! instead of sled's low-level one, and stops a writer from starting mid-read.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use fs2::FileExt;
+use sled::IVec;
+use uuid::Uuid;
+
+use super::error::LedgerError;
+use super::record::{self, Hash, NewRecord, ParseError, Record, RecordHasher, RecordRef};
+
+/// Name of the lock file inside the ledger folder.
+pub const LOCK_FILE: &str = "oms-upgrade.lock";
+/// sled tree holding the records.
+pub const RECORDS_TREE: &str = "records";
+/// sled tree holding the ledger's metadata.
+pub const META_TREE: &str = "meta";
+/// Key in [`META_TREE`] holding the 16-byte ledger id.
+pub const META_LEDGER_ID: &str = "ledger_id";
+
+/// sled segment size. Stored in sled's `conf` at creation; every opener must use the same.
+/// 8 MiB puts sled's blob threshold (a quarter segment) far above the largest leaf page
+/// capped records can produce (sled splits leaves above 16 entries: 17 x 64 KiB).
+const SEGMENT_SIZE: usize = 8 * 1024 * 1024;
+
+fn sled_config(dir: &Path) -> sled::Config {
+    sled::Config::new()
+        .path(dir)
+        .segment_size(SEGMENT_SIZE)
+        .cache_capacity(256 * 1024 * 1024)
+        // Appends flush explicitly; a background flusher would only add unsynchronised I/O.
+        .flush_every_ms(None)
+}
+
+/// The sequence number a sled key encodes, if it is a well-formed 8-byte key.
+pub fn key_seq(key: &[u8]) -> Option<u64> {
+    <[u8; 8]>::try_from(key).ok().map(u64::from_be_bytes)
+}
+
+/// The sled key for a sequence number.
+pub fn seq_key(seq: u64) -> [u8; 8] {
+    seq.to_be_bytes()
+}
+
+// ---------------------------------------------------------------------------------------
+// The lock.
+
+/// An exclusive hold on a ledger folder, released when dropped (the kernel releases a
+/// `flock` when its file is closed, including when the process is killed).
+#[derive(Debug)]
+struct FolderLock {
+    _file: File,
+}
+
+fn io_err(path: &Path, action: &'static str) -> impl FnOnce(std::io::Error) -> LedgerError {
+    let path = path.to_path_buf();
+    move |source| LedgerError::Io {
+        path,
+        action,
+        source,
+    }
+}
+
+fn store_err(path: &Path) -> impl FnOnce(sled::Error) -> LedgerError {
+    let path = path.to_path_buf();
+    move |source| match source {
+        // Something holds sled's own lock without holding ours (e.g. a tool opening the
+        // database directly): report it as busy, like any other holder.
+        sled::Error::Io(e) if e.to_string().contains("could not acquire lock") => {
+            LedgerError::Busy {
+                path,
+                holder: "a process that opened the sled database directly".into(),
+            }
+        }
+        source => LedgerError::Store { path, source },
+    }
+}
+
+impl FolderLock {
+    fn acquire(dir: &Path, role: &str) -> Result<FolderLock, LedgerError> {
+        let path = dir.join(LOCK_FILE);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io_err(dir, "open the lock file"))?;
+        if let Err(e) = file.try_lock_exclusive() {
+            if e.kind() != fs2::lock_contended_error().kind() {
+                return Err(io_err(dir, "lock the lock file")(e));
+            }
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            return Err(LedgerError::Busy {
+                path: dir.to_path_buf(),
+                holder: if holder.is_empty() {
+                    "holder unknown: it has not written its name yet".into()
+                } else {
+                    holder.to_string()
+                },
+            });
+        }
+        // Who holds it is advice for the next opener, not a fact anything relies on, so a
+        // failure to write it is not fatal; reading the clock here is fine for the same
+        // reason (records never get their time from the ledger).
+        let host = hostname::get()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "unknown host".into());
+        let since = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let info = format!(
+            "{role}: pid {} on host {host}, since {since}\n",
+            std::process::id()
+        );
+        let _ = file
+            .set_len(0)
+            .and_then(|_| file.write_all(info.as_bytes()));
+        Ok(FolderLock { _file: file })
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Recognising a ledger folder.
+
+enum Folder {
+    Missing,
+    Empty,
+    Sled,
+}
+
+fn classify(dir: &Path) -> Result<Folder, LedgerError> {
+    let meta = match std::fs::metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Folder::Missing),
+        Err(e) => return Err(io_err(dir, "read the folder")(e)),
+    };
+    if !meta.is_dir() {
+        return Err(LedgerError::NotALedger {
+            path: dir.to_path_buf(),
+            reason: "it is a file, not a folder".into(),
+        });
+    }
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io_err(dir, "list the folder"))? {
+        let entry = entry.map_err(io_err(dir, "list the folder"))?;
+        names.push(entry.file_name().to_string_lossy().into_owned());
+    }
+    let has = |n: &str| names.iter().any(|x| x == n);
+    if has("conf") && has("db") {
+        return Ok(Folder::Sled);
+    }
+    match names.iter().find(|n| *n != LOCK_FILE) {
+        None => Ok(Folder::Empty),
+        Some(other) => Err(LedgerError::NotALedger {
+            path: dir.to_path_buf(),
+            reason: format!(
+                "it holds other files (e.g. `{other}`) but no ledger database (sled `conf` and `db`)"
+            ),
+        }),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading.
+
+/// Read access to an open ledger: shared by the writer ([`Ledger::view`]) and by readers
+/// ([`LedgerReader::view`]).
+#[derive(Debug)]
+pub struct LedgerView {
+    dir: PathBuf,
+    ledger_id: Uuid,
+    records: sled::Tree,
+}
+
+impl LedgerView {
+    /// The ledger folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The ledger id from the `meta` tree.
+    pub fn ledger_id(&self) -> Uuid {
+        self.ledger_id
+    }
+
+    /// Raw `(key, stored bytes)` pairs in key order: what verification and export read.
+    pub fn entries(&self) -> impl Iterator<Item = Result<(IVec, IVec), LedgerError>> + '_ {
+        self.records.iter().map(|r| r.map_err(store_err(&self.dir)))
+    }
+
+    /// Parsed records in sequence order. A record that does not parse is an error item
+    /// (the iteration goes on); nothing here checks hashes: use [`super::verify()`].
+    pub fn records(&self) -> impl Iterator<Item = Result<Record, LedgerError>> + '_ {
+        self.entries()
+            .map(move |e| e.and_then(|(k, v)| parse_entry(&self.dir, &k, &v)))
+    }
+
+    /// The newest record (not verified), or `None` for an empty ledger.
+    pub fn head(&self) -> Result<Option<Record>, LedgerError> {
+        match self.records.last().map_err(store_err(&self.dir))? {
+            None => Ok(None),
+            Some((k, v)) => parse_entry(&self.dir, &k, &v).map(Some),
+        }
+    }
+}
+
+fn parse_entry(dir: &Path, key: &[u8], value: &[u8]) -> Result<Record, LedgerError> {
+    let seq = key_seq(key).ok_or_else(|| LedgerError::Malformed {
+        path: dir.to_path_buf(),
+        seq: 0,
+        source: ParseError::BadKey(key.len()),
+    })?;
+    Record::parse(value).map_err(|source| LedgerError::Malformed {
+        path: dir.to_path_buf(),
+        seq,
+        source,
+    })
+}
+
+/// Opens sled and the two trees of an existing ledger, after checking it is one.
+fn open_existing(dir: &Path) -> Result<(sled::Db, LedgerView), LedgerError> {
+    let db = sled_config(dir).open().map_err(store_err(dir))?;
+    let names = db.tree_names();
+    let has = |n: &str| names.iter().any(|t| t.as_ref() == n.as_bytes());
+    if !has(META_TREE) || !has(RECORDS_TREE) {
+        return Err(LedgerError::NotALedger {
+            path: dir.to_path_buf(),
+            reason: "it is a sled database without the ledger's `meta` and `records` trees".into(),
+        });
+    }
+    let meta = db.open_tree(META_TREE).map_err(store_err(dir))?;
+    let id = meta
+        .get(META_LEDGER_ID)
+        .map_err(store_err(dir))?
+        .ok_or_else(|| LedgerError::NotALedger {
+            path: dir.to_path_buf(),
+            reason: "its `meta` tree has no ledger id (was its creation interrupted?)".into(),
+        })?;
+    let id = <[u8; 16]>::try_from(id.as_ref()).map_err(|_| LedgerError::NotALedger {
+        path: dir.to_path_buf(),
+        reason: format!("its ledger id is {} bytes, not 16", id.len()),
+    })?;
+    let records = db.open_tree(RECORDS_TREE).map_err(store_err(dir))?;
+    Ok((
+        db,
+        LedgerView {
+            dir: dir.to_path_buf(),
+            ledger_id: Uuid::from_bytes(id),
+            records,
+        },
+    ))
+}
+
+/// A read-only handle for `verify`, `log` and `export`.
+///
+/// sled 0.34 has no read-only mode: opening a reader takes the folder's lock and opens the
+/// database (which may write sled's own recovery metadata, never records). While a writer
+/// runs, [`LedgerReader::open`] fails with [`LedgerError::Busy`] naming the holder.
+#[derive(Debug)]
+pub struct LedgerReader {
+    view: LedgerView,
+    _db: sled::Db,
+    _lock: FolderLock,
+}
+
+impl LedgerReader {
+    /// Opens an existing ledger for reading. Never creates anything in a folder that is not
+    /// a ledger.
+    pub fn open(dir: impl AsRef<Path>) -> Result<LedgerReader, LedgerError> {
+        let dir = dir.as_ref();
+        match classify(dir)? {
+            Folder::Missing => {
+                return Err(LedgerError::Missing {
+                    path: dir.to_path_buf(),
+                });
+            }
+            Folder::Empty => {
+                return Err(LedgerError::NotALedger {
+                    path: dir.to_path_buf(),
+                    reason: "the folder is empty: no ledger has been created there yet".into(),
+                });
+            }
+            Folder::Sled => {}
+        }
+        let lock = FolderLock::acquire(dir, "reader")?;
+        let (db, view) = open_existing(dir)?;
+        Ok(LedgerReader {
+            view,
+            _db: db,
+            _lock: lock,
+        })
+    }
+
+    /// Read access (shared with the writer's).
+    pub fn view(&self) -> &LedgerView {
+        &self.view
+    }
+
+    /// The ledger id.
+    pub fn ledger_id(&self) -> Uuid {
+        self.view.ledger_id()
+    }
+
+    /// The ledger folder.
+    pub fn dir(&self) -> &Path {
+        self.view.dir()
+    }
+
+    /// Parsed records in sequence order; see [`LedgerView::records`].
+    pub fn records(&self) -> impl Iterator<Item = Result<Record, LedgerError>> + '_ {
+        self.view.records()
+    }
+
+    /// The newest record (not verified).
+    pub fn head(&self) -> Result<Option<Record>, LedgerError> {
+        self.view.head()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Writing.
+
+/// The single writer of a ledger. Holds the folder's lock for its whole life.
+#[derive(Debug)]
+pub struct Ledger {
+    view: LedgerView,
+    db: sled::Db,
+    /// sled's main file, fsynced after sled's own flush (see the module docs).
+    db_file: File,
+    /// Sequence number and hash of the newest record, derived from the stored records
+    /// at open and advanced by each durable append.
+    head: Option<(u64, Hash)>,
+    poisoned: bool,
+    _lock: FolderLock,
+}
+
+impl Ledger {
+    /// Opens the ledger in `dir` for writing, creating the folder and a new ledger (with a
+    /// fresh random id) when the folder is absent or empty.
+    pub fn open_writer(dir: impl AsRef<Path>) -> Result<Ledger, LedgerError> {
+        Self::open_inner(dir.as_ref(), true)
+    }
+
+    /// Opens an existing ledger for writing; fails with [`LedgerError::Missing`] or
+    /// [`LedgerError::NotALedger`] instead of creating one.
+    pub fn open_existing_writer(dir: impl AsRef<Path>) -> Result<Ledger, LedgerError> {
+        Self::open_inner(dir.as_ref(), false)
+    }
+
+    fn open_inner(dir: &Path, create: bool) -> Result<Ledger, LedgerError> {
+        let state = classify(dir)?;
+        match (&state, create) {
+            (Folder::Missing, false) => {
+                return Err(LedgerError::Missing {
+                    path: dir.to_path_buf(),
+                });
+            }
+            (Folder::Empty, false) => {
+                return Err(LedgerError::NotALedger {
+                    path: dir.to_path_buf(),
+                    reason: "the folder is empty: no ledger has been created there yet".into(),
+                });
+            }
+            (Folder::Missing, true) => {
+                std::fs::create_dir_all(dir).map_err(io_err(dir, "create the folder"))?;
+                if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    sync_dir(parent)?;
+                }
+            }
+            _ => {}
+        }
+        let lock = FolderLock::acquire(dir, "writer")?;
+        // Classify again under the lock: another creator may have finished meanwhile.
+        let (db, view) = match classify(dir)? {
+            Folder::Sled => open_existing(dir)?,
+            Folder::Empty if create => create_new(dir)?,
+            Folder::Missing | Folder::Empty => {
+                return Err(LedgerError::Missing {
+                    path: dir.to_path_buf(),
+                });
+            }
+        };
+        let db_file = File::open(dir.join("db")).map_err(io_err(dir, "open sled's db file"))?;
+        let head = derive_head(&view)?;
+        Ok(Ledger {
+            view,
+            db,
+            db_file,
+            head,
+            poisoned: false,
+            _lock: lock,
+        })
+    }
+
+    /// Read access to the records (for replay while holding the writer).
+    pub fn view(&self) -> &LedgerView {
+        &self.view
+    }
+
+    /// The ledger id.
+    pub fn ledger_id(&self) -> Uuid {
+        self.view.ledger_id
+    }
+
+    /// The ledger folder.
+    pub fn dir(&self) -> &Path {
+        &self.view.dir
+    }
+
+    /// Sequence number and hash of the newest record, `None` when empty.
+    pub fn head(&self) -> Option<(u64, Hash)> {
+        self.head
+    }
+
+    /// Whether an earlier append failed; a poisoned handle refuses appends.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    /// Appends one record and returns it only once it is durable (sled flushed, `db`
+    /// fsynced). Any failure after the record reached sled poisons the handle: the caller
+    /// must not act as if the record exists, and every later append fails.
+    pub fn append(&mut self, new: NewRecord<'_>) -> Result<Record, LedgerError> {
+        if self.poisoned {
+            return Err(LedgerError::Poisoned {
+                path: self.view.dir.clone(),
+            });
+        }
+        let (seq, prev) = self.next();
+        let (stored, hash) =
+            record::encode(seq, self.view.ledger_id, prev, &new).map_err(|source| {
+                LedgerError::Encode {
+                    path: self.view.dir.clone(),
+                    source,
+                }
+            })?;
+        // From here on a failure may leave the record half-written: poison first.
+        self.poisoned = true;
+        let cas = self
+            .view
+            .records
+            .compare_and_swap(seq_key(seq), None::<&[u8]>, Some(stored.as_slice()))
+            .map_err(store_err(&self.view.dir))
+            .map_err(|e| self.not_durable(seq, e))?;
+        if cas.is_err() {
+            return Err(LedgerError::Conflict {
+                path: self.view.dir.clone(),
+                seq,
+            });
+        }
+        self.make_durable().map_err(|e| self.not_durable(seq, e))?;
+        self.poisoned = false;
+        self.head = Some((seq, hash));
+        Ok(parsed(stored))
+    }
+
+    /// Appends several records as one atomic sled batch and returns them once the batch is
+    /// durable. Either all of them are stored or (after a crash) none; a failure poisons
+    /// the handle like [`Ledger::append`].
+    pub fn append_batch(&mut self, batch: &[NewRecord<'_>]) -> Result<Vec<Record>, LedgerError> {
+        if self.poisoned {
+            return Err(LedgerError::Poisoned {
+                path: self.view.dir.clone(),
+            });
+        }
+        let (first, mut prev) = self.next();
+        let mut out = Vec::with_capacity(batch.len());
+        let mut sled_batch = sled::Batch::default();
+        for (i, new) in batch.iter().enumerate() {
+            let seq = first + i as u64;
+            let (stored, hash) =
+                record::encode(seq, self.view.ledger_id, prev, new).map_err(|source| {
+                    LedgerError::Encode {
+                        path: self.view.dir.clone(),
+                        source,
+                    }
+                })?;
+            prev = hash;
+            sled_batch.insert(&seq_key(seq), stored.as_slice());
+            out.push(stored);
+        }
+        let Some(last) = out.len().checked_sub(1) else {
+            return Ok(Vec::new());
+        };
+        let last_seq = first + last as u64;
+        self.poisoned = true;
+        if self
+            .view
+            .records
+            .contains_key(seq_key(first))
+            .map_err(store_err(&self.view.dir))?
+        {
+            return Err(LedgerError::Conflict {
+                path: self.view.dir.clone(),
+                seq: first,
+            });
+        }
+        self.view
+            .records
+            .apply_batch(sled_batch)
+            .map_err(store_err(&self.view.dir))
+            .map_err(|e| self.not_durable(first, e))?;
+        self.make_durable()
+            .map_err(|e| self.not_durable(first, e))?;
+        self.poisoned = false;
+        self.head = Some((last_seq, prev));
+        Ok(out.into_iter().map(parsed).collect())
+    }
+
+    fn next(&self) -> (u64, Hash) {
+        match self.head {
+            None => (1, Hash::ZERO),
+            Some((seq, hash)) => (seq + 1, hash),
+        }
+    }
+
+    fn not_durable(&self, seq: u64, e: LedgerError) -> LedgerError {
+        LedgerError::NotDurable {
+            path: self.view.dir.clone(),
+            seq,
+            source: Box::new(e),
+        }
+    }
+
+    fn make_durable(&self) -> Result<(), LedgerError> {
+        self.db.flush().map_err(store_err(&self.view.dir))?;
+        self.db_file
+            .sync_data()
+            .map_err(io_err(&self.view.dir, "fsync sled's db file"))
+    }
+}
+
+fn parsed(stored: Vec<u8>) -> Record {
+    // We just encoded these bytes, so they parse; a failure here is a bug in `record`.
+    Record::parse(&stored).expect("a freshly encoded record parses")
+}
+
+fn sync_dir(dir: &Path) -> Result<(), LedgerError> {
+    File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(io_err(dir, "fsync the folder"))
+}
+
+/// Creates a new ledger in an empty folder: both trees and a fresh id, made durable before
+/// anything can be appended.
+fn create_new(dir: &Path) -> Result<(sled::Db, LedgerView), LedgerError> {
+    let db = sled_config(dir).open().map_err(store_err(dir))?;
+    let meta = db.open_tree(META_TREE).map_err(store_err(dir))?;
+    let records = db.open_tree(RECORDS_TREE).map_err(store_err(dir))?;
+    let id = Uuid::new_v4();
+    meta.insert(META_LEDGER_ID, id.as_bytes())
+        .map_err(store_err(dir))?;
+    db.flush().map_err(store_err(dir))?;
+    for f in ["db", "conf"] {
+        File::open(dir.join(f))
+            .and_then(|f| f.sync_all())
+            .map_err(io_err(dir, "fsync a new sled file"))?;
+    }
+    sync_dir(dir)?;
+    Ok((
+        db,
+        LedgerView {
+            dir: dir.to_path_buf(),
+            ledger_id: id,
+            records,
+        },
+    ))
+}
+
+/// The writer's starting point: the newest record, checked enough that appending onto it
+/// cannot hide damage (well-formed, hash valid, key and seq agree, same ledger).
+fn derive_head(view: &LedgerView) -> Result<Option<(u64, Hash)>, LedgerError> {
+    let Some((k, v)) = view.records.last().map_err(store_err(&view.dir))? else {
+        return Ok(None);
+    };
+    let damaged = |seq: u64, reason: String| LedgerError::DamagedHead {
+        path: view.dir.clone(),
+        seq,
+        reason,
+    };
+    let seq = key_seq(&k)
+        .ok_or_else(|| damaged(0, format!("its sled key is {} bytes, not 8", k.len())))?;
+    let r = RecordRef::parse(&v).map_err(|e| damaged(seq, e.to_string()))?;
+    if RecordHasher::new().hash(r.body) != r.hash {
+        return Err(damaged(
+            seq,
+            "its stored hash does not match its bytes".into(),
+        ));
+    }
+    if r.seq != seq {
+        return Err(damaged(seq, format!("it says it is seq {}", r.seq)));
+    }
+    if r.ledger_id != view.ledger_id {
+        return Err(damaged(
+            seq,
+            format!("it belongs to ledger {}", r.ledger_id),
+        ));
+    }
+    Ok(Some((seq, r.hash)))
+}
