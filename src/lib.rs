@@ -10,6 +10,7 @@ pub mod ledger;
 
 // Pure core: event vocabulary, replay, permitted steps, version paths, refetch rule.
 pub mod events;
+pub mod haconfig;
 pub mod refetch;
 pub mod replay;
 pub mod steps;

@@ -1,0 +1,320 @@
+//! Sample plans and facts for the core's tests (events, steps, replay, property tests).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use uuid::Uuid;
+
+use super::*;
+use crate::refetch::{self, RefetchPolicy};
+use crate::versions::Version;
+
+/// A fixed time origin for tests.
+pub(crate) fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2024, 5, 1, 4, 0, 0).unwrap()
+}
+
+/// The plan input for `source -> target` (3.3.0 -> 3.3.1 unless told otherwise).
+pub(crate) fn input(source: &str, target: &str) -> PlanInput {
+    PlanInput {
+        run_id: Uuid::from_u128(0x1234_5678_9abc_def0_1234_5678_9abc_def0),
+        tool_version: "0.1.0".into(),
+        source_version: source.parse::<Version>().unwrap(),
+        target_version: target.parse::<Version>().unwrap(),
+        old_container: ContainerSnapshot {
+            id: "c0ffee".repeat(10) + "abcd",
+            name: "oms".into(),
+            image: format!("oms:feature_{source}_ce"),
+            image_id: "sha256:".to_string() + &"1".repeat(64),
+            binds: vec![
+                "/data/config.yaml:/home/admin/conf/config.yaml".into(),
+                "/data/oms/oms_logs:/home/admin/logs".into(),
+                "/data/oms/oms_store:/home/ds/store".into(),
+                "/data/oms/oms_run:/home/ds/run".into(),
+            ],
+            env: record_env(&[
+                "OMS_HOST_IP=10.0.0.5",
+                "OMS_META_PASSWORD=hunter2",
+                "PATH=/usr/bin",
+            ]),
+            labels: BTreeMap::from([("team".to_string(), "dba".to_string())]),
+        },
+        target_image: format!("oms:feature_{target}_ce"),
+        target_image_id: Some("sha256:".to_string() + &"2".repeat(64)),
+        old_renamed_to: None,
+        privileged: true,
+        host_ip: "10.0.0.5".into(),
+        metadb: MetaDbLocation {
+            display_url: "mysql://oms@10.0.0.9:3306".into(),
+            host: "10.0.0.9".into(),
+            port: 3306,
+            user: "oms".into(),
+        },
+        databases: DbNames {
+            rm: "oms_rm".into(),
+            cm: "oms_cm".into(),
+            cm_hb: "oms_cm_hb".into(),
+        },
+        backup_dir: "/var/backups/oms".into(),
+        ha_mode: HaMode::Sql,
+        ha_after: HaAfter::Enable,
+        refetch: RefetchPolicy::default(),
+        stop_timeout_secs: None,
+        init_timeout_secs: None,
+        health_url: "http://10.0.0.5:8089/oms/health".into(),
+        health_timeout_secs: None,
+    }
+}
+
+/// The runbook's plan: 3.3.0 -> 3.3.1.
+pub(crate) fn plan() -> Plan {
+    Plan::new(input("3.3.0", "3.3.1")).unwrap()
+}
+
+/// A plan for `source -> target`.
+pub(crate) fn plan_for(source: &str, target: &str) -> Plan {
+    Plan::new(input(source, target)).unwrap()
+}
+
+pub(crate) const HA_ON: &str =
+    r#"{"enable":true,"enableStore":true,"refetchStoreIntervalMin":30,"custom":{"x":1}}"#;
+pub(crate) const HA_OFF: &str =
+    r#"{"enable":false,"enableStore":true,"refetchStoreIntervalMin":30,"custom":{"x":1}}"#;
+
+/// A dump artifact for one database of `plan`.
+pub(crate) fn artifact(plan: &Plan, db: MetaDb) -> DumpArtifact {
+    DumpArtifact {
+        db,
+        database: plan.databases.get(db).to_string(),
+        file: plan.dump_file(db),
+        size: 4096 + db as u64,
+        blake3_hex: blake3::hash(plan.dump_file(db).as_bytes())
+            .to_hex()
+            .to_string(),
+        format: "sql".into(),
+        compression: "none".into(),
+        dumper: "native".into(),
+        tables: vec![TableFact {
+            name: "t".into(),
+            rows: 3,
+            checksum: "abc".into(),
+            method: "blake3-rows".into(),
+        }],
+    }
+}
+
+/// Successful facts for `key` under `plan`, as an executor would record them at `at`.
+/// `t1` is needed for `enable-ha` facts.
+pub(crate) fn done_facts(
+    plan: &Plan,
+    key: StepKey,
+    at: DateTime<Utc>,
+    t1: Option<DateTime<Utc>>,
+) -> StepFacts {
+    match key {
+        StepKey::DisableHa | StepKey::RollbackDisableHa => StepFacts::HaDisabled(HaDisabled {
+            previous_json: HA_ON.into(),
+            written_json: Some(HA_OFF.into()),
+            mode: plan.ha_mode,
+            attestation: None,
+        }),
+        StepKey::StopOldContainer | StepKey::StopNewContainer => {
+            StepFacts::ContainerStopped(ContainerStopped {
+                id: plan.old_container.id.clone(),
+                stopped_at: at,
+                docker_finished_at: Some(at - Duration::milliseconds(300)),
+                exit_code: Some(0),
+                already_stopped: false,
+            })
+        }
+        StepKey::PruneHeartbeat => StepFacts::HeartbeatPruned {
+            max_id: Some(9000),
+            rows_deleted: 8999,
+        },
+        StepKey::Dump { db } => StepFacts::DumpWritten(artifact(plan, db)),
+        StepKey::RenameOldContainer => StepFacts::ContainerRenamed {
+            id: plan.old_container.id.clone(),
+            from: plan.new_name.clone(),
+            to: plan.old_renamed_to.clone(),
+        },
+        StepKey::RenameNewAside => StepFacts::ContainerRenamed {
+            id: "new".into(),
+            from: plan.new_name.clone(),
+            to: plan.failed_name.clone(),
+        },
+        StepKey::RenameOldBack => StepFacts::ContainerRenamed {
+            id: plan.old_container.id.clone(),
+            from: plan.old_renamed_to.clone(),
+            to: plan.new_name.clone(),
+        },
+        StepKey::CreateNewContainer => StepFacts::NewContainerCreated(NewContainer {
+            id: "new".into(),
+            name: plan.new_name.clone(),
+            image: plan.target_image.clone(),
+            image_id: plan.target_image_id.clone(),
+            binds: plan.old_container.binds.iter().rev().cloned().collect(),
+            env: record_env(&["OMS_HOST_IP=10.0.0.5", "IS_UPGRADE=true"]),
+            old_binds: plan.old_container.binds.clone(),
+            binds_equal_to_old: true,
+        }),
+        StepKey::StartNewContainer => StepFacts::NewContainerStarted {
+            id: "new".into(),
+            started_at: Some(at),
+        },
+        StepKey::CheckSupervisor => StepFacts::SupervisorChecked {
+            programs: vec![NamedState {
+                name: "oms_console".into(),
+                state: "RUNNING".into(),
+            }],
+            all_running: true,
+        },
+        StepKey::RunDockerInit => StepFacts::DockerInit(DockerInit {
+            exit_code: 0,
+            marker_seen: true,
+            log_file: Some("/home/admin/logs/docker_init.log".into()),
+            log_blake3: "ab".repeat(32),
+            log_tail: "【结束】全部初始化步骤执行成功".into(),
+            harmless_errors: vec![],
+        }),
+        StepKey::ConfirmHealth | StepKey::ConfirmOldHealth => StepFacts::Health(Health {
+            url: plan.health_url.clone(),
+            healthy: true,
+            body_blake3: "cd".repeat(32),
+            container_id: Some("new".into()),
+        }),
+        StepKey::CheckOnline => StepFacts::NodesOnline {
+            nodes: vec![NamedState {
+                name: plan.host_ip.clone(),
+                state: "Online".into(),
+            }],
+            all_online: true,
+        },
+        StepKey::EnableHa | StepKey::RollbackEnableHa => StepFacts::HaEnabled(HaEnabled {
+            enabled_at: at,
+            previous_json: HA_OFF.into(),
+            written_json: HA_ON.replace("30", "90"),
+            refetch: t1.map(|t1| refetch::decide(&plan.refetch, t1, at)),
+            mode: plan.ha_mode,
+            attestation: None,
+        }),
+        StepKey::Complete | StepKey::RollbackComplete => StepFacts::Completed,
+        StepKey::RollbackVerifyDumps => StepFacts::DumpsVerified {
+            checks: MetaDb::ALL
+                .iter()
+                .map(|&db| DumpCheck {
+                    db,
+                    file: plan.dump_file(db),
+                    found_blake3: Some(artifact(plan, db).blake3_hex),
+                    ok: true,
+                })
+                .collect(),
+        },
+        StepKey::RecreateDatabase { db } => StepFacts::DatabaseRecreated {
+            db,
+            database: plan.databases.get(db).to_string(),
+        },
+        StepKey::Restore { db } => StepFacts::Restored(Restored {
+            db,
+            database: plan.databases.get(db).to_string(),
+            file: plan.dump_file(db),
+            verified_blake3: artifact(plan, db).blake3_hex,
+            tables: artifact(plan, db).tables,
+            tables_match: true,
+        }),
+        StepKey::RestartOldContainer => StepFacts::ContainerRestarted {
+            id: plan.old_container.id.clone(),
+            name: plan.new_name.clone(),
+        },
+    }
+}
+
+/// One event of every type and every facts variant (for round trips).
+pub(crate) fn every_event() -> Vec<Event> {
+    let p = plan();
+    let at = t0() + Duration::minutes(61);
+    let mut v = vec![
+        Event::planned(p.clone()),
+        Event::PreflightFailed {
+            checks: vec![
+                PreflightCheck {
+                    name: "path-supported".into(),
+                    ok: true,
+                    detail: "3.3.0 -> 3.3.1".into(),
+                },
+                PreflightCheck {
+                    name: "target-image-present".into(),
+                    ok: false,
+                    detail: "load the image with docker load".into(),
+                },
+            ],
+        },
+        Event::RollbackRequested {
+            reason: "docker_init.sh failed".into(),
+        },
+        Event::Note {
+            text: "change ticket CHG-42 ✓".into(),
+        },
+        Event::Attestation(Attestation {
+            by: "alice".into(),
+            statement: "set enable=false in the console".into(),
+            step: Some(StepKey::DisableHa),
+            observed_at: Some(at),
+        }),
+        Event::StepReconciled {
+            key: StepKey::StopOldContainer,
+            finding: Finding::NotDone,
+            evidence: "container running".into(),
+        },
+        Event::StepReconciled {
+            key: StepKey::RunDockerInit,
+            finding: Finding::Failed {
+                error: "log ends mid-way".into(),
+                retryable: false,
+            },
+            evidence: "docker_init.log".into(),
+        },
+    ];
+    for key in StepKey::all() {
+        let facts = done_facts(&p, key, at, Some(t0()));
+        v.push(Event::StepIntent { key });
+        v.push(Event::StepDone {
+            key,
+            facts: facts.clone(),
+        });
+        v.push(Event::StepFailed {
+            key,
+            error: "boom".into(),
+            retryable: true,
+            facts: Some(facts.clone()),
+        });
+        v.push(Event::StepReconciled {
+            key,
+            finding: Finding::Done(Box::new(facts)),
+            evidence: "inspected".into(),
+        });
+    }
+    v.push(Event::StepFailed {
+        key: StepKey::RenameNewAside,
+        error: "x".into(),
+        retryable: false,
+        facts: Some(StepFacts::Skipped {
+            reason: "no container".into(),
+        }),
+    });
+    let mut att = done_facts(&p, StepKey::DisableHa, at, None);
+    if let StepFacts::HaDisabled(h) = &mut att {
+        h.mode = HaMode::Manual;
+        h.written_json = None;
+        h.attestation = Some(Attestation {
+            by: "bob".into(),
+            statement: "done in console".into(),
+            step: None,
+            observed_at: None,
+        });
+    }
+    v.push(Event::StepDone {
+        key: StepKey::DisableHa,
+        facts: att,
+    });
+    v
+}

@@ -1,0 +1,272 @@
+use super::samples::*;
+use super::*;
+use crate::versions::ProcedureId;
+
+#[test]
+fn every_event_round_trips() {
+    let all = every_event();
+    assert!(all.len() > 90);
+    for ev in all {
+        let enc = encode(&ev);
+        assert_eq!(enc.event_type, ev.type_name());
+        assert!(EVENT_TYPES.contains(&(enc.event_type, enc.schema_version)));
+        let back = decode(enc.event_type, enc.schema_version, &enc.payload).unwrap();
+        assert_eq!(back, ev);
+    }
+}
+
+#[test]
+fn every_event_type_is_covered_by_the_samples() {
+    let seen: std::collections::BTreeSet<&str> =
+        every_event().iter().map(|e| e.type_name()).collect();
+    let known: std::collections::BTreeSet<&str> = EVENT_TYPES.iter().map(|(t, _)| *t).collect();
+    assert_eq!(seen, known);
+}
+
+#[test]
+fn unknown_type_and_version_are_errors() {
+    let enc = encode(&Event::Note { text: "x".into() });
+    let e = decode("note.v9", 1, &enc.payload).unwrap_err();
+    assert!(matches!(e, DecodeError::UnknownType { .. }));
+    assert!(e.to_string().contains("step.intent v1"));
+    let e = decode("note", 2, &enc.payload).unwrap_err();
+    assert_eq!(
+        e,
+        DecodeError::UnknownVersion {
+            event_type: "note".into(),
+            version: 2
+        }
+    );
+}
+
+#[test]
+fn malformed_and_trailing_bytes_are_errors() {
+    let mut enc = encode(&Event::StepIntent {
+        key: StepKey::Dump { db: MetaDb::Cm },
+    });
+    enc.payload.push(0);
+    let e = decode(enc.event_type, 1, &enc.payload).unwrap_err();
+    assert!(e.to_string().contains("1 trailing bytes"), "{e}");
+    // A variant index no v1 enum has.
+    let e = decode(types::STEP_INTENT, 1, &[200]).unwrap_err();
+    assert!(matches!(e, DecodeError::Malformed { .. }));
+    let enc = encode(&Event::planned(plan()));
+    let e = decode(types::RUN_PLANNED, 1, &enc.payload[..enc.payload.len() / 2]).unwrap_err();
+    assert!(matches!(e, DecodeError::Malformed { .. }));
+}
+
+#[test]
+fn out_of_range_time_is_malformed() {
+    let bad = v1::AttestationV1 {
+        by: "a".into(),
+        statement: "b".into(),
+        step: None,
+        observed_at: Some(i64::MAX),
+    };
+    let bytes = bincode::serde::encode_to_vec(&bad, bincode::config::standard()).unwrap();
+    let e = decode(types::ATTESTATION, 1, &bytes).unwrap_err();
+    assert!(e.to_string().contains("out of range"), "{e}");
+}
+
+/// Pins the stored encoding: if one of these changes, old ledgers would no longer
+/// decode. Add a new schema version instead of editing v1.
+#[test]
+fn golden_bytes_of_v1() {
+    let hex_of = |e: &Event| hex::encode(encode(e).payload);
+    assert_eq!(
+        hex_of(&Event::StepIntent {
+            key: StepKey::Dump { db: MetaDb::CmHb }
+        }),
+        "0302"
+    );
+    assert_eq!(
+        hex_of(&Event::StepIntent {
+            key: StepKey::RollbackComplete
+        }),
+        "17"
+    );
+    assert_eq!(hex_of(&Event::Note { text: "hi".into() }), "026869");
+    assert_eq!(
+        hex_of(&Event::StepDone {
+            key: StepKey::StopOldContainer,
+            facts: StepFacts::ContainerStopped(ContainerStopped {
+                id: "c1".into(),
+                stopped_at: t0(),
+                docker_finished_at: None,
+                exit_code: Some(-1),
+                already_stopped: false,
+            }),
+        }),
+        "0101026331fd0020780ab92e0c0000010100"
+    );
+    // The whole plan: pinned by digest (the sample plan is fixed).
+    assert_eq!(
+        plan().digest().to_string(),
+        "bdfa5f4ed51c922a752003f5e1467f15d171aaf13e5a7587fcf9f66dfad31044"
+    );
+}
+
+#[test]
+fn decoder_gives_a_json_view() {
+    let enc = encode(&Event::StepDone {
+        key: StepKey::Dump { db: MetaDb::Rm },
+        facts: StepFacts::DumpWritten(artifact(&plan(), MetaDb::Rm)),
+    });
+    let v = EventDecoder
+        .decode_view(enc.event_type, enc.schema_version, &enc.payload)
+        .unwrap();
+    assert_eq!(v["event"], "step_done");
+    assert_eq!(v["key"], "dump-rm");
+    assert_eq!(v["facts"]["facts"], "dump_written");
+    assert_eq!(v["facts"]["database"], "oms_rm");
+    let enc = encode(&Event::planned(plan()));
+    let v = EventDecoder
+        .decode_view(enc.event_type, 1, &enc.payload)
+        .unwrap();
+    assert_eq!(v["plan"]["target_version"]["minor"], 3);
+    assert_eq!(v["digest"], plan().digest().to_string());
+    assert!(!v.to_string().contains("hunter2"));
+    assert!(
+        EventDecoder
+            .decode_view("bogus", 1, &[])
+            .unwrap_err()
+            .contains("unknown event type `bogus`")
+    );
+}
+
+#[test]
+fn plan_defaults_and_secret_env() {
+    let p = plan();
+    assert_eq!(p.procedure, ProcedureId::Guide331);
+    assert_eq!(plan_for("4.2.1", "4.2.2").procedure, ProcedureId::Guide42x);
+    assert_eq!(plan_for("3.2.2", "3.3.0").procedure, ProcedureId::Guide330);
+    assert_eq!(p.old_renamed_to, "oms-pre-3.3.1");
+    assert_eq!(p.failed_name, "oms-failed-3.3.1");
+    assert_eq!(p.new_name, "oms");
+    assert_eq!(p.stop_timeout_secs, Plan::DEFAULT_STOP_TIMEOUT_SECS);
+    assert_eq!(
+        p.dump_file(MetaDb::CmHb),
+        format!("/var/backups/oms/{}/oms_cm_hb.sql", p.run_id)
+    );
+    let env: Vec<String> = p.old_container.env.iter().map(|e| e.to_string()).collect();
+    assert_eq!(
+        env,
+        [
+            "OMS_HOST_IP=10.0.0.5",
+            "OMS_META_PASSWORD=***",
+            "PATH=/usr/bin"
+        ]
+    );
+    for secret in [
+        "MYSQL_PWD",
+        "api_token",
+        "TLS_KEY",
+        "db_passwd",
+        "AWS_SECRET",
+    ] {
+        assert!(looks_secret(secret), "{secret}");
+    }
+    for plain in ["PATH", "OMS_HOST_IP", "IS_UPGRADE", "LANG", "HOME"] {
+        assert!(!looks_secret(plain), "{plain}");
+    }
+}
+
+#[test]
+fn plan_refuses_bad_input() {
+    let e = Plan::new(input("3.2.2", "3.3.1")).unwrap_err();
+    assert!(matches!(e, PlanError::Unsupported(_)));
+    assert!(e.to_string().contains("3.2.2 -> 3.3.0 -> 3.3.1"));
+    let mut i = input("3.3.0", "3.3.1");
+    i.old_renamed_to = Some("oms".into());
+    assert!(
+        Plan::new(i)
+            .unwrap_err()
+            .to_string()
+            .contains("must differ")
+    );
+    let mut i = input("3.3.0", "3.3.1");
+    i.databases.cm = "oms_rm".into();
+    assert!(
+        Plan::new(i)
+            .unwrap_err()
+            .to_string()
+            .contains("three different")
+    );
+    let mut i = input("3.3.0", "3.3.1");
+    i.old_container.binds.clear();
+    assert!(Plan::new(i).unwrap_err().to_string().contains("binds"));
+    let mut i = input("3.3.0", "3.3.1");
+    i.old_container.name = "/oms".into();
+    i.old_renamed_to = Some("oms-old".into());
+    let p = Plan::new(i).unwrap();
+    assert_eq!(
+        (p.new_name.as_str(), p.old_renamed_to.as_str()),
+        ("oms", "oms-old")
+    );
+}
+
+#[test]
+fn plan_digest_is_stable_and_sensitive() {
+    let p = plan();
+    assert_eq!(p.digest(), plan().digest());
+    let mut q = p.clone();
+    q.privileged = false;
+    assert_ne!(p.digest(), q.digest());
+    let mut q = p.clone();
+    q.old_container.binds.swap(0, 1);
+    assert_ne!(p.digest(), q.digest());
+}
+
+#[test]
+fn step_key_names_round_trip_and_are_unique() {
+    let all = StepKey::all();
+    let names: std::collections::BTreeSet<String> = all.iter().map(|k| k.to_string()).collect();
+    assert_eq!(names.len(), all.len());
+    for k in all {
+        assert_eq!(k.to_string().parse::<StepKey>().unwrap(), k);
+        assert_eq!(StepKey::from(v1::StepKeyV1::from(k)), k);
+    }
+    let e = "dump-xx".parse::<StepKey>().unwrap_err();
+    assert!(e.to_string().contains("dump-cm_hb"));
+}
+
+#[test]
+fn keys_accept_only_their_own_facts() {
+    let p = plan();
+    for k in StepKey::all() {
+        let f = done_facts(&p, k, t0(), Some(t0()));
+        assert!(k.accepts(&f), "{k}");
+        assert_eq!(f.contradiction(), None, "{k}");
+    }
+    let rm = done_facts(&p, StepKey::Dump { db: MetaDb::Rm }, t0(), None);
+    assert!(!StepKey::Dump { db: MetaDb::Cm }.accepts(&rm));
+    assert!(!StepKey::StopOldContainer.accepts(&rm));
+    let skipped = StepFacts::Skipped { reason: "x".into() };
+    assert!(StepKey::RenameNewAside.accepts(&skipped));
+    assert!(!StepKey::Restore { db: MetaDb::Rm }.accepts(&skipped));
+}
+
+#[test]
+fn failed_facts_contradict_done() {
+    let p = plan();
+    let mut f = done_facts(&p, StepKey::CreateNewContainer, t0(), None);
+    if let StepFacts::NewContainerCreated(n) = &mut f {
+        n.binds.pop();
+    }
+    assert!(f.contradiction().unwrap().contains("differ"));
+    let mut f = done_facts(&p, StepKey::RunDockerInit, t0(), None);
+    if let StepFacts::DockerInit(d) = &mut f {
+        d.marker_seen = false;
+    }
+    assert!(f.contradiction().is_some());
+    let mut f = done_facts(&p, StepKey::ConfirmHealth, t0(), None);
+    if let StepFacts::Health(h) = &mut f {
+        h.healthy = false;
+    }
+    assert!(f.contradiction().is_some());
+    let mut f = done_facts(&p, StepKey::Dump { db: MetaDb::Rm }, t0(), None);
+    if let StepFacts::DumpWritten(a) = &mut f {
+        a.size = 0;
+    }
+    assert!(f.contradiction().unwrap().contains("empty"));
+}

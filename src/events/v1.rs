@@ -1,0 +1,1201 @@
+//! Schema version 1 of every event payload: the stored form, a compatibility promise.
+//!
+//! These structs are what bincode 2 (standard config: little-endian, varint integers)
+//! writes into the ledger. Rules: never change a field's type or order, never reorder or
+//! remove enum variants; enums may only gain variants at the end (bincode stores the
+//! variant index). Anything else is a new schema version in a new module. Times are
+//! microseconds since the Unix epoch (UTC), UUIDs 16 bytes, digests 32 bytes. The golden
+//! tests in `events::tests` pin the exact bytes. `ledger-schema/EVENTS.md` documents them.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::*;
+use crate::refetch::{RefetchMode, RefetchPolicy, RetentionRisk, StoreRetention};
+use crate::versions::{ProcedureId, Version};
+
+/// A stored value that decodes but does not make sense (e.g. a time out of range).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid(pub String);
+
+fn micros(t: &DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+fn time(m: i64) -> Result<DateTime<Utc>, Invalid> {
+    DateTime::from_timestamp_micros(m).ok_or_else(|| Invalid(format!("time {m} out of range")))
+}
+
+fn opt_time(m: Option<i64>) -> Result<Option<DateTime<Utc>>, Invalid> {
+    m.map(time).transpose()
+}
+
+/// `run.planned` v1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunPlannedV1 {
+    /// The plan.
+    pub plan: PlanV1,
+    /// BLAKE3 (derive-key "oms-upgrade plan digest v1") of `plan`'s encoding.
+    pub digest: [u8; 32],
+}
+
+/// `preflight.failed` v1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreflightFailedV1 {
+    /// Every check.
+    pub checks: Vec<PreflightCheckV1>,
+}
+
+/// One preflight check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreflightCheckV1 {
+    /// Name.
+    pub name: String,
+    /// Passed.
+    pub ok: bool,
+    /// Detail.
+    pub detail: String,
+}
+
+/// `step.intent` v1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepIntentV1 {
+    /// The step.
+    pub key: StepKeyV1,
+}
+
+/// `step.done` v1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepDoneV1 {
+    /// The step.
+    pub key: StepKeyV1,
+    /// Its facts.
+    pub facts: StepFactsV1,
+}
+
+/// `step.failed` v1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepFailedV1 {
+    /// The step.
+    pub key: StepKeyV1,
+    /// Error text.
+    pub error: String,
+    /// Safe to run again.
+    pub retryable: bool,
+    /// What was observed.
+    pub facts: Option<StepFactsV1>,
+}
+
+/// `step.reconciled` v1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepReconciledV1 {
+    /// The step.
+    pub key: StepKeyV1,
+    /// What was found.
+    pub finding: FindingV1,
+    /// How.
+    pub evidence: String,
+}
+
+/// `rollback.requested` v1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollbackRequestedV1 {
+    /// Why.
+    pub reason: String,
+}
+
+/// `note` v1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoteV1 {
+    /// Text.
+    pub text: String,
+}
+
+/// `attestation` v1 (also embedded in HA facts).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttestationV1 {
+    /// Who.
+    pub by: String,
+    /// What.
+    pub statement: String,
+    /// About which step.
+    pub step: Option<StepKeyV1>,
+    /// When it happened (micros).
+    pub observed_at: Option<i64>,
+}
+
+/// A metadata database. Variant order is stored: append only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MetaDbV1 {
+    /// rm
+    Rm,
+    /// cm
+    Cm,
+    /// cm_hb
+    CmHb,
+}
+
+/// A step key. Variant order is stored: append only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub enum StepKeyV1 {
+    DisableHa,
+    StopOldContainer,
+    PruneHeartbeat,
+    Dump(MetaDbV1),
+    RenameOldContainer,
+    CreateNewContainer,
+    StartNewContainer,
+    CheckSupervisor,
+    RunDockerInit,
+    ConfirmHealth,
+    CheckOnline,
+    EnableHa,
+    Complete,
+    RollbackVerifyDumps,
+    RollbackDisableHa,
+    StopNewContainer,
+    RenameNewAside,
+    RenameOldBack,
+    RecreateDatabase(MetaDbV1),
+    Restore(MetaDbV1),
+    RestartOldContainer,
+    ConfirmOldHealth,
+    RollbackEnableHa,
+    RollbackComplete,
+}
+
+/// A version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionV1 {
+    /// Major.
+    pub major: u16,
+    /// Minor.
+    pub minor: u16,
+    /// Patch.
+    pub patch: u16,
+}
+
+/// The guide followed. Append only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub enum ProcedureV1 {
+    Guide330,
+    Guide331,
+    Guide42x,
+}
+
+/// HA mode. Append only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub enum HaModeV1 {
+    Sql,
+    Manual,
+}
+
+/// `enable` after. Append only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub enum HaAfterV1 {
+    Enable,
+    KeepPrevious,
+}
+
+/// Refetch mode. Append only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub enum RefetchModeV1 {
+    Interval,
+    PerceiveCheckpoint,
+}
+
+/// Store retention. Append only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub enum RetentionV1 {
+    Sync,
+    Migration,
+}
+
+/// Retention risk. Append only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub enum RiskV1 {
+    None,
+    Near,
+    Beyond,
+}
+
+/// The refetch policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct RefetchPolicyV1 {
+    pub mode: RefetchModeV1,
+    pub margin_percent: u32,
+    pub margin_min_minutes: u32,
+    pub retention: RetentionV1,
+    pub warn_percent: u32,
+}
+
+/// A recorded refetch decision (times in micros).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct RefetchDecisionV1 {
+    pub policy: RefetchPolicyV1,
+    pub t1: i64,
+    pub t2: i64,
+    pub downtime_minutes: u64,
+    pub margin_minutes: u64,
+    pub interval_minutes: Option<u64>,
+    pub perceive_checkpoint: Option<bool>,
+    pub risk: RiskV1,
+    pub reasoning: String,
+    pub warning: Option<String>,
+}
+
+/// An env var (`value: None` = withheld secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct EnvVarV1 {
+    pub name: String,
+    pub value: Option<String>,
+}
+
+/// The old container at planning.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct ContainerV1 {
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub image_id: String,
+    pub binds: Vec<String>,
+    pub env: Vec<EnvVarV1>,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct PlanV1 {
+    pub run_id: [u8; 16],
+    pub tool_version: String,
+    pub source_version: VersionV1,
+    pub target_version: VersionV1,
+    pub procedure: ProcedureV1,
+    pub old_container: ContainerV1,
+    pub target_image: String,
+    pub target_image_id: Option<String>,
+    pub old_renamed_to: String,
+    pub new_name: String,
+    pub failed_name: String,
+    pub privileged: bool,
+    pub host_ip: String,
+    pub metadb_display_url: String,
+    pub metadb_host: String,
+    pub metadb_port: u16,
+    pub metadb_user: String,
+    pub db_rm: String,
+    pub db_cm: String,
+    pub db_cm_hb: String,
+    pub backup_dir: String,
+    pub ha_mode: HaModeV1,
+    pub ha_after: HaAfterV1,
+    pub refetch: RefetchPolicyV1,
+    pub stop_timeout_secs: u32,
+    pub init_timeout_secs: u32,
+    pub health_url: String,
+    pub health_timeout_secs: u32,
+}
+
+/// A table fact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct TableFactV1 {
+    pub name: String,
+    pub rows: u64,
+    pub checksum: String,
+    pub method: String,
+}
+
+/// A dump artifact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct DumpArtifactV1 {
+    pub db: MetaDbV1,
+    pub database: String,
+    pub file: String,
+    pub size: u64,
+    pub blake3_hex: String,
+    pub format: String,
+    pub compression: String,
+    pub dumper: String,
+    pub tables: Vec<TableFactV1>,
+}
+
+/// A named state (supervisor program, machine).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct NamedStateV1 {
+    pub name: String,
+    pub state: String,
+}
+
+/// A dump re-hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct DumpCheckV1 {
+    pub db: MetaDbV1,
+    pub file: String,
+    pub found_blake3: Option<String>,
+    pub ok: bool,
+}
+
+/// Step facts. Variant order is stored: append only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub enum StepFactsV1 {
+    HaDisabled {
+        previous_json: String,
+        written_json: Option<String>,
+        mode: HaModeV1,
+        attestation: Option<AttestationV1>,
+    },
+    ContainerStopped {
+        id: String,
+        stopped_at: i64,
+        docker_finished_at: Option<i64>,
+        exit_code: Option<i64>,
+        already_stopped: bool,
+    },
+    HeartbeatPruned {
+        max_id: Option<i64>,
+        rows_deleted: u64,
+    },
+    DumpWritten(DumpArtifactV1),
+    ContainerRenamed {
+        id: String,
+        from: String,
+        to: String,
+    },
+    NewContainerCreated {
+        id: String,
+        name: String,
+        image: String,
+        image_id: Option<String>,
+        binds: Vec<String>,
+        env: Vec<EnvVarV1>,
+        old_binds: Vec<String>,
+        binds_equal_to_old: bool,
+    },
+    NewContainerStarted {
+        id: String,
+        started_at: Option<i64>,
+    },
+    SupervisorChecked {
+        programs: Vec<NamedStateV1>,
+        all_running: bool,
+    },
+    DockerInit {
+        exit_code: i64,
+        marker_seen: bool,
+        log_file: Option<String>,
+        log_blake3: String,
+        log_tail: String,
+        harmless_errors: Vec<String>,
+    },
+    Health {
+        url: String,
+        healthy: bool,
+        body_blake3: String,
+        container_id: Option<String>,
+    },
+    NodesOnline {
+        nodes: Vec<NamedStateV1>,
+        all_online: bool,
+    },
+    HaEnabled {
+        enabled_at: i64,
+        previous_json: String,
+        written_json: String,
+        refetch: Option<RefetchDecisionV1>,
+        mode: HaModeV1,
+        attestation: Option<AttestationV1>,
+    },
+    DumpsVerified {
+        checks: Vec<DumpCheckV1>,
+    },
+    DatabaseRecreated {
+        db: MetaDbV1,
+        database: String,
+    },
+    Restored {
+        db: MetaDbV1,
+        database: String,
+        file: String,
+        verified_blake3: String,
+        tables: Vec<TableFactV1>,
+        tables_match: bool,
+    },
+    ContainerRestarted {
+        id: String,
+        name: String,
+    },
+    Completed,
+    Skipped {
+        reason: String,
+    },
+}
+
+/// A reconciliation finding. Append only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub enum FindingV1 {
+    Done(Box<StepFactsV1>),
+    NotDone,
+    Failed { error: String, retryable: bool },
+}
+
+// ---- domain -> stored -------------------------------------------------------------
+
+impl From<MetaDb> for MetaDbV1 {
+    fn from(d: MetaDb) -> Self {
+        match d {
+            MetaDb::Rm => MetaDbV1::Rm,
+            MetaDb::Cm => MetaDbV1::Cm,
+            MetaDb::CmHb => MetaDbV1::CmHb,
+        }
+    }
+}
+
+impl From<MetaDbV1> for MetaDb {
+    fn from(d: MetaDbV1) -> Self {
+        match d {
+            MetaDbV1::Rm => MetaDb::Rm,
+            MetaDbV1::Cm => MetaDb::Cm,
+            MetaDbV1::CmHb => MetaDb::CmHb,
+        }
+    }
+}
+
+impl From<StepKey> for StepKeyV1 {
+    fn from(k: StepKey) -> Self {
+        use StepKey as K;
+        use StepKeyV1 as S;
+        match k {
+            K::DisableHa => S::DisableHa,
+            K::StopOldContainer => S::StopOldContainer,
+            K::PruneHeartbeat => S::PruneHeartbeat,
+            K::Dump { db } => S::Dump(db.into()),
+            K::RenameOldContainer => S::RenameOldContainer,
+            K::CreateNewContainer => S::CreateNewContainer,
+            K::StartNewContainer => S::StartNewContainer,
+            K::CheckSupervisor => S::CheckSupervisor,
+            K::RunDockerInit => S::RunDockerInit,
+            K::ConfirmHealth => S::ConfirmHealth,
+            K::CheckOnline => S::CheckOnline,
+            K::EnableHa => S::EnableHa,
+            K::Complete => S::Complete,
+            K::RollbackVerifyDumps => S::RollbackVerifyDumps,
+            K::RollbackDisableHa => S::RollbackDisableHa,
+            K::StopNewContainer => S::StopNewContainer,
+            K::RenameNewAside => S::RenameNewAside,
+            K::RenameOldBack => S::RenameOldBack,
+            K::RecreateDatabase { db } => S::RecreateDatabase(db.into()),
+            K::Restore { db } => S::Restore(db.into()),
+            K::RestartOldContainer => S::RestartOldContainer,
+            K::ConfirmOldHealth => S::ConfirmOldHealth,
+            K::RollbackEnableHa => S::RollbackEnableHa,
+            K::RollbackComplete => S::RollbackComplete,
+        }
+    }
+}
+
+impl From<StepKeyV1> for StepKey {
+    fn from(k: StepKeyV1) -> Self {
+        use StepKey as K;
+        use StepKeyV1 as S;
+        match k {
+            S::DisableHa => K::DisableHa,
+            S::StopOldContainer => K::StopOldContainer,
+            S::PruneHeartbeat => K::PruneHeartbeat,
+            S::Dump(db) => K::Dump { db: db.into() },
+            S::RenameOldContainer => K::RenameOldContainer,
+            S::CreateNewContainer => K::CreateNewContainer,
+            S::StartNewContainer => K::StartNewContainer,
+            S::CheckSupervisor => K::CheckSupervisor,
+            S::RunDockerInit => K::RunDockerInit,
+            S::ConfirmHealth => K::ConfirmHealth,
+            S::CheckOnline => K::CheckOnline,
+            S::EnableHa => K::EnableHa,
+            S::Complete => K::Complete,
+            S::RollbackVerifyDumps => K::RollbackVerifyDumps,
+            S::RollbackDisableHa => K::RollbackDisableHa,
+            S::StopNewContainer => K::StopNewContainer,
+            S::RenameNewAside => K::RenameNewAside,
+            S::RenameOldBack => K::RenameOldBack,
+            S::RecreateDatabase(db) => K::RecreateDatabase { db: db.into() },
+            S::Restore(db) => K::Restore { db: db.into() },
+            S::RestartOldContainer => K::RestartOldContainer,
+            S::ConfirmOldHealth => K::ConfirmOldHealth,
+            S::RollbackEnableHa => K::RollbackEnableHa,
+            S::RollbackComplete => K::RollbackComplete,
+        }
+    }
+}
+
+impl From<Version> for VersionV1 {
+    fn from(v: Version) -> Self {
+        VersionV1 {
+            major: v.major,
+            minor: v.minor,
+            patch: v.patch,
+        }
+    }
+}
+
+impl From<VersionV1> for Version {
+    fn from(v: VersionV1) -> Self {
+        Version::new(v.major, v.minor, v.patch)
+    }
+}
+
+impl From<ProcedureId> for ProcedureV1 {
+    fn from(p: ProcedureId) -> Self {
+        match p {
+            ProcedureId::Guide330 => ProcedureV1::Guide330,
+            ProcedureId::Guide331 => ProcedureV1::Guide331,
+            ProcedureId::Guide42x => ProcedureV1::Guide42x,
+        }
+    }
+}
+
+impl From<ProcedureV1> for ProcedureId {
+    fn from(p: ProcedureV1) -> Self {
+        match p {
+            ProcedureV1::Guide330 => ProcedureId::Guide330,
+            ProcedureV1::Guide331 => ProcedureId::Guide331,
+            ProcedureV1::Guide42x => ProcedureId::Guide42x,
+        }
+    }
+}
+
+impl From<HaMode> for HaModeV1 {
+    fn from(m: HaMode) -> Self {
+        match m {
+            HaMode::Sql => HaModeV1::Sql,
+            HaMode::Manual => HaModeV1::Manual,
+        }
+    }
+}
+
+impl From<HaModeV1> for HaMode {
+    fn from(m: HaModeV1) -> Self {
+        match m {
+            HaModeV1::Sql => HaMode::Sql,
+            HaModeV1::Manual => HaMode::Manual,
+        }
+    }
+}
+
+impl From<RefetchPolicy> for RefetchPolicyV1 {
+    fn from(p: RefetchPolicy) -> Self {
+        RefetchPolicyV1 {
+            mode: match p.mode {
+                RefetchMode::Interval => RefetchModeV1::Interval,
+                RefetchMode::PerceiveCheckpoint => RefetchModeV1::PerceiveCheckpoint,
+            },
+            margin_percent: p.margin_percent,
+            margin_min_minutes: p.margin_min_minutes,
+            retention: match p.retention {
+                StoreRetention::Sync => RetentionV1::Sync,
+                StoreRetention::Migration => RetentionV1::Migration,
+            },
+            warn_percent: p.warn_percent,
+        }
+    }
+}
+
+impl From<RefetchPolicyV1> for RefetchPolicy {
+    fn from(p: RefetchPolicyV1) -> Self {
+        RefetchPolicy {
+            mode: match p.mode {
+                RefetchModeV1::Interval => RefetchMode::Interval,
+                RefetchModeV1::PerceiveCheckpoint => RefetchMode::PerceiveCheckpoint,
+            },
+            margin_percent: p.margin_percent,
+            margin_min_minutes: p.margin_min_minutes,
+            retention: match p.retention {
+                RetentionV1::Sync => StoreRetention::Sync,
+                RetentionV1::Migration => StoreRetention::Migration,
+            },
+            warn_percent: p.warn_percent,
+        }
+    }
+}
+
+impl From<&RefetchDecision> for RefetchDecisionV1 {
+    fn from(d: &RefetchDecision) -> Self {
+        RefetchDecisionV1 {
+            policy: d.policy.into(),
+            t1: micros(&d.t1),
+            t2: micros(&d.t2),
+            downtime_minutes: d.downtime_minutes,
+            margin_minutes: d.margin_minutes,
+            interval_minutes: d.interval_minutes,
+            perceive_checkpoint: d.perceive_checkpoint,
+            risk: match d.risk {
+                RetentionRisk::None => RiskV1::None,
+                RetentionRisk::Near => RiskV1::Near,
+                RetentionRisk::Beyond => RiskV1::Beyond,
+            },
+            reasoning: d.reasoning.clone(),
+            warning: d.warning.clone(),
+        }
+    }
+}
+
+impl TryFrom<RefetchDecisionV1> for RefetchDecision {
+    type Error = Invalid;
+    fn try_from(d: RefetchDecisionV1) -> Result<Self, Invalid> {
+        Ok(RefetchDecision {
+            policy: d.policy.into(),
+            t1: time(d.t1)?,
+            t2: time(d.t2)?,
+            downtime_minutes: d.downtime_minutes,
+            margin_minutes: d.margin_minutes,
+            interval_minutes: d.interval_minutes,
+            perceive_checkpoint: d.perceive_checkpoint,
+            risk: match d.risk {
+                RiskV1::None => RetentionRisk::None,
+                RiskV1::Near => RetentionRisk::Near,
+                RiskV1::Beyond => RetentionRisk::Beyond,
+            },
+            reasoning: d.reasoning,
+            warning: d.warning,
+        })
+    }
+}
+
+impl From<&EnvVar> for EnvVarV1 {
+    fn from(e: &EnvVar) -> Self {
+        EnvVarV1 {
+            name: e.name.clone(),
+            value: e.value.clone(),
+        }
+    }
+}
+
+impl From<EnvVarV1> for EnvVar {
+    fn from(e: EnvVarV1) -> Self {
+        EnvVar {
+            name: e.name,
+            value: e.value,
+        }
+    }
+}
+
+impl From<&Plan> for PlanV1 {
+    fn from(p: &Plan) -> Self {
+        let c = &p.old_container;
+        PlanV1 {
+            run_id: *p.run_id.as_bytes(),
+            tool_version: p.tool_version.clone(),
+            source_version: p.source_version.into(),
+            target_version: p.target_version.into(),
+            procedure: p.procedure.into(),
+            old_container: ContainerV1 {
+                id: c.id.clone(),
+                name: c.name.clone(),
+                image: c.image.clone(),
+                image_id: c.image_id.clone(),
+                binds: c.binds.clone(),
+                env: c.env.iter().map(EnvVarV1::from).collect(),
+                labels: c.labels.clone(),
+            },
+            target_image: p.target_image.clone(),
+            target_image_id: p.target_image_id.clone(),
+            old_renamed_to: p.old_renamed_to.clone(),
+            new_name: p.new_name.clone(),
+            failed_name: p.failed_name.clone(),
+            privileged: p.privileged,
+            host_ip: p.host_ip.clone(),
+            metadb_display_url: p.metadb.display_url.clone(),
+            metadb_host: p.metadb.host.clone(),
+            metadb_port: p.metadb.port,
+            metadb_user: p.metadb.user.clone(),
+            db_rm: p.databases.rm.clone(),
+            db_cm: p.databases.cm.clone(),
+            db_cm_hb: p.databases.cm_hb.clone(),
+            backup_dir: p.backup_dir.clone(),
+            ha_mode: p.ha_mode.into(),
+            ha_after: match p.ha_after {
+                HaAfter::Enable => HaAfterV1::Enable,
+                HaAfter::KeepPrevious => HaAfterV1::KeepPrevious,
+            },
+            refetch: p.refetch.into(),
+            stop_timeout_secs: p.stop_timeout_secs,
+            init_timeout_secs: p.init_timeout_secs,
+            health_url: p.health_url.clone(),
+            health_timeout_secs: p.health_timeout_secs,
+        }
+    }
+}
+
+impl TryFrom<PlanV1> for Plan {
+    type Error = Invalid;
+    fn try_from(p: PlanV1) -> Result<Self, Invalid> {
+        let c = p.old_container;
+        Ok(Plan {
+            run_id: Uuid::from_bytes(p.run_id),
+            tool_version: p.tool_version,
+            source_version: p.source_version.into(),
+            target_version: p.target_version.into(),
+            procedure: p.procedure.into(),
+            old_container: ContainerSnapshot {
+                id: c.id,
+                name: c.name,
+                image: c.image,
+                image_id: c.image_id,
+                binds: c.binds,
+                env: c.env.into_iter().map(EnvVar::from).collect(),
+                labels: c.labels,
+            },
+            target_image: p.target_image,
+            target_image_id: p.target_image_id,
+            old_renamed_to: p.old_renamed_to,
+            new_name: p.new_name,
+            failed_name: p.failed_name,
+            privileged: p.privileged,
+            host_ip: p.host_ip,
+            metadb: MetaDbLocation {
+                display_url: p.metadb_display_url,
+                host: p.metadb_host,
+                port: p.metadb_port,
+                user: p.metadb_user,
+            },
+            databases: DbNames {
+                rm: p.db_rm,
+                cm: p.db_cm,
+                cm_hb: p.db_cm_hb,
+            },
+            backup_dir: p.backup_dir,
+            ha_mode: p.ha_mode.into(),
+            ha_after: match p.ha_after {
+                HaAfterV1::Enable => HaAfter::Enable,
+                HaAfterV1::KeepPrevious => HaAfter::KeepPrevious,
+            },
+            refetch: p.refetch.into(),
+            stop_timeout_secs: p.stop_timeout_secs,
+            init_timeout_secs: p.init_timeout_secs,
+            health_url: p.health_url,
+            health_timeout_secs: p.health_timeout_secs,
+        })
+    }
+}
+
+impl From<&PreflightCheck> for PreflightCheckV1 {
+    fn from(c: &PreflightCheck) -> Self {
+        PreflightCheckV1 {
+            name: c.name.clone(),
+            ok: c.ok,
+            detail: c.detail.clone(),
+        }
+    }
+}
+
+impl From<PreflightCheckV1> for PreflightCheck {
+    fn from(c: PreflightCheckV1) -> Self {
+        PreflightCheck {
+            name: c.name,
+            ok: c.ok,
+            detail: c.detail,
+        }
+    }
+}
+
+impl From<&Attestation> for AttestationV1 {
+    fn from(a: &Attestation) -> Self {
+        AttestationV1 {
+            by: a.by.clone(),
+            statement: a.statement.clone(),
+            step: a.step.map(StepKeyV1::from),
+            observed_at: a.observed_at.as_ref().map(micros),
+        }
+    }
+}
+
+impl TryFrom<AttestationV1> for Attestation {
+    type Error = Invalid;
+    fn try_from(a: AttestationV1) -> Result<Self, Invalid> {
+        Ok(Attestation {
+            by: a.by,
+            statement: a.statement,
+            step: a.step.map(StepKey::from),
+            observed_at: opt_time(a.observed_at)?,
+        })
+    }
+}
+
+fn tables_v1(t: &[TableFact]) -> Vec<TableFactV1> {
+    t.iter()
+        .map(|t| TableFactV1 {
+            name: t.name.clone(),
+            rows: t.rows,
+            checksum: t.checksum.clone(),
+            method: t.method.clone(),
+        })
+        .collect()
+}
+
+fn tables(t: Vec<TableFactV1>) -> Vec<TableFact> {
+    t.into_iter()
+        .map(|t| TableFact {
+            name: t.name,
+            rows: t.rows,
+            checksum: t.checksum,
+            method: t.method,
+        })
+        .collect()
+}
+
+fn named_v1(n: &[NamedState]) -> Vec<NamedStateV1> {
+    n.iter()
+        .map(|n| NamedStateV1 {
+            name: n.name.clone(),
+            state: n.state.clone(),
+        })
+        .collect()
+}
+
+fn named(n: Vec<NamedStateV1>) -> Vec<NamedState> {
+    n.into_iter()
+        .map(|n| NamedState {
+            name: n.name,
+            state: n.state,
+        })
+        .collect()
+}
+
+impl From<&DumpArtifact> for DumpArtifactV1 {
+    fn from(a: &DumpArtifact) -> Self {
+        DumpArtifactV1 {
+            db: a.db.into(),
+            database: a.database.clone(),
+            file: a.file.clone(),
+            size: a.size,
+            blake3_hex: a.blake3_hex.clone(),
+            format: a.format.clone(),
+            compression: a.compression.clone(),
+            dumper: a.dumper.clone(),
+            tables: tables_v1(&a.tables),
+        }
+    }
+}
+
+impl From<DumpArtifactV1> for DumpArtifact {
+    fn from(a: DumpArtifactV1) -> Self {
+        DumpArtifact {
+            db: a.db.into(),
+            database: a.database,
+            file: a.file,
+            size: a.size,
+            blake3_hex: a.blake3_hex,
+            format: a.format,
+            compression: a.compression,
+            dumper: a.dumper,
+            tables: tables(a.tables),
+        }
+    }
+}
+
+impl From<&StepFacts> for StepFactsV1 {
+    fn from(f: &StepFacts) -> Self {
+        use StepFacts as F;
+        use StepFactsV1 as S;
+        match f {
+            F::HaDisabled(h) => S::HaDisabled {
+                previous_json: h.previous_json.clone(),
+                written_json: h.written_json.clone(),
+                mode: h.mode.into(),
+                attestation: h.attestation.as_ref().map(AttestationV1::from),
+            },
+            F::ContainerStopped(c) => S::ContainerStopped {
+                id: c.id.clone(),
+                stopped_at: micros(&c.stopped_at),
+                docker_finished_at: c.docker_finished_at.as_ref().map(micros),
+                exit_code: c.exit_code,
+                already_stopped: c.already_stopped,
+            },
+            F::HeartbeatPruned {
+                max_id,
+                rows_deleted,
+            } => S::HeartbeatPruned {
+                max_id: *max_id,
+                rows_deleted: *rows_deleted,
+            },
+            F::DumpWritten(a) => S::DumpWritten(a.into()),
+            F::ContainerRenamed { id, from, to } => S::ContainerRenamed {
+                id: id.clone(),
+                from: from.clone(),
+                to: to.clone(),
+            },
+            F::NewContainerCreated(n) => S::NewContainerCreated {
+                id: n.id.clone(),
+                name: n.name.clone(),
+                image: n.image.clone(),
+                image_id: n.image_id.clone(),
+                binds: n.binds.clone(),
+                env: n.env.iter().map(EnvVarV1::from).collect(),
+                old_binds: n.old_binds.clone(),
+                binds_equal_to_old: n.binds_equal_to_old,
+            },
+            F::NewContainerStarted { id, started_at } => S::NewContainerStarted {
+                id: id.clone(),
+                started_at: started_at.as_ref().map(micros),
+            },
+            F::SupervisorChecked {
+                programs,
+                all_running,
+            } => S::SupervisorChecked {
+                programs: named_v1(programs),
+                all_running: *all_running,
+            },
+            F::DockerInit(d) => S::DockerInit {
+                exit_code: d.exit_code,
+                marker_seen: d.marker_seen,
+                log_file: d.log_file.clone(),
+                log_blake3: d.log_blake3.clone(),
+                log_tail: d.log_tail.clone(),
+                harmless_errors: d.harmless_errors.clone(),
+            },
+            F::Health(h) => S::Health {
+                url: h.url.clone(),
+                healthy: h.healthy,
+                body_blake3: h.body_blake3.clone(),
+                container_id: h.container_id.clone(),
+            },
+            F::NodesOnline { nodes, all_online } => S::NodesOnline {
+                nodes: named_v1(nodes),
+                all_online: *all_online,
+            },
+            F::HaEnabled(h) => S::HaEnabled {
+                enabled_at: micros(&h.enabled_at),
+                previous_json: h.previous_json.clone(),
+                written_json: h.written_json.clone(),
+                refetch: h.refetch.as_ref().map(RefetchDecisionV1::from),
+                mode: h.mode.into(),
+                attestation: h.attestation.as_ref().map(AttestationV1::from),
+            },
+            F::DumpsVerified { checks } => S::DumpsVerified {
+                checks: checks
+                    .iter()
+                    .map(|c| DumpCheckV1 {
+                        db: c.db.into(),
+                        file: c.file.clone(),
+                        found_blake3: c.found_blake3.clone(),
+                        ok: c.ok,
+                    })
+                    .collect(),
+            },
+            F::DatabaseRecreated { db, database } => S::DatabaseRecreated {
+                db: (*db).into(),
+                database: database.clone(),
+            },
+            F::Restored(r) => S::Restored {
+                db: r.db.into(),
+                database: r.database.clone(),
+                file: r.file.clone(),
+                verified_blake3: r.verified_blake3.clone(),
+                tables: tables_v1(&r.tables),
+                tables_match: r.tables_match,
+            },
+            F::ContainerRestarted { id, name } => S::ContainerRestarted {
+                id: id.clone(),
+                name: name.clone(),
+            },
+            F::Completed => S::Completed,
+            F::Skipped { reason } => S::Skipped {
+                reason: reason.clone(),
+            },
+        }
+    }
+}
+
+impl TryFrom<StepFactsV1> for StepFacts {
+    type Error = Invalid;
+    fn try_from(f: StepFactsV1) -> Result<Self, Invalid> {
+        use StepFacts as F;
+        use StepFactsV1 as S;
+        Ok(match f {
+            S::HaDisabled {
+                previous_json,
+                written_json,
+                mode,
+                attestation,
+            } => F::HaDisabled(HaDisabled {
+                previous_json,
+                written_json,
+                mode: mode.into(),
+                attestation: attestation.map(Attestation::try_from).transpose()?,
+            }),
+            S::ContainerStopped {
+                id,
+                stopped_at,
+                docker_finished_at,
+                exit_code,
+                already_stopped,
+            } => F::ContainerStopped(ContainerStopped {
+                id,
+                stopped_at: time(stopped_at)?,
+                docker_finished_at: opt_time(docker_finished_at)?,
+                exit_code,
+                already_stopped,
+            }),
+            S::HeartbeatPruned {
+                max_id,
+                rows_deleted,
+            } => F::HeartbeatPruned {
+                max_id,
+                rows_deleted,
+            },
+            S::DumpWritten(a) => F::DumpWritten(a.into()),
+            S::ContainerRenamed { id, from, to } => F::ContainerRenamed { id, from, to },
+            S::NewContainerCreated {
+                id,
+                name,
+                image,
+                image_id,
+                binds,
+                env,
+                old_binds,
+                binds_equal_to_old,
+            } => F::NewContainerCreated(NewContainer {
+                id,
+                name,
+                image,
+                image_id,
+                binds,
+                env: env.into_iter().map(EnvVar::from).collect(),
+                old_binds,
+                binds_equal_to_old,
+            }),
+            S::NewContainerStarted { id, started_at } => F::NewContainerStarted {
+                id,
+                started_at: opt_time(started_at)?,
+            },
+            S::SupervisorChecked {
+                programs,
+                all_running,
+            } => F::SupervisorChecked {
+                programs: named(programs),
+                all_running,
+            },
+            S::DockerInit {
+                exit_code,
+                marker_seen,
+                log_file,
+                log_blake3,
+                log_tail,
+                harmless_errors,
+            } => F::DockerInit(DockerInit {
+                exit_code,
+                marker_seen,
+                log_file,
+                log_blake3,
+                log_tail,
+                harmless_errors,
+            }),
+            S::Health {
+                url,
+                healthy,
+                body_blake3,
+                container_id,
+            } => F::Health(Health {
+                url,
+                healthy,
+                body_blake3,
+                container_id,
+            }),
+            S::NodesOnline { nodes, all_online } => F::NodesOnline {
+                nodes: named(nodes),
+                all_online,
+            },
+            S::HaEnabled {
+                enabled_at,
+                previous_json,
+                written_json,
+                refetch,
+                mode,
+                attestation,
+            } => F::HaEnabled(HaEnabled {
+                enabled_at: time(enabled_at)?,
+                previous_json,
+                written_json,
+                refetch: refetch.map(RefetchDecision::try_from).transpose()?,
+                mode: mode.into(),
+                attestation: attestation.map(Attestation::try_from).transpose()?,
+            }),
+            S::DumpsVerified { checks } => F::DumpsVerified {
+                checks: checks
+                    .into_iter()
+                    .map(|c| DumpCheck {
+                        db: c.db.into(),
+                        file: c.file,
+                        found_blake3: c.found_blake3,
+                        ok: c.ok,
+                    })
+                    .collect(),
+            },
+            S::DatabaseRecreated { db, database } => F::DatabaseRecreated {
+                db: db.into(),
+                database,
+            },
+            S::Restored {
+                db,
+                database,
+                file,
+                verified_blake3,
+                tables: t,
+                tables_match,
+            } => F::Restored(Restored {
+                db: db.into(),
+                database,
+                file,
+                verified_blake3,
+                tables: tables(t),
+                tables_match,
+            }),
+            S::ContainerRestarted { id, name } => F::ContainerRestarted { id, name },
+            S::Completed => F::Completed,
+            S::Skipped { reason } => F::Skipped { reason },
+        })
+    }
+}
+
+impl From<&Finding> for FindingV1 {
+    fn from(f: &Finding) -> Self {
+        match f {
+            Finding::Done(facts) => FindingV1::Done(Box::new(facts.as_ref().into())),
+            Finding::NotDone => FindingV1::NotDone,
+            Finding::Failed { error, retryable } => FindingV1::Failed {
+                error: error.clone(),
+                retryable: *retryable,
+            },
+        }
+    }
+}
+
+impl TryFrom<FindingV1> for Finding {
+    type Error = Invalid;
+    fn try_from(f: FindingV1) -> Result<Self, Invalid> {
+        Ok(match f {
+            FindingV1::Done(facts) => Finding::Done(Box::new((*facts).try_into()?)),
+            FindingV1::NotDone => Finding::NotDone,
+            FindingV1::Failed { error, retryable } => Finding::Failed { error, retryable },
+        })
+    }
+}
