@@ -1,21 +1,471 @@
-//! `oms-upgrade backup` and `oms-upgrade restore`. (under construction)
+//! `oms-upgrade backup` and `oms-upgrade restore`: the backup engine (`crate::dump`) on the
+//! command line.
+//!
+//! The password never comes from argv: it is read from `OMS_META_PASSWORD` or from the file
+//! named by `--password-file`. `restore` replaces databases, so it asks for confirmation on a
+//! terminal and refuses to run unattended without `--yes`.
 
-use super::{CmdResult, Ctx};
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+
+use super::{CliError, CmdResult, Ctx, ExitKind};
+use crate::dbconn::DbTarget;
+use crate::dump::{self, DumpError, ErrorClass};
+use crate::secret::Secret;
+
+/// Environment variable holding the metadata database password.
+pub const PASSWORD_ENV: &str = "OMS_META_PASSWORD";
+
+/// Which program writes the dumps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DumperArg {
+    /// Built-in dumper over the MySQL protocol: one snapshot per database, no client binaries.
+    Native,
+    /// `mariadb-dump` (or `mysqldump`) with --single-transaction --skip-triggers.
+    Mysqldump,
+}
+
+/// Compression of the dump files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompressArg {
+    /// zstd; the checksum is over the compressed bytes on disk.
+    Zstd,
+}
 
 /// Arguments of `backup`.
+///
+/// Writes one dump per database plus `manifest.json` (sizes, BLAKE3, per-table row counts and
+/// checksums) into a private folder. The password comes from OMS_META_PASSWORD or
+/// --password-file, never from the command line.
 #[derive(Debug, clap::Args)]
-pub struct BackupArgs {}
+pub struct BackupArgs {
+    /// The metadata database server, `mysql://USER@HOST:PORT` (no password in it).
+    #[arg(long, value_name = "URL")]
+    pub meta_url: String,
+    /// Databases to dump, comma-separated (e.g. rm_db,cm_db,cm_hb_db).
+    #[arg(long, value_delimiter = ',', required = true, value_name = "DB,...")]
+    pub databases: Vec<String>,
+    /// Output folder; created with mode 700, must not be readable by others.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Databases dumped at the same time.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub jobs: usize,
+    /// Which dumper writes the files.
+    #[arg(long, value_enum, default_value_t = DumperArg::Native)]
+    pub dumper: DumperArg,
+    /// Path of the external dumper (default: mariadb-dump, then mysqldump, on PATH).
+    #[arg(long, value_name = "PATH")]
+    pub dumper_path: Option<PathBuf>,
+    /// Compress the dump files.
+    #[arg(long, value_enum, value_name = "ALGO")]
+    pub compress: Option<CompressArg>,
+    /// Read the password from this file (first line) instead of OMS_META_PASSWORD.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Replace dump files and the manifest already in --out.
+    #[arg(long)]
+    pub overwrite: bool,
+}
 
 /// Arguments of `restore`.
+///
+/// Verifies every dump's BLAKE3 against manifest.json, then drops, recreates and reloads each
+/// database and checks every table's row count and checksum. Asks for confirmation unless
+/// --yes.
 #[derive(Debug, clap::Args)]
-pub struct RestoreArgs {}
+pub struct RestoreArgs {
+    /// The backup folder written by `backup` (holds manifest.json).
+    #[arg(long, value_name = "DIR")]
+    pub from: PathBuf,
+    /// Only these databases (comma-separated); default: all in the manifest.
+    #[arg(long, value_delimiter = ',', value_name = "DB,...")]
+    pub databases: Vec<String>,
+    /// Server to restore into, `mysql://USER@HOST:PORT`; default: the one that was dumped.
+    #[arg(long, value_name = "URL")]
+    pub meta_url: Option<String>,
+    /// Databases restored at the same time.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub jobs: usize,
+    /// Read the password from this file (first line) instead of OMS_META_PASSWORD.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Do not ask for confirmation (required when stdin is not a terminal).
+    #[arg(long)]
+    pub yes: bool,
+}
 
 /// Runs `backup`.
-pub fn run_backup(_args: BackupArgs, _ctx: &Ctx) -> CmdResult {
-    Ok(std::process::ExitCode::SUCCESS)
+pub fn run_backup(args: BackupArgs, ctx: &Ctx) -> CmdResult {
+    let (host, port, user) = parse_meta_url(&args.meta_url)?;
+    let password = read_password(args.password_file.as_deref())?;
+    let target = DbTarget {
+        host,
+        port,
+        user,
+        password,
+    };
+    if args.jobs == 0 {
+        return Err(CliError::new(ExitKind::Input, "--jobs must be at least 1"));
+    }
+    if args.dumper_path.is_some() && args.dumper != DumperArg::Mysqldump {
+        return Err(CliError::new(
+            ExitKind::Input,
+            "--dumper-path only applies to --dumper mysqldump",
+        ));
+    }
+    let opts = dump::DumpOptions {
+        dumper: match args.dumper {
+            DumperArg::Native => dump::Dumper::Native,
+            DumperArg::Mysqldump => dump::Dumper::Mysqldump,
+        },
+        dumper_path: args.dumper_path.clone(),
+        compression: match args.compress {
+            Some(CompressArg::Zstd) => dump::Compression::Zstd,
+            None => dump::Compression::None,
+        },
+        jobs: args.jobs,
+        overwrite: args.overwrite,
+        ..dump::DumpOptions::default()
+    };
+    let progress = if ctx.json {
+        std::sync::Arc::new(dump::Quiet)
+    } else {
+        dump::for_terminal("dump")
+    };
+    let started = Instant::now();
+    let rt = super::runtime()?;
+    let manifest = rt
+        .block_on(dump::backup(
+            &target,
+            &args.databases,
+            &args.out,
+            &opts,
+            progress,
+        ))
+        .map_err(dump_error)?;
+    let elapsed = started.elapsed();
+    let out = std::fs::canonicalize(&args.out).unwrap_or(args.out.clone());
+    if ctx.json {
+        let v = serde_json::json!({
+            "ok": true,
+            "manifest_path": out.join(dump::MANIFEST_FILE),
+            "elapsed_ms": elapsed.as_millis() as u64,
+            "manifest": manifest,
+        });
+        println!("{v}");
+    } else {
+        let mut t = Table::new();
+        t.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
+            "Database", "File", "Size", "Tables", "Rows", "BLAKE3", "Dumper",
+        ]);
+        for a in &manifest.databases {
+            t.add_row(vec![
+                a.database.clone(),
+                a.file
+                    .file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                human_bytes(a.size_bytes),
+                a.tables.len().to_string(),
+                a.total_rows().to_string(),
+                a.blake3_hex[..16].to_string(),
+                format!("{:?}", a.format).to_lowercase(),
+            ]);
+        }
+        println!("{t}");
+        let total: u64 = manifest.databases.iter().map(|a| a.size_bytes).sum();
+        println!(
+            "Wrote {} in {:.1}s to {} (manifest: {}).",
+            human_bytes(total),
+            elapsed.as_secs_f64(),
+            out.display(),
+            dump::MANIFEST_FILE
+        );
+        for a in &manifest.databases {
+            if !a.skipped_triggers.is_empty() {
+                println!(
+                    "Note: `{}` has triggers that are not dumped (by design): {}",
+                    a.database,
+                    a.skipped_triggers.join(", ")
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs `restore`.
-pub fn run_restore(_args: RestoreArgs, _ctx: &Ctx) -> CmdResult {
-    Ok(std::process::ExitCode::SUCCESS)
+pub fn run_restore(args: RestoreArgs, ctx: &Ctx) -> CmdResult {
+    let manifest = dump::Manifest::load(&args.from).map_err(dump_error)?;
+    let (host, port, user) = match &args.meta_url {
+        Some(u) => parse_meta_url(u)?,
+        None => parse_meta_url(&manifest.source).map_err(|e| {
+            CliError::new(
+                ExitKind::Input,
+                format!("the manifest's source is unusable: {}", e.message),
+            )
+            .hint("pass --meta-url mysql://USER@HOST:PORT")
+        })?,
+    };
+    if args.jobs == 0 {
+        return Err(CliError::new(ExitKind::Input, "--jobs must be at least 1"));
+    }
+    let password = read_password(args.password_file.as_deref())?;
+    let target = DbTarget {
+        host,
+        port,
+        user,
+        password,
+    };
+    let chosen: Vec<&dump::DumpArtifact> = if args.databases.is_empty() {
+        manifest.databases.iter().collect()
+    } else {
+        let mut v = Vec::new();
+        for d in &args.databases {
+            v.push(manifest.artifact(d).ok_or_else(|| {
+                dump_error(DumpError::NotInManifest {
+                    database: d.clone(),
+                    available: manifest
+                        .databases
+                        .iter()
+                        .map(|a| a.database.clone())
+                        .collect(),
+                })
+            })?);
+        }
+        v
+    };
+    // Check the files before asking anything: an altered dump is refused outright.
+    for a in &chosen {
+        dump::verify_artifact(a).map_err(dump_error)?;
+    }
+    if !args.yes {
+        let names: Vec<String> = chosen.iter().map(|a| format!("`{}`", a.database)).collect();
+        if !std::io::stdin().is_terminal() {
+            return Err(CliError::new(
+                ExitKind::Refused,
+                format!(
+                    "restore would drop and recreate {} on {}; refusing without confirmation",
+                    names.join(", "),
+                    target.display_url()
+                ),
+            )
+            .hint("stdin is not a terminal: pass --yes to confirm"));
+        }
+        eprint!(
+            "This drops and recreates {} on {} from {}.\nType yes to continue: ",
+            names.join(", "),
+            target.display_url(),
+            args.from.display()
+        );
+        std::io::stderr().flush().ok();
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).ok();
+        if line.trim() != "yes" {
+            return Err(CliError::new(
+                ExitKind::Refused,
+                "restore declined; nothing was changed",
+            ));
+        }
+    }
+    let dbs: Vec<String> = chosen.iter().map(|a| a.database.clone()).collect();
+    let opts = dump::RestoreOptions { jobs: args.jobs };
+    let progress = if ctx.json {
+        std::sync::Arc::new(dump::Quiet)
+    } else {
+        dump::for_terminal("restore")
+    };
+    let started = Instant::now();
+    let rt = super::runtime()?;
+    let reports = rt
+        .block_on(dump::restore(&target, &manifest, &dbs, &opts, progress))
+        .map_err(dump_error)?;
+    let elapsed = started.elapsed();
+    if ctx.json {
+        let v = serde_json::json!({
+            "ok": true,
+            "target": target.display_url(),
+            "elapsed_ms": elapsed.as_millis() as u64,
+            "databases": reports,
+        });
+        println!("{v}");
+    } else {
+        let mut t = Table::new();
+        t.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
+            "Database",
+            "Statements",
+            "SQL bytes",
+            "Tables",
+            "Rows",
+            "Table checks",
+        ]);
+        for r in &reports {
+            t.add_row(vec![
+                r.database.clone(),
+                r.statements.to_string(),
+                human_bytes(r.sql_bytes),
+                r.tables.len().to_string(),
+                r.tables.iter().map(|f| f.rows).sum::<u64>().to_string(),
+                "all match".to_string(),
+            ]);
+        }
+        println!("{t}");
+        println!(
+            "Restored {} database(s) into {} in {:.1}s; every table's row count and checksum match the dump.",
+            reports.len(),
+            target.display_url(),
+            elapsed.as_secs_f64()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Turns an engine error into a CLI error with the exit kind its class implies.
+fn dump_error(e: DumpError) -> CliError {
+    let kind = match e.class() {
+        ErrorClass::Input => ExitKind::Input,
+        ErrorClass::Service => ExitKind::Service,
+        ErrorClass::Integrity => ExitKind::Integrity,
+        ErrorClass::Internal => ExitKind::Internal,
+    };
+    let hint = match &e {
+        DumpError::ChecksumMismatch { .. } => {
+            Some("restore from another backup, or dump again if the source still exists")
+        }
+        DumpError::TableMismatch { .. } => Some(
+            "the database now holds what the file loaded, which differs from what was dumped; \
+             investigate before using it",
+        ),
+        DumpError::Manifest { .. } => {
+            Some("--from must be a folder written by `oms-upgrade backup`")
+        }
+        _ => None,
+    };
+    let err = CliError::new(kind, e.to_string());
+    match hint {
+        Some(h) => err.hint(h),
+        None => err,
+    }
+}
+
+/// Parses `mysql://USER@HOST[:PORT]`; a password in the URL is refused (it would be in argv).
+pub fn parse_meta_url(url: &str) -> Result<(String, u16, String), CliError> {
+    let bad = |why: &str| {
+        CliError::new(ExitKind::Input, format!("bad --meta-url: {why}"))
+            .hint("use the form mysql://USER@HOST:PORT")
+    };
+    let rest = url
+        .strip_prefix("mysql://")
+        .ok_or_else(|| bad("it must start with mysql://"))?;
+    let rest = rest.trim_end_matches('/');
+    let (user, hostport) = rest
+        .rsplit_once('@')
+        .ok_or_else(|| bad("it has no USER@ part"))?;
+    if user.contains(':') {
+        return Err(CliError::new(
+            ExitKind::Input,
+            "--meta-url must not contain a password (it would be visible to every user in the \
+             process list)",
+        )
+        .hint(format!(
+            "remove it from the URL and set {PASSWORD_ENV} or use --password-file"
+        )));
+    }
+    if user.is_empty() {
+        return Err(bad("the user is empty"));
+    }
+    let (host, port) = if let Some(h) = hostport.strip_prefix('[') {
+        let (h, p) = h
+            .split_once(']')
+            .ok_or_else(|| bad("unclosed [ in the host"))?;
+        (h.to_string(), p.strip_prefix(':'))
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p)),
+            None => (hostport.to_string(), None),
+        }
+    };
+    if host.is_empty() {
+        return Err(bad("the host is empty"));
+    }
+    let port = match port {
+        Some(p) => p.parse().map_err(|_| bad("the port is not a number"))?,
+        None => 3306,
+    };
+    Ok((host, port, user.to_string()))
+}
+
+/// The password from `--password-file` (first line) or `OMS_META_PASSWORD`.
+pub fn read_password(file: Option<&Path>) -> Result<Secret, CliError> {
+    if let Some(f) = file {
+        let text = std::fs::read_to_string(f).map_err(|e| {
+            CliError::new(
+                ExitKind::Input,
+                format!("cannot read --password-file {}: {e}", f.display()),
+            )
+        })?;
+        let first = text.lines().next().unwrap_or("");
+        return Ok(Secret::new(first));
+    }
+    match std::env::var(PASSWORD_ENV) {
+        Ok(p) => Ok(Secret::new(p)),
+        Err(_) => Err(
+            CliError::new(ExitKind::Input, "no password for the metadata database").hint(format!(
+                "set {PASSWORD_ENV} or pass --password-file FILE (never on the command line)"
+            )),
+        ),
+    }
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meta_url_forms() {
+        assert_eq!(
+            parse_meta_url("mysql://oms@10.0.0.1:2881").unwrap(),
+            ("10.0.0.1".into(), 2881, "oms".into())
+        );
+        assert_eq!(
+            parse_meta_url("mysql://root@db").unwrap(),
+            ("db".into(), 3306, "root".into())
+        );
+        assert_eq!(
+            parse_meta_url("mysql://u@[::1]:3307/").unwrap(),
+            ("::1".into(), 3307, "u".into())
+        );
+        let e = parse_meta_url("mysql://u:pw@h:1").unwrap_err();
+        assert_eq!(e.kind, ExitKind::Input);
+        assert!(e.message.contains("password") && !e.message.contains("pw@"));
+        assert!(parse_meta_url("http://u@h").is_err());
+        assert!(parse_meta_url("mysql://h:1").is_err());
+        assert!(parse_meta_url("mysql://u@h:x").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(human_bytes(10), "10 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+    }
 }

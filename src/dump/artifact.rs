@@ -1,0 +1,217 @@
+//! What a dump *is*, as recorded facts: the artifact of one database (file, size, BLAKE3,
+//! per-table row counts and checksums) and the `manifest.json` that lists the artifacts of
+//! one `backup` run.
+//!
+//! These types are the contract with the rest of the tool: the upgrade records a
+//! [`DumpArtifact`] in the ledger, and a rollback hands the same value back to
+//! [`super::restore_database`]. They hold content facts only (no clock readings), so the
+//! same database content dumped twice gives equal artifacts apart from the path.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::DumpError;
+use super::writer;
+
+/// Which program wrote a dump file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DumpFormat {
+    /// The built-in dumper over mysql_async.
+    Native,
+    /// `mariadb-dump` or `mysqldump`.
+    Mysqldump,
+}
+
+/// How the bytes on disk are encoded. The BLAKE3 is always over the bytes on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// Plain SQL text.
+    #[default]
+    None,
+    /// A zstd frame holding the SQL text.
+    Zstd,
+}
+
+impl Compression {
+    /// File name suffix for a dump with this compression.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Compression::None => ".sql",
+            Compression::Zstd => ".sql.zst",
+        }
+    }
+}
+
+/// How a table's content checksum was computed. Facts are only comparable when both sides
+/// used the same method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChecksumMethod {
+    /// The server's `CHECKSUM TABLE` (32 bits, computed over the stored rows).
+    ChecksumTable,
+    /// BLAKE3 over every row's column values as the server sends them (generated columns
+    /// left out, FLOAT read at full precision), rows in primary-key order; for a table
+    /// without a primary key, the rows' hashes are summed so their order does not matter.
+    Blake3Rows,
+}
+
+/// Row count and content checksum of one base table, taken inside the dump's snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableFact {
+    /// Table name.
+    pub name: String,
+    /// `COUNT(*)` in the snapshot.
+    pub rows: u64,
+    /// The checksum as text: decimal for `CHECKSUM TABLE`, hex for BLAKE3.
+    pub checksum: String,
+    /// How `checksum` was computed.
+    pub checksum_method: ChecksumMethod,
+}
+
+/// The facts of one database's dump. Serializable; holds no secret and no clock reading.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DumpArtifact {
+    /// Database name.
+    pub database: String,
+    /// Where the dump file is (absolute when written by `dump_database`).
+    pub file: PathBuf,
+    /// Size of the file on disk in bytes.
+    pub size_bytes: u64,
+    /// BLAKE3 of the file's bytes on disk, lowercase hex.
+    pub blake3_hex: String,
+    /// Which dumper wrote it.
+    pub format: DumpFormat,
+    /// Encoding of the bytes on disk.
+    pub compression: Compression,
+    /// The database's default character set, used when restore recreates it.
+    pub charset: String,
+    /// The database's default collation, used when restore recreates it.
+    pub collation: String,
+    /// Per base table facts, sorted by name.
+    pub tables: Vec<TableFact>,
+    /// Views in the dump, sorted.
+    pub views: Vec<String>,
+    /// Triggers that exist in the database but are deliberately not dumped (`table.trigger`).
+    pub skipped_triggers: Vec<String>,
+    /// The server's version string at dump time.
+    pub server_version: String,
+}
+
+impl DumpArtifact {
+    /// Total rows over all tables.
+    pub fn total_rows(&self) -> u64 {
+        self.tables.iter().map(|t| t.rows).sum()
+    }
+}
+
+/// Re-hashes the artifact's file and compares size and BLAKE3 with the recorded ones.
+///
+/// Every restore calls this first and touches no database when it fails.
+pub fn verify_artifact(artifact: &DumpArtifact) -> Result<(), DumpError> {
+    let (size, hex) = hash_file(&artifact.file)?;
+    if size != artifact.size_bytes || hex != artifact.blake3_hex {
+        return Err(DumpError::ChecksumMismatch {
+            path: artifact.file.clone(),
+            expected: format!(
+                "{} bytes, blake3 {}",
+                artifact.size_bytes, artifact.blake3_hex
+            ),
+            actual: format!("{size} bytes, blake3 {hex}"),
+        });
+    }
+    Ok(())
+}
+
+/// Size and BLAKE3 (hex) of a file, read in 1 MiB blocks.
+pub fn hash_file(path: &Path) -> Result<(u64, String), DumpError> {
+    let io = |e| DumpError::io(path, e);
+    let mut f = File::open(path).map_err(io)?;
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((size, hasher.finalize().to_hex().to_string()))
+}
+
+/// Name of the manifest file inside a backup folder.
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// Version of the manifest layout; bumped on incompatible changes.
+pub const MANIFEST_VERSION: u32 = 1;
+
+/// `manifest.json`: what one `backup` run wrote. Artifact paths are stored relative to the
+/// manifest's folder so the folder can be moved; [`Manifest::load`] makes them absolute.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Layout version ([`MANIFEST_VERSION`]).
+    pub manifest_version: u32,
+    /// Version of oms-upgrade that wrote it.
+    pub tool_version: String,
+    /// The server dumped, as `mysql://user@host:port` (never a password).
+    pub source: String,
+    /// One artifact per database, in the order they were asked for.
+    pub databases: Vec<DumpArtifact>,
+}
+
+impl Manifest {
+    /// Reads `dir/manifest.json`, resolving artifact paths against `dir`.
+    pub fn load(dir: &Path) -> Result<Manifest, DumpError> {
+        let path = dir.join(MANIFEST_FILE);
+        let bytes = std::fs::read(&path).map_err(|e| DumpError::io(&path, e))?;
+        let mut m: Manifest = serde_json::from_slice(&bytes).map_err(|e| DumpError::Manifest {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        if m.manifest_version != MANIFEST_VERSION {
+            return Err(DumpError::Manifest {
+                path,
+                reason: format!(
+                    "manifest version {} is not supported (this build reads {MANIFEST_VERSION})",
+                    m.manifest_version
+                ),
+            });
+        }
+        for a in &mut m.databases {
+            if a.file.is_relative() {
+                a.file = dir.join(&a.file);
+            }
+        }
+        Ok(m)
+    }
+
+    /// Writes `dir/manifest.json` atomically (`.part`, fsync, rename, fsync dir), mode 0600,
+    /// with artifact paths made relative to `dir`.
+    pub fn store(&self, dir: &Path) -> Result<PathBuf, DumpError> {
+        let mut rel = self.clone();
+        for a in &mut rel.databases {
+            if let Ok(stripped) = a.file.strip_prefix(dir) {
+                a.file = stripped.to_path_buf();
+            }
+        }
+        let mut json = serde_json::to_vec_pretty(&rel).map_err(|e| DumpError::Manifest {
+            path: dir.join(MANIFEST_FILE),
+            reason: e.to_string(),
+        })?;
+        json.push(b'\n');
+        let path = dir.join(MANIFEST_FILE);
+        writer::write_file_atomic(&path, &json)?;
+        Ok(path)
+    }
+
+    /// The artifact of `database`, if the manifest has one.
+    pub fn artifact(&self, database: &str) -> Option<&DumpArtifact> {
+        self.databases.iter().find(|a| a.database == database)
+    }
+}

@@ -1,0 +1,304 @@
+//! External mode: the same dump step done by `mariadb-dump` or `mysqldump`, for operators
+//! who want the stock tool's output.
+//!
+//! The password goes to the child through a `--defaults-extra-file` in a private temporary
+//! folder (0700, file 0600, removed when the child is done), never through argv, so `ps`
+//! cannot see it. The child's stdout streams through the same hashing writer as the native
+//! dump. The dump counts as good only when the exit status is 0, stderr is silent (any
+//! line, and `Warning:` lines in particular, fail it: a warning often means an option was
+//! ignored), the `-- Dump completed` trailer is there and every table and view has its
+//! CREATE. The per-table facts are taken over our own connection, in a snapshot opened just
+//! before the child starts: with OMS stopped (as during an upgrade) nothing writes in
+//! between; on a live database a write in that gap makes restore report a difference rather
+//! than pass silently.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use mysql_async::prelude::Queryable;
+use tokio::io::AsyncReadExt;
+
+use super::artifact::{DumpArtifact, DumpFormat};
+use super::facts;
+use super::progress::Progress;
+use super::writer::{self, Msg, PartWriter, send};
+use super::{DumpError, DumpOptions, connect, query_err};
+use crate::dbconn::DbTarget;
+use crate::secret::Secret;
+
+/// Program names tried on `PATH` when no `--dumper-path` is given.
+pub const DUMPER_NAMES: [&str; 2] = ["mariadb-dump", "mysqldump"];
+
+/// Most stderr kept for an error message.
+const STDERR_CAP: usize = 64 << 10;
+
+/// Finds the dumper: `explicit` if given, else the first of [`DUMPER_NAMES`] on `PATH`.
+pub fn resolve_program(explicit: Option<&Path>) -> Result<PathBuf, DumpError> {
+    if let Some(p) = explicit {
+        return Ok(p.to_path_buf());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for name in DUMPER_NAMES {
+        for dir in std::env::split_paths(&path) {
+            let candidate = dir.join(name);
+            if candidate.is_file() {
+                return Ok(candidate);
+            }
+        }
+    }
+    Err(DumpError::DumperNotFound {
+        program: DUMPER_NAMES.join(" or "),
+    })
+}
+
+/// The arguments given to the dumper. The first one names the defaults file holding the
+/// password; the password itself is never among them.
+pub fn dumper_args(defaults_file: &Path, target: &DbTarget, database: &str) -> Vec<OsString> {
+    let mut first = OsString::from("--defaults-extra-file=");
+    first.push(defaults_file);
+    vec![
+        first,
+        format!("--host={}", target.host).into(),
+        format!("--port={}", target.port).into(),
+        format!("--user={}", target.user).into(),
+        "--protocol=TCP".into(),
+        "--single-transaction".into(),
+        "--skip-triggers".into(),
+        "--skip-dump-date".into(),
+        "--hex-blob".into(),
+        "--no-tablespaces".into(),
+        "--default-character-set=utf8mb4".into(),
+        database.into(),
+    ]
+}
+
+/// A `[client]` option file with the password, in its own 0700 folder; removed on drop.
+pub(crate) struct DefaultsFile {
+    dir: PathBuf,
+    file: PathBuf,
+}
+
+impl DefaultsFile {
+    pub(crate) fn create(password: &Secret) -> Result<DefaultsFile, DumpError> {
+        let dir = std::env::temp_dir().join(format!("oms-upgrade-dump-{}", uuid::Uuid::new_v4()));
+        let mut b = std::fs::DirBuilder::new();
+        std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+        b.create(&dir).map_err(|e| DumpError::io(&dir, e))?;
+        let guard = DefaultsFile {
+            file: dir.join("client.cnf"),
+            dir,
+        };
+        let mut escaped = String::new();
+        for c in password.expose().chars() {
+            match c {
+                '\\' => escaped.push_str("\\\\"),
+                '"' => escaped.push_str("\\\""),
+                '\n' => escaped.push_str("\\n"),
+                '\r' => escaped.push_str("\\r"),
+                '\t' => escaped.push_str("\\t"),
+                c => escaped.push(c),
+            }
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&guard.file)
+            .map_err(|e| DumpError::io(&guard.file, e))?;
+        writeln!(f, "[client]\npassword=\"{escaped}\"")
+            .and_then(|_| f.sync_all())
+            .map_err(|e| DumpError::io(&guard.file, e))?;
+        Ok(guard)
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.file
+    }
+}
+
+impl Drop for DefaultsFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.file);
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// Dumps `database` with the external dumper into `path`. See the module docs.
+pub(crate) async fn dump(
+    target: &DbTarget,
+    database: &str,
+    path: &Path,
+    opts: &DumpOptions,
+    progress: &dyn Progress,
+) -> Result<DumpArtifact, DumpError> {
+    let program = resolve_program(opts.dumper_path.as_deref())?;
+    let writer = PartWriter::create(path, opts.compression, opts.overwrite)?;
+
+    // Facts first (and a clear error for a missing database before any child runs).
+    let mut conn = connect(target).await?;
+    facts::session_setup(&mut conn).await?;
+    let server_version = super::native::server_version(&mut conn).await?;
+    conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+        .await
+        .map_err(|e| query_err(database, "starting the snapshot", e))?;
+    let schema = facts::list_schema(&mut conn, database).await?;
+    let mut tables = Vec::new();
+    for t in schema.base_tables() {
+        tables.push(facts::fact_for(&mut conn, database, t, opts.checksum).await?);
+    }
+    conn.query_drop("COMMIT").await.ok();
+    conn.disconnect().await.ok();
+
+    let defaults = DefaultsFile::create(&target.password)?;
+    let program_name = program.display().to_string();
+    let mut child = tokio::process::Command::new(&program)
+        .args(dumper_args(defaults.path(), target, database))
+        .env_remove("MYSQL_PWD")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => DumpError::DumperNotFound {
+                program: program_name.clone(),
+            },
+            _ => DumpError::io(&program, e),
+        })?;
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let stderr_task = tokio::spawn(async move {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 8192];
+        loop {
+            match stderr.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) if buf.len() < STDERR_CAP => buf.extend_from_slice(&chunk[..n]),
+                Ok(_) => {}
+            }
+        }
+        buf
+    });
+
+    progress.begin(
+        database,
+        schema.tables.iter().map(|t| t.estimated_bytes).sum(),
+    );
+    let (tx, writer_task) = writer::spawn(writer);
+    let streamed: Result<(), DumpError> = async {
+        loop {
+            let mut chunk = vec![0u8; 1 << 20];
+            let n = stdout
+                .read(&mut chunk)
+                .await
+                .map_err(|e| DumpError::io(&program, e))?;
+            if n == 0 {
+                return Ok(());
+            }
+            chunk.truncate(n);
+            progress.advance(database, n as u64, 0);
+            send(&tx, chunk).await?;
+        }
+    }
+    .await;
+    let status = child.wait().await.map_err(|e| DumpError::io(&program, e));
+    drop(defaults);
+    let stderr_bytes = stderr_task.await.unwrap_or_default();
+    let stderr_text = String::from_utf8_lossy(&stderr_bytes).into_owned();
+
+    let verdict = (|| {
+        streamed?;
+        let status = status?;
+        if let Some(line) = stderr_text
+            .lines()
+            .find(|l| l.to_ascii_lowercase().contains("warning"))
+        {
+            return Err(DumpError::ExternalWarning {
+                program: program_name.clone(),
+                line: line.trim().to_string(),
+            });
+        }
+        if !status.success() || !stderr_text.trim().is_empty() {
+            return Err(DumpError::ExternalFailed {
+                program: program_name.clone(),
+                status: status.to_string(),
+                stderr: stderr_text.trim().to_string(),
+            });
+        }
+        Ok(())
+    })();
+    let written = match verdict {
+        Ok(()) => {
+            let expected: Vec<String> = schema.tables.iter().map(|t| t.name.clone()).collect();
+            let committed = tx.send(Msg::Commit(expected)).await;
+            drop(tx);
+            let w = writer::join(writer_task).await;
+            if committed.is_err() && w.is_ok() {
+                return Err(DumpError::WriterGone);
+            }
+            w
+        }
+        Err(e) => {
+            drop(tx);
+            let w = writer::join(writer_task).await;
+            // A disk error cuts the stream; it explains the dumper's broken pipe.
+            match (e, w) {
+                (DumpError::WriterGone, Err(we)) => Err(we),
+                (DumpError::ExternalFailed { .. }, Err(we @ DumpError::DiskFull { .. })) => Err(we),
+                (e, _) => Err(e),
+            }
+        }
+    };
+    progress.finish(database);
+    let written = written?;
+    Ok(DumpArtifact {
+        database: database.to_string(),
+        file: written.path,
+        size_bytes: written.size_bytes,
+        blake3_hex: written.blake3_hex,
+        format: DumpFormat::Mysqldump,
+        compression: opts.compression,
+        charset: schema.charset.clone(),
+        collation: schema.collation.clone(),
+        tables,
+        views: schema.views().map(|v| v.name.clone()).collect(),
+        skipped_triggers: schema.triggers.clone(),
+        server_version,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argv_has_no_password_and_defaults_file_is_private() {
+        let target = DbTarget {
+            host: "127.0.0.1".into(),
+            port: 3306,
+            user: "u".into(),
+            password: Secret::new("pa\"ss\\word"),
+        };
+        let d = DefaultsFile::create(&target.password).unwrap();
+        let args = dumper_args(d.path(), &target, "db");
+        assert!(
+            args[0]
+                .to_string_lossy()
+                .starts_with("--defaults-extra-file=")
+        );
+        for a in &args {
+            assert!(!a.to_string_lossy().contains("word"), "{a:?}");
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(d.path()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let text = std::fs::read_to_string(d.path()).unwrap();
+        assert_eq!(text, "[client]\npassword=\"pa\\\"ss\\\\word\"\n");
+        let path = d.path().to_path_buf();
+        drop(d);
+        assert!(!path.exists());
+    }
+}

@@ -1,0 +1,364 @@
+//! What is in a database, and the per-table facts (row count and content checksum) that
+//! prove two copies hold the same content.
+//!
+//! The dumper takes the facts inside its snapshot; restore recomputes them afterwards with
+//! the method each recorded fact names, and the upgrade uses [`table_facts`] to show that a
+//! rollback brought back exactly what was dumped. `CHECKSUM TABLE` is preferred (computed by
+//! the server, no row crosses the wire); where it is not supported the rows are hashed with
+//! BLAKE3 here (see [`ChecksumMethod::Blake3Rows`]).
+
+use mysql_async::Conn;
+use mysql_async::prelude::Queryable;
+
+use super::artifact::{ChecksumMethod, TableFact};
+use super::sqlvalue::{ident, select_expr};
+use super::{DumpError, connect, query_err};
+use crate::dbconn::DbTarget;
+
+/// A column as the dumper needs it.
+#[derive(Debug, Clone)]
+pub(crate) struct ColumnInfo {
+    pub name: String,
+    pub data_type: String,
+    /// Virtual or stored generated column: left out of INSERTs, recomputed by the server.
+    pub generated: bool,
+}
+
+/// A base table or a view.
+#[derive(Debug, Clone)]
+pub(crate) struct TableInfo {
+    pub name: String,
+    pub is_view: bool,
+    pub columns: Vec<ColumnInfo>,
+    pub primary_key: Vec<String>,
+    /// The server's estimate of data + index size, for progress bars.
+    pub estimated_bytes: u64,
+}
+
+impl TableInfo {
+    /// Columns that are written in INSERTs (generated ones are not).
+    pub fn stored_columns(&self) -> impl Iterator<Item = &ColumnInfo> {
+        self.columns.iter().filter(|c| !c.generated)
+    }
+
+    /// `SELECT <exact expressions> FROM db.table`.
+    pub fn select_sql(&self, database: &str) -> String {
+        let exprs: Vec<String> = self
+            .stored_columns()
+            .map(|c| select_expr(&c.name, &c.data_type))
+            .collect();
+        format!(
+            "SELECT {} FROM {}.{}",
+            exprs.join(","),
+            ident(database),
+            ident(&self.name)
+        )
+    }
+}
+
+/// Everything the dumper lists about a database.
+#[derive(Debug, Clone)]
+pub(crate) struct Schema {
+    pub charset: String,
+    pub collation: String,
+    /// Base tables then views, each sorted by name.
+    pub tables: Vec<TableInfo>,
+    /// `table.trigger` for every trigger (never dumped).
+    pub triggers: Vec<String>,
+}
+
+impl Schema {
+    pub fn base_tables(&self) -> impl Iterator<Item = &TableInfo> {
+        self.tables.iter().filter(|t| !t.is_view)
+    }
+
+    pub fn views(&self) -> impl Iterator<Item = &TableInfo> {
+        self.tables.iter().filter(|t| t.is_view)
+    }
+}
+
+/// Session settings every dump, restore and facts connection uses, so text forms are the
+/// same on both sides: utf8mb4, UTC for TIMESTAMP, and a neutral sql_mode (no ANSI_QUOTES or
+/// NO_BACKSLASH_ESCAPES changing how SHOW CREATE quotes things).
+pub(crate) async fn session_setup(conn: &mut Conn) -> Result<(), DumpError> {
+    conn.query_drop("SET NAMES utf8mb4, time_zone = '+00:00', sql_mode = 'NO_AUTO_VALUE_ON_ZERO'")
+        .await
+        .map_err(|e| query_err("", "setting up the session", e))
+}
+
+/// Lists tables, views, columns, primary keys and triggers of `database`.
+pub(crate) async fn list_schema(conn: &mut Conn, database: &str) -> Result<Schema, DumpError> {
+    let q = |what: &'static str| move |e| query_err(database, what, e);
+    let schema: Option<(String, String)> = conn
+        .exec_first(
+            "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME \
+             FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
+            (database,),
+        )
+        .await
+        .map_err(q("reading the database's character set"))?;
+    let Some((charset, collation)) = schema else {
+        return Err(DumpError::NoSuchDatabase {
+            database: database.to_string(),
+        });
+    };
+    let rows: Vec<(String, String, Option<u64>)> = conn
+        .exec(
+            "SELECT TABLE_NAME, TABLE_TYPE, DATA_LENGTH + INDEX_LENGTH \
+             FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME",
+            (database,),
+        )
+        .await
+        .map_err(q("listing tables"))?;
+    let mut tables = Vec::new();
+    for (name, kind, size) in rows {
+        let is_view = match kind.as_str() {
+            "BASE TABLE" => false,
+            "VIEW" => true,
+            other => {
+                return Err(DumpError::Unsupported {
+                    what: format!(
+                        "`{database}`.`{name}` is a {other}; only base tables and views are dumped"
+                    ),
+                });
+            }
+        };
+        tables.push(TableInfo {
+            name,
+            is_view,
+            columns: Vec::new(),
+            primary_key: Vec::new(),
+            estimated_bytes: size.unwrap_or(0),
+        });
+    }
+    let cols: Vec<(String, String, String, String)> = conn
+        .exec(
+            "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, EXTRA FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME, ORDINAL_POSITION",
+            (database,),
+        )
+        .await
+        .map_err(q("listing columns"))?;
+    for (table, name, data_type, extra) in cols {
+        let extra = extra.to_ascii_uppercase();
+        // MySQL 8 marks expression defaults as DEFAULT_GENERATED: those are ordinary columns.
+        let generated = [
+            "VIRTUAL GENERATED",
+            "STORED GENERATED",
+            "PERSISTENT GENERATED",
+        ]
+        .iter()
+        .any(|g| extra.contains(g));
+        if let Some(t) = tables.iter_mut().find(|t| t.name == table) {
+            t.columns.push(ColumnInfo {
+                name,
+                data_type,
+                generated,
+            });
+        }
+    }
+    let pks: Vec<(String, String)> = conn
+        .exec(
+            "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE \
+             WHERE TABLE_SCHEMA = ? AND CONSTRAINT_NAME = 'PRIMARY' \
+             ORDER BY TABLE_NAME, ORDINAL_POSITION",
+            (database,),
+        )
+        .await
+        .map_err(q("listing primary keys"))?;
+    for (table, column) in pks {
+        if let Some(t) = tables.iter_mut().find(|t| t.name == table) {
+            t.primary_key.push(column);
+        }
+    }
+    let triggers: Vec<(String, String)> = conn
+        .exec(
+            "SELECT EVENT_OBJECT_TABLE, TRIGGER_NAME FROM information_schema.TRIGGERS \
+             WHERE TRIGGER_SCHEMA = ? ORDER BY EVENT_OBJECT_TABLE, TRIGGER_NAME",
+            (database,),
+        )
+        .await
+        .map_err(q("listing triggers"))?;
+    tables.sort_by(|a, b| (a.is_view, &a.name).cmp(&(b.is_view, &b.name)));
+    Ok(Schema {
+        charset,
+        collation,
+        tables,
+        triggers: triggers
+            .into_iter()
+            .map(|(t, n)| format!("{t}.{n}"))
+            .collect(),
+    })
+}
+
+/// Facts for `database`'s base tables: `CHECKSUM TABLE` where the server supports it,
+/// [`ChecksumMethod::Blake3Rows`] otherwise. Opens its own connection.
+pub async fn table_facts(target: &DbTarget, database: &str) -> Result<Vec<TableFact>, DumpError> {
+    facts_with(target, database, None).await
+}
+
+/// Facts for `database`'s base tables, all with `method`.
+pub async fn table_facts_with(
+    target: &DbTarget,
+    database: &str,
+    method: ChecksumMethod,
+) -> Result<Vec<TableFact>, DumpError> {
+    facts_with(target, database, Some(method)).await
+}
+
+async fn facts_with(
+    target: &DbTarget,
+    database: &str,
+    method: Option<ChecksumMethod>,
+) -> Result<Vec<TableFact>, DumpError> {
+    let mut conn = connect(target).await?;
+    session_setup(&mut conn).await?;
+    let schema = list_schema(&mut conn, database).await?;
+    let tables: Vec<&TableInfo> = schema.base_tables().collect();
+    let mut out = Vec::with_capacity(tables.len());
+    for t in tables {
+        out.push(fact_for(&mut conn, database, t, method).await?);
+    }
+    conn.disconnect().await.ok();
+    Ok(out)
+}
+
+/// One table's fact with `method`, or the preferred method when `None`. Runs in whatever
+/// transaction `conn` is in, so the dumper gets facts from its own snapshot.
+pub(crate) async fn fact_for(
+    conn: &mut Conn,
+    database: &str,
+    table: &TableInfo,
+    method: Option<ChecksumMethod>,
+) -> Result<TableFact, DumpError> {
+    let full = format!("{}.{}", ident(database), ident(&table.name));
+    let q = |what: &'static str| move |e| query_err(database, what, e);
+    if method != Some(ChecksumMethod::Blake3Rows) {
+        let checksum: Result<Option<(String, Option<u64>)>, _> =
+            conn.query_first(format!("CHECKSUM TABLE {full}")).await;
+        let checksum = match checksum {
+            Ok(Some((_, Some(c)))) => Some(c),
+            // NULL or a server-side refusal: the server cannot checksum this table.
+            Ok(_) | Err(mysql_async::Error::Server(_)) => None,
+            Err(e) => return Err(q("running CHECKSUM TABLE")(e)),
+        };
+        if let Some(c) = checksum {
+            let rows: Option<u64> = conn
+                .query_first(format!("SELECT COUNT(*) FROM {full}"))
+                .await
+                .map_err(q("counting rows"))?;
+            return Ok(TableFact {
+                name: table.name.clone(),
+                rows: rows.unwrap_or(0),
+                checksum: c.to_string(),
+                checksum_method: ChecksumMethod::ChecksumTable,
+            });
+        }
+        if method == Some(ChecksumMethod::ChecksumTable) {
+            return Err(DumpError::Unsupported {
+                what: format!("the server cannot run CHECKSUM TABLE on {full}"),
+            });
+        }
+    }
+    let (rows, checksum) = blake3_rows(conn, database, table).await?;
+    Ok(TableFact {
+        name: table.name.clone(),
+        rows,
+        checksum,
+        checksum_method: ChecksumMethod::Blake3Rows,
+    })
+}
+
+/// BLAKE3 over the rows' values (length-prefixed, NULL distinct from empty) in primary-key
+/// order; without a primary key, the wrapping sum of per-row hashes (order-free).
+async fn blake3_rows(
+    conn: &mut Conn,
+    database: &str,
+    table: &TableInfo,
+) -> Result<(u64, String), DumpError> {
+    let mut sql = table.select_sql(database);
+    if !table.primary_key.is_empty() {
+        let keys: Vec<String> = table.primary_key.iter().map(|k| ident(k)).collect();
+        sql.push_str(" ORDER BY ");
+        sql.push_str(&keys.join(","));
+    }
+    let ordered = !table.primary_key.is_empty();
+    let q = |e| query_err(database, "hashing rows", e);
+    let mut result = conn.query_iter(sql).await.map_err(q)?;
+    let mut table_hasher = blake3::Hasher::new();
+    let mut sum = [0u64; 4];
+    let mut rows = 0u64;
+    let mut row_hasher = blake3::Hasher::new();
+    while let Some(row) = result.next().await.map_err(q)? {
+        rows += 1;
+        let h = if ordered {
+            &mut table_hasher
+        } else {
+            row_hasher.reset();
+            &mut row_hasher
+        };
+        for i in 0..row.len() {
+            match row.as_ref(i) {
+                None | Some(mysql_async::Value::NULL) => {
+                    h.update(&[0]);
+                }
+                Some(mysql_async::Value::Bytes(b)) => {
+                    h.update(&[1]);
+                    h.update(&(b.len() as u64).to_le_bytes());
+                    h.update(b);
+                }
+                Some(other) => {
+                    let s = other.as_sql(false);
+                    h.update(&[2]);
+                    h.update(&(s.len() as u64).to_le_bytes());
+                    h.update(s.as_bytes());
+                }
+            }
+        }
+        if !ordered {
+            add_256(&mut sum, row_hasher.finalize().as_bytes());
+        }
+    }
+    let hex = if ordered {
+        table_hasher.finalize().to_hex().to_string()
+    } else {
+        sum.iter().rev().map(|w| format!("{w:016x}")).collect()
+    };
+    Ok((rows, hex))
+}
+
+/// `sum += h` as 256-bit little-endian integers, wrapping.
+fn add_256(sum: &mut [u64; 4], h: &[u8; 32]) {
+    let mut carry = 0u128;
+    for (i, limb) in sum.iter_mut().enumerate() {
+        let w = u64::from_le_bytes(h[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        let s = *limb as u128 + w as u128 + carry;
+        *limb = s as u64;
+        carry = s >> 64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sum_is_order_free_and_wraps() {
+        let a = *blake3::hash(b"a").as_bytes();
+        let b = *blake3::hash(b"b").as_bytes();
+        let mut x = [0u64; 4];
+        add_256(&mut x, &a);
+        add_256(&mut x, &b);
+        let mut y = [0u64; 4];
+        add_256(&mut y, &b);
+        add_256(&mut y, &a);
+        assert_eq!(x, y);
+        let mut z = [u64::MAX; 4];
+        add_256(&mut z, &{
+            let mut one = [0u8; 32];
+            one[0] = 1;
+            one
+        });
+        assert_eq!(z, [0; 4]);
+    }
+}

@@ -1,0 +1,293 @@
+//! The built-in dumper: one database over one mysql_async connection, inside one consistent
+//! snapshot, streamed as SQL text that the stock `mariadb` client can load.
+//!
+//! The connection task reads rows with the text protocol and renders multi-row INSERTs of at
+//! most `max_statement_bytes`; a blocking writer thread compresses, hashes and writes them.
+//! The two are joined by a small bounded channel, so memory stays at a few statements
+//! whatever the table size, and the CPU work of rendering overlaps the file work.
+//!
+//! File layout (no timestamps, so the same content gives the same bytes):
+//! header with session settings; per base table `DROP TABLE IF EXISTS`, the server's own
+//! `CREATE TABLE` (which carries AUTO_INCREMENT) and its rows; one stand-in view per view
+//! (so views may refer to views in any order), then the real views; a list of the triggers
+//! that were skipped; the settings restored; the trailer `-- Dump completed`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use mysql_async::Conn;
+use mysql_async::prelude::Queryable;
+use tokio::sync::mpsc;
+
+use super::artifact::{DumpArtifact, DumpFormat, TableFact};
+use super::facts::{self, TableInfo};
+use super::progress::Progress;
+use super::sqlvalue::{ident, literal_for, push_literal};
+use super::writer::{self, Msg, PartWriter, TRAILER, send};
+use super::{DumpError, DumpOptions, connect, query_err};
+use crate::dbconn::DbTarget;
+
+/// Dumps `database` natively into `path`. See the module docs.
+pub(crate) async fn dump(
+    target: &DbTarget,
+    database: &str,
+    path: &Path,
+    opts: &DumpOptions,
+    progress: &dyn Progress,
+) -> Result<DumpArtifact, DumpError> {
+    let writer = PartWriter::create(path, opts.compression, opts.overwrite)?;
+    let mut conn = connect(target).await?;
+    facts::session_setup(&mut conn).await?;
+    let server_version = server_version(&mut conn).await?;
+    let q = |what: &'static str| move |e| query_err(database, what, e);
+    conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        .await
+        .map_err(q("setting the isolation level"))?;
+    conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+        .await
+        .map_err(q("starting the snapshot"))?;
+    let schema = facts::list_schema(&mut conn, database).await?;
+    progress.begin(
+        database,
+        schema.tables.iter().map(|t| t.estimated_bytes).sum(),
+    );
+
+    let (tx, writer_task) = writer::spawn(writer);
+    let produced = produce(
+        &mut conn,
+        database,
+        &schema,
+        &server_version,
+        opts,
+        progress,
+        &tx,
+    )
+    .await;
+    drop(tx);
+    let written = writer::join(writer_task).await;
+    progress.finish(database);
+    // Whichever side failed first explains the other: a writer error (disk full) makes the
+    // producer see `WriterGone`; a producer error (server gone) makes the writer abandon.
+    let (tables, written) = match (produced, written) {
+        (Ok(t), Ok(w)) => (t, w),
+        (Err(DumpError::WriterGone), Err(w)) => return Err(w),
+        (Err(p), _) => return Err(p),
+        (Ok(_), Err(w)) => return Err(w),
+    };
+    conn.query_drop("COMMIT").await.ok();
+    conn.disconnect().await.ok();
+    Ok(DumpArtifact {
+        database: database.to_string(),
+        file: written.path,
+        size_bytes: written.size_bytes,
+        blake3_hex: written.blake3_hex,
+        format: DumpFormat::Native,
+        compression: opts.compression,
+        charset: schema.charset.clone(),
+        collation: schema.collation.clone(),
+        tables,
+        views: schema.views().map(|v| v.name.clone()).collect(),
+        skipped_triggers: schema.triggers.clone(),
+        server_version,
+    })
+}
+
+pub(crate) async fn server_version(conn: &mut Conn) -> Result<String, DumpError> {
+    let v: Option<String> = conn
+        .query_first("SELECT VERSION()")
+        .await
+        .map_err(|e| query_err("", "reading the server version", e))?;
+    Ok(v.unwrap_or_default())
+}
+
+async fn produce(
+    conn: &mut Conn,
+    database: &str,
+    schema: &facts::Schema,
+    server_version: &str,
+    opts: &DumpOptions,
+    progress: &dyn Progress,
+    tx: &mpsc::Sender<Msg>,
+) -> Result<Vec<TableFact>, DumpError> {
+    let q = |what: &'static str| move |e| query_err(database, what, e);
+    let mut head = String::new();
+    head.push_str("-- oms-upgrade native dump\n");
+    head.push_str(&format!("-- Database: {}\n", ident(database)));
+    head.push_str(&format!("-- Server version: {server_version}\n"));
+    head.push_str("-- Load into an existing, empty database: mariadb DBNAME < FILE\n");
+    head.push_str(
+        "SET @OLD_CHARACTER_SET_CLIENT=@@CHARACTER_SET_CLIENT, \
+         @OLD_CHARACTER_SET_RESULTS=@@CHARACTER_SET_RESULTS, \
+         @OLD_COLLATION_CONNECTION=@@COLLATION_CONNECTION, @OLD_TIME_ZONE=@@TIME_ZONE, \
+         @OLD_SQL_MODE=@@SQL_MODE, @OLD_FOREIGN_KEY_CHECKS=@@FOREIGN_KEY_CHECKS, \
+         @OLD_UNIQUE_CHECKS=@@UNIQUE_CHECKS, @OLD_SQL_NOTES=@@SQL_NOTES;\n",
+    );
+    head.push_str("SET NAMES utf8mb4;\n");
+    head.push_str("SET TIME_ZONE='+00:00';\n");
+    head.push_str("SET SQL_MODE='NO_AUTO_VALUE_ON_ZERO';\n");
+    head.push_str("SET FOREIGN_KEY_CHECKS=0, UNIQUE_CHECKS=0, SQL_NOTES=0;\n");
+    send(tx, head.into_bytes()).await?;
+
+    let mut facts = Vec::new();
+    for table in schema.base_tables() {
+        // Facts first, in the same snapshot as the rows below.
+        let fact = facts::fact_for(conn, database, table, opts.checksum).await?;
+        let create: Option<(String, String)> = conn
+            .query_first(format!(
+                "SHOW CREATE TABLE {}.{}",
+                ident(database),
+                ident(&table.name)
+            ))
+            .await
+            .map_err(q("reading SHOW CREATE TABLE"))?;
+        let Some((_, create)) = create else {
+            return Err(DumpError::Internal {
+                what: format!("SHOW CREATE TABLE returned nothing for `{}`", table.name),
+            });
+        };
+        let mut ddl = format!("\n-- Table {}\n", ident(&table.name));
+        ddl.push_str(&format!("DROP TABLE IF EXISTS {};\n", ident(&table.name)));
+        ddl.push_str(&create);
+        ddl.push_str(";\n");
+        send(tx, ddl.into_bytes()).await?;
+        let rows = dump_rows(conn, database, table, opts, progress, tx).await?;
+        if rows != fact.rows {
+            return Err(DumpError::Inconsistent {
+                database: database.to_string(),
+                table: table.name.clone(),
+                counted: fact.rows,
+                streamed: rows,
+            });
+        }
+        facts.push(fact);
+    }
+
+    let views: Vec<&TableInfo> = schema.views().collect();
+    if !views.is_empty() {
+        let mut s = String::from("\n-- Stand-in views, so views can refer to views in any order\n");
+        for v in &views {
+            let cols: Vec<String> = v
+                .columns
+                .iter()
+                .map(|c| format!("1 AS {}", ident(&c.name)))
+                .collect();
+            let cols = if cols.is_empty() {
+                "1 AS `_`".to_string()
+            } else {
+                cols.join(", ")
+            };
+            s.push_str(&format!(
+                "CREATE OR REPLACE VIEW {} AS SELECT {cols};\n",
+                ident(&v.name)
+            ));
+        }
+        for v in &views {
+            let row: Option<mysql_async::Row> = conn
+                .query_first(format!(
+                    "SHOW CREATE VIEW {}.{}",
+                    ident(database),
+                    ident(&v.name)
+                ))
+                .await
+                .map_err(q("reading SHOW CREATE VIEW"))?;
+            let create: Option<String> = row.and_then(|mut r| r.take(1));
+            let Some(create) = create else {
+                return Err(DumpError::Internal {
+                    what: format!("SHOW CREATE VIEW returned nothing for `{}`", v.name),
+                });
+            };
+            let create = match create.strip_prefix("CREATE ") {
+                Some(rest) => format!("CREATE OR REPLACE {rest}"),
+                None => create,
+            };
+            s.push_str(&format!("\n-- View {}\n{create};\n", ident(&v.name)));
+        }
+        send(tx, s.into_bytes()).await?;
+    }
+
+    let mut tail = String::new();
+    if !schema.triggers.is_empty() {
+        tail.push_str("\n-- Triggers are not dumped (by design); skipped:\n");
+        for t in &schema.triggers {
+            tail.push_str(&format!("--   {t}\n"));
+        }
+    }
+    tail.push_str(
+        "\nSET CHARACTER_SET_CLIENT=@OLD_CHARACTER_SET_CLIENT, \
+         CHARACTER_SET_RESULTS=@OLD_CHARACTER_SET_RESULTS, \
+         COLLATION_CONNECTION=@OLD_COLLATION_CONNECTION, TIME_ZONE=@OLD_TIME_ZONE, \
+         SQL_MODE=@OLD_SQL_MODE, FOREIGN_KEY_CHECKS=@OLD_FOREIGN_KEY_CHECKS, \
+         UNIQUE_CHECKS=@OLD_UNIQUE_CHECKS, SQL_NOTES=@OLD_SQL_NOTES;\n",
+    );
+    tail.push_str(TRAILER);
+    tail.push('\n');
+    send(tx, tail.into_bytes()).await?;
+    let expected: Vec<String> = schema.tables.iter().map(|t| t.name.clone()).collect();
+    tx.send(Msg::Commit(expected))
+        .await
+        .map_err(|_| DumpError::WriterGone)?;
+    Ok(facts)
+}
+
+/// Streams one table's rows as INSERT statements; returns the row count.
+async fn dump_rows(
+    conn: &mut Conn,
+    database: &str,
+    table: &TableInfo,
+    opts: &DumpOptions,
+    progress: &dyn Progress,
+    tx: &mpsc::Sender<Msg>,
+) -> Result<u64, DumpError> {
+    let q = |e| query_err(database, "reading rows", e);
+    let cols: Vec<String> = table.stored_columns().map(|c| ident(&c.name)).collect();
+    let insert_head = format!(
+        "INSERT INTO {} ({}) VALUES ",
+        ident(&table.name),
+        cols.join(",")
+    );
+    let mut result = conn
+        .query_iter(table.select_sql(database))
+        .await
+        .map_err(q)?;
+    let kinds: Arc<[_]> = result.columns_ref().iter().map(literal_for).collect();
+    let cap = opts.max_statement_bytes + (64 << 10);
+    let mut stmt: Vec<u8> = Vec::with_capacity(cap);
+    let mut rows = 0u64;
+    let mut rows_in_stmt = 0u64;
+    while let Some(row) = result.next().await.map_err(q)? {
+        if stmt.is_empty() {
+            stmt.extend_from_slice(insert_head.as_bytes());
+        } else {
+            stmt.push(b',');
+        }
+        stmt.push(b'(');
+        for (i, kind) in kinds.iter().enumerate() {
+            if i > 0 {
+                stmt.push(b',');
+            }
+            match row.as_ref(i) {
+                None | Some(mysql_async::Value::NULL) => push_literal(&mut stmt, *kind, None),
+                Some(mysql_async::Value::Bytes(b)) => push_literal(&mut stmt, *kind, Some(b)),
+                // The text protocol only yields bytes or NULL; anything else is rendered by
+                // the driver's own quoting rather than guessed at.
+                Some(other) => stmt.extend_from_slice(other.as_sql(false).as_bytes()),
+            }
+        }
+        stmt.push(b')');
+        rows += 1;
+        rows_in_stmt += 1;
+        if stmt.len() >= opts.max_statement_bytes {
+            stmt.extend_from_slice(b";\n");
+            let full = std::mem::replace(&mut stmt, Vec::with_capacity(cap));
+            progress.advance(database, full.len() as u64, rows_in_stmt);
+            rows_in_stmt = 0;
+            send(tx, full).await?;
+        }
+    }
+    if !stmt.is_empty() {
+        stmt.extend_from_slice(b";\n");
+        progress.advance(database, stmt.len() as u64, rows_in_stmt);
+        send(tx, stmt).await?;
+    }
+    Ok(rows)
+}

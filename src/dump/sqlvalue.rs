@@ -1,0 +1,168 @@
+//! Exact SQL literals for values read over the text protocol.
+//!
+//! Over the text protocol every value arrives as the server's own text (or NULL), so
+//! exactness comes down to quoting each column type right: numbers and DECIMAL verbatim,
+//! binary strings and blobs as `X'..'` hex (no charset conversion can touch them), BIT as
+//! `b'..'`, everything else as a quoted string with the same escapes `mysqldump` uses. The
+//! session charset is utf8mb4, so multi-byte text (emoji included) passes through unchanged.
+//! FLOAT is the one type whose text form loses precision; the dumper reads it through
+//! `CAST(.. AS DOUBLE)` (see [`select_expr`]), and the double's text is exact.
+
+use mysql_async::consts::{ColumnFlags, ColumnType};
+
+/// The charset number the server uses for binary strings.
+const BINARY_CHARSET: u16 = 63;
+
+/// How a column's values are written as SQL literals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Literal {
+    /// Written verbatim: integers, DECIMAL, FLOAT/DOUBLE (as read), YEAR.
+    Number,
+    /// `b'0101..'`.
+    Bit,
+    /// `X'..'`.
+    Hex,
+    /// `'..'` with backslash escapes.
+    Text,
+}
+
+/// Chooses the literal form from a result-set column's metadata.
+pub fn literal_for(column: &mysql_async::Column) -> Literal {
+    use ColumnType::*;
+    match column.column_type() {
+        MYSQL_TYPE_TINY
+        | MYSQL_TYPE_SHORT
+        | MYSQL_TYPE_LONG
+        | MYSQL_TYPE_LONGLONG
+        | MYSQL_TYPE_INT24
+        | MYSQL_TYPE_DECIMAL
+        | MYSQL_TYPE_NEWDECIMAL
+        | MYSQL_TYPE_FLOAT
+        | MYSQL_TYPE_DOUBLE
+        | MYSQL_TYPE_YEAR => Literal::Number,
+        MYSQL_TYPE_BIT => Literal::Bit,
+        MYSQL_TYPE_GEOMETRY => Literal::Hex,
+        MYSQL_TYPE_STRING
+        | MYSQL_TYPE_VAR_STRING
+        | MYSQL_TYPE_VARCHAR
+        | MYSQL_TYPE_BLOB
+        | MYSQL_TYPE_TINY_BLOB
+        | MYSQL_TYPE_MEDIUM_BLOB
+        | MYSQL_TYPE_LONG_BLOB
+            if column.character_set() == BINARY_CHARSET
+                && !column.flags().contains(ColumnFlags::ENUM_FLAG)
+                && !column.flags().contains(ColumnFlags::SET_FLAG) =>
+        {
+            Literal::Hex
+        }
+        _ => Literal::Text,
+    }
+}
+
+/// Appends `value` (the server's text for it, or `None` for NULL) as a literal.
+pub fn push_literal(out: &mut Vec<u8>, kind: Literal, value: Option<&[u8]>) {
+    let Some(v) = value else {
+        out.extend_from_slice(b"NULL");
+        return;
+    };
+    match kind {
+        Literal::Number => out.extend_from_slice(v),
+        Literal::Hex => push_hex(out, v),
+        Literal::Bit => push_bits(out, v),
+        Literal::Text => push_quoted(out, v),
+    }
+}
+
+fn push_hex(out: &mut Vec<u8>, v: &[u8]) {
+    out.extend_from_slice(b"X'");
+    let start = out.len();
+    out.resize(start + v.len() * 2, 0);
+    hex::encode_to_slice(v, &mut out[start..]).expect("buffer sized for hex");
+    out.push(b'\'');
+}
+
+fn push_bits(out: &mut Vec<u8>, v: &[u8]) {
+    out.extend_from_slice(b"b'");
+    if v.is_empty() {
+        out.push(b'0');
+    }
+    for byte in v {
+        for bit in (0..8).rev() {
+            out.push(if byte >> bit & 1 == 1 { b'1' } else { b'0' });
+        }
+    }
+    out.push(b'\'');
+}
+
+/// `'...'` with mysqldump's escapes; runs without special bytes are copied in one go.
+pub fn push_quoted(out: &mut Vec<u8>, v: &[u8]) {
+    out.reserve(v.len() + 2);
+    out.push(b'\'');
+    let mut run = 0;
+    for (i, &b) in v.iter().enumerate() {
+        let esc: &[u8] = match b {
+            0 => b"\\0",
+            b'\'' => b"\\'",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            0x1a => b"\\Z",
+            _ => continue,
+        };
+        out.extend_from_slice(&v[run..i]);
+        out.extend_from_slice(esc);
+        run = i + 1;
+    }
+    out.extend_from_slice(&v[run..]);
+    out.push(b'\'');
+}
+
+/// `` `name` `` with backticks doubled.
+pub fn ident(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+/// The expression that reads a column exactly: FLOAT through a DOUBLE cast (its own text
+/// form keeps only 6 significant digits), everything else as itself.
+pub fn select_expr(column: &str, data_type: &str) -> String {
+    if data_type.eq_ignore_ascii_case("float") {
+        format!("CAST({} AS DOUBLE)", ident(column))
+    } else {
+        ident(column)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lit(kind: Literal, v: Option<&[u8]>) -> String {
+        let mut out = Vec::new();
+        push_literal(&mut out, kind, v);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn literals() {
+        assert_eq!(lit(Literal::Text, None), "NULL");
+        assert_eq!(lit(Literal::Text, Some(b"")), "''");
+        assert_eq!(
+            lit(Literal::Text, Some(b"a'b\\c\n\r\0\x1az")),
+            r"'a\'b\\c\n\r\0\Zz'"
+        );
+        assert_eq!(
+            lit(Literal::Text, Some("héllo 😀".as_bytes())),
+            "'héllo 😀'"
+        );
+        assert_eq!(lit(Literal::Hex, Some(&[0, 0xff, 0x10])), "X'00ff10'");
+        assert_eq!(lit(Literal::Hex, Some(b"")), "X''");
+        assert_eq!(
+            lit(Literal::Bit, Some(&[0x01, 0x02])),
+            "b'0000000100000010'"
+        );
+        assert_eq!(lit(Literal::Number, Some(b"-12.3400")), "-12.3400");
+        assert_eq!(ident("we`ird"), "`we``ird`");
+        assert_eq!(select_expr("f", "FLOAT"), "CAST(`f` AS DOUBLE)");
+        assert_eq!(select_expr("d", "double"), "`d`");
+    }
+}

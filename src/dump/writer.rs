@@ -1,0 +1,481 @@
+//! The one way a dump reaches the disk: streamed into `<name>.part` (mode 0600, in a 0700
+//! folder), BLAKE3 computed over exactly the bytes handed to the file (after compression),
+//! fsynced, checked, and only then renamed to its final name and the folder fsynced.
+//!
+//! A writer that is dropped without [`PartWriter::commit`] removes its `.part` file, so a
+//! failed or interrupted dump never leaves a file that looks complete (and a full disk gets
+//! its space back). The [`Inspector`] watches the uncompressed SQL as it passes, which is how
+//! the "complete" check (trailer present, expected tables present) works the same for the
+//! native dumper and for `mariadb-dump` output.
+
+use std::collections::BTreeSet;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use tokio::sync::mpsc;
+
+use super::DumpError;
+use super::artifact::Compression;
+
+/// The last line of every complete dump (`mariadb-dump` appends ` on DATE` unless told
+/// `--skip-dump-date`).
+pub const TRAILER: &str = "-- Dump completed";
+
+/// Creates `dir` with mode 0700 when missing; refuses an existing folder that group or
+/// others can read, since dumps hold the credentials of migration projects.
+pub fn prepare_dir(dir: &Path) -> Result<(), DumpError> {
+    match std::fs::metadata(dir) {
+        Ok(md) => {
+            if !md.is_dir() {
+                return Err(DumpError::io(
+                    dir,
+                    io::Error::new(io::ErrorKind::NotADirectory, "not a folder"),
+                ));
+            }
+            let mode = md.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(DumpError::InsecureDir {
+                    path: dir.to_path_buf(),
+                    mode,
+                });
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let mut b = std::fs::DirBuilder::new();
+            std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+            b.recursive(true)
+                .create(dir)
+                .map_err(|e| DumpError::io(dir, e))?;
+            // The umask may have narrowed the mode further but never widened it; make it exact.
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| DumpError::io(dir, e))?;
+            fsync_dir(dir.parent().unwrap_or(Path::new(".")))
+        }
+        Err(e) => Err(DumpError::io(dir, e)),
+    }
+}
+
+/// fsyncs a folder so a rename inside it survives a crash.
+pub fn fsync_dir(dir: &Path) -> Result<(), DumpError> {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| DumpError::io(dir, e))
+}
+
+/// Writes a small file atomically: `<path>.part` (0600), fsync, rename, fsync the folder.
+pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<(), DumpError> {
+    let part = part_path(path);
+    let result = (|| {
+        let mut f = open_part(&part)?;
+        f.write_all(bytes).map_err(|e| DumpError::io(&part, e))?;
+        f.sync_all().map_err(|e| DumpError::io(&part, e))?;
+        std::fs::rename(&part, path).map_err(|e| DumpError::io(path, e))?;
+        fsync_dir(path.parent().unwrap_or(Path::new(".")))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&part);
+    }
+    result
+}
+
+fn part_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".part");
+    PathBuf::from(s)
+}
+
+fn open_part(part: &Path) -> Result<File, DumpError> {
+    // A `.part` file is ours by name: a leftover of a crashed run is replaced, never appended to.
+    match std::fs::remove_file(part) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(DumpError::io(part, e)),
+    }
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(part)
+        .map_err(|e| DumpError::io(part, e))
+}
+
+/// A file that hashes exactly what it accepted, so the BLAKE3 is over the bytes on disk.
+struct HashingFile {
+    file: File,
+    hasher: blake3::Hasher,
+    bytes: u64,
+}
+
+impl Write for HashingFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+enum Sink {
+    Plain(BufWriter<HashingFile>),
+    Zstd(zstd::Encoder<'static, BufWriter<HashingFile>>),
+}
+
+/// What a committed dump file is.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// Final path.
+    pub path: PathBuf,
+    /// Bytes on disk.
+    pub size_bytes: u64,
+    /// BLAKE3 of the bytes on disk.
+    pub blake3_hex: String,
+}
+
+/// A dump being written. See the module docs.
+pub struct PartWriter {
+    part: PathBuf,
+    final_path: PathBuf,
+    sink: Option<Sink>,
+    inspector: Inspector,
+    sql_bytes: u64,
+    committed: bool,
+}
+
+/// zstd level: 3 is zstd's default and keeps the dump well ahead of the disk on one core.
+const ZSTD_LEVEL: i32 = 3;
+const BUF_BYTES: usize = 1 << 20;
+
+impl PartWriter {
+    /// Starts `<final_path>.part`. Refuses when `final_path` exists unless `overwrite`.
+    pub fn create(
+        final_path: &Path,
+        compression: Compression,
+        overwrite: bool,
+    ) -> Result<PartWriter, DumpError> {
+        if !overwrite && final_path.exists() {
+            return Err(DumpError::AlreadyExists {
+                path: final_path.to_path_buf(),
+            });
+        }
+        let part = part_path(final_path);
+        let file = open_part(&part)?;
+        let hf = BufWriter::with_capacity(
+            BUF_BYTES,
+            HashingFile {
+                file,
+                hasher: blake3::Hasher::new(),
+                bytes: 0,
+            },
+        );
+        let sink = match compression {
+            Compression::None => Sink::Plain(hf),
+            Compression::Zstd => {
+                Sink::Zstd(zstd::Encoder::new(hf, ZSTD_LEVEL).map_err(|e| DumpError::io(&part, e))?)
+            }
+        };
+        Ok(PartWriter {
+            part,
+            final_path: final_path.to_path_buf(),
+            sink: Some(sink),
+            inspector: Inspector::default(),
+            sql_bytes: 0,
+            committed: false,
+        })
+    }
+
+    /// Appends SQL text.
+    pub fn write_all(&mut self, sql: &[u8]) -> Result<(), DumpError> {
+        self.inspector.feed(sql);
+        self.sql_bytes += sql.len() as u64;
+        let r = match self.sink.as_mut() {
+            Some(Sink::Plain(w)) => w.write_all(sql),
+            Some(Sink::Zstd(w)) => w.write_all(sql),
+            None => Ok(()),
+        };
+        r.map_err(|e| DumpError::io(&self.part, e))
+    }
+
+    /// Finishes the file: flush, fsync, check (non-empty, trailer, every expected table and
+    /// view has its CREATE), rename into place, fsync the folder.
+    pub fn commit(mut self, expected: &[String]) -> Result<Written, DumpError> {
+        let part = self.part.clone();
+        let io = |e| DumpError::io(&part, e);
+        let buffered = match self.sink.take() {
+            Some(Sink::Plain(w)) => w,
+            Some(Sink::Zstd(w)) => w.finish().map_err(io)?,
+            None => unreachable!("commit consumes the writer"),
+        };
+        let hf = buffered.into_inner().map_err(|e| io(e.into_error()))?;
+        hf.file.sync_all().map_err(io)?;
+        let incomplete = |reason: String| DumpError::Incomplete {
+            path: part.clone(),
+            reason,
+        };
+        if self.sql_bytes == 0 {
+            return Err(incomplete("the dump is empty".into()));
+        }
+        if !self.inspector.trailer_seen() {
+            return Err(incomplete(format!(
+                "the last line is not `{TRAILER}`: the dumper stopped early"
+            )));
+        }
+        let missing: Vec<&String> = expected
+            .iter()
+            .filter(|t| !self.inspector.objects.contains(t.as_str()))
+            .collect();
+        if !missing.is_empty() {
+            return Err(incomplete(format!(
+                "no CREATE statement for {}",
+                missing
+                    .iter()
+                    .map(|t| format!("`{t}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        std::fs::rename(&part, &self.final_path).map_err(|e| DumpError::io(&self.final_path, e))?;
+        self.committed = true;
+        fsync_dir(self.final_path.parent().unwrap_or(Path::new(".")))?;
+        Ok(Written {
+            path: self.final_path.clone(),
+            size_bytes: hf.bytes,
+            blake3_hex: hf.hasher.finalize().to_hex().to_string(),
+        })
+    }
+}
+
+impl Drop for PartWriter {
+    fn drop(&mut self) {
+        // Not committed (an error, a failed check or a cancelled task): the partial file must
+        // not survive, and on a full disk its space is needed back.
+        if !self.committed {
+            self.sink = None;
+            let _ = std::fs::remove_file(&self.part);
+        }
+    }
+}
+
+/// A message to a writer thread. The file is only committed on `Commit`: a producer that
+/// dies (error, cancelled task) closes the channel, and the writer then discards the file.
+pub enum Msg {
+    /// More SQL text.
+    Data(Vec<u8>),
+    /// All sent: commit, expecting a CREATE for each of these tables and views.
+    Commit(Vec<String>),
+}
+
+/// How many chunks may wait for the writer thread; bounds memory to a few MiB.
+const CHANNEL_DEPTH: usize = 4;
+
+/// Moves `w` to a blocking thread fed by the returned channel, so compression, hashing and
+/// disk writes overlap the producer's work without blocking the async runtime.
+pub fn spawn(
+    w: PartWriter,
+) -> (
+    mpsc::Sender<Msg>,
+    tokio::task::JoinHandle<Result<Written, DumpError>>,
+) {
+    let (tx, mut rx) = mpsc::channel::<Msg>(CHANNEL_DEPTH);
+    let handle = tokio::task::spawn_blocking(move || {
+        let mut w = w;
+        while let Some(msg) = rx.blocking_recv() {
+            match msg {
+                Msg::Data(bytes) => w.write_all(&bytes)?,
+                Msg::Commit(expected) => return w.commit(&expected),
+            }
+        }
+        Err(DumpError::Internal {
+            what: "the dump was abandoned before it completed".into(),
+        })
+    });
+    (tx, handle)
+}
+
+/// Waits for a writer thread started by [`spawn`].
+pub async fn join(
+    handle: tokio::task::JoinHandle<Result<Written, DumpError>>,
+) -> Result<Written, DumpError> {
+    handle.await.map_err(|e| DumpError::Internal {
+        what: format!("the dump writer thread failed: {e}"),
+    })?
+}
+
+/// Sends a chunk to the writer; a closed channel means the writer failed, and its own error
+/// (from [`join`]) is the one to report.
+pub async fn send(tx: &mpsc::Sender<Msg>, bytes: Vec<u8>) -> Result<(), DumpError> {
+    tx.send(Msg::Data(bytes))
+        .await
+        .map_err(|_| DumpError::WriterGone)
+}
+
+/// Watches uncompressed SQL line by line: which tables and views get a CREATE statement,
+/// and whether the stream ends with the trailer. Only line heads are kept, so memory stays
+/// small however long an INSERT line is.
+#[derive(Debug, Default)]
+pub struct Inspector {
+    head: Vec<u8>,
+    last_line: Vec<u8>,
+    objects: BTreeSet<String>,
+}
+
+const HEAD_CAP: usize = 512;
+
+impl Inspector {
+    /// Feeds the next bytes of the stream.
+    pub fn feed(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            match bytes.iter().position(|&b| b == b'\n') {
+                Some(i) => {
+                    self.push_head(&bytes[..i]);
+                    self.end_line();
+                    bytes = &bytes[i + 1..];
+                }
+                None => {
+                    self.push_head(bytes);
+                    break;
+                }
+            }
+        }
+    }
+
+    fn push_head(&mut self, seg: &[u8]) {
+        let room = HEAD_CAP.saturating_sub(self.head.len());
+        self.head.extend_from_slice(&seg[..seg.len().min(room)]);
+    }
+
+    fn end_line(&mut self) {
+        let line = std::mem::take(&mut self.head);
+        if line.iter().all(|b| b.is_ascii_whitespace()) {
+            return;
+        }
+        if let Some(rest) = line.strip_prefix(b"CREATE TABLE `") {
+            if let Some(name) = parse_ident(rest) {
+                self.objects.insert(name);
+            }
+        } else if let Some(pos) = find(&line, b"VIEW `")
+            && let Some(name) = parse_ident(&line[pos + 6..])
+        {
+            self.objects.insert(name);
+        }
+        self.last_line = line;
+    }
+
+    /// True when the last non-blank line starts with [`TRAILER`].
+    pub fn trailer_seen(&self) -> bool {
+        let last = if self.head.iter().all(|b| b.is_ascii_whitespace()) {
+            &self.last_line
+        } else {
+            &self.head
+        };
+        last.starts_with(TRAILER.as_bytes())
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Reads a backtick-quoted identifier body (after the opening backtick), undoubling "``".
+fn parse_ident(rest: &[u8]) -> Option<String> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < rest.len() {
+        if rest[i] == b'`' {
+            if rest.get(i + 1) == Some(&b'`') {
+                out.push(b'`');
+                i += 2;
+                continue;
+            }
+            return String::from_utf8(out).ok();
+        }
+        out.push(rest[i]);
+        i += 1;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inspector_sees_tables_views_and_trailer_across_chunks() {
+        let mut i = Inspector::default();
+        let text = b"-- x\nCREATE TABLE `a``b` (\n  `id` int\n);\n/*!50001 VIEW `v1` AS select 1 */;\nINSERT INTO `a``b` VALUES (1);\n-- Dump completed on 2024\n";
+        for chunk in text.chunks(3) {
+            i.feed(chunk);
+        }
+        assert!(i.trailer_seen());
+        let objs: Vec<_> = i.objects.iter().cloned().collect();
+        assert_eq!(objs, vec!["a`b".to_string(), "v1".to_string()]);
+    }
+
+    #[test]
+    fn trailer_must_be_last() {
+        let mut i = Inspector::default();
+        i.feed(b"-- Dump completed\nINSERT INTO t VALUES (1);\n");
+        assert!(!i.trailer_seen());
+        let mut j = Inspector::default();
+        j.feed(b"x\n-- Dump completed");
+        assert!(
+            j.trailer_seen(),
+            "a trailer without final newline still counts"
+        );
+    }
+
+    #[test]
+    fn dropped_writer_removes_part_and_commit_checks() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("db.sql");
+        {
+            let mut w = PartWriter::create(&target, Compression::None, false).unwrap();
+            w.write_all(b"CREATE TABLE `t` (x int);\n").unwrap();
+        }
+        assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
+
+        let mut w = PartWriter::create(&target, Compression::None, false).unwrap();
+        w.write_all(b"CREATE TABLE `t` (x int);\n").unwrap();
+        let err = w.commit(&["t".into()]).unwrap_err();
+        assert!(matches!(err, DumpError::Incomplete { .. }), "{err}");
+        assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
+
+        let mut w = PartWriter::create(&target, Compression::Zstd, false).unwrap();
+        w.write_all(b"CREATE TABLE `t` (x int);\n-- Dump completed\n")
+            .unwrap();
+        let err = w.commit(&["t".into(), "u".into()]).unwrap_err();
+        assert!(err.to_string().contains("`u`"), "{err}");
+
+        let mut w = PartWriter::create(&target, Compression::Zstd, false).unwrap();
+        w.write_all(b"CREATE TABLE `t` (x int);\n-- Dump completed\n")
+            .unwrap();
+        let written = w.commit(&["t".into()]).unwrap();
+        let on_disk = std::fs::read(&target).unwrap();
+        assert_eq!(written.size_bytes, on_disk.len() as u64);
+        assert_eq!(
+            written.blake3_hex,
+            blake3::hash(&on_disk).to_hex().to_string()
+        );
+        assert_eq!(
+            zstd::decode_all(&on_disk[..]).unwrap(),
+            b"CREATE TABLE `t` (x int);\n-- Dump completed\n"
+        );
+        let mode = std::fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(matches!(
+            PartWriter::create(&target, Compression::None, false),
+            Err(DumpError::AlreadyExists { .. })
+        ));
+    }
+}
