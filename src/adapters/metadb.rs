@@ -1,0 +1,583 @@
+//! The OMS metadata database (MySQL protocol: MariaDB, MySQL or OceanBase) as the upgrade
+//! touches it, behind the small [`MetaDb`] trait, with [`MysqlMetaDb`] over mysql_async.
+//!
+//! What it does, and why it is written this way:
+//! - `ha.config` lives in `oms_normal_config` of the RM database (obd reads it with
+//!   `select cfg_value from oms_normal_config where cfg_name='ha.config'`). The write is a
+//!   compare-and-set in a transaction (`SELECT ... FOR UPDATE`, compare with what was read,
+//!   `UPDATE`, commit, read back), so an operator's concurrent edit in the console is
+//!   detected instead of silently overwritten. [`edit_ha_config`] changes only the named
+//!   keys and keeps every other key, known or not.
+//! - The heartbeat prune reads `max(id)` first and then deletes below it, because MySQL 8
+//!   rejects the runbook's one-statement form (error 1093). The table really is spelled
+//!   `heatbeat_sequence`.
+//! - Drop-and-recreate keeps the database's default charset and collation, read from
+//!   `information_schema.SCHEMATA` first; [`MetaDb::recreate_database`] takes them as
+//!   values so a resumed rollback can recreate a database that is already dropped.
+//!
+//! Errors are typed; a wrong password says which config keys to check and never contains
+//! the password itself.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, OptsBuilder, Pool, PoolConstraints, PoolOpts, TxOpts};
+use serde::{Deserialize, Serialize};
+
+use crate::dbconn::DbTarget;
+
+/// How long a connection attempt may take before the server counts as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The pool's cap: the tool does one thing at a time.
+const POOL_MAX: usize = 3;
+
+/// An error from the metadata database adapter.
+#[derive(Debug, thiserror::Error)]
+pub enum MetaDbError {
+    /// No connection could be made.
+    #[error(
+        "the metadata database at {url} is not reachable ({detail}); check oms_meta_host and \
+         oms_meta_port in config.yaml and that the server is running"
+    )]
+    Unreachable {
+        /// `mysql://user@host:port` (no password).
+        url: String,
+        /// What the driver reported.
+        detail: String,
+    },
+    /// The server refused the login (wrong user or password).
+    #[error(
+        "access denied for user `{user}` at {url}; check oms_meta_user and oms_meta_password \
+         in config.yaml"
+    )]
+    AccessDenied {
+        /// The user name.
+        user: String,
+        /// `mysql://user@host:port` (no password).
+        url: String,
+    },
+    /// Logged in, but the user lacks a privilege the operation needs.
+    #[error("the metadata user lacks a privilege at {url}: {message}; grant it and retry")]
+    NotPermitted {
+        /// `mysql://user@host:port` (no password).
+        url: String,
+        /// The server's message.
+        message: String,
+    },
+    /// The named database does not exist.
+    #[error(
+        "database `{name}` does not exist; check drc_rm_db, drc_cm_db and \
+         drc_cm_heartbeat_db in config.yaml"
+    )]
+    UnknownDatabase {
+        /// The database name.
+        name: String,
+    },
+    /// `oms_normal_config` has no `ha.config` row.
+    #[error(
+        "`{db}`.oms_normal_config has no row with cfg_name='ha.config'; is `{db}` the RM database \
+         (drc_rm_db)?"
+    )]
+    HaConfigMissing {
+        /// The RM database.
+        db: String,
+    },
+    /// `ha.config` changed since it was read (someone edited it in the console).
+    #[error(
+        "ha.config in `{db}` changed since it was read (edited in the console meanwhile?); \
+         nothing was written. Read it again and retry. Expected: {expected} Found: {found}"
+    )]
+    HaConfigChanged {
+        /// The RM database.
+        db: String,
+        /// What was read before and expected to still be there.
+        expected: String,
+        /// What is there now.
+        found: String,
+    },
+    /// After a committed write, reading back gave something else.
+    #[error(
+        "ha.config in `{db}` reads back differently from what was written; check the console. \
+         Wrote: {wrote} Read: {read}"
+    )]
+    HaConfigReadBack {
+        /// The RM database.
+        db: String,
+        /// The JSON written.
+        wrote: String,
+        /// The JSON read back (empty when the row vanished).
+        read: String,
+    },
+    /// A charset or collation name that cannot be put into SQL safely.
+    #[error("invalid charset or collation name `{0}`")]
+    InvalidCharset(String),
+    /// Any other server or driver error.
+    #[error("metadata database error at {url}: {message}")]
+    Query {
+        /// `mysql://user@host:port` (no password).
+        url: String,
+        /// The driver's or server's message.
+        message: String,
+    },
+}
+
+/// The server's identity, from [`MetaDb::ping`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerInfo {
+    /// `SELECT VERSION()`, e.g. `10.11.6-MariaDB-0+deb12u1`.
+    pub version: String,
+}
+
+/// Result of [`MetaDb::prune_heartbeat`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PruneOutcome {
+    /// `max(id)` before the delete; `None` for an empty table.
+    pub max_id: Option<i64>,
+    /// Rows deleted (every row below `max_id`).
+    pub rows_deleted: u64,
+}
+
+/// Result of [`MetaDb::write_ha_config`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HaWriteOutcome {
+    /// True when the stored value already was the new JSON (an earlier, unrecorded write),
+    /// so nothing was written.
+    pub already_written: bool,
+}
+
+/// A database's default character set and collation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DbCharset {
+    /// e.g. `utf8mb4`.
+    pub charset: String,
+    /// e.g. `utf8mb4_bin`.
+    pub collation: String,
+}
+
+/// The metadata-database operations an upgrade needs. The executor is generic over this
+/// trait; [`MysqlMetaDb`] is the real one.
+pub trait MetaDb: Send + Sync {
+    /// Logs in and asks the server's version.
+    fn ping(&self) -> impl Future<Output = Result<ServerInfo, MetaDbError>> + Send;
+
+    /// True when the database exists.
+    fn database_exists(&self, name: &str)
+    -> impl Future<Output = Result<bool, MetaDbError>> + Send;
+
+    /// Data plus index bytes of each named database (0 for an absent or empty one), from
+    /// `information_schema.TABLES`.
+    fn database_sizes(
+        &self,
+        names: &[String],
+    ) -> impl Future<Output = Result<BTreeMap<String, u64>, MetaDbError>> + Send;
+
+    /// The stored `ha.config` JSON in the RM database; `None` when there is no row.
+    fn read_ha_config(
+        &self,
+        rm_db: &str,
+    ) -> impl Future<Output = Result<Option<String>, MetaDbError>> + Send;
+
+    /// Compare-and-set of `ha.config`: writes `new_json` only if the stored value still
+    /// equals `expected_previous`, then reads it back. See the module docs.
+    fn write_ha_config(
+        &self,
+        rm_db: &str,
+        expected_previous: &str,
+        new_json: &str,
+    ) -> impl Future<Output = Result<HaWriteOutcome, MetaDbError>> + Send;
+
+    /// Deletes every `heatbeat_sequence` row below `max(id)` in the heartbeat database.
+    fn prune_heartbeat(
+        &self,
+        hb_db: &str,
+    ) -> impl Future<Output = Result<PruneOutcome, MetaDbError>> + Send;
+
+    /// The database's default charset and collation; `None` when it does not exist.
+    fn database_charset(
+        &self,
+        db: &str,
+    ) -> impl Future<Output = Result<Option<DbCharset>, MetaDbError>> + Send;
+
+    /// Drops and recreates an existing database with its original default charset and
+    /// collation, which it returns. An absent database is [`MetaDbError::UnknownDatabase`].
+    fn drop_and_create(
+        &self,
+        db: &str,
+    ) -> impl Future<Output = Result<DbCharset, MetaDbError>> + Send;
+
+    /// `DROP DATABASE IF EXISTS` then `CREATE DATABASE` with the given charset: the
+    /// resumable form of [`MetaDb::drop_and_create`] (charset recorded beforehand).
+    fn recreate_database(
+        &self,
+        db: &str,
+        charset: &DbCharset,
+    ) -> impl Future<Output = Result<(), MetaDbError>> + Send;
+
+    /// The first column of the first row of `sql` run in `db`, as text (`None` for no row
+    /// or NULL).
+    fn query_scalar(
+        &self,
+        db: &str,
+        sql: &str,
+    ) -> impl Future<Output = Result<Option<String>, MetaDbError>> + Send;
+}
+
+/// The real [`MetaDb`] over a small mysql_async pool.
+#[derive(Debug, Clone)]
+pub struct MysqlMetaDb {
+    pool: Pool,
+    url: String,
+    user: String,
+}
+
+impl MysqlMetaDb {
+    /// A client for `target` (connects lazily; see [`MysqlMetaDb::connect`]).
+    pub fn new(target: &DbTarget) -> Self {
+        let pool_opts = PoolOpts::default().with_constraints(
+            PoolConstraints::new(0, POOL_MAX).expect("0 <= POOL_MAX and POOL_MAX > 0"),
+        );
+        let opts = OptsBuilder::from_opts(target.opts(None)).pool_opts(pool_opts);
+        MysqlMetaDb {
+            pool: Pool::new(opts),
+            url: target.display_url(),
+            user: target.user.clone(),
+        }
+    }
+
+    /// A client for `target` that has logged in once (so a wrong password shows up now).
+    pub async fn connect(target: &DbTarget) -> Result<Self, MetaDbError> {
+        let db = Self::new(target);
+        db.ping().await?;
+        Ok(db)
+    }
+
+    /// Closes the pool's connections.
+    pub async fn close(self) {
+        let _ = self.pool.disconnect().await;
+    }
+
+    fn classify(&self, e: mysql_async::Error, db: Option<&str>) -> MetaDbError {
+        classify(e, &self.url, &self.user, db)
+    }
+
+    async fn conn(&self) -> Result<Conn, MetaDbError> {
+        match tokio::time::timeout(CONNECT_TIMEOUT, self.pool.get_conn()).await {
+            Ok(r) => r.map_err(|e| self.classify(e, None)),
+            Err(_) => Err(MetaDbError::Unreachable {
+                url: self.url.clone(),
+                detail: format!("no answer within {CONNECT_TIMEOUT:?}"),
+            }),
+        }
+    }
+
+    /// A connection whose default database is `db` (an absent one is typed here).
+    async fn conn_in(&self, db: &str) -> Result<Conn, MetaDbError> {
+        let mut c = self.conn().await?;
+        c.query_drop(format!("USE {}", quote_ident(db)))
+            .await
+            .map_err(|e| self.classify(e, Some(db)))?;
+        Ok(c)
+    }
+}
+
+/// Sorts a driver error into the typed variants.
+fn classify(e: mysql_async::Error, url: &str, user: &str, db: Option<&str>) -> MetaDbError {
+    use mysql_async::Error as E;
+    match e {
+        E::Server(s) => match s.code {
+            // ER_ACCESS_DENIED_ERROR: wrong user or password.
+            1045 => MetaDbError::AccessDenied {
+                user: user.to_string(),
+                url: url.to_string(),
+            },
+            // ER_DBACCESS_DENIED_ERROR, ER_TABLEACCESS_DENIED_ERROR, ER_SPECIFIC_ACCESS_DENIED.
+            1044 | 1142 | 1143 | 1227 => MetaDbError::NotPermitted {
+                url: url.to_string(),
+                message: s.message,
+            },
+            // ER_BAD_DB_ERROR.
+            1049 => MetaDbError::UnknownDatabase {
+                name: db.map(str::to_string).unwrap_or_else(|| s.message.clone()),
+            },
+            _ => MetaDbError::Query {
+                url: url.to_string(),
+                message: s.to_string(),
+            },
+        },
+        E::Io(io) => MetaDbError::Unreachable {
+            url: url.to_string(),
+            detail: io.to_string(),
+        },
+        E::Driver(d) => MetaDbError::Unreachable {
+            url: url.to_string(),
+            detail: d.to_string(),
+        },
+        other => MetaDbError::Query {
+            url: url.to_string(),
+            message: other.to_string(),
+        },
+    }
+}
+
+/// Quotes an identifier for MySQL: backticks, with embedded backticks doubled.
+pub fn quote_ident(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+fn check_charset_name(s: &str) -> Result<&str, MetaDbError> {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        Ok(s)
+    } else {
+        Err(MetaDbError::InvalidCharset(s.to_string()))
+    }
+}
+
+const HA_SELECT: &str = "SELECT cfg_value FROM oms_normal_config WHERE cfg_name = 'ha.config'";
+
+impl MetaDb for MysqlMetaDb {
+    async fn ping(&self) -> Result<ServerInfo, MetaDbError> {
+        let mut c = self.conn().await?;
+        let version: Option<String> = c
+            .query_first("SELECT VERSION()")
+            .await
+            .map_err(|e| self.classify(e, None))?;
+        Ok(ServerInfo {
+            version: version.unwrap_or_default(),
+        })
+    }
+
+    async fn database_exists(&self, name: &str) -> Result<bool, MetaDbError> {
+        let mut c = self.conn().await?;
+        let n: Option<u64> = c
+            .exec_first(
+                "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
+                (name,),
+            )
+            .await
+            .map_err(|e| self.classify(e, None))?;
+        Ok(n.unwrap_or(0) > 0)
+    }
+
+    async fn database_sizes(&self, names: &[String]) -> Result<BTreeMap<String, u64>, MetaDbError> {
+        let mut out: BTreeMap<String, u64> = names.iter().map(|n| (n.clone(), 0)).collect();
+        if names.is_empty() {
+            return Ok(out);
+        }
+        let mut c = self.conn().await?;
+        let placeholders = vec!["?"; names.len()].join(",");
+        let sql = format!(
+            "SELECT TABLE_SCHEMA, CAST(COALESCE(SUM(DATA_LENGTH + INDEX_LENGTH), 0) AS UNSIGNED) \
+             FROM information_schema.TABLES WHERE TABLE_SCHEMA IN ({placeholders}) \
+             GROUP BY TABLE_SCHEMA"
+        );
+        let rows: Vec<(String, u64)> = c
+            .exec(sql, names.to_vec())
+            .await
+            .map_err(|e| self.classify(e, None))?;
+        for (db, bytes) in rows {
+            out.insert(db, bytes);
+        }
+        Ok(out)
+    }
+
+    async fn read_ha_config(&self, rm_db: &str) -> Result<Option<String>, MetaDbError> {
+        let mut c = self.conn_in(rm_db).await?;
+        let v: Option<Option<String>> = c
+            .query_first(HA_SELECT)
+            .await
+            .map_err(|e| self.classify(e, Some(rm_db)))?;
+        // A NULL value counts as an empty one: the row exists.
+        Ok(v.map(Option::unwrap_or_default))
+    }
+
+    async fn write_ha_config(
+        &self,
+        rm_db: &str,
+        expected_previous: &str,
+        new_json: &str,
+    ) -> Result<HaWriteOutcome, MetaDbError> {
+        let mut c = self.conn_in(rm_db).await?;
+        let err = |e| classify(e, &self.url, &self.user, Some(rm_db));
+        let mut tx = c.start_transaction(TxOpts::default()).await.map_err(err)?;
+        let current: Option<Option<String>> = tx
+            .query_first(format!("{HA_SELECT} FOR UPDATE"))
+            .await
+            .map_err(err)?;
+        let Some(current) = current.map(Option::unwrap_or_default) else {
+            tx.rollback().await.map_err(err)?;
+            return Err(MetaDbError::HaConfigMissing {
+                db: rm_db.to_string(),
+            });
+        };
+        let already_written = current == new_json;
+        if !already_written {
+            if current != expected_previous {
+                tx.rollback().await.map_err(err)?;
+                return Err(MetaDbError::HaConfigChanged {
+                    db: rm_db.to_string(),
+                    expected: expected_previous.to_string(),
+                    found: current,
+                });
+            }
+            tx.exec_drop(
+                "UPDATE oms_normal_config SET cfg_value = ? WHERE cfg_name = 'ha.config'",
+                (new_json,),
+            )
+            .await
+            .map_err(err)?;
+        }
+        tx.commit().await.map_err(err)?;
+        let read: Option<Option<String>> = c.query_first(HA_SELECT).await.map_err(err)?;
+        let read = read.flatten().unwrap_or_default();
+        if read != new_json {
+            return Err(MetaDbError::HaConfigReadBack {
+                db: rm_db.to_string(),
+                wrote: new_json.to_string(),
+                read,
+            });
+        }
+        Ok(HaWriteOutcome { already_written })
+    }
+
+    async fn prune_heartbeat(&self, hb_db: &str) -> Result<PruneOutcome, MetaDbError> {
+        let mut c = self.conn_in(hb_db).await?;
+        let err = |e| classify(e, &self.url, &self.user, Some(hb_db));
+        // Two statements, not `delete ... where id < (select max(id) ...)`: MySQL 8 rejects
+        // a subquery on the DELETE's own table (error 1093).
+        let max_id: Option<Option<i64>> = c
+            .query_first("SELECT MAX(id) FROM heatbeat_sequence")
+            .await
+            .map_err(err)?;
+        let max_id = max_id.flatten();
+        let mut rows_deleted = 0;
+        if let Some(m) = max_id {
+            c.exec_drop("DELETE FROM heatbeat_sequence WHERE id < ?", (m,))
+                .await
+                .map_err(err)?;
+            rows_deleted = c.affected_rows();
+        }
+        Ok(PruneOutcome {
+            max_id,
+            rows_deleted,
+        })
+    }
+
+    async fn database_charset(&self, db: &str) -> Result<Option<DbCharset>, MetaDbError> {
+        let mut c = self.conn().await?;
+        let row: Option<(String, String)> = c
+            .exec_first(
+                "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME \
+                 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
+                (db,),
+            )
+            .await
+            .map_err(|e| self.classify(e, Some(db)))?;
+        Ok(row.map(|(charset, collation)| DbCharset { charset, collation }))
+    }
+
+    async fn drop_and_create(&self, db: &str) -> Result<DbCharset, MetaDbError> {
+        let charset =
+            self.database_charset(db)
+                .await?
+                .ok_or_else(|| MetaDbError::UnknownDatabase {
+                    name: db.to_string(),
+                })?;
+        self.recreate_database(db, &charset).await?;
+        Ok(charset)
+    }
+
+    async fn recreate_database(&self, db: &str, charset: &DbCharset) -> Result<(), MetaDbError> {
+        let cs = check_charset_name(&charset.charset)?;
+        let co = check_charset_name(&charset.collation)?;
+        let mut c = self.conn().await?;
+        let q = quote_ident(db);
+        c.query_drop(format!("DROP DATABASE IF EXISTS {q}"))
+            .await
+            .map_err(|e| self.classify(e, Some(db)))?;
+        c.query_drop(format!(
+            "CREATE DATABASE {q} CHARACTER SET {cs} COLLATE {co}"
+        ))
+        .await
+        .map_err(|e| self.classify(e, Some(db)))?;
+        Ok(())
+    }
+
+    async fn query_scalar(&self, db: &str, sql: &str) -> Result<Option<String>, MetaDbError> {
+        let mut c = self.conn_in(db).await?;
+        // Text protocol: every value arrives as text, whatever the column type.
+        let v: Option<Option<String>> = c
+            .query_first(sql)
+            .await
+            .map_err(|e| self.classify(e, Some(db)))?;
+        Ok(v.flatten())
+    }
+}
+
+/// `ha.config` JSON could not be edited.
+#[derive(Debug, thiserror::Error)]
+pub enum HaConfigJsonError {
+    /// The stored value is not JSON.
+    #[error("the stored ha.config is not valid JSON ({0}); fix it in the OMS console first")]
+    NotJson(String),
+    /// The stored value is JSON but not an object.
+    #[error("the stored ha.config is not a JSON object; fix it in the OMS console first")]
+    NotObject,
+}
+
+/// Returns `current` (an `ha.config` JSON object) with the given keys set and every other
+/// key kept, known or unknown. The output is compact JSON; key order may differ from the
+/// input (OMS reads it as a map).
+pub fn edit_ha_config(
+    current: &str,
+    set: &[(&str, serde_json::Value)],
+) -> Result<String, HaConfigJsonError> {
+    let mut v: serde_json::Value =
+        serde_json::from_str(current).map_err(|e| HaConfigJsonError::NotJson(e.to_string()))?;
+    let obj = v.as_object_mut().ok_or(HaConfigJsonError::NotObject)?;
+    for (k, val) in set {
+        obj.insert((*k).to_string(), val.clone());
+    }
+    Ok(serde_json::to_string(&v).expect("a JSON value serializes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn edit_keeps_unknown_keys() {
+        let cur = r#"{"enable":true,"refetchStoreIntervalMin":30,"someFutureKey":{"x":[1,2]}}"#;
+        let out = edit_ha_config(
+            cur,
+            &[
+                ("enable", json!(false)),
+                ("refetchStoreIntervalMin", json!(90)),
+            ],
+        )
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(
+            v,
+            json!({"enable":false,"refetchStoreIntervalMin":90,"someFutureKey":{"x":[1,2]}})
+        );
+        assert!(matches!(
+            edit_ha_config("[1]", &[]),
+            Err(HaConfigJsonError::NotObject)
+        ));
+        assert!(matches!(
+            edit_ha_config("{", &[]),
+            Err(HaConfigJsonError::NotJson(_))
+        ));
+    }
+
+    #[test]
+    fn identifiers_are_quoted() {
+        assert_eq!(quote_ident("oms_rm"), "`oms_rm`");
+        assert_eq!(quote_ident("a`b"), "`a``b`");
+        assert!(check_charset_name("utf8mb4_bin").is_ok());
+        assert!(check_charset_name("utf8; DROP").is_err());
+    }
+}
