@@ -1,0 +1,135 @@
+//! Helpers shared by the backup tests: loading the awkward-types fixture, seeding big
+//! tables, and taking a "snapshot" of a database (SHOW CREATE of every table and view, and
+//! the per-table facts with both checksum methods) to compare before and after.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use mysql_async::prelude::Queryable;
+use oms_upgrade::dump::{self, ChecksumMethod, TableFact};
+
+use crate::support;
+
+/// The awkward-types fixture SQL.
+pub const FIXTURE: &str = include_str!("../fixtures/backup_awkward_types.sql");
+
+/// Runs `sql` (any number of statements) with `db` as the default database.
+pub async fn exec(db: &str, sql: &str) {
+    let mut c = conn(Some(db)).await;
+    c.query_drop(sql).await.unwrap_or_else(|e| panic!("running SQL on `{db}`: {e}"));
+    c.disconnect().await.ok();
+}
+
+/// A connection (optionally with a default database); fails loudly when MariaDB is down.
+pub async fn conn(db: Option<&str>) -> mysql_async::Conn {
+    support::mysql_pool().await; // panics with the setup command when unreachable
+    mysql_async::Conn::new(support::mysql_target().opts(db)).await.expect("connect")
+}
+
+/// Loads the fixture into `db`.
+pub async fn load_fixture(db: &str) {
+    exec(db, FIXTURE).await;
+}
+
+/// Fills `db`.`table` with `rows` rows of about 300 bytes each (text, blob, decimal, JSON),
+/// generated server-side from the SEQUENCE engine.
+pub async fn seed_big(db: &str, table: &str, rows: u64) {
+    exec(
+        db,
+        &format!(
+            "CREATE TABLE `{table}` (id BIGINT PRIMARY KEY, name VARCHAR(100) NOT NULL, \
+             payload BLOB, amount DECIMAL(20,4), meta JSON, created DATETIME(6)) ENGINE=InnoDB;
+             INSERT INTO `{table}` SELECT seq, CONCAT('name-', seq, '-', SHA1(seq)), \
+             UNHEX(SHA2(seq, 512)), seq / 7, CONCAT('{{\"k\": ', seq, ', \"s\": \"', MD5(seq), '\"}}'), \
+             FROM_UNIXTIME(1600000000 + seq) FROM seq_1_to_{rows};"
+        ),
+    )
+    .await;
+}
+
+/// Everything that must be equal after a round trip.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    pub creates: BTreeMap<String, String>,
+    pub checksum_table: Vec<TableFact>,
+    pub blake3_rows: Vec<TableFact>,
+}
+
+/// SHOW CREATE of every table and view, plus facts with both checksum methods.
+pub async fn snapshot(db: &str) -> Snapshot {
+    let mut c = conn(Some(db)).await;
+    let names: Vec<(String, String)> = c
+        .exec(
+            "SELECT TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME",
+            (db,),
+        )
+        .await
+        .unwrap();
+    let mut creates = BTreeMap::new();
+    for (name, kind) in names {
+        let what = if kind == "VIEW" { "VIEW" } else { "TABLE" };
+        let row: mysql_async::Row = c
+            .query_first(format!("SHOW CREATE {what} `{}`", name.replace('`', "``")))
+            .await
+            .unwrap()
+            .unwrap();
+        let create: String = row.get(1).unwrap();
+        creates.insert(name, create);
+    }
+    c.disconnect().await.ok();
+    let target = support::mysql_target();
+    Snapshot {
+        creates,
+        checksum_table: dump::table_facts_with(&target, db, ChecksumMethod::ChecksumTable)
+            .await
+            .unwrap(),
+        blake3_rows: dump::table_facts_with(&target, db, ChecksumMethod::Blake3Rows)
+            .await
+            .unwrap(),
+    }
+}
+
+/// Drops `db`.
+pub async fn drop_db(db: &str) {
+    let mut c = conn(None).await;
+    c.query_drop(format!("DROP DATABASE IF EXISTS `{db}`")).await.unwrap();
+    c.disconnect().await.ok();
+}
+
+/// Recreates `db` empty (utf8mb4_bin, like `TestDb`).
+pub async fn recreate_db(db: &str) {
+    let mut c = conn(None).await;
+    c.query_drop(format!(
+        "DROP DATABASE IF EXISTS `{db}`; CREATE DATABASE `{db}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+    ))
+    .await
+    .unwrap();
+    c.disconnect().await.ok();
+}
+
+/// One value as the server's text (NULL as None).
+pub async fn value(db: &str, sql: &str) -> Option<Vec<u8>> {
+    let mut c = conn(Some(db)).await;
+    c.query_drop("SET time_zone = '+00:00'").await.unwrap();
+    let v: Option<Option<Vec<u8>>> = c.query_first(sql).await.unwrap();
+    c.disconnect().await.ok();
+    v.flatten()
+}
+
+/// File names in `dir`, sorted.
+pub fn files_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// A private (0700) temporary folder for dumps.
+pub fn out_dir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::Builder::new().prefix("oms-dump-test").tempdir().unwrap();
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    d
+}
