@@ -1,0 +1,158 @@
+//! The health adapter against real HTTP peers: a tiny server in the test answers fixed
+//! responses over TCP (healthy, unhealthy, not JSON, a node that becomes healthy after a
+//! few requests, one that never answers), plus a port where nothing listens.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use oms_upgrade::adapters::health::{Health, HealthError, HttpHealth};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// Serves `answer(n)` (status, body) to the n-th request (0-based); records request paths.
+async fn serve(
+    answer: impl Fn(usize) -> (u16, &'static str) + Send + Sync + 'static,
+) -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let paths = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = paths.clone();
+    let count = Arc::new(AtomicUsize::new(0));
+    let answer = Arc::new(answer);
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let (seen, count, answer) = (seen.clone(), count.clone(), answer.clone());
+            tokio::spawn(async move {
+                let mut req = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match sock.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let line = String::from_utf8_lossy(&req)
+                    .lines()
+                    .next()
+                    .unwrap()
+                    .to_string();
+                seen.lock().unwrap().push(line);
+                let (status, body) = answer(count.fetch_add(1, Ordering::SeqCst));
+                let resp = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n\
+                     content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = sock.write_all(resp.as_bytes()).await;
+                let _ = sock.shutdown().await;
+            });
+        }
+    });
+    (base, paths)
+}
+
+const HEALTHY: &str = r#"{"success":true,"data":{"healthy":true,"nodes":[]}}"#;
+const UNHEALTHY: &str = r#"{"success":true,"data":{"healthy":false}}"#;
+
+#[tokio::test]
+async fn healthy_answer_on_the_health_path() {
+    let (base, paths) = serve(|_| (200, HEALTHY)).await;
+    let h = HttpHealth::new().unwrap();
+    let r = h.check(&format!("{base}/")).await.unwrap();
+    assert!(r.healthy, "{r:?}");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body_excerpt, HEALTHY);
+    assert_eq!(
+        paths.lock().unwrap().as_slice(),
+        ["GET /oms/health HTTP/1.1"]
+    );
+}
+
+#[tokio::test]
+async fn unhealthy_and_non_json_answers_are_reports_not_errors() {
+    let (base, _) = serve(|_| (200, UNHEALTHY)).await;
+    let h = HttpHealth::new().unwrap();
+    let r = h.check(&base).await.unwrap();
+    assert!(!r.healthy);
+    assert_eq!(r.reason, "data.healthy is false");
+
+    let (base, _) = serve(|_| (502, "<html>Bad Gateway</html>")).await;
+    let r = h.check(&base).await.unwrap();
+    assert!(!r.healthy);
+    assert_eq!(r.status, 502);
+    assert_eq!(r.reason, "the answer is not JSON");
+    assert_eq!(r.body_excerpt, "<html>Bad Gateway</html>");
+}
+
+#[tokio::test]
+async fn connection_refused_is_unreachable() {
+    // Bind then drop: the port is free and nothing listens on it.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let h = HttpHealth::new().unwrap();
+    match h.check(&format!("http://127.0.0.1:{port}")).await {
+        Err(HealthError::Unreachable { url, .. }) => {
+            assert_eq!(url, format!("http://127.0.0.1:{port}/oms/health"))
+        }
+        r => panic!("expected Unreachable, got {r:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_peer_that_never_answers_times_out() {
+    // Accepts connections (the kernel's backlog does) but never reads or answers.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let h = HttpHealth::with_timeouts(Duration::from_secs(2), Duration::from_millis(300)).unwrap();
+    match h.check(&base).await {
+        Err(HealthError::RequestTimeout { after, .. }) => {
+            assert_eq!(after, Duration::from_millis(300))
+        }
+        r => panic!("expected RequestTimeout, got {r:?}"),
+    }
+    drop(listener);
+}
+
+#[tokio::test]
+async fn wait_healthy_polls_until_healthy() {
+    // Unhealthy for the first three requests, then healthy (a node finishing its start).
+    let (base, paths) = serve(|n| {
+        if n < 3 {
+            (503, UNHEALTHY)
+        } else {
+            (200, HEALTHY)
+        }
+    })
+    .await;
+    let h = HttpHealth::new().unwrap();
+    let r = h
+        .wait_healthy(&base, Duration::from_secs(60), Duration::from_millis(20))
+        .await
+        .unwrap();
+    assert!(r.healthy);
+    assert_eq!(paths.lock().unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn wait_healthy_gives_up_with_the_last_observation() {
+    let (base, _) = serve(|_| (200, UNHEALTHY)).await;
+    let h = HttpHealth::new().unwrap();
+    match h
+        .wait_healthy(&base, Duration::from_millis(300), Duration::from_millis(50))
+        .await
+    {
+        Err(HealthError::Timeout {
+            last, last_report, ..
+        }) => {
+            assert!(last.contains("data.healthy is false"), "{last}");
+            assert!(!last_report.unwrap().healthy);
+        }
+        r => panic!("expected Timeout, got {r:?}"),
+    }
+}

@@ -1,0 +1,372 @@
+//! The metadata-database adapter against the real MariaDB: `ha.config` compare-and-set
+//! keeps unknown keys and refuses to overwrite a concurrent edit, the heartbeat prune
+//! keeps exactly the newest row, drop-and-recreate keeps the charset and collation, and
+//! login and database errors are typed (a wrong password never shows up in a message).
+
+mod support;
+
+use mysql_async::prelude::Queryable;
+use oms_upgrade::adapters::metadb::{
+    DbCharset, MetaDb, MetaDbError, MysqlMetaDb, PruneOutcome, edit_ha_config,
+};
+use oms_upgrade::secret::Secret;
+use serde_json::json;
+
+/// A stored value as some OMS versions write it: optional keys missing, plus a key this
+/// tool does not know.
+const STORED_HA: &str = r#"{"enable":true,"enableHost":false,"enableStore":true,"enableConnector":true,"enableJdbcWriter":true,"subtopicStoreNumberThreshold":5,"checkRequestIntervalSec":600,"checkHostDownIntervalSec":540,"checkModuleExceptionIntervalSec":240,"clearAbnormalResourceHours":72,"someFutureKey":{"nested":[1,"two"]}}"#;
+
+async fn raw(db: &str) -> mysql_async::Conn {
+    let pool = support::mysql_pool().await;
+    let mut c = pool.get_conn().await.unwrap();
+    c.query_drop(format!("USE `{db}`")).await.unwrap();
+    c
+}
+
+async fn stored_ha(db: &str) -> Option<String> {
+    raw(db)
+        .await
+        .query_first("SELECT cfg_value FROM oms_normal_config WHERE cfg_name='ha.config'")
+        .await
+        .unwrap()
+}
+
+async fn rm_database() -> support::TestDb {
+    let db = support::TestDb::create("mdb_rm").await;
+    let mut c = raw(&db.name).await;
+    c.query_drop(
+        "CREATE TABLE oms_normal_config (cfg_name VARCHAR(128) PRIMARY KEY, cfg_value TEXT)",
+    )
+    .await
+    .unwrap();
+    c.exec_drop(
+        "INSERT INTO oms_normal_config VALUES ('ha.config', ?), ('other.config', 'x')",
+        (STORED_HA,),
+    )
+    .await
+    .unwrap();
+    db
+}
+
+#[tokio::test]
+async fn ha_config_compare_and_set_keeps_unknown_keys_and_is_idempotent() {
+    let db = rm_database().await;
+    let meta = MysqlMetaDb::connect(&support::mysql_target())
+        .await
+        .unwrap();
+
+    let read = meta.read_ha_config(&db.name).await.unwrap().unwrap();
+    assert_eq!(read, STORED_HA);
+    let disabled = edit_ha_config(&read, &[("enable", json!(false))]).unwrap();
+    let out = meta
+        .write_ha_config(&db.name, &read, &disabled)
+        .await
+        .unwrap();
+    assert!(!out.already_written);
+
+    let now = stored_ha(&db.name).await.unwrap();
+    assert_eq!(now, disabled);
+    let mut expected: serde_json::Value = serde_json::from_str(STORED_HA).unwrap();
+    expected["enable"] = json!(false);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&now).unwrap(),
+        expected,
+        "only `enable` changed; unknown and missing keys as they were"
+    );
+
+    // A retry of the same write (e.g. after a crash before it was recorded) is reported,
+    // not refused.
+    let again = meta
+        .write_ha_config(&db.name, &read, &disabled)
+        .await
+        .unwrap();
+    assert!(again.already_written);
+
+    // Re-enable with a refetch interval: a key the stored value did not have is added.
+    let enabled = edit_ha_config(
+        &disabled,
+        &[
+            ("enable", json!(true)),
+            ("refetchStoreIntervalMin", json!(90)),
+        ],
+    )
+    .unwrap();
+    meta.write_ha_config(&db.name, &disabled, &enabled)
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&stored_ha(&db.name).await.unwrap()).unwrap();
+    assert_eq!(v["refetchStoreIntervalMin"], json!(90));
+    assert_eq!(v["someFutureKey"], json!({"nested":[1,"two"]}));
+    // The neighbouring row is untouched.
+    let other: Option<String> = raw(&db.name)
+        .await
+        .query_first("SELECT cfg_value FROM oms_normal_config WHERE cfg_name='other.config'")
+        .await
+        .unwrap();
+    assert_eq!(other.as_deref(), Some("x"));
+    meta.close().await;
+}
+
+#[tokio::test]
+async fn ha_config_write_detects_a_concurrent_console_edit() {
+    let db = rm_database().await;
+    let meta = MysqlMetaDb::connect(&support::mysql_target())
+        .await
+        .unwrap();
+    let read = meta.read_ha_config(&db.name).await.unwrap().unwrap();
+    let ours = edit_ha_config(&read, &[("enable", json!(false))]).unwrap();
+
+    // Someone edits ha.config in the console between our read and our write.
+    let theirs = edit_ha_config(&read, &[("checkRequestIntervalSec", json!(300))]).unwrap();
+    raw(&db.name)
+        .await
+        .exec_drop(
+            "UPDATE oms_normal_config SET cfg_value=? WHERE cfg_name='ha.config'",
+            (&theirs,),
+        )
+        .await
+        .unwrap();
+
+    match meta.write_ha_config(&db.name, &read, &ours).await {
+        Err(MetaDbError::HaConfigChanged {
+            expected, found, ..
+        }) => {
+            assert_eq!(expected, read);
+            assert_eq!(found, theirs);
+        }
+        r => panic!("expected HaConfigChanged, got {r:?}"),
+    }
+    assert_eq!(
+        stored_ha(&db.name).await.as_deref(),
+        Some(theirs.as_str()),
+        "their edit survives"
+    );
+
+    // No row at all: typed.
+    raw(&db.name)
+        .await
+        .query_drop("DELETE FROM oms_normal_config WHERE cfg_name='ha.config'")
+        .await
+        .unwrap();
+    assert_eq!(meta.read_ha_config(&db.name).await.unwrap(), None);
+    assert!(matches!(
+        meta.write_ha_config(&db.name, &read, &ours).await,
+        Err(MetaDbError::HaConfigMissing { .. })
+    ));
+    meta.close().await;
+}
+
+#[tokio::test]
+async fn heartbeat_prune_keeps_exactly_the_newest_row() {
+    let db = support::TestDb::create("mdb_hb").await;
+    let mut c = raw(&db.name).await;
+    c.query_drop(
+        "CREATE TABLE heatbeat_sequence (id BIGINT AUTO_INCREMENT PRIMARY KEY, \
+         gmt_created DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP, beat VARCHAR(64))",
+    )
+    .await
+    .unwrap();
+    let meta = MysqlMetaDb::connect(&support::mysql_target())
+        .await
+        .unwrap();
+
+    // Empty table: nothing to do.
+    assert_eq!(
+        meta.prune_heartbeat(&db.name).await.unwrap(),
+        PruneOutcome {
+            max_id: None,
+            rows_deleted: 0
+        }
+    );
+
+    let n: u64 = 1000;
+    let values = (0..n)
+        .map(|i| format!("('beat-{i}')"))
+        .collect::<Vec<_>>()
+        .join(",");
+    c.query_drop(format!(
+        "INSERT INTO heatbeat_sequence (beat) VALUES {values}"
+    ))
+    .await
+    .unwrap();
+    // Gaps in the ids, as after earlier prunes.
+    c.query_drop("DELETE FROM heatbeat_sequence WHERE id IN (3, 500)")
+        .await
+        .unwrap();
+    let max: i64 = c
+        .query_first("SELECT MAX(id) FROM heatbeat_sequence")
+        .await
+        .unwrap()
+        .unwrap();
+
+    let out = meta.prune_heartbeat(&db.name).await.unwrap();
+    assert_eq!(out.max_id, Some(max));
+    assert_eq!(out.rows_deleted, n - 2 - 1);
+    let left: Vec<(i64, String)> = c
+        .query("SELECT id, beat FROM heatbeat_sequence")
+        .await
+        .unwrap();
+    assert_eq!(left, vec![(max, format!("beat-{}", n - 1))]);
+
+    // Again: idempotent.
+    let again = meta.prune_heartbeat(&db.name).await.unwrap();
+    assert_eq!(again.max_id, Some(max));
+    assert_eq!(again.rows_deleted, 0);
+    meta.close().await;
+}
+
+#[tokio::test]
+async fn drop_and_create_keeps_charset_and_collation() {
+    let db = support::TestDb::create("mdb_drop").await;
+    let mut c = raw(&db.name).await;
+    // Neither the server's default charset nor that charset's default collation.
+    c.query_drop(format!(
+        "ALTER DATABASE `{}` CHARACTER SET latin1 COLLATE latin1_german1_ci",
+        db.name
+    ))
+    .await
+    .unwrap();
+    c.query_drop("CREATE TABLE t (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    c.query_drop("INSERT INTO t VALUES (1), (2)").await.unwrap();
+    drop(c);
+
+    let meta = MysqlMetaDb::connect(&support::mysql_target())
+        .await
+        .unwrap();
+    let want = DbCharset {
+        charset: "latin1".into(),
+        collation: "latin1_german1_ci".into(),
+    };
+    assert_eq!(
+        meta.database_charset(&db.name).await.unwrap(),
+        Some(want.clone())
+    );
+    assert_eq!(meta.drop_and_create(&db.name).await.unwrap(), want);
+    assert_eq!(
+        meta.database_charset(&db.name).await.unwrap(),
+        Some(want.clone())
+    );
+    let tables = meta
+        .query_scalar(
+            "information_schema",
+            &format!(
+                "SELECT COUNT(*) FROM TABLES WHERE TABLE_SCHEMA = '{}'",
+                db.name
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(tables.as_deref(), Some("0"), "recreated empty");
+
+    // The resumable form recreates a database that a crashed run already dropped.
+    raw("information_schema")
+        .await
+        .query_drop(format!("DROP DATABASE `{}`", db.name))
+        .await
+        .unwrap();
+    assert!(!meta.database_exists(&db.name).await.unwrap());
+    assert!(matches!(
+        meta.drop_and_create(&db.name).await,
+        Err(MetaDbError::UnknownDatabase { name }) if name == db.name
+    ));
+    meta.recreate_database(&db.name, &want).await.unwrap();
+    assert_eq!(meta.database_charset(&db.name).await.unwrap(), Some(want));
+    meta.close().await;
+}
+
+#[tokio::test]
+async fn ping_existence_sizes_and_scalar_queries() {
+    let db = support::TestDb::create("mdb_size").await;
+    let mut c = raw(&db.name).await;
+    c.query_drop("CREATE TABLE t (id INT PRIMARY KEY, pad VARCHAR(255))")
+        .await
+        .unwrap();
+    c.query_drop("INSERT INTO t VALUES (1, REPEAT('x', 200)), (2, REPEAT('y', 200))")
+        .await
+        .unwrap();
+    c.query_drop("ANALYZE TABLE t").await.unwrap();
+    drop(c);
+
+    let meta = MysqlMetaDb::connect(&support::mysql_target())
+        .await
+        .unwrap();
+    assert!(meta.ping().await.unwrap().version.contains("MariaDB"));
+    assert!(meta.database_exists(&db.name).await.unwrap());
+    let ghost = support::unique_name("mdb_ghost");
+    assert!(!meta.database_exists(&ghost).await.unwrap());
+
+    let sizes = meta
+        .database_sizes(&[db.name.clone(), ghost.clone()])
+        .await
+        .unwrap();
+    assert!(sizes[&db.name] > 0, "{sizes:?}");
+    assert_eq!(sizes[&ghost], 0);
+
+    assert_eq!(
+        meta.query_scalar(&db.name, "SELECT COUNT(*) FROM t")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("2")
+    );
+    assert_eq!(
+        meta.query_scalar(&db.name, "SELECT pad FROM t WHERE id = 3")
+            .await
+            .unwrap(),
+        None
+    );
+    meta.close().await;
+}
+
+#[tokio::test]
+async fn wrong_password_is_access_denied_and_never_printed() {
+    let mut target = support::mysql_target();
+    let wrong = "Wr0ng-pw-7f3a9c";
+    target.password = Secret::new(wrong);
+    let err = MysqlMetaDb::connect(&target).await.unwrap_err();
+    assert!(
+        matches!(&err, MetaDbError::AccessDenied { user, .. } if *user == target.user),
+        "{err:?}"
+    );
+    let shown = format!("{err} {err:?}");
+    assert!(shown.contains("oms_meta_password"), "{shown}");
+    assert!(!shown.contains(wrong), "{shown}");
+
+    // The lazy client fails the same way on first use.
+    let lazy = MysqlMetaDb::new(&target);
+    assert!(matches!(
+        lazy.read_ha_config("oms_rm").await,
+        Err(MetaDbError::AccessDenied { .. })
+    ));
+}
+
+#[tokio::test]
+async fn unknown_database_and_unreachable_server_are_typed() {
+    let meta = MysqlMetaDb::connect(&support::mysql_target())
+        .await
+        .unwrap();
+    let ghost = support::unique_name("mdb_nodb");
+    match meta.read_ha_config(&ghost).await {
+        Err(MetaDbError::UnknownDatabase { name }) => assert_eq!(name, ghost),
+        r => panic!("expected UnknownDatabase, got {r:?}"),
+    }
+    assert!(matches!(
+        meta.prune_heartbeat(&ghost).await,
+        Err(MetaDbError::UnknownDatabase { .. })
+    ));
+    meta.close().await;
+
+    // Nothing listens on port 1.
+    let mut target = support::mysql_target();
+    target.host = "127.0.0.1".into();
+    target.port = 1;
+    match MysqlMetaDb::connect(&target).await {
+        Err(e @ MetaDbError::Unreachable { .. }) => {
+            assert!(e.to_string().contains("127.0.0.1:1"), "{e}");
+            assert!(!e.to_string().contains(target.password.expose()));
+        }
+        r => panic!("expected Unreachable, got {r:?}"),
+    }
+}
