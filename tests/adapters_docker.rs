@@ -454,3 +454,43 @@ async fn missing_containers_and_images_are_typed() {
     assert!(!d.remove(&name, true).await.unwrap().already_absent);
     assert!(d.remove(&name, true).await.unwrap().already_absent);
 }
+
+#[tokio::test]
+async fn an_engine_that_is_not_there_is_unreachable_with_a_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    // No socket file at all.
+    let missing = dir.path().join("docker.sock");
+    match BollardDocker::connect_socket(missing.to_str().unwrap()).await {
+        Err(e @ DockerError::EngineUnreachable { .. }) => {
+            assert!(e.to_string().contains("systemctl start docker"), "{e}")
+        }
+        r => panic!("expected EngineUnreachable, got {r:?}"),
+    }
+    // A socket file nobody listens on any more.
+    let stale = dir.path().join("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    assert!(matches!(
+        BollardDocker::connect_socket(stale.to_str().unwrap()).await,
+        Err(DockerError::EngineUnreachable { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_refused_privileged_start_is_typed() {
+    let run = support::unique_name("dk_priv");
+    let _c = Cleanup::new(&run).await;
+    let d = adapter().await;
+    let name = support::unique_name("oms_priv");
+    let mut s = spec(&name, &run, vec![], vec![]);
+    s.privileged = true;
+    d.create(&s).await.unwrap();
+    assert!(d.inspect(&name).await.unwrap().unwrap().privileged);
+    // This project's engine refuses `--privileged`; an ordinary one starts it.
+    match d.start(&name).await {
+        Ok(o) => assert!(!o.already_running),
+        Err(e @ DockerError::PrivilegedRefused { .. }) => {
+            assert!(e.to_string().contains("--no-privileged"), "{e}")
+        }
+        Err(e) => panic!("expected a start or PrivilegedRefused, got {e:?}"),
+    }
+}

@@ -71,6 +71,18 @@ pub enum DockerError {
         /// The name that is taken.
         name: String,
     },
+    /// The engine refused to start a privileged container (some engines, e.g. rootless or
+    /// inside another container, cannot grant all capabilities).
+    #[error(
+        "the Docker engine refused to start privileged container `{name}` ({message}); plan \
+         the upgrade with `--no-privileged` if OMS runs without it on this host"
+    )]
+    PrivilegedRefused {
+        /// The container.
+        name: String,
+        /// The engine's message.
+        message: String,
+    },
     /// The operation needs a running container.
     #[error("container `{name}` is not running; start it or check `docker logs {name}`")]
     NotRunning {
@@ -475,6 +487,16 @@ impl BollardDocker {
         Ok(BollardDocker { client })
     }
 
+    /// Connects to the engine listening on the Unix socket at `path` (e.g. a rootless or
+    /// non-default dockerd) and negotiates the API version.
+    pub async fn connect_socket(path: &str) -> Result<Self, DockerError> {
+        let client = bollard::Docker::connect_with_unix(path, 120, bollard::API_DEFAULT_VERSION)
+            .map_err(unreachable)?;
+        let client = client.negotiate_version().await.map_err(unreachable)?;
+        client.ping().await.map_err(unreachable)?;
+        Ok(BollardDocker { client })
+    }
+
     /// Wraps an existing client (its API version must already be negotiated).
     pub fn from_client(client: bollard::Docker) -> Self {
         BollardDocker { client }
@@ -853,7 +875,17 @@ impl Docker for BollardDocker {
             self.client
                 .start_container(name, None::<StartContainerOptions>)
                 .await
-                .map_err(|e| map_err(e, Ctx::Container(name)))?;
+                .map_err(|e| match map_err(e, Ctx::Container(name)) {
+                    DockerError::Api { message }
+                        if before.privileged && message.contains("operation not permitted") =>
+                    {
+                        DockerError::PrivilegedRefused {
+                            name: name.to_string(),
+                            message,
+                        }
+                    }
+                    other => other,
+                })?;
         }
         let after = self.require(name).await?;
         Ok(StartOutcome {
