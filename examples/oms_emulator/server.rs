@@ -189,6 +189,9 @@ async fn monitor(node: Arc<Node>) {
                 was
             };
             if healthy && !was {
+                // Read HA at once: a freshly initialised schema has its ha.config now.
+                last_ha = None;
+                read_ha_config(&node, &mut last_ha).await;
                 if ever_ready {
                     node.log.info("OMS service healthy again");
                 } else {

@@ -6,6 +6,9 @@
 //! a failing test keeps its database for inspection (sqlx's habit).
 #![allow(dead_code)]
 
+/// Emulator binary and images, OMS containers, per-test metadata databases and host folders.
+pub mod emulator;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use oms_upgrade::dbconn::DbTarget;
