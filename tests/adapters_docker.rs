@@ -272,6 +272,14 @@ async fn rename_both_directions_reports_what_was_already_done() {
         RenameOutcome::AlreadyRenamed
     );
 
+    // Both are found by the run's label, whatever their names.
+    let found = d
+        .find_by_label(support::TEST_LABEL, Some(&run))
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].id, id);
+
     // Both names taken: a typed conflict, nothing renamed.
     let other = d.create(&spec(&aside, &run, vec![], vec![])).await.unwrap();
     match d.rename(&old, &aside).await {
@@ -280,6 +288,23 @@ async fn rename_both_directions_reports_what_was_already_done() {
     }
     assert_eq!(d.inspect(&old).await.unwrap().unwrap().id, id);
     assert_eq!(d.inspect(&aside).await.unwrap().unwrap().id, other);
+    let found = d
+        .find_by_label(support::TEST_LABEL, Some(&run))
+        .await
+        .unwrap();
+    let mut names: Vec<&str> = found.iter().map(|c| c.name.as_str()).collect();
+    names.sort();
+    assert_eq!(names, {
+        let mut v = vec![old.as_str(), aside.as_str()];
+        v.sort();
+        v
+    });
+    assert!(
+        d.find_by_label(support::TEST_LABEL, Some("no-such-run"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // Neither exists: the source is reported missing.
     let ghost = support::unique_name("ghost");

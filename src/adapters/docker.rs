@@ -19,9 +19,9 @@ use std::time::Duration;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{ContainerCreateBody, HostConfig, ResourcesUlimits};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, InspectContainerOptions, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, RenameContainerOptionsBuilder, RestartContainerOptionsBuilder,
-    StartContainerOptions, StopContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, RenameContainerOptionsBuilder,
+    RestartContainerOptionsBuilder, StartContainerOptions, StopContainerOptionsBuilder,
 };
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
@@ -458,6 +458,14 @@ pub trait Docker: Send + Sync {
         name: &str,
         force: bool,
     ) -> impl Future<Output = Result<RemoveOutcome, DockerError>> + Send;
+
+    /// Every container (running or not) carrying label `key`, with value `value` when
+    /// given, sorted by name. How runs and demos find the containers they labelled.
+    fn find_by_label(
+        &self,
+        key: &str,
+        value: Option<&str>,
+    ) -> impl Future<Output = Result<Vec<ContainerInfo>, DockerError>> + Send;
 
     /// Waits until the container logs a line containing `needle`, considering only lines
     /// logged after `since` (pass [`StartOutcome::previous_finished_at`], so a line from
@@ -1034,6 +1042,36 @@ impl Docker for BollardDocker {
                 other => Err(other),
             },
         }
+    }
+
+    async fn find_by_label(
+        &self,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<Vec<ContainerInfo>, DockerError> {
+        let label = match value {
+            Some(v) => format!("{key}={v}"),
+            None => key.to_string(),
+        };
+        let filters = std::collections::HashMap::from([("label".to_string(), vec![label])]);
+        let opts = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let list = self
+            .client
+            .list_containers(Some(opts))
+            .await
+            .map_err(|e| map_err(e, Ctx::Container(key)))?;
+        let mut out = Vec::with_capacity(list.len());
+        for c in list {
+            // Removed between the listing and the inspect: no longer there, skip it.
+            if let Some(info) = self.inspect(c.id.as_deref().unwrap_or_default()).await? {
+                out.push(info);
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
     }
 
     async fn wait_for_log_line(
