@@ -474,6 +474,9 @@ pub async fn ensure_images(
                     "tag {content_reference} as {reference}"
                 )))?;
         }
+        if imported {
+            prune_stale(docker, version, &content_tag).await;
+        }
         out.push(ImageRef {
             version: version.to_string(),
             reference,
@@ -484,6 +487,35 @@ pub async fn ensure_images(
     }
     drop(lock);
     Ok(out)
+}
+
+/// Removes content tags of older builds of this version, so images do not pile up while
+/// the emulator changes. An image still used by a container is left alone (the engine
+/// refuses, and that is fine).
+async fn prune_stale(docker: &Docker, version: &str, keep_tag: &str) {
+    let filters =
+        std::collections::HashMap::from([("reference".to_string(), vec![IMAGE_REPO.to_string()])]);
+    let opts = bollard::query_parameters::ListImagesOptionsBuilder::default()
+        .filters(&filters)
+        .build();
+    let Ok(list) = docker.list_images(Some(opts)).await else {
+        return;
+    };
+    let suffix = format!("-{version}");
+    for tag in list.into_iter().flat_map(|i| i.repo_tags) {
+        let Some(t) = tag.strip_prefix(&format!("{IMAGE_REPO}:")) else {
+            continue;
+        };
+        if t.starts_with("content-") && t.ends_with(&suffix) && t != keep_tag {
+            let _ = docker
+                .remove_image(
+                    &tag,
+                    None::<bollard::query_parameters::RemoveImageOptions>,
+                    None,
+                )
+                .await;
+        }
+    }
 }
 
 /// `docker import` of the tarball with the version's changes.
