@@ -171,7 +171,9 @@ async fn upgrade_330_to_331_with_is_upgrade_migrates_and_the_new_node_becomes_he
     let url = node.host.health_url();
     let deadline = Instant::now() + Duration::from_secs(60);
     let seen = loop {
-        if let Some(v) = health(&url).await {
+        if let Some(v) = health(&url).await
+            && v["data"]["schemaVersion"].is_string()
+        {
             break v;
         }
         assert!(

@@ -116,6 +116,13 @@ pub async fn run(paths: Paths) -> i32 {
         "health endpoint on 0.0.0.0:{port}/oms/health, metadata DB {}",
         cfg.db_target().display_url()
     ));
+    // A first look at the schema before answering, so the first health answer already
+    // says why the node is not healthy.
+    let (healthy0, reason0, schema0) = check_schema(&node).await;
+    if let Ok(mut h) = node.health.lock() {
+        h.reason = if healthy0 { None } else { reason0 };
+        h.schema_version = schema0;
+    }
     let http = tokio::spawn(serve_http(listener, node.clone()));
     let monitor = tokio::spawn(monitor(node.clone()));
     let sig = tokio::select! {

@@ -78,9 +78,18 @@ pub fn emulator_binary() -> PathBuf {
         if release {
             cmd.arg("--release");
         }
-        let out = cmd
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {cargo}: {e}"));
+        let out = match cmd.output() {
+            Ok(out) => out,
+            // Run outside cargo: use what was built, if anything.
+            Err(e) => {
+                return emuimage::find_emulator_binary().unwrap_or_else(|| {
+                    panic!(
+                        "cannot run {cargo} ({e}) and no oms_emulator binary was built: \
+                         run `cargo build --example oms_emulator`"
+                    )
+                });
+            }
+        };
         assert!(
             out.status.success(),
             "`cargo build --example oms_emulator` failed:\n{}",
@@ -142,10 +151,24 @@ impl MetaDbSet {
     }
 }
 
-/// A TCP port free on the host right now (the containers use the host network).
+/// A TCP port free on the host right now (the containers use the host network), chosen
+/// below the kernel's ephemeral range (32768 and up) so that no client socket can take it
+/// before the container binds it, and never handed out twice by this process.
 pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind an ephemeral port");
-    l.local_addr().expect("local addr").port()
+    use std::sync::Mutex;
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..1000 {
+        let port: u16 = rand::random_range(20000..32000);
+        if given.contains(&port) {
+            continue;
+        }
+        if std::net::TcpListener::bind(("0.0.0.0", port)).is_ok() {
+            given.push(port);
+            return port;
+        }
+    }
+    panic!("no free TCP port found between 20000 and 32000");
 }
 
 /// The host side of one OMS node: a temp folder holding `conf/config.yaml`, `logs`, `store`
