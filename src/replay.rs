@@ -1,1 +1,1162 @@
-//! (under construction)
+//! Folds a run's recorded events into a [`State`], and decides from it what may happen
+//! next. State is derived, never stored: the executor replays the ledger on every start.
+//!
+//! Rules the state enforces ([`State::apply`] rejects anything else, with a reason):
+//!
+//! - One ledger, one run: the first record fixes the run id; records of another run are
+//!   rejected. Failed preflights (`preflight.failed`) may precede the plan; a retried
+//!   `init` reuses the run id ([`State::run_id`]). Sequence numbers strictly increase.
+//! - `run.planned` comes once, first (after preflights), with a digest that matches the
+//!   plan and the plan's run id equal to the record's.
+//! - Steps run in the procedure's order ([`crate::steps::upgrade_keys`]), one at a time:
+//!   `step.intent` only for the step [`State::permitted`] returns; then exactly one
+//!   outcome for it: `step.done` (facts of the right kind that do not contradict
+//!   success), `step.failed`, or, after a crash, `step.reconciled` (what reality showed).
+//!   While a step is in doubt (intent without outcome) nothing but its outcome, notes and
+//!   attestations is accepted.
+//! - A failed step may get a new intent when the failure was retryable; otherwise the
+//!   upgrade is failed and only a rollback can follow.
+//! - `rollback.requested` is accepted when nothing is in doubt and the run is upgrading,
+//!   failed or completed; the rollback's steps are fixed at that moment from what the
+//!   upgrade touched ([`crate::steps::rollback_keys`]): a restore needs all three dumps,
+//!   a rollback before T1 just puts HA back. A second rollback is never accepted.
+//! - `enable-ha`/`rollback-enable-ha` done must carry a refetch decision measured from
+//!   the downtime start that covers the actual time HA was enabled.
+//! - Notes and attestations are accepted in every phase.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::events::{
+    Attestation, DumpArtifact, Event, Finding, HaDisabled, HaEnabled, MetaDb, NewContainer, Plan,
+    PlanDigest, PreflightCheck, Recorded, StepFacts, StepKey,
+};
+use crate::haconfig::HaConfig;
+use crate::refetch::RefetchDecision;
+use crate::steps::{self, BuildError, Context, Step, Touched};
+
+/// Where a run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// No plan recorded yet (maybe failed preflights).
+    NotPlanned,
+    /// Upgrade steps are running (or one failed retryably, or one is in doubt).
+    Upgrading,
+    /// An upgrade step failed and may not be retried: roll back.
+    UpgradeFailed,
+    /// The upgrade completed.
+    Completed,
+    /// Rollback steps are running.
+    RollingBack,
+    /// A rollback step failed and may not be retried: manual intervention needed.
+    RollbackFailed,
+    /// The rollback completed.
+    RolledBack,
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Phase::NotPlanned => "not planned",
+            Phase::Upgrading => "upgrading",
+            Phase::UpgradeFailed => "upgrade failed",
+            Phase::Completed => "completed",
+            Phase::RollingBack => "rolling back",
+            Phase::RollbackFailed => "rollback failed",
+            Phase::RolledBack => "rolled back",
+        })
+    }
+}
+
+/// A step's latest status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum StepStatus {
+    /// Not run yet, or reconciled as not done.
+    Pending,
+    /// Intent recorded, no outcome: resolve by looking at reality.
+    InDoubt,
+    /// Done.
+    Done,
+    /// Failed.
+    Failed {
+        /// May run again.
+        retryable: bool,
+    },
+}
+
+/// How one attempt of a step ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// `step.done`.
+    Done {
+        /// Record seq.
+        seq: u64,
+        /// Record time.
+        at: DateTime<Utc>,
+        /// Facts.
+        facts: StepFacts,
+    },
+    /// `step.failed`.
+    Failed {
+        /// Record seq.
+        seq: u64,
+        /// Record time.
+        at: DateTime<Utc>,
+        /// Error.
+        error: String,
+        /// May run again.
+        retryable: bool,
+        /// Observed facts.
+        facts: Option<StepFacts>,
+    },
+    /// `step.reconciled`.
+    Reconciled {
+        /// Record seq.
+        seq: u64,
+        /// Record time.
+        at: DateTime<Utc>,
+        /// What reality showed.
+        finding: Finding,
+        /// How.
+        evidence: String,
+    },
+}
+
+impl Outcome {
+    /// Time of the outcome record.
+    pub fn at(&self) -> DateTime<Utc> {
+        match self {
+            Outcome::Done { at, .. }
+            | Outcome::Failed { at, .. }
+            | Outcome::Reconciled { at, .. } => *at,
+        }
+    }
+
+    /// The facts of a successful outcome (done, or reconciled as done).
+    pub fn done_facts(&self) -> Option<&StepFacts> {
+        match self {
+            Outcome::Done { facts, .. } => Some(facts),
+            Outcome::Reconciled {
+                finding: Finding::Done(f),
+                ..
+            } => Some(f),
+            _ => None,
+        }
+    }
+}
+
+/// One attempt of a step: its intent and, unless in doubt, its outcome. The timeline of
+/// a report (with durations: outcome time minus intent time).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Attempt {
+    /// The step.
+    pub key: StepKey,
+    /// 1 for the first attempt.
+    pub number: u32,
+    /// Intent record seq.
+    pub intent_seq: u64,
+    /// Intent record time.
+    pub intent_at: DateTime<Utc>,
+    /// Operator of the intent record.
+    pub operator: String,
+    /// Outcome, `None` while in doubt.
+    pub outcome: Option<Outcome>,
+}
+
+impl Attempt {
+    /// Outcome time minus intent time, when there is an outcome.
+    pub fn duration(&self) -> Option<Duration> {
+        self.outcome.as_ref().map(|o| o.at() - self.intent_at)
+    }
+}
+
+/// An operator's note or attestation, with the record's who/when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Remark<T> {
+    /// Record seq.
+    pub seq: u64,
+    /// Record time.
+    pub at: DateTime<Utc>,
+    /// Record operator.
+    pub operator: String,
+    /// Record host.
+    pub host: String,
+    /// The note text or attestation.
+    pub body: T,
+}
+
+/// The rollback, once requested.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RollbackInfo {
+    /// Record seq.
+    pub seq: u64,
+    /// Record time.
+    pub at: DateTime<Utc>,
+    /// Why.
+    pub reason: String,
+    /// The phase it was requested in.
+    pub from_phase: Phase,
+    /// Its steps, fixed at the request.
+    pub keys: Vec<StepKey>,
+}
+
+/// A recorded `preflight.failed`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PreflightFailure {
+    /// Record seq.
+    pub seq: u64,
+    /// Record time.
+    pub at: DateTime<Utc>,
+    /// The checks.
+    pub checks: Vec<PreflightCheck>,
+}
+
+/// Why an event is not accepted in a state.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// The record belongs to another run.
+    #[error(
+        "record belongs to run {found}, but this ledger records run {expected}; use a separate ledger folder per run"
+    )]
+    WrongRun {
+        /// This ledger's run.
+        expected: Uuid,
+        /// The record's.
+        found: Uuid,
+    },
+    /// Sequence numbers must increase.
+    #[error("record seq {found} does not follow seq {last}")]
+    SeqNotIncreasing {
+        /// The last applied seq.
+        last: u64,
+        /// The record's.
+        found: u64,
+    },
+    /// Steps and rollbacks need a plan first.
+    #[error("`{event_type}` before the run is planned; run `oms-upgrade init` first")]
+    NotPlanned {
+        /// The event type.
+        event_type: &'static str,
+    },
+    /// Only one plan per run.
+    #[error("the run is already planned; a ledger records one run")]
+    AlreadyPlanned,
+    /// The plan names another run id than its record.
+    #[error("the plan is for run {plan} but its record is of run {record}")]
+    PlanRunMismatch {
+        /// In the plan.
+        plan: Uuid,
+        /// In the record.
+        record: Uuid,
+    },
+    /// The recorded digest does not match the plan.
+    #[error("plan digest {recorded} does not match the plan (computed {computed})")]
+    PlanDigestMismatch {
+        /// Recorded.
+        recorded: PlanDigest,
+        /// Computed.
+        computed: PlanDigest,
+    },
+    /// Preflight failures belong before the plan.
+    #[error("a preflight failure after the run was planned")]
+    PreflightAfterPlan,
+    /// Another step is in doubt.
+    #[error(
+        "step {in_doubt} is in doubt (intent without outcome): reconcile it against reality first"
+    )]
+    InDoubt {
+        /// The step in doubt.
+        in_doubt: StepKey,
+    },
+    /// The step may not start now.
+    #[error("step {key} is not permitted now (phase {phase}; permitted: {})", fmt_keys(.permitted))]
+    NotPermitted {
+        /// The step.
+        key: StepKey,
+        /// The phase.
+        phase: Phase,
+        /// What is permitted.
+        permitted: Vec<StepKey>,
+    },
+    /// An outcome for a step that has no open intent.
+    #[error("outcome for step {key} without an open intent")]
+    NoIntent {
+        /// The step.
+        key: StepKey,
+    },
+    /// The facts do not fit the step, or contradict success.
+    #[error("facts recorded for step {key} are not acceptable: {reason}")]
+    BadFacts {
+        /// The step.
+        key: StepKey,
+        /// Why.
+        reason: String,
+    },
+    /// A rollback may not be requested now.
+    #[error("rollback not possible: {reason}")]
+    RollbackRefused {
+        /// Why.
+        reason: String,
+    },
+}
+
+fn fmt_keys(k: &[StepKey]) -> String {
+    if k.is_empty() {
+        "none".into()
+    } else {
+        k.iter()
+            .map(|k| k.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// A record that replay refused: the ledger's content is inconsistent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("record seq {seq}: {rejection}")]
+pub struct ReplayError {
+    /// The first refused record.
+    pub seq: u64,
+    /// Why.
+    pub rejection: Rejection,
+}
+
+/// What the executor should do next.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "next", rename_all = "snake_case")]
+pub enum Next {
+    /// Record a plan (`init`).
+    Plan,
+    /// A step is in doubt: look at reality and record `step.reconciled`.
+    Reconcile {
+        /// The step in doubt.
+        step: Step,
+    },
+    /// Run this step (intent, perform, outcome).
+    Run {
+        /// The step.
+        step: Step,
+        /// It failed before (retryable) and this is a retry.
+        retry: bool,
+    },
+    /// Nothing can run: the upgrade failed (roll back if [`State::can_rollback`]) or the
+    /// rollback failed (manual intervention).
+    Blocked {
+        /// Why, and what to do.
+        reason: String,
+    },
+    /// The run is over (completed or rolled back). A completed upgrade may still be
+    /// rolled back.
+    Finished {
+        /// Completed or RolledBack.
+        phase: Phase,
+    },
+}
+
+/// Everything known about a run, derived from its events.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct State {
+    run_id: Option<Uuid>,
+    last_seq: Option<u64>,
+    plan: Option<Box<Plan>>,
+    digest: Option<PlanDigest>,
+    planned: Option<(u64, DateTime<Utc>, String, String)>,
+    preflight: Vec<PreflightFailure>,
+    attempts: Vec<Attempt>,
+    status: BTreeMap<StepKey, StepStatus>,
+    facts: BTreeMap<StepKey, StepFacts>,
+    rollback: Option<RollbackInfo>,
+    notes: Vec<Remark<String>>,
+    attestations: Vec<Remark<Attestation>>,
+}
+
+/// Folds `events` into a state, or reports the first record that does not fit.
+pub fn replay(events: &[Recorded]) -> Result<State, ReplayError> {
+    let mut s = State::default();
+    for r in events {
+        s.apply(r).map_err(|rejection| ReplayError {
+            seq: r.seq,
+            rejection,
+        })?;
+    }
+    Ok(s)
+}
+
+impl State {
+    /// An empty state (no events).
+    pub fn new() -> State {
+        State::default()
+    }
+
+    /// Applies one record, or rejects it leaving the state unchanged.
+    pub fn apply(&mut self, r: &Recorded) -> Result<(), Rejection> {
+        if let Some(last) = self.last_seq
+            && r.seq <= last
+        {
+            return Err(Rejection::SeqNotIncreasing { last, found: r.seq });
+        }
+        self.check(r.run_id, &r.event)?;
+        self.commit(r);
+        Ok(())
+    }
+
+    /// Returns the state with `r` applied (a convenience over [`State::apply`]).
+    pub fn applied(&self, r: &Recorded) -> Result<State, Rejection> {
+        let mut s = self.clone();
+        s.apply(r)?;
+        Ok(s)
+    }
+
+    /// Checks that `event`, recorded for `run_id`, would be accepted now. The executor
+    /// calls this before appending, so nothing unacceptable reaches the ledger.
+    pub fn check(&self, run_id: Uuid, event: &Event) -> Result<(), Rejection> {
+        if let Some(expected) = self.run_id
+            && expected != run_id
+        {
+            return Err(Rejection::WrongRun {
+                expected,
+                found: run_id,
+            });
+        }
+        match event {
+            Event::Note { .. } | Event::Attestation(_) => Ok(()),
+            Event::PreflightFailed { .. } => match self.plan {
+                None => Ok(()),
+                Some(_) => Err(Rejection::PreflightAfterPlan),
+            },
+            Event::RunPlanned { plan, digest } => {
+                if self.plan.is_some() {
+                    return Err(Rejection::AlreadyPlanned);
+                }
+                if plan.run_id != run_id {
+                    return Err(Rejection::PlanRunMismatch {
+                        plan: plan.run_id,
+                        record: run_id,
+                    });
+                }
+                let computed = plan.digest();
+                if computed != *digest {
+                    return Err(Rejection::PlanDigestMismatch {
+                        recorded: *digest,
+                        computed,
+                    });
+                }
+                Ok(())
+            }
+            _ if self.plan.is_none() => Err(Rejection::NotPlanned {
+                event_type: event.type_name(),
+            }),
+            Event::StepIntent { key } => {
+                if let Some(d) = self.in_doubt() {
+                    return Err(Rejection::InDoubt { in_doubt: d });
+                }
+                let permitted = self.permitted_keys();
+                if permitted.contains(key) {
+                    Ok(())
+                } else {
+                    Err(Rejection::NotPermitted {
+                        key: *key,
+                        phase: self.phase(),
+                        permitted,
+                    })
+                }
+            }
+            Event::StepDone { key, facts } => {
+                self.require_open(*key)?;
+                self.check_done_facts(*key, facts)
+            }
+            Event::StepFailed { key, facts, .. } => {
+                self.require_open(*key)?;
+                match facts {
+                    Some(f) if !key.accepts(f) => Err(Rejection::BadFacts {
+                        key: *key,
+                        reason: "facts of another kind of step".into(),
+                    }),
+                    _ => Ok(()),
+                }
+            }
+            Event::StepReconciled { key, finding, .. } => {
+                self.require_open(*key)?;
+                match finding {
+                    Finding::Done(f) => self.check_done_facts(*key, f),
+                    Finding::NotDone | Finding::Failed { .. } => Ok(()),
+                }
+            }
+            Event::RollbackRequested { .. } => self.rollback_keys().map(|_| ()),
+        }
+    }
+
+    fn require_open(&self, key: StepKey) -> Result<(), Rejection> {
+        if self.in_doubt() == Some(key) {
+            Ok(())
+        } else {
+            Err(Rejection::NoIntent { key })
+        }
+    }
+
+    fn check_done_facts(&self, key: StepKey, facts: &StepFacts) -> Result<(), Rejection> {
+        let bad = |reason: String| Err(Rejection::BadFacts { key, reason });
+        if !key.accepts(facts) {
+            return bad("facts of another kind of step".into());
+        }
+        if let Some(c) = facts.contradiction() {
+            return bad(format!("{c}; record step.failed instead"));
+        }
+        let plan = self.plan.as_deref().expect("checked by caller");
+        match facts {
+            StepFacts::NewContainerCreated(n) if n.old_binds != plan.old_container.binds => {
+                return bad("old_binds are not the planned old container's binds".into());
+            }
+            StepFacts::DumpWritten(a) if a.database != plan.databases.get(a.db) => {
+                return bad(format!(
+                    "dump of `{}` but the {} database is `{}`",
+                    a.database,
+                    a.db,
+                    plan.databases.get(a.db)
+                ));
+            }
+            StepFacts::DumpsVerified { checks } => {
+                for db in MetaDb::ALL {
+                    let want = self.artifact(db).map(|a| a.blake3_hex.as_str());
+                    let got = checks
+                        .iter()
+                        .find(|c| c.db == db)
+                        .and_then(|c| c.found_blake3.as_deref());
+                    if want.is_none() || want != got {
+                        return bad(format!("the {db} dump does not match its recorded BLAKE3"));
+                    }
+                }
+            }
+            StepFacts::Restored(r) => {
+                let want = self.artifact(r.db).map(|a| a.blake3_hex.as_str());
+                if want != Some(r.verified_blake3.as_str()) {
+                    return bad(format!(
+                        "restored file's BLAKE3 is not the recorded {} dump's",
+                        r.db
+                    ));
+                }
+            }
+            StepFacts::HaEnabled(h) => {
+                let since = self.downtime_start();
+                match (&h.refetch, since) {
+                    (None, None) => {}
+                    (Some(d), Some(t1)) => {
+                        if d.t1 != t1 {
+                            return bad(format!(
+                                "refetch measured from {} but the downtime began at {}",
+                                d.t1.to_rfc3339(),
+                                t1.to_rfc3339()
+                            ));
+                        }
+                        if !d.covers(t1, h.enabled_at) {
+                            return bad(format!(
+                                "refetch interval {:?} min does not cover the downtime until HA was enabled at {}",
+                                d.interval_minutes,
+                                h.enabled_at.to_rfc3339()
+                            ));
+                        }
+                    }
+                    (None, Some(_)) => {
+                        return bad("HA enabled after a downtime without a refetch decision".into());
+                    }
+                    (Some(_), None) => {
+                        return bad("a refetch decision but no downtime began".into());
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Mutates; only called after `check` accepted the record.
+    fn commit(&mut self, r: &Recorded) {
+        self.last_seq = Some(r.seq);
+        self.run_id.get_or_insert(r.run_id);
+        let current_phase = self.phase();
+        match &r.event {
+            Event::RunPlanned { plan, digest } => {
+                self.plan = Some(plan.clone());
+                self.digest = Some(*digest);
+                self.planned = Some((r.seq, r.at, r.operator.clone(), r.host.clone()));
+            }
+            Event::PreflightFailed { checks } => self.preflight.push(PreflightFailure {
+                seq: r.seq,
+                at: r.at,
+                checks: checks.clone(),
+            }),
+            Event::Note { text } => self.notes.push(Remark {
+                seq: r.seq,
+                at: r.at,
+                operator: r.operator.clone(),
+                host: r.host.clone(),
+                body: text.clone(),
+            }),
+            Event::Attestation(a) => self.attestations.push(Remark {
+                seq: r.seq,
+                at: r.at,
+                operator: r.operator.clone(),
+                host: r.host.clone(),
+                body: a.clone(),
+            }),
+            Event::StepIntent { key } => {
+                let number = self.attempts.iter().filter(|a| a.key == *key).count() as u32 + 1;
+                self.attempts.push(Attempt {
+                    key: *key,
+                    number,
+                    intent_seq: r.seq,
+                    intent_at: r.at,
+                    operator: r.operator.clone(),
+                    outcome: None,
+                });
+                self.status.insert(*key, StepStatus::InDoubt);
+            }
+            Event::StepDone { key, facts } => {
+                self.close(
+                    *key,
+                    Outcome::Done {
+                        seq: r.seq,
+                        at: r.at,
+                        facts: facts.clone(),
+                    },
+                );
+                self.status.insert(*key, StepStatus::Done);
+                self.facts.insert(*key, facts.clone());
+            }
+            Event::StepFailed {
+                key,
+                error,
+                retryable,
+                facts,
+            } => {
+                self.close(
+                    *key,
+                    Outcome::Failed {
+                        seq: r.seq,
+                        at: r.at,
+                        error: error.clone(),
+                        retryable: *retryable,
+                        facts: facts.clone(),
+                    },
+                );
+                self.status.insert(
+                    *key,
+                    StepStatus::Failed {
+                        retryable: *retryable,
+                    },
+                );
+            }
+            Event::StepReconciled {
+                key,
+                finding,
+                evidence,
+            } => {
+                self.close(
+                    *key,
+                    Outcome::Reconciled {
+                        seq: r.seq,
+                        at: r.at,
+                        finding: finding.clone(),
+                        evidence: evidence.clone(),
+                    },
+                );
+                let status = match finding {
+                    Finding::Done(f) => {
+                        self.facts.insert(*key, f.as_ref().clone());
+                        StepStatus::Done
+                    }
+                    Finding::NotDone => StepStatus::Pending,
+                    Finding::Failed { retryable, .. } => StepStatus::Failed {
+                        retryable: *retryable,
+                    },
+                };
+                self.status.insert(*key, status);
+            }
+            Event::RollbackRequested { reason } => {
+                let keys = self
+                    .rollback_keys()
+                    .expect("rollback permitted: checked before commit");
+                self.rollback = Some(RollbackInfo {
+                    seq: r.seq,
+                    at: r.at,
+                    reason: reason.clone(),
+                    from_phase: current_phase,
+                    keys,
+                });
+            }
+        }
+    }
+
+    fn close(&mut self, key: StepKey, outcome: Outcome) {
+        if let Some(a) = self
+            .attempts
+            .iter_mut()
+            .rev()
+            .find(|a| a.key == key && a.outcome.is_none())
+        {
+            a.outcome = Some(outcome);
+        }
+    }
+
+    // ---- what comes next ---------------------------------------------------------
+
+    fn status_of(&self, key: StepKey) -> StepStatus {
+        self.status
+            .get(&key)
+            .copied()
+            .unwrap_or(StepStatus::Pending)
+    }
+
+    /// The current list of steps: the rollback's once requested, else the upgrade's.
+    fn sequence(&self) -> Vec<StepKey> {
+        match (&self.rollback, &self.plan) {
+            (Some(rb), _) => rb.keys.clone(),
+            (None, Some(p)) => steps::upgrade_keys(p.procedure),
+            (None, None) => vec![],
+        }
+    }
+
+    /// The first step of the current list that is not done.
+    fn cursor(&self) -> Option<StepKey> {
+        self.sequence()
+            .into_iter()
+            .find(|k| self.status_of(*k) != StepStatus::Done)
+    }
+
+    fn permitted_keys(&self) -> Vec<StepKey> {
+        if self.plan.is_none() || self.in_doubt().is_some() {
+            return vec![];
+        }
+        match self.cursor() {
+            Some(k) => match self.status_of(k) {
+                StepStatus::Pending | StepStatus::Failed { retryable: true } => vec![k],
+                _ => vec![],
+            },
+            None => vec![],
+        }
+    }
+
+    /// Where the run stands.
+    pub fn phase(&self) -> Phase {
+        if self.plan.is_none() {
+            return Phase::NotPlanned;
+        }
+        let blocked = self
+            .cursor()
+            .is_some_and(|k| self.status_of(k) == StepStatus::Failed { retryable: false });
+        match (&self.rollback, self.cursor(), blocked) {
+            (None, None, _) => Phase::Completed,
+            (None, Some(_), true) => Phase::UpgradeFailed,
+            (None, Some(_), false) => Phase::Upgrading,
+            (Some(_), None, _) => Phase::RolledBack,
+            (Some(_), Some(_), true) => Phase::RollbackFailed,
+            (Some(_), Some(_), false) => Phase::RollingBack,
+        }
+    }
+
+    /// The step with an intent but no outcome, if any.
+    pub fn in_doubt(&self) -> Option<StepKey> {
+        self.attempts
+            .last()
+            .filter(|a| a.outcome.is_none())
+            .map(|a| a.key)
+    }
+
+    /// The steps that may receive an intent now, in order (at most one: steps run one at
+    /// a time; empty while a step is in doubt, after a non-retryable failure, or when the
+    /// run is over). The executor runs the first.
+    pub fn permitted(&self) -> Vec<Step> {
+        self.permitted_keys()
+            .into_iter()
+            .filter_map(|k| self.step(k).ok())
+            .collect()
+    }
+
+    /// The steps still to run in the current list, in order, assuming each succeeds
+    /// (for `status` and `plan`). Steps whose inputs are not known yet (a restore before
+    /// its dump) are left out.
+    pub fn remaining(&self) -> Vec<Step> {
+        let seq = self.sequence();
+        let Some(c) = self.cursor() else {
+            return vec![];
+        };
+        let start = seq.iter().position(|k| *k == c).unwrap_or(seq.len());
+        seq[start..]
+            .iter()
+            .filter(|k| self.status_of(**k) != StepStatus::Done)
+            .filter_map(|k| self.step(*k).ok())
+            .collect()
+    }
+
+    /// What the executor should do next.
+    pub fn next(&self) -> Next {
+        if self.plan.is_none() {
+            return Next::Plan;
+        }
+        if let Some(k) = self.in_doubt() {
+            return match self.step(k) {
+                Ok(step) => Next::Reconcile { step },
+                Err(e) => Next::Blocked {
+                    reason: format!("step {k} is in doubt and cannot be rebuilt: {e}"),
+                },
+            };
+        }
+        let phase = self.phase();
+        match self.cursor() {
+            None => Next::Finished { phase },
+            Some(k) => match self.status_of(k) {
+                StepStatus::Failed { retryable: false } => Next::Blocked {
+                    reason: match (phase, self.can_rollback()) {
+                        (Phase::UpgradeFailed, true) => format!(
+                            "step {k} failed and may not be retried; roll back with `oms-upgrade rollback`"
+                        ),
+                        (Phase::UpgradeFailed, false) => format!(
+                            "step {k} failed and may not be retried, and a rollback is not possible: {}",
+                            self.rollback_keys()
+                                .err()
+                                .map(|e| e.to_string())
+                                .unwrap_or_default()
+                        ),
+                        _ => format!(
+                            "rollback step {k} failed and may not be retried: fix it by hand, then record what you did with `oms-upgrade note`"
+                        ),
+                    },
+                },
+                status => match self.step(k) {
+                    Ok(step) => Next::Run {
+                        step,
+                        retry: matches!(status, StepStatus::Failed { .. }),
+                    },
+                    Err(e) => Next::Blocked {
+                        reason: format!("step {k} cannot be built: {e}"),
+                    },
+                },
+            },
+        }
+    }
+
+    /// Builds step `key` from the plan and what has been recorded.
+    pub fn step(&self, key: StepKey) -> Result<Step, BuildError> {
+        let plan = self.plan.as_deref().ok_or(BuildError::NotInProcedure {
+            key,
+            procedure: crate::versions::ProcedureId::Guide331,
+        })?;
+        steps::build(plan, key, &self.context())
+    }
+
+    /// What later steps need from earlier ones.
+    pub fn context(&self) -> Context {
+        Context {
+            downtime_start: self.downtime_start(),
+            ha_enable_before: self.ha_enable_before(),
+            artifacts: MetaDb::ALL
+                .iter()
+                .filter_map(|&db| self.artifact(db).map(|a| (db, a.clone())))
+                .collect(),
+            new_container_id: self.new_container().map(|n| n.id.clone()),
+        }
+    }
+
+    fn attempted(&self, key: StepKey) -> bool {
+        self.attempts.iter().any(|a| a.key == key)
+    }
+
+    /// What the upgrade has (possibly) done.
+    pub fn touched(&self) -> Touched {
+        Touched {
+            ha_disabled: self.attempted(StepKey::DisableHa),
+            ha_previous_known: self.ha_enable_before().is_some(),
+            ha_enabled: self.attempted(StepKey::EnableHa),
+            old_stopped: self.attempted(StepKey::StopOldContainer),
+            old_renamed: self.attempted(StepKey::RenameOldContainer),
+            new_created: self.attempted(StepKey::CreateNewContainer),
+            new_started: self.attempted(StepKey::StartNewContainer),
+            dumps_complete: MetaDb::ALL.iter().all(|&db| self.artifact(db).is_some()),
+        }
+    }
+
+    /// The rollback's steps if one were requested now, or why it cannot be.
+    pub fn rollback_keys(&self) -> Result<Vec<StepKey>, Rejection> {
+        let refuse = |reason: String| Err(Rejection::RollbackRefused { reason });
+        if self.plan.is_none() {
+            return refuse("nothing is planned".into());
+        }
+        if self.rollback.is_some() {
+            return refuse("a rollback was already requested".into());
+        }
+        if let Some(k) = self.in_doubt() {
+            return refuse(format!("step {k} is in doubt: reconcile it first"));
+        }
+        steps::rollback_keys(&self.touched()).or_else(|e| refuse(e.to_string()))
+    }
+
+    /// True when `rollback.requested` would be accepted now.
+    pub fn can_rollback(&self) -> bool {
+        self.rollback_keys().is_ok()
+    }
+
+    // ---- accessors for status and reports -----------------------------------------
+
+    /// The run id (fixed by the first record, even a failed preflight).
+    pub fn run_id(&self) -> Option<Uuid> {
+        self.run_id
+    }
+
+    /// The plan.
+    pub fn plan(&self) -> Option<&Plan> {
+        self.plan.as_deref()
+    }
+
+    /// The plan's recorded digest.
+    pub fn plan_digest(&self) -> Option<PlanDigest> {
+        self.digest
+    }
+
+    /// Seq, time, operator and host of the `run.planned` record.
+    pub fn planned(&self) -> Option<(u64, DateTime<Utc>, &str, &str)> {
+        self.planned
+            .as_ref()
+            .map(|(s, t, o, h)| (*s, *t, o.as_str(), h.as_str()))
+    }
+
+    /// The last applied seq.
+    pub fn last_seq(&self) -> Option<u64> {
+        self.last_seq
+    }
+
+    /// Failed preflights.
+    pub fn preflight_failures(&self) -> &[PreflightFailure] {
+        &self.preflight
+    }
+
+    /// Every attempt of every step, in record order.
+    pub fn attempts(&self) -> &[Attempt] {
+        &self.attempts
+    }
+
+    /// A step's latest status.
+    pub fn status(&self, key: StepKey) -> StepStatus {
+        self.status_of(key)
+    }
+
+    /// The facts of a step that is done.
+    pub fn facts(&self, key: StepKey) -> Option<&StepFacts> {
+        match self.status_of(key) {
+            StepStatus::Done => self.facts.get(&key),
+            _ => None,
+        }
+    }
+
+    /// Attempts that failed (including reconciliations that found a failure).
+    pub fn failures(&self) -> Vec<&Attempt> {
+        self.attempts
+            .iter()
+            .filter(|a| {
+                matches!(
+                    a.outcome,
+                    Some(Outcome::Failed { .. })
+                        | Some(Outcome::Reconciled {
+                            finding: Finding::Failed { .. },
+                            ..
+                        })
+                )
+            })
+            .collect()
+    }
+
+    /// Attempts that were in doubt and resolved by reconciliation.
+    pub fn reconciliations(&self) -> Vec<&Attempt> {
+        self.attempts
+            .iter()
+            .filter(|a| matches!(a.outcome, Some(Outcome::Reconciled { .. })))
+            .collect()
+    }
+
+    /// Operator notes.
+    pub fn notes(&self) -> &[Remark<String>] {
+        &self.notes
+    }
+
+    /// Operator attestations (standalone events; manual HA attestations are in the HA
+    /// facts).
+    pub fn attestations(&self) -> &[Remark<Attestation>] {
+        &self.attestations
+    }
+
+    /// The rollback, once requested.
+    pub fn rollback(&self) -> Option<&RollbackInfo> {
+        self.rollback.as_ref()
+    }
+
+    fn stopped_at(&self, key: StepKey) -> Option<DateTime<Utc>> {
+        match self.facts(key) {
+            Some(StepFacts::ContainerStopped(c)) => Some(c.stopped_at),
+            _ => None,
+        }
+    }
+
+    /// T1: the old container seen stopped.
+    pub fn t1(&self) -> Option<DateTime<Utc>> {
+        self.stopped_at(StepKey::StopOldContainer)
+    }
+
+    /// T2: HA re-enabled after the upgrade.
+    pub fn t2(&self) -> Option<DateTime<Utc>> {
+        self.ha_enabled(StepKey::EnableHa).map(|h| h.enabled_at)
+    }
+
+    /// T3: the new container stopped by the rollback.
+    pub fn t3(&self) -> Option<DateTime<Utc>> {
+        self.stopped_at(StepKey::StopNewContainer)
+    }
+
+    /// Start of the downtime: T1, or, when the stop's outcome never showed it, the first
+    /// `stop-old` intent (the container may have been stopping from then on).
+    pub fn downtime_start(&self) -> Option<DateTime<Utc>> {
+        self.t1().or_else(|| {
+            self.attempts
+                .iter()
+                .find(|a| a.key == StepKey::StopOldContainer)
+                .map(|a| a.intent_at)
+        })
+    }
+
+    /// End of the downtime window the refetch must cover: HA re-enabled (T2, or the
+    /// rollback's), or, on procedures without HA steps, health confirmed. After a
+    /// rollback this is the rollback's end: the restored databases are at T1, so the
+    /// window runs from T1 even though the new version served in between.
+    pub fn downtime_end(&self) -> Option<DateTime<Utc>> {
+        let at = |k: StepKey| {
+            self.attempts
+                .iter()
+                .rev()
+                .find(|a| a.key == k)
+                .and_then(|a| a.outcome.as_ref())
+                .filter(|o| o.done_facts().is_some())
+                .map(|o| o.at())
+        };
+        if self.rollback.is_some() {
+            self.ha_enabled(StepKey::RollbackEnableHa)
+                .map(|h| h.enabled_at)
+                .or_else(|| {
+                    self.plan()
+                        .filter(|p| !p.procedure.has_ha_steps())
+                        .and_then(|_| at(StepKey::ConfirmOldHealth))
+                })
+        } else {
+            self.t2().or_else(|| {
+                self.plan()
+                    .filter(|p| !p.procedure.has_ha_steps())
+                    .and_then(|_| at(StepKey::ConfirmHealth))
+            })
+        }
+    }
+
+    /// Downtime so far: from its start to its end, or to `now` while it lasts.
+    pub fn downtime(&self, now: DateTime<Utc>) -> Option<Duration> {
+        let start = self.downtime_start()?;
+        Some(self.downtime_end().unwrap_or(now) - start)
+    }
+
+    fn ha_disabled(&self, key: StepKey) -> Option<&HaDisabled> {
+        match self.facts(key) {
+            Some(StepFacts::HaDisabled(h)) => Some(h),
+            _ => self
+                .attempts
+                .iter()
+                .rev()
+                .filter(|a| a.key == key)
+                .find_map(|a| match &a.outcome {
+                    Some(Outcome::Failed {
+                        facts: Some(StepFacts::HaDisabled(h)),
+                        ..
+                    }) => Some(h),
+                    _ => None,
+                }),
+        }
+    }
+
+    fn ha_enabled(&self, key: StepKey) -> Option<&HaEnabled> {
+        match self.facts(key) {
+            Some(StepFacts::HaEnabled(h)) => Some(h),
+            _ => None,
+        }
+    }
+
+    /// `ha.config` as read before the run (from `disable-ha`, done or failed with facts).
+    pub fn ha_before(&self) -> Option<&str> {
+        self.ha_disabled(StepKey::DisableHa)
+            .map(|h| h.previous_json.as_str())
+    }
+
+    /// `enable` before the run.
+    pub fn ha_enable_before(&self) -> Option<bool> {
+        self.ha_before()
+            .and_then(|j| HaConfig::parse(j).ok())
+            .and_then(|c| c.enable().ok().flatten())
+    }
+
+    /// `ha.config` as last written when HA was switched back on (the rollback's if any).
+    pub fn ha_after(&self) -> Option<&str> {
+        self.ha_enabled(StepKey::RollbackEnableHa)
+            .or_else(|| self.ha_enabled(StepKey::EnableHa))
+            .map(|h| h.written_json.as_str())
+    }
+
+    /// How the refetch setting was chosen (the rollback's if any).
+    pub fn refetch_decision(&self) -> Option<&RefetchDecision> {
+        self.ha_enabled(StepKey::RollbackEnableHa)
+            .or_else(|| self.ha_enabled(StepKey::EnableHa))
+            .and_then(|h| h.refetch.as_ref())
+    }
+
+    /// The recorded dump of one database.
+    pub fn artifact(&self, db: MetaDb) -> Option<&DumpArtifact> {
+        match self.facts(StepKey::Dump { db }) {
+            Some(StepFacts::DumpWritten(a)) => Some(a),
+            _ => None,
+        }
+    }
+
+    /// All recorded dumps, in rm, cm, cm_hb order.
+    pub fn artifacts(&self) -> Vec<&DumpArtifact> {
+        MetaDb::ALL
+            .iter()
+            .filter_map(|&db| self.artifact(db))
+            .collect()
+    }
+
+    /// The new container as created (with the binds proof).
+    pub fn new_container(&self) -> Option<&NewContainer> {
+        match self.facts(StepKey::CreateNewContainer) {
+            Some(StepFacts::NewContainerCreated(n)) => Some(n),
+            _ => None,
+        }
+    }
+
+    /// The databases may differ from the dumps (the new container was started).
+    pub fn databases_touched(&self) -> bool {
+        self.touched().databases_touched()
+    }
+
+    /// Keys that had at least one intent.
+    pub fn attempted_keys(&self) -> BTreeSet<StepKey> {
+        self.attempts.iter().map(|a| a.key).collect()
+    }
+}
+
+#[cfg(test)]
+mod sim;
+
+#[cfg(test)]
+mod tests;
+
+#[cfg(test)]
+mod props;

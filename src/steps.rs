@@ -1,1 +1,1238 @@
-//! (under construction)
+//! The steps of an upgrade and of its rollback, as data the executor performs.
+//!
+//! A [`Step`] is a [`StepKey`] plus everything needed to perform it (container names and
+//! ids, image, binds, env, database names, dump paths, the `ha.config` edit, timeouts),
+//! derived from the [`Plan`] and from what earlier steps recorded ([`Context`]). The same
+//! values feed `oms-upgrade plan` through [`Step::commands`], so what is shown is what
+//! runs. Which step may come next is decided by `replay::State`; this module only knows
+//! the order of each procedure ([`upgrade_keys`]) and which rollback steps a given
+//! situation needs ([`rollback_keys`]).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::events::{DumpArtifact, HaAfter, HaMode, MetaDb, Plan, StepKey};
+use crate::haconfig::{self, HaConfigError, HaEdit};
+use crate::refetch::{self, RefetchDecision, RefetchPolicy};
+use crate::versions::ProcedureId;
+
+/// The heartbeat table, spelled as OMS spells it.
+pub const HEARTBEAT_TABLE: &str = "heatbeat_sequence";
+/// The table holding `ha.config` in the rm database.
+pub const CONFIG_TABLE: &str = "oms_normal_config";
+/// `cfg_name` of the HA settings.
+pub const HA_CONFIG_NAME: &str = "ha.config";
+/// The line `docker_init.sh` ends with on success.
+pub const INIT_SUCCESS_MARKER: &str = "【结束】全部初始化步骤执行成功";
+/// Errors `docker_init.sh` may print that are expected and harmless (OceanBase metadata DB).
+pub const INIT_HARMLESS_ERRORS: &[&str] =
+    &["ERROR 1235 (0A000): Modify large text/lob column not supported"];
+/// Where `docker_init.sh` writes `docker_init*.log` inside the container.
+pub const INIT_LOG_DIR: &str = "/home/admin/logs";
+/// Label keys put on the new container.
+pub mod labels {
+    /// The run id.
+    pub const RUN_ID: &str = "oms-upgrade.run-id";
+    /// `upgraded`.
+    pub const ROLE: &str = "oms-upgrade.role";
+    /// The old container's id.
+    pub const REPLACES: &str = "oms-upgrade.replaces";
+    /// Source version.
+    pub const FROM_VERSION: &str = "oms-upgrade.from-version";
+    /// Target version.
+    pub const TO_VERSION: &str = "oms-upgrade.to-version";
+}
+
+/// The upgrade's steps for a procedure, in order.
+pub fn upgrade_keys(procedure: ProcedureId) -> Vec<StepKey> {
+    let mut k = Vec::new();
+    if procedure.has_ha_steps() {
+        k.push(StepKey::DisableHa);
+    }
+    k.extend([StepKey::StopOldContainer, StepKey::PruneHeartbeat]);
+    k.extend(MetaDb::ALL.map(|db| StepKey::Dump { db }));
+    k.extend([
+        StepKey::RenameOldContainer,
+        StepKey::CreateNewContainer,
+        StepKey::StartNewContainer,
+    ]);
+    if procedure.checks_supervisor() {
+        k.push(StepKey::CheckSupervisor);
+    }
+    k.extend([StepKey::RunDockerInit, StepKey::ConfirmHealth]);
+    if procedure.checks_online() {
+        k.push(StepKey::CheckOnline);
+    }
+    if procedure.has_ha_steps() {
+        k.push(StepKey::EnableHa);
+    }
+    k.push(StepKey::Complete);
+    k
+}
+
+/// What the upgrade has (possibly) done, as far as a rollback cares. "Attempted" means an
+/// intent was recorded, whatever its outcome: a failed step may have half-happened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Touched {
+    /// `disable-ha` attempted.
+    pub ha_disabled: bool,
+    /// `enable` before the run is known (from `disable-ha`'s facts).
+    pub ha_previous_known: bool,
+    /// `enable-ha` attempted: HA may be on with the new version.
+    pub ha_enabled: bool,
+    /// `stop-old` attempted: the old container may be stopped.
+    pub old_stopped: bool,
+    /// `rename-old` attempted.
+    pub old_renamed: bool,
+    /// `create-new` attempted.
+    pub new_created: bool,
+    /// `start-new` attempted: the new version may have changed the databases.
+    pub new_started: bool,
+    /// All three dumps are recorded done.
+    pub dumps_complete: bool,
+}
+
+impl Touched {
+    /// The databases may differ from the dumps: the new container was (maybe) started.
+    /// Pruning old heartbeat rows does not count: the runbook prunes before dumping and
+    /// the rows are useless.
+    pub fn databases_touched(&self) -> bool {
+        self.new_started
+    }
+}
+
+/// Why a rollback cannot be planned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RollbackRefusal {
+    /// The databases may have changed but there is no complete backup to restore.
+    #[error(
+        "the new container may have changed the metadata databases but not all three dumps are recorded complete, so there is nothing safe to restore; restore from your own backups and record a note"
+    )]
+    NoBackup,
+}
+
+/// The rollback's steps for a situation, in order (see the module docs of `replay` for
+/// when a rollback may be requested):
+///
+/// 1. `rollback-verify-dumps` when databases will be restored: every dump re-hashed
+///    before anything changes, so an altered dump stops the rollback with nothing touched;
+/// 2. `rollback-disable-ha` if HA may be on again;
+/// 3. `rollback-stop-new` (T3) if the new container may have started;
+/// 4. `rollback-rename-new` if it may exist, then `rollback-rename-old`;
+/// 5. per database `rollback-recreate-*` then `rollback-restore-*`, if touched;
+/// 6. `rollback-restart-old` and `rollback-confirm-health` if the old one may be stopped;
+/// 7. `rollback-enable-ha` if HA was (maybe) disabled and its earlier value is known;
+/// 8. `rollback-complete`.
+///
+/// A rollback before T1 is therefore just "HA back as it was" (or nothing at all).
+pub fn rollback_keys(t: &Touched) -> Result<Vec<StepKey>, RollbackRefusal> {
+    let restore = t.databases_touched();
+    if restore && !t.dumps_complete {
+        return Err(RollbackRefusal::NoBackup);
+    }
+    let mut k = Vec::new();
+    if restore {
+        k.push(StepKey::RollbackVerifyDumps);
+    }
+    if t.ha_enabled {
+        k.push(StepKey::RollbackDisableHa);
+    }
+    if t.new_started {
+        k.push(StepKey::StopNewContainer);
+    }
+    if t.new_created {
+        k.push(StepKey::RenameNewAside);
+    }
+    if t.old_renamed {
+        k.push(StepKey::RenameOldBack);
+    }
+    if restore {
+        for db in MetaDb::ALL {
+            k.push(StepKey::RecreateDatabase { db });
+            k.push(StepKey::Restore { db });
+        }
+    }
+    if t.old_stopped {
+        k.push(StepKey::RestartOldContainer);
+        k.push(StepKey::ConfirmOldHealth);
+    }
+    if t.ha_disabled && t.ha_previous_known {
+        k.push(StepKey::RollbackEnableHa);
+    }
+    k.push(StepKey::RollbackComplete);
+    Ok(k)
+}
+
+/// What earlier steps recorded that later steps need.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Context {
+    /// Start of the downtime: T1, or the first `stop-old` intent's time when T1 was never
+    /// observed (the old container may have stopped from then on).
+    pub downtime_start: Option<DateTime<Utc>>,
+    /// `enable` in `ha.config` before the run.
+    pub ha_enable_before: Option<bool>,
+    /// Recorded dumps.
+    pub artifacts: BTreeMap<MetaDb, DumpArtifact>,
+    /// The new container's id, once created.
+    pub new_container_id: Option<String>,
+}
+
+/// A container to stop.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StopSpec {
+    /// Its id when known (the old one always; the new one once created).
+    pub id: Option<String>,
+    /// Its name at that point.
+    pub name: String,
+    /// `docker stop -t`.
+    pub timeout_secs: u32,
+}
+
+/// A container to rename. Idempotent by design: if the container already has `to`, or
+/// (for `rollback-rename-new`) no container other than `never_id` holds `from`, the step
+/// has nothing to do and records that.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RenameSpec {
+    /// Its id when known.
+    pub id: Option<String>,
+    /// Current name.
+    pub from: String,
+    /// New name.
+    pub to: String,
+    /// Never rename this container (the old one, when moving the new one aside).
+    pub never_id: Option<String>,
+}
+
+/// A container referred to by name (and id when known).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContainerRef {
+    /// Id when known.
+    pub id: Option<String>,
+    /// Name.
+    pub name: String,
+}
+
+/// `ha.config` switched off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HaDisableSpec {
+    /// The rm database (holding `oms_normal_config`).
+    pub database: String,
+    /// How.
+    pub mode: HaMode,
+}
+
+impl HaDisableSpec {
+    /// The edit: `enable=false`.
+    pub fn edit(&self) -> HaEdit {
+        HaEdit {
+            enable: Some(false),
+            ..Default::default()
+        }
+    }
+
+    /// Given the value read now, the value to write (`None`: already off, write nothing).
+    pub fn apply(&self, current_json: &str) -> Result<Option<String>, HaConfigError> {
+        if haconfig::satisfies(current_json, &self.edit())? {
+            return Ok(None);
+        }
+        haconfig::edit(current_json, &self.edit()).map(Some)
+    }
+}
+
+/// `ha.config` switched back on, with the refetch rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HaEnableSpec {
+    /// The rm database.
+    pub database: String,
+    /// How.
+    pub mode: HaMode,
+    /// The value `enable` gets.
+    pub enable: bool,
+    /// Start of the downtime (T1); `None` when none began (rollback before T1: only
+    /// `enable` is restored).
+    pub since: Option<DateTime<Utc>>,
+    /// The refetch rule.
+    pub policy: RefetchPolicy,
+}
+
+/// What to write into `ha.config` when enabling at a given time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HaWrite {
+    /// The fields set.
+    pub edit: HaEdit,
+    /// The full value to store.
+    pub json: String,
+    /// How the refetch setting was chosen (record it in the facts).
+    pub decision: Option<RefetchDecision>,
+}
+
+impl HaEnableSpec {
+    /// The refetch decision and the edit for HA enabled at `now` (T2).
+    pub fn edit_at(&self, now: DateTime<Utc>) -> (HaEdit, Option<RefetchDecision>) {
+        let decision = self.since.map(|t1| refetch::decide(&self.policy, t1, now));
+        let edit = HaEdit {
+            enable: Some(self.enable),
+            perceive_checkpoint: decision.as_ref().and_then(|d| d.perceive_checkpoint),
+            refetch_interval_min: decision.as_ref().and_then(|d| d.interval_minutes),
+        };
+        (edit, decision)
+    }
+
+    /// Given the value read now, what to write at `now`.
+    pub fn apply(&self, current_json: &str, now: DateTime<Utc>) -> Result<HaWrite, HaConfigError> {
+        let (edit, decision) = self.edit_at(now);
+        let json = haconfig::edit(current_json, &edit)?;
+        Ok(HaWrite {
+            edit,
+            json,
+            decision,
+        })
+    }
+}
+
+/// Instructions for an operator changing `ha.config` by hand (manual HA mode).
+pub fn manual_instructions(edit: &HaEdit) -> String {
+    let mut parts = Vec::new();
+    if let Some(b) = edit.enable {
+        parts.push(format!("set `{}` to `{b}`", haconfig::ENABLE));
+    }
+    if let Some(b) = edit.perceive_checkpoint {
+        parts.push(format!("set `{}` to `{b}`", haconfig::PERCEIVE_CHECKPOINT));
+    }
+    if let Some(n) = edit.refetch_interval_min {
+        parts.push(format!("set `{}` to `{n}`", haconfig::REFETCH_INTERVAL_MIN));
+    }
+    format!(
+        "In the OMS console: System Management > System Parameters > `ha.config` > edit the value: {}; keep every other field as it is, then save.",
+        parts.join(", ")
+    )
+}
+
+/// The heartbeat prune: read `max(id)` first, then delete below it (MySQL 8 refuses the
+/// runbook's subquery on the DELETE's own table, error 1093).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PruneSpec {
+    /// The cm_hb database.
+    pub database: String,
+    /// `heatbeat_sequence`.
+    pub table: String,
+}
+
+/// One database dump.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DumpSpec {
+    /// Which.
+    pub db: MetaDb,
+    /// Its name.
+    pub database: String,
+    /// The run's dump folder.
+    pub dir: String,
+    /// The target file (the engine may add a compression suffix).
+    pub file: String,
+}
+
+/// A ulimit of the new container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Ulimit {
+    /// Name (`nproc`).
+    pub name: String,
+    /// Soft limit.
+    pub soft: i64,
+    /// Hard limit.
+    pub hard: i64,
+}
+
+/// The new container, exactly as the runbook's `docker run` describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NewContainerSpec {
+    /// Its name (the old container's).
+    pub name: String,
+    /// The new image.
+    pub image: String,
+    /// Binds: exactly the old container's.
+    pub binds: Vec<String>,
+    /// Environment: `OMS_HOST_IP`, and `IS_UPGRADE=true` where the guide says so.
+    pub env: Vec<(String, String)>,
+    /// The old container's labels plus `oms-upgrade.*` ([`labels`]).
+    pub labels: BTreeMap<String, String>,
+    /// `host`.
+    pub network_mode: String,
+    /// `--privileged=true` (from the plan).
+    pub privileged: bool,
+    /// `--pids-limit -1`.
+    pub pids_limit: i64,
+    /// `--ulimit nproc=65535:65535`.
+    pub ulimits: Vec<Ulimit>,
+}
+
+/// A command run inside a container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExecSpec {
+    /// Container name.
+    pub container: String,
+    /// argv.
+    pub argv: Vec<String>,
+}
+
+/// `docker_init.sh`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InitSpec {
+    /// Container name.
+    pub container: String,
+    /// `bash /root/docker_init.sh`.
+    pub argv: Vec<String>,
+    /// The success line.
+    pub success_marker: String,
+    /// Expected, harmless errors.
+    pub harmless_errors: Vec<String>,
+    /// Where `docker_init*.log` is written.
+    pub log_dir: String,
+    /// Must not be interrupted; give up after this long.
+    pub timeout_secs: u32,
+}
+
+/// A health probe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HealthSpec {
+    /// `GET` this; healthy when `data.healthy` is true.
+    pub url: String,
+    /// The container expected to answer.
+    pub container: ContainerRef,
+    /// Poll until healthy or this long.
+    pub timeout_secs: u32,
+}
+
+/// Dropping and recreating one database.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecreateSpec {
+    /// Which.
+    pub db: MetaDb,
+    /// Its name.
+    pub database: String,
+}
+
+/// Restoring one dump. The executor must verify the file's BLAKE3 against
+/// `artifact.blake3_hex` before touching the database, and compare tables after.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RestoreSpec {
+    /// Which.
+    pub db: MetaDb,
+    /// Its name.
+    pub database: String,
+    /// The recorded dump.
+    pub artifact: DumpArtifact,
+}
+
+/// A step and everything needed to perform it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum Step {
+    /// See [`StepKey::DisableHa`].
+    DisableHa(HaDisableSpec),
+    /// See [`StepKey::StopOldContainer`]; record T1.
+    StopOldContainer(StopSpec),
+    /// See [`StepKey::PruneHeartbeat`].
+    PruneHeartbeat(PruneSpec),
+    /// See [`StepKey::Dump`].
+    Dump(DumpSpec),
+    /// See [`StepKey::RenameOldContainer`].
+    RenameOldContainer(RenameSpec),
+    /// See [`StepKey::CreateNewContainer`]; record the binds proof.
+    CreateNewContainer(NewContainerSpec),
+    /// See [`StepKey::StartNewContainer`].
+    StartNewContainer(ContainerRef),
+    /// See [`StepKey::CheckSupervisor`].
+    CheckSupervisor(ExecSpec),
+    /// See [`StepKey::RunDockerInit`].
+    RunDockerInit(InitSpec),
+    /// See [`StepKey::ConfirmHealth`].
+    ConfirmHealth(HealthSpec),
+    /// See [`StepKey::CheckOnline`].
+    CheckOnline(HealthSpec),
+    /// See [`StepKey::EnableHa`]; record T2.
+    EnableHa(HaEnableSpec),
+    /// See [`StepKey::Complete`]: nothing to perform.
+    Complete,
+    /// See [`StepKey::RollbackVerifyDumps`]: re-hash each file, change nothing.
+    RollbackVerifyDumps(Vec<DumpArtifact>),
+    /// See [`StepKey::RollbackDisableHa`].
+    RollbackDisableHa(HaDisableSpec),
+    /// See [`StepKey::StopNewContainer`]; record T3.
+    StopNewContainer(StopSpec),
+    /// See [`StepKey::RenameNewAside`].
+    RenameNewAside(RenameSpec),
+    /// See [`StepKey::RenameOldBack`].
+    RenameOldBack(RenameSpec),
+    /// See [`StepKey::RecreateDatabase`].
+    RecreateDatabase(RecreateSpec),
+    /// See [`StepKey::Restore`].
+    Restore(RestoreSpec),
+    /// See [`StepKey::RestartOldContainer`] (`docker restart`).
+    RestartOldContainer(ContainerRef),
+    /// See [`StepKey::ConfirmOldHealth`].
+    ConfirmOldHealth(HealthSpec),
+    /// See [`StepKey::RollbackEnableHa`].
+    RollbackEnableHa(HaEnableSpec),
+    /// See [`StepKey::RollbackComplete`]: nothing to perform.
+    RollbackComplete,
+}
+
+/// Why a step cannot be built yet (a precondition the state has not reached).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BuildError {
+    /// A restore or dump check needs a recorded dump.
+    #[error("no complete dump of the {0} database is recorded, so there is nothing to restore")]
+    NoArtifact(MetaDb),
+    /// The step does not belong to the plan's procedure.
+    #[error("step {key} is not part of the {procedure} procedure")]
+    NotInProcedure {
+        /// The step.
+        key: StepKey,
+        /// The procedure.
+        procedure: ProcedureId,
+    },
+}
+
+/// Builds the step `key` for `plan`, given what earlier steps recorded.
+pub fn build(plan: &Plan, key: StepKey, ctx: &Context) -> Result<Step, BuildError> {
+    let not_in = || BuildError::NotInProcedure {
+        key,
+        procedure: plan.procedure,
+    };
+    let ha_steps = plan.procedure.has_ha_steps();
+    let old_id = Some(plan.old_container.id.clone());
+    let old_health = || HealthSpec {
+        url: plan.health_url.clone(),
+        container: ContainerRef {
+            id: old_id.clone(),
+            name: plan.new_name.clone(),
+        },
+        timeout_secs: plan.health_timeout_secs,
+    };
+    let new_ref = ContainerRef {
+        id: ctx.new_container_id.clone(),
+        name: plan.new_name.clone(),
+    };
+    let new_health = HealthSpec {
+        url: plan.health_url.clone(),
+        container: new_ref.clone(),
+        timeout_secs: plan.health_timeout_secs,
+    };
+    let ha_disable = HaDisableSpec {
+        database: plan.databases.rm.clone(),
+        mode: plan.ha_mode,
+    };
+    let enable_after = match plan.ha_after {
+        HaAfter::Enable => true,
+        HaAfter::KeepPrevious => ctx.ha_enable_before.unwrap_or(true),
+    };
+    let artifact = |db: MetaDb| {
+        ctx.artifacts
+            .get(&db)
+            .cloned()
+            .ok_or(BuildError::NoArtifact(db))
+    };
+    Ok(match key {
+        StepKey::DisableHa if ha_steps => Step::DisableHa(ha_disable),
+        StepKey::StopOldContainer => Step::StopOldContainer(StopSpec {
+            id: old_id,
+            name: plan.new_name.clone(),
+            timeout_secs: plan.stop_timeout_secs,
+        }),
+        StepKey::PruneHeartbeat => Step::PruneHeartbeat(PruneSpec {
+            database: plan.databases.cm_hb.clone(),
+            table: HEARTBEAT_TABLE.into(),
+        }),
+        StepKey::Dump { db } => Step::Dump(DumpSpec {
+            db,
+            database: plan.databases.get(db).to_string(),
+            dir: plan.dump_dir(),
+            file: plan.dump_file(db),
+        }),
+        StepKey::RenameOldContainer => Step::RenameOldContainer(RenameSpec {
+            id: old_id,
+            from: plan.new_name.clone(),
+            to: plan.old_renamed_to.clone(),
+            never_id: None,
+        }),
+        StepKey::CreateNewContainer => Step::CreateNewContainer(new_container(plan)),
+        StepKey::StartNewContainer => Step::StartNewContainer(new_ref),
+        StepKey::CheckSupervisor if plan.procedure.checks_supervisor() => {
+            Step::CheckSupervisor(ExecSpec {
+                container: plan.new_name.clone(),
+                argv: vec!["supervisorctl".into(), "status".into()],
+            })
+        }
+        StepKey::RunDockerInit => Step::RunDockerInit(InitSpec {
+            container: plan.new_name.clone(),
+            argv: vec!["bash".into(), "/root/docker_init.sh".into()],
+            success_marker: INIT_SUCCESS_MARKER.into(),
+            harmless_errors: INIT_HARMLESS_ERRORS.iter().map(|s| s.to_string()).collect(),
+            log_dir: INIT_LOG_DIR.into(),
+            timeout_secs: plan.init_timeout_secs,
+        }),
+        StepKey::ConfirmHealth => Step::ConfirmHealth(new_health),
+        StepKey::CheckOnline if plan.procedure.checks_online() => Step::CheckOnline(new_health),
+        StepKey::EnableHa if ha_steps => Step::EnableHa(HaEnableSpec {
+            database: plan.databases.rm.clone(),
+            mode: plan.ha_mode,
+            enable: enable_after,
+            since: ctx.downtime_start,
+            policy: plan.refetch,
+        }),
+        StepKey::Complete => Step::Complete,
+        StepKey::RollbackVerifyDumps => Step::RollbackVerifyDumps(
+            MetaDb::ALL
+                .iter()
+                .map(|&db| artifact(db))
+                .collect::<Result<_, _>>()?,
+        ),
+        StepKey::RollbackDisableHa if ha_steps => Step::RollbackDisableHa(ha_disable),
+        StepKey::StopNewContainer => Step::StopNewContainer(StopSpec {
+            id: ctx.new_container_id.clone(),
+            name: plan.new_name.clone(),
+            timeout_secs: plan.stop_timeout_secs,
+        }),
+        StepKey::RenameNewAside => Step::RenameNewAside(RenameSpec {
+            id: ctx.new_container_id.clone(),
+            from: plan.new_name.clone(),
+            to: plan.failed_name.clone(),
+            never_id: old_id,
+        }),
+        StepKey::RenameOldBack => Step::RenameOldBack(RenameSpec {
+            id: old_id,
+            from: plan.old_renamed_to.clone(),
+            to: plan.new_name.clone(),
+            never_id: None,
+        }),
+        StepKey::RecreateDatabase { db } => Step::RecreateDatabase(RecreateSpec {
+            db,
+            database: plan.databases.get(db).to_string(),
+        }),
+        StepKey::Restore { db } => Step::Restore(RestoreSpec {
+            db,
+            database: plan.databases.get(db).to_string(),
+            artifact: artifact(db)?,
+        }),
+        StepKey::RestartOldContainer => Step::RestartOldContainer(ContainerRef {
+            id: old_id,
+            name: plan.new_name.clone(),
+        }),
+        StepKey::ConfirmOldHealth => Step::ConfirmOldHealth(old_health()),
+        StepKey::RollbackEnableHa if ha_steps => Step::RollbackEnableHa(HaEnableSpec {
+            database: plan.databases.rm.clone(),
+            mode: plan.ha_mode,
+            // With no downtime nothing happened: put `enable` back exactly as it was.
+            enable: match ctx.downtime_start {
+                Some(_) => enable_after,
+                None => ctx.ha_enable_before.unwrap_or(enable_after),
+            },
+            since: ctx.downtime_start,
+            policy: plan.refetch,
+        }),
+        StepKey::RollbackComplete => Step::RollbackComplete,
+        StepKey::DisableHa
+        | StepKey::CheckSupervisor
+        | StepKey::CheckOnline
+        | StepKey::EnableHa
+        | StepKey::RollbackDisableHa
+        | StepKey::RollbackEnableHa => return Err(not_in()),
+    })
+}
+
+fn new_container(plan: &Plan) -> NewContainerSpec {
+    let mut env = vec![("OMS_HOST_IP".to_string(), plan.host_ip.clone())];
+    if plan.procedure.sets_is_upgrade() {
+        env.push(("IS_UPGRADE".to_string(), "true".to_string()));
+    }
+    let mut l = plan.old_container.labels.clone();
+    l.insert(labels::RUN_ID.into(), plan.run_id.to_string());
+    l.insert(labels::ROLE.into(), "upgraded".into());
+    l.insert(labels::REPLACES.into(), plan.old_container.id.clone());
+    l.insert(labels::FROM_VERSION.into(), plan.source_version.to_string());
+    l.insert(labels::TO_VERSION.into(), plan.target_version.to_string());
+    NewContainerSpec {
+        name: plan.new_name.clone(),
+        image: plan.target_image.clone(),
+        binds: plan.old_container.binds.clone(),
+        env,
+        labels: l,
+        network_mode: "host".into(),
+        privileged: plan.privileged,
+        pids_limit: -1,
+        ulimits: vec![Ulimit {
+            name: "nproc".into(),
+            soft: 65535,
+            hard: 65535,
+        }],
+    }
+}
+
+/// The whole upgrade as it would run from a fresh plan (for `oms-upgrade plan`).
+pub fn preview(plan: &Plan) -> Vec<Step> {
+    upgrade_keys(plan.procedure)
+        .into_iter()
+        .filter_map(|k| build(plan, k, &Context::default()).ok())
+        .collect()
+}
+
+fn q(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@,".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+fn ha_commands(
+    database: &str,
+    mode: HaMode,
+    summary: &str,
+    manual: String,
+    note: &str,
+) -> Vec<String> {
+    let select = format!(
+        "SELECT cfg_value FROM `{database}`.{CONFIG_TABLE} WHERE cfg_name='{HA_CONFIG_NAME}'"
+    );
+    match mode {
+        HaMode::Sql => vec![
+            select.clone(),
+            format!(
+                "UPDATE `{database}`.{CONFIG_TABLE} SET cfg_value='<value read, with {summary}>' WHERE cfg_name='{HA_CONFIG_NAME}'{note}"
+            ),
+            format!("{select}  -- read back, must show {summary}"),
+        ],
+        HaMode::Manual => vec![
+            manual,
+            format!("{select}  -- polled until it shows {summary}"),
+        ],
+    }
+}
+
+fn edit_summary(edit: &HaEdit) -> String {
+    let mut p = Vec::new();
+    if let Some(b) = edit.enable {
+        p.push(format!("enable={b}"));
+    }
+    if let Some(b) = edit.perceive_checkpoint {
+        p.push(format!("perceiveStoreClientCheckpoint={b}"));
+    }
+    if let Some(n) = edit.refetch_interval_min {
+        p.push(format!("refetchStoreIntervalMin={n}"));
+    }
+    p.join(", ")
+}
+
+impl Step {
+    /// The step's key.
+    pub fn key(&self) -> StepKey {
+        match self {
+            Step::DisableHa(_) => StepKey::DisableHa,
+            Step::StopOldContainer(_) => StepKey::StopOldContainer,
+            Step::PruneHeartbeat(_) => StepKey::PruneHeartbeat,
+            Step::Dump(d) => StepKey::Dump { db: d.db },
+            Step::RenameOldContainer(_) => StepKey::RenameOldContainer,
+            Step::CreateNewContainer(_) => StepKey::CreateNewContainer,
+            Step::StartNewContainer(_) => StepKey::StartNewContainer,
+            Step::CheckSupervisor(_) => StepKey::CheckSupervisor,
+            Step::RunDockerInit(_) => StepKey::RunDockerInit,
+            Step::ConfirmHealth(_) => StepKey::ConfirmHealth,
+            Step::CheckOnline(_) => StepKey::CheckOnline,
+            Step::EnableHa(_) => StepKey::EnableHa,
+            Step::Complete => StepKey::Complete,
+            Step::RollbackVerifyDumps(_) => StepKey::RollbackVerifyDumps,
+            Step::RollbackDisableHa(_) => StepKey::RollbackDisableHa,
+            Step::StopNewContainer(_) => StepKey::StopNewContainer,
+            Step::RenameNewAside(_) => StepKey::RenameNewAside,
+            Step::RenameOldBack(_) => StepKey::RenameOldBack,
+            Step::RecreateDatabase(r) => StepKey::RecreateDatabase { db: r.db },
+            Step::Restore(r) => StepKey::Restore { db: r.db },
+            Step::RestartOldContainer(_) => StepKey::RestartOldContainer,
+            Step::ConfirmOldHealth(_) => StepKey::ConfirmOldHealth,
+            Step::RollbackEnableHa(_) => StepKey::RollbackEnableHa,
+            Step::RollbackComplete => StepKey::RollbackComplete,
+        }
+    }
+
+    /// One line saying what the step does.
+    pub fn summary(&self) -> String {
+        match self {
+            Step::DisableHa(_) => "disable HA (ha.config enable=false)".into(),
+            Step::StopOldContainer(s) => format!("stop the old container {} (T1)", s.name),
+            Step::PruneHeartbeat(p) => {
+                format!("prune {}.{} to its newest row", p.database, p.table)
+            }
+            Step::Dump(d) => format!("dump {} to {}", d.database, d.file),
+            Step::RenameOldContainer(r) => {
+                format!("rename the old container {} to {}", r.from, r.to)
+            }
+            Step::CreateNewContainer(n) => format!(
+                "create the new container {} from {} with the old binds",
+                n.name, n.image
+            ),
+            Step::StartNewContainer(c) => format!("start the new container {}", c.name),
+            Step::CheckSupervisor(_) => "check supervisorctl status: all RUNNING".into(),
+            Step::RunDockerInit(_) => {
+                "run docker_init.sh (schema changes; do not interrupt)".into()
+            }
+            Step::ConfirmHealth(h) => format!("wait until {} says healthy", h.url),
+            Step::CheckOnline(_) => "check every machine is Online".into(),
+            Step::EnableHa(_) => "enable HA with the refetch rule (T2)".into(),
+            Step::Complete => "record the upgrade complete".into(),
+            Step::RollbackVerifyDumps(a) => {
+                format!("re-hash the {} dumps before changing anything", a.len())
+            }
+            Step::RollbackDisableHa(_) => "disable HA".into(),
+            Step::StopNewContainer(s) => format!("stop the new container {} (T3)", s.name),
+            Step::RenameNewAside(r) => format!("rename the new container {} to {}", r.from, r.to),
+            Step::RenameOldBack(r) => {
+                format!("rename the old container {} back to {}", r.from, r.to)
+            }
+            Step::RecreateDatabase(r) => format!("drop and recreate {}", r.database),
+            Step::Restore(r) => format!("restore {} from {}", r.database, r.artifact.file),
+            Step::RestartOldContainer(c) => format!("restart the old container {}", c.name),
+            Step::ConfirmOldHealth(h) => format!("wait until {} says healthy", h.url),
+            Step::RollbackEnableHa(_) => "enable HA with a refetch window since T1".into(),
+            Step::RollbackComplete => "record the rollback complete".into(),
+        }
+    }
+
+    /// The equivalent shell commands / SQL, for `oms-upgrade plan` (no secrets: the
+    /// password is never part of a step).
+    pub fn commands(&self) -> Vec<String> {
+        match self {
+            Step::DisableHa(h) | Step::RollbackDisableHa(h) => {
+                let e = h.edit();
+                let note = "  -- skipped when already off";
+                ha_commands(
+                    &h.database,
+                    h.mode,
+                    &edit_summary(&e),
+                    manual_instructions(&e),
+                    note,
+                )
+            }
+            Step::EnableHa(h) | Step::RollbackEnableHa(h) => {
+                use refetch::RefetchMode;
+                let perceive =
+                    h.since.is_some() && h.policy.mode == RefetchMode::PerceiveCheckpoint;
+                let interval = h.since.is_some() && h.policy.mode == RefetchMode::Interval;
+                let e = HaEdit {
+                    enable: Some(h.enable),
+                    perceive_checkpoint: perceive.then_some(true),
+                    refetch_interval_min: None,
+                };
+                let mut summary = edit_summary(&e);
+                let mut manual = manual_instructions(&e);
+                let note = if interval {
+                    summary.push_str(", refetchStoreIntervalMin=<rule>");
+                    manual.push_str(&format!(
+                        " Also set `refetchStoreIntervalMin` to the value printed at that moment: \
+                         ceil(minutes since T1) + max({}% of them, {} min).",
+                        h.policy.margin_percent, h.policy.margin_min_minutes
+                    ));
+                    format!(
+                        "  -- refetchStoreIntervalMin = ceil(minutes since T1) + max({}% of them, {} min)",
+                        h.policy.margin_percent, h.policy.margin_min_minutes
+                    )
+                } else if h.since.is_none() {
+                    "  -- no downtime began: enable only".to_string()
+                } else {
+                    String::new()
+                };
+                ha_commands(&h.database, h.mode, &summary, manual, &note)
+            }
+            Step::StopOldContainer(s) | Step::StopNewContainer(s) => {
+                vec![format!(
+                    "docker stop --time {} {}",
+                    s.timeout_secs,
+                    q(&s.name)
+                )]
+            }
+            Step::PruneHeartbeat(p) => vec![
+                format!("SELECT MAX(id) FROM `{}`.{}", p.database, p.table),
+                format!(
+                    "DELETE FROM `{}`.{} WHERE id < <max id>",
+                    p.database, p.table
+                ),
+            ],
+            Step::Dump(d) => vec![format!(
+                "dump `{}` (single transaction, no triggers) to {}.part, fsync, check, rename to {}",
+                d.database, d.file, d.file
+            )],
+            Step::RenameOldContainer(r) | Step::RenameNewAside(r) | Step::RenameOldBack(r) => {
+                vec![format!("docker rename {} {}", q(&r.from), q(&r.to))]
+            }
+            Step::CreateNewContainer(n) => {
+                let mut c = format!(
+                    "docker create --name {} --net {}",
+                    q(&n.name),
+                    n.network_mode
+                );
+                if n.privileged {
+                    c.push_str(" --privileged=true");
+                }
+                c.push_str(&format!(" --pids-limit {}", n.pids_limit));
+                for u in &n.ulimits {
+                    c.push_str(&format!(" --ulimit {}={}:{}", u.name, u.soft, u.hard));
+                }
+                for b in &n.binds {
+                    c.push_str(&format!(" -v {}", q(b)));
+                }
+                for (k, v) in &n.env {
+                    c.push_str(&format!(" -e {}", q(&format!("{k}={v}"))));
+                }
+                for (k, v) in &n.labels {
+                    c.push_str(&format!(" --label {}", q(&format!("{k}={v}"))));
+                }
+                c.push(' ');
+                c.push_str(&q(&n.image));
+                vec![c]
+            }
+            Step::StartNewContainer(c) => vec![format!("docker start {}", q(&c.name))],
+            Step::CheckSupervisor(e) => vec![format!(
+                "docker exec {} {}",
+                q(&e.container),
+                e.argv.join(" ")
+            )],
+            Step::RunDockerInit(i) => vec![format!(
+                "docker exec {} {}  -- until the log shows {}",
+                q(&i.container),
+                i.argv.join(" "),
+                i.success_marker
+            )],
+            Step::ConfirmHealth(h) | Step::ConfirmOldHealth(h) | Step::CheckOnline(h) => {
+                vec![format!("curl -s {}  -- until data.healthy is true", h.url)]
+            }
+            Step::Complete | Step::RollbackComplete => vec![],
+            Step::RollbackVerifyDumps(a) => a
+                .iter()
+                .map(|a| format!("b3sum {}  -- must be {}", a.file, a.blake3_hex))
+                .collect(),
+            Step::RecreateDatabase(r) => vec![
+                format!("DROP DATABASE IF EXISTS `{}`", r.database),
+                format!("CREATE DATABASE `{}`", r.database),
+            ],
+            Step::Restore(r) => vec![
+                format!(
+                    "b3sum {}  -- must be {}",
+                    r.artifact.file, r.artifact.blake3_hex
+                ),
+                format!(
+                    "restore {} into `{}`, then compare row counts and checksums of {} tables",
+                    r.artifact.file,
+                    r.database,
+                    r.artifact.tables.len()
+                ),
+            ],
+            Step::RestartOldContainer(c) => vec![format!("docker restart {}", q(&c.name))],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::samples::{self, plan, plan_for, t0};
+    use chrono::Duration;
+
+    #[test]
+    fn runbook_order_for_331() {
+        let names: Vec<String> = upgrade_keys(ProcedureId::Guide331)
+            .iter()
+            .map(|k| k.to_string())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "disable-ha",
+                "stop-old",
+                "prune-heartbeat",
+                "dump-rm",
+                "dump-cm",
+                "dump-cm_hb",
+                "rename-old",
+                "create-new",
+                "start-new",
+                "docker-init",
+                "confirm-health",
+                "enable-ha",
+                "complete"
+            ]
+        );
+    }
+
+    #[test]
+    fn guide_42x_checks_supervisor_before_init_and_online_after() {
+        let k = upgrade_keys(ProcedureId::Guide42x);
+        let pos = |x| k.iter().position(|&y| y == x).unwrap();
+        assert_eq!(
+            pos(StepKey::CheckSupervisor) + 1,
+            pos(StepKey::RunDockerInit)
+        );
+        assert!(pos(StepKey::CheckOnline) > pos(StepKey::ConfirmHealth));
+        assert!(pos(StepKey::CheckOnline) < pos(StepKey::EnableHa));
+    }
+
+    #[test]
+    fn guide_330_has_no_ha_and_no_is_upgrade() {
+        let k = upgrade_keys(ProcedureId::Guide330);
+        assert!(!k.contains(&StepKey::DisableHa) && !k.contains(&StepKey::EnableHa));
+        let p = plan_for("3.2.2", "3.3.0");
+        let Step::CreateNewContainer(n) =
+            build(&p, StepKey::CreateNewContainer, &Context::default()).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(n.env, [("OMS_HOST_IP".to_string(), "10.0.0.5".to_string())]);
+        assert!(matches!(
+            build(&p, StepKey::EnableHa, &Context::default()),
+            Err(BuildError::NotInProcedure { .. })
+        ));
+    }
+
+    #[test]
+    fn new_container_matches_the_runbook() {
+        let p = plan();
+        let Step::CreateNewContainer(n) =
+            build(&p, StepKey::CreateNewContainer, &Context::default()).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(n.name, "oms");
+        assert_eq!(n.image, "oms:feature_3.3.1_ce");
+        assert_eq!(n.binds, p.old_container.binds);
+        assert!(n.env.contains(&("IS_UPGRADE".into(), "true".into())));
+        assert!(n.env.contains(&("OMS_HOST_IP".into(), "10.0.0.5".into())));
+        assert_eq!(n.labels["team"], "dba");
+        assert_eq!(n.labels[labels::REPLACES], p.old_container.id);
+        let cmd = &Step::CreateNewContainer(n).commands()[0];
+        for part in [
+            "--net host",
+            "--privileged=true",
+            "--pids-limit -1",
+            "--ulimit nproc=65535:65535",
+            "-v /data/oms/oms_store:/home/ds/store",
+            "-e IS_UPGRADE=true",
+        ] {
+            assert!(cmd.contains(part), "{part} in {cmd}");
+        }
+        let mut q = plan();
+        q.privileged = false;
+        let cmd = preview(&q)
+            .into_iter()
+            .find(|s| s.key() == StepKey::CreateNewContainer)
+            .unwrap()
+            .commands()
+            .remove(0);
+        assert!(!cmd.contains("privileged"));
+    }
+
+    #[test]
+    fn names_are_resolved_explicitly() {
+        let p = plan();
+        let ctx = Context {
+            new_container_id: Some("n1".into()),
+            ..Default::default()
+        };
+        let Step::RenameOldContainer(r) = build(&p, StepKey::RenameOldContainer, &ctx).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!((r.from.as_str(), r.to.as_str()), ("oms", "oms-pre-3.3.1"));
+        let Step::RenameNewAside(r) = build(&p, StepKey::RenameNewAside, &ctx).unwrap() else {
+            panic!()
+        };
+        assert_eq!(r.to, "oms-failed-3.3.1");
+        assert_eq!(r.id.as_deref(), Some("n1"));
+        assert_eq!(r.never_id.as_deref(), Some(p.old_container.id.as_str()));
+        let Step::RenameOldBack(r) = build(&p, StepKey::RenameOldBack, &ctx).unwrap() else {
+            panic!()
+        };
+        assert_eq!((r.from.as_str(), r.to.as_str()), ("oms-pre-3.3.1", "oms"));
+    }
+
+    #[test]
+    fn prune_avoids_the_self_subquery() {
+        let c = build(&plan(), StepKey::PruneHeartbeat, &Context::default())
+            .unwrap()
+            .commands();
+        assert_eq!(c[0], "SELECT MAX(id) FROM `oms_cm_hb`.heatbeat_sequence");
+        assert!(!c[1].contains("select"));
+    }
+
+    #[test]
+    fn restore_needs_a_recorded_dump() {
+        let p = plan();
+        assert_eq!(
+            build(&p, StepKey::Restore { db: MetaDb::Cm }, &Context::default()),
+            Err(BuildError::NoArtifact(MetaDb::Cm))
+        );
+        let mut ctx = Context::default();
+        ctx.artifacts
+            .insert(MetaDb::Cm, samples::artifact(&p, MetaDb::Cm));
+        let Step::Restore(r) = build(&p, StepKey::Restore { db: MetaDb::Cm }, &ctx).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            r.artifact.blake3_hex,
+            samples::artifact(&p, MetaDb::Cm).blake3_hex
+        );
+        assert!(build(&p, StepKey::RollbackVerifyDumps, &ctx).is_err());
+    }
+
+    #[test]
+    fn enable_ha_applies_the_refetch_rule() {
+        let p = plan();
+        let ctx = Context {
+            downtime_start: Some(t0()),
+            ha_enable_before: Some(false),
+            ..Default::default()
+        };
+        let Step::EnableHa(h) = build(&p, StepKey::EnableHa, &ctx).unwrap() else {
+            panic!()
+        };
+        assert!(h.enable, "the runbook enables HA whatever it was before");
+        let w = h
+            .apply(samples::HA_OFF, t0() + Duration::minutes(60))
+            .unwrap();
+        assert_eq!(
+            w.json,
+            r#"{"enable":true,"enableStore":true,"refetchStoreIntervalMin":90,"custom":{"x":1}}"#
+        );
+        assert_eq!(w.decision.unwrap().interval_minutes, Some(90));
+        let mut keep = plan();
+        keep.ha_after = HaAfter::KeepPrevious;
+        let Step::EnableHa(h) = build(&keep, StepKey::EnableHa, &ctx).unwrap() else {
+            panic!()
+        };
+        assert!(!h.enable);
+    }
+
+    #[test]
+    fn rollback_before_t1_restores_enable_only() {
+        let p = plan();
+        let ctx = Context {
+            ha_enable_before: Some(true),
+            ..Default::default()
+        };
+        let Step::RollbackEnableHa(h) = build(&p, StepKey::RollbackEnableHa, &ctx).unwrap() else {
+            panic!()
+        };
+        let w = h.apply(samples::HA_OFF, t0()).unwrap();
+        assert_eq!(w.json, samples::HA_ON);
+        assert_eq!(w.decision, None);
+        assert!(Step::RollbackEnableHa(h).commands()[1].contains("no downtime began"));
+    }
+
+    #[test]
+    fn disable_is_a_noop_when_already_off() {
+        let spec = HaDisableSpec {
+            database: "rm".into(),
+            mode: HaMode::Sql,
+        };
+        assert_eq!(spec.apply(samples::HA_OFF).unwrap(), None);
+        assert_eq!(
+            spec.apply(samples::HA_ON).unwrap().as_deref(),
+            Some(samples::HA_OFF)
+        );
+        assert!(spec.apply("[]").is_err());
+    }
+
+    #[test]
+    fn manual_mode_prints_console_instructions() {
+        let mut p = plan();
+        p.ha_mode = HaMode::Manual;
+        let c = build(&p, StepKey::DisableHa, &Context::default())
+            .unwrap()
+            .commands();
+        assert!(c[0].contains("System Management > System Parameters"));
+        assert!(c[0].contains("set `enable` to `false`"));
+        assert!(c[1].contains("polled"));
+    }
+
+    #[test]
+    fn rollback_keys_follow_what_was_touched() {
+        // Nothing happened: only the completion record.
+        assert_eq!(
+            rollback_keys(&Touched::default()).unwrap(),
+            [StepKey::RollbackComplete]
+        );
+        // HA off, nothing stopped: HA back as it was.
+        let t = Touched {
+            ha_disabled: true,
+            ha_previous_known: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            rollback_keys(&t).unwrap(),
+            [StepKey::RollbackEnableHa, StepKey::RollbackComplete]
+        );
+        // Stopped and dumped, new container created but never started: no restore.
+        let t = Touched {
+            ha_disabled: true,
+            ha_previous_known: true,
+            old_stopped: true,
+            old_renamed: true,
+            new_created: true,
+            dumps_complete: true,
+            ..Default::default()
+        };
+        let k = rollback_keys(&t).unwrap();
+        assert!(!k.iter().any(|k| matches!(k, StepKey::Restore { .. })));
+        assert_eq!(
+            k,
+            [
+                StepKey::RenameNewAside,
+                StepKey::RenameOldBack,
+                StepKey::RestartOldContainer,
+                StepKey::ConfirmOldHealth,
+                StepKey::RollbackEnableHa,
+                StepKey::RollbackComplete
+            ]
+        );
+        // Started: everything, verification first.
+        let t = Touched {
+            ha_enabled: true,
+            new_started: true,
+            ..t
+        };
+        let k = rollback_keys(&t).unwrap();
+        assert_eq!(k[0], StepKey::RollbackVerifyDumps);
+        assert_eq!(k[1], StepKey::RollbackDisableHa);
+        assert_eq!(k[2], StepKey::StopNewContainer);
+        assert_eq!(k.len(), 1 + 1 + 1 + 2 + 6 + 2 + 1 + 1);
+        // Started without complete dumps: refused.
+        let t = Touched {
+            dumps_complete: false,
+            ..t
+        };
+        assert_eq!(rollback_keys(&t), Err(RollbackRefusal::NoBackup));
+    }
+
+    #[test]
+    fn preview_builds_every_upgrade_step() {
+        for p in [
+            plan(),
+            plan_for("4.2.1", "4.2.2"),
+            plan_for("3.2.2", "3.3.0"),
+        ] {
+            let steps = preview(&p);
+            assert_eq!(
+                steps.iter().map(Step::key).collect::<Vec<_>>(),
+                upgrade_keys(p.procedure)
+            );
+            for s in &steps {
+                assert!(!s.summary().is_empty());
+                for c in s.commands() {
+                    assert!(!c.contains("hunter2"));
+                }
+            }
+        }
+    }
+}

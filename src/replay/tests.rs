@@ -1,0 +1,665 @@
+use chrono::Duration;
+use uuid::Uuid;
+
+use super::sim::Sim;
+use super::*;
+use crate::events::samples::{self, plan, plan_for};
+use crate::events::{ContainerStopped, HaEnabled, PreflightCheck};
+use crate::refetch::{self, RefetchPolicy};
+
+const RM: MetaDb = MetaDb::Rm;
+
+fn keys(steps: &[Step]) -> Vec<StepKey> {
+    steps.iter().map(Step::key).collect()
+}
+
+#[test]
+fn full_upgrade_331() {
+    let mut s = Sim::planned(plan());
+    assert_eq!(s.state.phase(), Phase::Upgrading);
+    assert_eq!(
+        keys(&s.state.remaining()),
+        steps::upgrade_keys(s.plan.procedure)
+    );
+    assert_eq!(keys(&s.state.permitted()), [StepKey::DisableHa]);
+    s.run_all();
+    assert_eq!(s.state.phase(), Phase::Completed);
+    assert_eq!(
+        s.state.next(),
+        Next::Finished {
+            phase: Phase::Completed
+        }
+    );
+    let t1 = s.state.t1().unwrap();
+    let t2 = s.state.t2().unwrap();
+    assert!(t2 > t1);
+    assert_eq!(s.state.downtime(t2 + Duration::days(9)), Some(t2 - t1));
+    let d = s.state.refetch_decision().unwrap();
+    assert_eq!(d.t1, t1);
+    assert!(d.interval_minutes.unwrap() as i64 > (t2 - t1).num_minutes());
+    assert_eq!(s.state.ha_before(), Some(samples::HA_ON));
+    assert!(s.state.ha_after().unwrap().contains("\"enable\":true"));
+    assert_eq!(s.state.artifacts().len(), 3);
+    assert_eq!(s.state.new_container().unwrap().id, "new");
+    assert!(s.state.failures().is_empty());
+    assert_eq!(s.state.attempts().len(), 13);
+    assert!(s.state.attempts().iter().all(|a| a.duration().is_some()));
+    assert_eq!(replay(&s.events).unwrap(), s.state);
+}
+
+#[test]
+fn guide_42x_runs_supervisor_and_online_checks() {
+    let mut s = Sim::planned(plan_for("4.2.1", "4.2.2"));
+    s.run_until(StepKey::CheckSupervisor);
+    assert_eq!(s.state.remaining()[1].key(), StepKey::RunDockerInit);
+    s.run_all();
+    let done: Vec<StepKey> = s.state.attempts().iter().map(|a| a.key).collect();
+    assert!(done.contains(&StepKey::CheckOnline));
+    assert_eq!(s.state.phase(), Phase::Completed);
+}
+
+#[test]
+fn guide_330_downtime_ends_at_health() {
+    let mut s = Sim::planned(plan_for("3.2.2", "3.3.0"));
+    assert_eq!(keys(&s.state.permitted()), [StepKey::StopOldContainer]);
+    s.run_all();
+    assert_eq!(s.state.phase(), Phase::Completed);
+    assert_eq!(s.state.t2(), None);
+    assert!(s.state.downtime_end().is_some());
+    assert_eq!(s.state.refetch_decision(), None);
+}
+
+#[test]
+fn out_of_order_events_are_rejected() {
+    let mut s = Sim::planned(plan());
+    // Done without intent.
+    let e = s.done(StepKey::DisableHa).unwrap_err();
+    assert_eq!(
+        e,
+        Rejection::NoIntent {
+            key: StepKey::DisableHa
+        }
+    );
+    // Intent for a later step.
+    let e = s.intent(StepKey::StopOldContainer).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("stop-old is not permitted now (phase upgrading; permitted: disable-ha)"),
+        "{e}"
+    );
+    s.intent(StepKey::DisableHa).unwrap();
+    // A second intent while one is in doubt.
+    assert_eq!(
+        s.intent(StepKey::DisableHa).unwrap_err(),
+        Rejection::InDoubt {
+            in_doubt: StepKey::DisableHa
+        }
+    );
+    // An outcome for another step.
+    assert!(matches!(
+        s.fail(StepKey::StopOldContainer, true),
+        Err(Rejection::NoIntent { .. })
+    ));
+    // A rollback while in doubt.
+    assert!(matches!(
+        s.rollback(),
+        Err(Rejection::RollbackRefused { .. })
+    ));
+    s.done(StepKey::DisableHa).unwrap();
+    // A second outcome.
+    assert!(matches!(
+        s.done(StepKey::DisableHa),
+        Err(Rejection::NoIntent { .. })
+    ));
+    // Rejections leave the state as it was.
+    assert_eq!(replay(&s.events).unwrap(), s.state);
+}
+
+#[test]
+fn no_new_container_before_all_three_dumps() {
+    let mut s = Sim::planned(plan());
+    s.run_until(StepKey::Dump { db: MetaDb::CmHb });
+    assert!(matches!(
+        s.intent(StepKey::CreateNewContainer),
+        Err(Rejection::NotPermitted { .. })
+    ));
+    assert!(matches!(
+        s.intent(StepKey::RenameOldContainer),
+        Err(Rejection::NotPermitted { .. })
+    ));
+    s.step_ok();
+    s.step_ok();
+    assert_eq!(keys(&s.state.permitted()), [StepKey::CreateNewContainer]);
+}
+
+#[test]
+fn records_of_another_run_and_bad_plans_are_rejected() {
+    let mut s = Sim::planned(plan());
+    let mut r = s.record(Event::Note { text: "x".into() });
+    r.run_id = Uuid::from_u128(7);
+    assert!(matches!(s.state.apply(&r), Err(Rejection::WrongRun { .. })));
+    let mut r = s.record(Event::Note { text: "x".into() });
+    r.seq = 1;
+    assert_eq!(
+        s.state.apply(&r),
+        Err(Rejection::SeqNotIncreasing { last: 1, found: 1 })
+    );
+    assert_eq!(
+        s.push(Event::planned(plan())),
+        Err(Rejection::AlreadyPlanned)
+    );
+    assert_eq!(
+        s.push(Event::PreflightFailed { checks: vec![] }),
+        Err(Rejection::PreflightAfterPlan)
+    );
+
+    let mut fresh = Sim::empty(plan());
+    assert!(matches!(
+        fresh.intent(StepKey::DisableHa),
+        Err(Rejection::NotPlanned { .. })
+    ));
+    assert!(matches!(
+        fresh.rollback(),
+        Err(Rejection::NotPlanned { .. })
+    ));
+    let Event::RunPlanned { plan: p, .. } = Event::planned(plan()) else {
+        unreachable!()
+    };
+    let forged = Event::RunPlanned {
+        plan: p.clone(),
+        digest: PlanDigest([0; 32]),
+    };
+    assert!(matches!(
+        fresh.push(forged),
+        Err(Rejection::PlanDigestMismatch { .. })
+    ));
+    let mut other = (*p).clone();
+    other.run_id = Uuid::from_u128(9);
+    assert!(matches!(
+        fresh.push(Event::planned(other)),
+        Err(Rejection::PlanRunMismatch { .. })
+    ));
+    assert_eq!(fresh.state.next(), Next::Plan);
+    assert_eq!(fresh.state.phase(), Phase::NotPlanned);
+}
+
+#[test]
+fn preflight_failures_fix_the_run_and_precede_the_plan() {
+    let mut s = Sim::empty(plan());
+    s.push(Event::PreflightFailed {
+        checks: vec![PreflightCheck {
+            name: "target-image-present".into(),
+            ok: false,
+            detail: "docker load the image".into(),
+        }],
+    })
+    .unwrap();
+    assert_eq!(s.state.run_id(), Some(s.plan.run_id));
+    assert_eq!(s.state.phase(), Phase::NotPlanned);
+    assert_eq!(s.state.preflight_failures().len(), 1);
+    s.push(Event::planned(plan())).unwrap();
+    assert_eq!(s.state.phase(), Phase::Upgrading);
+}
+
+#[test]
+fn done_facts_must_fit_and_not_contradict_success() {
+    let mut s = Sim::planned(plan());
+    s.run_until(StepKey::RunDockerInit);
+    s.intent(StepKey::RunDockerInit).unwrap();
+    let mut f = s.facts(StepKey::RunDockerInit);
+    if let StepFacts::DockerInit(d) = &mut f {
+        d.exit_code = 1;
+    }
+    let e = s
+        .push(Event::StepDone {
+            key: StepKey::RunDockerInit,
+            facts: f.clone(),
+        })
+        .unwrap_err();
+    assert!(e.to_string().contains("record step.failed instead"), "{e}");
+    let wrong_kind = s.facts(StepKey::ConfirmHealth);
+    assert!(matches!(
+        s.push(Event::StepDone {
+            key: StepKey::RunDockerInit,
+            facts: wrong_kind
+        }),
+        Err(Rejection::BadFacts { .. })
+    ));
+    // The failure itself, with what was seen, is fine.
+    s.push(Event::StepFailed {
+        key: StepKey::RunDockerInit,
+        error: "exit 1".into(),
+        retryable: false,
+        facts: Some(f),
+    })
+    .unwrap();
+    assert_eq!(s.state.phase(), Phase::UpgradeFailed);
+    assert!(s.state.permitted().is_empty());
+    let Next::Blocked { reason } = s.state.next() else {
+        panic!()
+    };
+    assert!(reason.contains("oms-upgrade rollback"), "{reason}");
+    assert!(s.state.can_rollback());
+}
+
+#[test]
+fn binds_and_dump_names_are_checked_against_the_plan() {
+    let mut s = Sim::planned(plan());
+    s.intent(StepKey::DisableHa).unwrap();
+    s.done(StepKey::DisableHa).unwrap();
+    s.run_until(StepKey::Dump { db: RM });
+    s.intent(StepKey::Dump { db: RM }).unwrap();
+    let mut f = s.facts(StepKey::Dump { db: RM });
+    if let StepFacts::DumpWritten(a) = &mut f {
+        a.database = "oms_cm".into();
+    }
+    assert!(matches!(
+        s.push(Event::StepDone {
+            key: StepKey::Dump { db: RM },
+            facts: f
+        }),
+        Err(Rejection::BadFacts { .. })
+    ));
+    s.done(StepKey::Dump { db: RM }).unwrap();
+    s.run_until(StepKey::CreateNewContainer);
+    s.intent(StepKey::CreateNewContainer).unwrap();
+    let mut f = s.facts(StepKey::CreateNewContainer);
+    if let StepFacts::NewContainerCreated(n) = &mut f {
+        n.old_binds[0] = "/elsewhere:/home/ds/store".into();
+        n.binds = n.old_binds.clone();
+    }
+    let e = s
+        .push(Event::StepDone {
+            key: StepKey::CreateNewContainer,
+            facts: f,
+        })
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("planned old container's binds"),
+        "{e}"
+    );
+}
+
+#[test]
+fn enable_ha_must_cover_the_downtime() {
+    let mut s = Sim::planned(plan());
+    s.run_until(StepKey::EnableHa);
+    s.intent(StepKey::EnableHa).unwrap();
+    let t1 = s.state.t1().unwrap();
+    let at = s.now + Duration::minutes(1);
+    let facts = |refetch| {
+        StepFacts::HaEnabled(HaEnabled {
+            enabled_at: at,
+            previous_json: samples::HA_OFF.into(),
+            written_json: samples::HA_ON.into(),
+            refetch,
+            mode: HaMode::Sql,
+            attestation: None,
+        })
+    };
+    // Computed when the instructions were printed, but a slow operator (manual mode)
+    // enabled HA hours later: the interval no longer covers the downtime.
+    let late = at + Duration::hours(3);
+    let e2 = s
+        .push(Event::StepDone {
+            key: StepKey::EnableHa,
+            facts: StepFacts::HaEnabled(HaEnabled {
+                enabled_at: late,
+                previous_json: samples::HA_OFF.into(),
+                written_json: samples::HA_ON.into(),
+                refetch: Some(refetch::decide(&RefetchPolicy::default(), t1, at)),
+                mode: HaMode::Manual,
+                attestation: None,
+            }),
+        })
+        .unwrap_err();
+    assert!(e2.to_string().contains("does not cover"), "{e2}");
+    assert!(matches!(
+        s.push(Event::StepDone {
+            key: StepKey::EnableHa,
+            facts: facts(None)
+        }),
+        Err(Rejection::BadFacts { .. })
+    ));
+    let from_wrong_t1 = refetch::decide(&RefetchPolicy::default(), t1 + Duration::minutes(5), at);
+    assert!(
+        s.push(Event::StepDone {
+            key: StepKey::EnableHa,
+            facts: facts(Some(from_wrong_t1))
+        })
+        .unwrap_err()
+        .to_string()
+        .contains("downtime began at")
+    );
+    s.done(StepKey::EnableHa).unwrap();
+}
+
+use crate::events::HaMode;
+
+#[test]
+fn crash_in_doubt_then_reconcile() {
+    let mut s = Sim::planned(plan());
+    s.run_until(StepKey::StopOldContainer);
+    s.intent(StepKey::StopOldContainer).unwrap();
+    assert_eq!(s.state.in_doubt(), Some(StepKey::StopOldContainer));
+    assert!(s.state.permitted().is_empty());
+    let Next::Reconcile { step } = s.state.next() else {
+        panic!()
+    };
+    assert_eq!(step.key(), StepKey::StopOldContainer);
+    // Reality: still running, so not done; the step may run again.
+    s.push(Event::StepReconciled {
+        key: StepKey::StopOldContainer,
+        finding: Finding::NotDone,
+        evidence: "State.Running=true".into(),
+    })
+    .unwrap();
+    assert_eq!(keys(&s.state.permitted()), [StepKey::StopOldContainer]);
+    s.intent(StepKey::StopOldContainer).unwrap();
+    // Reality: stopped; recorded as done with the observed facts.
+    let f = s.facts(StepKey::StopOldContainer);
+    s.push(Event::StepReconciled {
+        key: StepKey::StopOldContainer,
+        finding: Finding::Done(Box::new(f)),
+        evidence: "State.Running=false".into(),
+    })
+    .unwrap();
+    assert_eq!(keys(&s.state.permitted()), [StepKey::PruneHeartbeat]);
+    assert!(s.state.t1().is_some());
+    assert_eq!(s.state.reconciliations().len(), 2);
+    let a: Vec<u32> = s
+        .state
+        .attempts()
+        .iter()
+        .filter(|a| a.key == StepKey::StopOldContainer)
+        .map(|a| a.number)
+        .collect();
+    assert_eq!(a, [1, 2]);
+    // A reconciliation that finds a failure.
+    s.intent(StepKey::PruneHeartbeat).unwrap();
+    s.push(Event::StepReconciled {
+        key: StepKey::PruneHeartbeat,
+        finding: Finding::Failed {
+            error: "cannot tell".into(),
+            retryable: true,
+        },
+        evidence: "x".into(),
+    })
+    .unwrap();
+    assert_eq!(s.state.failures().len(), 1);
+    assert!(matches!(s.state.next(), Next::Run { retry: true, .. }));
+}
+
+#[test]
+fn retryable_failures_may_be_retried() {
+    let mut s = Sim::planned(plan());
+    s.intent(StepKey::DisableHa).unwrap();
+    s.fail(StepKey::DisableHa, true).unwrap();
+    assert_eq!(s.state.phase(), Phase::Upgrading);
+    assert_eq!(keys(&s.state.permitted()), [StepKey::DisableHa]);
+    s.intent(StepKey::DisableHa).unwrap();
+    s.fail(StepKey::DisableHa, false).unwrap();
+    assert_eq!(s.state.phase(), Phase::UpgradeFailed);
+    assert!(matches!(
+        s.intent(StepKey::DisableHa),
+        Err(Rejection::NotPermitted { .. })
+    ));
+    // Nothing known about HA before: the rollback leaves HA alone.
+    assert_eq!(
+        s.state.rollback_keys().unwrap(),
+        [StepKey::RollbackComplete]
+    );
+}
+
+#[test]
+fn rollback_after_failed_init_restores_everything() {
+    let mut s = Sim::planned(plan());
+    s.run_until(StepKey::RunDockerInit);
+    s.intent(StepKey::RunDockerInit).unwrap();
+    s.fail(StepKey::RunDockerInit, false).unwrap();
+    assert!(s.state.databases_touched());
+    s.rollback().unwrap();
+    assert_eq!(s.state.phase(), Phase::RollingBack);
+    let rb = s.state.rollback().unwrap();
+    assert_eq!(rb.from_phase, Phase::UpgradeFailed);
+    assert_eq!(rb.keys[0], StepKey::RollbackVerifyDumps);
+    assert!(!rb.keys.contains(&StepKey::RollbackDisableHa));
+    // The restore step carries the recorded artifact.
+    let Ok(Step::Restore(r)) = s.state.step(StepKey::Restore { db: RM }) else {
+        panic!()
+    };
+    assert_eq!(&r.artifact, s.state.artifact(RM).unwrap());
+    // An altered dump: verification cannot be recorded as done.
+    s.intent(StepKey::RollbackVerifyDumps).unwrap();
+    let mut f = s.facts(StepKey::RollbackVerifyDumps);
+    if let StepFacts::DumpsVerified { checks } = &mut f {
+        checks[1].found_blake3 = Some("00".repeat(32));
+    }
+    assert!(matches!(
+        s.push(Event::StepDone {
+            key: StepKey::RollbackVerifyDumps,
+            facts: f.clone()
+        }),
+        Err(Rejection::BadFacts { .. })
+    ));
+    s.push(Event::StepFailed {
+        key: StepKey::RollbackVerifyDumps,
+        error: "cm dump altered".into(),
+        retryable: true,
+        facts: Some(f),
+    })
+    .unwrap();
+    // Nothing else may run before the dumps verify.
+    assert_eq!(keys(&s.state.permitted()), [StepKey::RollbackVerifyDumps]);
+    s.step_ok();
+    s.run_all();
+    assert_eq!(s.state.phase(), Phase::RolledBack);
+    let t1 = s.state.t1().unwrap();
+    let t3 = s.state.t3().unwrap();
+    assert!(t3 > t1);
+    let d = s.state.refetch_decision().unwrap();
+    assert_eq!(d.t1, t1);
+    assert_eq!(s.state.downtime_end(), Some(d.t2));
+    assert!(d.covers(t1, s.state.downtime_end().unwrap()));
+    assert!(matches!(
+        s.rollback(),
+        Err(Rejection::RollbackRefused { .. })
+    ));
+    assert_eq!(replay(&s.events).unwrap(), s.state);
+}
+
+#[test]
+fn rollback_after_completion_disables_ha_first() {
+    let mut s = Sim::planned(plan());
+    s.run_all();
+    s.rollback().unwrap();
+    let k = s.state.rollback().unwrap().keys.clone();
+    assert_eq!(
+        &k[..3],
+        [
+            StepKey::RollbackVerifyDumps,
+            StepKey::RollbackDisableHa,
+            StepKey::StopNewContainer
+        ]
+    );
+    assert_eq!(*k.last().unwrap(), StepKey::RollbackComplete);
+    s.run_all();
+    assert_eq!(s.state.phase(), Phase::RolledBack);
+    assert!(s.state.t2().is_some() && s.state.t3().is_some());
+}
+
+#[test]
+fn rollback_before_t1_only_puts_ha_back() {
+    let mut s = Sim::planned(plan());
+    s.step_ok(); // disable-ha
+    s.rollback().unwrap();
+    assert_eq!(
+        s.state.rollback().unwrap().keys,
+        [StepKey::RollbackEnableHa, StepKey::RollbackComplete]
+    );
+    let Ok(Step::RollbackEnableHa(h)) = s.state.step(StepKey::RollbackEnableHa) else {
+        panic!()
+    };
+    assert_eq!(h.since, None);
+    assert!(h.enable, "HA was on before the run");
+    s.intent(StepKey::RollbackEnableHa).unwrap();
+    // A refetch decision makes no sense without downtime.
+    let mut f = s.facts(StepKey::RollbackEnableHa);
+    if let StepFacts::HaEnabled(h) = &mut f {
+        h.refetch = Some(refetch::decide(&RefetchPolicy::default(), s.now, s.now));
+    }
+    assert!(
+        s.push(Event::StepDone {
+            key: StepKey::RollbackEnableHa,
+            facts: f
+        })
+        .is_err()
+    );
+    s.done(StepKey::RollbackEnableHa).unwrap();
+    s.run_all();
+    assert_eq!(s.state.phase(), Phase::RolledBack);
+    assert_eq!(s.state.downtime(s.now), None);
+}
+
+#[test]
+fn rollback_of_a_plan_only_records_completion() {
+    let mut s = Sim::planned(plan());
+    s.rollback().unwrap();
+    assert_eq!(keys(&s.state.permitted()), [StepKey::RollbackComplete]);
+    s.run_all();
+    assert_eq!(s.state.phase(), Phase::RolledBack);
+}
+
+#[test]
+fn rollback_before_start_needs_no_restore() {
+    let mut s = Sim::planned(plan());
+    s.run_until(StepKey::StartNewContainer);
+    assert!(!s.state.databases_touched());
+    s.rollback().unwrap();
+    let k = s.state.rollback().unwrap().keys.clone();
+    assert!(!k.iter().any(|k| matches!(
+        k,
+        StepKey::Restore { .. } | StepKey::RecreateDatabase { .. } | StepKey::RollbackVerifyDumps
+    )));
+    assert!(k.contains(&StepKey::RenameNewAside) && k.contains(&StepKey::RestartOldContainer));
+    // A restore step is simply not part of this rollback.
+    s.run_until(StepKey::RestartOldContainer);
+    assert!(matches!(
+        s.intent(StepKey::Restore { db: RM }),
+        Err(Rejection::NotPermitted { .. })
+    ));
+    s.run_all();
+    assert_eq!(s.state.phase(), Phase::RolledBack);
+    let d = s.state.refetch_decision().unwrap();
+    assert_eq!(Some(d.t1), s.state.t1());
+}
+
+#[test]
+fn failed_stop_counts_downtime_from_its_intent() {
+    let mut s = Sim::planned(plan());
+    s.run_until(StepKey::StopOldContainer);
+    s.intent(StepKey::StopOldContainer).unwrap();
+    let intent_at = s.now;
+    s.fail(StepKey::StopOldContainer, false).unwrap();
+    assert_eq!(s.state.t1(), None);
+    assert_eq!(s.state.downtime_start(), Some(intent_at));
+    s.rollback().unwrap();
+    assert_eq!(
+        s.state.rollback().unwrap().keys,
+        [
+            StepKey::RestartOldContainer,
+            StepKey::ConfirmOldHealth,
+            StepKey::RollbackEnableHa,
+            StepKey::RollbackComplete
+        ]
+    );
+    s.run_until(StepKey::RollbackEnableHa);
+    let Ok(Step::RollbackEnableHa(h)) = s.state.step(StepKey::RollbackEnableHa) else {
+        panic!()
+    };
+    assert_eq!(h.since, Some(intent_at));
+    s.run_all();
+    assert_eq!(s.state.phase(), Phase::RolledBack);
+}
+
+#[test]
+fn rollback_failure_blocks_for_manual_work() {
+    let mut s = Sim::planned(plan());
+    s.run_until(StepKey::ConfirmHealth);
+    s.rollback().unwrap();
+    s.run_until(StepKey::Restore { db: RM });
+    s.intent(StepKey::Restore { db: RM }).unwrap();
+    s.fail(StepKey::Restore { db: RM }, false).unwrap();
+    assert_eq!(s.state.phase(), Phase::RollbackFailed);
+    let Next::Blocked { reason } = s.state.next() else {
+        panic!()
+    };
+    assert!(reason.contains("fix it by hand"), "{reason}");
+    assert!(!s.state.can_rollback());
+    s.push(Event::Note {
+        text: "restored rm by hand".into(),
+    })
+    .unwrap();
+}
+
+#[test]
+fn guide_330_rollback_has_no_ha_steps() {
+    let mut s = Sim::planned(plan_for("3.2.2", "3.3.0"));
+    s.run_until(StepKey::ConfirmHealth);
+    s.rollback().unwrap();
+    let k = &s.state.rollback().unwrap().keys;
+    assert!(!k.contains(&StepKey::RollbackEnableHa) && !k.contains(&StepKey::RollbackDisableHa));
+    s.run_all();
+    assert_eq!(s.state.phase(), Phase::RolledBack);
+    assert!(s.state.downtime_end().is_some());
+}
+
+#[test]
+fn notes_and_attestations_in_every_phase() {
+    let att = || {
+        Event::Attestation(crate::events::Attestation {
+            by: "alice".into(),
+            statement: "checked the console".into(),
+            step: None,
+            observed_at: None,
+        })
+    };
+    let mut s = Sim::empty(plan());
+    s.push(Event::Note { text: "a".into() }).unwrap();
+    s.push(att()).unwrap();
+    s.push(Event::planned(plan())).unwrap();
+    s.intent(StepKey::DisableHa).unwrap();
+    s.push(Event::Note {
+        text: "in doubt".into(),
+    })
+    .unwrap();
+    s.done(StepKey::DisableHa).unwrap();
+    s.run_all();
+    s.push(att()).unwrap();
+    s.rollback().unwrap();
+    s.run_all();
+    s.push(Event::Note { text: "z".into() }).unwrap();
+    assert_eq!(s.state.notes().len(), 3);
+    assert_eq!(s.state.attestations().len(), 2);
+    assert_eq!(s.state.notes()[0].operator, "alice");
+}
+
+#[test]
+fn stop_facts_keep_dockers_own_time() {
+    let mut s = Sim::planned(plan());
+    s.run_until(StepKey::StopOldContainer);
+    s.intent(StepKey::StopOldContainer).unwrap();
+    let at = s.now + Duration::seconds(61);
+    s.push(Event::StepDone {
+        key: StepKey::StopOldContainer,
+        facts: StepFacts::ContainerStopped(ContainerStopped {
+            id: "c".into(),
+            stopped_at: at,
+            docker_finished_at: Some(at - Duration::seconds(2)),
+            exit_code: Some(143),
+            already_stopped: false,
+        }),
+    })
+    .unwrap();
+    assert_eq!(s.state.t1(), Some(at));
+}
