@@ -612,3 +612,49 @@ async fn seeder_writes_every_awkward_value_and_a_trigger() {
     drop(c);
     pool.disconnect().await.ok();
 }
+
+#[tokio::test]
+async fn a_421_node_upgrades_to_422_with_supervisorctl_running_before_init() {
+    let node = start_oms("4.2.1").await;
+    let dbs = node.databases();
+    assert_eq!(schema_version(&dbs).await.as_deref(), Some("4.2.1"));
+    let new = replace_with(&node, "4.2.2", &["IS_UPGRADE=true"]).await;
+
+    // The 4.2.2 runbook: `supervisorctl status` shows everything RUNNING before init.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let sup = loop {
+        let out = exec(&node.docker, &new, &["supervisorctl", "status"]).await;
+        if out.exit_code == 0 {
+            break out;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "supervisorctl never all RUNNING: {}",
+            out.output
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(!sup.output.contains("STOPPED"), "{}", sup.output);
+
+    let init = run_docker_init(&node.docker, &new).await;
+    assert_eq!(init.exit_code, 0, "{}", init.output);
+    assert!(table_exists(&dbs.cm, "oms_supervisor_program").await);
+    assert!(column_exists(&dbs.rm, "oms_project", "tags").await);
+    let h = wait_healthy(&node.docker, &new, &node.host.health_url()).await;
+    assert_eq!(h["data"]["version"], "4.2.2");
+    assert_eq!(
+        h["data"]["status"], "ONLINE",
+        "all machines Online after init"
+    );
+
+    // A stopped node is reported as not running: exit 3, like supervisorctl (run on the
+    // host against the node's run folder, since a stopped container cannot exec).
+    stop_container(&node.docker, &new, 30).await;
+    let out = std::process::Command::new(emulator_binary())
+        .args(["supervisorctl", "status"])
+        .env("OMS_EMU_RUN_DIR", &node.host.run)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("STOPPED"));
+}
