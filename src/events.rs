@@ -412,6 +412,23 @@ pub struct NewContainer {
     pub binds_equal_to_old: bool,
 }
 
+/// Longest `log_tail` (and other free text taken from a program's output) worth
+/// recording: a ledger record holds at most 64 KiB, and the full log is pinned by its
+/// BLAKE3 anyway.
+pub const LOG_TAIL_MAX_BYTES: usize = 4096;
+
+/// The last `max` bytes of `text`, cut on a character boundary (for `log_tail`).
+pub fn tail_utf8(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut start = text.len() - max;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}
+
 /// `docker_init.sh`'s result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DockerInit {
@@ -484,7 +501,7 @@ pub struct Restored {
 /// What a step found or did; the payload of `step.done` (and optionally of
 /// `step.failed`, describing what was seen).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "facts", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum StepFacts {
     /// `disable-ha`, `rollback-disable-ha`.
     HaDisabled(HaDisabled),
@@ -612,7 +629,7 @@ impl StepFacts {
 
 /// What reconciliation found for a step that was in doubt (intent without outcome).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "finding", rename_all = "snake_case")]
+#[serde(tag = "result", rename_all = "snake_case")]
 pub enum Finding {
     /// The side effect happened: these are its facts.
     Done(Box<StepFacts>),

@@ -16,7 +16,7 @@ use serde::Serialize;
 
 /// An OMS CE release number, `major.minor.patch` (the `-CE` suffix and tag decorations
 /// such as `feature_3.3.1_ce` are accepted by [`Version::parse_loose`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Version {
     /// Major number.
     pub major: u16,
@@ -73,6 +73,13 @@ impl fmt::Display for Version {
     }
 }
 
+/// Shown as `"3.3.1"` in JSON views.
+impl Serialize for Version {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 /// A version string that is not `N.N.N` (optionally with a `-CE` suffix).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("`{0}` is not an OMS CE version; write it as MAJOR.MINOR.PATCH, e.g. 3.3.1")]
@@ -101,8 +108,7 @@ impl FromStr for Version {
 /// Which upgrade guide a path follows; decides the steps (see the module docs).
 ///
 /// Stored in `run.planned` by its index: new variants are appended, never reordered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ProcedureId {
     /// The 3.3.0 guide (from 3.2.2): no HA step, no `IS_UPGRADE`.
     Guide330,
@@ -142,6 +148,13 @@ impl ProcedureId {
             ProcedureId::Guide331 => "guide-3.3.1",
             ProcedureId::Guide42x => "guide-4.2.x",
         }
+    }
+}
+
+/// Shown as its [`ProcedureId::name`] in JSON views.
+impl Serialize for ProcedureId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
     }
 }
 

@@ -117,13 +117,14 @@ fn decoder_gives_a_json_view() {
         .unwrap();
     assert_eq!(v["event"], "step_done");
     assert_eq!(v["key"], "dump-rm");
-    assert_eq!(v["facts"]["facts"], "dump_written");
+    assert_eq!(v["facts"]["kind"], "dump_written");
     assert_eq!(v["facts"]["database"], "oms_rm");
     let enc = encode(&Event::planned(plan()));
     let v = EventDecoder
         .decode_view(enc.event_type, 1, &enc.payload)
         .unwrap();
-    assert_eq!(v["plan"]["target_version"]["minor"], 3);
+    assert_eq!(v["plan"]["target_version"], "3.3.1");
+    assert_eq!(v["plan"]["procedure"], "guide-3.3.1");
     assert_eq!(v["digest"], plan().digest().to_string());
     assert!(!v.to_string().contains("hunter2"));
     assert!(
@@ -269,4 +270,35 @@ fn failed_facts_contradict_done() {
         a.size = 0;
     }
     assert!(f.contradiction().unwrap().contains("empty"));
+}
+
+#[test]
+fn tails_cut_on_char_boundaries() {
+    let log = "步骤".repeat(2000) + "【结束】全部初始化步骤执行成功";
+    let t = tail_utf8(&log, LOG_TAIL_MAX_BYTES);
+    assert!(t.len() <= LOG_TAIL_MAX_BYTES && t.len() > LOG_TAIL_MAX_BYTES - 4);
+    assert!(t.ends_with("执行成功"));
+    assert_eq!(tail_utf8("short", 10), "short");
+}
+
+#[test]
+fn a_large_realistic_event_fits_a_ledger_record() {
+    // A ledger record holds at most 64 KiB: a dump of 300 tables (OMS's rm has about
+    // a hundred) with long names and BLAKE3 checksums is about 37 KiB. Roughly 500
+    // tables per database is the limit of this layout.
+    let p = plan();
+    let mut a = artifact(&p, MetaDb::Rm);
+    a.tables = (0..300)
+        .map(|i| TableFact {
+            name: format!("oms_some_rather_long_table_name_{i:04}"),
+            rows: u64::MAX,
+            checksum: "f".repeat(64),
+            method: "blake3-rows".into(),
+        })
+        .collect();
+    let enc = encode(&Event::StepDone {
+        key: StepKey::Dump { db: MetaDb::Rm },
+        facts: StepFacts::DumpWritten(a),
+    });
+    assert!(enc.payload.len() < 40 * 1024, "{}", enc.payload.len());
 }
