@@ -844,10 +844,7 @@ impl State {
 
     /// Builds step `key` from the plan and what has been recorded.
     pub fn step(&self, key: StepKey) -> Result<Step, BuildError> {
-        let plan = self.plan.as_deref().ok_or(BuildError::NotInProcedure {
-            key,
-            procedure: crate::versions::ProcedureId::Guide331,
-        })?;
+        let plan = self.plan.as_deref().ok_or(BuildError::NotPlanned)?;
         steps::build(plan, key, &self.context())
     }
 

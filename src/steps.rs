@@ -482,6 +482,9 @@ pub enum Step {
 /// Why a step cannot be built yet (a precondition the state has not reached).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BuildError {
+    /// There is no plan yet.
+    #[error("no run is planned yet; run `oms-upgrade init` first")]
+    NotPlanned,
     /// A restore or dump check needs a recorded dump.
     #[error("no complete dump of the {0} database is recorded, so there is nothing to restore")]
     NoArtifact(MetaDb),
