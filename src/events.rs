@@ -341,6 +341,10 @@ pub struct DumpArtifact {
     pub compression: String,
     /// Which dumper (`native`, `mariadb-dump`, ...).
     pub dumper: String,
+    /// The database's default character set (restore recreates it with this).
+    pub charset: String,
+    /// The database's default collation (restore recreates it with this).
+    pub collation: String,
     /// Per-table facts, taken inside the dump's snapshot.
     pub tables: Vec<TableFact>,
 }

@@ -32,5 +32,8 @@ pub mod adapters;
 // Builds the OMS emulator's container images without a registry.
 pub mod emuimage;
 
+// The imperative shell: runs the core's steps through the adapters, recording each.
+pub mod executor;
+
 // Command-line edge: argument parsing, output, error -> exit code.
 pub mod cli;

@@ -94,6 +94,8 @@ pub(crate) fn artifact(plan: &Plan, db: MetaDb) -> DumpArtifact {
         format: "sql".into(),
         compression: "none".into(),
         dumper: "native".into(),
+        charset: "utf8mb4".into(),
+        collation: "utf8mb4_bin".into(),
         tables: vec![TableFact {
             name: "t".into(),
             rows: 3,

@@ -333,6 +333,8 @@ pub struct DumpArtifactV1 {
     pub format: String,
     pub compression: String,
     pub dumper: String,
+    pub charset: String,
+    pub collation: String,
     pub tables: Vec<TableFactV1>,
 }
 
@@ -891,6 +893,8 @@ impl From<&DumpArtifact> for DumpArtifactV1 {
             format: a.format.clone(),
             compression: a.compression.clone(),
             dumper: a.dumper.clone(),
+            charset: a.charset.clone(),
+            collation: a.collation.clone(),
             tables: tables_v1(&a.tables),
         }
     }
@@ -907,6 +911,8 @@ impl From<DumpArtifactV1> for DumpArtifact {
             format: a.format,
             compression: a.compression,
             dumper: a.dumper,
+            charset: a.charset,
+            collation: a.collation,
             tables: tables(a.tables),
         }
     }

@@ -1,0 +1,192 @@
+//! The executor's view of the ledger: decoded events in, validated events out.
+//!
+//! Every event goes through [`State::check`] before it is appended, so nothing the core
+//! would reject ever reaches the ledger, and the in-memory state is only advanced after
+//! the ledger has made the record durable. The state is rebuilt from the ledger on open:
+//! nothing about a run is remembered anywhere else.
+
+use std::path::Path;
+
+use chrono::{DateTime, TimeZone, Utc};
+use uuid::Uuid;
+
+use crate::events::{self, Event, Recorded};
+use crate::ledger::{Ledger, LedgerError, NewRecord, Record};
+use crate::replay::{Rejection, State};
+
+/// Why the journal could not load or record.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// The ledger itself failed (busy, missing, not durable, ...).
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// A stored record's payload does not decode as an event.
+    #[error("ledger record {seq} cannot be decoded ({detail}); run `oms-upgrade ledger verify`")]
+    Undecodable {
+        /// The record.
+        seq: u64,
+        /// Why.
+        detail: String,
+    },
+    /// A stored record does not fit the run's history (the ledger was edited or mixes runs).
+    #[error(
+        "ledger record {seq} does not fit the run's history: {rejection}; run `oms-upgrade ledger verify`"
+    )]
+    Inconsistent {
+        /// The record.
+        seq: u64,
+        /// What the core said.
+        rejection: Rejection,
+    },
+    /// The event to record is not permitted in the current state.
+    #[error("refused to record {event}: {rejection}")]
+    Rejected {
+        /// Event type name.
+        event: &'static str,
+        /// What the core said.
+        rejection: Rejection,
+    },
+}
+
+/// The ledger opened for writing, with the state replayed from it.
+pub struct Journal {
+    ledger: Ledger,
+    state: State,
+    operator: String,
+    host: String,
+}
+
+impl Journal {
+    /// Opens (creating if absent) the ledger in `dir` for writing and replays it.
+    pub fn open(dir: &Path, operator: &str, host: &str) -> Result<Journal, JournalError> {
+        Self::from_ledger(Ledger::open_writer(dir)?, operator, host)
+    }
+
+    /// Opens an existing ledger for writing and replays it.
+    pub fn open_existing(dir: &Path, operator: &str, host: &str) -> Result<Journal, JournalError> {
+        Self::from_ledger(Ledger::open_existing_writer(dir)?, operator, host)
+    }
+
+    fn from_ledger(ledger: Ledger, operator: &str, host: &str) -> Result<Journal, JournalError> {
+        let mut state = State::new();
+        for rec in ledger.view().records() {
+            let recorded = to_recorded(&rec?)?;
+            state
+                .apply(&recorded)
+                .map_err(|rejection| JournalError::Inconsistent {
+                    seq: recorded.seq,
+                    rejection,
+                })?;
+        }
+        Ok(Journal {
+            ledger,
+            state,
+            operator: operator.to_string(),
+            host: host.to_string(),
+        })
+    }
+
+    /// The state as of the last durable record.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// Who records (operator name).
+    pub fn operator(&self) -> &str {
+        &self.operator
+    }
+
+    /// The ledger folder.
+    pub fn dir(&self) -> &Path {
+        self.ledger.dir()
+    }
+
+    /// The underlying ledger (for checkpoints).
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// Checks `event` against the state, appends it durably, then advances the state.
+    pub fn record(
+        &mut self,
+        run_id: Uuid,
+        at: DateTime<Utc>,
+        event: Event,
+    ) -> Result<u64, JournalError> {
+        self.state
+            .check(run_id, &event)
+            .map_err(|rejection| JournalError::Rejected {
+                event: event.type_name(),
+                rejection,
+            })?;
+        let enc = events::encode(&event);
+        let rec = self.ledger.append(NewRecord {
+            timestamp_micros: at.timestamp_micros(),
+            operator: &self.operator,
+            host: &self.host,
+            run_id,
+            event_type: enc.event_type,
+            schema_version: enc.schema_version,
+            payload: &enc.payload,
+        })?;
+        let recorded = Recorded {
+            seq: rec.seq,
+            at,
+            operator: self.operator.clone(),
+            host: self.host.clone(),
+            run_id,
+            event,
+        };
+        // check() passed, so apply() can only fail on a core bug; surface it rather than hide it.
+        self.state
+            .apply(&recorded)
+            .map_err(|rejection| JournalError::Inconsistent {
+                seq: rec.seq,
+                rejection,
+            })?;
+        Ok(rec.seq)
+    }
+}
+
+/// Decodes one ledger record into the core's view.
+pub fn to_recorded(rec: &Record) -> Result<Recorded, JournalError> {
+    let event = events::decode(&rec.event_type, rec.schema_version, &rec.payload).map_err(|e| {
+        JournalError::Undecodable {
+            seq: rec.seq,
+            detail: e.to_string(),
+        }
+    })?;
+    let at = Utc
+        .timestamp_micros(rec.timestamp_micros)
+        .single()
+        .ok_or_else(|| JournalError::Undecodable {
+            seq: rec.seq,
+            detail: "timestamp out of range".into(),
+        })?;
+    Ok(Recorded {
+        seq: rec.seq,
+        at,
+        operator: rec.operator.clone(),
+        host: rec.host.clone(),
+        run_id: rec.run_id,
+        event,
+    })
+}
+
+/// Replays a ledger read-only (for `status`, `plan`, reports): the records and the state.
+pub fn replay_dir(dir: &Path) -> Result<(Vec<Recorded>, State), JournalError> {
+    let reader = crate::ledger::LedgerReader::open(dir)?;
+    let mut state = State::new();
+    let mut all = Vec::new();
+    for rec in reader.records() {
+        let recorded = to_recorded(&rec?)?;
+        state
+            .apply(&recorded)
+            .map_err(|rejection| JournalError::Inconsistent {
+                seq: recorded.seq,
+                rejection,
+            })?;
+        all.push(recorded);
+    }
+    Ok((all, state))
+}

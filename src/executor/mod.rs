@@ -1,0 +1,364 @@
+//! The executor: the one place where decisions become actions.
+//!
+//! It asks the core what comes next ([`State::next`]), appends the step's *intent* to the
+//! ledger (durably), performs the step through the adapters, and appends the *outcome*.
+//! On start it replays the ledger; a step left with an intent but no outcome (the process
+//! died in between) is first *reconciled*: reality is inspected and what was found is
+//! recorded, so no action is blindly repeated or skipped.
+//!
+//! The executor never decides on its own what is permitted, and never keeps state of its
+//! own between steps: everything comes from the journal.
+
+mod journal;
+mod perform;
+mod reconcile;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use uuid::Uuid;
+
+pub use journal::{Journal, JournalError, replay_dir, to_recorded};
+
+use crate::adapters::{Clock, Docker, Health, MetaDb};
+use crate::dbconn::DbTarget;
+use crate::dump::{self, DumpOptions};
+use crate::events::{Event, Finding, StepFacts, StepKey};
+use crate::replay::{Next, Phase, Rejection};
+use crate::steps::Step;
+
+/// How the executor reports to, and asks, whoever runs it (the CLI, a test).
+pub trait Observer: Send + Sync {
+    /// May `step` (irreversible) run? Called before its intent is recorded.
+    fn confirm(&self, step: &Step) -> bool;
+    /// A step starts (its intent is durable).
+    fn step_started(&self, step: &Step, retry: bool) {
+        let _ = (step, retry);
+    }
+    /// A step ended; `Ok` with its facts or `Err` with the failure.
+    fn step_finished(&self, key: StepKey, outcome: Result<&StepFacts, &str>) {
+        let _ = (key, outcome);
+    }
+    /// An in-doubt step was reconciled against reality.
+    fn reconciled(&self, key: StepKey, finding: &Finding, evidence: &str) {
+        let _ = (key, finding, evidence);
+    }
+    /// Instructions for the operator (manual HA mode).
+    fn instruct(&self, text: &str) {
+        let _ = text;
+    }
+    /// Progress sink for dumps and restores.
+    fn progress(&self) -> Arc<dyn dump::Progress> {
+        Arc::new(dump::Quiet)
+    }
+}
+
+/// An observer that confirms everything and reports nothing (tests, `--yes --json`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Unattended;
+
+impl Observer for Unattended {
+    fn confirm(&self, _step: &Step) -> bool {
+        true
+    }
+}
+
+/// The adapters the executor acts through, plus the metadata DB credentials.
+pub struct Adapters<D, M, H, C> {
+    /// Docker engine.
+    pub docker: D,
+    /// Metadata database.
+    pub metadb: M,
+    /// OMS health endpoint.
+    pub health: H,
+    /// The clock (the only source of "now").
+    pub clock: C,
+    /// Where the metadata database is, with the password (never recorded).
+    pub db: DbTarget,
+}
+
+/// Tunables of a run that are not part of the plan.
+#[derive(Debug, Clone)]
+pub struct ExecOptions {
+    /// How dumps are written.
+    pub dump: DumpOptions,
+    /// Manual HA mode: how often the stored `ha.config` is polled.
+    pub manual_poll: Duration,
+    /// Manual HA mode: how long to wait for the operator.
+    pub manual_timeout: Duration,
+    /// Health polling interval.
+    pub health_poll: Duration,
+}
+
+impl Default for ExecOptions {
+    fn default() -> Self {
+        ExecOptions {
+            dump: DumpOptions {
+                overwrite: true,
+                ..DumpOptions::default()
+            },
+            manual_poll: Duration::from_secs(2),
+            manual_timeout: Duration::from_secs(3600),
+            health_poll: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Why a run stopped short.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// Reading or writing the ledger failed.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// The ledger holds no plan.
+    #[error("no upgrade is planned in this ledger; run `oms-upgrade init` first")]
+    NotPlanned,
+    /// A step failed; its failure is recorded.
+    #[error("step {key} failed: {error}")]
+    StepFailed {
+        /// The step.
+        key: StepKey,
+        /// What went wrong.
+        error: String,
+        /// Whether running it again may help.
+        retryable: bool,
+    },
+    /// Nothing can run.
+    #[error("{reason}")]
+    Blocked {
+        /// Why, and what to do.
+        reason: String,
+    },
+    /// The operator declined an irreversible step.
+    #[error("step {key} was not confirmed; nothing was changed for it")]
+    Declined {
+        /// The step.
+        key: StepKey,
+    },
+    /// A rollback is not possible (or not needed) now.
+    #[error("rollback refused: {0}")]
+    RollbackRefused(Rejection),
+}
+
+/// Where a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stopped {
+    /// The upgrade or the rollback is over.
+    Finished(Phase),
+    /// `--until` was reached; the next step is this one.
+    Until(StepKey),
+}
+
+/// A step's failure as perform/reconcile see it.
+#[derive(Debug, Clone)]
+pub(crate) struct StepError {
+    pub message: String,
+    pub retryable: bool,
+    pub facts: Option<StepFacts>,
+}
+
+impl StepError {
+    pub(crate) fn retry(message: impl Into<String>) -> Self {
+        StepError {
+            message: message.into(),
+            retryable: true,
+            facts: None,
+        }
+    }
+    pub(crate) fn fatal(message: impl Into<String>) -> Self {
+        StepError {
+            message: message.into(),
+            retryable: false,
+            facts: None,
+        }
+    }
+}
+
+/// Performs steps for one ledger.
+pub struct Executor<'o, D, M, H, C> {
+    journal: Journal,
+    ad: Adapters<D, M, H, C>,
+    opts: ExecOptions,
+    observer: &'o dyn Observer,
+}
+
+impl<'o, D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'o, D, M, H, C> {
+    /// An executor over an opened journal.
+    pub fn new(
+        journal: Journal,
+        ad: Adapters<D, M, H, C>,
+        opts: ExecOptions,
+        observer: &'o dyn Observer,
+    ) -> Self {
+        Executor {
+            journal,
+            ad,
+            opts,
+            observer,
+        }
+    }
+
+    /// The journal (state and ledger).
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    /// Gives the journal back (releasing the ledger lock when dropped).
+    pub fn into_journal(self) -> Journal {
+        self.journal
+    }
+
+    fn run_id(&self) -> Result<Uuid, ExecError> {
+        self.journal.state().run_id().ok_or(ExecError::NotPlanned)
+    }
+
+    /// Records `event` at the clock's "now".
+    fn record(&mut self, event: Event) -> Result<u64, ExecError> {
+        let run_id = self.run_id()?;
+        let now = self.ad.clock.now();
+        Ok(self.journal.record(run_id, now, event)?)
+    }
+
+    /// Records an operator note.
+    pub fn note(&mut self, text: &str) -> Result<u64, ExecError> {
+        self.record(Event::Note {
+            text: text.to_string(),
+        })
+    }
+
+    /// Starts a rollback (records `rollback.requested`), unless one is already under way.
+    pub fn request_rollback(&mut self, reason: &str) -> Result<(), ExecError> {
+        let state = self.journal.state();
+        if state.plan().is_none() {
+            return Err(ExecError::NotPlanned);
+        }
+        if state.rollback().is_some() {
+            return Ok(());
+        }
+        let run_id = self.run_id()?;
+        let event = Event::RollbackRequested {
+            reason: reason.to_string(),
+        };
+        if let Err(rejection) = state.check(run_id, &event) {
+            return Err(ExecError::RollbackRefused(rejection));
+        }
+        self.record(event)?;
+        Ok(())
+    }
+
+    /// Runs permitted steps until the run is over, `until` is next, or a step fails.
+    pub async fn run(&mut self, until: Option<StepKey>) -> Result<Stopped, ExecError> {
+        loop {
+            match self.journal.state().next() {
+                Next::Plan => return Err(ExecError::NotPlanned),
+                Next::Finished { phase } => return Ok(Stopped::Finished(phase)),
+                Next::Blocked { reason } => return Err(ExecError::Blocked { reason }),
+                Next::Reconcile { step } => self.reconcile(&step).await?,
+                Next::Run { step, retry } => {
+                    if until == Some(step.key()) {
+                        return Ok(Stopped::Until(step.key()));
+                    }
+                    if step.key().needs_confirmation() && !self.observer.confirm(&step) {
+                        return Err(ExecError::Declined { key: step.key() });
+                    }
+                    self.execute(&step, retry).await?;
+                }
+            }
+        }
+    }
+
+    /// Intent, side effect, outcome: the heart of the invariant "no side effect without a
+    /// flushed intent record".
+    async fn execute(&mut self, step: &Step, retry: bool) -> Result<(), ExecError> {
+        let key = step.key();
+        self.record(Event::StepIntent { key })?;
+        crash_point("before-effect", key);
+        self.observer.step_started(step, retry);
+        let result = self.perform(step).await;
+        crash_point("after-effect", key);
+        let outcome = match result {
+            Ok(facts) => match facts.contradiction() {
+                None => Ok(facts),
+                Some(problem) => Err(StepError {
+                    retryable: retryable_contradiction(key),
+                    message: problem,
+                    facts: Some(facts),
+                }),
+            },
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(facts) => {
+                self.record(Event::StepDone {
+                    key,
+                    facts: facts.clone(),
+                })?;
+                self.observer.step_finished(key, Ok(&facts));
+                crash_point("after-outcome", key);
+                Ok(())
+            }
+            Err(e) => {
+                self.record(Event::StepFailed {
+                    key,
+                    error: e.message.clone(),
+                    retryable: e.retryable,
+                    facts: e.facts.clone(),
+                })?;
+                self.observer.step_finished(key, Err(&e.message));
+                crash_point("after-outcome", key);
+                Err(ExecError::StepFailed {
+                    key,
+                    error: e.message,
+                    retryable: e.retryable,
+                })
+            }
+        }
+    }
+
+    /// Looks at reality for an in-doubt step and records what was found.
+    async fn reconcile(&mut self, step: &Step) -> Result<(), ExecError> {
+        let key = step.key();
+        let (finding, evidence) = self.inspect(step).await;
+        self.record(Event::StepReconciled {
+            key,
+            finding: finding.clone(),
+            evidence: evidence.clone(),
+        })?;
+        self.observer.reconciled(key, &finding, &evidence);
+        if let Finding::Failed { error, retryable } = finding {
+            return Err(ExecError::StepFailed {
+                key,
+                error,
+                retryable,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A health or supervisor check that came back negative may pass later; a docker_init.sh
+/// that failed or a bind mismatch will not fix itself.
+fn retryable_contradiction(key: StepKey) -> bool {
+    matches!(
+        key,
+        StepKey::ConfirmHealth
+            | StepKey::ConfirmOldHealth
+            | StepKey::CheckSupervisor
+            | StepKey::CheckOnline
+    )
+}
+
+/// Fault injection for the crash-matrix tests: with the `failpoints` feature and
+/// `FAILPOINTS="<phase>:<step>=return"`, the process aborts right here, as a power cut or
+/// `kill -9` would stop it. Without the feature this compiles to nothing.
+#[allow(unused_variables)]
+fn crash_point(phase: &str, key: StepKey) {
+    #[cfg(feature = "failpoints")]
+    {
+        let name = format!("{phase}:{key}");
+        fail::fail_point!(&name, |_| {
+            eprintln!("failpoint {name}: aborting");
+            std::process::abort();
+        });
+    }
+}

@@ -1,0 +1,607 @@
+//! Performing one step through the adapters. Each arm turns adapter results into the
+//! step's facts; nothing here decides whether the step may run.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::adapters::docker::{ContainerSpec, Ulimit as DockerUlimit, binds_equal};
+use crate::adapters::{Clock, Docker, Health, MetaDb};
+use crate::dump::{self, ChecksumMethod, Compression, DumpFormat};
+use crate::events::{
+    self, Attestation, ContainerStopped, DumpArtifact, DumpCheck, HaDisabled, HaEnabled, HaMode,
+    MetaDb as Db, NamedState, NewContainer, Restored, StepFacts, TableFact,
+};
+use crate::haconfig::{self, HaEdit};
+use crate::steps::{
+    self, HaDisableSpec, HaEnableSpec, HealthSpec, NewContainerSpec, RenameSpec, Step, StopSpec,
+};
+
+use super::{Executor, StepError};
+
+impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
+    /// Performs `step` and returns its facts. Errors say whether a retry may help.
+    pub(super) async fn perform(&mut self, step: &Step) -> Result<StepFacts, StepError> {
+        match step {
+            Step::DisableHa(spec) | Step::RollbackDisableHa(spec) => self.disable_ha(spec).await,
+            Step::StopOldContainer(spec) | Step::StopNewContainer(spec) => self.stop(spec).await,
+            Step::PruneHeartbeat(spec) => {
+                let out = self
+                    .ad
+                    .metadb
+                    .prune_heartbeat(&spec.database)
+                    .await
+                    .map_err(retry)?;
+                Ok(StepFacts::HeartbeatPruned {
+                    max_id: out.max_id,
+                    rows_deleted: out.rows_deleted,
+                })
+            }
+            Step::Dump(spec) => {
+                let progress = self.observer.progress();
+                let a = dump::dump_database(
+                    &self.ad.db,
+                    &spec.database,
+                    Path::new(&spec.dir),
+                    &self.opts.dump,
+                    &*progress,
+                )
+                .await
+                .map_err(retry)?;
+                Ok(StepFacts::DumpWritten(artifact_fact(spec.db, &a)))
+            }
+            Step::RenameOldContainer(spec)
+            | Step::RenameNewAside(spec)
+            | Step::RenameOldBack(spec) => self.rename(spec).await,
+            Step::CreateNewContainer(spec) => self.create(spec).await,
+            Step::StartNewContainer(c) => {
+                let target = c.id.as_deref().unwrap_or(&c.name);
+                let out = self.ad.docker.start(target).await.map_err(retry)?;
+                let info = self.ad.docker.inspect(target).await.map_err(retry)?;
+                let id = info.map(|i| i.id).unwrap_or_else(|| target.to_string());
+                Ok(StepFacts::NewContainerStarted {
+                    id,
+                    started_at: out.started_at,
+                })
+            }
+            Step::CheckSupervisor(spec) => {
+                let out = self
+                    .ad
+                    .docker
+                    .exec(
+                        &spec.container,
+                        spec.argv.clone(),
+                        vec![],
+                        Some(Duration::from_secs(60)),
+                    )
+                    .await
+                    .map_err(retry)?;
+                let programs = parse_supervisor(&out.output_tail);
+                let all_running = out.exit_code == 0
+                    && !programs.is_empty()
+                    && programs.iter().all(|p| p.state == "RUNNING");
+                Ok(StepFacts::SupervisorChecked {
+                    programs,
+                    all_running,
+                })
+            }
+            Step::RunDockerInit(spec) => {
+                let timeout = Duration::from_secs(spec.timeout_secs.into());
+                let out = self
+                    .ad
+                    .docker
+                    .exec(&spec.container, spec.argv.clone(), vec![], Some(timeout))
+                    .await
+                    // An exec we lost track of may still be running: never retry it blindly.
+                    .map_err(fatal)?;
+                Ok(StepFacts::DockerInit(init_facts(
+                    spec,
+                    out.exit_code,
+                    &out.output_tail,
+                    &out.output_blake3,
+                )))
+            }
+            Step::ConfirmHealth(spec) | Step::ConfirmOldHealth(spec) => {
+                let h = self.wait_healthy(spec).await?;
+                Ok(StepFacts::Health(h))
+            }
+            Step::CheckOnline(spec) => {
+                // A single node: it is Online when its own health endpoint says so.
+                let h = self.wait_healthy(spec).await?;
+                let state = if h.healthy { "Online" } else { "Offline" };
+                Ok(StepFacts::NodesOnline {
+                    nodes: vec![NamedState {
+                        name: spec.url.clone(),
+                        state: state.into(),
+                    }],
+                    all_online: h.healthy,
+                })
+            }
+            Step::EnableHa(spec) | Step::RollbackEnableHa(spec) => self.enable_ha(spec).await,
+            Step::Complete | Step::RollbackComplete => Ok(StepFacts::Completed),
+            Step::RollbackVerifyDumps(artifacts) => {
+                let mut checks = Vec::new();
+                for a in artifacts {
+                    let found = hash_file(&a.file).await;
+                    checks.push(DumpCheck {
+                        db: a.db,
+                        file: a.file.clone(),
+                        ok: found.as_deref() == Some(a.blake3_hex.as_str()),
+                        found_blake3: found,
+                    });
+                }
+                Ok(StepFacts::DumpsVerified { checks })
+            }
+            Step::RecreateDatabase(spec) => {
+                self.ad
+                    .metadb
+                    .drop_and_create(&spec.database)
+                    .await
+                    .map_err(retry)?;
+                Ok(StepFacts::DatabaseRecreated {
+                    db: spec.db,
+                    database: spec.database.clone(),
+                })
+            }
+            Step::Restore(spec) => {
+                let a = engine_artifact(&spec.artifact);
+                let progress = self.observer.progress();
+                let report = dump::restore_database(
+                    &self.ad.db,
+                    &a,
+                    &dump::RestoreOptions::default(),
+                    &*progress,
+                )
+                .await
+                .map_err(|e| match e.class() {
+                    // A file that no longer matches will not match on a retry either.
+                    dump::ErrorClass::Integrity => fatal(e),
+                    _ => retry(e),
+                })?;
+                let tables = table_facts(&report.tables);
+                let tables_match = tables == spec.artifact.tables;
+                Ok(StepFacts::Restored(Restored {
+                    db: spec.db,
+                    database: spec.database.clone(),
+                    file: spec.artifact.file.clone(),
+                    verified_blake3: spec.artifact.blake3_hex.clone(),
+                    tables,
+                    tables_match,
+                }))
+            }
+            Step::RestartOldContainer(c) => {
+                let target = c.id.as_deref().unwrap_or(&c.name);
+                let timeout = Duration::from_secs(self.plan_stop_timeout());
+                self.ad
+                    .docker
+                    .restart(target, timeout)
+                    .await
+                    .map_err(retry)?;
+                Ok(StepFacts::ContainerRestarted {
+                    id: target.to_string(),
+                    name: c.name.clone(),
+                })
+            }
+        }
+    }
+
+    fn plan_stop_timeout(&self) -> u64 {
+        self.journal
+            .state()
+            .plan()
+            .map(|p| p.stop_timeout_secs.into())
+            .unwrap_or(120)
+    }
+
+    async fn stop(&mut self, spec: &StopSpec) -> Result<StepFacts, StepError> {
+        let target = spec.id.as_deref().unwrap_or(&spec.name);
+        if self
+            .ad
+            .docker
+            .inspect(target)
+            .await
+            .map_err(retry)?
+            .is_none()
+        {
+            return Ok(StepFacts::Skipped {
+                reason: format!("no container `{target}` exists: nothing to stop"),
+            });
+        }
+        let out = self
+            .ad
+            .docker
+            .stop(target, Duration::from_secs(spec.timeout_secs.into()))
+            .await
+            .map_err(retry)?;
+        // T1 / T3 is when we saw the container stopped; Docker's own time is kept beside it.
+        let stopped_at = self.ad.clock.now();
+        let id = match &spec.id {
+            Some(id) => id.clone(),
+            None => self
+                .ad
+                .docker
+                .inspect(target)
+                .await
+                .map_err(retry)?
+                .map(|i| i.id)
+                .unwrap_or_default(),
+        };
+        Ok(StepFacts::ContainerStopped(ContainerStopped {
+            id,
+            stopped_at,
+            docker_finished_at: out.finished_at,
+            exit_code: out.exit_code,
+            already_stopped: out.already_stopped,
+        }))
+    }
+
+    async fn rename(&mut self, spec: &RenameSpec) -> Result<StepFacts, StepError> {
+        let from = self
+            .ad
+            .docker
+            .inspect(spec.id.as_deref().unwrap_or(&spec.from))
+            .await
+            .map_err(retry)?;
+        let holder = match from {
+            Some(info) if Some(&info.id) != spec.never_id.as_ref() => info,
+            _ => {
+                // Already renamed (the target name is held by this container) or nothing to move.
+                return match self.ad.docker.inspect(&spec.to).await.map_err(retry)? {
+                    Some(info) if spec.id.as_ref().is_none_or(|id| *id == info.id) => {
+                        Ok(StepFacts::ContainerRenamed {
+                            id: info.id,
+                            from: spec.from.clone(),
+                            to: spec.to.clone(),
+                        })
+                    }
+                    _ => Ok(StepFacts::Skipped {
+                        reason: format!("no container holds `{}`: nothing to rename", spec.from),
+                    }),
+                };
+            }
+        };
+        if holder.name == spec.to {
+            return Ok(StepFacts::ContainerRenamed {
+                id: holder.id,
+                from: spec.from.clone(),
+                to: spec.to.clone(),
+            });
+        }
+        self.ad
+            .docker
+            .rename(&holder.id, &spec.to)
+            .await
+            .map_err(retry)?;
+        Ok(StepFacts::ContainerRenamed {
+            id: holder.id,
+            from: spec.from.clone(),
+            to: spec.to.clone(),
+        })
+    }
+
+    async fn create(&mut self, spec: &NewContainerSpec) -> Result<StepFacts, StepError> {
+        let docker_spec = container_spec(spec);
+        let id = self.ad.docker.create(&docker_spec).await.map_err(retry)?;
+        self.new_container_facts(&id).await
+    }
+
+    /// Facts of the new container as Docker reports it, with the proof that its binds are
+    /// the old container's.
+    pub(super) async fn new_container_facts(&self, id: &str) -> Result<StepFacts, StepError> {
+        let info = self
+            .ad
+            .docker
+            .inspect(id)
+            .await
+            .map_err(retry)?
+            .ok_or_else(|| {
+                StepError::retry(format!(
+                    "container {id} vanished right after it was created"
+                ))
+            })?;
+        let old_binds = self
+            .journal
+            .state()
+            .plan()
+            .map(|p| p.old_container.binds.clone())
+            .unwrap_or_default();
+        let equal = binds_equal(&old_binds, &info.binds);
+        Ok(StepFacts::NewContainerCreated(NewContainer {
+            id: info.id.clone(),
+            name: info.name.clone(),
+            image: info.image.clone(),
+            image_id: Some(info.image_id.clone()),
+            binds: info.binds.clone(),
+            env: events::record_env(&info.env),
+            old_binds,
+            binds_equal_to_old: equal,
+        }))
+    }
+
+    async fn wait_healthy(&self, spec: &HealthSpec) -> Result<events::Health, StepError> {
+        let timeout = Duration::from_secs(spec.timeout_secs.into());
+        let report = self
+            .ad
+            .health
+            .wait_healthy(&spec.url, timeout, self.opts.health_poll)
+            .await
+            .map_err(retry)?;
+        Ok(events::Health {
+            url: spec.url.clone(),
+            healthy: report.healthy,
+            body_blake3: blake3::hash(report.body_excerpt.as_bytes())
+                .to_hex()
+                .to_string(),
+            container_id: spec.container.id.clone(),
+        })
+    }
+
+    async fn read_ha(&self, database: &str) -> Result<String, StepError> {
+        self.ad
+            .metadb
+            .read_ha_config(database)
+            .await
+            .map_err(retry)?
+            .ok_or_else(|| {
+                StepError::fatal(format!(
+                    "`ha.config` is missing from {database}.oms_normal_config"
+                ))
+            })
+    }
+
+    async fn disable_ha(&mut self, spec: &HaDisableSpec) -> Result<StepFacts, StepError> {
+        let current = self.read_ha(&spec.database).await?;
+        let new = spec.apply(&current).map_err(fatal)?;
+        let (written, attestation) = match (&new, spec.mode) {
+            (None, _) => (None, None),
+            (Some(json), HaMode::Sql) => {
+                self.ad
+                    .metadb
+                    .write_ha_config(&spec.database, &current, json)
+                    .await
+                    .map_err(retry)?;
+                (Some(json.clone()), None)
+            }
+            (Some(_), HaMode::Manual) => {
+                let att = self.manual_ha(&spec.database, &spec.edit(), None).await?;
+                (Some(self.read_ha(&spec.database).await?), Some(att))
+            }
+        };
+        Ok(StepFacts::HaDisabled(HaDisabled {
+            previous_json: current,
+            written_json: written,
+            mode: spec.mode,
+            attestation,
+        }))
+    }
+
+    async fn enable_ha(&mut self, spec: &HaEnableSpec) -> Result<StepFacts, StepError> {
+        // Read again: docker_init.sh may have migrated ha.config since the upgrade began.
+        let current = self.read_ha(&spec.database).await?;
+        let now = self.ad.clock.now();
+        let write = spec.apply(&current, now).map_err(fatal)?;
+        let attestation = match spec.mode {
+            HaMode::Sql => {
+                self.ad
+                    .metadb
+                    .write_ha_config(&spec.database, &current, &write.json)
+                    .await
+                    .map_err(retry)?;
+                None
+            }
+            HaMode::Manual => Some(self.manual_ha(&spec.database, &write.edit, None).await?),
+        };
+        let written_json = match spec.mode {
+            HaMode::Sql => write.json,
+            HaMode::Manual => self.read_ha(&spec.database).await?,
+        };
+        let enabled_at = match spec.mode {
+            HaMode::Sql => now,
+            HaMode::Manual => self.ad.clock.now(),
+        };
+        Ok(StepFacts::HaEnabled(HaEnabled {
+            enabled_at,
+            previous_json: current,
+            written_json,
+            refetch: write.decision,
+            mode: spec.mode,
+            attestation,
+        }))
+    }
+
+    /// Manual HA mode: show the console instructions, then poll the stored value until it
+    /// matches; the operator's change is recorded as an attestation.
+    async fn manual_ha(
+        &self,
+        database: &str,
+        edit: &HaEdit,
+        step: Option<events::StepKey>,
+    ) -> Result<Attestation, StepError> {
+        self.observer.instruct(&steps::manual_instructions(edit));
+        let deadline = tokio::time::Instant::now() + self.opts.manual_timeout;
+        loop {
+            let current = self.read_ha(database).await?;
+            if haconfig::satisfies(&current, edit).map_err(fatal)? {
+                return Ok(Attestation {
+                    by: self.journal.operator().to_string(),
+                    statement: format!(
+                        "changed ha.config in the OMS console: {}",
+                        steps::manual_instructions(edit)
+                    ),
+                    step,
+                    observed_at: Some(self.ad.clock.now()),
+                });
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(StepError::retry(format!(
+                    "ha.config was not changed within {:?}; the stored value is still {current}",
+                    self.opts.manual_timeout
+                )));
+            }
+            tokio::time::sleep(self.opts.manual_poll).await;
+        }
+    }
+}
+
+pub(super) fn retry(e: impl std::fmt::Display) -> StepError {
+    StepError::retry(e.to_string())
+}
+
+pub(super) fn fatal(e: impl std::fmt::Display) -> StepError {
+    StepError::fatal(e.to_string())
+}
+
+/// BLAKE3 of a file, or `None` when it cannot be read.
+pub(super) async fn hash_file(path: &str) -> Option<String> {
+    let path = path.to_string();
+    tokio::task::spawn_blocking(move || {
+        crate::adapters::fs::blake3_file(Path::new(&path))
+            .ok()
+            .map(|(_, h)| h)
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// `supervisorctl status` lines: `name   STATE   details`.
+fn parse_supervisor(output: &str) -> Vec<NamedState> {
+    output
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            Some(NamedState {
+                name: it.next()?.to_string(),
+                state: it.next()?.to_string(),
+            })
+        })
+        .collect()
+}
+
+pub(super) fn init_facts(
+    spec: &steps::InitSpec,
+    exit_code: i64,
+    output: &str,
+    output_blake3: &str,
+) -> events::DockerInit {
+    events::DockerInit {
+        exit_code,
+        marker_seen: output.lines().any(|l| l.trim_end() == spec.success_marker),
+        log_file: Some(format!("{}/docker_init.log", spec.log_dir)),
+        log_blake3: output_blake3.to_string(),
+        log_tail: events::tail_utf8(output, events::LOG_TAIL_MAX_BYTES).to_string(),
+        harmless_errors: spec
+            .harmless_errors
+            .iter()
+            .filter(|e| output.contains(e.as_str()))
+            .cloned()
+            .collect(),
+    }
+}
+
+fn container_spec(spec: &NewContainerSpec) -> ContainerSpec {
+    ContainerSpec {
+        name: spec.name.clone(),
+        image: spec.image.clone(),
+        binds: spec.binds.clone(),
+        env: spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        labels: spec.labels.clone(),
+        network_mode: spec.network_mode.clone(),
+        privileged: spec.privileged,
+        pids_limit: Some(spec.pids_limit),
+        ulimits: spec
+            .ulimits
+            .iter()
+            .map(|u| DockerUlimit {
+                name: u.name.clone(),
+                soft: u.soft,
+                hard: u.hard,
+            })
+            .collect(),
+        cmd: None,
+    }
+}
+
+fn method_name(m: ChecksumMethod) -> &'static str {
+    match m {
+        ChecksumMethod::ChecksumTable => "checksum-table",
+        ChecksumMethod::Blake3Rows => "blake3-rows",
+    }
+}
+
+fn method_of(name: &str) -> ChecksumMethod {
+    if name == "blake3-rows" {
+        ChecksumMethod::Blake3Rows
+    } else {
+        ChecksumMethod::ChecksumTable
+    }
+}
+
+fn table_facts(tables: &[dump::TableFact]) -> Vec<TableFact> {
+    tables
+        .iter()
+        .map(|t| TableFact {
+            name: t.name.clone(),
+            rows: t.rows,
+            checksum: t.checksum.clone(),
+            method: method_name(t.checksum_method).into(),
+        })
+        .collect()
+}
+
+/// The backup engine's artifact as the ledger records it.
+pub(super) fn artifact_fact(db: Db, a: &dump::DumpArtifact) -> DumpArtifact {
+    DumpArtifact {
+        db,
+        database: a.database.clone(),
+        file: a.file.display().to_string(),
+        size: a.size_bytes,
+        blake3_hex: a.blake3_hex.clone(),
+        format: "sql".into(),
+        compression: match a.compression {
+            Compression::None => "none".into(),
+            Compression::Zstd => "zstd".into(),
+        },
+        dumper: match a.format {
+            DumpFormat::Native => "native".into(),
+            DumpFormat::Mysqldump => "mysqldump".into(),
+        },
+        charset: a.charset.clone(),
+        collation: a.collation.clone(),
+        tables: table_facts(&a.tables),
+    }
+}
+
+/// The recorded artifact as the backup engine needs it for a restore.
+pub(super) fn engine_artifact(a: &DumpArtifact) -> dump::DumpArtifact {
+    dump::DumpArtifact {
+        database: a.database.clone(),
+        file: a.file.clone().into(),
+        size_bytes: a.size,
+        blake3_hex: a.blake3_hex.clone(),
+        format: if a.dumper == "mysqldump" {
+            DumpFormat::Mysqldump
+        } else {
+            DumpFormat::Native
+        },
+        compression: if a.compression == "zstd" {
+            Compression::Zstd
+        } else {
+            Compression::None
+        },
+        charset: a.charset.clone(),
+        collation: a.collation.clone(),
+        tables: a
+            .tables
+            .iter()
+            .map(|t| dump::TableFact {
+                name: t.name.clone(),
+                rows: t.rows,
+                checksum: t.checksum.clone(),
+                checksum_method: method_of(&t.method),
+            })
+            .collect(),
+        views: vec![],
+        skipped_triggers: vec![],
+        server_version: String::new(),
+    }
+}

@@ -1,0 +1,263 @@
+//! Resolving an in-doubt step (an intent with no outcome: the process died in between)
+//! by looking at reality. The finding is recorded as `step.reconciled`; a step whose
+//! effect is found is never performed again, and a step found not done runs again only
+//! because running it again is safe (each such case says why below).
+
+use std::time::Duration;
+
+use crate::adapters::{Clock, Docker, Health, MetaDb};
+use crate::events::{ContainerStopped, Finding, StepFacts};
+use crate::steps::{InitSpec, Step};
+
+use super::Executor;
+use super::perform::init_facts;
+
+impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
+    /// What reality says about an in-doubt `step`, and the evidence.
+    pub(super) async fn inspect(&self, step: &Step) -> (Finding, String) {
+        match self.inspect_inner(step).await {
+            Ok(found) => found,
+            Err(e) => (
+                Finding::Failed {
+                    error: format!("cannot tell whether the step took effect: {e}"),
+                    retryable: true,
+                },
+                "inspection failed".into(),
+            ),
+        }
+    }
+
+    async fn inspect_inner(&self, step: &Step) -> Result<(Finding, String), String> {
+        let not_done = |why: &str| Ok((Finding::NotDone, why.to_string()));
+        match step {
+            // Reading and compare-and-set writing ha.config again is harmless, and the
+            // step's facts need the value read at that moment anyway.
+            Step::DisableHa(_)
+            | Step::RollbackDisableHa(_)
+            | Step::EnableHa(_)
+            | Step::RollbackEnableHa(_) => not_done(
+                "ha.config edits are compare-and-set writes of a value read at the time: safe to perform again",
+            ),
+            // Read-only checks, or deletes that leave the same rows however often they run.
+            Step::PruneHeartbeat(_)
+            | Step::CheckSupervisor(_)
+            | Step::ConfirmHealth(_)
+            | Step::ConfirmOldHealth(_)
+            | Step::CheckOnline(_)
+            | Step::RollbackVerifyDumps(_)
+            | Step::Complete
+            | Step::RollbackComplete => {
+                not_done("idempotent or read-only step: safe to perform again")
+            }
+            // With OMS stopped the database does not change, and an unrecorded file is not
+            // trusted: the dump is written again to `.part` and atomically replaces it.
+            Step::Dump(spec) => {
+                let exists = std::path::Path::new(&spec.file).exists();
+                not_done(&format!(
+                    "dump file {} {}; its checksum was never recorded, so it is written again",
+                    spec.file,
+                    if exists { "exists" } else { "is absent" }
+                ))
+            }
+            // Dropping and recreating again, or restoring again, ends in the same content.
+            Step::RecreateDatabase(_) | Step::Restore(_) => not_done(
+                "drop/recreate and restore replace the whole database: safe to perform again",
+            ),
+            Step::StopOldContainer(spec) | Step::StopNewContainer(spec) => {
+                let target = spec.id.as_deref().unwrap_or(&spec.name);
+                match self
+                    .ad
+                    .docker
+                    .inspect(target)
+                    .await
+                    .map_err(|e| e.to_string())?
+                {
+                    None => Ok((
+                        Finding::Done(Box::new(StepFacts::Skipped {
+                            reason: format!("no container `{target}` exists"),
+                        })),
+                        format!("docker inspect {target}: no such container"),
+                    )),
+                    Some(info) if !info.status.is_running() => {
+                        let at = info.finished_at.unwrap_or_else(|| self.ad.clock.now());
+                        Ok((
+                            Finding::Done(Box::new(StepFacts::ContainerStopped(
+                                ContainerStopped {
+                                    id: info.id.clone(),
+                                    // The stop happened while we were away: Docker's own stop time
+                                    // is the best evidence of T1/T3.
+                                    stopped_at: at,
+                                    docker_finished_at: info.finished_at,
+                                    exit_code: match info.status {
+                                        crate::adapters::docker::ContainerStatus::Exited {
+                                            code,
+                                        } => Some(code),
+                                        _ => None,
+                                    },
+                                    already_stopped: false,
+                                },
+                            ))),
+                            format!(
+                                "docker inspect {target}: not running, finished at {:?}",
+                                info.finished_at
+                            ),
+                        ))
+                    }
+                    Some(_) => not_done(&format!("docker inspect {target}: still running")),
+                }
+            }
+            Step::RenameOldContainer(spec)
+            | Step::RenameNewAside(spec)
+            | Step::RenameOldBack(spec) => {
+                let to = self
+                    .ad
+                    .docker
+                    .inspect(&spec.to)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                match to {
+                    Some(info) if spec.id.as_ref().is_none_or(|id| *id == info.id) => Ok((
+                        Finding::Done(Box::new(StepFacts::ContainerRenamed {
+                            id: info.id.clone(),
+                            from: spec.from.clone(),
+                            to: spec.to.clone(),
+                        })),
+                        format!(
+                            "docker inspect {}: container {} holds the name",
+                            spec.to, info.id
+                        ),
+                    )),
+                    _ => not_done(&format!(
+                        "no container of this run is named {} yet",
+                        spec.to
+                    )),
+                }
+            }
+            Step::CreateNewContainer(spec) => {
+                let run_label = spec.labels.get(crate::steps::labels::RUN_ID);
+                match self
+                    .ad
+                    .docker
+                    .inspect(&spec.name)
+                    .await
+                    .map_err(|e| e.to_string())?
+                {
+                    Some(info) if info.labels.get(crate::steps::labels::RUN_ID) == run_label => {
+                        let facts = self
+                            .new_container_facts(&info.id)
+                            .await
+                            .map_err(|e| e.message)?;
+                        Ok((
+                            Finding::Done(Box::new(facts)),
+                            format!(
+                                "docker inspect {}: created by this run ({})",
+                                spec.name, info.id
+                            ),
+                        ))
+                    }
+                    Some(info) => Err(format!(
+                        "a container named {} exists but was not created by this run (id {})",
+                        spec.name, info.id
+                    )),
+                    None => not_done(&format!("no container named {}", spec.name)),
+                }
+            }
+            Step::StartNewContainer(c) | Step::RestartOldContainer(c) => {
+                let target = c.id.as_deref().unwrap_or(&c.name);
+                match self
+                    .ad
+                    .docker
+                    .inspect(target)
+                    .await
+                    .map_err(|e| e.to_string())?
+                {
+                    Some(info) if info.status.is_running() => {
+                        let facts = match step {
+                            Step::StartNewContainer(_) => StepFacts::NewContainerStarted {
+                                id: info.id.clone(),
+                                started_at: info.started_at,
+                            },
+                            _ => StepFacts::ContainerRestarted {
+                                id: info.id.clone(),
+                                name: c.name.clone(),
+                            },
+                        };
+                        Ok((
+                            Finding::Done(Box::new(facts)),
+                            format!("docker inspect {target}: running"),
+                        ))
+                    }
+                    _ => not_done(&format!("docker inspect {target}: not running")),
+                }
+            }
+            Step::RunDockerInit(spec) => self.inspect_init(spec).await,
+        }
+    }
+
+    /// `docker_init.sh` must not be interrupted and must not be run twice blindly. The exec
+    /// lives in the container, so it may still be running after we died: wait for it, then
+    /// judge by its log.
+    async fn inspect_init(&self, spec: &InitSpec) -> Result<(Finding, String), String> {
+        let log = format!("{}/docker_init.log", spec.log_dir);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(spec.timeout_secs.into());
+        loop {
+            let running = self
+                .ad
+                .docker
+                .exec(
+                    &spec.container,
+                    sh("ps -o args 2>/dev/null || ps"),
+                    vec![],
+                    Some(Duration::from_secs(30)),
+                )
+                .await
+                .map(|o| {
+                    o.output_tail
+                        .lines()
+                        .any(|l| l.contains("docker_init") && !l.contains("ps -o"))
+                })
+                .unwrap_or(false);
+            if !running || tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let out = self
+            .ad
+            .docker
+            .exec(
+                &spec.container,
+                sh(&format!("cat {log}")),
+                vec![],
+                Some(Duration::from_secs(30)),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let facts = init_facts(
+            spec,
+            if out.exit_code == 0 { 0 } else { -1 },
+            &out.output_tail,
+            &out.output_blake3,
+        );
+        if facts.marker_seen {
+            Ok((
+                Finding::Done(Box::new(StepFacts::DockerInit(facts))),
+                format!("{log} ends with the success marker"),
+            ))
+        } else {
+            Ok((
+                Finding::Failed {
+                    error: format!(
+                        "docker_init.sh was interrupted: {log} has no success marker; it must not be re-run blindly, roll back with `oms-upgrade rollback`"
+                    ),
+                    retryable: false,
+                },
+                format!("{log} without the success marker"),
+            ))
+        }
+    }
+}
+
+fn sh(script: &str) -> Vec<String> {
+    vec!["sh".into(), "-c".into(), script.into()]
+}
