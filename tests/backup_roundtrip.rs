@@ -26,14 +26,33 @@ async fn round_trip(opts: DumpOptions) -> (dump::DumpArtifact, Vec<u8>) {
         _ => &before.checksum_table,
     };
     assert_eq!(&artifact.tables, expected);
-    assert_eq!(artifact.views, vec!["a_top".to_string(), "z_base".to_string()]);
-    assert_eq!(artifact.skipped_triggers, vec!["t_trig.trg_audit".to_string()]);
+    assert_eq!(
+        artifact.views,
+        vec!["a_top".to_string(), "z_base".to_string()]
+    );
+    assert_eq!(
+        artifact.skipped_triggers,
+        vec!["t_trig.trg_audit".to_string()]
+    );
     assert_eq!(artifact.compression, opts.compression);
     dump::verify_artifact(&artifact).expect("fresh artifact verifies");
     let bytes = std::fs::read(&artifact.file).unwrap();
     assert_eq!(artifact.size_bytes, bytes.len() as u64);
-    assert_eq!(artifact.blake3_hex, blake3::hash(&bytes).to_hex().to_string());
-    assert_eq!(files_in(dir.path()), vec![artifact.file.file_name().unwrap().to_string_lossy().into_owned()]);
+    assert_eq!(
+        artifact.blake3_hex,
+        blake3::hash(&bytes).to_hex().to_string()
+    );
+    assert_eq!(
+        files_in(dir.path()),
+        vec![
+            artifact
+                .file
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        ]
+    );
 
     drop_db(&db.name).await;
     let report = dump::restore_database(&target, &artifact, &RestoreOptions::default(), &Quiet)
@@ -45,31 +64,60 @@ async fn round_trip(opts: DumpOptions) -> (dump::DumpArtifact, Vec<u8>) {
 
     // Spot checks on values a checksum could in theory miss.
     assert_eq!(
-        value(&db.name, "SELECT vc FROM t_types WHERE id = 2").await.unwrap(),
+        value(&db.name, "SELECT vc FROM t_types WHERE id = 2")
+            .await
+            .unwrap(),
         "emoji 😀 and 𝄞 and 中文".as_bytes()
     );
-    assert_eq!(value(&db.name, "SELECT vc FROM t_types WHERE id = 1").await, Some(vec![]));
-    assert_eq!(value(&db.name, "SELECT vc FROM t_types WHERE id = 3").await, None);
     assert_eq!(
-        value(&db.name, "SELECT HEX(bin8) FROM t_types WHERE id = 2").await.unwrap(),
+        value(&db.name, "SELECT vc FROM t_types WHERE id = 1").await,
+        Some(vec![])
+    );
+    assert_eq!(
+        value(&db.name, "SELECT vc FROM t_types WHERE id = 3").await,
+        None
+    );
+    assert_eq!(
+        value(&db.name, "SELECT HEX(bin8) FROM t_types WHERE id = 2")
+            .await
+            .unwrap(),
         b"00FF27225C0A0D1A"
     );
     assert_eq!(
-        value(&db.name, "SELECT CAST(f AS DOUBLE) FROM t_float WHERE id = 1").await.unwrap(),
+        value(
+            &db.name,
+            "SELECT CAST(f AS DOUBLE) FROM t_float WHERE id = 1"
+        )
+        .await
+        .unwrap(),
         b"3.1415927410125732"
     );
     assert_eq!(
-        value(&db.name, "SELECT ts6 FROM t_types WHERE id = 2").await.unwrap(),
+        value(&db.name, "SELECT ts6 FROM t_types WHERE id = 2")
+            .await
+            .unwrap(),
         b"2038-01-19 03:14:07.999999"
     );
     assert_eq!(
-        value(&db.name, "SELECT label FROM t_autoinc WHERE id = 0").await.unwrap(),
+        value(&db.name, "SELECT label FROM t_autoinc WHERE id = 0")
+            .await
+            .unwrap(),
         b"zero"
     );
     // The trigger did not fire during the load (and is not restored: by design).
-    assert_eq!(value(&db.name, "SELECT COUNT(*) FROM t_audit").await.unwrap(), b"3");
     assert_eq!(
-        value(&db.name, "SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE()").await.unwrap(),
+        value(&db.name, "SELECT COUNT(*) FROM t_audit")
+            .await
+            .unwrap(),
+        b"3"
+    );
+    assert_eq!(
+        value(
+            &db.name,
+            "SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE()"
+        )
+        .await
+        .unwrap(),
         b"0"
     );
     (artifact, bytes)
@@ -82,8 +130,14 @@ async fn native_round_trip_is_identical() {
     let text = String::from_utf8(bytes).expect("native dumps are UTF-8 text");
     assert!(text.trim_end().ends_with(dump::TRAILER));
     // Generated columns are not in the INSERT column list.
-    let insert = text.lines().find(|l| l.starts_with("INSERT INTO `t_gen`")).unwrap();
-    assert!(insert.starts_with("INSERT INTO `t_gen` (`id`,`price`,`qty`) VALUES"), "{insert}");
+    let insert = text
+        .lines()
+        .find(|l| l.starts_with("INSERT INTO `t_gen`"))
+        .unwrap();
+    assert!(
+        insert.starts_with("INSERT INTO `t_gen` (`id`,`price`,`qty`) VALUES"),
+        "{insert}"
+    );
     // No clock reading in the file: the same content dumps to the same bytes.
     assert!(!text.contains("Dump completed on"));
     assert!(!text.contains(&support::mysql_target().password.expose().to_string()));
@@ -100,8 +154,17 @@ async fn zstd_and_blake3_rows_round_trip_is_identical() {
     let (artifact, bytes) = round_trip(opts).await;
     assert!(artifact.file.to_string_lossy().ends_with(".sql.zst"));
     let sql = zstd::decode_all(&bytes[..]).unwrap();
-    assert!(String::from_utf8_lossy(&sql).trim_end().ends_with(dump::TRAILER));
-    assert!(artifact.tables.iter().all(|t| t.checksum_method == ChecksumMethod::Blake3Rows));
+    assert!(
+        String::from_utf8_lossy(&sql)
+            .trim_end()
+            .ends_with(dump::TRAILER)
+    );
+    assert!(
+        artifact
+            .tables
+            .iter()
+            .all(|t| t.checksum_method == ChecksumMethod::Blake3Rows)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -110,8 +173,24 @@ async fn same_content_dumps_to_the_same_bytes() {
     load_fixture(&db.name).await;
     let target = support::mysql_target();
     let (d1, d2) = (out_dir(), out_dir());
-    let a = dump::dump_database(&target, &db.name, d1.path(), &DumpOptions::default(), &Quiet).await.unwrap();
-    let b = dump::dump_database(&target, &db.name, d2.path(), &DumpOptions::default(), &Quiet).await.unwrap();
+    let a = dump::dump_database(
+        &target,
+        &db.name,
+        d1.path(),
+        &DumpOptions::default(),
+        &Quiet,
+    )
+    .await
+    .unwrap();
+    let b = dump::dump_database(
+        &target,
+        &db.name,
+        d2.path(),
+        &DumpOptions::default(),
+        &Quiet,
+    )
+    .await
+    .unwrap();
     assert_eq!(a.blake3_hex, b.blake3_hex);
     assert_eq!(a.tables, b.tables);
 }
@@ -134,16 +213,35 @@ async fn backup_of_several_databases_writes_a_manifest_and_restores_them_all() {
     }
     let dir = out_dir();
     let target = support::mysql_target();
-    let opts = DumpOptions { jobs: 2, ..DumpOptions::default() };
-    let manifest = dump::backup(&target, &names, dir.path(), &opts, std::sync::Arc::new(Quiet))
-        .await
-        .expect("backup");
-    assert_eq!(manifest.databases.iter().map(|a| a.database.clone()).collect::<Vec<_>>(), names);
+    let opts = DumpOptions {
+        jobs: 2,
+        ..DumpOptions::default()
+    };
+    let manifest = dump::backup(
+        &target,
+        &names,
+        dir.path(),
+        &opts,
+        std::sync::Arc::new(Quiet),
+    )
+    .await
+    .expect("backup");
+    assert_eq!(
+        manifest
+            .databases
+            .iter()
+            .map(|a| a.database.clone())
+            .collect::<Vec<_>>(),
+        names
+    );
     assert_eq!(manifest.source, target.display_url());
     let loaded = dump::Manifest::load(dir.path()).unwrap();
     assert_eq!(loaded, manifest, "manifest.json reads back as written");
     let raw = std::fs::read_to_string(dir.path().join(dump::MANIFEST_FILE)).unwrap();
-    assert!(!raw.contains(dir.path().to_str().unwrap()), "paths in the manifest are relative");
+    assert!(
+        !raw.contains(dir.path().to_str().unwrap()),
+        "paths in the manifest are relative"
+    );
     assert!(!raw.contains(target.password.expose()));
     use std::os::unix::fs::PermissionsExt;
     for f in std::fs::read_dir(dir.path()).unwrap() {
@@ -154,9 +252,15 @@ async fn backup_of_several_databases_writes_a_manifest_and_restores_them_all() {
     for n in &names {
         drop_db(n).await;
     }
-    let reports = dump::restore(&target, &loaded, &[], &RestoreOptions { jobs: 3 }, std::sync::Arc::new(Quiet))
-        .await
-        .expect("restore");
+    let reports = dump::restore(
+        &target,
+        &loaded,
+        &[],
+        &RestoreOptions { jobs: 3 },
+        std::sync::Arc::new(Quiet),
+    )
+    .await
+    .expect("restore");
     assert_eq!(reports.len(), 3);
     for (n, b) in names.iter().zip(&before) {
         assert_eq!(&snapshot(n).await, b, "database {n}");
@@ -170,8 +274,13 @@ async fn external_mode_round_trip_flags_only_mariadb_dumps_float_loss() {
     let before = snapshot(&db.name).await;
     let dir = out_dir();
     let target = support::mysql_target();
-    let opts = DumpOptions { dumper: dump::Dumper::Mysqldump, ..DumpOptions::default() };
-    let artifact = dump::dump_database(&target, &db.name, dir.path(), &opts, &Quiet).await.expect("external dump");
+    let opts = DumpOptions {
+        dumper: dump::Dumper::Mysqldump,
+        ..DumpOptions::default()
+    };
+    let artifact = dump::dump_database(&target, &db.name, dir.path(), &opts, &Quiet)
+        .await
+        .expect("external dump");
     assert_eq!(artifact.format, DumpFormat::Mysqldump);
     assert_eq!(artifact.tables, before.checksum_table);
     let text = std::fs::read_to_string(&artifact.file).unwrap();

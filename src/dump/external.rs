@@ -152,10 +152,14 @@ pub(crate) async fn dump(
     conn.query_drop("COMMIT").await.ok();
     conn.disconnect().await.ok();
 
-    let defaults = DefaultsFile::create(&target.password)?;
+    let mut defaults = Some(DefaultsFile::create(&target.password)?);
     let program_name = program.display().to_string();
     let mut child = tokio::process::Command::new(&program)
-        .args(dumper_args(defaults.path(), target, database))
+        .args(dumper_args(
+            defaults.as_ref().expect("just created").path(),
+            target,
+            database,
+        ))
         .env_remove("MYSQL_PWD")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -198,12 +202,20 @@ pub(crate) async fn dump(
             if n == 0 {
                 return Ok(());
             }
+            // Output means the child has read its options: the password file can go now,
+            // which keeps the window in which a crash could leave it behind short.
+            defaults.take();
             chunk.truncate(n);
             progress.advance(database, n as u64, 0);
             send(&tx, chunk).await?;
         }
     }
     .await;
+    if streamed.is_err() {
+        // Nobody reads its stdout any more: stop the child rather than wait on a full pipe.
+        drop(stdout);
+        let _ = child.start_kill();
+    }
     let status = child.wait().await.map_err(|e| DumpError::io(&program, e));
     drop(defaults);
     let stderr_bytes = stderr_task.await.unwrap_or_default();

@@ -17,14 +17,18 @@ pub const FIXTURE: &str = include_str!("../fixtures/backup_awkward_types.sql");
 /// Runs `sql` (any number of statements) with `db` as the default database.
 pub async fn exec(db: &str, sql: &str) {
     let mut c = conn(Some(db)).await;
-    c.query_drop(sql).await.unwrap_or_else(|e| panic!("running SQL on `{db}`: {e}"));
+    c.query_drop(sql)
+        .await
+        .unwrap_or_else(|e| panic!("running SQL on `{db}`: {e}"));
     c.disconnect().await.ok();
 }
 
 /// A connection (optionally with a default database); fails loudly when MariaDB is down.
 pub async fn conn(db: Option<&str>) -> mysql_async::Conn {
     support::mysql_pool().await; // panics with the setup command when unreachable
-    mysql_async::Conn::new(support::mysql_target().opts(db)).await.expect("connect")
+    mysql_async::Conn::new(support::mysql_target().opts(db))
+        .await
+        .expect("connect")
 }
 
 /// Loads the fixture into `db`.
@@ -93,7 +97,9 @@ pub async fn snapshot(db: &str) -> Snapshot {
 /// Drops `db`.
 pub async fn drop_db(db: &str) {
     let mut c = conn(None).await;
-    c.query_drop(format!("DROP DATABASE IF EXISTS `{db}`")).await.unwrap();
+    c.query_drop(format!("DROP DATABASE IF EXISTS `{db}`"))
+        .await
+        .unwrap();
     c.disconnect().await.ok();
 }
 
@@ -120,7 +126,10 @@ pub async fn value(db: &str, sql: &str) -> Option<Vec<u8>> {
 /// File names in `dir`, sorted.
 pub fn files_in(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
-        .map(|rd| rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
+        .map(|rd| {
+            rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     v.sort();
     v
@@ -129,7 +138,10 @@ pub fn files_in(dir: &Path) -> Vec<String> {
 /// A private (0700) temporary folder for dumps.
 pub fn out_dir() -> tempfile::TempDir {
     use std::os::unix::fs::PermissionsExt;
-    let d = tempfile::Builder::new().prefix("oms-dump-test").tempdir().unwrap();
+    let d = tempfile::Builder::new()
+        .prefix("oms-dump-test")
+        .tempdir()
+        .unwrap();
     std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
     d
 }
