@@ -11,7 +11,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod backup;
+pub mod init;
 pub mod ledger;
+pub mod note;
+pub mod run;
+pub mod shell;
+pub mod status;
 
 /// Default ledger folder when neither `--ledger` nor `OMS_UPGRADE_LEDGER` is given.
 pub const DEFAULT_LEDGER_DIR: &str = "/var/lib/oms-upgrade/ledger";
@@ -47,6 +52,18 @@ pub struct Cli {
 /// The command groups.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Discover the running OMS node, run preflight checks, and record the upgrade plan.
+    Init(init::InitArgs),
+    /// Show the steps that would run, with the exact commands and SQL (no secrets).
+    Plan(status::PlanArgs),
+    /// Perform the planned upgrade (resumes safely after a crash or a failure).
+    Run(run::RunArgs),
+    /// Where the run stands: phase, T1/T2/T3, downtime, next step, steps in doubt.
+    Status(status::StatusArgs),
+    /// Roll the upgrade back: restore the databases and restart the old container.
+    Rollback(run::RollbackArgs),
+    /// Add an operator's note to the record.
+    Note(note::NoteArgs),
     /// Inspect and prove the ledger: verify, log, export, checkpoint.
     #[command(subcommand)]
     Ledger(ledger::LedgerCommand),
@@ -137,6 +154,12 @@ pub fn main() -> ExitCode {
         json: cli.json,
     };
     let result = match cli.command {
+        Command::Init(args) => init::run(args, &ctx),
+        Command::Plan(args) => status::plan(args, &ctx),
+        Command::Run(args) => run::run(args, &ctx),
+        Command::Status(args) => status::status(args, &ctx),
+        Command::Rollback(args) => run::rollback(args, &ctx),
+        Command::Note(args) => note::run(args, &ctx),
         Command::Ledger(cmd) => ledger::run(cmd, &ctx),
         Command::Backup(args) => backup::run_backup(args, &ctx),
         Command::Restore(args) => backup::run_restore(args, &ctx),

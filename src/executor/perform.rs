@@ -268,7 +268,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
         }
         self.ad
             .docker
-            .rename(&holder.id, &spec.to)
+            .rename(&holder.name, &spec.to)
             .await
             .map_err(retry)?;
         Ok(StepFacts::ContainerRenamed {
@@ -485,7 +485,9 @@ pub(super) fn init_facts(
 ) -> events::DockerInit {
     events::DockerInit {
         exit_code,
-        marker_seen: output.lines().any(|l| l.trim_end() == spec.success_marker),
+        marker_seen: output
+            .lines()
+            .any(|l| l.contains(spec.success_marker.as_str())),
         log_file: Some(format!("{}/docker_init.log", spec.log_dir)),
         log_blake3: output_blake3.to_string(),
         log_tail: events::tail_utf8(output, events::LOG_TAIL_MAX_BYTES).to_string(),

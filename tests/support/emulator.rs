@@ -648,6 +648,19 @@ pub async fn scalar(sql: &str) -> Option<u64> {
     v
 }
 
+/// The first column of the first row of `sql` as text, on the test server.
+pub async fn scalar_text(sql: &str) -> Option<String> {
+    let pool = mysql_pool().await;
+    let mut c = pool.get_conn().await.expect("connection");
+    let v: Option<String> = c
+        .query_first(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    drop(c);
+    pool.disconnect().await.ok();
+    v
+}
+
 /// Polls until `<cm_hb>.heatbeat_sequence` holds more than `above` rows; returns the count.
 /// Panics with the container's log if it does not happen within the timeout.
 pub async fn wait_heartbeats_above(

@@ -1,0 +1,578 @@
+//! `oms-upgrade init`: discover the old OMS node, run the preflight checks, record the plan.
+//!
+//! Everything the upgrade will need is discovered here, from `docker inspect` and the
+//! config.yaml the old container mounts, and frozen into the `run.planned` record. A failed
+//! preflight records only the failure (`preflight.failed`) and changes nothing else.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use super::shell::{self, config_bind, journal_error, load_config};
+use super::{CliError, CmdResult, Ctx, ExitKind};
+use crate::adapters::fs::free_space;
+use crate::adapters::{BollardDocker, Docker, MetaDb, MysqlMetaDb};
+use crate::events::{
+    ContainerSnapshot, DbNames, Event, HaAfter, HaMode, MetaDbLocation, Plan, PlanInput,
+    PreflightCheck, record_env,
+};
+use crate::refetch::{RefetchMode, RefetchPolicy, StoreRetention};
+use crate::replay::Phase;
+use crate::versions::{Version, procedure_for};
+
+/// HA toggling mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HaModeArg {
+    /// Write `ha.config` in `oms_normal_config` directly, then read it back (default).
+    Sql,
+    /// Print the console instructions, wait until the stored value changes, record an attestation.
+    Manual,
+}
+
+/// Arguments of `init`.
+///
+/// Discovers the running OMS container and its metadata database, checks that the upgrade
+/// can run (supported version path, target image present, binds on disk, database reachable
+/// with its three databases, `ha.config` readable, enough free disk for the dumps), and
+/// records the plan in a new ledger. Nothing is changed in Docker or the databases.
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    /// Name of the running OMS container to upgrade.
+    #[arg(long, value_name = "NAME")]
+    pub container: String,
+    /// The new OMS image (must already be loaded: `docker load -i ...`).
+    #[arg(long, value_name = "IMAGE")]
+    pub image: String,
+    /// Host path of OMS's config.yaml (default: the file the container mounts at
+    /// /home/admin/conf/config.yaml).
+    #[arg(long, value_name = "FILE")]
+    pub oms_config: Option<PathBuf>,
+    /// Folder for the dumps (a subfolder per run is created, mode 700).
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/var/lib/oms-upgrade/backups"
+    )]
+    pub backup_dir: PathBuf,
+    /// How HA is switched off and on.
+    #[arg(long, value_enum, default_value = "sql")]
+    pub ha_mode: HaModeArg,
+    /// Host IP for `OMS_HOST_IP` (default: the old container's OMS_HOST_IP).
+    #[arg(long, value_name = "IP")]
+    pub host_ip: Option<String>,
+    /// Start the new container without `--privileged` (only where the engine refuses it).
+    #[arg(long)]
+    pub no_privileged: bool,
+    /// Version running now (default: read from the old image's tag, e.g. feature_3.3.0_ce).
+    #[arg(long, value_name = "X.Y.Z")]
+    pub from_version: Option<String>,
+    /// Version to upgrade to (default: read from --image's tag).
+    #[arg(long, value_name = "X.Y.Z")]
+    pub to_version: Option<String>,
+    /// New name of the old container (default: <name>-pre-<target version>).
+    #[arg(long, value_name = "NAME")]
+    pub rename_old_to: Option<String>,
+    /// Set `perceiveStoreClientCheckpoint=true` when HA is re-enabled, instead of a refetch interval.
+    #[arg(long)]
+    pub perceive_checkpoint: bool,
+    /// Refetch margin: percent of the downtime added on top of it.
+    #[arg(long, value_name = "PERCENT", default_value_t = 50)]
+    pub refetch_margin_percent: u32,
+    /// Refetch margin: at least this many minutes.
+    #[arg(long, value_name = "MINUTES", default_value_t = 30)]
+    pub refetch_margin_min: u32,
+    /// The Stores serve migration projects (120 h retention) rather than sync projects (24 h).
+    #[arg(long)]
+    pub migration_retention: bool,
+    /// Leave `ha.config` `enable` as it was before the upgrade instead of switching HA on.
+    #[arg(long)]
+    pub keep_ha_as_before: bool,
+    /// Read the metadata DB password from this file (default: OMS_META_PASSWORD, then config.yaml).
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// `docker stop` timeout in seconds.
+    #[arg(long, value_name = "SECS")]
+    pub stop_timeout: Option<u32>,
+    /// How long `docker_init.sh` may take, in seconds.
+    #[arg(long, value_name = "SECS")]
+    pub init_timeout: Option<u32>,
+    /// How long to wait for OMS to report healthy, in seconds.
+    #[arg(long, value_name = "SECS")]
+    pub health_timeout: Option<u32>,
+}
+
+/// Runs `init`.
+pub fn run(args: InitArgs, ctx: &Ctx) -> CmdResult {
+    let rt = super::runtime()?;
+    let mut journal = shell::open_journal(&ctx.ledger, true)?;
+    let state = journal.state();
+    if let Some(plan) = state.plan() {
+        return Err(CliError::new(
+            ExitKind::Refused,
+            format!(
+                "this ledger already holds run {} ({} -> {}, {})",
+                plan.run_id,
+                plan.source_version,
+                plan.target_version,
+                state.phase()
+            ),
+        )
+        .hint(match state.phase() {
+            Phase::Completed | Phase::RolledBack => "one ledger records one upgrade: pass a new --ledger for a new upgrade",
+            _ => "continue it with `oms-upgrade run` (or `oms-upgrade rollback`); `oms-upgrade status` shows where it stands",
+        }));
+    }
+    // Earlier failed preflights on this ledger keep their run id.
+    let run_id = state.run_id().unwrap_or_else(uuid::Uuid::new_v4);
+    let mut checks = Vec::new();
+    let planned = rt.block_on(preflight(&args, run_id, &mut checks));
+    let now = chrono::Utc::now();
+    match planned {
+        Ok(plan) if checks.iter().all(|c| c.ok) => {
+            let summary = plan_summary(&plan);
+            journal
+                .record(run_id, now, Event::planned(plan))
+                .map_err(journal_error)?;
+            if ctx.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"ok": true, "ledger": ctx.ledger, "plan": summary, "checks": checks_json(&checks)})
+                );
+            } else {
+                for c in &checks {
+                    eprintln!("  ok  {}: {}", c.name, c.detail);
+                }
+                println!(
+                    "Planned run {} in {}.",
+                    summary["run_id"].as_str().unwrap_or(""),
+                    ctx.ledger.display()
+                );
+                println!("Next: `oms-upgrade plan` to review the steps, then `oms-upgrade run`.");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        other => {
+            let fatal = other.err();
+            if let Some(e) = &fatal {
+                checks.push(PreflightCheck {
+                    name: e.check.into(),
+                    ok: false,
+                    detail: e.err.message.clone(),
+                });
+            }
+            journal
+                .record(
+                    run_id,
+                    now,
+                    Event::PreflightFailed {
+                        checks: checks.clone(),
+                    },
+                )
+                .map_err(journal_error)?;
+            let failed: Vec<_> = checks.iter().filter(|c| !c.ok).collect();
+            if ctx.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"ok": false, "ledger": ctx.ledger, "checks": checks_json(&checks), "exit_code": ExitKind::Refused.code()})
+                );
+            }
+            let first = failed
+                .first()
+                .map(|c| format!("{}: {}", c.name, c.detail))
+                .unwrap_or_default();
+            let mut err = CliError::new(
+                fatal
+                    .as_ref()
+                    .map(|f| f.err.kind)
+                    .unwrap_or(ExitKind::Refused),
+                format!(
+                    "preflight failed ({} check(s)); nothing was changed. {first}",
+                    failed.len()
+                ),
+            );
+            err.hint = fatal.and_then(|f| f.err.hint).or_else(|| {
+                Some("fix what the failed checks name, then run `oms-upgrade init` again".into())
+            });
+            if !ctx.json {
+                for c in &checks {
+                    eprintln!(
+                        "  {}  {}: {}",
+                        if c.ok { "ok  " } else { "FAIL" },
+                        c.name,
+                        c.detail
+                    );
+                }
+            }
+            Err(err)
+        }
+    }
+}
+
+/// A check that stopped the preflight early (later checks need what it would have found).
+struct Fatal {
+    check: &'static str,
+    err: CliError,
+}
+
+fn fatal(check: &'static str, err: CliError) -> Fatal {
+    Fatal { check, err }
+}
+
+fn ok(checks: &mut Vec<PreflightCheck>, name: &str, detail: impl Into<String>) {
+    checks.push(PreflightCheck {
+        name: name.into(),
+        ok: true,
+        detail: detail.into(),
+    });
+}
+
+fn failed(checks: &mut Vec<PreflightCheck>, name: &str, detail: impl Into<String>) {
+    checks.push(PreflightCheck {
+        name: name.into(),
+        ok: false,
+        detail: detail.into(),
+    });
+}
+
+async fn preflight(
+    args: &InitArgs,
+    run_id: uuid::Uuid,
+    checks: &mut Vec<PreflightCheck>,
+) -> Result<Plan, Fatal> {
+    let docker = BollardDocker::connect().await.map_err(|e| {
+        fatal(
+            "docker",
+            CliError::new(
+                ExitKind::Service,
+                format!("cannot reach the Docker engine: {e}"),
+            ),
+        )
+    })?;
+    ok(checks, "docker", "engine reachable");
+
+    let old = docker
+        .inspect(&args.container)
+        .await
+        .map_err(|e| fatal("container", CliError::new(ExitKind::Service, e.to_string())))?
+        .ok_or_else(|| {
+            fatal(
+                "container",
+                CliError::new(
+                    ExitKind::Input,
+                    format!("no container named `{}`", args.container),
+                )
+                .hint("pass the OMS container's name as `docker ps` shows it"),
+            )
+        })?;
+    if !old.status.is_running() {
+        failed(
+            checks,
+            "container",
+            format!("`{}` is not running ({:?})", old.name, old.status),
+        );
+    } else {
+        ok(
+            checks,
+            "container",
+            format!(
+                "`{}` ({}) is running {}",
+                old.name,
+                short(&old.id),
+                old.image
+            ),
+        );
+    }
+
+    let image = docker
+        .inspect_image(&args.image)
+        .await
+        .map_err(|e| fatal("image", CliError::new(ExitKind::Service, e.to_string())))?
+        .ok_or_else(|| {
+            fatal(
+                "image",
+                CliError::new(ExitKind::Input, format!("image `{}` is not present locally", args.image))
+                    .hint("load it first (`docker load -i oms_<version>.tar.gz`); oms-upgrade never pulls"),
+            )
+        })?;
+    ok(
+        checks,
+        "image",
+        format!("{} present ({})", args.image, short(&image.id)),
+    );
+
+    let version =
+        |given: &Option<String>, tag: &str, what: &'static str| -> Result<Version, Fatal> {
+            match given {
+                Some(v) => v.parse::<Version>().map_err(|e| {
+                    fatal(
+                        "versions",
+                        CliError::new(ExitKind::Input, format!("--{what}-version: {e}")),
+                    )
+                }),
+                None => Version::parse_loose(tag).ok_or_else(|| {
+                    fatal(
+                        "versions",
+                        CliError::new(
+                            ExitKind::Input,
+                            format!("cannot read a version from `{tag}`"),
+                        )
+                        .hint(format!("pass --{what}-version X.Y.Z")),
+                    )
+                }),
+            }
+        };
+    let from = version(&args.from_version, &old.image, "from")?;
+    let to = version(&args.to_version, &args.image, "to")?;
+    let procedure = procedure_for(from, to).map_err(|e| {
+        fatal(
+            "versions",
+            CliError::new(ExitKind::Refused, e.to_string())
+                .hint("upgrade along a supported path, one hop at a time"),
+        )
+    })?;
+    ok(
+        checks,
+        "versions",
+        format!("{from} -> {to} is supported ({})", procedure.id.name()),
+    );
+
+    for b in &old.binds {
+        let host = b.split(':').next().unwrap_or("");
+        if std::path::Path::new(host).exists() {
+            ok(checks, "binds", format!("{host} exists"));
+        } else {
+            failed(
+                checks,
+                "binds",
+                format!("bind source {host} does not exist on this host"),
+            );
+        }
+    }
+
+    let config_path = args
+        .oms_config
+        .clone()
+        .or_else(|| config_bind(&old.binds))
+        .ok_or_else(|| {
+            fatal(
+                "config",
+                CliError::new(
+                    ExitKind::Input,
+                    format!("`{}` mounts no {}", old.name, shell::CONTAINER_CONFIG_PATH),
+                )
+                .hint("pass the config.yaml's host path with --oms-config"),
+            )
+        })?;
+    let config = load_config(&config_path).map_err(|e| fatal("config", e))?;
+    ok(
+        checks,
+        "config",
+        format!("{} names the metadata DB", config_path.display()),
+    );
+
+    let mut target = config.db_target();
+    if let Some(p) =
+        shell::password_override(args.password_file.as_deref()).map_err(|e| fatal("metadb", e))?
+    {
+        target.password = p;
+    }
+    let metadb = MysqlMetaDb::new(&target);
+    metadb.ping().await.map_err(|e| {
+        fatal(
+            "metadb",
+            CliError::new(
+                ExitKind::Service,
+                format!("metadata DB {}: {e}", target.display_url()),
+            )
+            .hint("check oms_meta_host/port/user/password in config.yaml (or OMS_META_PASSWORD)"),
+        )
+    })?;
+    ok(
+        checks,
+        "metadb",
+        format!("{} reachable", target.display_url()),
+    );
+    let dbs = config.databases();
+    let names = DbNames {
+        rm: dbs.rm.clone(),
+        cm: dbs.cm.clone(),
+        cm_hb: dbs.cm_hb.clone(),
+    };
+    let all = vec![names.rm.clone(), names.cm.clone(), names.cm_hb.clone()];
+    for d in &all {
+        match metadb.database_exists(d).await {
+            Ok(true) => ok(checks, "databases", format!("`{d}` exists")),
+            Ok(false) => failed(
+                checks,
+                "databases",
+                format!("database `{d}` does not exist"),
+            ),
+            Err(e) => failed(checks, "databases", format!("`{d}`: {e}")),
+        }
+    }
+    if procedure.id.has_ha_steps() {
+        match metadb.read_ha_config(&names.rm).await {
+            Ok(Some(json)) => match crate::haconfig::HaConfig::parse(&json) {
+                Ok(_) => ok(checks, "ha.config", "readable JSON"),
+                Err(e) => failed(checks, "ha.config", format!("not usable: {e}")),
+            },
+            Ok(None) => failed(
+                checks,
+                "ha.config",
+                format!("no `ha.config` row in {}.oms_normal_config", names.rm),
+            ),
+            Err(e) => failed(checks, "ha.config", e.to_string()),
+        }
+    }
+    let size: u64 = metadb
+        .database_sizes(&all)
+        .await
+        .map(|m| m.values().sum())
+        .unwrap_or(0);
+    let backup_dir = absolute(&args.backup_dir);
+    let probe = existing_ancestor(&backup_dir);
+    match free_space(&probe) {
+        Ok(free) if free >= size.saturating_mul(2) => ok(
+            checks,
+            "disk",
+            format!(
+                "{} free at {}, databases take {}",
+                human(free),
+                probe.display(),
+                human(size)
+            ),
+        ),
+        Ok(free) => failed(
+            checks,
+            "disk",
+            format!(
+                "only {} free at {}; need twice the databases' {}",
+                human(free),
+                probe.display(),
+                human(size)
+            ),
+        ),
+        Err(e) => failed(checks, "disk", e.to_string()),
+    }
+    metadb.close().await;
+
+    let host_ip = args
+        .host_ip
+        .clone()
+        .or_else(|| {
+            crate::adapters::docker::env_lookup(&old.env, "OMS_HOST_IP").map(str::to_string)
+        })
+        .ok_or_else(|| {
+            fatal(
+                "host-ip",
+                CliError::new(ExitKind::Input, "the old container has no OMS_HOST_IP")
+                    .hint("pass --host-ip"),
+            )
+        })?;
+    let input = PlanInput {
+        run_id,
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        source_version: from,
+        target_version: to,
+        old_container: ContainerSnapshot {
+            id: old.id.clone(),
+            name: old.name.clone(),
+            image: old.image.clone(),
+            image_id: old.image_id.clone(),
+            binds: old.binds.clone(),
+            env: record_env(&old.env),
+            labels: old.labels.clone(),
+        },
+        target_image: args.image.clone(),
+        target_image_id: Some(image.id.clone()),
+        old_renamed_to: args.rename_old_to.clone(),
+        privileged: !args.no_privileged,
+        health_url: format!("http://{host_ip}:{}", config.nginx_server_port),
+        host_ip,
+        metadb: MetaDbLocation {
+            display_url: target.display_url(),
+            host: target.host.clone(),
+            port: target.port,
+            user: target.user.clone(),
+        },
+        databases: names,
+        backup_dir: backup_dir.display().to_string(),
+        ha_mode: match args.ha_mode {
+            HaModeArg::Sql => HaMode::Sql,
+            HaModeArg::Manual => HaMode::Manual,
+        },
+        ha_after: if args.keep_ha_as_before {
+            HaAfter::KeepPrevious
+        } else {
+            HaAfter::Enable
+        },
+        refetch: RefetchPolicy {
+            mode: if args.perceive_checkpoint {
+                RefetchMode::PerceiveCheckpoint
+            } else {
+                RefetchMode::Interval
+            },
+            margin_percent: args.refetch_margin_percent,
+            margin_min_minutes: args.refetch_margin_min,
+            retention: if args.migration_retention {
+                StoreRetention::Migration
+            } else {
+                StoreRetention::Sync
+            },
+            ..RefetchPolicy::default()
+        },
+        stop_timeout_secs: args.stop_timeout,
+        init_timeout_secs: args.init_timeout,
+        health_timeout_secs: args.health_timeout,
+    };
+    Plan::new(input).map_err(|e| fatal("plan", CliError::new(ExitKind::Input, e.to_string())))
+}
+
+fn plan_summary(plan: &Plan) -> serde_json::Value {
+    serde_json::json!({
+        "run_id": plan.run_id.to_string(),
+        "digest": plan.digest().to_string(),
+        "from": plan.source_version.to_string(),
+        "to": plan.target_version.to_string(),
+        "procedure": plan.procedure.name(),
+        "old_container": plan.old_container.name,
+        "old_renamed_to": plan.old_renamed_to,
+        "target_image": plan.target_image,
+        "backup_dir": plan.dump_dir(),
+        "metadb": plan.metadb.display_url,
+    })
+}
+
+fn checks_json(checks: &[PreflightCheck]) -> serde_json::Value {
+    serde_json::to_value(checks).unwrap_or_default()
+}
+
+fn short(id: &str) -> &str {
+    let id = id.strip_prefix("sha256:").unwrap_or(id);
+    &id[..id.len().min(12)]
+}
+
+fn absolute(p: &std::path::Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+fn existing_ancestor(p: &std::path::Path) -> PathBuf {
+    let mut cur = p.to_path_buf();
+    while !cur.exists() {
+        if !cur.pop() {
+            return PathBuf::from("/");
+        }
+    }
+    cur
+}
+
+/// Bytes in a human unit.
+pub fn human(bytes: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < units.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    format!("{v:.1} {}", units[i])
+}

@@ -1,0 +1,149 @@
+//! `oms-upgrade run` and `oms-upgrade rollback`: replay the ledger, reconcile an in-doubt
+//! step, then perform the permitted steps one by one.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use super::shell::{self, TermObserver, exec_error};
+use super::{CliError, CmdResult, Ctx, ExitKind};
+use crate::events::StepKey;
+use crate::executor::{ExecOptions, Executor, Stopped};
+use crate::replay::Phase;
+
+/// Arguments of `run`.
+///
+/// Performs the planned upgrade: every step is recorded before (intent) and after
+/// (outcome) it happens. Safe to run again after a crash or a failure: the ledger says
+/// where the run stands, a step left in doubt is checked against reality first, and
+/// nothing is done twice.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Stop before this step (e.g. `docker-init`); `oms-upgrade status` lists step names.
+    #[arg(long, value_name = "STEP")]
+    pub until: Option<StepKey>,
+    /// Do not ask before irreversible steps (stopping OMS, pruning, docker_init.sh).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Read the metadata DB password from this file (default: OMS_META_PASSWORD, then config.yaml).
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+}
+
+/// Arguments of `rollback`.
+///
+/// Undoes the upgrade as the runbook's rollback does: HA off, new container stopped (T3),
+/// the three databases restored from the verified dumps (only if they were touched), the old
+/// container restarted, HA on with a refetch window covering the whole downtime since T1.
+#[derive(Debug, clap::Args)]
+pub struct RollbackArgs {
+    /// Why (recorded in the ledger).
+    #[arg(long, default_value = "requested by the operator")]
+    pub reason: String,
+    /// Do not ask before irreversible steps.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Read the metadata DB password from this file (default: OMS_META_PASSWORD, then config.yaml).
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+}
+
+/// Runs `run`.
+pub fn run(args: RunArgs, ctx: &Ctx) -> CmdResult {
+    if let Some(until) = args.until
+        && until.is_rollback()
+    {
+        return Err(CliError::new(
+            ExitKind::Input,
+            format!("--until {until} is a rollback step"),
+        )
+        .hint("use a step of the upgrade"));
+    }
+    drive(ctx, args.password_file, args.yes, None, args.until)
+}
+
+/// Runs `rollback`.
+pub fn rollback(args: RollbackArgs, ctx: &Ctx) -> CmdResult {
+    drive(ctx, args.password_file, args.yes, Some(args.reason), None)
+}
+
+fn drive(
+    ctx: &Ctx,
+    password_file: Option<PathBuf>,
+    yes: bool,
+    rollback: Option<String>,
+    until: Option<StepKey>,
+) -> CmdResult {
+    let journal = shell::open_journal(&ctx.ledger, false)?;
+    let plan = journal.state().plan().cloned().ok_or_else(|| {
+        CliError::new(ExitKind::Refused, "no upgrade is planned in this ledger")
+            .hint("run `oms-upgrade init` first")
+    })?;
+    if rollback.is_none() && journal.state().rollback().is_some() {
+        return Err(CliError::new(
+            ExitKind::Refused,
+            "this run is being rolled back; `run` would not continue the upgrade",
+        )
+        .hint("continue the rollback with `oms-upgrade rollback`"));
+    }
+    let db = shell::db_target_for(&plan, password_file.as_deref())?;
+    let rt = super::runtime()?;
+    let observer = TermObserver {
+        yes,
+        quiet: ctx.json,
+    };
+    let result = rt.block_on(async {
+        let adapters = shell::connect(db).await?;
+        let mut ex = Executor::new(journal, adapters, ExecOptions::default(), &observer);
+        if let Some(reason) = &rollback {
+            ex.request_rollback(reason).map_err(exec_error)?;
+        }
+        let stopped = ex.run(until).await;
+        Ok::<_, CliError>((stopped, ex.into_journal()))
+    })?;
+    let (stopped, journal) = result;
+    let state = journal.state();
+    let summary = serde_json::json!({
+        "ok": stopped.is_ok(),
+        "ledger": ctx.ledger,
+        "run_id": plan.run_id.to_string(),
+        "phase": state.phase().to_string(),
+        "t1": state.t1(),
+        "t2": state.t2(),
+        "t3": state.t3(),
+        "stopped_before": match &stopped { Ok(Stopped::Until(k)) => Some(k.to_string()), _ => None },
+        "refetch_minutes": state.refetch_decision().and_then(|d| d.interval_minutes),
+    });
+    match stopped {
+        Ok(s) => {
+            if ctx.json {
+                println!("{summary}");
+            } else {
+                match s {
+                    Stopped::Finished(Phase::Completed) => println!(
+                        "Upgrade completed: {} -> {}.",
+                        plan.source_version, plan.target_version
+                    ),
+                    Stopped::Finished(Phase::RolledBack) => println!(
+                        "Rollback completed: {} runs again.",
+                        plan.old_container.name
+                    ),
+                    Stopped::Finished(p) => println!("Run is {p}."),
+                    Stopped::Until(k) => {
+                        println!("Stopped before {k}; continue with `oms-upgrade run`.")
+                    }
+                }
+                println!(
+                    "`oms-upgrade status` shows the record; `oms-upgrade ledger verify` proves it."
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            if ctx.json {
+                // The error object itself is printed by the CLI edge; the summary goes to stderr.
+                eprintln!("{summary}");
+            }
+            Err(exec_error(e))
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! `oms-upgrade status` and `oms-upgrade plan`: what the ledger says, read-only.
+
+use std::process::ExitCode;
+
+use comfy_table::{Table, presets::NOTHING};
+
+use super::shell::journal_error;
+use super::{CliError, CmdResult, Ctx, ExitKind};
+use crate::executor::replay_dir;
+use crate::replay::{Next, State, StepStatus};
+use crate::steps::{self, Step};
+
+/// Arguments of `status`.
+///
+/// Where the run stands: phase, T1/T2/T3 and the downtime so far, each step's status,
+/// the step that runs next and any step left in doubt.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {}
+
+/// Arguments of `plan`.
+///
+/// The steps that would run, in order, with the exact commands and SQL (no secrets).
+#[derive(Debug, clap::Args)]
+pub struct PlanArgs {}
+
+fn load(ctx: &Ctx) -> Result<State, CliError> {
+    let (_, state) = replay_dir(&ctx.ledger).map_err(journal_error)?;
+    Ok(state)
+}
+
+fn next_json(next: &Next) -> serde_json::Value {
+    serde_json::to_value(next).unwrap_or_default()
+}
+
+/// Runs `status`.
+pub fn status(_args: StatusArgs, ctx: &Ctx) -> CmdResult {
+    let state = load(ctx)?;
+    let now = chrono::Utc::now();
+    let plan = state.plan();
+    let next = state.next();
+    let keys: Vec<_> = state.attempted_keys().into_iter().collect();
+    let downtime = state.downtime(now).map(|d| d.num_seconds());
+    if ctx.json {
+        let steps: Vec<_> = keys
+            .iter()
+            .map(|k| serde_json::json!({"step": k.to_string(), "status": format!("{:?}", state.status(*k))}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({
+                "ledger": ctx.ledger,
+                "run_id": state.run_id().map(|r| r.to_string()),
+                "phase": state.phase().to_string(),
+                "from": plan.map(|p| p.source_version.to_string()),
+                "to": plan.map(|p| p.target_version.to_string()),
+                "t1": state.t1(), "t2": state.t2(), "t3": state.t3(),
+                "downtime_seconds": downtime,
+                "in_doubt": state.in_doubt().map(|k| k.to_string()),
+                "next": next_json(&next),
+                "permitted": state.permitted().iter().map(|s| s.key().to_string()).collect::<Vec<_>>(),
+                "remaining": state.remaining().iter().map(|s| s.key().to_string()).collect::<Vec<_>>(),
+                "steps": steps,
+                "preflight_failures": state.preflight_failures().len(),
+                "notes": state.notes().len(),
+            })
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(plan) = plan else {
+        println!("No upgrade planned in {}.", ctx.ledger.display());
+        if !state.preflight_failures().is_empty() {
+            println!(
+                "{} failed preflight(s) recorded; `oms-upgrade ledger log` shows them.",
+                state.preflight_failures().len()
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    println!(
+        "Run {}: {} -> {} ({})",
+        plan.run_id,
+        plan.source_version,
+        plan.target_version,
+        plan.procedure.name()
+    );
+    println!(
+        "Container: {} ({} -> {})",
+        plan.old_container.name, plan.old_container.image, plan.target_image
+    );
+    println!("Phase: {}", state.phase());
+    let t = |v: Option<chrono::DateTime<chrono::Utc>>| {
+        v.map(|t| t.to_rfc3339()).unwrap_or_else(|| "-".into())
+    };
+    println!(
+        "T1 (old stopped): {}   T2 (HA on): {}   T3 (new stopped): {}",
+        t(state.t1()),
+        t(state.t2()),
+        t(state.t3())
+    );
+    if let Some(d) = downtime {
+        println!("Downtime: {}m{:02}s", d / 60, d % 60);
+    }
+    let mut table = Table::new();
+    table.load_preset(NOTHING).set_header(["STEP", "STATUS"]);
+    for k in &keys {
+        let status = match state.status(*k) {
+            StepStatus::Done => "done".to_string(),
+            other => format!("{other:?}").to_lowercase(),
+        };
+        table.add_row([k.to_string(), status]);
+    }
+    for s in state.remaining() {
+        if !keys.contains(&s.key()) {
+            table.add_row([s.key().to_string(), "pending".into()]);
+        }
+    }
+    println!("{table}");
+    if let Some(k) = state.in_doubt() {
+        println!("In doubt: {k} (the next `run` checks it against reality first)");
+    }
+    match next {
+        Next::Run { step, .. } => println!("Next: {} — {}", step.key(), step.summary()),
+        Next::Blocked { reason } => println!("Blocked: {reason}"),
+        Next::Finished { phase } => println!("Finished: {phase}"),
+        Next::Reconcile { step } => println!("Next: reconcile {}", step.key()),
+        Next::Plan => {}
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `plan`.
+pub fn plan(_args: PlanArgs, ctx: &Ctx) -> CmdResult {
+    let state = load(ctx)?;
+    let plan = state.plan().ok_or_else(|| {
+        CliError::new(ExitKind::Refused, "no upgrade is planned in this ledger")
+            .hint("run `oms-upgrade init` first")
+    })?;
+    // Steps still to run when a run is under way; the whole procedure before it starts.
+    let steps: Vec<Step> = if state.attempts().is_empty() {
+        steps::preview(plan)
+    } else {
+        state.remaining()
+    };
+    if ctx.json {
+        let v: Vec<_> = steps
+            .iter()
+            .map(|s| serde_json::json!({"step": s.key().to_string(), "summary": s.summary(), "commands": s.commands(), "confirm": s.key().needs_confirmation()}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"run_id": plan.run_id.to_string(), "digest": plan.digest().to_string(), "steps": v})
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "Plan {} (digest {}): {} -> {}",
+        plan.run_id,
+        plan.digest(),
+        plan.source_version,
+        plan.target_version
+    );
+    for (i, s) in steps.iter().enumerate() {
+        println!(
+            "\n{:>2}. {}{}  — {}",
+            i + 1,
+            s.key(),
+            if s.key().needs_confirmation() {
+                " [confirm]"
+            } else {
+                ""
+            },
+            s.summary()
+        );
+        for c in s.commands() {
+            println!("      $ {c}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
