@@ -33,6 +33,9 @@ use super::record::{self, Hash, NewRecord, ParseError, Record, RecordHasher, Rec
 
 /// Name of the lock file inside the ledger folder.
 pub const LOCK_FILE: &str = "oms-upgrade.lock";
+/// Marker present while a ledger is being created; if it survives, creation was
+/// interrupted before the ledger could hold any record, and the next writer starts over.
+pub const CREATING_MARKER: &str = "oms-upgrade.creating";
 /// sled tree holding the records.
 pub const RECORDS_TREE: &str = "records";
 /// sled tree holding the ledger's metadata.
@@ -149,6 +152,8 @@ enum Folder {
     Missing,
     Empty,
     Sled,
+    /// A creation was interrupted (the marker survived): no record can be in it.
+    Interrupted,
 }
 
 fn classify(dir: &Path) -> Result<Folder, LedgerError> {
@@ -169,6 +174,9 @@ fn classify(dir: &Path) -> Result<Folder, LedgerError> {
         names.push(entry.file_name().to_string_lossy().into_owned());
     }
     let has = |n: &str| names.iter().any(|x| x == n);
+    if has(CREATING_MARKER) {
+        return Ok(Folder::Interrupted);
+    }
     if has("conf") && has("db") {
         return Ok(Folder::Sled);
     }
@@ -240,9 +248,26 @@ fn parse_entry(dir: &Path, key: &[u8], value: &[u8]) -> Result<Record, LedgerErr
     })
 }
 
+fn interrupted(dir: &Path) -> LedgerError {
+    LedgerError::NotALedger {
+        path: dir.to_path_buf(),
+        reason: "its creation was interrupted before it could hold any record; the next \
+                 command that records into it creates it afresh"
+            .into(),
+    }
+}
+
 /// Opens sled and the two trees of an existing ledger, after checking it is one.
 fn open_existing(dir: &Path) -> Result<(sled::Db, LedgerView), LedgerError> {
-    let db = sled_config(dir).open().map_err(store_err(dir))?;
+    let db = sled_config(dir).open().map_err(|e| match e {
+        // sled refuses a database created with other settings (or another sled version):
+        // not a database this ledger wrote.
+        sled::Error::Unsupported(why) => LedgerError::NotALedger {
+            path: dir.to_path_buf(),
+            reason: format!("its sled database was not created by oms-upgrade ({why})"),
+        },
+        e => store_err(dir)(e),
+    })?;
     let names = db.tree_names();
     let has = |n: &str| names.iter().any(|t| t.as_ref() == n.as_bytes());
     if !has(META_TREE) || !has(RECORDS_TREE) {
@@ -303,9 +328,14 @@ impl LedgerReader {
                     reason: "the folder is empty: no ledger has been created there yet".into(),
                 });
             }
-            Folder::Sled => {}
+            Folder::Interrupted | Folder::Sled => {}
         }
         let lock = FolderLock::acquire(dir, "reader")?;
+        // Only now, holding the lock, is an unfinished creation known to be abandoned
+        // rather than in progress.
+        if let Folder::Interrupted = classify(dir)? {
+            return Err(interrupted(dir));
+        }
         let (db, view) = open_existing(dir)?;
         Ok(LedgerReader {
             view,
@@ -384,6 +414,7 @@ impl Ledger {
                     reason: "the folder is empty: no ledger has been created there yet".into(),
                 });
             }
+            (Folder::Interrupted, false) => return Err(interrupted(dir)),
             (Folder::Missing, true) => {
                 std::fs::create_dir_all(dir).map_err(io_err(dir, "create the folder"))?;
                 if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -397,6 +428,11 @@ impl Ledger {
         let (db, view) = match classify(dir)? {
             Folder::Sled => open_existing(dir)?,
             Folder::Empty if create => create_new(dir)?,
+            Folder::Interrupted if create => {
+                remove_interrupted(dir)?;
+                create_new(dir)?
+            }
+            Folder::Interrupted => return Err(interrupted(dir)),
             Folder::Missing | Folder::Empty => {
                 return Err(LedgerError::Missing {
                     path: dir.to_path_buf(),
@@ -564,9 +600,33 @@ fn sync_dir(dir: &Path) -> Result<(), LedgerError> {
         .map_err(io_err(dir, "fsync the folder"))
 }
 
+/// Removes what an interrupted creation left (sled's files, which cannot hold a record
+/// yet), keeping the lock file and the marker.
+fn remove_interrupted(dir: &Path) -> Result<(), LedgerError> {
+    for entry in std::fs::read_dir(dir).map_err(io_err(dir, "list the folder"))? {
+        let entry = entry.map_err(io_err(dir, "list the folder"))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        let removed = match name.as_str() {
+            "blobs" => std::fs::remove_dir_all(&path),
+            "conf" | "db" => std::fs::remove_file(&path),
+            n if n.starts_with("snap.") => std::fs::remove_file(&path),
+            _ => continue,
+        };
+        removed.map_err(io_err(dir, "remove an interrupted creation"))?;
+    }
+    sync_dir(dir)
+}
+
 /// Creates a new ledger in an empty folder: both trees and a fresh id, made durable before
-/// anything can be appended.
+/// anything can be appended. A marker file brackets the creation so that a crash halfway
+/// leaves a folder recognisably unfinished rather than a sled database without an id.
 fn create_new(dir: &Path) -> Result<(sled::Db, LedgerView), LedgerError> {
+    let marker = dir.join(CREATING_MARKER);
+    File::create(&marker)
+        .and_then(|f| f.sync_all())
+        .map_err(io_err(dir, "create the creation marker"))?;
+    sync_dir(dir)?;
     let db = sled_config(dir).open().map_err(store_err(dir))?;
     let meta = db.open_tree(META_TREE).map_err(store_err(dir))?;
     let records = db.open_tree(RECORDS_TREE).map_err(store_err(dir))?;
@@ -579,6 +639,8 @@ fn create_new(dir: &Path) -> Result<(sled::Db, LedgerView), LedgerError> {
             .and_then(|f| f.sync_all())
             .map_err(io_err(dir, "fsync a new sled file"))?;
     }
+    sync_dir(dir)?;
+    std::fs::remove_file(&marker).map_err(io_err(dir, "remove the creation marker"))?;
     sync_dir(dir)?;
     Ok((
         db,
