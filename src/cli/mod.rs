@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod backup;
+pub mod demo;
 pub mod init;
 pub mod ledger;
 pub mod note;
@@ -71,6 +72,8 @@ pub enum Command {
     Backup(backup::BackupArgs),
     /// Verify and restore dumps written by `backup`.
     Restore(backup::RestoreArgs),
+    /// Upgrade a demo OMS node (the bundled emulator) end to end; `--clean` removes demos.
+    Demo(demo::DemoArgs),
 }
 
 /// What every command receives besides its own arguments.
@@ -163,6 +166,7 @@ pub fn main() -> ExitCode {
         Command::Ledger(cmd) => ledger::run(cmd, &ctx),
         Command::Backup(args) => backup::run_backup(args, &ctx),
         Command::Restore(args) => backup::run_restore(args, &ctx),
+        Command::Demo(args) => demo::run(args, &ctx),
     };
     match result {
         Ok(code) => code,

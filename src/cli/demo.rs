@@ -1,0 +1,1150 @@
+//! `oms-upgrade demo`: the whole upgrade, end to end, on one machine with Docker and MariaDB,
+//! against the bundled OMS CE emulator, leaving everything in place for inspection.
+//!
+//! The demo sets up what an operator would find before an upgrade (an OMS 3.3.0 node
+//! created the way the runbook creates it, its metadata databases filled with realistic
+//! rows) and then upgrades it to 3.3.1 with the product's own commands: it runs this very
+//! executable as `init`, `run --yes` and `ledger verify`, so what is shown is exactly what a
+//! user of those commands sees (same argument parsing, same output, same exit codes, one
+//! ledger lock per command) and nothing in the upgrade path is demo-specific.
+//!
+//! Everything it creates is named after a demo id and recorded, before it is created, in
+//! `demo-state.json` in the demo's folder; containers carry the label `oms-upgrade.demo=<id>`
+//! (the upgraded container inherits it from the old one). `oms-upgrade demo --clean` removes
+//! exactly that: the labelled containers, the databases the state files name (only names
+//! that carry the demo's id), the demo folders and the demo ledgers. Images are kept: they
+//! are cached by content and shared with the test suite.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, Stdio};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::shell::PASSWORD_ENV;
+use super::{CliError, CmdResult, Ctx, DEFAULT_LEDGER_DIR, ExitKind};
+use crate::adapters::metadb::DbCharset;
+use crate::adapters::{
+    BollardDocker, ContainerInfo, ContainerSpec, Docker, DockerError, Health, HttpHealth, MetaDb,
+    MysqlMetaDb,
+};
+use crate::dbconn::DbTarget;
+use crate::omsconfig::{MetaDatabases, OmsConfig};
+use crate::secret::Secret;
+
+/// Label on every container a demo creates; its value is the demo id.
+pub const DEMO_LABEL: &str = "oms-upgrade.demo";
+/// Label naming the demo's folder, so `--clean` finds the state file of any demo container.
+pub const DEMO_DIR_LABEL: &str = "oms-upgrade.demo.dir";
+/// The state file in each demo folder.
+pub const STATE_FILE: &str = "demo-state.json";
+/// Folder (under the working directory) holding demo folders when no `--ledger` is given.
+pub const DEFAULT_DEMO_ROOT: &str = "oms-upgrade-demo";
+/// The version the demo's old node runs.
+pub const DEMO_FROM_VERSION: &str = "3.3.0";
+/// The version the demo upgrades to.
+pub const DEMO_TO_VERSION: &str = "3.3.1";
+
+/// Identifies the state file's layout.
+const STATE_FORMAT: &str = "oms-upgrade-demo-state/1";
+/// Every demo database name starts with this, followed by the demo id.
+const DB_PREFIX: &str = "oms_demo_";
+/// How long the fresh `docker_init.sh` of the old node may take.
+const INIT_TIMEOUT: Duration = Duration::from_secs(180);
+/// How long the old node may take to answer healthy.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Arguments of `demo`.
+///
+/// On a machine with Docker and MariaDB: builds the OMS emulator images 3.3.0 and 3.3.1,
+/// creates three metadata databases and the host folders, starts an OMS 3.3.0 node the way
+/// the runbook does, seeds its metadata, then upgrades it to 3.3.1 with `init`, `run --yes`
+/// and `ledger verify`, and prints where everything is. Nothing is removed afterwards:
+/// `oms-upgrade demo --clean` does that.
+///
+/// The metadata DB comes from OMS_DEMO_MYSQL_HOST/PORT/USER/PASSWORD, falling back to
+/// OMS_TEST_MYSQL_* and then to 127.0.0.1:3306, user oms_test (what scripts/services.sh
+/// creates). Needs the emulator built next to this binary: `cargo build --release
+/// --example oms_emulator` (scripts/demo does all of it).
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Volume of metadata rows to seed: bytes, or with a K, M or G suffix (1024-based).
+    #[arg(long, value_name = "BYTES", default_value = "16M", value_parser = parse_size)]
+    pub size: u64,
+    /// Create the containers with --privileged=true, as the runbook does (many engines,
+    /// e.g. rootless or nested ones, refuse it; the emulator does not need it).
+    #[arg(long)]
+    pub privileged: bool,
+    /// Remove what demos created (labelled containers, demo databases, demo folders and
+    /// ledgers) instead of running a demo. Images are kept.
+    #[arg(long, conflicts_with = "privileged")]
+    pub clean: bool,
+}
+
+/// `123`, `64K`, `16M`, `1G` (1024-based; `KB`, `KiB` and the like are accepted).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (e.g. 65536, 64K, 16M, 1G)"))?;
+    let mult: u64 = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "K" | "KB" | "KIB" => 1 << 10,
+        "M" | "MB" | "MIB" => 1 << 20,
+        "G" | "GB" | "GIB" => 1 << 30,
+        other => return Err(format!("unknown size unit {other:?} (use K, M or G)")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// Where the metadata DB is (no password: that stays in the demo's config.yaml).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct MetaDbAt {
+    host: String,
+    port: u16,
+    user: String,
+}
+
+/// What one demo created, written before each thing is created so that `--clean` can
+/// remove it even after a demo that failed half-way.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct DemoState {
+    format: String,
+    id: String,
+    created_at: DateTime<Utc>,
+    /// How far the demo got: `setup`, `node-running`, `seeded`, `upgraded`, `verified`.
+    stage: String,
+    dir: PathBuf,
+    ledger: PathBuf,
+    metadb: MetaDbAt,
+    databases: Option<MetaDatabases>,
+    container: String,
+    /// Id of the old (3.3.0) container, once created.
+    old_container_id: Option<String>,
+    config: PathBuf,
+    health_url: Option<String>,
+    images: Vec<String>,
+}
+
+impl DemoState {
+    fn path(&self) -> PathBuf {
+        self.dir.join(STATE_FILE)
+    }
+
+    /// Writes the state file atomically (temp file, fsync, rename).
+    fn save(&self) -> Result<(), CliError> {
+        use std::io::Write;
+        let path = self.path();
+        let tmp = self.dir.join(format!("{STATE_FILE}.tmp"));
+        let io = |e: std::io::Error| {
+            CliError::new(
+                ExitKind::Internal,
+                format!("cannot write the demo state file {}: {e}", path.display()),
+            )
+        };
+        let text = serde_json::to_string_pretty(self)
+            .map_err(|e| CliError::new(ExitKind::Internal, e.to_string()))?;
+        let mut f = std::fs::File::create(&tmp).map_err(io)?;
+        f.write_all(text.as_bytes()).map_err(io)?;
+        f.write_all(b"\n").map_err(io)?;
+        f.sync_all().map_err(io)?;
+        std::fs::rename(&tmp, &path).map_err(io)
+    }
+
+    fn load(dir: &Path) -> Result<DemoState, String> {
+        let path = dir.join(STATE_FILE);
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let st: DemoState =
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        if st.format != STATE_FORMAT {
+            return Err(format!(
+                "{}: unknown format {:?} (expected {STATE_FORMAT})",
+                path.display(),
+                st.format
+            ));
+        }
+        Ok(st)
+    }
+
+    /// The prefix every database of this demo has.
+    fn db_prefix(&self) -> String {
+        db_prefix(&self.id)
+    }
+}
+
+fn db_prefix(id: &str) -> String {
+    format!("{DB_PREFIX}{}_", id.replace('-', "_"))
+}
+
+/// Runs `demo` (or `demo --clean`).
+pub fn run(args: DemoArgs, ctx: &Ctx) -> CmdResult {
+    if args.clean {
+        return clean(ctx);
+    }
+    Demo::new(args, ctx)?.run()
+}
+
+/// The metadata DB the demo uses: OMS_DEMO_MYSQL_*, then OMS_TEST_MYSQL_*, then the user
+/// `scripts/services.sh` creates.
+fn demo_target() -> Result<DbTarget, CliError> {
+    let var = |suffix: &str, default: &str| -> String {
+        [
+            format!("OMS_DEMO_MYSQL_{suffix}"),
+            format!("OMS_TEST_MYSQL_{suffix}"),
+        ]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| default.to_string())
+    };
+    let port = var("PORT", "3306");
+    Ok(DbTarget {
+        host: var("HOST", "127.0.0.1"),
+        port: port.parse().map_err(|_| {
+            CliError::new(
+                ExitKind::Input,
+                format!("OMS_DEMO_MYSQL_PORT (or OMS_TEST_MYSQL_PORT) {port:?} is not a port"),
+            )
+        })?,
+        user: var("USER", "oms_test"),
+        password: Secret::new(var("PASSWORD", "oms_test_pw")),
+    })
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// The ledger the user gave, if any (the global default names a production ledger, which a
+/// demo must never use).
+fn given_ledger(ctx: &Ctx) -> Option<PathBuf> {
+    (ctx.ledger != Path::new(DEFAULT_LEDGER_DIR)).then(|| absolute(&ctx.ledger))
+}
+
+/// The folder holding demo folders: next to the given ledger, else `./oms-upgrade-demo`.
+fn demo_root(ctx: &Ctx) -> PathBuf {
+    match given_ledger(ctx) {
+        Some(l) => l
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("/")),
+        None => absolute(Path::new(DEFAULT_DEMO_ROOT)),
+    }
+}
+
+/// A progress line for people, on stderr (with `--json`, stdout holds only the result).
+fn progress(text: &str) {
+    eprintln!("demo: {text}");
+}
+
+fn service(e: impl std::fmt::Display) -> CliError {
+    CliError::new(ExitKind::Service, e.to_string())
+        .hint("scripts/demo installs and starts Docker and MariaDB (`source scripts/services.sh; ensure_services`)")
+}
+
+fn internal(what: &str, e: impl std::fmt::Display) -> CliError {
+    CliError::new(ExitKind::Internal, format!("{what}: {e}"))
+}
+
+/// A TCP port free on the host now, below the ephemeral range (so no client socket takes it
+/// before the container binds it): the node uses the host network.
+fn free_port() -> Result<u16, CliError> {
+    for _ in 0..1000 {
+        let r = u16::from_le_bytes(
+            uuid::Uuid::new_v4().as_bytes()[..2]
+                .try_into()
+                .unwrap_or([0, 0]),
+        );
+        let port = 20000 + r % 12000;
+        if std::net::TcpListener::bind(("0.0.0.0", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(CliError::new(
+        ExitKind::Service,
+        "no free TCP port between 20000 and 32000 for the demo node",
+    ))
+}
+
+/// One demo in the making.
+struct Demo {
+    args: DemoArgs,
+    json: bool,
+    emulator: PathBuf,
+    target: DbTarget,
+    st: DemoState,
+}
+
+/// The old node, once running.
+struct Node {
+    images: Vec<crate::emuimage::ImageRef>,
+    seed: serde_json::Value,
+}
+
+/// What a child `oms-upgrade` printed and how it ended.
+struct ChildRun {
+    code: Option<i32>,
+    json: Option<serde_json::Value>,
+}
+
+impl ChildRun {
+    fn ok(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+impl Demo {
+    fn new(args: DemoArgs, ctx: &Ctx) -> Result<Demo, CliError> {
+        let emulator = crate::emuimage::find_emulator_binary().ok_or_else(|| {
+            CliError::new(
+                ExitKind::Input,
+                "the OMS emulator binary (oms_emulator) was not found next to this executable",
+            )
+            .hint(
+                "build it with `cargo build --release --example oms_emulator` (it lands in \
+                 target/release/examples/), or run the whole demo with `scripts/demo`",
+            )
+        })?;
+        let now = Utc::now();
+        let id = format!(
+            "{}-{}",
+            now.format("%Y%m%d-%H%M%S"),
+            &uuid::Uuid::new_v4().simple().to_string()[..4]
+        );
+        let dir = demo_root(ctx).join(&id);
+        let ledger = given_ledger(ctx).unwrap_or_else(|| dir.join("ledger"));
+        let target = demo_target()?;
+        let st = DemoState {
+            format: STATE_FORMAT.into(),
+            container: format!("oms-demo-{id}"),
+            config: dir.join("conf").join("config.yaml"),
+            id,
+            created_at: now,
+            stage: "setup".into(),
+            dir,
+            ledger,
+            metadb: MetaDbAt {
+                host: target.host.clone(),
+                port: target.port,
+                user: target.user.clone(),
+            },
+            databases: None,
+            old_container_id: None,
+            health_url: None,
+            images: Vec::new(),
+        };
+        Ok(Demo {
+            json: ctx.json,
+            args,
+            emulator,
+            target,
+            st,
+        })
+    }
+
+    fn say(&self, text: &str) {
+        progress(text);
+    }
+
+    fn run(mut self) -> CmdResult {
+        self.check_ledger_free()?;
+        let rt = super::runtime()?;
+        let docker = rt.block_on(self.check_services())?;
+        self.say(&format!(
+            "demo {} in {} (ledger {})",
+            self.st.id,
+            self.st.dir.display(),
+            self.st.ledger.display()
+        ));
+        std::fs::create_dir_all(&self.st.dir).map_err(|e| {
+            CliError::new(
+                ExitKind::Input,
+                format!(
+                    "cannot create the demo folder {}: {e}",
+                    self.st.dir.display()
+                ),
+            )
+            .hint("run the demo from a writable folder, or pass --ledger DIR in one")
+        })?;
+        self.st.save()?;
+        let left_in_place = |e: CliError, st: &DemoState| -> CliError {
+            let hint = format!(
+                "{}what the demo created so far is left in {} for inspection; \
+                 `oms-upgrade demo --clean --ledger {}` removes it",
+                e.hint
+                    .as_deref()
+                    .map(|h| format!("{h}. "))
+                    .unwrap_or_default(),
+                st.dir.display(),
+                st.ledger.display()
+            );
+            CliError {
+                hint: Some(hint),
+                ..e
+            }
+        };
+        let node = match rt.block_on(self.start_old_node(&docker)) {
+            Ok(n) => n,
+            Err(e) => return Err(left_in_place(e, &self.st)),
+        };
+        match self.upgrade(&rt, &docker, &node) {
+            Ok(code) => Ok(code),
+            Err(e) => Err(left_in_place(e, &self.st)),
+        }
+    }
+
+    /// One ledger records one upgrade: a demo starts only on an absent or empty ledger
+    /// folder, which also means every ledger `--clean` removes was made by a demo.
+    fn check_ledger_free(&self) -> Result<(), CliError> {
+        let l = &self.st.ledger;
+        if !l.exists() {
+            return Ok(());
+        }
+        let empty = std::fs::read_dir(l)
+            .map(|mut d| d.next().is_none())
+            .map_err(|e| {
+                CliError::new(
+                    ExitKind::Input,
+                    format!("--ledger {} is not a readable folder: {e}", l.display()),
+                )
+            })?;
+        if empty {
+            return Ok(());
+        }
+        Err(CliError::new(
+            ExitKind::Refused,
+            format!(
+                "the ledger folder {} is not empty (a ledger records one upgrade, e.g. an earlier demo)",
+                l.display()
+            ),
+        )
+        .hint(format!(
+            "remove earlier demos with `oms-upgrade demo --clean --ledger {}` (scripts/demo --clean), \
+             or pass another --ledger",
+            l.display()
+        )))
+    }
+
+    /// Docker and MariaDB answer, before anything is created.
+    async fn check_services(&self) -> Result<BollardDocker, CliError> {
+        self.say("checking Docker and MariaDB");
+        let docker = BollardDocker::connect().await.map_err(service)?;
+        let metadb = MysqlMetaDb::new(&self.target);
+        let ping = metadb.ping().await;
+        metadb.close().await;
+        ping.map_err(|e| {
+            service(e).hint(
+                "the demo logs in as OMS_DEMO_MYSQL_USER/OMS_DEMO_MYSQL_PASSWORD (default: the \
+                 oms_test user `source scripts/services.sh; ensure_services` creates)",
+            )
+        })?;
+        Ok(docker)
+    }
+
+    /// Images, databases, host folders, config, the old container (created as the runbook
+    /// says, started, `docker_init.sh` fresh, healthy), then the seeded metadata.
+    async fn start_old_node(&mut self, docker: &BollardDocker) -> Result<Node, CliError> {
+        self.say(&format!(
+            "building the emulator images {DEMO_FROM_VERSION} and {DEMO_TO_VERSION} from {}",
+            self.emulator.display()
+        ));
+        let images = crate::emuimage::ensure_images(
+            docker.client(),
+            &self.emulator,
+            &[DEMO_FROM_VERSION, DEMO_TO_VERSION],
+        )
+        .await
+        .map_err(service)?;
+        for i in &images {
+            self.say(&format!(
+                "  {} {}",
+                i.reference,
+                if i.imported {
+                    "imported"
+                } else {
+                    "already present"
+                }
+            ));
+        }
+        self.st.images = images.iter().map(|i| i.reference.clone()).collect();
+
+        let prefix = self.st.db_prefix();
+        let dbs = MetaDatabases {
+            rm: format!("{prefix}rm"),
+            cm: format!("{prefix}cm"),
+            cm_hb: format!("{prefix}hb"),
+        };
+        self.st.databases = Some(dbs.clone());
+        self.st.save()?;
+        self.say(&format!(
+            "creating databases {}, {}, {} on {}",
+            dbs.rm,
+            dbs.cm,
+            dbs.cm_hb,
+            self.target.display_url()
+        ));
+        let metadb = MysqlMetaDb::new(&self.target);
+        let created = create_databases(&metadb, &dbs).await;
+        metadb.close().await;
+        created?;
+
+        let mut config = OmsConfig::new(&self.target, &dbs);
+        config.nginx_server_port = free_port()?;
+        let folders = ["logs", "store", "run", "backups"].map(|f| self.st.dir.join(f));
+        for d in folders.iter().chain([&self.st.dir.join("conf")]) {
+            std::fs::create_dir_all(d)
+                .map_err(|e| internal(&format!("create {}", d.display()), e))?;
+        }
+        config
+            .write(&self.st.config)
+            .map_err(|e| CliError::new(ExitKind::Input, e.to_string()))?;
+        let base_url = format!("http://127.0.0.1:{}", config.nginx_server_port);
+        self.st.health_url = Some(crate::adapters::health::health_url(&base_url));
+        self.st.save()?;
+        self.say(&format!(
+            "wrote {} (nginx_server_port {})",
+            self.st.config.display(),
+            config.nginx_server_port
+        ));
+
+        let binds = vec![
+            format!(
+                "{}:{}",
+                self.st.config.display(),
+                crate::omsconfig::CONTAINER_CONFIG_PATH
+            ),
+            format!("{}:/home/admin/logs", folders[0].display()),
+            format!("{}:/home/ds/store", folders[1].display()),
+            format!("{}:/home/ds/run", folders[2].display()),
+        ];
+        let labels = [
+            (DEMO_LABEL.to_string(), self.st.id.clone()),
+            (
+                DEMO_DIR_LABEL.to_string(),
+                self.st.dir.display().to_string(),
+            ),
+        ]
+        .into();
+        let mut spec = ContainerSpec::runbook(
+            self.st.container.clone(),
+            images[0].reference.clone(),
+            binds,
+            vec!["OMS_HOST_IP=127.0.0.1".into()],
+            labels,
+        );
+        spec.privileged = self.args.privileged;
+        self.say(&format!("$ {}", spec.docker_run_args().join(" ")));
+        let id = docker.create(&spec).await.map_err(|e| match e {
+            DockerError::PrivilegedRefused { .. } => {
+                service(e).hint("run the demo without --privileged: the emulator does not need it")
+            }
+            e => service(e),
+        })?;
+        self.st.old_container_id = Some(id.clone());
+        self.st.save()?;
+        docker.start(&id).await.map_err(|e| match e {
+            DockerError::PrivilegedRefused { .. } => {
+                CliError::new(ExitKind::Service, e.to_string())
+                    .hint("run the demo without --privileged: the emulator does not need it")
+            }
+            e => service(e),
+        })?;
+        self.say(&format!(
+            "$ docker exec {} bash /root/docker_init.sh",
+            self.st.container
+        ));
+        let init = docker
+            .exec(
+                &id,
+                vec!["bash".into(), "/root/docker_init.sh".into()],
+                Vec::new(),
+                Some(INIT_TIMEOUT),
+            )
+            .await
+            .map_err(service)?;
+        if init.exit_code != 0 || !init.output_tail.contains(crate::steps::INIT_SUCCESS_MARKER) {
+            return Err(CliError::new(
+                ExitKind::Service,
+                format!(
+                    "docker_init.sh (fresh install) in {} failed with exit code {}:\n{}",
+                    self.st.container, init.exit_code, init.output_tail
+                ),
+            )
+            .hint(format!("read `docker logs {}`", self.st.container)));
+        }
+        let health = HttpHealth::new().map_err(|e| internal("HTTP client", e))?;
+        health
+            .wait_healthy(&base_url, HEALTH_TIMEOUT, Duration::from_millis(200))
+            .await
+            .map_err(service)?;
+        self.st.stage = "node-running".into();
+        self.st.save()?;
+        self.say(&format!(
+            "OMS {DEMO_FROM_VERSION} node {} is healthy at {}",
+            self.st.container,
+            crate::adapters::health::health_url(&base_url)
+        ));
+
+        // Seeded after the fresh docker_init.sh, not before: init refuses to initialise over
+        // databases that already hold a schema (as OMS does without IS_UPGRADE=true).
+        let seed = self.seed()?;
+        self.st.stage = "seeded".into();
+        self.st.save()?;
+        Ok(Node { images, seed })
+    }
+
+    /// `oms_emulator seed` on the host; it reads the password from the config file, so the
+    /// password is in no argv.
+    fn seed(&self) -> Result<serde_json::Value, CliError> {
+        self.say(&format!(
+            "$ {} seed --config {} --size {}",
+            self.emulator.display(),
+            self.st.config.display(),
+            self.args.size
+        ));
+        let out = std::process::Command::new(&self.emulator)
+            .arg("seed")
+            .arg("--config")
+            .arg(&self.st.config)
+            .arg("--size")
+            .arg(self.args.size.to_string())
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+            .map_err(|e| internal(&format!("run {}", self.emulator.display()), e))?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() {
+            return Err(CliError::new(
+                ExitKind::Service,
+                format!("seeding the metadata failed ({}): {stdout}", out.status),
+            ));
+        }
+        let summary: serde_json::Value = stdout
+            .lines()
+            .last()
+            .and_then(|l| serde_json::from_str(l).ok())
+            .unwrap_or_default();
+        let rows: u64 = summary["rows"]
+            .as_object()
+            .map(|m| m.values().filter_map(|v| v.as_u64()).sum())
+            .unwrap_or(0);
+        self.say(&format!(
+            "seeded {} rows ({} bytes of values)",
+            rows,
+            summary["valueBytes"].as_u64().unwrap_or(0)
+        ));
+        Ok(summary)
+    }
+
+    /// Runs this executable as `oms-upgrade --ledger L [--json] ARGS...`. With --json the
+    /// child's stdout is captured (it becomes part of the demo's one JSON object); without,
+    /// the user sees the command's own output. stderr always passes through.
+    fn oms_upgrade(&self, args: &[&str]) -> Result<ChildRun, CliError> {
+        let exe = std::env::current_exe().map_err(|e| internal("locate this executable", e))?;
+        self.say(&format!(
+            "$ oms-upgrade --ledger {}{} {}",
+            self.st.ledger.display(),
+            if self.json { " --json" } else { "" },
+            args.join(" ")
+        ));
+        let mut cmd = std::process::Command::new(exe);
+        cmd.arg("--ledger").arg(&self.st.ledger);
+        if self.json {
+            cmd.arg("--json");
+        }
+        // The demo node's password is in its config.yaml; a password meant for a real
+        // OMS in the caller's environment must not be used against it.
+        cmd.args(args)
+            .env_remove(PASSWORD_ENV)
+            .env_remove("OMS_UPGRADE_LEDGER")
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .stdout(if self.json {
+                Stdio::piped()
+            } else {
+                Stdio::inherit()
+            });
+        let out = cmd.output().map_err(|e| internal("run oms-upgrade", e))?;
+        let json = self
+            .json
+            .then(|| {
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .last()
+                    .and_then(|l| serde_json::from_str(l).ok())
+            })
+            .flatten();
+        Ok(ChildRun {
+            code: out.status.code(),
+            json,
+        })
+    }
+
+    /// A failed child command as the demo's error, with the child's exit kind.
+    fn child_failed(&self, what: &str, run: &ChildRun) -> CliError {
+        let kind = match run.code {
+            Some(3) => ExitKind::Integrity,
+            Some(4) => ExitKind::Busy,
+            Some(5) => ExitKind::Input,
+            Some(6) => ExitKind::Service,
+            Some(7) => ExitKind::Refused,
+            _ => ExitKind::Internal,
+        };
+        let detail = run
+            .json
+            .as_ref()
+            .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+            .map(|m| format!(": {m}"))
+            .unwrap_or_else(|| " (its error is printed above)".into());
+        CliError::new(
+            kind,
+            format!(
+                "`oms-upgrade {what}` failed with exit code {}{detail}",
+                run.code
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "none (killed)".into())
+            ),
+        )
+        .hint(format!(
+            "`oms-upgrade --ledger {} status` shows where the upgrade stands",
+            self.st.ledger.display()
+        ))
+    }
+
+    /// `init`, `run --yes`, `ledger verify`, then the summary.
+    fn upgrade(
+        &mut self,
+        rt: &tokio::runtime::Runtime,
+        docker: &BollardDocker,
+        node: &Node,
+    ) -> CmdResult {
+        let new_image = node.images[1].reference.clone();
+        let backups = self.st.dir.join("backups").display().to_string();
+        let mut init = vec![
+            "init",
+            "--container",
+            &self.st.container,
+            "--image",
+            &new_image,
+            "--backup-dir",
+            &backups,
+        ];
+        if !self.args.privileged {
+            init.push("--no-privileged");
+        }
+        let r = self.oms_upgrade(&init)?;
+        if !r.ok() {
+            return Err(self.child_failed("init", &r));
+        }
+        let r = self.oms_upgrade(&["run", "--yes"])?;
+        if !r.ok() {
+            return Err(self.child_failed("run --yes", &r));
+        }
+        self.st.stage = "upgraded".into();
+        self.st.save()?;
+        let verify = self.oms_upgrade(&["ledger", "verify"])?;
+        if verify.ok() {
+            self.st.stage = "verified".into();
+            self.st.save()?;
+        }
+
+        let (_, state) = crate::executor::replay_dir(&self.st.ledger)
+            .map_err(|e| internal("read the demo ledger back", e))?;
+        let plan = state.plan().cloned().ok_or_else(|| {
+            internal(
+                "read the demo ledger back",
+                "the ledger holds no plan after `init`",
+            )
+        })?;
+        let old_id = self.st.old_container_id.clone().unwrap_or_default();
+        let (new, old, healthy) = rt.block_on(async {
+            let new = docker.inspect(&plan.new_name).await.map_err(service)?;
+            let old = docker.inspect(&old_id).await.map_err(service)?;
+            let healthy = match &self.st.health_url {
+                Some(url) => HttpHealth::new()
+                    .map_err(|e| internal("HTTP client", e))?
+                    .check(url.trim_end_matches("/oms/health"))
+                    .await
+                    .map(|r| r.healthy)
+                    .unwrap_or(false),
+                None => false,
+            };
+            Ok::<_, CliError>((new, old, healthy))
+        })?;
+        let container_json = |c: &Option<ContainerInfo>| match c {
+            Some(c) => serde_json::json!({
+                "name": c.name, "id": c.id, "image": c.image, "running": c.status.is_running(),
+            }),
+            None => serde_json::Value::Null,
+        };
+        let downtime = match (state.t1(), state.t2()) {
+            (Some(a), Some(b)) => Some((b - a).num_milliseconds() as f64 / 1000.0),
+            _ => None,
+        };
+        let refetch = state.refetch_decision().and_then(|d| d.interval_minutes);
+        let ledger = self.st.ledger.display().to_string();
+        let look = vec![
+            format!("oms-upgrade --ledger {ledger} status"),
+            format!("oms-upgrade --ledger {ledger} ledger log"),
+            format!("oms-upgrade --ledger {ledger} ledger verify"),
+            format!("docker ps -a --filter label={DEMO_LABEL}={}", self.st.id),
+            format!("oms-upgrade demo --clean --ledger {ledger}"),
+        ];
+        let dbs = self.st.databases.clone();
+        let verify_ok = verify.ok();
+        let summary = serde_json::json!({
+            "ok": verify_ok,
+            "demo_id": self.st.id,
+            "demo_dir": self.st.dir,
+            "state_file": self.st.path(),
+            "ledger": self.st.ledger,
+            "run_id": plan.run_id.to_string(),
+            "from": plan.source_version.to_string(),
+            "to": plan.target_version.to_string(),
+            "phase": state.phase().to_string(),
+            "containers": {
+                "new": container_json(&new),
+                "old": container_json(&old),
+            },
+            "images": { "old": node.images[0].reference, "new": node.images[1].reference },
+            "metadb": self.target.display_url(),
+            "databases": dbs,
+            "config": self.st.config,
+            "backups": plan.dump_dir(),
+            "health_url": self.st.health_url,
+            "healthy": healthy,
+            "seed": {
+                "value_bytes": node.seed["valueBytes"],
+                "rows": node.seed["rows"],
+            },
+            "t1": state.t1(),
+            "t2": state.t2(),
+            "downtime_seconds": downtime,
+            "refetch_minutes": refetch,
+            "verify": match &verify.json {
+                Some(v) => v.clone(),
+                None => serde_json::json!({ "ok": verify_ok }),
+            },
+            "look_around": look,
+        });
+        if self.json {
+            println!("{summary}");
+        } else {
+            let c = |c: &Option<ContainerInfo>| match c {
+                Some(c) => format!(
+                    "{} ({}, {})",
+                    c.name,
+                    c.image,
+                    if c.status.is_running() {
+                        "running"
+                    } else {
+                        "stopped"
+                    }
+                ),
+                None => "gone".into(),
+            };
+            let dbs = dbs
+                .map(|d| format!("{}, {}, {}", d.rm, d.cm, d.cm_hb))
+                .unwrap_or_default();
+            println!();
+            println!(
+                "Demo {}: upgrade {} -> {} {}; ledger {}.",
+                self.st.id,
+                plan.source_version,
+                plan.target_version,
+                state.phase(),
+                if verify_ok {
+                    "verified"
+                } else {
+                    "DID NOT VERIFY"
+                }
+            );
+            println!("  ledger:         {ledger}");
+            println!("  demo folder:    {}", self.st.dir.display());
+            println!("  config.yaml:    {}", self.st.config.display());
+            println!("  metadata DB:    {} ({dbs})", self.target.display_url());
+            println!("  new container:  {}", c(&new));
+            println!("  old container:  {}", c(&old));
+            println!(
+                "  health:         {} ({})",
+                self.st.health_url.as_deref().unwrap_or("-"),
+                if healthy { "healthy" } else { "not healthy" }
+            );
+            let t = |t: Option<DateTime<Utc>>| {
+                t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+                    .unwrap_or_else(|| "-".into())
+            };
+            println!(
+                "  T1 (old stopped): {}   T2 (HA on): {}   downtime: {}",
+                t(state.t1()),
+                t(state.t2()),
+                downtime
+                    .map(|d| format!("{d:.1} s"))
+                    .unwrap_or_else(|| "-".into())
+            );
+            if let Some(m) = refetch {
+                println!("  refetchStoreIntervalMin: {m}");
+            }
+            println!("Everything is left in place. Look around:");
+            for l in &look {
+                println!("  {l}");
+            }
+        }
+        if verify_ok {
+            Ok(ExitCode::SUCCESS)
+        } else {
+            Err(self.child_failed("ledger verify", &verify))
+        }
+    }
+}
+
+/// Creates the three databases (utf8mb4), refusing names that already exist.
+async fn create_databases(metadb: &MysqlMetaDb, dbs: &MetaDatabases) -> Result<(), CliError> {
+    let charset = DbCharset {
+        charset: "utf8mb4".into(),
+        collation: "utf8mb4_bin".into(),
+    };
+    for d in dbs.all() {
+        if metadb.database_exists(d).await.map_err(service)? {
+            return Err(CliError::new(
+                ExitKind::Refused,
+                format!("database `{d}` already exists; the demo only uses databases it creates"),
+            ));
+        }
+        metadb
+            .recreate_database(d, &charset)
+            .await
+            .map_err(service)?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// demo --clean
+
+/// What `--clean` removed, and what it left with a reason.
+#[derive(Debug, Default, Serialize)]
+struct Cleaned {
+    containers: Vec<String>,
+    databases: Vec<String>,
+    folders: Vec<PathBuf>,
+    warnings: Vec<String>,
+}
+
+fn clean(ctx: &Ctx) -> CmdResult {
+    let root = demo_root(ctx);
+    let rt = super::runtime()?;
+    let docker = rt.block_on(BollardDocker::connect()).map_err(service)?;
+    let mut done = Cleaned::default();
+
+    // Demo folders: those under the root, and those any demo container points to (a demo
+    // started from another working directory).
+    let mut dirs = BTreeSet::new();
+    if let Ok(rd) = std::fs::read_dir(&root) {
+        for e in rd.flatten() {
+            if e.path().join(STATE_FILE).is_file() {
+                dirs.insert(e.path());
+            }
+        }
+    }
+    let containers = rt
+        .block_on(docker.find_by_label(DEMO_LABEL, None))
+        .map_err(service)?;
+    for c in &containers {
+        if let Some(d) = c.labels.get(DEMO_DIR_LABEL) {
+            dirs.insert(PathBuf::from(d));
+        }
+    }
+
+    // Containers first, so nothing writes into the databases or folders being removed.
+    for c in &containers {
+        progress(&format!(
+            "removing container {} ({})",
+            c.name,
+            &c.id[..12.min(c.id.len())]
+        ));
+        rt.block_on(docker.remove(&c.id, true)).map_err(service)?;
+        done.containers.push(c.name.clone());
+    }
+
+    for dir in dirs {
+        let st = match DemoState::load(&dir) {
+            Ok(st) => st,
+            Err(e) => {
+                if dir.exists() {
+                    done.warnings.push(format!("kept {}: {e}", dir.display()));
+                }
+                continue;
+            }
+        };
+        if dir.file_name().and_then(|n| n.to_str()) != Some(st.id.as_str()) {
+            done.warnings.push(format!(
+                "kept {}: its state file names demo {}, not this folder",
+                dir.display(),
+                st.id
+            ));
+            continue;
+        }
+        rt.block_on(drop_databases(&st, &mut done));
+        remove_ledger(&st, &mut done);
+        progress(&format!("removing folder {}", dir.display()));
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => done.folders.push(dir),
+            Err(e) => done.warnings.push(format!(
+                "cannot remove {}: {e} (files written by the containers belong to root: `sudo rm -rf {}`)",
+                dir.display(),
+                dir.display()
+            )),
+        }
+    }
+    // The default root only ever holds demos: drop it once empty.
+    if root.file_name().and_then(|n| n.to_str()) == Some(DEFAULT_DEMO_ROOT)
+        && std::fs::read_dir(&root).is_ok_and(|mut d| d.next().is_none())
+        && std::fs::remove_dir(&root).is_ok()
+    {
+        done.folders.push(root);
+    }
+
+    if ctx.json {
+        let mut v = serde_json::to_value(&done).unwrap_or_default();
+        v["ok"] = done.warnings.is_empty().into();
+        println!("{v}");
+    } else {
+        println!(
+            "Removed {} container(s), {} database(s), {} folder(s).",
+            done.containers.len(),
+            done.databases.len(),
+            done.folders.len()
+        );
+        for w in &done.warnings {
+            println!("  warning: {w}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Drops the demo's databases: only names carrying its id, on the server it recorded,
+/// logging in with the password from its config.yaml (else the demo defaults).
+async fn drop_databases(st: &DemoState, done: &mut Cleaned) {
+    let Some(dbs) = &st.databases else { return };
+    let prefix = st.db_prefix();
+    let password = OmsConfig::load(&st.config)
+        .map(|c| c.oms_meta_password)
+        .or_else(|_| demo_target().map(|t| t.password))
+        .unwrap_or_default();
+    let target = DbTarget {
+        host: st.metadb.host.clone(),
+        port: st.metadb.port,
+        user: st.metadb.user.clone(),
+        password,
+    };
+    let pool = mysql_async::Pool::new(target.opts(None));
+    let result = async {
+        use mysql_async::prelude::Queryable;
+        let mut c = pool.get_conn().await?;
+        for d in dbs.all() {
+            let safe = d.starts_with(&prefix)
+                && d.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            if !safe {
+                done.warnings.push(format!(
+                    "kept database `{d}`: not a name demo {} creates",
+                    st.id
+                ));
+                continue;
+            }
+            progress(&format!("dropping database {d}"));
+            c.query_drop(format!("DROP DATABASE IF EXISTS `{d}`"))
+                .await?;
+            done.databases.push(d.to_string());
+        }
+        Ok::<_, mysql_async::Error>(())
+    }
+    .await;
+    if let Err(e) = result {
+        done.warnings.push(format!(
+            "cannot drop the databases of demo {} on {}: {e}",
+            st.id,
+            target.display_url()
+        ));
+    }
+    let _ = pool.disconnect().await;
+}
+
+/// Removes the demo's ledger when it lives outside the demo folder, after checking that it
+/// records this demo's upgrade (or no upgrade at all: `init` never succeeded).
+fn remove_ledger(st: &DemoState, done: &mut Cleaned) {
+    let l = &st.ledger;
+    if l.starts_with(&st.dir) || !l.is_dir() {
+        return;
+    }
+    let ours = match crate::executor::replay_dir(l) {
+        Ok((_, state)) => state
+            .plan()
+            .is_none_or(|p| p.old_container.name == st.container),
+        Err(e) => {
+            done.warnings
+                .push(format!("kept ledger {}: cannot read it ({e})", l.display()));
+            return;
+        }
+    };
+    if !ours {
+        done.warnings.push(format!(
+            "kept ledger {}: it records another upgrade than demo {}",
+            l.display(),
+            st.id
+        ));
+        return;
+    }
+    progress(&format!("removing ledger {}", l.display()));
+    match std::fs::remove_dir_all(l) {
+        Ok(()) => done.folders.push(l.clone()),
+        Err(e) => done
+            .warnings
+            .push(format!("cannot remove ledger {}: {e}", l.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert_eq!(parse_size("64K"), Ok(64 * 1024));
+        assert_eq!(parse_size("16m"), Ok(16 << 20));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert!(parse_size("12X").is_err());
+        assert!(parse_size("K").is_err());
+        assert!(parse_size("99999999999G").is_err());
+    }
+
+    #[test]
+    fn database_names_carry_the_id() {
+        assert_eq!(
+            db_prefix("20260101-120000-ab12"),
+            "oms_demo_20260101_120000_ab12_"
+        );
+    }
+
+    #[test]
+    fn default_ledger_is_never_the_demo_ledger() {
+        let ctx = Ctx {
+            ledger: DEFAULT_LEDGER_DIR.into(),
+            json: false,
+        };
+        assert_eq!(given_ledger(&ctx), None);
+        assert!(demo_root(&ctx).ends_with(DEFAULT_DEMO_ROOT));
+        let ctx = Ctx {
+            ledger: "/tmp/x/ledger".into(),
+            json: false,
+        };
+        assert_eq!(demo_root(&ctx), PathBuf::from("/tmp/x"));
+    }
+}
