@@ -35,5 +35,8 @@ pub mod emuimage;
 // The imperative shell: runs the core's steps through the adapters, recording each.
 pub mod executor;
 
+// The upgrade report (Markdown, HTML, JSON) built from the ledger alone.
+pub mod report;
+
 // Command-line edge: argument parsing, output, error -> exit code.
 pub mod cli;

@@ -1,0 +1,113 @@
+//! Gathers what a report is built from: the ledger's records and replayed state, the
+//! chain's verification (against a checkpoint when one is given) and a re-hash of every
+//! dump file the ledger names. The only part of the report module that reads anything;
+//! it writes nothing (the ledger is opened with [`LedgerReader`]).
+
+use std::path::{Path, PathBuf};
+
+use super::{DumpFileCheck, Verification};
+use crate::adapters::fs::blake3_file;
+use crate::events::{DumpArtifact, EventDecoder, Recorded};
+use crate::executor::{JournalError, to_recorded};
+use crate::ledger::{Anchor, LedgerError, LedgerReader, verify};
+use crate::replay::State;
+
+/// Why a report cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum CollectError {
+    /// The ledger cannot be opened or read.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// A record does not decode or does not fit the run: there is no coherent story to
+    /// report. `ledger verify` and `ledger export` show what is stored.
+    #[error("{source}")]
+    Unreadable {
+        /// What the journal said.
+        #[source]
+        source: JournalError,
+        /// What `ledger verify` found, if anything (often the same record).
+        verify_problem: Option<String>,
+    },
+    /// The ledger holds no record.
+    #[error("the ledger in {} records nothing yet: there is no run to report", .path.display())]
+    Empty {
+        /// The ledger folder.
+        path: PathBuf,
+    },
+}
+
+/// The inputs of [`super::build`].
+#[derive(Debug, Clone)]
+pub struct Collected {
+    /// Every record, decoded.
+    pub records: Vec<Recorded>,
+    /// The state replayed from them.
+    pub state: State,
+    /// What was verified.
+    pub verification: Verification,
+}
+
+/// Opens the ledger in `dir` read-only, verifies it (against `anchor` when given), replays
+/// it, and re-hashes the dumps it records. A broken chain is not an error here: the report
+/// says so; records that cannot be decoded or replayed are.
+pub fn collect(dir: &Path, anchor: Option<&Anchor>) -> Result<Collected, CollectError> {
+    let reader = LedgerReader::open(dir)?;
+    // Verification and replay read the same open handle, so they see the same records.
+    let report = verify(reader.view(), anchor, &EventDecoder)?;
+    let verify_problem = report
+        .problem
+        .as_ref()
+        .map(|p| format!("{} at seq {}: {}", p.kind.as_str(), p.seq, p.detail));
+    let unreadable = |source: JournalError| CollectError::Unreadable {
+        source,
+        verify_problem: verify_problem.clone(),
+    };
+    let mut state = State::new();
+    let mut records = Vec::new();
+    for rec in reader.records() {
+        let recorded = to_recorded(&rec?).map_err(unreadable)?;
+        state.apply(&recorded).map_err(|rejection| {
+            unreadable(JournalError::Inconsistent {
+                seq: recorded.seq,
+                rejection,
+            })
+        })?;
+        records.push(recorded);
+    }
+    if records.is_empty() {
+        return Err(CollectError::Empty {
+            path: dir.to_path_buf(),
+        });
+    }
+    let dumps = state.artifacts().into_iter().map(check_dump_file).collect();
+    let verification = Verification::from_verify_report(&report, dumps);
+    Ok(Collected {
+        records,
+        state,
+        verification,
+    })
+}
+
+/// Re-hashes one recorded dump file: present, and equal in size and BLAKE3 to the record.
+pub fn check_dump_file(a: &DumpArtifact) -> DumpFileCheck {
+    match blake3_file(Path::new(&a.file)) {
+        Ok((size, hex)) => DumpFileCheck {
+            db: a.db,
+            file: a.file.clone(),
+            present: true,
+            matches: size == a.size && hex == a.blake3_hex,
+            found_size: Some(size),
+            found_blake3: Some(hex),
+            error: None,
+        },
+        Err(e) => DumpFileCheck {
+            db: a.db,
+            file: a.file.clone(),
+            present: false,
+            matches: false,
+            found_size: None,
+            found_blake3: None,
+            error: Some(e.to_string()),
+        },
+    }
+}

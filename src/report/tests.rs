@@ -1,0 +1,694 @@
+//! Unit tests of the report: whole runs built from events with fixed times (a completed
+//! upgrade, a completed rollback, a run that failed mid-way), checked for the key figures
+//! computed from the ledger, and the renderers checked for those figures and for escaping.
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use uuid::Uuid;
+
+use super::*;
+use crate::events::samples;
+use crate::events::{
+    Attestation, DumpArtifact, DumpCheck, Event, Finding, MetaDb, Plan, Recorded, Restored,
+    StepFacts, StepKey, TableFact,
+};
+use crate::replay::{Phase, State};
+
+const LEDGER: Uuid = Uuid::from_u128(0xfeed_0000_0000_0000_0000_0000_0000_0001);
+
+/// 2024-05-01 at `h:m:s` UTC.
+fn at(h: u32, m: u32, s: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2024, 5, 1, h, m, s).unwrap()
+}
+
+/// A dump with realistic tables: per-database row counts the tests check.
+fn dump_of(plan: &Plan, db: MetaDb) -> DumpArtifact {
+    let tables: &[(&str, u64)] = match db {
+        MetaDb::Rm => &[("oms_normal_config", 120), ("oms_resource", 35)],
+        MetaDb::Cm => &[("cluster", 2), ("host", 1), ("task", 4000)],
+        MetaDb::CmHb => &[("heatbeat_sequence", 1)],
+    };
+    DumpArtifact {
+        db,
+        database: plan.databases.get(db).to_string(),
+        file: plan.dump_file(db),
+        size: 10_000 * (db as u64 + 1),
+        blake3_hex: blake3::hash(format!("dump of {db}").as_bytes())
+            .to_hex()
+            .to_string(),
+        format: "sql".into(),
+        compression: "none".into(),
+        dumper: "native".into(),
+        charset: "utf8mb4".into(),
+        collation: "utf8mb4_bin".into(),
+        tables: tables
+            .iter()
+            .map(|(name, rows)| TableFact {
+                name: (*name).into(),
+                rows: *rows,
+                checksum: format!("{name}-sum"),
+                method: "blake3-rows".into(),
+            })
+            .collect(),
+    }
+}
+
+/// Records a run event by event with explicit times, through `State::apply`, as the
+/// journal would.
+struct Fixture {
+    plan: Plan,
+    state: State,
+    events: Vec<Recorded>,
+}
+
+impl Fixture {
+    fn planned() -> Fixture {
+        let plan = samples::plan();
+        let mut f = Fixture {
+            plan: plan.clone(),
+            state: State::new(),
+            events: vec![],
+        };
+        f.push(at(3, 58, 0), Event::planned(plan));
+        f
+    }
+
+    fn push(&mut self, when: DateTime<Utc>, event: Event) {
+        let r = Recorded {
+            seq: self.events.len() as u64 + 1,
+            at: when,
+            operator: if when < at(4, 20, 0) { "alice" } else { "bob" }.into(),
+            host: "ops-1".into(),
+            run_id: self.plan.run_id,
+            event,
+        };
+        self.state.apply(&r).expect("fixture events are legal");
+        self.events.push(r);
+    }
+
+    fn facts(&self, key: StepKey, when: DateTime<Utc>) -> StepFacts {
+        match key {
+            StepKey::Dump { db } => StepFacts::DumpWritten(dump_of(&self.plan, db)),
+            StepKey::RollbackVerifyDumps => StepFacts::DumpsVerified {
+                checks: self
+                    .state
+                    .artifacts()
+                    .iter()
+                    .map(|a| DumpCheck {
+                        db: a.db,
+                        file: a.file.clone(),
+                        found_blake3: Some(a.blake3_hex.clone()),
+                        ok: true,
+                    })
+                    .collect(),
+            },
+            StepKey::Restore { db } => {
+                let a = dump_of(&self.plan, db);
+                StepFacts::Restored(Restored {
+                    db,
+                    database: a.database.clone(),
+                    file: a.file.clone(),
+                    verified_blake3: a.blake3_hex.clone(),
+                    tables: a.tables.clone(),
+                    tables_match: true,
+                })
+            }
+            _ => samples::done_facts(&self.plan, key, when, self.state.downtime_start()),
+        }
+    }
+
+    /// Intent at `from`, done at `to`.
+    fn step(&mut self, key: StepKey, from: DateTime<Utc>, to: DateTime<Utc>) {
+        assert_eq!(
+            self.next(),
+            key,
+            "fixture runs steps in the permitted order"
+        );
+        self.push(from, Event::StepIntent { key });
+        let facts = self.facts(key, to);
+        self.push(to, Event::StepDone { key, facts });
+    }
+
+    fn fail(&mut self, key: StepKey, from: DateTime<Utc>, to: DateTime<Utc>, retryable: bool) {
+        self.push(from, Event::StepIntent { key });
+        self.push(
+            to,
+            Event::StepFailed {
+                key,
+                error: format!("{key} broke"),
+                retryable,
+                facts: None,
+            },
+        );
+    }
+
+    fn next(&self) -> StepKey {
+        self.state.permitted()[0].key()
+    }
+
+    /// Runs the permitted steps, each taking 10 s after a 5 s gap, until `stop` is next
+    /// (or nothing is permitted).
+    fn run_until(&mut self, stop: Option<StepKey>) {
+        while !self.state.permitted().is_empty() && Some(self.next()) != stop {
+            let now = self.events.last().unwrap().at;
+            self.step(
+                self.next(),
+                now + Duration::seconds(5),
+                now + Duration::seconds(15),
+            );
+        }
+    }
+
+    fn verification(&self) -> Verification {
+        let n = self.events.len() as u64;
+        Verification {
+            ledger_id: LEDGER,
+            chain_intact: true,
+            records_verified: n,
+            head_seq: Some(n),
+            head_hash: Some("ab".repeat(32)),
+            problem: None,
+            anchor: None,
+            dumps: self
+                .state
+                .artifacts()
+                .iter()
+                .map(|a| DumpFileCheck {
+                    db: a.db,
+                    file: a.file.clone(),
+                    present: true,
+                    matches: true,
+                    found_size: Some(a.size),
+                    found_blake3: Some(a.blake3_hex.clone()),
+                    error: None,
+                })
+                .collect(),
+        }
+    }
+
+    fn report(&self) -> Report {
+        build(&self.events, &self.state, self.verification())
+    }
+}
+
+/// The upgrade up to and including the three dumps: T1 at 04:00:00.
+fn through_dumps(f: &mut Fixture) {
+    f.step(StepKey::DisableHa, at(3, 59, 0), at(3, 59, 1));
+    f.step(StepKey::StopOldContainer, at(3, 59, 30), at(4, 0, 0));
+    f.step(StepKey::PruneHeartbeat, at(4, 0, 5), at(4, 0, 6));
+    f.step(StepKey::Dump { db: MetaDb::Rm }, at(4, 0, 10), at(4, 2, 10));
+    f.step(StepKey::Dump { db: MetaDb::Cm }, at(4, 2, 15), at(4, 5, 15));
+    f.step(
+        StepKey::Dump { db: MetaDb::CmHb },
+        at(4, 5, 20),
+        at(4, 5, 50),
+    );
+}
+
+/// The runbook's own example: stopped 4:00, HA back at 5:00, so 60 + 30 = 90.
+fn completed() -> Fixture {
+    let mut f = Fixture::planned();
+    through_dumps(&mut f);
+    f.step(StepKey::RenameOldContainer, at(4, 6, 0), at(4, 6, 1));
+    f.step(StepKey::CreateNewContainer, at(4, 6, 5), at(4, 6, 8));
+    f.step(StepKey::StartNewContainer, at(4, 6, 10), at(4, 6, 12));
+    f.step(StepKey::RunDockerInit, at(4, 7, 0), at(4, 45, 0));
+    f.step(StepKey::ConfirmHealth, at(4, 45, 5), at(4, 58, 0));
+    f.step(StepKey::EnableHa, at(4, 59, 58), at(5, 0, 0));
+    f.step(StepKey::Complete, at(5, 0, 1), at(5, 0, 1));
+    f
+}
+
+fn step(r: &Report, key: StepKey) -> &StepRow {
+    r.steps.iter().rev().find(|s| s.key == key).unwrap()
+}
+
+#[test]
+fn completed_upgrade_key_figures() {
+    let f = completed();
+    let r = f.report();
+    assert_eq!(r.outcome.phase, Phase::Completed);
+    assert_eq!(
+        r.outcome.summary,
+        "The upgrade from 3.3.0 to 3.3.1 completed."
+    );
+    let t1 = r.times.t1.as_ref().unwrap();
+    assert_eq!(t1.at, at(4, 0, 0));
+    assert_eq!(t1.seq, 5);
+    assert_eq!(
+        t1.docker_finished_at,
+        Some(at(4, 0, 0) - Duration::milliseconds(300))
+    );
+    assert_eq!(r.times.t2.as_ref().unwrap().at, at(5, 0, 0));
+    assert!(r.times.t3.is_none());
+    let d = r.times.downtime.as_ref().unwrap();
+    assert_eq!((d.start, d.end), (at(4, 0, 0), Some(at(5, 0, 0))));
+    assert_eq!(d.duration_ms, 3_600_000);
+    assert_eq!(d.minutes_rounded_up, 60);
+    assert_eq!(d.text, "1 h 0 min 0 s");
+    assert!(!d.ongoing);
+    assert_eq!(d.ended_by, "HA re-enabled (T2)");
+    let refetch = r.ha.refetch.as_ref().unwrap();
+    assert_eq!(
+        (
+            refetch.downtime_minutes,
+            refetch.margin_minutes,
+            refetch.interval_minutes
+        ),
+        (60, 30, Some(90))
+    );
+    assert!(refetch.reasoning.contains("60 + 30 = 90"));
+    assert!(r.ha.warnings.is_empty());
+    assert_eq!(r.ha.before_json.as_deref(), Some(samples::HA_ON));
+    assert_eq!(
+        r.ha.changed_keys
+            .iter()
+            .map(|k| k.key.as_str())
+            .collect::<Vec<_>>(),
+        ["refetchStoreIntervalMin"]
+    );
+    assert_eq!(r.ha.changes.len(), 2);
+
+    // Every step once, with durations from its two records.
+    assert_eq!(r.steps.len(), 13);
+    assert_eq!(
+        step(&r, StepKey::StopOldContainer).duration_ms,
+        Some(30_000)
+    );
+    assert_eq!(step(&r, StepKey::StopOldContainer).marks, ["T1"]);
+    assert_eq!(step(&r, StepKey::EnableHa).marks, ["T2"]);
+    assert_eq!(
+        step(&r, StepKey::Dump { db: MetaDb::Cm }).duration_ms,
+        Some(180_000)
+    );
+    assert_eq!(
+        step(&r, StepKey::RunDockerInit).duration_ms,
+        Some(38 * 60_000)
+    );
+    assert!(r.steps.iter().all(|s| s.result == StepResult::Done));
+
+    // Dumps: checksums and row counts as recorded.
+    assert_eq!(r.dumps.len(), 3);
+    let rows: Vec<u64> = r.dumps.iter().map(|d| d.total_rows).collect();
+    assert_eq!(rows, [155, 4003, 1]);
+    assert_eq!(
+        r.dumps[0].blake3,
+        blake3::hash(b"dump of rm").to_hex().to_string()
+    );
+    assert_eq!(r.dumps[2].recorded_at, Some(at(4, 5, 50)));
+    assert!(
+        r.dumps
+            .iter()
+            .all(|d| d.file_check.as_ref().unwrap().matches)
+    );
+
+    // Containers: the binds proof, both sides.
+    let new = r.containers.new.as_ref().unwrap();
+    assert!(new.binds_equal_to_old);
+    assert!(new.env.contains(&"IS_UPGRADE=true".to_string()));
+    assert_eq!(r.containers.binds.len(), 4);
+    assert!(r.containers.binds.iter().all(|b| b.old && b.new));
+    let old = r.containers.old.as_ref().unwrap();
+    assert!(old.env.contains(&"OMS_META_PASSWORD=***".to_string()));
+    assert_eq!(r.containers.renames.len(), 1);
+    assert_eq!(r.containers.renames[0].to, "oms-pre-3.3.1");
+
+    assert_eq!(r.run.operators, ["alice", "bob"]);
+    assert_eq!(r.run.hosts, ["ops-1"]);
+    assert_eq!(r.run.planned_by.as_deref(), Some("alice"));
+    assert_eq!(
+        r.plan.as_ref().unwrap().target_image,
+        "oms:feature_3.3.1_ce"
+    );
+    assert!(r.failures.is_empty() && r.retries.is_empty() && r.in_doubt.is_empty());
+    assert!(r.verification.ok, "{:?}", r.verification.findings);
+}
+
+#[test]
+fn completed_upgrade_renders_its_figures() {
+    let r = completed().report();
+    let md = to_markdown(&r);
+    for needle in [
+        "# OMS upgrade 3.3.0 → 3.3.1: completed",
+        "**VERIFIED: chain intact (27 records, head seq 27)",
+        "| T1 | 2024-05-01 04:00:00 UTC (stop-old, seq 5)",
+        "| T2 | 2024-05-01 05:00:00 UTC (enable-ha, seq 25)",
+        "| Downtime | 1 h 0 min 0 s (60 min rounded up)",
+        "refetchStoreIntervalMin = 90 (downtime 60 min + margin 30 min)",
+        blake3::hash(b"dump of cm").to_hex().as_ref(),
+        "| `task` | 4000 |",
+        &"ab".repeat(32),
+        "| `dump-cm` Dump cm database | 1 | 04:02:15 | 04:05:15 | 3 min 0 s | done |",
+    ] {
+        assert!(md.contains(needle), "markdown lacks {needle:?}:\n{md}");
+    }
+    let html = to_html(&r);
+    for needle in [
+        "<div class=\"v\" id=\"t1\">2024-05-01 04:00:00 UTC</div>",
+        "<div class=\"v\" id=\"t2\">2024-05-01 05:00:00 UTC</div>",
+        "<div class=\"v\" id=\"downtime\">1 h 0 min 0 s</div>",
+        "<div class=\"v\" id=\"refetch\">90 min</div>",
+        "<svg xmlns=\"http://www.w3.org/2000/svg\"",
+        ">T1 04:00:00</text>",
+        ">T2 05:00:00</text>",
+        blake3::hash(b"dump of cm_hb").to_hex().as_ref(),
+        &format!("<code id=\"head-hash\">{}</code>", "ab".repeat(32)),
+    ] {
+        assert!(html.contains(needle), "html lacks {needle:?}");
+    }
+    // Self-contained: no script, no external resource.
+    let lower = html.to_lowercase();
+    for banned in ["<script", "src=", "href=", "@import", "url("] {
+        assert!(!lower.contains(banned), "html contains {banned}");
+    }
+}
+
+/// docker_init.sh fails for good at 04:30; the rollback starts at 04:31 and each of its
+/// steps takes 10 s after a 5 s gap.
+fn rolled_back() -> Fixture {
+    let mut f = Fixture::planned();
+    through_dumps(&mut f);
+    f.step(StepKey::RenameOldContainer, at(4, 6, 0), at(4, 6, 1));
+    f.step(StepKey::CreateNewContainer, at(4, 6, 5), at(4, 6, 8));
+    f.step(StepKey::StartNewContainer, at(4, 6, 10), at(4, 6, 12));
+    f.fail(StepKey::RunDockerInit, at(4, 7, 0), at(4, 30, 0), false);
+    f.push(
+        at(4, 31, 0),
+        Event::RollbackRequested {
+            reason: "docker_init.sh failed".into(),
+        },
+    );
+    f.run_until(None);
+    f
+}
+
+#[test]
+fn completed_rollback_key_figures() {
+    let f = rolled_back();
+    let r = f.report();
+    assert_eq!(r.outcome.phase, Phase::RolledBack);
+    assert_eq!(
+        r.outcome.summary,
+        "The upgrade from 3.3.0 to 3.3.1 was rolled back (reason: docker_init.sh failed)."
+    );
+    let rb = r.rollback.as_ref().unwrap();
+    assert!(rb.completed);
+    assert_eq!(rb.from_phase, Phase::UpgradeFailed);
+    assert_eq!(rb.steps.first(), Some(&StepKey::RollbackVerifyDumps));
+    // The rollback's steps run back to back from 04:31:00: the second (stop-new) is T3.
+    assert_eq!(rb.steps[1], StepKey::StopNewContainer);
+    assert_eq!(r.times.t1.as_ref().unwrap().at, at(4, 0, 0));
+    assert!(r.times.t2.is_none());
+    let t3 = r.times.t3.as_ref().unwrap();
+    assert_eq!(t3.at, at(4, 31, 30));
+    assert_eq!(step(&r, StepKey::StopNewContainer).marks, ["T3"]);
+    // HA comes back with the rollback's 13th step, at 04:31:00 + 13 * 15 s = 04:34:15,
+    // so the downtime runs from T1 to then: the restored databases are at T1.
+    let enable = step(&r, StepKey::RollbackEnableHa);
+    assert_eq!(enable.ended_at, Some(at(4, 34, 15)));
+    let d = r.times.downtime.as_ref().unwrap();
+    assert_eq!(d.end, Some(at(4, 34, 15)));
+    assert_eq!(d.duration_ms, (34 * 60 + 15) * 1000);
+    assert_eq!(d.minutes_rounded_up, 35);
+    assert_eq!(d.ended_by, "HA re-enabled by the rollback");
+    let refetch = r.ha.refetch.as_ref().unwrap();
+    assert_eq!(refetch.t1, at(4, 0, 0));
+    assert_eq!(refetch.interval_minutes, Some(35 + 30));
+    assert_eq!(r.ha.changes.len(), 2, "disable-ha and rollback-enable-ha");
+
+    // The failure that caused it, and every dump re-hashed and restored with its checksum.
+    assert_eq!(r.failures.len(), 1);
+    assert_eq!(r.failures[0].key, StepKey::RunDockerInit);
+    assert!(!r.failures[0].retryable);
+    for d in &r.dumps {
+        assert!(d.rollback_check.as_ref().unwrap().ok);
+        let rs = d.restore.as_ref().unwrap();
+        assert_eq!(rs.verified_blake3, d.blake3);
+        assert!(rs.tables_match);
+        assert_eq!(rs.tables, d.tables);
+    }
+    assert_eq!(r.containers.renames.len(), 3);
+    assert_eq!(
+        r.steps.iter().filter(|s| s.rollback).count(),
+        rb.steps.len()
+    );
+
+    let md = to_markdown(&r);
+    assert!(md.contains("| T3 | 2024-05-01 04:31:30 UTC (rollback-stop-new"));
+    assert!(md.contains("| Downtime | 34 min 15 s (35 min rounded up)"));
+    assert!(md.contains("**Rollback** requested at 2024-05-01 04:31:00 UTC"));
+    let html = to_html(&r);
+    assert!(html.contains("<div class=\"v\" id=\"t3\">2024-05-01 04:31:30 UTC</div>"));
+    assert!(html.contains(">T3 04:31:30</text>"));
+    assert!(html.contains("<div class=\"v\" id=\"refetch\">65 min</div>"));
+}
+
+/// A run that fails mid-way: the process died during the prune (reconciled as done on
+/// resume), `dump-cm` failed once and was retried, docker_init.sh failed for good, and
+/// nobody has rolled back yet.
+fn failed_mid_way() -> Fixture {
+    let mut f = Fixture::planned();
+    f.step(StepKey::DisableHa, at(3, 59, 0), at(3, 59, 1));
+    f.step(StepKey::StopOldContainer, at(3, 59, 30), at(4, 0, 0));
+    f.push(
+        at(4, 0, 5),
+        Event::StepIntent {
+            key: StepKey::PruneHeartbeat,
+        },
+    );
+    f.push(
+        at(4, 3, 0),
+        Event::StepReconciled {
+            key: StepKey::PruneHeartbeat,
+            finding: Finding::Done(Box::new(StepFacts::HeartbeatPruned {
+                max_id: Some(77),
+                rows_deleted: 0,
+            })),
+            evidence: "heatbeat_sequence holds only max(id) 77".into(),
+        },
+    );
+    f.step(StepKey::Dump { db: MetaDb::Rm }, at(4, 3, 5), at(4, 5, 5));
+    f.fail(
+        StepKey::Dump { db: MetaDb::Cm },
+        at(4, 5, 10),
+        at(4, 5, 40),
+        true,
+    );
+    f.step(StepKey::Dump { db: MetaDb::Cm }, at(4, 6, 0), at(4, 9, 0));
+    f.step(
+        StepKey::Dump { db: MetaDb::CmHb },
+        at(4, 9, 5),
+        at(4, 9, 35),
+    );
+    f.step(StepKey::RenameOldContainer, at(4, 10, 0), at(4, 10, 1));
+    f.step(StepKey::CreateNewContainer, at(4, 10, 5), at(4, 10, 8));
+    f.step(StepKey::StartNewContainer, at(4, 10, 10), at(4, 10, 12));
+    f.fail(StepKey::RunDockerInit, at(4, 12, 0), at(4, 40, 0), false);
+    f.push(
+        at(4, 41, 0),
+        Event::Note {
+            text: "paged the DBA on call <b>now</b> | CHG-42".into(),
+        },
+    );
+    f.push(
+        at(4, 42, 0),
+        Event::Attestation(Attestation {
+            by: "carol".into(),
+            statement: "OMS console shows no running project".into(),
+            step: None,
+            observed_at: Some(at(4, 41, 30)),
+        }),
+    );
+    f
+}
+
+#[test]
+fn failed_run_key_figures() {
+    let f = failed_mid_way();
+    let r = f.report();
+    assert_eq!(r.outcome.phase, Phase::UpgradeFailed);
+    assert_eq!(
+        r.outcome.summary,
+        "The upgrade from 3.3.0 to 3.3.1 failed at step docker-init (docker-init broke) and was not rolled back."
+    );
+    assert_eq!(r.times.t1.as_ref().unwrap().at, at(4, 0, 0));
+    assert!(r.times.t2.is_none() && r.times.t3.is_none());
+    // Still down: measured to the last record (04:42:00), never to the clock.
+    let d = r.times.downtime.as_ref().unwrap();
+    assert!(d.ongoing);
+    assert_eq!(d.end, None);
+    assert_eq!(d.measured_to, at(4, 42, 0));
+    assert_eq!(d.duration_ms, 42 * 60_000);
+    assert_eq!(d.minutes_rounded_up, 42);
+    assert!(r.ha.refetch.is_none());
+    assert!(r.ha.after_json.is_none());
+
+    assert_eq!(r.failures.len(), 2);
+    assert_eq!(r.failures[0].key, StepKey::Dump { db: MetaDb::Cm });
+    assert!(r.failures[0].retryable);
+    assert_eq!(r.failures[1].key, StepKey::RunDockerInit);
+    assert_eq!(r.retries.len(), 1);
+    assert_eq!(r.retries[0].attempt, 2);
+    assert_eq!(r.retries[0].after, StepResult::Failed);
+    assert_eq!(r.retries[0].result, StepResult::Done);
+    assert_eq!(r.in_doubt.len(), 1);
+    assert_eq!(r.in_doubt[0].result, StepResult::ReconciledDone);
+    assert_eq!(r.in_doubt[0].resolved_at, Some(at(4, 3, 0)));
+    assert_eq!(step(&r, StepKey::PruneHeartbeat).duration_ms, Some(175_000));
+    assert_eq!(step(&r, StepKey::RunDockerInit).result, StepResult::Failed);
+    assert_eq!(r.dumps.len(), 3);
+    assert_eq!(r.dumps[1].total_rows, 4003);
+    assert_eq!(r.notes.len(), 1);
+    assert_eq!(r.attestations.len(), 1);
+    assert_eq!(r.attestations[0].by, "carol");
+    assert!(r.rollback.is_none());
+
+    let md = to_markdown(&r);
+    assert!(md.contains("| Downtime | 42 min 0 s (42 min rounded up): 2024-05-01 04:00:00 UTC to ongoing at the last record, 2024-05-01 04:42:00 UTC"));
+    assert!(md.contains("| `dump-cm` | 1 | 2024-05-01 04:05:40 UTC | yes | dump-cm broke |"));
+    assert!(md.contains("**failed**"));
+    // Pipes in free text stay inside their cell.
+    assert!(md.contains("paged the DBA on call <b>now</b> \\| CHG-42"));
+    let html = to_html(&r);
+    assert!(html.contains("<header class=\"banner bad\">"));
+    assert!(html.contains("paged the DBA on call &lt;b&gt;now&lt;/b&gt; | CHG-42"));
+    assert!(!html.contains("<b>now</b>"));
+    assert!(html.contains("(ongoing at the last record)"));
+}
+
+#[test]
+fn the_report_is_the_same_for_the_same_ledger() {
+    let f = failed_mid_way();
+    assert_eq!(f.report(), f.report());
+    assert_eq!(to_html(&f.report()), to_html(&f.report()));
+}
+
+#[test]
+fn a_broken_chain_or_a_missing_dump_is_not_verified() {
+    let f = completed();
+    let mut v = f.verification();
+    v.chain_intact = false;
+    v.problem = Some(ChainProblem {
+        seq: 7,
+        kind: "hash_mismatch".into(),
+        detail: "stored hash differs".into(),
+    });
+    v.records_verified = 6;
+    v.head_seq = Some(6);
+    v.dumps[1].present = false;
+    v.dumps[1].matches = false;
+    v.dumps[1].error = Some("No such file or directory".into());
+    v.anchor = Some(AnchorCheck {
+        seq: 29,
+        head: "cd".repeat(32),
+        matched: false,
+    });
+    let r = build(&f.events, &f.state, v);
+    assert!(!r.verification.ok);
+    assert!(!r.verification.dumps_ok);
+    assert_eq!(
+        r.verification.findings.len(),
+        3,
+        "{:?}",
+        r.verification.findings
+    );
+    assert!(r.verification.findings[0].contains("hash_mismatch at seq 7"));
+    let md = to_markdown(&r);
+    assert!(md.contains("**NOT VERIFIED: CHAIN BROKEN at seq 7 (hash_mismatch); checkpoint at seq 29 NOT matched; dumps 2/3 present and matching**"));
+    assert!(md.contains("**MISSING**"));
+    let html = to_html(&r);
+    assert!(html.contains("<header class=\"banner bad\">"));
+}
+
+#[test]
+fn a_report_covering_more_than_was_verified_says_so() {
+    let f = completed();
+    let mut v = f.verification();
+    v.head_seq = Some(3);
+    let r = build(&f.events, &f.state, v);
+    assert!(!r.verification.ok);
+    assert!(r.verification.findings[0].contains("up to seq 27 but the verified head is seq 3"));
+}
+
+#[test]
+fn json_keeps_exact_values() {
+    let r = completed().report();
+    let j = to_json(&r);
+    assert_eq!(j["format"], "oms-upgrade-report");
+    assert_eq!(j["version"], 1);
+    assert_eq!(j["outcome"]["phase"], "completed");
+    assert_eq!(j["times"]["t1"]["at"], "2024-05-01T04:00:00Z");
+    assert_eq!(j["times"]["downtime"]["duration_ms"], 3_600_000);
+    assert_eq!(j["ha"]["refetch"]["interval_minutes"], 90);
+    assert_eq!(j["steps"][1]["key"], "stop-old");
+    assert_eq!(j["steps"][1]["result"], "done");
+    assert_eq!(j["dumps"][2]["db"], "cm_hb");
+    assert_eq!(j["dumps"][1]["tables"][2]["rows"], 4000);
+    assert_eq!(j["verification"]["ok"], true);
+    assert_eq!(j["verification"]["head_hash"], "ab".repeat(32));
+    assert_eq!(j["run"]["ledger_id"], LEDGER.to_string());
+}
+
+#[test]
+fn preflight_only_ledger_reports_no_plan() {
+    let run_id = Uuid::from_u128(9);
+    let r = Recorded {
+        seq: 1,
+        at: at(3, 0, 0),
+        operator: "alice".into(),
+        host: "ops-1".into(),
+        run_id,
+        event: Event::PreflightFailed {
+            checks: vec![crate::events::PreflightCheck {
+                name: "target-image-present".into(),
+                ok: false,
+                detail: "load the image with docker load".into(),
+            }],
+        },
+    };
+    let state = crate::replay::replay(std::slice::from_ref(&r)).unwrap();
+    let report = build(
+        std::slice::from_ref(&r),
+        &state,
+        Verification {
+            ledger_id: LEDGER,
+            chain_intact: true,
+            records_verified: 1,
+            head_seq: Some(1),
+            head_hash: Some("00".repeat(32)),
+            problem: None,
+            anchor: None,
+            dumps: vec![],
+        },
+    );
+    assert_eq!(report.outcome.phase, Phase::NotPlanned);
+    assert!(report.plan.is_none() && report.times.downtime.is_none());
+    assert_eq!(report.preflight_failures[0].failed.len(), 1);
+    let md = to_markdown(&report);
+    assert!(md.contains("target-image-present: load the image with docker load"));
+    assert!(to_html(&report).contains("No step was run."));
+}
+
+#[test]
+fn schema_names_every_step_and_top_level_field() {
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../../ledger-schema/report.schema.json")).unwrap();
+    let names: Vec<String> = StepKey::all().iter().map(|k| k.to_string()).collect();
+    let listed: Vec<String> = schema["$defs"]["step_key"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(listed, names, "report.schema.json step_key is out of date");
+    let j = to_json(&completed().report());
+    let mut fields: Vec<&String> = j.as_object().unwrap().keys().collect();
+    let mut required: Vec<&str> = schema["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    fields.sort();
+    required.sort();
+    assert_eq!(fields, required);
+}

@@ -1,0 +1,272 @@
+//! Words and numbers for people, shared by the Markdown and HTML renderers and by the
+//! report's own one-line step details: step titles, fact summaries, times, durations and
+//! sizes. Formatting only; every value comes from the ledger.
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::events::{HaMode, StepFacts, StepKey};
+
+/// What a step does, in a few words.
+pub fn title(key: StepKey) -> String {
+    match key {
+        StepKey::DisableHa => "Disable HA".into(),
+        StepKey::StopOldContainer => "Stop old container".into(),
+        StepKey::PruneHeartbeat => "Prune heartbeat table".into(),
+        StepKey::Dump { db } => format!("Dump {db} database"),
+        StepKey::RenameOldContainer => "Rename old container aside".into(),
+        StepKey::CreateNewContainer => "Create new container".into(),
+        StepKey::StartNewContainer => "Start new container".into(),
+        StepKey::CheckSupervisor => "Check supervisor programs".into(),
+        StepKey::RunDockerInit => "Run docker_init.sh".into(),
+        StepKey::ConfirmHealth => "Confirm OMS health".into(),
+        StepKey::CheckOnline => "Check machines Online".into(),
+        StepKey::EnableHa => "Re-enable HA".into(),
+        StepKey::Complete => "Upgrade complete".into(),
+        StepKey::RollbackVerifyDumps => "Re-verify dumps".into(),
+        StepKey::RollbackDisableHa => "Disable HA (rollback)".into(),
+        StepKey::StopNewContainer => "Stop new container".into(),
+        StepKey::RenameNewAside => "Rename new container aside".into(),
+        StepKey::RenameOldBack => "Give old container its name back".into(),
+        StepKey::RecreateDatabase { db } => format!("Drop and recreate {db}"),
+        StepKey::Restore { db } => format!("Restore {db} dump"),
+        StepKey::RestartOldContainer => "Restart old container".into(),
+        StepKey::ConfirmOldHealth => "Confirm old container health".into(),
+        StepKey::RollbackEnableHa => "Re-enable HA (rollback)".into(),
+        StepKey::RollbackComplete => "Rollback complete".into(),
+    }
+}
+
+/// A time as `2024-05-01 04:00:00 UTC`; sub-second digits are kept in the JSON form.
+pub fn time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+/// A time of day as `04:00:00`, for compact tables whose date is shown elsewhere.
+pub fn clock(t: DateTime<Utc>) -> String {
+    t.format("%H:%M:%S").to_string()
+}
+
+/// An optional time, `-` when absent.
+pub fn time_opt(t: Option<DateTime<Utc>>) -> String {
+    t.map(time).unwrap_or_else(|| "-".into())
+}
+
+/// A duration for people: `350 ms`, `4.2 s`, `12 min 5 s`, `1 h 0 min 12 s`.
+pub fn duration(d: Duration) -> String {
+    let ms = d.num_milliseconds();
+    let sign = if ms < 0 { "-" } else { "" };
+    let ms = ms.unsigned_abs();
+    let s = ms / 1000;
+    if ms < 1000 {
+        format!("{sign}{ms} ms")
+    } else if s < 60 {
+        format!("{sign}{}.{} s", s, (ms % 1000) / 100)
+    } else if s < 3600 {
+        format!("{sign}{} min {} s", s / 60, s % 60)
+    } else {
+        format!("{sign}{} h {} min {} s", s / 3600, (s % 3600) / 60, s % 60)
+    }
+}
+
+/// An optional duration in milliseconds, `-` when absent.
+pub fn duration_ms(ms: Option<i64>) -> String {
+    ms.map(|m| duration(super::ms(m)))
+        .unwrap_or_else(|| "-".into())
+}
+
+/// Bytes for people, exact count kept: `4.0 MiB (4194304 bytes)`.
+pub fn size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} bytes");
+    }
+    let mut v = bytes as f64 / 1024.0;
+    let mut unit = UNITS[0];
+    for u in &UNITS[1..] {
+        if v < 1024.0 {
+            break;
+        }
+        v /= 1024.0;
+        unit = u;
+    }
+    format!("{v:.1} {unit} ({bytes} bytes)")
+}
+
+/// The first 12 characters of an id or hash (the full value is in the JSON form and in
+/// the containers and dumps sections).
+pub fn short(id: &str) -> &str {
+    let id = id.strip_prefix("sha256:").unwrap_or(id);
+    match id.char_indices().nth(12) {
+        Some((i, _)) => &id[..i],
+        None => id,
+    }
+}
+
+/// `sql` or `manual`.
+pub fn mode(m: HaMode) -> &'static str {
+    match m {
+        HaMode::Sql => "sql",
+        HaMode::Manual => "manual",
+    }
+}
+
+fn yes(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+/// One line saying what a step found or did.
+pub fn facts(f: &StepFacts) -> String {
+    match f {
+        StepFacts::HaDisabled(h) => {
+            let mut s = match &h.written_json {
+                Some(_) => format!("enable=false written ({} mode)", mode(h.mode)),
+                None => "HA was already off; nothing written".into(),
+            };
+            if let Some(a) = &h.attestation {
+                s.push_str(&format!("; attested by {}", a.by));
+            }
+            s
+        }
+        StepFacts::ContainerStopped(c) => {
+            let mut s = format!(
+                "container {} stopped at {}",
+                short(&c.id),
+                time(c.stopped_at)
+            );
+            if let Some(f) = c.docker_finished_at {
+                s.push_str(&format!("; Docker FinishedAt {}", time(f)));
+            }
+            if let Some(code) = c.exit_code {
+                s.push_str(&format!("; exit code {code}"));
+            }
+            if c.already_stopped {
+                s.push_str("; it was already stopped");
+            }
+            s
+        }
+        StepFacts::HeartbeatPruned {
+            max_id,
+            rows_deleted,
+        } => match max_id {
+            Some(m) => format!("kept max(id) {m}; {rows_deleted} rows deleted"),
+            None => "heartbeat table was empty; nothing deleted".into(),
+        },
+        StepFacts::DumpWritten(a) => format!(
+            "{}: {}, BLAKE3 {}, {} tables, {} rows",
+            a.file,
+            size(a.size),
+            short(&a.blake3_hex),
+            a.tables.len(),
+            a.tables.iter().map(|t| t.rows).sum::<u64>()
+        ),
+        StepFacts::ContainerRenamed { id, from, to } => {
+            format!("{} renamed {from} -> {to}", short(id))
+        }
+        StepFacts::NewContainerCreated(n) => format!(
+            "{} ({}) from {}; binds equal to the old container's: {}",
+            n.name,
+            short(&n.id),
+            n.image,
+            yes(n.binds_equal_to_old)
+        ),
+        StepFacts::NewContainerStarted { id, started_at } => match started_at {
+            Some(t) => format!("{} started at {}", short(id), time(*t)),
+            None => format!("{} started", short(id)),
+        },
+        StepFacts::SupervisorChecked {
+            programs,
+            all_running,
+        } => format!(
+            "{} programs; all RUNNING: {}",
+            programs.len(),
+            yes(*all_running)
+        ),
+        StepFacts::DockerInit(d) => {
+            let mut s = format!(
+                "exit code {}; success marker seen: {}; log {} BLAKE3 {}",
+                d.exit_code,
+                yes(d.marker_seen),
+                d.log_file.as_deref().unwrap_or("(none)"),
+                short(&d.log_blake3)
+            );
+            if !d.harmless_errors.is_empty() {
+                s.push_str(&format!(
+                    "; known-harmless errors: {}",
+                    d.harmless_errors.join(", ")
+                ));
+            }
+            s
+        }
+        StepFacts::Health(h) => format!("{} healthy: {}", h.url, yes(h.healthy)),
+        StepFacts::NodesOnline { nodes, all_online } => {
+            format!("{} machines; all Online: {}", nodes.len(), yes(*all_online))
+        }
+        StepFacts::HaEnabled(h) => {
+            let mut s = format!("HA enabled, confirmed at {}", time(h.enabled_at));
+            match h.refetch.as_ref() {
+                Some(d) => match d.interval_minutes {
+                    Some(i) => s.push_str(&format!("; refetchStoreIntervalMin = {i}")),
+                    None => s.push_str("; perceiveStoreClientCheckpoint = true"),
+                },
+                None => s.push_str("; no downtime to cover"),
+            }
+            if let Some(a) = &h.attestation {
+                s.push_str(&format!("; attested by {}", a.by));
+            }
+            s
+        }
+        StepFacts::DumpsVerified { checks } => {
+            let bad = checks.iter().filter(|c| !c.ok).count();
+            if bad == 0 {
+                format!("{} dumps re-hashed: all match the record", checks.len())
+            } else {
+                format!(
+                    "{} dumps re-hashed: {bad} missing or different",
+                    checks.len()
+                )
+            }
+        }
+        StepFacts::DatabaseRecreated { database, .. } => {
+            format!("{database} dropped and recreated")
+        }
+        StepFacts::Restored(r) => format!(
+            "{} restored from {} (BLAKE3 {} verified first); tables match the dump: {}",
+            r.database,
+            r.file,
+            short(&r.verified_blake3),
+            yes(r.tables_match)
+        ),
+        StepFacts::ContainerRestarted { id, name } => {
+            format!("{name} ({}) restarted", short(id))
+        }
+        StepFacts::Completed => "-".into(),
+        StepFacts::Skipped { reason } => format!("nothing to do: {reason}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(duration(Duration::milliseconds(350)), "350 ms");
+        assert_eq!(duration(Duration::milliseconds(4_250)), "4.2 s");
+        assert_eq!(duration(Duration::seconds(725)), "12 min 5 s");
+        assert_eq!(duration(Duration::seconds(3612)), "1 h 0 min 12 s");
+        assert_eq!(duration(Duration::seconds(-2)), "-2.0 s");
+    }
+
+    #[test]
+    fn sizes_keep_the_exact_count() {
+        assert_eq!(size(10), "10 bytes");
+        assert_eq!(size(4096), "4.0 KiB (4096 bytes)");
+        assert_eq!(size(3 * 1024 * 1024 + 1), "3.0 MiB (3145729 bytes)");
+    }
+
+    #[test]
+    fn short_ids_drop_the_digest_prefix() {
+        assert_eq!(short("sha256:0123456789abcdef"), "0123456789ab");
+        assert_eq!(short("abc"), "abc");
+    }
+}
