@@ -14,6 +14,7 @@ pub mod backup;
 pub mod demo;
 pub mod init;
 pub mod ledger;
+pub mod report;
 pub mod note;
 pub mod run;
 pub mod shell;
@@ -72,6 +73,8 @@ pub enum Command {
     Backup(backup::BackupArgs),
     /// Verify and restore dumps written by `backup`.
     Restore(backup::RestoreArgs),
+    /// Write the run's report (Markdown, HTML or JSON) from the ledger alone.
+    Report(report::ReportArgs),
     /// Upgrade a demo OMS node (the bundled emulator) end to end; `--clean` removes demos.
     Demo(demo::DemoArgs),
 }
@@ -166,6 +169,7 @@ pub fn main() -> ExitCode {
         Command::Ledger(cmd) => ledger::run(cmd, &ctx),
         Command::Backup(args) => backup::run_backup(args, &ctx),
         Command::Restore(args) => backup::run_restore(args, &ctx),
+        Command::Report(args) => report::run(args, &ctx),
         Command::Demo(args) => demo::run(args, &ctx),
     };
     match result {
