@@ -1,0 +1,231 @@
+//! `oms-upgrade demo` against the real Docker engine and MariaDB: the binary sets up an
+//! emulated OMS 3.3.0 node, upgrades it to 3.3.1 and reports it as one JSON object; then
+//! `demo --clean` removes exactly what the demo created and nothing else.
+
+mod support;
+
+use std::path::Path;
+
+use assert_cmd::Command;
+use mysql_async::prelude::Queryable;
+use oms_upgrade::adapters::{BollardDocker, Docker};
+use oms_upgrade::emuimage::image_reference;
+use support::emulator::{self as emu, ContainerGuard, OmsContainerSpec};
+
+/// The binary with a per-test ledger; the password of a real OMS must not leak in.
+fn cli(ledger: &Path) -> Command {
+    let mut c = Command::cargo_bin("oms-upgrade").unwrap();
+    c.arg("--ledger")
+        .arg(ledger)
+        .env("OMS_UPGRADE_OPERATOR", "tester")
+        .env("OMS_UPGRADE_HOST", "ci-host")
+        .env_remove("OMS_META_PASSWORD")
+        .env_remove("OMS_UPGRADE_LEDGER");
+    c
+}
+
+/// stdout must be exactly one JSON object on one line.
+fn one_json(out: &std::process::Output) -> serde_json::Value {
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<_> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "stdout must hold one JSON object, got:\n{text}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+async fn database_exists(name: &str) -> bool {
+    let pool = support::mysql_pool().await;
+    let mut c = pool.get_conn().await.unwrap();
+    let n: Option<u64> = c
+        .exec_first(
+            "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
+            (name,),
+        )
+        .await
+        .unwrap();
+    drop(c);
+    pool.disconnect().await.ok();
+    n == Some(1)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn demo_upgrades_and_clean_removes_only_what_it_created() {
+    let client = support::docker().await;
+    let docker = BollardDocker::from_client(client.clone());
+    // The demo finds the emulator next to the binary; build it (debug, like the binary).
+    emu::emulator_binary();
+    let old_image = emu::images(&client, &[emu::OLD_VERSION]).await.remove(0);
+
+    // Unrelated things that `--clean` must leave alone, named to look like a demo's.
+    let guard = ContainerGuard::new(&client).await;
+    let bystander_name = format!("oms-demo-bystander-{}", guard.value.replace('_', "-"));
+    let bystander = emu::create_oms_container(
+        &client,
+        &guard,
+        &OmsContainerSpec {
+            name: &bystander_name,
+            image: &old_image.reference,
+            extra_env: &[],
+            binds: Vec::new(),
+        },
+    )
+    .await;
+    let bystander_db = support::TestDb::create("oms_demo_bystander").await;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let ledger = tmp.path().join("ledger");
+    let out = cli(&ledger)
+        .args(["--json", "demo", "--size", "64K"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "demo failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = one_json(&out);
+    assert_eq!(v["ok"], true, "{v:#}");
+    assert_eq!(v["phase"], "completed", "{v:#}");
+    assert_eq!(v["verify"]["ok"], true, "{v:#}");
+    assert_eq!(v["verify"]["problem"], serde_json::Value::Null, "{v:#}");
+    assert_eq!(v["ledger"], ledger.display().to_string());
+    assert_eq!(v["healthy"], true, "{v:#}");
+    assert!(v["refetch_minutes"].as_u64().unwrap() >= 1, "{v:#}");
+    assert!(v["t1"].is_string() && v["t2"].is_string(), "{v:#}");
+    let demo_id = v["demo_id"].as_str().unwrap().to_string();
+    let demo_dir = Path::new(v["demo_dir"].as_str().unwrap()).to_path_buf();
+    assert_eq!(
+        demo_dir,
+        tmp.path().join(&demo_id),
+        "demo folder next to the ledger"
+    );
+    assert!(Path::new(v["config"].as_str().unwrap()).is_file());
+
+    // The new container runs 3.3.1 under the old name with IS_UPGRADE=true; the old one
+    // is kept, renamed, stopped, on 3.3.0. Both carry the demo label.
+    let new_name = v["containers"]["new"]["name"].as_str().unwrap();
+    let new = docker
+        .inspect(new_name)
+        .await
+        .unwrap()
+        .expect("new container");
+    assert_eq!(new.image, image_reference("3.3.1"));
+    assert_eq!(v["containers"]["new"]["image"], image_reference("3.3.1"));
+    assert!(new.status.is_running());
+    assert_eq!(new.env_var("IS_UPGRADE"), Some("true"));
+    assert_eq!(new.labels.get("oms-upgrade.demo"), Some(&demo_id));
+    let old_id = v["containers"]["old"]["id"].as_str().unwrap();
+    let old = docker
+        .inspect(old_id)
+        .await
+        .unwrap()
+        .expect("old container");
+    assert_eq!(old.name, format!("{new_name}-pre-3.3.1"));
+    assert_eq!(old.image, image_reference("3.3.0"));
+    assert!(!old.status.is_running());
+    assert_eq!(old.labels.get("oms-upgrade.demo"), Some(&demo_id));
+    assert_eq!(new.binds, old.binds);
+
+    // The three databases exist, were migrated, and the seed's awkward rows survived.
+    let dbs: Vec<String> = ["rm", "cm", "cm_hb"]
+        .iter()
+        .map(|k| v["databases"][k].as_str().unwrap().to_string())
+        .collect();
+    for d in &dbs {
+        assert!(database_exists(d).await, "{d}");
+    }
+    let version = emu::scalar_text(&format!(
+        "SELECT version FROM `{}`.oms_schema_version WHERE id = 1",
+        dbs[0]
+    ))
+    .await;
+    assert_eq!(version.as_deref(), Some("3.3.1"));
+    let awkward = emu::scalar(&format!(
+        "SELECT COUNT(*) FROM `{}`.oms_project WHERE project_id LIKE 'awk-%'",
+        dbs[0]
+    ))
+    .await
+    .unwrap();
+    assert!(awkward >= 3, "seeded rows: {awkward}");
+
+    // The ledger is a real one: `status` agrees.
+    let status = one_json(&cli(&ledger).args(["--json", "status"]).output().unwrap());
+    assert_eq!(status["phase"], "completed");
+
+    // A second demo on the same ledger is refused before anything is created.
+    let demo_containers = docker
+        .find_by_label("oms-upgrade.demo", None)
+        .await
+        .unwrap()
+        .len();
+    let again = cli(&ledger)
+        .args(["--json", "demo", "--size", "64K"])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(7), "{again:?}");
+    let err = one_json(&again);
+    assert!(
+        err["error"]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("demo --clean"),
+        "{err}"
+    );
+    assert_eq!(
+        docker
+            .find_by_label("oms-upgrade.demo", None)
+            .await
+            .unwrap()
+            .len(),
+        demo_containers,
+        "the refused demo created no container"
+    );
+    assert_eq!(
+        docker
+            .find_by_label("oms-upgrade.demo", Some(&demo_id))
+            .await
+            .unwrap()
+            .len(),
+        2,
+        "old and new container carry the demo label"
+    );
+
+    // --clean removes the demo's containers, databases, folder and ledger ...
+    let out = cli(&ledger)
+        .args(["--json", "demo", "--clean"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cleaned = one_json(&out);
+    assert_eq!(cleaned["ok"], true, "{cleaned:#}");
+    assert!(docker.inspect(&new.id).await.unwrap().is_none());
+    assert!(docker.inspect(old_id).await.unwrap().is_none());
+    assert!(
+        docker
+            .find_by_label("oms-upgrade.demo", None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    for d in &dbs {
+        assert!(!database_exists(d).await, "{d} still exists");
+    }
+    assert!(!demo_dir.exists(), "{} still exists", demo_dir.display());
+    assert!(!ledger.exists(), "{} still exists", ledger.display());
+
+    // ... and nothing else.
+    let still = docker.inspect(&bystander).await.unwrap();
+    assert_eq!(still.map(|c| c.name), Some(bystander_name));
+    assert!(database_exists(&bystander_db.name).await);
+}
