@@ -78,7 +78,8 @@ pub struct DemoArgs {
     #[arg(long)]
     pub privileged: bool,
     /// Remove what demos created (labelled containers, demo databases, demo folders and
-    /// ledgers) instead of running a demo. Images are kept.
+    /// ledgers) instead of running a demo. Images are kept. Exits 6 when something could
+    /// not be removed (each such thing is named).
     #[arg(long, conflicts_with = "privileged")]
     pub clean: bool,
 }
@@ -1025,7 +1026,12 @@ fn clean(ctx: &Ctx) -> CmdResult {
             println!("  warning: {w}");
         }
     }
-    Ok(ExitCode::SUCCESS)
+    // Something a demo made is still there: say so to scripts, not only in words.
+    Ok(if done.warnings.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(ExitKind::Service.code())
+    })
 }
 
 /// Drops the demo's databases: only names carrying its id, on the server it recorded,
