@@ -75,7 +75,8 @@ ensure_python() {
 }
 
 ensure_services() {
-  _need_pkg busybox-static ca-certificates
+  # chromium: tests/report_html.rs loads the HTML report headless and screenshots it.
+  _need_pkg busybox-static ca-certificates chromium
   ensure_docker
   ensure_mariadb
   ensure_python

@@ -22,6 +22,7 @@ main { max-width: 1240px; margin: 0 auto; padding: 20px 24px 40px; }
 header.banner { border-radius: 8px; padding: 16px 20px; color: #fff; margin-bottom: 16px; }
 header.banner.ok { background: var(--ok); }
 header.banner.bad { background: var(--bad); }
+header.banner.neutral { background: #37474f; }
 header.banner h1 { margin: 0 0 6px; font-size: 22px; }
 header.banner p { margin: 4px 0; }
 header.banner .verdict { font-weight: 600; }
@@ -39,6 +40,7 @@ h3 { font-size: 15px; margin: 14px 0 6px; }
 table { border-collapse: collapse; width: 100%; margin: 6px 0 10px; }
 th, td { border-bottom: 1px solid #e6e8eb; padding: 5px 8px; text-align: left; vertical-align: top; }
 th { background: #f0f2f4; font-weight: 600; font-size: 13px; }
+td.key code, td.who { white-space: nowrap; word-break: normal; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 code, .mono { font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace; font-size: 12.5px;
        background:#f0f2f4; border-radius:3px; padding: 0 3px; word-break: break-all; }
@@ -58,6 +60,17 @@ svg { display:block; width:100%; height:auto; }
 footer { color: var(--muted); font-size: 12px; text-align: center; margin-top: 18px; }
 @media print { body { background:#fff; } section { break-inside: avoid; } }
 "#;
+
+/// Green only for a verified, completed upgrade; red when the record is not verified or
+/// the run failed; neutral for the rest (rolled back, in progress, not planned).
+fn banner_class(r: &Report) -> &'static str {
+    use crate::replay::Phase;
+    match (r.verification.ok, r.outcome.phase) {
+        (false, _) | (_, Phase::UpgradeFailed | Phase::RollbackFailed) => "bad",
+        (true, Phase::Completed) => "ok",
+        _ => "neutral",
+    }
+}
 
 fn yes(b: bool) -> &'static str {
     if b { "yes" } else { "no" }
@@ -82,16 +95,7 @@ pub fn to_html(r: &Report) -> String {
     let _ = writeln!(
         o,
         "<header class=\"banner {}\">\n<h1>{}</h1>\n<p id=\"summary\">{}</p>\n<p class=\"verdict\" id=\"verdict\">{}</p>",
-        if r.verification.ok
-            && !matches!(
-                r.outcome.phase,
-                crate::replay::Phase::UpgradeFailed | crate::replay::Phase::RollbackFailed
-            )
-        {
-            "ok"
-        } else {
-            "bad"
-        },
+        banner_class(r),
         esc(&title),
         esc(&r.outcome.summary),
         esc(&verdict(r))
@@ -186,10 +190,10 @@ fn cards(o: &mut String, r: &Report) {
             card(
                 o,
                 "refetch",
-                "refetchStoreIntervalMin",
+                "Refetch interval",
                 &v,
                 &format!(
-                    "downtime {} + margin {} min",
+                    "refetchStoreIntervalMin: downtime {} + margin {} min",
                     d.downtime_minutes, d.margin_minutes
                 ),
             )
@@ -197,7 +201,7 @@ fn cards(o: &mut String, r: &Report) {
         None => card(
             o,
             "refetch",
-            "refetchStoreIntervalMin",
+            "Refetch interval",
             "-",
             "no refetch decision recorded",
         ),
@@ -440,7 +444,7 @@ fn timeline(o: &mut String, r: &Report) {
             .unwrap_or_default();
         let _ = writeln!(
             o,
-            "<tr><td>{}<br><span class=\"muted\">{}</span></td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"res-{}\">{}</td><td>{}</td><td>{}</td><td>{}@{}</td></tr>",
+            "<tr><td class=\"key\">{}<br><span class=\"muted\">{}</span></td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"res-{}\">{}</td><td>{}</td><td>{}</td><td class=\"who\">{}@{}</td></tr>",
             mono(&s.key.to_string()),
             esc(&s.title),
             s.attempt,

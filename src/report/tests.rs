@@ -355,6 +355,7 @@ fn completed_upgrade_renders_its_figures() {
     ] {
         assert!(html.contains(needle), "html lacks {needle:?}");
     }
+    assert!(html.contains("<header class=\"banner ok\">"));
     // Self-contained: no script, no external resource.
     let lower = html.to_lowercase();
     for banned in ["<script", "src=", "href=", "@import", "url("] {
@@ -439,6 +440,7 @@ fn completed_rollback_key_figures() {
     let html = to_html(&r);
     assert!(html.contains("<div class=\"v\" id=\"t3\">2024-05-01 04:31:30 UTC</div>"));
     assert!(html.contains(">T3 04:31:30</text>"));
+    assert!(html.contains("<header class=\"banner neutral\">"));
     assert!(html.contains("<div class=\"v\" id=\"refetch\">65 min</div>"));
 }
 
