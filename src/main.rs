@@ -1,5 +1,10 @@
 //! The `oms-upgrade` binary: a thin shell over the library's CLI module.
 
 fn main() -> std::process::ExitCode {
+    // The crash-matrix tests steer the executor's fault-injection points through the
+    // FAILPOINTS environment variable, which `fail` reads only when a scenario is set up;
+    // the scenario must live as long as the run.
+    #[cfg(feature = "failpoints")]
+    let _scenario = fail::FailScenario::setup();
     oms_upgrade::cli::main()
 }

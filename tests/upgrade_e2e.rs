@@ -3,53 +3,25 @@
 
 mod support;
 
-use std::path::Path;
+use support::emulator as emu;
+use support::upgrade::{cli, init, json_of, ok};
 
-use assert_cmd::Command;
-use support::emulator::{self as emu, OmsNode};
-
-/// The binary with a per-test ledger and a fixed identity.
-fn cli(ledger: &Path) -> Command {
-    let mut c = Command::cargo_bin("oms-upgrade").unwrap();
-    c.env("OMS_UPGRADE_LEDGER", ledger)
-        .env("OMS_UPGRADE_OPERATOR", "tester")
-        .env("OMS_UPGRADE_HOST", "ci-host")
-        .env_remove("OMS_META_PASSWORD");
-    c
-}
-
-fn json_of(out: &[u8]) -> serde_json::Value {
-    let text = String::from_utf8_lossy(out);
-    let last = text.lines().last().unwrap_or("");
-    serde_json::from_str(last).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-}
-
-async fn init(node: &OmsNode, ledger: &Path, backups: &Path) {
-    let new_image = emu::images(&node.docker, &[emu::NEW_VERSION])
-        .await
-        .remove(0);
-    let out = cli(ledger)
-        .args([
-            "--json",
-            "init",
-            "--container",
-            &node.name,
-            "--image",
-            &new_image.reference,
-            "--no-privileged",
-        ])
-        .arg("--backup-dir")
-        .arg(backups)
-        .args(["--health-timeout", "60", "--stop-timeout", "10"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "init failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+/// The 3.3.0 -> 3.3.1 procedure, step by step.
+const FULL_PROCEDURE: [&str; 13] = [
+    "disable-ha",
+    "stop-old",
+    "prune-heartbeat",
+    "dump-rm",
+    "dump-cm",
+    "dump-cm_hb",
+    "rename-old",
+    "create-new",
+    "start-new",
+    "docker-init",
+    "confirm-health",
+    "enable-ha",
+    "complete",
+];
 
 #[tokio::test(flavor = "multi_thread")]
 async fn full_upgrade_330_to_331() {
@@ -58,6 +30,67 @@ async fn full_upgrade_330_to_331() {
     let ledger = tmp.path().join("ledger");
     let backups = tmp.path().join("backups");
     init(&node, &ledger, &backups).await;
+
+    // `plan` before the run: the whole procedure, with its commands, and no password.
+    let plan = json_of(&ok(cli(&ledger).args(["--json", "plan"])).stdout);
+    let steps: Vec<&str> = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(steps, FULL_PROCEDURE);
+    let text = String::from_utf8(ok(cli(&ledger).arg("plan")).stdout).unwrap();
+    assert!(text.contains("bash /root/docker_init.sh"), "{text}");
+    assert!(text.contains("IS_UPGRADE=true"), "{text}");
+    let password = support::mysql_target().password.expose().to_string();
+    assert!(
+        !text.contains(&password),
+        "plan shows the password:\n{text}"
+    );
+
+    // A note is recorded with who and when.
+    let note = json_of(&ok(cli(&ledger).args(["--json", "note", "change ticket CHG-42"])).stdout);
+    assert_eq!(note["ok"], true);
+
+    // Stop before docker_init.sh: the old container is down, the new one created.
+    let until = json_of(
+        &ok(cli(&ledger).args(["--json", "run", "--yes", "--until", "docker-init"])).stdout,
+    );
+    assert_eq!(until["stopped_before"], "docker-init", "{until}");
+    assert_eq!(until["phase"], "upgrading");
+    let status = json_of(&ok(cli(&ledger).args(["--json", "status"])).stdout);
+    assert_eq!(status["phase"], "upgrading");
+    assert!(
+        status["t1"].is_string() && status["t2"].is_null(),
+        "{status}"
+    );
+    assert!(status["downtime_seconds"].is_number(), "{status}");
+    assert_eq!(status["in_doubt"], serde_json::Value::Null);
+    assert_eq!(status["permitted"], serde_json::json!(["docker-init"]));
+    assert_eq!(status["notes"], 1);
+    let text = String::from_utf8(ok(cli(&ledger).arg("status")).stdout).unwrap();
+    assert!(text.contains("Phase: upgrading"), "{text}");
+    assert!(text.contains("Next: docker-init"), "{text}");
+    assert!(text.contains("Downtime: "), "{text}");
+    // `plan` during the run: only what is left.
+    let plan = json_of(&ok(cli(&ledger).args(["--json", "plan"])).stdout);
+    let left: Vec<&str> = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        left,
+        ["docker-init", "confirm-health", "enable-ha", "complete"]
+    );
+    // `--until` a rollback step is refused as bad input.
+    let bad = cli(&ledger)
+        .args(["run", "--yes", "--until", "rollback-restore-rm"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(5));
 
     let out = cli(&ledger)
         .args(["--json", "run", "--yes"])

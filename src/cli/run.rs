@@ -39,6 +39,10 @@ pub struct RollbackArgs {
     /// Why (recorded in the ledger).
     #[arg(long, default_value = "requested by the operator")]
     pub reason: String,
+    /// Stop before this rollback step (e.g. `rollback-restart-old`, to inspect the restored
+    /// databases before the old container starts writing to them again).
+    #[arg(long, value_name = "STEP")]
+    pub until: Option<StepKey>,
     /// Do not ask before irreversible steps.
     #[arg(long, short = 'y')]
     pub yes: bool,
@@ -63,7 +67,22 @@ pub fn run(args: RunArgs, ctx: &Ctx) -> CmdResult {
 
 /// Runs `rollback`.
 pub fn rollback(args: RollbackArgs, ctx: &Ctx) -> CmdResult {
-    drive(ctx, args.password_file, args.yes, Some(args.reason), None)
+    if let Some(until) = args.until
+        && !until.is_rollback()
+    {
+        return Err(CliError::new(
+            ExitKind::Input,
+            format!("--until {until} is not a rollback step"),
+        )
+        .hint("use a rollback step, e.g. rollback-restart-old"));
+    }
+    drive(
+        ctx,
+        args.password_file,
+        args.yes,
+        Some(args.reason),
+        args.until,
+    )
 }
 
 fn drive(
@@ -128,9 +147,14 @@ fn drive(
                         plan.old_container.name
                     ),
                     Stopped::Finished(p) => println!("Run is {p}."),
-                    Stopped::Until(k) => {
-                        println!("Stopped before {k}; continue with `oms-upgrade run`.")
-                    }
+                    Stopped::Until(k) => println!(
+                        "Stopped before {k}; continue with `oms-upgrade {}`.",
+                        if rollback.is_some() {
+                            "rollback"
+                        } else {
+                            "run"
+                        }
+                    ),
                 }
                 println!(
                     "`oms-upgrade status` shows the record; `oms-upgrade ledger verify` proves it."

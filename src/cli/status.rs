@@ -56,6 +56,8 @@ pub fn status(_args: StatusArgs, ctx: &Ctx) -> CmdResult {
                 "t1": state.t1(), "t2": state.t2(), "t3": state.t3(),
                 "downtime_seconds": downtime,
                 "in_doubt": state.in_doubt().map(|k| k.to_string()),
+                "rollback_permitted": state.can_rollback(),
+                "rollback_refused": state.rollback_keys().err().map(|e| e.to_string()),
                 "next": next_json(&next),
                 "permitted": state.permitted().iter().map(|s| s.key().to_string()).collect::<Vec<_>>(),
                 "remaining": state.remaining().iter().map(|s| s.key().to_string()).collect::<Vec<_>>(),
@@ -124,6 +126,9 @@ pub fn status(_args: StatusArgs, ctx: &Ctx) -> CmdResult {
         Next::Finished { phase } => println!("Finished: {phase}"),
         Next::Reconcile { step } => println!("Next: reconcile {}", step.key()),
         Next::Plan => {}
+    }
+    if state.can_rollback() {
+        println!("Rollback: permitted (`oms-upgrade rollback`)");
     }
     Ok(ExitCode::SUCCESS)
 }

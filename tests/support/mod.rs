@@ -8,6 +8,8 @@
 
 /// Emulator binary and images, OMS containers, per-test metadata databases and host folders.
 pub mod emulator;
+/// Running the `oms-upgrade` binary in upgrade tests and comparing end states.
+pub mod upgrade;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 

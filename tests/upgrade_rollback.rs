@@ -1,0 +1,182 @@
+//! End-to-end rollbacks with the `oms-upgrade` binary against the real Docker engine,
+//! MariaDB and the OMS emulator: after a completed upgrade, and after a `docker_init.sh`
+//! that failed half-way through the schema changes. Each must bring back exactly the
+//! databases that were dumped (per-table row counts and checksums, compared with what the
+//! ledger recorded at dump time, with OMS stopped), the old container healthy on its old
+//! image under its old name, and HA on with a refetch window covering the whole downtime.
+
+mod support;
+
+use oms_upgrade::events::MetaDb;
+use support::emulator as emu;
+use support::upgrade::{Run, assert_refetch_covers, json_of, show};
+
+/// The restored databases hold exactly what was dumped. Checked while the rollback is
+/// stopped before the old container restarts (it writes heartbeats and the rollback's HA
+/// edit changes `ha.config` right after).
+async fn assert_restored_exactly(run: &Run) {
+    for db in MetaDb::ALL {
+        let now = run.db_facts(db).await;
+        let dumped = run.dumped_facts(db);
+        assert!(!dumped.is_empty(), "{db}: the dump recorded no table");
+        assert_eq!(now, dumped, "{db}: restored content differs from the dump");
+    }
+}
+
+/// After a completed rollback: the old container (same id) runs its old image under its
+/// old name and answers healthy; the new one is stopped and moved aside; the schema is the
+/// old one again; HA is on with a refetch window covering T1 .. the rollback's HA enable;
+/// `status` says rolled back; the ledger verifies.
+async fn assert_rolled_back(run: &Run) {
+    let node = &run.node;
+    use oms_upgrade::adapters::Docker;
+    let docker = run.docker();
+    let old = docker.inspect(&node.name).await.unwrap().expect("old name");
+    assert_eq!(old.id, node.id, "the old container has its name back");
+    assert!(old.status.is_running());
+    assert_eq!(old.image, node.image.reference);
+    assert_eq!(old.binds, node.host.binds());
+    let health = emu::wait_healthy(&node.docker, &node.id, &node.host.health_url()).await;
+    assert_eq!(health["data"]["version"], emu::OLD_VERSION);
+    let new = run.run_containers().await;
+    assert_eq!(new.len(), 1, "exactly one new container was created");
+    assert!(!new[0].status.is_running(), "the new container is stopped");
+    assert_eq!(
+        new[0].name,
+        format!("{}-failed-{}", node.name, emu::NEW_VERSION)
+    );
+    assert_eq!(
+        emu::schema_version(&node.databases()).await.as_deref(),
+        Some(emu::OLD_VERSION)
+    );
+    // rm (but the ha.config row the rollback rewrote) and cm are not written by a running
+    // 3.3.0 node: they still equal the dump after the restart.
+    assert_eq!(run.db_facts(MetaDb::Cm).await, run.dumped_facts(MetaDb::Cm));
+    let rm_now: Vec<_> = run
+        .db_facts(MetaDb::Rm)
+        .await
+        .into_iter()
+        .filter(|t| t.name != "oms_normal_config")
+        .collect();
+    let rm_dumped: Vec<_> = run
+        .dumped_facts(MetaDb::Rm)
+        .into_iter()
+        .filter(|t| t.name != "oms_normal_config")
+        .collect();
+    assert_eq!(rm_now, rm_dumped);
+    // Heartbeats continue on the restored old node.
+    let before = emu::heartbeat_rows(&node.databases()).await;
+    emu::wait_heartbeats_above(&node.docker, &node.id, &node.databases(), before).await;
+
+    assert_refetch_covers(run).await;
+    let status = run.status();
+    assert_eq!(status["phase"], "rolled back", "{status}");
+    assert_eq!(status["rollback_permitted"], false, "{status}");
+    assert!(status["t3"].is_string(), "T3 recorded: {status}");
+    let text = String::from_utf8(run.ok(&["status"]).await.stdout).unwrap();
+    assert!(text.contains("Phase: rolled back"), "{text}");
+    run.assert_dumps_once();
+    run.verify_ledger();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rollback_after_completed_upgrade() {
+    let run = Run::planned().await;
+    run.ok(&["--json", "run", "--yes"]).await;
+    assert_eq!(run.status()["phase"], "completed");
+    assert_eq!(
+        emu::schema_version(&run.node.databases()).await.as_deref(),
+        Some(emu::NEW_VERSION)
+    );
+    // The comparison below has teeth: the migration changed rm and cm.
+    assert_ne!(run.db_facts(MetaDb::Rm).await, run.dumped_facts(MetaDb::Rm));
+    assert_ne!(run.db_facts(MetaDb::Cm).await, run.dumped_facts(MetaDb::Cm));
+
+    // Stop before the old container restarts, to compare the restored databases exactly.
+    let out = run
+        .ok(&[
+            "--json",
+            "rollback",
+            "--yes",
+            "--reason",
+            "e2e test",
+            "--until",
+            "rollback-restart-old",
+        ])
+        .await;
+    let v = json_of(&out.stdout);
+    assert_eq!(v["stopped_before"], "rollback-restart-old", "{v}");
+    assert_eq!(v["phase"], "rolling back");
+    assert_restored_exactly(&run).await;
+    let status = run.status();
+    assert_eq!(status["phase"], "rolling back");
+    assert_eq!(
+        status["next"]["step"]["step"], "restart_old_container",
+        "{status}"
+    );
+
+    let out = run.ok(&["rollback", "--yes"]).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Rollback completed"), "{text}");
+    assert_rolled_back(&run).await;
+    let (_, state) = run.replay();
+    assert_eq!(state.rollback().unwrap().reason, "e2e test");
+
+    // A finished rollback is not repeated, and `run` does not resume the upgrade.
+    let again = run.cli().args(["rollback", "--yes"]).output().unwrap();
+    assert!(again.status.success(), "{}", show(&again));
+    let run_again = run.cli().args(["run", "--yes"]).output().unwrap();
+    assert_eq!(run_again.status.code(), Some(7), "{}", show(&run_again));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rollback_after_failed_docker_init() {
+    let run = Run::planned().await;
+    run.node.host.set_init_fail(true);
+    let out = run.cli().args(["run", "--yes"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(6), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let first = stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no error line: {stderr}"));
+    assert!(first.contains("docker-init"), "{first}");
+    assert!(stderr.contains("hint: "), "{stderr}");
+    assert!(stderr.contains("oms-upgrade rollback"), "{stderr}");
+    // The half-migrated schema is left as the failure left it.
+    assert_eq!(
+        emu::schema_version(&run.node.databases()).await.as_deref(),
+        Some(emu::OLD_VERSION)
+    );
+
+    let status = run.status();
+    assert_eq!(status["phase"], "upgrade failed", "{status}");
+    assert_eq!(status["next"]["next"], "blocked", "{status}");
+    let reason = status["next"]["reason"].as_str().unwrap();
+    assert!(reason.contains("docker-init"), "{reason}");
+    assert!(reason.contains("oms-upgrade rollback"), "{reason}");
+    assert_eq!(status["rollback_permitted"], true, "{status}");
+    let text = String::from_utf8(run.ok(&["status"]).await.stdout).unwrap();
+    assert!(text.contains("Phase: upgrade failed"), "{text}");
+    assert!(
+        text.contains("roll back with `oms-upgrade rollback`"),
+        "{text}"
+    );
+    assert!(text.contains("Rollback: permitted"), "{text}");
+    // `run` refuses to go on past a failed docker_init.sh.
+    let again = run.cli().args(["run", "--yes"]).output().unwrap();
+    assert_eq!(again.status.code(), Some(7), "{}", show(&again));
+
+    run.node.host.set_init_fail(false);
+    let out = run
+        .ok(&["rollback", "--yes", "--until", "rollback-restart-old"])
+        .await;
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Stopped before rollback-restart-old"),
+        "{}",
+        show(&out)
+    );
+    assert_restored_exactly(&run).await;
+    run.ok(&["rollback", "--yes"]).await;
+    assert_rolled_back(&run).await;
+}
