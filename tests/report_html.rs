@@ -598,6 +598,12 @@ fn completed_upgrade_report() {
     needles.extend(hashes);
     render_in_browser(&ledger, "completed", &needles);
 
+    // The global --json alone means the JSON document.
+    let out = run_report(&ledger, &["--json"]);
+    assert!(out.status.success());
+    let again: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(again, j);
+
     // Markdown by default, on stdout.
     let out = run_report(&ledger, &[]);
     assert!(out.status.success());

@@ -690,9 +690,9 @@ impl Verification {
             anchor: r.anchor.map(|a| AnchorCheck {
                 seq: a.seq,
                 head: a.head.to_hex(),
-                // Any other problem stops the walk before the anchor is reached, so only a
-                // clean report proves the anchor matched.
-                matched: r.is_ok() && !anchor_problem,
+                // The walk stops at the first problem: the anchor is proven only when that
+                // problem (if any) lies beyond it and is not about the anchor itself.
+                matched: !anchor_problem && r.problem.as_ref().is_none_or(|p| p.seq > a.seq),
             }),
             dumps,
         }

@@ -694,3 +694,39 @@ fn schema_names_every_step_and_top_level_field() {
     required.sort();
     assert_eq!(fields, required);
 }
+
+#[test]
+fn an_anchor_is_matched_only_when_the_walk_reached_it() {
+    use crate::ledger::{Anchor, Hash, Problem, ProblemKind, VerifyReport};
+    let anchor = Anchor {
+        ledger_id: LEDGER,
+        seq: 10,
+        head: Hash([7; 32]),
+    };
+    let report = |problem: Option<(u64, ProblemKind)>| VerifyReport {
+        ledger_id: LEDGER,
+        records: 20,
+        head: Some((20, Hash([9; 32]))),
+        anchor: Some(anchor),
+        payloads_checked: true,
+        problem: problem.map(|(seq, kind)| Problem {
+            seq,
+            kind,
+            detail: String::new(),
+        }),
+    };
+    let matched = |p| {
+        Verification::from_verify_report(&report(p), vec![])
+            .anchor
+            .unwrap()
+            .matched
+    };
+    assert!(matched(None));
+    assert!(matched(Some((15, ProblemKind::HashMismatch))));
+    assert!(!matched(Some((5, ProblemKind::HashMismatch))));
+    assert!(!matched(Some((10, ProblemKind::HeadMismatchAnchor))));
+    assert!(!matched(Some((20, ProblemKind::TailShorterThanAnchor))));
+    let v = Verification::from_verify_report(&report(None), vec![]);
+    assert_eq!(v.head_hash, Some("09".repeat(32)));
+    assert_eq!(v.anchor.unwrap().head, "07".repeat(32));
+}
