@@ -9,7 +9,7 @@ mod support;
 
 use oms_upgrade::events::MetaDb;
 use support::emulator as emu;
-use support::upgrade::{Run, assert_refetch_covers, json_of, show};
+use support::upgrade::{Run, assert_refetch_covers, json_of, schema_columns, show};
 
 /// The restored databases hold exactly what was dumped. Checked while the rollback is
 /// stopped before the old container restarts (it writes heartbeats and the rollback's HA
@@ -21,6 +21,16 @@ async fn assert_restored_exactly(run: &Run) {
         assert!(!dumped.is_empty(), "{db}: the dump recorded no table");
         assert_eq!(now, dumped, "{db}: restored content differs from the dump");
     }
+}
+
+/// The columns of the three databases.
+async fn columns(run: &Run) -> Vec<Vec<(String, String, String, String, Option<String>)>> {
+    let dbs = run.node.databases();
+    vec![
+        schema_columns(&dbs.rm).await,
+        schema_columns(&dbs.cm).await,
+        schema_columns(&dbs.cm_hb).await,
+    ]
 }
 
 /// After a completed rollback: the old container (same id) runs its old image under its
@@ -81,16 +91,19 @@ async fn assert_rolled_back(run: &Run) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rollback_after_completed_upgrade() {
-    let run = Run::planned().await;
+    let run = Run::planned_seeded(Some("256K")).await;
+    let columns_before = columns(&run).await;
     run.ok(&["--json", "run", "--yes"]).await;
     assert_eq!(run.status()["phase"], "completed");
     assert_eq!(
         emu::schema_version(&run.node.databases()).await.as_deref(),
         Some(emu::NEW_VERSION)
     );
-    // The comparison below has teeth: the migration changed rm and cm.
+    // The comparisons below have teeth: the migration changed rm and cm (a table, and a
+    // column of the seeded oms_task rows).
     assert_ne!(run.db_facts(MetaDb::Rm).await, run.dumped_facts(MetaDb::Rm));
     assert_ne!(run.db_facts(MetaDb::Cm).await, run.dumped_facts(MetaDb::Cm));
+    assert_ne!(columns(&run).await, columns_before);
 
     // Stop before the old container restarts, to compare the restored databases exactly.
     let out = run
@@ -108,6 +121,7 @@ async fn rollback_after_completed_upgrade() {
     assert_eq!(v["stopped_before"], "rollback-restart-old", "{v}");
     assert_eq!(v["phase"], "rolling back");
     assert_restored_exactly(&run).await;
+    assert_eq!(columns(&run).await, columns_before, "restored schema");
     let status = run.status();
     assert_eq!(status["phase"], "rolling back");
     assert_eq!(
@@ -131,7 +145,8 @@ async fn rollback_after_completed_upgrade() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rollback_after_failed_docker_init() {
-    let run = Run::planned().await;
+    let run = Run::planned_seeded(Some("256K")).await;
+    let columns_before = columns(&run).await;
     run.node.host.set_init_fail(true);
     let out = run.cli().args(["run", "--yes"]).output().unwrap();
     assert_eq!(out.status.code(), Some(6), "{}", show(&out));
@@ -143,11 +158,13 @@ async fn rollback_after_failed_docker_init() {
     assert!(first.contains("docker-init"), "{first}");
     assert!(stderr.contains("hint: "), "{stderr}");
     assert!(stderr.contains("oms-upgrade rollback"), "{stderr}");
-    // The half-migrated schema is left as the failure left it.
+    // The failure left the schema half-migrated: the version row still says 3.3.0, but
+    // the first change of the step was applied.
     assert_eq!(
         emu::schema_version(&run.node.databases()).await.as_deref(),
         Some(emu::OLD_VERSION)
     );
+    assert_ne!(columns(&run).await, columns_before, "half-migrated schema");
 
     let status = run.status();
     assert_eq!(status["phase"], "upgrade failed", "{status}");
@@ -177,6 +194,7 @@ async fn rollback_after_failed_docker_init() {
         show(&out)
     );
     assert_restored_exactly(&run).await;
+    assert_eq!(columns(&run).await, columns_before, "restored schema");
     run.ok(&["rollback", "--yes"]).await;
     assert_rolled_back(&run).await;
 }

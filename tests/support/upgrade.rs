@@ -106,7 +106,16 @@ pub struct Run {
 impl Run {
     /// A fresh 3.3.0 node with a planned upgrade to 3.3.1.
     pub async fn planned() -> Run {
+        Self::planned_seeded(None).await
+    }
+
+    /// Like [`Run::planned`], with the metadata seeded with `size` of realistic rows
+    /// (the awkward rows included) before the plan.
+    pub async fn planned_seeded(size: Option<&str>) -> Run {
         let node = emu::start_old_oms().await;
+        if let Some(size) = size {
+            emu::seed(&node.host.config_path, size);
+        }
         let tmp = tempfile::tempdir().unwrap();
         let run = Run { node, tmp };
         init(&run.node, &run.ledger(), &run.backups()).await;
@@ -289,6 +298,28 @@ pub async fn db_facts(
         checksum: t.checksum,
     })
     .collect()
+}
+
+/// Every column of every table of `database` (table, column, type, nullability, default),
+/// sorted: a schema change that row facts of an empty table would not show.
+pub async fn schema_columns(
+    database: &str,
+) -> Vec<(String, String, String, String, Option<String>)> {
+    use mysql_async::prelude::Queryable;
+    let pool = super::mysql_pool().await;
+    let mut c = pool.get_conn().await.expect("connection");
+    let rows: Vec<(String, String, String, String, Option<String>)> = c
+        .exec(
+            "SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT \
+             FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? \
+             ORDER BY TABLE_NAME, COLUMN_NAME",
+            (database,),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("columns of {database}: {e}"));
+    drop(c);
+    pool.disconnect().await.ok();
+    rows
 }
 
 /// `ha.config` of a node's rm database, parsed.
