@@ -36,14 +36,20 @@ pub fn title(key: StepKey) -> String {
     }
 }
 
-/// A time as `2024-05-01 04:00:00 UTC`; sub-second digits are kept in the JSON form.
+/// A time as `2024-05-01 04:00:00 UTC`, with milliseconds when the record has a fraction
+/// of a second (`04:00:00.707`); the JSON form keeps the recorded microseconds.
 pub fn time(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+    format!("{} {} UTC", t.format("%Y-%m-%d"), clock(t))
 }
 
-/// A time of day as `04:00:00`, for compact tables whose date is shown elsewhere.
+/// A time of day as `04:00:00` (or `04:00:00.707`), for compact tables whose date is shown
+/// elsewhere.
 pub fn clock(t: DateTime<Utc>) -> String {
-    t.format("%H:%M:%S").to_string()
+    if t.timestamp_subsec_millis() == 0 {
+        t.format("%H:%M:%S").to_string()
+    } else {
+        t.format("%H:%M:%S%.3f").to_string()
+    }
 }
 
 /// An optional time, `-` when absent.
@@ -255,6 +261,18 @@ mod tests {
         assert_eq!(duration(Duration::seconds(725)), "12 min 5 s");
         assert_eq!(duration(Duration::seconds(3612)), "1 h 0 min 12 s");
         assert_eq!(duration(Duration::seconds(-2)), "-2.0 s");
+    }
+
+    #[test]
+    fn times_show_milliseconds_only_when_recorded() {
+        use chrono::TimeZone;
+        let t = Utc.with_ymd_and_hms(2024, 5, 1, 4, 0, 0).unwrap();
+        assert_eq!(time(t), "2024-05-01 04:00:00 UTC");
+        assert_eq!(
+            time(t + Duration::microseconds(707_400)),
+            "2024-05-01 04:00:00.707 UTC"
+        );
+        assert_eq!(clock(t + Duration::milliseconds(5)), "04:00:00.005");
     }
 
     #[test]
