@@ -759,3 +759,15 @@ fn a_folder_without_a_ledger_is_bad_input() {
     assert_eq!(out.status.code(), Some(5));
     assert!(String::from_utf8_lossy(&out.stderr).contains("hint:"));
 }
+
+#[test]
+fn a_ledger_held_by_a_run_is_busy() {
+    let root = tempfile::tempdir().unwrap();
+    let rec = completed(root.path());
+    // The recorder's journal still holds the ledger, as a running upgrade would.
+    let out = run_report(&root.path().join("ledger"), &[]);
+    assert_eq!(out.status.code(), Some(4));
+    drop(rec);
+    let out = run_report(&root.path().join("ledger"), &[]);
+    assert_eq!(out.status.code(), Some(0));
+}
