@@ -789,12 +789,18 @@ impl Demo {
         };
         let refetch = state.refetch_decision().and_then(|d| d.interval_minutes);
         let ledger = self.st.ledger.display().to_string();
+        // The path of this executable: after `scripts/demo` it is not on PATH, and the
+        // commands should work when pasted.
+        let exe = std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "oms-upgrade".into());
         let look = vec![
-            format!("oms-upgrade --ledger {ledger} status"),
-            format!("oms-upgrade --ledger {ledger} ledger log"),
-            format!("oms-upgrade --ledger {ledger} ledger verify"),
+            format!("{exe} --ledger {ledger} status"),
+            format!("{exe} --ledger {ledger} plan"),
+            format!("{exe} --ledger {ledger} ledger log"),
+            format!("{exe} --ledger {ledger} ledger verify"),
             format!("docker ps -a --filter label={DEMO_LABEL}={}", self.st.id),
-            format!("oms-upgrade demo --clean --ledger {ledger}"),
+            format!("{exe} demo --clean --ledger {ledger}"),
         ];
         let dbs = self.st.databases.clone();
         let verify_ok = verify.ok();
