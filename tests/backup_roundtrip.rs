@@ -10,7 +10,7 @@ use oms_upgrade::dump::{
     self, ChecksumMethod, Compression, DumpFormat, DumpOptions, Quiet, RestoreOptions,
 };
 
-async fn round_trip(opts: DumpOptions) -> (dump::DumpArtifact, Vec<u8>) {
+async fn round_trip(opts: DumpOptions) -> (support::TestDb, dump::DumpArtifact, Vec<u8>) {
     let db = support::TestDb::create("bk_rt").await;
     load_fixture(&db.name).await;
     let before = snapshot(&db.name).await;
@@ -22,8 +22,8 @@ async fn round_trip(opts: DumpOptions) -> (dump::DumpArtifact, Vec<u8>) {
         .expect("dump");
     // The facts recorded in the snapshot are the facts of the live database.
     let expected = match opts.checksum {
-        Some(ChecksumMethod::Blake3Rows) => &before.blake3_rows,
-        _ => &before.checksum_table,
+        Some(ChecksumMethod::ChecksumTable) => &before.checksum_table,
+        _ => &before.blake3_rows,
     };
     assert_eq!(&artifact.tables, expected);
     assert_eq!(
@@ -61,6 +61,10 @@ async fn round_trip(opts: DumpOptions) -> (dump::DumpArtifact, Vec<u8>) {
     assert_eq!(&report.tables, expected);
     let after = snapshot(&db.name).await;
     assert_eq!(before, after, "round trip changed the database");
+    assert_eq!(
+        &dump::verify_database(&target, &artifact).await.unwrap(),
+        expected
+    );
 
     // Spot checks on values a checksum could in theory miss.
     assert_eq!(
@@ -120,13 +124,20 @@ async fn round_trip(opts: DumpOptions) -> (dump::DumpArtifact, Vec<u8>) {
         .unwrap(),
         b"0"
     );
-    (artifact, bytes)
+    (db, artifact, bytes)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn native_round_trip_is_identical() {
-    let (artifact, bytes) = round_trip(DumpOptions::default()).await;
+    let (_db, artifact, bytes) = round_trip(DumpOptions::default()).await;
     assert_eq!(artifact.format, DumpFormat::Native);
+    assert!(
+        artifact
+            .tables
+            .iter()
+            .all(|t| t.checksum_method == ChecksumMethod::Blake3Rows),
+        "the native dumper hashes the rows it writes by default"
+    );
     let text = String::from_utf8(bytes).expect("native dumps are UTF-8 text");
     assert!(text.trim_end().ends_with(dump::TRAILER));
     // Generated columns are not in the INSERT column list.
@@ -141,17 +152,28 @@ async fn native_round_trip_is_identical() {
     // No clock reading in the file: the same content dumps to the same bytes.
     assert!(!text.contains("Dump completed on"));
     assert!(!text.contains(&support::mysql_target().password.expose().to_string()));
+
+    // verify_database notices one changed byte in one row.
+    let db = &artifact.database;
+    exec(db, "UPDATE t_types SET tx = CONCAT(tx, 'x') WHERE id = 5").await;
+    match dump::verify_database(&support::mysql_target(), &artifact).await {
+        Err(dump::DumpError::TableMismatch { diffs, .. }) => {
+            assert_eq!(diffs.len(), 1);
+            assert_eq!(diffs[0].table, "t_types");
+        }
+        other => panic!("expected a mismatch on t_types, got {other:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn zstd_and_blake3_rows_round_trip_is_identical() {
+async fn zstd_and_checksum_table_round_trip_is_identical() {
     let opts = DumpOptions {
         compression: Compression::Zstd,
-        checksum: Some(ChecksumMethod::Blake3Rows),
+        checksum: Some(ChecksumMethod::ChecksumTable),
         max_statement_bytes: 4096, // many statements, and rows bigger than one statement
         ..DumpOptions::default()
     };
-    let (artifact, bytes) = round_trip(opts).await;
+    let (_db, artifact, bytes) = round_trip(opts).await;
     assert!(artifact.file.to_string_lossy().ends_with(".sql.zst"));
     let sql = zstd::decode_all(&bytes[..]).unwrap();
     assert!(
@@ -163,7 +185,7 @@ async fn zstd_and_blake3_rows_round_trip_is_identical() {
         artifact
             .tables
             .iter()
-            .all(|t| t.checksum_method == ChecksumMethod::Blake3Rows)
+            .all(|t| t.checksum_method == ChecksumMethod::ChecksumTable)
     );
 }
 

@@ -41,6 +41,19 @@ impl TableInfo {
         self.columns.iter().filter(|c| !c.generated)
     }
 
+    /// `SELECT <exact expressions> FROM db.table ORDER BY <primary key>` (no ORDER BY without
+    /// a primary key; the hash is order-free then). For InnoDB the order is the clustered
+    /// index's, so it costs no sort.
+    pub fn select_sql_hashable(&self, database: &str) -> String {
+        let mut sql = self.select_sql(database);
+        if !self.primary_key.is_empty() {
+            let keys: Vec<String> = self.primary_key.iter().map(|k| ident(k)).collect();
+            sql.push_str(" ORDER BY ");
+            sql.push_str(&keys.join(","));
+        }
+        sql
+    }
+
     /// `SELECT <exact expressions> FROM db.table`.
     pub fn select_sql(&self, database: &str) -> String {
         let exprs: Vec<String> = self
@@ -276,55 +289,84 @@ async fn blake3_rows(
     database: &str,
     table: &TableInfo,
 ) -> Result<(u64, String), DumpError> {
-    let mut sql = table.select_sql(database);
-    if !table.primary_key.is_empty() {
-        let keys: Vec<String> = table.primary_key.iter().map(|k| ident(k)).collect();
-        sql.push_str(" ORDER BY ");
-        sql.push_str(&keys.join(","));
-    }
-    let ordered = !table.primary_key.is_empty();
     let q = |e| query_err(database, "hashing rows", e);
-    let mut result = conn.query_iter(sql).await.map_err(q)?;
-    let mut table_hasher = blake3::Hasher::new();
-    let mut sum = [0u64; 4];
-    let mut rows = 0u64;
-    let mut row_hasher = blake3::Hasher::new();
+    let mut result = conn
+        .query_iter(table.select_sql_hashable(database))
+        .await
+        .map_err(q)?;
+    let mut hasher = RowHasher::new(table);
     while let Some(row) = result.next().await.map_err(q)? {
-        rows += 1;
-        let h = if ordered {
-            &mut table_hasher
-        } else {
-            row_hasher.reset();
-            &mut row_hasher
-        };
+        hasher.add(&row);
+    }
+    Ok(hasher.finish())
+}
+
+/// Computes [`ChecksumMethod::Blake3Rows`] over rows read with
+/// [`TableInfo::select_sql_hashable`]; the native dumper feeds it the rows it writes, so the
+/// checksum costs no extra pass over the table.
+pub(crate) struct RowHasher {
+    ordered: bool,
+    buf: Vec<u8>,
+    table: blake3::Hasher,
+    sum: [u64; 4],
+    rows: u64,
+}
+
+/// Encoded rows are hashed in batches of about this size (one `update` per value would
+/// dominate the cost).
+const HASH_BATCH: usize = 64 << 10;
+
+impl RowHasher {
+    pub(crate) fn new(table: &TableInfo) -> RowHasher {
+        RowHasher {
+            ordered: !table.primary_key.is_empty(),
+            buf: Vec::with_capacity(HASH_BATCH + 4096),
+            table: blake3::Hasher::new(),
+            sum: [0; 4],
+            rows: 0,
+        }
+    }
+
+    pub(crate) fn add(&mut self, row: &mysql_async::Row) {
+        self.rows += 1;
+        let start = self.buf.len();
         for i in 0..row.len() {
             match row.as_ref(i) {
-                None | Some(mysql_async::Value::NULL) => {
-                    h.update(&[0]);
-                }
+                None | Some(mysql_async::Value::NULL) => self.buf.push(0),
                 Some(mysql_async::Value::Bytes(b)) => {
-                    h.update(&[1]);
-                    h.update(&(b.len() as u64).to_le_bytes());
-                    h.update(b);
+                    self.buf.push(1);
+                    self.buf.extend_from_slice(&(b.len() as u64).to_le_bytes());
+                    self.buf.extend_from_slice(b);
                 }
                 Some(other) => {
                     let s = other.as_sql(false);
-                    h.update(&[2]);
-                    h.update(&(s.len() as u64).to_le_bytes());
-                    h.update(s.as_bytes());
+                    self.buf.push(2);
+                    self.buf.extend_from_slice(&(s.len() as u64).to_le_bytes());
+                    self.buf.extend_from_slice(s.as_bytes());
                 }
             }
         }
-        if !ordered {
-            add_256(&mut sum, row_hasher.finalize().as_bytes());
+        if self.ordered {
+            if self.buf.len() >= HASH_BATCH {
+                self.table.update(&self.buf);
+                self.buf.clear();
+            }
+        } else {
+            add_256(&mut self.sum, blake3::hash(&self.buf[start..]).as_bytes());
+            self.buf.clear();
         }
     }
-    let hex = if ordered {
-        table_hasher.finalize().to_hex().to_string()
-    } else {
-        sum.iter().rev().map(|w| format!("{w:016x}")).collect()
-    };
-    Ok((rows, hex))
+
+    /// Row count and checksum (hex).
+    pub(crate) fn finish(mut self) -> (u64, String) {
+        let hex = if self.ordered {
+            self.table.update(&self.buf);
+            self.table.finalize().to_hex().to_string()
+        } else {
+            self.sum.iter().rev().map(|w| format!("{w:016x}")).collect()
+        };
+        (self.rows, hex)
+    }
 }
 
 /// `sum += h` as 256-bit little-endian integers, wrapping.

@@ -13,7 +13,7 @@
 //! Design notes and measurements: `docs/backup.md`.
 //!
 //! Entry points: [`dump_database`], [`backup`], [`verify_artifact`], [`restore_database`],
-//! [`restore`], [`table_facts`].
+//! [`restore`], [`table_facts`], [`verify_database`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -34,7 +34,9 @@ pub use artifact::{
 pub use external::{DUMPER_NAMES, dumper_args, resolve_program};
 pub use facts::{table_facts, table_facts_with};
 pub use progress::{Bars, Progress, Quiet, for_terminal};
-pub use restore::{RestoreOptions, RestoreReport, Splitter, TableDiff, restore, restore_database};
+pub use restore::{
+    RestoreOptions, RestoreReport, Splitter, TableDiff, restore, restore_database, verify_database,
+};
 pub use writer::TRAILER;
 
 use crate::dbconn::DbTarget;
@@ -63,7 +65,10 @@ pub struct DumpOptions {
     /// Native dumper: an INSERT statement is closed once it reaches this size (one bigger row
     /// makes one bigger statement). Must stay below the target's `max_allowed_packet`.
     pub max_statement_bytes: usize,
-    /// Checksum method for the table facts; `None` prefers `CHECKSUM TABLE`.
+    /// Checksum method for the table facts. `None` picks the cheapest for the dumper: the
+    /// native dumper hashes the rows it writes ([`ChecksumMethod::Blake3Rows`], no extra
+    /// pass); external mode asks the server (`CHECKSUM TABLE`, BLAKE3 rows where the server
+    /// cannot).
     pub checksum: Option<ChecksumMethod>,
     /// Replace existing dump files (and manifest) instead of refusing.
     pub overwrite: bool,

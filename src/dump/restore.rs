@@ -198,24 +198,52 @@ async fn load(
     let mut statements = 0u64;
     let mut sql_bytes = 0u64;
     let mut exec_err = None;
+    // Secondary indexes of the table being loaded, added back once its rows are in.
+    let mut deferred: Option<String> = None;
     while let Some(stmt) = rx.recv().await {
         statements += 1;
         sql_bytes += stmt.sql.len() as u64;
         progress.advance(db, stmt.sql.len() as u64, 0);
-        if let Err(e) = conn.query_drop(&stmt.sql).await {
+        let mut sql = stmt.sql;
+        if ends_table_data(&sql)
+            && let Some(alter) = deferred.take()
+            && let Err(e) = conn.query_drop(&alter).await
+        {
+            exec_err = Some(statement_err(
+                db,
+                statements,
+                stmt.offset,
+                alter.as_bytes(),
+                e,
+            ));
+            break;
+        }
+        if opts_defer_keys(&sql)
+            && let Some((create, alter)) = defer_secondary_keys(&sql)
+        {
+            sql = create;
+            deferred = Some(alter);
+        }
+        if let Err(e) = conn.query_drop(&sql).await {
             // An executable comment the server skips entirely is an empty query: harmless.
             if matches!(&e, mysql_async::Error::Server(s) if s.code == 1065) {
                 continue;
             }
-            exec_err = Some(DumpError::Statement {
-                database: db.to_string(),
-                number: statements,
-                offset: stmt.offset,
-                excerpt: excerpt(&stmt.sql),
-                source: Box::new(e),
-            });
+            exec_err = Some(statement_err(db, statements, stmt.offset, &sql, e));
             break;
         }
+    }
+    if exec_err.is_none()
+        && let Some(alter) = deferred.take()
+        && let Err(e) = conn.query_drop(&alter).await
+    {
+        exec_err = Some(statement_err(
+            db,
+            statements,
+            sql_bytes,
+            alter.as_bytes(),
+            e,
+        ));
     }
     drop(rx);
     let read = reader.await.map_err(|e| DumpError::Internal {
@@ -236,6 +264,117 @@ async fn load(
         sql_bytes,
         tables,
     })
+}
+
+fn statement_err(
+    db: &str,
+    number: u64,
+    offset: u64,
+    sql: &[u8],
+    e: mysql_async::Error,
+) -> DumpError {
+    DumpError::Statement {
+        database: db.to_string(),
+        number,
+        offset,
+        excerpt: excerpt(sql),
+        source: Box::new(e),
+    }
+}
+
+fn head_is(sql: &[u8], word: &str) -> bool {
+    let start = sql
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(sql.len());
+    sql[start..]
+        .get(..word.len())
+        .is_some_and(|h| h.eq_ignore_ascii_case(word.as_bytes()))
+}
+
+/// A statement that starts the next object (or the views): the previous table's rows are
+/// all in, so its deferred indexes can be built.
+fn ends_table_data(sql: &[u8]) -> bool {
+    head_is(sql, "DROP ") || head_is(sql, "CREATE ")
+}
+
+fn opts_defer_keys(sql: &[u8]) -> bool {
+    head_is(sql, "CREATE TABLE ")
+}
+
+/// Splits plain secondary indexes (`KEY` lines of SHOW CREATE TABLE output) out of a
+/// `CREATE TABLE`, returning the slimmer CREATE and the `ALTER TABLE .. ADD KEY ..` that
+/// puts them back. InnoDB builds an index added afterwards by sorting, instead of inserting
+/// every row into it at random places, which is most of a restore's time once the indexes
+/// outgrow the buffer pool. Unique keys stay (they enforce something while loading), and a
+/// table with foreign keys is left alone (InnoDB would create its own index for the
+/// constraint, and the names would clash). The indexes are added in their original order,
+/// so SHOW CREATE TABLE comes out identical.
+fn defer_secondary_keys(sql: &[u8]) -> Option<(Vec<u8>, String)> {
+    let text = std::str::from_utf8(sql).ok()?;
+    if text.contains("FOREIGN KEY") {
+        return None;
+    }
+    let name_start = text.find('`')?;
+    let name_end = name_start + 1 + find_ident_end(&text[name_start + 1..])?;
+    let table = &text[name_start..=name_end];
+    let mut lines: Vec<&str> = text.lines().collect();
+    let close = lines.iter().rposition(|l| l.starts_with(')'))?;
+    let keys: Vec<String> = lines[1..close]
+        .iter()
+        .filter(|l| l.starts_with("  KEY `"))
+        .map(|l| format!("ADD {}", l.trim().trim_end_matches(',')))
+        .collect();
+    if keys.is_empty() || lines.len() < 3 {
+        return None;
+    }
+    let kept: Vec<&str> = lines[1..close]
+        .iter()
+        .filter(|l| !l.starts_with("  KEY `"))
+        .map(|l| l.trim_end_matches(','))
+        .collect();
+    if kept.is_empty() {
+        return None;
+    }
+    let mut out = String::with_capacity(text.len());
+    out.push_str(lines[0]);
+    out.push('\n');
+    out.push_str(&kept.join(",\n"));
+    out.push('\n');
+    let tail: Vec<&str> = lines.drain(close..).collect();
+    out.push_str(&tail.join("\n"));
+    Some((
+        out.into_bytes(),
+        format!("ALTER TABLE {table} {}", keys.join(", ")),
+    ))
+}
+
+/// Index of the closing backtick of an identifier body (doubled backticks are part of it).
+fn find_ident_end(s: &str) -> Option<usize> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'`' {
+            if b.get(i + 1) == Some(&b'`') {
+                i += 2;
+                continue;
+            }
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Checks that the live `artifact.database` holds what the artifact records: every table's
+/// row count and checksum (recomputed with the recorded method), and the same tables and
+/// views. Returns the recomputed facts; a difference is [`DumpError::TableMismatch`]. The
+/// upgrade uses it to prove a rollback brought back the dumped content.
+pub async fn verify_database(
+    target: &DbTarget,
+    artifact: &DumpArtifact,
+) -> Result<Vec<TableFact>, DumpError> {
+    check_facts(target, artifact).await
 }
 
 /// Recomputes each recorded fact with its recorded method and compares; views must match too.
@@ -720,6 +859,28 @@ mod tests {
     fn delimiter_is_refused() {
         assert!(check_supported(b"\nDELIMITER ;;", 0).is_err());
         assert!(check_supported(b"INSERT INTO d VALUES (1)", 0).is_ok());
+    }
+
+    #[test]
+    fn secondary_keys_are_deferred_and_put_back_in_order() {
+        let create = "CREATE TABLE `a``b` (\n  `id` int(11) NOT NULL,\n  `x` varchar(10) DEFAULT NULL,\n  PRIMARY KEY (`id`),\n  UNIQUE KEY `u` (`x`),\n  KEY `k1` (`x`(3)),\n  KEY `k2` (`id`,`x`) COMMENT 'c'\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
+        let (slim, alter) = defer_secondary_keys(create.as_bytes()).unwrap();
+        assert_eq!(
+            String::from_utf8(slim).unwrap(),
+            "CREATE TABLE `a``b` (\n  `id` int(11) NOT NULL,\n  `x` varchar(10) DEFAULT NULL,\n  PRIMARY KEY (`id`),\n  UNIQUE KEY `u` (`x`)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+        );
+        assert_eq!(
+            alter,
+            "ALTER TABLE `a``b` ADD KEY `k1` (`x`(3)), ADD KEY `k2` (`id`,`x`) COMMENT 'c'"
+        );
+        let fk = "CREATE TABLE `c` (\n  `id` int,\n  KEY `k` (`id`),\n  CONSTRAINT `f` FOREIGN KEY (`id`) REFERENCES `p` (`id`)\n) ENGINE=InnoDB";
+        assert!(defer_secondary_keys(fk.as_bytes()).is_none());
+        assert!(
+            defer_secondary_keys(b"CREATE TABLE `t` (\n  `id` int,\n  PRIMARY KEY (`id`)\n)")
+                .is_none()
+        );
+        assert!(ends_table_data(b"\nDROP TABLE IF EXISTS `t`"));
+        assert!(!ends_table_data(b"/*!40000 ALTER TABLE `t` ENABLE KEYS */"));
     }
 
     #[test]
