@@ -52,7 +52,7 @@ fn sled_config(dir: &Path) -> sled::Config {
     sled::Config::new()
         .path(dir)
         .segment_size(SEGMENT_SIZE)
-        .cache_capacity(256 * 1024 * 1024)
+        .cache_capacity(1024 * 1024 * 1024)
         // Appends flush explicitly; a background flusher would only add unsynchronised I/O.
         .flush_every_ms(None)
 }
