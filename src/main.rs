@@ -6,5 +6,12 @@ fn main() -> std::process::ExitCode {
     // the scenario must live as long as the run.
     #[cfg(feature = "failpoints")]
     let _scenario = fail::FailScenario::setup();
+    // Lets a test prove the binary it runs has the fault-injection points compiled in
+    // (`FAILPOINTS=startup=return` aborts at once).
+    #[cfg(feature = "failpoints")]
+    fail::fail_point!("startup", |_| {
+        eprintln!("failpoint startup: aborting");
+        std::process::abort();
+    });
     oms_upgrade::cli::main()
 }

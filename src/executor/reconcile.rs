@@ -6,7 +6,9 @@
 use std::time::Duration;
 
 use crate::adapters::{Clock, Docker, Health, MetaDb};
-use crate::events::{ContainerStopped, Finding, StepFacts};
+use chrono::{DateTime, Utc};
+
+use crate::events::{ContainerStopped, Finding, StepFacts, StepKey};
 use crate::steps::{InitSpec, Step};
 
 use super::Executor;
@@ -222,6 +224,37 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
+        // The logs folder is the old container's too: a docker_init.log from the fresh
+        // install (or an earlier upgrade) ends with the same success marker. Only a log
+        // written after this attempt's intent speaks for it; with none, the script never
+        // started (it rewrites the log first thing), so running it now is its first run.
+        let intent_at = self
+            .journal
+            .state()
+            .attempts()
+            .last()
+            .filter(|a| a.key == StepKey::RunDockerInit && a.outcome.is_none())
+            .map(|a| a.intent_at);
+        let written = self.log_written_at(spec, &log).await?;
+        if let Some(intent_at) = intent_at {
+            match written {
+                None => {
+                    return Ok((
+                        Finding::NotDone,
+                        format!("{log} does not exist: docker_init.sh never started"),
+                    ));
+                }
+                Some(at) if at < intent_at => {
+                    return Ok((
+                        Finding::NotDone,
+                        format!(
+                            "{log} was last written at {at}, before this attempt began ({intent_at}): docker_init.sh never started"
+                        ),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
         let out = self
             .ad
             .docker
@@ -255,6 +288,35 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
                 format!("{log} without the success marker"),
             ))
         }
+    }
+}
+
+impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
+    /// When `log` was last modified inside the init container (`None`: it does not exist).
+    async fn log_written_at(
+        &self,
+        spec: &InitSpec,
+        log: &str,
+    ) -> Result<Option<DateTime<Utc>>, String> {
+        let out = self
+            .ad
+            .docker
+            .exec(
+                &spec.container,
+                sh(&format!("stat -c %y {log} 2>/dev/null || echo absent")),
+                vec![],
+                Some(Duration::from_secs(30)),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let text = out.output_tail.trim();
+        if text == "absent" || text.is_empty() {
+            return Ok(None);
+        }
+        // `2024-11-25 11:44:42.671125488 +0000` (GNU and busybox stat alike).
+        DateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f %z")
+            .map(|t| Some(t.with_timezone(&Utc)))
+            .map_err(|e| format!("cannot read the time of {log} from `{text}`: {e}"))
     }
 }
 

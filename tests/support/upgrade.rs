@@ -23,10 +23,36 @@ use oms_upgrade::steps::labels;
 use super::emulator::{self as emu, OmsNode};
 use super::mysql_target;
 
+/// The binary under test: `OMS_UPGRADE_TEST_BIN` when set (e.g. an installed or copied
+/// build), else the one cargo built for this test run.
+pub fn bin() -> PathBuf {
+    match std::env::var_os("OMS_UPGRADE_TEST_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => assert_cmd::cargo::cargo_bin("oms-upgrade"),
+    }
+}
+
+/// Fails loudly unless the binary under test has the fault-injection points compiled in.
+pub fn require_failpoints() {
+    use std::os::unix::process::ExitStatusExt;
+    let out = std::process::Command::new(bin())
+        .env("FAILPOINTS", "startup=return")
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGABRT),
+        "{} was built without the `failpoints` feature; run the crash tests with \
+         `scripts/test` or `cargo test --features failpoints --test upgrade_crash`",
+        bin().display()
+    );
+}
+
 /// The binary with a per-test ledger and a fixed identity; no password in the environment
 /// (the tool reads it from the config.yaml the old container mounts).
 pub fn cli(ledger: &Path) -> Command {
-    let mut c = Command::cargo_bin("oms-upgrade").unwrap();
+    let mut c = Command::new(bin());
     c.env("OMS_UPGRADE_LEDGER", ledger)
         .env("OMS_UPGRADE_OPERATOR", "tester")
         .env("OMS_UPGRADE_HOST", "ci-host")
@@ -61,6 +87,15 @@ pub fn ok(cmd: &mut Command) -> Output {
         show(&out)
     );
     out
+}
+
+/// Runs `cmd` to its end on a blocking thread, so other runs in the same test (joined
+/// futures) go on meanwhile.
+pub async fn output(cmd: &mut Command) -> Output {
+    let mut cmd = std::mem::replace(cmd, Command::new("true"));
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
 }
 
 /// The 3.3.1 image reference (built from the emulator if needed).
@@ -99,8 +134,21 @@ pub async fn init(node: &OmsNode, ledger: &Path, backups: &Path) {
 pub struct Run {
     /// The node (dropped after the folder's users).
     pub node: OmsNode,
-    /// Temp folder (ledger, backups).
-    pub tmp: tempfile::TempDir,
+    /// Temp folder (ledger, backups): removed on drop, kept when the test failed.
+    pub tmp: PathBuf,
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "test failed: keeping ledger and dumps in {} for inspection",
+                self.tmp.display()
+            );
+        } else {
+            let _ = std::fs::remove_dir_all(&self.tmp);
+        }
+    }
 }
 
 impl Run {
@@ -116,7 +164,11 @@ impl Run {
         if let Some(size) = size {
             emu::seed(&node.host.config_path, size);
         }
-        let tmp = tempfile::tempdir().unwrap();
+        let tmp = tempfile::Builder::new()
+            .prefix("oms-upgrade-run-")
+            .tempdir()
+            .unwrap()
+            .keep();
         let run = Run { node, tmp };
         init(&run.node, &run.ledger(), &run.backups()).await;
         run
@@ -124,12 +176,12 @@ impl Run {
 
     /// The ledger folder.
     pub fn ledger(&self) -> PathBuf {
-        self.tmp.path().join("ledger")
+        self.tmp.join("ledger")
     }
 
     /// Where dumps go (a subfolder per run is created inside).
     pub fn backups(&self) -> PathBuf {
-        self.tmp.path().join("backups")
+        self.tmp.join("backups")
     }
 
     /// The binary on this run's ledger.
@@ -139,7 +191,7 @@ impl Run {
 
     /// The command ran to its end successfully (else panics with its output and the log).
     pub async fn ok(&self, args: &[&str]) -> Output {
-        let out = self.cli().args(args).output().unwrap();
+        let out = output(self.cli().args(args)).await;
         if !out.status.success() {
             panic!(
                 "oms-upgrade {args:?} failed:\n{}\nold container log:\n{}",
@@ -496,35 +548,64 @@ pub async fn assert_refetch_covers(run: &Run) {
     );
 }
 
-/// Docker's own events for container `id` since `since` (unix seconds), as action names
-/// (`create`, `start`, `stop`, `rename`, `die`, `exec_start: ...`, ...).
-pub async fn container_events(docker: &bollard::Docker, id: &str, since: i64) -> Vec<String> {
-    use bollard::query_parameters::EventsOptions;
-    let until = chrono::Utc::now().timestamp() + 1;
-    let filters = HashMap::from([
-        ("container".to_string(), vec![id.to_string()]),
-        ("type".to_string(), vec!["container".to_string()]),
-    ]);
-    let opts = EventsOptions {
-        since: Some(since.to_string()),
-        until: Some(until.to_string()),
-        filters: Some(filters),
-    };
-    let mut s = docker.events(Some(opts));
-    let mut out = Vec::new();
-    while let Some(ev) = s.next().await {
-        let ev = ev.unwrap_or_else(|e| panic!("docker events: {e}"));
-        if let Some(a) = ev.action {
-            out.push(a);
-        }
-    }
-    out
+/// Docker's container events for one test's containers (old and new: the new container
+/// inherits the old one's labels), collected live from the moment of [`EventWatch::start`].
+/// Live, because the engine replays only its last few hundred events to a `since` query
+/// and other tests share the engine.
+pub struct EventWatch {
+    events: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+    task: tokio::task::JoinHandle<()>,
 }
 
-/// How many of `events` are exactly `action` (or start with it, for `exec_start: ...`).
-pub fn count(events: &[String], action: &str) -> usize {
+impl EventWatch {
+    /// Starts collecting events of containers labelled with `node`'s test label.
+    pub async fn start(node: &OmsNode) -> EventWatch {
+        use bollard::query_parameters::EventsOptions;
+        let filters = HashMap::from([
+            (
+                "label".to_string(),
+                vec![format!("{}={}", super::TEST_LABEL, node.guard.value)],
+            ),
+            ("type".to_string(), vec!["container".to_string()]),
+        ]);
+        // A second of replay closes the race between subscribing and the first action.
+        let since = chrono::Utc::now().timestamp() - 1;
+        let opts = EventsOptions {
+            since: Some(since.to_string()),
+            until: None,
+            filters: Some(filters),
+        };
+        let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = events.clone();
+        let docker = node.docker.clone();
+        let task = tokio::spawn(async move {
+            let mut s = docker.events(Some(opts));
+            while let Some(Ok(ev)) = s.next().await {
+                if let (Some(action), Some(actor)) = (ev.action, ev.actor) {
+                    let id = actor.id.unwrap_or_default();
+                    sink.lock().unwrap().push((id, action));
+                }
+            }
+        });
+        // Let the subscription reach the engine before anything happens.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        EventWatch { events, task }
+    }
+
+    /// Stops collecting and returns `(container id, action)` pairs in order.
+    pub async fn stop(self) -> Vec<(String, String)> {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        self.task.abort();
+        let v = self.events.lock().unwrap().clone();
+        v
+    }
+}
+
+/// How many events of container `id` are `action` (`exec_start` matches
+/// `exec_start: <command>` when `action` is `exec_start: <prefix>`).
+pub fn count_events(events: &[(String, String)], id: &str, action: &str) -> usize {
     events
         .iter()
-        .filter(|e| *e == action || e.starts_with(&format!("{action}:")))
+        .filter(|(i, a)| i == id && (a == action || a.starts_with(action)))
         .count()
 }

@@ -1,0 +1,362 @@
+//! Crash matrix: the `oms-upgrade` binary (built with the `failpoints` feature) is aborted
+//! at every step of the upgrade and of the rollback, at each of the three points where a
+//! crash matters: before the side effect (intent recorded), after the side effect but
+//! before its outcome is recorded, and after the outcome. Each time the next `run` (or
+//! `rollback`) must resume, look at reality for the step left in doubt, record what it
+//! found, and go on, ending exactly where an uninterrupted run ends, with every action
+//! done exactly once (Docker's own event stream is the witness) and a ledger that verifies.
+//! Also: real `kill -9` at random moments during an upgrade, each resumed to completion.
+//!
+//! One upgrade walks most of the matrix: each resume gets every point not yet fired, so it
+//! stops at the next one it reaches. A step whose side effect is found done after an
+//! "after-effect" crash is never performed again, so its "after-outcome" point can only be
+//! reached in a second walk that crashes after outcomes only.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::os::unix::process::ExitStatusExt;
+use std::time::Duration;
+
+use oms_upgrade::events::{MetaDb, StepKey};
+use support::upgrade::{
+    EndState, EventWatch, Run, assert_refetch_covers, count_events, output, require_failpoints,
+    show, tally,
+};
+
+const PHASES: [&str; 3] = ["before-effect", "after-effect", "after-outcome"];
+
+/// The upgrade's steps (3.3.0 -> 3.3.1).
+fn upgrade_steps() -> Vec<String> {
+    let mut v = vec!["disable-ha", "stop-old", "prune-heartbeat"];
+    v.extend(["dump-rm", "dump-cm", "dump-cm_hb"]);
+    v.extend([
+        "rename-old",
+        "create-new",
+        "start-new",
+        "docker-init",
+        "confirm-health",
+        "enable-ha",
+        "complete",
+    ]);
+    v.into_iter().map(String::from).collect()
+}
+
+/// The rollback's steps after a completed upgrade.
+fn rollback_steps() -> Vec<String> {
+    let mut v: Vec<String> = [
+        StepKey::RollbackVerifyDumps,
+        StepKey::RollbackDisableHa,
+        StepKey::StopNewContainer,
+        StepKey::RenameNewAside,
+        StepKey::RenameOldBack,
+    ]
+    .iter()
+    .map(|k| k.to_string())
+    .collect();
+    for db in MetaDb::ALL {
+        v.push(StepKey::RecreateDatabase { db }.to_string());
+        v.push(StepKey::Restore { db }.to_string());
+    }
+    v.extend(
+        [
+            StepKey::RestartOldContainer,
+            StepKey::ConfirmOldHealth,
+            StepKey::RollbackEnableHa,
+            StepKey::RollbackComplete,
+        ]
+        .iter()
+        .map(|k| k.to_string()),
+    );
+    v
+}
+
+fn points(steps: &[String], phases: &[&str]) -> Vec<String> {
+    let mut v = Vec::new();
+    for s in steps {
+        for p in phases {
+            v.push(format!("{p}:{s}"));
+        }
+    }
+    v
+}
+
+/// Runs `args` with every point in `armed` set to abort. Returns the point that fired, or
+/// `None` when the command ran to its end successfully. Panics on any other ending.
+async fn crash_once(run: &Run, args: &[&str], armed: &[String]) -> Option<String> {
+    let spec: Vec<String> = armed.iter().map(|p| format!("{p}=return")).collect();
+    let out = output(run.cli().env("FAILPOINTS", spec.join(";")).args(args)).await;
+    if out.status.success() {
+        return None;
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGABRT),
+        "oms-upgrade {args:?} did not die by a failpoint:\n{}",
+        show(&out)
+    );
+    let fired = stderr
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("failpoint ")
+                .and_then(|r| r.strip_suffix(": aborting"))
+        })
+        .unwrap_or_else(|| panic!("aborted without a failpoint line:\n{}", show(&out)))
+        .to_string();
+    assert!(armed.contains(&fired), "{fired} was not armed");
+    Some(fired)
+}
+
+/// Resumes `args` with the points not yet fired until a resume runs to its end; returns
+/// the points that fired, in order. Then `args` again without failpoints must succeed.
+async fn walk(run: &Run, args: &[&str], targets: Vec<String>) -> Vec<String> {
+    let mut armed = targets;
+    let mut fired = Vec::new();
+    while let Some(p) = crash_once(run, args, &armed).await {
+        armed.retain(|a| *a != p);
+        fired.push(p);
+    }
+    run.ok(args).await;
+    fired
+}
+
+/// The ledger shows, per step: no failure, exactly one success, one reconciliation per
+/// crash between its intent and its outcome, and one more intent per reconciliation that
+/// found the step not done.
+fn assert_attempts(run: &Run, steps: &[String], fired: &[String]) {
+    let (_, state) = run.replay();
+    let t = tally(&state);
+    for s in steps {
+        let tt = t.get(s).unwrap_or_else(|| panic!("step {s} never ran"));
+        let in_between = fired
+            .iter()
+            .filter(|p| **p == format!("before-effect:{s}") || **p == format!("after-effect:{s}"))
+            .count() as u32;
+        assert_eq!(tt.failed, 0, "{s}: {tt:?}");
+        assert_eq!(
+            tt.done + tt.reconciled_done,
+            1,
+            "{s} succeeded once: {tt:?}"
+        );
+        assert_eq!(
+            tt.reconciled_done + tt.reconciled_not_done,
+            in_between,
+            "{s}: one reconciliation per crash in doubt: {tt:?}"
+        );
+        assert_eq!(tt.intents, 1 + tt.reconciled_not_done, "{s}: {tt:?}");
+        if fired.contains(&format!("before-effect:{s}")) {
+            // Nothing happened before the side effect: reality must say "not done".
+            assert!(tt.reconciled_not_done >= 1, "{s}: {tt:?}");
+        }
+    }
+    assert_eq!(state.in_doubt(), None);
+}
+
+/// Every action of the upgrade happened once, as Docker saw it: the old container was
+/// stopped and renamed once, one new container was created, started once, and
+/// docker_init.sh was executed in it once.
+fn assert_upgrade_actions_once(run: &Run, events: &[(String, String)], new_id: &str) {
+    let old = &run.node.id;
+    assert_eq!(count_events(events, old, "stop"), 1, "{events:?}");
+    assert_eq!(count_events(events, old, "rename"), 1, "{events:?}");
+    assert_eq!(count_events(events, new_id, "create"), 1, "{events:?}");
+    assert_eq!(count_events(events, new_id, "start"), 1, "{events:?}");
+    assert_eq!(
+        count_events(events, new_id, "exec_start: bash /root/docker_init.sh"),
+        1,
+        "{events:?}"
+    );
+    let created = events.iter().filter(|(_, a)| a == "create").count();
+    assert_eq!(created, 1, "one container created: {events:?}");
+}
+
+/// Upgrade, crashing at the given points; returns the end state and the points fired.
+async fn upgrade_walk(targets: Vec<String>) -> (Run, EndState, Vec<String>) {
+    let run = Run::planned().await;
+    let watch = EventWatch::start(&run.node).await;
+    let fired = walk(&run, &["run", "--yes"], targets).await;
+    let end = run.end_state().await;
+    let events = watch.stop().await;
+    let new = run.run_containers().await;
+    assert_eq!(new.len(), 1, "exactly one new container");
+    assert_upgrade_actions_once(&run, &events, &new[0].id);
+    assert_attempts(&run, &upgrade_steps(), &fired);
+    run.assert_dumps_once();
+    assert_refetch_covers(&run).await;
+    run.verify_ledger();
+    (run, end, fired)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crash_matrix_upgrade() {
+    require_failpoints();
+    let steps = upgrade_steps();
+    let all = points(&steps, &PHASES);
+    let (reference, a, b) = tokio::join!(
+        upgrade_walk(vec![]),
+        upgrade_walk(all.clone()),
+        upgrade_walk(points(&steps, &["after-outcome"])),
+    );
+    let (_ref_run, ref_end, ref_fired) = reference;
+    assert!(ref_fired.is_empty());
+    assert_eq!(ref_end.phase, "completed");
+    let (_a_run, a_end, a_fired) = a;
+    let (_b_run, b_end, b_fired) = b;
+    // Walk A reached every point before and after each side effect.
+    for p in points(&steps, &["before-effect", "after-effect"]) {
+        assert!(
+            a_fired.contains(&p),
+            "{p} never fired in walk A: {a_fired:?}"
+        );
+    }
+    // Walk B crashed after every outcome.
+    assert_eq!(b_fired, points(&steps, &["after-outcome"]));
+    let union: std::collections::BTreeSet<_> = a_fired.iter().chain(&b_fired).collect();
+    assert_eq!(union.len(), all.len());
+    assert_eq!(a_end, ref_end, "walk A ends like the uninterrupted run");
+    assert_eq!(b_end, ref_end, "walk B ends like the uninterrupted run");
+}
+
+/// Upgrade (uninterrupted), then roll back crashing at the given points.
+async fn rollback_walk(targets: Vec<String>) -> (Run, EndState, Vec<String>) {
+    let run = Run::planned().await;
+    run.ok(&["run", "--yes"]).await;
+    let new_id = run.run_containers().await[0].id.clone();
+    let watch = EventWatch::start(&run.node).await;
+    let fired = walk(&run, &["rollback", "--yes"], targets).await;
+    let end = run.end_state().await;
+    let events = watch.stop().await;
+    let old = &run.node.id;
+    assert_eq!(count_events(&events, &new_id, "stop"), 1, "{events:?}");
+    assert_eq!(count_events(&events, &new_id, "rename"), 1, "{events:?}");
+    assert_eq!(count_events(&events, old, "rename"), 1, "{events:?}");
+    assert_eq!(count_events(&events, old, "restart"), 1, "{events:?}");
+    assert!(!events.iter().any(|(_, a)| a == "create"), "{events:?}");
+    assert_attempts(&run, &rollback_steps(), &fired);
+    // Restores that were redone still end with the dumped content (checked by the step
+    // itself against the recorded table facts; cm is not written by the running node).
+    assert_eq!(run.db_facts(MetaDb::Cm).await, run.dumped_facts(MetaDb::Cm));
+    run.assert_dumps_once();
+    assert_refetch_covers(&run).await;
+    run.verify_ledger();
+    (run, end, fired)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crash_matrix_rollback() {
+    require_failpoints();
+    let steps = rollback_steps();
+    let all = points(&steps, &PHASES);
+    let (reference, a, b) = tokio::join!(
+        rollback_walk(vec![]),
+        rollback_walk(all.clone()),
+        rollback_walk(points(&steps, &["after-outcome"])),
+    );
+    let (_r, ref_end, _) = reference;
+    assert_eq!(ref_end.phase, "rolled back");
+    let (_a, a_end, a_fired) = a;
+    let (_b, b_end, b_fired) = b;
+    for p in points(&steps, &["before-effect", "after-effect"]) {
+        assert!(
+            a_fired.contains(&p),
+            "{p} never fired in walk A: {a_fired:?}"
+        );
+    }
+    assert_eq!(b_fired, points(&steps, &["after-outcome"]));
+    let union: std::collections::BTreeSet<_> = a_fired.iter().chain(&b_fired).collect();
+    assert_eq!(union.len(), all.len());
+    assert_eq!(
+        a_end, ref_end,
+        "walk A ends like the uninterrupted rollback"
+    );
+    assert_eq!(
+        b_end, ref_end,
+        "walk B ends like the uninterrupted rollback"
+    );
+}
+
+/// Spawns `oms-upgrade run --yes` and sends it SIGKILL (as `kill -9` does) after
+/// `delay`. Returns `true` when the kill landed, `false` when the run had already finished
+/// on its own (successfully: anything else fails the test).
+async fn kill_after(run: &Run, delay: Duration) -> bool {
+    let mut child = std::process::Command::new(support::upgrade::bin())
+        .env("OMS_UPGRADE_LEDGER", run.ledger())
+        .env("OMS_UPGRADE_OPERATOR", "tester")
+        .env("OMS_UPGRADE_HOST", "ci-host")
+        .env_remove("OMS_META_PASSWORD")
+        .env_remove("FAILPOINTS")
+        .args(["run", "--yes"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(delay).await;
+    if child.try_wait().unwrap().is_none() {
+        child.kill().unwrap();
+    }
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    if out.status.signal() == Some(libc::SIGKILL) {
+        return true;
+    }
+    assert!(
+        out.status.success(),
+        "a resumed run failed on its own: {:?}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    false
+}
+
+/// At least 20 real `kill -9`s at random moments of upgrades, each resumed: every upgrade
+/// ends like an uninterrupted one, with every action once, and its ledger verifies. Kills
+/// go on until a resume outlives its delay and completes the upgrade; if that happens
+/// before 20 kills, another upgrade takes the remaining rounds.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_rounds() {
+    const ROUNDS: usize = 20;
+    let mut kills = 0;
+    let mut upgrades = 0;
+    let mut reference: Option<EndState> = None;
+    while kills < ROUNDS {
+        let run = Run::planned().await;
+        upgrades += 1;
+        let watch = EventWatch::start(&run.node).await;
+        let mut delays = Vec::new();
+        loop {
+            let delay = rand::random_range(0..700u64);
+            if !kill_after(&run, Duration::from_millis(delay)).await {
+                break;
+            }
+            kills += 1;
+            delays.push(delay);
+        }
+        eprintln!("upgrade {upgrades}: killed at {delays:?} ms, then completed");
+        run.ok(&["run", "--yes"]).await;
+        let end = run.end_state().await;
+        let events = watch.stop().await;
+        assert_eq!(end.phase, "completed");
+        let new = run.run_containers().await;
+        assert_eq!(new.len(), 1);
+        assert_upgrade_actions_once(&run, &events, &new[0].id);
+        let (_, state) = run.replay();
+        let t: BTreeMap<_, _> = tally(&state);
+        for s in upgrade_steps() {
+            let tt = &t[&s];
+            assert_eq!(tt.failed, 0, "{s}: {tt:?}");
+            assert_eq!(tt.done + tt.reconciled_done, 1, "{s}: {tt:?}");
+            assert_eq!(tt.intents, 1 + tt.reconciled_not_done, "{s}: {tt:?}");
+        }
+        run.assert_dumps_once();
+        assert_refetch_covers(&run).await;
+        run.verify_ledger();
+        match &reference {
+            None => reference = Some(end),
+            Some(r) => assert_eq!(&end, r, "upgrades end alike"),
+        }
+    }
+    eprintln!("{kills} SIGKILLs over {upgrades} upgrade(s)");
+}
