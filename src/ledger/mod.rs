@@ -11,6 +11,7 @@
 //!   [`LedgerReader`] for read-only commands;
 //! - [`verify()`]: walks the stored bytes and reports the first bad sequence number;
 //! - [`anchor`]: checkpoints that catch a cut tail or a ledger swapped for an older copy;
+//! - [`sign`]: Ed25519 keys that sign checkpoints, and the check of a signed checkpoint;
 //! - [`export()`]: JSON Lines export and JSON views for people.
 //!
 //! Guarantees kept here: `append` returns only once the record is durable, and a failed
@@ -21,10 +22,11 @@ pub mod anchor;
 pub mod error;
 pub mod export;
 pub mod record;
+pub mod sign;
 pub mod store;
 pub mod verify;
 
-pub use anchor::{Anchor, AnchorError};
+pub use anchor::{Anchor, AnchorError, Checkpoint, SignedCheckpoint};
 pub use error::LedgerError;
 pub use export::{ExportError, export};
 pub use record::{Hash, NewRecord, Record};
