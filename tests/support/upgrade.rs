@@ -596,8 +596,7 @@ impl EventWatch {
     pub async fn stop(self) -> Vec<(String, String)> {
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         self.task.abort();
-        let v = self.events.lock().unwrap().clone();
-        v
+        self.events.lock().unwrap().clone()
     }
 }
 
