@@ -38,5 +38,8 @@ pub mod executor;
 // The upgrade report (Markdown, HTML, JSON) built from the ledger alone.
 pub mod report;
 
+// Drift: the recorded end state compared with what was observed (`ledger verify --live`).
+pub mod drift;
+
 // Command-line edge: argument parsing, output, error -> exit code.
 pub mod cli;

@@ -1,0 +1,726 @@
+//! Drift: how the world differs from the end state the ledger recorded.
+//!
+//! The chain proves the record was not changed; it says nothing about whether the node
+//! still looks the way the record says it was left. `ledger verify --live` answers that:
+//! after a completed upgrade the new container runs under the plan's name with the
+//! recorded id, image, binds and env (`IS_UPGRADE=true` included), `ha.config` holds what
+//! the run last wrote, the metadata schema is at the target version and the dumps are
+//! intact; after a rollback, the same for the old container and the source version.
+//!
+//! This module is pure: [`expectations`] reads the replayed [`State`], [`compare`] takes
+//! what the caller observed (through the adapters) as values and returns every difference,
+//! field by field. Nothing here talks to Docker or the database.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::adapters::ContainerInfo;
+use crate::adapters::docker::{Bind, ContainerStatus, binds_diff};
+use crate::events::{DumpArtifact, EnvVar, MetaDb};
+use crate::replay::{Phase, State};
+use crate::report::DumpFileCheck;
+
+/// `ha.config` fields named first, in this order, because the runbook changes them.
+pub const HA_KEY_FIELDS: [&str; 3] = [
+    "enable",
+    "refetchStoreIntervalMin",
+    "perceiveStoreClientCheckpoint",
+];
+
+/// Which container the end state is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContainerRole {
+    /// The container the upgrade created (after a completed upgrade).
+    New,
+    /// The node's original container (after a completed rollback).
+    Old,
+}
+
+/// The container the ledger says should be running.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExpectedContainer {
+    /// New or old.
+    pub role: ContainerRole,
+    /// Name it runs under (the plan's container name).
+    pub name: String,
+    /// Container id.
+    pub id: String,
+    /// Image reference.
+    pub image: String,
+    /// Image id, when recorded.
+    pub image_id: Option<String>,
+    /// `HostConfig.Binds`.
+    pub binds: Vec<String>,
+    /// `Config.Env` as recorded (secret values withheld).
+    pub env: Vec<EnvVar>,
+}
+
+/// The end state a finished run recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Expectations {
+    /// Completed or rolled back.
+    pub phase: Phase,
+    /// The container that should be running.
+    pub container: ExpectedContainer,
+    /// The rm database (holds `ha.config` and the schema version).
+    pub rm_db: String,
+    /// `ha.config` as last written by the run; `None` when the run never wrote it (a
+    /// procedure without HA steps).
+    pub ha_json: Option<String>,
+    /// Version the metadata schema should be at.
+    pub schema_version: String,
+    /// The recorded dumps.
+    pub dumps: Vec<DumpArtifact>,
+}
+
+/// Why there is no end state to compare with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExpectError {
+    /// The run has not finished (or failed on the way): reality is legitimately between
+    /// two states.
+    #[error(
+        "the run is {0}: only a completed upgrade or a completed rollback has an end state to \
+         compare with"
+    )]
+    NotFinished(Phase),
+    /// A completed upgrade without the new container's facts (cannot happen with a ledger
+    /// written by this tool).
+    #[error("the ledger records a completed upgrade but not the new container's facts")]
+    NoNewContainer,
+}
+
+/// The end state recorded in `state`, for a completed upgrade or a completed rollback.
+pub fn expectations(state: &State) -> Result<Expectations, ExpectError> {
+    let phase = state.phase();
+    let plan = match (phase, state.plan()) {
+        (Phase::Completed | Phase::RolledBack, Some(plan)) => plan,
+        _ => return Err(ExpectError::NotFinished(phase)),
+    };
+    let (container, schema_version) = if phase == Phase::Completed {
+        let n = state.new_container().ok_or(ExpectError::NoNewContainer)?;
+        let c = ExpectedContainer {
+            role: ContainerRole::New,
+            name: plan.new_name.clone(),
+            id: n.id.clone(),
+            image: n.image.clone(),
+            image_id: n.image_id.clone(),
+            binds: n.binds.clone(),
+            env: n.env.clone(),
+        };
+        (c, plan.target_version.to_string())
+    } else {
+        let o = &plan.old_container;
+        let c = ExpectedContainer {
+            role: ContainerRole::Old,
+            name: o.name.clone(),
+            id: o.id.clone(),
+            image: o.image.clone(),
+            image_id: Some(o.image_id.clone()),
+            binds: o.binds.clone(),
+            env: o.env.clone(),
+        };
+        (c, plan.source_version.to_string())
+    };
+    Ok(Expectations {
+        phase,
+        container,
+        rm_db: plan.databases.rm.clone(),
+        ha_json: state.ha_after().map(str::to_string),
+        schema_version,
+        dumps: state.artifacts().into_iter().cloned().collect(),
+    })
+}
+
+/// What the schema-version query found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "found", content = "version", rename_all = "snake_case")]
+pub enum SchemaObservation {
+    /// `oms_schema_version.version` of the row with `id = 1`.
+    Version(String),
+    /// The table exists but has no such row.
+    NoRow,
+    /// rm has no `oms_schema_version` table: real OMS does not document where it keeps its
+    /// schema version, so there is nothing to compare.
+    NoTable,
+}
+
+/// What the caller observed, through the adapters.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    /// The container under the expected name; `None` when there is none.
+    pub container: Option<ContainerInfo>,
+    /// `ha.config` as stored; `None` when the row is missing.
+    pub ha_json: Option<String>,
+    /// The schema version.
+    pub schema: SchemaObservation,
+    /// Each recorded dump re-hashed (`report::check_dump_file`).
+    pub dumps: Vec<DumpFileCheck>,
+}
+
+/// One difference between the record and reality.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Drift {
+    /// What it is about: `container <name>`, `ha.config`, `schema`, `dump <db>`.
+    pub subject: String,
+    /// The field: `id`, `image`, `bind <container path>`, `env <NAME>`, an `ha.config`
+    /// key, `version`, `file`, ...
+    pub field: String,
+    /// What the ledger recorded.
+    pub recorded: String,
+    /// What was found.
+    pub found: String,
+}
+
+/// How one subject fared.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SubjectResult {
+    /// The subject (as in [`Drift::subject`]).
+    pub subject: String,
+    /// `ok`, `drift` or `not_checked`.
+    pub status: &'static str,
+    /// Why it was not checked, or how many fields drifted.
+    pub detail: Option<String>,
+}
+
+/// The outcome of a live comparison.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LiveReport {
+    /// The phase the record ends in.
+    pub phase: Phase,
+    /// Every subject, in the order checked.
+    pub subjects: Vec<SubjectResult>,
+    /// Every difference, field by field.
+    pub drifts: Vec<Drift>,
+}
+
+impl LiveReport {
+    /// True when nothing drifted.
+    pub fn is_ok(&self) -> bool {
+        self.drifts.is_empty()
+    }
+}
+
+const ABSENT: &str = "(absent)";
+
+/// Compares the recorded end state with what was observed.
+pub fn compare(exp: &Expectations, obs: &Observed) -> LiveReport {
+    let mut report = LiveReport {
+        phase: exp.phase,
+        subjects: Vec::new(),
+        drifts: Vec::new(),
+    };
+    let subject = format!("container {}", exp.container.name);
+    let drifts = container_drifts(&exp.container, obs.container.as_ref(), &subject);
+    report.push(subject, drifts);
+
+    match &exp.ha_json {
+        None => report.not_checked(
+            "ha.config",
+            "the run did not write ha.config (its procedure has no HA steps)",
+        ),
+        Some(recorded) => report.push(
+            "ha.config".into(),
+            ha_drifts(recorded, obs.ha_json.as_deref()),
+        ),
+    }
+
+    let subject = "schema".to_string();
+    match &obs.schema {
+        SchemaObservation::NoTable => report.not_checked(
+            &subject,
+            &format!(
+                "{} has no oms_schema_version table (OMS does not document its schema-version \
+                 table; only the emulator's is known)",
+                exp.rm_db
+            ),
+        ),
+        SchemaObservation::NoRow => report.push(
+            subject.clone(),
+            vec![drift(
+                &subject,
+                "version",
+                &exp.schema_version,
+                "(no row with id = 1 in oms_schema_version)",
+            )],
+        ),
+        SchemaObservation::Version(v) => {
+            let d = (v != &exp.schema_version)
+                .then(|| drift(&subject, "version", &exp.schema_version, v))
+                .into_iter()
+                .collect();
+            report.push(subject, d);
+        }
+    }
+
+    for (db, drifts) in dump_drifts(&exp.dumps, &obs.dumps) {
+        report.push(format!("dump {db}"), drifts);
+    }
+    report
+}
+
+impl LiveReport {
+    fn push(&mut self, subject: String, drifts: Vec<Drift>) {
+        let (status, detail) = if drifts.is_empty() {
+            ("ok", None)
+        } else {
+            ("drift", Some(format!("{} field(s) differ", drifts.len())))
+        };
+        self.subjects.push(SubjectResult {
+            subject,
+            status,
+            detail,
+        });
+        self.drifts.extend(drifts);
+    }
+
+    fn not_checked(&mut self, subject: &str, why: &str) {
+        self.subjects.push(SubjectResult {
+            subject: subject.to_string(),
+            status: "not_checked",
+            detail: Some(why.to_string()),
+        });
+    }
+}
+
+fn drift(subject: &str, field: &str, recorded: &str, found: &str) -> Drift {
+    Drift {
+        subject: subject.to_string(),
+        field: field.to_string(),
+        recorded: recorded.to_string(),
+        found: found.to_string(),
+    }
+}
+
+fn container_drifts(
+    exp: &ExpectedContainer,
+    found: Option<&ContainerInfo>,
+    subject: &str,
+) -> Vec<Drift> {
+    let Some(c) = found else {
+        return vec![drift(
+            subject,
+            "(container)",
+            &format!("running, id {}", exp.id),
+            "no container with this name",
+        )];
+    };
+    let mut out = Vec::new();
+    let mut field = |name: &str, recorded: &str, found: &str| {
+        if recorded != found {
+            out.push(drift(subject, name, recorded, found));
+        }
+    };
+    field("id", &exp.id, &c.id);
+    field("name", &exp.name, &c.name);
+    field("image", &exp.image, &c.image);
+    if let Some(image_id) = &exp.image_id {
+        field("image_id", image_id, &c.image_id);
+    }
+    let state = match &c.status {
+        s if s.is_running() => "running".to_string(),
+        ContainerStatus::Exited { code } => format!("exited (code {code})"),
+        ContainerStatus::Other(s) => s.clone(),
+        s => format!("{s:?}").to_lowercase(),
+    };
+    field("state", "running", &state);
+    out.extend(bind_drifts(&exp.binds, &c.binds, subject));
+    out.extend(env_drifts(&exp.env, &c.env, subject));
+    out
+}
+
+/// Binds that differ, paired by the path inside the container, so a bind whose host path
+/// changed shows as one field with both values.
+fn bind_drifts(recorded: &[String], found: &[String], subject: &str) -> Vec<Drift> {
+    let diff = binds_diff(recorded, found);
+    let by_target = |list: &[String]| -> BTreeMap<String, Vec<String>> {
+        let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for b in list {
+            m.entry(Bind::parse(b).container)
+                .or_default()
+                .push(b.clone());
+        }
+        m
+    };
+    let (missing, extra) = (by_target(&diff.missing), by_target(&diff.extra));
+    let targets: BTreeSet<&String> = missing.keys().chain(extra.keys()).collect();
+    targets
+        .into_iter()
+        .map(|t| {
+            let show = |m: &BTreeMap<String, Vec<String>>| {
+                m.get(t)
+                    .map_or_else(|| ABSENT.to_string(), |v| v.join(", "))
+            };
+            drift(
+                subject,
+                &format!("bind {t}"),
+                &show(&missing),
+                &show(&extra),
+            )
+        })
+        .collect()
+}
+
+/// Environment variables that differ. A withheld (secret) value is compared only for
+/// presence, and a found value is shown only when its name does not look secret.
+fn env_drifts(recorded: &[EnvVar], found: &[String], subject: &str) -> Vec<Drift> {
+    let found: BTreeMap<&str, &str> = found
+        .iter()
+        .map(|kv| kv.split_once('=').unwrap_or((kv.as_str(), "")))
+        .collect();
+    let shown = |name: &str, value: &str| EnvVar::recorded(name, value).to_string();
+    let mut out = Vec::new();
+    let mut seen = BTreeSet::new();
+    for var in recorded {
+        seen.insert(var.name.as_str());
+        let field = format!("env {}", var.name);
+        match (found.get(var.name.as_str()), &var.value) {
+            (None, _) => out.push(drift(subject, &field, &var.to_string(), ABSENT)),
+            (Some(v), Some(want)) if v != want => out.push(drift(
+                subject,
+                &field,
+                &var.to_string(),
+                &shown(&var.name, v),
+            )),
+            _ => {}
+        }
+    }
+    for (name, value) in &found {
+        if !seen.contains(name) {
+            out.push(drift(
+                subject,
+                &format!("env {name}"),
+                ABSENT,
+                &shown(name, value),
+            ));
+        }
+    }
+    out
+}
+
+fn json_text(v: Option<&serde_json::Value>) -> String {
+    v.map_or_else(|| ABSENT.to_string(), |v| v.to_string())
+}
+
+/// `ha.config` key by key: the runbook's keys first, then any other key that differs.
+fn ha_drifts(recorded: &str, found: Option<&str>) -> Vec<Drift> {
+    let subject = "ha.config";
+    let Some(found) = found else {
+        return vec![drift(subject, "(row)", "present", "no ha.config row")];
+    };
+    let parse = |s: &str| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(s);
+    let (rec, cur) = match (parse(recorded), parse(found)) {
+        (Ok(r), Ok(c)) => (r, c),
+        (Err(_), _) => return vec![drift(subject, "(value)", recorded, found)],
+        (_, Err(_)) => return vec![drift(subject, "(value)", recorded, found)],
+    };
+    let others: BTreeSet<&String> = rec
+        .keys()
+        .chain(cur.keys())
+        .filter(|k| !HA_KEY_FIELDS.contains(&k.as_str()))
+        .collect();
+    HA_KEY_FIELDS
+        .iter()
+        .copied()
+        .chain(others.into_iter().map(String::as_str))
+        .filter(|k| rec.get(*k) != cur.get(*k))
+        .map(|k| drift(subject, k, &json_text(rec.get(k)), &json_text(cur.get(k))))
+        .collect()
+}
+
+/// Each recorded dump with its re-hash: a missing or altered file is a `file` drift.
+/// Dumps are matched to checks by file name, so a check list in another order still pairs.
+pub fn dump_drifts(
+    recorded: &[DumpArtifact],
+    checks: &[DumpFileCheck],
+) -> Vec<(MetaDb, Vec<Drift>)> {
+    recorded
+        .iter()
+        .map(|a| {
+            let subject = format!("dump {}", a.db);
+            let want = format!("{} bytes, blake3 {}", a.size, a.blake3_hex);
+            let check = checks.iter().find(|c| c.file == a.file);
+            let found = match check {
+                None => Some("not checked".to_string()),
+                Some(c) if c.present && c.matches => None,
+                Some(c) if !c.present => Some(format!(
+                    "missing: {} ({})",
+                    a.file,
+                    c.error.as_deref().unwrap_or("cannot be read")
+                )),
+                Some(c) => Some(format!(
+                    "{} bytes, blake3 {}",
+                    c.found_size.unwrap_or(0),
+                    c.found_blake3.as_deref().unwrap_or("?")
+                )),
+            };
+            let drifts = found
+                .map(|f| vec![drift(&subject, "file", &want, &f)])
+                .unwrap_or_default();
+            (a.db, drifts)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::record_env;
+
+    const HA: &str = r#"{"enable":true,"refetchStoreIntervalMin":45,"perceiveStoreClientCheckpoint":true,"enableHost":false}"#;
+
+    fn expected() -> Expectations {
+        Expectations {
+            phase: Phase::Completed,
+            container: ExpectedContainer {
+                role: ContainerRole::New,
+                name: "oms".into(),
+                id: "c0ffee".into(),
+                image: "oms:3.3.1".into(),
+                image_id: Some("sha256:new".into()),
+                binds: vec![
+                    "/data/oms/config.yaml:/home/admin/conf/config.yaml".into(),
+                    "/data/oms/logs:/home/admin/logs".into(),
+                ],
+                env: record_env(&["OMS_HOST_IP=10.0.0.1", "IS_UPGRADE=true", "DB_PASSWORD=x"]),
+            },
+            rm_db: "rm".into(),
+            ha_json: Some(HA.into()),
+            schema_version: "3.3.1".into(),
+            dumps: vec![
+                artifact(MetaDb::Rm, "/b/rm.sql"),
+                artifact(MetaDb::Cm, "/b/cm.sql"),
+            ],
+        }
+    }
+
+    fn artifact(db: MetaDb, file: &str) -> DumpArtifact {
+        DumpArtifact {
+            db,
+            database: db.label().into(),
+            file: file.into(),
+            size: 10,
+            blake3_hex: "aa".repeat(32),
+            format: "sql".into(),
+            compression: "none".into(),
+            dumper: "native".into(),
+            charset: "utf8mb4".into(),
+            collation: "utf8mb4_general_ci".into(),
+            tables: vec![],
+        }
+    }
+
+    fn check_ok(a: &DumpArtifact) -> DumpFileCheck {
+        DumpFileCheck {
+            db: a.db,
+            file: a.file.clone(),
+            present: true,
+            matches: true,
+            found_size: Some(a.size),
+            found_blake3: Some(a.blake3_hex.clone()),
+            error: None,
+        }
+    }
+
+    fn container() -> ContainerInfo {
+        ContainerInfo {
+            id: "c0ffee".into(),
+            name: "oms".into(),
+            image: "oms:3.3.1".into(),
+            image_id: "sha256:new".into(),
+            status: ContainerStatus::Running,
+            created: None,
+            started_at: None,
+            finished_at: None,
+            // Same binds, other spelling and order: not a drift.
+            binds: vec![
+                "/data/oms/logs/:/home/admin/logs:rw".into(),
+                "/data/oms/config.yaml:/home/admin/conf/config.yaml".into(),
+            ],
+            env: vec![
+                "IS_UPGRADE=true".into(),
+                "DB_PASSWORD=changed-but-secret".into(),
+                "OMS_HOST_IP=10.0.0.1".into(),
+            ],
+            labels: Default::default(),
+            network_mode: "host".into(),
+            privileged: false,
+            pids_limit: None,
+            ulimits: vec![],
+            cmd: None,
+            tty: true,
+            open_stdin: true,
+        }
+    }
+
+    fn observed() -> Observed {
+        let e = expected();
+        Observed {
+            container: Some(container()),
+            ha_json: Some(
+                // Same object, other key order and spacing.
+                r#"{"enableHost":false, "perceiveStoreClientCheckpoint":true,"refetchStoreIntervalMin":45,"enable":true}"#
+                    .into(),
+            ),
+            schema: SchemaObservation::Version("3.3.1".into()),
+            dumps: e.dumps.iter().map(check_ok).collect(),
+        }
+    }
+
+    fn fields(r: &LiveReport) -> Vec<(String, String)> {
+        r.drifts
+            .iter()
+            .map(|d| (d.subject.clone(), d.field.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn no_drift_when_reality_matches() {
+        let r = compare(&expected(), &observed());
+        assert!(r.is_ok(), "{:#?}", r.drifts);
+        let statuses: Vec<_> = r.subjects.iter().map(|s| s.status).collect();
+        assert_eq!(statuses, ["ok", "ok", "ok", "ok", "ok"]);
+    }
+
+    #[test]
+    fn changed_bind_is_one_field_with_both_values() {
+        let mut o = observed();
+        let c = o.container.as_mut().unwrap();
+        c.binds[0] = "/elsewhere/logs:/home/admin/logs".into();
+        c.id = "d00d".into();
+        let r = compare(&expected(), &o);
+        assert_eq!(
+            fields(&r),
+            [
+                ("container oms".into(), "id".into()),
+                ("container oms".into(), "bind /home/admin/logs".into())
+            ]
+        );
+        let d = &r.drifts[1];
+        assert_eq!(d.recorded, "/data/oms/logs:/home/admin/logs");
+        assert_eq!(d.found, "/elsewhere/logs:/home/admin/logs");
+    }
+
+    #[test]
+    fn container_fields_env_and_absence() {
+        let mut o = observed();
+        let c = o.container.as_mut().unwrap();
+        c.image = "oms:3.3.0".into();
+        c.status = ContainerStatus::Exited { code: 137 };
+        c.env = vec![
+            "IS_UPGRADE=false".into(),
+            "EXTRA_TOKEN=hunter2".into(),
+            "DB_PASSWORD=y".into(),
+        ];
+        c.binds.push("/x:/y".into());
+        let r = compare(&expected(), &o);
+        let got = fields(&r);
+        for f in [
+            "image",
+            "state",
+            "bind /y",
+            "env IS_UPGRADE",
+            "env OMS_HOST_IP",
+            "env EXTRA_TOKEN",
+        ] {
+            assert!(got.iter().any(|(_, g)| g == f), "{f} missing from {got:?}");
+        }
+        let text = format!("{:?}", r.drifts);
+        assert!(
+            !text.contains("hunter2") && !text.contains("=y\""),
+            "secret shown: {text}"
+        );
+        assert!(
+            !got.iter().any(|(_, g)| g == "env DB_PASSWORD"),
+            "withheld value compared"
+        );
+
+        let mut o = observed();
+        o.container = None;
+        let r = compare(&expected(), &o);
+        assert_eq!(fields(&r), [("container oms".into(), "(container)".into())]);
+    }
+
+    #[test]
+    fn ha_config_field_by_field() {
+        let mut o = observed();
+        o.ha_json = Some(
+            HA.replace(r#""enable":true"#, r#""enable":false"#)
+                .replace(r#","enableHost":false"#, ""),
+        );
+        let r = compare(&expected(), &o);
+        assert_eq!(
+            fields(&r),
+            [
+                ("ha.config".into(), "enable".into()),
+                ("ha.config".into(), "enableHost".into())
+            ]
+        );
+        assert_eq!(
+            (r.drifts[0].recorded.as_str(), r.drifts[0].found.as_str()),
+            ("true", "false")
+        );
+        assert_eq!(r.drifts[1].found, ABSENT);
+
+        o.ha_json = None;
+        assert_eq!(
+            fields(&compare(&expected(), &o)),
+            [("ha.config".into(), "(row)".into())]
+        );
+        o.ha_json = Some("not json".into());
+        assert_eq!(
+            fields(&compare(&expected(), &o)),
+            [("ha.config".into(), "(value)".into())]
+        );
+
+        let mut e = expected();
+        e.ha_json = None;
+        let r = compare(&e, &observed());
+        assert!(r.is_ok());
+        assert_eq!(r.subjects[1].status, "not_checked");
+    }
+
+    #[test]
+    fn schema_version_and_dumps() {
+        let mut o = observed();
+        o.schema = SchemaObservation::Version("3.3.0".into());
+        o.dumps[0].present = false;
+        o.dumps[0].matches = false;
+        o.dumps[0].error = Some("No such file or directory".into());
+        o.dumps[1].matches = false;
+        o.dumps[1].found_blake3 = Some("bb".repeat(32));
+        let r = compare(&expected(), &o);
+        assert_eq!(
+            fields(&r),
+            [
+                ("schema".into(), "version".into()),
+                ("dump rm".into(), "file".into()),
+                ("dump cm".into(), "file".into())
+            ]
+        );
+        assert!(
+            r.drifts[1].found.starts_with("missing: /b/rm.sql"),
+            "{:?}",
+            r.drifts[1]
+        );
+        assert!(r.drifts[2].found.contains(&"bb".repeat(32)));
+
+        let mut o = observed();
+        o.schema = SchemaObservation::NoTable;
+        let r = compare(&expected(), &o);
+        assert!(r.is_ok());
+        assert_eq!(r.subjects[2].status, "not_checked");
+        o.schema = SchemaObservation::NoRow;
+        assert_eq!(
+            fields(&compare(&expected(), &o)),
+            [("schema".into(), "version".into())]
+        );
+    }
+
+    #[test]
+    fn unfinished_runs_have_no_end_state() {
+        let err = expectations(&State::new()).unwrap_err();
+        assert_eq!(err, ExpectError::NotFinished(Phase::NotPlanned));
+    }
+}
