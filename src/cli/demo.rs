@@ -375,7 +375,7 @@ impl Demo {
         self.st.save()?;
         let left_in_place = |e: CliError, st: &DemoState| -> CliError {
             let hint = format!(
-                "{}what the demo created so far is left in {} for inspection; \
+                "{}What the demo created so far is left in {} for inspection; \
                  `oms-upgrade demo --clean --ledger {}` removes it",
                 e.hint
                     .as_deref()
@@ -546,22 +546,25 @@ impl Demo {
             }
             e => service(e),
         })?;
-        self.st.old_container_id = Some(id.clone());
+        self.st.old_container_id = Some(id);
         self.st.save()?;
-        docker.start(&id).await.map_err(|e| match e {
-            DockerError::PrivilegedRefused { .. } => {
-                CliError::new(ExitKind::Service, e.to_string())
-                    .hint("run the demo without --privileged: the emulator does not need it")
-            }
-            e => service(e),
-        })?;
+        docker
+            .start(&self.st.container)
+            .await
+            .map_err(|e| match e {
+                DockerError::PrivilegedRefused { .. } => {
+                    CliError::new(ExitKind::Service, e.to_string())
+                        .hint("run the demo without --privileged: the emulator does not need it")
+                }
+                e => service(e),
+            })?;
         self.say(&format!(
             "$ docker exec {} bash /root/docker_init.sh",
             self.st.container
         ));
         let init = docker
             .exec(
-                &id,
+                &self.st.container,
                 vec!["bash".into(), "/root/docker_init.sh".into()],
                 Vec::new(),
                 Some(INIT_TIMEOUT),
