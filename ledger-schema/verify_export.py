@@ -5,12 +5,16 @@ Checks an export written by `oms-upgrade ledger export` without any Rust code: i
 every record from its base64 `stored` bytes, recomputes the BLAKE3 hash chain and, given a
 checkpoint file, checks the tail against it. It prints the same verdict as
 `oms-upgrade ledger verify` (OK with count and head, or the first bad seq and the kind).
+With --pubkey, the checkpoint must be a signed one (RECORD.md section 3.1) whose Ed25519
+signature verifies with that key; otherwise it is REJECTED before the chain is looked at.
 
-Usage: verify_export.py EXPORT.jsonl [--anchor CHECKPOINT] [--chain-only] [--json]
-Exit codes: 0 intact, 3 broken, 5 bad input (unreadable export/checkpoint, not an export).
+Usage: verify_export.py EXPORT.jsonl [--anchor CHECKPOINT [--pubkey KEY]] [--chain-only] [--json]
+KEY is `ed25519:<64 hex>` or a file holding it (as written by `oms-upgrade ledger keygen`).
+Exit codes: 0 intact, 3 broken (or the checkpoint's signature rejected), 5 bad input
+(unreadable export/checkpoint/key, not an export).
 
-Needs the `blake3` package from PyPI; validates lines against export-line.schema.json when
-the `jsonschema` package is installed.
+Needs the `blake3` package from PyPI, and `cryptography` for --pubkey; validates lines
+against export-line.schema.json when the `jsonschema` package is installed.
 """
 
 import argparse
@@ -18,9 +22,11 @@ import base64
 import binascii
 import json
 import os
+import re
 import struct
 import sys
 import uuid
+from datetime import datetime
 
 import blake3
 
@@ -30,6 +36,14 @@ FORMAT_VERSION = 1
 HASH_LEN = 32
 ZERO = bytes(32)
 FIXED = 86  # offset of the first variable-length field
+
+# Signed checkpoints (RECORD.md section 3.1).
+SIGNATURE_CONTEXT = b"oms-upgrade 2026-11-25 checkpoint signature v2"
+V2_FIELDS = ("ledger-id", "seq", "head", "time", "key-id", "signature")
+PUBLIC_KEY_PREFIX = "ed25519:"
+TIME_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?Z", re.ASCII)
+KEY_ID_RE = re.compile(r"[0-9a-fA-F]{16}", re.ASCII)
+SIGNATURE_RE = re.compile(r"[0-9a-fA-F]{128}", re.ASCII)
 
 
 class Malformed(Exception):
@@ -101,13 +115,15 @@ def record_hash(body):
 
 
 def parse_anchor(text, origin):
-    """Parses checkpoint text v1 (RECORD.md section 3)."""
+    """Parses checkpoint text v1 or v2 (RECORD.md section 3)."""
     lines = [l.strip() for l in text.splitlines()]
     lines = [l for l in lines if l and not l.startswith("#")]
+    if lines and lines[0] == "oms-upgrade-checkpoint v2":
+        return parse_signed_anchor(lines, origin)
     if not lines or lines[0] != "oms-upgrade-checkpoint v1":
         if lines and lines[0].startswith("oms-upgrade-checkpoint "):
-            raise BadInput(f"{origin}: checkpoint format {lines[0].split(' ', 1)[1]}, only v1 is known")
-        raise BadInput(f"{origin}: the first line must be `oms-upgrade-checkpoint v1`")
+            raise BadInput(f"{origin}: checkpoint format {lines[0].split(' ', 1)[1]}, only v1 and v2 are known")
+        raise BadInput(f"{origin}: the first line must be `oms-upgrade-checkpoint v1` or `v2`")
     fields = {}
     for line in lines[1:]:
         if ":" not in line:
@@ -129,7 +145,91 @@ def parse_anchor(text, origin):
         raise BadInput(f"{origin}: {e}")
     if seq < 1 or len(head) != 32 or not fields["seq"].isdigit():
         raise BadInput(f"{origin}: seq must be a positive integer and head 64 hex characters")
-    return {"ledger_id": ledger_id, "seq": seq, "head": head}
+    return {"ledger_id": ledger_id, "seq": seq, "head": head, "signed": None}
+
+
+def parse_signed_anchor(lines, origin):
+    """Parses checkpoint text v2: the v1 fields, time, key-id and signature, in this order."""
+    if len(lines) != 1 + len(V2_FIELDS):
+        raise BadInput(f"{origin}: a v2 checkpoint has exactly these lines after its first, in this order: {', '.join(V2_FIELDS)}")
+    values = []
+    for line, name in zip(lines[1:], V2_FIELDS):
+        k, sep, v = line.partition(":")
+        if not sep or k.strip() != name:
+            raise BadInput(f"{origin}: line `{line}` should be `{name}: ...`")
+        values.append(v.strip())
+    anchor = parse_anchor("\n".join(["oms-upgrade-checkpoint v1"] + lines[1:4]), origin)
+    time, key_id, signature = values[3], values[4], values[5]
+    if not TIME_RE.fullmatch(time):
+        raise BadInput(f"{origin}: time `{time}` is not a UTC time like 2026-11-25T10:00:00.123456Z")
+    try:
+        datetime.strptime(time[:19], "%Y-%m-%dT%H:%M:%S")
+    except ValueError:
+        raise BadInput(f"{origin}: time `{time}` is not a valid date and time")
+    if not KEY_ID_RE.fullmatch(key_id):
+        raise BadInput(f"{origin}: key-id `{key_id}` is not 16 hex characters")
+    if not SIGNATURE_RE.fullmatch(signature):
+        raise BadInput(f"{origin}: signature is not 128 hex characters")
+    # The signed bytes: the context, a NUL, then the first five lines as they stand, each
+    # ending in one LF.
+    signed_lines = "".join(l + "\n" for l in lines[:5])
+    anchor["signed"] = {
+        "time": time,
+        "key_id": key_id.lower(),
+        "signature": bytes.fromhex(signature),
+        "message": SIGNATURE_CONTEXT + b"\x00" + signed_lines.encode("utf-8"),
+    }
+    return anchor
+
+
+def parse_public_key(arg):
+    """`ed25519:<64 hex>`, or a file holding it (blank and `#` lines ignored)."""
+    if arg.strip().startswith(PUBLIC_KEY_PREFIX):
+        text, origin = arg, "the --pubkey value"
+    else:
+        try:
+            with open(arg, encoding="utf-8") as f:
+                text = f.read()
+        except OSError as e:
+            raise BadInput(f"cannot read public key file {arg}: {e.strerror}")
+        origin = f"public key file {arg}"
+    lines = [l.strip() for l in text.splitlines()]
+    lines = [l for l in lines if l and not l.startswith("#")]
+    if len(lines) != 1 or not lines[0].startswith(PUBLIC_KEY_PREFIX):
+        raise BadInput(f"{origin} is not an oms-upgrade public key (`ed25519:` and 64 hex characters)")
+    hex_part = lines[0][len(PUBLIC_KEY_PREFIX):]
+    if not re.fullmatch(r"[0-9a-fA-F]{64}", hex_part, re.ASCII):
+        raise BadInput(f"{origin}: the key is not 64 hex characters")
+    return bytes.fromhex(hex_part)
+
+
+def key_id(public_key):
+    """The first 8 bytes of the public key's BLAKE3 hash, in hex."""
+    return blake3.blake3(public_key).digest()[:8].hex()
+
+
+def check_signature(anchor, public_key):
+    """None when the checkpoint is signed by `public_key`, else (kind, detail)."""
+    try:
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    except ImportError:
+        raise BadInput("--pubkey needs the `cryptography` package (pip install cryptography)")
+    signed = anchor["signed"]
+    if signed is None:
+        return ("unsigned_checkpoint", "the checkpoint is not signed (format v1) but a public key was given")
+    given = key_id(public_key)
+    if signed["key_id"] != given:
+        return ("key_mismatch", f"the checkpoint was signed by key {signed['key_id']}, not by the given key {given}")
+    try:
+        key = Ed25519PublicKey.from_public_bytes(public_key)
+    except ValueError:
+        raise BadInput("the public key is not an Ed25519 public key")
+    try:
+        key.verify(signed["signature"], signed["message"])
+    except InvalidSignature:
+        return ("bad_signature", f"the signature does not verify with key {given}: the checkpoint was changed after signing, or the signature is forged")
+    return None
 
 
 def load_validator():
@@ -220,6 +320,7 @@ def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("export", help="JSON Lines file written by `oms-upgrade ledger export`")
     ap.add_argument("--anchor", help="checkpoint file written by `oms-upgrade ledger checkpoint`")
+    ap.add_argument("--pubkey", help="require the checkpoint to be signed by this key (`ed25519:<hex>` or a file)")
     ap.add_argument("--chain-only", action="store_true", help="do not check payload decoding")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args(argv)
@@ -232,6 +333,21 @@ def main(argv):
                     anchor = parse_anchor(f.read(), f"checkpoint file {args.anchor}")
             except OSError as e:
                 raise BadInput(f"cannot read checkpoint file {args.anchor}: {e.strerror}")
+        if args.pubkey:
+            if anchor is None:
+                raise BadInput("--pubkey checks a signed checkpoint: give it with --anchor")
+            rejected = check_signature(anchor, parse_public_key(args.pubkey))
+            if rejected is not None:
+                # A forged checkpoint vouches for nothing: the chain is not compared with it.
+                if args.json:
+                    print(json.dumps({
+                        "ok": False,
+                        "problem": {"seq": None, "kind": rejected[0], "detail": rejected[1]},
+                        "exit_code": 3,
+                    }))
+                else:
+                    print(f"REJECTED checkpoint: {rejected[0]}: {rejected[1]}")
+                return 3
         try:
             f = open(args.export, encoding="utf-8")
         except OSError as e:
@@ -280,9 +396,13 @@ def main(argv):
             "problem": None if problem is None else {"seq": problem[0], "kind": problem[1], "detail": problem[2]},
             "exit_code": 0 if problem is None else 3,
         }
+        if args.pubkey:
+            out["signature"] = {"verified": True, "key_id": anchor["signed"]["key_id"], "time": anchor["signed"]["time"]}
         print(json.dumps(out))
     elif problem is None:
         print(f"OK: {verifier.count} records, head seq {head[0]} {head[1]}")
+        if args.pubkey:
+            print(f"signature valid: key-id {anchor['signed']['key_id']}, time {anchor['signed']['time']}")
     else:
         print(f"BROKEN at seq {problem[0]}: {problem[1]}: {problem[2]}")
     return 0 if problem is None else 3

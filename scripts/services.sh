@@ -65,10 +65,10 @@ SQL
 ensure_python() {
   _need_pkg python3 python3-venv
   local venv=target/pyenv
-  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import blake3, jsonschema' 2>/dev/null; then
-    echo "== preparing $venv (blake3, jsonschema)"
+  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import blake3, jsonschema, cryptography' 2>/dev/null; then
+    echo "== preparing $venv (blake3, jsonschema, cryptography)"
     python3 -m venv "$venv"
-    "$venv/bin/pip" install -q blake3 jsonschema
+    "$venv/bin/pip" install -q blake3 jsonschema cryptography
   fi
   OMS_TEST_PYTHON="$(pwd)/$venv/bin/python"
   export OMS_TEST_PYTHON

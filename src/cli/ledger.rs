@@ -1,25 +1,46 @@
-//! `oms-upgrade ledger ...`: verify, log, export, checkpoint.
+//! `oms-upgrade ledger ...`: verify, log, export, checkpoint, keygen.
 //!
 //! Read-only commands over the ledger (`src/ledger`). They open the ledger with
 //! [`LedgerReader`], which needs the ledger to itself (sled 0.34 has no read-only mode), so
 //! they fail with exit code 4 while an upgrade holds it. Exit codes used here: 0 intact /
-//! done, 3 the chain is broken (or the ledger is damaged), 4 the ledger is busy, 5 bad input
-//! (missing folder, a folder that is not a ledger, unreadable or invalid checkpoint file),
-//! 1 anything unexpected.
+//! done, 3 the chain is broken (or the ledger is damaged, a signed checkpoint is forged, a
+//! dump or the live node drifted from the record), 4 the ledger is busy, 5 bad input
+//! (missing folder, a folder that is not a ledger, unreadable or invalid checkpoint or key
+//! file), 6 Docker or the metadata database cannot be reached (`verify --live`), 1 anything
+//! unexpected.
+//!
+//! Signed checkpoints: `keygen` makes an Ed25519 key, `checkpoint --sign KEYFILE` signs,
+//! `verify --anchor FILE --pubkey KEY` checks the signature before the chain. `run` and
+//! `rollback` write a signed checkpoint next to the ledger folder when a key is configured
+//! ([`checkpoint_after_finish`]).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::events::EventDecoder;
+use chrono::{DateTime, Utc};
+
+use crate::drift::{self, LiveReport};
+use crate::events::{DumpArtifact, EventDecoder, Plan, Recorded};
+use crate::executor::{JournalError, to_recorded};
 use crate::ledger::record::RecordRef;
+use crate::ledger::sign::{KeyError, PublicKey, SignatureProblem, SigningKey, verify_checkpoint};
 use crate::ledger::store::key_seq;
 use crate::ledger::{
-    Anchor, AnchorError, ExportError, LedgerError, LedgerReader, VerifyReport, export, verify,
-    verify_chain,
+    Anchor, AnchorError, Checkpoint, ExportError, LedgerError, LedgerReader, SignedCheckpoint,
+    VerifyReport, export, verify, verify_chain,
 };
+use crate::replay::{Phase, State};
+use crate::report::DumpFileCheck;
 
 use super::{CliError, CmdResult, Ctx, ExitKind};
+
+/// Environment variable naming the private key file that signs checkpoints (`run` and
+/// `rollback` write a signed checkpoint when it is set; `keygen` writes there by default).
+pub const SIGNING_KEY_ENV: &str = "OMS_UPGRADE_SIGNING_KEY";
+
+/// Where `keygen` writes when neither `--out` nor [`SIGNING_KEY_ENV`] is given.
+pub const DEFAULT_KEY_FILE: &str = "oms-upgrade-signing.key";
 
 /// Ledger subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -39,7 +60,14 @@ pub enum LedgerCommand {
     ///
     /// Keep it outside the ledger folder (e.g. paste it into the change ticket); `ledger
     /// verify --anchor FILE` then detects a cut tail or a ledger swapped for an older copy.
+    /// With --sign KEYFILE the checkpoint also carries its time and an Ed25519 signature.
     Checkpoint(CheckpointArgs),
+    /// Make an Ed25519 key pair for signing checkpoints.
+    ///
+    /// Writes the private key to KEYFILE (mode 0600, never overwritten) and the public key
+    /// to KEYFILE.pub, and prints the public key. Keep the private key away from the
+    /// ledger's host if you can; give the public key to whoever verifies.
+    Keygen(KeygenArgs),
 }
 
 /// Arguments of `ledger verify`.
@@ -52,6 +80,21 @@ pub struct VerifyArgs {
     /// vocabulary (for ledgers written by a newer oms-upgrade).
     #[arg(long)]
     pub chain_only: bool,
+    /// Require the --anchor checkpoint to be signed by this public key: `ed25519:<hex>` or
+    /// a file holding it (as written by `ledger keygen`).
+    #[arg(long, value_name = "KEY")]
+    pub pubkey: Option<String>,
+    /// Also re-hash every dump file the ledger names; missing or altered ones fail.
+    #[arg(long)]
+    pub artifacts: bool,
+    /// Also compare the recorded end state with the live node: the running container,
+    /// ha.config, the schema version and the dumps. Needs Docker and the metadata DB.
+    #[arg(long)]
+    pub live: bool,
+    /// With --live: read the metadata DB password from this file (default:
+    /// OMS_META_PASSWORD, then the config.yaml the old container mounts).
+    #[arg(long, value_name = "FILE", requires = "live")]
+    pub password_file: Option<PathBuf>,
 }
 
 /// Arguments of `ledger log`.
@@ -72,6 +115,18 @@ pub struct CheckpointArgs {
     /// Write the checkpoint to FILE (atomically) instead of stdout.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Sign the checkpoint with this private key file (from `ledger keygen`).
+    #[arg(long, value_name = "KEYFILE")]
+    pub sign: Option<PathBuf>,
+}
+
+/// Arguments of `ledger keygen`.
+#[derive(Debug, clap::Args)]
+pub struct KeygenArgs {
+    /// The private key file to create (the public key goes to KEYFILE.pub). Default:
+    /// $OMS_UPGRADE_SIGNING_KEY, else ./oms-upgrade-signing.key.
+    #[arg(long, value_name = "KEYFILE")]
+    pub out: Option<PathBuf>,
 }
 
 /// Runs a ledger subcommand.
@@ -81,6 +136,7 @@ pub fn run(cmd: LedgerCommand, ctx: &Ctx) -> CmdResult {
         LedgerCommand::Log(args) => cmd_log(args, ctx),
         LedgerCommand::Export(args) => cmd_export(args, ctx),
         LedgerCommand::Checkpoint(args) => cmd_checkpoint(args, ctx),
+        LedgerCommand::Keygen(args) => cmd_keygen(args, ctx),
     }
 }
 
@@ -206,34 +262,424 @@ fn write_atomic<T>(
 
 // ---------------------------------------------------------------------------------------
 
-fn cmd_verify(args: VerifyArgs, ctx: &Ctx) -> CmdResult {
-    // The anchor is read first: a bad --anchor is bad input whatever state the ledger is in.
-    let anchor = args
-        .anchor
-        .as_deref()
-        .map(Anchor::read_file)
-        .transpose()
-        .map_err(anchor_error)?;
-    let reader = LedgerReader::open(&ctx.ledger).map_err(ledger_error)?;
-    let report = if args.chain_only {
-        verify_chain(reader.view(), anchor.as_ref())
-    } else {
-        verify(reader.view(), anchor.as_ref(), &decoder())
-    }
-    .map_err(ledger_error)?;
-    print_report(&report, ctx)
+fn key_error(e: KeyError) -> CliError {
+    let (kind, hint) = match &e {
+        KeyError::Exists(_) => (
+            ExitKind::Input,
+            "pass another --out, or keep using the existing key",
+        ),
+        KeyError::TooOpen { .. } => (
+            ExitKind::Input,
+            "a private key must be readable by its owner only",
+        ),
+        KeyError::Io { .. } => (
+            ExitKind::Input,
+            "check the path and that it is readable (or, when writing, that the folder exists)",
+        ),
+        KeyError::Invalid { .. } => (
+            ExitKind::Input,
+            "use the files `oms-upgrade ledger keygen` wrote, unchanged; a public key may also \
+             be given as `ed25519:<64 hex>`",
+        ),
+        KeyError::Random(_) => (
+            ExitKind::Internal,
+            "retry; the kernel's random source failed",
+        ),
+    };
+    CliError::new(kind, e.to_string()).hint(hint)
 }
 
-fn print_report(report: &VerifyReport, ctx: &Ctx) -> CmdResult {
-    let code = if report.is_ok() {
-        0
-    } else {
-        ExitKind::Integrity.code()
+/// Reads the signing key named by `--sign` or, without it, by `OMS_UPGRADE_SIGNING_KEY`;
+/// `None` when neither is given. `run` and `rollback` call this before acting, so a bad key
+/// is reported before anything changes.
+pub fn load_signing_key(arg: Option<&Path>) -> Result<Option<SigningKey>, CliError> {
+    let path = match arg {
+        Some(p) => p.to_path_buf(),
+        None => match std::env::var_os(SIGNING_KEY_ENV) {
+            Some(p) if !p.is_empty() => PathBuf::from(p),
+            _ => return Ok(None),
+        },
     };
+    SigningKey::read_file(&path).map(Some).map_err(key_error)
+}
+
+/// Where `run` and `rollback` write the signed checkpoint: next to the ledger folder (not
+/// inside it, so that replacing the folder does not replace the checkpoint), named after it:
+/// `/var/lib/oms-upgrade/ledger` -> `/var/lib/oms-upgrade/ledger.checkpoint`.
+pub fn signed_checkpoint_path(ledger_dir: &Path) -> PathBuf {
+    let name = ledger_dir
+        .file_name()
+        .map_or_else(|| "ledger".into(), |n| n.to_string_lossy().into_owned());
+    let parent = match ledger_dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    parent.join(format!("{name}.checkpoint"))
+}
+
+/// Takes a checkpoint of the ledger in `ledger_dir` (after verifying its chain), signs it
+/// with `key` at `time` and writes it atomically to `out`. The ledger must not be held.
+pub fn write_signed_checkpoint(
+    ledger_dir: &Path,
+    key: &SigningKey,
+    time: DateTime<Utc>,
+    out: &Path,
+) -> Result<SignedCheckpoint, CliError> {
+    let reader = LedgerReader::open(ledger_dir).map_err(ledger_error)?;
+    let anchor = checkpointable(&reader, ledger_dir)?;
+    let signed = key.sign_checkpoint(anchor, time);
+    let text = signed.to_text();
+    write_atomic(out, |f| {
+        f.write_all(text.as_bytes())
+            .map_err(|e| output_error(&out.display().to_string(), e))
+    })?;
+    Ok(signed)
+}
+
+/// After `run` or `rollback` returned successfully: when a signing key is configured and
+/// the run is finished (upgrade completed or rollback completed), writes a signed
+/// checkpoint to [`signed_checkpoint_path`] and says so on stderr (stdout may carry JSON).
+pub fn checkpoint_after_finish(ctx: &Ctx, key: Option<&SigningKey>) -> Result<(), CliError> {
+    let Some(key) = key else { return Ok(()) };
+    let finished = {
+        let reader = LedgerReader::open(&ctx.ledger).map_err(ledger_error)?;
+        replay_state(&reader).map(|s| s.phase())
+    };
+    if !matches!(finished, Ok(Phase::Completed | Phase::RolledBack)) {
+        return Ok(());
+    }
+    let out = signed_checkpoint_path(&ctx.ledger);
+    let signed = write_signed_checkpoint(&ctx.ledger, key, Utc::now(), &out).map_err(|e| {
+        CliError::new(
+            e.kind,
+            format!(
+                "the run finished, but its signed checkpoint could not be written: {}",
+                e.message
+            ),
+        )
+        .hint(format!(
+            "take it by hand: `oms-upgrade ledger checkpoint --sign KEYFILE --out {}`",
+            out.display()
+        ))
+    })?;
+    eprintln!(
+        "signed checkpoint of seq {} (head {}, key-id {}) written to {}",
+        signed.anchor.seq,
+        signed.anchor.head.short(),
+        signed.key_id,
+        out.display()
+    );
+    Ok(())
+}
+
+/// The ledger's state, replayed from an open reader.
+fn replay_state(reader: &LedgerReader) -> Result<State, JournalError> {
+    let mut state = State::new();
+    for rec in reader.records() {
+        let recorded: Recorded = to_recorded(&rec?)?;
+        state
+            .apply(&recorded)
+            .map_err(|rejection| JournalError::Inconsistent {
+                seq: recorded.seq,
+                rejection,
+            })?;
+    }
+    Ok(state)
+}
+
+/// The recorded dumps and their re-hash (same order), or why they were not checked.
+type DumpsChecked = Result<(Vec<DumpArtifact>, Vec<DumpFileCheck>), String>;
+
+/// What `verify` found besides the chain.
+#[derive(Default)]
+struct Extras<'a> {
+    /// The signed checkpoint given with --anchor, and whether its signature was checked.
+    signed: Option<(&'a SignedCheckpoint, bool)>,
+    /// --artifacts/--live: the recorded dumps and their re-hash, or why not checked.
+    dumps: Option<DumpsChecked>,
+    /// --live: the comparison.
+    live: Option<LiveReport>,
+}
+
+impl Extras<'_> {
+    fn dumps_ok(&self) -> bool {
+        match &self.dumps {
+            Some(Ok((_, checks))) => checks.iter().all(|c| c.present && c.matches),
+            _ => true,
+        }
+    }
+
+    fn live_ok(&self) -> bool {
+        self.live.as_ref().is_none_or(LiveReport::is_ok)
+    }
+}
+
+fn cmd_verify(args: VerifyArgs, ctx: &Ctx) -> CmdResult {
+    if args.pubkey.is_some() && args.anchor.is_none() {
+        return Err(CliError::new(
+            ExitKind::Input,
+            "--pubkey checks a signed checkpoint: give the checkpoint with --anchor FILE",
+        )
+        .hint("e.g. `oms-upgrade ledger verify --anchor ledger.checkpoint --pubkey KEY.pub`"));
+    }
+    // The checkpoint and key are read first: bad input whatever state the ledger is in.
+    let checkpoint = args
+        .anchor
+        .as_deref()
+        .map(Checkpoint::read_file)
+        .transpose()
+        .map_err(anchor_error)?;
+    let pubkey = args
+        .pubkey
+        .as_deref()
+        .map(PublicKey::from_arg)
+        .transpose()
+        .map_err(key_error)?;
+    let mut extras = Extras::default();
+    if let Some(cp) = &checkpoint {
+        match &pubkey {
+            Some(key) => match verify_checkpoint(cp, key) {
+                Ok(signed) => extras.signed = Some((signed, true)),
+                // A forged checkpoint vouches for nothing: the chain is not compared with it.
+                Err(problem) => {
+                    return print_signature_rejection(&problem, cp, args.anchor.as_deref(), ctx);
+                }
+            },
+            None => {
+                if let Checkpoint::Signed(s) = cp {
+                    extras.signed = Some((s, false));
+                }
+            }
+        }
+    }
+    let anchor = checkpoint.as_ref().map(Checkpoint::anchor);
+    let reader = LedgerReader::open(&ctx.ledger).map_err(ledger_error)?;
+    let report = if args.chain_only {
+        verify_chain(reader.view(), anchor)
+    } else {
+        verify(reader.view(), anchor, &decoder())
+    }
+    .map_err(ledger_error)?;
+    if !(args.artifacts || args.live) {
+        return print_report(&report, ctx, &extras);
+    }
+    let state = if report.is_ok() {
+        replay_state(&reader).map_err(|e| format!("the ledger does not replay: {e}"))
+    } else {
+        Err("the chain is broken, so the record cannot be trusted to say what to expect".into())
+    };
+    // The ledger is released before the world is looked at.
+    drop(reader);
+    let state = match state {
+        Ok(s) => s,
+        Err(why) => {
+            extras.dumps = Some(Err(why));
+            return print_report(&report, ctx, &extras);
+        }
+    };
+    let recorded: Vec<DumpArtifact> = state.artifacts().into_iter().cloned().collect();
+    if args.live {
+        let exp = drift::expectations(&state).map_err(|e| {
+            CliError::new(
+                ExitKind::Refused,
+                format!("cannot compare with the live node: {e}"),
+            )
+            .hint(
+                "finish the run (`oms-upgrade run` or `oms-upgrade rollback`) first; \
+                     `ledger verify --artifacts` checks the dumps meanwhile",
+            )
+        })?;
+        let plan: &Plan = state.plan().expect("a finished run has a plan");
+        let observed = super::live::observe(&exp, plan, args.password_file.as_deref())?;
+        extras.dumps = Some(Ok((recorded, observed.dumps.clone())));
+        extras.live = Some(drift::compare(&exp, &observed));
+    } else {
+        let checks = super::live::check_dumps(&recorded);
+        extras.dumps = Some(Ok((recorded, checks)));
+    }
+    print_report(&report, ctx, &extras)
+}
+
+fn print_signature_rejection(
+    problem: &SignatureProblem,
+    checkpoint: &Checkpoint,
+    file: Option<&Path>,
+    ctx: &Ctx,
+) -> CmdResult {
+    let code = ExitKind::Integrity.code();
+    let file = file.map(|p| p.display().to_string()).unwrap_or_default();
+    let mut out = std::io::stdout().lock();
+    if ctx.json {
+        let v = serde_json::json!({
+            "ok": false,
+            "ledger": ctx.ledger.display().to_string(),
+            "anchor_file": file,
+            "signature": signature_json(checkpoint, false),
+            "problem": { "seq": null, "kind": problem.kind(), "detail": problem.to_string() },
+            "exit_code": code,
+        });
+        emit(&mut out, &format!("{v}\n"))?;
+    } else {
+        emit(
+            &mut out,
+            &format!(
+                "checkpoint {file}\n  status:  REJECTED: {}\n  detail:  {problem}\n",
+                problem.kind()
+            ),
+        )?;
+        eprintln!(
+            "hint: the checkpoint cannot be trusted; compare it with the copy kept in the change \
+             ticket, and check that --pubkey is the key that signs this node's checkpoints"
+        );
+    }
+    Ok(ExitCode::from(code))
+}
+
+fn signature_json(checkpoint: &Checkpoint, verified: bool) -> serde_json::Value {
+    match checkpoint {
+        Checkpoint::Unsigned(_) => serde_json::json!({ "signed": false }),
+        Checkpoint::Signed(s) => serde_json::json!({
+            "signed": true,
+            "key_id": s.key_id,
+            "time": s.time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            "verified": verified,
+        }),
+    }
+}
+
+fn dump_state(c: &DumpFileCheck) -> &'static str {
+    match (c.present, c.matches) {
+        (true, true) => "ok",
+        (false, _) => "missing",
+        (true, false) => "altered",
+    }
+}
+
+fn dumps_json(dumps: &DumpsChecked) -> serde_json::Value {
+    match dumps {
+        Err(why) => serde_json::json!({ "checked": false, "reason": why }),
+        Ok((recorded, checks)) => {
+            let files: Vec<serde_json::Value> = recorded
+                .iter()
+                .zip(checks)
+                .map(|(a, c)| {
+                    serde_json::json!({
+                        "db": a.db.label(),
+                        "file": a.file,
+                        "state": dump_state(c),
+                        "expected_size": a.size,
+                        "expected_blake3": a.blake3_hex,
+                        "found_size": c.found_size,
+                        "found_blake3": c.found_blake3,
+                        "error": c.error,
+                    })
+                })
+                .collect();
+            let count = |s: &str| checks.iter().filter(|c| dump_state(c) == s).count();
+            serde_json::json!({
+                "checked": true,
+                "ok": count("ok") == checks.len(),
+                "files": files,
+                "missing": count("missing"),
+                "altered": count("altered"),
+            })
+        }
+    }
+}
+
+fn dumps_text(dumps: &DumpsChecked) -> String {
+    let (recorded, checks) = match dumps {
+        Err(why) => return format!("dumps:     not checked: {why}\n"),
+        Ok(x) => x,
+    };
+    if recorded.is_empty() {
+        return "dumps:     the ledger records no dump\n".into();
+    }
+    let count = |s: &str| checks.iter().filter(|c| dump_state(c) == s).count();
+    let mut text = format!(
+        "dumps:     {} recorded, {} missing, {} altered\n",
+        recorded.len(),
+        count("missing"),
+        count("altered")
+    );
+    for (a, c) in recorded.iter().zip(checks) {
+        let state = dump_state(c);
+        text += &format!(
+            "  {:<6} {:<8} {}\n",
+            a.db.label(),
+            state.to_uppercase(),
+            a.file
+        );
+        if state != "ok" {
+            text += &format!(
+                "           expected {} bytes, blake3 {}\n",
+                a.size, a.blake3_hex
+            );
+            match (&c.found_blake3, c.found_size, &c.error) {
+                (Some(h), Some(n), _) => {
+                    text += &format!("           found    {n} bytes, blake3 {h}\n")
+                }
+                (_, _, Some(e)) => text += &format!("           found    nothing: {e}\n"),
+                _ => {}
+            }
+        }
+    }
+    text
+}
+
+fn live_text(live: &LiveReport) -> String {
+    let what = match live.phase {
+        Phase::RolledBack => "after a completed rollback",
+        _ => "after a completed upgrade",
+    };
+    let mut text = format!(
+        "live:      {what}: {}\n",
+        if live.is_ok() {
+            "no drift".to_string()
+        } else {
+            format!("{} field(s) drifted", live.drifts.len())
+        }
+    );
+    for s in &live.subjects {
+        text += &format!(
+            "  {:<28} {:<12} {}\n",
+            s.subject,
+            s.status.replace('_', " "),
+            s.detail.as_deref().unwrap_or("")
+        );
+    }
+    if !live.drifts.is_empty() {
+        let mut table = comfy_table::Table::new();
+        table
+            .load_preset(comfy_table::presets::NOTHING)
+            .set_header(["SUBJECT", "FIELD", "RECORDED", "FOUND"]);
+        for d in &live.drifts {
+            table.add_row([&d.subject, &d.field, &d.recorded, &d.found]);
+        }
+        text += &format!("drift:\n{table}\n");
+    }
+    text
+}
+
+fn print_report(report: &VerifyReport, ctx: &Ctx, extras: &Extras) -> CmdResult {
+    let ok = report.is_ok() && extras.dumps_ok() && extras.live_ok();
+    let code = if ok { 0 } else { ExitKind::Integrity.code() };
     let mut out = std::io::stdout().lock();
     if ctx.json {
         let mut v = report.to_json();
+        v["ok"] = ok.into();
+        v["chain_ok"] = report.is_ok().into();
         v["ledger"] = ctx.ledger.display().to_string().into();
+        if let Some((s, verified)) = extras.signed {
+            v["signature"] = signature_json(&Checkpoint::Signed(s.clone()), verified);
+        }
+        if let Some(d) = &extras.dumps {
+            v["artifacts"] = dumps_json(d);
+        }
+        if let Some(l) = &extras.live {
+            v["live"] = serde_json::to_value(l).unwrap_or_default();
+            v["live"]["ok"] = l.is_ok().into();
+        }
         v["exit_code"] = code.into();
         emit(&mut out, &format!("{v}\n"))?;
         return Ok(ExitCode::from(code));
@@ -277,6 +723,26 @@ fn print_report(report: &VerifyReport, ctx: &Ctx) -> CmdResult {
                 None => text += "  intact:  no record before it\n",
             }
         }
+    }
+    if let Some((s, verified)) = extras.signed {
+        let time = s.time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        text += &if verified {
+            format!(
+                "  signed:  key-id {} at {time}, signature valid\n",
+                s.key_id
+            )
+        } else {
+            format!(
+                "  signed:  key-id {} at {time}, signature NOT checked (pass --pubkey KEY)\n",
+                s.key_id
+            )
+        };
+    }
+    if let Some(d) = &extras.dumps {
+        text += &dumps_text(d);
+    }
+    if let Some(l) = &extras.live {
+        text += &live_text(l);
     }
     emit(&mut out, &text)?;
     if !report.is_ok() {
@@ -379,40 +845,83 @@ fn cmd_export(args: ExportArgs, ctx: &Ctx) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
-fn cmd_checkpoint(args: CheckpointArgs, ctx: &Ctx) -> CmdResult {
-    let reader = LedgerReader::open(&ctx.ledger).map_err(ledger_error)?;
-    // A checkpoint vouches for the chain up to its head, so the chain is verified first.
-    // Payloads are not decoded: a checkpoint attests bytes, not their meaning.
+/// The anchor of the ledger's head, after verifying the chain (payloads are not decoded:
+/// a checkpoint attests bytes, not their meaning). `Ok(Err(report))` when the chain is
+/// broken: a checkpoint must never vouch for a broken chain.
+fn checkpoint_of(
+    reader: &LedgerReader,
+    dir: &Path,
+) -> Result<Result<Anchor, VerifyReport>, CliError> {
     let report = verify_chain(reader.view(), None).map_err(ledger_error)?;
     if !report.is_ok() {
-        eprintln!("error: refusing to checkpoint a broken ledger");
-        return print_report(&report, ctx);
+        return Ok(Err(report));
     }
     let Some((seq, head)) = report.head else {
         return Err(CliError::new(
             ExitKind::Input,
             format!(
                 "ledger {} has no records yet; there is nothing to checkpoint",
-                ctx.ledger.display()
+                dir.display()
             ),
         )
         .hint("take the checkpoint after the upgrade has recorded something"));
     };
-    let anchor = Anchor {
+    Ok(Ok(Anchor {
         ledger_id: reader.ledger_id(),
         seq,
         head,
+    }))
+}
+
+/// [`checkpoint_of`], with a broken chain as an error.
+fn checkpointable(reader: &LedgerReader, dir: &Path) -> Result<Anchor, CliError> {
+    checkpoint_of(reader, dir)?.map_err(|report| {
+        let what = report
+            .problem
+            .as_ref()
+            .map(|p| format!(" (seq {}: {})", p.seq, p.kind.describe()))
+            .unwrap_or_default();
+        CliError::new(
+            ExitKind::Integrity,
+            format!("refusing to checkpoint a broken ledger{what}"),
+        )
+        .hint("`oms-upgrade ledger verify` shows where the chain breaks")
+    })
+}
+
+fn cmd_checkpoint(args: CheckpointArgs, ctx: &Ctx) -> CmdResult {
+    // The key is read first: a bad key is bad input whatever state the ledger is in.
+    let key = args
+        .sign
+        .as_deref()
+        .map(SigningKey::read_file)
+        .transpose()
+        .map_err(key_error)?;
+    let reader = LedgerReader::open(&ctx.ledger).map_err(ledger_error)?;
+    let anchor = match checkpoint_of(&reader, &ctx.ledger)? {
+        Ok(a) => a,
+        Err(report) => {
+            eprintln!("error: refusing to checkpoint a broken ledger");
+            return print_report(&report, ctx, &Extras::default());
+        }
     };
-    let text = anchor.to_text();
+    drop(reader);
+    // The CLI takes the clock; the checkpoint's time is a value from here on.
+    let signed = key.map(|k| k.sign_checkpoint(anchor, Utc::now()));
+    let text = match &signed {
+        Some(s) => s.to_text(),
+        None => anchor.to_text(),
+    };
     if let Some(path) = &args.out {
         write_atomic(path, |f| {
             f.write_all(text.as_bytes())
                 .map_err(|e| output_error(&path.display().to_string(), e))
         })?;
     }
+    let (seq, head) = (anchor.seq, anchor.head);
     let mut out = std::io::stdout().lock();
     if ctx.json {
-        let v = serde_json::json!({
+        let mut v = serde_json::json!({
             "ok": true,
             "ledger_id": anchor.ledger_id.hyphenated().to_string(),
             "seq": seq,
@@ -420,18 +929,74 @@ fn cmd_checkpoint(args: CheckpointArgs, ctx: &Ctx) -> CmdResult {
             "text": text,
             "out": args.out.as_ref().map(|p| p.display().to_string()),
         });
+        if let Some(s) = &signed {
+            v["signature"] = signature_json(&Checkpoint::Signed(s.clone()), true);
+        }
         emit(&mut out, &format!("{v}\n"))?;
     } else if let Some(path) = &args.out {
+        let signed_by = signed
+            .as_ref()
+            .map(|s| format!(", signed by key-id {}", s.key_id))
+            .unwrap_or_default();
         emit(
             &mut out,
             &format!(
-                "wrote checkpoint of seq {seq} (head {}) to {}\n",
+                "wrote checkpoint of seq {seq} (head {}{signed_by}) to {}\n",
                 head.short(),
                 path.display()
             ),
         )?;
     } else {
         emit(&mut out, &text)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_keygen(args: KeygenArgs, ctx: &Ctx) -> CmdResult {
+    let path = args
+        .out
+        .or_else(|| {
+            std::env::var_os(SIGNING_KEY_ENV)
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+        })
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_KEY_FILE));
+    let mut pub_path = path.clone().into_os_string();
+    pub_path.push(".pub");
+    let pub_path = PathBuf::from(pub_path);
+    let key = SigningKey::generate().map_err(key_error)?;
+    key.write_new_file(&path).map_err(key_error)?;
+    let public = key.public();
+    let pub_text = format!(
+        "# oms-upgrade checkpoint public key (key-id {})\n{}\n",
+        public.key_id(),
+        public.to_text()
+    );
+    write_atomic(&pub_path, |f| {
+        f.write_all(pub_text.as_bytes())
+            .map_err(|e| output_error(&pub_path.display().to_string(), e))
+    })?;
+    let mut out = std::io::stdout().lock();
+    if ctx.json {
+        let v = serde_json::json!({
+            "ok": true,
+            "private_key_file": path.display().to_string(),
+            "public_key_file": pub_path.display().to_string(),
+            "public_key": public.to_text(),
+            "key_id": public.key_id(),
+        });
+        emit(&mut out, &format!("{v}\n"))?;
+    } else {
+        emit(
+            &mut out,
+            &format!(
+                "private key: {} (mode 0600; keep it secret)\npublic key:  {} (in {})\nkey-id:      {}\n",
+                path.display(),
+                public.to_text(),
+                pub_path.display(),
+                public.key_id()
+            ),
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -14,6 +14,7 @@ pub mod backup;
 pub mod demo;
 pub mod init;
 pub mod ledger;
+pub mod live;
 pub mod report;
 pub mod note;
 pub mod run;
