@@ -27,6 +27,10 @@ pub struct RunArgs {
     /// Read the metadata DB password from this file (default: OMS_META_PASSWORD, then config.yaml).
     #[arg(long, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
+    /// When the run finishes, write a checkpoint signed with this key next to the ledger
+    /// folder (`<ledger>.checkpoint`); default: $OMS_UPGRADE_SIGNING_KEY, if set.
+    #[arg(long, value_name = "KEYFILE")]
+    pub sign: Option<PathBuf>,
 }
 
 /// Arguments of `rollback`.
@@ -49,6 +53,10 @@ pub struct RollbackArgs {
     /// Read the metadata DB password from this file (default: OMS_META_PASSWORD, then config.yaml).
     #[arg(long, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
+    /// When the run finishes, write a checkpoint signed with this key next to the ledger
+    /// folder (`<ledger>.checkpoint`); default: $OMS_UPGRADE_SIGNING_KEY, if set.
+    #[arg(long, value_name = "KEYFILE")]
+    pub sign: Option<PathBuf>,
 }
 
 /// Runs `run`.
@@ -62,7 +70,10 @@ pub fn run(args: RunArgs, ctx: &Ctx) -> CmdResult {
         )
         .hint("use a step of the upgrade"));
     }
-    drive(ctx, args.password_file, args.yes, None, args.until)
+    let key = super::ledger::load_signing_key(args.sign.as_deref())?;
+    let code = drive(ctx, args.password_file, args.yes, None, args.until)?;
+    super::ledger::checkpoint_after_finish(ctx, key.as_ref())?;
+    Ok(code)
 }
 
 /// Runs `rollback`.
@@ -76,13 +87,16 @@ pub fn rollback(args: RollbackArgs, ctx: &Ctx) -> CmdResult {
         )
         .hint("use a rollback step, e.g. rollback-restart-old"));
     }
-    drive(
+    let key = super::ledger::load_signing_key(args.sign.as_deref())?;
+    let code = drive(
         ctx,
         args.password_file,
         args.yes,
         Some(args.reason),
         args.until,
-    )
+    )?;
+    super::ledger::checkpoint_after_finish(ctx, key.as_ref())?;
+    Ok(code)
 }
 
 fn drive(
