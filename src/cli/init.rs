@@ -169,12 +169,6 @@ pub fn run(args: InitArgs, ctx: &Ctx) -> CmdResult {
                 )
                 .map_err(journal_error)?;
             let failed: Vec<_> = checks.iter().filter(|c| !c.ok).collect();
-            if ctx.json {
-                println!(
-                    "{}",
-                    serde_json::json!({"ok": false, "ledger": ctx.ledger, "checks": checks_json(&checks), "exit_code": ExitKind::Refused.code()})
-                );
-            }
             let first = failed
                 .first()
                 .map(|c| format!("{}: {}", c.name, c.detail))
@@ -192,15 +186,31 @@ pub fn run(args: InitArgs, ctx: &Ctx) -> CmdResult {
             err.hint = fatal.and_then(|f| f.err.hint).or_else(|| {
                 Some("fix what the failed checks name, then run `oms-upgrade init` again".into())
             });
-            if !ctx.json {
-                for c in &checks {
-                    eprintln!(
-                        "  {}  {}: {}",
-                        if c.ok { "ok  " } else { "FAIL" },
-                        c.name,
-                        c.detail
-                    );
+            if ctx.json {
+                // One object, as the CLI edge prints for any failure, plus the checks.
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "ok": false,
+                        "ledger": ctx.ledger,
+                        "error": {"kind": format!("{:?}", err.kind), "message": err.message, "hint": err.hint},
+                        "checks": checks_json(&checks),
+                        "exit_code": err.kind.code(),
+                    })
+                );
+                eprintln!("error: {}", err.message);
+                if let Some(h) = &err.hint {
+                    eprintln!("hint: {h}");
                 }
+                return Ok(ExitCode::from(err.kind.code()));
+            }
+            for c in &checks {
+                eprintln!(
+                    "  {}  {}: {}",
+                    if c.ok { "ok  " } else { "FAIL" },
+                    c.name,
+                    c.detail
+                );
             }
             Err(err)
         }
@@ -377,13 +387,26 @@ async fn preflight(
     }
     let metadb = MysqlMetaDb::new(&target);
     metadb.ping().await.map_err(|e| {
+        use crate::adapters::MetaDbError as E;
+        // A refused login is wrong configuration (fix it, do not retry); an unreachable
+        // server may come back.
+        let (kind, hint) = match &e {
+            E::AccessDenied { .. } => (
+                ExitKind::Input,
+                "fix oms_meta_user/oms_meta_password in config.yaml, or give the right password with OMS_META_PASSWORD or --password-file",
+            ),
+            E::Unreachable { .. } => (
+                ExitKind::Service,
+                "check oms_meta_host/oms_meta_port in config.yaml and that the metadata DB server is running",
+            ),
+            _ => (
+                ExitKind::Service,
+                "check oms_meta_host/port/user/password in config.yaml (or OMS_META_PASSWORD)",
+            ),
+        };
         fatal(
             "metadb",
-            CliError::new(
-                ExitKind::Service,
-                format!("metadata DB {}: {e}", target.display_url()),
-            )
-            .hint("check oms_meta_host/port/user/password in config.yaml (or OMS_META_PASSWORD)"),
+            CliError::new(kind, format!("metadata DB: {e}")).hint(hint),
         )
     })?;
     ok(

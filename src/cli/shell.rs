@@ -176,13 +176,35 @@ pub fn exec_error(e: ExecError) -> CliError {
             key,
             error,
             retryable,
+            integrity,
         } => {
-            let hint = if retryable {
-                "the failure is recorded; fix the cause, then `oms-upgrade run` retries the step (or `oms-upgrade rollback`)".to_string()
+            let again = if key.is_rollback() {
+                "oms-upgrade rollback"
             } else {
-                format!("step {key} may not be retried; `oms-upgrade rollback` undoes the upgrade")
+                "oms-upgrade run"
             };
-            CliError::new(ExitKind::Service, format!("step {key} failed: {error}")).hint(hint)
+            let hint = match (integrity, retryable, key.is_rollback()) {
+                (true, true, _) => format!(
+                    "the dumps must be exactly what the ledger recorded: put the original files back, then `{again}` checks them again"
+                ),
+                (true, false, _) => format!(
+                    "step {key} may not be retried: the content does not match the record; restore by hand from a verified copy and record it with `oms-upgrade note`"
+                ),
+                (false, true, false) => "the failure is recorded; fix the cause, then `oms-upgrade run` retries the step (or `oms-upgrade rollback`)".to_string(),
+                (false, true, true) => "the failure is recorded; fix the cause, then `oms-upgrade rollback` retries the step".to_string(),
+                (false, false, false) => format!(
+                    "step {key} may not be retried; `oms-upgrade rollback` undoes the upgrade"
+                ),
+                (false, false, true) => format!(
+                    "rollback step {key} may not be retried: fix it by hand, then record what you did with `oms-upgrade note`"
+                ),
+            };
+            let kind = if integrity {
+                ExitKind::Integrity
+            } else {
+                ExitKind::Service
+            };
+            CliError::new(kind, format!("step {key} failed: {error}")).hint(hint)
         }
         ExecError::Blocked { reason } => {
             CliError::new(ExitKind::Refused, reason).hint("`oms-upgrade status` shows the run")

@@ -122,6 +122,9 @@ pub enum ExecError {
         error: String,
         /// Whether running it again may help.
         retryable: bool,
+        /// A dump file or restored content does not match the record (not a service
+        /// failure: something changed what was recorded).
+        integrity: bool,
     },
     /// Nothing can run.
     #[error("{reason}")]
@@ -155,6 +158,8 @@ pub(crate) struct StepError {
     pub message: String,
     pub retryable: bool,
     pub facts: Option<StepFacts>,
+    /// Recorded content (a dump, restored tables) does not match the record.
+    pub integrity: bool,
 }
 
 impl StepError {
@@ -163,6 +168,7 @@ impl StepError {
             message: message.into(),
             retryable: true,
             facts: None,
+            integrity: false,
         }
     }
     pub(crate) fn fatal(message: impl Into<String>) -> Self {
@@ -170,6 +176,7 @@ impl StepError {
             message: message.into(),
             retryable: false,
             facts: None,
+            integrity: false,
         }
     }
 }
@@ -281,6 +288,7 @@ impl<'o, D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'o, D, M, H, C> {
                 None => Ok(facts),
                 Some(problem) => Err(StepError {
                     retryable: retryable_contradiction(key),
+                    integrity: matches!(key, StepKey::Restore { .. }),
                     message: problem,
                     facts: Some(facts),
                 }),
@@ -310,6 +318,7 @@ impl<'o, D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'o, D, M, H, C> {
                     key,
                     error: e.message,
                     retryable: e.retryable,
+                    integrity: e.integrity,
                 })
             }
         }
@@ -330,6 +339,7 @@ impl<'o, D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'o, D, M, H, C> {
                 key,
                 error,
                 retryable,
+                integrity: false,
             });
         }
         Ok(())

@@ -120,16 +120,41 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
             Step::Complete | Step::RollbackComplete => Ok(StepFacts::Completed),
             Step::RollbackVerifyDumps(artifacts) => {
                 let mut checks = Vec::new();
+                let mut bad = Vec::new();
                 for a in artifacts {
                     let found = hash_file(&a.file).await;
+                    let ok = found.as_deref() == Some(a.blake3_hex.as_str());
+                    if !ok {
+                        bad.push(match &found {
+                            Some(h) => format!(
+                                "{} has BLAKE3 {h}, the ledger recorded {}",
+                                a.file, a.blake3_hex
+                            ),
+                            None => format!("{} is missing or unreadable", a.file),
+                        });
+                    }
                     checks.push(DumpCheck {
                         db: a.db,
                         file: a.file.clone(),
-                        ok: found.as_deref() == Some(a.blake3_hex.as_str()),
+                        ok,
                         found_blake3: found,
                     });
                 }
-                Ok(StepFacts::DumpsVerified { checks })
+                let facts = StepFacts::DumpsVerified { checks };
+                if bad.is_empty() {
+                    return Ok(facts);
+                }
+                // Nothing was changed yet. Checking again is harmless, so once the original
+                // files are put back the rollback can go on.
+                Err(StepError {
+                    message: format!(
+                        "refusing to restore: {}; nothing was changed",
+                        bad.join("; ")
+                    ),
+                    retryable: true,
+                    facts: Some(facts),
+                    integrity: true,
+                })
             }
             Step::RecreateDatabase(spec) => {
                 self.ad
@@ -154,7 +179,10 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
                 .await
                 .map_err(|e| match e.class() {
                     // A file that no longer matches will not match on a retry either.
-                    dump::ErrorClass::Integrity => fatal(e),
+                    dump::ErrorClass::Integrity => StepError {
+                        integrity: true,
+                        ..fatal(e)
+                    },
                     _ => retry(e),
                 })?;
                 let tables = table_facts(&report.tables);

@@ -106,22 +106,36 @@ pub async fn new_image(node: &OmsNode) -> String {
         .reference
 }
 
-/// `init` for `node` with short timeouts, dumps under `backups`; extra arguments appended.
-pub async fn init_cmd(node: &OmsNode, ledger: &Path, backups: &Path) -> Command {
+/// `init`'s arguments for `node`: short timeouts, dumps under `backups`, no privileged
+/// container (this engine refuses it). `overrides` replace a flag's value or add a flag.
+pub async fn init_args(node: &OmsNode, backups: &Path, overrides: &[(&str, &str)]) -> Vec<String> {
     let image = new_image(node).await;
+    let mut flags: Vec<(String, Option<String>)> = vec![
+        ("--container".into(), Some(node.name.clone())),
+        ("--image".into(), Some(image)),
+        ("--no-privileged".into(), None),
+        ("--backup-dir".into(), Some(backups.display().to_string())),
+        ("--health-timeout".into(), Some("60".into())),
+        ("--stop-timeout".into(), Some("10".into())),
+    ];
+    for (k, v) in overrides {
+        match flags.iter_mut().find(|(f, _)| f == k) {
+            Some(slot) => slot.1 = Some(v.to_string()),
+            None => flags.push((k.to_string(), Some(v.to_string()))),
+        }
+    }
+    let mut args = vec!["init".to_string()];
+    for (f, v) in flags {
+        args.push(f);
+        args.extend(v);
+    }
+    args
+}
+
+/// `init --json` for `node` (see [`init_args`]).
+pub async fn init_cmd(node: &OmsNode, ledger: &Path, backups: &Path) -> Command {
     let mut c = cli(ledger);
-    c.args([
-        "--json",
-        "init",
-        "--container",
-        &node.name,
-        "--image",
-        &image,
-        "--no-privileged",
-    ])
-    .arg("--backup-dir")
-    .arg(backups)
-    .args(["--health-timeout", "60", "--stop-timeout", "10"]);
+    c.arg("--json").args(init_args(node, backups, &[]).await);
     c
 }
 
@@ -568,8 +582,11 @@ impl EventWatch {
             ),
             ("type".to_string(), vec!["container".to_string()]),
         ]);
-        // A second of replay closes the race between subscribing and the first action.
-        let since = chrono::Utc::now().timestamp() - 1;
+        // A second of replay closes the race between subscribing and the first action;
+        // what happened before this call is filtered out by time.
+        let start = chrono::Utc::now();
+        let start_nanos = start.timestamp_nanos_opt().unwrap();
+        let since = start.timestamp() - 1;
         let opts = EventsOptions {
             since: Some(since.to_string()),
             until: None,
@@ -581,6 +598,9 @@ impl EventWatch {
         let task = tokio::spawn(async move {
             let mut s = docker.events(Some(opts));
             while let Some(Ok(ev)) = s.next().await {
+                if ev.time_nano.unwrap_or(0) < start_nanos {
+                    continue;
+                }
                 if let (Some(action), Some(actor)) = (ev.action, ev.actor) {
                     let id = actor.id.unwrap_or_default();
                     sink.lock().unwrap().push((id, action));

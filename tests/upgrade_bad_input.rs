@@ -1,0 +1,303 @@
+//! Bad input to the `oms-upgrade` binary, against a real (emulated) OMS node in Docker
+//! and the real MariaDB: an unknown container, an image that is not loaded, an
+//! unsupported version path, an unreachable metadata DB, a wrong password, a ledger that
+//! already holds a run, and a dump altered before a rollback. Each must end with one clear
+//! `error:` line, a `hint:` line and the documented exit code (README, "Exit codes"), and
+//! must leave Docker and the databases exactly as they were.
+
+mod support;
+
+use std::path::Path;
+use std::process::Output;
+
+use oms_upgrade::adapters::Docker;
+use oms_upgrade::events::MetaDb;
+use support::emulator::{self as emu, OmsNode};
+use support::upgrade::{Run, TableRow, cli, db_facts, init_args, init_cmd, json_of, output, show};
+
+/// What bad input must not change.
+#[derive(Debug, PartialEq)]
+struct Untouched {
+    /// Every container of the test (old and any new one): id, name, image, running.
+    containers: Vec<(String, String, String, bool)>,
+    rm: Vec<TableRow>,
+    cm: Vec<TableRow>,
+    /// cm_hb's tables (its rows change with every heartbeat of the running node).
+    cm_hb_tables: Vec<String>,
+    ha: serde_json::Value,
+    schema_version: Option<String>,
+}
+
+async fn untouched(node: &OmsNode) -> Untouched {
+    let docker = oms_upgrade::adapters::BollardDocker::from_client(node.docker.clone());
+    let mut containers: Vec<_> = docker
+        .find_by_label(support::TEST_LABEL, Some(&node.guard.value))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.id, c.name, c.image, c.status.is_running()))
+        .collect();
+    containers.sort();
+    let dbs = node.databases();
+    Untouched {
+        containers,
+        rm: db_facts(&dbs, MetaDb::Rm, None).await,
+        cm: db_facts(&dbs, MetaDb::Cm, None).await,
+        cm_hb_tables: db_facts(&dbs, MetaDb::CmHb, None)
+            .await
+            .into_iter()
+            .map(|t| t.name)
+            .collect(),
+        ha: support::upgrade::ha_config(&dbs).await,
+        schema_version: emu::schema_version(&dbs).await,
+    }
+}
+
+/// The command failed with `code`, one `error:` line containing `needle`, and a hint.
+fn assert_refused(out: &Output, code: i32, needle: &str) {
+    assert_eq!(out.status.code(), Some(code), "{}", show(out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    assert_eq!(errors.len(), 1, "one error line:\n{stderr}");
+    assert!(
+        errors[0].contains(needle),
+        "error line must say `{needle}`: {}",
+        errors[0]
+    );
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("hint: ") && l.len() > 10),
+        "a hint:\n{stderr}"
+    );
+}
+
+/// `init` (text output) with some flags replaced or added.
+async fn init_with(
+    node: &OmsNode,
+    ledger: &Path,
+    backups: &Path,
+    overrides: &[(&str, &str)],
+    env: &[(&str, &str)],
+) -> Output {
+    let mut c = cli(ledger);
+    c.args(init_args(node, backups, overrides).await);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    output(&mut c).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn init_refuses_bad_input_and_changes_nothing() {
+    let node = emu::start_old_oms().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let backups = tmp.path().join("backups");
+    let before = untouched(&node).await;
+    let ledger = |name: &str| tmp.path().join(name);
+
+    // Unknown container.
+    let out = init_with(
+        &node,
+        &ledger("a"),
+        &backups,
+        &[("--container", "no-such-oms-container")],
+        &[],
+    )
+    .await;
+    assert_refused(&out, 5, "no container named `no-such-oms-container`");
+
+    // Image not loaded.
+    let out = init_with(
+        &node,
+        &ledger("b"),
+        &backups,
+        &[("--image", "oms-emu/oms:feature_9.9.9_ce")],
+        &[],
+    )
+    .await;
+    assert_refused(
+        &out,
+        5,
+        "image `oms-emu/oms:feature_9.9.9_ce` is not present",
+    );
+
+    // Unsupported version path: 3.3.0 -> 4.2.2 is not one hop.
+    let out = init_with(
+        &node,
+        &ledger("c"),
+        &backups,
+        &[("--to-version", "4.2.2")],
+        &[],
+    )
+    .await;
+    assert_refused(&out, 7, "3.3.0 -> 4.2.2 is not a supported path");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("supported paths:"), "{stderr}");
+    assert!(stderr.contains("3.3.0 -> 3.3.1"), "{stderr}");
+
+    // Unreachable metadata DB: a copy of config.yaml pointing at a closed port.
+    let mut config = node.host.config.clone();
+    config.oms_meta_port = emu::free_port();
+    let bad_config = tmp.path().join("closed-port.yaml");
+    config.write(&bad_config).unwrap();
+    let out = init_with(
+        &node,
+        &ledger("d"),
+        &backups,
+        &[("--oms-config", bad_config.to_str().unwrap())],
+        &[],
+    )
+    .await;
+    assert_refused(&out, 6, "is not reachable");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!(":{}", config.oms_meta_port)),
+        "names the address it tried: {}",
+        show(&out)
+    );
+
+    // Wrong password (given the documented way); it never shows up anywhere.
+    let wrong = "Wr0ng-Pa55-7781";
+    let out = init_with(
+        &node,
+        &ledger("e"),
+        &backups,
+        &[],
+        &[("OMS_META_PASSWORD", wrong)],
+    )
+    .await;
+    assert_refused(&out, 5, "access denied for user `oms_test`");
+    let export = output(cli(&ledger("e")).args(["ledger", "export"])).await;
+    for text in [&out.stdout, &out.stderr, &export.stdout] {
+        assert!(
+            !String::from_utf8_lossy(text).contains(wrong),
+            "password leaked"
+        );
+    }
+
+    // JSON: one object with the error, the checks and the exit code.
+    let mut c = init_cmd(&node, &ledger("f"), &backups).await;
+    c.args(["--to-version", "4.2.2"]);
+    let out = output(&mut c).await;
+    assert_eq!(out.status.code(), Some(7));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.lines().count(), 1, "one JSON object: {stdout}");
+    let v = json_of(&out.stdout);
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["exit_code"], 7);
+    assert!(v["error"]["message"].as_str().unwrap().contains("4.2.2"));
+    assert!(v["error"]["hint"].is_string());
+    assert!(
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["ok"] == false)
+    );
+
+    // Each failed preflight recorded only its failure; nothing is planned.
+    for l in ["a", "b", "c", "d", "e"] {
+        let st = json_of(
+            &output(cli(&ledger(l)).args(["--json", "status"]))
+                .await
+                .stdout,
+        );
+        assert_eq!(st["phase"], "not planned", "{st}");
+        assert_eq!(st["preflight_failures"], 1, "{st}");
+        let run = output(cli(&ledger(l)).args(["run", "--yes"])).await;
+        assert_refused(&run, 7, "no upgrade is planned");
+    }
+    // No dump folder was created either.
+    assert!(!backups.exists() || std::fs::read_dir(&backups).unwrap().next().is_none());
+
+    assert_eq!(
+        untouched(&node).await,
+        before,
+        "bad input changed something"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ledger_holds_one_run() {
+    let run = Run::planned().await;
+    let (_, state) = run.replay();
+    let run_id = state.run_id().unwrap();
+    let before = untouched(&run.node).await;
+
+    // Planning again into a ledger that already holds a run is refused.
+    let out = init_with(&run.node, &run.ledger(), &run.backups(), &[], &[]).await;
+    assert_refused(&out, 7, "this ledger already holds run");
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&run_id.to_string()));
+
+    // A folder that is not a ledger is refused as bad input.
+    let not_ledger = run.tmp.join("not-a-ledger");
+    std::fs::create_dir_all(&not_ledger).unwrap();
+    std::fs::write(not_ledger.join("notes.txt"), "hello").unwrap();
+    let out = output(cli(&not_ledger).args(["run", "--yes"])).await;
+    assert_eq!(out.status.code(), Some(5), "{}", show(&out));
+    // A missing ledger too.
+    let out = output(cli(&run.tmp.join("missing")).args(["status"])).await;
+    assert_eq!(out.status.code(), Some(5), "{}", show(&out));
+
+    let (_, after) = run.replay();
+    assert_eq!(after.run_id(), Some(run_id));
+    assert_eq!(
+        after.plan_digest(),
+        state.plan_digest(),
+        "the plan is untouched"
+    );
+    assert!(after.attempts().is_empty());
+    run.verify_ledger();
+    assert_eq!(untouched(&run.node).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn altered_dump_stops_the_rollback_before_anything_changes() {
+    let run = Run::planned().await;
+    run.ok(&["run", "--yes"]).await;
+    let before = untouched(&run.node).await;
+    let (_, state) = run.replay();
+    let dump = state.artifact(MetaDb::Cm).unwrap().file.clone();
+
+    // One flipped byte in the middle of the cm dump.
+    let original = std::fs::read(&dump).unwrap();
+    let mut altered = original.clone();
+    let mid = altered.len() / 2;
+    altered[mid] ^= 0x01;
+    std::fs::write(&dump, &altered).unwrap();
+
+    let out = output(run.cli().args(["rollback", "--yes"])).await;
+    assert_refused(&out, 3, "rollback-verify-dumps");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&dump), "names the file: {stderr}");
+    assert!(stderr.contains("nothing was changed"), "{stderr}");
+    assert_eq!(
+        untouched(&run.node).await,
+        before,
+        "rollback changed something"
+    );
+    let status = run.status();
+    assert_eq!(status["phase"], "rolling back", "{status}");
+    assert!(
+        status["t3"].is_null(),
+        "the new container was not stopped: {status}"
+    );
+    run.verify_ledger();
+
+    // Asked again with the file still altered: refused again, still nothing changed.
+    let out = output(run.cli().args(["rollback", "--yes"])).await;
+    assert_refused(&out, 3, "rollback-verify-dumps");
+    assert_eq!(untouched(&run.node).await, before);
+
+    // With the original put back, the rollback goes through.
+    std::fs::write(&dump, &original).unwrap();
+    run.ok(&["rollback", "--yes"]).await;
+    assert_eq!(run.status()["phase"], "rolled back");
+    let old = run.docker().inspect(&run.node.name).await.unwrap().unwrap();
+    assert_eq!(old.id, run.node.id);
+    assert!(old.status.is_running());
+    run.verify_ledger();
+}
