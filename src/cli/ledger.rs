@@ -641,12 +641,14 @@ fn live_text(live: &LiveReport) -> String {
         }
     );
     for s in &live.subjects {
-        text += &format!(
-            "  {:<28} {:<12} {}\n",
+        let line = format!(
+            "  {:<28} {:<12} {}",
             s.subject,
             s.status.replace('_', " "),
             s.detail.as_deref().unwrap_or("")
         );
+        text += line.trim_end();
+        text += "\n";
     }
     if !live.drifts.is_empty() {
         let mut table = comfy_table::Table::new();
@@ -656,7 +658,11 @@ fn live_text(live: &LiveReport) -> String {
         for d in &live.drifts {
             table.add_row([&d.subject, &d.field, &d.recorded, &d.found]);
         }
-        text += &format!("drift:\n{table}\n");
+        text += "drift:\n";
+        for row in table.lines() {
+            text += row.trim_end();
+            text += "\n";
+        }
     }
     text
 }
