@@ -168,6 +168,7 @@ async fn load(
     progress: &dyn Progress,
 ) -> Result<RestoreReport, DumpError> {
     let db = artifact.database.as_str();
+    let started = std::time::Instant::now();
     let q = |what: &'static str| move |e| query_err(db, what, e);
     let mut conn = connect(target).await?;
     facts::session_setup(&mut conn).await?;
@@ -207,7 +208,14 @@ async fn load(
         let mut sql = stmt.sql;
         if ends_table_data(&sql)
             && let Some(alter) = deferred.take()
-            && let Err(e) = conn.query_drop(&alter).await
+            && let Err(e) = {
+                tracing::debug!(
+                    database = db,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "building deferred indexes"
+                );
+                conn.query_drop(&alter).await
+            }
         {
             exec_err = Some(statement_err(
                 db,
@@ -257,7 +265,19 @@ async fn load(
     conn.query_drop("COMMIT").await.map_err(q("committing"))?;
     conn.disconnect().await.ok();
 
+    tracing::debug!(
+        database = db,
+        statements,
+        sql_bytes,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "loaded; checking tables"
+    );
     let tables = check_facts(target, artifact).await?;
+    tracing::debug!(
+        database = db,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "restored and checked"
+    );
     Ok(RestoreReport {
         database: db.to_string(),
         statements,
