@@ -1006,3 +1006,30 @@ fn cmd_keygen(args: KeygenArgs, ctx: &Ctx) -> CmdResult {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signed_checkpoint_goes_next_to_the_ledger_folder() {
+        for (ledger, want) in [
+            (
+                "/var/lib/oms-upgrade/ledger",
+                "/var/lib/oms-upgrade/ledger.checkpoint",
+            ),
+            (
+                "/var/lib/oms-upgrade/ledger/",
+                "/var/lib/oms-upgrade/ledger.checkpoint",
+            ),
+            ("ledger", "./ledger.checkpoint"),
+            ("run-42/ledger", "run-42/ledger.checkpoint"),
+        ] {
+            assert_eq!(
+                signed_checkpoint_path(Path::new(ledger)),
+                PathBuf::from(want),
+                "{ledger}"
+            );
+        }
+    }
+}
