@@ -312,51 +312,65 @@ async fn kill_after(run: &Run, delay: Duration) -> bool {
 }
 
 /// At least 20 real `kill -9`s at random moments of upgrades, each resumed: every upgrade
-/// ends like an uninterrupted one, with every action once, and its ledger verifies. Kills
-/// go on until a resume outlives its delay and completes the upgrade; if that happens
-/// before 20 kills, another upgrade takes the remaining rounds.
+/// ends like an uninterrupted one (run alongside), with every action once, and its
+/// ledger verifies. A resume that outlives its delay completes the upgrade; if that
+/// happens before 20 kills, another upgrade takes the remaining rounds.
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_rounds() {
     const ROUNDS: usize = 20;
-    let mut kills = 0;
-    let mut upgrades = 0;
-    let mut reference: Option<EndState> = None;
-    while kills < ROUNDS {
-        let run = Run::planned().await;
-        upgrades += 1;
-        let watch = EventWatch::start(&run.node).await;
-        let mut delays = Vec::new();
-        loop {
-            let delay = rand::random_range(0..700u64);
-            if !kill_after(&run, Duration::from_millis(delay)).await {
-                break;
-            }
-            kills += 1;
-            delays.push(delay);
+    let (reference, killed) = tokio::join!(upgrade_walk(vec![]), async {
+        let mut kills = 0;
+        let mut ends = Vec::new();
+        while kills < ROUNDS {
+            ends.push(killed_upgrade(ROUNDS - kills).await);
+            kills += ends.last().unwrap().1;
         }
-        eprintln!("upgrade {upgrades}: killed at {delays:?} ms, then completed");
-        run.ok(&["run", "--yes"]).await;
-        let end = run.end_state().await;
-        let events = watch.stop().await;
-        assert_eq!(end.phase, "completed");
-        let new = run.run_containers().await;
-        assert_eq!(new.len(), 1);
-        assert_upgrade_actions_once(&run, &events, &new[0].id);
-        let (_, state) = run.replay();
-        let t: BTreeMap<_, _> = tally(&state);
-        for s in upgrade_steps() {
-            let tt = &t[&s];
-            assert_eq!(tt.failed, 0, "{s}: {tt:?}");
-            assert_eq!(tt.done + tt.reconciled_done, 1, "{s}: {tt:?}");
-            assert_eq!(tt.intents, 1 + tt.reconciled_not_done, "{s}: {tt:?}");
-        }
-        run.assert_dumps_once();
-        assert_refetch_covers(&run).await;
-        run.verify_ledger();
-        match &reference {
-            None => reference = Some(end),
-            Some(r) => assert_eq!(&end, r, "upgrades end alike"),
-        }
+        eprintln!("{kills} SIGKILLs over {} upgrade(s)", ends.len());
+        ends
+    });
+    let (_ref_run, ref_end, _) = reference;
+    for (end, _) in killed {
+        assert_eq!(
+            end, ref_end,
+            "a killed-and-resumed upgrade ends like an uninterrupted one"
+        );
     }
-    eprintln!("{kills} SIGKILLs over {upgrades} upgrade(s)");
+}
+
+/// One upgrade killed at random moments (at most `max_kills` times, then left to
+/// finish), resumed to completion and checked; returns its end state and the kills.
+async fn killed_upgrade(max_kills: usize) -> (EndState, usize) {
+    let run = Run::planned().await;
+    let watch = EventWatch::start(&run.node).await;
+    let mut delays = Vec::new();
+    while delays.len() < max_kills {
+        let delay = rand::random_range(0..350u64);
+        if !kill_after(&run, Duration::from_millis(delay)).await {
+            break;
+        }
+        delays.push(delay);
+    }
+    run.ok(&["run", "--yes"]).await;
+    let end = run.end_state().await;
+    let events = watch.stop().await;
+    assert_eq!(end.phase, "completed");
+    let new = run.run_containers().await;
+    assert_eq!(new.len(), 1, "exactly one new container");
+    assert_upgrade_actions_once(&run, &events, &new[0].id);
+    let (_, state) = run.replay();
+    eprintln!(
+        "killed at {delays:?} ms; {} step(s) were left in doubt and reconciled",
+        state.reconciliations().len()
+    );
+    let t: BTreeMap<_, _> = tally(&state);
+    for s in upgrade_steps() {
+        let tt = &t[&s];
+        assert_eq!(tt.failed, 0, "{s}: {tt:?}");
+        assert_eq!(tt.done + tt.reconciled_done, 1, "{s}: {tt:?}");
+        assert_eq!(tt.intents, 1 + tt.reconciled_not_done, "{s}: {tt:?}");
+    }
+    run.assert_dumps_once();
+    assert_refetch_covers(&run).await;
+    run.verify_ledger();
+    (end, delays.len())
 }
