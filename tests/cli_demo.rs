@@ -78,7 +78,18 @@ async fn demo_upgrades_and_clean_removes_only_what_it_created() {
 
     let tmp = tempfile::tempdir().unwrap();
     let ledger = tmp.path().join("ledger");
+    // With a signing key configured, `run` writes `<ledger>.checkpoint` beside the ledger:
+    // the demo passes the environment through, and `--clean` must remove that file too.
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("demo.key");
+    let keygen = cli(&ledger)
+        .args(["ledger", "keygen", "--out"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(keygen.status.success(), "{keygen:?}");
     let out = cli(&ledger)
+        .env("OMS_UPGRADE_SIGNING_KEY", &key)
         .args(["--json", "demo", "--size", "64K"])
         .output()
         .unwrap();
@@ -106,6 +117,8 @@ async fn demo_upgrades_and_clean_removes_only_what_it_created() {
         "demo folder next to the ledger"
     );
     assert!(Path::new(v["config"].as_str().unwrap()).is_file());
+    let checkpoint = tmp.path().join("ledger.checkpoint");
+    assert!(checkpoint.is_file(), "run wrote no signed checkpoint");
 
     // The new container runs 3.3.1 under the old name with IS_UPGRADE=true; the old one
     // is kept, renamed, stopped, on 3.3.0. Both carry the demo label.
@@ -223,6 +236,12 @@ async fn demo_upgrades_and_clean_removes_only_what_it_created() {
     }
     assert!(!demo_dir.exists(), "{} still exists", demo_dir.display());
     assert!(!ledger.exists(), "{} still exists", ledger.display());
+    assert!(
+        !checkpoint.exists(),
+        "{} still exists",
+        checkpoint.display()
+    );
+    assert!(key.is_file(), "the signing key is not the demo's");
 
     // ... and nothing else.
     let still = docker.inspect(&bystander).await.unwrap();

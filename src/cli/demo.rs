@@ -943,6 +943,7 @@ struct Cleaned {
     containers: Vec<String>,
     databases: Vec<String>,
     folders: Vec<PathBuf>,
+    files: Vec<PathBuf>,
     warnings: Vec<String>,
 }
 
@@ -1012,12 +1013,21 @@ fn clean(ctx: &Ctx) -> CmdResult {
             )),
         }
     }
-    // The default root only ever holds demos: drop it once empty.
-    if root.file_name().and_then(|n| n.to_str()) == Some(DEFAULT_DEMO_ROOT)
-        && std::fs::read_dir(&root).is_ok_and(|mut d| d.next().is_none())
-        && std::fs::remove_dir(&root).is_ok()
-    {
-        done.folders.push(root);
+    // A default root (`oms-upgrade-demo`, here or where a removed demo lived) only ever
+    // holds demos: drop it once empty.
+    let mut roots: BTreeSet<PathBuf> = done
+        .folders
+        .iter()
+        .filter_map(|f| f.parent().map(Path::to_path_buf))
+        .collect();
+    roots.insert(root);
+    for r in roots {
+        if r.file_name().and_then(|n| n.to_str()) == Some(DEFAULT_DEMO_ROOT)
+            && std::fs::read_dir(&r).is_ok_and(|mut d| d.next().is_none())
+            && std::fs::remove_dir(&r).is_ok()
+        {
+            done.folders.push(r);
+        }
     }
 
     if ctx.json {
@@ -1119,9 +1129,21 @@ fn remove_ledger(st: &DemoState, done: &mut Cleaned) {
     progress(&format!("removing ledger {}", l.display()));
     match std::fs::remove_dir_all(l) {
         Ok(()) => done.folders.push(l.clone()),
-        Err(e) => done
-            .warnings
-            .push(format!("cannot remove ledger {}: {e}", l.display())),
+        Err(e) => {
+            done.warnings
+                .push(format!("cannot remove ledger {}: {e}", l.display()));
+            return;
+        }
+    }
+    // `run` writes a signed checkpoint beside the ledger when a signing key is configured.
+    let checkpoint = super::ledger::signed_checkpoint_path(l);
+    if checkpoint.is_file() {
+        match std::fs::remove_file(&checkpoint) {
+            Ok(()) => done.files.push(checkpoint),
+            Err(e) => done
+                .warnings
+                .push(format!("cannot remove {}: {e}", checkpoint.display())),
+        }
     }
 }
 
