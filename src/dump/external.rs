@@ -160,7 +160,10 @@ pub(crate) async fn dump(
             target,
             database,
         ))
-        .env_remove("MYSQL_PWD")
+        // The dumper gets a minimal environment: whatever our own process inherited
+        // (OMS_META_PASSWORD above all) must not reach a child's /proc/PID/environ.
+        .env_clear()
+        .envs(child_env())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -313,4 +316,13 @@ mod tests {
         drop(d);
         assert!(!path.exists());
     }
+}
+
+/// The few variables a dumper needs (to find its libraries, locale and time zone); nothing
+/// else from our environment is passed on.
+fn child_env() -> Vec<(String, String)> {
+    ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR"]
+        .iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
+        .collect()
 }
