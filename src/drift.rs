@@ -508,6 +508,7 @@ mod tests {
             charset: "utf8mb4".into(),
             collation: "utf8mb4_general_ci".into(),
             tables: vec![],
+            views: vec![],
         }
     }
 

@@ -347,6 +347,8 @@ pub struct DumpArtifact {
     pub collation: String,
     /// Per-table facts, taken inside the dump's snapshot.
     pub tables: Vec<TableFact>,
+    /// Views in the dump (restore checks they come back).
+    pub views: Vec<String>,
 }
 
 /// An `ha.config` change that switched HA off (or found it already off).

@@ -153,6 +153,7 @@ impl Recorder {
                     method: "blake3-rows".into(),
                 })
                 .collect(),
+            views: vec![],
         };
         self.dumps.insert(db, a.clone());
         a

@@ -96,6 +96,7 @@ pub(crate) fn artifact(plan: &Plan, db: MetaDb) -> DumpArtifact {
         dumper: "native".into(),
         charset: "utf8mb4".into(),
         collation: "utf8mb4_bin".into(),
+        views: vec![],
         tables: vec![TableFact {
             name: "t".into(),
             rows: 3,

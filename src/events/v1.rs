@@ -336,6 +336,7 @@ pub struct DumpArtifactV1 {
     pub charset: String,
     pub collation: String,
     pub tables: Vec<TableFactV1>,
+    pub views: Vec<String>,
 }
 
 /// A named state (supervisor program, machine).
@@ -895,6 +896,7 @@ impl From<&DumpArtifact> for DumpArtifactV1 {
             dumper: a.dumper.clone(),
             charset: a.charset.clone(),
             collation: a.collation.clone(),
+            views: a.views.clone(),
             tables: tables_v1(&a.tables),
         }
     }
@@ -913,6 +915,7 @@ impl From<DumpArtifactV1> for DumpArtifact {
             dumper: a.dumper,
             charset: a.charset,
             collation: a.collation,
+            views: a.views,
             tables: tables(a.tables),
         }
     }

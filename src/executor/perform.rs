@@ -598,6 +598,7 @@ pub(super) fn artifact_fact(db: Db, a: &dump::DumpArtifact) -> DumpArtifact {
         charset: a.charset.clone(),
         collation: a.collation.clone(),
         tables: table_facts(&a.tables),
+        views: a.views.clone(),
     }
 }
 
@@ -630,8 +631,40 @@ pub(super) fn engine_artifact(a: &DumpArtifact) -> dump::DumpArtifact {
                 checksum_method: method_of(&t.method),
             })
             .collect(),
-        views: vec![],
+        views: a.views.clone(),
         skipped_triggers: vec![],
         server_version: String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: the rollback's restore rebuilt the engine's artifact without the views the
+    /// dump recorded, so restoring a database with a view failed its own table check.
+    #[test]
+    fn recorded_artifact_round_trips_to_the_engine() {
+        let engine = dump::DumpArtifact {
+            database: "oms_rm".into(),
+            file: "/b/oms_rm.sql.zst".into(),
+            size_bytes: 42,
+            blake3_hex: "ab".repeat(32),
+            format: DumpFormat::Native,
+            compression: Compression::Zstd,
+            charset: "utf8mb4".into(),
+            collation: "utf8mb4_bin".into(),
+            tables: vec![dump::TableFact {
+                name: "t".into(),
+                rows: 3,
+                checksum: "cd".repeat(32),
+                checksum_method: ChecksumMethod::Blake3Rows,
+            }],
+            views: vec!["v_projects".into()],
+            skipped_triggers: vec![],
+            server_version: String::new(),
+        };
+        let back = engine_artifact(&artifact_fact(Db::Rm, &engine));
+        assert_eq!(back, engine);
     }
 }

@@ -49,6 +49,7 @@ fn dump_of(plan: &Plan, db: MetaDb) -> DumpArtifact {
                 method: "blake3-rows".into(),
             })
             .collect(),
+        views: vec![],
     }
 }
 
