@@ -285,6 +285,15 @@ pub(crate) async fn dump(
     })
 }
 
+/// The few variables a dumper needs (to find its libraries, locale and time zone); nothing
+/// else from our environment is passed on.
+fn child_env() -> Vec<(String, String)> {
+    ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR"]
+        .iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,13 +325,4 @@ mod tests {
         drop(d);
         assert!(!path.exists());
     }
-}
-
-/// The few variables a dumper needs (to find its libraries, locale and time zone); nothing
-/// else from our environment is passed on.
-fn child_env() -> Vec<(String, String)> {
-    ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR"]
-        .iter()
-        .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
-        .collect()
 }
