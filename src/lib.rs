@@ -20,6 +20,9 @@ pub mod versions;
 pub mod dbconn;
 pub mod secret;
 
+// Sizes as people write them (`64K`) and read them (`1.5 KiB`).
+pub mod units;
+
 // OMS's own config file (config.yaml), shared by the tool and the emulator.
 pub mod omsconfig;
 

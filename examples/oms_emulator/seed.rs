@@ -28,7 +28,7 @@ pub struct SeedArgs {
     #[arg(long)]
     pub config: PathBuf,
     /// Approximate volume of values to insert: bytes, or with a K/M/G suffix (1024-based).
-    #[arg(long, value_parser = parse_size)]
+    #[arg(long, value_parser = oms_upgrade::units::parse_size)]
     pub size: u64,
     /// Schema version to install when the databases are empty.
     #[arg(long, default_value = crate::schema::DEFAULT_SEED_VERSION)]
@@ -39,25 +39,6 @@ pub struct SeedArgs {
     /// Concurrent insert streams.
     #[arg(long, default_value_t = 4)]
     pub jobs: usize,
-}
-
-/// `123`, `64K`, `10M`, `1G`, `1GiB`, `1GB` (all 1024-based).
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size (e.g. 65536, 64K, 10M, 1G)"))?;
-    let mult: u64 = match unit.trim().to_ascii_uppercase().as_str() {
-        "" | "B" => 1,
-        "K" | "KB" | "KIB" => 1 << 10,
-        "M" | "MB" | "MIB" => 1 << 20,
-        "G" | "GB" | "GIB" => 1 << 30,
-        other => return Err(format!("unknown size unit {other:?} (use K, M or G)")),
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("{s:?} is too large"))
 }
 
 /// Tiny deterministic generator (SplitMix64): reproducible data without a dependency.

@@ -170,7 +170,7 @@ pub fn run_backup(args: BackupArgs, ctx: &Ctx) -> CmdResult {
                     .file_name()
                     .map(|f| f.to_string_lossy().into_owned())
                     .unwrap_or_default(),
-                human_bytes(a.size_bytes),
+                crate::units::human_bytes(a.size_bytes),
                 a.tables.len().to_string(),
                 a.total_rows().to_string(),
                 a.blake3_hex[..16].to_string(),
@@ -181,7 +181,7 @@ pub fn run_backup(args: BackupArgs, ctx: &Ctx) -> CmdResult {
         let total: u64 = manifest.databases.iter().map(|a| a.size_bytes).sum();
         println!(
             "Wrote {} in {:.1}s to {} (manifest: {}).",
-            human_bytes(total),
+            crate::units::human_bytes(total),
             elapsed.as_secs_f64(),
             out.display(),
             dump::MANIFEST_FILE
@@ -308,7 +308,7 @@ pub fn run_restore(args: RestoreArgs, ctx: &Ctx) -> CmdResult {
             t.add_row(vec![
                 r.database.clone(),
                 r.statements.to_string(),
-                human_bytes(r.sql_bytes),
+                crate::units::human_bytes(r.sql_bytes),
                 r.tables.len().to_string(),
                 r.tables.iter().map(|f| f.rows).sum::<u64>().to_string(),
                 "all match".to_string(),
@@ -422,21 +422,6 @@ pub fn read_password(file: Option<&Path>) -> Result<Secret, CliError> {
     }
 }
 
-fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -461,11 +446,5 @@ mod tests {
         assert!(parse_meta_url("http://u@h").is_err());
         assert!(parse_meta_url("mysql://h:1").is_err());
         assert!(parse_meta_url("mysql://u@h:x").is_err());
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(human_bytes(10), "10 B");
-        assert_eq!(human_bytes(1536), "1.5 KiB");
     }
 }

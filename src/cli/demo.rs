@@ -71,7 +71,7 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(120);
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
     /// Volume of metadata rows to seed: bytes, or with a K, M or G suffix (1024-based).
-    #[arg(long, value_name = "BYTES", default_value = "16M", value_parser = parse_size)]
+    #[arg(long, value_name = "BYTES", default_value = "16M", value_parser = crate::units::parse_size)]
     pub size: u64,
     /// Create the containers with --privileged=true, as the runbook does (many engines,
     /// e.g. rootless or nested ones, refuse it; the emulator does not need it).
@@ -82,25 +82,6 @@ pub struct DemoArgs {
     /// not be removed (each such thing is named).
     #[arg(long, conflicts_with = "privileged")]
     pub clean: bool,
-}
-
-/// `123`, `64K`, `16M`, `1G` (1024-based; `KB`, `KiB` and the like are accepted).
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size (e.g. 65536, 64K, 16M, 1G)"))?;
-    let mult: u64 = match unit.trim().to_ascii_uppercase().as_str() {
-        "" | "B" => 1,
-        "K" | "KB" | "KIB" => 1 << 10,
-        "M" | "MB" | "MIB" => 1 << 20,
-        "G" | "GB" | "GIB" => 1 << 30,
-        other => return Err(format!("unknown size unit {other:?} (use K, M or G)")),
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("{s:?} is too large"))
 }
 
 /// Where the metadata DB is (no password: that stays in the demo's config.yaml).
@@ -1150,17 +1131,6 @@ fn remove_ledger(st: &DemoState, done: &mut Cleaned) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("65536"), Ok(65536));
-        assert_eq!(parse_size("64K"), Ok(64 * 1024));
-        assert_eq!(parse_size("16m"), Ok(16 << 20));
-        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
-        assert!(parse_size("12X").is_err());
-        assert!(parse_size("K").is_err());
-        assert!(parse_size("99999999999G").is_err());
-    }
 
     #[test]
     fn database_names_carry_the_id() {

@@ -459,9 +459,9 @@ async fn preflight(
             "disk",
             format!(
                 "{} free at {}, databases take {}",
-                human(free),
+                crate::units::human_bytes(free),
                 probe.display(),
-                human(size)
+                crate::units::human_bytes(size)
             ),
         ),
         Ok(free) => failed(
@@ -469,9 +469,9 @@ async fn preflight(
             "disk",
             format!(
                 "only {} free at {}; need twice the databases' {}",
-                human(free),
+                crate::units::human_bytes(free),
                 probe.display(),
-                human(size)
+                crate::units::human_bytes(size)
             ),
         ),
         Err(e) => failed(checks, "disk", e.to_string()),
@@ -586,16 +586,4 @@ fn existing_ancestor(p: &std::path::Path) -> PathBuf {
         }
     }
     cur
-}
-
-/// Bytes in a human unit.
-pub fn human(bytes: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < units.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    format!("{v:.1} {}", units[i])
 }

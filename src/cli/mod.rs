@@ -16,6 +16,7 @@ pub mod init;
 pub mod ledger;
 pub mod live;
 pub mod note;
+pub mod output;
 pub mod report;
 pub mod run;
 pub mod shell;

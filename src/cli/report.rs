@@ -11,10 +11,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::ledger::{Anchor, AnchorError};
+use crate::ledger::Anchor;
 use crate::report::{self, CollectError, Report};
 
 use super::ledger::ledger_error;
+use super::output::{anchor_error, output_error, write_atomic};
 use super::{CliError, CmdResult, Ctx, ExitKind};
 
 /// Document format.
@@ -81,7 +82,10 @@ pub fn run(args: ReportArgs, ctx: &Ctx) -> CmdResult {
             }
         }
         Some(path) => {
-            write_atomic(path, text.as_bytes())?;
+            write_atomic(path, |f| {
+                f.write_all(text.as_bytes())
+                    .map_err(|e| output_error(&path.display().to_string(), e))
+            })?;
             print_written(&doc, format, path, code, ctx);
         }
     }
@@ -164,47 +168,4 @@ fn collect_error(e: CollectError) -> CliError {
             "record a run first with `oms-upgrade init`, or point --ledger at the run's ledger",
         ),
     }
-}
-
-fn anchor_error(e: AnchorError) -> CliError {
-    let hint = match &e {
-        AnchorError::Io { .. } => "check the path given to --anchor and that it is readable",
-        AnchorError::Invalid { .. } => {
-            "use the text printed by `oms-upgrade ledger checkpoint`, unchanged"
-        }
-    };
-    CliError::new(ExitKind::Input, e.to_string()).hint(hint)
-}
-
-fn output_error(what: &str, e: std::io::Error) -> CliError {
-    CliError::new(
-        ExitKind::Internal,
-        format!("cannot write the report {what}: {e}"),
-    )
-    .hint("check that the output folder exists, is writable and has free space")
-}
-
-/// Writes `bytes` to `path` so that it is complete or absent: a temporary file in the same
-/// folder, fsynced, renamed over `path`, then the folder fsynced.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
-    let io = |e: std::io::Error| output_error(&format!("to {}", path.display()), e);
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| io(std::io::Error::other("the path has no file name")))?;
-    let tmp = dir.join(format!(".{}.part", name.to_string_lossy()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        crate::adapters::fs::fsync_dir(&dir).map_err(|e| e.source)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(io)
 }

@@ -5,12 +5,12 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
+use super::ledger::ledger_error;
 use super::{CliError, ExitKind};
 use crate::adapters::{BollardDocker, HttpHealth, MysqlMetaDb, SystemClock};
 use crate::dbconn::DbTarget;
 use crate::events::{Finding, Plan, StepFacts, StepKey};
 use crate::executor::{Adapters, ExecError, Journal, JournalError, Observer};
-use crate::ledger::LedgerError;
 use crate::omsconfig::OmsConfig;
 use crate::secret::Secret;
 use crate::steps::Step;
@@ -138,32 +138,6 @@ pub fn journal_error(e: JournalError) -> CliError {
                 .hint("run `oms-upgrade ledger verify` to see where the record is damaged")
         }
         e @ JournalError::Rejected { .. } => CliError::new(ExitKind::Internal, e.to_string()),
-    }
-}
-
-/// Maps a ledger error to a message, a hint and an exit kind.
-pub fn ledger_error(e: LedgerError) -> CliError {
-    let kind = match &e {
-        LedgerError::Busy { .. } => ExitKind::Busy,
-        LedgerError::Missing { .. } | LedgerError::NotALedger { .. } => ExitKind::Input,
-        _ => ExitKind::Internal,
-    };
-    let hint = match &e {
-        LedgerError::Busy { .. } => Some(
-            "wait for the other run to finish; only one oms-upgrade may write a ledger at a time",
-        ),
-        LedgerError::Missing { .. } => {
-            Some("run `oms-upgrade init` first, or pass the right --ledger")
-        }
-        LedgerError::NotALedger { .. } => {
-            Some("pass the folder `oms-upgrade init` created with --ledger")
-        }
-        _ => None,
-    };
-    let err = CliError::new(kind, e.to_string());
-    match hint {
-        Some(h) => err.hint(h),
-        None => err,
     }
 }
 
