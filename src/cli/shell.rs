@@ -133,10 +133,10 @@ pub fn open_journal(dir: &Path, create: bool) -> Result<Journal, CliError> {
 pub fn journal_error(e: JournalError) -> CliError {
     match e {
         JournalError::Ledger(l) => ledger_error(l),
-        e @ (JournalError::Undecodable { .. } | JournalError::Inconsistent { .. }) => {
-            CliError::new(ExitKind::Integrity, e.to_string())
-                .hint("run `oms-upgrade ledger verify` to see where the record is damaged")
-        }
+        e @ (JournalError::Undecodable { .. }
+        | JournalError::Inconsistent { .. }
+        | JournalError::Broken { .. }) => CliError::new(ExitKind::Integrity, e.to_string())
+            .hint("run `oms-upgrade ledger verify` to see where the record is damaged"),
         e @ JournalError::Rejected { .. } => CliError::new(ExitKind::Internal, e.to_string()),
     }
 }
