@@ -6,9 +6,8 @@
 mod support;
 
 use mysql_async::prelude::Queryable;
-use oms_upgrade::adapters::metadb::{
-    DbCharset, MetaDb, MetaDbError, MysqlMetaDb, PruneOutcome, edit_ha_config,
-};
+use oms_upgrade::adapters::metadb::{DbCharset, MetaDb, MetaDbError, MysqlMetaDb, PruneOutcome};
+use oms_upgrade::haconfig::{HaEdit, edit};
 use oms_upgrade::secret::Secret;
 use serde_json::json;
 
@@ -57,7 +56,14 @@ async fn ha_config_compare_and_set_keeps_unknown_keys_and_is_idempotent() {
 
     let read = meta.read_ha_config(&db.name).await.unwrap().unwrap();
     assert_eq!(read, STORED_HA);
-    let disabled = edit_ha_config(&read, &[("enable", json!(false))]).unwrap();
+    let disabled = edit(
+        &read,
+        &HaEdit {
+            enable: Some(false),
+            ..HaEdit::default()
+        },
+    )
+    .unwrap();
     let out = meta
         .write_ha_config(&db.name, &read, &disabled)
         .await
@@ -83,12 +89,13 @@ async fn ha_config_compare_and_set_keeps_unknown_keys_and_is_idempotent() {
     assert!(again.already_written);
 
     // Re-enable with a refetch interval: a key the stored value did not have is added.
-    let enabled = edit_ha_config(
+    let enabled = edit(
         &disabled,
-        &[
-            ("enable", json!(true)),
-            ("refetchStoreIntervalMin", json!(90)),
-        ],
+        &HaEdit {
+            enable: Some(true),
+            refetch_interval_min: Some(90),
+            ..HaEdit::default()
+        },
     )
     .unwrap();
     meta.write_ha_config(&db.name, &disabled, &enabled)
@@ -114,10 +121,19 @@ async fn ha_config_write_detects_a_concurrent_console_edit() {
         .await
         .unwrap();
     let read = meta.read_ha_config(&db.name).await.unwrap().unwrap();
-    let ours = edit_ha_config(&read, &[("enable", json!(false))]).unwrap();
+    let ours = edit(
+        &read,
+        &HaEdit {
+            enable: Some(false),
+            ..HaEdit::default()
+        },
+    )
+    .unwrap();
 
     // Someone edits ha.config in the console between our read and our write.
-    let theirs = edit_ha_config(&read, &[("checkRequestIntervalSec", json!(300))]).unwrap();
+    let mut console: serde_json::Value = serde_json::from_str(&read).unwrap();
+    console["checkRequestIntervalSec"] = json!(300);
+    let theirs = console.to_string();
     raw(&db.name)
         .await
         .exec_drop(

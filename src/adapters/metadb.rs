@@ -6,8 +6,8 @@
 //!   `select cfg_value from oms_normal_config where cfg_name='ha.config'`). The write is a
 //!   compare-and-set in a transaction (`SELECT ... FOR UPDATE`, compare with what was read,
 //!   `UPDATE`, commit, read back), so an operator's concurrent edit in the console is
-//!   detected instead of silently overwritten. [`edit_ha_config`] changes only the named
-//!   keys and keeps every other key, known or not.
+//!   detected instead of silently overwritten. Computing the new value (changing only the
+//!   named keys, keeping every other one) is the pure core's job: `crate::haconfig`.
 //! - The heartbeat prune reads `max(id)` first and then deletes below it, because MySQL 8
 //!   rejects the runbook's one-statement form (error 1093). The table really is spelled
 //!   `heatbeat_sequence`.
@@ -515,63 +515,9 @@ impl MetaDb for MysqlMetaDb {
     }
 }
 
-/// `ha.config` JSON could not be edited.
-#[derive(Debug, thiserror::Error)]
-pub enum HaConfigJsonError {
-    /// The stored value is not JSON.
-    #[error("the stored ha.config is not valid JSON ({0}); fix it in the OMS console first")]
-    NotJson(String),
-    /// The stored value is JSON but not an object.
-    #[error("the stored ha.config is not a JSON object; fix it in the OMS console first")]
-    NotObject,
-}
-
-/// Returns `current` (an `ha.config` JSON object) with the given keys set and every other
-/// key kept, known or unknown. The output is compact JSON; key order may differ from the
-/// input (OMS reads it as a map).
-pub fn edit_ha_config(
-    current: &str,
-    set: &[(&str, serde_json::Value)],
-) -> Result<String, HaConfigJsonError> {
-    let mut v: serde_json::Value =
-        serde_json::from_str(current).map_err(|e| HaConfigJsonError::NotJson(e.to_string()))?;
-    let obj = v.as_object_mut().ok_or(HaConfigJsonError::NotObject)?;
-    for (k, val) in set {
-        obj.insert((*k).to_string(), val.clone());
-    }
-    Ok(serde_json::to_string(&v).expect("a JSON value serializes"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn edit_keeps_unknown_keys() {
-        let cur = r#"{"enable":true,"refetchStoreIntervalMin":30,"someFutureKey":{"x":[1,2]}}"#;
-        let out = edit_ha_config(
-            cur,
-            &[
-                ("enable", json!(false)),
-                ("refetchStoreIntervalMin", json!(90)),
-            ],
-        )
-        .unwrap();
-        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-        assert_eq!(
-            v,
-            json!({"enable":false,"refetchStoreIntervalMin":90,"someFutureKey":{"x":[1,2]}})
-        );
-        assert!(matches!(
-            edit_ha_config("[1]", &[]),
-            Err(HaConfigJsonError::NotObject)
-        ));
-        assert!(matches!(
-            edit_ha_config("{", &[]),
-            Err(HaConfigJsonError::NotJson(_))
-        ));
-    }
 
     #[test]
     fn identifiers_are_quoted() {
