@@ -2,16 +2,12 @@
 //! by the Python verifier, and bad input (one-line error, a hint, the documented exit code).
 //! Integrity under tampering, crashes and concurrency is in `ledger_integrity.rs`.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 
 use assert_cmd::cargo::cargo_bin_cmd;
-use oms_upgrade::events::{self, Event};
-use oms_upgrade::ledger::{Anchor, Hash, Ledger, NewRecord};
-use uuid::Uuid;
-
-const RUN: Uuid = Uuid::from_u128(0xfeed);
-/// 2026-11-25T10:00:00Z in microseconds.
-const T0: i64 = 1_795_600_800_000_000;
+use oms_upgrade::ledger::{Anchor, Hash, Ledger};
 
 fn oms(dir: &Path) -> assert_cmd::Command {
     let mut c = cargo_bin_cmd!("oms-upgrade");
@@ -21,31 +17,6 @@ fn oms(dir: &Path) -> assert_cmd::Command {
         .arg(dir)
         .arg("ledger");
     c
-}
-
-fn ledger_with_notes(n: i64) -> (tempfile::TempDir, PathBuf, Vec<Hash>) {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("ledger");
-    let mut l = Ledger::open_writer(&dir).unwrap();
-    let hashes = (0..n)
-        .map(|i| {
-            let enc = events::encode(&Event::Note {
-                text: format!("note {i}"),
-            });
-            l.append(NewRecord {
-                timestamp_micros: T0 + i * 1_000_000,
-                operator: "alice",
-                host: "oms-node-1",
-                run_id: RUN,
-                event_type: enc.event_type,
-                schema_version: enc.schema_version,
-                payload: &enc.payload,
-            })
-            .unwrap()
-            .hash
-        })
-        .collect();
-    (tmp, dir, hashes)
 }
 
 fn stdout(out: &std::process::Output) -> String {
@@ -65,6 +36,13 @@ fn assert_one_line_error(out: &std::process::Output, code: i32, says: &str) {
     assert!(lines[0].starts_with("error: "), "{err}");
     assert!(lines[0].contains(says), "{err}");
     assert!(lines[1].starts_with("hint: "), "{err}");
+}
+
+/// A temp folder holding a ledger of `n` notes (see `support::ledger_with_notes`).
+fn ledger_with_notes(n: i64) -> (tempfile::TempDir, PathBuf, Vec<Hash>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, hashes) = support::ledger_with_notes(tmp.path(), n);
+    (tmp, dir, hashes)
 }
 
 #[test]

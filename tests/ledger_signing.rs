@@ -3,18 +3,14 @@
 //! (`ledger-schema/verify_export.py --anchor FILE --pubkey KEY`) reaching the same verdict
 //! on a valid checkpoint and on every kind of forgery.
 
+mod support;
+
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
+use support::ledger_with_notes;
 
 use assert_cmd::cargo::cargo_bin_cmd;
-use oms_upgrade::events::{self, Event};
-use oms_upgrade::ledger::{Hash, Ledger, NewRecord};
-use uuid::Uuid;
-
-const RUN: Uuid = Uuid::from_u128(0xfeed);
-/// 2026-11-25T10:00:00Z in microseconds.
-const T0: i64 = 1_795_600_800_000_000;
 
 fn oms(dir: &Path) -> assert_cmd::Command {
     let mut c = cargo_bin_cmd!("oms-upgrade");
@@ -25,30 +21,6 @@ fn oms(dir: &Path) -> assert_cmd::Command {
         .arg(dir)
         .arg("ledger");
     c
-}
-
-fn ledger_with_notes(root: &Path, n: i64) -> (PathBuf, Vec<Hash>) {
-    let dir = root.join("ledger");
-    let mut l = Ledger::open_writer(&dir).unwrap();
-    let hashes = (0..n)
-        .map(|i| {
-            let enc = events::encode(&Event::Note {
-                text: format!("note {i}"),
-            });
-            l.append(NewRecord {
-                timestamp_micros: T0 + i * 1_000_000,
-                operator: "alice",
-                host: "oms-node-1",
-                run_id: RUN,
-                event_type: enc.event_type,
-                schema_version: enc.schema_version,
-                payload: &enc.payload,
-            })
-            .unwrap()
-            .hash
-        })
-        .collect();
-    (dir, hashes)
 }
 
 fn stdout(out: &Output) -> String {

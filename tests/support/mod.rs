@@ -153,3 +153,37 @@ pub async fn remove_labelled_containers(docker: &bollard::Docker, value: Option<
         }
     }
 }
+
+/// A ledger in `root/ledger` holding `n` operator notes, one second apart from a fixed time,
+/// written through the library (no upgrade needed); returns the folder and the hashes.
+pub fn ledger_with_notes(
+    root: &std::path::Path,
+    n: i64,
+) -> (std::path::PathBuf, Vec<oms_upgrade::ledger::Hash>) {
+    use oms_upgrade::events::{self, Event};
+    use oms_upgrade::ledger::{Ledger, NewRecord};
+    /// 2026-11-25T10:00:00Z in microseconds.
+    const T0: i64 = 1_795_600_800_000_000;
+    let run = uuid::Uuid::from_u128(0xfeed);
+    let dir = root.join("ledger");
+    let mut l = Ledger::open_writer(&dir).unwrap();
+    let hashes = (0..n)
+        .map(|i| {
+            let enc = events::encode(&Event::Note {
+                text: format!("note {i}"),
+            });
+            l.append(NewRecord {
+                timestamp_micros: T0 + i * 1_000_000,
+                operator: "alice",
+                host: "oms-node-1",
+                run_id: run,
+                event_type: enc.event_type,
+                schema_version: enc.schema_version,
+                payload: &enc.payload,
+            })
+            .unwrap()
+            .hash
+        })
+        .collect();
+    (dir, hashes)
+}
