@@ -101,6 +101,28 @@ fn store_err(path: &Path) -> impl FnOnce(sled::Error) -> LedgerError {
     }
 }
 
+/// How long a contended lock is retried before the ledger is reported busy.
+const LOCK_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Takes the exclusive lock, retrying briefly on contention. A lock can look held for a
+/// moment after its holder closed it: a process that forks a child (another thread
+/// spawning a command) lends its open descriptors to the child until the child's exec.
+/// A real concurrent run holds the lock far longer than the grace and is still refused.
+fn lock_with_grace(file: &File) -> std::io::Result<()> {
+    let deadline = std::time::Instant::now() + LOCK_GRACE;
+    loop {
+        match file.try_lock_exclusive() {
+            Err(e)
+                if e.kind() == fs2::lock_contended_error().kind()
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
 impl FolderLock {
     fn acquire(dir: &Path, role: &str) -> Result<FolderLock, LedgerError> {
         let path = dir.join(LOCK_FILE);
@@ -111,7 +133,7 @@ impl FolderLock {
             .truncate(false)
             .open(&path)
             .map_err(io_err(dir, "open the lock file"))?;
-        if let Err(e) = file.try_lock_exclusive() {
+        if let Err(e) = lock_with_grace(&file) {
             if e.kind() != fs2::lock_contended_error().kind() {
                 return Err(io_err(dir, "lock the lock file")(e));
             }
@@ -257,8 +279,36 @@ fn interrupted(dir: &Path) -> LedgerError {
     }
 }
 
+/// Removes snapshot files sled 0.34 left unfinished (`snap.<lsn>.generating`).
+///
+/// sled writes a snapshot to `snap.<lsn>.generating` and renames it when complete, but a
+/// process killed in between leaves the partial file behind and sled 0.34 then refuses to
+/// open the database ("empty/corrupt snapshot file found", then `Corruption`; upstream
+/// spacejam/sled#1527 and #1533). Such a file is by construction not a snapshot sled ever
+/// relied on: without it sled recovers from the last complete snapshot and its log, which
+/// holds every record whose append returned. Only called while holding the folder lock,
+/// so no live sled instance can be writing the file.
+fn discard_unfinished_snapshots(dir: &Path) -> Result<(), LedgerError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_err(dir, "list the ledger folder")(e)),
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            tracing::warn!(file = %entry.path().display(), "removing an unfinished sled snapshot left by a killed process");
+            std::fs::remove_file(entry.path())
+                .map_err(io_err(dir, "remove an unfinished sled snapshot"))?;
+        }
+    }
+    Ok(())
+}
+
 /// Opens sled and the two trees of an existing ledger, after checking it is one.
 fn open_existing(dir: &Path) -> Result<(sled::Db, LedgerView), LedgerError> {
+    discard_unfinished_snapshots(dir)?;
     let db = sled_config(dir).open().map_err(|e| match e {
         // sled refuses a database created with other settings (or another sled version):
         // not a database this ledger wrote.
