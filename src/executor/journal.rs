@@ -11,7 +11,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use uuid::Uuid;
 
 use crate::events::{self, Event, Recorded};
-use crate::ledger::{Ledger, LedgerError, NewRecord, Record};
+use crate::ledger::{Ledger, LedgerError, LedgerView, NewRecord, Record};
 use crate::replay::{Rejection, State};
 
 /// Why the journal could not load or record.
@@ -78,25 +78,7 @@ impl Journal {
     }
 
     fn from_ledger(ledger: Ledger, operator: &str, host: &str) -> Result<Journal, JournalError> {
-        // Acting on an altered record could repeat or skip a side effect: the whole chain
-        // is checked before anything is replayed (cheap: a run has tens of records).
-        let report = crate::ledger::verify_chain(ledger.view(), None)?;
-        if let Some(p) = report.problem {
-            return Err(JournalError::Broken {
-                seq: p.seq,
-                detail: p.detail,
-            });
-        }
-        let mut state = State::new();
-        for rec in ledger.view().records() {
-            let recorded = to_recorded(&rec?)?;
-            state
-                .apply(&recorded)
-                .map_err(|rejection| JournalError::Inconsistent {
-                    seq: recorded.seq,
-                    rejection,
-                })?;
-        }
+        let (_, state) = replay_view(ledger.view())?;
         Ok(Journal {
             ledger,
             state,
@@ -194,10 +176,23 @@ pub fn to_recorded(rec: &Record) -> Result<Recorded, JournalError> {
 
 /// Replays a ledger read-only (for `status`, `plan`, reports): the records and the state.
 pub fn replay_dir(dir: &Path) -> Result<(Vec<Recorded>, State), JournalError> {
-    let reader = crate::ledger::LedgerReader::open(dir)?;
+    replay_view(crate::ledger::LedgerReader::open(dir)?.view())
+}
+
+/// Verifies the whole hash chain, then replays it. Nothing (writer or reader) acts on, or
+/// shows, a state built from an altered record: a run has tens of records, so the extra
+/// pass costs nothing next to what acting on a forged history could.
+fn replay_view(view: &LedgerView) -> Result<(Vec<Recorded>, State), JournalError> {
+    let report = crate::ledger::verify_chain(view, None)?;
+    if let Some(p) = report.problem {
+        return Err(JournalError::Broken {
+            seq: p.seq,
+            detail: p.detail,
+        });
+    }
     let mut state = State::new();
     let mut all = Vec::new();
-    for rec in reader.records() {
+    for rec in view.records() {
         let recorded = to_recorded(&rec?)?;
         state
             .apply(&recorded)
@@ -215,7 +210,7 @@ mod tests {
     use super::*;
     use crate::events::samples;
 
-    /// A writer refuses a ledger whose chain was altered behind its back (here: one byte
+    /// A writer (and a reader) refuses a ledger whose chain was altered behind its back (here: one byte
     /// of the plan's payload, rewritten through sled's own API so sled's CRCs stay valid).
     #[test]
     fn altered_ledger_is_refused_before_replay() {
@@ -251,6 +246,12 @@ mod tests {
             Err(JournalError::Broken { seq, .. }) => assert_eq!(seq, 1),
             Err(e) => panic!("wrong error: {e}"),
             Ok(_) => panic!("an altered ledger was accepted"),
+        }
+        // Readers (`status`, `plan`) refuse it too rather than show a forged history.
+        match replay_dir(dir.path()) {
+            Err(JournalError::Broken { seq, .. }) => assert_eq!(seq, 1),
+            Err(e) => panic!("wrong error: {e}"),
+            Ok(_) => panic!("an altered ledger was shown"),
         }
     }
 }
