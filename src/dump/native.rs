@@ -7,8 +7,9 @@
 //! whatever the table size, and the CPU work of rendering overlaps the file work.
 //!
 //! File layout (no timestamps, so the same content gives the same bytes):
-//! header with session settings; per base table `DROP TABLE IF EXISTS`, the server's own
-//! `CREATE TABLE` (which carries AUTO_INCREMENT) and its rows; one stand-in view per view
+//! header with session settings (its second line names the format, [`FORMAT_LINE`]); per
+//! base table a `-- Table` line, `DROP TABLE IF EXISTS`, the server's own `CREATE TABLE`
+//! (which carries AUTO_INCREMENT) and its rows; [`TABLES_END`]; one stand-in view per view
 //! (so views may refer to views in any order), then the real views; a list of the triggers
 //! that were skipped; the settings restored; the trailer `-- Dump completed`.
 
@@ -26,6 +27,13 @@ use super::sqlvalue::{ident, literal_for, push_literal};
 use super::writer::{self, Msg, PartWriter, TRAILER, send};
 use super::{DumpError, DumpOptions, connect, query_err};
 use crate::dbconn::DbTarget;
+
+/// Second line of every native dump of this layout. Format 2 marks the table sections: each
+/// base table's statements follow a `-- Table `name`` line and nothing else comes before
+/// the next such line or [`TABLES_END`], so restore may load the sections in parallel.
+pub(crate) const FORMAT_LINE: &str = "-- Format: 2 (sections)";
+/// The line after the last table section; views and the closing settings follow it.
+pub(crate) const TABLES_END: &str = "-- Tables end";
 
 /// Dumps `database` natively into `path`. See the module docs.
 pub(crate) async fn dump(
@@ -112,6 +120,8 @@ async fn produce(
     let q = |what: &'static str| move |e| query_err(database, what, e);
     let mut head = String::new();
     head.push_str("-- oms-upgrade native dump\n");
+    head.push_str(FORMAT_LINE);
+    head.push('\n');
     head.push_str(&format!("-- Database: {}\n", ident(database)));
     head.push_str(&format!("-- Server version: {server_version}\n"));
     head.push_str("-- Load into an existing, empty database: mariadb DBNAME < FILE\n");
@@ -176,6 +186,8 @@ async fn produce(
         };
         facts.push(fact);
     }
+
+    send(tx, format!("\n{TABLES_END}\n").into_bytes()).await?;
 
     let views: Vec<&TableInfo> = schema.views().collect();
     if !views.is_empty() {
