@@ -9,7 +9,7 @@
 //! no binlog where the user may turn it off, one transaction per table). A reader thread
 //! decompresses and splits while the server executes, through a small bounded channel.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::sync::Arc;
@@ -18,9 +18,11 @@ use mysql_async::prelude::Queryable;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use super::artifact::{Compression, DumpArtifact, TableFact, verify_artifact};
+use super::artifact::{Compression, DumpArtifact, TableFact};
 use super::facts;
+use super::loaddata::{self, Load};
 use super::progress::Progress;
+use super::sections::{self, SectionError, Sections};
 use super::sqlvalue::ident;
 use super::{DumpError, connect, query_err};
 use crate::dbconn::DbTarget;
@@ -63,20 +65,21 @@ pub struct TableDiff {
 }
 
 /// Verifies `artifact`'s file, then drops, recreates and loads its database, then checks the
-/// per-table facts. Touches nothing when the file does not match its recorded BLAKE3.
+/// per-table facts. Touches nothing when the file does not match its recorded BLAKE3. A
+/// native dump's tables are loaded `opts.jobs` at a time.
 pub async fn restore_database(
     target: &DbTarget,
     artifact: &DumpArtifact,
     opts: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<RestoreReport, DumpError> {
-    let _ = opts;
-    verify_blocking(artifact).await?;
-    load(target, artifact, progress).await
+    let mut reports = restore_artifacts(target, vec![artifact.clone()], opts, progress).await?;
+    Ok(reports.remove(0))
 }
 
 /// Verifies every chosen artifact first (refusing before touching any database if one does
-/// not match), then restores them, `opts.jobs` at a time. `databases` empty means all.
+/// not match), then restores them, tables of all of them `opts.jobs` at a time.
+/// `databases` empty means all.
 pub async fn restore(
     target: &DbTarget,
     manifest: &super::Manifest,
@@ -104,88 +107,112 @@ pub async fn restore(
             })
             .collect::<Result<_, _>>()?
     };
-    let mut checks = tokio::task::JoinSet::new();
-    for a in chosen.clone() {
-        checks.spawn_blocking(move || verify_artifact(&a));
-    }
-    while let Some(r) = checks.join_next().await {
-        r.map_err(|e| DumpError::Internal {
-            what: format!("checksum task failed: {e}"),
-        })??;
-    }
+    restore_artifacts(target, chosen, opts, &*progress).await
+}
 
-    let sem = Arc::new(tokio::sync::Semaphore::new(opts.jobs.max(1)));
-    let mut tasks = tokio::task::JoinSet::new();
-    for (i, a) in chosen.into_iter().enumerate() {
-        let (target, sem, progress) = (target.clone(), sem.clone(), progress.clone());
-        tasks.spawn(async move {
-            let _permit = sem.acquire_owned().await.expect("semaphore never closed");
-            (i, load(&target, &a, &*progress).await)
-        });
+/// The restore of one or several artifacts: verify all, then load.
+///
+/// Plain native dumps of format 2 are loaded table by table: each table's section of the
+/// file goes to whichever of the `jobs` connections is free, biggest first, and its facts
+/// are recomputed on that connection as soon as it is in; the views and closing settings run
+/// once all tables of the database are in. Other dumps (mariadb-dump files, zstd, format 1)
+/// and any database whose sections do not check out are loaded in file order, one connection
+/// per database.
+async fn restore_artifacts(
+    target: &DbTarget,
+    chosen: Vec<DumpArtifact>,
+    opts: &RestoreOptions,
+    progress: &dyn Progress,
+) -> Result<Vec<RestoreReport>, DumpError> {
+    let mut checks = tokio::task::JoinSet::new();
+    for (i, a) in chosen.iter().cloned().enumerate() {
+        checks.spawn_blocking(move || (i, sections::verify_and_find(&a)));
+    }
+    let mut layouts: Vec<Option<Sections>> = vec![None; chosen.len()];
+    while let Some(r) = checks.join_next().await {
+        let (i, found) = r.map_err(|e| DumpError::Internal {
+            what: format!("checksum task failed: {e}"),
+        })?;
+        layouts[i] = found?;
+    }
+    let jobs = opts.jobs.max(1);
+    let mut results: Vec<Option<RestoreReport>> = (0..chosen.len()).map(|_| None).collect();
+    let sectioned: Vec<(usize, Sections)> = layouts
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, l)| l.map(|l| (i, l)))
+        .collect();
+    if !sectioned.is_empty() {
+        for (i, r) in load_sections(target, &chosen, sectioned, jobs, progress).await? {
+            results[i] = r;
+        }
     }
     // Every started restore runs to its end (stopping one halfway would leave a half-loaded
     // database); the first error is reported after all are done.
-    let mut reports = Vec::new();
+    let in_order: Vec<usize> = (0..chosen.len())
+        .filter(|i| results[*i].is_none())
+        .collect();
+    let sem = tokio::sync::Semaphore::new(jobs);
+    let loads = in_order.iter().map(|&i| {
+        let (sem, a) = (&sem, &chosen[i]);
+        async move {
+            let _permit = sem.acquire().await.expect("semaphore never closed");
+            (i, load(target, a, progress).await)
+        }
+    });
     let mut first_err = None;
-    while let Some(r) = tasks.join_next().await {
+    for (i, r) in futures_util::future::join_all(loads).await {
         match r {
-            Ok((i, Ok(rep))) => reports.push((i, rep)),
-            Ok((_, Err(e))) => {
-                first_err.get_or_insert(e);
-            }
+            Ok(rep) => results[i] = Some(rep),
             Err(e) => {
-                first_err.get_or_insert(DumpError::Internal {
-                    what: format!("restore task failed: {e}"),
-                });
+                first_err.get_or_insert(e);
             }
         }
     }
     if let Some(e) = first_err {
         return Err(e);
     }
-    reports.sort_by_key(|(i, _)| *i);
-    Ok(reports.into_iter().map(|(_, r)| r).collect())
-}
-
-async fn verify_blocking(artifact: &DumpArtifact) -> Result<(), DumpError> {
-    let a = artifact.clone();
-    tokio::task::spawn_blocking(move || verify_artifact(&a))
-        .await
-        .map_err(|e| DumpError::Internal {
-            what: format!("checksum task failed: {e}"),
-        })?
+    Ok(results
+        .into_iter()
+        .map(|r| r.expect("every database was loaded one way or the other"))
+        .collect())
 }
 
 /// A statement and where it starts in the SQL stream.
-struct Stmt {
-    sql: Vec<u8>,
-    offset: u64,
+pub(crate) struct Stmt {
+    pub(crate) sql: Vec<u8>,
+    pub(crate) offset: u64,
+    /// The same rows as `LOAD DATA`, when the statement is a native dump's INSERT; converted
+    /// on the reader thread, so the work overlaps the server's.
+    pub(crate) load: Option<Load>,
 }
 
-async fn load(
-    target: &DbTarget,
-    artifact: &DumpArtifact,
-    progress: &dyn Progress,
-) -> Result<RestoreReport, DumpError> {
-    let db = artifact.database.as_str();
-    let started = std::time::Instant::now();
+impl Stmt {
+    /// A statement read from a native dump: INSERTs get their `LOAD DATA` form.
+    pub(crate) fn native(sql: Vec<u8>, offset: u64) -> Stmt {
+        let load = if sql.starts_with(b"INSERT INTO ") {
+            loaddata::convert(&sql)
+        } else {
+            None
+        };
+        Stmt { sql, offset, load }
+    }
+}
+
+/// Statements executed and their bytes, for the report.
+#[derive(Debug, Default, Clone, Copy)]
+struct Executed {
+    statements: u64,
+    sql_bytes: u64,
+    /// The server refused `LOAD DATA LOCAL` (`local_infile` off): INSERTs from here on.
+    load_refused: bool,
+}
+
+/// Opens a connection with the restore's session settings.
+async fn bulk_session(target: &DbTarget, db: &str) -> Result<mysql_async::Conn, DumpError> {
     let q = |what: &'static str| move |e| query_err(db, what, e);
     let mut conn = connect(target).await?;
     facts::session_setup(&mut conn).await?;
-    conn.query_drop(format!("DROP DATABASE IF EXISTS {}", ident(db)))
-        .await
-        .map_err(q("dropping the database"))?;
-    conn.query_drop(format!(
-        "CREATE DATABASE {} CHARACTER SET {} COLLATE {}",
-        ident(db),
-        artifact.charset,
-        artifact.collation
-    ))
-    .await
-    .map_err(q("creating the database"))?;
-    conn.query_drop(format!("USE {}", ident(db)))
-        .await
-        .map_err(q("selecting the database"))?;
     // Each INSERT commits on its own: on MariaDB 10.11 one transaction per table takes
     // InnoDB's bulk-insert path, which measured twice the server CPU for the same wall time
     // (docs/backup.md). The rows came out of tables that satisfied their CHECK constraints,
@@ -198,40 +225,49 @@ async fn load(
     .map_err(q("setting bulk-load options"))?;
     // Needs SUPER or BINLOG ADMIN; without it the binlog simply records the load.
     let _ = conn.query_drop("SET SESSION sql_log_bin = 0").await;
-    progress.begin(db, artifact.size_bytes);
+    Ok(conn)
+}
 
-    let (tx, mut rx) = mpsc::channel::<Stmt>(4);
-    let a = artifact.clone();
-    let reader = tokio::task::spawn_blocking(move || read_statements(&a, tx));
-    let mut statements = 0u64;
-    let mut sql_bytes = 0u64;
-    let mut exec_err = None;
+/// Drops and creates the artifact's database with its recorded charset and collation.
+async fn recreate(conn: &mut mysql_async::Conn, artifact: &DumpArtifact) -> Result<(), DumpError> {
+    let db = artifact.database.as_str();
+    let q = |what: &'static str| move |e| query_err(db, what, e);
+    conn.query_drop(format!("DROP DATABASE IF EXISTS {}", ident(db)))
+        .await
+        .map_err(q("dropping the database"))?;
+    conn.query_drop(format!(
+        "CREATE DATABASE {} CHARACTER SET {} COLLATE {}",
+        ident(db),
+        artifact.charset,
+        artifact.collation
+    ))
+    .await
+    .map_err(q("creating the database"))
+}
+
+/// Executes the statements from `rx` in order. A `CREATE TABLE`'s plain secondary indexes are
+/// held back and added once the table's rows are in (see [`defer_secondary_keys`]).
+async fn execute_all(
+    conn: &mut mysql_async::Conn,
+    db: &str,
+    rx: &mut mpsc::Receiver<Stmt>,
+    progress: &dyn Progress,
+    done: &mut Executed,
+) -> Result<(), DumpError> {
     // Secondary indexes of the table being loaded, added back once its rows are in.
     let mut deferred: Option<String> = None;
     while let Some(stmt) = rx.recv().await {
-        statements += 1;
-        sql_bytes += stmt.sql.len() as u64;
+        done.statements += 1;
+        done.sql_bytes += stmt.sql.len() as u64;
         progress.advance(db, stmt.sql.len() as u64, 0);
         let mut sql = stmt.sql;
         if ends_table_data(&sql)
             && let Some(alter) = deferred.take()
-            && let Err(e) = {
-                tracing::debug!(
-                    database = db,
-                    elapsed_ms = started.elapsed().as_millis() as u64,
-                    "building deferred indexes"
-                );
-                conn.query_drop(&alter).await
-            }
         {
-            exec_err = Some(statement_err(
-                db,
-                statements,
-                stmt.offset,
-                alter.as_bytes(),
-                e,
-            ));
-            break;
+            tracing::debug!(database = db, "building deferred indexes");
+            conn.query_drop(&alter).await.map_err(|e| {
+                statement_err(db, done.statements, stmt.offset, alter.as_bytes(), e)
+            })?;
         }
         if opts_defer_keys(&sql)
             && let Some((create, alter)) = defer_secondary_keys(&sql)
@@ -239,43 +275,133 @@ async fn load(
             sql = create;
             deferred = Some(alter);
         }
+        if let Some(load) = stmt.load
+            && !done.load_refused
+        {
+            match load_data(conn, db, load, stmt.offset).await {
+                Ok(true) => continue,
+                Ok(false) => {
+                    tracing::info!(
+                        database = db,
+                        "the server refuses LOAD DATA LOCAL (local_infile); restoring with INSERTs"
+                    );
+                    done.load_refused = true;
+                }
+                Err(LoadFailed::Server(e)) => {
+                    return Err(statement_err(db, done.statements, stmt.offset, &sql, e));
+                }
+                Err(LoadFailed::Rows(e)) => return Err(e),
+            }
+        }
         if let Err(e) = conn.query_drop(&sql).await {
             // An executable comment the server skips entirely is an empty query: harmless.
             if matches!(&e, mysql_async::Error::Server(s) if s.code == 1065) {
                 continue;
             }
-            exec_err = Some(statement_err(db, statements, stmt.offset, &sql, e));
-            break;
+            return Err(statement_err(db, done.statements, stmt.offset, &sql, e));
         }
     }
-    if exec_err.is_none()
-        && let Some(alter) = deferred.take()
-        && let Err(e) = conn.query_drop(&alter).await
-    {
-        exec_err = Some(statement_err(
-            db,
-            statements,
-            sql_bytes,
-            alter.as_bytes(),
-            e,
-        ));
+    if let Some(alter) = deferred.take() {
+        conn.query_drop(&alter)
+            .await
+            .map_err(|e| statement_err(db, done.statements, done.sql_bytes, alter.as_bytes(), e))?;
     }
+    Ok(())
+}
+
+enum LoadFailed {
+    Server(mysql_async::Error),
+    Rows(DumpError),
+}
+
+/// Runs `load` as `LOAD DATA LOCAL INFILE` fed from memory. `Ok(false)`: the server does not
+/// allow it (nothing was stored); the caller runs the INSERT instead. The server must report
+/// every row stored and no warning, or the restore stops.
+async fn load_data(
+    conn: &mut mysql_async::Conn,
+    db: &str,
+    load: Load,
+    offset: u64,
+) -> Result<bool, LoadFailed> {
+    use futures_util::StreamExt;
+    let data = bytes::Bytes::from(load.data);
+    conn.set_infile_handler(async move {
+        Ok(futures_util::stream::once(async move { Ok(data) }).boxed())
+    });
+    if let Err(e) = conn.query_drop(&load.sql).await {
+        // 1148: the command is not allowed (local_infile=OFF); 3948/4166: MySQL's and
+        // MariaDB's "local data disabled"; 2068: refused on the client side.
+        return match &e {
+            mysql_async::Error::Server(s) if matches!(s.code, 1148 | 3948 | 4166) => Ok(false),
+            mysql_async::Error::Server(s) if s.code == 2068 => Ok(false),
+            _ => Err(LoadFailed::Server(e)),
+        };
+    }
+    let (stored, warnings) = (conn.affected_rows(), conn.get_warnings());
+    if stored == load.rows && warnings == 0 {
+        return Ok(true);
+    }
+    let codes: Vec<u16> = conn
+        .query::<(String, u16, String), _>("SHOW WARNINGS LIMIT 5")
+        .await
+        .map(|rows| rows.into_iter().map(|(_, code, _)| code).collect())
+        .unwrap_or_default();
+    Err(LoadFailed::Rows(DumpError::RowsNotStored {
+        database: db.to_string(),
+        offset,
+        expected: load.rows,
+        stored,
+        warnings,
+        codes: if codes.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; codes {}",
+                codes
+                    .iter()
+                    .map(u16::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        },
+    }))
+}
+
+/// Loads a whole file in order over one connection (any dump this module can read).
+async fn load(
+    target: &DbTarget,
+    artifact: &DumpArtifact,
+    progress: &dyn Progress,
+) -> Result<RestoreReport, DumpError> {
+    let db = artifact.database.as_str();
+    let started = std::time::Instant::now();
+    let q = |what: &'static str| move |e| query_err(db, what, e);
+    let mut conn = bulk_session(target, db).await?;
+    recreate(&mut conn, artifact).await?;
+    conn.query_drop(format!("USE {}", ident(db)))
+        .await
+        .map_err(q("selecting the database"))?;
+    progress.begin(db, artifact.size_bytes);
+
+    let (tx, mut rx) = mpsc::channel::<Stmt>(4);
+    let a = artifact.clone();
+    let reader = tokio::task::spawn_blocking(move || read_statements(&a, tx));
+    let mut done = Executed::default();
+    let executed = execute_all(&mut conn, db, &mut rx, progress, &mut done).await;
     drop(rx);
     let read = reader.await.map_err(|e| DumpError::Internal {
         what: format!("dump reader failed: {e}"),
     })?;
     progress.finish(db);
-    if let Some(e) = exec_err {
-        return Err(e);
-    }
+    executed?;
     read?;
     conn.query_drop("COMMIT").await.map_err(q("committing"))?;
     conn.disconnect().await.ok();
 
     tracing::debug!(
         database = db,
-        statements,
-        sql_bytes,
+        statements = done.statements,
+        sql_bytes = done.sql_bytes,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "loaded; checking tables"
     );
@@ -287,8 +413,368 @@ async fn load(
     );
     Ok(RestoreReport {
         database: db.to_string(),
-        statements,
-        sql_bytes,
+        statements: done.statements,
+        sql_bytes: done.sql_bytes,
+        tables,
+    })
+}
+
+/// Shared state of a table-by-table load.
+struct Board {
+    /// (database index, table index), biggest section first.
+    queue: VecDeque<(usize, usize)>,
+    /// Per database: tables not yet in.
+    remaining: Vec<usize>,
+    /// Per database: facts recomputed so far.
+    facts: Vec<BTreeMap<String, TableFact>>,
+    done: Vec<Executed>,
+    /// Per database: a section did not check out; load the file in order afterwards.
+    in_order: Vec<bool>,
+    /// The first real failure; no new table is started after it.
+    error: Option<DumpError>,
+    results: Vec<Option<RestoreReport>>,
+}
+
+impl Board {
+    /// Records database `d`'s outcome once its views are in and its facts compared.
+    fn finished(&mut self, d: usize, r: Result<RestoreReport, DumpError>) {
+        match r {
+            Ok(rep) => self.results[d] = Some(rep),
+            Err(e) => {
+                self.error.get_or_insert(e);
+            }
+        }
+    }
+}
+
+/// Loads sectioned dumps over `jobs` connections. Returns, per artifact index, the report,
+/// or `None` for a database to be loaded in file order instead. Tables already started run
+/// to their end after a failure; the first failure is returned.
+async fn load_sections(
+    target: &DbTarget,
+    chosen: &[DumpArtifact],
+    sectioned: Vec<(usize, Sections)>,
+    jobs: usize,
+    progress: &dyn Progress,
+) -> Result<Vec<(usize, Option<RestoreReport>)>, DumpError> {
+    let n = sectioned.len();
+    let artifacts: Vec<&DumpArtifact> = sectioned.iter().map(|(i, _)| &chosen[*i]).collect();
+    let mut units: Vec<(usize, usize)> = sectioned
+        .iter()
+        .enumerate()
+        .flat_map(|(d, (_, s))| (0..s.tables.len()).map(move |t| (d, t)))
+        .collect();
+    let size = |&(d, t): &(usize, usize)| {
+        let s = &sectioned[d].1.tables[t];
+        s.end - s.start
+    };
+    units.sort_by_key(|u| std::cmp::Reverse(size(u)));
+    let board = std::sync::Mutex::new(Board {
+        queue: units.into(),
+        remaining: sectioned.iter().map(|(_, s)| s.tables.len()).collect(),
+        facts: vec![BTreeMap::new(); n],
+        done: vec![Executed::default(); n],
+        in_order: vec![false; n],
+        error: None,
+        results: (0..n).map(|_| None).collect(),
+    });
+    let headers: Vec<Vec<Vec<u8>>> = sectioned
+        .iter()
+        .map(|(_, s)| split_small(&s.header))
+        .collect();
+
+    // Every database is dropped and created before any table goes in.
+    let setup = async {
+        let mut conn = bulk_session(target, "").await?;
+        for a in &artifacts {
+            recreate(&mut conn, a).await?;
+            progress.begin(&a.database, a.size_bytes);
+        }
+        conn.disconnect().await.ok();
+        Ok::<(), DumpError>(())
+    };
+    setup.await?;
+    // A database without tables has nothing to hand out: finish it up front.
+    let empty: Vec<usize> = (0..n)
+        .filter(|d| sectioned[*d].1.tables.is_empty())
+        .collect();
+
+    let worker = |_w: usize| {
+        let (board, headers, sectioned, artifacts) = (&board, &headers, &sectioned, &artifacts);
+        async move {
+            let mut conn = match bulk_session(target, "").await {
+                Ok(c) => c,
+                Err(e) => {
+                    board.lock().expect("board").error.get_or_insert(e);
+                    return;
+                }
+            };
+            loop {
+                let unit = {
+                    let mut b = board.lock().expect("board");
+                    if b.error.is_some() {
+                        None
+                    } else {
+                        let mut next = None;
+                        while let Some((d, t)) = b.queue.pop_front() {
+                            if !b.in_order[d] {
+                                next = Some((d, t));
+                                break;
+                            }
+                        }
+                        next
+                    }
+                };
+                let Some((d, t)) = unit else { break };
+                let (a, s) = (artifacts[d], &sectioned[d].1);
+                let mut done = Executed::default();
+                let r = load_table(&mut conn, a, s, &headers[d], t, progress, &mut done).await;
+                let last = {
+                    let mut b = board.lock().expect("board");
+                    b.done[d].statements += done.statements;
+                    b.done[d].sql_bytes += done.sql_bytes;
+                    match r {
+                        Ok(fact) => {
+                            if let Some(f) = fact {
+                                b.facts[d].insert(f.name.clone(), f);
+                            }
+                            b.remaining[d] -= 1;
+                            b.remaining[d] == 0 && !b.in_order[d]
+                        }
+                        Err(SectionError::NotASection(why)) => {
+                            tracing::warn!(
+                                database = a.database.as_str(),
+                                "{why}; loading the whole file in order instead"
+                            );
+                            b.in_order[d] = true;
+                            false
+                        }
+                        Err(SectionError::Dump(e)) => {
+                            b.error.get_or_insert(e);
+                            false
+                        }
+                    }
+                };
+                if last {
+                    let (facts, done) = {
+                        let mut b = board.lock().expect("board");
+                        (std::mem::take(&mut b.facts[d]), b.done[d])
+                    };
+                    let r =
+                        finish_database(&mut conn, a, s, &headers[d], facts, done, progress).await;
+                    progress.finish(&a.database);
+                    board.lock().expect("board").finished(d, r);
+                }
+            }
+            conn.disconnect().await.ok();
+        }
+    };
+    let workers = jobs.min(board.lock().expect("board").queue.len()).max(1);
+    let finish_empty = async {
+        if empty.is_empty() {
+            return;
+        }
+        let mut conn = match bulk_session(target, "").await {
+            Ok(c) => c,
+            Err(e) => {
+                board.lock().expect("board").error.get_or_insert(e);
+                return;
+            }
+        };
+        for d in empty {
+            let (a, s) = (artifacts[d], &sectioned[d].1);
+            let r = finish_database(
+                &mut conn,
+                a,
+                s,
+                &headers[d],
+                BTreeMap::new(),
+                Executed::default(),
+                progress,
+            )
+            .await;
+            progress.finish(&a.database);
+            board.lock().expect("board").finished(d, r);
+        }
+        conn.disconnect().await.ok();
+    };
+    tokio::join!(
+        futures_util::future::join_all((0..workers).map(worker)),
+        finish_empty
+    );
+
+    let mut b = board.into_inner().expect("board");
+    if let Some(e) = b.error.take() {
+        return Err(e);
+    }
+    let mut out = Vec::with_capacity(n);
+    for (d, (i, _)) in sectioned.iter().enumerate() {
+        if b.in_order[d] {
+            out.push((*i, None));
+            continue;
+        }
+        match b.results[d].take() {
+            Some(rep) => out.push((*i, Some(rep))),
+            None => {
+                return Err(DumpError::Internal {
+                    what: format!(
+                        "the load of `{}` ended without a result",
+                        artifacts[d].database
+                    ),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Splits a small piece of SQL (a dump's header) into statements.
+fn split_small(sql: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut sp = Splitter::default();
+    let mut emit = |s: Vec<u8>, _| -> Result<(), ()> {
+        out.push(s);
+        Ok(())
+    };
+    let _ = sp.feed(sql, 0, &mut emit);
+    let _ = sp.finish(&mut emit);
+    out
+}
+
+/// `USE db` and the dump's header settings on `conn`.
+async fn enter(
+    conn: &mut mysql_async::Conn,
+    db: &str,
+    header: &[Vec<u8>],
+) -> Result<(), DumpError> {
+    conn.query_drop(format!("USE {}", ident(db)))
+        .await
+        .map_err(|e| query_err(db, "selecting the database", e))?;
+    for (i, sql) in header.iter().enumerate() {
+        if let Err(e) = conn.query_drop(sql).await {
+            if matches!(&e, mysql_async::Error::Server(s) if s.code == 1065) {
+                continue;
+            }
+            return Err(statement_err(db, i as u64 + 1, 0, sql, e));
+        }
+    }
+    Ok(())
+}
+
+/// Loads one table's section on `conn`, then recomputes its fact with the recorded method.
+async fn load_table(
+    conn: &mut mysql_async::Conn,
+    artifact: &DumpArtifact,
+    sections: &Sections,
+    header: &[Vec<u8>],
+    t: usize,
+    progress: &dyn Progress,
+    done: &mut Executed,
+) -> Result<Option<TableFact>, SectionError> {
+    let db = artifact.database.as_str();
+    let section = &sections.tables[t];
+    enter(conn, db, header).await?;
+    run_range(
+        conn,
+        artifact,
+        sections,
+        (section.start, section.end),
+        Some(&section.name),
+        progress,
+        done,
+    )
+    .await?;
+    tracing::debug!(
+        database = db,
+        table = section.name.as_str(),
+        "table loaded; checking it"
+    );
+    // The header changed the session (sql_mode, time zone); facts are read as the dumper read them.
+    facts::session_setup(conn).await?;
+    let schema = facts::list_schema(conn, db).await?;
+    let Some(info) = schema.base_tables().find(|i| i.name == section.name) else {
+        return Ok(None); // reported as missing by the database check
+    };
+    let expected = &artifact.tables[t];
+    let fact = facts::fact_for(conn, db, info, Some(expected.checksum_method)).await?;
+    tracing::debug!(
+        database = db,
+        table = section.name.as_str(),
+        "table checked"
+    );
+    Ok(Some(fact))
+}
+
+/// Streams `[start, end)` of the file through a reader thread into [`execute_all`].
+async fn run_range(
+    conn: &mut mysql_async::Conn,
+    artifact: &DumpArtifact,
+    sections: &Sections,
+    range: (u64, u64),
+    table: Option<&str>,
+    progress: &dyn Progress,
+    done: &mut Executed,
+) -> Result<(), SectionError> {
+    let db = artifact.database.as_str();
+    let (tx, mut rx) = mpsc::channel::<Stmt>(4);
+    let file = sections.file.clone();
+    let path = artifact.file.clone();
+    let table = table.map(str::to_string);
+    let reader = tokio::task::spawn_blocking(move || {
+        sections::read_range(&file, &path, range, table.as_deref(), tx)
+    });
+    let executed = execute_all(conn, db, &mut rx, progress, done).await;
+    drop(rx);
+    let read = reader.await.map_err(|e| DumpError::Internal {
+        what: format!("dump reader failed: {e}"),
+    })?;
+    // A section that did not check out explains whatever the executor saw after it.
+    match (read, executed) {
+        (Err(SectionError::NotASection(why)), _) => Err(SectionError::NotASection(why)),
+        (_, Err(e)) => Err(SectionError::Dump(e)),
+        (Err(e), Ok(())) => Err(e),
+        (Ok(()), Ok(())) => Ok(()),
+    }
+}
+
+/// After every table of a database is in: the views and closing settings, then the check
+/// that the database holds exactly the recorded tables, views and facts.
+async fn finish_database(
+    conn: &mut mysql_async::Conn,
+    artifact: &DumpArtifact,
+    sections: &Sections,
+    header: &[Vec<u8>],
+    got: BTreeMap<String, TableFact>,
+    mut done: Executed,
+    progress: &dyn Progress,
+) -> Result<RestoreReport, DumpError> {
+    let db = artifact.database.as_str();
+    enter(conn, db, header).await?;
+    match run_range(
+        conn,
+        artifact,
+        sections,
+        sections.tail,
+        None,
+        progress,
+        &mut done,
+    )
+    .await
+    {
+        Ok(()) => {}
+        Err(SectionError::Dump(e)) => return Err(e),
+        Err(SectionError::NotASection(why)) => {
+            return Err(DumpError::Internal { what: why });
+        }
+    }
+    done.statements += header.len() as u64;
+    facts::session_setup(conn).await?;
+    let schema = facts::list_schema(conn, db).await?;
+    let tables = compare_facts(artifact, &schema, &got)?;
+    Ok(RestoreReport {
+        database: db.to_string(),
+        statements: done.statements,
+        sql_bytes: done.sql_bytes,
         tables,
     })
 }
@@ -413,32 +899,47 @@ async fn check_facts(
     let mut conn = connect(target).await?;
     facts::session_setup(&mut conn).await?;
     let schema = facts::list_schema(&mut conn, db).await?;
+    let mut got = BTreeMap::new();
+    for expected in &artifact.tables {
+        if let Some(info) = schema.base_tables().find(|t| t.name == expected.name) {
+            let fact = facts::fact_for(&mut conn, db, info, Some(expected.checksum_method)).await?;
+            got.insert(expected.name.clone(), fact);
+        }
+    }
+    conn.disconnect().await.ok();
+    compare_facts(artifact, &schema, &got)
+}
+
+/// Compares the recomputed facts (`got`, by table name) and the live schema's tables and
+/// views with the artifact; any difference is [`DumpError::TableMismatch`].
+fn compare_facts(
+    artifact: &DumpArtifact,
+    schema: &facts::Schema,
+    got: &BTreeMap<String, TableFact>,
+) -> Result<Vec<TableFact>, DumpError> {
     let mut diffs = Vec::new();
     let mut actual = Vec::new();
-    let by_name: BTreeMap<&str, &facts::TableInfo> =
-        schema.base_tables().map(|t| (t.name.as_str(), t)).collect();
+    let live: Vec<&str> = schema.base_tables().map(|t| t.name.as_str()).collect();
     for expected in &artifact.tables {
-        match by_name.get(expected.name.as_str()) {
-            None => diffs.push(TableDiff {
+        match got.get(&expected.name) {
+            Some(fact) if live.contains(&expected.name.as_str()) => {
+                if fact.rows != expected.rows || fact.checksum != expected.checksum {
+                    diffs.push(TableDiff {
+                        table: expected.name.clone(),
+                        expected: describe(expected),
+                        actual: describe(fact),
+                    });
+                }
+                actual.push(fact.clone());
+            }
+            _ => diffs.push(TableDiff {
                 table: expected.name.clone(),
                 expected: describe(expected),
                 actual: "missing".into(),
             }),
-            Some(info) => {
-                let got =
-                    facts::fact_for(&mut conn, db, info, Some(expected.checksum_method)).await?;
-                if got.rows != expected.rows || got.checksum != expected.checksum {
-                    diffs.push(TableDiff {
-                        table: expected.name.clone(),
-                        expected: describe(expected),
-                        actual: describe(&got),
-                    });
-                }
-                actual.push(got);
-            }
         }
     }
-    for name in by_name.keys() {
+    for name in &live {
         if !artifact.tables.iter().any(|t| t.name == *name) {
             diffs.push(TableDiff {
                 table: name.to_string(),
@@ -455,12 +956,11 @@ async fn check_facts(
             actual: views.join(","),
         });
     }
-    conn.disconnect().await.ok();
     if diffs.is_empty() {
         Ok(actual)
     } else {
         Err(DumpError::TableMismatch {
-            database: db.to_string(),
+            database: artifact.database.clone(),
             diffs,
         })
     }
@@ -497,11 +997,20 @@ fn read_statements(artifact: &DumpArtifact, tx: mpsc::Sender<Stmt>) -> Result<()
         },
     );
     let mut splitter = Splitter::default();
+    let native = artifact.format == super::DumpFormat::Native;
     // A closed channel means the executor stopped on an error it reports itself.
     let mut emit = |sql: Vec<u8>, start: u64| -> Result<(), DumpError> {
         check_supported(&sql, start)?;
-        tx.blocking_send(Stmt { sql, offset: start })
-            .map_err(|_| DumpError::WriterGone)
+        let stmt = if native {
+            Stmt::native(sql, start)
+        } else {
+            Stmt {
+                sql,
+                offset: start,
+                load: None,
+            }
+        };
+        tx.blocking_send(stmt).map_err(|_| DumpError::WriterGone)
     };
     let mut pump = |reader: &mut dyn Read| -> Result<(), DumpError> {
         let mut buf = vec![0u8; 1 << 20];
@@ -565,7 +1074,7 @@ impl Read for HashingReader {
     }
 }
 
-fn check_supported(sql: &[u8], offset: u64) -> Result<(), DumpError> {
+pub(crate) fn check_supported(sql: &[u8], offset: u64) -> Result<(), DumpError> {
     let head: Vec<u8> = sql
         .iter()
         .skip_while(|b| b.is_ascii_whitespace())
@@ -792,6 +1301,11 @@ impl Splitter {
             }
         }
         Ok(())
+    }
+
+    /// True between statements: not inside a quote or comment, nothing pending.
+    pub fn is_idle(&self) -> bool {
+        matches!(self.state, State::Normal) && !self.content
     }
 
     /// Ends the stream: a last statement without `;` is emitted like the client does.
