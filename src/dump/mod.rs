@@ -21,7 +21,6 @@ use std::sync::Arc;
 mod artifact;
 mod external;
 mod facts;
-mod loaddata;
 mod native;
 mod progress;
 mod restore;
@@ -300,27 +299,6 @@ pub enum DumpError {
     /// The writer thread stopped; its own error is reported instead when known.
     #[error("the dump writer stopped unexpectedly")]
     WriterGone,
-    /// `LOAD DATA` stored other rows than the statement it replaced holds (warnings, or a
-    /// row count that differs): the restore stops rather than leave a silently altered table.
-    #[error(
-        "restoring `{database}`: the rows of the statement at byte {offset} were not stored \
-         exactly ({stored} of {expected} rows, {warnings} warning(s){codes}); the database is \
-         incomplete: fix the cause and restore again"
-    )]
-    RowsNotStored {
-        /// Database.
-        database: String,
-        /// Byte offset of the INSERT in the SQL stream.
-        offset: u64,
-        /// Rows in the statement.
-        expected: u64,
-        /// Rows the server reported.
-        stored: u64,
-        /// Warnings the server reported.
-        warnings: u16,
-        /// `; codes ...` of the warnings (codes only: messages can quote values).
-        codes: String,
-    },
     /// A bug.
     #[error("internal error: {what}")]
     Internal {
@@ -364,9 +342,7 @@ impl DumpError {
             | Manifest { .. }
             | NotInManifest { .. }
             | BadInput { .. } => ErrorClass::Input,
-            ChecksumMismatch { .. } | TableMismatch { .. } | RowsNotStored { .. } => {
-                ErrorClass::Integrity
-            }
+            ChecksumMismatch { .. } | TableMismatch { .. } => ErrorClass::Integrity,
             Unsupported { .. } | WriterGone | Internal { .. } => ErrorClass::Internal,
         }
     }

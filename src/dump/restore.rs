@@ -1,13 +1,16 @@
-//! Restore: verify the file, recreate the database, stream the statements in, prove the
-//! content by recomputing the per-table facts.
+//! Restore: verify the file, recreate the database, load the statements, prove the content
+//! by recomputing the per-table facts.
 //!
-//! The file's BLAKE3 is checked before anything touches the server, and hashed again while
-//! it is read, so a file swapped after the check is caught too. Statements are split from
-//! the stream here (quotes, escapes, `--`/`#`/`/* */` comments handled; `/*! .. */`
-//! executable comments kept, since `mariadb-dump` wraps settings in them) and sent over one
-//! mysql_async connection with bulk-load session settings (no foreign key or unique checks,
-//! no binlog where the user may turn it off, one transaction per table). A reader thread
-//! decompresses and splits while the server executes, through a small bounded channel.
+//! The file's BLAKE3 is checked before anything touches the server. A plain native dump of
+//! format 2 is then loaded table by table over several connections, from the sections found
+//! during that check ([`super::sections`]), each table's facts recomputed as soon as it is
+//! in; any other file is loaded in order and hashed again while it is read, so a file swapped
+//! after the check is caught too. Statements are split from the stream here (quotes, escapes,
+//! `--`/`#`/`/* */` comments handled; `/*! .. */` executable comments kept, since
+//! `mariadb-dump` wraps settings in them) and sent over mysql_async connections with bulk-load
+//! session settings (no foreign key, unique or CHECK constraint checks, no binlog where the
+//! user may turn it off). Reader threads split while the server executes, through small
+//! bounded channels.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
@@ -20,7 +23,6 @@ use tokio::sync::mpsc;
 
 use super::artifact::{Compression, DumpArtifact, TableFact};
 use super::facts;
-use super::loaddata::{self, Load};
 use super::progress::Progress;
 use super::sections::{self, SectionError, Sections};
 use super::sqlvalue::ident;
@@ -182,21 +184,6 @@ async fn restore_artifacts(
 pub(crate) struct Stmt {
     pub(crate) sql: Vec<u8>,
     pub(crate) offset: u64,
-    /// The same rows as `LOAD DATA`, when the statement is a native dump's INSERT; converted
-    /// on the reader thread, so the work overlaps the server's.
-    pub(crate) load: Option<Load>,
-}
-
-impl Stmt {
-    /// A statement read from a native dump: INSERTs get their `LOAD DATA` form.
-    pub(crate) fn native(sql: Vec<u8>, offset: u64) -> Stmt {
-        let load = if sql.starts_with(b"INSERT INTO ") {
-            loaddata::convert(&sql)
-        } else {
-            None
-        };
-        Stmt { sql, offset, load }
-    }
 }
 
 /// Statements executed and their bytes, for the report.
@@ -204,8 +191,6 @@ impl Stmt {
 struct Executed {
     statements: u64,
     sql_bytes: u64,
-    /// The server refused `LOAD DATA LOCAL` (`local_infile` off): INSERTs from here on.
-    load_refused: bool,
 }
 
 /// Opens a connection with the restore's session settings.
@@ -275,24 +260,6 @@ async fn execute_all(
             sql = create;
             deferred = Some(alter);
         }
-        if let Some(load) = stmt.load
-            && !done.load_refused
-        {
-            match load_data(conn, db, load, stmt.offset).await {
-                Ok(true) => continue,
-                Ok(false) => {
-                    tracing::info!(
-                        database = db,
-                        "the server refuses LOAD DATA LOCAL (local_infile); restoring with INSERTs"
-                    );
-                    done.load_refused = true;
-                }
-                Err(LoadFailed::Server(e)) => {
-                    return Err(statement_err(db, done.statements, stmt.offset, &sql, e));
-                }
-                Err(LoadFailed::Rows(e)) => return Err(e),
-            }
-        }
         if let Err(e) = conn.query_drop(&sql).await {
             // An executable comment the server skips entirely is an empty query: harmless.
             if matches!(&e, mysql_async::Error::Server(s) if s.code == 1065) {
@@ -307,64 +274,6 @@ async fn execute_all(
             .map_err(|e| statement_err(db, done.statements, done.sql_bytes, alter.as_bytes(), e))?;
     }
     Ok(())
-}
-
-enum LoadFailed {
-    Server(mysql_async::Error),
-    Rows(DumpError),
-}
-
-/// Runs `load` as `LOAD DATA LOCAL INFILE` fed from memory. `Ok(false)`: the server does not
-/// allow it (nothing was stored); the caller runs the INSERT instead. The server must report
-/// every row stored and no warning, or the restore stops.
-async fn load_data(
-    conn: &mut mysql_async::Conn,
-    db: &str,
-    load: Load,
-    offset: u64,
-) -> Result<bool, LoadFailed> {
-    use futures_util::StreamExt;
-    let data = bytes::Bytes::from(load.data);
-    conn.set_infile_handler(async move {
-        Ok(futures_util::stream::once(async move { Ok(data) }).boxed())
-    });
-    if let Err(e) = conn.query_drop(&load.sql).await {
-        // 1148: the command is not allowed (local_infile=OFF); 3948/4166: MySQL's and
-        // MariaDB's "local data disabled"; 2068: refused on the client side.
-        return match &e {
-            mysql_async::Error::Server(s) if matches!(s.code, 1148 | 3948 | 4166) => Ok(false),
-            mysql_async::Error::Server(s) if s.code == 2068 => Ok(false),
-            _ => Err(LoadFailed::Server(e)),
-        };
-    }
-    let (stored, warnings) = (conn.affected_rows(), conn.get_warnings());
-    if stored == load.rows && warnings == 0 {
-        return Ok(true);
-    }
-    let codes: Vec<u16> = conn
-        .query::<(String, u16, String), _>("SHOW WARNINGS LIMIT 5")
-        .await
-        .map(|rows| rows.into_iter().map(|(_, code, _)| code).collect())
-        .unwrap_or_default();
-    Err(LoadFailed::Rows(DumpError::RowsNotStored {
-        database: db.to_string(),
-        offset,
-        expected: load.rows,
-        stored,
-        warnings,
-        codes: if codes.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "; codes {}",
-                codes
-                    .iter()
-                    .map(u16::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        },
-    }))
 }
 
 /// Loads a whole file in order over one connection (any dump this module can read).
@@ -997,20 +906,11 @@ fn read_statements(artifact: &DumpArtifact, tx: mpsc::Sender<Stmt>) -> Result<()
         },
     );
     let mut splitter = Splitter::default();
-    let native = artifact.format == super::DumpFormat::Native;
     // A closed channel means the executor stopped on an error it reports itself.
     let mut emit = |sql: Vec<u8>, start: u64| -> Result<(), DumpError> {
         check_supported(&sql, start)?;
-        let stmt = if native {
-            Stmt::native(sql, start)
-        } else {
-            Stmt {
-                sql,
-                offset: start,
-                load: None,
-            }
-        };
-        tx.blocking_send(stmt).map_err(|_| DumpError::WriterGone)
+        tx.blocking_send(Stmt { sql, offset: start })
+            .map_err(|_| DumpError::WriterGone)
     };
     let mut pump = |reader: &mut dyn Read| -> Result<(), DumpError> {
         let mut buf = vec![0u8; 1 << 20];

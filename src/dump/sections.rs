@@ -257,7 +257,7 @@ pub(crate) fn read_range(
             }
         }
         check_supported(&sql, at)?;
-        tx.blocking_send(Stmt::native(sql, at))
+        tx.blocking_send(Stmt { sql, offset: at })
             .map_err(|_| SectionError::Dump(DumpError::WriterGone))
     };
     let mut buf = vec![0u8; 1 << 20];
