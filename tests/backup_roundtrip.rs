@@ -215,6 +215,24 @@ async fn same_content_dumps_to_the_same_bytes() {
     .unwrap();
     assert_eq!(a.blake3_hex, b.blake3_hex);
     assert_eq!(a.tables, b.tables);
+    // Tables dumped in parallel are assembled in the same order as over one connection.
+    for jobs in [1, 4] {
+        let d = out_dir();
+        let c = dump::dump_database(
+            &target,
+            &db.name,
+            d.path(),
+            &DumpOptions {
+                jobs,
+                ..DumpOptions::default()
+            },
+            &Quiet,
+        )
+        .await
+        .unwrap();
+        assert_eq!(a.blake3_hex, c.blake3_hex, "jobs={jobs}");
+        assert_eq!(a.tables, c.tables, "jobs={jobs}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

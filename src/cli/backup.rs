@@ -52,7 +52,9 @@ pub struct BackupArgs {
     /// Output folder; created with mode 700, must not be readable by others.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
-    /// Databases dumped at the same time.
+    /// Connections dumping at the same time. Native: tables in parallel, all in one snapshot
+    /// (taken under a brief LOCK TABLES ... READ; without that privilege, one snapshot per
+    /// database, databases in parallel). mysqldump: databases in parallel.
     #[arg(long, default_value_t = 3, value_name = "N")]
     pub jobs: usize,
     /// Which dumper writes the files.
@@ -88,7 +90,8 @@ pub struct RestoreArgs {
     /// Server to restore into, `mysql://USER@HOST:PORT`; default: the one that was dumped.
     #[arg(long, value_name = "URL")]
     pub meta_url: Option<String>,
-    /// Databases restored at the same time.
+    /// Connections loading at the same time: tables of native dumps in parallel, other dumps
+    /// one database per connection.
     #[arg(long, default_value_t = 3, value_name = "N")]
     pub jobs: usize,
     /// Read the password from this file (first line) instead of OMS_META_PASSWORD.

@@ -22,6 +22,7 @@ mod artifact;
 mod external;
 mod facts;
 mod native;
+mod parallel;
 mod progress;
 mod restore;
 mod sections;
@@ -61,7 +62,10 @@ pub struct DumpOptions {
     pub dumper_path: Option<PathBuf>,
     /// Encoding of the files on disk.
     pub compression: Compression,
-    /// Databases dumped at the same time by [`backup`].
+    /// Connections dumping at the same time. The native dumper dumps tables in parallel over
+    /// this many connections sharing one snapshot (falling back to one connection and
+    /// snapshot per database, this many databases at once, where `LOCK TABLES` is refused);
+    /// external mode runs this many dumpers (one per database) in [`backup`].
     pub jobs: usize,
     /// Native dumper: an INSERT statement is closed once it reaches this size (one bigger row
     /// makes one bigger statement). Must stay below the target's `max_allowed_packet`.
@@ -419,7 +423,11 @@ pub async fn dump_database(
     let path = dump_path(&out_dir, database, opts.compression);
     tracing::debug!(database, url = %target.display_url(), file = %path.display(), dumper = ?opts.dumper, "dump starts");
     let r = match opts.dumper {
-        Dumper::Native => native::dump(target, database, &path, opts, progress).await,
+        Dumper::Native => {
+            parallel::dump_all(target, &[database.to_string()], &out_dir, opts, progress)
+                .await
+                .map(|mut artifacts| artifacts.remove(0))
+        }
         Dumper::Mysqldump => external::dump(target, database, &path, opts, progress).await,
     };
     match &r {
@@ -431,9 +439,10 @@ pub async fn dump_database(
     r
 }
 
-/// Dumps every database in `databases` into `out_dir`, `opts.jobs` at a time, then writes
-/// `manifest.json`. The first failure cancels the other dumps (their partial files are
-/// removed) and is returned; no manifest is written then.
+/// Dumps every database in `databases` into `out_dir`, then writes `manifest.json`. The
+/// native dumper dumps the tables of all of them over `opts.jobs` connections in one
+/// snapshot; external mode runs `opts.jobs` dumpers at a time. The first failure cancels the
+/// other dumps (their partial files are removed) and is returned; no manifest is written then.
 pub async fn backup(
     target: &DbTarget,
     databases: &[String],
@@ -462,13 +471,48 @@ pub async fn backup(
             path: manifest_path,
         });
     }
+    let artifacts = match opts.dumper {
+        Dumper::Native => {
+            tracing::debug!(databases = ?databases, url = %target.display_url(), dir = %out_dir.display(), "native backup starts");
+            let r = parallel::dump_all(target, databases, &out_dir, opts, &*progress).await;
+            match &r {
+                Ok(artifacts) => {
+                    for a in artifacts {
+                        tracing::debug!(database = %a.database, bytes = a.size_bytes, blake3 = %a.blake3_hex, "dump written");
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "backup failed"),
+            }
+            r?
+        }
+        Dumper::Mysqldump => each_database(target, databases, &out_dir, opts, progress).await?,
+    };
+    let manifest = Manifest {
+        manifest_version: MANIFEST_VERSION,
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        source: target.display_url(),
+        databases: artifacts,
+    };
+    manifest.store(&out_dir)?;
+    Ok(manifest)
+}
+
+/// External mode's `backup`: one [`dump_database`] per database, `opts.jobs` at a time. The
+/// first failure cancels the others (their partial files are removed) and is returned.
+async fn each_database(
+    target: &DbTarget,
+    databases: &[String],
+    out_dir: &Path,
+    opts: &DumpOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<Vec<DumpArtifact>, DumpError> {
     let sem = Arc::new(tokio::sync::Semaphore::new(opts.jobs.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     for (i, db) in databases.iter().enumerate() {
         let (target, db, dir, opts, sem, progress) = (
             target.clone(),
             db.clone(),
-            out_dir.clone(),
+            out_dir.to_path_buf(),
             opts.clone(),
             sem.clone(),
             progress.clone(),
@@ -481,6 +525,15 @@ pub async fn backup(
             )
         });
     }
+    collect_in_order(tasks).await
+}
+
+/// Waits for per-database dump tasks (each returns its input index) and gives their artifacts
+/// in input order; on the first failure the others are cancelled (their writers remove their
+/// `.part` files) and that failure is returned.
+pub(crate) async fn collect_in_order(
+    mut tasks: tokio::task::JoinSet<(usize, Result<DumpArtifact, DumpError>)>,
+) -> Result<Vec<DumpArtifact>, DumpError> {
     let mut done = Vec::new();
     while let Some(joined) = tasks.join_next().await {
         let failure = match joined {
@@ -498,12 +551,5 @@ pub async fn backup(
         return Err(failure);
     }
     done.sort_by_key(|(i, _)| *i);
-    let manifest = Manifest {
-        manifest_version: MANIFEST_VERSION,
-        tool_version: env!("CARGO_PKG_VERSION").to_string(),
-        source: target.display_url(),
-        databases: done.into_iter().map(|(_, a)| a).collect(),
-    };
-    manifest.store(&out_dir)?;
-    Ok(manifest)
+    Ok(done.into_iter().map(|(_, a)| a).collect())
 }

@@ -1,5 +1,8 @@
-//! The built-in dumper: one database over one mysql_async connection, inside one consistent
-//! snapshot, streamed as SQL text that the stock `mariadb` client can load.
+//! The built-in dumper's file format and its one-connection path: one database over one
+//! mysql_async connection, inside one consistent snapshot, streamed as SQL text that the
+//! stock `mariadb` client can load. The table-parallel path (`parallel.rs`) renders the same
+//! sections with [`header`], [`table_section`] and [`finish_file`], so both write the same
+//! bytes.
 //!
 //! The connection task reads rows with the text protocol and renders multi-row INSERTs of at
 //! most `max_statement_bytes`; a blocking writer thread compresses, hashes and writes them.
@@ -35,7 +38,7 @@ pub(crate) const FORMAT_LINE: &str = "-- Format: 2 (sections)";
 /// The line after the last table section; views and the closing settings follow it.
 pub(crate) const TABLES_END: &str = "-- Tables end";
 
-/// Dumps `database` natively into `path`. See the module docs.
+/// Dumps `database` natively into `path` over one connection. See the module docs.
 pub(crate) async fn dump(
     target: &DbTarget,
     database: &str,
@@ -117,7 +120,18 @@ async fn produce(
     progress: &dyn Progress,
     tx: &mpsc::Sender<Msg>,
 ) -> Result<Vec<TableFact>, DumpError> {
-    let q = |what: &'static str| move |e| query_err(database, what, e);
+    send(tx, header(database, server_version)).await?;
+    let mut facts = Vec::new();
+    for table in schema.base_tables() {
+        facts.push(table_section(conn, database, table, opts, progress, tx).await?);
+    }
+    finish_file(conn, database, schema, tx).await?;
+    Ok(facts)
+}
+
+/// The file's first bytes: the format line, the database, the server version and the
+/// session settings the rest of the file needs.
+pub(crate) fn header(database: &str, server_version: &str) -> Vec<u8> {
     let mut head = String::new();
     head.push_str("-- oms-upgrade native dump\n");
     head.push_str(FORMAT_LINE);
@@ -136,57 +150,74 @@ async fn produce(
     head.push_str("SET TIME_ZONE='+00:00';\n");
     head.push_str("SET SQL_MODE='NO_AUTO_VALUE_ON_ZERO';\n");
     head.push_str("SET FOREIGN_KEY_CHECKS=0, UNIQUE_CHECKS=0, SQL_NOTES=0;\n");
-    send(tx, head.into_bytes()).await?;
+    head.into_bytes()
+}
 
-    let mut facts = Vec::new();
-    for table in schema.base_tables() {
-        // CHECKSUM TABLE only when asked for: it is one more pass over the table, while the
-        // BLAKE3 row hash is computed on the rows as they are written.
-        let server_fact = match opts.checksum {
-            Some(ChecksumMethod::ChecksumTable) => {
-                Some(facts::fact_for(conn, database, table, opts.checksum).await?)
-            }
-            _ => None,
-        };
-        let create: Option<(String, String)> = conn
-            .query_first(format!(
-                "SHOW CREATE TABLE {}.{}",
-                ident(database),
-                ident(&table.name)
-            ))
-            .await
-            .map_err(q("reading SHOW CREATE TABLE"))?;
-        let Some((_, create)) = create else {
-            return Err(DumpError::Internal {
-                what: format!("SHOW CREATE TABLE returned nothing for `{}`", table.name),
-            });
-        };
-        let mut ddl = format!("\n-- Table {}\n", ident(&table.name));
-        ddl.push_str(&format!("DROP TABLE IF EXISTS {};\n", ident(&table.name)));
-        ddl.push_str(&create);
-        ddl.push_str(";\n");
-        send(tx, ddl.into_bytes()).await?;
-        let (rows, checksum) = dump_rows(conn, database, table, opts, progress, tx).await?;
-        let fact = match server_fact {
-            Some(fact) if rows != fact.rows => {
-                return Err(DumpError::Inconsistent {
-                    database: database.to_string(),
-                    table: table.name.clone(),
-                    counted: fact.rows,
-                    streamed: rows,
-                });
-            }
-            Some(fact) => fact,
-            None => TableFact {
-                name: table.name.clone(),
-                rows,
-                checksum,
-                checksum_method: ChecksumMethod::Blake3Rows,
-            },
-        };
-        facts.push(fact);
+/// One base table's section (its `-- Table` line, DROP, the server's CREATE and its rows),
+/// read in `conn`'s snapshot and sent to `tx`; returns the table's fact from that snapshot.
+pub(crate) async fn table_section(
+    conn: &mut Conn,
+    database: &str,
+    table: &TableInfo,
+    opts: &DumpOptions,
+    progress: &dyn Progress,
+    tx: &mpsc::Sender<Msg>,
+) -> Result<TableFact, DumpError> {
+    let q = |what: &'static str| move |e| query_err(database, what, e);
+    // CHECKSUM TABLE only when asked for: it is one more pass over the table, while the
+    // BLAKE3 row hash is computed on the rows as they are written.
+    let server_fact = match opts.checksum {
+        Some(ChecksumMethod::ChecksumTable) => {
+            Some(facts::fact_for(conn, database, table, opts.checksum).await?)
+        }
+        _ => None,
+    };
+    let create: Option<(String, String)> = conn
+        .query_first(format!(
+            "SHOW CREATE TABLE {}.{}",
+            ident(database),
+            ident(&table.name)
+        ))
+        .await
+        .map_err(q("reading SHOW CREATE TABLE"))?;
+    let Some((_, create)) = create else {
+        return Err(DumpError::Internal {
+            what: format!("SHOW CREATE TABLE returned nothing for `{}`", table.name),
+        });
+    };
+    let mut ddl = format!("\n-- Table {}\n", ident(&table.name));
+    ddl.push_str(&format!("DROP TABLE IF EXISTS {};\n", ident(&table.name)));
+    ddl.push_str(&create);
+    ddl.push_str(";\n");
+    send(tx, ddl.into_bytes()).await?;
+    let (rows, checksum) = dump_rows(conn, database, table, opts, progress, tx).await?;
+    match server_fact {
+        Some(fact) if rows != fact.rows => Err(DumpError::Inconsistent {
+            database: database.to_string(),
+            table: table.name.clone(),
+            counted: fact.rows,
+            streamed: rows,
+        }),
+        Some(fact) => Ok(fact),
+        None => Ok(TableFact {
+            name: table.name.clone(),
+            rows,
+            checksum,
+            checksum_method: ChecksumMethod::Blake3Rows,
+        }),
     }
+}
 
+/// Everything after the last table section: [`TABLES_END`], the stand-in and real views,
+/// the skipped triggers, the settings restored and the trailer; then asks the writer to
+/// commit (expecting a CREATE for every table and view of `schema`).
+pub(crate) async fn finish_file(
+    conn: &mut Conn,
+    database: &str,
+    schema: &facts::Schema,
+    tx: &mpsc::Sender<Msg>,
+) -> Result<(), DumpError> {
+    let q = |what: &'static str| move |e| query_err(database, what, e);
     send(tx, format!("\n{TABLES_END}\n").into_bytes()).await?;
 
     let views: Vec<&TableInfo> = schema.views().collect();
@@ -252,8 +283,7 @@ async fn produce(
     let expected: Vec<String> = schema.tables.iter().map(|t| t.name.clone()).collect();
     tx.send(Msg::Commit(expected))
         .await
-        .map_err(|_| DumpError::WriterGone)?;
-    Ok(facts)
+        .map_err(|_| DumpError::WriterGone)
 }
 
 /// Streams one table's rows as INSERT statements; returns the row count and the

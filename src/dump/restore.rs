@@ -32,7 +32,8 @@ use crate::dbconn::DbTarget;
 /// Options of a restore.
 #[derive(Debug, Clone)]
 pub struct RestoreOptions {
-    /// Databases restored at the same time.
+    /// Connections loading at the same time (tables of native format 2 dumps, otherwise whole
+    /// databases).
     pub jobs: usize,
 }
 
