@@ -453,6 +453,9 @@ async fn preflight(
         .unwrap_or(0);
     let backup_dir = absolute(&args.backup_dir);
     let probe = existing_ancestor(&backup_dir);
+    // Twice the data: the dumps themselves (SQL text is about the size of the data) plus the
+    // spool files of a parallel dump, which hold sections waiting for their turn and never
+    // exceed the uncompressed SQL of the one database being dumped (docs/backup.md).
     match free_space(&probe) {
         Ok(free) if free >= size.saturating_mul(2) => ok(
             checks,
