@@ -107,6 +107,20 @@ impl DumpArtifact {
     pub fn total_rows(&self) -> u64 {
         self.tables.iter().map(|t| t.rows).sum()
     }
+
+    /// Compares a size and BLAKE3 (hex) read from the file with the recorded ones; `when`
+    /// ends the error's description of what was found (empty, or e.g. " (the file changed
+    /// during the restore)").
+    pub(crate) fn check_hash(&self, size: u64, hex: &str, when: &str) -> Result<(), DumpError> {
+        if size == self.size_bytes && hex == self.blake3_hex {
+            return Ok(());
+        }
+        Err(DumpError::ChecksumMismatch {
+            path: self.file.clone(),
+            expected: format!("{} bytes, blake3 {}", self.size_bytes, self.blake3_hex),
+            actual: format!("{size} bytes, blake3 {hex}{when}"),
+        })
+    }
 }
 
 /// Re-hashes the artifact's file and compares size and BLAKE3 with the recorded ones.
@@ -114,17 +128,7 @@ impl DumpArtifact {
 /// Every restore calls this first and touches no database when it fails.
 pub fn verify_artifact(artifact: &DumpArtifact) -> Result<(), DumpError> {
     let (size, hex) = hash_file(&artifact.file)?;
-    if size != artifact.size_bytes || hex != artifact.blake3_hex {
-        return Err(DumpError::ChecksumMismatch {
-            path: artifact.file.clone(),
-            expected: format!(
-                "{} bytes, blake3 {}",
-                artifact.size_bytes, artifact.blake3_hex
-            ),
-            actual: format!("{size} bytes, blake3 {hex}"),
-        });
-    }
-    Ok(())
+    artifact.check_hash(size, &hex, "")
 }
 
 /// Size and BLAKE3 (hex) of a file, read in 1 MiB blocks.

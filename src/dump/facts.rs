@@ -101,6 +101,22 @@ pub(crate) async fn session_setup(conn: &mut Conn) -> Result<(), DumpError> {
 
 /// Lists tables, views, columns, primary keys and triggers of `database`.
 pub(crate) async fn list_schema(conn: &mut Conn, database: &str) -> Result<Schema, DumpError> {
+    list(conn, database, None).await
+}
+
+/// What [`list_schema`] knows of one table of `database`, `None` if it does not exist. Reads
+/// only that table's rows of information_schema (restore asks once per table it loaded).
+pub(crate) async fn table_info(
+    conn: &mut Conn,
+    database: &str,
+    table: &str,
+) -> Result<Option<TableInfo>, DumpError> {
+    let schema = list(conn, database, Some(table)).await?;
+    Ok(schema.tables.into_iter().find(|t| t.name == table))
+}
+
+/// `only`: list that table alone (NULL in the filters means every table).
+async fn list(conn: &mut Conn, database: &str, only: Option<&str>) -> Result<Schema, DumpError> {
     let q = |what: &'static str| move |e| query_err(database, what, e);
     let schema: Option<(String, String)> = conn
         .exec_first(
@@ -118,8 +134,9 @@ pub(crate) async fn list_schema(conn: &mut Conn, database: &str) -> Result<Schem
     let rows: Vec<(String, String, Option<u64>)> = conn
         .exec(
             "SELECT TABLE_NAME, TABLE_TYPE, DATA_LENGTH + INDEX_LENGTH \
-             FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME",
-            (database,),
+             FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? \
+             AND (? IS NULL OR TABLE_NAME = ?) ORDER BY TABLE_NAME",
+            (database, only, only),
         )
         .await
         .map_err(q("listing tables"))?;
@@ -147,8 +164,9 @@ pub(crate) async fn list_schema(conn: &mut Conn, database: &str) -> Result<Schem
     let cols: Vec<(String, String, String, String)> = conn
         .exec(
             "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, EXTRA FROM information_schema.COLUMNS \
-             WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME, ORDINAL_POSITION",
-            (database,),
+             WHERE TABLE_SCHEMA = ? AND (? IS NULL OR TABLE_NAME = ?) \
+             ORDER BY TABLE_NAME, ORDINAL_POSITION",
+            (database, only, only),
         )
         .await
         .map_err(q("listing columns"))?;
@@ -174,8 +192,8 @@ pub(crate) async fn list_schema(conn: &mut Conn, database: &str) -> Result<Schem
         .exec(
             "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE \
              WHERE TABLE_SCHEMA = ? AND CONSTRAINT_NAME = 'PRIMARY' \
-             ORDER BY TABLE_NAME, ORDINAL_POSITION",
-            (database,),
+             AND (? IS NULL OR TABLE_NAME = ?) ORDER BY TABLE_NAME, ORDINAL_POSITION",
+            (database, only, only),
         )
         .await
         .map_err(q("listing primary keys"))?;
@@ -187,8 +205,9 @@ pub(crate) async fn list_schema(conn: &mut Conn, database: &str) -> Result<Schem
     let triggers: Vec<(String, String)> = conn
         .exec(
             "SELECT EVENT_OBJECT_TABLE, TRIGGER_NAME FROM information_schema.TRIGGERS \
-             WHERE TRIGGER_SCHEMA = ? ORDER BY EVENT_OBJECT_TABLE, TRIGGER_NAME",
-            (database,),
+             WHERE TRIGGER_SCHEMA = ? AND (? IS NULL OR EVENT_OBJECT_TABLE = ?) \
+             ORDER BY EVENT_OBJECT_TABLE, TRIGGER_NAME",
+            (database, only, only),
         )
         .await
         .map_err(q("listing triggers"))?;

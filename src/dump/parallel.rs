@@ -213,32 +213,10 @@ async fn run(
     simple(target, databases, &paths, opts, progress).await
 }
 
-/// The names of `database`'s base tables, sorted (the order of [`facts::list_schema`]).
+/// The names of `database`'s base tables, in [`facts::list_schema`]'s order.
 async fn base_tables(conn: &mut Conn, database: &str) -> Result<Vec<String>, DumpError> {
-    let q = |what: &'static str| move |e| query_err(database, what, e);
-    let exists: Option<String> = conn
-        .exec_first(
-            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
-            (database,),
-        )
-        .await
-        .map_err(q("looking up the database"))?;
-    if exists.is_none() {
-        return Err(DumpError::NoSuchDatabase {
-            database: database.to_string(),
-        });
-    }
-    let mut names: Vec<String> = conn
-        .exec(
-            "SELECT TABLE_NAME FROM information_schema.TABLES \
-             WHERE TABLE_SCHEMA = ? AND TABLE_TYPE = 'BASE TABLE'",
-            (database,),
-        )
-        .await
-        .map_err(q("listing tables"))?;
-    // Byte order, as `list_schema` sorts (the server's ORDER BY follows its collation).
-    names.sort();
-    Ok(names)
+    let schema = facts::list_schema(conn, database).await?;
+    Ok(schema.base_tables().map(|t| t.name.clone()).collect())
 }
 
 enum Sync {

@@ -601,12 +601,14 @@ async fn load_table(
     );
     // The header changed the session (sql_mode, time zone); facts are read as the dumper read them.
     facts::session_setup(conn).await?;
-    let schema = facts::list_schema(conn, db).await?;
-    let Some(info) = schema.base_tables().find(|i| i.name == section.name) else {
+    let Some(info) = facts::table_info(conn, db, &section.name)
+        .await?
+        .filter(|i| !i.is_view)
+    else {
         return Ok(None); // reported as missing by the database check
     };
     let expected = &artifact.tables[t];
-    let fact = facts::fact_for(conn, db, info, Some(expected.checksum_method)).await?;
+    let fact = facts::fact_for(conn, db, &info, Some(expected.checksum_method)).await?;
     tracing::debug!(
         database = db,
         table = section.name.as_str(),
@@ -944,20 +946,11 @@ fn read_statements(artifact: &DumpArtifact, tx: mpsc::Sender<Stmt>) -> Result<()
     // load started: a file replaced in between is caught here.
     std::io::copy(&mut hashing, &mut std::io::sink()).map_err(io)?;
     let hex = hashing.hasher.finalize().to_hex().to_string();
-    if hashing.bytes != artifact.size_bytes || hex != artifact.blake3_hex {
-        return Err(DumpError::ChecksumMismatch {
-            path: path.clone(),
-            expected: format!(
-                "{} bytes, blake3 {}",
-                artifact.size_bytes, artifact.blake3_hex
-            ),
-            actual: format!(
-                "{} bytes, blake3 {hex} (the file changed during the restore)",
-                hashing.bytes
-            ),
-        });
-    }
-    Ok(())
+    artifact.check_hash(
+        hashing.bytes,
+        &hex,
+        " (the file changed during the restore)",
+    )
 }
 
 struct HashingReader {

@@ -78,16 +78,7 @@ pub(crate) fn verify_and_find(artifact: &DumpArtifact) -> Result<Option<Sections
     }
     scan.end_line();
     let hex = hasher.finalize().to_hex().to_string();
-    if size != artifact.size_bytes || hex != artifact.blake3_hex {
-        return Err(DumpError::ChecksumMismatch {
-            path: path.clone(),
-            expected: format!(
-                "{} bytes, blake3 {}",
-                artifact.size_bytes, artifact.blake3_hex
-            ),
-            actual: format!("{size} bytes, blake3 {hex}"),
-        });
-    }
+    artifact.check_hash(size, &hex, "")?;
     let Some(layout) = scan.layout(artifact, size) else {
         return Ok(None);
     };
