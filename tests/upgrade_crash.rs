@@ -201,21 +201,31 @@ async fn crash_matrix_upgrade() {
     let (_ref_run, ref_end, ref_fired) = reference;
     assert!(ref_fired.is_empty());
     assert_eq!(ref_end.phase, "completed");
-    let (_a_run, a_end, a_fired) = a;
-    let (_b_run, b_end, b_fired) = b;
-    // Walk A reached every point before and after each side effect.
-    for p in points(&steps, &["before-effect", "after-effect"]) {
+    assert_matrix(&steps, &all, (a.2, a.1), (b.2, b.1), &ref_end, "run");
+}
+
+/// The two crashing walks of a matrix against the uninterrupted one: walk A reached every
+/// point before and after each side effect, walk B crashed after every outcome, together
+/// they covered every point, and both end exactly like the uninterrupted `what`.
+fn assert_matrix(
+    steps: &[String],
+    all: &[String],
+    (a_fired, a_end): (Vec<String>, EndState),
+    (b_fired, b_end): (Vec<String>, EndState),
+    ref_end: &EndState,
+    what: &str,
+) {
+    for p in points(steps, &["before-effect", "after-effect"]) {
         assert!(
             a_fired.contains(&p),
             "{p} never fired in walk A: {a_fired:?}"
         );
     }
-    // Walk B crashed after every outcome.
-    assert_eq!(b_fired, points(&steps, &["after-outcome"]));
+    assert_eq!(b_fired, points(steps, &["after-outcome"]));
     let union: std::collections::BTreeSet<_> = a_fired.iter().chain(&b_fired).collect();
     assert_eq!(union.len(), all.len());
-    assert_eq!(a_end, ref_end, "walk A ends like the uninterrupted run");
-    assert_eq!(b_end, ref_end, "walk B ends like the uninterrupted run");
+    assert_eq!(&a_end, ref_end, "walk A ends like the uninterrupted {what}");
+    assert_eq!(&b_end, ref_end, "walk B ends like the uninterrupted {what}");
 }
 
 /// Upgrade (uninterrupted), then roll back crashing at the given points.
@@ -255,25 +265,7 @@ async fn crash_matrix_rollback() {
     );
     let (_r, ref_end, _) = reference;
     assert_eq!(ref_end.phase, "rolled back");
-    let (_a, a_end, a_fired) = a;
-    let (_b, b_end, b_fired) = b;
-    for p in points(&steps, &["before-effect", "after-effect"]) {
-        assert!(
-            a_fired.contains(&p),
-            "{p} never fired in walk A: {a_fired:?}"
-        );
-    }
-    assert_eq!(b_fired, points(&steps, &["after-outcome"]));
-    let union: std::collections::BTreeSet<_> = a_fired.iter().chain(&b_fired).collect();
-    assert_eq!(union.len(), all.len());
-    assert_eq!(
-        a_end, ref_end,
-        "walk A ends like the uninterrupted rollback"
-    );
-    assert_eq!(
-        b_end, ref_end,
-        "walk B ends like the uninterrupted rollback"
-    );
+    assert_matrix(&steps, &all, (a.2, a.1), (b.2, b.1), &ref_end, "rollback");
 }
 
 /// Spawns `oms-upgrade run --yes` and sends it SIGKILL (as `kill -9` does) after
