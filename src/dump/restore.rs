@@ -676,7 +676,11 @@ async fn finish_database(
         Ok(()) => {}
         Err(SectionError::Dump(e)) => return Err(e),
         Err(SectionError::NotASection(why)) => {
-            return Err(DumpError::Internal { what: why });
+            return Err(DumpError::Internal {
+                what: format!(
+                    "{why} (the views and closing settings of `{db}`'s dump); its tables are                      in, its views are not: load the file with `mariadb {db} < FILE`, or take                      a new dump"
+                ),
+            });
         }
     }
     done.statements += header.len() as u64;
