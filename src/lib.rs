@@ -5,6 +5,9 @@
 //! to the world, and a ledger that records everything. See `docs/ARCHITECTURE.md` for the
 //! code map and the invariants every module keeps.
 
+// Safe folders and files: ownership and mode checks, O_EXCL|O_NOFOLLOW, atomic writes.
+pub mod safefs;
+
 // Ledger: the hash-chained, append-only record. Knows bytes, not events.
 pub mod ledger;
 

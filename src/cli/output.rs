@@ -2,7 +2,7 @@
 //! that may be a closed pipe, and the errors of both.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::{CliError, ExitKind};
 use crate::ledger::AnchorError;
@@ -33,33 +33,46 @@ pub fn emit(out: &mut dyn Write, text: &str) -> Result<bool, CliError> {
     }
 }
 
-/// Writes a file so that it is either complete or absent: `fill` writes a temporary file in
-/// the same folder, which is fsynced and then renamed over `path`.
+/// Writes a file so that it is either complete or absent: `fill` writes a new file under a
+/// random temporary name in the same folder (never following or reusing anything planted
+/// there), mode 0644 before the umask (reports, exports, checkpoints and public keys hold no
+/// secret), which is fsynced and renamed over `path`. See [`crate::safefs::write_atomic`].
 pub fn write_atomic<T>(
     path: &Path,
     fill: impl FnOnce(&mut std::fs::File) -> Result<T, CliError>,
 ) -> Result<T, CliError> {
-    let io = |e: std::io::Error| output_error(&path.display().to_string(), e);
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| io(std::io::Error::other("the path has no file name")))?;
-    let tmp = dir.join(format!(".{}.part", name.to_string_lossy()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        let value = fill(&mut f)?;
-        f.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)?;
-        std::fs::File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io)?;
-        Ok(value)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    crate::safefs::write_atomic(
+        path,
+        0o644,
+        |e| output_error(&path.display().to_string(), e),
+        fill,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_atomic_does_not_follow_a_planted_temporary_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"precious\n").unwrap();
+        let out = dir.path().join("report.md");
+        // The old temporary name was predictable; plant it as a symlink to the victim.
+        std::os::unix::fs::symlink(&victim, dir.path().join(".report.md.part")).unwrap();
+        write_atomic(&out, |f| {
+            f.write_all(b"report\n")
+                .map_err(|e| output_error("test", e))
+        })
+        .unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious\n");
+        assert_eq!(std::fs::read(&out).unwrap(), b"report\n");
+        let md = std::fs::symlink_metadata(&out).unwrap();
+        assert!(md.file_type().is_file());
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&md.permissions()) & 0o022,
+            0
+        );
     }
-    result
 }
