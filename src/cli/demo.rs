@@ -118,24 +118,22 @@ impl DemoState {
         self.dir.join(STATE_FILE)
     }
 
-    /// Writes the state file atomically (temp file, fsync, rename).
+    /// Writes the state file atomically (random temporary name, fsync, rename).
     fn save(&self) -> Result<(), CliError> {
         use std::io::Write;
         let path = self.path();
-        let tmp = self.dir.join(format!("{STATE_FILE}.tmp"));
-        let io = |e: std::io::Error| {
-            CliError::new(
-                ExitKind::Internal,
-                format!("cannot write the demo state file {}: {e}", path.display()),
-            )
-        };
         let text = serde_json::to_string_pretty(self)
             .map_err(|e| CliError::new(ExitKind::Internal, e.to_string()))?;
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        f.write_all(text.as_bytes()).map_err(io)?;
-        f.write_all(b"\n").map_err(io)?;
-        f.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, &path).map_err(io)
+        super::output::write_atomic(&path, |f| {
+            f.write_all(text.as_bytes())
+                .and_then(|()| f.write_all(b"\n"))
+                .map_err(|e| {
+                    CliError::new(
+                        ExitKind::Internal,
+                        format!("cannot write the demo state file {}: {e}", path.display()),
+                    )
+                })
+        })
     }
 
     fn load(dir: &Path) -> Result<DemoState, String> {

@@ -198,6 +198,12 @@ pub fn ledger_error(e: LedgerError) -> CliError {
             ExitKind::Input,
             "this is a bug in the caller of the ledger; please report it".to_string(),
         ),
+        LedgerError::UnsafeFolder(crate::safefs::SafeFsError::Unsafe { .. }) => (
+            ExitKind::Input,
+            "keep ledgers in a folder only you (or root) can change, e.g. the default /var/lib/\
+             oms-upgrade/ledger"
+                .to_string(),
+        ),
         _ => (
             ExitKind::Internal,
             "check the folder's permissions and free disk space, then retry with -v".to_string(),

@@ -180,16 +180,14 @@ pub enum DumpError {
         /// The file.
         path: PathBuf,
     },
-    /// The output folder is readable by others.
-    #[error(
-        "{path} has mode {mode:o}: dumps hold credentials, so the folder must be private. \
-         Run `chmod 700 {path}` or choose a new folder (it is created with mode 700)"
-    )]
+    /// The output folder (or the folder it would be created in) is readable or writable by
+    /// others, owned by someone else, or a symlink.
+    #[error("{reason}")]
     InsecureDir {
         /// The folder.
         path: PathBuf,
-        /// Its permission bits.
-        mode: u32,
+        /// What is wrong and what to do (names the folder, its owner and mode).
+        reason: String,
     },
     /// A dump file already exists where this one would go.
     #[error("{path} already exists; choose another folder or allow overwriting")]
@@ -313,6 +311,17 @@ pub enum DumpError {
 
 impl DumpError {
     /// An I/O error on `path`; a full disk or an exceeded file size limit becomes [`DumpError::DiskFull`].
+    /// An unsafe folder as [`DumpError::InsecureDir`], a failed call as [`DumpError::io`].
+    pub fn folder(e: crate::safefs::SafeFsError) -> DumpError {
+        match e {
+            crate::safefs::SafeFsError::Unsafe { ref path, .. } => DumpError::InsecureDir {
+                path: path.clone(),
+                reason: e.to_string(),
+            },
+            crate::safefs::SafeFsError::Io { path, source, .. } => DumpError::io(&path, source),
+        }
+    }
+
     pub fn io(path: &Path, source: std::io::Error) -> DumpError {
         match source.raw_os_error() {
             Some(libc::ENOSPC) | Some(libc::EFBIG) | Some(libc::EDQUOT) => DumpError::DiskFull {

@@ -11,7 +11,7 @@
 use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -24,39 +24,13 @@ use super::artifact::Compression;
 /// `--skip-dump-date`).
 pub const TRAILER: &str = "-- Dump completed";
 
-/// Creates `dir` with mode 0700 when missing; refuses an existing folder that group or
-/// others can read, since dumps hold the credentials of migration projects.
+/// Creates `dir` with mode 0700 when missing; refuses a folder that group or others can
+/// read (dumps hold the credentials of migration projects) or write, that someone else owns,
+/// or that is a symlink, and creating into such a folder (see [`crate::safefs`]).
 pub fn prepare_dir(dir: &Path) -> Result<(), DumpError> {
-    match std::fs::metadata(dir) {
-        Ok(md) => {
-            if !md.is_dir() {
-                return Err(DumpError::io(
-                    dir,
-                    io::Error::new(io::ErrorKind::NotADirectory, "not a folder"),
-                ));
-            }
-            let mode = md.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
-                return Err(DumpError::InsecureDir {
-                    path: dir.to_path_buf(),
-                    mode,
-                });
-            }
-            Ok(())
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            let mut b = std::fs::DirBuilder::new();
-            std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
-            b.recursive(true)
-                .create(dir)
-                .map_err(|e| DumpError::io(dir, e))?;
-            // The umask may have narrowed the mode further but never widened it; make it exact.
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-                .map_err(|e| DumpError::io(dir, e))?;
-            fsync_dir(dir.parent().unwrap_or(Path::new(".")))
-        }
-        Err(e) => Err(DumpError::io(dir, e)),
-    }
+    crate::safefs::ensure_folder(dir, 0o700, true)
+        .map(drop)
+        .map_err(DumpError::folder)
 }
 
 /// fsyncs a folder so a rename inside it survives a crash.
@@ -666,6 +640,7 @@ fn parse_ident(rest: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn inspector_sees_tables_views_and_trailer_across_chunks() {

@@ -137,4 +137,9 @@ pub enum LedgerError {
         /// The sequence number.
         seq: u64,
     },
+
+    /// The ledger folder (or the folder it would be created in) is a symlink, owned by
+    /// someone else, or writable by others: they could swap or plant files in it.
+    #[error(transparent)]
+    UnsafeFolder(#[from] crate::safefs::SafeFsError),
 }

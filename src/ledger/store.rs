@@ -451,6 +451,19 @@ impl Ledger {
     }
 
     fn open_inner(dir: &Path, create: bool) -> Result<Ledger, LedgerError> {
+        // A writer's folder must be one nobody else can change (not a symlink, ours or
+        // root's, not writable by others), and a new one is created only inside such a
+        // folder: whoever can plant files there could swap the records after they are
+        // written.
+        match std::fs::symlink_metadata(dir) {
+            Ok(md) if md.is_file() => {} // `classify` says it is not a ledger.
+            Ok(_) => crate::safefs::check_folder(dir, false)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
+                crate::safefs::ensure_folder(dir, 0o755, false)?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(dir, "read the folder")(e)),
+        }
         let state = classify(dir)?;
         match (&state, create) {
             (Folder::Missing, false) => {
@@ -465,12 +478,6 @@ impl Ledger {
                 });
             }
             (Folder::Interrupted, false) => return Err(interrupted(dir)),
-            (Folder::Missing, true) => {
-                std::fs::create_dir_all(dir).map_err(io_err(dir, "create the folder"))?;
-                if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    sync_dir(parent)?;
-                }
-            }
             _ => {}
         }
         let lock = FolderLock::acquire(dir, "writer")?;
