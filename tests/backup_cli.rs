@@ -80,7 +80,13 @@ async fn backup_then_restore_with_confirmation_rules_and_json() {
     // stdin is not a terminal: no --yes, no restore.
     let a = bin()
         .env("OMS_META_PASSWORD", password())
-        .args(["restore", "--from", out.to_str().unwrap()])
+        .args([
+            "restore",
+            "--from",
+            out.to_str().unwrap(),
+            "--meta-url",
+            &url(),
+        ])
         .assert()
         .code(7);
     let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
@@ -96,6 +102,8 @@ async fn backup_then_restore_with_confirmation_rules_and_json() {
         .args([
             "--json",
             "restore",
+            "--meta-url",
+            &url(),
             "--from",
             out.to_str().unwrap(),
             "--yes",
@@ -112,6 +120,8 @@ async fn backup_then_restore_with_confirmation_rules_and_json() {
         .env("OMS_META_PASSWORD", password())
         .args([
             "restore",
+            "--meta-url",
+            &url(),
             "--from",
             out.to_str().unwrap(),
             "--yes",
@@ -215,7 +225,14 @@ async fn cli_errors_have_the_documented_exit_codes() {
     std::fs::write(&file, bytes).unwrap();
     let a = bin()
         .env("OMS_META_PASSWORD", password())
-        .args(["restore", "--from", out.to_str().unwrap(), "--yes"])
+        .args([
+            "restore",
+            "--from",
+            out.to_str().unwrap(),
+            "--yes",
+            "--meta-url",
+            &url(),
+        ])
         .assert()
         .code(3);
     assert!(
@@ -227,6 +244,8 @@ async fn cli_errors_have_the_documented_exit_codes() {
         .env("OMS_META_PASSWORD", password())
         .args([
             "restore",
+            "--meta-url",
+            &url(),
             "--from",
             parent.path().to_str().unwrap(),
             "--yes",

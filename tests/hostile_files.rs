@@ -125,3 +125,229 @@ fn a_ledger_folder_owned_by_someone_else_or_writable_by_others_is_not_opened_for
     chmod(&dir, 0o755);
     Ledger::open_writer(&dir).unwrap();
 }
+
+// ---------------------------------------------------------------------------------------
+// A manifest that vouches for itself.
+
+/// A backup of a freshly loaded database into `parent/<name>`; returns the folder and the
+/// dump file's name.
+async fn backed_up(
+    db: &support::TestDb,
+    parent: &Path,
+    name: &str,
+) -> (std::path::PathBuf, String) {
+    let out = parent.join(name);
+    backup_cmd(&db.name, &out).assert().success();
+    (out, format!("{}.sql", db.name))
+}
+
+fn restore_cmd(from: &Path) -> Command {
+    let mut c = bin();
+    c.env("OMS_META_PASSWORD", password()).args([
+        "restore",
+        "--from",
+        from.to_str().unwrap(),
+        "--yes",
+    ]);
+    c
+}
+
+/// Edits `manifest.json` in `dir` through its JSON.
+fn edit_manifest(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let p = dir.join("manifest.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+    edit(&mut v);
+    std::fs::write(&p, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_refuses_manifest_paths_that_leave_the_folder() {
+    let db = support::TestDb::create("hf_paths").await;
+    load_fixture(&db.name).await;
+    let parent = out_dir();
+    let (out, file) = backed_up(&db, parent.path(), "b").await;
+    // The same bytes outside the folder, so the recorded BLAKE3 matches wherever it points.
+    let outside = parent.path().join("outside.sql");
+    std::fs::copy(out.join(&file), &outside).unwrap();
+    exec(&db.name, "CREATE TABLE zz_marker (x INT)").await;
+    let marked = snapshot(&db.name).await;
+
+    let cases: Vec<(&str, serde_json::Value)> = vec![
+        ("..", "../outside.sql".into()),
+        ("absolute", outside.to_str().unwrap().into()),
+    ];
+    for (what, path) in cases {
+        edit_manifest(&out, |v| v["databases"][0]["file"] = path.clone());
+        let a = restore_cmd(&out)
+            .args(["--meta-url", &url()])
+            .assert()
+            .code(5);
+        let err = stderr(&a);
+        assert!(
+            err.contains("outside") || err.contains("inside"),
+            "{what}: {err}"
+        );
+        assert_eq!(
+            snapshot(&db.name).await,
+            marked,
+            "{what}: the database was touched"
+        );
+    }
+    // A symlink inside the folder that points out of it.
+    edit_manifest(&out, |v| v["databases"][0]["file"] = file.clone().into());
+    std::fs::remove_file(out.join(&file)).unwrap();
+    std::os::unix::fs::symlink(&outside, out.join(&file)).unwrap();
+    let a = restore_cmd(&out)
+        .args(["--meta-url", &url()])
+        .assert()
+        .code(5);
+    assert!(stderr(&a).contains("symlink"), "{}", stderr(&a));
+    assert_eq!(snapshot(&db.name).await, marked);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_refuses_charset_and_collation_names_that_are_not_plain_or_not_known() {
+    let db = support::TestDb::create("hf_charset").await;
+    load_fixture(&db.name).await;
+    let parent = out_dir();
+    let (out, _) = backed_up(&db, parent.path(), "b").await;
+    exec(&db.name, "CREATE TABLE zz_marker (x INT)").await;
+    let marked = snapshot(&db.name).await;
+
+    edit_manifest(&out, |v| {
+        v["databases"][0]["charset"] = "utf8mb4; DROP DATABASE x".into()
+    });
+    let a = restore_cmd(&out)
+        .args(["--meta-url", &url()])
+        .assert()
+        .code(5);
+    let err = stderr(&a);
+    assert!(
+        err.contains("utf8mb4; DROP DATABASE x") && err.contains("charset"),
+        "{err}"
+    );
+    assert_eq!(snapshot(&db.name).await, marked);
+
+    // A plain name the server does not know: refused before anything is dropped.
+    edit_manifest(&out, |v| {
+        v["databases"][0]["charset"] = "utf8mb4".into();
+        v["databases"][0]["collation"] = "no_such_collation".into();
+    });
+    let a = restore_cmd(&out)
+        .args(["--meta-url", &url()])
+        .assert()
+        .code(5);
+    let err = stderr(&a);
+    assert!(err.contains("no_such_collation"), "{err}");
+    assert_eq!(snapshot(&db.name).await, marked, "the database was dropped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_takes_the_target_server_from_the_manifest_only_when_confirmed() {
+    let db = support::TestDb::create("hf_target").await;
+    load_fixture(&db.name).await;
+    let parent = out_dir();
+    let (out, _) = backed_up(&db, parent.path(), "b").await;
+    exec(&db.name, "CREATE TABLE zz_marker (x INT)").await;
+    let marked = snapshot(&db.name).await;
+    // --yes confirms dropping databases, not a server named by the folder's own file.
+    let a = restore_cmd(&out).assert().code(7);
+    let err = stderr(&a);
+    let t = support::mysql_target();
+    assert!(
+        err.contains(&format!("{}:{}", t.host, t.port)) && err.contains("--meta-url"),
+        "{err}"
+    );
+    assert_eq!(snapshot(&db.name).await, marked);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_manifest_is_checked_and_the_restore_says_what_vouched() {
+    let db = support::TestDb::create("hf_signed").await;
+    load_fixture(&db.name).await;
+    let before = snapshot(&db.name).await;
+    let parent = out_dir();
+    let keys = parent.path().join("keys");
+    std::fs::create_dir(&keys).unwrap();
+    let key = keys.join("k");
+    let other = keys.join("other");
+    for k in [&key, &other] {
+        bin()
+            .args(["ledger", "keygen", "--out", k.to_str().unwrap()])
+            .assert()
+            .success();
+    }
+    let pubkey = |k: &Path| format!("{}.pub", k.display());
+    let out = parent.path().join("signed");
+    backup_cmd(&db.name, &out)
+        .env("OMS_UPGRADE_SIGNING_KEY", &key)
+        .assert()
+        .success();
+    assert!(out.join("manifest.json.sig").exists());
+
+    // The right key: restored, and the output says the signature vouched.
+    let a = restore_cmd(&out)
+        .args(["--meta-url", &url(), "--pubkey", &pubkey(&key)])
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&a.get_output().stdout).into_owned();
+    assert!(
+        text.contains("signature") && text.contains("key-id"),
+        "{text}"
+    );
+    assert_eq!(snapshot(&db.name).await, before);
+
+    // No --pubkey for a signed manifest, or the wrong key: refused.
+    let a = restore_cmd(&out)
+        .args(["--meta-url", &url()])
+        .assert()
+        .code(7);
+    assert!(stderr(&a).contains("--pubkey"), "{}", stderr(&a));
+    let a = restore_cmd(&out)
+        .args(["--meta-url", &url(), "--pubkey", &pubkey(&other)])
+        .assert()
+        .code(3);
+    assert!(stderr(&a).contains("key"), "{}", stderr(&a));
+
+    // A tampered manifest no longer verifies.
+    edit_manifest(&out, |v| {
+        v["databases"][0]["tables"][0]["rows"] = 999.into()
+    });
+    let a = restore_cmd(&out)
+        .args(["--meta-url", &url(), "--pubkey", &pubkey(&key)])
+        .assert()
+        .code(3);
+    assert!(stderr(&a).contains("manifest.json"), "{}", stderr(&a));
+
+    // Unsigned: restored, with a warning that only the manifest vouches for the hashes.
+    let plain = parent.path().join("plain");
+    backup_cmd(&db.name, &plain).assert().success();
+    let a = restore_cmd(&plain)
+        .args(["--meta-url", &url()])
+        .assert()
+        .success();
+    let err = stderr(&a);
+    assert!(
+        err.contains("warning") && err.contains("only manifest.json"),
+        "{err}"
+    );
+    let a = bin()
+        .env("OMS_META_PASSWORD", password())
+        .args([
+            "--json",
+            "restore",
+            "--from",
+            plain.to_str().unwrap(),
+            "--yes",
+        ])
+        .args(["--meta-url", &url()])
+        .assert()
+        .success();
+    let v: serde_json::Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
+    assert_eq!(v["vouched_by"]["kind"], "manifest_only");
+    // --pubkey given for an unsigned manifest: refused (the operator expected a signature).
+    restore_cmd(&plain)
+        .args(["--meta-url", &url(), "--pubkey", &pubkey(&key)])
+        .assert()
+        .code(7);
+}

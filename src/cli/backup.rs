@@ -12,9 +12,11 @@ use std::time::Instant;
 
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 
-use super::{CliError, CmdResult, Ctx, ExitKind};
+use super::output::{output_error, write_atomic};
+use super::{CliError, CmdResult, Ctx, ExitKind, vouch};
 use crate::dbconn::DbTarget;
 use crate::dump::{self, DumpError, ErrorClass};
+use crate::ledger::sign::{PublicKey, SigningKey};
 use crate::secret::Secret;
 
 /// Environment variable holding the metadata database password.
@@ -72,6 +74,10 @@ pub struct BackupArgs {
     /// Replace dump files and the manifest already in --out.
     #[arg(long)]
     pub overwrite: bool,
+    /// Sign manifest.json with this Ed25519 key (from `ledger keygen`), writing
+    /// manifest.json.sig; default: $OMS_UPGRADE_SIGNING_KEY, if set.
+    #[arg(long, value_name = "KEYFILE")]
+    pub sign: Option<PathBuf>,
 }
 
 /// Arguments of `restore`.
@@ -87,9 +93,14 @@ pub struct RestoreArgs {
     /// Only these databases (comma-separated); default: all in the manifest.
     #[arg(long, value_delimiter = ',', value_name = "DB,...")]
     pub databases: Vec<String>,
-    /// Server to restore into, `mysql://USER@HOST:PORT`; default: the one that was dumped.
+    /// Server to restore into, `mysql://USER@HOST:PORT`. Without it, the server named in
+    /// manifest.json is used only after a yes typed on a terminal that names it.
     #[arg(long, value_name = "URL")]
     pub meta_url: Option<String>,
+    /// Check manifest.json.sig with this public key (file from `ledger keygen`, or
+    /// `ed25519:<hex>`); required when the backup is signed.
+    #[arg(long, value_name = "FILE")]
+    pub pubkey: Option<String>,
     /// Connections loading at the same time: tables of native dumps in parallel, other dumps
     /// one database per connection.
     #[arg(long, default_value_t = 3, value_name = "N")]
@@ -97,7 +108,8 @@ pub struct RestoreArgs {
     /// Read the password from this file (first line) instead of OMS_META_PASSWORD.
     #[arg(long, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
-    /// Do not ask for confirmation (required when stdin is not a terminal).
+    /// Do not ask before dropping the databases (required when stdin is not a terminal).
+    /// Does not confirm a target server taken from manifest.json: pass --meta-url for that.
     #[arg(long)]
     pub yes: bool,
 }
@@ -121,6 +133,8 @@ pub fn run_backup(args: BackupArgs, ctx: &Ctx) -> CmdResult {
             "--dumper-path only applies to --dumper mysqldump",
         ));
     }
+    // A bad key is reported before anything is dumped.
+    let key = super::ledger::load_signing_key(args.sign.as_deref())?;
     let opts = dump::DumpOptions {
         dumper: match args.dumper {
             DumperArg::Native => dump::Dumper::Native,
@@ -153,10 +167,12 @@ pub fn run_backup(args: BackupArgs, ctx: &Ctx) -> CmdResult {
         .map_err(dump_error)?;
     let elapsed = started.elapsed();
     let out = std::fs::canonicalize(&args.out).unwrap_or(args.out.clone());
+    let signed_by = sign_manifest(&out, key.as_ref())?;
     if ctx.json {
         let v = serde_json::json!({
             "ok": true,
             "manifest_path": out.join(dump::MANIFEST_FILE),
+            "signed_by_key_id": signed_by,
             "elapsed_ms": elapsed.as_millis() as u64,
             "manifest": manifest,
         });
@@ -189,6 +205,17 @@ pub fn run_backup(args: BackupArgs, ctx: &Ctx) -> CmdResult {
             out.display(),
             dump::MANIFEST_FILE
         );
+        match &signed_by {
+            Some(id) => println!(
+                "Signed manifest.json with key-id {id} ({}).",
+                vouch::SIGNATURE_FILE
+            ),
+            None => println!(
+                "manifest.json is not signed: sign backups with --sign KEYFILE (or \
+                 {}) so a restore can check it with --pubkey.",
+                super::ledger::SIGNING_KEY_ENV
+            ),
+        }
         for a in &manifest.databases {
             if !a.skipped_triggers.is_empty() {
                 println!(
@@ -202,19 +229,101 @@ pub fn run_backup(args: BackupArgs, ctx: &Ctx) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Signs the manifest just written in `dir` (its bytes as stored) into
+/// `manifest.json.sig`; without a key, removes a signature left by an earlier backup into
+/// the same folder, which would no longer match. Returns the key id.
+fn sign_manifest(dir: &Path, key: Option<&SigningKey>) -> Result<Option<String>, CliError> {
+    let sig_path = dir.join(vouch::SIGNATURE_FILE);
+    let Some(key) = key else {
+        return match std::fs::remove_file(&sig_path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(output_error(&sig_path.display().to_string(), e))
+            }
+            _ => Ok(None),
+        };
+    };
+    let bytes = dump::read_manifest_bytes(dir).map_err(dump_error)?;
+    let text = vouch::sign(key, &bytes, chrono::Utc::now());
+    write_atomic(&sig_path, |f| {
+        f.write_all(text.as_bytes())
+            .map_err(|e| output_error(&sig_path.display().to_string(), e))
+    })?;
+    Ok(Some(key.public().key_id()))
+}
+
+/// The server to restore into: `--meta-url`, or the manifest's source once the operator
+/// typed yes on a terminal to a question naming it. A folder's own file never picks the
+/// server unattended.
+fn restore_target(
+    args: &RestoreArgs,
+    manifest: &dump::Manifest,
+) -> Result<(String, u16, String), CliError> {
+    if let Some(u) = &args.meta_url {
+        return parse_meta_url(u);
+    }
+    let (host, port, user) = parse_meta_url(&manifest.source).map_err(|e| {
+        CliError::new(
+            ExitKind::Input,
+            format!("the manifest's source is unusable: {}", e.message),
+        )
+        .hint("pass --meta-url mysql://USER@HOST:PORT")
+    })?;
+    let named = format!("{user}@{host}:{port}");
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError::new(
+            ExitKind::Refused,
+            format!(
+                "no --meta-url given, and the only server named is {named}, taken from {} in \
+                 the backup folder; refusing to restore into a server the folder chose without \
+                 confirmation; nothing was changed",
+                dump::MANIFEST_FILE
+            ),
+        )
+        .hint(format!(
+            "pass --meta-url mysql://{named} to confirm that server (stdin is not a terminal)"
+        )));
+    }
+    eprint!(
+        "No --meta-url given. {} names the server {named}.\nRestore into {host}:{port}? Type \
+         yes to continue: ",
+        dump::MANIFEST_FILE
+    );
+    std::io::stderr().flush().ok();
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).ok();
+    if line.trim() != "yes" {
+        return Err(CliError::new(
+            ExitKind::Refused,
+            "restore declined; nothing was changed",
+        ));
+    }
+    Ok((host, port, user))
+}
+
 /// Runs `restore`.
 pub fn run_restore(args: RestoreArgs, ctx: &Ctx) -> CmdResult {
-    let manifest = dump::Manifest::load(&args.from).map_err(dump_error)?;
-    let (host, port, user) = match &args.meta_url {
-        Some(u) => parse_meta_url(u)?,
-        None => parse_meta_url(&manifest.source).map_err(|e| {
-            CliError::new(
-                ExitKind::Input,
-                format!("the manifest's source is unusable: {}", e.message),
-            )
-            .hint("pass --meta-url mysql://USER@HOST:PORT")
-        })?,
-    };
+    // What vouches for the manifest is settled on its exact bytes before anything in it is
+    // used: its paths, charsets and server are only read from bytes that passed.
+    let pubkey = args
+        .pubkey
+        .as_deref()
+        .map(PublicKey::from_arg)
+        .transpose()
+        .map_err(|e| {
+            CliError::new(ExitKind::Input, e.to_string())
+                .hint("pass the KEYFILE.pub written by `oms-upgrade ledger keygen`")
+        })?;
+    let bytes = dump::read_manifest_bytes(&args.from).map_err(dump_error)?;
+    let voucher = vouch::check(&args.from, &bytes, pubkey.as_ref())?;
+    let manifest = dump::Manifest::from_bytes(&args.from, &bytes).map_err(dump_error)?;
+    if voucher == vouch::Voucher::ManifestOnly {
+        eprintln!(
+            "warning: only manifest.json itself vouches for the dumps' BLAKE3: whoever could \
+             change the dump files could have changed it too. Sign backups (backup --sign \
+             KEYFILE) and restore with --pubkey to close that gap."
+        );
+    }
+    let (host, port, user) = restore_target(&args, &manifest)?;
     if args.jobs == 0 {
         return Err(CliError::new(ExitKind::Input, "--jobs must be at least 1"));
     }
@@ -247,6 +356,10 @@ pub fn run_restore(args: RestoreArgs, ctx: &Ctx) -> CmdResult {
     for a in &chosen {
         dump::verify_artifact(a).map_err(dump_error)?;
     }
+    let rt = super::runtime()?;
+    // Names the server does not know would fail only after the DROP.
+    rt.block_on(dump::check_names_known(&target, &chosen))
+        .map_err(dump_error)?;
     if !args.yes {
         let names: Vec<String> = chosen.iter().map(|a| format!("`{}`", a.database)).collect();
         if !std::io::stdin().is_terminal() {
@@ -284,7 +397,6 @@ pub fn run_restore(args: RestoreArgs, ctx: &Ctx) -> CmdResult {
         dump::for_terminal("restore")
     };
     let started = Instant::now();
-    let rt = super::runtime()?;
     let reports = rt
         .block_on(dump::restore(&target, &manifest, &dbs, &opts, progress))
         .map_err(dump_error)?;
@@ -293,6 +405,7 @@ pub fn run_restore(args: RestoreArgs, ctx: &Ctx) -> CmdResult {
         let v = serde_json::json!({
             "ok": true,
             "target": target.display_url(),
+            "vouched_by": voucher.to_json(),
             "elapsed_ms": elapsed.as_millis() as u64,
             "databases": reports,
         });
@@ -324,6 +437,7 @@ pub fn run_restore(args: RestoreArgs, ctx: &Ctx) -> CmdResult {
             target.display_url(),
             elapsed.as_secs_f64()
         );
+        println!("Trust: {}.", voucher.describe());
     }
     Ok(ExitCode::SUCCESS)
 }

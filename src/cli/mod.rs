@@ -21,6 +21,7 @@ pub mod report;
 pub mod run;
 pub mod shell;
 pub mod status;
+pub mod vouch;
 
 /// Default ledger folder when neither `--ledger` nor `OMS_UPGRADE_LEDGER` is given.
 pub const DEFAULT_LEDGER_DIR: &str = "/var/lib/oms-upgrade/ledger";

@@ -31,7 +31,8 @@ mod writer;
 
 pub use artifact::{
     ChecksumMethod, Compression, DumpArtifact, DumpFormat, MANIFEST_FILE, MANIFEST_VERSION,
-    Manifest, TableFact, hash_file, verify_artifact,
+    Manifest, TableFact, check_names, check_names_known, hash_file, is_plain_name, read_in_folder,
+    read_manifest_bytes, verify_artifact,
 };
 pub use external::{DUMPER_NAMES, dumper_args, resolve_program};
 pub use facts::{table_facts, table_facts_with};
@@ -243,8 +244,9 @@ pub enum DumpError {
         /// Rows read.
         streamed: u64,
     },
-    /// `manifest.json` is missing or unreadable.
-    #[error("cannot read the manifest {path}: {reason}")]
+    /// `manifest.json` is missing, unreadable, or names what a manifest may not (a file
+    /// outside its folder, a charset that is not a plain name).
+    #[error("cannot use the manifest {path}: {reason}")]
     Manifest {
         /// The manifest file.
         path: PathBuf,

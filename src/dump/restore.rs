@@ -216,6 +216,8 @@ async fn bulk_session(target: &DbTarget, db: &str) -> Result<mysql_async::Conn, 
 
 /// Drops and creates the artifact's database with its recorded charset and collation.
 async fn recreate(conn: &mut mysql_async::Conn, artifact: &DumpArtifact) -> Result<(), DumpError> {
+    // The names are spliced into the CREATE below: plain names only, checked before the drop.
+    super::check_names(artifact)?;
     let db = artifact.database.as_str();
     let q = |what: &'static str| move |e| query_err(db, what, e);
     conn.query_drop(format!("DROP DATABASE IF EXISTS {}", ident(db)))
