@@ -498,6 +498,10 @@ pub enum BuildError {
     },
 }
 
+/// What vouches for a rollback's dump hashes, said wherever a plan shows them: the ledger
+/// (hash-chained), not a file next to the dumps (contrast `restore --from`).
+const LEDGER_VOUCHES: &str = " (the BLAKE3 recorded in the ledger when it was dumped)";
+
 /// Builds the step `key` for `plan`, given what earlier steps recorded.
 pub fn build(plan: &Plan, key: StepKey, ctx: &Context) -> Result<Step, BuildError> {
     let not_in = || BuildError::NotInProcedure {
@@ -915,7 +919,12 @@ impl Step {
             Step::Complete | Step::RollbackComplete => vec![],
             Step::RollbackVerifyDumps(a) => a
                 .iter()
-                .map(|a| format!("b3sum {}  -- must be {}", a.file, a.blake3_hex))
+                .map(|a| {
+                    format!(
+                        "b3sum {}  -- must be {}{LEDGER_VOUCHES}",
+                        a.file, a.blake3_hex
+                    )
+                })
                 .collect(),
             Step::RecreateDatabase(r) => vec![
                 format!("DROP DATABASE IF EXISTS `{}`", r.database),
@@ -923,7 +932,7 @@ impl Step {
             ],
             Step::Restore(r) => vec![
                 format!(
-                    "b3sum {}  -- must be {}",
+                    "b3sum {}  -- must be {}{LEDGER_VOUCHES}",
                     r.artifact.file, r.artifact.blake3_hex
                 ),
                 format!(

@@ -5,39 +5,8 @@ mod backup_helpers;
 mod support;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 
-use assert_cmd::Command;
 use backup_helpers::*;
-
-fn bin() -> Command {
-    let mut c = Command::cargo_bin("oms-upgrade").unwrap();
-    c.env_remove("OMS_META_PASSWORD").env("NO_COLOR", "1");
-    c
-}
-
-fn url() -> String {
-    let t = support::mysql_target();
-    format!("mysql://{}@{}:{}", t.user, t.host, t.port)
-}
-
-fn password() -> String {
-    support::mysql_target().password.expose().to_string()
-}
-
-fn backup_cmd(db: &str, out: &Path) -> Command {
-    let mut c = bin();
-    c.env("OMS_META_PASSWORD", password()).args([
-        "backup",
-        "--meta-url",
-        &url(),
-        "--databases",
-        db,
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    c
-}
 
 fn json(stdout: &[u8]) -> serde_json::Value {
     serde_json::from_slice(stdout)

@@ -13,37 +13,6 @@ use backup_helpers::*;
 /// The uid of `nobody`: "someone else" for tests that run as root.
 const NOBODY: u32 = 65534;
 
-fn bin() -> Command {
-    let mut c = Command::cargo_bin("oms-upgrade").unwrap();
-    c.env_remove("OMS_META_PASSWORD")
-        .env_remove("OMS_UPGRADE_SIGNING_KEY")
-        .env("NO_COLOR", "1");
-    c
-}
-
-fn url() -> String {
-    let t = support::mysql_target();
-    format!("mysql://{}@{}:{}", t.user, t.host, t.port)
-}
-
-fn password() -> String {
-    support::mysql_target().password.expose().to_string()
-}
-
-fn backup_cmd(db: &str, out: &Path) -> Command {
-    let mut c = bin();
-    c.env("OMS_META_PASSWORD", password()).args([
-        "backup",
-        "--meta-url",
-        &url(),
-        "--databases",
-        db,
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    c
-}
-
 fn stderr(a: &assert_cmd::assert::Assert) -> String {
     String::from_utf8_lossy(&a.get_output().stderr).into_owned()
 }
@@ -129,16 +98,34 @@ fn a_ledger_folder_owned_by_someone_else_or_writable_by_others_is_not_opened_for
 // ---------------------------------------------------------------------------------------
 // A manifest that vouches for itself.
 
-/// A backup of a freshly loaded database into `parent/<name>`; returns the folder and the
-/// dump file's name.
-async fn backed_up(
-    db: &support::TestDb,
-    parent: &Path,
-    name: &str,
-) -> (std::path::PathBuf, String) {
-    let out = parent.join(name);
+/// A backed-up database changed since (a marker table), so a restore that ran shows.
+struct Marked {
+    db: support::TestDb,
+    parent: tempfile::TempDir,
+    /// The backup folder.
+    out: std::path::PathBuf,
+    /// The dump file's name in it.
+    file: String,
+    /// The database as it is now, after the backup.
+    marked: Snapshot,
+}
+
+async fn marked_backup(prefix: &str) -> Marked {
+    let db = support::TestDb::create(prefix).await;
+    load_fixture(&db.name).await;
+    let parent = out_dir();
+    let out = parent.path().join("b");
     backup_cmd(&db.name, &out).assert().success();
-    (out, format!("{}.sql", db.name))
+    let file = format!("{}.sql", db.name);
+    exec(&db.name, "CREATE TABLE zz_marker (x INT)").await;
+    let marked = snapshot(&db.name).await;
+    Marked {
+        db,
+        parent,
+        out,
+        file,
+        marked,
+    }
 }
 
 fn restore_cmd(from: &Path) -> Command {
@@ -152,6 +139,13 @@ fn restore_cmd(from: &Path) -> Command {
     c
 }
 
+/// `restore --yes` into the test server, confirmed with `--meta-url`.
+fn restore_to_test_server(from: &Path) -> Command {
+    let mut c = restore_cmd(from);
+    c.args(["--meta-url", &url()]);
+    c
+}
+
 /// Edits `manifest.json` in `dir` through its JSON.
 fn edit_manifest(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
     let p = dir.join("manifest.json");
@@ -162,15 +156,16 @@ fn edit_manifest(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restore_refuses_manifest_paths_that_leave_the_folder() {
-    let db = support::TestDb::create("hf_paths").await;
-    load_fixture(&db.name).await;
-    let parent = out_dir();
-    let (out, file) = backed_up(&db, parent.path(), "b").await;
+    let Marked {
+        db,
+        parent,
+        out,
+        file,
+        marked,
+    } = marked_backup("hf_paths").await;
     // The same bytes outside the folder, so the recorded BLAKE3 matches wherever it points.
     let outside = parent.path().join("outside.sql");
     std::fs::copy(out.join(&file), &outside).unwrap();
-    exec(&db.name, "CREATE TABLE zz_marker (x INT)").await;
-    let marked = snapshot(&db.name).await;
 
     let cases: Vec<(&str, serde_json::Value)> = vec![
         ("..", "../outside.sql".into()),
@@ -178,10 +173,7 @@ async fn restore_refuses_manifest_paths_that_leave_the_folder() {
     ];
     for (what, path) in cases {
         edit_manifest(&out, |v| v["databases"][0]["file"] = path.clone());
-        let a = restore_cmd(&out)
-            .args(["--meta-url", &url()])
-            .assert()
-            .code(5);
+        let a = restore_to_test_server(&out).assert().code(5);
         let err = stderr(&a);
         assert!(
             err.contains("outside") || err.contains("inside"),
@@ -197,30 +189,25 @@ async fn restore_refuses_manifest_paths_that_leave_the_folder() {
     edit_manifest(&out, |v| v["databases"][0]["file"] = file.clone().into());
     std::fs::remove_file(out.join(&file)).unwrap();
     std::os::unix::fs::symlink(&outside, out.join(&file)).unwrap();
-    let a = restore_cmd(&out)
-        .args(["--meta-url", &url()])
-        .assert()
-        .code(5);
+    let a = restore_to_test_server(&out).assert().code(5);
     assert!(stderr(&a).contains("symlink"), "{}", stderr(&a));
     assert_eq!(snapshot(&db.name).await, marked);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restore_refuses_charset_and_collation_names_that_are_not_plain_or_not_known() {
-    let db = support::TestDb::create("hf_charset").await;
-    load_fixture(&db.name).await;
-    let parent = out_dir();
-    let (out, _) = backed_up(&db, parent.path(), "b").await;
-    exec(&db.name, "CREATE TABLE zz_marker (x INT)").await;
-    let marked = snapshot(&db.name).await;
+    let Marked {
+        db,
+        out,
+        marked,
+        parent: _kept,
+        ..
+    } = marked_backup("hf_charset").await;
 
     edit_manifest(&out, |v| {
         v["databases"][0]["charset"] = "utf8mb4; DROP DATABASE x".into()
     });
-    let a = restore_cmd(&out)
-        .args(["--meta-url", &url()])
-        .assert()
-        .code(5);
+    let a = restore_to_test_server(&out).assert().code(5);
     let err = stderr(&a);
     assert!(
         err.contains("utf8mb4; DROP DATABASE x") && err.contains("charset"),
@@ -233,10 +220,7 @@ async fn restore_refuses_charset_and_collation_names_that_are_not_plain_or_not_k
         v["databases"][0]["charset"] = "utf8mb4".into();
         v["databases"][0]["collation"] = "no_such_collation".into();
     });
-    let a = restore_cmd(&out)
-        .args(["--meta-url", &url()])
-        .assert()
-        .code(5);
+    let a = restore_to_test_server(&out).assert().code(5);
     let err = stderr(&a);
     assert!(err.contains("no_such_collation"), "{err}");
     assert_eq!(snapshot(&db.name).await, marked, "the database was dropped");
@@ -244,12 +228,13 @@ async fn restore_refuses_charset_and_collation_names_that_are_not_plain_or_not_k
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restore_takes_the_target_server_from_the_manifest_only_when_confirmed() {
-    let db = support::TestDb::create("hf_target").await;
-    load_fixture(&db.name).await;
-    let parent = out_dir();
-    let (out, _) = backed_up(&db, parent.path(), "b").await;
-    exec(&db.name, "CREATE TABLE zz_marker (x INT)").await;
-    let marked = snapshot(&db.name).await;
+    let Marked {
+        db,
+        out,
+        marked,
+        parent: _kept,
+        ..
+    } = marked_backup("hf_target").await;
     // --yes confirms dropping databases, not a server named by the folder's own file.
     let a = restore_cmd(&out).assert().code(7);
     let err = stderr(&a);
@@ -286,8 +271,8 @@ async fn a_signed_manifest_is_checked_and_the_restore_says_what_vouched() {
     assert!(out.join("manifest.json.sig").exists());
 
     // The right key: restored, and the output says the signature vouched.
-    let a = restore_cmd(&out)
-        .args(["--meta-url", &url(), "--pubkey", &pubkey(&key)])
+    let a = restore_to_test_server(&out)
+        .args(["--pubkey", &pubkey(&key)])
         .assert()
         .success();
     let text = String::from_utf8_lossy(&a.get_output().stdout).into_owned();
@@ -298,13 +283,10 @@ async fn a_signed_manifest_is_checked_and_the_restore_says_what_vouched() {
     assert_eq!(snapshot(&db.name).await, before);
 
     // No --pubkey for a signed manifest, or the wrong key: refused.
-    let a = restore_cmd(&out)
-        .args(["--meta-url", &url()])
-        .assert()
-        .code(7);
+    let a = restore_to_test_server(&out).assert().code(7);
     assert!(stderr(&a).contains("--pubkey"), "{}", stderr(&a));
-    let a = restore_cmd(&out)
-        .args(["--meta-url", &url(), "--pubkey", &pubkey(&other)])
+    let a = restore_to_test_server(&out)
+        .args(["--pubkey", &pubkey(&other)])
         .assert()
         .code(3);
     assert!(stderr(&a).contains("key"), "{}", stderr(&a));
@@ -313,8 +295,8 @@ async fn a_signed_manifest_is_checked_and_the_restore_says_what_vouched() {
     edit_manifest(&out, |v| {
         v["databases"][0]["tables"][0]["rows"] = 999.into()
     });
-    let a = restore_cmd(&out)
-        .args(["--meta-url", &url(), "--pubkey", &pubkey(&key)])
+    let a = restore_to_test_server(&out)
+        .args(["--pubkey", &pubkey(&key)])
         .assert()
         .code(3);
     assert!(stderr(&a).contains("manifest.json"), "{}", stderr(&a));
@@ -322,10 +304,7 @@ async fn a_signed_manifest_is_checked_and_the_restore_says_what_vouched() {
     // Unsigned: restored, with a warning that only the manifest vouches for the hashes.
     let plain = parent.path().join("plain");
     backup_cmd(&db.name, &plain).assert().success();
-    let a = restore_cmd(&plain)
-        .args(["--meta-url", &url()])
-        .assert()
-        .success();
+    let a = restore_to_test_server(&plain).assert().success();
     let err = stderr(&a);
     assert!(
         err.contains("warning") && err.contains("only manifest.json"),
@@ -346,8 +325,8 @@ async fn a_signed_manifest_is_checked_and_the_restore_says_what_vouched() {
     let v: serde_json::Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
     assert_eq!(v["vouched_by"]["kind"], "manifest_only");
     // --pubkey given for an unsigned manifest: refused (the operator expected a signature).
-    restore_cmd(&plain)
-        .args(["--meta-url", &url(), "--pubkey", &pubkey(&key)])
+    restore_to_test_server(&plain)
+        .args(["--pubkey", &pubkey(&key)])
         .assert()
         .code(7);
 }

@@ -283,11 +283,16 @@ fn restore_target(
             "pass --meta-url mysql://{named} to confirm that server (stdin is not a terminal)"
         )));
     }
-    eprint!(
-        "No --meta-url given. {} names the server {named}.\nRestore into {host}:{port}? Type \
-         yes to continue: ",
+    ask_yes(&format!(
+        "No --meta-url given. {} names the server {named}.\nRestore into {host}:{port}?",
         dump::MANIFEST_FILE
-    );
+    ))?;
+    Ok((host, port, user))
+}
+
+/// Asks `question` on the terminal; anything but `yes` declines the restore.
+fn ask_yes(question: &str) -> Result<(), CliError> {
+    eprint!("{question}\nType yes to continue: ");
     std::io::stderr().flush().ok();
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line).ok();
@@ -297,7 +302,7 @@ fn restore_target(
             "restore declined; nothing was changed",
         ));
     }
-    Ok((host, port, user))
+    Ok(())
 }
 
 /// Runs `restore`.
@@ -373,21 +378,12 @@ pub fn run_restore(args: RestoreArgs, ctx: &Ctx) -> CmdResult {
             )
             .hint("stdin is not a terminal: pass --yes to confirm"));
         }
-        eprint!(
-            "This drops and recreates {} on {} from {}.\nType yes to continue: ",
+        ask_yes(&format!(
+            "This drops and recreates {} on {} from {}.",
             names.join(", "),
             target.display_url(),
             args.from.display()
-        );
-        std::io::stderr().flush().ok();
-        let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line).ok();
-        if line.trim() != "yes" {
-            return Err(CliError::new(
-                ExitKind::Refused,
-                "restore declined; nothing was changed",
-            ));
-        }
+        ))?;
     }
     let dbs: Vec<String> = chosen.iter().map(|a| a.database.clone()).collect();
     let opts = dump::RestoreOptions { jobs: args.jobs };

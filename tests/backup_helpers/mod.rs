@@ -145,3 +145,38 @@ pub fn out_dir() -> tempfile::TempDir {
     std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
     d
 }
+
+/// The binary, with no password or signing key inherited from the environment.
+pub fn bin() -> assert_cmd::Command {
+    let mut c = assert_cmd::Command::cargo_bin("oms-upgrade").unwrap();
+    c.env_remove("OMS_META_PASSWORD")
+        .env_remove("OMS_UPGRADE_SIGNING_KEY")
+        .env("NO_COLOR", "1");
+    c
+}
+
+/// The test server as a `--meta-url`.
+pub fn url() -> String {
+    let t = support::mysql_target();
+    format!("mysql://{}@{}:{}", t.user, t.host, t.port)
+}
+
+/// The test server's password.
+pub fn password() -> String {
+    support::mysql_target().password.expose().to_string()
+}
+
+/// `oms-upgrade backup` of `db` into `out`, password from the environment.
+pub fn backup_cmd(db: &str, out: &Path) -> assert_cmd::Command {
+    let mut c = bin();
+    c.env("OMS_META_PASSWORD", password()).args([
+        "backup",
+        "--meta-url",
+        &url(),
+        "--databases",
+        db,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    c
+}
