@@ -330,3 +330,55 @@ async fn a_signed_manifest_is_checked_and_the_restore_says_what_vouched() {
         .assert()
         .code(7);
 }
+
+/// `restore --from DIR --yes` without `--meta-url`, run on a terminal (`script` gives it
+/// one) that answers `answer`; returns the exit code and everything the terminal showed.
+fn restore_on_a_terminal(from: &Path, answer: &str) -> (Option<i32>, String) {
+    let bin = assert_cmd::cargo::cargo_bin("oms-upgrade");
+    let cmdline = format!("{} restore --from {} --yes", bin.display(), from.display());
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmdline, "/dev/null"])
+        .env("OMS_META_PASSWORD", password())
+        .env_remove("OMS_UPGRADE_SIGNING_KEY")
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(format!("{answer}\n").as_bytes())?;
+            child.wait_with_output()
+        })
+        .expect("run under script(1)");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code(), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_terminal_the_manifests_server_is_used_only_after_a_yes_naming_it() {
+    let Marked {
+        db,
+        out,
+        marked,
+        parent: _kept,
+        ..
+    } = marked_backup("hf_tty").await;
+    let t = support::mysql_target();
+    let named = format!("{}:{}", t.host, t.port);
+
+    let (code, text) = restore_on_a_terminal(&out, "no");
+    assert_eq!(code, Some(7), "{text}");
+    assert!(text.contains(&named) && text.contains("declined"), "{text}");
+    assert_eq!(snapshot(&db.name).await, marked);
+
+    let (code, text) = restore_on_a_terminal(&out, "yes");
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains(&named), "{text}");
+    assert_ne!(snapshot(&db.name).await, marked, "the restore did not run");
+}
