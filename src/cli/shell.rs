@@ -140,6 +140,11 @@ pub fn journal_error(e: JournalError) -> CliError {
         | JournalError::Broken { .. }) => CliError::new(ExitKind::Integrity, e.to_string())
             .hint("run `oms-upgrade ledger verify` to see where the record is damaged"),
         e @ JournalError::Rejected { .. } => CliError::new(ExitKind::Internal, e.to_string()),
+        e @ JournalError::TooLarge { .. } => CliError::new(ExitKind::Input, e.to_string()).hint(
+            "shorten the text given (a note, a reason, an attestation); if oms-upgrade produced \
+             the record itself, report it: the step's outcome is not recorded yet, and the next \
+             `oms-upgrade run` checks the step against reality first",
+        ),
     }
 }
 

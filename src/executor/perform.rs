@@ -518,7 +518,7 @@ pub(super) fn init_facts(
             .any(|l| l.contains(spec.success_marker.as_str())),
         log_file: Some(format!("{}/docker_init.log", spec.log_dir)),
         log_blake3: output_blake3.to_string(),
-        log_tail: events::tail_utf8(output, events::LOG_TAIL_MAX_BYTES).to_string(),
+        log_tail: events::tail_marked(output, events::LOG_TAIL_MAX_BYTES),
         harmless_errors: spec
             .harmless_errors
             .iter()
