@@ -594,14 +594,12 @@ pub enum StepFacts {
 /// as it is; longer text is cut by [`bound_text`].
 pub const FREE_TEXT_MAX_BYTES: usize = 8 * 1024;
 
-/// The marker put in front of a text cut to fit a record: how much was kept, of how much,
-/// and the BLAKE3 of the whole text (so a copy kept elsewhere can be matched to it).
-pub fn cut_marker(kept: usize, whole: &str) -> String {
-    format!(
-        "[cut to fit the ledger: {kept} of {} bytes kept; BLAKE3 of the whole: {}] ",
-        whole.len(),
-        blake3::hash(whole.as_bytes()).to_hex()
-    )
+/// The marker put in front of a text cut to fit a record: how much was kept, of how much
+/// (when known), and the BLAKE3 of the whole text (so a copy kept elsewhere can be matched
+/// to it).
+pub fn cut_marker(kept: usize, whole_len: Option<usize>, whole_blake3: &str) -> String {
+    let of = whole_len.map(|n| format!(" of {n}")).unwrap_or_default();
+    format!("[cut to fit the ledger: {kept}{of} bytes kept; BLAKE3 of the whole: {whole_blake3}] ")
 }
 
 /// `text` if it is at most `max` bytes; else its first bytes (on a character boundary)
@@ -614,17 +612,23 @@ pub fn head_marked(text: &str, max: usize) -> String {
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}{}", cut_marker(end, text), &text[..end])
+    let hash = blake3::hash(text.as_bytes()).to_hex();
+    format!(
+        "{}{}",
+        cut_marker(end, Some(text.len()), &hash),
+        &text[..end]
+    )
 }
 
-/// `text` if it is at most `max` bytes; else its last bytes (on a character boundary)
-/// after a [`cut_marker`] (for log tails).
-pub fn tail_marked(text: &str, max: usize) -> String {
+/// The last `max` bytes of `text` (on a character boundary), behind a [`cut_marker`]
+/// naming `whole_blake3` when anything was cut (for log tails: the whole log may be longer
+/// than `text`, and only its hash is known).
+pub fn tail_marked(text: &str, max: usize, whole_blake3: &str) -> String {
     let tail = tail_utf8(text, max);
     if tail.len() == text.len() {
         return text.to_string();
     }
-    format!("{}{tail}", cut_marker(tail.len(), text))
+    format!("{}{tail}", cut_marker(tail.len(), None, whole_blake3))
 }
 
 /// `event` with free text taken from programs (a step's error, reconcile evidence and a

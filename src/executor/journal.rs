@@ -274,6 +274,7 @@ fn replay_view(view: &LedgerView) -> Result<(Vec<Recorded>, State), JournalError
 mod tests {
     use super::*;
     use crate::events::{MetaDb, StepFacts, StepKey, TableFact, samples};
+    use crate::replay::Outcome;
     use crate::replay::sim::Sim;
 
     /// Issue 10, item 11: the facts of a dump of 2,000 tables (about 200 KB) are recorded
@@ -325,16 +326,22 @@ mod tests {
         );
     }
 
+    /// A journal in `dir` with the sample plan recorded.
+    fn planned(dir: &Path) -> (Journal, Uuid) {
+        let plan = samples::plan();
+        let run_id = plan.run_id;
+        let mut j = Journal::open(dir, "op", "host").unwrap();
+        j.record(run_id, samples::t0(), Event::planned(plan))
+            .unwrap();
+        (j, run_id)
+    }
+
     /// An event whose record would exceed the cap is a typed error, raised before anything
     /// is appended; the ledger stays usable.
     #[test]
     fn an_oversized_record_is_refused_before_the_append() {
         let dir = tempfile::tempdir().unwrap();
-        let plan = samples::plan();
-        let run_id = plan.run_id;
-        let mut j = Journal::open(dir.path(), "op", "host").unwrap();
-        j.record(run_id, samples::t0(), Event::planned(plan))
-            .unwrap();
+        let (mut j, run_id) = planned(dir.path());
         let head = j.ledger().head();
         let big = Event::Note {
             text: "x".repeat(70 * 1024),
@@ -349,18 +356,25 @@ mod tests {
         assert_eq!(j.ledger().head(), head, "nothing was appended");
         j.record(run_id, samples::t0(), Event::Note { text: "ok".into() })
             .unwrap();
-        // Free text from a program is cut to fit, with a marker and the whole text's hash.
-        let mut sim = Sim::planned(samples::plan());
-        sim.intent(StepKey::DisableHa).unwrap();
+        // Free text from a program (here a 100 KiB error) is cut to fit, behind a marker
+        // with the whole text's hash, and recorded.
+        let key = StepKey::DisableHa;
+        j.record(run_id, samples::t0(), Event::StepIntent { key })
+            .unwrap();
         let error = "e".repeat(100 * 1024);
-        let cut = events::bound_text(Event::StepFailed {
-            key: StepKey::DisableHa,
-            error: error.clone(),
-            retryable: true,
-            facts: None,
-        });
-        let Event::StepFailed { error: kept, .. } = cut else {
-            panic!()
+        j.record(
+            run_id,
+            samples::t0(),
+            Event::StepFailed {
+                key,
+                error: error.clone(),
+                retryable: true,
+                facts: None,
+            },
+        )
+        .unwrap();
+        let Some(Outcome::Failed { error: kept, .. }) = &j.state().attempts()[0].outcome else {
+            panic!("no failure recorded")
         };
         assert!(kept.len() < 9 * 1024, "{}", kept.len());
         assert!(kept.contains(&blake3::hash(error.as_bytes()).to_hex().to_string()));
@@ -371,12 +385,8 @@ mod tests {
     #[test]
     fn altered_ledger_is_refused_before_replay() {
         let dir = tempfile::tempdir().unwrap();
-        let plan = samples::plan();
-        let run_id = plan.run_id;
         {
-            let mut j = Journal::open(dir.path(), "op", "host").unwrap();
-            j.record(run_id, samples::t0(), Event::planned(plan))
-                .unwrap();
+            let (mut j, run_id) = planned(dir.path());
             j.record(run_id, samples::t0(), Event::Note { text: "ok".into() })
                 .unwrap();
             assert!(
