@@ -590,7 +590,147 @@ pub enum StepFacts {
     },
 }
 
+/// Longest free text from a program (a step's error message, reconcile evidence) recorded
+/// as it is; longer text is cut by [`bound_text`].
+pub const FREE_TEXT_MAX_BYTES: usize = 8 * 1024;
+
+/// The marker put in front of a text cut to fit a record: how much was kept, of how much
+/// (when known), and the BLAKE3 of the whole text (so a copy kept elsewhere can be matched
+/// to it).
+pub fn cut_marker(kept: usize, whole_len: Option<usize>, whole_blake3: &str) -> String {
+    let of = whole_len.map(|n| format!(" of {n}")).unwrap_or_default();
+    format!("[cut to fit the ledger: {kept}{of} bytes kept; BLAKE3 of the whole: {whole_blake3}] ")
+}
+
+/// `text` if it is at most `max` bytes; else its first bytes (on a character boundary)
+/// after a [`cut_marker`].
+pub fn head_marked(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let hash = blake3::hash(text.as_bytes()).to_hex();
+    format!(
+        "{}{}",
+        cut_marker(end, Some(text.len()), &hash),
+        &text[..end]
+    )
+}
+
+/// The last `max` bytes of `text` (on a character boundary), behind a [`cut_marker`]
+/// naming `whole_blake3` when anything was cut (for log tails: the whole log may be longer
+/// than `text`, and only its hash is known).
+pub fn tail_marked(text: &str, max: usize, whole_blake3: &str) -> String {
+    let tail = tail_utf8(text, max);
+    if tail.len() == text.len() {
+        return text.to_string();
+    }
+    format!("{}{tail}", cut_marker(tail.len(), None, whole_blake3))
+}
+
+/// `event` with free text taken from programs (a step's error, reconcile evidence and a
+/// reconciled failure's error) cut to [`FREE_TEXT_MAX_BYTES`] by [`head_marked`]. Text
+/// an operator typed (notes, reasons, attestations) is left alone: if it does not fit, the
+/// journal refuses it with a typed error and the operator shortens it.
+pub fn bound_text(mut event: Event) -> Event {
+    let cut = |t: &mut String| {
+        if t.len() > FREE_TEXT_MAX_BYTES {
+            *t = head_marked(t, FREE_TEXT_MAX_BYTES);
+        }
+    };
+    match &mut event {
+        Event::StepFailed { error, .. } => cut(error),
+        Event::StepReconciled {
+            finding, evidence, ..
+        } => {
+            cut(evidence);
+            if let Finding::Failed { error, .. } = finding {
+                cut(error);
+            }
+        }
+        _ => {}
+    }
+    event
+}
+
+/// Most bytes of per-table facts one record carries (their bincode size, estimated from
+/// above): half the 64 KiB record cap, leaving room for the record header and the rest of
+/// an outcome (a dump's views, file name, checksums).
+pub const TABLES_PER_RECORD_BYTES: usize = 32 * 1024;
+
+/// An upper bound on one table fact's bincode size: three length-prefixed strings and a
+/// varint row count.
+fn table_fact_size(t: &TableFact) -> usize {
+    t.name.len() + t.checksum.len() + t.method.len() + 3 * 3 + 10
+}
+
+/// The events that record `event`: itself when its per-table facts fit
+/// [`TABLES_PER_RECORD_BYTES`]; otherwise `step.tables` slices of the leading tables, each
+/// within that size and numbered by their first table's index, followed by `event` keeping
+/// only the last slice. Replay joins them back ([`crate::replay::State`]), so the state is
+/// the same either way; any number of tables fits.
+pub fn split_outcome(mut event: Event) -> Vec<Event> {
+    let (key, tables) = match &mut event {
+        Event::StepDone { key, facts } => (*key, facts.tables_mut()),
+        Event::StepFailed {
+            key,
+            facts: Some(facts),
+            ..
+        } => (*key, facts.tables_mut()),
+        Event::StepReconciled {
+            key,
+            finding: Finding::Done(facts),
+            ..
+        } => (*key, facts.tables_mut()),
+        _ => (StepKey::Complete, None),
+    };
+    let Some(tables) = tables else {
+        return vec![event];
+    };
+    if tables.iter().map(table_fact_size).sum::<usize>() <= TABLES_PER_RECORD_BYTES {
+        return vec![event];
+    }
+    let mut slices: Vec<Vec<TableFact>> = vec![Vec::new()];
+    let mut size = 0;
+    for t in std::mem::take(tables) {
+        let n = table_fact_size(&t);
+        let current = slices.last_mut().expect("never empty");
+        if size + n > TABLES_PER_RECORD_BYTES && !current.is_empty() {
+            slices.push(Vec::new());
+            size = 0;
+        }
+        size += n;
+        slices.last_mut().expect("never empty").push(t);
+    }
+    *tables = slices.pop().expect("at least one slice");
+    let mut out = Vec::with_capacity(slices.len() + 1);
+    let mut first = 0u32;
+    for slice in slices {
+        let len = slice.len() as u32;
+        out.push(Event::StepTables {
+            key,
+            first,
+            tables: slice,
+        });
+        first += len;
+    }
+    out.push(event);
+    out
+}
+
 impl StepFacts {
+    /// The per-table facts these facts carry (a dump's, a restore's), if any.
+    pub fn tables_mut(&mut self) -> Option<&mut Vec<TableFact>> {
+        match self {
+            StepFacts::DumpWritten(a) => Some(&mut a.tables),
+            StepFacts::Restored(r) => Some(&mut r.tables),
+            _ => None,
+        }
+    }
+
     /// When a `done` outcome is contradicted by its own facts (a step that did not
     /// succeed must be recorded as `step.failed`), says why.
     pub fn contradiction(&self) -> Option<String> {
@@ -721,6 +861,18 @@ pub enum Event {
     },
     /// `attestation`: an operator's attestation.
     Attestation(Attestation),
+    /// `step.tables`: a slice of the per-table facts of an open dump or restore step,
+    /// recorded before its outcome when the whole list would not fit one record (a
+    /// database with hundreds of tables). Replay joins the slices, in order, in front of the
+    /// tables the outcome itself carries ([`split_outcome`]).
+    StepTables {
+        /// The step (`dump-*` or `rollback-restore-*`), whose intent is open.
+        key: StepKey,
+        /// Index of this slice's first table in the step's whole list.
+        first: u32,
+        /// The slice.
+        tables: Vec<TableFact>,
+    },
 }
 
 /// Event type names, one per [`Event`] variant.
@@ -743,6 +895,8 @@ pub mod types {
     pub const NOTE: &str = "note";
     /// `attestation`
     pub const ATTESTATION: &str = "attestation";
+    /// `step.tables`
+    pub const STEP_TABLES: &str = "step.tables";
 }
 
 /// Every (event type, schema version) this build can decode.
@@ -756,6 +910,7 @@ pub const EVENT_TYPES: &[(&str, u16)] = &[
     (types::ROLLBACK_REQUESTED, 1),
     (types::NOTE, 1),
     (types::ATTESTATION, 1),
+    (types::STEP_TABLES, 1),
 ];
 
 impl Event {
@@ -771,6 +926,7 @@ impl Event {
             Event::RollbackRequested { .. } => types::ROLLBACK_REQUESTED,
             Event::Note { .. } => types::NOTE,
             Event::Attestation(_) => types::ATTESTATION,
+            Event::StepTables { .. } => types::STEP_TABLES,
         }
     }
 
@@ -918,6 +1074,14 @@ pub fn encode(event: &Event) -> Encoded {
         ),
         Event::Note { text } => encode_stored(t, &NoteV1 { text: text.clone() }),
         Event::Attestation(a) => encode_stored(t, &AttestationV1::from(a)),
+        Event::StepTables { key, first, tables } => encode_stored(
+            t,
+            &StepTablesV1 {
+                key: (*key).into(),
+                first: *first,
+                tables: v1::tables_v1(tables),
+            },
+        ),
     }
 }
 
@@ -1014,6 +1178,14 @@ pub fn decode(event_type: &str, schema_version: u16, payload: &[u8]) -> Result<E
         types::ATTESTATION => {
             let s: AttestationV1 = decode_stored(event_type, payload)?;
             Event::Attestation(s.try_into().map_err(bad)?)
+        }
+        types::STEP_TABLES => {
+            let s: StepTablesV1 = decode_stored(event_type, payload)?;
+            Event::StepTables {
+                key: s.key.into(),
+                first: s.first,
+                tables: v1::tables(s.tables),
+            }
         }
         _ => unreachable!("checked against EVENT_TYPES above"),
     };

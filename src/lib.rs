@@ -19,6 +19,9 @@ pub mod replay;
 pub mod steps;
 pub mod versions;
 
+// The SQL the metadata-database adapter runs, also printed by `plan` (one source).
+pub mod sqltext;
+
 // Secrets that never print, and where the metadata database is.
 pub mod dbconn;
 pub mod secret;

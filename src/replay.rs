@@ -33,7 +33,7 @@ use uuid::Uuid;
 
 use crate::events::{
     Attestation, DumpArtifact, Event, Finding, HaDisabled, HaEnabled, MetaDb, NewContainer, Plan,
-    PlanDigest, PreflightCheck, Recorded, StepFacts, StepKey,
+    PlanDigest, PreflightCheck, Recorded, StepFacts, StepKey, TableFact,
 };
 use crate::haconfig::HaConfig;
 use crate::refetch::RefetchDecision;
@@ -375,6 +375,9 @@ pub struct State {
     rollback: Option<RollbackInfo>,
     notes: Vec<Remark<String>>,
     attestations: Vec<Remark<Attestation>>,
+    /// `step.tables` slices recorded for the open (in-doubt) step, joined in front of the
+    /// tables its outcome carries.
+    pending_tables: Vec<TableFact>,
 }
 
 /// Folds `events` into a state, or reports the first record that does not fit.
@@ -470,7 +473,7 @@ impl State {
             }
             Event::StepDone { key, facts } => {
                 self.require_open(*key)?;
-                self.check_done_facts(*key, facts)
+                self.check_done_facts(*key, &self.joined(*key, facts)?)
             }
             Event::StepFailed { key, facts, .. } => {
                 self.require_open(*key)?;
@@ -479,17 +482,61 @@ impl State {
                         key: *key,
                         reason: "facts of another kind of step".into(),
                     }),
-                    _ => Ok(()),
+                    Some(f) => self.joined(*key, f).map(|_| ()),
+                    None => Ok(()),
                 }
             }
             Event::StepReconciled { key, finding, .. } => {
                 self.require_open(*key)?;
                 match finding {
-                    Finding::Done(f) => self.check_done_facts(*key, f),
+                    Finding::Done(f) => self.check_done_facts(*key, &self.joined(*key, f)?),
                     Finding::NotDone | Finding::Failed { .. } => Ok(()),
                 }
             }
+            Event::StepTables { key, first, tables } => {
+                self.require_open(*key)?;
+                let bad = |reason: String| Err(Rejection::BadFacts { key: *key, reason });
+                if !matches!(key, StepKey::Dump { .. } | StepKey::Restore { .. }) {
+                    return bad("only a dump or a restore records per-table facts".into());
+                }
+                if *first as usize != self.pending_tables.len() {
+                    return bad(format!(
+                        "a slice of table facts starting at table {first}, but {} are recorded \
+                         so far (a slice is missing or repeated)",
+                        self.pending_tables.len()
+                    ));
+                }
+                if tables.is_empty() {
+                    return bad("an empty slice of table facts".into());
+                }
+                Ok(())
+            }
             Event::RollbackRequested { .. } => self.rollback_keys().map(|_| ()),
+        }
+    }
+
+    /// `facts` with the `step.tables` slices recorded for the open step joined in front of
+    /// its own tables. Slices recorded for an outcome that carries no tables are refused:
+    /// they would vanish.
+    fn joined(&self, key: StepKey, facts: &StepFacts) -> Result<StepFacts, Rejection> {
+        let mut f = facts.clone();
+        if self.pending_tables.is_empty() {
+            return Ok(f);
+        }
+        match f.tables_mut() {
+            Some(tables) => {
+                let mut all = self.pending_tables.clone();
+                all.append(tables);
+                *tables = all;
+                Ok(f)
+            }
+            None => Err(Rejection::BadFacts {
+                key,
+                reason: format!(
+                    "{} table facts were recorded for this step, but its outcome carries no tables",
+                    self.pending_tables.len()
+                ),
+            }),
         }
     }
 
@@ -618,7 +665,11 @@ impl State {
                 });
                 self.status.insert(*key, StepStatus::InDoubt);
             }
+            Event::StepTables { tables, .. } => {
+                self.pending_tables.extend(tables.iter().cloned());
+            }
             Event::StepDone { key, facts } => {
+                let facts = &self.take_joined(*key, facts);
                 self.close(
                     *key,
                     Outcome::Done {
@@ -636,6 +687,8 @@ impl State {
                 retryable,
                 facts,
             } => {
+                let facts = &facts.as_ref().map(|f| self.take_joined(*key, f));
+                self.pending_tables.clear();
                 self.close(
                     *key,
                     Outcome::Failed {
@@ -658,6 +711,11 @@ impl State {
                 finding,
                 evidence,
             } => {
+                let finding = &match finding {
+                    Finding::Done(f) => Finding::Done(Box::new(self.take_joined(*key, f))),
+                    other => other.clone(),
+                };
+                self.pending_tables.clear();
                 self.close(
                     *key,
                     Outcome::Reconciled {
@@ -692,6 +750,13 @@ impl State {
                 });
             }
         }
+    }
+
+    /// [`State::joined`] for a record `check` accepted, emptying the pending slices.
+    fn take_joined(&mut self, key: StepKey, facts: &StepFacts) -> StepFacts {
+        let joined = self.joined(key, facts).unwrap_or_else(|_| facts.clone());
+        self.pending_tables.clear();
+        joined
     }
 
     fn close(&mut self, key: StepKey, outcome: Outcome) {
@@ -1150,7 +1215,7 @@ impl State {
 }
 
 #[cfg(test)]
-mod sim;
+pub(crate) mod sim;
 
 #[cfg(test)]
 mod tests;

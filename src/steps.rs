@@ -703,20 +703,22 @@ fn ha_commands(
     manual: String,
     note: &str,
 ) -> Vec<String> {
-    let select = format!(
-        "SELECT cfg_value FROM `{database}`.{CONFIG_TABLE} WHERE cfg_name='{HA_CONFIG_NAME}'"
-    );
+    use crate::sqltext::{COMMIT, HA_SELECT, HA_SELECT_FOR_UPDATE, HA_UPDATE, START_TRANSACTION};
+    let use_db = crate::sqltext::use_database(database);
     match mode {
         HaMode::Sql => vec![
-            select.clone(),
-            format!(
-                "UPDATE `{database}`.{CONFIG_TABLE} SET cfg_value='<value read, with {summary}>' WHERE cfg_name='{HA_CONFIG_NAME}'{note}"
-            ),
-            format!("{select}  -- read back, must show {summary}"),
+            use_db,
+            HA_SELECT.to_string(),
+            START_TRANSACTION.to_string(),
+            format!("{HA_SELECT_FOR_UPDATE}  -- must still be the value read"),
+            format!("{HA_UPDATE}  -- ? = the value read, with {summary}{note}"),
+            COMMIT.to_string(),
+            format!("{HA_SELECT}  -- read back, must show {summary}"),
         ],
         HaMode::Manual => vec![
             manual,
-            format!("{select}  -- polled until it shows {summary}"),
+            use_db,
+            format!("{HA_SELECT}  -- polled until it shows {summary}"),
         ],
     }
 }
@@ -862,15 +864,18 @@ impl Step {
                 )]
             }
             Step::PruneHeartbeat(p) => vec![
-                format!("SELECT MAX(id) FROM `{}`.{}", p.database, p.table),
+                crate::sqltext::use_database(&p.database),
+                crate::sqltext::HEARTBEAT_MAX_ID.to_string(),
                 format!(
-                    "DELETE FROM `{}`.{} WHERE id < <max id>",
-                    p.database, p.table
+                    "{}  -- ? = the max id read",
+                    crate::sqltext::HEARTBEAT_PRUNE
                 ),
             ],
             Step::Dump(d) => vec![format!(
-                "dump `{}` (single transaction, no triggers) to {}.part, fsync, check, rename to {}",
-                d.database, d.file, d.file
+                "dump {} (single transaction, no triggers) to {}, fsync, check, rename to {}",
+                crate::sqltext::quote_ident(&d.database),
+                q(&format!("{}.part", d.file)),
+                q(&d.file)
             )],
             Step::RenameOldContainer(r) | Step::RenameNewAside(r) | Step::RenameOldBack(r) => {
                 vec![format!("docker rename {} {}", q(&r.from), q(&r.to))]
@@ -922,23 +927,28 @@ impl Step {
                 .map(|a| {
                     format!(
                         "b3sum {}  -- must be {}{LEDGER_VOUCHES}",
-                        a.file, a.blake3_hex
+                        q(&a.file),
+                        a.blake3_hex
                     )
                 })
                 .collect(),
             Step::RecreateDatabase(r) => vec![
-                format!("DROP DATABASE IF EXISTS `{}`", r.database),
-                format!("CREATE DATABASE `{}`", r.database),
+                crate::sqltext::drop_database(&r.database),
+                format!(
+                    "{}  -- with the charset and collation it has now",
+                    crate::sqltext::create_database(&r.database, "<charset>", "<collation>")
+                ),
             ],
             Step::Restore(r) => vec![
                 format!(
                     "b3sum {}  -- must be {}{LEDGER_VOUCHES}",
-                    r.artifact.file, r.artifact.blake3_hex
+                    q(&r.artifact.file),
+                    r.artifact.blake3_hex
                 ),
                 format!(
-                    "restore {} into `{}`, then compare row counts and checksums of {} tables",
-                    r.artifact.file,
-                    r.database,
+                    "restore {} into {}, then compare row counts and checksums of {} tables",
+                    q(&r.artifact.file),
+                    crate::sqltext::quote_ident(&r.database),
                     r.artifact.tables.len()
                 ),
             ],
@@ -1074,8 +1084,9 @@ mod tests {
         let c = build(&plan(), StepKey::PruneHeartbeat, &Context::default())
             .unwrap()
             .commands();
-        assert_eq!(c[0], "SELECT MAX(id) FROM `oms_cm_hb`.heatbeat_sequence");
-        assert!(!c[1].contains("select"));
+        assert_eq!(c[0], "USE `oms_cm_hb`");
+        assert_eq!(c[1], "SELECT MAX(id) FROM heatbeat_sequence");
+        assert!(!c[2].to_lowercase().contains("select"));
     }
 
     #[test]
@@ -1139,7 +1150,12 @@ mod tests {
         let w = h.apply(samples::HA_OFF, t0()).unwrap();
         assert_eq!(w.json, samples::HA_ON);
         assert_eq!(w.decision, None);
-        assert!(Step::RollbackEnableHa(h).commands()[1].contains("no downtime began"));
+        assert!(
+            Step::RollbackEnableHa(h)
+                .commands()
+                .iter()
+                .any(|c| c.contains("no downtime began"))
+        );
     }
 
     #[test]
@@ -1156,6 +1172,57 @@ mod tests {
         assert!(spec.apply("[]").is_err());
     }
 
+    /// Every statement printed for a database whose name holds a backtick quotes it the
+    /// way the adapter runs it (backticks doubled), in SQL and in manual HA mode.
+    #[test]
+    fn printed_sql_quotes_names_as_executed() {
+        let mut input = samples::input("3.3.0", "3.3.1");
+        input.databases.rm = "rmdb`x".into();
+        input.databases.cm = "cmdb`; DROP DATABASE y; --".into();
+        input.databases.cm_hb = "hbdb`z".into();
+        for mode in [HaMode::Sql, HaMode::Manual] {
+            input.ha_mode = mode;
+            let p = Plan::new(input.clone()).unwrap();
+            let mut ctx = Context::default();
+            for db in MetaDb::ALL {
+                ctx.artifacts.insert(db, samples::artifact(&p, db));
+            }
+            let mut keys = upgrade_keys(p.procedure);
+            keys.extend(
+                MetaDb::ALL
+                    .iter()
+                    .flat_map(|&db| [StepKey::RecreateDatabase { db }, StepKey::Restore { db }]),
+            );
+            keys.push(StepKey::RollbackEnableHa);
+            let mut seen = 0;
+            for k in keys {
+                for c in build(&p, k, &ctx).unwrap().commands() {
+                    // File paths are shell words, checked apart.
+                    let c = MetaDb::ALL
+                        .iter()
+                        .fold(c, |c, &db| c.replace(&q(&p.dump_file(db)), "FILE"));
+                    for name in [&p.databases.rm, &p.databases.cm, &p.databases.cm_hb] {
+                        if c.contains(name.split('`').next().unwrap()) {
+                            seen += 1;
+                            assert!(
+                                c.contains(&crate::sqltext::quote_ident(name)),
+                                "{k}: `{c}` does not quote {name} as executed"
+                            );
+                        }
+                    }
+                }
+            }
+            assert!(seen >= 8, "only {seen} commands name a database");
+        }
+        let p = Plan::new(input).unwrap();
+        let c = build(&p, StepKey::PruneHeartbeat, &Context::default())
+            .unwrap()
+            .commands();
+        assert_eq!(c[0], crate::sqltext::use_database("hbdb`z"));
+        assert_eq!(c[0], "USE `hbdb``z`");
+        assert_eq!(c[1], crate::sqltext::HEARTBEAT_MAX_ID);
+    }
+
     #[test]
     fn manual_mode_prints_console_instructions() {
         let mut p = plan();
@@ -1165,7 +1232,8 @@ mod tests {
             .commands();
         assert!(c[0].contains("System Management > System Parameters"));
         assert!(c[0].contains("set `enable` to `false`"));
-        assert!(c[1].contains("polled"));
+        assert_eq!(c[1], "USE `oms_rm`");
+        assert!(c[2].contains("polled"));
     }
 
     #[test]

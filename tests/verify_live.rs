@@ -391,6 +391,29 @@ async fn live_after_a_rollback_compares_the_old_container_and_the_source_schema(
         !folder(&run).join("ledger.checkpoint").exists(),
         "no key configured, no checkpoint"
     );
+    // With a key configured, a ledger that records steps must have a signed checkpoint
+    // beside it: the rollback refuses until the operator signs the ledger as it stands.
+    let out = run
+        .cli()
+        .env("OMS_UPGRADE_SIGNING_KEY", &key)
+        .args(["rollback", "--yes"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no signed checkpoint"),
+        "{}",
+        show(&out)
+    );
+    let out = run
+        .cli()
+        .args(["ledger", "checkpoint", "--sign"])
+        .arg(&key)
+        .arg("--out")
+        .arg(folder(&run).join("ledger.checkpoint"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
     let mut c = run.cli();
     c.env("OMS_UPGRADE_SIGNING_KEY", &key)
         .args(["rollback", "--yes"]);

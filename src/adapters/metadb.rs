@@ -275,7 +275,7 @@ impl MysqlMetaDb {
     /// A connection whose default database is `db` (an absent one is typed here).
     async fn conn_in(&self, db: &str) -> Result<Conn, MetaDbError> {
         let mut c = self.conn().await?;
-        c.query_drop(format!("USE {}", quote_ident(db)))
+        c.query_drop(sqltext::use_database(db))
             .await
             .map_err(|e| self.classify(e, Some(db)))?;
         Ok(c)
@@ -321,10 +321,8 @@ fn classify(e: mysql_async::Error, url: &str, user: &str, db: Option<&str>) -> M
     }
 }
 
-/// Quotes an identifier for MySQL: backticks, with embedded backticks doubled.
-pub fn quote_ident(name: &str) -> String {
-    format!("`{}`", name.replace('`', "``"))
-}
+use crate::sqltext;
+pub use crate::sqltext::quote_ident;
 
 fn check_charset_name(s: &str) -> Result<&str, MetaDbError> {
     if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
@@ -333,8 +331,6 @@ fn check_charset_name(s: &str) -> Result<&str, MetaDbError> {
         Err(MetaDbError::InvalidCharset(s.to_string()))
     }
 }
-
-const HA_SELECT: &str = "SELECT cfg_value FROM oms_normal_config WHERE cfg_name = 'ha.config'";
 
 impl MetaDb for MysqlMetaDb {
     async fn ping(&self) -> Result<ServerInfo, MetaDbError> {
@@ -385,7 +381,7 @@ impl MetaDb for MysqlMetaDb {
     async fn read_ha_config(&self, rm_db: &str) -> Result<Option<String>, MetaDbError> {
         let mut c = self.conn_in(rm_db).await?;
         let v: Option<Option<String>> = c
-            .query_first(HA_SELECT)
+            .query_first(sqltext::HA_SELECT)
             .await
             .map_err(|e| self.classify(e, Some(rm_db)))?;
         // A NULL value counts as an empty one: the row exists.
@@ -402,7 +398,7 @@ impl MetaDb for MysqlMetaDb {
         let err = |e| classify(e, &self.url, &self.user, Some(rm_db));
         let mut tx = c.start_transaction(TxOpts::default()).await.map_err(err)?;
         let current: Option<Option<String>> = tx
-            .query_first(format!("{HA_SELECT} FOR UPDATE"))
+            .query_first(sqltext::HA_SELECT_FOR_UPDATE)
             .await
             .map_err(err)?;
         let Some(current) = current.map(Option::unwrap_or_default) else {
@@ -421,15 +417,12 @@ impl MetaDb for MysqlMetaDb {
                     found: current,
                 });
             }
-            tx.exec_drop(
-                "UPDATE oms_normal_config SET cfg_value = ? WHERE cfg_name = 'ha.config'",
-                (new_json,),
-            )
-            .await
-            .map_err(err)?;
+            tx.exec_drop(sqltext::HA_UPDATE, (new_json,))
+                .await
+                .map_err(err)?;
         }
         tx.commit().await.map_err(err)?;
-        let read: Option<Option<String>> = c.query_first(HA_SELECT).await.map_err(err)?;
+        let read: Option<Option<String>> = c.query_first(sqltext::HA_SELECT).await.map_err(err)?;
         let read = read.flatten().unwrap_or_default();
         if read != new_json {
             return Err(MetaDbError::HaConfigReadBack {
@@ -447,13 +440,13 @@ impl MetaDb for MysqlMetaDb {
         // Two statements, not `delete ... where id < (select max(id) ...)`: MySQL 8 rejects
         // a subquery on the DELETE's own table (error 1093).
         let max_id: Option<Option<i64>> = c
-            .query_first("SELECT MAX(id) FROM heatbeat_sequence")
+            .query_first(sqltext::HEARTBEAT_MAX_ID)
             .await
             .map_err(err)?;
         let max_id = max_id.flatten();
         let mut rows_deleted = 0;
         if let Some(m) = max_id {
-            c.exec_drop("DELETE FROM heatbeat_sequence WHERE id < ?", (m,))
+            c.exec_drop(sqltext::HEARTBEAT_PRUNE, (m,))
                 .await
                 .map_err(err)?;
             rows_deleted = c.affected_rows();
@@ -492,15 +485,12 @@ impl MetaDb for MysqlMetaDb {
         let cs = check_charset_name(&charset.charset)?;
         let co = check_charset_name(&charset.collation)?;
         let mut c = self.conn().await?;
-        let q = quote_ident(db);
-        c.query_drop(format!("DROP DATABASE IF EXISTS {q}"))
+        c.query_drop(sqltext::drop_database(db))
             .await
             .map_err(|e| self.classify(e, Some(db)))?;
-        c.query_drop(format!(
-            "CREATE DATABASE {q} CHARACTER SET {cs} COLLATE {co}"
-        ))
-        .await
-        .map_err(|e| self.classify(e, Some(db)))?;
+        c.query_drop(sqltext::create_database(db, cs, co))
+            .await
+            .map_err(|e| self.classify(e, Some(db)))?;
         Ok(())
     }
 
@@ -520,9 +510,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn identifiers_are_quoted() {
-        assert_eq!(quote_ident("oms_rm"), "`oms_rm`");
-        assert_eq!(quote_ident("a`b"), "`a``b`");
+    fn charset_names_are_plain() {
+        // Identifiers are quoted by `crate::sqltext` (tested there).
         assert!(check_charset_name("utf8mb4_bin").is_ok());
         assert!(check_charset_name("utf8; DROP").is_err());
     }

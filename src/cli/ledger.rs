@@ -12,13 +12,14 @@
 //! Signed checkpoints: `keygen` makes an Ed25519 key, `checkpoint --sign KEYFILE` signs,
 //! `verify --anchor FILE --pubkey KEY` checks the signature before the chain. `run` and
 //! `rollback` write a signed checkpoint next to the ledger folder when a key is configured
-//! ([`checkpoint_after_finish`]).
+//! ([`checkpoint_journal`]), and check the ledger against it before acting
+//! (`super::shell::guard_ledger`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 
 use crate::drift::{self, LiveReport};
 use crate::events::{DumpArtifact, EventDecoder, Plan, Recorded};
@@ -214,7 +215,7 @@ pub fn ledger_error(e: LedgerError) -> CliError {
 
 // ---------------------------------------------------------------------------------------
 
-fn key_error(e: KeyError) -> CliError {
+pub(super) fn key_error(e: KeyError) -> CliError {
     let (kind, hint) = match &e {
         KeyError::Exists(_) => (
             ExitKind::Input,
@@ -269,59 +270,46 @@ pub fn signed_checkpoint_path(ledger_dir: &Path) -> PathBuf {
     parent.join(format!("{name}.checkpoint"))
 }
 
-/// Takes a checkpoint of the ledger in `ledger_dir` (after verifying its chain), signs it
-/// with `key` at `time` and writes it atomically to `out`. The ledger must not be held.
-pub fn write_signed_checkpoint(
-    ledger_dir: &Path,
+/// Signs a checkpoint of the head of the ledger `journal` holds open (its chain was
+/// verified when it was opened, and every record since was appended by this process) and
+/// writes it atomically to [`signed_checkpoint_path`]. Taken while the writer lock is held,
+/// so no other process can append between the head being read and the checkpoint written.
+pub fn checkpoint_journal(
+    journal: &crate::executor::Journal,
     key: &SigningKey,
-    time: DateTime<Utc>,
-    out: &Path,
 ) -> Result<SignedCheckpoint, CliError> {
-    let reader = LedgerReader::open(ledger_dir).map_err(ledger_error)?;
-    let anchor = checkpointable(&reader, ledger_dir)?;
-    let signed = key.sign_checkpoint(anchor, time);
+    let ledger = journal.ledger();
+    let out = signed_checkpoint_path(ledger.dir());
+    let (seq, head) = ledger.head().ok_or_else(|| {
+        CliError::new(
+            ExitKind::Refused,
+            "the ledger is empty: nothing to checkpoint",
+        )
+        .hint("run `oms-upgrade init` first")
+    })?;
+    let anchor = Anchor {
+        ledger_id: ledger.ledger_id(),
+        seq,
+        head,
+    };
+    let signed = key.sign_checkpoint(anchor, Utc::now());
     let text = signed.to_text();
-    write_atomic(out, |f| {
+    write_atomic(&out, |f| {
         f.write_all(text.as_bytes())
             .map_err(|e| output_error(&out.display().to_string(), e))
-    })?;
-    Ok(signed)
-}
-
-/// After `run` or `rollback` returned successfully: when a signing key is configured and
-/// the run is finished (upgrade completed or rollback completed), writes a signed
-/// checkpoint to [`signed_checkpoint_path`] and says so on stderr (stdout may carry JSON).
-pub fn checkpoint_after_finish(ctx: &Ctx, key: Option<&SigningKey>) -> Result<(), CliError> {
-    let Some(key) = key else { return Ok(()) };
-    let finished = {
-        let reader = LedgerReader::open(&ctx.ledger).map_err(ledger_error)?;
-        replay_state(&reader).map(|s| s.phase())
-    };
-    if !matches!(finished, Ok(Phase::Completed | Phase::RolledBack)) {
-        return Ok(());
-    }
-    let out = signed_checkpoint_path(&ctx.ledger);
-    let signed = write_signed_checkpoint(&ctx.ledger, key, Utc::now(), &out).map_err(|e| {
+    })
+    .map_err(|e| {
         CliError::new(
             e.kind,
-            format!(
-                "the run finished, but its signed checkpoint could not be written: {}",
-                e.message
-            ),
+            format!("the signed checkpoint could not be written: {}", e.message),
         )
         .hint(format!(
-            "take it by hand: `oms-upgrade ledger checkpoint --sign KEYFILE --out {}`",
+            "take it by hand once the command has ended: `oms-upgrade ledger checkpoint --sign \
+             KEYFILE --out {}`",
             out.display()
         ))
     })?;
-    eprintln!(
-        "signed checkpoint of seq {} (head {}, key-id {}) written to {}",
-        signed.anchor.seq,
-        signed.anchor.head.short(),
-        signed.key_id,
-        out.display()
-    );
-    Ok(())
+    Ok(signed)
 }
 
 /// The ledger's state, replayed from an open reader.
@@ -829,22 +817,6 @@ fn checkpoint_of(
         seq,
         head,
     }))
-}
-
-/// [`checkpoint_of`], with a broken chain as an error.
-fn checkpointable(reader: &LedgerReader, dir: &Path) -> Result<Anchor, CliError> {
-    checkpoint_of(reader, dir)?.map_err(|report| {
-        let what = report
-            .problem
-            .as_ref()
-            .map(|p| format!(" (seq {}: {})", p.seq, p.kind.describe()))
-            .unwrap_or_default();
-        CliError::new(
-            ExitKind::Integrity,
-            format!("refusing to checkpoint a broken ledger{what}"),
-        )
-        .hint("`oms-upgrade ledger verify` shows where the chain breaks")
-    })
 }
 
 fn cmd_checkpoint(args: CheckpointArgs, ctx: &Ctx) -> CmdResult {

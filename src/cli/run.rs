@@ -27,10 +27,18 @@ pub struct RunArgs {
     /// Read the metadata DB password from this file (default: OMS_META_PASSWORD, then config.yaml).
     #[arg(long, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
-    /// When the run finishes, write a checkpoint signed with this key next to the ledger
-    /// folder (`<ledger>.checkpoint`); default: $OMS_UPGRADE_SIGNING_KEY, if set.
+    /// Sign a checkpoint of the ledger with this key, written next to the ledger folder
+    /// (`<ledger>.checkpoint`) before the first step and when the command ends; before
+    /// acting, the ledger must extend the checkpoint already there. Default:
+    /// $OMS_UPGRADE_SIGNING_KEY, if set.
     #[arg(long, value_name = "KEYFILE")]
     pub sign: Option<PathBuf>,
+    /// Refuse to act unless the ledger extends the checkpoint next to it, signed by this
+    /// public key (`ed25519:<hex>` or a file holding it, as `ledger keygen` writes); the
+    /// checkpoint must exist once the ledger records a step. Default: $OMS_UPGRADE_PUBKEY,
+    /// if set, else the public half of the signing key.
+    #[arg(long, value_name = "KEY")]
+    pub pubkey: Option<String>,
 }
 
 /// Arguments of `rollback`.
@@ -53,10 +61,18 @@ pub struct RollbackArgs {
     /// Read the metadata DB password from this file (default: OMS_META_PASSWORD, then config.yaml).
     #[arg(long, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
-    /// When the run finishes, write a checkpoint signed with this key next to the ledger
-    /// folder (`<ledger>.checkpoint`); default: $OMS_UPGRADE_SIGNING_KEY, if set.
+    /// Sign a checkpoint of the ledger with this key, written next to the ledger folder
+    /// (`<ledger>.checkpoint`) before the first step and when the command ends; before
+    /// acting, the ledger must extend the checkpoint already there. Default:
+    /// $OMS_UPGRADE_SIGNING_KEY, if set.
     #[arg(long, value_name = "KEYFILE")]
     pub sign: Option<PathBuf>,
+    /// Refuse to act unless the ledger extends the checkpoint next to it, signed by this
+    /// public key (`ed25519:<hex>` or a file holding it, as `ledger keygen` writes); the
+    /// checkpoint must exist once the ledger records a step. Default: $OMS_UPGRADE_PUBKEY,
+    /// if set, else the public half of the signing key.
+    #[arg(long, value_name = "KEY")]
+    pub pubkey: Option<String>,
 }
 
 /// Runs `run`.
@@ -70,10 +86,8 @@ pub fn run(args: RunArgs, ctx: &Ctx) -> CmdResult {
         )
         .hint("use a step of the upgrade"));
     }
-    let key = super::ledger::load_signing_key(args.sign.as_deref())?;
-    let code = drive(ctx, args.password_file, args.yes, None, args.until)?;
-    super::ledger::checkpoint_after_finish(ctx, key.as_ref())?;
-    Ok(code)
+    let keys = shell::run_keys(args.sign.as_deref(), args.pubkey.as_deref())?;
+    drive(ctx, &keys, args.password_file, args.yes, None, args.until)
 }
 
 /// Runs `rollback`.
@@ -87,26 +101,29 @@ pub fn rollback(args: RollbackArgs, ctx: &Ctx) -> CmdResult {
         )
         .hint("use a rollback step, e.g. rollback-restart-old"));
     }
-    let key = super::ledger::load_signing_key(args.sign.as_deref())?;
-    let code = drive(
+    let keys = shell::run_keys(args.sign.as_deref(), args.pubkey.as_deref())?;
+    drive(
         ctx,
+        &keys,
         args.password_file,
         args.yes,
         Some(args.reason),
         args.until,
-    )?;
-    super::ledger::checkpoint_after_finish(ctx, key.as_ref())?;
-    Ok(code)
+    )
 }
 
 fn drive(
     ctx: &Ctx,
+    keys: &shell::RunKeys,
     password_file: Option<PathBuf>,
     yes: bool,
     rollback: Option<String>,
     until: Option<StepKey>,
 ) -> CmdResult {
     let journal = shell::open_journal(&ctx.ledger, false)?;
+    // Before anything else (and with the lock held): a ledger rewritten behind the signed
+    // checkpoint is not acted on.
+    shell::guard_ledger(&journal, keys)?;
     let plan = journal.state().plan().cloned().ok_or_else(|| {
         CliError::new(ExitKind::Refused, "no upgrade is planned in this ledger")
             .hint("run `oms-upgrade init` first")
@@ -134,6 +151,21 @@ fn drive(
         Ok::<_, CliError>((stopped, ex.into_journal()))
     })?;
     let (stopped, journal) = result;
+    // Whatever the outcome, the checkpoint covers everything recorded (still under the lock).
+    if let Some(key) = &keys.signing {
+        match super::ledger::checkpoint_journal(&journal, key) {
+            Ok(signed) => eprintln!(
+                "signed checkpoint of seq {} (head {}, key-id {}) written to {}",
+                signed.anchor.seq,
+                signed.anchor.head.short(),
+                signed.key_id,
+                super::ledger::signed_checkpoint_path(&ctx.ledger).display()
+            ),
+            Err(e) if stopped.is_ok() => return Err(e),
+            // The run's own failure is what the operator must see; this one is secondary.
+            Err(e) => eprintln!("warning: {}", e.message),
+        }
+    }
     let state = journal.state();
     let summary = serde_json::json!({
         "ok": stopped.is_ok(),

@@ -11,6 +11,8 @@ use crate::adapters::{BollardDocker, HttpHealth, MysqlMetaDb, SystemClock};
 use crate::dbconn::DbTarget;
 use crate::events::{Finding, Plan, StepFacts, StepKey};
 use crate::executor::{Adapters, ExecError, Journal, JournalError, Observer};
+use crate::ledger::sign::{PublicKey, SigningKey};
+use crate::ledger::trust::{TrustError, check_extends};
 use crate::omsconfig::OmsConfig;
 use crate::secret::Secret;
 use crate::steps::Step;
@@ -138,6 +140,11 @@ pub fn journal_error(e: JournalError) -> CliError {
         | JournalError::Broken { .. }) => CliError::new(ExitKind::Integrity, e.to_string())
             .hint("run `oms-upgrade ledger verify` to see where the record is damaged"),
         e @ JournalError::Rejected { .. } => CliError::new(ExitKind::Internal, e.to_string()),
+        e @ JournalError::TooLarge { .. } => CliError::new(ExitKind::Input, e.to_string()).hint(
+            "shorten the text given (a note, a reason, an attestation); if oms-upgrade produced \
+             the record itself, report it: the step's outcome is not recorded yet, and the next \
+             `oms-upgrade run` checks the step against reality first",
+        ),
     }
 }
 
@@ -260,4 +267,109 @@ impl Observer for TermObserver {
             crate::dump::for_terminal("dump")
         }
     }
+}
+
+/// Environment variable holding the public key (`ed25519:<hex>` or a file holding it) that
+/// `run` and `rollback` check the signed checkpoint beside the ledger with.
+pub const PUBKEY_ENV: &str = "OMS_UPGRADE_PUBKEY";
+
+/// The keys `run` and `rollback` work with.
+pub struct RunKeys {
+    /// Signs the checkpoint written beside the ledger (`--sign`, `OMS_UPGRADE_SIGNING_KEY`).
+    pub signing: Option<SigningKey>,
+    /// Checks it: `--pubkey`/`OMS_UPGRADE_PUBKEY`, else the signing key's public half.
+    pub trust: Option<PublicKey>,
+}
+
+/// Reads the configured keys before anything happens, so bad key input is reported first.
+/// A public key given alongside a signing key must be its public half: otherwise the
+/// checkpoint written now could not be checked by the next run.
+pub fn run_keys(sign: Option<&Path>, pubkey: Option<&str>) -> Result<RunKeys, CliError> {
+    let signing = super::ledger::load_signing_key(sign)?;
+    let pubkey = match pubkey {
+        Some(p) => Some(p.to_string()),
+        None => std::env::var(PUBKEY_ENV).ok().filter(|v| !v.is_empty()),
+    };
+    let given = pubkey
+        .as_deref()
+        .map(PublicKey::from_arg)
+        .transpose()
+        .map_err(super::ledger::key_error)?;
+    if let (Some(p), Some(s)) = (&given, &signing)
+        && *p != s.public()
+    {
+        return Err(CliError::new(
+            ExitKind::Input,
+            format!(
+                "the signing key (key-id {}) is not the configured public key (key-id {})",
+                s.public().key_id(),
+                p.key_id()
+            ),
+        )
+        .hint(format!(
+            "give the public key written beside the signing key (KEYFILE.pub) with --pubkey or \
+             {PUBKEY_ENV}, or leave it out: the signing key's own public half is used"
+        )));
+    }
+    let trust = given.or_else(|| signing.as_ref().map(SigningKey::public));
+    Ok(RunKeys { signing, trust })
+}
+
+/// Before `run` or `rollback` act: with a key configured, the ledger must extend the last
+/// signed checkpoint beside it (see `crate::ledger::trust`), and that checkpoint must exist
+/// once the ledger records any step (a run signed from its first step wrote one before it;
+/// so a missing one was deleted, or the ledger was written without this key). Then, with a
+/// signing key, a checkpoint of the head as it stands is written before the first step, so
+/// that a crash leaves a ledger that extends it. Runs with the writer lock held.
+pub fn guard_ledger(journal: &Journal, keys: &RunKeys) -> Result<(), CliError> {
+    let Some(key) = &keys.trust else {
+        return Ok(());
+    };
+    let path = super::ledger::signed_checkpoint_path(journal.dir());
+    let ledger = journal.ledger();
+    let head = match ledger.head() {
+        Some((seq, hash)) => format!("seq {seq} hash {hash}"),
+        None => "no record".into(),
+    };
+    let refused = |message: String| {
+        CliError::new(ExitKind::Integrity, message).hint(format!(
+            "nothing was done. The ledger was rewritten, cut or replaced since the checkpoint \
+             was signed (or the checkpoint was): `oms-upgrade ledger verify --anchor {} \
+             --pubkey KEY` shows where. Put back a ledger folder (and checkpoint) that match \
+             the copies kept off this node, then run again",
+            path.display()
+        ))
+    };
+    match check_extends(ledger.view(), &path, key) {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            let state = journal.state();
+            if !state.attempts().is_empty() || state.rollback().is_some() {
+                return Err(CliError::new(
+                    ExitKind::Integrity,
+                    format!(
+                        "no signed checkpoint at {}, but a key is configured (key-id {}) and the \
+                         ledger already records steps (its head: {head}); a checkpoint signed \
+                         when they were recorded was removed, or this ledger was written \
+                         without the key",
+                        path.display(),
+                        key.key_id()
+                    ),
+                )
+                .hint(format!(
+                    "nothing was done. Put back the checkpoint (a copy is in the change ticket, \
+                     if one was kept) and run again; if the ledger was written without signing \
+                     and you have checked it, sign it as it stands: `oms-upgrade ledger \
+                     checkpoint --sign KEYFILE --out {}`",
+                    path.display()
+                )));
+            }
+        }
+        Err(TrustError::Ledger(e)) => return Err(super::ledger::ledger_error(e)),
+        Err(e) => return Err(refused(format!("{e} (the ledger's head: {head})"))),
+    }
+    if let Some(signing) = &keys.signing {
+        super::ledger::checkpoint_journal(journal, signing)?;
+    }
+    Ok(())
 }

@@ -319,5 +319,10 @@ pub(crate) fn every_event() -> Vec<Event> {
         key: StepKey::DisableHa,
         facts: att,
     });
+    v.push(Event::StepTables {
+        key: StepKey::Dump { db: MetaDb::Cm },
+        first: 7,
+        tables: artifact(&p, MetaDb::Cm).tables,
+    });
     v
 }

@@ -86,6 +86,20 @@ fn golden_bytes_of_v1() {
         "17"
     );
     assert_eq!(hex_of(&Event::Note { text: "hi".into() }), "026869");
+    // step.tables: key dump-cm (3, 1), first 2, one table ("t", 5 rows, "c", "m").
+    assert_eq!(
+        hex_of(&Event::StepTables {
+            key: StepKey::Dump { db: MetaDb::Cm },
+            first: 2,
+            tables: vec![TableFact {
+                name: "t".into(),
+                rows: 5,
+                checksum: "c".into(),
+                method: "m".into(),
+            }],
+        }),
+        "030102010174050163016d"
+    );
     assert_eq!(
         hex_of(&Event::StepDone {
             key: StepKey::StopOldContainer,

@@ -100,6 +100,18 @@ pub struct StepReconciledV1 {
     pub evidence: String,
 }
 
+/// `step.tables` v1: a slice of an open step's per-table facts, recorded before its
+/// outcome when all of them would not fit one record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepTablesV1 {
+    /// The step (a dump or a restore).
+    pub key: StepKeyV1,
+    /// Index of the first table of this slice in the step's whole table list.
+    pub first: u32,
+    /// The slice.
+    pub tables: Vec<TableFactV1>,
+}
+
 /// `rollback.requested` v1.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RollbackRequestedV1 {
@@ -843,7 +855,7 @@ impl TryFrom<AttestationV1> for Attestation {
     }
 }
 
-fn tables_v1(t: &[TableFact]) -> Vec<TableFactV1> {
+pub(super) fn tables_v1(t: &[TableFact]) -> Vec<TableFactV1> {
     t.iter()
         .map(|t| TableFactV1 {
             name: t.name.clone(),
@@ -854,7 +866,7 @@ fn tables_v1(t: &[TableFact]) -> Vec<TableFactV1> {
         .collect()
 }
 
-fn tables(t: Vec<TableFactV1>) -> Vec<TableFact> {
+pub(super) fn tables(t: Vec<TableFactV1>) -> Vec<TableFact> {
     t.into_iter()
         .map(|t| TableFact {
             name: t.name,

@@ -11,6 +11,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use uuid::Uuid;
 
 use crate::events::{self, Event, Recorded};
+use crate::ledger::record::MAX_RECORD_LEN;
 use crate::ledger::{Ledger, LedgerError, LedgerView, NewRecord, Record};
 use crate::replay::{Rejection, State};
 
@@ -47,6 +48,19 @@ pub enum JournalError {
         seq: u64,
         /// What is wrong there.
         detail: String,
+    },
+    /// The event's record would exceed the ledger's record cap; nothing was appended.
+    #[error(
+        "the {event} record would be {len} bytes, over the ledger's {max}-byte cap for one \
+         record; nothing was appended"
+    )]
+    TooLarge {
+        /// Event type name.
+        event: &'static str,
+        /// The record's encoded length.
+        len: usize,
+        /// The cap.
+        max: usize,
     },
     /// The event to record is not permitted in the current state.
     #[error("refused to record {event}: {rejection}")]
@@ -108,44 +122,95 @@ impl Journal {
     }
 
     /// Checks `event` against the state, appends it durably, then advances the state.
+    ///
+    /// An outcome whose per-table facts would not fit one record is recorded as
+    /// `step.tables` slices followed by the outcome ([`events::split_outcome`]), in one
+    /// atomic batch: after a crash either all of them are stored or none. Free text taken
+    /// from programs (error messages, evidence) is cut to fit, with a marker and the BLAKE3
+    /// of the whole ([`events::bound_text`]). Every record is checked against the state and
+    /// against the record cap before anything is appended, so an event that cannot be
+    /// recorded is a typed error ([`JournalError::TooLarge`]) that leaves the ledger as it
+    /// was. Returns the last record's seq.
     pub fn record(
         &mut self,
         run_id: Uuid,
         at: DateTime<Utc>,
         event: Event,
     ) -> Result<u64, JournalError> {
-        self.state
-            .check(run_id, &event)
-            .map_err(|rejection| JournalError::Rejected {
-                event: event.type_name(),
-                rejection,
-            })?;
-        let enc = events::encode(&event);
-        let rec = self.ledger.append(NewRecord {
-            timestamp_micros: at.timestamp_micros(),
-            operator: &self.operator,
-            host: &self.host,
-            run_id,
-            event_type: enc.event_type,
-            schema_version: enc.schema_version,
-            payload: &enc.payload,
-        })?;
-        let recorded = Recorded {
-            seq: rec.seq,
-            at,
-            operator: self.operator.clone(),
-            host: self.host.clone(),
-            run_id,
-            event,
+        let batch = events::split_outcome(events::bound_text(event));
+        let first_seq = self.ledger.head().map_or(1, |(seq, _)| seq + 1);
+        let mut next = self.state.clone();
+        let mut encoded = Vec::with_capacity(batch.len());
+        for (i, event) in batch.into_iter().enumerate() {
+            next.check(run_id, &event)
+                .map_err(|rejection| JournalError::Rejected {
+                    event: event.type_name(),
+                    rejection,
+                })?;
+            let enc = events::encode(&event);
+            let len = crate::ledger::record::encoded_len(&new_record(
+                (&self.operator, &self.host),
+                run_id,
+                at,
+                &enc,
+            ));
+            if len > MAX_RECORD_LEN {
+                return Err(JournalError::TooLarge {
+                    event: enc.event_type,
+                    len,
+                    max: MAX_RECORD_LEN,
+                });
+            }
+            let recorded = Recorded {
+                seq: first_seq + i as u64,
+                at,
+                operator: self.operator.clone(),
+                host: self.host.clone(),
+                run_id,
+                event,
+            };
+            // check() passed, so apply() can only fail on a core bug; surface it.
+            next.apply(&recorded)
+                .map_err(|rejection| JournalError::Inconsistent {
+                    seq: recorded.seq,
+                    rejection,
+                })?;
+            encoded.push(enc);
+        }
+        let news: Vec<NewRecord<'_>> = encoded
+            .iter()
+            .map(|enc| new_record((&self.operator, &self.host), run_id, at, enc))
+            .collect();
+        let last = match news.as_slice() {
+            [one] => self.ledger.append(*one)?.seq,
+            many => self
+                .ledger
+                .append_batch(many)?
+                .last()
+                .map(|r| r.seq)
+                .unwrap_or(first_seq),
         };
-        // check() passed, so apply() can only fail on a core bug; surface it rather than hide it.
-        self.state
-            .apply(&recorded)
-            .map_err(|rejection| JournalError::Inconsistent {
-                seq: rec.seq,
-                rejection,
-            })?;
-        Ok(rec.seq)
+        debug_assert_eq!(last + 1, first_seq + news.len() as u64);
+        self.state = next;
+        Ok(last)
+    }
+}
+
+/// The record for an encoded event, as the journal appends it.
+fn new_record<'a>(
+    (operator, host): (&'a str, &'a str),
+    run_id: Uuid,
+    at: DateTime<Utc>,
+    enc: &'a events::Encoded,
+) -> NewRecord<'a> {
+    NewRecord {
+        timestamp_micros: at.timestamp_micros(),
+        operator,
+        host,
+        run_id,
+        event_type: enc.event_type,
+        schema_version: enc.schema_version,
+        payload: &enc.payload,
     }
 }
 
@@ -208,19 +273,120 @@ fn replay_view(view: &LedgerView) -> Result<(Vec<Recorded>, State), JournalError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::samples;
+    use crate::events::{MetaDb, StepFacts, StepKey, TableFact, samples};
+    use crate::replay::Outcome;
+    use crate::replay::sim::Sim;
+
+    /// Issue 10, item 11: the facts of a dump of 2,000 tables (about 200 KB) are recorded
+    /// however many tables there are, and replay gives them back whole and in order.
+    #[test]
+    fn a_dump_of_two_thousand_tables_is_recorded_and_replayed_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sim = Sim::planned(samples::plan());
+        sim.run_until(StepKey::Dump { db: MetaDb::Cm });
+        sim.intent(StepKey::Dump { db: MetaDb::Cm }).unwrap();
+        let run_id = sim.run_id();
+        let mut j = Journal::open(dir.path(), "op", "host").unwrap();
+        for r in &sim.events {
+            j.record(run_id, r.at, r.event.clone()).unwrap();
+        }
+        let StepFacts::DumpWritten(mut a) = sim.facts(StepKey::Dump { db: MetaDb::Cm }) else {
+            panic!("not a dump")
+        };
+        a.tables = (0..2000)
+            .map(|i| TableFact {
+                name: format!("oms_table_with_a_long_name_{i:05}"),
+                rows: i,
+                checksum: blake3::hash(&i.to_le_bytes()).to_hex().to_string(),
+                method: "blake3-rows".into(),
+            })
+            .collect();
+        let want = a.tables.clone();
+        let key = StepKey::Dump { db: MetaDb::Cm };
+        j.record(
+            run_id,
+            sim.now,
+            Event::StepDone {
+                key,
+                facts: StepFacts::DumpWritten(a),
+            },
+        )
+        .unwrap_or_else(|e| panic!("the dump's outcome was not recorded: {e}"));
+        assert_eq!(j.state().artifact(MetaDb::Cm).unwrap().tables, want);
+        drop(j);
+        let (recorded, state) = replay_dir(dir.path()).unwrap();
+        assert_eq!(state.artifact(MetaDb::Cm).unwrap().tables, want);
+        assert!(
+            recorded
+                .iter()
+                .filter(|r| matches!(r.event, Event::StepTables { .. }))
+                .count()
+                >= 2,
+            "the facts were split over several records"
+        );
+    }
+
+    /// A journal in `dir` with the sample plan recorded.
+    fn planned(dir: &Path) -> (Journal, Uuid) {
+        let plan = samples::plan();
+        let run_id = plan.run_id;
+        let mut j = Journal::open(dir, "op", "host").unwrap();
+        j.record(run_id, samples::t0(), Event::planned(plan))
+            .unwrap();
+        (j, run_id)
+    }
+
+    /// An event whose record would exceed the cap is a typed error, raised before anything
+    /// is appended; the ledger stays usable.
+    #[test]
+    fn an_oversized_record_is_refused_before_the_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut j, run_id) = planned(dir.path());
+        let head = j.ledger().head();
+        let big = Event::Note {
+            text: "x".repeat(70 * 1024),
+        };
+        match j.record(run_id, samples::t0(), big) {
+            Err(JournalError::TooLarge { event, len, max }) => {
+                assert_eq!(event, "note");
+                assert!(len > max);
+            }
+            other => panic!("not refused as too large: {other:?}"),
+        }
+        assert_eq!(j.ledger().head(), head, "nothing was appended");
+        j.record(run_id, samples::t0(), Event::Note { text: "ok".into() })
+            .unwrap();
+        // Free text from a program (here a 100 KiB error) is cut to fit, behind a marker
+        // with the whole text's hash, and recorded.
+        let key = StepKey::DisableHa;
+        j.record(run_id, samples::t0(), Event::StepIntent { key })
+            .unwrap();
+        let error = "e".repeat(100 * 1024);
+        j.record(
+            run_id,
+            samples::t0(),
+            Event::StepFailed {
+                key,
+                error: error.clone(),
+                retryable: true,
+                facts: None,
+            },
+        )
+        .unwrap();
+        let Some(Outcome::Failed { error: kept, .. }) = &j.state().attempts()[0].outcome else {
+            panic!("no failure recorded")
+        };
+        assert!(kept.len() < 9 * 1024, "{}", kept.len());
+        assert!(kept.contains(&blake3::hash(error.as_bytes()).to_hex().to_string()));
+    }
 
     /// A writer (and a reader) refuses a ledger whose chain was altered behind its back (here: one byte
     /// of the plan's payload, rewritten through sled's own API so sled's CRCs stay valid).
     #[test]
     fn altered_ledger_is_refused_before_replay() {
         let dir = tempfile::tempdir().unwrap();
-        let plan = samples::plan();
-        let run_id = plan.run_id;
         {
-            let mut j = Journal::open(dir.path(), "op", "host").unwrap();
-            j.record(run_id, samples::t0(), Event::planned(plan))
-                .unwrap();
+            let (mut j, run_id) = planned(dir.path());
             j.record(run_id, samples::t0(), Event::Note { text: "ok".into() })
                 .unwrap();
             assert!(

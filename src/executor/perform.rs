@@ -75,10 +75,11 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
                     )
                     .await
                     .map_err(retry)?;
-                let programs = parse_supervisor(&out.output_tail);
+                let mut programs = parse_supervisor(&out.output_tail);
                 let all_running = out.exit_code == 0
                     && !programs.is_empty()
                     && programs.iter().all(|p| p.state == "RUNNING");
+                bound_programs(&mut programs);
                 Ok(StepFacts::SupervisorChecked {
                     programs,
                     all_running,
@@ -491,6 +492,22 @@ pub(super) async fn hash_file(path: &str) -> Option<String> {
     .flatten()
 }
 
+/// Most programs recorded from `supervisorctl status` (OMS runs about ten); the output of
+/// a container is hostile input, and a ledger record holds at most 64 KiB.
+const MAX_PROGRAMS_RECORDED: usize = 200;
+
+/// Keeps the first [`MAX_PROGRAMS_RECORDED`] programs and says how many more there were.
+fn bound_programs(programs: &mut Vec<NamedState>) {
+    if programs.len() > MAX_PROGRAMS_RECORDED {
+        let more = programs.len() - MAX_PROGRAMS_RECORDED;
+        programs.truncate(MAX_PROGRAMS_RECORDED);
+        programs.push(NamedState {
+            name: format!("[cut to fit the ledger: {more} more programs not recorded]"),
+            state: "-".into(),
+        });
+    }
+}
+
 /// `supervisorctl status` lines: `name   STATE   details`.
 fn parse_supervisor(output: &str) -> Vec<NamedState> {
     output
@@ -518,7 +535,7 @@ pub(super) fn init_facts(
             .any(|l| l.contains(spec.success_marker.as_str())),
         log_file: Some(format!("{}/docker_init.log", spec.log_dir)),
         log_blake3: output_blake3.to_string(),
-        log_tail: events::tail_utf8(output, events::LOG_TAIL_MAX_BYTES).to_string(),
+        log_tail: events::tail_marked(output, events::LOG_TAIL_MAX_BYTES, output_blake3),
         harmless_errors: spec
             .harmless_errors
             .iter()
@@ -640,6 +657,59 @@ pub(super) fn engine_artifact(a: &DumpArtifact) -> dump::DumpArtifact {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The largest outcomes taken from a container's output (the 64 KiB an exec keeps) fit
+    /// one ledger record: the docker_init log behind a marker naming the whole log's BLAKE3,
+    /// supervisor programs cut to a bounded list that says how many were left out.
+    #[test]
+    fn outcomes_from_container_output_fit_one_record() {
+        let fits = |key: events::StepKey, facts: StepFacts| {
+            let enc = events::encode(&events::Event::StepDone { key, facts });
+            assert!(
+                enc.payload.len() < crate::ledger::record::MAX_RECORD_LEN / 2,
+                "{key}: {} bytes",
+                enc.payload.len()
+            );
+        };
+        let output = "步骤 ERROR 1235 (0A000) line\n".repeat(3000);
+        let spec = steps::InitSpec {
+            container: "oms".into(),
+            argv: vec!["bash".into(), "/root/docker_init.sh".into()],
+            success_marker: "全部初始化步骤执行成功".into(),
+            harmless_errors: vec!["ERROR 1235 (0A000)".into()],
+            log_dir: "/home/admin/logs".into(),
+            timeout_secs: 60,
+        };
+        let whole = "ab".repeat(32);
+        let f = init_facts(&spec, 0, &output, &whole);
+        assert!(
+            f.log_tail.starts_with("[cut to fit the ledger: "),
+            "{}",
+            &f.log_tail[..80]
+        );
+        assert!(f.log_tail.contains(&whole));
+        assert!(output.ends_with(f.log_tail.rsplit("] ").next().unwrap()));
+        fits(events::StepKey::RunDockerInit, StepFacts::DockerInit(f));
+
+        let status = "program_with_a_long_name_0000 RUNNING pid 1, uptime 0:01:00\n".repeat(1100);
+        let mut programs = parse_supervisor(&status[..64 * 1024]);
+        bound_programs(&mut programs);
+        assert_eq!(programs.len(), MAX_PROGRAMS_RECORDED + 1);
+        assert!(
+            programs
+                .last()
+                .unwrap()
+                .name
+                .contains("more programs not recorded")
+        );
+        fits(
+            events::StepKey::CheckSupervisor,
+            StepFacts::SupervisorChecked {
+                programs,
+                all_running: true,
+            },
+        );
+    }
 
     /// Regression: the rollback's restore rebuilt the engine's artifact without the views the
     /// dump recorded, so restoring a database with a view failed its own table check.

@@ -12,6 +12,8 @@
 //! - [`verify()`]: walks the stored bytes and reports the first bad sequence number;
 //! - [`anchor`]: checkpoints that catch a cut tail or a ledger swapped for an older copy;
 //! - [`sign`]: Ed25519 keys that sign checkpoints, and the check of a signed checkpoint;
+//! - [`trust`]: whether a ledger still extends the signed checkpoint kept beside it (the
+//!   check `run` and `rollback` make before acting when a key is configured);
 //! - [`export()`]: JSON Lines export and JSON views for people.
 //!
 //! Guarantees kept here: `append` returns only once the record is durable, and a failed
@@ -24,6 +26,7 @@ pub mod export;
 pub mod record;
 pub mod sign;
 pub mod store;
+pub mod trust;
 pub mod verify;
 
 pub use anchor::{Anchor, AnchorError, Checkpoint, SignedCheckpoint};

@@ -161,6 +161,20 @@ pub enum EncodeError {
     },
 }
 
+/// How many bytes [`encode`] stores for `new` (body and hash), to compare with
+/// [`MAX_RECORD_LEN`] before anything is appended.
+pub fn encoded_len(new: &NewRecord<'_>) -> usize {
+    OFF_VARIABLE
+        + [new.operator, new.host, new.event_type]
+            .iter()
+            .map(|t| 2 + t.len())
+            .sum::<usize>()
+        + 2
+        + 4
+        + new.payload.len()
+        + HASH_LEN
+}
+
 /// Encodes a record (body followed by its hash) exactly as it will be stored.
 pub fn encode(
     seq: u64,
@@ -184,12 +198,7 @@ pub fn encode(
             });
         }
     }
-    let len = OFF_VARIABLE
-        + texts.iter().map(|(_, t)| 2 + t.len()).sum::<usize>()
-        + 2
-        + 4
-        + new.payload.len()
-        + HASH_LEN;
+    let len = encoded_len(new);
     if len > MAX_RECORD_LEN {
         return Err(EncodeError::TooLarge {
             len,

@@ -663,3 +663,68 @@ fn stop_facts_keep_dockers_own_time() {
     .unwrap();
     assert_eq!(s.state.t1(), Some(at));
 }
+
+/// `step.tables` slices are accepted only for an open dump or restore, in order, and only
+/// when the outcome carries tables to join them to; replay joins them in front.
+#[test]
+fn table_slices_are_checked_and_joined() {
+    let dump = StepKey::Dump { db: MetaDb::Cm };
+    let t = |i: u64| TableFact {
+        name: format!("t{i}"),
+        rows: i,
+        checksum: "c".into(),
+        method: "checksum-table".into(),
+    };
+    let slice = |first: u32, range: std::ops::Range<u64>| Event::StepTables {
+        key: dump,
+        first,
+        tables: range.map(t).collect(),
+    };
+    let mut s = Sim::planned(plan());
+    s.run_until(dump);
+    // Not while the step is not open.
+    assert!(matches!(
+        s.push(slice(0, 0..2)),
+        Err(Rejection::NoIntent { .. })
+    ));
+    s.intent(dump).unwrap();
+    s.push(slice(0, 0..2)).unwrap();
+    // A missing or repeated slice is refused.
+    for first in [0, 3] {
+        let e = s.push(slice(first, 2..4)).unwrap_err();
+        assert!(e.to_string().contains("missing or repeated"), "{e}");
+    }
+    // An empty one too.
+    assert!(s.push(slice(2, 2..2)).is_err());
+    s.push(slice(2, 2..4)).unwrap();
+    let StepFacts::DumpWritten(mut a) = s.facts(dump) else {
+        panic!()
+    };
+    a.tables = vec![t(4)];
+    s.push(Event::StepDone {
+        key: dump,
+        facts: StepFacts::DumpWritten(a),
+    })
+    .unwrap();
+    let names: Vec<_> = s
+        .state
+        .artifact(MetaDb::Cm)
+        .unwrap()
+        .tables
+        .iter()
+        .map(|t| t.rows)
+        .collect();
+    assert_eq!(names, [0, 1, 2, 3, 4]);
+
+    // Slices for a step whose outcome has no tables would vanish: refused.
+    let mut s = Sim::planned(plan());
+    s.intent(StepKey::DisableHa).unwrap();
+    let e = s
+        .push(Event::StepTables {
+            key: StepKey::DisableHa,
+            first: 0,
+            tables: vec![t(0)],
+        })
+        .unwrap_err();
+    assert!(e.to_string().contains("only a dump or a restore"), "{e}");
+}

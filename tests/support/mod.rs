@@ -8,6 +8,8 @@
 
 /// Emulator binary and images, OMS containers, per-test metadata databases and host folders.
 pub mod emulator;
+/// The consistent-rewrite attacker: re-encodes and re-links a whole ledger.
+pub mod forge;
 /// Running the `oms-upgrade` binary in upgrade tests and comparing end states.
 pub mod upgrade;
 

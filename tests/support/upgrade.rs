@@ -178,6 +178,11 @@ impl Run {
         if let Some(size) = size {
             emu::seed(&node.host.config_path, size);
         }
+        Run::planned_on(node).await
+    }
+
+    /// A planned upgrade of `node` (prepared by the caller), in a fresh temp folder.
+    pub async fn planned_on(node: OmsNode) -> Run {
         let tmp = tempfile::Builder::new()
             .prefix("oms-upgrade-run-")
             .tempdir()
