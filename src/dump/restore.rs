@@ -741,7 +741,9 @@ fn opts_defer_keys(sql: &[u8]) -> bool {
 /// so SHOW CREATE TABLE comes out identical.
 fn defer_secondary_keys(sql: &[u8]) -> Option<(Vec<u8>, String)> {
     let text = std::str::from_utf8(sql).ok()?;
-    if text.contains("FOREIGN KEY") {
+    // The split works on lines, so a name or a string with a line break in it (legal in a
+    // quoted identifier) would cut a line in two: such a table is loaded as it is.
+    if text.contains("FOREIGN KEY") || line_break_inside_quotes(text.as_bytes()) {
         return None;
     }
     let name_start = text.find('`')?;
@@ -776,6 +778,27 @@ fn defer_secondary_keys(sql: &[u8]) -> Option<(Vec<u8>, String)> {
         out.into_bytes(),
         format!("ALTER TABLE {table} {}", keys.join(", ")),
     ))
+}
+
+/// True when a `\n` or `\r` sits inside a quoted identifier or string of `sql`.
+fn line_break_inside_quotes(sql: &[u8]) -> bool {
+    let mut quote: Option<u8> = None;
+    let mut i = 0;
+    while i < sql.len() {
+        let b = sql[i];
+        match quote {
+            None if matches!(b, b'`' | b'\'' | b'"') => quote = Some(b),
+            None => {}
+            Some(_) if b == b'\n' || b == b'\r' => return true,
+            Some(q) if b == b'\\' && q != b'`' => i += 1,
+            // A doubled quote stays inside; a single one closes.
+            Some(q) if b == q && sql.get(i + 1) == Some(&q) => i += 1,
+            Some(q) if b == q => quote = None,
+            Some(_) => {}
+        }
+        i += 1;
+    }
+    false
 }
 
 /// Index of the closing backtick of an identifier body (doubled backticks are part of it).
@@ -1318,6 +1341,12 @@ mod tests {
             defer_secondary_keys(b"CREATE TABLE `t` (\n  `id` int,\n  PRIMARY KEY (`id`)\n)")
                 .is_none()
         );
+        // A name with a line break is left alone rather than cut at the line.
+        let nl = "CREATE TABLE `t` (\n  `id` int,\n  `c\nKEY `x` (`id`)` int,\n  PRIMARY KEY (`id`),\n  KEY `k` (`id`)\n)";
+        assert!(defer_secondary_keys(nl.as_bytes()).is_none());
+        assert!(!line_break_inside_quotes(create.as_bytes()));
+        assert!(line_break_inside_quotes(b"COMMENT 'a\\'\nb'"));
+        assert!(!line_break_inside_quotes(b"COMMENT 'a\\\\'\n`b`"));
         assert!(ends_table_data(b"\nDROP TABLE IF EXISTS `t`"));
         assert!(!ends_table_data(b"/*!40000 ALTER TABLE `t` ENABLE KEYS */"));
     }

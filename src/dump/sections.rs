@@ -1,8 +1,10 @@
-//! The table sections of a native dump (format 2), found while the file is verified, and
-//! read back one section at a time so restore can load tables in parallel.
+//! The table sections of a native dump (formats 2 and 3), found while the file is verified,
+//! and read back one section at a time so restore can load tables in parallel.
 //!
-//! A format 2 native dump marks each base table's statements with a `-- Table `name`` line
-//! and ends the last one with a `-- Tables end` line (see `native.rs`). Finding those lines
+//! A native dump marks each base table's statements with a `-- Table <name>` line and ends
+//! the last one with a `-- Tables end` line (see `native.rs`); format 3 writes the name in
+//! the escaped one-line form of `comment_name`, format 2 only backtick-quoted (a format 2
+//! name with a newline gives no well-formed marker, and the file is loaded in order). Finding those lines
 //! is a line scan fused into the BLAKE3 pass restore does anyway, so it costs no extra read.
 //! A marker alone proves nothing (a line could look like one), so the loader checks each
 //! section as it reads it: the split must end exactly at the section's end, and every
@@ -18,9 +20,9 @@ use tokio::sync::mpsc;
 
 use super::DumpError;
 use super::artifact::{Compression, DumpArtifact, DumpFormat};
-use super::native::{FORMAT_LINE, TABLES_END};
+use super::native::{FORMAT_2_LINE, FORMAT_LINE, TABLES_END};
 use super::restore::{Splitter, Stmt, check_supported};
-use super::sqlvalue::ident;
+use super::sqlvalue::{ident, parse_comment_name};
 
 /// Longest marker line kept while scanning; longer lines are not markers.
 const MAX_MARKER_LINE: usize = 1024;
@@ -35,7 +37,7 @@ pub(crate) struct TableSection {
     pub end: u64,
 }
 
-/// The layout of a verified format 2 dump.
+/// The layout of a verified format 2 or 3 dump.
 #[derive(Debug, Clone)]
 pub(crate) struct Sections {
     /// The file, opened once: it is the one that was verified, whatever the path names now.
@@ -49,7 +51,7 @@ pub(crate) struct Sections {
 }
 
 /// Hashes the artifact's file like [`super::verify_artifact`] and, for a plain native dump of
-/// format 2 whose markers name exactly the artifact's tables in order, returns its sections
+/// format 2 or 3 whose markers name exactly the artifact's tables in order, returns its sections
 /// over the same open file. `Ok(None)`: verified, but load it in order.
 pub(crate) fn verify_and_find(artifact: &DumpArtifact) -> Result<Option<Sections>, DumpError> {
     if artifact.format != DumpFormat::Native || artifact.compression != Compression::None {
@@ -98,7 +100,8 @@ struct Scan {
     line_no: u64,
     line_start: u64,
     head: Vec<u8>,
-    format_ok: bool,
+    /// The native format named by the second line (2 or 3), if any.
+    format: Option<u8>,
     markers: Vec<(String, u64)>,
     tables_end: Option<u64>,
     /// A marker line that is not a well-formed one, or markers after the end line.
@@ -138,10 +141,12 @@ impl Scan {
     fn end_line(&mut self) {
         let line = std::mem::take(&mut self.head);
         if self.line_no == 1 && line == FORMAT_LINE.as_bytes() {
-            self.format_ok = true;
+            self.format = Some(3);
+        } else if self.line_no == 1 && line == FORMAT_2_LINE.as_bytes() {
+            self.format = Some(2);
         }
         if line.starts_with(b"-- Table ") {
-            match parse_marker(&line) {
+            match parse_marker(&line, self.format) {
                 Some(name) if self.tables_end.is_none() => {
                     self.markers.push((name, self.line_start))
                 }
@@ -158,7 +163,7 @@ impl Scan {
 
     fn layout(self, artifact: &DumpArtifact, size: u64) -> Option<Layout> {
         let end = self.tables_end?;
-        if !self.format_ok || self.confused || self.markers.len() != artifact.tables.len() {
+        if self.format.is_none() || self.confused || self.markers.len() != artifact.tables.len() {
             return None;
         }
         let names_match = self
@@ -190,12 +195,18 @@ impl Scan {
     }
 }
 
-/// `-- Table `we``ird`` -> "we`ird".
-fn parse_marker(line: &[u8]) -> Option<String> {
+/// The table a marker line names, in the file's format: format 3 `-- Table `a\u{a}b`` ->
+/// "a\nb"; format 2 `-- Table `we``ird`` -> "we`ird".
+fn parse_marker(line: &[u8], format: Option<u8>) -> Option<String> {
     let rest = std::str::from_utf8(line.strip_prefix(b"-- Table ")?).ok()?;
-    let inner = rest.strip_prefix('`')?.strip_suffix('`')?;
-    let name = inner.replace("``", "`");
-    (ident(&name) == rest).then_some(name)
+    match format? {
+        2 => {
+            let inner = rest.strip_prefix('`')?.strip_suffix('`')?;
+            let name = inner.replace("``", "`");
+            (ident(&name) == rest).then_some(name)
+        }
+        _ => parse_comment_name(rest),
+    }
 }
 
 /// Why a section could not be loaded on its own; the caller loads the file in order instead.
@@ -320,7 +331,7 @@ mod tests {
         s
     }
 
-    const DUMP: &str = "-- oms-upgrade native dump\n-- Format: 2 (sections)\nSET NAMES utf8mb4;\n\n-- Table `a`\nDROP TABLE IF EXISTS `a`;\nCREATE TABLE `a` (x int);\nINSERT INTO `a` (`x`) VALUES (1);\n\n-- Table `we``ird`\nDROP TABLE IF EXISTS `we``ird`;\n\n-- Tables end\nSET X=1;\n-- Dump completed\n";
+    const DUMP: &str = "-- oms-upgrade native dump\n-- Format: 3 (sections)\nSET NAMES utf8mb4;\n\n-- Table `a`\nDROP TABLE IF EXISTS `a`;\nCREATE TABLE `a` (x int);\nINSERT INTO `a` (`x`) VALUES (1);\n\n-- Table `we``ird`\nDROP TABLE IF EXISTS `we``ird`;\n\n-- Tables end\nSET X=1;\n-- Dump completed\n";
 
     #[test]
     fn finds_sections_at_any_chunk_size() {
@@ -358,7 +369,7 @@ mod tests {
         assert!(scan(DUMP, 64).layout(&artifact(&["a"]), len).is_none());
         assert!(scan(DUMP, 64).layout(&artifact(&["a", "b"]), len).is_none());
         // Format 1 (no format line), no end marker, a malformed marker.
-        let v1 = DUMP.replace("-- Format: 2 (sections)\n", "");
+        let v1 = DUMP.replace("-- Format: 3 (sections)\n", "");
         assert!(
             scan(&v1, 64)
                 .layout(&artifact(&["a", "we`ird"]), len)
@@ -380,10 +391,26 @@ mod tests {
 
     #[test]
     fn markers_parse_exactly() {
-        assert_eq!(parse_marker(b"-- Table `a`").as_deref(), Some("a"));
-        assert_eq!(parse_marker(b"-- Table `a``b`").as_deref(), Some("a`b"));
-        assert_eq!(parse_marker(b"-- Table `a`b`"), None);
-        assert_eq!(parse_marker(b"-- Table `a` "), None);
+        for f in [Some(2), Some(3)] {
+            assert_eq!(parse_marker(b"-- Table `a`", f).as_deref(), Some("a"));
+            assert_eq!(parse_marker(b"-- Table `a``b`", f).as_deref(), Some("a`b"));
+            assert_eq!(parse_marker(b"-- Table `a`b`", f), None);
+            assert_eq!(parse_marker(b"-- Table `a` ", f), None);
+        }
+        assert_eq!(parse_marker(b"-- Table `a`", None), None);
+        // Format 3 reads escaped names back; format 2 takes the escape literally.
+        let m = br"-- Table `a\u{a}b\\`";
+        assert_eq!(parse_marker(m, Some(3)).as_deref(), Some("a\nb\\"));
+        assert_eq!(parse_marker(m, Some(2)).as_deref(), Some(r"a\u{a}b\\"));
+    }
+
+    #[test]
+    fn format_2_files_still_have_sections() {
+        let v2 = DUMP.replace("-- Format: 3", "-- Format: 2");
+        let l = scan(&v2, 64)
+            .layout(&artifact(&["a", "we`ird"]), v2.len() as u64)
+            .expect("format 2 layout");
+        assert_eq!(l.tables.len(), 2);
     }
 
     fn read_all(text: &str, range: (u64, u64), table: Option<&str>) -> Result<Vec<String>, String> {

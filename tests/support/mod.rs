@@ -8,6 +8,8 @@
 
 /// Emulator binary and images, OMS containers, per-test metadata databases and host folders.
 pub mod emulator;
+/// A database whose object names are hostile (SQL smuggled through names).
+pub mod hostile;
 /// Running the `oms-upgrade` binary in upgrade tests and comparing end states.
 pub mod upgrade;
 
