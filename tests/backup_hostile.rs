@@ -179,3 +179,43 @@ async fn a_format_2_dump_still_restores() {
     .expect("format 2 restore");
     assert_eq!(snapshot(&db.name).await, before);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_named_like_an_option_is_dumped_as_a_name_by_mariadb_dump() {
+    // `-A` is mariadb-dump's --all-databases: as a bare last argument it would dump every
+    // database on the server under this one's name.
+    let name = format!("-A{}", std::process::id());
+    let mut c = conn(None).await;
+    use mysql_async::prelude::Queryable;
+    c.query_drop(format!(
+        "DROP DATABASE IF EXISTS `{name}`; CREATE DATABASE `{name}`;
+         CREATE TABLE `{name}`.t (id INT PRIMARY KEY); INSERT INTO `{name}`.t VALUES (7);"
+    ))
+    .await
+    .unwrap();
+    let dir = out_dir();
+    let opts = DumpOptions {
+        dumper: dump::Dumper::Mysqldump,
+        ..DumpOptions::default()
+    };
+    let r = dump::dump_database(&support::mysql_target(), &name, dir.path(), &opts, &Quiet).await;
+    let text = r
+        .as_ref()
+        .ok()
+        .map(|a| std::fs::read_to_string(&a.file).unwrap());
+    c.query_drop(format!("DROP DATABASE `{name}`"))
+        .await
+        .unwrap();
+    c.disconnect().await.ok();
+    let artifact = r.expect("dump of a database named like an option");
+    let text = text.unwrap();
+    assert!(
+        !text.contains("CREATE DATABASE"),
+        "the dumper took the name for an option and dumped every database"
+    );
+    assert!(
+        text.contains("INSERT INTO `t` VALUES") && text.contains("(7)"),
+        "{text}"
+    );
+    assert_eq!(artifact.tables.len(), 1);
+}

@@ -55,7 +55,8 @@ pub fn resolve_program(explicit: Option<&Path>) -> Result<PathBuf, DumpError> {
 }
 
 /// The arguments given to the dumper. The first one names the defaults file holding the
-/// password; the password itself is never among them.
+/// password; the password itself is never among them. The database name comes after `--`,
+/// so a name that starts with `-` (`-A` is `--all-databases`) is never read as an option.
 pub fn dumper_args(defaults_file: &Path, target: &DbTarget, database: &str) -> Vec<OsString> {
     let mut first = OsString::from("--defaults-extra-file=");
     first.push(defaults_file);
@@ -71,6 +72,7 @@ pub fn dumper_args(defaults_file: &Path, target: &DbTarget, database: &str) -> V
         "--hex-blob".into(),
         "--no-tablespaces".into(),
         "--default-character-set=utf8mb4".into(),
+        "--".into(),
         database.into(),
     ]
 }
@@ -308,6 +310,7 @@ mod tests {
         };
         let d = DefaultsFile::create(&target.password).unwrap();
         let args = dumper_args(d.path(), &target, "db");
+        assert_eq!(args[args.len() - 2..], ["--", "db"]);
         assert!(
             args[0]
                 .to_string_lossy()
