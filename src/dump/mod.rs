@@ -218,6 +218,21 @@ pub enum DumpError {
         /// Found size and BLAKE3.
         actual: String,
     },
+    /// The file changed after its BLAKE3 was checked (rewritten in place or truncated). The
+    /// changed bytes were not executed; `loaded` says what had been loaded before.
+    #[error(
+        "{path} changed after it was verified (its bytes from offset {offset} are no longer \
+         the ones checked), so the rest of it was not executed. {loaded}. Find out what \
+         rewrote the file, then restore from an intact copy"
+    )]
+    FileChanged {
+        /// The file.
+        path: PathBuf,
+        /// Start of the first piece that no longer matches.
+        offset: u64,
+        /// What the restore had done when it stopped (filled in by the restore).
+        loaded: String,
+    },
     /// The restored content differs from the recorded facts.
     #[error(
         "restored database `{database}` differs from the dump's facts: {}",
@@ -346,7 +361,9 @@ impl DumpError {
             | Manifest { .. }
             | NotInManifest { .. }
             | BadInput { .. } => ErrorClass::Input,
-            ChecksumMismatch { .. } | TableMismatch { .. } => ErrorClass::Integrity,
+            ChecksumMismatch { .. } | FileChanged { .. } | TableMismatch { .. } => {
+                ErrorClass::Integrity
+            }
             Unsupported { .. } | WriterGone | Internal { .. } => ErrorClass::Internal,
         }
     }

@@ -145,3 +145,14 @@ pub fn out_dir() -> tempfile::TempDir {
     std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
     d
 }
+
+/// Changes the fixture database after its dump so "untouched" is observable: a restore would
+/// remove the marker table and bring back the deleted row.
+pub async fn mark(db: &str) -> Snapshot {
+    exec(
+        db,
+        "CREATE TABLE zz_marker (x INT); DELETE FROM t_trig WHERE id = 3",
+    )
+    .await;
+    snapshot(db).await
+}
