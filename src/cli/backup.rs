@@ -331,6 +331,7 @@ pub fn run_restore(args: RestoreArgs, ctx: &Ctx) -> CmdResult {
 /// Turns an engine error into a CLI error with the exit kind its class implies.
 fn dump_error(e: DumpError) -> CliError {
     let kind = match e.class() {
+        _ if matches!(e, DumpError::Interrupted { .. }) => ExitKind::Interrupted,
         ErrorClass::Input => ExitKind::Input,
         ErrorClass::Service => ExitKind::Service,
         ErrorClass::Integrity => ExitKind::Integrity,
@@ -340,6 +341,10 @@ fn dump_error(e: DumpError) -> CliError {
         DumpError::ChecksumMismatch { .. } => {
             Some("restore from another backup, or dump again if the source still exists")
         }
+        DumpError::FileChanged { .. } => Some(
+            "something wrote to the dump file during the restore; keep it away from other \
+             writers and restore again",
+        ),
         DumpError::TableMismatch { .. } => Some(
             "the database now holds what the file loaded, which differs from what was dumped; \
              investigate before using it",

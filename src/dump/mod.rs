@@ -315,6 +315,18 @@ pub enum DumpError {
         /// What is wrong.
         what: String,
     },
+    /// SIGINT or SIGTERM arrived during the dump. The dumper was stopped and waited for, and
+    /// its partial file and password file were removed.
+    #[error(
+        "interrupted by {signal}: the dump of `{database}` was stopped; the dumper process was \
+         ended and its partial file and password file removed. Run the command again to dump"
+    )]
+    Interrupted {
+        /// `SIGINT` or `SIGTERM`.
+        signal: String,
+        /// The database being dumped.
+        database: String,
+    },
     /// The writer thread stopped; its own error is reported instead when known.
     #[error("the dump writer stopped unexpectedly")]
     WriterGone,
@@ -353,7 +365,8 @@ impl DumpError {
             | ExternalWarning { .. }
             | ExternalFailed { .. }
             | Incomplete { .. }
-            | Inconsistent { .. } => ErrorClass::Service,
+            | Inconsistent { .. }
+            | Interrupted { .. } => ErrorClass::Service,
             Io { .. }
             | NoSuchDatabase { .. }
             | InsecureDir { .. }
@@ -563,7 +576,11 @@ pub(crate) async fn collect_in_order(
                 what: format!("dump task failed: {e}"),
             },
         };
-        tasks.abort_all();
+        // A signal reaches every dump: each stops its own child and removes its own files,
+        // which an abort would cut short.
+        if !matches!(failure, DumpError::Interrupted { .. }) {
+            tasks.abort_all();
+        }
         while tasks.join_next().await.is_some() {}
         return Err(failure);
     }
