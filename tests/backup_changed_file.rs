@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use backup_helpers::*;
-use oms_upgrade::dump::{self, Compression, DumpArtifact, DumpError, DumpOptions, Quiet};
+use oms_upgrade::dump::{self, Compression, DumpArtifact, DumpError, DumpOptions};
 
 /// What the failpoint does next (taken once).
 static ACTION: Mutex<Option<Box<dyn FnOnce() + Send>>> = Mutex::new(None);
@@ -71,26 +71,15 @@ async fn exists(db: &str) -> bool {
 }
 
 async fn restore(artifact: &DumpArtifact) -> Result<(), DumpError> {
-    dump::restore_database(
-        &support::mysql_target(),
-        artifact,
-        &dump::RestoreOptions::default(),
-        &Quiet,
-    )
-    .await
-    .map(|_| ())
+    restore_quietly(artifact).await.map(|_| ())
 }
 
-async fn dump_with(db: &str, dir: &Path, dumper: dump::Dumper, c: Compression) -> DumpArtifact {
-    let opts = DumpOptions {
+fn opts(dumper: dump::Dumper, compression: Compression) -> DumpOptions {
+    DumpOptions {
         dumper,
-        compression: c,
-        overwrite: true,
+        compression,
         ..DumpOptions::default()
-    };
-    dump::dump_database(&support::mysql_target(), db, dir, &opts, &Quiet)
-        .await
-        .unwrap()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -115,7 +104,7 @@ async fn a_file_changed_after_verification_runs_none_of_the_changed_bytes() {
         exec(&db.name, "DROP TABLE t_float").await;
         let original = snapshot(&db.name).await;
         let dir = out_dir();
-        let artifact = dump_with(&db.name, dir.path(), dumper, compression).await;
+        let artifact = dump_with(&db.name, dir.path(), &opts(dumper, compression)).await;
         let stored = std::fs::read(&artifact.file).unwrap();
         let attack = encode(
             compression,
@@ -175,13 +164,7 @@ async fn a_change_found_halfway_says_what_was_loaded() {
     let db = support::TestDb::create("bk_chg2").await;
     seed_big(&db.name, "big", 20_000).await;
     let dir = out_dir();
-    let artifact = dump_with(
-        &db.name,
-        dir.path(),
-        dump::Dumper::Native,
-        Compression::None,
-    )
-    .await;
+    let artifact = dump_with(&db.name, dir.path(), &DumpOptions::default()).await;
     let stored = std::fs::read(&artifact.file).unwrap();
     assert!(stored.len() > 4 << 20, "the dump spans many pieces");
     // The last bytes change: everything before them may run, they may not.

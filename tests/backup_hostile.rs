@@ -8,7 +8,7 @@ mod support;
 use std::process::{Command, Stdio};
 
 use backup_helpers::*;
-use oms_upgrade::dump::{self, DumpArtifact, DumpOptions, Quiet, RestoreOptions};
+use oms_upgrade::dump::{self, DumpArtifact, DumpOptions, Quiet};
 use support::hostile::{self, Hostile};
 
 /// `mariadb` arguments to reach the test server over TCP; the password goes through
@@ -43,14 +43,7 @@ async fn load_with_client(db: &str, artifact: &DumpArtifact) {
 /// Native restore, then the stock client: both must give `before` and run nothing smuggled.
 async fn both_loaders_round_trip(db: &str, h: &Hostile, artifact: &DumpArtifact) {
     let before = snapshot(db).await;
-    dump::restore_database(
-        &support::mysql_target(),
-        artifact,
-        &RestoreOptions::default(),
-        &Quiet,
-    )
-    .await
-    .expect("native restore");
+    restore_quietly(artifact).await.expect("native restore");
     assert!(
         !hostile::witness_exists(h).await,
         "the native restore ran SQL smuggled through a name"
@@ -87,15 +80,7 @@ async fn a_trigger_name_cannot_smuggle_sql_into_a_native_dump() {
         triggers: vec![trigger],
     };
     let dir = out_dir();
-    let artifact = dump::dump_database(
-        &support::mysql_target(),
-        &db.name,
-        dir.path(),
-        &DumpOptions::default(),
-        &Quiet,
-    )
-    .await
-    .expect("dump");
+    let artifact = dump_with(&db.name, dir.path(), &DumpOptions::default()).await;
     both_loaders_round_trip(&db.name, &h, &artifact).await;
 }
 
@@ -104,15 +89,7 @@ async fn hostile_names_round_trip_through_a_native_dump() {
     let db = support::TestDb::create("bk_hn2").await;
     let h = hostile::create_hostile_names(&db.name).await;
     let dir = out_dir();
-    let artifact = dump::dump_database(
-        &support::mysql_target(),
-        &db.name,
-        dir.path(),
-        &DumpOptions::default(),
-        &Quiet,
-    )
-    .await
-    .expect("native dump of hostile names");
+    let artifact = dump_with(&db.name, dir.path(), &DumpOptions::default()).await;
     assert_eq!(artifact.tables.len(), h.tables.len());
     assert_eq!(artifact.views.len(), h.views.len());
     assert_eq!(artifact.skipped_triggers.len(), h.triggers.len());
@@ -128,15 +105,7 @@ async fn hostile_names_round_trip_through_mariadb_dump() {
         dumper: dump::Dumper::Mysqldump,
         ..DumpOptions::default()
     };
-    let artifact = dump::dump_database(
-        &support::mysql_target(),
-        &db.name,
-        dir.path(),
-        &opts,
-        &Quiet,
-    )
-    .await
-    .expect("mariadb-dump of hostile names");
+    let artifact = dump_with(&db.name, dir.path(), &opts).await;
     both_loaders_round_trip(&db.name, &h, &artifact).await;
 }
 
@@ -146,15 +115,7 @@ async fn a_format_2_dump_still_restores() {
     load_fixture(&db.name).await;
     let before = snapshot(&db.name).await;
     let dir = out_dir();
-    let mut artifact = dump::dump_database(
-        &support::mysql_target(),
-        &db.name,
-        dir.path(),
-        &DumpOptions::default(),
-        &Quiet,
-    )
-    .await
-    .unwrap();
+    let mut artifact = dump_with(&db.name, dir.path(), &DumpOptions::default()).await;
     // The fixture's names have no line breaks, so its format 3 file differs from the format 2
     // file of the same content only in the format line.
     let text = std::fs::read(&artifact.file).unwrap();
@@ -169,14 +130,7 @@ async fn a_format_2_dump_still_restores() {
     artifact.size_bytes = size;
     artifact.blake3_hex = hex;
     recreate_db(&db.name).await;
-    dump::restore_database(
-        &support::mysql_target(),
-        &artifact,
-        &RestoreOptions::default(),
-        &Quiet,
-    )
-    .await
-    .expect("format 2 restore");
+    restore_quietly(&artifact).await.expect("format 2 restore");
     assert_eq!(snapshot(&db.name).await, before);
 }
 

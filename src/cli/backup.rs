@@ -191,10 +191,17 @@ pub fn run_backup(args: BackupArgs, ctx: &Ctx) -> CmdResult {
         );
         for a in &manifest.databases {
             if !a.skipped_triggers.is_empty() {
+                // Names come from the server and may hold control characters (a newline, a
+                // terminal escape): shown escaped.
+                let names: Vec<String> = a
+                    .skipped_triggers
+                    .iter()
+                    .map(|t| t.escape_debug().to_string())
+                    .collect();
                 println!(
                     "Note: `{}` has triggers that are not dumped (by design): {}",
                     a.database,
-                    a.skipped_triggers.join(", ")
+                    names.join(", ")
                 );
             }
         }

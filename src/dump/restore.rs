@@ -385,37 +385,35 @@ async fn load(
     let (d, compression) = (data.clone(), artifact.compression);
     let reader = tokio::task::spawn_blocking(move || read_statements(&d, compression, tx));
     let mut done = Executed::default();
+    // No first statement: the reader failed (the file changed after the check, and the
+    // database must stay as it was) or the dump holds none.
     let first = rx.recv().await;
-    if first.is_none() {
-        // The reader ended without a statement: it failed (the file changed after the
-        // check), and then the database must stay as it is, or the dump holds none.
-        drop(rx);
-        let read = reader.await.map_err(|e| DumpError::Internal {
-            what: format!("dump reader failed: {e}"),
-        })?;
-        progress.finish(db);
-        read?;
+    let created = first.is_some();
+    let executed = match first {
+        None => Ok(()),
+        Some(first) => {
+            async {
+                recreate(&mut conn, artifact).await?;
+                loaded.touch(idx);
+                conn.query_drop(format!("USE {}", ident(db)))
+                    .await
+                    .map_err(q("selecting the database"))?;
+                execute_all(&mut conn, db, first, &mut rx, progress, &mut done).await
+            }
+            .await
+        }
+    };
+    loaded.executed(idx, done.statements);
+    drop(rx);
+    let read = reader.await.map_err(|e| DumpError::Internal {
+        what: format!("dump reader failed: {e}"),
+    })?;
+    progress.finish(db);
+    read?;
+    executed?;
+    if !created {
         recreate(&mut conn, artifact).await?;
         loaded.touch(idx);
-    } else {
-        let executed = async {
-            recreate(&mut conn, artifact).await?;
-            loaded.touch(idx);
-            conn.query_drop(format!("USE {}", ident(db)))
-                .await
-                .map_err(q("selecting the database"))?;
-            let first = first.expect("checked above");
-            execute_all(&mut conn, db, first, &mut rx, progress, &mut done).await
-        }
-        .await;
-        loaded.executed(idx, done.statements);
-        drop(rx);
-        let read = reader.await.map_err(|e| DumpError::Internal {
-            what: format!("dump reader failed: {e}"),
-        })?;
-        progress.finish(db);
-        read?;
-        executed?;
     }
     conn.query_drop("COMMIT").await.map_err(q("committing"))?;
     conn.disconnect().await.ok();

@@ -156,3 +156,23 @@ pub async fn mark(db: &str) -> Snapshot {
     .await;
     snapshot(db).await
 }
+
+/// Dumps `db` into `dir` with `opts` (panics on failure).
+pub async fn dump_with(db: &str, dir: &Path, opts: &dump::DumpOptions) -> dump::DumpArtifact {
+    dump::dump_database(&support::mysql_target(), db, dir, opts, &dump::Quiet)
+        .await
+        .unwrap_or_else(|e| panic!("dump of `{db}`: {e}"))
+}
+
+/// Restores `artifact` with the default options.
+pub async fn restore_quietly(
+    artifact: &dump::DumpArtifact,
+) -> Result<dump::RestoreReport, dump::DumpError> {
+    dump::restore_database(
+        &support::mysql_target(),
+        artifact,
+        &dump::RestoreOptions::default(),
+        &dump::Quiet,
+    )
+    .await
+}
