@@ -5,24 +5,11 @@
 mod backup_helpers;
 mod support;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use backup_helpers::*;
 use oms_upgrade::dump::{self, DumpArtifact, DumpOptions, Quiet};
 use support::hostile::{self, Hostile};
-
-/// `mariadb` arguments to reach the test server over TCP; the password goes through
-/// MYSQL_PWD, never argv.
-fn client(program: &str) -> Command {
-    let t = support::mysql_target();
-    let mut c = Command::new(program);
-    c.arg(format!("--host={}", t.host))
-        .arg(format!("--port={}", t.port))
-        .arg(format!("--user={}", t.user))
-        .arg("--protocol=TCP")
-        .env("MYSQL_PWD", t.password.expose());
-    c
-}
 
 /// Loads `artifact`'s file with the stock `mariadb` client into a fresh `db`.
 async fn load_with_client(db: &str, artifact: &DumpArtifact) {

@@ -176,3 +176,16 @@ pub async fn restore_quietly(
     )
     .await
 }
+
+/// `mariadb`/`mariadb-dump` (`program`) with the arguments to reach the test server over
+/// TCP. The password goes through MYSQL_PWD, never argv.
+pub fn client(program: &str) -> std::process::Command {
+    let t = support::mysql_target();
+    let mut c = std::process::Command::new(program);
+    c.arg(format!("--host={}", t.host))
+        .arg(format!("--port={}", t.port))
+        .arg(format!("--user={}", t.user))
+        .arg("--protocol=TCP")
+        .env("MYSQL_PWD", t.password.expose());
+    c
+}
