@@ -8,42 +8,65 @@ mod support;
 use std::process::Stdio;
 
 use backup_helpers::*;
+use mysql_async::prelude::Queryable;
 use oms_upgrade::dump::{self, DumpArtifact, DumpOptions, Quiet};
 use support::hostile::{self, Hostile};
 
 /// Loads `artifact`'s file with the stock `mariadb` client into a fresh `db`.
-async fn load_with_client(db: &str, artifact: &DumpArtifact) {
-    recreate_db(db).await;
+async fn load_with_client(db: &str, artifact: &DumpArtifact) -> Result<(), String> {
+    // One statement per query, so the general log check sees each on its own.
+    let mut c = conn(None).await;
+    for sql in [
+        format!("DROP DATABASE IF EXISTS `{db}`"),
+        format!("CREATE DATABASE `{db}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"),
+    ] {
+        c.query_drop(sql).await.unwrap();
+    }
+    c.disconnect().await.ok();
     let out = client("mariadb")
         .arg(db)
         .stdin(std::fs::File::open(&artifact.file).unwrap())
         .stderr(Stdio::piped())
         .output()
         .expect("run the mariadb client");
-    assert!(
-        out.status.success(),
-        "mariadb client failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
 }
 
-/// Native restore, then the stock client: both must give `before` and run nothing smuggled.
+/// Native restore, then the stock client: both must give `before` and run nothing
+/// smuggled. The server's general log shows every statement the loading sessions ran.
 async fn both_loaders_round_trip(db: &str, h: &Hostile, artifact: &DumpArtifact) {
     let before = snapshot(db).await;
-    restore_quietly(artifact).await.expect("native restore");
+    let log = hostile::GeneralLog::start().await;
+    let restored = restore_quietly(artifact).await;
+    let restored_snapshot = snapshot(db).await;
+    let client_loaded = load_with_client(db, artifact).await;
+    let client_snapshot = snapshot(db).await;
+    let statements = log.stop_and_read(db).await;
+    let foreign: Vec<&String> = statements
+        .iter()
+        .filter(|s| !hostile::is_load_statement(s, db))
+        .collect();
+    assert!(
+        foreign.is_empty(),
+        "statements other than the dump's own ran: {foreign:?}"
+    );
     assert!(
         !hostile::witness_exists(h).await,
-        "the native restore ran SQL smuggled through a name"
+        "SQL smuggled through a name ran"
     );
-    assert_eq!(snapshot(db).await, before, "native restore");
-    load_with_client(db, artifact).await;
+    restored.expect("native restore");
+    client_loaded.expect("mariadb client");
     assert!(
-        !hostile::witness_exists(h).await,
-        "the mariadb client ran SQL smuggled through a name"
+        statements.iter().any(|s| s.starts_with("INSERT INTO")),
+        "the general log saw the loads"
     );
-    let after = snapshot(db).await;
+    assert_eq!(restored_snapshot, before, "native restore");
     hostile::drop_witness(h).await;
-    assert_eq!(after, before, "mariadb client");
+    assert_eq!(client_snapshot, before, "mariadb client");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -162,3 +162,104 @@ pub async fn drop_witness(h: &Hostile) {
         .ok();
     c.disconnect().await.ok();
 }
+
+/// Serializes the users of the server's general log within one test binary.
+static GENERAL_LOG: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The server's general log, on (into `mysql.general_log`) while this lives in a test.
+pub struct GeneralLog {
+    _turn: tokio::sync::MutexGuard<'static, ()>,
+    since: String,
+    previous: (String, String),
+}
+
+impl GeneralLog {
+    /// Turns the general log on, remembering how it was.
+    pub async fn start() -> GeneralLog {
+        let turn = GENERAL_LOG.lock().await;
+        let mut c = mysql_async::Conn::new(crate::support::mysql_target().opts(None))
+            .await
+            .expect("connect");
+        let previous: (String, String) = c
+            .query_first("SELECT @@GLOBAL.log_output, IF(@@GLOBAL.general_log, 'ON', 'OFF')")
+            .await
+            .expect("read the log settings")
+            .expect("one row");
+        let since: String = c
+            .query_first("SELECT CAST(NOW(6) AS CHAR)")
+            .await
+            .expect("now")
+            .expect("one row");
+        c.query_drop("SET GLOBAL log_output = 'TABLE,FILE', general_log = ON")
+            .await
+            .expect("turn the general log on (needs SUPER)");
+        c.disconnect().await.ok();
+        GeneralLog {
+            _turn: turn,
+            since,
+            previous,
+        }
+    }
+
+    /// Every statement (queries and executed prepared statements) logged since
+    /// [`GeneralLog::start`] by a session that mentioned `needle` in any of its commands,
+    /// then the log put back as it was.
+    pub async fn stop_and_read(self, needle: &str) -> Vec<String> {
+        let mut c = mysql_async::Conn::new(crate::support::mysql_target().opts(None))
+            .await
+            .expect("connect");
+        let rows: Vec<Vec<u8>> = c
+            .exec(
+                "SELECT argument FROM mysql.general_log \
+                 WHERE event_time >= ? AND command_type IN ('Query', 'Execute') \
+                 AND thread_id <> CONNECTION_ID() AND thread_id IN ( \
+                   SELECT thread_id FROM mysql.general_log \
+                   WHERE event_time >= ? AND INSTR(argument, ?) > 0) \
+                 ORDER BY event_time",
+                (&self.since, &self.since, needle),
+            )
+            .await
+            .expect("read the general log");
+        c.query_drop(format!(
+            "SET GLOBAL general_log = {}, log_output = '{}'",
+            self.previous.1, self.previous.0
+        ))
+        .await
+        .expect("put the log settings back");
+        c.disconnect().await.ok();
+        rows.into_iter()
+            .map(|r| String::from_utf8_lossy(&r).into_owned())
+            .collect()
+    }
+}
+
+/// True for a statement a dump load may run on database `db`: settings, reads, the
+/// database's own drop and create, and table and view DDL and rows. Anything else (a
+/// statement smuggled out of a name) is not.
+pub fn is_load_statement(stmt: &str, db: &str) -> bool {
+    let s = stmt.trim_start();
+    let up = s.to_ascii_uppercase();
+    const HEADS: [&str; 18] = [
+        "SET ",
+        "SET\n",
+        "SELECT ",
+        "SHOW ",
+        "USE ",
+        "DROP TABLE IF EXISTS ",
+        "CREATE TABLE ",
+        "INSERT INTO ",
+        "ALTER TABLE ",
+        "CREATE OR REPLACE ",
+        "CHECKSUM TABLE ",
+        "COMMIT",
+        "START TRANSACTION",
+        "/*!",
+        "/*M!",
+        "LOCK TABLES ",
+        "UNLOCK TABLES",
+        "ROLLBACK",
+    ];
+    HEADS.iter().any(|h| up.starts_with(h))
+        || s == format!("DROP DATABASE IF EXISTS `{db}`")
+        || s.starts_with(&format!("CREATE DATABASE `{db}` CHARACTER SET "))
+}
