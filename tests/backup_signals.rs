@@ -1,4 +1,4 @@
-//! SIGTERM or SIGINT during an external dump (issue 10): the password file, the `.part` file
+//! SIGTERM or SIGINT during a dump (issue 10): the password file, the `.part` and spool files
 //! and the `mariadb-dump` child must all be gone when `oms-upgrade backup` exits, and it
 //! exits with the documented code 130.
 
@@ -41,7 +41,7 @@ fn walk(dir: &Path) -> Vec<String> {
     v
 }
 
-async fn interrupt_external_backup(signal: i32, name: &str) {
+async fn interrupt_backup(signal: i32, name: &str, dumper: &str) {
     let db = support::TestDb::create(name).await;
     seed_big(&db.name, "big", 300_000).await;
     let out = out_dir();
@@ -57,7 +57,7 @@ async fn interrupt_external_backup(signal: i32, name: &str) {
             "--out",
             out.path().to_str().unwrap(),
             "--dumper",
-            "mysqldump",
+            dumper,
             "--json",
         ])
         .env("OMS_META_PASSWORD", t.password.expose())
@@ -66,12 +66,17 @@ async fn interrupt_external_backup(signal: i32, name: &str) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait until the dumper runs (its argv names its password file, under our TMPDIR),
-    // then interrupt.
+    // Wait until the dump runs (the external dumper's argv names its password file, under
+    // our TMPDIR; the native dumper's `.part` file exists), then interrupt.
     let tmp_name = tmp.path().display().to_string();
     let started = Instant::now();
     loop {
-        if !processes_mentioning(&tmp_name).is_empty() {
+        let running = if dumper == "native" {
+            files_in(out.path()).iter().any(|f| f.ends_with(".part"))
+        } else {
+            !processes_mentioning(&tmp_name).is_empty()
+        };
+        if running {
             break;
         }
         assert!(
@@ -114,10 +119,15 @@ async fn interrupt_external_backup(signal: i32, name: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_an_external_dump_leaves_no_secret_no_part_and_no_child() {
-    interrupt_external_backup(libc::SIGTERM, "bk_sig1").await;
+    interrupt_backup(libc::SIGTERM, "bk_sig1", "mysqldump").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_during_an_external_dump_leaves_no_secret_no_part_and_no_child() {
-    interrupt_external_backup(libc::SIGINT, "bk_sig2").await;
+    interrupt_backup(libc::SIGINT, "bk_sig2", "mysqldump").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_native_dump_leaves_no_part_and_no_spool_file() {
+    interrupt_backup(libc::SIGTERM, "bk_sig3", "native").await;
 }

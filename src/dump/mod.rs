@@ -315,11 +315,12 @@ pub enum DumpError {
         /// What is wrong.
         what: String,
     },
-    /// SIGINT or SIGTERM arrived during the dump. The dumper was stopped and waited for, and
-    /// its partial file and password file were removed.
+    /// SIGINT or SIGTERM arrived during the dump. The dump was stopped (an external dumper
+    /// killed and waited for) and its partial files and password file removed.
     #[error(
-        "interrupted by {signal}: the dump of `{database}` was stopped; the dumper process was \
-         ended and its partial file and password file removed. Run the command again to dump"
+        "interrupted by {signal}: the dump of `{database}` was stopped, its partial files \
+         removed (and an external dumper ended, its password file removed). Run the command \
+         again to dump"
     )]
     Interrupted {
         /// `SIGINT` or `SIGTERM`.
@@ -453,11 +454,9 @@ pub async fn dump_database(
     let path = dump_path(&out_dir, database, opts.compression);
     tracing::debug!(database, url = %target.display_url(), file = %path.display(), dumper = ?opts.dumper, "dump starts");
     let r = match opts.dumper {
-        Dumper::Native => {
-            parallel::dump_all(target, &[database.to_string()], &out_dir, opts, progress)
-                .await
-                .map(|mut artifacts| artifacts.remove(0))
-        }
+        Dumper::Native => native_all(target, &[database.to_string()], &out_dir, opts, progress)
+            .await
+            .map(|mut artifacts| artifacts.remove(0)),
         Dumper::Mysqldump => external::dump(target, database, &path, opts, progress).await,
     };
     match &r {
@@ -504,7 +503,7 @@ pub async fn backup(
     let artifacts = match opts.dumper {
         Dumper::Native => {
             tracing::debug!(databases = ?databases, url = %target.display_url(), dir = %out_dir.display(), "native backup starts");
-            let r = parallel::dump_all(target, databases, &out_dir, opts, &*progress).await;
+            let r = native_all(target, databases, &out_dir, opts, &*progress).await;
             match &r {
                 Ok(artifacts) => {
                     for a in artifacts {
@@ -525,6 +524,26 @@ pub async fn backup(
     };
     manifest.store(&out_dir)?;
     Ok(manifest)
+}
+
+/// The native dump of `databases`, stopped by SIGINT or SIGTERM: then every connection
+/// and writer is dropped (a writer dropped without its commit removes its `.part` and spool
+/// files) and [`DumpError::Interrupted`] is returned.
+async fn native_all(
+    target: &DbTarget,
+    databases: &[String],
+    out_dir: &Path,
+    opts: &DumpOptions,
+    progress: &dyn Progress,
+) -> Result<Vec<DumpArtifact>, DumpError> {
+    let interrupts = external::Interrupts::install();
+    tokio::select! {
+        r = parallel::dump_all(target, databases, out_dir, opts, progress) => r,
+        signal = interrupts.wait() => Err(DumpError::Interrupted {
+            signal: signal.to_string(),
+            database: databases.join(", "),
+        }),
+    }
 }
 
 /// External mode's `backup`: one [`dump_database`] per database, `opts.jobs` at a time. The
