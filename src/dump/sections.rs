@@ -4,7 +4,9 @@
 //! A native dump marks each base table's statements with a `-- Table <name>` line and ends
 //! the last one with a `-- Tables end` line (see `native.rs`); format 3 writes the name in
 //! the escaped one-line form of `comment_name`, format 2 only backtick-quoted (a format 2
-//! name with a newline gives no well-formed marker, and the file is loaded in order). Finding those lines
+//! name with a newline gives no well-formed marker, and the file is loaded in order).
+//! Only a line that starts outside every quote can be a marker (see [`Scan`]), so a name
+//! holding `\n-- Table ...` forges nothing. Finding those lines
 //! is a line scan fused into the BLAKE3 pass restore does anyway, so it costs no extra read.
 //! A marker alone proves nothing (a line could look like one), so the loader checks each
 //! section as it reads it: the split must end exactly at the section's end, and every
@@ -240,6 +242,13 @@ pub(crate) fn verify_and_find(
 }
 
 /// Line scanner: keeps the head of the current line, bounded, and records marker lines.
+///
+/// A name may hold a newline followed by text that looks like a marker (`-- Table ...`), so
+/// a line counts as a marker only when it starts outside any quote. The scanner follows the
+/// quotes (backticks, single and double quotes, with their escapes) of the dump's DDL and
+/// INSERT heads; a `-- ` comment line and the values of an INSERT (from `VALUES (` on, which
+/// this dumper writes on one line with every line break escaped) are skipped to the end of
+/// their line by `memchr`, so the bulk of the file costs no more than before.
 #[derive(Default)]
 struct Scan {
     line_no: u64,
@@ -251,6 +260,12 @@ struct Scan {
     tables_end: Option<u64>,
     /// A marker line that is not a well-formed one, or markers after the end line.
     confused: bool,
+    /// Where the lexer is.
+    lex: Lex,
+    /// The current line started inside a quote.
+    line_start_quoted: bool,
+    /// Bytes of [`VALUES_OPEN`] matched so far outside quotes.
+    values: usize,
 }
 
 struct Layout {
@@ -259,23 +274,92 @@ struct Layout {
     tail: (u64, u64),
 }
 
+/// Where the scanner's lexer is.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Lex {
+    /// Outside quotes.
+    #[default]
+    Normal,
+    /// Inside a quote opened by this byte.
+    Quote(u8),
+    /// Saw the quote byte inside a quote: it closes unless the next byte doubles it.
+    QuoteEnd(u8),
+    /// Saw a backslash inside a string.
+    Escape(u8),
+    /// The rest of the line is a comment or an INSERT's values.
+    SkipLine,
+}
+
+/// Where an INSERT's values start; nothing after it on the line is an identifier.
+const VALUES_OPEN: &[u8] = b"VALUES (";
+
 impl Scan {
     fn feed(&mut self, buf: &[u8], offset: u64) {
         let mut i = 0;
         while i < buf.len() {
-            match memchr::memchr(b'\n', &buf[i..]) {
-                Some(p) => {
-                    self.keep(&buf[i..i + p]);
-                    self.end_line();
-                    self.line_start = offset + (i + p + 1) as u64;
-                    i += p + 1;
-                }
-                None => {
-                    self.keep(&buf[i..]);
-                    i = buf.len();
+            if self.lex == Lex::SkipLine {
+                match memchr::memchr(b'\n', &buf[i..]) {
+                    Some(p) => {
+                        self.keep(&buf[i..i + p]);
+                        i += p;
+                    }
+                    None => {
+                        self.keep(&buf[i..]);
+                        return;
+                    }
                 }
             }
+            let b = buf[i];
+            if b == b'\n' {
+                self.lex = match self.lex {
+                    Lex::Quote(q) | Lex::Escape(q) => Lex::Quote(q),
+                    Lex::Normal | Lex::QuoteEnd(_) | Lex::SkipLine => Lex::Normal,
+                };
+                self.end_line();
+                self.line_start = offset + (i + 1) as u64;
+                self.line_start_quoted = self.lex != Lex::Normal;
+                self.values = 0;
+                i += 1;
+                continue;
+            }
+            self.keep(&buf[i..i + 1]);
+            self.lex_byte(b);
+            if !self.line_start_quoted && self.head.len() == 3 && self.head == b"-- " {
+                self.lex = Lex::SkipLine;
+            }
+            i += 1;
         }
+    }
+
+    fn lex_byte(&mut self, b: u8) {
+        self.lex = match self.lex {
+            Lex::Normal => {
+                if b == VALUES_OPEN[self.values] {
+                    self.values += 1;
+                    if self.values == VALUES_OPEN.len() {
+                        self.values = 0;
+                        self.lex = Lex::SkipLine;
+                        return;
+                    }
+                } else {
+                    self.values = usize::from(b == VALUES_OPEN[0]);
+                }
+                match b {
+                    b'`' | b'\'' | b'"' => Lex::Quote(b),
+                    _ => Lex::Normal,
+                }
+            }
+            Lex::Quote(q) if b == q => Lex::QuoteEnd(q),
+            Lex::Quote(q) if b == b'\\' && q != b'`' => Lex::Escape(q),
+            Lex::Quote(q) | Lex::Escape(q) => Lex::Quote(q),
+            Lex::QuoteEnd(q) if b == q => Lex::Quote(q),
+            Lex::QuoteEnd(_) => {
+                self.lex = Lex::Normal;
+                self.values = 0;
+                return self.lex_byte(b);
+            }
+            Lex::SkipLine => Lex::SkipLine,
+        };
     }
 
     fn keep(&mut self, part: &[u8]) {
@@ -285,10 +369,16 @@ impl Scan {
 
     fn end_line(&mut self) {
         let line = std::mem::take(&mut self.head);
-        if self.line_no == 1 && line == FORMAT_LINE.as_bytes() {
+        let at_line_one = self.line_no == 1;
+        self.line_no += 1;
+        if at_line_one && line == FORMAT_LINE.as_bytes() {
             self.format = Some(3);
-        } else if self.line_no == 1 && line == FORMAT_2_LINE.as_bytes() {
+        } else if at_line_one && line == FORMAT_2_LINE.as_bytes() {
             self.format = Some(2);
+        }
+        // A line that starts inside a quoted name is part of a statement, whatever it says.
+        if self.line_start_quoted {
+            return;
         }
         if line.starts_with(b"-- Table ") {
             match parse_marker(&line, self.format) {
@@ -303,7 +393,6 @@ impl Scan {
             }
             self.tables_end = Some(self.line_start);
         }
-        self.line_no += 1;
     }
 
     fn layout(self, artifact: &DumpArtifact, size: u64) -> Option<Layout> {
@@ -516,6 +605,34 @@ mod tests {
                 .layout(&artifact(&["a", "we`ird"]), len)
                 .is_none()
         );
+    }
+
+    #[test]
+    fn lines_inside_quoted_names_are_not_markers() {
+        // A table whose name holds a newline and a forged marker and end line, a column and
+        // a value with quotes: the real markers are found, the forged ones are not.
+        let forged = "x\n-- Table `a`\n-- Tables end\n";
+        let name = ident(forged);
+        let marker = crate::dump::sqlvalue::comment_name(forged);
+        let text = format!(
+            "-- oms-upgrade native dump\n-- Format: 3 (sections)\n-- Server version: it's\nSET NAMES utf8mb4;\n\n\
+             -- Table `a`\nDROP TABLE IF EXISTS `a`;\nCREATE TABLE `a` (\n  `c'\n-- Table ``q``` int\n);\n\
+             INSERT INTO `a` (`c'\n-- Table ``q```) VALUES ('it''s `', \"\\\"`\"),('\\n-- Table `z`');\n\n\
+             -- Table {marker}\nDROP TABLE IF EXISTS {name};\nCREATE TABLE {name} (x int);\n\
+             INSERT INTO {name} (`x`) VALUES (1);\n\n-- Tables end\nSET X=1;\n-- Dump completed\n"
+        );
+        for chunk in [1, 2, 5, 64, 4096] {
+            let l = scan(&text, chunk)
+                .layout(&artifact(&["a", forged]), text.len() as u64)
+                .unwrap_or_else(|| panic!("layout at chunk {chunk}"));
+            let names: Vec<&str> = l.tables.iter().map(|t| t.name.as_str()).collect();
+            assert_eq!(names, ["a", forged], "chunk {chunk}");
+            assert_eq!(
+                l.tail.0,
+                text.rfind("-- Tables end").unwrap() as u64,
+                "chunk {chunk}"
+            );
+        }
     }
 
     #[test]
