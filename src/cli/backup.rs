@@ -218,10 +218,17 @@ pub fn run_backup(args: BackupArgs, ctx: &Ctx) -> CmdResult {
         }
         for a in &manifest.databases {
             if !a.skipped_triggers.is_empty() {
+                // Names come from the server and may hold control characters (a newline, a
+                // terminal escape): shown escaped.
+                let names: Vec<String> = a
+                    .skipped_triggers
+                    .iter()
+                    .map(|t| t.escape_debug().to_string())
+                    .collect();
                 println!(
                     "Note: `{}` has triggers that are not dumped (by design): {}",
                     a.database,
-                    a.skipped_triggers.join(", ")
+                    names.join(", ")
                 );
             }
         }
@@ -441,6 +448,7 @@ pub fn run_restore(args: RestoreArgs, ctx: &Ctx) -> CmdResult {
 /// Turns an engine error into a CLI error with the exit kind its class implies.
 fn dump_error(e: DumpError) -> CliError {
     let kind = match e.class() {
+        _ if matches!(e, DumpError::Interrupted { .. }) => ExitKind::Interrupted,
         ErrorClass::Input => ExitKind::Input,
         ErrorClass::Service => ExitKind::Service,
         ErrorClass::Integrity => ExitKind::Integrity,
@@ -450,6 +458,10 @@ fn dump_error(e: DumpError) -> CliError {
         DumpError::ChecksumMismatch { .. } => {
             Some("restore from another backup, or dump again if the source still exists")
         }
+        DumpError::FileChanged { .. } => Some(
+            "something wrote to the dump file during the restore; keep it away from other \
+             writers and restore again",
+        ),
         DumpError::TableMismatch { .. } => Some(
             "the database now holds what the file loaded, which differs from what was dumped; \
              investigate before using it",

@@ -106,6 +106,9 @@ pub enum ExitKind {
     Service,
     /// The request is understood but refused: step not permitted, preflight failed, declined.
     Refused,
+    /// SIGINT or SIGTERM stopped the command (a dump: its child, partial file and password
+    /// file are gone).
+    Interrupted,
 }
 
 impl ExitKind {
@@ -118,6 +121,7 @@ impl ExitKind {
             ExitKind::Input => 5,
             ExitKind::Service => 6,
             ExitKind::Refused => 7,
+            ExitKind::Interrupted => 130,
         }
     }
 }

@@ -10,6 +10,8 @@
 pub mod emulator;
 /// The consistent-rewrite attacker: re-encodes and re-links a whole ledger.
 pub mod forge;
+/// A database whose object names are hostile (SQL smuggled through names).
+pub mod hostile;
 /// Running the `oms-upgrade` binary in upgrade tests and comparing end states.
 pub mod upgrade;
 
