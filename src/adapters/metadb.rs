@@ -225,11 +225,20 @@ pub trait MetaDb: Send + Sync {
 }
 
 /// The real [`MetaDb`] over a small mysql_async pool.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct MysqlMetaDb {
     pool: Pool,
     url: String,
     user: String,
+}
+
+/// By hand, not derived: the driver's `Pool` prints its `Opts`, password included.
+impl std::fmt::Debug for MysqlMetaDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MysqlMetaDb")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
 }
 
 impl MysqlMetaDb {
@@ -525,5 +534,20 @@ mod tests {
         assert_eq!(quote_ident("a`b"), "`a``b`");
         assert!(check_charset_name("utf8mb4_bin").is_ok());
         assert!(check_charset_name("utf8; DROP").is_err());
+    }
+
+    /// The driver's `Pool`/`Opts` print the password in their `Debug`; the client must not.
+    #[tokio::test]
+    async fn debug_does_not_print_the_password() {
+        let db = MysqlMetaDb::new(&DbTarget {
+            host: "127.0.0.1".into(),
+            port: 1,
+            user: "oms".into(),
+            password: crate::secret::Secret::new("pw-Zq81-never-printed"),
+        });
+        let shown = format!("{db:?} {db:#?}");
+        assert!(!shown.contains("pw-Zq81-never-printed"), "{shown}");
+        assert!(shown.contains("mysql://oms@127.0.0.1:1"), "{shown}");
+        db.close().await;
     }
 }
