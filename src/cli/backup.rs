@@ -46,6 +46,9 @@ pub struct BackupArgs {
     /// The metadata database server, `mysql://USER@HOST:PORT` (no password in it).
     #[arg(long, value_name = "URL")]
     pub meta_url: String,
+    /// TLS to the metadata database.
+    #[command(flatten)]
+    pub tls: super::metatls::MetaTlsArgs,
     /// Databases to dump, comma-separated (e.g. rm_db,cm_db,cm_hb_db).
     #[arg(long, value_delimiter = ',', required = true, value_name = "DB,...")]
     pub databases: Vec<String>,
@@ -90,6 +93,9 @@ pub struct RestoreArgs {
     /// Server to restore into, `mysql://USER@HOST:PORT`; default: the one that was dumped.
     #[arg(long, value_name = "URL")]
     pub meta_url: Option<String>,
+    /// TLS to the metadata database.
+    #[command(flatten)]
+    pub tls: super::metatls::MetaTlsArgs,
     /// Connections loading at the same time: tables of native dumps in parallel, other dumps
     /// one database per connection.
     #[arg(long, default_value_t = 3, value_name = "N")]
@@ -111,6 +117,7 @@ pub fn run_backup(args: BackupArgs, ctx: &Ctx) -> CmdResult {
         port,
         user,
         password,
+        tls: args.tls.settings()?,
     };
     if args.jobs == 0 {
         return Err(CliError::new(ExitKind::Input, "--jobs must be at least 1"));
@@ -224,6 +231,7 @@ pub fn run_restore(args: RestoreArgs, ctx: &Ctx) -> CmdResult {
         port,
         user,
         password,
+        tls: args.tls.settings()?,
     };
     let chosen: Vec<&dump::DumpArtifact> = if args.databases.is_empty() {
         manifest.databases.iter().collect()
