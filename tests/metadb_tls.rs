@@ -186,6 +186,13 @@ impl TlsServer {
     }
 }
 
+/// `init --json` with `overrides`.
+async fn init_json(node: &emu::OmsNode, backups: &Path, overrides: &[(&str, &str)]) -> Vec<String> {
+    let mut args = init_args(node, backups, overrides).await;
+    args.insert(0, "--json".into());
+    args
+}
+
 /// The adapter against a TLS server: `required` with the CA verifies and encrypts;
 /// `required` without it refuses the certificate with a message naming --meta-ca;
 /// `preferred` without it encrypts unverified; `off` is refused by the server (REQUIRE SSL).
@@ -238,8 +245,7 @@ async fn init_records_whether_the_metadata_connection_is_encrypted() {
 
     // No TLS on the shared server: `required` refuses, and only the failure is recorded.
     let ledger = tmp.path().join("required");
-    let mut args = init_args(&node, &backups, &[("--meta-tls", "required")]).await;
-    args.insert(0, "--json".into());
+    let args = init_json(&node, &backups, &[("--meta-tls", "required")]).await;
     let out = cli(&ledger).args(&args).output().unwrap();
     assert_eq!(out.status.code(), Some(7), "{}", show(&out));
     let text = show(&out);
@@ -251,9 +257,7 @@ async fn init_records_whether_the_metadata_connection_is_encrypted() {
 
     // The default, `preferred`: planned, not encrypted.
     let ledger = tmp.path().join("preferred");
-    let mut args = init_args(&node, &backups, &[]).await;
-    args.insert(0, "--json".into());
-    ok(cli(&ledger).args(&args));
+    ok(cli(&ledger).args(init_json(&node, &backups, &[]).await));
     let status = json_of(&ok(cli(&ledger).args(["--json", "status"])).stdout);
     assert_eq!(status["metadb_tls"]["encrypted"], false, "{status}");
     assert_eq!(status["metadb_tls"]["mode"], "preferred", "{status}");
@@ -291,7 +295,7 @@ async fn init_records_whether_the_metadata_connection_is_encrypted() {
     config.write(&config_path).unwrap();
     let ca = server.ca().display().to_string();
     let ledger = tmp.path().join("tls");
-    let mut args = init_args(
+    let args = init_json(
         &node,
         &backups,
         &[
@@ -301,7 +305,6 @@ async fn init_records_whether_the_metadata_connection_is_encrypted() {
         ],
     )
     .await;
-    args.insert(0, "--json".into());
     let out = ok(cli(&ledger).args(&args));
     let checks = json_of(&out.stdout)["checks"].to_string();
     assert!(checks.contains("metadb-tls"), "{checks}");

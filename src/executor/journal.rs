@@ -268,17 +268,23 @@ mod tests {
     use super::*;
     use crate::events::samples;
 
+    /// A new journal in `dir` holding the sample plan, and the run's id.
+    fn planned(dir: &Path) -> (Journal, Uuid) {
+        let plan = samples::plan();
+        let run_id = plan.run_id;
+        let mut j = Journal::open(dir, "op", "host").unwrap();
+        j.record(run_id, samples::t0(), Event::planned(plan))
+            .unwrap();
+        (j, run_id)
+    }
+
     /// A writer (and a reader) refuses a ledger whose chain was altered behind its back (here: one byte
     /// of the plan's payload, rewritten through sled's own API so sled's CRCs stay valid).
     #[test]
     fn altered_ledger_is_refused_before_replay() {
         let dir = tempfile::tempdir().unwrap();
-        let plan = samples::plan();
-        let run_id = plan.run_id;
         {
-            let mut j = Journal::open(dir.path(), "op", "host").unwrap();
-            j.record(run_id, samples::t0(), Event::planned(plan))
-                .unwrap();
+            let (mut j, run_id) = planned(dir.path());
             j.record(run_id, samples::t0(), Event::Note { text: "ok".into() })
                 .unwrap();
             assert!(
@@ -318,11 +324,7 @@ mod tests {
     #[test]
     fn recorded_text_is_masked() {
         let dir = tempfile::tempdir().unwrap();
-        let plan = samples::plan();
-        let run_id = plan.run_id;
-        let mut j = Journal::open(dir.path(), "op", "host").unwrap();
-        j.record(run_id, samples::t0(), Event::planned(plan))
-            .unwrap();
+        let (mut j, run_id) = planned(dir.path());
         let key = events::StepKey::DisableHa;
         j.record(run_id, samples::t0(), Event::StepIntent { key })
             .unwrap();
