@@ -48,6 +48,9 @@ pub struct BackupArgs {
     /// The metadata database server, `mysql://USER@HOST:PORT` (no password in it).
     #[arg(long, value_name = "URL")]
     pub meta_url: String,
+    /// TLS to the metadata database.
+    #[command(flatten)]
+    pub tls: super::metatls::MetaTlsArgs,
     /// Databases to dump, comma-separated (e.g. rm_db,cm_db,cm_hb_db).
     #[arg(long, value_delimiter = ',', required = true, value_name = "DB,...")]
     pub databases: Vec<String>,
@@ -101,6 +104,9 @@ pub struct RestoreArgs {
     /// `ed25519:<hex>`); required when the backup is signed.
     #[arg(long, value_name = "FILE")]
     pub pubkey: Option<String>,
+    /// TLS to the metadata database.
+    #[command(flatten)]
+    pub tls: super::metatls::MetaTlsArgs,
     /// Connections loading at the same time: tables of native dumps in parallel, other dumps
     /// one database per connection.
     #[arg(long, default_value_t = 3, value_name = "N")]
@@ -123,6 +129,7 @@ pub fn run_backup(args: BackupArgs, ctx: &Ctx) -> CmdResult {
         port,
         user,
         password,
+        tls: args.tls.settings()?,
     };
     if args.jobs == 0 {
         return Err(CliError::new(ExitKind::Input, "--jobs must be at least 1"));
@@ -345,6 +352,7 @@ pub fn run_restore(args: RestoreArgs, ctx: &Ctx) -> CmdResult {
         port,
         user,
         password,
+        tls: args.tls.settings()?,
     };
     let chosen: Vec<&dump::DumpArtifact> = if args.databases.is_empty() {
         manifest.databases.iter().collect()

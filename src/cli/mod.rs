@@ -15,6 +15,7 @@ pub mod demo;
 pub mod init;
 pub mod ledger;
 pub mod live;
+pub mod metatls;
 pub mod note;
 pub mod output;
 pub mod report;

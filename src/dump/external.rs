@@ -401,6 +401,7 @@ mod tests {
             port: 3306,
             user: "u".into(),
             password: Secret::new("pa\"ss\\word"),
+            tls: crate::dbconn::TlsSettings::default(),
         };
         let d = DefaultsFile::create(&target.password).unwrap();
         let args = dumper_args(d.path(), &target, "db");

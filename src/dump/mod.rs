@@ -394,10 +394,13 @@ impl DumpError {
     }
 }
 
-/// Opens a connection, sorting refused credentials from other failures.
+/// Opens a connection (TLS as the target says), sorting refused credentials from other
+/// failures.
 pub(crate) async fn connect(target: &DbTarget) -> Result<mysql_async::Conn, DumpError> {
-    mysql_async::Conn::new(target.opts(None))
+    target
+        .connect(None)
         .await
+        .map(|(conn, _encrypted)| conn)
         .map_err(|e| match e {
             mysql_async::Error::Server(s) if s.code == 1045 => DumpError::AccessDenied {
                 url: target.display_url(),

@@ -33,6 +33,8 @@ pub fn mysql_target() -> DbTarget {
             .expect("OMS_TEST_MYSQL_PORT is a port number"),
         user: var("OMS_TEST_MYSQL_USER", "oms_test"),
         password: Secret::new(var("OMS_TEST_MYSQL_PASSWORD", "oms_test_pw")),
+        // The test server has no TLS, and tests open pools on these options directly.
+        tls: oms_upgrade::dbconn::TlsSettings::off(),
     }
 }
 
