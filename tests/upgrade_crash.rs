@@ -366,3 +366,84 @@ async fn killed_upgrade(max_kills: usize) -> (EndState, usize) {
     run.verify_ledger();
     (end, delays.len())
 }
+
+/// True when the database `name` exists on the test server.
+async fn database_exists(name: &str) -> bool {
+    let n = support::emulator::scalar_text(&format!(
+        "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{name}'"
+    ))
+    .await;
+    n.as_deref() == Some("1")
+}
+
+/// Regression (issue 11.1): a rollback killed inside `rollback-recreate-cm`, after the
+/// DROP and before the CREATE, left the database absent, and every later `rollback` failed
+/// with "database ... does not exist" because the step read the live charset first. The
+/// resumed rollback must recreate it with the charset recorded with the dump and finish.
+#[tokio::test(flavor = "multi_thread")]
+async fn rollback_resumes_after_a_kill_between_drop_and_create() {
+    require_failpoints();
+    let run = Run::planned().await;
+    run.ok(&["run", "--yes"]).await;
+    let cm = run.node.databases().cm;
+    let point = format!("after-drop:{cm}");
+    let fired = crash_once(&run, &["rollback", "--yes"], std::slice::from_ref(&point)).await;
+    assert_eq!(fired.as_deref(), Some(point.as_str()));
+    assert!(!database_exists(&cm).await, "the kill left {cm} dropped");
+    assert_eq!(
+        run.replay().1.in_doubt(),
+        Some(StepKey::RecreateDatabase { db: MetaDb::Cm })
+    );
+
+    run.ok(&["rollback", "--yes"]).await;
+    assert_eq!(run.status()["phase"], "rolled back");
+    assert_eq!(run.db_facts(MetaDb::Cm).await, run.dumped_facts(MetaDb::Cm));
+    let (_, state) = run.replay();
+    let t = tally(&state);
+    let recreate = &t[&StepKey::RecreateDatabase { db: MetaDb::Cm }.to_string()];
+    assert_eq!(recreate.failed, 0, "{recreate:?}");
+    assert_eq!(recreate.reconciled_not_done, 1, "{recreate:?}");
+    run.assert_dumps_once();
+    run.verify_ledger();
+}
+
+/// Regression (issue 11.7): `rollback` refused with "step dump-cm is in doubt: reconcile it
+/// first" after a crash during a dump. It must reconcile the step itself (recording what
+/// it found) and then roll back.
+#[tokio::test(flavor = "multi_thread")]
+async fn rollback_reconciles_a_step_in_doubt_first() {
+    require_failpoints();
+    let run = Run::planned().await;
+    let point = "after-effect:dump-cm".to_string();
+    let fired = crash_once(&run, &["run", "--yes"], std::slice::from_ref(&point)).await;
+    assert_eq!(fired.as_deref(), Some(point.as_str()));
+    assert_eq!(
+        run.replay().1.in_doubt(),
+        Some(StepKey::Dump { db: MetaDb::Cm })
+    );
+
+    run.ok(&["rollback", "--yes", "--reason", "crash during dump"])
+        .await;
+    let status = run.status();
+    assert_eq!(status["phase"], "rolled back", "{status}");
+    let (_, state) = run.replay();
+    assert_eq!(state.in_doubt(), None);
+    let t = tally(&state);
+    let dump = &t["dump-cm"];
+    assert_eq!(
+        dump.reconciled_done + dump.reconciled_not_done,
+        1,
+        "the in-doubt dump was reconciled and the finding recorded: {dump:?}"
+    );
+    // The old container runs again and answers healthy.
+    use oms_upgrade::adapters::Docker;
+    let old = run
+        .docker()
+        .inspect(&run.node.name)
+        .await
+        .unwrap()
+        .expect("old name");
+    assert_eq!(old.id, run.node.id);
+    assert!(old.status.is_running());
+    run.verify_ledger();
+}

@@ -496,6 +496,8 @@ impl MetaDb for MysqlMetaDb {
         c.query_drop(format!("DROP DATABASE IF EXISTS {q}"))
             .await
             .map_err(|e| self.classify(e, Some(db)))?;
+        // A crash here leaves the database absent: the step must resume from that too.
+        super::crash_point(&format!("after-drop:{db}"));
         c.query_drop(format!(
             "CREATE DATABASE {q} CHARACTER SET {cs} COLLATE {co}"
         ))

@@ -234,7 +234,11 @@ impl<'o, D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'o, D, M, H, C> {
     }
 
     /// Starts a rollback (records `rollback.requested`), unless one is already under way.
-    pub fn request_rollback(&mut self, reason: &str) -> Result<(), ExecError> {
+    ///
+    /// A step left in doubt by a crash is reconciled first, with the same evidence `run`
+    /// uses, and the finding recorded: a rollback needs to know what was touched. A finding
+    /// that the step failed does not stop the rollback; undoing it is what was asked for.
+    pub async fn request_rollback(&mut self, reason: &str) -> Result<(), ExecError> {
         let state = self.journal.state();
         if state.plan().is_none() {
             return Err(ExecError::NotPlanned);
@@ -242,6 +246,10 @@ impl<'o, D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'o, D, M, H, C> {
         if state.rollback().is_some() {
             return Ok(());
         }
+        if let Next::Reconcile { step } = state.next() {
+            self.record_finding(&step).await?;
+        }
+        let state = self.journal.state();
         let run_id = self.run_id()?;
         let event = Event::RollbackRequested {
             reason: reason.to_string(),
@@ -327,14 +335,7 @@ impl<'o, D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'o, D, M, H, C> {
     /// Looks at reality for an in-doubt step and records what was found.
     async fn reconcile(&mut self, step: &Step) -> Result<(), ExecError> {
         let key = step.key();
-        let (finding, evidence) = self.inspect(step).await;
-        self.record(Event::StepReconciled {
-            key,
-            finding: finding.clone(),
-            evidence: evidence.clone(),
-        })?;
-        self.observer.reconciled(key, &finding, &evidence);
-        if let Finding::Failed { error, retryable } = finding {
+        if let Finding::Failed { error, retryable } = self.record_finding(step).await? {
             return Err(ExecError::StepFailed {
                 key,
                 error,
@@ -343,6 +344,19 @@ impl<'o, D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'o, D, M, H, C> {
             });
         }
         Ok(())
+    }
+
+    /// Inspects reality for an in-doubt step, records the finding and returns it.
+    async fn record_finding(&mut self, step: &Step) -> Result<Finding, ExecError> {
+        let key = step.key();
+        let (finding, evidence) = self.inspect(step).await;
+        self.record(Event::StepReconciled {
+            key,
+            finding: finding.clone(),
+            evidence: evidence.clone(),
+        })?;
+        self.observer.reconciled(key, &finding, &evidence);
+        Ok(finding)
     }
 }
 
@@ -364,11 +378,5 @@ fn retryable_contradiction(key: StepKey) -> bool {
 #[allow(unused_variables)]
 fn crash_point(phase: &str, key: StepKey) {
     #[cfg(feature = "failpoints")]
-    {
-        let name = format!("{phase}:{key}");
-        fail::fail_point!(&name, |_| {
-            eprintln!("failpoint {name}: aborting");
-            std::process::abort();
-        });
-    }
+    crate::adapters::crash_point(&format!("{phase}:{key}"));
 }
