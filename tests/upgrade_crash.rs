@@ -131,7 +131,11 @@ fn assert_attempts(run: &Run, steps: &[String], fired: &[String]) {
         let tt = t.get(s).unwrap_or_else(|| panic!("step {s} never ran"));
         let in_between = fired
             .iter()
-            .filter(|p| **p == format!("before-effect:{s}") || **p == format!("after-effect:{s}"))
+            .filter(|p| {
+                **p == format!("before-effect:{s}")
+                    || **p == format!("mid-effect:{s}")
+                    || **p == format!("after-effect:{s}")
+            })
             .count() as u32;
         assert_eq!(tt.failed, 0, "{s}: {tt:?}");
         assert_eq!(
@@ -222,19 +226,63 @@ fn assert_matrix(
         );
     }
     assert_eq!(b_fired, points(steps, &["after-outcome"]));
-    let union: std::collections::BTreeSet<_> = a_fired.iter().chain(&b_fired).collect();
+    let union: std::collections::BTreeSet<_> = a_fired
+        .iter()
+        .chain(&b_fired)
+        .filter(|p| all.contains(p))
+        .collect();
     assert_eq!(union.len(), all.len());
     assert_eq!(&a_end, ref_end, "walk A ends like the uninterrupted {what}");
     assert_eq!(&b_end, ref_end, "walk B ends like the uninterrupted {what}");
 }
 
-/// Upgrade (uninterrupted), then roll back crashing at the given points.
-async fn rollback_walk(targets: Vec<String>) -> (Run, EndState, Vec<String>) {
+/// The crash points inside `rollback-recreate-*`, between its DROP and its CREATE (named
+/// by the database in the adapter), each with the name the matrix gives it:
+/// `mid-effect:<step>`.
+fn drop_points(run: &Run) -> Vec<(String, String)> {
+    let dbs = run.node.databases();
+    MetaDb::ALL
+        .iter()
+        .map(|&db| {
+            let name = match db {
+                MetaDb::Rm => &dbs.rm,
+                MetaDb::Cm => &dbs.cm,
+                MetaDb::CmHb => &dbs.cm_hb,
+            };
+            (
+                format!("after-drop:{name}"),
+                format!("mid-effect:{}", StepKey::RecreateDatabase { db }),
+            )
+        })
+        .collect()
+}
+
+/// Upgrade (uninterrupted), then roll back crashing at the given points, and (`mid`) also
+/// between the DROP and the CREATE of each `rollback-recreate-*`. The points fired are
+/// returned with the matrix's names.
+async fn rollback_walk(targets: Vec<String>, mid: bool) -> (Run, EndState, Vec<String>) {
     let run = Run::planned().await;
     run.ok(&["run", "--yes"]).await;
     let new_id = run.run_containers().await[0].id.clone();
     let watch = EventWatch::start(&run.node).await;
-    let fired = walk(&run, &["rollback", "--yes"], targets).await;
+    let drops = drop_points(&run);
+    let mut targets = targets;
+    if mid {
+        targets.extend(drops.iter().map(|(point, _)| point.clone()));
+    }
+    let fired: Vec<String> = walk(&run, &["rollback", "--yes"], targets)
+        .await
+        .into_iter()
+        .map(|p| match drops.iter().find(|(point, _)| *point == p) {
+            Some((_, named)) => named.clone(),
+            None => p,
+        })
+        .collect();
+    if mid {
+        for (_, named) in &drops {
+            assert!(fired.contains(named), "{named} never fired: {fired:?}");
+        }
+    }
     let end = run.end_state().await;
     let events = watch.stop().await;
     let old = &run.node.id;
@@ -259,9 +307,9 @@ async fn crash_matrix_rollback() {
     let steps = rollback_steps();
     let all = points(&steps, &PHASES);
     let (reference, a, b) = tokio::join!(
-        rollback_walk(vec![]),
-        rollback_walk(all.clone()),
-        rollback_walk(points(&steps, &["after-outcome"])),
+        rollback_walk(vec![], false),
+        rollback_walk(all.clone(), true),
+        rollback_walk(points(&steps, &["after-outcome"]), false),
     );
     let (_r, ref_end, _) = reference;
     assert_eq!(ref_end.phase, "rolled back");

@@ -262,7 +262,9 @@ impl<'o, D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'o, D, M, H, C> {
     }
 
     /// Runs permitted steps until the run is over, `until` is next, or a step fails.
+    /// Partial files an interrupted dump left in the run's dump folder are removed first.
     pub async fn run(&mut self, until: Option<StepKey>) -> Result<Stopped, ExecError> {
+        self.remove_partial_files()?;
         loop {
             match self.journal.state().next() {
                 Next::Plan => return Err(ExecError::NotPlanned),
@@ -343,6 +345,59 @@ impl<'o, D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'o, D, M, H, C> {
                 integrity: false,
             });
         }
+        Ok(())
+    }
+
+    /// Removes the `.part` and spool files a killed dump left in the run's dump folder.
+    /// Safe because this process holds the ledger's writer lock, so no dump of this run is
+    /// being written, and the folder is this run's own. Which files (and their sizes) is
+    /// recorded before they are removed, and what the removal did after, as notes.
+    fn remove_partial_files(&mut self) -> Result<(), ExecError> {
+        let Some(dir) = self.journal.state().plan().map(|p| p.dump_dir()) else {
+            return Ok(());
+        };
+        // An unreadable folder is left to the dump step, which reports it; `ledger verify
+        // --artifacts` lists whatever stays.
+        let Ok(found) = dump::partial_files(std::path::Path::new(&dir)) else {
+            return Ok(());
+        };
+        if found.is_empty() {
+            return Ok(());
+        }
+        let listing: Vec<String> = found
+            .iter()
+            .map(|f| format!("{} ({} bytes)", f.path.display(), f.size))
+            .collect();
+        self.record(Event::Note {
+            text: format!(
+                "removing {} partial file(s) an interrupted dump left in {dir}: {}",
+                found.len(),
+                listing.join(", ")
+            ),
+        })?;
+        let mut failed = Vec::new();
+        for f in &found {
+            match std::fs::remove_file(&f.path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => failed.push(format!("{}: {e}", f.path.display())),
+            }
+        }
+        let bytes: u64 = found.iter().map(|f| f.size).sum();
+        let text = if failed.is_empty() {
+            format!(
+                "removed {} partial file(s), {bytes} bytes, from {dir}",
+                found.len()
+            )
+        } else {
+            format!(
+                "could not remove {} of {} partial file(s) in {dir} (remove them by hand;                  `oms-upgrade ledger verify --artifacts` lists them): {}",
+                failed.len(),
+                found.len(),
+                failed.join("; ")
+            )
+        };
+        self.record(Event::Note { text })?;
         Ok(())
     }
 
