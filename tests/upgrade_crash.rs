@@ -5,6 +5,8 @@
 //! `rollback`) must resume, look at reality for the step left in doubt, record what it
 //! found, and go on, ending exactly where an uninterrupted run ends, with every action
 //! done exactly once (Docker's own event stream is the witness) and a ledger that verifies.
+//! The rollback's walk also crashes inside each `rollback-recreate-*`, between its DROP and
+//! its CREATE (`mid-effect`), where the database is absent.
 //! Also: real `kill -9` at random moments during an upgrade, each resumed to completion.
 //!
 //! One upgrade walks most of the matrix: each resume gets every point not yet fired, so it
@@ -320,18 +322,7 @@ async fn crash_matrix_rollback() {
 /// `delay`. Returns `true` when the kill landed, `false` when the run had already finished
 /// on its own (successfully: anything else fails the test).
 async fn kill_after(run: &Run, delay: Duration) -> bool {
-    let mut child = std::process::Command::new(support::upgrade::bin())
-        .env("OMS_UPGRADE_LEDGER", run.ledger())
-        .env("OMS_UPGRADE_OPERATOR", "tester")
-        .env("OMS_UPGRADE_HOST", "ci-host")
-        .env_remove("OMS_META_PASSWORD")
-        .env_remove("FAILPOINTS")
-        .args(["run", "--yes"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = run.spawn(&["run", "--yes"]);
     tokio::time::sleep(delay).await;
     if child.try_wait().unwrap().is_none() {
         child.kill().unwrap();

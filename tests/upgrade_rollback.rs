@@ -217,32 +217,32 @@ fn partial_files(dir: &std::path::Path) -> Vec<String> {
 /// returns the partial files the kill left.
 async fn kill_inside_a_dump(run: &Run, dir: &std::path::Path) -> Vec<String> {
     use std::os::unix::process::ExitStatusExt;
-    let mut child = std::process::Command::new(support::upgrade::bin())
-        .env("OMS_UPGRADE_LEDGER", run.ledger())
-        .env("OMS_UPGRADE_OPERATOR", "tester")
-        .env("OMS_UPGRADE_HOST", "ci-host")
-        .env_remove("OMS_META_PASSWORD")
-        .env_remove("FAILPOINTS")
-        .args(["run", "--yes"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = run.spawn(&["run", "--yes"]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
     loop {
         if !partial_files(dir).is_empty() {
             child.kill().unwrap();
             break;
         }
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("the run ended ({status:?}) before a partial dump file was seen");
+        if child.try_wait().unwrap().is_some() {
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "the run ended before a partial dump file was seen:\n{}",
+                support::upgrade::show(&out)
+            );
         }
         assert!(std::time::Instant::now() < deadline, "no dump started");
         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     }
-    let status = child.wait().unwrap();
-    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGKILL),
+        "{}",
+        support::upgrade::show(&out)
+    );
     partial_files(dir)
 }
 
