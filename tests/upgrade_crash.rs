@@ -368,20 +368,28 @@ async fn sigkill_rounds() {
     }
 }
 
+/// Runs `args`, killing it after a random 0..`max_delay_ms` (at most `max_kills` times, or
+/// until it finishes on its own first), then once more to its end. Returns the delays of
+/// the kills that landed.
+async fn kill_rounds(run: &Run, args: &[&str], max_kills: usize, max_delay_ms: u64) -> Vec<u64> {
+    let mut delays = Vec::new();
+    while delays.len() < max_kills {
+        let delay = rand::random_range(0..max_delay_ms);
+        if !kill_after(run, args, Duration::from_millis(delay)).await {
+            break;
+        }
+        delays.push(delay);
+    }
+    run.ok(args).await;
+    delays
+}
+
 /// One upgrade killed at random moments (at most `max_kills` times, then left to
 /// finish), resumed to completion and checked; returns its end state and the kills.
 async fn killed_upgrade(max_kills: usize) -> (EndState, usize) {
     let run = Run::planned().await;
     let watch = EventWatch::start(&run.node).await;
-    let mut delays = Vec::new();
-    while delays.len() < max_kills {
-        let delay = rand::random_range(0..350u64);
-        if !kill_after(&run, &["run", "--yes"], Duration::from_millis(delay)).await {
-            break;
-        }
-        delays.push(delay);
-    }
-    run.ok(&["run", "--yes"]).await;
+    let delays = kill_rounds(&run, &["run", "--yes"], max_kills, 350).await;
     let end = run.end_state().await;
     let events = watch.stop().await;
     assert_eq!(end.phase, "completed");
@@ -496,15 +504,7 @@ async fn sigkill_rollback_rounds() {
     const ROUNDS: usize = 12;
     let run = Run::planned().await;
     run.ok(&["run", "--yes"]).await;
-    let mut delays = Vec::new();
-    while delays.len() < ROUNDS {
-        let delay = rand::random_range(0..400u64);
-        if !kill_after(&run, &["rollback", "--yes"], Duration::from_millis(delay)).await {
-            break;
-        }
-        delays.push(delay);
-    }
-    run.ok(&["rollback", "--yes"]).await;
+    let delays = kill_rounds(&run, &["rollback", "--yes"], ROUNDS, 400).await;
     let (_, state) = run.replay();
     eprintln!(
         "rollback killed at {delays:?} ms; {} step(s) were left in doubt and reconciled",
