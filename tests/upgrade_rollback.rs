@@ -246,28 +246,17 @@ async fn kill_inside_a_dump(run: &Run, dir: &std::path::Path) -> Vec<String> {
     partial_files(dir)
 }
 
-/// Regression (issue 11.8): a dump killed half-way left its `.part` and spool files behind
-/// after the rollback, and `ledger verify --artifacts` did not mention them. The rollback
-/// must remove every partial file of the run's dump folder and record which (with sizes);
-/// `--artifacts` lists any that remain.
-#[tokio::test(flavor = "multi_thread")]
-async fn rollback_removes_the_partial_files_of_a_killed_dump() {
-    let run = Run::planned_seeded(Some("4M")).await;
-    let dir = std::path::PathBuf::from(run.replay().1.plan().unwrap().dump_dir());
-    let left = kill_inside_a_dump(&run, &dir).await;
-    assert!(!left.is_empty(), "the kill left partial files");
-
-    run.ok(&["rollback", "--yes", "--reason", "killed during a dump"])
-        .await;
-    assert_eq!(run.status()["phase"], "rolled back");
+/// The ledger names each of `files` with its size in a note of their removal, and
+/// None is left in `dir`.
+fn assert_partials_removed(run: &Run, dir: &std::path::Path, files: &[String]) {
     assert_eq!(
-        partial_files(&dir),
+        partial_files(dir),
         Vec::<String>::new(),
         "partial files remain"
     );
     let (_, state) = run.replay();
     let notes: Vec<&str> = state.notes().iter().map(|n| n.body.as_str()).collect();
-    for name in &left {
+    for name in files {
         assert!(
             notes
                 .iter()
@@ -275,6 +264,41 @@ async fn rollback_removes_the_partial_files_of_a_killed_dump() {
             "the removal of {name} is recorded with its size: {notes:?}"
         );
     }
+}
+
+/// A seeded run whose `run` was killed inside a dump; its dump folder and the partial files
+/// the kill left there (at least one).
+async fn killed_inside_a_dump() -> (Run, std::path::PathBuf, Vec<String>) {
+    let run = Run::planned_seeded(Some("4M")).await;
+    let dir = std::path::PathBuf::from(run.replay().1.plan().unwrap().dump_dir());
+    let left = kill_inside_a_dump(&run, &dir).await;
+    assert!(!left.is_empty(), "the kill left partial files");
+    (run, dir, left)
+}
+
+/// Issue 11.8, the `run` side: the resumed upgrade removes what the killed dump left too.
+#[tokio::test(flavor = "multi_thread")]
+async fn resumed_run_removes_the_partial_files_of_a_killed_dump() {
+    let (run, dir, left) = killed_inside_a_dump().await;
+    run.ok(&["run", "--yes"]).await;
+    assert_eq!(run.status()["phase"], "completed");
+    assert_partials_removed(&run, &dir, &left);
+    run.assert_dumps_once();
+    run.verify_ledger();
+}
+
+/// Regression (issue 11.8): a dump killed half-way left its `.part` and spool files behind
+/// after the rollback, and `ledger verify --artifacts` did not mention them. The rollback
+/// must remove every partial file of the run's dump folder and record which (with sizes);
+/// `--artifacts` lists any that remain.
+#[tokio::test(flavor = "multi_thread")]
+async fn rollback_removes_the_partial_files_of_a_killed_dump() {
+    let (run, dir, left) = killed_inside_a_dump().await;
+
+    run.ok(&["rollback", "--yes", "--reason", "killed during a dump"])
+        .await;
+    assert_eq!(run.status()["phase"], "rolled back");
+    assert_partials_removed(&run, &dir, &left);
     run.verify_ledger();
 
     // A partial file that appears again is listed by `ledger verify --artifacts`.
