@@ -246,8 +246,8 @@ async fn kill_inside_a_dump(run: &Run, dir: &std::path::Path) -> Vec<String> {
     partial_files(dir)
 }
 
-/// The ledger names each of `files` with its size in a note of their removal, and
-/// None is left in `dir`.
+/// No partial file is left in `dir`, and the ledger names each of `files` with its size in
+/// a note of their removal.
 fn assert_partials_removed(run: &Run, dir: &std::path::Path, files: &[String]) {
     assert_eq!(
         partial_files(dir),
