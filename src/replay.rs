@@ -954,7 +954,11 @@ impl State {
             return refuse("a rollback was already requested".into());
         }
         if let Some(k) = self.in_doubt() {
-            return refuse(format!("step {k} is in doubt: reconcile it first"));
+            // `oms-upgrade rollback` records the reconciliation itself before requesting.
+            return refuse(format!(
+                "step {k} is in doubt: its reconciliation must be recorded first \
+                 (`oms-upgrade rollback` checks it against reality, records what it found, then rolls back)"
+            ));
         }
         steps::rollback_keys(&self.touched()).or_else(|e| refuse(e.to_string()))
     }

@@ -404,13 +404,20 @@ pub struct HealthSpec {
     pub timeout_secs: u32,
 }
 
-/// Dropping and recreating one database.
+/// Dropping and recreating one database, with the default charset and collation recorded
+/// with its dump. Taken from the record, not from the live database, so the step can run
+/// again from every state a crash leaves (the database dropped and not yet created among
+/// them).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RecreateSpec {
     /// Which.
     pub db: MetaDb,
     /// Its name.
     pub database: String,
+    /// Default character set recorded with the dump.
+    pub charset: String,
+    /// Default collation recorded with the dump.
+    pub collation: String,
 }
 
 /// Restoring one dump. The executor must verify the file's BLAKE3 against
@@ -614,10 +621,15 @@ pub fn build(plan: &Plan, key: StepKey, ctx: &Context) -> Result<Step, BuildErro
             to: plan.new_name.clone(),
             never_id: None,
         }),
-        StepKey::RecreateDatabase { db } => Step::RecreateDatabase(RecreateSpec {
-            db,
-            database: plan.databases.get(db).to_string(),
-        }),
+        StepKey::RecreateDatabase { db } => {
+            let a = artifact(db)?;
+            Step::RecreateDatabase(RecreateSpec {
+                db,
+                database: plan.databases.get(db).to_string(),
+                charset: a.charset,
+                collation: a.collation,
+            })
+        }
         StepKey::Restore { db } => Step::Restore(RestoreSpec {
             db,
             database: plan.databases.get(db).to_string(),
@@ -934,9 +946,7 @@ impl Step {
                 .collect(),
             Step::RecreateDatabase(r) => vec![
                 crate::sqltext::drop_database(&r.database),
-                format!(
-                    "{}  -- with the charset and collation it has now",
-                    crate::sqltext::create_database(&r.database, "<charset>", "<collation>")
+                crate::sqltext::create_database(&r.database, &r.charset, &r.collation
                 ),
             ],
             Step::Restore(r) => vec![

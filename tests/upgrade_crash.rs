@@ -5,6 +5,8 @@
 //! `rollback`) must resume, look at reality for the step left in doubt, record what it
 //! found, and go on, ending exactly where an uninterrupted run ends, with every action
 //! done exactly once (Docker's own event stream is the witness) and a ledger that verifies.
+//! The rollback's walk also crashes inside each `rollback-recreate-*`, between its DROP and
+//! its CREATE (`mid-effect`), where the database is absent.
 //! Also: real `kill -9` at random moments during an upgrade, each resumed to completion.
 //!
 //! One upgrade walks most of the matrix: each resume gets every point not yet fired, so it
@@ -131,7 +133,11 @@ fn assert_attempts(run: &Run, steps: &[String], fired: &[String]) {
         let tt = t.get(s).unwrap_or_else(|| panic!("step {s} never ran"));
         let in_between = fired
             .iter()
-            .filter(|p| **p == format!("before-effect:{s}") || **p == format!("after-effect:{s}"))
+            .filter(|p| {
+                **p == format!("before-effect:{s}")
+                    || **p == format!("mid-effect:{s}")
+                    || **p == format!("after-effect:{s}")
+            })
             .count() as u32;
         assert_eq!(tt.failed, 0, "{s}: {tt:?}");
         assert_eq!(
@@ -222,19 +228,63 @@ fn assert_matrix(
         );
     }
     assert_eq!(b_fired, points(steps, &["after-outcome"]));
-    let union: std::collections::BTreeSet<_> = a_fired.iter().chain(&b_fired).collect();
+    let union: std::collections::BTreeSet<_> = a_fired
+        .iter()
+        .chain(&b_fired)
+        .filter(|p| all.contains(p))
+        .collect();
     assert_eq!(union.len(), all.len());
     assert_eq!(&a_end, ref_end, "walk A ends like the uninterrupted {what}");
     assert_eq!(&b_end, ref_end, "walk B ends like the uninterrupted {what}");
 }
 
-/// Upgrade (uninterrupted), then roll back crashing at the given points.
-async fn rollback_walk(targets: Vec<String>) -> (Run, EndState, Vec<String>) {
+/// The crash points inside `rollback-recreate-*`, between its DROP and its CREATE (named
+/// by the database in the adapter), each with the name the matrix gives it:
+/// `mid-effect:<step>`.
+fn drop_points(run: &Run) -> Vec<(String, String)> {
+    let dbs = run.node.databases();
+    MetaDb::ALL
+        .iter()
+        .map(|&db| {
+            let name = match db {
+                MetaDb::Rm => &dbs.rm,
+                MetaDb::Cm => &dbs.cm,
+                MetaDb::CmHb => &dbs.cm_hb,
+            };
+            (
+                format!("after-drop:{name}"),
+                format!("mid-effect:{}", StepKey::RecreateDatabase { db }),
+            )
+        })
+        .collect()
+}
+
+/// Upgrade (uninterrupted), then roll back crashing at the given points, and (`mid`) also
+/// between the DROP and the CREATE of each `rollback-recreate-*`. The points fired are
+/// returned with the matrix's names.
+async fn rollback_walk(targets: Vec<String>, mid: bool) -> (Run, EndState, Vec<String>) {
     let run = Run::planned().await;
     run.ok(&["run", "--yes"]).await;
     let new_id = run.run_containers().await[0].id.clone();
     let watch = EventWatch::start(&run.node).await;
-    let fired = walk(&run, &["rollback", "--yes"], targets).await;
+    let drops = drop_points(&run);
+    let mut targets = targets;
+    if mid {
+        targets.extend(drops.iter().map(|(point, _)| point.clone()));
+    }
+    let fired: Vec<String> = walk(&run, &["rollback", "--yes"], targets)
+        .await
+        .into_iter()
+        .map(|p| match drops.iter().find(|(point, _)| *point == p) {
+            Some((_, named)) => named.clone(),
+            None => p,
+        })
+        .collect();
+    if mid {
+        for (_, named) in &drops {
+            assert!(fired.contains(named), "{named} never fired: {fired:?}");
+        }
+    }
     let end = run.end_state().await;
     let events = watch.stop().await;
     let old = &run.node.id;
@@ -259,31 +309,20 @@ async fn crash_matrix_rollback() {
     let steps = rollback_steps();
     let all = points(&steps, &PHASES);
     let (reference, a, b) = tokio::join!(
-        rollback_walk(vec![]),
-        rollback_walk(all.clone()),
-        rollback_walk(points(&steps, &["after-outcome"])),
+        rollback_walk(vec![], false),
+        rollback_walk(all.clone(), true),
+        rollback_walk(points(&steps, &["after-outcome"]), false),
     );
     let (_r, ref_end, _) = reference;
     assert_eq!(ref_end.phase, "rolled back");
     assert_matrix(&steps, &all, (a.2, a.1), (b.2, b.1), &ref_end, "rollback");
 }
 
-/// Spawns `oms-upgrade run --yes` and sends it SIGKILL (as `kill -9` does) after
-/// `delay`. Returns `true` when the kill landed, `false` when the run had already finished
-/// on its own (successfully: anything else fails the test).
-async fn kill_after(run: &Run, delay: Duration) -> bool {
-    let mut child = std::process::Command::new(support::upgrade::bin())
-        .env("OMS_UPGRADE_LEDGER", run.ledger())
-        .env("OMS_UPGRADE_OPERATOR", "tester")
-        .env("OMS_UPGRADE_HOST", "ci-host")
-        .env_remove("OMS_META_PASSWORD")
-        .env_remove("FAILPOINTS")
-        .args(["run", "--yes"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+/// Spawns `oms-upgrade <args>` and sends it SIGKILL (as `kill -9` does) after `delay`.
+/// Returns `true` when the kill landed, `false` when the command had already finished on
+/// its own (successfully: anything else fails the test).
+async fn kill_after(run: &Run, args: &[&str], delay: Duration) -> bool {
+    let mut child = run.spawn(args);
     tokio::time::sleep(delay).await;
     if child.try_wait().unwrap().is_none() {
         child.kill().unwrap();
@@ -329,20 +368,28 @@ async fn sigkill_rounds() {
     }
 }
 
+/// Runs `args`, killing it after a random 0..`max_delay_ms` (at most `max_kills` times, or
+/// until it finishes on its own first), then once more to its end. Returns the delays of
+/// the kills that landed.
+async fn kill_rounds(run: &Run, args: &[&str], max_kills: usize, max_delay_ms: u64) -> Vec<u64> {
+    let mut delays = Vec::new();
+    while delays.len() < max_kills {
+        let delay = rand::random_range(0..max_delay_ms);
+        if !kill_after(run, args, Duration::from_millis(delay)).await {
+            break;
+        }
+        delays.push(delay);
+    }
+    run.ok(args).await;
+    delays
+}
+
 /// One upgrade killed at random moments (at most `max_kills` times, then left to
 /// finish), resumed to completion and checked; returns its end state and the kills.
 async fn killed_upgrade(max_kills: usize) -> (EndState, usize) {
     let run = Run::planned().await;
     let watch = EventWatch::start(&run.node).await;
-    let mut delays = Vec::new();
-    while delays.len() < max_kills {
-        let delay = rand::random_range(0..350u64);
-        if !kill_after(&run, Duration::from_millis(delay)).await {
-            break;
-        }
-        delays.push(delay);
-    }
-    run.ok(&["run", "--yes"]).await;
+    let delays = kill_rounds(&run, &["run", "--yes"], max_kills, 350).await;
     let end = run.end_state().await;
     let events = watch.stop().await;
     assert_eq!(end.phase, "completed");
@@ -365,4 +412,115 @@ async fn killed_upgrade(max_kills: usize) -> (EndState, usize) {
     assert_refetch_covers(&run).await;
     run.verify_ledger();
     (end, delays.len())
+}
+
+/// True when the database `name` exists on the test server.
+async fn database_exists(name: &str) -> bool {
+    let n = support::emulator::scalar_text(&format!(
+        "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{name}'"
+    ))
+    .await;
+    n.as_deref() == Some("1")
+}
+
+/// Regression (issue 11.1): a rollback killed inside `rollback-recreate-cm`, after the
+/// DROP and before the CREATE, left the database absent, and every later `rollback` failed
+/// with "database ... does not exist" because the step read the live charset first. The
+/// resumed rollback must recreate it with the charset recorded with the dump and finish.
+#[tokio::test(flavor = "multi_thread")]
+async fn rollback_resumes_after_a_kill_between_drop_and_create() {
+    require_failpoints();
+    let run = Run::planned().await;
+    run.ok(&["run", "--yes"]).await;
+    let cm = run.node.databases().cm;
+    let point = format!("after-drop:{cm}");
+    let fired = crash_once(&run, &["rollback", "--yes"], std::slice::from_ref(&point)).await;
+    assert_eq!(fired.as_deref(), Some(point.as_str()));
+    assert!(!database_exists(&cm).await, "the kill left {cm} dropped");
+    assert_eq!(
+        run.replay().1.in_doubt(),
+        Some(StepKey::RecreateDatabase { db: MetaDb::Cm })
+    );
+
+    run.ok(&["rollback", "--yes"]).await;
+    assert_eq!(run.status()["phase"], "rolled back");
+    assert_eq!(run.db_facts(MetaDb::Cm).await, run.dumped_facts(MetaDb::Cm));
+    let (_, state) = run.replay();
+    let t = tally(&state);
+    let recreate = &t[&StepKey::RecreateDatabase { db: MetaDb::Cm }.to_string()];
+    assert_eq!(recreate.failed, 0, "{recreate:?}");
+    assert_eq!(recreate.reconciled_not_done, 1, "{recreate:?}");
+    run.assert_dumps_once();
+    run.verify_ledger();
+}
+
+/// Regression (issue 11.7): `rollback` refused with "step dump-cm is in doubt: reconcile it
+/// first" after a crash during a dump. It must reconcile the step itself (recording what
+/// it found) and then roll back.
+#[tokio::test(flavor = "multi_thread")]
+async fn rollback_reconciles_a_step_in_doubt_first() {
+    require_failpoints();
+    let run = Run::planned().await;
+    let point = "after-effect:dump-cm".to_string();
+    let fired = crash_once(&run, &["run", "--yes"], std::slice::from_ref(&point)).await;
+    assert_eq!(fired.as_deref(), Some(point.as_str()));
+    assert_eq!(
+        run.replay().1.in_doubt(),
+        Some(StepKey::Dump { db: MetaDb::Cm })
+    );
+
+    run.ok(&["rollback", "--yes", "--reason", "crash during dump"])
+        .await;
+    let status = run.status();
+    assert_eq!(status["phase"], "rolled back", "{status}");
+    let (_, state) = run.replay();
+    assert_eq!(state.in_doubt(), None);
+    let t = tally(&state);
+    let dump = &t["dump-cm"];
+    assert_eq!(
+        dump.reconciled_done + dump.reconciled_not_done,
+        1,
+        "the in-doubt dump was reconciled and the finding recorded: {dump:?}"
+    );
+    // The old container runs again and answers healthy.
+    use oms_upgrade::adapters::Docker;
+    let old = run
+        .docker()
+        .inspect(&run.node.name)
+        .await
+        .unwrap()
+        .expect("old name");
+    assert_eq!(old.id, run.node.id);
+    assert!(old.status.is_running());
+    run.verify_ledger();
+}
+
+/// Real `kill -9`s at random moments of a rollback (inside a drop and recreate, a restore,
+/// a restart as much as between steps), each resumed: the rollback converges, every step
+/// succeeds exactly once with no failure recorded, cm holds exactly what was dumped, and the
+/// ledger verifies.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_rollback_rounds() {
+    const ROUNDS: usize = 12;
+    let run = Run::planned().await;
+    run.ok(&["run", "--yes"]).await;
+    let delays = kill_rounds(&run, &["rollback", "--yes"], ROUNDS, 400).await;
+    let (_, state) = run.replay();
+    eprintln!(
+        "rollback killed at {delays:?} ms; {} step(s) were left in doubt and reconciled",
+        state.reconciliations().len()
+    );
+    assert_eq!(run.status()["phase"], "rolled back");
+    assert_eq!(state.in_doubt(), None);
+    let t = tally(&state);
+    for s in rollback_steps() {
+        let tt = t.get(&s).unwrap_or_else(|| panic!("step {s} never ran"));
+        assert_eq!(tt.failed, 0, "{s}: {tt:?}");
+        assert_eq!(tt.done + tt.reconciled_done, 1, "{s}: {tt:?}");
+        assert_eq!(tt.intents, 1 + tt.reconciled_not_done, "{s}: {tt:?}");
+    }
+    assert_eq!(run.db_facts(MetaDb::Cm).await, run.dumped_facts(MetaDb::Cm));
+    run.assert_dumps_once();
+    assert_refetch_covers(&run).await;
+    run.verify_ledger();
 }

@@ -198,3 +198,129 @@ async fn rollback_after_failed_docker_init() {
     run.ok(&["rollback", "--yes"]).await;
     assert_rolled_back(&run).await;
 }
+
+/// Files a dump writes only while it runs: `<file>.part` and the parallel dump's hidden
+/// `.<database>.<index>.spool` files.
+fn partial_files(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".part") || n.ends_with(".spool"))
+            .collect(),
+        Err(_) => vec![],
+    };
+    v.sort();
+    v
+}
+
+/// Starts `run --yes` and sends it SIGKILL as soon as a partial dump file shows in `dir`;
+/// returns the partial files the kill left.
+async fn kill_inside_a_dump(run: &Run, dir: &std::path::Path) -> Vec<String> {
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = run.spawn(&["run", "--yes"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    loop {
+        if !partial_files(dir).is_empty() {
+            child.kill().unwrap();
+            break;
+        }
+        if child.try_wait().unwrap().is_some() {
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "the run ended before a partial dump file was seen:\n{}",
+                support::upgrade::show(&out)
+            );
+        }
+        assert!(std::time::Instant::now() < deadline, "no dump started");
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGKILL),
+        "{}",
+        support::upgrade::show(&out)
+    );
+    partial_files(dir)
+}
+
+/// No partial file is left in `dir`, and the ledger names each of `files` with its size in
+/// a note of their removal.
+fn assert_partials_removed(run: &Run, dir: &std::path::Path, files: &[String]) {
+    assert_eq!(
+        partial_files(dir),
+        Vec::<String>::new(),
+        "partial files remain"
+    );
+    let (_, state) = run.replay();
+    let notes: Vec<&str> = state.notes().iter().map(|n| n.body.as_str()).collect();
+    for name in files {
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.contains(name.as_str()) && n.contains("bytes")),
+            "the removal of {name} is recorded with its size: {notes:?}"
+        );
+    }
+}
+
+/// A seeded run whose `run` was killed inside a dump; its dump folder and the partial files
+/// the kill left there (at least one).
+async fn killed_inside_a_dump() -> (Run, std::path::PathBuf, Vec<String>) {
+    let run = Run::planned_seeded(Some("4M")).await;
+    let dir = std::path::PathBuf::from(run.replay().1.plan().unwrap().dump_dir());
+    let left = kill_inside_a_dump(&run, &dir).await;
+    assert!(!left.is_empty(), "the kill left partial files");
+    (run, dir, left)
+}
+
+/// Issue 11.8, the `run` side: the resumed upgrade removes what the killed dump left too.
+#[tokio::test(flavor = "multi_thread")]
+async fn resumed_run_removes_the_partial_files_of_a_killed_dump() {
+    let (run, dir, left) = killed_inside_a_dump().await;
+    run.ok(&["run", "--yes"]).await;
+    assert_eq!(run.status()["phase"], "completed");
+    assert_partials_removed(&run, &dir, &left);
+    run.assert_dumps_once();
+    run.verify_ledger();
+}
+
+/// Regression (issue 11.8): a dump killed half-way left its `.part` and spool files behind
+/// after the rollback, and `ledger verify --artifacts` did not mention them. The rollback
+/// must remove every partial file of the run's dump folder and record which (with sizes);
+/// `--artifacts` lists any that remain.
+#[tokio::test(flavor = "multi_thread")]
+async fn rollback_removes_the_partial_files_of_a_killed_dump() {
+    let (run, dir, left) = killed_inside_a_dump().await;
+
+    run.ok(&["rollback", "--yes", "--reason", "killed during a dump"])
+        .await;
+    assert_eq!(run.status()["phase"], "rolled back");
+    assert_partials_removed(&run, &dir, &left);
+    run.verify_ledger();
+
+    // A partial file that appears again is listed by `ledger verify --artifacts`.
+    let rm = run.node.databases().rm;
+    std::fs::write(dir.join(format!("{rm}.sql.part")), b"half a dump").unwrap();
+    std::fs::write(dir.join(format!(".{rm}.0.spool")), b"a section").unwrap();
+    let out = support::upgrade::ok(
+        run.cli()
+            .args(["--json", "ledger", "verify", "--artifacts"]),
+    );
+    let v = json_of(&out.stdout);
+    let listed: Vec<String> = v["artifacts"]["partial_files"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no partial_files in {v}"))
+        .iter()
+        .map(|f| f["file"].as_str().unwrap().to_string())
+        .collect();
+    for name in [format!("{rm}.sql.part"), format!(".{rm}.0.spool")] {
+        let path = dir.join(&name).display().to_string();
+        assert!(listed.contains(&path), "{path} not listed: {v}");
+    }
+    let out = support::upgrade::ok(run.cli().args(["ledger", "verify", "--artifacts"]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("{rm}.sql.part")), "{text}");
+}

@@ -636,6 +636,8 @@ impl MetaDb for MysqlMetaDb {
         c.query_drop(sqltext::drop_database(db))
             .await
             .map_err(|e| self.classify(e, Some(db)))?;
+        // A crash here leaves the database absent: the step must resume from that too.
+        super::crash_point(&format!("after-drop:{db}"));
         c.query_drop(sqltext::create_database(db, cs, co))
             .await
             .map_err(|e| self.classify(e, Some(db)))?;

@@ -25,3 +25,17 @@ pub use clock::{Clock, FixedClock, ManualClock, SystemClock};
 pub use docker::{BollardDocker, ContainerInfo, ContainerSpec, Docker, DockerError};
 pub use health::{Health, HealthError, HealthReport, HttpHealth};
 pub use metadb::{MetaDb, MetaDbError, MysqlMetaDb, TlsState};
+
+/// Fault injection for the crash tests: with the `failpoints` feature and
+/// `FAILPOINTS="<name>=return"`, the process aborts right here, as a power cut or `kill -9`
+/// would stop it, and says which point fired. Without the feature this compiles to nothing.
+/// The executor's crash points between steps and the ones inside an adapter call (where a
+/// step can be cut in half) all go through here, so the tests read one line format.
+#[allow(unused_variables)]
+pub(crate) fn crash_point(name: &str) {
+    #[cfg(feature = "failpoints")]
+    fail::fail_point!(name, |_| {
+        eprintln!("failpoint {name}: aborting");
+        std::process::abort();
+    });
+}

@@ -339,6 +339,9 @@ struct Extras<'a> {
     dumps: Option<DumpsChecked>,
     /// --live: the comparison.
     live: Option<LiveReport>,
+    /// --artifacts/--live: partial files an interrupted dump left in the run's dump folder
+    /// (the folder, and what is in it or why it could not be read).
+    partials: Option<(String, Result<Vec<crate::dump::PartialFile>, String>)>,
 }
 
 impl Extras<'_> {
@@ -418,6 +421,11 @@ fn cmd_verify(args: VerifyArgs, ctx: &Ctx) -> CmdResult {
         }
     };
     let recorded: Vec<DumpArtifact> = state.artifacts().into_iter().cloned().collect();
+    extras.partials = state.plan().map(|p| {
+        let dir = p.dump_dir();
+        let found = crate::dump::partial_files(Path::new(&dir)).map_err(|e| e.to_string());
+        (dir, found)
+    });
     if args.live {
         let exp = drift::expectations(&state).map_err(|e| {
             CliError::new(
@@ -567,6 +575,36 @@ fn dumps_text(dumps: &DumpsChecked) -> String {
     text
 }
 
+fn partials_json(found: &Result<Vec<crate::dump::PartialFile>, String>) -> serde_json::Value {
+    match found {
+        Ok(files) => files
+            .iter()
+            .map(|f| serde_json::json!({ "file": f.path.display().to_string(), "size": f.size }))
+            .collect(),
+        Err(e) => serde_json::json!({ "checked": false, "reason": e }),
+    }
+}
+
+/// Partial files are listed, not failed: they are leftovers of an interrupted dump, never a
+/// recorded artifact, and `run` or `rollback` removes them (recording which).
+fn partials_text(dir: &str, found: &Result<Vec<crate::dump::PartialFile>, String>) -> String {
+    match found {
+        Ok(files) if files.is_empty() => String::new(),
+        Ok(files) => {
+            let mut text = format!(
+                "partial:   {} file(s) an interrupted dump left in {dir}; `oms-upgrade run` or \
+                 `oms-upgrade rollback` removes them\n",
+                files.len()
+            );
+            for f in files {
+                text += &format!("  {} ({} bytes)\n", f.path.display(), f.size);
+            }
+            text
+        }
+        Err(e) => format!("partial:   not checked: cannot read {dir}: {e}\n"),
+    }
+}
+
 fn live_text(live: &LiveReport) -> String {
     let what = match live.phase {
         Phase::RolledBack => "after a completed rollback",
@@ -621,6 +659,10 @@ fn print_report(report: &VerifyReport, ctx: &Ctx, extras: &Extras) -> CmdResult 
         }
         if let Some(d) = &extras.dumps {
             v["artifacts"] = dumps_json(d);
+        }
+        if let Some((dir, found)) = &extras.partials {
+            v["artifacts"]["partial_files"] = partials_json(found);
+            v["artifacts"]["dump_dir"] = dir.as_str().into();
         }
         if let Some(l) = &extras.live {
             v["live"] = serde_json::to_value(l).unwrap_or_default();
@@ -686,6 +728,9 @@ fn print_report(report: &VerifyReport, ctx: &Ctx, extras: &Extras) -> CmdResult 
     }
     if let Some(d) = &extras.dumps {
         text += &dumps_text(d);
+    }
+    if let Some((dir, found)) = &extras.partials {
+        text += &partials_text(dir, found);
     }
     if let Some(l) = &extras.live {
         text += &live_text(l);

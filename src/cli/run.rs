@@ -145,7 +145,7 @@ fn drive(
         let adapters = shell::connect(db).await?;
         let mut ex = Executor::new(journal, adapters, ExecOptions::default(), &observer);
         if let Some(reason) = &rollback {
-            ex.request_rollback(reason).map_err(exec_error)?;
+            ex.request_rollback(reason).await.map_err(exec_error)?;
         }
         let stopped = ex.run(until).await;
         Ok::<_, CliError>((stopped, ex.into_journal()))

@@ -123,7 +123,7 @@ pub fn status(_args: StatusArgs, ctx: &Ctx) -> CmdResult {
     }
     println!("{table}");
     if let Some(k) = state.in_doubt() {
-        println!("In doubt: {k} (the next `run` checks it against reality first)");
+        println!("In doubt: {k} (the next `run` or `rollback` checks it against reality first)");
     }
     match next {
         Next::Run { step, .. } => println!("Next: {} — {}", step.key(), step.summary()),

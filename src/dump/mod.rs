@@ -23,6 +23,7 @@ mod external;
 mod facts;
 mod native;
 mod parallel;
+mod partial;
 mod progress;
 mod restore;
 mod sections;
@@ -36,6 +37,7 @@ pub use artifact::{
 };
 pub use external::{DUMPER_NAMES, dumper_args, resolve_program};
 pub use facts::{table_facts, table_facts_with};
+pub use partial::{PartialFile, is_partial_name, partial_files};
 pub use progress::{Bars, Progress, Quiet, for_terminal};
 pub use restore::{
     RestoreOptions, RestoreReport, Splitter, TableDiff, restore, restore_database, verify_database,

@@ -234,7 +234,11 @@ impl<'o, D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'o, D, M, H, C> {
     }
 
     /// Starts a rollback (records `rollback.requested`), unless one is already under way.
-    pub fn request_rollback(&mut self, reason: &str) -> Result<(), ExecError> {
+    ///
+    /// A step left in doubt by a crash is reconciled first, with the same evidence `run`
+    /// uses, and the finding recorded: a rollback needs to know what was touched. A finding
+    /// that the step failed does not stop the rollback; undoing it is what was asked for.
+    pub async fn request_rollback(&mut self, reason: &str) -> Result<(), ExecError> {
         let state = self.journal.state();
         if state.plan().is_none() {
             return Err(ExecError::NotPlanned);
@@ -242,6 +246,10 @@ impl<'o, D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'o, D, M, H, C> {
         if state.rollback().is_some() {
             return Ok(());
         }
+        if let Next::Reconcile { step } = state.next() {
+            self.record_finding(&step).await?;
+        }
+        let state = self.journal.state();
         let run_id = self.run_id()?;
         let event = Event::RollbackRequested {
             reason: reason.to_string(),
@@ -254,7 +262,9 @@ impl<'o, D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'o, D, M, H, C> {
     }
 
     /// Runs permitted steps until the run is over, `until` is next, or a step fails.
+    /// Partial files an interrupted dump left in the run's dump folder are removed first.
     pub async fn run(&mut self, until: Option<StepKey>) -> Result<Stopped, ExecError> {
+        self.remove_partial_files()?;
         loop {
             match self.journal.state().next() {
                 Next::Plan => return Err(ExecError::NotPlanned),
@@ -330,14 +340,7 @@ impl<'o, D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'o, D, M, H, C> {
     /// Looks at reality for an in-doubt step and records what was found.
     async fn reconcile(&mut self, step: &Step) -> Result<(), ExecError> {
         let key = step.key();
-        let (finding, evidence) = self.inspect(step).await;
-        self.record(Event::StepReconciled {
-            key,
-            finding: finding.clone(),
-            evidence: evidence.clone(),
-        })?;
-        self.observer.reconciled(key, &finding, &evidence);
-        if let Finding::Failed { error, retryable } = finding {
+        if let Finding::Failed { error, retryable } = self.record_finding(step).await? {
             return Err(ExecError::StepFailed {
                 key,
                 error,
@@ -346,6 +349,72 @@ impl<'o, D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'o, D, M, H, C> {
             });
         }
         Ok(())
+    }
+
+    /// Removes the `.part` and spool files a killed dump left in the run's dump folder.
+    /// Safe because this process holds the ledger's writer lock, so no dump of this run is
+    /// being written, and the folder is this run's own. Which files (and their sizes) is
+    /// recorded before they are removed, and what the removal did after, as notes.
+    fn remove_partial_files(&mut self) -> Result<(), ExecError> {
+        let Some(dir) = self.journal.state().plan().map(|p| p.dump_dir()) else {
+            return Ok(());
+        };
+        // An unreadable folder is left to the dump step, which reports it; `ledger verify
+        // --artifacts` lists whatever stays.
+        let Ok(found) = dump::partial_files(std::path::Path::new(&dir)) else {
+            return Ok(());
+        };
+        if found.is_empty() {
+            return Ok(());
+        }
+        let listing: Vec<String> = found
+            .iter()
+            .map(|f| format!("{} ({} bytes)", f.path.display(), f.size))
+            .collect();
+        self.record(Event::Note {
+            text: format!(
+                "removing {} partial file(s) an interrupted dump left in {dir}: {}",
+                found.len(),
+                listing.join(", ")
+            ),
+        })?;
+        let mut failed = Vec::new();
+        for f in &found {
+            match std::fs::remove_file(&f.path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => failed.push(format!("{}: {e}", f.path.display())),
+            }
+        }
+        let bytes: u64 = found.iter().map(|f| f.size).sum();
+        let text = if failed.is_empty() {
+            format!(
+                "removed {} partial file(s), {bytes} bytes, from {dir}",
+                found.len()
+            )
+        } else {
+            format!(
+                "could not remove {} of {} partial file(s) in {dir} (remove them by hand;                  `oms-upgrade ledger verify --artifacts` lists them): {}",
+                failed.len(),
+                found.len(),
+                failed.join("; ")
+            )
+        };
+        self.record(Event::Note { text })?;
+        Ok(())
+    }
+
+    /// Inspects reality for an in-doubt step, records the finding and returns it.
+    async fn record_finding(&mut self, step: &Step) -> Result<Finding, ExecError> {
+        let key = step.key();
+        let (finding, evidence) = self.inspect(step).await;
+        self.record(Event::StepReconciled {
+            key,
+            finding: finding.clone(),
+            evidence: evidence.clone(),
+        })?;
+        self.observer.reconciled(key, &finding, &evidence);
+        Ok(finding)
     }
 }
 
@@ -367,11 +436,5 @@ fn retryable_contradiction(key: StepKey) -> bool {
 #[allow(unused_variables)]
 fn crash_point(phase: &str, key: StepKey) {
     #[cfg(feature = "failpoints")]
-    {
-        let name = format!("{phase}:{key}");
-        fail::fail_point!(&name, |_| {
-            eprintln!("failpoint {name}: aborting");
-            std::process::abort();
-        });
-    }
+    crate::adapters::crash_point(&format!("{phase}:{key}"));
 }

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::adapters::docker::{ContainerSpec, Ulimit as DockerUlimit, binds_equal};
+use crate::adapters::metadb::DbCharset;
 use crate::adapters::{Clock, Docker, Health, MetaDb};
 use crate::dump::{self, ChecksumMethod, Compression, DumpFormat};
 use crate::events::{
@@ -159,9 +160,15 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
                 })
             }
             Step::RecreateDatabase(spec) => {
+                // The recorded charset, not the live one: after a crash between DROP and
+                // CREATE there is no live database to read it from.
+                let charset = DbCharset {
+                    charset: spec.charset.clone(),
+                    collation: spec.collation.clone(),
+                };
                 self.ad
                     .metadb
-                    .drop_and_create(&spec.database)
+                    .recreate_database(&spec.database, &charset)
                     .await
                     .map_err(retry)?;
                 Ok(StepFacts::DatabaseRecreated {

@@ -61,7 +61,10 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
                     if exists { "exists" } else { "is absent" }
                 ))
             }
-            // Dropping and recreating again, or restoring again, ends in the same content.
+            // Dropping and recreating again, or restoring again, ends in the same content
+            // from every state a crash leaves: the database dropped and not created (the
+            // recreate takes the charset recorded with the dump, not the live one), created
+            // empty, or half loaded (the restore drops and recreates it before loading).
             Step::RecreateDatabase(_) | Step::Restore(_) => not_done(
                 "drop/recreate and restore replace the whole database: safe to perform again",
             ),

@@ -208,6 +208,23 @@ impl Run {
         cli(&self.ledger())
     }
 
+    /// Starts the binary on this run's ledger with `args` (no stdin or stdout; stderr
+    /// piped), for a test that kills it while it works.
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        std::process::Command::new(bin())
+            .env("OMS_UPGRADE_LEDGER", self.ledger())
+            .env("OMS_UPGRADE_OPERATOR", "tester")
+            .env("OMS_UPGRADE_HOST", "ci-host")
+            .env_remove("OMS_META_PASSWORD")
+            .env_remove("FAILPOINTS")
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     /// The command ran to its end successfully (else panics with its output and the log).
     pub async fn ok(&self, args: &[&str]) -> Output {
         let out = output(self.cli().args(args)).await;
