@@ -946,8 +946,7 @@ impl Step {
                 .collect(),
             Step::RecreateDatabase(r) => vec![
                 crate::sqltext::drop_database(&r.database),
-                crate::sqltext::create_database(&r.database, &r.charset, &r.collation
-                ),
+                crate::sqltext::create_database(&r.database, &r.charset, &r.collation),
             ],
             Step::Restore(r) => vec![
                 format!(

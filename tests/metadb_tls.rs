@@ -357,3 +357,100 @@ async fn no_tls_server_falls_back_only_when_allowed() {
     assert!(err.to_string().contains("nothing was sent"), "{err}");
     assert!(target.connect(None).await.is_err());
 }
+
+/// A CA that did not sign the TLS server's certificate.
+fn stranger_ca(dir: &Path) -> PathBuf {
+    run(Command::new("openssl").current_dir(dir).args([
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=not the server's CA",
+        "-keyout",
+        "stranger.key",
+        "-out",
+        "stranger.pem",
+    ]));
+    dir.join("stranger.pem")
+}
+
+/// The stock dumper (`--dumper mysqldump`) protects its connection as our own connections
+/// do: with `required` it verifies the server's certificate against `--meta-ca`. Shown with
+/// the real `mariadb-dump` behind a wrapper that hands it a CA that did not sign the
+/// server's certificate in place of the one we pass (our own connections, which take the
+/// facts, keep the right one): the dump is refused, so an interceptor's certificate would
+/// be too. Before this, the dumper was given no TLS option at all and followed its own
+/// defaults, which never verify the server: the same run succeeded.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_external_dumper_verifies_the_server_in_required_mode() {
+    use oms_upgrade::dump::{self, DumpOptions};
+    let server = TlsServer::start();
+    server
+        .root_sql(
+            "CREATE DATABASE ext_tls; CREATE TABLE ext_tls.t (id INT PRIMARY KEY, v TEXT); \
+             INSERT INTO ext_tls.t VALUES (1,'a'),(2,'b')",
+        )
+        .unwrap();
+    let out = tempfile::Builder::new()
+        .prefix("oms-ext-tls")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(
+        out.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let real = which("mariadb-dump");
+    let stranger = stranger_ca(server.dir.path());
+    let wrapper = out.path().join("dumper-with-another-ca");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/bash\nargs=()\nfor a in \"$@\"; do case \"$a\" in --ssl-ca=*) args+=(\"--ssl-ca={}\");; *) args+=(\"$a\");; esac; done\nexec {} \"${{args[@]}}\"\n",
+            stranger.display(),
+            real.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let target = server.target(TlsMode::Required, Some(&server.ca()));
+    let dump_with = |name: &str, program: &Path| {
+        let dir = out.path().join(name);
+        let opts = DumpOptions {
+            dumper: dump::Dumper::Mysqldump,
+            dumper_path: Some(program.to_path_buf()),
+            ..DumpOptions::default()
+        };
+        let target = target.clone();
+        async move { dump::dump_database(&target, "ext_tls", &dir, &opts, &dump::Quiet).await }
+    };
+
+    let good = dump_with("good", &real)
+        .await
+        .unwrap_or_else(|e| panic!("required with the server's CA: {e}"));
+    assert_eq!(good.tables.len(), 1);
+
+    let err = dump_with("stranger", &wrapper)
+        .await
+        .expect_err("the dumper accepted a certificate that its CA did not sign");
+    assert!(
+        matches!(err, dump::DumpError::ExternalFailed { .. }),
+        "{err:?}"
+    );
+}
+
+/// `program`'s path on PATH.
+fn which(program: &str) -> PathBuf {
+    std::env::split_paths(&std::env::var_os("PATH").unwrap())
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{program} is not on PATH"))
+}

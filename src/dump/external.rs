@@ -63,11 +63,17 @@ pub fn resolve_program(explicit: Option<&Path>) -> Result<PathBuf, DumpError> {
 /// The arguments given to the dumper. The first one names the defaults file holding the
 /// password; the password itself is never among them. The database name comes after `--`,
 /// so a name that starts with `-` (`-A` is `--all-databases`) is never read as an option.
-pub fn dumper_args(defaults_file: &Path, target: &DbTarget, database: &str) -> Vec<OsString> {
+pub fn dumper_args(
+    defaults_file: &Path,
+    target: &DbTarget,
+    flavour: DumperFlavour,
+    database: &str,
+) -> Vec<OsString> {
     let mut first = OsString::from("--defaults-extra-file=");
     first.push(defaults_file);
-    vec![
-        first,
+    let mut args = vec![first];
+    args.extend(tls_args(&target.tls, flavour));
+    args.extend([
         format!("--host={}", target.host).into(),
         format!("--port={}", target.port).into(),
         format!("--user={}", target.user).into(),
@@ -80,7 +86,88 @@ pub fn dumper_args(defaults_file: &Path, target: &DbTarget, database: &str) -> V
         "--default-character-set=utf8mb4".into(),
         "--".into(),
         database.into(),
-    ]
+    ]);
+    args
+}
+
+/// Which client family the dumper belongs to: their TLS options differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DumperFlavour {
+    /// MariaDB's `mariadb-dump` (also installed as `mysqldump` on MariaDB systems):
+    /// `--ssl`, `--skip-ssl`, `--ssl-ca`, `--ssl-verify-server-cert`.
+    MariaDb,
+    /// MySQL's `mysqldump`: `--ssl-mode=DISABLED|PREFERRED|REQUIRED|VERIFY_CA`, `--ssl-ca`.
+    MySql,
+}
+
+impl DumperFlavour {
+    /// The family, from the program's `--version` line (MariaDB's says "MariaDB").
+    pub fn from_version_line(line: &str) -> DumperFlavour {
+        if line.contains("MariaDB") {
+            DumperFlavour::MariaDb
+        } else {
+            DumperFlavour::MySql
+        }
+    }
+
+    /// Asks `program --version`.
+    async fn detect(program: &Path) -> Result<DumperFlavour, DumpError> {
+        let out = tokio::process::Command::new(program)
+            .arg("--version")
+            .env_clear()
+            .envs(child_env())
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(|e| DumpError::io(program, e))?;
+        Ok(DumperFlavour::from_version_line(&String::from_utf8_lossy(
+            &out.stdout,
+        )))
+    }
+}
+
+/// The dumper's TLS options for `tls`, so the stock tool's connection is protected exactly
+/// as our own connections are (`crate::dbconn::TlsSettings`): `off` never encrypts;
+/// `preferred` encrypts when the server offers it (verifying against `--meta-ca` when one is
+/// given); `required` (or a plan made over TLS, `refuse_plain`) never sends a byte in plain
+/// text and, as for our own connections in `required`, verifies the certificate. Without
+/// these, the dump of the databases holding migration credentials would follow the client's
+/// own defaults, which differ between versions and never verify the server.
+fn tls_args(tls: &crate::dbconn::TlsSettings, flavour: DumperFlavour) -> Vec<OsString> {
+    use crate::dbconn::TlsMode;
+    let ca = tls.ca.as_ref().map(|ca| {
+        let mut a = OsString::from("--ssl-ca=");
+        a.push(ca);
+        a
+    });
+    let verify = tls.verifies();
+    let must_encrypt = tls.mode == TlsMode::Required || tls.refuse_plain;
+    let mut args: Vec<OsString> = Vec::new();
+    match (flavour, tls.mode) {
+        (DumperFlavour::MariaDb, TlsMode::Off) => args.push("--skip-ssl".into()),
+        (DumperFlavour::MySql, TlsMode::Off) => args.push("--ssl-mode=DISABLED".into()),
+        (DumperFlavour::MariaDb, _) => {
+            args.push("--ssl".into());
+            // MariaDB's client has no "required without verification": it refuses plain
+            // text only when it verifies. A plan made over unverified TLS therefore needs
+            // --meta-ca for the stock dumper (the dump fails otherwise, never downgrades).
+            if verify || must_encrypt {
+                args.push("--ssl-verify-server-cert".into());
+            }
+        }
+        (DumperFlavour::MySql, _) => args.push(
+            match (verify, must_encrypt) {
+                (true, _) => "--ssl-mode=VERIFY_CA",
+                (false, true) => "--ssl-mode=REQUIRED",
+                (false, false) => "--ssl-mode=PREFERRED",
+            }
+            .into(),
+        ),
+    }
+    if tls.mode != TlsMode::Off {
+        args.extend(ca);
+    }
+    args
 }
 
 /// A `[client]` option file with the password, in its own 0700 folder; removed on drop.
@@ -244,12 +331,14 @@ pub(crate) async fn dump(
         return Err(interrupted(signal)); // the writer's drop removes the `.part`
     }
 
+    let flavour = DumperFlavour::detect(&program).await?;
     let mut defaults = Some(DefaultsFile::create(&target.password)?);
     let program_name = program.display().to_string();
     let mut child = tokio::process::Command::new(&program)
         .args(dumper_args(
             defaults.as_ref().expect("just created").path(),
             target,
+            flavour,
             database,
         ))
         // The dumper gets a minimal environment: whatever our own process inherited
@@ -394,6 +483,82 @@ fn child_env() -> Vec<(String, String)> {
 mod tests {
     use super::*;
 
+    /// The TLS options per client family and mode: the same protection as our own
+    /// connections, never a plain-text fallback when TLS is required or the plan was made
+    /// over TLS, and `--ssl-ca` only with TLS on.
+    #[test]
+    fn tls_options_follow_the_settings() {
+        use crate::dbconn::{TlsMode, TlsSettings};
+        let s = |mode, ca: Option<&str>, refuse_plain| TlsSettings {
+            mode,
+            ca: ca.map(PathBuf::from),
+            refuse_plain,
+        };
+        let args = |t: &TlsSettings, f| -> Vec<String> {
+            tls_args(t, f)
+                .into_iter()
+                .map(|a| a.into_string().unwrap())
+                .collect()
+        };
+        use DumperFlavour::{MariaDb, MySql};
+        let cases: &[(TlsSettings, DumperFlavour, &[&str])] = &[
+            (
+                s(TlsMode::Off, Some("/ca"), false),
+                MariaDb,
+                &["--skip-ssl"],
+            ),
+            (
+                s(TlsMode::Off, None, false),
+                MySql,
+                &["--ssl-mode=DISABLED"],
+            ),
+            (s(TlsMode::Preferred, None, false), MariaDb, &["--ssl"]),
+            (
+                s(TlsMode::Preferred, None, false),
+                MySql,
+                &["--ssl-mode=PREFERRED"],
+            ),
+            (
+                s(TlsMode::Preferred, None, true),
+                MariaDb,
+                &["--ssl", "--ssl-verify-server-cert"],
+            ),
+            (
+                s(TlsMode::Preferred, None, true),
+                MySql,
+                &["--ssl-mode=REQUIRED"],
+            ),
+            (
+                s(TlsMode::Preferred, Some("/ca"), false),
+                MySql,
+                &["--ssl-mode=VERIFY_CA", "--ssl-ca=/ca"],
+            ),
+            (
+                s(TlsMode::Required, Some("/ca"), false),
+                MariaDb,
+                &["--ssl", "--ssl-verify-server-cert", "--ssl-ca=/ca"],
+            ),
+            (
+                s(TlsMode::Required, None, false),
+                MySql,
+                &["--ssl-mode=VERIFY_CA"],
+            ),
+        ];
+        for (t, f, want) in cases {
+            assert_eq!(args(t, *f), *want, "{t:?} {f:?}");
+        }
+        assert_eq!(
+            DumperFlavour::from_version_line(
+                "mariadb-dump from 11.8.2-MariaDB, client 10.19 for debian-linux-gnu (x86_64)"
+            ),
+            MariaDb
+        );
+        assert_eq!(
+            DumperFlavour::from_version_line("mysqldump  Ver 8.4.3 for Linux on x86_64"),
+            MySql
+        );
+    }
+
     #[test]
     fn argv_has_no_password_and_defaults_file_is_private() {
         let target = DbTarget {
@@ -404,7 +569,7 @@ mod tests {
             tls: crate::dbconn::TlsSettings::default(),
         };
         let d = DefaultsFile::create(&target.password).unwrap();
-        let args = dumper_args(d.path(), &target, "db");
+        let args = dumper_args(d.path(), &target, DumperFlavour::MariaDb, "db");
         assert_eq!(args[args.len() - 2..], ["--", "db"]);
         assert!(
             args[0]

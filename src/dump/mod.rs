@@ -35,7 +35,7 @@ pub use artifact::{
     Manifest, TableFact, check_names, check_names_known, hash_file, is_plain_name, read_in_folder,
     read_manifest_bytes, verify_artifact,
 };
-pub use external::{DUMPER_NAMES, dumper_args, resolve_program};
+pub use external::{DUMPER_NAMES, DumperFlavour, dumper_args, resolve_program};
 pub use facts::{table_facts, table_facts_with};
 pub use partial::{PartialFile, is_partial_name, partial_files};
 pub use progress::{Bars, Progress, Quiet, for_terminal};
