@@ -7,8 +7,9 @@ use support::emulator as emu;
 use support::upgrade::{cli, init, json_of, ok};
 
 /// The 3.3.0 -> 3.3.1 procedure, step by step.
-const FULL_PROCEDURE: [&str; 13] = [
+const FULL_PROCEDURE: [&str; 14] = [
     "disable-ha",
+    "pre-stop-check",
     "stop-old",
     "prune-heartbeat",
     "dump-rm",
