@@ -1,0 +1,329 @@
+//! The world moves between `init` and `run` (issue 11): the target tag re-pointed at
+//! another image, the target image removed, the new container stopped by someone between
+//! two `run`s, the statistics the disk check reads lagging after a bulk write, and the
+//! labels the old container inherited from its image. Real Docker, real MariaDB, the
+//! emulator; nothing mocked.
+
+mod support;
+
+use std::process::Output;
+
+use oms_upgrade::adapters::{BollardDocker, Docker, MetaDb as _, MysqlMetaDb};
+use oms_upgrade::events::StepKey;
+use support::emulator::{self as emu, OmsNode};
+use support::upgrade::{Run, cli, init_args, ok, output, show};
+
+/// A tag of this test's own (other tests use the shared emulator tags), removed on drop.
+struct OwnTag {
+    docker: bollard::Docker,
+    reference: String,
+}
+
+impl OwnTag {
+    /// `oms-emu/t-<unique>:feature_3.3.1_ce` on `image`.
+    async fn new(docker: &bollard::Docker, image: &str) -> OwnTag {
+        let repo = format!("oms-emu/{}", support::unique_name("t").replace('_', "-"));
+        let t = OwnTag {
+            docker: docker.clone(),
+            reference: format!("{repo}:feature_3.3.1_ce"),
+        };
+        t.point_at(image).await;
+        t
+    }
+
+    /// `docker tag <image> <reference>`.
+    async fn point_at(&self, image: &str) {
+        let (repo, tag) = self.reference.rsplit_once(':').unwrap();
+        let opts = bollard::query_parameters::TagImageOptionsBuilder::default()
+            .repo(repo)
+            .tag(tag)
+            .build();
+        self.docker
+            .tag_image(image, Some(opts))
+            .await
+            .unwrap_or_else(|e| panic!("docker tag {image} {}: {e}", self.reference));
+    }
+
+    /// `docker rmi <reference>` (only the tag, unless it is the image's last name).
+    async fn remove(&self) {
+        self.docker
+            .remove_image(
+                &self.reference,
+                None::<bollard::query_parameters::RemoveImageOptions>,
+                None,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("docker rmi {}: {e}", self.reference));
+    }
+}
+
+impl Drop for OwnTag {
+    fn drop(&mut self) {
+        let (docker, reference) = (self.docker.clone(), self.reference.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let _ = docker
+                    .remove_image(
+                        &reference,
+                        None::<bollard::query_parameters::RemoveImageOptions>,
+                        None,
+                    )
+                    .await;
+            });
+        })
+        .join()
+        .ok();
+    }
+}
+
+/// `init` for `node` with `--image <image>` and an explicit target version.
+async fn init_with_image(node: &OmsNode, tmp: &std::path::Path, image: &str) {
+    let mut c = cli(&tmp.join("ledger"));
+    c.args(
+        init_args(
+            node,
+            &tmp.join("backups"),
+            &[("--image", image), ("--to-version", "3.3.1")],
+        )
+        .await,
+    );
+    ok(&mut c);
+}
+
+/// The command was refused (exit 7) with one `error:` line holding every `needles`, and
+/// a hint.
+fn assert_refused(out: &Output, needles: &[&str]) {
+    assert_eq!(out.status.code(), Some(7), "{}", show(out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 1, "one error line:\n{stderr}");
+    for n in needles {
+        assert!(errors[0].contains(n), "error line must say `{n}`: {}", errors[0]);
+    }
+    assert!(stderr.lines().any(|l| l.starts_with("hint: ")), "{stderr}");
+}
+
+/// Nothing of T1 happened: the old container runs as before, `stop-old` was never
+/// attempted, and the check that refused is recorded with what it found.
+async fn assert_nothing_stopped(node: &OmsNode, ledger: &std::path::Path, failed_check: &str) {
+    let docker = BollardDocker::from_client(node.docker.clone());
+    let old = docker.inspect(&node.id).await.unwrap().expect("old container");
+    assert!(old.status.is_running(), "the old container was stopped");
+    assert_eq!(old.name, node.name);
+    let (_, state) = oms_upgrade::executor::replay_dir(ledger).unwrap();
+    // Compared by name and JSON form, so this test also builds against a tool without
+    // the step (to see it fail there).
+    let keys: Vec<String> = state.attempts().iter().map(|a| a.key.to_string()).collect();
+    assert!(!keys.iter().any(|k| k == "stop-old"), "{keys:?}");
+    let last = state.attempts().last().unwrap();
+    assert_eq!(last.key.to_string(), "pre-stop-check");
+    let outcome = serde_json::to_value(&last.outcome).unwrap();
+    assert_eq!(outcome["outcome"], "failed", "{outcome}");
+    assert_eq!(outcome["retryable"], true, "{outcome}");
+    assert_eq!(outcome["facts"]["kind"], "pre_stop_checked", "{outcome}");
+    let checks = outcome["facts"]["checks"].as_array().unwrap();
+    assert!(
+        checks.iter().any(|c| c["name"] == failed_check && c["ok"] == false),
+        "{outcome}"
+    );
+    assert!(
+        checks
+            .iter()
+            .filter(|c| c["name"] != failed_check)
+            .all(|c| c["ok"] == true),
+        "{outcome}"
+    );
+}
+
+/// Regression (issue 11, defects 2 and 3): the planned tag re-pointed at the 3.3.0 image
+/// between `init` and `run` used to give "Upgrade completed: 3.3.0 -> 3.3.1" on a node
+/// running 3.3.0. Now `run` refuses before T1, naming both ids; once the tag is put back,
+/// `run` goes on and the new container runs the planned image.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retagged_target_image_is_refused_before_t1() {
+    let node = emu::start_old_oms().await;
+    let planned = emu::images(&node.docker, &[emu::NEW_VERSION]).await.remove(0);
+    let tag = OwnTag::new(&node.docker, &planned.id).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let ledger = tmp.path().join("ledger");
+    init_with_image(&node, tmp.path(), &tag.reference).await;
+
+    tag.point_at(&node.image.id).await;
+    let out = output(cli(&ledger).args(["run", "--yes"])).await;
+    assert_refused(&out, &[&tag.reference, &planned.id, &node.image.id]);
+    assert_nothing_stopped(&node, &ledger, "image").await;
+
+    // Put back, the run goes on from the check and completes on the planned image.
+    tag.point_at(&planned.id).await;
+    ok(cli(&ledger).args(["run", "--yes"]));
+    let docker = BollardDocker::from_client(node.docker.clone());
+    let new = docker.inspect(&node.name).await.unwrap().expect("new container");
+    assert_ne!(new.id, node.id);
+    assert_eq!(new.image_id, planned.id);
+    assert_eq!(new.image, tag.reference);
+}
+
+/// Regression (issue 11, defect 3): the target image removed between `init` and `run`
+/// used to be found at `create-new`, with the node stopped, dumped and renamed (exit 6).
+/// Now `run` refuses before T1 (exit 7) and nothing is changed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_removed_target_image_is_refused_before_t1() {
+    let node = emu::start_old_oms().await;
+    // An image of this test's own (a distinct id), so removing it removes it for real.
+    let planned = emu::images(&node.docker, &[emu::NEW_VERSION]).await.remove(0);
+    let scratch = format!("oms-emu-scratch-{}", std::process::id());
+    let body = bollard::models::ContainerCreateBody {
+        image: Some(planned.id.clone()),
+        labels: Some(node.guard.labels()),
+        ..Default::default()
+    };
+    let opts = bollard::query_parameters::CreateContainerOptionsBuilder::default()
+        .name(&format!("{scratch}-{}", node.guard.value))
+        .build();
+    let c = node.docker.create_container(Some(opts), body).await.unwrap();
+    let tag = OwnTag {
+        docker: node.docker.clone(),
+        reference: format!(
+            "oms-emu/{}:feature_3.3.1_ce",
+            support::unique_name("r").replace('_', "-")
+        ),
+    };
+    let (repo, t) = tag.reference.rsplit_once(':').unwrap();
+    let commit = bollard::query_parameters::CommitContainerOptionsBuilder::default()
+        .container(&c.id)
+        .repo(repo)
+        .tag(t)
+        .changes("LABEL oms-upgrade.test.scratch=1")
+        .build();
+    let own_id = node
+        .docker
+        .commit_container(commit, bollard::models::ContainerConfig::default())
+        .await
+        .unwrap()
+        .id;
+    node.docker
+        .remove_container(&c.id, None::<bollard::query_parameters::RemoveContainerOptions>)
+        .await
+        .unwrap();
+    assert_ne!(own_id, planned.id);
+    let tmp = tempfile::tempdir().unwrap();
+    let ledger = tmp.path().join("ledger");
+    init_with_image(&node, tmp.path(), &tag.reference).await;
+
+    tag.remove().await;
+    let gone = node.docker.inspect_image(&own_id).await;
+    assert!(gone.is_err(), "the image must be gone: {gone:?}");
+    let out = output(cli(&ledger).args(["run", "--yes"])).await;
+    assert_refused(&out, &[&tag.reference, "no longer present"]);
+    assert_nothing_stopped(&node, &ledger, "image").await;
+}
+
+/// Regression (issue 11, defect 6): `run --until docker-init`, then `docker stop` of the
+/// new container, then `run` used to fail docker-init "not retryable" and force a
+/// rollback. Now the stopped container is started again (a second, recorded `start-new`)
+/// and the upgrade completes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_new_container_is_started_again_before_docker_init() {
+    let run = Run::planned().await;
+    run.ok(&["run", "--yes", "--until", "docker-init"]).await;
+    let new = run.run_containers().await;
+    assert_eq!(new.len(), 1);
+    run.docker()
+        .stop(&new[0].id, std::time::Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(
+        !run.docker().inspect(&new[0].id).await.unwrap().unwrap().status.is_running()
+    );
+
+    run.ok(&["run", "--yes"]).await;
+    assert_eq!(run.status()["phase"], "completed");
+    let (_, state) = run.replay();
+    let count = |k: StepKey| state.attempts().iter().filter(|a| a.key == k).count();
+    assert_eq!(count(StepKey::StartNewContainer), 2, "the second start is recorded");
+    assert_eq!(count(StepKey::RunDockerInit), 1);
+    let after = run.docker().inspect(&new[0].id).await.unwrap().unwrap();
+    assert!(after.status.is_running());
+    run.verify_ledger();
+}
+
+/// Regression (issue 11, defect 9): the new container carried `oms-emu.version=3.3.0`, a
+/// label of the old image copied from the old container. Only the labels the operator set
+/// on the old container (here the test's own) are carried over; the new image's labels
+/// stay its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_new_container_keeps_its_own_image_labels() {
+    let run = Run::planned().await;
+    let old = run.docker().inspect(&run.node.id).await.unwrap().unwrap();
+    assert_eq!(old.labels.get("oms-emu.version").map(String::as_str), Some("3.3.0"));
+    run.ok(&["run", "--yes"]).await;
+    let new = run.docker().inspect(&run.node.name).await.unwrap().unwrap();
+    assert_ne!(new.id, run.node.id);
+    assert_eq!(
+        new.labels.get("oms-emu.version").map(String::as_str),
+        Some("3.3.1"),
+        "{:?}",
+        new.labels
+    );
+    assert_eq!(
+        new.labels.get(support::TEST_LABEL),
+        Some(&run.node.guard.value),
+        "the operator's labels are carried over"
+    );
+    let (_, state) = run.replay();
+    let plan = state.plan().unwrap();
+    assert!(!plan.old_container.labels.contains_key("oms-emu.version"));
+}
+
+/// Regression (issue 11, defect 4): right after a bulk write `information_schema.TABLES`
+/// said 64 KiB for a database whose dump is hundreds of MB, so the disk check passed with
+/// no room. The estimate must be within a small factor of the real dump's size.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_size_estimate_does_not_lag_after_a_bulk_write() {
+    use mysql_async::prelude::Queryable;
+    let db = support::TestDb::create("pret_size").await;
+    let pool = support::mysql_pool().await;
+    let mut c = pool.get_conn().await.unwrap();
+    c.query_drop(format!(
+        "CREATE TABLE `{}`.t (id INT AUTO_INCREMENT PRIMARY KEY, b VARCHAR(2000)) ENGINE=InnoDB",
+        db.name
+    ))
+    .await
+    .unwrap();
+    // About 75 MB of rows in one statement (MariaDB's sequence engine).
+    c.query_drop(format!(
+        "INSERT INTO `{0}`.t (b) SELECT REPEAT(MD5(seq), 30) FROM `{0}`.seq_1_to_80000",
+        db.name
+    ))
+    .await
+    .unwrap();
+    drop(c);
+    pool.disconnect().await.ok();
+
+    let target = support::mysql_target();
+    let estimate = MysqlMetaDb::new(&target)
+        .database_sizes(std::slice::from_ref(&db.name))
+        .await
+        .unwrap()[&db.name];
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("dumps");
+    let a = oms_upgrade::dump::dump_database(
+        &target,
+        &db.name,
+        &out,
+        &oms_upgrade::dump::DumpOptions::default(),
+        &oms_upgrade::dump::Quiet,
+    )
+    .await
+    .unwrap();
+    assert!(a.size_bytes > 50 << 20, "dump of {} bytes", a.size_bytes);
+    assert!(
+        estimate.saturating_mul(3) >= a.size_bytes && estimate <= a.size_bytes.saturating_mul(3),
+        "estimated {estimate} bytes for a dump of {} bytes",
+        a.size_bytes
+    );
+}
