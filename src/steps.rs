@@ -1008,12 +1008,11 @@ impl Step {
                     q(&p.image),
                     p.image_id.as_deref().unwrap_or("present")
                 )];
-                v.extend(p.binds.iter().map(|b| {
-                    format!(
-                        "test -e {}  -- bind source",
-                        q(bind_source(b))
-                    )
-                }));
+                v.extend(
+                    p.binds
+                        .iter()
+                        .map(|b| format!("test -e {}  -- bind source", q(bind_source(b)))),
+                );
                 v.push(format!(
                     "df {}  -- free space for twice the databases' size",
                     q(&p.backup_dir)

@@ -59,24 +59,10 @@ impl OwnTag {
 
 impl Drop for OwnTag {
     fn drop(&mut self) {
-        let (docker, reference) = (self.docker.clone(), self.reference.clone());
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let _ = docker
-                    .remove_image(
-                        &reference,
-                        None::<bollard::query_parameters::RemoveImageOptions>,
-                        None,
-                    )
-                    .await;
-            });
-        })
-        .join()
-        .ok();
+        // Only this test's tag goes (the image stays while other tags name it).
+        let _ = std::process::Command::new("docker")
+            .args(["rmi", &self.reference])
+            .output();
     }
 }
 
@@ -99,10 +85,17 @@ async fn init_with_image(node: &OmsNode, tmp: &std::path::Path, image: &str) {
 fn assert_refused(out: &Output, needles: &[&str]) {
     assert_eq!(out.status.code(), Some(7), "{}", show(out));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error: ")).collect();
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
     assert_eq!(errors.len(), 1, "one error line:\n{stderr}");
     for n in needles {
-        assert!(errors[0].contains(n), "error line must say `{n}`: {}", errors[0]);
+        assert!(
+            errors[0].contains(n),
+            "error line must say `{n}`: {}",
+            errors[0]
+        );
     }
     assert!(stderr.lines().any(|l| l.starts_with("hint: ")), "{stderr}");
 }
@@ -111,7 +104,11 @@ fn assert_refused(out: &Output, needles: &[&str]) {
 /// attempted, and the check that refused is recorded with what it found.
 async fn assert_nothing_stopped(node: &OmsNode, ledger: &std::path::Path, failed_check: &str) {
     let docker = BollardDocker::from_client(node.docker.clone());
-    let old = docker.inspect(&node.id).await.unwrap().expect("old container");
+    let old = docker
+        .inspect(&node.id)
+        .await
+        .unwrap()
+        .expect("old container");
     assert!(old.status.is_running(), "the old container was stopped");
     assert_eq!(old.name, node.name);
     let (_, state) = oms_upgrade::executor::replay_dir(ledger).unwrap();
@@ -127,7 +124,9 @@ async fn assert_nothing_stopped(node: &OmsNode, ledger: &std::path::Path, failed
     assert_eq!(outcome["facts"]["kind"], "pre_stop_checked", "{outcome}");
     let checks = outcome["facts"]["checks"].as_array().unwrap();
     assert!(
-        checks.iter().any(|c| c["name"] == failed_check && c["ok"] == false),
+        checks
+            .iter()
+            .any(|c| c["name"] == failed_check && c["ok"] == false),
         "{outcome}"
     );
     assert!(
@@ -146,7 +145,9 @@ async fn assert_nothing_stopped(node: &OmsNode, ledger: &std::path::Path, failed
 #[tokio::test(flavor = "multi_thread")]
 async fn a_retagged_target_image_is_refused_before_t1() {
     let node = emu::start_old_oms().await;
-    let planned = emu::images(&node.docker, &[emu::NEW_VERSION]).await.remove(0);
+    let planned = emu::images(&node.docker, &[emu::NEW_VERSION])
+        .await
+        .remove(0);
     let tag = OwnTag::new(&node.docker, &planned.id).await;
     let tmp = tempfile::tempdir().unwrap();
     let ledger = tmp.path().join("ledger");
@@ -161,7 +162,11 @@ async fn a_retagged_target_image_is_refused_before_t1() {
     tag.point_at(&planned.id).await;
     ok(cli(&ledger).args(["run", "--yes"]));
     let docker = BollardDocker::from_client(node.docker.clone());
-    let new = docker.inspect(&node.name).await.unwrap().expect("new container");
+    let new = docker
+        .inspect(&node.name)
+        .await
+        .unwrap()
+        .expect("new container");
     assert_ne!(new.id, node.id);
     assert_eq!(new.image_id, planned.id);
     assert_eq!(new.image, tag.reference);
@@ -174,7 +179,9 @@ async fn a_retagged_target_image_is_refused_before_t1() {
 async fn a_removed_target_image_is_refused_before_t1() {
     let node = emu::start_old_oms().await;
     // An image of this test's own (a distinct id), so removing it removes it for real.
-    let planned = emu::images(&node.docker, &[emu::NEW_VERSION]).await.remove(0);
+    let planned = emu::images(&node.docker, &[emu::NEW_VERSION])
+        .await
+        .remove(0);
     let scratch = format!("oms-emu-scratch-{}", std::process::id());
     let body = bollard::models::ContainerCreateBody {
         image: Some(planned.id.clone()),
@@ -184,7 +191,11 @@ async fn a_removed_target_image_is_refused_before_t1() {
     let opts = bollard::query_parameters::CreateContainerOptionsBuilder::default()
         .name(&format!("{scratch}-{}", node.guard.value))
         .build();
-    let c = node.docker.create_container(Some(opts), body).await.unwrap();
+    let c = node
+        .docker
+        .create_container(Some(opts), body)
+        .await
+        .unwrap();
     let tag = OwnTag {
         docker: node.docker.clone(),
         reference: format!(
@@ -206,7 +217,10 @@ async fn a_removed_target_image_is_refused_before_t1() {
         .unwrap()
         .id;
     node.docker
-        .remove_container(&c.id, None::<bollard::query_parameters::RemoveContainerOptions>)
+        .remove_container(
+            &c.id,
+            None::<bollard::query_parameters::RemoveContainerOptions>,
+        )
         .await
         .unwrap();
     assert_ne!(own_id, planned.id);
@@ -237,14 +251,24 @@ async fn a_stopped_new_container_is_started_again_before_docker_init() {
         .await
         .unwrap();
     assert!(
-        !run.docker().inspect(&new[0].id).await.unwrap().unwrap().status.is_running()
+        !run.docker()
+            .inspect(&new[0].id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status
+            .is_running()
     );
 
     run.ok(&["run", "--yes"]).await;
     assert_eq!(run.status()["phase"], "completed");
     let (_, state) = run.replay();
     let count = |k: StepKey| state.attempts().iter().filter(|a| a.key == k).count();
-    assert_eq!(count(StepKey::StartNewContainer), 2, "the second start is recorded");
+    assert_eq!(
+        count(StepKey::StartNewContainer),
+        2,
+        "the second start is recorded"
+    );
     assert_eq!(count(StepKey::RunDockerInit), 1);
     let after = run.docker().inspect(&new[0].id).await.unwrap().unwrap();
     assert!(after.status.is_running());
@@ -259,7 +283,10 @@ async fn a_stopped_new_container_is_started_again_before_docker_init() {
 async fn the_new_container_keeps_its_own_image_labels() {
     let run = Run::planned().await;
     let old = run.docker().inspect(&run.node.id).await.unwrap().unwrap();
-    assert_eq!(old.labels.get("oms-emu.version").map(String::as_str), Some("3.3.0"));
+    assert_eq!(
+        old.labels.get("oms-emu.version").map(String::as_str),
+        Some("3.3.0")
+    );
     run.ok(&["run", "--yes"]).await;
     let new = run.docker().inspect(&run.node.name).await.unwrap().unwrap();
     assert_ne!(new.id, run.node.id);

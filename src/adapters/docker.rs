@@ -761,7 +761,11 @@ impl Docker for BollardDocker {
             Ok(r) => Ok(Some(ImageInfo {
                 id: r.id.unwrap_or_default(),
                 repo_tags: r.repo_tags.unwrap_or_default(),
-                env: r.config.as_ref().and_then(|c| c.env.clone()).unwrap_or_default(),
+                env: r
+                    .config
+                    .as_ref()
+                    .and_then(|c| c.env.clone())
+                    .unwrap_or_default(),
                 labels: r
                     .config
                     .and_then(|c| c.labels)

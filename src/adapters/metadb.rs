@@ -396,8 +396,7 @@ impl MetaDb for MysqlMetaDb {
             );
             // A server without the view (or without the privilege to read it) keeps the
             // statistics' figure.
-            let Ok(rows): Result<Vec<(String, u64)>, _> = c.exec(sql, names.to_vec()).await
-            else {
+            let Ok(rows): Result<Vec<(String, u64)>, _> = c.exec(sql, names.to_vec()).await else {
                 continue;
             };
             for (db, bytes) in rows {

@@ -7,15 +7,15 @@ use std::time::Duration;
 use crate::adapters::docker::{ContainerSpec, Ulimit as DockerUlimit, binds_equal};
 use crate::adapters::{Clock, Docker, Health, MetaDb};
 use crate::dump::{self, ChecksumMethod, Compression, DumpFormat};
+use crate::events::PreflightCheck;
 use crate::events::{
     self, Attestation, ContainerStopped, DumpArtifact, DumpCheck, HaDisabled, HaEnabled, HaMode,
     MetaDb as Db, NamedState, NewContainer, Restored, StepFacts, TableFact,
 };
 use crate::haconfig::{self, HaEdit};
-use crate::events::PreflightCheck;
 use crate::steps::{
-    self, HaDisableSpec, HaEnableSpec, HealthSpec, NewContainerSpec, PreStopSpec, RenameSpec,
-    Step, StopSpec,
+    self, HaDisableSpec, HaEnableSpec, HealthSpec, NewContainerSpec, PreStopSpec, RenameSpec, Step,
+    StopSpec,
 };
 
 use super::{Executor, StepError};
@@ -400,10 +400,18 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
 
         let found = self.ad.docker.inspect_image(&spec.image).await;
         match (&found, &spec.image_id) {
-            (Err(e), _) => add("image", Some(format!("cannot inspect {}: {e}", spec.image)), String::new()),
+            (Err(e), _) => add(
+                "image",
+                Some(format!("cannot inspect {}: {e}", spec.image)),
+                String::new(),
+            ),
             (Ok(img), Some(planned)) => {
                 let problem = image_problem(&spec.image, planned, img.as_ref().map(|i| &i.id));
-                add("image", problem, format!("{} is still {planned}", spec.image));
+                add(
+                    "image",
+                    problem,
+                    format!("{} is still {planned}", spec.image),
+                );
             }
             (Ok(None), None) => add(
                 "image",
@@ -413,7 +421,11 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
                 )),
                 String::new(),
             ),
-            (Ok(Some(img)), None) => add("image", None, format!("{} present ({})", spec.image, img.id)),
+            (Ok(Some(img)), None) => add(
+                "image",
+                None,
+                format!("{} present ({})", spec.image, img.id),
+            ),
         }
 
         for b in &spec.binds {
@@ -503,9 +515,9 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
             .map_err(retry)?
             .values()
             .sum();
-        disk_room(&spec.dir, size)
-            .map(|_| ())
-            .map_err(|problem| StepError::retry(format!("{problem}. {}", free_space_advice(&spec.dir))))
+        disk_room(&spec.dir, size).map(|_| ()).map_err(|problem| {
+            StepError::retry(format!("{problem}. {}", free_space_advice(&spec.dir)))
+        })
     }
 
     /// Facts of the new container as Docker reports it, with the proof that its binds are

@@ -257,7 +257,12 @@ pub fn facts(f: &StepFacts) -> String {
             if bad.is_empty() {
                 format!("{} checks passed", checks.len())
             } else {
-                format!("{} of {} checks failed: {}", bad.len(), checks.len(), bad.join("; "))
+                format!(
+                    "{} of {} checks failed: {}",
+                    bad.len(),
+                    checks.len(),
+                    bad.join("; ")
+                )
             }
         }
     }
