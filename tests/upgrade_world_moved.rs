@@ -354,3 +354,153 @@ async fn the_size_estimate_does_not_lag_after_a_bulk_write() {
         a.size_bytes
     );
 }
+
+/// Regression (issue 11, defect 2): the tag re-pointed after the check before T1 (here:
+/// after `run --until create-new`) must not decide what runs either: `create-new` refuses
+/// an image that is not the planned one, naming both, and leaves no container behind;
+/// with the tag put back the run completes on the planned image.
+#[tokio::test(flavor = "multi_thread")]
+async fn create_new_refuses_an_image_retagged_after_t1() {
+    let node = emu::start_old_oms().await;
+    let planned = emu::images(&node.docker, &[emu::NEW_VERSION])
+        .await
+        .remove(0);
+    let tag = OwnTag::new(&node.docker, &planned.id).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let ledger = tmp.path().join("ledger");
+    init_with_image(&node, tmp.path(), &tag.reference).await;
+    ok(cli(&ledger).args(["run", "--yes", "--until", "create-new"]));
+
+    tag.point_at(&node.image.id).await;
+    let out = output(cli(&ledger).args(["run", "--yes"])).await;
+    assert!(!out.status.success(), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let error = stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("{}", show(&out)));
+    for n in [&tag.reference, &planned.id, &node.image.id] {
+        assert!(error.contains(n.as_str()), "`{n}` in {error}");
+    }
+    let docker = BollardDocker::from_client(node.docker.clone());
+    assert!(
+        docker.inspect(&node.name).await.unwrap().is_none(),
+        "no container of the wrong image is left under the name"
+    );
+
+    tag.point_at(&planned.id).await;
+    ok(cli(&ledger).args(["run", "--yes"]));
+    let new = docker
+        .inspect(&node.name)
+        .await
+        .unwrap()
+        .expect("new container");
+    assert_eq!(new.image_id, planned.id);
+    assert!(new.status.is_running());
+}
+
+/// A small filesystem of this test's own for the dump folder (tmpfs, mode 700), unmounted
+/// on drop.
+struct SmallDisk {
+    path: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(path: std::path::PathBuf, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(&path).unwrap();
+        let out = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "this test mounts a small tmpfs (needs root): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SmallDisk { path }
+    }
+
+    /// Leaves about `left` bytes free.
+    fn fill(&self, left: u64) {
+        let free = fs2::available_space(&self.path).unwrap();
+        let out = std::process::Command::new("fallocate")
+            .args(["-l", &free.saturating_sub(left).to_string()])
+            .arg(self.path.join("filler"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn empty(&self) {
+        std::fs::remove_file(self.path.join("filler")).unwrap();
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(&self.path)
+            .output();
+    }
+}
+
+/// Regression (issue 11, defect 4): free space is checked again right before T1 (a disk
+/// filled since `init` refuses with the node untouched) and before each dump; a run that
+/// runs out of room says what applies to `run` (free space where the plan's dumps go,
+/// then run again), not "choose another --out folder".
+#[tokio::test(flavor = "multi_thread")]
+async fn free_space_is_checked_again_before_t1_and_before_each_dump() {
+    let node = emu::start_old_oms().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let ledger = tmp.path().join("ledger");
+    let disk = SmallDisk::mount(tmp.path().join("backups"), "48m");
+    // A tag of its own: the shared one moves when the emulator image is rebuilt.
+    let planned = emu::images(&node.docker, &[emu::NEW_VERSION])
+        .await
+        .remove(0);
+    let tag = OwnTag::new(&node.docker, &planned.id).await;
+    ok(cli(&ledger).args(
+        init_args(
+            &node,
+            &disk.path,
+            &[("--image", &tag.reference), ("--to-version", "3.3.1")],
+        )
+        .await,
+    ));
+
+    disk.fill(64 << 10);
+    let out = output(cli(&ledger).args(["run", "--yes"])).await;
+    assert_refused(&out, &["free at", &disk.path.display().to_string()]);
+    assert_nothing_stopped(&node, &ledger, "disk").await;
+
+    disk.empty();
+    ok(cli(&ledger).args(["run", "--yes", "--until", "dump-cm"]));
+    disk.fill(64 << 10);
+    let out = output(cli(&ledger).args(["run", "--yes"])).await;
+    assert!(!out.status.success(), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let error = stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("{}", show(&out)));
+    assert!(error.contains("dump-cm"), "{error}");
+    assert!(error.contains(&disk.path.display().to_string()), "{error}");
+    assert!(error.contains("oms-upgrade run"), "{error}");
+    assert!(!stderr.contains("--out"), "{stderr}");
+
+    disk.empty();
+    ok(cli(&ledger).args(["run", "--yes"]));
+    let (_, state) = oms_upgrade::executor::replay_dir(&ledger).unwrap();
+    assert_eq!(state.phase().to_string(), "completed");
+}
