@@ -61,7 +61,7 @@ impl Drop for OwnTag {
     fn drop(&mut self) {
         // Only this test's tag goes (the image stays while other tags name it).
         let _ = std::process::Command::new("docker")
-            .args(["rmi", &self.reference])
+            .args(["rmi", "--force", &self.reference])
             .output();
     }
 }
