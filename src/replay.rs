@@ -550,6 +550,17 @@ impl State {
             StepFacts::NewContainerCreated(n) if n.old_binds != plan.old_container.binds => {
                 return bad("old_binds are not the planned old container's binds".into());
             }
+            // The plan vouches for the image id, not the tag: a new container of another
+            // image is not the upgrade that was planned.
+            StepFacts::NewContainerCreated(n)
+                if plan.target_image_id.is_some() && n.image_id != plan.target_image_id =>
+            {
+                return bad(format!(
+                    "the new container runs image {}, the plan names {}",
+                    n.image_id.as_deref().unwrap_or("(unknown)"),
+                    plan.target_image_id.as_deref().unwrap_or_default()
+                ));
+            }
             StepFacts::DumpWritten(a) if a.database != plan.databases.get(a.db) => {
                 return bad(format!(
                     "dump of `{}` but the {} database is `{}`",

@@ -80,6 +80,25 @@ async fn init_with_image(node: &OmsNode, tmp: &std::path::Path, image: &str) {
     ok(&mut c);
 }
 
+/// A fresh 3.3.0 node planned for 3.3.1 under a tag of the test's own: the shared tag is
+/// re-pointed whenever another build of the emulator imports its image, and the plan now
+/// holds the tool to the image id it recorded.
+async fn planned_own_tag() -> (Run, OwnTag) {
+    let node = emu::start_old_oms().await;
+    let planned = emu::images(&node.docker, &[emu::NEW_VERSION])
+        .await
+        .remove(0);
+    let tag = OwnTag::new(&node.docker, &planned.id).await;
+    let tmp = tempfile::Builder::new()
+        .prefix("oms-upgrade-run-")
+        .tempdir()
+        .unwrap()
+        .keep();
+    let run = Run { node, tmp };
+    init_with_image(&run.node, &run.tmp, &tag.reference).await;
+    (run, tag)
+}
+
 /// The command was refused (exit 7) with one `error:` line holding every `needles`, and
 /// a hint.
 fn assert_refused(out: &Output, needles: &[&str]) {
@@ -242,7 +261,7 @@ async fn a_removed_target_image_is_refused_before_t1() {
 /// and the upgrade completes.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stopped_new_container_is_started_again_before_docker_init() {
-    let run = Run::planned().await;
+    let (run, _tag) = planned_own_tag().await;
     run.ok(&["run", "--yes", "--until", "docker-init"]).await;
     let new = run.run_containers().await;
     assert_eq!(new.len(), 1);
@@ -281,7 +300,7 @@ async fn a_stopped_new_container_is_started_again_before_docker_init() {
 /// stay its own.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_new_container_keeps_its_own_image_labels() {
-    let run = Run::planned().await;
+    let (run, _tag) = planned_own_tag().await;
     let old = run.docker().inspect(&run.node.id).await.unwrap().unwrap();
     assert_eq!(
         old.labels.get("oms-emu.version").map(String::as_str),

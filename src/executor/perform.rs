@@ -534,10 +534,18 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
                     "container {id} vanished right after it was created"
                 ))
             })?;
-        let old_binds = self
-            .journal
-            .state()
-            .plan()
+        let plan = self.journal.state().plan();
+        // Found on reconciliation (the normal path checked it already): a container of
+        // this run on another image than the planned one is not the planned upgrade.
+        if let Some(planned) = plan.and_then(|p| p.target_image_id.as_ref())
+            && *planned != info.image_id
+        {
+            return Err(StepError::retry(format!(
+                "container {} ({}) runs image {}, not the planned {planned}; remove it (`docker rm {}`), then `oms-upgrade run` again",
+                info.name, info.id, info.image_id, info.id
+            )));
+        }
+        let old_binds = plan
             .map(|p| p.old_container.binds.clone())
             .unwrap_or_default();
         let equal = binds_equal(&old_binds, &info.binds);

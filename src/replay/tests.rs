@@ -747,3 +747,24 @@ fn a_stopped_new_container_may_be_started_again_before_docker_init() {
     assert_eq!(s.state.phase(), Phase::Completed);
     assert_eq!(replay(&s.events).unwrap(), s.state);
 }
+
+/// Regression (issue 11, defect 2): a `create-new` done on an image other than the
+/// planned id (a re-pointed tag) is not accepted.
+#[test]
+fn create_new_must_run_the_planned_image_id() {
+    let mut s = Sim::planned(plan());
+    s.run_until(StepKey::CreateNewContainer);
+    s.intent(StepKey::CreateNewContainer).unwrap();
+    let StepFacts::NewContainerCreated(mut n) = s.facts(StepKey::CreateNewContainer) else {
+        panic!()
+    };
+    n.image_id = Some("sha256:other".into());
+    let e = s
+        .push(Event::StepDone {
+            key: StepKey::CreateNewContainer,
+            facts: StepFacts::NewContainerCreated(n),
+        })
+        .unwrap_err();
+    assert!(e.to_string().contains("sha256:other"), "{e}");
+    s.done(StepKey::CreateNewContainer).unwrap();
+}
