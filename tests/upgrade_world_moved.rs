@@ -17,6 +17,8 @@ use support::upgrade::{Run, cli, init_args, ok, output, show};
 struct OwnTag {
     docker: bollard::Docker,
     reference: String,
+    /// The image it was first put on (the one planned).
+    planned: String,
 }
 
 impl OwnTag {
@@ -26,6 +28,7 @@ impl OwnTag {
         let t = OwnTag {
             docker: docker.clone(),
             reference: format!("{repo}:feature_3.3.1_ce"),
+            planned: image.to_string(),
         };
         t.point_at(image).await;
         t
@@ -99,23 +102,40 @@ async fn planned_own_tag() -> (Run, OwnTag) {
     (run, tag)
 }
 
-/// The command was refused (exit 7) with one `error:` line holding every `needles`, and
-/// a hint.
-fn assert_refused(out: &Output, needles: &[&str]) {
-    assert_eq!(out.status.code(), Some(7), "{}", show(out));
+/// The one `error:` line of a failed command.
+fn error_line(out: &Output) -> String {
+    assert!(!out.status.success(), "{}", show(out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     let errors: Vec<&str> = stderr
         .lines()
         .filter(|l| l.starts_with("error: "))
         .collect();
     assert_eq!(errors.len(), 1, "one error line:\n{stderr}");
+    errors[0].to_string()
+}
+
+/// The new container holds the old name, runs, and runs the planned image.
+async fn assert_new_runs(node: &OmsNode, planned: &str) {
+    let docker = BollardDocker::from_client(node.docker.clone());
+    let new = docker
+        .inspect(&node.name)
+        .await
+        .unwrap()
+        .expect("new container");
+    assert_ne!(new.id, node.id);
+    assert!(new.status.is_running());
+    assert_eq!(new.image_id, planned);
+}
+
+/// The command was refused (exit 7) with one `error:` line holding every `needles`, and
+/// a hint.
+fn assert_refused(out: &Output, needles: &[&str]) {
+    assert_eq!(out.status.code(), Some(7), "{}", show(out));
+    let error = error_line(out);
     for n in needles {
-        assert!(
-            errors[0].contains(n),
-            "error line must say `{n}`: {}",
-            errors[0]
-        );
+        assert!(error.contains(n), "error line must say `{n}`: {error}");
     }
+    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.lines().any(|l| l.starts_with("hint: ")), "{stderr}");
 }
 
@@ -163,32 +183,18 @@ async fn assert_nothing_stopped(node: &OmsNode, ledger: &std::path::Path, failed
 /// `run` goes on and the new container runs the planned image.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_retagged_target_image_is_refused_before_t1() {
-    let node = emu::start_old_oms().await;
-    let planned = emu::images(&node.docker, &[emu::NEW_VERSION])
-        .await
-        .remove(0);
-    let tag = OwnTag::new(&node.docker, &planned.id).await;
-    let tmp = tempfile::tempdir().unwrap();
-    let ledger = tmp.path().join("ledger");
-    init_with_image(&node, tmp.path(), &tag.reference).await;
+    let (run, tag) = planned_own_tag().await;
+    let (node, ledger) = (&run.node, run.ledger());
 
     tag.point_at(&node.image.id).await;
     let out = output(cli(&ledger).args(["run", "--yes"])).await;
-    assert_refused(&out, &[&tag.reference, &planned.id, &node.image.id]);
-    assert_nothing_stopped(&node, &ledger, "image").await;
+    assert_refused(&out, &[&tag.reference, &tag.planned, &node.image.id]);
+    assert_nothing_stopped(node, &ledger, "image").await;
 
     // Put back, the run goes on from the check and completes on the planned image.
-    tag.point_at(&planned.id).await;
+    tag.point_at(&tag.planned).await;
     ok(cli(&ledger).args(["run", "--yes"]));
-    let docker = BollardDocker::from_client(node.docker.clone());
-    let new = docker
-        .inspect(&node.name)
-        .await
-        .unwrap()
-        .expect("new container");
-    assert_ne!(new.id, node.id);
-    assert_eq!(new.image_id, planned.id);
-    assert_eq!(new.image, tag.reference);
+    assert_new_runs(node, &tag.planned).await;
 }
 
 /// Regression (issue 11, defect 3): the target image removed between `init` and `run`
@@ -221,6 +227,7 @@ async fn a_removed_target_image_is_refused_before_t1() {
             "oms-emu/{}:feature_3.3.1_ce",
             support::unique_name("r").replace('_', "-")
         ),
+        planned: String::new(),
     };
     let (repo, t) = tag.reference.rsplit_once(':').unwrap();
     let commit = bollard::query_parameters::CommitContainerOptionsBuilder::default()
@@ -380,25 +387,13 @@ async fn the_size_estimate_does_not_lag_after_a_bulk_write() {
 /// with the tag put back the run completes on the planned image.
 #[tokio::test(flavor = "multi_thread")]
 async fn create_new_refuses_an_image_retagged_after_t1() {
-    let node = emu::start_old_oms().await;
-    let planned = emu::images(&node.docker, &[emu::NEW_VERSION])
-        .await
-        .remove(0);
-    let tag = OwnTag::new(&node.docker, &planned.id).await;
-    let tmp = tempfile::tempdir().unwrap();
-    let ledger = tmp.path().join("ledger");
-    init_with_image(&node, tmp.path(), &tag.reference).await;
+    let (run, tag) = planned_own_tag().await;
+    let (node, ledger) = (&run.node, run.ledger());
     ok(cli(&ledger).args(["run", "--yes", "--until", "create-new"]));
 
     tag.point_at(&node.image.id).await;
-    let out = output(cli(&ledger).args(["run", "--yes"])).await;
-    assert!(!out.status.success(), "{}", show(&out));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let error = stderr
-        .lines()
-        .find(|l| l.starts_with("error: "))
-        .unwrap_or_else(|| panic!("{}", show(&out)));
-    for n in [&tag.reference, &planned.id, &node.image.id] {
+    let error = error_line(&output(cli(&ledger).args(["run", "--yes"])).await);
+    for n in [&tag.reference, &tag.planned, &node.image.id] {
         assert!(error.contains(n.as_str()), "`{n}` in {error}");
     }
     let docker = BollardDocker::from_client(node.docker.clone());
@@ -407,15 +402,9 @@ async fn create_new_refuses_an_image_retagged_after_t1() {
         "no container of the wrong image is left under the name"
     );
 
-    tag.point_at(&planned.id).await;
+    tag.point_at(&tag.planned).await;
     ok(cli(&ledger).args(["run", "--yes"]));
-    let new = docker
-        .inspect(&node.name)
-        .await
-        .unwrap()
-        .expect("new container");
-    assert_eq!(new.image_id, planned.id);
-    assert!(new.status.is_running());
+    assert_new_runs(node, &tag.planned).await;
 }
 
 /// A small filesystem of this test's own for the dump folder (tmpfs, mode 700), unmounted
@@ -507,12 +496,8 @@ async fn free_space_is_checked_again_before_t1_and_before_each_dump() {
     ok(cli(&ledger).args(["run", "--yes", "--until", "dump-cm"]));
     disk.fill(64 << 10);
     let out = output(cli(&ledger).args(["run", "--yes"])).await;
-    assert!(!out.status.success(), "{}", show(&out));
+    let error = error_line(&out);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let error = stderr
-        .lines()
-        .find(|l| l.starts_with("error: "))
-        .unwrap_or_else(|| panic!("{}", show(&out)));
     assert!(error.contains("dump-cm"), "{error}");
     assert!(error.contains(&disk.path.display().to_string()), "{error}");
     assert!(error.contains("oms-upgrade run"), "{error}");
