@@ -118,10 +118,7 @@ async fn full_upgrade_330_to_331() {
         .expect("new container under the old name");
     assert_ne!(new.id, node.id);
     assert!(new.status.is_running());
-    assert_eq!(
-        new.image,
-        emu::images(&node.docker, &[emu::NEW_VERSION]).await[0].reference
-    );
+    assert_eq!(new.image, support::upgrade::new_image(&node).await);
     assert_eq!(new.binds, node.host.binds());
     assert_eq!(new.env_var("IS_UPGRADE"), Some("true"));
     let old = docker
