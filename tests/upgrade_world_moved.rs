@@ -22,18 +22,6 @@ struct OwnTag {
 }
 
 impl OwnTag {
-    /// `oms-emu/t-<unique>:feature_3.3.1_ce` on `image`.
-    async fn new(docker: &bollard::Docker, image: &str) -> OwnTag {
-        let repo = format!("oms-emu/{}", support::unique_name("t").replace('_', "-"));
-        let t = OwnTag {
-            docker: docker.clone(),
-            reference: format!("{repo}:feature_3.3.1_ce"),
-            planned: image.to_string(),
-        };
-        t.point_at(image).await;
-        t
-    }
-
     /// `docker tag <image> <reference>`.
     async fn point_at(&self, image: &str) {
         let (repo, tag) = self.reference.rsplit_once(':').unwrap();
@@ -83,22 +71,16 @@ async fn init_with_image(node: &OmsNode, tmp: &std::path::Path, image: &str) {
     ok(&mut c);
 }
 
-/// A fresh 3.3.0 node planned for 3.3.1 under a tag of the test's own: the shared tag is
-/// re-pointed whenever another build of the emulator imports its image, and the plan now
-/// holds the tool to the image id it recorded.
+/// A fresh 3.3.0 node planned for 3.3.1, and the tag of its own it was planned under
+/// (see `support::upgrade::new_image`), to re-point.
 async fn planned_own_tag() -> (Run, OwnTag) {
-    let node = emu::start_old_oms().await;
-    let planned = emu::images(&node.docker, &[emu::NEW_VERSION])
-        .await
-        .remove(0);
-    let tag = OwnTag::new(&node.docker, &planned.id).await;
-    let tmp = tempfile::Builder::new()
-        .prefix("oms-upgrade-run-")
-        .tempdir()
-        .unwrap()
-        .keep();
-    let run = Run { node, tmp };
-    init_with_image(&run.node, &run.tmp, &tag.reference).await;
+    let run = Run::planned().await;
+    let plan = run.replay().1.plan().cloned().expect("planned");
+    let tag = OwnTag {
+        docker: run.node.docker.clone(),
+        reference: plan.target_image.clone(),
+        planned: plan.target_image_id.clone().expect("image id planned"),
+    };
     (run, tag)
 }
 
@@ -473,19 +455,7 @@ async fn free_space_is_checked_again_before_t1_and_before_each_dump() {
     let tmp = tempfile::tempdir().unwrap();
     let ledger = tmp.path().join("ledger");
     let disk = SmallDisk::mount(tmp.path().join("backups"), "48m");
-    // A tag of its own: the shared one moves when the emulator image is rebuilt.
-    let planned = emu::images(&node.docker, &[emu::NEW_VERSION])
-        .await
-        .remove(0);
-    let tag = OwnTag::new(&node.docker, &planned.id).await;
-    ok(cli(&ledger).args(
-        init_args(
-            &node,
-            &disk.path,
-            &[("--image", &tag.reference), ("--to-version", "3.3.1")],
-        )
-        .await,
-    ));
+    ok(cli(&ledger).args(init_args(&node, &disk.path, &[]).await));
 
     disk.fill(64 << 10);
     let out = output(cli(&ledger).args(["run", "--yes"])).await;
