@@ -131,6 +131,11 @@ pub enum StepKey {
     RollbackEnableHa,
     /// The rollback is complete.
     RollbackComplete,
+    /// Right before `stop-old` (T1): everything `init` checked that can change since
+    /// (target image tag still on the planned id, binds on disk, free disk for the dumps,
+    /// metadata DB reachable, old node healthy) is checked again; a failure refuses with
+    /// nothing stopped.
+    PreStopCheck,
 }
 
 impl StepKey {
@@ -170,6 +175,7 @@ impl StepKey {
     pub fn all() -> Vec<StepKey> {
         let mut v = vec![
             StepKey::DisableHa,
+            StepKey::PreStopCheck,
             StepKey::StopOldContainer,
             StepKey::PruneHeartbeat,
         ];
@@ -227,6 +233,7 @@ impl StepKey {
             (StepKey::RecreateDatabase { db }, F::DatabaseRecreated { db: d, .. }) => *d == db,
             (StepKey::Restore { db }, F::Restored(r)) => r.db == db,
             (StepKey::RestartOldContainer, F::ContainerRestarted { .. }) => true,
+            (StepKey::PreStopCheck, F::PreStopChecked { .. }) => true,
             // Reality may show there is nothing to do: no new container was left to
             // stop or move aside (its creation failed), or the old one kept its name.
             (
@@ -265,6 +272,7 @@ impl fmt::Display for StepKey {
             StepKey::ConfirmOldHealth => f.write_str("rollback-confirm-health"),
             StepKey::RollbackEnableHa => f.write_str("rollback-enable-ha"),
             StepKey::RollbackComplete => f.write_str("rollback-complete"),
+            StepKey::PreStopCheck => f.write_str("pre-stop-check"),
         }
     }
 }
@@ -588,6 +596,11 @@ pub enum StepFacts {
         /// Why.
         reason: String,
     },
+    /// `pre-stop-check`: what was checked again right before T1.
+    PreStopChecked {
+        /// Every check, passed or not (a `done` outcome needs all passed).
+        checks: Vec<PreflightCheck>,
+    },
 }
 
 /// Longest free text from a program (a step's error message, reconcile evidence) recorded
@@ -768,6 +781,9 @@ impl StepFacts {
                 "restored tables of {} differ from the dump's record",
                 r.database
             )),
+            StepFacts::PreStopChecked { checks } if checks.iter().any(|c| !c.ok) => {
+                Some("a check before stopping the old container failed".into())
+            }
             _ => None,
         }
     }

@@ -461,7 +461,10 @@ impl State {
                     return Err(Rejection::InDoubt { in_doubt: d });
                 }
                 let permitted = self.permitted_keys();
-                if permitted.contains(key) {
+                if permitted.contains(key)
+                    || self.legacy_stop_without_check(*key)
+                    || self.may_start_new_again(*key)
+                {
                     Ok(())
                 } else {
                     Err(Rejection::NotPermitted {
@@ -540,6 +543,39 @@ impl State {
         }
     }
 
+    /// A ledger written before `pre-stop-check` existed goes from `disable-ha` (or the
+    /// plan) straight to `stop-old`; it must still replay. This tool never records that
+    /// (it runs what [`State::next`] says), and once the check was attempted it is required.
+    fn legacy_stop_without_check(&self, key: StepKey) -> bool {
+        key == StepKey::StopOldContainer
+            && self.rollback.is_none()
+            && self.cursor() == Some(StepKey::PreStopCheck)
+            && !self.attempted(StepKey::PreStopCheck)
+    }
+
+    /// True when `key` is `start-new` and the new container may be started again: it
+    /// was started, but the steps that need it running (`check-supervisor`,
+    /// `docker-init`) have not run yet (or may be retried), so a container merely stopped
+    /// since then is started again, recorded as another attempt, instead of failing the
+    /// exec. Starting a running container changes nothing, so the core need not know
+    /// whether it is stopped: the executor asks only when it found it so.
+    pub fn may_start_new_again(&self, key: StepKey) -> bool {
+        if key != StepKey::StartNewContainer
+            || self.rollback.is_some()
+            || self.in_doubt().is_some()
+            || self.status_of(StepKey::StartNewContainer) != StepStatus::Done
+        {
+            return false;
+        }
+        match self.cursor() {
+            Some(k @ (StepKey::CheckSupervisor | StepKey::RunDockerInit)) => matches!(
+                self.status_of(k),
+                StepStatus::Pending | StepStatus::Failed { retryable: true }
+            ),
+            _ => false,
+        }
+    }
+
     fn require_open(&self, key: StepKey) -> Result<(), Rejection> {
         if self.in_doubt() == Some(key) {
             Ok(())
@@ -560,6 +596,17 @@ impl State {
         match facts {
             StepFacts::NewContainerCreated(n) if n.old_binds != plan.old_container.binds => {
                 return bad("old_binds are not the planned old container's binds".into());
+            }
+            // The plan vouches for the image id, not the tag: a new container of another
+            // image is not the upgrade that was planned.
+            StepFacts::NewContainerCreated(n)
+                if plan.target_image_id.is_some() && n.image_id != plan.target_image_id =>
+            {
+                return bad(format!(
+                    "the new container runs image {}, the plan names {}",
+                    n.image_id.as_deref().unwrap_or("(unknown)"),
+                    plan.target_image_id.as_deref().unwrap_or_default()
+                ));
             }
             StepFacts::DumpWritten(a) if a.database != plan.databases.get(a.db) => {
                 return bad(format!(
@@ -783,7 +830,18 @@ impl State {
     fn sequence(&self) -> Vec<StepKey> {
         match (&self.rollback, &self.plan) {
             (Some(rb), _) => rb.keys.clone(),
-            (None, Some(p)) => steps::upgrade_keys(p.procedure),
+            (None, Some(p)) => {
+                let mut keys = steps::upgrade_keys(p.procedure);
+                // A ledger written before `pre-stop-check` existed went straight to
+                // `stop-old`: checking after T1 would protect nothing, so the check is only
+                // part of a run that has not reached `stop-old` without it.
+                if self.attempted(StepKey::StopOldContainer)
+                    && !self.attempted(StepKey::PreStopCheck)
+                {
+                    keys.retain(|k| *k != StepKey::PreStopCheck);
+                }
+                keys
+            }
             (None, None) => vec![],
         }
     }

@@ -51,7 +51,11 @@ pub fn upgrade_keys(procedure: ProcedureId) -> Vec<StepKey> {
     if procedure.has_ha_steps() {
         k.push(StepKey::DisableHa);
     }
-    k.extend([StepKey::StopOldContainer, StepKey::PruneHeartbeat]);
+    k.extend([
+        StepKey::PreStopCheck,
+        StepKey::StopOldContainer,
+        StepKey::PruneHeartbeat,
+    ]);
     k.extend(MetaDb::ALL.map(|db| StepKey::Dump { db }));
     k.extend([
         StepKey::RenameOldContainer,
@@ -70,6 +74,13 @@ pub fn upgrade_keys(procedure: ProcedureId) -> Vec<StepKey> {
     }
     k.push(StepKey::Complete);
     k
+}
+
+/// `run --until until` stops before `key`. The check right before T1 belongs to the stop:
+/// stopping "before `stop-old`" also stops before its check, so that the check runs
+/// immediately before T1 rather than whenever `--until stop-old` was used.
+pub fn stops_before(until: StepKey, key: StepKey) -> bool {
+    until == key || (until == StepKey::StopOldContainer && key == StepKey::PreStopCheck)
 }
 
 /// What the upgrade has (possibly) done, as far as a rollback cares. "Attempted" means an
@@ -333,6 +344,23 @@ pub struct DumpSpec {
     pub file: String,
 }
 
+/// What is checked again right before T1: what `init` checked and may have changed since.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PreStopSpec {
+    /// The target image's tag as planned.
+    pub image: String,
+    /// The image id the plan recorded for it (the tag must still point at it).
+    pub image_id: Option<String>,
+    /// The old container's binds (every source must still exist).
+    pub binds: Vec<String>,
+    /// The folder the dumps go to (its nearest existing ancestor is measured).
+    pub backup_dir: String,
+    /// The three databases, whose size is compared with the free space.
+    pub databases: Vec<String>,
+    /// The old node must answer healthy.
+    pub health: HealthSpec,
+}
+
 /// A ulimit of the new container.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Ulimit {
@@ -349,8 +377,12 @@ pub struct Ulimit {
 pub struct NewContainerSpec {
     /// Its name (the old container's).
     pub name: String,
-    /// The new image.
+    /// The new image, as given to `init` (the tag `docker ps` shows).
     pub image: String,
+    /// The image id the plan recorded: the tag must still point at it when the container
+    /// is created, and the created container must run it (a tag re-pointed since `init`
+    /// must not change what runs).
+    pub image_id: Option<String>,
     /// Binds: exactly the old container's.
     pub binds: Vec<String>,
     /// Environment: `OMS_HOST_IP`, and `IS_UPGRADE=true` where the guide says so.
@@ -484,6 +516,8 @@ pub enum Step {
     RollbackEnableHa(HaEnableSpec),
     /// See [`StepKey::RollbackComplete`]: nothing to perform.
     RollbackComplete,
+    /// See [`StepKey::PreStopCheck`]: checks only, changes nothing.
+    PreStopCheck(PreStopSpec),
 }
 
 /// Why a step cannot be built yet (a precondition the state has not reached).
@@ -550,6 +584,17 @@ pub fn build(plan: &Plan, key: StepKey, ctx: &Context) -> Result<Step, BuildErro
     };
     Ok(match key {
         StepKey::DisableHa if ha_steps => Step::DisableHa(ha_disable),
+        StepKey::PreStopCheck => Step::PreStopCheck(PreStopSpec {
+            image: plan.target_image.clone(),
+            image_id: plan.target_image_id.clone(),
+            binds: plan.old_container.binds.clone(),
+            backup_dir: plan.backup_dir.clone(),
+            databases: MetaDb::ALL
+                .iter()
+                .map(|&db| plan.databases.get(db).to_string())
+                .collect(),
+            health: old_health(),
+        }),
         StepKey::StopOldContainer => Step::StopOldContainer(StopSpec {
             id: old_id,
             name: plan.new_name.clone(),
@@ -675,6 +720,7 @@ fn new_container(plan: &Plan) -> NewContainerSpec {
     NewContainerSpec {
         name: plan.new_name.clone(),
         image: plan.target_image.clone(),
+        image_id: plan.target_image_id.clone(),
         binds: plan.old_container.binds.clone(),
         env,
         labels: l,
@@ -695,6 +741,11 @@ pub fn preview(plan: &Plan) -> Vec<Step> {
         .into_iter()
         .filter_map(|k| build(plan, k, &Context::default()).ok())
         .collect()
+}
+
+/// The host path of a `HOST:CONTAINER[:OPTS]` bind.
+pub fn bind_source(bind: &str) -> &str {
+    bind.split(':').next().unwrap_or("")
 }
 
 fn q(s: &str) -> String {
@@ -777,6 +828,7 @@ impl Step {
             Step::ConfirmOldHealth(_) => StepKey::ConfirmOldHealth,
             Step::RollbackEnableHa(_) => StepKey::RollbackEnableHa,
             Step::RollbackComplete => StepKey::RollbackComplete,
+            Step::PreStopCheck(_) => StepKey::PreStopCheck,
         }
     }
 
@@ -820,6 +872,10 @@ impl Step {
             Step::ConfirmOldHealth(h) => format!("wait until {} says healthy", h.url),
             Step::RollbackEnableHa(_) => "enable HA with a refetch window since T1".into(),
             Step::RollbackComplete => "record the rollback complete".into(),
+            Step::PreStopCheck(_) => {
+                "check again what init checked (image, binds, disk, metadata DB, old node health)"
+                    .into()
+            }
         }
     }
 
@@ -916,6 +972,9 @@ impl Step {
                 }
                 c.push(' ');
                 c.push_str(&q(&n.image));
+                if let Some(id) = &n.image_id {
+                    c.push_str(&format!("  -- only while it is image {id}"));
+                }
                 vec![c]
             }
             Step::StartNewContainer(c) => vec![format!("docker start {}", q(&c.name))],
@@ -962,6 +1021,28 @@ impl Step {
                 ),
             ],
             Step::RestartOldContainer(c) => vec![format!("docker restart {}", q(&c.name))],
+            Step::PreStopCheck(p) => {
+                let mut v = vec![format!(
+                    "docker image inspect {}  -- must be {}",
+                    q(&p.image),
+                    p.image_id.as_deref().unwrap_or("present")
+                )];
+                v.extend(
+                    p.binds
+                        .iter()
+                        .map(|b| format!("test -e {}  -- bind source", q(bind_source(b)))),
+                );
+                v.push(format!(
+                    "df {}  -- free space for twice the databases' size",
+                    q(&p.backup_dir)
+                ));
+                v.push("SELECT 1  -- metadata DB reachable".into());
+                v.push(format!(
+                    "curl -s {}  -- the old node is healthy",
+                    p.health.url
+                ));
+                v
+            }
         }
     }
 }
@@ -982,6 +1063,7 @@ mod tests {
             names,
             [
                 "disable-ha",
+                "pre-stop-check",
                 "stop-old",
                 "prune-heartbeat",
                 "dump-rm",
@@ -996,6 +1078,16 @@ mod tests {
                 "complete"
             ]
         );
+    }
+
+    #[test]
+    fn until_stop_old_stops_before_its_check() {
+        use StepKey as K;
+        assert!(stops_before(K::StopOldContainer, K::PreStopCheck));
+        assert!(stops_before(K::StopOldContainer, K::StopOldContainer));
+        assert!(stops_before(K::PreStopCheck, K::PreStopCheck));
+        assert!(!stops_before(K::PruneHeartbeat, K::PreStopCheck));
+        assert!(!stops_before(K::DisableHa, K::StopOldContainer));
     }
 
     #[test]
@@ -1037,6 +1129,7 @@ mod tests {
         };
         assert_eq!(n.name, "oms");
         assert_eq!(n.image, "oms:feature_3.3.1_ce");
+        assert_eq!(n.image_id, p.target_image_id);
         assert_eq!(n.binds, p.old_container.binds);
         assert!(n.env.contains(&("IS_UPGRADE".into(), "true".into())));
         assert!(n.env.contains(&("OMS_HOST_IP".into(), "10.0.0.5".into())));

@@ -284,8 +284,14 @@ impl Recorder {
         }
     }
 
+    /// The next permitted step, as a ledger written before `pre-stop-check` existed has
+    /// it (straight from `disable-ha` to `stop-old`): such ledgers must still report, and
+    /// the figures below are those of that form.
     fn next(&self) -> StepKey {
-        self.journal.state().permitted()[0].key()
+        match self.journal.state().permitted()[0].key() {
+            StepKey::PreStopCheck => StepKey::StopOldContainer,
+            k => k,
+        }
     }
 
     /// Intent at `from`, done at `to`, for the next permitted step.

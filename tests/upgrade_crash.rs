@@ -30,7 +30,12 @@ const PHASES: [&str; 3] = ["before-effect", "after-effect", "after-outcome"];
 
 /// The upgrade's steps (3.3.0 -> 3.3.1).
 fn upgrade_steps() -> Vec<String> {
-    let mut v = vec!["disable-ha", "stop-old", "prune-heartbeat"];
+    let mut v = vec![
+        "disable-ha",
+        "pre-stop-check",
+        "stop-old",
+        "prune-heartbeat",
+    ];
     v.extend(["dump-rm", "dump-cm", "dump-cm_hb"]);
     v.extend([
         "rename-old",

@@ -7,8 +7,9 @@ use support::emulator as emu;
 use support::upgrade::{cli, init, json_of, ok};
 
 /// The 3.3.0 -> 3.3.1 procedure, step by step.
-const FULL_PROCEDURE: [&str; 13] = [
+const FULL_PROCEDURE: [&str; 14] = [
     "disable-ha",
+    "pre-stop-check",
     "stop-old",
     "prune-heartbeat",
     "dump-rm",
@@ -117,10 +118,7 @@ async fn full_upgrade_330_to_331() {
         .expect("new container under the old name");
     assert_ne!(new.id, node.id);
     assert!(new.status.is_running());
-    assert_eq!(
-        new.image,
-        emu::images(&node.docker, &[emu::NEW_VERSION]).await[0].reference
-    );
+    assert_eq!(new.image, support::upgrade::new_image(&node).await);
     assert_eq!(new.binds, node.host.binds());
     assert_eq!(new.env_var("IS_UPGRADE"), Some("true"));
     let old = docker

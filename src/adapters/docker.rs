@@ -230,6 +230,9 @@ pub struct ImageInfo {
     pub repo_tags: Vec<String>,
     /// The image's own environment (`Config.Env`).
     pub env: Vec<String>,
+    /// The image's own labels (`Config.Labels`): a container created from it carries them
+    /// too unless it sets the key itself.
+    pub labels: BTreeMap<String, String>,
 }
 
 /// Everything needed to create a container: the runbook's `docker run -dit ...` line as data.
@@ -758,7 +761,16 @@ impl Docker for BollardDocker {
             Ok(r) => Ok(Some(ImageInfo {
                 id: r.id.unwrap_or_default(),
                 repo_tags: r.repo_tags.unwrap_or_default(),
-                env: r.config.and_then(|c| c.env).unwrap_or_default(),
+                env: r
+                    .config
+                    .as_ref()
+                    .and_then(|c| c.env.clone())
+                    .unwrap_or_default(),
+                labels: r
+                    .config
+                    .and_then(|c| c.labels)
+                    .map(|l| l.into_iter().collect())
+                    .unwrap_or_default(),
             })),
             Err(e) => match map_err(e, Ctx::Image(image)) {
                 DockerError::ImageMissing { .. } => Ok(None),
@@ -1129,6 +1141,20 @@ pub fn user_env(container_env: &[String], image_env: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// The labels of a container that the operator set (`--label`), i.e. not inherited
+/// unchanged from its image's own labels (Docker merges those into the container's).
+/// A key the operator set to a value of its own is kept.
+pub fn user_labels(
+    container: &BTreeMap<String, String>,
+    image: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    container
+        .iter()
+        .filter(|(k, v)| image.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
 /// Returns `env` with `key` set to `value`: an existing entry is replaced in place,
 /// otherwise it is appended.
 pub fn env_set(env: &[String], key: &str, value: &str) -> Vec<String> {
@@ -1303,6 +1329,25 @@ mod tests {
         assert_eq!(
             user_env(&env, &v(&["PATH=/bin"])),
             v(&["OMS_HOST_IP=10.0.0.1", "IS_UPGRADE=false"])
+        );
+    }
+
+    #[test]
+    fn user_labels_drop_what_the_image_gave() {
+        let m = |xs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            xs.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let image = m(&[("oms-emu.version", "3.3.0"), ("vendor", "x")]);
+        let container = m(&[
+            ("oms-emu.version", "3.3.0"),
+            ("vendor", "mine"),
+            ("team", "dba"),
+        ]);
+        assert_eq!(
+            user_labels(&container, &image),
+            m(&[("team", "dba"), ("vendor", "mine")])
         );
     }
 

@@ -32,6 +32,24 @@ pub fn free_space(path: &Path) -> Result<u64, FsError> {
     fs2::available_space(path).map_err(err("measure free space of", path))
 }
 
+/// The nearest folder at or above `p` that exists (where a folder still to be created
+/// would take its space from).
+pub fn existing_ancestor(p: &Path) -> PathBuf {
+    let mut cur = p.to_path_buf();
+    while !cur.exists() {
+        if !cur.pop() {
+            return PathBuf::from("/");
+        }
+    }
+    cur
+}
+
+/// Free space at the nearest existing ancestor of `p`, and that folder.
+pub fn free_space_for(p: &Path) -> Result<(u64, PathBuf), FsError> {
+    let at = existing_ancestor(p);
+    free_space(&at).map(|free| (free, at))
+}
+
 /// Size and BLAKE3 (hex) of a file, read in 1 MiB blocks (memory stays bounded). Blocking:
 /// call it from `spawn_blocking` in async code when the file is large.
 pub fn blake3_file(path: &Path) -> Result<(u64, String), FsError> {

@@ -192,8 +192,9 @@ pub trait MetaDb: Send + Sync {
     fn database_exists(&self, name: &str)
     -> impl Future<Output = Result<bool, MetaDbError>> + Send;
 
-    /// Data plus index bytes of each named database (0 for an absent or empty one), from
-    /// `information_schema.TABLES`.
+    /// Data plus index bytes of each named database (0 for an absent or empty one): the
+    /// larger of `information_schema.TABLES` (statistics, which lag after bulk writes) and
+    /// the InnoDB tablespace files' sizes (which do not), where the server shows those.
     fn database_sizes(
         &self,
         names: &[String],
@@ -522,6 +523,32 @@ impl MetaDb for MysqlMetaDb {
             .map_err(|e| self.classify(e, None))?;
         for (db, bytes) in rows {
             out.insert(db, bytes);
+        }
+        // InnoDB's sizes in `TABLES` are statistics recomputed in the background: right
+        // after a bulk write a database of 400 MB shows 64 KiB (measured on MariaDB 10.11).
+        // The tablespace files' sizes do not lag; where the server shows them (MariaDB:
+        // INNODB_SYS_TABLESPACES, MySQL 8: INNODB_TABLESPACES) the larger figure counts.
+        // Tablespace names are `<db>/<table>` with special characters encoded, so a
+        // database whose name needs encoding keeps the `TABLES` figure.
+        for view in ["INNODB_SYS_TABLESPACES", "INNODB_TABLESPACES"] {
+            let sql = format!(
+                "SELECT SUBSTRING_INDEX(NAME, '/', 1), \
+                 CAST(COALESCE(SUM(FILE_SIZE), 0) AS UNSIGNED) \
+                 FROM information_schema.{view} \
+                 WHERE SUBSTRING_INDEX(NAME, '/', 1) IN ({placeholders}) \
+                 GROUP BY SUBSTRING_INDEX(NAME, '/', 1)"
+            );
+            // A server without the view (or without the privilege to read it) keeps the
+            // statistics' figure.
+            let Ok(rows): Result<Vec<(String, u64)>, _> = c.exec(sql, names.to_vec()).await else {
+                continue;
+            };
+            for (db, bytes) in rows {
+                if let Some(v) = out.get_mut(&db) {
+                    *v = (*v).max(bytes);
+                }
+            }
+            break;
         }
         Ok(out)
     }

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use super::metatls;
 use super::shell::{self, config_bind, journal_error, load_config};
 use super::{CliError, CmdResult, Ctx, ExitKind};
-use crate::adapters::fs::free_space;
+use crate::adapters::fs::{existing_ancestor, free_space};
 use crate::adapters::{BollardDocker, Docker, MetaDb, MysqlMetaDb, TlsState};
 use crate::events::{
     ContainerSnapshot, DbNames, Event, HaAfter, HaMode, MetaDbLocation, Plan, PlanInput,
@@ -523,6 +523,15 @@ async fn preflight(
                     .hint("pass --host-ip"),
             )
         })?;
+    // The old container's labels include its image's; only those the operator set are
+    // carried over, so the new container shows its own image's labels (not 3.3.0's).
+    let old_image_labels = docker
+        .inspect_image(&old.image_id)
+        .await
+        .ok()
+        .flatten()
+        .map(|i| i.labels)
+        .unwrap_or_default();
     let input = PlanInput {
         run_id,
         tool_version: env!("CARGO_PKG_VERSION").into(),
@@ -535,7 +544,7 @@ async fn preflight(
             image_id: old.image_id.clone(),
             binds: old.binds.clone(),
             env: record_env(&old.env),
-            labels: old.labels.clone(),
+            labels: crate::adapters::docker::user_labels(&old.labels, &old_image_labels),
         },
         target_image: args.image.clone(),
         target_image_id: Some(image.id.clone()),
@@ -610,14 +619,4 @@ fn short(id: &str) -> &str {
 
 fn absolute(p: &std::path::Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
-}
-
-fn existing_ancestor(p: &std::path::Path) -> PathBuf {
-    let mut cur = p.to_path_buf();
-    while !cur.exists() {
-        if !cur.pop() {
-            return PathBuf::from("/");
-        }
-    }
-    cur
 }

@@ -182,6 +182,20 @@ pub fn exec_error(e: ExecError) -> CliError {
     match e {
         ExecError::Journal(j) => journal_error(j),
         e @ ExecError::NotPlanned => CliError::new(ExitKind::Refused, e.to_string()),
+        // The check right before T1 found that something `init` relied on has changed:
+        // a refusal (nothing was stopped), not a service failure.
+        ExecError::StepFailed {
+            key: StepKey::PreStopCheck,
+            error,
+            retryable: true,
+            ..
+        } => CliError::new(
+            ExitKind::Refused,
+            format!("refusing to stop the old container: {error}"),
+        )
+        .hint(
+            "fix what the message names, then `oms-upgrade run` checks again; or `oms-upgrade rollback` to abandon the run (it puts HA back as it was)",
+        ),
         ExecError::StepFailed {
             key,
             error,

@@ -92,7 +92,9 @@ pub struct ContainerSnapshot {
     pub binds: Vec<String>,
     /// `Config.Env`, secrets withheld.
     pub env: Vec<EnvVar>,
-    /// `Config.Labels`.
+    /// The labels the operator set on the container: `Config.Labels` minus those it
+    /// inherited unchanged from its image (plans recorded before this rule hold all of
+    /// `Config.Labels`). The new container gets these plus its own image's.
     pub labels: BTreeMap<String, String>,
 }
 

@@ -201,6 +201,13 @@ pub(crate) fn done_facts(
             attestation: None,
         }),
         StepKey::Complete | StepKey::RollbackComplete => StepFacts::Completed,
+        StepKey::PreStopCheck => StepFacts::PreStopChecked {
+            checks: vec![crate::events::PreflightCheck {
+                name: "image".into(),
+                ok: true,
+                detail: format!("{} is still the planned image", plan.target_image),
+            }],
+        },
         StepKey::RollbackVerifyDumps => StepFacts::DumpsVerified {
             checks: MetaDb::ALL
                 .iter()

@@ -178,6 +178,7 @@ pub enum StepKeyV1 {
     ConfirmOldHealth,
     RollbackEnableHa,
     RollbackComplete,
+    PreStopCheck,
 }
 
 /// A version.
@@ -463,6 +464,9 @@ pub enum StepFactsV1 {
     Skipped {
         reason: String,
     },
+    PreStopChecked {
+        checks: Vec<PreflightCheckV1>,
+    },
 }
 
 /// A reconciliation finding. Append only.
@@ -525,6 +529,7 @@ impl From<StepKey> for StepKeyV1 {
             K::ConfirmOldHealth => S::ConfirmOldHealth,
             K::RollbackEnableHa => S::RollbackEnableHa,
             K::RollbackComplete => S::RollbackComplete,
+            K::PreStopCheck => S::PreStopCheck,
         }
     }
 }
@@ -558,6 +563,7 @@ impl From<StepKeyV1> for StepKey {
             S::ConfirmOldHealth => K::ConfirmOldHealth,
             S::RollbackEnableHa => K::RollbackEnableHa,
             S::RollbackComplete => K::RollbackComplete,
+            S::PreStopCheck => K::PreStopCheck,
         }
     }
 }
@@ -1042,6 +1048,9 @@ impl From<&StepFacts> for StepFactsV1 {
             F::Skipped { reason } => S::Skipped {
                 reason: reason.clone(),
             },
+            F::PreStopChecked { checks } => S::PreStopChecked {
+                checks: checks.iter().map(PreflightCheckV1::from).collect(),
+            },
         }
     }
 }
@@ -1193,6 +1202,9 @@ impl TryFrom<StepFactsV1> for StepFacts {
             S::ContainerRestarted { id, name } => F::ContainerRestarted { id, name },
             S::Completed => F::Completed,
             S::Skipped { reason } => F::Skipped { reason },
+            S::PreStopChecked { checks } => F::PreStopChecked {
+                checks: checks.into_iter().map(PreflightCheck::from).collect(),
+            },
         })
     }
 }

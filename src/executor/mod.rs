@@ -272,8 +272,12 @@ impl<'o, D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'o, D, M, H, C> {
                 Next::Blocked { reason } => return Err(ExecError::Blocked { reason }),
                 Next::Reconcile { step } => self.reconcile(&step).await?,
                 Next::Run { step, retry } => {
-                    if until == Some(step.key()) {
-                        return Ok(Stopped::Until(step.key()));
+                    if let Some(u) = until.filter(|u| crate::steps::stops_before(*u, step.key())) {
+                        return Ok(Stopped::Until(u));
+                    }
+                    if let Some(start) = self.start_first(&step).await {
+                        self.execute(&start, true).await?;
+                        continue;
                     }
                     if step.key().needs_confirmation() && !self.observer.confirm(&step) {
                         return Err(ExecError::Declined { key: step.key() });

@@ -8,6 +8,7 @@ use crate::adapters::docker::{ContainerSpec, Ulimit as DockerUlimit, binds_equal
 use crate::adapters::metadb::DbCharset;
 use crate::adapters::{Clock, Docker, Health, MetaDb};
 use crate::dump::{self, ChecksumMethod, Compression, DumpFormat};
+use crate::events::PreflightCheck;
 use crate::events::{
     self, Attestation, ContainerStopped, DumpArtifact, DumpCheck, HaDisabled, HaEnabled, HaMode,
     MetaDb as Db, NamedState, NewContainer, Restored, StepFacts, TableFact,
@@ -15,7 +16,8 @@ use crate::events::{
 use crate::haconfig::{self, HaEdit};
 use crate::redact::redact;
 use crate::steps::{
-    self, HaDisableSpec, HaEnableSpec, HealthSpec, NewContainerSpec, RenameSpec, Step, StopSpec,
+    self, HaDisableSpec, HaEnableSpec, HealthSpec, NewContainerSpec, PreStopSpec, RenameSpec, Step,
+    StopSpec,
 };
 
 use super::{Executor, StepError};
@@ -39,6 +41,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
                 })
             }
             Step::Dump(spec) => {
+                self.check_dump_space(spec).await?;
                 let progress = self.observer.progress();
                 let a = dump::dump_database(
                     &self.ad.db,
@@ -48,7 +51,15 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
                     &*progress,
                 )
                 .await
-                .map_err(retry)?;
+                .map_err(|e| match e {
+                    // The engine's advice is for `backup`; a run's folder is fixed by its plan.
+                    dump::DumpError::DiskFull { path } => StepError::retry(format!(
+                        "no space left while writing {}; the partial file was removed. {}",
+                        path.display(),
+                        free_space_advice(&spec.dir)
+                    )),
+                    e => retry(e),
+                })?;
                 Ok(StepFacts::DumpWritten(artifact_fact(spec.db, &a)))
             }
             Step::RenameOldContainer(spec)
@@ -121,6 +132,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
             }
             Step::EnableHa(spec) | Step::RollbackEnableHa(spec) => self.enable_ha(spec).await,
             Step::Complete | Step::RollbackComplete => Ok(StepFacts::Completed),
+            Step::PreStopCheck(spec) => self.pre_stop_check(spec).await,
             Step::RollbackVerifyDumps(artifacts) => {
                 let mut checks = Vec::new();
                 let mut bad = Vec::new();
@@ -221,6 +233,33 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
         }
     }
 
+    /// `start-new` to run (again) before `step`, when `step` execs into the new container
+    /// and that container is found stopped (someone ran `docker stop` after it was started,
+    /// e.g. between `run --until docker-init` and the next `run`). The core decides whether
+    /// a second start may be recorded now ([`crate::replay::State::may_start_new_again`]).
+    pub(super) async fn start_first(&self, step: &Step) -> Option<Step> {
+        if !matches!(step, Step::RunDockerInit(_) | Step::CheckSupervisor(_)) {
+            return None;
+        }
+        let state = self.journal.state();
+        if !state.may_start_new_again(events::StepKey::StartNewContainer) {
+            return None;
+        }
+        let start = state.step(events::StepKey::StartNewContainer).ok()?;
+        let Step::StartNewContainer(c) = &start else {
+            return None;
+        };
+        let target = c.id.as_deref().unwrap_or(&c.name);
+        // Cannot tell: let the step itself run and say what it finds.
+        let info = self.ad.docker.inspect(target).await.ok()??;
+        let stopped = matches!(
+            info.status,
+            crate::adapters::docker::ContainerStatus::Created
+                | crate::adapters::docker::ContainerStatus::Exited { .. }
+        );
+        stopped.then_some(start)
+    }
+
     fn plan_stop_timeout(&self) -> u64 {
         self.journal
             .state()
@@ -316,9 +355,178 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
     }
 
     async fn create(&mut self, spec: &NewContainerSpec) -> Result<StepFacts, StepError> {
+        // The tag is what `docker ps` should show, but the plan vouches for the image id:
+        // the tag must still name it before the container is created, and the container
+        // must run it after (a re-tag in between is caught there).
+        if let Some(planned) = &spec.image_id {
+            let now = self
+                .ad
+                .docker
+                .inspect_image(&spec.image)
+                .await
+                .map_err(retry)?;
+            if let Some(problem) = image_problem(&spec.image, planned, now.as_ref().map(|i| &i.id))
+            {
+                return Err(StepError::retry(problem));
+            }
+        }
         let docker_spec = container_spec(spec);
         let id = self.ad.docker.create(&docker_spec).await.map_err(retry)?;
+        if let Some(planned) = &spec.image_id {
+            let info = self.ad.docker.inspect(&id).await.map_err(retry)?;
+            let got = info.as_ref().map(|i| i.image_id.clone());
+            if got.as_deref() != Some(planned.as_str()) {
+                // Our own container, created a moment ago and never started: removing it
+                // leaves the name free for the retry.
+                let removed = self.ad.docker.remove(&id, true).await;
+                return Err(StepError::retry(format!(
+                    "the new container {id} was created from image {} but the plan names {planned} for {}; it was removed{}. Re-tag the image (`docker tag {planned} {}`), then `oms-upgrade run` again",
+                    got.as_deref().unwrap_or("(unknown)"),
+                    spec.image,
+                    match removed {
+                        Ok(_) => String::new(),
+                        Err(e) => format!(" (removal failed: {e}; remove it by hand)"),
+                    },
+                    spec.image
+                )));
+            }
+        }
         self.new_container_facts(&id).await
+    }
+
+    /// Everything `init` checked that may have changed since, checked again right before
+    /// T1 (the step after this stops the old container). Changes nothing; a failure names
+    /// what changed and may be retried once it is fixed.
+    async fn pre_stop_check(&mut self, spec: &PreStopSpec) -> Result<StepFacts, StepError> {
+        let mut checks = Vec::new();
+        let mut add = |name: &str, problem: Option<String>, fine: String| {
+            checks.push(PreflightCheck {
+                name: name.into(),
+                ok: problem.is_none(),
+                detail: problem.unwrap_or(fine),
+            })
+        };
+
+        let found = self.ad.docker.inspect_image(&spec.image).await;
+        match (&found, &spec.image_id) {
+            (Err(e), _) => add(
+                "image",
+                Some(format!("cannot inspect {}: {e}", spec.image)),
+                String::new(),
+            ),
+            (Ok(img), Some(planned)) => {
+                let problem = image_problem(&spec.image, planned, img.as_ref().map(|i| &i.id));
+                add(
+                    "image",
+                    problem,
+                    format!("{} is still {planned}", spec.image),
+                );
+            }
+            (Ok(None), None) => add(
+                "image",
+                Some(format!(
+                    "target image {} is no longer present; load it again (`docker load -i ...`)",
+                    spec.image
+                )),
+                String::new(),
+            ),
+            (Ok(Some(img)), None) => add(
+                "image",
+                None,
+                format!("{} present ({})", spec.image, img.id),
+            ),
+        }
+
+        for b in &spec.binds {
+            let src = steps::bind_source(b);
+            let exists = Path::new(src).exists();
+            add(
+                "binds",
+                (!exists).then(|| {
+                    format!("bind source {src} no longer exists on this host (it did at init)")
+                }),
+                format!("{src} exists"),
+            );
+        }
+
+        match self.ad.metadb.ping().await {
+            Err(e) => {
+                add("metadb", Some(format!("metadata DB: {e}")), String::new());
+                add(
+                    "disk",
+                    Some("cannot size the databases: the metadata DB is unreachable".into()),
+                    String::new(),
+                );
+            }
+            Ok(_) => {
+                add("metadb", None, "metadata DB reachable".into());
+                let disk = match self.ad.metadb.database_sizes(&spec.databases).await {
+                    Err(e) => Err(format!("cannot size the databases: {e}")),
+                    Ok(sizes) => disk_room(&spec.backup_dir, sizes.values().sum()),
+                };
+                match disk {
+                    Ok(fine) => add("disk", None, fine),
+                    Err(problem) => add("disk", Some(problem), String::new()),
+                }
+            }
+        }
+
+        let h = &spec.health;
+        let timeout = Duration::from_secs(h.timeout_secs.into());
+        let healthy = self
+            .ad
+            .health
+            .wait_healthy(&h.url, timeout, self.opts.health_poll)
+            .await;
+        match healthy {
+            Ok(r) if r.healthy => add("health", None, format!("{} is healthy", h.url)),
+            Ok(_) => add(
+                "health",
+                Some(format!("the old node at {} is not healthy", h.url)),
+                String::new(),
+            ),
+            Err(e) => add(
+                "health",
+                Some(format!("the old node at {}: {e}", h.url)),
+                String::new(),
+            ),
+        }
+
+        let failed: Vec<String> = checks
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| c.detail.clone())
+            .collect();
+        let facts = StepFacts::PreStopChecked { checks };
+        if failed.is_empty() {
+            return Ok(facts);
+        }
+        Err(StepError {
+            message: format!(
+                "changed since init: {}; the old container was not stopped",
+                failed.join("; ")
+            ),
+            retryable: true,
+            facts: Some(facts),
+            integrity: false,
+        })
+    }
+
+    /// A dump needs room for its file and the spool of a parallel dump (each at most the
+    /// database's size): checked before each dump, as other files may have filled the disk
+    /// since `init`.
+    async fn check_dump_space(&self, spec: &steps::DumpSpec) -> Result<(), StepError> {
+        let size: u64 = self
+            .ad
+            .metadb
+            .database_sizes(std::slice::from_ref(&spec.database))
+            .await
+            .map_err(retry)?
+            .values()
+            .sum();
+        disk_room(&spec.dir, size).map(|_| ()).map_err(|problem| {
+            StepError::retry(format!("{problem}. {}", free_space_advice(&spec.dir)))
+        })
     }
 
     /// Facts of the new container as Docker reports it, with the proof that its binds are
@@ -335,10 +543,18 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
                     "container {id} vanished right after it was created"
                 ))
             })?;
-        let old_binds = self
-            .journal
-            .state()
-            .plan()
+        let plan = self.journal.state().plan();
+        // Found on reconciliation (the normal path checked it already): a container of
+        // this run on another image than the planned one is not the planned upgrade.
+        if let Some(planned) = plan.and_then(|p| p.target_image_id.as_ref())
+            && *planned != info.image_id
+        {
+            return Err(StepError::retry(format!(
+                "container {} ({}) runs image {}, not the planned {planned}; remove it (`docker rm {}`), then `oms-upgrade run` again",
+                info.name, info.id, info.image_id, info.id
+            )));
+        }
+        let old_binds = plan
             .map(|p| p.old_container.binds.clone())
             .unwrap_or_default();
         let equal = binds_equal(&old_binds, &info.binds);
@@ -477,6 +693,51 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
             tokio::time::sleep(self.opts.manual_poll).await;
         }
     }
+}
+
+/// What is wrong with the target image now, given the id the plan recorded for `tag`
+/// (`None`: nothing, it still names the planned image).
+fn image_problem(tag: &str, planned: &str, now: Option<&String>) -> Option<String> {
+    match now {
+        Some(id) if id == planned => None,
+        Some(id) => Some(format!(
+            "{tag} now names image {id}, not {planned} as planned at init; re-tag the planned image (`docker tag {planned} {tag}`) or plan again with `oms-upgrade init` on a new ledger"
+        )),
+        None => Some(format!(
+            "target image {tag} (planned as {planned}) is no longer present; load it again (`docker load -i ...`) so that {tag} is {planned}, or plan again with `oms-upgrade init` on a new ledger"
+        )),
+    }
+}
+
+/// Enough free space where `dir` is (or will be created) for twice `size` bytes: the
+/// detail when there is, the problem when there is not.
+fn disk_room(dir: &str, size: u64) -> Result<String, String> {
+    use crate::units::human_bytes;
+    let (free, at) =
+        crate::adapters::fs::free_space_for(Path::new(dir)).map_err(|e| e.to_string())?;
+    if free >= size.saturating_mul(2) {
+        Ok(format!(
+            "{} free at {}, the databases take {}",
+            human_bytes(free),
+            at.display(),
+            human_bytes(size)
+        ))
+    } else {
+        Err(format!(
+            "only {} free at {}; need twice the databases' {}",
+            human_bytes(free),
+            at.display(),
+            human_bytes(size)
+        ))
+    }
+}
+
+/// What to do when a run's dump folder is full: its place is fixed by the plan (and the
+/// ledger records the files' paths), so the room must be made there.
+fn free_space_advice(dir: &str) -> String {
+    format!(
+        "Free space on the filesystem of the run's dump folder {dir} (the plan fixes where the dumps go), then `oms-upgrade run` again"
+    )
 }
 
 pub(super) fn retry(e: impl std::fmt::Display) -> StepError {

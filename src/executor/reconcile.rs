@@ -47,6 +47,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
             | Step::ConfirmOldHealth(_)
             | Step::CheckOnline(_)
             | Step::RollbackVerifyDumps(_)
+            | Step::PreStopCheck(_)
             | Step::Complete
             | Step::RollbackComplete => {
                 not_done("idempotent or read-only step: safe to perform again")

@@ -42,7 +42,7 @@ fn full_upgrade_331() {
     assert_eq!(s.state.artifacts().len(), 3);
     assert_eq!(s.state.new_container().unwrap().id, "new");
     assert!(s.state.failures().is_empty());
-    assert_eq!(s.state.attempts().len(), 13);
+    assert_eq!(s.state.attempts().len(), 14);
     assert!(s.state.attempts().iter().all(|a| a.duration().is_some()));
     assert_eq!(replay(&s.events).unwrap(), s.state);
 }
@@ -61,7 +61,7 @@ fn guide_42x_runs_supervisor_and_online_checks() {
 #[test]
 fn guide_330_downtime_ends_at_health() {
     let mut s = Sim::planned(plan_for("3.2.2", "3.3.0"));
-    assert_eq!(keys(&s.state.permitted()), [StepKey::StopOldContainer]);
+    assert_eq!(keys(&s.state.permitted()), [StepKey::PreStopCheck]);
     s.run_all();
     assert_eq!(s.state.phase(), Phase::Completed);
     assert_eq!(s.state.t2(), None);
@@ -727,4 +727,109 @@ fn table_slices_are_checked_and_joined() {
         })
         .unwrap_err();
     assert!(e.to_string().contains("only a dump or a restore"), "{e}");
+}
+
+/// Regression (issue 11, defect 3): what `init` checked is checked again right before T1,
+/// and a failed check holds the run before `stop-old`; a ledger written before the check
+/// existed still replays and goes on.
+#[test]
+fn stop_old_comes_only_after_a_passed_pre_stop_check() {
+    let mut s = Sim::planned(plan());
+    s.run_until(StepKey::PreStopCheck);
+    assert_eq!(keys(&s.state.permitted()), [StepKey::PreStopCheck]);
+    s.intent(StepKey::PreStopCheck).unwrap();
+    s.fail(StepKey::PreStopCheck, true).unwrap();
+    // Failed: only the check again, never the stop.
+    assert_eq!(keys(&s.state.permitted()), [StepKey::PreStopCheck]);
+    assert!(s.intent(StepKey::StopOldContainer).is_err());
+    s.intent(StepKey::PreStopCheck).unwrap();
+    s.done(StepKey::PreStopCheck).unwrap();
+    assert_eq!(keys(&s.state.permitted()), [StepKey::StopOldContainer]);
+    // A done outcome must not hide a failed check.
+    let mut t = Sim::planned(plan());
+    t.run_until(StepKey::PreStopCheck);
+    t.intent(StepKey::PreStopCheck).unwrap();
+    let bad = StepFacts::PreStopChecked {
+        checks: vec![PreflightCheck {
+            name: "image".into(),
+            ok: false,
+            detail: "re-tagged".into(),
+        }],
+    };
+    assert!(
+        t.push(Event::StepDone {
+            key: StepKey::PreStopCheck,
+            facts: bad
+        })
+        .is_err()
+    );
+
+    // A ledger from before the check: straight from disable-ha to stop-old.
+    let mut old = Sim::planned(plan());
+    old.run_until(StepKey::PreStopCheck);
+    old.intent(StepKey::StopOldContainer).unwrap();
+    old.done(StepKey::StopOldContainer).unwrap();
+    assert_eq!(keys(&old.state.permitted()), [StepKey::PruneHeartbeat]);
+    old.run_all();
+    assert_eq!(old.state.phase(), Phase::Completed);
+    assert!(
+        !old.state
+            .attempts()
+            .iter()
+            .any(|a| a.key == StepKey::PreStopCheck)
+    );
+    assert_eq!(replay(&old.events).unwrap(), old.state);
+}
+
+/// Regression (issue 11, defect 6): a new container stopped after `start-new` is started
+/// again (another recorded attempt) before the steps that exec into it, not a reason to
+/// fail `docker-init` and roll back.
+#[test]
+fn a_stopped_new_container_may_be_started_again_before_docker_init() {
+    let mut s = Sim::planned(plan());
+    s.run_until(StepKey::StartNewContainer);
+    assert!(!s.state.may_start_new_again(StepKey::StartNewContainer));
+    s.run_until(StepKey::RunDockerInit);
+    assert!(s.state.may_start_new_again(StepKey::StartNewContainer));
+    assert!(!s.state.may_start_new_again(StepKey::CreateNewContainer));
+    s.intent(StepKey::StartNewContainer).unwrap();
+    s.done(StepKey::StartNewContainer).unwrap();
+    assert_eq!(keys(&s.state.permitted()), [StepKey::RunDockerInit]);
+    let starts = s
+        .state
+        .attempts()
+        .iter()
+        .filter(|a| a.key == StepKey::StartNewContainer)
+        .count();
+    assert_eq!(starts, 2);
+    // Once docker-init ran, never again.
+    s.intent(StepKey::RunDockerInit).unwrap();
+    assert!(!s.state.may_start_new_again(StepKey::StartNewContainer));
+    s.done(StepKey::RunDockerInit).unwrap();
+    assert!(!s.state.may_start_new_again(StepKey::StartNewContainer));
+    assert!(s.intent(StepKey::StartNewContainer).is_err());
+    s.run_all();
+    assert_eq!(s.state.phase(), Phase::Completed);
+    assert_eq!(replay(&s.events).unwrap(), s.state);
+}
+
+/// Regression (issue 11, defect 2): a `create-new` done on an image other than the
+/// planned id (a re-pointed tag) is not accepted.
+#[test]
+fn create_new_must_run_the_planned_image_id() {
+    let mut s = Sim::planned(plan());
+    s.run_until(StepKey::CreateNewContainer);
+    s.intent(StepKey::CreateNewContainer).unwrap();
+    let StepFacts::NewContainerCreated(mut n) = s.facts(StepKey::CreateNewContainer) else {
+        panic!()
+    };
+    n.image_id = Some("sha256:other".into());
+    let e = s
+        .push(Event::StepDone {
+            key: StepKey::CreateNewContainer,
+            facts: StepFacts::NewContainerCreated(n),
+        })
+        .unwrap_err();
+    assert!(e.to_string().contains("sha256:other"), "{e}");
+    s.done(StepKey::CreateNewContainer).unwrap();
 }

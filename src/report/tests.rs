@@ -119,10 +119,13 @@ impl Fixture {
 
     /// Intent at `from`, done at `to`.
     fn step(&mut self, key: StepKey, from: DateTime<Utc>, to: DateTime<Utc>) {
-        assert_eq!(
-            self.next(),
-            key,
-            "fixture runs steps in the permitted order"
+        // The fixtures are ledgers as written before `pre-stop-check` existed (straight
+        // from `disable-ha` to `stop-old`): such ledgers must still replay and report.
+        let legacy = key == StepKey::StopOldContainer && self.next() == StepKey::PreStopCheck;
+        assert!(
+            legacy || self.next() == key,
+            "fixture runs steps in the permitted order: {} then {key}",
+            self.next()
         );
         self.push(from, Event::StepIntent { key });
         let facts = self.facts(key, to);

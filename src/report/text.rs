@@ -33,6 +33,7 @@ pub fn title(key: StepKey) -> String {
         StepKey::ConfirmOldHealth => "Confirm old container health".into(),
         StepKey::RollbackEnableHa => "Re-enable HA (rollback)".into(),
         StepKey::RollbackComplete => "Rollback complete".into(),
+        StepKey::PreStopCheck => "Check again before stopping".into(),
     }
 }
 
@@ -247,6 +248,23 @@ pub fn facts(f: &StepFacts) -> String {
         }
         StepFacts::Completed => "-".into(),
         StepFacts::Skipped { reason } => format!("nothing to do: {reason}"),
+        StepFacts::PreStopChecked { checks } => {
+            let bad: Vec<&str> = checks
+                .iter()
+                .filter(|c| !c.ok)
+                .map(|c| c.detail.as_str())
+                .collect();
+            if bad.is_empty() {
+                format!("{} checks passed", checks.len())
+            } else {
+                format!(
+                    "{} of {} checks failed: {}",
+                    bad.len(),
+                    checks.len(),
+                    bad.join("; ")
+                )
+            }
+        }
     }
 }
 

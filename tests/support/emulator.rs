@@ -314,6 +314,15 @@ impl ContainerGuard {
     }
 }
 
+/// A tag of the test owning guard `value` for the emulator image of `version`
+/// (`oms-emu/pinned-<value>:feature_<version>_ce`), removed when the guard is dropped.
+pub fn pinned_reference(value: &str, version: &str) -> String {
+    format!(
+        "oms-emu/pinned-{}:feature_{version}_ce",
+        value.replace('_', "-")
+    )
+}
+
 impl Drop for ContainerGuard {
     fn drop(&mut self) {
         let value = self.value.clone();
@@ -331,6 +340,20 @@ impl Drop for ContainerGuard {
                     return;
                 };
                 super::remove_labelled_containers(&d, Some(&value)).await;
+                for v in ALL_VERSIONS {
+                    // Only the tag: the image stays while other tags name it.
+                    let _ = d
+                        .remove_image(
+                            &pinned_reference(&value, v),
+                            Some(
+                                bollard::query_parameters::RemoveImageOptionsBuilder::default()
+                                    .force(true)
+                                    .build(),
+                            ),
+                            None,
+                        )
+                        .await;
+                }
             });
         })
         .join()

@@ -98,12 +98,25 @@ pub async fn output(cmd: &mut Command) -> Output {
         .unwrap()
 }
 
-/// The 3.3.1 image reference (built from the emulator if needed).
+/// The 3.3.1 image (built from the emulator if needed) under a tag of this node's own,
+/// [`emu::pinned_reference`]: the shared `oms-emu/oms:feature_3.3.1_ce` is re-pointed
+/// whenever another build of the emulator imports its image, and a plan holds `run` to the
+/// image id `init` saw. The node's guard removes the tag.
 pub async fn new_image(node: &OmsNode) -> String {
-    emu::images(&node.docker, &[emu::NEW_VERSION])
+    let img = emu::images(&node.docker, &[emu::NEW_VERSION])
         .await
-        .remove(0)
-        .reference
+        .remove(0);
+    let reference = emu::pinned_reference(&node.guard.value, emu::NEW_VERSION);
+    let (repo, tag) = reference.rsplit_once(':').unwrap();
+    let opts = bollard::query_parameters::TagImageOptionsBuilder::default()
+        .repo(repo)
+        .tag(tag)
+        .build();
+    node.docker
+        .tag_image(&img.id, Some(opts))
+        .await
+        .unwrap_or_else(|e| panic!("docker tag {} {reference}: {e}", img.id));
+    reference
 }
 
 /// `init`'s arguments for `node`: short timeouts, dumps under `backups`, no privileged
@@ -516,7 +529,10 @@ async fn end_state(run: &Run) -> EndState {
         env.sort();
         containers.push(ContainerView {
             name: c.name.replace(&node.name, "<node>"),
-            image: c.image.clone(),
+            // The new image's tag is the node's own (see [`new_image`]).
+            image: c
+                .image
+                .replace(&node.guard.value.replace('_', "-"), "<node>"),
             binds: c.binds.iter().map(|b| b.replace(&host, "<host>")).collect(),
             env,
             running: c.status.is_running(),
