@@ -61,6 +61,23 @@ fn rewrite_in_place(path: &Path, bytes: &[u8]) {
     );
 }
 
+/// Whether a logged statement can change data or schema (anything but reads and session
+/// settings).
+fn changes_data(stmt: &str) -> bool {
+    let up = stmt.trim_start().to_ascii_uppercase();
+    ![
+        "SELECT",
+        "SET ",
+        "SHOW ",
+        "USE ",
+        "COMMIT",
+        "ROLLBACK",
+        "START TRANSACTION",
+    ]
+    .iter()
+    .any(|head| up.starts_with(head))
+}
+
 async fn exists(db: &str) -> bool {
     value(
         "mysql",
@@ -119,7 +136,20 @@ async fn a_file_changed_after_verification_runs_none_of_the_changed_bytes() {
         for (what, bytes) in [("rewritten in place", attack.clone()), ("truncated", half)] {
             let p = path.clone();
             at_verified(move || rewrite_in_place(&p, &bytes));
+            let log = support::hostile::GeneralLog::start().await;
             let err = restore(&artifact).await.expect_err(what);
+            // The server's own account: no statement that writes anything ran in a session
+            // that touched this database (or the attacker's, whose name contains it).
+            let writes: Vec<String> = log
+                .stop_and_read(&db.name)
+                .await
+                .into_iter()
+                .filter(|s| changes_data(s))
+                .collect();
+            assert!(
+                writes.is_empty(),
+                "{kind}, {what}: statements that change data ran: {writes:?}"
+            );
             std::fs::write(&path, &stored).unwrap();
             assert!(
                 !exists(&witness).await,

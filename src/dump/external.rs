@@ -119,7 +119,12 @@ impl DumperFlavour {
             .stdin(Stdio::null())
             .output()
             .await
-            .map_err(|e| DumpError::io(program, e))?;
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => DumpError::DumperNotFound {
+                    program: program.display().to_string(),
+                },
+                _ => DumpError::io(program, e),
+            })?;
         Ok(DumperFlavour::from_version_line(&String::from_utf8_lossy(
             &out.stdout,
         )))
