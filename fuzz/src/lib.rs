@@ -31,8 +31,11 @@ use oms_upgrade::ledger::{Anchor, Checkpoint, Hash, PayloadDecoder, Record, veri
 use oms_upgrade::omsconfig::{MetaDatabases, OmsConfig};
 use oms_upgrade::secret::Secret;
 
+/// A target's body: the raw input bytes in, a panic out when something is wrong.
+pub type Body = fn(&[u8]);
+
 /// Every target: its name (the corpus folder and the fuzz binary) and its body.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Body)] = &[
     ("ledger_record", ledger_record),
     ("ledger_record_roundtrip", ledger_record_roundtrip),
     ("ledger_verify", ledger_verify),
