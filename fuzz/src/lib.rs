@@ -1,6 +1,6 @@
 //! The bodies of oms-upgrade's fuzz targets, one function per target, each taking the raw
 //! input bytes. `fuzz_targets/<name>.rs` hands them to libFuzzer (`scripts/fuzz`, nightly);
-//! the tests at the end of this file run them over the committed corpus and mutations of
+//! `src/tests.rs` runs them over the committed corpus and mutations of
 //! it on stable (`cargo test --manifest-path fuzz/Cargo.toml --no-default-features`).
 //!
 //! A body returns quietly on input the parser rejects; it panics (a finding) when a parser
@@ -433,10 +433,13 @@ pub fn dump_sections(data: &[u8]) {
     let dir = scratch_dir();
     let file = dir.join("dump.sql");
     std::fs::write(&file, data).expect("write the dump file");
+    // Format 3 (native.rs) escapes control characters in marker names; format 2 does not.
+    let format_3 = data.split(|&b| b == b'\n').nth(1) == Some(b"-- Format: 3 (sections)");
     let tables: Vec<TableFact> = data
         .split(|&b| b == b'\n')
         .filter_map(|l| l.strip_prefix(b"-- Table `")?.strip_suffix(b"`"))
         .filter_map(|n| Some(utf8(n)?.replace("``", "`")))
+        .map(|n| if format_3 { unescape_marker(&n) } else { n })
         .map(|name| TableFact {
             name,
             rows: 0,
@@ -502,6 +505,30 @@ pub fn dump_sections(data: &[u8]) {
         show(&parallel),
         show(&in_order)
     );
+}
+
+/// A format 3 marker's name with its escapes (`\\`, `\u{..}`) undone; the text as it is
+/// when an escape is malformed.
+fn unescape_marker(name: &str) -> String {
+    let mut out = String::new();
+    let mut rest = name;
+    while let Some(i) = rest.find('\\') {
+        out.push_str(&rest[..i]);
+        let esc = &rest[i + 1..];
+        if let Some(after) = esc.strip_prefix('\\') {
+            out.push('\\');
+            rest = after;
+        } else if let Some((hex, after)) = esc.strip_prefix("u{").and_then(|e| e.split_once('}'))
+            && let Some(c) = u32::from_str_radix(hex, 16).ok().and_then(char::from_u32)
+        {
+            out.push(c);
+            rest = after;
+        } else {
+            return name.to_string();
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// `dump::Manifest::load`: a backup folder's `manifest.json`. What loads stores and loads
