@@ -22,6 +22,7 @@ use oms_upgrade::dbconn::DbTarget;
 use oms_upgrade::dump::fuzz_hooks;
 use oms_upgrade::dump::{Compression, DumpArtifact, DumpFormat, Manifest, Splitter, TableFact};
 use oms_upgrade::events::{self, EVENT_TYPES, EventDecoder};
+use oms_upgrade::executor::to_recorded;
 use oms_upgrade::haconfig::{HaConfig, HaEdit};
 use oms_upgrade::ledger::record::{
     self, EncodeError, HASH_LEN, MAX_RECORD_LEN, NewRecord, RecordRef,
@@ -29,6 +30,8 @@ use oms_upgrade::ledger::record::{
 use oms_upgrade::ledger::sign::{PublicKey, SigningKey, verify_checkpoint};
 use oms_upgrade::ledger::{Anchor, Checkpoint, Hash, PayloadDecoder, Record, verify_pairs};
 use oms_upgrade::omsconfig::{MetaDatabases, OmsConfig};
+use oms_upgrade::replay::State;
+use oms_upgrade::report::{self, Verification};
 use oms_upgrade::secret::Secret;
 
 /// A target's body: the raw input bytes in, a panic out when something is wrong.
@@ -39,6 +42,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("ledger_record", ledger_record),
     ("ledger_record_roundtrip", ledger_record_roundtrip),
     ("ledger_verify", ledger_verify),
+    ("ledger_replay", ledger_replay),
     ("event_decode", event_decode),
     ("checkpoint", checkpoint),
     ("checkpoint_roundtrip", checkpoint_roundtrip),
@@ -177,9 +181,9 @@ pub fn ledger_record_roundtrip(data: &[u8]) {
     assert!(Record::parse(&stored).expect("parses").hash_is_valid());
 }
 
-/// `ledger::verify_pairs`: a whole ledger as a raw copy of its sled tree (records framed by
-/// a 2-byte big-endian length here). The verdict is consistent with itself.
-pub fn ledger_verify(data: &[u8]) {
+/// Records framed as the `ledger_verify` and `ledger_replay` corpora hold them: each after
+/// its length as 2 big-endian bytes.
+fn framed(data: &[u8]) -> Vec<&[u8]> {
     let mut records = Vec::new();
     let mut rest = data;
     while rest.len() >= 2 {
@@ -187,6 +191,52 @@ pub fn ledger_verify(data: &[u8]) {
         records.push(&rest[2..2 + n]);
         rest = &rest[2 + n..];
     }
+    records
+}
+
+/// `replay` and `report`: a ledger whose chain an attacker recomputed (the hashes are not
+/// keyed), replayed as `status`, `run` and `report` replay it. Whatever replays answers
+/// what comes next and renders as a report, without panicking.
+pub fn ledger_replay(data: &[u8]) {
+    let stored = framed(data);
+    let mut state = State::new();
+    let mut recorded = Vec::new();
+    for bytes in &stored {
+        let Ok(rec) = Record::parse(bytes) else { break };
+        let Ok(r) = to_recorded(&rec) else { break };
+        if state.apply(&r).is_err() {
+            break;
+        }
+        recorded.push(r);
+    }
+    let _ = (
+        state.phase(),
+        state.in_doubt(),
+        state.next(),
+        state.permitted(),
+    );
+    let _ = (
+        state.remaining(),
+        state.rollback_keys(),
+        state.can_rollback(),
+    );
+    if recorded.is_empty() {
+        return;
+    }
+    let keys = stored.iter().enumerate();
+    let pairs = keys.map(|(i, r)| (oms_upgrade::ledger::store::seq_key(i as u64 + 1), *r));
+    let ledger_id = RecordRef::parse(stored[0]).map_or(Uuid::nil(), |r| r.ledger_id);
+    let verified = verify_pairs(ledger_id, pairs, None, Some(&EventDecoder));
+    let verification = Verification::from_verify_report(&verified, vec![]);
+    let report = report::build(&recorded, &state, verification);
+    let _ = (report::to_json(&report), report::to_markdown(&report));
+    let _ = report::to_html(&report);
+}
+
+/// `ledger::verify_pairs`: a whole ledger as a raw copy of its sled tree (records framed by
+/// a 2-byte big-endian length here). The verdict is consistent with itself.
+pub fn ledger_verify(data: &[u8]) {
+    let records = framed(data);
     let ledger_id = records
         .first()
         .and_then(|r| RecordRef::parse(r).ok())

@@ -157,6 +157,7 @@ corpus_tests!(
     ledger_record,
     ledger_record_roundtrip,
     ledger_verify,
+    ledger_replay,
     event_decode,
     checkpoint,
     checkpoint_roundtrip,
