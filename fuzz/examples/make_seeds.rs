@@ -1,6 +1,7 @@
 //! Writes the ledger seeds of the fuzz corpus from real ledgers, read through the public
 //! API: each record's stored bytes (`ledger_record`), each payload with its type selector
-//! (`event_decode`) and each whole ledger framed as `ledger_verify` reads it. Event types no
+//! (`event_decode`) and each whole ledger framed as `ledger_verify` and `ledger_replay`
+//! read it. Event types no
 //! given ledger holds are added from `events::encode`, so every decoder has a seed.
 //!
 //! ```text
@@ -57,7 +58,9 @@ fn main() {
             framed.extend_from_slice(&len.to_be_bytes());
             framed.extend_from_slice(&rec.stored);
         }
-        write_seed(&corpus.join("ledger_verify"), &format!("l{n}"), &framed);
+        for target in ["ledger_verify", "ledger_replay"] {
+            write_seed(&corpus.join(target), &format!("l{n}"), &framed);
+        }
     }
     let t = DateTime::from_timestamp(1_764_230_400, 0).expect("a valid time");
     let extra = [
