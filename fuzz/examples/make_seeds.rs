@@ -1,8 +1,8 @@
 //! Writes the ledger seeds of the fuzz corpus from real ledgers, read through the public
 //! API: each record's stored bytes (`ledger_record`), each payload with its type selector
 //! (`event_decode`) and each whole ledger framed as `ledger_verify` and `ledger_replay`
-//! read it. Event types no
-//! given ledger holds are added from `events::encode`, so every decoder has a seed.
+//! read it. Event types no given ledger holds are added from `events::encode`, so every
+//! decoder has a seed.
 //!
 //! ```text
 //! cargo run --manifest-path fuzz/Cargo.toml --no-default-features --example make_seeds -- \
