@@ -462,7 +462,7 @@ pub fn dump_splitter(data: &[u8]) {
             show(&whole)
         );
         last = Some(*at);
-        // Open finding F2: a statement that starts with `-`, `/`, `/*!` or `/*M!` is reported
+        // Open finding F3: a statement that starts with `-`, `/`, `/*!` or `/*M!` is reported
         // 1 to 3 bytes after where it starts.
         if strict() || !matches!(stmt.first(), Some(b'-' | b'/')) {
             assert_eq!(
@@ -527,7 +527,7 @@ pub fn dump_sections(data: &[u8]) {
         at = *end;
     }
     assert_eq!(tail, (at, data.len() as u64));
-    // Open finding F3: a header that ends inside a quote or comment is split on its own
+    // Open finding F4: a header that ends inside a quote or comment is split on its own
     // (`split_small`) while the file loaded in order reads the sections as part of it.
     let mut sp = Splitter::default();
     sp.feed(&header, 0, &mut |_, _| Ok::<(), ()>(()))
