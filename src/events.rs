@@ -1110,8 +1110,12 @@ fn decode_stored<T: serde::de::DeserializeOwned>(
         version: 1,
         reason,
     };
-    let (v, used) = bincode::serde::decode_from_slice(payload, bincode::config::standard())
-        .map_err(|e| malformed(e.to_string()))?;
+    // A string's length is claimed (and allocated) before its bytes are read; no payload
+    // holds more than a record, so a larger claim is malformed, not an allocation to try.
+    let config =
+        bincode::config::standard().with_limit::<{ crate::ledger::record::MAX_RECORD_LEN }>();
+    let (v, used) =
+        bincode::serde::decode_from_slice(payload, config).map_err(|e| malformed(e.to_string()))?;
     if used != payload.len() {
         return Err(malformed(format!(
             "{} trailing bytes after the payload",

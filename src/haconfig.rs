@@ -227,14 +227,17 @@ impl HaConfig {
     /// True when every field the edit sets already has that value (a read-back check,
     /// and the condition polled for in manual HA mode).
     pub fn satisfies(&self, edit: &HaEdit) -> Result<bool, HaConfigError> {
-        let f = self.fields()?;
-        Ok(edit.enable.is_none_or(|b| f.enable == Some(b))
+        // Only the fields the edit sets are read, as in `apply`: a malformed field it leaves
+        // alone must not fail a step that does not touch it.
+        Ok(edit
+            .enable
+            .map_or(Ok(true), |b| Ok(self.enable()? == Some(b)))?
             && edit
                 .perceive_checkpoint
-                .is_none_or(|b| f.perceive_checkpoint == Some(b))
-            && edit
-                .refetch_interval_min
-                .is_none_or(|n| f.refetch_interval_min == Some(n)))
+                .map_or(Ok(true), |b| Ok(self.perceive_checkpoint()? == Some(b)))?
+            && edit.refetch_interval_min.map_or(Ok(true), |n| {
+                Ok::<_, HaConfigError>(self.refetch_interval_min()? == Some(n))
+            })?)
     }
 
     /// The compact JSON text: stored keys in stored order with their raw values.
@@ -506,6 +509,19 @@ mod tests {
             )
             .is_ok()
         );
+    }
+
+    /// Found by fuzzing (`fuzz/corpus/haconfig/regress-satisfies-unrelated-field`): a
+    /// malformed field the edit does not set made `satisfies` fail although `apply` succeeds.
+    #[test]
+    fn satisfies_reads_only_the_fields_the_edit_sets() {
+        let json = r#"{"enable":true,"refetchStoreIntervalMin":"soon"}"#;
+        let off = HaEdit {
+            enable: Some(false),
+            ..Default::default()
+        };
+        assert!(!satisfies(json, &off).unwrap());
+        assert!(satisfies(&edit(json, &off).unwrap(), &off).unwrap());
     }
 
     #[test]

@@ -21,6 +21,8 @@ use std::sync::Arc;
 mod artifact;
 mod external;
 mod facts;
+#[doc(hidden)]
+pub mod fuzz_hooks;
 mod native;
 mod parallel;
 mod partial;

@@ -55,6 +55,14 @@ fn malformed_and_trailing_bytes_are_errors() {
     assert!(matches!(e, DecodeError::Malformed { .. }));
 }
 
+/// Found by fuzzing (`fuzz/corpus/event_decode/regress-note-claims-2p60-bytes`): a length
+/// prefix claiming 2^60 bytes made bincode allocate them up front and abort the process.
+#[test]
+fn a_length_claiming_more_than_a_record_holds_is_malformed() {
+    let e = decode(types::NOTE, 1, &[0xfd, 0, 0, 0, 0, 0, 0, 0, 0x10]).unwrap_err();
+    assert!(matches!(e, DecodeError::Malformed { .. }), "{e}");
+}
+
 #[test]
 fn out_of_range_time_is_malformed() {
     let bad = v1::AttestationV1 {
