@@ -231,6 +231,13 @@ pub(crate) fn verify_and_find(
         header.extend_from_slice(b);
         Ok(())
     })?;
+    // Every connection runs the header before its section, so the header must end between
+    // statements: one that leaves a quote or an executable comment open would make the
+    // sections read as other statements than the file read in order (finding F4 of the
+    // `dump_sections` fuzz target). Such a file is loaded in order instead.
+    if !ends_between_statements(&header) {
+        return Ok((data, None));
+    }
     Ok((
         data,
         Some(Sections {
@@ -239,6 +246,13 @@ pub(crate) fn verify_and_find(
             tail: layout.tail,
         }),
     ))
+}
+
+/// Whether `sql` ends outside every quote and comment, with no statement left open.
+fn ends_between_statements(sql: &[u8]) -> bool {
+    let mut splitter = Splitter::default();
+    let fed = splitter.feed(sql, 0, &mut |_, _| Ok::<(), ()>(()));
+    fed.is_ok() && splitter.is_idle()
 }
 
 /// Line scanner: keeps the head of the current line, bounded, and records marker lines.
@@ -508,6 +522,19 @@ pub(crate) fn read_range(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A header that leaves a quote or an executable comment open is not a header the
+    /// sections can share (finding F4 of the `dump_sections` fuzz target).
+    #[test]
+    fn a_header_must_end_between_statements() {
+        assert!(ends_between_statements(b"SET NAMES utf8mb4;\n\n"));
+        assert!(ends_between_statements(b"-- only a comment\n"));
+        assert!(!ends_between_statements(
+            b"SET NAMES utf8mb4;\n/*!40101 SET x=1;\n"
+        ));
+        assert!(!ends_between_statements(b"SET a='open;\n"));
+        assert!(!ends_between_statements(b"SET a=1\n"));
+    }
     use crate::dump::artifact::ChecksumMethod;
     use crate::dump::artifact::TableFact;
 
