@@ -396,13 +396,19 @@ async fn killed_during_a_long_docker_init_that_execed() {
             child.try_wait().unwrap().is_none(),
             "the run ended before docker_init.sh began"
         );
-        assert!(std::time::Instant::now() < deadline, "docker_init.sh never began");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "docker_init.sh never began"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(
-        !run.node.host.docker_init_log().contains("全部初始化步骤执行成功"),
+        !run.node
+            .host
+            .docker_init_log()
+            .contains("全部初始化步骤执行成功"),
         "the kill landed after docker_init.sh had finished: make it slower"
     );
     run.ok(&["run", "--yes"]).await;

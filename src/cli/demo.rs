@@ -82,6 +82,12 @@ pub struct DemoArgs {
     /// not be removed (each such thing is named).
     #[arg(long, conflicts_with = "privileged")]
     pub clean: bool,
+    /// Stop after setting up the node and recording the plan with `init`: nothing is
+    /// upgraded. Prints the exact commands to `run` the upgrade, kill it, resume it, roll it
+    /// back, check the ledger against the live node and clean up, so a person (or
+    /// `scripts/soak`) can drive the node by hand.
+    #[arg(long, conflicts_with = "clean")]
+    pub plan_only: bool,
 }
 
 /// Where the metadata DB is (no password: that stays in the demo's config.yaml).
@@ -724,6 +730,11 @@ impl Demo {
         if !r.ok() {
             return Err(self.child_failed("init", &r));
         }
+        if self.args.plan_only {
+            self.st.stage = "planned".into();
+            self.st.save()?;
+            return self.planned_summary(node);
+        }
         let r = self.oms_upgrade(&["run", "--yes"])?;
         if !r.ok() {
             return Err(self.child_failed("run --yes", &r));
@@ -889,6 +900,141 @@ impl Demo {
         } else {
             Err(self.child_failed("ledger verify", &verify))
         }
+    }
+}
+
+impl Demo {
+    /// `--plan-only`: the node and the recorded plan, and the commands to drive them.
+    fn planned_summary(&self, node: &Node) -> CmdResult {
+        let (_, state) = crate::executor::replay_dir(&self.st.ledger)
+            .map_err(|e| internal("read the demo ledger back", e))?;
+        let plan = state.plan().cloned().ok_or_else(|| {
+            internal(
+                "read the demo ledger back",
+                "the ledger holds no plan after `init`",
+            )
+        })?;
+        let commands = planned_commands(&self.st.ledger);
+        let summary = serde_json::json!({
+            "ok": true,
+            "plan_only": true,
+            "demo_id": self.st.id,
+            "demo_dir": self.st.dir,
+            "state_file": self.st.path(),
+            "ledger": self.st.ledger,
+            "run_id": plan.run_id.to_string(),
+            "from": plan.source_version.to_string(),
+            "to": plan.target_version.to_string(),
+            "phase": state.phase().to_string(),
+            "container": { "name": self.st.container, "id": self.st.old_container_id },
+            "new_name": plan.new_name,
+            "images": { "old": node.images[0].reference, "new": node.images[1].reference },
+            "metadb": self.target.display_url(),
+            "databases": self.st.databases,
+            "config": self.st.config,
+            "logs": self.st.dir.join("logs"),
+            "backups": plan.dump_dir(),
+            "health_url": self.st.health_url,
+            "seed": {
+                "value_bytes": node.seed["valueBytes"],
+                "rows": node.seed["rows"],
+            },
+            "commands": commands.iter().map(|(k, _, c)| (k.to_string(), serde_json::json!(c)))
+                .collect::<serde_json::Map<_, _>>(),
+        });
+        if self.json {
+            println!("{summary}");
+        } else {
+            println!();
+            println!(
+                "Demo {}: node {} ({}) is running; the upgrade {} -> {} is planned in {} and nothing else was done.",
+                self.st.id,
+                self.st.container,
+                node.images[0].reference,
+                plan.source_version,
+                plan.target_version,
+                self.st.ledger.display()
+            );
+            println!("Drive it (paste into bash):");
+            for (_, what, c) in &commands {
+                println!("  # {what}");
+                println!("  {c}");
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// The commands `--plan-only` prints, as (key, what it does, command line). The node's
+/// password is in its config.yaml, so a password meant for a real OMS in the caller's
+/// environment is removed from the commands that reach the metadata DB, as the demo does
+/// for its own children.
+fn planned_commands(ledger: &Path) -> Vec<(&'static str, &'static str, String)> {
+    // The path of this executable: after `scripts/demo` it is not on PATH.
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "oms-upgrade".into());
+    let l = shell_quote(&ledger.display().to_string());
+    let exe = shell_quote(&exe);
+    let tool = format!("env -u {PASSWORD_ENV} {exe} --ledger {l}");
+    vec![
+        (
+            "status",
+            "where the run stands",
+            format!("{exe} --ledger {l} status"),
+        ),
+        (
+            "plan",
+            "each step's exact commands and SQL",
+            format!("{exe} --ledger {l} plan"),
+        ),
+        (
+            "run",
+            "upgrade (resumes after a kill)",
+            format!("{tool} run --yes"),
+        ),
+        (
+            "kill",
+            "upgrade in the background and SIGKILL it after 3 s (then `run` again resumes)",
+            format!("{tool} run --yes & sleep 3; kill -9 $!"),
+        ),
+        (
+            "rollback",
+            "roll back (resumes after a kill too)",
+            format!("{tool} rollback --yes"),
+        ),
+        (
+            "verify",
+            "the hash chain",
+            format!("{exe} --ledger {l} ledger verify"),
+        ),
+        (
+            "verify_artifacts",
+            "the hash chain and every dump file",
+            format!("{exe} --ledger {l} ledger verify --artifacts"),
+        ),
+        (
+            "verify_live",
+            "the recorded end state against the live node",
+            format!("{tool} ledger verify --live"),
+        ),
+        (
+            "clean",
+            "remove the demo",
+            format!("{exe} demo --clean --ledger {l}"),
+        ),
+    ]
+}
+
+/// `s` as one bash word (single-quoted unless it is plainly safe).
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:=@".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
     }
 }
 

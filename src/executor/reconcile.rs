@@ -220,7 +220,9 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
                 Finding::Failed {
                     error: format!(
                         "docker_init.sh is still running in {} after the step's {} s timeout ({}): it must not be interrupted or run twice; find out why it hangs (its log is {log}), then roll back with `oms-upgrade rollback`",
-                        spec.container, spec.timeout_secs, w.describe()
+                        spec.container,
+                        spec.timeout_secs,
+                        w.describe()
                     ),
                     retryable: false,
                 },
@@ -322,7 +324,13 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
         loop {
             let mut still = Vec::new();
             for s in &watched {
-                match self.ad.docker.inspect_exec(&s.id).await.map_err(|e| e.to_string())? {
+                match self
+                    .ad
+                    .docker
+                    .inspect_exec(&s.id)
+                    .await
+                    .map_err(|e| e.to_string())?
+                {
                     Some(now) if now.running => still.push(now),
                     Some(now) => exit_code = exit_code.or(now.exit_code),
                     None => {}
