@@ -287,7 +287,11 @@ async fn demo_plan_only_stops_after_the_plan_and_prints_working_commands() {
     assert_eq!(v["container"]["id"], labelled[0].id.as_str());
     let status = one_json(&cli(&ledger).args(["--json", "status"]).output().unwrap());
     assert_eq!(status["t1"], serde_json::Value::Null, "{status:#}");
-    assert_eq!(status["permitted"], serde_json::json!(["disable-ha"]), "{status:#}");
+    assert_eq!(
+        status["permitted"],
+        serde_json::json!(["disable-ha"]),
+        "{status:#}"
+    );
 
     // The printed commands are complete command lines that work as printed.
     let cmd = |k: &str| {
