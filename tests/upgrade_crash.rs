@@ -268,11 +268,9 @@ async fn crash_matrix_rollback() {
     assert_matrix(&steps, &all, (a.2, a.1), (b.2, b.1), &ref_end, "rollback");
 }
 
-/// Spawns `oms-upgrade run --yes` and sends it SIGKILL (as `kill -9` does) after
-/// `delay`. Returns `true` when the kill landed, `false` when the run had already finished
-/// on its own (successfully: anything else fails the test).
-async fn kill_after(run: &Run, delay: Duration) -> bool {
-    let mut child = std::process::Command::new(support::upgrade::bin())
+/// Spawns `oms-upgrade run --yes` on `run`'s ledger (stderr piped), to be killed.
+fn spawn_run(run: &Run) -> std::process::Child {
+    std::process::Command::new(support::upgrade::bin())
         .env("OMS_UPGRADE_LEDGER", run.ledger())
         .env("OMS_UPGRADE_OPERATOR", "tester")
         .env("OMS_UPGRADE_HOST", "ci-host")
@@ -283,7 +281,14 @@ async fn kill_after(run: &Run, delay: Duration) -> bool {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// Spawns `oms-upgrade run --yes` and sends it SIGKILL (as `kill -9` does) after
+/// `delay`. Returns `true` when the kill landed, `false` when the run had already finished
+/// on its own (successfully: anything else fails the test).
+async fn kill_after(run: &Run, delay: Duration) -> bool {
+    let mut child = spawn_run(run);
     tokio::time::sleep(delay).await;
     if child.try_wait().unwrap().is_none() {
         child.kill().unwrap();
@@ -377,18 +382,7 @@ async fn killed_during_a_long_docker_init_that_execed() {
     run.node.host.set_init_exec(true);
     run.node.host.set_init_step_delay(2_000);
     let watch = EventWatch::start(&run.node).await;
-    let mut child = std::process::Command::new(support::upgrade::bin())
-        .env("OMS_UPGRADE_LEDGER", run.ledger())
-        .env("OMS_UPGRADE_OPERATOR", "tester")
-        .env("OMS_UPGRADE_HOST", "ci-host")
-        .env_remove("OMS_META_PASSWORD")
-        .env_remove("FAILPOINTS")
-        .args(["run", "--yes"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_run(&run);
     // The upgrade's init has begun once its log says so (the fresh install's log does not).
     let deadline = std::time::Instant::now() + Duration::from_secs(180);
     while !run.node.host.docker_init_log().contains("IS_UPGRADE=true") {

@@ -747,14 +747,7 @@ impl Demo {
             self.st.save()?;
         }
 
-        let (_, state) = crate::executor::replay_dir(&self.st.ledger)
-            .map_err(|e| internal("read the demo ledger back", e))?;
-        let plan = state.plan().cloned().ok_or_else(|| {
-            internal(
-                "read the demo ledger back",
-                "the ledger holds no plan after `init`",
-            )
-        })?;
+        let (state, plan) = self.read_back()?;
         let old_id = self.st.old_container_id.clone().unwrap_or_default();
         let (new, old, healthy) = rt.block_on(async {
             let new = docker.inspect(&plan.new_name).await.map_err(service)?;
@@ -797,41 +790,28 @@ impl Demo {
         ];
         let dbs = self.st.databases.clone();
         let verify_ok = verify.ok();
-        let summary = serde_json::json!({
-            "ok": verify_ok,
-            "demo_id": self.st.id,
-            "demo_dir": self.st.dir,
-            "state_file": self.st.path(),
-            "ledger": self.st.ledger,
-            "run_id": plan.run_id.to_string(),
-            "from": plan.source_version.to_string(),
-            "to": plan.target_version.to_string(),
-            "phase": state.phase().to_string(),
-            "containers": {
-                "new": container_json(&new),
-                "old": container_json(&old),
-            },
-            "images": { "old": node.images[0].reference, "new": node.images[1].reference },
-            "metadb": self.target.display_url(),
-            "databases": dbs,
-            "config": self.st.config,
-            "backups": plan.dump_dir(),
-            "health_url": self.st.health_url,
-            "healthy": healthy,
-            "seed": {
-                "value_bytes": node.seed["valueBytes"],
-                "rows": node.seed["rows"],
-            },
-            "t1": state.t1(),
-            "t2": state.t2(),
-            "downtime_seconds": downtime,
-            "refetch_minutes": refetch,
-            "verify": match &verify.json {
-                Some(v) => v.clone(),
-                None => serde_json::json!({ "ok": verify_ok }),
-            },
-            "look_around": look,
-        });
+        let summary = self.summary(
+            &state,
+            &plan,
+            node,
+            serde_json::json!({
+                "ok": verify_ok,
+                "containers": {
+                    "new": container_json(&new),
+                    "old": container_json(&old),
+                },
+                "healthy": healthy,
+                "t1": state.t1(),
+                "t2": state.t2(),
+                "downtime_seconds": downtime,
+                "refetch_minutes": refetch,
+                "verify": match &verify.json {
+                    Some(v) => v.clone(),
+                    None => serde_json::json!({ "ok": verify_ok }),
+                },
+                "look_around": look,
+            }),
+        );
         if self.json {
             println!("{summary}");
         } else {
@@ -904,8 +884,8 @@ impl Demo {
 }
 
 impl Demo {
-    /// `--plan-only`: the node and the recorded plan, and the commands to drive them.
-    fn planned_summary(&self, node: &Node) -> CmdResult {
+    /// The demo's ledger replayed, and the plan `init` recorded in it.
+    fn read_back(&self) -> Result<(crate::replay::State, crate::events::Plan), CliError> {
         let (_, state) = crate::executor::replay_dir(&self.st.ledger)
             .map_err(|e| internal("read the demo ledger back", e))?;
         let plan = state.plan().cloned().ok_or_else(|| {
@@ -914,10 +894,18 @@ impl Demo {
                 "the ledger holds no plan after `init`",
             )
         })?;
-        let commands = planned_commands(&self.st.ledger);
-        let summary = serde_json::json!({
-            "ok": true,
-            "plan_only": true,
+        Ok((state, plan))
+    }
+
+    /// The summary's keys every demo has, with `extra`'s (an object) added.
+    fn summary(
+        &self,
+        state: &crate::replay::State,
+        plan: &crate::events::Plan,
+        node: &Node,
+        extra: serde_json::Value,
+    ) -> serde_json::Value {
+        let mut v = serde_json::json!({
             "demo_id": self.st.id,
             "demo_dir": self.st.dir,
             "state_file": self.st.path(),
@@ -926,22 +914,41 @@ impl Demo {
             "from": plan.source_version.to_string(),
             "to": plan.target_version.to_string(),
             "phase": state.phase().to_string(),
-            "container": { "name": self.st.container, "id": self.st.old_container_id },
-            "new_name": plan.new_name,
             "images": { "old": node.images[0].reference, "new": node.images[1].reference },
             "metadb": self.target.display_url(),
             "databases": self.st.databases,
             "config": self.st.config,
-            "logs": self.st.dir.join("logs"),
             "backups": plan.dump_dir(),
             "health_url": self.st.health_url,
             "seed": {
                 "value_bytes": node.seed["valueBytes"],
                 "rows": node.seed["rows"],
             },
-            "commands": commands.iter().map(|(k, _, c)| (k.to_string(), serde_json::json!(c)))
-                .collect::<serde_json::Map<_, _>>(),
         });
+        if let (Some(m), serde_json::Value::Object(e)) = (v.as_object_mut(), extra) {
+            m.extend(e);
+        }
+        v
+    }
+
+    /// `--plan-only`: the node and the recorded plan, and the commands to drive them.
+    fn planned_summary(&self, node: &Node) -> CmdResult {
+        let (state, plan) = self.read_back()?;
+        let commands = planned_commands(&self.st.ledger);
+        let summary = self.summary(
+            &state,
+            &plan,
+            node,
+            serde_json::json!({
+                "ok": true,
+                "plan_only": true,
+                "container": { "name": self.st.container, "id": self.st.old_container_id },
+                "new_name": plan.new_name,
+                "logs": self.st.dir.join("logs"),
+                "commands": commands.iter().map(|(k, _, c)| (k.to_string(), serde_json::json!(c)))
+                    .collect::<serde_json::Map<_, _>>(),
+            }),
+        );
         if self.json {
             println!("{summary}");
         } else {
