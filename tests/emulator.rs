@@ -658,3 +658,60 @@ async fn a_421_node_upgrades_to_422_with_supervisorctl_running_before_init() {
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stdout).contains("STOPPED"));
 }
+
+/// The `.emu-init-exec` knob: `docker_init.sh` `exec`s into the emulator, so while init runs
+/// no process in the container is named after the script; without it the script stays as
+/// the emulator's parent. Either way the engine's record of the exec session (what
+/// oms-upgrade looks for after a crash) shows it running, with its command and a pid.
+#[tokio::test]
+async fn init_exec_knob_changes_the_process_name_but_not_the_exec_session() {
+    use oms_upgrade::adapters::{BollardDocker, Docker};
+    let node = start_old_oms().await;
+    node.host.set_init_hang(true);
+    let new = replace_with(&node, NEW_VERSION, &["IS_UPGRADE=true"]).await;
+    let adapter = BollardDocker::from_client(node.docker.clone());
+    for exec_mode in [false, true] {
+        node.host.set_init_exec(exec_mode);
+        let _ = std::fs::remove_file(node.host.logs.join("docker_init.log"));
+        let exec_id = exec_detached(&node.docker, &new, &["bash", "/root/docker_init.sh"]).await;
+        eventually("the hang is logged", || async {
+            node.host.docker_init_log().contains("injected hang")
+        })
+        .await;
+        let ps = exec(&node.docker, &new, &["ps", "-o", "args"]).await;
+        let named = ps
+            .output
+            .lines()
+            .any(|l| l.contains("docker_init") && !l.contains("ps -o"));
+        assert_eq!(named, !exec_mode, "exec mode {exec_mode}:\n{}", ps.output);
+        let sessions = adapter.running_execs(&new).await.unwrap().unwrap();
+        let init: Vec<_> = sessions
+            .iter()
+            .filter(|s| s.argv == ["bash", "/root/docker_init.sh"])
+            .collect();
+        assert_eq!(init.len(), 1, "{sessions:?}");
+        assert_eq!(init[0].id, exec_id);
+        assert!(init[0].running && init[0].pid.is_some(), "{:?}", init[0]);
+        let kill = exec(
+            &node.docker,
+            &new,
+            &["sh", "-c", "kill $(cat /home/ds/run/docker_init.pid)"],
+        )
+        .await;
+        assert_eq!(kill.exit_code, 0, "{}", kill.output);
+        eventually("the killed init ends", || async {
+            !exec_state(&node.docker, &exec_id).await.0
+        })
+        .await;
+        let after = adapter.inspect_exec(&exec_id).await.unwrap().unwrap();
+        assert!(!after.running && after.exit_code.is_some(), "{after:?}");
+        assert!(
+            adapter
+                .running_execs(&new)
+                .await
+                .unwrap()
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
