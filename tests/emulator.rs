@@ -1,6 +1,7 @@
 //! The OMS CE emulator against the real Docker engine and MariaDB: health, heartbeats,
-//! `docker_init.sh` (fresh, upgrade with and without `IS_UPGRADE`, forced failure and hang),
-//! bad configuration, clean SIGTERM, cached images, and the seeder's awkward values.
+//! `docker_init.sh` (fresh, upgrade with and without `IS_UPGRADE`, forced failure and hang,
+//! the knob that makes it `exec`), bad configuration, clean SIGTERM, cached images, and the
+//! seeder's awkward values.
 
 mod support;
 
