@@ -363,7 +363,8 @@ fn bind_drifts(recorded: &[String], found: &[String], subject: &str) -> Vec<Drif
 }
 
 /// Environment variables that differ. A withheld (secret) value is compared only for
-/// presence, and a found value is shown only when its name does not look secret.
+/// presence, other values as recorded (secrets inside them masked), and a found value is
+/// shown as it would be recorded.
 fn env_drifts(recorded: &[EnvVar], found: &[String], subject: &str) -> Vec<Drift> {
     let found: BTreeMap<&str, &str> = found
         .iter()
@@ -377,12 +378,17 @@ fn env_drifts(recorded: &[EnvVar], found: &[String], subject: &str) -> Vec<Drift
         let field = format!("env {}", var.name);
         match (found.get(var.name.as_str()), &var.value) {
             (None, _) => out.push(drift(subject, &field, &var.to_string(), ABSENT)),
-            (Some(v), Some(want)) if v != want => out.push(drift(
-                subject,
-                &field,
-                &var.to_string(),
-                &shown(&var.name, v),
-            )),
+            // Compared as recorded: a masked secret inside a value counts as equal.
+            (Some(v), Some(want))
+                if EnvVar::recorded(&var.name, v).value.as_ref() != Some(want) =>
+            {
+                out.push(drift(
+                    subject,
+                    &field,
+                    &var.to_string(),
+                    &shown(&var.name, v),
+                ))
+            }
             _ => {}
         }
     }

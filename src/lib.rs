@@ -22,8 +22,10 @@ pub mod versions;
 // The SQL the metadata-database adapter runs, also printed by `plan` (one source).
 pub mod sqltext;
 
-// Secrets that never print, and where the metadata database is.
+// Secrets that never print, secrets masked in recorded text, and where the metadata
+// database is.
 pub mod dbconn;
+pub mod redact;
 pub mod secret;
 
 // Sizes as people write them (`64K`) and read them (`1.5 KiB`).

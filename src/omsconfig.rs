@@ -217,13 +217,15 @@ impl OmsConfig {
         })
     }
 
-    /// Where the metadata database is, with its credentials.
+    /// Where the metadata database is, with its credentials (TLS: the default,
+    /// [`crate::dbconn::TlsMode::Preferred`]; the command line may change it).
     pub fn db_target(&self) -> DbTarget {
         DbTarget {
             host: self.oms_meta_host.clone(),
             port: self.oms_meta_port,
             user: self.oms_meta_user.clone(),
             password: self.oms_meta_password.clone(),
+            tls: crate::dbconn::TlsSettings::default(),
         }
     }
 

@@ -199,17 +199,6 @@ async fn dumped_fixture(prefix: &str) -> (support::TestDb, tempfile::TempDir, du
     (db, dir, a)
 }
 
-/// Changes the database after the dump so "untouched" is observable: a restore would remove
-/// the marker table and bring back the deleted row.
-async fn mark(db: &str) -> Snapshot {
-    exec(
-        db,
-        "CREATE TABLE zz_marker (x INT); DELETE FROM t_trig WHERE id = 3",
-    )
-    .await;
-    snapshot(db).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn truncated_or_altered_dump_is_refused_before_touching_the_database() {
     let (db, _dir, artifact) = dumped_fixture("bk_alt").await;

@@ -5,25 +5,12 @@
 mod backup_helpers;
 mod support;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use backup_helpers::*;
 use oms_upgrade::dump::{
     self, Compression, DumpArtifact, DumpFormat, DumpOptions, Quiet, RestoreOptions,
 };
-
-/// `mariadb`/`mariadb-dump` arguments to reach the test server over TCP. The password goes
-/// through MYSQL_PWD, never argv.
-fn client(program: &str) -> Command {
-    let t = support::mysql_target();
-    let mut c = Command::new(program);
-    c.arg(format!("--host={}", t.host))
-        .arg(format!("--port={}", t.port))
-        .arg(format!("--user={}", t.user))
-        .arg("--protocol=TCP")
-        .env("MYSQL_PWD", t.password.expose());
-    c
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn native_dump_loads_with_the_stock_mariadb_client() {

@@ -122,7 +122,8 @@ pub fn load_config(path: &Path) -> Result<OmsConfig, String> {
 /// show up at start-up, as in a real service.
 pub async fn connect(cfg: &OmsConfig) -> Result<mysql_async::Pool, String> {
     let target = cfg.db_target();
-    let opts = mysql_async::OptsBuilder::from_opts(target.opts(None))
+    // Plain text: the emulated OMS is not the tool, and the test server has no TLS.
+    let opts = mysql_async::OptsBuilder::from_opts(target.plain_opts(None))
         .pool_opts(
             mysql_async::PoolOpts::default()
                 .with_constraints(mysql_async::PoolConstraints::new(0, 6).expect("0 <= 6")),

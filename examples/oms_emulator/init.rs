@@ -381,6 +381,16 @@ async fn run_inner(paths: &Paths, log: &Logger) -> Result<(), InitError> {
         dbs.cm,
         dbs.cm_hb
     ));
+    // OMS's docker_init.sh echoes the client commands it runs, password included; the
+    // upgrade tool must mask it before the output reaches its ledger.
+    let t = cfg.db_target();
+    log.info(&format!(
+        "检查元数据库连接: mysql -h{} -P{} -u{} -p{} -e 'select 1'",
+        t.host,
+        t.port,
+        t.user,
+        t.password.expose()
+    ));
     let is_upgrade = match std::env::var("IS_UPGRADE") {
         Ok(v) if v == "true" => true,
         Ok(v) => {

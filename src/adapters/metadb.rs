@@ -20,13 +20,15 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, Pool, PoolConstraints, PoolOpts, TxOpts};
 use serde::{Deserialize, Serialize};
 
-use crate::dbconn::DbTarget;
+use crate::dbconn::{self, DbTarget, TlsMode, TlsSettings};
 
 /// How long a connection attempt may take before the server counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -113,6 +115,30 @@ pub enum MetaDbError {
     /// A charset or collation name that cannot be put into SQL safely.
     #[error("invalid charset or collation name `{0}`")]
     InvalidCharset(String),
+    /// The connection must be encrypted (`--meta-tls required`, or the plan was made over
+    /// TLS), and the server offers no TLS.
+    #[error(
+        "the metadata database at {url} offers no TLS, but the connection must be encrypted \
+         (--meta-tls required, or the plan was made over TLS); nothing was sent to it. Enable \
+         TLS on the server (ssl_cert/ssl_key), or plan with --meta-tls preferred to accept a \
+         plain-text connection"
+    )]
+    TlsUnavailable {
+        /// `mysql://user@host:port` (no password).
+        url: String,
+    },
+    /// The TLS handshake failed (most often: the certificate does not verify).
+    #[error(
+        "TLS to the metadata database at {url} failed: {detail}; pass the CA that signed the \
+         server's certificate with --meta-ca, and check that the certificate names the host \
+         in oms_meta_host"
+    )]
+    Tls {
+        /// `mysql://user@host:port` (no password).
+        url: String,
+        /// What the TLS library reported.
+        detail: String,
+    },
     /// Any other server or driver error.
     #[error("metadata database error at {url}: {message}")]
     Query {
@@ -225,22 +251,83 @@ pub trait MetaDb: Send + Sync {
 }
 
 /// The real [`MetaDb`] over a small mysql_async pool.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct MysqlMetaDb {
+    /// Connections as the target's TLS settings say.
     pool: Pool,
+    /// For [`TlsMode::Preferred`]: plain-text connections, used once the server turned out
+    /// to offer no TLS.
+    plain: Option<Pool>,
+    /// The server offers no TLS (seen on the first connection; shared by clones).
+    no_tls: Arc<AtomicBool>,
+    tls: TlsSettings,
     url: String,
     user: String,
+}
+
+/// By hand, not derived: the driver's `Pool` prints its `Opts`, password included.
+impl std::fmt::Debug for MysqlMetaDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MysqlMetaDb")
+            .field("url", &self.url)
+            .field("tls", &self.tls)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How the connection to the metadata database is protected, as found on a live
+/// connection ([`MysqlMetaDb::tls_state`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsState {
+    /// The mode asked for (`--meta-tls`).
+    pub mode: TlsMode,
+    /// The connection is encrypted.
+    pub encrypted: bool,
+    /// The server's certificate was verified (against `ca`, else the built-in roots).
+    pub verified: bool,
+    /// The private CA given (`--meta-ca`).
+    pub ca: Option<String>,
+    /// The protocol version the server reports (`Ssl_version`, e.g. `TLSv1.3`).
+    pub version: Option<String>,
+}
+
+impl std::fmt::Display for TlsState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if !self.encrypted {
+            return write!(f, "not encrypted (--meta-tls {})", self.mode);
+        }
+        write!(
+            f,
+            "encrypted ({}, certificate {}; --meta-tls {})",
+            self.version.as_deref().unwrap_or("TLS"),
+            match (&self.ca, self.verified) {
+                (Some(ca), true) => format!("verified against {ca}"),
+                (None, true) => "verified against the built-in roots".to_string(),
+                (_, false) => "not verified".to_string(),
+            },
+            self.mode
+        )
+    }
+}
+
+fn pool(opts: mysql_async::Opts) -> Pool {
+    let pool_opts = PoolOpts::default().with_constraints(
+        PoolConstraints::new(0, POOL_MAX).expect("0 <= POOL_MAX and POOL_MAX > 0"),
+    );
+    Pool::new(OptsBuilder::from_opts(opts).pool_opts(pool_opts))
 }
 
 impl MysqlMetaDb {
     /// A client for `target` (connects lazily; see [`MysqlMetaDb::connect`]).
     pub fn new(target: &DbTarget) -> Self {
-        let pool_opts = PoolOpts::default().with_constraints(
-            PoolConstraints::new(0, POOL_MAX).expect("0 <= POOL_MAX and POOL_MAX > 0"),
-        );
-        let opts = OptsBuilder::from_opts(target.opts(None)).pool_opts(pool_opts);
         MysqlMetaDb {
-            pool: Pool::new(opts),
+            pool: pool(target.opts(None)),
+            plain: target
+                .tls
+                .falls_back()
+                .then(|| pool(target.plain_opts(None))),
+            no_tls: Arc::new(AtomicBool::new(false)),
+            tls: target.tls.clone(),
             url: target.display_url(),
             user: target.user.clone(),
         }
@@ -253,9 +340,33 @@ impl MysqlMetaDb {
         Ok(db)
     }
 
-    /// Closes the pool's connections.
+    /// Closes the pools' connections.
     pub async fn close(self) {
         let _ = self.pool.disconnect().await;
+        if let Some(plain) = self.plain {
+            let _ = plain.disconnect().await;
+        }
+    }
+
+    /// Whether the connections are encrypted, found on a live one.
+    pub async fn tls_state(&self) -> Result<TlsState, MetaDbError> {
+        let (mut c, encrypted) = self.conn_tls().await?;
+        let version = if encrypted {
+            let row: Option<(String, String)> = c
+                .query_first("SHOW SESSION STATUS LIKE 'Ssl_version'")
+                .await
+                .map_err(|e| self.classify(e, None))?;
+            row.map(|(_, v)| v).filter(|v| !v.is_empty())
+        } else {
+            None
+        };
+        Ok(TlsState {
+            mode: self.tls.mode,
+            encrypted,
+            verified: encrypted && self.tls.verifies(),
+            ca: self.tls.ca.as_ref().map(|p| p.display().to_string()),
+            version,
+        })
     }
 
     fn classify(&self, e: mysql_async::Error, db: Option<&str>) -> MetaDbError {
@@ -263,13 +374,45 @@ impl MysqlMetaDb {
     }
 
     async fn conn(&self) -> Result<Conn, MetaDbError> {
-        match tokio::time::timeout(CONNECT_TIMEOUT, self.pool.get_conn()).await {
-            Ok(r) => r.map_err(|e| self.classify(e, None)),
-            Err(_) => Err(MetaDbError::Unreachable {
+        Ok(self.conn_tls().await?.0)
+    }
+
+    /// A connection and whether it is encrypted. For [`TlsMode::Preferred`], the plain pool
+    /// is used only once the server said it offers no TLS at all.
+    async fn conn_tls(&self) -> Result<(Conn, bool), MetaDbError> {
+        if let Some(plain) = &self.plain
+            && self.no_tls.load(Ordering::Relaxed)
+        {
+            let c = self.get(plain).await?.map_err(|e| self.classify(e, None))?;
+            return Ok((c, false));
+        }
+        match self.get(&self.pool).await? {
+            Ok(c) => Ok((c, self.tls.mode != TlsMode::Off)),
+            Err(e) => match &self.plain {
+                Some(plain) if dbconn::offers_no_tls(&e) => {
+                    self.no_tls.store(true, Ordering::Relaxed);
+                    let c = self.get(plain).await?.map_err(|e| self.classify(e, None))?;
+                    Ok((c, false))
+                }
+                _ => Err(match dbconn::tls_failure(&e) {
+                    Some(detail) if self.tls.mode != TlsMode::Off => MetaDbError::Tls {
+                        url: self.url.clone(),
+                        detail,
+                    },
+                    _ => self.classify(e, None),
+                }),
+            },
+        }
+    }
+
+    /// One connection from `pool`; the outer error is the [`CONNECT_TIMEOUT`].
+    async fn get(&self, pool: &Pool) -> Result<Result<Conn, mysql_async::Error>, MetaDbError> {
+        tokio::time::timeout(CONNECT_TIMEOUT, pool.get_conn())
+            .await
+            .map_err(|_| MetaDbError::Unreachable {
                 url: self.url.clone(),
                 detail: format!("no answer within {CONNECT_TIMEOUT:?}"),
-            }),
-        }
+            })
     }
 
     /// A connection whose default database is `db` (an absent one is typed here).
@@ -306,6 +449,11 @@ fn classify(e: mysql_async::Error, url: &str, user: &str, db: Option<&str>) -> M
                 message: s.to_string(),
             },
         },
+        E::Driver(mysql_async::DriverError::NoClientSslFlagFromServer) => {
+            MetaDbError::TlsUnavailable {
+                url: url.to_string(),
+            }
+        }
         E::Io(io) => MetaDbError::Unreachable {
             url: url.to_string(),
             detail: io.to_string(),
@@ -514,5 +662,21 @@ mod tests {
         // Identifiers are quoted by `crate::sqltext` (tested there).
         assert!(check_charset_name("utf8mb4_bin").is_ok());
         assert!(check_charset_name("utf8; DROP").is_err());
+    }
+
+    /// The driver's `Pool`/`Opts` print the password in their `Debug`; the client must not.
+    #[tokio::test]
+    async fn debug_does_not_print_the_password() {
+        let db = MysqlMetaDb::new(&DbTarget {
+            host: "127.0.0.1".into(),
+            port: 1,
+            user: "oms".into(),
+            password: crate::secret::Secret::new("pw-Zq81-never-printed"),
+            tls: TlsSettings::default(),
+        });
+        let shown = format!("{db:?} {db:#?}");
+        assert!(!shown.contains("pw-Zq81-never-printed"), "{shown}");
+        assert!(shown.contains("mysql://oms@127.0.0.1:1"), "{shown}");
+        db.close().await;
     }
 }

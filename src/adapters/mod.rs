@@ -24,4 +24,4 @@ pub mod metadb;
 pub use clock::{Clock, FixedClock, ManualClock, SystemClock};
 pub use docker::{BollardDocker, ContainerInfo, ContainerSpec, Docker, DockerError};
 pub use health::{Health, HealthError, HealthReport, HttpHealth};
-pub use metadb::{MetaDb, MetaDbError, MysqlMetaDb};
+pub use metadb::{MetaDb, MetaDbError, MysqlMetaDb, TlsState};

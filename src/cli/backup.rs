@@ -48,6 +48,9 @@ pub struct BackupArgs {
     /// The metadata database server, `mysql://USER@HOST:PORT` (no password in it).
     #[arg(long, value_name = "URL")]
     pub meta_url: String,
+    /// TLS to the metadata database.
+    #[command(flatten)]
+    pub tls: super::metatls::MetaTlsArgs,
     /// Databases to dump, comma-separated (e.g. rm_db,cm_db,cm_hb_db).
     #[arg(long, value_delimiter = ',', required = true, value_name = "DB,...")]
     pub databases: Vec<String>,
@@ -101,6 +104,9 @@ pub struct RestoreArgs {
     /// `ed25519:<hex>`); required when the backup is signed.
     #[arg(long, value_name = "FILE")]
     pub pubkey: Option<String>,
+    /// TLS to the metadata database.
+    #[command(flatten)]
+    pub tls: super::metatls::MetaTlsArgs,
     /// Connections loading at the same time: tables of native dumps in parallel, other dumps
     /// one database per connection.
     #[arg(long, default_value_t = 3, value_name = "N")]
@@ -123,6 +129,7 @@ pub fn run_backup(args: BackupArgs, ctx: &Ctx) -> CmdResult {
         port,
         user,
         password,
+        tls: args.tls.settings()?,
     };
     if args.jobs == 0 {
         return Err(CliError::new(ExitKind::Input, "--jobs must be at least 1"));
@@ -218,10 +225,17 @@ pub fn run_backup(args: BackupArgs, ctx: &Ctx) -> CmdResult {
         }
         for a in &manifest.databases {
             if !a.skipped_triggers.is_empty() {
+                // Names come from the server and may hold control characters (a newline, a
+                // terminal escape): shown escaped.
+                let names: Vec<String> = a
+                    .skipped_triggers
+                    .iter()
+                    .map(|t| t.escape_debug().to_string())
+                    .collect();
                 println!(
                     "Note: `{}` has triggers that are not dumped (by design): {}",
                     a.database,
-                    a.skipped_triggers.join(", ")
+                    names.join(", ")
                 );
             }
         }
@@ -338,6 +352,7 @@ pub fn run_restore(args: RestoreArgs, ctx: &Ctx) -> CmdResult {
         port,
         user,
         password,
+        tls: args.tls.settings()?,
     };
     let chosen: Vec<&dump::DumpArtifact> = if args.databases.is_empty() {
         manifest.databases.iter().collect()
@@ -441,6 +456,7 @@ pub fn run_restore(args: RestoreArgs, ctx: &Ctx) -> CmdResult {
 /// Turns an engine error into a CLI error with the exit kind its class implies.
 fn dump_error(e: DumpError) -> CliError {
     let kind = match e.class() {
+        _ if matches!(e, DumpError::Interrupted { .. }) => ExitKind::Interrupted,
         ErrorClass::Input => ExitKind::Input,
         ErrorClass::Service => ExitKind::Service,
         ErrorClass::Integrity => ExitKind::Integrity,
@@ -450,6 +466,10 @@ fn dump_error(e: DumpError) -> CliError {
         DumpError::ChecksumMismatch { .. } => {
             Some("restore from another backup, or dump again if the source still exists")
         }
+        DumpError::FileChanged { .. } => Some(
+            "something wrote to the dump file during the restore; keep it away from other \
+             writers and restore again",
+        ),
         DumpError::TableMismatch { .. } => Some(
             "the database now holds what the file loaded, which differs from what was dumped; \
              investigate before using it",

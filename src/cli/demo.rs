@@ -199,6 +199,7 @@ fn demo_target() -> Result<DbTarget, CliError> {
         })?,
         user: var("USER", "oms_test"),
         password: Secret::new(var("PASSWORD", "oms_test_pw")),
+        tls: crate::dbconn::TlsSettings::default(),
     })
 }
 
@@ -1199,6 +1200,7 @@ async fn drop_databases(st: &DemoState, done: &mut Cleaned) {
         port: st.metadb.port,
         user: st.metadb.user.clone(),
         password,
+        tls: crate::dbconn::TlsSettings::off(),
     };
     let pool = mysql_async::Pool::new(target.opts(None));
     let result = async {

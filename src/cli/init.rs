@@ -7,10 +7,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use super::metatls;
 use super::shell::{self, config_bind, journal_error, load_config};
 use super::{CliError, CmdResult, Ctx, ExitKind};
 use crate::adapters::fs::free_space;
-use crate::adapters::{BollardDocker, Docker, MetaDb, MysqlMetaDb};
+use crate::adapters::{BollardDocker, Docker, MetaDb, MysqlMetaDb, TlsState};
 use crate::events::{
     ContainerSnapshot, DbNames, Event, HaAfter, HaMode, MetaDbLocation, Plan, PlanInput,
     PreflightCheck, record_env,
@@ -89,6 +90,9 @@ pub struct InitArgs {
     /// Read the metadata DB password from this file (default: OMS_META_PASSWORD, then config.yaml).
     #[arg(long, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
+    /// TLS to the metadata database.
+    #[command(flatten)]
+    pub tls: super::metatls::MetaTlsArgs,
     /// `docker stop` timeout in seconds.
     #[arg(long, value_name = "SECS")]
     pub stop_timeout: Option<u32>,
@@ -127,10 +131,19 @@ pub fn run(args: InitArgs, ctx: &Ctx) -> CmdResult {
     let planned = rt.block_on(preflight(&args, run_id, &mut checks));
     let now = chrono::Utc::now();
     match planned {
-        Ok(plan) if checks.iter().all(|c| c.ok) => {
+        Ok((plan, tls)) if checks.iter().all(|c| c.ok) => {
             let summary = plan_summary(&plan);
             journal
                 .record(run_id, now, Event::planned(plan))
+                .map_err(journal_error)?;
+            // Whether the connection was encrypted: the plan's stored form has no field for
+            // it, so it follows the plan as an attestation (see `metatls`).
+            journal
+                .record(
+                    run_id,
+                    now,
+                    Event::Attestation(metatls::attestation(&tls, now)),
+                )
                 .map_err(journal_error)?;
             if ctx.json {
                 println!(
@@ -247,7 +260,7 @@ async fn preflight(
     args: &InitArgs,
     run_id: uuid::Uuid,
     checks: &mut Vec<PreflightCheck>,
-) -> Result<Plan, Fatal> {
+) -> Result<(Plan, TlsState), Fatal> {
     let docker = BollardDocker::connect().await.map_err(|e| {
         fatal(
             "docker",
@@ -380,6 +393,7 @@ async fn preflight(
     );
 
     let mut target = config.db_target();
+    target.tls = args.tls.settings().map_err(|e| fatal("metadb-tls", e))?;
     if let Some(p) =
         shell::password_override(args.password_file.as_deref()).map_err(|e| fatal("metadb", e))?
     {
@@ -399,6 +413,14 @@ async fn preflight(
                 ExitKind::Service,
                 "check oms_meta_host/oms_meta_port in config.yaml and that the metadata DB server is running",
             ),
+            E::TlsUnavailable { .. } => (
+                ExitKind::Refused,
+                "enable TLS on the metadata DB server, or pass --meta-tls preferred",
+            ),
+            E::Tls { .. } => (
+                ExitKind::Input,
+                "pass the CA of the server's certificate with --meta-ca, or --meta-tls preferred without --meta-ca to accept it unverified",
+            ),
             _ => (
                 ExitKind::Service,
                 "check oms_meta_host/port/user/password in config.yaml (or OMS_META_PASSWORD)",
@@ -414,6 +436,13 @@ async fn preflight(
         "metadb",
         format!("{} reachable", target.display_url()),
     );
+    let tls = metadb.tls_state().await.map_err(|e| {
+        fatal(
+            "metadb-tls",
+            CliError::new(ExitKind::Service, format!("metadata DB: {e}")),
+        )
+    })?;
+    ok(checks, "metadb-tls", tls.to_string());
     let dbs = config.databases();
     let names = DbNames {
         rm: dbs.rm.clone(),
@@ -550,7 +579,9 @@ async fn preflight(
         init_timeout_secs: args.init_timeout,
         health_timeout_secs: args.health_timeout,
     };
-    Plan::new(input).map_err(|e| fatal("plan", CliError::new(ExitKind::Input, e.to_string())))
+    Plan::new(input)
+        .map(|plan| (plan, tls))
+        .map_err(|e| fatal("plan", CliError::new(ExitKind::Input, e.to_string())))
 }
 
 fn plan_summary(plan: &Plan) -> serde_json::Value {

@@ -15,6 +15,7 @@ pub mod demo;
 pub mod init;
 pub mod ledger;
 pub mod live;
+pub mod metatls;
 pub mod note;
 pub mod output;
 pub mod report;
@@ -106,6 +107,9 @@ pub enum ExitKind {
     Service,
     /// The request is understood but refused: step not permitted, preflight failed, declined.
     Refused,
+    /// SIGINT or SIGTERM stopped the command (a dump: its child, partial file and password
+    /// file are gone).
+    Interrupted,
 }
 
 impl ExitKind {
@@ -118,6 +122,7 @@ impl ExitKind {
             ExitKind::Input => 5,
             ExitKind::Service => 6,
             ExitKind::Refused => 7,
+            ExitKind::Interrupted => 130,
         }
     }
 }

@@ -135,7 +135,7 @@ fn drive(
         )
         .hint("continue the rollback with `oms-upgrade rollback`"));
     }
-    let db = shell::db_target_for(&plan, password_file.as_deref())?;
+    let db = shell::db_target_for_run(journal.state(), password_file.as_deref())?;
     let rt = super::runtime()?;
     let observer = TermObserver {
         yes,

@@ -8,12 +8,13 @@ use std::path::{Path, PathBuf};
 use super::ledger::ledger_error;
 use super::{CliError, ExitKind};
 use crate::adapters::{BollardDocker, HttpHealth, MysqlMetaDb, SystemClock};
-use crate::dbconn::DbTarget;
+use crate::dbconn::{DbTarget, TlsSettings};
 use crate::events::{Finding, Plan, StepFacts, StepKey};
 use crate::executor::{Adapters, ExecError, Journal, JournalError, Observer};
 use crate::ledger::sign::{PublicKey, SigningKey};
 use crate::ledger::trust::{TrustError, check_extends};
 use crate::omsconfig::OmsConfig;
+use crate::replay::State;
 use crate::secret::Secret;
 use crate::steps::Step;
 
@@ -94,7 +95,23 @@ pub fn db_target_for(plan: &Plan, password_file: Option<&Path>) -> Result<DbTarg
         port: plan.metadb.port,
         user: plan.metadb.user.clone(),
         password,
+        tls: TlsSettings::default(),
     })
+}
+
+/// [`db_target_for`] the run `state` holds, with the TLS settings `init` recorded (see
+/// [`super::metatls::for_run`]), so `run` and `rollback` connect as the plan did.
+pub fn db_target_for_run(
+    state: &State,
+    password_file: Option<&Path>,
+) -> Result<DbTarget, CliError> {
+    let plan = state.plan().ok_or_else(|| {
+        CliError::new(ExitKind::Refused, "no upgrade is planned in this ledger")
+            .hint("run `oms-upgrade init` first")
+    })?;
+    let mut target = db_target_for(plan, password_file)?;
+    target.tls = super::metatls::for_run(state);
+    Ok(target)
 }
 
 /// The real adapters.
@@ -106,9 +123,21 @@ pub async fn connect(db: DbTarget) -> Result<RealAdapters, CliError> {
         CliError::new(ExitKind::Service, format!("cannot reach the Docker engine: {e}"))
             .hint("start dockerd (e.g. `systemctl start docker`) and check you may use /var/run/docker.sock")
     })?;
+    let metadb = MysqlMetaDb::new(&db);
+    // One connection now, so a server that refuses the TLS the plan was made with stops
+    // the run before its first intent, not inside a step.
+    metadb.tls_state().await.map_err(|e| {
+        use crate::adapters::MetaDbError as E;
+        let kind = match e {
+            E::TlsUnavailable { .. } => ExitKind::Refused,
+            E::Tls { .. } | E::AccessDenied { .. } => ExitKind::Input,
+            _ => ExitKind::Service,
+        };
+        CliError::new(kind, format!("metadata DB: {e}; nothing was changed"))
+    })?;
     Ok(Adapters {
         docker,
-        metadb: MysqlMetaDb::new(&db),
+        metadb,
         health: HttpHealth::new().map_err(|e| {
             CliError::new(
                 ExitKind::Internal,

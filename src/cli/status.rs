@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use comfy_table::{Table, presets::NOTHING};
 
+use super::metatls;
 use super::shell::journal_error;
 use super::{CliError, CmdResult, Ctx, ExitKind};
 use crate::executor::replay_dir;
@@ -64,6 +65,7 @@ pub fn status(_args: StatusArgs, ctx: &Ctx) -> CmdResult {
                 "steps": steps,
                 "preflight_failures": state.preflight_failures().len(),
                 "notes": state.notes().len(),
+                "metadb_tls": metatls::recorded(&state),
             })
         );
         return Ok(ExitCode::SUCCESS);
@@ -90,6 +92,9 @@ pub fn status(_args: StatusArgs, ctx: &Ctx) -> CmdResult {
         plan.old_container.name, plan.old_container.image, plan.target_image
     );
     println!("Phase: {}", state.phase());
+    if let Some(tls) = metatls::recorded(&state) {
+        println!("Metadata DB connection: {}", metatls::shown(&tls));
+    }
     let t = |v: Option<chrono::DateTime<chrono::Utc>>| {
         v.map(|t| t.to_rfc3339()).unwrap_or_else(|| "-".into())
     };
@@ -153,7 +158,7 @@ pub fn plan(_args: PlanArgs, ctx: &Ctx) -> CmdResult {
             .collect();
         println!(
             "{}",
-            serde_json::json!({"run_id": plan.run_id.to_string(), "digest": plan.digest().to_string(), "steps": v})
+            serde_json::json!({"run_id": plan.run_id.to_string(), "digest": plan.digest().to_string(), "metadb_tls": metatls::recorded(&state), "steps": v})
         );
         return Ok(ExitCode::SUCCESS);
     }
@@ -164,6 +169,9 @@ pub fn plan(_args: PlanArgs, ctx: &Ctx) -> CmdResult {
         plan.source_version,
         plan.target_version
     );
+    if let Some(tls) = metatls::recorded(&state) {
+        println!("Metadata DB connection: {}", metatls::shown(&tls));
+    }
     for (i, s) in steps.iter().enumerate() {
         println!(
             "\n{:>2}. {}{}  — {}",

@@ -11,6 +11,12 @@
 //! before the child starts: with OMS stopped (as during an upgrade) nothing writes in
 //! between; on a live database a write in that gap makes restore report a difference rather
 //! than pass silently.
+//!
+//! SIGINT and SIGTERM are caught while an external dump runs ([`Interrupts`]): the child is
+//! killed and waited for, the password file and the `.part` file are removed, and the dump
+//! returns [`DumpError::Interrupted`], which the CLI turns into exit code 130 and an upgrade
+//! run records as the dump step's failure. The process's own dispositions come back when
+//! the last external dump ends.
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -55,7 +61,8 @@ pub fn resolve_program(explicit: Option<&Path>) -> Result<PathBuf, DumpError> {
 }
 
 /// The arguments given to the dumper. The first one names the defaults file holding the
-/// password; the password itself is never among them.
+/// password; the password itself is never among them. The database name comes after `--`,
+/// so a name that starts with `-` (`-A` is `--all-databases`) is never read as an option.
 pub fn dumper_args(defaults_file: &Path, target: &DbTarget, database: &str) -> Vec<OsString> {
     let mut first = OsString::from("--defaults-extra-file=");
     first.push(defaults_file);
@@ -71,6 +78,7 @@ pub fn dumper_args(defaults_file: &Path, target: &DbTarget, database: &str) -> V
         "--hex-blob".into(),
         "--no-tablespaces".into(),
         "--default-character-set=utf8mb4".into(),
+        "--".into(),
         database.into(),
     ]
 }
@@ -126,6 +134,82 @@ impl Drop for DefaultsFile {
     }
 }
 
+/// Catches SIGINT and SIGTERM while at least one guard lives, instead of letting them end
+/// the process with a password file, a `.part` file and a child left behind. The previous
+/// dispositions are saved by the first guard and put back by the last one.
+pub(crate) struct Interrupts(());
+
+/// The signal caught (0: none) since the first live guard was installed.
+static CAUGHT: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+/// Live guards and the dispositions they replaced.
+static INSTALLED: std::sync::Mutex<(usize, Vec<(libc::c_int, libc::sigaction)>)> =
+    std::sync::Mutex::new((0, Vec::new()));
+const CAUGHT_SIGNALS: [libc::c_int; 2] = [libc::SIGINT, libc::SIGTERM];
+
+extern "C" fn on_signal(signal: libc::c_int) {
+    // Only an atomic store: nothing else is safe in a signal handler.
+    CAUGHT.store(signal, std::sync::atomic::Ordering::SeqCst);
+}
+
+impl Interrupts {
+    pub(crate) fn install() -> Interrupts {
+        let mut state = INSTALLED.lock().unwrap_or_else(|p| p.into_inner());
+        if state.0 == 0 {
+            CAUGHT.store(0, std::sync::atomic::Ordering::SeqCst);
+            for sig in CAUGHT_SIGNALS {
+                // SAFETY: sigaction with a handler that only stores to an atomic; the old
+                // action is kept to be put back.
+                unsafe {
+                    let mut new: libc::sigaction = std::mem::zeroed();
+                    new.sa_sigaction = on_signal as *const () as libc::sighandler_t;
+                    libc::sigemptyset(&mut new.sa_mask);
+                    new.sa_flags = libc::SA_RESTART;
+                    let mut old: libc::sigaction = std::mem::zeroed();
+                    if libc::sigaction(sig, &new, &mut old) == 0 {
+                        state.1.push((sig, old));
+                    }
+                }
+            }
+        }
+        state.0 += 1;
+        Interrupts(())
+    }
+
+    /// The signal caught, if any.
+    pub(crate) fn caught(&self) -> Option<&'static str> {
+        match CAUGHT.load(std::sync::atomic::Ordering::SeqCst) {
+            libc::SIGINT => Some("SIGINT"),
+            libc::SIGTERM => Some("SIGTERM"),
+            _ => None,
+        }
+    }
+
+    /// Resolves once a signal was caught (polled: a handler can do no more than set a flag).
+    pub(crate) async fn wait(&self) -> &'static str {
+        loop {
+            if let Some(s) = self.caught() {
+                return s;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Interrupts {
+    fn drop(&mut self) {
+        let mut state = INSTALLED.lock().unwrap_or_else(|p| p.into_inner());
+        state.0 -= 1;
+        if state.0 == 0 {
+            for (sig, old) in state.1.drain(..) {
+                // SAFETY: puts back the action saved by `install`.
+                unsafe {
+                    libc::sigaction(sig, &old, std::ptr::null_mut());
+                }
+            }
+        }
+    }
+}
+
 /// Dumps `database` with the external dumper into `path`. See the module docs.
 pub(crate) async fn dump(
     target: &DbTarget,
@@ -135,6 +219,11 @@ pub(crate) async fn dump(
     progress: &dyn Progress,
 ) -> Result<DumpArtifact, DumpError> {
     let program = resolve_program(opts.dumper_path.as_deref())?;
+    let interrupts = Interrupts::install();
+    let interrupted = |signal: &str| DumpError::Interrupted {
+        signal: signal.to_string(),
+        database: database.to_string(),
+    };
     let writer = PartWriter::create(path, opts.compression, opts.overwrite)?;
 
     // Facts first (and a clear error for a missing database before any child runs).
@@ -151,6 +240,9 @@ pub(crate) async fn dump(
     }
     conn.query_drop("COMMIT").await.ok();
     conn.disconnect().await.ok();
+    if let Some(signal) = interrupts.caught() {
+        return Err(interrupted(signal)); // the writer's drop removes the `.part`
+    }
 
     let mut defaults = Some(DefaultsFile::create(&target.password)?);
     let program_name = program.display().to_string();
@@ -198,10 +290,10 @@ pub(crate) async fn dump(
     let streamed: Result<(), DumpError> = async {
         loop {
             let mut chunk = vec![0u8; 1 << 20];
-            let n = stdout
-                .read(&mut chunk)
-                .await
-                .map_err(|e| DumpError::io(&program, e))?;
+            let n = tokio::select! {
+                r = stdout.read(&mut chunk) => r.map_err(|e| DumpError::io(&program, e))?,
+                signal = interrupts.wait() => return Err(interrupted(signal)),
+            };
             if n == 0 {
                 return Ok(());
             }
@@ -225,6 +317,10 @@ pub(crate) async fn dump(
     let stderr_text = String::from_utf8_lossy(&stderr_bytes).into_owned();
 
     let verdict = (|| {
+        // A signal explains whatever the child did next (a Ctrl-C reaches it too).
+        if let Some(signal) = interrupts.caught() {
+            return Err(interrupted(signal));
+        }
         streamed?;
         let status = status?;
         if let Some(line) = stderr_text
@@ -305,9 +401,11 @@ mod tests {
             port: 3306,
             user: "u".into(),
             password: Secret::new("pa\"ss\\word"),
+            tls: crate::dbconn::TlsSettings::default(),
         };
         let d = DefaultsFile::create(&target.password).unwrap();
         let args = dumper_args(d.path(), &target, "db");
+        assert_eq!(args[args.len() - 2..], ["--", "db"]);
         assert!(
             args[0]
                 .to_string_lossy()

@@ -217,6 +217,21 @@ pub enum DumpError {
         /// Found size and BLAKE3.
         actual: String,
     },
+    /// The file changed after its BLAKE3 was checked (rewritten in place or truncated). The
+    /// changed bytes were not executed; `loaded` says what had been loaded before.
+    #[error(
+        "{path} changed after it was verified (its bytes from offset {offset} are no longer \
+         the ones checked), so the rest of it was not executed. {loaded}. Find out what \
+         rewrote the file, then restore from an intact copy"
+    )]
+    FileChanged {
+        /// The file.
+        path: PathBuf,
+        /// Start of the first piece that no longer matches.
+        offset: u64,
+        /// What the restore had done when it stopped (filled in by the restore).
+        loaded: String,
+    },
     /// The restored content differs from the recorded facts.
     #[error(
         "restored database `{database}` differs from the dump's facts: {}",
@@ -300,6 +315,19 @@ pub enum DumpError {
         /// What is wrong.
         what: String,
     },
+    /// SIGINT or SIGTERM arrived during the dump. The dump was stopped (an external dumper
+    /// killed and waited for) and its partial files and password file removed.
+    #[error(
+        "interrupted by {signal}: the dump of `{database}` was stopped, its partial files \
+         removed (and an external dumper ended, its password file removed). Run the command \
+         again to dump"
+    )]
+    Interrupted {
+        /// `SIGINT` or `SIGTERM`.
+        signal: String,
+        /// The database being dumped.
+        database: String,
+    },
     /// The writer thread stopped; its own error is reported instead when known.
     #[error("the dump writer stopped unexpectedly")]
     WriterGone,
@@ -349,7 +377,8 @@ impl DumpError {
             | ExternalWarning { .. }
             | ExternalFailed { .. }
             | Incomplete { .. }
-            | Inconsistent { .. } => ErrorClass::Service,
+            | Inconsistent { .. }
+            | Interrupted { .. } => ErrorClass::Service,
             Io { .. }
             | NoSuchDatabase { .. }
             | InsecureDir { .. }
@@ -357,16 +386,21 @@ impl DumpError {
             | Manifest { .. }
             | NotInManifest { .. }
             | BadInput { .. } => ErrorClass::Input,
-            ChecksumMismatch { .. } | TableMismatch { .. } => ErrorClass::Integrity,
+            ChecksumMismatch { .. } | FileChanged { .. } | TableMismatch { .. } => {
+                ErrorClass::Integrity
+            }
             Unsupported { .. } | WriterGone | Internal { .. } => ErrorClass::Internal,
         }
     }
 }
 
-/// Opens a connection, sorting refused credentials from other failures.
+/// Opens a connection (TLS as the target says), sorting refused credentials from other
+/// failures.
 pub(crate) async fn connect(target: &DbTarget) -> Result<mysql_async::Conn, DumpError> {
-    mysql_async::Conn::new(target.opts(None))
+    target
+        .connect(None)
         .await
+        .map(|(conn, _encrypted)| conn)
         .map_err(|e| match e {
             mysql_async::Error::Server(s) if s.code == 1045 => DumpError::AccessDenied {
                 url: target.display_url(),
@@ -434,11 +468,9 @@ pub async fn dump_database(
     let path = dump_path(&out_dir, database, opts.compression);
     tracing::debug!(database, url = %target.display_url(), file = %path.display(), dumper = ?opts.dumper, "dump starts");
     let r = match opts.dumper {
-        Dumper::Native => {
-            parallel::dump_all(target, &[database.to_string()], &out_dir, opts, progress)
-                .await
-                .map(|mut artifacts| artifacts.remove(0))
-        }
+        Dumper::Native => native_all(target, &[database.to_string()], &out_dir, opts, progress)
+            .await
+            .map(|mut artifacts| artifacts.remove(0)),
         Dumper::Mysqldump => external::dump(target, database, &path, opts, progress).await,
     };
     match &r {
@@ -485,7 +517,7 @@ pub async fn backup(
     let artifacts = match opts.dumper {
         Dumper::Native => {
             tracing::debug!(databases = ?databases, url = %target.display_url(), dir = %out_dir.display(), "native backup starts");
-            let r = parallel::dump_all(target, databases, &out_dir, opts, &*progress).await;
+            let r = native_all(target, databases, &out_dir, opts, &*progress).await;
             match &r {
                 Ok(artifacts) => {
                     for a in artifacts {
@@ -506,6 +538,26 @@ pub async fn backup(
     };
     manifest.store(&out_dir)?;
     Ok(manifest)
+}
+
+/// The native dump of `databases`, stopped by SIGINT or SIGTERM: then every connection
+/// and writer is dropped (a writer dropped without its commit removes its `.part` and spool
+/// files) and [`DumpError::Interrupted`] is returned.
+async fn native_all(
+    target: &DbTarget,
+    databases: &[String],
+    out_dir: &Path,
+    opts: &DumpOptions,
+    progress: &dyn Progress,
+) -> Result<Vec<DumpArtifact>, DumpError> {
+    let interrupts = external::Interrupts::install();
+    tokio::select! {
+        r = parallel::dump_all(target, databases, out_dir, opts, progress) => r,
+        signal = interrupts.wait() => Err(DumpError::Interrupted {
+            signal: signal.to_string(),
+            database: databases.join(", "),
+        }),
+    }
 }
 
 /// External mode's `backup`: one [`dump_database`] per database, `opts.jobs` at a time. The
@@ -557,7 +609,11 @@ pub(crate) async fn collect_in_order(
                 what: format!("dump task failed: {e}"),
             },
         };
-        tasks.abort_all();
+        // A signal reaches every dump: each stops its own child and removes its own files,
+        // which an abort would cut short.
+        if !matches!(failure, DumpError::Interrupted { .. }) {
+            tasks.abort_all();
+        }
         while tasks.join_next().await.is_some() {}
         return Err(failure);
     }

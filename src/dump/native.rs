@@ -11,7 +11,8 @@
 //!
 //! File layout (no timestamps, so the same content gives the same bytes):
 //! header with session settings (its second line names the format, [`FORMAT_LINE`]); per
-//! base table a `-- Table` line, `DROP TABLE IF EXISTS`, the server's own `CREATE TABLE`
+//! base table a `-- Table` line (names in comments are always in the escaped one-line form
+//! of [`comment_name`]), `DROP TABLE IF EXISTS`, the server's own `CREATE TABLE`
 //! (which carries AUTO_INCREMENT) and its rows; [`TABLES_END`]; one stand-in view per view
 //! (so views may refer to views in any order), then the real views; a list of the triggers
 //! that were skipped; the settings restored; the trailer `-- Dump completed`.
@@ -26,15 +27,20 @@ use tokio::sync::mpsc;
 use super::artifact::{ChecksumMethod, DumpArtifact, DumpFormat, TableFact};
 use super::facts::{self, TableInfo};
 use super::progress::Progress;
-use super::sqlvalue::{ident, literal_for, push_literal};
+use super::sqlvalue::{comment_name, comment_text, ident, literal_for, push_literal};
 use super::writer::{self, Msg, PartWriter, TRAILER, send};
 use super::{DumpError, DumpOptions, connect, query_err};
 use crate::dbconn::DbTarget;
 
-/// Second line of every native dump of this layout. Format 2 marks the table sections: each
-/// base table's statements follow a `-- Table `name`` line and nothing else comes before
+/// Second line of every native dump of this layout. Format 3 marks the table sections: each
+/// base table's statements follow a `-- Table <name>` line and nothing else comes before
 /// the next such line or [`TABLES_END`], so restore may load the sections in parallel.
-pub(crate) const FORMAT_LINE: &str = "-- Format: 2 (sections)";
+/// Every name in a comment (markers, the database, skipped triggers) is in the one-line
+/// escaped form of [`comment_name`], so no name can end a comment and run as SQL.
+pub(crate) const FORMAT_LINE: &str = "-- Format: 3 (sections)";
+/// Format 2 (still restored): the same sections, but names in comments were only
+/// backtick-quoted, so a name with a newline broke its comment line.
+pub(crate) const FORMAT_2_LINE: &str = "-- Format: 2 (sections)";
 /// The line after the last table section; views and the closing settings follow it.
 pub(crate) const TABLES_END: &str = "-- Tables end";
 
@@ -136,8 +142,11 @@ pub(crate) fn header(database: &str, server_version: &str) -> Vec<u8> {
     head.push_str("-- oms-upgrade native dump\n");
     head.push_str(FORMAT_LINE);
     head.push('\n');
-    head.push_str(&format!("-- Database: {}\n", ident(database)));
-    head.push_str(&format!("-- Server version: {server_version}\n"));
+    head.push_str(&format!("-- Database: {}\n", comment_name(database)));
+    head.push_str(&format!(
+        "-- Server version: {}\n",
+        comment_text(server_version)
+    ));
     head.push_str("-- Load into an existing, empty database: mariadb DBNAME < FILE\n");
     head.push_str(
         "SET @OLD_CHARACTER_SET_CLIENT=@@CHARACTER_SET_CLIENT, \
@@ -185,7 +194,7 @@ pub(crate) async fn table_section(
             what: format!("SHOW CREATE TABLE returned nothing for `{}`", table.name),
         });
     };
-    let mut ddl = format!("\n-- Table {}\n", ident(&table.name));
+    let mut ddl = format!("\n-- Table {}\n", comment_name(&table.name));
     ddl.push_str(&format!("DROP TABLE IF EXISTS {};\n", ident(&table.name)));
     ddl.push_str(&create);
     ddl.push_str(";\n");
@@ -258,7 +267,7 @@ pub(crate) async fn finish_file(
                 Some(rest) => format!("CREATE OR REPLACE {rest}"),
                 None => create,
             };
-            s.push_str(&format!("\n-- View {}\n{create};\n", ident(&v.name)));
+            s.push_str(&format!("\n-- View {}\n{create};\n", comment_name(&v.name)));
         }
         send(tx, s.into_bytes()).await?;
     }
@@ -267,7 +276,7 @@ pub(crate) async fn finish_file(
     if !schema.triggers.is_empty() {
         tail.push_str("\n-- Triggers are not dumped (by design); skipped:\n");
         for t in &schema.triggers {
-            tail.push_str(&format!("--   {t}\n"));
+            tail.push_str(&format!("--   {}\n", comment_name(t)));
         }
     }
     tail.push_str(

@@ -13,9 +13,9 @@
 //! bounded channels.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::Read;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use mysql_async::prelude::Queryable;
 use serde::{Deserialize, Serialize};
@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use super::artifact::{Compression, DumpArtifact, TableFact};
 use super::facts;
 use super::progress::Progress;
-use super::sections::{self, SectionError, Sections};
+use super::sections::{self, SectionError, Sections, Verified};
 use super::sqlvalue::ident;
 use super::{DumpError, connect, query_err};
 use crate::dbconn::DbTarget;
@@ -115,12 +115,15 @@ pub async fn restore(
 
 /// The restore of one or several artifacts: verify all, then load.
 ///
-/// Plain native dumps of format 2 are loaded table by table: each table's section of the
-/// file goes to whichever of the `jobs` connections is free, biggest first, and its facts
-/// are recomputed on that connection as soon as it is in; the views and closing settings run
-/// once all tables of the database are in. Other dumps (mariadb-dump files, zstd, format 1)
-/// and any database whose sections do not check out are loaded in file order, one connection
-/// per database.
+/// Plain native dumps of format 2 or 3 are loaded table by table: each table's section of
+/// the file goes to whichever of the `jobs` connections is free, biggest first, and its
+/// facts are recomputed on that connection as soon as it is in; the views and closing
+/// settings run once all tables of the database are in. Other dumps (mariadb-dump files,
+/// zstd, format 1) and any database whose sections do not check out are loaded in file
+/// order, one connection per database. Either way every byte executed is read from the
+/// handle that was verified and checked again piece by piece before it is sent
+/// ([`Verified`]), and a database is dropped and recreated only once the first statement
+/// for it has passed that check.
 async fn restore_artifacts(
     target: &DbTarget,
     chosen: Vec<DumpArtifact>,
@@ -131,23 +134,38 @@ async fn restore_artifacts(
     for (i, a) in chosen.iter().cloned().enumerate() {
         checks.spawn_blocking(move || (i, sections::verify_and_find(&a)));
     }
-    let mut layouts: Vec<Option<Sections>> = vec![None; chosen.len()];
+    let mut found: Vec<Option<(Arc<Verified>, Option<Sections>)>> =
+        (0..chosen.len()).map(|_| None).collect();
     while let Some(r) = checks.join_next().await {
-        let (i, found) = r.map_err(|e| DumpError::Internal {
+        let (i, f) = r.map_err(|e| DumpError::Internal {
             what: format!("checksum task failed: {e}"),
         })?;
-        layouts[i] = found?;
+        found[i] = Some(f?);
     }
+    // Test seam: the files are verified and nothing has been sent yet (the tests rewrite,
+    // truncate or swap a file here).
+    #[cfg(feature = "failpoints")]
+    fail::fail_point!("restore:verified");
+    let mut datas = Vec::with_capacity(chosen.len());
+    let mut sectioned = Vec::new();
+    for (i, f) in found.into_iter().enumerate() {
+        let (data, layout) = f.expect("every file was verified");
+        if let Some(l) = layout {
+            sectioned.push((i, data.clone(), l));
+        }
+        datas.push(data);
+    }
+    let loaded = Loaded::new(chosen.len());
     let jobs = opts.jobs.max(1);
     let mut results: Vec<Option<RestoreReport>> = (0..chosen.len()).map(|_| None).collect();
-    let sectioned: Vec<(usize, Sections)> = layouts
-        .into_iter()
-        .enumerate()
-        .filter_map(|(i, l)| l.map(|l| (i, l)))
-        .collect();
     if !sectioned.is_empty() {
-        for (i, r) in load_sections(target, &chosen, sectioned, jobs, progress).await? {
-            results[i] = r;
+        match load_sections(target, &chosen, sectioned, jobs, progress, &loaded).await {
+            Ok(done) => {
+                for (i, r) in done {
+                    results[i] = r;
+                }
+            }
+            Err(e) => return Err(loaded.explain(e, &chosen)),
         }
     }
     // Every started restore runs to its end (stopping one halfway would leave a half-loaded
@@ -157,10 +175,10 @@ async fn restore_artifacts(
         .collect();
     let sem = tokio::sync::Semaphore::new(jobs);
     let loads = in_order.iter().map(|&i| {
-        let (sem, a) = (&sem, &chosen[i]);
+        let (sem, a, data, loaded) = (&sem, &chosen[i], &datas[i], &loaded);
         async move {
             let _permit = sem.acquire().await.expect("semaphore never closed");
-            (i, load(target, a, progress).await)
+            (i, load(target, a, data, (i, loaded), progress).await)
         }
     });
     let mut first_err = None;
@@ -173,12 +191,76 @@ async fn restore_artifacts(
         }
     }
     if let Some(e) = first_err {
-        return Err(e);
+        return Err(loaded.explain(e, &chosen));
     }
     Ok(results
         .into_iter()
         .map(|r| r.expect("every database was loaded one way or the other"))
         .collect())
+}
+
+/// What the load has done to each database so far, so an error can say it truthfully.
+struct Loaded {
+    /// Dropped and recreated.
+    touched: Vec<AtomicBool>,
+    /// Statements of its dump executed.
+    statements: Vec<AtomicU64>,
+    /// Restored and checked.
+    finished: Vec<AtomicBool>,
+}
+
+impl Loaded {
+    fn new(n: usize) -> Loaded {
+        Loaded {
+            touched: (0..n).map(|_| AtomicBool::new(false)).collect(),
+            statements: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            finished: (0..n).map(|_| AtomicBool::new(false)).collect(),
+        }
+    }
+
+    fn touch(&self, i: usize) {
+        self.touched[i].store(true, Ordering::SeqCst);
+    }
+
+    fn executed(&self, i: usize, statements: u64) {
+        self.statements[i].fetch_add(statements, Ordering::SeqCst);
+    }
+
+    fn finish(&self, i: usize) {
+        self.finished[i].store(true, Ordering::SeqCst);
+    }
+
+    /// `e`, with a [`DumpError::FileChanged`] told what had been loaded when it was found.
+    fn explain(&self, e: DumpError, chosen: &[DumpArtifact]) -> DumpError {
+        let DumpError::FileChanged { path, offset, .. } = e else {
+            return e;
+        };
+        let mut parts = Vec::new();
+        for (i, a) in chosen.iter().enumerate() {
+            let db = &a.database;
+            if self.finished[i].load(Ordering::SeqCst) {
+                parts.push(format!("`{db}` was restored and checked"));
+            } else if self.touched[i].load(Ordering::SeqCst) {
+                parts.push(format!(
+                    "`{db}` was dropped and recreated and {} statements of its dump were \
+                     executed, so it is incomplete",
+                    self.statements[i].load(Ordering::SeqCst)
+                ));
+            }
+        }
+        let loaded = if parts.is_empty() {
+            "Nothing was changed: no database was touched".to_string()
+        } else if parts.len() < chosen.len() {
+            format!("{}; the other databases were not touched", parts.join("; "))
+        } else {
+            parts.join("; ")
+        };
+        DumpError::FileChanged {
+            path,
+            offset,
+            loaded,
+        }
+    }
 }
 
 /// A statement and where it starts in the SQL stream.
@@ -233,18 +315,24 @@ async fn recreate(conn: &mut mysql_async::Conn, artifact: &DumpArtifact) -> Resu
     .map_err(q("creating the database"))
 }
 
-/// Executes the statements from `rx` in order. A `CREATE TABLE`'s plain secondary indexes are
-/// held back and added once the table's rows are in (see [`defer_secondary_keys`]).
+/// Executes `first`, then the statements from `rx`, in order. A `CREATE TABLE`'s plain
+/// secondary indexes are held back and added once the table's rows are in (see
+/// [`defer_secondary_keys`]).
 async fn execute_all(
     conn: &mut mysql_async::Conn,
     db: &str,
+    first: Stmt,
     rx: &mut mpsc::Receiver<Stmt>,
     progress: &dyn Progress,
     done: &mut Executed,
 ) -> Result<(), DumpError> {
     // Secondary indexes of the table being loaded, added back once its rows are in.
     let mut deferred: Option<String> = None;
-    while let Some(stmt) = rx.recv().await {
+    let mut next = Some(first);
+    while let Some(stmt) = match next.take() {
+        Some(s) => Some(s),
+        None => rx.recv().await,
+    } {
         done.statements += 1;
         done.sql_bytes += stmt.sql.len() as u64;
         progress.advance(db, stmt.sql.len() as u64, 0);
@@ -279,34 +367,56 @@ async fn execute_all(
     Ok(())
 }
 
-/// Loads a whole file in order over one connection (any dump this module can read).
+/// Loads a whole file in order over one connection (any dump this module can read). The
+/// database is dropped and recreated only when the first statement has been read and
+/// checked; `(index, loaded)` records what was done, for the error message.
 async fn load(
     target: &DbTarget,
     artifact: &DumpArtifact,
+    data: &Arc<Verified>,
+    (idx, loaded): (usize, &Loaded),
     progress: &dyn Progress,
 ) -> Result<RestoreReport, DumpError> {
     let db = artifact.database.as_str();
     let started = std::time::Instant::now();
     let q = |what: &'static str| move |e| query_err(db, what, e);
     let mut conn = bulk_session(target, db).await?;
-    recreate(&mut conn, artifact).await?;
-    conn.query_drop(format!("USE {}", ident(db)))
-        .await
-        .map_err(q("selecting the database"))?;
     progress.begin(db, artifact.size_bytes);
 
     let (tx, mut rx) = mpsc::channel::<Stmt>(4);
-    let a = artifact.clone();
-    let reader = tokio::task::spawn_blocking(move || read_statements(&a, tx));
+    let (d, compression) = (data.clone(), artifact.compression);
+    let reader = tokio::task::spawn_blocking(move || read_statements(&d, compression, tx));
     let mut done = Executed::default();
-    let executed = execute_all(&mut conn, db, &mut rx, progress, &mut done).await;
+    // No first statement: the reader failed (the file changed after the check, and the
+    // database must stay as it was) or the dump holds none.
+    let first = rx.recv().await;
+    let created = first.is_some();
+    let executed = match first {
+        None => Ok(()),
+        Some(first) => {
+            async {
+                recreate(&mut conn, artifact).await?;
+                loaded.touch(idx);
+                conn.query_drop(format!("USE {}", ident(db)))
+                    .await
+                    .map_err(q("selecting the database"))?;
+                execute_all(&mut conn, db, first, &mut rx, progress, &mut done).await
+            }
+            .await
+        }
+    };
+    loaded.executed(idx, done.statements);
     drop(rx);
     let read = reader.await.map_err(|e| DumpError::Internal {
         what: format!("dump reader failed: {e}"),
     })?;
     progress.finish(db);
-    executed?;
     read?;
+    executed?;
+    if !created {
+        recreate(&mut conn, artifact).await?;
+        loaded.touch(idx);
+    }
     conn.query_drop("COMMIT").await.map_err(q("committing"))?;
     conn.disconnect().await.ok();
 
@@ -318,6 +428,7 @@ async fn load(
         "loaded; checking tables"
     );
     let tables = check_facts(target, artifact).await?;
+    loaded.finish(idx);
     tracing::debug!(
         database = db,
         elapsed_ms = started.elapsed().as_millis() as u64,
@@ -359,60 +470,75 @@ impl Board {
     }
 }
 
+/// One database of a table-by-table load: what every unit of it needs.
+struct SectionedDb<'a> {
+    /// Index in the restore's list of artifacts.
+    idx: usize,
+    artifact: &'a DumpArtifact,
+    data: &'a Arc<Verified>,
+    sections: &'a Sections,
+    header: Vec<Vec<u8>>,
+    /// Set once the database has been dropped and recreated, by the first unit that has a
+    /// checked statement to send.
+    created: tokio::sync::OnceCell<()>,
+    loaded: &'a Loaded,
+}
+
 /// Loads sectioned dumps over `jobs` connections. Returns, per artifact index, the report,
 /// or `None` for a database to be loaded in file order instead. Tables already started run
 /// to their end after a failure; the first failure is returned.
 async fn load_sections(
     target: &DbTarget,
     chosen: &[DumpArtifact],
-    sectioned: Vec<(usize, Sections)>,
+    sectioned: Vec<(usize, Arc<Verified>, Sections)>,
     jobs: usize,
     progress: &dyn Progress,
+    loaded: &Loaded,
 ) -> Result<Vec<(usize, Option<RestoreReport>)>, DumpError> {
     let n = sectioned.len();
-    let artifacts: Vec<&DumpArtifact> = sectioned.iter().map(|(i, _)| &chosen[*i]).collect();
-    let mut units: Vec<(usize, usize)> = sectioned
+    let dbs: Vec<SectionedDb> = sectioned
+        .iter()
+        .map(|(i, data, s)| SectionedDb {
+            idx: *i,
+            artifact: &chosen[*i],
+            data,
+            sections: s,
+            header: split_small(&s.header),
+            created: tokio::sync::OnceCell::new(),
+            loaded,
+        })
+        .collect();
+    let mut units: Vec<(usize, usize)> = dbs
         .iter()
         .enumerate()
-        .flat_map(|(d, (_, s))| (0..s.tables.len()).map(move |t| (d, t)))
+        .flat_map(|(d, db)| (0..db.sections.tables.len()).map(move |t| (d, t)))
         .collect();
     let size = |&(d, t): &(usize, usize)| {
-        let s = &sectioned[d].1.tables[t];
+        let s = &dbs[d].sections.tables[t];
         s.end - s.start
     };
     units.sort_by_key(|u| std::cmp::Reverse(size(u)));
     let board = std::sync::Mutex::new(Board {
         queue: units.into(),
-        remaining: sectioned.iter().map(|(_, s)| s.tables.len()).collect(),
+        remaining: dbs.iter().map(|db| db.sections.tables.len()).collect(),
         facts: vec![BTreeMap::new(); n],
         done: vec![Executed::default(); n],
         in_order: vec![false; n],
         error: None,
         results: (0..n).map(|_| None).collect(),
     });
-    let headers: Vec<Vec<Vec<u8>>> = sectioned
-        .iter()
-        .map(|(_, s)| split_small(&s.header))
-        .collect();
-
-    // Every database is dropped and created before any table goes in.
-    let setup = async {
-        let mut conn = bulk_session(target, "").await?;
-        for a in &artifacts {
-            recreate(&mut conn, a).await?;
-            progress.begin(&a.database, a.size_bytes);
-        }
-        conn.disconnect().await.ok();
-        Ok::<(), DumpError>(())
-    };
-    setup.await?;
+    // A database is dropped and created by the first unit that has a checked statement for
+    // it (`run_range`), so a file found changed before that leaves it as it was.
+    for db in &dbs {
+        progress.begin(&db.artifact.database, db.artifact.size_bytes);
+    }
     // A database without tables has nothing to hand out: finish it up front.
     let empty: Vec<usize> = (0..n)
-        .filter(|d| sectioned[*d].1.tables.is_empty())
+        .filter(|d| dbs[*d].sections.tables.is_empty())
         .collect();
 
     let worker = |_w: usize| {
-        let (board, headers, sectioned, artifacts) = (&board, &headers, &sectioned, &artifacts);
+        let (board, dbs) = (&board, &dbs);
         async move {
             let mut conn = match bulk_session(target, "").await {
                 Ok(c) => c,
@@ -438,9 +564,9 @@ async fn load_sections(
                     }
                 };
                 let Some((d, t)) = unit else { break };
-                let (a, s) = (artifacts[d], &sectioned[d].1);
+                let db = &dbs[d];
                 let mut done = Executed::default();
-                let r = load_table(&mut conn, a, s, &headers[d], t, progress, &mut done).await;
+                let r = load_table(&mut conn, db, t, progress, &mut done).await;
                 let last = {
                     let mut b = board.lock().expect("board");
                     b.done[d].statements += done.statements;
@@ -455,7 +581,7 @@ async fn load_sections(
                         }
                         Err(SectionError::NotASection(why)) => {
                             tracing::warn!(
-                                database = a.database.as_str(),
+                                database = db.artifact.database.as_str(),
                                 "{why}; loading the whole file in order instead"
                             );
                             b.in_order[d] = true;
@@ -472,9 +598,8 @@ async fn load_sections(
                         let mut b = board.lock().expect("board");
                         (std::mem::take(&mut b.facts[d]), b.done[d])
                     };
-                    let r =
-                        finish_database(&mut conn, a, s, &headers[d], facts, done, progress).await;
-                    progress.finish(&a.database);
+                    let r = finish_database(&mut conn, db, facts, done, progress).await;
+                    progress.finish(&db.artifact.database);
                     board.lock().expect("board").finished(d, r);
                 }
             }
@@ -494,18 +619,16 @@ async fn load_sections(
             }
         };
         for d in empty {
-            let (a, s) = (artifacts[d], &sectioned[d].1);
+            let db = &dbs[d];
             let r = finish_database(
                 &mut conn,
-                a,
-                s,
-                &headers[d],
+                db,
                 BTreeMap::new(),
                 Executed::default(),
                 progress,
             )
             .await;
-            progress.finish(&a.database);
+            progress.finish(&db.artifact.database);
             board.lock().expect("board").finished(d, r);
         }
         conn.disconnect().await.ok();
@@ -520,18 +643,21 @@ async fn load_sections(
         return Err(e);
     }
     let mut out = Vec::with_capacity(n);
-    for (d, (i, _)) in sectioned.iter().enumerate() {
+    for (d, db) in dbs.iter().enumerate() {
         if b.in_order[d] {
-            out.push((*i, None));
+            out.push((db.idx, None));
             continue;
         }
         match b.results[d].take() {
-            Some(rep) => out.push((*i, Some(rep))),
+            Some(rep) => {
+                loaded.finish(db.idx);
+                out.push((db.idx, Some(rep)));
+            }
             None => {
                 return Err(DumpError::Internal {
                     what: format!(
                         "the load of `{}` ended without a result",
-                        artifacts[d].database
+                        db.artifact.database
                     ),
                 });
             }
@@ -576,20 +702,16 @@ async fn enter(
 /// Loads one table's section on `conn`, then recomputes its fact with the recorded method.
 async fn load_table(
     conn: &mut mysql_async::Conn,
-    artifact: &DumpArtifact,
-    sections: &Sections,
-    header: &[Vec<u8>],
+    db: &SectionedDb<'_>,
     t: usize,
     progress: &dyn Progress,
     done: &mut Executed,
 ) -> Result<Option<TableFact>, SectionError> {
-    let db = artifact.database.as_str();
-    let section = &sections.tables[t];
-    enter(conn, db, header).await?;
+    let name = db.artifact.database.as_str();
+    let section = &db.sections.tables[t];
     run_range(
         conn,
-        artifact,
-        sections,
+        db,
         (section.start, section.end),
         Some(&section.name),
         progress,
@@ -597,47 +719,63 @@ async fn load_table(
     )
     .await?;
     tracing::debug!(
-        database = db,
+        database = name,
         table = section.name.as_str(),
         "table loaded; checking it"
     );
     // The header changed the session (sql_mode, time zone); facts are read as the dumper read them.
     facts::session_setup(conn).await?;
-    let Some(info) = facts::table_info(conn, db, &section.name)
+    let Some(info) = facts::table_info(conn, name, &section.name)
         .await?
         .filter(|i| !i.is_view)
     else {
         return Ok(None); // reported as missing by the database check
     };
-    let expected = &artifact.tables[t];
-    let fact = facts::fact_for(conn, db, &info, Some(expected.checksum_method)).await?;
+    let expected = &db.artifact.tables[t];
+    let fact = facts::fact_for(conn, name, &info, Some(expected.checksum_method)).await?;
     tracing::debug!(
-        database = db,
+        database = name,
         table = section.name.as_str(),
         "table checked"
     );
     Ok(Some(fact))
 }
 
-/// Streams `[start, end)` of the file through a reader thread into [`execute_all`].
+/// Streams `[start, end)` of the verified file through a reader thread into
+/// [`execute_all`]. Once the first statement has been read and checked, the database is
+/// created if no other unit did it yet, and the session enters it (`USE`, header settings).
 async fn run_range(
     conn: &mut mysql_async::Conn,
-    artifact: &DumpArtifact,
-    sections: &Sections,
+    db: &SectionedDb<'_>,
     range: (u64, u64),
     table: Option<&str>,
     progress: &dyn Progress,
     done: &mut Executed,
 ) -> Result<(), SectionError> {
-    let db = artifact.database.as_str();
+    let name = db.artifact.database.as_str();
     let (tx, mut rx) = mpsc::channel::<Stmt>(4);
-    let file = sections.file.clone();
-    let path = artifact.file.clone();
+    let data = db.data.clone();
     let table = table.map(str::to_string);
     let reader = tokio::task::spawn_blocking(move || {
-        sections::read_range(&file, &path, range, table.as_deref(), tx)
+        sections::read_range(&data, range, table.as_deref(), tx)
     });
-    let executed = execute_all(conn, db, &mut rx, progress, done).await;
+    let before = done.statements;
+    let executed = async {
+        let Some(first) = rx.recv().await else {
+            return Ok(());
+        };
+        db.created
+            .get_or_try_init(|| async {
+                recreate(conn, db.artifact).await?;
+                db.loaded.touch(db.idx);
+                Ok::<(), DumpError>(())
+            })
+            .await?;
+        enter(conn, name, &db.header).await?;
+        execute_all(conn, name, first, &mut rx, progress, done).await
+    }
+    .await;
+    db.loaded.executed(db.idx, done.statements - before);
     drop(rx);
     let read = reader.await.map_err(|e| DumpError::Internal {
         what: format!("dump reader failed: {e}"),
@@ -655,42 +793,31 @@ async fn run_range(
 /// that the database holds exactly the recorded tables, views and facts.
 async fn finish_database(
     conn: &mut mysql_async::Conn,
-    artifact: &DumpArtifact,
-    sections: &Sections,
-    header: &[Vec<u8>],
+    db: &SectionedDb<'_>,
     got: BTreeMap<String, TableFact>,
     mut done: Executed,
     progress: &dyn Progress,
 ) -> Result<RestoreReport, DumpError> {
-    let db = artifact.database.as_str();
-    enter(conn, db, header).await?;
-    match run_range(
-        conn,
-        artifact,
-        sections,
-        sections.tail,
-        None,
-        progress,
-        &mut done,
-    )
-    .await
-    {
+    let name = db.artifact.database.as_str();
+    match run_range(conn, db, db.sections.tail, None, progress, &mut done).await {
         Ok(()) => {}
         Err(SectionError::Dump(e)) => return Err(e),
         Err(SectionError::NotASection(why)) => {
             return Err(DumpError::Internal {
                 what: format!(
-                    "{why} (the views and closing settings of `{db}`'s dump); its tables are                      in, its views are not: load the file with `mariadb {db} < FILE`, or take                      a new dump"
+                    "{why} (the views and closing settings of `{name}`'s dump); its tables are \
+                     in, its views are not: load the file with `mariadb {name} < FILE`, or take \
+                     a new dump"
                 ),
             });
         }
     }
-    done.statements += header.len() as u64;
+    done.statements += db.header.len() as u64;
     facts::session_setup(conn).await?;
-    let schema = facts::list_schema(conn, db).await?;
-    let tables = compare_facts(artifact, &schema, &got)?;
+    let schema = facts::list_schema(conn, name).await?;
+    let tables = compare_facts(db.artifact, &schema, &got)?;
     Ok(RestoreReport {
-        database: db.to_string(),
+        database: name.to_string(),
         statements: done.statements,
         sql_bytes: done.sql_bytes,
         tables,
@@ -743,7 +870,9 @@ fn opts_defer_keys(sql: &[u8]) -> bool {
 /// so SHOW CREATE TABLE comes out identical.
 fn defer_secondary_keys(sql: &[u8]) -> Option<(Vec<u8>, String)> {
     let text = std::str::from_utf8(sql).ok()?;
-    if text.contains("FOREIGN KEY") {
+    // The split works on lines, so a name or a string with a line break in it (legal in a
+    // quoted identifier) would cut a line in two: such a table is loaded as it is.
+    if text.contains("FOREIGN KEY") || line_break_inside_quotes(text.as_bytes()) {
         return None;
     }
     let name_start = text.find('`')?;
@@ -778,6 +907,27 @@ fn defer_secondary_keys(sql: &[u8]) -> Option<(Vec<u8>, String)> {
         out.into_bytes(),
         format!("ALTER TABLE {table} {}", keys.join(", ")),
     ))
+}
+
+/// True when a `\n` or `\r` sits inside a quoted identifier or string of `sql`.
+fn line_break_inside_quotes(sql: &[u8]) -> bool {
+    let mut quote: Option<u8> = None;
+    let mut i = 0;
+    while i < sql.len() {
+        let b = sql[i];
+        match quote {
+            None if matches!(b, b'`' | b'\'' | b'"') => quote = Some(b),
+            None => {}
+            Some(_) if b == b'\n' || b == b'\r' => return true,
+            Some(q) if b == b'\\' && q != b'`' => i += 1,
+            // A doubled quote stays inside; a single one closes.
+            Some(q) if b == q && sql.get(i + 1) == Some(&q) => i += 1,
+            Some(q) if b == q => quote = None,
+            Some(_) => {}
+        }
+        i += 1;
+    }
+    false
 }
 
 /// Index of the closing backtick of an identifier body (doubled backticks are part of it).
@@ -900,20 +1050,15 @@ fn excerpt(sql: &[u8]) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Reads, decompresses, hashes and splits the file, sending statements until done or until
-/// the receiver goes away. Fails if the bytes read do not hash to the recorded BLAKE3.
-fn read_statements(artifact: &DumpArtifact, tx: mpsc::Sender<Stmt>) -> Result<(), DumpError> {
-    let path = &artifact.file;
-    let io = |e| DumpError::io(path, e);
-    let file = File::open(path).map_err(io)?;
-    let hashing = BufReader::with_capacity(
-        1 << 20,
-        HashingReader {
-            inner: file,
-            hasher: blake3::Hasher::new(),
-            bytes: 0,
-        },
-    );
+/// Reads (through the piece-by-piece check), decompresses and splits the verified file,
+/// sending statements until done or until the receiver goes away.
+fn read_statements(
+    data: &Arc<Verified>,
+    compression: Compression,
+    tx: mpsc::Sender<Stmt>,
+) -> Result<(), DumpError> {
+    let path = data.path();
+    let io = |e| sections::from_io(path, e);
     let mut splitter = Splitter::default();
     // A closed channel means the executor stopped on an error it reports itself.
     let mut emit = |sql: Vec<u8>, start: u64| -> Result<(), DumpError> {
@@ -933,44 +1078,16 @@ fn read_statements(artifact: &DumpArtifact, tx: mpsc::Sender<Stmt>) -> Result<()
             offset += n as u64;
         }
     };
-    let pumped = match artifact.compression {
-        Compression::None => {
-            let mut r = hashing;
-            pump(&mut r).map(|()| r.into_inner())
-        }
+    let pumped = match compression {
+        Compression::None => pump(&mut data.reader()),
         Compression::Zstd => {
-            let mut d = zstd::Decoder::with_buffer(hashing).map_err(io)?;
-            pump(&mut d).map(|()| d.finish().into_inner())
+            let mut d = zstd::Decoder::new(data.reader()).map_err(io)?;
+            pump(&mut d)
         }
     };
-    let mut hashing = match pumped {
-        Ok(h) => h,
-        Err(DumpError::WriterGone) => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    // Hash whatever the decoder left unread, then compare with what was verified before the
-    // load started: a file replaced in between is caught here.
-    std::io::copy(&mut hashing, &mut std::io::sink()).map_err(io)?;
-    let hex = hashing.hasher.finalize().to_hex().to_string();
-    artifact.check_hash(
-        hashing.bytes,
-        &hex,
-        " (the file changed during the restore)",
-    )
-}
-
-struct HashingReader {
-    inner: File,
-    hasher: blake3::Hasher,
-    bytes: u64,
-}
-
-impl Read for HashingReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
+    match pumped {
+        Err(DumpError::WriterGone) => Ok(()),
+        r => r,
     }
 }
 
@@ -1320,6 +1437,12 @@ mod tests {
             defer_secondary_keys(b"CREATE TABLE `t` (\n  `id` int,\n  PRIMARY KEY (`id`)\n)")
                 .is_none()
         );
+        // A name with a line break is left alone rather than cut at the line.
+        let nl = "CREATE TABLE `t` (\n  `id` int,\n  `c\nKEY `x` (`id`)` int,\n  PRIMARY KEY (`id`),\n  KEY `k` (`id`)\n)";
+        assert!(defer_secondary_keys(nl.as_bytes()).is_none());
+        assert!(!line_break_inside_quotes(create.as_bytes()));
+        assert!(line_break_inside_quotes(b"COMMENT 'a\\'\nb'"));
+        assert!(!line_break_inside_quotes(b"COMMENT 'a\\\\'\n`b`"));
         assert!(ends_table_data(b"\nDROP TABLE IF EXISTS `t`"));
         assert!(!ends_table_data(b"/*!40000 ALTER TABLE `t` ENABLE KEYS */"));
     }

@@ -1,8 +1,12 @@
-//! The table sections of a native dump (format 2), found while the file is verified, and
-//! read back one section at a time so restore can load tables in parallel.
+//! The table sections of a native dump (formats 2 and 3), found while the file is verified,
+//! and read back one section at a time so restore can load tables in parallel.
 //!
-//! A format 2 native dump marks each base table's statements with a `-- Table `name`` line
-//! and ends the last one with a `-- Tables end` line (see `native.rs`). Finding those lines
+//! A native dump marks each base table's statements with a `-- Table <name>` line and ends
+//! the last one with a `-- Tables end` line (see `native.rs`); format 3 writes the name in
+//! the escaped one-line form of `comment_name`, format 2 only backtick-quoted (a format 2
+//! name with a newline gives no well-formed marker, and the file is loaded in order).
+//! Only a line that starts outside every quote can be a marker (see [`Scan`]), so a name
+//! holding `\n-- Table ...` forges nothing. Finding those lines
 //! is a line scan fused into the BLAKE3 pass restore does anyway, so it costs no extra read.
 //! A marker alone proves nothing (a line could look like one), so the loader checks each
 //! section as it reads it: the split must end exactly at the section's end, and every
@@ -10,22 +14,139 @@
 //! Anything else makes the caller fall back to loading the whole file in order.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::Read;
 use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
 use super::DumpError;
 use super::artifact::{Compression, DumpArtifact, DumpFormat};
-use super::native::{FORMAT_LINE, TABLES_END};
+use super::native::{FORMAT_2_LINE, FORMAT_LINE, TABLES_END};
 use super::restore::{Splitter, Stmt, check_supported};
-use super::sqlvalue::ident;
+use super::sqlvalue::{ident, parse_comment_name};
 
 /// Longest marker line kept while scanning; longer lines are not markers.
 const MAX_MARKER_LINE: usize = 1024;
 /// Largest header (the settings before the first table) kept in memory.
 const MAX_HEADER: u64 = 1 << 20;
+/// The file is hashed in pieces of this size as well as whole while it is verified; every
+/// later read checks each piece again before handing out a byte of it.
+pub(crate) const CHUNK: u64 = 256 << 10;
+
+/// A dump file whose size and BLAKE3 matched the artifact, still open, with the BLAKE3 of
+/// each [`CHUNK`]-sized piece as it was read in that same pass.
+///
+/// Everything a restore executes is read through here: from the handle that was verified
+/// (a file swapped under the path afterwards is never seen), one piece at a time, each piece
+/// hashed again and compared before any of its bytes is handed on. A file rewritten in place
+/// or truncated after the check fails with [`DumpError::FileChanged`] at the first changed
+/// piece, and none of that piece's bytes reach the server.
+#[derive(Debug)]
+pub(crate) struct Verified {
+    file: File,
+    path: PathBuf,
+    size: u64,
+    chunks: Vec<blake3::Hash>,
+}
+
+impl Verified {
+    /// The path the file was opened by (for messages).
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads piece `i` into `buf` and checks it against the hash from the verification.
+    fn chunk(&self, i: usize, buf: &mut Vec<u8>) -> Result<(), DumpError> {
+        let start = i as u64 * CHUNK;
+        let len = (self.size - start).min(CHUNK) as usize;
+        buf.resize(len, 0);
+        let changed = || DumpError::FileChanged {
+            path: self.path.clone(),
+            offset: start,
+            loaded: String::new(),
+        };
+        match self.file.read_exact_at(buf, start) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(changed()),
+            Err(e) => return Err(DumpError::io(&self.path, e)),
+        }
+        if blake3::hash(buf) != self.chunks[i] {
+            return Err(changed());
+        }
+        Ok(())
+    }
+
+    /// Calls `f` with the verified bytes of `[start, end)`, in order, with their offsets.
+    pub(crate) fn for_each<E: From<DumpError>>(
+        &self,
+        (start, end): (u64, u64),
+        mut f: impl FnMut(&[u8], u64) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let end = end.min(self.size);
+        let mut buf = Vec::with_capacity(CHUNK as usize);
+        let mut at = start;
+        while at < end {
+            let i = (at / CHUNK) as usize;
+            self.chunk(i, &mut buf)?;
+            let base = i as u64 * CHUNK;
+            let from = (at - base) as usize;
+            let to = ((end - base) as usize).min(buf.len());
+            f(&buf[from..to], at)?;
+            at = base + to as u64;
+        }
+        Ok(())
+    }
+
+    /// A reader over the whole file, each piece checked before it is read.
+    pub(crate) fn reader(self: &Arc<Self>) -> VerifiedReader {
+        VerifiedReader {
+            data: self.clone(),
+            buf: Vec::new(),
+            pos: 0,
+            next: 0,
+        }
+    }
+}
+
+/// [`Read`] over a [`Verified`] file. A changed piece is an I/O error carrying the
+/// [`DumpError::FileChanged`]; [`from_io`] gets it back.
+pub(crate) struct VerifiedReader {
+    data: Arc<Verified>,
+    buf: Vec<u8>,
+    pos: usize,
+    next: usize,
+}
+
+impl Read for VerifiedReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.pos == self.buf.len() {
+            if self.next == self.data.chunks.len() {
+                return Ok(0);
+            }
+            self.data
+                .chunk(self.next, &mut self.buf)
+                .map_err(std::io::Error::other)?;
+            self.next += 1;
+            self.pos = 0;
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// The error of a read through a [`VerifiedReader`] (possibly inside a decoder): the
+/// [`DumpError`] it carries, or an I/O error on `path`.
+pub(crate) fn from_io(path: &Path, e: std::io::Error) -> DumpError {
+    if e.get_ref().is_some_and(|inner| inner.is::<DumpError>()) {
+        let inner = e.into_inner().expect("checked above");
+        return *inner.downcast::<DumpError>().expect("checked above");
+    }
+    DumpError::io(path, e)
+}
 
 /// Where one table's statements are in the file: `[start, end)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,11 +156,9 @@ pub(crate) struct TableSection {
     pub end: u64,
 }
 
-/// The layout of a verified format 2 dump.
+/// The layout of a verified format 2 or 3 dump.
 #[derive(Debug, Clone)]
 pub(crate) struct Sections {
-    /// The file, opened once: it is the one that was verified, whatever the path names now.
-    pub file: Arc<File>,
     /// The settings every connection runs before a section (`SET NAMES`, time zone, ...).
     pub header: Vec<u8>,
     /// One per base table, in file order (the artifact's table order).
@@ -48,61 +167,105 @@ pub(crate) struct Sections {
     pub tail: (u64, u64),
 }
 
-/// Hashes the artifact's file like [`super::verify_artifact`] and, for a plain native dump of
-/// format 2 whose markers name exactly the artifact's tables in order, returns its sections
-/// over the same open file. `Ok(None)`: verified, but load it in order.
-pub(crate) fn verify_and_find(artifact: &DumpArtifact) -> Result<Option<Sections>, DumpError> {
-    if artifact.format != DumpFormat::Native || artifact.compression != Compression::None {
-        super::verify_artifact(artifact)?;
-        return Ok(None);
-    }
+/// Hashes the artifact's file (whole, compared with the recorded size and BLAKE3, and in
+/// [`CHUNK`]s, kept for later reads) over one open handle; for a plain native dump of
+/// format 2 or 3 whose markers name exactly the artifact's tables in order, also returns its
+/// sections. No section: load it in order.
+pub(crate) fn verify_and_find(
+    artifact: &DumpArtifact,
+) -> Result<(Arc<Verified>, Option<Sections>), DumpError> {
     let path = &artifact.file;
     let io = |e| DumpError::io(path, e);
-    let file = File::open(path).map_err(io)?;
+    let mut file = File::open(path).map_err(io)?;
+    let sectioned =
+        artifact.format == DumpFormat::Native && artifact.compression == Compression::None;
     let mut scan = Scan::default();
     let mut hasher = blake3::Hasher::new();
+    let mut chunks = Vec::new();
     let mut size = 0u64;
-    {
-        let mut r = BufReader::with_capacity(1 << 20, &file);
-        loop {
-            let buf = r.fill_buf().map_err(io)?;
-            if buf.is_empty() {
-                break;
+    let mut buf = vec![0u8; CHUNK as usize];
+    loop {
+        // A full piece (or the file's last one): short reads are filled up.
+        let mut n = 0;
+        while n < buf.len() {
+            match file.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io(e)),
             }
-            hasher.update(buf);
-            scan.feed(buf, size);
-            let n = buf.len();
-            size += n as u64;
-            r.consume(n);
+        }
+        if n == 0 {
+            break;
+        }
+        let piece = &buf[..n];
+        hasher.update(piece);
+        chunks.push(blake3::hash(piece));
+        if sectioned {
+            scan.feed(piece, size);
+        }
+        size += n as u64;
+        if n < buf.len() {
+            break;
         }
     }
     scan.end_line();
     let hex = hasher.finalize().to_hex().to_string();
     artifact.check_hash(size, &hex, "")?;
-    let Some(layout) = scan.layout(artifact, size) else {
-        return Ok(None);
+    let data = Arc::new(Verified {
+        file,
+        path: path.clone(),
+        size,
+        chunks,
+    });
+    let layout = if sectioned {
+        scan.layout(artifact, size)
+    } else {
+        None
     };
-    let mut header = vec![0u8; layout.header_len as usize];
-    file.read_exact_at(&mut header, 0).map_err(io)?;
-    Ok(Some(Sections {
-        file: Arc::new(file),
-        header,
-        tables: layout.tables,
-        tail: layout.tail,
-    }))
+    let Some(layout) = layout else {
+        return Ok((data, None));
+    };
+    let mut header = Vec::with_capacity(layout.header_len as usize);
+    data.for_each::<DumpError>((0, layout.header_len), |b, _| {
+        header.extend_from_slice(b);
+        Ok(())
+    })?;
+    Ok((
+        data,
+        Some(Sections {
+            header,
+            tables: layout.tables,
+            tail: layout.tail,
+        }),
+    ))
 }
 
 /// Line scanner: keeps the head of the current line, bounded, and records marker lines.
+///
+/// A name may hold a newline followed by text that looks like a marker (`-- Table ...`), so
+/// a line counts as a marker only when it starts outside any quote. The scanner follows the
+/// quotes (backticks, single and double quotes, with their escapes) of the dump's DDL and
+/// INSERT heads; a `-- ` comment line and the values of an INSERT (from `VALUES (` on, which
+/// this dumper writes on one line with every line break escaped) are skipped to the end of
+/// their line by `memchr`, so the bulk of the file costs no more than before.
 #[derive(Default)]
 struct Scan {
     line_no: u64,
     line_start: u64,
     head: Vec<u8>,
-    format_ok: bool,
+    /// The native format named by the second line (2 or 3), if any.
+    format: Option<u8>,
     markers: Vec<(String, u64)>,
     tables_end: Option<u64>,
     /// A marker line that is not a well-formed one, or markers after the end line.
     confused: bool,
+    /// Where the lexer is.
+    lex: Lex,
+    /// The current line started inside a quote.
+    line_start_quoted: bool,
+    /// Bytes of [`VALUES_OPEN`] matched so far outside quotes.
+    values: usize,
 }
 
 struct Layout {
@@ -111,23 +274,92 @@ struct Layout {
     tail: (u64, u64),
 }
 
+/// Where the scanner's lexer is.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Lex {
+    /// Outside quotes.
+    #[default]
+    Normal,
+    /// Inside a quote opened by this byte.
+    Quote(u8),
+    /// Saw the quote byte inside a quote: it closes unless the next byte doubles it.
+    QuoteEnd(u8),
+    /// Saw a backslash inside a string.
+    Escape(u8),
+    /// The rest of the line is a comment or an INSERT's values.
+    SkipLine,
+}
+
+/// Where an INSERT's values start; nothing after it on the line is an identifier.
+const VALUES_OPEN: &[u8] = b"VALUES (";
+
 impl Scan {
     fn feed(&mut self, buf: &[u8], offset: u64) {
         let mut i = 0;
         while i < buf.len() {
-            match memchr::memchr(b'\n', &buf[i..]) {
-                Some(p) => {
-                    self.keep(&buf[i..i + p]);
-                    self.end_line();
-                    self.line_start = offset + (i + p + 1) as u64;
-                    i += p + 1;
-                }
-                None => {
-                    self.keep(&buf[i..]);
-                    i = buf.len();
+            if self.lex == Lex::SkipLine {
+                match memchr::memchr(b'\n', &buf[i..]) {
+                    Some(p) => {
+                        self.keep(&buf[i..i + p]);
+                        i += p;
+                    }
+                    None => {
+                        self.keep(&buf[i..]);
+                        return;
+                    }
                 }
             }
+            let b = buf[i];
+            if b == b'\n' {
+                self.lex = match self.lex {
+                    Lex::Quote(q) | Lex::Escape(q) => Lex::Quote(q),
+                    Lex::Normal | Lex::QuoteEnd(_) | Lex::SkipLine => Lex::Normal,
+                };
+                self.end_line();
+                self.line_start = offset + (i + 1) as u64;
+                self.line_start_quoted = self.lex != Lex::Normal;
+                self.values = 0;
+                i += 1;
+                continue;
+            }
+            self.keep(&buf[i..i + 1]);
+            self.lex_byte(b);
+            if !self.line_start_quoted && self.head.len() == 3 && self.head == b"-- " {
+                self.lex = Lex::SkipLine;
+            }
+            i += 1;
         }
+    }
+
+    fn lex_byte(&mut self, b: u8) {
+        self.lex = match self.lex {
+            Lex::Normal => {
+                if b == VALUES_OPEN[self.values] {
+                    self.values += 1;
+                    if self.values == VALUES_OPEN.len() {
+                        self.values = 0;
+                        self.lex = Lex::SkipLine;
+                        return;
+                    }
+                } else {
+                    self.values = usize::from(b == VALUES_OPEN[0]);
+                }
+                match b {
+                    b'`' | b'\'' | b'"' => Lex::Quote(b),
+                    _ => Lex::Normal,
+                }
+            }
+            Lex::Quote(q) if b == q => Lex::QuoteEnd(q),
+            Lex::Quote(q) if b == b'\\' && q != b'`' => Lex::Escape(q),
+            Lex::Quote(q) | Lex::Escape(q) => Lex::Quote(q),
+            Lex::QuoteEnd(q) if b == q => Lex::Quote(q),
+            Lex::QuoteEnd(_) => {
+                self.lex = Lex::Normal;
+                self.values = 0;
+                return self.lex_byte(b);
+            }
+            Lex::SkipLine => Lex::SkipLine,
+        };
     }
 
     fn keep(&mut self, part: &[u8]) {
@@ -137,11 +369,19 @@ impl Scan {
 
     fn end_line(&mut self) {
         let line = std::mem::take(&mut self.head);
-        if self.line_no == 1 && line == FORMAT_LINE.as_bytes() {
-            self.format_ok = true;
+        let at_line_one = self.line_no == 1;
+        self.line_no += 1;
+        if at_line_one && line == FORMAT_LINE.as_bytes() {
+            self.format = Some(3);
+        } else if at_line_one && line == FORMAT_2_LINE.as_bytes() {
+            self.format = Some(2);
+        }
+        // A line that starts inside a quoted name is part of a statement, whatever it says.
+        if self.line_start_quoted {
+            return;
         }
         if line.starts_with(b"-- Table ") {
-            match parse_marker(&line) {
+            match parse_marker(&line, self.format) {
                 Some(name) if self.tables_end.is_none() => {
                     self.markers.push((name, self.line_start))
                 }
@@ -153,12 +393,11 @@ impl Scan {
             }
             self.tables_end = Some(self.line_start);
         }
-        self.line_no += 1;
     }
 
     fn layout(self, artifact: &DumpArtifact, size: u64) -> Option<Layout> {
         let end = self.tables_end?;
-        if !self.format_ok || self.confused || self.markers.len() != artifact.tables.len() {
+        if self.format.is_none() || self.confused || self.markers.len() != artifact.tables.len() {
             return None;
         }
         let names_match = self
@@ -190,12 +429,18 @@ impl Scan {
     }
 }
 
-/// `-- Table `we``ird`` -> "we`ird".
-fn parse_marker(line: &[u8]) -> Option<String> {
+/// The table a marker line names, in the file's format: format 3 `-- Table `a\u{a}b`` ->
+/// "a\nb"; format 2 `-- Table `we``ird`` -> "we`ird".
+fn parse_marker(line: &[u8], format: Option<u8>) -> Option<String> {
     let rest = std::str::from_utf8(line.strip_prefix(b"-- Table ")?).ok()?;
-    let inner = rest.strip_prefix('`')?.strip_suffix('`')?;
-    let name = inner.replace("``", "`");
-    (ident(&name) == rest).then_some(name)
+    match format? {
+        2 => {
+            let inner = rest.strip_prefix('`')?.strip_suffix('`')?;
+            let name = inner.replace("``", "`");
+            (ident(&name) == rest).then_some(name)
+        }
+        _ => parse_comment_name(rest),
+    }
 }
 
 /// Why a section could not be loaded on its own; the caller loads the file in order instead.
@@ -214,17 +459,16 @@ impl From<DumpError> for SectionError {
     }
 }
 
-/// Reads `[start, end)` of `file`, splits it into statements and sends them; when `table` is
-/// given, every statement must be that table's DROP, CREATE or INSERT. Runs on a blocking
-/// thread. A closed channel means the receiver stopped on an error it reports itself.
+/// Reads `[start, end)` of the verified file, splits it into statements and sends them;
+/// when `table` is given, every statement must be that table's DROP, CREATE or INSERT. Runs
+/// on a blocking thread. A closed channel means the receiver stopped on an error it reports
+/// itself.
 pub(crate) fn read_range(
-    file: &File,
-    path: &std::path::Path,
-    (start, end): (u64, u64),
+    data: &Verified,
+    range: (u64, u64),
     table: Option<&str>,
     tx: mpsc::Sender<Stmt>,
 ) -> Result<(), SectionError> {
-    let io = |e| DumpError::io(path, e);
     let heads: Option<[String; 3]> = table.map(|t| {
         let t = ident(t);
         [
@@ -251,26 +495,11 @@ pub(crate) fn read_range(
         tx.blocking_send(Stmt { sql, offset: at })
             .map_err(|_| SectionError::Dump(DumpError::WriterGone))
     };
-    let mut buf = vec![0u8; 1 << 20];
-    let mut at = start;
-    while at < end {
-        let want = ((end - at) as usize).min(buf.len());
-        let n = file.read_at(&mut buf[..want], at).map_err(io)?;
-        if n == 0 {
-            return Err(SectionError::Dump(DumpError::io(
-                path,
-                std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "the dump file became shorter during the restore",
-                ),
-            )));
-        }
-        splitter.feed(&buf[..n], at, &mut emit)?;
-        at += n as u64;
-    }
+    data.for_each(range, |bytes, at| splitter.feed(bytes, at, &mut emit))?;
     if !splitter.is_idle() {
         return Err(SectionError::NotASection(format!(
-            "the section ending at byte {end} ends inside a statement"
+            "the section ending at byte {} ends inside a statement",
+            range.1
         )));
     }
     Ok(())
@@ -320,7 +549,7 @@ mod tests {
         s
     }
 
-    const DUMP: &str = "-- oms-upgrade native dump\n-- Format: 2 (sections)\nSET NAMES utf8mb4;\n\n-- Table `a`\nDROP TABLE IF EXISTS `a`;\nCREATE TABLE `a` (x int);\nINSERT INTO `a` (`x`) VALUES (1);\n\n-- Table `we``ird`\nDROP TABLE IF EXISTS `we``ird`;\n\n-- Tables end\nSET X=1;\n-- Dump completed\n";
+    const DUMP: &str = "-- oms-upgrade native dump\n-- Format: 3 (sections)\nSET NAMES utf8mb4;\n\n-- Table `a`\nDROP TABLE IF EXISTS `a`;\nCREATE TABLE `a` (x int);\nINSERT INTO `a` (`x`) VALUES (1);\n\n-- Table `we``ird`\nDROP TABLE IF EXISTS `we``ird`;\n\n-- Tables end\nSET X=1;\n-- Dump completed\n";
 
     #[test]
     fn finds_sections_at_any_chunk_size() {
@@ -358,7 +587,7 @@ mod tests {
         assert!(scan(DUMP, 64).layout(&artifact(&["a"]), len).is_none());
         assert!(scan(DUMP, 64).layout(&artifact(&["a", "b"]), len).is_none());
         // Format 1 (no format line), no end marker, a malformed marker.
-        let v1 = DUMP.replace("-- Format: 2 (sections)\n", "");
+        let v1 = DUMP.replace("-- Format: 3 (sections)\n", "");
         assert!(
             scan(&v1, 64)
                 .layout(&artifact(&["a", "we`ird"]), len)
@@ -379,18 +608,133 @@ mod tests {
     }
 
     #[test]
+    fn lines_inside_quoted_names_are_not_markers() {
+        // A table whose name holds a newline and a forged marker and end line, a column and
+        // a value with quotes: the real markers are found, the forged ones are not.
+        let forged = "x\n-- Table `a`\n-- Tables end\n";
+        let name = ident(forged);
+        let marker = crate::dump::sqlvalue::comment_name(forged);
+        let text = format!(
+            "-- oms-upgrade native dump\n-- Format: 3 (sections)\n-- Server version: it's\nSET NAMES utf8mb4;\n\n\
+             -- Table `a`\nDROP TABLE IF EXISTS `a`;\nCREATE TABLE `a` (\n  `c'\n-- Table ``q``` int\n);\n\
+             INSERT INTO `a` (`c'\n-- Table ``q```) VALUES ('it''s `', \"\\\"`\"),('\\n-- Table `z`');\n\n\
+             -- Table {marker}\nDROP TABLE IF EXISTS {name};\nCREATE TABLE {name} (x int);\n\
+             INSERT INTO {name} (`x`) VALUES (1);\n\n-- Tables end\nSET X=1;\n-- Dump completed\n"
+        );
+        for chunk in [1, 2, 5, 64, 4096] {
+            let l = scan(&text, chunk)
+                .layout(&artifact(&["a", forged]), text.len() as u64)
+                .unwrap_or_else(|| panic!("layout at chunk {chunk}"));
+            let names: Vec<&str> = l.tables.iter().map(|t| t.name.as_str()).collect();
+            assert_eq!(names, ["a", forged], "chunk {chunk}");
+            assert_eq!(
+                l.tail.0,
+                text.rfind("-- Tables end").unwrap() as u64,
+                "chunk {chunk}"
+            );
+        }
+    }
+
+    #[test]
     fn markers_parse_exactly() {
-        assert_eq!(parse_marker(b"-- Table `a`").as_deref(), Some("a"));
-        assert_eq!(parse_marker(b"-- Table `a``b`").as_deref(), Some("a`b"));
-        assert_eq!(parse_marker(b"-- Table `a`b`"), None);
-        assert_eq!(parse_marker(b"-- Table `a` "), None);
+        for f in [Some(2), Some(3)] {
+            assert_eq!(parse_marker(b"-- Table `a`", f).as_deref(), Some("a"));
+            assert_eq!(parse_marker(b"-- Table `a``b`", f).as_deref(), Some("a`b"));
+            assert_eq!(parse_marker(b"-- Table `a`b`", f), None);
+            assert_eq!(parse_marker(b"-- Table `a` ", f), None);
+        }
+        assert_eq!(parse_marker(b"-- Table `a`", None), None);
+        // Format 3 reads escaped names back; format 2 takes the escape literally.
+        let m = br"-- Table `a\u{a}b\\`";
+        assert_eq!(parse_marker(m, Some(3)).as_deref(), Some("a\nb\\"));
+        assert_eq!(parse_marker(m, Some(2)).as_deref(), Some(r"a\u{a}b\\"));
+    }
+
+    #[test]
+    fn format_2_files_still_have_sections() {
+        let v2 = DUMP.replace("-- Format: 3", "-- Format: 2");
+        let l = scan(&v2, 64)
+            .layout(&artifact(&["a", "we`ird"]), v2.len() as u64)
+            .expect("format 2 layout");
+        assert_eq!(l.tables.len(), 2);
+    }
+
+    /// `text` in a file, verified; the file's path is returned to change it afterwards.
+    fn verified_file(text: &[u8]) -> (tempfile::TempDir, PathBuf, Arc<Verified>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.sql");
+        std::fs::write(&path, text).unwrap();
+        let (size, hex) = crate::dump::hash_file(&path).unwrap();
+        let mut a = artifact(&[]);
+        a.format = DumpFormat::Mysqldump;
+        a.file = path.clone();
+        a.size_bytes = size;
+        a.blake3_hex = hex;
+        let (data, sections) = verify_and_find(&a).unwrap();
+        assert!(sections.is_none());
+        (dir, path, data)
+    }
+
+    fn verified(text: &str) -> Arc<Verified> {
+        verified_file(text.as_bytes()).2
+    }
+
+    #[test]
+    fn verified_reads_refuse_bytes_changed_after_the_check() {
+        let c = CHUNK as usize;
+        let text: Vec<u8> = (0..3 * c + 100).map(|i| b'a' + (i % 26) as u8).collect();
+        let collect = |data: &Verified, range| {
+            let mut got = Vec::new();
+            let r = data.for_each::<DumpError>(range, |b, at| {
+                assert_eq!(at as usize, got.len() + range.0 as usize);
+                got.extend_from_slice(b);
+                Ok(())
+            });
+            (got, r)
+        };
+        // Unchanged: any range comes back exactly.
+        let (_d, path, data) = verified_file(&text);
+        for range in [
+            (0, text.len() as u64),
+            (5, 7),
+            (CHUNK - 1, CHUNK + 1),
+            (0, 0),
+        ] {
+            let (got, r) = collect(&data, range);
+            r.unwrap();
+            assert_eq!(got, text[range.0 as usize..range.1 as usize]);
+        }
+        // Rewritten in place (same inode) after the check: nothing of the changed piece on.
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.write_at(b"DROP DATABASE x;", 2 * CHUNK + 5).unwrap();
+        let (got, r) = collect(&data, (0, text.len() as u64));
+        assert_eq!(got, text[..2 * c]);
+        assert!(
+            matches!(r, Err(DumpError::FileChanged { offset, .. }) if offset == 2 * CHUNK),
+            "{r:?}"
+        );
+        let mut whole = Vec::new();
+        let e = data.reader().read_to_end(&mut whole).unwrap_err();
+        assert!(matches!(from_io(&path, e), DumpError::FileChanged { .. }));
+        assert!(whole.len() <= 2 * c);
+        // Truncated after the check.
+        f.set_len(CHUNK + 10).unwrap();
+        let (got, r) = collect(&data, (0, text.len() as u64));
+        assert_eq!(got, text[..c]);
+        assert!(matches!(r, Err(DumpError::FileChanged { offset, .. }) if offset == CHUNK));
+        // Swapped under the path: the verified handle still reads the verified bytes.
+        let (_d, path, data) = verified_file(&text);
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, b"DROP DATABASE x;").unwrap();
+        let (got, r) = collect(&data, (0, text.len() as u64));
+        r.unwrap();
+        assert_eq!(got, text);
     }
 
     fn read_all(text: &str, range: (u64, u64), table: Option<&str>) -> Result<Vec<String>, String> {
-        let mut f = tempfile::tempfile().unwrap();
-        std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
+        let data = verified(text);
         let (tx, mut rx) = mpsc::channel(1000);
-        let r = read_range(&f, std::path::Path::new("x"), range, table, tx);
+        let r = read_range(&data, range, table, tx);
         let mut out = vec![];
         while let Ok(s) = rx.try_recv() {
             out.push(String::from_utf8(s.sql).unwrap());

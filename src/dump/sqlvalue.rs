@@ -142,6 +142,72 @@ pub fn ident(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
 }
 
+/// A name as it may appear in a `--` comment of a dump: backtick-quoted like [`ident`], and
+/// with every control character (newline and carriage return above all) and every Unicode
+/// line or paragraph separator written as `\u{..}`, and backslashes doubled. A comment ends
+/// at the first newline, so a raw one in a name would let the rest of the name run as SQL
+/// in any loader (the mysqldump CVE-2016-5483 class); this form is always one line, and it
+/// is injective, so [`parse_comment_name`] gives the name back exactly.
+pub fn comment_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 2);
+    out.push('`');
+    for c in name.chars() {
+        match c {
+            '`' => out.push_str("``"),
+            '\\' => out.push_str("\\\\"),
+            c if needs_comment_escape(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('`');
+    out
+}
+
+fn needs_comment_escape(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')
+}
+
+/// The inverse of [`comment_name`]: `None` unless `text` is exactly one such form.
+pub fn parse_comment_name(text: &str) -> Option<String> {
+    let inner = text.strip_prefix('`')?.strip_suffix('`')?;
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '`' => {
+                if chars.next()? != '`' {
+                    return None;
+                }
+                out.push('`');
+            }
+            '\\' => match chars.next()? {
+                '\\' => out.push('\\'),
+                'u' => {
+                    let rest = chars.as_str().strip_prefix('{')?;
+                    let close = rest.find('}')?;
+                    let code = u32::from_str_radix(&rest[..close], 16).ok()?;
+                    let decoded = char::from_u32(code).filter(|c| needs_comment_escape(*c))?;
+                    out.push(decoded);
+                    chars = rest[close + 1..].chars();
+                }
+                _ => return None,
+            },
+            c if needs_comment_escape(c) => return None,
+            c => out.push(c),
+        }
+    }
+    // Only the canonical form is accepted, so one name has one marker.
+    (comment_name(&out) == text).then_some(out)
+}
+
+/// Text from outside (a server's version string) made safe for a `--` comment: control
+/// characters and line separators become `?`.
+pub fn comment_text(text: &str) -> String {
+    text.chars()
+        .map(|c| if needs_comment_escape(c) { '?' } else { c })
+        .collect()
+}
+
 /// The expression that reads a column exactly: FLOAT through a DOUBLE cast (its own text
 /// form keeps only 6 significant digits), everything else as itself.
 pub fn select_expr(column: &str, data_type: &str) -> String {
@@ -209,6 +275,36 @@ mod tests {
         );
         assert_eq!(lit(Literal::Number, Some(b"-12.3400")), "-12.3400");
         assert_eq!(ident("we`ird"), "`we``ird`");
+        assert_eq!(comment_name("we`ird"), "`we``ird`");
+        assert_eq!(
+            comment_name("a\nb\rc\\d\u{2028}\u{85}é"),
+            "`a\\u{a}b\\u{d}c\\\\d\\u{2028}\\u{85}é`"
+        );
+        for name in [
+            "plain",
+            "x\nCREATE DATABASE pwned;#",
+            "\\u{a}",
+            "a``b`",
+            "tab\there\u{7f}",
+            "ünï中文",
+        ] {
+            let c = comment_name(name);
+            assert!(!c.contains(['\n', '\r']), "{c}");
+            assert_eq!(parse_comment_name(&c).as_deref(), Some(name), "{c}");
+        }
+        // Non-canonical or malformed forms are refused.
+        for bad in [
+            "`a`b`",
+            "`a\nb`",
+            "`\\u{41}`",
+            "`\\q`",
+            "`\\u{a`",
+            "a",
+            "`\\u{0a}`",
+        ] {
+            assert_eq!(parse_comment_name(bad), None, "{bad:?}");
+        }
+        assert_eq!(comment_text("10.11\nx"), "10.11?x");
         assert_eq!(select_expr("f", "FLOAT"), "CAST(`f` AS DOUBLE)");
         assert_eq!(select_expr("d", "double"), "`d`");
     }

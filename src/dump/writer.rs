@@ -538,6 +538,8 @@ pub struct Inspector {
     head: Vec<u8>,
     last_line: Vec<u8>,
     objects: BTreeSet<String>,
+    /// The body so far of a CREATE's identifier that a newline interrupted.
+    open_ident: Option<Vec<u8>>,
 }
 
 const HEAD_CAP: usize = 512;
@@ -567,19 +569,35 @@ impl Inspector {
 
     fn end_line(&mut self) {
         let line = std::mem::take(&mut self.head);
+        // A name may hold newlines: an identifier left open on the last line goes on here.
+        if let Some(mut body) = self.open_ident.take() {
+            body.push(b'\n');
+            body.extend_from_slice(&line);
+            self.take_ident(body);
+            self.last_line = line;
+            return;
+        }
         if line.iter().all(|b| b.is_ascii_whitespace()) {
             return;
         }
         if let Some(rest) = line.strip_prefix(b"CREATE TABLE `") {
-            if let Some(name) = parse_ident(rest) {
-                self.objects.insert(name);
-            }
-        } else if let Some(pos) = find(&line, b"VIEW `")
-            && let Some(name) = parse_ident(&line[pos + 6..])
-        {
-            self.objects.insert(name);
+            self.take_ident(rest.to_vec());
+        } else if let Some(pos) = find(&line, b"VIEW `") {
+            self.take_ident(line[pos + 6..].to_vec());
         }
         self.last_line = line;
+    }
+
+    /// Records the identifier `body` starts with (after its opening backtick), or keeps it
+    /// open for the next line when it has not ended yet (a bounded amount).
+    fn take_ident(&mut self, body: Vec<u8>) {
+        match parse_ident(&body) {
+            Ident::Name(name) => {
+                self.objects.insert(name);
+            }
+            Ident::Open if body.len() <= HEAD_CAP => self.open_ident = Some(body),
+            Ident::Open | Ident::Bad => {}
+        }
     }
 
     /// True when the last non-blank line starts with [`TRAILER`].
@@ -618,8 +636,17 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-/// Reads a backtick-quoted identifier body (after the opening backtick), undoubling "``".
-fn parse_ident(rest: &[u8]) -> Option<String> {
+/// What a backtick-quoted identifier body (after the opening backtick) holds.
+enum Ident {
+    /// Complete: the name, "``" undoubled.
+    Name(String),
+    /// No closing backtick yet.
+    Open,
+    /// Not UTF-8.
+    Bad,
+}
+
+fn parse_ident(rest: &[u8]) -> Ident {
     let mut out = Vec::new();
     let mut i = 0;
     while i < rest.len() {
@@ -629,12 +656,12 @@ fn parse_ident(rest: &[u8]) -> Option<String> {
                 i += 2;
                 continue;
             }
-            return String::from_utf8(out).ok();
+            return String::from_utf8(out).map_or(Ident::Bad, Ident::Name);
         }
         out.push(rest[i]);
         i += 1;
     }
-    None
+    Ident::Open
 }
 
 #[cfg(test)]
@@ -652,6 +679,18 @@ mod tests {
         assert!(i.trailer_seen());
         let objs: Vec<_> = i.objects.iter().cloned().collect();
         assert_eq!(objs, vec!["a`b".to_string(), "v1".to_string()]);
+    }
+
+    #[test]
+    fn inspector_sees_names_with_newlines() {
+        let mut i = Inspector::default();
+        let text = "CREATE TABLE `a\nb``\r\n` (\n  `id` int\n);\nCREATE OR REPLACE VIEW `v\n\nw` AS select 1;\n-- Dump completed\n";
+        for chunk in text.as_bytes().chunks(2) {
+            i.feed(chunk);
+        }
+        assert!(i.trailer_seen());
+        let objs: Vec<_> = i.objects.iter().cloned().collect();
+        assert_eq!(objs, vec!["a\nb`\r\n".to_string(), "v\n\nw".to_string()]);
     }
 
     #[test]

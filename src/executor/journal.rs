@@ -5,14 +5,16 @@
 //! the ledger has made the record durable. The state is rebuilt from the ledger on open:
 //! nothing about a run is remembered anywhere else.
 
+use std::borrow::Cow;
 use std::path::Path;
 
 use chrono::{DateTime, TimeZone, Utc};
 use uuid::Uuid;
 
-use crate::events::{self, Event, Recorded};
+use crate::events::{self, Event, Finding, PreflightCheck, Recorded};
 use crate::ledger::record::MAX_RECORD_LEN;
 use crate::ledger::{Ledger, LedgerError, LedgerView, NewRecord, Record};
+use crate::redact::redact;
 use crate::replay::{Rejection, State};
 
 /// Why the journal could not load or record.
@@ -137,7 +139,7 @@ impl Journal {
         at: DateTime<Utc>,
         event: Event,
     ) -> Result<u64, JournalError> {
-        let batch = events::split_outcome(events::bound_text(event));
+        let batch = events::split_outcome(events::bound_text(masked(event)));
         let first_seq = self.ledger.head().map_or(1, |(seq, _)| seq + 1);
         let mut next = self.state.clone();
         let mut encoded = Vec::with_capacity(batch.len());
@@ -242,6 +244,61 @@ pub fn to_recorded(rec: &Record) -> Result<Recorded, JournalError> {
 /// Replays a ledger read-only (for `status`, `plan`, reports): the records and the state.
 pub fn replay_dir(dir: &Path) -> Result<(Vec<Recorded>, State), JournalError> {
     replay_view(crate::ledger::LedgerReader::open(dir)?.view())
+}
+
+/// `event` with secrets masked in its free text ([`crate::redact`]): failure messages and
+/// evidence quote what children and servers said, a rollback's reason is often such a
+/// failure, and a note is typed by hand. Every event passes here on its way to the ledger,
+/// so nothing is recorded unmasked whoever builds it. Structured facts are masked where
+/// they are made (container env in [`events::record_env`], `docker_init.sh`'s output by
+/// the executor), and the plan is left alone: its digest is computed by its builder.
+fn masked(event: Event) -> Event {
+    let text = |s: String| match redact(&s) {
+        Cow::Borrowed(_) => s,
+        Cow::Owned(m) => m,
+    };
+    match event {
+        Event::StepFailed {
+            key,
+            error,
+            retryable,
+            facts,
+        } => Event::StepFailed {
+            key,
+            error: text(error),
+            retryable,
+            facts,
+        },
+        Event::StepReconciled {
+            key,
+            finding,
+            evidence,
+        } => Event::StepReconciled {
+            key,
+            finding: match finding {
+                Finding::Failed { error, retryable } => Finding::Failed {
+                    error: text(error),
+                    retryable,
+                },
+                other => other,
+            },
+            evidence: text(evidence),
+        },
+        Event::PreflightFailed { checks } => Event::PreflightFailed {
+            checks: checks
+                .into_iter()
+                .map(|c| PreflightCheck {
+                    detail: text(c.detail),
+                    ..c
+                })
+                .collect(),
+        },
+        Event::RollbackRequested { reason } => Event::RollbackRequested {
+            reason: text(reason),
+        },
+        Event::Note { text: note } => Event::Note { text: text(note) },
+        other => other,
+    }
 }
 
 /// Verifies the whole hash chain, then replays it. Nothing (writer or reader) acts on, or
@@ -419,5 +476,50 @@ mod tests {
             Err(e) => panic!("wrong error: {e}"),
             Ok(_) => panic!("an altered ledger was shown"),
         }
+    }
+
+    /// Regression (issue 10): a failure's text (which quotes a child's output) and the
+    /// evidence of a reconciliation went into the ledger as they were, secrets included.
+    #[test]
+    fn recorded_text_is_masked() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut j, run_id) = planned(dir.path());
+        let key = events::StepKey::DisableHa;
+        j.record(run_id, samples::t0(), Event::StepIntent { key })
+            .unwrap();
+        j.record(
+            run_id,
+            samples::t0(),
+            Event::StepFailed {
+                key,
+                error: "exec failed: mysql -uroot -pfail-pw-1 said: url=mysql://oms:fail-pw-2@h"
+                    .into(),
+                retryable: true,
+                facts: None,
+            },
+        )
+        .unwrap();
+        j.record(
+            run_id,
+            samples::t0(),
+            Event::RollbackRequested {
+                reason: "the step failed: password=fail-pw-3".into(),
+            },
+        )
+        .unwrap();
+        let stored: Vec<u8> = j
+            .ledger()
+            .view()
+            .records()
+            .flat_map(|r| r.unwrap().payload)
+            .collect();
+        let stored = String::from_utf8_lossy(&stored);
+        for pw in ["fail-pw-1", "fail-pw-2", "fail-pw-3"] {
+            assert!(!stored.contains(pw), "{pw} stored");
+        }
+        assert!(
+            stored.contains("-p*** said: url=mysql://oms:***@h"),
+            "{stored}"
+        );
     }
 }

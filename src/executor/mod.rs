@@ -306,17 +306,20 @@ impl<'o, D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'o, D, M, H, C> {
                 Ok(())
             }
             Err(e) => {
+                // Masked here too, not only in the ledger: the message is also shown and
+                // returned, and it may quote a child's output.
+                let message = crate::redact::redact(&e.message).into_owned();
                 self.record(Event::StepFailed {
                     key,
-                    error: e.message.clone(),
+                    error: message.clone(),
                     retryable: e.retryable,
                     facts: e.facts.clone(),
                 })?;
-                self.observer.step_finished(key, Err(&e.message));
+                self.observer.step_finished(key, Err(&message));
                 crash_point("after-outcome", key);
                 Err(ExecError::StepFailed {
                     key,
-                    error: e.message,
+                    error: message,
                     retryable: e.retryable,
                     integrity: e.integrity,
                 })

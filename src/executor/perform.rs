@@ -12,6 +12,7 @@ use crate::events::{
     MetaDb as Db, NamedState, NewContainer, Restored, StepFacts, TableFact,
 };
 use crate::haconfig::{self, HaEdit};
+use crate::redact::redact;
 use crate::steps::{
     self, HaDisableSpec, HaEnableSpec, HealthSpec, NewContainerSpec, RenameSpec, Step, StopSpec,
 };
@@ -555,7 +556,9 @@ pub(super) fn init_facts(
             .any(|l| l.contains(spec.success_marker.as_str())),
         log_file: Some(format!("{}/docker_init.log", spec.log_dir)),
         log_blake3: output_blake3.to_string(),
-        log_tail: events::tail_marked(output, events::LOG_TAIL_MAX_BYTES, output_blake3),
+        // Masked before cutting, so a secret is not cut in half (and so unrecognisable) at
+        // the tail's start.
+        log_tail: events::tail_marked(&redact(output), events::LOG_TAIL_MAX_BYTES, output_blake3),
         harmless_errors: spec
             .harmless_errors
             .iter()
@@ -756,5 +759,39 @@ mod tests {
         };
         let back = engine_artifact(&artifact_fact(Db::Rm, &engine));
         assert_eq!(back, engine);
+    }
+
+    /// Regression (issue 10): docker_init.sh's output went into the ledger as it was, a
+    /// password on a client command line or in a URL included. The marker and the
+    /// harmless errors are still judged on the real output.
+    #[test]
+    fn docker_init_tail_is_masked_before_it_is_recorded() {
+        let spec = crate::steps::InitSpec {
+            container: "oms".into(),
+            argv: vec!["bash".into(), "/root/docker_init.sh".into()],
+            success_marker: "DONE".into(),
+            harmless_errors: vec!["Duplicate column".into()],
+            log_dir: "/home/admin/logs".into(),
+            timeout_secs: 60,
+        };
+        let output = "mysql -h10.0.0.9 -P3306 -uroot -ptail-pw-1 -e 'select 1'\n\
+                      url=jdbc:mysql://oms:tail-pw-2@10.0.0.9/oms\n\
+                      Duplicate column 'x'\nDONE\n";
+        let facts = init_facts(&spec, 0, output, "00");
+        assert!(facts.marker_seen);
+        assert_eq!(facts.harmless_errors, ["Duplicate column"]);
+        assert!(
+            facts.log_tail.contains("-uroot -p*** -e"),
+            "{}",
+            facts.log_tail
+        );
+        assert!(
+            facts.log_tail.contains("jdbc:mysql://oms:***@10.0.0.9/oms"),
+            "{}",
+            facts.log_tail
+        );
+        for pw in ["tail-pw-1", "tail-pw-2"] {
+            assert!(!facts.log_tail.contains(pw), "{}", facts.log_tail);
+        }
     }
 }

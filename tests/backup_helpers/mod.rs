@@ -180,3 +180,47 @@ pub fn backup_cmd(db: &str, out: &Path) -> assert_cmd::Command {
     ]);
     c
 }
+
+/// Changes the fixture database after its dump so "untouched" is observable: a restore would
+/// remove the marker table and bring back the deleted row.
+pub async fn mark(db: &str) -> Snapshot {
+    exec(
+        db,
+        "CREATE TABLE zz_marker (x INT); DELETE FROM t_trig WHERE id = 3",
+    )
+    .await;
+    snapshot(db).await
+}
+
+/// Dumps `db` into `dir` with `opts` (panics on failure).
+pub async fn dump_with(db: &str, dir: &Path, opts: &dump::DumpOptions) -> dump::DumpArtifact {
+    dump::dump_database(&support::mysql_target(), db, dir, opts, &dump::Quiet)
+        .await
+        .unwrap_or_else(|e| panic!("dump of `{db}`: {e}"))
+}
+
+/// Restores `artifact` with the default options.
+pub async fn restore_quietly(
+    artifact: &dump::DumpArtifact,
+) -> Result<dump::RestoreReport, dump::DumpError> {
+    dump::restore_database(
+        &support::mysql_target(),
+        artifact,
+        &dump::RestoreOptions::default(),
+        &dump::Quiet,
+    )
+    .await
+}
+
+/// `mariadb`/`mariadb-dump` (`program`) with the arguments to reach the test server over
+/// TCP. The password goes through MYSQL_PWD, never argv.
+pub fn client(program: &str) -> std::process::Command {
+    let t = support::mysql_target();
+    let mut c = std::process::Command::new(program);
+    c.arg(format!("--host={}", t.host))
+        .arg(format!("--port={}", t.port))
+        .arg(format!("--user={}", t.user))
+        .arg("--protocol=TCP")
+        .env("MYSQL_PWD", t.password.expose());
+    c
+}

@@ -762,6 +762,11 @@ pub async fn start_old_oms() -> OmsNode {
 /// container created like the runbook's and started, `docker_init.sh` run (fresh install),
 /// then polled until `/oms/health` says healthy and heartbeat rows are being written.
 pub async fn start_oms(version: &str) -> OmsNode {
+    start_oms_with_env(version, &[]).await
+}
+
+/// Like [`start_oms`], with `extra_env` (`NAME=value`) in the container's environment.
+pub async fn start_oms_with_env(version: &str, extra_env: &[&str]) -> OmsNode {
     let docker = docker().await;
     let guard = ContainerGuard::new(&docker).await;
     let image = images(&docker, &[version]).await.remove(0);
@@ -774,7 +779,7 @@ pub async fn start_oms(version: &str) -> OmsNode {
         &OmsContainerSpec {
             name: &name,
             image: &image.reference,
-            extra_env: &[],
+            extra_env,
             binds: host.binds(),
         },
     )

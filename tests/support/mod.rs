@@ -10,6 +10,8 @@
 pub mod emulator;
 /// The consistent-rewrite attacker: re-encodes and re-links a whole ledger.
 pub mod forge;
+/// A database whose object names are hostile (SQL smuggled through names).
+pub mod hostile;
 /// Running the `oms-upgrade` binary in upgrade tests and comparing end states.
 pub mod upgrade;
 
@@ -31,6 +33,8 @@ pub fn mysql_target() -> DbTarget {
             .expect("OMS_TEST_MYSQL_PORT is a port number"),
         user: var("OMS_TEST_MYSQL_USER", "oms_test"),
         password: Secret::new(var("OMS_TEST_MYSQL_PASSWORD", "oms_test_pw")),
+        // The test server has no TLS, and tests open pools on these options directly.
+        tls: oms_upgrade::dbconn::TlsSettings::off(),
     }
 }
 
