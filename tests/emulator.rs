@@ -289,6 +289,17 @@ async fn forced_init_failure_by_marker_file_or_env_then_a_clean_retry_succeeds()
     assert_eq!(schema_version(&dbs).await.as_deref(), Some(NEW_VERSION));
 }
 
+/// Kills the emulator's init in `container` by the pid it wrote.
+async fn kill_init(node: &OmsNode, container: &str) {
+    let kill = exec(
+        &node.docker,
+        container,
+        &["sh", "-c", "kill $(cat /home/ds/run/docker_init.pid)"],
+    )
+    .await;
+    assert_eq!(kill.exit_code, 0, "{}", kill.output);
+}
+
 #[tokio::test]
 async fn forced_init_hang_keeps_the_exec_running_until_it_is_killed() {
     let node = start_old_oms().await;
@@ -306,13 +317,7 @@ async fn forced_init_hang_keeps_the_exec_running_until_it_is_killed() {
         "docker_init.sh must still be running while it hangs"
     );
 
-    let kill = exec(
-        &node.docker,
-        &new,
-        &["sh", "-c", "kill $(cat /home/ds/run/docker_init.pid)"],
-    )
-    .await;
-    assert_eq!(kill.exit_code, 0, "{}", kill.output);
+    kill_init(&node, &new).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     let code = loop {
         let (running, code) = exec_state(&node.docker, &exec_id).await;
@@ -693,13 +698,7 @@ async fn init_exec_knob_changes_the_process_name_but_not_the_exec_session() {
         assert_eq!(init.len(), 1, "{sessions:?}");
         assert_eq!(init[0].id, exec_id);
         assert!(init[0].running && init[0].pid.is_some(), "{:?}", init[0]);
-        let kill = exec(
-            &node.docker,
-            &new,
-            &["sh", "-c", "kill $(cat /home/ds/run/docker_init.pid)"],
-        )
-        .await;
-        assert_eq!(kill.exit_code, 0, "{}", kill.output);
+        kill_init(&node, &new).await;
         eventually("the killed init ends", || async {
             !exec_state(&node.docker, &exec_id).await.0
         })
