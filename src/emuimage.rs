@@ -30,10 +30,19 @@ pub const HOST_BUSYBOX: &str = "/bin/busybox";
 const LAYOUT_REVISION: &str = "oms-emu-layout-1";
 
 /// `/root/docker_init.sh`: OMS's init script, running the emulator's init mode.
+///
+/// Whether OMS's own script ends by `exec`ing into another program is not documented, so
+/// both are modelled: by default the emulator runs as the script's child (a process named
+/// `docker_init.sh` remains while it works); with `OMS_EMU_INIT_EXEC=1`, or a file
+/// `.emu-init-exec` in the logs folder, the script `exec`s into it and no such name remains.
 pub const DOCKER_INIT_SH: &str = "#!/bin/sh\n\
 # OMS CE emulator: stands in for OMS's metadata initialisation script.\n\
 # Progress goes to /home/admin/logs/docker_init.log; success ends with the OMS marker line.\n\
-exec /usr/local/bin/oms_emulator init \"$@\"\n";
+logs=\"${OMS_EMU_LOGS_DIR:-/home/admin/logs}\"\n\
+if [ \"$OMS_EMU_INIT_EXEC\" = 1 ] || [ \"$OMS_EMU_INIT_EXEC\" = true ] || [ -e \"$logs/.emu-init-exec\" ]; then\n\
+  exec /usr/local/bin/oms_emulator init \"$@\"\n\
+fi\n\
+/usr/local/bin/oms_emulator init \"$@\"\n";
 
 /// `/bin/bash`: the runbook says `bash /root/docker_init.sh`; busybox's sh runs it.
 const BASH_SHIM: &str = "#!/bin/sh\nexec /bin/sh \"$@\"\n";

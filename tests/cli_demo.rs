@@ -248,3 +248,90 @@ async fn demo_upgrades_and_clean_removes_only_what_it_created() {
     assert_eq!(still.map(|c| c.name), Some(bystander_name));
     assert!(database_exists(&bystander_db.name).await);
 }
+
+/// Issue 11, defect 10: `demo --plan-only` sets up the node and records the plan, and
+/// nothing more; the commands it prints drive the node (`run`, `ledger verify --live`) and
+/// clean it up.
+#[tokio::test(flavor = "multi_thread")]
+async fn demo_plan_only_stops_after_the_plan_and_prints_working_commands() {
+    let client = support::docker().await;
+    let docker = BollardDocker::from_client(client.clone());
+    emu::emulator_binary();
+    let tmp = tempfile::tempdir().unwrap();
+    let ledger = tmp.path().join("ledger");
+    let out = cli(&ledger)
+        .args(["--json", "demo", "--size", "64K", "--plan-only"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "demo --plan-only failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = one_json(&out);
+    assert_eq!(v["ok"], true, "{v:#}");
+    assert_eq!(v["plan_only"], true, "{v:#}");
+    assert_eq!(v["phase"], "upgrading", "{v:#}");
+    let demo_id = v["demo_id"].as_str().unwrap().to_string();
+
+    // Only the old node exists, running 3.3.0; no step was taken.
+    let labelled = docker
+        .find_by_label("oms-upgrade.demo", Some(&demo_id))
+        .await
+        .unwrap();
+    assert_eq!(labelled.len(), 1, "{labelled:?}");
+    assert!(labelled[0].status.is_running());
+    assert_eq!(labelled[0].image, image_reference("3.3.0"));
+    assert_eq!(v["container"]["id"], labelled[0].id.as_str());
+    let status = one_json(&cli(&ledger).args(["--json", "status"]).output().unwrap());
+    assert_eq!(status["t1"], serde_json::Value::Null, "{status:#}");
+    assert_eq!(
+        status["permitted"],
+        serde_json::json!(["disable-ha"]),
+        "{status:#}"
+    );
+
+    // The printed commands are complete command lines that work as printed.
+    let cmd = |k: &str| {
+        v["commands"][k]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {k}: {v:#}"))
+            .to_string()
+    };
+    for k in ["run", "kill", "rollback", "verify_live", "clean"] {
+        assert!(
+            cmd(k).contains(&ledger.display().to_string()) || k == "clean",
+            "{k}: {}",
+            cmd(k)
+        );
+    }
+    let bash = |line: String| {
+        let out = std::process::Command::new("bash")
+            .args(["-c", &line])
+            .env_remove("OMS_UPGRADE_LEDGER")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "`{line}` failed ({}):\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    bash(cmd("run"));
+    let status = one_json(&cli(&ledger).args(["--json", "status"]).output().unwrap());
+    assert_eq!(status["phase"], "completed", "{status:#}");
+    bash(cmd("verify_live"));
+    bash(cmd("clean"));
+    assert!(
+        docker
+            .find_by_label("oms-upgrade.demo", Some(&demo_id))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(!ledger.exists());
+}

@@ -1,6 +1,7 @@
 //! The OMS CE emulator against the real Docker engine and MariaDB: health, heartbeats,
-//! `docker_init.sh` (fresh, upgrade with and without `IS_UPGRADE`, forced failure and hang),
-//! bad configuration, clean SIGTERM, cached images, and the seeder's awkward values.
+//! `docker_init.sh` (fresh, upgrade with and without `IS_UPGRADE`, forced failure and hang,
+//! the knob that makes it `exec`), bad configuration, clean SIGTERM, cached images, and the
+//! seeder's awkward values.
 
 mod support;
 
@@ -288,6 +289,17 @@ async fn forced_init_failure_by_marker_file_or_env_then_a_clean_retry_succeeds()
     assert_eq!(schema_version(&dbs).await.as_deref(), Some(NEW_VERSION));
 }
 
+/// Kills the emulator's init in `container` by the pid it wrote.
+async fn kill_init(node: &OmsNode, container: &str) {
+    let kill = exec(
+        &node.docker,
+        container,
+        &["sh", "-c", "kill $(cat /home/ds/run/docker_init.pid)"],
+    )
+    .await;
+    assert_eq!(kill.exit_code, 0, "{}", kill.output);
+}
+
 #[tokio::test]
 async fn forced_init_hang_keeps_the_exec_running_until_it_is_killed() {
     let node = start_old_oms().await;
@@ -305,13 +317,7 @@ async fn forced_init_hang_keeps_the_exec_running_until_it_is_killed() {
         "docker_init.sh must still be running while it hangs"
     );
 
-    let kill = exec(
-        &node.docker,
-        &new,
-        &["sh", "-c", "kill $(cat /home/ds/run/docker_init.pid)"],
-    )
-    .await;
-    assert_eq!(kill.exit_code, 0, "{}", kill.output);
+    kill_init(&node, &new).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     let code = loop {
         let (running, code) = exec_state(&node.docker, &exec_id).await;
@@ -657,4 +663,55 @@ async fn a_421_node_upgrades_to_422_with_supervisorctl_running_before_init() {
         .unwrap();
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stdout).contains("STOPPED"));
+}
+
+/// The `.emu-init-exec` knob: `docker_init.sh` `exec`s into the emulator, so while init runs
+/// no process in the container is named after the script; without it the script stays as
+/// the emulator's parent. Either way the engine's record of the exec session (what
+/// oms-upgrade looks for after a crash) shows it running, with its command and a pid.
+#[tokio::test]
+async fn init_exec_knob_changes_the_process_name_but_not_the_exec_session() {
+    use oms_upgrade::adapters::{BollardDocker, Docker};
+    let node = start_old_oms().await;
+    node.host.set_init_hang(true);
+    let new = replace_with(&node, NEW_VERSION, &["IS_UPGRADE=true"]).await;
+    let adapter = BollardDocker::from_client(node.docker.clone());
+    for exec_mode in [false, true] {
+        node.host.set_init_exec(exec_mode);
+        let _ = std::fs::remove_file(node.host.logs.join("docker_init.log"));
+        let exec_id = exec_detached(&node.docker, &new, &["bash", "/root/docker_init.sh"]).await;
+        eventually("the hang is logged", || async {
+            node.host.docker_init_log().contains("injected hang")
+        })
+        .await;
+        let ps = exec(&node.docker, &new, &["ps", "-o", "args"]).await;
+        let named = ps
+            .output
+            .lines()
+            .any(|l| l.contains("docker_init") && !l.contains("ps -o"));
+        assert_eq!(named, !exec_mode, "exec mode {exec_mode}:\n{}", ps.output);
+        let sessions = adapter.running_execs(&new).await.unwrap().unwrap();
+        let init: Vec<_> = sessions
+            .iter()
+            .filter(|s| s.argv == ["bash", "/root/docker_init.sh"])
+            .collect();
+        assert_eq!(init.len(), 1, "{sessions:?}");
+        assert_eq!(init[0].id, exec_id);
+        assert!(init[0].running && init[0].pid.is_some(), "{:?}", init[0]);
+        kill_init(&node, &new).await;
+        eventually("the killed init ends", || async {
+            !exec_state(&node.docker, &exec_id).await.0
+        })
+        .await;
+        let after = adapter.inspect_exec(&exec_id).await.unwrap().unwrap();
+        assert!(!after.running && after.exit_code.is_some(), "{after:?}");
+        assert!(
+            adapter
+                .running_execs(&new)
+                .await
+                .unwrap()
+                .unwrap()
+                .is_empty()
+        );
+    }
 }

@@ -529,3 +529,63 @@ async fn sigkill_rollback_rounds() {
     assert_refetch_covers(&run).await;
     run.verify_ledger();
 }
+
+/// Issue 11, defect 5: the tool is killed while a long `docker_init.sh` runs, and the
+/// script has `exec`ed into another program, so no process in the container is named after
+/// it. The resume finds the init by its exec session, waits for it to end, judges by its
+/// log, records the step done (with the wait in the evidence), and never runs it again.
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_during_a_long_docker_init_that_execed() {
+    let run = Run::planned().await;
+    run.node.host.set_init_exec(true);
+    run.node.host.set_init_step_delay(2_000);
+    let watch = EventWatch::start(&run.node).await;
+    let mut child = run.spawn(&["run", "--yes"]);
+    // The upgrade's init has begun once its log says so (the fresh install's log does not).
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    while !run.node.host.docker_init_log().contains("IS_UPGRADE=true") {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before docker_init.sh began"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "docker_init.sh never began"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        !run.node
+            .host
+            .docker_init_log()
+            .contains("全部初始化步骤执行成功"),
+        "the kill landed after docker_init.sh had finished: make it slower"
+    );
+    run.ok(&["run", "--yes"]).await;
+    let events = watch.stop().await;
+    assert_eq!(run.end_state().await.phase, "completed");
+    let new = run.run_containers().await;
+    assert_eq!(new.len(), 1, "exactly one new container");
+    assert_upgrade_actions_once(&run, &events, &new[0].id);
+    let (_, state) = run.replay();
+    let init = state
+        .reconciliations()
+        .into_iter()
+        .find(|a| a.key == StepKey::RunDockerInit)
+        .expect("docker-init was left in doubt and reconciled");
+    match &init.outcome {
+        Some(oms_upgrade::replay::Outcome::Reconciled {
+            finding, evidence, ..
+        }) => {
+            assert!(
+                matches!(finding, oms_upgrade::events::Finding::Done(_)),
+                "{finding:?}: {evidence}"
+            );
+            assert!(evidence.contains("waited"), "{evidence}");
+        }
+        other => panic!("{other:?}"),
+    }
+    run.verify_ledger();
+}

@@ -8,7 +8,9 @@
 //! half-migrated, as a real failure would leave them) with `OMS_EMU_INIT_FAIL=1` /
 //! `OMS_EMU_INIT_HANG=1`, or with the marker files `.emu-init-fail` / `.emu-init-hang` in
 //! the logs folder: the upgrade tool copies the old container's environment, so files on the
-//! host are the way to steer a new container.
+//! host are the way to steer a new container. `.emu-init-step-delay-ms` (or
+//! `OMS_EMU_INIT_STEP_DELAY_MS`) makes it slow; `.emu-init-exec` (or `OMS_EMU_INIT_EXEC=1`)
+//! makes `/root/docker_init.sh` `exec` into this program instead of running it as a child.
 
 use std::time::Duration;
 
@@ -48,6 +50,18 @@ pub fn fault_from(paths: &Paths) -> Option<Fault> {
         return Some(Fault::Hang(hang.display().to_string()));
     }
     None
+}
+
+/// The pause after each schema change: `OMS_EMU_INIT_STEP_DELAY_MS`, else the number of
+/// milliseconds in `.emu-init-step-delay-ms` in the logs folder (a new container copies
+/// the old one's environment, so a file on the host is how a test slows its init).
+pub fn step_delay_from(paths: &Paths) -> Duration {
+    std::env::var("OMS_EMU_INIT_STEP_DELAY_MS")
+        .ok()
+        .or_else(|| std::fs::read_to_string(paths.logs.join(".emu-init-step-delay-ms")).ok())
+        .and_then(|v| v.trim().parse().ok())
+        .map(Duration::from_millis)
+        .unwrap_or_default()
 }
 
 /// What the three databases hold before init.
@@ -391,11 +405,7 @@ async fn run_inner(paths: &Paths, log: &Logger) -> Result<(), InitError> {
     let conn = pool.get_conn().await?;
     let mut inst = Installer::new(conn, &dbs, log);
     inst.fault = fault_from(paths);
-    inst.step_delay = std::env::var("OMS_EMU_INIT_STEP_DELAY_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .map(Duration::from_millis)
-        .unwrap_or_default();
+    inst.step_delay = step_delay_from(paths);
     inst.ensure_databases().await?;
     match inst.state().await? {
         DbState::Empty => {

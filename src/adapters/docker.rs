@@ -381,6 +381,24 @@ pub struct ExecOutcome {
     pub output_blake3: String,
 }
 
+/// One exec session as the engine records it (`docker exec` has no CLI to show this; the
+/// API's exec inspect does).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecInfo {
+    /// The engine's exec id.
+    pub id: String,
+    /// The command the session was started with (entrypoint and arguments). What the
+    /// process later `exec`s into does not change it, which is why a session is found by
+    /// this and not by a name in the container's process list.
+    pub argv: Vec<String>,
+    /// True while the session's process runs.
+    pub running: bool,
+    /// The session's process id on the engine's host, when it has one.
+    pub pid: Option<i64>,
+    /// The exit code, once it ended.
+    pub exit_code: Option<i64>,
+}
+
 /// A log line found by [`Docker::wait_for_log_line`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogMatch {
@@ -447,6 +465,22 @@ pub trait Docker: Send + Sync {
         env: Vec<String>,
         timeout: Option<Duration>,
     ) -> impl Future<Output = Result<ExecOutcome, DockerError>> + Send;
+
+    /// The exec sessions running in a container now. The engine drops a session from its
+    /// container's list when its process ends, so this finds a process started by an
+    /// earlier `exec` that the caller lost track of (it died), whatever that process has
+    /// since `exec`ed into. `None` when there is no such container.
+    fn running_execs(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Vec<ExecInfo>>, DockerError>> + Send;
+
+    /// One exec session by id; `None` when the engine no longer knows it (it forgets
+    /// ended sessions after a while, and all of them when the container stops).
+    fn inspect_exec(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<ExecInfo>, DockerError>> + Send;
 
     /// The last `tail` lines of the container's stdout and stderr.
     fn logs(
@@ -1015,6 +1049,61 @@ impl Docker for BollardDocker {
             output_bytes: total,
             output_blake3: hasher.finalize().to_hex().to_string(),
         })
+    }
+
+    async fn running_execs(&self, name: &str) -> Result<Option<Vec<ExecInfo>>, DockerError> {
+        let ids = match self
+            .client
+            .inspect_container(name, None::<InspectContainerOptions>)
+            .await
+        {
+            Ok(r) => r.exec_ids.unwrap_or_default(),
+            Err(e) => {
+                return match map_err(e, Ctx::Container(name)) {
+                    DockerError::NotFound { .. } => Ok(None),
+                    other => Err(other),
+                };
+            }
+        };
+        let mut running = Vec::new();
+        for id in ids {
+            // A session may end (and be forgotten) between the two calls.
+            if let Some(info) = self.inspect_exec(&id).await?
+                && info.running
+            {
+                running.push(info);
+            }
+        }
+        Ok(Some(running))
+    }
+
+    async fn inspect_exec(&self, id: &str) -> Result<Option<ExecInfo>, DockerError> {
+        match self.client.inspect_exec(id).await {
+            Ok(r) => {
+                let pc = r.process_config.unwrap_or_default();
+                let argv = pc
+                    .entrypoint
+                    .into_iter()
+                    .chain(pc.arguments.unwrap_or_default())
+                    .collect();
+                Ok(Some(ExecInfo {
+                    id: r.id.unwrap_or_else(|| id.to_string()),
+                    argv,
+                    running: r.running == Some(true),
+                    pid: r.pid.filter(|p| *p > 0),
+                    exit_code: if r.running == Some(true) {
+                        None
+                    } else {
+                        r.exit_code
+                    },
+                }))
+            }
+            // A 404 here means the exec id is unknown (mapped as a missing name).
+            Err(e) => match map_err(e, Ctx::Container(id)) {
+                DockerError::NotFound { .. } => Ok(None),
+                other => Err(other),
+            },
+        }
     }
 
     async fn logs(&self, name: &str, tail: usize) -> Result<String, DockerError> {

@@ -82,6 +82,12 @@ pub struct DemoArgs {
     /// not be removed (each such thing is named).
     #[arg(long, conflicts_with = "privileged")]
     pub clean: bool,
+    /// Stop after setting up the node and recording the plan with `init`: nothing is
+    /// upgraded. Prints the exact commands to `run` the upgrade, kill it, resume it, roll it
+    /// back, check the ledger against the live node and clean up, so a person (or
+    /// `scripts/soak`) can drive the node by hand.
+    #[arg(long, conflicts_with = "clean")]
+    pub plan_only: bool,
 }
 
 /// Where the metadata DB is (no password: that stays in the demo's config.yaml).
@@ -725,6 +731,11 @@ impl Demo {
         if !r.ok() {
             return Err(self.child_failed("init", &r));
         }
+        if self.args.plan_only {
+            self.st.stage = "planned".into();
+            self.st.save()?;
+            return self.planned_summary(node);
+        }
         let r = self.oms_upgrade(&["run", "--yes"])?;
         if !r.ok() {
             return Err(self.child_failed("run --yes", &r));
@@ -737,14 +748,7 @@ impl Demo {
             self.st.save()?;
         }
 
-        let (_, state) = crate::executor::replay_dir(&self.st.ledger)
-            .map_err(|e| internal("read the demo ledger back", e))?;
-        let plan = state.plan().cloned().ok_or_else(|| {
-            internal(
-                "read the demo ledger back",
-                "the ledger holds no plan after `init`",
-            )
-        })?;
+        let (state, plan) = self.read_back()?;
         let old_id = self.st.old_container_id.clone().unwrap_or_default();
         let (new, old, healthy) = rt.block_on(async {
             let new = docker.inspect(&plan.new_name).await.map_err(service)?;
@@ -787,41 +791,28 @@ impl Demo {
         ];
         let dbs = self.st.databases.clone();
         let verify_ok = verify.ok();
-        let summary = serde_json::json!({
-            "ok": verify_ok,
-            "demo_id": self.st.id,
-            "demo_dir": self.st.dir,
-            "state_file": self.st.path(),
-            "ledger": self.st.ledger,
-            "run_id": plan.run_id.to_string(),
-            "from": plan.source_version.to_string(),
-            "to": plan.target_version.to_string(),
-            "phase": state.phase().to_string(),
-            "containers": {
-                "new": container_json(&new),
-                "old": container_json(&old),
-            },
-            "images": { "old": node.images[0].reference, "new": node.images[1].reference },
-            "metadb": self.target.display_url(),
-            "databases": dbs,
-            "config": self.st.config,
-            "backups": plan.dump_dir(),
-            "health_url": self.st.health_url,
-            "healthy": healthy,
-            "seed": {
-                "value_bytes": node.seed["valueBytes"],
-                "rows": node.seed["rows"],
-            },
-            "t1": state.t1(),
-            "t2": state.t2(),
-            "downtime_seconds": downtime,
-            "refetch_minutes": refetch,
-            "verify": match &verify.json {
-                Some(v) => v.clone(),
-                None => serde_json::json!({ "ok": verify_ok }),
-            },
-            "look_around": look,
-        });
+        let summary = self.summary(
+            &state,
+            &plan,
+            node,
+            serde_json::json!({
+                "ok": verify_ok,
+                "containers": {
+                    "new": container_json(&new),
+                    "old": container_json(&old),
+                },
+                "healthy": healthy,
+                "t1": state.t1(),
+                "t2": state.t2(),
+                "downtime_seconds": downtime,
+                "refetch_minutes": refetch,
+                "verify": match &verify.json {
+                    Some(v) => v.clone(),
+                    None => serde_json::json!({ "ok": verify_ok }),
+                },
+                "look_around": look,
+            }),
+        );
         if self.json {
             println!("{summary}");
         } else {
@@ -890,6 +881,168 @@ impl Demo {
         } else {
             Err(self.child_failed("ledger verify", &verify))
         }
+    }
+}
+
+impl Demo {
+    /// The demo's ledger replayed, and the plan `init` recorded in it.
+    fn read_back(&self) -> Result<(crate::replay::State, crate::events::Plan), CliError> {
+        let (_, state) = crate::executor::replay_dir(&self.st.ledger)
+            .map_err(|e| internal("read the demo ledger back", e))?;
+        let plan = state.plan().cloned().ok_or_else(|| {
+            internal(
+                "read the demo ledger back",
+                "the ledger holds no plan after `init`",
+            )
+        })?;
+        Ok((state, plan))
+    }
+
+    /// The summary's keys every demo has, with `extra`'s (an object) added.
+    fn summary(
+        &self,
+        state: &crate::replay::State,
+        plan: &crate::events::Plan,
+        node: &Node,
+        extra: serde_json::Value,
+    ) -> serde_json::Value {
+        let mut v = serde_json::json!({
+            "demo_id": self.st.id,
+            "demo_dir": self.st.dir,
+            "state_file": self.st.path(),
+            "ledger": self.st.ledger,
+            "run_id": plan.run_id.to_string(),
+            "from": plan.source_version.to_string(),
+            "to": plan.target_version.to_string(),
+            "phase": state.phase().to_string(),
+            "images": { "old": node.images[0].reference, "new": node.images[1].reference },
+            "metadb": self.target.display_url(),
+            "databases": self.st.databases,
+            "config": self.st.config,
+            "backups": plan.dump_dir(),
+            "health_url": self.st.health_url,
+            "seed": {
+                "value_bytes": node.seed["valueBytes"],
+                "rows": node.seed["rows"],
+            },
+        });
+        if let (Some(m), serde_json::Value::Object(e)) = (v.as_object_mut(), extra) {
+            m.extend(e);
+        }
+        v
+    }
+
+    /// `--plan-only`: the node and the recorded plan, and the commands to drive them.
+    fn planned_summary(&self, node: &Node) -> CmdResult {
+        let (state, plan) = self.read_back()?;
+        let commands = planned_commands(&self.st.ledger);
+        let summary = self.summary(
+            &state,
+            &plan,
+            node,
+            serde_json::json!({
+                "ok": true,
+                "plan_only": true,
+                "container": { "name": self.st.container, "id": self.st.old_container_id },
+                "new_name": plan.new_name,
+                "logs": self.st.dir.join("logs"),
+                "commands": commands.iter().map(|(k, _, c)| (k.to_string(), serde_json::json!(c)))
+                    .collect::<serde_json::Map<_, _>>(),
+            }),
+        );
+        if self.json {
+            println!("{summary}");
+        } else {
+            println!();
+            println!(
+                "Demo {}: node {} ({}) is running; the upgrade {} -> {} is planned in {} and nothing else was done.",
+                self.st.id,
+                self.st.container,
+                node.images[0].reference,
+                plan.source_version,
+                plan.target_version,
+                self.st.ledger.display()
+            );
+            println!("Drive it (paste into bash):");
+            for (_, what, c) in &commands {
+                println!("  # {what}");
+                println!("  {c}");
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// The commands `--plan-only` prints, as (key, what it does, command line). The node's
+/// password is in its config.yaml, so a password meant for a real OMS in the caller's
+/// environment is removed from the commands that reach the metadata DB, as the demo does
+/// for its own children.
+fn planned_commands(ledger: &Path) -> Vec<(&'static str, &'static str, String)> {
+    // The path of this executable: after `scripts/demo` it is not on PATH.
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "oms-upgrade".into());
+    let l = shell_quote(&ledger.display().to_string());
+    let exe = shell_quote(&exe);
+    let tool = format!("env -u {PASSWORD_ENV} {exe} --ledger {l}");
+    vec![
+        (
+            "status",
+            "where the run stands",
+            format!("{exe} --ledger {l} status"),
+        ),
+        (
+            "plan",
+            "each step's exact commands and SQL",
+            format!("{exe} --ledger {l} plan"),
+        ),
+        (
+            "run",
+            "upgrade (resumes after a kill)",
+            format!("{tool} run --yes"),
+        ),
+        (
+            "kill",
+            "upgrade in the background and SIGKILL it after 3 s (then `run` again resumes)",
+            format!("{tool} run --yes & sleep 3; kill -9 $!"),
+        ),
+        (
+            "rollback",
+            "roll back (resumes after a kill too)",
+            format!("{tool} rollback --yes"),
+        ),
+        (
+            "verify",
+            "the hash chain",
+            format!("{exe} --ledger {l} ledger verify"),
+        ),
+        (
+            "verify_artifacts",
+            "the hash chain and every dump file",
+            format!("{exe} --ledger {l} ledger verify --artifacts"),
+        ),
+        (
+            "verify_live",
+            "the recorded end state against the live node",
+            format!("{tool} ledger verify --live"),
+        ),
+        (
+            "clean",
+            "remove the demo",
+            format!("{exe} demo --clean --ledger {l}"),
+        ),
+    ]
+}
+
+/// `s` as one bash word (single-quoted unless it is plainly safe).
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:=@".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
     }
 }
 

@@ -99,6 +99,26 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
                 })
             }
             Step::RunDockerInit(spec) => {
+                // A session started with the same command that still runs (an attempt whose
+                // reconciliation could not look, or one started by hand) is never joined
+                // by a second: two migrations at once on one metadata set.
+                let running = super::reconcile::init_sessions(&self.ad.docker, spec)
+                    .await
+                    .map_err(|e| {
+                        StepError::retry(format!(
+                            "cannot tell whether docker_init.sh already runs in {}, so it was not started: {e}",
+                            spec.container
+                        ))
+                    })?;
+                if let Some(s) = running.first() {
+                    return Err(StepError::fatal(format!(
+                        "docker_init.sh is already running in {} (exec {}{}), started by an earlier attempt or by hand; a second one was not started. Wait for it to end, read {}/docker_init.log, then roll back with `oms-upgrade rollback`",
+                        spec.container,
+                        s.id,
+                        s.pid.map(|p| format!(", pid {p}")).unwrap_or_default(),
+                        spec.log_dir
+                    )));
+                }
                 let timeout = Duration::from_secs(spec.timeout_secs.into());
                 let out = self
                     .ad

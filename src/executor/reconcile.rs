@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use crate::adapters::docker::ExecInfo;
 use crate::adapters::{Clock, Docker, Health, MetaDb};
 use chrono::{DateTime, Utc};
 
@@ -201,37 +202,13 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
     }
 
     /// `docker_init.sh` must not be interrupted and must not be run twice blindly. The exec
-    /// lives in the container, so it may still be running after we died: wait for it, then
-    /// judge by its log.
+    /// lives in the container, so it may still be running after we died: wait for it
+    /// (bounded by the step's timeout, counted from the intent), then judge by its log.
+    /// "Running" is the engine's record of the exec session started with the step's
+    /// command, not a name in the process list: a script that `exec`s into another program
+    /// keeps its session (and its pid) but changes its name.
     async fn inspect_init(&self, spec: &InitSpec) -> Result<(Finding, String), String> {
         let log = format!("{}/docker_init.log", spec.log_dir);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(spec.timeout_secs.into());
-        loop {
-            let running = self
-                .ad
-                .docker
-                .exec(
-                    &spec.container,
-                    sh("ps -o args 2>/dev/null || ps"),
-                    vec![],
-                    Some(Duration::from_secs(30)),
-                )
-                .await
-                .map(|o| {
-                    o.output_tail
-                        .lines()
-                        .any(|l| l.contains("docker_init") && !l.contains("ps -o"))
-                })
-                .unwrap_or(false);
-            if !running || tokio::time::Instant::now() >= deadline {
-                break;
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-        // The logs folder is the old container's too: a docker_init.log from the fresh
-        // install (or an earlier upgrade) ends with the same success marker. Only a log
-        // written after this attempt's intent speaks for it; with none, the script never
-        // started (it rewrites the log first thing), so running it now is its first run.
         let intent_at = self
             .journal
             .state()
@@ -239,20 +216,45 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
             .last()
             .filter(|a| a.key == StepKey::RunDockerInit && a.outcome.is_none())
             .map(|a| a.intent_at);
+        let waited = self.wait_init_sessions(spec, intent_at).await?;
+        if let Some(w) = &waited
+            && w.still_running
+        {
+            return Ok((
+                Finding::Failed {
+                    error: format!(
+                        "docker_init.sh is still running in {} after the step's {} s timeout ({}): it must not be interrupted or run twice; find out why it hangs (its log is {log}), then roll back with `oms-upgrade rollback`",
+                        spec.container,
+                        spec.timeout_secs,
+                        w.describe()
+                    ),
+                    retryable: false,
+                },
+                format!("still running after waiting: {}", w.describe()),
+            ));
+        }
+        let waited_note = waited
+            .as_ref()
+            .map(|w| format!("; {}", w.describe()))
+            .unwrap_or_default();
+        // The logs folder is the old container's too: a docker_init.log from the fresh
+        // install (or an earlier upgrade) ends with the same success marker. Only a log
+        // written after this attempt's intent speaks for it; with none, the script never
+        // started (it rewrites the log first thing), so running it now is its first run.
         let written = self.log_written_at(spec, &log).await?;
         if let Some(intent_at) = intent_at {
             match written {
                 None => {
                     return Ok((
                         Finding::NotDone,
-                        format!("{log} does not exist: docker_init.sh never started"),
+                        format!("{log} does not exist: docker_init.sh never started{waited_note}"),
                     ));
                 }
                 Some(at) if at < intent_at => {
                     return Ok((
                         Finding::NotDone,
                         format!(
-                            "{log} was last written at {at}, before this attempt began ({intent_at}): docker_init.sh never started"
+                            "{log} was last written at {at}, before this attempt began ({intent_at}): docker_init.sh never started{waited_note}"
                         ),
                     ));
                 }
@@ -270,6 +272,9 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
             )
             .await
             .map_err(|e| e.to_string())?;
+        // The log is the judge. The session's exit code is not: when the client attached
+        // to an exec dies, the engine ends the session's record with 126 ("attach failed")
+        // whatever the process later returns (seen with Docker 20.10), so it is only evidence.
         let facts = init_facts(
             spec,
             if out.exit_code == 0 { 0 } else { -1 },
@@ -279,23 +284,80 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
         if facts.marker_seen {
             Ok((
                 Finding::Done(Box::new(StepFacts::DockerInit(facts))),
-                format!("{log} ends with the success marker"),
+                format!("{log} ends with the success marker{waited_note}"),
             ))
         } else {
             Ok((
                 Finding::Failed {
                     error: format!(
-                        "docker_init.sh was interrupted: {log} has no success marker; it must not be re-run blindly, roll back with `oms-upgrade rollback`"
+                        "docker_init.sh was interrupted or failed: {log} has no success marker; it must not be re-run blindly, roll back with `oms-upgrade rollback`"
                     ),
                     retryable: false,
                 },
-                format!("{log} without the success marker"),
+                format!("{log} without the success marker{waited_note}"),
             ))
         }
     }
 }
 
 impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
+    /// Waits while exec sessions started with the init command run in the init container,
+    /// until `intent_at` + the step's timeout (at least a short grace when that has already
+    /// passed, so a finishing session is not missed). `None`: none was running.
+    async fn wait_init_sessions(
+        &self,
+        spec: &InitSpec,
+        intent_at: Option<DateTime<Utc>>,
+    ) -> Result<Option<InitWait>, String> {
+        let running = init_sessions(&self.ad.docker, spec).await?;
+        if running.is_empty() {
+            return Ok(None);
+        }
+        let timeout = chrono::Duration::seconds(spec.timeout_secs.into());
+        let now = self.ad.clock.now();
+        let left = intent_at
+            .map(|at| at + timeout - now)
+            .unwrap_or(timeout)
+            .to_std()
+            .unwrap_or_default()
+            .max(INIT_WAIT_GRACE);
+        let started = tokio::time::Instant::now();
+        let deadline = started + left;
+        let mut watched = running.clone();
+        let mut exit_code = None;
+        loop {
+            let mut still = Vec::new();
+            for s in &watched {
+                match self
+                    .ad
+                    .docker
+                    .inspect_exec(&s.id)
+                    .await
+                    .map_err(|e| e.to_string())?
+                {
+                    Some(now) if now.running => still.push(now),
+                    Some(now) => exit_code = exit_code.or(now.exit_code),
+                    None => {}
+                }
+            }
+            let done = still.is_empty();
+            if done || tokio::time::Instant::now() >= deadline {
+                return Ok(Some(InitWait {
+                    sessions: running,
+                    waited: started.elapsed(),
+                    still_running: !done,
+                    exit_code: if done && exit_code.is_some() {
+                        exit_code
+                    } else {
+                        None
+                    },
+                }));
+            }
+            watched = still;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
     /// When `log` was last modified inside the init container (`None`: it does not exist).
     async fn log_written_at(
         &self,
@@ -322,6 +384,61 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
             .map(|t| Some(t.with_timezone(&Utc)))
             .map_err(|e| format!("cannot read the time of {log} from `{text}`: {e}"))
     }
+}
+
+/// However late a resume comes, a running init gets at least this long to finish.
+const INIT_WAIT_GRACE: Duration = Duration::from_secs(10);
+
+/// Exec sessions running in the init container that were started with the init command
+/// (by an attempt we lost track of, or by hand). Shared with the step's start, which must
+/// not start a second one.
+pub(super) async fn init_sessions<D: Docker>(
+    docker: &D,
+    spec: &InitSpec,
+) -> Result<Vec<ExecInfo>, String> {
+    Ok(docker
+        .running_execs(&spec.container)
+        .await
+        .map_err(|e| e.to_string())?
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e.argv == spec.argv)
+        .collect())
+}
+
+/// What waiting for running init sessions found; its description goes in the evidence.
+struct InitWait {
+    sessions: Vec<ExecInfo>,
+    waited: Duration,
+    still_running: bool,
+    exit_code: Option<i64>,
+}
+
+impl InitWait {
+    fn describe(&self) -> String {
+        let ids: Vec<String> = self
+            .sessions
+            .iter()
+            .map(|s| match s.pid {
+                Some(pid) => format!("exec {} (pid {pid})", short(&s.id)),
+                None => format!("exec {}", short(&s.id)),
+            })
+            .collect();
+        format!(
+            "{} of docker_init.sh was running; waited {:.1} s{}",
+            ids.join(", "),
+            self.waited.as_secs_f64(),
+            match (self.still_running, self.exit_code) {
+                (true, _) => ", still running".to_string(),
+                (false, Some(code)) => format!(" for it to end (engine's exit code {code})"),
+                (false, None) => " for it to end".to_string(),
+            }
+        )
+    }
+}
+
+fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
 }
 
 fn sh(script: &str) -> Vec<String> {

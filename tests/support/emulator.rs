@@ -266,6 +266,22 @@ impl OmsHost {
     pub fn set_init_hang(&self, on: bool) {
         set_marker(&self.logs.join(".emu-init-hang"), on);
     }
+
+    /// Makes `docker_init.sh` `exec` into the emulator (no process named `docker_init`
+    /// remains while it runs), or run it as a child again.
+    pub fn set_init_exec(&self, on: bool) {
+        set_marker(&self.logs.join(".emu-init-exec"), on);
+    }
+
+    /// Makes `docker_init.sh` pause `ms` after each schema change (`0`: no pause).
+    pub fn set_init_step_delay(&self, ms: u64) {
+        let path = self.logs.join(".emu-init-step-delay-ms");
+        if ms == 0 {
+            let _ = std::fs::remove_file(path);
+        } else {
+            std::fs::write(path, format!("{ms}\n")).expect("write marker");
+        }
+    }
 }
 
 fn set_marker(path: &Path, on: bool) {
