@@ -13,12 +13,12 @@ use super::{CliError, CmdResult, Ctx, ExitKind};
 use crate::adapters::fs::{existing_ancestor, free_space};
 use crate::adapters::{BollardDocker, Docker, MetaDb, MysqlMetaDb, TlsState};
 use crate::events::{
-    ContainerSnapshot, DbNames, Event, HaAfter, HaMode, MetaDbLocation, Plan, PlanInput,
-    PreflightCheck, record_env,
+    Attestation, ContainerSnapshot, DbNames, Event, HaAfter, HaMode, MetaDbLocation, Plan,
+    PlanInput, PreflightCheck, record_env,
 };
 use crate::refetch::{RefetchMode, RefetchPolicy, StoreRetention};
 use crate::replay::Phase;
-use crate::versions::{Version, procedure_for};
+use crate::versions::{ImageVersion, VERSION_LABEL, Version, procedure_for};
 
 /// HA toggling mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -145,6 +145,24 @@ pub fn run(args: InitArgs, ctx: &Ctx) -> CmdResult {
                     Event::Attestation(metatls::attestation(&tls, now)),
                 )
                 .map_err(journal_error)?;
+            // A version the operator stated is theirs, not the image's: the plan's stored
+            // form has one version field each, so the statement follows it as an
+            // attestation by the operator (the record also carries the OS user).
+            let (operator, _) = shell::identity();
+            for c in checks.iter().filter(|c| c.name == OPERATOR_VERSION_CHECK) {
+                journal
+                    .record(
+                        run_id,
+                        now,
+                        Event::Attestation(Attestation {
+                            by: operator.clone(),
+                            statement: c.detail.clone(),
+                            step: None,
+                            observed_at: None,
+                        }),
+                    )
+                    .map_err(journal_error)?;
+            }
             if ctx.json {
                 println!(
                     "{}",
@@ -322,29 +340,23 @@ async fn preflight(
         format!("{} present ({})", args.image, short(&image.id)),
     );
 
-    let version =
-        |given: &Option<String>, tag: &str, what: &'static str| -> Result<Version, Fatal> {
-            match given {
-                Some(v) => v.parse::<Version>().map_err(|e| {
-                    fatal(
-                        "versions",
-                        CliError::new(ExitKind::Input, format!("--{what}-version: {e}")),
-                    )
-                }),
-                None => Version::parse_loose(tag).ok_or_else(|| {
-                    fatal(
-                        "versions",
-                        CliError::new(
-                            ExitKind::Input,
-                            format!("cannot read a version from `{tag}`"),
-                        )
-                        .hint(format!("pass --{what}-version X.Y.Z")),
-                    )
-                }),
-            }
-        };
-    let from = version(&args.from_version, &old.image, "from")?;
-    let to = version(&args.to_version, &args.image, "to")?;
+    // The old container's image labels: read once, for its version and (below) to tell
+    // the labels the operator set from those the image gave.
+    let old_image_labels = docker
+        .inspect_image(&old.image_id)
+        .await
+        .ok()
+        .flatten()
+        .map(|i| i.labels)
+        .unwrap_or_default();
+    let from = image_version(
+        &args.from_version,
+        &old.image,
+        &old_image_labels,
+        "from",
+        checks,
+    )?;
+    let to = image_version(&args.to_version, &args.image, &image.labels, "to", checks)?;
     let procedure = procedure_for(from, to).map_err(|e| {
         fatal(
             "versions",
@@ -525,13 +537,6 @@ async fn preflight(
         })?;
     // The old container's labels include its image's; only those the operator set are
     // carried over, so the new container shows its own image's labels (not 3.3.0's).
-    let old_image_labels = docker
-        .inspect_image(&old.image_id)
-        .await
-        .ok()
-        .flatten()
-        .map(|i| i.labels)
-        .unwrap_or_default();
     let input = PlanInput {
         run_id,
         tool_version: env!("CARGO_PKG_VERSION").into(),
@@ -592,6 +597,59 @@ async fn preflight(
         .map(|plan| (plan, tls))
         .map_err(|e| fatal("plan", CliError::new(ExitKind::Input, e.to_string())))
 }
+
+/// The version an image runs: the operator's `--from-version`/`--to-version` when given
+/// (recorded as their statement, beside what the image says), else what the image's tag
+/// and version label agree on. Never a number from the registry host or port.
+fn image_version(
+    given: &Option<String>,
+    reference: &str,
+    labels: &std::collections::BTreeMap<String, String>,
+    what: &'static str,
+    checks: &mut Vec<PreflightCheck>,
+) -> Result<Version, Fatal> {
+    let read = ImageVersion::read(reference, labels);
+    if let Some(v) = given {
+        let v = v.parse::<Version>().map_err(|e| {
+            fatal(
+                "versions",
+                CliError::new(ExitKind::Input, format!("--{what}-version: {e}")),
+            )
+        })?;
+        ok(
+            checks,
+            OPERATOR_VERSION_CHECK,
+            format!(
+                "--{what}-version {v} stated by the operator for `{reference}` (the image says: {})",
+                read.describe()
+            ),
+        );
+        return Ok(v);
+    }
+    match read.agreed() {
+        Ok(Some(v)) => Ok(v),
+        Ok(None) => Err(fatal(
+            "versions",
+            CliError::new(
+                ExitKind::Input,
+                format!("cannot read a version from `{reference}` (no version in its tag, no {VERSION_LABEL} label)"),
+            )
+            .hint(format!("pass --{what}-version X.Y.Z")),
+        )),
+        Err((tag, label)) => Err(fatal(
+            "versions",
+            CliError::new(
+                ExitKind::Input,
+                format!("`{reference}`: its tag says {tag} but its {VERSION_LABEL} label says {label}"),
+            )
+            .hint(format!("pass --{what}-version X.Y.Z with the version it really is")),
+        )),
+    }
+}
+
+/// The preflight check that names a version the operator stated; `init` records its
+/// detail as the operator's attestation right after `run.planned`.
+pub const OPERATOR_VERSION_CHECK: &str = "versions-stated";
 
 fn plan_summary(plan: &Plan) -> serde_json::Value {
     serde_json::json!({
