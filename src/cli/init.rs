@@ -404,6 +404,30 @@ async fn preflight(
         format!("{} names the metadata DB", config_path.display()),
     );
 
+    let nodes = config.cm_nodes(&config_path).map_err(|e| {
+        fatal(
+            "nodes",
+            CliError::new(ExitKind::Input, e.to_string())
+                .hint("fix `cm_nodes` in config.yaml: a list of the region's node IPs"),
+        )
+    })?;
+    if nodes.len() > 1 {
+        return Err(several_nodes(format!(
+            "{} lists {} nodes in `cm_nodes`: {}",
+            config_path.display(),
+            nodes.len(),
+            nodes.join(", ")
+        )));
+    }
+    ok(
+        checks,
+        "nodes",
+        match nodes.first() {
+            Some(n) => format!("one node in `cm_nodes` ({n})"),
+            None => "no `cm_nodes` in config.yaml".to_string(),
+        },
+    );
+
     let mut target = config.db_target();
     target.tls = args.tls.settings().map_err(|e| fatal("metadb-tls", e))?;
     if let Some(p) =
@@ -456,6 +480,40 @@ async fn preflight(
     })?;
     ok(checks, "metadb-tls", tls.to_string());
     let dbs = config.databases();
+    match metadb.servers_listed(&dbs.cm).await {
+        Ok(Some(servers)) if servers.len() > 1 => {
+            return Err(several_nodes(format!(
+                "the metadata DB's `{}`.`host` table lists {}{} servers: {}",
+                dbs.cm,
+                servers.len(),
+                if servers.len() >= crate::adapters::metadb::MAX_SERVERS_SHOWN {
+                    " or more"
+                } else {
+                    ""
+                },
+                servers.join("; ")
+            )));
+        }
+        Ok(Some(servers)) => ok(
+            checks,
+            "nodes",
+            format!(
+                "`{}`.`host` lists {} server(s){}",
+                dbs.cm,
+                servers.len(),
+                servers
+                    .first()
+                    .map(|s| format!(": {s}"))
+                    .unwrap_or_default()
+            ),
+        ),
+        Ok(None) => ok(checks, "nodes", format!("no `host` table in `{}`", dbs.cm)),
+        Err(e) => failed(
+            checks,
+            "nodes",
+            format!("cannot read `{}`.`host`: {e}", dbs.cm),
+        ),
+    }
     let names = DbNames {
         rm: dbs.rm.clone(),
         cm: dbs.cm.clone(),
@@ -596,6 +654,19 @@ async fn preflight(
     Plan::new(input)
         .map(|plan| (plan, tls))
         .map_err(|e| fatal("plan", CliError::new(ExitKind::Input, e.to_string())))
+}
+
+/// The refusal of a deployment of several nodes: this tool upgrades one node, and the
+/// official procedure for several stops every node before anything else.
+fn several_nodes(found: String) -> Fatal {
+    fatal(
+        "nodes",
+        CliError::new(
+            ExitKind::Refused,
+            format!("this OMS deployment has several nodes: {found}; oms-upgrade upgrades a single-node deployment only"),
+        )
+        .hint("upgrade a deployment of several nodes by the official multi-node procedure (every node stopped first, then each region's prune, dumps and docker_init.sh); oms-upgrade does not do it yet"),
+    )
 }
 
 /// The version an image runs: the operator's `--from-version`/`--to-version` when given
