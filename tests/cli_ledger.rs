@@ -379,3 +379,30 @@ fn operator_is_the_real_account_never_unknown() {
     // USER is only what the environment claims: the account of the uid wins.
     assert_eq!(operator_recorded_with(&[("USER", "mallory")]), me);
 }
+
+/// Regression: a non-root operator's default ledger was under /var/lib, where they cannot
+/// create folders. Without --ledger it is now in their XDG state folder. (Run as `nobody`
+/// when the tests run as root.)
+#[test]
+fn a_non_root_operator_defaults_to_the_xdg_state_folder() {
+    use std::os::unix::process::CommandExt;
+    let home = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        home.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_oms-upgrade"));
+    c.env_clear().env("HOME", home.path()).arg("status");
+    if unsafe { libc::getuid() } == 0 {
+        c.uid(65534).gid(65534);
+    }
+    let out = c.output().unwrap();
+    let want = home.path().join(".local/state/oms-upgrade/ledger");
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("no ledger at {}", want.display())),
+        "{}",
+        stderr(&out)
+    );
+}

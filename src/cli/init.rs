@@ -47,12 +47,10 @@ pub struct InitArgs {
     /// /home/admin/conf/config.yaml).
     #[arg(long, value_name = "FILE")]
     pub oms_config: Option<PathBuf>,
-    /// Folder for the dumps (a subfolder per run is created, mode 700).
-    #[arg(
-        long,
-        value_name = "DIR",
-        default_value = "/var/lib/oms-upgrade/backups"
-    )]
+    /// Folder for the dumps (a subfolder per run is created, mode 700). Default:
+    /// /var/lib/oms-upgrade/backups for root, else under $XDG_STATE_HOME (or
+    /// ~/.local/state)/oms-upgrade.
+    #[arg(long, value_name = "DIR", default_value_os_t = super::dirs::here().backups)]
     pub backup_dir: PathBuf,
     /// How HA is switched off and on.
     #[arg(long, value_enum, default_value = "sql")]
@@ -371,16 +369,7 @@ async fn preflight(
     );
 
     for b in &old.binds {
-        let host = b.split(':').next().unwrap_or("");
-        if std::path::Path::new(host).exists() {
-            ok(checks, "binds", format!("{host} exists"));
-        } else {
-            failed(
-                checks,
-                "binds",
-                format!("bind source {host} does not exist on this host"),
-            );
-        }
+        checks.push(bind_check(b, |p| std::fs::metadata(p).map(|_| ())));
     }
 
     let config_path = args
@@ -545,39 +534,18 @@ async fn preflight(
             Err(e) => failed(checks, "ha.config", e.to_string()),
         }
     }
-    let size: u64 = metadb
+    let sizes = metadb
         .database_sizes(&all)
         .await
-        .map(|m| m.values().sum())
-        .unwrap_or(0);
+        .map(|m| m.values().sum::<u64>())
+        .map_err(|e| e.to_string());
     let backup_dir = absolute(&args.backup_dir);
     let probe = existing_ancestor(&backup_dir);
-    // Twice the data: the dumps themselves (SQL text is about the size of the data) plus the
-    // spool files of a parallel dump, which hold sections waiting for their turn and never
-    // exceed the uncompressed SQL of the one database being dumped (docs/backup.md).
-    match free_space(&probe) {
-        Ok(free) if free >= size.saturating_mul(2) => ok(
-            checks,
-            "disk",
-            format!(
-                "{} free at {}, databases take {}",
-                crate::units::human_bytes(free),
-                probe.display(),
-                crate::units::human_bytes(size)
-            ),
-        ),
-        Ok(free) => failed(
-            checks,
-            "disk",
-            format!(
-                "only {} free at {}; need twice the databases' {}",
-                crate::units::human_bytes(free),
-                probe.display(),
-                crate::units::human_bytes(size)
-            ),
-        ),
-        Err(e) => failed(checks, "disk", e.to_string()),
-    }
+    checks.push(disk_check(
+        sizes,
+        free_space(&probe).map_err(|e| e.to_string()),
+        &probe,
+    ));
     metadb.close().await;
 
     let host_ip = args
@@ -654,6 +622,103 @@ async fn preflight(
     Plan::new(input)
         .map(|plan| (plan, tls))
         .map_err(|e| fatal("plan", CliError::new(ExitKind::Input, e.to_string())))
+}
+
+/// The disk check: room for twice the databases at `probe` (the nearest existing folder of
+/// the dump folder). Twice the data: the dumps themselves (SQL text is about the size of
+/// the data) plus the spool files of a parallel dump, which hold sections waiting for
+/// their turn and never exceed the uncompressed SQL of the one database being dumped
+/// (docs/backup.md).
+fn disk_check(
+    sizes: Result<u64, String>,
+    free: Result<u64, String>,
+    probe: &std::path::Path,
+) -> PreflightCheck {
+    // Sizes that cannot be read are not zero: the check cannot pass without them.
+    let size = match sizes {
+        Ok(size) => size,
+        Err(e) => {
+            return PreflightCheck {
+                name: "disk".into(),
+                ok: false,
+                detail: format!(
+                    "cannot read the metadata databases' sizes ({e}), so the room the dumps \
+                     need is unknown: give the metadata DB user SELECT on information_schema, \
+                     or check the server"
+                ),
+            };
+        }
+    };
+    let (ok, detail) = match free {
+        Ok(free) if free >= size.saturating_mul(2) => (
+            true,
+            format!(
+                "{} free at {}, databases take {}",
+                crate::units::human_bytes(free),
+                probe.display(),
+                crate::units::human_bytes(size)
+            ),
+        ),
+        Ok(free) => (
+            false,
+            format!(
+                "only {} free at {}; need twice the databases' {}",
+                crate::units::human_bytes(free),
+                probe.display(),
+                crate::units::human_bytes(size)
+            ),
+        ),
+        Err(e) => (
+            false,
+            format!("cannot measure the free space at {}: {e}", probe.display()),
+        ),
+    };
+    PreflightCheck {
+        name: "disk".into(),
+        ok,
+        detail,
+    }
+}
+
+/// The check of one bind of the old container (`SOURCE:TARGET[:OPTIONS]`); `probe` reads
+/// a host path's metadata.
+fn bind_check(
+    bind: &str,
+    probe: impl Fn(&std::path::Path) -> std::io::Result<()>,
+) -> PreflightCheck {
+    let host = bind.split(':').next().unwrap_or("");
+    // Docker's `Binds` name a host path by an absolute path and a named volume by a bare
+    // name; only a path can be checked on this host.
+    if !host.starts_with('/') {
+        return PreflightCheck {
+            name: "binds".into(),
+            ok: false,
+            detail: format!(
+                "bind source is the named Docker volume `{host}`, not a host path: \
+                 oms-upgrade checks host-path binds only, so it cannot vouch for this one \
+                 (bind it by host path, or see `docker volume inspect {host}`)"
+            ),
+        };
+    }
+    let (ok, detail) = match probe(std::path::Path::new(host)) {
+        Ok(()) => (true, format!("{host} exists")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (
+            false,
+            format!("bind source {host} does not exist on this host"),
+        ),
+        Err(e) => (
+            false,
+            format!(
+                "bind source {host} cannot be read ({e}): run as root or as a user who may \
+                 read it and its parent folders"
+            ),
+        ),
+    };
+    PreflightCheck {
+        name: "binds".into(),
+        ok,
+        detail,
+    }
 }
 
 /// The refusal of a deployment of several nodes: this tool upgrades one node, and the
@@ -748,4 +813,52 @@ fn short(id: &str) -> &str {
 
 fn absolute(p: &std::path::Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Error, ErrorKind};
+    use std::path::Path;
+
+    #[test]
+    fn disk_check_fails_when_the_sizes_cannot_be_read() {
+        let probe = Path::new("/var/lib");
+        let c = disk_check(Err("SELECT denied".into()), Ok(1 << 40), probe);
+        assert!(!c.ok, "{c:?}");
+        assert!(c.detail.contains("SELECT denied"), "{c:?}");
+        assert!(
+            c.detail
+                .contains("cannot read the metadata databases' sizes"),
+            "{c:?}"
+        );
+        let c = disk_check(Ok(10), Err("statvfs failed".into()), probe);
+        assert!(!c.ok && c.detail.contains("statvfs failed"), "{c:?}");
+        assert!(disk_check(Ok(10), Ok(20), probe).ok);
+        assert!(!disk_check(Ok(10), Ok(19), probe).ok);
+    }
+
+    #[test]
+    fn binds_tell_missing_unreadable_and_named_volumes_apart() {
+        let probe = |p: &Path| match p.to_str() {
+            Some("/data/logs") => Ok(()),
+            Some("/secret/store") => Err(Error::from(ErrorKind::PermissionDenied)),
+            _ => Err(Error::from(ErrorKind::NotFound)),
+        };
+        let c = bind_check("/data/logs:/home/admin/logs", probe);
+        assert!(c.ok, "{c:?}");
+        let c = bind_check("/gone/run:/home/ds/run:rw", probe);
+        assert!(!c.ok && c.detail.contains("does not exist"), "{c:?}");
+        let c = bind_check("/secret/store:/home/ds/store", probe);
+        assert!(!c.ok, "{c:?}");
+        assert!(c.detail.contains("cannot be read"), "{c:?}");
+        assert!(!c.detail.contains("does not exist"), "{c:?}");
+        let c = bind_check("oms_store:/home/ds/store", probe);
+        assert!(!c.ok, "{c:?}");
+        assert!(
+            c.detail.contains("named Docker volume `oms_store`"),
+            "{c:?}"
+        );
+        assert!(!c.detail.contains("does not exist"), "{c:?}");
+    }
 }
