@@ -369,3 +369,65 @@ async fn init_refuses_a_deployment_of_several_nodes() {
     pool.disconnect().await.ok();
     assert_eq!(untouched(&node).await, before, "init changed something");
 }
+
+/// Regression (issue 12, item 6): a registry with a port (`10.0.0.1:5000/...`) was read as
+/// version 10.0.0, so a supported upgrade was refused. The version comes from the tag; a
+/// version the operator states is recorded as their attestation.
+#[tokio::test(flavor = "multi_thread")]
+async fn init_reads_the_version_from_the_tag_not_the_registry_port() {
+    let node = emu::start_old_oms().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let backups = tmp.path().join("backups");
+    let pinned = support::upgrade::new_image(&node).await;
+    let repo = format!(
+        "10.0.0.1:5000/oms-emu-port-{}",
+        node.guard.value.replace('_', "-")
+    );
+    let reference = format!("{repo}:feature_3.3.1_ce");
+    let opts = bollard::query_parameters::TagImageOptionsBuilder::default()
+        .repo(&repo)
+        .tag("feature_3.3.1_ce")
+        .build();
+    node.docker.tag_image(&pinned, Some(opts)).await.unwrap();
+
+    let out = init_with(
+        &node,
+        &tmp.path().join("a"),
+        &backups,
+        &[("--image", &reference)],
+        &[],
+    )
+    .await;
+    let planned = out.status.code() == Some(0);
+    let shown = show(&out);
+
+    // The operator's word, recorded beside what the image says.
+    let out_b = init_with(
+        &node,
+        &tmp.path().join("b"),
+        &backups,
+        &[("--image", &reference), ("--from-version", "3.3.0")],
+        &[],
+    )
+    .await;
+    let export = output(cli(&tmp.path().join("b")).args(["ledger", "export"])).await;
+    let _ = node
+        .docker
+        .remove_image(
+            &reference,
+            Some(
+                bollard::query_parameters::RemoveImageOptionsBuilder::default()
+                    .force(true)
+                    .build(),
+            ),
+            None,
+        )
+        .await;
+    assert!(planned, "{shown}");
+    assert_eq!(out_b.status.code(), Some(0), "{}", show(&out_b));
+    let export = String::from_utf8_lossy(&export.stdout);
+    assert!(
+        export.contains("--from-version 3.3.0 stated by the operator"),
+        "{export}"
+    );
+}
