@@ -229,6 +229,32 @@ impl OmsConfig {
         }
     }
 
+    /// The IPs of the nodes of this node's region, from `cm_nodes` (a YAML list, or one
+    /// comma-separated string); empty when the key is absent. OMS's docs describe
+    /// `cm_nodes` as listing every IP of the region; more than one means other nodes run
+    /// from the same metadata DB. `path` only names the file in errors.
+    pub fn cm_nodes(&self, path: &Path) -> Result<Vec<String>, OmsConfigError> {
+        const KEY: &str = "cm_nodes";
+        let bad = |found: String| OmsConfigError::BadValue {
+            path: path.to_path_buf(),
+            key: KEY,
+            expected: "a list of node IPs",
+            found,
+        };
+        let text = |v: &Value| match v {
+            Value::String(s) => Ok(s.trim().to_string()),
+            Value::Number(n) => Ok(n.to_string()),
+            other => Err(bad(format!("an entry that is {}", kind(other)))),
+        };
+        let nodes = match self.extra.get(KEY) {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Sequence(items)) => items.iter().map(text).collect::<Result<_, _>>()?,
+            Some(Value::String(s)) => s.split(',').map(|n| n.trim().to_string()).collect(),
+            Some(other) => return Err(bad(kind(other).to_string())),
+        };
+        Ok(nodes.into_iter().filter(|n| !n.is_empty()).collect())
+    }
+
     /// The three metadata databases' names.
     pub fn databases(&self) -> MetaDatabases {
         MetaDatabases {
@@ -380,6 +406,32 @@ fn kind(v: &Value) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn cm_nodes_as_a_list_or_a_comma_separated_string() {
+        let path = Path::new("/c.yaml");
+        let base = "oms_meta_host: h\noms_meta_port: 3306\noms_meta_user: u\noms_meta_password: p\ndrc_rm_db: rm\ndrc_cm_db: cm\ndrc_cm_heartbeat_db: hb\n";
+        let nodes = |extra: &str| {
+            OmsConfig::parse(&format!("{base}{extra}"), path)
+                .unwrap()
+                .cm_nodes(path)
+        };
+        assert_eq!(nodes("").unwrap(), Vec::<String>::new());
+        assert_eq!(nodes("cm_nodes:\n  - 10.0.0.1\n").unwrap(), ["10.0.0.1"]);
+        assert_eq!(
+            nodes("cm_nodes:\n  - 10.0.0.1\n  - 10.0.0.2\n").unwrap(),
+            ["10.0.0.1", "10.0.0.2"]
+        );
+        assert_eq!(
+            nodes("cm_nodes: \"10.0.0.1, 10.0.0.2,\"\n").unwrap(),
+            ["10.0.0.1", "10.0.0.2"]
+        );
+        let err = nodes("cm_nodes: {a: 1}\n").unwrap_err().to_string();
+        assert!(
+            err.contains("`cm_nodes` must be a list of node IPs"),
+            "{err}"
+        );
+    }
+
     use super::*;
 
     const SAMPLE: &str = r#"# OMS CE config, as shipped in the deployment guide

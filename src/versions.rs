@@ -67,6 +67,66 @@ impl Version {
     }
 }
 
+/// The tag of an image reference: what follows the last `:` after the last `/`, with any
+/// digest (`@sha256:...`) removed first. A `:` before the last `/` is a registry port
+/// (`10.0.0.1:5000/oms:3.3.0`), never a tag. `None` when the reference has no tag
+/// (`oms@sha256:...`, `oms`).
+pub fn image_tag(reference: &str) -> Option<&str> {
+    let name = reference.split('@').next().unwrap_or("");
+    let last = name.rsplit('/').next().unwrap_or(name);
+    let (_, tag) = last.split_once(':')?;
+    (!tag.is_empty()).then_some(tag)
+}
+
+/// The image label that names a version: the OCI image spec's pre-defined annotation key,
+/// which image builders also set as a label. OMS's public record names no label of its own.
+pub const VERSION_LABEL: &str = "org.opencontainers.image.version";
+
+/// What an image says about its version: its reference's tag and its version label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ImageVersion {
+    /// From the reference's tag ([`Version::from_image_ref`]).
+    pub tag: Option<Version>,
+    /// From the image's [`VERSION_LABEL`] label.
+    pub label: Option<Version>,
+}
+
+impl ImageVersion {
+    /// Reads both sources.
+    pub fn read(reference: &str, labels: &std::collections::BTreeMap<String, String>) -> Self {
+        ImageVersion {
+            tag: Version::from_image_ref(reference),
+            label: labels
+                .get(VERSION_LABEL)
+                .and_then(|v| Version::parse_loose(v)),
+        }
+    }
+
+    /// The version both sources agree on (or the one present). `Err` when they disagree
+    /// (the caller asks the operator), `Ok(None)` when neither names one.
+    pub fn agreed(&self) -> Result<Option<Version>, (Version, Version)> {
+        match (self.tag, self.label) {
+            (Some(t), Some(l)) if t != l => Err((t, l)),
+            (t, l) => Ok(t.or(l)),
+        }
+    }
+
+    /// A line for the record: `tag 3.3.0, label 3.3.0` (`none` where a source is silent).
+    pub fn describe(&self) -> String {
+        let s = |v: Option<Version>| v.map_or_else(|| "none".to_string(), |v| v.to_string());
+        format!("tag {}, label {}", s(self.tag), s(self.label))
+    }
+}
+
+impl Version {
+    /// The version an image reference names in its tag (see [`image_tag`]), e.g.
+    /// `10.0.0.1:5000/oms:feature_3.3.0_ce` -> 3.3.0. Numbers in the registry host, its
+    /// port or the repository path never count.
+    pub fn from_image_ref(reference: &str) -> Option<Version> {
+        image_tag(reference).and_then(Version::parse_loose)
+    }
+}
+
 impl fmt::Display for Version {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
@@ -477,6 +537,73 @@ mod tests {
             Version::parse_loose("x1.2y3.4.5"),
             Some(Version::new(3, 4, 5))
         );
+    }
+
+    #[test]
+    fn image_references_name_the_version_in_their_tag_only() {
+        let cases: &[(&str, Option<Version>)] = &[
+            (
+                "10.0.0.1:5000/oms:feature_3.3.0_ce",
+                Some(Version::new(3, 3, 0)),
+            ),
+            (
+                "10.0.0.1:5000/oceanbase/oms:feature_4.2.2_ce",
+                Some(Version::new(4, 2, 2)),
+            ),
+            (
+                "registry.local:5000/oms:3.3.1-CE",
+                Some(Version::new(3, 3, 1)),
+            ),
+            ("[fd00::1]:5000/oms:4.2.1", Some(Version::new(4, 2, 1))),
+            (
+                "reg.docker.alibaba-inc.com/oceanbase/oms:feature_3.3.1_ce",
+                Some(Version::new(3, 3, 1)),
+            ),
+            ("oms:feature_3.3.0_ce", Some(Version::new(3, 3, 0))),
+            ("oms-emu:4.2.2-CE", Some(Version::new(4, 2, 2))),
+            // A digest pins the bytes; the tag before it still names the version.
+            (
+                "10.0.0.1:5000/oms:feature_3.3.0_ce@sha256:4e2b7a1c9d0f3e5a6b8c7d9e0f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c",
+                Some(Version::new(3, 3, 0)),
+            ),
+            // No tag: no version, whatever numbers the host, port, path or digest hold.
+            ("10.0.0.1:5000/oms", None),
+            (
+                "10.0.0.1:5000/oms@sha256:1111111111111111111111111111111111111111111111111111111111111111",
+                None,
+            ),
+            ("oms.1.2.3/oms:latest", None),
+            ("3.3.1/oms", None),
+            ("oms", None),
+            ("", None),
+        ];
+        for (r, want) in cases {
+            assert_eq!(Version::from_image_ref(r), *want, "{r}");
+        }
+        assert_eq!(
+            image_tag("10.0.0.1:5000/oms:feature_3.3.0_ce"),
+            Some("feature_3.3.0_ce")
+        );
+        assert_eq!(image_tag("10.0.0.1:5000/oms"), None);
+        assert_eq!(image_tag("oms:t@sha256:ab"), Some("t"));
+        assert_eq!(image_tag("oms:"), None);
+    }
+
+    #[test]
+    fn labels_and_tags_agree_or_the_operator_is_asked() {
+        let labels = |v: &str| {
+            std::collections::BTreeMap::from([(VERSION_LABEL.to_string(), v.to_string())])
+        };
+        let none = std::collections::BTreeMap::new();
+        let both = ImageVersion::read("10.0.0.1:5000/oms:feature_3.3.0_ce", &labels("3.3.0-CE"));
+        assert_eq!(both.agreed(), Ok(Some(p("3.3.0"))));
+        let label_only = ImageVersion::read("10.0.0.1:5000/oms:latest", &labels("4.2.2"));
+        assert_eq!(label_only.agreed(), Ok(Some(p("4.2.2"))));
+        assert_eq!(label_only.describe(), "tag none, label 4.2.2");
+        let differ = ImageVersion::read("oms:feature_3.3.1_ce", &labels("3.3.0"));
+        assert_eq!(differ.agreed(), Err((p("3.3.1"), p("3.3.0"))));
+        let silent = ImageVersion::read("10.0.0.1:5000/oms@sha256:ab", &none);
+        assert_eq!(silent.agreed(), Ok(None));
     }
 
     #[test]

@@ -330,3 +330,79 @@ fn default_ledger_folder_comes_from_the_environment() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stdout(&out).contains(&dir.display().to_string()));
 }
+
+/// The account name of this process's real uid, as the system's user database says.
+fn account_of_real_uid() -> String {
+    let uid = unsafe { libc::getuid() };
+    let pw = unsafe { libc::getpwuid(uid) };
+    assert!(!pw.is_null(), "the test's uid {uid} has no passwd entry");
+    unsafe { std::ffi::CStr::from_ptr((*pw).pw_name) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The operator of the last record, with the binary run under an empty environment plus
+/// `env` (as under a service manager, where USER and LOGNAME are unset).
+fn operator_recorded_with(env: &[(&str, &str)]) -> String {
+    let (_t, dir, _) = ledger_with_notes(1);
+    let mut note = cargo_bin_cmd!("oms-upgrade");
+    note.env_clear()
+        .envs(env.iter().copied())
+        .arg("--ledger")
+        .arg(&dir)
+        .args(["note", "who ran this"]);
+    let out = note.output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = oms(&dir).arg("export").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let records: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter_map(|v| v.get("decoded").cloned())
+        .filter(|v| v["operator"].is_string())
+        .collect();
+    assert_eq!(records.len(), 2, "the note written before and ours: {text}");
+    records[1]["operator"].as_str().unwrap().to_string()
+}
+
+/// Regression: with USER and LOGNAME unset the record said the operator was "unknown".
+/// It is the real uid's account, and the sudo caller beside it when there is one.
+#[test]
+fn operator_is_the_real_account_never_unknown() {
+    let me = account_of_real_uid();
+    assert_eq!(operator_recorded_with(&[]), me);
+    assert_eq!(
+        operator_recorded_with(&[("SUDO_USER", "alice")]),
+        format!("alice (sudo as {me})")
+    );
+    // USER is only what the environment claims: the account of the uid wins.
+    assert_eq!(operator_recorded_with(&[("USER", "mallory")]), me);
+}
+
+/// Regression: a non-root operator's default ledger was under /var/lib, where they cannot
+/// create folders. Without --ledger it is now in their XDG state folder. (Run as `nobody`
+/// when the tests run as root.)
+#[test]
+fn a_non_root_operator_defaults_to_the_xdg_state_folder() {
+    use std::os::unix::process::CommandExt;
+    let home = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        home.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_oms-upgrade"));
+    c.env_clear().env("HOME", home.path()).arg("status");
+    if unsafe { libc::getuid() } == 0 {
+        c.uid(65534).gid(65534);
+    }
+    let out = c.output().unwrap();
+    let want = home.path().join(".local/state/oms-upgrade/ledger");
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("no ledger at {}", want.display())),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -301,3 +301,133 @@ async fn altered_dump_stops_the_rollback_before_anything_changes() {
     assert!(old.status.is_running());
     run.verify_ledger();
 }
+
+/// Regression (issue 12, item 11): a deployment of several nodes was planned as if this
+/// node were the only one, so the upgrade would stop one node while the others ran.
+/// `init` refuses with exit 7 and names every node it found, in config.yaml's `cm_nodes`
+/// or in the cm database's `host` table, and changes nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn init_refuses_a_deployment_of_several_nodes() {
+    use mysql_async::prelude::Queryable;
+    let node = emu::start_old_oms().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let backups = tmp.path().join("backups");
+    let before = untouched(&node).await;
+
+    // config.yaml lists two nodes in its region.
+    let mut config = node.host.config.clone();
+    config.extra.insert(
+        "cm_nodes".into(),
+        serde_yaml_ng::Value::Sequence(vec!["10.20.0.11".into(), "10.20.0.12".into()]),
+    );
+    let two_nodes = tmp.path().join("two-nodes.yaml");
+    config.write(&two_nodes).unwrap();
+    let out = init_with(
+        &node,
+        &tmp.path().join("a"),
+        &backups,
+        &[("--oms-config", two_nodes.to_str().unwrap())],
+        &[],
+    )
+    .await;
+    assert_refused(&out, 7, "10.20.0.11");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("10.20.0.12"), "names both nodes: {stderr}");
+
+    // One node in config.yaml, but the metadata DB lists two servers.
+    let pool = support::mysql_pool().await;
+    let mut c = pool.get_conn().await.unwrap();
+    let cm = &node.databases().cm;
+    c.query_drop(format!(
+        "CREATE TABLE `{cm}`.`host` (id BIGINT PRIMARY KEY, ip VARCHAR(64) NOT NULL)"
+    ))
+    .await
+    .unwrap();
+    c.query_drop(format!(
+        "INSERT INTO `{cm}`.`host` VALUES (1, '10.30.0.21'), (2, '10.30.0.22')"
+    ))
+    .await
+    .unwrap();
+    let out = init_with(&node, &tmp.path().join("b"), &backups, &[], &[]).await;
+    assert_refused(&out, 7, "10.30.0.21");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("10.30.0.22"),
+        "names both servers: {stderr}"
+    );
+
+    // With one server listed, init plans as before.
+    c.query_drop(format!("DELETE FROM `{cm}`.`host` WHERE id = 2"))
+        .await
+        .unwrap();
+    let out = init_with(&node, &tmp.path().join("c"), &backups, &[], &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    c.query_drop(format!("DROP TABLE `{cm}`.`host`"))
+        .await
+        .unwrap();
+    drop(c);
+    pool.disconnect().await.ok();
+    assert_eq!(untouched(&node).await, before, "init changed something");
+}
+
+/// Regression (issue 12, item 6): a registry with a port (`10.0.0.1:5000/...`) was read as
+/// version 10.0.0, so a supported upgrade was refused. The version comes from the tag; a
+/// version the operator states is recorded as their attestation.
+#[tokio::test(flavor = "multi_thread")]
+async fn init_reads_the_version_from_the_tag_not_the_registry_port() {
+    let node = emu::start_old_oms().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let backups = tmp.path().join("backups");
+    let pinned = support::upgrade::new_image(&node).await;
+    let repo = format!(
+        "10.0.0.1:5000/oms-emu-port-{}",
+        node.guard.value.replace('_', "-")
+    );
+    let reference = format!("{repo}:feature_3.3.1_ce");
+    let opts = bollard::query_parameters::TagImageOptionsBuilder::default()
+        .repo(&repo)
+        .tag("feature_3.3.1_ce")
+        .build();
+    node.docker.tag_image(&pinned, Some(opts)).await.unwrap();
+
+    let out = init_with(
+        &node,
+        &tmp.path().join("a"),
+        &backups,
+        &[("--image", &reference)],
+        &[],
+    )
+    .await;
+    let planned = out.status.code() == Some(0);
+    let shown = show(&out);
+
+    // The operator's word, recorded beside what the image says.
+    let out_b = init_with(
+        &node,
+        &tmp.path().join("b"),
+        &backups,
+        &[("--image", &reference), ("--from-version", "3.3.0")],
+        &[],
+    )
+    .await;
+    let export = output(cli(&tmp.path().join("b")).args(["ledger", "export"])).await;
+    let _ = node
+        .docker
+        .remove_image(
+            &reference,
+            Some(
+                bollard::query_parameters::RemoveImageOptionsBuilder::default()
+                    .force(true)
+                    .build(),
+            ),
+            None,
+        )
+        .await;
+    assert!(planned, "{shown}");
+    assert_eq!(out_b.status.code(), Some(0), "{}", show(&out_b));
+    let export = String::from_utf8_lossy(&export.stdout);
+    assert!(
+        export.contains("--from-version 3.3.0 stated by the operator"),
+        "{export}"
+    );
+}

@@ -416,6 +416,35 @@ impl MysqlMetaDb {
             })
     }
 
+    /// The servers the cm database's `host` table lists (obd's takeover code reads the
+    /// deployment's machines from it), each shown as its columns `name=value`, since the
+    /// public record names the table but not its columns. `None` when there is no such
+    /// table. At most [`MAX_SERVERS_SHOWN`] rows are read; values are cut short and
+    /// control characters replaced, as they come from outside.
+    pub async fn servers_listed(&self, cm_db: &str) -> Result<Option<Vec<String>>, MetaDbError> {
+        let mut c = self.conn().await?;
+        let n: Option<u64> = c
+            .exec_first(
+                "SELECT COUNT(*) FROM information_schema.TABLES \
+                 WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 'host'",
+                (cm_db,),
+            )
+            .await
+            .map_err(|e| self.classify(e, Some(cm_db)))?;
+        if n.unwrap_or(0) == 0 {
+            return Ok(None);
+        }
+        let sql = format!(
+            "SELECT * FROM {}.`host` LIMIT {MAX_SERVERS_SHOWN}",
+            quote_ident(cm_db)
+        );
+        let rows: Vec<mysql_async::Row> = c
+            .query(sql)
+            .await
+            .map_err(|e| self.classify(e, Some(cm_db)))?;
+        Ok(Some(rows.iter().map(shown_row).collect()))
+    }
+
     /// A connection whose default database is `db` (an absent one is typed here).
     async fn conn_in(&self, db: &str) -> Result<Conn, MetaDbError> {
         let mut c = self.conn().await?;
@@ -424,6 +453,36 @@ impl MysqlMetaDb {
             .map_err(|e| self.classify(e, Some(db)))?;
         Ok(c)
     }
+}
+
+/// How many rows of the cm database's `host` table [`MysqlMetaDb::servers_listed`] reads.
+pub const MAX_SERVERS_SHOWN: usize = 64;
+
+/// One row as `column=value ...`, each value at most 64 characters, control characters
+/// replaced.
+fn shown_row(row: &mysql_async::Row) -> String {
+    use mysql_async::Value as V;
+    let cols = row.columns_ref();
+    (0..row.len())
+        .map(|i| {
+            let v = match row.as_ref(i) {
+                None | Some(V::NULL) => "NULL".to_string(),
+                Some(V::Bytes(b)) => String::from_utf8_lossy(b).into_owned(),
+                Some(V::Int(n)) => n.to_string(),
+                Some(V::UInt(n)) => n.to_string(),
+                Some(V::Float(f)) => f.to_string(),
+                Some(V::Double(f)) => f.to_string(),
+                Some(other) => format!("{other:?}"),
+            };
+            let v: String = v
+                .chars()
+                .take(64)
+                .map(|c| if c.is_control() { '?' } else { c })
+                .collect();
+            format!("{}={v}", cols[i].name_str().escape_debug())
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Sorts a driver error into the typed variants.

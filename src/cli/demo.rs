@@ -24,7 +24,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::shell::PASSWORD_ENV;
-use super::{CliError, CmdResult, Ctx, DEFAULT_LEDGER_DIR, ExitKind};
+use super::{CliError, CmdResult, Ctx, ExitKind};
 use crate::adapters::metadb::DbCharset;
 use crate::adapters::{
     BollardDocker, ContainerInfo, ContainerSpec, Docker, DockerError, Health, HttpHealth, MetaDb,
@@ -210,7 +210,7 @@ fn absolute(p: &Path) -> PathBuf {
 /// The ledger the user gave, if any (the global default names a production ledger, which a
 /// demo must never use).
 fn given_ledger(ctx: &Ctx) -> Option<PathBuf> {
-    (ctx.ledger != Path::new(DEFAULT_LEDGER_DIR)).then(|| absolute(&ctx.ledger))
+    (ctx.ledger != super::dirs::here().ledger).then(|| absolute(&ctx.ledger))
 }
 
 /// The folder holding demo folders: next to the given ledger, else `./oms-upgrade-demo`.
@@ -1296,7 +1296,7 @@ mod tests {
     #[test]
     fn default_ledger_is_never_the_demo_ledger() {
         let ctx = Ctx {
-            ledger: DEFAULT_LEDGER_DIR.into(),
+            ledger: crate::cli::dirs::here().ledger,
             json: false,
         };
         assert_eq!(given_ledger(&ctx), None);

@@ -13,12 +13,12 @@ use super::{CliError, CmdResult, Ctx, ExitKind};
 use crate::adapters::fs::{existing_ancestor, free_space};
 use crate::adapters::{BollardDocker, Docker, MetaDb, MysqlMetaDb, TlsState};
 use crate::events::{
-    ContainerSnapshot, DbNames, Event, HaAfter, HaMode, MetaDbLocation, Plan, PlanInput,
-    PreflightCheck, record_env,
+    Attestation, ContainerSnapshot, DbNames, Event, HaAfter, HaMode, MetaDbLocation, Plan,
+    PlanInput, PreflightCheck, record_env,
 };
 use crate::refetch::{RefetchMode, RefetchPolicy, StoreRetention};
 use crate::replay::Phase;
-use crate::versions::{Version, procedure_for};
+use crate::versions::{ImageVersion, VERSION_LABEL, Version, procedure_for};
 
 /// HA toggling mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -47,12 +47,10 @@ pub struct InitArgs {
     /// /home/admin/conf/config.yaml).
     #[arg(long, value_name = "FILE")]
     pub oms_config: Option<PathBuf>,
-    /// Folder for the dumps (a subfolder per run is created, mode 700).
-    #[arg(
-        long,
-        value_name = "DIR",
-        default_value = "/var/lib/oms-upgrade/backups"
-    )]
+    /// Folder for the dumps (a subfolder per run is created, mode 700). Default:
+    /// /var/lib/oms-upgrade/backups for root, else under $XDG_STATE_HOME (or
+    /// ~/.local/state)/oms-upgrade.
+    #[arg(long, value_name = "DIR", default_value_os_t = super::dirs::here().backups)]
     pub backup_dir: PathBuf,
     /// How HA is switched off and on.
     #[arg(long, value_enum, default_value = "sql")]
@@ -145,6 +143,24 @@ pub fn run(args: InitArgs, ctx: &Ctx) -> CmdResult {
                     Event::Attestation(metatls::attestation(&tls, now)),
                 )
                 .map_err(journal_error)?;
+            // A version the operator stated is theirs, not the image's: the plan's stored
+            // form has one version field each, so the statement follows it as an
+            // attestation by the operator (the record also carries the OS user).
+            let (operator, _) = shell::identity();
+            for c in checks.iter().filter(|c| c.name == OPERATOR_VERSION_CHECK) {
+                journal
+                    .record(
+                        run_id,
+                        now,
+                        Event::Attestation(Attestation {
+                            by: operator.clone(),
+                            statement: c.detail.clone(),
+                            step: None,
+                            observed_at: None,
+                        }),
+                    )
+                    .map_err(journal_error)?;
+            }
             if ctx.json {
                 println!(
                     "{}",
@@ -322,29 +338,23 @@ async fn preflight(
         format!("{} present ({})", args.image, short(&image.id)),
     );
 
-    let version =
-        |given: &Option<String>, tag: &str, what: &'static str| -> Result<Version, Fatal> {
-            match given {
-                Some(v) => v.parse::<Version>().map_err(|e| {
-                    fatal(
-                        "versions",
-                        CliError::new(ExitKind::Input, format!("--{what}-version: {e}")),
-                    )
-                }),
-                None => Version::parse_loose(tag).ok_or_else(|| {
-                    fatal(
-                        "versions",
-                        CliError::new(
-                            ExitKind::Input,
-                            format!("cannot read a version from `{tag}`"),
-                        )
-                        .hint(format!("pass --{what}-version X.Y.Z")),
-                    )
-                }),
-            }
-        };
-    let from = version(&args.from_version, &old.image, "from")?;
-    let to = version(&args.to_version, &args.image, "to")?;
+    // The old container's image labels: read once, for its version and (below) to tell
+    // the labels the operator set from those the image gave.
+    let old_image_labels = docker
+        .inspect_image(&old.image_id)
+        .await
+        .ok()
+        .flatten()
+        .map(|i| i.labels)
+        .unwrap_or_default();
+    let from = image_version(
+        &args.from_version,
+        &old.image,
+        &old_image_labels,
+        "from",
+        checks,
+    )?;
+    let to = image_version(&args.to_version, &args.image, &image.labels, "to", checks)?;
     let procedure = procedure_for(from, to).map_err(|e| {
         fatal(
             "versions",
@@ -359,16 +369,7 @@ async fn preflight(
     );
 
     for b in &old.binds {
-        let host = b.split(':').next().unwrap_or("");
-        if std::path::Path::new(host).exists() {
-            ok(checks, "binds", format!("{host} exists"));
-        } else {
-            failed(
-                checks,
-                "binds",
-                format!("bind source {host} does not exist on this host"),
-            );
-        }
+        checks.push(bind_check(b, |p| std::fs::metadata(p).map(|_| ())));
     }
 
     let config_path = args
@@ -390,6 +391,30 @@ async fn preflight(
         checks,
         "config",
         format!("{} names the metadata DB", config_path.display()),
+    );
+
+    let nodes = config.cm_nodes(&config_path).map_err(|e| {
+        fatal(
+            "nodes",
+            CliError::new(ExitKind::Input, e.to_string())
+                .hint("fix `cm_nodes` in config.yaml: a list of the region's node IPs"),
+        )
+    })?;
+    if nodes.len() > 1 {
+        return Err(several_nodes(format!(
+            "{} lists {} nodes in `cm_nodes`: {}",
+            config_path.display(),
+            nodes.len(),
+            nodes.join(", ")
+        )));
+    }
+    ok(
+        checks,
+        "nodes",
+        match nodes.first() {
+            Some(n) => format!("one node in `cm_nodes` ({n})"),
+            None => "no `cm_nodes` in config.yaml".to_string(),
+        },
     );
 
     let mut target = config.db_target();
@@ -444,6 +469,40 @@ async fn preflight(
     })?;
     ok(checks, "metadb-tls", tls.to_string());
     let dbs = config.databases();
+    match metadb.servers_listed(&dbs.cm).await {
+        Ok(Some(servers)) if servers.len() > 1 => {
+            return Err(several_nodes(format!(
+                "the metadata DB's `{}`.`host` table lists {}{} servers: {}",
+                dbs.cm,
+                servers.len(),
+                if servers.len() >= crate::adapters::metadb::MAX_SERVERS_SHOWN {
+                    " or more"
+                } else {
+                    ""
+                },
+                servers.join("; ")
+            )));
+        }
+        Ok(Some(servers)) => ok(
+            checks,
+            "nodes",
+            format!(
+                "`{}`.`host` lists {} server(s){}",
+                dbs.cm,
+                servers.len(),
+                servers
+                    .first()
+                    .map(|s| format!(": {s}"))
+                    .unwrap_or_default()
+            ),
+        ),
+        Ok(None) => ok(checks, "nodes", format!("no `host` table in `{}`", dbs.cm)),
+        Err(e) => failed(
+            checks,
+            "nodes",
+            format!("cannot read `{}`.`host`: {e}", dbs.cm),
+        ),
+    }
     let names = DbNames {
         rm: dbs.rm.clone(),
         cm: dbs.cm.clone(),
@@ -475,39 +534,18 @@ async fn preflight(
             Err(e) => failed(checks, "ha.config", e.to_string()),
         }
     }
-    let size: u64 = metadb
+    let sizes = metadb
         .database_sizes(&all)
         .await
-        .map(|m| m.values().sum())
-        .unwrap_or(0);
+        .map(|m| m.values().sum::<u64>())
+        .map_err(|e| e.to_string());
     let backup_dir = absolute(&args.backup_dir);
     let probe = existing_ancestor(&backup_dir);
-    // Twice the data: the dumps themselves (SQL text is about the size of the data) plus the
-    // spool files of a parallel dump, which hold sections waiting for their turn and never
-    // exceed the uncompressed SQL of the one database being dumped (docs/backup.md).
-    match free_space(&probe) {
-        Ok(free) if free >= size.saturating_mul(2) => ok(
-            checks,
-            "disk",
-            format!(
-                "{} free at {}, databases take {}",
-                crate::units::human_bytes(free),
-                probe.display(),
-                crate::units::human_bytes(size)
-            ),
-        ),
-        Ok(free) => failed(
-            checks,
-            "disk",
-            format!(
-                "only {} free at {}; need twice the databases' {}",
-                crate::units::human_bytes(free),
-                probe.display(),
-                crate::units::human_bytes(size)
-            ),
-        ),
-        Err(e) => failed(checks, "disk", e.to_string()),
-    }
+    checks.push(disk_check(
+        sizes,
+        free_space(&probe).map_err(|e| e.to_string()),
+        &probe,
+    ));
     metadb.close().await;
 
     let host_ip = args
@@ -525,13 +563,6 @@ async fn preflight(
         })?;
     // The old container's labels include its image's; only those the operator set are
     // carried over, so the new container shows its own image's labels (not 3.3.0's).
-    let old_image_labels = docker
-        .inspect_image(&old.image_id)
-        .await
-        .ok()
-        .flatten()
-        .map(|i| i.labels)
-        .unwrap_or_default();
     let input = PlanInput {
         run_id,
         tool_version: env!("CARGO_PKG_VERSION").into(),
@@ -593,6 +624,169 @@ async fn preflight(
         .map_err(|e| fatal("plan", CliError::new(ExitKind::Input, e.to_string())))
 }
 
+/// The disk check: room for twice the databases at `probe` (the nearest existing folder of
+/// the dump folder). Twice the data: the dumps themselves (SQL text is about the size of
+/// the data) plus the spool files of a parallel dump, which hold sections waiting for
+/// their turn and never exceed the uncompressed SQL of the one database being dumped
+/// (docs/backup.md).
+fn disk_check(
+    sizes: Result<u64, String>,
+    free: Result<u64, String>,
+    probe: &std::path::Path,
+) -> PreflightCheck {
+    // Sizes that cannot be read are not zero: the check cannot pass without them.
+    let size = match sizes {
+        Ok(size) => size,
+        Err(e) => {
+            return PreflightCheck {
+                name: "disk".into(),
+                ok: false,
+                detail: format!(
+                    "cannot read the metadata databases' sizes ({e}), so the room the dumps \
+                     need is unknown: give the metadata DB user SELECT on information_schema, \
+                     or check the server"
+                ),
+            };
+        }
+    };
+    let (ok, detail) = match free {
+        Ok(free) if free >= size.saturating_mul(2) => (
+            true,
+            format!(
+                "{} free at {}, databases take {}",
+                crate::units::human_bytes(free),
+                probe.display(),
+                crate::units::human_bytes(size)
+            ),
+        ),
+        Ok(free) => (
+            false,
+            format!(
+                "only {} free at {}; need twice the databases' {}",
+                crate::units::human_bytes(free),
+                probe.display(),
+                crate::units::human_bytes(size)
+            ),
+        ),
+        Err(e) => (
+            false,
+            format!("cannot measure the free space at {}: {e}", probe.display()),
+        ),
+    };
+    PreflightCheck {
+        name: "disk".into(),
+        ok,
+        detail,
+    }
+}
+
+/// The check of one bind of the old container (`SOURCE:TARGET[:OPTIONS]`); `probe` reads
+/// a host path's metadata.
+fn bind_check(
+    bind: &str,
+    probe: impl Fn(&std::path::Path) -> std::io::Result<()>,
+) -> PreflightCheck {
+    let host = bind.split(':').next().unwrap_or("");
+    // Docker's `Binds` name a host path by an absolute path and a named volume by a bare
+    // name; only a path can be checked on this host.
+    if !host.starts_with('/') {
+        return PreflightCheck {
+            name: "binds".into(),
+            ok: false,
+            detail: format!(
+                "bind source is the named Docker volume `{host}`, not a host path: \
+                 oms-upgrade checks host-path binds only, so it cannot vouch for this one \
+                 (bind it by host path, or see `docker volume inspect {host}`)"
+            ),
+        };
+    }
+    let (ok, detail) = match probe(std::path::Path::new(host)) {
+        Ok(()) => (true, format!("{host} exists")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (
+            false,
+            format!("bind source {host} does not exist on this host"),
+        ),
+        Err(e) => (
+            false,
+            format!(
+                "bind source {host} cannot be read ({e}): run as root or as a user who may \
+                 read it and its parent folders"
+            ),
+        ),
+    };
+    PreflightCheck {
+        name: "binds".into(),
+        ok,
+        detail,
+    }
+}
+
+/// The refusal of a deployment of several nodes: this tool upgrades one node, and the
+/// official procedure for several stops every node before anything else.
+fn several_nodes(found: String) -> Fatal {
+    fatal(
+        "nodes",
+        CliError::new(
+            ExitKind::Refused,
+            format!("this OMS deployment has several nodes: {found}; oms-upgrade upgrades a single-node deployment only"),
+        )
+        .hint("upgrade a deployment of several nodes by the official multi-node procedure (every node stopped first, then each region's prune, dumps and docker_init.sh); oms-upgrade does not do it yet"),
+    )
+}
+
+/// The version an image runs: the operator's `--from-version`/`--to-version` when given
+/// (recorded as their statement, beside what the image says), else what the image's tag
+/// and version label agree on. Never a number from the registry host or port.
+fn image_version(
+    given: &Option<String>,
+    reference: &str,
+    labels: &std::collections::BTreeMap<String, String>,
+    what: &'static str,
+    checks: &mut Vec<PreflightCheck>,
+) -> Result<Version, Fatal> {
+    let read = ImageVersion::read(reference, labels);
+    if let Some(v) = given {
+        let v = v.parse::<Version>().map_err(|e| {
+            fatal(
+                "versions",
+                CliError::new(ExitKind::Input, format!("--{what}-version: {e}")),
+            )
+        })?;
+        ok(
+            checks,
+            OPERATOR_VERSION_CHECK,
+            format!(
+                "--{what}-version {v} stated by the operator for `{reference}` (the image says: {})",
+                read.describe()
+            ),
+        );
+        return Ok(v);
+    }
+    match read.agreed() {
+        Ok(Some(v)) => Ok(v),
+        Ok(None) => Err(fatal(
+            "versions",
+            CliError::new(
+                ExitKind::Input,
+                format!("cannot read a version from `{reference}` (no version in its tag, no {VERSION_LABEL} label)"),
+            )
+            .hint(format!("pass --{what}-version X.Y.Z")),
+        )),
+        Err((tag, label)) => Err(fatal(
+            "versions",
+            CliError::new(
+                ExitKind::Input,
+                format!("`{reference}`: its tag says {tag} but its {VERSION_LABEL} label says {label}"),
+            )
+            .hint(format!("pass --{what}-version X.Y.Z with the version it really is")),
+        )),
+    }
+}
+
+/// The preflight check that names a version the operator stated; `init` records its
+/// detail as the operator's attestation right after `run.planned`.
+pub const OPERATOR_VERSION_CHECK: &str = "versions-stated";
+
 fn plan_summary(plan: &Plan) -> serde_json::Value {
     serde_json::json!({
         "run_id": plan.run_id.to_string(),
@@ -619,4 +813,52 @@ fn short(id: &str) -> &str {
 
 fn absolute(p: &std::path::Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Error, ErrorKind};
+    use std::path::Path;
+
+    #[test]
+    fn disk_check_fails_when_the_sizes_cannot_be_read() {
+        let probe = Path::new("/var/lib");
+        let c = disk_check(Err("SELECT denied".into()), Ok(1 << 40), probe);
+        assert!(!c.ok, "{c:?}");
+        assert!(c.detail.contains("SELECT denied"), "{c:?}");
+        assert!(
+            c.detail
+                .contains("cannot read the metadata databases' sizes"),
+            "{c:?}"
+        );
+        let c = disk_check(Ok(10), Err("statvfs failed".into()), probe);
+        assert!(!c.ok && c.detail.contains("statvfs failed"), "{c:?}");
+        assert!(disk_check(Ok(10), Ok(20), probe).ok);
+        assert!(!disk_check(Ok(10), Ok(19), probe).ok);
+    }
+
+    #[test]
+    fn binds_tell_missing_unreadable_and_named_volumes_apart() {
+        let probe = |p: &Path| match p.to_str() {
+            Some("/data/logs") => Ok(()),
+            Some("/secret/store") => Err(Error::from(ErrorKind::PermissionDenied)),
+            _ => Err(Error::from(ErrorKind::NotFound)),
+        };
+        let c = bind_check("/data/logs:/home/admin/logs", probe);
+        assert!(c.ok, "{c:?}");
+        let c = bind_check("/gone/run:/home/ds/run:rw", probe);
+        assert!(!c.ok && c.detail.contains("does not exist"), "{c:?}");
+        let c = bind_check("/secret/store:/home/ds/store", probe);
+        assert!(!c.ok, "{c:?}");
+        assert!(c.detail.contains("cannot be read"), "{c:?}");
+        assert!(!c.detail.contains("does not exist"), "{c:?}");
+        let c = bind_check("oms_store:/home/ds/store", probe);
+        assert!(!c.ok, "{c:?}");
+        assert!(
+            c.detail.contains("named Docker volume `oms_store`"),
+            "{c:?}"
+        );
+        assert!(!c.detail.contains("does not exist"), "{c:?}");
+    }
 }

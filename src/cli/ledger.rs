@@ -156,7 +156,7 @@ pub fn ledger_error(e: LedgerError) -> CliError {
             format!(
                 "pass --ledger DIR (or set OMS_UPGRADE_LEDGER) to the folder an upgrade recorded \
                  into; the default is {}",
-                super::DEFAULT_LEDGER_DIR
+                super::dirs::here().ledger.display()
             ),
         ),
         LedgerError::NotALedger { .. } => (

@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 
 pub mod backup;
 pub mod demo;
+pub mod dirs;
 pub mod init;
 pub mod ledger;
 pub mod live;
@@ -24,7 +25,8 @@ pub mod shell;
 pub mod status;
 pub mod vouch;
 
-/// Default ledger folder when neither `--ledger` nor `OMS_UPGRADE_LEDGER` is given.
+/// Root's default ledger folder when neither `--ledger` nor `OMS_UPGRADE_LEDGER` is given
+/// (others get one in their XDG state folder: [`dirs::here`]).
 pub const DEFAULT_LEDGER_DIR: &str = "/var/lib/oms-upgrade/ledger";
 
 /// Upgrade and roll back OceanBase Migration Service CE in Docker, with an audit-grade ledger.
@@ -40,7 +42,9 @@ pub const DEFAULT_LEDGER_DIR: &str = "/var/lib/oms-upgrade/ledger";
 )]
 pub struct Cli {
     /// Ledger folder (a sled database). One ledger records one upgrade and its rollback.
-    #[arg(long, global = true, env = "OMS_UPGRADE_LEDGER", default_value = DEFAULT_LEDGER_DIR)]
+    /// Default: /var/lib/oms-upgrade/ledger for root, else under $XDG_STATE_HOME (or
+    /// ~/.local/state)/oms-upgrade.
+    #[arg(long, global = true, env = "OMS_UPGRADE_LEDGER", default_value_os_t = dirs::here().ledger)]
     pub ledger: PathBuf,
 
     /// Print machine-readable JSON on stdout instead of text.
