@@ -159,10 +159,17 @@ pub fn ensure_folder(dir: &Path, mode: u32, private: bool) -> Result<bool, SafeF
     for d in missing.iter().rev() {
         let mut b = std::fs::DirBuilder::new();
         b.mode(mode);
-        // Not recursive: a folder planted between the check and here is an error, not ours.
-        b.create(d).map_err(io_err("create the folder", d))?;
-        std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode))
-            .map_err(io_err("set the mode of", d))?;
+        // Not recursive. A folder that appeared between the walk and here (another writer
+        // of the same ledger opening it at the same moment, or someone else's plant) is
+        // used only if it passes the same check as any existing folder: not a symlink,
+        // ours or root's, not writable (nor, if private, readable) by others. Its mode is
+        // then left as its creator set it.
+        match b.create(d) {
+            Ok(()) => std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode))
+                .map_err(io_err("set the mode of", d))?,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io_err("create the folder", d)(e)),
+        }
         check_folder(d, private)?;
     }
     let parent = dir.parent().unwrap_or(Path::new("/"));

@@ -61,11 +61,24 @@ fn append_notes(dir: &Path, n: u64, tag: &str) -> Vec<Hash> {
 }
 
 fn raw_db(dir: &Path) -> sled::Db {
-    sled::Config::new()
-        .path(dir)
-        .segment_size(SEGMENT_SIZE)
-        .open()
-        .expect("open the ledger's sled database directly")
+    // sled locks its data file; a child forked by another test of this binary holds the
+    // lock for a moment (until its exec closes the inherited descriptor), as the ledger's
+    // own open allows for with a grace period. Do the same here.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match sled::Config::new()
+            .path(dir)
+            .segment_size(SEGMENT_SIZE)
+            .open()
+        {
+            Ok(db) => return db,
+            Err(e) if std::time::Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => panic!("open the ledger's sled database directly: {e}"),
+        }
+    }
 }
 
 /// Changes the ledger through sled's own API (the writer must be closed).
