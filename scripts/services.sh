@@ -76,7 +76,8 @@ ensure_python() {
 
 ensure_services() {
   # chromium: tests/report_html.rs loads the HTML report headless and screenshots it.
-  _need_pkg busybox-static ca-certificates chromium
+  # openssl: tests/metadb_tls.rs makes a CA and a server certificate for its TLS MariaDB.
+  _need_pkg busybox-static ca-certificates chromium openssl
   ensure_docker
   ensure_mariadb
   ensure_python
