@@ -51,21 +51,7 @@ impl TlsServer {
         // A private CA and a server certificate for 127.0.0.1 signed by it.
         let ssl = |args: &[&str]| run(Command::new("openssl").current_dir(d).args(args));
         std::fs::write(d.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-        ssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=oms-upgrade test CA",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-        ]);
+        self_signed_ca(d, "oms-upgrade test CA", "ca");
         ssl(&[
             "req",
             "-newkey",
@@ -358,24 +344,15 @@ async fn no_tls_server_falls_back_only_when_allowed() {
     assert!(target.connect(None).await.is_err());
 }
 
-/// A CA that did not sign the TLS server's certificate.
-fn stranger_ca(dir: &Path) -> PathBuf {
+/// A self-signed CA named `cn` in `dir`: `<stem>.key` and `<stem>.pem`; returns the latter.
+fn self_signed_ca(dir: &Path, cn: &str, stem: &str) -> PathBuf {
+    let (key, pem) = (format!("{stem}.key"), format!("{stem}.pem"));
+    let subject = format!("/CN={cn}");
     run(Command::new("openssl").current_dir(dir).args([
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=not the server's CA",
-        "-keyout",
-        "stranger.key",
-        "-out",
-        "stranger.pem",
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", &subject,
+        "-keyout", &key, "-out", &pem,
     ]));
-    dir.join("stranger.pem")
+    dir.join(pem)
 }
 
 /// The stock dumper (`--dumper mysqldump`) protects its connection as our own connections
@@ -405,7 +382,7 @@ async fn the_external_dumper_verifies_the_server_in_required_mode() {
     )
     .unwrap();
     let real = which("mariadb-dump");
-    let stranger = stranger_ca(server.dir.path());
+    let stranger = self_signed_ca(server.dir.path(), "not the server's CA", "stranger");
     let wrapper = out.path().join("dumper-with-another-ca");
     std::fs::write(
         &wrapper,

@@ -13,7 +13,9 @@ use std::process::Output;
 use oms_upgrade::adapters::Docker;
 use oms_upgrade::events::MetaDb;
 use support::emulator::{self as emu, OmsNode};
-use support::upgrade::{Run, TableRow, cli, db_facts, init_args, init_cmd, json_of, output, show};
+use support::upgrade::{
+    Run, TableRow, cli, db_facts, error_line, init_args, init_cmd, json_of, output, show,
+};
 
 /// What bad input must not change.
 #[derive(Debug, PartialEq)]
@@ -56,17 +58,12 @@ async fn untouched(node: &OmsNode) -> Untouched {
 /// The command failed with `code`, one `error:` line containing `needle`, and a hint.
 fn assert_refused(out: &Output, code: i32, needle: &str) {
     assert_eq!(out.status.code(), Some(code), "{}", show(out));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let errors: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.starts_with("error: "))
-        .collect();
-    assert_eq!(errors.len(), 1, "one error line:\n{stderr}");
+    let error = error_line(out);
     assert!(
-        errors[0].contains(needle),
-        "error line must say `{needle}`: {}",
-        errors[0]
+        error.contains(needle),
+        "error line must say `{needle}`: {error}"
     );
+    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr
             .lines()
@@ -411,18 +408,7 @@ async fn init_reads_the_version_from_the_tag_not_the_registry_port() {
     )
     .await;
     let export = output(cli(&tmp.path().join("b")).args(["ledger", "export"])).await;
-    let _ = node
-        .docker
-        .remove_image(
-            &reference,
-            Some(
-                bollard::query_parameters::RemoveImageOptionsBuilder::default()
-                    .force(true)
-                    .build(),
-            ),
-            None,
-        )
-        .await;
+    emu::remove_tag(&node.docker, &reference).await;
     assert!(planned, "{shown}");
     assert_eq!(out_b.status.code(), Some(0), "{}", show(&out_b));
     let export = String::from_utf8_lossy(&export.stdout);

@@ -11,7 +11,7 @@ use std::process::Output;
 use oms_upgrade::adapters::{BollardDocker, Docker, MetaDb as _, MysqlMetaDb};
 use oms_upgrade::events::StepKey;
 use support::emulator::{self as emu, OmsNode};
-use support::upgrade::{Run, cli, init_args, ok, output, show};
+use support::upgrade::{Run, cli, error_line, init_args, ok, output, show};
 
 /// A tag of this test's own (other tests use the shared emulator tags), removed on drop.
 struct OwnTag {
@@ -82,18 +82,6 @@ async fn planned_own_tag() -> (Run, OwnTag) {
         planned: plan.target_image_id.clone().expect("image id planned"),
     };
     (run, tag)
-}
-
-/// The one `error:` line of a failed command.
-fn error_line(out: &Output) -> String {
-    assert!(!out.status.success(), "{}", show(out));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let errors: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.starts_with("error: "))
-        .collect();
-    assert_eq!(errors.len(), 1, "one error line:\n{stderr}");
-    errors[0].to_string()
 }
 
 /// The new container holds the old name, runs, and runs the planned image.

@@ -339,6 +339,22 @@ pub fn pinned_reference(value: &str, version: &str) -> String {
     )
 }
 
+/// `docker rmi --force <reference>`, errors ignored (cleanup): only the tag goes while
+/// other tags name the image.
+pub async fn remove_tag(docker: &Docker, reference: &str) {
+    let _ = docker
+        .remove_image(
+            reference,
+            Some(
+                bollard::query_parameters::RemoveImageOptionsBuilder::default()
+                    .force(true)
+                    .build(),
+            ),
+            None,
+        )
+        .await;
+}
+
 impl Drop for ContainerGuard {
     fn drop(&mut self) {
         let value = self.value.clone();
@@ -357,18 +373,7 @@ impl Drop for ContainerGuard {
                 };
                 super::remove_labelled_containers(&d, Some(&value)).await;
                 for v in ALL_VERSIONS {
-                    // Only the tag: the image stays while other tags name it.
-                    let _ = d
-                        .remove_image(
-                            &pinned_reference(&value, v),
-                            Some(
-                                bollard::query_parameters::RemoveImageOptionsBuilder::default()
-                                    .force(true)
-                                    .build(),
-                            ),
-                            None,
-                        )
-                        .await;
+                    remove_tag(&d, &pinned_reference(&value, v)).await;
                 }
             });
         })

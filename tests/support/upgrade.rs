@@ -666,3 +666,16 @@ pub fn count_events(events: &[(String, String)], id: &str, action: &str) -> usiz
         .filter(|(i, a)| i == id && (a == action || a.starts_with(action)))
         .count()
 }
+
+/// The one `error:` line of a failed command (panics, showing the output, if the command
+/// succeeded or printed no error line or several).
+pub fn error_line(out: &Output) -> String {
+    assert!(!out.status.success(), "{}", show(out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    assert_eq!(errors.len(), 1, "one error line:\n{stderr}");
+    errors[0].to_string()
+}
