@@ -24,11 +24,15 @@ use crate::ledger::PayloadDecoder;
 use crate::refetch::RefetchDecision;
 
 mod plan;
+mod planext;
 pub mod v1;
 
 pub use plan::{
     ContainerSnapshot, DbNames, EnvVar, HaAfter, HaMode, MetaDbLocation, Plan, PlanDigest,
     PlanError, PlanInput, looks_secret, record_env,
+};
+pub use planext::{
+    ContainerSettings, HealthScheme, HealthTrust, MetaServer, PlanExt, ServerFlavour,
 };
 
 /// One of the three metadata databases.
@@ -918,6 +922,7 @@ pub mod types {
 /// Every (event type, schema version) this build can decode.
 pub const EVENT_TYPES: &[(&str, u16)] = &[
     (types::RUN_PLANNED, 1),
+    (types::RUN_PLANNED, 2),
     (types::PREFLIGHT_FAILED, 1),
     (types::STEP_INTENT, 1),
     (types::STEP_DONE, 1),
@@ -1019,13 +1024,21 @@ pub enum DecodeError {
 }
 
 fn encode_stored<T: serde::Serialize>(event_type: &'static str, v: &T) -> Encoded {
+    encode_stored_version(event_type, 1, v)
+}
+
+fn encode_stored_version<T: serde::Serialize>(
+    event_type: &'static str,
+    schema_version: u16,
+    v: &T,
+) -> Encoded {
     // The stored types are plain data (no maps with non-string-like keys, no
     // unsized sequences), for which bincode's encoder into a Vec cannot fail.
     let payload = bincode::serde::encode_to_vec(v, bincode::config::standard())
         .expect("stored event types always encode");
     Encoded {
         event_type,
-        schema_version: 1,
+        schema_version,
         payload,
     }
 }
@@ -1035,10 +1048,20 @@ pub fn encode(event: &Event) -> Encoded {
     use v1::*;
     let t = event.type_name();
     match event {
-        Event::RunPlanned { plan, digest } => encode_stored(
+        // A plan without extensions keeps the v1 form, byte for byte.
+        Event::RunPlanned { plan, digest } if plan.ext.is_empty() => encode_stored(
             t,
             &RunPlannedV1 {
                 plan: PlanV1::from(plan.as_ref()),
+                digest: digest.0,
+            },
+        ),
+        Event::RunPlanned { plan, digest } => encode_stored_version(
+            t,
+            2,
+            &RunPlannedV2 {
+                plan: PlanV1::from(plan.as_ref()),
+                ext: plan.ext.iter().map(PlanExtV1::from).collect(),
                 digest: digest.0,
             },
         ),
@@ -1105,9 +1128,17 @@ fn decode_stored<T: serde::de::DeserializeOwned>(
     event_type: &str,
     payload: &[u8],
 ) -> Result<T, DecodeError> {
+    decode_stored_version(event_type, 1, payload)
+}
+
+fn decode_stored_version<T: serde::de::DeserializeOwned>(
+    event_type: &str,
+    version: u16,
+    payload: &[u8],
+) -> Result<T, DecodeError> {
     let malformed = |reason: String| DecodeError::Malformed {
         event_type: event_type.to_string(),
-        version: 1,
+        version,
         reason,
     };
     // A string's length is claimed (and allocated) before its bytes are read; no payload
@@ -1134,7 +1165,7 @@ pub fn decode(event_type: &str, schema_version: u16, payload: &[u8]) -> Result<E
             event_type: event_type.to_string(),
         });
     }
-    if schema_version != 1 {
+    if !EVENT_TYPES.contains(&(event_type, schema_version)) {
         return Err(DecodeError::UnknownVersion {
             event_type: event_type.to_string(),
             version: schema_version,
@@ -1146,6 +1177,28 @@ pub fn decode(event_type: &str, schema_version: u16, payload: &[u8]) -> Result<E
         reason: e.0,
     };
     let ev = match event_type {
+        types::RUN_PLANNED if schema_version == 2 => {
+            let s: RunPlannedV2 = decode_stored_version(event_type, 2, payload)?;
+            let mut plan = Plan::try_from(s.plan).map_err(bad)?;
+            plan.ext = s.ext.into_iter().map(PlanExt::from).collect();
+            if plan.ext.is_empty() {
+                // v2 exists only to carry extensions; an empty list would give one plan
+                // two stored forms (and two digests).
+                return Err(bad(v1::Invalid(
+                    "run.planned v2 with no plan extension (a plan without any is stored as v1)"
+                        .into(),
+                )));
+            }
+            if let Some(kind) = plan::duplicate_ext(&plan.ext) {
+                return Err(bad(v1::Invalid(format!(
+                    "run.planned v2 holds the plan extension `{kind}` twice"
+                ))));
+            }
+            Event::RunPlanned {
+                plan: Box::new(plan),
+                digest: PlanDigest(s.digest),
+            }
+        }
         types::RUN_PLANNED => {
             let s: RunPlannedV1 = decode_stored(event_type, payload)?;
             Event::RunPlanned {
@@ -1213,12 +1266,21 @@ pub fn decode(event_type: &str, schema_version: u16, payload: &[u8]) -> Result<E
 }
 
 /// BLAKE3 of the plan's canonical encoding: the bincode bytes of its stored form
-/// ([`v1::PlanV1`]), under a fixed derive-key context so the digest cannot be confused
-/// with any other hash of the same bytes.
+/// ([`v1::PlanV1`], or for a plan with extensions [`v1::PlanV1`] followed by the
+/// `Vec<`[`v1::PlanExtV1`]`>`), under a fixed derive-key context per form so the digest
+/// cannot be confused with any other hash of the same bytes.
 pub fn plan_digest(plan: &Plan) -> PlanDigest {
-    let bytes = bincode::serde::encode_to_vec(v1::PlanV1::from(plan), bincode::config::standard())
+    let config = bincode::config::standard();
+    let mut bytes = bincode::serde::encode_to_vec(v1::PlanV1::from(plan), config)
         .expect("stored plan always encodes");
-    let mut h = blake3::Hasher::new_derive_key("oms-upgrade plan digest v1");
+    let context = if plan.ext.is_empty() {
+        "oms-upgrade plan digest v1"
+    } else {
+        let ext: Vec<v1::PlanExtV1> = plan.ext.iter().map(v1::PlanExtV1::from).collect();
+        bytes.extend(bincode::serde::encode_to_vec(ext, config).expect("plan extensions encode"));
+        "oms-upgrade plan digest v2"
+    };
+    let mut h = blake3::Hasher::new_derive_key(context);
     h.update(&bytes);
     PlanDigest(*h.finalize().as_bytes())
 }

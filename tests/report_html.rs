@@ -97,6 +97,7 @@ impl Recorder {
             init_timeout_secs: None,
             health_url: "http://10.0.0.5:8089/oms/health".into(),
             health_timeout_secs: None,
+            ext: Vec::new(),
         })
         .unwrap();
         let mut journal = Journal::open(&root.join("ledger"), "alice", "ops-1").unwrap();

@@ -618,6 +618,7 @@ async fn preflight(
         stop_timeout_secs: args.stop_timeout,
         init_timeout_secs: args.init_timeout,
         health_timeout_secs: args.health_timeout,
+        ext: Vec::new(),
     };
     Plan::new(input)
         .map(|plan| (plan, tls))

@@ -9,6 +9,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::MetaDb;
+use super::planext::{ContainerSettings, HealthTrust, MetaServer, PlanExt};
 use crate::refetch::RefetchPolicy;
 use crate::versions::{self, Procedure, ProcedureId, UnsupportedPath, Version};
 
@@ -205,6 +206,9 @@ pub struct Plan {
     pub health_url: String,
     /// How long to wait for health, seconds.
     pub health_timeout_secs: u32,
+    /// Facts the v1 fields have no place for (stored as `run.planned` v2 when present);
+    /// each kind at most once.
+    pub ext: Vec<PlanExt>,
 }
 
 /// What the caller (the `init` command) discovered; [`Plan::new`] fills in the rest.
@@ -250,6 +254,8 @@ pub struct PlanInput {
     pub health_url: String,
     /// Health wait (default [`Plan::DEFAULT_HEALTH_TIMEOUT_SECS`]).
     pub health_timeout_secs: Option<u32>,
+    /// Plan extensions (each kind at most once).
+    pub ext: Vec<PlanExt>,
 }
 
 /// Why a plan cannot be made.
@@ -329,6 +335,12 @@ impl Plan {
         if input.backup_dir.is_empty() {
             return Err(invalid("backup dir", "is empty: pass --backup-dir"));
         }
+        if let Some(kind) = duplicate_ext(&input.ext) {
+            return Err(PlanError::Invalid {
+                field: "plan extensions",
+                problem: format!("`{kind}` is given twice"),
+            });
+        }
         let mut old = input.old_container;
         old.name = name.clone();
         Ok(Plan {
@@ -361,6 +373,31 @@ impl Plan {
             health_timeout_secs: input
                 .health_timeout_secs
                 .unwrap_or(Self::DEFAULT_HEALTH_TIMEOUT_SECS),
+            ext: input.ext,
+        })
+    }
+
+    /// How the health endpoint is reached and trusted, when recorded.
+    pub fn health_trust(&self) -> Option<&HealthTrust> {
+        self.ext.iter().find_map(|e| match e {
+            PlanExt::Health(h) => Some(h),
+            _ => None,
+        })
+    }
+
+    /// The metadata server's flavour and version, when recorded.
+    pub fn meta_server(&self) -> Option<&MetaServer> {
+        self.ext.iter().find_map(|e| match e {
+            PlanExt::MetaServer(m) => Some(m),
+            _ => None,
+        })
+    }
+
+    /// The old container's settings the new one inherits, when recorded.
+    pub fn container_settings(&self) -> Option<&ContainerSettings> {
+        self.ext.iter().find_map(|e| match e {
+            PlanExt::Container(c) => Some(c),
+            _ => None,
         })
     }
 
@@ -389,6 +426,18 @@ impl Plan {
     pub fn dump_file(&self, db: MetaDb) -> String {
         format!("{}/{}.sql", self.dump_dir(), self.databases.get(db))
     }
+}
+
+/// The kind of the first plan extension that appears more than once, if any.
+pub(crate) fn duplicate_ext(ext: &[PlanExt]) -> Option<&'static str> {
+    let mut seen: Vec<&'static str> = Vec::new();
+    for e in ext {
+        if seen.contains(&e.kind()) {
+            return Some(e.kind());
+        }
+        seen.push(e.kind());
+    }
+    None
 }
 
 #[cfg(test)]

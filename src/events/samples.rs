@@ -63,6 +63,7 @@ pub(crate) fn input(source: &str, target: &str) -> PlanInput {
         init_timeout_secs: None,
         health_url: "http://10.0.0.5:8089/oms/health".into(),
         health_timeout_secs: None,
+        ext: Vec::new(),
     }
 }
 
@@ -72,6 +73,28 @@ pub(crate) fn plan() -> Plan {
 }
 
 /// A plan for `source -> target`.
+/// A plan holding one extension of every kind (stored as `run.planned` v2).
+pub(crate) fn plan_with_every_ext() -> Plan {
+    let mut input = input("3.3.0", "3.3.1");
+    input.ext = vec![
+        PlanExt::Health(HealthTrust {
+            scheme: HealthScheme::Https,
+            url_from_operator: false,
+            ca_file: Some("/etc/oms-upgrade/console-ca.pem".into()),
+            ca_blake3_hex: Some("ab".repeat(32)),
+        }),
+        PlanExt::MetaServer(MetaServer {
+            flavour: ServerFlavour::MariaDb,
+            version: "10.11.6-MariaDB".into(),
+        }),
+        PlanExt::Container(ContainerSettings {
+            restart_policy: "unless-stopped".into(),
+            restart_max_retries: 0,
+        }),
+    ];
+    Plan::new(input).expect("sample plan")
+}
+
 pub(crate) fn plan_for(source: &str, target: &str) -> Plan {
     Plan::new(input(source, target)).unwrap()
 }
@@ -244,6 +267,7 @@ pub(crate) fn every_event() -> Vec<Event> {
     let at = t0() + Duration::minutes(61);
     let mut v = vec![
         Event::planned(p.clone()),
+        Event::planned(plan_with_every_ext()),
         Event::PreflightFailed {
             checks: vec![
                 PreflightCheck {

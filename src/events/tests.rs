@@ -241,6 +241,62 @@ fn plan_digest_is_stable_and_sensitive() {
 }
 
 #[test]
+fn a_plan_without_extensions_stays_v1_and_one_with_them_is_v2() {
+    let p = plan();
+    let enc = encode(&Event::planned(p.clone()));
+    assert_eq!(
+        enc.schema_version, 1,
+        "no extension: the v1 form, byte for byte"
+    );
+    let q = plan_with_every_ext();
+    let enc2 = encode(&Event::planned(q.clone()));
+    assert_eq!(enc2.schema_version, 2);
+    // The v2 payload starts with the same v1 plan fields.
+    let mut base = q.clone();
+    base.ext.clear();
+    let enc_base = encode(&Event::planned(base.clone()));
+    // v1 is the plan then the 32-byte digest; v2 puts the extensions between them.
+    assert_eq!(
+        &enc2.payload[..enc_base.payload.len() - 32],
+        &enc_base.payload[..enc_base.payload.len() - 32]
+    );
+    // Each extension counts in the digest.
+    assert_ne!(q.digest(), base.digest());
+    let mut r = q.clone();
+    r.ext.pop();
+    assert_ne!(q.digest(), r.digest());
+    // The accessors find each kind.
+    assert!(q.health_trust().is_some() && q.meta_server().is_some());
+    assert!(q.container_settings().is_some() && p.health_trust().is_none());
+}
+
+#[test]
+fn a_v2_plan_with_no_or_repeated_extensions_is_malformed() {
+    let q = plan_with_every_ext();
+    let mut stored = v1::RunPlannedV2 {
+        plan: v1::PlanV1::from(&q),
+        ext: Vec::new(),
+        digest: q.digest().0,
+    };
+    let bytes = |s: &v1::RunPlannedV2| {
+        bincode::serde::encode_to_vec(s, bincode::config::standard()).unwrap()
+    };
+    let e = decode(types::RUN_PLANNED, 2, &bytes(&stored)).unwrap_err();
+    assert!(e.to_string().contains("no plan extension"), "{e}");
+    let one = v1::PlanExtV1::from(&q.ext[0]);
+    stored.ext = vec![one.clone(), one];
+    let e = decode(types::RUN_PLANNED, 2, &bytes(&stored)).unwrap_err();
+    assert!(e.to_string().contains("`health` twice"), "{e}");
+    let mut input = input("3.3.0", "3.3.1");
+    input.ext = vec![q.ext[1].clone(), q.ext[1].clone()];
+    let e = Plan::new(input).unwrap_err();
+    assert!(
+        e.to_string().contains("`meta_server` is given twice"),
+        "{e}"
+    );
+}
+
+#[test]
 fn step_key_names_round_trip_and_are_unique() {
     let all = StepKey::all();
     let names: std::collections::BTreeSet<String> = all.iter().map(|k| k.to_string()).collect();

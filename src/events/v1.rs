@@ -42,6 +42,19 @@ pub struct RunPlannedV1 {
     pub digest: [u8; 32],
 }
 
+/// `run.planned` v2: a plan with extensions (see `events::PlanExt`). A plan without any
+/// is stored as [`RunPlannedV1`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunPlannedV2 {
+    /// The v1 fields.
+    pub plan: PlanV1,
+    /// The extensions, each kind at most once, in the order `init` found them.
+    pub ext: Vec<PlanExtV1>,
+    /// BLAKE3 (derive-key "oms-upgrade plan digest v2") of `plan`'s encoding followed by
+    /// `ext`'s.
+    pub digest: [u8; 32],
+}
+
 /// `preflight.failed` v1.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PreflightFailedV1 {
@@ -814,6 +827,7 @@ impl TryFrom<PlanV1> for Plan {
             init_timeout_secs: p.init_timeout_secs,
             health_url: p.health_url,
             health_timeout_secs: p.health_timeout_secs,
+            ext: Vec::new(),
         })
     }
 }
@@ -1230,5 +1244,121 @@ impl TryFrom<FindingV1> for Finding {
             FindingV1::NotDone => Finding::NotDone,
             FindingV1::Failed { error, retryable } => Finding::Failed { error, retryable },
         })
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Plan extensions (`run.planned` v2). Variant order is stored: append only.
+
+/// A plan extension.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PlanExtV1 {
+    /// issue 12.2: health scheme and trust.
+    Health(HealthTrustV1),
+    /// issue 12.7: metadata server flavour and version.
+    MetaServer(MetaServerV1),
+    /// issue 12.3/12.4: container settings the new container inherits.
+    Container(ContainerSettingsV1),
+}
+
+/// Health scheme. Variant order is stored: append only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub enum HealthSchemeV1 {
+    Http,
+    Https,
+}
+
+/// Health scheme and trust.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct HealthTrustV1 {
+    pub scheme: HealthSchemeV1,
+    pub url_from_operator: bool,
+    pub ca_file: Option<String>,
+    pub ca_blake3_hex: Option<String>,
+}
+
+/// Server flavour. Variant order is stored: append only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub enum ServerFlavourV1 {
+    MariaDb,
+    MySql,
+    OceanBase,
+    Other,
+}
+
+/// Metadata server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct MetaServerV1 {
+    pub flavour: ServerFlavourV1,
+    pub version: String,
+}
+
+/// Container settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct ContainerSettingsV1 {
+    pub restart_policy: String,
+    pub restart_max_retries: i64,
+}
+
+impl From<&PlanExt> for PlanExtV1 {
+    fn from(e: &PlanExt) -> Self {
+        match e {
+            PlanExt::Health(h) => PlanExtV1::Health(HealthTrustV1 {
+                scheme: match h.scheme {
+                    HealthScheme::Http => HealthSchemeV1::Http,
+                    HealthScheme::Https => HealthSchemeV1::Https,
+                },
+                url_from_operator: h.url_from_operator,
+                ca_file: h.ca_file.clone(),
+                ca_blake3_hex: h.ca_blake3_hex.clone(),
+            }),
+            PlanExt::MetaServer(m) => PlanExtV1::MetaServer(MetaServerV1 {
+                flavour: match m.flavour {
+                    ServerFlavour::MariaDb => ServerFlavourV1::MariaDb,
+                    ServerFlavour::MySql => ServerFlavourV1::MySql,
+                    ServerFlavour::OceanBase => ServerFlavourV1::OceanBase,
+                    ServerFlavour::Other => ServerFlavourV1::Other,
+                },
+                version: m.version.clone(),
+            }),
+            PlanExt::Container(c) => PlanExtV1::Container(ContainerSettingsV1 {
+                restart_policy: c.restart_policy.clone(),
+                restart_max_retries: c.restart_max_retries,
+            }),
+        }
+    }
+}
+
+impl From<PlanExtV1> for PlanExt {
+    fn from(e: PlanExtV1) -> Self {
+        match e {
+            PlanExtV1::Health(h) => PlanExt::Health(HealthTrust {
+                scheme: match h.scheme {
+                    HealthSchemeV1::Http => HealthScheme::Http,
+                    HealthSchemeV1::Https => HealthScheme::Https,
+                },
+                url_from_operator: h.url_from_operator,
+                ca_file: h.ca_file,
+                ca_blake3_hex: h.ca_blake3_hex,
+            }),
+            PlanExtV1::MetaServer(m) => PlanExt::MetaServer(MetaServer {
+                flavour: match m.flavour {
+                    ServerFlavourV1::MariaDb => ServerFlavour::MariaDb,
+                    ServerFlavourV1::MySql => ServerFlavour::MySql,
+                    ServerFlavourV1::OceanBase => ServerFlavour::OceanBase,
+                    ServerFlavourV1::Other => ServerFlavour::Other,
+                },
+                version: m.version,
+            }),
+            PlanExtV1::Container(c) => PlanExt::Container(ContainerSettings {
+                restart_policy: c.restart_policy,
+                restart_max_retries: c.restart_max_retries,
+            }),
+        }
     }
 }
