@@ -11,10 +11,9 @@
 //! fault-injection knobs do exactly that) can be inspected and rolled back by restoring the
 //! dumps, as an operator would.
 
-/// The OMS CE versions the emulator knows, oldest first.
-pub const VERSIONS: &[&str] = &[
-    "3.2.2", "3.3.0", "3.3.1", "4.0.0", "4.1.0", "4.1.1", "4.2.0", "4.2.1", "4.2.2",
-];
+/// The OMS CE versions the emulator knows, oldest first (one list, shared with the
+/// `demo` command that checks `--from`/`--to` against it).
+pub const VERSIONS: &[&str] = oms_upgrade::emuimage::EMULATED_VERSIONS;
 
 /// The version a seeded database is installed at when it holds no schema yet.
 pub const DEFAULT_SEED_VERSION: &str = "3.3.0";
