@@ -214,3 +214,29 @@ async fn a_server_offline_in_the_cm_host_table_fails_the_run() {
         other => panic!("check-online recorded {other:?}"),
     }
 }
+
+/// Where the cm `host` table has no status column (the public record names none), each
+/// listed server's own health endpoint says whether it is Online.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_status_column_each_server_answers_its_health() {
+    let run = planned(&["127.0.0.1=ONLINE"], "60").await;
+    let cm = run.node.databases().cm;
+    let pool = support::mysql_pool().await;
+    {
+        use mysql_async::prelude::Queryable;
+        let mut c = pool.get_conn().await.unwrap();
+        c.query_drop(format!("ALTER TABLE `{cm}`.`host` DROP COLUMN `status`"))
+            .await
+            .unwrap();
+    }
+    pool.disconnect().await.ok();
+    run.ok(&["run", "--yes"]).await;
+    match facts_of(&run, StepKey::CheckOnline) {
+        StepFacts::NodesOnline { nodes, all_online } => {
+            assert!(all_online);
+            assert_eq!(nodes.len(), 1, "{nodes:?}");
+            assert_eq!(nodes[0].state, "Online (health)");
+        }
+        other => panic!("check-online recorded {other:?}"),
+    }
+}
