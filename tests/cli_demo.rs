@@ -39,6 +39,27 @@ fn one_json(out: &std::process::Output) -> serde_json::Value {
     serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
+/// Runs a demo command that must succeed; its one JSON object.
+fn demo_json(cmd: &mut Command) -> serde_json::Value {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "demo failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    one_json(&out)
+}
+
+/// The containers labelled with demo `id`.
+async fn of_demo(docker: &BollardDocker, id: &str) -> Vec<oms_upgrade::adapters::ContainerInfo> {
+    docker
+        .find_by_label("oms-upgrade.demo", Some(id))
+        .await
+        .unwrap()
+}
+
 async fn database_exists(name: &str) -> bool {
     let pool = support::mysql_pool().await;
     let mut c = pool.get_conn().await.unwrap();
@@ -90,19 +111,11 @@ async fn demo_upgrades_and_clean_removes_only_what_it_created() {
         .output()
         .unwrap();
     assert!(keygen.status.success(), "{keygen:?}");
-    let out = cli(&ledger)
-        .env("OMS_UPGRADE_SIGNING_KEY", &key)
-        .args(["--json", "demo", "--size", "64K"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "demo failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let v = demo_json(
+        cli(&ledger)
+            .env("OMS_UPGRADE_SIGNING_KEY", &key)
+            .args(["--json", "demo", "--size", "64K"]),
     );
-    let v = one_json(&out);
     assert_eq!(v["ok"], true, "{v:#}");
     assert_eq!(v["phase"], "completed", "{v:#}");
     assert_eq!(v["verify"]["ok"], true, "{v:#}");
@@ -211,11 +224,7 @@ async fn demo_upgrades_and_clean_removes_only_what_it_created() {
         "the refused demo created no container"
     );
     assert_eq!(
-        docker
-            .find_by_label("oms-upgrade.demo", Some(&demo_id))
-            .await
-            .unwrap()
-            .len(),
+        of_demo(&docker, &demo_id).await.len(),
         2,
         "old and new container carry the demo label"
     );
@@ -235,13 +244,7 @@ async fn demo_upgrades_and_clean_removes_only_what_it_created() {
     assert_eq!(cleaned["ok"], true, "{cleaned:#}");
     assert!(docker.inspect(&new.id).await.unwrap().is_none());
     assert!(docker.inspect(old_id).await.unwrap().is_none());
-    assert!(
-        docker
-            .find_by_label("oms-upgrade.demo", Some(&demo_id))
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(of_demo(&docker, &demo_id).await.is_empty());
     for d in &dbs {
         assert!(!database_exists(d).await, "{d} still exists");
     }
@@ -270,28 +273,14 @@ async fn demo_plan_only_stops_after_the_plan_and_prints_working_commands() {
     emu::emulator_binary();
     let tmp = tempfile::tempdir().unwrap();
     let ledger = tmp.path().join("ledger");
-    let out = cli(&ledger)
-        .args(["--json", "demo", "--size", "64K", "--plan-only"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "demo --plan-only failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v = one_json(&out);
+    let v = plan_only_demo(&ledger);
     assert_eq!(v["ok"], true, "{v:#}");
     assert_eq!(v["plan_only"], true, "{v:#}");
     assert_eq!(v["phase"], "upgrading", "{v:#}");
     let demo_id = v["demo_id"].as_str().unwrap().to_string();
 
     // Only the old node exists, running 3.3.0; no step was taken.
-    let labelled = docker
-        .find_by_label("oms-upgrade.demo", Some(&demo_id))
-        .await
-        .unwrap();
+    let labelled = of_demo(&docker, &demo_id).await;
     assert_eq!(labelled.len(), 1, "{labelled:?}");
     assert!(labelled[0].status.is_running());
     assert_eq!(labelled[0].image, image_reference("3.3.0"));
@@ -337,30 +326,13 @@ async fn demo_plan_only_stops_after_the_plan_and_prints_working_commands() {
     assert_eq!(status["phase"], "completed", "{status:#}");
     bash(cmd("verify_live"));
     bash(cmd("clean"));
-    assert!(
-        docker
-            .find_by_label("oms-upgrade.demo", Some(&demo_id))
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(of_demo(&docker, &demo_id).await.is_empty());
     assert!(!ledger.exists());
 }
 
 /// `demo --json --plan-only` on `ledger`; its summary.
 fn plan_only_demo(ledger: &Path) -> serde_json::Value {
-    let out = cli(ledger)
-        .args(["--json", "demo", "--size", "64K", "--plan-only"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "demo --plan-only failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    one_json(&out)
+    demo_json(cli(ledger).args(["--json", "demo", "--size", "64K", "--plan-only"]))
 }
 
 /// Regression (issue 12.12): `demo --clean --ledger L` removed every demo on the machine,
@@ -392,18 +364,9 @@ async fn clean_removes_only_the_demo_of_its_ledger() {
         .unwrap();
     let cleaned = one_json(&out);
     assert_eq!(cleaned["ok"], true, "{cleaned:#}");
-    assert!(
-        docker
-            .find_by_label("oms-upgrade.demo", Some(&id_a))
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(of_demo(&docker, &id_a).await.is_empty());
     assert!(!ledger_a.exists());
-    let left_b = docker
-        .find_by_label("oms-upgrade.demo", Some(&id_b))
-        .await
-        .unwrap();
+    let left_b = of_demo(&docker, &id_b).await;
     assert_eq!(
         left_b.len(),
         1,
@@ -460,20 +423,9 @@ async fn demo_runs_the_42x_procedure_and_verifies_live() {
     emu::emulator_binary();
     let tmp = tempfile::tempdir().unwrap();
     let ledger = tmp.path().join("ledger");
-    let out = cli(&ledger)
-        .args([
-            "--json", "demo", "--size", "64K", "--from", "4.2.1", "--to", "4.2.2",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "demo failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v = one_json(&out);
+    let v = demo_json(cli(&ledger).args([
+        "--json", "demo", "--size", "64K", "--from", "4.2.1", "--to", "4.2.2",
+    ]));
     assert_eq!(v["phase"], "completed", "{v:#}");
     assert_eq!(v["verify"]["ok"], true, "{v:#}");
     assert_eq!(v["verify"]["live"]["ok"], true, "{v:#}");

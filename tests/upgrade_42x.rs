@@ -7,7 +7,7 @@
 
 mod support;
 
-use oms_upgrade::events::{Event, StepFacts, StepKey};
+use oms_upgrade::events::{Event, NamedState, StepFacts, StepKey, SupervisorPoll};
 use support::emulator::{self as emu, OmsNode};
 use support::upgrade::{Run, cli, init_args, ok, output, show};
 
@@ -66,6 +66,34 @@ async fn planned(servers: &[&str], health_timeout: &str) -> Run {
     run
 }
 
+/// Sets an emulator knob file; the new container's supervisorctl reads it (the logs folder
+/// is bound into it, and a new container copies the old one's environment, not a knob).
+fn knob(run: &Run, file: &str, value: &str) {
+    std::fs::write(run.node.host.logs.join(file), value).unwrap();
+}
+
+/// The recorded supervisor check.
+fn supervisor_poll(run: &Run) -> SupervisorPoll {
+    match facts_of(run, StepKey::CheckSupervisor) {
+        StepFacts::SupervisorPolled(p) => p,
+        other => panic!("check-supervisor recorded {other:?}"),
+    }
+}
+
+/// The recorded server check: the one server listed, and whether all were Online.
+fn the_one_server(run: &Run) -> (NamedState, bool) {
+    match facts_of(run, StepKey::CheckOnline) {
+        StepFacts::NodesOnline {
+            mut nodes,
+            all_online,
+        } => {
+            assert_eq!(nodes.len(), 1, "{nodes:?}");
+            (nodes.remove(0), all_online)
+        }
+        other => panic!("check-online recorded {other:?}"),
+    }
+}
+
 /// The facts recorded for `key`'s last `done` or `failed` outcome.
 fn facts_of(run: &Run, key: StepKey) -> StepFacts {
     let (records, _) = run.replay();
@@ -100,25 +128,16 @@ async fn upgrade_421_to_422_and_roll_it_back() {
         emu::schema_version(&run.node.databases()).await.as_deref(),
         Some(TO)
     );
-    match facts_of(&run, StepKey::CheckSupervisor) {
-        StepFacts::SupervisorPolled(p) => {
-            assert!(
-                p.all_running && p.polls >= 1 && p.timeout_secs == 60,
-                "{p:?}"
-            );
-            assert_eq!(p.programs.len(), 4, "{p:?}");
-        }
-        other => panic!("check-supervisor recorded {other:?}"),
-    }
-    match facts_of(&run, StepKey::CheckOnline) {
-        StepFacts::NodesOnline { nodes, all_online } => {
-            assert!(all_online);
-            assert_eq!(nodes.len(), 1, "{nodes:?}");
-            assert_eq!(nodes[0].name, "127.0.0.1 (resource group 0)");
-            assert_eq!(nodes[0].state, "ONLINE");
-        }
-        other => panic!("check-online recorded {other:?}"),
-    }
+    let p = supervisor_poll(&run);
+    assert!(
+        p.all_running && p.polls >= 1 && p.timeout_secs == 60,
+        "{p:?}"
+    );
+    assert_eq!(p.programs.len(), 4, "{p:?}");
+    let (server, all_online) = the_one_server(&run);
+    assert!(all_online);
+    assert_eq!(server.name, "127.0.0.1 (resource group 0)");
+    assert_eq!(server.state, "ONLINE");
     run.verify_ledger();
 
     run.ok(&["rollback", "--yes"]).await;
@@ -139,36 +158,23 @@ async fn upgrade_421_to_422_and_roll_it_back() {
 #[tokio::test(flavor = "multi_thread")]
 async fn programs_still_starting_are_waited_for() {
     let run = planned(&["127.0.0.1=ONLINE"], "60").await;
-    // Read by the new container's supervisorctl (the logs folder is bound into it).
-    std::fs::write(
-        run.node.host.logs.join(".emu-supervisor-starting-ms"),
-        "5000",
-    )
-    .unwrap();
+    knob(&run, ".emu-supervisor-starting-ms", "5000");
     let out = output(run.cli().args(["--json", "run", "--yes"])).await;
     assert!(out.status.success(), "{}", show(&out));
-    match facts_of(&run, StepKey::CheckSupervisor) {
-        StepFacts::SupervisorPolled(p) => {
-            assert!(p.all_running, "{p:?}");
-            assert!(
-                p.polls > 1,
-                "STARTING programs were not polled again: {p:?}"
-            );
-            assert!(p.elapsed_ms >= 1000, "{p:?}");
-        }
-        other => panic!("check-supervisor recorded {other:?}"),
-    }
+    let p = supervisor_poll(&run);
+    assert!(p.all_running, "{p:?}");
+    assert!(
+        p.polls > 1,
+        "STARTING programs were not polled again: {p:?}"
+    );
+    assert!(p.elapsed_ms >= 1000, "{p:?}");
 }
 
 /// A FATAL program fails the check at once, naming it; nothing after it runs.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fatal_program_fails_the_run_naming_it() {
     let run = planned(&["127.0.0.1=ONLINE"], "60").await;
-    std::fs::write(
-        run.node.host.logs.join(".emu-supervisor-fatal"),
-        "oms_drc_cm",
-    )
-    .unwrap();
+    knob(&run, ".emu-supervisor-fatal", "oms_drc_cm");
     let started = std::time::Instant::now();
     let out = output(run.cli().args(["run", "--yes"])).await;
     assert!(!out.status.success(), "{}", show(&out));
@@ -178,18 +184,14 @@ async fn a_fatal_program_fails_the_run_naming_it() {
         started.elapsed() < std::time::Duration::from_secs(50),
         "FATAL was waited on until the timeout"
     );
-    match facts_of(&run, StepKey::CheckSupervisor) {
-        StepFacts::SupervisorPolled(p) => {
-            assert!(!p.all_running);
-            assert!(
-                p.programs
-                    .iter()
-                    .any(|n| n.name == "oms_drc_cm" && n.state == "FATAL"),
-                "{p:?}"
-            );
-        }
-        other => panic!("check-supervisor recorded {other:?}"),
-    }
+    let p = supervisor_poll(&run);
+    assert!(!p.all_running);
+    assert!(
+        p.programs
+            .iter()
+            .any(|n| n.name == "oms_drc_cm" && n.state == "FATAL"),
+        "{p:?}"
+    );
 }
 
 /// Regression (issue 12.5): "every server Online" was the local health URL, so a server
@@ -205,14 +207,9 @@ async fn a_server_offline_in_the_cm_host_table_fails_the_run() {
     );
     let text = show(&out);
     assert!(text.contains("not every machine is Online"), "{text}");
-    match facts_of(&run, StepKey::CheckOnline) {
-        StepFacts::NodesOnline { nodes, all_online } => {
-            assert!(!all_online);
-            assert_eq!(nodes.len(), 1, "{nodes:?}");
-            assert_eq!(nodes[0].state, "OFFLINE");
-        }
-        other => panic!("check-online recorded {other:?}"),
-    }
+    let (server, all_online) = the_one_server(&run);
+    assert!(!all_online);
+    assert_eq!(server.state, "OFFLINE");
 }
 
 /// Where the cm `host` table has no status column (the public record names none), each
@@ -231,12 +228,7 @@ async fn without_a_status_column_each_server_answers_its_health() {
     }
     pool.disconnect().await.ok();
     run.ok(&["run", "--yes"]).await;
-    match facts_of(&run, StepKey::CheckOnline) {
-        StepFacts::NodesOnline { nodes, all_online } => {
-            assert!(all_online);
-            assert_eq!(nodes.len(), 1, "{nodes:?}");
-            assert_eq!(nodes[0].state, "Online (health)");
-        }
-        other => panic!("check-online recorded {other:?}"),
-    }
+    let (server, all_online) = the_one_server(&run);
+    assert!(all_online);
+    assert_eq!(server.state, "Online (health)");
 }
