@@ -1134,6 +1134,31 @@ mod tests {
         );
     }
 
+    /// issue 12.5: only `name STATE ...` lines with a supervisord state are programs; what
+    /// supervisorctl prints while supervisord itself is not up yet is not.
+    #[test]
+    fn supervisor_lines_are_programs_only_with_a_known_state() {
+        let out = "unix:///tmp/supervisor.sock no such file\n\
+                   oms_console   STARTING  \n\
+                   oms_drc_cm    FATAL     Exited too quickly (process log may have details)\n\
+                   nginx         RUNNING   pid 12, uptime 0:00:05\n";
+        let got: Vec<(String, String)> = parse_supervisor(out)
+            .into_iter()
+            .map(|p| (p.name, p.state))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("oms_console".to_string(), "STARTING".to_string()),
+                ("oms_drc_cm".to_string(), "FATAL".to_string()),
+                ("nginx".to_string(), "RUNNING".to_string()),
+            ]
+        );
+        assert!(
+            SUPERVISOR_GIVEN_UP.contains(&"FATAL") && !SUPERVISOR_GIVEN_UP.contains(&"STARTING")
+        );
+    }
+
     /// Regression: the rollback's restore rebuilt the engine's artifact without the views the
     /// dump recorded, so restoring a database with a view failed its own table check.
     #[test]
