@@ -138,6 +138,12 @@ pub struct ImageRef {
     pub imported: bool,
 }
 
+/// The OMS CE versions the emulator plays (`examples/oms_emulator` reads this list), oldest
+/// first.
+pub const EMULATED_VERSIONS: &[&str] = &[
+    "3.2.2", "3.3.0", "3.3.1", "4.0.0", "4.1.0", "4.1.1", "4.2.0", "4.2.1", "4.2.2",
+];
+
 /// The version tag of the emulator image for an OMS version.
 pub fn image_reference(version: &str) -> String {
     format!("{IMAGE_REPO}:feature_{version}_ce")

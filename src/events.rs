@@ -227,7 +227,9 @@ impl StepKey {
             ) => true,
             (StepKey::CreateNewContainer, F::NewContainerCreated(_)) => true,
             (StepKey::StartNewContainer, F::NewContainerStarted { .. }) => true,
-            (StepKey::CheckSupervisor, F::SupervisorChecked { .. }) => true,
+            (StepKey::CheckSupervisor, F::SupervisorChecked { .. } | F::SupervisorPolled(_)) => {
+                true
+            }
             (StepKey::RunDockerInit, F::DockerInit(_)) => true,
             (StepKey::ConfirmHealth | StepKey::ConfirmOldHealth, F::Health(_)) => true,
             (StepKey::CheckOnline, F::NodesOnline { .. }) => true,
@@ -605,6 +607,38 @@ pub enum StepFacts {
         /// Every check, passed or not (a `done` outcome needs all passed).
         checks: Vec<PreflightCheck>,
     },
+    /// issue 12.5
+    /// `check-supervisor`, polled until every program is RUNNING or the wait ran out
+    /// (supersedes [`StepFacts::SupervisorChecked`], which older ledgers hold).
+    SupervisorPolled(SupervisorPoll),
+}
+
+/// `supervisorctl status` polled until every program is RUNNING (the 4.2.x guide's check
+/// before `docker_init.sh`), bounded by the plan's health timeout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SupervisorPoll {
+    /// Every program and its state at the last poll.
+    pub programs: Vec<NamedState>,
+    /// All were RUNNING at the last poll.
+    pub all_running: bool,
+    /// How many times `supervisorctl status` ran.
+    pub polls: u32,
+    /// From the first poll to the last answer, milliseconds.
+    pub elapsed_ms: u64,
+    /// The bound on the wait, seconds.
+    pub timeout_secs: u32,
+}
+
+impl SupervisorPoll {
+    /// The programs that are not RUNNING, as `name STATE`, comma-separated.
+    pub fn not_running(&self) -> String {
+        self.programs
+            .iter()
+            .filter(|p| p.state != "RUNNING")
+            .map(|p| format!("{} {}", p.name, p.state))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// Longest free text from a program (a step's error message, reconcile evidence) recorded
@@ -769,6 +803,17 @@ impl StepFacts {
             StepFacts::SupervisorChecked { all_running, .. } if !all_running => {
                 Some("not every supervisor program is RUNNING".into())
             }
+            StepFacts::SupervisorPolled(p) if !p.all_running => Some(format!(
+                "not every supervisor program is RUNNING after {} polls in {:.1} s (bound {} s): {}",
+                p.polls,
+                p.elapsed_ms as f64 / 1000.0,
+                p.timeout_secs,
+                if p.programs.is_empty() {
+                    "supervisorctl listed no program".to_string()
+                } else {
+                    p.not_running()
+                }
+            )),
             StepFacts::DockerInit(d) if d.exit_code != 0 || !d.marker_seen => Some(format!(
                 "docker_init.sh exit code {} and success marker seen: {}",
                 d.exit_code, d.marker_seen

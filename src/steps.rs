@@ -406,6 +406,20 @@ pub struct ExecSpec {
     pub container: String,
     /// argv.
     pub argv: Vec<String>,
+    /// How long the command is run again until its answer is the wanted one, seconds
+    /// (`check-supervisor`: the plan's health timeout, the budget for the new node to come
+    /// up, since supervisord's programs STARTING is part of that start).
+    pub timeout_secs: u32,
+}
+
+/// `check-online`: every server the cm database lists, and its status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OnlineSpec {
+    /// The cm database (`drc_cm_db`), which holds the `host` and `resource_group` tables.
+    pub database: String,
+    /// The new node's health check: its URL is the pattern for a server's own health
+    /// endpoint when the `host` table has no status column, and its timeout bounds the wait.
+    pub health: HealthSpec,
 }
 
 /// `docker_init.sh`.
@@ -489,7 +503,7 @@ pub enum Step {
     /// See [`StepKey::ConfirmHealth`].
     ConfirmHealth(HealthSpec),
     /// See [`StepKey::CheckOnline`].
-    CheckOnline(HealthSpec),
+    CheckOnline(OnlineSpec),
     /// See [`StepKey::EnableHa`]; record T2.
     EnableHa(HaEnableSpec),
     /// See [`StepKey::Complete`]: nothing to perform.
@@ -622,6 +636,7 @@ pub fn build(plan: &Plan, key: StepKey, ctx: &Context) -> Result<Step, BuildErro
             Step::CheckSupervisor(ExecSpec {
                 container: plan.new_name.clone(),
                 argv: vec!["supervisorctl".into(), "status".into()],
+                timeout_secs: plan.health_timeout_secs,
             })
         }
         StepKey::RunDockerInit => Step::RunDockerInit(InitSpec {
@@ -633,7 +648,10 @@ pub fn build(plan: &Plan, key: StepKey, ctx: &Context) -> Result<Step, BuildErro
             timeout_secs: plan.init_timeout_secs,
         }),
         StepKey::ConfirmHealth => Step::ConfirmHealth(new_health),
-        StepKey::CheckOnline if plan.procedure.checks_online() => Step::CheckOnline(new_health),
+        StepKey::CheckOnline if plan.procedure.checks_online() => Step::CheckOnline(OnlineSpec {
+            database: plan.databases.cm.clone(),
+            health: new_health,
+        }),
         StepKey::EnableHa if ha_steps => Step::EnableHa(HaEnableSpec {
             database: plan.databases.rm.clone(),
             mode: plan.ha_mode,
@@ -979,9 +997,10 @@ impl Step {
             }
             Step::StartNewContainer(c) => vec![format!("docker start {}", q(&c.name))],
             Step::CheckSupervisor(e) => vec![format!(
-                "docker exec {} {}",
+                "docker exec {} {}  -- again until every program is RUNNING (at most {} s; FATAL, EXITED or BACKOFF stops)",
                 q(&e.container),
-                e.argv.join(" ")
+                e.argv.join(" "),
+                e.timeout_secs
             )],
             Step::RunDockerInit(i) => vec![format!(
                 "docker exec {} {}  -- until the log shows {}",
@@ -989,9 +1008,20 @@ impl Step {
                 i.argv.join(" "),
                 i.success_marker
             )],
-            Step::ConfirmHealth(h) | Step::ConfirmOldHealth(h) | Step::CheckOnline(h) => {
+            Step::ConfirmHealth(h) | Step::ConfirmOldHealth(h) => {
                 vec![format!("curl -s {}  -- until data.healthy is true", h.url)]
             }
+            Step::CheckOnline(o) => vec![
+                format!(
+                    "{};  -- again until every server listed is Online (at most {} s)",
+                    crate::sqltext::list_servers(&o.database, true, true),
+                    o.health.timeout_secs
+                ),
+                format!(
+                    "curl -s {}  -- per server IP, when `host` has no status column",
+                    o.health.url
+                ),
+            ],
             Step::Complete | Step::RollbackComplete => vec![],
             Step::RollbackVerifyDumps(a) => a
                 .iter()

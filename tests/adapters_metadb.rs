@@ -386,3 +386,56 @@ async fn unknown_database_and_unreachable_server_are_typed() {
         r => panic!("expected Unreachable, got {r:?}"),
     }
 }
+
+/// issue 12.5: the cm database's server list as obd's takeover reads it (`host` joined to
+/// `resource_group`), with the status column only where the table has one; a database
+/// without the tables is an empty list, not an SQL error; hostile values are cut and their
+/// control characters replaced.
+#[tokio::test]
+async fn server_list_reads_host_and_resource_group_as_they_are() {
+    let db = support::TestDb::create("mdb_cm").await;
+    let meta = MysqlMetaDb::connect(&support::mysql_target())
+        .await
+        .unwrap();
+    let none = meta.list_servers(&db.name).await.unwrap();
+    assert!(!none.host_table && none.servers.is_empty(), "{none:?}");
+
+    let mut c = raw(&db.name).await;
+    c.query_drop(
+        "CREATE TABLE resource_group (id BIGINT PRIMARY KEY, name VARCHAR(64)); \
+         CREATE TABLE host (id BIGINT AUTO_INCREMENT PRIMARY KEY, resource_group_id BIGINT, ip VARCHAR(200)); \
+         INSERT INTO resource_group VALUES (7, '100'); \
+         INSERT INTO host (resource_group_id, ip) VALUES (7, '10.0.0.2'), (8, '10.0.0.1')",
+    )
+    .await
+    .unwrap();
+    let bare = meta.list_servers(&db.name).await.unwrap();
+    assert!(bare.host_table && !bare.status_column, "{bare:?}");
+    let shown: Vec<(&str, Option<&str>, Option<&str>)> = bare
+        .servers
+        .iter()
+        .map(|s| (s.ip.as_str(), s.group.as_deref(), s.status.as_deref()))
+        .collect();
+    assert_eq!(
+        shown,
+        [("10.0.0.1", None, None), ("10.0.0.2", Some("100"), None)]
+    );
+
+    c.query_drop("ALTER TABLE host ADD COLUMN status VARCHAR(200) NULL")
+        .await
+        .unwrap();
+    c.query_drop(
+        "UPDATE host SET status = 'OFFLINE' WHERE ip = '10.0.0.1'; \
+         UPDATE host SET status = CONCAT('ON\\nLINE', REPEAT('x', 100)) WHERE ip = '10.0.0.2'",
+    )
+    .await
+    .unwrap();
+    let with = meta.list_servers(&db.name).await.unwrap();
+    assert!(with.status_column, "{with:?}");
+    assert_eq!(with.servers[0].status.as_deref(), Some("OFFLINE"));
+    let odd = with.servers[1].status.as_deref().unwrap();
+    assert!(
+        odd.starts_with("ON?LINE") && odd.chars().count() == 64,
+        "{odd}"
+    );
+}

@@ -10,11 +10,13 @@ use assert_cmd::Command;
 use mysql_async::prelude::Queryable;
 use oms_upgrade::adapters::{BollardDocker, Docker};
 use oms_upgrade::emuimage::image_reference;
+use oms_upgrade::events::{Event, StepKey};
 use support::emulator::{self as emu, ContainerGuard, OmsContainerSpec};
 
-/// The binary with a per-test ledger; the password of a real OMS must not leak in.
+/// The binary (`support::upgrade::bin`) with a per-test ledger; the password of a real OMS
+/// must not leak in.
 fn cli(ledger: &Path) -> Command {
-    let mut c = Command::cargo_bin("oms-upgrade").unwrap();
+    let mut c = Command::new(support::upgrade::bin());
     c.arg("--ledger")
         .arg(ledger)
         .env("OMS_UPGRADE_OPERATOR", "tester")
@@ -37,6 +39,27 @@ fn one_json(out: &std::process::Output) -> serde_json::Value {
     serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
+/// Runs a demo command that must succeed; its one JSON object.
+fn demo_json(cmd: &mut Command) -> serde_json::Value {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "demo failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    one_json(&out)
+}
+
+/// The containers labelled with demo `id`.
+async fn of_demo(docker: &BollardDocker, id: &str) -> Vec<oms_upgrade::adapters::ContainerInfo> {
+    docker
+        .find_by_label("oms-upgrade.demo", Some(id))
+        .await
+        .unwrap()
+}
+
 async fn database_exists(name: &str) -> bool {
     let pool = support::mysql_pool().await;
     let mut c = pool.get_conn().await.unwrap();
@@ -52,13 +75,8 @@ async fn database_exists(name: &str) -> bool {
     n == Some(1)
 }
 
-/// `demo --clean` removes every demo on the machine (issue 12, item 12, still open), so the
-/// tests of this file, which each clean up, run one at a time.
-static ONE_DEMO_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 #[tokio::test(flavor = "multi_thread")]
 async fn demo_upgrades_and_clean_removes_only_what_it_created() {
-    let _turn = ONE_DEMO_AT_A_TIME.lock().await;
     let client = support::docker().await;
     let docker = BollardDocker::from_client(client.clone());
     // The demo finds the emulator next to the binary; build it (debug, like the binary).
@@ -93,19 +111,11 @@ async fn demo_upgrades_and_clean_removes_only_what_it_created() {
         .output()
         .unwrap();
     assert!(keygen.status.success(), "{keygen:?}");
-    let out = cli(&ledger)
-        .env("OMS_UPGRADE_SIGNING_KEY", &key)
-        .args(["--json", "demo", "--size", "64K"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "demo failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let v = demo_json(
+        cli(&ledger)
+            .env("OMS_UPGRADE_SIGNING_KEY", &key)
+            .args(["--json", "demo", "--size", "64K"]),
     );
-    let v = one_json(&out);
     assert_eq!(v["ok"], true, "{v:#}");
     assert_eq!(v["phase"], "completed", "{v:#}");
     assert_eq!(v["verify"]["ok"], true, "{v:#}");
@@ -176,12 +186,25 @@ async fn demo_upgrades_and_clean_removes_only_what_it_created() {
     let status = one_json(&cli(&ledger).args(["--json", "status"]).output().unwrap());
     assert_eq!(status["phase"], "completed");
 
-    // A second demo on the same ledger is refused before anything is created.
-    let demo_containers = docker
-        .find_by_label("oms-upgrade.demo", None)
-        .await
-        .unwrap()
-        .len();
+    // A second demo on the same ledger is refused before anything is created (other
+    // tests' demos may come and go meanwhile: only this folder's are counted).
+    let here = |docker: BollardDocker| {
+        let dir = tmp.path().to_path_buf();
+        async move {
+            docker
+                .find_by_label("oms-upgrade.demo", None)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|c| {
+                    c.labels
+                        .get("oms-upgrade.demo.dir")
+                        .is_some_and(|d| Path::new(d).starts_with(&dir))
+                })
+                .count()
+        }
+    };
+    let demo_containers = here(docker.clone()).await;
     let again = cli(&ledger)
         .args(["--json", "demo", "--size", "64K"])
         .output()
@@ -196,20 +219,12 @@ async fn demo_upgrades_and_clean_removes_only_what_it_created() {
         "{err}"
     );
     assert_eq!(
-        docker
-            .find_by_label("oms-upgrade.demo", None)
-            .await
-            .unwrap()
-            .len(),
+        here(docker.clone()).await,
         demo_containers,
         "the refused demo created no container"
     );
     assert_eq!(
-        docker
-            .find_by_label("oms-upgrade.demo", Some(&demo_id))
-            .await
-            .unwrap()
-            .len(),
+        of_demo(&docker, &demo_id).await.len(),
         2,
         "old and new container carry the demo label"
     );
@@ -229,13 +244,7 @@ async fn demo_upgrades_and_clean_removes_only_what_it_created() {
     assert_eq!(cleaned["ok"], true, "{cleaned:#}");
     assert!(docker.inspect(&new.id).await.unwrap().is_none());
     assert!(docker.inspect(old_id).await.unwrap().is_none());
-    assert!(
-        docker
-            .find_by_label("oms-upgrade.demo", None)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(of_demo(&docker, &demo_id).await.is_empty());
     for d in &dbs {
         assert!(!database_exists(d).await, "{d} still exists");
     }
@@ -259,34 +268,19 @@ async fn demo_upgrades_and_clean_removes_only_what_it_created() {
 /// clean it up.
 #[tokio::test(flavor = "multi_thread")]
 async fn demo_plan_only_stops_after_the_plan_and_prints_working_commands() {
-    let _turn = ONE_DEMO_AT_A_TIME.lock().await;
     let client = support::docker().await;
     let docker = BollardDocker::from_client(client.clone());
     emu::emulator_binary();
     let tmp = tempfile::tempdir().unwrap();
     let ledger = tmp.path().join("ledger");
-    let out = cli(&ledger)
-        .args(["--json", "demo", "--size", "64K", "--plan-only"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "demo --plan-only failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v = one_json(&out);
+    let v = plan_only_demo(&ledger);
     assert_eq!(v["ok"], true, "{v:#}");
     assert_eq!(v["plan_only"], true, "{v:#}");
     assert_eq!(v["phase"], "upgrading", "{v:#}");
     let demo_id = v["demo_id"].as_str().unwrap().to_string();
 
     // Only the old node exists, running 3.3.0; no step was taken.
-    let labelled = docker
-        .find_by_label("oms-upgrade.demo", Some(&demo_id))
-        .await
-        .unwrap();
+    let labelled = of_demo(&docker, &demo_id).await;
     assert_eq!(labelled.len(), 1, "{labelled:?}");
     assert!(labelled[0].status.is_running());
     assert_eq!(labelled[0].image, image_reference("3.3.0"));
@@ -332,12 +326,129 @@ async fn demo_plan_only_stops_after_the_plan_and_prints_working_commands() {
     assert_eq!(status["phase"], "completed", "{status:#}");
     bash(cmd("verify_live"));
     bash(cmd("clean"));
-    assert!(
-        docker
-            .find_by_label("oms-upgrade.demo", Some(&demo_id))
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(of_demo(&docker, &demo_id).await.is_empty());
     assert!(!ledger.exists());
+}
+
+/// `demo --json --plan-only` on `ledger`; its summary.
+fn plan_only_demo(ledger: &Path) -> serde_json::Value {
+    demo_json(cli(ledger).args(["--json", "demo", "--size", "64K", "--plan-only"]))
+}
+
+/// Regression (issue 12.12): `demo --clean --ledger L` removed every demo on the machine,
+/// folders and ledgers of demos others were still using included. It removes the demo of L
+/// only; `--all --dry-run` lists every demo and removes nothing; `--clean` naming no demo
+/// is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn clean_removes_only_the_demo_of_its_ledger() {
+    let client = support::docker().await;
+    let docker = BollardDocker::from_client(client.clone());
+    emu::emulator_binary();
+    // Two demos side by side, as two people (or two tests) would run them.
+    let tmp = tempfile::tempdir().unwrap();
+    let (ledger_a, ledger_b) = (tmp.path().join("ledger-a"), tmp.path().join("ledger-b"));
+    let a = plan_only_demo(&ledger_a);
+    let b = plan_only_demo(&ledger_b);
+    let id = |v: &serde_json::Value| v["demo_id"].as_str().unwrap().to_string();
+    let (id_a, id_b) = (id(&a), id(&b));
+    let dir_b = Path::new(b["demo_dir"].as_str().unwrap()).to_path_buf();
+    let dbs_b: Vec<String> = ["rm", "cm", "cm_hb"]
+        .iter()
+        .map(|k| b["databases"][k].as_str().unwrap().to_string())
+        .collect();
+
+    // Clean A: A is gone, B untouched.
+    let out = cli(&ledger_a)
+        .args(["--json", "demo", "--clean"])
+        .output()
+        .unwrap();
+    let cleaned = one_json(&out);
+    assert_eq!(cleaned["ok"], true, "{cleaned:#}");
+    assert!(of_demo(&docker, &id_a).await.is_empty());
+    assert!(!ledger_a.exists());
+    let left_b = of_demo(&docker, &id_b).await;
+    assert_eq!(
+        left_b.len(),
+        1,
+        "demo B's container was removed by cleaning demo A: {cleaned:#}"
+    );
+    assert!(left_b[0].status.is_running());
+    assert!(dir_b.join("demo-state.json").is_file(), "demo B's folder");
+    assert!(ledger_b.is_dir(), "demo B's ledger");
+    for d in &dbs_b {
+        assert!(database_exists(d).await, "demo B's database {d}");
+    }
+    let status = one_json(&cli(&ledger_b).args(["--json", "status"]).output().unwrap());
+    assert_eq!(status["phase"], "upgrading", "{status:#}");
+
+    // `--all` lists first; `--dry-run` removes nothing.
+    let out = cli(&ledger_b)
+        .args(["--json", "demo", "--clean", "--all", "--dry-run"])
+        .output()
+        .unwrap();
+    let listed = one_json(&out);
+    assert_eq!(listed["dry_run"], true, "{listed:#}");
+    let ids: Vec<&str> = listed["demos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&id_b.as_str()), "{listed:#}");
+    assert!(!ids.contains(&id_a.as_str()), "{listed:#}");
+    assert!(listed["containers"].as_array().unwrap().is_empty());
+    assert!(ledger_b.exists());
+
+    // Naming no demo is refused.
+    let out = Command::new(support::upgrade::bin())
+        .args(["--json", "demo", "--clean"])
+        .env_remove("OMS_UPGRADE_LEDGER")
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
+
+    let out = cli(&ledger_b)
+        .args(["--json", "demo", "--clean"])
+        .output()
+        .unwrap();
+    assert_eq!(one_json(&out)["ok"], true);
+    assert!(!dir_b.exists() && !ledger_b.exists());
+}
+
+/// Issue 12.5: `demo --from 4.2.1 --to 4.2.2` runs the 4.2.x procedure (supervisor and
+/// server checks) and ends with `ledger verify --live` reporting no drift.
+#[tokio::test(flavor = "multi_thread")]
+async fn demo_runs_the_42x_procedure_and_verifies_live() {
+    emu::emulator_binary();
+    let tmp = tempfile::tempdir().unwrap();
+    let ledger = tmp.path().join("ledger");
+    let v = demo_json(cli(&ledger).args([
+        "--json", "demo", "--size", "64K", "--from", "4.2.1", "--to", "4.2.2",
+    ]));
+    assert_eq!(v["phase"], "completed", "{v:#}");
+    assert_eq!(v["verify"]["ok"], true, "{v:#}");
+    assert_eq!(v["verify"]["live"]["ok"], true, "{v:#}");
+    assert_eq!(v["containers"]["new"]["image"], image_reference("4.2.2"));
+    let (records, _) = oms_upgrade::executor::replay_dir(&ledger).unwrap();
+    for key in [StepKey::CheckSupervisor, StepKey::CheckOnline] {
+        assert!(
+            records
+                .iter()
+                .any(|r| matches!(&r.event, Event::StepDone { key: k, .. } if *k == key)),
+            "{key} is not recorded done"
+        );
+    }
+    let out = cli(&ledger)
+        .args(["--json", "demo", "--clean"])
+        .output()
+        .unwrap();
+    assert_eq!(one_json(&out)["ok"], true);
+
+    // An unknown version or path is refused before anything is created.
+    let out = cli(&tmp.path().join("other"))
+        .args(["--json", "demo", "--from", "4.2.1", "--to", "4.2.9"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
 }

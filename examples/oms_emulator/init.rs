@@ -291,6 +291,14 @@ impl<'a> Installer<'a> {
             let what = format!("[{}] 创建表 {}.{table}", step.version, db.label());
             self.change(db, what, ddl).await?;
         }
+        if step.version == schema::SERVER_TABLES_SINCE {
+            for &(db, table, ddl) in schema::SERVER_TABLES {
+                if !self.table_exists(db, table).await? {
+                    let what = format!("[{}] 创建表 {}.{table}", step.version, db.label());
+                    self.change(db, what, ddl).await?;
+                }
+            }
+        }
         let (db, table, col, def) = step.column;
         if !self.column_exists(db, table, col).await? {
             let what = format!("[{}] 新增列 {}.{table}.{col}", step.version, db.label());

@@ -11,10 +11,9 @@
 //! fault-injection knobs do exactly that) can be inspected and rolled back by restoring the
 //! dumps, as an operator would.
 
-/// The OMS CE versions the emulator knows, oldest first.
-pub const VERSIONS: &[&str] = &[
-    "3.2.2", "3.3.0", "3.3.1", "4.0.0", "4.1.0", "4.1.1", "4.2.0", "4.2.1", "4.2.2",
-];
+/// The OMS CE versions the emulator knows, oldest first (one list, shared with the
+/// `demo` command that checks `--from`/`--to` against it).
+pub const VERSIONS: &[&str] = oms_upgrade::emuimage::EMULATED_VERSIONS;
 
 /// The version a seeded database is installed at when it holds no schema yet.
 pub const DEFAULT_SEED_VERSION: &str = "3.3.0";
@@ -398,6 +397,43 @@ pub const STEPS: &[Step] = &[
         ),
         column: (Db::Rm, "oms_project", "tags", "JSON NULL"),
     },
+];
+
+/// The version whose step also creates [`SERVER_TABLES`]. The public record does not say
+/// since which version OMS keeps them; 4.2.0 is the first version of the 4.2.x guide, whose
+/// "every server Online" check reads them (docs/emulator.md).
+pub const SERVER_TABLES_SINCE: &str = "4.2.0";
+
+/// The cm database's server list, as obd's OMS takeover reads it
+/// (oceanbase/obdeploy `plugins/oms/1.0.0/get_takeover_config.py`: `select id,name from
+/// resource_group`, `select resource_group_id,ip from host where resource_group_id = ...`;
+/// `resource_group.name` is the region's `cm_location`). Those are the columns the record
+/// shows; the other columns (`status` among them) are the emulator's, since the record is
+/// silent on them.
+pub const SERVER_TABLES: &[(Db, &str, &str)] = &[
+    (
+        Db::Cm,
+        "resource_group",
+        "CREATE TABLE resource_group (
+  id BIGINT NOT NULL AUTO_INCREMENT,
+  name VARCHAR(64) NOT NULL,
+  PRIMARY KEY (id),
+  UNIQUE KEY uk_name (name)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+    ),
+    (
+        Db::Cm,
+        "host",
+        "CREATE TABLE host (
+  id BIGINT NOT NULL AUTO_INCREMENT,
+  resource_group_id BIGINT NOT NULL,
+  ip VARCHAR(64) NOT NULL,
+  status VARCHAR(16) NOT NULL DEFAULT 'ONLINE',
+  gmt_modified DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+  PRIMARY KEY (id),
+  UNIQUE KEY uk_ip (ip)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+    ),
 ];
 
 /// Position of a version in [`VERSIONS`], or `None` for a version the emulator does not know.

@@ -39,6 +39,12 @@ pub struct SeedArgs {
     /// Concurrent insert streams.
     #[arg(long, default_value_t = 4)]
     pub jobs: usize,
+    /// A server of the cm database's `host` table, `IP` or `IP=STATUS` (repeatable; status
+    /// default `ONLINE`). Written only where the schema has that table (4.2.0 on); an IP
+    /// already listed gets the status given. Default: the emulator containers'
+    /// `OMS_HOST_IP`, 127.0.0.1, ONLINE.
+    #[arg(long = "server", value_name = "IP[=STATUS]", default_values_t = ["127.0.0.1=ONLINE".to_string()])]
+    pub servers: Vec<String>,
 }
 
 /// Tiny deterministic generator (SplitMix64): reproducible data without a dependency.
@@ -331,6 +337,55 @@ const BATCH_BYTES: usize = 2 << 20;
 /// A unit never holds more than this, so big volumes spread over all streams.
 const UNIT_BYTES: u64 = 64 << 20;
 
+/// The deployment's server list in the cm database (`resource_group` and `host`, see
+/// `schema::SERVER_TABLES`), where the schema has it: one group named after the config's
+/// `cm_location` (`0` when the file has none) and one `host` row per `--server`.
+async fn servers(
+    c: &mut mysql_async::Conn,
+    dbs: &MetaDatabases,
+    cfg: &oms_upgrade::omsconfig::OmsConfig,
+    servers: &[String],
+) -> Result<(), mysql_async::Error> {
+    let has_host: Option<u64> = c
+        .exec_first(
+            "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 'host'",
+            (&dbs.cm,),
+        )
+        .await?;
+    if has_host.unwrap_or(0) == 0 {
+        return Ok(());
+    }
+    let cm = q(&dbs.cm);
+    let location = match cfg.extra.get("cm_location") {
+        Some(serde_yaml_ng::Value::Number(n)) => n.to_string(),
+        Some(serde_yaml_ng::Value::String(s)) => s.clone(),
+        _ => "0".to_string(),
+    };
+    c.exec_drop(
+        format!("INSERT IGNORE INTO {cm}.resource_group (name) VALUES (?)"),
+        (&location,),
+    )
+    .await?;
+    let group: Option<i64> = c
+        .exec_first(
+            format!("SELECT id FROM {cm}.resource_group WHERE name = ?"),
+            (&location,),
+        )
+        .await?;
+    for s in servers {
+        let (ip, status) = s.split_once('=').unwrap_or((s.as_str(), "ONLINE"));
+        c.exec_drop(
+            format!(
+                "INSERT INTO {cm}.host (resource_group_id, ip, status) VALUES (?, ?, ?) \
+                 ON DUPLICATE KEY UPDATE status = VALUES(status)"
+            ),
+            (group.unwrap_or(1), ip, status),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 async fn session(pool: &mysql_async::Pool) -> Result<mysql_async::Conn, mysql_async::Error> {
     let mut c = pool.get_conn().await?;
     c.query_drop(
@@ -572,6 +627,9 @@ async fn run_inner(args: &SeedArgs, log: &Logger) -> Result<(), String> {
     awkward(&mut c, &dbs)
         .await
         .map_err(|e| format!("awkward rows: {e}"))?;
+    servers(&mut c, &dbs, &cfg, &args.servers)
+        .await
+        .map_err(|e| format!("servers: {e}"))?;
     drop(c);
 
     let run_key = &uuid::Uuid::new_v4().simple().to_string()[..8];

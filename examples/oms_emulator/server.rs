@@ -144,9 +144,10 @@ fn write_run_files(node: &Node, state: &str) {
     let h = node.health.lock().map(|h| h.clone()).unwrap_or_default();
     let pid = std::process::id();
     let status = format!(
-        "state={state} healthy={} version={} pid={pid} updated_at={}\n",
+        "state={state} healthy={} version={} pid={pid} started_at={} updated_at={}\n",
         h.healthy,
         node.version,
+        node.started_at,
         chrono::Utc::now().to_rfc3339()
     );
     let checkpoint = serde_json::json!({
@@ -477,23 +478,63 @@ fn envelope(
 
 /// `supervisorctl status`, as the 4.2.x runbook checks before `docker_init.sh`: every
 /// program RUNNING while the emulator's serve process is alive, exit 3 otherwise (as
-/// supervisorctl does when a program is not running).
+/// supervisorctl does when a program is not running). Two knobs (docs/emulator.md):
+/// `OMS_EMU_SUPERVISOR_STARTING_MS` (or `.emu-supervisor-starting-ms` in the logs folder)
+/// keeps every program STARTING for that long after the serve process started, as
+/// supervisord does until a program has stayed up `startsecs`; `OMS_EMU_SUPERVISOR_FATAL`
+/// (or `.emu-supervisor-fatal`) names a program shown FATAL, as supervisord does once it
+/// gave up restarting it.
 pub fn supervisorctl(paths: &Paths) -> i32 {
-    let pid: Option<u32> = std::fs::read_to_string(paths.run.join("oms_emulator.pid"))
+    let pid_file = paths.run.join("oms_emulator.pid");
+    let pid: Option<u32> = std::fs::read_to_string(&pid_file)
         .ok()
         .and_then(|s| s.trim().parse().ok());
     let alive = pid.is_some_and(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
     let state = std::fs::read_to_string(paths.run.join("oms_emulator.status")).unwrap_or_default();
     let running = alive && !state.contains("state=STOPPED");
+    let knob = |env: &str, file: &str| {
+        std::env::var(env)
+            .ok()
+            .or_else(|| std::fs::read_to_string(paths.logs.join(file)).ok())
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let starting_for = knob(
+        "OMS_EMU_SUPERVISOR_STARTING_MS",
+        ".emu-supervisor-starting-ms",
+    )
+    .and_then(|v| v.parse::<u64>().ok())
+    .map(Duration::from_millis)
+    .unwrap_or_default();
+    let fatal = knob("OMS_EMU_SUPERVISOR_FATAL", ".emu-supervisor-fatal");
+    // The serve process's start, from its status file: the programs' uptime.
+    let up_for = state
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("started_at="))
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .and_then(|t| {
+            (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
+                .to_std()
+                .ok()
+        })
+        .unwrap_or_default();
+    let mut all_running = running;
     for program in ["oms_console", "oms_drc_cm", "oms_drc_supervisor", "nginx"] {
-        if running {
-            println!(
-                "{program:<33}RUNNING   pid {}, uptime 0:00:01",
-                pid.unwrap_or(0)
-            );
-        } else {
+        if !running {
             println!("{program:<33}STOPPED   Not started");
+        } else if fatal.as_deref() == Some(program) {
+            all_running = false;
+            println!("{program:<33}FATAL     Exited too quickly (process log may have details)");
+        } else if up_for < starting_for {
+            all_running = false;
+            println!("{program:<33}STARTING  ");
+        } else {
+            println!(
+                "{program:<33}RUNNING   pid {}, uptime 0:00:{:02}",
+                pid.unwrap_or(0),
+                up_for.as_secs().min(59)
+            );
         }
     }
-    if running { 0 } else { 3 }
+    if all_running { 0 } else { 3 }
 }

@@ -182,6 +182,30 @@ pub struct DbCharset {
     pub collation: String,
 }
 
+/// The servers the cm database lists ([`MetaDb::list_servers`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ServerList {
+    /// The cm database has a `host` table with an `ip` column.
+    pub host_table: bool,
+    /// That table has a `status` column (the public record names none; see
+    /// [`crate::sqltext::list_servers`]).
+    pub status_column: bool,
+    /// One per `host` row, ordered by IP; at most [`crate::sqltext::MAX_SERVERS`] + 1.
+    pub servers: Vec<ListedServer>,
+}
+
+/// One `host` row. Values come from outside: cut to 64 characters, control characters
+/// replaced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListedServer {
+    /// `host.ip`.
+    pub ip: String,
+    /// `resource_group.name` of its group (the region's `cm_location`), when there is one.
+    pub group: Option<String>,
+    /// `host.status` as stored, when the column exists and the value is not NULL.
+    pub status: Option<String>,
+}
+
 /// The metadata-database operations an upgrade needs. The executor is generic over this
 /// trait; [`MysqlMetaDb`] is the real one.
 pub trait MetaDb: Send + Sync {
@@ -249,6 +273,14 @@ pub trait MetaDb: Send + Sync {
         db: &str,
         sql: &str,
     ) -> impl Future<Output = Result<Option<String>, MetaDbError>> + Send;
+
+    /// The servers the cm database's `host` table lists, with their group and status
+    /// ([`crate::sqltext::list_servers`]). A missing table is a [`ServerList`] with
+    /// `host_table` false, not an error.
+    fn list_servers(
+        &self,
+        cm_db: &str,
+    ) -> impl Future<Output = Result<ServerList, MetaDbError>> + Send;
 }
 
 /// The real [`MetaDb`] over a small mysql_async pool.
@@ -728,6 +760,48 @@ impl MetaDb for MysqlMetaDb {
             .await
             .map_err(|e| self.classify(e, Some(db)))?;
         Ok(())
+    }
+
+    async fn list_servers(&self, cm_db: &str) -> Result<ServerList, MetaDbError> {
+        let mut c = self.conn().await?;
+        let cols: Vec<(String, String)> = c
+            .exec(sqltext::SERVER_TABLE_COLUMNS, (cm_db,))
+            .await
+            .map_err(|e| self.classify(e, Some(cm_db)))?;
+        let has = |t: &str, col: &str| {
+            cols.iter()
+                .any(|(tt, cc)| tt.eq_ignore_ascii_case(t) && cc.eq_ignore_ascii_case(col))
+        };
+        if !has("host", "ip") {
+            return Ok(ServerList::default());
+        }
+        let with_group = has("host", "resource_group_id")
+            && has("resource_group", "id")
+            && has("resource_group", "name");
+        let status_column = has("host", "status");
+        // Text protocol: every value arrives as text, whatever the column type.
+        let rows: Vec<(Option<String>, Option<String>, Option<String>)> = c
+            .query(sqltext::list_servers(cm_db, with_group, status_column))
+            .await
+            .map_err(|e| self.classify(e, Some(cm_db)))?;
+        let clean = |v: String| -> String {
+            v.chars()
+                .take(64)
+                .map(|c| if c.is_control() { '?' } else { c })
+                .collect()
+        };
+        Ok(ServerList {
+            host_table: true,
+            status_column,
+            servers: rows
+                .into_iter()
+                .map(|(ip, group, status)| ListedServer {
+                    ip: clean(ip.unwrap_or_else(|| "NULL".into())),
+                    group: group.map(clean),
+                    status: status.map(clean),
+                })
+                .collect(),
+        })
     }
 
     async fn query_scalar(&self, db: &str, sql: &str) -> Result<Option<String>, MetaDbError> {

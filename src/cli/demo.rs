@@ -4,7 +4,7 @@
 //! The demo sets up what an operator would find before an upgrade (an OMS 3.3.0 node
 //! created the way the runbook creates it, its metadata databases filled with realistic
 //! rows) and then upgrades it to 3.3.1 with the product's own commands: it runs this very
-//! executable as `init`, `run --yes` and `ledger verify`, so what is shown is exactly what a
+//! executable as `init`, `run --yes` and `ledger verify --live`, so what is shown is exactly what a
 //! user of those commands sees (same argument parsing, same output, same exit codes, one
 //! ledger lock per command) and nothing in the upgrade path is demo-specific.
 //!
@@ -61,8 +61,9 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(120);
 /// On a machine with Docker and MariaDB: builds the OMS emulator images 3.3.0 and 3.3.1,
 /// creates three metadata databases and the host folders, starts an OMS 3.3.0 node the way
 /// the runbook does, seeds its metadata, then upgrades it to 3.3.1 with `init`, `run --yes`
-/// and `ledger verify`, and prints where everything is. Nothing is removed afterwards:
-/// `oms-upgrade demo --clean` does that.
+/// and `ledger verify --live`, and prints where everything is (`--from`/`--to` pick
+/// another upgrade path the emulator plays, e.g. 4.2.1 -> 4.2.2). Nothing is removed
+/// afterwards: `oms-upgrade demo --clean --ledger L` does that.
 ///
 /// The metadata DB comes from OMS_DEMO_MYSQL_HOST/PORT/USER/PASSWORD, falling back to
 /// OMS_TEST_MYSQL_* and then to 127.0.0.1:3306, user oms_test (what scripts/services.sh
@@ -77,11 +78,27 @@ pub struct DemoArgs {
     /// e.g. rootless or nested ones, refuse it; the emulator does not need it).
     #[arg(long)]
     pub privileged: bool,
-    /// Remove what demos created (labelled containers, demo databases, demo folders and
-    /// ledgers) instead of running a demo. Images are kept. Exits 6 when something could
-    /// not be removed (each such thing is named).
+    /// Remove what the demo of --ledger created (its labelled containers, databases, folder
+    /// and ledger) instead of running a demo; other demos, running or not, are left alone.
+    /// Images are kept. Exits 6 when something could not be removed (each such thing is
+    /// named).
     #[arg(long, conflicts_with = "privileged")]
     pub clean: bool,
+    /// With --clean: every demo on this machine (those next to --ledger or in
+    /// ./oms-upgrade-demo, and every container labelled oms-upgrade.demo), listed with what
+    /// is removed before anything is.
+    #[arg(long, requires = "clean")]
+    pub all: bool,
+    /// With --clean: list the demos and what would be removed; remove nothing.
+    #[arg(long, requires = "clean")]
+    pub dry_run: bool,
+    /// The version the demo's old node runs (one the emulator plays).
+    #[arg(long, value_name = "VERSION", default_value = DEMO_FROM_VERSION, conflicts_with = "clean")]
+    pub from: String,
+    /// The version the demo upgrades to: a supported path from --from (e.g. `--from 4.2.1
+    /// --to 4.2.2` follows the 4.2.x guide: supervisor and server checks).
+    #[arg(long, value_name = "VERSION", default_value = DEMO_TO_VERSION, conflicts_with = "clean")]
+    pub to: String,
     /// Stop after setting up the node and recording the plan with `init`: nothing is
     /// upgraded. Prints the exact commands to `run` the upgrade, kill it, resume it, roll it
     /// back, check the ledger against the live node and clean up, so a person (or
@@ -171,7 +188,7 @@ fn db_prefix(id: &str) -> String {
 /// Runs `demo` (or `demo --clean`).
 pub fn run(args: DemoArgs, ctx: &Ctx) -> CmdResult {
     if args.clean {
-        return clean(ctx);
+        return clean(&args, ctx);
     }
     Demo::new(args, ctx)?.run()
 }
@@ -258,6 +275,35 @@ fn free_port() -> Result<u16, CliError> {
     ))
 }
 
+/// `--from`/`--to`: versions the emulator plays, and a path `init` will accept.
+fn check_versions(from: &str, to: &str) -> Result<(), CliError> {
+    let known = crate::emuimage::EMULATED_VERSIONS;
+    for (flag, v) in [("--from", from), ("--to", to)] {
+        if !known.contains(&v) {
+            return Err(CliError::new(
+                ExitKind::Input,
+                format!(
+                    "{flag} {v:?} is not a version the OMS emulator plays ({})",
+                    known.join(", ")
+                ),
+            ));
+        }
+    }
+    let parse = |v: &str| v.parse::<crate::versions::Version>();
+    match (parse(from), parse(to)) {
+        (Ok(f), Ok(t)) => crate::versions::procedure_for(f, t)
+            .map(|_| ())
+            .map_err(|e| {
+                CliError::new(ExitKind::Input, format!("--from {from} --to {to}: {e}"))
+                    .hint("e.g. --from 3.3.0 --to 3.3.1 (the default) or --from 4.2.1 --to 4.2.2")
+            }),
+        _ => Err(CliError::new(
+            ExitKind::Input,
+            format!("--from {from} --to {to}: not versions"),
+        )),
+    }
+}
+
 /// One demo in the making.
 struct Demo {
     args: DemoArgs,
@@ -297,6 +343,7 @@ impl Demo {
                  target/release/examples/), or run the whole demo with `scripts/demo`",
             )
         })?;
+        check_versions(&args.from, &args.to)?;
         let now = Utc::now();
         let id = format!(
             "{}-{}",
@@ -437,13 +484,15 @@ impl Demo {
     /// says, started, `docker_init.sh` fresh, healthy), then the seeded metadata.
     async fn start_old_node(&mut self, docker: &BollardDocker) -> Result<Node, CliError> {
         self.say(&format!(
-            "building the emulator images {DEMO_FROM_VERSION} and {DEMO_TO_VERSION} from {}",
+            "building the emulator images {} and {} from {}",
+            self.args.from,
+            self.args.to,
             self.emulator.display()
         ));
         let images = crate::emuimage::ensure_images(
             docker.client(),
             &self.emulator,
-            &[DEMO_FROM_VERSION, DEMO_TO_VERSION],
+            &[self.args.from.as_str(), self.args.to.as_str()],
         )
         .await
         .map_err(service)?;
@@ -575,7 +624,8 @@ impl Demo {
         self.st.stage = "node-running".into();
         self.st.save()?;
         self.say(&format!(
-            "OMS {DEMO_FROM_VERSION} node {} is healthy at {}",
+            "OMS {} node {} is healthy at {}",
+            self.args.from,
             self.st.container,
             crate::adapters::health::health_url(&base_url)
         ));
@@ -742,7 +792,9 @@ impl Demo {
         }
         self.st.stage = "upgraded".into();
         self.st.save()?;
-        let verify = self.oms_upgrade(&["ledger", "verify"])?;
+        // The record against the live node: the demo ends proving no drift, not only an
+        // intact chain.
+        let verify = self.oms_upgrade(&["ledger", "verify", "--live"])?;
         if verify.ok() {
             self.st.stage = "verified".into();
             self.st.save()?;
@@ -1080,14 +1132,51 @@ struct Cleaned {
     warnings: Vec<String>,
 }
 
-fn clean(ctx: &Ctx) -> CmdResult {
+/// One demo `--clean` removes, as listed before anything is removed.
+#[derive(Debug, Serialize)]
+struct Listed {
+    id: String,
+    dir: PathBuf,
+    ledger: PathBuf,
+    stage: String,
+    /// Its labelled containers (`oms-upgrade.demo=<id>`).
+    containers: Vec<String>,
+    /// The databases its state file names.
+    databases: Vec<String>,
+}
+
+/// Which demos `--clean` removes.
+enum Scope {
+    /// The one whose state file records this ledger (absolute).
+    Ledger(PathBuf),
+    /// Every demo found, and every labelled container.
+    All,
+}
+
+fn clean(args: &DemoArgs, ctx: &Ctx) -> CmdResult {
+    let scope = match (args.all, given_ledger(ctx)) {
+        (true, _) => Scope::All,
+        (false, Some(l)) => Scope::Ledger(l),
+        (false, None) => {
+            return Err(CliError::new(
+                ExitKind::Input,
+                "demo --clean removes one demo: name it by its ledger with --ledger DIR (the \
+                 ledger the demo printed), or pass --all for every demo on this machine",
+            )
+            .hint(
+                "`oms-upgrade demo --clean --all --dry-run` lists every demo and what would be \
+                 removed, removing nothing",
+            ));
+        }
+    };
     let root = demo_root(ctx);
     let rt = super::runtime()?;
     let docker = rt.block_on(BollardDocker::connect()).map_err(service)?;
     let mut done = Cleaned::default();
 
-    // Demo folders: those under the root, and those any demo container points to (a demo
-    // started from another working directory).
+    // Candidate demo folders: those under the root, the ledger's own folder (a demo run
+    // without --ledger keeps its ledger inside its folder), and those any demo container
+    // points to (a demo started from another working directory).
     let mut dirs = BTreeSet::new();
     if let Ok(rd) = std::fs::read_dir(&root) {
         for e in rd.flatten() {
@@ -1095,6 +1184,12 @@ fn clean(ctx: &Ctx) -> CmdResult {
                 dirs.insert(e.path());
             }
         }
+    }
+    if let Scope::Ledger(l) = &scope
+        && let Some(parent) = l.parent()
+        && parent.join(STATE_FILE).is_file()
+    {
+        dirs.insert(parent.to_path_buf());
     }
     let containers = rt
         .block_on(docker.find_by_label(DEMO_LABEL, None))
@@ -1105,27 +1200,23 @@ fn clean(ctx: &Ctx) -> CmdResult {
         }
     }
 
-    // Containers first, so nothing writes into the databases or folders being removed.
-    for c in &containers {
-        progress(&format!(
-            "removing container {} ({})",
-            c.name,
-            &c.id[..12.min(c.id.len())]
-        ));
-        rt.block_on(docker.remove(&c.id, true)).map_err(service)?;
-        done.containers.push(c.name.clone());
-    }
-
+    // The demos in scope, each checked to be what its folder says.
+    let mut demos: Vec<DemoState> = Vec::new();
     for dir in dirs {
         let st = match DemoState::load(&dir) {
             Ok(st) => st,
             Err(e) => {
-                if dir.exists() {
+                if dir.exists() && matches!(scope, Scope::All) {
                     done.warnings.push(format!("kept {}: {e}", dir.display()));
                 }
                 continue;
             }
         };
+        if let Scope::Ledger(l) = &scope
+            && absolute(&st.ledger) != *l
+        {
+            continue;
+        }
         if dir.file_name().and_then(|n| n.to_str()) != Some(st.id.as_str()) {
             done.warnings.push(format!(
                 "kept {}: its state file names demo {}, not this folder",
@@ -1134,39 +1225,133 @@ fn clean(ctx: &Ctx) -> CmdResult {
             ));
             continue;
         }
-        rt.block_on(drop_databases(&st, &mut done));
-        remove_ledger(&st, &mut done);
-        progress(&format!("removing folder {}", dir.display()));
-        match std::fs::remove_dir_all(&dir) {
-            Ok(()) => done.folders.push(dir),
-            Err(e) => done.warnings.push(format!(
-                "cannot remove {}: {e} (files written by the containers belong to root: `sudo rm -rf {}`)",
-                dir.display(),
-                dir.display()
-            )),
-        }
+        demos.push(st);
     }
-    // A default root (`oms-upgrade-demo`, here or where a removed demo lived) only ever
-    // holds demos: drop it once empty.
-    let mut roots: BTreeSet<PathBuf> = done
-        .folders
+    if let Scope::Ledger(l) = &scope
+        && demos.is_empty()
+        && done.warnings.is_empty()
+    {
+        return Err(CliError::new(
+            ExitKind::Input,
+            format!(
+                "no demo records the ledger {} (looked for {STATE_FILE} in {} and its subfolders, and in the folders demo containers name); nothing was removed",
+                l.display(),
+                root.display()
+            ),
+        )
+        .hint("`oms-upgrade demo --clean --all --dry-run` lists every demo on this machine"));
+    }
+    let ids: BTreeSet<&str> = demos.iter().map(|d| d.id.as_str()).collect();
+    let label_of = |c: &ContainerInfo| c.labels.get(DEMO_LABEL).cloned().unwrap_or_default();
+    // Containers of the demos in scope; with --all also those whose demo has no folder left.
+    let doomed: Vec<&ContainerInfo> = containers
         .iter()
-        .filter_map(|f| f.parent().map(Path::to_path_buf))
+        .filter(|c| matches!(scope, Scope::All) || ids.contains(label_of(c).as_str()))
         .collect();
-    roots.insert(root);
-    for r in roots {
-        if r.file_name().and_then(|n| n.to_str()) == Some(DEFAULT_DEMO_ROOT)
-            && std::fs::read_dir(&r).is_ok_and(|mut d| d.next().is_none())
-            && std::fs::remove_dir(&r).is_ok()
-        {
-            done.folders.push(r);
+
+    // The list, before anything is removed.
+    let listed: Vec<Listed> = demos
+        .iter()
+        .map(|st| Listed {
+            id: st.id.clone(),
+            dir: st.dir.clone(),
+            ledger: st.ledger.clone(),
+            stage: st.stage.clone(),
+            containers: doomed
+                .iter()
+                .filter(|c| label_of(c) == st.id)
+                .map(|c| c.name.clone())
+                .collect(),
+            databases: st
+                .databases
+                .as_ref()
+                .map(|d| d.all().iter().map(|s| s.to_string()).collect())
+                .unwrap_or_default(),
+        })
+        .collect();
+    let orphans: Vec<String> = doomed
+        .iter()
+        .filter(|c| !ids.contains(label_of(c).as_str()))
+        .map(|c| format!("{} (demo {})", c.name, label_of(c)))
+        .collect();
+    let verb = if args.dry_run {
+        "would remove"
+    } else {
+        "removing"
+    };
+    for d in &listed {
+        progress(&format!(
+            "{verb} demo {} ({}): folder {}, ledger {}, containers [{}], databases [{}]",
+            d.id,
+            d.stage,
+            d.dir.display(),
+            d.ledger.display(),
+            d.containers.join(", "),
+            d.databases.join(", ")
+        ));
+    }
+    for o in &orphans {
+        progress(&format!("{verb} container {o}, whose demo folder is gone"));
+    }
+
+    if !args.dry_run {
+        // Containers first, so nothing writes into the databases or folders being removed.
+        for c in &doomed {
+            progress(&format!(
+                "removing container {} ({})",
+                c.name,
+                &c.id[..12.min(c.id.len())]
+            ));
+            rt.block_on(docker.remove(&c.id, true)).map_err(service)?;
+            done.containers.push(c.name.clone());
+        }
+        for st in &demos {
+            rt.block_on(drop_databases(st, &mut done));
+            remove_ledger(st, &mut done);
+            progress(&format!("removing folder {}", st.dir.display()));
+            match std::fs::remove_dir_all(&st.dir) {
+                Ok(()) => done.folders.push(st.dir.clone()),
+                Err(e) => done.warnings.push(format!(
+                    "cannot remove {}: {e} (files written by the containers belong to root: `sudo rm -rf {}`)",
+                    st.dir.display(),
+                    st.dir.display()
+                )),
+            }
+        }
+        // A default root (`oms-upgrade-demo`, here or where a removed demo lived) only ever
+        // holds demos: drop it once empty.
+        let mut roots: BTreeSet<PathBuf> = done
+            .folders
+            .iter()
+            .filter_map(|f| f.parent().map(Path::to_path_buf))
+            .collect();
+        roots.insert(root);
+        for r in roots {
+            if r.file_name().and_then(|n| n.to_str()) == Some(DEFAULT_DEMO_ROOT)
+                && std::fs::read_dir(&r).is_ok_and(|mut d| d.next().is_none())
+                && std::fs::remove_dir(&r).is_ok()
+            {
+                done.folders.push(r);
+            }
         }
     }
 
     if ctx.json {
         let mut v = serde_json::to_value(&done).unwrap_or_default();
         v["ok"] = done.warnings.is_empty().into();
+        v["dry_run"] = args.dry_run.into();
+        v["demos"] = serde_json::to_value(&listed).unwrap_or_default();
+        v["orphan_containers"] = orphans.into();
         println!("{v}");
+    } else if args.dry_run {
+        println!(
+            "Would remove {} demo(s) and {} container(s); nothing was removed.",
+            listed.len(),
+            doomed.len()
+        );
+        for w in &done.warnings {
+            println!("  warning: {w}");
+        }
     } else {
         println!(
             "Removed {} container(s), {} database(s), {} folder(s).",

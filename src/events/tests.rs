@@ -380,3 +380,46 @@ fn a_large_realistic_event_fits_a_ledger_record() {
     });
     assert!(enc.payload.len() < 40 * 1024, "{}", enc.payload.len());
 }
+
+/// issue 12.5: the polled supervisor check round-trips, is accepted for `check-supervisor`
+/// and, when a program is not RUNNING, contradicts a `done` naming it.
+#[test]
+fn supervisor_poll_round_trips_and_names_what_is_not_running() {
+    let poll = |state: &str| {
+        StepFacts::SupervisorPolled(SupervisorPoll {
+            programs: vec![
+                NamedState {
+                    name: "oms_console".into(),
+                    state: "RUNNING".into(),
+                },
+                NamedState {
+                    name: "oms_drc_cm".into(),
+                    state: state.into(),
+                },
+            ],
+            all_running: state == "RUNNING",
+            polls: 7,
+            elapsed_ms: 12_345,
+            timeout_secs: 60,
+        })
+    };
+    for state in ["RUNNING", "FATAL"] {
+        let ev = Event::StepDone {
+            key: StepKey::CheckSupervisor,
+            facts: poll(state),
+        };
+        let enc = encode(&ev);
+        assert_eq!(
+            decode(enc.event_type, enc.schema_version, &enc.payload).unwrap(),
+            ev
+        );
+        assert!(StepKey::CheckSupervisor.accepts(&poll(state)));
+    }
+    assert_eq!(poll("RUNNING").contradiction(), None);
+    let c = poll("FATAL").contradiction().unwrap();
+    assert!(
+        c.contains("oms_drc_cm FATAL") && c.contains("7 polls"),
+        "{c}"
+    );
+    assert!(!c.contains("oms_console"), "{c}");
+}

@@ -480,6 +480,14 @@ pub enum StepFactsV1 {
     PreStopChecked {
         checks: Vec<PreflightCheckV1>,
     },
+    /// issue 12.5
+    SupervisorPolled {
+        programs: Vec<NamedStateV1>,
+        all_running: bool,
+        polls: u32,
+        elapsed_ms: u64,
+        timeout_secs: u32,
+    },
 }
 
 /// A reconciliation finding. Append only.
@@ -1065,6 +1073,13 @@ impl From<&StepFacts> for StepFactsV1 {
             F::PreStopChecked { checks } => S::PreStopChecked {
                 checks: checks.iter().map(PreflightCheckV1::from).collect(),
             },
+            F::SupervisorPolled(p) => S::SupervisorPolled {
+                programs: named_v1(&p.programs),
+                all_running: p.all_running,
+                polls: p.polls,
+                elapsed_ms: p.elapsed_ms,
+                timeout_secs: p.timeout_secs,
+            },
         }
     }
 }
@@ -1219,6 +1234,19 @@ impl TryFrom<StepFactsV1> for StepFacts {
             S::PreStopChecked { checks } => F::PreStopChecked {
                 checks: checks.into_iter().map(PreflightCheck::from).collect(),
             },
+            S::SupervisorPolled {
+                programs,
+                all_running,
+                polls,
+                elapsed_ms,
+                timeout_secs,
+            } => F::SupervisorPolled(super::SupervisorPoll {
+                programs: named(programs),
+                all_running,
+                polls,
+                elapsed_ms,
+                timeout_secs,
+            }),
         })
     }
 }

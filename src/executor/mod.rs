@@ -88,6 +88,9 @@ pub struct ExecOptions {
     pub manual_timeout: Duration,
     /// Health polling interval.
     pub health_poll: Duration,
+    /// How often `check-supervisor` and `check-online` ask again while programs are
+    /// starting or servers are not yet Online (their bound is the plan's health timeout).
+    pub status_poll: Duration,
 }
 
 impl Default for ExecOptions {
@@ -100,6 +103,7 @@ impl Default for ExecOptions {
             manual_poll: Duration::from_secs(2),
             manual_timeout: Duration::from_secs(3600),
             health_poll: Duration::from_millis(500),
+            status_poll: Duration::from_secs(1),
         }
     }
 }

@@ -76,28 +76,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
                     started_at: out.started_at,
                 })
             }
-            Step::CheckSupervisor(spec) => {
-                let out = self
-                    .ad
-                    .docker
-                    .exec(
-                        &spec.container,
-                        spec.argv.clone(),
-                        vec![],
-                        Some(Duration::from_secs(60)),
-                    )
-                    .await
-                    .map_err(retry)?;
-                let mut programs = parse_supervisor(&out.output_tail);
-                let all_running = out.exit_code == 0
-                    && !programs.is_empty()
-                    && programs.iter().all(|p| p.state == "RUNNING");
-                bound_programs(&mut programs);
-                Ok(StepFacts::SupervisorChecked {
-                    programs,
-                    all_running,
-                })
-            }
+            Step::CheckSupervisor(spec) => self.check_supervisor(spec).await,
             Step::RunDockerInit(spec) => {
                 // A session started with the same command that still runs (an attempt whose
                 // reconciliation could not look, or one started by hand) is never joined
@@ -138,18 +117,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
                 let h = self.wait_healthy(spec).await?;
                 Ok(StepFacts::Health(h))
             }
-            Step::CheckOnline(spec) => {
-                // A single node: it is Online when its own health endpoint says so.
-                let h = self.wait_healthy(spec).await?;
-                let state = if h.healthy { "Online" } else { "Offline" };
-                Ok(StepFacts::NodesOnline {
-                    nodes: vec![NamedState {
-                        name: spec.url.clone(),
-                        state: state.into(),
-                    }],
-                    all_online: h.healthy,
-                })
-            }
+            Step::CheckOnline(spec) => self.check_online(spec).await,
             Step::EnableHa(spec) | Step::RollbackEnableHa(spec) => self.enable_ha(spec).await,
             Step::Complete | Step::RollbackComplete => Ok(StepFacts::Completed),
             Step::PreStopCheck(spec) => self.pre_stop_check(spec).await,
@@ -590,6 +558,157 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
         }))
     }
 
+    /// `supervisorctl status` in the new container, again every [`ExecOptions::status_poll`]
+    /// while programs are still coming up (STARTING, or supervisord not answering yet),
+    /// until every program is RUNNING or `spec.timeout_secs` ran out. A program FATAL,
+    /// EXITED or BACKOFF ends the wait at once: supervisord gave up on it or it stopped,
+    /// and waiting will not change that.
+    ///
+    /// [`ExecOptions::status_poll`]: super::ExecOptions::status_poll
+    async fn check_supervisor(&self, spec: &steps::ExecSpec) -> Result<StepFacts, StepError> {
+        let started = std::time::Instant::now();
+        let bound = Duration::from_secs(spec.timeout_secs.into());
+        let mut polls = 0u32;
+        loop {
+            polls += 1;
+            let out = self
+                .ad
+                .docker
+                .exec(
+                    &spec.container,
+                    spec.argv.clone(),
+                    vec![],
+                    Some(Duration::from_secs(60)),
+                )
+                .await
+                .map_err(retry)?;
+            let mut programs = parse_supervisor(&out.output_tail);
+            let all_running = out.exit_code == 0
+                && !programs.is_empty()
+                && programs.iter().all(|p| p.state == "RUNNING");
+            let given_up: Vec<String> = programs
+                .iter()
+                .filter(|p| SUPERVISOR_GIVEN_UP.contains(&p.state.as_str()))
+                .map(|p| format!("{} is {}", p.name, p.state))
+                .collect();
+            let elapsed = started.elapsed();
+            if all_running || !given_up.is_empty() || elapsed + self.opts.status_poll > bound {
+                bound_programs(&mut programs);
+                let facts = StepFacts::SupervisorPolled(events::SupervisorPoll {
+                    programs,
+                    all_running,
+                    polls,
+                    elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+                    timeout_secs: spec.timeout_secs,
+                });
+                if given_up.is_empty() {
+                    // RUNNING, or the wait ran out: the facts say which (a `done` with a
+                    // program not RUNNING is a contradiction the executor records as failed).
+                    return Ok(facts);
+                }
+                return Err(StepError {
+                    message: format!(
+                        "supervisor program(s) will not come up by themselves: {} (after {polls} polls in {:.1} s); nothing was changed by this check. Read /home/admin/logs/supervisord.log and /home/admin/logs/supervisor/ in {}, start the program with `docker exec {} supervisorctl start NAME` and run again, or roll back with `oms-upgrade rollback`",
+                        given_up.join(", "),
+                        elapsed.as_secs_f64(),
+                        spec.container,
+                        spec.container
+                    ),
+                    retryable: true,
+                    facts: Some(facts),
+                    integrity: false,
+                });
+            }
+            tokio::time::sleep(self.opts.status_poll).await;
+        }
+    }
+
+    /// Every server the cm database's `host` table lists must be Online: its `status` when
+    /// the table has that column, else its own health endpoint (the plan's health URL with
+    /// the server's IP, as obd's OMS `health_check` asks every server). Asked again every
+    /// [`ExecOptions::status_poll`] until all are Online or the health timeout ran out,
+    /// since OMS notices a server back only after a while.
+    ///
+    /// [`ExecOptions::status_poll`]: super::ExecOptions::status_poll
+    async fn check_online(&self, spec: &steps::OnlineSpec) -> Result<StepFacts, StepError> {
+        let started = std::time::Instant::now();
+        let bound = Duration::from_secs(spec.health.timeout_secs.into());
+        loop {
+            let list = self
+                .ad
+                .metadb
+                .list_servers(&spec.database)
+                .await
+                .map_err(retry)?;
+            if !list.host_table {
+                return Err(StepError::retry(format!(
+                    "the cm database `{}` has no `host` table with an `ip` column, so the servers OMS keeps cannot be listed and none was checked. Check that `{}` is OMS's drc_cm_db, and in the OMS console (OPS & Monitoring > Server) that every server is Online",
+                    spec.database, spec.database
+                )));
+            }
+            if list.servers.len() > crate::sqltext::MAX_SERVERS {
+                return Err(StepError::retry(format!(
+                    "the cm database `{}` lists more than {} servers in `host`; none was checked",
+                    spec.database,
+                    crate::sqltext::MAX_SERVERS
+                )));
+            }
+            let mut nodes = Vec::with_capacity(list.servers.len());
+            for s in &list.servers {
+                let (state, online) = match (&s.status, list.status_column) {
+                    (Some(st), true) => (st.clone(), st.eq_ignore_ascii_case("ONLINE")),
+                    (None, true) => ("NULL".to_string(), false),
+                    (_, false) => self.server_health(&spec.health.url, &s.ip).await,
+                };
+                nodes.push((
+                    NamedState {
+                        name: match &s.group {
+                            Some(g) => format!("{} (resource group {g})", s.ip),
+                            None => s.ip.clone(),
+                        },
+                        state,
+                    },
+                    online,
+                ));
+            }
+            let all_online = !nodes.is_empty() && nodes.iter().all(|(_, ok)| *ok);
+            if all_online || started.elapsed() + self.opts.status_poll > bound {
+                if nodes.is_empty() {
+                    return Err(StepError::retry(format!(
+                        "the cm database `{}` lists no server in `host`; OMS registers every node there, so this node is not registered. Check in the OMS console (OPS & Monitoring > Server)",
+                        spec.database
+                    )));
+                }
+                return Ok(StepFacts::NodesOnline {
+                    nodes: nodes.into_iter().map(|(n, _)| n).collect(),
+                    all_online,
+                });
+            }
+            tokio::time::sleep(self.opts.status_poll).await;
+        }
+    }
+
+    /// One server's health at the plan's health URL with its IP: `("Online (health)", true)`
+    /// or what was wrong.
+    async fn server_health(&self, url: &str, ip: &str) -> (String, bool) {
+        let Some(u) = reqwest::Url::parse(url).ok().and_then(|mut u| {
+            let host = if ip.contains(':') && !ip.starts_with('[') {
+                format!("[{ip}]")
+            } else {
+                ip.to_string()
+            };
+            u.set_host(Some(&host)).ok()?;
+            Some(u)
+        }) else {
+            return (format!("Unknown (no health URL for IP {ip})"), false);
+        };
+        match self.ad.health.check(u.as_str()).await {
+            Ok(r) if r.healthy => ("Online (health)".into(), true),
+            Ok(r) => (format!("Offline (health: {})", r.reason), false),
+            Err(e) => (format!("Offline (health: {e})"), false),
+        }
+    }
+
     async fn wait_healthy(&self, spec: &HealthSpec) -> Result<events::Health, StepError> {
         let timeout = Duration::from_secs(spec.timeout_secs.into());
         let report = self
@@ -797,15 +916,28 @@ fn bound_programs(programs: &mut Vec<NamedState>) {
     }
 }
 
-/// `supervisorctl status` lines: `name   STATE   details`.
+/// supervisord's process states (supervisord.org, "Subprocesses", Process States).
+const SUPERVISOR_STATES: &[&str] = &[
+    "STOPPED", "STARTING", "RUNNING", "BACKOFF", "STOPPING", "EXITED", "FATAL", "UNKNOWN",
+];
+
+/// States a program does not leave by itself: FATAL (supervisord gave up starting it),
+/// EXITED (it ended), BACKOFF (it keeps exiting right after its start).
+const SUPERVISOR_GIVEN_UP: &[&str] = &["FATAL", "EXITED", "BACKOFF"];
+
+/// `supervisorctl status` lines: `name   STATE   details`. Lines whose second word is not
+/// a supervisord state (e.g. `unix:///tmp/supervisor.sock no such file` while supervisord
+/// itself is still starting) are not programs.
 fn parse_supervisor(output: &str) -> Vec<NamedState> {
     output
         .lines()
         .filter_map(|l| {
             let mut it = l.split_whitespace();
-            Some(NamedState {
-                name: it.next()?.to_string(),
-                state: it.next()?.to_string(),
+            let name = it.next()?;
+            let state = it.next()?;
+            SUPERVISOR_STATES.contains(&state).then(|| NamedState {
+                name: name.to_string(),
+                state: state.to_string(),
             })
         })
         .collect()
@@ -999,6 +1131,31 @@ mod tests {
                 programs,
                 all_running: true,
             },
+        );
+    }
+
+    /// issue 12.5: only `name STATE ...` lines with a supervisord state are programs; what
+    /// supervisorctl prints while supervisord itself is not up yet is not.
+    #[test]
+    fn supervisor_lines_are_programs_only_with_a_known_state() {
+        let out = "unix:///tmp/supervisor.sock no such file\n\
+                   oms_console   STARTING  \n\
+                   oms_drc_cm    FATAL     Exited too quickly (process log may have details)\n\
+                   nginx         RUNNING   pid 12, uptime 0:00:05\n";
+        let got: Vec<(String, String)> = parse_supervisor(out)
+            .into_iter()
+            .map(|p| (p.name, p.state))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("oms_console".to_string(), "STARTING".to_string()),
+                ("oms_drc_cm".to_string(), "FATAL".to_string()),
+                ("nginx".to_string(), "RUNNING".to_string()),
+            ]
+        );
+        assert!(
+            SUPERVISOR_GIVEN_UP.contains(&"FATAL") && !SUPERVISOR_GIVEN_UP.contains(&"STARTING")
         );
     }
 

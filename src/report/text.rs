@@ -188,6 +188,13 @@ pub fn facts(f: &StepFacts) -> String {
             programs.len(),
             yes(*all_running)
         ),
+        StepFacts::SupervisorPolled(p) => format!(
+            "{} programs; all RUNNING: {} after {} polls in {:.1} s",
+            p.programs.len(),
+            yes(p.all_running),
+            p.polls,
+            p.elapsed_ms as f64 / 1000.0
+        ),
         StepFacts::DockerInit(d) => {
             let mut s = format!(
                 "exit code {}; success marker seen: {}; log {} BLAKE3 {}",
