@@ -553,9 +553,7 @@ impl State {
                 self.require_open(*key)?;
                 match finding {
                     Finding::Done(f) => self.check_done_facts(*key, &self.joined(*key, f)?),
-                    Finding::NotDone | Finding::Failed { .. } | Finding::Undecided { .. } => {
-                        Ok(())
-                    }
+                    Finding::NotDone | Finding::Failed { .. } | Finding::Undecided { .. } => Ok(()),
                 }
             }
             Event::StepResolved(d) => self.check_resolved(d),

@@ -58,7 +58,10 @@ async fn docker_init_with_a_rotated_log_is_never_rerun_without_a_decision() {
         err.contains("oms-upgrade resolve docker-init --as done|not-done --reason"),
         "{err}"
     );
-    assert!(err.contains(&rotated[0]), "the evidence names the log: {err}");
+    assert!(
+        err.contains(&rotated[0]),
+        "the evidence names the log: {err}"
+    );
     let status = run.status();
     assert_eq!(status["next"]["next"], "blocked", "{status}");
     assert!(

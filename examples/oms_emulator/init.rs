@@ -364,7 +364,11 @@ pub fn log_naming_from(paths: &Paths) -> LogNaming {
 }
 
 /// The files this run logs to, for `naming`, at `now`.
-pub fn log_files(paths: &Paths, naming: LogNaming, now: chrono::DateTime<chrono::Utc>) -> Vec<std::path::PathBuf> {
+pub fn log_files(
+    paths: &Paths,
+    naming: LogNaming,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<std::path::PathBuf> {
     match naming {
         LogNaming::Plain => vec![
             paths.logs.join("docker_init.log"),

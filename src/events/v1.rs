@@ -498,9 +498,14 @@ pub enum StepFactsV1 {
 pub enum FindingV1 {
     Done(Box<StepFactsV1>),
     NotDone,
-    Failed { error: String, retryable: bool },
+    Failed {
+        error: String,
+        retryable: bool,
+    },
     /// issue 12.1
-    Undecided { why: String },
+    Undecided {
+        why: String,
+    },
 }
 
 // ---- domain -> stored -------------------------------------------------------------

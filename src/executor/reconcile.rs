@@ -279,7 +279,9 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
         match judged {
             LogJudgement::NeverStarted => Ok((
                 Finding::NotDone,
-                evidence(": no docker_init log changed since the intent, docker_init.sh never started"),
+                evidence(
+                    ": no docker_init log changed since the intent, docker_init.sh never started",
+                ),
             )),
             LogJudgement::Doubt(why) => Ok(undecided(&why, evidence(""))),
             LogJudgement::ReadPlain => {
@@ -340,7 +342,12 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
         let out = self
             .ad
             .docker
-            .exec(&spec.container, sh(&script), vec![], Some(Duration::from_secs(30)))
+            .exec(
+                &spec.container,
+                sh(&script),
+                vec![],
+                Some(Duration::from_secs(30)),
+            )
             .await
             .map_err(|e| e.to_string())?;
         if out.exit_code != 0 {
@@ -427,10 +434,10 @@ fn judge_init_logs(
     if let Some(e) = listing.iter().find(|e| e.times.is_none()) {
         return LogJudgement::Doubt(format!("the time of {} could not be read", e.name));
     }
-    if let Some(e) = listing
-        .iter()
-        .find(|e| e.changed().is_some_and(|t| t > now.timestamp() + CLOCK_SLACK_SECS))
-    {
+    if let Some(e) = listing.iter().find(|e| {
+        e.changed()
+            .is_some_and(|t| t > now.timestamp() + CLOCK_SLACK_SECS)
+    }) {
         return LogJudgement::Doubt(format!(
             "{} is dated after now ({}): the container's clock and this host's disagree, so no time can be compared",
             e.name,
@@ -444,7 +451,8 @@ fn judge_init_logs(
     if after.is_empty() {
         return if session_seen {
             LogJudgement::Doubt(
-                "a session of docker_init.sh ran after the intent, yet no docker_init log changed".into(),
+                "a session of docker_init.sh ran after the intent, yet no docker_init log changed"
+                    .into(),
             )
         } else {
             LogJudgement::NeverStarted
@@ -627,7 +635,11 @@ mod tests {
         assert_eq!(
             l,
             vec![
-                entry("docker_init.log.2026-01-04.10:42:11", 1_700_000_000, 1_700_000_005),
+                entry(
+                    "docker_init.log.2026-01-04.10:42:11",
+                    1_700_000_000,
+                    1_700_000_005
+                ),
                 InitLogEntry {
                     name: "docker_init odd name".into(),
                     times: None
@@ -640,12 +652,18 @@ mod tests {
     fn only_an_untouched_family_proves_never_started() {
         let intent = at(1000);
         let now = at(1100);
-        let old = [entry("docker_init.log", 900, 900), entry("docker_init.log.x", 800, 800)];
+        let old = [
+            entry("docker_init.log", 900, 900),
+            entry("docker_init.log.x", 800, 800),
+        ];
         assert_eq!(
             judge_init_logs(&old, intent, now, false),
             LogJudgement::NeverStarted
         );
-        assert_eq!(judge_init_logs(&[], intent, now, false), LogJudgement::NeverStarted);
+        assert_eq!(
+            judge_init_logs(&[], intent, now, false),
+            LogJudgement::NeverStarted
+        );
         // A session ran, yet nothing was logged: not a proof of anything.
         assert!(matches!(
             judge_init_logs(&old, intent, now, true),

@@ -867,7 +867,10 @@ fn decision(key: StepKey, resolution: Resolution, seq: u64) -> Event {
 fn an_undecided_step_blocks_with_the_resolve_command_and_never_runs() {
     let (s, seq) = undecided_init();
     assert_eq!(s.state.in_doubt(), None);
-    assert_eq!(s.state.status(StepKey::RunDockerInit), StepStatus::Undecided);
+    assert_eq!(
+        s.state.status(StepKey::RunDockerInit),
+        StepStatus::Undecided
+    );
     assert!(s.state.permitted().is_empty());
     assert!(!s.state.may_start_new_again(StepKey::StartNewContainer));
     let w = s.state.awaiting_decision().unwrap();
@@ -878,14 +881,22 @@ fn an_undecided_step_blocks_with_the_resolve_command_and_never_runs() {
                 reason.contains("oms-upgrade resolve docker-init --as done|not-done --reason"),
                 "{reason}"
             );
-            assert!(reason.contains("docker_init.log.2026-01-04.10:42:11"), "{reason}");
+            assert!(
+                reason.contains("docker_init.log.2026-01-04.10:42:11"),
+                "{reason}"
+            );
         }
         other => panic!("{other:?}"),
     }
     // No intent for it (nor for anything else) without a decision.
     let run = s.run_id();
     assert!(matches!(
-        s.state.check(run, &Event::StepIntent { key: StepKey::RunDockerInit }),
+        s.state.check(
+            run,
+            &Event::StepIntent {
+                key: StepKey::RunDockerInit
+            }
+        ),
         Err(Rejection::NotPermitted { .. })
     ));
     // A rollback stays possible.
@@ -953,8 +964,14 @@ fn a_decision_is_refused_unless_the_step_awaits_one() {
     let (mut s, seq) = undecided_init();
     // Another step, another evidence record, no reason, nobody.
     for (event, what) in [
-        (decision(StepKey::ConfirmHealth, Resolution::Done, seq), "awaiting a decision is docker-init"),
-        (decision(StepKey::RunDockerInit, Resolution::Done, seq - 1), "evidence is record"),
+        (
+            decision(StepKey::ConfirmHealth, Resolution::Done, seq),
+            "awaiting a decision is docker-init",
+        ),
+        (
+            decision(StepKey::RunDockerInit, Resolution::Done, seq - 1),
+            "evidence is record",
+        ),
     ] {
         let r = s.state.check(run_id(&s), &event);
         assert!(

@@ -1357,6 +1357,20 @@ fn attestations(state: &State) -> Vec<AttestationRow> {
             });
         }
     }
+    // An operator's decision about an undecided step (issue 12.1) is an attestation too.
+    rows.extend(state.resolutions().iter().map(|r| AttestationRow {
+        seq: r.seq,
+        at: r.at,
+        operator: r.operator.clone(),
+        source: crate::events::types::STEP_RESOLVED.into(),
+        by: r.body.by.clone(),
+        statement: format!(
+            "decided {}: {} (answers the evidence of record {})",
+            r.body.resolution, r.body.reason, r.body.reconciled_seq
+        ),
+        step: Some(r.body.key),
+        observed_at: None,
+    }));
     rows.sort_by_key(|r| r.seq);
     rows
 }
