@@ -669,41 +669,42 @@ mod tests {
             judge_init_logs(&old, intent, now, true),
             LogJudgement::Doubt(_)
         ));
-        // A rotated log written since the intent: in doubt, whatever it says.
-        let rotated = [
-            entry("docker_init.log", 900, 900),
-            entry("docker_init.log.2026-01-04.10:42:11", 1010, 1010),
-        ];
-        assert!(matches!(
-            judge_init_logs(&rotated, intent, now, false),
-            LogJudgement::Doubt(w) if w.contains("docker_init.log.2026-01-04.10:42:11")
-        ));
-        // Moved aside (renamed) since the intent: the status-change time says so.
-        let moved = [entry("docker_init.log.1", 900, 1001)];
-        assert!(matches!(
-            judge_init_logs(&moved, intent, now, false),
-            LogJudgement::Doubt(_)
-        ));
-        // The intent's own second is not "before" it.
-        let tie = [entry("docker_init.log.1", 1000, 1000)];
-        assert!(matches!(
-            judge_init_logs(&tie, intent, now, false),
-            LogJudgement::Doubt(_)
-        ));
-        // An unreadable time, or a clock ahead of ours.
-        let unreadable = [InitLogEntry {
+        let unreadable = InitLogEntry {
             name: "docker_init.log".into(),
             times: None,
-        }];
-        assert!(matches!(
-            judge_init_logs(&unreadable, intent, now, false),
-            LogJudgement::Doubt(_)
-        ));
-        let future = [entry("docker_init.log.9", 5000, 5000)];
-        assert!(matches!(
-            judge_init_logs(&future, intent, now, false),
-            LogJudgement::Doubt(w) if w.contains("clock")
-        ));
+        };
+        let doubts: [(&str, Vec<InitLogEntry>, &str); 5] = [
+            (
+                "a rotated log written since the intent, whatever it says",
+                vec![
+                    entry("docker_init.log", 900, 900),
+                    entry("docker_init.log.2026-01-04.10:42:11", 1010, 1010),
+                ],
+                "docker_init.log.2026-01-04.10:42:11",
+            ),
+            (
+                "moved aside since the intent: the status-change time says so",
+                vec![entry("docker_init.log.1", 900, 1001)],
+                "docker_init.log.1",
+            ),
+            (
+                "the intent's own second is not before it",
+                vec![entry("docker_init.log.1", 1000, 1000)],
+                "docker_init.log.1",
+            ),
+            ("an unreadable time", vec![unreadable], "could not be read"),
+            (
+                "a clock ahead of ours",
+                vec![entry("docker_init.log.9", 5000, 5000)],
+                "clock",
+            ),
+        ];
+        for (case, listing, said) in doubts {
+            match judge_init_logs(&listing, intent, now, false) {
+                LogJudgement::Doubt(w) => assert!(w.contains(said), "{case}: {w}"),
+                other => panic!("{case}: {other:?}"),
+            }
+        }
         // The plain log rewritten since the intent: its content decides.
         let plain = [
             entry("docker_init.log", 1050, 1050),
