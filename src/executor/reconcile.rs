@@ -358,6 +358,13 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
                 out.output_tail.trim()
             ));
         }
+        // Only the output's tail is kept: a listing longer than that would hide files.
+        if out.output_bytes > crate::adapters::docker::EXEC_OUTPUT_TAIL_BYTES as u64 {
+            return Err(format!(
+                "the listing of {} is {} bytes, more than can be read whole",
+                spec.log_dir, out.output_bytes
+            ));
+        }
         Ok(parse_init_listing(&out.output_tail))
     }
 }
