@@ -698,8 +698,10 @@ pub fn bound_text(mut event: Event) -> Event {
             finding, evidence, ..
         } => {
             cut(evidence);
-            if let Finding::Failed { error, .. } = finding {
-                cut(error);
+            match finding {
+                Finding::Failed { error, .. } => cut(error),
+                Finding::Undecided { why } => cut(why),
+                Finding::Done(_) | Finding::NotDone => {}
             }
         }
         _ => {}
@@ -853,6 +855,55 @@ pub enum Finding {
         /// Whether running the step again is safe.
         retryable: bool,
     },
+    /// issue 12.1: what was found can prove neither "done" nor "never started", and running
+    /// the step again is not safe on a guess: nothing runs until an operator records a
+    /// decision ([`Event::StepResolved`]) or rolls back.
+    Undecided {
+        /// What cannot be proven, and why.
+        why: String,
+    },
+}
+
+/// An operator's decision about a step whose reconciliation was [`Finding::Undecided`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Resolution {
+    /// The step took effect: the run goes on with the next step.
+    Done,
+    /// The step never took effect: it may be performed.
+    NotDone,
+}
+
+impl Resolution {
+    /// The word `resolve --as` takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Resolution::Done => "done",
+            Resolution::NotDone => "not-done",
+        }
+    }
+}
+
+impl fmt::Display for Resolution {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `step.resolved`: an operator's recorded decision about a step left undecided by its
+/// reconciliation (issue 12.1). The record's operator and host say who decided and where.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StepResolved {
+    /// The step.
+    pub key: StepKey,
+    /// Done or not done.
+    pub resolution: Resolution,
+    /// Why, in the operator's words (what was checked).
+    pub reason: String,
+    /// Who decided: the account of the real uid (as the record's operator).
+    pub by: String,
+    /// The seq of the `step.reconciled` record whose evidence the decision answers.
+    pub reconciled_seq: u64,
 }
 
 /// One preflight check's result.
@@ -938,6 +989,8 @@ pub enum Event {
         /// The slice.
         tables: Vec<TableFact>,
     },
+    /// `step.resolved`: an operator's decision about an undecided step (issue 12.1).
+    StepResolved(StepResolved),
 }
 
 /// Event type names, one per [`Event`] variant.
@@ -962,6 +1015,8 @@ pub mod types {
     pub const ATTESTATION: &str = "attestation";
     /// `step.tables`
     pub const STEP_TABLES: &str = "step.tables";
+    /// `step.resolved` (issue 12.1)
+    pub const STEP_RESOLVED: &str = "step.resolved";
 }
 
 /// Every (event type, schema version) this build can decode.
@@ -977,6 +1032,7 @@ pub const EVENT_TYPES: &[(&str, u16)] = &[
     (types::NOTE, 1),
     (types::ATTESTATION, 1),
     (types::STEP_TABLES, 1),
+    (types::STEP_RESOLVED, 1),
 ];
 
 impl Event {
@@ -993,6 +1049,7 @@ impl Event {
             Event::Note { .. } => types::NOTE,
             Event::Attestation(_) => types::ATTESTATION,
             Event::StepTables { .. } => types::STEP_TABLES,
+            Event::StepResolved(_) => types::STEP_RESOLVED,
         }
     }
 
@@ -1166,6 +1223,7 @@ pub fn encode(event: &Event) -> Encoded {
                 tables: v1::tables_v1(tables),
             },
         ),
+        Event::StepResolved(d) => encode_stored(t, &StepResolvedV1::from(d)),
     }
 }
 
@@ -1304,6 +1362,10 @@ pub fn decode(event_type: &str, schema_version: u16, payload: &[u8]) -> Result<E
                 first: s.first,
                 tables: v1::tables(s.tables),
             }
+        }
+        types::STEP_RESOLVED => {
+            let s: StepResolvedV1 = decode_stored(event_type, payload)?;
+            Event::StepResolved(s.into())
         }
         _ => unreachable!("checked against EVENT_TYPES above"),
     };

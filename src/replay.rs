@@ -33,7 +33,7 @@ use uuid::Uuid;
 
 use crate::events::{
     Attestation, DumpArtifact, Event, Finding, HaDisabled, HaEnabled, MetaDb, NewContainer, Plan,
-    PlanDigest, PreflightCheck, Recorded, StepFacts, StepKey, TableFact,
+    PlanDigest, PreflightCheck, Recorded, Resolution, StepFacts, StepKey, StepResolved, TableFact,
 };
 use crate::haconfig::HaConfig;
 use crate::refetch::RefetchDecision;
@@ -88,6 +88,9 @@ pub enum StepStatus {
         /// May run again.
         retryable: bool,
     },
+    /// issue 12.1: reconciled, but reality could not settle it; waits for an operator's
+    /// `step.resolved` (or a rollback).
+    Undecided,
 }
 
 /// How one attempt of a step ended.
@@ -305,6 +308,62 @@ pub enum Rejection {
         /// Why.
         reason: String,
     },
+    /// issue 12.1: a decision for a step that is not waiting for one.
+    #[error("step {key} is not awaiting a decision: {reason}")]
+    NotAwaitingDecision {
+        /// The step named.
+        key: StepKey,
+        /// What the run is waiting for instead.
+        reason: String,
+    },
+    /// issue 12.1: a decision without a reason or without who made it.
+    #[error("a decision about step {key} is not acceptable: {reason}")]
+    BadResolution {
+        /// The step.
+        key: StepKey,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A step whose reconciliation found [`Finding::Undecided`] and that waits for an operator's
+/// decision ([`State::awaiting_decision`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AwaitingDecision {
+    /// The step.
+    pub key: StepKey,
+    /// The seq of the `step.reconciled` record (a decision names it).
+    pub reconciled_seq: u64,
+    /// What cannot be proven.
+    pub why: String,
+    /// What was inspected and found.
+    pub evidence: String,
+}
+
+impl AwaitingDecision {
+    /// The command that records a decision (the reason is the operator's to write).
+    pub fn resolve_command(&self) -> String {
+        format!(
+            "oms-upgrade resolve {} --as done|not-done --reason \"what you checked\"",
+            self.key
+        )
+    }
+
+    /// What the operator is told: what was found, what cannot be proven, and the choices.
+    pub fn explain(&self) -> String {
+        format!(
+            "step {key} was interrupted and reality cannot settle whether it took effect: {why}. \
+             Evidence (record {seq}): {evidence}. It is not run again on a guess: check the \
+             evidence, then record your decision with `{cmd}` (done: it completed, the run goes \
+             on with the next step; not-done: it never took effect, the run performs it), or \
+             roll back with `oms-upgrade rollback`",
+            key = self.key,
+            why = self.why,
+            seq = self.reconciled_seq,
+            evidence = self.evidence,
+            cmd = self.resolve_command(),
+        )
+    }
 }
 
 fn fmt_keys(k: &[StepKey]) -> String {
@@ -375,6 +434,7 @@ pub struct State {
     rollback: Option<RollbackInfo>,
     notes: Vec<Remark<String>>,
     attestations: Vec<Remark<Attestation>>,
+    resolutions: Vec<Remark<StepResolved>>,
     /// `step.tables` slices recorded for the open (in-doubt) step, joined in front of the
     /// tables its outcome carries.
     pending_tables: Vec<TableFact>,
@@ -493,9 +553,10 @@ impl State {
                 self.require_open(*key)?;
                 match finding {
                     Finding::Done(f) => self.check_done_facts(*key, &self.joined(*key, f)?),
-                    Finding::NotDone | Finding::Failed { .. } => Ok(()),
+                    Finding::NotDone | Finding::Failed { .. } | Finding::Undecided { .. } => Ok(()),
                 }
             }
+            Event::StepResolved(d) => self.check_resolved(d),
             Event::StepTables { key, first, tables } => {
                 self.require_open(*key)?;
                 let bad = |reason: String| Err(Rejection::BadFacts { key: *key, reason });
@@ -516,6 +577,48 @@ impl State {
             }
             Event::RollbackRequested { .. } => self.rollback_keys().map(|_| ()),
         }
+    }
+
+    /// A decision is accepted only for the step the run waits on, answering the
+    /// reconciliation that left it undecided, with a reason and who decided.
+    fn check_resolved(&self, d: &StepResolved) -> Result<(), Rejection> {
+        let key = d.key;
+        let refuse = |reason: String| Err(Rejection::NotAwaitingDecision { key, reason });
+        if let Some(k) = self.in_doubt() {
+            return refuse(format!(
+                "step {k} is in doubt and has not been checked against reality yet; `oms-upgrade run` (or `rollback`) checks it first"
+            ));
+        }
+        let Some(w) = self.awaiting_decision() else {
+            return refuse(match self.next() {
+                Next::Finished { phase } => format!("the run is over ({phase})"),
+                Next::Run { step, .. } => format!("the next step is {}", step.key()),
+                Next::Blocked { reason } => reason,
+                Next::Plan | Next::Reconcile { .. } => "nothing waits for a decision".into(),
+            });
+        };
+        if w.key != key {
+            return refuse(format!("the step awaiting a decision is {}", w.key));
+        }
+        if w.reconciled_seq != d.reconciled_seq {
+            return refuse(format!(
+                "the decision answers record {}, but the evidence is record {}",
+                d.reconciled_seq, w.reconciled_seq
+            ));
+        }
+        let bad = |reason: &str| {
+            Err(Rejection::BadResolution {
+                key,
+                reason: reason.into(),
+            })
+        };
+        if d.reason.trim().is_empty() {
+            return bad("the reason is empty");
+        }
+        if d.by.trim().is_empty() {
+            return bad("who decided is not named");
+        }
+        Ok(())
     }
 
     /// `facts` with the `step.tables` slices recorded for the open step joined in front of
@@ -781,8 +884,25 @@ impl State {
                     Finding::Failed { retryable, .. } => StepStatus::Failed {
                         retryable: *retryable,
                     },
+                    Finding::Undecided { .. } => StepStatus::Undecided,
                 };
                 self.status.insert(*key, status);
+            }
+            Event::StepResolved(d) => {
+                // The decision stands in for the outcome reality could not give: a step
+                // decided done has no facts of its own (the operator's reason is its record).
+                let status = match d.resolution {
+                    Resolution::Done => StepStatus::Done,
+                    Resolution::NotDone => StepStatus::Pending,
+                };
+                self.status.insert(d.key, status);
+                self.resolutions.push(Remark {
+                    seq: r.seq,
+                    at: r.at,
+                    operator: r.operator.clone(),
+                    host: r.host.clone(),
+                    body: d.clone(),
+                });
             }
             Event::RollbackRequested { reason } => {
                 let keys = self
@@ -935,6 +1055,12 @@ impl State {
         match self.cursor() {
             None => Next::Finished { phase },
             Some(k) => match self.status_of(k) {
+                StepStatus::Undecided => Next::Blocked {
+                    reason: match self.awaiting_decision() {
+                        Some(w) => w.explain(),
+                        None => format!("step {k} awaits an operator's decision"),
+                    },
+                },
                 StepStatus::Failed { retryable: false } => Next::Blocked {
                     reason: match (phase, self.can_rollback()) {
                         (Phase::UpgradeFailed, true) => format!(
@@ -1106,6 +1232,41 @@ impl State {
     /// Operator notes.
     pub fn notes(&self) -> &[Remark<String>] {
         &self.notes
+    }
+
+    /// The step the run waits on for an operator's decision (issue 12.1): the current
+    /// step, reconciled as [`Finding::Undecided`] and not decided since.
+    pub fn awaiting_decision(&self) -> Option<AwaitingDecision> {
+        if self.in_doubt().is_some() {
+            return None;
+        }
+        let key = self.cursor()?;
+        if self.status_of(key) != StepStatus::Undecided {
+            return None;
+        }
+        self.attempts
+            .iter()
+            .rev()
+            .find(|a| a.key == key)
+            .and_then(|a| match &a.outcome {
+                Some(Outcome::Reconciled {
+                    seq,
+                    finding: Finding::Undecided { why },
+                    evidence,
+                    ..
+                }) => Some(AwaitingDecision {
+                    key,
+                    reconciled_seq: *seq,
+                    why: why.clone(),
+                    evidence: evidence.clone(),
+                }),
+                _ => None,
+            })
+    }
+
+    /// Operators' decisions about undecided steps (`step.resolved`), in record order.
+    pub fn resolutions(&self) -> &[Remark<StepResolved>] {
+        &self.resolutions
     }
 
     /// Operator attestations (standalone events; manual HA attestations are in the HA

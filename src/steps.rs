@@ -31,6 +31,8 @@ pub const INIT_HARMLESS_ERRORS: &[&str] =
     &["ERROR 1235 (0A000): Modify large text/lob column not supported"];
 /// Where `docker_init.sh` writes `docker_init*.log` inside the container.
 pub const INIT_LOG_DIR: &str = "/home/admin/logs";
+/// The working folder `docker_init.sh` runs in: the runbook does `cd /root; sh docker_init.sh`.
+pub const INIT_WORKING_DIR: &str = "/root";
 /// Label keys put on the new container.
 pub mod labels {
     /// The run id.
@@ -435,6 +437,9 @@ pub struct InitSpec {
     pub harmless_errors: Vec<String>,
     /// Where `docker_init*.log` is written.
     pub log_dir: String,
+    /// The working folder it runs in: the runbook's `cd /root; sh docker_init.sh`
+    /// (issue 12.9).
+    pub working_dir: String,
     /// Must not be interrupted; give up after this long.
     pub timeout_secs: u32,
 }
@@ -645,6 +650,7 @@ pub fn build(plan: &Plan, key: StepKey, ctx: &Context) -> Result<Step, BuildErro
             success_marker: INIT_SUCCESS_MARKER.into(),
             harmless_errors: INIT_HARMLESS_ERRORS.iter().map(|s| s.to_string()).collect(),
             log_dir: INIT_LOG_DIR.into(),
+            working_dir: INIT_WORKING_DIR.into(),
             timeout_secs: plan.init_timeout_secs,
         }),
         StepKey::ConfirmHealth => Step::ConfirmHealth(new_health),
@@ -766,7 +772,8 @@ pub fn bind_source(bind: &str) -> &str {
     bind.split(':').next().unwrap_or("")
 }
 
-fn q(s: &str) -> String {
+/// `s` as one shell word: bare when it is plainly safe, else single-quoted.
+pub(crate) fn q(s: &str) -> String {
     if !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_./:=@,".contains(c))
@@ -1003,7 +1010,8 @@ impl Step {
                 e.timeout_secs
             )],
             Step::RunDockerInit(i) => vec![format!(
-                "docker exec {} {}  -- until the log shows {}",
+                "docker exec -w {} {} {}  -- until the log shows {}",
+                q(&i.working_dir),
                 q(&i.container),
                 i.argv.join(" "),
                 i.success_marker

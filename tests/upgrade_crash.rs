@@ -215,6 +215,89 @@ async fn crash_matrix_upgrade() {
     assert_matrix(&steps, &all, (a.2, a.1), (b.2, b.1), &ref_end, "run");
 }
 
+/// Issue 12.1, the crash matrix's `docker-init` on a node that logs it under a rotated
+/// name (`docker_init.log.<YYYY-MM-DD.HH:MM:SS>`). Before the effect nothing changed in the
+/// logs folder: proven never started, it runs once. After the effect a rotated log changed:
+/// the step is undecided, every resume stops (exit 7) naming `resolve` without running it
+/// again, and only the recorded decision lets the run complete; docker_init.sh ran once.
+#[tokio::test(flavor = "multi_thread")]
+async fn crash_matrix_docker_init_in_doubt_with_a_rotated_log() {
+    require_failpoints();
+    async fn one(point: &str) -> (Run, Vec<(String, String)>, String) {
+        let run = Run::planned().await;
+        run.node.host.set_init_log_rotated(true);
+        let watch = EventWatch::start(&run.node).await;
+        let fired = crash_once(&run, &["run", "--yes"], &[point.to_string()]).await;
+        assert_eq!(fired.as_deref(), Some(point));
+        let mut resumes = 0;
+        loop {
+            let out = output(run.cli().args(["run", "--yes"])).await;
+            if out.status.success() {
+                break;
+            }
+            assert_eq!(out.status.code(), Some(7), "{}", show(&out));
+            assert!(
+                String::from_utf8_lossy(&out.stderr).contains("oms-upgrade resolve docker-init"),
+                "{}",
+                show(&out)
+            );
+            resumes += 1;
+            if resumes == 2 {
+                run.ok(&[
+                    "resolve",
+                    "docker-init",
+                    "--as",
+                    "done",
+                    "--reason",
+                    "docker_init.log.* ends with the success marker",
+                ])
+                .await;
+            }
+            assert!(resumes <= 2, "still blocked after the decision");
+        }
+        let events = watch.stop().await;
+        let decided = run.replay().1.resolutions().len();
+        (
+            run,
+            events,
+            format!("{point}: resumes blocked {resumes}, decisions {decided}"),
+        )
+    }
+    let ((before, before_events, b), (after, after_events, a)) = tokio::join!(
+        one("before-effect:docker-init"),
+        one("after-effect:docker-init")
+    );
+    assert_eq!(
+        b,
+        "before-effect:docker-init: resumes blocked 0, decisions 0"
+    );
+    assert_eq!(
+        a,
+        "after-effect:docker-init: resumes blocked 2, decisions 1"
+    );
+    for (run, events) in [(&before, &before_events), (&after, &after_events)] {
+        assert_eq!(run.end_state().await.phase, "completed");
+        let new = run.run_containers().await;
+        assert_eq!(new.len(), 1);
+        assert_upgrade_actions_once(run, events, &new[0].id);
+        let t = tally(&run.replay().1);
+        let init = &t["docker-init"];
+        assert_eq!(init.failed, 0, "{init:?}");
+        run.verify_ledger();
+    }
+    let t = tally(&before.replay().1);
+    assert_eq!(
+        (t["docker-init"].reconciled_not_done, t["docker-init"].done),
+        (1, 1)
+    );
+    let t = tally(&after.replay().1);
+    assert_eq!(
+        (t["docker-init"].undecided, t["docker-init"].intents),
+        (1, 1),
+        "decided done: no second intent"
+    );
+}
+
 /// The two crashing walks of a matrix against the uninterrupted one: walk A reached every
 /// point before and after each side effect, walk B crashed after every outcome, together
 /// they covered every point, and both end exactly like the uninterrupted `what`.

@@ -3,7 +3,9 @@
 //! existing schema otherwise, as a careless upgrade would hit.
 //!
 //! Progress goes to stdout and to `docker_init.log` (rewritten each run) plus
-//! `docker_init_<timestamp>.log` under the logs folder; success ends with OMS's marker line.
+//! `docker_init_<timestamp>.log` under the logs folder, or (`.emu-init-log-rotated`) only to
+//! a rotated `docker_init.log.<YYYY-MM-DD.HH:MM:SS>`; success ends with OMS's marker line.
+//! The working folder it was started in is written to `docker_init.cwd` in the run folder.
 //! Tests can make it fail or hang after its first schema change (so the databases are left
 //! half-migrated, as a real failure would leave them) with `OMS_EMU_INIT_FAIL=1` /
 //! `OMS_EMU_INIT_HANG=1`, or with the marker files `.emu-init-fail` / `.emu-init-hang` in
@@ -348,19 +350,66 @@ impl<'a> Installer<'a> {
     }
 }
 
+/// How `docker_init.sh` names its log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogNaming {
+    /// `docker_init.log` (rewritten each run) plus `docker_init_<timestamp>.log`.
+    Plain,
+    /// Only `docker_init.log.<YYYY-MM-DD.HH:MM:SS>`, the name obdiag's OMS log gatherer
+    /// documents for a real node (oceanbase/obdiag, src/handler/gather/gather_log/oms.py).
+    Rotated,
+}
+
+/// Reads the log-naming knob: `OMS_EMU_INIT_LOG=rotated`, else the marker file
+/// `.emu-init-log-rotated` in the logs folder; the plain name otherwise.
+pub fn log_naming_from(paths: &Paths) -> LogNaming {
+    let env_rotated = std::env::var("OMS_EMU_INIT_LOG").is_ok_and(|v| v == "rotated");
+    if env_rotated || paths.logs.join(".emu-init-log-rotated").exists() {
+        LogNaming::Rotated
+    } else {
+        LogNaming::Plain
+    }
+}
+
+/// The files this run logs to, for `naming`, at `now`.
+pub fn log_files(
+    paths: &Paths,
+    naming: LogNaming,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<std::path::PathBuf> {
+    match naming {
+        LogNaming::Plain => vec![
+            paths.logs.join("docker_init.log"),
+            paths
+                .logs
+                .join(format!("docker_init_{}.log", now.format("%Y%m%d%H%M%S"))),
+        ],
+        LogNaming::Rotated => vec![paths.logs.join(format!(
+            "docker_init.log.{}",
+            now.format("%Y-%m-%d.%H:%M:%S")
+        ))],
+    }
+}
+
 /// The `init` mode; returns the process exit code.
 pub async fn run(paths: &Paths) -> i32 {
     let _ = std::fs::create_dir_all(&paths.logs);
-    let main_log = paths.logs.join("docker_init.log");
-    let _ = std::fs::remove_file(&main_log);
-    let stamp = chrono::Utc::now().format("%Y%m%d%H%M%S");
-    let log = Logger::new(&[
-        main_log,
-        paths.logs.join(format!("docker_init_{stamp}.log")),
-    ]);
+    let naming = log_naming_from(paths);
+    if naming == LogNaming::Plain {
+        let _ = std::fs::remove_file(paths.logs.join("docker_init.log"));
+    }
+    let log = Logger::new(&log_files(paths, naming, chrono::Utc::now()));
     let pid = std::process::id();
     let _ = std::fs::create_dir_all(&paths.run);
     let _ = std::fs::write(paths.run.join("docker_init.pid"), format!("{pid}\n"));
+    // The runbook runs it as `cd /root; sh docker_init.sh`; whether the real script depends
+    // on its working folder is not documented, so this is only recorded (for tests), and
+    // logged, never acted on.
+    let cwd = std::env::current_dir()
+        .map(|d| d.display().to_string())
+        .unwrap_or_else(|e| format!("(unreadable: {e})"));
+    let _ = std::fs::write(paths.run.join("docker_init.cwd"), format!("{cwd}\n"));
+    log.info(&format!("working folder {cwd}"));
     match run_inner(paths, &log).await {
         Ok(()) => {
             log.info(SUCCESS_MARKER);

@@ -466,6 +466,17 @@ pub trait Docker: Send + Sync {
         timeout: Option<Duration>,
     ) -> impl Future<Output = Result<ExecOutcome, DockerError>> + Send;
 
+    /// [`Docker::exec`] with the process's working folder set (`docker exec -w DIR`);
+    /// `None` is the container's default.
+    fn exec_in(
+        &self,
+        name: &str,
+        cmd: Vec<String>,
+        env: Vec<String>,
+        working_dir: Option<String>,
+        timeout: Option<Duration>,
+    ) -> impl Future<Output = Result<ExecOutcome, DockerError>> + Send;
+
     /// The exec sessions running in a container now. The engine drops a session from its
     /// container's list when its process ends, so this finds a process started by an
     /// earlier `exec` that the caller lost track of (it died), whatever that process has
@@ -974,6 +985,17 @@ impl Docker for BollardDocker {
         env: Vec<String>,
         timeout: Option<Duration>,
     ) -> Result<ExecOutcome, DockerError> {
+        self.exec_in(name, cmd, env, None, timeout).await
+    }
+
+    async fn exec_in(
+        &self,
+        name: &str,
+        cmd: Vec<String>,
+        env: Vec<String>,
+        working_dir: Option<String>,
+        timeout: Option<Duration>,
+    ) -> Result<ExecOutcome, DockerError> {
         let command = cmd.join(" ");
         let created = self
             .client
@@ -982,6 +1004,7 @@ impl Docker for BollardDocker {
                 CreateExecOptions {
                     cmd: Some(cmd),
                     env: Some(env),
+                    working_dir,
                     attach_stdout: Some(true),
                     attach_stderr: Some(true),
                     attach_stdin: Some(false),

@@ -20,6 +20,7 @@ pub mod metatls;
 pub mod note;
 pub mod output;
 pub mod report;
+pub mod resolve;
 pub mod run;
 pub mod shell;
 pub mod status;
@@ -74,6 +75,8 @@ pub enum Command {
     Rollback(run::RollbackArgs),
     /// Add an operator's note to the record.
     Note(note::NoteArgs),
+    /// Record your decision about a step reality could not settle after a crash.
+    Resolve(resolve::ResolveArgs),
     /// Inspect and prove the ledger: verify, log, export, checkpoint.
     #[command(subcommand)]
     Ledger(ledger::LedgerCommand),
@@ -178,6 +181,7 @@ pub fn main() -> ExitCode {
         Command::Status(args) => status::status(args, &ctx),
         Command::Rollback(args) => run::rollback(args, &ctx),
         Command::Note(args) => note::run(args, &ctx),
+        Command::Resolve(args) => resolve::run(args, &ctx),
         Command::Ledger(cmd) => ledger::run(cmd, &ctx),
         Command::Backup(args) => backup::run_backup(args, &ctx),
         Command::Restore(args) => backup::run_restore(args, &ctx),

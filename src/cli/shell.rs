@@ -340,6 +340,9 @@ impl Observer for TermObserver {
                 Finding::Done(_) => "had taken effect",
                 Finding::NotDone => "had not taken effect; it runs again",
                 Finding::Failed { .. } => "failed",
+                Finding::Undecided { .. } => {
+                    "cannot be settled from what is left; it waits for an operator's decision"
+                }
             };
             eprintln!("in doubt: {key} {what} ({evidence})");
         }

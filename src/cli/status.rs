@@ -57,6 +57,13 @@ pub fn status(_args: StatusArgs, ctx: &Ctx) -> CmdResult {
                 "t1": state.t1(), "t2": state.t2(), "t3": state.t3(),
                 "downtime_seconds": downtime,
                 "in_doubt": state.in_doubt().map(|k| k.to_string()),
+                "awaiting_decision": state.awaiting_decision().map(|w| serde_json::json!({
+                    "step": w.key.to_string(),
+                    "reconciled_seq": w.reconciled_seq,
+                    "why": w.why,
+                    "evidence": w.evidence,
+                    "resolve": w.resolve_command(),
+                })),
                 "rollback_permitted": state.can_rollback(),
                 "rollback_refused": state.rollback_keys().err().map(|e| e.to_string()),
                 "next": next_json(&next),

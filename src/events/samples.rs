@@ -355,5 +355,22 @@ pub(crate) fn every_event() -> Vec<Event> {
         first: 7,
         tables: artifact(&p, MetaDb::Cm).tables,
     });
+    // issue 12.1
+    v.push(Event::StepReconciled {
+        key: StepKey::RunDockerInit,
+        finding: Finding::Undecided {
+            why: "a rotated log changed since the intent".into(),
+        },
+        evidence: "docker_init.log.2026-01-04.10:42:11 (changed since the intent)".into(),
+    });
+    for resolution in [Resolution::Done, Resolution::NotDone] {
+        v.push(Event::StepResolved(StepResolved {
+            key: StepKey::RunDockerInit,
+            resolution,
+            reason: "read the log: it ends with the success marker".into(),
+            by: "alice (sudo from bob)".into(),
+            reconciled_seq: 42,
+        }));
+    }
     v
 }

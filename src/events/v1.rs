@@ -125,6 +125,29 @@ pub struct StepTablesV1 {
     pub tables: Vec<TableFactV1>,
 }
 
+/// `step.resolved` v1 (issue 12.1): an operator's decision about an undecided step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepResolvedV1 {
+    /// The step.
+    pub key: StepKeyV1,
+    /// Done or not done.
+    pub resolution: ResolutionV1,
+    /// Why.
+    pub reason: String,
+    /// Who decided.
+    pub by: String,
+    /// The `step.reconciled` record answered.
+    pub reconciled_seq: u64,
+}
+
+/// An operator's decision. Append only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub enum ResolutionV1 {
+    Done,
+    NotDone,
+}
+
 /// `rollback.requested` v1.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RollbackRequestedV1 {
@@ -496,7 +519,14 @@ pub enum StepFactsV1 {
 pub enum FindingV1 {
     Done(Box<StepFactsV1>),
     NotDone,
-    Failed { error: String, retryable: bool },
+    Failed {
+        error: String,
+        retryable: bool,
+    },
+    /// issue 12.1
+    Undecided {
+        why: String,
+    },
 }
 
 // ---- domain -> stored -------------------------------------------------------------
@@ -1260,6 +1290,7 @@ impl From<&Finding> for FindingV1 {
                 error: error.clone(),
                 retryable: *retryable,
             },
+            Finding::Undecided { why } => FindingV1::Undecided { why: why.clone() },
         }
     }
 }
@@ -1271,6 +1302,7 @@ impl TryFrom<FindingV1> for Finding {
             FindingV1::Done(facts) => Finding::Done(Box::new((*facts).try_into()?)),
             FindingV1::NotDone => Finding::NotDone,
             FindingV1::Failed { error, retryable } => Finding::Failed { error, retryable },
+            FindingV1::Undecided { why } => Finding::Undecided { why },
         })
     }
 }
@@ -1358,6 +1390,11 @@ impl From<&PlanExt> for PlanExtV1 {
                 restart_policy: c.restart_policy.clone(),
                 restart_max_retries: c.restart_max_retries,
             }),
+impl From<Resolution> for ResolutionV1 {
+    fn from(r: Resolution) -> Self {
+        match r {
+            Resolution::Done => ResolutionV1::Done,
+            Resolution::NotDone => ResolutionV1::NotDone,
         }
     }
 }
@@ -1387,6 +1424,35 @@ impl From<PlanExtV1> for PlanExt {
                 restart_policy: c.restart_policy,
                 restart_max_retries: c.restart_max_retries,
             }),
+impl From<ResolutionV1> for Resolution {
+    fn from(r: ResolutionV1) -> Self {
+        match r {
+            ResolutionV1::Done => Resolution::Done,
+            ResolutionV1::NotDone => Resolution::NotDone,
+        }
+    }
+}
+
+impl From<&StepResolved> for StepResolvedV1 {
+    fn from(d: &StepResolved) -> Self {
+        StepResolvedV1 {
+            key: d.key.into(),
+            resolution: d.resolution.into(),
+            reason: d.reason.clone(),
+            by: d.by.clone(),
+            reconciled_seq: d.reconciled_seq,
+        }
+    }
+}
+
+impl From<StepResolvedV1> for StepResolved {
+    fn from(d: StepResolvedV1) -> Self {
+        StepResolved {
+            key: d.key.into(),
+            resolution: d.resolution.into(),
+            reason: d.reason,
+            by: d.by,
+            reconciled_seq: d.reconciled_seq,
         }
     }
 }

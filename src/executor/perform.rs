@@ -102,7 +102,13 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
                 let out = self
                     .ad
                     .docker
-                    .exec(&spec.container, spec.argv.clone(), vec![], Some(timeout))
+                    .exec_in(
+                        &spec.container,
+                        spec.argv.clone(),
+                        vec![],
+                        Some(spec.working_dir.clone()),
+                        Some(timeout),
+                    )
                     .await
                     // An exec we lost track of may still be running: never retry it blindly.
                     .map_err(fatal)?;
@@ -1101,6 +1107,7 @@ mod tests {
             success_marker: "全部初始化步骤执行成功".into(),
             harmless_errors: vec!["ERROR 1235 (0A000)".into()],
             log_dir: "/home/admin/logs".into(),
+            working_dir: "/root".into(),
             timeout_secs: 60,
         };
         let whole = "ab".repeat(32);
@@ -1197,6 +1204,7 @@ mod tests {
             success_marker: "DONE".into(),
             harmless_errors: vec!["Duplicate column".into()],
             log_dir: "/home/admin/logs".into(),
+            working_dir: "/root".into(),
             timeout_secs: 60,
         };
         let output = "mysql -h10.0.0.9 -P3306 -uroot -ptail-pw-1 -e 'select 1'\n\

@@ -20,6 +20,12 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
     pub(super) async fn inspect(&self, step: &Step) -> (Finding, String) {
         match self.inspect_inner(step).await {
             Ok(found) => found,
+            // A docker_init.sh that cannot be looked at may have run: running it again on
+            // a guess is what must never happen, so an operator decides.
+            Err(e) if matches!(step, Step::RunDockerInit(_)) => undecided(
+                &format!("its effect could not be inspected: {e}"),
+                "inspection failed".into(),
+            ),
             Err(e) => (
                 Finding::Failed {
                     error: format!("cannot tell whether the step took effect: {e}"),
@@ -203,12 +209,19 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
 
     /// `docker_init.sh` must not be interrupted and must not be run twice blindly. The exec
     /// lives in the container, so it may still be running after we died: wait for it
-    /// (bounded by the step's timeout, counted from the intent), then judge by its log.
+    /// (bounded by the step's timeout, counted from the intent), then judge by its logs.
     /// "Running" is the engine's record of the exec session started with the step's
     /// command, not a name in the process list: a script that `exec`s into another program
     /// keeps its session (and its pid) but changes its name.
+    ///
+    /// A real node names its log `docker_init.log.<YYYY-MM-DD.HH:MM:SS>` (obdiag's OMS log
+    /// gatherer), so every `docker_init*` file in the logs folder is evidence, whatever its
+    /// name ([`judge_init_logs`]). Only two findings are proofs: "done" (the plain
+    /// `docker_init.log`, rewritten by each run, changed since the intent and ends with the
+    /// success marker) and "never started" (no file of the family changed since the intent,
+    /// every one readable, clocks consistent, no session seen). Anything else is
+    /// [`Finding::Undecided`]: the step waits for an operator's recorded decision.
     async fn inspect_init(&self, spec: &InitSpec) -> Result<(Finding, String), String> {
-        let log = format!("{}/docker_init.log", spec.log_dir);
         let intent_at = self
             .journal
             .state()
@@ -223,10 +236,11 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
             return Ok((
                 Finding::Failed {
                     error: format!(
-                        "docker_init.sh is still running in {} after the step's {} s timeout ({}): it must not be interrupted or run twice; find out why it hangs (its log is {log}), then roll back with `oms-upgrade rollback`",
+                        "docker_init.sh is still running in {} after the step's {} s timeout ({}): it must not be interrupted or run twice; find out why it hangs (its logs are {}/docker_init*), then roll back with `oms-upgrade rollback`",
                         spec.container,
                         spec.timeout_secs,
-                        w.describe()
+                        w.describe(),
+                        spec.log_dir
                     ),
                     retryable: false,
                 },
@@ -237,67 +251,254 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
             .as_ref()
             .map(|w| format!("; {}", w.describe()))
             .unwrap_or_default();
-        // The logs folder is the old container's too: a docker_init.log from the fresh
-        // install (or an earlier upgrade) ends with the same success marker. Only a log
-        // written after this attempt's intent speaks for it; with none, the script never
-        // started (it rewrites the log first thing), so running it now is its first run.
-        let written = self.log_written_at(spec, &log).await?;
-        if let Some(intent_at) = intent_at {
-            match written {
-                None => {
-                    return Ok((
-                        Finding::NotDone,
-                        format!("{log} does not exist: docker_init.sh never started{waited_note}"),
-                    ));
-                }
-                Some(at) if at < intent_at => {
-                    return Ok((
-                        Finding::NotDone,
-                        format!(
-                            "{log} was last written at {at}, before this attempt began ({intent_at}): docker_init.sh never started{waited_note}"
+        let Some(intent_at) = intent_at else {
+            return Ok(undecided(
+                "the step's intent time is not known, so no log can be placed before or after it",
+                format!("no open intent for docker-init{waited_note}"),
+            ));
+        };
+        let listing = match self.list_init_logs(spec).await {
+            Ok(l) => l,
+            Err(e) => {
+                return Ok(undecided(
+                    &format!("the logs folder {} could not be listed", spec.log_dir),
+                    format!("{e}{waited_note}"),
+                ));
+            }
+        };
+        let now = self.ad.clock.now();
+        let judged = judge_init_logs(&listing, intent_at, now, waited.is_some());
+        let evidence = |extra: &str| {
+            format!(
+                "intent at {}; {}: {}{extra}{waited_note}",
+                intent_at.to_rfc3339(),
+                spec.log_dir,
+                describe_logs(&listing, intent_at)
+            )
+        };
+        match judged {
+            LogJudgement::NeverStarted => Ok((
+                Finding::NotDone,
+                evidence(
+                    ": no docker_init log changed since the intent, docker_init.sh never started",
+                ),
+            )),
+            LogJudgement::Doubt(why) => Ok(undecided(&why, evidence(""))),
+            LogJudgement::ReadPlain => {
+                let log = format!("{}/{PLAIN_INIT_LOG}", spec.log_dir);
+                let out = match self
+                    .ad
+                    .docker
+                    .exec(
+                        &spec.container,
+                        vec!["cat".into(), "--".into(), log.clone()],
+                        vec![],
+                        Some(Duration::from_secs(30)),
+                    )
+                    .await
+                {
+                    Ok(o) if o.exit_code == 0 => o,
+                    Ok(o) => {
+                        return Ok(undecided(
+                            &format!("{log} changed since the intent but could not be read"),
+                            evidence(&format!(": cat exited {}", o.exit_code)),
+                        ));
+                    }
+                    Err(e) => {
+                        return Ok(undecided(
+                            &format!("{log} changed since the intent but could not be read"),
+                            evidence(&format!(": {e}")),
+                        ));
+                    }
+                };
+                // The log is the judge. The session's exit code is not: when the client
+                // attached to an exec dies, the engine ends the session's record with 126
+                // ("attach failed") whatever the process later returns (Docker 20.10).
+                let facts = init_facts(spec, 0, &out.output_tail, &out.output_blake3);
+                if facts.marker_seen {
+                    Ok((
+                        Finding::Done(Box::new(StepFacts::DockerInit(facts))),
+                        evidence(&format!(": {log} ends with the success marker")),
+                    ))
+                } else {
+                    Ok(undecided(
+                        &format!(
+                            "{log} changed since the intent but has no success marker: docker_init.sh started and was interrupted or failed, or is another run's"
                         ),
-                    ));
+                        evidence(""),
+                    ))
                 }
-                Some(_) => {}
             }
         }
+    }
+
+    /// Every `docker_init*` entry of the logs folder with its modification and status-change
+    /// times (seconds), as the container sees them. Names are never put in a command.
+    async fn list_init_logs(&self, spec: &InitSpec) -> Result<Vec<InitLogEntry>, String> {
+        let script = format!(
+            "cd {} || exit 3; for f in docker_init*; do [ -e \"$f\" ] || [ -L \"$f\" ] || continue; stat -c '%Y %Z %n' -- \"$f\" 2>/dev/null || printf '? ? %s\\n' \"$f\"; done",
+            crate::steps::q(&spec.log_dir)
+        );
         let out = self
             .ad
             .docker
             .exec(
                 &spec.container,
-                sh(&format!("cat {log}")),
+                sh(&script),
                 vec![],
                 Some(Duration::from_secs(30)),
             )
             .await
             .map_err(|e| e.to_string())?;
-        // The log is the judge. The session's exit code is not: when the client attached
-        // to an exec dies, the engine ends the session's record with 126 ("attach failed")
-        // whatever the process later returns (seen with Docker 20.10), so it is only evidence.
-        let facts = init_facts(
-            spec,
-            if out.exit_code == 0 { 0 } else { -1 },
-            &out.output_tail,
-            &out.output_blake3,
-        );
-        if facts.marker_seen {
-            Ok((
-                Finding::Done(Box::new(StepFacts::DockerInit(facts))),
-                format!("{log} ends with the success marker{waited_note}"),
-            ))
-        } else {
-            Ok((
-                Finding::Failed {
-                    error: format!(
-                        "docker_init.sh was interrupted or failed: {log} has no success marker; it must not be re-run blindly, roll back with `oms-upgrade rollback`"
-                    ),
-                    retryable: false,
-                },
-                format!("{log} without the success marker{waited_note}"),
-            ))
+        if out.exit_code != 0 {
+            return Err(format!(
+                "listing {} exited {}: {}",
+                spec.log_dir,
+                out.exit_code,
+                out.output_tail.trim()
+            ));
         }
+        // Only the output's tail is kept: a listing longer than that would hide files.
+        if out.output_bytes > crate::adapters::docker::EXEC_OUTPUT_TAIL_BYTES as u64 {
+            return Err(format!(
+                "the listing of {} is {} bytes, more than can be read whole",
+                spec.log_dir, out.output_bytes
+            ));
+        }
+        Ok(parse_init_listing(&out.output_tail))
     }
+}
+
+/// The log a run of `docker_init.sh` rewrites, in the emulator's plain naming.
+const PLAIN_INIT_LOG: &str = "docker_init.log";
+
+/// A container's clock ahead of ours by more than this makes every time comparison doubtful.
+const CLOCK_SLACK_SECS: i64 = 5;
+
+fn undecided(why: &str, evidence: String) -> (Finding, String) {
+    (
+        Finding::Undecided {
+            why: why.to_string(),
+        },
+        evidence,
+    )
+}
+
+/// One `docker_init*` file in the logs folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct InitLogEntry {
+    name: String,
+    /// Modification and status-change times (seconds since the epoch); `None`: unreadable.
+    times: Option<(i64, i64)>,
+}
+
+impl InitLogEntry {
+    /// The later of its modification and status-change times: a rename (a rotation) moves
+    /// the status-change time, not the modification time.
+    fn changed(&self) -> Option<i64> {
+        self.times.map(|(m, c)| m.max(c))
+    }
+}
+
+/// Parses `<mtime> <ctime> <name>` lines (`? ? <name>` for one that could not be read).
+fn parse_init_listing(text: &str) -> Vec<InitLogEntry> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let mut parts = l.splitn(3, ' ');
+            let m = parts.next().and_then(|v| v.parse::<i64>().ok());
+            let c = parts.next().and_then(|v| v.parse::<i64>().ok());
+            let name = parts.next().unwrap_or(l).to_string();
+            InitLogEntry {
+                name,
+                times: m.zip(c),
+            }
+        })
+        .collect()
+}
+
+/// What the `docker_init*` files say about an interrupted attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum LogJudgement {
+    /// Nothing of the family changed since the intent: the script never started.
+    NeverStarted,
+    /// The plain log changed since the intent: its content decides.
+    ReadPlain,
+    /// Neither can be proven.
+    Doubt(String),
+}
+
+/// Judges the listing against the intent time (`now` and whether a session of the init
+/// command was seen are the other evidence). A time in the intent's own second counts as
+/// after it: a tie proves nothing.
+fn judge_init_logs(
+    listing: &[InitLogEntry],
+    intent_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+    session_seen: bool,
+) -> LogJudgement {
+    let since = intent_at.timestamp();
+    if let Some(e) = listing.iter().find(|e| e.times.is_none()) {
+        return LogJudgement::Doubt(format!("the time of {} could not be read", e.name));
+    }
+    if let Some(e) = listing.iter().find(|e| {
+        e.changed()
+            .is_some_and(|t| t > now.timestamp() + CLOCK_SLACK_SECS)
+    }) {
+        return LogJudgement::Doubt(format!(
+            "{} is dated after now ({}): the container's clock and this host's disagree, so no time can be compared",
+            e.name,
+            now.to_rfc3339()
+        ));
+    }
+    let after: Vec<&InitLogEntry> = listing
+        .iter()
+        .filter(|e| e.changed().is_some_and(|t| t >= since))
+        .collect();
+    if after.is_empty() {
+        return if session_seen {
+            LogJudgement::Doubt(
+                "a session of docker_init.sh ran after the intent, yet no docker_init log changed"
+                    .into(),
+            )
+        } else {
+            LogJudgement::NeverStarted
+        };
+    }
+    if after.iter().any(|e| e.name == PLAIN_INIT_LOG) {
+        return LogJudgement::ReadPlain;
+    }
+    let names: Vec<&str> = after.iter().map(|e| e.name.as_str()).collect();
+    LogJudgement::Doubt(format!(
+        "{} changed since the intent: docker_init.sh started, and which run a rotated log belongs to (this attempt's, an earlier one moved aside, one started by hand) and whether it completed cannot be proven from its name and times",
+        names.join(", ")
+    ))
+}
+
+/// The listing for the evidence: each name, when it last changed, before or after the intent.
+fn describe_logs(listing: &[InitLogEntry], intent_at: DateTime<Utc>) -> String {
+    if listing.is_empty() {
+        return "no docker_init log".into();
+    }
+    listing
+        .iter()
+        .map(|e| match e.changed() {
+            Some(t) => format!(
+                "{} (changed {}, {})",
+                e.name,
+                DateTime::from_timestamp(t, 0)
+                    .map(|d| d.to_rfc3339())
+                    .unwrap_or_else(|| t.to_string()),
+                if t >= intent_at.timestamp() {
+                    "since the intent"
+                } else {
+                    "before the intent"
+                }
+            ),
+            None => format!("{} (time unreadable)", e.name),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
@@ -356,33 +557,6 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
             watched = still;
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-    }
-
-    /// When `log` was last modified inside the init container (`None`: it does not exist).
-    async fn log_written_at(
-        &self,
-        spec: &InitSpec,
-        log: &str,
-    ) -> Result<Option<DateTime<Utc>>, String> {
-        let out = self
-            .ad
-            .docker
-            .exec(
-                &spec.container,
-                sh(&format!("stat -c %y {log} 2>/dev/null || echo absent")),
-                vec![],
-                Some(Duration::from_secs(30)),
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        let text = out.output_tail.trim();
-        if text == "absent" || text.is_empty() {
-            return Ok(None);
-        }
-        // `2024-11-25 11:44:42.671125488 +0000` (GNU and busybox stat alike).
-        DateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f %z")
-            .map(|t| Some(t.with_timezone(&Utc)))
-            .map_err(|e| format!("cannot read the time of {log} from `{text}`: {e}"))
     }
 }
 
@@ -443,4 +617,109 @@ fn short(id: &str) -> &str {
 
 fn sh(script: &str) -> Vec<String> {
     vec!["sh".into(), "-c".into(), script.into()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(secs, 500_000_000).unwrap()
+    }
+
+    fn entry(name: &str, m: i64, c: i64) -> InitLogEntry {
+        InitLogEntry {
+            name: name.into(),
+            times: Some((m, c)),
+        }
+    }
+
+    #[test]
+    fn the_listing_is_parsed_with_unreadable_entries_kept() {
+        let l = parse_init_listing(
+            "1700000000 1700000005 docker_init.log.2026-01-04.10:42:11\n? ? docker_init odd name\n",
+        );
+        assert_eq!(
+            l,
+            vec![
+                entry(
+                    "docker_init.log.2026-01-04.10:42:11",
+                    1_700_000_000,
+                    1_700_000_005
+                ),
+                InitLogEntry {
+                    name: "docker_init odd name".into(),
+                    times: None
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn only_an_untouched_family_proves_never_started() {
+        let intent = at(1000);
+        let now = at(1100);
+        let old = [
+            entry("docker_init.log", 900, 900),
+            entry("docker_init.log.x", 800, 800),
+        ];
+        assert_eq!(
+            judge_init_logs(&old, intent, now, false),
+            LogJudgement::NeverStarted
+        );
+        assert_eq!(
+            judge_init_logs(&[], intent, now, false),
+            LogJudgement::NeverStarted
+        );
+        // A session ran, yet nothing was logged: not a proof of anything.
+        assert!(matches!(
+            judge_init_logs(&old, intent, now, true),
+            LogJudgement::Doubt(_)
+        ));
+        let unreadable = InitLogEntry {
+            name: "docker_init.log".into(),
+            times: None,
+        };
+        let doubts: [(&str, Vec<InitLogEntry>, &str); 5] = [
+            (
+                "a rotated log written since the intent, whatever it says",
+                vec![
+                    entry("docker_init.log", 900, 900),
+                    entry("docker_init.log.2026-01-04.10:42:11", 1010, 1010),
+                ],
+                "docker_init.log.2026-01-04.10:42:11",
+            ),
+            (
+                "moved aside since the intent: the status-change time says so",
+                vec![entry("docker_init.log.1", 900, 1001)],
+                "docker_init.log.1",
+            ),
+            (
+                "the intent's own second is not before it",
+                vec![entry("docker_init.log.1", 1000, 1000)],
+                "docker_init.log.1",
+            ),
+            ("an unreadable time", vec![unreadable], "could not be read"),
+            (
+                "a clock ahead of ours",
+                vec![entry("docker_init.log.9", 5000, 5000)],
+                "clock",
+            ),
+        ];
+        for (case, listing, said) in doubts {
+            match judge_init_logs(&listing, intent, now, false) {
+                LogJudgement::Doubt(w) => assert!(w.contains(said), "{case}: {w}"),
+                other => panic!("{case}: {other:?}"),
+            }
+        }
+        // The plain log rewritten since the intent: its content decides.
+        let plain = [
+            entry("docker_init.log", 1050, 1050),
+            entry("docker_init_20260104104211.log", 1050, 1050),
+        ];
+        assert_eq!(
+            judge_init_logs(&plain, intent, now, false),
+            LogJudgement::ReadPlain
+        );
+    }
 }

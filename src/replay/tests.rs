@@ -833,3 +833,189 @@ fn create_new_must_run_the_planned_image_id() {
     assert!(e.to_string().contains("sha256:other"), "{e}");
     s.done(StepKey::CreateNewContainer).unwrap();
 }
+
+// ---- issue 12.1: an undecided step and the operator's decision -------------------------
+
+/// A run whose `docker-init` was reconciled as undecided; returns the reconciled seq.
+fn undecided_init() -> (Sim, u64) {
+    let mut s = Sim::planned(plan());
+    s.run_until(StepKey::RunDockerInit);
+    s.intent(StepKey::RunDockerInit).unwrap();
+    s.push(Event::StepReconciled {
+        key: StepKey::RunDockerInit,
+        finding: Finding::Undecided {
+            why: "docker_init.log.2026-01-04.10:42:11 changed since the intent".into(),
+        },
+        evidence: "intent at ...; /home/admin/logs: docker_init.log.2026-01-04.10:42:11".into(),
+    })
+    .unwrap();
+    let seq = s.state.last_seq().unwrap();
+    (s, seq)
+}
+
+fn decision(key: StepKey, resolution: Resolution, seq: u64) -> Event {
+    Event::StepResolved(StepResolved {
+        key,
+        resolution,
+        reason: "read the log by hand".into(),
+        by: "alice".into(),
+        reconciled_seq: seq,
+    })
+}
+
+#[test]
+fn an_undecided_step_blocks_with_the_resolve_command_and_never_runs() {
+    let (s, seq) = undecided_init();
+    assert_eq!(s.state.in_doubt(), None);
+    assert_eq!(
+        s.state.status(StepKey::RunDockerInit),
+        StepStatus::Undecided
+    );
+    assert!(s.state.permitted().is_empty());
+    assert!(!s.state.may_start_new_again(StepKey::StartNewContainer));
+    let w = s.state.awaiting_decision().unwrap();
+    assert_eq!((w.key, w.reconciled_seq), (StepKey::RunDockerInit, seq));
+    match s.state.next() {
+        Next::Blocked { reason } => {
+            assert!(
+                reason.contains("oms-upgrade resolve docker-init --as done|not-done --reason"),
+                "{reason}"
+            );
+            assert!(
+                reason.contains("docker_init.log.2026-01-04.10:42:11"),
+                "{reason}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // No intent for it (nor for anything else) without a decision.
+    let run = s.run_id();
+    assert!(matches!(
+        s.state.check(
+            run,
+            &Event::StepIntent {
+                key: StepKey::RunDockerInit
+            }
+        ),
+        Err(Rejection::NotPermitted { .. })
+    ));
+    // A rollback stays possible.
+    assert!(s.state.can_rollback());
+}
+
+#[test]
+fn a_decision_done_goes_on_and_not_done_performs_the_step() {
+    let (mut s, seq) = undecided_init();
+    s.push(decision(StepKey::RunDockerInit, Resolution::Done, seq))
+        .unwrap();
+    assert_eq!(s.state.status(StepKey::RunDockerInit), StepStatus::Done);
+    assert_eq!(s.state.awaiting_decision(), None);
+    assert_eq!(keys(&s.state.permitted()), [StepKey::ConfirmHealth]);
+    assert_eq!(s.state.resolutions().len(), 1);
+    assert_eq!(s.state.resolutions()[0].operator, "alice");
+    s.run_all();
+    assert_eq!(s.state.phase(), Phase::Completed);
+    let intents = s
+        .state
+        .attempts()
+        .iter()
+        .filter(|a| a.key == StepKey::RunDockerInit)
+        .count();
+    assert_eq!(intents, 1, "decided done: never performed again");
+    assert_eq!(replay(&s.events).unwrap(), s.state);
+
+    let (mut s, seq) = undecided_init();
+    s.push(decision(StepKey::RunDockerInit, Resolution::NotDone, seq))
+        .unwrap();
+    assert_eq!(s.state.status(StepKey::RunDockerInit), StepStatus::Pending);
+    match s.state.next() {
+        Next::Run { step, retry } => {
+            assert_eq!(step.key(), StepKey::RunDockerInit);
+            assert!(!retry);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(replay(&s.events).unwrap(), s.state);
+}
+
+#[test]
+fn a_decision_is_refused_unless_the_step_awaits_one() {
+    let run_id = |s: &Sim| s.run_id();
+    // Nothing awaits a decision: a fresh run, a step in doubt, a finished run.
+    let mut s = Sim::planned(plan());
+    let r = s.state.check(
+        run_id(&s),
+        &decision(StepKey::RunDockerInit, Resolution::Done, 1),
+    );
+    assert!(
+        matches!(&r, Err(Rejection::NotAwaitingDecision { reason, .. }) if reason.contains("next step is disable-ha")),
+        "{r:?}"
+    );
+    s.run_until(StepKey::RunDockerInit);
+    s.intent(StepKey::RunDockerInit).unwrap();
+    let r = s.state.check(
+        run_id(&s),
+        &decision(StepKey::RunDockerInit, Resolution::Done, 1),
+    );
+    assert!(
+        matches!(&r, Err(Rejection::NotAwaitingDecision { reason, .. }) if reason.contains("has not been checked")),
+        "{r:?}"
+    );
+    let (mut s, seq) = undecided_init();
+    // Another step, another evidence record, no reason, nobody.
+    for (event, what) in [
+        (
+            decision(StepKey::ConfirmHealth, Resolution::Done, seq),
+            "awaiting a decision is docker-init",
+        ),
+        (
+            decision(StepKey::RunDockerInit, Resolution::Done, seq - 1),
+            "evidence is record",
+        ),
+    ] {
+        let r = s.state.check(run_id(&s), &event);
+        assert!(
+            matches!(&r, Err(Rejection::NotAwaitingDecision { reason, .. }) if reason.contains(what)),
+            "{r:?}"
+        );
+    }
+    for (reason, by) in [("  ", "alice"), ("ok", "")] {
+        let r = s.state.check(
+            run_id(&s),
+            &Event::StepResolved(StepResolved {
+                key: StepKey::RunDockerInit,
+                resolution: Resolution::Done,
+                reason: reason.into(),
+                by: by.into(),
+                reconciled_seq: seq,
+            }),
+        );
+        assert!(matches!(r, Err(Rejection::BadResolution { .. })), "{r:?}");
+    }
+    // Decided once: a second decision is refused.
+    s.push(decision(StepKey::RunDockerInit, Resolution::Done, seq))
+        .unwrap();
+    assert!(matches!(
+        s.push(decision(StepKey::RunDockerInit, Resolution::Done, seq)),
+        Err(Rejection::NotAwaitingDecision { .. })
+    ));
+    s.run_all();
+    let r = s.state.check(
+        run_id(&s),
+        &decision(StepKey::RunDockerInit, Resolution::NotDone, seq),
+    );
+    assert!(
+        matches!(&r, Err(Rejection::NotAwaitingDecision { reason, .. }) if reason.contains("the run is over")),
+        "{r:?}"
+    );
+    // After a rollback is requested the upgrade's step no longer awaits a decision.
+    let (mut s, seq) = undecided_init();
+    s.rollback().unwrap();
+    assert!(matches!(
+        s.state.check(
+            run_id(&s),
+            &decision(StepKey::RunDockerInit, Resolution::Done, seq)
+        ),
+        Err(Rejection::NotAwaitingDecision { .. })
+    ));
+}

@@ -47,7 +47,7 @@ code, .mono { font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, mono
 pre { background:#f0f2f4; border-radius:6px; padding:8px 10px; overflow-x:auto; font-size:12.5px; margin: 4px 0; }
 .res-done { color: var(--ok); font-weight: 600; }
 .res-failed, .res-reconciled_failed { color: var(--bad); font-weight: 600; }
-.res-in_doubt { color: var(--warn); font-weight: 600; }
+.res-in_doubt, .res-reconciled_undecided { color: var(--warn); font-weight: 600; }
 .res-reconciled_done, .res-reconciled_not_done { color: #0d47a1; font-weight: 600; }
 .mark { display:inline-block; background:#263238; color:#fff; border-radius:3px; padding:0 5px;
         font-size:11px; font-weight:700; }
@@ -231,7 +231,7 @@ fn bar_color(s: &StepRow) -> &'static str {
         StepResult::Failed | StepResult::ReconciledFailed => "#c62828",
         StepResult::ReconciledDone => "#1565c0",
         StepResult::ReconciledNotDone => "#9e9e9e",
-        StepResult::InDoubt => "#f9a825",
+        StepResult::InDoubt | StepResult::ReconciledUndecided => "#f9a825",
     }
 }
 

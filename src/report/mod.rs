@@ -237,6 +237,9 @@ pub enum StepResult {
     ReconciledFailed,
     /// Intent recorded, no outcome yet.
     InDoubt,
+    /// In doubt after a crash; reality could not settle it, an operator decides
+    /// (issue 12.1; the decision is a `step.resolved` record).
+    ReconciledUndecided,
 }
 
 impl StepResult {
@@ -249,6 +252,7 @@ impl StepResult {
             StepResult::ReconciledNotDone => "not done (reconciled)",
             StepResult::ReconciledFailed => "failed (reconciled)",
             StepResult::InDoubt => "in doubt",
+            StepResult::ReconciledUndecided => "undecided (reconciled; operator decision)",
         }
     }
 
@@ -261,6 +265,7 @@ impl StepResult {
                 Finding::Done(_) => StepResult::ReconciledDone,
                 Finding::NotDone => StepResult::ReconciledNotDone,
                 Finding::Failed { .. } => StepResult::ReconciledFailed,
+                Finding::Undecided { .. } => StepResult::ReconciledUndecided,
             },
         }
     }
@@ -985,6 +990,9 @@ fn step_row(a: &Attempt, who: &BTreeMap<u64, (&str, &str)>) -> StepRow {
             Finding::Done(f) => format!("{}; found by inspecting {evidence}", text::facts(f)),
             Finding::NotDone => format!("had not happened; found by inspecting {evidence}"),
             Finding::Failed { error, .. } => format!("{error}; found by inspecting {evidence}"),
+            Finding::Undecided { why } => {
+                format!("undecided: {why}; found by inspecting {evidence}")
+            }
         },
     };
     let host = who.get(&a.intent_seq).map(|w| w.1).unwrap_or_default();
@@ -1349,6 +1357,20 @@ fn attestations(state: &State) -> Vec<AttestationRow> {
             });
         }
     }
+    // An operator's decision about an undecided step (issue 12.1) is an attestation too.
+    rows.extend(state.resolutions().iter().map(|r| AttestationRow {
+        seq: r.seq,
+        at: r.at,
+        operator: r.operator.clone(),
+        source: crate::events::types::STEP_RESOLVED.into(),
+        by: r.body.by.clone(),
+        statement: format!(
+            "decided {}: {} (answers the evidence of record {})",
+            r.body.resolution, r.body.reason, r.body.reconciled_seq
+        ),
+        step: Some(r.body.key),
+        observed_at: None,
+    }));
     rows.sort_by_key(|r| r.seq);
     rows
 }

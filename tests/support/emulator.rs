@@ -273,6 +273,33 @@ impl OmsHost {
         set_marker(&self.logs.join(".emu-init-exec"), on);
     }
 
+    /// Makes `docker_init.sh` log only to a rotated `docker_init.log.<YYYY-MM-DD.HH:MM:SS>`
+    /// (the name a real node uses), or to the plain `docker_init.log` again.
+    pub fn set_init_log_rotated(&self, on: bool) {
+        set_marker(&self.logs.join(".emu-init-log-rotated"), on);
+    }
+
+    /// The names of the `docker_init*` log files in the logs folder, sorted.
+    pub fn docker_init_log_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&self.logs)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with("docker_init"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// The working folder the last `docker_init.sh` ran in, as the emulator recorded it.
+    pub fn docker_init_cwd(&self) -> Option<String> {
+        std::fs::read_to_string(self.run.join("docker_init.cwd"))
+            .ok()
+            .map(|s| s.trim().to_string())
+    }
+
     /// Makes `docker_init.sh` pause `ms` after each schema change (`0`: no pause).
     pub fn set_init_step_delay(&self, ms: u64) {
         let path = self.logs.join(".emu-init-step-delay-ms");

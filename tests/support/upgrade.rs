@@ -464,6 +464,8 @@ pub struct Tally {
     pub reconciled_not_done: u32,
     /// `step.failed` or reconciled as failed.
     pub failed: u32,
+    /// Reconciled as undecided (an operator's decision needed, issue 12.1).
+    pub undecided: u32,
 }
 
 /// Per step key: its attempts.
@@ -478,6 +480,7 @@ pub fn tally(state: &State) -> BTreeMap<String, Tally> {
                 Finding::Done(_) => t.reconciled_done += 1,
                 Finding::NotDone => t.reconciled_not_done += 1,
                 Finding::Failed { .. } => t.failed += 1,
+                Finding::Undecided { .. } => t.undecided += 1,
             },
             Some(Outcome::Failed { .. }) => t.failed += 1,
             None => panic!("step {} is still in doubt", a.key),
