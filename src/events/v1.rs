@@ -1390,6 +1390,10 @@ impl From<&PlanExt> for PlanExtV1 {
                 restart_policy: c.restart_policy.clone(),
                 restart_max_retries: c.restart_max_retries,
             }),
+        }
+    }
+}
+
 impl From<Resolution> for ResolutionV1 {
     fn from(r: Resolution) -> Self {
         match r {
@@ -1424,6 +1428,10 @@ impl From<PlanExtV1> for PlanExt {
                 restart_policy: c.restart_policy,
                 restart_max_retries: c.restart_max_retries,
             }),
+        }
+    }
+}
+
 impl From<ResolutionV1> for Resolution {
     fn from(r: ResolutionV1) -> Self {
         match r {
