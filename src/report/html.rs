@@ -183,9 +183,9 @@ fn cards(o: &mut String, r: &Report) {
     }
     match &r.ha.refetch {
         Some(d) => {
-            let v = match d.interval_minutes {
-                Some(i) => format!("{i} min"),
-                None => "perceive checkpoint".into(),
+            let v = match (d.perceive_checkpoint, d.interval_minutes) {
+                (None, Some(i)) => format!("{i} min"),
+                _ => "perceive checkpoint".into(),
             };
             card(
                 o,
