@@ -140,7 +140,11 @@ mod tests {
             ("5.5.5-10.6.16-MariaDB", "MariaDB Server", F::MariaDb),
             ("8.0.36", "MySQL Community Server - GPL", F::MySql),
             ("8.0.35-27", "Percona Server (GPL), Release 27", F::MySql),
-            ("5.7.25-OceanBase_CE-v4.2.1.2", "OceanBase_CE 4.2.1.2 (r102000042023120514)", F::OceanBase),
+            (
+                "5.7.25-OceanBase_CE-v4.2.1.2",
+                "OceanBase_CE 4.2.1.2 (r102000042023120514)",
+                F::OceanBase,
+            ),
             ("5.7.25-OceanBase-v4.2.1.0", "", F::OceanBase),
             // A MySQL version that OceanBase's proxy was told to report still says OceanBase.
             ("8.0.28-OceanBase_CE-v4.2.1.2", "", F::OceanBase),
@@ -181,8 +185,14 @@ mod tests {
         assert_eq!(heartbeat_batch_bound(21, 25, 10), Some(25));
         assert_eq!(heartbeat_batch_bound(25, 25, 10), None);
         // A gap is jumped over: the next batch starts at the oldest id left.
-        assert_eq!(heartbeat_batch_bound(1_000_000, 2_000_000, 10), Some(1_000_010));
-        assert_eq!(heartbeat_batch_bound(i64::MAX - 1, i64::MAX, 10), Some(i64::MAX));
+        assert_eq!(
+            heartbeat_batch_bound(1_000_000, 2_000_000, 10),
+            Some(1_000_010)
+        );
+        assert_eq!(
+            heartbeat_batch_bound(i64::MAX - 1, i64::MAX, 10),
+            Some(i64::MAX)
+        );
         assert_eq!(heartbeat_batch_bound(1, 5, 0), Some(2));
     }
 

@@ -1265,7 +1265,10 @@ mod tests {
                 .commands()
         };
         let maria = with(ServerFlavour::MariaDb);
-        assert!(!maria.iter().any(|l| l.contains("ob_query_timeout")), "{maria:?}");
+        assert!(
+            !maria.iter().any(|l| l.contains("ob_query_timeout")),
+            "{maria:?}"
+        );
         assert!(
             maria
                 .iter()
@@ -1299,7 +1302,10 @@ mod tests {
         };
         let stored = r#"{"enable":false,"perceiveStoreClientCheckpoint":false,"refetchStoreIntervalMin":90}"#;
         let w = spec.apply(stored, t0() + Duration::minutes(40)).unwrap();
-        let after = haconfig::HaConfig::parse(&w.json).unwrap().fields().unwrap();
+        let after = haconfig::HaConfig::parse(&w.json)
+            .unwrap()
+            .fields()
+            .unwrap();
         assert_eq!(after.perceive_checkpoint, Some(true));
         assert_eq!(
             after.refetch_interval_min,
@@ -1332,7 +1338,9 @@ mod tests {
         let decision = decision.unwrap();
         assert_eq!(edit.refetch_interval_min, Some(90));
         let stored = |n: u64| {
-            format!(r#"{{"enable":true,"perceiveStoreClientCheckpoint":false,"refetchStoreIntervalMin":{n}}}"#)
+            format!(
+                r#"{{"enable":true,"perceiveStoreClientCheckpoint":false,"refetchStoreIntervalMin":{n}}}"#
+            )
         };
         assert!(haconfig::meets(&stored(90), &edit).unwrap());
         assert!(haconfig::meets(&stored(120), &edit).unwrap());
@@ -1340,7 +1348,12 @@ mod tests {
         assert!(manual_instructions(&edit).contains("`90` or more"));
         let set = decision.operator_set(120).unwrap();
         assert_eq!(set.interval_minutes, Some(120));
-        assert!(set.reasoning.contains("operator set refetchStoreIntervalMin = 120"), "{}", set.reasoning);
+        assert!(
+            set.reasoning
+                .contains("operator set refetchStoreIntervalMin = 120"),
+            "{}",
+            set.reasoning
+        );
         assert!(decision.operator_set(89).is_none());
     }
 

@@ -595,8 +595,10 @@ impl MetaDb for MysqlMetaDb {
             .await
             .map_err(|e| self.classify(e, None))?;
         let (version, version_comment) = row.unwrap_or_default();
-        let (version, version_comment) =
-            (version.unwrap_or_default(), version_comment.unwrap_or_default());
+        let (version, version_comment) = (
+            version.unwrap_or_default(),
+            version_comment.unwrap_or_default(),
+        );
         Ok(ServerInfo {
             flavour: sqltext::server_flavour(&version, &version_comment),
             version,
@@ -777,8 +779,7 @@ impl MetaDb for MysqlMetaDb {
                 break;
             };
             let total = *total.get_or_insert_with(|| newest.saturating_sub(oldest).max(0) as u64);
-            let Some(bound) = sqltext::heartbeat_batch_bound(oldest, newest, out.batch_rows)
-            else {
+            let Some(bound) = sqltext::heartbeat_batch_bound(oldest, newest, out.batch_rows) else {
                 break;
             };
             c.exec_drop(sqltext::HEARTBEAT_PRUNE, (bound,))

@@ -489,7 +489,8 @@ pub enum StepFactsV1 {
         docker_finished_at: Option<i64>,
         exit_code: Option<i64>,
         already_stopped: bool,
-    },    /// issue 12.7: a batched heartbeat prune, with its batches and any warning (a missing
+    },
+    /// issue 12.7: a batched heartbeat prune, with its batches and any warning (a missing
     /// table); a prune without batches is stored as `HeartbeatPruned`, as before.
     HeartbeatPrunedInBatches {
         max_id: Option<i64>,

@@ -306,7 +306,11 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
         stopped.then_some(start)
     }
 
-    async fn stop(&mut self, spec: &StopSpec, key: events::StepKey) -> Result<StepFacts, StepError> {
+    async fn stop(
+        &mut self,
+        spec: &StopSpec,
+        key: events::StepKey,
+    ) -> Result<StepFacts, StepError> {
         let target = spec.id.as_deref().unwrap_or(&spec.name);
         if self
             .ad
@@ -333,12 +337,8 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
             .map_err(retry)?;
         // When the stop returned; Docker's own `FinishedAt` is kept beside it.
         let stopped_at = self.ad.clock.now();
-        let stop_requested_at = stop_requested_at(
-            requested_now,
-            earlier,
-            out.already_stopped,
-            out.finished_at,
-        );
+        let stop_requested_at =
+            stop_requested_at(requested_now, earlier, out.already_stopped, out.finished_at);
         let id = match &spec.id {
             Some(id) => id.clone(),
             None => self
@@ -1068,7 +1068,10 @@ mod tests {
     fn stop_request_instant_is_the_earliest_candidate() {
         use chrono::{Duration, TimeZone, Utc};
         let now = Utc.with_ymd_and_hms(2024, 5, 1, 4, 0, 0).unwrap();
-        assert_eq!(stop_requested_at(now, None, false, Some(now + Duration::seconds(90))), now);
+        assert_eq!(
+            stop_requested_at(now, None, false, Some(now + Duration::seconds(90))),
+            now
+        );
         let earlier = now - Duration::minutes(3);
         assert_eq!(stop_requested_at(now, Some(earlier), false, None), earlier);
         let finished = now - Duration::hours(1);
