@@ -154,7 +154,14 @@ fn cards(o: &mut String, r: &Report) {
             _ => "new container stopped",
         };
         match m {
-            Some(m) => card(o, id, &name, &time(m.at), what),
+            // Which instant it is: for a stop, the request, not when `docker stop` returned.
+            Some(m) => card(
+                o,
+                id,
+                &name,
+                &time(m.at),
+                &format!("{what}: when {}", m.instant),
+            ),
             None => card(o, id, &name, "-", what),
         }
     }
