@@ -401,14 +401,27 @@ pub struct HaEnabled {
 pub struct ContainerStopped {
     /// Container id.
     pub id: String,
-    /// T1 or T3: when the tool saw the container stopped.
+    /// When the tool saw the container stopped (its stop call returned). This was T1/T3 in
+    /// ledgers of earlier builds, which have no `stop_requested_at`.
     pub stopped_at: DateTime<Utc>,
+    /// T1 or T3: when the stop was requested (the container may be shutting down from
+    /// then on, up to the stop timeout before the stop call returns), so the downtime and
+    /// the refetch window are measured from here. See [`ContainerStopped::t`].
+    pub stop_requested_at: Option<DateTime<Utc>>,
     /// Docker's own `State.FinishedAt`.
     pub docker_finished_at: Option<DateTime<Utc>>,
     /// `State.ExitCode`.
     pub exit_code: Option<i64>,
     /// It was already stopped (e.g. found so on reconciliation).
     pub already_stopped: bool,
+}
+
+impl ContainerStopped {
+    /// T1 (old container) or T3 (new one): the instant the stop was requested, or, in
+    /// records of earlier builds that did not record it, when the stop was seen done.
+    pub fn t(&self) -> DateTime<Utc> {
+        self.stop_requested_at.unwrap_or(self.stopped_at)
+    }
 }
 
 /// The new container as created.
@@ -529,10 +542,16 @@ pub enum StepFacts {
     ContainerStopped(ContainerStopped),
     /// `prune-heartbeat`.
     HeartbeatPruned {
-        /// `max(id)` read first (`None`: empty table).
+        /// `max(id)` read first (`None`: empty or missing table).
         max_id: Option<i64>,
         /// Rows deleted below it.
         rows_deleted: u64,
+        /// DELETE statements run (`None` in ledgers of earlier builds: one unbatched DELETE).
+        batches: Option<u64>,
+        /// Most rows a statement deleted (`None` in ledgers of earlier builds).
+        batch_rows: Option<u64>,
+        /// What the step found wrong but did not stop for (e.g. no heartbeat table).
+        warning: Option<String>,
     },
     /// `dump-*`.
     DumpWritten(DumpArtifact),

@@ -240,6 +240,27 @@ impl HaConfig {
             })?)
     }
 
+    /// What an operator's edit by hand (manual HA mode) must reach: like
+    /// [`HaConfig::satisfies`], except that `refetchStoreIntervalMin` may be larger than
+    /// asked (a longer refetch window covers the downtime too) unless the edit also sets
+    /// `perceiveStoreClientCheckpoint=true`, where the default is asked for as it is.
+    pub fn meets(&self, edit: &HaEdit) -> Result<bool, HaConfigError> {
+        let exact = HaEdit {
+            refetch_interval_min: None,
+            ..*edit
+        };
+        if !self.satisfies(&exact)? {
+            return Ok(false);
+        }
+        Ok(match edit.refetch_interval_min {
+            None => true,
+            Some(n) if edit.perceive_checkpoint == Some(true) => {
+                self.refetch_interval_min()? == Some(n)
+            }
+            Some(n) => self.refetch_interval_min()?.is_some_and(|v| v >= n),
+        })
+    }
+
     /// The compact JSON text: stored keys in stored order with their raw values.
     pub fn to_json(&self) -> String {
         let mut out = String::from("{");
@@ -266,6 +287,12 @@ pub fn edit(json: &str, edit: &HaEdit) -> Result<String, HaConfigError> {
 /// True when the stored `json` already has every value `edit` sets.
 pub fn satisfies(json: &str, edit: &HaEdit) -> Result<bool, HaConfigError> {
     HaConfig::parse(json)?.satisfies(edit)
+}
+
+/// True when the stored `json` meets what an operator was asked to set by hand
+/// ([`HaConfig::meets`]).
+pub fn meets(json: &str, edit: &HaEdit) -> Result<bool, HaConfigError> {
+    HaConfig::parse(json)?.meets(edit)
 }
 
 /// Splits a top-level JSON object (already validated) into (key, raw key, raw value).

@@ -11,9 +11,17 @@
 //! interval = downtime + margin                          (default: half again, at least 30)
 //! ```
 //!
-//! so the FAQ's hour gives 60 + 30 = 90. Alternatively, by option, HA is told to
-//! `perceiveStoreClientCheckpoint=true`, and then T1/T2 do not matter and the interval is
-//! kept as it is. Either way the decision is recorded with its inputs and reasoning.
+//! so the FAQ's hour gives 60 + 30 = 90. The interval must exceed the downtime, so the
+//! smallest margin is at least one minute ([`RefetchPolicy::check`], applied when the plan
+//! is made, before anything is written). Alternatively, by option, HA is told to
+//! `perceiveStoreClientCheckpoint=true`, and then T1/T2 do not matter and
+//! `refetchStoreIntervalMin` is set to its default, [`DEFAULT_INTERVAL_MIN`] (the runbook:
+//! "如果您设置 `perceiveStoreClientCheckpoint` 为 `true`，则 `refetchStoreIntervalMin` 保持默认值即可",
+//! keep the default). Either way the decision is recorded with its inputs and reasoning.
+//!
+//! In manual HA mode the operator types the value into the console: any value at least the
+//! computed one is accepted ([`RefetchDecision::operator_set`]) and the decision then
+//! records what the operator set.
 //!
 //! Stores keep 24 h of data for sync projects and 120 h for migration projects: a refetch
 //! window longer than that cannot be served. The decision warns when the downtime reaches
@@ -21,6 +29,10 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+
+/// `refetchStoreIntervalMin`'s default in OMS (`ha.config` defaults; the brief), which the
+/// runbook says to keep when `perceiveStoreClientCheckpoint` is true.
+pub const DEFAULT_INTERVAL_MIN: u64 = 30;
 
 /// How the Store restart point is chosen after HA is re-enabled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -67,6 +79,29 @@ pub struct RefetchPolicy {
     pub warn_percent: u32,
 }
 
+impl RefetchPolicy {
+    /// Checks that the rule always gives an interval longer than the downtime, as the
+    /// runbook requires: with no smallest margin, a downtime of 0 minutes (or, with
+    /// `margin_percent` 0, any downtime) gives an interval equal to it, which the run would
+    /// find only when re-enabling HA, after the upgrade changed everything. The problem
+    /// names the command-line flags that set the fields.
+    pub fn check(&self) -> Result<(), String> {
+        if self.mode == RefetchMode::Interval && self.margin_min_minutes == 0 {
+            return Err(format!(
+                "--refetch-margin-min 0 (with --refetch-margin-percent {}) can give a                  refetchStoreIntervalMin equal to the downtime, and the runbook needs it larger:                  pass --refetch-margin-min 1 or more (default 30)",
+                self.margin_percent
+            ));
+        }
+        if self.warn_percent == 0 || self.warn_percent > 100 {
+            return Err(format!(
+                "the retention warning threshold {}% must be between 1 and 100",
+                self.warn_percent
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for RefetchPolicy {
     fn default() -> Self {
         RefetchPolicy {
@@ -106,7 +141,10 @@ pub struct RefetchDecision {
     pub downtime_minutes: u64,
     /// The margin added (0 in perceive mode).
     pub margin_minutes: u64,
-    /// `refetchStoreIntervalMin` to write; `None` in perceive mode (kept as it is).
+    /// `refetchStoreIntervalMin` to write: from the rule in interval mode, the default
+    /// ([`DEFAULT_INTERVAL_MIN`]) in perceive mode, or what the operator set in manual HA
+    /// mode (at least the rule's value). `None` in perceive mode in ledgers of earlier
+    /// builds, which kept the stored value.
     pub interval_minutes: Option<u64>,
     /// `perceiveStoreClientCheckpoint` to write; `None` in interval mode (kept as it is).
     pub perceive_checkpoint: Option<bool>,
@@ -123,11 +161,59 @@ impl RefetchDecision {
     /// observed T2 in manual HA mode, where the operator enables HA after the value was
     /// computed). Perceive mode covers any downtime.
     pub fn covers(&self, t1: DateTime<Utc>, t2: DateTime<Utc>) -> bool {
-        match self.interval_minutes {
-            Some(i) => i > downtime_minutes(t1, t2),
-            None => self.perceive_checkpoint == Some(true),
+        if self.perceive_checkpoint == Some(true) {
+            return true;
         }
+        self.interval_minutes
+            .is_some_and(|i| i > downtime_minutes(t1, t2))
     }
+
+    /// The decision after the operator set `refetchStoreIntervalMin` to `set` by hand
+    /// (manual HA mode), when `set` is at least the value decided: the value written is
+    /// theirs, and the reasoning and retention warning say so. `None` when `set` is
+    /// smaller than the decided value (not accepted), or in perceive mode, where the
+    /// default is asked for exactly.
+    pub fn operator_set(&self, set: u64) -> Option<RefetchDecision> {
+        let wanted = self.interval_minutes?;
+        if self.perceive_checkpoint.is_some() || set < wanted {
+            return None;
+        }
+        if set == wanted {
+            return Some(self.clone());
+        }
+        let mut d = decide(&self.policy, self.t1, self.t2);
+        d.interval_minutes = Some(set);
+        let (risk, warning) = retention_risk(&self.policy, d.downtime_minutes, Some(set));
+        d.risk = risk;
+        d.warning = warning;
+        d.reasoning = format!(
+            "{}; the operator set refetchStoreIntervalMin = {set} min in the console (at least \
+             the {wanted} min computed)",
+            self.reasoning
+                .split("; WARNING: ")
+                .next()
+                .unwrap_or(&self.reasoning)
+        );
+        if let Some(w) = &d.warning {
+            d.reasoning.push_str("; WARNING: ");
+            d.reasoning.push_str(w);
+        }
+        Some(d)
+    }
+}
+
+/// One line on the Store retention the policy measures against, for `plan`: how long the
+/// downtime may last before the warning, and the retention itself.
+pub fn retention_note(policy: &RefetchPolicy) -> String {
+    let retention_min = policy.retention.hours() * 60;
+    let warn = retention_min.saturating_mul(u64::from(policy.warn_percent)) / 100;
+    format!(
+        "Store retention: {} h ({:?} projects); a downtime (T1 to T2) of {} min or more is \
+         warned about, and past the retention the refetch window cannot be served",
+        policy.retention.hours(),
+        policy.retention,
+        warn
+    )
 }
 
 /// ceil((t2 - t1) in minutes), 0 when t2 <= t1 (a clock that went back).
@@ -148,13 +234,12 @@ pub fn margin_minutes(policy: &RefetchPolicy, downtime: u64) -> u64 {
 /// Decides the refetch settings for a downtime from `t1` to `t2`. Pure.
 pub fn decide(policy: &RefetchPolicy, t1: DateTime<Utc>, t2: DateTime<Utc>) -> RefetchDecision {
     let downtime = downtime_minutes(t1, t2);
-    let retention_min = policy.retention.hours() * 60;
     let (margin, interval, perceive) = match policy.mode {
         RefetchMode::Interval => {
             let m = margin_minutes(policy, downtime);
             (m, Some(downtime.saturating_add(m)), None)
         }
-        RefetchMode::PerceiveCheckpoint => (0, None, Some(true)),
+        RefetchMode::PerceiveCheckpoint => (0, Some(DEFAULT_INTERVAL_MIN), Some(true)),
     };
     let mut reasoning = match policy.mode {
         RefetchMode::Interval => format!(
@@ -173,14 +258,44 @@ pub fn decide(policy: &RefetchPolicy, t1: DateTime<Utc>, t2: DateTime<Utc>) -> R
         RefetchMode::PerceiveCheckpoint => format!(
             "perceiveStoreClientCheckpoint = true by option: HA restarts the Store from the \
              downstream checkpoints, so T1/T2 do not set the interval (downtime was {downtime} min); \
-             refetchStoreIntervalMin kept as it is"
+             refetchStoreIntervalMin = {DEFAULT_INTERVAL_MIN} min, its default, as the runbook says"
         ),
     };
     if t2 < t1 {
         reasoning.push_str("; T2 is before T1 (clock went back?), downtime taken as 0");
     }
+    // In perceive mode HA restarts from the checkpoints: the default interval written
+    // is no refetch window, so only the downtime is measured against the retention.
+    let window = interval.filter(|_| perceive.is_none());
+    let (risk, warning) = retention_risk(policy, downtime, window);
+    if let Some(w) = &warning {
+        reasoning.push_str("; WARNING: ");
+        reasoning.push_str(w);
+    }
+    RefetchDecision {
+        policy: *policy,
+        t1,
+        t2,
+        downtime_minutes: downtime,
+        margin_minutes: margin,
+        interval_minutes: interval,
+        perceive_checkpoint: perceive,
+        risk,
+        reasoning,
+        warning,
+    }
+}
+
+/// How close a downtime of `downtime` minutes, and a refetch window of `window` minutes,
+/// come to what the Store keeps, with the warning to show.
+fn retention_risk(
+    policy: &RefetchPolicy,
+    downtime: u64,
+    window: Option<u64>,
+) -> (RetentionRisk, Option<String>) {
+    let retention_min = policy.retention.hours() * 60;
     let warn_threshold = retention_min.saturating_mul(u64::from(policy.warn_percent)) / 100;
-    let (risk, warning) = if downtime >= retention_min {
+    if downtime >= retention_min {
         (
             RetentionRisk::Beyond,
             Some(format!(
@@ -190,13 +305,13 @@ pub fn decide(policy: &RefetchPolicy, t1: DateTime<Utc>, t2: DateTime<Utc>) -> R
                 policy.retention
             )),
         )
-    } else if interval.is_some_and(|i| i > retention_min) {
+    } else if window.is_some_and(|i| i > retention_min) {
         (
             RetentionRisk::Beyond,
             Some(format!(
                 "the refetch window of {} min is longer than the Store retention of {} h ({:?} \
                  projects): the part beyond the retention cannot be served",
-                interval.unwrap_or_default(),
+                window.unwrap_or_default(),
                 policy.retention.hours(),
                 policy.retention
             )),
@@ -214,22 +329,6 @@ pub fn decide(policy: &RefetchPolicy, t1: DateTime<Utc>, t2: DateTime<Utc>) -> R
         )
     } else {
         (RetentionRisk::None, None)
-    };
-    if let Some(w) = &warning {
-        reasoning.push_str("; WARNING: ");
-        reasoning.push_str(w);
-    }
-    RefetchDecision {
-        policy: *policy,
-        t1,
-        t2,
-        downtime_minutes: downtime,
-        margin_minutes: margin,
-        interval_minutes: interval,
-        perceive_checkpoint: perceive,
-        risk,
-        reasoning,
-        warning,
     }
 }
 
@@ -282,14 +381,17 @@ mod tests {
         assert_eq!(d.interval_minutes, Some(120));
     }
 
+    /// Perceive mode writes the default interval (the runbook: keep the default), which is
+    /// no refetch window: it covers any downtime and is not measured against the retention.
     #[test]
-    fn perceive_mode_keeps_the_interval() {
+    fn perceive_mode_sets_the_default_interval() {
         let p = RefetchPolicy {
             mode: RefetchMode::PerceiveCheckpoint,
             ..Default::default()
         };
         let d = decide(&p, at(4, 0, 0), at(5, 0, 0));
-        assert_eq!(d.interval_minutes, None);
+        assert_eq!(d.interval_minutes, Some(DEFAULT_INTERVAL_MIN));
+        assert_eq!(d.risk, RetentionRisk::None);
         assert_eq!(d.perceive_checkpoint, Some(true));
         assert!(d.covers(at(0, 0, 0), at(23, 0, 0)));
         assert!(d.reasoning.contains("perceiveStoreClientCheckpoint = true"));

@@ -1191,6 +1191,16 @@ impl State {
         &self.attempts
     }
 
+    /// The time of the first intent of `key` when it has more than one attempt (the
+    /// latest open or done), i.e. when an earlier attempt may already have acted: a stop
+    /// asked for by an attempt that then failed or was cut short may still have begun the
+    /// shutdown, so the downtime counts from there.
+    pub fn earlier_attempt_at(&self, key: StepKey) -> Option<DateTime<Utc>> {
+        let mut of_key = self.attempts.iter().filter(|a| a.key == key);
+        let first = of_key.next()?;
+        of_key.next().map(|_| first.intent_at)
+    }
+
     /// A step's latest status.
     pub fn status(&self, key: StepKey) -> StepStatus {
         self.status_of(key)
@@ -1282,12 +1292,13 @@ impl State {
 
     fn stopped_at(&self, key: StepKey) -> Option<DateTime<Utc>> {
         match self.facts(key) {
-            Some(StepFacts::ContainerStopped(c)) => Some(c.stopped_at),
+            Some(StepFacts::ContainerStopped(c)) => Some(c.t()),
             _ => None,
         }
     }
 
-    /// T1: the old container seen stopped.
+    /// T1: when the old container's stop was requested (earlier builds' ledgers: when it
+    /// was seen stopped); see [`crate::events::ContainerStopped::t`].
     pub fn t1(&self) -> Option<DateTime<Utc>> {
         self.stopped_at(StepKey::StopOldContainer)
     }
@@ -1297,7 +1308,7 @@ impl State {
         self.ha_enabled(StepKey::EnableHa).map(|h| h.enabled_at)
     }
 
-    /// T3: the new container stopped by the rollback.
+    /// T3: when the rollback requested the new container's stop.
     pub fn t3(&self) -> Option<DateTime<Utc>> {
         self.stopped_at(StepKey::StopNewContainer)
     }
@@ -1400,6 +1411,24 @@ impl State {
         self.ha_enabled(StepKey::RollbackEnableHa)
             .or_else(|| self.ha_enabled(StepKey::EnableHa))
             .and_then(|h| h.refetch.as_ref())
+    }
+
+    /// The Store retention warning to show now: the recorded refetch decision's, or, while
+    /// the downtime lasts, what the decision would say if HA were re-enabled at `now`
+    /// (so an operator sees it coming, not only in the report afterwards). Pure: `now` is
+    /// a value.
+    pub fn retention_warning(&self, now: DateTime<Utc>) -> Option<String> {
+        if let Some(d) = self.refetch_decision() {
+            return d.warning.clone();
+        }
+        let plan = self.plan()?;
+        let start = self.downtime_start()?;
+        if self.downtime_end().is_some() {
+            return None;
+        }
+        crate::refetch::decide(&plan.refetch, start, now)
+            .warning
+            .map(|w| format!("{w} (downtime so far, still running)"))
     }
 
     /// The recorded dump of one database.

@@ -31,13 +31,88 @@ pub const START_TRANSACTION: &str = "START TRANSACTION";
 /// Ends it.
 pub const COMMIT: &str = "COMMIT";
 
-/// The newest heartbeat id (in the cm_hb database).
+/// Whether the heartbeat table exists; the parameter is the cm_hb database. A missing
+/// table is a warning to record, not a stop (the step runs after T1).
+pub const HEARTBEAT_TABLE_EXISTS: &str = "SELECT COUNT(*) FROM information_schema.TABLES \
+     WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 'heatbeat_sequence'";
+
+/// The newest heartbeat id (in the cm_hb database): the one row the prune keeps.
 pub const HEARTBEAT_MAX_ID: &str = "SELECT MAX(id) FROM heatbeat_sequence";
 
-/// Deletes every heartbeat below the one parameter (the id read by [`HEARTBEAT_MAX_ID`]).
-/// Two statements rather than a subquery: MySQL 8 refuses a subquery on the DELETE's own
-/// table (error 1093).
+/// The oldest heartbeat id still there: where the next batch starts.
+pub const HEARTBEAT_MIN_ID: &str = "SELECT MIN(id) FROM heatbeat_sequence";
+
+/// Deletes every heartbeat below the one parameter. The runbook's one statement
+/// (`... where id < (select max(id) ...)`) is split: MySQL 8 refuses a subquery on the
+/// DELETE's own table (error 1093), so `max(id)` is read first; and the delete runs in
+/// batches ([`heartbeat_batch_bound`]), each bounded to a range of ids, because
+/// OceanBase kills a statement past `ob_query_timeout` and a transaction past
+/// `ob_trx_timeout`, and one DELETE of millions of rows holds its locks and undo until it
+/// ends on every flavour. Ranges rather than `DELETE ... LIMIT`: plain comparisons mean the
+/// same on MariaDB, MySQL and OceanBase, so the statements have no flavour difference.
 pub const HEARTBEAT_PRUNE: &str = "DELETE FROM heatbeat_sequence WHERE id < ?";
+
+/// Rows a batch of the heartbeat prune deletes at most (ids are the table's increasing
+/// integer key, so a range of this many ids holds at most this many rows).
+pub const HEARTBEAT_BATCH_ROWS: u64 = 10_000;
+
+/// The bound of the next batch: delete below `min(oldest + batch_rows, newest)`, so one
+/// statement deletes at most `batch_rows` rows and never the newest one. `None` when no
+/// row below the newest is left. Gaps in the ids are skipped, since each batch starts at
+/// the oldest id still there.
+pub fn heartbeat_batch_bound(oldest: i64, newest: i64, batch_rows: u64) -> Option<i64> {
+    if oldest >= newest {
+        return None;
+    }
+    let step = i64::try_from(batch_rows.max(1)).unwrap_or(i64::MAX);
+    Some(oldest.saturating_add(step).min(newest))
+}
+
+/// The kind of server, as it describes itself.
+pub use crate::events::ServerFlavour;
+
+/// Reads what the server says it is: `VERSION()` and `@@version_comment`.
+pub const SERVER_IDENTITY: &str = "SELECT VERSION(), @@version_comment";
+
+/// The flavour from `VERSION()` and `@@version_comment`. OceanBase's MySQL mode reports a
+/// MySQL-like version with its own name after it (`5.7.25-OceanBase_CE-v4.2.1.2`; its docs'
+/// `VERSION()` page shows `5.7.25-OceanBase ...`, and obclient greets with the comment
+/// `OceanBase_CE 4.3.0.1 (r...)`), so it is looked for first; MariaDB names itself in its
+/// version (`10.11.6-MariaDB-0+deb12u1`); MySQL in its comment (`MySQL Community Server -
+/// GPL`; Percona Server is MySQL).
+pub fn server_flavour(version: &str, version_comment: &str) -> ServerFlavour {
+    let both = format!("{version} {version_comment}").to_ascii_lowercase();
+    if both.contains("oceanbase") {
+        ServerFlavour::OceanBase
+    } else if both.contains("mariadb") {
+        ServerFlavour::MariaDb
+    } else if both.contains("mysql") || both.contains("percona") {
+        ServerFlavour::MySql
+    } else {
+        ServerFlavour::Other
+    }
+}
+
+/// OceanBase's session timeouts set before long work, in microseconds (one hour): it kills
+/// a statement past `ob_query_timeout` (10 s by default) and a transaction past
+/// `ob_trx_timeout` (100 s by default), with error 4012. Source: OceanBase's own docs,
+/// `docs/docs-cn/7.developer-guide-1/2.connect-to-the-oceanbase-database/6.query-table-data/9.about-query-timeout-design.md`
+/// in the oceanbase/oceanbase repository (`set session ob_query_timeout=...`, in
+/// microseconds), and the timeout article of OceanBase's docs on `ob_trx_timeout`.
+pub const OCEANBASE_SESSION_TIMEOUT_US: u64 = 3_600_000_000;
+
+/// Statements that prepare a session for long work on `flavour`: the one place a flavour
+/// changes what is sent. Only OceanBase needs any (its timeouts above); MariaDB and
+/// MySQL have no statement timeout by default.
+pub fn session_setup(flavour: ServerFlavour) -> Vec<String> {
+    match flavour {
+        ServerFlavour::OceanBase => vec![
+            format!("SET SESSION ob_query_timeout = {OCEANBASE_SESSION_TIMEOUT_US}"),
+            format!("SET SESSION ob_trx_timeout = {OCEANBASE_SESSION_TIMEOUT_US}"),
+        ],
+        ServerFlavour::MariaDb | ServerFlavour::MySql | ServerFlavour::Other => Vec::new(),
+    }
+}
 
 /// Drops `db` before a restore.
 pub fn drop_database(db: &str) -> String {
@@ -91,6 +166,70 @@ pub fn list_servers(cm_db: &str, with_group: bool, with_status: bool) -> String 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flavour_is_read_from_what_the_server_says() {
+        use ServerFlavour as F;
+        let cases = [
+            ("10.11.6-MariaDB-0+deb12u1", "Debian 12", F::MariaDb),
+            ("5.5.5-10.6.16-MariaDB", "MariaDB Server", F::MariaDb),
+            ("8.0.36", "MySQL Community Server - GPL", F::MySql),
+            ("8.0.35-27", "Percona Server (GPL), Release 27", F::MySql),
+            (
+                "5.7.25-OceanBase_CE-v4.2.1.2",
+                "OceanBase_CE 4.2.1.2 (r102000042023120514)",
+                F::OceanBase,
+            ),
+            ("5.7.25-OceanBase-v4.2.1.0", "", F::OceanBase),
+            // A MySQL version that OceanBase's proxy was told to report still says OceanBase.
+            ("8.0.28-OceanBase_CE-v4.2.1.2", "", F::OceanBase),
+            ("3.4.0", "TiDB Server", F::Other),
+        ];
+        for (v, c, want) in cases {
+            assert_eq!(server_flavour(v, c), want, "{v} / {c}");
+        }
+    }
+
+    #[test]
+    fn only_oceanbase_gets_session_timeouts() {
+        assert!(session_setup(ServerFlavour::MariaDb).is_empty());
+        assert!(session_setup(ServerFlavour::MySql).is_empty());
+        assert!(session_setup(ServerFlavour::Other).is_empty());
+        assert_eq!(
+            session_setup(ServerFlavour::OceanBase),
+            [
+                "SET SESSION ob_query_timeout = 3600000000",
+                "SET SESSION ob_trx_timeout = 3600000000"
+            ]
+        );
+    }
+
+    /// Every flavour gets the same prune statements: no subquery on the DELETE's own
+    /// table (MySQL 8's error 1093), no DELETE ... LIMIT, one bound parameter.
+    #[test]
+    fn prune_statements_suit_every_flavour() {
+        assert!(!HEARTBEAT_PRUNE.to_lowercase().contains("select"));
+        assert!(!HEARTBEAT_PRUNE.to_lowercase().contains("limit"));
+        assert_eq!(HEARTBEAT_PRUNE.matches('?').count(), 1);
+    }
+
+    #[test]
+    fn batches_are_bounded_and_keep_the_newest_row() {
+        assert_eq!(heartbeat_batch_bound(1, 25, 10), Some(11));
+        assert_eq!(heartbeat_batch_bound(11, 25, 10), Some(21));
+        assert_eq!(heartbeat_batch_bound(21, 25, 10), Some(25));
+        assert_eq!(heartbeat_batch_bound(25, 25, 10), None);
+        // A gap is jumped over: the next batch starts at the oldest id left.
+        assert_eq!(
+            heartbeat_batch_bound(1_000_000, 2_000_000, 10),
+            Some(1_000_010)
+        );
+        assert_eq!(
+            heartbeat_batch_bound(i64::MAX - 1, i64::MAX, 10),
+            Some(i64::MAX)
+        );
+        assert_eq!(heartbeat_batch_bound(1, 5, 0), Some(2));
+    }
 
     #[test]
     fn identifiers_are_quoted() {

@@ -227,6 +227,15 @@ pub struct ContainerRef {
     pub name: String,
 }
 
+/// A container to restart (`docker restart`): its stop part waits as long as a stop does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RestartSpec {
+    /// The container.
+    pub container: ContainerRef,
+    /// `docker restart --time`: the plan's stop timeout, the same as every stop's.
+    pub timeout_secs: u32,
+}
+
 /// `ha.config` switched off.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HaDisableSpec {
@@ -315,7 +324,17 @@ pub fn manual_instructions(edit: &HaEdit) -> String {
         parts.push(format!("set `{}` to `{b}`", haconfig::PERCEIVE_CHECKPOINT));
     }
     if let Some(n) = edit.refetch_interval_min {
-        parts.push(format!("set `{}` to `{n}`", haconfig::REFETCH_INTERVAL_MIN));
+        // A larger window is as good (a little more is refetched): any value at least
+        // this one is accepted (`refetch::RefetchDecision::operator_set`). In perceive
+        // mode the default is asked for as it is.
+        if edit.perceive_checkpoint == Some(true) {
+            parts.push(format!("set `{}` to `{n}`", haconfig::REFETCH_INTERVAL_MIN));
+        } else {
+            parts.push(format!(
+                "set `{}` to `{n}` or more",
+                haconfig::REFETCH_INTERVAL_MIN
+            ));
+        }
     }
     format!(
         "In the OMS console: System Management > System Parameters > `ha.config` > edit the value: {}; keep every other field as it is, then save.",
@@ -331,6 +350,11 @@ pub struct PruneSpec {
     pub database: String,
     /// `heatbeat_sequence`.
     pub table: String,
+    /// The metadata server's flavour as `init` recorded it (`None` in plans of earlier
+    /// builds: asked of the server when the step runs).
+    pub flavour: Option<crate::events::ServerFlavour>,
+    /// Most rows one DELETE removes (the default; `run --prune-batch-rows` may change it).
+    pub batch_rows: u64,
 }
 
 /// One database dump.
@@ -528,7 +552,7 @@ pub enum Step {
     /// See [`StepKey::Restore`].
     Restore(RestoreSpec),
     /// See [`StepKey::RestartOldContainer`] (`docker restart`).
-    RestartOldContainer(ContainerRef),
+    RestartOldContainer(RestartSpec),
     /// See [`StepKey::ConfirmOldHealth`].
     ConfirmOldHealth(HealthSpec),
     /// See [`StepKey::RollbackEnableHa`].
@@ -622,6 +646,8 @@ pub fn build(plan: &Plan, key: StepKey, ctx: &Context) -> Result<Step, BuildErro
         StepKey::PruneHeartbeat => Step::PruneHeartbeat(PruneSpec {
             database: plan.databases.cm_hb.clone(),
             table: HEARTBEAT_TABLE.into(),
+            flavour: plan.meta_server().map(|m| m.flavour),
+            batch_rows: crate::sqltext::HEARTBEAT_BATCH_ROWS,
         }),
         StepKey::Dump { db } => Step::Dump(DumpSpec {
             db,
@@ -704,9 +730,12 @@ pub fn build(plan: &Plan, key: StepKey, ctx: &Context) -> Result<Step, BuildErro
             database: plan.databases.get(db).to_string(),
             artifact: artifact(db)?,
         }),
-        StepKey::RestartOldContainer => Step::RestartOldContainer(ContainerRef {
-            id: old_id,
-            name: plan.new_name.clone(),
+        StepKey::RestartOldContainer => Step::RestartOldContainer(RestartSpec {
+            container: ContainerRef {
+                id: old_id,
+                name: plan.new_name.clone(),
+            },
+            timeout_secs: plan.stop_timeout_secs,
         }),
         StepKey::ConfirmOldHealth => Step::ConfirmOldHealth(old_health()),
         StepKey::RollbackEnableHa if ha_steps => Step::RollbackEnableHa(HaEnableSpec {
@@ -893,7 +922,9 @@ impl Step {
             }
             Step::RecreateDatabase(r) => format!("drop and recreate {}", r.database),
             Step::Restore(r) => format!("restore {} from {}", r.database, r.artifact.file),
-            Step::RestartOldContainer(c) => format!("restart the old container {}", c.name),
+            Step::RestartOldContainer(r) => {
+                format!("restart the old container {}", r.container.name)
+            }
             Step::ConfirmOldHealth(h) => format!("wait until {} says healthy", h.url),
             Step::RollbackEnableHa(_) => "enable HA with a refetch window since T1".into(),
             Step::RollbackComplete => "record the rollback complete".into(),
@@ -927,14 +958,14 @@ impl Step {
                 let e = HaEdit {
                     enable: Some(h.enable),
                     perceive_checkpoint: perceive.then_some(true),
-                    refetch_interval_min: None,
+                    refetch_interval_min: perceive.then_some(refetch::DEFAULT_INTERVAL_MIN),
                 };
                 let mut summary = edit_summary(&e);
                 let mut manual = manual_instructions(&e);
                 let note = if interval {
                     summary.push_str(", refetchStoreIntervalMin=<rule>");
                     manual.push_str(&format!(
-                        " Also set `refetchStoreIntervalMin` to the value printed at that moment: \
+                        " Also set `refetchStoreIntervalMin` to at least the value printed at that moment: \
                          ceil(minutes since T1) + max({}% of them, {} min).",
                         h.policy.margin_percent, h.policy.margin_min_minutes
                     ));
@@ -956,14 +987,34 @@ impl Step {
                     q(&s.name)
                 )]
             }
-            Step::PruneHeartbeat(p) => vec![
-                crate::sqltext::use_database(&p.database),
-                crate::sqltext::HEARTBEAT_MAX_ID.to_string(),
-                format!(
-                    "{}  -- ? = the max id read",
-                    crate::sqltext::HEARTBEAT_PRUNE
-                ),
-            ],
+            Step::PruneHeartbeat(p) => {
+                use crate::sqltext as sql;
+                let mut v = vec![sql::use_database(&p.database)];
+                match p.flavour {
+                    Some(f) => v.extend(sql::session_setup(f)),
+                    None => v.push(format!(
+                        "{}  -- on OceanBase, then: {}",
+                        sql::SERVER_IDENTITY,
+                        sql::session_setup(crate::events::ServerFlavour::OceanBase).join("; ")
+                    )),
+                }
+                v.push(format!(
+                    "{}  -- no such table: recorded as a warning, nothing deleted",
+                    sql::HEARTBEAT_TABLE_EXISTS
+                ));
+                v.push(sql::HEARTBEAT_MAX_ID.to_string());
+                v.push(format!(
+                    "{}  -- repeated while it finds a row below the max id",
+                    sql::HEARTBEAT_MIN_ID
+                ));
+                v.push(format!(
+                    "{}  -- ? = min(that id + {}, the max id): at most {} rows per statement",
+                    sql::HEARTBEAT_PRUNE,
+                    p.batch_rows,
+                    p.batch_rows
+                ));
+                v
+            }
             Step::Dump(d) => vec![format!(
                 "dump {} (single transaction, no triggers) to {}, fsync, check, rename to {}",
                 crate::sqltext::quote_ident(&d.database),
@@ -1058,7 +1109,11 @@ impl Step {
                     r.artifact.tables.len()
                 ),
             ],
-            Step::RestartOldContainer(c) => vec![format!("docker restart {}", q(&c.name))],
+            Step::RestartOldContainer(r) => vec![format!(
+                "docker restart --time {} {}",
+                r.timeout_secs,
+                q(&r.container.name)
+            )],
             Step::PreStopCheck(p) => {
                 let mut v = vec![format!(
                     "docker image inspect {}  -- must be {}",
@@ -1225,8 +1280,131 @@ mod tests {
             .unwrap()
             .commands();
         assert_eq!(c[0], "USE `oms_cm_hb`");
-        assert_eq!(c[1], "SELECT MAX(id) FROM heatbeat_sequence");
-        assert!(!c[2].to_lowercase().contains("select"));
+        assert!(c.contains(&"SELECT MAX(id) FROM heatbeat_sequence".to_string()));
+        let delete = c.iter().find(|l| l.starts_with("DELETE")).unwrap();
+        let (sql, _) = delete.split_once("  --").unwrap();
+        assert!(!sql.to_lowercase().contains("select"));
+    }
+
+    /// Regression (issue 12.7): the prune was one DELETE of every row; the plan now shows
+    /// the batch bound, and on OceanBase the session timeouts set first.
+    #[test]
+    fn prune_is_batched_and_prepares_oceanbase_sessions() {
+        use crate::events::{MetaServer, PlanExt, ServerFlavour};
+        let with = |flavour| {
+            let mut p = plan();
+            p.ext.retain(|e| !matches!(e, PlanExt::MetaServer(_)));
+            p.ext.push(PlanExt::MetaServer(MetaServer {
+                flavour,
+                version: "v".into(),
+            }));
+            build(&p, StepKey::PruneHeartbeat, &Context::default())
+                .unwrap()
+                .commands()
+        };
+        let maria = with(ServerFlavour::MariaDb);
+        assert!(
+            !maria.iter().any(|l| l.contains("ob_query_timeout")),
+            "{maria:?}"
+        );
+        assert!(
+            maria
+                .iter()
+                .any(|l| l.contains("at most 10000 rows per statement")),
+            "{maria:?}"
+        );
+        let ob = with(ServerFlavour::OceanBase);
+        assert_eq!(ob[1], "SET SESSION ob_query_timeout = 3600000000");
+        assert_eq!(ob[2], "SET SESSION ob_trx_timeout = 3600000000");
+        let Step::PruneHeartbeat(spec) =
+            build(&plan(), StepKey::PruneHeartbeat, &Context::default()).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(spec.batch_rows, crate::sqltext::HEARTBEAT_BATCH_ROWS);
+    }
+
+    /// Regression (issue 12.8): perceive mode kept whatever `refetchStoreIntervalMin` was
+    /// stored (e.g. 90 from an earlier upgrade); the runbook says to keep the default.
+    #[test]
+    fn perceive_mode_sets_the_default_interval() {
+        let mut p = plan();
+        p.refetch.mode = refetch::RefetchMode::PerceiveCheckpoint;
+        let ctx = Context {
+            downtime_start: Some(t0()),
+            ha_enable_before: Some(true),
+            ..Context::default()
+        };
+        let Step::EnableHa(spec) = build(&p, StepKey::EnableHa, &ctx).unwrap() else {
+            panic!()
+        };
+        let stored = r#"{"enable":false,"perceiveStoreClientCheckpoint":false,"refetchStoreIntervalMin":90}"#;
+        let w = spec.apply(stored, t0() + Duration::minutes(40)).unwrap();
+        let after = haconfig::HaConfig::parse(&w.json)
+            .unwrap()
+            .fields()
+            .unwrap();
+        assert_eq!(after.perceive_checkpoint, Some(true));
+        assert_eq!(
+            after.refetch_interval_min,
+            Some(refetch::DEFAULT_INTERVAL_MIN),
+            "{}",
+            w.json
+        );
+        let d = w.decision.unwrap();
+        assert!(d.covers(t0(), t0() + Duration::hours(5)));
+        assert!(d.reasoning.contains("default"), "{}", d.reasoning);
+    }
+
+    /// Regression (issue 12.8): manual HA mode waited for exactly the computed interval;
+    /// an operator who typed a larger one (safe: it covers the downtime too) was never
+    /// accepted. A smaller one still is not.
+    #[test]
+    fn manual_mode_accepts_a_larger_interval_and_records_it() {
+        let mut p = plan();
+        p.ha_mode = HaMode::Manual;
+        let ctx = Context {
+            downtime_start: Some(t0()),
+            ha_enable_before: Some(true),
+            ..Context::default()
+        };
+        let Step::EnableHa(spec) = build(&p, StepKey::EnableHa, &ctx).unwrap() else {
+            panic!()
+        };
+        let now = t0() + Duration::minutes(60);
+        let (edit, decision) = spec.edit_at(now);
+        let decision = decision.unwrap();
+        assert_eq!(edit.refetch_interval_min, Some(90));
+        let stored = |n: u64| {
+            format!(
+                r#"{{"enable":true,"perceiveStoreClientCheckpoint":false,"refetchStoreIntervalMin":{n}}}"#
+            )
+        };
+        assert!(haconfig::meets(&stored(90), &edit).unwrap());
+        assert!(haconfig::meets(&stored(120), &edit).unwrap());
+        assert!(!haconfig::meets(&stored(89), &edit).unwrap());
+        assert!(manual_instructions(&edit).contains("`90` or more"));
+        let set = decision.operator_set(120).unwrap();
+        assert_eq!(set.interval_minutes, Some(120));
+        assert!(
+            set.reasoning
+                .contains("operator set refetchStoreIntervalMin = 120"),
+            "{}",
+            set.reasoning
+        );
+        assert!(decision.operator_set(89).is_none());
+    }
+
+    /// Regression (issue 12.9): `plan` printed `docker restart NAME` while the executor
+    /// restarts with the plan's stop timeout.
+    #[test]
+    fn restart_line_shows_the_stop_timeout() {
+        let mut p = plan();
+        p.stop_timeout_secs = 75;
+        let c = build(&p, StepKey::RestartOldContainer, &Context::default())
+            .unwrap()
+            .commands();
+        assert_eq!(c, [format!("docker restart --time 75 {}", q(&p.new_name))]);
     }
 
     #[test]
@@ -1360,7 +1538,7 @@ mod tests {
             .commands();
         assert_eq!(c[0], crate::sqltext::use_database("hbdb`z"));
         assert_eq!(c[0], "USE `hbdb``z`");
-        assert_eq!(c[1], crate::sqltext::HEARTBEAT_MAX_ID);
+        assert!(c.contains(&crate::sqltext::HEARTBEAT_MAX_ID.to_string()));
     }
 
     #[test]

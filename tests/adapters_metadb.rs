@@ -6,7 +6,8 @@
 mod support;
 
 use mysql_async::prelude::Queryable;
-use oms_upgrade::adapters::metadb::{DbCharset, MetaDb, MetaDbError, MysqlMetaDb, PruneOutcome};
+use oms_upgrade::adapters::metadb::{DbCharset, MetaDb, MetaDbError, MysqlMetaDb, PruneOptions};
+use oms_upgrade::events::ServerFlavour;
 use oms_upgrade::haconfig::{HaEdit, edit};
 use oms_upgrade::secret::Secret;
 use serde_json::json;
@@ -187,13 +188,17 @@ async fn heartbeat_prune_keeps_exactly_the_newest_row() {
         .unwrap();
 
     // Empty table: nothing to do.
+    let empty = meta.prune_heartbeat(&db.name).await.unwrap();
     assert_eq!(
-        meta.prune_heartbeat(&db.name).await.unwrap(),
-        PruneOutcome {
-            max_id: None,
-            rows_deleted: 0
-        }
+        (
+            empty.max_id,
+            empty.rows_deleted,
+            empty.batches,
+            empty.table_missing
+        ),
+        (None, 0, 0, false)
     );
+    assert_eq!(empty.flavour, ServerFlavour::MariaDb);
 
     let n: u64 = 1000;
     let values = (0..n)
@@ -228,6 +233,110 @@ async fn heartbeat_prune_keeps_exactly_the_newest_row() {
     let again = meta.prune_heartbeat(&db.name).await.unwrap();
     assert_eq!(again.max_id, Some(max));
     assert_eq!(again.rows_deleted, 0);
+    meta.close().await;
+}
+
+/// Regression (issue 12.7): the prune was one DELETE of every row, which OceanBase kills
+/// past `ob_query_timeout` and which holds its locks and undo to the end everywhere. Each
+/// DELETE statement is seen by a row trigger through `NOW(6)`, which is the statement's
+/// start time in every row it touches: one distinct value per statement.
+#[tokio::test]
+async fn heartbeat_prune_deletes_in_bounded_statements() {
+    let db = support::TestDb::create("mdb_hbb").await;
+    let mut c = raw(&db.name).await;
+    for sql in [
+        "CREATE TABLE heatbeat_sequence (id BIGINT AUTO_INCREMENT PRIMARY KEY, beat INT)",
+        "CREATE TABLE deleted_by (stmt_at DATETIME(6) NOT NULL)",
+        "CREATE TRIGGER seen BEFORE DELETE ON heatbeat_sequence FOR EACH ROW \
+         INSERT INTO deleted_by VALUES (NOW(6))",
+    ] {
+        c.query_drop(sql).await.unwrap();
+    }
+    let n: u64 = 25_000;
+    for chunk in 0..(n / 5000) {
+        let values = (0..5000)
+            .map(|i| format!("({})", chunk * 5000 + i))
+            .collect::<Vec<_>>()
+            .join(",");
+        c.query_drop(format!(
+            "INSERT INTO heatbeat_sequence (beat) VALUES {values}"
+        ))
+        .await
+        .unwrap();
+    }
+    let meta = MysqlMetaDb::connect(&support::mysql_target())
+        .await
+        .unwrap();
+    let out = meta.prune_heartbeat(&db.name).await.unwrap();
+    let per_statement: Vec<u64> = c
+        .query("SELECT COUNT(*) FROM deleted_by GROUP BY stmt_at ORDER BY stmt_at")
+        .await
+        .unwrap();
+    assert_eq!(per_statement.iter().sum::<u64>(), n - 1);
+    assert!(
+        per_statement.len() >= 3 && per_statement.iter().all(|&k| k <= 10_000),
+        "rows deleted per DELETE statement: {per_statement:?}"
+    );
+    let left: u64 = c
+        .query_first("SELECT COUNT(*) FROM heatbeat_sequence")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(left, 1);
+    assert_eq!(out.rows_deleted, n - 1);
+
+    // A smaller batch, with the progress seen after each one; a prune cut short (rows
+    // below the newest left) ends in the same one row when run again.
+    c.query_drop("INSERT INTO heatbeat_sequence (beat) VALUES (1),(2),(3),(4),(5),(6),(7)")
+        .await
+        .unwrap();
+    let newest: i64 = c
+        .query_first("SELECT MAX(id) FROM heatbeat_sequence")
+        .await
+        .unwrap()
+        .unwrap();
+    let seen = std::sync::Mutex::new(Vec::new());
+    let record = |rows: u64, batches: u64, _total: u64| seen.lock().unwrap().push((rows, batches));
+    let opts = PruneOptions {
+        batch_rows: 3,
+        flavour: Some(ServerFlavour::MariaDb),
+    };
+    let out = meta
+        .prune_heartbeat_with(&db.name, opts, &record)
+        .await
+        .unwrap();
+    assert_eq!((out.rows_deleted, out.batches, out.batch_rows), (7, 3, 3));
+    assert_eq!(*seen.lock().unwrap(), [(3, 1), (6, 2), (7, 3)]);
+    let left: Vec<i64> = c.query("SELECT id FROM heatbeat_sequence").await.unwrap();
+    assert_eq!(left, [newest]);
+    meta.close().await;
+}
+
+/// Regression (issue 12.7): a cm_hb database without the heartbeat table failed the prune
+/// (after T1, with OMS stopped). It is reported as such, and nothing is deleted.
+#[tokio::test]
+async fn heartbeat_prune_reports_a_missing_table() {
+    let db = support::TestDb::create("mdb_hbm").await;
+    let meta = MysqlMetaDb::connect(&support::mysql_target())
+        .await
+        .unwrap();
+    let out = meta.prune_heartbeat(&db.name).await;
+    assert!(out.is_ok(), "{out:?}");
+    let out = out.unwrap();
+    assert!(out.table_missing);
+    assert_eq!((out.max_id, out.rows_deleted, out.batches), (None, 0, 0));
+    meta.close().await;
+}
+
+/// The server's flavour is read from what it says it is (MariaDB here; the other
+/// flavours are unit-tested on their version strings in `sqltext`).
+#[tokio::test]
+async fn ping_reports_the_flavour() {
+    let meta = MysqlMetaDb::connect(&support::mysql_target())
+        .await
+        .unwrap();
+    let info = meta.ping().await.unwrap();
+    assert_eq!(info.flavour, ServerFlavour::MariaDb, "{info:?}");
     meta.close().await;
 }
 

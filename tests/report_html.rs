@@ -167,6 +167,7 @@ impl Recorder {
             StepFacts::ContainerStopped(ContainerStopped {
                 id: id.into(),
                 stopped_at: when,
+                stop_requested_at: None,
                 docker_finished_at: Some(when - Duration::milliseconds(450)),
                 exit_code: Some(0),
                 already_stopped: false,
@@ -206,6 +207,9 @@ impl Recorder {
             StepKey::PruneHeartbeat => StepFacts::HeartbeatPruned {
                 max_id: Some(81_234),
                 rows_deleted: 81_233,
+                batches: Some(9),
+                batch_rows: Some(10_000),
+                warning: None,
             },
             StepKey::Dump { db } => StepFacts::DumpWritten(self.write_dump(db)),
             StepKey::RenameOldContainer => StepFacts::ContainerRenamed {
@@ -397,6 +401,9 @@ fn failed_mid_way(root: &Path) -> Recorder {
             finding: Finding::Done(Box::new(StepFacts::HeartbeatPruned {
                 max_id: Some(77),
                 rows_deleted: 0,
+                batches: None,
+                batch_rows: None,
+                warning: None,
             })),
             evidence: "heatbeat_sequence holds only max(id) 77".into(),
         },

@@ -12,6 +12,9 @@ use oms_upgrade::events::{StepFacts, StepKey};
 use support::emulator as emu;
 use support::upgrade::{cli, init_args, json_of, ok};
 
+/// How much more than asked the "operator" types for `refetchStoreIntervalMin`.
+const OPERATOR_EXTRA_MIN: u64 = 15;
+
 /// The `(key, value)` pairs of "set `key` to `value`" in an instruction line.
 fn requested(line: &str) -> Vec<(String, serde_json::Value)> {
     line.split("set `")
@@ -85,7 +88,18 @@ async fn manual_ha_mode_waits_for_the_console_and_records_the_attestation() {
         if line.starts_with("ACTION NEEDED:") {
             let fields = requested(&line);
             assert!(!fields.is_empty(), "no field to set in: {line}");
-            console_edit(&rm, &fields).await;
+            // The operator types a larger refetch interval than asked: a longer window
+            // covers the downtime too, so it is accepted (issue 12.8) and recorded.
+            let typed: Vec<_> = fields
+                .iter()
+                .map(|(k, v)| match (k.as_str(), v.as_u64()) {
+                    ("refetchStoreIntervalMin", Some(n)) => {
+                        (k.clone(), serde_json::json!(n + OPERATOR_EXTRA_MIN))
+                    }
+                    _ => (k.clone(), v.clone()),
+                })
+                .collect();
+            console_edit(&rm, &typed).await;
             instructions.push(fields);
         }
     }
@@ -125,11 +139,20 @@ async fn manual_ha_mode_waits_for_the_console_and_records_the_attestation() {
             assert!(f.attestation.is_some());
             let written: serde_json::Value = serde_json::from_str(&f.written_json).unwrap();
             assert_eq!(written["enable"], true);
-            let minutes = f.refetch.as_ref().and_then(|d| d.interval_minutes).unwrap();
+            let d = f.refetch.as_ref().unwrap();
+            let minutes = d.interval_minutes.unwrap();
             assert_eq!(
                 written["refetchStoreIntervalMin"],
                 serde_json::json!(minutes)
             );
+            // What the operator set, above the computed value, is what the decision records.
+            let asked = instructions[1]
+                .iter()
+                .find(|(k, _)| k == "refetchStoreIntervalMin")
+                .and_then(|(_, v)| v.as_u64())
+                .unwrap();
+            assert_eq!(minutes, asked + OPERATOR_EXTRA_MIN);
+            assert!(d.reasoning.contains("the operator set"), "{}", d.reasoning);
         }
         other => panic!("enable-ha facts: {other:?}"),
     }

@@ -130,6 +130,17 @@ pub async fn run(paths: Paths) -> i32 {
         _ = int.recv() => "SIGINT",
     };
     log.info(&format!("{sig} received: OMS service stopping"));
+    // A shutdown that takes a while (`OMS_EMU_STOP_DELAY_MS`), so `docker stop` returns
+    // well after it was asked for: a test knob, the public record does not say how long a
+    // real node takes to stop its components.
+    if let Some(ms) = std::env::var("OMS_EMU_STOP_DELAY_MS")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|ms| *ms > 0)
+    {
+        log.info(&format!("stopping takes {ms} ms (OMS_EMU_STOP_DELAY_MS)"));
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
     monitor.abort();
     http.abort();
     let _ = monitor.await;

@@ -29,6 +29,7 @@ use mysql_async::{Conn, OptsBuilder, Pool, PoolConstraints, PoolOpts, TxOpts};
 use serde::{Deserialize, Serialize};
 
 use crate::dbconn::{self, DbTarget, TlsMode, TlsSettings};
+use crate::events::ServerFlavour;
 
 /// How long a connection attempt may take before the server counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -150,20 +151,54 @@ pub enum MetaDbError {
 }
 
 /// The server's identity, from [`MetaDb::ping`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ServerInfo {
     /// `SELECT VERSION()`, e.g. `10.11.6-MariaDB-0+deb12u1`.
     pub version: String,
+    /// `@@version_comment`, e.g. `MySQL Community Server - GPL`.
+    pub version_comment: String,
+    /// What the two say the server is ([`sqltext::server_flavour`]).
+    pub flavour: ServerFlavour,
 }
 
 /// Result of [`MetaDb::prune_heartbeat`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct PruneOutcome {
-    /// `max(id)` before the delete; `None` for an empty table.
+    /// `max(id)` before the delete; `None` for an empty (or missing) table.
     pub max_id: Option<i64>,
-    /// Rows deleted (every row below `max_id`).
+    /// Rows deleted (every row below `max_id`) by this call.
     pub rows_deleted: u64,
+    /// DELETE statements run, each of at most the batch's rows.
+    pub batches: u64,
+    /// The batch size used.
+    pub batch_rows: u64,
+    /// The database has no `heatbeat_sequence` table: nothing was deleted.
+    pub table_missing: bool,
+    /// The flavour the session was prepared for ([`sqltext::session_setup`]).
+    pub flavour: ServerFlavour,
 }
+
+/// How the heartbeat prune runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PruneOptions {
+    /// Most rows one DELETE removes ([`sqltext::HEARTBEAT_BATCH_ROWS`] by default).
+    pub batch_rows: u64,
+    /// The server's flavour as the plan recorded it; `None`: asked of the server.
+    pub flavour: Option<ServerFlavour>,
+}
+
+impl Default for PruneOptions {
+    fn default() -> Self {
+        PruneOptions {
+            batch_rows: sqltext::HEARTBEAT_BATCH_ROWS,
+            flavour: None,
+        }
+    }
+}
+
+/// Progress of a prune, after each batch: rows deleted so far, batches so far, and the
+/// rows there were to delete (an estimate: ids below the newest, gaps included).
+pub type PruneProgress<'a> = &'a (dyn Fn(u64, u64, u64) + Send + Sync);
 
 /// Result of [`MetaDb::write_ha_config`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -239,10 +274,22 @@ pub trait MetaDb: Send + Sync {
         new_json: &str,
     ) -> impl Future<Output = Result<HaWriteOutcome, MetaDbError>> + Send;
 
-    /// Deletes every `heatbeat_sequence` row below `max(id)` in the heartbeat database.
+    /// Deletes every `heatbeat_sequence` row below `max(id)` in the heartbeat database,
+    /// in batches of the default size.
     fn prune_heartbeat(
         &self,
         hb_db: &str,
+    ) -> impl Future<Output = Result<PruneOutcome, MetaDbError>> + Send {
+        self.prune_heartbeat_with(hb_db, PruneOptions::default(), &|_, _, _| {})
+    }
+
+    /// [`MetaDb::prune_heartbeat`] with its options and a progress callback. A missing
+    /// table is reported in the outcome (`table_missing`), not as an error.
+    fn prune_heartbeat_with(
+        &self,
+        hb_db: &str,
+        opts: PruneOptions,
+        progress: PruneProgress<'_>,
     ) -> impl Future<Output = Result<PruneOutcome, MetaDbError>> + Send;
 
     /// The database's default charset and collation; `None` when it does not exist.
@@ -575,12 +622,19 @@ fn check_charset_name(s: &str) -> Result<&str, MetaDbError> {
 impl MetaDb for MysqlMetaDb {
     async fn ping(&self) -> Result<ServerInfo, MetaDbError> {
         let mut c = self.conn().await?;
-        let version: Option<String> = c
-            .query_first("SELECT VERSION()")
+        let row: Option<(Option<String>, Option<String>)> = c
+            .query_first(sqltext::SERVER_IDENTITY)
             .await
             .map_err(|e| self.classify(e, None))?;
+        let (version, version_comment) = row.unwrap_or_default();
+        let (version, version_comment) = (
+            version.unwrap_or_default(),
+            version_comment.unwrap_or_default(),
+        );
         Ok(ServerInfo {
-            version: version.unwrap_or_default(),
+            flavour: sqltext::server_flavour(&version, &version_comment),
+            version,
+            version_comment,
         })
     }
 
@@ -700,27 +754,75 @@ impl MetaDb for MysqlMetaDb {
         Ok(HaWriteOutcome { already_written })
     }
 
-    async fn prune_heartbeat(&self, hb_db: &str) -> Result<PruneOutcome, MetaDbError> {
+    async fn prune_heartbeat_with(
+        &self,
+        hb_db: &str,
+        opts: PruneOptions,
+        progress: PruneProgress<'_>,
+    ) -> Result<PruneOutcome, MetaDbError> {
+        let flavour = match opts.flavour {
+            Some(f) => f,
+            None => self.ping().await?.flavour,
+        };
+        let mut out = PruneOutcome {
+            max_id: None,
+            rows_deleted: 0,
+            batches: 0,
+            batch_rows: opts.batch_rows.max(1),
+            table_missing: false,
+            flavour,
+        };
         let mut c = self.conn_in(hb_db).await?;
         let err = |e| classify(e, &self.url, &self.user, Some(hb_db));
-        // Two statements, not `delete ... where id < (select max(id) ...)`: MySQL 8 rejects
-        // a subquery on the DELETE's own table (error 1093).
+        for sql in sqltext::session_setup(flavour) {
+            c.query_drop(sql).await.map_err(err)?;
+        }
+        let exists: Option<u64> = c
+            .exec_first(sqltext::HEARTBEAT_TABLE_EXISTS, (hb_db,))
+            .await
+            .map_err(err)?;
+        if exists.unwrap_or(0) == 0 {
+            out.table_missing = true;
+            return Ok(out);
+        }
+        // `max(id)` first, then batches below it, not `delete ... where id < (select
+        // max(id) ...)`: MySQL 8 rejects a subquery on the DELETE's own table (error 1093).
+        //
+        // Killed at any point, this is safe to run again from the start: each batch deletes
+        // only rows below the newest id, and with OMS stopped (the prune runs after T1) no
+        // heartbeat is written, so a second run reads the same newest id and deletes what
+        // the first left, ending in the same one row. Each DELETE commits on its own, so a
+        // kill loses at most the batch in flight, which the server rolls back.
         let max_id: Option<Option<i64>> = c
             .query_first(sqltext::HEARTBEAT_MAX_ID)
             .await
             .map_err(err)?;
-        let max_id = max_id.flatten();
-        let mut rows_deleted = 0;
-        if let Some(m) = max_id {
-            c.exec_drop(sqltext::HEARTBEAT_PRUNE, (m,))
+        out.max_id = max_id.flatten();
+        let Some(newest) = out.max_id else {
+            return Ok(out);
+        };
+        let mut total = None;
+        loop {
+            let oldest: Option<Option<i64>> = c
+                .query_first(sqltext::HEARTBEAT_MIN_ID)
                 .await
                 .map_err(err)?;
-            rows_deleted = c.affected_rows();
+            let Some(oldest) = oldest.flatten() else {
+                break;
+            };
+            let total = *total.get_or_insert_with(|| newest.saturating_sub(oldest).max(0) as u64);
+            let Some(bound) = sqltext::heartbeat_batch_bound(oldest, newest, out.batch_rows) else {
+                break;
+            };
+            c.exec_drop(sqltext::HEARTBEAT_PRUNE, (bound,))
+                .await
+                .map_err(err)?;
+            out.rows_deleted += c.affected_rows();
+            out.batches += 1;
+            progress(out.rows_deleted, out.batches, total);
+            super::crash_point("prune-batch");
         }
-        Ok(PruneOutcome {
-            max_id,
-            rows_deleted,
-        })
+        Ok(out)
     }
 
     async fn database_charset(&self, db: &str) -> Result<Option<DbCharset>, MetaDbError> {

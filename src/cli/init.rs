@@ -13,8 +13,8 @@ use super::{CliError, CmdResult, Ctx, ExitKind};
 use crate::adapters::fs::{existing_ancestor, free_space};
 use crate::adapters::{BollardDocker, Docker, MetaDb, MysqlMetaDb, TlsState};
 use crate::events::{
-    Attestation, ContainerSnapshot, DbNames, Event, HaAfter, HaMode, MetaDbLocation, Plan,
-    PlanInput, PreflightCheck, record_env,
+    Attestation, ContainerSnapshot, DbNames, Event, HaAfter, HaMode, MetaDbLocation, MetaServer,
+    Plan, PlanExt, PlanInput, PreflightCheck, record_env,
 };
 use crate::refetch::{RefetchMode, RefetchPolicy, StoreRetention};
 use crate::replay::Phase;
@@ -425,7 +425,7 @@ async fn preflight(
         target.password = p;
     }
     let metadb = MysqlMetaDb::new(&target);
-    metadb.ping().await.map_err(|e| {
+    let server = metadb.ping().await.map_err(|e| {
         use crate::adapters::MetaDbError as E;
         // A refused login is wrong configuration (fix it, do not retry); an unreachable
         // server may come back.
@@ -460,6 +460,21 @@ async fn preflight(
         checks,
         "metadb",
         format!("{} reachable", target.display_url()),
+    );
+    // Recorded in the plan: the prune (and what `plan` shows for it) depends on it.
+    ok(
+        checks,
+        "metadb-server",
+        format!(
+            "{:?} ({}{})",
+            server.flavour,
+            server.version,
+            if server.version_comment.is_empty() {
+                String::new()
+            } else {
+                format!(", {}", server.version_comment)
+            }
+        ),
     );
     let tls = metadb.tls_state().await.map_err(|e| {
         fatal(
@@ -618,7 +633,10 @@ async fn preflight(
         stop_timeout_secs: args.stop_timeout,
         init_timeout_secs: args.init_timeout,
         health_timeout_secs: args.health_timeout,
-        ext: Vec::new(),
+        ext: vec![PlanExt::MetaServer(MetaServer {
+            flavour: server.flavour,
+            version: server.version.clone(),
+        })],
     };
     Plan::new(input)
         .map(|plan| (plan, tls))

@@ -135,6 +135,11 @@ fn drive(
         )
         .hint("continue the rollback with `oms-upgrade rollback`"));
     }
+    // A run resumed late (or a rollback) may already be past what the Store keeps: said
+    // before anything else happens, and again at the end.
+    if !ctx.json {
+        super::status::show_retention_warning(journal.state(), chrono::Utc::now());
+    }
     let db = shell::db_target_for_run(journal.state(), password_file.as_deref())?;
     let rt = super::runtime()?;
     let observer = TermObserver {
@@ -177,6 +182,7 @@ fn drive(
         "t3": state.t3(),
         "stopped_before": match &stopped { Ok(Stopped::Until(k)) => Some(k.to_string()), _ => None },
         "refetch_minutes": state.refetch_decision().and_then(|d| d.interval_minutes),
+        "retention_warning": state.retention_warning(chrono::Utc::now()),
     });
     match stopped {
         Ok(s) => {
@@ -202,6 +208,7 @@ fn drive(
                         }
                     ),
                 }
+                super::status::show_retention_warning(state, chrono::Utc::now());
                 println!(
                     "`oms-upgrade status` shows the record; `oms-upgrade ledger verify` proves it."
                 );
@@ -209,6 +216,9 @@ fn drive(
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
+            if !ctx.json {
+                super::status::show_retention_warning(state, chrono::Utc::now());
+            }
             if ctx.json {
                 // The error object itself is printed by the CLI edge; the summary goes to stderr.
                 eprintln!("{summary}");

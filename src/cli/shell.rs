@@ -326,6 +326,14 @@ impl Observer for TermObserver {
     }
 
     fn step_finished(&self, key: StepKey, outcome: Result<&StepFacts, &str>) {
+        // A warning the step recorded instead of stopping is shown even in quiet mode
+        // (stderr; JSON goes to stdout).
+        if let Ok(StepFacts::HeartbeatPruned {
+            warning: Some(w), ..
+        }) = outcome
+        {
+            eprintln!("  WARNING: {key}: {w}");
+        }
         if !self.quiet {
             match outcome {
                 Ok(_) => eprintln!("  done: {key}"),
@@ -345,6 +353,16 @@ impl Observer for TermObserver {
                 }
             };
             eprintln!("in doubt: {key} {what} ({evidence})");
+        }
+    }
+
+    fn pruned(&self, database: &str, rows: u64, batches: u64, total: u64) {
+        // The first batch, then every 20th: a line per batch would flood the terminal on
+        // a table of millions of rows.
+        if !self.quiet && (batches == 1 || batches % 20 == 0) {
+            eprintln!(
+                "  prune {database}: {rows} of about {total} rows deleted ({batches} batches)"
+            );
         }
     }
 

@@ -73,6 +73,7 @@ pub fn status(_args: StatusArgs, ctx: &Ctx) -> CmdResult {
                 "preflight_failures": state.preflight_failures().len(),
                 "notes": state.notes().len(),
                 "metadb_tls": metatls::recorded(&state),
+                "retention_warning": state.retention_warning(now),
             })
         );
         return Ok(ExitCode::SUCCESS);
@@ -99,6 +100,7 @@ pub fn status(_args: StatusArgs, ctx: &Ctx) -> CmdResult {
         plan.old_container.name, plan.old_container.image, plan.target_image
     );
     println!("Phase: {}", state.phase());
+    show_retention_warning(&state, now);
     if let Some(tls) = metatls::recorded(&state) {
         println!("Metadata DB connection: {}", metatls::shown(&tls));
     }
@@ -152,6 +154,7 @@ pub fn plan(_args: PlanArgs, ctx: &Ctx) -> CmdResult {
         CliError::new(ExitKind::Refused, "no upgrade is planned in this ledger")
             .hint("run `oms-upgrade init` first")
     })?;
+    let now = chrono::Utc::now();
     // Steps still to run when a run is under way; the whole procedure before it starts.
     let steps: Vec<Step> = if state.attempts().is_empty() {
         steps::preview(plan)
@@ -165,7 +168,14 @@ pub fn plan(_args: PlanArgs, ctx: &Ctx) -> CmdResult {
             .collect();
         println!(
             "{}",
-            serde_json::json!({"run_id": plan.run_id.to_string(), "digest": plan.digest().to_string(), "metadb_tls": metatls::recorded(&state), "steps": v})
+            serde_json::json!({
+                "run_id": plan.run_id.to_string(),
+                "digest": plan.digest().to_string(),
+                "metadb_tls": metatls::recorded(&state),
+                "retention": crate::refetch::retention_note(&plan.refetch),
+                "retention_warning": state.retention_warning(now),
+                "steps": v,
+            })
         );
         return Ok(ExitCode::SUCCESS);
     }
@@ -176,6 +186,8 @@ pub fn plan(_args: PlanArgs, ctx: &Ctx) -> CmdResult {
         plan.source_version,
         plan.target_version
     );
+    show_retention_warning(&state, now);
+    println!("{}", crate::refetch::retention_note(&plan.refetch));
     if let Some(tls) = metatls::recorded(&state) {
         println!("Metadata DB connection: {}", metatls::shown(&tls));
     }
@@ -196,4 +208,13 @@ pub fn plan(_args: PlanArgs, ctx: &Ctx) -> CmdResult {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The Store retention warning, when there is one, on its own lines where it cannot be
+/// missed (stdout, like the rest; `run`, `status` and `plan` share it).
+pub(super) fn show_retention_warning(state: &State, now: chrono::DateTime<chrono::Utc>) {
+    if let Some(w) = state.retention_warning(now) {
+        println!("!!! WARNING (Store retention): {w}");
+        println!("!!! check every project for gaps once OMS is back; see `oms-upgrade report`");
+    }
 }

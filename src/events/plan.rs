@@ -335,6 +335,12 @@ impl Plan {
         if input.backup_dir.is_empty() {
             return Err(invalid("backup dir", "is empty: pass --backup-dir"));
         }
+        // Checked here, before anything is recorded or written: a rule that cannot cover the
+        // downtime would only fail when HA is re-enabled, after the upgrade.
+        input
+            .refetch
+            .check()
+            .map_err(|problem| invalid("refetch margin", &problem))?;
         if let Some(kind) = duplicate_ext(&input.ext) {
             return Err(PlanError::Invalid {
                 field: "plan extensions",
@@ -468,5 +474,23 @@ mod tests {
         for pw in ["pw-in-url", "pw-in-opts", "pw-by-name"] {
             assert!(!stored.contains(pw), "{pw} recorded: {stored}");
         }
+    }
+
+    /// Regression (issue 12.8): `--refetch-margin-min 0 --refetch-margin-percent 0` made a
+    /// plan whose interval equals the downtime; the run found out only when re-enabling HA,
+    /// after ha.config and everything else had changed. The plan is refused, naming the flag.
+    #[test]
+    fn zero_refetch_margins_are_refused_when_planning() {
+        let mut input = crate::events::samples::input("3.3.0", "3.3.1");
+        input.refetch.margin_min_minutes = 0;
+        input.refetch.margin_percent = 0;
+        let e = Plan::new(input.clone()).expect_err("a plan with zero refetch margins");
+        assert!(e.to_string().contains("--refetch-margin-min"), "{e}");
+        // A percentage alone leaves a downtime of 0 minutes uncovered too.
+        input.refetch.margin_percent = 50;
+        assert!(Plan::new(input.clone()).is_err());
+        input.refetch.margin_min_minutes = 1;
+        input.refetch.margin_percent = 0;
+        assert!(Plan::new(input).is_ok());
     }
 }

@@ -148,6 +148,7 @@ pub(crate) fn done_facts(
             StepFacts::ContainerStopped(ContainerStopped {
                 id: plan.old_container.id.clone(),
                 stopped_at: at,
+                stop_requested_at: None,
                 docker_finished_at: Some(at - Duration::milliseconds(300)),
                 exit_code: Some(0),
                 already_stopped: false,
@@ -156,6 +157,9 @@ pub(crate) fn done_facts(
         StepKey::PruneHeartbeat => StepFacts::HeartbeatPruned {
             max_id: Some(9000),
             rows_deleted: 8999,
+            batches: None,
+            batch_rows: None,
+            warning: None,
         },
         StepKey::Dump { db } => StepFacts::DumpWritten(artifact(plan, db)),
         StepKey::RenameOldContainer => StepFacts::ContainerRenamed {

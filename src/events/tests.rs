@@ -114,6 +114,7 @@ fn golden_bytes_of_v1() {
             facts: StepFacts::ContainerStopped(ContainerStopped {
                 id: "c1".into(),
                 stopped_at: t0(),
+                stop_requested_at: None,
                 docker_finished_at: None,
                 exit_code: Some(-1),
                 already_stopped: false,

@@ -511,6 +511,25 @@ pub enum StepFactsV1 {
         elapsed_ms: u64,
         timeout_secs: u32,
     },
+    /// issue 12.9: a stop with the instant it was requested (T1/T3 from then on); a stop
+    /// without one is stored as `ContainerStopped`, as before.
+    ContainerStopRequested {
+        id: String,
+        stop_requested_at: i64,
+        stopped_at: i64,
+        docker_finished_at: Option<i64>,
+        exit_code: Option<i64>,
+        already_stopped: bool,
+    },
+    /// issue 12.7: a batched heartbeat prune, with its batches and any warning (a missing
+    /// table); a prune without batches is stored as `HeartbeatPruned`, as before.
+    HeartbeatPrunedInBatches {
+        max_id: Option<i64>,
+        rows_deleted: u64,
+        batches: u64,
+        batch_rows: u64,
+        warning: Option<String>,
+    },
 }
 
 /// A reconciliation finding. Append only.
@@ -1002,19 +1021,45 @@ impl From<&StepFacts> for StepFactsV1 {
                 mode: h.mode.into(),
                 attestation: h.attestation.as_ref().map(AttestationV1::from),
             },
-            F::ContainerStopped(c) => S::ContainerStopped {
-                id: c.id.clone(),
-                stopped_at: micros(&c.stopped_at),
-                docker_finished_at: c.docker_finished_at.as_ref().map(micros),
-                exit_code: c.exit_code,
-                already_stopped: c.already_stopped,
+            F::ContainerStopped(c) => match &c.stop_requested_at {
+                Some(requested) => S::ContainerStopRequested {
+                    id: c.id.clone(),
+                    stop_requested_at: micros(requested),
+                    stopped_at: micros(&c.stopped_at),
+                    docker_finished_at: c.docker_finished_at.as_ref().map(micros),
+                    exit_code: c.exit_code,
+                    already_stopped: c.already_stopped,
+                },
+                None => S::ContainerStopped {
+                    id: c.id.clone(),
+                    stopped_at: micros(&c.stopped_at),
+                    docker_finished_at: c.docker_finished_at.as_ref().map(micros),
+                    exit_code: c.exit_code,
+                    already_stopped: c.already_stopped,
+                },
             },
             F::HeartbeatPruned {
                 max_id,
                 rows_deleted,
+                batches: None,
+                batch_rows: None,
+                warning: None,
             } => S::HeartbeatPruned {
                 max_id: *max_id,
                 rows_deleted: *rows_deleted,
+            },
+            F::HeartbeatPruned {
+                max_id,
+                rows_deleted,
+                batches,
+                batch_rows,
+                warning,
+            } => S::HeartbeatPrunedInBatches {
+                max_id: *max_id,
+                rows_deleted: *rows_deleted,
+                batches: batches.unwrap_or(0),
+                batch_rows: batch_rows.unwrap_or(0),
+                warning: warning.clone(),
             },
             F::DumpWritten(a) => S::DumpWritten(a.into()),
             F::ContainerRenamed { id, from, to } => S::ContainerRenamed {
@@ -1140,6 +1185,22 @@ impl TryFrom<StepFactsV1> for StepFacts {
             } => F::ContainerStopped(ContainerStopped {
                 id,
                 stopped_at: time(stopped_at)?,
+                stop_requested_at: None,
+                docker_finished_at: opt_time(docker_finished_at)?,
+                exit_code,
+                already_stopped,
+            }),
+            S::ContainerStopRequested {
+                id,
+                stop_requested_at,
+                stopped_at,
+                docker_finished_at,
+                exit_code,
+                already_stopped,
+            } => F::ContainerStopped(ContainerStopped {
+                id,
+                stopped_at: time(stopped_at)?,
+                stop_requested_at: Some(time(stop_requested_at)?),
                 docker_finished_at: opt_time(docker_finished_at)?,
                 exit_code,
                 already_stopped,
@@ -1150,6 +1211,22 @@ impl TryFrom<StepFactsV1> for StepFacts {
             } => F::HeartbeatPruned {
                 max_id,
                 rows_deleted,
+                batches: None,
+                batch_rows: None,
+                warning: None,
+            },
+            S::HeartbeatPrunedInBatches {
+                max_id,
+                rows_deleted,
+                batches,
+                batch_rows,
+                warning,
+            } => F::HeartbeatPruned {
+                max_id,
+                rows_deleted,
+                batches: Some(batches),
+                batch_rows: Some(batch_rows),
+                warning,
             },
             S::DumpWritten(a) => F::DumpWritten(a.into()),
             S::ContainerRenamed { id, from, to } => F::ContainerRenamed { id, from, to },

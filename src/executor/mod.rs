@@ -47,6 +47,11 @@ pub trait Observer: Send + Sync {
     fn instruct(&self, text: &str) {
         let _ = text;
     }
+    /// The heartbeat prune deleted `rows` rows in `batches` batches so far, of about
+    /// `total` (called after each batch).
+    fn pruned(&self, database: &str, rows: u64, batches: u64, total: u64) {
+        let _ = (database, rows, batches, total);
+    }
     /// Progress sink for dumps and restores.
     fn progress(&self) -> Arc<dyn dump::Progress> {
         Arc::new(dump::Quiet)
@@ -91,6 +96,8 @@ pub struct ExecOptions {
     /// How often `check-supervisor` and `check-online` ask again while programs are
     /// starting or servers are not yet Online (their bound is the plan's health timeout).
     pub status_poll: Duration,
+    /// Most heartbeat rows one DELETE of the prune removes.
+    pub prune_batch_rows: u64,
 }
 
 impl Default for ExecOptions {
@@ -104,6 +111,7 @@ impl Default for ExecOptions {
             manual_timeout: Duration::from_secs(3600),
             health_poll: Duration::from_millis(500),
             status_poll: Duration::from_secs(1),
+            prune_batch_rows: crate::sqltext::HEARTBEAT_BATCH_ROWS,
         }
     }
 }

@@ -27,17 +27,41 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
     pub(super) async fn perform(&mut self, step: &Step) -> Result<StepFacts, StepError> {
         match step {
             Step::DisableHa(spec) | Step::RollbackDisableHa(spec) => self.disable_ha(spec).await,
-            Step::StopOldContainer(spec) | Step::StopNewContainer(spec) => self.stop(spec).await,
+            Step::StopOldContainer(spec) | Step::StopNewContainer(spec) => {
+                self.stop(spec, step.key()).await
+            }
             Step::PruneHeartbeat(spec) => {
+                let opts = crate::adapters::metadb::PruneOptions {
+                    batch_rows: self.opts.prune_batch_rows,
+                    flavour: spec.flavour,
+                };
+                let observer = self.observer;
+                let database = spec.database.clone();
+                let progress = move |rows: u64, batches: u64, total: u64| {
+                    observer.pruned(&database, rows, batches, total)
+                };
+                // Safe to perform again after a kill mid-prune (see the adapter): the
+                // reconciliation finds it not done and it runs again from the start.
                 let out = self
                     .ad
                     .metadb
-                    .prune_heartbeat(&spec.database)
+                    .prune_heartbeat_with(&spec.database, opts, &progress)
                     .await
                     .map_err(retry)?;
+                // After T1 a missing table does not stop the run: there is nothing to
+                // prune, and the dumps that follow record what the database holds.
+                let warning = out.table_missing.then(|| {
+                    format!(
+                        "{}.{} does not exist: nothing was pruned; check drc_cm_heartbeat_db in config.yaml names the heartbeat database",
+                        spec.database, spec.table
+                    )
+                });
                 Ok(StepFacts::HeartbeatPruned {
                     max_id: out.max_id,
                     rows_deleted: out.rows_deleted,
+                    batches: Some(out.batches),
+                    batch_rows: Some(out.batch_rows),
+                    warning,
                 })
             }
             Step::Dump(spec) => {
@@ -211,9 +235,11 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
                     tables_match,
                 }))
             }
-            Step::RestartOldContainer(c) => {
+            Step::RestartOldContainer(r) => {
+                let c = &r.container;
                 let target = c.id.as_deref().unwrap_or(&c.name);
-                let timeout = Duration::from_secs(self.plan_stop_timeout());
+                // The timeout the step carries is the one `plan` prints.
+                let timeout = Duration::from_secs(r.timeout_secs.into());
                 self.ad
                     .docker
                     .restart(target, timeout)
@@ -254,15 +280,11 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
         stopped.then_some(start)
     }
 
-    fn plan_stop_timeout(&self) -> u64 {
-        self.journal
-            .state()
-            .plan()
-            .map(|p| p.stop_timeout_secs.into())
-            .unwrap_or(120)
-    }
-
-    async fn stop(&mut self, spec: &StopSpec) -> Result<StepFacts, StepError> {
+    async fn stop(
+        &mut self,
+        spec: &StopSpec,
+        key: events::StepKey,
+    ) -> Result<StepFacts, StepError> {
         let target = spec.id.as_deref().unwrap_or(&spec.name);
         if self
             .ad
@@ -276,14 +298,21 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
                 reason: format!("no container `{target}` exists: nothing to stop"),
             });
         }
+        // T1 / T3 is the moment the stop is requested: OMS shuts down from then on, which
+        // can take up to the stop timeout before `docker stop` returns, and the refetch
+        // window must cover all of it.
+        let requested_now = self.ad.clock.now();
+        let earlier = self.journal.state().earlier_attempt_at(key);
         let out = self
             .ad
             .docker
             .stop(target, Duration::from_secs(spec.timeout_secs.into()))
             .await
             .map_err(retry)?;
-        // T1 / T3 is when we saw the container stopped; Docker's own time is kept beside it.
+        // When the stop returned; Docker's own `FinishedAt` is kept beside it.
         let stopped_at = self.ad.clock.now();
+        let stop_requested_at =
+            stop_requested_at(requested_now, earlier, out.already_stopped, out.finished_at);
         let id = match &spec.id {
             Some(id) => id.clone(),
             None => self
@@ -298,6 +327,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
         Ok(StepFacts::ContainerStopped(ContainerStopped {
             id,
             stopped_at,
+            stop_requested_at: Some(stop_requested_at),
             docker_finished_at: out.finished_at,
             exit_code: out.exit_code,
             already_stopped: out.already_stopped,
@@ -796,11 +826,22 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
             HaMode::Sql => now,
             HaMode::Manual => self.ad.clock.now(),
         };
+        // By hand the operator may set a larger interval than computed (accepted by
+        // `haconfig::meets`): the decision records the value they set.
+        let refetch = match (spec.mode, write.decision) {
+            (HaMode::Manual, Some(d)) => {
+                let set = haconfig::HaConfig::parse(&written_json)
+                    .and_then(|c| c.refetch_interval_min())
+                    .map_err(fatal)?;
+                Some(set.and_then(|n| d.operator_set(n)).unwrap_or(d))
+            }
+            (_, d) => d,
+        };
         Ok(StepFacts::HaEnabled(HaEnabled {
             enabled_at,
             previous_json: current,
             written_json,
-            refetch: write.decision,
+            refetch,
             mode: spec.mode,
             attestation,
         }))
@@ -818,7 +859,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
         let deadline = tokio::time::Instant::now() + self.opts.manual_timeout;
         loop {
             let current = self.read_ha(database).await?;
-            if haconfig::satisfies(&current, edit).map_err(fatal)? {
+            if haconfig::meets(&current, edit).map_err(fatal)? {
                 return Ok(Attestation {
                     by: self.journal.operator().to_string(),
                     statement: format!(
@@ -838,6 +879,25 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
             tokio::time::sleep(self.opts.manual_poll).await;
         }
     }
+}
+
+/// T1/T3 as recorded: the instant just before this attempt's stop request; or the first
+/// attempt's intent when an earlier attempt of the step may already have asked for the stop
+/// (it failed or was cut short); or Docker's `FinishedAt` when the container was found
+/// already stopped before that (the shutdown began no later). Always the earliest
+/// candidate: a window that starts too early refetches a little more, one that starts too
+/// late loses data.
+pub(super) fn stop_requested_at(
+    now: chrono::DateTime<chrono::Utc>,
+    earlier_attempt: Option<chrono::DateTime<chrono::Utc>>,
+    already_stopped: bool,
+    docker_finished_at: Option<chrono::DateTime<chrono::Utc>>,
+) -> chrono::DateTime<chrono::Utc> {
+    let mut t = earlier_attempt.map_or(now, |e| e.min(now));
+    if already_stopped && let Some(f) = docker_finished_at {
+        t = t.min(f);
+    }
+    t
 }
 
 /// What is wrong with the target image now, given the id the plan recorded for `tag`
@@ -1164,6 +1224,24 @@ mod tests {
         assert!(
             SUPERVISOR_GIVEN_UP.contains(&"FATAL") && !SUPERVISOR_GIVEN_UP.contains(&"STARTING")
         );
+    }
+
+    /// T1/T3 is the earliest moment the stop may have begun: this attempt's request, an
+    /// earlier attempt's intent, or Docker's `FinishedAt` for a container found stopped.
+    #[test]
+    fn stop_request_instant_is_the_earliest_candidate() {
+        use chrono::{Duration, TimeZone, Utc};
+        let now = Utc.with_ymd_and_hms(2024, 5, 1, 4, 0, 0).unwrap();
+        assert_eq!(
+            stop_requested_at(now, None, false, Some(now + Duration::seconds(90))),
+            now
+        );
+        let earlier = now - Duration::minutes(3);
+        assert_eq!(stop_requested_at(now, Some(earlier), false, None), earlier);
+        let finished = now - Duration::hours(1);
+        assert_eq!(stop_requested_at(now, None, true, Some(finished)), finished);
+        // Not already stopped: Docker's time is after the request and does not count.
+        assert_eq!(stop_requested_at(now, None, false, Some(finished)), now);
     }
 
     /// Regression: the rollback's restore rebuilt the engine's artifact without the views the

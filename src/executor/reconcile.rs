@@ -100,6 +100,15 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
                                     // The stop happened while we were away: Docker's own stop time
                                     // is the best evidence of T1/T3.
                                     stopped_at: at,
+                                    // The stop was asked for after the first intent of the
+                                    // step, at the earliest: T1/T3 counts from there.
+                                    stop_requested_at: self
+                                        .journal
+                                        .state()
+                                        .attempts()
+                                        .iter()
+                                        .find(|a| a.key == step.key())
+                                        .map(|a| a.intent_at),
                                     docker_finished_at: info.finished_at,
                                     exit_code: match info.status {
                                         crate::adapters::docker::ContainerStatus::Exited {
@@ -175,7 +184,8 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
                     None => not_done(&format!("no container named {}", spec.name)),
                 }
             }
-            Step::StartNewContainer(c) | Step::RestartOldContainer(c) => {
+            Step::StartNewContainer(c)
+            | Step::RestartOldContainer(crate::steps::RestartSpec { container: c, .. }) => {
                 let target = c.id.as_deref().unwrap_or(&c.name);
                 match self
                     .ad

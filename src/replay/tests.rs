@@ -655,6 +655,7 @@ fn stop_facts_keep_dockers_own_time() {
         facts: StepFacts::ContainerStopped(ContainerStopped {
             id: "c".into(),
             stopped_at: at,
+            stop_requested_at: None,
             docker_finished_at: Some(at - Duration::seconds(2)),
             exit_code: Some(143),
             already_stopped: false,
@@ -1018,4 +1019,48 @@ fn a_decision_is_refused_unless_the_step_awaits_one() {
         ),
         Err(Rejection::NotAwaitingDecision { .. })
     ));
+}
+
+/// Regression (issue 12.9): T1 was when `docker stop` returned, up to the stop timeout
+/// after OMS began shutting down, so the downtime and the refetch window came out short.
+/// T1 is now the recorded request instant, with the stop's return and Docker's
+/// `FinishedAt` kept beside it; a record of an earlier build keeps its old meaning.
+#[test]
+fn t1_is_when_the_stop_was_requested() {
+    let mut s = Sim::planned(plan());
+    s.run_until(StepKey::StopOldContainer);
+    s.intent(StepKey::StopOldContainer).unwrap();
+    let asked = s.now + Duration::milliseconds(5);
+    let returned = asked + Duration::seconds(100);
+    s.push(Event::StepDone {
+        key: StepKey::StopOldContainer,
+        facts: StepFacts::ContainerStopped(ContainerStopped {
+            id: "c".into(),
+            stopped_at: returned,
+            stop_requested_at: Some(asked),
+            docker_finished_at: Some(returned - Duration::milliseconds(20)),
+            exit_code: Some(0),
+            already_stopped: false,
+        }),
+    })
+    .unwrap();
+    assert_eq!(s.state.t1(), Some(asked));
+    assert_eq!(s.state.downtime_start(), Some(asked));
+    s.run_all();
+    let d = s.state.refetch_decision().unwrap();
+    assert_eq!(d.t1, asked);
+}
+
+/// Regression (issue 12.8): the Store retention warning was computed only for the
+/// report; `run`, `status` and `plan` show [`State::retention_warning`], which warns while
+/// the downtime still lasts.
+#[test]
+fn retention_warning_is_known_while_the_downtime_lasts() {
+    let mut s = Sim::planned(plan());
+    s.run_until(StepKey::PruneHeartbeat);
+    let t1 = s.state.t1().unwrap();
+    assert_eq!(s.state.retention_warning(t1 + Duration::hours(1)), None);
+    let late = s.state.retention_warning(t1 + Duration::hours(21)).unwrap();
+    assert!(late.contains("Store retention"), "{late}");
+    assert!(late.contains("still running"), "{late}");
 }

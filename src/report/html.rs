@@ -154,7 +154,14 @@ fn cards(o: &mut String, r: &Report) {
             _ => "new container stopped",
         };
         match m {
-            Some(m) => card(o, id, &name, &time(m.at), what),
+            // Which instant it is: for a stop, the request, not when `docker stop` returned.
+            Some(m) => card(
+                o,
+                id,
+                &name,
+                &time(m.at),
+                &format!("{what}: when {}", m.instant),
+            ),
             None => card(o, id, &name, "-", what),
         }
     }
@@ -183,9 +190,9 @@ fn cards(o: &mut String, r: &Report) {
     }
     match &r.ha.refetch {
         Some(d) => {
-            let v = match d.interval_minutes {
-                Some(i) => format!("{i} min"),
-                None => "perceive checkpoint".into(),
+            let v = match (d.perceive_checkpoint, d.interval_minutes) {
+                (None, Some(i)) => format!("{i} min"),
+                _ => "perceive checkpoint".into(),
             };
             card(
                 o,

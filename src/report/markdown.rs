@@ -184,13 +184,24 @@ fn summary(o: &mut String, r: &Report) {
     );
     for m in [&r.times.t1, &r.times.t2, &r.times.t3] {
         let Some(m) = m else { continue };
+        let returned = m
+            .stop_returned_at
+            .filter(|t| *t != m.at)
+            .map(|t| format!("; stop returned {}", time(t)))
+            .unwrap_or_default();
         let docker = m
             .docker_finished_at
             .map(|t| format!("; Docker FinishedAt {}", time(t)))
             .unwrap_or_default();
         row(
             m.name,
-            format!("{} ({}, seq {}){docker}", time(m.at), m.step, m.seq),
+            format!(
+                "{} ({}, seq {}): when {}{returned}{docker}",
+                time(m.at),
+                m.step,
+                m.seq,
+                m.instant
+            ),
         );
     }
     if let Some(d) = &r.times.downtime {
@@ -216,12 +227,17 @@ fn summary(o: &mut String, r: &Report) {
 }
 
 pub(super) fn refetch_line(d: &crate::refetch::RefetchDecision) -> String {
-    match d.interval_minutes {
-        Some(i) => format!(
+    match (d.perceive_checkpoint, d.interval_minutes) {
+        (None, Some(i)) => format!(
             "refetchStoreIntervalMin = {i} (downtime {} min + margin {} min)",
             d.downtime_minutes, d.margin_minutes
         ),
-        None => format!(
+        (_, Some(i)) => format!(
+            "perceiveStoreClientCheckpoint = true, refetchStoreIntervalMin = {i} (its default) \
+             (downtime {} min)",
+            d.downtime_minutes
+        ),
+        (_, None) => format!(
             "perceiveStoreClientCheckpoint = true (downtime {} min)",
             d.downtime_minutes
         ),

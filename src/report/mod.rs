@@ -178,13 +178,25 @@ pub struct Mark {
     pub name: &'static str,
     /// The instant, as recorded in the step's facts.
     pub at: DateTime<Utc>,
+    /// Which instant `at` is, in words (T1/T3: the stop requested; T2: HA re-enabled).
+    pub instant: &'static str,
     /// The step whose facts carry it.
     pub step: StepKey,
     /// Seq of that step's outcome record.
     pub seq: u64,
+    /// For stops: when the stop call returned (the container seen stopped).
+    pub stop_returned_at: Option<DateTime<Utc>>,
     /// For stops: Docker's own `State.FinishedAt`.
     pub docker_finished_at: Option<DateTime<Utc>>,
 }
+
+/// What T1/T3 is when the stop's request instant is recorded.
+pub const STOP_REQUESTED: &str = "the stop was requested (OMS shuts down from then on)";
+/// What T1/T3 is in ledgers of earlier builds, which did not record the request.
+pub const STOP_SEEN_DONE: &str =
+    "the stop was seen done (recorded by an earlier build; the shutdown began before it)";
+/// What T2 is.
+pub const HA_ENABLED: &str = "HA was re-enabled";
 
 /// The downtime, from the ledger.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -916,9 +928,15 @@ fn stop_mark(state: &State, name: &'static str, key: StepKey) -> Option<Mark> {
     match state.facts(key) {
         Some(StepFacts::ContainerStopped(c)) => Some(Mark {
             name,
-            at: c.stopped_at,
+            at: c.t(),
+            instant: if c.stop_requested_at.is_some() {
+                STOP_REQUESTED
+            } else {
+                STOP_SEEN_DONE
+            },
             step: key,
             seq: done_seq(state, key)?,
+            stop_returned_at: Some(c.stopped_at),
             docker_finished_at: c.docker_finished_at,
         }),
         _ => None,
@@ -930,8 +948,10 @@ fn key_times(state: &State, last_at: Option<DateTime<Utc>>) -> KeyTimes {
         Some(Mark {
             name: "T2",
             at,
+            instant: HA_ENABLED,
             step: StepKey::EnableHa,
             seq: done_seq(state, StepKey::EnableHa)?,
+            stop_returned_at: None,
             docker_finished_at: None,
         })
     });

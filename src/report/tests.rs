@@ -468,6 +468,9 @@ fn failed_mid_way() -> Fixture {
             finding: Finding::Done(Box::new(StepFacts::HeartbeatPruned {
                 max_id: Some(77),
                 rows_deleted: 0,
+                batches: None,
+                batch_rows: None,
+                warning: None,
             })),
             evidence: "heatbeat_sequence holds only max(id) 77".into(),
         },

@@ -135,11 +135,19 @@ pub fn facts(f: &StepFacts) -> String {
             s
         }
         StepFacts::ContainerStopped(c) => {
-            let mut s = format!(
-                "container {} stopped at {}",
-                short(&c.id),
-                time(c.stopped_at)
-            );
+            let mut s = match c.stop_requested_at {
+                Some(r) => format!(
+                    "container {} stop requested at {}, stopped at {}",
+                    short(&c.id),
+                    time(r),
+                    time(c.stopped_at)
+                ),
+                None => format!(
+                    "container {} stopped at {}",
+                    short(&c.id),
+                    time(c.stopped_at)
+                ),
+            };
             if let Some(f) = c.docker_finished_at {
                 s.push_str(&format!("; Docker FinishedAt {}", time(f)));
             }
@@ -154,10 +162,23 @@ pub fn facts(f: &StepFacts) -> String {
         StepFacts::HeartbeatPruned {
             max_id,
             rows_deleted,
-        } => match max_id {
-            Some(m) => format!("kept max(id) {m}; {rows_deleted} rows deleted"),
-            None => "heartbeat table was empty; nothing deleted".into(),
-        },
+            batches,
+            batch_rows,
+            warning,
+        } => {
+            let mut s = match (max_id, warning) {
+                (Some(m), _) => format!("kept max(id) {m}; {rows_deleted} rows deleted"),
+                (None, Some(_)) => "nothing deleted".into(),
+                (None, None) => "heartbeat table was empty; nothing deleted".into(),
+            };
+            if let (Some(b), Some(n)) = (batches, batch_rows) {
+                s.push_str(&format!(" in {b} batch(es) of at most {n} rows"));
+            }
+            if let Some(w) = warning {
+                s.push_str(&format!("; WARNING: {w}"));
+            }
+            s
+        }
         StepFacts::DumpWritten(a) => format!(
             "{}: {}, BLAKE3 {}, {} tables, {} rows",
             a.file,
@@ -218,9 +239,12 @@ pub fn facts(f: &StepFacts) -> String {
         StepFacts::HaEnabled(h) => {
             let mut s = format!("HA enabled, confirmed at {}", time(h.enabled_at));
             match h.refetch.as_ref() {
-                Some(d) => match d.interval_minutes {
-                    Some(i) => s.push_str(&format!("; refetchStoreIntervalMin = {i}")),
-                    None => s.push_str("; perceiveStoreClientCheckpoint = true"),
+                Some(d) => match (d.perceive_checkpoint, d.interval_minutes) {
+                    (Some(true), Some(i)) => s.push_str(&format!(
+                        "; perceiveStoreClientCheckpoint = true, refetchStoreIntervalMin = {i} (default)"
+                    )),
+                    (_, None) => s.push_str("; perceiveStoreClientCheckpoint = true"),
+                    (_, Some(i)) => s.push_str(&format!("; refetchStoreIntervalMin = {i}")),
                 },
                 None => s.push_str("; no downtime to cover"),
             }
