@@ -470,7 +470,19 @@ fn tls_failure(e: &(dyn std::error::Error + 'static)) -> Option<String> {
         }
         cur = c.source();
     }
-    None
+    // The connector may hand the handshake's error on as text (the chain above reqwest's
+    // connect error is not always typed): recognise rustls's own wording.
+    let text = error_chain(e);
+    const RUSTLS_SAYS: [&str; 5] = [
+        "invalid peer certificate",
+        "received corrupt message",
+        "peer is incompatible",
+        "received fatal alert",
+        "peer misbehaved",
+    ];
+    RUSTLS_SAYS
+        .iter()
+        .find_map(|w| text.find(w).map(|at| text[at..].to_string()))
 }
 
 /// The error and its causes on one line ("error sending request: connection refused").
@@ -499,6 +511,47 @@ mod tests {
         assert!(!judge(503, br#"{"data":{"healthy":true}}"#).healthy);
         assert!(!judge(200, br#"{"data":{"healthy":"true"}}"#).healthy);
         assert!(!judge(200, br#"{"healthy":true}"#).healthy);
+    }
+
+    #[test]
+    fn ca_files_are_read_as_hostile_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let certs =
+            crate::cli::healthtrust::make_console_certs(&["127.0.0.1".into()]).unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, &certs.ca_pem).unwrap();
+        let read = CaFile::read(&ca).unwrap();
+        assert_eq!(read.cert_count(), 1);
+        assert_eq!(
+            read.blake3_hex(),
+            blake3::hash(certs.ca_pem.as_bytes()).to_hex().as_str()
+        );
+        assert!(CaFile::read_planned(&ca, read.blake3_hex()).is_ok());
+        let e = CaFile::read_planned(&ca, &"00".repeat(32)).unwrap_err();
+        assert!(matches!(e, CaFileError::Changed { .. }), "{e}");
+
+        let link = dir.path().join("link.pem");
+        std::os::unix::fs::symlink(&ca, &link).unwrap();
+        let e = CaFile::read(&link).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        let e = CaFile::read(dir.path()).unwrap_err();
+        assert!(matches!(e, CaFileError::NotRegular { .. }), "{e}");
+        let with_key = dir.path().join("with-key.pem");
+        std::fs::write(&with_key, format!("{}{}", certs.ca_pem, certs.key_pem)).unwrap();
+        let e = CaFile::read(&with_key).unwrap_err();
+        assert!(e.to_string().contains("never a key"), "{e}");
+        let big = dir.path().join("big.pem");
+        std::fs::write(&big, vec![b'A'; MAX_CA_BYTES as usize + 1]).unwrap();
+        assert!(matches!(
+            CaFile::read(&big).unwrap_err(),
+            CaFileError::TooLarge { .. }
+        ));
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, b"no pem here\n").unwrap();
+        assert!(matches!(
+            CaFile::read(&empty).unwrap_err(),
+            CaFileError::Invalid { .. }
+        ));
     }
 
     #[test]
