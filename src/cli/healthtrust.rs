@@ -1,11 +1,11 @@
 //! How OMS's health endpoint is reached and trusted: the `--health-url` and `--health-ca`
 //! flags of `init`, the scheme found from the old container's mounts, the preflight probe
 //! of the old node, and the client `run`, `rollback` and `ledger verify --live` build from
-//! what the plan recorded.
+//! what the plan recorded (`ledger verify --live` asks no health endpoint).
 //!
 //! OMS has no `config.yaml` key for HTTPS: a certificate and key mounted at
 //! [`CERT_PATH`] and `/etc/pki/nginx/oms_server.key` make its nginx serve the console port
-//! over HTTPS only (docs/upgrade-health.md names the public sources). The scheme is
+//! over HTTPS only (docs/health.md names the public sources). The scheme is
 //! therefore read from the mounts; a certificate is trusted only through a CA file the
 //! operator names, whose BLAKE3 the plan records and every later use checks again.
 
@@ -266,7 +266,7 @@ pub async fn probe(planned: &Planned) -> Result<String, CliError> {
 
 /// The health client for a planned run: trusting the CA file the plan recorded, after
 /// checking the file still has the bytes the plan recorded (a changed CA file is refused:
-/// the trust would no longer be the one recorded). `what` names the command for the message.
+/// the trust would no longer be the one recorded).
 pub fn client_for(plan: &Plan) -> Result<HttpHealth, CliError> {
     let internal = |e: HealthError| CliError::new(ExitKind::Internal, e.to_string());
     let Some(trust) = plan.health_trust() else {
