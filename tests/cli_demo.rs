@@ -394,12 +394,19 @@ async fn demo_tls_upgrades_an_https_console() {
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     let checks = async {
         assert_eq!(v["phase"], "completed", "{v:#}");
-        assert_eq!(v["verify"]["ok"], true, "ledger verify --live: {v:#}\n{stderr}");
+        assert_eq!(
+            v["verify"]["ok"], true,
+            "ledger verify --live: {v:#}\n{stderr}"
+        );
         assert_eq!(v["healthy"], true, "{v:#}");
         assert!(stderr.contains("ledger verify --live"), "{stderr}");
         let (_, state) = oms_upgrade::executor::replay_dir(&ledger).unwrap();
         let plan = state.plan().unwrap();
-        assert!(plan.health_url.starts_with("https://"), "{}", plan.health_url);
+        assert!(
+            plan.health_url.starts_with("https://"),
+            "{}",
+            plan.health_url
+        );
         let trust = plan.health_trust().unwrap();
         assert_eq!(trust.scheme, oms_upgrade::events::HealthScheme::Https);
         let ca = trust.ca_file.as_deref().unwrap();

@@ -87,7 +87,9 @@ async fn https_console_is_detected_probed_and_upgraded() {
         "init must plan the health check over HTTPS when a certificate is mounted: {}",
         plan.health_url
     );
-    let trust = plan.health_trust().expect("the plan records the health trust");
+    let trust = plan
+        .health_trust()
+        .expect("the plan records the health trust");
     assert_eq!(trust.scheme, HealthScheme::Https);
     assert!(!trust.url_from_operator);
     assert!(
@@ -133,7 +135,10 @@ async fn https_without_trust_is_refused_before_anything_changes() {
         show(&out)
     );
     let e = error_line(&out);
-    assert!(e.contains("HTTPS") && e.contains("nothing was changed"), "{e}");
+    assert!(
+        e.contains("HTTPS") && e.contains("nothing was changed"),
+        "{e}"
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("hint: pass --health-ca"), "{stderr}");
     assert_eq!(record_types(&run), ["preflight.failed"]);
@@ -176,7 +181,10 @@ async fn https_without_trust_is_refused_before_anything_changes() {
         support::upgrade::ha_config(&run.node.databases()).await,
         ha_before
     );
-    assert_eq!(emu::schema_version(&run.node.databases()).await, schema_before);
+    assert_eq!(
+        emu::schema_version(&run.node.databases()).await,
+        schema_before
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -26,8 +26,12 @@ pub fn acceptor() -> Result<Option<tokio_rustls::TlsAcceptor>, String> {
     let key = std::path::Path::new(KEY_PATH);
     match (off, cert.exists(), key.exists()) {
         (true, _, _) | (false, false, false) => return Ok(None),
-        (false, true, false) => return Err(format!("{CERT_PATH} is mounted but {KEY_PATH} is not")),
-        (false, false, true) => return Err(format!("{KEY_PATH} is mounted but {CERT_PATH} is not")),
+        (false, true, false) => {
+            return Err(format!("{CERT_PATH} is mounted but {KEY_PATH} is not"));
+        }
+        (false, false, true) => {
+            return Err(format!("{KEY_PATH} is mounted but {CERT_PATH} is not"));
+        }
         (false, true, true) => {}
     }
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)

@@ -606,10 +606,12 @@ impl Demo {
     /// mode 600), and the binds that put them where OMS's nginx reads them.
     fn console_certs(&mut self) -> Result<Vec<String>, CliError> {
         use std::io::Write;
-        let certs = super::healthtrust::make_console_certs(&["127.0.0.1".into(), "localhost".into()])
-            .map_err(|e| internal("console certificate", e))?;
+        let certs =
+            super::healthtrust::make_console_certs(&["127.0.0.1".into(), "localhost".into()])
+                .map_err(|e| internal("console certificate", e))?;
         let dir = self.st.dir.join("tls");
-        std::fs::create_dir_all(&dir).map_err(|e| internal(&format!("create {}", dir.display()), e))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| internal(&format!("create {}", dir.display()), e))?;
         let files = [
             ("ca.pem", &certs.ca_pem, 0o644),
             ("oms_server.crt", &certs.cert_pem, 0o644),
@@ -630,8 +632,15 @@ impl Demo {
         self.st.health_ca = Some(ca);
         self.st.save()?;
         Ok(vec![
-            format!("{}:{}:ro", dir.join("oms_server.crt").display(), super::healthtrust::CERT_PATH),
-            format!("{}:/etc/pki/nginx/oms_server.key:ro", dir.join("oms_server.key").display()),
+            format!(
+                "{}:{}:ro",
+                dir.join("oms_server.crt").display(),
+                super::healthtrust::CERT_PATH
+            ),
+            format!(
+                "{}:/etc/pki/nginx/oms_server.key:ro",
+                dir.join("oms_server.key").display()
+            ),
         ])
     }
 

@@ -155,7 +155,11 @@ pub fn plan(
                 HealthScheme::Https,
                 false,
             ),
-            Detected::Http => (format!("http://{host_ip}:{port}"), HealthScheme::Http, false),
+            Detected::Http => (
+                format!("http://{host_ip}:{port}"),
+                HealthScheme::Http,
+                false,
+            ),
         },
     };
     let detected_from = match detected {

@@ -567,13 +567,9 @@ async fn preflight(
     // The health check the run will rely on, tried now on the old node: a scheme, port or
     // certificate trust that cannot work is found while nothing has changed, not after
     // docker_init.sh has migrated the schema.
-    let health = super::healthtrust::plan(
-        &args.health,
-        &old.binds,
-        &host_ip,
-        config.nginx_server_port,
-    )
-    .map_err(|e| fatal("health", e))?;
+    let health =
+        super::healthtrust::plan(&args.health, &old.binds, &host_ip, config.nginx_server_port)
+            .map_err(|e| fatal("health", e))?;
     let probed = super::healthtrust::probe(&health)
         .await
         .map_err(|e| fatal("health", e))?;
