@@ -570,10 +570,19 @@ async fn preflight(
     let health =
         super::healthtrust::plan(&args.health, &old.binds, &host_ip, config.nginx_server_port)
             .map_err(|e| fatal("health", e))?;
-    let probed = super::healthtrust::probe(&health)
-        .await
-        .map_err(|e| fatal("health", e))?;
-    ok(checks, "health", probed);
+    if old.status.is_running() {
+        let probed = super::healthtrust::probe(&health)
+            .await
+            .map_err(|e| fatal("health", e))?;
+        ok(checks, "health", probed);
+    } else {
+        // The `container` check already failed; a probe could only say "unreachable".
+        failed(
+            checks,
+            "health",
+            format!("not asked: `{}` is not running", old.name),
+        );
+    }
     // The old container's labels include its image's; only those the operator set are
     // carried over, so the new container shows its own image's labels (not 3.3.0's).
     let input = PlanInput {
