@@ -116,6 +116,16 @@ async fn https_console_is_detected_probed_and_upgraded() {
     assert_eq!(h["data"]["version"], emu::NEW_VERSION, "{h}");
     let live = output(run.cli().args(["ledger", "verify", "--live", "--json"])).await;
     assert!(live.status.success(), "{}", show(&live));
+
+    // The rollback confirms the old node over HTTPS with the same recorded trust.
+    run.ok(&["rollback", "--yes", "--reason", "https rollback test"])
+        .await;
+    assert_eq!(run.status()["phase"], "rolled back");
+    let h = emu::health_ca(&url, Some(c.ca_pem.as_bytes()))
+        .await
+        .expect("the old node answers over HTTPS again");
+    assert_eq!(h["data"]["healthy"], true, "{h}");
+    assert_eq!(h["data"]["version"], emu::OLD_VERSION, "{h}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

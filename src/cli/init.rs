@@ -822,6 +822,8 @@ fn plan_summary(plan: &Plan) -> serde_json::Value {
         "target_image": plan.target_image,
         "backup_dir": plan.dump_dir(),
         "metadb": plan.metadb.display_url,
+        "health_url": plan.health_url,
+        "health_trust": plan.health_trust(),
     })
 }
 
