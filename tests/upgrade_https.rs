@@ -224,3 +224,112 @@ async fn a_ca_file_changed_since_init_is_refused_before_any_step() {
     let old = docker.inspect(&run.node.name).await.unwrap().unwrap();
     assert!(old.status.is_running());
 }
+
+/// A certificate is mounted but the node's nginx serves plain HTTP (the emulator's
+/// `OMS_EMU_TLS=off`): `init` plans HTTPS from the mount, and its probe finds that the
+/// check cannot work before anything changes; `--health-url http://…` overrides the
+/// scheme (recorded as the operator's), and `--health-ca` with plain HTTP is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn health_url_overrides_a_mount_that_nginx_ignores() {
+    let c = certs();
+    let docker = support::docker().await;
+    let guard = emu::ContainerGuard::new(&docker).await;
+    let image = emu::images(&docker, &[emu::OLD_VERSION]).await.remove(0);
+    let dbs = emu::MetaDbSet::create().await;
+    let host = emu::OmsHost::new(&dbs.databases());
+    let tls = host.dir.join("tls");
+    std::fs::create_dir_all(&tls).unwrap();
+    std::fs::write(tls.join("oms_server.crt"), &c.cert_pem).unwrap();
+    std::fs::write(tls.join("oms_server.key"), &c.key_pem).unwrap();
+    let mut binds = host.binds();
+    binds.push(format!(
+        "{}:{}:ro",
+        tls.join("oms_server.crt").display(),
+        emu::CONSOLE_CERT
+    ));
+    binds.push(format!(
+        "{}:{}:ro",
+        tls.join("oms_server.key").display(),
+        emu::CONSOLE_KEY
+    ));
+    let name = guard.value.replace('_', "-");
+    let id = emu::create_oms_container(
+        &docker,
+        &guard,
+        &emu::OmsContainerSpec {
+            name: &name,
+            image: &image.reference,
+            extra_env: &["OMS_EMU_TLS=off"],
+            binds,
+        },
+    )
+    .await;
+    emu::start_container(&docker, &id).await;
+    let init = emu::run_docker_init(&docker, &id).await;
+    assert_eq!(init.exit_code, 0, "{}", init.output);
+    emu::wait_healthy(&docker, &id, &host.health_url()).await;
+    let node = OmsNode {
+        guard,
+        docker,
+        name,
+        id,
+        image,
+        host,
+        dbs,
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix("oms-upgrade-https-")
+        .tempdir()
+        .unwrap()
+        .keep();
+    let run = Run { node, tmp };
+    let ca = ca_file(&run, "console-ca.pem", &c.ca_pem);
+    let plain = format!("http://127.0.0.1:{}", run.node.host.port());
+
+    // The mount says HTTPS; nginx speaks plain HTTP: the probe fails, nothing planned.
+    let args = init_args(
+        &run.node,
+        &run.backups(),
+        &[("--health-ca", ca.to_str().unwrap())],
+    )
+    .await;
+    let out = output(run.cli().args(&args)).await;
+    assert_eq!(out.status.code(), Some(5), "{}", show(&out));
+    let e = error_line(&out);
+    assert!(
+        e.contains("nothing was changed") && e.contains("TLS failed"),
+        "{e}"
+    );
+
+    // Plain HTTP with a CA file: refused as a contradiction.
+    let args = init_args(
+        &run.node,
+        &run.backups(),
+        &[
+            ("--health-url", plain.as_str()),
+            ("--health-ca", ca.to_str().unwrap()),
+        ],
+    )
+    .await;
+    let out = output(run.cli().args(&args)).await;
+    assert_eq!(out.status.code(), Some(5), "{}", show(&out));
+    assert!(error_line(&out).contains("plain HTTP"), "{}", show(&out));
+    assert_eq!(record_types(&run), ["preflight.failed", "preflight.failed"]);
+
+    // The operator's URL: planned over plain HTTP, recorded as theirs, with the mount.
+    let args = init_args(
+        &run.node,
+        &run.backups(),
+        &[("--health-url", plain.as_str())],
+    )
+    .await;
+    ok(run.cli().args(&args));
+    let (_, state) = run.replay();
+    let plan = state.plan().unwrap();
+    assert_eq!(plan.health_url, plain);
+    let trust = plan.health_trust().unwrap();
+    assert_eq!(trust.scheme, HealthScheme::Http);
+    assert!(trust.url_from_operator);
+    assert!(trust.detected_from.is_some(), "{trust:?}");
+    assert_eq!(trust.ca_file, None);
+}

@@ -434,6 +434,13 @@ where
             break;
         }
         buf.extend_from_slice(&chunk[..n]);
+        // Not a request line (a TLS ClientHello starts with 0x16): answer at once, as
+        // nginx answers `400 Bad Request` to bytes that are not HTTP.
+        if !buf[0].is_ascii_alphabetic() {
+            let resp = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+            stream.write_all(resp.as_bytes()).await?;
+            return stream.shutdown().await;
+        }
     }
     let head = String::from_utf8_lossy(&buf);
     let mut parts = head.lines().next().unwrap_or("").split_whitespace();

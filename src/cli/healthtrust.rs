@@ -261,9 +261,9 @@ pub async fn probe(planned: &Planned) -> Result<String, CliError> {
                  at {CERT_PATH} that is not a bind of the container), pass --health-url https://... \
                  and --health-ca"
             ),
-            HealthScheme::Https => {
-                "check nginx_server_port and OMS_HOST_IP, or pass --health-url".to_string()
-            }
+            HealthScheme::Https => "check nginx_server_port and OMS_HOST_IP; if nginx serves plain \
+                 HTTP although a certificate is mounted, pass --health-url http://..."
+                .to_string(),
         })),
     }
 }
