@@ -156,3 +156,103 @@ async fn wait_healthy_gives_up_with_the_last_observation() {
         r => panic!("expected Timeout, got {r:?}"),
     }
 }
+
+/// An HTTPS peer (rustls) with a certificate for 127.0.0.1 issued by the CA of `certs`,
+/// answering healthy; returns `https://127.0.0.1:<port>`.
+async fn serve_tls(certs: &oms_upgrade::cli::healthtrust::ConsoleCerts) -> String {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = vec![CertificateDer::from_pem_slice(certs.cert_pem.as_bytes()).unwrap()];
+    let key = PrivateKeyDer::from_pem_slice(certs.key_pem.as_bytes()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("https://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((sock, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(sock).await else {
+                    return;
+                };
+                let mut buf = [0u8; 1024];
+                let _ = tls.read(&mut buf).await;
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                     content-length: {}\r\nconnection: close\r\n\r\n{HEALTHY}",
+                    HEALTHY.len()
+                );
+                let _ = tls.write_all(resp.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    base
+}
+
+fn ca_file(dir: &std::path::Path, pem: &str) -> oms_upgrade::adapters::health::CaFile {
+    let p = dir.join(format!("ca-{}.pem", blake3::hash(pem.as_bytes()).to_hex()));
+    std::fs::write(&p, pem).unwrap();
+    oms_upgrade::adapters::health::CaFile::read(&p).unwrap()
+}
+
+#[tokio::test]
+async fn https_is_trusted_through_the_given_ca_only() {
+    use oms_upgrade::cli::healthtrust::make_console_certs;
+    let certs = make_console_certs(&["127.0.0.1".into()]).unwrap();
+    let base = serve_tls(&certs).await;
+    let dir = tempfile::tempdir().unwrap();
+
+    let h = HttpHealth::with_ca(&ca_file(dir.path(), &certs.ca_pem)).unwrap();
+    let r = h.check(&base).await.unwrap();
+    assert!(r.healthy, "{r:?}");
+
+    // No CA, or another CA: a TLS error, at once (waiting would not make it verify).
+    let other = make_console_certs(&["127.0.0.1".into()]).unwrap();
+    for h in [
+        HttpHealth::new().unwrap(),
+        HttpHealth::with_ca(&ca_file(dir.path(), &other.ca_pem)).unwrap(),
+    ] {
+        let started = std::time::Instant::now();
+        match h
+            .wait_healthy(&base, Duration::from_secs(30), Duration::from_millis(50))
+            .await
+        {
+            Err(HealthError::Tls { detail, .. }) => {
+                assert!(detail.contains("certificate"), "{detail}")
+            }
+            r => panic!("expected a TLS error, got {r:?}"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    // HTTPS to a plain HTTP peer (it answers the ClientHello with an HTTP error, as
+    // nginx does) is a TLS error too.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let https_to_plain = format!("https://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let mut buf = [0u8; 1024];
+            let _ = sock.read(&mut buf).await;
+            let _ = sock
+                .write_all(b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n")
+                .await;
+            let _ = sock.shutdown().await;
+        }
+    });
+    let h = HttpHealth::with_ca(&ca_file(dir.path(), &certs.ca_pem)).unwrap();
+    match h.check(&https_to_plain).await {
+        Err(HealthError::Tls { .. }) => {}
+        r => panic!("expected a TLS error, got {r:?}"),
+    }
+}

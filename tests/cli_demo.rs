@@ -452,3 +452,102 @@ async fn demo_runs_the_42x_procedure_and_verifies_live() {
         .unwrap();
     assert_eq!(out.status.code(), Some(5), "{out:?}");
 }
+
+/// `demo --tls` (issue 12, item 2): the node serves its console over HTTPS only with a
+/// certificate the demo generated and mounted; `init` gets the CA, the plan records
+/// HTTPS, the upgrade completes and `ledger verify --live` finds no drift. Cleans up only
+/// what this demo created (its containers, databases and folder).
+#[tokio::test(flavor = "multi_thread")]
+async fn demo_tls_upgrades_an_https_console() {
+    let client = support::docker().await;
+    let docker = BollardDocker::from_client(client.clone());
+    emu::emulator_binary();
+    let tmp = tempfile::tempdir().unwrap();
+    let ledger = tmp.path().join("ledger");
+    let out = cli(&ledger)
+        .args(["--json", "demo", "--tls", "--size", "64K"])
+        .output()
+        .unwrap();
+    let v = one_json(&out);
+    let demo_id = v["demo_id"].as_str().map(str::to_string);
+    let cleanup = async {
+        if let Some(id) = &demo_id {
+            for c in docker
+                .find_by_label("oms-upgrade.demo", Some(id))
+                .await
+                .unwrap()
+            {
+                let _ = docker.remove(&c.id, true).await;
+            }
+        }
+        let pool = support::mysql_pool().await;
+        let mut c = pool.get_conn().await.unwrap();
+        for k in ["rm", "cm", "cm_hb"] {
+            if let Some(d) = v["databases"][k].as_str() {
+                c.query_drop(format!("DROP DATABASE IF EXISTS `{d}`"))
+                    .await
+                    .unwrap();
+            }
+        }
+        drop(c);
+        pool.disconnect().await.ok();
+    };
+    let ok = out.status.success() && v["ok"] == true;
+    if !ok {
+        cleanup.await;
+        panic!(
+            "demo --tls failed ({}):\n{v:#}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let checks = async {
+        assert_eq!(v["phase"], "completed", "{v:#}");
+        assert_eq!(
+            v["verify"]["ok"], true,
+            "ledger verify --live: {v:#}\n{stderr}"
+        );
+        assert_eq!(v["healthy"], true, "{v:#}");
+        assert!(stderr.contains("ledger verify --live"), "{stderr}");
+        let (_, state) = oms_upgrade::executor::replay_dir(&ledger).unwrap();
+        let plan = state.plan().unwrap();
+        assert!(
+            plan.health_url.starts_with("https://"),
+            "{}",
+            plan.health_url
+        );
+        let trust = plan.health_trust().unwrap();
+        assert_eq!(trust.scheme, oms_upgrade::events::HealthScheme::Https);
+        let ca = trust.ca_file.as_deref().unwrap();
+        let new_name = v["containers"]["new"]["name"].as_str().unwrap();
+        let new = docker.inspect(new_name).await.unwrap().unwrap();
+        assert!(
+            new.binds
+                .iter()
+                .any(|b| b.contains(":/etc/pki/nginx/oms_server.crt")),
+            "{:?}",
+            new.binds
+        );
+        let port = plan.health_url.rsplit(':').next().unwrap().to_string();
+        let h = emu::health_ca(
+            &format!("https://127.0.0.1:{port}/oms/health"),
+            Some(&std::fs::read(ca).unwrap()),
+        )
+        .await
+        .expect("the upgraded node answers over HTTPS");
+        assert_eq!(h["data"]["version"], "3.3.1", "{h}");
+        // Plain HTTP gets no health answer from an HTTPS-only console.
+        assert!(
+            emu::health(&format!("http://127.0.0.1:{port}/oms/health"))
+                .await
+                .is_none()
+        );
+    };
+    // Clean up even when a check fails.
+    let result = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(checks)).await;
+    cleanup.await;
+    if let Err(p) = result {
+        std::panic::resume_unwind(p);
+    }
+}

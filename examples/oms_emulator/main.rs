@@ -18,6 +18,7 @@ mod init;
 mod schema;
 mod seed;
 mod server;
+mod tls;
 
 use clap::{Parser, Subcommand};
 

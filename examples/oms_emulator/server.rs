@@ -79,6 +79,13 @@ pub async fn run(paths: Paths) -> i32 {
         }
     };
     let port = cfg.nginx_server_port;
+    let tls = match crate::tls::acceptor() {
+        Ok(t) => t,
+        Err(e) => {
+            log.error(&format!("OMS service failed to start: nginx: {e}"));
+            return 6;
+        }
+    };
     let listener = match tokio::net::TcpListener::bind(("0.0.0.0", port)).await {
         Ok(l) => l,
         Err(e) => {
@@ -113,7 +120,8 @@ pub async fn run(paths: Paths) -> i32 {
     });
     write_run_files(&node, "STARTING");
     log.info(&format!(
-        "health endpoint on 0.0.0.0:{port}/oms/health, metadata DB {}",
+        "health endpoint on {}://0.0.0.0:{port}/oms/health, metadata DB {}",
+        if tls.is_some() { "https" } else { "http" },
         cfg.db_target().display_url()
     ));
     // A first look at the schema before answering, so the first health answer already
@@ -123,7 +131,7 @@ pub async fn run(paths: Paths) -> i32 {
         h.reason = if healthy0 { None } else { reason0 };
         h.schema_version = schema0;
     }
-    let http = tokio::spawn(serve_http(listener, node.clone()));
+    let http = tokio::spawn(serve_http(listener, tls, node.clone()));
     let monitor = tokio::spawn(monitor(node.clone()));
     let sig = tokio::select! {
         _ = term.recv() => "SIGTERM",
@@ -393,20 +401,41 @@ fn describe_ha(text: &str) -> (Option<bool>, String) {
     )
 }
 
-async fn serve_http(listener: tokio::net::TcpListener, node: Arc<Node>) {
+/// Accepts connections on the console port: over TLS only when `tls` is set (a plain HTTP
+/// request then fails the handshake, as it does against nginx's `ssl` listener).
+async fn serve_http(
+    listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    node: Arc<Node>,
+) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let node = node.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let _ = answer(stream, &node).await;
+            match tls {
+                None => {
+                    let _ = answer(stream, &node).await;
+                }
+                Some(acceptor) => {
+                    let handshake =
+                        tokio::time::timeout(Duration::from_secs(5), acceptor.accept(stream));
+                    if let Ok(Ok(stream)) = handshake.await {
+                        let _ = answer(stream, &node).await;
+                    }
+                }
+            }
         });
     }
 }
 
 /// Reads one request head and answers it; connections are not kept alive.
-async fn answer(mut stream: tokio::net::TcpStream, node: &Node) -> std::io::Result<()> {
+async fn answer<S>(mut stream: S, node: &Node) -> std::io::Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 16 * 1024 {
@@ -417,6 +446,13 @@ async fn answer(mut stream: tokio::net::TcpStream, node: &Node) -> std::io::Resu
             break;
         }
         buf.extend_from_slice(&chunk[..n]);
+        // Not a request line (a TLS ClientHello starts with 0x16): answer at once, as
+        // nginx answers `400 Bad Request` to bytes that are not HTTP.
+        if !buf[0].is_ascii_alphabetic() {
+            let resp = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+            stream.write_all(resp.as_bytes()).await?;
+            return stream.shutdown().await;
+        }
     }
     let head = String::from_utf8_lossy(&buf);
     let mut parts = head.lines().next().unwrap_or("").split_whitespace();

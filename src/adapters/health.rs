@@ -1,13 +1,24 @@
-//! OMS's health endpoint: `GET http://<host>:<nginx port>/oms/health` answers JSON whose
+//! OMS's health endpoint: `GET http(s)://<host>:<nginx port>/oms/health` answers JSON whose
 //! `data.healthy` is `true` when the node is up (no auth). The upgrade confirms the new
 //! container with it after `docker_init.sh`, and a rollback confirms the old one.
 //!
-//! [`HttpHealth`] is the real client (plain HTTP, short timeouts, never through a proxy:
-//! the node is local). A single [`Health::check`] reports what it saw, including "not
+//! [`HttpHealth`] is the real client (short timeouts, never through a proxy: the node is
+//! local). With a certificate mounted for nginx the console is HTTPS only; the client then
+//! speaks TLS (rustls, ring) and trusts exactly the CA certificates of the operator's CA
+//! file ([`CaFile`]), never the system's store: the console's certificate is normally
+//! self-signed or from a private CA, and a trust the operator did not name would not be
+//! what the plan recorded. A single [`Health::check`] reports what it saw, including "not
 //! healthy" answers; [`Health::wait_healthy`] polls until healthy or a deadline.
 
 use std::future::Future;
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::{PemObject, SectionKind};
 
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -50,6 +61,18 @@ pub enum HealthError {
         /// The URL.
         url: String,
         /// What the client reported.
+        detail: String,
+    },
+    /// The TLS handshake failed: the certificate is not trusted by the CA file given, is
+    /// not valid for the host, or the peer does not speak TLS.
+    #[error(
+        "OMS health endpoint `{url}`: TLS failed ({detail}); the console's certificate must \
+         verify against the CA file given with --health-ca and name the host of the URL"
+    )]
+    Tls {
+        /// The URL.
+        url: String,
+        /// What rustls reported.
         detail: String,
     },
     /// A connection was made but no answer came within the request timeout.
@@ -102,7 +125,11 @@ pub trait Health: Send + Sync {
                 let (last, last_report) = match self.check(base_url).await {
                     Ok(r) if r.healthy => return Ok(r),
                     Ok(r) => (format!("HTTP {}: {}", r.status, r.reason), Some(r)),
-                    Err(e @ HealthError::InvalidUrl { .. }) => return Err(e),
+                    // Neither a bad URL nor a certificate that does not verify gets better
+                    // by waiting.
+                    Err(e @ (HealthError::InvalidUrl { .. } | HealthError::Tls { .. })) => {
+                        return Err(e);
+                    }
                     Err(e) => (e.to_string(), None),
                 };
                 let now = Instant::now();
@@ -152,7 +179,175 @@ pub fn judge(status: u16, body: &[u8]) -> HealthReport {
     }
 }
 
-/// The real [`Health`] over HTTP (reqwest).
+/// The largest CA file accepted (`--health-ca`): a CA bundle is tens of KiB.
+pub const MAX_CA_BYTES: u64 = 1 << 20;
+
+/// A CA file that failed the checks every outside file gets.
+#[derive(Debug, thiserror::Error)]
+pub enum CaFileError {
+    /// It cannot be opened (missing, unreadable, or a symbolic link).
+    #[error("cannot open the CA file {path}: {detail}")]
+    Unreadable {
+        /// The path.
+        path: String,
+        /// Why.
+        detail: String,
+    },
+    /// It is not a regular file.
+    #[error("the CA file {path} is not a regular file")]
+    NotRegular {
+        /// The path.
+        path: String,
+    },
+    /// It is larger than [`MAX_CA_BYTES`].
+    #[error("the CA file {path} is larger than {max} bytes")]
+    TooLarge {
+        /// The path.
+        path: String,
+        /// The limit.
+        max: u64,
+    },
+    /// It holds no usable PEM certificate.
+    #[error("the CA file {path}: {detail}")]
+    Invalid {
+        /// The path.
+        path: String,
+        /// Why.
+        detail: String,
+    },
+    /// Its bytes differ from those the plan recorded.
+    #[error(
+        "the CA file {path} changed since the plan was made: its BLAKE3 is now {now}, the plan \
+         recorded {planned}"
+    )]
+    Changed {
+        /// The path.
+        path: String,
+        /// BLAKE3 (hex) of the bytes read now.
+        now: String,
+        /// BLAKE3 (hex) the plan recorded.
+        planned: String,
+    },
+}
+
+/// An operator's CA file (PEM), read once: the certificates in it and the BLAKE3 of the
+/// exact bytes read, so the plan can record which trust was used and a later run can
+/// refuse a file that changed.
+#[derive(Debug, Clone)]
+pub struct CaFile {
+    path: PathBuf,
+    blake3_hex: String,
+    certs: Vec<CertificateDer<'static>>,
+}
+
+impl CaFile {
+    /// Reads `path` as hostile input: opened without following a symbolic link at the
+    /// path itself (`O_NOFOLLOW`), checked to be a regular file on the opened handle, at
+    /// most [`MAX_CA_BYTES`], and holding at least one PEM `CERTIFICATE` (other sections,
+    /// a private key included, are refused: a CA file carries certificates only).
+    pub fn read(path: &Path) -> Result<CaFile, CaFileError> {
+        let shown = path.display().to_string();
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+            .open(&path)
+            .map_err(|e| CaFileError::Unreadable {
+                path: shown.clone(),
+                detail: if e.raw_os_error() == Some(libc::ELOOP) {
+                    "it is a symbolic link; pass the file it points to".into()
+                } else {
+                    e.to_string()
+                },
+            })?;
+        let md = file.metadata().map_err(|e| CaFileError::Unreadable {
+            path: shown.clone(),
+            detail: e.to_string(),
+        })?;
+        if !md.is_file() {
+            return Err(CaFileError::NotRegular { path: shown });
+        }
+        if md.len() > MAX_CA_BYTES {
+            return Err(CaFileError::TooLarge {
+                path: shown,
+                max: MAX_CA_BYTES,
+            });
+        }
+        // Read one byte past the limit: a file that grew after the size check is refused too.
+        let mut bytes = Vec::new();
+        file.take(MAX_CA_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| CaFileError::Unreadable {
+                path: shown.clone(),
+                detail: e.to_string(),
+            })?;
+        if bytes.len() as u64 > MAX_CA_BYTES {
+            return Err(CaFileError::TooLarge {
+                path: shown,
+                max: MAX_CA_BYTES,
+            });
+        }
+        let certs = parse_ca_pem(&bytes).map_err(|detail| CaFileError::Invalid {
+            path: shown,
+            detail,
+        })?;
+        Ok(CaFile {
+            blake3_hex: blake3::hash(&bytes).to_hex().to_string(),
+            path,
+            certs,
+        })
+    }
+
+    /// Reads `path` (see [`CaFile::read`]) and refuses it unless its bytes are the ones
+    /// whose BLAKE3 the plan recorded.
+    pub fn read_planned(path: &Path, planned_blake3_hex: &str) -> Result<CaFile, CaFileError> {
+        let ca = Self::read(path)?;
+        if !ca.blake3_hex.eq_ignore_ascii_case(planned_blake3_hex) {
+            return Err(CaFileError::Changed {
+                path: path.display().to_string(),
+                now: ca.blake3_hex,
+                planned: planned_blake3_hex.to_string(),
+            });
+        }
+        Ok(ca)
+    }
+
+    /// The absolute path read.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// BLAKE3 (hex) of the bytes read.
+    pub fn blake3_hex(&self) -> &str {
+        &self.blake3_hex
+    }
+
+    /// How many certificates the file holds.
+    pub fn cert_count(&self) -> usize {
+        self.certs.len()
+    }
+}
+
+/// The certificates of a PEM CA file: at least one `CERTIFICATE` section and nothing else.
+fn parse_ca_pem(bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    let mut certs = Vec::new();
+    for item in <(SectionKind, Vec<u8>)>::pem_slice_iter(bytes) {
+        match item.map_err(|e| format!("not PEM: {e}"))? {
+            (SectionKind::Certificate, der) => certs.push(CertificateDer::from(der)),
+            (other, _) => {
+                return Err(format!(
+                    "holds a {other:?} section; a CA file must hold certificates only (never a key)"
+                ));
+            }
+        }
+    }
+    if certs.is_empty() {
+        return Err("holds no PEM CERTIFICATE".into());
+    }
+    Ok(certs)
+}
+
+/// The real [`Health`] over HTTP or HTTPS (reqwest with rustls).
 #[derive(Debug, Clone)]
 pub struct HttpHealth {
     client: reqwest::Client,
@@ -160,18 +355,53 @@ pub struct HttpHealth {
 }
 
 impl HttpHealth {
-    /// A client with a 2 s connect timeout and a 5 s request timeout.
+    /// A client with a 2 s connect timeout and a 5 s request timeout that trusts no
+    /// certificate: plain HTTP works, an HTTPS console fails the handshake.
     pub fn new() -> Result<Self, HealthError> {
         Self::with_timeouts(Duration::from_secs(2), Duration::from_secs(5))
     }
 
-    /// A client with the given connect and whole-request timeouts.
+    /// Like [`HttpHealth::new`], trusting the certificates of `ca` (and nothing else) for
+    /// an HTTPS console.
+    pub fn with_ca(ca: &CaFile) -> Result<Self, HealthError> {
+        Self::build(Duration::from_secs(2), Duration::from_secs(5), Some(ca))
+    }
+
+    /// A client with the given connect and whole-request timeouts (trusting no certificate).
     pub fn with_timeouts(connect: Duration, request: Duration) -> Result<Self, HealthError> {
+        Self::build(connect, request, None)
+    }
+
+    fn build(
+        connect: Duration,
+        request: Duration,
+        ca: Option<&CaFile>,
+    ) -> Result<Self, HealthError> {
+        let builder_error = |detail: String| HealthError::InvalidUrl {
+            url: String::new(),
+            detail: format!("cannot build the HTTP client: {detail}"),
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in ca.map(|c| c.certs.as_slice()).unwrap_or_default() {
+            roots.add(cert.clone()).map_err(|e| {
+                builder_error(format!("a certificate of the CA file is not usable: {e}"))
+            })?;
+        }
+        // The provider is named here rather than installed process-wide: nothing else in
+        // the process is affected, and no OpenSSL or aws-lc is linked.
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| builder_error(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
         let client = reqwest::Client::builder()
             .connect_timeout(connect)
             .timeout(request)
             // The node is local; a proxy from the environment would only get in the way.
             .no_proxy()
+            .tls_backend_preconfigured(tls)
             .build()
             .map_err(|e| HealthError::InvalidUrl {
                 url: String::new(),
@@ -192,6 +422,11 @@ impl Health for HttpHealth {
                 HealthError::InvalidUrl {
                     url: url.clone(),
                     detail: e.to_string(),
+                }
+            } else if let Some(detail) = tls_failure(&e) {
+                HealthError::Tls {
+                    url: url.clone(),
+                    detail,
                 }
             } else if e.is_timeout() {
                 HealthError::RequestTimeout {
@@ -217,6 +452,37 @@ impl Health for HttpHealth {
         body.truncate(MAX_BODY_BYTES);
         Ok(judge(status, &body))
     }
+}
+
+/// What rustls reported, when the error is a failed TLS handshake.
+fn tls_failure(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cur {
+        if let Some(t) = c.downcast_ref::<rustls::Error>() {
+            return Some(t.to_string());
+        }
+        if let Some(t) = c
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            return Some(t.to_string());
+        }
+        cur = c.source();
+    }
+    // The connector may hand the handshake's error on as text (the chain above reqwest's
+    // connect error is not always typed): recognise rustls's own wording.
+    let text = error_chain(e);
+    const RUSTLS_SAYS: [&str; 5] = [
+        "invalid peer certificate",
+        "received corrupt message",
+        "peer is incompatible",
+        "received fatal alert",
+        "peer misbehaved",
+    ];
+    RUSTLS_SAYS
+        .iter()
+        .find_map(|w| text.find(w).map(|at| text[at..].to_string()))
 }
 
 /// The error and its causes on one line ("error sending request: connection refused").
@@ -245,6 +511,46 @@ mod tests {
         assert!(!judge(503, br#"{"data":{"healthy":true}}"#).healthy);
         assert!(!judge(200, br#"{"data":{"healthy":"true"}}"#).healthy);
         assert!(!judge(200, br#"{"healthy":true}"#).healthy);
+    }
+
+    #[test]
+    fn ca_files_are_read_as_hostile_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = crate::cli::healthtrust::make_console_certs(&["127.0.0.1".into()]).unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, &certs.ca_pem).unwrap();
+        let read = CaFile::read(&ca).unwrap();
+        assert_eq!(read.cert_count(), 1);
+        assert_eq!(
+            read.blake3_hex(),
+            blake3::hash(certs.ca_pem.as_bytes()).to_hex().as_str()
+        );
+        assert!(CaFile::read_planned(&ca, read.blake3_hex()).is_ok());
+        let e = CaFile::read_planned(&ca, &"00".repeat(32)).unwrap_err();
+        assert!(matches!(e, CaFileError::Changed { .. }), "{e}");
+
+        let link = dir.path().join("link.pem");
+        std::os::unix::fs::symlink(&ca, &link).unwrap();
+        let e = CaFile::read(&link).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        let e = CaFile::read(dir.path()).unwrap_err();
+        assert!(matches!(e, CaFileError::NotRegular { .. }), "{e}");
+        let with_key = dir.path().join("with-key.pem");
+        std::fs::write(&with_key, format!("{}{}", certs.ca_pem, certs.key_pem)).unwrap();
+        let e = CaFile::read(&with_key).unwrap_err();
+        assert!(e.to_string().contains("never a key"), "{e}");
+        let big = dir.path().join("big.pem");
+        std::fs::write(&big, vec![b'A'; MAX_CA_BYTES as usize + 1]).unwrap();
+        assert!(matches!(
+            CaFile::read(&big).unwrap_err(),
+            CaFileError::TooLarge { .. }
+        ));
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, b"no pem here\n").unwrap();
+        assert!(matches!(
+            CaFile::read(&empty).unwrap_err(),
+            CaFileError::Invalid { .. }
+        ));
     }
 
     #[test]

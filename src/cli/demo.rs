@@ -105,6 +105,12 @@ pub struct DemoArgs {
     /// `scripts/soak`) can drive the node by hand.
     #[arg(long, conflicts_with = "clean")]
     pub plan_only: bool,
+    /// Serve the node's console over HTTPS only, as OMS does with a certificate mounted at
+    /// /etc/pki/nginx/oms_server.crt: a CA and a console certificate are generated into the
+    /// demo folder (`tls/`), mounted into the container, the CA is given to `init` with
+    /// `--health-ca`, and the demo ends with `ledger verify --live`.
+    #[arg(long, conflicts_with = "clean")]
+    pub tls: bool,
 }
 
 /// Where the metadata DB is (no password: that stays in the demo's config.yaml).
@@ -134,6 +140,9 @@ struct DemoState {
     config: PathBuf,
     health_url: Option<String>,
     images: Vec<String>,
+    /// The CA file of a `--tls` demo's console certificate.
+    #[serde(default)]
+    health_ca: Option<PathBuf>,
 }
 
 impl DemoState {
@@ -371,6 +380,7 @@ impl Demo {
             old_container_id: None,
             health_url: None,
             images: Vec::new(),
+            health_ca: None,
         };
         Ok(Demo {
             json: ctx.json,
@@ -539,7 +549,8 @@ impl Demo {
         config
             .write(&self.st.config)
             .map_err(|e| CliError::new(ExitKind::Input, e.to_string()))?;
-        let base_url = format!("http://127.0.0.1:{}", config.nginx_server_port);
+        let scheme = if self.args.tls { "https" } else { "http" };
+        let base_url = format!("{scheme}://127.0.0.1:{}", config.nginx_server_port);
         self.st.health_url = Some(crate::adapters::health::health_url(&base_url));
         self.st.save()?;
         self.say(&format!(
@@ -548,7 +559,7 @@ impl Demo {
             config.nginx_server_port
         ));
 
-        let binds = vec![
+        let mut binds = vec![
             format!(
                 "{}:{}",
                 self.st.config.display(),
@@ -558,6 +569,9 @@ impl Demo {
             format!("{}:/home/ds/store", folders[1].display()),
             format!("{}:/home/ds/run", folders[2].display()),
         ];
+        if self.args.tls {
+            binds.extend(self.console_certs()?);
+        }
         let labels = [
             (DEMO_LABEL.to_string(), self.st.id.clone()),
             (
@@ -616,7 +630,7 @@ impl Demo {
             )
             .hint(format!("read `docker logs {}`", self.st.container)));
         }
-        let health = HttpHealth::new().map_err(|e| internal("HTTP client", e))?;
+        let health = self.health_client()?;
         health
             .wait_healthy(&base_url, HEALTH_TIMEOUT, Duration::from_millis(200))
             .await
@@ -636,6 +650,61 @@ impl Demo {
         self.st.stage = "seeded".into();
         self.st.save()?;
         Ok(Node { images, seed })
+    }
+
+    /// `--tls`: a CA and a console certificate for 127.0.0.1 in `<demo>/tls/` (the key
+    /// mode 600), and the binds that put them where OMS's nginx reads them.
+    fn console_certs(&mut self) -> Result<Vec<String>, CliError> {
+        use std::io::Write;
+        let certs =
+            super::healthtrust::make_console_certs(&["127.0.0.1".into(), "localhost".into()])
+                .map_err(|e| internal("console certificate", e))?;
+        let dir = self.st.dir.join("tls");
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| internal(&format!("create {}", dir.display()), e))?;
+        let files = [
+            ("ca.pem", &certs.ca_pem, 0o644),
+            ("oms_server.crt", &certs.cert_pem, 0o644),
+            ("oms_server.key", &certs.key_pem, 0o600),
+        ];
+        for (name, pem, mode) in files {
+            let path = dir.join(name);
+            crate::safefs::create_new_file(&path, mode)
+                .and_then(|mut f| f.write_all(pem.as_bytes()).and_then(|_| f.sync_all()))
+                .map_err(|e| internal(&format!("write {}", path.display()), e))?;
+        }
+        let ca = dir.join("ca.pem");
+        self.say(&format!(
+            "generated a CA ({}) and a console certificate for 127.0.0.1, mounted at {}",
+            ca.display(),
+            super::healthtrust::CERT_PATH
+        ));
+        self.st.health_ca = Some(ca);
+        self.st.save()?;
+        Ok(vec![
+            format!(
+                "{}:{}:ro",
+                dir.join("oms_server.crt").display(),
+                super::healthtrust::CERT_PATH
+            ),
+            format!(
+                "{}:/etc/pki/nginx/oms_server.key:ro",
+                dir.join("oms_server.key").display()
+            ),
+        ])
+    }
+
+    /// The demo's own health client: trusting the generated CA in a `--tls` demo.
+    fn health_client(&self) -> Result<HttpHealth, CliError> {
+        match &self.st.health_ca {
+            None => HttpHealth::new(),
+            Some(ca) => {
+                let ca = crate::adapters::health::CaFile::read(ca)
+                    .map_err(|e| internal("the demo's CA file", e))?;
+                HttpHealth::with_ca(&ca)
+            }
+        }
+        .map_err(|e| internal("HTTP client", e))
     }
 
     /// `oms_emulator seed` on the host; it reads the password from the config file, so the
@@ -777,6 +846,10 @@ impl Demo {
         if !self.args.privileged {
             init.push("--no-privileged");
         }
+        let ca = self.st.health_ca.as_ref().map(|p| p.display().to_string());
+        if let Some(ca) = &ca {
+            init.extend(["--health-ca", ca.as_str()]);
+        }
         let r = self.oms_upgrade(&init)?;
         if !r.ok() {
             return Err(self.child_failed("init", &r));
@@ -806,8 +879,8 @@ impl Demo {
             let new = docker.inspect(&plan.new_name).await.map_err(service)?;
             let old = docker.inspect(&old_id).await.map_err(service)?;
             let healthy = match &self.st.health_url {
-                Some(url) => HttpHealth::new()
-                    .map_err(|e| internal("HTTP client", e))?
+                Some(url) => self
+                    .health_client()?
                     .check(url.trim_end_matches("/oms/health"))
                     .await
                     .map(|r| r.healthy)

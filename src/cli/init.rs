@@ -100,6 +100,9 @@ pub struct InitArgs {
     /// How long to wait for OMS to report healthy, in seconds.
     #[arg(long, value_name = "SECS")]
     pub health_timeout: Option<u32>,
+    /// How OMS's health endpoint is reached and trusted (HTTPS consoles).
+    #[command(flatten)]
+    pub health: super::healthtrust::HealthArgs,
 }
 
 /// Runs `init`.
@@ -576,6 +579,25 @@ async fn preflight(
                     .hint("pass --host-ip"),
             )
         })?;
+    // The health check the run will rely on, tried now on the old node: a scheme, port or
+    // certificate trust that cannot work is found while nothing has changed, not after
+    // docker_init.sh has migrated the schema.
+    let health =
+        super::healthtrust::plan(&args.health, &old.binds, &host_ip, config.nginx_server_port)
+            .map_err(|e| fatal("health", e))?;
+    if old.status.is_running() {
+        let probed = super::healthtrust::probe(&health)
+            .await
+            .map_err(|e| fatal("health", e))?;
+        ok(checks, "health", probed);
+    } else {
+        // The `container` check already failed; a probe could only say "unreachable".
+        failed(
+            checks,
+            "health",
+            format!("not asked: `{}` is not running", old.name),
+        );
+    }
     // The old container's labels include its image's; only those the operator set are
     // carried over, so the new container shows its own image's labels (not 3.3.0's).
     let input = PlanInput {
@@ -596,7 +618,7 @@ async fn preflight(
         target_image_id: Some(image.id.clone()),
         old_renamed_to: args.rename_old_to.clone(),
         privileged: !args.no_privileged,
-        health_url: format!("http://{host_ip}:{}", config.nginx_server_port),
+        health_url: health.url,
         host_ip,
         metadb: MetaDbLocation {
             display_url: target.display_url(),
@@ -633,10 +655,13 @@ async fn preflight(
         stop_timeout_secs: args.stop_timeout,
         init_timeout_secs: args.init_timeout,
         health_timeout_secs: args.health_timeout,
-        ext: vec![PlanExt::MetaServer(MetaServer {
-            flavour: server.flavour,
-            version: server.version.clone(),
-        })],
+        ext: vec![
+            PlanExt::Health(health.trust),
+            PlanExt::MetaServer(MetaServer {
+                flavour: server.flavour,
+                version: server.version.clone(),
+            }),
+        ],
     };
     Plan::new(input)
         .map(|plan| (plan, tls))
@@ -818,6 +843,8 @@ fn plan_summary(plan: &Plan) -> serde_json::Value {
         "target_image": plan.target_image,
         "backup_dir": plan.dump_dir(),
         "metadb": plan.metadb.display_url,
+        "health_url": plan.health_url,
+        "health_trust": plan.health_trust(),
     })
 }
 

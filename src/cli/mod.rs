@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 pub mod backup;
 pub mod demo;
 pub mod dirs;
+pub mod healthtrust;
 pub mod init;
 pub mod ledger;
 pub mod live;

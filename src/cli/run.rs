@@ -141,13 +141,15 @@ fn drive(
         super::status::show_retention_warning(journal.state(), chrono::Utc::now());
     }
     let db = shell::db_target_for_run(journal.state(), password_file.as_deref())?;
+    // Before any step: a CA file that changed since `init` is refused here.
+    let health = super::healthtrust::client_for(&plan)?;
     let rt = super::runtime()?;
     let observer = TermObserver {
         yes,
         quiet: ctx.json,
     };
     let result = rt.block_on(async {
-        let adapters = shell::connect(db).await?;
+        let adapters = shell::connect(db, health).await?;
         let mut ex = Executor::new(journal, adapters, ExecOptions::default(), &observer);
         if let Some(reason) = &rollback {
             ex.request_rollback(reason).await.map_err(exec_error)?;

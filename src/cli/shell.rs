@@ -163,8 +163,9 @@ pub fn db_target_for_run(
 /// The real adapters.
 pub type RealAdapters = Adapters<BollardDocker, MysqlMetaDb, HttpHealth, SystemClock>;
 
-/// Connects the real adapters.
-pub async fn connect(db: DbTarget) -> Result<RealAdapters, CliError> {
+/// Connects the real adapters; `health` is the plan's health client
+/// ([`super::healthtrust::client_for`]).
+pub async fn connect(db: DbTarget, health: HttpHealth) -> Result<RealAdapters, CliError> {
     let docker = BollardDocker::connect().await.map_err(|e| {
         CliError::new(ExitKind::Service, format!("cannot reach the Docker engine: {e}"))
             .hint("start dockerd (e.g. `systemctl start docker`) and check you may use /var/run/docker.sock")
@@ -184,12 +185,7 @@ pub async fn connect(db: DbTarget) -> Result<RealAdapters, CliError> {
     Ok(Adapters {
         docker,
         metadb,
-        health: HttpHealth::new().map_err(|e| {
-            CliError::new(
-                ExitKind::Internal,
-                format!("cannot build the HTTP client: {e}"),
-            )
-        })?,
+        health,
         clock: SystemClock,
         db,
     })

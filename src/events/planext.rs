@@ -42,16 +42,22 @@ pub enum HealthScheme {
     Https,
 }
 
-/// How the health endpoint is reached and trusted.
+/// How the health endpoint is reached and trusted (issue 12, item 2). `init` records it
+/// after its probe of the old node passed; `run`, `rollback` and `ledger verify --live`
+/// build their health client from it (`cli::healthtrust::client_for`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HealthTrust {
     /// Scheme of [`Plan::health_url`](super::Plan::health_url).
     pub scheme: HealthScheme,
     /// True when the operator gave the URL (`--health-url`) rather than it being derived.
     pub url_from_operator: bool,
-    /// An operator-given CA file, when HTTPS is checked against it.
+    /// The old container's bind (`SOURCE:TARGET[:OPTIONS]`) that puts a certificate at
+    /// `/etc/pki/nginx/oms_server.crt`, when one does: the evidence for HTTPS.
+    pub detected_from: Option<String>,
+    /// An operator-given CA file (absolute path), when HTTPS is checked against it.
     pub ca_file: Option<String>,
-    /// BLAKE3 (hex) of that CA file's bytes as read at planning.
+    /// BLAKE3 (hex) of that CA file's bytes as read at planning; every later use reads the
+    /// file again and refuses other bytes.
     pub ca_blake3_hex: Option<String>,
 }
 

@@ -80,6 +80,9 @@ pub(crate) fn plan_with_every_ext() -> Plan {
         PlanExt::Health(HealthTrust {
             scheme: HealthScheme::Https,
             url_from_operator: false,
+            detected_from: Some(
+                "/data/oms/tls/console.crt:/etc/pki/nginx/oms_server.crt:ro".into(),
+            ),
             ca_file: Some("/etc/oms-upgrade/console-ca.pem".into()),
             ca_blake3_hex: Some("ab".repeat(32)),
         }),

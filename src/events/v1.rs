@@ -1412,6 +1412,7 @@ pub enum HealthSchemeV1 {
 pub struct HealthTrustV1 {
     pub scheme: HealthSchemeV1,
     pub url_from_operator: bool,
+    pub detected_from: Option<String>,
     pub ca_file: Option<String>,
     pub ca_blake3_hex: Option<String>,
 }
@@ -1451,6 +1452,7 @@ impl From<&PlanExt> for PlanExtV1 {
                     HealthScheme::Https => HealthSchemeV1::Https,
                 },
                 url_from_operator: h.url_from_operator,
+                detected_from: h.detected_from.clone(),
                 ca_file: h.ca_file.clone(),
                 ca_blake3_hex: h.ca_blake3_hex.clone(),
             }),
@@ -1489,6 +1491,7 @@ impl From<PlanExtV1> for PlanExt {
                     HealthSchemeV1::Https => HealthScheme::Https,
                 },
                 url_from_operator: h.url_from_operator,
+                detected_from: h.detected_from,
                 ca_file: h.ca_file,
                 ca_blake3_hex: h.ca_blake3_hex,
             }),

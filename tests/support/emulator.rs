@@ -544,8 +544,30 @@ pub async fn wait_exit(docker: &Docker, id: &str) -> i64 {
 
 /// One `GET /oms/health`: the parsed JSON, or `None` when nothing answers.
 pub async fn health(url: &str) -> Option<serde_json::Value> {
+    health_ca(url, None).await
+}
+
+/// Like [`health`], over HTTPS trusting the PEM certificates `ca` (and nothing else) when
+/// given. The crate builds reqwest with rustls and no process-wide crypto provider, so the
+/// client is given its TLS configuration here.
+pub async fn health_ca(url: &str, ca: Option<&[u8]>) -> Option<serde_json::Value> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca.unwrap_or_default()) {
+        roots.add(c.ok()?).ok()?;
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .ok()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(3))
+        .no_proxy()
+        .tls_backend_preconfigured(tls)
         .build()
         .ok()?;
     let resp = client.get(url).send().await.ok()?;
@@ -555,10 +577,20 @@ pub async fn health(url: &str) -> Option<serde_json::Value> {
 /// Polls `/oms/health` until `data.healthy` is true and returns the answer; panics with the
 /// container's log if the container exits or the timeout passes first.
 pub async fn wait_healthy(docker: &Docker, id: &str, url: &str) -> serde_json::Value {
+    wait_healthy_ca(docker, id, url, None).await
+}
+
+/// Like [`wait_healthy`], over HTTPS trusting `ca` when given (see [`health_ca`]).
+pub async fn wait_healthy_ca(
+    docker: &Docker,
+    id: &str,
+    url: &str,
+    ca: Option<&[u8]>,
+) -> serde_json::Value {
     let deadline = Instant::now() + READY_TIMEOUT;
     let mut last = None;
     loop {
-        if let Some(v) = health(url).await {
+        if let Some(v) = health_ca(url, ca).await {
             if v["data"]["healthy"] == true {
                 return v;
             }
@@ -822,6 +854,33 @@ pub async fn start_oms(version: &str) -> OmsNode {
 
 /// Like [`start_oms`], with `extra_env` (`NAME=value`) in the container's environment.
 pub async fn start_oms_with_env(version: &str, extra_env: &[&str]) -> OmsNode {
+    start_oms_with(version, extra_env, None).await
+}
+
+/// An HTTPS console for [`start_oms_with`]: the certificate and key (PEM) to mount at
+/// OMS's nginx paths, and the CA (PEM) the test's health polls trust.
+pub struct ConsoleTls {
+    /// Server certificate (PEM).
+    pub cert_pem: String,
+    /// Its private key (PEM).
+    pub key_pem: String,
+    /// The CA that issued it (PEM).
+    pub ca_pem: String,
+}
+
+/// Where OMS's nginx reads the console's certificate and key.
+pub const CONSOLE_CERT: &str = "/etc/pki/nginx/oms_server.crt";
+/// See [`CONSOLE_CERT`].
+pub const CONSOLE_KEY: &str = "/etc/pki/nginx/oms_server.key";
+
+/// Like [`start_oms_with_env`]; with `tls`, the certificate and key are written into the
+/// host folder (`tls/`) and mounted at [`CONSOLE_CERT`] and [`CONSOLE_KEY`], so the node
+/// serves its console port over HTTPS only, and the health polls use HTTPS.
+pub async fn start_oms_with(
+    version: &str,
+    extra_env: &[&str],
+    tls: Option<&ConsoleTls>,
+) -> OmsNode {
     let docker = docker().await;
     let guard = ContainerGuard::new(&docker).await;
     let image = images(&docker, &[version]).await.remove(0);
@@ -835,7 +894,20 @@ pub async fn start_oms_with_env(version: &str, extra_env: &[&str]) -> OmsNode {
             name: &name,
             image: &image.reference,
             extra_env,
-            binds: host.binds(),
+            binds: match tls {
+                None => host.binds(),
+                Some(t) => {
+                    let dir = host.dir.join("tls");
+                    std::fs::create_dir_all(&dir).expect("create tls folder");
+                    let (crt, key) = (dir.join("oms_server.crt"), dir.join("oms_server.key"));
+                    std::fs::write(&crt, &t.cert_pem).expect("write certificate");
+                    std::fs::write(&key, &t.key_pem).expect("write key");
+                    let mut b = host.binds();
+                    b.push(format!("{}:{CONSOLE_CERT}:ro", crt.display()));
+                    b.push(format!("{}:{CONSOLE_KEY}:ro", key.display()));
+                    b
+                }
+            },
         },
     )
     .await;
@@ -849,7 +921,13 @@ pub async fn start_oms_with_env(version: &str, extra_env: &[&str]) -> OmsNode {
             container_logs(&docker, &id).await
         );
     }
-    wait_healthy(&docker, &id, &host.health_url()).await;
+    match tls {
+        None => wait_healthy(&docker, &id, &host.health_url()).await,
+        Some(t) => {
+            let url = host.health_url().replacen("http://", "https://", 1);
+            wait_healthy_ca(&docker, &id, &url, Some(t.ca_pem.as_bytes())).await
+        }
+    };
     wait_heartbeats_above(&docker, &id, &dbs.databases(), 0).await;
     OmsNode {
         guard,
