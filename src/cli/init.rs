@@ -340,13 +340,17 @@ async fn preflight(
 
     // The old container's image labels: read once, for its version and (below) to tell
     // the labels the operator set from those the image gave.
-    let old_image_labels = docker
-        .inspect_image(&old.image_id)
-        .await
-        .ok()
-        .flatten()
-        .map(|i| i.labels)
+    let old_image = docker.inspect_image(&old.image_id).await.ok().flatten();
+    let old_image_labels = old_image
+        .as_ref()
+        .map(|i| i.labels.clone())
         .unwrap_or_default();
+    // What the operator set on the old container beyond its image's own env (issue 12.4):
+    // the new container inherits it, and its restart policy (issue 12.3).
+    let settings = crate::inherit::record(
+        &old,
+        &old_image.as_ref().map(|i| i.env.clone()).unwrap_or_default(),
+    );
     let from = image_version(
         &args.from_version,
         &old.image,
@@ -618,7 +622,7 @@ async fn preflight(
         stop_timeout_secs: args.stop_timeout,
         init_timeout_secs: args.init_timeout,
         health_timeout_secs: args.health_timeout,
-        ext: Vec::new(),
+        ext: vec![crate::events::PlanExt::Container(settings)],
     };
     Plan::new(input)
         .map(|plan| (plan, tls))

@@ -192,6 +192,10 @@ pub enum StepKeyV1 {
     RollbackEnableHa,
     RollbackComplete,
     PreStopCheck,
+    /// issue 12.3
+    OldRestartOff,
+    /// issue 12.3
+    RollbackRestartPolicy,
 }
 
 /// A version.
@@ -480,6 +484,38 @@ pub enum StepFactsV1 {
     PreStopChecked {
         checks: Vec<PreflightCheckV1>,
     },
+    /// issue 12.3
+    RestartPolicySet {
+        id: String,
+        before: RestartPolicyV1,
+        after: RestartPolicyV1,
+    },
+}
+
+/// A restart policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct RestartPolicyV1 {
+    pub name: String,
+    pub max_retries: i64,
+}
+
+impl From<&RestartPolicy> for RestartPolicyV1 {
+    fn from(r: &RestartPolicy) -> Self {
+        RestartPolicyV1 {
+            name: r.name.clone(),
+            max_retries: r.max_retries,
+        }
+    }
+}
+
+impl From<RestartPolicyV1> for RestartPolicy {
+    fn from(r: RestartPolicyV1) -> Self {
+        RestartPolicy {
+            name: r.name,
+            max_retries: r.max_retries,
+        }
+    }
 }
 
 /// A reconciliation finding. Append only.
@@ -543,6 +579,8 @@ impl From<StepKey> for StepKeyV1 {
             K::RollbackEnableHa => S::RollbackEnableHa,
             K::RollbackComplete => S::RollbackComplete,
             K::PreStopCheck => S::PreStopCheck,
+            K::OldRestartOff => S::OldRestartOff,
+            K::RollbackRestartPolicy => S::RollbackRestartPolicy,
         }
     }
 }
@@ -577,6 +615,8 @@ impl From<StepKeyV1> for StepKey {
             S::RollbackEnableHa => K::RollbackEnableHa,
             S::RollbackComplete => K::RollbackComplete,
             S::PreStopCheck => K::PreStopCheck,
+            S::OldRestartOff => K::OldRestartOff,
+            S::RollbackRestartPolicy => K::RollbackRestartPolicy,
         }
     }
 }
@@ -1065,6 +1105,11 @@ impl From<&StepFacts> for StepFactsV1 {
             F::PreStopChecked { checks } => S::PreStopChecked {
                 checks: checks.iter().map(PreflightCheckV1::from).collect(),
             },
+            F::RestartPolicySet { id, before, after } => S::RestartPolicySet {
+                id: id.clone(),
+                before: before.into(),
+                after: after.into(),
+            },
         }
     }
 }
@@ -1219,6 +1264,11 @@ impl TryFrom<StepFactsV1> for StepFacts {
             S::PreStopChecked { checks } => F::PreStopChecked {
                 checks: checks.into_iter().map(PreflightCheck::from).collect(),
             },
+            S::RestartPolicySet { id, before, after } => F::RestartPolicySet {
+                id,
+                before: before.into(),
+                after: after.into(),
+            },
         })
     }
 }
@@ -1297,12 +1347,97 @@ pub struct MetaServerV1 {
     pub version: String,
 }
 
-/// Container settings.
+/// Container settings (issue 12.3/12.4).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[allow(missing_docs)]
 pub struct ContainerSettingsV1 {
-    pub restart_policy: String,
-    pub restart_max_retries: i64,
+    pub restart: RestartPolicyV1,
+    pub network_mode: String,
+    pub env: Vec<EnvVarV1>,
+    pub ulimits: Vec<UlimitV1>,
+    pub log_driver: String,
+    pub log_opts: Vec<EnvVarV1>,
+    pub extra_hosts: Vec<String>,
+    pub devices: Vec<String>,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub dns: Vec<String>,
+    pub dns_search: Vec<String>,
+    pub dns_options: Vec<String>,
+    pub shm_size: Option<i64>,
+    pub tmpfs: BTreeMap<String, String>,
+    pub security_opt: Vec<String>,
+}
+
+/// A ulimit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct UlimitV1 {
+    pub name: String,
+    pub soft: i64,
+    pub hard: i64,
+}
+
+impl From<&ContainerSettings> for ContainerSettingsV1 {
+    fn from(c: &ContainerSettings) -> Self {
+        ContainerSettingsV1 {
+            restart: (&c.restart).into(),
+            network_mode: c.network_mode.clone(),
+            env: c.env.iter().map(EnvVarV1::from).collect(),
+            ulimits: c
+                .ulimits
+                .iter()
+                .map(|u| UlimitV1 {
+                    name: u.name.clone(),
+                    soft: u.soft,
+                    hard: u.hard,
+                })
+                .collect(),
+            log_driver: c.log_driver.clone(),
+            log_opts: c.log_opts.iter().map(EnvVarV1::from).collect(),
+            extra_hosts: c.extra_hosts.clone(),
+            devices: c.devices.clone(),
+            cap_add: c.cap_add.clone(),
+            cap_drop: c.cap_drop.clone(),
+            dns: c.dns.clone(),
+            dns_search: c.dns_search.clone(),
+            dns_options: c.dns_options.clone(),
+            shm_size: c.shm_size,
+            tmpfs: c.tmpfs.clone(),
+            security_opt: c.security_opt.clone(),
+        }
+    }
+}
+
+impl From<ContainerSettingsV1> for ContainerSettings {
+    fn from(c: ContainerSettingsV1) -> Self {
+        ContainerSettings {
+            restart: c.restart.into(),
+            network_mode: c.network_mode,
+            env: c.env.into_iter().map(EnvVar::from).collect(),
+            ulimits: c
+                .ulimits
+                .into_iter()
+                .map(|u| UlimitSetting {
+                    name: u.name,
+                    soft: u.soft,
+                    hard: u.hard,
+                })
+                .collect(),
+            log_driver: c.log_driver,
+            log_opts: c.log_opts.into_iter().map(EnvVar::from).collect(),
+            extra_hosts: c.extra_hosts,
+            devices: c.devices,
+            cap_add: c.cap_add,
+            cap_drop: c.cap_drop,
+            dns: c.dns,
+            dns_search: c.dns_search,
+            dns_options: c.dns_options,
+            shm_size: c.shm_size,
+            tmpfs: c.tmpfs,
+            security_opt: c.security_opt,
+        }
+    }
 }
 
 impl From<&PlanExt> for PlanExtV1 {
@@ -1326,10 +1461,7 @@ impl From<&PlanExt> for PlanExtV1 {
                 },
                 version: m.version.clone(),
             }),
-            PlanExt::Container(c) => PlanExtV1::Container(ContainerSettingsV1 {
-                restart_policy: c.restart_policy.clone(),
-                restart_max_retries: c.restart_max_retries,
-            }),
+            PlanExt::Container(c) => PlanExtV1::Container(c.into()),
         }
     }
 }
@@ -1355,10 +1487,7 @@ impl From<PlanExtV1> for PlanExt {
                 },
                 version: m.version,
             }),
-            PlanExtV1::Container(c) => PlanExt::Container(ContainerSettings {
-                restart_policy: c.restart_policy,
-                restart_max_retries: c.restart_max_retries,
-            }),
+            PlanExtV1::Container(c) => PlanExt::Container(c.into()),
         }
     }
 }
