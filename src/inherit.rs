@@ -11,7 +11,10 @@
 use crate::adapters::docker::{
     ContainerInfo, HostSettings, RestartPolicySetting, env_lookup, user_env,
 };
-use crate::events::{ContainerSettings, EnvVar, RestartPolicy, UlimitSetting, record_env};
+use crate::events::{
+    ContainerSettings, EnvVar, Plan, RestartPolicy, UlimitSetting, record_env,
+};
+use crate::steps::{self, Step};
 
 /// The recorded form of a Docker restart policy (`""` becomes `no`; the retry count is
 /// kept only where it means something, `on-failure`).
@@ -201,6 +204,65 @@ pub fn intended(
         ulimits: ulimits.to_vec(),
         ..inherited.clone()
     }
+}
+
+/// How the new container of `plan` differs from the old one, setting by setting, secrets
+/// masked: the image, then every recorded setting that differs (the runbook's env and
+/// `nproc` ulimit, typically), and the names of the settings inherited unchanged. `None`
+/// for plans that did not record the old container's settings.
+pub fn plan_changes(plan: &Plan) -> Option<(Vec<Difference>, Vec<&'static str>)> {
+    let recorded = plan.container_settings()?;
+    let Ok(Step::CreateNewContainer(spec)) = steps::build(
+        plan,
+        crate::events::StepKey::CreateNewContainer,
+        &steps::Context::default(),
+    ) else {
+        return None;
+    };
+    let ulimits: Vec<UlimitSetting> = spec
+        .ulimits
+        .iter()
+        .map(|u| UlimitSetting {
+            name: u.name.clone(),
+            soft: u.soft,
+            hard: u.hard,
+        })
+        .collect();
+    let new = intended(
+        recorded,
+        &spec.env,
+        &spec.restart,
+        &spec.network_mode,
+        &ulimits,
+    );
+    let mut changes = vec![Difference {
+        field: "image",
+        left: plan.old_container.image.clone(),
+        right: plan.target_image.clone(),
+    }];
+    let diffs = differences(recorded, &new);
+    let unchanged = fields(recorded)
+        .into_iter()
+        .filter(|(f, v)| !v.is_empty() && !diffs.iter().any(|d| d.field == *f))
+        .map(|(f, _)| f)
+        .collect();
+    changes.extend(diffs);
+    let added: Vec<&String> = spec
+        .labels
+        .keys()
+        .filter(|k| !plan.old_container.labels.contains_key(*k))
+        .collect();
+    if !added.is_empty() {
+        changes.push(Difference {
+            field: "labels",
+            left: String::new(),
+            right: format!(
+                "+ {}",
+                added.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        });
+    }
+    Some((changes, unchanged))
 }
 
 /// The raw values the create step gives the new container, taken from the old one after

@@ -34,6 +34,7 @@ fn upgrade_steps() -> Vec<String> {
         "disable-ha",
         "pre-stop-check",
         "stop-old",
+        "old-restart-off",
         "prune-heartbeat",
     ];
     v.extend(["dump-rm", "dump-cm", "dump-cm_hb"]);
@@ -67,6 +68,7 @@ fn rollback_steps() -> Vec<String> {
     }
     v.extend(
         [
+            StepKey::RollbackRestartPolicy,
             StepKey::RestartOldContainer,
             StepKey::ConfirmOldHealth,
             StepKey::RollbackEnableHa,
@@ -171,6 +173,9 @@ fn assert_upgrade_actions_once(run: &Run, events: &[(String, String)], new_id: &
     let old = &run.node.id;
     assert_eq!(count_events(events, old, "stop"), 1, "{events:?}");
     assert_eq!(count_events(events, old, "rename"), 1, "{events:?}");
+    // `old-restart-off`: one `docker update` of the old container, however often the run
+    // was cut around it.
+    assert_eq!(count_events(events, old, "update"), 1, "{events:?}");
     assert_eq!(count_events(events, new_id, "create"), 1, "{events:?}");
     assert_eq!(count_events(events, new_id, "start"), 1, "{events:?}");
     assert_eq!(
@@ -297,6 +302,7 @@ async fn rollback_walk(targets: Vec<String>, mid: bool) -> (Run, EndState, Vec<S
     assert_eq!(count_events(&events, &new_id, "rename"), 1, "{events:?}");
     assert_eq!(count_events(&events, old, "rename"), 1, "{events:?}");
     assert_eq!(count_events(&events, old, "restart"), 1, "{events:?}");
+    assert_eq!(count_events(&events, old, "update"), 1, "{events:?}");
     assert!(!events.iter().any(|(_, a)| a == "create"), "{events:?}");
     assert_attempts(&run, &rollback_steps(), &fired);
     // Restores that were redone still end with the dumped content (checked by the step
