@@ -11,9 +11,7 @@
 use crate::adapters::docker::{
     ContainerInfo, HostSettings, RestartPolicySetting, env_lookup, user_env,
 };
-use crate::events::{
-    ContainerSettings, EnvVar, Plan, RestartPolicy, UlimitSetting, record_env,
-};
+use crate::events::{ContainerSettings, EnvVar, Plan, RestartPolicy, UlimitSetting, record_env};
 use crate::steps::{self, Step};
 
 /// The recorded form of a Docker restart policy (`""` becomes `no`; the retry count is
@@ -159,7 +157,13 @@ pub struct Difference {
 
 impl std::fmt::Display for Difference {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let show = |v: &str| if v.is_empty() { "(none)".to_string() } else { v.to_string() };
+        let show = |v: &str| {
+            if v.is_empty() {
+                "(none)".to_string()
+            } else {
+                v.to_string()
+            }
+        };
         write!(
             f,
             "{}: {} -> {}",
@@ -258,7 +262,11 @@ pub fn plan_changes(plan: &Plan) -> Option<(Vec<Difference>, Vec<&'static str>)>
             left: String::new(),
             right: format!(
                 "+ {}",
-                added.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+                added
+                    .iter()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         });
     }
@@ -376,7 +384,10 @@ mod tests {
         let d = live(&rec, &names, &old).unwrap_err();
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].field, "extra-hosts");
-        assert_eq!(d[0].to_string(), "extra-hosts: meta.local:10.0.0.9 -> (none)");
+        assert_eq!(
+            d[0].to_string(),
+            "extra-hosts: meta.local:10.0.0.9 -> (none)"
+        );
     }
 
     #[test]
@@ -395,7 +406,9 @@ mod tests {
         let d = differences(&rec, &want);
         assert_eq!(d.len(), 1, "{d:?}");
         assert_eq!(d[0].field, "env");
-        assert!(d[0].right.contains("IS_UPGRADE=true") && d[0].right.contains("OMS_META_PASSWORD=***"));
+        assert!(
+            d[0].right.contains("IS_UPGRADE=true") && d[0].right.contains("OMS_META_PASSWORD=***")
+        );
         assert!(!d[0].right.contains("10.0.0.5"));
     }
 

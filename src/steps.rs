@@ -444,7 +444,7 @@ pub struct NewContainerSpec {
     /// What else the new container inherits from the old one, as recorded at `init`
     /// (`None` for plans recorded before issue 12.4: runbook values only). Withheld
     /// values are taken from the old container, [`NewContainerSpec::old_id`].
-    pub inherited: Option<ContainerSettings>,
+    pub inherited: Option<Box<ContainerSettings>>,
     /// The old container, source of the inherited values.
     pub old_id: String,
 }
@@ -803,7 +803,7 @@ fn new_container(plan: &Plan) -> NewContainerSpec {
     l.insert(labels::REPLACES.into(), plan.old_container.id.clone());
     l.insert(labels::FROM_VERSION.into(), plan.source_version.to_string());
     l.insert(labels::TO_VERSION.into(), plan.target_version.to_string());
-    let inherited = plan.container_settings().cloned();
+    let inherited = plan.container_settings().cloned().map(Box::new);
     // The old container's other limits first, then the runbook's own.
     let mut ulimits: Vec<Ulimit> = inherited
         .iter()
@@ -1599,10 +1599,14 @@ mod tests {
     fn restart_policy_is_turned_off_after_the_stop_and_back_on_rollback() {
         let p = samples::plan_with_settings();
         let k = plan_keys(&p);
-        let stop = k.iter().position(|k| *k == StepKey::StopOldContainer).unwrap();
+        let stop = k
+            .iter()
+            .position(|k| *k == StepKey::StopOldContainer)
+            .unwrap();
         assert_eq!(k[stop + 1], StepKey::OldRestartOff);
         assert!(!plan_keys(&plan()).contains(&StepKey::OldRestartOff));
-        let Step::OldRestartOff(r) = build(&p, StepKey::OldRestartOff, &Context::default()).unwrap()
+        let Step::OldRestartOff(r) =
+            build(&p, StepKey::OldRestartOff, &Context::default()).unwrap()
         else {
             panic!()
         };

@@ -195,15 +195,20 @@ async fn new_container_differs_from_the_old_only_where_the_runbook_says() {
     // Item 3: the renamed old container will not be started by a daemon restart; the new
     // one has the old one's policy.
     assert_eq!(restart_name(&old), "no", "{}", old["HostConfig"]);
-    assert_eq!(restart_name(&new), "unless-stopped", "{}", new["HostConfig"]);
+    assert_eq!(
+        restart_name(&new),
+        "unless-stopped",
+        "{}",
+        new["HostConfig"]
+    );
 
     // Item 4: field by field, only the expected differences.
     let allowed = [
-        "Config.Image",         // the target image
-        "Config.Env",           // compared below: IS_UPGRADE added, image env of each image
-        "Config.Labels",        // compared below: oms-upgrade.* added, image labels of each
+        "Config.Image",             // the target image
+        "Config.Env",               // compared below: IS_UPGRADE added, image env of each image
+        "Config.Labels",            // compared below: oms-upgrade.* added, image labels of each
         "HostConfig.RestartPolicy", // compared above: the old one's was set to `no`
-        "HostConfig.Ulimits",   // compared below: order (the runbook's nproc last)
+        "HostConfig.Ulimits",       // compared below: order (the runbook's nproc last)
     ];
     let diffs = differing(&old, &new, &allowed);
     assert_eq!(diffs, Vec::<String>::new(), "unexpected differences");
@@ -264,7 +269,12 @@ async fn new_container_differs_from_the_old_only_where_the_runbook_says() {
     // Rollback: the old container gets its policy back.
     run.ok(&["rollback", "--yes"]).await;
     let old = inspect(&run, &run.node.id).await;
-    assert_eq!(restart_name(&old), "unless-stopped", "{}", old["HostConfig"]);
+    assert_eq!(
+        restart_name(&old),
+        "unless-stopped",
+        "{}",
+        old["HostConfig"]
+    );
     assert_eq!(old["State"]["Running"], true);
     let (_, state) = run.replay();
     let t = tally(&state);
@@ -325,7 +335,11 @@ async fn a_run_cut_around_old_restart_off_resumes_without_repeating_it() {
         if point == "after-effect" {
             assert_eq!((t.intents, t.reconciled_done), (1, 1), "{point}: {t:?}");
         } else {
-            assert_eq!((t.intents, t.reconciled_not_done, t.done), (2, 1, 1), "{t:?}");
+            assert_eq!(
+                (t.intents, t.reconciled_not_done, t.done),
+                (2, 1, 1),
+                "{t:?}"
+            );
         }
         // The rollback puts back the policy recorded at init, not the `no` it found.
         let Some(oms_upgrade::events::StepFacts::RestartPolicySet { before, .. }) =

@@ -349,7 +349,10 @@ async fn preflight(
     // the new container inherits it, and its restart policy (issue 12.3).
     let settings = crate::inherit::record(
         &old,
-        &old_image.as_ref().map(|i| i.env.clone()).unwrap_or_default(),
+        &old_image
+            .as_ref()
+            .map(|i| i.env.clone())
+            .unwrap_or_default(),
     );
     let from = image_version(
         &args.from_version,
@@ -622,7 +625,7 @@ async fn preflight(
         stop_timeout_secs: args.stop_timeout,
         init_timeout_secs: args.init_timeout,
         health_timeout_secs: args.health_timeout,
-        ext: vec![crate::events::PlanExt::Container(settings)],
+        ext: vec![crate::events::PlanExt::Container(Box::new(settings))],
     };
     Plan::new(input)
         .map(|plan| (plan, tls))

@@ -22,7 +22,7 @@ pub enum PlanExt {
     /// The metadata server's flavour and version (issue 12, item 7).
     MetaServer(MetaServer),
     /// Settings of the old container the new one inherits (issue 12, items 3 and 4).
-    Container(ContainerSettings),
+    Container(Box<ContainerSettings>),
 }
 
 impl PlanExt {

@@ -87,7 +87,7 @@ pub(crate) fn plan_with_every_ext() -> Plan {
             flavour: ServerFlavour::MariaDb,
             version: "10.11.6-MariaDB".into(),
         }),
-        PlanExt::Container(container_settings()),
+        PlanExt::Container(Box::new(container_settings())),
     ];
     Plan::new(input).expect("sample plan")
 }
@@ -101,7 +101,11 @@ pub(crate) fn container_settings() -> ContainerSettings {
             max_retries: 0,
         },
         network_mode: "host".into(),
-        env: record_env(&["OMS_HOST_IP=10.0.0.5", "OMS_META_PASSWORD=hunter2", "TZ=UTC"]),
+        env: record_env(&[
+            "OMS_HOST_IP=10.0.0.5",
+            "OMS_META_PASSWORD=hunter2",
+            "TZ=UTC",
+        ]),
         ulimits: vec![
             UlimitSetting {
                 name: "nproc".into(),
@@ -132,7 +136,7 @@ pub(crate) fn container_settings() -> ContainerSettings {
 /// The runbook's plan with the old container's settings recorded (`run.planned` v2).
 pub(crate) fn plan_with_settings() -> Plan {
     let mut input = input("3.3.0", "3.3.1");
-    input.ext = vec![PlanExt::Container(container_settings())];
+    input.ext = vec![PlanExt::Container(Box::new(container_settings()))];
     Plan::new(input).expect("sample plan")
 }
 

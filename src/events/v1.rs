@@ -1308,7 +1308,7 @@ pub enum PlanExtV1 {
     /// issue 12.7: metadata server flavour and version.
     MetaServer(MetaServerV1),
     /// issue 12.3/12.4: container settings the new container inherits.
-    Container(ContainerSettingsV1),
+    Container(Box<ContainerSettingsV1>),
 }
 
 /// Health scheme. Variant order is stored: append only.
@@ -1461,7 +1461,7 @@ impl From<&PlanExt> for PlanExtV1 {
                 },
                 version: m.version.clone(),
             }),
-            PlanExt::Container(c) => PlanExtV1::Container(c.into()),
+            PlanExt::Container(c) => PlanExtV1::Container(Box::new(c.as_ref().into())),
         }
     }
 }
@@ -1487,7 +1487,7 @@ impl From<PlanExtV1> for PlanExt {
                 },
                 version: m.version,
             }),
-            PlanExtV1::Container(c) => PlanExt::Container(c.into()),
+            PlanExtV1::Container(c) => PlanExt::Container(Box::new((*c).into())),
         }
     }
 }

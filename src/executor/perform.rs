@@ -485,7 +485,11 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
         let mut before = restart_of(&info.host.restart);
         if key == events::StepKey::OldRestartOff
             && before.is_no()
-            && let Some(planned) = self.journal.state().plan().and_then(|p| p.container_settings())
+            && let Some(planned) = self
+                .journal
+                .state()
+                .plan()
+                .and_then(|p| p.container_settings())
         {
             before = planned.restart.clone();
         }
