@@ -661,6 +661,47 @@ mod tests {
             .collect()
     }
 
+    /// Issue 12.3/12.4: the new container's inherited settings and the renamed old
+    /// container's restart policy are compared too.
+    #[test]
+    fn inherited_settings_and_the_old_policy_drift_field_by_field() {
+        let mut e = expected();
+        let mut o = observed();
+        let mut want = crate::inherit::observed(
+            &crate::events::ContainerSettings {
+                env: vec![],
+                ..crate::events::samples::container_settings()
+            },
+            o.container.as_ref().unwrap(),
+        );
+        want.extra_hosts = vec!["meta.local:10.0.0.9".into()];
+        e.container.settings = Some(want);
+        e.old_restart = Some(ExpectedPolicy {
+            id: "old".into(),
+            name: "oms-pre-3.3.1".into(),
+            policy: RestartPolicy::no(),
+        });
+        let mut old = container();
+        old.host.restart = crate::adapters::docker::RestartPolicySetting {
+            name: "always".into(),
+            max_retries: 0,
+        };
+        o.old_container = Some(old);
+        let r = compare(&e, &o);
+        let fields: Vec<(&str, &str, &str)> = r
+            .drifts
+            .iter()
+            .map(|d| (d.field.as_str(), d.recorded.as_str(), d.found.as_str()))
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                ("setting extra-hosts", "meta.local:10.0.0.9", ""),
+                ("restart policy", "no", "always"),
+            ]
+        );
+    }
+
     #[test]
     fn no_drift_when_reality_matches() {
         let r = compare(&expected(), &observed());
