@@ -173,9 +173,10 @@ fn assert_upgrade_actions_once(run: &Run, events: &[(String, String)], new_id: &
     let old = &run.node.id;
     assert_eq!(count_events(events, old, "stop"), 1, "{events:?}");
     assert_eq!(count_events(events, old, "rename"), 1, "{events:?}");
-    // `old-restart-off`: one `docker update` of the old container, however often the run
-    // was cut around it.
-    assert_eq!(count_events(events, old, "update"), 1, "{events:?}");
+    // `docker update` (old-restart-off) is not counted here: this node's policy is `no`
+    // already, so the step changes nothing and a crash around it cannot be told from
+    // reality; it is set again, harmlessly. tests/upgrade_inherit.rs counts exactly one
+    // update on a node started with `--restart unless-stopped`.
     assert_eq!(count_events(events, new_id, "create"), 1, "{events:?}");
     assert_eq!(count_events(events, new_id, "start"), 1, "{events:?}");
     assert_eq!(
@@ -302,7 +303,6 @@ async fn rollback_walk(targets: Vec<String>, mid: bool) -> (Run, EndState, Vec<S
     assert_eq!(count_events(&events, &new_id, "rename"), 1, "{events:?}");
     assert_eq!(count_events(&events, old, "rename"), 1, "{events:?}");
     assert_eq!(count_events(&events, old, "restart"), 1, "{events:?}");
-    assert_eq!(count_events(&events, old, "update"), 1, "{events:?}");
     assert!(!events.iter().any(|(_, a)| a == "create"), "{events:?}");
     assert_attempts(&run, &rollback_steps(), &fired);
     // Restores that were redone still end with the dumped content (checked by the step

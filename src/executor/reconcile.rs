@@ -239,6 +239,11 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
                         .unwrap_or_else(crate::events::RestartPolicy::no),
                     _ => crate::events::RestartPolicy::no(),
                 };
+                if same_policy(&before, &spec.policy) {
+                    return not_done(&format!(
+                        "docker inspect {target}: restart policy {now}, which it had before the step too, so reality cannot tell whether the step ran: setting it again is harmless"
+                    ));
+                }
                 Ok((
                     Finding::Done(Box::new(StepFacts::RestartPolicySet {
                         id: info.id.clone(),
