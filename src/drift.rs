@@ -17,7 +17,8 @@ use serde::Serialize;
 
 use crate::adapters::ContainerInfo;
 use crate::adapters::docker::{Bind, ContainerStatus, binds_diff};
-use crate::events::{DumpArtifact, EnvVar, MetaDb};
+use crate::events::{ContainerSettings, DumpArtifact, EnvVar, MetaDb, RestartPolicy, StepKey};
+use crate::inherit;
 use crate::replay::{Phase, State};
 use crate::report::DumpFileCheck;
 
@@ -55,6 +56,21 @@ pub struct ExpectedContainer {
     pub binds: Vec<String>,
     /// `Config.Env` as recorded (secret values withheld).
     pub env: Vec<EnvVar>,
+    /// The settings it should show (restart policy, inherited env, ulimits, logging, ...),
+    /// when the plan recorded the old container's (issue 12.4).
+    pub settings: Option<ContainerSettings>,
+}
+
+/// The restart policy a container other than the running one should have: after a
+/// completed upgrade, the renamed old container's is `no` (issue 12.3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExpectedPolicy {
+    /// The container's id.
+    pub id: String,
+    /// Its name (for messages).
+    pub name: String,
+    /// The policy.
+    pub policy: RestartPolicy,
 }
 
 /// The end state a finished run recorded.
@@ -73,6 +89,8 @@ pub struct Expectations {
     pub schema_version: String,
     /// The recorded dumps.
     pub dumps: Vec<DumpArtifact>,
+    /// The old container's restart policy after a completed upgrade that turned it off.
+    pub old_restart: Option<ExpectedPolicy>,
 }
 
 /// Why there is no end state to compare with.
@@ -108,6 +126,29 @@ pub fn expectations(state: &State) -> Result<Expectations, ExpectError> {
             image_id: n.image_id.clone(),
             binds: n.binds.clone(),
             env: n.env.clone(),
+            settings: match state.step(StepKey::CreateNewContainer) {
+                Ok(crate::steps::Step::CreateNewContainer(spec)) => {
+                    spec.inherited.as_ref().map(|inherited| {
+                        let ulimits: Vec<_> = spec
+                            .ulimits
+                            .iter()
+                            .map(|u| crate::events::UlimitSetting {
+                                name: u.name.clone(),
+                                soft: u.soft,
+                                hard: u.hard,
+                            })
+                            .collect();
+                        inherit::intended(
+                            inherited,
+                            &spec.env,
+                            &spec.restart,
+                            &spec.network_mode,
+                            &ulimits,
+                        )
+                    })
+                }
+                _ => None,
+            },
         };
         (c, plan.target_version.to_string())
     } else {
@@ -120,6 +161,8 @@ pub fn expectations(state: &State) -> Result<Expectations, ExpectError> {
             image_id: Some(o.image_id.clone()),
             binds: o.binds.clone(),
             env: o.env.clone(),
+            // A rollback gives the old container its policy back.
+            settings: plan.container_settings().cloned(),
         };
         (c, plan.source_version.to_string())
     };
@@ -130,6 +173,14 @@ pub fn expectations(state: &State) -> Result<Expectations, ExpectError> {
         ha_json: state.ha_after().map(str::to_string),
         schema_version,
         dumps: state.artifacts().into_iter().cloned().collect(),
+        old_restart: match (phase, state.facts(StepKey::OldRestartOff)) {
+            (Phase::Completed, Some(_)) => Some(ExpectedPolicy {
+                id: plan.old_container.id.clone(),
+                name: plan.old_renamed_to.clone(),
+                policy: RestartPolicy::no(),
+            }),
+            _ => None,
+        },
     })
 }
 
@@ -157,6 +208,8 @@ pub struct Observed {
     pub schema: SchemaObservation,
     /// Each recorded dump re-hashed (`report::check_dump_file`).
     pub dumps: Vec<DumpFileCheck>,
+    /// The container of [`Expectations::old_restart`] (by id), when there is one.
+    pub old_container: Option<ContainerInfo>,
 }
 
 /// One difference between the record and reality.
@@ -257,6 +310,18 @@ pub fn compare(exp: &Expectations, obs: &Observed) -> LiveReport {
     for (db, drifts) in dump_drifts(&exp.dumps, &obs.dumps) {
         report.push(format!("dump {db}"), drifts);
     }
+    if let Some(want) = &exp.old_restart {
+        let subject = format!("container {} (old)", want.name);
+        let found = match &obs.old_container {
+            None => "no such container".to_string(),
+            Some(c) => inherit::restart_of(&c.host.restart).to_string(),
+        };
+        let d = (found != want.policy.to_string())
+            .then(|| drift(&subject, "restart policy", &want.policy.to_string(), &found))
+            .into_iter()
+            .collect();
+        report.push(subject, d);
+    }
     report
 }
 
@@ -327,6 +392,16 @@ fn container_drifts(
     field("state", "running", &state);
     out.extend(bind_drifts(&exp.binds, &c.binds, subject));
     out.extend(env_drifts(&exp.env, &c.env, subject));
+    if let Some(want) = &exp.settings {
+        for d in inherit::differences(want, &inherit::observed(want, c)) {
+            out.push(drift(
+                subject,
+                &format!("setting {}", d.field),
+                &d.left,
+                &d.right,
+            ));
+        }
+    }
     out
 }
 
@@ -490,6 +565,7 @@ mod tests {
                     "/data/oms/logs:/home/admin/logs".into(),
                 ],
                 env: record_env(&["OMS_HOST_IP=10.0.0.1", "IS_UPGRADE=true", "DB_PASSWORD=x"]),
+                settings: None,
             },
             rm_db: "rm".into(),
             ha_json: Some(HA.into()),
@@ -498,6 +574,7 @@ mod tests {
                 artifact(MetaDb::Rm, "/b/rm.sql"),
                 artifact(MetaDb::Cm, "/b/cm.sql"),
             ],
+            old_restart: None,
         }
     }
 
@@ -558,6 +635,7 @@ mod tests {
             cmd: None,
             tty: true,
             open_stdin: true,
+            host: Default::default(),
         }
     }
 
@@ -572,6 +650,7 @@ mod tests {
             ),
             schema: SchemaObservation::Version("3.3.1".into()),
             dumps: e.dumps.iter().map(check_ok).collect(),
+            old_container: None,
         }
     }
 
@@ -580,6 +659,47 @@ mod tests {
             .iter()
             .map(|d| (d.subject.clone(), d.field.clone()))
             .collect()
+    }
+
+    /// Issue 12.3/12.4: the new container's inherited settings and the renamed old
+    /// container's restart policy are compared too.
+    #[test]
+    fn inherited_settings_and_the_old_policy_drift_field_by_field() {
+        let mut e = expected();
+        let mut o = observed();
+        let mut want = crate::inherit::observed(
+            &crate::events::ContainerSettings {
+                env: vec![],
+                ..crate::events::samples::container_settings()
+            },
+            o.container.as_ref().unwrap(),
+        );
+        want.extra_hosts = vec!["meta.local:10.0.0.9".into()];
+        e.container.settings = Some(want);
+        e.old_restart = Some(ExpectedPolicy {
+            id: "old".into(),
+            name: "oms-pre-3.3.1".into(),
+            policy: RestartPolicy::no(),
+        });
+        let mut old = container();
+        old.host.restart = crate::adapters::docker::RestartPolicySetting {
+            name: "always".into(),
+            max_retries: 0,
+        };
+        o.old_container = Some(old);
+        let r = compare(&e, &o);
+        let fields: Vec<(&str, &str, &str)> = r
+            .drifts
+            .iter()
+            .map(|d| (d.field.as_str(), d.recorded.as_str(), d.found.as_str()))
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                ("setting extra-hosts", "meta.local:10.0.0.9", ""),
+                ("restart policy", "no", "always"),
+            ]
+        );
     }
 
     #[test]

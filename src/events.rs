@@ -32,7 +32,8 @@ pub use plan::{
     PlanError, PlanInput, looks_secret, record_env,
 };
 pub use planext::{
-    ContainerSettings, HealthScheme, HealthTrust, MetaServer, PlanExt, ServerFlavour,
+    ContainerSettings, HealthScheme, HealthTrust, MetaServer, PlanExt, RestartPolicy,
+    ServerFlavour, UlimitSetting,
 };
 
 /// One of the three metadata databases.
@@ -140,6 +141,12 @@ pub enum StepKey {
     /// metadata DB reachable, old node healthy) is checked again; a failure refuses with
     /// nothing stopped.
     PreStopCheck,
+    /// Right after `stop-old`: the old container's restart policy set to `no`, so a Docker
+    /// daemon restart does not bring it back during the backup or next to the new one
+    /// (issue 12.3). Part of plans that record the old container's settings.
+    OldRestartOff,
+    /// Rollback: the old container's restart policy put back as it was.
+    RollbackRestartPolicy,
 }
 
 impl StepKey {
@@ -158,6 +165,7 @@ impl StepKey {
                 | StepKey::ConfirmOldHealth
                 | StepKey::RollbackEnableHa
                 | StepKey::RollbackComplete
+                | StepKey::RollbackRestartPolicy
         )
     }
 
@@ -181,6 +189,7 @@ impl StepKey {
             StepKey::DisableHa,
             StepKey::PreStopCheck,
             StepKey::StopOldContainer,
+            StepKey::OldRestartOff,
             StepKey::PruneHeartbeat,
         ];
         v.extend(MetaDb::ALL.map(|db| StepKey::Dump { db }));
@@ -205,6 +214,7 @@ impl StepKey {
             v.push(StepKey::Restore { db });
         }
         v.extend([
+            StepKey::RollbackRestartPolicy,
             StepKey::RestartOldContainer,
             StepKey::ConfirmOldHealth,
             StepKey::RollbackEnableHa,
@@ -240,6 +250,10 @@ impl StepKey {
             (StepKey::Restore { db }, F::Restored(r)) => r.db == db,
             (StepKey::RestartOldContainer, F::ContainerRestarted { .. }) => true,
             (StepKey::PreStopCheck, F::PreStopChecked { .. }) => true,
+            (
+                StepKey::OldRestartOff | StepKey::RollbackRestartPolicy,
+                F::RestartPolicySet { .. },
+            ) => true,
             // Reality may show there is nothing to do: no new container was left to
             // stop or move aside (its creation failed), or the old one kept its name.
             (
@@ -279,6 +293,8 @@ impl fmt::Display for StepKey {
             StepKey::RollbackEnableHa => f.write_str("rollback-enable-ha"),
             StepKey::RollbackComplete => f.write_str("rollback-complete"),
             StepKey::PreStopCheck => f.write_str("pre-stop-check"),
+            StepKey::OldRestartOff => f.write_str("old-restart-off"),
+            StepKey::RollbackRestartPolicy => f.write_str("rollback-restart-policy"),
         }
     }
 }
@@ -625,6 +641,15 @@ pub enum StepFacts {
     PreStopChecked {
         /// Every check, passed or not (a `done` outcome needs all passed).
         checks: Vec<PreflightCheck>,
+    },
+    /// `old-restart-off`, `rollback-restart-policy`: a container's restart policy set.
+    RestartPolicySet {
+        /// The container (the old one).
+        id: String,
+        /// Its policy before (for `old-restart-off`: what the rollback puts back).
+        before: RestartPolicy,
+        /// Its policy after, read back.
+        after: RestartPolicy,
     },
     /// issue 12.5
     /// `check-supervisor`, polled until every program is RUNNING or the wait ran out

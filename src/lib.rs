@@ -40,6 +40,9 @@ pub mod dump;
 // Adapters: Docker, metadata DB, health, clock. The only code that touches the world.
 pub mod adapters;
 
+// What the new container inherits from the old one: record, observe, compare.
+pub mod inherit;
+
 // Builds the OMS emulator's container images without a registry.
 pub mod emuimage;
 

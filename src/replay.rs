@@ -711,6 +711,13 @@ impl State {
                     plan.target_image_id.as_deref().unwrap_or_default()
                 ));
             }
+            StepFacts::RestartPolicySet { after, .. }
+                if key == StepKey::OldRestartOff && !after.is_no() =>
+            {
+                return bad(format!(
+                    "the old container's restart policy is {after} after the step, not no"
+                ));
+            }
             StepFacts::DumpWritten(a) if a.database != plan.databases.get(a.db) => {
                 return bad(format!(
                     "dump of `{}` but the {} database is `{}`",
@@ -951,7 +958,7 @@ impl State {
         match (&self.rollback, &self.plan) {
             (Some(rb), _) => rb.keys.clone(),
             (None, Some(p)) => {
-                let mut keys = steps::upgrade_keys(p.procedure);
+                let mut keys = steps::plan_keys(p);
                 // A ledger written before `pre-stop-check` existed went straight to
                 // `stop-old`: checking after T1 would protect nothing, so the check is only
                 // part of a run that has not reached `stop-old` without it.
@@ -1107,6 +1114,10 @@ impl State {
                 .filter_map(|&db| self.artifact(db).map(|a| (db, a.clone())))
                 .collect(),
             new_container_id: self.new_container().map(|n| n.id.clone()),
+            old_restart_before: match self.facts.get(&StepKey::OldRestartOff) {
+                Some(StepFacts::RestartPolicySet { before, .. }) => Some(before.clone()),
+                _ => None,
+            },
         }
     }
 
@@ -1125,6 +1136,7 @@ impl State {
             new_created: self.attempted(StepKey::CreateNewContainer),
             new_started: self.attempted(StepKey::StartNewContainer),
             dumps_complete: MetaDb::ALL.iter().all(|&db| self.artifact(db).is_some()),
+            old_restart_off: self.attempted(StepKey::OldRestartOff),
         }
     }
 

@@ -13,7 +13,9 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::events::{DumpArtifact, HaAfter, HaMode, MetaDb, Plan, StepKey};
+use crate::events::{
+    ContainerSettings, DumpArtifact, EnvVar, HaAfter, HaMode, MetaDb, Plan, RestartPolicy, StepKey,
+};
 use crate::haconfig::{self, HaConfigError, HaEdit};
 use crate::refetch::{self, RefetchDecision, RefetchPolicy};
 use crate::versions::ProcedureId;
@@ -78,6 +80,27 @@ pub fn upgrade_keys(procedure: ProcedureId) -> Vec<StepKey> {
     k
 }
 
+/// The upgrade's steps for `plan`: its procedure's ([`upgrade_keys`]), plus
+/// `old-restart-off` right after `stop-old` when the plan recorded the old container's
+/// settings (plans recorded before issue 12.3 did not, and their ledgers replay as written).
+///
+/// Why right after the stop: with `--restart always` Docker starts a stopped container
+/// again when its daemon restarts, so from T1 on the old OMS could come back during the
+/// prune and the dumps and later next to the new one on the host network. Setting the
+/// policy before the stop would instead keep a running node down after a daemon restart
+/// while the run waits (`run --until stop-old`). The step names the old container by id,
+/// so it is the same step whether or not the rename has happened, and setting `no` again
+/// is harmless, so a crash around it is resolved by reading the policy back.
+pub fn plan_keys(plan: &Plan) -> Vec<StepKey> {
+    let mut k = upgrade_keys(plan.procedure);
+    if plan.container_settings().is_some()
+        && let Some(i) = k.iter().position(|k| *k == StepKey::StopOldContainer)
+    {
+        k.insert(i + 1, StepKey::OldRestartOff);
+    }
+    k
+}
+
 /// `run --until until` stops before `key`. The check right before T1 belongs to the stop:
 /// stopping "before `stop-old`" also stops before its check, so that the check runs
 /// immediately before T1 rather than whenever `--until stop-old` was used.
@@ -105,6 +128,8 @@ pub struct Touched {
     pub new_started: bool,
     /// All three dumps are recorded done.
     pub dumps_complete: bool,
+    /// `old-restart-off` attempted: the old container's restart policy may be `no`.
+    pub old_restart_off: bool,
 }
 
 impl Touched {
@@ -135,7 +160,9 @@ pub enum RollbackRefusal {
 /// 3. `rollback-stop-new` (T3) if the new container may have started;
 /// 4. `rollback-rename-new` if it may exist, then `rollback-rename-old`;
 /// 5. per database `rollback-recreate-*` then `rollback-restore-*`, if touched;
-/// 6. `rollback-restart-old` and `rollback-confirm-health` if the old one may be stopped;
+/// 6. `rollback-restart-policy` if the old container's restart policy may have been set
+///    to `no`, then `rollback-restart-old` and `rollback-confirm-health` if the old one may
+///    be stopped;
 /// 7. `rollback-enable-ha` if HA was (maybe) disabled and its earlier value is known;
 /// 8. `rollback-complete`.
 ///
@@ -167,6 +194,9 @@ pub fn rollback_keys(t: &Touched) -> Result<Vec<StepKey>, RollbackRefusal> {
             k.push(StepKey::Restore { db });
         }
     }
+    if t.old_restart_off {
+        k.push(StepKey::RollbackRestartPolicy);
+    }
     if t.old_stopped {
         k.push(StepKey::RestartOldContainer);
         k.push(StepKey::ConfirmOldHealth);
@@ -190,6 +220,9 @@ pub struct Context {
     pub artifacts: BTreeMap<MetaDb, DumpArtifact>,
     /// The new container's id, once created.
     pub new_container_id: Option<String>,
+    /// The old container's restart policy before `old-restart-off` set it to `no`, as
+    /// that step recorded it (what `rollback-restart-policy` puts back).
+    pub old_restart_before: Option<RestartPolicy>,
 }
 
 /// A container to stop.
@@ -234,6 +267,15 @@ pub struct RestartSpec {
     pub container: ContainerRef,
     /// `docker restart --time`: the plan's stop timeout, the same as every stop's.
     pub timeout_secs: u32,
+}
+
+/// A container's restart policy to set (`docker update --restart`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RestartPolicySpec {
+    /// The container (the old one, by id).
+    pub container: ContainerRef,
+    /// The policy it gets.
+    pub policy: RestartPolicy,
 }
 
 /// `ha.config` switched off.
@@ -421,9 +463,24 @@ pub struct NewContainerSpec {
     pub privileged: bool,
     /// `--pids-limit -1`.
     pub pids_limit: i64,
-    /// `--ulimit nproc=65535:65535`.
+    /// `--ulimit nproc=65535:65535`, after the old container's other ulimits.
     pub ulimits: Vec<Ulimit>,
+    /// The old container's restart policy (`no` for plans that did not record it).
+    pub restart: RestartPolicy,
+    /// What else the new container inherits from the old one, as recorded at `init`
+    /// (`None` for plans recorded before issue 12.4: runbook values only). Withheld
+    /// values are taken from the old container, [`NewContainerSpec::old_id`].
+    pub inherited: Option<Box<ContainerSettings>>,
+    /// The old container, source of the inherited values.
+    pub old_id: String,
 }
+
+/// Environment variables the runbook sets on the new container (they replace the old
+/// container's values).
+pub const RUNBOOK_ENV: &[&str] = &["OMS_HOST_IP", "IS_UPGRADE"];
+
+/// The runbook's `--ulimit`, which replaces an old container's limit of the same name.
+pub const RUNBOOK_ULIMIT: &str = "nproc";
 
 /// A command run inside a container.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -561,6 +618,10 @@ pub enum Step {
     RollbackComplete,
     /// See [`StepKey::PreStopCheck`]: checks only, changes nothing.
     PreStopCheck(PreStopSpec),
+    /// See [`StepKey::OldRestartOff`].
+    OldRestartOff(RestartPolicySpec),
+    /// See [`StepKey::RollbackRestartPolicy`].
+    RollbackRestartPolicy(RestartPolicySpec),
 }
 
 /// Why a step cannot be built yet (a precondition the state has not reached).
@@ -750,7 +811,32 @@ pub fn build(plan: &Plan, key: StepKey, ctx: &Context) -> Result<Step, BuildErro
             policy: plan.refetch,
         }),
         StepKey::RollbackComplete => Step::RollbackComplete,
-        StepKey::DisableHa
+        StepKey::OldRestartOff if plan.container_settings().is_some() => {
+            Step::OldRestartOff(RestartPolicySpec {
+                container: ContainerRef {
+                    id: old_id,
+                    name: plan.new_name.clone(),
+                },
+                policy: RestartPolicy::no(),
+            })
+        }
+        StepKey::RollbackRestartPolicy => {
+            let policy = ctx
+                .old_restart_before
+                .clone()
+                .or_else(|| plan.container_settings().map(|c| c.restart.clone()))
+                .ok_or_else(not_in)?;
+            Step::RollbackRestartPolicy(RestartPolicySpec {
+                // By then the old container has its name back (or never lost it).
+                container: ContainerRef {
+                    id: old_id,
+                    name: plan.new_name.clone(),
+                },
+                policy,
+            })
+        }
+        StepKey::OldRestartOff
+        | StepKey::DisableHa
         | StepKey::CheckSupervisor
         | StepKey::CheckOnline
         | StepKey::EnableHa
@@ -770,6 +856,23 @@ fn new_container(plan: &Plan) -> NewContainerSpec {
     l.insert(labels::REPLACES.into(), plan.old_container.id.clone());
     l.insert(labels::FROM_VERSION.into(), plan.source_version.to_string());
     l.insert(labels::TO_VERSION.into(), plan.target_version.to_string());
+    let inherited = plan.container_settings().cloned().map(Box::new);
+    // The old container's other limits first, then the runbook's own.
+    let mut ulimits: Vec<Ulimit> = inherited
+        .iter()
+        .flat_map(|c| &c.ulimits)
+        .filter(|u| u.name != RUNBOOK_ULIMIT)
+        .map(|u| Ulimit {
+            name: u.name.clone(),
+            soft: u.soft,
+            hard: u.hard,
+        })
+        .collect();
+    ulimits.push(Ulimit {
+        name: RUNBOOK_ULIMIT.into(),
+        soft: 65535,
+        hard: 65535,
+    });
     NewContainerSpec {
         name: plan.new_name.clone(),
         image: plan.target_image.clone(),
@@ -777,20 +880,39 @@ fn new_container(plan: &Plan) -> NewContainerSpec {
         binds: plan.old_container.binds.clone(),
         env,
         labels: l,
-        network_mode: "host".into(),
+        // The book deploys OMS with `--net host`; a node deployed otherwise keeps its own.
+        network_mode: inherited
+            .as_ref()
+            .map(|c| c.network_mode.clone())
+            .filter(|m| !m.is_empty())
+            .unwrap_or_else(|| "host".into()),
         privileged: plan.privileged,
         pids_limit: -1,
-        ulimits: vec![Ulimit {
-            name: "nproc".into(),
-            soft: 65535,
-            hard: 65535,
-        }],
+        ulimits,
+        restart: inherited
+            .as_ref()
+            .map(|c| c.restart.clone())
+            .unwrap_or_else(RestartPolicy::no),
+        inherited,
+        old_id: plan.old_container.id.clone(),
+    }
+}
+
+impl NewContainerSpec {
+    /// The old container's environment entries the new one inherits, recorded form (the
+    /// runbook's own variables left out: [`RUNBOOK_ENV`] replace them).
+    pub fn inherited_env(&self) -> Vec<&EnvVar> {
+        self.inherited
+            .iter()
+            .flat_map(|c| &c.env)
+            .filter(|e| !RUNBOOK_ENV.contains(&e.name.as_str()))
+            .collect()
     }
 }
 
 /// The whole upgrade as it would run from a fresh plan (for `oms-upgrade plan`).
 pub fn preview(plan: &Plan) -> Vec<Step> {
-    upgrade_keys(plan.procedure)
+    plan_keys(plan)
         .into_iter()
         .filter_map(|k| build(plan, k, &Context::default()).ok())
         .collect()
@@ -854,6 +976,57 @@ fn edit_summary(edit: &HaEdit) -> String {
     p.join(", ")
 }
 
+/// The `docker run` flags of the inherited settings other than env, ulimits, restart
+/// policy and network mode (which the caller prints), log options masked like env.
+fn inherited_flags(s: &ContainerSettings) -> String {
+    let mut c = String::new();
+    let mut flag = |name: &str, value: &str| c.push_str(&format!(" --{name} {}", q(value)));
+    if !s.log_driver.is_empty() {
+        flag("log-driver", &s.log_driver);
+    }
+    for o in &s.log_opts {
+        flag("log-opt", &o.to_string());
+    }
+    for h in &s.extra_hosts {
+        flag("add-host", h);
+    }
+    for d in &s.devices {
+        flag("device", d);
+    }
+    for x in &s.cap_add {
+        flag("cap-add", x);
+    }
+    for x in &s.cap_drop {
+        flag("cap-drop", x);
+    }
+    for x in &s.dns {
+        flag("dns", x);
+    }
+    for x in &s.dns_search {
+        flag("dns-search", x);
+    }
+    for x in &s.dns_options {
+        flag("dns-option", x);
+    }
+    if let Some(n) = s.shm_size {
+        flag("shm-size", &n.to_string());
+    }
+    for (p, o) in &s.tmpfs {
+        flag(
+            "tmpfs",
+            &if o.is_empty() {
+                p.clone()
+            } else {
+                format!("{p}:{o}")
+            },
+        );
+    }
+    for x in &s.security_opt {
+        flag("security-opt", x);
+    }
+    c
+}
+
 impl Step {
     /// The step's key.
     pub fn key(&self) -> StepKey {
@@ -883,6 +1056,8 @@ impl Step {
             Step::RollbackEnableHa(_) => StepKey::RollbackEnableHa,
             Step::RollbackComplete => StepKey::RollbackComplete,
             Step::PreStopCheck(_) => StepKey::PreStopCheck,
+            Step::OldRestartOff(_) => StepKey::OldRestartOff,
+            Step::RollbackRestartPolicy(_) => StepKey::RollbackRestartPolicy,
         }
     }
 
@@ -932,6 +1107,14 @@ impl Step {
                 "check again what init checked (image, binds, disk, metadata DB, old node health)"
                     .into()
             }
+            Step::OldRestartOff(r) => format!(
+                "set the old container {}'s restart policy to no, so a Docker restart does not bring it back",
+                r.container.name
+            ),
+            Step::RollbackRestartPolicy(r) => format!(
+                "give the old container {} its restart policy {} back",
+                r.container.name, r.policy
+            ),
         }
     }
 
@@ -1033,6 +1216,7 @@ impl Step {
                 if n.privileged {
                     c.push_str(" --privileged=true");
                 }
+                c.push_str(&format!(" --restart {}", n.restart));
                 c.push_str(&format!(" --pids-limit {}", n.pids_limit));
                 for u in &n.ulimits {
                     c.push_str(&format!(" --ulimit {}={}:{}", u.name, u.soft, u.hard));
@@ -1040,8 +1224,15 @@ impl Step {
                 for b in &n.binds {
                     c.push_str(&format!(" -v {}", q(b)));
                 }
+                for e in n.inherited_env() {
+                    // A withheld value is shown masked; it is taken from the old container.
+                    c.push_str(&format!(" -e {}", q(&e.to_string())));
+                }
                 for (k, v) in &n.env {
                     c.push_str(&format!(" -e {}", q(&format!("{k}={v}"))));
+                }
+                if let Some(s) = &n.inherited {
+                    c.push_str(&inherited_flags(s));
                 }
                 for (k, v) in &n.labels {
                     c.push_str(&format!(" --label {}", q(&format!("{k}={v}"))));
@@ -1113,6 +1304,11 @@ impl Step {
                 "docker restart --time {} {}",
                 r.timeout_secs,
                 q(&r.container.name)
+            )],
+            Step::OldRestartOff(r) | Step::RollbackRestartPolicy(r) => vec![format!(
+                "docker update --restart {} {}",
+                r.policy,
+                q(r.container.id.as_deref().unwrap_or(&r.container.name))
             )],
             Step::PreStopCheck(p) => {
                 let mut v = vec![format!(
@@ -1611,6 +1807,97 @@ mod tests {
             ..t
         };
         assert_eq!(rollback_keys(&t), Err(RollbackRefusal::NoBackup));
+    }
+
+    /// Issue 12.3: a plan that recorded the old container's settings turns its restart
+    /// policy off right after T1 and a rollback puts it back before restarting it.
+    #[test]
+    fn restart_policy_is_turned_off_after_the_stop_and_back_on_rollback() {
+        let p = samples::plan_with_settings();
+        let k = plan_keys(&p);
+        let stop = k
+            .iter()
+            .position(|k| *k == StepKey::StopOldContainer)
+            .unwrap();
+        assert_eq!(k[stop + 1], StepKey::OldRestartOff);
+        assert!(!plan_keys(&plan()).contains(&StepKey::OldRestartOff));
+        let Step::OldRestartOff(r) =
+            build(&p, StepKey::OldRestartOff, &Context::default()).unwrap()
+        else {
+            panic!()
+        };
+        assert!(r.policy.is_no());
+        assert_eq!(r.container.id.as_deref(), Some(p.old_container.id.as_str()));
+        assert_eq!(
+            Step::OldRestartOff(r).commands(),
+            [format!("docker update --restart no {}", p.old_container.id)]
+        );
+        let t = Touched {
+            old_stopped: true,
+            old_restart_off: true,
+            ..Default::default()
+        };
+        let rk = rollback_keys(&t).unwrap();
+        let pos = |x| rk.iter().position(|&y| y == x).unwrap();
+        assert_eq!(
+            pos(StepKey::RollbackRestartPolicy) + 1,
+            pos(StepKey::RestartOldContainer)
+        );
+        let ctx = Context {
+            old_restart_before: Some(RestartPolicy {
+                name: "always".into(),
+                max_retries: 0,
+            }),
+            ..Default::default()
+        };
+        let Step::RollbackRestartPolicy(r) =
+            build(&p, StepKey::RollbackRestartPolicy, &ctx).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(r.policy.to_string(), "always");
+        let Step::RollbackRestartPolicy(r) =
+            build(&p, StepKey::RollbackRestartPolicy, &Context::default()).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(r.policy.to_string(), "unless-stopped");
+    }
+
+    /// Issue 12.4: the new container gets the old one's restart policy, env (a secret
+    /// shown masked), other ulimits, log options and extra hosts; the runbook's own values
+    /// win where it names them.
+    #[test]
+    fn new_container_inherits_what_the_runbook_does_not_change() {
+        let p = samples::plan_with_settings();
+        let Step::CreateNewContainer(n) =
+            build(&p, StepKey::CreateNewContainer, &Context::default()).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(n.restart.to_string(), "unless-stopped");
+        let names: Vec<&str> = n.inherited_env().iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["OMS_META_PASSWORD", "TZ"]);
+        assert_eq!(
+            n.ulimits
+                .iter()
+                .map(|u| format!("{}={}:{}", u.name, u.soft, u.hard))
+                .collect::<Vec<_>>(),
+            ["nofile=1024:4096", "nproc=65535:65535"]
+        );
+        let cmd = &Step::CreateNewContainer(n).commands()[0];
+        for part in [
+            "--restart unless-stopped",
+            "-e 'OMS_META_PASSWORD=***'",
+            "-e TZ=UTC",
+            "--log-driver json-file",
+            "--log-opt max-size=10m",
+            "--add-host meta.local:10.0.0.9",
+            "--ulimit nofile=1024:4096",
+        ] {
+            assert!(cmd.contains(part), "{part} in {cmd}");
+        }
+        assert!(!cmd.contains("hunter2"));
     }
 
     #[test]

@@ -7,10 +7,11 @@ use support::emulator as emu;
 use support::upgrade::{cli, init, json_of, ok};
 
 /// The 3.3.0 -> 3.3.1 procedure, step by step.
-const FULL_PROCEDURE: [&str; 14] = [
+const FULL_PROCEDURE: [&str; 15] = [
     "disable-ha",
     "pre-stop-check",
     "stop-old",
+    "old-restart-off",
     "prune-heartbeat",
     "dump-rm",
     "dump-cm",

@@ -76,6 +76,12 @@ async fn assert_no_drift(run: &Run, container: &str) {
         "dump cm_hb".into(),
     ]
     .into_iter()
+    // After a completed upgrade the renamed old container's restart policy is checked
+    // too (it must stay `no`, issue 12.3).
+    .chain(
+        (v["live"]["phase"] == "completed")
+            .then(|| format!("container {container}-pre-3.3.1 (old)")),
+    )
     .map(|s| (s, "ok".to_string()))
     .collect();
     assert_eq!(subjects(&v), want, "{v}");

@@ -167,6 +167,71 @@ pub struct Ulimit {
     pub hard: i64,
 }
 
+/// A restart policy (`--restart`): `no` (Docker also stores it as an empty name), `always`,
+/// `unless-stopped`, `on-failure` with its retry count.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestartPolicySetting {
+    /// The policy's name as Docker spells it; empty means `no`.
+    pub name: String,
+    /// `on-failure`'s maximum retry count (0 otherwise).
+    pub max_retries: i64,
+}
+
+impl RestartPolicySetting {
+    /// `--restart no`.
+    pub fn no() -> Self {
+        RestartPolicySetting {
+            name: "no".into(),
+            max_retries: 0,
+        }
+    }
+
+    /// The name with Docker's empty spelling of `no` made explicit.
+    pub fn normalised(&self) -> RestartPolicySetting {
+        RestartPolicySetting {
+            name: if self.name.is_empty() {
+                "no".into()
+            } else {
+                self.name.clone()
+            },
+            max_retries: self.max_retries,
+        }
+    }
+}
+
+/// The parts of a container's `HostConfig` that a deployment chooses and an upgrade keeps
+/// (besides binds, network mode, privileged, pids limit and ulimits, which the runbook
+/// names): raw values as Docker holds them, secrets included. Empty lists mean "not set".
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostSettings {
+    /// `--restart`.
+    pub restart: RestartPolicySetting,
+    /// `--log-driver` (empty: the engine's default).
+    pub log_driver: String,
+    /// `--log-opt KEY=VALUE`.
+    pub log_opts: BTreeMap<String, String>,
+    /// `--add-host NAME:IP`, order kept.
+    pub extra_hosts: Vec<String>,
+    /// `--device HOST:CONTAINER:PERMS`, order kept.
+    pub devices: Vec<String>,
+    /// `--cap-add`.
+    pub cap_add: Vec<String>,
+    /// `--cap-drop`.
+    pub cap_drop: Vec<String>,
+    /// `--dns`.
+    pub dns: Vec<String>,
+    /// `--dns-search`.
+    pub dns_search: Vec<String>,
+    /// `--dns-option`.
+    pub dns_options: Vec<String>,
+    /// `--shm-size` in bytes (`None`: the engine's default).
+    pub shm_size: Option<i64>,
+    /// `--tmpfs PATH:OPTIONS`.
+    pub tmpfs: BTreeMap<String, String>,
+    /// `--security-opt`.
+    pub security_opt: Vec<String>,
+}
+
 /// What `docker inspect` says about a container, reduced to what an upgrade needs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerInfo {
@@ -207,6 +272,8 @@ pub struct ContainerInfo {
     pub tty: bool,
     /// `Config.OpenStdin` (`-i`).
     pub open_stdin: bool,
+    /// Restart policy, logging, extra hosts, devices and the other deployment choices.
+    pub host: HostSettings,
 }
 
 impl ContainerInfo {
@@ -258,6 +325,9 @@ pub struct ContainerSpec {
     pub ulimits: Vec<Ulimit>,
     /// Command overriding the image's, if any.
     pub cmd: Option<Vec<String>>,
+    /// Restart policy, logging, extra hosts, devices and the other deployment choices
+    /// (default: none set, the engine's defaults).
+    pub host: HostSettings,
 }
 
 impl ContainerSpec {
@@ -286,6 +356,7 @@ impl ContainerSpec {
                 hard: 65535,
             }],
             cmd: None,
+            host: HostSettings::default(),
         }
     }
 
@@ -438,6 +509,13 @@ pub trait Docker: Send + Sync {
         from: &str,
         to: &str,
     ) -> impl Future<Output = Result<RenameOutcome, DockerError>> + Send;
+
+    /// Sets a container's restart policy (`docker update --restart`), running or not.
+    fn set_restart_policy(
+        &self,
+        name_or_id: &str,
+        policy: &RestartPolicySetting,
+    ) -> impl Future<Output = Result<(), DockerError>> + Send;
 
     /// Creates (does not start) a container; returns its id.
     fn create(
@@ -756,6 +834,111 @@ fn to_info(r: bollard::models::ContainerInspectResponse) -> ContainerInfo {
         cmd: config.cmd,
         tty: config.tty.unwrap_or(false),
         open_stdin: config.open_stdin.unwrap_or(false),
+        host: HostSettings {
+            restart: host
+                .restart_policy
+                .map(|r| RestartPolicySetting {
+                    name: r.name.map(|n| n.to_string()).unwrap_or_default(),
+                    max_retries: r.maximum_retry_count.unwrap_or(0),
+                })
+                .unwrap_or_default(),
+            log_driver: host
+                .log_config
+                .as_ref()
+                .and_then(|l| l.typ.clone())
+                .unwrap_or_default(),
+            log_opts: host
+                .log_config
+                .and_then(|l| l.config)
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+            extra_hosts: host.extra_hosts.unwrap_or_default(),
+            devices: host
+                .devices
+                .unwrap_or_default()
+                .into_iter()
+                .map(|d| {
+                    format!(
+                        "{}:{}:{}",
+                        d.path_on_host.unwrap_or_default(),
+                        d.path_in_container.unwrap_or_default(),
+                        d.cgroup_permissions.unwrap_or_default()
+                    )
+                })
+                .collect(),
+            cap_add: host.cap_add.unwrap_or_default(),
+            cap_drop: host.cap_drop.unwrap_or_default(),
+            dns: host.dns.unwrap_or_default(),
+            dns_search: host.dns_search.unwrap_or_default(),
+            dns_options: host.dns_options.unwrap_or_default(),
+            shm_size: host.shm_size,
+            tmpfs: host.tmpfs.unwrap_or_default().into_iter().collect(),
+            security_opt: host.security_opt.unwrap_or_default(),
+        },
+    }
+}
+
+/// Docker's form of a restart policy (an unknown name is sent as written and refused by
+/// the engine with its own message).
+fn restart_policy(r: &RestartPolicySetting) -> bollard::models::RestartPolicy {
+    use bollard::models::RestartPolicyNameEnum as N;
+    let name = match r.name.as_str() {
+        "" | "no" => N::NO,
+        "always" => N::ALWAYS,
+        "unless-stopped" => N::UNLESS_STOPPED,
+        "on-failure" => N::ON_FAILURE,
+        _ => N::EMPTY,
+    };
+    bollard::models::RestartPolicy {
+        name: Some(name),
+        maximum_retry_count: (name == N::ON_FAILURE).then_some(r.max_retries),
+    }
+}
+
+/// `Some(list)` unless empty: an empty list and an absent one mean the same to Docker, and
+/// absent keeps the engine's defaults.
+fn some_list(v: &[String]) -> Option<Vec<String>> {
+    (!v.is_empty()).then(|| v.to_vec())
+}
+
+/// The `HostConfig` fields of [`HostSettings`].
+fn host_settings_config(h: &HostSettings) -> HostConfig {
+    HostConfig {
+        restart_policy: Some(restart_policy(&h.restart)),
+        log_config: (!h.log_driver.is_empty() || !h.log_opts.is_empty()).then(|| {
+            bollard::models::HostConfigLogConfig {
+                typ: (!h.log_driver.is_empty()).then(|| h.log_driver.clone()),
+                config: Some(h.log_opts.clone().into_iter().collect()),
+            }
+        }),
+        extra_hosts: some_list(&h.extra_hosts),
+        devices: (!h.devices.is_empty()).then(|| {
+            h.devices
+                .iter()
+                .map(|d| {
+                    let mut p = d.splitn(3, ':');
+                    let host = p.next().unwrap_or_default().to_string();
+                    let inside = p.next().filter(|s| !s.is_empty()).unwrap_or(&host);
+                    let inside = inside.to_string();
+                    let perms = p.next().filter(|s| !s.is_empty()).unwrap_or("rwm");
+                    bollard::models::DeviceMapping {
+                        path_on_host: Some(host),
+                        path_in_container: Some(inside),
+                        cgroup_permissions: Some(perms.to_string()),
+                    }
+                })
+                .collect()
+        }),
+        cap_add: some_list(&h.cap_add),
+        cap_drop: some_list(&h.cap_drop),
+        dns: some_list(&h.dns),
+        dns_search: some_list(&h.dns_search),
+        dns_options: some_list(&h.dns_options),
+        shm_size: h.shm_size,
+        tmpfs: (!h.tmpfs.is_empty()).then(|| h.tmpfs.clone().into_iter().collect()),
+        security_opt: some_list(&h.security_opt),
+        ..Default::default()
     }
 }
 
@@ -882,6 +1065,21 @@ impl Docker for BollardDocker {
         }
     }
 
+    async fn set_restart_policy(
+        &self,
+        name_or_id: &str,
+        policy: &RestartPolicySetting,
+    ) -> Result<(), DockerError> {
+        let body = bollard::models::ContainerUpdateBody {
+            restart_policy: Some(restart_policy(policy)),
+            ..Default::default()
+        };
+        self.client
+            .update_container(name_or_id, body)
+            .await
+            .map_err(|e| map_err(e, Ctx::Container(name_or_id)))
+    }
+
     async fn create(&self, spec: &ContainerSpec) -> Result<String, DockerError> {
         let host_config = HostConfig {
             binds: Some(spec.binds.clone()),
@@ -898,7 +1096,7 @@ impl Docker for BollardDocker {
                     })
                     .collect(),
             ),
-            ..Default::default()
+            ..host_settings_config(&spec.host)
         };
         // `-dit`: detached, with stdin kept open and a TTY, as the runbook starts OMS.
         let body = ContainerCreateBody {

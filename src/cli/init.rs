@@ -343,13 +343,20 @@ async fn preflight(
 
     // The old container's image labels: read once, for its version and (below) to tell
     // the labels the operator set from those the image gave.
-    let old_image_labels = docker
-        .inspect_image(&old.image_id)
-        .await
-        .ok()
-        .flatten()
-        .map(|i| i.labels)
+    let old_image = docker.inspect_image(&old.image_id).await.ok().flatten();
+    let old_image_labels = old_image
+        .as_ref()
+        .map(|i| i.labels.clone())
         .unwrap_or_default();
+    // What the operator set on the old container beyond its image's own env (issue 12.4):
+    // the new container inherits it, and its restart policy (issue 12.3).
+    let settings = crate::inherit::record(
+        &old,
+        &old_image
+            .as_ref()
+            .map(|i| i.env.clone())
+            .unwrap_or_default(),
+    );
     let from = image_version(
         &args.from_version,
         &old.image,
@@ -661,6 +668,7 @@ async fn preflight(
                 flavour: server.flavour,
                 version: server.version.clone(),
             }),
+            PlanExt::Container(Box::new(settings)),
         ],
     };
     Plan::new(input)

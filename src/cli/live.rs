@@ -32,12 +32,16 @@ pub fn observe(
 ) -> Result<Observed, CliError> {
     let db = shell::db_target_for(plan, password_file)?;
     let rt = super::runtime()?;
-    let (container, ha_json, schema) = rt.block_on(async {
+    let (container, old_container, ha_json, schema) = rt.block_on(async {
         let docker = BollardDocker::connect().await.map_err(docker_error)?;
         let container = docker
             .inspect(&exp.container.name)
             .await
             .map_err(docker_error)?;
+        let old_container = match &exp.old_restart {
+            Some(o) => docker.inspect(&o.id).await.map_err(docker_error)?,
+            None => None,
+        };
         let metadb = MysqlMetaDb::new(&db);
         let ha = metadb
             .read_ha_config(&exp.rm_db)
@@ -46,10 +50,11 @@ pub fn observe(
         let schema = schema_version(&metadb, &exp.rm_db)
             .await
             .map_err(metadb_error)?;
-        Ok::<_, CliError>((container, ha, schema))
+        Ok::<_, CliError>((container, old_container, ha, schema))
     })?;
     Ok(Observed {
         container,
+        old_container,
         ha_json,
         schema,
         dumps: check_dumps(&exp.dumps),

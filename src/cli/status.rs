@@ -147,6 +147,16 @@ pub fn status(_args: StatusArgs, ctx: &Ctx) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The new container's differences from the old one (issue 12.4) for `plan --json`.
+fn container_json(plan: &crate::events::Plan) -> serde_json::Value {
+    match crate::inherit::plan_changes(plan) {
+        Some((changes, unchanged)) => {
+            serde_json::json!({"changes": changes, "inherited_unchanged": unchanged})
+        }
+        None => serde_json::Value::Null,
+    }
+}
+
 /// Runs `plan`.
 pub fn plan(_args: PlanArgs, ctx: &Ctx) -> CmdResult {
     let state = load(ctx)?;
@@ -174,6 +184,7 @@ pub fn plan(_args: PlanArgs, ctx: &Ctx) -> CmdResult {
                 "metadb_tls": metatls::recorded(&state),
                 "retention": crate::refetch::retention_note(&plan.refetch),
                 "retention_warning": state.retention_warning(now),
+                "container": container_json(plan),
                 "steps": v,
             })
         );
@@ -190,6 +201,16 @@ pub fn plan(_args: PlanArgs, ctx: &Ctx) -> CmdResult {
     println!("{}", crate::refetch::retention_note(&plan.refetch));
     if let Some(tls) = metatls::recorded(&state) {
         println!("Metadata DB connection: {}", metatls::shown(&tls));
+    }
+    if let Some((changes, unchanged)) = crate::inherit::plan_changes(plan) {
+        println!(
+            "\nNew container {} vs the old one (secrets masked):",
+            plan.new_name
+        );
+        for c in &changes {
+            println!("  changed   {c}");
+        }
+        println!("  inherited {}", unchanged.join(", "));
     }
     for (i, s) in steps.iter().enumerate() {
         println!(

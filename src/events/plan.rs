@@ -402,7 +402,7 @@ impl Plan {
     /// The old container's settings the new one inherits, when recorded.
     pub fn container_settings(&self) -> Option<&ContainerSettings> {
         self.ext.iter().find_map(|e| match e {
-            PlanExt::Container(c) => Some(c),
+            PlanExt::Container(c) => Some(c.as_ref()),
             _ => None,
         })
     }

@@ -6,7 +6,11 @@
 //! Each kind appears at most once in a plan (checked when the plan is made and when it is
 //! decoded), so the accessors on [`Plan`](super::Plan) can return the one value.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
+
+use super::plan::EnvVar;
 
 /// One fact of the plan beyond the v1 fields. Variant order is stored (see
 /// `v1::PlanExtV1`): append only.
@@ -18,7 +22,7 @@ pub enum PlanExt {
     /// The metadata server's flavour and version (issue 12, item 7).
     MetaServer(MetaServer),
     /// Settings of the old container the new one inherits (issue 12, items 3 and 4).
-    Container(ContainerSettings),
+    Container(Box<ContainerSettings>),
 }
 
 impl PlanExt {
@@ -84,11 +88,94 @@ pub struct MetaServer {
     pub version: String,
 }
 
-/// Settings of the old container that the new one inherits.
+/// A Docker restart policy as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct RestartPolicy {
+    /// `no`, `always`, `unless-stopped` or `on-failure` (Docker's empty name is recorded
+    /// as `no`).
+    pub name: String,
+    /// `on-failure`'s maximum retry count (0 otherwise).
+    pub max_retries: i64,
+}
+
+impl RestartPolicy {
+    /// `--restart no`.
+    pub fn no() -> Self {
+        RestartPolicy {
+            name: "no".into(),
+            max_retries: 0,
+        }
+    }
+
+    /// True for `no` (however spelled).
+    pub fn is_no(&self) -> bool {
+        self.name.is_empty() || self.name == "no"
+    }
+}
+
+impl std::fmt::Display for RestartPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.is_no(), self.name.as_str()) {
+            (true, _) => f.write_str("no"),
+            (false, "on-failure") if self.max_retries > 0 => {
+                write!(f, "on-failure:{}", self.max_retries)
+            }
+            (false, name) => f.write_str(name),
+        }
+    }
+}
+
+/// A `--ulimit` as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct UlimitSetting {
+    /// Resource name, e.g. `nofile`.
+    pub name: String,
+    /// Soft limit.
+    pub soft: i64,
+    /// Hard limit.
+    pub hard: i64,
+}
+
+/// Settings of the old container, recorded at `init`, that the new one inherits: what a
+/// deployment chose and the runbook's `docker run` does not restate (docs/inheritance.md
+/// says why each field is, or is not, carried over). Values that look secret are withheld
+/// ([`crate::redact`]); the executor takes them from the old container itself, whose
+/// configuration Docker never changes after creation, once it checked that everything it
+/// can compare is as recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ContainerSettings {
-    /// Docker restart policy name (`no`, `always`, `unless-stopped`, `on-failure`).
-    pub restart_policy: String,
-    /// Maximum retry count of `on-failure`.
-    pub restart_max_retries: i64,
+    /// `--restart` of the old container: the new one gets it; the old one is set to `no`
+    /// once stopped (step `old-restart-off`) and given it back on rollback.
+    pub restart: RestartPolicy,
+    /// `--net` (`host` on every node deployed by the book).
+    pub network_mode: String,
+    /// The environment the operator set (`Config.Env` minus what the old image gave
+    /// unchanged), recorded form. `OMS_HOST_IP` and `IS_UPGRADE` are the runbook's.
+    pub env: Vec<EnvVar>,
+    /// `--ulimit`; the runbook's `nproc=65535:65535` replaces an `nproc` of the old one.
+    pub ulimits: Vec<UlimitSetting>,
+    /// `--log-driver` (empty: the engine's default).
+    pub log_driver: String,
+    /// `--log-opt`, recorded form (a value under a secret-looking key is withheld).
+    pub log_opts: Vec<EnvVar>,
+    /// `--add-host`.
+    pub extra_hosts: Vec<String>,
+    /// `--device HOST:CONTAINER:PERMS`.
+    pub devices: Vec<String>,
+    /// `--cap-add`.
+    pub cap_add: Vec<String>,
+    /// `--cap-drop`.
+    pub cap_drop: Vec<String>,
+    /// `--dns`.
+    pub dns: Vec<String>,
+    /// `--dns-search`.
+    pub dns_search: Vec<String>,
+    /// `--dns-option`.
+    pub dns_options: Vec<String>,
+    /// `--shm-size` in bytes.
+    pub shm_size: Option<i64>,
+    /// `--tmpfs PATH` with its options.
+    pub tmpfs: BTreeMap<String, String>,
+    /// `--security-opt`.
+    pub security_opt: Vec<String>,
 }

@@ -90,11 +90,56 @@ pub(crate) fn plan_with_every_ext() -> Plan {
             flavour: ServerFlavour::MariaDb,
             version: "10.11.6-MariaDB".into(),
         }),
-        PlanExt::Container(ContainerSettings {
-            restart_policy: "unless-stopped".into(),
-            restart_max_retries: 0,
-        }),
+        PlanExt::Container(Box::new(container_settings())),
     ];
+    Plan::new(input).expect("sample plan")
+}
+
+/// Settings of an old container started with `--restart unless-stopped`, an env of its
+/// own (a secret among it), a log driver option and an extra host.
+pub(crate) fn container_settings() -> ContainerSettings {
+    ContainerSettings {
+        restart: RestartPolicy {
+            name: "unless-stopped".into(),
+            max_retries: 0,
+        },
+        network_mode: "host".into(),
+        env: record_env(&[
+            "OMS_HOST_IP=10.0.0.5",
+            "OMS_META_PASSWORD=hunter2",
+            "TZ=UTC",
+        ]),
+        ulimits: vec![
+            UlimitSetting {
+                name: "nproc".into(),
+                soft: 65535,
+                hard: 65535,
+            },
+            UlimitSetting {
+                name: "nofile".into(),
+                soft: 1024,
+                hard: 4096,
+            },
+        ],
+        log_driver: "json-file".into(),
+        log_opts: record_env(&["max-size=10m"]),
+        extra_hosts: vec!["meta.local:10.0.0.9".into()],
+        devices: vec![],
+        cap_add: vec![],
+        cap_drop: vec![],
+        dns: vec![],
+        dns_search: vec![],
+        dns_options: vec![],
+        shm_size: Some(67108864),
+        tmpfs: BTreeMap::new(),
+        security_opt: vec![],
+    }
+}
+
+/// The runbook's plan with the old container's settings recorded (`run.planned` v2).
+pub(crate) fn plan_with_settings() -> Plan {
+    let mut input = input("3.3.0", "3.3.1");
+    input.ext = vec![PlanExt::Container(Box::new(container_settings()))];
     Plan::new(input).expect("sample plan")
 }
 
@@ -231,6 +276,22 @@ pub(crate) fn done_facts(
             attestation: None,
         }),
         StepKey::Complete | StepKey::RollbackComplete => StepFacts::Completed,
+        StepKey::OldRestartOff | StepKey::RollbackRestartPolicy => {
+            let was = plan
+                .container_settings()
+                .map(|c| c.restart.clone())
+                .unwrap_or_else(RestartPolicy::no);
+            let (before, after) = if key == StepKey::OldRestartOff {
+                (was, RestartPolicy::no())
+            } else {
+                (RestartPolicy::no(), was)
+            };
+            StepFacts::RestartPolicySet {
+                id: plan.old_container.id.clone(),
+                before,
+                after,
+            }
+        }
         StepKey::PreStopCheck => StepFacts::PreStopChecked {
             checks: vec![crate::events::PreflightCheck {
                 name: "image".into(),

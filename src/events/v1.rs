@@ -215,6 +215,10 @@ pub enum StepKeyV1 {
     RollbackEnableHa,
     RollbackComplete,
     PreStopCheck,
+    /// issue 12.3
+    OldRestartOff,
+    /// issue 12.3
+    RollbackRestartPolicy,
 }
 
 /// A version.
@@ -530,6 +534,38 @@ pub enum StepFactsV1 {
         batch_rows: u64,
         warning: Option<String>,
     },
+    /// issue 12.3
+    RestartPolicySet {
+        id: String,
+        before: RestartPolicyV1,
+        after: RestartPolicyV1,
+    },
+}
+
+/// A restart policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct RestartPolicyV1 {
+    pub name: String,
+    pub max_retries: i64,
+}
+
+impl From<&RestartPolicy> for RestartPolicyV1 {
+    fn from(r: &RestartPolicy) -> Self {
+        RestartPolicyV1 {
+            name: r.name.clone(),
+            max_retries: r.max_retries,
+        }
+    }
+}
+
+impl From<RestartPolicyV1> for RestartPolicy {
+    fn from(r: RestartPolicyV1) -> Self {
+        RestartPolicy {
+            name: r.name,
+            max_retries: r.max_retries,
+        }
+    }
 }
 
 /// A reconciliation finding. Append only.
@@ -600,6 +636,8 @@ impl From<StepKey> for StepKeyV1 {
             K::RollbackEnableHa => S::RollbackEnableHa,
             K::RollbackComplete => S::RollbackComplete,
             K::PreStopCheck => S::PreStopCheck,
+            K::OldRestartOff => S::OldRestartOff,
+            K::RollbackRestartPolicy => S::RollbackRestartPolicy,
         }
     }
 }
@@ -634,6 +672,8 @@ impl From<StepKeyV1> for StepKey {
             S::RollbackEnableHa => K::RollbackEnableHa,
             S::RollbackComplete => K::RollbackComplete,
             S::PreStopCheck => K::PreStopCheck,
+            S::OldRestartOff => K::OldRestartOff,
+            S::RollbackRestartPolicy => K::RollbackRestartPolicy,
         }
     }
 }
@@ -1155,6 +1195,11 @@ impl From<&StepFacts> for StepFactsV1 {
                 elapsed_ms: p.elapsed_ms,
                 timeout_secs: p.timeout_secs,
             },
+            F::RestartPolicySet { id, before, after } => S::RestartPolicySet {
+                id: id.clone(),
+                before: before.into(),
+                after: after.into(),
+            },
         }
     }
 }
@@ -1354,6 +1399,11 @@ impl TryFrom<StepFactsV1> for StepFacts {
                 elapsed_ms,
                 timeout_secs,
             }),
+            S::RestartPolicySet { id, before, after } => F::RestartPolicySet {
+                id,
+                before: before.into(),
+                after: after.into(),
+            },
         })
     }
 }
@@ -1395,7 +1445,7 @@ pub enum PlanExtV1 {
     /// issue 12.7: metadata server flavour and version.
     MetaServer(MetaServerV1),
     /// issue 12.3/12.4: container settings the new container inherits.
-    Container(ContainerSettingsV1),
+    Container(Box<ContainerSettingsV1>),
 }
 
 /// Health scheme. Variant order is stored: append only.
@@ -1435,12 +1485,97 @@ pub struct MetaServerV1 {
     pub version: String,
 }
 
-/// Container settings.
+/// Container settings (issue 12.3/12.4).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[allow(missing_docs)]
 pub struct ContainerSettingsV1 {
-    pub restart_policy: String,
-    pub restart_max_retries: i64,
+    pub restart: RestartPolicyV1,
+    pub network_mode: String,
+    pub env: Vec<EnvVarV1>,
+    pub ulimits: Vec<UlimitV1>,
+    pub log_driver: String,
+    pub log_opts: Vec<EnvVarV1>,
+    pub extra_hosts: Vec<String>,
+    pub devices: Vec<String>,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub dns: Vec<String>,
+    pub dns_search: Vec<String>,
+    pub dns_options: Vec<String>,
+    pub shm_size: Option<i64>,
+    pub tmpfs: BTreeMap<String, String>,
+    pub security_opt: Vec<String>,
+}
+
+/// A ulimit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct UlimitV1 {
+    pub name: String,
+    pub soft: i64,
+    pub hard: i64,
+}
+
+impl From<&ContainerSettings> for ContainerSettingsV1 {
+    fn from(c: &ContainerSettings) -> Self {
+        ContainerSettingsV1 {
+            restart: (&c.restart).into(),
+            network_mode: c.network_mode.clone(),
+            env: c.env.iter().map(EnvVarV1::from).collect(),
+            ulimits: c
+                .ulimits
+                .iter()
+                .map(|u| UlimitV1 {
+                    name: u.name.clone(),
+                    soft: u.soft,
+                    hard: u.hard,
+                })
+                .collect(),
+            log_driver: c.log_driver.clone(),
+            log_opts: c.log_opts.iter().map(EnvVarV1::from).collect(),
+            extra_hosts: c.extra_hosts.clone(),
+            devices: c.devices.clone(),
+            cap_add: c.cap_add.clone(),
+            cap_drop: c.cap_drop.clone(),
+            dns: c.dns.clone(),
+            dns_search: c.dns_search.clone(),
+            dns_options: c.dns_options.clone(),
+            shm_size: c.shm_size,
+            tmpfs: c.tmpfs.clone(),
+            security_opt: c.security_opt.clone(),
+        }
+    }
+}
+
+impl From<ContainerSettingsV1> for ContainerSettings {
+    fn from(c: ContainerSettingsV1) -> Self {
+        ContainerSettings {
+            restart: c.restart.into(),
+            network_mode: c.network_mode,
+            env: c.env.into_iter().map(EnvVar::from).collect(),
+            ulimits: c
+                .ulimits
+                .into_iter()
+                .map(|u| UlimitSetting {
+                    name: u.name,
+                    soft: u.soft,
+                    hard: u.hard,
+                })
+                .collect(),
+            log_driver: c.log_driver,
+            log_opts: c.log_opts.into_iter().map(EnvVar::from).collect(),
+            extra_hosts: c.extra_hosts,
+            devices: c.devices,
+            cap_add: c.cap_add,
+            cap_drop: c.cap_drop,
+            dns: c.dns,
+            dns_search: c.dns_search,
+            dns_options: c.dns_options,
+            shm_size: c.shm_size,
+            tmpfs: c.tmpfs,
+            security_opt: c.security_opt,
+        }
+    }
 }
 
 impl From<&PlanExt> for PlanExtV1 {
@@ -1465,10 +1600,7 @@ impl From<&PlanExt> for PlanExtV1 {
                 },
                 version: m.version.clone(),
             }),
-            PlanExt::Container(c) => PlanExtV1::Container(ContainerSettingsV1 {
-                restart_policy: c.restart_policy.clone(),
-                restart_max_retries: c.restart_max_retries,
-            }),
+            PlanExt::Container(c) => PlanExtV1::Container(Box::new(c.as_ref().into())),
         }
     }
 }
@@ -1504,10 +1636,7 @@ impl From<PlanExtV1> for PlanExt {
                 },
                 version: m.version,
             }),
-            PlanExtV1::Container(c) => PlanExt::Container(ContainerSettings {
-                restart_policy: c.restart_policy,
-                restart_max_retries: c.restart_max_retries,
-            }),
+            PlanExtV1::Container(c) => PlanExt::Container(Box::new((*c).into())),
         }
     }
 }

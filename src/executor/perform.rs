@@ -4,7 +4,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::adapters::docker::{ContainerSpec, Ulimit as DockerUlimit, binds_equal};
+use crate::adapters::docker::{
+    ContainerSpec, HostSettings, Ulimit as DockerUlimit, binds_equal, env_set,
+};
 use crate::adapters::metadb::DbCharset;
 use crate::adapters::{Clock, Docker, Health, MetaDb};
 use crate::dump::{self, ChecksumMethod, Compression, DumpFormat};
@@ -16,8 +18,8 @@ use crate::events::{
 use crate::haconfig::{self, HaEdit};
 use crate::redact::redact;
 use crate::steps::{
-    self, HaDisableSpec, HaEnableSpec, HealthSpec, NewContainerSpec, PreStopSpec, RenameSpec, Step,
-    StopSpec,
+    self, HaDisableSpec, HaEnableSpec, HealthSpec, NewContainerSpec, PreStopSpec, RenameSpec,
+    RestartPolicySpec, Step, StopSpec,
 };
 
 use super::{Executor, StepError};
@@ -90,6 +92,9 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
             | Step::RenameNewAside(spec)
             | Step::RenameOldBack(spec) => self.rename(spec).await,
             Step::CreateNewContainer(spec) => self.create(spec).await,
+            Step::OldRestartOff(spec) | Step::RollbackRestartPolicy(spec) => {
+                self.set_restart_policy(spec, step.key()).await
+            }
             Step::StartNewContainer(c) => {
                 let target = c.id.as_deref().unwrap_or(&c.name);
                 let out = self.ad.docker.start(target).await.map_err(retry)?;
@@ -394,7 +399,8 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
                 return Err(StepError::retry(problem));
             }
         }
-        let docker_spec = container_spec(spec);
+        let live = self.inherited_live(spec).await?;
+        let docker_spec = container_spec(spec, live);
         let id = self.ad.docker.create(&docker_spec).await.map_err(retry)?;
         if let Some(planned) = &spec.image_id {
             let info = self.ad.docker.inspect(&id).await.map_err(retry)?;
@@ -416,6 +422,105 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
             }
         }
         self.new_container_facts(&id).await
+    }
+
+    /// The inherited values, raw, from the old container (`None` for plans that recorded
+    /// none). Docker never changes a container's configuration after creation except
+    /// through `docker update` (resources, restart policy), so what the old container shows
+    /// now is what `init` recorded; that is checked on every comparable field before its
+    /// withheld values (secrets) are used.
+    async fn inherited_live(
+        &self,
+        spec: &NewContainerSpec,
+    ) -> Result<Option<crate::inherit::Live>, StepError> {
+        let Some(recorded) = &spec.inherited else {
+            return Ok(None);
+        };
+        let old = self
+            .ad
+            .docker
+            .inspect(&spec.old_id)
+            .await
+            .map_err(retry)?
+            .ok_or_else(|| {
+                StepError::fatal(format!(
+                    "the old container {} is gone, so the settings the new container inherits (its env, secrets among them) cannot be read; nothing was created. Roll back with `oms-upgrade rollback`",
+                    spec.old_id
+                ))
+            })?;
+        crate::inherit::live(recorded, &spec.inherited_env(), &old)
+            .map(Some)
+            .map_err(|diffs| {
+                StepError::fatal(format!(
+                    "the old container {} no longer shows the settings recorded at init ({}); nothing was created. Roll back with `oms-upgrade rollback`",
+                    spec.old_id,
+                    diffs
+                        .iter()
+                        .map(|d| d.to_string())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ))
+            })
+    }
+
+    /// Sets a container's restart policy and reads it back. For `old-restart-off` the
+    /// policy before is what the rollback puts back: a policy already `no` when the plan
+    /// recorded another one was set by an earlier attempt of this step, so the recorded
+    /// one counts.
+    async fn set_restart_policy(
+        &mut self,
+        spec: &RestartPolicySpec,
+        key: events::StepKey,
+    ) -> Result<StepFacts, StepError> {
+        use crate::inherit::{restart_of, same_policy, setting_of};
+        let target = spec.container.id.as_deref().unwrap_or(&spec.container.name);
+        let gone = || {
+            StepError::fatal(format!(
+                "the old container {target} no longer exists, so its restart policy cannot be set"
+            ))
+        };
+        let info = self
+            .ad
+            .docker
+            .inspect(target)
+            .await
+            .map_err(retry)?
+            .ok_or_else(gone)?;
+        let mut before = restart_of(&info.host.restart);
+        if key == events::StepKey::OldRestartOff
+            && before.is_no()
+            && let Some(planned) = self
+                .journal
+                .state()
+                .plan()
+                .and_then(|p| p.container_settings())
+        {
+            before = planned.restart.clone();
+        }
+        self.ad
+            .docker
+            .set_restart_policy(target, &setting_of(&spec.policy))
+            .await
+            .map_err(retry)?;
+        let after = self
+            .ad
+            .docker
+            .inspect(target)
+            .await
+            .map_err(retry)?
+            .ok_or_else(gone)?;
+        let after = restart_of(&after.host.restart);
+        if !same_policy(&after, &spec.policy) {
+            return Err(StepError::retry(format!(
+                "Docker reports the restart policy of {target} as {after} after setting it to {}",
+                spec.policy
+            )));
+        }
+        Ok(StepFacts::RestartPolicySet {
+            id: info.id,
+            before,
+            after,
+        })
     }
 
     /// Everything `init` checked that may have changed since, checked again right before
@@ -1034,12 +1139,23 @@ pub(super) fn init_facts(
     }
 }
 
-fn container_spec(spec: &NewContainerSpec) -> ContainerSpec {
+/// The Docker form of the new container: the runbook's values, and, when the plan
+/// recorded them, the old container's inherited settings (`live`, raw): its env first (the
+/// runbook's variables replace theirs), its host settings with the old policy.
+fn container_spec(spec: &NewContainerSpec, live: Option<crate::inherit::Live>) -> ContainerSpec {
+    let (mut env, mut host) = match live {
+        Some(l) => (l.env, l.host),
+        None => (Vec::new(), HostSettings::default()),
+    };
+    for (k, v) in &spec.env {
+        env = env_set(&env, k, v);
+    }
+    host.restart = crate::inherit::setting_of(&spec.restart);
     ContainerSpec {
         name: spec.name.clone(),
         image: spec.image.clone(),
         binds: spec.binds.clone(),
-        env: spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        env,
         labels: spec.labels.clone(),
         network_mode: spec.network_mode.clone(),
         privileged: spec.privileged,
@@ -1054,6 +1170,7 @@ fn container_spec(spec: &NewContainerSpec) -> ContainerSpec {
             })
             .collect(),
         cmd: None,
+        host,
     }
 }
 

@@ -214,6 +214,61 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
                 }
             }
             Step::RunDockerInit(spec) => self.inspect_init(spec).await,
+            // Setting a policy again is harmless; what Docker shows now says whether the
+            // lost attempt got that far.
+            Step::OldRestartOff(spec) | Step::RollbackRestartPolicy(spec) => {
+                use crate::inherit::{restart_of, same_policy};
+                let target = spec.container.id.as_deref().unwrap_or(&spec.container.name);
+                let Some(info) = self
+                    .ad
+                    .docker
+                    .inspect(target)
+                    .await
+                    .map_err(|e| e.to_string())?
+                else {
+                    return Ok((
+                        Finding::Failed {
+                            error: format!(
+                                "the old container {target} no longer exists, so its restart policy cannot be set"
+                            ),
+                            retryable: false,
+                        },
+                        format!("docker inspect {target}: no such container"),
+                    ));
+                };
+                let now = restart_of(&info.host.restart);
+                if !same_policy(&now, &spec.policy) {
+                    return not_done(&format!(
+                        "docker inspect {target}: restart policy {now}, not yet {}: setting it is harmless to repeat",
+                        spec.policy
+                    ));
+                }
+                // The policy before: for `old-restart-off` the one recorded at init; for
+                // the rollback's step, the `no` the upgrade left.
+                let before = match step {
+                    Step::OldRestartOff(_) => self
+                        .journal
+                        .state()
+                        .plan()
+                        .and_then(|p| p.container_settings())
+                        .map(|c| c.restart.clone())
+                        .unwrap_or_else(crate::events::RestartPolicy::no),
+                    _ => crate::events::RestartPolicy::no(),
+                };
+                if same_policy(&before, &spec.policy) {
+                    return not_done(&format!(
+                        "docker inspect {target}: restart policy {now}, which it had before the step too, so reality cannot tell whether the step ran: setting it again is harmless"
+                    ));
+                }
+                Ok((
+                    Finding::Done(Box::new(StepFacts::RestartPolicySet {
+                        id: info.id.clone(),
+                        before,
+                        after: now.clone(),
+                    })),
+                    format!("docker inspect {target}: HostConfig.RestartPolicy is {now}"),
+                ))
+            }
         }
     }
 

@@ -4,7 +4,7 @@ use uuid::Uuid;
 use super::sim::Sim;
 use super::*;
 use crate::events::samples::{self, plan, plan_for};
-use crate::events::{ContainerStopped, HaEnabled, PreflightCheck};
+use crate::events::{ContainerStopped, HaEnabled, PreflightCheck, RestartPolicy};
 use crate::refetch::{self, RefetchPolicy};
 
 const RM: MetaDb = MetaDb::Rm;
@@ -1063,4 +1063,56 @@ fn retention_warning_is_known_while_the_downtime_lasts() {
     let late = s.state.retention_warning(t1 + Duration::hours(21)).unwrap();
     assert!(late.contains("Store retention"), "{late}");
     assert!(late.contains("still running"), "{late}");
+}
+
+/// Issue 12.3: with the old container's settings in the plan, `old-restart-off` runs
+/// right after `stop-old` and must leave the policy `no`; a rollback puts back the policy
+/// that step recorded, before restarting the old container. A plan without the settings
+/// (ledgers of earlier builds) has neither step.
+#[test]
+fn restart_policy_off_after_t1_and_back_on_rollback() {
+    let mut s = Sim::planned(samples::plan_with_settings());
+    assert_eq!(keys(&s.state.remaining()), steps::plan_keys(&s.plan));
+    s.run_until(StepKey::OldRestartOff);
+    s.intent(StepKey::OldRestartOff).unwrap();
+    let wrong = StepFacts::RestartPolicySet {
+        id: s.plan.old_container.id.clone(),
+        before: RestartPolicy::no(),
+        after: RestartPolicy {
+            name: "always".into(),
+            max_retries: 0,
+        },
+    };
+    assert!(matches!(
+        s.push(Event::StepDone {
+            key: StepKey::OldRestartOff,
+            facts: wrong
+        }),
+        Err(Rejection::BadFacts { .. })
+    ));
+    s.done(StepKey::OldRestartOff).unwrap();
+    s.run_until(StepKey::StartNewContainer);
+    s.rollback().unwrap();
+    let rb = s.state.rollback().unwrap().keys.clone();
+    let pos = |k| rb.iter().position(|x| *x == k).unwrap();
+    assert_eq!(
+        pos(StepKey::RollbackRestartPolicy) + 1,
+        pos(StepKey::RestartOldContainer)
+    );
+    let Ok(Step::RollbackRestartPolicy(r)) = s.state.step(StepKey::RollbackRestartPolicy) else {
+        panic!()
+    };
+    assert_eq!(r.policy.to_string(), "unless-stopped");
+    s.run_all();
+    assert_eq!(s.state.phase(), Phase::RolledBack);
+    assert_eq!(replay(&s.events).unwrap(), s.state);
+
+    let mut old = Sim::planned(plan());
+    old.run_all();
+    assert!(
+        !old.state
+            .attempts()
+            .iter()
+            .any(|a| a.key == StepKey::OldRestartOff)
+    );
 }

@@ -34,6 +34,8 @@ pub fn title(key: StepKey) -> String {
         StepKey::RollbackEnableHa => "Re-enable HA (rollback)".into(),
         StepKey::RollbackComplete => "Rollback complete".into(),
         StepKey::PreStopCheck => "Check again before stopping".into(),
+        StepKey::OldRestartOff => "Old container's restart policy off".into(),
+        StepKey::RollbackRestartPolicy => "Old container's restart policy back".into(),
     }
 }
 
@@ -279,6 +281,10 @@ pub fn facts(f: &StepFacts) -> String {
         }
         StepFacts::Completed => "-".into(),
         StepFacts::Skipped { reason } => format!("nothing to do: {reason}"),
+        StepFacts::RestartPolicySet { id, before, after } => format!(
+            "restart policy of container {}: {before} -> {after}",
+            short(id)
+        ),
         StepFacts::PreStopChecked { checks } => {
             let bad: Vec<&str> = checks
                 .iter()
