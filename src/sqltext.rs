@@ -144,7 +144,8 @@ pub const MAX_SERVERS: usize = 256;
 /// (oceanbase/obdeploy `plugins/oms/1.0.0/get_takeover_config.py`: `select id,name from
 /// resource_group` then `select resource_group_id,ip from host where resource_group_id =
 /// ...`); the public record names no status column, so `status` is read only when
-/// [`SERVER_TABLE_COLUMNS`] shows it (`with_status`). Without `resource_group`
+/// [`SERVER_TABLE_COLUMNS`] shows it (`with_status`), and only to be shown: each server's
+/// own health endpoint decides whether it is Online. Without `resource_group`
 /// (`with_group` false) the group reads as NULL.
 pub fn list_servers(cm_db: &str, with_group: bool, with_status: bool) -> String {
     let db = quote_ident(cm_db);

@@ -495,13 +495,14 @@ pub struct ExecSpec {
     pub timeout_secs: u32,
 }
 
-/// `check-online`: every server the cm database lists, and its status.
+/// `check-online`: every server the cm database lists, each asked at its own health
+/// endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct OnlineSpec {
     /// The cm database (`drc_cm_db`), which holds the `host` and `resource_group` tables.
     pub database: String,
-    /// The new node's health check: its URL is the pattern for a server's own health
-    /// endpoint when the `host` table has no status column, and its timeout bounds the wait.
+    /// The new node's health check: its URL (scheme, port and path) with a listed server's
+    /// IP is that server's own health endpoint, and its timeout bounds the wait.
     pub health: HealthSpec,
 }
 
@@ -1263,13 +1264,12 @@ impl Step {
             }
             Step::CheckOnline(o) => vec![
                 format!(
-                    "{};  -- again until every server listed is Online (at most {} s)",
+                    "{};  -- the servers OMS lists (a `status` column, where there is one, is shown only)",
                     crate::sqltext::list_servers(&o.database, true, true),
-                    o.health.timeout_secs
                 ),
                 format!(
-                    "curl -s {}  -- per server IP, when `host` has no status column",
-                    o.health.url
+                    "curl -s {}  -- with each listed server's IP, again until every one is healthy (at most {} s)",
+                    o.health.url, o.health.timeout_secs
                 ),
             ],
             Step::Complete | Step::RollbackComplete => vec![],

@@ -497,7 +497,7 @@ async fn unknown_database_and_unreachable_server_are_typed() {
 }
 
 /// issue 12.5: the cm database's server list as obd's takeover reads it (`host` joined to
-/// `resource_group`), with the status column only where the table has one; a database
+/// `resource_group`), with the status column (information only) where the table has one; a database
 /// without the tables is an empty list, not an SQL error; hostile values are cut and their
 /// control characters replaced.
 #[tokio::test]

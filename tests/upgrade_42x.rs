@@ -3,7 +3,7 @@
 //! adds two checks to the 3.3.1 procedure: `supervisorctl status` shows every program
 //! RUNNING before `docker_init.sh` (programs STARTING are waited for; FATAL fails at once,
 //! naming the program), and every server OMS keeps in the cm database's `host` table is
-//! Online after it.
+//! Online after it: each server's own health endpoint answers healthy.
 
 mod support;
 
@@ -27,7 +27,7 @@ async fn image_422(node: &OmsNode) -> String {
     reference
 }
 
-/// Seeds the node's metadata with `servers` (`IP=STATUS`) in the cm `host` table.
+/// Seeds the node's metadata with `servers` (IPs) in the cm `host` table.
 fn seed_servers(node: &OmsNode, servers: &[&str]) {
     let mut c = std::process::Command::new(emu::emulator_binary());
     c.args(["seed", "--config"])
@@ -114,7 +114,7 @@ fn facts_of(run: &Run, key: StepKey) -> StepFacts {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn upgrade_421_to_422_and_roll_it_back() {
-    let run = planned(&["127.0.0.1=ONLINE"], "60").await;
+    let run = planned(&["127.0.0.1"], "60").await;
     let plan = String::from_utf8(ok(run.cli().arg("plan")).stdout).unwrap();
     assert!(plan.contains("supervisorctl status"), "{plan}");
     assert!(plan.contains("`resource_group`"), "{plan}");
@@ -137,7 +137,7 @@ async fn upgrade_421_to_422_and_roll_it_back() {
     let (server, all_online) = the_one_server(&run);
     assert!(all_online);
     assert_eq!(server.name, "127.0.0.1 (resource group 0)");
-    assert_eq!(server.state, "ONLINE");
+    assert_eq!(server.state, "Online (health)");
     run.verify_ledger();
 
     run.ok(&["rollback", "--yes"]).await;
@@ -157,7 +157,7 @@ async fn upgrade_421_to_422_and_roll_it_back() {
 /// programs still STARTING failed the run. They are waited for, and the wait is recorded.
 #[tokio::test(flavor = "multi_thread")]
 async fn programs_still_starting_are_waited_for() {
-    let run = planned(&["127.0.0.1=ONLINE"], "60").await;
+    let run = planned(&["127.0.0.1"], "60").await;
     knob(&run, ".emu-supervisor-starting-ms", "5000");
     let out = output(run.cli().args(["--json", "run", "--yes"])).await;
     assert!(out.status.success(), "{}", show(&out));
@@ -173,7 +173,7 @@ async fn programs_still_starting_are_waited_for() {
 /// A FATAL program fails the check at once, naming it; nothing after it runs.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fatal_program_fails_the_run_naming_it() {
-    let run = planned(&["127.0.0.1=ONLINE"], "60").await;
+    let run = planned(&["127.0.0.1"], "60").await;
     knob(&run, ".emu-supervisor-fatal", "oms_drc_cm");
     let started = std::time::Instant::now();
     let out = output(run.cli().args(["run", "--yes"])).await;
@@ -194,41 +194,117 @@ async fn a_fatal_program_fails_the_run_naming_it() {
     );
 }
 
-/// Regression (issue 12.5): "every server Online" was the local health URL, so a server
-/// the cm database's `host` table shows OFFLINE passed. Each listed server is checked.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_server_offline_in_the_cm_host_table_fails_the_run() {
-    let run = planned(&["127.0.0.1=OFFLINE"], "10").await;
-    let out = output(run.cli().args(["run", "--yes"])).await;
-    assert!(
-        !out.status.success(),
-        "the run passed with a server OFFLINE in the host table:\n{}",
-        show(&out)
-    );
-    let text = show(&out);
-    assert!(text.contains("not every machine is Online"), "{text}");
-    let (server, all_online) = the_one_server(&run);
-    assert!(!all_online);
-    assert_eq!(server.state, "OFFLINE");
+/// The recorded server check: every server listed, and whether all were Online.
+fn the_servers(run: &Run) -> (Vec<NamedState>, bool) {
+    match facts_of(run, StepKey::CheckOnline) {
+        StepFacts::NodesOnline { nodes, all_online } => (nodes, all_online),
+        other => panic!("check-online recorded {other:?}"),
+    }
 }
 
-/// Where the cm `host` table has no status column (the public record names none), each
-/// listed server's own health endpoint says whether it is Online.
-#[tokio::test(flavor = "multi_thread")]
-async fn without_a_status_column_each_server_answers_its_health() {
-    let run = planned(&["127.0.0.1=ONLINE"], "60").await;
+/// Adds a `status` column to the cm `host` table and sets it for every row: the public
+/// record names no such column, so a test adds it to show the tool does not rely on it.
+async fn host_status_column(run: &Run, value: &str) {
     let cm = run.node.databases().cm;
     let pool = support::mysql_pool().await;
     {
         use mysql_async::prelude::Queryable;
         let mut c = pool.get_conn().await.unwrap();
-        c.query_drop(format!("ALTER TABLE `{cm}`.`host` DROP COLUMN `status`"))
+        c.query_drop(format!(
+            "ALTER TABLE `{cm}`.`host` ADD COLUMN IF NOT EXISTS `status` VARCHAR(16) NULL"
+        ))
+        .await
+        .unwrap();
+        c.exec_drop(format!("UPDATE `{cm}`.`host` SET `status` = ?"), (value,))
             .await
             .unwrap();
     }
     pool.disconnect().await.ok();
+}
+
+/// Lists one more server in the cm `host` table, in the group of the servers already
+/// there. After `init`, since `init` refuses a deployment of several nodes (issue 12.11):
+/// a node registered while the upgrade is under way.
+async fn list_server(run: &Run, ip: &str) {
+    let cm = run.node.databases().cm;
+    let pool = support::mysql_pool().await;
+    {
+        use mysql_async::prelude::Queryable;
+        let mut c = pool.get_conn().await.unwrap();
+        c.exec_drop(
+            format!(
+                "INSERT INTO `{cm}`.`host` (resource_group_id, ip) \
+                 SELECT MIN(resource_group_id), ? FROM `{cm}`.`host`"
+            ),
+            (ip,),
+        )
+        .await
+        .unwrap();
+    }
+    pool.disconnect().await.ok();
+}
+
+/// A server no emulator answers for: TEST-NET-1 (RFC 5737), never routed. (Every
+/// 127.0.0.0/8 address would reach the emulator, which listens on 0.0.0.0.)
+const SILENT_SERVER: &str = "192.0.2.1";
+
+/// Regression (issue 12.5): "every server Online" was the local health URL, then a
+/// `host.status` column the public record does not name. Each listed server's own health
+/// endpoint decides: a listed server whose health does not answer fails the run at
+/// check-online, naming it, before HA is enabled again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_listed_server_whose_health_does_not_answer_fails_the_run() {
+    let run = planned(&["127.0.0.1"], "10").await;
+    list_server(&run, SILENT_SERVER).await;
+    let out = output(run.cli().args(["run", "--yes"])).await;
+    assert!(
+        !out.status.success(),
+        "the run passed with a listed server whose health does not answer:\n{}",
+        show(&out)
+    );
+    let text = show(&out);
+    assert!(text.contains("check-online"), "{text}");
+    assert!(text.contains(SILENT_SERVER), "{text}");
+    let (servers, all_online) = the_servers(&run);
+    assert!(!all_online, "{servers:?}");
+    let names: Vec<&str> = servers.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "127.0.0.1 (resource group 0)",
+            "192.0.2.1 (resource group 0)"
+        ]
+    );
+    assert_eq!(servers[0].state, "Online (health)");
+    assert!(
+        servers[1].state.starts_with("Offline (health"),
+        "{servers:?}"
+    );
+    let (records, _) = run.replay();
+    assert!(
+        !records.iter().any(|r| matches!(
+            &r.event,
+            Event::StepDone {
+                key: StepKey::EnableHa,
+                ..
+            } | Event::StepIntent {
+                key: StepKey::EnableHa,
+                ..
+            }
+        )),
+        "enable-ha ran after check-online failed"
+    );
+}
+
+/// A `status` column in `host` (not in the public record) is information only: OFFLINE
+/// for a server whose health answers does not fail the run, and is recorded beside it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_status_column_is_information_only() {
+    let run = planned(&["127.0.0.1"], "60").await;
+    host_status_column(&run, "OFFLINE").await;
     run.ok(&["run", "--yes"]).await;
     let (server, all_online) = the_one_server(&run);
-    assert!(all_online);
-    assert_eq!(server.state, "Online (health)");
+    assert!(all_online, "{server:?}");
+    assert_eq!(server.name, "127.0.0.1 (resource group 0)");
+    assert_eq!(server.state, "Online (health); host.status OFFLINE");
 }

@@ -407,9 +407,10 @@ pub const SERVER_TABLES_SINCE: &str = "4.2.0";
 /// The cm database's server list, as obd's OMS takeover reads it
 /// (oceanbase/obdeploy `plugins/oms/1.0.0/get_takeover_config.py`: `select id,name from
 /// resource_group`, `select resource_group_id,ip from host where resource_group_id = ...`;
-/// `resource_group.name` is the region's `cm_location`). Those are the columns the record
-/// shows; the other columns (`status` among them) are the emulator's, since the record is
-/// silent on them.
+/// `resource_group.name` is the region's `cm_location`). Only the columns the record shows,
+/// plus `host.id` as a key: the record names no other column (no status column in
+/// particular), so the emulator invents none. A test that shows the tool ignores a status
+/// column adds one itself (docs/emulator.md).
 pub const SERVER_TABLES: &[(Db, &str, &str)] = &[
     (
         Db::Cm,
@@ -428,8 +429,6 @@ pub const SERVER_TABLES: &[(Db, &str, &str)] = &[
   id BIGINT NOT NULL AUTO_INCREMENT,
   resource_group_id BIGINT NOT NULL,
   ip VARCHAR(64) NOT NULL,
-  status VARCHAR(16) NOT NULL DEFAULT 'ONLINE',
-  gmt_modified DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
   PRIMARY KEY (id),
   UNIQUE KEY uk_ip (ip)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",

@@ -39,11 +39,12 @@ pub struct SeedArgs {
     /// Concurrent insert streams.
     #[arg(long, default_value_t = 4)]
     pub jobs: usize,
-    /// A server of the cm database's `host` table, `IP` or `IP=STATUS` (repeatable; status
-    /// default `ONLINE`). Written only where the schema has that table (4.2.0 on); an IP
-    /// already listed gets the status given. Default: the emulator containers'
-    /// `OMS_HOST_IP`, 127.0.0.1, ONLINE.
-    #[arg(long = "server", value_name = "IP[=STATUS]", default_values_t = ["127.0.0.1=ONLINE".to_string()])]
+    /// A server of the cm database's `host` table, by IP (repeatable). Written only where
+    /// the schema has that table (4.2.0 on); an IP already listed stays as it is. A
+    /// `=STATUS` suffix (the old form) is accepted and ignored: `host` has no status column
+    /// (the public record names none). Default: the emulator containers' `OMS_HOST_IP`,
+    /// 127.0.0.1.
+    #[arg(long = "server", value_name = "IP", default_values_t = ["127.0.0.1".to_string()])]
     pub servers: Vec<String>,
 }
 
@@ -373,13 +374,10 @@ async fn servers(
         )
         .await?;
     for s in servers {
-        let (ip, status) = s.split_once('=').unwrap_or((s.as_str(), "ONLINE"));
+        let ip = s.split_once('=').map_or(s.as_str(), |(ip, _)| ip);
         c.exec_drop(
-            format!(
-                "INSERT INTO {cm}.host (resource_group_id, ip, status) VALUES (?, ?, ?) \
-                 ON DUPLICATE KEY UPDATE status = VALUES(status)"
-            ),
-            (group.unwrap_or(1), ip, status),
+            format!("INSERT IGNORE INTO {cm}.host (resource_group_id, ip) VALUES (?, ?)"),
+            (group.unwrap_or(1), ip),
         )
         .await?;
     }

@@ -223,7 +223,7 @@ pub struct ServerList {
     /// The cm database has a `host` table with an `ip` column.
     pub host_table: bool,
     /// That table has a `status` column (the public record names none; see
-    /// [`crate::sqltext::list_servers`]).
+    /// [`crate::sqltext::list_servers`]): information to show, never a server's state.
     pub status_column: bool,
     /// One per `host` row, ordered by IP; at most [`crate::sqltext::MAX_SERVERS`] + 1.
     pub servers: Vec<ListedServer>,

@@ -796,11 +796,14 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
             }
             let mut nodes = Vec::with_capacity(list.servers.len());
             for s in &list.servers {
-                let (state, online) = match (&s.status, list.status_column) {
-                    (Some(st), true) => (st.clone(), st.eq_ignore_ascii_case("ONLINE")),
-                    (None, true) => ("NULL".to_string(), false),
-                    (_, false) => self.server_health(&spec.health.url, &s.ip).await,
-                };
+                // Only each server's own health decides (as obd's `health_check.py` asks
+                // every server): the public record names no status column in `host`, so
+                // one that exists is recorded beside the answer, as information only.
+                let (mut state, online) = self.server_health(&spec.health.url, &s.ip).await;
+                if list.status_column {
+                    state.push_str("; host.status ");
+                    state.push_str(s.status.as_deref().unwrap_or("NULL"));
+                }
                 nodes.push((
                     NamedState {
                         name: match &s.group {
@@ -820,17 +823,38 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
                         spec.database
                     )));
                 }
-                return Ok(StepFacts::NodesOnline {
+                let offline: Vec<String> = nodes
+                    .iter()
+                    .filter(|(_, ok)| !*ok)
+                    .map(|(n, _)| format!("{}: {}", n.name, n.state))
+                    .collect();
+                let facts = StepFacts::NodesOnline {
                     nodes: nodes.into_iter().map(|(n, _)| n).collect(),
                     all_online,
+                };
+                if offline.is_empty() {
+                    return Ok(facts);
+                }
+                // HA stays off: enabling it while a server is down is what the guide's
+                // check prevents. Checking again is harmless once the server answers.
+                return Err(StepError {
+                    message: format!(
+                        "not every server the cm database `{}` lists answers healthy at its health URL within {} s: {}. Start OMS on those servers, or remove a server that is gone in the OMS console (OPS & Monitoring > Server), then run again",
+                        spec.database,
+                        spec.health.timeout_secs,
+                        offline.join("; ")
+                    ),
+                    retryable: true,
+                    facts: Some(facts),
+                    integrity: false,
                 });
             }
             tokio::time::sleep(self.opts.status_poll).await;
         }
     }
 
-    /// One server's health at the plan's health URL with its IP: `("Online (health)", true)`
-    /// or what was wrong.
+    /// One server's health at the plan's health URL with its IP (scheme, port and path kept):
+    /// `("Online (health)", true)` or what was wrong.
     async fn server_health(&self, url: &str, ip: &str) -> (String, bool) {
         let Some(u) = reqwest::Url::parse(url).ok().and_then(|mut u| {
             let host = if ip.contains(':') && !ip.starts_with('[') {
