@@ -535,6 +535,19 @@ pub struct HealthSpec {
     pub container: ContainerRef,
     /// Poll until healthy or this long.
     pub timeout_secs: u32,
+    /// The CA file an HTTPS console is checked against (`--health-ca`, recorded in the
+    /// plan), shown in `plan`'s `curl` lines so the operator's check trusts the same.
+    pub ca_file: Option<String>,
+}
+
+impl HealthSpec {
+    /// The `curl` an operator runs to ask what this probe asks.
+    fn curl(&self) -> String {
+        match &self.ca_file {
+            Some(ca) => format!("curl -s --cacert {} {}", q(ca), q(&self.url)),
+            None => format!("curl -s {}", q(&self.url)),
+        }
+    }
 }
 
 /// Dropping and recreating one database, with the default charset and collation recorded
@@ -656,6 +669,7 @@ pub fn build(plan: &Plan, key: StepKey, ctx: &Context) -> Result<Step, BuildErro
     };
     let ha_steps = plan.procedure.has_ha_steps();
     let old_id = Some(plan.old_container.id.clone());
+    let ca_file = plan.health_trust().and_then(|h| h.ca_file.clone());
     let old_health = || HealthSpec {
         url: plan.health_url.clone(),
         container: ContainerRef {
@@ -663,6 +677,7 @@ pub fn build(plan: &Plan, key: StepKey, ctx: &Context) -> Result<Step, BuildErro
             name: plan.new_name.clone(),
         },
         timeout_secs: plan.health_timeout_secs,
+        ca_file: ca_file.clone(),
     };
     let new_ref = ContainerRef {
         id: ctx.new_container_id.clone(),
@@ -672,6 +687,7 @@ pub fn build(plan: &Plan, key: StepKey, ctx: &Context) -> Result<Step, BuildErro
         url: plan.health_url.clone(),
         container: new_ref.clone(),
         timeout_secs: plan.health_timeout_secs,
+        ca_file: ca_file.clone(),
     };
     let ha_disable = HaDisableSpec {
         database: plan.databases.rm.clone(),
@@ -1260,7 +1276,7 @@ impl Step {
                 i.success_marker
             )],
             Step::ConfirmHealth(h) | Step::ConfirmOldHealth(h) => {
-                vec![format!("curl -s {}  -- until data.healthy is true", h.url)]
+                vec![format!("{}  -- until data.healthy is true", h.curl())]
             }
             Step::CheckOnline(o) => vec![
                 format!(
@@ -1268,8 +1284,9 @@ impl Step {
                     crate::sqltext::list_servers(&o.database, true, true),
                 ),
                 format!(
-                    "curl -s {}  -- with each listed server's IP, again until every one is healthy (at most {} s)",
-                    o.health.url, o.health.timeout_secs
+                    "{}  -- with each listed server's IP, again until every one is healthy (at most {} s)",
+                    o.health.curl(),
+                    o.health.timeout_secs
                 ),
             ],
             Step::Complete | Step::RollbackComplete => vec![],
@@ -1326,10 +1343,7 @@ impl Step {
                     q(&p.backup_dir)
                 ));
                 v.push("SELECT 1  -- metadata DB reachable".into());
-                v.push(format!(
-                    "curl -s {}  -- the old node is healthy",
-                    p.health.url
-                ));
+                v.push(format!("{}  -- the old node is healthy", p.health.curl()));
                 v
             }
         }
@@ -1601,6 +1615,23 @@ mod tests {
             .unwrap()
             .commands();
         assert_eq!(c, [format!("docker restart --time 75 {}", q(&p.new_name))]);
+    }
+
+    /// An HTTPS console's probe is shown with the CA the plan recorded: a `curl` without
+    /// it would fail (or, with `-k`, check less than the tool does).
+    #[test]
+    fn health_lines_carry_the_recorded_ca() {
+        let p = samples::plan_with_every_ext();
+        let ca = p.health_trust().unwrap().ca_file.clone().unwrap();
+        let c = build(&p, StepKey::PreStopCheck, &Context::default())
+            .unwrap()
+            .commands();
+        let want = format!("curl -s --cacert {} {}", q(&ca), q(&p.health_url));
+        assert!(c.iter().any(|l| l.starts_with(&want)), "{c:?}");
+        let c = build(&plan(), StepKey::PreStopCheck, &Context::default())
+            .unwrap()
+            .commands();
+        assert!(!c.iter().any(|l| l.contains("--cacert")), "{c:?}");
     }
 
     #[test]
