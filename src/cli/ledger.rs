@@ -22,7 +22,7 @@ use std::process::ExitCode;
 use chrono::Utc;
 
 use crate::drift::{self, LiveReport};
-use crate::events::{DumpArtifact, EventDecoder, Plan, Recorded};
+use crate::events::{DumpArtifact, EventDecoder, Recorded};
 use crate::executor::{JournalError, to_recorded};
 use crate::ledger::record::RecordRef;
 use crate::ledger::sign::{KeyError, PublicKey, SignatureProblem, SigningKey, verify_checkpoint};
@@ -437,8 +437,7 @@ fn cmd_verify(args: VerifyArgs, ctx: &Ctx) -> CmdResult {
                      `ledger verify --artifacts` checks the dumps meanwhile",
             )
         })?;
-        let plan: &Plan = state.plan().expect("a finished run has a plan");
-        let observed = super::live::observe(&exp, plan, args.password_file.as_deref())?;
+        let observed = super::live::observe(&exp, &state, args.password_file.as_deref())?;
         extras.dumps = Some(Ok((recorded, observed.dumps.clone())));
         extras.live = Some(drift::compare(&exp, &observed));
     } else {

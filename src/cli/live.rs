@@ -10,7 +10,8 @@ use std::path::Path;
 use super::{CliError, ExitKind, shell};
 use crate::adapters::{BollardDocker, Docker, DockerError, MetaDb, MetaDbError, MysqlMetaDb};
 use crate::drift::{Expectations, Observed, SchemaObservation};
-use crate::events::{DumpArtifact, Plan};
+use crate::events::DumpArtifact;
+use crate::replay::State;
 use crate::report::{DumpFileCheck, check_dump_file};
 
 /// The table where the OMS emulator keeps its schema version (one row, `id = 1`). Real
@@ -24,13 +25,15 @@ pub fn check_dumps(dumps: &[DumpArtifact]) -> Vec<DumpFileCheck> {
 
 /// Observes the world the end state `exp` is about: Docker and the metadata database
 /// (password from `password_file`, `OMS_META_PASSWORD` or the config.yaml the old
-/// container mounts), and the dump files.
+/// container mounts), and the dump files. The metadata DB is reached with the TLS settings
+/// `init` recorded, as `run` and `rollback` do: a verified connection is not traded for
+/// `preferred` (which accepts any certificate) when the record is being checked.
 pub fn observe(
     exp: &Expectations,
-    plan: &Plan,
+    state: &State,
     password_file: Option<&Path>,
 ) -> Result<Observed, CliError> {
-    let db = shell::db_target_for(plan, password_file)?;
+    let db = shell::db_target_for_run(state, password_file)?;
     let rt = super::runtime()?;
     let (container, old_container, ha_json, schema) = rt.block_on(async {
         let docker = BollardDocker::connect().await.map_err(docker_error)?;
