@@ -139,3 +139,41 @@ impl DumpEngine for HostDumps {
         crate::adapters::fs::free_space_for(dir)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The contract the executor's partial-file cleanup and the rollback's dump check rely
+    /// on, on the real engine: a missing folder holds no partial file, a file already gone
+    /// is `NotFound` (treated as removed), and a missing or changed dump hashes differently.
+    #[tokio::test]
+    async fn host_dumps_keep_the_contract_the_executor_relies_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = HostDumps;
+        assert!(
+            e.partial_files(&dir.path().join("absent"))
+                .unwrap()
+                .is_empty()
+        );
+
+        let part = dir.path().join("rm.sql.part");
+        std::fs::write(&part, b"half a dump").unwrap();
+        let found = e.partial_files(dir.path()).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            (found[0].path.as_path(), found[0].size),
+            (part.as_path(), 11)
+        );
+        e.remove_partial(&part).unwrap();
+        assert!(!part.exists());
+        let again = e.remove_partial(&part).unwrap_err();
+        assert_eq!(again.kind(), io::ErrorKind::NotFound);
+
+        let file = dir.path().join("rm.sql");
+        std::fs::write(&file, b"dump").unwrap();
+        let (size, hex) = e.file_blake3(&file).await.unwrap();
+        assert_eq!((size, hex), (4, blake3::hash(b"dump").to_hex().to_string()));
+        assert!(e.file_blake3(&dir.path().join("gone.sql")).await.is_err());
+    }
+}
