@@ -10,6 +10,9 @@
 //! - [`health`]: OMS's `GET /oms/health` over reqwest.
 //! - [`clock`]: the current time, with deterministic clocks for tests.
 //! - [`fs`]: free disk space, streaming BLAKE3 of a file, directory fsync.
+//! - [`dumps`]: the dump engine as the executor uses it (write a dump, restore one, the
+//!   partial files a killed dump left, a recorded dump's BLAKE3, free space in the dump
+//!   folder); [`HostDumps`] delegates to [`crate::dump`] and [`fs`].
 //!
 //! Adapters never append to the ledger and never decide what is permitted: they act and
 //! report facts (including "there was nothing to do", so the executor can reconcile an
@@ -17,12 +20,14 @@
 
 pub mod clock;
 pub mod docker;
+pub mod dumps;
 pub mod fs;
 pub mod health;
 pub mod metadb;
 
 pub use clock::{Clock, FixedClock, ManualClock, SystemClock};
 pub use docker::{BollardDocker, ContainerInfo, ContainerSpec, Docker, DockerError};
+pub use dumps::{DumpEngine, HostDumps};
 pub use health::{Health, HealthError, HealthReport, HttpHealth};
 pub use metadb::{MetaDb, MetaDbError, MysqlMetaDb, TlsState};
 

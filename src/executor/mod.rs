@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 pub use journal::{Journal, JournalError, replay_dir, to_recorded};
 
-use crate::adapters::{Clock, Docker, Health, MetaDb};
+use crate::adapters::{Clock, Docker, DumpEngine, Health, HostDumps, MetaDb};
 use crate::dbconn::DbTarget;
 use crate::dump::{self, DumpOptions};
 use crate::events::{Event, Finding, StepFacts, StepKey};
@@ -193,25 +193,43 @@ impl StepError {
     }
 }
 
-/// Performs steps for one ledger.
-pub struct Executor<'o, D, M, H, C> {
+/// Performs steps for one ledger. `E` is the dump engine; the real one ([`HostDumps`])
+/// unless a test or a simulated world gives its own ([`Executor::with_dump_engine`]).
+pub struct Executor<'o, D, M, H, C, E = HostDumps> {
     journal: Journal,
     ad: Adapters<D, M, H, C>,
+    dumps: E,
     opts: ExecOptions,
     observer: &'o dyn Observer,
 }
 
 impl<'o, D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'o, D, M, H, C> {
-    /// An executor over an opened journal.
+    /// An executor over an opened journal, writing and restoring dumps with the real
+    /// engine ([`HostDumps`]).
     pub fn new(
         journal: Journal,
         ad: Adapters<D, M, H, C>,
         opts: ExecOptions,
         observer: &'o dyn Observer,
     ) -> Self {
+        Executor::with_dump_engine(journal, ad, HostDumps, opts, observer)
+    }
+}
+
+impl<'o, D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'o, D, M, H, C, E> {
+    /// An executor over an opened journal that writes, restores and checks dumps through
+    /// `dumps`.
+    pub fn with_dump_engine(
+        journal: Journal,
+        ad: Adapters<D, M, H, C>,
+        dumps: E,
+        opts: ExecOptions,
+        observer: &'o dyn Observer,
+    ) -> Self {
         Executor {
             journal,
             ad,
+            dumps,
             opts,
             observer,
         }
@@ -377,7 +395,7 @@ impl<'o, D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'o, D, M, H, C> {
         };
         // An unreadable folder is left to the dump step, which reports it; `ledger verify
         // --artifacts` lists whatever stays.
-        let Ok(found) = dump::partial_files(std::path::Path::new(&dir)) else {
+        let Ok(found) = self.dumps.partial_files(std::path::Path::new(&dir)) else {
             return Ok(());
         };
         if found.is_empty() {
@@ -396,7 +414,7 @@ impl<'o, D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'o, D, M, H, C> {
         })?;
         let mut failed = Vec::new();
         for f in &found {
-            match std::fs::remove_file(&f.path) {
+            match self.dumps.remove_partial(&f.path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => failed.push(format!("{}: {e}", f.path.display())),

@@ -8,7 +8,7 @@ use crate::adapters::docker::{
     ContainerSpec, HostSettings, Ulimit as DockerUlimit, binds_equal, env_set,
 };
 use crate::adapters::metadb::DbCharset;
-use crate::adapters::{Clock, Docker, Health, MetaDb};
+use crate::adapters::{Clock, Docker, DumpEngine, Health, MetaDb};
 use crate::dump::{self, ChecksumMethod, Compression, DumpFormat};
 use crate::events::PreflightCheck;
 use crate::events::{
@@ -24,7 +24,7 @@ use crate::steps::{
 
 use super::{Executor, StepError};
 
-impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
+impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M, H, C, E> {
     /// Performs `step` and returns its facts. Errors say whether a retry may help.
     pub(super) async fn perform(&mut self, step: &Step) -> Result<StepFacts, StepError> {
         match step {
@@ -69,23 +69,25 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
             Step::Dump(spec) => {
                 self.check_dump_space(spec).await?;
                 let progress = self.observer.progress();
-                let a = dump::dump_database(
-                    &self.ad.db,
-                    &spec.database,
-                    Path::new(&spec.dir),
-                    &self.opts.dump,
-                    &*progress,
-                )
-                .await
-                .map_err(|e| match e {
-                    // The engine's advice is for `backup`; a run's folder is fixed by its plan.
-                    dump::DumpError::DiskFull { path } => StepError::retry(format!(
-                        "no space left while writing {}; the partial file was removed. {}",
-                        path.display(),
-                        free_space_advice(&spec.dir)
-                    )),
-                    e => retry(e),
-                })?;
+                let a = self
+                    .dumps
+                    .dump(
+                        &self.ad.db,
+                        &spec.database,
+                        Path::new(&spec.dir),
+                        &self.opts.dump,
+                        &*progress,
+                    )
+                    .await
+                    .map_err(|e| match e {
+                        // The engine's advice is for `backup`; a run's folder is fixed by its plan.
+                        dump::DumpError::DiskFull { path } => StepError::retry(format!(
+                            "no space left while writing {}; the partial file was removed. {}",
+                            path.display(),
+                            free_space_advice(&spec.dir)
+                        )),
+                        e => retry(e),
+                    })?;
                 Ok(StepFacts::DumpWritten(artifact_fact(spec.db, &a)))
             }
             Step::RenameOldContainer(spec)
@@ -160,7 +162,12 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
                 let mut checks = Vec::new();
                 let mut bad = Vec::new();
                 for a in artifacts {
-                    let found = hash_file(&a.file).await;
+                    let found = self
+                        .dumps
+                        .file_blake3(Path::new(&a.file))
+                        .await
+                        .ok()
+                        .map(|(_, h)| h);
                     let ok = found.as_deref() == Some(a.blake3_hex.as_str());
                     if !ok {
                         bad.push(match &found {
@@ -214,21 +221,23 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
             Step::Restore(spec) => {
                 let a = engine_artifact(&spec.artifact);
                 let progress = self.observer.progress();
-                let report = dump::restore_database(
-                    &self.ad.db,
-                    &a,
-                    &dump::RestoreOptions::default(),
-                    &*progress,
-                )
-                .await
-                .map_err(|e| match e.class() {
-                    // A file that no longer matches will not match on a retry either.
-                    dump::ErrorClass::Integrity => StepError {
-                        integrity: true,
-                        ..fatal(e)
-                    },
-                    _ => retry(e),
-                })?;
+                let report = self
+                    .dumps
+                    .restore(
+                        &self.ad.db,
+                        &a,
+                        &dump::RestoreOptions::default(),
+                        &*progress,
+                    )
+                    .await
+                    .map_err(|e| match e.class() {
+                        // A file that no longer matches will not match on a retry either.
+                        dump::ErrorClass::Integrity => StepError {
+                            integrity: true,
+                            ..fatal(e)
+                        },
+                        _ => retry(e),
+                    })?;
                 let tables = table_facts(&report.tables);
                 let tables_match = tables == spec.artifact.tables;
                 Ok(StepFacts::Restored(Restored {
@@ -591,7 +600,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
                 add("metadb", None, "metadata DB reachable".into());
                 let disk = match self.ad.metadb.database_sizes(&spec.databases).await {
                     Err(e) => Err(format!("cannot size the databases: {e}")),
-                    Ok(sizes) => disk_room(&spec.backup_dir, sizes.values().sum()),
+                    Ok(sizes) => disk_room(&self.dumps, &spec.backup_dir, sizes.values().sum()),
                 };
                 match disk {
                     Ok(fine) => add("disk", None, fine),
@@ -653,9 +662,11 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
             .map_err(retry)?
             .values()
             .sum();
-        disk_room(&spec.dir, size).map(|_| ()).map_err(|problem| {
-            StepError::retry(format!("{problem}. {}", free_space_advice(&spec.dir)))
-        })
+        disk_room(&self.dumps, &spec.dir, size)
+            .map(|_| ())
+            .map_err(|problem| {
+                StepError::retry(format!("{problem}. {}", free_space_advice(&spec.dir)))
+            })
     }
 
     /// Facts of the new container as Docker reports it, with the proof that its binds are
@@ -1045,10 +1056,11 @@ fn image_problem(tag: &str, planned: &str, now: Option<&String>) -> Option<Strin
 
 /// Enough free space where `dir` is (or will be created) for twice `size` bytes: the
 /// detail when there is, the problem when there is not.
-fn disk_room(dir: &str, size: u64) -> Result<String, String> {
+fn disk_room(dumps: &impl DumpEngine, dir: &str, size: u64) -> Result<String, String> {
     use crate::units::human_bytes;
-    let (free, at) =
-        crate::adapters::fs::free_space_for(Path::new(dir)).map_err(|e| e.to_string())?;
+    let (free, at) = dumps
+        .free_space(Path::new(dir))
+        .map_err(|e| e.to_string())?;
     if free >= size.saturating_mul(2) {
         Ok(format!(
             "{} free at {}, the databases take {}",
@@ -1080,19 +1092,6 @@ pub(super) fn retry(e: impl std::fmt::Display) -> StepError {
 
 pub(super) fn fatal(e: impl std::fmt::Display) -> StepError {
     StepError::fatal(e.to_string())
-}
-
-/// BLAKE3 of a file, or `None` when it cannot be read.
-pub(super) async fn hash_file(path: &str) -> Option<String> {
-    let path = path.to_string();
-    tokio::task::spawn_blocking(move || {
-        crate::adapters::fs::blake3_file(Path::new(&path))
-            .ok()
-            .map(|(_, h)| h)
-    })
-    .await
-    .ok()
-    .flatten()
 }
 
 /// Most programs recorded from `supervisorctl status` (OMS runs about ten); the output of

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use crate::adapters::docker::ExecInfo;
-use crate::adapters::{Clock, Docker, Health, MetaDb};
+use crate::adapters::{Clock, Docker, DumpEngine, Health, MetaDb};
 use chrono::{DateTime, Utc};
 
 use crate::events::{ContainerStopped, Finding, StepFacts, StepKey};
@@ -15,7 +15,7 @@ use crate::steps::{InitSpec, Step};
 use super::Executor;
 use super::perform::init_facts;
 
-impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
+impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M, H, C, E> {
     /// What reality says about an in-doubt `step`, and the evidence.
     pub(super) async fn inspect(&self, step: &Step) -> (Finding, String) {
         match self.inspect_inner(step).await {
@@ -566,7 +566,7 @@ fn describe_logs(listing: &[InitLogEntry], intent_at: DateTime<Utc>) -> String {
         .join(", ")
 }
 
-impl<D: Docker, M: MetaDb, H: Health, C: Clock> Executor<'_, D, M, H, C> {
+impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M, H, C, E> {
     /// Waits while exec sessions started with the init command run in the init container,
     /// until `intent_at` + the step's timeout (at least a short grace when that has already
     /// passed, so a finishing session is not missed). `None`: none was running.
