@@ -10,8 +10,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::world::{
-    ActionKind, Adapter, Call, DockerErrorKind, ErrorKind, Fault, HealthErrorKind,
-    MetaDbErrorKind, SharedWorld, SimExec, World, lock,
+    ActionKind, Adapter, Call, DockerErrorKind, ErrorKind, Fault, HealthErrorKind, MetaDbErrorKind,
+    SharedWorld, SimExec, World, lock,
 };
 use crate::adapters::clock::Clock;
 use crate::adapters::docker::{
@@ -230,9 +230,10 @@ fn start_container(w: &mut World, id: &str) -> StartOutcome {
     }
 }
 
-/// Requests a stop with `timeout`: the container exits after its `stop_takes` (capped at
-/// `timeout`, after which the engine kills it). When that is beyond what the request waits
-/// for, the request fails and the container exits later.
+/// Requests a stop with `timeout`: the container exits `stop_takes` after the request
+/// (normally the engine's kill after `timeout` bounds that; a container stuck in the
+/// kernel or a slow engine does not keep to it). When that is beyond what the request
+/// waits for, the request fails while the container is still running, and it exits later.
 fn stop_container(w: &mut World, id: &str, timeout: Duration) -> Result<StopOutcome, DockerError> {
     let Some(c) = w.containers.get_mut(id) else {
         return Err(DockerError::NotFound { name: id.into() });
@@ -247,7 +248,7 @@ fn stop_container(w: &mut World, id: &str, timeout: Duration) -> Result<StopOutc
             },
         });
     }
-    let takes = c.stop_takes.min(timeout + Duration::from_secs(1));
+    let takes = c.stop_takes;
     let due = w.now + chrono::Duration::from_std(takes).unwrap_or_default();
     let c = w.containers.get_mut(id).expect("checked above");
     c.stop_due = Some(c.stop_due.map_or(due, |d| d.min(due)));
@@ -401,26 +402,46 @@ fn exec(
 
 impl Docker for SimDocker {
     async fn inspect(&self, name_or_id: &str) -> Result<Option<ContainerInfo>, DockerError> {
-        faulted(&self.world, Adapter::Docker, "inspect", name_or_id, docker_error, |w| {
-            Ok(w.find(name_or_id).map(|id| w.containers[&id].info.clone()))
-        })
+        faulted(
+            &self.world,
+            Adapter::Docker,
+            "inspect",
+            name_or_id,
+            docker_error,
+            |w| Ok(w.find(name_or_id).map(|id| w.containers[&id].info.clone())),
+        )
     }
 
     async fn inspect_image(&self, image: &str) -> Result<Option<ImageInfo>, DockerError> {
-        faulted(&self.world, Adapter::Docker, "inspect_image", image, docker_error, |w| {
-            Ok(w.images.get(image).cloned())
-        })
+        faulted(
+            &self.world,
+            Adapter::Docker,
+            "inspect_image",
+            image,
+            docker_error,
+            |w| Ok(w.images.get(image).cloned()),
+        )
     }
 
     async fn stop(&self, name: &str, timeout: Duration) -> Result<StopOutcome, DockerError> {
-        faulted(&self.world, Adapter::Docker, "stop", name, docker_error, |w| {
-            require(w, name).and_then(|id| stop_container(w, &id, timeout))
-        })
+        faulted(
+            &self.world,
+            Adapter::Docker,
+            "stop",
+            name,
+            docker_error,
+            |w| require(w, name).and_then(|id| stop_container(w, &id, timeout)),
+        )
     }
 
     async fn rename(&self, from: &str, to: &str) -> Result<RenameOutcome, DockerError> {
-        faulted(&self.world, Adapter::Docker, "rename", from, docker_error, |w| {
-            match (w.find(from), w.find(to)) {
+        faulted(
+            &self.world,
+            Adapter::Docker,
+            "rename",
+            from,
+            docker_error,
+            |w| match (w.find(from), w.find(to)) {
                 (Some(_), Some(_)) => Err(DockerError::NameConflict { name: to.into() }),
                 (None, Some(_)) => Ok(RenameOutcome::AlreadyRenamed),
                 (None, None) => Err(DockerError::NotFound { name: from.into() }),
@@ -430,8 +451,8 @@ impl Docker for SimDocker {
                     }
                     Ok(RenameOutcome::Renamed)
                 }
-            }
-        })
+            },
+        )
     }
 
     async fn set_restart_policy(
@@ -439,68 +460,94 @@ impl Docker for SimDocker {
         name_or_id: &str,
         policy: &RestartPolicySetting,
     ) -> Result<(), DockerError> {
-        faulted(&self.world, Adapter::Docker, "set_restart_policy", name_or_id, docker_error, |w| {
-            let id = require(w, name_or_id)?;
-            if let Some(c) = w.containers.get_mut(&id) {
-                c.info.host.restart = policy.normalised();
-            }
-            Ok(())
-        })
+        faulted(
+            &self.world,
+            Adapter::Docker,
+            "set_restart_policy",
+            name_or_id,
+            docker_error,
+            |w| {
+                let id = require(w, name_or_id)?;
+                if let Some(c) = w.containers.get_mut(&id) {
+                    c.info.host.restart = policy.normalised();
+                }
+                Ok(())
+            },
+        )
     }
 
     async fn create(&self, spec: &ContainerSpec) -> Result<String, DockerError> {
-        faulted(&self.world, Adapter::Docker, "create", &spec.name, docker_error, |w| {
-            if w.find(&spec.name).is_some() {
-                return Err(DockerError::NameConflict {
+        faulted(
+            &self.world,
+            Adapter::Docker,
+            "create",
+            &spec.name,
+            docker_error,
+            |w| {
+                if w.find(&spec.name).is_some() {
+                    return Err(DockerError::NameConflict {
+                        name: spec.name.clone(),
+                    });
+                }
+                let Some(image) = w.images.get(&spec.image).cloned() else {
+                    return Err(DockerError::ImageMissing {
+                        image: spec.image.clone(),
+                    });
+                };
+                let id = w.fresh_id("c");
+                let info = ContainerInfo {
+                    id: id.clone(),
                     name: spec.name.clone(),
-                });
-            }
-            let Some(image) = w.images.get(&spec.image).cloned() else {
-                return Err(DockerError::ImageMissing {
                     image: spec.image.clone(),
-                });
-            };
-            let id = w.fresh_id("c");
-            let info = ContainerInfo {
-                id: id.clone(),
-                name: spec.name.clone(),
-                image: spec.image.clone(),
-                image_id: image.id,
-                status: ContainerStatus::Created,
-                created: Some(w.now),
-                started_at: None,
-                finished_at: None,
-                binds: spec.binds.clone(),
-                env: spec.env.clone(),
-                labels: spec.labels.clone(),
-                network_mode: spec.network_mode.clone(),
-                privileged: spec.privileged,
-                pids_limit: spec.pids_limit,
-                ulimits: spec.ulimits.clone(),
-                cmd: spec.cmd.clone(),
-                tty: true,
-                open_stdin: true,
-                host: spec.host.clone(),
-            };
-            w.add_container(info);
-            Ok(id)
-        })
+                    image_id: image.id,
+                    status: ContainerStatus::Created,
+                    created: Some(w.now),
+                    started_at: None,
+                    finished_at: None,
+                    binds: spec.binds.clone(),
+                    env: spec.env.clone(),
+                    labels: spec.labels.clone(),
+                    network_mode: spec.network_mode.clone(),
+                    privileged: spec.privileged,
+                    pids_limit: spec.pids_limit,
+                    ulimits: spec.ulimits.clone(),
+                    cmd: spec.cmd.clone(),
+                    tty: true,
+                    open_stdin: true,
+                    host: spec.host.clone(),
+                };
+                w.add_container(info);
+                Ok(id)
+            },
+        )
     }
 
     async fn start(&self, name: &str) -> Result<StartOutcome, DockerError> {
-        faulted(&self.world, Adapter::Docker, "start", name, docker_error, |w| {
-            require(w, name).map(|id| start_container(w, &id))
-        })
+        faulted(
+            &self.world,
+            Adapter::Docker,
+            "start",
+            name,
+            docker_error,
+            |w| require(w, name).map(|id| start_container(w, &id)),
+        )
     }
 
     async fn restart(&self, name: &str, timeout: Duration) -> Result<StartOutcome, DockerError> {
-        faulted(&self.world, Adapter::Docker, "restart", name, docker_error, |w| {
-            let id = require(w, name)?;
-            if w.containers[&id].info.status.is_running() {
-                stop_container(w, &id, timeout)?;
-            }
-            Ok(start_container(w, &id))
-        })
+        faulted(
+            &self.world,
+            Adapter::Docker,
+            "restart",
+            name,
+            docker_error,
+            |w| {
+                let id = require(w, name)?;
+                if w.containers[&id].info.status.is_running() {
+                    stop_container(w, &id, timeout)?;
+                }
+                Ok(start_container(w, &id))
+            },
+        )
     }
 
     async fn exec(
@@ -510,9 +557,14 @@ impl Docker for SimDocker {
         _env: Vec<String>,
         timeout: Option<Duration>,
     ) -> Result<ExecOutcome, DockerError> {
-        faulted(&self.world, Adapter::Docker, "exec", name, docker_error, |w| {
-            exec(w, name, cmd, timeout)
-        })
+        faulted(
+            &self.world,
+            Adapter::Docker,
+            "exec",
+            name,
+            docker_error,
+            |w| exec(w, name, cmd, timeout),
+        )
     }
 
     async fn exec_in(
@@ -523,58 +575,92 @@ impl Docker for SimDocker {
         _working_dir: Option<String>,
         timeout: Option<Duration>,
     ) -> Result<ExecOutcome, DockerError> {
-        faulted(&self.world, Adapter::Docker, "exec_in", name, docker_error, |w| {
-            exec(w, name, cmd, timeout)
-        })
+        faulted(
+            &self.world,
+            Adapter::Docker,
+            "exec_in",
+            name,
+            docker_error,
+            |w| exec(w, name, cmd, timeout),
+        )
     }
 
     async fn running_execs(&self, name: &str) -> Result<Option<Vec<ExecInfo>>, DockerError> {
-        faulted(&self.world, Adapter::Docker, "running_execs", name, docker_error, |w| {
-            Ok(w.find(name).map(|id| {
-                w.execs
-                    .values()
-                    .filter(|e| e.container_id == id && e.info.running)
-                    .map(|e| e.info.clone())
-                    .collect()
-            }))
-        })
+        faulted(
+            &self.world,
+            Adapter::Docker,
+            "running_execs",
+            name,
+            docker_error,
+            |w| {
+                Ok(w.find(name).map(|id| {
+                    w.execs
+                        .values()
+                        .filter(|e| e.container_id == id && e.info.running)
+                        .map(|e| e.info.clone())
+                        .collect()
+                }))
+            },
+        )
     }
 
     async fn inspect_exec(&self, id: &str) -> Result<Option<ExecInfo>, DockerError> {
-        faulted(&self.world, Adapter::Docker, "inspect_exec", id, docker_error, |w| {
-            Ok(w.execs.get(id).map(|e| e.info.clone()))
-        })
+        faulted(
+            &self.world,
+            Adapter::Docker,
+            "inspect_exec",
+            id,
+            docker_error,
+            |w| Ok(w.execs.get(id).map(|e| e.info.clone())),
+        )
     }
 
     async fn logs(&self, name: &str, tail: usize) -> Result<String, DockerError> {
-        faulted(&self.world, Adapter::Docker, "logs", name, docker_error, |w| {
-            let id = require(w, name)?;
-            let lines = &w.containers[&id].logs;
-            let skip = lines.len().saturating_sub(tail);
-            Ok(lines[skip..].iter().map(|(_, l)| format!("{l}\n")).collect())
-        })
+        faulted(
+            &self.world,
+            Adapter::Docker,
+            "logs",
+            name,
+            docker_error,
+            |w| {
+                let id = require(w, name)?;
+                let lines = &w.containers[&id].logs;
+                let skip = lines.len().saturating_sub(tail);
+                Ok(lines[skip..]
+                    .iter()
+                    .map(|(_, l)| format!("{l}\n"))
+                    .collect())
+            },
+        )
     }
 
     async fn remove(&self, name: &str, force: bool) -> Result<RemoveOutcome, DockerError> {
-        faulted(&self.world, Adapter::Docker, "remove", name, docker_error, |w| {
-            let Some(id) = w.find(name) else {
-                return Ok(RemoveOutcome {
-                    already_absent: true,
-                });
-            };
-            if w.containers[&id].info.status.is_running() {
-                if !force {
-                    return Err(DockerError::Api {
-                        message: format!("simulated: container {name} is running"),
+        faulted(
+            &self.world,
+            Adapter::Docker,
+            "remove",
+            name,
+            docker_error,
+            |w| {
+                let Some(id) = w.find(name) else {
+                    return Ok(RemoveOutcome {
+                        already_absent: true,
                     });
+                };
+                if w.containers[&id].info.status.is_running() {
+                    if !force {
+                        return Err(DockerError::Api {
+                            message: format!("simulated: container {name} is running"),
+                        });
+                    }
+                    w.exit_container(&id, 137);
                 }
-                w.exit_container(&id, 137);
-            }
-            w.containers.remove(&id);
-            Ok(RemoveOutcome {
-                already_absent: false,
-            })
-        })
+                w.containers.remove(&id);
+                Ok(RemoveOutcome {
+                    already_absent: false,
+                })
+            },
+        )
     }
 
     async fn find_by_label(
@@ -582,20 +668,27 @@ impl Docker for SimDocker {
         key: &str,
         value: Option<&str>,
     ) -> Result<Vec<ContainerInfo>, DockerError> {
-        faulted(&self.world, Adapter::Docker, "find_by_label", key, docker_error, |w| {
-            let mut v: Vec<ContainerInfo> = w
-                .containers
-                .values()
-                .filter(|c| match (c.info.labels.get(key), value) {
-                    (Some(_), None) => true,
-                    (Some(have), Some(want)) => have == want,
-                    _ => false,
-                })
-                .map(|c| c.info.clone())
-                .collect();
-            v.sort_by(|a, b| a.name.cmp(&b.name));
-            Ok(v)
-        })
+        faulted(
+            &self.world,
+            Adapter::Docker,
+            "find_by_label",
+            key,
+            docker_error,
+            |w| {
+                let mut v: Vec<ContainerInfo> = w
+                    .containers
+                    .values()
+                    .filter(|c| match (c.info.labels.get(key), value) {
+                        (Some(_), None) => true,
+                        (Some(have), Some(want)) => have == want,
+                        _ => false,
+                    })
+                    .map(|c| c.info.clone())
+                    .collect();
+                v.sort_by(|a, b| a.name.cmp(&b.name));
+                Ok(v)
+            },
+        )
     }
 
     /// Only lines already logged count: the simulated containers log no new lines while
@@ -607,28 +700,35 @@ impl Docker for SimDocker {
         since: Option<DateTime<Utc>>,
         timeout: Duration,
     ) -> Result<LogMatch, DockerError> {
-        faulted(&self.world, Adapter::Docker, "wait_for_log_line", name, docker_error, |w| {
-            let id = require(w, name)?;
-            let hit = w.containers[&id]
-                .logs
-                .iter()
-                .find(|(t, l)| since.is_none_or(|s| *t > s) && l.contains(needle))
-                .map(|(t, l)| LogMatch {
-                    line: l.clone(),
-                    at: Some(*t),
-                });
-            match hit {
-                Some(m) => Ok(m),
-                None => {
-                    w.advance(timeout);
-                    Err(DockerError::LogLineTimeout {
-                        name: name.into(),
-                        needle: needle.into(),
-                        timeout,
-                    })
+        faulted(
+            &self.world,
+            Adapter::Docker,
+            "wait_for_log_line",
+            name,
+            docker_error,
+            |w| {
+                let id = require(w, name)?;
+                let hit = w.containers[&id]
+                    .logs
+                    .iter()
+                    .find(|(t, l)| since.is_none_or(|s| *t > s) && l.contains(needle))
+                    .map(|(t, l)| LogMatch {
+                        line: l.clone(),
+                        at: Some(*t),
+                    });
+                match hit {
+                    Some(m) => Ok(m),
+                    None => {
+                        w.advance(timeout);
+                        Err(DockerError::LogLineTimeout {
+                            name: name.into(),
+                            needle: needle.into(),
+                            timeout,
+                        })
+                    }
                 }
-            }
-        })
+            },
+        )
     }
 }
 
@@ -655,27 +755,46 @@ impl MetaDb for SimMetaDb {
     }
 
     async fn database_exists(&self, name: &str) -> Result<bool, MetaDbError> {
-        faulted(&self.world, Adapter::MetaDb, "database_exists", name, meta_error, |w| {
-            Ok(w.databases.contains_key(name))
-        })
+        faulted(
+            &self.world,
+            Adapter::MetaDb,
+            "database_exists",
+            name,
+            meta_error,
+            |w| Ok(w.databases.contains_key(name)),
+        )
     }
 
     async fn database_sizes(&self, names: &[String]) -> Result<BTreeMap<String, u64>, MetaDbError> {
-        faulted(&self.world, Adapter::MetaDb, "database_sizes", "", meta_error, |w| {
-            Ok(names
-                .iter()
-                .map(|n| (n.clone(), w.databases.get(n).map_or(0, |d| d.size)))
-                .collect())
-        })
+        faulted(
+            &self.world,
+            Adapter::MetaDb,
+            "database_sizes",
+            "",
+            meta_error,
+            |w| {
+                Ok(names
+                    .iter()
+                    .map(|n| (n.clone(), w.databases.get(n).map_or(0, |d| d.size)))
+                    .collect())
+            },
+        )
     }
 
     async fn read_ha_config(&self, rm_db: &str) -> Result<Option<String>, MetaDbError> {
-        faulted(&self.world, Adapter::MetaDb, "read_ha_config", rm_db, meta_error, |w| {
-            w.databases
-                .get(rm_db)
-                .map(|d| d.ha_config.clone())
-                .ok_or_else(|| unknown(rm_db))
-        })
+        faulted(
+            &self.world,
+            Adapter::MetaDb,
+            "read_ha_config",
+            rm_db,
+            meta_error,
+            |w| {
+                w.databases
+                    .get(rm_db)
+                    .map(|d| d.ha_config.clone())
+                    .ok_or_else(|| unknown(rm_db))
+            },
+        )
     }
 
     async fn write_ha_config(
@@ -684,32 +803,39 @@ impl MetaDb for SimMetaDb {
         expected_previous: &str,
         new_json: &str,
     ) -> Result<HaWriteOutcome, MetaDbError> {
-        faulted(&self.world, Adapter::MetaDb, "write_ha_config", rm_db, meta_error, |w| {
-            let db = w.databases.get_mut(rm_db).ok_or_else(|| unknown(rm_db))?;
-            let Some(current) = db.ha_config.clone() else {
-                return Err(MetaDbError::HaConfigMissing { db: rm_db.into() });
-            };
-            if current == new_json {
-                return Ok(HaWriteOutcome {
-                    already_written: true,
-                });
-            }
-            if current != expected_previous {
-                return Err(MetaDbError::HaConfigChanged {
+        faulted(
+            &self.world,
+            Adapter::MetaDb,
+            "write_ha_config",
+            rm_db,
+            meta_error,
+            |w| {
+                let db = w.databases.get_mut(rm_db).ok_or_else(|| unknown(rm_db))?;
+                let Some(current) = db.ha_config.clone() else {
+                    return Err(MetaDbError::HaConfigMissing { db: rm_db.into() });
+                };
+                if current == new_json {
+                    return Ok(HaWriteOutcome {
+                        already_written: true,
+                    });
+                }
+                if current != expected_previous {
+                    return Err(MetaDbError::HaConfigChanged {
+                        db: rm_db.into(),
+                        expected: expected_previous.into(),
+                        found: current,
+                    });
+                }
+                db.ha_config = Some(new_json.to_string());
+                w.act(ActionKind::HaWrite {
                     db: rm_db.into(),
-                    expected: expected_previous.into(),
-                    found: current,
+                    value: new_json.into(),
                 });
-            }
-            db.ha_config = Some(new_json.to_string());
-            w.act(ActionKind::HaWrite {
-                db: rm_db.into(),
-                value: new_json.into(),
-            });
-            Ok(HaWriteOutcome {
-                already_written: false,
-            })
-        })
+                Ok(HaWriteOutcome {
+                    already_written: false,
+                })
+            },
+        )
     }
 
     /// Batches as the real adapter runs them; a fault after the effect stands for a kill
@@ -721,42 +847,50 @@ impl MetaDb for SimMetaDb {
         opts: PruneOptions,
         progress: PruneProgress<'_>,
     ) -> Result<PruneOutcome, MetaDbError> {
-        let r = faulted(&self.world, Adapter::MetaDb, "prune_heartbeat", hb_db, meta_error, |w| {
-            let flavour = opts.flavour.unwrap_or(w.server.0);
-            let db = w.databases.get_mut(hb_db).ok_or_else(|| unknown(hb_db))?;
-            let mut out = PruneOutcome {
-                max_id: None,
-                rows_deleted: 0,
-                batches: 0,
-                batch_rows: opts.batch_rows.max(1),
-                table_missing: false,
-                flavour,
-            };
-            let Some(ids) = db.heartbeat.as_mut() else {
-                out.table_missing = true;
-                return Ok((out, Vec::new()));
-            };
-            out.max_id = ids.iter().copied().max();
-            let Some(newest) = out.max_id else {
-                return Ok((out, Vec::new()));
-            };
-            let mut calls = Vec::new();
-            let mut total = None;
-            while let Some(oldest) = ids.iter().copied().min() {
-                let total =
-                    *total.get_or_insert_with(|| newest.saturating_sub(oldest).max(0) as u64);
-                let Some(bound) = sqltext::heartbeat_batch_bound(oldest, newest, out.batch_rows)
-                else {
-                    break;
+        let r = faulted(
+            &self.world,
+            Adapter::MetaDb,
+            "prune_heartbeat",
+            hb_db,
+            meta_error,
+            |w| {
+                let flavour = opts.flavour.unwrap_or(w.server.0);
+                let db = w.databases.get_mut(hb_db).ok_or_else(|| unknown(hb_db))?;
+                let mut out = PruneOutcome {
+                    max_id: None,
+                    rows_deleted: 0,
+                    batches: 0,
+                    batch_rows: opts.batch_rows.max(1),
+                    table_missing: false,
+                    flavour,
                 };
-                let before = ids.len();
-                ids.retain(|&id| id >= bound);
-                out.rows_deleted += (before - ids.len()) as u64;
-                out.batches += 1;
-                calls.push((out.rows_deleted, out.batches, total));
-            }
-            Ok((out, calls))
-        });
+                let Some(ids) = db.heartbeat.as_mut() else {
+                    out.table_missing = true;
+                    return Ok((out, Vec::new()));
+                };
+                out.max_id = ids.iter().copied().max();
+                let Some(newest) = out.max_id else {
+                    return Ok((out, Vec::new()));
+                };
+                let mut calls = Vec::new();
+                let mut total = None;
+                while let Some(oldest) = ids.iter().copied().min() {
+                    let total =
+                        *total.get_or_insert_with(|| newest.saturating_sub(oldest).max(0) as u64);
+                    let Some(bound) =
+                        sqltext::heartbeat_batch_bound(oldest, newest, out.batch_rows)
+                    else {
+                        break;
+                    };
+                    let before = ids.len();
+                    ids.retain(|&id| id >= bound);
+                    out.rows_deleted += (before - ids.len()) as u64;
+                    out.batches += 1;
+                    calls.push((out.rows_deleted, out.batches, total));
+                }
+                Ok((out, calls))
+            },
+        );
         // Progress is reported outside the world's lock: the callback may read the clock.
         let (out, calls) = r?;
         for (rows, batches, total) in calls {
@@ -766,21 +900,33 @@ impl MetaDb for SimMetaDb {
     }
 
     async fn database_charset(&self, db: &str) -> Result<Option<DbCharset>, MetaDbError> {
-        faulted(&self.world, Adapter::MetaDb, "database_charset", db, meta_error, |w| {
-            Ok(w.databases.get(db).map(|d| d.charset.clone()))
-        })
+        faulted(
+            &self.world,
+            Adapter::MetaDb,
+            "database_charset",
+            db,
+            meta_error,
+            |w| Ok(w.databases.get(db).map(|d| d.charset.clone())),
+        )
     }
 
     async fn drop_and_create(&self, db: &str) -> Result<DbCharset, MetaDbError> {
-        faulted(&self.world, Adapter::MetaDb, "drop_and_create", db, meta_error, |w| {
-            let charset = w
-                .databases
-                .get(db)
-                .map(|d| d.charset.clone())
-                .ok_or_else(|| unknown(db))?;
-            recreate(w, db, &charset);
-            Ok(charset)
-        })
+        faulted(
+            &self.world,
+            Adapter::MetaDb,
+            "drop_and_create",
+            db,
+            meta_error,
+            |w| {
+                let charset = w
+                    .databases
+                    .get(db)
+                    .map(|d| d.charset.clone())
+                    .ok_or_else(|| unknown(db))?;
+                recreate(w, db, &charset);
+                Ok(charset)
+            },
+        )
     }
 
     /// A fault after the effect here is "DROP done, CREATE not" (the connection lost
@@ -806,26 +952,42 @@ impl MetaDb for SimMetaDb {
     /// Answers the two statements `ledger verify --live` sends (does the version table
     /// exist, its row); any other statement is a `Query` error saying it is not modelled.
     async fn query_scalar(&self, db: &str, sql: &str) -> Result<Option<String>, MetaDbError> {
-        faulted(&self.world, Adapter::MetaDb, "query_scalar", db, meta_error, |w| {
-            let d = w.databases.get(db).ok_or_else(|| unknown(db))?;
-            if sql.contains("information_schema.TABLES") {
-                Ok(Some(if d.schema_version.is_some() { "1" } else { "0" }.into()))
-            } else if sql.starts_with("SELECT version") {
-                Ok(d.schema_version.clone())
-            } else {
-                Err(MetaDbError::Query {
-                    url: "sim".into(),
-                    message: format!("the simulated database does not model: {sql}"),
-                })
-            }
-        })
+        faulted(
+            &self.world,
+            Adapter::MetaDb,
+            "query_scalar",
+            db,
+            meta_error,
+            |w| {
+                let d = w.databases.get(db).ok_or_else(|| unknown(db))?;
+                if sql.contains("information_schema.TABLES") {
+                    Ok(Some(
+                        if d.schema_version.is_some() { "1" } else { "0" }.into(),
+                    ))
+                } else if sql.starts_with("SELECT version") {
+                    Ok(d.schema_version.clone())
+                } else {
+                    Err(MetaDbError::Query {
+                        url: "sim".into(),
+                        message: format!("the simulated database does not model: {sql}"),
+                    })
+                }
+            },
+        )
     }
 
     async fn list_servers(&self, cm_db: &str) -> Result<ServerList, MetaDbError> {
-        faulted(&self.world, Adapter::MetaDb, "list_servers", cm_db, meta_error, |w| {
-            let d = w.databases.get(cm_db).ok_or_else(|| unknown(cm_db))?;
-            Ok(d.servers.clone().unwrap_or_default())
-        })
+        faulted(
+            &self.world,
+            Adapter::MetaDb,
+            "list_servers",
+            cm_db,
+            meta_error,
+            |w| {
+                let d = w.databases.get(cm_db).ok_or_else(|| unknown(cm_db))?;
+                Ok(d.servers.clone().unwrap_or_default())
+            },
+        )
     }
 }
 
@@ -887,9 +1049,14 @@ fn answer(w: &mut World, base_url: &str) -> Result<HealthReport, HealthError> {
 
 impl Health for SimHealth {
     async fn check(&self, base_url: &str) -> Result<HealthReport, HealthError> {
-        faulted(&self.world, Adapter::Health, "check", base_url, health_error, |w| {
-            answer(w, base_url)
-        })
+        faulted(
+            &self.world,
+            Adapter::Health,
+            "check",
+            base_url,
+            health_error,
+            |w| answer(w, base_url),
+        )
     }
 
     /// The trait's default sleeps on tokio's clock; here each poll advances virtual time.

@@ -56,7 +56,6 @@ mod tests;
 pub use adapters::{SimClock, SimDocker, SimHealth, SimMetaDb, adapters};
 pub use world::{
     Action, ActionKind, Adapter, Call, DockerErrorKind, ErrorKind, Fault, FaultPolicy,
-    HealthErrorKind, HealthSpot, InitModel, MetaDbErrorKind, NoFaults, SeededFaults,
-    SharedWorld, SimContainer, SimDatabase, SimExec, SimFile, SimProgram, TraceEntry, World,
-    XorShift, lock,
+    HealthErrorKind, HealthSpot, InitModel, MetaDbErrorKind, NoFaults, SeededFaults, SharedWorld,
+    SimContainer, SimDatabase, SimExec, SimFile, SimProgram, TraceEntry, World, XorShift, lock,
 };
