@@ -284,16 +284,17 @@ async fn docker_init_migrates_writes_its_log_and_is_recorded() {
     );
     let log = init_log(&w).unwrap();
     assert_eq!(log, out.output_tail);
-    let g = lock(&w);
-    assert_eq!(g.databases[RM].schema_version.as_deref(), Some("4.2.5"));
-    assert_eq!(g.databases[RM].migration_steps, 5);
-    let inits = g
-        .actions
-        .iter()
-        .filter(|a| matches!(a.kind, ActionKind::DockerInit { .. }))
-        .count();
-    assert_eq!(inits, 1);
-    drop(g);
+    {
+        let g = lock(&w);
+        assert_eq!(g.databases[RM].schema_version.as_deref(), Some("4.2.5"));
+        assert_eq!(g.databases[RM].migration_steps, 5);
+        let inits = g
+            .actions
+            .iter()
+            .filter(|a| matches!(a.kind, ActionKind::DockerInit { .. }))
+            .count();
+        assert_eq!(inits, 1);
+    }
     // Reconcile's listing and `cat` see the log.
     let listing = docker
         .exec(
