@@ -34,6 +34,8 @@ const STOP_SLACK: Duration = Duration::from_secs(30);
 enum Gate {
     /// Go on; fail with this kind after the effect, if set.
     Go(Option<ErrorKind>),
+    /// Apply this many parts of a multi-part effect, then fail.
+    Cut(u32, ErrorKind),
     /// Fail now, before any effect.
     Fail(ErrorKind),
 }
@@ -46,6 +48,7 @@ fn gate(w: &mut World, adapter: Adapter, method: &'static str, target: &str) -> 
     }) {
         Some(Fault::Fail(k)) => Gate::Fail(k),
         Some(Fault::FailAfter(k)) => Gate::Go(Some(k)),
+        Some(Fault::Cut { parts, kind }) => Gate::Cut(parts, kind),
         Some(Fault::Delay(_)) | None => Gate::Go(None),
     }
 }
@@ -168,7 +171,8 @@ fn health_error(kind: ErrorKind, base_url: &str) -> HealthError {
 }
 
 /// Runs a call's effect under the fault policy: `Fail` returns before `effect`, `FailAfter`
-/// runs it and returns the error anyway, `Delay` has already advanced the clock.
+/// runs it and returns the error anyway, `Delay` has already advanced the clock. For a
+/// call of one part, `Cut` with no part is `Fail`, with any is `FailAfter`.
 fn faulted<T, E>(
     world: &SharedWorld,
     adapter: Adapter,
@@ -180,7 +184,12 @@ fn faulted<T, E>(
     let mut guard = lock(world);
     let w: &mut World = &mut guard;
     match gate(w, adapter, method, target) {
-        Gate::Fail(k) => Err(mk(k, target)),
+        Gate::Fail(k) | Gate::Cut(0, k) => Err(mk(k, target)),
+        Gate::Cut(_, k) => {
+            // One part: all of it, then the failure.
+            let _ = effect(w);
+            Err(mk(k, target))
+        }
         Gate::Go(after) => {
             let r = effect(w);
             match after {
@@ -838,65 +847,34 @@ impl MetaDb for SimMetaDb {
         )
     }
 
-    /// Batches as the real adapter runs them; a fault after the effect stands for a kill
-    /// after the last batch committed (every batch is its own commit, so an earlier cut
-    /// leaves a prefix of batches done, which a rerun finishes: see the tests).
+    /// Batches as the real adapter runs them, each its own commit: [`Fault::Cut`] with `n`
+    /// parts commits `n` batches and fails (a rerun finishes the rest), a fault after the
+    /// effect commits them all and fails.
     async fn prune_heartbeat_with(
         &self,
         hb_db: &str,
         opts: PruneOptions,
         progress: PruneProgress<'_>,
     ) -> Result<PruneOutcome, MetaDbError> {
-        let r = faulted(
-            &self.world,
-            Adapter::MetaDb,
-            "prune_heartbeat",
-            hb_db,
-            meta_error,
-            |w| {
-                let flavour = opts.flavour.unwrap_or(w.server.0);
-                let db = w.databases.get_mut(hb_db).ok_or_else(|| unknown(hb_db))?;
-                let mut out = PruneOutcome {
-                    max_id: None,
-                    rows_deleted: 0,
-                    batches: 0,
-                    batch_rows: opts.batch_rows.max(1),
-                    table_missing: false,
-                    flavour,
-                };
-                let Some(ids) = db.heartbeat.as_mut() else {
-                    out.table_missing = true;
-                    return Ok((out, Vec::new()));
-                };
-                out.max_id = ids.iter().copied().max();
-                let Some(newest) = out.max_id else {
-                    return Ok((out, Vec::new()));
-                };
-                let mut calls = Vec::new();
-                let mut total = None;
-                while let Some(oldest) = ids.iter().copied().min() {
-                    let total =
-                        *total.get_or_insert_with(|| newest.saturating_sub(oldest).max(0) as u64);
-                    let Some(bound) =
-                        sqltext::heartbeat_batch_bound(oldest, newest, out.batch_rows)
-                    else {
-                        break;
-                    };
-                    let before = ids.len();
-                    ids.retain(|&id| id >= bound);
-                    out.rows_deleted += (before - ids.len()) as u64;
-                    out.batches += 1;
-                    calls.push((out.rows_deleted, out.batches, total));
-                }
-                Ok((out, calls))
-            },
-        );
+        let (r, fail) = {
+            let mut guard = lock(&self.world);
+            let w: &mut World = &mut guard;
+            let (limit, fail) = match gate(w, Adapter::MetaDb, "prune_heartbeat", hb_db) {
+                Gate::Fail(k) => return Err(meta_error(k, hb_db)),
+                Gate::Cut(n, k) => (u64::from(n), Some(k)),
+                Gate::Go(after) => (u64::MAX, after),
+            };
+            (prune(w, hb_db, opts, limit), fail)
+        };
         // Progress is reported outside the world's lock: the callback may read the clock.
         let (out, calls) = r?;
         for (rows, batches, total) in calls {
             progress(rows, batches, total);
         }
-        Ok(out)
+        match fail {
+            Some(k) => Err(meta_error(k, hb_db)),
+            None => Ok(out),
+        }
     }
 
     async fn database_charset(&self, db: &str) -> Result<Option<DbCharset>, MetaDbError> {
@@ -929,17 +907,22 @@ impl MetaDb for SimMetaDb {
         )
     }
 
-    /// A fault after the effect here is "DROP done, CREATE not" (the connection lost
-    /// between the two statements): the database is left absent.
+    /// Two statements, each committed on its own: [`Fault::Cut`] with one part is "DROP
+    /// done, CREATE not" (the connection lost between the two), which leaves the database
+    /// absent.
     async fn recreate_database(&self, db: &str, charset: &DbCharset) -> Result<(), MetaDbError> {
         let mut guard = lock(&self.world);
         let w: &mut World = &mut guard;
         match gate(w, Adapter::MetaDb, "recreate_database", db) {
-            Gate::Fail(k) => Err(meta_error(k, db)),
-            Gate::Go(Some(k)) => {
+            Gate::Fail(k) | Gate::Cut(0, k) => Err(meta_error(k, db)),
+            Gate::Cut(1, k) => {
                 if w.databases.remove(db).is_some() {
                     w.act(ActionKind::Drop { db: db.into() });
                 }
+                Err(meta_error(k, db))
+            }
+            Gate::Cut(_, k) | Gate::Go(Some(k)) => {
+                recreate(w, db, charset);
                 Err(meta_error(k, db))
             }
             Gate::Go(None) => {
@@ -989,6 +972,53 @@ impl MetaDb for SimMetaDb {
             },
         )
     }
+}
+
+/// Progress calls of a prune: (rows deleted, batches, total).
+type PruneCalls = Vec<(u64, u64, u64)>;
+
+/// The heartbeat prune, at most `limit` batches.
+fn prune(
+    w: &mut World,
+    hb_db: &str,
+    opts: PruneOptions,
+    limit: u64,
+) -> Result<(PruneOutcome, PruneCalls), MetaDbError> {
+    let flavour = opts.flavour.unwrap_or(w.server.0);
+    let db = w.databases.get_mut(hb_db).ok_or_else(|| unknown(hb_db))?;
+    let mut out = PruneOutcome {
+        max_id: None,
+        rows_deleted: 0,
+        batches: 0,
+        batch_rows: opts.batch_rows.max(1),
+        table_missing: false,
+        flavour,
+    };
+    let Some(ids) = db.heartbeat.as_mut() else {
+        out.table_missing = true;
+        return Ok((out, Vec::new()));
+    };
+    out.max_id = ids.iter().copied().max();
+    let Some(newest) = out.max_id else {
+        return Ok((out, Vec::new()));
+    };
+    let mut calls = Vec::new();
+    let mut total = None;
+    while let Some(oldest) = ids.iter().copied().min() {
+        if out.batches >= limit {
+            break;
+        }
+        let total = *total.get_or_insert_with(|| newest.saturating_sub(oldest).max(0) as u64);
+        let Some(bound) = sqltext::heartbeat_batch_bound(oldest, newest, out.batch_rows) else {
+            break;
+        };
+        let before = ids.len();
+        ids.retain(|&id| id >= bound);
+        out.rows_deleted += (before - ids.len()) as u64;
+        out.batches += 1;
+        calls.push((out.rows_deleted, out.batches, total));
+    }
+    Ok((out, calls))
 }
 
 /// DROP then CREATE: the new database is empty, with the charset given.

@@ -566,6 +566,31 @@ async fn heartbeat_prune_runs_in_batches_and_again_finds_nothing() {
     assert_eq!(lock(&w).databases[HB].heartbeat, Some(vec![25]));
     let again = db.prune_heartbeat(HB).await.unwrap();
     assert_eq!((again.rows_deleted, again.batches), (0, 0));
+    // Cut after one batch: that batch stays committed, a rerun finishes the rest.
+    lock(&w).databases.get_mut(HB).unwrap().heartbeat = Some((1..=25).collect());
+    script(
+        &w,
+        "prune_heartbeat",
+        Fault::Cut {
+            parts: 1,
+            kind: ErrorKind::MetaDb(MetaDbErrorKind::Query),
+        },
+    );
+    assert!(
+        db.prune_heartbeat_with(HB, opts, &|_, _, _| {})
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        lock(&w).databases[HB].heartbeat.as_ref().map(Vec::len),
+        Some(15)
+    );
+    let rest = db
+        .prune_heartbeat_with(HB, opts, &|_, _, _| {})
+        .await
+        .unwrap();
+    assert_eq!((rest.rows_deleted, rest.batches), (14, 2));
+    assert_eq!(lock(&w).databases[HB].heartbeat, Some(vec![25]));
     lock(&w).databases.get_mut(HB).unwrap().heartbeat = None;
     assert!(db.prune_heartbeat(HB).await.unwrap().table_missing);
 }
@@ -578,13 +603,16 @@ async fn drop_done_create_not_then_recreated() {
     script(
         &w,
         "recreate_database",
-        Fault::FailAfter(ErrorKind::MetaDb(MetaDbErrorKind::Unreachable)),
+        Fault::Cut {
+            parts: 1,
+            kind: ErrorKind::MetaDb(MetaDbErrorKind::Unreachable),
+        },
     );
     assert!(db.recreate_database(RM, &cs).await.is_err());
     assert!(!db.database_exists(RM).await.unwrap());
     db.recreate_database(RM, &cs).await.unwrap();
     assert!(db.database_exists(RM).await.unwrap());
-    assert_eq!(db.database_charset(RM).await.unwrap(), Some(cs));
+    assert_eq!(db.database_charset(RM).await.unwrap(), Some(cs.clone()));
     assert_eq!(
         db.read_ha_config(RM).await.unwrap(),
         None,
@@ -598,6 +626,15 @@ async fn drop_done_create_not_then_recreated() {
             ActionKind::Create { db: RM.into() }
         ]
     );
+    // A fault after the whole effect: dropped and created, yet an error.
+    script(
+        &w,
+        "recreate_database",
+        Fault::FailAfter(ErrorKind::MetaDb(MetaDbErrorKind::Query)),
+    );
+    assert!(db.recreate_database(RM, &cs).await.is_err());
+    assert!(db.database_exists(RM).await.unwrap());
+    assert_eq!(lock(&w).actions.len(), 4);
     lock(&w).restore(RM, 42);
     assert_eq!(db.database_sizes(&[RM.into()]).await.unwrap()[RM], 42);
     assert!(matches!(
@@ -721,6 +758,28 @@ fn the_same_seed_gives_the_same_trace() {
         }
     }
     assert!(differ >= 15, "seeds barely change the trace ({differ}/20)");
+}
+
+/// Without faults the scenario leaves the upgraded world; `observed` ignores times and ids.
+#[test]
+fn an_uninterrupted_scenario_leaves_the_upgraded_world() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let w = world();
+    rt.block_on(scenario(&w));
+    let seen = lock(&w).observed();
+    assert_eq!(
+        seen.containers["oms-old"],
+        ("oms:4.2.4".to_string(), false, "no".to_string())
+    );
+    assert!(seen.containers["oms-new"].1);
+    assert_eq!(seen.databases[RM].schema_version.as_deref(), Some("4.2.5"));
+    assert_eq!(seen.databases[HB].heartbeat, Some(vec![25]));
+    let w2 = world();
+    lock(&w2).advance(Duration::from_secs(7));
+    rt.block_on(scenario(&w2));
+    assert_eq!(lock(&w2).observed(), seen);
 }
 
 #[test]

@@ -334,6 +334,16 @@ pub enum Fault {
     Fail(ErrorKind),
     /// Apply the effect, then fail (a timeout after the effect happened).
     FailAfter(ErrorKind),
+    /// Apply the first `parts` parts of a call made of several committed statements, then
+    /// fail: the heartbeat prune's batches, `recreate_database`'s DROP (1) and CREATE (2).
+    /// On a call of one part it is [`Fault::FailAfter`] when `parts` > 0, else
+    /// [`Fault::Fail`].
+    Cut {
+        /// Parts applied before the failure.
+        parts: u32,
+        /// The error returned.
+        kind: ErrorKind,
+    },
     /// Let virtual time pass before the call.
     Delay(Duration),
 }
@@ -434,9 +444,13 @@ impl FaultPolicy for SeededFaults {
         if self.rng.below(1000) >= self.per_mille {
             return None;
         }
-        Some(match self.rng.below(3) {
+        Some(match self.rng.below(4) {
             0 => Fault::Fail(self.kind(call.adapter)),
             1 => Fault::FailAfter(self.kind(call.adapter)),
+            2 => Fault::Cut {
+                parts: self.rng.below(3) as u32,
+                kind: self.kind(call.adapter),
+            },
             _ => Fault::Delay(Duration::from_millis(
                 self.rng.below(self.max_delay.as_millis() as u64 + 1),
             )),
@@ -746,6 +760,48 @@ impl World {
             self.advance(d);
         }
         fault
+    }
+}
+
+/// What an observer can see of the world, comparable between two runs (the end state an
+/// uninterrupted run leaves against one with faults): containers by name (image, running
+/// or not, restart policy), databases, files of the logs folder (content only). Times and
+/// ids are left out, since they differ between equivalent runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    /// Name -> (image, running, restart policy name).
+    pub containers: BTreeMap<String, (String, bool, String)>,
+    /// Databases as they are.
+    pub databases: BTreeMap<String, SimDatabase>,
+    /// Path -> content.
+    pub files: BTreeMap<String, String>,
+}
+
+impl World {
+    /// The observable state (see [`Observed`]).
+    pub fn observed(&self) -> Observed {
+        Observed {
+            containers: self
+                .containers
+                .values()
+                .map(|c| {
+                    (
+                        c.info.name.clone(),
+                        (
+                            c.info.image.clone(),
+                            c.info.status.is_running(),
+                            c.info.host.restart.normalised().name,
+                        ),
+                    )
+                })
+                .collect(),
+            databases: self.databases.clone(),
+            files: self
+                .files
+                .iter()
+                .map(|(k, f)| (k.clone(), f.content.clone()))
+                .collect(),
+        }
     }
 }
 
