@@ -17,16 +17,19 @@
 //!   `supervisorctl status` (not up yet, STARTING, RUNNING, given up), `cat` of a log and
 //!   reconcile's `docker_init*` listing;
 //! - the metadata DB: `ha.config` read and compare-and-set, the heartbeat prune in the
-//!   real adapter's id-range batches, drop/create keeping the charset (and "DROP done,
-//!   CREATE not" as a fault after the effect of `recreate_database`), the server list, the
-//!   schema version queries of `ledger verify --live`;
+//!   real adapter's id-range batches (a [`Fault::Cut`] commits some), drop/create keeping
+//!   the charset ("DROP done, CREATE not" is a one-part cut of `recreate_database`), the
+//!   server list, the schema version queries of `ledger verify --live`;
 //! - health: per base URL, healthy once its container has run for a warm-up, with an
 //!   optional flapping pattern; unreachable while the container is down;
 //! - virtual time ([`SimClock`]): whatever would wait advances the world's clock instead
 //!   (stop grace periods, exec run time, `wait_healthy` polling, `wait_for_log_line`);
 //! - faults ([`FaultPolicy`], [`SeededFaults`]): per call, fail before the effect with any
-//!   error kind of the called adapter, apply the effect and then fail, or delay; seeded, so
-//!   a seed reproduces the same [`World::trace`];
+//!   error kind of the called adapter, apply the effect and then fail, apply part of it and
+//!   fail, or delay; seeded (xorshift, no OS randomness), so a seed reproduces the same
+//!   [`World::trace`]; [`World::scripted`] puts one precise fault on a method's next call;
+//! - [`World::observed`]: the state an observer sees, without times and ids, to compare a
+//!   run with faults against an uninterrupted one;
 //! - the action log ([`World::actions`]): every irreversible action (stop, DROP, CREATE,
 //!   restore, `docker_init.sh` start, HA write) with its virtual time.
 //!
@@ -39,16 +42,19 @@
 //!   `wait_for_log_line` finds only lines already there;
 //! - database contents are figures (size, heartbeat ids, version row, step counter), not
 //!   tables; `query_scalar` answers only the statements `ledger verify --live` sends;
-//!   the prune's batches are applied in one call (a fault after the effect means all of
-//!   them committed; a cut between batches is not injected yet);
+//!   a call's statements are applied under one lock, so a cut inside a call happens only
+//!   where a [`Fault::Cut`] puts it (between prune batches, between DROP and CREATE);
 //! - the dump engine is not simulated here (it is being put behind a trait separately);
 //!   [`World::restore`] records a load for that later simulation;
 //! - a health endpoint always answers HTTP 200 with `data.healthy`; TLS is not modelled
 //!   except as an injected error kind;
-//! - crashing the process is the later simulator's job (this world survives it by design).
+//! - crashing the process is the later simulator's job (this world survives it by design);
+//! - the executor still waits on tokio's clock in places (`check_supervisor`, the manual HA
+//!   wait, reconcile's wait for a running exec): a driver must run it on a paused tokio
+//!   clock or move those waits to [`Clock`](crate::adapters::Clock).
 
-mod adapters;
-mod world;
+pub mod adapters;
+pub mod world;
 
 #[cfg(test)]
 mod tests;
