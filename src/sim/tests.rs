@@ -789,4 +789,7 @@ fn xorshift_is_fixed_by_its_seed() {
     let mut b = XorShift::new(7);
     assert_eq!(first, (0..4).map(|_| b.next_u64()).collect::<Vec<_>>());
     assert_ne!(first[0], XorShift::new(8).next_u64());
+    // Neighbouring seeds (differing in the low bit) are different streams.
+    assert_ne!(XorShift::new(0).next_u64(), XorShift::new(1).next_u64());
+    assert_ne!(XorShift::new(6).next_u64(), XorShift::new(7).next_u64());
 }

@@ -381,9 +381,14 @@ impl FaultPolicy for NoFaults {
 pub struct XorShift(u64);
 
 impl XorShift {
-    /// From a seed (0 is mapped to a fixed non-zero state).
+    /// From a seed, mixed by splitmix64 so neighbouring seeds give unrelated streams (the
+    /// state must not be 0, which xorshift never leaves).
     pub fn new(seed: u64) -> Self {
-        XorShift(seed ^ 0x9E37_79B9_7F4A_7C15 | 1)
+        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        XorShift(if z == 0 { 0x9E37_79B9_7F4A_7C15 } else { z })
     }
 
     /// The next number.
