@@ -40,6 +40,9 @@ pub mod dump;
 // Adapters: Docker, metadata DB, health, clock. The only code that touches the world.
 pub mod adapters;
 
+// A simulated world for the adapter traits (in memory, no I/O; never used by the CLI).
+pub mod sim;
+
 // What the new container inherits from the old one: record, observe, compare.
 pub mod inherit;
 
