@@ -20,8 +20,8 @@ use std::time::Duration;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::{PemObject, SectionKind};
 
+use super::clock::{Clock, SystemClock};
 use serde::{Deserialize, Serialize};
-use tokio::time::Instant;
 
 /// At most this many bytes of a response body are read; a health answer is tiny.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -110,17 +110,28 @@ pub trait Health: Send + Sync {
     ) -> impl Future<Output = Result<HealthReport, HealthError>> + Send;
 
     /// Polls [`Health::check`] every `poll_interval` until healthy, or
-    /// [`HealthError::Timeout`] after `timeout`. Unreachable answers are expected while a
-    /// node starts and are retried.
+    /// [`HealthError::Timeout`] after `timeout`, on the real clock. Unreachable answers are
+    /// expected while a node starts and are retried. See [`Health::wait_healthy_on`].
     fn wait_healthy(
         &self,
         base_url: &str,
         timeout: Duration,
         poll_interval: Duration,
     ) -> impl Future<Output = Result<HealthReport, HealthError>> + Send {
+        self.wait_healthy_on(&SystemClock, base_url, timeout, poll_interval)
+    }
+
+    /// [`Health::wait_healthy`], waiting and measuring on `clock` (the executor passes its
+    /// own, so a simulated clock lets the polls pass in virtual time).
+    fn wait_healthy_on<C: Clock>(
+        &self,
+        clock: &C,
+        base_url: &str,
+        timeout: Duration,
+        poll_interval: Duration,
+    ) -> impl Future<Output = Result<HealthReport, HealthError>> + Send {
         async move {
-            let start = Instant::now();
-            let deadline = start + timeout;
+            let start = clock.monotonic();
             loop {
                 let (last, last_report) = match self.check(base_url).await {
                     Ok(r) if r.healthy => return Ok(r),
@@ -132,16 +143,16 @@ pub trait Health: Send + Sync {
                     }
                     Err(e) => (e.to_string(), None),
                 };
-                let now = Instant::now();
-                if now >= deadline {
+                let waited = clock.elapsed_since(start);
+                if waited >= timeout {
                     return Err(HealthError::Timeout {
                         url: health_url(base_url),
-                        waited: now - start,
+                        waited,
                         last,
                         last_report,
                     });
                 }
-                tokio::time::sleep(poll_interval.min(deadline - now)).await;
+                clock.sleep(poll_interval.min(timeout - waited)).await;
             }
         }
     }

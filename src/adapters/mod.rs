@@ -25,7 +25,7 @@ pub mod fs;
 pub mod health;
 pub mod metadb;
 
-pub use clock::{Clock, FixedClock, ManualClock, SystemClock};
+pub use clock::{Clock, Monotonic, SystemClock};
 pub use docker::{BollardDocker, ContainerInfo, ContainerSpec, Docker, DockerError};
 pub use dumps::{DumpEngine, HostDumps};
 pub use health::{Health, HealthError, HealthReport, HttpHealth};

@@ -614,7 +614,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
         let healthy = self
             .ad
             .health
-            .wait_healthy(&h.url, timeout, self.opts.health_poll)
+            .wait_healthy_on(&self.ad.clock, &h.url, timeout, self.opts.health_poll)
             .await;
         match healthy {
             Ok(r) if r.healthy => add("health", None, format!("{} is healthy", h.url)),
@@ -718,7 +718,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
     ///
     /// [`ExecOptions::status_poll`]: super::ExecOptions::status_poll
     async fn check_supervisor(&self, spec: &steps::ExecSpec) -> Result<StepFacts, StepError> {
-        let started = std::time::Instant::now();
+        let started = self.ad.clock.monotonic();
         let bound = Duration::from_secs(spec.timeout_secs.into());
         let mut polls = 0u32;
         loop {
@@ -743,7 +743,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
                 .filter(|p| SUPERVISOR_GIVEN_UP.contains(&p.state.as_str()))
                 .map(|p| format!("{} is {}", p.name, p.state))
                 .collect();
-            let elapsed = started.elapsed();
+            let elapsed = self.ad.clock.elapsed_since(started);
             if all_running || !given_up.is_empty() || elapsed + self.opts.status_poll > bound {
                 bound_programs(&mut programs);
                 let facts = StepFacts::SupervisorPolled(events::SupervisorPoll {
@@ -771,7 +771,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
                     integrity: false,
                 });
             }
-            tokio::time::sleep(self.opts.status_poll).await;
+            self.ad.clock.sleep(self.opts.status_poll).await;
         }
     }
 
@@ -783,7 +783,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
     ///
     /// [`ExecOptions::status_poll`]: super::ExecOptions::status_poll
     async fn check_online(&self, spec: &steps::OnlineSpec) -> Result<StepFacts, StepError> {
-        let started = std::time::Instant::now();
+        let started = self.ad.clock.monotonic();
         let bound = Duration::from_secs(spec.health.timeout_secs.into());
         loop {
             let list = self
@@ -827,7 +827,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
                 ));
             }
             let all_online = !nodes.is_empty() && nodes.iter().all(|(_, ok)| *ok);
-            if all_online || started.elapsed() + self.opts.status_poll > bound {
+            if all_online || self.ad.clock.elapsed_since(started) + self.opts.status_poll > bound {
                 if nodes.is_empty() {
                     return Err(StepError::retry(format!(
                         "the cm database `{}` lists no server in `host`; OMS registers every node there, so this node is not registered. Check in the OMS console (OPS & Monitoring > Server)",
@@ -860,7 +860,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
                     integrity: false,
                 });
             }
-            tokio::time::sleep(self.opts.status_poll).await;
+            self.ad.clock.sleep(self.opts.status_poll).await;
         }
     }
 
@@ -890,7 +890,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
         let report = self
             .ad
             .health
-            .wait_healthy(&spec.url, timeout, self.opts.health_poll)
+            .wait_healthy_on(&self.ad.clock, &spec.url, timeout, self.opts.health_poll)
             .await
             .map_err(retry)?;
         Ok(events::Health {
@@ -996,7 +996,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
         step: Option<events::StepKey>,
     ) -> Result<Attestation, StepError> {
         self.observer.instruct(&steps::manual_instructions(edit));
-        let deadline = tokio::time::Instant::now() + self.opts.manual_timeout;
+        let started = self.ad.clock.monotonic();
         loop {
             let current = self.read_ha(database).await?;
             if haconfig::meets(&current, edit).map_err(fatal)? {
@@ -1010,13 +1010,13 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
                     observed_at: Some(self.ad.clock.now()),
                 });
             }
-            if tokio::time::Instant::now() >= deadline {
+            if self.ad.clock.elapsed_since(started) >= self.opts.manual_timeout {
                 return Err(StepError::retry(format!(
                     "ha.config was not changed within {:?}; the stored value is still {current}",
                     self.opts.manual_timeout
                 )));
             }
-            tokio::time::sleep(self.opts.manual_poll).await;
+            self.ad.clock.sleep(self.opts.manual_poll).await;
         }
     }
 }

@@ -587,8 +587,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
             .to_std()
             .unwrap_or_default()
             .max(INIT_WAIT_GRACE);
-        let started = tokio::time::Instant::now();
-        let deadline = started + left;
+        let started = self.ad.clock.monotonic();
         let mut watched = running.clone();
         let mut exit_code = None;
         loop {
@@ -607,10 +606,11 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
                 }
             }
             let done = still.is_empty();
-            if done || tokio::time::Instant::now() >= deadline {
+            let waited = self.ad.clock.elapsed_since(started);
+            if done || waited >= left {
                 return Ok(Some(InitWait {
                     sessions: running,
-                    waited: started.elapsed(),
+                    waited,
                     still_running: !done,
                     exit_code: if done && exit_code.is_some() {
                         exit_code
@@ -620,7 +620,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
                 }));
             }
             watched = still;
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            self.ad.clock.sleep(Duration::from_millis(500)).await;
         }
     }
 }

@@ -13,7 +13,7 @@ use super::world::{
     ActionKind, Adapter, Call, DockerErrorKind, ErrorKind, Fault, HealthErrorKind, MetaDbErrorKind,
     SharedWorld, SimExec, World, lock,
 };
-use crate::adapters::clock::Clock;
+use crate::adapters::clock::{Clock, Monotonic};
 use crate::adapters::docker::{
     ContainerInfo, ContainerSpec, ContainerStatus, Docker, DockerError, ExecInfo, ExecOutcome,
     ImageInfo, LogMatch, RemoveOutcome, RenameOutcome, RestartPolicySetting, StartOutcome,
@@ -1089,40 +1089,25 @@ impl Health for SimHealth {
         )
     }
 
-    /// The trait's default sleeps on tokio's clock; here each poll advances virtual time.
+    /// The trait's default waits on the real clock; here on the world's, so each poll
+    /// advances virtual time.
     async fn wait_healthy(
         &self,
         base_url: &str,
         timeout: Duration,
         poll_interval: Duration,
     ) -> Result<HealthReport, HealthError> {
-        let start = lock(&self.world).now;
-        let poll = poll_interval.max(Duration::from_millis(1));
-        loop {
-            let (last, last_report) = match self.check(base_url).await {
-                Ok(r) if r.healthy => return Ok(r),
-                Ok(r) => (format!("HTTP {}: {}", r.status, r.reason), Some(r)),
-                Err(e @ (HealthError::InvalidUrl { .. } | HealthError::Tls { .. })) => {
-                    return Err(e);
-                }
-                Err(e) => (e.to_string(), None),
-            };
-            let mut w = lock(&self.world);
-            let waited = (w.now - start).to_std().unwrap_or_default();
-            if waited >= timeout {
-                return Err(HealthError::Timeout {
-                    url: health_url(base_url),
-                    waited,
-                    last,
-                    last_report,
-                });
-            }
-            w.advance(poll.min(timeout - waited));
-        }
+        let clock = SimClock {
+            world: self.world.clone(),
+        };
+        self.wait_healthy_on(&clock, base_url, timeout, poll_interval)
+            .await
     }
 }
 
-/// [`Clock`] reading the world's virtual time.
+/// [`Clock`] on the world's virtual time: reading it never waits, and sleeping lets the
+/// time pass in the world (applying whatever falls due, see [`World::advance`]) and
+/// returns at once.
 #[derive(Debug, Clone)]
 pub struct SimClock {
     /// The world.
@@ -1133,7 +1118,20 @@ impl Clock for SimClock {
     fn now(&self) -> DateTime<Utc> {
         lock(&self.world).now
     }
+
+    fn monotonic(&self) -> Monotonic {
+        Monotonic::from_origin(lock(&self.world).elapsed)
+    }
+
+    /// A zero wait still lets [`MIN_SLEEP`] pass: a poll loop whose interval is zero ends
+    /// in virtual time, as it does in real time, instead of spinning at one instant.
+    fn sleep(&self, d: Duration) -> impl Future<Output = ()> + Send {
+        async move { lock(&self.world).advance(d.max(MIN_SLEEP)) }
+    }
 }
+
+/// The least virtual time a [`SimClock::sleep`] lets pass.
+pub const MIN_SLEEP: Duration = Duration::from_millis(1);
 
 /// The four simulated adapters over one world.
 pub fn adapters(world: &SharedWorld) -> (SimDocker, SimMetaDb, SimHealth, SimClock) {

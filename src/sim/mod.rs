@@ -48,10 +48,11 @@
 //!   [`World::restore`] records a load for that later simulation;
 //! - a health endpoint always answers HTTP 200 with `data.healthy`; TLS is not modelled
 //!   except as an injected error kind;
-//! - crashing the process is the later simulator's job (this world survives it by design);
-//! - the executor still waits on tokio's clock in places (`check_supervisor`, the manual HA
-//!   wait, reconcile's wait for a running exec): a driver must run it on a paused tokio
-//!   clock or move those waits to [`Clock`](crate::adapters::Clock).
+//! - crashing the process is the later simulator's job (this world survives it by design).
+//!
+//! Every wait and elapsed-time measurement of the executor goes through
+//! [`Clock`](crate::adapters::Clock), so with [`SimClock`] it runs in virtual time; the
+//! health wait too, through `Health::wait_healthy_on` with the executor's clock.
 
 pub mod adapters;
 pub mod world;

@@ -793,3 +793,28 @@ fn xorshift_is_fixed_by_its_seed() {
     assert_ne!(XorShift::new(0).next_u64(), XorShift::new(1).next_u64());
     assert_ne!(XorShift::new(6).next_u64(), XorShift::new(7).next_u64());
 }
+
+/// The executor's waits go through [`Clock::sleep`]: on the world's clock an hour of
+/// waiting is an hour of virtual time (now and monotonic alike) and no real time; a zero
+/// wait still moves, so a zero-interval poll loop ends; monotonic time ignores a wall
+/// clock set back.
+#[tokio::test]
+async fn sim_clock_sleep_advances_virtual_time_only() {
+    let w = World::new().shared();
+    let (_, _, _, clock) = adapters(&w);
+    let t0 = clock.now();
+    let m0 = clock.monotonic();
+    clock.sleep(Duration::from_secs(3600)).await;
+    assert_eq!(clock.now() - t0, chrono::Duration::hours(1));
+    assert_eq!(clock.elapsed_since(m0), Duration::from_secs(3600));
+    clock.sleep(Duration::ZERO).await;
+    assert_eq!(
+        clock.elapsed_since(m0),
+        Duration::from_secs(3600) + adapters::MIN_SLEEP
+    );
+    lock(&w).now = t0 - chrono::Duration::days(1);
+    assert_eq!(
+        clock.elapsed_since(m0),
+        Duration::from_secs(3600) + adapters::MIN_SLEEP
+    );
+}

@@ -478,6 +478,9 @@ pub struct TraceEntry {
 pub struct World {
     /// Virtual now.
     pub now: DateTime<Utc>,
+    /// Virtual monotonic time: how much time [`World::advance`] let pass since the world
+    /// began. It never goes back, even if a test moves `now` (a wall clock set back).
+    pub elapsed: Duration,
     /// Containers by id.
     pub containers: BTreeMap<String, SimContainer>,
     /// Images by reference (tag or id).
@@ -525,6 +528,7 @@ impl World {
                 .with_ymd_and_hms(2026, 1, 1, 4, 0, 0)
                 .single()
                 .unwrap_or_default(),
+            elapsed: Duration::ZERO,
             containers: BTreeMap::new(),
             images: BTreeMap::new(),
             execs: BTreeMap::new(),
@@ -569,6 +573,7 @@ impl World {
     /// Lets `by` pass and applies every transition due by then.
     pub fn advance(&mut self, by: Duration) {
         self.now += chrono::Duration::from_std(by).unwrap_or(chrono::Duration::MAX);
+        self.elapsed = self.elapsed.saturating_add(by);
         self.settle();
     }
 
