@@ -1125,8 +1125,8 @@ impl Clock for SimClock {
 
     /// A zero wait still lets [`MIN_SLEEP`] pass: a poll loop whose interval is zero ends
     /// in virtual time, as it does in real time, instead of spinning at one instant.
-    fn sleep(&self, d: Duration) -> impl Future<Output = ()> + Send {
-        async move { lock(&self.world).advance(d.max(MIN_SLEEP)) }
+    async fn sleep(&self, d: Duration) {
+        lock(&self.world).advance(d.max(MIN_SLEEP));
     }
 }
 
