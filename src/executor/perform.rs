@@ -867,16 +867,9 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
     /// One server's health at the plan's health URL with its IP (scheme, port and path kept):
     /// `("Online (health)", true)` or what was wrong.
     async fn server_health(&self, url: &str, ip: &str) -> (String, bool) {
-        let Some(u) = reqwest::Url::parse(url).ok().and_then(|mut u| {
-            let host = if ip.contains(':') && !ip.starts_with('[') {
-                format!("[{ip}]")
-            } else {
-                ip.to_string()
-            };
-            u.set_host(Some(&host)).ok()?;
-            Some(u)
-        }) else {
-            return (format!("Unknown (no health URL for IP {ip})"), false);
+        let u = match server_health_url(url, ip) {
+            Ok(u) => u,
+            Err(why) => return (format!("Unknown ({why})"), false),
         };
         match self.ad.health.check(u.as_str()).await {
             Ok(r) if r.healthy => ("Online (health)".into(), true),
@@ -1092,6 +1085,22 @@ pub(super) fn retry(e: impl std::fmt::Display) -> StepError {
 
 pub(super) fn fatal(e: impl std::fmt::Display) -> StepError {
     StepError::fatal(e.to_string())
+}
+
+/// The plan's health URL with one listed server's IP in place of its host (scheme, port
+/// and path kept).
+fn server_health_url(url: &str, ip: &str) -> Result<reqwest::Url, String> {
+    // `host.ip` comes from the database: a name there would send the probe wherever the
+    // row says, so only an address is taken.
+    let addr: std::net::IpAddr = ip.parse().map_err(|_| {
+        format!(
+            "host.ip {ip:?} is not an IP address; check this server in the OMS console (OPS & Monitoring > Server)"
+        )
+    })?;
+    let mut u = reqwest::Url::parse(url).map_err(|e| format!("health URL {url}: {e}"))?;
+    u.set_ip_host(addr)
+        .map_err(|()| format!("health URL {url} takes no IP host"))?;
+    Ok(u)
 }
 
 /// Most programs recorded from `supervisorctl status` (OMS runs about ten); the output of
@@ -1364,6 +1373,27 @@ mod tests {
         assert!(
             SUPERVISOR_GIVEN_UP.contains(&"FATAL") && !SUPERVISOR_GIVEN_UP.contains(&"STARTING")
         );
+    }
+
+    /// The cm database's `host.ip` is outside input: only an IP address becomes the host
+    /// a health probe is sent to, never a name or anything that reshapes the URL.
+    #[test]
+    fn a_server_health_url_takes_only_an_ip_address() {
+        let base = "https://10.0.0.5:8089/oms/health";
+        let ok = |ip| server_health_url(base, ip).map(|u| u.to_string());
+        assert_eq!(ok("10.0.0.7").unwrap(), "https://10.0.0.7:8089/oms/health");
+        assert_eq!(ok("fd00::7").unwrap(), "https://[fd00::7]:8089/oms/health");
+        for hostile in [
+            "evil.example",
+            "10.0.0.7:1/x?",
+            "",
+            "10.0.0.7 ",
+            "user@evil",
+        ] {
+            let r = ok(hostile);
+            assert!(r.is_err(), "{hostile:?} became {r:?}");
+            assert!(r.unwrap_err().contains("IP"), "{hostile:?}");
+        }
     }
 
     /// T1/T3 is the earliest moment the stop may have begun: this attempt's request, an
