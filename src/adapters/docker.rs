@@ -536,13 +536,17 @@ pub trait Docker: Send + Sync {
     /// Runs `cmd` in a running container with extra `env`, streaming its output (bounded
     /// tail + hash) and returning its exit code. A `timeout` that expires is
     /// [`DockerError::ExecTimeout`]; the process is not killed (Docker cannot).
+    /// (In the container's default working folder: [`Docker::exec_in`] with `None`, so an
+    /// implementation writes the exec once.)
     fn exec(
         &self,
         name: &str,
         cmd: Vec<String>,
         env: Vec<String>,
         timeout: Option<Duration>,
-    ) -> impl Future<Output = Result<ExecOutcome, DockerError>> + Send;
+    ) -> impl Future<Output = Result<ExecOutcome, DockerError>> + Send {
+        self.exec_in(name, cmd, env, None, timeout)
+    }
 
     /// [`Docker::exec`] with the process's working folder set (`docker exec -w DIR`);
     /// `None` is the container's default.
@@ -1174,16 +1178,6 @@ impl Docker for BollardDocker {
             started_at: after.started_at,
             previous_finished_at: after.finished_at,
         })
-    }
-
-    async fn exec(
-        &self,
-        name: &str,
-        cmd: Vec<String>,
-        env: Vec<String>,
-        timeout: Option<Duration>,
-    ) -> Result<ExecOutcome, DockerError> {
-        self.exec_in(name, cmd, env, None, timeout).await
     }
 
     async fn exec_in(

@@ -559,23 +559,6 @@ impl Docker for SimDocker {
         )
     }
 
-    async fn exec(
-        &self,
-        name: &str,
-        cmd: Vec<String>,
-        _env: Vec<String>,
-        timeout: Option<Duration>,
-    ) -> Result<ExecOutcome, DockerError> {
-        faulted(
-            &self.world,
-            Adapter::Docker,
-            "exec",
-            name,
-            docker_error,
-            |w| exec(w, name, cmd, timeout),
-        )
-    }
-
     async fn exec_in(
         &self,
         name: &str,
