@@ -9,7 +9,7 @@
 //! `docs/inheritance.md` says which setting is carried over and why.
 
 use crate::adapters::docker::{
-    ContainerInfo, HostSettings, RestartPolicySetting, env_lookup, user_env,
+    ContainerInfo, HostSettings, RestartPolicySetting, Ulimit, env_lookup, user_env,
 };
 use crate::events::{ContainerSettings, EnvVar, Plan, RestartPolicy, UlimitSetting, record_env};
 use crate::steps::{self, Step};
@@ -75,15 +75,7 @@ fn with_env(info: &ContainerInfo, env: Vec<EnvVar>) -> ContainerSettings {
         restart: restart_of(&h.restart),
         network_mode: info.network_mode.clone(),
         env,
-        ulimits: info
-            .ulimits
-            .iter()
-            .map(|u| UlimitSetting {
-                name: u.name.clone(),
-                soft: u.soft,
-                hard: u.hard,
-            })
-            .collect(),
+        ulimits: ulimit_settings(&info.ulimits),
         log_driver: h.log_driver.clone(),
         log_opts: h
             .log_opts
@@ -223,6 +215,7 @@ pub fn plan_changes(plan: &Plan) -> Option<(Vec<Difference>, Vec<&'static str>)>
     ) else {
         return None;
     };
+    // `steps::Ulimit` (what create sets) has the recorded form's fields.
     let ulimits: Vec<UlimitSetting> = spec
         .ulimits
         .iter()
@@ -305,6 +298,18 @@ pub fn live(
         env,
         host: old.host.clone(),
     })
+}
+
+/// Docker's ulimits in their recorded form.
+fn ulimit_settings(ulimits: &[Ulimit]) -> Vec<UlimitSetting> {
+    ulimits
+        .iter()
+        .map(|u| UlimitSetting {
+            name: u.name.clone(),
+            soft: u.soft,
+            hard: u.hard,
+        })
+        .collect()
 }
 
 #[cfg(test)]
