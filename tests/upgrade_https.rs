@@ -46,6 +46,16 @@ fn ca_file(run: &Run, name: &str, pem: &str) -> PathBuf {
     p
 }
 
+/// `init`'s arguments for `run`'s node with `--health-ca CA`.
+async fn init_with_ca(run: &Run, ca: &std::path::Path) -> Vec<String> {
+    init_args(
+        &run.node,
+        &run.backups(),
+        &[("--health-ca", ca.to_str().unwrap())],
+    )
+    .await
+}
+
 /// Record types in the ledger, in order.
 fn record_types(run: &Run) -> Vec<String> {
     run.replay()
@@ -60,12 +70,7 @@ async fn https_console_is_detected_probed_and_upgraded() {
     let c = certs();
     let run = https_node(&c).await;
     let ca = ca_file(&run, "console-ca.pem", &c.ca_pem);
-    let args = init_args(
-        &run.node,
-        &run.backups(),
-        &[("--health-ca", ca.to_str().unwrap())],
-    )
-    .await;
+    let args = init_with_ca(&run, &ca).await;
     let out = ok(run.cli().arg("--json").args(&args));
     let v = json_of(&out.stdout);
     let health = v["checks"]
@@ -156,12 +161,7 @@ async fn https_without_trust_is_refused_before_anything_changes() {
     // A CA that did not issue the console's certificate: the probe fails the TLS handshake.
     let other = certs();
     let wrong = ca_file(&run, "wrong-ca.pem", &other.ca_pem);
-    let args = init_args(
-        &run.node,
-        &run.backups(),
-        &[("--health-ca", wrong.to_str().unwrap())],
-    )
-    .await;
+    let args = init_with_ca(&run, &wrong).await;
     let out = output(run.cli().args(&args)).await;
     assert_eq!(out.status.code(), Some(5), "{}", show(&out));
     let e = error_line(&out);
@@ -171,12 +171,7 @@ async fn https_without_trust_is_refused_before_anything_changes() {
     // A CA file that is a symbolic link is refused.
     let link = run.tmp.join("link-ca.pem");
     std::os::unix::fs::symlink(&wrong, &link).unwrap();
-    let args = init_args(
-        &run.node,
-        &run.backups(),
-        &[("--health-ca", link.to_str().unwrap())],
-    )
-    .await;
+    let args = init_with_ca(&run, &link).await;
     let out = output(run.cli().args(&args)).await;
     assert_eq!(out.status.code(), Some(5), "{}", show(&out));
     assert!(error_line(&out).contains("symbolic link"), "{}", show(&out));
@@ -202,12 +197,7 @@ async fn a_ca_file_changed_since_init_is_refused_before_any_step() {
     let c = certs();
     let run = https_node(&c).await;
     let ca = ca_file(&run, "console-ca.pem", &c.ca_pem);
-    let args = init_args(
-        &run.node,
-        &run.backups(),
-        &[("--health-ca", ca.to_str().unwrap())],
-    )
-    .await;
+    let args = init_with_ca(&run, &ca).await;
     ok(run.cli().args(&args));
     let before = record_types(&run);
     std::fs::write(&ca, certs().ca_pem).unwrap();
@@ -287,12 +277,7 @@ async fn health_url_overrides_a_mount_that_nginx_ignores() {
     let plain = format!("http://127.0.0.1:{}", run.node.host.port());
 
     // The mount says HTTPS; nginx speaks plain HTTP: the probe fails, nothing planned.
-    let args = init_args(
-        &run.node,
-        &run.backups(),
-        &[("--health-ca", ca.to_str().unwrap())],
-    )
-    .await;
+    let args = init_with_ca(&run, &ca).await;
     let out = output(run.cli().args(&args)).await;
     assert_eq!(out.status.code(), Some(5), "{}", show(&out));
     let e = error_line(&out);
