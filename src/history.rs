@@ -132,4 +132,4 @@ pub fn load_dir(dir: &Path, verify: Verify) -> Result<History, HistoryError> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -387,19 +387,7 @@ mod tests {
             );
         }
         assert!(Journal::open(dir.path(), "op", "host").is_ok());
-        {
-            let db = sled::Config::new()
-                .path(dir.path())
-                .segment_size(8 << 20)
-                .open()
-                .unwrap();
-            let records = db.open_tree("records").unwrap();
-            let mut v = records.get(1u64.to_be_bytes()).unwrap().unwrap().to_vec();
-            let i = v.len() - 40;
-            v[i] ^= 1;
-            records.insert(1u64.to_be_bytes(), v).unwrap();
-            db.flush().unwrap();
-        }
+        history::tests::flip_stored_byte(dir.path(), 1);
         match Journal::open(dir.path(), "op", "host") {
             Err(JournalError::History(HistoryError::Broken { seq, .. })) => assert_eq!(seq, 1),
             Err(e) => panic!("wrong error: {e}"),
