@@ -25,6 +25,7 @@ use crate::refetch::RefetchDecision;
 
 mod plan;
 mod planext;
+mod record;
 pub mod v1;
 
 pub use plan::{
@@ -35,6 +36,7 @@ pub use planext::{
     ContainerSettings, HealthScheme, HealthTrust, MetaServer, PlanExt, RestartPolicy,
     ServerFlavour, UlimitSetting,
 };
+pub use record::{UndecodableRecord, to_recorded};
 
 /// One of the three metadata databases.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -1107,7 +1109,7 @@ impl Event {
     }
 }
 
-/// An event as the core sees a ledger record (the executor builds these from records).
+/// An event as the core sees a ledger record ([`to_recorded`] builds these from records).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recorded {
     /// The record's sequence number.

@@ -19,6 +19,9 @@ pub mod replay;
 pub mod steps;
 pub mod versions;
 
+// The read side of the ledger: records decoded and folded into the run's state, once.
+pub mod history;
+
 // The SQL the metadata-database adapter runs, also printed by `plan` (one source).
 pub mod sqltext;
 

@@ -440,7 +440,8 @@ pub struct State {
     pending_tables: Vec<TableFact>,
 }
 
-/// Folds `events` into a state, or reports the first record that does not fit.
+/// Folds `events` into a state, or reports the first record that does not fit. The fold of
+/// the ledger's one read side, [`crate::history::load`], which decodes the records first.
 pub fn replay(events: &[Recorded]) -> Result<State, ReplayError> {
     let mut s = State::default();
     for r in events {

@@ -430,7 +430,9 @@ async fn demo_runs_the_42x_procedure_and_verifies_live() {
     assert_eq!(v["verify"]["ok"], true, "{v:#}");
     assert_eq!(v["verify"]["live"]["ok"], true, "{v:#}");
     assert_eq!(v["containers"]["new"]["image"], image_reference("4.2.2"));
-    let (records, _) = oms_upgrade::executor::replay_dir(&ledger).unwrap();
+    let records = oms_upgrade::history::load_dir(&ledger, oms_upgrade::history::Verify::Chain)
+        .unwrap()
+        .records;
     for key in [StepKey::CheckSupervisor, StepKey::CheckOnline] {
         assert!(
             records
@@ -510,7 +512,9 @@ async fn demo_tls_upgrades_an_https_console() {
         );
         assert_eq!(v["healthy"], true, "{v:#}");
         assert!(stderr.contains("ledger verify --live"), "{stderr}");
-        let (_, state) = oms_upgrade::executor::replay_dir(&ledger).unwrap();
+        let state = oms_upgrade::history::load_dir(&ledger, oms_upgrade::history::Verify::Chain)
+            .unwrap()
+            .state;
         let plan = state.plan().unwrap();
         assert!(
             plan.health_url.starts_with("https://"),

@@ -119,7 +119,9 @@ async fn manual_ha_mode_waits_for_the_console_and_records_the_attestation() {
     );
 
     // Each change is recorded as the operator's attestation with the value seen stored.
-    let (_, state) = oms_upgrade::executor::replay_dir(&ledger).unwrap();
+    let state = oms_upgrade::history::load_dir(&ledger, oms_upgrade::history::Verify::Chain)
+        .unwrap()
+        .state;
     assert_eq!(state.phase().to_string(), "completed");
     match state.facts(StepKey::DisableHa) {
         Some(StepFacts::HaDisabled(f)) => {

@@ -276,7 +276,9 @@ async fn zero_refetch_margins_are_refused_by_init() {
         "{}",
         error_line(&out)
     );
-    let (_, state) = oms_upgrade::executor::replay_dir(&ledger).unwrap();
+    let state = oms_upgrade::history::load_dir(&ledger, oms_upgrade::history::Verify::Chain)
+        .unwrap()
+        .state;
     assert!(state.plan().is_none());
 }
 

@@ -120,7 +120,9 @@ async fn assert_nothing_stopped(node: &OmsNode, ledger: &std::path::Path, failed
         .expect("old container");
     assert!(old.status.is_running(), "the old container was stopped");
     assert_eq!(old.name, node.name);
-    let (_, state) = oms_upgrade::executor::replay_dir(ledger).unwrap();
+    let state = oms_upgrade::history::load_dir(ledger, oms_upgrade::history::Verify::Chain)
+        .unwrap()
+        .state;
     // Compared by name and JSON form, so this test also builds against a tool without
     // the step (to see it fail there).
     let keys: Vec<String> = state.attempts().iter().map(|a| a.key.to_string()).collect();
@@ -463,6 +465,8 @@ async fn free_space_is_checked_again_before_t1_and_before_each_dump() {
 
     disk.empty();
     ok(cli(&ledger).args(["run", "--yes"]));
-    let (_, state) = oms_upgrade::executor::replay_dir(&ledger).unwrap();
+    let state = oms_upgrade::history::load_dir(&ledger, oms_upgrade::history::Verify::Chain)
+        .unwrap()
+        .state;
     assert_eq!(state.phase().to_string(), "completed");
 }

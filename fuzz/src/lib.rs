@@ -21,8 +21,7 @@ use uuid::Uuid;
 use oms_upgrade::dbconn::DbTarget;
 use oms_upgrade::dump::fuzz_hooks;
 use oms_upgrade::dump::{Compression, DumpArtifact, DumpFormat, Manifest, Splitter, TableFact};
-use oms_upgrade::events::{self, EVENT_TYPES, EventDecoder};
-use oms_upgrade::executor::to_recorded;
+use oms_upgrade::events::{self, EVENT_TYPES, EventDecoder, to_recorded};
 use oms_upgrade::haconfig::{HaConfig, HaEdit};
 use oms_upgrade::ledger::record::{
     self, EncodeError, HASH_LEN, MAX_RECORD_LEN, NewRecord, RecordRef,

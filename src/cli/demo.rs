@@ -1012,7 +1012,8 @@ impl Demo {
 impl Demo {
     /// The demo's ledger replayed, and the plan `init` recorded in it.
     fn read_back(&self) -> Result<(crate::replay::State, crate::events::Plan), CliError> {
-        let (_, state) = crate::executor::replay_dir(&self.st.ledger)
+        let state = crate::history::load_dir(&self.st.ledger, crate::history::Verify::Chain)
+            .map(|h| h.state)
             .map_err(|e| internal("read the demo ledger back", e))?;
         let plan = state.plan().cloned().ok_or_else(|| {
             internal(
@@ -1500,8 +1501,9 @@ fn remove_ledger(st: &DemoState, done: &mut Cleaned) {
     if l.starts_with(&st.dir) || !l.is_dir() {
         return;
     }
-    let ours = match crate::executor::replay_dir(l) {
-        Ok((_, state)) => state
+    let ours = match crate::history::load_dir(l, crate::history::Verify::Chain) {
+        Ok(h) => h
+            .state
             .plan()
             .is_none_or(|p| p.old_container.name == st.container),
         Err(e) => {

@@ -22,8 +22,8 @@ use std::process::ExitCode;
 use chrono::Utc;
 
 use crate::drift::{self, LiveReport};
-use crate::events::{DumpArtifact, EventDecoder, Recorded};
-use crate::executor::{JournalError, to_recorded};
+use crate::events::{DumpArtifact, EventDecoder};
+use crate::history::{self, Verify};
 use crate::ledger::record::RecordRef;
 use crate::ledger::sign::{KeyError, PublicKey, SignatureProblem, SigningKey, verify_checkpoint};
 use crate::ledger::store::key_seq;
@@ -31,7 +31,7 @@ use crate::ledger::{
     Anchor, Checkpoint, ExportError, LedgerError, LedgerReader, SignedCheckpoint, VerifyReport,
     export, verify, verify_chain,
 };
-use crate::replay::{Phase, State};
+use crate::replay::Phase;
 use crate::report::DumpFileCheck;
 
 use super::output::{anchor_error, emit, output_error, write_atomic};
@@ -312,21 +312,6 @@ pub fn checkpoint_journal(
     Ok(signed)
 }
 
-/// The ledger's state, replayed from an open reader.
-fn replay_state(reader: &LedgerReader) -> Result<State, JournalError> {
-    let mut state = State::new();
-    for rec in reader.records() {
-        let recorded: Recorded = to_recorded(&rec?)?;
-        state
-            .apply(&recorded)
-            .map_err(|rejection| JournalError::Inconsistent {
-                seq: recorded.seq,
-                rejection,
-            })?;
-    }
-    Ok(state)
-}
-
 /// The recorded dumps and their re-hash (same order), or why they were not checked.
 type DumpsChecked = Result<(Vec<DumpArtifact>, Vec<DumpFileCheck>), String>;
 
@@ -407,7 +392,10 @@ fn cmd_verify(args: VerifyArgs, ctx: &Ctx) -> CmdResult {
         return print_report(&report, ctx, &extras);
     }
     let state = if report.is_ok() {
-        replay_state(&reader).map_err(|e| format!("the ledger does not replay: {e}"))
+        // The chain was just verified on this handle: read it without a second walk.
+        history::load(reader.view(), Verify::ByCaller)
+            .map(|h| h.state)
+            .map_err(|e| format!("the ledger does not replay: {e}"))
     } else {
         Err("the chain is broken, so the record cannot be trusted to say what to expect".into())
     };

@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use super::{CliError, ExitKind, shell};
+use super::{CliError, ExitKind, metadb};
 use crate::adapters::{BollardDocker, Docker, DockerError, MetaDb, MetaDbError, MysqlMetaDb};
 use crate::drift::{Expectations, Observed, SchemaObservation};
 use crate::events::DumpArtifact;
@@ -33,7 +33,7 @@ pub fn observe(
     state: &State,
     password_file: Option<&Path>,
 ) -> Result<Observed, CliError> {
-    let db = shell::db_target_for_run(state, password_file)?;
+    let db = metadb::db_target_for_run(state, password_file)?;
     let rt = super::runtime()?;
     let (container, old_container, ha_json, schema) = rt.block_on(async {
         let docker = BollardDocker::connect().await.map_err(docker_error)?;
@@ -107,6 +107,6 @@ fn metadb_error(e: MetaDbError) -> CliError {
     .hint(format!(
         "`ledger verify --live` reads ha.config and the schema version; the password comes \
          from --password-file, {} or the config.yaml the old container mounts",
-        shell::PASSWORD_ENV
+        metadb::PASSWORD_ENV
     ))
 }

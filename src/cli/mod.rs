@@ -17,6 +17,7 @@ pub mod healthtrust;
 pub mod init;
 pub mod ledger;
 pub mod live;
+pub mod metadb;
 pub mod metatls;
 pub mod note;
 pub mod output;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::shell::{self, TermObserver, exec_error};
-use super::{CliError, CmdResult, Ctx, ExitKind};
+use super::{CliError, CmdResult, Ctx, ExitKind, metadb};
 use crate::events::StepKey;
 use crate::executor::{ExecOptions, Executor, Stopped};
 use crate::replay::Phase;
@@ -140,7 +140,7 @@ fn drive(
     if !ctx.json {
         super::status::show_retention_warning(journal.state(), chrono::Utc::now());
     }
-    let db = shell::db_target_for_run(journal.state(), password_file.as_deref())?;
+    let db = metadb::db_target_for_run(journal.state(), password_file.as_deref())?;
     // Before any step: a CA file that changed since `init` is refused here.
     let health = super::healthtrust::client_for(&plan)?;
     let rt = super::runtime()?;

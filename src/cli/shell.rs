@@ -1,27 +1,27 @@
-//! What the upgrade commands share at the edge: who is acting, where the password comes
-//! from, how the executor's questions reach a terminal, and how its errors become
-//! messages with hints and exit codes.
+//! What the upgrade commands share at the edge: who is acting, how the executor's
+//! questions reach a terminal, and how its errors become messages with hints and exit
+//! codes. Where the metadata database is and its password come from is
+//! [`super::metadb`]'s.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::ledger::ledger_error;
 use super::{CliError, ExitKind};
 use crate::adapters::{BollardDocker, HttpHealth, MysqlMetaDb, SystemClock};
-use crate::dbconn::{DbTarget, TlsSettings};
-use crate::events::{Finding, Plan, StepFacts, StepKey};
+use crate::dbconn::DbTarget;
+use crate::events::{Finding, StepFacts, StepKey};
 use crate::executor::{Adapters, ExecError, Journal, JournalError, Observer};
+use crate::history::HistoryError;
 use crate::ledger::sign::{PublicKey, SigningKey};
 use crate::ledger::trust::{TrustError, check_extends};
-use crate::omsconfig::OmsConfig;
-use crate::replay::State;
-use crate::secret::Secret;
 use crate::steps::Step;
 
-/// Environment variable holding the metadata database password (overrides config.yaml).
-pub const PASSWORD_ENV: &str = "OMS_META_PASSWORD";
-/// Where OMS reads its config file inside the container.
-pub const CONTAINER_CONFIG_PATH: &str = "/home/admin/conf/config.yaml";
+/// Where the metadata database is and its password come from, kept reachable here for
+/// the commands that still name them through the shell (`init`, `demo`).
+pub use super::metadb::{
+    CONTAINER_CONFIG_PATH, PASSWORD_ENV, config_bind, load_config, password_override,
+};
 
 /// Who records: operator and host, overridable for hermetic tests.
 ///
@@ -86,80 +86,6 @@ pub fn account_name(uid: u32) -> Option<String> {
     }
 }
 
-/// The password given outside config.yaml: `--password-file` first, then `OMS_META_PASSWORD`.
-pub fn password_override(file: Option<&Path>) -> Result<Option<Secret>, CliError> {
-    if let Some(f) = file {
-        let text = std::fs::read_to_string(f).map_err(|e| {
-            CliError::new(
-                ExitKind::Input,
-                format!("cannot read the password file {}: {e}", f.display()),
-            )
-            .hint("pass a readable file whose first line is the password")
-        })?;
-        return Ok(Some(Secret::new(
-            text.lines().next().unwrap_or("").to_string(),
-        )));
-    }
-    Ok(std::env::var(PASSWORD_ENV).ok().map(Secret::new))
-}
-
-/// The host path bound to OMS's config file, from a container's binds.
-pub fn config_bind(binds: &[String]) -> Option<PathBuf> {
-    binds.iter().find_map(|b| {
-        let mut parts = b.splitn(3, ':');
-        let host = parts.next()?;
-        (parts.next()? == CONTAINER_CONFIG_PATH).then(|| PathBuf::from(host))
-    })
-}
-
-/// Loads OMS's config.yaml with a message that says what to fix.
-pub fn load_config(path: &Path) -> Result<OmsConfig, CliError> {
-    OmsConfig::load(path).map_err(|e| {
-        CliError::new(
-            ExitKind::Input,
-            format!("cannot use the OMS config file: {e}"),
-        )
-        .hint("pass the host path of the config.yaml the old container mounts with --oms-config")
-    })
-}
-
-/// The metadata DB as the plan recorded it, with the password from the override or from the
-/// config.yaml the old container mounts (the ledger never holds it).
-pub fn db_target_for(plan: &Plan, password_file: Option<&Path>) -> Result<DbTarget, CliError> {
-    let password = match password_override(password_file)? {
-        Some(p) => p,
-        None => {
-            let path = config_bind(&plan.old_container.binds).ok_or_else(|| {
-                CliError::new(ExitKind::Input, "the old container mounts no config.yaml, so the metadata DB password is unknown")
-                    .hint(format!("set {PASSWORD_ENV} or pass --password-file"))
-            })?;
-            load_config(&path)?.oms_meta_password
-        }
-    };
-    Ok(DbTarget {
-        host: plan.metadb.host.clone(),
-        port: plan.metadb.port,
-        user: plan.metadb.user.clone(),
-        password,
-        tls: TlsSettings::default(),
-    })
-}
-
-/// [`db_target_for`] the run `state` holds, with the TLS settings `init` recorded (see
-/// [`super::metatls::for_run`]), so `run` and `rollback` connect as the plan did.
-pub fn db_target_for_run(
-    state: &State,
-    password_file: Option<&Path>,
-) -> Result<DbTarget, CliError> {
-    let plan = state.plan().ok_or_else(|| {
-        CliError::new(ExitKind::Refused, "no upgrade is planned in this ledger")
-            .hint("run `oms-upgrade init` first")
-    })?;
-    let mut target = db_target_for(plan, password_file)?;
-    target.tls = super::metatls::for_run(state);
-    Ok(target)
-}
-
 /// The real adapters.
 pub type RealAdapters = Adapters<BollardDocker, MysqlMetaDb, HttpHealth, SystemClock>;
 
@@ -206,16 +132,24 @@ pub fn open_journal(dir: &Path, create: bool) -> Result<Journal, CliError> {
 pub fn journal_error(e: JournalError) -> CliError {
     match e {
         JournalError::Ledger(l) => ledger_error(l),
-        e @ (JournalError::Undecodable { .. }
-        | JournalError::Inconsistent { .. }
-        | JournalError::Broken { .. }) => CliError::new(ExitKind::Integrity, e.to_string())
-            .hint("run `oms-upgrade ledger verify` to see where the record is damaged"),
+        JournalError::History(h) => history_error(h),
         e @ JournalError::Rejected { .. } => CliError::new(ExitKind::Internal, e.to_string()),
         e @ JournalError::TooLarge { .. } => CliError::new(ExitKind::Input, e.to_string()).hint(
             "shorten the text given (a note, a reason, an attestation); if oms-upgrade produced \
              the record itself, report it: the step's outcome is not recorded yet, and the next \
              `oms-upgrade run` checks the step against reality first",
         ),
+    }
+}
+
+/// Maps an error of the ledger's read side to a message, a hint and an exit kind.
+pub fn history_error(e: HistoryError) -> CliError {
+    match e {
+        HistoryError::Ledger(l) => ledger_error(l),
+        e @ (HistoryError::Undecodable { .. }
+        | HistoryError::Inconsistent { .. }
+        | HistoryError::Broken { .. }) => CliError::new(ExitKind::Integrity, e.to_string())
+            .hint("run `oms-upgrade ledger verify` to see where the record is damaged"),
     }
 }
 

@@ -5,9 +5,9 @@ use std::process::ExitCode;
 use comfy_table::{Table, presets::NOTHING};
 
 use super::metatls;
-use super::shell::journal_error;
+use super::shell::history_error;
 use super::{CliError, CmdResult, Ctx, ExitKind};
-use crate::executor::replay_dir;
+use crate::history::{self, Verify};
 use crate::replay::{Next, State, StepStatus};
 use crate::steps::{self, Step};
 
@@ -25,8 +25,8 @@ pub struct StatusArgs {}
 pub struct PlanArgs {}
 
 fn load(ctx: &Ctx) -> Result<State, CliError> {
-    let (_, state) = replay_dir(&ctx.ledger).map_err(journal_error)?;
-    Ok(state)
+    let h = history::load_dir(&ctx.ledger, Verify::Chain).map_err(history_error)?;
+    Ok(h.state)
 }
 
 fn next_json(next: &Next) -> serde_json::Value {

@@ -2,18 +2,20 @@
 //!
 //! Every event goes through [`State::check`] before it is appended, so nothing the core
 //! would reject ever reaches the ledger, and the in-memory state is only advanced after
-//! the ledger has made the record durable. The state is rebuilt from the ledger on open:
-//! nothing about a run is remembered anywhere else.
+//! the ledger has made the record durable. The state is rebuilt from the ledger on open,
+//! through the one read side ([`crate::history::load`], chain verified first): nothing
+//! about a run is remembered anywhere else.
 
 use std::borrow::Cow;
 use std::path::Path;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::events::{self, Event, Finding, PreflightCheck, Recorded};
+use crate::history::{self, HistoryError, Verify};
 use crate::ledger::record::MAX_RECORD_LEN;
-use crate::ledger::{Ledger, LedgerError, LedgerView, NewRecord, Record};
+use crate::ledger::{Ledger, LedgerError, NewRecord};
 use crate::redact::redact;
 use crate::replay::{Rejection, State};
 
@@ -23,34 +25,10 @@ pub enum JournalError {
     /// The ledger itself failed (busy, missing, not durable, ...).
     #[error(transparent)]
     Ledger(#[from] LedgerError),
-    /// A stored record's payload does not decode as an event.
-    #[error("ledger record {seq} cannot be decoded ({detail}); run `oms-upgrade ledger verify`")]
-    Undecodable {
-        /// The record.
-        seq: u64,
-        /// Why.
-        detail: String,
-    },
-    /// A stored record does not fit the run's history (the ledger was edited or mixes runs).
-    #[error(
-        "ledger record {seq} does not fit the run's history: {rejection}; run `oms-upgrade ledger verify`"
-    )]
-    Inconsistent {
-        /// The record.
-        seq: u64,
-        /// What the core said.
-        rejection: Rejection,
-    },
-    /// The hash chain is broken: the record was altered, so nothing may act on it.
-    #[error(
-        "the ledger's hash chain is broken at record {seq}: {detail}; nothing was done. Run `oms-upgrade ledger verify`"
-    )]
-    Broken {
-        /// The first bad record.
-        seq: u64,
-        /// What is wrong there.
-        detail: String,
-    },
+    /// The ledger's history cannot be read: a record does not decode or fit the run, or
+    /// the chain is broken ([`crate::history`]).
+    #[error(transparent)]
+    History(HistoryError),
     /// The event's record would exceed the ledger's record cap; nothing was appended.
     #[error(
         "the {event} record would be {len} bytes, over the ledger's {max}-byte cap for one \
@@ -74,6 +52,15 @@ pub enum JournalError {
     },
 }
 
+impl From<HistoryError> for JournalError {
+    fn from(e: HistoryError) -> Self {
+        match e {
+            HistoryError::Ledger(l) => JournalError::Ledger(l),
+            other => JournalError::History(other),
+        }
+    }
+}
+
 /// The ledger opened for writing, with the state replayed from it.
 pub struct Journal {
     ledger: Ledger,
@@ -94,7 +81,7 @@ impl Journal {
     }
 
     fn from_ledger(ledger: Ledger, operator: &str, host: &str) -> Result<Journal, JournalError> {
-        let (_, state) = replay_view(ledger.view())?;
+        let state = history::load(ledger.view(), Verify::Chain)?.state;
         Ok(Journal {
             ledger,
             state,
@@ -172,11 +159,12 @@ impl Journal {
                 event,
             };
             // check() passed, so apply() can only fail on a core bug; surface it.
-            next.apply(&recorded)
-                .map_err(|rejection| JournalError::Inconsistent {
+            next.apply(&recorded).map_err(|rejection| {
+                JournalError::History(HistoryError::Inconsistent {
                     seq: recorded.seq,
                     rejection,
-                })?;
+                })
+            })?;
             encoded.push(enc);
         }
         let news: Vec<NewRecord<'_>> = encoded
@@ -214,36 +202,6 @@ fn new_record<'a>(
         schema_version: enc.schema_version,
         payload: &enc.payload,
     }
-}
-
-/// Decodes one ledger record into the core's view.
-pub fn to_recorded(rec: &Record) -> Result<Recorded, JournalError> {
-    let event = events::decode(&rec.event_type, rec.schema_version, &rec.payload).map_err(|e| {
-        JournalError::Undecodable {
-            seq: rec.seq,
-            detail: e.to_string(),
-        }
-    })?;
-    let at = Utc
-        .timestamp_micros(rec.timestamp_micros)
-        .single()
-        .ok_or_else(|| JournalError::Undecodable {
-            seq: rec.seq,
-            detail: "timestamp out of range".into(),
-        })?;
-    Ok(Recorded {
-        seq: rec.seq,
-        at,
-        operator: rec.operator.clone(),
-        host: rec.host.clone(),
-        run_id: rec.run_id,
-        event,
-    })
-}
-
-/// Replays a ledger read-only (for `status`, `plan`, reports): the records and the state.
-pub fn replay_dir(dir: &Path) -> Result<(Vec<Recorded>, State), JournalError> {
-    replay_view(crate::ledger::LedgerReader::open(dir)?.view())
 }
 
 /// `event` with secrets masked in its free text ([`crate::redact`]): failure messages and
@@ -301,32 +259,6 @@ fn masked(event: Event) -> Event {
     }
 }
 
-/// Verifies the whole hash chain, then replays it. Nothing (writer or reader) acts on, or
-/// shows, a state built from an altered record: a run has tens of records, so the extra
-/// pass costs nothing next to what acting on a forged history could.
-fn replay_view(view: &LedgerView) -> Result<(Vec<Recorded>, State), JournalError> {
-    let report = crate::ledger::verify_chain(view, None)?;
-    if let Some(p) = report.problem {
-        return Err(JournalError::Broken {
-            seq: p.seq,
-            detail: p.detail,
-        });
-    }
-    let mut state = State::new();
-    let mut all = Vec::new();
-    for rec in view.records() {
-        let recorded = to_recorded(&rec?)?;
-        state
-            .apply(&recorded)
-            .map_err(|rejection| JournalError::Inconsistent {
-                seq: recorded.seq,
-                rejection,
-            })?;
-        all.push(recorded);
-    }
-    Ok((all, state))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -371,7 +303,10 @@ mod tests {
         .unwrap_or_else(|e| panic!("the dump's outcome was not recorded: {e}"));
         assert_eq!(j.state().artifact(MetaDb::Cm).unwrap().tables, want);
         drop(j);
-        let (recorded, state) = replay_dir(dir.path()).unwrap();
+        let history::History {
+            records: recorded,
+            state,
+        } = history::load_dir(dir.path(), Verify::Chain).unwrap();
         assert_eq!(state.artifact(MetaDb::Cm).unwrap().tables, want);
         assert!(
             recorded
@@ -452,27 +387,15 @@ mod tests {
             );
         }
         assert!(Journal::open(dir.path(), "op", "host").is_ok());
-        {
-            let db = sled::Config::new()
-                .path(dir.path())
-                .segment_size(8 << 20)
-                .open()
-                .unwrap();
-            let records = db.open_tree("records").unwrap();
-            let mut v = records.get(1u64.to_be_bytes()).unwrap().unwrap().to_vec();
-            let i = v.len() - 40;
-            v[i] ^= 1;
-            records.insert(1u64.to_be_bytes(), v).unwrap();
-            db.flush().unwrap();
-        }
+        history::tests::flip_stored_byte(dir.path(), 1);
         match Journal::open(dir.path(), "op", "host") {
-            Err(JournalError::Broken { seq, .. }) => assert_eq!(seq, 1),
+            Err(JournalError::History(HistoryError::Broken { seq, .. })) => assert_eq!(seq, 1),
             Err(e) => panic!("wrong error: {e}"),
             Ok(_) => panic!("an altered ledger was accepted"),
         }
         // Readers (`status`, `plan`) refuse it too rather than show a forged history.
-        match replay_dir(dir.path()) {
-            Err(JournalError::Broken { seq, .. }) => assert_eq!(seq, 1),
+        match history::load_dir(dir.path(), Verify::Chain) {
+            Err(HistoryError::Broken { seq, .. }) => assert_eq!(seq, 1),
             Err(e) => panic!("wrong error: {e}"),
             Ok(_) => panic!("an altered ledger was shown"),
         }

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-pub use journal::{Journal, JournalError, replay_dir, to_recorded};
+pub use journal::{Journal, JournalError};
 
 use crate::adapters::{Clock, Docker, DumpEngine, Health, HostDumps, MetaDb};
 use crate::dbconn::DbTarget;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use super::{DumpFileCheck, Verification};
 use crate::adapters::fs::blake3_file;
 use crate::events::{DumpArtifact, EventDecoder, Recorded};
-use crate::executor::{JournalError, to_recorded};
+use crate::history::{self, History, HistoryError, Verify};
 use crate::ledger::{Anchor, LedgerError, LedgerReader, verify};
 use crate::replay::State;
 
@@ -22,9 +22,9 @@ pub enum CollectError {
     /// report. `ledger verify` and `ledger export` show what is stored.
     #[error("{source}")]
     Unreadable {
-        /// What the journal said.
+        /// What the read side said.
         #[source]
-        source: JournalError,
+        source: HistoryError,
         /// What `ledger verify` found, if anything (often the same record).
         verify_problem: Option<String>,
     },
@@ -58,22 +58,16 @@ pub fn collect(dir: &Path, anchor: Option<&Anchor>) -> Result<Collected, Collect
         .problem
         .as_ref()
         .map(|p| format!("{} at seq {}: {}", p.kind.as_str(), p.seq, p.detail));
-    let unreadable = |source: JournalError| CollectError::Unreadable {
-        source,
-        verify_problem: verify_problem.clone(),
-    };
-    let mut state = State::new();
-    let mut records = Vec::new();
-    for rec in reader.records() {
-        let recorded = to_recorded(&rec?).map_err(unreadable)?;
-        state.apply(&recorded).map_err(|rejection| {
-            unreadable(JournalError::Inconsistent {
-                seq: recorded.seq,
-                rejection,
-            })
+    // The chain was just verified (with the anchor) and a broken one is reported, not
+    // refused: the history is read without a second walk.
+    let History { records, state } =
+        history::load(reader.view(), Verify::ByCaller).map_err(|source| match source {
+            HistoryError::Ledger(e) => CollectError::Ledger(e),
+            source => CollectError::Unreadable {
+                source,
+                verify_problem,
+            },
         })?;
-        records.push(recorded);
-    }
     if records.is_empty() {
         return Err(CollectError::Empty {
             path: dir.to_path_buf(),

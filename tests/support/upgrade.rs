@@ -15,7 +15,7 @@ use futures_util::StreamExt;
 use oms_upgrade::adapters::{BollardDocker, ContainerInfo, Docker};
 use oms_upgrade::dump;
 use oms_upgrade::events::{Finding, MetaDb, Recorded, StepFacts, StepKey};
-use oms_upgrade::executor::replay_dir;
+use oms_upgrade::history::{self, Verify};
 use oms_upgrade::omsconfig::MetaDatabases;
 use oms_upgrade::replay::{Outcome, State};
 use oms_upgrade::steps::labels;
@@ -258,7 +258,9 @@ impl Run {
 
     /// The ledger replayed by the library (read-only).
     pub fn replay(&self) -> (Vec<Recorded>, State) {
-        replay_dir(&self.ledger()).unwrap_or_else(|e| panic!("replay the ledger: {e}"))
+        let h = history::load_dir(&self.ledger(), Verify::Chain)
+            .unwrap_or_else(|e| panic!("replay the ledger: {e}"));
+        (h.records, h.state)
     }
 
     /// `ledger verify` passes.
