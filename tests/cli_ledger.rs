@@ -156,7 +156,7 @@ fn export_matches_the_schema_and_the_python_verifier_agrees() {
     assert!(stdout(&out).contains("exported 3 records"));
     assert_eq!(std::fs::read_to_string(&file).unwrap(), text);
     let py = std::env::var("OMS_TEST_PYTHON")
-        .unwrap_or_else(|_| "/work/main/target/pyenv/bin/python".into());
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/target/pyenv/bin/python").into());
     let schema_check = std::process::Command::new(&py)
         .args(["-c", "import jsonschema"])
         .status()

@@ -28,8 +28,9 @@ const SEGMENT_SIZE: usize = 8 * 1024 * 1024;
 const RUN: Uuid = Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
 
 fn python() -> String {
-    std::env::var("OMS_TEST_PYTHON")
-        .unwrap_or_else(|_| "/work/main/target/pyenv/bin/python".to_string())
+    std::env::var("OMS_TEST_PYTHON").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/target/pyenv/bin/python").to_string()
+    })
 }
 
 fn verifier_script() -> PathBuf {

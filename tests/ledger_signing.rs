@@ -48,7 +48,8 @@ fn keygen(ledger: &Path, keyfile: &Path) -> String {
 }
 
 fn python() -> String {
-    std::env::var("OMS_TEST_PYTHON").unwrap_or_else(|_| "/work/main/target/pyenv/bin/python".into())
+    std::env::var("OMS_TEST_PYTHON")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/target/pyenv/bin/python").into())
 }
 
 /// The Python verifier on `export` with `--json` and the given extra arguments.

@@ -76,8 +76,9 @@ async fn an_upgrade_of_a_metadata_db_with_two_thousand_tables_records_verifies_a
         .filter(|l| l.contains("\"step.tables\""))
         .count();
     assert!(slices >= 2, "{slices} step.tables records");
-    let python = std::env::var("OMS_TEST_PYTHON")
-        .unwrap_or_else(|_| "/work/main/target/pyenv/bin/python".to_string());
+    let python = std::env::var("OMS_TEST_PYTHON").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/target/pyenv/bin/python").to_string()
+    });
     let out = std::process::Command::new(&python)
         .arg(
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ledger-schema/verify_export.py"),
