@@ -516,11 +516,13 @@ fn a_dump_word_this_version_does_not_know_is_undecodable_at_its_seq() {
         })
         .unwrap();
     }
-    let reader = LedgerReader::open(&dir).unwrap();
-    let problem = verify(reader.view(), None, &EventDecoder)
-        .unwrap()
-        .problem
-        .expect("the record does not decode");
+    let problem = {
+        let reader = LedgerReader::open(&dir).unwrap();
+        verify(reader.view(), None, &EventDecoder)
+            .unwrap()
+            .problem
+            .expect("the record does not decode")
+    };
     assert_eq!(
         (problem.seq, problem.kind.as_str()),
         (3, "undecodable_payload")
