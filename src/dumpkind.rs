@@ -75,11 +75,10 @@ pub enum Dumper {
 words!(Dumper, "dumper", { Native => "native", Mysqldump => "mysqldump" });
 
 /// How the bytes on disk are encoded. The BLAKE3 is always over the bytes on disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
     /// Plain SQL text.
-    #[default]
     None,
     /// A zstd frame holding the SQL text.
     Zstd,
