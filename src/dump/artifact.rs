@@ -65,19 +65,14 @@ impl DumpArtifact {
         self.tables.iter().map(|t| t.rows).sum()
     }
 
-    /// Compares what was read from the file with the recorded size and BLAKE3; `when`
-    /// ends the error's description of what was found (empty, or e.g. " (the file changed
-    /// during the restore)").
-    pub(crate) fn check_digest(&self, found: &FileDigest, when: &str) -> Result<(), DumpError> {
+    /// Compares what was read from the file with the recorded size and BLAKE3 (both).
+    pub(crate) fn check_digest(&self, found: &FileDigest) -> Result<(), DumpError> {
         found
             .check(self.size_bytes, &self.blake3_hex)
             .map_err(|m| DumpError::ChecksumMismatch {
                 path: self.file.clone(),
                 expected: format!("{} bytes, blake3 {}", self.size_bytes, self.blake3_hex),
-                actual: format!(
-                    "{} bytes, blake3 {}{when}",
-                    m.found.size, m.found.blake3_hex
-                ),
+                actual: format!("{} bytes, blake3 {}", m.found.size, m.found.blake3_hex),
             })
     }
 }
@@ -88,7 +83,7 @@ impl DumpArtifact {
 pub fn verify_artifact(artifact: &DumpArtifact) -> Result<(), DumpError> {
     let found =
         FileDigest::of_file(&artifact.file).map_err(|e| DumpError::io(&artifact.file, e))?;
-    artifact.check_digest(&found, "")
+    artifact.check_digest(&found)
 }
 
 /// Reads `dir/manifest.json` without following a symlink in its place: its bytes are what

@@ -209,7 +209,7 @@ pub(crate) fn verify_and_find(
     }
     scan.end_line();
     let found = whole.finish();
-    artifact.check_digest(&found, "")?;
+    artifact.check_digest(&found)?;
     let size = found.size;
     let data = Arc::new(Verified {
         file,
