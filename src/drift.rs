@@ -129,21 +129,12 @@ pub fn expectations(state: &State) -> Result<Expectations, ExpectError> {
             settings: match state.step(StepKey::CreateNewContainer) {
                 Ok(crate::steps::Step::CreateNewContainer(spec)) => {
                     spec.inherited.as_ref().map(|inherited| {
-                        let ulimits: Vec<_> = spec
-                            .ulimits
-                            .iter()
-                            .map(|u| crate::events::UlimitSetting {
-                                name: u.name.clone(),
-                                soft: u.soft,
-                                hard: u.hard,
-                            })
-                            .collect();
                         inherit::intended(
                             inherited,
                             &spec.env,
                             &spec.restart,
                             &spec.network_mode,
-                            &ulimits,
+                            &spec.ulimits,
                         )
                     })
                 }
@@ -585,9 +576,9 @@ mod tests {
             file: file.into(),
             size: 10,
             blake3_hex: "aa".repeat(32),
-            format: "sql".into(),
-            compression: "none".into(),
-            dumper: "native".into(),
+            format: crate::events::FileFormat::Sql,
+            compression: crate::events::Compression::None,
+            dumper: crate::events::Dumper::Native,
             charset: "utf8mb4".into(),
             collation: "utf8mb4_general_ci".into(),
             tables: vec![],

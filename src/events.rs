@@ -28,13 +28,14 @@ mod planext;
 mod record;
 pub mod v1;
 
+pub use crate::dumpkind::{ChecksumMethod, Compression, Dumper, FileFormat, UnknownWord};
 pub use plan::{
     ContainerSnapshot, DbNames, EnvVar, HaAfter, HaMode, MetaDbLocation, Plan, PlanDigest,
     PlanError, PlanInput, looks_secret, record_env,
 };
 pub use planext::{
     ContainerSettings, HealthScheme, HealthTrust, MetaServer, PlanExt, RestartPolicy,
-    ServerFlavour, UlimitSetting,
+    ServerFlavour, Ulimit,
 };
 pub use record::{UndecodableRecord, to_recorded};
 
@@ -350,8 +351,8 @@ pub struct TableFact {
     pub rows: u64,
     /// Content checksum (as text: a `CHECKSUM TABLE` number or a BLAKE3 hex).
     pub checksum: String,
-    /// How the checksum was taken (e.g. `checksum-table`, `blake3-rows`).
-    pub method: String,
+    /// How the checksum was taken.
+    pub method: ChecksumMethod,
 }
 
 /// A dump as the backup engine wrote it. The executor converts the engine's own type.
@@ -367,12 +368,12 @@ pub struct DumpArtifact {
     pub size: u64,
     /// BLAKE3 of the bytes on disk, hex.
     pub blake3_hex: String,
-    /// File format (e.g. `sql`).
-    pub format: String,
-    /// Compression (`none`, `zstd`).
-    pub compression: String,
-    /// Which dumper (`native`, `mariadb-dump`, ...).
-    pub dumper: String,
+    /// What the (uncompressed) content is.
+    pub format: FileFormat,
+    /// How the bytes on disk are encoded.
+    pub compression: Compression,
+    /// Which program wrote it.
+    pub dumper: Dumper,
     /// The database's default character set (restore recreates it with this).
     pub charset: String,
     /// The database's default collation (restore recreates it with this).
@@ -763,7 +764,7 @@ pub const TABLES_PER_RECORD_BYTES: usize = 32 * 1024;
 /// An upper bound on one table fact's bincode size: three length-prefixed strings and a
 /// varint row count.
 fn table_fact_size(t: &TableFact) -> usize {
-    t.name.len() + t.checksum.len() + t.method.len() + 3 * 3 + 10
+    t.name.len() + t.checksum.len() + t.method.word().len() + 3 * 3 + 10
 }
 
 /// The events that record `event`: itself when its per-table facts fit
@@ -1406,7 +1407,7 @@ pub fn decode(event_type: &str, schema_version: u16, payload: &[u8]) -> Result<E
             Event::StepTables {
                 key: s.key.into(),
                 first: s.first,
-                tables: v1::tables(s.tables),
+                tables: v1::tables(s.tables).map_err(bad)?,
             }
         }
         types::STEP_RESOLVED => {

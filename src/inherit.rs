@@ -9,9 +9,9 @@
 //! `docs/inheritance.md` says which setting is carried over and why.
 
 use crate::adapters::docker::{
-    ContainerInfo, HostSettings, RestartPolicySetting, Ulimit, env_lookup, user_env,
+    ContainerInfo, HostSettings, RestartPolicySetting, env_lookup, user_env,
 };
-use crate::events::{ContainerSettings, EnvVar, Plan, RestartPolicy, UlimitSetting, record_env};
+use crate::events::{ContainerSettings, EnvVar, Plan, RestartPolicy, Ulimit, record_env};
 use crate::steps::{self, Step};
 
 /// The recorded form of a Docker restart policy (`""` becomes `no`; the retry count is
@@ -75,7 +75,7 @@ fn with_env(info: &ContainerInfo, env: Vec<EnvVar>) -> ContainerSettings {
         restart: restart_of(&h.restart),
         network_mode: info.network_mode.clone(),
         env,
-        ulimits: ulimit_settings(&info.ulimits),
+        ulimits: info.ulimits.clone(),
         log_driver: h.log_driver.clone(),
         log_opts: h
             .log_opts
@@ -184,7 +184,7 @@ pub fn intended(
     runbook_env: &[(String, String)],
     restart: &RestartPolicy,
     network_mode: &str,
-    ulimits: &[UlimitSetting],
+    ulimits: &[Ulimit],
 ) -> ContainerSettings {
     let mut env: Vec<EnvVar> = inherited
         .env
@@ -215,22 +215,12 @@ pub fn plan_changes(plan: &Plan) -> Option<(Vec<Difference>, Vec<&'static str>)>
     ) else {
         return None;
     };
-    // `steps::Ulimit` (what create sets) has the recorded form's fields.
-    let ulimits: Vec<UlimitSetting> = spec
-        .ulimits
-        .iter()
-        .map(|u| UlimitSetting {
-            name: u.name.clone(),
-            soft: u.soft,
-            hard: u.hard,
-        })
-        .collect();
     let new = intended(
         recorded,
         &spec.env,
         &spec.restart,
         &spec.network_mode,
-        &ulimits,
+        &spec.ulimits,
     );
     let mut changes = vec![Difference {
         field: "image",
@@ -298,18 +288,6 @@ pub fn live(
         env,
         host: old.host.clone(),
     })
-}
-
-/// Docker's ulimits in their recorded form.
-fn ulimit_settings(ulimits: &[Ulimit]) -> Vec<UlimitSetting> {
-    ulimits
-        .iter()
-        .map(|u| UlimitSetting {
-            name: u.name.clone(),
-            soft: u.soft,
-            hard: u.hard,
-        })
-        .collect()
 }
 
 #[cfg(test)]

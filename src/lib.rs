@@ -11,6 +11,11 @@ pub mod safefs;
 // Ledger: the hash-chained, append-only record. Knows bytes, not events.
 pub mod ledger;
 
+// What a dump file is (dumper, compression, checksum method) and a file's size + BLAKE3:
+// shared by the backup engine and the event vocabulary, below both.
+pub mod digest;
+pub mod dumpkind;
+
 // Pure core: event vocabulary, replay, permitted steps, version paths, refetch rule.
 pub mod events;
 pub mod haconfig;

@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::events::{
     ContainerSettings, DumpArtifact, EnvVar, HaAfter, HaMode, MetaDb, Plan, RestartPolicy, StepKey,
+    Ulimit,
 };
 use crate::haconfig::{self, HaConfigError, HaEdit};
 use crate::refetch::{self, RefetchDecision, RefetchPolicy};
@@ -427,17 +428,6 @@ pub struct PreStopSpec {
     pub databases: Vec<String>,
     /// The old node must answer healthy.
     pub health: HealthSpec,
-}
-
-/// A ulimit of the new container.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Ulimit {
-    /// Name (`nproc`).
-    pub name: String,
-    /// Soft limit.
-    pub soft: i64,
-    /// Hard limit.
-    pub hard: i64,
 }
 
 /// The new container, exactly as the runbook's `docker run` describes it.
@@ -879,11 +869,7 @@ fn new_container(plan: &Plan) -> NewContainerSpec {
         .iter()
         .flat_map(|c| &c.ulimits)
         .filter(|u| u.name != RUNBOOK_ULIMIT)
-        .map(|u| Ulimit {
-            name: u.name.clone(),
-            soft: u.soft,
-            hard: u.hard,
-        })
+        .cloned()
         .collect();
     ulimits.push(Ulimit {
         name: RUNBOOK_ULIMIT.into(),

@@ -9,6 +9,7 @@ use std::process::Stdio;
 
 use backup_helpers::*;
 use mysql_async::prelude::Queryable;
+use oms_upgrade::digest::FileDigest;
 use oms_upgrade::dump::{self, DumpArtifact, DumpOptions, Quiet};
 use support::hostile::{self, Hostile};
 
@@ -136,9 +137,9 @@ async fn a_format_2_dump_still_restores() {
     );
     assert!(v2.contains("-- Format: 2 (sections)\n"));
     std::fs::write(&artifact.file, v2).unwrap();
-    let (size, hex) = dump::hash_file(&artifact.file).unwrap();
-    artifact.size_bytes = size;
-    artifact.blake3_hex = hex;
+    let found = FileDigest::of_file(&artifact.file).unwrap();
+    artifact.size_bytes = found.size;
+    artifact.blake3_hex = found.blake3_hex;
     recreate_db(&db.name).await;
     restore_quietly(&artifact).await.expect("format 2 restore");
     assert_eq!(snapshot(&db.name).await, before);

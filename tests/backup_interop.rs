@@ -8,8 +8,9 @@ mod support;
 use std::process::Stdio;
 
 use backup_helpers::*;
+use oms_upgrade::digest::FileDigest;
 use oms_upgrade::dump::{
-    self, Compression, DumpArtifact, DumpFormat, DumpOptions, Quiet, RestoreOptions,
+    self, Compression, DumpArtifact, DumpOptions, Dumper, Quiet, RestoreOptions,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -71,13 +72,13 @@ async fn mariadb_dump_file_loads_with_the_native_restore() {
     );
     assert!(text.contains("LOCK TABLES"));
 
-    let (size_bytes, blake3_hex) = dump::hash_file(&path).unwrap();
+    let found = FileDigest::of_file(&path).unwrap();
     let artifact = DumpArtifact {
         database: db.name.clone(),
         file: path,
-        size_bytes,
-        blake3_hex,
-        format: DumpFormat::Mysqldump,
+        size_bytes: found.size,
+        blake3_hex: found.blake3_hex,
+        format: Dumper::Mysqldump,
         compression: Compression::None,
         charset: "utf8mb4".into(),
         collation: "utf8mb4_bin".into(),

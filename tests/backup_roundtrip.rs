@@ -7,7 +7,7 @@ mod support;
 
 use backup_helpers::*;
 use oms_upgrade::dump::{
-    self, ChecksumMethod, Compression, DumpFormat, DumpOptions, Quiet, RestoreOptions,
+    self, ChecksumMethod, Compression, DumpOptions, Dumper, Quiet, RestoreOptions,
 };
 
 async fn round_trip(opts: DumpOptions) -> (support::TestDb, dump::DumpArtifact, Vec<u8>) {
@@ -130,7 +130,7 @@ async fn round_trip(opts: DumpOptions) -> (support::TestDb, dump::DumpArtifact, 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn native_round_trip_is_identical() {
     let (_db, artifact, bytes) = round_trip(DumpOptions::default()).await;
-    assert_eq!(artifact.format, DumpFormat::Native);
+    assert_eq!(artifact.format, Dumper::Native);
     assert!(
         artifact
             .tables
@@ -321,7 +321,7 @@ async fn external_mode_round_trip_flags_only_mariadb_dumps_float_loss() {
     let artifact = dump::dump_database(&target, &db.name, dir.path(), &opts, &Quiet)
         .await
         .expect("external dump");
-    assert_eq!(artifact.format, DumpFormat::Mysqldump);
+    assert_eq!(artifact.format, Dumper::Mysqldump);
     assert_eq!(artifact.tables, before.checksum_table);
     let text = std::fs::read_to_string(&artifact.file).unwrap();
     assert!(text.contains("-- MariaDB dump"));

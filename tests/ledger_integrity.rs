@@ -465,6 +465,77 @@ fn a_payload_outside_the_vocabulary_is_undecodable_unless_chain_only() {
     assert_eq!(python_verdict(&dir, None, &["--chain-only"]), None);
 }
 
+/// issue 13: a dump recorded with a compression this version does not know (a newer
+/// version's, or a changed record whose chain was rebuilt) is not read as "none": the
+/// record is undecodable, and the report names its seq and the word.
+#[test]
+fn a_dump_word_this_version_does_not_know_is_undecodable_at_its_seq() {
+    use oms_upgrade::events::v1::{DumpArtifactV1, StepDoneV1, StepFactsV1};
+    use oms_upgrade::events::{
+        ChecksumMethod, Compression, DumpArtifact, Dumper, FileFormat, MetaDb, StepKey, TableFact,
+    };
+    let (_t, dir, _) = fresh(2);
+    let artifact = DumpArtifact {
+        db: MetaDb::Rm,
+        database: "oms_rm".into(),
+        file: "/var/backups/oms/run/oms_rm.sql".into(),
+        size: 4096,
+        blake3_hex: "ab".repeat(32),
+        format: FileFormat::Sql,
+        compression: Compression::None,
+        dumper: Dumper::Native,
+        charset: "utf8mb4".into(),
+        collation: "utf8mb4_bin".into(),
+        tables: vec![TableFact {
+            name: "t".into(),
+            rows: 3,
+            checksum: "cd".repeat(32),
+            method: ChecksumMethod::Blake3Rows,
+        }],
+        views: vec![],
+    };
+    let mut stored = DumpArtifactV1::from(&artifact);
+    stored.compression = "lz4".into();
+    let payload = bincode::serde::encode_to_vec(
+        StepDoneV1 {
+            key: StepKey::Dump { db: MetaDb::Rm }.into(),
+            facts: StepFactsV1::DumpWritten(stored),
+        },
+        bincode::config::standard(),
+    )
+    .unwrap();
+    {
+        let mut l = Ledger::open_writer(&dir).unwrap();
+        l.append(NewRecord {
+            timestamp_micros: 1_764_064_900_000_000,
+            operator: "alice",
+            host: "h",
+            run_id: RUN,
+            event_type: events::types::STEP_DONE,
+            schema_version: 1,
+            payload: &payload,
+        })
+        .unwrap();
+    }
+    let problem = {
+        let reader = LedgerReader::open(&dir).unwrap();
+        verify(reader.view(), None, &EventDecoder)
+            .unwrap()
+            .problem
+            .expect("the record does not decode")
+    };
+    assert_eq!(
+        (problem.seq, problem.kind.as_str()),
+        (3, "undecodable_payload")
+    );
+    assert!(
+        problem.detail.contains("dump compression `lz4`") && problem.detail.contains("oms_rm"),
+        "{}",
+        problem.detail
+    );
+    assert_verdict(&dir, None, Some((3, "undecodable_payload")));
+}
+
 #[test]
 fn python_verifier_catches_an_export_edited_after_the_fact() {
     let (t, dir, _) = fresh(4);

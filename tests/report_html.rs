@@ -140,9 +140,9 @@ impl Recorder {
             file,
             size: sql.len() as u64,
             blake3_hex: blake3::hash(sql.as_bytes()).to_hex().to_string(),
-            format: "sql".into(),
-            compression: "none".into(),
-            dumper: "native".into(),
+            format: oms_upgrade::events::FileFormat::Sql,
+            compression: oms_upgrade::events::Compression::None,
+            dumper: oms_upgrade::events::Dumper::Native,
             charset: "utf8mb4".into(),
             collation: "utf8mb4_bin".into(),
             tables: tables
@@ -151,7 +151,7 @@ impl Recorder {
                     name: (*name).into(),
                     rows: *rows,
                     checksum: blake3::hash(name.as_bytes()).to_hex()[..16].to_string(),
-                    method: "blake3-rows".into(),
+                    method: oms_upgrade::events::ChecksumMethod::Blake3Rows,
                 })
                 .collect(),
             views: vec![],

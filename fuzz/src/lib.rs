@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use oms_upgrade::dbconn::DbTarget;
 use oms_upgrade::dump::fuzz_hooks;
-use oms_upgrade::dump::{Compression, DumpArtifact, DumpFormat, Manifest, Splitter, TableFact};
+use oms_upgrade::dump::{Compression, DumpArtifact, Dumper, Manifest, Splitter, TableFact};
 use oms_upgrade::events::{self, EVENT_TYPES, EventDecoder, to_recorded};
 use oms_upgrade::haconfig::{HaConfig, HaEdit};
 use oms_upgrade::ledger::record::{
@@ -491,7 +491,7 @@ pub fn dump_sections(data: &[u8]) {
         file: file.clone(),
         size_bytes: data.len() as u64,
         blake3_hex: blake3::hash(data).to_hex().to_string(),
-        format: DumpFormat::Native,
+        format: Dumper::Native,
         compression: Compression::None,
         charset: "utf8mb4".into(),
         collation: "utf8mb4_general_ci".into(),

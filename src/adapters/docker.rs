@@ -156,16 +156,8 @@ impl ContainerStatus {
     }
 }
 
-/// One `--ulimit NAME=SOFT:HARD`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Ulimit {
-    /// Resource name, e.g. `nproc`.
-    pub name: String,
-    /// Soft limit.
-    pub soft: i64,
-    /// Hard limit.
-    pub hard: i64,
-}
+/// One `--ulimit NAME=SOFT:HARD` (the one ulimit type: recorded, planned and reported).
+pub use crate::events::Ulimit;
 
 /// A restart policy (`--restart`): `no` (Docker also stores it as an empty name), `always`,
 /// `unless-stopped`, `on-failure` with its retry count.

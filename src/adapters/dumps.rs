@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use crate::adapters::fs::FsError;
 use crate::dbconn::DbTarget;
+use crate::digest::FileDigest;
 use crate::dump::{
     self, DumpArtifact, DumpError, DumpOptions, PartialFile, Progress, RestoreOptions,
     RestoreReport,
@@ -124,15 +125,23 @@ impl DumpEngine for HostDumps {
         let path = path.to_path_buf();
         let at = path.clone();
         // Hashing a multi-gigabyte dump must not hold up the runtime's workers.
-        tokio::task::spawn_blocking(move || crate::adapters::fs::blake3_file(&path))
-            .await
-            .unwrap_or_else(|e| {
-                Err(FsError {
+        tokio::task::spawn_blocking(move || {
+            FileDigest::of_file(&path)
+                .map(|d| (d.size, d.blake3_hex))
+                .map_err(|source| FsError {
                     op: "hash",
-                    path: at,
-                    source: io::Error::other(e),
+                    path,
+                    source,
                 })
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(FsError {
+                op: "hash",
+                path: at,
+                source: io::Error::other(e),
             })
+        })
     }
 
     fn free_space(&self, dir: &Path) -> Result<(u64, PathBuf), FsError> {

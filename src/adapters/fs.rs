@@ -1,9 +1,7 @@
 //! Small filesystem helpers the preflight and the reconciler need: free space (the
-//! "free disk at least twice the databases' size" check), a streaming BLAKE3 of a file
-//! (is the dump on disk the one the ledger recorded?), and fsync of a directory (so a
-//! rename is durable). The backup engine has its own writer; this stays small.
+//! "free disk at least twice the databases' size" check) and fsync of a directory (so a
+//! rename is durable). A file's size and BLAKE3 is [`crate::digest::FileDigest::of_file`].
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// A filesystem operation failed; says which and on what path.
@@ -50,24 +48,6 @@ pub fn free_space_for(p: &Path) -> Result<(u64, PathBuf), FsError> {
     free_space(&at).map(|free| (free, at))
 }
 
-/// Size and BLAKE3 (hex) of a file, read in 1 MiB blocks (memory stays bounded). Blocking:
-/// call it from `spawn_blocking` in async code when the file is large.
-pub fn blake3_file(path: &Path) -> Result<(u64, String), FsError> {
-    let mut f = std::fs::File::open(path).map_err(err("open", path))?;
-    let mut hasher = blake3::Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = f.read(&mut buf).map_err(err("read", path))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        size += n as u64;
-    }
-    Ok((size, hasher.finalize().to_hex().to_string()))
-}
-
 /// Fsyncs a directory, making the creation, rename or removal of its entries durable.
 pub fn fsync_dir(path: &Path) -> Result<(), FsError> {
     let d = std::fs::File::open(path).map_err(err("open directory", path))?;
@@ -79,21 +59,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn blake3_file_matches_the_in_memory_hash_across_blocks() {
+    fn fsync_and_free_space_of_a_folder() {
         let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("f");
-        let data: Vec<u8> = (0..(3 << 20) + 17).map(|i| (i % 251) as u8).collect();
-        std::fs::write(&p, &data).unwrap();
-        let (size, hex) = blake3_file(&p).unwrap();
-        assert_eq!(size, data.len() as u64);
-        assert_eq!(hex, blake3::hash(&data).to_hex().to_string());
         fsync_dir(dir.path()).unwrap();
         assert!(free_space(dir.path()).unwrap() > 0);
     }
 
     #[test]
     fn errors_name_the_path() {
-        let e = blake3_file(Path::new("/nonexistent/oms-dump.sql")).unwrap_err();
+        let e = fsync_dir(Path::new("/nonexistent/oms-dump.sql")).unwrap_err();
         assert!(e.to_string().contains("/nonexistent/oms-dump.sql"), "{e}");
     }
 }

@@ -7,7 +7,6 @@
 //! [`super::restore_database`]. They hold content facts only (no clock readings), so the
 //! same database content dumped twice gives equal artifacts apart from the path.
 
-use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -15,50 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use super::DumpError;
 use super::writer;
-
-/// Which program wrote a dump file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DumpFormat {
-    /// The built-in dumper over mysql_async.
-    Native,
-    /// `mariadb-dump` or `mysqldump`.
-    Mysqldump,
-}
-
-/// How the bytes on disk are encoded. The BLAKE3 is always over the bytes on disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    /// Plain SQL text.
-    #[default]
-    None,
-    /// A zstd frame holding the SQL text.
-    Zstd,
-}
-
-impl Compression {
-    /// File name suffix for a dump with this compression.
-    pub fn suffix(self) -> &'static str {
-        match self {
-            Compression::None => ".sql",
-            Compression::Zstd => ".sql.zst",
-        }
-    }
-}
-
-/// How a table's content checksum was computed. Facts are only comparable when both sides
-/// used the same method.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ChecksumMethod {
-    /// The server's `CHECKSUM TABLE` (32 bits, computed over the stored rows).
-    ChecksumTable,
-    /// BLAKE3 over every row's column values as the server sends them (generated columns
-    /// left out, FLOAT read at full precision), rows in primary-key order; for a table
-    /// without a primary key, the rows' hashes are summed so their order does not matter.
-    Blake3Rows,
-}
+use crate::digest::FileDigest;
+pub use crate::dumpkind::{ChecksumMethod, Compression, Dumper};
 
 /// Row count and content checksum of one base table, taken inside the dump's snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,8 +41,8 @@ pub struct DumpArtifact {
     pub size_bytes: u64,
     /// BLAKE3 of the file's bytes on disk, lowercase hex.
     pub blake3_hex: String,
-    /// Which dumper wrote it.
-    pub format: DumpFormat,
+    /// Which dumper wrote it (`format` in `manifest.json`).
+    pub format: Dumper,
     /// Encoding of the bytes on disk.
     pub compression: Compression,
     /// The database's default character set, used when restore recreates it.
@@ -108,18 +65,15 @@ impl DumpArtifact {
         self.tables.iter().map(|t| t.rows).sum()
     }
 
-    /// Compares a size and BLAKE3 (hex) read from the file with the recorded ones; `when`
-    /// ends the error's description of what was found (empty, or e.g. " (the file changed
-    /// during the restore)").
-    pub(crate) fn check_hash(&self, size: u64, hex: &str, when: &str) -> Result<(), DumpError> {
-        if size == self.size_bytes && hex == self.blake3_hex {
-            return Ok(());
-        }
-        Err(DumpError::ChecksumMismatch {
-            path: self.file.clone(),
-            expected: format!("{} bytes, blake3 {}", self.size_bytes, self.blake3_hex),
-            actual: format!("{size} bytes, blake3 {hex}{when}"),
-        })
+    /// Compares what was read from the file with the recorded size and BLAKE3 (both).
+    pub(crate) fn check_digest(&self, found: &FileDigest) -> Result<(), DumpError> {
+        found
+            .check(self.size_bytes, &self.blake3_hex)
+            .map_err(|m| DumpError::ChecksumMismatch {
+                path: self.file.clone(),
+                expected: format!("{} bytes, blake3 {}", self.size_bytes, self.blake3_hex),
+                actual: format!("{} bytes, blake3 {}", m.found.size, m.found.blake3_hex),
+            })
     }
 }
 
@@ -127,26 +81,9 @@ impl DumpArtifact {
 ///
 /// Every restore calls this first and touches no database when it fails.
 pub fn verify_artifact(artifact: &DumpArtifact) -> Result<(), DumpError> {
-    let (size, hex) = hash_file(&artifact.file)?;
-    artifact.check_hash(size, &hex, "")
-}
-
-/// Size and BLAKE3 (hex) of a file, read in 1 MiB blocks.
-pub fn hash_file(path: &Path) -> Result<(u64, String), DumpError> {
-    let io = |e| DumpError::io(path, e);
-    let mut f = File::open(path).map_err(io)?;
-    let mut hasher = blake3::Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = f.read(&mut buf).map_err(io)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        size += n as u64;
-    }
-    Ok((size, hasher.finalize().to_hex().to_string()))
+    let found =
+        FileDigest::of_file(&artifact.file).map_err(|e| DumpError::io(&artifact.file, e))?;
+    artifact.check_digest(&found)
 }
 
 /// Reads `dir/manifest.json` without following a symlink in its place: its bytes are what

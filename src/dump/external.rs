@@ -27,7 +27,7 @@ use std::process::Stdio;
 use mysql_async::prelude::Queryable;
 use tokio::io::AsyncReadExt;
 
-use super::artifact::{DumpArtifact, DumpFormat};
+use super::artifact::{DumpArtifact, Dumper};
 use super::facts;
 use super::progress::Progress;
 use super::writer::{self, Msg, PartWriter, send};
@@ -464,7 +464,7 @@ pub(crate) async fn dump(
         file: written.path,
         size_bytes: written.size_bytes,
         blake3_hex: written.blake3_hex,
-        format: DumpFormat::Mysqldump,
+        format: Dumper::Mysqldump,
         compression: opts.compression,
         charset: schema.charset.clone(),
         collation: schema.collation.clone(),

@@ -29,34 +29,26 @@ mod partial;
 mod progress;
 mod restore;
 mod sections;
+mod splitter;
 mod sqlvalue;
 mod writer;
 
 pub use artifact::{
-    ChecksumMethod, Compression, DumpArtifact, DumpFormat, MANIFEST_FILE, MANIFEST_VERSION,
-    Manifest, TableFact, check_names, check_names_known, hash_file, is_plain_name, read_in_folder,
-    read_manifest_bytes, verify_artifact,
+    ChecksumMethod, Compression, DumpArtifact, Dumper, MANIFEST_FILE, MANIFEST_VERSION, Manifest,
+    TableFact, check_names, check_names_known, is_plain_name, read_in_folder, read_manifest_bytes,
+    verify_artifact,
 };
 pub use external::{DUMPER_NAMES, DumperFlavour, dumper_args, resolve_program};
 pub use facts::{table_facts, table_facts_with};
 pub use partial::{PartialFile, is_partial_name, partial_files};
 pub use progress::{Bars, Progress, Quiet, for_terminal};
 pub use restore::{
-    RestoreOptions, RestoreReport, Splitter, TableDiff, restore, restore_database, verify_database,
+    RestoreOptions, RestoreReport, TableDiff, restore, restore_database, verify_database,
 };
+pub use splitter::Splitter;
 pub use writer::TRAILER;
 
 use crate::dbconn::DbTarget;
-
-/// Which program writes the dump.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Dumper {
-    /// The built-in dumper over mysql_async.
-    #[default]
-    Native,
-    /// `mariadb-dump` or `mysqldump` (see [`DumpOptions::dumper_path`]).
-    Mysqldump,
-}
 
 /// How to dump.
 #[derive(Debug, Clone)]

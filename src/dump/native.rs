@@ -24,7 +24,7 @@ use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use tokio::sync::mpsc;
 
-use super::artifact::{ChecksumMethod, DumpArtifact, DumpFormat, TableFact};
+use super::artifact::{ChecksumMethod, DumpArtifact, Dumper, TableFact};
 use super::facts::{self, TableInfo};
 use super::progress::Progress;
 use super::sqlvalue::{comment_name, comment_text, ident, literal_for, push_literal};
@@ -98,7 +98,7 @@ pub(crate) async fn dump(
         file: written.path,
         size_bytes: written.size_bytes,
         blake3_hex: written.blake3_hex,
-        format: DumpFormat::Native,
+        format: Dumper::Native,
         compression: opts.compression,
         charset: schema.charset.clone(),
         collation: schema.collation.clone(),

@@ -39,7 +39,7 @@ use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use tokio::sync::mpsc;
 
-use super::artifact::{DumpArtifact, DumpFormat, TableFact};
+use super::artifact::{DumpArtifact, Dumper, TableFact};
 use super::facts::{self, Schema, TableInfo};
 use super::native;
 use super::progress::Progress;
@@ -407,7 +407,7 @@ async fn pool(
             file: PathBuf::new(),
             size_bytes: 0,
             blake3_hex: String::new(),
-            format: DumpFormat::Native,
+            format: Dumper::Native,
             compression: opts.compression,
             charset: schema.charset.clone(),
             collation: schema.collation.clone(),

@@ -22,10 +22,11 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use super::DumpError;
-use super::artifact::{Compression, DumpArtifact, DumpFormat};
+use super::artifact::{Compression, DumpArtifact, Dumper};
 use super::native::{FORMAT_2_LINE, FORMAT_LINE, TABLES_END};
-use super::restore::{Splitter, Stmt, check_supported};
+use super::splitter::{Splitter, Stmt, check_supported};
 use super::sqlvalue::{ident, parse_comment_name};
+use crate::digest::Digester;
 
 /// Longest marker line kept while scanning; longer lines are not markers.
 const MAX_MARKER_LINE: usize = 1024;
@@ -177,12 +178,10 @@ pub(crate) fn verify_and_find(
     let path = &artifact.file;
     let io = |e| DumpError::io(path, e);
     let mut file = File::open(path).map_err(io)?;
-    let sectioned =
-        artifact.format == DumpFormat::Native && artifact.compression == Compression::None;
+    let sectioned = artifact.format == Dumper::Native && artifact.compression == Compression::None;
     let mut scan = Scan::default();
-    let mut hasher = blake3::Hasher::new();
+    let mut whole = Digester::new();
     let mut chunks = Vec::new();
-    let mut size = 0u64;
     let mut buf = vec![0u8; CHUNK as usize];
     loop {
         // A full piece (or the file's last one): short reads are filled up.
@@ -199,19 +198,19 @@ pub(crate) fn verify_and_find(
             break;
         }
         let piece = &buf[..n];
-        hasher.update(piece);
-        chunks.push(blake3::hash(piece));
         if sectioned {
-            scan.feed(piece, size);
+            scan.feed(piece, whole.size());
         }
-        size += n as u64;
+        whole.update(piece);
+        chunks.push(blake3::hash(piece));
         if n < buf.len() {
             break;
         }
     }
     scan.end_line();
-    let hex = hasher.finalize().to_hex().to_string();
-    artifact.check_hash(size, &hex, "")?;
+    let found = whole.finish();
+    artifact.check_digest(&found)?;
+    let size = found.size;
     let data = Arc::new(Verified {
         file,
         path: path.clone(),
@@ -544,7 +543,7 @@ mod tests {
             file: "/nonexistent".into(),
             size_bytes: 0,
             blake3_hex: String::new(),
-            format: DumpFormat::Native,
+            format: Dumper::Native,
             compression: Compression::None,
             charset: "utf8mb4".into(),
             collation: "utf8mb4_general_ci".into(),
@@ -691,12 +690,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("d.sql");
         std::fs::write(&path, text).unwrap();
-        let (size, hex) = crate::dump::hash_file(&path).unwrap();
+        let found = crate::digest::FileDigest::of_file(&path).unwrap();
         let mut a = artifact(&[]);
-        a.format = DumpFormat::Mysqldump;
+        a.format = Dumper::Mysqldump;
         a.file = path.clone();
-        a.size_bytes = size;
-        a.blake3_hex = hex;
+        a.size_bytes = found.size;
+        a.blake3_hex = found.blake3_hex;
         let (data, sections) = verify_and_find(&a).unwrap();
         assert!(sections.is_none());
         (dir, path, data)

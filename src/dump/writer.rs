@@ -18,7 +18,8 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 use super::DumpError;
-use super::artifact::Compression;
+use crate::digest::Digester;
+use crate::dumpkind::Compression;
 
 /// The last line of every complete dump (`mariadb-dump` appends ` on DATE` unless told
 /// `--skip-dump-date`).
@@ -85,8 +86,8 @@ fn open_part(part: &Path) -> Result<File, DumpError> {
 /// A file that hashes exactly what it accepted, so the BLAKE3 is over the bytes on disk.
 struct HashingFile {
     file: File,
-    hasher: blake3::Hasher,
-    bytes: u64,
+    /// Size and BLAKE3 of what the file accepted.
+    written: Digester,
     /// Bytes already handed to [`start_writeback`].
     writeback_from: u64,
 }
@@ -97,11 +98,11 @@ const WRITEBACK_BYTES: u64 = 8 << 20;
 impl Write for HashingFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.file.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.bytes += n as u64;
-        if self.bytes - self.writeback_from >= WRITEBACK_BYTES {
-            start_writeback(&self.file, self.writeback_from, self.bytes);
-            self.writeback_from = self.bytes;
+        self.written.update(&buf[..n]);
+        let bytes = self.written.size();
+        if bytes - self.writeback_from >= WRITEBACK_BYTES {
+            start_writeback(&self.file, self.writeback_from, bytes);
+            self.writeback_from = bytes;
         }
         Ok(n)
     }
@@ -182,8 +183,7 @@ impl PartWriter {
             BUF_BYTES,
             HashingFile {
                 file,
-                hasher: blake3::Hasher::new(),
-                bytes: 0,
+                written: Digester::new(),
                 writeback_from: 0,
             },
         );
@@ -256,10 +256,11 @@ impl PartWriter {
         std::fs::rename(&part, &self.final_path).map_err(|e| DumpError::io(&self.final_path, e))?;
         self.committed = true;
         fsync_dir(self.final_path.parent().unwrap_or(Path::new(".")))?;
+        let written = hf.written.finish();
         Ok(Written {
             path: self.final_path.clone(),
-            size_bytes: hf.bytes,
-            blake3_hex: hf.hasher.finalize().to_hex().to_string(),
+            size_bytes: written.size,
+            blake3_hex: written.blake3_hex,
         })
     }
 }

@@ -125,9 +125,10 @@ impl std::fmt::Display for RestartPolicy {
     }
 }
 
-/// A `--ulimit` as recorded.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-pub struct UlimitSetting {
+/// One `--ulimit NAME=SOFT:HARD`: as the old container had it (recorded in the plan), as the
+/// create step sets it, and as Docker reports it (`adapters::docker` uses this type too).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+pub struct Ulimit {
     /// Resource name, e.g. `nofile`.
     pub name: String,
     /// Soft limit.
@@ -153,7 +154,7 @@ pub struct ContainerSettings {
     /// unchanged), recorded form. `OMS_HOST_IP` and `IS_UPGRADE` are the runbook's.
     pub env: Vec<EnvVar>,
     /// `--ulimit`; the runbook's `nproc=65535:65535` replaces an `nproc` of the old one.
-    pub ulimits: Vec<UlimitSetting>,
+    pub ulimits: Vec<Ulimit>,
     /// `--log-driver` (empty: the engine's default).
     pub log_driver: String,
     /// `--log-opt`, recorded form (a value under a secret-looking key is withheld).

@@ -110,12 +110,12 @@ pub(crate) fn container_settings() -> ContainerSettings {
             "TZ=UTC",
         ]),
         ulimits: vec![
-            UlimitSetting {
+            Ulimit {
                 name: "nproc".into(),
                 soft: 65535,
                 hard: 65535,
             },
-            UlimitSetting {
+            Ulimit {
                 name: "nofile".into(),
                 soft: 1024,
                 hard: 4096,
@@ -162,9 +162,9 @@ pub(crate) fn artifact(plan: &Plan, db: MetaDb) -> DumpArtifact {
         blake3_hex: blake3::hash(plan.dump_file(db).as_bytes())
             .to_hex()
             .to_string(),
-        format: "sql".into(),
-        compression: "none".into(),
-        dumper: "native".into(),
+        format: crate::events::FileFormat::Sql,
+        compression: crate::events::Compression::None,
+        dumper: crate::events::Dumper::Native,
         charset: "utf8mb4".into(),
         collation: "utf8mb4_bin".into(),
         views: vec![],
@@ -172,7 +172,7 @@ pub(crate) fn artifact(plan: &Plan, db: MetaDb) -> DumpArtifact {
             name: "t".into(),
             rows: 3,
             checksum: "abc".into(),
-            method: "blake3-rows".into(),
+            method: crate::events::ChecksumMethod::Blake3Rows,
         }],
     }
 }

@@ -94,7 +94,7 @@ fn golden_bytes_of_v1() {
         "17"
     );
     assert_eq!(hex_of(&Event::Note { text: "hi".into() }), "026869");
-    // step.tables: key dump-cm (3, 1), first 2, one table ("t", 5 rows, "c", "m").
+    // step.tables: key dump-cm (3, 1), first 2, one table ("t", 5 rows, "c", "blake3-rows").
     assert_eq!(
         hex_of(&Event::StepTables {
             key: StepKey::Dump { db: MetaDb::Cm },
@@ -103,10 +103,10 @@ fn golden_bytes_of_v1() {
                 name: "t".into(),
                 rows: 5,
                 checksum: "c".into(),
-                method: "m".into(),
+                method: ChecksumMethod::Blake3Rows,
             }],
         }),
-        "030102010174050163016d"
+        "0301020101740501630b626c616b65332d726f7773"
     );
     assert_eq!(
         hex_of(&Event::StepDone {
@@ -372,7 +372,7 @@ fn a_large_realistic_event_fits_a_ledger_record() {
             name: format!("oms_some_rather_long_table_name_{i:04}"),
             rows: u64::MAX,
             checksum: "f".repeat(64),
-            method: "blake3-rows".into(),
+            method: ChecksumMethod::Blake3Rows,
         })
         .collect();
     let enc = encode(&Event::StepDone {
@@ -423,4 +423,68 @@ fn supervisor_poll_round_trips_and_names_what_is_not_running() {
         "{c}"
     );
     assert!(!c.contains("oms_console"), "{c}");
+}
+
+/// A stored `step.done` for `dump-rm` whose artifact (stored form) was changed by `edit`.
+fn dump_done_payload(edit: impl FnOnce(&mut v1::DumpArtifactV1)) -> Vec<u8> {
+    let mut stored = v1::DumpArtifactV1::from(&artifact(&plan(), MetaDb::Rm));
+    edit(&mut stored);
+    let done = v1::StepDoneV1 {
+        key: StepKey::Dump { db: MetaDb::Rm }.into(),
+        facts: v1::StepFactsV1::DumpWritten(stored),
+    };
+    encode_stored(types::STEP_DONE, &done).payload
+}
+
+/// issue 13: the stored artifact's words (format, compression, dumper, checksum method)
+/// decode to the domain's enums; the words every earlier version wrote are all known.
+#[test]
+fn stored_dump_words_decode_to_their_enums() {
+    for (compression, dumper, method) in [
+        ("none", "native", "checksum-table"),
+        ("zstd", "mysqldump", "blake3-rows"),
+    ] {
+        let payload = dump_done_payload(|a| {
+            a.format = "sql".into();
+            a.compression = compression.into();
+            a.dumper = dumper.into();
+            for t in &mut a.tables {
+                t.method = method.into();
+            }
+        });
+        let ev = decode(types::STEP_DONE, 1, &payload).unwrap();
+        let Event::StepDone {
+            facts: StepFacts::DumpWritten(a),
+            ..
+        } = ev
+        else {
+            panic!("not a dump: {ev:?}")
+        };
+        // The domain form encodes back to the same bytes.
+        let again = encode(&Event::StepDone {
+            key: StepKey::Dump { db: MetaDb::Rm },
+            facts: StepFacts::DumpWritten(a),
+        });
+        assert_eq!(again.payload, payload, "{compression} {dumper} {method}");
+    }
+}
+
+/// issue 13: a word this version does not know (a newer version's compression, or a
+/// damaged record) is a decode error naming the field and the value, never a default that
+/// would let a rollback restore a file as what it is not.
+#[test]
+fn an_unknown_stored_dump_word_is_an_error_naming_it() {
+    type Edit = fn(&mut v1::DumpArtifactV1);
+    let cases: [(&str, Edit); 4] = [
+        ("lz4", |a| a.compression = "lz4".into()),
+        ("mydumper", |a| a.dumper = "mydumper".into()),
+        ("csv", |a| a.format = "csv".into()),
+        ("crc32-rows", |a| a.tables[0].method = "crc32-rows".into()),
+    ];
+    for (word, edit) in cases {
+        let payload = dump_done_payload(edit);
+        let e = decode(types::STEP_DONE, 1, &payload).unwrap_err();
+        assert!(matches!(e, DecodeError::Malformed { .. }), "{word}: {e:?}");
+        assert!(e.to_string().contains(&format!("`{word}`")), "{e}");
+    }
 }

@@ -978,18 +978,30 @@ pub(super) fn tables_v1(t: &[TableFact]) -> Vec<TableFactV1> {
             name: t.name.clone(),
             rows: t.rows,
             checksum: t.checksum.clone(),
-            method: t.method.clone(),
+            method: t.method.word().to_string(),
         })
         .collect()
 }
 
-pub(super) fn tables(t: Vec<TableFactV1>) -> Vec<TableFact> {
+/// A stored word read back as its value: an unknown word is [`Invalid`], never a default.
+fn word<T>(
+    from_word: fn(&str) -> Result<T, crate::dumpkind::UnknownWord>,
+    w: &str,
+) -> Result<T, Invalid> {
+    from_word(w).map_err(|e| Invalid(e.to_string()))
+}
+
+pub(super) fn tables(t: Vec<TableFactV1>) -> Result<Vec<TableFact>, Invalid> {
     t.into_iter()
-        .map(|t| TableFact {
-            name: t.name,
-            rows: t.rows,
-            checksum: t.checksum,
-            method: t.method,
+        .map(|t| {
+            let method = word(ChecksumMethod::from_word, &t.method)
+                .map_err(|e| Invalid(format!("table `{}`: {}", t.name, e.0)))?;
+            Ok(TableFact {
+                name: t.name,
+                rows: t.rows,
+                checksum: t.checksum,
+                method,
+            })
         })
         .collect()
 }
@@ -1020,9 +1032,9 @@ impl From<&DumpArtifact> for DumpArtifactV1 {
             file: a.file.clone(),
             size: a.size,
             blake3_hex: a.blake3_hex.clone(),
-            format: a.format.clone(),
-            compression: a.compression.clone(),
-            dumper: a.dumper.clone(),
+            format: a.format.word().to_string(),
+            compression: a.compression.word().to_string(),
+            dumper: a.dumper.word().to_string(),
             charset: a.charset.clone(),
             collation: a.collation.clone(),
             views: a.views.clone(),
@@ -1031,22 +1043,24 @@ impl From<&DumpArtifact> for DumpArtifactV1 {
     }
 }
 
-impl From<DumpArtifactV1> for DumpArtifact {
-    fn from(a: DumpArtifactV1) -> Self {
-        DumpArtifact {
+impl TryFrom<DumpArtifactV1> for DumpArtifact {
+    type Error = Invalid;
+    fn try_from(a: DumpArtifactV1) -> Result<Self, Invalid> {
+        let field = |e: Invalid| Invalid(format!("dump artifact of `{}`: {}", a.database, e.0));
+        Ok(DumpArtifact {
             db: a.db.into(),
+            format: word(FileFormat::from_word, &a.format).map_err(field)?,
+            compression: word(Compression::from_word, &a.compression).map_err(field)?,
+            dumper: word(Dumper::from_word, &a.dumper).map_err(field)?,
+            tables: tables(a.tables).map_err(field)?,
             database: a.database,
             file: a.file,
             size: a.size,
             blake3_hex: a.blake3_hex,
-            format: a.format,
-            compression: a.compression,
-            dumper: a.dumper,
             charset: a.charset,
             collation: a.collation,
             views: a.views,
-            tables: tables(a.tables),
-        }
+        })
     }
 }
 
@@ -1273,7 +1287,7 @@ impl TryFrom<StepFactsV1> for StepFacts {
                 batch_rows: Some(batch_rows),
                 warning,
             },
-            S::DumpWritten(a) => F::DumpWritten(a.into()),
+            S::DumpWritten(a) => F::DumpWritten(a.try_into()?),
             S::ContainerRenamed { id, from, to } => F::ContainerRenamed { id, from, to },
             S::NewContainerCreated {
                 id,
@@ -1377,7 +1391,7 @@ impl TryFrom<StepFactsV1> for StepFacts {
                 database,
                 file,
                 verified_blake3,
-                tables: tables(t),
+                tables: tables(t)?,
                 tables_match,
             }),
             S::ContainerRestarted { id, name } => F::ContainerRestarted { id, name },
@@ -1556,7 +1570,7 @@ impl From<ContainerSettingsV1> for ContainerSettings {
             ulimits: c
                 .ulimits
                 .into_iter()
-                .map(|u| UlimitSetting {
+                .map(|u| Ulimit {
                     name: u.name,
                     soft: u.soft,
                     hard: u.hard,

@@ -287,7 +287,7 @@ mod tests {
                 name: format!("oms_table_with_a_long_name_{i:05}"),
                 rows: i,
                 checksum: blake3::hash(&i.to_le_bytes()).to_hex().to_string(),
-                method: "blake3-rows".into(),
+                method: crate::events::ChecksumMethod::Blake3Rows,
             })
             .collect();
         let want = a.tables.clone();

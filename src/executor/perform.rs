@@ -4,12 +4,11 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::adapters::docker::{
-    ContainerSpec, HostSettings, Ulimit as DockerUlimit, binds_equal, env_set,
-};
+use crate::adapters::docker::{ContainerSpec, HostSettings, binds_equal, env_set};
 use crate::adapters::metadb::DbCharset;
 use crate::adapters::{Clock, Docker, DumpEngine, Health, MetaDb};
-use crate::dump::{self, ChecksumMethod, Compression, DumpFormat};
+use crate::digest::FileDigest;
+use crate::dump;
 use crate::events::PreflightCheck;
 use crate::events::{
     self, Attestation, ContainerStopped, DumpArtifact, DumpCheck, HaDisabled, HaEnabled, HaMode,
@@ -159,47 +158,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
             Step::Complete | Step::RollbackComplete => Ok(StepFacts::Completed),
             Step::PreStopCheck(spec) => self.pre_stop_check(spec).await,
             Step::RollbackVerifyDumps(artifacts) => {
-                let mut checks = Vec::new();
-                let mut bad = Vec::new();
-                for a in artifacts {
-                    let found = self
-                        .dumps
-                        .file_blake3(Path::new(&a.file))
-                        .await
-                        .ok()
-                        .map(|(_, h)| h);
-                    let ok = found.as_deref() == Some(a.blake3_hex.as_str());
-                    if !ok {
-                        bad.push(match &found {
-                            Some(h) => format!(
-                                "{} has BLAKE3 {h}, the ledger recorded {}",
-                                a.file, a.blake3_hex
-                            ),
-                            None => format!("{} is missing or unreadable", a.file),
-                        });
-                    }
-                    checks.push(DumpCheck {
-                        db: a.db,
-                        file: a.file.clone(),
-                        ok,
-                        found_blake3: found,
-                    });
-                }
-                let facts = StepFacts::DumpsVerified { checks };
-                if bad.is_empty() {
-                    return Ok(facts);
-                }
-                // Nothing was changed yet. Checking again is harmless, so once the original
-                // files are put back the rollback can go on.
-                Err(StepError {
-                    message: format!(
-                        "refusing to restore: {}; nothing was changed",
-                        bad.join("; ")
-                    ),
-                    retryable: true,
-                    facts: Some(facts),
-                    integrity: true,
-                })
+                verify_recorded_dumps(&self.dumps, artifacts).await
             }
             Step::RecreateDatabase(spec) => {
                 // The recorded charset, not the live one: after a crash between DROP and
@@ -1192,33 +1151,61 @@ fn container_spec(spec: &NewContainerSpec, live: Option<crate::inherit::Live>) -
         network_mode: spec.network_mode.clone(),
         privileged: spec.privileged,
         pids_limit: Some(spec.pids_limit),
-        ulimits: spec
-            .ulimits
-            .iter()
-            .map(|u| DockerUlimit {
-                name: u.name.clone(),
-                soft: u.soft,
-                hard: u.hard,
-            })
-            .collect(),
+        ulimits: spec.ulimits.clone(),
         cmd: None,
         host,
     }
 }
 
-fn method_name(m: ChecksumMethod) -> &'static str {
-    match m {
-        ChecksumMethod::ChecksumTable => "checksum-table",
-        ChecksumMethod::Blake3Rows => "blake3-rows",
+/// `rollback-verify-dumps`: every recorded dump file is still the one the ledger recorded.
+/// Nothing is changed, so a failure is retryable once the original files are back.
+async fn verify_recorded_dumps(
+    dumps: &impl DumpEngine,
+    artifacts: &[DumpArtifact],
+) -> Result<StepFacts, StepError> {
+    let mut checks = Vec::new();
+    let mut bad = Vec::new();
+    for a in artifacts {
+        let found = dumps
+            .file_blake3(Path::new(&a.file))
+            .await
+            .ok()
+            .map(|(size, blake3_hex)| FileDigest { size, blake3_hex });
+        let ok = match &found {
+            Some(d) => match d.check(a.size, &a.blake3_hex) {
+                Ok(()) => true,
+                Err(m) => {
+                    bad.push(format!("{} {m}", a.file));
+                    false
+                }
+            },
+            None => {
+                bad.push(format!("{} is missing or unreadable", a.file));
+                false
+            }
+        };
+        checks.push(DumpCheck {
+            db: a.db,
+            file: a.file.clone(),
+            ok,
+            found_blake3: found.map(|d| d.blake3_hex),
+        });
     }
-}
-
-fn method_of(name: &str) -> ChecksumMethod {
-    if name == "blake3-rows" {
-        ChecksumMethod::Blake3Rows
-    } else {
-        ChecksumMethod::ChecksumTable
+    let facts = StepFacts::DumpsVerified { checks };
+    if bad.is_empty() {
+        return Ok(facts);
     }
+    // Nothing was changed yet. Checking again is harmless, so once the original
+    // files are put back the rollback can go on.
+    Err(StepError {
+        message: format!(
+            "refusing to restore: {}; nothing was changed",
+            bad.join("; ")
+        ),
+        retryable: true,
+        facts: Some(facts),
+        integrity: true,
+    })
 }
 
 fn table_facts(tables: &[dump::TableFact]) -> Vec<TableFact> {
@@ -1228,7 +1215,7 @@ fn table_facts(tables: &[dump::TableFact]) -> Vec<TableFact> {
             name: t.name.clone(),
             rows: t.rows,
             checksum: t.checksum.clone(),
-            method: method_name(t.checksum_method).into(),
+            method: t.checksum_method,
         })
         .collect()
 }
@@ -1241,15 +1228,10 @@ pub(super) fn artifact_fact(db: Db, a: &dump::DumpArtifact) -> DumpArtifact {
         file: a.file.display().to_string(),
         size: a.size_bytes,
         blake3_hex: a.blake3_hex.clone(),
-        format: "sql".into(),
-        compression: match a.compression {
-            Compression::None => "none".into(),
-            Compression::Zstd => "zstd".into(),
-        },
-        dumper: match a.format {
-            DumpFormat::Native => "native".into(),
-            DumpFormat::Mysqldump => "mysqldump".into(),
-        },
+        // Both dumpers write SQL text (compressed or not).
+        format: events::FileFormat::Sql,
+        compression: a.compression,
+        dumper: a.format,
         charset: a.charset.clone(),
         collation: a.collation.clone(),
         tables: table_facts(&a.tables),
@@ -1259,21 +1241,16 @@ pub(super) fn artifact_fact(db: Db, a: &dump::DumpArtifact) -> DumpArtifact {
 
 /// The recorded artifact as the backup engine needs it for a restore.
 pub(super) fn engine_artifact(a: &DumpArtifact) -> dump::DumpArtifact {
+    // Every recorded format is one the engine restores; a new one will not compile here
+    // until it says how.
+    let events::FileFormat::Sql = a.format;
     dump::DumpArtifact {
         database: a.database.clone(),
         file: a.file.clone().into(),
         size_bytes: a.size,
         blake3_hex: a.blake3_hex.clone(),
-        format: if a.dumper == "mysqldump" {
-            DumpFormat::Mysqldump
-        } else {
-            DumpFormat::Native
-        },
-        compression: if a.compression == "zstd" {
-            Compression::Zstd
-        } else {
-            Compression::None
-        },
+        format: a.dumper,
+        compression: a.compression,
         charset: a.charset.clone(),
         collation: a.collation.clone(),
         tables: a
@@ -1283,7 +1260,7 @@ pub(super) fn engine_artifact(a: &DumpArtifact) -> dump::DumpArtifact {
                 name: t.name.clone(),
                 rows: t.rows,
                 checksum: t.checksum.clone(),
-                checksum_method: method_of(&t.method),
+                checksum_method: t.method,
             })
             .collect(),
         views: a.views.clone(),
@@ -1295,6 +1272,7 @@ pub(super) fn engine_artifact(a: &DumpArtifact) -> dump::DumpArtifact {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dumpkind::{ChecksumMethod, Compression, Dumper};
 
     /// The largest outcomes taken from a container's output (the 64 KiB an exec keeps) fit
     /// one ledger record: the docker_init log behind a marker naming the whole log's BLAKE3,
@@ -1423,7 +1401,7 @@ mod tests {
             file: "/b/oms_rm.sql.zst".into(),
             size_bytes: 42,
             blake3_hex: "ab".repeat(32),
-            format: DumpFormat::Native,
+            format: Dumper::Native,
             compression: Compression::Zstd,
             charset: "utf8mb4".into(),
             collation: "utf8mb4_bin".into(),
@@ -1474,5 +1452,45 @@ mod tests {
         for pw in ["tail-pw-1", "tail-pw-2"] {
             assert!(!facts.log_tail.contains(pw), "{}", facts.log_tail);
         }
+    }
+}
+
+#[cfg(test)]
+mod verify_dumps_tests {
+    use super::*;
+    use crate::adapters::HostDumps;
+
+    /// issue 13: the check before a rollback restores compares the size as well as the
+    /// BLAKE3, and says which of the two differs.
+    #[tokio::test]
+    async fn a_recorded_size_that_differs_is_refused_and_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("oms_rm.sql");
+        std::fs::write(&file, b"CREATE TABLE t (id INT);\n").unwrap();
+        let p = crate::events::samples::plan();
+        let mut a = crate::events::samples::artifact(&p, Db::Rm);
+        a.file = file.display().to_string();
+        a.size = 25;
+        a.blake3_hex = blake3::hash(b"CREATE TABLE t (id INT);\n")
+            .to_hex()
+            .to_string();
+        assert!(
+            verify_recorded_dumps(&HostDumps, &[a.clone()])
+                .await
+                .is_ok()
+        );
+
+        a.size = 26;
+        let e = verify_recorded_dumps(&HostDumps, &[a]).await.unwrap_err();
+        assert!(e.integrity && e.retryable, "{}", e.message);
+        assert!(
+            e.message.contains("25 bytes") && e.message.contains("recorded 26"),
+            "{}",
+            e.message
+        );
+        let Some(StepFacts::DumpsVerified { checks }) = e.facts else {
+            panic!("no facts")
+        };
+        assert!(!checks[0].ok);
     }
 }

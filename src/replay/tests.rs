@@ -674,7 +674,7 @@ fn table_slices_are_checked_and_joined() {
         name: format!("t{i}"),
         rows: i,
         checksum: "c".into(),
-        method: "checksum-table".into(),
+        method: crate::events::ChecksumMethod::ChecksumTable,
     };
     let slice = |first: u32, range: std::ops::Range<u64>| Event::StepTables {
         key: dump,

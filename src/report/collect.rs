@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{DumpFileCheck, Verification};
-use crate::adapters::fs::blake3_file;
+use crate::digest::FileDigest;
 use crate::events::{DumpArtifact, EventDecoder, Recorded};
 use crate::history::{self, History, HistoryError, Verify};
 use crate::ledger::{Anchor, LedgerError, LedgerReader, verify};
@@ -84,14 +84,14 @@ pub fn collect(dir: &Path, anchor: Option<&Anchor>) -> Result<Collected, Collect
 
 /// Re-hashes one recorded dump file: present, and equal in size and BLAKE3 to the record.
 pub fn check_dump_file(a: &DumpArtifact) -> DumpFileCheck {
-    match blake3_file(Path::new(&a.file)) {
-        Ok((size, hex)) => DumpFileCheck {
+    match FileDigest::of_file(Path::new(&a.file)) {
+        Ok(found) => DumpFileCheck {
             db: a.db,
             file: a.file.clone(),
             present: true,
-            matches: size == a.size && hex == a.blake3_hex,
-            found_size: Some(size),
-            found_blake3: Some(hex),
+            matches: found.check(a.size, &a.blake3_hex).is_ok(),
+            found_size: Some(found.size),
+            found_blake3: Some(found.blake3_hex),
             error: None,
         },
         Err(e) => DumpFileCheck {
@@ -101,7 +101,7 @@ pub fn check_dump_file(a: &DumpArtifact) -> DumpFileCheck {
             matches: false,
             found_size: None,
             found_blake3: None,
-            error: Some(e.to_string()),
+            error: Some(format!("cannot read `{}`: {e}", a.file)),
         },
     }
 }

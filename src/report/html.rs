@@ -694,7 +694,7 @@ fn dumps(o: &mut String, r: &Report) {
                 mono(&t.name),
                 t.rows,
                 mono(&t.checksum),
-                esc(&t.method)
+                esc(t.method.word())
             );
         }
         o.push_str("</tbody>\n</table>\n");

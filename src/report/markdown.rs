@@ -420,7 +420,7 @@ fn dumps(o: &mut String, r: &Report) {
                 code(&t.name),
                 t.rows,
                 code(&t.checksum),
-                cell(&t.method)
+                cell(t.method.word())
             );
         }
         let _ = writeln!(o);

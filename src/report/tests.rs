@@ -35,9 +35,9 @@ fn dump_of(plan: &Plan, db: MetaDb) -> DumpArtifact {
         blake3_hex: blake3::hash(format!("dump of {db}").as_bytes())
             .to_hex()
             .to_string(),
-        format: "sql".into(),
-        compression: "none".into(),
-        dumper: "native".into(),
+        format: crate::events::FileFormat::Sql,
+        compression: crate::events::Compression::None,
+        dumper: crate::events::Dumper::Native,
         charset: "utf8mb4".into(),
         collation: "utf8mb4_bin".into(),
         tables: tables
@@ -46,7 +46,7 @@ fn dump_of(plan: &Plan, db: MetaDb) -> DumpArtifact {
                 name: (*name).into(),
                 rows: *rows,
                 checksum: format!("{name}-sum"),
-                method: "blake3-rows".into(),
+                method: crate::events::ChecksumMethod::Blake3Rows,
             })
             .collect(),
         views: vec![],

@@ -327,14 +327,10 @@ impl Run {
     /// method the ledger recorded for its dump (so the two compare).
     pub async fn db_facts(&self, db: MetaDb) -> Vec<TableRow> {
         let (_, state) = self.replay();
-        let method =
-            state
-                .artifact(db)
-                .and_then(|a| a.tables.first())
-                .map(|t| match t.method.as_str() {
-                    "blake3-rows" => dump::ChecksumMethod::Blake3Rows,
-                    _ => dump::ChecksumMethod::ChecksumTable,
-                });
+        let method = state
+            .artifact(db)
+            .and_then(|a| a.tables.first())
+            .map(|t| t.method);
         db_facts(&self.node.databases(), db, method).await
     }
 
