@@ -46,8 +46,10 @@ pub mod sim;
 // What the new container inherits from the old one: record, observe, compare.
 pub mod inherit;
 
-// Builds the OMS emulator's container images without a registry.
-pub mod emuimage;
+// The demo: an emulated OMS node set up and upgraded end to end, its cleanup, and the
+// emulator's container images (built without a registry). Talks to Docker, MariaDB and
+// the file system so that the CLI's `demo` command only parses and prints.
+pub mod demo;
 
 // The imperative shell: runs the core's steps through the adapters, recording each.
 pub mod executor;

@@ -18,10 +18,8 @@ use crate::replay::State;
 use crate::secret::Secret;
 use crate::steps::Step;
 
-/// Environment variable holding the metadata database password (overrides config.yaml).
-pub const PASSWORD_ENV: &str = "OMS_META_PASSWORD";
-/// Where OMS reads its config file inside the container.
-pub const CONTAINER_CONFIG_PATH: &str = "/home/admin/conf/config.yaml";
+pub use crate::dbconn::PASSWORD_ENV;
+pub use crate::omsconfig::CONTAINER_CONFIG_PATH;
 
 /// Who records: operator and host, overridable for hermetic tests.
 ///
