@@ -11,9 +11,11 @@ pub mod safefs;
 // Ledger: the hash-chained, append-only record. Knows bytes, not events.
 pub mod ledger;
 
-// Pure core: event vocabulary, replay, permitted steps, version paths, refetch rule.
+// Pure core: event vocabulary, replay, permitted steps, version paths, refetch rule, and
+// the rules of `init`'s preflight.
 pub mod events;
 pub mod haconfig;
+pub mod preflight;
 pub mod refetch;
 pub mod replay;
 pub mod steps;
