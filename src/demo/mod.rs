@@ -1309,8 +1309,7 @@ pub struct CleanReport {
 /// nothing more could be done (Docker unreachable, no demo records the ledger).
 pub fn clean(opts: &CleanOptions) -> Result<CleanReport, DemoError> {
     let progress = opts.progress;
-    let args = opts;
-    let scope = match (args.all, args.ledger.clone()) {
+    let scope = match (opts.all, opts.ledger.clone()) {
         (true, _) => Scope::All,
         (false, Some(l)) => Scope::Ledger(l),
         (false, None) => {
@@ -1325,7 +1324,7 @@ pub fn clean(opts: &CleanOptions) -> Result<CleanReport, DemoError> {
             ));
         }
     };
-    let root = demo_root(args.ledger.as_deref());
+    let root = demo_root(opts.ledger.as_deref());
     let rt = runtime()?;
     let docker = rt.block_on(BollardDocker::connect()).map_err(service)?;
     let mut done = Cleaned::default();
@@ -1430,7 +1429,7 @@ pub fn clean(opts: &CleanOptions) -> Result<CleanReport, DemoError> {
         .filter(|c| !ids.contains(label_of(c).as_str()))
         .map(|c| format!("{} (demo {})", c.name, label_of(c)))
         .collect();
-    let verb = if args.dry_run {
+    let verb = if opts.dry_run {
         "would remove"
     } else {
         "removing"
@@ -1450,7 +1449,7 @@ pub fn clean(opts: &CleanOptions) -> Result<CleanReport, DemoError> {
         progress(&format!("{verb} container {o}, whose demo folder is gone"));
     }
 
-    if !args.dry_run {
+    if !opts.dry_run {
         // Containers first, so nothing writes into the databases or folders being removed.
         for c in &doomed {
             progress(&format!(
@@ -1494,7 +1493,7 @@ pub fn clean(opts: &CleanOptions) -> Result<CleanReport, DemoError> {
 
     Ok(CleanReport {
         done,
-        dry_run: args.dry_run,
+        dry_run: opts.dry_run,
         demos: listed,
         orphan_containers: orphans,
         doomed: doomed.len(),

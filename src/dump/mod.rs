@@ -29,6 +29,7 @@ mod partial;
 mod progress;
 mod restore;
 mod sections;
+mod splitter;
 mod sqlvalue;
 mod writer;
 
@@ -42,8 +43,9 @@ pub use facts::{table_facts, table_facts_with};
 pub use partial::{PartialFile, is_partial_name, partial_files};
 pub use progress::{Bars, Progress, Quiet, for_terminal};
 pub use restore::{
-    RestoreOptions, RestoreReport, Splitter, TableDiff, restore, restore_database, verify_database,
+    RestoreOptions, RestoreReport, TableDiff, restore, restore_database, verify_database,
 };
+pub use splitter::Splitter;
 pub use writer::TRAILER;
 
 use crate::dbconn::DbTarget;

@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use super::DumpError;
 use super::artifact::{Compression, DumpArtifact, DumpFormat};
 use super::native::{FORMAT_2_LINE, FORMAT_LINE, TABLES_END};
-use super::restore::{Splitter, Stmt, check_supported};
+use super::splitter::{Splitter, Stmt, check_supported};
 use super::sqlvalue::{ident, parse_comment_name};
 
 /// Longest marker line kept while scanning; longer lines are not markers.
