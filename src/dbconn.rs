@@ -7,6 +7,10 @@ use std::path::PathBuf;
 
 use crate::secret::Secret;
 
+/// Environment variable holding the metadata database password (overrides config.yaml).
+/// Children the tool starts for a demo node have it removed: it names a real OMS's password.
+pub const PASSWORD_ENV: &str = "OMS_META_PASSWORD";
+
 /// Whether the connection to the metadata database is encrypted (`--meta-tls`).
 #[derive(
     Debug,

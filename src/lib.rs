@@ -16,9 +16,11 @@ pub mod ledger;
 pub mod digest;
 pub mod dumpkind;
 
-// Pure core: event vocabulary, replay, permitted steps, version paths, refetch rule.
+// Pure core: event vocabulary, replay, permitted steps, version paths, refetch rule, and
+// the rules of `init`'s preflight.
 pub mod events;
 pub mod haconfig;
+pub mod preflight;
 pub mod refetch;
 pub mod replay;
 pub mod steps;
@@ -54,8 +56,10 @@ pub mod sim;
 // What the new container inherits from the old one: record, observe, compare.
 pub mod inherit;
 
-// Builds the OMS emulator's container images without a registry.
-pub mod emuimage;
+// The demo: an emulated OMS node set up and upgraded end to end, its cleanup, and the
+// emulator's container images (built without a registry). Talks to Docker, MariaDB and
+// the file system so that the CLI's `demo` command only parses and prints.
+pub mod demo;
 
 // The imperative shell: runs the core's steps through the adapters, recording each.
 pub mod executor;

@@ -19,6 +19,10 @@ use serde_yaml_ng::{Mapping, Value};
 use crate::dbconn::DbTarget;
 use crate::secret::Secret;
 
+/// Where OMS's nginx reads the console's certificate: mounted there (with
+/// `/etc/pki/nginx/oms_server.key`), it serves the console port over HTTPS only.
+pub const CONSOLE_CERT_PATH: &str = "/etc/pki/nginx/oms_server.crt";
+
 /// Container path where OMS expects its config file.
 pub const CONTAINER_CONFIG_PATH: &str = "/home/admin/conf/config.yaml";
 

@@ -23,10 +23,6 @@ use crate::versions::ProcedureId;
 
 /// The heartbeat table, spelled as OMS spells it.
 pub const HEARTBEAT_TABLE: &str = "heatbeat_sequence";
-/// The table holding `ha.config` in the rm database.
-pub const CONFIG_TABLE: &str = "oms_normal_config";
-/// `cfg_name` of the HA settings.
-pub const HA_CONFIG_NAME: &str = "ha.config";
 /// The line `docker_init.sh` ends with on success.
 pub const INIT_SUCCESS_MARKER: &str = "【结束】全部初始化步骤执行成功";
 /// Errors `docker_init.sh` may print that are expected and harmless (OceanBase metadata DB).

@@ -159,7 +159,7 @@ async fn wait_healthy_gives_up_with_the_last_observation() {
 
 /// An HTTPS peer (rustls) with a certificate for 127.0.0.1 issued by the CA of `certs`,
 /// answering healthy; returns `https://127.0.0.1:<port>`.
-async fn serve_tls(certs: &oms_upgrade::cli::healthtrust::ConsoleCerts) -> String {
+async fn serve_tls(certs: &oms_upgrade::demo::certs::ConsoleCerts) -> String {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let chain = vec![CertificateDer::from_pem_slice(certs.cert_pem.as_bytes()).unwrap()];
@@ -208,7 +208,7 @@ fn ca_file(dir: &std::path::Path, pem: &str) -> oms_upgrade::adapters::health::C
 
 #[tokio::test]
 async fn https_is_trusted_through_the_given_ca_only() {
-    use oms_upgrade::cli::healthtrust::make_console_certs;
+    use oms_upgrade::demo::certs::make_console_certs;
     let certs = make_console_certs(&["127.0.0.1".into()]).unwrap();
     let base = serve_tls(&certs).await;
     let dir = tempfile::tempdir().unwrap();

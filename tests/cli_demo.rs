@@ -9,7 +9,7 @@ use std::path::Path;
 use assert_cmd::Command;
 use mysql_async::prelude::Queryable;
 use oms_upgrade::adapters::{BollardDocker, Docker};
-use oms_upgrade::emuimage::image_reference;
+use oms_upgrade::demo::emuimage::image_reference;
 use oms_upgrade::events::{Event, StepKey};
 use support::emulator::{self as emu, ContainerGuard, OmsContainerSpec};
 

@@ -10,7 +10,7 @@ mod support;
 
 use std::path::PathBuf;
 
-use oms_upgrade::cli::healthtrust::{ConsoleCerts, make_console_certs};
+use oms_upgrade::demo::certs::{ConsoleCerts, make_console_certs};
 use oms_upgrade::events::HealthScheme;
 use support::emulator::{self as emu, ConsoleTls, OmsNode};
 use support::upgrade::{Run, error_line, init_args, json_of, ok, output, show};

@@ -13,7 +13,7 @@
 
 /// The OMS CE versions the emulator knows, oldest first (one list, shared with the
 /// `demo` command that checks `--from`/`--to` against it).
-pub const VERSIONS: &[&str] = oms_upgrade::emuimage::EMULATED_VERSIONS;
+pub const VERSIONS: &[&str] = oms_upgrade::demo::emuimage::EMULATED_VERSIONS;
 
 /// The version a seeded database is installed at when it holds no schema yet.
 pub const DEFAULT_SEED_VERSION: &str = "3.3.0";

@@ -527,7 +527,7 @@ mod tests {
     #[test]
     fn ca_files_are_read_as_hostile_input() {
         let dir = tempfile::tempdir().unwrap();
-        let certs = crate::cli::healthtrust::make_console_certs(&["127.0.0.1".into()]).unwrap();
+        let certs = crate::demo::certs::make_console_certs(&["127.0.0.1".into()]).unwrap();
         let ca = dir.path().join("ca.pem");
         std::fs::write(&ca, &certs.ca_pem).unwrap();
         let read = CaFile::read(&ca).unwrap();

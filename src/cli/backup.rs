@@ -19,8 +19,7 @@ use crate::dump::{self, DumpError, ErrorClass};
 use crate::ledger::sign::{PublicKey, SigningKey};
 use crate::secret::Secret;
 
-/// Environment variable holding the metadata database password.
-pub const PASSWORD_ENV: &str = "OMS_META_PASSWORD";
+pub use crate::dbconn::PASSWORD_ENV;
 
 /// Which program writes the dumps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -11,14 +11,17 @@ use super::metatls;
 use super::shell::{self, config_bind, journal_error, load_config};
 use super::{CliError, CmdResult, Ctx, ExitKind};
 use crate::adapters::fs::{existing_ancestor, free_space};
-use crate::adapters::{BollardDocker, Docker, MetaDb, MysqlMetaDb, TlsState};
+use crate::adapters::{BollardDocker, ContainerInfo, Docker, MetaDb, MysqlMetaDb, TlsState};
 use crate::events::{
     Attestation, ContainerSnapshot, DbNames, Event, HaAfter, HaMode, MetaDbLocation, MetaServer,
     Plan, PlanExt, PlanInput, PreflightCheck, record_env,
 };
+use crate::preflight::{
+    self, BindFacts, ContainerFacts, DiskFacts, Facts, Finding, ImageFacts, OPERATOR_VERSION_CHECK,
+    ServerFacts, ServersListed, StopKind,
+};
 use crate::refetch::{RefetchMode, RefetchPolicy, StoreRetention};
 use crate::replay::Phase;
-use crate::versions::{ImageVersion, VERSION_LABEL, Version, procedure_for};
 
 /// HA toggling mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -259,27 +262,68 @@ fn fatal(check: &'static str, err: CliError) -> Fatal {
     Fatal { check, err }
 }
 
-fn ok(checks: &mut Vec<PreflightCheck>, name: &str, detail: impl Into<String>) {
-    checks.push(PreflightCheck {
-        name: name.into(),
-        ok: true,
-        detail: detail.into(),
-    });
-}
-
-fn failed(checks: &mut Vec<PreflightCheck>, name: &str, detail: impl Into<String>) {
-    checks.push(PreflightCheck {
-        name: name.into(),
-        ok: false,
-        detail: detail.into(),
-    });
-}
-
+/// The preflight: gathers the facts step by step, stopping where a rule refused or the
+/// world cannot be asked further, and lets [`preflight::evaluate`] judge them. `checks`
+/// gets every check judged, in order; the error is the check that stopped it.
 async fn preflight(
     args: &InitArgs,
     run_id: uuid::Uuid,
     checks: &mut Vec<PreflightCheck>,
 ) -> Result<(Plan, TlsState), Fatal> {
+    let mut facts = Facts {
+        container_name: args.container.clone(),
+        image_ref: args.image.clone(),
+        from_version: args.from_version.clone(),
+        to_version: args.to_version.clone(),
+        ..Facts::default()
+    };
+    let gathered = gather(args, &mut facts).await;
+    for finding in preflight::evaluate(&facts) {
+        match finding {
+            Finding::Check(c) => checks.push(c),
+            Finding::Stop(s) => return Err(stopped(s)),
+        }
+    }
+    let g = gathered?.ok_or_else(|| {
+        fatal(
+            "preflight",
+            CliError::new(
+                ExitKind::Internal,
+                "the preflight stopped gathering without a rule stopping it",
+            ),
+        )
+    })?;
+    plan(args, run_id, &facts, g)
+}
+
+/// A stopping rule's finding as the CLI's error.
+fn stopped(s: preflight::Stop) -> Fatal {
+    let kind = match s.kind {
+        StopKind::Input => ExitKind::Input,
+        StopKind::Refused => ExitKind::Refused,
+    };
+    let mut err = CliError::new(kind, s.message);
+    err.hint = s.hint;
+    fatal(s.check, err)
+}
+
+/// What the plan is built from besides the facts: the handles gathering read.
+struct Gathered {
+    old: ContainerInfo,
+    image_id: String,
+    settings: crate::events::ContainerSettings,
+    target: crate::dbconn::DbTarget,
+    server: crate::adapters::metadb::ServerInfo,
+    tls: TlsState,
+    names: DbNames,
+    backup_dir: PathBuf,
+    host_ip: String,
+    health: super::healthtrust::Planned,
+}
+
+/// Gathers the facts in the order they are judged. `Ok(None)`: a rule stops the preflight
+/// (nothing more is asked of the world); `Err`: the world could not be asked.
+async fn gather(args: &InitArgs, facts: &mut Facts) -> Result<Option<Gathered>, Fatal> {
     let docker = BollardDocker::connect().await.map_err(|e| {
         fatal(
             "docker",
@@ -289,62 +333,36 @@ async fn preflight(
             ),
         )
     })?;
-    ok(checks, "docker", "engine reachable");
+    facts.docker = true;
 
     let old = docker
         .inspect(&args.container)
         .await
-        .map_err(|e| fatal("container", CliError::new(ExitKind::Service, e.to_string())))?
-        .ok_or_else(|| {
-            fatal(
-                "container",
-                CliError::new(
-                    ExitKind::Input,
-                    format!("no container named `{}`", args.container),
-                )
-                .hint("pass the OMS container's name as `docker ps` shows it"),
-            )
-        })?;
-    if !old.status.is_running() {
-        failed(
-            checks,
-            "container",
-            format!("`{}` is not running ({:?})", old.name, old.status),
-        );
-    } else {
-        ok(
-            checks,
-            "container",
-            format!(
-                "`{}` ({}) is running {}",
-                old.name,
-                short(&old.id),
-                old.image
-            ),
-        );
-    }
+        .map_err(|e| fatal("container", CliError::new(ExitKind::Service, e.to_string())))?;
+    facts.container = Some(old.as_ref().map(|c| ContainerFacts {
+        name: c.name.clone(),
+        id: c.id.clone(),
+        image: c.image.clone(),
+        running: c.status.is_running(),
+        status: format!("{:?}", c.status),
+        binds: c.binds.clone(),
+    }));
+    let Some(old) = old else { return Ok(None) };
 
     let image = docker
         .inspect_image(&args.image)
         .await
-        .map_err(|e| fatal("image", CliError::new(ExitKind::Service, e.to_string())))?
-        .ok_or_else(|| {
-            fatal(
-                "image",
-                CliError::new(ExitKind::Input, format!("image `{}` is not present locally", args.image))
-                    .hint("load it first (`docker load -i oms_<version>.tar.gz`); oms-upgrade never pulls"),
-            )
-        })?;
-    ok(
-        checks,
-        "image",
-        format!("{} present ({})", args.image, short(&image.id)),
-    );
+        .map_err(|e| fatal("image", CliError::new(ExitKind::Service, e.to_string())))?;
+    facts.image = Some(image.as_ref().map(|i| ImageFacts {
+        id: i.id.clone(),
+        labels: i.labels.clone(),
+    }));
+    let Some(image) = image else { return Ok(None) };
 
     // The old container's image labels: read once, for its version and (below) to tell
     // the labels the operator set from those the image gave.
     let old_image = docker.inspect_image(&old.image_id).await.ok().flatten();
-    let old_image_labels = old_image
+    facts.old_image_labels = old_image
         .as_ref()
         .map(|i| i.labels.clone())
         .unwrap_or_default();
@@ -357,75 +375,30 @@ async fn preflight(
             .map(|i| i.env.clone())
             .unwrap_or_default(),
     );
-    let from = image_version(
-        &args.from_version,
-        &old.image,
-        &old_image_labels,
-        "from",
-        checks,
-    )?;
-    let to = image_version(&args.to_version, &args.image, &image.labels, "to", checks)?;
-    let procedure = procedure_for(from, to).map_err(|e| {
-        fatal(
-            "versions",
-            CliError::new(ExitKind::Refused, e.to_string())
-                .hint("upgrade along a supported path, one hop at a time"),
-        )
-    })?;
-    ok(
-        checks,
-        "versions",
-        format!("{from} -> {to} is supported ({})", procedure.id.name()),
+    let Some((_, _, procedure)) = preflight::upgrade_path(facts) else {
+        return Ok(None);
+    };
+
+    facts.binds = Some(
+        old.binds
+            .iter()
+            .map(|b| BindFacts {
+                bind: b.clone(),
+                probe: preflight::bind_host_path(b).map(|p| std::fs::metadata(p).map(|_| ())),
+            })
+            .collect(),
     );
 
-    for b in &old.binds {
-        checks.push(bind_check(b, |p| std::fs::metadata(p).map(|_| ())));
-    }
-
-    let config_path = args
-        .oms_config
-        .clone()
-        .or_else(|| config_bind(&old.binds))
-        .ok_or_else(|| {
-            fatal(
-                "config",
-                CliError::new(
-                    ExitKind::Input,
-                    format!("`{}` mounts no {}", old.name, shell::CONTAINER_CONFIG_PATH),
-                )
-                .hint("pass the config.yaml's host path with --oms-config"),
-            )
-        })?;
+    let config_path = args.oms_config.clone().or_else(|| config_bind(&old.binds));
+    facts.config_path = Some(config_path.clone());
+    let Some(config_path) = config_path else {
+        return Ok(None);
+    };
     let config = load_config(&config_path).map_err(|e| fatal("config", e))?;
-    ok(
-        checks,
-        "config",
-        format!("{} names the metadata DB", config_path.display()),
-    );
-
-    let nodes = config.cm_nodes(&config_path).map_err(|e| {
-        fatal(
-            "nodes",
-            CliError::new(ExitKind::Input, e.to_string())
-                .hint("fix `cm_nodes` in config.yaml: a list of the region's node IPs"),
-        )
-    })?;
-    if nodes.len() > 1 {
-        return Err(several_nodes(format!(
-            "{} lists {} nodes in `cm_nodes`: {}",
-            config_path.display(),
-            nodes.len(),
-            nodes.join(", ")
-        )));
+    facts.cm_nodes = Some(config.cm_nodes(&config_path).map_err(|e| e.to_string()));
+    if preflight::stops(facts).is_some() {
+        return Ok(None);
     }
-    ok(
-        checks,
-        "nodes",
-        match nodes.first() {
-            Some(n) => format!("one node in `cm_nodes` ({n})"),
-            None => "no `cm_nodes` in config.yaml".to_string(),
-        },
-    );
 
     let mut target = config.db_target();
     target.tls = args.tls.settings().map_err(|e| fatal("metadb-tls", e))?;
@@ -466,98 +439,58 @@ async fn preflight(
             CliError::new(kind, format!("metadata DB: {e}")).hint(hint),
         )
     })?;
-    ok(
-        checks,
-        "metadb",
-        format!("{} reachable", target.display_url()),
-    );
-    // Recorded in the plan: the prune (and what `plan` shows for it) depends on it.
-    ok(
-        checks,
-        "metadb-server",
-        format!(
-            "{:?} ({}{})",
-            server.flavour,
-            server.version,
-            if server.version_comment.is_empty() {
-                String::new()
-            } else {
-                format!(", {}", server.version_comment)
-            }
-        ),
-    );
+    facts.server = Some(ServerFacts {
+        url: target.display_url(),
+        flavour: format!("{:?}", server.flavour),
+        version: server.version.clone(),
+        version_comment: server.version_comment.clone(),
+    });
     let tls = metadb.tls_state().await.map_err(|e| {
         fatal(
             "metadb-tls",
             CliError::new(ExitKind::Service, format!("metadata DB: {e}")),
         )
     })?;
-    ok(checks, "metadb-tls", tls.to_string());
+    facts.tls = Some(tls.to_string());
     let dbs = config.databases();
-    match metadb.servers_listed(&dbs.cm).await {
-        Ok(Some(servers)) if servers.len() > 1 => {
-            return Err(several_nodes(format!(
-                "the metadata DB's `{}`.`host` table lists {}{} servers: {}",
-                dbs.cm,
-                servers.len(),
-                if servers.len() >= crate::adapters::metadb::MAX_SERVERS_SHOWN {
-                    " or more"
-                } else {
-                    ""
-                },
-                servers.join("; ")
-            )));
-        }
-        Ok(Some(servers)) => ok(
-            checks,
-            "nodes",
-            format!(
-                "`{}`.`host` lists {} server(s){}",
-                dbs.cm,
-                servers.len(),
-                servers
-                    .first()
-                    .map(|s| format!(": {s}"))
-                    .unwrap_or_default()
-            ),
-        ),
-        Ok(None) => ok(checks, "nodes", format!("no `host` table in `{}`", dbs.cm)),
-        Err(e) => failed(
-            checks,
-            "nodes",
-            format!("cannot read `{}`.`host`: {e}", dbs.cm),
-        ),
-    }
     let names = DbNames {
         rm: dbs.rm.clone(),
         cm: dbs.cm.clone(),
         cm_hb: dbs.cm_hb.clone(),
     };
-    let all = vec![names.rm.clone(), names.cm.clone(), names.cm_hb.clone()];
-    for d in &all {
-        match metadb.database_exists(d).await {
-            Ok(true) => ok(checks, "databases", format!("`{d}` exists")),
-            Ok(false) => failed(
-                checks,
-                "databases",
-                format!("database `{d}` does not exist"),
-            ),
-            Err(e) => failed(checks, "databases", format!("`{d}`: {e}")),
-        }
+    facts.databases = Some(names.clone());
+    facts.servers = Some(
+        metadb
+            .servers_listed(&dbs.cm)
+            .await
+            .map(|listed| {
+                listed.map(|servers| ServersListed {
+                    maybe_more: servers.len() >= crate::adapters::metadb::MAX_SERVERS_SHOWN,
+                    servers,
+                })
+            })
+            .map_err(|e| e.to_string()),
+    );
+    if preflight::stops(facts).is_some() {
+        metadb.close().await;
+        return Ok(None);
     }
+    let all = vec![names.rm.clone(), names.cm.clone(), names.cm_hb.clone()];
+    let mut exists = Vec::new();
+    for d in &all {
+        exists.push((
+            d.clone(),
+            metadb.database_exists(d).await.map_err(|e| e.to_string()),
+        ));
+    }
+    facts.exists = Some(exists);
     if procedure.id.has_ha_steps() {
-        match metadb.read_ha_config(&names.rm).await {
-            Ok(Some(json)) => match crate::haconfig::HaConfig::parse(&json) {
-                Ok(_) => ok(checks, "ha.config", "readable JSON"),
-                Err(e) => failed(checks, "ha.config", format!("not usable: {e}")),
-            },
-            Ok(None) => failed(
-                checks,
-                "ha.config",
-                format!("no `ha.config` row in {}.oms_normal_config", names.rm),
-            ),
-            Err(e) => failed(checks, "ha.config", e.to_string()),
-        }
+        facts.ha_config = Some(
+            metadb
+                .read_ha_config(&names.rm)
+                .await
+                .map_err(|e| e.to_string()),
+        );
     }
     let sizes = metadb
         .database_sizes(&all)
@@ -566,45 +499,61 @@ async fn preflight(
         .map_err(|e| e.to_string());
     let backup_dir = absolute(&args.backup_dir);
     let probe = existing_ancestor(&backup_dir);
-    checks.push(disk_check(
+    facts.disk = Some(DiskFacts {
         sizes,
-        free_space(&probe).map_err(|e| e.to_string()),
-        &probe,
-    ));
+        free: free_space(&probe).map_err(|e| e.to_string()),
+        probe,
+    });
     metadb.close().await;
 
-    let host_ip = args
-        .host_ip
-        .clone()
-        .or_else(|| {
-            crate::adapters::docker::env_lookup(&old.env, "OMS_HOST_IP").map(str::to_string)
-        })
-        .ok_or_else(|| {
-            fatal(
-                "host-ip",
-                CliError::new(ExitKind::Input, "the old container has no OMS_HOST_IP")
-                    .hint("pass --host-ip"),
-            )
-        })?;
+    let host_ip = args.host_ip.clone().or_else(|| {
+        crate::adapters::docker::env_lookup(&old.env, "OMS_HOST_IP").map(str::to_string)
+    });
+    facts.host_ip = Some(host_ip.clone());
+    let Some(host_ip) = host_ip else {
+        return Ok(None);
+    };
     // The health check the run will rely on, tried now on the old node: a scheme, port or
     // certificate trust that cannot work is found while nothing has changed, not after
     // docker_init.sh has migrated the schema.
     let health =
         super::healthtrust::plan(&args.health, &old.binds, &host_ip, config.nginx_server_port)
             .map_err(|e| fatal("health", e))?;
-    if old.status.is_running() {
+    facts.health = Some(if old.status.is_running() {
         let probed = super::healthtrust::probe(&health)
             .await
             .map_err(|e| fatal("health", e))?;
-        ok(checks, "health", probed);
+        Some(probed)
     } else {
-        // The `container` check already failed; a probe could only say "unreachable".
-        failed(
-            checks,
-            "health",
-            format!("not asked: `{}` is not running", old.name),
-        );
-    }
+        None
+    });
+    Ok(Some(Gathered {
+        old,
+        image_id: image.id,
+        settings,
+        target,
+        server,
+        tls,
+        names,
+        backup_dir,
+        host_ip,
+        health,
+    }))
+}
+
+/// The plan, from what the preflight found and judged.
+fn plan(
+    args: &InitArgs,
+    run_id: uuid::Uuid,
+    facts: &Facts,
+    g: Gathered,
+) -> Result<(Plan, TlsState), Fatal> {
+    let (from, to, _) = preflight::upgrade_path(facts).ok_or_else(|| {
+        fatal(
+            "versions",
+            CliError::new(ExitKind::Internal, "the preflight passed without versions"),
+        )
+    })?;
     // The old container's labels include its image's; only those the operator set are
     // carried over, so the new container shows its own image's labels (not 3.3.0's).
     let input = PlanInput {
@@ -613,28 +562,28 @@ async fn preflight(
         source_version: from,
         target_version: to,
         old_container: ContainerSnapshot {
-            id: old.id.clone(),
-            name: old.name.clone(),
-            image: old.image.clone(),
-            image_id: old.image_id.clone(),
-            binds: old.binds.clone(),
-            env: record_env(&old.env),
-            labels: crate::adapters::docker::user_labels(&old.labels, &old_image_labels),
+            id: g.old.id.clone(),
+            name: g.old.name.clone(),
+            image: g.old.image.clone(),
+            image_id: g.old.image_id.clone(),
+            binds: g.old.binds.clone(),
+            env: record_env(&g.old.env),
+            labels: crate::adapters::docker::user_labels(&g.old.labels, &facts.old_image_labels),
         },
         target_image: args.image.clone(),
-        target_image_id: Some(image.id.clone()),
+        target_image_id: Some(g.image_id),
         old_renamed_to: args.rename_old_to.clone(),
         privileged: !args.no_privileged,
-        health_url: health.url,
-        host_ip,
+        health_url: g.health.url,
+        host_ip: g.host_ip,
         metadb: MetaDbLocation {
-            display_url: target.display_url(),
-            host: target.host.clone(),
-            port: target.port,
-            user: target.user.clone(),
+            display_url: g.target.display_url(),
+            host: g.target.host.clone(),
+            port: g.target.port,
+            user: g.target.user.clone(),
         },
-        databases: names,
-        backup_dir: backup_dir.display().to_string(),
+        databases: g.names,
+        backup_dir: g.backup_dir.display().to_string(),
         ha_mode: match args.ha_mode {
             HaModeArg::Sql => HaMode::Sql,
             HaModeArg::Manual => HaMode::Manual,
@@ -663,181 +612,18 @@ async fn preflight(
         init_timeout_secs: args.init_timeout,
         health_timeout_secs: args.health_timeout,
         ext: vec![
-            PlanExt::Health(health.trust),
+            PlanExt::Health(g.health.trust),
             PlanExt::MetaServer(MetaServer {
-                flavour: server.flavour,
-                version: server.version.clone(),
+                flavour: g.server.flavour,
+                version: g.server.version.clone(),
             }),
-            PlanExt::Container(Box::new(settings)),
+            PlanExt::Container(Box::new(g.settings)),
         ],
     };
     Plan::new(input)
-        .map(|plan| (plan, tls))
+        .map(|plan| (plan, g.tls))
         .map_err(|e| fatal("plan", CliError::new(ExitKind::Input, e.to_string())))
 }
-
-/// The disk check: room for twice the databases at `probe` (the nearest existing folder of
-/// the dump folder). Twice the data: the dumps themselves (SQL text is about the size of
-/// the data) plus the spool files of a parallel dump, which hold sections waiting for
-/// their turn and never exceed the uncompressed SQL of the one database being dumped
-/// (docs/backup.md).
-fn disk_check(
-    sizes: Result<u64, String>,
-    free: Result<u64, String>,
-    probe: &std::path::Path,
-) -> PreflightCheck {
-    // Sizes that cannot be read are not zero: the check cannot pass without them.
-    let size = match sizes {
-        Ok(size) => size,
-        Err(e) => {
-            return PreflightCheck {
-                name: "disk".into(),
-                ok: false,
-                detail: format!(
-                    "cannot read the metadata databases' sizes ({e}), so the room the dumps \
-                     need is unknown: give the metadata DB user SELECT on information_schema, \
-                     or check the server"
-                ),
-            };
-        }
-    };
-    let (ok, detail) = match free {
-        Ok(free) if free >= size.saturating_mul(2) => (
-            true,
-            format!(
-                "{} free at {}, databases take {}",
-                crate::units::human_bytes(free),
-                probe.display(),
-                crate::units::human_bytes(size)
-            ),
-        ),
-        Ok(free) => (
-            false,
-            format!(
-                "only {} free at {}; need twice the databases' {}",
-                crate::units::human_bytes(free),
-                probe.display(),
-                crate::units::human_bytes(size)
-            ),
-        ),
-        Err(e) => (
-            false,
-            format!("cannot measure the free space at {}: {e}", probe.display()),
-        ),
-    };
-    PreflightCheck {
-        name: "disk".into(),
-        ok,
-        detail,
-    }
-}
-
-/// The check of one bind of the old container (`SOURCE:TARGET[:OPTIONS]`); `probe` reads
-/// a host path's metadata.
-fn bind_check(
-    bind: &str,
-    probe: impl Fn(&std::path::Path) -> std::io::Result<()>,
-) -> PreflightCheck {
-    let host = bind.split(':').next().unwrap_or("");
-    // Docker's `Binds` name a host path by an absolute path and a named volume by a bare
-    // name; only a path can be checked on this host.
-    if !host.starts_with('/') {
-        return PreflightCheck {
-            name: "binds".into(),
-            ok: false,
-            detail: format!(
-                "bind source is the named Docker volume `{host}`, not a host path: \
-                 oms-upgrade checks host-path binds only, so it cannot vouch for this one \
-                 (bind it by host path, or see `docker volume inspect {host}`)"
-            ),
-        };
-    }
-    let (ok, detail) = match probe(std::path::Path::new(host)) {
-        Ok(()) => (true, format!("{host} exists")),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (
-            false,
-            format!("bind source {host} does not exist on this host"),
-        ),
-        Err(e) => (
-            false,
-            format!(
-                "bind source {host} cannot be read ({e}): run as root or as a user who may \
-                 read it and its parent folders"
-            ),
-        ),
-    };
-    PreflightCheck {
-        name: "binds".into(),
-        ok,
-        detail,
-    }
-}
-
-/// The refusal of a deployment of several nodes: this tool upgrades one node, and the
-/// official procedure for several stops every node before anything else.
-fn several_nodes(found: String) -> Fatal {
-    fatal(
-        "nodes",
-        CliError::new(
-            ExitKind::Refused,
-            format!("this OMS deployment has several nodes: {found}; oms-upgrade upgrades a single-node deployment only"),
-        )
-        .hint("upgrade a deployment of several nodes by the official multi-node procedure (every node stopped first, then each region's prune, dumps and docker_init.sh); oms-upgrade does not do it yet"),
-    )
-}
-
-/// The version an image runs: the operator's `--from-version`/`--to-version` when given
-/// (recorded as their statement, beside what the image says), else what the image's tag
-/// and version label agree on. Never a number from the registry host or port.
-fn image_version(
-    given: &Option<String>,
-    reference: &str,
-    labels: &std::collections::BTreeMap<String, String>,
-    what: &'static str,
-    checks: &mut Vec<PreflightCheck>,
-) -> Result<Version, Fatal> {
-    let read = ImageVersion::read(reference, labels);
-    if let Some(v) = given {
-        let v = v.parse::<Version>().map_err(|e| {
-            fatal(
-                "versions",
-                CliError::new(ExitKind::Input, format!("--{what}-version: {e}")),
-            )
-        })?;
-        ok(
-            checks,
-            OPERATOR_VERSION_CHECK,
-            format!(
-                "--{what}-version {v} stated by the operator for `{reference}` (the image says: {})",
-                read.describe()
-            ),
-        );
-        return Ok(v);
-    }
-    match read.agreed() {
-        Ok(Some(v)) => Ok(v),
-        Ok(None) => Err(fatal(
-            "versions",
-            CliError::new(
-                ExitKind::Input,
-                format!("cannot read a version from `{reference}` (no version in its tag, no {VERSION_LABEL} label)"),
-            )
-            .hint(format!("pass --{what}-version X.Y.Z")),
-        )),
-        Err((tag, label)) => Err(fatal(
-            "versions",
-            CliError::new(
-                ExitKind::Input,
-                format!("`{reference}`: its tag says {tag} but its {VERSION_LABEL} label says {label}"),
-            )
-            .hint(format!("pass --{what}-version X.Y.Z with the version it really is")),
-        )),
-    }
-}
-
-/// The preflight check that names a version the operator stated; `init` records its
-/// detail as the operator's attestation right after `run.planned`.
-pub const OPERATOR_VERSION_CHECK: &str = "versions-stated";
 
 fn plan_summary(plan: &Plan) -> serde_json::Value {
     serde_json::json!({
@@ -860,59 +646,6 @@ fn checks_json(checks: &[PreflightCheck]) -> serde_json::Value {
     serde_json::to_value(checks).unwrap_or_default()
 }
 
-fn short(id: &str) -> &str {
-    let id = id.strip_prefix("sha256:").unwrap_or(id);
-    &id[..id.len().min(12)]
-}
-
 fn absolute(p: &std::path::Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::{Error, ErrorKind};
-    use std::path::Path;
-
-    #[test]
-    fn disk_check_fails_when_the_sizes_cannot_be_read() {
-        let probe = Path::new("/var/lib");
-        let c = disk_check(Err("SELECT denied".into()), Ok(1 << 40), probe);
-        assert!(!c.ok, "{c:?}");
-        assert!(c.detail.contains("SELECT denied"), "{c:?}");
-        assert!(
-            c.detail
-                .contains("cannot read the metadata databases' sizes"),
-            "{c:?}"
-        );
-        let c = disk_check(Ok(10), Err("statvfs failed".into()), probe);
-        assert!(!c.ok && c.detail.contains("statvfs failed"), "{c:?}");
-        assert!(disk_check(Ok(10), Ok(20), probe).ok);
-        assert!(!disk_check(Ok(10), Ok(19), probe).ok);
-    }
-
-    #[test]
-    fn binds_tell_missing_unreadable_and_named_volumes_apart() {
-        let probe = |p: &Path| match p.to_str() {
-            Some("/data/logs") => Ok(()),
-            Some("/secret/store") => Err(Error::from(ErrorKind::PermissionDenied)),
-            _ => Err(Error::from(ErrorKind::NotFound)),
-        };
-        let c = bind_check("/data/logs:/home/admin/logs", probe);
-        assert!(c.ok, "{c:?}");
-        let c = bind_check("/gone/run:/home/ds/run:rw", probe);
-        assert!(!c.ok && c.detail.contains("does not exist"), "{c:?}");
-        let c = bind_check("/secret/store:/home/ds/store", probe);
-        assert!(!c.ok, "{c:?}");
-        assert!(c.detail.contains("cannot be read"), "{c:?}");
-        assert!(!c.detail.contains("does not exist"), "{c:?}");
-        let c = bind_check("oms_store:/home/ds/store", probe);
-        assert!(!c.ok, "{c:?}");
-        assert!(
-            c.detail.contains("named Docker volume `oms_store`"),
-            "{c:?}"
-        );
-        assert!(!c.detail.contains("does not exist"), "{c:?}");
-    }
 }

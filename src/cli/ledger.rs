@@ -256,19 +256,7 @@ pub fn load_signing_key(arg: Option<&Path>) -> Result<Option<SigningKey>, CliErr
     SigningKey::read_file(&path).map(Some).map_err(key_error)
 }
 
-/// Where `run` and `rollback` write the signed checkpoint: next to the ledger folder (not
-/// inside it, so that replacing the folder does not replace the checkpoint), named after it:
-/// `/var/lib/oms-upgrade/ledger` -> `/var/lib/oms-upgrade/ledger.checkpoint`.
-pub fn signed_checkpoint_path(ledger_dir: &Path) -> PathBuf {
-    let name = ledger_dir
-        .file_name()
-        .map_or_else(|| "ledger".into(), |n| n.to_string_lossy().into_owned());
-    let parent = match ledger_dir.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    parent.join(format!("{name}.checkpoint"))
-}
+pub use crate::ledger::sign::signed_checkpoint_path;
 
 /// Signs a checkpoint of the head of the ledger `journal` holds open (its chain was
 /// verified when it was opened, and every record since was appended by this process) and

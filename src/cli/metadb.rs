@@ -13,10 +13,8 @@ use crate::omsconfig::OmsConfig;
 use crate::replay::State;
 use crate::secret::Secret;
 
-/// Environment variable holding the metadata database password (overrides config.yaml).
-pub const PASSWORD_ENV: &str = "OMS_META_PASSWORD";
-/// Where OMS reads its config file inside the container.
-pub const CONTAINER_CONFIG_PATH: &str = "/home/admin/conf/config.yaml";
+pub use crate::dbconn::PASSWORD_ENV;
+pub use crate::omsconfig::CONTAINER_CONFIG_PATH;
 
 /// The password given outside config.yaml: `--password-file` first, then `OMS_META_PASSWORD`.
 pub fn password_override(file: Option<&Path>) -> Result<Option<Secret>, CliError> {

@@ -28,10 +28,6 @@ pub mod shell;
 pub mod status;
 pub mod vouch;
 
-/// Root's default ledger folder when neither `--ledger` nor `OMS_UPGRADE_LEDGER` is given
-/// (others get one in their XDG state folder: [`dirs::here`]).
-pub const DEFAULT_LEDGER_DIR: &str = "/var/lib/oms-upgrade/ledger";
-
 /// Upgrade and roll back OceanBase Migration Service CE in Docker, with an audit-grade ledger.
 ///
 /// Every action is recorded in a hash-chained ledger before and after it happens, so a run

@@ -1,9 +1,7 @@
-//! Splitting a dump's SQL text into statements, as the `mariadb` client does, and the one
-//! statement kind a native restore refuses (`DELIMITER`).
-//!
-//! Below both [`super::restore`] (which executes the statements) and [`super::sections`]
-//! (which splits a verified table section before handing it over), so neither imports the
-//! other for it.
+//! Restore's statement splitter: SQL text split into statements at `;` the way the
+//! `mariadb` client reads a dump file, and the refusal of what a native restore does not
+//! run (a `DELIMITER` command). Used by `restore` (the statements it executes) and by
+//! `sections` (finding a format 2 or 3 dump's table sections); it knows bytes, not files.
 
 use super::DumpError;
 
@@ -13,8 +11,6 @@ pub(crate) struct Stmt {
     pub(crate) offset: u64,
 }
 
-/// Refuses a statement a native restore cannot run (a `DELIMITER` command: triggers and
-/// routines), naming where it starts.
 pub(crate) fn check_supported(sql: &[u8], offset: u64) -> Result<(), DumpError> {
     let head: Vec<u8> = sql
         .iter()
@@ -307,5 +303,86 @@ impl Splitter {
             emit(stmt, self.start)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_start_where_their_first_byte_is() {
+        let text =
+            b"SELECT 1;\n-1;\n/2;\n/*!40101 SET a=1*/;\n/*M!100616 SET b=2*/;\n  -- c\nDO 3;\n-";
+        let want: Vec<(Vec<u8>, u64)> = [
+            ("SELECT 1", "SELECT 1"),
+            ("-1", "-1"),
+            ("/2", "/2"),
+            ("/*!40101 SET a=1*/", "/*!40101 SET a=1*/"),
+            ("/*M!100616 SET b=2*/", "/*M!100616 SET b=2*/"),
+            ("DO 3", "DO 3"),
+        ]
+        .iter()
+        .map(|(sql, find)| {
+            let at = text
+                .windows(find.len())
+                .position(|w| w == find.as_bytes())
+                .unwrap();
+            (sql.as_bytes().to_vec(), at as u64)
+        })
+        .chain([(b"-".to_vec(), text.len() as u64 - 1)])
+        .collect();
+        for cut in 1..text.len() {
+            let mut got = Vec::new();
+            let mut emit = |s: Vec<u8>, at: u64| -> Result<(), ()> {
+                got.push((s, at));
+                Ok(())
+            };
+            let mut sp = Splitter::default();
+            sp.feed(&text[..cut], 0, &mut emit).unwrap();
+            sp.feed(&text[cut..], cut as u64, &mut emit).unwrap();
+            sp.finish(&mut emit).unwrap();
+            assert_eq!(got, want, "cut at {cut}");
+        }
+    }
+
+    fn split(text: &str, chunk: usize) -> Vec<String> {
+        let mut s = Splitter::default();
+        let mut out = Vec::new();
+        let mut emit = |v: Vec<u8>, _| -> Result<(), ()> {
+            out.push(String::from_utf8(v).unwrap());
+            Ok(())
+        };
+        let mut off = 0;
+        for c in text.as_bytes().chunks(chunk) {
+            s.feed(c, off, &mut emit).unwrap();
+            off += c.len() as u64;
+        }
+        s.finish(&mut emit).unwrap();
+        out
+    }
+
+    #[test]
+    fn splits_like_the_client_at_any_chunk_size() {
+        let text = "/*M!999999\\- enable the sandbox mode */ \n-- MariaDB dump\n\
+            /*!40101 SET @A=@@B */;\n# hash comment;\nINSERT INTO `t;` VALUES ('a;\\'b', \"c;\"\"d\", 1--1, 2/3, 4*5);\n\
+            /* plain; comment */ SELECT 1 /**/;\n/*!50001 VIEW `v` AS select ';' */;\nSELECT '--' -- tail;\n;\nSELECT 2";
+        let want = vec![
+            "/*M!999999\\- enable the sandbox mode */ \n\n/*!40101 SET @A=@@B */".to_string(),
+            "INSERT INTO `t;` VALUES ('a;\\'b', \"c;\"\"d\", 1--1, 2/3, 4*5)".to_string(),
+            "SELECT 1".to_string(),
+            "/*!50001 VIEW `v` AS select ';' */".to_string(),
+            "SELECT '--' \n".trim_end().to_string(),
+            "SELECT 2".to_string(),
+        ];
+        for chunk in [1, 2, 3, 7, 1000] {
+            assert_eq!(split(text, chunk), want, "chunk size {chunk}");
+        }
+    }
+
+    #[test]
+    fn delimiter_is_refused() {
+        assert!(check_supported(b"\nDELIMITER ;;", 0).is_err());
+        assert!(check_supported(b"INSERT INTO d VALUES (1)", 0).is_ok());
     }
 }

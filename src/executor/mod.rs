@@ -256,13 +256,6 @@ impl<'o, D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'o, 
         Ok(self.journal.record(run_id, now, event)?)
     }
 
-    /// Records an operator note.
-    pub fn note(&mut self, text: &str) -> Result<u64, ExecError> {
-        self.record(Event::Note {
-            text: text.to_string(),
-        })
-    }
-
     /// Starts a rollback (records `rollback.requested`), unless one is already under way.
     ///
     /// A step left in doubt by a crash is reconciled first, with the same evidence `run`

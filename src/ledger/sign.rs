@@ -321,6 +321,20 @@ pub fn verify_checkpoint<'a>(
         .map_err(|_| SignatureProblem::BadSignature { key_id })
 }
 
+/// Where `run` and `rollback` write the signed checkpoint: next to the ledger folder (not
+/// inside it, so that replacing the folder does not replace the checkpoint), named after it:
+/// `/var/lib/oms-upgrade/ledger` -> `/var/lib/oms-upgrade/ledger.checkpoint`.
+pub fn signed_checkpoint_path(ledger_dir: &Path) -> PathBuf {
+    let name = ledger_dir
+        .file_name()
+        .map_or_else(|| "ledger".into(), |n| n.to_string_lossy().into_owned());
+    let parent = match ledger_dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    parent.join(format!("{name}.checkpoint"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,7 +24,7 @@ use bollard::query_parameters::{
 };
 use futures_util::StreamExt;
 use mysql_async::prelude::Queryable;
-use oms_upgrade::emuimage::{self, ImageRef};
+use oms_upgrade::demo::emuimage::{self, ImageRef};
 use oms_upgrade::omsconfig::{MetaDatabases, OmsConfig};
 
 use super::{TEST_LABEL, TestDb, docker, mysql_pool, mysql_target, unique_name};

@@ -1,4 +1,4 @@
-//! `oms-upgrade demo`: the whole upgrade, end to end, on one machine with Docker and MariaDB,
+//! The demo behind `oms-upgrade demo`: the whole upgrade, end to end, on one machine with Docker and MariaDB,
 //! against the bundled OMS CE emulator, leaving everything in place for inspection.
 //!
 //! The demo sets up what an operator would find before an upgrade (an OMS 3.3.0 node
@@ -14,23 +14,29 @@
 //! exactly that: the labelled containers, the databases the state files name (only names
 //! that carry the demo's id), the demo folders and the demo ledgers. Images are kept: they
 //! are cached by content and shared with the test suite.
+//!
+//! This module does the work (Docker, MariaDB, files, child processes) and returns what
+//! happened as values and typed errors; `cli::demo` parses the flags, prints the outcome
+//! and turns a [`DemoError`] into an exit code. [`emuimage`] builds the emulator's
+//! images, [`certs`] the console certificates of `--tls`.
+
+pub mod certs;
+pub mod emuimage;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{ExitCode, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::shell::PASSWORD_ENV;
-use super::{CliError, CmdResult, Ctx, ExitKind};
 use crate::adapters::metadb::DbCharset;
 use crate::adapters::{
     BollardDocker, ContainerInfo, ContainerSpec, Docker, DockerError, Health, HttpHealth, MetaDb,
     MysqlMetaDb,
 };
-use crate::dbconn::DbTarget;
+use crate::dbconn::{DbTarget, PASSWORD_ENV};
 use crate::omsconfig::{MetaDatabases, OmsConfig};
 use crate::secret::Secret;
 
@@ -56,62 +62,97 @@ const INIT_TIMEOUT: Duration = Duration::from_secs(180);
 /// How long the old node may take to answer healthy.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Arguments of `demo`.
-///
-/// On a machine with Docker and MariaDB: builds the OMS emulator images 3.3.0 and 3.3.1,
-/// creates three metadata databases and the host folders, starts an OMS 3.3.0 node the way
-/// the runbook does, seeds its metadata, then upgrades it to 3.3.1 with `init`, `run --yes`
-/// and `ledger verify --live`, and prints where everything is (`--from`/`--to` pick
-/// another upgrade path the emulator plays, e.g. 4.2.1 -> 4.2.2). Nothing is removed
-/// afterwards: `oms-upgrade demo --clean --ledger L` does that.
-///
-/// The metadata DB comes from OMS_DEMO_MYSQL_HOST/PORT/USER/PASSWORD, falling back to
-/// OMS_TEST_MYSQL_* and then to 127.0.0.1:3306, user oms_test (what scripts/services.sh
-/// creates). Needs the emulator built next to this binary: `cargo build --release
-/// --example oms_emulator` (scripts/demo does all of it).
-#[derive(Debug, clap::Args)]
-pub struct DemoArgs {
-    /// Volume of metadata rows to seed: bytes, or with a K, M or G suffix (1024-based).
-    #[arg(long, value_name = "BYTES", default_value = "16M", value_parser = crate::units::parse_size)]
+/// How a demo reports its progress: one line for people at a time (the CLI writes them to
+/// stderr, so that with `--json` stdout holds only the result).
+pub type Progress = fn(&str);
+
+/// What a demo is asked to do (`oms-upgrade demo`'s flags; see `cli::demo` for each).
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Volume of metadata rows to seed, in bytes.
     pub size: u64,
-    /// Create the containers with --privileged=true, as the runbook does (many engines,
-    /// e.g. rootless or nested ones, refuse it; the emulator does not need it).
-    #[arg(long)]
+    /// Create the containers with --privileged=true, as the runbook does.
     pub privileged: bool,
-    /// Remove what the demo of --ledger created (its labelled containers, databases, folder
-    /// and ledger) instead of running a demo; other demos, running or not, are left alone.
-    /// Images are kept. Exits 6 when something could not be removed (each such thing is
-    /// named).
-    #[arg(long, conflicts_with = "privileged")]
-    pub clean: bool,
-    /// With --clean: every demo on this machine (those next to --ledger or in
-    /// ./oms-upgrade-demo, and every container labelled oms-upgrade.demo), listed with what
-    /// is removed before anything is.
-    #[arg(long, requires = "clean")]
-    pub all: bool,
-    /// With --clean: list the demos and what would be removed; remove nothing.
-    #[arg(long, requires = "clean")]
-    pub dry_run: bool,
-    /// The version the demo's old node runs (one the emulator plays).
-    #[arg(long, value_name = "VERSION", default_value = DEMO_FROM_VERSION, conflicts_with = "clean")]
+    /// The version the demo's old node runs.
     pub from: String,
-    /// The version the demo upgrades to: a supported path from --from (e.g. `--from 4.2.1
-    /// --to 4.2.2` follows the 4.2.x guide: supervisor and server checks).
-    #[arg(long, value_name = "VERSION", default_value = DEMO_TO_VERSION, conflicts_with = "clean")]
+    /// The version the demo upgrades to.
     pub to: String,
-    /// Stop after setting up the node and recording the plan with `init`: nothing is
-    /// upgraded. Prints the exact commands to `run` the upgrade, kill it, resume it, roll it
-    /// back, check the ledger against the live node and clean up, so a person (or
-    /// `scripts/soak`) can drive the node by hand.
-    #[arg(long, conflicts_with = "clean")]
+    /// Stop after `init`: nothing is upgraded.
     pub plan_only: bool,
-    /// Serve the node's console over HTTPS only, as OMS does with a certificate mounted at
-    /// /etc/pki/nginx/oms_server.crt: a CA and a console certificate are generated into the
-    /// demo folder (`tls/`), mounted into the container, the CA is given to `init` with
-    /// `--health-ca`, and the demo ends with `ledger verify --live`.
-    #[arg(long, conflicts_with = "clean")]
+    /// Serve the node's console over HTTPS only, with a generated CA.
     pub tls: bool,
+    /// The ledger the user named (absolute); `None`: the demo's own, in its folder.
+    pub ledger: Option<PathBuf>,
+    /// Run the child commands with `--json` and capture what they print (the demo's own
+    /// result is then one JSON object).
+    pub json: bool,
+    /// Where progress lines go.
+    pub progress: Progress,
 }
+
+/// What `demo --clean` is asked to remove.
+#[derive(Debug, Clone)]
+pub struct CleanOptions {
+    /// Every demo on this machine, rather than the one of `ledger`.
+    pub all: bool,
+    /// List what would be removed; remove nothing.
+    pub dry_run: bool,
+    /// The ledger the user named (absolute), naming the demo to remove.
+    pub ledger: Option<PathBuf>,
+    /// Where progress lines go.
+    pub progress: Progress,
+}
+
+/// How a demo failed, for the caller to turn into an exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Bad input: a flag, an environment variable, a folder that cannot be used.
+    Input,
+    /// Understood and refused: a ledger folder in use, a database that already exists.
+    Refused,
+    /// Docker, MariaDB or the emulated node failed or could not be reached.
+    Service,
+    /// Something that should not happen (an unreadable ledger just written, no runtime).
+    Internal,
+    /// A child `oms-upgrade` command failed, with its exit code (`None`: killed).
+    Child(Option<i32>),
+}
+
+/// A demo's failure: what happened and, when known, what to do next.
+#[derive(Debug, Clone)]
+pub struct DemoError {
+    /// Its classification.
+    pub kind: ErrorKind,
+    /// One line (or a few) saying what happened.
+    pub message: String,
+    /// What the user should do next, if known.
+    pub hint: Option<String>,
+}
+
+impl DemoError {
+    /// A new error of `kind` with `message`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        DemoError {
+            kind,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    /// Adds what to do next.
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+impl std::fmt::Display for DemoError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for DemoError {}
 
 /// Where the metadata DB is (no password: that stays in the demo's config.yaml).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -151,20 +192,21 @@ impl DemoState {
     }
 
     /// Writes the state file atomically (random temporary name, fsync, rename).
-    fn save(&self) -> Result<(), CliError> {
+    fn save(&self) -> Result<(), DemoError> {
         use std::io::Write;
         let path = self.path();
         let text = serde_json::to_string_pretty(self)
-            .map_err(|e| CliError::new(ExitKind::Internal, e.to_string()))?;
-        super::output::write_atomic(&path, |f| {
+            .map_err(|e| DemoError::new(ErrorKind::Internal, e.to_string()))?;
+        let failed = |e: std::io::Error| {
+            DemoError::new(
+                ErrorKind::Internal,
+                format!("cannot write the demo state file {}: {e}", path.display()),
+            )
+        };
+        crate::safefs::write_atomic(&path, 0o644, failed, |f| {
             f.write_all(text.as_bytes())
                 .and_then(|()| f.write_all(b"\n"))
-                .map_err(|e| {
-                    CliError::new(
-                        ExitKind::Internal,
-                        format!("cannot write the demo state file {}: {e}", path.display()),
-                    )
-                })
+                .map_err(failed)
         })
     }
 
@@ -194,17 +236,23 @@ fn db_prefix(id: &str) -> String {
     format!("{DB_PREFIX}{}_", id.replace('-', "_"))
 }
 
-/// Runs `demo` (or `demo --clean`).
-pub fn run(args: DemoArgs, ctx: &Ctx) -> CmdResult {
-    if args.clean {
-        return clean(&args, ctx);
-    }
-    Demo::new(args, ctx)?.run()
+/// Sets up a demo node and upgrades it (or, with `plan_only`, records the plan only).
+/// Everything it created is left in place, also on failure (the error's hint says where).
+pub fn run(opts: Options) -> Result<Outcome, DemoError> {
+    Demo::new(opts)?.run()
+}
+
+/// The async runtime the demo's adapters run on.
+fn runtime() -> Result<tokio::runtime::Runtime, DemoError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| internal("cannot start the async runtime", e))
 }
 
 /// The metadata DB the demo uses: OMS_DEMO_MYSQL_*, then OMS_TEST_MYSQL_*, then the user
 /// `scripts/services.sh` creates.
-fn demo_target() -> Result<DbTarget, CliError> {
+fn demo_target() -> Result<DbTarget, DemoError> {
     let var = |suffix: &str, default: &str| -> String {
         [
             format!("OMS_DEMO_MYSQL_{suffix}"),
@@ -218,8 +266,8 @@ fn demo_target() -> Result<DbTarget, CliError> {
     Ok(DbTarget {
         host: var("HOST", "127.0.0.1"),
         port: port.parse().map_err(|_| {
-            CliError::new(
-                ExitKind::Input,
+            DemoError::new(
+                ErrorKind::Input,
                 format!("OMS_DEMO_MYSQL_PORT (or OMS_TEST_MYSQL_PORT) {port:?} is not a port"),
             )
         })?,
@@ -229,19 +277,14 @@ fn demo_target() -> Result<DbTarget, CliError> {
     })
 }
 
-fn absolute(p: &Path) -> PathBuf {
+/// `p` made absolute against the working directory (as it is when that fails).
+pub fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
-/// The ledger the user gave, if any (the global default names a production ledger, which a
-/// demo must never use).
-fn given_ledger(ctx: &Ctx) -> Option<PathBuf> {
-    (ctx.ledger != super::dirs::here().ledger).then(|| absolute(&ctx.ledger))
-}
-
 /// The folder holding demo folders: next to the given ledger, else `./oms-upgrade-demo`.
-fn demo_root(ctx: &Ctx) -> PathBuf {
-    match given_ledger(ctx) {
+fn demo_root(given_ledger: Option<&Path>) -> PathBuf {
+    match given_ledger {
         Some(l) => l
             .parent()
             .map(Path::to_path_buf)
@@ -250,23 +293,18 @@ fn demo_root(ctx: &Ctx) -> PathBuf {
     }
 }
 
-/// A progress line for people, on stderr (with `--json`, stdout holds only the result).
-fn progress(text: &str) {
-    eprintln!("demo: {text}");
-}
-
-fn service(e: impl std::fmt::Display) -> CliError {
-    CliError::new(ExitKind::Service, e.to_string())
+fn service(e: impl std::fmt::Display) -> DemoError {
+    DemoError::new(ErrorKind::Service, e.to_string())
         .hint("scripts/demo installs and starts Docker and MariaDB (`source scripts/services.sh; ensure_services`)")
 }
 
-fn internal(what: &str, e: impl std::fmt::Display) -> CliError {
-    CliError::new(ExitKind::Internal, format!("{what}: {e}"))
+fn internal(what: &str, e: impl std::fmt::Display) -> DemoError {
+    DemoError::new(ErrorKind::Internal, format!("{what}: {e}"))
 }
 
 /// A TCP port free on the host now, below the ephemeral range (so no client socket takes it
 /// before the container binds it): the node uses the host network.
-fn free_port() -> Result<u16, CliError> {
+fn free_port() -> Result<u16, DemoError> {
     for _ in 0..1000 {
         let r = u16::from_le_bytes(
             uuid::Uuid::new_v4().as_bytes()[..2]
@@ -278,19 +316,19 @@ fn free_port() -> Result<u16, CliError> {
             return Ok(port);
         }
     }
-    Err(CliError::new(
-        ExitKind::Service,
+    Err(DemoError::new(
+        ErrorKind::Service,
         "no free TCP port between 20000 and 32000 for the demo node",
     ))
 }
 
 /// `--from`/`--to`: versions the emulator plays, and a path `init` will accept.
-fn check_versions(from: &str, to: &str) -> Result<(), CliError> {
-    let known = crate::emuimage::EMULATED_VERSIONS;
+fn check_versions(from: &str, to: &str) -> Result<(), DemoError> {
+    let known = emuimage::EMULATED_VERSIONS;
     for (flag, v) in [("--from", from), ("--to", to)] {
         if !known.contains(&v) {
-            return Err(CliError::new(
-                ExitKind::Input,
+            return Err(DemoError::new(
+                ErrorKind::Input,
                 format!(
                     "{flag} {v:?} is not a version the OMS emulator plays ({})",
                     known.join(", ")
@@ -303,20 +341,94 @@ fn check_versions(from: &str, to: &str) -> Result<(), CliError> {
         (Ok(f), Ok(t)) => crate::versions::procedure_for(f, t)
             .map(|_| ())
             .map_err(|e| {
-                CliError::new(ExitKind::Input, format!("--from {from} --to {to}: {e}"))
+                DemoError::new(ErrorKind::Input, format!("--from {from} --to {to}: {e}"))
                     .hint("e.g. --from 3.3.0 --to 3.3.1 (the default) or --from 4.2.1 --to 4.2.2")
             }),
-        _ => Err(CliError::new(
-            ExitKind::Input,
+        _ => Err(DemoError::new(
+            ErrorKind::Input,
             format!("--from {from} --to {to}: not versions"),
         )),
     }
 }
 
+/// How a demo ended (an error aside).
+#[derive(Debug)]
+pub enum Outcome {
+    /// The node was upgraded and the ledger checked against it.
+    Upgraded(Box<Upgraded>),
+    /// `plan_only`: the node runs and the plan is recorded; nothing else was done.
+    Planned(Box<Planned>),
+}
+
+/// An upgraded demo: where everything is and how the upgrade went.
+#[derive(Debug)]
+pub struct Upgraded {
+    /// The whole result as one JSON object (what `--json` prints).
+    pub summary: serde_json::Value,
+    /// The demo id.
+    pub id: String,
+    /// The version upgraded from, as the plan records it.
+    pub from: String,
+    /// The version upgraded to.
+    pub to: String,
+    /// The run's phase after the upgrade.
+    pub phase: String,
+    /// The demo's ledger.
+    pub ledger: PathBuf,
+    /// The demo's folder.
+    pub dir: PathBuf,
+    /// The node's config.yaml.
+    pub config: PathBuf,
+    /// The metadata DB server (no password).
+    pub metadb: String,
+    /// The demo's three databases.
+    pub databases: Option<MetaDatabases>,
+    /// The upgraded container (`None`: gone).
+    pub new: Option<ContainerInfo>,
+    /// The old container (`None`: gone).
+    pub old: Option<ContainerInfo>,
+    /// The node's health URL.
+    pub health_url: Option<String>,
+    /// Whether it answered healthy at the end.
+    pub healthy: bool,
+    /// When the old node stopped (T1).
+    pub t1: Option<DateTime<Utc>>,
+    /// When HA was back on (T2).
+    pub t2: Option<DateTime<Utc>>,
+    /// T2 - T1 in seconds.
+    pub downtime_seconds: Option<f64>,
+    /// The recorded refetch interval, if any.
+    pub refetch_minutes: Option<u64>,
+    /// Commands to look around with.
+    pub look_around: Vec<String>,
+    /// `ledger verify --live` failed: the demo failed, after its summary is shown.
+    pub verify_failure: Option<DemoError>,
+}
+
+/// A `plan_only` demo: the node, the recorded plan, and the commands to drive them.
+#[derive(Debug)]
+pub struct Planned {
+    /// The whole result as one JSON object (what `--json` prints).
+    pub summary: serde_json::Value,
+    /// The demo id.
+    pub id: String,
+    /// The old container's name.
+    pub container: String,
+    /// The old container's image.
+    pub old_image: String,
+    /// The planned source version.
+    pub from: String,
+    /// The planned target version.
+    pub to: String,
+    /// The demo's ledger.
+    pub ledger: PathBuf,
+    /// As (key, what it does, command line), in the order to print them.
+    pub commands: Vec<(&'static str, &'static str, String)>,
+}
+
 /// One demo in the making.
 struct Demo {
-    args: DemoArgs,
-    json: bool,
+    args: Options,
     emulator: PathBuf,
     target: DbTarget,
     st: DemoState,
@@ -324,7 +436,7 @@ struct Demo {
 
 /// The old node, once running.
 struct Node {
-    images: Vec<crate::emuimage::ImageRef>,
+    images: Vec<emuimage::ImageRef>,
     seed: serde_json::Value,
 }
 
@@ -341,10 +453,10 @@ impl ChildRun {
 }
 
 impl Demo {
-    fn new(args: DemoArgs, ctx: &Ctx) -> Result<Demo, CliError> {
-        let emulator = crate::emuimage::find_emulator_binary().ok_or_else(|| {
-            CliError::new(
-                ExitKind::Input,
+    fn new(args: Options) -> Result<Demo, DemoError> {
+        let emulator = emuimage::find_emulator_binary().ok_or_else(|| {
+            DemoError::new(
+                ErrorKind::Input,
                 "the OMS emulator binary (oms_emulator) was not found next to this executable",
             )
             .hint(
@@ -359,8 +471,8 @@ impl Demo {
             now.format("%Y%m%d-%H%M%S"),
             &uuid::Uuid::new_v4().simple().to_string()[..4]
         );
-        let dir = demo_root(ctx).join(&id);
-        let ledger = given_ledger(ctx).unwrap_or_else(|| dir.join("ledger"));
+        let dir = demo_root(args.ledger.as_deref()).join(&id);
+        let ledger = args.ledger.clone().unwrap_or_else(|| dir.join("ledger"));
         let target = demo_target()?;
         let st = DemoState {
             format: STATE_FORMAT.into(),
@@ -383,7 +495,6 @@ impl Demo {
             health_ca: None,
         };
         Ok(Demo {
-            json: ctx.json,
             args,
             emulator,
             target,
@@ -392,12 +503,12 @@ impl Demo {
     }
 
     fn say(&self, text: &str) {
-        progress(text);
+        (self.args.progress)(text);
     }
 
-    fn run(mut self) -> CmdResult {
+    fn run(mut self) -> Result<Outcome, DemoError> {
         self.check_ledger_free()?;
-        let rt = super::runtime()?;
+        let rt = runtime()?;
         let docker = rt.block_on(self.check_services())?;
         self.say(&format!(
             "demo {} in {} (ledger {})",
@@ -406,8 +517,8 @@ impl Demo {
             self.st.ledger.display()
         ));
         std::fs::create_dir_all(&self.st.dir).map_err(|e| {
-            CliError::new(
-                ExitKind::Input,
+            DemoError::new(
+                ErrorKind::Input,
                 format!(
                     "cannot create the demo folder {}: {e}",
                     self.st.dir.display()
@@ -416,7 +527,7 @@ impl Demo {
             .hint("run the demo from a writable folder, or pass --ledger DIR in one")
         })?;
         self.st.save()?;
-        let left_in_place = |e: CliError, st: &DemoState| -> CliError {
+        let left_in_place = |e: DemoError, st: &DemoState| -> DemoError {
             let hint = format!(
                 "{}What the demo created so far is left in {} for inspection; \
                  `oms-upgrade demo --clean --ledger {}` removes it",
@@ -427,7 +538,7 @@ impl Demo {
                 st.dir.display(),
                 st.ledger.display()
             );
-            CliError {
+            DemoError {
                 hint: Some(hint),
                 ..e
             }
@@ -437,14 +548,18 @@ impl Demo {
             Err(e) => return Err(left_in_place(e, &self.st)),
         };
         match self.upgrade(&rt, &docker, &node) {
-            Ok(code) => Ok(code),
+            Ok(Outcome::Upgraded(mut u)) => {
+                u.verify_failure = u.verify_failure.map(|e| left_in_place(e, &self.st));
+                Ok(Outcome::Upgraded(u))
+            }
+            Ok(planned) => Ok(planned),
             Err(e) => Err(left_in_place(e, &self.st)),
         }
     }
 
     /// One ledger records one upgrade: a demo starts only on an absent or empty ledger
     /// folder, which also means every ledger `--clean` removes was made by a demo.
-    fn check_ledger_free(&self) -> Result<(), CliError> {
+    fn check_ledger_free(&self) -> Result<(), DemoError> {
         let l = &self.st.ledger;
         if !l.exists() {
             return Ok(());
@@ -452,16 +567,16 @@ impl Demo {
         let empty = std::fs::read_dir(l)
             .map(|mut d| d.next().is_none())
             .map_err(|e| {
-                CliError::new(
-                    ExitKind::Input,
+                DemoError::new(
+                    ErrorKind::Input,
                     format!("--ledger {} is not a readable folder: {e}", l.display()),
                 )
             })?;
         if empty {
             return Ok(());
         }
-        Err(CliError::new(
-            ExitKind::Refused,
+        Err(DemoError::new(
+            ErrorKind::Refused,
             format!(
                 "the ledger folder {} is not empty (a ledger records one upgrade, e.g. an earlier demo)",
                 l.display()
@@ -475,7 +590,7 @@ impl Demo {
     }
 
     /// Docker and MariaDB answer, before anything is created.
-    async fn check_services(&self) -> Result<BollardDocker, CliError> {
+    async fn check_services(&self) -> Result<BollardDocker, DemoError> {
         self.say("checking Docker and MariaDB");
         let docker = BollardDocker::connect().await.map_err(service)?;
         let metadb = MysqlMetaDb::new(&self.target);
@@ -492,14 +607,14 @@ impl Demo {
 
     /// Images, databases, host folders, config, the old container (created as the runbook
     /// says, started, `docker_init.sh` fresh, healthy), then the seeded metadata.
-    async fn start_old_node(&mut self, docker: &BollardDocker) -> Result<Node, CliError> {
+    async fn start_old_node(&mut self, docker: &BollardDocker) -> Result<Node, DemoError> {
         self.say(&format!(
             "building the emulator images {} and {} from {}",
             self.args.from,
             self.args.to,
             self.emulator.display()
         ));
-        let images = crate::emuimage::ensure_images(
+        let images = emuimage::ensure_images(
             docker.client(),
             &self.emulator,
             &[self.args.from.as_str(), self.args.to.as_str()],
@@ -548,7 +663,7 @@ impl Demo {
         }
         config
             .write(&self.st.config)
-            .map_err(|e| CliError::new(ExitKind::Input, e.to_string()))?;
+            .map_err(|e| DemoError::new(ErrorKind::Input, e.to_string()))?;
         let scheme = if self.args.tls { "https" } else { "http" };
         let base_url = format!("{scheme}://127.0.0.1:{}", config.nginx_server_port);
         self.st.health_url = Some(crate::adapters::health::health_url(&base_url));
@@ -602,7 +717,7 @@ impl Demo {
             .await
             .map_err(|e| match e {
                 DockerError::PrivilegedRefused { .. } => {
-                    CliError::new(ExitKind::Service, e.to_string())
+                    DemoError::new(ErrorKind::Service, e.to_string())
                         .hint("run the demo without --privileged: the emulator does not need it")
                 }
                 e => service(e),
@@ -621,8 +736,8 @@ impl Demo {
             .await
             .map_err(service)?;
         if init.exit_code != 0 || !init.output_tail.contains(crate::steps::INIT_SUCCESS_MARKER) {
-            return Err(CliError::new(
-                ExitKind::Service,
+            return Err(DemoError::new(
+                ErrorKind::Service,
                 format!(
                     "docker_init.sh (fresh install) in {} failed with exit code {}:\n{}",
                     self.st.container, init.exit_code, init.output_tail
@@ -654,11 +769,10 @@ impl Demo {
 
     /// `--tls`: a CA and a console certificate for 127.0.0.1 in `<demo>/tls/` (the key
     /// mode 600), and the binds that put them where OMS's nginx reads them.
-    fn console_certs(&mut self) -> Result<Vec<String>, CliError> {
+    fn console_certs(&mut self) -> Result<Vec<String>, DemoError> {
         use std::io::Write;
-        let certs =
-            super::healthtrust::make_console_certs(&["127.0.0.1".into(), "localhost".into()])
-                .map_err(|e| internal("console certificate", e))?;
+        let certs = certs::make_console_certs(&["127.0.0.1".into(), "localhost".into()])
+            .map_err(|e| internal("console certificate", e))?;
         let dir = self.st.dir.join("tls");
         std::fs::create_dir_all(&dir)
             .map_err(|e| internal(&format!("create {}", dir.display()), e))?;
@@ -677,7 +791,7 @@ impl Demo {
         self.say(&format!(
             "generated a CA ({}) and a console certificate for 127.0.0.1, mounted at {}",
             ca.display(),
-            super::healthtrust::CERT_PATH
+            crate::omsconfig::CONSOLE_CERT_PATH
         ));
         self.st.health_ca = Some(ca);
         self.st.save()?;
@@ -685,7 +799,7 @@ impl Demo {
             format!(
                 "{}:{}:ro",
                 dir.join("oms_server.crt").display(),
-                super::healthtrust::CERT_PATH
+                crate::omsconfig::CONSOLE_CERT_PATH
             ),
             format!(
                 "{}:/etc/pki/nginx/oms_server.key:ro",
@@ -695,7 +809,7 @@ impl Demo {
     }
 
     /// The demo's own health client: trusting the generated CA in a `--tls` demo.
-    fn health_client(&self) -> Result<HttpHealth, CliError> {
+    fn health_client(&self) -> Result<HttpHealth, DemoError> {
         match &self.st.health_ca {
             None => HttpHealth::new(),
             Some(ca) => {
@@ -709,7 +823,7 @@ impl Demo {
 
     /// `oms_emulator seed` on the host; it reads the password from the config file, so the
     /// password is in no argv.
-    fn seed(&self) -> Result<serde_json::Value, CliError> {
+    fn seed(&self) -> Result<serde_json::Value, DemoError> {
         self.say(&format!(
             "$ {} seed --config {} --size {}",
             self.emulator.display(),
@@ -728,8 +842,8 @@ impl Demo {
             .map_err(|e| internal(&format!("run {}", self.emulator.display()), e))?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         if !out.status.success() {
-            return Err(CliError::new(
-                ExitKind::Service,
+            return Err(DemoError::new(
+                ErrorKind::Service,
                 format!("seeding the metadata failed ({}): {stdout}", out.status),
             ));
         }
@@ -753,17 +867,17 @@ impl Demo {
     /// Runs this executable as `oms-upgrade --ledger L [--json] ARGS...`. With --json the
     /// child's stdout is captured (it becomes part of the demo's one JSON object); without,
     /// the user sees the command's own output. stderr always passes through.
-    fn oms_upgrade(&self, args: &[&str]) -> Result<ChildRun, CliError> {
+    fn oms_upgrade(&self, args: &[&str]) -> Result<ChildRun, DemoError> {
         let exe = std::env::current_exe().map_err(|e| internal("locate this executable", e))?;
         self.say(&format!(
             "$ oms-upgrade --ledger {}{} {}",
             self.st.ledger.display(),
-            if self.json { " --json" } else { "" },
+            if self.args.json { " --json" } else { "" },
             args.join(" ")
         ));
         let mut cmd = std::process::Command::new(exe);
         cmd.arg("--ledger").arg(&self.st.ledger);
-        if self.json {
+        if self.args.json {
             cmd.arg("--json");
         }
         // The demo node's password is in its config.yaml; a password meant for a real
@@ -773,13 +887,14 @@ impl Demo {
             .env_remove("OMS_UPGRADE_LEDGER")
             .stdin(Stdio::null())
             .stderr(Stdio::inherit())
-            .stdout(if self.json {
+            .stdout(if self.args.json {
                 Stdio::piped()
             } else {
                 Stdio::inherit()
             });
         let out = cmd.output().map_err(|e| internal("run oms-upgrade", e))?;
         let json = self
+            .args
             .json
             .then(|| {
                 String::from_utf8_lossy(&out.stdout)
@@ -795,23 +910,15 @@ impl Demo {
     }
 
     /// A failed child command as the demo's error, with the child's exit kind.
-    fn child_failed(&self, what: &str, run: &ChildRun) -> CliError {
-        let kind = match run.code {
-            Some(3) => ExitKind::Integrity,
-            Some(4) => ExitKind::Busy,
-            Some(5) => ExitKind::Input,
-            Some(6) => ExitKind::Service,
-            Some(7) => ExitKind::Refused,
-            _ => ExitKind::Internal,
-        };
+    fn child_failed(&self, what: &str, run: &ChildRun) -> DemoError {
         let detail = run
             .json
             .as_ref()
             .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
             .map(|m| format!(": {m}"))
             .unwrap_or_else(|| " (its error is printed above)".into());
-        CliError::new(
-            kind,
+        DemoError::new(
+            ErrorKind::Child(run.code),
             format!(
                 "`oms-upgrade {what}` failed with exit code {}{detail}",
                 run.code
@@ -831,7 +938,7 @@ impl Demo {
         rt: &tokio::runtime::Runtime,
         docker: &BollardDocker,
         node: &Node,
-    ) -> CmdResult {
+    ) -> Result<Outcome, DemoError> {
         let new_image = node.images[1].reference.clone();
         let backups = self.st.dir.join("backups").display().to_string();
         let mut init = vec![
@@ -887,7 +994,7 @@ impl Demo {
                     .unwrap_or(false),
                 None => false,
             };
-            Ok::<_, CliError>((new, old, healthy))
+            Ok::<_, DemoError>((new, old, healthy))
         })?;
         let container_json = |c: &Option<ContainerInfo>| match c {
             Some(c) => serde_json::json!({
@@ -938,80 +1045,34 @@ impl Demo {
                 "look_around": look,
             }),
         );
-        if self.json {
-            println!("{summary}");
-        } else {
-            let c = |c: &Option<ContainerInfo>| match c {
-                Some(c) => format!(
-                    "{} ({}, {})",
-                    c.name,
-                    c.image,
-                    if c.status.is_running() {
-                        "running"
-                    } else {
-                        "stopped"
-                    }
-                ),
-                None => "gone".into(),
-            };
-            let dbs = dbs
-                .map(|d| format!("{}, {}, {}", d.rm, d.cm, d.cm_hb))
-                .unwrap_or_default();
-            println!();
-            println!(
-                "Demo {}: upgrade {} -> {} {}; ledger {}.",
-                self.st.id,
-                plan.source_version,
-                plan.target_version,
-                state.phase(),
-                if verify_ok {
-                    "verified"
-                } else {
-                    "DID NOT VERIFY"
-                }
-            );
-            println!("  ledger:         {ledger}");
-            println!("  demo folder:    {}", self.st.dir.display());
-            println!("  config.yaml:    {}", self.st.config.display());
-            println!("  metadata DB:    {} ({dbs})", self.target.display_url());
-            println!("  new container:  {}", c(&new));
-            println!("  old container:  {}", c(&old));
-            println!(
-                "  health:         {} ({})",
-                self.st.health_url.as_deref().unwrap_or("-"),
-                if healthy { "healthy" } else { "not healthy" }
-            );
-            let t = |t: Option<DateTime<Utc>>| {
-                t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-                    .unwrap_or_else(|| "-".into())
-            };
-            println!(
-                "  T1 (old stopped): {}   T2 (HA on): {}   downtime: {}",
-                t(state.t1()),
-                t(state.t2()),
-                downtime
-                    .map(|d| format!("{d:.1} s"))
-                    .unwrap_or_else(|| "-".into())
-            );
-            if let Some(m) = refetch {
-                println!("  refetchStoreIntervalMin: {m}");
-            }
-            println!("Everything is left in place. Look around:");
-            for l in &look {
-                println!("  {l}");
-            }
-        }
-        if verify_ok {
-            Ok(ExitCode::SUCCESS)
-        } else {
-            Err(self.child_failed("ledger verify", &verify))
-        }
+        Ok(Outcome::Upgraded(Box::new(Upgraded {
+            summary,
+            id: self.st.id.clone(),
+            from: plan.source_version.to_string(),
+            to: plan.target_version.to_string(),
+            phase: state.phase().to_string(),
+            ledger: self.st.ledger.clone(),
+            dir: self.st.dir.clone(),
+            config: self.st.config.clone(),
+            metadb: self.target.display_url(),
+            databases: dbs,
+            new,
+            old,
+            health_url: self.st.health_url.clone(),
+            healthy,
+            t1: state.t1(),
+            t2: state.t2(),
+            downtime_seconds: downtime,
+            refetch_minutes: refetch,
+            look_around: look,
+            verify_failure: (!verify_ok).then(|| self.child_failed("ledger verify", &verify)),
+        })))
     }
 }
 
 impl Demo {
     /// The demo's ledger replayed, and the plan `init` recorded in it.
-    fn read_back(&self) -> Result<(crate::replay::State, crate::events::Plan), CliError> {
+    fn read_back(&self) -> Result<(crate::replay::State, crate::events::Plan), DemoError> {
         let state = crate::history::load_dir(&self.st.ledger, crate::history::Verify::Chain)
             .map(|h| h.state)
             .map_err(|e| internal("read the demo ledger back", e))?;
@@ -1059,7 +1120,7 @@ impl Demo {
     }
 
     /// `--plan-only`: the node and the recorded plan, and the commands to drive them.
-    fn planned_summary(&self, node: &Node) -> CmdResult {
+    fn planned_summary(&self, node: &Node) -> Result<Outcome, DemoError> {
         let (state, plan) = self.read_back()?;
         let commands = planned_commands(&self.st.ledger);
         let summary = self.summary(
@@ -1076,26 +1137,16 @@ impl Demo {
                     .collect::<serde_json::Map<_, _>>(),
             }),
         );
-        if self.json {
-            println!("{summary}");
-        } else {
-            println!();
-            println!(
-                "Demo {}: node {} ({}) is running; the upgrade {} -> {} is planned in {} and nothing else was done.",
-                self.st.id,
-                self.st.container,
-                node.images[0].reference,
-                plan.source_version,
-                plan.target_version,
-                self.st.ledger.display()
-            );
-            println!("Drive it (paste into bash):");
-            for (_, what, c) in &commands {
-                println!("  # {what}");
-                println!("  {c}");
-            }
-        }
-        Ok(ExitCode::SUCCESS)
+        Ok(Outcome::Planned(Box::new(Planned {
+            summary,
+            id: self.st.id.clone(),
+            container: self.st.container.clone(),
+            old_image: node.images[0].reference.clone(),
+            from: plan.source_version.to_string(),
+            to: plan.target_version.to_string(),
+            ledger: self.st.ledger.clone(),
+            commands,
+        })))
     }
 }
 
@@ -1173,15 +1224,15 @@ fn shell_quote(s: &str) -> String {
 }
 
 /// Creates the three databases (utf8mb4), refusing names that already exist.
-async fn create_databases(metadb: &MysqlMetaDb, dbs: &MetaDatabases) -> Result<(), CliError> {
+async fn create_databases(metadb: &MysqlMetaDb, dbs: &MetaDatabases) -> Result<(), DemoError> {
     let charset = DbCharset {
         charset: "utf8mb4".into(),
         collation: "utf8mb4_bin".into(),
     };
     for d in dbs.all() {
         if metadb.database_exists(d).await.map_err(service)? {
-            return Err(CliError::new(
-                ExitKind::Refused,
+            return Err(DemoError::new(
+                ErrorKind::Refused,
                 format!("database `{d}` already exists; the demo only uses databases it creates"),
             ));
         }
@@ -1198,25 +1249,34 @@ async fn create_databases(metadb: &MysqlMetaDb, dbs: &MetaDatabases) -> Result<(
 
 /// What `--clean` removed, and what it left with a reason.
 #[derive(Debug, Default, Serialize)]
-struct Cleaned {
-    containers: Vec<String>,
-    databases: Vec<String>,
-    folders: Vec<PathBuf>,
-    files: Vec<PathBuf>,
-    warnings: Vec<String>,
+pub struct Cleaned {
+    /// Containers removed.
+    pub containers: Vec<String>,
+    /// Databases dropped.
+    pub databases: Vec<String>,
+    /// Folders removed (demo folders, ledgers, an emptied default root).
+    pub folders: Vec<PathBuf>,
+    /// Files removed (a ledger's signed checkpoint).
+    pub files: Vec<PathBuf>,
+    /// What was kept or could not be removed, each with why.
+    pub warnings: Vec<String>,
 }
 
 /// One demo `--clean` removes, as listed before anything is removed.
 #[derive(Debug, Serialize)]
-struct Listed {
-    id: String,
-    dir: PathBuf,
-    ledger: PathBuf,
-    stage: String,
+pub struct Listed {
+    /// The demo id.
+    pub id: String,
+    /// Its folder.
+    pub dir: PathBuf,
+    /// Its ledger.
+    pub ledger: PathBuf,
+    /// How far it got (`setup` ... `verified`).
+    pub stage: String,
     /// Its labelled containers (`oms-upgrade.demo=<id>`).
-    containers: Vec<String>,
+    pub containers: Vec<String>,
     /// The databases its state file names.
-    databases: Vec<String>,
+    pub databases: Vec<String>,
 }
 
 /// Which demos `--clean` removes.
@@ -1227,13 +1287,35 @@ enum Scope {
     All,
 }
 
-fn clean(args: &DemoArgs, ctx: &Ctx) -> CmdResult {
-    let scope = match (args.all, given_ledger(ctx)) {
+/// What `--clean` found and did: the demos and containers listed before anything was
+/// removed, and what was removed (nothing with `dry_run`) or kept with a reason.
+#[derive(Debug, Serialize)]
+pub struct CleanReport {
+    /// What was removed, and the warnings: each thing kept, with why.
+    #[serde(flatten)]
+    pub done: Cleaned,
+    /// Nothing was removed, only listed.
+    pub dry_run: bool,
+    /// The demos in scope.
+    pub demos: Vec<Listed>,
+    /// Labelled containers whose demo folder is gone (`name (demo id)`).
+    pub orphan_containers: Vec<String>,
+    /// How many containers were (or would be) removed.
+    #[serde(skip)]
+    pub doomed: usize,
+}
+
+/// `demo --clean`: removes the demo of `opts.ledger`, or every demo with `opts.all`.
+/// Something it could not remove is a warning in the report, not an error; an error means
+/// nothing more could be done (Docker unreachable, no demo records the ledger).
+pub fn clean(opts: &CleanOptions) -> Result<CleanReport, DemoError> {
+    let progress = opts.progress;
+    let scope = match (opts.all, opts.ledger.clone()) {
         (true, _) => Scope::All,
         (false, Some(l)) => Scope::Ledger(l),
         (false, None) => {
-            return Err(CliError::new(
-                ExitKind::Input,
+            return Err(DemoError::new(
+                ErrorKind::Input,
                 "demo --clean removes one demo: name it by its ledger with --ledger DIR (the \
                  ledger the demo printed), or pass --all for every demo on this machine",
             )
@@ -1243,8 +1325,8 @@ fn clean(args: &DemoArgs, ctx: &Ctx) -> CmdResult {
             ));
         }
     };
-    let root = demo_root(ctx);
-    let rt = super::runtime()?;
+    let root = demo_root(opts.ledger.as_deref());
+    let rt = runtime()?;
     let docker = rt.block_on(BollardDocker::connect()).map_err(service)?;
     let mut done = Cleaned::default();
 
@@ -1305,8 +1387,8 @@ fn clean(args: &DemoArgs, ctx: &Ctx) -> CmdResult {
         && demos.is_empty()
         && done.warnings.is_empty()
     {
-        return Err(CliError::new(
-            ExitKind::Input,
+        return Err(DemoError::new(
+            ErrorKind::Input,
             format!(
                 "no demo records the ledger {} (looked for {STATE_FILE} in {} and its subfolders, and in the folders demo containers name); nothing was removed",
                 l.display(),
@@ -1348,7 +1430,7 @@ fn clean(args: &DemoArgs, ctx: &Ctx) -> CmdResult {
         .filter(|c| !ids.contains(label_of(c).as_str()))
         .map(|c| format!("{} (demo {})", c.name, label_of(c)))
         .collect();
-    let verb = if args.dry_run {
+    let verb = if opts.dry_run {
         "would remove"
     } else {
         "removing"
@@ -1368,7 +1450,7 @@ fn clean(args: &DemoArgs, ctx: &Ctx) -> CmdResult {
         progress(&format!("{verb} container {o}, whose demo folder is gone"));
     }
 
-    if !args.dry_run {
+    if !opts.dry_run {
         // Containers first, so nothing writes into the databases or folders being removed.
         for c in &doomed {
             progress(&format!(
@@ -1380,8 +1462,8 @@ fn clean(args: &DemoArgs, ctx: &Ctx) -> CmdResult {
             done.containers.push(c.name.clone());
         }
         for st in &demos {
-            rt.block_on(drop_databases(st, &mut done));
-            remove_ledger(st, &mut done);
+            rt.block_on(drop_databases(st, &mut done, progress));
+            remove_ledger(st, &mut done, progress);
             progress(&format!("removing folder {}", st.dir.display()));
             match std::fs::remove_dir_all(&st.dir) {
                 Ok(()) => done.folders.push(st.dir.clone()),
@@ -1410,44 +1492,18 @@ fn clean(args: &DemoArgs, ctx: &Ctx) -> CmdResult {
         }
     }
 
-    if ctx.json {
-        let mut v = serde_json::to_value(&done).unwrap_or_default();
-        v["ok"] = done.warnings.is_empty().into();
-        v["dry_run"] = args.dry_run.into();
-        v["demos"] = serde_json::to_value(&listed).unwrap_or_default();
-        v["orphan_containers"] = orphans.into();
-        println!("{v}");
-    } else if args.dry_run {
-        println!(
-            "Would remove {} demo(s) and {} container(s); nothing was removed.",
-            listed.len(),
-            doomed.len()
-        );
-        for w in &done.warnings {
-            println!("  warning: {w}");
-        }
-    } else {
-        println!(
-            "Removed {} container(s), {} database(s), {} folder(s).",
-            done.containers.len(),
-            done.databases.len(),
-            done.folders.len()
-        );
-        for w in &done.warnings {
-            println!("  warning: {w}");
-        }
-    }
-    // Something a demo made is still there: say so to scripts, not only in words.
-    Ok(if done.warnings.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(ExitKind::Service.code())
+    Ok(CleanReport {
+        done,
+        dry_run: opts.dry_run,
+        demos: listed,
+        orphan_containers: orphans,
+        doomed: doomed.len(),
     })
 }
 
 /// Drops the demo's databases: only names carrying its id, on the server it recorded,
 /// logging in with the password from its config.yaml (else the demo defaults).
-async fn drop_databases(st: &DemoState, done: &mut Cleaned) {
+async fn drop_databases(st: &DemoState, done: &mut Cleaned, progress: Progress) {
     let Some(dbs) = &st.databases else { return };
     let prefix = st.db_prefix();
     let password = OmsConfig::load(&st.config)
@@ -1496,7 +1552,7 @@ async fn drop_databases(st: &DemoState, done: &mut Cleaned) {
 
 /// Removes the demo's ledger when it lives outside the demo folder, after checking that it
 /// records this demo's upgrade (or no upgrade at all: `init` never succeeded).
-fn remove_ledger(st: &DemoState, done: &mut Cleaned) {
+fn remove_ledger(st: &DemoState, done: &mut Cleaned, progress: Progress) {
     let l = &st.ledger;
     if l.starts_with(&st.dir) || !l.is_dir() {
         return;
@@ -1530,7 +1586,7 @@ fn remove_ledger(st: &DemoState, done: &mut Cleaned) {
         }
     }
     // `run` writes a signed checkpoint beside the ledger when a signing key is configured.
-    let checkpoint = super::ledger::signed_checkpoint_path(l);
+    let checkpoint = crate::ledger::sign::signed_checkpoint_path(l);
     if checkpoint.is_file() {
         match std::fs::remove_file(&checkpoint) {
             Ok(()) => done.files.push(checkpoint),
@@ -1554,17 +1610,11 @@ mod tests {
     }
 
     #[test]
-    fn default_ledger_is_never_the_demo_ledger() {
-        let ctx = Ctx {
-            ledger: crate::cli::dirs::here().ledger,
-            json: false,
-        };
-        assert_eq!(given_ledger(&ctx), None);
-        assert!(demo_root(&ctx).ends_with(DEFAULT_DEMO_ROOT));
-        let ctx = Ctx {
-            ledger: "/tmp/x/ledger".into(),
-            json: false,
-        };
-        assert_eq!(demo_root(&ctx), PathBuf::from("/tmp/x"));
+    fn demo_folders_are_next_to_the_given_ledger() {
+        assert!(demo_root(None).ends_with(DEFAULT_DEMO_ROOT));
+        assert_eq!(
+            demo_root(Some(Path::new("/tmp/x/ledger"))),
+            PathBuf::from("/tmp/x")
+        );
     }
 }
