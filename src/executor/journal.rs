@@ -263,11 +263,13 @@ fn masked(event: Event) -> Event {
             error,
             retryable,
             facts,
+            kind,
         } => Event::StepFailed {
             key,
             error: text(error),
             retryable,
             facts,
+            kind,
         },
         Event::StepReconciled {
             key,
@@ -276,9 +278,14 @@ fn masked(event: Event) -> Event {
         } => Event::StepReconciled {
             key,
             finding: match finding {
-                Finding::Failed { error, retryable } => Finding::Failed {
+                Finding::Failed {
+                    error,
+                    retryable,
+                    kind,
+                } => Finding::Failed {
                     error: text(error),
                     retryable,
+                    kind,
                 },
                 other => other,
             },
@@ -330,7 +337,7 @@ fn replay_view(view: &LedgerView) -> Result<(Vec<Recorded>, State), JournalError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::{MetaDb, StepFacts, StepKey, TableFact, samples};
+    use crate::events::{FailureKind, MetaDb, StepFacts, StepKey, TableFact, samples};
     use crate::replay::Outcome;
     use crate::replay::sim::Sim;
 
@@ -427,6 +434,7 @@ mod tests {
                 error: error.clone(),
                 retryable: true,
                 facts: None,
+                kind: FailureKind::Service,
             },
         )
         .unwrap();
@@ -496,6 +504,7 @@ mod tests {
                     .into(),
                 retryable: true,
                 facts: None,
+                kind: FailureKind::Service,
             },
         )
         .unwrap();

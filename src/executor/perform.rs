@@ -10,11 +10,11 @@ use crate::adapters::docker::{
 use crate::adapters::metadb::DbCharset;
 use crate::adapters::{Clock, Docker, DumpEngine, Health, MetaDb};
 use crate::dump::{self, ChecksumMethod, Compression, DumpFormat};
-use crate::events::PreflightCheck;
 use crate::events::{
     self, Attestation, ContainerStopped, DumpArtifact, DumpCheck, HaDisabled, HaEnabled, HaMode,
     MetaDb as Db, NamedState, NewContainer, Restored, StepFacts, TableFact,
 };
+use crate::events::{FailureKind, PreflightCheck};
 use crate::haconfig::{self, HaEdit};
 use crate::redact::redact;
 use crate::steps::{
@@ -127,7 +127,8 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
                         s.id,
                         s.pid.map(|p| format!(", pid {p}")).unwrap_or_default(),
                         spec.log_dir
-                    )));
+                    ))
+                    .of(FailureKind::Refused));
                 }
                 let timeout = Duration::from_secs(spec.timeout_secs.into());
                 let out = self
@@ -198,7 +199,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
                     ),
                     retryable: true,
                     facts: Some(facts),
-                    integrity: true,
+                    kind: FailureKind::Integrity,
                 })
             }
             Step::RecreateDatabase(spec) => {
@@ -232,10 +233,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
                     .await
                     .map_err(|e| match e.class() {
                         // A file that no longer matches will not match on a retry either.
-                        dump::ErrorClass::Integrity => StepError {
-                            integrity: true,
-                            ..fatal(e)
-                        },
+                        dump::ErrorClass::Integrity => fatal(e).of(FailureKind::Integrity),
                         _ => retry(e),
                     })?;
                 let tables = table_facts(&report.tables);
@@ -405,7 +403,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
                 .map_err(retry)?;
             if let Some(problem) = image_problem(&spec.image, planned, now.as_ref().map(|i| &i.id))
             {
-                return Err(StepError::retry(problem));
+                return Err(StepError::retry(problem).of(FailureKind::Refused));
             }
         }
         let live = self.inherited_live(spec).await?;
@@ -427,7 +425,8 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
                         Err(e) => format!(" (removal failed: {e}; remove it by hand)"),
                     },
                     spec.image
-                )));
+                ))
+                .of(FailureKind::Refused));
             }
         }
         self.new_container_facts(&id).await
@@ -456,6 +455,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
                     "the old container {} is gone, so the settings the new container inherits (its env, secrets among them) cannot be read; nothing was created. Roll back with `oms-upgrade rollback`",
                     spec.old_id
                 ))
+                .of(FailureKind::Refused)
             })?;
         crate::inherit::live(recorded, &spec.inherited_env(), &old)
             .map(Some)
@@ -469,6 +469,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
                         .collect::<Vec<_>>()
                         .join("; ")
                 ))
+                .of(FailureKind::Refused)
             })
     }
 
@@ -487,6 +488,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
             StepError::fatal(format!(
                 "the old container {target} no longer exists, so its restart policy cannot be set"
             ))
+            .of(FailureKind::Refused)
         };
         let info = self
             .ad
@@ -646,7 +648,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
             ),
             retryable: true,
             facts: Some(facts),
-            integrity: false,
+            kind: FailureKind::Refused,
         })
     }
 
@@ -768,7 +770,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
                     ),
                     retryable: true,
                     facts: Some(facts),
-                    integrity: false,
+                    kind: FailureKind::Service,
                 });
             }
             self.ad.clock.sleep(self.opts.status_poll).await;
@@ -857,7 +859,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
                     ),
                     retryable: true,
                     facts: Some(facts),
-                    integrity: false,
+                    kind: FailureKind::Service,
                 });
             }
             self.ad.clock.sleep(self.opts.status_poll).await;
@@ -906,6 +908,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
                 StepError::fatal(format!(
                     "`ha.config` is missing from {database}.oms_normal_config"
                 ))
+                .of(FailureKind::Refused)
             })
     }
 

@@ -261,6 +261,19 @@ impl Run {
         replay_dir(&self.ledger()).unwrap_or_else(|e| panic!("replay the ledger: {e}"))
     }
 
+    /// The decoded payload of the last `step.failed` record, from `ledger export` (what an
+    /// auditor reads, not the library's replay).
+    pub fn last_step_failed(&self) -> serde_json::Value {
+        let out = ok(self.cli().args(["ledger", "export"]));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|l| l["decoded"]["event_type"] == "step.failed")
+            .last()
+            .map(|l| l["decoded"]["payload"].clone())
+            .unwrap_or_else(|| panic!("no step.failed record in the ledger"))
+    }
+
     /// `ledger verify` passes.
     pub fn verify_ledger(&self) {
         let out = ok(self.cli().args(["--json", "ledger", "verify"]));
