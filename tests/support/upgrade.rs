@@ -267,9 +267,9 @@ impl Run {
         let out = ok(self.cli().args(["ledger", "export"]));
         String::from_utf8_lossy(&out.stdout)
             .lines()
+            .rev()
             .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-            .filter(|l| l["decoded"]["event_type"] == "step.failed")
-            .last()
+            .find(|l| l["decoded"]["event_type"] == "step.failed")
             .map(|l| l["decoded"]["payload"].clone())
             .unwrap_or_else(|| panic!("no step.failed record in the ledger"))
     }
