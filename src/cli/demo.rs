@@ -796,14 +796,11 @@ impl Demo {
 
     /// A failed child command as the demo's error, with the child's exit kind.
     fn child_failed(&self, what: &str, run: &ChildRun) -> CliError {
-        let kind = match run.code {
-            Some(3) => ExitKind::Integrity,
-            Some(4) => ExitKind::Busy,
-            Some(5) => ExitKind::Input,
-            Some(6) => ExitKind::Service,
-            Some(7) => ExitKind::Refused,
-            _ => ExitKind::Internal,
-        };
+        let kind = run
+            .code
+            .and_then(|c| u8::try_from(c).ok())
+            .and_then(ExitKind::from_code)
+            .unwrap_or(ExitKind::Internal);
         let detail = run
             .json
             .as_ref()

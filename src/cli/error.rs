@@ -59,6 +59,11 @@ impl ExitKind {
         }
     }
 
+    /// The kind whose exit code is `code` (a child oms-upgrade's, as `demo` sees it).
+    pub fn from_code(code: u8) -> Option<ExitKind> {
+        ExitKind::ALL.into_iter().find(|k| k.code() == code)
+    }
+
     /// The exit kind of a step failure of `kind`: the ledger's failure record decides it,
     /// not the step's name. A failure recorded before kinds were recorded (an old ledger)
     /// counts as a service failure, as every step failure did then.
@@ -467,6 +472,11 @@ mod tests {
         let table = &readme[readme.find("## Exit codes").expect("an exit code section")..];
         let codes: Vec<u8> = ExitKind::ALL.iter().map(|k| k.code()).collect();
         assert_eq!(codes, [1, 3, 4, 5, 6, 7, 130]);
+        for k in ExitKind::ALL {
+            assert_eq!(ExitKind::from_code(k.code()), Some(k));
+        }
+        assert_eq!(ExitKind::from_code(0), None);
+        assert_eq!(ExitKind::from_code(2), None);
         for code in codes {
             assert!(
                 table.contains(&format!("\n| {code} | ")),
