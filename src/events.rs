@@ -897,7 +897,8 @@ pub enum FailureKind {
     Integrity,
     /// The world contradicts the plan (the image tag names another image, the old
     /// container is gone or shows other settings, something `init` checked changed, a
-    /// docker_init.sh already runs): nothing was done the plan did not record.
+    /// docker_init.sh already runs, the new container's binds are not the planned ones):
+    /// the step stopped at the contradiction.
     Refused,
     /// A `step.failed` v1 record: written before kinds were recorded. Never a default of
     /// the others: a reader shows it as not recorded.

@@ -273,6 +273,12 @@ async fn altered_dump_stops_the_rollback_before_anything_changes() {
     let failed = run.last_step_failed();
     assert_eq!(failed["key"], "rollback-verify-dumps", "{failed}");
     assert_eq!(failed["kind"], "integrity", "{failed}");
+    let status = run.status();
+    let step = status["steps"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["step"] == "rollback-verify-dumps"))
+        .unwrap_or_else(|| panic!("no rollback-verify-dumps in {status}"));
+    assert_eq!(step["failure_kind"], "integrity", "{status}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(&dump), "names the file: {stderr}");
     assert!(stderr.contains("nothing was changed"), "{stderr}");

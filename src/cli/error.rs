@@ -225,7 +225,7 @@ fn step_failed(key: StepKey, error: &str, retryable: bool, kind: FailureKind) ->
             "step {key} may not be retried: the content does not match the record; restore by hand from a verified copy and record it with `oms-upgrade note`"
         ),
         (FailureKind::Refused, true, _) => format!(
-            "nothing was done that the plan did not record: put back what the message names, then `{again}` tries the step again{}",
+            "the failure is recorded; put back what the message says the plan expects, then `{again}` tries the step again{}",
             if key.is_rollback() { "" } else { " (or `oms-upgrade rollback`)" }
         ),
         (_, true, false) => "the failure is recorded; fix the cause, then `oms-upgrade run` retries the step (or `oms-upgrade rollback`)".to_string(),
