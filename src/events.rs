@@ -887,6 +887,61 @@ impl StepFacts {
     }
 }
 
+/// What kind of failure a step's failure was (issue 13): it decides the exit code and
+/// what the operator is told, and the ledger's failure record carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// Docker, the metadata database, OMS or the dump engine failed, or a check of the
+    /// services came back negative (not healthy, not RUNNING, not Online, an init that
+    /// failed). Whether a retry may help is the record's `retryable`.
+    Service,
+    /// Content does not match the record: a dump file changed, restored tables differ.
+    Integrity,
+    /// The world contradicts the plan (the image tag names another image, the old
+    /// container is gone or shows other settings, something `init` checked changed, a
+    /// docker_init.sh already runs, the new container's binds are not the planned ones):
+    /// the step stopped at the contradiction.
+    Refused,
+    /// A `step.failed` v1 record: written before kinds were recorded. Never a default of
+    /// the others: a reader shows it as not recorded.
+    Unrecorded,
+}
+
+impl FailureKind {
+    /// The name in the JSON views and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            FailureKind::Service => "service",
+            FailureKind::Integrity => "integrity",
+            FailureKind::Refused => "refused",
+            FailureKind::Unrecorded => "unrecorded",
+        }
+    }
+}
+
+impl fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl StepFacts {
+    /// The kind of failure a [`StepFacts::contradiction`] of these facts is: content that
+    /// differs from the record is an integrity failure; a container that does not match
+    /// the plan, or a check before T1 that found a change, a refusal; a service that is
+    /// not in the state wanted, a service failure.
+    pub fn contradiction_kind(&self) -> FailureKind {
+        match self {
+            StepFacts::DumpsVerified { .. } | StepFacts::Restored(_) => FailureKind::Integrity,
+            StepFacts::NewContainerCreated(_) | StepFacts::PreStopChecked { .. } => {
+                FailureKind::Refused
+            }
+            _ => FailureKind::Service,
+        }
+    }
+}
+
 /// What reconciliation found for a step that was in doubt (intent without outcome).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
@@ -901,6 +956,9 @@ pub enum Finding {
         error: String,
         /// Whether running the step again is safe.
         retryable: bool,
+        /// What kind of failure (issue 13); [`FailureKind::Unrecorded`] for a finding
+        /// stored before kinds were (and written in that form).
+        kind: FailureKind,
     },
     /// issue 12.1: what was found can prove neither "done" nor "never started", and running
     /// the step again is not safe on a guess: nothing runs until an operator records a
@@ -1002,6 +1060,9 @@ pub enum Event {
         retryable: bool,
         /// What was observed, if anything.
         facts: Option<StepFacts>,
+        /// What kind of failure (issue 13; `step.failed` v2). [`FailureKind::Unrecorded`]
+        /// for a v1 record, and written as v1.
+        kind: FailureKind,
     },
     /// `step.reconciled`: an in-doubt step resolved by looking at reality on resume.
     StepReconciled {
@@ -1074,6 +1135,7 @@ pub const EVENT_TYPES: &[(&str, u16)] = &[
     (types::STEP_INTENT, 1),
     (types::STEP_DONE, 1),
     (types::STEP_FAILED, 1),
+    (types::STEP_FAILED, 2),
     (types::STEP_RECONCILED, 1),
     (types::ROLLBACK_REQUESTED, 1),
     (types::NOTE, 1),
@@ -1228,11 +1290,13 @@ pub fn encode(event: &Event) -> Encoded {
                 facts: facts.into(),
             },
         ),
+        // A failure without a recorded kind keeps the v1 form, byte for byte.
         Event::StepFailed {
             key,
             error,
             retryable,
             facts,
+            kind: FailureKind::Unrecorded,
         } => encode_stored(
             t,
             &StepFailedV1 {
@@ -1240,6 +1304,24 @@ pub fn encode(event: &Event) -> Encoded {
                 error: error.clone(),
                 retryable: *retryable,
                 facts: facts.as_ref().map(StepFactsV1::from),
+            },
+        ),
+        Event::StepFailed {
+            key,
+            error,
+            retryable,
+            facts,
+            kind,
+        } => encode_stored_version(
+            t,
+            2,
+            &StepFailedV2 {
+                key: (*key).into(),
+                error: error.clone(),
+                retryable: *retryable,
+                facts: facts.as_ref().map(StepFactsV1::from),
+                kind: FailureKindV1::try_from(*kind)
+                    .expect("an unrecorded kind is written as v1 above"),
             },
         ),
         Event::StepReconciled {
@@ -1373,6 +1455,16 @@ pub fn decode(event_type: &str, schema_version: u16, payload: &[u8]) -> Result<E
                 facts: s.facts.try_into().map_err(bad)?,
             }
         }
+        types::STEP_FAILED if schema_version == 2 => {
+            let s: StepFailedV2 = decode_stored_version(event_type, 2, payload)?;
+            Event::StepFailed {
+                key: s.key.into(),
+                error: s.error,
+                retryable: s.retryable,
+                facts: s.facts.map(StepFacts::try_from).transpose().map_err(bad)?,
+                kind: s.kind.into(),
+            }
+        }
         types::STEP_FAILED => {
             let s: StepFailedV1 = decode_stored(event_type, payload)?;
             Event::StepFailed {
@@ -1380,6 +1472,8 @@ pub fn decode(event_type: &str, schema_version: u16, payload: &[u8]) -> Result<E
                 error: s.error,
                 retryable: s.retryable,
                 facts: s.facts.map(StepFacts::try_from).transpose().map_err(bad)?,
+                // Written before kinds were recorded: shown as such, never guessed.
+                kind: FailureKind::Unrecorded,
             }
         }
         types::STEP_RECONCILED => {

@@ -32,8 +32,9 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::events::{
-    Attestation, DumpArtifact, Event, Finding, HaDisabled, HaEnabled, MetaDb, NewContainer, Plan,
-    PlanDigest, PreflightCheck, Recorded, Resolution, StepFacts, StepKey, StepResolved, TableFact,
+    Attestation, DumpArtifact, Event, FailureKind, Finding, HaDisabled, HaEnabled, MetaDb,
+    NewContainer, Plan, PlanDigest, PreflightCheck, Recorded, Resolution, StepFacts, StepKey,
+    StepResolved, TableFact,
 };
 use crate::haconfig::HaConfig;
 use crate::refetch::RefetchDecision;
@@ -118,6 +119,8 @@ pub enum Outcome {
         retryable: bool,
         /// Observed facts.
         facts: Option<StepFacts>,
+        /// What kind of failure the record says it was (issue 13).
+        kind: FailureKind,
     },
     /// `step.reconciled`.
     Reconciled {
@@ -844,6 +847,7 @@ impl State {
                 error,
                 retryable,
                 facts,
+                kind,
             } => {
                 let facts = &facts.as_ref().map(|f| self.take_joined(*key, f));
                 self.pending_tables.clear();
@@ -855,6 +859,7 @@ impl State {
                         error: error.clone(),
                         retryable: *retryable,
                         facts: facts.clone(),
+                        kind: *kind,
                     },
                 );
                 self.status.insert(
@@ -1202,6 +1207,19 @@ impl State {
     /// Every attempt of every step, in record order.
     pub fn attempts(&self) -> &[Attempt] {
         &self.attempts
+    }
+
+    /// The kind of failure of `key`'s last attempt, when that attempt failed (issue 13),
+    /// as its `step.failed` record or its reconciliation's finding says.
+    pub fn failure_kind(&self, key: StepKey) -> Option<FailureKind> {
+        match &self.attempts.iter().rev().find(|a| a.key == key)?.outcome {
+            Some(Outcome::Failed { kind, .. })
+            | Some(Outcome::Reconciled {
+                finding: Finding::Failed { kind, .. },
+                ..
+            }) => Some(*kind),
+            _ => None,
+        }
     }
 
     /// The time of the first intent of `key` when it has more than one attempt (the

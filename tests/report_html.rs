@@ -318,6 +318,7 @@ impl Recorder {
                 error: error.into(),
                 retryable,
                 facts: None,
+                kind: oms_upgrade::events::FailureKind::Service,
             },
         );
     }

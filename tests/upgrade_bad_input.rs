@@ -268,6 +268,17 @@ async fn altered_dump_stops_the_rollback_before_anything_changes() {
 
     let out = output(run.cli().args(["rollback", "--yes"])).await;
     assert_refused(&out, 3, "rollback-verify-dumps");
+    // The ledger's failure record says what kind of failure it was (issue 13), and the
+    // exit code follows that record, not the step's name.
+    let failed = run.last_step_failed();
+    assert_eq!(failed["key"], "rollback-verify-dumps", "{failed}");
+    assert_eq!(failed["kind"], "integrity", "{failed}");
+    let status = run.status();
+    let step = status["steps"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["step"] == "rollback-verify-dumps"))
+        .unwrap_or_else(|| panic!("no rollback-verify-dumps in {status}"));
+    assert_eq!(step["failure_kind"], "integrity", "{status}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(&dump), "names the file: {stderr}");
     assert!(stderr.contains("nothing was changed"), "{stderr}");

@@ -156,6 +156,9 @@ async fn rollback_after_failed_docker_init() {
         .find(|l| l.starts_with("error: "))
         .unwrap_or_else(|| panic!("no error line: {stderr}"));
     assert!(first.contains("docker-init"), "{first}");
+    // A failed init is a service failure (issue 13): its record and message say so.
+    assert!(first.contains("(service)"), "{first}");
+    assert_eq!(run.last_step_failed()["kind"], "service");
     assert!(stderr.contains("hint: "), "{stderr}");
     assert!(stderr.contains("oms-upgrade rollback"), "{stderr}");
     // The failure left the schema half-migrated: the version row still says 3.3.0, but

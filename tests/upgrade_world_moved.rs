@@ -364,7 +364,14 @@ async fn create_new_refuses_an_image_retagged_after_t1() {
     ok(cli(&ledger).args(["run", "--yes", "--until", "create-new"]));
 
     tag.point_at(&node.image.id).await;
-    let error = error_line(&output(cli(&ledger).args(["run", "--yes"])).await);
+    let out = output(cli(&ledger).args(["run", "--yes"])).await;
+    // A refusal (the world contradicts the plan), not a service failure: exit 7, and the
+    // ledger's failure record says so (issue 13).
+    assert_eq!(out.status.code(), Some(7), "{}", show(&out));
+    let failed = run.last_step_failed();
+    assert_eq!(failed["key"], "create-new", "{failed}");
+    assert_eq!(failed["kind"], "refused", "{failed}");
+    let error = error_line(&out);
     for n in [&tag.reference, &tag.planned, &node.image.id] {
         assert!(error.contains(n.as_str()), "`{n}` in {error}");
     }

@@ -69,12 +69,14 @@ fn main() {
             error: "docker_init.sh exit code 1".into(),
             retryable: false,
             facts: None,
+            kind: oms_upgrade::events::FailureKind::Service,
         },
         Event::StepReconciled {
             key: StepKey::PruneHeartbeat,
             finding: Finding::Failed {
                 error: "cannot tell".into(),
                 retryable: true,
+                kind: oms_upgrade::events::FailureKind::Service,
             },
             evidence: "heatbeat_sequence unreadable".into(),
         },

@@ -12,10 +12,11 @@ use std::time::Instant;
 
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 
-use super::output::{output_error, write_atomic};
+use super::error::output_error;
+use super::output::write_atomic;
 use super::{CliError, CmdResult, Ctx, ExitKind, vouch};
 use crate::dbconn::DbTarget;
-use crate::dump::{self, DumpError, ErrorClass};
+use crate::dump::{self, DumpError};
 use crate::ledger::sign::{PublicKey, SigningKey};
 use crate::secret::Secret;
 
@@ -170,7 +171,7 @@ pub fn run_backup(args: BackupArgs, ctx: &Ctx) -> CmdResult {
             &opts,
             progress,
         ))
-        .map_err(dump_error)?;
+        .map_err(CliError::from)?;
     let elapsed = started.elapsed();
     let out = std::fs::canonicalize(&args.out).unwrap_or(args.out.clone());
     let signed_by = sign_manifest(&out, key.as_ref())?;
@@ -255,7 +256,7 @@ fn sign_manifest(dir: &Path, key: Option<&SigningKey>) -> Result<Option<String>,
             _ => Ok(None),
         };
     };
-    let bytes = dump::read_manifest_bytes(dir).map_err(dump_error)?;
+    let bytes = dump::read_manifest_bytes(dir).map_err(CliError::from)?;
     let text = vouch::sign(key, &bytes, chrono::Utc::now());
     write_atomic(&sig_path, |f| {
         f.write_all(text.as_bytes())
@@ -331,9 +332,9 @@ pub fn run_restore(args: RestoreArgs, ctx: &Ctx) -> CmdResult {
             CliError::new(ExitKind::Input, e.to_string())
                 .hint("pass the KEYFILE.pub written by `oms-upgrade ledger keygen`")
         })?;
-    let bytes = dump::read_manifest_bytes(&args.from).map_err(dump_error)?;
+    let bytes = dump::read_manifest_bytes(&args.from).map_err(CliError::from)?;
     let voucher = vouch::check(&args.from, &bytes, pubkey.as_ref())?;
-    let manifest = dump::Manifest::from_bytes(&args.from, &bytes).map_err(dump_error)?;
+    let manifest = dump::Manifest::from_bytes(&args.from, &bytes).map_err(CliError::from)?;
     if voucher == vouch::Voucher::ManifestOnly {
         eprintln!(
             "warning: only manifest.json itself vouches for the dumps' BLAKE3: whoever could \
@@ -359,7 +360,7 @@ pub fn run_restore(args: RestoreArgs, ctx: &Ctx) -> CmdResult {
         let mut v = Vec::new();
         for d in &args.databases {
             v.push(manifest.artifact(d).ok_or_else(|| {
-                dump_error(DumpError::NotInManifest {
+                CliError::from(DumpError::NotInManifest {
                     database: d.clone(),
                     available: manifest
                         .databases
@@ -373,12 +374,12 @@ pub fn run_restore(args: RestoreArgs, ctx: &Ctx) -> CmdResult {
     };
     // Check the files before asking anything: an altered dump is refused outright.
     for a in &chosen {
-        dump::verify_artifact(a).map_err(dump_error)?;
+        dump::verify_artifact(a).map_err(CliError::from)?;
     }
     let rt = super::runtime()?;
     // Names the server does not know would fail only after the DROP.
     rt.block_on(dump::check_names_known(&target, &chosen))
-        .map_err(dump_error)?;
+        .map_err(CliError::from)?;
     if !args.yes {
         let names: Vec<String> = chosen.iter().map(|a| format!("`{}`", a.database)).collect();
         if !std::io::stdin().is_terminal() {
@@ -409,7 +410,7 @@ pub fn run_restore(args: RestoreArgs, ctx: &Ctx) -> CmdResult {
     let started = Instant::now();
     let reports = rt
         .block_on(dump::restore(&target, &manifest, &dbs, &opts, progress))
-        .map_err(dump_error)?;
+        .map_err(CliError::from)?;
     let elapsed = started.elapsed();
     if ctx.json {
         let v = serde_json::json!({
@@ -450,39 +451,6 @@ pub fn run_restore(args: RestoreArgs, ctx: &Ctx) -> CmdResult {
         println!("Trust: {}.", voucher.describe());
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Turns an engine error into a CLI error with the exit kind its class implies.
-fn dump_error(e: DumpError) -> CliError {
-    let kind = match e.class() {
-        _ if matches!(e, DumpError::Interrupted { .. }) => ExitKind::Interrupted,
-        ErrorClass::Input => ExitKind::Input,
-        ErrorClass::Service => ExitKind::Service,
-        ErrorClass::Integrity => ExitKind::Integrity,
-        ErrorClass::Internal => ExitKind::Internal,
-    };
-    let hint = match &e {
-        DumpError::ChecksumMismatch { .. } => {
-            Some("restore from another backup, or dump again if the source still exists")
-        }
-        DumpError::FileChanged { .. } => Some(
-            "something wrote to the dump file during the restore; keep it away from other \
-             writers and restore again",
-        ),
-        DumpError::TableMismatch { .. } => Some(
-            "the database now holds what the file loaded, which differs from what was dumped; \
-             investigate before using it",
-        ),
-        DumpError::Manifest { .. } => {
-            Some("--from must be a folder written by `oms-upgrade backup`")
-        }
-        _ => None,
-    };
-    let err = CliError::new(kind, e.to_string());
-    match hint {
-        Some(h) => err.hint(h),
-        None => err,
-    }
 }
 
 /// Parses `mysql://USER@HOST[:PORT]`; a password in the URL is refused (it would be in argv).

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::metatls;
-use super::shell::{self, config_bind, journal_error, load_config};
+use super::shell::{self, config_bind, load_config};
 use super::{CliError, CmdResult, Ctx, ExitKind};
 use crate::adapters::fs::{existing_ancestor, free_space};
 use crate::adapters::{BollardDocker, ContainerInfo, Docker, MetaDb, MysqlMetaDb, TlsState};
@@ -139,7 +139,7 @@ pub fn run(args: InitArgs, ctx: &Ctx) -> CmdResult {
             let summary = plan_summary(&plan);
             journal
                 .record(run_id, now, Event::planned(plan))
-                .map_err(journal_error)?;
+                .map_err(CliError::from)?;
             // Whether the connection was encrypted: the plan's stored form has no field for
             // it, so it follows the plan as an attestation (see `metatls`).
             journal
@@ -148,7 +148,7 @@ pub fn run(args: InitArgs, ctx: &Ctx) -> CmdResult {
                     now,
                     Event::Attestation(metatls::attestation(&tls, now)),
                 )
-                .map_err(journal_error)?;
+                .map_err(CliError::from)?;
             // A version the operator stated is theirs, not the image's: the plan's stored
             // form has one version field each, so the statement follows it as an
             // attestation by the operator (the record also carries the OS user).
@@ -165,7 +165,7 @@ pub fn run(args: InitArgs, ctx: &Ctx) -> CmdResult {
                             observed_at: None,
                         }),
                     )
-                    .map_err(journal_error)?;
+                    .map_err(CliError::from)?;
             }
             if ctx.json {
                 println!(
@@ -202,7 +202,7 @@ pub fn run(args: InitArgs, ctx: &Ctx) -> CmdResult {
                         checks: checks.clone(),
                     },
                 )
-                .map_err(journal_error)?;
+                .map_err(CliError::from)?;
             let failed: Vec<_> = checks.iter().filter(|c| !c.ok).collect();
             let first = failed
                 .first()
@@ -410,34 +410,16 @@ async fn gather(args: &InitArgs, facts: &mut Facts) -> Result<Option<Gathered>, 
     let metadb = MysqlMetaDb::new(&target);
     let server = metadb.ping().await.map_err(|e| {
         use crate::adapters::MetaDbError as E;
-        // A refused login is wrong configuration (fix it, do not retry); an unreachable
-        // server may come back.
-        let (kind, hint) = match &e {
-            E::AccessDenied { .. } => (
-                ExitKind::Input,
-                "fix oms_meta_user/oms_meta_password in config.yaml, or give the right password with OMS_META_PASSWORD or --password-file",
-            ),
-            E::Unreachable { .. } => (
-                ExitKind::Service,
-                "check oms_meta_host/oms_meta_port in config.yaml and that the metadata DB server is running",
-            ),
-            E::TlsUnavailable { .. } => (
-                ExitKind::Refused,
-                "enable TLS on the metadata DB server, or pass --meta-tls preferred",
-            ),
-            E::Tls { .. } => (
-                ExitKind::Input,
-                "pass the CA of the server's certificate with --meta-ca, or --meta-tls preferred without --meta-ca to accept it unverified",
-            ),
-            _ => (
-                ExitKind::Service,
-                "check oms_meta_host/port/user/password in config.yaml (or OMS_META_PASSWORD)",
-            ),
+        // The exit kind is the one error path's (`CliError::from`); the hints name
+        // what `init` reads its settings from.
+        let hint = match &e {
+            E::AccessDenied { .. } => "fix oms_meta_user/oms_meta_password in config.yaml, or give the right password with OMS_META_PASSWORD or --password-file",
+            E::Unreachable { .. } => "check oms_meta_host/oms_meta_port in config.yaml and that the metadata DB server is running",
+            E::TlsUnavailable { .. } => "enable TLS on the metadata DB server, or pass --meta-tls preferred",
+            E::Tls { .. } => "pass the CA of the server's certificate with --meta-ca, or --meta-tls preferred without --meta-ca to accept it unverified",
+            _ => "check oms_meta_host/port/user/password in config.yaml (or OMS_META_PASSWORD)",
         };
-        fatal(
-            "metadb",
-            CliError::new(kind, format!("metadata DB: {e}")).hint(hint),
-        )
+        fatal("metadb", CliError::from(e).hint(hint))
     })?;
     facts.server = Some(ServerFacts {
         url: target.display_url(),
@@ -445,12 +427,10 @@ async fn gather(args: &InitArgs, facts: &mut Facts) -> Result<Option<Gathered>, 
         version: server.version.clone(),
         version_comment: server.version_comment.clone(),
     });
-    let tls = metadb.tls_state().await.map_err(|e| {
-        fatal(
-            "metadb-tls",
-            CliError::new(ExitKind::Service, format!("metadata DB: {e}")),
-        )
-    })?;
+    let tls = metadb
+        .tls_state()
+        .await
+        .map_err(|e| fatal("metadb-tls", CliError::from(e)))?;
     facts.tls = Some(tls.to_string());
     let dbs = config.databases();
     let names = DbNames {

@@ -25,16 +25,17 @@ use crate::drift::{self, LiveReport};
 use crate::events::{DumpArtifact, EventDecoder};
 use crate::history::{self, Verify};
 use crate::ledger::record::RecordRef;
-use crate::ledger::sign::{KeyError, PublicKey, SignatureProblem, SigningKey, verify_checkpoint};
+use crate::ledger::sign::{PublicKey, SignatureProblem, SigningKey, verify_checkpoint};
 use crate::ledger::store::key_seq;
 use crate::ledger::{
-    Anchor, Checkpoint, ExportError, LedgerError, LedgerReader, SignedCheckpoint, VerifyReport,
-    export, verify, verify_chain,
+    Anchor, Checkpoint, ExportError, LedgerReader, SignedCheckpoint, VerifyReport, export, verify,
+    verify_chain,
 };
 use crate::replay::Phase;
 use crate::report::DumpFileCheck;
 
-use super::output::{anchor_error, emit, output_error, write_atomic};
+use super::error::output_error;
+use super::output::{emit, write_atomic};
 use super::{CliError, CmdResult, Ctx, ExitKind};
 
 /// Environment variable naming the private key file that signs checkpoints (`run` and
@@ -147,100 +148,7 @@ fn decoder() -> EventDecoder {
     EventDecoder
 }
 
-/// Sorts a ledger error into an exit kind with a hint.
-pub fn ledger_error(e: LedgerError) -> CliError {
-    let message = e.to_string();
-    let (kind, hint) = match &e {
-        LedgerError::Missing { .. } => (
-            ExitKind::Input,
-            format!(
-                "pass --ledger DIR (or set OMS_UPGRADE_LEDGER) to the folder an upgrade recorded \
-                 into; the default is {}",
-                super::dirs::here().ledger.display()
-            ),
-        ),
-        LedgerError::NotALedger { .. } => (
-            ExitKind::Input,
-            "point --ledger at a ledger folder: one that contains sled's `conf` and `db` files"
-                .to_string(),
-        ),
-        LedgerError::Busy { .. } => (
-            ExitKind::Busy,
-            "wait for that run to finish and retry; sled 0.34 cannot open a database read-only, \
-             so even `ledger verify`/`log`/`export` need the ledger to themselves"
-                .to_string(),
-        ),
-        LedgerError::Io { source, .. }
-            if matches!(
-                source.kind(),
-                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
-            ) =>
-        {
-            (
-                ExitKind::Input,
-                "sled needs write access to the folder even to read it; copy the folder somewhere \
-                 writable and point --ledger at the copy"
-                    .to_string(),
-            )
-        }
-        LedgerError::Store {
-            source: sled::Error::Corruption { .. },
-            ..
-        }
-        | LedgerError::DamagedHead { .. }
-        | LedgerError::Conflict { .. }
-        | LedgerError::Malformed { .. } => (
-            ExitKind::Integrity,
-            "keep the ledger folder untouched as evidence; `oms-upgrade ledger export` shows \
-             every stored record"
-                .to_string(),
-        ),
-        LedgerError::Encode { .. } => (
-            ExitKind::Input,
-            "this is a bug in the caller of the ledger; please report it".to_string(),
-        ),
-        LedgerError::UnsafeFolder(crate::safefs::SafeFsError::Unsafe { .. }) => (
-            ExitKind::Input,
-            "keep ledgers in a folder only you (or root) can change, e.g. the default /var/lib/\
-             oms-upgrade/ledger"
-                .to_string(),
-        ),
-        _ => (
-            ExitKind::Internal,
-            "check the folder's permissions and free disk space, then retry with -v".to_string(),
-        ),
-    };
-    CliError::new(kind, message).hint(hint)
-}
-
 // ---------------------------------------------------------------------------------------
-
-pub(super) fn key_error(e: KeyError) -> CliError {
-    let (kind, hint) = match &e {
-        KeyError::Exists(_) => (
-            ExitKind::Input,
-            "pass another --out, or keep using the existing key",
-        ),
-        KeyError::TooOpen { .. } => (
-            ExitKind::Input,
-            "a private key must be readable by its owner only",
-        ),
-        KeyError::Io { .. } => (
-            ExitKind::Input,
-            "check the path and that it is readable (or, when writing, that the folder exists)",
-        ),
-        KeyError::Invalid { .. } => (
-            ExitKind::Input,
-            "use the files `oms-upgrade ledger keygen` wrote, unchanged; a public key may also \
-             be given as `ed25519:<64 hex>`",
-        ),
-        KeyError::Random(_) => (
-            ExitKind::Internal,
-            "retry; the kernel's random source failed",
-        ),
-    };
-    CliError::new(kind, e.to_string()).hint(hint)
-}
 
 /// Reads the signing key named by `--sign` or, without it, by `OMS_UPGRADE_SIGNING_KEY`;
 /// `None` when neither is given. `run` and `rollback` call this before acting, so a bad key
@@ -253,7 +161,9 @@ pub fn load_signing_key(arg: Option<&Path>) -> Result<Option<SigningKey>, CliErr
             _ => return Ok(None),
         },
     };
-    SigningKey::read_file(&path).map(Some).map_err(key_error)
+    SigningKey::read_file(&path)
+        .map(Some)
+        .map_err(CliError::from)
 }
 
 pub use crate::ledger::sign::signed_checkpoint_path;
@@ -344,13 +254,13 @@ fn cmd_verify(args: VerifyArgs, ctx: &Ctx) -> CmdResult {
         .as_deref()
         .map(Checkpoint::read_file)
         .transpose()
-        .map_err(anchor_error)?;
+        .map_err(CliError::from)?;
     let pubkey = args
         .pubkey
         .as_deref()
         .map(PublicKey::from_arg)
         .transpose()
-        .map_err(key_error)?;
+        .map_err(CliError::from)?;
     let mut extras = Extras::default();
     if let Some(cp) = &checkpoint {
         match &pubkey {
@@ -369,13 +279,13 @@ fn cmd_verify(args: VerifyArgs, ctx: &Ctx) -> CmdResult {
         }
     }
     let anchor = checkpoint.as_ref().map(Checkpoint::anchor);
-    let reader = LedgerReader::open(&ctx.ledger).map_err(ledger_error)?;
+    let reader = LedgerReader::open(&ctx.ledger).map_err(CliError::from)?;
     let report = if args.chain_only {
         verify_chain(reader.view(), anchor)
     } else {
         verify(reader.view(), anchor, &decoder())
     }
-    .map_err(ledger_error)?;
+    .map_err(CliError::from)?;
     if !(args.artifacts || args.live) {
         return print_report(&report, ctx, &extras);
     }
@@ -721,7 +631,7 @@ fn print_report(report: &VerifyReport, ctx: &Ctx, extras: &Extras) -> CmdResult 
 }
 
 fn cmd_log(_args: LogArgs, ctx: &Ctx) -> CmdResult {
-    let reader = LedgerReader::open(&ctx.ledger).map_err(ledger_error)?;
+    let reader = LedgerReader::open(&ctx.ledger).map_err(CliError::from)?;
     let decoder = decoder();
     let mut out = std::io::stdout().lock();
     let mut table = comfy_table::Table::new();
@@ -729,7 +639,7 @@ fn cmd_log(_args: LogArgs, ctx: &Ctx) -> CmdResult {
         .load_preset(comfy_table::presets::NOTHING)
         .set_header(["SEQ", "TIME (UTC)", "ACTOR", "EVENT", "HASH"]);
     for entry in reader.view().entries() {
-        let (k, v) = entry.map_err(ledger_error)?;
+        let (k, v) = entry.map_err(CliError::from)?;
         let seq = key_seq(&k).map_or_else(|| format!("key {}", hex::encode(&k)), |s| s.to_string());
         match RecordRef::parse(&v) {
             Ok(r) => {
@@ -779,10 +689,10 @@ fn cmd_log(_args: LogArgs, ctx: &Ctx) -> CmdResult {
 }
 
 fn cmd_export(args: ExportArgs, ctx: &Ctx) -> CmdResult {
-    let reader = LedgerReader::open(&ctx.ledger).map_err(ledger_error)?;
+    let reader = LedgerReader::open(&ctx.ledger).map_err(CliError::from)?;
     let decoder = decoder();
     let map = |e: ExportError| match e {
-        ExportError::Ledger(e) => ledger_error(e),
+        ExportError::Ledger(e) => CliError::from(e),
         ExportError::Write(e) => output_error("the export", e),
     };
     let Some(path) = args.out else {
@@ -818,7 +728,7 @@ fn checkpoint_of(
     reader: &LedgerReader,
     dir: &Path,
 ) -> Result<Result<Anchor, VerifyReport>, CliError> {
-    let report = verify_chain(reader.view(), None).map_err(ledger_error)?;
+    let report = verify_chain(reader.view(), None).map_err(CliError::from)?;
     if !report.is_ok() {
         return Ok(Err(report));
     }
@@ -846,8 +756,8 @@ fn cmd_checkpoint(args: CheckpointArgs, ctx: &Ctx) -> CmdResult {
         .as_deref()
         .map(SigningKey::read_file)
         .transpose()
-        .map_err(key_error)?;
-    let reader = LedgerReader::open(&ctx.ledger).map_err(ledger_error)?;
+        .map_err(CliError::from)?;
+    let reader = LedgerReader::open(&ctx.ledger).map_err(CliError::from)?;
     let anchor = match checkpoint_of(&reader, &ctx.ledger)? {
         Ok(a) => a,
         Err(report) => {
@@ -914,8 +824,8 @@ fn cmd_keygen(args: KeygenArgs, ctx: &Ctx) -> CmdResult {
     let mut pub_path = path.clone().into_os_string();
     pub_path.push(".pub");
     let pub_path = PathBuf::from(pub_path);
-    let key = SigningKey::generate().map_err(key_error)?;
-    key.write_new_file(&path).map_err(key_error)?;
+    let key = SigningKey::generate().map_err(CliError::from)?;
+    key.write_new_file(&path).map_err(CliError::from)?;
     let public = key.public();
     let pub_text = format!(
         "# oms-upgrade checkpoint public key (key-id {})\n{}\n",

@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 pub mod backup;
 pub mod demo;
 pub mod dirs;
+pub mod error;
 pub mod healthtrust;
 pub mod init;
 pub mod ledger;
@@ -27,6 +28,8 @@ pub mod run;
 pub mod shell;
 pub mod status;
 pub mod vouch;
+
+pub use error::{CliError, ExitKind};
 
 /// Upgrade and roll back OceanBase Migration Service CE in Docker, with an audit-grade ledger.
 ///
@@ -97,69 +100,6 @@ pub struct Ctx {
     pub json: bool,
 }
 
-/// How a failure is classified; each kind has one exit code, documented in the README.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExitKind {
-    /// A bug or an unexpected condition inside oms-upgrade.
-    Internal,
-    /// A record, checkpoint, dump file or live state does not match what was recorded.
-    Integrity,
-    /// The ledger is held by another running oms-upgrade.
-    Busy,
-    /// Bad input or configuration: a missing file, a folder that is not a ledger, bad values.
-    Input,
-    /// Docker, the metadata database or OMS itself failed or could not be reached.
-    Service,
-    /// The request is understood but refused: step not permitted, preflight failed, declined.
-    Refused,
-    /// SIGINT or SIGTERM stopped the command (a dump: its child, partial file and password
-    /// file are gone).
-    Interrupted,
-}
-
-impl ExitKind {
-    /// The process exit code for this kind.
-    pub fn code(self) -> u8 {
-        match self {
-            ExitKind::Internal => 1,
-            ExitKind::Integrity => 3,
-            ExitKind::Busy => 4,
-            ExitKind::Input => 5,
-            ExitKind::Service => 6,
-            ExitKind::Refused => 7,
-            ExitKind::Interrupted => 130,
-        }
-    }
-}
-
-/// An error at the CLI edge: what happened, what to do next, and the exit kind.
-#[derive(Debug)]
-pub struct CliError {
-    /// Exit classification.
-    pub kind: ExitKind,
-    /// One line saying what happened.
-    pub message: String,
-    /// What the user should do next, if we know.
-    pub hint: Option<String>,
-}
-
-impl CliError {
-    /// A new error of `kind` with `message`.
-    pub fn new(kind: ExitKind, message: impl Into<String>) -> Self {
-        CliError {
-            kind,
-            message: message.into(),
-            hint: None,
-        }
-    }
-
-    /// Adds a hint line ("Hint: ...").
-    pub fn hint(mut self, hint: impl Into<String>) -> Self {
-        self.hint = Some(hint.into());
-        self
-    }
-}
-
 /// Result of one command: `Ok(code)` lets a command end with a non-zero code after printing
 /// its own report (e.g. `ledger verify` finding a broken chain).
 pub type CmdResult = Result<ExitCode, CliError>;
@@ -188,24 +128,8 @@ pub fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
-        Err(err) => report_error(&err, ctx.json),
+        Err(err) => err.report(ctx.json),
     }
-}
-
-fn report_error(err: &CliError, json: bool) -> ExitCode {
-    if json {
-        let v = serde_json::json!({
-            "ok": false,
-            "error": { "kind": format!("{:?}", err.kind), "message": err.message, "hint": err.hint },
-            "exit_code": err.kind.code(),
-        });
-        println!("{v}");
-    }
-    eprintln!("error: {}", err.message);
-    if let Some(h) = &err.hint {
-        eprintln!("hint: {h}");
-    }
-    ExitCode::from(err.kind.code())
 }
 
 fn init_tracing(verbose: u8) {

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use super::shell::{self, exec_error, journal_error};
+use super::shell;
 use super::{CliError, CmdResult, Ctx, ExitKind};
 use crate::events::Event;
 
@@ -26,10 +26,10 @@ pub fn run(args: NoteArgs, ctx: &Ctx) -> CmdResult {
     let run_id = journal
         .state()
         .run_id()
-        .ok_or_else(|| exec_error(crate::executor::ExecError::NotPlanned))?;
+        .ok_or_else(|| CliError::from(crate::executor::ExecError::NotPlanned))?;
     let seq = journal
         .record(run_id, chrono::Utc::now(), Event::Note { text: args.text })
-        .map_err(journal_error)?;
+        .map_err(CliError::from)?;
     if ctx.json {
         println!("{}", serde_json::json!({"ok": true, "seq": seq}));
     } else {

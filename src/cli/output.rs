@@ -1,28 +1,11 @@
 //! Output helpers shared by the commands: writing files atomically, writing to a stdout
-//! that may be a closed pipe, and the errors of both.
+//! that may be a closed pipe (their errors: [`super::error::output_error`]).
 
 use std::io::Write;
 use std::path::Path;
 
-use super::{CliError, ExitKind};
-use crate::ledger::AnchorError;
-
-/// A checkpoint (`--anchor`) that cannot be used, as bad input with a hint.
-pub fn anchor_error(e: AnchorError) -> CliError {
-    let hint = match &e {
-        AnchorError::Io { .. } => "check the path given to --anchor and that it is readable",
-        AnchorError::Invalid { .. } => {
-            "use the text printed by `oms-upgrade ledger checkpoint`, unchanged"
-        }
-    };
-    CliError::new(ExitKind::Input, e.to_string()).hint(hint)
-}
-
-/// An output that cannot be written.
-pub fn output_error(what: &str, e: std::io::Error) -> CliError {
-    CliError::new(ExitKind::Internal, format!("cannot write {what}: {e}"))
-        .hint("check that the output location exists, is writable and has free space")
-}
+use super::CliError;
+use super::error::output_error;
 
 /// Writes to stdout; a closed pipe (`| head`) ends the command quietly.
 pub fn emit(out: &mut dyn Write, text: &str) -> Result<bool, CliError> {

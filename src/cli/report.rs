@@ -14,8 +14,8 @@ use std::process::ExitCode;
 use crate::ledger::Anchor;
 use crate::report::{self, CollectError, Report};
 
-use super::ledger::ledger_error;
-use super::output::{anchor_error, output_error, write_atomic};
+use super::error::output_error;
+use super::output::write_atomic;
 use super::{CliError, CmdResult, Ctx, ExitKind};
 
 /// Document format.
@@ -62,7 +62,7 @@ pub fn run(args: ReportArgs, ctx: &Ctx) -> CmdResult {
         .as_deref()
         .map(Anchor::read_file)
         .transpose()
-        .map_err(anchor_error)?;
+        .map_err(CliError::from)?;
     let collected = report::collect(&ctx.ledger, anchor.as_ref()).map_err(collect_error)?;
     let doc = report::build(&collected.records, &collected.state, collected.verification);
     let text = render(&doc, format);
@@ -150,7 +150,7 @@ fn print_written(doc: &Report, format: ReportFormat, path: &Path, code: u8, ctx:
 
 fn collect_error(e: CollectError) -> CliError {
     match e {
-        CollectError::Ledger(e) => ledger_error(e),
+        CollectError::Ledger(e) => CliError::from(e),
         CollectError::Unreadable {
             source,
             verify_problem,

@@ -6,10 +6,9 @@
 use std::process::ExitCode;
 use std::str::FromStr;
 
-use super::shell::{self, exec_error, journal_error};
+use super::shell;
 use super::{CliError, CmdResult, Ctx, ExitKind};
 use crate::events::{Event, Resolution, StepKey, StepResolved};
-use crate::replay::Rejection;
 
 /// What the operator decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -65,7 +64,7 @@ pub fn run(args: ResolveArgs, ctx: &Ctx) -> CmdResult {
     let state = journal.state();
     let run_id = state
         .run_id()
-        .ok_or_else(|| exec_error(crate::executor::ExecError::NotPlanned))?;
+        .ok_or_else(|| CliError::from(crate::executor::ExecError::NotPlanned))?;
     let (by, _) = shell::identity();
     let event = Event::StepResolved(StepResolved {
         key,
@@ -75,11 +74,11 @@ pub fn run(args: ResolveArgs, ctx: &Ctx) -> CmdResult {
         reconciled_seq: state.awaiting_decision().map_or(0, |w| w.reconciled_seq),
     });
     if let Err(r) = state.check(run_id, &event) {
-        return Err(refusal(r));
+        return Err(CliError::from(r));
     }
     let seq = journal
         .record(run_id, chrono::Utc::now(), event)
-        .map_err(journal_error)?;
+        .map_err(CliError::from)?;
     let again = if key.is_rollback() {
         "oms-upgrade rollback"
     } else {
@@ -107,15 +106,4 @@ pub fn run(args: ResolveArgs, ctx: &Ctx) -> CmdResult {
         println!("Continue with `{again}`.");
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// A decision the core refused: what was wrong and what to do; nothing was recorded.
-fn refusal(r: Rejection) -> CliError {
-    match r {
-        Rejection::BadResolution { .. } => CliError::new(ExitKind::Input, r.to_string())
-            .hint("nothing was recorded; give a reason"),
-        _ => CliError::new(ExitKind::Refused, r.to_string()).hint(
-            "nothing was recorded; `oms-upgrade status` shows the step awaiting a decision, if any",
-        ),
-    }
 }

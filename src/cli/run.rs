@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::shell::{self, TermObserver, exec_error};
+use super::shell::{self, TermObserver};
 use super::{CliError, CmdResult, Ctx, ExitKind, metadb};
 use crate::events::StepKey;
 use crate::executor::{ExecOptions, Executor, Stopped};
@@ -152,7 +152,7 @@ fn drive(
         let adapters = shell::connect(db, health).await?;
         let mut ex = Executor::new(journal, adapters, ExecOptions::default(), &observer);
         if let Some(reason) = &rollback {
-            ex.request_rollback(reason).await.map_err(exec_error)?;
+            ex.request_rollback(reason).await.map_err(CliError::from)?;
         }
         let stopped = ex.run(until).await;
         Ok::<_, CliError>((stopped, ex.into_journal()))
@@ -225,7 +225,7 @@ fn drive(
                 // The error object itself is printed by the CLI edge; the summary goes to stderr.
                 eprintln!("{summary}");
             }
-            Err(exec_error(e))
+            Err(CliError::from(e))
         }
     }
 }

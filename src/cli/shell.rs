@@ -1,18 +1,16 @@
-//! What the upgrade commands share at the edge: who is acting, how the executor's
-//! questions reach a terminal, and how its errors become messages with hints and exit
-//! codes. Where the metadata database is and its password come from is
+//! What the upgrade commands share at the edge: who is acting and how the executor's
+//! questions reach a terminal. Its errors become messages, hints and exit codes in
+//! [`super::error`]; where the metadata database is and its password come from is
 //! [`super::metadb`]'s.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 
-use super::ledger::ledger_error;
 use super::{CliError, ExitKind};
 use crate::adapters::{BollardDocker, HttpHealth, MysqlMetaDb, SystemClock};
 use crate::dbconn::DbTarget;
 use crate::events::{Finding, StepFacts, StepKey};
-use crate::executor::{Adapters, ExecError, Journal, JournalError, Observer};
-use crate::history::HistoryError;
+use crate::executor::{Adapters, Journal, Observer};
 use crate::ledger::sign::{PublicKey, SigningKey};
 use crate::ledger::trust::{TrustError, check_extends};
 use crate::steps::Step;
@@ -100,13 +98,9 @@ pub async fn connect(db: DbTarget, health: HttpHealth) -> Result<RealAdapters, C
     // One connection now, so a server that refuses the TLS the plan was made with stops
     // the run before its first intent, not inside a step.
     metadb.tls_state().await.map_err(|e| {
-        use crate::adapters::MetaDbError as E;
-        let kind = match e {
-            E::TlsUnavailable { .. } => ExitKind::Refused,
-            E::Tls { .. } | E::AccessDenied { .. } => ExitKind::Input,
-            _ => ExitKind::Service,
-        };
-        CliError::new(kind, format!("metadata DB: {e}; nothing was changed"))
+        let mut err = CliError::from(e);
+        err.message.push_str("; nothing was changed");
+        err
     })?;
     Ok(Adapters {
         docker,
@@ -125,96 +119,7 @@ pub fn open_journal(dir: &Path, create: bool) -> Result<Journal, CliError> {
     } else {
         Journal::open_existing(dir, &operator, &host)
     };
-    j.map_err(journal_error)
-}
-
-/// Maps a journal error to a message, a hint and an exit kind.
-pub fn journal_error(e: JournalError) -> CliError {
-    match e {
-        JournalError::Ledger(l) => ledger_error(l),
-        JournalError::History(h) => history_error(h),
-        e @ JournalError::Rejected { .. } => CliError::new(ExitKind::Internal, e.to_string()),
-        e @ JournalError::TooLarge { .. } => CliError::new(ExitKind::Input, e.to_string()).hint(
-            "shorten the text given (a note, a reason, an attestation); if oms-upgrade produced \
-             the record itself, report it: the step's outcome is not recorded yet, and the next \
-             `oms-upgrade run` checks the step against reality first",
-        ),
-    }
-}
-
-/// Maps an error of the ledger's read side to a message, a hint and an exit kind.
-pub fn history_error(e: HistoryError) -> CliError {
-    match e {
-        HistoryError::Ledger(l) => ledger_error(l),
-        e @ (HistoryError::Undecodable { .. }
-        | HistoryError::Inconsistent { .. }
-        | HistoryError::Broken { .. }) => CliError::new(ExitKind::Integrity, e.to_string())
-            .hint("run `oms-upgrade ledger verify` to see where the record is damaged"),
-    }
-}
-
-/// Maps an executor error to a message, a hint and an exit kind.
-pub fn exec_error(e: ExecError) -> CliError {
-    match e {
-        ExecError::Journal(j) => journal_error(j),
-        e @ ExecError::NotPlanned => CliError::new(ExitKind::Refused, e.to_string()),
-        // The check right before T1 found that something `init` relied on has changed:
-        // a refusal (nothing was stopped), not a service failure.
-        ExecError::StepFailed {
-            key: StepKey::PreStopCheck,
-            error,
-            retryable: true,
-            ..
-        } => CliError::new(
-            ExitKind::Refused,
-            format!("refusing to stop the old container: {error}"),
-        )
-        .hint(
-            "fix what the message names, then `oms-upgrade run` checks again; or `oms-upgrade rollback` to abandon the run (it puts HA back as it was)",
-        ),
-        ExecError::StepFailed {
-            key,
-            error,
-            retryable,
-            integrity,
-        } => {
-            let again = if key.is_rollback() {
-                "oms-upgrade rollback"
-            } else {
-                "oms-upgrade run"
-            };
-            let hint = match (integrity, retryable, key.is_rollback()) {
-                (true, true, _) => format!(
-                    "the dumps must be exactly what the ledger recorded: put the original files back, then `{again}` checks them again"
-                ),
-                (true, false, _) => format!(
-                    "step {key} may not be retried: the content does not match the record; restore by hand from a verified copy and record it with `oms-upgrade note`"
-                ),
-                (false, true, false) => "the failure is recorded; fix the cause, then `oms-upgrade run` retries the step (or `oms-upgrade rollback`)".to_string(),
-                (false, true, true) => "the failure is recorded; fix the cause, then `oms-upgrade rollback` retries the step".to_string(),
-                (false, false, false) => format!(
-                    "step {key} may not be retried; `oms-upgrade rollback` undoes the upgrade"
-                ),
-                (false, false, true) => format!(
-                    "rollback step {key} may not be retried: fix it by hand, then record what you did with `oms-upgrade note`"
-                ),
-            };
-            let kind = if integrity {
-                ExitKind::Integrity
-            } else {
-                ExitKind::Service
-            };
-            CliError::new(kind, format!("step {key} failed: {error}")).hint(hint)
-        }
-        ExecError::Blocked { reason } => {
-            CliError::new(ExitKind::Refused, reason).hint("`oms-upgrade status` shows the run")
-        }
-        e @ ExecError::Declined { .. } => {
-            CliError::new(ExitKind::Refused, e.to_string()).hint("pass --yes to run without asking")
-        }
-        e @ ExecError::RollbackRefused(_) => CliError::new(ExitKind::Refused, e.to_string())
-            .hint("`oms-upgrade status` shows the run"),
-    }
+    j.map_err(CliError::from)
 }
 
 /// Talks to a terminal: confirmations, progress lines on stderr, manual HA instructions.
@@ -334,7 +239,7 @@ pub fn run_keys(sign: Option<&Path>, pubkey: Option<&str>) -> Result<RunKeys, Cl
         .as_deref()
         .map(PublicKey::from_arg)
         .transpose()
-        .map_err(super::ledger::key_error)?;
+        .map_err(CliError::from)?;
     if let (Some(p), Some(s)) = (&given, &signing)
         && *p != s.public()
     {
@@ -405,7 +310,7 @@ pub fn guard_ledger(journal: &Journal, keys: &RunKeys) -> Result<(), CliError> {
                 )));
             }
         }
-        Err(TrustError::Ledger(e)) => return Err(super::ledger::ledger_error(e)),
+        Err(TrustError::Ledger(e)) => return Err(CliError::from(e)),
         Err(e) => return Err(refused(format!("{e} (the ledger's head: {head})"))),
     }
     if let Some(signing) = &keys.signing {

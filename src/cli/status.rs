@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use comfy_table::{Table, presets::NOTHING};
 
 use super::metatls;
-use super::shell::history_error;
 use super::{CliError, CmdResult, Ctx, ExitKind};
 use crate::history::{self, Verify};
 use crate::replay::{Next, State, StepStatus};
@@ -25,7 +24,7 @@ pub struct StatusArgs {}
 pub struct PlanArgs {}
 
 fn load(ctx: &Ctx) -> Result<State, CliError> {
-    let h = history::load_dir(&ctx.ledger, Verify::Chain).map_err(history_error)?;
+    let h = history::load_dir(&ctx.ledger, Verify::Chain).map_err(CliError::from)?;
     Ok(h.state)
 }
 
@@ -44,7 +43,13 @@ pub fn status(_args: StatusArgs, ctx: &Ctx) -> CmdResult {
     if ctx.json {
         let steps: Vec<_> = keys
             .iter()
-            .map(|k| serde_json::json!({"step": k.to_string(), "status": format!("{:?}", state.status(*k))}))
+            .map(|k| {
+                serde_json::json!({
+                    "step": k.to_string(),
+                    "status": format!("{:?}", state.status(*k)),
+                    "failure_kind": state.failure_kind(*k).map(|f| f.name()),
+                })
+            })
             .collect();
         println!(
             "{}",
@@ -121,7 +126,10 @@ pub fn status(_args: StatusArgs, ctx: &Ctx) -> CmdResult {
     for k in &keys {
         let status = match state.status(*k) {
             StepStatus::Done => "done".to_string(),
-            other => format!("{other:?}").to_lowercase(),
+            other => match state.failure_kind(*k) {
+                Some(kind) => format!("{} ({kind})", format!("{other:?}").to_lowercase()),
+                None => format!("{other:?}").to_lowercase(),
+            },
         };
         table.add_row([k.to_string(), status]);
     }

@@ -372,6 +372,16 @@ pub(crate) fn every_event() -> Vec<Event> {
             finding: Finding::Failed {
                 error: "log ends mid-way".into(),
                 retryable: false,
+                kind: FailureKind::Service,
+            },
+            evidence: "docker_init.log".into(),
+        },
+        Event::StepReconciled {
+            key: StepKey::OldRestartOff,
+            finding: Finding::Failed {
+                error: "gone".into(),
+                retryable: false,
+                kind: FailureKind::Unrecorded,
             },
             evidence: "docker_init.log".into(),
         },
@@ -388,6 +398,7 @@ pub(crate) fn every_event() -> Vec<Event> {
             error: "boom".into(),
             retryable: true,
             facts: Some(facts.clone()),
+            kind: facts.contradiction_kind(),
         });
         v.push(Event::StepReconciled {
             key,
@@ -402,6 +413,7 @@ pub(crate) fn every_event() -> Vec<Event> {
         facts: Some(StepFacts::Skipped {
             reason: "no container".into(),
         }),
+        kind: FailureKind::Unrecorded,
     });
     let mut att = done_facts(&p, StepKey::DisableHa, at, None);
     if let StepFacts::HaDisabled(h) = &mut att {

@@ -488,3 +488,75 @@ fn an_unknown_stored_dump_word_is_an_error_naming_it() {
         assert!(e.to_string().contains(&format!("`{word}`")), "{e}");
     }
 }
+
+/// issue 13: a failure's kind is stored as `step.failed` v2; a failure without one keeps
+/// the v1 bytes, and a v1 record reads as "unrecorded", never as one of the kinds.
+#[test]
+fn a_failure_kind_is_stored_as_v2_and_a_v1_record_reads_as_unrecorded() {
+    let failed = |kind| Event::StepFailed {
+        key: StepKey::Restore { db: MetaDb::Cm },
+        error: "changed".into(),
+        retryable: false,
+        facts: None,
+        kind,
+    };
+    let v1 = encode(&failed(FailureKind::Unrecorded));
+    assert_eq!(v1.schema_version, 1);
+    // The v1 layout: key (19, 1), error "changed", retryable 0, facts none.
+    assert_eq!(hex::encode(&v1.payload), "1301076368616e6765640000");
+    let back = decode(v1.event_type, 1, &v1.payload).unwrap();
+    assert_eq!(back, failed(FailureKind::Unrecorded));
+    for kind in [
+        FailureKind::Service,
+        FailureKind::Integrity,
+        FailureKind::Refused,
+    ] {
+        let v2 = encode(&failed(kind));
+        assert_eq!(v2.schema_version, 2, "{kind}");
+        // v1's fields, then the kind.
+        assert_eq!(&v2.payload[..v1.payload.len()], &v1.payload[..], "{kind}");
+        assert_eq!(decode(v2.event_type, 2, &v2.payload).unwrap(), failed(kind));
+        // A v2 payload read as v1 has a trailing byte: malformed, not a guess.
+        assert!(decode(v2.event_type, 1, &v2.payload).is_err());
+    }
+    let view = serde_json::to_value(failed(FailureKind::Integrity)).unwrap();
+    assert_eq!(view["kind"], "integrity");
+}
+
+/// issue 13: a reconciliation's failed finding carries its kind; one without a kind keeps
+/// the old `Failed` form (its bytes unchanged) and reads back as "unrecorded".
+#[test]
+fn a_failed_finding_keeps_its_kind_and_an_old_one_reads_as_unrecorded() {
+    let reconciled = |kind| Event::StepReconciled {
+        key: StepKey::PruneHeartbeat,
+        finding: Finding::Failed {
+            error: "e".into(),
+            retryable: true,
+            kind,
+        },
+        evidence: "x".into(),
+    };
+    // key 2, variant 2 `Failed` ("e", retryable), evidence "x".
+    let old = encode(&reconciled(FailureKind::Unrecorded));
+    assert_eq!(hex::encode(&old.payload), "02020165010178");
+    assert_eq!(
+        decode(old.event_type, old.schema_version, &old.payload).unwrap(),
+        reconciled(FailureKind::Unrecorded)
+    );
+    for kind in [
+        FailureKind::Service,
+        FailureKind::Integrity,
+        FailureKind::Refused,
+    ] {
+        let new = encode(&reconciled(kind));
+        assert_eq!(
+            new.schema_version, 1,
+            "an appended variant, not a new version"
+        );
+        assert_ne!(new.payload, old.payload);
+        assert_eq!(
+            decode(new.event_type, 1, &new.payload).unwrap(),
+            reconciled(kind)
+        );
+    }
+}

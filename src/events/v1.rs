@@ -102,6 +102,55 @@ pub struct StepFailedV1 {
     pub facts: Option<StepFactsV1>,
 }
 
+/// `step.failed` v2 (issue 13): v1 and the kind of failure, appended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepFailedV2 {
+    /// The step.
+    pub key: StepKeyV1,
+    /// Error text.
+    pub error: String,
+    /// Safe to run again.
+    pub retryable: bool,
+    /// What was observed.
+    pub facts: Option<StepFactsV1>,
+    /// What kind of failure.
+    pub kind: FailureKindV1,
+}
+
+/// The kind of a step's failure, as stored in `step.failed` v2. Append only. There is no
+/// "unrecorded": a failure without a kind is a v1 record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub enum FailureKindV1 {
+    Service,
+    Integrity,
+    Refused,
+}
+
+impl TryFrom<FailureKind> for FailureKindV1 {
+    type Error = Invalid;
+    fn try_from(k: FailureKind) -> Result<Self, Invalid> {
+        match k {
+            FailureKind::Service => Ok(FailureKindV1::Service),
+            FailureKind::Integrity => Ok(FailureKindV1::Integrity),
+            FailureKind::Refused => Ok(FailureKindV1::Refused),
+            FailureKind::Unrecorded => Err(Invalid(
+                "an unrecorded failure kind has no stored form (it is a step.failed v1)".into(),
+            )),
+        }
+    }
+}
+
+impl From<FailureKindV1> for FailureKind {
+    fn from(k: FailureKindV1) -> Self {
+        match k {
+            FailureKindV1::Service => FailureKind::Service,
+            FailureKindV1::Integrity => FailureKind::Integrity,
+            FailureKindV1::Refused => FailureKind::Refused,
+        }
+    }
+}
+
 /// `step.reconciled` v1.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StepReconciledV1 {
@@ -581,6 +630,12 @@ pub enum FindingV1 {
     /// issue 12.1
     Undecided {
         why: String,
+    },
+    /// issue 13: `Failed` with the kind of failure; a failure without one is `Failed`.
+    FailedAs {
+        error: String,
+        retryable: bool,
+        kind: FailureKindV1,
     },
 }
 
@@ -1427,9 +1482,20 @@ impl From<&Finding> for FindingV1 {
         match f {
             Finding::Done(facts) => FindingV1::Done(Box::new(facts.as_ref().into())),
             Finding::NotDone => FindingV1::NotDone,
-            Finding::Failed { error, retryable } => FindingV1::Failed {
-                error: error.clone(),
-                retryable: *retryable,
+            Finding::Failed {
+                error,
+                retryable,
+                kind,
+            } => match FailureKindV1::try_from(*kind) {
+                Ok(kind) => FindingV1::FailedAs {
+                    error: error.clone(),
+                    retryable: *retryable,
+                    kind,
+                },
+                Err(_) => FindingV1::Failed {
+                    error: error.clone(),
+                    retryable: *retryable,
+                },
             },
             Finding::Undecided { why } => FindingV1::Undecided { why: why.clone() },
         }
@@ -1442,7 +1508,20 @@ impl TryFrom<FindingV1> for Finding {
         Ok(match f {
             FindingV1::Done(facts) => Finding::Done(Box::new((*facts).try_into()?)),
             FindingV1::NotDone => Finding::NotDone,
-            FindingV1::Failed { error, retryable } => Finding::Failed { error, retryable },
+            FindingV1::Failed { error, retryable } => Finding::Failed {
+                error,
+                retryable,
+                kind: FailureKind::Unrecorded,
+            },
+            FindingV1::FailedAs {
+                error,
+                retryable,
+                kind,
+            } => Finding::Failed {
+                error,
+                retryable,
+                kind: kind.into(),
+            },
             FindingV1::Undecided { why } => Finding::Undecided { why },
         })
     }

@@ -221,11 +221,13 @@ fn masked(event: Event) -> Event {
             error,
             retryable,
             facts,
+            kind,
         } => Event::StepFailed {
             key,
             error: text(error),
             retryable,
             facts,
+            kind,
         },
         Event::StepReconciled {
             key,
@@ -234,9 +236,14 @@ fn masked(event: Event) -> Event {
         } => Event::StepReconciled {
             key,
             finding: match finding {
-                Finding::Failed { error, retryable } => Finding::Failed {
+                Finding::Failed {
+                    error,
+                    retryable,
+                    kind,
+                } => Finding::Failed {
                     error: text(error),
                     retryable,
+                    kind,
                 },
                 other => other,
             },
@@ -262,7 +269,7 @@ fn masked(event: Event) -> Event {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::{MetaDb, StepFacts, StepKey, TableFact, samples};
+    use crate::events::{FailureKind, MetaDb, StepFacts, StepKey, TableFact, samples};
     use crate::replay::Outcome;
     use crate::replay::sim::Sim;
 
@@ -362,6 +369,7 @@ mod tests {
                 error: error.clone(),
                 retryable: true,
                 facts: None,
+                kind: FailureKind::Service,
             },
         )
         .unwrap();
@@ -419,6 +427,7 @@ mod tests {
                     .into(),
                 retryable: true,
                 facts: None,
+                kind: FailureKind::Service,
             },
         )
         .unwrap();

@@ -23,7 +23,7 @@ pub use journal::{Journal, JournalError};
 use crate::adapters::{Clock, Docker, DumpEngine, Health, HostDumps, MetaDb};
 use crate::dbconn::DbTarget;
 use crate::dump::{self, DumpOptions};
-use crate::events::{Event, Finding, StepFacts, StepKey};
+use crate::events::{Event, FailureKind, Finding, StepFacts, StepKey};
 use crate::replay::{Next, Phase, Rejection};
 use crate::steps::Step;
 
@@ -134,9 +134,8 @@ pub enum ExecError {
         error: String,
         /// Whether running it again may help.
         retryable: bool,
-        /// A dump file or restored content does not match the record (not a service
-        /// failure: something changed what was recorded).
-        integrity: bool,
+        /// What kind of failure: the one its failure record carries (issue 13).
+        kind: FailureKind,
     },
     /// Nothing can run.
     #[error("{reason}")]
@@ -170,26 +169,32 @@ pub(crate) struct StepError {
     pub message: String,
     pub retryable: bool,
     pub facts: Option<StepFacts>,
-    /// Recorded content (a dump, restored tables) does not match the record.
-    pub integrity: bool,
+    /// What kind of failure; recorded with it and deciding the exit code.
+    pub kind: FailureKind,
 }
 
 impl StepError {
+    /// A service failure a retry may cure.
     pub(crate) fn retry(message: impl Into<String>) -> Self {
         StepError {
             message: message.into(),
             retryable: true,
             facts: None,
-            integrity: false,
+            kind: FailureKind::Service,
         }
     }
+    /// A service failure a retry must not follow.
     pub(crate) fn fatal(message: impl Into<String>) -> Self {
         StepError {
             message: message.into(),
             retryable: false,
             facts: None,
-            integrity: false,
+            kind: FailureKind::Service,
         }
+    }
+    /// The same failure, of `kind`.
+    pub(crate) fn of(self, kind: FailureKind) -> Self {
+        StepError { kind, ..self }
     }
 }
 
@@ -325,7 +330,7 @@ impl<'o, D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'o, 
                 None => Ok(facts),
                 Some(problem) => Err(StepError {
                     retryable: retryable_contradiction(key),
-                    integrity: matches!(key, StepKey::Restore { .. }),
+                    kind: facts.contradiction_kind(),
                     message: problem,
                     facts: Some(facts),
                 }),
@@ -351,6 +356,7 @@ impl<'o, D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'o, 
                     error: message.clone(),
                     retryable: e.retryable,
                     facts: e.facts.clone(),
+                    kind: e.kind,
                 })?;
                 self.observer.step_finished(key, Err(&message));
                 crash_point("after-outcome", key);
@@ -358,7 +364,7 @@ impl<'o, D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'o, 
                     key,
                     error: message,
                     retryable: e.retryable,
-                    integrity: e.integrity,
+                    kind: e.kind,
                 })
             }
         }
@@ -367,12 +373,17 @@ impl<'o, D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'o, 
     /// Looks at reality for an in-doubt step and records what was found.
     async fn reconcile(&mut self, step: &Step) -> Result<(), ExecError> {
         let key = step.key();
-        if let Finding::Failed { error, retryable } = self.record_finding(step).await? {
+        if let Finding::Failed {
+            error,
+            retryable,
+            kind,
+        } = self.record_finding(step).await?
+        {
             return Err(ExecError::StepFailed {
                 key,
                 error,
                 retryable,
-                integrity: false,
+                kind,
             });
         }
         Ok(())

@@ -9,6 +9,7 @@ use crate::adapters::metadb::DbCharset;
 use crate::adapters::{Clock, Docker, DumpEngine, Health, MetaDb};
 use crate::digest::FileDigest;
 use crate::dump;
+use crate::events::FailureKind;
 use crate::events::PreflightCheck;
 use crate::events::{
     self, Attestation, ContainerStopped, DumpArtifact, DumpCheck, HaDisabled, HaEnabled, HaMode,
@@ -126,7 +127,8 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
                         s.id,
                         s.pid.map(|p| format!(", pid {p}")).unwrap_or_default(),
                         spec.log_dir
-                    )));
+                    ))
+                    .of(FailureKind::Refused));
                 }
                 let timeout = Duration::from_secs(spec.timeout_secs.into());
                 let out = self
@@ -191,10 +193,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
                     .await
                     .map_err(|e| match e.class() {
                         // A file that no longer matches will not match on a retry either.
-                        dump::ErrorClass::Integrity => StepError {
-                            integrity: true,
-                            ..fatal(e)
-                        },
+                        dump::ErrorClass::Integrity => fatal(e).of(FailureKind::Integrity),
                         _ => retry(e),
                     })?;
                 let tables = table_facts(&report.tables);
@@ -364,7 +363,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
                 .map_err(retry)?;
             if let Some(problem) = image_problem(&spec.image, planned, now.as_ref().map(|i| &i.id))
             {
-                return Err(StepError::retry(problem));
+                return Err(StepError::retry(problem).of(FailureKind::Refused));
             }
         }
         let live = self.inherited_live(spec).await?;
@@ -386,7 +385,8 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
                         Err(e) => format!(" (removal failed: {e}; remove it by hand)"),
                     },
                     spec.image
-                )));
+                ))
+                .of(FailureKind::Refused));
             }
         }
         self.new_container_facts(&id).await
@@ -415,6 +415,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
                     "the old container {} is gone, so the settings the new container inherits (its env, secrets among them) cannot be read; nothing was created. Roll back with `oms-upgrade rollback`",
                     spec.old_id
                 ))
+                .of(FailureKind::Refused)
             })?;
         crate::inherit::live(recorded, &spec.inherited_env(), &old)
             .map(Some)
@@ -428,6 +429,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
                         .collect::<Vec<_>>()
                         .join("; ")
                 ))
+                .of(FailureKind::Refused)
             })
     }
 
@@ -446,6 +448,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
             StepError::fatal(format!(
                 "the old container {target} no longer exists, so its restart policy cannot be set"
             ))
+            .of(FailureKind::Refused)
         };
         let info = self
             .ad
@@ -605,7 +608,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
             ),
             retryable: true,
             facts: Some(facts),
-            integrity: false,
+            kind: FailureKind::Refused,
         })
     }
 
@@ -727,7 +730,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
                     ),
                     retryable: true,
                     facts: Some(facts),
-                    integrity: false,
+                    kind: FailureKind::Service,
                 });
             }
             self.ad.clock.sleep(self.opts.status_poll).await;
@@ -816,7 +819,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
                     ),
                     retryable: true,
                     facts: Some(facts),
-                    integrity: false,
+                    kind: FailureKind::Service,
                 });
             }
             self.ad.clock.sleep(self.opts.status_poll).await;
@@ -865,6 +868,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
                 StepError::fatal(format!(
                     "`ha.config` is missing from {database}.oms_normal_config"
                 ))
+                .of(FailureKind::Refused)
             })
     }
 
@@ -1204,7 +1208,7 @@ async fn verify_recorded_dumps(
         ),
         retryable: true,
         facts: Some(facts),
-        integrity: true,
+        kind: FailureKind::Integrity,
     })
 }
 
@@ -1482,7 +1486,11 @@ mod verify_dumps_tests {
 
         a.size = 26;
         let e = verify_recorded_dumps(&HostDumps, &[a]).await.unwrap_err();
-        assert!(e.integrity && e.retryable, "{}", e.message);
+        assert!(
+            e.kind == FailureKind::Integrity && e.retryable,
+            "{}",
+            e.message
+        );
         assert!(
             e.message.contains("25 bytes") && e.message.contains("recorded 26"),
             "{}",

@@ -9,7 +9,7 @@ use crate::adapters::docker::ExecInfo;
 use crate::adapters::{Clock, Docker, DumpEngine, Health, MetaDb};
 use chrono::{DateTime, Utc};
 
-use crate::events::{ContainerStopped, Finding, StepFacts, StepKey};
+use crate::events::{ContainerStopped, FailureKind, Finding, StepFacts, StepKey};
 use crate::steps::{InitSpec, Step};
 
 use super::Executor;
@@ -30,6 +30,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
                 Finding::Failed {
                     error: format!("cannot tell whether the step took effect: {e}"),
                     retryable: true,
+                    kind: FailureKind::Service,
                 },
                 "inspection failed".into(),
             ),
@@ -232,6 +233,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
                                 "the old container {target} no longer exists, so its restart policy cannot be set"
                             ),
                             retryable: false,
+                            kind: FailureKind::Refused,
                         },
                         format!("docker inspect {target}: no such container"),
                     ));
@@ -308,6 +310,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
                         spec.log_dir
                     ),
                     retryable: false,
+                    kind: FailureKind::Service,
                 },
                 format!("still running after waiting: {}", w.describe()),
             ));

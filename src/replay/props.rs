@@ -74,6 +74,7 @@ fn walk(plan: Plan, bytes: &[u8]) -> (Sim, Vec<(usize, State)>) {
                         finding: Finding::Failed {
                             error: "unclear".into(),
                             retryable,
+                            kind: FailureKind::Unrecorded,
                         },
                         evidence: "half".into(),
                     })
@@ -134,6 +135,7 @@ fn exhaustive_rejections(sim: &Sim) -> Result<(), TestCaseError> {
                 error: "e".into(),
                 retryable: true,
                 facts: None,
+                kind: FailureKind::Service,
             },
         );
         prop_assert_eq!(fail.is_ok(), s.in_doubt() == Some(key), "failed {}", key);

@@ -85,6 +85,7 @@ impl Sim {
             error: "simulated failure".into(),
             retryable,
             facts: None,
+            kind: FailureKind::Service,
         })
     }
 

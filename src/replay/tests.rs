@@ -231,6 +231,7 @@ fn done_facts_must_fit_and_not_contradict_success() {
         error: "exit 1".into(),
         retryable: false,
         facts: Some(f),
+        kind: FailureKind::Service,
     })
     .unwrap();
     assert_eq!(s.state.phase(), Phase::UpgradeFailed);
@@ -382,6 +383,7 @@ fn crash_in_doubt_then_reconcile() {
         finding: Finding::Failed {
             error: "cannot tell".into(),
             retryable: true,
+            kind: FailureKind::Service,
         },
         evidence: "x".into(),
     })
@@ -447,6 +449,7 @@ fn rollback_after_failed_init_restores_everything() {
         error: "cm dump altered".into(),
         retryable: true,
         facts: Some(f),
+        kind: FailureKind::Integrity,
     })
     .unwrap();
     // Nothing else may run before the dumps verify.

@@ -839,15 +839,16 @@ fn problems(o: &mut String, r: &Report) {
         o.push_str("<p>None: every step succeeded at its first attempt.</p>\n");
     }
     if !r.failures.is_empty() {
-        o.push_str("<table>\n<thead><tr><th>Failed step</th><th>Try</th><th>At</th><th>Retryable</th><th>Error</th></tr></thead>\n<tbody>\n");
+        o.push_str("<table>\n<thead><tr><th>Failed step</th><th>Try</th><th>At</th><th>Retryable</th><th>Kind</th><th>Error</th></tr></thead>\n<tbody>\n");
         for f in &r.failures {
             let _ = writeln!(
                 o,
-                "<tr><td>{}</td><td class=\"num\">{}</td><td>{}</td><td>{}</td><td class=\"bad\">{}{}</td></tr>",
+                "<tr><td>{}</td><td class=\"num\">{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"bad\">{}{}</td></tr>",
                 mono(&f.key.to_string()),
                 f.attempt,
                 esc(&time(f.at)),
                 yes(f.retryable),
+                f.kind,
                 esc(&f.error),
                 f.observed
                     .as_deref()

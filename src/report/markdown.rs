@@ -526,16 +526,17 @@ fn problems(o: &mut String, r: &Report) {
     if !r.failures.is_empty() {
         let _ = writeln!(
             o,
-            "| Failed step | Try | At | Retryable | Error |\n|---|---|---|---|---|"
+            "| Failed step | Try | At | Retryable | Kind | Error |\n|---|---|---|---|---|---|"
         );
         for f in &r.failures {
             let _ = writeln!(
                 o,
-                "| {} | {} | {} | {} | {}{} |",
+                "| {} | {} | {} | {} | {} | {}{} |",
                 code(&f.key.to_string()),
                 f.attempt,
                 time(f.at),
                 yes(f.retryable),
+                f.kind,
                 cell(&f.error),
                 f.observed
                     .as_deref()

@@ -22,8 +22,8 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::events::{
-    Attestation, DumpCheck, Finding, HaAfter, HaMode, MetaDb, Recorded, StepFacts, StepKey,
-    TableFact,
+    Attestation, DumpCheck, FailureKind, Finding, HaAfter, HaMode, MetaDb, Recorded, StepFacts,
+    StepKey, TableFact,
 };
 use crate::ledger::VerifyReport;
 use crate::refetch::{RefetchDecision, RefetchPolicy};
@@ -517,6 +517,9 @@ pub struct FailureRow {
     pub error: String,
     /// Whether running it again was allowed.
     pub retryable: bool,
+    /// What kind of failure the record says it was (`unrecorded` for records written
+    /// before kinds were, and for reconciliation findings).
+    pub kind: FailureKind,
     /// Found by reconciliation after a crash.
     pub reconciled: bool,
     /// What was observed, if anything.
@@ -1258,6 +1261,7 @@ fn failures(state: &State) -> Vec<FailureRow> {
                 error,
                 retryable,
                 facts,
+                kind,
             } => Some(FailureRow {
                 key: a.key,
                 attempt: a.number,
@@ -1265,13 +1269,19 @@ fn failures(state: &State) -> Vec<FailureRow> {
                 at: *at,
                 error: error.clone(),
                 retryable: *retryable,
+                kind: *kind,
                 reconciled: false,
                 observed: facts.as_ref().map(text::facts),
             }),
             Outcome::Reconciled {
                 seq,
                 at,
-                finding: Finding::Failed { error, retryable },
+                finding:
+                    Finding::Failed {
+                        error,
+                        retryable,
+                        kind,
+                    },
                 evidence,
             } => Some(FailureRow {
                 key: a.key,
@@ -1280,6 +1290,7 @@ fn failures(state: &State) -> Vec<FailureRow> {
                 at: *at,
                 error: error.clone(),
                 retryable: *retryable,
+                kind: *kind,
                 reconciled: true,
                 observed: Some(evidence.clone()),
             }),

@@ -141,6 +141,7 @@ impl Fixture {
                 error: format!("{key} broke"),
                 retryable,
                 facts: None,
+                kind: FailureKind::Service,
             },
         );
     }
@@ -553,7 +554,9 @@ fn failed_run_key_figures() {
 
     let md = to_markdown(&r);
     assert!(md.contains("| Downtime | 42 min 0 s (42 min rounded up): 2024-05-01 04:00:00 UTC to ongoing at the last record, 2024-05-01 04:42:00 UTC"));
-    assert!(md.contains("| `dump-cm` | 1 | 2024-05-01 04:05:40 UTC | yes | dump-cm broke |"));
+    assert!(
+        md.contains("| `dump-cm` | 1 | 2024-05-01 04:05:40 UTC | yes | service | dump-cm broke |")
+    );
     assert!(md.contains("**failed**"));
     // Pipes in free text stay inside their cell.
     assert!(md.contains("paged the DBA on call <b>now</b> \\| CHG-42"));

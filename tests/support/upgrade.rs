@@ -263,6 +263,19 @@ impl Run {
         (h.records, h.state)
     }
 
+    /// The decoded payload of the last `step.failed` record, from `ledger export` (what an
+    /// auditor reads, not the library's replay).
+    pub fn last_step_failed(&self) -> serde_json::Value {
+        let out = ok(self.cli().args(["ledger", "export"]));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .rev()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|l| l["decoded"]["event_type"] == "step.failed")
+            .map(|l| l["decoded"]["payload"].clone())
+            .unwrap_or_else(|| panic!("no step.failed record in the ledger"))
+    }
+
     /// `ledger verify` passes.
     pub fn verify_ledger(&self) {
         let out = ok(self.cli().args(["--json", "ledger", "verify"]));

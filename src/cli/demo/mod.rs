@@ -113,19 +113,16 @@ impl From<DemoError> for CliError {
             ErrorKind::Service => ExitKind::Service,
             ErrorKind::Internal => ExitKind::Internal,
             // A child command's own exit code, read back as its kind.
-            ErrorKind::Child(code) => match code {
-                Some(3) => ExitKind::Integrity,
-                Some(4) => ExitKind::Busy,
-                Some(5) => ExitKind::Input,
-                Some(6) => ExitKind::Service,
-                Some(7) => ExitKind::Refused,
-                _ => ExitKind::Internal,
-            },
+            ErrorKind::Child(code) => code
+                .and_then(|c| u8::try_from(c).ok())
+                .and_then(ExitKind::from_code)
+                .unwrap_or(ExitKind::Internal),
         };
         CliError {
             kind,
             message: e.message,
             hint: e.hint,
+            causes: Vec::new(),
         }
     }
 }
