@@ -23,15 +23,17 @@ use uuid::Uuid;
 use crate::ledger::PayloadDecoder;
 use crate::refetch::RefetchDecision;
 
+mod env;
 mod plan;
 mod planext;
 mod record;
 pub mod v1;
 
 pub use crate::dumpkind::{ChecksumMethod, Compression, Dumper, FileFormat, UnknownWord};
+pub use env::{EnvVar, looks_secret, record_env};
 pub use plan::{
-    ContainerSnapshot, DbNames, EnvVar, HaAfter, HaMode, MetaDbLocation, Plan, PlanDigest,
-    PlanError, PlanInput, looks_secret, record_env,
+    ContainerSnapshot, DbNames, HaAfter, HaMode, MetaDbLocation, Plan, PlanDigest, PlanError,
+    PlanInput,
 };
 pub use planext::{
     ContainerSettings, HealthScheme, HealthTrust, MetaServer, PlanExt, RestartPolicy,

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::plan::EnvVar;
+use super::env::EnvVar;
 
 /// One fact of the plan beyond the v1 fields. Variant order is stored (see
 /// `v1::PlanExtV1`): append only.
