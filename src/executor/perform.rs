@@ -577,7 +577,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
 
         for b in &spec.binds {
             let src = steps::bind_source(b);
-            let exists = Path::new(src).exists();
+            let exists = self.dumps.path_exists(Path::new(src));
             add(
                 "binds",
                 (!exists).then(|| {

@@ -62,7 +62,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
             // With OMS stopped the database does not change, and an unrecorded file is not
             // trusted: the dump is written again to `.part` and atomically replaces it.
             Step::Dump(spec) => {
-                let exists = std::path::Path::new(&spec.file).exists();
+                let exists = self.dumps.path_exists(std::path::Path::new(&spec.file));
                 not_done(&format!(
                     "dump file {} {}; its checksum was never recorded, so it is written again",
                     spec.file,
