@@ -1267,7 +1267,11 @@ pub struct SimClock {
 
 impl Clock for SimClock {
     fn now(&self) -> DateTime<Utc> {
-        lock(&self.world).now
+        let mut w = lock(&self.world);
+        if w.tick_on_now {
+            w.advance(Duration::from_micros(1));
+        }
+        w.now
     }
 
     fn monotonic(&self) -> Monotonic {

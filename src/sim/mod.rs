@@ -55,6 +55,7 @@
 //! health wait too, through `Health::wait_healthy_on` with the executor's clock.
 
 pub mod adapters;
+pub mod driver;
 pub mod dumps;
 pub mod world;
 

@@ -552,6 +552,10 @@ pub struct World {
     pub crash_at: Option<u64>,
     /// Await points passed so far (before and after every simulated call).
     pub awaits: u64,
+    /// Every reading of "now" ([`SimClock`](super::SimClock)) first lets a microsecond
+    /// pass, so the ledger's records and the world's actions are strictly ordered in
+    /// virtual time (the simulator's "after its intent, before its outcome" check).
+    pub tick_on_now: bool,
     /// The process has crashed: every await point from now on stays pending forever, so
     /// the driver drops the executor's future (all its in-memory state is lost).
     pub crashed: bool,
@@ -603,6 +607,7 @@ impl World {
             host_paths: Default::default(),
             crash_at: None,
             awaits: 0,
+            tick_on_now: false,
             crashed: false,
         }
     }
