@@ -90,6 +90,25 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
                     })?;
                 Ok(StepFacts::DumpWritten(artifact_fact(spec.db, &a)))
             }
+            #[cfg(any(test, feature = "sim-bugs"))]
+            Step::RenameNewAside(spec)
+                if crate::sim::planted::is(crate::sim::planted::Bug::RollbackNotIdempotent) =>
+            {
+                // The planted bug: a container already aside is moved once more.
+                if self
+                    .ad
+                    .docker
+                    .inspect(&spec.from)
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_none()
+                {
+                    let again = format!("{}-again", spec.to);
+                    let _ = self.ad.docker.rename(&spec.to, &again).await;
+                }
+                self.rename(spec).await
+            }
             Step::RenameOldContainer(spec)
             | Step::RenameNewAside(spec)
             | Step::RenameOldBack(spec) => self.rename(spec).await,
@@ -915,11 +934,25 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
         let (written, attestation) = match (&new, spec.mode) {
             (None, _) => (None, None),
             (Some(json), HaMode::Sql) => {
-                self.ad
+                if let Err(e) = self
+                    .ad
                     .metadb
                     .write_ha_config(&spec.database, &current, json)
                     .await
-                    .map_err(retry)?;
+                {
+                    // The write may have committed before the call failed (the connection
+                    // lost after the commit, a read-back that timed out): the value read
+                    // before it goes with the failure, so a rollback knows HA's earlier
+                    // state and switches it back on instead of leaving it off.
+                    let mut failed = retry(e);
+                    failed.facts = Some(StepFacts::HaDisabled(HaDisabled {
+                        previous_json: current,
+                        written_json: Some(json.clone()),
+                        mode: spec.mode,
+                        attestation: None,
+                    }));
+                    return Err(failed);
+                }
                 (Some(json.clone()), None)
             }
             (Some(_), HaMode::Manual) => {

@@ -87,6 +87,9 @@ pub struct SimConfig {
     pub rollback_pct: u64,
     /// Per cent of process lives that crash.
     pub crash_pct: u64,
+    /// A known bug planted in the executor (the simulator's own tests).
+    #[cfg(any(test, feature = "sim-bugs"))]
+    pub planted: Option<super::planted::Bug>,
 }
 
 impl SimConfig {
@@ -100,6 +103,8 @@ impl SimConfig {
             give_up_after: 30,
             rollback_pct: 15,
             crash_pct: 60,
+            #[cfg(any(test, feature = "sim-bugs"))]
+            planted: None,
         }
     }
 }
@@ -115,6 +120,8 @@ pub struct SeedReport {
     pub restarts: u32,
     /// Faults injected, by kind (`fail`, `fail-after`, `cut`, `delay`).
     pub faults: BTreeMap<&'static str, u64>,
+    /// Faults injected, by the error kind returned.
+    pub fault_kinds: BTreeMap<String, u64>,
     /// Decisions recorded for steps in doubt.
     pub resolves: u32,
     /// Where the run ended.
@@ -385,13 +392,22 @@ fn executor<'o>(
 /// a background thread after the database is dropped, so an open right after a simulated
 /// crash in the same process can find it still held for a moment: wait for it (a real
 /// restart is a new process, which finds it free).
+pub(crate) static OPEN_NANOS: AtomicU64 = AtomicU64::new(0);
+pub(crate) static BUSY: AtomicU64 = AtomicU64::new(0);
 fn open(dir: &Path) -> Journal {
+    let t = std::time::Instant::now();
+    let j = open_inner(dir);
+    OPEN_NANOS.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    j
+}
+fn open_inner(dir: &Path) -> Journal {
     let mut tries = 0u32;
     loop {
         match Journal::open(dir, "sim", "sim-host") {
             Ok(j) => return j,
             Err(e) if tries < 5000 && format!("{e:?}").contains("Busy") => {
                 tries += 1;
+                BUSY.fetch_add(1, Ordering::Relaxed);
                 std::thread::sleep(Duration::from_micros(200));
             }
             Err(e) => panic!("the simulated ledger does not open: {e}"),
@@ -541,6 +557,8 @@ pub fn run_seed(cfg: &SimConfig, reference: &Reference, seed: u64) -> SeedReport
         }
     }
     let observer = Unattended;
+    #[cfg(any(test, feature = "sim-bugs"))]
+    super::planted::plant(cfg.planted);
     let mut rollback_asked_before: Option<StepKey> = None;
     let mut held: Option<State> = None;
     let mut lives = 0u32;
@@ -632,11 +650,16 @@ pub fn run_seed(cfg: &SimConfig, reference: &Reference, seed: u64) -> SeedReport
         }
     }
     // The executor and its journal are dropped here: the ledger is read as `ledger verify`
-    // and a fresh `status` would read it.
+    // and a fresh `status` would read it. The checks' own fault-free runs have no bug.
+    #[cfg(any(test, feature = "sim-bugs"))]
+    super::planted::plant(None);
     let w = lock(&world);
     for e in &w.trace {
         if let Some(f) = &e.fault {
             *rep.faults.entry(fault_name(f)).or_default() += 1;
+            if let Fault::Fail(k) | Fault::FailAfter(k) | Fault::Cut { kind: k, .. } = f {
+                *rep.fault_kinds.entry(format!("{k:?}")).or_default() += 1;
+            }
         }
     }
     drop(w);
@@ -945,8 +968,12 @@ pub struct Totals {
     pub faults: BTreeMap<&'static str, u64>,
     /// Seeds that ended upgraded / rolled back.
     pub phases: BTreeMap<String, u64>,
+    /// Faults by error kind (`Docker(Api)`, ...; delays not counted).
+    pub fault_kinds: BTreeMap<String, u64>,
     /// The reports of the seeds with a violation.
     pub failed: Vec<SeedReport>,
+    /// The last seed's report.
+    pub last: Option<SeedReport>,
 }
 
 impl Totals {
@@ -963,9 +990,13 @@ impl Totals {
             .phases
             .entry(r.phase.map_or("none".into(), |p| format!("{p:?}")))
             .or_default() += 1;
-        if !r.violations.is_empty() {
-            self.failed.push(r);
+        for (k, n) in &r.fault_kinds {
+            *self.fault_kinds.entry(k.clone()).or_default() += n;
         }
+        if !r.violations.is_empty() {
+            self.failed.push(r.clone());
+        }
+        self.last = Some(r);
     }
 
     /// Merges another thread's totals.
@@ -980,7 +1011,13 @@ impl Totals {
         for (k, n) in o.phases {
             *self.phases.entry(k).or_default() += n;
         }
+        for (k, n) in o.fault_kinds {
+            *self.fault_kinds.entry(k).or_default() += n;
+        }
         self.failed.extend(o.failed);
+        if o.last.is_some() {
+            self.last = o.last;
+        }
     }
 }
 
@@ -1048,6 +1085,11 @@ mod tests {
             eprintln!("seed {}: {:?}", r.seed, r.violations);
         }
         eprintln!(
+            "open {} ms, busy {}",
+            OPEN_NANOS.load(Ordering::Relaxed) / 1_000_000,
+            BUSY.load(Ordering::Relaxed)
+        );
+        eprintln!(
             "{} seeds, {} crashes, {} restarts, {} resolves, faults {:?}, phases {:?}",
             t.seeds, t.crashes, t.restarts, t.resolves, t.faults, t.phases
         );
@@ -1061,7 +1103,11 @@ mod tests {
         let Some(seed) = std::env::var("SIM_SEED").ok().and_then(|s| s.parse().ok()) else {
             return;
         };
-        let c = cfg();
+        let mut c = cfg();
+        if std::env::var("SIM_ROLLBACKS").is_ok() {
+            c.rollback_pct = 100;
+            c.max_fault_per_mille = 300;
+        }
         let r = run_seed(&c, &reference(&c).unwrap(), seed);
         for l in &r.trace {
             eprintln!("  {l}");
@@ -1070,5 +1116,103 @@ mod tests {
             eprintln!("  diff: {d}");
         }
         eprintln!("violations: {:?}", r.violations);
+    }
+
+    /// Runs seeds from 0 with `bug` planted until one violates an invariant: how many
+    /// seeds it took and what was found.
+    fn seeds_to_find(
+        bug: super::super::planted::Bug,
+        mut c: SimConfig,
+        bound: u64,
+    ) -> Option<(u64, Vec<String>)> {
+        c.planted = Some(bug);
+        let r = reference(&cfg()).unwrap();
+        (0..bound).find_map(|s| {
+            let rep = run_seed(&c, &r, s);
+            (!rep.violations.is_empty()).then_some((s + 1, rep.violations))
+        })
+    }
+
+    /// The simulator finds each planted bug within a bounded number of seeds, and the same
+    /// seeds without the bug hold every invariant (so it is the bug that was found).
+    #[test]
+    fn planted_bugs_are_found() {
+        use super::super::planted::Bug;
+        for (bug, c, bound) in [
+            (Bug::IntentAfterEffect, cfg(), 20),
+            (Bug::InDoubtIsNotStarted, cfg(), 200),
+            (Bug::RollbackNotIdempotent, rollbacks(), 400),
+        ] {
+            let found = seeds_to_find(bug, c.clone(), bound);
+            eprintln!("planted {bug:?}: found after {found:?} (bound {bound} seeds)");
+            let Some((n, _)) = found else {
+                panic!("{bug:?} not found in {bound} seeds");
+            };
+            let r = reference(&c).unwrap();
+            for s in 0..n {
+                let rep = run_seed(&c, &r, s);
+                assert!(
+                    rep.violations.is_empty(),
+                    "seed {s} without a bug: {:?}",
+                    rep.violations
+                );
+            }
+        }
+    }
+
+    /// The rollback-heavy configuration: a rollback asked for at every restart, up to 30 %
+    /// of calls faulted.
+    fn rollbacks() -> SimConfig {
+        let mut c = cfg();
+        c.rollback_pct = 100;
+        c.max_fault_per_mille = 300;
+        c
+    }
+
+    /// Regression seeds: each found a real defect, fixed since (docs/simulation.md).
+    /// Seed 12 (rollback-heavy): `disable-ha` wrote `enable=false`, then its call failed
+    /// (the connection lost after the commit), so the step was recorded failed without
+    /// facts; the rollback then did not know HA's earlier value, left out
+    /// `rollback-enable-ha`, and ended with HA off.
+    #[test]
+    fn regression_seeds_hold_the_invariants() {
+        let c = rollbacks();
+        let r = reference(&c).unwrap();
+        for seed in [12] {
+            let rep = run_seed(&c, &r, seed);
+            assert!(
+                rep.violations.is_empty(),
+                "seed {seed}: {:?}\n{}\n{}",
+                rep.violations,
+                rep.trace.join("\n"),
+                rep.diff.join("\n")
+            );
+        }
+    }
+
+    /// `SIM_SCAN=<n>`: runs n rollback-heavy seeds and prints each violation (a search
+    /// for defects, not an assertion).
+    #[test]
+    fn scan() {
+        let Some(n) = std::env::var("SIM_SCAN")
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+        else {
+            return;
+        };
+        let seeds: Vec<u64> = (0..n).collect();
+        let t = run_seeds(&rollbacks(), &seeds, 2).unwrap();
+        for r in &t.failed {
+            eprintln!("seed {}: {:?}", r.seed, r.violations);
+            for d in &r.diff {
+                eprintln!("  diff: {d}");
+            }
+        }
+        eprintln!(
+            "{} of {} seeds failed, phases {:?}",
+            t.failed.len(),
+            t.seeds,
+            t.phases
+        );
     }
 }

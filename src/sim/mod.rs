@@ -57,6 +57,8 @@
 pub mod adapters;
 pub mod driver;
 pub mod dumps;
+#[cfg(any(test, feature = "sim-bugs"))]
+pub mod planted;
 pub mod world;
 
 #[cfg(test)]
