@@ -90,25 +90,6 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
                     })?;
                 Ok(StepFacts::DumpWritten(artifact_fact(spec.db, &a)))
             }
-            #[cfg(any(test, feature = "sim-bugs"))]
-            Step::RenameNewAside(spec)
-                if crate::sim::planted::is(crate::sim::planted::Bug::RollbackNotIdempotent) =>
-            {
-                // The planted bug: a container already aside is moved once more.
-                if self
-                    .ad
-                    .docker
-                    .inspect(&spec.from)
-                    .await
-                    .ok()
-                    .flatten()
-                    .is_none()
-                {
-                    let again = format!("{}-again", spec.to);
-                    let _ = self.ad.docker.rename(&spec.to, &again).await;
-                }
-                self.rename(spec).await
-            }
             Step::RenameOldContainer(spec)
             | Step::RenameNewAside(spec)
             | Step::RenameOldBack(spec) => self.rename(spec).await,
@@ -174,6 +155,32 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
                 Ok(StepFacts::Health(h))
             }
             Step::CheckOnline(spec) => self.check_online(spec).await,
+            #[cfg(any(test, feature = "sim-bugs"))]
+            Step::RollbackEnableHa(spec)
+                if crate::sim::planted::is(crate::sim::planted::Bug::RollbackNotIdempotent) =>
+            {
+                // The planted bug: HA's switch is flipped rather than set, so performing the
+                // step again undoes it.
+                let current = self.read_ha(&spec.database).await?;
+                let flipped = if current.contains("\"enable\":true") {
+                    current.replace("\"enable\":true", "\"enable\":false")
+                } else {
+                    current.replace("\"enable\":false", "\"enable\":true")
+                };
+                self.ad
+                    .metadb
+                    .write_ha_config(&spec.database, &current, &flipped)
+                    .await
+                    .map_err(retry)?;
+                Ok(StepFacts::HaEnabled(HaEnabled {
+                    enabled_at: self.ad.clock.now(),
+                    previous_json: current,
+                    written_json: flipped,
+                    refetch: None,
+                    mode: spec.mode,
+                    attestation: None,
+                }))
+            }
             Step::EnableHa(spec) | Step::RollbackEnableHa(spec) => self.enable_ha(spec).await,
             Step::Complete | Step::RollbackComplete => Ok(StepFacts::Completed),
             Step::PreStopCheck(spec) => self.pre_stop_check(spec).await,

@@ -11,8 +11,8 @@ use std::cell::Cell;
 pub enum Bug {
     /// Reconciliation treats every step in doubt as never started (no look at reality).
     InDoubtIsNotStarted,
-    /// `rollback-rename-new` is not idempotent: performed again after it took effect, it
-    /// renames the container it already moved aside once more.
+    /// `rollback-enable-ha` is not idempotent: it flips HA's switch instead of setting it,
+    /// so performed again after it took effect it switches HA off.
     RollbackNotIdempotent,
     /// A step's intent is appended after its side effect instead of before.
     IntentAfterEffect,
