@@ -138,8 +138,14 @@ fn main() -> ExitCode {
             for d in &r.diff {
                 println!("    world diff: {d}");
             }
-            if !show_trace && totals.failed.len() > 3 {
-                println!("  ({} more seeds failed)", totals.failed.len() - 1);
+            if !show_trace && totals.failed.len() > 1 {
+                println!("  {} more seeds failed:", totals.failed.len() - 1);
+                for r in totals.failed.iter().skip(1) {
+                    println!("    seed {}: {}", r.seed, r.violations.join("; "));
+                    for d in &r.diff {
+                        println!("      world diff: {d}");
+                    }
+                }
                 break;
             }
         }
