@@ -1176,11 +1176,13 @@ mod tests {
     /// (the connection lost after the commit), so the step was recorded failed without
     /// facts; the rollback then did not know HA's earlier value, left out
     /// `rollback-enable-ha`, and ended with HA off.
+    /// Seed 1240 (default): `disable-ha` wrote `enable=false` and its call failed; the
+    /// retry read `enable=false`, had nothing to write, and recorded that as HA's earlier
+    /// value, so the rollback "restored" HA off.
     #[test]
     fn regression_seeds_hold_the_invariants() {
-        let c = rollbacks();
-        let r = reference(&c).unwrap();
-        for seed in [12] {
+        for (c, seed) in [(rollbacks(), 12), (cfg(), 1240)] {
+            let r = reference(&c).unwrap();
             let rep = run_seed(&c, &r, seed);
             assert!(
                 rep.violations.is_empty(),
