@@ -221,6 +221,7 @@ fn image_id(n: u8) -> String {
 /// `oms`.
 pub fn build_world(source: Version, target: Version) -> World {
     let mut w = World::new();
+    w.programs = supervisor();
     for (v, n) in [(source, 1u8), (target, 2)] {
         w.images.insert(
             image(v),
@@ -233,7 +234,7 @@ pub fn build_world(source: Version, target: Version) -> World {
         );
     }
     let now = w.now;
-    let id = w.add_container(ContainerInfo {
+    w.add_container(ContainerInfo {
         id: old_id(),
         name: OLD.into(),
         image: image(source),
@@ -254,9 +255,6 @@ pub fn build_world(source: Version, target: Version) -> World {
         open_stdin: true,
         host: Default::default(),
     });
-    if let Some(c) = w.containers.get_mut(&id) {
-        c.supervisor = supervisor();
-    }
     for b in BINDS {
         w.host_paths
             .insert(b.split(':').next().unwrap_or_default().to_string());

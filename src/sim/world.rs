@@ -545,6 +545,8 @@ pub struct World {
     pub dump_contents: BTreeMap<String, SimDatabase>,
     /// Free bytes on the simulated dump filesystem.
     pub free_bytes: u64,
+    /// The supervisord programs every container added from now on runs (the image's).
+    pub programs: Vec<SimProgram>,
     /// Paths that exist on the simulated host besides [`World::files`] (bind sources).
     pub host_paths: std::collections::BTreeSet<String>,
     /// The process crashes at the await point with this number (counted from 0 in
@@ -605,6 +607,7 @@ impl World {
             dump_contents: BTreeMap::new(),
             free_bytes: 1 << 40,
             host_paths: Default::default(),
+            programs: Vec::new(),
             crash_at: None,
             awaits: 0,
             tick_on_now: false,
@@ -678,7 +681,7 @@ impl World {
                 info,
                 stop_takes: Duration::from_secs(3),
                 logs: Vec::new(),
-                supervisor: Vec::new(),
+                supervisor: self.programs.clone(),
                 supervisor_warmup: Duration::from_secs(5),
                 stop_due: None,
             },
