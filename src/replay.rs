@@ -1419,8 +1419,27 @@ impl State {
 
     /// `ha.config` as read before the run (from `disable-ha`, done or failed with facts).
     pub fn ha_before(&self) -> Option<&str> {
-        self.ha_disabled(StepKey::DisableHa)
-            .map(|h| h.previous_json.as_str())
+        // The first attempt's reading: a write can commit before its call fails, and the
+        // retry then reads the value that attempt wrote (HA already off), which is not the
+        // value to restore.
+        self.attempts
+            .iter()
+            .filter(|a| a.key == StepKey::DisableHa)
+            .find_map(|a| match &a.outcome {
+                Some(Outcome::Done {
+                    facts: StepFacts::HaDisabled(h),
+                    ..
+                })
+                | Some(Outcome::Failed {
+                    facts: Some(StepFacts::HaDisabled(h)),
+                    ..
+                }) => Some(h.previous_json.as_str()),
+                _ => None,
+            })
+            .or_else(|| {
+                self.ha_disabled(StepKey::DisableHa)
+                    .map(|h| h.previous_json.as_str())
+            })
     }
 
     /// `enable` before the run.

@@ -84,6 +84,13 @@ pub trait DumpEngine: Send + Sync {
     ///
     /// Effects: none.
     fn free_space(&self, dir: &Path) -> Result<(u64, PathBuf), FsError>;
+
+    /// Whether anything exists at `path` on the host (a bind source before the stop, a
+    /// dump file a reconciliation reports). A path that cannot be examined counts as
+    /// absent, as [`Path::exists`] has it.
+    ///
+    /// Effects: none.
+    fn path_exists(&self, path: &Path) -> bool;
 }
 
 /// The real dump engine: [`crate::dump`] against the metadata database, files on this
@@ -147,6 +154,10 @@ impl DumpEngine for HostDumps {
     fn free_space(&self, dir: &Path) -> Result<(u64, PathBuf), FsError> {
         crate::adapters::fs::free_space_for(dir)
     }
+
+    fn path_exists(&self, path: &Path) -> bool {
+        path.exists()
+    }
 }
 
 #[cfg(test)]
@@ -184,5 +195,7 @@ mod tests {
         let (size, hex) = e.file_blake3(&file).await.unwrap();
         assert_eq!((size, hex), (4, blake3::hash(b"dump").to_hex().to_string()));
         assert!(e.file_blake3(&dir.path().join("gone.sql")).await.is_err());
+        assert!(e.path_exists(&file));
+        assert!(!e.path_exists(&dir.path().join("gone.sql")));
     }
 }

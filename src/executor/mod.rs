@@ -320,10 +320,26 @@ impl<'o, D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'o, 
     /// flushed intent record".
     async fn execute(&mut self, step: &Step, retry: bool) -> Result<(), ExecError> {
         let key = step.key();
+        #[cfg(any(test, feature = "sim-bugs"))]
+        if crate::sim::planted::is(crate::sim::planted::Bug::IntentAfterEffect) {
+            // The planted bug: the side effect first, its intent after.
+            let result = self.perform(step).await;
+            self.record(Event::StepIntent { key })?;
+            return self.record_outcome(key, result);
+        }
         self.record(Event::StepIntent { key })?;
         crash_point("before-effect", key);
         self.observer.step_started(step, retry);
         let result = self.perform(step).await;
+        self.record_outcome(key, result)
+    }
+
+    /// Records a performed step's outcome (done with its facts, or failed) and reports it.
+    fn record_outcome(
+        &mut self,
+        key: StepKey,
+        result: Result<StepFacts, StepError>,
+    ) -> Result<(), ExecError> {
         crash_point("after-effect", key);
         let outcome = match result {
             Ok(facts) => match facts.contradiction() {

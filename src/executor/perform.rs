@@ -156,6 +156,32 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
                 Ok(StepFacts::Health(h))
             }
             Step::CheckOnline(spec) => self.check_online(spec).await,
+            #[cfg(any(test, feature = "sim-bugs"))]
+            Step::RollbackEnableHa(spec)
+                if crate::sim::planted::is(crate::sim::planted::Bug::RollbackNotIdempotent) =>
+            {
+                // The planted bug: HA's switch is flipped rather than set, so performing the
+                // step again undoes it.
+                let current = self.read_ha(&spec.database).await?;
+                let flipped = if current.contains("\"enable\":true") {
+                    current.replace("\"enable\":true", "\"enable\":false")
+                } else {
+                    current.replace("\"enable\":false", "\"enable\":true")
+                };
+                self.ad
+                    .metadb
+                    .write_ha_config(&spec.database, &current, &flipped)
+                    .await
+                    .map_err(retry)?;
+                Ok(StepFacts::HaEnabled(HaEnabled {
+                    enabled_at: self.ad.clock.now(),
+                    previous_json: current,
+                    written_json: flipped,
+                    refetch: None,
+                    mode: spec.mode,
+                    attestation: None,
+                }))
+            }
             Step::EnableHa(spec) | Step::RollbackEnableHa(spec) => self.enable_ha(spec).await,
             Step::Complete | Step::RollbackComplete => Ok(StepFacts::Completed),
             Step::PreStopCheck(spec) => self.pre_stop_check(spec).await,
@@ -539,7 +565,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
 
         for b in &spec.binds {
             let src = steps::bind_source(b);
-            let exists = Path::new(src).exists();
+            let exists = self.dumps.path_exists(Path::new(src));
             add(
                 "binds",
                 (!exists).then(|| {
@@ -878,11 +904,25 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
         let (written, attestation) = match (&new, spec.mode) {
             (None, _) => (None, None),
             (Some(json), HaMode::Sql) => {
-                self.ad
+                if let Err(e) = self
+                    .ad
                     .metadb
                     .write_ha_config(&spec.database, &current, json)
                     .await
-                    .map_err(retry)?;
+                {
+                    // The write may have committed before the call failed (the connection
+                    // lost after the commit, a read-back that timed out): the value read
+                    // before it goes with the failure, so a rollback knows HA's earlier
+                    // state and switches it back on instead of leaving it off.
+                    let mut failed = retry(e);
+                    failed.facts = Some(StepFacts::HaDisabled(HaDisabled {
+                        previous_json: current,
+                        written_json: Some(json.clone()),
+                        mode: spec.mode,
+                        attestation: None,
+                    }));
+                    return Err(failed);
+                }
                 (Some(json.clone()), None)
             }
             (Some(_), HaMode::Manual) => {

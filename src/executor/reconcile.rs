@@ -18,6 +18,10 @@ use super::perform::init_facts;
 impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M, H, C, E> {
     /// What reality says about an in-doubt `step`, and the evidence.
     pub(super) async fn inspect(&self, step: &Step) -> (Finding, String) {
+        #[cfg(any(test, feature = "sim-bugs"))]
+        if crate::sim::planted::is(crate::sim::planted::Bug::InDoubtIsNotStarted) {
+            return (Finding::NotDone, "planted bug: not looked at".into());
+        }
         match self.inspect_inner(step).await {
             Ok(found) => found,
             // A docker_init.sh that cannot be looked at may have run: running it again on
@@ -63,7 +67,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
             // With OMS stopped the database does not change, and an unrecorded file is not
             // trusted: the dump is written again to `.part` and atomically replaces it.
             Step::Dump(spec) => {
-                let exists = std::path::Path::new(&spec.file).exists();
+                let exists = self.dumps.path_exists(std::path::Path::new(&spec.file));
                 not_done(&format!(
                     "dump file {} {}; its checksum was never recorded, so it is written again",
                     spec.file,

@@ -31,7 +31,7 @@ use crate::sqltext;
 const STOP_SLACK: Duration = Duration::from_secs(30);
 
 /// Outcome of asking the fault policy before a call.
-enum Gate {
+pub(super) enum Gate {
     /// Go on; fail with this kind after the effect, if set.
     Go(Option<ErrorKind>),
     /// Apply this many parts of a multi-part effect, then fail.
@@ -40,7 +40,7 @@ enum Gate {
     Fail(ErrorKind),
 }
 
-fn gate(w: &mut World, adapter: Adapter, method: &'static str, target: &str) -> Gate {
+pub(super) fn gate(w: &mut World, adapter: Adapter, method: &'static str, target: &str) -> Gate {
     match w.fault_for(Call {
         adapter,
         method,
@@ -411,57 +411,81 @@ fn exec(
 
 impl Docker for SimDocker {
     async fn inspect(&self, name_or_id: &str) -> Result<Option<ContainerInfo>, DockerError> {
-        faulted(
-            &self.world,
-            Adapter::Docker,
-            "inspect",
-            name_or_id,
-            docker_error,
-            |w| Ok(w.find(name_or_id).map(|id| w.containers[&id].info.clone())),
-        )
+        await_point(&self.world).await;
+        let out: Result<Option<ContainerInfo>, DockerError> = async {
+            faulted(
+                &self.world,
+                Adapter::Docker,
+                "inspect",
+                name_or_id,
+                docker_error,
+                |w| Ok(w.find(name_or_id).map(|id| w.containers[&id].info.clone())),
+            )
+        }
+        .await;
+        await_point(&self.world).await;
+        out
     }
 
     async fn inspect_image(&self, image: &str) -> Result<Option<ImageInfo>, DockerError> {
-        faulted(
-            &self.world,
-            Adapter::Docker,
-            "inspect_image",
-            image,
-            docker_error,
-            |w| Ok(w.images.get(image).cloned()),
-        )
+        await_point(&self.world).await;
+        let out: Result<Option<ImageInfo>, DockerError> = async {
+            faulted(
+                &self.world,
+                Adapter::Docker,
+                "inspect_image",
+                image,
+                docker_error,
+                |w| Ok(w.images.get(image).cloned()),
+            )
+        }
+        .await;
+        await_point(&self.world).await;
+        out
     }
 
     async fn stop(&self, name: &str, timeout: Duration) -> Result<StopOutcome, DockerError> {
-        faulted(
-            &self.world,
-            Adapter::Docker,
-            "stop",
-            name,
-            docker_error,
-            |w| require(w, name).and_then(|id| stop_container(w, &id, timeout)),
-        )
+        await_point(&self.world).await;
+        let out: Result<StopOutcome, DockerError> = async {
+            faulted(
+                &self.world,
+                Adapter::Docker,
+                "stop",
+                name,
+                docker_error,
+                |w| require(w, name).and_then(|id| stop_container(w, &id, timeout)),
+            )
+        }
+        .await;
+        await_point(&self.world).await;
+        out
     }
 
     async fn rename(&self, from: &str, to: &str) -> Result<RenameOutcome, DockerError> {
-        faulted(
-            &self.world,
-            Adapter::Docker,
-            "rename",
-            from,
-            docker_error,
-            |w| match (w.find(from), w.find(to)) {
-                (Some(_), Some(_)) => Err(DockerError::NameConflict { name: to.into() }),
-                (None, Some(_)) => Ok(RenameOutcome::AlreadyRenamed),
-                (None, None) => Err(DockerError::NotFound { name: from.into() }),
-                (Some(id), None) => {
-                    if let Some(c) = w.containers.get_mut(&id) {
-                        c.info.name = to.to_string();
+        await_point(&self.world).await;
+        let out: Result<RenameOutcome, DockerError> = async {
+            faulted(
+                &self.world,
+                Adapter::Docker,
+                "rename",
+                from,
+                docker_error,
+                |w| match (w.find(from), w.find(to)) {
+                    (Some(_), Some(_)) => Err(DockerError::NameConflict { name: to.into() }),
+                    (None, Some(_)) => Ok(RenameOutcome::AlreadyRenamed),
+                    (None, None) => Err(DockerError::NotFound { name: from.into() }),
+                    (Some(id), None) => {
+                        if let Some(c) = w.containers.get_mut(&id) {
+                            c.info.name = to.to_string();
+                        }
+                        Ok(RenameOutcome::Renamed)
                     }
-                    Ok(RenameOutcome::Renamed)
-                }
-            },
-        )
+                },
+            )
+        }
+        .await;
+        await_point(&self.world).await;
+        out
     }
 
     async fn set_restart_policy(
@@ -469,94 +493,118 @@ impl Docker for SimDocker {
         name_or_id: &str,
         policy: &RestartPolicySetting,
     ) -> Result<(), DockerError> {
-        faulted(
-            &self.world,
-            Adapter::Docker,
-            "set_restart_policy",
-            name_or_id,
-            docker_error,
-            |w| {
-                let id = require(w, name_or_id)?;
-                if let Some(c) = w.containers.get_mut(&id) {
-                    c.info.host.restart = policy.normalised();
-                }
-                Ok(())
-            },
-        )
+        await_point(&self.world).await;
+        let out: Result<(), DockerError> = async {
+            faulted(
+                &self.world,
+                Adapter::Docker,
+                "set_restart_policy",
+                name_or_id,
+                docker_error,
+                |w| {
+                    let id = require(w, name_or_id)?;
+                    if let Some(c) = w.containers.get_mut(&id) {
+                        c.info.host.restart = policy.normalised();
+                    }
+                    Ok(())
+                },
+            )
+        }
+        .await;
+        await_point(&self.world).await;
+        out
     }
 
     async fn create(&self, spec: &ContainerSpec) -> Result<String, DockerError> {
-        faulted(
-            &self.world,
-            Adapter::Docker,
-            "create",
-            &spec.name,
-            docker_error,
-            |w| {
-                if w.find(&spec.name).is_some() {
-                    return Err(DockerError::NameConflict {
+        await_point(&self.world).await;
+        let out: Result<String, DockerError> = async {
+            faulted(
+                &self.world,
+                Adapter::Docker,
+                "create",
+                &spec.name,
+                docker_error,
+                |w| {
+                    if w.find(&spec.name).is_some() {
+                        return Err(DockerError::NameConflict {
+                            name: spec.name.clone(),
+                        });
+                    }
+                    let Some(image) = w.images.get(&spec.image).cloned() else {
+                        return Err(DockerError::ImageMissing {
+                            image: spec.image.clone(),
+                        });
+                    };
+                    let id = w.fresh_id("c");
+                    let info = ContainerInfo {
+                        id: id.clone(),
                         name: spec.name.clone(),
-                    });
-                }
-                let Some(image) = w.images.get(&spec.image).cloned() else {
-                    return Err(DockerError::ImageMissing {
                         image: spec.image.clone(),
-                    });
-                };
-                let id = w.fresh_id("c");
-                let info = ContainerInfo {
-                    id: id.clone(),
-                    name: spec.name.clone(),
-                    image: spec.image.clone(),
-                    image_id: image.id,
-                    status: ContainerStatus::Created,
-                    created: Some(w.now),
-                    started_at: None,
-                    finished_at: None,
-                    binds: spec.binds.clone(),
-                    env: spec.env.clone(),
-                    labels: spec.labels.clone(),
-                    network_mode: spec.network_mode.clone(),
-                    privileged: spec.privileged,
-                    pids_limit: spec.pids_limit,
-                    ulimits: spec.ulimits.clone(),
-                    cmd: spec.cmd.clone(),
-                    tty: true,
-                    open_stdin: true,
-                    host: spec.host.clone(),
-                };
-                w.add_container(info);
-                Ok(id)
-            },
-        )
+                        image_id: image.id,
+                        status: ContainerStatus::Created,
+                        created: Some(w.now),
+                        started_at: None,
+                        finished_at: None,
+                        binds: spec.binds.clone(),
+                        env: spec.env.clone(),
+                        labels: spec.labels.clone(),
+                        network_mode: spec.network_mode.clone(),
+                        privileged: spec.privileged,
+                        pids_limit: spec.pids_limit,
+                        ulimits: spec.ulimits.clone(),
+                        cmd: spec.cmd.clone(),
+                        tty: true,
+                        open_stdin: true,
+                        host: spec.host.clone(),
+                    };
+                    w.add_container(info);
+                    Ok(id)
+                },
+            )
+        }
+        .await;
+        await_point(&self.world).await;
+        out
     }
 
     async fn start(&self, name: &str) -> Result<StartOutcome, DockerError> {
-        faulted(
-            &self.world,
-            Adapter::Docker,
-            "start",
-            name,
-            docker_error,
-            |w| require(w, name).map(|id| start_container(w, &id)),
-        )
+        await_point(&self.world).await;
+        let out: Result<StartOutcome, DockerError> = async {
+            faulted(
+                &self.world,
+                Adapter::Docker,
+                "start",
+                name,
+                docker_error,
+                |w| require(w, name).map(|id| start_container(w, &id)),
+            )
+        }
+        .await;
+        await_point(&self.world).await;
+        out
     }
 
     async fn restart(&self, name: &str, timeout: Duration) -> Result<StartOutcome, DockerError> {
-        faulted(
-            &self.world,
-            Adapter::Docker,
-            "restart",
-            name,
-            docker_error,
-            |w| {
-                let id = require(w, name)?;
-                if w.containers[&id].info.status.is_running() {
-                    stop_container(w, &id, timeout)?;
-                }
-                Ok(start_container(w, &id))
-            },
-        )
+        await_point(&self.world).await;
+        let out: Result<StartOutcome, DockerError> = async {
+            faulted(
+                &self.world,
+                Adapter::Docker,
+                "restart",
+                name,
+                docker_error,
+                |w| {
+                    let id = require(w, name)?;
+                    if w.containers[&id].info.status.is_running() {
+                        stop_container(w, &id, timeout)?;
+                    }
+                    Ok(start_container(w, &id))
+                },
+            )
+        }
+        .await;
+        await_point(&self.world).await;
+        out
     }
 
     async fn exec_in(
@@ -567,92 +615,122 @@ impl Docker for SimDocker {
         _working_dir: Option<String>,
         timeout: Option<Duration>,
     ) -> Result<ExecOutcome, DockerError> {
-        faulted(
-            &self.world,
-            Adapter::Docker,
-            "exec_in",
-            name,
-            docker_error,
-            |w| exec(w, name, cmd, timeout),
-        )
+        await_point(&self.world).await;
+        let out: Result<ExecOutcome, DockerError> = async {
+            faulted(
+                &self.world,
+                Adapter::Docker,
+                "exec_in",
+                name,
+                docker_error,
+                |w| exec(w, name, cmd, timeout),
+            )
+        }
+        .await;
+        await_point(&self.world).await;
+        out
     }
 
     async fn running_execs(&self, name: &str) -> Result<Option<Vec<ExecInfo>>, DockerError> {
-        faulted(
-            &self.world,
-            Adapter::Docker,
-            "running_execs",
-            name,
-            docker_error,
-            |w| {
-                Ok(w.find(name).map(|id| {
-                    w.execs
-                        .values()
-                        .filter(|e| e.container_id == id && e.info.running)
-                        .map(|e| e.info.clone())
-                        .collect()
-                }))
-            },
-        )
+        await_point(&self.world).await;
+        let out: Result<Option<Vec<ExecInfo>>, DockerError> = async {
+            faulted(
+                &self.world,
+                Adapter::Docker,
+                "running_execs",
+                name,
+                docker_error,
+                |w| {
+                    Ok(w.find(name).map(|id| {
+                        w.execs
+                            .values()
+                            .filter(|e| e.container_id == id && e.info.running)
+                            .map(|e| e.info.clone())
+                            .collect()
+                    }))
+                },
+            )
+        }
+        .await;
+        await_point(&self.world).await;
+        out
     }
 
     async fn inspect_exec(&self, id: &str) -> Result<Option<ExecInfo>, DockerError> {
-        faulted(
-            &self.world,
-            Adapter::Docker,
-            "inspect_exec",
-            id,
-            docker_error,
-            |w| Ok(w.execs.get(id).map(|e| e.info.clone())),
-        )
+        await_point(&self.world).await;
+        let out: Result<Option<ExecInfo>, DockerError> = async {
+            faulted(
+                &self.world,
+                Adapter::Docker,
+                "inspect_exec",
+                id,
+                docker_error,
+                |w| Ok(w.execs.get(id).map(|e| e.info.clone())),
+            )
+        }
+        .await;
+        await_point(&self.world).await;
+        out
     }
 
     async fn logs(&self, name: &str, tail: usize) -> Result<String, DockerError> {
-        faulted(
-            &self.world,
-            Adapter::Docker,
-            "logs",
-            name,
-            docker_error,
-            |w| {
-                let id = require(w, name)?;
-                let lines = &w.containers[&id].logs;
-                let skip = lines.len().saturating_sub(tail);
-                Ok(lines[skip..]
-                    .iter()
-                    .map(|(_, l)| format!("{l}\n"))
-                    .collect())
-            },
-        )
+        await_point(&self.world).await;
+        let out: Result<String, DockerError> = async {
+            faulted(
+                &self.world,
+                Adapter::Docker,
+                "logs",
+                name,
+                docker_error,
+                |w| {
+                    let id = require(w, name)?;
+                    let lines = &w.containers[&id].logs;
+                    let skip = lines.len().saturating_sub(tail);
+                    Ok(lines[skip..]
+                        .iter()
+                        .map(|(_, l)| format!("{l}\n"))
+                        .collect())
+                },
+            )
+        }
+        .await;
+        await_point(&self.world).await;
+        out
     }
 
     async fn remove(&self, name: &str, force: bool) -> Result<RemoveOutcome, DockerError> {
-        faulted(
-            &self.world,
-            Adapter::Docker,
-            "remove",
-            name,
-            docker_error,
-            |w| {
-                let Some(id) = w.find(name) else {
-                    return Ok(RemoveOutcome {
-                        already_absent: true,
-                    });
-                };
-                if w.containers[&id].info.status.is_running() {
-                    if !force {
-                        return Err(DockerError::Api {
-                            message: format!("simulated: container {name} is running"),
+        await_point(&self.world).await;
+        let out: Result<RemoveOutcome, DockerError> = async {
+            faulted(
+                &self.world,
+                Adapter::Docker,
+                "remove",
+                name,
+                docker_error,
+                |w| {
+                    let Some(id) = w.find(name) else {
+                        return Ok(RemoveOutcome {
+                            already_absent: true,
                         });
+                    };
+                    if w.containers[&id].info.status.is_running() {
+                        if !force {
+                            return Err(DockerError::Api {
+                                message: format!("simulated: container {name} is running"),
+                            });
+                        }
+                        w.exit_container(&id, 137);
                     }
-                    w.exit_container(&id, 137);
-                }
-                w.containers.remove(&id);
-                Ok(RemoveOutcome {
-                    already_absent: false,
-                })
-            },
-        )
+                    w.containers.remove(&id);
+                    Ok(RemoveOutcome {
+                        already_absent: false,
+                    })
+                },
+            )
+        }
+        .await;
+        await_point(&self.world).await;
+        out
     }
 
     async fn find_by_label(
@@ -660,27 +738,33 @@ impl Docker for SimDocker {
         key: &str,
         value: Option<&str>,
     ) -> Result<Vec<ContainerInfo>, DockerError> {
-        faulted(
-            &self.world,
-            Adapter::Docker,
-            "find_by_label",
-            key,
-            docker_error,
-            |w| {
-                let mut v: Vec<ContainerInfo> = w
-                    .containers
-                    .values()
-                    .filter(|c| match (c.info.labels.get(key), value) {
-                        (Some(_), None) => true,
-                        (Some(have), Some(want)) => have == want,
-                        _ => false,
-                    })
-                    .map(|c| c.info.clone())
-                    .collect();
-                v.sort_by(|a, b| a.name.cmp(&b.name));
-                Ok(v)
-            },
-        )
+        await_point(&self.world).await;
+        let out: Result<Vec<ContainerInfo>, DockerError> = async {
+            faulted(
+                &self.world,
+                Adapter::Docker,
+                "find_by_label",
+                key,
+                docker_error,
+                |w| {
+                    let mut v: Vec<ContainerInfo> = w
+                        .containers
+                        .values()
+                        .filter(|c| match (c.info.labels.get(key), value) {
+                            (Some(_), None) => true,
+                            (Some(have), Some(want)) => have == want,
+                            _ => false,
+                        })
+                        .map(|c| c.info.clone())
+                        .collect();
+                    v.sort_by(|a, b| a.name.cmp(&b.name));
+                    Ok(v)
+                },
+            )
+        }
+        .await;
+        await_point(&self.world).await;
+        out
     }
 
     /// Only lines already logged count: the simulated containers log no new lines while
@@ -692,35 +776,41 @@ impl Docker for SimDocker {
         since: Option<DateTime<Utc>>,
         timeout: Duration,
     ) -> Result<LogMatch, DockerError> {
-        faulted(
-            &self.world,
-            Adapter::Docker,
-            "wait_for_log_line",
-            name,
-            docker_error,
-            |w| {
-                let id = require(w, name)?;
-                let hit = w.containers[&id]
-                    .logs
-                    .iter()
-                    .find(|(t, l)| since.is_none_or(|s| *t > s) && l.contains(needle))
-                    .map(|(t, l)| LogMatch {
-                        line: l.clone(),
-                        at: Some(*t),
-                    });
-                match hit {
-                    Some(m) => Ok(m),
-                    None => {
-                        w.advance(timeout);
-                        Err(DockerError::LogLineTimeout {
-                            name: name.into(),
-                            needle: needle.into(),
-                            timeout,
-                        })
+        await_point(&self.world).await;
+        let out: Result<LogMatch, DockerError> = async {
+            faulted(
+                &self.world,
+                Adapter::Docker,
+                "wait_for_log_line",
+                name,
+                docker_error,
+                |w| {
+                    let id = require(w, name)?;
+                    let hit = w.containers[&id]
+                        .logs
+                        .iter()
+                        .find(|(t, l)| since.is_none_or(|s| *t > s) && l.contains(needle))
+                        .map(|(t, l)| LogMatch {
+                            line: l.clone(),
+                            at: Some(*t),
+                        });
+                    match hit {
+                        Some(m) => Ok(m),
+                        None => {
+                            w.advance(timeout);
+                            Err(DockerError::LogLineTimeout {
+                                name: name.into(),
+                                needle: needle.into(),
+                                timeout,
+                            })
+                        }
                     }
-                }
-            },
-        )
+                },
+            )
+        }
+        .await;
+        await_point(&self.world).await;
+        out
     }
 }
 
@@ -737,56 +827,80 @@ fn unknown(db: &str) -> MetaDbError {
 
 impl MetaDb for SimMetaDb {
     async fn ping(&self) -> Result<ServerInfo, MetaDbError> {
-        faulted(&self.world, Adapter::MetaDb, "ping", "", meta_error, |w| {
-            Ok(ServerInfo {
-                version: w.server.1.clone(),
-                version_comment: "simulated".into(),
-                flavour: w.server.0,
+        await_point(&self.world).await;
+        let out: Result<ServerInfo, MetaDbError> = async {
+            faulted(&self.world, Adapter::MetaDb, "ping", "", meta_error, |w| {
+                Ok(ServerInfo {
+                    version: w.server.1.clone(),
+                    version_comment: "simulated".into(),
+                    flavour: w.server.0,
+                })
             })
-        })
+        }
+        .await;
+        await_point(&self.world).await;
+        out
     }
 
     async fn database_exists(&self, name: &str) -> Result<bool, MetaDbError> {
-        faulted(
-            &self.world,
-            Adapter::MetaDb,
-            "database_exists",
-            name,
-            meta_error,
-            |w| Ok(w.databases.contains_key(name)),
-        )
+        await_point(&self.world).await;
+        let out: Result<bool, MetaDbError> = async {
+            faulted(
+                &self.world,
+                Adapter::MetaDb,
+                "database_exists",
+                name,
+                meta_error,
+                |w| Ok(w.databases.contains_key(name)),
+            )
+        }
+        .await;
+        await_point(&self.world).await;
+        out
     }
 
     async fn database_sizes(&self, names: &[String]) -> Result<BTreeMap<String, u64>, MetaDbError> {
-        faulted(
-            &self.world,
-            Adapter::MetaDb,
-            "database_sizes",
-            "",
-            meta_error,
-            |w| {
-                Ok(names
-                    .iter()
-                    .map(|n| (n.clone(), w.databases.get(n).map_or(0, |d| d.size)))
-                    .collect())
-            },
-        )
+        await_point(&self.world).await;
+        let out: Result<BTreeMap<String, u64>, MetaDbError> = async {
+            faulted(
+                &self.world,
+                Adapter::MetaDb,
+                "database_sizes",
+                "",
+                meta_error,
+                |w| {
+                    Ok(names
+                        .iter()
+                        .map(|n| (n.clone(), w.databases.get(n).map_or(0, |d| d.size)))
+                        .collect())
+                },
+            )
+        }
+        .await;
+        await_point(&self.world).await;
+        out
     }
 
     async fn read_ha_config(&self, rm_db: &str) -> Result<Option<String>, MetaDbError> {
-        faulted(
-            &self.world,
-            Adapter::MetaDb,
-            "read_ha_config",
-            rm_db,
-            meta_error,
-            |w| {
-                w.databases
-                    .get(rm_db)
-                    .map(|d| d.ha_config.clone())
-                    .ok_or_else(|| unknown(rm_db))
-            },
-        )
+        await_point(&self.world).await;
+        let out: Result<Option<String>, MetaDbError> = async {
+            faulted(
+                &self.world,
+                Adapter::MetaDb,
+                "read_ha_config",
+                rm_db,
+                meta_error,
+                |w| {
+                    w.databases
+                        .get(rm_db)
+                        .map(|d| d.ha_config.clone())
+                        .ok_or_else(|| unknown(rm_db))
+                },
+            )
+        }
+        .await;
+        await_point(&self.world).await;
+        out
     }
 
     async fn write_ha_config(
@@ -795,39 +909,45 @@ impl MetaDb for SimMetaDb {
         expected_previous: &str,
         new_json: &str,
     ) -> Result<HaWriteOutcome, MetaDbError> {
-        faulted(
-            &self.world,
-            Adapter::MetaDb,
-            "write_ha_config",
-            rm_db,
-            meta_error,
-            |w| {
-                let db = w.databases.get_mut(rm_db).ok_or_else(|| unknown(rm_db))?;
-                let Some(current) = db.ha_config.clone() else {
-                    return Err(MetaDbError::HaConfigMissing { db: rm_db.into() });
-                };
-                if current == new_json {
-                    return Ok(HaWriteOutcome {
-                        already_written: true,
-                    });
-                }
-                if current != expected_previous {
-                    return Err(MetaDbError::HaConfigChanged {
+        await_point(&self.world).await;
+        let out: Result<HaWriteOutcome, MetaDbError> = async {
+            faulted(
+                &self.world,
+                Adapter::MetaDb,
+                "write_ha_config",
+                rm_db,
+                meta_error,
+                |w| {
+                    let db = w.databases.get_mut(rm_db).ok_or_else(|| unknown(rm_db))?;
+                    let Some(current) = db.ha_config.clone() else {
+                        return Err(MetaDbError::HaConfigMissing { db: rm_db.into() });
+                    };
+                    if current == new_json {
+                        return Ok(HaWriteOutcome {
+                            already_written: true,
+                        });
+                    }
+                    if current != expected_previous {
+                        return Err(MetaDbError::HaConfigChanged {
+                            db: rm_db.into(),
+                            expected: expected_previous.into(),
+                            found: current,
+                        });
+                    }
+                    db.ha_config = Some(new_json.to_string());
+                    w.act(ActionKind::HaWrite {
                         db: rm_db.into(),
-                        expected: expected_previous.into(),
-                        found: current,
+                        value: new_json.into(),
                     });
-                }
-                db.ha_config = Some(new_json.to_string());
-                w.act(ActionKind::HaWrite {
-                    db: rm_db.into(),
-                    value: new_json.into(),
-                });
-                Ok(HaWriteOutcome {
-                    already_written: false,
-                })
-            },
-        )
+                    Ok(HaWriteOutcome {
+                        already_written: false,
+                    })
+                },
+            )
+        }
+        .await;
+        await_point(&self.world).await;
+        out
     }
 
     /// Batches as the real adapter runs them, each its own commit: [`Fault::Cut`] with `n`
@@ -839,121 +959,157 @@ impl MetaDb for SimMetaDb {
         opts: PruneOptions,
         progress: PruneProgress<'_>,
     ) -> Result<PruneOutcome, MetaDbError> {
-        let (r, fail) = {
-            let mut guard = lock(&self.world);
-            let w: &mut World = &mut guard;
-            let (limit, fail) = match gate(w, Adapter::MetaDb, "prune_heartbeat", hb_db) {
-                Gate::Fail(k) => return Err(meta_error(k, hb_db)),
-                Gate::Cut(n, k) => (u64::from(n), Some(k)),
-                Gate::Go(after) => (u64::MAX, after),
+        await_point(&self.world).await;
+        let out: Result<PruneOutcome, MetaDbError> = async {
+            let (r, fail) = {
+                let mut guard = lock(&self.world);
+                let w: &mut World = &mut guard;
+                let (limit, fail) = match gate(w, Adapter::MetaDb, "prune_heartbeat", hb_db) {
+                    Gate::Fail(k) => return Err(meta_error(k, hb_db)),
+                    Gate::Cut(n, k) => (u64::from(n), Some(k)),
+                    Gate::Go(after) => (u64::MAX, after),
+                };
+                (prune(w, hb_db, opts, limit), fail)
             };
-            (prune(w, hb_db, opts, limit), fail)
-        };
-        // Progress is reported outside the world's lock: the callback may read the clock.
-        let (out, calls) = r?;
-        for (rows, batches, total) in calls {
-            progress(rows, batches, total);
+            // Progress is reported outside the world's lock: the callback may read the clock.
+            let (out, calls) = r?;
+            for (rows, batches, total) in calls {
+                progress(rows, batches, total);
+            }
+            match fail {
+                Some(k) => Err(meta_error(k, hb_db)),
+                None => Ok(out),
+            }
         }
-        match fail {
-            Some(k) => Err(meta_error(k, hb_db)),
-            None => Ok(out),
-        }
+        .await;
+        await_point(&self.world).await;
+        out
     }
 
     async fn database_charset(&self, db: &str) -> Result<Option<DbCharset>, MetaDbError> {
-        faulted(
-            &self.world,
-            Adapter::MetaDb,
-            "database_charset",
-            db,
-            meta_error,
-            |w| Ok(w.databases.get(db).map(|d| d.charset.clone())),
-        )
+        await_point(&self.world).await;
+        let out: Result<Option<DbCharset>, MetaDbError> = async {
+            faulted(
+                &self.world,
+                Adapter::MetaDb,
+                "database_charset",
+                db,
+                meta_error,
+                |w| Ok(w.databases.get(db).map(|d| d.charset.clone())),
+            )
+        }
+        .await;
+        await_point(&self.world).await;
+        out
     }
 
     async fn drop_and_create(&self, db: &str) -> Result<DbCharset, MetaDbError> {
-        faulted(
-            &self.world,
-            Adapter::MetaDb,
-            "drop_and_create",
-            db,
-            meta_error,
-            |w| {
-                let charset = w
-                    .databases
-                    .get(db)
-                    .map(|d| d.charset.clone())
-                    .ok_or_else(|| unknown(db))?;
-                recreate(w, db, &charset);
-                Ok(charset)
-            },
-        )
+        await_point(&self.world).await;
+        let out: Result<DbCharset, MetaDbError> = async {
+            faulted(
+                &self.world,
+                Adapter::MetaDb,
+                "drop_and_create",
+                db,
+                meta_error,
+                |w| {
+                    let charset = w
+                        .databases
+                        .get(db)
+                        .map(|d| d.charset.clone())
+                        .ok_or_else(|| unknown(db))?;
+                    recreate(w, db, &charset);
+                    Ok(charset)
+                },
+            )
+        }
+        .await;
+        await_point(&self.world).await;
+        out
     }
 
     /// Two statements, each committed on its own: [`Fault::Cut`] with one part is "DROP
     /// done, CREATE not" (the connection lost between the two), which leaves the database
     /// absent.
     async fn recreate_database(&self, db: &str, charset: &DbCharset) -> Result<(), MetaDbError> {
-        let mut guard = lock(&self.world);
-        let w: &mut World = &mut guard;
-        match gate(w, Adapter::MetaDb, "recreate_database", db) {
-            Gate::Fail(k) | Gate::Cut(0, k) => Err(meta_error(k, db)),
-            Gate::Cut(1, k) => {
-                if w.databases.remove(db).is_some() {
-                    w.act(ActionKind::Drop { db: db.into() });
+        await_point(&self.world).await;
+        let out: Result<(), MetaDbError> = async {
+            let mut guard = lock(&self.world);
+            let w: &mut World = &mut guard;
+            match gate(w, Adapter::MetaDb, "recreate_database", db) {
+                Gate::Fail(k) | Gate::Cut(0, k) => Err(meta_error(k, db)),
+                Gate::Cut(1, k) => {
+                    if w.databases.remove(db).is_some() {
+                        w.act(ActionKind::Drop { db: db.into() });
+                    }
+                    Err(meta_error(k, db))
                 }
-                Err(meta_error(k, db))
-            }
-            Gate::Cut(_, k) | Gate::Go(Some(k)) => {
-                recreate(w, db, charset);
-                Err(meta_error(k, db))
-            }
-            Gate::Go(None) => {
-                recreate(w, db, charset);
-                Ok(())
+                Gate::Cut(_, k) | Gate::Go(Some(k)) => {
+                    recreate(w, db, charset);
+                    Err(meta_error(k, db))
+                }
+                Gate::Go(None) => {
+                    recreate(w, db, charset);
+                    Ok(())
+                }
             }
         }
+        .await;
+        await_point(&self.world).await;
+        out
     }
 
     /// Answers the two statements `ledger verify --live` sends (does the version table
     /// exist, its row); any other statement is a `Query` error saying it is not modelled.
     async fn query_scalar(&self, db: &str, sql: &str) -> Result<Option<String>, MetaDbError> {
-        faulted(
-            &self.world,
-            Adapter::MetaDb,
-            "query_scalar",
-            db,
-            meta_error,
-            |w| {
-                let d = w.databases.get(db).ok_or_else(|| unknown(db))?;
-                if sql.contains("information_schema.TABLES") {
-                    Ok(Some(
-                        if d.schema_version.is_some() { "1" } else { "0" }.into(),
-                    ))
-                } else if sql.starts_with("SELECT version") {
-                    Ok(d.schema_version.clone())
-                } else {
-                    Err(MetaDbError::Query {
-                        url: "sim".into(),
-                        message: format!("the simulated database does not model: {sql}"),
-                    })
-                }
-            },
-        )
+        await_point(&self.world).await;
+        let out: Result<Option<String>, MetaDbError> = async {
+            faulted(
+                &self.world,
+                Adapter::MetaDb,
+                "query_scalar",
+                db,
+                meta_error,
+                |w| {
+                    let d = w.databases.get(db).ok_or_else(|| unknown(db))?;
+                    if sql.contains("information_schema.TABLES") {
+                        Ok(Some(
+                            if d.schema_version.is_some() { "1" } else { "0" }.into(),
+                        ))
+                    } else if sql.starts_with("SELECT version") {
+                        Ok(d.schema_version.clone())
+                    } else {
+                        Err(MetaDbError::Query {
+                            url: "sim".into(),
+                            message: format!("the simulated database does not model: {sql}"),
+                        })
+                    }
+                },
+            )
+        }
+        .await;
+        await_point(&self.world).await;
+        out
     }
 
     async fn list_servers(&self, cm_db: &str) -> Result<ServerList, MetaDbError> {
-        faulted(
-            &self.world,
-            Adapter::MetaDb,
-            "list_servers",
-            cm_db,
-            meta_error,
-            |w| {
-                let d = w.databases.get(cm_db).ok_or_else(|| unknown(cm_db))?;
-                Ok(d.servers.clone().unwrap_or_default())
-            },
-        )
+        await_point(&self.world).await;
+        let out: Result<ServerList, MetaDbError> = async {
+            faulted(
+                &self.world,
+                Adapter::MetaDb,
+                "list_servers",
+                cm_db,
+                meta_error,
+                |w| {
+                    let d = w.databases.get(cm_db).ok_or_else(|| unknown(cm_db))?;
+                    Ok(d.servers.clone().unwrap_or_default())
+                },
+            )
+        }
+        .await;
+        await_point(&self.world).await;
+        out
     }
 }
 
@@ -1062,14 +1218,20 @@ fn answer(w: &mut World, base_url: &str) -> Result<HealthReport, HealthError> {
 
 impl Health for SimHealth {
     async fn check(&self, base_url: &str) -> Result<HealthReport, HealthError> {
-        faulted(
-            &self.world,
-            Adapter::Health,
-            "check",
-            base_url,
-            health_error,
-            |w| answer(w, base_url),
-        )
+        await_point(&self.world).await;
+        let out: Result<HealthReport, HealthError> = async {
+            faulted(
+                &self.world,
+                Adapter::Health,
+                "check",
+                base_url,
+                health_error,
+                |w| answer(w, base_url),
+            )
+        }
+        .await;
+        await_point(&self.world).await;
+        out
     }
 
     /// The trait's default waits on the real clock; here on the world's, so each poll
@@ -1080,11 +1242,17 @@ impl Health for SimHealth {
         timeout: Duration,
         poll_interval: Duration,
     ) -> Result<HealthReport, HealthError> {
-        let clock = SimClock {
-            world: self.world.clone(),
-        };
-        self.wait_healthy_on(&clock, base_url, timeout, poll_interval)
-            .await
+        await_point(&self.world).await;
+        let out: Result<HealthReport, HealthError> = async {
+            let clock = SimClock {
+                world: self.world.clone(),
+            };
+            self.wait_healthy_on(&clock, base_url, timeout, poll_interval)
+                .await
+        }
+        .await;
+        await_point(&self.world).await;
+        out
     }
 }
 
@@ -1099,7 +1267,11 @@ pub struct SimClock {
 
 impl Clock for SimClock {
     fn now(&self) -> DateTime<Utc> {
-        lock(&self.world).now
+        let mut w = lock(&self.world);
+        if w.tick_on_now {
+            w.advance(Duration::from_micros(1));
+        }
+        w.now
     }
 
     fn monotonic(&self) -> Monotonic {
@@ -1109,7 +1281,13 @@ impl Clock for SimClock {
     /// A zero wait still lets [`MIN_SLEEP`] pass: a poll loop whose interval is zero ends
     /// in virtual time, as it does in real time, instead of spinning at one instant.
     async fn sleep(&self, d: Duration) {
-        lock(&self.world).advance(d.max(MIN_SLEEP));
+        await_point(&self.world).await;
+        let out: () = async {
+            lock(&self.world).advance(d.max(MIN_SLEEP));
+        }
+        .await;
+        await_point(&self.world).await;
+        out
     }
 }
 
@@ -1132,4 +1310,19 @@ pub fn adapters(world: &SharedWorld) -> (SimDocker, SimMetaDb, SimHealth, SimClo
             world: world.clone(),
         },
     )
+}
+
+/// An await point of the simulated process, passed before and after every simulated call:
+/// ready at once, unless the world's crash schedule says the process dies here; then it is
+/// pending forever (never woken) and the driver drops the future that holds it, losing
+/// every in-memory state as `kill -9` would.
+pub(crate) fn await_point(world: &SharedWorld) -> impl std::future::Future<Output = ()> {
+    let crashed = lock(world).await_point();
+    std::future::poll_fn(move |_| {
+        if crashed {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
 }

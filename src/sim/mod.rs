@@ -55,14 +55,20 @@
 //! health wait too, through `Health::wait_healthy_on` with the executor's clock.
 
 pub mod adapters;
+pub mod driver;
+pub mod dumps;
+#[cfg(any(test, feature = "sim-bugs"))]
+pub mod planted;
 pub mod world;
 
 #[cfg(test)]
 mod tests;
 
 pub use adapters::{SimClock, SimDocker, SimHealth, SimMetaDb, adapters};
+pub use dumps::SimDumps;
 pub use world::{
-    Action, ActionKind, Adapter, Call, DockerErrorKind, ErrorKind, Fault, FaultPolicy,
-    HealthErrorKind, HealthSpot, InitModel, MetaDbErrorKind, NoFaults, SeededFaults, SharedWorld,
-    SimContainer, SimDatabase, SimExec, SimFile, SimProgram, TraceEntry, World, XorShift, lock,
+    Action, ActionKind, Adapter, Call, DockerErrorKind, DumpErrorKind, ErrorKind, Fault,
+    FaultPolicy, HealthErrorKind, HealthSpot, InitModel, MetaDbErrorKind, NoFaults, SeededFaults,
+    SharedWorld, SimContainer, SimDatabase, SimExec, SimFile, SimProgram, TraceEntry, World,
+    XorShift, lock,
 };

@@ -206,6 +206,8 @@ pub enum Adapter {
     MetaDb,
     /// [`crate::adapters::Health`].
     Health,
+    /// [`crate::adapters::DumpEngine`].
+    Dumps,
 }
 
 /// The error kinds of [`crate::adapters::DockerError`], one per variant.
@@ -316,6 +318,31 @@ impl HealthErrorKind {
     ];
 }
 
+/// The error kinds of [`crate::dump::DumpError`] the simulated dump engine returns (the
+/// driver-level ones; a `mysql_async` error cannot be built outside the driver, so a lost
+/// connection is an `Io` error here).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DumpErrorKind {
+    /// `Io`.
+    Io,
+    /// `DiskFull`.
+    DiskFull,
+    /// `AccessDenied`.
+    AccessDenied,
+    /// `NoSuchDatabase`.
+    NoSuchDatabase,
+}
+
+impl DumpErrorKind {
+    /// Every kind.
+    pub const ALL: [DumpErrorKind; 4] = [
+        Self::Io,
+        Self::DiskFull,
+        Self::AccessDenied,
+        Self::NoSuchDatabase,
+    ];
+}
+
 /// An error kind of one of the adapters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -325,6 +352,8 @@ pub enum ErrorKind {
     MetaDb(MetaDbErrorKind),
     /// A health error.
     Health(HealthErrorKind),
+    /// A dump engine error.
+    Dump(DumpErrorKind),
 }
 
 /// What a fault policy does to one call.
@@ -440,6 +469,9 @@ impl SeededFaults {
             Adapter::Health => ErrorKind::Health(
                 HealthErrorKind::ALL[self.rng.below(HealthErrorKind::ALL.len() as u64) as usize],
             ),
+            Adapter::Dumps => ErrorKind::Dump(
+                DumpErrorKind::ALL[self.rng.below(DumpErrorKind::ALL.len() as u64) as usize],
+            ),
         }
     }
 }
@@ -507,6 +539,28 @@ pub struct World {
     next_id: u64,
     /// Pending one-shot faults for the next call of a method (tests' precise seams).
     pub scripted: VecDeque<(&'static str, Fault)>,
+    /// Dumped database contents by the BLAKE3 of the dump file that holds them: what a
+    /// restore of that file loads (the file's text names the database; its content is
+    /// addressed by hash, so a file altered on disk no longer loads).
+    pub dump_contents: BTreeMap<String, SimDatabase>,
+    /// Free bytes on the simulated dump filesystem.
+    pub free_bytes: u64,
+    /// The supervisord programs every container added from now on runs (the image's).
+    pub programs: Vec<SimProgram>,
+    /// Paths that exist on the simulated host besides [`World::files`] (bind sources).
+    pub host_paths: std::collections::BTreeSet<String>,
+    /// The process crashes at the await point with this number (counted from 0 in
+    /// [`World::awaits`]); `None`: never.
+    pub crash_at: Option<u64>,
+    /// Await points passed so far (before and after every simulated call).
+    pub awaits: u64,
+    /// Every reading of "now" ([`SimClock`](super::SimClock)) first lets a microsecond
+    /// pass, so the ledger's records and the world's actions are strictly ordered in
+    /// virtual time (the simulator's "after its intent, before its outcome" check).
+    pub tick_on_now: bool,
+    /// The process has crashed: every await point from now on stays pending forever, so
+    /// the driver drops the executor's future (all its in-memory state is lost).
+    pub crashed: bool,
 }
 
 impl std::fmt::Debug for World {
@@ -550,6 +604,14 @@ impl World {
             actions: Vec::new(),
             next_id: 1,
             scripted: VecDeque::new(),
+            dump_contents: BTreeMap::new(),
+            free_bytes: 1 << 40,
+            host_paths: Default::default(),
+            programs: Vec::new(),
+            crash_at: None,
+            awaits: 0,
+            tick_on_now: false,
+            crashed: false,
         }
     }
 
@@ -619,7 +681,7 @@ impl World {
                 info,
                 stop_takes: Duration::from_secs(3),
                 logs: Vec::new(),
-                supervisor: Vec::new(),
+                supervisor: self.programs.clone(),
                 supervisor_warmup: Duration::from_secs(5),
                 stop_due: None,
             },
@@ -664,6 +726,19 @@ impl World {
             .or_insert_with(SimDatabase::empty)
             .size = size;
         self.act(ActionKind::Restore { db: db.into() });
+    }
+
+    /// Passes one await point: true when the process crashes here (and from now on).
+    pub fn await_point(&mut self) -> bool {
+        if self.crashed {
+            return true;
+        }
+        let n = self.awaits;
+        self.awaits += 1;
+        if self.crash_at == Some(n) {
+            self.crashed = true;
+        }
+        self.crashed
     }
 
     /// Writes (replaces) a file of the logs folder now.
