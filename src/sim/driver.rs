@@ -418,10 +418,12 @@ fn open_inner(dir: &Path) -> Journal {
 }
 
 /// Replays the ledger as `status` would, waiting for sled's lock as [`open`] does.
-fn replay(dir: &Path) -> Result<(Vec<Recorded>, State), crate::executor::JournalError> {
+fn replay(dir: &Path) -> Result<(Vec<Recorded>, State), crate::history::HistoryError> {
     let mut tries = 0u32;
     loop {
-        match crate::executor::replay_dir(dir) {
+        match crate::history::load_dir(dir, crate::history::Verify::Chain)
+            .map(|h| (h.records, h.state))
+        {
             Err(e) if tries < 5000 && format!("{e:?}").contains("Busy") => {
                 tries += 1;
                 std::thread::sleep(Duration::from_micros(200));

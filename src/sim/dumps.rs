@@ -21,7 +21,7 @@ use crate::adapters::DumpEngine;
 use crate::adapters::fs::FsError;
 use crate::dbconn::DbTarget;
 use crate::dump::{
-    ChecksumMethod, DumpArtifact, DumpError, DumpFormat, DumpOptions, PartialFile, Progress,
+    ChecksumMethod, DumpArtifact, DumpError, DumpOptions, Dumper, PartialFile, Progress,
     RestoreOptions, RestoreReport, TableFact, is_partial_name,
 };
 
@@ -154,7 +154,7 @@ impl DumpEngine for SimDumps {
                         file,
                         size_bytes: text.len() as u64,
                         blake3_hex,
-                        format: DumpFormat::Native,
+                        format: Dumper::Native,
                         compression: opts.compression,
                         charset: db.charset.charset.clone(),
                         collation: db.charset.collation.clone(),
