@@ -1517,7 +1517,7 @@ impl State {
 }
 
 #[cfg(test)]
-pub(crate) mod sim;
+pub(crate) mod build;
 
 #[cfg(test)]
 mod tests;

@@ -271,22 +271,22 @@ mod tests {
     use super::*;
     use crate::events::{FailureKind, MetaDb, StepFacts, StepKey, TableFact, samples};
     use crate::replay::Outcome;
-    use crate::replay::sim::Sim;
+    use crate::replay::build::Records;
 
     /// Issue 10, item 11: the facts of a dump of 2,000 tables (about 200 KB) are recorded
     /// however many tables there are, and replay gives them back whole and in order.
     #[test]
     fn a_dump_of_two_thousand_tables_is_recorded_and_replayed_whole() {
         let dir = tempfile::tempdir().unwrap();
-        let mut sim = Sim::planned(samples::plan());
-        sim.run_until(StepKey::Dump { db: MetaDb::Cm });
-        sim.intent(StepKey::Dump { db: MetaDb::Cm }).unwrap();
-        let run_id = sim.run_id();
+        let mut rec = Records::planned(samples::plan());
+        rec.done_until(StepKey::Dump { db: MetaDb::Cm });
+        rec.intent(StepKey::Dump { db: MetaDb::Cm }).unwrap();
+        let run_id = rec.run_id();
         let mut j = Journal::open(dir.path(), "op", "host").unwrap();
-        for r in &sim.events {
+        for r in &rec.events {
             j.record(run_id, r.at, r.event.clone()).unwrap();
         }
-        let StepFacts::DumpWritten(mut a) = sim.facts(StepKey::Dump { db: MetaDb::Cm }) else {
+        let StepFacts::DumpWritten(mut a) = rec.facts(StepKey::Dump { db: MetaDb::Cm }) else {
             panic!("not a dump")
         };
         a.tables = (0..2000)
@@ -301,7 +301,7 @@ mod tests {
         let key = StepKey::Dump { db: MetaDb::Cm };
         j.record(
             run_id,
-            sim.now,
+            rec.now,
             Event::StepDone {
                 key,
                 facts: StepFacts::DumpWritten(a),

@@ -6,7 +6,7 @@
 
 use proptest::prelude::*;
 
-use super::sim::Sim;
+use super::build::Records;
 use super::*;
 use crate::events::samples::{plan, plan_for};
 use crate::events::{HaAfter, HaMode};
@@ -41,17 +41,17 @@ fn plans() -> impl Strategy<Value = Plan> {
     })
 }
 
-/// Walks the state machine; returns the simulator (events + state) and every state seen
+/// Walks the state machine; returns the records (events + state) and every state seen
 /// with the number of events that produced it.
-fn walk(plan: Plan, bytes: &[u8]) -> (Sim, Vec<(usize, State)>) {
+fn walk(plan: Plan, bytes: &[u8]) -> (Records, Vec<(usize, State)>) {
     let mut c = Choices(bytes, 0);
-    let mut sim = Sim::planned(plan);
-    let mut seen = vec![(sim.events.len(), sim.state.clone())];
+    let mut rec = Records::planned(plan);
+    let mut seen = vec![(rec.events.len(), rec.state.clone())];
     for _ in 0..300 {
-        if let Some(k) = sim.state.in_doubt() {
+        if let Some(k) = rec.state.in_doubt() {
             match c.pick(6) {
-                0 | 1 => sim.done(k).unwrap(),
-                2 => sim
+                0 | 1 => rec.done(k).unwrap(),
+                2 => rec
                     .push(Event::StepReconciled {
                         key: k,
                         finding: Finding::NotDone,
@@ -59,8 +59,8 @@ fn walk(plan: Plan, bytes: &[u8]) -> (Sim, Vec<(usize, State)>) {
                     })
                     .unwrap(),
                 3 => {
-                    let f = sim.facts(k);
-                    sim.push(Event::StepReconciled {
+                    let f = rec.facts(k);
+                    rec.push(Event::StepReconciled {
                         key: k,
                         finding: Finding::Done(Box::new(f)),
                         evidence: "happened".into(),
@@ -69,7 +69,7 @@ fn walk(plan: Plan, bytes: &[u8]) -> (Sim, Vec<(usize, State)>) {
                 }
                 _ => {
                     let retryable = c.pick(3) != 0;
-                    sim.push(Event::StepReconciled {
+                    rec.push(Event::StepReconciled {
                         key: k,
                         finding: Finding::Failed {
                             error: "unclear".into(),
@@ -82,35 +82,35 @@ fn walk(plan: Plan, bytes: &[u8]) -> (Sim, Vec<(usize, State)>) {
                 }
             }
         } else {
-            let permitted = sim.state.permitted();
+            let permitted = rec.state.permitted();
             match c.pick(40) {
-                39 if sim.state.can_rollback() => sim.rollback().unwrap(),
-                38 => sim.push(Event::Note { text: "n".into() }).unwrap(),
+                39 if rec.state.can_rollback() => rec.rollback().unwrap(),
+                38 => rec.push(Event::Note { text: "n".into() }).unwrap(),
                 _ => match permitted.first() {
                     Some(step) => {
                         let k = step.key();
-                        sim.intent(k).unwrap();
+                        rec.intent(k).unwrap();
                         match c.pick(24) {
-                            0..=17 => sim.done(k).unwrap(),
-                            18 | 19 => sim.fail(k, true).unwrap(),
-                            20 => sim.fail(k, false).unwrap(),
+                            0..=17 => rec.done(k).unwrap(),
+                            18 | 19 => rec.fail(k, true).unwrap(),
+                            20 => rec.fail(k, false).unwrap(),
                             _ => {} // crash: the step stays in doubt
                         }
                     }
-                    None if sim.state.can_rollback() => sim.rollback().unwrap(),
+                    None if rec.state.can_rollback() => rec.rollback().unwrap(),
                     None => break,
                 },
             }
         }
-        seen.push((sim.events.len(), sim.state.clone()));
+        seen.push((rec.events.len(), rec.state.clone()));
     }
-    (sim, seen)
+    (rec, seen)
 }
 
 /// Every possible step event is accepted exactly when the state permits it.
-fn exhaustive_rejections(sim: &Sim) -> Result<(), TestCaseError> {
-    let s = &sim.state;
-    let run = sim.run_id();
+fn exhaustive_rejections(rec: &Records) -> Result<(), TestCaseError> {
+    let s = &rec.state;
+    let run = rec.run_id();
     let permitted: Vec<StepKey> = s.permitted().iter().map(Step::key).collect();
     prop_assert!(permitted.len() <= 1);
     if s.in_doubt().is_some() {
@@ -167,7 +167,7 @@ fn exhaustive_rejections(sim: &Sim) -> Result<(), TestCaseError> {
     );
     prop_assert_eq!(rb.is_ok(), s.can_rollback());
     prop_assert_eq!(
-        s.check(run, &Event::planned(sim.plan.clone())),
+        s.check(run, &Event::planned(rec.plan.clone())),
         Err(Rejection::AlreadyPlanned)
     );
     let other = Uuid::from_u128(42);
@@ -178,7 +178,7 @@ fn exhaustive_rejections(sim: &Sim) -> Result<(), TestCaseError> {
         "other run accepted"
     );
     // A record with a stale seq changes nothing.
-    let mut stale = sim.record(Event::Note { text: "x".into() });
+    let mut stale = rec.record(Event::Note { text: "x".into() });
     stale.seq = s.last_seq().unwrap();
     let mut copy = s.clone();
     prop_assert!(copy.apply(&stale).is_err());
@@ -305,12 +305,12 @@ proptest! {
         plan in plans(),
         bytes in prop::collection::vec(any::<u8>(), 0..120),
     ) {
-        let (sim, seen) = walk(plan, &bytes);
+        let (rec, seen) = walk(plan, &bytes);
         for (n, state) in &seen {
-            let replayed = replay(&sim.events[..*n]).unwrap();
+            let replayed = replay(&rec.events[..*n]).unwrap();
             prop_assert_eq!(&replayed, state);
         }
-        safety(&sim.state)?;
+        safety(&rec.state)?;
     }
 
     #[test]
@@ -319,11 +319,11 @@ proptest! {
         bytes in prop::collection::vec(any::<u8>(), 0..120),
         stop in 0usize..400,
     ) {
-        let (sim, seen) = walk(plan.clone(), &bytes);
+        let (rec, seen) = walk(plan.clone(), &bytes);
         // Check the state at one point of the walk (all of them would be slow).
         let (n, _) = seen[stop % seen.len()];
-        let mut at = Sim::planned(plan);
-        at.events = sim.events[..n].to_vec();
+        let mut at = Records::planned(plan);
+        at.events = rec.events[..n].to_vec();
         at.state = replay(&at.events).unwrap();
         at.now = at.events.last().unwrap().at;
         exhaustive_rejections(&at)?;
@@ -335,8 +335,8 @@ proptest! {
         bytes in prop::collection::vec(any::<u8>(), 0..120),
         pick in any::<prop::sample::Index>(),
     ) {
-        let (sim, _) = walk(plan, &bytes);
-        let ev = &sim.events;
+        let (rec, _) = walk(plan, &bytes);
+        let ev = &rec.events;
         let steps: Vec<usize> = (0..ev.len()).filter(|&i| is_step_event(&ev[i].event)).collect();
         prop_assume!(steps.len() >= 2);
         let i = steps[pick.index(steps.len() - 1)];

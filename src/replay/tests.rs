@@ -1,7 +1,7 @@
 use chrono::Duration;
 use uuid::Uuid;
 
-use super::sim::Sim;
+use super::build::Records;
 use super::*;
 use crate::events::samples::{self, plan, plan_for};
 use crate::events::{ContainerStopped, HaEnabled, PreflightCheck, RestartPolicy};
@@ -15,14 +15,14 @@ fn keys(steps: &[Step]) -> Vec<StepKey> {
 
 #[test]
 fn full_upgrade_331() {
-    let mut s = Sim::planned(plan());
+    let mut s = Records::planned(plan());
     assert_eq!(s.state.phase(), Phase::Upgrading);
     assert_eq!(
         keys(&s.state.remaining()),
         steps::upgrade_keys(s.plan.procedure)
     );
     assert_eq!(keys(&s.state.permitted()), [StepKey::DisableHa]);
-    s.run_all();
+    s.finish();
     assert_eq!(s.state.phase(), Phase::Completed);
     assert_eq!(
         s.state.next(),
@@ -49,10 +49,10 @@ fn full_upgrade_331() {
 
 #[test]
 fn guide_42x_runs_supervisor_and_online_checks() {
-    let mut s = Sim::planned(plan_for("4.2.1", "4.2.2"));
-    s.run_until(StepKey::CheckSupervisor);
+    let mut s = Records::planned(plan_for("4.2.1", "4.2.2"));
+    s.done_until(StepKey::CheckSupervisor);
     assert_eq!(s.state.remaining()[1].key(), StepKey::RunDockerInit);
-    s.run_all();
+    s.finish();
     let done: Vec<StepKey> = s.state.attempts().iter().map(|a| a.key).collect();
     assert!(done.contains(&StepKey::CheckOnline));
     assert_eq!(s.state.phase(), Phase::Completed);
@@ -60,9 +60,9 @@ fn guide_42x_runs_supervisor_and_online_checks() {
 
 #[test]
 fn guide_330_downtime_ends_at_health() {
-    let mut s = Sim::planned(plan_for("3.2.2", "3.3.0"));
+    let mut s = Records::planned(plan_for("3.2.2", "3.3.0"));
     assert_eq!(keys(&s.state.permitted()), [StepKey::PreStopCheck]);
-    s.run_all();
+    s.finish();
     assert_eq!(s.state.phase(), Phase::Completed);
     assert_eq!(s.state.t2(), None);
     assert!(s.state.downtime_end().is_some());
@@ -71,7 +71,7 @@ fn guide_330_downtime_ends_at_health() {
 
 #[test]
 fn out_of_order_events_are_rejected() {
-    let mut s = Sim::planned(plan());
+    let mut s = Records::planned(plan());
     // Done without intent.
     let e = s.done(StepKey::DisableHa).unwrap_err();
     assert_eq!(
@@ -117,8 +117,8 @@ fn out_of_order_events_are_rejected() {
 
 #[test]
 fn no_new_container_before_all_three_dumps() {
-    let mut s = Sim::planned(plan());
-    s.run_until(StepKey::Dump { db: MetaDb::CmHb });
+    let mut s = Records::planned(plan());
+    s.done_until(StepKey::Dump { db: MetaDb::CmHb });
     assert!(matches!(
         s.intent(StepKey::CreateNewContainer),
         Err(Rejection::NotPermitted { .. })
@@ -127,14 +127,14 @@ fn no_new_container_before_all_three_dumps() {
         s.intent(StepKey::RenameOldContainer),
         Err(Rejection::NotPermitted { .. })
     ));
-    s.step_ok();
-    s.step_ok();
+    s.step_ok(StepKey::Dump { db: MetaDb::CmHb });
+    s.step_ok(StepKey::RenameOldContainer);
     assert_eq!(keys(&s.state.permitted()), [StepKey::CreateNewContainer]);
 }
 
 #[test]
 fn records_of_another_run_and_bad_plans_are_rejected() {
-    let mut s = Sim::planned(plan());
+    let mut s = Records::planned(plan());
     let mut r = s.record(Event::Note { text: "x".into() });
     r.run_id = Uuid::from_u128(7);
     assert!(matches!(s.state.apply(&r), Err(Rejection::WrongRun { .. })));
@@ -153,7 +153,7 @@ fn records_of_another_run_and_bad_plans_are_rejected() {
         Err(Rejection::PreflightAfterPlan)
     );
 
-    let mut fresh = Sim::empty(plan());
+    let mut fresh = Records::empty(plan());
     assert!(matches!(
         fresh.intent(StepKey::DisableHa),
         Err(Rejection::NotPlanned { .. })
@@ -185,7 +185,7 @@ fn records_of_another_run_and_bad_plans_are_rejected() {
 
 #[test]
 fn preflight_failures_fix_the_run_and_precede_the_plan() {
-    let mut s = Sim::empty(plan());
+    let mut s = Records::empty(plan());
     s.push(Event::PreflightFailed {
         checks: vec![PreflightCheck {
             name: "target-image-present".into(),
@@ -203,8 +203,8 @@ fn preflight_failures_fix_the_run_and_precede_the_plan() {
 
 #[test]
 fn done_facts_must_fit_and_not_contradict_success() {
-    let mut s = Sim::planned(plan());
-    s.run_until(StepKey::RunDockerInit);
+    let mut s = Records::planned(plan());
+    s.done_until(StepKey::RunDockerInit);
     s.intent(StepKey::RunDockerInit).unwrap();
     let mut f = s.facts(StepKey::RunDockerInit);
     if let StepFacts::DockerInit(d) = &mut f {
@@ -245,10 +245,10 @@ fn done_facts_must_fit_and_not_contradict_success() {
 
 #[test]
 fn binds_and_dump_names_are_checked_against_the_plan() {
-    let mut s = Sim::planned(plan());
+    let mut s = Records::planned(plan());
     s.intent(StepKey::DisableHa).unwrap();
     s.done(StepKey::DisableHa).unwrap();
-    s.run_until(StepKey::Dump { db: RM });
+    s.done_until(StepKey::Dump { db: RM });
     s.intent(StepKey::Dump { db: RM }).unwrap();
     let mut f = s.facts(StepKey::Dump { db: RM });
     if let StepFacts::DumpWritten(a) = &mut f {
@@ -262,7 +262,7 @@ fn binds_and_dump_names_are_checked_against_the_plan() {
         Err(Rejection::BadFacts { .. })
     ));
     s.done(StepKey::Dump { db: RM }).unwrap();
-    s.run_until(StepKey::CreateNewContainer);
+    s.done_until(StepKey::CreateNewContainer);
     s.intent(StepKey::CreateNewContainer).unwrap();
     let mut f = s.facts(StepKey::CreateNewContainer);
     if let StepFacts::NewContainerCreated(n) = &mut f {
@@ -283,8 +283,8 @@ fn binds_and_dump_names_are_checked_against_the_plan() {
 
 #[test]
 fn enable_ha_must_cover_the_downtime() {
-    let mut s = Sim::planned(plan());
-    s.run_until(StepKey::EnableHa);
+    let mut s = Records::planned(plan());
+    s.done_until(StepKey::EnableHa);
     s.intent(StepKey::EnableHa).unwrap();
     let t1 = s.state.t1().unwrap();
     let at = s.now + Duration::minutes(1);
@@ -339,8 +339,8 @@ use crate::events::HaMode;
 
 #[test]
 fn crash_in_doubt_then_reconcile() {
-    let mut s = Sim::planned(plan());
-    s.run_until(StepKey::StopOldContainer);
+    let mut s = Records::planned(plan());
+    s.done_until(StepKey::StopOldContainer);
     s.intent(StepKey::StopOldContainer).unwrap();
     assert_eq!(s.state.in_doubt(), Some(StepKey::StopOldContainer));
     assert!(s.state.permitted().is_empty());
@@ -394,7 +394,7 @@ fn crash_in_doubt_then_reconcile() {
 
 #[test]
 fn retryable_failures_may_be_retried() {
-    let mut s = Sim::planned(plan());
+    let mut s = Records::planned(plan());
     s.intent(StepKey::DisableHa).unwrap();
     s.fail(StepKey::DisableHa, true).unwrap();
     assert_eq!(s.state.phase(), Phase::Upgrading);
@@ -415,8 +415,8 @@ fn retryable_failures_may_be_retried() {
 
 #[test]
 fn rollback_after_failed_init_restores_everything() {
-    let mut s = Sim::planned(plan());
-    s.run_until(StepKey::RunDockerInit);
+    let mut s = Records::planned(plan());
+    s.done_until(StepKey::RunDockerInit);
     s.intent(StepKey::RunDockerInit).unwrap();
     s.fail(StepKey::RunDockerInit, false).unwrap();
     assert!(s.state.databases_touched());
@@ -454,8 +454,8 @@ fn rollback_after_failed_init_restores_everything() {
     .unwrap();
     // Nothing else may run before the dumps verify.
     assert_eq!(keys(&s.state.permitted()), [StepKey::RollbackVerifyDumps]);
-    s.step_ok();
-    s.run_all();
+    s.step_ok(StepKey::RollbackVerifyDumps);
+    s.finish();
     assert_eq!(s.state.phase(), Phase::RolledBack);
     let t1 = s.state.t1().unwrap();
     let t3 = s.state.t3().unwrap();
@@ -473,8 +473,8 @@ fn rollback_after_failed_init_restores_everything() {
 
 #[test]
 fn rollback_after_completion_disables_ha_first() {
-    let mut s = Sim::planned(plan());
-    s.run_all();
+    let mut s = Records::planned(plan());
+    s.finish();
     s.rollback().unwrap();
     let k = s.state.rollback().unwrap().keys.clone();
     assert_eq!(
@@ -486,15 +486,15 @@ fn rollback_after_completion_disables_ha_first() {
         ]
     );
     assert_eq!(*k.last().unwrap(), StepKey::RollbackComplete);
-    s.run_all();
+    s.finish();
     assert_eq!(s.state.phase(), Phase::RolledBack);
     assert!(s.state.t2().is_some() && s.state.t3().is_some());
 }
 
 #[test]
 fn rollback_before_t1_only_puts_ha_back() {
-    let mut s = Sim::planned(plan());
-    s.step_ok(); // disable-ha
+    let mut s = Records::planned(plan());
+    s.step_ok(StepKey::DisableHa);
     s.rollback().unwrap();
     assert_eq!(
         s.state.rollback().unwrap().keys,
@@ -519,24 +519,24 @@ fn rollback_before_t1_only_puts_ha_back() {
         .is_err()
     );
     s.done(StepKey::RollbackEnableHa).unwrap();
-    s.run_all();
+    s.finish();
     assert_eq!(s.state.phase(), Phase::RolledBack);
     assert_eq!(s.state.downtime(s.now), None);
 }
 
 #[test]
 fn rollback_of_a_plan_only_records_completion() {
-    let mut s = Sim::planned(plan());
+    let mut s = Records::planned(plan());
     s.rollback().unwrap();
     assert_eq!(keys(&s.state.permitted()), [StepKey::RollbackComplete]);
-    s.run_all();
+    s.finish();
     assert_eq!(s.state.phase(), Phase::RolledBack);
 }
 
 #[test]
 fn rollback_before_start_needs_no_restore() {
-    let mut s = Sim::planned(plan());
-    s.run_until(StepKey::StartNewContainer);
+    let mut s = Records::planned(plan());
+    s.done_until(StepKey::StartNewContainer);
     assert!(!s.state.databases_touched());
     s.rollback().unwrap();
     let k = s.state.rollback().unwrap().keys.clone();
@@ -546,12 +546,12 @@ fn rollback_before_start_needs_no_restore() {
     )));
     assert!(k.contains(&StepKey::RenameNewAside) && k.contains(&StepKey::RestartOldContainer));
     // A restore step is simply not part of this rollback.
-    s.run_until(StepKey::RestartOldContainer);
+    s.done_until(StepKey::RestartOldContainer);
     assert!(matches!(
         s.intent(StepKey::Restore { db: RM }),
         Err(Rejection::NotPermitted { .. })
     ));
-    s.run_all();
+    s.finish();
     assert_eq!(s.state.phase(), Phase::RolledBack);
     let d = s.state.refetch_decision().unwrap();
     assert_eq!(Some(d.t1), s.state.t1());
@@ -559,8 +559,8 @@ fn rollback_before_start_needs_no_restore() {
 
 #[test]
 fn failed_stop_counts_downtime_from_its_intent() {
-    let mut s = Sim::planned(plan());
-    s.run_until(StepKey::StopOldContainer);
+    let mut s = Records::planned(plan());
+    s.done_until(StepKey::StopOldContainer);
     s.intent(StepKey::StopOldContainer).unwrap();
     let intent_at = s.now;
     s.fail(StepKey::StopOldContainer, false).unwrap();
@@ -576,21 +576,21 @@ fn failed_stop_counts_downtime_from_its_intent() {
             StepKey::RollbackComplete
         ]
     );
-    s.run_until(StepKey::RollbackEnableHa);
+    s.done_until(StepKey::RollbackEnableHa);
     let Ok(Step::RollbackEnableHa(h)) = s.state.step(StepKey::RollbackEnableHa) else {
         panic!()
     };
     assert_eq!(h.since, Some(intent_at));
-    s.run_all();
+    s.finish();
     assert_eq!(s.state.phase(), Phase::RolledBack);
 }
 
 #[test]
 fn rollback_failure_blocks_for_manual_work() {
-    let mut s = Sim::planned(plan());
-    s.run_until(StepKey::ConfirmHealth);
+    let mut s = Records::planned(plan());
+    s.done_until(StepKey::ConfirmHealth);
     s.rollback().unwrap();
-    s.run_until(StepKey::Restore { db: RM });
+    s.done_until(StepKey::Restore { db: RM });
     s.intent(StepKey::Restore { db: RM }).unwrap();
     s.fail(StepKey::Restore { db: RM }, false).unwrap();
     assert_eq!(s.state.phase(), Phase::RollbackFailed);
@@ -607,12 +607,12 @@ fn rollback_failure_blocks_for_manual_work() {
 
 #[test]
 fn guide_330_rollback_has_no_ha_steps() {
-    let mut s = Sim::planned(plan_for("3.2.2", "3.3.0"));
-    s.run_until(StepKey::ConfirmHealth);
+    let mut s = Records::planned(plan_for("3.2.2", "3.3.0"));
+    s.done_until(StepKey::ConfirmHealth);
     s.rollback().unwrap();
     let k = &s.state.rollback().unwrap().keys;
     assert!(!k.contains(&StepKey::RollbackEnableHa) && !k.contains(&StepKey::RollbackDisableHa));
-    s.run_all();
+    s.finish();
     assert_eq!(s.state.phase(), Phase::RolledBack);
     assert!(s.state.downtime_end().is_some());
 }
@@ -627,7 +627,7 @@ fn notes_and_attestations_in_every_phase() {
             observed_at: None,
         })
     };
-    let mut s = Sim::empty(plan());
+    let mut s = Records::empty(plan());
     s.push(Event::Note { text: "a".into() }).unwrap();
     s.push(att()).unwrap();
     s.push(Event::planned(plan())).unwrap();
@@ -637,10 +637,10 @@ fn notes_and_attestations_in_every_phase() {
     })
     .unwrap();
     s.done(StepKey::DisableHa).unwrap();
-    s.run_all();
+    s.finish();
     s.push(att()).unwrap();
     s.rollback().unwrap();
-    s.run_all();
+    s.finish();
     s.push(Event::Note { text: "z".into() }).unwrap();
     assert_eq!(s.state.notes().len(), 3);
     assert_eq!(s.state.attestations().len(), 2);
@@ -649,8 +649,8 @@ fn notes_and_attestations_in_every_phase() {
 
 #[test]
 fn stop_facts_keep_dockers_own_time() {
-    let mut s = Sim::planned(plan());
-    s.run_until(StepKey::StopOldContainer);
+    let mut s = Records::planned(plan());
+    s.done_until(StepKey::StopOldContainer);
     s.intent(StepKey::StopOldContainer).unwrap();
     let at = s.now + Duration::seconds(61);
     s.push(Event::StepDone {
@@ -684,8 +684,8 @@ fn table_slices_are_checked_and_joined() {
         first,
         tables: range.map(t).collect(),
     };
-    let mut s = Sim::planned(plan());
-    s.run_until(dump);
+    let mut s = Records::planned(plan());
+    s.done_until(dump);
     // Not while the step is not open.
     assert!(matches!(
         s.push(slice(0, 0..2)),
@@ -721,7 +721,7 @@ fn table_slices_are_checked_and_joined() {
     assert_eq!(names, [0, 1, 2, 3, 4]);
 
     // Slices for a step whose outcome has no tables would vanish: refused.
-    let mut s = Sim::planned(plan());
+    let mut s = Records::planned(plan());
     s.intent(StepKey::DisableHa).unwrap();
     let e = s
         .push(Event::StepTables {
@@ -738,8 +738,8 @@ fn table_slices_are_checked_and_joined() {
 /// existed still replays and goes on.
 #[test]
 fn stop_old_comes_only_after_a_passed_pre_stop_check() {
-    let mut s = Sim::planned(plan());
-    s.run_until(StepKey::PreStopCheck);
+    let mut s = Records::planned(plan());
+    s.done_until(StepKey::PreStopCheck);
     assert_eq!(keys(&s.state.permitted()), [StepKey::PreStopCheck]);
     s.intent(StepKey::PreStopCheck).unwrap();
     s.fail(StepKey::PreStopCheck, true).unwrap();
@@ -750,8 +750,8 @@ fn stop_old_comes_only_after_a_passed_pre_stop_check() {
     s.done(StepKey::PreStopCheck).unwrap();
     assert_eq!(keys(&s.state.permitted()), [StepKey::StopOldContainer]);
     // A done outcome must not hide a failed check.
-    let mut t = Sim::planned(plan());
-    t.run_until(StepKey::PreStopCheck);
+    let mut t = Records::planned(plan());
+    t.done_until(StepKey::PreStopCheck);
     t.intent(StepKey::PreStopCheck).unwrap();
     let bad = StepFacts::PreStopChecked {
         checks: vec![PreflightCheck {
@@ -769,12 +769,12 @@ fn stop_old_comes_only_after_a_passed_pre_stop_check() {
     );
 
     // A ledger from before the check: straight from disable-ha to stop-old.
-    let mut old = Sim::planned(plan());
-    old.run_until(StepKey::PreStopCheck);
+    let mut old = Records::planned(plan());
+    old.done_until(StepKey::PreStopCheck);
     old.intent(StepKey::StopOldContainer).unwrap();
     old.done(StepKey::StopOldContainer).unwrap();
     assert_eq!(keys(&old.state.permitted()), [StepKey::PruneHeartbeat]);
-    old.run_all();
+    old.finish();
     assert_eq!(old.state.phase(), Phase::Completed);
     assert!(
         !old.state
@@ -790,10 +790,10 @@ fn stop_old_comes_only_after_a_passed_pre_stop_check() {
 /// fail `docker-init` and roll back.
 #[test]
 fn a_stopped_new_container_may_be_started_again_before_docker_init() {
-    let mut s = Sim::planned(plan());
-    s.run_until(StepKey::StartNewContainer);
+    let mut s = Records::planned(plan());
+    s.done_until(StepKey::StartNewContainer);
     assert!(!s.state.may_start_new_again(StepKey::StartNewContainer));
-    s.run_until(StepKey::RunDockerInit);
+    s.done_until(StepKey::RunDockerInit);
     assert!(s.state.may_start_new_again(StepKey::StartNewContainer));
     assert!(!s.state.may_start_new_again(StepKey::CreateNewContainer));
     s.intent(StepKey::StartNewContainer).unwrap();
@@ -812,7 +812,7 @@ fn a_stopped_new_container_may_be_started_again_before_docker_init() {
     s.done(StepKey::RunDockerInit).unwrap();
     assert!(!s.state.may_start_new_again(StepKey::StartNewContainer));
     assert!(s.intent(StepKey::StartNewContainer).is_err());
-    s.run_all();
+    s.finish();
     assert_eq!(s.state.phase(), Phase::Completed);
     assert_eq!(replay(&s.events).unwrap(), s.state);
 }
@@ -821,8 +821,8 @@ fn a_stopped_new_container_may_be_started_again_before_docker_init() {
 /// planned id (a re-pointed tag) is not accepted.
 #[test]
 fn create_new_must_run_the_planned_image_id() {
-    let mut s = Sim::planned(plan());
-    s.run_until(StepKey::CreateNewContainer);
+    let mut s = Records::planned(plan());
+    s.done_until(StepKey::CreateNewContainer);
     s.intent(StepKey::CreateNewContainer).unwrap();
     let StepFacts::NewContainerCreated(mut n) = s.facts(StepKey::CreateNewContainer) else {
         panic!()
@@ -841,9 +841,9 @@ fn create_new_must_run_the_planned_image_id() {
 // ---- issue 12.1: an undecided step and the operator's decision -------------------------
 
 /// A run whose `docker-init` was reconciled as undecided; returns the reconciled seq.
-fn undecided_init() -> (Sim, u64) {
-    let mut s = Sim::planned(plan());
-    s.run_until(StepKey::RunDockerInit);
+fn undecided_init() -> (Records, u64) {
+    let mut s = Records::planned(plan());
+    s.done_until(StepKey::RunDockerInit);
     s.intent(StepKey::RunDockerInit).unwrap();
     s.push(Event::StepReconciled {
         key: StepKey::RunDockerInit,
@@ -917,7 +917,7 @@ fn a_decision_done_goes_on_and_not_done_performs_the_step() {
     assert_eq!(keys(&s.state.permitted()), [StepKey::ConfirmHealth]);
     assert_eq!(s.state.resolutions().len(), 1);
     assert_eq!(s.state.resolutions()[0].operator, "alice");
-    s.run_all();
+    s.finish();
     assert_eq!(s.state.phase(), Phase::Completed);
     let intents = s
         .state
@@ -944,9 +944,9 @@ fn a_decision_done_goes_on_and_not_done_performs_the_step() {
 
 #[test]
 fn a_decision_is_refused_unless_the_step_awaits_one() {
-    let run_id = |s: &Sim| s.run_id();
+    let run_id = |s: &Records| s.run_id();
     // Nothing awaits a decision: a fresh run, a step in doubt, a finished run.
-    let mut s = Sim::planned(plan());
+    let mut s = Records::planned(plan());
     let r = s.state.check(
         run_id(&s),
         &decision(StepKey::RunDockerInit, Resolution::Done, 1),
@@ -955,7 +955,7 @@ fn a_decision_is_refused_unless_the_step_awaits_one() {
         matches!(&r, Err(Rejection::NotAwaitingDecision { reason, .. }) if reason.contains("next step is disable-ha")),
         "{r:?}"
     );
-    s.run_until(StepKey::RunDockerInit);
+    s.done_until(StepKey::RunDockerInit);
     s.intent(StepKey::RunDockerInit).unwrap();
     let r = s.state.check(
         run_id(&s),
@@ -1003,7 +1003,7 @@ fn a_decision_is_refused_unless_the_step_awaits_one() {
         s.push(decision(StepKey::RunDockerInit, Resolution::Done, seq)),
         Err(Rejection::NotAwaitingDecision { .. })
     ));
-    s.run_all();
+    s.finish();
     let r = s.state.check(
         run_id(&s),
         &decision(StepKey::RunDockerInit, Resolution::NotDone, seq),
@@ -1030,8 +1030,8 @@ fn a_decision_is_refused_unless_the_step_awaits_one() {
 /// `FinishedAt` kept beside it; a record of an earlier build keeps its old meaning.
 #[test]
 fn t1_is_when_the_stop_was_requested() {
-    let mut s = Sim::planned(plan());
-    s.run_until(StepKey::StopOldContainer);
+    let mut s = Records::planned(plan());
+    s.done_until(StepKey::StopOldContainer);
     s.intent(StepKey::StopOldContainer).unwrap();
     let asked = s.now + Duration::milliseconds(5);
     let returned = asked + Duration::seconds(100);
@@ -1049,7 +1049,7 @@ fn t1_is_when_the_stop_was_requested() {
     .unwrap();
     assert_eq!(s.state.t1(), Some(asked));
     assert_eq!(s.state.downtime_start(), Some(asked));
-    s.run_all();
+    s.finish();
     let d = s.state.refetch_decision().unwrap();
     assert_eq!(d.t1, asked);
 }
@@ -1059,8 +1059,8 @@ fn t1_is_when_the_stop_was_requested() {
 /// the downtime still lasts.
 #[test]
 fn retention_warning_is_known_while_the_downtime_lasts() {
-    let mut s = Sim::planned(plan());
-    s.run_until(StepKey::PruneHeartbeat);
+    let mut s = Records::planned(plan());
+    s.done_until(StepKey::PruneHeartbeat);
     let t1 = s.state.t1().unwrap();
     assert_eq!(s.state.retention_warning(t1 + Duration::hours(1)), None);
     let late = s.state.retention_warning(t1 + Duration::hours(21)).unwrap();
@@ -1074,9 +1074,9 @@ fn retention_warning_is_known_while_the_downtime_lasts() {
 /// (ledgers of earlier builds) has neither step.
 #[test]
 fn restart_policy_off_after_t1_and_back_on_rollback() {
-    let mut s = Sim::planned(samples::plan_with_settings());
+    let mut s = Records::planned(samples::plan_with_settings());
     assert_eq!(keys(&s.state.remaining()), steps::plan_keys(&s.plan));
-    s.run_until(StepKey::OldRestartOff);
+    s.done_until(StepKey::OldRestartOff);
     s.intent(StepKey::OldRestartOff).unwrap();
     let wrong = StepFacts::RestartPolicySet {
         id: s.plan.old_container.id.clone(),
@@ -1094,7 +1094,7 @@ fn restart_policy_off_after_t1_and_back_on_rollback() {
         Err(Rejection::BadFacts { .. })
     ));
     s.done(StepKey::OldRestartOff).unwrap();
-    s.run_until(StepKey::StartNewContainer);
+    s.done_until(StepKey::StartNewContainer);
     s.rollback().unwrap();
     let rb = s.state.rollback().unwrap().keys.clone();
     let pos = |k| rb.iter().position(|x| *x == k).unwrap();
@@ -1106,12 +1106,12 @@ fn restart_policy_off_after_t1_and_back_on_rollback() {
         panic!()
     };
     assert_eq!(r.policy.to_string(), "unless-stopped");
-    s.run_all();
+    s.finish();
     assert_eq!(s.state.phase(), Phase::RolledBack);
     assert_eq!(replay(&s.events).unwrap(), s.state);
 
-    let mut old = Sim::planned(plan());
-    old.run_all();
+    let mut old = Records::planned(plan());
+    old.finish();
     assert!(
         !old.state
             .attempts()
