@@ -13,8 +13,8 @@ use super::{CliError, CmdResult, Ctx, ExitKind};
 use crate::adapters::fs::{existing_ancestor, free_space};
 use crate::adapters::{BollardDocker, ContainerInfo, Docker, MetaDb, MysqlMetaDb, TlsState};
 use crate::events::{
-    Attestation, ContainerSnapshot, DbNames, Event, HaAfter, HaAtInit, HaMode, MetaDbLocation, MetaServer,
-    Plan, PlanExt, PlanInput, PreflightCheck, record_env,
+    Attestation, ContainerSnapshot, DbNames, Event, HaAfter, HaAtInit, HaMode, MetaDbLocation,
+    MetaServer, Plan, PlanExt, PlanInput, PreflightCheck, record_env,
 };
 use crate::preflight::{
     self, BindFacts, ContainerFacts, DiskFacts, Facts, Finding, ImageFacts, OPERATOR_VERSION_CHECK,
@@ -603,7 +603,9 @@ fn plan(
     // Kept so that a crash between `disable-ha`'s write and its outcome does not lose
     // HA's earlier value (`PlanExt::HaAtInit`).
     if let Some(Ok(Some(json))) = &facts.ha_config {
-        input.ext.push(PlanExt::HaAtInit(HaAtInit { json: json.clone() }));
+        input
+            .ext
+            .push(PlanExt::HaAtInit(HaAtInit { json: json.clone() }));
     }
     Plan::new(input)
         .map(|plan| (plan, g.tls))

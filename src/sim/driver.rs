@@ -41,8 +41,7 @@ use crate::adapters::metadb::{ListedServer, ServerList};
 use crate::dbconn::DbTarget;
 use crate::events::{
     ContainerSnapshot, DbNames, Event, HaAfter, HaAtInit, HaMode, MetaDbLocation, Plan, PlanExt,
-    PlanInput, Recorded,
-    Resolution, StepKey, StepResolved, record_env,
+    PlanInput, Recorded, Resolution, StepKey, StepResolved, record_env,
 };
 use crate::executor::{Adapters, ExecError, ExecOptions, Executor, Journal, Unattended};
 use crate::refetch::RefetchPolicy;
@@ -201,9 +200,7 @@ pub fn plan_for(source: Version, target: Version, backup_dir: &str) -> Plan {
         health_url: format!("http://{HOST_IP}:8089/oms/health"),
         health_timeout_secs: None,
         // What `init` reads from the world `build_world` makes.
-        ext: vec![PlanExt::HaAtInit(HaAtInit {
-            json: HA_ON.into(),
-        })],
+        ext: vec![PlanExt::HaAtInit(HaAtInit { json: HA_ON.into() })],
     };
     Plan::new(input).expect("the simulator's plan is valid")
 }
@@ -1193,7 +1190,10 @@ mod tests {
     #[test]
     fn regression_seeds_hold_the_invariants() {
         let ha_crash = [6228, 1627, 4801, 7291, 8227].map(|s| (cfg(), s));
-        for (c, seed) in [(rollbacks(), 12), (cfg(), 1240)].into_iter().chain(ha_crash) {
+        for (c, seed) in [(rollbacks(), 12), (cfg(), 1240)]
+            .into_iter()
+            .chain(ha_crash)
+        {
             let r = reference(&c).unwrap();
             let rep = run_seed(&c, &r, seed);
             assert!(
