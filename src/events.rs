@@ -36,7 +36,7 @@ pub use plan::{
     PlanInput,
 };
 pub use planext::{
-    ContainerSettings, HealthScheme, HealthTrust, MetaServer, PlanExt, RestartPolicy,
+    ContainerSettings, HaAtInit, HealthScheme, HealthTrust, MetaServer, PlanExt, RestartPolicy,
     ServerFlavour, Ulimit,
 };
 pub use record::{UndecodableRecord, to_recorded};

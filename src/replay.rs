@@ -1417,8 +1417,38 @@ impl State {
         }
     }
 
-    /// `ha.config` as read before the run (from `disable-ha`, done or failed with facts).
+    /// `ha.config` as read before the run: `disable-ha`'s reading
+    /// ([`State::ha_read_by_disable_ha`]); when `disable-ha` was attempted and no attempt's
+    /// reading was recorded (the process died, or its reconciliation failed, between the
+    /// write and the outcome), `init`'s reading from the plan (issue 13), so that a rollback
+    /// still switches HA back on. docs/simulation.md, "HA's value before the run".
     pub fn ha_before(&self) -> Option<&str> {
+        self.ha_read_by_disable_ha().or_else(|| {
+            self.attempted(StepKey::DisableHa)
+                .then(|| self.plan.as_deref().and_then(Plan::ha_at_init))
+                .flatten()
+        })
+    }
+
+    /// `init`'s reading of `ha.config` when it must stand in for `disable-ha`'s (issue 13):
+    /// an earlier attempt was in doubt (reconciled: its write may have committed, and what
+    /// it read died with the process) and no attempt recorded a reading, so a retry reads
+    /// what that attempt may have written. `None` when the plan has no such reading.
+    pub fn ha_reading_lost(&self) -> Option<&str> {
+        if self.ha_read_by_disable_ha().is_some() {
+            return None;
+        }
+        let in_doubt = self.attempts.iter().any(|a| {
+            a.key == StepKey::DisableHa && matches!(a.outcome, Some(Outcome::Reconciled { .. }))
+        });
+        in_doubt
+            .then(|| self.plan.as_deref().and_then(Plan::ha_at_init))
+            .flatten()
+    }
+
+    /// `ha.config` as `disable-ha` read it before its write, from an attempt done or failed
+    /// with facts.
+    pub fn ha_read_by_disable_ha(&self) -> Option<&str> {
         // The first attempt's reading: a write can commit before its call fails, and the
         // retry then reads the value that attempt wrote (HA already off), which is not the
         // value to restore.

@@ -13,8 +13,8 @@ use super::{CliError, CmdResult, Ctx, ExitKind};
 use crate::adapters::fs::{existing_ancestor, free_space};
 use crate::adapters::{BollardDocker, ContainerInfo, Docker, MetaDb, MysqlMetaDb, TlsState};
 use crate::events::{
-    Attestation, ContainerSnapshot, DbNames, Event, HaAfter, HaMode, MetaDbLocation, MetaServer,
-    Plan, PlanExt, PlanInput, PreflightCheck, record_env,
+    Attestation, ContainerSnapshot, DbNames, Event, HaAfter, HaAtInit, HaMode, MetaDbLocation,
+    MetaServer, Plan, PlanExt, PlanInput, PreflightCheck, record_env,
 };
 use crate::preflight::{
     self, BindFacts, ContainerFacts, DiskFacts, Facts, Finding, ImageFacts, OPERATOR_VERSION_CHECK,
@@ -536,7 +536,7 @@ fn plan(
     })?;
     // The old container's labels include its image's; only those the operator set are
     // carried over, so the new container shows its own image's labels (not 3.3.0's).
-    let input = PlanInput {
+    let mut input = PlanInput {
         run_id,
         tool_version: env!("CARGO_PKG_VERSION").into(),
         source_version: from,
@@ -600,6 +600,13 @@ fn plan(
             PlanExt::Container(Box::new(g.settings)),
         ],
     };
+    // Kept so that a crash between `disable-ha`'s write and its outcome does not lose
+    // HA's earlier value (`PlanExt::HaAtInit`).
+    if let Some(Ok(Some(json))) = &facts.ha_config {
+        input
+            .ext
+            .push(PlanExt::HaAtInit(HaAtInit { json: json.clone() }));
+    }
     Plan::new(input)
         .map(|plan| (plan, g.tls))
         .map_err(|e| fatal("plan", CliError::new(ExitKind::Input, e.to_string())))

@@ -357,6 +357,14 @@ impl Plan {
         })
     }
 
+    /// `ha.config` as `init` read it, if the plan recorded it (issue 13).
+    pub fn ha_at_init(&self) -> Option<&str> {
+        self.ext.iter().find_map(|e| match e {
+            PlanExt::HaAtInit(h) => Some(h.json.as_str()),
+            _ => None,
+        })
+    }
+
     /// The old container's settings the new one inherits, when recorded.
     pub fn container_settings(&self) -> Option<&ContainerSettings> {
         self.ext.iter().find_map(|e| match e {

@@ -23,6 +23,8 @@ pub enum PlanExt {
     MetaServer(MetaServer),
     /// Settings of the old container the new one inherits (issue 12, items 3 and 4).
     Container(Box<ContainerSettings>),
+    /// issue 13: `ha.config` as `init` read it.
+    HaAtInit(HaAtInit),
 }
 
 impl PlanExt {
@@ -32,8 +34,19 @@ impl PlanExt {
             PlanExt::Health(_) => "health",
             PlanExt::MetaServer(_) => "meta_server",
             PlanExt::Container(_) => "container",
+            PlanExt::HaAtInit(_) => "ha_at_init",
         }
     }
+}
+
+/// `ha.config` as `init` read it (issue 13). `disable-ha` reads it again when it runs, and
+/// that reading is HA's value "before the run"; this one stands in only when that reading
+/// was lost: an attempt was in doubt (the process died between the write and the outcome)
+/// and none recorded its reading (`replay::State::ha_reading_lost`, `State::ha_before`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct HaAtInit {
+    /// The stored JSON, as read.
+    pub json: String,
 }
 
 /// The scheme OMS's console (nginx) serves the health endpoint on.

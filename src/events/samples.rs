@@ -91,6 +91,7 @@ pub(crate) fn plan_with_every_ext() -> Plan {
             version: "10.11.6-MariaDB".into(),
         }),
         PlanExt::Container(Box::new(container_settings())),
+        PlanExt::HaAtInit(HaAtInit { json: HA_ON.into() }),
     ];
     Plan::new(input).expect("sample plan")
 }

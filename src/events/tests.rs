@@ -269,6 +269,8 @@ fn a_plan_without_extensions_stays_v1_and_one_with_them_is_v2() {
     // The accessors find each kind.
     assert!(q.health_trust().is_some() && q.meta_server().is_some());
     assert!(q.container_settings().is_some() && p.health_trust().is_none());
+    assert_eq!(q.ha_at_init(), Some(HA_ON));
+    assert_eq!(p.ha_at_init(), None);
 }
 
 #[test]

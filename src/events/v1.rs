@@ -1539,6 +1539,15 @@ pub enum PlanExtV1 {
     MetaServer(MetaServerV1),
     /// issue 12.3/12.4: container settings the new container inherits.
     Container(Box<ContainerSettingsV1>),
+    /// issue 13: `ha.config` as `init` read it.
+    HaAtInit(HaAtInitV1),
+}
+
+/// issue 13: `ha.config` as `init` read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HaAtInitV1 {
+    /// The stored JSON, as read.
+    pub json: String,
 }
 
 /// Health scheme. Variant order is stored: append only.
@@ -1694,6 +1703,9 @@ impl From<&PlanExt> for PlanExtV1 {
                 version: m.version.clone(),
             }),
             PlanExt::Container(c) => PlanExtV1::Container(Box::new(c.as_ref().into())),
+            PlanExt::HaAtInit(h) => PlanExtV1::HaAtInit(HaAtInitV1 {
+                json: h.json.clone(),
+            }),
         }
     }
 }
@@ -1730,6 +1742,7 @@ impl From<PlanExtV1> for PlanExt {
                 version: m.version,
             }),
             PlanExtV1::Container(c) => PlanExt::Container(Box::new((*c).into())),
+            PlanExtV1::HaAtInit(h) => PlanExt::HaAtInit(HaAtInit { json: h.json }),
         }
     }
 }

@@ -901,6 +901,16 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
     async fn disable_ha(&mut self, spec: &HaDisableSpec) -> Result<StepFacts, StepError> {
         let current = self.read_ha(&spec.database).await?;
         let new = spec.apply(&current).map_err(fatal)?;
+        // HA found off after an attempt in doubt may be that attempt's own write: HA's
+        // earlier value is then `init`'s reading, if it had HA on (issue 13; an operator
+        // who switched HA off between `init` and `run` is the case this cannot tell apart,
+        // docs/simulation.md "HA's value before the run").
+        let previous = match (&new, self.journal.state().ha_reading_lost()) {
+            (None, Some(at_init)) if spec.apply(at_init).ok().flatten().is_some() => {
+                at_init.to_string()
+            }
+            _ => current.clone(),
+        };
         let (written, attestation) = match (&new, spec.mode) {
             (None, _) => (None, None),
             (Some(json), HaMode::Sql) => {
@@ -931,7 +941,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
             }
         };
         Ok(StepFacts::HaDisabled(HaDisabled {
-            previous_json: current,
+            previous_json: previous,
             written_json: written,
             mode: spec.mode,
             attestation,

@@ -45,7 +45,9 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
         let not_done = |why: &str| Ok((Finding::NotDone, why.to_string()));
         match step {
             // Reading and compare-and-set writing ha.config again is harmless, and the
-            // step's facts need the value read at that moment anyway.
+            // step's facts need the value read at that moment anyway. The value a lost
+            // `disable-ha` read before its write is not: the retry takes `init`'s reading
+            // when it finds HA off (`State::ha_reading_lost`).
             Step::DisableHa(_)
             | Step::RollbackDisableHa(_)
             | Step::EnableHa(_)

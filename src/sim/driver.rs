@@ -40,8 +40,8 @@ use crate::adapters::docker::{ContainerInfo, ContainerStatus, ImageInfo};
 use crate::adapters::metadb::{ListedServer, ServerList};
 use crate::dbconn::DbTarget;
 use crate::events::{
-    ContainerSnapshot, DbNames, Event, HaAfter, HaMode, MetaDbLocation, Plan, PlanInput, Recorded,
-    Resolution, StepKey, StepResolved, record_env,
+    ContainerSnapshot, DbNames, Event, HaAfter, HaAtInit, HaMode, MetaDbLocation, Plan, PlanExt,
+    PlanInput, Recorded, Resolution, StepKey, StepResolved, record_env,
 };
 use crate::executor::{Adapters, ExecError, ExecOptions, Executor, Journal, Unattended};
 use crate::refetch::RefetchPolicy;
@@ -199,7 +199,8 @@ pub fn plan_for(source: Version, target: Version, backup_dir: &str) -> Plan {
         init_timeout_secs: None,
         health_url: format!("http://{HOST_IP}:8089/oms/health"),
         health_timeout_secs: None,
-        ext: Vec::new(),
+        // What `init` reads from the world `build_world` makes.
+        ext: vec![PlanExt::HaAtInit(HaAtInit { json: HA_ON.into() })],
     };
     Plan::new(input).expect("the simulator's plan is valid")
 }
@@ -1182,9 +1183,17 @@ mod tests {
     /// Seed 1240 (default): `disable-ha` wrote `enable=false` and its call failed; the
     /// retry read `enable=false`, had nothing to write, and recorded that as HA's earlier
     /// value, so the rollback "restored" HA off.
+    /// Seeds 6228, 1627, 4801, 7291, 8227 (default): the process died after `disable-ha`'s
+    /// write and before its outcome was recorded; reconcile said "not done" and the value
+    /// read before the write was lost with the process, so the rollback asked for right
+    /// after the restart did not know HA had been on and left it off.
     #[test]
     fn regression_seeds_hold_the_invariants() {
-        for (c, seed) in [(rollbacks(), 12), (cfg(), 1240)] {
+        let ha_crash = [6228, 1627, 4801, 7291, 8227].map(|s| (cfg(), s));
+        for (c, seed) in [(rollbacks(), 12), (cfg(), 1240)]
+            .into_iter()
+            .chain(ha_crash)
+        {
             let r = reference(&c).unwrap();
             let rep = run_seed(&c, &r, seed);
             assert!(
