@@ -317,6 +317,11 @@ const PATHS: &[SupportedPath] = &[
     range(v(4, 2, 9), v(4, 2, 0), v(4, 2, 8), Guide42x),
 ];
 
+/// Every supported path, in the table's order (the simulator runs them all with `--path all`).
+pub fn supported_paths() -> &'static [SupportedPath] {
+    PATHS
+}
+
 /// The procedure chosen for one upgrade: the path and its guide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Procedure {

@@ -1182,9 +1182,15 @@ mod tests {
     /// Seed 1240 (default): `disable-ha` wrote `enable=false` and its call failed; the
     /// retry read `enable=false`, had nothing to write, and recorded that as HA's earlier
     /// value, so the rollback "restored" HA off.
+    /// Seeds 4430, 6250, 9856, 3731, 6225 (default): `create-new`'s create took effect and
+    /// its call failed (a timeout after the engine created the container); every retry's
+    /// create then met the name taken by the container this run had created, and the run
+    /// never ended.
     #[test]
     fn regression_seeds_hold_the_invariants() {
-        for (c, seed) in [(rollbacks(), 12), (cfg(), 1240)] {
+        let mut seeds = vec![(rollbacks(), 12), (cfg(), 1240)];
+        seeds.extend([4430, 6250, 9856, 3731, 6225].map(|s| (cfg(), s)));
+        for (c, seed) in seeds {
             let r = reference(&c).unwrap();
             let rep = run_seed(&c, &r, seed);
             assert!(
