@@ -317,7 +317,7 @@ const PATHS: &[SupportedPath] = &[
     range(v(4, 2, 9), v(4, 2, 0), v(4, 2, 8), Guide42x),
 ];
 
-/// Every supported path, in the table's order (the simulator runs them all with `--path all`).
+/// The supported-path table (see the module docs): what `oms-simulate --path all` walks.
 pub fn supported_paths() -> &'static [SupportedPath] {
     PATHS
 }
