@@ -898,6 +898,15 @@ fn new_container(plan: &Plan) -> NewContainerSpec {
 }
 
 impl NewContainerSpec {
+    /// Whether a container carrying `found` labels is the one this run's `create-new` made:
+    /// it has the run id label this spec puts on it (a UUID, so no other run's container
+    /// and no hand-made one has it by chance). A spec without that label owns nothing.
+    pub fn made_by_this_run(&self, found: &BTreeMap<String, String>) -> bool {
+        self.labels
+            .get(labels::RUN_ID)
+            .is_some_and(|id| found.get(labels::RUN_ID) == Some(id))
+    }
+
     /// The old container's environment entries the new one inherits, recorded form (the
     /// runbook's own variables left out: [`RUNBOOK_ENV`] replace them).
     pub fn inherited_env(&self) -> Vec<&EnvVar> {
@@ -1402,6 +1411,25 @@ mod tests {
             build(&p, StepKey::EnableHa, &Context::default()),
             Err(BuildError::NotInProcedure { .. })
         ));
+    }
+
+    /// Only this run's id label makes a container "ours": another run's, an unlabelled one
+    /// and (for a spec without the label) anything are not.
+    #[test]
+    fn only_this_runs_label_makes_a_container_ours() {
+        let p = plan();
+        let Step::CreateNewContainer(mut n) =
+            build(&p, StepKey::CreateNewContainer, &Context::default()).unwrap()
+        else {
+            panic!()
+        };
+        assert!(n.made_by_this_run(&n.labels.clone()));
+        let mut other = n.labels.clone();
+        other.insert(labels::RUN_ID.into(), uuid::Uuid::nil().to_string());
+        assert!(!n.made_by_this_run(&other));
+        assert!(!n.made_by_this_run(&BTreeMap::new()));
+        n.labels.remove(labels::RUN_ID);
+        assert!(!n.made_by_this_run(&BTreeMap::new()));
     }
 
     #[test]

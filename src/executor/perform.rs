@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::adapters::docker::{ContainerSpec, HostSettings, binds_equal, env_set};
+use crate::adapters::docker::{ContainerSpec, DockerError, HostSettings, binds_equal, env_set};
 use crate::adapters::metadb::DbCharset;
 use crate::adapters::{Clock, Docker, DumpEngine, Health, MetaDb};
 use crate::digest::FileDigest;
@@ -394,7 +394,11 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
         }
         let live = self.inherited_live(spec).await?;
         let docker_spec = container_spec(spec, live);
-        let id = self.ad.docker.create(&docker_spec).await.map_err(retry)?;
+        let id = match self.ad.docker.create(&docker_spec).await {
+            Ok(id) => id,
+            Err(e @ DockerError::NameConflict { .. }) => self.own_holder(spec, e).await?,
+            Err(e) => return Err(retry(e)),
+        };
         if let Some(planned) = &spec.image_id {
             let info = self.ad.docker.inspect(&id).await.map_err(retry)?;
             let got = info.as_ref().map(|i| i.image_id.clone());
@@ -416,6 +420,25 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
             }
         }
         self.new_container_facts(&id).await
+    }
+
+    /// The id of the container holding the new container's name when it is the one this
+    /// run's `create-new` made, else `conflict` as the step's failure. An earlier attempt
+    /// may have created it and still failed: its create took effect but the call did not
+    /// return (the engine created the container, the client timed out or lost the
+    /// connection), or a call after the create failed. Docker then answers every later
+    /// create of the name with 409 Conflict, so without this the step fails forever. The
+    /// container carries this run's id label, which nothing else puts on a container; it
+    /// is taken as this attempt's, and checked as a fresh one is.
+    async fn own_holder(
+        &self,
+        spec: &NewContainerSpec,
+        conflict: DockerError,
+    ) -> Result<String, StepError> {
+        match self.ad.docker.inspect(&spec.name).await.map_err(retry)? {
+            Some(info) if spec.made_by_this_run(&info.labels) => Ok(info.id),
+            _ => Err(retry(conflict)),
+        }
     }
 
     /// The inherited values, raw, from the old container (`None` for plans that recorded

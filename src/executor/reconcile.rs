@@ -163,7 +163,6 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
                 }
             }
             Step::CreateNewContainer(spec) => {
-                let run_label = spec.labels.get(crate::steps::labels::RUN_ID);
                 match self
                     .ad
                     .docker
@@ -171,7 +170,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
                     .await
                     .map_err(|e| e.to_string())?
                 {
-                    Some(info) if info.labels.get(crate::steps::labels::RUN_ID) == run_label => {
+                    Some(info) if spec.made_by_this_run(&info.labels) => {
                         let facts = self
                             .new_container_facts(&info.id)
                             .await
