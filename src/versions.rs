@@ -317,6 +317,11 @@ const PATHS: &[SupportedPath] = &[
     range(v(4, 2, 9), v(4, 2, 0), v(4, 2, 8), Guide42x),
 ];
 
+/// The supported-path table (see the module docs); `oms-simulate --path all` runs each.
+pub fn supported_paths() -> &'static [SupportedPath] {
+    PATHS
+}
+
 /// The procedure chosen for one upgrade: the path and its guide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Procedure {
