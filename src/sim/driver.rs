@@ -24,6 +24,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::pin;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -396,6 +397,19 @@ pub(crate) static OPEN_NANOS: AtomicU64 = AtomicU64::new(0);
 /// Opens that found sled's lock still held by a dropped database.
 pub(crate) static BUSY: AtomicU64 = AtomicU64::new(0);
 
+/// Waits before another try at a lock a dropped sled database still holds. sled's
+/// writes run on its own threadpool, whose task holds the database file until it returns,
+/// which is moments after the flush it serves completed: yielding the core to that thread
+/// is enough almost always, so sleeping (at least a timer tick, far longer than the wait)
+/// starts only after many tries.
+fn wait_busy(tries: u32) {
+    if tries > 1000 {
+        std::thread::sleep(Duration::from_micros(200));
+    } else {
+        std::thread::yield_now();
+    }
+}
+
 fn open(dir: &Path) -> Journal {
     let t = std::time::Instant::now();
     let j = open_inner(dir);
@@ -411,7 +425,7 @@ fn open_inner(dir: &Path) -> Journal {
             Err(e) if tries < 5000 && format!("{e:?}").contains("Busy") => {
                 tries += 1;
                 BUSY.fetch_add(1, Ordering::Relaxed);
-                std::thread::sleep(Duration::from_micros(200));
+                wait_busy(tries);
             }
             Err(e) => panic!("the simulated ledger does not open: {e}"),
         }
@@ -427,7 +441,8 @@ fn replay(dir: &Path) -> Result<(Vec<Recorded>, State), crate::history::HistoryE
         {
             Err(e) if tries < 5000 && format!("{e:?}").contains("Busy") => {
                 tries += 1;
-                std::thread::sleep(Duration::from_micros(200));
+                BUSY.fetch_add(1, Ordering::Relaxed);
+                wait_busy(tries);
             }
             r => return r,
         }
@@ -443,7 +458,8 @@ fn open_reader(
         match crate::ledger::store::LedgerReader::open(dir) {
             Err(crate::ledger::LedgerError::Busy { .. }) if tries < 5000 => {
                 tries += 1;
-                std::thread::sleep(Duration::from_micros(200));
+                BUSY.fetch_add(1, Ordering::Relaxed);
+                wait_busy(tries);
             }
             r => return r,
         }
@@ -452,10 +468,38 @@ fn open_reader(
 
 /// The end states of a fault-free run of a path: upgraded, and rolled back from each
 /// point a rollback can be asked for (keyed by the first upgrade step not done then).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Reference {
     /// After an uninterrupted upgrade.
     pub upgraded: Observed,
+    /// The fault-free rollbacks already run, by the first upgrade step not done when the
+    /// rollback was asked for. A fault-free run is a function of the path and that step
+    /// alone (no seed, faults or crashes reach it), so each is run once per path and
+    /// shared by every seed that rolled back from the same point.
+    rollbacks: Mutex<BTreeMap<StepKey, RolledBack>>,
+}
+
+/// What a fault-free run with a rollback left, or why it did not finish.
+type RolledBack = Result<(Observed, Phase), String>;
+
+impl Reference {
+    /// The fault-free run of `cfg`'s path with a rollback asked for before `before`, run
+    /// on first use.
+    fn rolled_back(&self, cfg: &SimConfig, before: StepKey) -> RolledBack {
+        if let Some(r) = self.rollbacks_map().get(&before) {
+            return r.clone();
+        }
+        // Run outside the lock: another thread may run the same one meanwhile, which
+        // only costs the time (both results are equal).
+        let r = fault_free(cfg, Some(before));
+        self.rollbacks_map().insert(before, r.clone());
+        r
+    }
+
+    fn rollbacks_map(&self) -> std::sync::MutexGuard<'_, BTreeMap<StepKey, RolledBack>> {
+        // A panic while holding the lock cannot leave the map half-updated.
+        self.rollbacks.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// Runs the path without faults or crashes and returns the world it leaves, or why it
@@ -465,7 +509,10 @@ pub fn reference(cfg: &SimConfig) -> Result<Reference, String> {
     if phase != Phase::Completed {
         return Err(format!("an uninterrupted run ended {phase:?}"));
     }
-    Ok(Reference { upgraded: end })
+    Ok(Reference {
+        upgraded: end,
+        rollbacks: Mutex::new(BTreeMap::new()),
+    })
 }
 
 /// A fault-free run, with a rollback asked for before `rollback_before` when given.
@@ -774,7 +821,7 @@ fn may_cause(kind: &ActionKind, key: StepKey) -> bool {
 /// The invariants (a), (b), (c) at the end of a seed.
 #[allow(clippy::too_many_arguments)]
 fn check(
-    _cfg: &SimConfig,
+    cfg: &SimConfig,
     reference: &Reference,
     world: &SharedWorld,
     ledger: &Path,
@@ -864,8 +911,7 @@ fn check(
         Some(Phase::Completed) => diff(&reference.upgraded, &end, false, rep),
         Some(Phase::RolledBack) => {
             let before = rollback_asked_before.unwrap_or(StepKey::Complete);
-            let cfg = _cfg;
-            match fault_free(cfg, Some(before)) {
+            match reference.rolled_back(cfg, before) {
                 Ok((expected, Phase::RolledBack)) => diff(&expected, &end, true, rep),
                 Ok((_, p)) => rep.violations.push(format!(
                     "(a) a fault-free rollback asked before {before} ended {p:?}"
@@ -1100,6 +1146,19 @@ mod tests {
             t.seeds, t.crashes, t.restarts, t.resolves, t.faults, t.phases
         );
         assert!(t.failed.is_empty(), "{} seeds failed", t.failed.len());
+    }
+
+    /// The fault-free rollbacks `Reference` runs once per path and shares between seeds
+    /// are a function of the step before which the rollback is asked: run again, each
+    /// leaves the same world.
+    #[test]
+    fn a_fault_free_rollback_leaves_the_same_world_each_time() {
+        let c = cfg();
+        let plan = plan_for(c.source, c.target, "/sim/backups");
+        for before in crate::steps::plan_keys(&plan) {
+            let first = fault_free(&c, Some(before));
+            assert_eq!(first, fault_free(&c, Some(before)), "before {before}");
+        }
     }
 
     /// `SIM_SEED=<n> cargo test --lib sim::driver::tests::one_seed -- --nocapture` prints
