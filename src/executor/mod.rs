@@ -9,6 +9,7 @@
 //! The executor never decides on its own what is permitted, and never keeps state of its
 //! own between steps: everything comes from the journal.
 
+mod init;
 mod journal;
 mod perform;
 mod reconcile;

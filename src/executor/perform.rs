@@ -16,12 +16,12 @@ use crate::events::{
     MetaDb as Db, NamedState, NewContainer, Restored, StepFacts, TableFact,
 };
 use crate::haconfig::{self, HaEdit};
-use crate::redact::redact;
 use crate::steps::{
     self, HaDisableSpec, HaEnableSpec, HealthSpec, NewContainerSpec, PreStopSpec, RenameSpec,
     RestartPolicySpec, Step, StopSpec,
 };
 
+use super::init::init_facts;
 use super::{Executor, StepError};
 
 impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M, H, C, E> {
@@ -112,7 +112,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
                 // A session started with the same command that still runs (an attempt whose
                 // reconciliation could not look, or one started by hand) is never joined
                 // by a second: two migrations at once on one metadata set.
-                let running = super::reconcile::init_sessions(&self.ad.docker, spec)
+                let running = super::init::init_sessions(&self.ad.docker, spec)
                     .await
                     .map_err(|e| {
                         StepError::retry(format!(
@@ -1180,31 +1180,6 @@ fn parse_supervisor(output: &str) -> Vec<NamedState> {
             })
         })
         .collect()
-}
-
-pub(super) fn init_facts(
-    spec: &steps::InitSpec,
-    exit_code: i64,
-    output: &str,
-    output_blake3: &str,
-) -> events::DockerInit {
-    events::DockerInit {
-        exit_code,
-        marker_seen: output
-            .lines()
-            .any(|l| l.contains(spec.success_marker.as_str())),
-        log_file: Some(format!("{}/docker_init.log", spec.log_dir)),
-        log_blake3: output_blake3.to_string(),
-        // Masked before cutting, so a secret is not cut in half (and so unrecognisable) at
-        // the tail's start.
-        log_tail: events::tail_marked(&redact(output), events::LOG_TAIL_MAX_BYTES, output_blake3),
-        harmless_errors: spec
-            .harmless_errors
-            .iter()
-            .filter(|e| output.contains(e.as_str()))
-            .cloned()
-            .collect(),
-    }
 }
 
 /// The Docker form of the new container: the runbook's values, and, when the plan

@@ -13,7 +13,7 @@ use crate::events::{ContainerStopped, FailureKind, Finding, StepFacts, StepKey};
 use crate::steps::{InitSpec, Step};
 
 use super::Executor;
-use super::perform::init_facts;
+use super::init::{init_facts, init_sessions};
 
 impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M, H, C, E> {
     /// What reality says about an in-doubt `step`, and the evidence.
@@ -635,23 +635,6 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
 
 /// However late a resume comes, a running init gets at least this long to finish.
 const INIT_WAIT_GRACE: Duration = Duration::from_secs(10);
-
-/// Exec sessions running in the init container that were started with the init command
-/// (by an attempt we lost track of, or by hand). Shared with the step's start, which must
-/// not start a second one.
-pub(super) async fn init_sessions<D: Docker>(
-    docker: &D,
-    spec: &InitSpec,
-) -> Result<Vec<ExecInfo>, String> {
-    Ok(docker
-        .running_execs(&spec.container)
-        .await
-        .map_err(|e| e.to_string())?
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|e| e.argv == spec.argv)
-        .collect())
-}
 
 /// What waiting for running init sessions found; its description goes in the evidence.
 struct InitWait {
