@@ -178,6 +178,21 @@ pub struct PruneOutcome {
     pub flavour: ServerFlavour,
 }
 
+impl PruneOutcome {
+    /// Nothing deleted yet, with `opts`' batch size (at least 1) on a `flavour` server:
+    /// where every prune (the real one and the simulated one) starts counting.
+    pub fn starting(opts: &PruneOptions, flavour: ServerFlavour) -> Self {
+        PruneOutcome {
+            max_id: None,
+            rows_deleted: 0,
+            batches: 0,
+            batch_rows: opts.batch_rows.max(1),
+            table_missing: false,
+            flavour,
+        }
+    }
+}
+
 /// How the heartbeat prune runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PruneOptions {
@@ -764,14 +779,7 @@ impl MetaDb for MysqlMetaDb {
             Some(f) => f,
             None => self.ping().await?.flavour,
         };
-        let mut out = PruneOutcome {
-            max_id: None,
-            rows_deleted: 0,
-            batches: 0,
-            batch_rows: opts.batch_rows.max(1),
-            table_missing: false,
-            flavour,
-        };
+        let mut out = PruneOutcome::starting(&opts, flavour);
         let mut c = self.conn_in(hb_db).await?;
         let err = |e| classify(e, &self.url, &self.user, Some(hb_db));
         for sql in sqltext::session_setup(flavour) {

@@ -1125,14 +1125,7 @@ fn prune(
 ) -> Result<(PruneOutcome, PruneCalls), MetaDbError> {
     let flavour = opts.flavour.unwrap_or(w.server.0);
     let db = w.databases.get_mut(hb_db).ok_or_else(|| unknown(hb_db))?;
-    let mut out = PruneOutcome {
-        max_id: None,
-        rows_deleted: 0,
-        batches: 0,
-        batch_rows: opts.batch_rows.max(1),
-        table_missing: false,
-        flavour,
-    };
+    let mut out = PruneOutcome::starting(&opts, flavour);
     let Some(ids) = db.heartbeat.as_mut() else {
         out.table_missing = true;
         return Ok((out, Vec::new()));
