@@ -1161,28 +1161,6 @@ mod tests {
         }
     }
 
-    /// `SIM_SEED=<n> cargo test --lib sim::driver::tests::one_seed -- --nocapture` prints
-    /// one seed's trace and findings (does nothing without the variable).
-    #[test]
-    fn one_seed() {
-        let Some(seed) = std::env::var("SIM_SEED").ok().and_then(|s| s.parse().ok()) else {
-            return;
-        };
-        let mut c = cfg();
-        if std::env::var("SIM_ROLLBACKS").is_ok() {
-            c.rollback_pct = 100;
-            c.max_fault_per_mille = 300;
-        }
-        let r = run_seed(&c, &reference(&c).unwrap(), seed);
-        for l in &r.trace {
-            eprintln!("  {l}");
-        }
-        for d in &r.diff {
-            eprintln!("  diff: {d}");
-        }
-        eprintln!("violations: {:?}", r.violations);
-    }
-
     /// Runs seeds from 0 with `bug` planted until one violates an invariant: how many
     /// seeds it took and what was found.
     fn seeds_to_find(
@@ -1267,31 +1245,5 @@ mod tests {
                 rep.diff.join("\n")
             );
         }
-    }
-
-    /// `SIM_SCAN=<n>`: runs n rollback-heavy seeds and prints each violation (a search
-    /// for defects, not an assertion).
-    #[test]
-    fn scan() {
-        let Some(n) = std::env::var("SIM_SCAN")
-            .ok()
-            .and_then(|s| s.parse::<u64>().ok())
-        else {
-            return;
-        };
-        let seeds: Vec<u64> = (0..n).collect();
-        let t = run_seeds(&rollbacks(), &seeds, 2).unwrap();
-        for r in &t.failed {
-            eprintln!("seed {}: {:?}", r.seed, r.violations);
-            for d in &r.diff {
-                eprintln!("  diff: {d}");
-            }
-        }
-        eprintln!(
-            "{} of {} seeds failed, phases {:?}",
-            t.failed.len(),
-            t.seeds,
-            t.phases
-        );
     }
 }
