@@ -422,7 +422,12 @@ fn open_inner(dir: &Path) -> Journal {
     loop {
         match Journal::open(dir, "sim", "sim-host") {
             Ok(j) => return j,
-            Err(e) if tries < 5000 && format!("{e:?}").contains("Busy") => {
+            Err(
+                crate::executor::JournalError::Ledger(crate::ledger::LedgerError::Busy { .. })
+                | crate::executor::JournalError::History(crate::history::HistoryError::Ledger(
+                    crate::ledger::LedgerError::Busy { .. },
+                )),
+            ) if tries < 5000 => {
                 tries += 1;
                 BUSY.fetch_add(1, Ordering::Relaxed);
                 wait_busy(tries);
@@ -439,7 +444,9 @@ fn replay(dir: &Path) -> Result<(Vec<Recorded>, State), crate::history::HistoryE
         match crate::history::load_dir(dir, crate::history::Verify::Chain)
             .map(|h| (h.records, h.state))
         {
-            Err(e) if tries < 5000 && format!("{e:?}").contains("Busy") => {
+            Err(crate::history::HistoryError::Ledger(crate::ledger::LedgerError::Busy {
+                ..
+            })) if tries < 5000 => {
                 tries += 1;
                 BUSY.fetch_add(1, Ordering::Relaxed);
                 wait_busy(tries);
