@@ -50,6 +50,9 @@ pub mod dump;
 // Adapters: Docker, metadata DB, health, clock. The only code that touches the world.
 pub mod adapters;
 
+// The witness: the ledger's records copied, as written, to an append-only table off the node.
+pub mod witness;
+
 // A simulated world for the adapter traits (in memory, no I/O; never used by the CLI).
 pub mod sim;
 
