@@ -12,7 +12,7 @@
 use std::path::Path;
 
 use crate::events::{self, Recorded, UndecodableRecord};
-use crate::ledger::{LedgerError, LedgerReader, LedgerView, verify_chain};
+use crate::ledger::{LedgerError, LedgerReader, LedgerView, Record, verify_chain};
 use crate::replay::{Rejection, ReplayError, State, replay};
 
 /// Whether [`load`] checks the hash chain.
@@ -102,15 +102,28 @@ pub fn load(view: &LedgerView, verify: Verify) -> Result<History, HistoryError> 
             detail: p.detail,
         });
     }
+    fold(view.records().map(|r| r.map_err(HistoryError::from)))
+}
+
+/// Decodes and folds records that were read and verified elsewhere (the fleet view reads
+/// them from the witness, `crate::fleet`): the same decoding and replay as [`load`],
+/// without a ledger folder. The caller has verified the chain over the same bytes.
+pub fn from_records<'a>(
+    records: impl IntoIterator<Item = &'a Record>,
+) -> Result<History, HistoryError> {
+    fold(records.into_iter().map(|r| Ok(r.clone())))
+}
+
+/// Decodes every record ([`events::to_recorded`]) and folds them ([`replay`]).
+fn fold(
+    stored: impl Iterator<Item = Result<Record, HistoryError>>,
+) -> Result<History, HistoryError> {
     // Decoded up to the first record that cannot be; the fold then reports a rejection
     // before it (a lower seq) first, and that record's own problem otherwise.
     let mut records = Vec::new();
     let mut stopped = None;
-    for rec in view.records() {
-        match rec
-            .map_err(HistoryError::from)
-            .and_then(|r| Ok(events::to_recorded(&r)?))
-        {
+    for rec in stored {
+        match rec.and_then(|r| Ok(events::to_recorded(&r)?)) {
             Ok(r) => records.push(r),
             Err(e) => {
                 stopped = Some(e);

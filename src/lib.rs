@@ -53,6 +53,9 @@ pub mod adapters;
 // The witness: the ledger's records copied, as written, to an append-only table off the node.
 pub mod witness;
 
+// The fleet view: every ledger on the witness, verified and summarised from its rows alone.
+pub mod fleet;
+
 // A simulated world for the adapter traits (in memory, no I/O; never used by the CLI).
 pub mod sim;
 

@@ -80,10 +80,16 @@ pub fn export_line(key: &[u8], stored: &[u8], decoder: &dyn PayloadDecoder) -> V
 
 /// The header line that opens every export.
 pub fn export_header(view: &LedgerView) -> Value {
+    export_header_for(view.ledger_id())
+}
+
+/// The header line for ledger `ledger_id` (also opens each ledger of a fleet export,
+/// written from the witness rows).
+pub fn export_header_for(ledger_id: uuid::Uuid) -> Value {
     json!({
         "format": EXPORT_FORMAT,
         "version": EXPORT_VERSION,
-        "ledger_id": view.ledger_id().hyphenated().to_string(),
+        "ledger_id": ledger_id.hyphenated().to_string(),
     })
 }
 

@@ -13,7 +13,7 @@ use super::markdown::{headline, pretty_json, refetch_line, verdict};
 use super::text::{self, clock, duration_ms, short, size, time, time_opt};
 use super::{Report, StepResult, StepRow};
 
-const CSS: &str = r#"
+pub(crate) const CSS: &str = r#"
 :root { --ok:#1b5e20; --bad:#b71c1c; --warn:#e65100; --muted:#616161; --line:#d0d4d9; }
 * { box-sizing: border-box; }
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "Noto Sans", sans-serif;

@@ -8,13 +8,13 @@ use super::text::{self, clock, duration_ms, short, size, time, time_opt};
 use super::{Report, StepResult};
 
 /// Escapes text for a table cell: pipes would end the cell and newlines the row.
-fn cell(s: &str) -> String {
+pub(crate) fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace(['\r', '\n'], " ")
 }
 
 /// Text inside an inline code span; backticks inside cannot be escaped in Markdown, so
 /// they are replaced with a look-alike.
-fn code(s: &str) -> String {
+pub(crate) fn code(s: &str) -> String {
     format!("`{}`", cell(&s.replace('`', "'")))
 }
 

@@ -30,9 +30,9 @@ use crate::refetch::{RefetchDecision, RefetchPolicy};
 use crate::replay::{Attempt, Outcome, Phase, State};
 
 mod collect;
-mod html;
-mod markdown;
-mod text;
+pub(crate) mod html;
+pub(crate) mod markdown;
+pub(crate) mod text;
 
 pub use collect::{CollectError, Collected, check_dump_file, collect};
 pub use html::to_html;
