@@ -528,9 +528,60 @@ fn fault_free(
     rollback_before: Option<StepKey>,
 ) -> Result<(Observed, Phase), String> {
     let dir = ledger_dir();
+    fault_free_in(cfg, &dir.path().join("ledger"), rollback_before, None)
+}
+
+/// How [`record_run`] ends the run it records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordedRun {
+    /// The upgrade, uninterrupted.
+    Upgrade,
+    /// The upgrade run up to `StepKey`, then rolled back.
+    RollbackBefore(StepKey),
+    /// The upgrade with the new container's creation failing once (Docker API error);
+    /// nobody runs it again, so the ledger ends with the failed step.
+    FailedCreate,
+}
+
+/// Records one run of `cfg`'s path into a new ledger folder `ledger`: the real executor
+/// over a fresh simulated world, without crashes (tests that need real ledgers quickly,
+/// such as the fleet view's). Returns the phase the run ended in.
+pub fn record_run(cfg: &SimConfig, ledger: &Path, how: RecordedRun) -> Result<Phase, String> {
+    let (rollback, fail) = match how {
+        RecordedRun::Upgrade => (None, None),
+        RecordedRun::RollbackBefore(k) => (Some(k), None),
+        RecordedRun::FailedCreate => (None, Some("create")),
+    };
+    match fault_free_in(cfg, ledger, rollback, fail) {
+        Ok((_, phase)) => Ok(phase),
+        Err(e) if fail.is_some() => {
+            let (_, state) = replay(ledger).map_err(|e| e.to_string())?;
+            tracing::debug!("the scripted failure stopped the run: {e}");
+            Ok(state.phase())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// [`fault_free`] into the ledger folder `ledger`, with one scripted failure of the
+/// simulated call `fail` when given.
+fn fault_free_in(
+    cfg: &SimConfig,
+    ledger: &Path,
+    rollback_before: Option<StepKey>,
+    fail: Option<&'static str>,
+) -> Result<(Observed, Phase), String> {
     let world = build_world(cfg.source, cfg.target).shared();
-    let plan = plan_for(cfg.source, cfg.target, &backup_dir(dir.path()));
-    let mut journal = open(&dir.path().join("ledger"));
+    if let Some(method) = fail {
+        lock(&world).scripted.push_back((
+            method,
+            Fault::Fail(super::world::ErrorKind::Docker(
+                super::world::DockerErrorKind::Api,
+            )),
+        ));
+    }
+    let plan = plan_for(cfg.source, cfg.target, &backup_dir(ledger));
+    let mut journal = open(ledger);
     let now = lock(&world).now;
     journal
         .record(plan.run_id, now, Event::planned(plan))
@@ -1133,6 +1184,34 @@ mod tests {
         reference(&c).unwrap();
         let (_, phase) = fault_free(&c, Some(StepKey::Complete)).unwrap();
         assert_eq!(phase, Phase::RolledBack);
+    }
+
+    /// `record_run` leaves a real ledger of each kind: upgraded, rolled back, failed.
+    #[test]
+    fn recorded_runs_end_as_asked() {
+        let c = cfg();
+        let dir = ledger_dir();
+        let kinds = [
+            (RecordedRun::Upgrade, Phase::Completed),
+            (
+                RecordedRun::RollbackBefore(StepKey::Complete),
+                Phase::RolledBack,
+            ),
+        ];
+        for (i, (how, want)) in kinds.into_iter().enumerate() {
+            let l = dir.path().join(format!("l{i}"));
+            assert_eq!(record_run(&c, &l, how).unwrap(), want, "{how:?}");
+        }
+        let l = dir.path().join("failed");
+        let phase = record_run(&c, &l, RecordedRun::FailedCreate).unwrap();
+        let (records, _) = replay(&l).unwrap();
+        assert!(
+            records
+                .iter()
+                .any(|r| matches!(r.event, Event::StepFailed { .. })),
+            "ended {phase:?} without a failed step"
+        );
+        assert_ne!(phase, Phase::Completed);
     }
 
     #[test]
