@@ -8,9 +8,12 @@ checkpoint file, checks the tail against it. It prints the same verdict as
 With --pubkey, the checkpoint must be a signed one (RECORD.md section 3.1) whose Ed25519
 signature verifies with that key; otherwise it is REJECTED before the chain is looked at.
 
-Usage: verify_export.py EXPORT.jsonl [--anchor CHECKPOINT [--pubkey KEY]] [--chain-only] [--json]
+An export may hold several ledgers, one section each (header line, then its records), as
+`oms-upgrade fleet export` writes; each is verified on its own, and --fleet adds a summary.
+
+Usage: verify_export.py EXPORT.jsonl [--anchor CHECKPOINT [--pubkey KEY]] [--chain-only] [--fleet] [--json]
 KEY is `ed25519:<64 hex>` or a file holding it (as written by `oms-upgrade ledger keygen`).
-Exit codes: 0 intact, 3 broken (or the checkpoint's signature rejected), 5 bad input
+Exit codes: 0 intact (every ledger), 3 broken (any ledger) (or the checkpoint's signature rejected), 5 bad input
 (unreadable export/checkpoint/key, not an export).
 
 Needs the `blake3` package from PyPI, and `cryptography` for --pubkey; validates lines
@@ -323,6 +326,7 @@ def main(argv):
     ap.add_argument("--pubkey", help="require the checkpoint to be signed by this key (`ed25519:<hex>` or a file)")
     ap.add_argument("--chain-only", action="store_true", help="do not check payload decoding")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--fleet", action="store_true", help="a fleet export: one verdict per ledger and a summary line")
     args = ap.parse_args(argv)
 
     try:
@@ -354,9 +358,11 @@ def main(argv):
             raise BadInput(f"cannot read export {args.export}: {e.strerror}")
         validator = load_validator()
         with f:
-            lines = iter(enumerate(f, start=1))
+            # One section per ledger: a header line, then its record lines. A fleet export
+            # (`oms-upgrade fleet export`) has one section per ledger on the witness.
+            sections = []
             verifier = None
-            for n, raw in lines:
+            for n, raw in enumerate(f, start=1):
                 try:
                     line = json.loads(raw)
                 except ValueError as e:
@@ -365,47 +371,85 @@ def main(argv):
                     errors = sorted(validator.iter_errors(line), key=str)
                     if errors:
                         raise BadInput(f"{args.export} line {n} does not match the schema: {errors[0].message}")
-                if verifier is None:
+                if verifier is None or "format" in line:
                     if line.get("format") != "oms-upgrade-ledger-export" or line.get("version") != 1:
-                        raise BadInput(f"{args.export} does not start with an export v1 header line")
-                    verifier = Verifier(uuid.UUID(line["ledger_id"]).bytes, anchor, args.chain_only)
+                        raise BadInput(f"{args.export} line {n} is not an export v1 header line")
+                    ledger_id = uuid.UUID(line["ledger_id"])
+                    if any(lid == ledger_id for lid, _ in sections):
+                        raise BadInput(f"{args.export} line {n}: ledger {ledger_id} appears twice")
+                    # The checkpoint is about one ledger: it is checked during that
+                    # ledger's walk (its seq may lie in the middle).
+                    mine = anchor if anchor is not None and anchor["ledger_id"] == ledger_id.bytes else None
+                    verifier = Verifier(ledger_id.bytes, mine, args.chain_only)
+                    sections.append((ledger_id, verifier))
                     continue
-                if "format" in line:
-                    raise BadInput(f"{args.export} line {n}: a second header line")
                 try:
-                    if not verifier.push(line):
-                        break
+                    verifier.push(line)
                 except (KeyError, TypeError, ValueError, binascii.Error) as e:
                     raise BadInput(f"{args.export} line {n} is not an export record line: {e}")
             if verifier is None:
                 raise BadInput(f"{args.export} is empty")
-            problem = verifier.finish()
+            if anchor is not None and not any(v.anchor is not None for _, v in sections):
+                if len(sections) > 1:
+                    raise BadInput(f"the checkpoint is for ledger {uuid.UUID(bytes=anchor['ledger_id'])}, which is not in {args.export}")
+                # One ledger, another ledger's checkpoint: reported as `ledger verify` does.
+                only = sections[0][1]
+                sections[0] = (sections[0][0], Verifier(only.ledger_id, anchor, args.chain_only))
+            results = [(lid, v, v.finish()) for lid, v in sections]
     except BadInput as e:
         if args.json:
             print(json.dumps({"ok": False, "error": str(e), "exit_code": 5}))
         print(f"error: {e}", file=sys.stderr)
         return 5
 
-    head = (verifier.count, verifier.prev.hex()) if verifier.count else (None, None)
+    broken = sum(1 for _, _, p in results if p is not None)
+    code = 0 if broken == 0 else 3
+
+    def verdict(v, problem):
+        return {
+            "ok": problem is None,
+            "records": v.count,
+            "head_seq": v.count or None,
+            "head_hash": v.prev.hex() if v.count else None,
+            "problem": None if problem is None else {"seq": problem[0], "kind": problem[1], "detail": problem[2]},
+        }
+
+    if len(results) == 1 and not args.fleet:
+        _, verifier, problem = results[0]
+        head = (verifier.count, verifier.prev.hex()) if verifier.count else (None, None)
+        if args.json:
+            out = dict(verdict(verifier, problem), exit_code=code)
+            if args.pubkey:
+                out["signature"] = {"verified": True, "key_id": anchor["signed"]["key_id"], "time": anchor["signed"]["time"]}
+            print(json.dumps(out))
+        elif problem is None:
+            print(f"OK: {verifier.count} records, head seq {head[0]} {head[1]}")
+            if args.pubkey:
+                print(f"signature valid: key-id {anchor['signed']['key_id']}, time {anchor['signed']['time']}")
+        else:
+            print(f"BROKEN at seq {problem[0]}: {problem[1]}: {problem[2]}")
+        return code
+
+    # Several ledgers (a fleet export), or --fleet: one verdict per ledger, then the count.
     if args.json:
         out = {
-            "ok": problem is None,
-            "records": verifier.count,
-            "head_seq": head[0],
-            "head_hash": head[1],
-            "problem": None if problem is None else {"seq": problem[0], "kind": problem[1], "detail": problem[2]},
-            "exit_code": 0 if problem is None else 3,
+            "ok": broken == 0,
+            "ledger_count": len(results),
+            "broken": broken,
+            "ledgers": [dict(verdict(v, p), ledger_id=str(lid)) for lid, v, p in results],
+            "exit_code": code,
         }
-        if args.pubkey:
-            out["signature"] = {"verified": True, "key_id": anchor["signed"]["key_id"], "time": anchor["signed"]["time"]}
         print(json.dumps(out))
-    elif problem is None:
-        print(f"OK: {verifier.count} records, head seq {head[0]} {head[1]}")
-        if args.pubkey:
-            print(f"signature valid: key-id {anchor['signed']['key_id']}, time {anchor['signed']['time']}")
-    else:
-        print(f"BROKEN at seq {problem[0]}: {problem[1]}: {problem[2]}")
-    return 0 if problem is None else 3
+        return code
+    for lid, v, problem in results:
+        if problem is None:
+            print(f"ledger {lid}: OK: {v.count} records, head seq {v.count or None} {v.prev.hex() if v.count else None}")
+        else:
+            print(f"ledger {lid}: BROKEN at seq {problem[0]}: {problem[1]}: {problem[2]}")
+    if args.fleet:
+        verdict_word = "OK" if broken == 0 else "BROKEN"
+        print(f"FLEET {verdict_word}: {len(results)} ledger(s), {len(results) - broken} intact, {broken} broken")
+    return code
 
 
 if __name__ == "__main__":
