@@ -54,7 +54,7 @@ pub async fn read_witness<W: Witness>(w: &W) -> Result<Vec<LedgerRows>, WitnessE
         let mut rows = w.records(ledger.ledger_id, 0).await?;
         // The contract orders them; sorting again costs nothing and makes the fork and
         // gap checks independent of an adapter's ORDER BY.
-        rows.sort_by(|a, b| (a.seq, a.hash).cmp(&(b.seq, b.hash)));
+        rows.sort_by_key(|r| (r.seq, r.hash));
         out.push(LedgerRows { ledger, rows });
     }
     Ok(out)

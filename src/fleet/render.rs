@@ -207,10 +207,10 @@ pub fn to_html(fleet: &FleetCheck, witness: &str) -> String {
         esc(&title)
     );
     let class = if fleet.ok() { "ok" } else { "bad" };
-    let _ = write!(
+    let _ = writeln!(
         o,
         "<header class=\"banner {class}\"><h1>{}</h1><p>Witness <code>{}</code>; every ledger \
-         verified from the witness rows alone.</p><p class=\"verdict\" id=\"verdict\">{}</p></header>\n",
+         verified from the witness rows alone.</p><p class=\"verdict\" id=\"verdict\">{}</p></header>",
         esc(&title),
         esc(witness),
         if fleet.ok() {
@@ -247,10 +247,10 @@ pub fn to_html(fleet: &FleetCheck, witness: &str) -> String {
     o.push_str("</tbody></table></section>\n<section><h2>Heads</h2><table><thead><tr>\
                 <th>Ledger</th><th>Records</th><th>Head seq</th><th>Head hash</th></tr></thead><tbody>\n");
     for l in &fleet.ledgers {
-        let _ = write!(
+        let _ = writeln!(
             o,
             "<tr><td><code>{}</code></td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
-             <td><code>{}</code></td></tr>\n",
+             <td><code>{}</code></td></tr>",
             l.ledger_id,
             l.verified,
             l.head_seq.map_or("-".into(), |s| s.to_string()),
