@@ -14,6 +14,7 @@ pub mod backup;
 pub mod demo;
 pub mod dirs;
 pub mod error;
+pub mod fleet;
 pub mod healthtrust;
 pub mod init;
 pub mod ledger;
@@ -93,6 +94,10 @@ pub enum Command {
     /// Set up the witness: an append-only copy of every ledger on a shared MySQL database.
     #[command(subcommand)]
     Witness(witness::WitnessCommand),
+    /// Every ledger on the witness, verified from the witness alone: list, verify (with a
+    /// state file kept outside the database), report, export.
+    #[command(subcommand)]
+    Fleet(fleet::FleetCommand),
 }
 
 /// What every command receives besides its own arguments.
@@ -130,6 +135,7 @@ pub fn main() -> ExitCode {
         Command::Report(args) => report::run(args, &ctx),
         Command::Demo(args) => demo::run(args, &ctx),
         Command::Witness(cmd) => witness::run(cmd, &ctx),
+        Command::Fleet(cmd) => fleet::run(cmd, &ctx),
     };
     match result {
         Ok(code) => code,

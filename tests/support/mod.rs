@@ -14,6 +14,8 @@ pub mod forge;
 pub mod hostile;
 /// Running the `oms-upgrade` binary in upgrade tests and comparing end states.
 pub mod upgrade;
+/// A witness database and its least-privileged accounts (issue 14).
+pub mod witness;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
