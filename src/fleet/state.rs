@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use super::FleetCheck;
 use crate::ledger::Hash;
+use crate::witness::WitnessTarget;
 
 /// The `format` field of a state file.
 pub const STATE_FORMAT: &str = "oms-upgrade-fleet-state";
@@ -78,7 +79,7 @@ pub enum StateError {
         /// What is wrong.
         reason: String,
     },
-    /// It was kept for another witness.
+    /// It was kept for another witness (server or database; the user may differ).
     #[error("the state file is for the witness {file}, not {given}")]
     OtherWitness {
         /// The file's witness.
@@ -88,7 +89,8 @@ pub enum StateError {
     },
 }
 
-/// Parses and validates a state file's text for witness `witness` (its display form).
+/// Parses and validates a state file's text for witness `witness` (its display form): the
+/// file must name the same server and database.
 pub fn parse(text: &str, witness: &str) -> Result<FleetState, StateError> {
     // The version is read before anything else, so a newer layout is named as such.
     let raw: serde_json::Value =
@@ -109,7 +111,19 @@ pub fn parse(text: &str, witness: &str) -> Result<FleetState, StateError> {
     }
     let file: StateFile =
         serde_json::from_value(raw).map_err(|e| StateError::Malformed(e.to_string()))?;
-    if file.witness != witness {
+    // The same server and database, whichever user reads it (the writer, an auditor).
+    let place = |url: &str| {
+        WitnessTarget::parse(url)
+            .ok()
+            .map(|t| (t.host, t.port, t.database))
+    };
+    let recorded = place(&file.witness).ok_or_else(|| {
+        StateError::Malformed(format!(
+            "its `witness` field `{}` is not a witness URL",
+            file.witness
+        ))
+    })?;
+    if place(witness) != Some(recorded) {
         return Err(StateError::OtherWitness {
             file: file.witness,
             given: witness.to_string(),

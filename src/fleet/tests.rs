@@ -128,6 +128,12 @@ fn a_row_altered_at_the_witness_is_named() {
     assert_eq!(la.verified, 3);
     assert!(ledger(&f, B).ok(), "the other ledger is not affected");
     assert!(render::to_table(&f).contains("FAILED: hash_mismatch at seq 4"));
+    let md = render::to_markdown(&f, "mysql://w@h:1/d");
+    assert!(
+        md.contains("1 NOT verified") && md.contains("## Findings"),
+        "{md}"
+    );
+    assert!(render::to_html(&f, "mysql://w@h:1/d").contains("banner bad"));
 }
 
 #[test]
@@ -256,6 +262,10 @@ fn a_state_file_is_input_and_is_validated() {
         state::parse(&ok, "mysql://w@h:1/other"),
         Err(state::StateError::OtherWitness { .. })
     ));
+    assert!(
+        state::parse(&ok, "mysql://auditor@h:1/d").is_ok(),
+        "another user of the same witness"
+    );
     assert!(matches!(
         state::parse("[]", w),
         Err(state::StateError::Malformed(_))
