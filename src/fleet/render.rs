@@ -47,7 +47,13 @@ fn row(l: &LedgerCheck) -> [String; 10] {
         l.node.clone(),
         short(&l.ledger_id.to_string()).to_string(),
         versions,
-        s.map_or("-".into(), |s| s.phase.to_string()),
+        // A ledger that fails is summarised from the records before the problem only:
+        // its phase says so, so nobody reads it as where the run ended.
+        match (s, &l.problem) {
+            (None, _) => "-".into(),
+            (Some(s), None) => s.phase.to_string(),
+            (Some(s), Some(_)) => format!("{} (records 1-{} only)", s.phase, l.verified),
+        },
         time_opt(s.and_then(|s| s.t1)),
         time_opt(s.and_then(|s| s.t2)),
         time_opt(s.and_then(|s| s.t3)),

@@ -127,7 +127,9 @@ fn a_row_altered_at_the_witness_is_named() {
     assert_eq!((p.seq, p.kind.as_str()), (4, "hash_mismatch"), "{p:?}");
     assert_eq!(la.verified, 3);
     assert!(ledger(&f, B).ok(), "the other ledger is not affected");
-    assert!(render::to_table(&f).contains("FAILED: hash_mismatch at seq 4"));
+    let table = render::to_table(&f);
+    assert!(table.contains("FAILED: hash_mismatch at seq 4"), "{table}");
+    assert!(table.contains("upgrading (records 1-3 only)"), "{table}");
     let md = render::to_markdown(&f, "mysql://w@h:1/d");
     assert!(
         md.contains("1 NOT verified") && md.contains("## Findings"),
