@@ -115,7 +115,11 @@ pub fn run(cmd: FleetCommand, ctx: &Ctx) -> CmdResult {
 /// Reads every ledger from the witness and checks it.
 fn read(opts: &WitnessOpts) -> Result<(String, FleetCheck, Vec<LedgerRows>), CliError> {
     let (target, witness) = opts.require(&[])?;
-    let rows = runtime()?.block_on(fleet::read_witness(&witness))?;
+    let rows = runtime()?.block_on(async {
+        let rows = fleet::read_witness(&witness).await;
+        witness.close().await;
+        rows
+    })?;
     let check = fleet::check_fleet(&rows);
     Ok((target.to_string(), check, rows))
 }
