@@ -114,25 +114,31 @@ impl Drop for TestDb {
         // Drop may run inside or outside a runtime: use the socket-less CLI-free route of a
         // short-lived runtime on another thread.
         let name = self.name.clone();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let pool = mysql_async::Pool::new(mysql_target().opts(None));
-                if let Ok(mut c) = pool.get_conn().await {
-                    use mysql_async::prelude::Queryable;
-                    let _ = c
-                        .query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))
-                        .await;
-                }
-                pool.disconnect().await.ok();
-            });
-        })
-        .join()
-        .ok();
+        block_on_aside(async move {
+            let pool = mysql_async::Pool::new(mysql_target().opts(None));
+            if let Ok(mut c) = pool.get_conn().await {
+                use mysql_async::prelude::Queryable;
+                let _ = c
+                    .query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))
+                    .await;
+            }
+            pool.disconnect().await.ok();
+        });
     }
+}
+
+/// Runs `fut` to its end on a short-lived runtime of its own on another thread: for
+/// cleanups in `Drop`, which may run inside or outside a runtime.
+pub fn block_on_aside(fut: impl std::future::Future<Output = ()> + Send + 'static) {
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(fut)
+    })
+    .join()
+    .ok();
 }
 
 /// Removes every container carrying [`TEST_LABEL`] with the given value (or any value when

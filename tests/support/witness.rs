@@ -48,22 +48,14 @@ impl TempUser {
 impl Drop for TempUser {
     fn drop(&mut self) {
         let name = self.name.clone();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let mut c = admin().await;
-                for host in USER_HOSTS {
-                    let _ = c
-                        .query_drop(format!("DROP USER IF EXISTS '{name}'@'{host}'"))
-                        .await;
-                }
-            });
-        })
-        .join()
-        .ok();
+        super::block_on_aside(async move {
+            let mut c = admin().await;
+            for host in USER_HOSTS {
+                let _ = c
+                    .query_drop(format!("DROP USER IF EXISTS '{name}'@'{host}'"))
+                    .await;
+            }
+        });
     }
 }
 
