@@ -19,6 +19,7 @@
 //! What must never happen here: an UPDATE or DELETE statement, a password in a URL, a
 //! witness database that is one of OMS's metadata databases (a rollback restores those).
 
+pub mod compare;
 pub mod mysql;
 pub mod schema;
 
