@@ -49,7 +49,7 @@ fn rows(records: &[Record]) -> Vec<WitnessRecord> {
 
 /// `rows` sorted as the witness returns them (seq, then hash).
 fn sorted(mut rows: Vec<WitnessRecord>) -> Vec<WitnessRecord> {
-    rows.sort_by(|a, b| (a.seq, a.hash).cmp(&(b.seq, b.hash)));
+    rows.sort_by_key(|r| (r.seq, r.hash));
     rows
 }
 
@@ -206,7 +206,7 @@ fn witness_checkpoints_are_checked_against_the_local_ledger() {
     );
     // Signed by another key.
     let other = SigningKey::from_seed(&[8; 32]).public();
-    let checks = check_checkpoints(&local, &[good.clone()], Some(&other));
+    let checks = check_checkpoints(&local, std::slice::from_ref(&good), Some(&other));
     assert!(checks[0].problem.as_ref().unwrap().contains("signature"));
     // The row's columns disagree with its text.
     let mut lying = good;
