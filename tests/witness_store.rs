@@ -837,3 +837,47 @@ fn witness_md_lists_the_exact_sql() {
         assert!(doc.contains(&grant), "WITNESS.md lacks:\n{grant}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_and_verify_say_when_the_witness_cannot_be_reached_or_refuses() {
+    let m = Matrix::new("wit_down", 2).await;
+    let t = support::mysql_target();
+    let run = |url: String, args: &[&str]| {
+        std::process::Command::new(bin())
+            .env("OMS_UPGRADE_LEDGER", &m.dir)
+            .env("OMS_UPGRADE_WITNESS", url)
+            .env("OMS_WITNESS_PASSWORD", &m.writer.password)
+            .args(["ledger"])
+            .args(args)
+            .args(["--witness-tls", "off"])
+            .output()
+            .unwrap()
+    };
+    // Nothing listens on port 1: exit 6, nothing claimed.
+    let nowhere = format!("mysql://{}@{}:1/{}", m.writer.name, t.host, m.db.name);
+    for args in [&["push"][..], &["verify"][..]] {
+        let out = run(nowhere.clone(), args);
+        assert_eq!(out.status.code(), Some(6), "{args:?}: {}", show(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("cannot be reached"),
+            "{}",
+            show(&out)
+        );
+    }
+    // A database without the tables: refused (exit 5), the hint names `witness init`.
+    let empty = support::TestDb::create("wit_empty").await;
+    let out = run(
+        format!(
+            "mysql://{}@{}:{}/{}",
+            m.writer.name, t.host, t.port, empty.name
+        ),
+        &["push"],
+    );
+    assert_eq!(out.status.code(), Some(5), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("witness init"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(count_rows(&m.db.name).await, 0);
+}

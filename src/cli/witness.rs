@@ -356,7 +356,8 @@ fn local_checkpoint(
 /// `oms-upgrade ledger push`: sends every local record the witness lacks (and the signed
 /// checkpoint beside the ledger folder), after checking the local chain.
 pub fn push(args: PushArgs, ctx: &Ctx) -> CmdResult {
-    let (target, witness) = args.witness.require(&[])?;
+    // The URL is checked before the ledger is opened: bad input whatever the ledger is.
+    args.witness.require(&[])?;
     let reader = LedgerReader::open(&ctx.ledger).map_err(CliError::from)?;
     let report = verify_chain(reader.view(), None).map_err(CliError::from)?;
     if let Some(p) = &report.problem {
@@ -378,8 +379,25 @@ pub fn push(args: PushArgs, ctx: &Ctx) -> CmdResult {
         .records()
         .collect::<Result<_, _>>()
         .map_err(CliError::from)?;
+    // The metadata databases the plan names (a rollback restores them): never the witness.
+    // The chain was just verified on this handle.
+    let metadata: Vec<String> =
+        crate::history::load(reader.view(), crate::history::Verify::ByCaller)
+            .ok()
+            .and_then(|h| {
+                h.state.plan().map(|p| {
+                    vec![
+                        p.databases.rm.clone(),
+                        p.databases.cm.clone(),
+                        p.databases.cm_hb.clone(),
+                    ]
+                })
+            })
+            .unwrap_or_default();
     // The ledger is released before the network is used.
     drop(reader);
+    let names: Vec<&str> = metadata.iter().map(String::as_str).collect();
+    let (target, witness) = args.witness.require(&names)?;
     let checkpoint = local_checkpoint(&ctx.ledger, ledger_id, &local);
     let (_, node) = super::shell::identity();
     let rt = super::runtime()?;
