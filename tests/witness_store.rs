@@ -53,23 +53,12 @@ impl TempUser {
 
 impl Drop for TempUser {
     fn drop(&mut self) {
-        let name = self.name.clone();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let mut c = admin().await;
-                for host in USER_HOSTS {
-                    let _ = c
-                        .query_drop(format!("DROP USER IF EXISTS '{name}'@'{host}'"))
-                        .await;
-                }
-            });
-        })
-        .join()
-        .ok();
+        support::admin_blocking(
+            USER_HOSTS
+                .iter()
+                .map(|h| format!("DROP USER IF EXISTS '{}'@'{h}'", self.name))
+                .collect(),
+        );
     }
 }
 
@@ -585,17 +574,16 @@ fn truncate(dir: &std::path::Path, from_seq: u64) {
     db.flush().unwrap();
 }
 
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
+use support::copy_dir;
+
+/// `ledger verify` on `dir` without a witness: what the chain alone says.
+fn verify_alone(dir: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(bin())
+        .env("OMS_UPGRADE_LEDGER", dir)
+        .env_remove("OMS_UPGRADE_WITNESS")
+        .args(["ledger", "verify"])
+        .output()
+        .unwrap()
 }
 
 fn difference(v: &serde_json::Value) -> (&str, u64) {
@@ -648,12 +636,7 @@ async fn matrix_a_locally_truncated_ledger_is_caught_and_so_is_the_checkpoint_it
 
     truncate(&m.dir, 5);
     // Alone, verify cannot tell (a shorter consistent chain).
-    let out = std::process::Command::new(bin())
-        .env("OMS_UPGRADE_LEDGER", &m.dir)
-        .env_remove("OMS_UPGRADE_WITNESS")
-        .args(["ledger", "verify"])
-        .output()
-        .unwrap();
+    let out = verify_alone(&m.dir);
     assert!(out.status.success(), "{}", show(&out));
     let (code, v) = m.verify(&m.dir, &["--pubkey", &public]);
     assert_eq!((code, difference(&v)), (3, ("local_behind", 5)), "{v}");
@@ -701,12 +684,7 @@ async fn matrix_a_consistent_local_rewrite_is_caught() {
         }
     });
     // Alone, verify passes the forged chain (the documented limit).
-    let out = std::process::Command::new(bin())
-        .env("OMS_UPGRADE_LEDGER", &m.dir)
-        .env_remove("OMS_UPGRADE_WITNESS")
-        .args(["ledger", "verify"])
-        .output()
-        .unwrap();
+    let out = verify_alone(&m.dir);
     assert!(out.status.success(), "{}", show(&out));
     let (code, v) = m.verify(&m.dir, &[]);
     assert_eq!((code, difference(&v)), (3, ("rewritten", 3)), "{v}");

@@ -107,18 +107,7 @@ impl WitnessTarget {
             ),
             None => (hostport, 3306),
         };
-        let plain = |s: &str, max: usize, extra: &[u8]| {
-            !s.is_empty()
-                && s.len() <= max
-                && s.bytes().all(|b| {
-                    b.is_ascii_alphanumeric()
-                        || b == b'_'
-                        || b == b'-'
-                        || b == b'.'
-                        || extra.contains(&b)
-                })
-        };
-        if !plain(&user, 128, b"@#") {
+        if !schema::is_plain(&user, 128, b"@#") {
             return Err(malformed(
                 "the user must be 1-128 characters of letters, digits, _ - . (and @ # for an \
                  OceanBase tenant user, raw or as %40 %23)",
@@ -127,7 +116,7 @@ impl WitnessTarget {
         if host.is_empty() || port == 0 {
             return Err(malformed("the host or port is empty"));
         }
-        if !plain(database, 64, b"") || database.contains('.') {
+        if !schema::is_plain(database, 64, b"") || database.contains('.') {
             return Err(malformed(
                 "the database must be 1-64 characters of letters, digits, _ -",
             ));
