@@ -640,6 +640,20 @@ async fn matrix_a_locally_truncated_ledger_is_caught_and_so_is_the_checkpoint_it
     assert!(out.status.success(), "{}", show(&out));
     let (code, v) = m.verify(&m.dir, &["--pubkey", &public]);
     assert_eq!((code, difference(&v)), (3, ("local_behind", 5)), "{v}");
+    // A push from the cut ledger adds nothing and says the witness is ahead (exit 3).
+    let out = m.ledger(&m.dir, &["push"]);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    let p = json_of(&out.stdout);
+    assert_eq!(
+        (p["ok"].as_bool(), p["witness_ahead"].as_bool()),
+        (Some(false), Some(true))
+    );
+    assert_eq!(p["inserted"], 0, "{p}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("truncated"),
+        "{}",
+        show(&out)
+    );
     assert!(
         v["witness"]["difference"]["detail"]
             .as_str()

@@ -75,8 +75,9 @@ pub enum LedgerCommand {
     /// ledger folder) to the witness; catches a best-effort run's witness up.
     ///
     /// Checks the local chain first and pushes nothing from a broken one. Exit code 0 when
-    /// pushed, 3 on a fork (the witness holds another history under this ledger id), 5 bad
-    /// input, 6 the witness cannot be reached.
+    /// pushed, 3 on a fork (the witness holds another history under this ledger id), on a
+    /// broken local chain, or when the witness holds records beyond the local head (a cut
+    /// or older local ledger), 5 bad input, 6 the witness cannot be reached.
     Push(super::witness::PushArgs),
 }
 

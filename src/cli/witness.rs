@@ -415,6 +415,10 @@ pub fn push(args: PushArgs, ctx: &Ctx) -> CmdResult {
         r
     })?;
     let witness_head = head.map_or(0, |(s, _)| s);
+    let local_head = local.last().map_or(0, |r| r.seq);
+    // Every local record is on the witness now; a witness that goes further is evidence
+    // that the local ledger lost its tail (or is an older copy): not a success to report.
+    let witness_ahead = witness_head > local_head;
     let cp_json = match &checkpoint {
         None => serde_json::Value::Null,
         Some(Ok(cp)) => serde_json::json!({ "pushed": true, "seq": cp.seq }),
@@ -422,11 +426,12 @@ pub fn push(args: PushArgs, ctx: &Ctx) -> CmdResult {
     };
     let text = if ctx.json {
         let v = serde_json::json!({
-            "ok": true,
+            "ok": !witness_ahead,
             "witness": target.to_string(),
             "ledger_id": ledger_id.hyphenated().to_string(),
             "node": node,
-            "local_head": local.last().map_or(0, |r| r.seq),
+            "local_head": local_head,
+            "witness_ahead": witness_ahead,
             "inserted": pushed.inserted,
             "already_there": pushed.already_there,
             "witness_head": witness_head,
@@ -447,5 +452,14 @@ pub fn push(args: PushArgs, ctx: &Ctx) -> CmdResult {
         t
     };
     emit(&mut std::io::stdout(), &text)?;
+    if witness_ahead {
+        eprintln!(
+            "error: the witness holds records of this ledger up to seq {witness_head}, beyond \
+             the local head (seq {local_head}): the local ledger was truncated or replaced by \
+             an older copy of its folder\nhint: `oms-upgrade ledger verify --witness URL` names \
+             the first difference; keep the ledger folder untouched as evidence"
+        );
+        return Ok(ExitCode::from(ExitKind::Integrity.code()));
+    }
     Ok(ExitCode::SUCCESS)
 }
