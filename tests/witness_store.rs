@@ -519,6 +519,37 @@ impl Matrix {
             .unwrap()
     }
 
+    /// Makes a signing key in the test folder; returns the public key.
+    fn keygen(&self) -> String {
+        let out = std::process::Command::new(bin())
+            .env("OMS_UPGRADE_LEDGER", &self.dir)
+            .args(["--json", "ledger", "keygen", "--out"])
+            .arg(self.tmp.path().join("ops.key"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", show(&out));
+        json_of(&out.stdout)["public_key"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Writes a signed checkpoint of the head beside the ledger folder, as `run` does with
+    /// a key; returns its path.
+    fn sign_checkpoint(&self) -> std::path::PathBuf {
+        let cp = oms_upgrade::ledger::sign::signed_checkpoint_path(&self.dir);
+        let out = std::process::Command::new(bin())
+            .env("OMS_UPGRADE_LEDGER", &self.dir)
+            .args(["ledger", "checkpoint", "--sign"])
+            .arg(self.tmp.path().join("ops.key"))
+            .arg("--out")
+            .arg(&cp)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", show(&out));
+        cp
+    }
+
     fn push(&self, dir: &std::path::Path) -> serde_json::Value {
         let out = self.ledger(dir, &["push"]);
         assert!(out.status.success(), "{}", show(&out));
@@ -598,28 +629,8 @@ fn difference(v: &serde_json::Value) -> (&str, u64) {
 async fn matrix_a_locally_truncated_ledger_is_caught_and_so_is_the_checkpoint_it_outran() {
     let m = Matrix::new("wit_trunc", 6).await;
     // A signed checkpoint beside the ledger folder, as `run` writes it with a key.
-    let key = m.tmp.path().join("ops.key");
-    let out = std::process::Command::new(bin())
-        .env("OMS_UPGRADE_LEDGER", &m.dir)
-        .args(["--json", "ledger", "keygen", "--out"])
-        .arg(&key)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", show(&out));
-    let public = json_of(&out.stdout)["public_key"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let cp = oms_upgrade::ledger::sign::signed_checkpoint_path(&m.dir);
-    let out = std::process::Command::new(bin())
-        .env("OMS_UPGRADE_LEDGER", &m.dir)
-        .args(["ledger", "checkpoint", "--sign"])
-        .arg(&key)
-        .arg("--out")
-        .arg(&cp)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", show(&out));
+    let public = m.keygen();
+    m.sign_checkpoint();
 
     let pushed = m.push(&m.dir);
     assert_eq!(
@@ -872,4 +883,33 @@ async fn push_and_verify_say_when_the_witness_cannot_be_reached_or_refuses() {
         show(&out)
     );
     assert_eq!(count_rows(&m.db.name).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_signed_checkpoint_put_back_beside_the_ledger_is_caught() {
+    let m = Matrix::new("wit_oldcp", 4).await;
+    let public = m.keygen();
+    let cp = m.sign_checkpoint();
+    let old = std::fs::read_to_string(&cp).unwrap();
+    m.push(&m.dir);
+    append_notes(&m.dir, 2, "later");
+    m.sign_checkpoint();
+    assert_eq!(m.push(&m.dir)["checkpoint"]["seq"], 6);
+    let (code, v) = m.verify(&m.dir, &["--pubkey", &public]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["witness"]["local_checkpoint"]["problem"], false, "{v}");
+    // The older (genuine, signed) checkpoint put back: the chain and the records agree with
+    // the witness, but the witness knows a newer checkpoint.
+    std::fs::write(&cp, old).unwrap();
+    let (code, v) = m.verify(&m.dir, &["--pubkey", &public]);
+    assert_eq!(code, 3, "{v}");
+    assert_eq!(difference(&v), ("none", 0), "{v}");
+    assert_eq!(v["witness"]["local_checkpoint"]["problem"], true, "{v}");
+    assert!(
+        v["witness"]["local_checkpoint"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("replaced by an older one"),
+        "{v}"
+    );
 }

@@ -320,6 +320,7 @@ fn cmd_verify(args: VerifyArgs, ctx: &Ctx) -> CmdResult {
             .collect();
         extras.witness = super::witness::verify_against(
             &args.witness,
+            &ctx.ledger,
             reader.ledger_id(),
             &local,
             report.is_ok(),

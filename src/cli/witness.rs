@@ -19,7 +19,10 @@ use super::{CliError, CmdResult, Ctx, ExitKind};
 use crate::dbconn::TlsMode;
 use crate::ledger::sign::{PublicKey, signed_checkpoint_path};
 use crate::ledger::{Checkpoint, LedgerReader, Record, verify_chain};
-use crate::witness::compare::{CheckpointCheck, Comparison, check_checkpoints, compare};
+use crate::witness::compare::{
+    CheckpointCheck, Comparison, LocalCheckpoint, check_checkpoints, check_local_checkpoint,
+    compare,
+};
 use crate::witness::schema::{self, DEFAULT_AUDITOR, DEFAULT_WRITER};
 use crate::witness::{MysqlWitness, Witness, WitnessCheckpoint, WitnessPolicy, WitnessTarget};
 
@@ -199,6 +202,8 @@ pub struct WitnessFindings {
     pub checkpoints: Vec<CheckpointCheck>,
     /// The policy lag is judged by.
     pub policy: WitnessPolicy,
+    /// The signed checkpoint beside the ledger folder, held against the witness's copies.
+    pub local_checkpoint: Option<LocalCheckpoint>,
 }
 
 impl WitnessFindings {
@@ -207,6 +212,10 @@ impl WitnessFindings {
     pub fn is_ok(&self) -> bool {
         !self.comparison.is_tamper(self.policy)
             && self.checkpoints.iter().all(|c| c.problem.is_none())
+            && !self
+                .local_checkpoint
+                .as_ref()
+                .is_some_and(LocalCheckpoint::is_problem)
     }
 
     /// The JSON form (`witness` in `ledger verify --json`).
@@ -227,6 +236,13 @@ impl WitnessFindings {
                 })
             })
             .collect();
+        v["local_checkpoint"] = match &self.local_checkpoint {
+            None => serde_json::Value::Null,
+            Some(l) => serde_json::json!({
+                "detail": l.describe(),
+                "problem": l.is_problem(),
+            }),
+        };
         v
     }
 
@@ -270,6 +286,10 @@ impl WitnessFindings {
                 ),
             };
         }
+        if let Some(l) = &self.local_checkpoint {
+            let mark = if l.is_problem() { "DIFFERS: " } else { "" };
+            text += &format!("  local checkpoint: {mark}{}\n", l.describe());
+        }
         text
     }
 }
@@ -278,6 +298,7 @@ impl WitnessFindings {
 /// of the ledger) with the witness named by `opts`; `None` when no witness is given.
 pub fn verify_against(
     opts: &WitnessOpts,
+    ledger: &std::path::Path,
     ledger_id: uuid::Uuid,
     local: &[Record],
     local_chain_ok: bool,
@@ -297,11 +318,24 @@ pub fn verify_against(
         witness.close().await;
         r
     })?;
+    // The checkpoint file beside the folder, when it is a signed one of this ledger (its
+    // own checks are `ledger verify --anchor`'s; here only its place among the witness's).
+    let path = signed_checkpoint_path(ledger);
+    let local_text = std::fs::read_to_string(&path).ok();
+    let local_cp = local_text.as_deref().and_then(|text| {
+        match Checkpoint::parse(text, "the local checkpoint") {
+            Ok(Checkpoint::Signed(s)) if s.anchor.ledger_id == ledger_id => {
+                Some((s.anchor.seq, text))
+            }
+            _ => None,
+        }
+    });
     Ok(Some(WitnessFindings {
         target: target.to_string(),
         comparison: compare(ledger_id, local, local_chain_ok, &rows),
         checkpoints: check_checkpoints(local, &checkpoints, key),
         policy: verify_policy(),
+        local_checkpoint: check_local_checkpoint(local_cp, &checkpoints),
     }))
 }
 

@@ -429,5 +429,84 @@ pub fn check_checkpoints(
         .collect()
 }
 
+/// The signed checkpoint beside the local ledger folder, held against the witness's copies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocalCheckpoint {
+    /// The witness holds this very text.
+    OnWitness {
+        /// Its seq.
+        seq: u64,
+    },
+    /// Not on the witness, and no newer one is: not pushed yet (`ledger push` sends it).
+    NotPushed {
+        /// Its seq.
+        seq: u64,
+    },
+    /// The witness holds a checkpoint of a later seq than the local one: the local file was
+    /// replaced by an older one (it cannot have been made after the newer one was pushed).
+    Older {
+        /// The local checkpoint's seq.
+        seq: u64,
+        /// The witness's newest seq.
+        witness_seq: u64,
+    },
+    /// There is no local checkpoint, but the witness holds some (the file was removed, or
+    /// this is a copy of the folder without it).
+    Missing {
+        /// The witness's newest seq.
+        witness_seq: u64,
+    },
+}
+
+impl LocalCheckpoint {
+    /// Whether it counts as tampering: only a local checkpoint older than the witness's.
+    pub fn is_problem(&self) -> bool {
+        matches!(self, LocalCheckpoint::Older { .. })
+    }
+
+    /// One sentence.
+    pub fn describe(&self) -> String {
+        match self {
+            LocalCheckpoint::OnWitness { seq } => {
+                format!("the local signed checkpoint (seq {seq}) is on the witness")
+            }
+            LocalCheckpoint::NotPushed { seq } => format!(
+                "the local signed checkpoint (seq {seq}) is not on the witness yet (`oms-upgrade \
+                 ledger push` sends it)"
+            ),
+            LocalCheckpoint::Older { seq, witness_seq } => format!(
+                "the local signed checkpoint is of seq {seq}, but the witness holds one of seq \
+                 {witness_seq}: the local checkpoint was replaced by an older one"
+            ),
+            LocalCheckpoint::Missing { witness_seq } => format!(
+                "there is no signed checkpoint beside the ledger folder, but the witness holds \
+                 one of seq {witness_seq} (removed, or a copy of the folder without it)"
+            ),
+        }
+    }
+}
+
+/// Holds the local signed checkpoint (`local`: its seq and exact text, when there is one)
+/// against the witness's checkpoints for the ledger. `None` when neither side has one.
+pub fn check_local_checkpoint(
+    local: Option<(u64, &str)>,
+    witness: &[WitnessCheckpoint],
+) -> Option<LocalCheckpoint> {
+    let newest = witness.iter().map(|c| c.seq).max();
+    match (local, newest) {
+        (None, None) => None,
+        (None, Some(witness_seq)) => Some(LocalCheckpoint::Missing { witness_seq }),
+        // Even when the witness holds this very text: an older genuine checkpoint put back
+        // in place of the newest is what this is for.
+        (Some((seq, _)), Some(witness_seq)) if witness_seq > seq => {
+            Some(LocalCheckpoint::Older { seq, witness_seq })
+        }
+        (Some((seq, text)), _) if witness.iter().any(|c| c.text == text) => {
+            Some(LocalCheckpoint::OnWitness { seq })
+        }
+        (Some((seq, _)), _) => Some(LocalCheckpoint::NotPushed { seq }),
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -266,3 +266,38 @@ proptest! {
         prop_assert_eq!(c.matched, if parted { rewrite_at - 1 } else { common });
     }
 }
+
+#[test]
+fn the_local_checkpoint_is_held_against_the_witness_copies() {
+    let cp = |seq: u64, text: &str| WitnessCheckpoint {
+        ledger_id: ID,
+        seq,
+        head: Hash::ZERO,
+        text: text.into(),
+    };
+    let w = [cp(3, "three"), cp(6, "six")];
+    assert_eq!(check_local_checkpoint(None, &[]), None);
+    assert_eq!(
+        check_local_checkpoint(Some((6, "six")), &w),
+        Some(LocalCheckpoint::OnWitness { seq: 6 })
+    );
+    // The older genuine checkpoint put back: on the witness, and still older.
+    let older = check_local_checkpoint(Some((3, "three")), &w).unwrap();
+    assert_eq!(
+        older,
+        LocalCheckpoint::Older {
+            seq: 3,
+            witness_seq: 6
+        }
+    );
+    assert!(older.is_problem());
+    let newer = check_local_checkpoint(Some((7, "seven")), &w).unwrap();
+    assert_eq!(newer, LocalCheckpoint::NotPushed { seq: 7 });
+    assert!(!newer.is_problem());
+    let gone = check_local_checkpoint(None, &w).unwrap();
+    assert_eq!(gone, LocalCheckpoint::Missing { witness_seq: 6 });
+    assert!(
+        !gone.is_problem(),
+        "a copy of the folder may come without it"
+    );
+}
