@@ -85,35 +85,32 @@ pub struct AccountError {
     pub extra: &'static str,
 }
 
+/// Whether `s` is 1 to `max` bytes of ASCII letters, digits, `_ - .` and the bytes in
+/// `extra`: a name that needs no quoting, so nothing in it can end a quoted string.
+pub fn is_plain(s: &str, max: usize, extra: &[u8]) -> bool {
+    !s.is_empty()
+        && s.len() <= max
+        && s.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.' || extra.contains(&b)
+        })
+}
+
 /// `'user'@'host'`, after checking both are plain (no quoting needed, so none can escape).
 /// Users: at most 32 characters (MySQL's limit); hosts: also `%` and `:` (wildcards, IPv6).
 pub fn account(user: &str, host: &str) -> Result<String, AccountError> {
-    let plain = |s: &str, max: usize, extra: &[u8]| {
-        !s.is_empty()
-            && s.len() <= max
-            && s.bytes().all(|b| {
-                b.is_ascii_alphanumeric()
-                    || b == b'_'
-                    || b == b'-'
-                    || b == b'.'
-                    || extra.contains(&b)
-            })
-    };
-    if !plain(user, 32, b"") {
-        return Err(AccountError {
-            value: user.to_string(),
-            what: "user",
-            max: 32,
-            extra: "",
-        });
-    }
-    if !plain(host, 255, b"%:") {
-        return Err(AccountError {
-            value: host.to_string(),
-            what: "host",
-            max: 255,
-            extra: " % :",
-        });
+    let checks: [(&str, &'static str, usize, &[u8], &'static str); 2] = [
+        (user, "user", 32, b"", ""),
+        (host, "host", 255, b"%:", " % :"),
+    ];
+    for (value, what, max, extra, shown) in checks {
+        if !is_plain(value, max, extra) {
+            return Err(AccountError {
+                value: value.to_string(),
+                what,
+                max,
+                extra: shown,
+            });
+        }
     }
     Ok(format!("'{user}'@'{host}'"))
 }

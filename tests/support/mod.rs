@@ -111,19 +111,36 @@ impl Drop for TestDb {
             );
             return;
         }
-        // Drop may run inside or outside a runtime: use the socket-less CLI-free route of a
-        // short-lived runtime on another thread.
-        let name = self.name.clone();
-        block_on_aside(async move {
-            let pool = mysql_async::Pool::new(mysql_target().opts(None));
-            if let Ok(mut c) = pool.get_conn().await {
-                use mysql_async::prelude::Queryable;
-                let _ = c
-                    .query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))
-                    .await;
+        admin_blocking(vec![format!("DROP DATABASE IF EXISTS `{}`", self.name)]);
+    }
+}
+
+/// Runs `statements` as the test server's admin user, ignoring their errors, from any
+/// context: Drop may run inside or outside a runtime ([`block_on_aside`]).
+pub fn admin_blocking(statements: Vec<String>) {
+    block_on_aside(async move {
+        let pool = mysql_async::Pool::new(mysql_target().opts(None));
+        if let Ok(mut c) = pool.get_conn().await {
+            use mysql_async::prelude::Queryable;
+            for sql in statements {
+                let _ = c.query_drop(sql).await;
             }
-            pool.disconnect().await.ok();
-        });
+        }
+        pool.disconnect().await.ok();
+    });
+}
+
+/// Copies a folder tree (a ledger folder, to make an "older copy" or a twin).
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
     }
 }
 
