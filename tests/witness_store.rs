@@ -844,3 +844,30 @@ async fn an_older_signed_checkpoint_put_back_beside_the_ledger_is_caught() {
         "{v}"
     );
 }
+
+/// A ledger whose `witness_ledgers` row a database administrator deleted is still listed
+/// (from its records): the fleet view must not lose a ledger because one index row went.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ledger_whose_ledgers_row_was_deleted_is_still_listed() {
+    let (db, writer) = witness_db("wit_lrow").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, _) = support::ledger_with_notes(tmp.path(), 3);
+    let records = records_of(&dir);
+    let id = records[0].ledger_id;
+    let w = MysqlWitness::new(writer.target(), db.name.clone());
+    w.push("node-a", &records).await.unwrap();
+    let mut admin = support::witness::admin().await;
+    admin
+        .query_drop(format!("DELETE FROM `{}`.`witness_ledgers`", db.name))
+        .await
+        .unwrap();
+    let ledgers = w.ledgers().await.unwrap();
+    assert_eq!(
+        ledgers
+            .iter()
+            .map(|l| (l.ledger_id, l.node.as_str()))
+            .collect::<Vec<_>>(),
+        vec![(id, "node-a")],
+        "listed from its records"
+    );
+}

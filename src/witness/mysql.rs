@@ -55,9 +55,12 @@ WHERE `ledger_id` = ?) ORDER BY `hash`";
 /// A ledger's rows from a seq on.
 pub const SELECT_RECORDS: &str = "SELECT `seq`, `hash`, `stored`, `node` FROM \
 `witness_records` WHERE `ledger_id` = ? AND `seq` >= ? ORDER BY `seq`, `hash`";
-/// Every ledger.
-pub const SELECT_LEDGERS: &str =
-    "SELECT `ledger_id`, `node` FROM `witness_ledgers` ORDER BY `ledger_id`";
+/// Every ledger: those with a `witness_ledgers` row, and those known only from their
+/// records (an index row deleted must not hide a ledger from the fleet view).
+pub const SELECT_LEDGERS: &str = "SELECT `ledger_id`, `node` FROM `witness_ledgers` \
+UNION ALL SELECT `r`.`ledger_id`, MIN(`r`.`node`) FROM `witness_records` AS `r` \
+WHERE NOT EXISTS (SELECT 1 FROM `witness_ledgers` AS `l` WHERE `l`.`ledger_id` = \
+`r`.`ledger_id`) GROUP BY `r`.`ledger_id` ORDER BY 1";
 /// Inserts one signed checkpoint, with the server's time.
 pub const INSERT_CHECKPOINT: &str = "INSERT INTO `witness_checkpoints` (`ledger_id`, `seq`, \
 `head`, `text_hash`, `text`, `pushed_utc`) VALUES (?, ?, ?, ?, ?, UTC_TIMESTAMP(6))";
