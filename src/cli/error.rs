@@ -172,6 +172,28 @@ impl From<JournalError> for CliError {
                  the record itself, report it: the step's outcome is not recorded yet, and the next \
                  `oms-upgrade run` checks the step against reality first",
             ),
+            e @ JournalError::Witness {
+                source: crate::witness::WitnessError::Fork { .. },
+                ..
+            } => CliError::from_error(ExitKind::Integrity, &e).hint(
+                "the run stopped and pushes nothing further: two histories were written under \
+                 this ledger id (another ledger folder, or a copy of this one, was pushed to the \
+                 witness). `oms-upgrade ledger verify --witness URL` names where they part",
+            ),
+            e @ JournalError::Witness {
+                when: crate::executor::WitnessWhen::CatchUp { .. },
+                ..
+            } => CliError::from_error(ExitKind::Service, &e).hint(
+                "nothing was done: under the witness policy `required` nothing is recorded or \
+                 changed while the witness lacks a record of this ledger. Run the same command \
+                 again when the witness is back (it pushes the missing records first)",
+            ),
+            e @ JournalError::Witness { .. } => CliError::from_error(ExitKind::Service, &e).hint(
+                "the command stopped right after that record, before acting on it (witness \
+                 policy `required`). Run it again when the witness is back: the missing records \
+                 are pushed first, and a step whose intent is recorded is checked against \
+                 reality before anything is repeated",
+            ),
         }
     }
 }

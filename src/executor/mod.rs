@@ -11,6 +11,7 @@
 
 mod init;
 mod journal;
+pub mod mirror;
 mod perform;
 mod reconcile;
 
@@ -19,7 +20,8 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-pub use journal::{Journal, JournalError};
+pub use journal::{Journal, JournalError, WitnessWhen};
+pub use mirror::Mirror;
 
 use crate::adapters::{Clock, Docker, DumpEngine, Health, HostDumps, MetaDb};
 use crate::dbconn::DbTarget;
