@@ -14,6 +14,7 @@ use crate::history::HistoryError;
 use crate::ledger::sign::KeyError;
 use crate::ledger::{AnchorError, LedgerError};
 use crate::replay::Rejection;
+use crate::witness::{TargetError, WitnessError};
 
 /// How a failure is classified; each kind has one exit code, documented in the README.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -427,6 +428,55 @@ impl From<MetaDbError> for CliError {
         let mut err = CliError::from_error(kind, &e);
         err.message = format!("metadata DB: {}", err.message);
         err
+    }
+}
+
+impl From<WitnessError> for CliError {
+    /// A witness that cannot be reached may come back (a service failure); one that refuses
+    /// the login, a privilege or finds no tables is configuration to fix; a fork or a
+    /// malformed row is evidence about the record.
+    fn from(e: WitnessError) -> Self {
+        let (kind, hint) = match &e {
+            WitnessError::Unreachable { .. } => (
+                ExitKind::Service,
+                "check that the witness server is running and reachable; under \
+                 --witness-policy best-effort a run goes on, and `oms-upgrade ledger push` \
+                 catches the witness up later",
+            ),
+            WitnessError::Refused { .. } => (
+                ExitKind::Input,
+                "create the tables with `oms-upgrade witness init` (as a user with CREATE on \
+                 the witness database), and have a DBA run the GRANT statements it prints for \
+                 the writer (INSERT, SELECT); check the user and password \
+                 (OMS_WITNESS_PASSWORD or --witness-password-file)",
+            ),
+            WitnessError::Fork { .. } => (
+                ExitKind::Integrity,
+                "two histories were written under one ledger id; both are kept on the witness \
+                 as evidence. Find which node wrote the other (`ledger verify --witness`) \
+                 before going on",
+            ),
+            WitnessError::Malformed { .. } => (
+                ExitKind::Integrity,
+                "a witness row was written by something other than oms-upgrade; ask the \
+                 witness database's administrator who altered it",
+            ),
+        };
+        CliError::from_error(kind, &e).hint(hint)
+    }
+}
+
+impl From<TargetError> for CliError {
+    /// A witness URL is input to fix.
+    fn from(e: TargetError) -> Self {
+        let hint = match e {
+            TargetError::MetadataDatabase { .. } => {
+                "create a database of its own for the witness (e.g. oms_witness) and name it \
+                 in the URL"
+            }
+            _ => "give --witness (or OMS_UPGRADE_WITNESS) as mysql://USER@HOST:PORT/DB",
+        };
+        CliError::from_error(ExitKind::Input, &e).hint(hint)
     }
 }
 

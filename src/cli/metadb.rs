@@ -18,6 +18,12 @@ pub use crate::omsconfig::CONTAINER_CONFIG_PATH;
 
 /// The password given outside config.yaml: `--password-file` first, then `OMS_META_PASSWORD`.
 pub fn password_override(file: Option<&Path>) -> Result<Option<Secret>, CliError> {
+    password_from(file, PASSWORD_ENV)
+}
+
+/// A password from `file` (its first line) when given, else from the environment variable
+/// `env` (the witness uses this with its own variable); `None` when neither is set.
+pub fn password_from(file: Option<&Path>, env: &str) -> Result<Option<Secret>, CliError> {
     if let Some(f) = file {
         let text = std::fs::read_to_string(f).map_err(|e| {
             CliError::new(
@@ -30,7 +36,7 @@ pub fn password_override(file: Option<&Path>) -> Result<Option<Secret>, CliError
             text.lines().next().unwrap_or("").to_string(),
         )));
     }
-    Ok(std::env::var(PASSWORD_ENV).ok().map(Secret::new))
+    Ok(std::env::var(env).ok().map(Secret::new))
 }
 
 /// The host path bound to OMS's config file, from a container's binds.

@@ -40,34 +40,47 @@ pub struct MetaTlsArgs {
 impl MetaTlsArgs {
     /// The settings, after checking the CA file can be read.
     pub fn settings(&self) -> Result<TlsSettings, CliError> {
-        let ca = match &self.meta_ca {
-            None => None,
-            Some(_) if self.meta_tls == TlsMode::Off => {
-                return Err(CliError::new(
-                    ExitKind::Input,
-                    "--meta-ca was given with --meta-tls off",
-                )
-                .hint("drop --meta-ca, or pass --meta-tls required (or preferred)"));
-            }
-            Some(path) => {
-                let abs = std::fs::canonicalize(path)
-                    .and_then(|p| std::fs::read(&p).map(|_| p))
-                    .map_err(|e| {
-                        CliError::new(
-                            ExitKind::Input,
-                            format!("cannot read the CA file {}: {e}", path.display()),
-                        )
-                        .hint("pass a readable PEM file with --meta-ca")
-                    })?;
-                Some(abs)
-            }
-        };
-        Ok(TlsSettings {
-            mode: self.meta_tls,
-            ca,
-            refuse_plain: false,
-        })
+        tls_settings(self.meta_tls, self.meta_ca.as_deref(), "--meta")
     }
+}
+
+/// TLS settings from a mode and an optional CA file, after checking the CA can be read and
+/// is not given with mode `off`. `flag` is the flags' prefix in messages (`--meta` for
+/// `--meta-tls`/`--meta-ca`, `--witness` for the witness's).
+pub fn tls_settings(
+    mode: TlsMode,
+    ca: Option<&std::path::Path>,
+    flag: &str,
+) -> Result<TlsSettings, CliError> {
+    let ca = match ca {
+        None => None,
+        Some(_) if mode == TlsMode::Off => {
+            return Err(CliError::new(
+                ExitKind::Input,
+                format!("{flag}-ca was given with {flag}-tls off"),
+            )
+            .hint(format!(
+                "drop {flag}-ca, or pass {flag}-tls required (or preferred)"
+            )));
+        }
+        Some(path) => {
+            let abs = std::fs::canonicalize(path)
+                .and_then(|p| std::fs::read(&p).map(|_| p))
+                .map_err(|e| {
+                    CliError::new(
+                        ExitKind::Input,
+                        format!("cannot read the CA file {}: {e}", path.display()),
+                    )
+                    .hint(format!("pass a readable PEM file with {flag}-ca"))
+                })?;
+            Some(abs)
+        }
+    };
+    Ok(TlsSettings {
+        mode,
+        ca,
+        refuse_plain: false,
+    })
 }
 
 /// The attestation `init` records after the plan.

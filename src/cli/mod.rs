@@ -28,6 +28,7 @@ pub mod run;
 pub mod shell;
 pub mod status;
 pub mod vouch;
+pub mod witness;
 
 pub use error::{CliError, ExitKind};
 
@@ -89,6 +90,9 @@ pub enum Command {
     Report(report::ReportArgs),
     /// Upgrade a demo OMS node (the bundled emulator) end to end; `--clean` removes demos.
     Demo(demo::DemoArgs),
+    /// Set up the witness: an append-only copy of every ledger on a shared MySQL database.
+    #[command(subcommand)]
+    Witness(witness::WitnessCommand),
 }
 
 /// What every command receives besides its own arguments.
@@ -125,6 +129,7 @@ pub fn main() -> ExitCode {
         Command::Restore(args) => backup::run_restore(args, &ctx),
         Command::Report(args) => report::run(args, &ctx),
         Command::Demo(args) => demo::run(args, &ctx),
+        Command::Witness(cmd) => witness::run(cmd, &ctx),
     };
     match result {
         Ok(code) => code,

@@ -12,10 +12,17 @@
 //! - [`Witness`]: the small async trait the rest of the tool talks to;
 //! - [`MemoryWitness`]: an in-memory implementation with the same semantics, for unit tests
 //!   and the simulator (it can be made unreachable);
+//! - [`MysqlWitness`] (`mysql`): the witness on a MySQL-protocol server; [`schema`]: its
+//!   tables and the grants `witness init` prints;
 //! - [`WitnessTarget`]: where the witness is (`mysql://USER@HOST:PORT/DB`, never a password).
 //!
 //! What must never happen here: an UPDATE or DELETE statement, a password in a URL, a
 //! witness database that is one of OMS's metadata databases (a rollback restores those).
+
+pub mod mysql;
+pub mod schema;
+
+pub use mysql::MysqlWitness;
 
 use std::collections::BTreeMap;
 use std::fmt;

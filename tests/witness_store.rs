@@ -1,0 +1,481 @@
+//! Issue 14, the witness store on a real MariaDB: `witness init` creates the tables and
+//! prints the grants; a least-privileged writer (INSERT and SELECT only, created here as
+//! the test's admin user with the very GRANT text the tool prints) pushes the records of a
+//! real ledger; a push is idempotent; a second history under one ledger id is kept beside
+//! the first and reported as a fork; the server itself refuses the writer an UPDATE, a
+//! DELETE or a REPLACE; and the SQL the adapter issues is only INSERT and SELECT.
+
+mod support;
+
+use mysql_async::prelude::Queryable;
+use oms_upgrade::dbconn::DbTarget;
+use oms_upgrade::ledger::{LedgerReader, Record};
+use oms_upgrade::secret::Secret;
+use oms_upgrade::witness::mysql::{self as wm, STATEMENTS};
+use oms_upgrade::witness::schema;
+use oms_upgrade::witness::{MysqlWitness, Witness, WitnessCheckpoint, WitnessError};
+
+use support::forge;
+use support::upgrade::{bin, json_of, show};
+
+/// An account created for one test, dropped when the test ends.
+struct TempUser {
+    name: String,
+    password: String,
+}
+
+const USER_HOSTS: [&str; 2] = ["127.0.0.1", "localhost"];
+
+impl TempUser {
+    /// Creates `prefix_...` on both local hosts and runs `grant(account)` for each.
+    async fn create(prefix: &str, grant: impl Fn(&str) -> String) -> TempUser {
+        let name = support::unique_name(prefix);
+        let password = format!("pw-{name}");
+        let mut admin = admin().await;
+        for host in USER_HOSTS {
+            let account = schema::account(&name, host).unwrap();
+            admin
+                .query_drop(format!("CREATE USER {account} IDENTIFIED BY '{password}'"))
+                .await
+                .unwrap_or_else(|e| panic!("the test user cannot create users ({e})"));
+            admin.query_drop(grant(&account)).await.unwrap();
+        }
+        TempUser { name, password }
+    }
+
+    fn target(&self) -> DbTarget {
+        let mut t = support::mysql_target();
+        t.user = self.name.clone();
+        t.password = Secret::new(self.password.clone());
+        t
+    }
+}
+
+impl Drop for TempUser {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let mut c = admin().await;
+                for host in USER_HOSTS {
+                    let _ = c
+                        .query_drop(format!("DROP USER IF EXISTS '{name}'@'{host}'"))
+                        .await;
+                }
+            });
+        })
+        .join()
+        .ok();
+    }
+}
+
+async fn admin() -> mysql_async::Conn {
+    mysql_async::Conn::new(support::mysql_target().opts(None))
+        .await
+        .expect("the test server answers (start it with scripts/test)")
+}
+
+/// A witness database with the tables created by the admin, and a writer granted exactly
+/// what `witness init` prints.
+async fn witness_db(prefix: &str) -> (support::TestDb, TempUser) {
+    let db = support::TestDb::create(prefix).await;
+    MysqlWitness::new(support::mysql_target(), db.name.clone())
+        .create_schema()
+        .await
+        .unwrap();
+    let name = db.name.clone();
+    let writer = TempUser::create("wit_w", |account| schema::writer_grant(&name, account)).await;
+    (db, writer)
+}
+
+fn records_of(dir: &std::path::Path) -> Vec<Record> {
+    let r = LedgerReader::open(dir).unwrap();
+    r.records().map(Result::unwrap).collect()
+}
+
+async fn count_rows(db: &str) -> u64 {
+    let mut c = mysql_async::Conn::new(support::mysql_target().opts(Some(db)))
+        .await
+        .unwrap();
+    c.query_first("SELECT COUNT(*) FROM `witness_records`")
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_least_privileged_writer_pushes_idempotently_and_a_fork_is_kept_and_reported() {
+    let (db, writer) = witness_db("wit_push").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, hashes) = support::ledger_with_notes(tmp.path(), 6);
+    let records = records_of(&dir);
+    let id = records[0].ledger_id;
+    let w = MysqlWitness::new(writer.target(), db.name.clone());
+
+    // In two pushes, as a run does (a prefix first, then the rest and the prefix again).
+    let first = w.push("node-a", &records[..2]).await.unwrap();
+    assert_eq!((first.inserted, first.already_there), (2, 0));
+    let all = w.push("node-a", &records).await.unwrap();
+    assert_eq!((all.inserted, all.already_there), (4, 2));
+    let again = w.push("node-a", &records).await.unwrap();
+    assert_eq!((again.inserted, again.already_there), (0, 6), "idempotent");
+    assert_eq!(count_rows(&db.name).await, 6, "no duplicate rows");
+
+    assert_eq!(w.head(id).await.unwrap(), Some((6, vec![hashes[5]])));
+    let rows = w.records(id, 1).await.unwrap();
+    assert_eq!(rows.len(), 6);
+    for (row, rec) in rows.iter().zip(&records) {
+        assert_eq!(
+            (row.seq, row.hash, &row.stored),
+            (rec.seq, rec.hash, &rec.stored)
+        );
+        assert_eq!(row.node, "node-a");
+        assert_eq!(
+            oms_upgrade::ledger::record::hash_body(&row.stored[..row.stored.len() - 32]),
+            row.hash,
+            "a row's hash is BLAKE3 derive-key of its stored body"
+        );
+    }
+    assert_eq!(w.records(id, 5).await.unwrap().len(), 2);
+    let ledgers = w.ledgers().await.unwrap();
+    assert_eq!(ledgers.len(), 1);
+    assert_eq!(
+        (ledgers[0].ledger_id, ledgers[0].node.as_str()),
+        (id, "node-a")
+    );
+
+    // Signed checkpoints: idempotent per text, two texts at one seq both kept.
+    let cp = |text: &str| WitnessCheckpoint {
+        ledger_id: id,
+        seq: 6,
+        head: hashes[5],
+        text: text.to_string(),
+    };
+    w.push_checkpoint(&cp("checkpoint one\n")).await.unwrap();
+    w.push_checkpoint(&cp("checkpoint one\n")).await.unwrap();
+    w.push_checkpoint(&cp("checkpoint two\n")).await.unwrap();
+    let cps = w.checkpoints(id).await.unwrap();
+    assert_eq!(cps.len(), 2, "{cps:?}");
+    assert!(cps.contains(&cp("checkpoint one\n")));
+
+    // A second history under the same ledger id, parting from the first at seq 4.
+    forge::rewrite_chain(&dir, |r| {
+        if r.seq >= 4 {
+            r.operator = "mallory".into();
+        }
+    });
+    let forked = records_of(&dir);
+    assert_eq!(
+        forked[2].hash, records[2].hash,
+        "the histories share seq 1-3"
+    );
+    assert_ne!(forked[3].hash, records[3].hash);
+    let err = w.push("node-b", &forked).await.unwrap_err();
+    match &err {
+        WitnessError::Fork {
+            ledger_id,
+            seq,
+            ours,
+            theirs,
+        } => {
+            assert_eq!((*ledger_id, *seq, *ours), (id, 4, forked[3].hash));
+            assert_eq!(theirs, &vec![records[3].hash]);
+        }
+        other => panic!("expected a fork, got {other:?}"),
+    }
+    assert!(err.to_string().contains("fork"), "{err}");
+    // Kept as evidence: the first history whole, plus the other's record at seq 4 and
+    // nothing after it.
+    assert_eq!(count_rows(&db.name).await, 7);
+    let at4: Vec<_> = w
+        .records(id, 4)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.seq == 4)
+        .collect();
+    assert_eq!(at4.len(), 2);
+    assert!(
+        at4.iter()
+            .any(|r| r.node == "node-b" && r.stored == forked[3].stored)
+    );
+    let (seq, heads) = w.head(id).await.unwrap().unwrap();
+    assert_eq!((seq, heads), (6, vec![hashes[5]]));
+    // Pushing the other history again still reports the fork (nothing is hidden by a
+    // retry).
+    assert!(matches!(
+        w.push("node-b", &forked).await,
+        Err(WitnessError::Fork { seq: 4, .. })
+    ));
+    w.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_refuses_the_writer_every_change_to_a_row() {
+    let (db, writer) = witness_db("wit_ro").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, _) = support::ledger_with_notes(tmp.path(), 2);
+    let w = MysqlWitness::new(writer.target(), db.name.clone());
+    w.push("node-a", &records_of(&dir)).await.unwrap();
+    w.close().await;
+
+    let mut c = mysql_async::Conn::new(writer.target().opts(Some(&db.name)))
+        .await
+        .unwrap();
+    for sql in [
+        "UPDATE `witness_records` SET `node` = 'x'",
+        "DELETE FROM `witness_records`",
+        "REPLACE INTO `witness_ledgers` (`ledger_id`, `node`, `first_pushed_utc`) \
+         VALUES (REPEAT('a', 16), 'x', NOW())",
+        "INSERT INTO `witness_ledgers` (`ledger_id`, `node`, `first_pushed_utc`) \
+         VALUES (REPEAT('b', 16), 'x', NOW()) ON DUPLICATE KEY UPDATE `node` = 'y'",
+        "TRUNCATE TABLE `witness_records`",
+        "DROP TABLE `witness_records`",
+        "ALTER TABLE `witness_records` ADD COLUMN `x` INT",
+    ] {
+        match c.query_drop(sql).await {
+            Err(mysql_async::Error::Server(s)) => {
+                // ER_TABLEACCESS_DENIED_ERROR (MySQL and MariaDB).
+                assert_eq!(s.code, 1142, "{sql}: {s}");
+            }
+            other => panic!("the server let the writer run {sql}: {other:?}"),
+        }
+    }
+    let n: u64 = c
+        .query_first("SELECT COUNT(*) FROM `witness_records` WHERE `node` = 'node-a'")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, 2, "every row as pushed");
+    c.disconnect().await.ok();
+}
+
+/// The source of the adapter without its unit tests.
+fn adapter_source() -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/witness/mysql.rs");
+    let text = std::fs::read_to_string(path).unwrap();
+    text.split("#[cfg(test)]").next().unwrap().to_string()
+}
+
+#[test]
+fn the_adapter_issues_only_insert_and_select() {
+    for sql in STATEMENTS.iter().chain(schema::CREATE_ALL.iter()) {
+        let upper = sql.to_ascii_uppercase();
+        assert!(
+            upper.starts_with("INSERT INTO `")
+                || upper.starts_with("SELECT ")
+                || upper.starts_with("CREATE TABLE IF NOT EXISTS `"),
+            "{sql}"
+        );
+        for word in [
+            "UPDATE",
+            "DELETE",
+            "REPLACE",
+            "DUPLICATE",
+            "TRUNCATE",
+            "DROP",
+        ] {
+            assert!(!upper.contains(word), "{word} in {sql}");
+        }
+    }
+    // Grep: outside comments, the adapter's source spells none of the forbidden words.
+    let code: String = adapter_source()
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .to_ascii_uppercase();
+    for word in [
+        "UPDATE",
+        "DELETE",
+        "REPLACE",
+        "DUPLICATE KEY",
+        "TRUNCATE",
+        "DROP ",
+    ] {
+        assert!(!code.contains(word), "{word} in src/witness/mysql.rs");
+    }
+    // Every statement it hands the driver is one of the listed consts (or the schema's,
+    // or the parameter of the one helper that is called with them).
+    let listed = [
+        ("SELECT_LEDGER", wm::SELECT_LEDGER),
+        ("INSERT_LEDGER", wm::INSERT_LEDGER),
+        ("SELECT_HASHES", wm::SELECT_HASHES),
+        ("INSERT_RECORD", wm::INSERT_RECORD),
+        ("SELECT_HEAD", wm::SELECT_HEAD),
+        ("SELECT_RECORDS", wm::SELECT_RECORDS),
+        ("SELECT_LEDGERS", wm::SELECT_LEDGERS),
+        ("INSERT_CHECKPOINT", wm::INSERT_CHECKPOINT),
+        ("SELECT_CHECKPOINTS", wm::SELECT_CHECKPOINTS),
+    ];
+    let mut values: Vec<&str> = listed.iter().map(|(_, v)| *v).collect();
+    let mut all = STATEMENTS.to_vec();
+    values.sort();
+    all.sort();
+    assert_eq!(values, all, "the list below names every statement");
+    let source = adapter_source();
+    let mut calls = 0;
+    for method in [
+        ".exec(",
+        ".exec_drop(",
+        ".exec_first(",
+        ".exec_iter(",
+        ".exec_batch(",
+        ".query(",
+        ".query_drop(",
+        ".query_first(",
+        ".query_iter(",
+    ] {
+        for (at, _) in source.match_indices(method) {
+            let arg: String = source[at + method.len()..]
+                .trim_start()
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            calls += 1;
+            assert!(
+                listed.iter().any(|(n, _)| *n == arg) || arg == "sql",
+                "{method}{arg}...: a statement that is not a listed const"
+            );
+        }
+    }
+    assert!(calls >= 9, "found {calls} driver calls");
+    // `sql` is bound only from the schema list and the insert helper's `&'static str`.
+    assert!(source.contains("for sql in CREATE_ALL"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_and_privilege_failures_are_typed() {
+    // Nothing listens on port 1.
+    let mut nowhere = support::mysql_target();
+    nowhere.port = 1;
+    let w = MysqlWitness::new(nowhere, "oms_witness".into());
+    let e = w.head(uuid::Uuid::nil()).await.unwrap_err();
+    assert!(matches!(e, WitnessError::Unreachable { .. }), "{e:?}");
+
+    // No tables yet.
+    let db = support::TestDb::create("wit_none").await;
+    let name = db.name.clone();
+    let writer = TempUser::create("wit_w", |account| schema::writer_grant(&name, account)).await;
+    let w = MysqlWitness::new(writer.target(), db.name.clone());
+    let e = w.ledgers().await.unwrap_err();
+    assert!(matches!(e, WitnessError::Refused { .. }), "{e:?}");
+    // The writer cannot create them either (it has no CREATE).
+    let e = w.create_schema().await.unwrap_err();
+    assert!(matches!(e, WitnessError::Refused { .. }), "{e:?}");
+
+    // A wrong password.
+    let mut wrong = writer.target();
+    wrong.password = Secret::new("not-the-password");
+    let e = MysqlWitness::new(wrong, db.name.clone())
+        .ledgers()
+        .await
+        .unwrap_err();
+    assert!(matches!(e, WitnessError::Refused { .. }), "{e:?}");
+    assert!(!format!("{e} {e:?}").contains("not-the-password"), "{e}");
+}
+
+/// `witness init` with the witness in `OMS_UPGRADE_WITNESS` (`mysql://user@test-server/db`).
+fn witness_cli(db: &str, user: &str, password: &str) -> std::process::Command {
+    let t = support::mysql_target();
+    let mut c = std::process::Command::new(bin());
+    c.env(
+        "OMS_UPGRADE_WITNESS",
+        format!("mysql://{user}@{}:{}/{db}", t.host, t.port),
+    )
+    .env("OMS_WITNESS_PASSWORD", password)
+    .args(["witness", "init", "--witness-tls", "off"]);
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn witness_init_creates_the_tables_and_prints_the_grants_it_needs() {
+    let db = support::TestDb::create("wit_init").await;
+    let t = support::mysql_target();
+    let pw = t.password.expose().to_string();
+    let out = witness_cli(&db.name, &t.user, &pw)
+        .args(["--writer-user", "w1", "--user-host", "10.0.0.%"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "GRANT INSERT, SELECT ON `{}`.* TO 'w1'@'10.0.0.%';",
+            db.name
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "GRANT SELECT ON `{}`.* TO 'oms_witness_auditor'@'10.0.0.%';",
+            db.name
+        )),
+        "{text}"
+    );
+    assert!(!text.contains(&pw), "no password in the output");
+    let mut c = admin().await;
+    let tables: Vec<String> = c
+        .exec(
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? \
+             ORDER BY TABLE_NAME",
+            (db.name.as_str(),),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        tables,
+        ["witness_checkpoints", "witness_ledgers", "witness_records"]
+    );
+
+    // Again: nothing changes, and --json says the same.
+    let out = witness_cli(&db.name, &t.user, &pw)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let j = json_of(&out.stdout);
+    assert_eq!(j["tables"][1], "witness_records");
+    assert!(
+        j["writer_grant"]
+            .as_str()
+            .unwrap()
+            .starts_with("GRANT INSERT, SELECT ON")
+    );
+
+    // One of OMS's metadata databases, a password in the URL, a hostile user name:
+    // refused before anything is sent (exit 5).
+    for (args, said) in [
+        (
+            vec!["--witness", "mysql://u@127.0.0.1:3306/oms_rm"],
+            "metadata",
+        ),
+        (
+            vec!["--witness", "mysql://u:pw@127.0.0.1:3306/x"],
+            "password",
+        ),
+        (vec!["--writer-user", "w'; DROP"], "cannot be used"),
+    ] {
+        let out = witness_cli(&db.name, &t.user, &pw)
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(5), "{args:?}: {}", show(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(said),
+            "{args:?}: {}",
+            show(&out)
+        );
+    }
+    // No password anywhere: refused with a hint naming where it goes.
+    let out = witness_cli(&db.name, &t.user, &pw)
+        .env_remove("OMS_WITNESS_PASSWORD")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("OMS_WITNESS_PASSWORD"));
+}
