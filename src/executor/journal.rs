@@ -12,13 +12,13 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::mirror::{CatchUp, Mirror};
 use crate::events::{self, Event, Finding, PreflightCheck, Recorded};
 use crate::history::{self, HistoryError, Verify};
 use crate::ledger::record::MAX_RECORD_LEN;
 use crate::ledger::{Ledger, LedgerError, NewRecord};
 use crate::redact::redact;
 use crate::replay::{Rejection, State};
+use crate::witness::bridge::{CatchUp, Mirror};
 use crate::witness::{WitnessError, WitnessPolicy};
 
 /// Why the journal could not load or record.

@@ -11,7 +11,6 @@
 
 mod init;
 mod journal;
-pub mod mirror;
 mod perform;
 mod reconcile;
 
@@ -20,8 +19,8 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
+pub use crate::witness::bridge::Mirror;
 pub use journal::{Journal, JournalError, WitnessWhen};
-pub use mirror::Mirror;
 
 use crate::adapters::{Clock, Docker, DumpEngine, Health, HostDumps, MetaDb};
 use crate::dbconn::DbTarget;
