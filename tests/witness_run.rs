@@ -20,7 +20,7 @@ use oms_upgrade::ledger::{LedgerReader, Record};
 use support::emulator as emu;
 use support::proxy::Proxy;
 use support::upgrade::{Run, bin, init_args, json_of, ok, output, require_failpoints, show};
-use support::{TestDb, mysql_pool, mysql_target, unique_name};
+use support::{TestDb, cleanup_sql, mysql_pool, mysql_target, unique_name};
 
 /// The writer's password (a per-test account).
 const WRITER_PASSWORD: &str = "witness-writer-pw";
@@ -98,24 +98,7 @@ impl WitnessDb {
 
 impl Drop for WitnessDb {
     fn drop(&mut self) {
-        let writer = self.writer.clone();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let pool = mysql_async::Pool::new(mysql_target().opts(None));
-                if let Ok(mut c) = pool.get_conn().await {
-                    let _ = c
-                        .query_drop(format!("DROP USER IF EXISTS '{writer}'@'127.0.0.1'"))
-                        .await;
-                }
-                pool.disconnect().await.ok();
-            });
-        })
-        .join()
-        .ok();
+        cleanup_sql(format!("DROP USER IF EXISTS '{}'@'127.0.0.1'", self.writer));
     }
 }
 
@@ -136,13 +119,7 @@ fn event_of(stored: &[u8]) -> Event {
 
 /// A fresh 3.3.0 node planned with the witness under `policy`.
 async fn planned(w: &WitnessDb, policy: &str) -> Run {
-    let node = emu::start_old_oms().await;
-    let tmp = tempfile::Builder::new()
-        .prefix("oms-upgrade-run-")
-        .tempdir()
-        .unwrap()
-        .keep();
-    let run = Run { node, tmp };
+    let run = Run::unplanned(emu::start_old_oms().await);
     let url = w.url();
     let args = init_args(
         &run.node,

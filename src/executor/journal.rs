@@ -378,7 +378,7 @@ fn masked(event: Event) -> Event {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::{FailureKind, MetaDb, StepFacts, StepKey, TableFact, samples};
+    use crate::events::{FailureKind, MetaDb, StepFacts, StepKey, samples};
     use crate::replay::Outcome;
     use crate::replay::build::Records;
 
@@ -398,14 +398,7 @@ mod tests {
         let StepFacts::DumpWritten(mut a) = rec.facts(StepKey::Dump { db: MetaDb::Cm }) else {
             panic!("not a dump")
         };
-        a.tables = (0..2000)
-            .map(|i| TableFact {
-                name: format!("oms_table_with_a_long_name_{i:05}"),
-                rows: i,
-                checksum: blake3::hash(&i.to_le_bytes()).to_hex().to_string(),
-                method: crate::events::ChecksumMethod::Blake3Rows,
-            })
-            .collect();
+        a.tables = samples::many_tables(2000);
         let want = a.tables.clone();
         let key = StepKey::Dump { db: MetaDb::Cm };
         j.record(

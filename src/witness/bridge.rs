@@ -146,7 +146,12 @@ impl Mirror {
                         }
                     }
                 }
-                drop(witness);
+                // Dropped inside the runtime, so a client that says goodbye when dropped
+                // (mysql_async sends its COM_QUIT from a spawned task) gets a moment to.
+                rt.block_on(async move {
+                    drop(witness);
+                    tokio::task::yield_now().await;
+                });
             })?;
         Ok(Mirror {
             tx: Some(tx),
@@ -348,7 +353,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::events::{Event, MetaDb, StepFacts, StepKey, TableFact, samples};
+    use crate::events::{Event, MetaDb, StepFacts, StepKey, samples};
     use crate::executor::{Journal, JournalError, WitnessWhen};
     use crate::replay::build::Records;
     use crate::witness::{MemoryWitness, WitnessCheckpoint, WitnessLedger};
@@ -444,14 +449,7 @@ mod tests {
         let StepFacts::DumpWritten(mut a) = rec.facts(key) else {
             panic!("not a dump")
         };
-        a.tables = (0..2000)
-            .map(|i| TableFact {
-                name: format!("oms_table_with_a_long_name_{i:05}"),
-                rows: i,
-                checksum: blake3::hash(&i.to_le_bytes()).to_hex().to_string(),
-                method: crate::events::ChecksumMethod::Blake3Rows,
-            })
-            .collect();
+        a.tables = samples::many_tables(2000);
         let facts = StepFacts::DumpWritten(a);
         j.record(rec.run_id(), rec.now, Event::StepDone { key, facts })
             .unwrap();

@@ -111,28 +111,29 @@ impl Drop for TestDb {
             );
             return;
         }
-        // Drop may run inside or outside a runtime: use the socket-less CLI-free route of a
-        // short-lived runtime on another thread.
-        let name = self.name.clone();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let pool = mysql_async::Pool::new(mysql_target().opts(None));
-                if let Ok(mut c) = pool.get_conn().await {
-                    use mysql_async::prelude::Queryable;
-                    let _ = c
-                        .query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))
-                        .await;
-                }
-                pool.disconnect().await.ok();
-            });
-        })
-        .join()
-        .ok();
+        cleanup_sql(format!("DROP DATABASE IF EXISTS `{}`", self.name));
     }
+}
+
+/// Runs `sql` as the test's admin account, ignoring failure: cleanup from a `Drop`, which
+/// may run inside or outside a runtime, so it uses a short-lived runtime on another thread.
+pub fn cleanup_sql(sql: String) {
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let pool = mysql_async::Pool::new(mysql_target().opts(None));
+            if let Ok(mut c) = pool.get_conn().await {
+                use mysql_async::prelude::Queryable;
+                let _ = c.query_drop(sql).await;
+            }
+            pool.disconnect().await.ok();
+        });
+    })
+    .join()
+    .ok();
 }
 
 /// Removes every container carrying [`TEST_LABEL`] with the given value (or any value when
