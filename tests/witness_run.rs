@@ -120,22 +120,26 @@ fn event_of(stored: &[u8]) -> Event {
 /// A fresh 3.3.0 node planned with the witness under `policy`.
 async fn planned(w: &WitnessDb, policy: &str) -> Run {
     let run = Run::unplanned(emu::start_old_oms().await);
-    let url = w.url();
+    let out = init_with(&run, &w.url(), policy).await;
+    assert!(out.status.success(), "init: {}", show(&out));
+    run
+}
+
+/// `init --json` of `run`'s node with `--witness url --witness-policy policy`.
+async fn init_with(run: &Run, url: &str, policy: &str) -> std::process::Output {
     let args = init_args(
         &run.node,
         &run.backups(),
-        &[("--witness", &url), ("--witness-policy", policy)],
+        &[("--witness", url), ("--witness-policy", policy)],
     )
     .await;
-    let out = output(
+    output(
         run.cli()
             .env("OMS_WITNESS_PASSWORD", WRITER_PASSWORD)
             .arg("--json")
             .args(args),
     )
-    .await;
-    assert!(out.status.success(), "init: {}", show(&out));
-    run
+    .await
 }
 
 /// `run` (or `rollback`) with the witness password, `FAILPOINTS` as given.
@@ -189,8 +193,25 @@ const SLEEP_AFTER_DUMP_RM: &str = "after-outcome:dump-rm=sleep(4000)";
 async fn required_stops_before_the_next_action_and_resumes_then_rollback_is_mirrored() {
     require_failpoints();
     let w = WitnessDb::new().await;
-    let run = planned(&w, "required").await;
+    let run = Run::unplanned(emu::start_old_oms().await);
+    // A witness in one of the node's metadata databases (a rollback restores those) is
+    // refused by the preflight, before anything is pushed.
+    let cm = run.node.databases().cm;
+    let in_cm = format!("mysql://{}@127.0.0.1:{}/{cm}", w.writer, w.proxy.port);
+    let out = init_with(&run, &in_cm, "required").await;
+    assert_eq!(out.status.code(), Some(5), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("metadata databases"), "{}", show(&out));
+    assert!(w.rows().await.is_empty(), "nothing was pushed");
+    // The plan, with the earlier failed preflight pushed first (catch-up).
+    let out = init_with(&run, &w.url(), "required").await;
+    assert!(out.status.success(), "init: {}", show(&out));
     assert_mirrored(&w, &run).await;
+    let rows = w.rows().await;
+    assert!(matches!(
+        event_of(&rows[0].1),
+        Event::PreflightFailed { .. }
+    ));
 
     // The witness goes away between dump-rm and dump-cm.
     let (out, ()) = tokio::join!(
