@@ -414,6 +414,57 @@ pub fn guard_ledger(journal: &Journal, keys: &RunKeys) -> Result<(), CliError> {
 mod tests {
     use super::*;
 
+    /// A journal in `dir` holding the sample plan, with `witness` recorded in it.
+    fn planned(dir: &Path, witness: Option<&str>) -> Journal {
+        use crate::events::{Event, PlanExt, WitnessPlan, samples};
+        let mut input = samples::input("3.3.0", "3.3.1");
+        if let Some(url) = witness {
+            input.ext = vec![PlanExt::Witness(WitnessPlan {
+                target: url.into(),
+                policy: WitnessPolicy::Required,
+            })];
+        }
+        let plan = crate::events::Plan::new(input).unwrap();
+        let mut j = Journal::open(dir, "op", "host").unwrap();
+        j.record(plan.run_id, samples::t0(), Event::planned(plan))
+            .unwrap();
+        j
+    }
+
+    fn opts(url: Option<&str>) -> WitnessOpts {
+        WitnessOpts {
+            witness: url.map(str::to_string),
+            ..WitnessOpts::default()
+        }
+    }
+
+    /// The witness is chosen at `init`: later commands refuse a `--witness` that names
+    /// another target, or one given for a plan that records none, before connecting.
+    #[test]
+    fn a_witness_other_than_the_plans_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = planned(dir.path(), None);
+        attach_witness(&mut j, &opts(None)).unwrap();
+        assert!(j.mirror().is_none());
+        let e = attach_witness(&mut j, &opts(Some("mysql://w@h:3306/wit"))).unwrap_err();
+        assert_eq!(e.kind, ExitKind::Input);
+        assert!(e.message.contains("records none"), "{}", e.message);
+        drop(j);
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = planned(dir.path(), Some("mysql://w@h:3306/wit"));
+        let e = attach_witness(&mut j, &opts(Some("mysql://w@other:3306/wit"))).unwrap_err();
+        assert_eq!(e.kind, ExitKind::Input);
+        assert!(
+            e.message.contains("mysql://w@other:3306/wit")
+                && e.message
+                    .contains("records the witness mysql://w@h:3306/wit"),
+            "{}",
+            e.message
+        );
+        assert!(j.mirror().is_none(), "nothing attached");
+    }
+
     #[test]
     fn the_operator_is_an_account_or_a_uid_never_unknown() {
         assert_eq!(operator_name(0, Some("root"), None), "root");
