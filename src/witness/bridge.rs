@@ -348,7 +348,7 @@ impl Drop for Mirror {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::path::Path;
     use std::sync::Arc;
 
@@ -359,7 +359,7 @@ mod tests {
     use crate::witness::{MemoryWitness, WitnessCheckpoint, WitnessLedger};
 
     /// A memory witness the test keeps a handle on while the bridge thread uses it.
-    struct Shared(Arc<MemoryWitness>);
+    pub(crate) struct Shared(pub(crate) Arc<MemoryWitness>);
 
     impl Witness for Shared {
         async fn push(&self, node: &str, records: &[Record]) -> Result<PushReport, WitnessError> {
