@@ -479,3 +479,405 @@ async fn witness_init_creates_the_tables_and_prints_the_grants_it_needs() {
     assert_eq!(out.status.code(), Some(5), "{}", show(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("OMS_WITNESS_PASSWORD"));
 }
+
+// ---------------------------------------------------------------------------------------
+// The tamper matrix (issue 14): each case detected by `ledger verify --witness`, run as the
+// binary, with no manual anchor. The witness is written by `ledger push` as the
+// least-privileged writer.
+
+/// A witness database, its writer, and a ledger folder of `n` notes.
+struct Matrix {
+    db: support::TestDb,
+    writer: TempUser,
+    tmp: tempfile::TempDir,
+    dir: std::path::PathBuf,
+}
+
+impl Matrix {
+    async fn new(prefix: &str, n: i64) -> Matrix {
+        let (db, writer) = witness_db(prefix).await;
+        let tmp = tempfile::tempdir().unwrap();
+        let (dir, _) = support::ledger_with_notes(tmp.path(), n);
+        Matrix {
+            db,
+            writer,
+            tmp,
+            dir,
+        }
+    }
+
+    /// The witness URL for the writer.
+    fn url(&self) -> String {
+        let t = support::mysql_target();
+        format!(
+            "mysql://{}@{}:{}/{}",
+            self.writer.name, t.host, t.port, self.db.name
+        )
+    }
+
+    /// `oms-upgrade --json ledger <args>` on ledger folder `dir`, against the witness.
+    fn ledger(&self, dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(bin())
+            .env("OMS_UPGRADE_LEDGER", dir)
+            .env("OMS_UPGRADE_HOST", "node-under-test")
+            .env("OMS_UPGRADE_WITNESS", self.url())
+            .env("OMS_WITNESS_PASSWORD", &self.writer.password)
+            .env_remove("OMS_UPGRADE_SIGNING_KEY")
+            .args(["--json", "ledger"])
+            .args(args)
+            .args(["--witness-tls", "off"])
+            .output()
+            .unwrap()
+    }
+
+    fn push(&self, dir: &std::path::Path) -> serde_json::Value {
+        let out = self.ledger(dir, &["push"]);
+        assert!(out.status.success(), "{}", show(&out));
+        json_of(&out.stdout)
+    }
+
+    /// `ledger verify --witness`: the exit code and the `witness` part of the JSON.
+    fn verify(&self, dir: &std::path::Path, extra: &[&str]) -> (i32, serde_json::Value) {
+        let mut args = vec!["verify"];
+        args.extend_from_slice(extra);
+        let out = self.ledger(dir, &args);
+        let v = json_of(&out.stdout);
+        (out.status.code().unwrap(), v)
+    }
+}
+
+/// Appends `n` notes tagged `tag` through the library (as a later command would).
+fn append_notes(dir: &std::path::Path, n: u64, tag: &str) {
+    use oms_upgrade::events::{self, Event};
+    use oms_upgrade::ledger::{Ledger, NewRecord};
+    let mut l = Ledger::open_writer(dir).unwrap();
+    for i in 0..n {
+        let enc = events::encode(&Event::Note {
+            text: format!("{tag} {i}"),
+        });
+        l.append(NewRecord {
+            timestamp_micros: 1_795_700_000_000_000 + i as i64,
+            operator: "bob",
+            host: "oms-node-1",
+            run_id: uuid::Uuid::from_u128(0xbeef),
+            event_type: enc.event_type,
+            schema_version: enc.schema_version,
+            payload: &enc.payload,
+        })
+        .unwrap();
+    }
+}
+
+/// Removes the records from `from_seq` on, through sled's own API (the attacker who cuts
+/// the tail).
+fn truncate(dir: &std::path::Path, from_seq: u64) {
+    use oms_upgrade::ledger::store::{RECORDS_TREE, seq_key};
+    let db = sled::Config::new()
+        .path(dir)
+        .segment_size(8 << 20)
+        .open()
+        .unwrap();
+    let t = db.open_tree(RECORDS_TREE).unwrap();
+    let mut seq = from_seq;
+    while t.remove(seq_key(seq)).unwrap().is_some() {
+        seq += 1;
+    }
+    db.flush().unwrap();
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+fn difference(v: &serde_json::Value) -> (&str, u64) {
+    let d = &v["witness"]["difference"];
+    (
+        d["kind"].as_str().unwrap_or("none"),
+        d["seq"].as_u64().unwrap_or(0),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn matrix_a_locally_truncated_ledger_is_caught_and_so_is_the_checkpoint_it_outran() {
+    let m = Matrix::new("wit_trunc", 6).await;
+    // A signed checkpoint beside the ledger folder, as `run` writes it with a key.
+    let key = m.tmp.path().join("ops.key");
+    let out = std::process::Command::new(bin())
+        .env("OMS_UPGRADE_LEDGER", &m.dir)
+        .args(["--json", "ledger", "keygen", "--out"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let public = json_of(&out.stdout)["public_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let cp = oms_upgrade::ledger::sign::signed_checkpoint_path(&m.dir);
+    let out = std::process::Command::new(bin())
+        .env("OMS_UPGRADE_LEDGER", &m.dir)
+        .args(["ledger", "checkpoint", "--sign"])
+        .arg(&key)
+        .arg("--out")
+        .arg(&cp)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+
+    let pushed = m.push(&m.dir);
+    assert_eq!(
+        (pushed["inserted"].as_u64(), pushed["witness_head"].as_u64()),
+        (Some(6), Some(6))
+    );
+    assert_eq!(pushed["checkpoint"]["pushed"], true, "{pushed}");
+    let (code, v) = m.verify(&m.dir, &["--pubkey", &public]);
+    assert_eq!((code, difference(&v)), (0, ("none", 0)), "{v}");
+    assert_eq!(
+        v["witness"]["checkpoints"][0]["signature_verified"], true,
+        "{v}"
+    );
+
+    truncate(&m.dir, 5);
+    // Alone, verify cannot tell (a shorter consistent chain).
+    let out = std::process::Command::new(bin())
+        .env("OMS_UPGRADE_LEDGER", &m.dir)
+        .env_remove("OMS_UPGRADE_WITNESS")
+        .args(["ledger", "verify"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let (code, v) = m.verify(&m.dir, &["--pubkey", &public]);
+    assert_eq!((code, difference(&v)), (3, ("local_behind", 5)), "{v}");
+    assert!(
+        v["witness"]["difference"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("truncated, or replaced by an older copy"),
+        "{v}"
+    );
+    assert!(
+        v["witness"]["checkpoints"][0]["problem"]
+            .as_str()
+            .unwrap()
+            .contains("no longer holds"),
+        "{v}"
+    );
+    // The text form names it too, with the witness given as a flag.
+    let out = std::process::Command::new(bin())
+        .env("OMS_UPGRADE_LEDGER", &m.dir)
+        .env_remove("OMS_UPGRADE_WITNESS")
+        .env("OMS_WITNESS_PASSWORD", &m.writer.password)
+        .args([
+            "ledger",
+            "verify",
+            "--witness-tls",
+            "off",
+            "--witness",
+            &m.url(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("witness:   DIFFERS at seq 5"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn matrix_a_consistent_local_rewrite_is_caught() {
+    let m = Matrix::new("wit_rewrite", 5).await;
+    m.push(&m.dir);
+    forge::rewrite_chain(&m.dir, |r| {
+        if r.seq >= 3 {
+            r.operator = "mallory".into();
+        }
+    });
+    // Alone, verify passes the forged chain (the documented limit).
+    let out = std::process::Command::new(bin())
+        .env("OMS_UPGRADE_LEDGER", &m.dir)
+        .env_remove("OMS_UPGRADE_WITNESS")
+        .args(["ledger", "verify"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let (code, v) = m.verify(&m.dir, &[]);
+    assert_eq!((code, difference(&v)), (3, ("rewritten", 3)), "{v}");
+    assert_eq!(v["witness"]["difference"]["consistent_rehash"], true, "{v}");
+    assert_eq!(v["witness"]["matched"], 2, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn matrix_a_ledger_rolled_back_to_an_older_copy_is_caught() {
+    let m = Matrix::new("wit_older", 4).await;
+    m.push(&m.dir);
+    let old = m.tmp.path().join("old-copy");
+    copy_dir(&m.dir, &old);
+    append_notes(&m.dir, 3, "later");
+    assert_eq!(m.push(&m.dir)["inserted"], 3);
+    // The older copy put back in place of the folder.
+    std::fs::remove_dir_all(&m.dir).unwrap();
+    copy_dir(&old, &m.dir);
+    let (code, v) = m.verify(&m.dir, &[]);
+    assert_eq!((code, difference(&v)), (3, ("local_behind", 5)), "{v}");
+    assert_eq!(v["witness"]["witness_head"], 7, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn matrix_a_fork_two_ledgers_with_one_id_both_pushed_is_caught() {
+    let m = Matrix::new("wit_fork", 3).await;
+    let twin = m.tmp.path().join("twin");
+    copy_dir(&m.dir, &twin);
+    append_notes(&m.dir, 2, "first");
+    append_notes(&twin, 2, "second");
+    m.push(&m.dir);
+    // The twin's push stops at the fork (exit 3), its record kept beside the first.
+    let out = m.ledger(&twin, &["push"]);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("fork"),
+        "{}",
+        show(&out)
+    );
+    for dir in [&m.dir, &twin] {
+        let (code, v) = m.verify(dir, &[]);
+        assert_eq!((code, difference(&v)), (3, ("forked", 4)), "{v}");
+        assert_eq!(
+            v["witness"]["difference"]["witness_hashes"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2,
+            "{v}"
+        );
+    }
+    assert_eq!(
+        count_rows(&m.db.name).await,
+        6,
+        "5 + the twin's record at seq 4"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn matrix_records_missing_on_the_witness_are_named_and_push_catches_up() {
+    let m = Matrix::new("wit_lag", 3).await;
+    // Never pushed: everything is missing.
+    let (code, v) = m.verify(&m.dir, &[]);
+    assert_eq!(
+        (code, difference(&v)),
+        (0, ("missing_on_witness", 1)),
+        "{v}"
+    );
+    m.push(&m.dir);
+    append_notes(&m.dir, 2, "unpushed");
+    let (code, v) = m.verify(&m.dir, &[]);
+    // Lag is named; under best-effort it is not tampering (exit 0, ok stays true).
+    assert_eq!(
+        (code, difference(&v)),
+        (0, ("missing_on_witness", 4)),
+        "{v}"
+    );
+    assert_eq!(v["witness"]["ok"], true, "{v}");
+    let out = m.ledger(&m.dir, &["push"]);
+    let again = json_of(&out.stdout);
+    assert_eq!(
+        (again["inserted"].as_u64(), again["already_there"].as_u64()),
+        (Some(2), Some(3))
+    );
+    let (code, v) = m.verify(&m.dir, &[]);
+    assert_eq!((code, difference(&v)), (0, ("none", 0)), "{v}");
+    assert_eq!(v["witness"]["matched"], 5, "{v}");
+    assert_eq!(count_rows(&m.db.name).await, 5, "no duplicate rows");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ledger_push_refuses_a_broken_chain_and_pushes_nothing() {
+    let m = Matrix::new("wit_broken", 4).await;
+    {
+        use oms_upgrade::ledger::store::{RECORDS_TREE, seq_key};
+        let db = sled::Config::new()
+            .path(&m.dir)
+            .segment_size(8 << 20)
+            .open()
+            .unwrap();
+        let t = db.open_tree(RECORDS_TREE).unwrap();
+        let mut v = t.get(seq_key(2)).unwrap().unwrap().to_vec();
+        v[60] ^= 1;
+        t.insert(seq_key(2), v).unwrap();
+        db.flush().unwrap();
+    }
+    let out = m.ledger(&m.dir, &["push"]);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing was pushed"));
+    assert_eq!(count_rows(&m.db.name).await, 0);
+}
+
+/// ledger-schema/WITNESS.md lists every statement the adapter runs, verbatim.
+#[test]
+fn witness_md_lists_the_exact_sql() {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/ledger-schema/WITNESS.md"
+    ))
+    .unwrap();
+    for sql in STATEMENTS.iter().chain(schema::CREATE_ALL.iter()) {
+        assert!(doc.contains(sql), "WITNESS.md lacks:\n{sql}");
+    }
+    for grant in [
+        schema::writer_grant("oms_witness", "'oms_witness_writer'@'%'"),
+        schema::auditor_grant("oms_witness", "'oms_witness_auditor'@'%'"),
+    ] {
+        assert!(doc.contains(&grant), "WITNESS.md lacks:\n{grant}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_and_verify_say_when_the_witness_cannot_be_reached_or_refuses() {
+    let m = Matrix::new("wit_down", 2).await;
+    let t = support::mysql_target();
+    let run = |url: String, args: &[&str]| {
+        std::process::Command::new(bin())
+            .env("OMS_UPGRADE_LEDGER", &m.dir)
+            .env("OMS_UPGRADE_WITNESS", url)
+            .env("OMS_WITNESS_PASSWORD", &m.writer.password)
+            .args(["ledger"])
+            .args(args)
+            .args(["--witness-tls", "off"])
+            .output()
+            .unwrap()
+    };
+    // Nothing listens on port 1: exit 6, nothing claimed.
+    let nowhere = format!("mysql://{}@{}:1/{}", m.writer.name, t.host, m.db.name);
+    for args in [&["push"][..], &["verify"][..]] {
+        let out = run(nowhere.clone(), args);
+        assert_eq!(out.status.code(), Some(6), "{args:?}: {}", show(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("cannot be reached"),
+            "{}",
+            show(&out)
+        );
+    }
+    // A database without the tables: refused (exit 5), the hint names `witness init`.
+    let empty = support::TestDb::create("wit_empty").await;
+    let out = run(
+        format!(
+            "mysql://{}@{}:{}/{}",
+            m.writer.name, t.host, t.port, empty.name
+        ),
+        &["push"],
+    );
+    assert_eq!(out.status.code(), Some(5), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("witness init"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(count_rows(&m.db.name).await, 0);
+}

@@ -71,6 +71,13 @@ pub enum LedgerCommand {
     /// to KEYFILE.pub, and prints the public key. Keep the private key away from the
     /// ledger's host if you can; give the public key to whoever verifies.
     Keygen(KeygenArgs),
+    /// Send every local record the witness lacks (and the signed checkpoint beside the
+    /// ledger folder) to the witness; catches a best-effort run's witness up.
+    ///
+    /// Checks the local chain first and pushes nothing from a broken one. Exit code 0 when
+    /// pushed, 3 on a fork (the witness holds another history under this ledger id), 5 bad
+    /// input, 6 the witness cannot be reached.
+    Push(super::witness::PushArgs),
 }
 
 /// Arguments of `ledger verify`.
@@ -98,6 +105,12 @@ pub struct VerifyArgs {
     /// OMS_META_PASSWORD, then the config.yaml the old container mounts).
     #[arg(long, value_name = "FILE", requires = "live")]
     pub password_file: Option<PathBuf>,
+    /// Also compare the ledger with the witness copy (`--witness URL` or
+    /// OMS_UPGRADE_WITNESS) and name the first difference: truncated or replaced by an
+    /// older copy, rewritten, forked, corrupt witness rows, or records not pushed yet. The
+    /// witness's signed checkpoints are checked too (their signatures with --pubkey).
+    #[command(flatten)]
+    pub witness: super::witness::WitnessOpts,
 }
 
 /// Arguments of `ledger log`.
@@ -140,6 +153,7 @@ pub fn run(cmd: LedgerCommand, ctx: &Ctx) -> CmdResult {
         LedgerCommand::Export(args) => cmd_export(args, ctx),
         LedgerCommand::Checkpoint(args) => cmd_checkpoint(args, ctx),
         LedgerCommand::Keygen(args) => cmd_keygen(args, ctx),
+        LedgerCommand::Push(args) => super::witness::push(args, ctx),
     }
 }
 
@@ -225,6 +239,8 @@ struct Extras<'a> {
     /// --artifacts/--live: partial files an interrupted dump left in the run's dump folder
     /// (the folder, and what is in it or why it could not be read).
     partials: Option<(String, Result<Vec<crate::dump::PartialFile>, String>)>,
+    /// --witness: the comparison with the witness copy.
+    witness: Option<super::witness::WitnessFindings>,
 }
 
 impl Extras<'_> {
@@ -238,13 +254,20 @@ impl Extras<'_> {
     fn live_ok(&self) -> bool {
         self.live.as_ref().is_none_or(LiveReport::is_ok)
     }
+
+    fn witness_ok(&self) -> bool {
+        self.witness
+            .as_ref()
+            .is_none_or(super::witness::WitnessFindings::is_ok)
+    }
 }
 
 fn cmd_verify(args: VerifyArgs, ctx: &Ctx) -> CmdResult {
-    if args.pubkey.is_some() && args.anchor.is_none() {
+    if args.pubkey.is_some() && args.anchor.is_none() && args.witness.witness.is_none() {
         return Err(CliError::new(
             ExitKind::Input,
-            "--pubkey checks a signed checkpoint: give the checkpoint with --anchor FILE",
+            "--pubkey checks a signed checkpoint: give the checkpoint with --anchor FILE (or \
+             the witness that holds them with --witness URL)",
         )
         .hint("e.g. `oms-upgrade ledger verify --anchor ledger.checkpoint --pubkey KEY.pub`"));
     }
@@ -286,6 +309,22 @@ fn cmd_verify(args: VerifyArgs, ctx: &Ctx) -> CmdResult {
         verify(reader.view(), anchor, &decoder())
     }
     .map_err(CliError::from)?;
+    if args.witness.witness.is_some() {
+        // The records that verified (all of them on an intact chain; those up to the
+        // break otherwise), compared with the witness's copy.
+        let local: Vec<crate::ledger::Record> = reader
+            .records()
+            .map_while(Result::ok)
+            .take_while(|r| report.problem.as_ref().is_none_or(|p| r.seq < p.seq))
+            .collect();
+        extras.witness = super::witness::verify_against(
+            &args.witness,
+            reader.ledger_id(),
+            &local,
+            report.is_ok(),
+            pubkey.as_ref(),
+        )?;
+    }
     if !(args.artifacts || args.live) {
         return print_report(&report, ctx, &extras);
     }
@@ -531,7 +570,7 @@ fn live_text(live: &LiveReport) -> String {
 }
 
 fn print_report(report: &VerifyReport, ctx: &Ctx, extras: &Extras) -> CmdResult {
-    let ok = report.is_ok() && extras.dumps_ok() && extras.live_ok();
+    let ok = report.is_ok() && extras.dumps_ok() && extras.live_ok() && extras.witness_ok();
     let code = if ok { 0 } else { ExitKind::Integrity.code() };
     let mut out = std::io::stdout().lock();
     if ctx.json {
@@ -552,6 +591,9 @@ fn print_report(report: &VerifyReport, ctx: &Ctx, extras: &Extras) -> CmdResult 
         if let Some(l) = &extras.live {
             v["live"] = serde_json::to_value(l).unwrap_or_default();
             v["live"]["ok"] = l.is_ok().into();
+        }
+        if let Some(w) = &extras.witness {
+            v["witness"] = w.to_json();
         }
         v["exit_code"] = code.into();
         emit(&mut out, &format!("{v}\n"))?;
@@ -620,11 +662,21 @@ fn print_report(report: &VerifyReport, ctx: &Ctx, extras: &Extras) -> CmdResult 
     if let Some(l) = &extras.live {
         text += &live_text(l);
     }
+    if let Some(w) = &extras.witness {
+        text += &w.to_text();
+    }
     emit(&mut out, &text)?;
     if !report.is_ok() {
         eprintln!(
             "hint: keep the ledger folder untouched as evidence; `oms-upgrade ledger export` shows \
              every stored record"
+        );
+    }
+    if !extras.witness_ok() {
+        eprintln!(
+            "hint: the ledger and its witness copy disagree; keep both untouched as evidence (the \
+             witness rows are never changed by oms-upgrade). `oms-upgrade ledger export` shows \
+             the local records"
         );
     }
     Ok(ExitCode::from(code))

@@ -17,8 +17,11 @@ use super::metatls::tls_settings;
 use super::output::emit;
 use super::{CliError, CmdResult, Ctx, ExitKind};
 use crate::dbconn::TlsMode;
+use crate::ledger::sign::{PublicKey, signed_checkpoint_path};
+use crate::ledger::{Checkpoint, LedgerReader, Record, verify_chain};
+use crate::witness::compare::{CheckpointCheck, Comparison, check_checkpoints, compare};
 use crate::witness::schema::{self, DEFAULT_AUDITOR, DEFAULT_WRITER};
-use crate::witness::{MysqlWitness, WitnessTarget};
+use crate::witness::{MysqlWitness, Witness, WitnessCheckpoint, WitnessPolicy, WitnessTarget};
 
 /// Environment variable naming the witness (`mysql://USER@HOST:PORT/DB`).
 pub const WITNESS_ENV: &str = "OMS_UPGRADE_WITNESS";
@@ -170,6 +173,278 @@ fn init(args: WitnessInitArgs, ctx: &Ctx) -> CmdResult {
             out.writer_grant,
             out.auditor_grant
         )
+    };
+    emit(&mut std::io::stdout(), &text)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+// ---------------------------------------------------------------------------------------
+// `ledger push` and `ledger verify --witness`.
+
+/// The policy `ledger verify --witness` judges lag by. The plan records the run's policy
+/// (issue 14, "wire"); until a verify reads it from there, lag counts as `best-effort` lag
+/// (reported, not a failure), which is what an unwitnessed or best-effort run expects.
+pub fn verify_policy() -> WitnessPolicy {
+    WitnessPolicy::BestEffort
+}
+
+/// What `ledger verify --witness` found.
+#[derive(Debug)]
+pub struct WitnessFindings {
+    /// The witness (no password).
+    pub target: String,
+    /// Records compared.
+    pub comparison: Comparison,
+    /// The witness's signed checkpoints, each checked against the local ledger.
+    pub checkpoints: Vec<CheckpointCheck>,
+    /// The policy lag is judged by.
+    pub policy: WitnessPolicy,
+}
+
+impl WitnessFindings {
+    /// Whether verify may still exit 0: no difference but lag the policy allows, and every
+    /// witness checkpoint agrees with the local ledger.
+    pub fn is_ok(&self) -> bool {
+        !self.comparison.is_tamper(self.policy)
+            && self.checkpoints.iter().all(|c| c.problem.is_none())
+    }
+
+    /// The JSON form (`witness` in `ledger verify --json`).
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = self.comparison.to_json();
+        v["ok"] = self.is_ok().into();
+        v["target"] = self.target.clone().into();
+        v["policy"] = self.policy.as_str().into();
+        v["checkpoints"] = self
+            .checkpoints
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "seq": c.seq,
+                    "head": c.head.to_hex(),
+                    "signature_verified": c.signature_verified,
+                    "problem": c.problem,
+                })
+            })
+            .collect();
+        v
+    }
+
+    /// The text lines (`witness:` and its details).
+    pub fn to_text(&self) -> String {
+        let c = &self.comparison;
+        let mut text = match &c.difference {
+            None => format!(
+                "witness:   OK: {} records agree with {} (head seq {})\n",
+                c.matched, self.target, c.witness_head
+            ),
+            Some(d) => format!(
+                "witness:   {} at seq {}: {} records agree with {} before it\n           {}\n",
+                if d.is_lag() && !c.is_tamper(self.policy) {
+                    "LAGGING"
+                } else {
+                    "DIFFERS"
+                },
+                d.seq(),
+                c.matched,
+                self.target,
+                d.describe()
+            ),
+        };
+        for cp in &self.checkpoints {
+            let signed = if cp.signature_verified {
+                ", signature valid"
+            } else {
+                ""
+            };
+            text += &match &cp.problem {
+                None => format!(
+                    "  checkpoint seq {} head {}{signed}: matches\n",
+                    cp.seq,
+                    cp.head.short()
+                ),
+                Some(p) => format!(
+                    "  checkpoint seq {} head {}: DIFFERS: {p}\n",
+                    cp.seq,
+                    cp.head.short()
+                ),
+            };
+        }
+        text
+    }
+}
+
+/// Compares the local ledger (`local`, read and chain-checked by the caller, who has let go
+/// of the ledger) with the witness named by `opts`; `None` when no witness is given.
+pub fn verify_against(
+    opts: &WitnessOpts,
+    ledger_id: uuid::Uuid,
+    local: &[Record],
+    local_chain_ok: bool,
+    key: Option<&PublicKey>,
+) -> Result<Option<WitnessFindings>, CliError> {
+    let Some((target, witness)) = opts.open(&[])? else {
+        return Ok(None);
+    };
+    let rt = super::runtime()?;
+    let (rows, checkpoints) = rt.block_on(async {
+        let r = async {
+            let rows = witness.records(ledger_id, 1).await?;
+            let cps = witness.checkpoints(ledger_id).await?;
+            Ok::<_, crate::witness::WitnessError>((rows, cps))
+        }
+        .await;
+        witness.close().await;
+        r
+    })?;
+    Ok(Some(WitnessFindings {
+        target: target.to_string(),
+        comparison: compare(ledger_id, local, local_chain_ok, &rows),
+        checkpoints: check_checkpoints(local, &checkpoints, key),
+        policy: verify_policy(),
+    }))
+}
+
+/// Arguments of `ledger push`.
+#[derive(Debug, clap::Args)]
+pub struct PushArgs {
+    /// Where the witness is, and how to log in.
+    #[command(flatten)]
+    pub witness: WitnessOpts,
+}
+
+/// The signed checkpoint `run` and `rollback` wrote next to the ledger folder, when it is
+/// about this ledger and agrees with it; `Err` says why it is not pushed.
+fn local_checkpoint(
+    ledger: &std::path::Path,
+    ledger_id: uuid::Uuid,
+    local: &[Record],
+) -> Option<Result<WitnessCheckpoint, String>> {
+    let path = signed_checkpoint_path(ledger);
+    if !path.exists() {
+        return None;
+    }
+    let shown = path.display();
+    Some(match Checkpoint::read_file(&path) {
+        Err(e) => Err(format!("{shown} cannot be read: {e}")),
+        Ok(Checkpoint::Unsigned(_)) => Err(format!("{shown} is not signed")),
+        Ok(Checkpoint::Signed(s)) => {
+            let a = s.anchor;
+            let agrees = a.ledger_id == ledger_id
+                && usize::try_from(a.seq.saturating_sub(1))
+                    .ok()
+                    .and_then(|i| local.get(i))
+                    .is_some_and(|r| r.seq == a.seq && r.hash == a.head);
+            if agrees {
+                Ok(WitnessCheckpoint {
+                    ledger_id,
+                    seq: a.seq,
+                    head: a.head,
+                    text: s.to_text(),
+                })
+            } else {
+                Err(format!(
+                    "{shown} does not name a record of this ledger (seq {} head {})",
+                    a.seq,
+                    a.head.short()
+                ))
+            }
+        }
+    })
+}
+
+/// `oms-upgrade ledger push`: sends every local record the witness lacks (and the signed
+/// checkpoint beside the ledger folder), after checking the local chain.
+pub fn push(args: PushArgs, ctx: &Ctx) -> CmdResult {
+    // The URL is checked before the ledger is opened: bad input whatever the ledger is.
+    args.witness.require(&[])?;
+    let reader = LedgerReader::open(&ctx.ledger).map_err(CliError::from)?;
+    let report = verify_chain(reader.view(), None).map_err(CliError::from)?;
+    if let Some(p) = &report.problem {
+        return Err(CliError::new(
+            ExitKind::Integrity,
+            format!(
+                "the local chain is broken at seq {} ({}): nothing was pushed",
+                p.seq,
+                p.kind.describe()
+            ),
+        )
+        .hint(
+            "a witness keeps what was recorded, not a damaged copy; `oms-upgrade ledger verify \
+             --witness URL` compares the ledger with what the witness already holds",
+        ));
+    }
+    let ledger_id = reader.ledger_id();
+    let local: Vec<Record> = reader
+        .records()
+        .collect::<Result<_, _>>()
+        .map_err(CliError::from)?;
+    // The metadata databases the plan names (a rollback restores them): never the witness.
+    // The chain was just verified on this handle.
+    let metadata: Vec<String> =
+        crate::history::load(reader.view(), crate::history::Verify::ByCaller)
+            .ok()
+            .and_then(|h| {
+                h.state.plan().map(|p| {
+                    vec![
+                        p.databases.rm.clone(),
+                        p.databases.cm.clone(),
+                        p.databases.cm_hb.clone(),
+                    ]
+                })
+            })
+            .unwrap_or_default();
+    // The ledger is released before the network is used.
+    drop(reader);
+    let names: Vec<&str> = metadata.iter().map(String::as_str).collect();
+    let (target, witness) = args.witness.require(&names)?;
+    let checkpoint = local_checkpoint(&ctx.ledger, ledger_id, &local);
+    let (_, node) = super::shell::identity();
+    let rt = super::runtime()?;
+    let (pushed, head) = rt.block_on(async {
+        let r = async {
+            let pushed = witness.push(&node, &local).await?;
+            if let Some(Ok(cp)) = &checkpoint {
+                witness.push_checkpoint(cp).await?;
+            }
+            let head = witness.head(ledger_id).await?;
+            Ok::<_, crate::witness::WitnessError>((pushed, head))
+        }
+        .await;
+        witness.close().await;
+        r
+    })?;
+    let witness_head = head.map_or(0, |(s, _)| s);
+    let cp_json = match &checkpoint {
+        None => serde_json::Value::Null,
+        Some(Ok(cp)) => serde_json::json!({ "pushed": true, "seq": cp.seq }),
+        Some(Err(why)) => serde_json::json!({ "pushed": false, "reason": why }),
+    };
+    let text = if ctx.json {
+        let v = serde_json::json!({
+            "ok": true,
+            "witness": target.to_string(),
+            "ledger_id": ledger_id.hyphenated().to_string(),
+            "node": node,
+            "local_head": local.last().map_or(0, |r| r.seq),
+            "inserted": pushed.inserted,
+            "already_there": pushed.already_there,
+            "witness_head": witness_head,
+            "checkpoint": cp_json,
+        });
+        format!("{v}\n")
+    } else {
+        let mut t = format!(
+            "pushed {} record(s) of ledger {ledger_id} to {target} ({} already there); witness \
+             head seq {witness_head}\n",
+            pushed.inserted, pushed.already_there
+        );
+        match &checkpoint {
+            Some(Ok(cp)) => t += &format!("pushed the signed checkpoint of seq {}\n", cp.seq),
+            Some(Err(why)) => t += &format!("checkpoint not pushed: {why}\n"),
+            None => {}
+        }
+        t
     };
     emit(&mut std::io::stdout(), &text)?;
     Ok(ExitCode::SUCCESS)

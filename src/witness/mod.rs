@@ -22,6 +22,7 @@
 //! witness database that is one of OMS's metadata databases (a rollback restores those).
 
 pub mod bridge;
+pub mod compare;
 pub mod mysql;
 pub mod schema;
 
@@ -89,15 +90,18 @@ impl WitnessTarget {
         let rest = url
             .strip_prefix("mysql://")
             .ok_or_else(|| malformed("it must start with mysql://"))?;
-        let (userinfo, rest) = rest
-            .split_once('@')
+        let (authority, database) = rest
+            .split_once('/')
+            .ok_or_else(|| malformed("it names no database (/DB)"))?;
+        // The last `@` ends the user: OceanBase users are `user@tenant` (and
+        // `user@tenant#cluster` through OBProxy), written raw or as %40 and %23.
+        let (userinfo, hostport) = authority
+            .rsplit_once('@')
             .ok_or_else(|| malformed("it names no user (USER@HOST)"))?;
         if userinfo.contains(':') {
             return Err(TargetError::PasswordInUrl);
         }
-        let (hostport, database) = rest
-            .split_once('/')
-            .ok_or_else(|| malformed("it names no database (/DB)"))?;
+        let user = userinfo.replace("%40", "@").replace("%23", "#");
         let (host, port) = match hostport.rsplit_once(':') {
             Some((h, p)) => (
                 h,
@@ -106,27 +110,33 @@ impl WitnessTarget {
             ),
             None => (hostport, 3306),
         };
-        let ok_name = |s: &str| {
+        let plain = |s: &str, max: usize, extra: &[u8]| {
             !s.is_empty()
-                && s.len() <= 64
-                && s.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+                && s.len() <= max
+                && s.bytes().all(|b| {
+                    b.is_ascii_alphanumeric()
+                        || b == b'_'
+                        || b == b'-'
+                        || b == b'.'
+                        || extra.contains(&b)
+                })
         };
-        if !ok_name(userinfo) {
+        if !plain(&user, 128, b"@#") {
             return Err(malformed(
-                "the user must be 1-64 characters of letters, digits, _ - .",
+                "the user must be 1-128 characters of letters, digits, _ - . (and @ # for an \
+                 OceanBase tenant user, raw or as %40 %23)",
             ));
         }
         if host.is_empty() || port == 0 {
             return Err(malformed("the host or port is empty"));
         }
-        if !ok_name(database) || database.contains('.') {
+        if !plain(database, 64, b"") || database.contains('.') {
             return Err(malformed(
                 "the database must be 1-64 characters of letters, digits, _ -",
             ));
         }
         Ok(WitnessTarget {
-            user: userinfo.to_string(),
+            user,
             host: host.to_string(),
             port,
             database: database.to_string(),
@@ -153,7 +163,12 @@ impl fmt::Display for WitnessTarget {
         write!(
             f,
             "mysql://{}@{}:{}/{}",
-            self.user, self.host, self.port, self.database
+            // Encoded so that the last `@` is the one before the host, and `parse` reads
+            // back this very target.
+            self.user.replace('@', "%40").replace('#', "%23"),
+            self.host,
+            self.port,
+            self.database
         )
     }
 }
@@ -550,5 +565,26 @@ mod tests {
             })
         );
         assert!(t.refuse_metadata(&["oms_rm"]).is_ok());
+    }
+
+    #[test]
+    fn an_oceanbase_tenant_user_round_trips() {
+        for url in [
+            "mysql://writer@obmysql@10.0.0.5:2881/oms_witness",
+            "mysql://writer%40obmysql@10.0.0.5:2881/oms_witness",
+        ] {
+            let t = WitnessTarget::parse(url).unwrap();
+            assert_eq!(t.user, "writer@obmysql", "{url}");
+            assert_eq!(t.host, "10.0.0.5");
+            assert_eq!(WitnessTarget::parse(&t.to_string()).unwrap(), t);
+        }
+        let t = WitnessTarget::parse("mysql://w%40t%23c@proxy:2883/d").unwrap();
+        assert_eq!((t.user.as_str(), t.port), ("w@t#c", 2883));
+        assert_eq!(t.to_string(), "mysql://w%40t%23c@proxy:2883/d");
+        assert_eq!(
+            WitnessTarget::parse("mysql://w@t:pw@h/d"),
+            Err(TargetError::PasswordInUrl)
+        );
+        assert!(WitnessTarget::parse("mysql://w'x@h/d").is_err());
     }
 }

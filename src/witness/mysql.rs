@@ -32,6 +32,10 @@ use crate::ledger::{Hash, Record};
 
 /// How long a connection attempt may take before the witness counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one call (connecting included) may take before the witness counts as
+/// unreachable: a server that accepted the connection and then stopped answering must not
+/// hang a run. The connection in use is dropped, never reused.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Reads the node recorded for one ledger.
 pub const SELECT_LEDGER: &str = "SELECT `node` FROM `witness_ledgers` WHERE `ledger_id` = ?";
@@ -130,14 +134,17 @@ impl MysqlWitness {
     /// Creates the witness tables if they are missing ([`CREATE_ALL`]; nothing else). Needs
     /// CREATE on the witness database; the database itself must exist.
     pub async fn create_schema(&self) -> Result<(), WitnessError> {
-        let mut c = self.take_conn().await?;
-        for sql in CREATE_ALL {
-            c.query_drop(sql)
-                .await
-                .map_err(|e| self.classify(e, "to create the witness tables"))?;
-        }
-        self.give_back(c).await;
-        Ok(())
+        self.bounded(async {
+            let mut c = self.take_conn().await?;
+            for sql in CREATE_ALL {
+                c.query_drop(sql)
+                    .await
+                    .map_err(|e| self.classify(e, "to create the witness tables"))?;
+            }
+            self.give_back(c).await;
+            Ok(())
+        })
+        .await
     }
 
     /// Closes the kept connection.
@@ -333,8 +340,27 @@ fn classify(e: mysql_async::Error, target: &str, what: &'static str) -> WitnessE
     }
 }
 
-impl Witness for MysqlWitness {
-    async fn push(&self, node: &str, records: &[Record]) -> Result<PushReport, WitnessError> {
+impl MysqlWitness {
+    /// `call` bounded by [`CALL_TIMEOUT`].
+    async fn bounded<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, WitnessError>>,
+    ) -> Result<T, WitnessError> {
+        tokio::time::timeout(CALL_TIMEOUT, call)
+            .await
+            .unwrap_or_else(|_| {
+                Err(WitnessError::Unreachable {
+                    target: self.shown.clone(),
+                    reason: format!("no answer within {CALL_TIMEOUT:?}"),
+                })
+            })
+    }
+
+    async fn push_unbounded(
+        &self,
+        node: &str,
+        records: &[Record],
+    ) -> Result<PushReport, WitnessError> {
         if node.chars().count() > NODE_MAX_CHARS {
             return Err(WitnessError::Refused {
                 target: self.shown.clone(),
@@ -354,7 +380,10 @@ impl Witness for MysqlWitness {
         outcome
     }
 
-    async fn head(&self, ledger_id: Uuid) -> Result<Option<(u64, Vec<Hash>)>, WitnessError> {
+    async fn head_unbounded(
+        &self,
+        ledger_id: Uuid,
+    ) -> Result<Option<(u64, Vec<Hash>)>, WitnessError> {
         let mut c = self.take_conn().await?;
         let id = id_bytes(&ledger_id);
         let rows: Vec<(u64, Vec<u8>)> = c
@@ -372,7 +401,7 @@ impl Witness for MysqlWitness {
         Ok(Some((seq, hashes)))
     }
 
-    async fn records(
+    async fn records_unbounded(
         &self,
         ledger_id: Uuid,
         from_seq: u64,
@@ -397,7 +426,7 @@ impl Witness for MysqlWitness {
             .collect()
     }
 
-    async fn ledgers(&self) -> Result<Vec<WitnessLedger>, WitnessError> {
+    async fn ledgers_unbounded(&self) -> Result<Vec<WitnessLedger>, WitnessError> {
         let mut c = self.take_conn().await?;
         let rows: Vec<(Vec<u8>, String)> = c
             .exec(SELECT_LEDGERS, ())
@@ -413,7 +442,10 @@ impl Witness for MysqlWitness {
             .collect()
     }
 
-    async fn push_checkpoint(&self, checkpoint: &WitnessCheckpoint) -> Result<(), WitnessError> {
+    async fn push_checkpoint_unbounded(
+        &self,
+        checkpoint: &WitnessCheckpoint,
+    ) -> Result<(), WitnessError> {
         let mut c = self.take_conn().await?;
         let params = (
             id_bytes(&checkpoint.ledger_id),
@@ -432,7 +464,10 @@ impl Witness for MysqlWitness {
         Ok(())
     }
 
-    async fn checkpoints(&self, ledger_id: Uuid) -> Result<Vec<WitnessCheckpoint>, WitnessError> {
+    async fn checkpoints_unbounded(
+        &self,
+        ledger_id: Uuid,
+    ) -> Result<Vec<WitnessCheckpoint>, WitnessError> {
         let mut c = self.take_conn().await?;
         let rows: Vec<(u64, Vec<u8>, Vec<u8>)> = c
             .exec(SELECT_CHECKPOINTS, (id_bytes(&ledger_id),))
@@ -454,6 +489,38 @@ impl Witness for MysqlWitness {
                 })
             })
             .collect()
+    }
+}
+
+impl Witness for MysqlWitness {
+    async fn push(&self, node: &str, records: &[Record]) -> Result<PushReport, WitnessError> {
+        self.bounded(self.push_unbounded(node, records)).await
+    }
+
+    async fn head(&self, ledger_id: Uuid) -> Result<Option<(u64, Vec<Hash>)>, WitnessError> {
+        self.bounded(self.head_unbounded(ledger_id)).await
+    }
+
+    async fn records(
+        &self,
+        ledger_id: Uuid,
+        from_seq: u64,
+    ) -> Result<Vec<WitnessRecord>, WitnessError> {
+        self.bounded(self.records_unbounded(ledger_id, from_seq))
+            .await
+    }
+
+    async fn ledgers(&self) -> Result<Vec<WitnessLedger>, WitnessError> {
+        self.bounded(self.ledgers_unbounded()).await
+    }
+
+    async fn push_checkpoint(&self, checkpoint: &WitnessCheckpoint) -> Result<(), WitnessError> {
+        self.bounded(self.push_checkpoint_unbounded(checkpoint))
+            .await
+    }
+
+    async fn checkpoints(&self, ledger_id: Uuid) -> Result<Vec<WitnessCheckpoint>, WitnessError> {
+        self.bounded(self.checkpoints_unbounded(ledger_id)).await
     }
 }
 
