@@ -642,4 +642,48 @@ mod tests {
         assert_eq!(v["error"]["causes"][0], "middle: disk on fire");
         assert_eq!(v["exit_code"], 1);
     }
+
+    /// Issue 14: what a witness failure becomes at the edge. A fork is an integrity
+    /// failure (3) under either policy; a witness that cannot be reached is a service
+    /// failure (6), and the message says truthfully whether anything was recorded.
+    #[test]
+    fn witness_failures_have_their_exit_codes_and_say_what_was_done() {
+        use crate::executor::WitnessWhen;
+        use crate::witness::WitnessError;
+        let away = || WitnessError::Unreachable {
+            target: "mysql://w@h:3306/wit".into(),
+            reason: "connection refused".into(),
+        };
+        let e = CliError::from(JournalError::Witness {
+            when: WitnessWhen::CatchUp { local_head: 7 },
+            source: away(),
+        });
+        assert_eq!(e.kind, ExitKind::Service);
+        assert!(e.message.contains("nothing was recorded"), "{}", e.message);
+        assert!(e.message.contains("connection refused"), "{}", e.message);
+        assert!(e.hint.unwrap().contains("nothing was done"));
+        let e = CliError::from(JournalError::Witness {
+            when: WitnessWhen::Record { seq: 8 },
+            source: away(),
+        });
+        assert_eq!(e.kind, ExitKind::Service);
+        assert!(
+            e.message
+                .contains("record 8 is durable in the local ledger"),
+            "{}",
+            e.message
+        );
+        assert!(!e.message.contains("nothing was"), "{}", e.message);
+        let e = CliError::from(JournalError::Witness {
+            when: WitnessWhen::Record { seq: 8 },
+            source: WitnessError::Fork {
+                ledger_id: uuid::Uuid::nil(),
+                seq: 8,
+                ours: crate::ledger::Hash::ZERO,
+                theirs: vec![crate::ledger::Hash([1; 32])],
+            },
+        });
+        assert_eq!(e.kind, ExitKind::Integrity);
+        assert!(e.message.contains("fork"), "{}", e.message);
+    }
 }
