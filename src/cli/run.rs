@@ -189,13 +189,16 @@ fn drive(ctx: &Ctx, keys: &shell::RunKeys, how: Drive) -> CmdResult {
     // Whatever the outcome, the checkpoint covers everything recorded (still under the lock).
     if let Some(key) = &keys.signing {
         match super::ledger::checkpoint_journal(&journal, key) {
-            Ok(signed) => eprintln!(
-                "signed checkpoint of seq {} (head {}, key-id {}) written to {}",
-                signed.anchor.seq,
-                signed.anchor.head.short(),
-                signed.key_id,
-                super::ledger::signed_checkpoint_path(&ctx.ledger).display()
-            ),
+            Ok(signed) => {
+                eprintln!(
+                    "signed checkpoint of seq {} (head {}, key-id {}) written to {}",
+                    signed.anchor.seq,
+                    signed.anchor.head.short(),
+                    signed.key_id,
+                    super::ledger::signed_checkpoint_path(&ctx.ledger).display()
+                );
+                push_checkpoint(&journal, &signed);
+            }
             Err(e) if stopped.is_ok() => return Err(e),
             // The run's own failure is what the operator must see; this one is secondary.
             Err(e) => eprintln!("warning: {}", e.message),
@@ -255,5 +258,26 @@ fn drive(ctx: &Ctx, keys: &shell::RunKeys, how: Drive) -> CmdResult {
             }
             Err(CliError::from(e))
         }
+    }
+}
+
+/// Pushes the checkpoint just signed to the witness, if one is attached. The records are
+/// what the policy guards; a checkpoint that does not reach the witness is a warning
+/// under both policies (`ledger push` sends it later).
+fn push_checkpoint(journal: &crate::executor::Journal, signed: &crate::ledger::SignedCheckpoint) {
+    let Some(mirror) = journal.mirror() else {
+        return;
+    };
+    let checkpoint = crate::witness::WitnessCheckpoint {
+        ledger_id: journal.ledger().ledger_id(),
+        seq: signed.anchor.seq,
+        head: signed.anchor.head,
+        text: signed.to_text(),
+    };
+    if let Err(e) = mirror.push_checkpoint(checkpoint) {
+        eprintln!(
+            "warning: the signed checkpoint did not reach the witness: {e}; `oms-upgrade ledger \
+             push` sends it"
+        );
     }
 }

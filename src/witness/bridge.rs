@@ -19,7 +19,9 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use crate::ledger::{Hash, LedgerView, Record};
-use crate::witness::{PushReport, Witness, WitnessError, WitnessPolicy, WitnessRecord};
+use crate::witness::{
+    PushReport, Witness, WitnessCheckpoint, WitnessError, WitnessPolicy, WitnessRecord,
+};
 
 /// How long one request to the witness may take before it counts as unreachable.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -33,6 +35,7 @@ enum Job {
     Push(String, Vec<Record>, Reply<PushReport>),
     Head(Uuid, Reply<Option<(u64, Vec<Hash>)>>),
     Records(Uuid, u64, Reply<Vec<WitnessRecord>>),
+    Checkpoint(Box<WitnessCheckpoint>, Reply<()>),
 }
 
 /// A witness behind a thread of its own, with the policy and node identity the journal
@@ -142,6 +145,14 @@ impl Mirror {
                                     tokio::time::timeout(timeout, witness.records(id, from)).await
                                 })
                                 .unwrap_or_else(|_| Err(bounded("a read")));
+                            let _ = reply.send(r);
+                        }
+                        Job::Checkpoint(c, reply) => {
+                            let r = rt
+                                .block_on(async {
+                                    tokio::time::timeout(timeout, witness.push_checkpoint(&c)).await
+                                })
+                                .unwrap_or_else(|_| Err(bounded("a checkpoint push")));
                             let _ = reply.send(r);
                         }
                     }
@@ -325,6 +336,12 @@ impl Mirror {
         Ok(())
     }
 
+    /// Pushes a signed checkpoint (the exact text of the file `run` wrote beside the
+    /// ledger folder), idempotently.
+    pub fn push_checkpoint(&self, checkpoint: WitnessCheckpoint) -> Result<(), WitnessError> {
+        self.ask(|r| Job::Checkpoint(Box::new(checkpoint), r))
+    }
+
     /// Under best-effort: says once, on stderr and in the log, that the witness is behind.
     pub fn warn_once(&mut self, err: &WitnessError) {
         tracing::warn!(target = %self.target, error = %err, "the witness did not take a record; the run goes on (policy best-effort)");
@@ -356,7 +373,7 @@ pub(crate) mod tests {
     use crate::events::{Event, MetaDb, StepFacts, StepKey, samples};
     use crate::executor::{Journal, JournalError, WitnessWhen};
     use crate::replay::build::Records;
-    use crate::witness::{MemoryWitness, WitnessCheckpoint, WitnessLedger};
+    use crate::witness::{MemoryWitness, WitnessLedger};
 
     /// A memory witness the test keeps a handle on while the bridge thread uses it.
     pub(crate) struct Shared(pub(crate) Arc<MemoryWitness>);
@@ -570,6 +587,27 @@ pub(crate) mod tests {
                 other => panic!("{policy:?}: a fork was not stopped: {other:?}"),
             }
         }
+    }
+
+    /// A signed checkpoint goes through the bridge too, once however often it is pushed.
+    #[test]
+    fn a_checkpoint_is_pushed_once() {
+        let w = Arc::new(MemoryWitness::new());
+        let m = mirror(&w, WitnessPolicy::BestEffort);
+        let c = WitnessCheckpoint {
+            ledger_id: Uuid::from_u128(7),
+            seq: 3,
+            head: Hash([3; 32]),
+            text: "checkpoint text".into(),
+        };
+        m.push_checkpoint(c.clone()).unwrap();
+        m.push_checkpoint(c.clone()).unwrap();
+        assert_eq!(block(w.checkpoints(c.ledger_id)).unwrap(), vec![c.clone()]);
+        w.set_reachable(false);
+        assert!(matches!(
+            m.push_checkpoint(c),
+            Err(WitnessError::Unreachable { .. })
+        ));
     }
 
     /// The bridge works from inside a runtime too (the executor's), not only from a plain
