@@ -16,6 +16,7 @@ use std::time::Duration;
 use mysql_async::prelude::Queryable;
 use oms_upgrade::events::{self, Event, MetaDb, StepKey};
 use oms_upgrade::ledger::{LedgerReader, Record};
+use oms_upgrade::replay::Phase;
 use support::emulator as emu;
 use support::proxy::Proxy;
 use support::upgrade::{Run, bin, init_args, json_of, ok, output, require_failpoints, show};
@@ -75,6 +76,22 @@ impl WitnessDb {
             "mysql://{}@127.0.0.1:{}/{}",
             self.writer, self.proxy.port, self.db.name
         )
+    }
+
+    /// The seqs of the checkpoints the witness holds, ascending.
+    async fn checkpoint_seqs(&self) -> Vec<u64> {
+        let pool = mysql_pool().await;
+        let mut c = pool.get_conn().await.unwrap();
+        let seqs: Vec<u64> = c
+            .query(format!(
+                "SELECT `seq` FROM `{}`.`witness_checkpoints` ORDER BY `seq`",
+                self.db.name
+            ))
+            .await
+            .unwrap();
+        drop(c);
+        pool.disconnect().await.ok();
+        seqs
     }
 
     /// Every record row, as (seq, stored bytes), ordered by seq and hash (read by the
@@ -141,38 +158,68 @@ async fn init_with(run: &Run, url: &str, policy: &str) -> std::process::Output {
     .await
 }
 
-/// `run` (or `rollback`) with the witness password, `FAILPOINTS` as given.
-async fn drive(run: &Run, args: &[&str], failpoints: Option<&str>) -> std::process::Output {
-    let mut c = run.cli();
-    c.env("OMS_WITNESS_PASSWORD", WRITER_PASSWORD).args(args);
-    if let Some(f) = failpoints {
-        c.env("FAILPOINTS", f);
-    }
-    output(&mut c).await
+/// `run` (or `rollback`) with the witness password.
+async fn drive(run: &Run, args: &[&str]) -> std::process::Output {
+    output(
+        run.cli()
+            .env("OMS_WITNESS_PASSWORD", WRITER_PASSWORD)
+            .args(args),
+    )
+    .await
 }
 
-/// While a run sleeps after `dump-rm`'s outcome (a failpoint), waits until that outcome is
-/// on the witness, then cuts the proxy: the witness goes away between two steps.
-async fn cut_after_dump_rm(w: &WitnessDb) {
-    let rm_done = |rows: &[(u64, Vec<u8>)]| {
-        rows.iter().any(|(_, s)| {
-            matches!(
-                event_of(s),
-                Event::StepDone {
-                    key: StepKey::Dump { db: MetaDb::Rm },
-                    ..
-                }
-            )
-        })
-    };
-    for _ in 0..600 {
-        if rm_done(&w.rows().await) {
-            w.proxy.cut();
-            return;
+/// Runs `args` (not `--json`: the progress lines are read) with a pause after dump-rm's
+/// outcome (a failpoint), and cuts the proxy during that pause: the witness goes away
+/// between two steps. The cut waits for the run's "done: dump-rm" line, printed once the
+/// outcome's push was confirmed, so it cannot fall inside that push (a push whose INSERT
+/// committed but whose reply was lost is not confirmed, and stops a `required` run there).
+async fn run_cut_after_dump_rm(run: &Run, w: &WitnessDb, args: &[&str]) -> std::process::Output {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(bin())
+        .env("OMS_UPGRADE_LEDGER", run.ledger())
+        .env("OMS_UPGRADE_OPERATOR", "tester")
+        .env("OMS_UPGRADE_HOST", "ci-host")
+        .env("OMS_WITNESS_PASSWORD", WRITER_PASSWORD)
+        .env("FAILPOINTS", "after-outcome:dump-rm=sleep(4000)")
+        .env_remove("OMS_META_PASSWORD")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (seen, rm_done) = tokio::sync::oneshot::channel();
+    let reader = tokio::task::spawn_blocking(move || {
+        let mut seen = Some(seen);
+        let mut text = String::new();
+        for line in std::io::BufReader::new(stderr).lines() {
+            let line = line.unwrap_or_default();
+            if line.contains("done: dump-rm")
+                && let Some(s) = seen.take()
+            {
+                let _ = s.send(());
+            }
+            text.push_str(&line);
+            text.push('\n');
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        text
+    });
+    if tokio::time::timeout(Duration::from_secs(600), rm_done)
+        .await
+        .is_ok_and(|r| r.is_ok())
+    {
+        w.proxy.cut();
     }
-    panic!("dump-rm's outcome never reached the witness");
+    let stderr = reader.await.unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(w.proxy.is_cut(), "dump-rm never finished: {stderr}");
+    std::process::Output {
+        stderr: stderr.into_bytes(),
+        ..out
+    }
 }
 
 /// Every seq once on the witness, and the rows equal the local ledger byte for byte.
@@ -185,8 +232,6 @@ async fn assert_mirrored(w: &WitnessDb, run: &Run) {
         "the witness rows differ from the local ledger"
     );
 }
-
-const SLEEP_AFTER_DUMP_RM: &str = "after-outcome:dump-rm=sleep(4000)";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn required_stops_before_the_next_action_and_resumes_then_rollback_is_mirrored() {
@@ -211,12 +256,15 @@ async fn required_stops_before_the_next_action_and_resumes_then_rollback_is_mirr
         event_of(&rows[0].1),
         Event::PreflightFailed { .. }
     ));
+    // Every run signs a checkpoint at its end; the witness gets it too.
+    let key = run.tmp.join("signing.key");
+    ok(run
+        .cli()
+        .args(["ledger", "keygen", "--out", key.to_str().unwrap()]));
+    let sign = ["--sign", key.to_str().unwrap()];
 
     // The witness goes away between dump-rm and dump-cm.
-    let (out, ()) = tokio::join!(
-        drive(&run, &["--json", "run", "--yes"], Some(SLEEP_AFTER_DUMP_RM)),
-        cut_after_dump_rm(&w)
-    );
+    let out = run_cut_after_dump_rm(&run, &w, &["run", "--yes", sign[0], sign[1]]).await;
     assert_eq!(out.status.code(), Some(6), "{}", show(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("witness"), "{stderr}");
@@ -231,8 +279,9 @@ async fn required_stops_before_the_next_action_and_resumes_then_rollback_is_mirr
                 key: StepKey::Dump { db: MetaDb::Cm }
             }
         ),
-        "{:?}",
-        event_of(last)
+        "{:?}\n{}",
+        event_of(last),
+        show(&out)
     );
     let (_, state) = run.replay();
     let cm = state.plan().unwrap().databases.cm.clone();
@@ -250,7 +299,7 @@ async fn required_stops_before_the_next_action_and_resumes_then_rollback_is_mirr
     assert_eq!(w.rows().await.len() + 1, local.len());
 
     // Still away: nothing is done, nothing recorded.
-    let out = drive(&run, &["run", "--yes"], None).await;
+    let out = drive(&run, &["run", "--yes", sign[0], sign[1]]).await;
     assert_eq!(out.status.code(), Some(6), "{}", show(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("nothing was done"), "{stderr}");
@@ -258,15 +307,24 @@ async fn required_stops_before_the_next_action_and_resumes_then_rollback_is_mirr
 
     // Back: the run resumes and completes; the witness holds every record once.
     w.proxy.restore();
-    let out = drive(&run, &["--json", "run", "--yes"], None).await;
+    let out = drive(&run, &["--json", "run", "--yes", sign[0], sign[1]]).await;
     assert!(out.status.success(), "{}", show(&out));
     assert_eq!(json_of(&out.stdout)["phase"], "completed");
     assert_mirrored(&w, &run).await;
+    assert_eq!(
+        w.checkpoint_seqs().await.last(),
+        local_rows(&run.ledger()).last().map(|(seq, _)| seq),
+        "the checkpoint of the completed run is on the witness"
+    );
 
     // The rollback is mirrored too.
-    let out = drive(&run, &["--json", "rollback", "--yes"], None).await;
+    let out = drive(&run, &["--json", "rollback", "--yes", sign[0], sign[1]]).await;
     assert!(out.status.success(), "{}", show(&out));
     assert_mirrored(&w, &run).await;
+    assert_eq!(
+        w.checkpoint_seqs().await.last(),
+        local_rows(&run.ledger()).last().map(|(seq, _)| seq)
+    );
 
     // `status` shows the witness with no lag.
     let out = ok(run
@@ -277,11 +335,20 @@ async fn required_stops_before_the_next_action_and_resumes_then_rollback_is_mirr
     assert_eq!(s["witness"]["state"], "reachable", "{s}");
     assert_eq!(s["witness"]["lag"], 0, "{s}");
     assert_eq!(s["witness"]["policy"], "required", "{s}");
-    // And `ledger verify --witness` finds no difference.
+    // And `ledger verify --witness` finds no difference, the witness's checkpoints
+    // (signatures included) agreeing with the ledger.
+    let public = format!("{}.pub", key.display());
     ok(run
         .cli()
         .env("OMS_WITNESS_PASSWORD", WRITER_PASSWORD)
-        .args(["ledger", "verify", "--witness", &w.url()]));
+        .args([
+            "ledger",
+            "verify",
+            "--witness",
+            &w.url(),
+            "--pubkey",
+            &public,
+        ]));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -289,12 +356,9 @@ async fn best_effort_completes_and_ledger_push_catches_the_witness_up() {
     require_failpoints();
     let w = WitnessDb::new().await;
     let run = planned(&w, "best-effort").await;
-    let (out, ()) = tokio::join!(
-        drive(&run, &["--json", "run", "--yes"], Some(SLEEP_AFTER_DUMP_RM)),
-        cut_after_dump_rm(&w)
-    );
+    let out = run_cut_after_dump_rm(&run, &w, &["run", "--yes"]).await;
     assert!(out.status.success(), "{}", show(&out));
-    assert_eq!(json_of(&out.stdout)["phase"], "completed");
+    assert_eq!(run.replay().1.phase(), Phase::Completed);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
         stderr.matches("warning: ").count(),

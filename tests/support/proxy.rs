@@ -64,6 +64,11 @@ impl Proxy {
         }
     }
 
+    /// Whether the link is cut.
+    pub fn is_cut(&self) -> bool {
+        !self.up.load(Ordering::SeqCst)
+    }
+
     /// Restores the link.
     pub fn restore(&self) {
         self.up.store(true, Ordering::SeqCst);
