@@ -37,7 +37,7 @@ pub use plan::{
 };
 pub use planext::{
     ContainerSettings, HaAtInit, HealthScheme, HealthTrust, MetaServer, PlanExt, RestartPolicy,
-    ServerFlavour, Ulimit,
+    ServerFlavour, Ulimit, WitnessPlan,
 };
 pub use record::{UndecodableRecord, to_recorded};
 

@@ -173,6 +173,28 @@ impl From<JournalError> for CliError {
                  the record itself, report it: the step's outcome is not recorded yet, and the next \
                  `oms-upgrade run` checks the step against reality first",
             ),
+            e @ JournalError::Witness {
+                source: crate::witness::WitnessError::Fork { .. },
+                ..
+            } => CliError::from_error(ExitKind::Integrity, &e).hint(
+                "the run stopped and pushes nothing further: two histories were written under \
+                 this ledger id (another ledger folder, or a copy of this one, was pushed to the \
+                 witness). `oms-upgrade ledger verify --witness URL` names where they part",
+            ),
+            e @ JournalError::Witness {
+                when: crate::executor::WitnessWhen::CatchUp { .. },
+                ..
+            } => CliError::from_error(ExitKind::Service, &e).hint(
+                "nothing was done: under the witness policy `required` nothing is recorded or \
+                 changed while the witness lacks a record of this ledger. Run the same command \
+                 again when the witness is back (it pushes the missing records first)",
+            ),
+            e @ JournalError::Witness { .. } => CliError::from_error(ExitKind::Service, &e).hint(
+                "the command stopped right after that record, before acting on it (witness \
+                 policy `required`). Run it again when the witness is back: the missing records \
+                 are pushed first, and a step whose intent is recorded is checked against \
+                 reality before anything is repeated",
+            ),
         }
     }
 }
@@ -619,5 +641,49 @@ mod tests {
         let v = c.to_json();
         assert_eq!(v["error"]["causes"][0], "middle: disk on fire");
         assert_eq!(v["exit_code"], 1);
+    }
+
+    /// Issue 14: what a witness failure becomes at the edge. A fork is an integrity
+    /// failure (3) under either policy; a witness that cannot be reached is a service
+    /// failure (6), and the message says truthfully whether anything was recorded.
+    #[test]
+    fn witness_failures_have_their_exit_codes_and_say_what_was_done() {
+        use crate::executor::WitnessWhen;
+        use crate::witness::WitnessError;
+        let away = || WitnessError::Unreachable {
+            target: "mysql://w@h:3306/wit".into(),
+            reason: "connection refused".into(),
+        };
+        let e = CliError::from(JournalError::Witness {
+            when: WitnessWhen::CatchUp { local_head: 7 },
+            source: away(),
+        });
+        assert_eq!(e.kind, ExitKind::Service);
+        assert!(e.message.contains("nothing was recorded"), "{}", e.message);
+        assert!(e.message.contains("connection refused"), "{}", e.message);
+        assert!(e.hint.unwrap().contains("nothing was done"));
+        let e = CliError::from(JournalError::Witness {
+            when: WitnessWhen::Record { seq: 8 },
+            source: away(),
+        });
+        assert_eq!(e.kind, ExitKind::Service);
+        assert!(
+            e.message
+                .contains("record 8 is durable in the local ledger"),
+            "{}",
+            e.message
+        );
+        assert!(!e.message.contains("nothing was"), "{}", e.message);
+        let e = CliError::from(JournalError::Witness {
+            when: WitnessWhen::Record { seq: 8 },
+            source: WitnessError::Fork {
+                ledger_id: uuid::Uuid::nil(),
+                seq: 8,
+                ours: crate::ledger::Hash::ZERO,
+                theirs: vec![crate::ledger::Hash([1; 32])],
+            },
+        });
+        assert_eq!(e.kind, ExitKind::Integrity);
+        assert!(e.message.contains("fork"), "{}", e.message);
     }
 }

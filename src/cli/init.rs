@@ -14,7 +14,7 @@ use crate::adapters::fs::{existing_ancestor, free_space};
 use crate::adapters::{BollardDocker, ContainerInfo, Docker, MetaDb, MysqlMetaDb, TlsState};
 use crate::events::{
     Attestation, ContainerSnapshot, DbNames, Event, HaAfter, HaAtInit, HaMode, MetaDbLocation,
-    MetaServer, Plan, PlanExt, PlanInput, PreflightCheck, record_env,
+    MetaServer, Plan, PlanExt, PlanInput, PreflightCheck, WitnessPlan, record_env,
 };
 use crate::preflight::{
     self, BindFacts, ContainerFacts, DiskFacts, Facts, Finding, ImageFacts, OPERATOR_VERSION_CHECK,
@@ -22,6 +22,7 @@ use crate::preflight::{
 };
 use crate::refetch::{RefetchMode, RefetchPolicy, StoreRetention};
 use crate::replay::Phase;
+use crate::witness::{WitnessPolicy, WitnessTarget};
 
 /// HA toggling mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -106,10 +107,59 @@ pub struct InitArgs {
     /// How OMS's health endpoint is reached and trusted (HTTPS consoles).
     #[command(flatten)]
     pub health: super::healthtrust::HealthArgs,
+    /// The witness (issue 14): recorded in the plan; every record of this run is pushed to
+    /// it. It must not be one of OMS's three metadata databases.
+    #[command(flatten)]
+    pub witness: Box<super::witness::WitnessOpts>,
+    /// What `run` and `rollback` do when the witness cannot be reached (recorded in the
+    /// plan): `required` (default) stops before the next action, and nothing is done until
+    /// the witness holds every record; `best-effort` warns and goes on (`oms-upgrade
+    /// ledger push` catches the witness up). A fork stops the run under both.
+    #[arg(long, value_enum, value_name = "POLICY")]
+    pub witness_policy: Option<WitnessPolicyArg>,
+}
+
+/// `--witness-policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WitnessPolicyArg {
+    /// No side effect until its intent is on the witness.
+    Required,
+    /// Go on without the witness; `ledger push` catches up.
+    BestEffort,
+}
+
+impl From<WitnessPolicyArg> for WitnessPolicy {
+    fn from(p: WitnessPolicyArg) -> Self {
+        match p {
+            WitnessPolicyArg::Required => WitnessPolicy::Required,
+            WitnessPolicyArg::BestEffort => WitnessPolicy::BestEffort,
+        }
+    }
+}
+
+impl InitArgs {
+    /// The policy recorded with a witness (`required` unless told otherwise).
+    fn policy(&self) -> WitnessPolicy {
+        self.witness_policy
+            .map_or(WitnessPolicy::Required, WitnessPolicy::from)
+    }
 }
 
 /// Runs `init`.
 pub fn run(args: InitArgs, ctx: &Ctx) -> CmdResult {
+    // The witness flags are checked before anything is recorded (the URL, its password,
+    // OMS's default metadata names; the plan's own names are checked with the plan).
+    let witness = args.witness.open(&[])?;
+    if witness.is_none() && args.witness_policy.is_some() {
+        return Err(CliError::new(
+            ExitKind::Input,
+            "--witness-policy is given without a witness",
+        )
+        .hint(format!(
+            "add --witness mysql://USER@HOST:PORT/DB (or set {}), or leave --witness-policy out",
+            super::witness::WITNESS_ENV
+        )));
+    }
     let rt = super::runtime()?;
     let mut journal = shell::open_journal(&ctx.ledger, true)?;
     let state = journal.state();
@@ -137,6 +187,11 @@ pub fn run(args: InitArgs, ctx: &Ctx) -> CmdResult {
     match planned {
         Ok((plan, tls)) if checks.iter().all(|c| c.ok) => {
             let summary = plan_summary(&plan);
+            // The witness gets the plan and everything after it; under `required` it must
+            // take what this ledger already holds first (earlier failed preflights).
+            if let Some(w) = witness {
+                shell::mirror_into(&mut journal, w, args.policy())?;
+            }
             journal
                 .record(run_id, now, Event::planned(plan))
                 .map_err(CliError::from)?;
@@ -600,6 +655,18 @@ fn plan(
             PlanExt::Container(Box::new(g.settings)),
         ],
     };
+    if let Some(url) = &args.witness.witness {
+        let refused = |e: crate::witness::TargetError| fatal("witness", CliError::from(e));
+        let target = WitnessTarget::parse(url).map_err(refused)?;
+        let d = &input.databases;
+        target
+            .refuse_metadata(&[d.rm.as_str(), d.cm.as_str(), d.cm_hb.as_str()])
+            .map_err(refused)?;
+        input.ext.push(PlanExt::Witness(WitnessPlan {
+            target: target.to_string(),
+            policy: args.policy(),
+        }));
+    }
     // Kept so that a crash between `disable-ha`'s write and its outcome does not lose
     // HA's earlier value (`PlanExt::HaAtInit`).
     if let Some(Ok(Some(json))) = &facts.ha_config {

@@ -14,6 +14,10 @@ use crate::events::Event;
 pub struct NoteArgs {
     /// The note.
     pub text: String,
+    /// The witness (issue 14): only to name the one the plan records, or to give its
+    /// password file.
+    #[command(flatten)]
+    pub witness: super::witness::WitnessOpts,
 }
 
 /// Runs `note`.
@@ -23,6 +27,7 @@ pub fn run(args: NoteArgs, ctx: &Ctx) -> CmdResult {
             .hint("oms-upgrade note \"what happened\""));
     }
     let mut journal = shell::open_journal(&ctx.ledger, false)?;
+    shell::attach_witness(&mut journal, &args.witness)?;
     let run_id = journal
         .state()
         .run_id()

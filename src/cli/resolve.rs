@@ -47,6 +47,10 @@ pub struct ResolveArgs {
     /// What you checked, in your words (recorded).
     #[arg(long, value_name = "TEXT")]
     pub reason: String,
+    /// The witness (issue 14): only to name the one the plan records, or to give its
+    /// password file.
+    #[command(flatten)]
+    pub witness: super::witness::WitnessOpts,
 }
 
 /// Runs `resolve`.
@@ -61,6 +65,7 @@ pub fn run(args: ResolveArgs, ctx: &Ctx) -> CmdResult {
             .hint("say what you checked: --reason \"read docker_init.log.*: it ends with the success marker\""));
     }
     let mut journal = shell::open_journal(&ctx.ledger, false)?;
+    shell::attach_witness(&mut journal, &args.witness)?;
     let state = journal.state();
     let run_id = state
         .run_id()

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::shell::{self, TermObserver};
+use super::witness::WitnessOpts;
 use super::{CliError, CmdResult, Ctx, ExitKind, metadb};
 use crate::events::StepKey;
 use crate::executor::{ExecOptions, Executor, Stopped};
@@ -39,6 +40,10 @@ pub struct RunArgs {
     /// if set, else the public half of the signing key.
     #[arg(long, value_name = "KEY")]
     pub pubkey: Option<String>,
+    /// The witness (issue 14): only to name the one the plan records, or to give its
+    /// password file; pushes follow the policy recorded at `init`.
+    #[command(flatten)]
+    pub witness: WitnessOpts,
 }
 
 /// Arguments of `rollback`.
@@ -73,6 +78,10 @@ pub struct RollbackArgs {
     /// if set, else the public half of the signing key.
     #[arg(long, value_name = "KEY")]
     pub pubkey: Option<String>,
+    /// The witness (issue 14): only to name the one the plan records, or to give its
+    /// password file; pushes follow the policy recorded at `init`.
+    #[command(flatten)]
+    pub witness: WitnessOpts,
 }
 
 /// Runs `run`.
@@ -87,7 +96,14 @@ pub fn run(args: RunArgs, ctx: &Ctx) -> CmdResult {
         .hint("use a step of the upgrade"));
     }
     let keys = shell::run_keys(args.sign.as_deref(), args.pubkey.as_deref())?;
-    drive(ctx, &keys, args.password_file, args.yes, None, args.until)
+    let how = Drive {
+        password_file: args.password_file,
+        yes: args.yes,
+        rollback: None,
+        until: args.until,
+        witness: args.witness,
+    };
+    drive(ctx, &keys, how)
 }
 
 /// Runs `rollback`.
@@ -102,28 +118,40 @@ pub fn rollback(args: RollbackArgs, ctx: &Ctx) -> CmdResult {
         .hint("use a rollback step, e.g. rollback-restart-old"));
     }
     let keys = shell::run_keys(args.sign.as_deref(), args.pubkey.as_deref())?;
-    drive(
-        ctx,
-        &keys,
-        args.password_file,
-        args.yes,
-        Some(args.reason),
-        args.until,
-    )
+    let how = Drive {
+        password_file: args.password_file,
+        yes: args.yes,
+        rollback: Some(args.reason),
+        until: args.until,
+        witness: args.witness,
+    };
+    drive(ctx, &keys, how)
 }
 
-fn drive(
-    ctx: &Ctx,
-    keys: &shell::RunKeys,
+/// What `run` and `rollback` were asked.
+struct Drive {
     password_file: Option<PathBuf>,
     yes: bool,
     rollback: Option<String>,
     until: Option<StepKey>,
-) -> CmdResult {
-    let journal = shell::open_journal(&ctx.ledger, false)?;
+    witness: WitnessOpts,
+}
+
+fn drive(ctx: &Ctx, keys: &shell::RunKeys, how: Drive) -> CmdResult {
+    let Drive {
+        password_file,
+        yes,
+        rollback,
+        until,
+        witness,
+    } = how;
+    let mut journal = shell::open_journal(&ctx.ledger, false)?;
     // Before anything else (and with the lock held): a ledger rewritten behind the signed
     // checkpoint is not acted on.
     shell::guard_ledger(&journal, keys)?;
+    // Then the witness the plan records gets every record it lacks; under the policy
+    // `required` nothing is done while it cannot.
+    shell::attach_witness(&mut journal, &witness)?;
     let plan = journal.state().plan().cloned().ok_or_else(|| {
         CliError::new(ExitKind::Refused, "no upgrade is planned in this ledger")
             .hint("run `oms-upgrade init` first")
@@ -161,13 +189,16 @@ fn drive(
     // Whatever the outcome, the checkpoint covers everything recorded (still under the lock).
     if let Some(key) = &keys.signing {
         match super::ledger::checkpoint_journal(&journal, key) {
-            Ok(signed) => eprintln!(
-                "signed checkpoint of seq {} (head {}, key-id {}) written to {}",
-                signed.anchor.seq,
-                signed.anchor.head.short(),
-                signed.key_id,
-                super::ledger::signed_checkpoint_path(&ctx.ledger).display()
-            ),
+            Ok(signed) => {
+                eprintln!(
+                    "signed checkpoint of seq {} (head {}, key-id {}) written to {}",
+                    signed.anchor.seq,
+                    signed.anchor.head.short(),
+                    signed.key_id,
+                    super::ledger::signed_checkpoint_path(&ctx.ledger).display()
+                );
+                push_checkpoint(&journal, &signed);
+            }
             Err(e) if stopped.is_ok() => return Err(e),
             // The run's own failure is what the operator must see; this one is secondary.
             Err(e) => eprintln!("warning: {}", e.message),
@@ -227,5 +258,26 @@ fn drive(
             }
             Err(CliError::from(e))
         }
+    }
+}
+
+/// Pushes the checkpoint just signed to the witness, if one is attached. The records are
+/// what the policy guards; a checkpoint that does not reach the witness is a warning
+/// under both policies (`ledger push` sends it later).
+fn push_checkpoint(journal: &crate::executor::Journal, signed: &crate::ledger::SignedCheckpoint) {
+    let Some(mirror) = journal.mirror() else {
+        return;
+    };
+    let checkpoint = crate::witness::WitnessCheckpoint {
+        ledger_id: journal.ledger().ledger_id(),
+        seq: signed.anchor.seq,
+        head: signed.anchor.head,
+        text: signed.to_text(),
+    };
+    if let Err(e) = mirror.push_checkpoint(checkpoint) {
+        eprintln!(
+            "warning: the signed checkpoint did not reach the witness: {e}; `oms-upgrade ledger \
+             push` sends it"
+        );
     }
 }

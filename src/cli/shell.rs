@@ -6,14 +6,16 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 
+use super::witness::WitnessOpts;
 use super::{CliError, ExitKind};
 use crate::adapters::{BollardDocker, HttpHealth, MysqlMetaDb, SystemClock};
 use crate::dbconn::DbTarget;
 use crate::events::{Finding, StepFacts, StepKey};
-use crate::executor::{Adapters, Journal, Observer};
+use crate::executor::{Adapters, Journal, Mirror, Observer};
 use crate::ledger::sign::{PublicKey, SigningKey};
 use crate::ledger::trust::{TrustError, check_extends};
 use crate::steps::Step;
+use crate::witness::{WitnessPolicy, WitnessTarget};
 
 /// Where the metadata database is and its password come from, kept reachable here for
 /// the commands that still name them through the shell (`init`, `demo`).
@@ -120,6 +122,95 @@ pub fn open_journal(dir: &Path, create: bool) -> Result<Journal, CliError> {
         Journal::open_existing(dir, &operator, &host)
     };
     j.map_err(CliError::from)
+}
+
+/// Attaches the witness the plan records (issue 14) to `journal`, so that every record it
+/// makes is pushed there too, under the recorded policy; first every record the witness
+/// lacks is pushed ([`Journal::attach_mirror`]). A `--witness` (or `OMS_UPGRADE_WITNESS`)
+/// naming another target than the plan's is refused, and so is one given for a plan that
+/// records no witness: the target is chosen once, at `init`. The password comes from
+/// `--witness-password-file` or `OMS_WITNESS_PASSWORD`, as always. The node identity each
+/// pushed row carries is the host name this tool records ([`identity`]).
+pub fn attach_witness(journal: &mut Journal, opts: &WitnessOpts) -> Result<(), CliError> {
+    let plan = journal.state().plan();
+    let Some(recorded) = plan.and_then(|p| p.witness()).cloned() else {
+        return match &opts.witness {
+            Some(url) if plan.is_some() => Err(CliError::new(
+                ExitKind::Input,
+                format!("a witness is given ({url}) but this run's plan records none"),
+            )
+            .hint(format!(
+                "the witness is chosen at `oms-upgrade init` (--witness, --witness-policy) and \
+                 recorded in the plan; leave --witness and {} out for this run, and copy its \
+                 ledger with `oms-upgrade ledger push --witness URL`",
+                super::witness::WITNESS_ENV
+            ))),
+            _ => Ok(()),
+        };
+    };
+    let Some(target) = recorded.parsed_target() else {
+        return Err(CliError::new(
+            ExitKind::Integrity,
+            format!(
+                "the plan's witness target `{}` is not a witness URL; the plan was not \
+                 recorded by this tool as it stands",
+                recorded.target
+            ),
+        )
+        .hint("`oms-upgrade ledger verify` checks the ledger; nothing was done"));
+    };
+    if let Some(url) = &opts.witness {
+        let given = WitnessTarget::parse(url).map_err(CliError::from)?;
+        if given != target {
+            return Err(CliError::new(
+                ExitKind::Input,
+                format!(
+                    "--witness names {given}, but this run's plan records the witness {target}"
+                ),
+            )
+            .hint(format!(
+                "leave --witness (and {}) out: the recorded witness is used; nothing was done",
+                super::witness::WITNESS_ENV
+            )));
+        }
+    }
+    let plan = journal
+        .state()
+        .plan()
+        .ok_or_else(|| CliError::new(ExitKind::Internal, "the plan vanished"))?;
+    let names = &plan.databases;
+    let dbs = [names.rm.as_str(), names.cm.as_str(), names.cm_hb.as_str()];
+    let opened = WitnessOpts {
+        witness: Some(recorded.target.clone()),
+        ..opts.clone()
+    }
+    .require(&dbs)?;
+    mirror_into(journal, opened, recorded.policy)
+}
+
+/// Starts the bridge to `witness` and attaches it to `journal` (see [`attach_witness`]);
+/// says on stderr what a catch-up pushed.
+pub fn mirror_into(
+    journal: &mut Journal,
+    (target, witness): (WitnessTarget, crate::witness::MysqlWitness),
+    policy: WitnessPolicy,
+) -> Result<(), CliError> {
+    let (_, node) = identity();
+    let mirror = Mirror::spawn(move || witness, target.to_string(), policy, node).map_err(|e| {
+        CliError::new(
+            ExitKind::Internal,
+            format!("cannot start the witness thread: {e}"),
+        )
+    })?;
+    if let Some(c) = journal.attach_mirror(mirror).map_err(CliError::from)?
+        && c.pushed.inserted > 0
+    {
+        eprintln!(
+            "witness {target}: pushed {} record(s) it lacked (it held up to seq {})",
+            c.pushed.inserted, c.witness_head
+        );
+    }
+    Ok(())
 }
 
 /// Talks to a terminal: confirmations, progress lines on stderr, manual HA instructions.
@@ -322,6 +413,57 @@ pub fn guard_ledger(journal: &Journal, keys: &RunKeys) -> Result<(), CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A journal in `dir` holding the sample plan, with `witness` recorded in it.
+    fn planned(dir: &Path, witness: Option<&str>) -> Journal {
+        use crate::events::{Event, PlanExt, WitnessPlan, samples};
+        let mut input = samples::input("3.3.0", "3.3.1");
+        if let Some(url) = witness {
+            input.ext = vec![PlanExt::Witness(WitnessPlan {
+                target: url.into(),
+                policy: WitnessPolicy::Required,
+            })];
+        }
+        let plan = crate::events::Plan::new(input).unwrap();
+        let mut j = Journal::open(dir, "op", "host").unwrap();
+        j.record(plan.run_id, samples::t0(), Event::planned(plan))
+            .unwrap();
+        j
+    }
+
+    fn opts(url: Option<&str>) -> WitnessOpts {
+        WitnessOpts {
+            witness: url.map(str::to_string),
+            ..WitnessOpts::default()
+        }
+    }
+
+    /// The witness is chosen at `init`: later commands refuse a `--witness` that names
+    /// another target, or one given for a plan that records none, before connecting.
+    #[test]
+    fn a_witness_other_than_the_plans_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = planned(dir.path(), None);
+        attach_witness(&mut j, &opts(None)).unwrap();
+        assert!(j.mirror().is_none());
+        let e = attach_witness(&mut j, &opts(Some("mysql://w@h:3306/wit"))).unwrap_err();
+        assert_eq!(e.kind, ExitKind::Input);
+        assert!(e.message.contains("records none"), "{}", e.message);
+        drop(j);
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = planned(dir.path(), Some("mysql://w@h:3306/wit"));
+        let e = attach_witness(&mut j, &opts(Some("mysql://w@other:3306/wit"))).unwrap_err();
+        assert_eq!(e.kind, ExitKind::Input);
+        assert!(
+            e.message.contains("mysql://w@other:3306/wit")
+                && e.message
+                    .contains("records the witness mysql://w@h:3306/wit"),
+            "{}",
+            e.message
+        );
+        assert!(j.mirror().is_none(), "nothing attached");
+    }
 
     #[test]
     fn the_operator_is_an_account_or_a_uid_never_unknown() {

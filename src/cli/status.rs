@@ -15,7 +15,12 @@ use crate::steps::{self, Step};
 /// Where the run stands: phase, T1/T2/T3 and the downtime so far, each step's status,
 /// the step that runs next and any step left in doubt.
 #[derive(Debug, clap::Args)]
-pub struct StatusArgs {}
+pub struct StatusArgs {
+    /// The witness the plan records is asked for its head (issue 14); these flags give its
+    /// password file and TLS. Without a password the witness is shown but not asked.
+    #[command(flatten)]
+    pub witness: super::witness::WitnessOpts,
+}
 
 /// Arguments of `plan`.
 ///
@@ -33,8 +38,9 @@ fn next_json(next: &Next) -> serde_json::Value {
 }
 
 /// Runs `status`.
-pub fn status(_args: StatusArgs, ctx: &Ctx) -> CmdResult {
+pub fn status(args: StatusArgs, ctx: &Ctx) -> CmdResult {
     let state = load(ctx)?;
+    let witness = witness_view(ctx, &state, &args.witness);
     let now = chrono::Utc::now();
     let plan = state.plan();
     let next = state.next();
@@ -79,6 +85,7 @@ pub fn status(_args: StatusArgs, ctx: &Ctx) -> CmdResult {
                 "notes": state.notes().len(),
                 "metadb_tls": metatls::recorded(&state),
                 "retention_warning": state.retention_warning(now),
+                "witness": witness,
             })
         );
         return Ok(ExitCode::SUCCESS);
@@ -108,6 +115,9 @@ pub fn status(_args: StatusArgs, ctx: &Ctx) -> CmdResult {
     show_retention_warning(&state, now);
     if let Some(tls) = metatls::recorded(&state) {
         println!("Metadata DB connection: {}", metatls::shown(&tls));
+    }
+    if let Some(w) = &witness {
+        println!("{}", witness_line(w));
     }
     let t = |v: Option<chrono::DateTime<chrono::Utc>>| {
         v.map(|t| t.to_rfc3339()).unwrap_or_else(|| "-".into())
@@ -245,5 +255,94 @@ pub(super) fn show_retention_warning(state: &State, now: chrono::DateTime<chrono
     if let Some(w) = state.retention_warning(now) {
         println!("!!! WARNING (Store retention): {w}");
         println!("!!! check every project for gaps once OMS is back; see `oms-upgrade report`");
+    }
+}
+
+/// How long `status` waits for the witness's answer.
+const WITNESS_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The witness the plan records, as `status` shows it (issue 14): target, policy, the
+/// local head and the witness's, the lag in records, or why the witness was not asked
+/// (no password given) or did not answer. `None` when the plan records no witness.
+fn witness_view(
+    ctx: &Ctx,
+    state: &State,
+    opts: &super::witness::WitnessOpts,
+) -> Option<serde_json::Value> {
+    let plan = state.plan()?;
+    let w = plan.witness()?;
+    let mut view = serde_json::json!({
+        "target": w.target,
+        "policy": w.policy.as_str(),
+    });
+    let reader = match crate::ledger::LedgerReader::open(&ctx.ledger) {
+        Ok(r) => r,
+        Err(e) => {
+            view["state"] = "not asked".into();
+            view["error"] = e.to_string().into();
+            return Some(view);
+        }
+    };
+    let local = reader.view().head().ok().flatten().map_or(0, |r| r.seq);
+    let id = reader.ledger_id();
+    drop(reader);
+    view["local_head"] = local.into();
+    let names = &plan.databases;
+    let opened = super::witness::WitnessOpts {
+        witness: Some(w.target.clone()),
+        ..opts.clone()
+    }
+    .require(&[names.rm.as_str(), names.cm.as_str(), names.cm_hb.as_str()]);
+    let (target, witness) = match opened {
+        Ok(o) => o,
+        Err(e) => {
+            view["state"] = "not asked".into();
+            view["error"] = e.message.into();
+            return Some(view);
+        }
+    };
+    let asked = crate::executor::Mirror::spawn_with_timeout(
+        move || witness,
+        target.to_string(),
+        w.policy,
+        String::new(),
+        WITNESS_WAIT,
+    )
+    .map_err(|e| e.to_string())
+    .and_then(|m| m.head(id).map_err(|e| e.to_string()));
+    match asked {
+        Ok(head) => {
+            let (seq, forked) = head.map_or((0, false), |(s, h)| (s, h.len() > 1));
+            view["state"] = if forked { "fork" } else { "reachable" }.into();
+            view["witness_head"] = seq.into();
+            view["lag"] = local.saturating_sub(seq).into();
+        }
+        Err(e) => {
+            view["state"] = "unreachable".into();
+            view["error"] = e.into();
+        }
+    }
+    Some(view)
+}
+
+/// One line for [`witness_view`]'s value.
+fn witness_line(w: &serde_json::Value) -> String {
+    let head = format!(
+        "Witness: {} (policy {})",
+        w["target"].as_str().unwrap_or("?"),
+        w["policy"].as_str().unwrap_or("?")
+    );
+    let error = w["error"].as_str().unwrap_or("");
+    match w["state"].as_str() {
+        Some("reachable") => format!(
+            "{head}: holds up to seq {} of {} (lag {} record(s))",
+            w["witness_head"], w["local_head"], w["lag"]
+        ),
+        Some("fork") => format!(
+            "{head}: FORK: two records at its head seq {}; `oms-upgrade ledger verify --witness` names where",
+            w["witness_head"]
+        ),
+        Some("unreachable") => format!("{head}: unreachable ({error})"),
+        _ => format!("{head}: not asked ({error})"),
     }
 }

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::MetaDb;
 use super::env::EnvVar;
-use super::planext::{ContainerSettings, HealthTrust, MetaServer, PlanExt};
+use super::planext::{ContainerSettings, HealthTrust, MetaServer, PlanExt, WitnessPlan};
 use crate::refetch::RefetchPolicy;
 use crate::versions::{self, Procedure, ProcedureId, UnsupportedPath, Version};
 
@@ -361,6 +361,14 @@ impl Plan {
     pub fn ha_at_init(&self) -> Option<&str> {
         self.ext.iter().find_map(|e| match e {
             PlanExt::HaAtInit(h) => Some(h.json.as_str()),
+            _ => None,
+        })
+    }
+
+    /// The witness target and policy, when `init` was given one (issue 14).
+    pub fn witness(&self) -> Option<&WitnessPlan> {
+        self.ext.iter().find_map(|e| match e {
+            PlanExt::Witness(w) => Some(w),
             _ => None,
         })
     }

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::env::EnvVar;
+use crate::witness::{WitnessPolicy, WitnessTarget};
 
 /// One fact of the plan beyond the v1 fields. Variant order is stored (see
 /// `v1::PlanExtV1`): append only.
@@ -25,6 +26,8 @@ pub enum PlanExt {
     Container(Box<ContainerSettings>),
     /// issue 13: `ha.config` as `init` read it.
     HaAtInit(HaAtInit),
+    /// issue 14: where the witness is and what the run does when it cannot be reached.
+    Witness(WitnessPlan),
 }
 
 impl PlanExt {
@@ -35,6 +38,7 @@ impl PlanExt {
             PlanExt::MetaServer(_) => "meta_server",
             PlanExt::Container(_) => "container",
             PlanExt::HaAtInit(_) => "ha_at_init",
+            PlanExt::Witness(_) => "witness",
         }
     }
 }
@@ -47,6 +51,30 @@ impl PlanExt {
 pub struct HaAtInit {
     /// The stored JSON, as read.
     pub json: String,
+}
+
+/// The witness as `init` recorded it (issue 14): every later command that records pushes
+/// to this target, under this policy (`docs/witness.md`, "Policies"). The password is never
+/// recorded; it comes from `OMS_WITNESS_PASSWORD` or `--witness-password-file` each time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WitnessPlan {
+    /// `mysql://USER@HOST:PORT/DB`, as [`WitnessTarget`]'s `Display` writes it.
+    pub target: String,
+    /// What the run does when the witness cannot be reached.
+    #[serde(serialize_with = "policy_str")]
+    pub policy: WitnessPolicy,
+}
+
+impl WitnessPlan {
+    /// The recorded target, parsed. `None` only for a plan whose bytes were altered (a
+    /// plan is recorded from a target that parsed): the caller says so.
+    pub fn parsed_target(&self) -> Option<WitnessTarget> {
+        WitnessTarget::parse(&self.target).ok()
+    }
+}
+
+fn policy_str<S: serde::Serializer>(p: &WitnessPolicy, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(p.as_str())
 }
 
 /// The scheme OMS's console (nginx) serves the health endpoint on.

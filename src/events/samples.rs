@@ -455,3 +455,16 @@ pub(crate) fn every_event() -> Vec<Event> {
     }
     v
 }
+
+/// The facts of `n` tables with long names (a dump whose outcome is split over several
+/// `step.tables` records when `n` is in the thousands).
+pub(crate) fn many_tables(n: u64) -> Vec<TableFact> {
+    (0..n)
+        .map(|i| TableFact {
+            name: format!("oms_table_with_a_long_name_{i:05}"),
+            rows: i,
+            checksum: blake3::hash(&i.to_le_bytes()).to_hex().to_string(),
+            method: ChecksumMethod::Blake3Rows,
+        })
+        .collect()
+}

@@ -562,3 +562,34 @@ fn a_failed_finding_keeps_its_kind_and_an_old_one_reads_as_unrecorded() {
         );
     }
 }
+
+/// issue 14: the witness extension is stored at the end of `PlanExtV1` (index 4), round
+/// trips, and plans recorded before it (without it) decode as before.
+#[test]
+fn the_witness_extension_is_appended_and_round_trips() {
+    use crate::witness::WitnessPolicy;
+    for policy in [WitnessPolicy::Required, WitnessPolicy::BestEffort] {
+        let mut input = input("3.3.0", "3.3.1");
+        let w = WitnessPlan {
+            target: "mysql://writer@db.example:3306/oms_witness".into(),
+            policy,
+        };
+        input.ext = vec![PlanExt::Witness(w.clone())];
+        let p = Plan::new(input).unwrap();
+        assert_eq!(p.witness(), Some(&w));
+        assert_eq!(
+            p.witness()
+                .and_then(WitnessPlan::parsed_target)
+                .map(|t| t.to_string()),
+            Some(w.target.clone())
+        );
+        let enc = encode(&Event::planned(p.clone()));
+        assert_eq!(enc.schema_version, 2);
+        let back = decode(enc.event_type, enc.schema_version, &enc.payload).unwrap();
+        assert_eq!(back, Event::planned(p.clone()));
+        let stored = v1::PlanExtV1::from(&p.ext[0]);
+        let bytes = bincode::serde::encode_to_vec(&stored, bincode::config::standard()).unwrap();
+        assert_eq!(bytes[0], 4, "the variant index: appended after HaAtInit");
+    }
+    assert_eq!(plan_with_every_ext().witness(), None);
+}

@@ -16,6 +16,7 @@ use uuid::Uuid;
 use super::*;
 use crate::refetch::{RefetchMode, RefetchPolicy, RetentionRisk, StoreRetention};
 use crate::versions::{ProcedureId, Version};
+use crate::witness::WitnessPolicy;
 
 /// A stored value that decodes but does not make sense (e.g. a time out of range).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1541,6 +1542,25 @@ pub enum PlanExtV1 {
     Container(Box<ContainerSettingsV1>),
     /// issue 13: `ha.config` as `init` read it.
     HaAtInit(HaAtInitV1),
+    /// issue 14: the witness target and policy.
+    Witness(WitnessPlanV1),
+}
+
+/// issue 14: the witness target (`mysql://USER@HOST:PORT/DB`, never a password) and policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WitnessPlanV1 {
+    /// The target URL.
+    pub target: String,
+    /// The policy.
+    pub policy: WitnessPolicyV1,
+}
+
+/// issue 14: witness policy. Variant order is stored: append only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub enum WitnessPolicyV1 {
+    Required,
+    BestEffort,
 }
 
 /// issue 13: `ha.config` as `init` read it.
@@ -1706,6 +1726,13 @@ impl From<&PlanExt> for PlanExtV1 {
             PlanExt::HaAtInit(h) => PlanExtV1::HaAtInit(HaAtInitV1 {
                 json: h.json.clone(),
             }),
+            PlanExt::Witness(w) => PlanExtV1::Witness(WitnessPlanV1 {
+                target: w.target.clone(),
+                policy: match w.policy {
+                    WitnessPolicy::Required => WitnessPolicyV1::Required,
+                    WitnessPolicy::BestEffort => WitnessPolicyV1::BestEffort,
+                },
+            }),
         }
     }
 }
@@ -1743,6 +1770,13 @@ impl From<PlanExtV1> for PlanExt {
             }),
             PlanExtV1::Container(c) => PlanExt::Container(Box::new((*c).into())),
             PlanExtV1::HaAtInit(h) => PlanExt::HaAtInit(HaAtInit { json: h.json }),
+            PlanExtV1::Witness(w) => PlanExt::Witness(WitnessPlan {
+                target: w.target,
+                policy: match w.policy {
+                    WitnessPolicyV1::Required => WitnessPolicy::Required,
+                    WitnessPolicyV1::BestEffort => WitnessPolicy::BestEffort,
+                },
+            }),
         }
     }
 }

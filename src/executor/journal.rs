@@ -18,6 +18,8 @@ use crate::ledger::record::MAX_RECORD_LEN;
 use crate::ledger::{Ledger, LedgerError, NewRecord};
 use crate::redact::redact;
 use crate::replay::{Rejection, State};
+use crate::witness::bridge::{CatchUp, Mirror};
+use crate::witness::{WitnessError, WitnessPolicy};
 
 /// Why the journal could not load or record.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +52,49 @@ pub enum JournalError {
         /// What the core said.
         rejection: Rejection,
     },
+    /// The witness (issue 14) did not take what it had to: a fork (under either policy),
+    /// or, under the `required` policy, any failure. `when` says whether a record was
+    /// appended locally first.
+    #[error("{when}: {source}")]
+    Witness {
+        /// At which point.
+        when: WitnessWhen,
+        /// What the witness said.
+        #[source]
+        source: WitnessError,
+    },
+}
+
+/// When the witness failed the journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WitnessWhen {
+    /// Bringing the witness up to the local ledger when the journal was opened; nothing
+    /// was recorded. `local_head` is the local ledger's last seq.
+    CatchUp {
+        /// The local ledger's last seq.
+        local_head: u64,
+    },
+    /// Pushing a record that is durable in the local ledger (up to `seq`).
+    Record {
+        /// The last seq appended locally.
+        seq: u64,
+    },
+}
+
+impl std::fmt::Display for WitnessWhen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WitnessWhen::CatchUp { local_head } => write!(
+                f,
+                "the witness could not be brought up to this ledger (head seq {local_head}) \
+                 before acting; nothing was recorded"
+            ),
+            WitnessWhen::Record { seq } => write!(
+                f,
+                "record {seq} is durable in the local ledger but the witness does not hold it"
+            ),
+        }
+    }
 }
 
 impl From<HistoryError> for JournalError {
@@ -67,6 +112,8 @@ pub struct Journal {
     state: State,
     operator: String,
     host: String,
+    /// The witness every record is pushed to after its local append (issue 14).
+    mirror: Option<Mirror>,
 }
 
 impl Journal {
@@ -87,7 +134,39 @@ impl Journal {
             state,
             operator: operator.to_string(),
             host: host.to_string(),
+            mirror: None,
         })
+    }
+
+    /// From now on, every record is pushed to `mirror`'s witness after its local append.
+    /// First the witness is brought up to the local ledger (every record it lacks is
+    /// pushed), so that nothing is recorded or done while it is behind: under the
+    /// `required` policy a witness that cannot be reached is an error here
+    /// ([`WitnessWhen::CatchUp`]: nothing was recorded); under `best-effort` it is a
+    /// warning and the journal goes on. A fork is an error under both.
+    pub fn attach_mirror(&mut self, mut mirror: Mirror) -> Result<Option<CatchUp>, JournalError> {
+        let local_head = self.ledger.head().map_or(0, |(seq, _)| seq);
+        let result = mirror.catch_up(self.ledger.view());
+        let policy = mirror.policy();
+        self.mirror = Some(mirror);
+        match result {
+            Ok(c) => Ok(Some(c)),
+            Err(e) if policy == WitnessPolicy::BestEffort && !is_fork(&e) => {
+                if let Some(m) = &mut self.mirror {
+                    m.warn_once(&e);
+                }
+                Ok(None)
+            }
+            Err(source) => Err(JournalError::Witness {
+                when: WitnessWhen::CatchUp { local_head },
+                source,
+            }),
+        }
+    }
+
+    /// The witness this journal pushes to, if any.
+    pub fn mirror(&self) -> Option<&Mirror> {
+        self.mirror.as_ref()
     }
 
     /// The state as of the last durable record.
@@ -120,6 +199,12 @@ impl Journal {
     /// against the record cap before anything is appended, so an event that cannot be
     /// recorded is a typed error ([`JournalError::TooLarge`]) that leaves the ledger as it
     /// was. Returns the last record's seq.
+    ///
+    /// With a witness attached ([`Journal::attach_mirror`]), the records are then pushed
+    /// to it (with any it still lacks). [`JournalError::Witness`] with
+    /// [`WitnessWhen::Record`] means the record IS durable locally (and the state
+    /// advanced) but the witness does not hold it: under `required` the caller must not
+    /// act on it; the next journal opened with the witness pushes it first.
     pub fn record(
         &mut self,
         run_id: Uuid,
@@ -171,19 +256,43 @@ impl Journal {
             .iter()
             .map(|enc| new_record((&self.operator, &self.host), run_id, at, enc))
             .collect();
-        let last = match news.as_slice() {
-            [one] => self.ledger.append(*one)?.seq,
-            many => self
-                .ledger
-                .append_batch(many)?
-                .last()
-                .map(|r| r.seq)
-                .unwrap_or(first_seq),
+        let appended = match news.as_slice() {
+            [one] => vec![self.ledger.append(*one)?],
+            many => self.ledger.append_batch(many)?,
         };
+        let last = appended.last().map_or(first_seq, |r| r.seq);
         debug_assert_eq!(last + 1, first_seq + news.len() as u64);
         self.state = next;
+        self.ship(appended, last)?;
         Ok(last)
     }
+
+    /// Pushes just-appended records to the witness, if one is attached, under its policy.
+    fn ship(
+        &mut self,
+        appended: Vec<crate::ledger::Record>,
+        last: u64,
+    ) -> Result<(), JournalError> {
+        let Some(mirror) = &mut self.mirror else {
+            return Ok(());
+        };
+        match mirror.ship(self.ledger.view(), appended) {
+            Ok(()) => Ok(()),
+            Err(e) if mirror.policy() == WitnessPolicy::BestEffort && !is_fork(&e) => {
+                mirror.warn_once(&e);
+                Ok(())
+            }
+            Err(source) => Err(JournalError::Witness {
+                when: WitnessWhen::Record { seq: last },
+                source,
+            }),
+        }
+    }
+}
+
+/// A fork stops every run, whatever the policy: two histories under one ledger id.
+fn is_fork(e: &WitnessError) -> bool {
+    matches!(e, WitnessError::Fork { .. })
 }
 
 /// The record for an encoded event, as the journal appends it.
@@ -269,7 +378,7 @@ fn masked(event: Event) -> Event {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::{FailureKind, MetaDb, StepFacts, StepKey, TableFact, samples};
+    use crate::events::{FailureKind, MetaDb, StepFacts, StepKey, samples};
     use crate::replay::Outcome;
     use crate::replay::build::Records;
 
@@ -289,14 +398,7 @@ mod tests {
         let StepFacts::DumpWritten(mut a) = rec.facts(StepKey::Dump { db: MetaDb::Cm }) else {
             panic!("not a dump")
         };
-        a.tables = (0..2000)
-            .map(|i| TableFact {
-                name: format!("oms_table_with_a_long_name_{i:05}"),
-                rows: i,
-                checksum: blake3::hash(&i.to_le_bytes()).to_hex().to_string(),
-                method: crate::events::ChecksumMethod::Blake3Rows,
-            })
-            .collect();
+        a.tables = samples::many_tables(2000);
         let want = a.tables.clone();
         let key = StepKey::Dump { db: MetaDb::Cm };
         j.record(

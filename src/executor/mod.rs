@@ -19,7 +19,8 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-pub use journal::{Journal, JournalError};
+pub use crate::witness::bridge::Mirror;
+pub use journal::{Journal, JournalError, WitnessWhen};
 
 use crate::adapters::{Clock, Docker, DumpEngine, Health, HostDumps, MetaDb};
 use crate::dbconn::DbTarget;

@@ -1166,6 +1166,83 @@ mod tests {
         SimConfig::new("3.3.0".parse().unwrap(), "3.3.1".parse().unwrap())
     }
 
+    /// Issue 14: the journal's witness bridge works under the simulator, which polls the
+    /// executor by hand with no runtime. Under `required`, a witness lost between two steps
+    /// stops the run before the next step touches the world; the run refuses to start
+    /// again while it is away, and completes once it is back, the witness then holding the
+    /// ledger record for record.
+    #[test]
+    fn a_witnessed_run_stops_before_touching_the_world_while_the_witness_is_away() {
+        use crate::executor::{JournalError, Stopped};
+        use crate::witness::bridge::{Mirror, tests::Shared};
+        use crate::witness::{MemoryWitness, Witness, WitnessPolicy};
+        use std::sync::Arc;
+        let c = cfg();
+        let dir = ledger_dir();
+        let ledger = dir.path().join("ledger");
+        let world = build_world(c.source, c.target).shared();
+        let plan = plan_for(c.source, c.target, &backup_dir(dir.path()));
+        let w = Arc::new(MemoryWitness::new());
+        let mirror = || {
+            let w = Arc::clone(&w);
+            Mirror::spawn(
+                move || Shared(w),
+                "memory".into(),
+                WitnessPolicy::Required,
+                "sim-host".into(),
+            )
+            .unwrap()
+        };
+        let mut journal = open(&ledger);
+        journal.attach_mirror(mirror()).unwrap();
+        let now = lock(&world).now;
+        journal
+            .record(plan.run_id, now, Event::planned(plan))
+            .unwrap();
+        let observer = Unattended;
+        let mut ex = executor(&world, journal, &observer);
+        let until = StepKey::StopOldContainer;
+        assert!(matches!(
+            drive(&world, ex.run(Some(until))),
+            Drove::Done(Ok(Stopped::Until(_)))
+        ));
+        w.set_reachable(false);
+        let before = lock(&world).observed();
+        match drive(&world, ex.run(None)) {
+            Drove::Done(Err(ExecError::Journal(JournalError::Witness { .. }))) => {}
+            Drove::Done(other) => panic!("the run was not stopped by the witness: {other:?}"),
+            Drove::Crashed => panic!("crashed"),
+        }
+        assert_eq!(lock(&world).observed(), before, "the world was touched");
+        drop(ex);
+        let mut journal = open(&ledger);
+        assert!(journal.attach_mirror(mirror()).is_err(), "acted while away");
+        drop(journal);
+        w.set_reachable(true);
+        let mut journal = open(&ledger);
+        journal.attach_mirror(mirror()).unwrap();
+        let mut ex = executor(&world, journal, &observer);
+        assert!(matches!(
+            drive(&world, ex.run(None)),
+            Drove::Done(Ok(Stopped::Finished(Phase::Completed)))
+        ));
+        let view = ex.journal().ledger().view();
+        let local: Vec<(u64, Vec<u8>)> = view
+            .records()
+            .map(|r| r.map(|r| (r.seq, r.stored)).unwrap())
+            .collect();
+        let id = view.ledger_id();
+        let on_witness: Vec<(u64, Vec<u8>)> = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(w.records(id, 0))
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.seq, r.stored))
+            .collect();
+        assert_eq!(on_witness, local);
+    }
+
     fn print(t: &Totals) {
         for r in t.failed.iter().take(3) {
             eprintln!("seed {}: {:?}", r.seed, r.violations);

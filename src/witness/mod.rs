@@ -14,11 +14,14 @@
 //!   and the simulator (it can be made unreachable);
 //! - [`MysqlWitness`] (`mysql`): the witness on a MySQL-protocol server; [`schema`]: its
 //!   tables and the grants `witness init` prints;
+//! - [`bridge::Mirror`]: a witness behind a thread of its own, so the synchronous journal
+//!   can push every record it appends (issue 14, the policies);
 //! - [`WitnessTarget`]: where the witness is (`mysql://USER@HOST:PORT/DB`, never a password).
 //!
 //! What must never happen here: an UPDATE or DELETE statement, a password in a URL, a
 //! witness database that is one of OMS's metadata databases (a rollback restores those).
 
+pub mod bridge;
 pub mod compare;
 pub mod mysql;
 pub mod schema;

@@ -12,6 +12,8 @@ pub mod emulator;
 pub mod forge;
 /// A database whose object names are hostile (SQL smuggled through names).
 pub mod hostile;
+/// A TCP proxy a test can cut and restore (a witness unreachable mid-run).
+pub mod proxy;
 /// Running the `oms-upgrade` binary in upgrade tests and comparing end states.
 pub mod upgrade;
 /// A witness database and its least-privileged accounts (issue 14).

@@ -196,14 +196,19 @@ impl Run {
 
     /// A planned upgrade of `node` (prepared by the caller), in a fresh temp folder.
     pub async fn planned_on(node: OmsNode) -> Run {
+        let run = Run::unplanned(node);
+        init(&run.node, &run.ledger(), &run.backups()).await;
+        run
+    }
+
+    /// `node` with a fresh temp folder and no plan yet (the caller runs its own `init`).
+    pub fn unplanned(node: OmsNode) -> Run {
         let tmp = tempfile::Builder::new()
             .prefix("oms-upgrade-run-")
             .tempdir()
             .unwrap()
             .keep();
-        let run = Run { node, tmp };
-        init(&run.node, &run.ledger(), &run.backups()).await;
-        run
+        Run { node, tmp }
     }
 
     /// The ledger folder.
