@@ -2,7 +2,9 @@
 //!
 //! Read-only commands over the ledger (`src/ledger`). They open the ledger with
 //! [`LedgerReader`], which needs the ledger to itself (sled 0.34 has no read-only mode), so
-//! they fail with exit code 4 while an upgrade holds it. Exit codes used here: 0 intact /
+//! `export` and `checkpoint` fail with exit code 4 while an upgrade holds it; `verify` and
+//! `log` then read a verified copy instead ([`LedgerReader::open_or_live`]) and say so,
+//! failing with 4 only when no copy verifies. Exit codes used here: 0 intact /
 //! done, 3 the chain is broken (or the ledger is damaged, a signed checkpoint is forged, a
 //! dump or the live node drifted from the record), 4 the ledger is busy, 5 bad input
 //! (missing folder, a folder that is not a ledger, unreadable or invalid checkpoint or key
@@ -28,8 +30,8 @@ use crate::ledger::record::RecordRef;
 use crate::ledger::sign::{PublicKey, SignatureProblem, SigningKey, verify_checkpoint};
 use crate::ledger::store::key_seq;
 use crate::ledger::{
-    Anchor, Checkpoint, ExportError, LedgerReader, SignedCheckpoint, VerifyReport, export, verify,
-    verify_chain,
+    Anchor, Checkpoint, ExportError, LedgerReader, LiveRead, SignedCheckpoint, VerifyReport,
+    export, verify, verify_chain,
 };
 use crate::replay::Phase;
 use crate::report::DumpFileCheck;
@@ -225,6 +227,8 @@ struct Extras<'a> {
     /// --artifacts/--live: partial files an interrupted dump left in the run's dump folder
     /// (the folder, and what is in it or why it could not be read).
     partials: Option<(String, Result<Vec<crate::dump::PartialFile>, String>)>,
+    /// Set when a run held the ledger and a verified copy was checked instead.
+    read: Option<LiveRead>,
 }
 
 impl Extras<'_> {
@@ -279,7 +283,8 @@ fn cmd_verify(args: VerifyArgs, ctx: &Ctx) -> CmdResult {
         }
     }
     let anchor = checkpoint.as_ref().map(Checkpoint::anchor);
-    let reader = LedgerReader::open(&ctx.ledger).map_err(CliError::from)?;
+    let reader = LedgerReader::open_or_live(&ctx.ledger).map_err(CliError::from)?;
+    extras.read = reader.live().cloned();
     let report = if args.chain_only {
         verify_chain(reader.view(), anchor)
     } else {
@@ -553,6 +558,14 @@ fn print_report(report: &VerifyReport, ctx: &Ctx, extras: &Extras) -> CmdResult 
             v["live"] = serde_json::to_value(l).unwrap_or_default();
             v["live"]["ok"] = l.is_ok().into();
         }
+        if let Some(r) = &extras.read {
+            // `live` already names the --live comparison when one was asked for.
+            if extras.live.is_none() {
+                v["live"] = true.into();
+            }
+            v["seq"] = r.seq.into();
+            v["live_read"] = r.json_fields();
+        }
         v["exit_code"] = code.into();
         emit(&mut out, &format!("{v}\n"))?;
         return Ok(ExitCode::from(code));
@@ -620,6 +633,14 @@ fn print_report(report: &VerifyReport, ctx: &Ctx, extras: &Extras) -> CmdResult 
     if let Some(l) = &extras.live {
         text += &live_text(l);
     }
+    if let Some(r) = &extras.read {
+        text += &format!(
+            "  running: {}; this checks the chain up to seq {} only and cannot speak for \
+             records appended after it\n",
+            r.describe(),
+            r.seq.unwrap_or(0)
+        );
+    }
     emit(&mut out, &text)?;
     if !report.is_ok() {
         eprintln!(
@@ -631,7 +652,8 @@ fn print_report(report: &VerifyReport, ctx: &Ctx, extras: &Extras) -> CmdResult 
 }
 
 fn cmd_log(_args: LogArgs, ctx: &Ctx) -> CmdResult {
-    let reader = LedgerReader::open(&ctx.ledger).map_err(CliError::from)?;
+    let reader = LedgerReader::open_or_live(&ctx.ledger).map_err(CliError::from)?;
+    let read = reader.live().cloned();
     let decoder = decoder();
     let mut out = std::io::stdout().lock();
     let mut table = comfy_table::Table::new();
@@ -647,6 +669,10 @@ fn cmd_log(_args: LogArgs, ctx: &Ctx) -> CmdResult {
                     let mut line = crate::ledger::export::record_view(&r, &decoder);
                     line["hash"] = r.hash.to_hex().into();
                     line["prev_hash"] = r.prev_hash.to_hex().into();
+                    if let Some(l) = &read {
+                        line["live"] = true.into();
+                        line["read_seq"] = l.seq.into();
+                    }
                     if !emit(&mut out, &format!("{line}\n"))? {
                         return Ok(ExitCode::SUCCESS);
                     }
@@ -683,6 +709,9 @@ fn cmd_log(_args: LogArgs, ctx: &Ctx) -> CmdResult {
             emit(&mut out, "(the ledger has no records yet)\n")?;
         } else {
             emit(&mut out, &format!("{table}\n"))?;
+        }
+        if let Some(l) = &read {
+            emit(&mut out, &format!("({})\n", l.describe()))?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -32,9 +32,19 @@ fn next_json(next: &Next) -> serde_json::Value {
     serde_json::to_value(next).unwrap_or_default()
 }
 
-/// Runs `status`.
+/// Runs `status`. While a run holds the ledger it shows a verified copy of it (a live
+/// read, said on the first line and in `--json` as `live`, `seq` and `holder`); the step
+/// the run has recorded an intent for and no outcome is then in progress, not in doubt.
 pub fn status(_args: StatusArgs, ctx: &Ctx) -> CmdResult {
-    let state = load(ctx)?;
+    let (history, live) =
+        history::load_dir_or_live(&ctx.ledger, Verify::Chain).map_err(CliError::from)?;
+    let state = history.state;
+    // Only a writer performs steps; a ledger held by another reader is as it was left.
+    let running = live
+        .as_ref()
+        .is_some_and(|l| l.holder.starts_with("writer"));
+    let in_progress = state.in_doubt().filter(|_| running);
+    let in_doubt = state.in_doubt().filter(|_| !running);
     let now = chrono::Utc::now();
     let plan = state.plan();
     let next = state.next();
@@ -51,37 +61,50 @@ pub fn status(_args: StatusArgs, ctx: &Ctx) -> CmdResult {
                 })
             })
             .collect();
-        println!(
-            "{}",
-            serde_json::json!({
-                "ledger": ctx.ledger,
-                "run_id": state.run_id().map(|r| r.to_string()),
-                "phase": state.phase().to_string(),
-                "from": plan.map(|p| p.source_version.to_string()),
-                "to": plan.map(|p| p.target_version.to_string()),
-                "t1": state.t1(), "t2": state.t2(), "t3": state.t3(),
-                "downtime_seconds": downtime,
-                "in_doubt": state.in_doubt().map(|k| k.to_string()),
-                "awaiting_decision": state.awaiting_decision().map(|w| serde_json::json!({
-                    "step": w.key.to_string(),
-                    "reconciled_seq": w.reconciled_seq,
-                    "why": w.why,
-                    "evidence": w.evidence,
-                    "resolve": w.resolve_command(),
-                })),
-                "rollback_permitted": state.can_rollback(),
-                "rollback_refused": state.rollback_keys().err().map(|e| e.to_string()),
-                "next": next_json(&next),
-                "permitted": state.permitted().iter().map(|s| s.key().to_string()).collect::<Vec<_>>(),
-                "remaining": state.remaining().iter().map(|s| s.key().to_string()).collect::<Vec<_>>(),
-                "steps": steps,
-                "preflight_failures": state.preflight_failures().len(),
-                "notes": state.notes().len(),
-                "metadb_tls": metatls::recorded(&state),
-                "retention_warning": state.retention_warning(now),
-            })
-        );
+        let mut v = serde_json::json!({
+            "ledger": ctx.ledger,
+            "run_id": state.run_id().map(|r| r.to_string()),
+            "phase": state.phase().to_string(),
+            "from": plan.map(|p| p.source_version.to_string()),
+            "to": plan.map(|p| p.target_version.to_string()),
+            "t1": state.t1(), "t2": state.t2(), "t3": state.t3(),
+            "downtime_seconds": downtime,
+            "in_doubt": in_doubt.map(|k| k.to_string()),
+            "awaiting_decision": state.awaiting_decision().map(|w| serde_json::json!({
+                "step": w.key.to_string(),
+                "reconciled_seq": w.reconciled_seq,
+                "why": w.why,
+                "evidence": w.evidence,
+                "resolve": w.resolve_command(),
+            })),
+            "rollback_permitted": state.can_rollback(),
+            "rollback_refused": state.rollback_keys().err().map(|e| e.to_string()),
+            // The holder is performing the step in progress: what comes after it is
+            // not known yet (the state would say "reconcile", which only a new run does).
+            "next": if in_progress.is_some() { serde_json::Value::Null } else { next_json(&next) },
+            "permitted": state.permitted().iter().map(|s| s.key().to_string()).collect::<Vec<_>>(),
+            "remaining": state.remaining().iter().map(|s| s.key().to_string()).collect::<Vec<_>>(),
+            "steps": steps,
+            "preflight_failures": state.preflight_failures().len(),
+            "notes": state.notes().len(),
+            "metadb_tls": metatls::recorded(&state),
+            "retention_warning": state.retention_warning(now),
+        });
+        if let Some(l) = &live
+            && let (Some(obj), serde_json::Value::Object(fields)) =
+                (v.as_object_mut(), l.json_fields())
+        {
+            obj.extend(fields);
+            obj.insert(
+                "in_progress".into(),
+                in_progress.map(|k| k.to_string()).into(),
+            );
+        }
+        println!("{v}");
         return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(l) = &live {
+        println!("Note: {}.", l.describe());
     }
     let Some(plan) = plan else {
         println!("No upgrade planned in {}.", ctx.ledger.display());
@@ -125,6 +148,7 @@ pub fn status(_args: StatusArgs, ctx: &Ctx) -> CmdResult {
     table.load_preset(NOTHING).set_header(["STEP", "STATUS"]);
     for k in &keys {
         let status = match state.status(*k) {
+            _ if in_progress == Some(*k) => "running (now)".to_string(),
             StepStatus::Done => "done".to_string(),
             other => match state.failure_kind(*k) {
                 Some(kind) => format!("{} ({kind})", format!("{other:?}").to_lowercase()),
@@ -139,8 +163,12 @@ pub fn status(_args: StatusArgs, ctx: &Ctx) -> CmdResult {
         }
     }
     println!("{table}");
-    if let Some(k) = state.in_doubt() {
+    if let Some(k) = in_doubt {
         println!("In doubt: {k} (the next `run` or `rollback` checks it against reality first)");
+    }
+    if let Some(k) = in_progress {
+        println!("In progress: {k} (the run holding the ledger is performing it)");
+        return Ok(ExitCode::SUCCESS);
     }
     match next {
         Next::Run { step, .. } => println!("Next: {} — {}", step.key(), step.summary()),

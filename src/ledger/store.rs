@@ -19,6 +19,8 @@
 //! read-only mode and locks its `db` file exclusively, so a reader cannot open the database
 //! while a writer has it open; taking our lock first turns that into a clear `Busy` error
 //! instead of sled's low-level one, and stops a writer from starting mid-read.
+//! [`LedgerReader::open_or_live`] reads a busy ledger anyway, from a verified private copy
+//! that takes no lock at all (`super::live`).
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -29,6 +31,7 @@ use sled::IVec;
 use uuid::Uuid;
 
 use super::error::LedgerError;
+use super::live::LiveRead;
 use super::record::{self, Hash, NewRecord, ParseError, Record, RecordHasher, RecordRef};
 
 /// Name of the lock file inside the ledger folder.
@@ -226,6 +229,11 @@ pub struct LedgerView {
 }
 
 impl LedgerView {
+    /// Names `dir` in messages instead of the folder sled opened (a live read's copy).
+    pub(super) fn set_dir(&mut self, dir: PathBuf) {
+        self.dir = dir;
+    }
+
     /// The ledger folder.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -307,7 +315,7 @@ fn discard_unfinished_snapshots(dir: &Path) -> Result<(), LedgerError> {
 }
 
 /// Opens sled and the two trees of an existing ledger, after checking it is one.
-fn open_existing(dir: &Path) -> Result<(sled::Db, LedgerView), LedgerError> {
+pub(super) fn open_existing(dir: &Path) -> Result<(sled::Db, LedgerView), LedgerError> {
     discard_unfinished_snapshots(dir)?;
     let db = sled_config(dir).open().map_err(|e| match e {
         // sled refuses a database created with other settings (or another sled version):
@@ -358,7 +366,13 @@ fn open_existing(dir: &Path) -> Result<(sled::Db, LedgerView), LedgerError> {
 pub struct LedgerReader {
     view: LedgerView,
     _db: sled::Db,
-    _lock: FolderLock,
+    /// Held while reading the ledger itself; `None` for a live read of a copy.
+    _lock: Option<FolderLock>,
+    /// What a live read read (`None`: the ledger itself was opened).
+    live: Option<LiveRead>,
+    /// A live read's private copy, removed on drop. Declared after `view` and `_db` so
+    /// that sled has closed its files before the folder goes.
+    _copy: Option<super::live::PrivateFolder>,
 }
 
 impl LedgerReader {
@@ -390,8 +404,38 @@ impl LedgerReader {
         Ok(LedgerReader {
             view,
             _db: db,
-            _lock: lock,
+            _lock: Some(lock),
+            live: None,
+            _copy: None,
         })
+    }
+
+    /// Like [`LedgerReader::open`], but when another process holds the ledger (a run in
+    /// progress) reads a verified copy instead of failing: see `super::live`. The copy is
+    /// a prefix of the holder's chain, every record of it verified;
+    /// [`LedgerReader::live`] says how far it goes and who holds the ledger. Only when no
+    /// copy verifies after [`super::live::LIVE_ATTEMPTS`] tries is the error
+    /// [`LedgerError::LiveUnreadable`]. Never waits for, or locks anything the writer uses.
+    pub fn open_or_live(dir: impl AsRef<Path>) -> Result<LedgerReader, LedgerError> {
+        let dir = dir.as_ref();
+        match Self::open(dir) {
+            Err(LedgerError::Busy { holder, .. }) => {
+                let copy = super::live::read_copy(dir, holder)?;
+                Ok(LedgerReader {
+                    view: copy.view,
+                    _db: copy.db,
+                    _lock: None,
+                    live: Some(copy.live),
+                    _copy: Some(copy.folder),
+                })
+            }
+            other => other,
+        }
+    }
+
+    /// For a live read ([`LedgerReader::open_or_live`] of a busy ledger), what it read.
+    pub fn live(&self) -> Option<&LiveRead> {
+        self.live.as_ref()
     }
 
     /// Read access (shared with the writer's).
