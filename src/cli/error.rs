@@ -506,7 +506,7 @@ mod tests {
     #[test]
     fn each_exit_kind_is_reached_through_a_typed_error() {
         let io = || std::io::Error::other("boom");
-        let cases: [(CliError, ExitKind); 7] = [
+        let cases: [(CliError, ExitKind); 8] = [
             (
                 JournalError::Rejected {
                     event: "note",

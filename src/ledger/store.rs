@@ -111,8 +111,8 @@ const LOCK_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 /// moment after its holder closed it: a process that forks a child (another thread
 /// spawning a command) lends its open descriptors to the child until the child's exec.
 /// A real concurrent run holds the lock far longer than the grace and is still refused.
-fn lock_with_grace(file: &File) -> std::io::Result<()> {
-    let deadline = std::time::Instant::now() + LOCK_GRACE;
+fn lock_with_grace(file: &File, grace: std::time::Duration) -> std::io::Result<()> {
+    let deadline = std::time::Instant::now() + grace;
     loop {
         match file.try_lock_exclusive() {
             Err(e)
@@ -127,7 +127,11 @@ fn lock_with_grace(file: &File) -> std::io::Result<()> {
 }
 
 impl FolderLock {
-    fn acquire(dir: &Path, role: &str) -> Result<FolderLock, LedgerError> {
+    fn acquire(
+        dir: &Path,
+        role: &str,
+        grace: std::time::Duration,
+    ) -> Result<FolderLock, LedgerError> {
         let path = dir.join(LOCK_FILE);
         let mut file = OpenOptions::new()
             .read(true)
@@ -136,7 +140,7 @@ impl FolderLock {
             .truncate(false)
             .open(&path)
             .map_err(io_err(dir, "open the lock file"))?;
-        if let Err(e) = lock_with_grace(&file) {
+        if let Err(e) = lock_with_grace(&file, grace) {
             if e.kind() != fs2::lock_contended_error().kind() {
                 return Err(io_err(dir, "lock the lock file")(e));
             }
@@ -379,7 +383,13 @@ impl LedgerReader {
     /// Opens an existing ledger for reading. Never creates anything in a folder that is not
     /// a ledger.
     pub fn open(dir: impl AsRef<Path>) -> Result<LedgerReader, LedgerError> {
-        let dir = dir.as_ref();
+        Self::open_with_grace(dir.as_ref(), LOCK_GRACE)
+    }
+
+    fn open_with_grace(
+        dir: &Path,
+        grace: std::time::Duration,
+    ) -> Result<LedgerReader, LedgerError> {
         match classify(dir)? {
             Folder::Missing => {
                 return Err(LedgerError::Missing {
@@ -394,7 +404,7 @@ impl LedgerReader {
             }
             Folder::Interrupted | Folder::Sled => {}
         }
-        let lock = FolderLock::acquire(dir, "reader")?;
+        let lock = FolderLock::acquire(dir, "reader", grace)?;
         // Only now, holding the lock, is an unfinished creation known to be abandoned
         // rather than in progress.
         if let Folder::Interrupted = classify(dir)? {
@@ -418,7 +428,9 @@ impl LedgerReader {
     /// [`LedgerError::LiveUnreadable`]. Never waits for, or locks anything the writer uses.
     pub fn open_or_live(dir: impl AsRef<Path>) -> Result<LedgerReader, LedgerError> {
         let dir = dir.as_ref();
-        match Self::open(dir) {
+        // No grace: a lock that looks held for a moment (see `lock_with_grace`) costs at
+        // worst a live read, which is as trustworthy, instead of a wait.
+        match Self::open_with_grace(dir, std::time::Duration::ZERO) {
             Err(LedgerError::Busy { holder, .. }) => {
                 let copy = super::live::read_copy(dir, holder)?;
                 Ok(LedgerReader {
@@ -436,6 +448,12 @@ impl LedgerReader {
     /// For a live read ([`LedgerReader::open_or_live`] of a busy ledger), what it read.
     pub fn live(&self) -> Option<&LiveRead> {
         self.live.as_ref()
+    }
+
+    /// Where a live read's private copy is (removed when the reader is dropped).
+    #[cfg(test)]
+    pub(crate) fn copy_folder(&self) -> Option<PathBuf> {
+        self._copy.as_ref().map(|f| f.path().to_path_buf())
     }
 
     /// Read access (shared with the writer's).
@@ -524,7 +542,7 @@ impl Ledger {
             (Folder::Interrupted, false) => return Err(interrupted(dir)),
             _ => {}
         }
-        let lock = FolderLock::acquire(dir, "writer")?;
+        let lock = FolderLock::acquire(dir, "writer", LOCK_GRACE)?;
         // Classify again under the lock: another creator may have finished meanwhile.
         let (db, view) = match classify(dir)? {
             Folder::Sled => open_existing(dir)?,
