@@ -1,0 +1,174 @@
+//! Issue 14, readers during a live run: an operator watches an upgrade from a second
+//! terminal. While the first `run` is inside its dump (held there by a fault-injection
+//! sleep right after the dump step's intent is durable), a second process runs `status`,
+//! `report`, `ledger log` and `ledger verify` as a user would; each reads a verified copy of
+//! the busy ledger and says it is a live read as of seq N. The run then completes normally
+//! and its ledger verifies. Real Docker, MariaDB and the OMS emulator; nothing is mocked.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::upgrade::{Run, bin, json_of, require_failpoints, show};
+
+/// The step the run is held in, and how long.
+const DUMP_STEP: &str = "dump-cm";
+const PAUSE_MS: u64 = 40_000;
+
+fn text(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_report_log_and_verify_show_a_run_inside_its_dump() {
+    require_failpoints();
+    let run = Run::planned().await;
+    let mut upgrade = std::process::Command::new(bin())
+        .env("OMS_UPGRADE_LEDGER", run.ledger())
+        .env("OMS_UPGRADE_OPERATOR", "tester")
+        .env("OMS_UPGRADE_HOST", "ci-host")
+        .env_remove("OMS_META_PASSWORD")
+        .env(
+            "FAILPOINTS",
+            format!("before-effect:{DUMP_STEP}=sleep({PAUSE_MS})"),
+        )
+        .args(["--json", "run", "--yes"])
+        .stdin(std::process::Stdio::null())
+        // Files, not pipes: nobody reads them until the run ends, and a full pipe would
+        // block it.
+        .stdout(std::fs::File::create(run.tmp.join("run.stdout")).unwrap())
+        .stderr(std::fs::File::create(run.tmp.join("run.stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    let upgrade_pid = upgrade.id();
+
+    // Watch from the second terminal until the run is inside the dump step. Every status
+    // taken meanwhile succeeds: the ledger is busy from the run's first moment.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let status = loop {
+        assert!(
+            upgrade.try_wait().unwrap().is_none(),
+            "the run ended before reaching {DUMP_STEP}"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the run never reached {DUMP_STEP}"
+        );
+        let out = run.cli().args(["--json", "status"]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "status during the run: {}",
+            show(&out)
+        );
+        let s = json_of(&out.stdout);
+        if s["in_progress"] == DUMP_STEP {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(status["live"], true, "{status}");
+    assert_eq!(status["phase"], "upgrading", "{status}");
+    assert_eq!(status["in_doubt"], Value::Null, "{status}");
+    let holder = status["holder"].as_str().unwrap();
+    assert!(
+        holder.starts_with(&format!("writer: pid {upgrade_pid} on host")),
+        "{status}"
+    );
+    let seq = status["seq"].as_u64().unwrap();
+    let steps = status["steps"].as_array().unwrap();
+    let dump_rm = steps.iter().find(|s| s["step"] == "dump-rm").unwrap();
+    assert_eq!(dump_rm["status"], "Done", "{status}");
+
+    let out = run.cli().arg("status").output().unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let t = text(&out);
+    assert!(t.contains(&format!("live read as of seq {seq}")), "{t}");
+    assert!(t.contains(&format!("pid {upgrade_pid}")), "{t}");
+    assert!(t.contains(&format!("In progress: {DUMP_STEP}")), "{t}");
+    assert!(t.contains("Phase: upgrading"), "{t}");
+
+    // The report of the run so far, as JSON and Markdown.
+    let out = run
+        .cli()
+        .args(["report", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["live"]["live"], true, "{report}");
+    assert_eq!(report["live"]["seq"], seq);
+    assert_eq!(report["verification"]["ok"], true);
+    assert_eq!(report["verification"]["head_seq"], seq);
+    assert_eq!(report["outcome"]["phase"], "upgrading");
+    let out = run.cli().arg("report").output().unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        text(&out).contains(&format!("Live read as of seq {seq}")),
+        "{}",
+        text(&out)
+    );
+
+    // The timeline and the chain, up to what was read.
+    let out = run
+        .cli()
+        .args(["--json", "ledger", "log"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let lines: Vec<Value> = text(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len() as u64, seq, "no record appended while held");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["live"] == true && l["read_seq"] == seq)
+    );
+    let last = lines.last().unwrap();
+    assert_eq!(last["event_type"], "step.intent", "{last}");
+    let out = run.cli().args(["ledger", "log"]).output().unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(text(&out).contains("live read as of seq"), "{}", text(&out));
+
+    let out = run
+        .cli()
+        .args(["--json", "ledger", "verify"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let v = json_of(&out.stdout);
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["live"], true, "{v}");
+    assert_eq!(v["seq"], seq);
+    assert_eq!(v["records"], seq);
+    let out = run.cli().args(["ledger", "verify"]).output().unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let t = text(&out);
+    assert!(t.contains("cannot speak for records appended after"), "{t}");
+
+    // Commands that need the ledger to themselves still say it is busy, as before.
+    let out = run.cli().args(["ledger", "export"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", show(&out));
+
+    // The run goes on undisturbed and completes; its ledger verifies, readers read it
+    // directly again.
+    assert!(
+        upgrade.try_wait().unwrap().is_none(),
+        "the readers outlasted the pause: lengthen PAUSE_MS"
+    );
+    let code = tokio::task::spawn_blocking(move || upgrade.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        code.success(),
+        "the run failed ({code}): {}",
+        std::fs::read_to_string(run.tmp.join("run.stderr")).unwrap_or_default()
+    );
+    run.verify_ledger();
+    let after = run.status();
+    assert_eq!(after["phase"], "completed", "{after}");
+    assert_eq!(after.get("live"), None, "{after}");
+    assert!(after["steps"].as_array().unwrap().len() > steps.len());
+}
