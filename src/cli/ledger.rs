@@ -634,11 +634,12 @@ fn print_report(report: &VerifyReport, ctx: &Ctx, extras: &Extras) -> CmdResult 
         text += &live_text(l);
     }
     if let Some(r) = &extras.read {
+        let seq = r.seq.unwrap_or(0);
         text += &format!(
-            "  running: {}; this checks the chain up to seq {} only and cannot speak for \
-             records appended after it\n",
-            r.describe(),
-            r.seq.unwrap_or(0)
+            "  running: live read as of seq {seq} while a run holds the ledger ({}): this \
+             proves the chain up to seq {seq} only and cannot speak for records appended after \
+             it; verify again when the run has ended\n",
+            r.holder
         );
     }
     emit(&mut out, &text)?;
