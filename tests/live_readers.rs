@@ -10,7 +10,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::upgrade::{Run, bin, json_of, require_failpoints, show};
+use support::upgrade::{Run, bin, json_of, ok, require_failpoints, show};
 
 /// The step the run is held in, and how long.
 const DUMP_STEP: &str = "dump-cm";
@@ -80,8 +80,7 @@ async fn status_report_log_and_verify_show_a_run_inside_its_dump() {
     let dump_rm = steps.iter().find(|s| s["step"] == "dump-rm").unwrap();
     assert_eq!(dump_rm["status"], "Done", "{status}");
 
-    let out = run.cli().arg("status").output().unwrap();
-    assert!(out.status.success(), "{}", show(&out));
+    let out = ok(run.cli().arg("status"));
     let t = text(&out);
     assert!(t.contains(&format!("live read as of seq {seq}")), "{t}");
     assert!(t.contains(&format!("pid {upgrade_pid}")), "{t}");
@@ -89,20 +88,14 @@ async fn status_report_log_and_verify_show_a_run_inside_its_dump() {
     assert!(t.contains("Phase: upgrading"), "{t}");
 
     // The report of the run so far, as JSON and Markdown.
-    let out = run
-        .cli()
-        .args(["report", "--format", "json"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", show(&out));
+    let out = ok(run.cli().args(["report", "--format", "json"]));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["live"]["live"], true, "{report}");
     assert_eq!(report["live"]["seq"], seq);
     assert_eq!(report["verification"]["ok"], true);
     assert_eq!(report["verification"]["head_seq"], seq);
     assert_eq!(report["outcome"]["phase"], "upgrading");
-    let out = run.cli().arg("report").output().unwrap();
-    assert!(out.status.success(), "{}", show(&out));
+    let out = ok(run.cli().arg("report"));
     assert!(
         text(&out).contains(&format!("Live read as of seq {seq}")),
         "{}",
@@ -110,12 +103,7 @@ async fn status_report_log_and_verify_show_a_run_inside_its_dump() {
     );
 
     // The timeline and the chain, up to what was read.
-    let out = run
-        .cli()
-        .args(["--json", "ledger", "log"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", show(&out));
+    let out = ok(run.cli().args(["--json", "ledger", "log"]));
     let lines: Vec<Value> = text(&out)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -128,23 +116,16 @@ async fn status_report_log_and_verify_show_a_run_inside_its_dump() {
     );
     let last = lines.last().unwrap();
     assert_eq!(last["event_type"], "step.intent", "{last}");
-    let out = run.cli().args(["ledger", "log"]).output().unwrap();
-    assert!(out.status.success(), "{}", show(&out));
+    let out = ok(run.cli().args(["ledger", "log"]));
     assert!(text(&out).contains("live read as of seq"), "{}", text(&out));
 
-    let out = run
-        .cli()
-        .args(["--json", "ledger", "verify"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", show(&out));
+    let out = ok(run.cli().args(["--json", "ledger", "verify"]));
     let v = json_of(&out.stdout);
     assert_eq!(v["ok"], true, "{v}");
     assert_eq!(v["live"], true, "{v}");
     assert_eq!(v["seq"], seq);
     assert_eq!(v["records"], seq);
-    let out = run.cli().args(["ledger", "verify"]).output().unwrap();
-    assert!(out.status.success(), "{}", show(&out));
+    let out = ok(run.cli().args(["ledger", "verify"]));
     let t = text(&out);
     assert!(t.contains("cannot speak for records appended after"), "{t}");
 

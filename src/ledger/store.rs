@@ -318,10 +318,30 @@ fn discard_unfinished_snapshots(dir: &Path) -> Result<(), LedgerError> {
     Ok(())
 }
 
+/// Opens sled, retrying briefly while its own lock on `db` looks held. Called with our
+/// folder lock held (or on a private copy), so the only holder can be a forked child of
+/// this process that has not reached its exec yet and still has sled's descriptor: the
+/// same lending [`lock_with_grace`] waits out for our lock. A process that opened the
+/// database directly holds it far longer and is still reported busy.
+fn open_sled_with_grace(dir: &Path) -> sled::Result<sled::Db> {
+    let deadline = std::time::Instant::now() + LOCK_GRACE;
+    loop {
+        match sled_config(dir).open() {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Opens sled and the two trees of an existing ledger, after checking it is one.
 pub(super) fn open_existing(dir: &Path) -> Result<(sled::Db, LedgerView), LedgerError> {
     discard_unfinished_snapshots(dir)?;
-    let db = sled_config(dir).open().map_err(|e| match e {
+    let db = open_sled_with_grace(dir).map_err(|e| match e {
         // sled refuses a database created with other settings (or another sled version):
         // not a database this ledger wrote.
         sled::Error::Unsupported(why) => LedgerError::NotALedger {
