@@ -218,6 +218,8 @@ type DumpsChecked = Result<(Vec<DumpArtifact>, Vec<DumpFileCheck>), String>;
 /// What `verify` found besides the chain.
 #[derive(Default)]
 struct Extras<'a> {
+    /// Set when a run held the ledger and a verified copy was checked instead.
+    read: Option<LiveRead>,
     /// The signed checkpoint given with --anchor, and whether its signature was checked.
     signed: Option<(&'a SignedCheckpoint, bool)>,
     /// --artifacts/--live: the recorded dumps and their re-hash, or why not checked.
@@ -227,8 +229,6 @@ struct Extras<'a> {
     /// --artifacts/--live: partial files an interrupted dump left in the run's dump folder
     /// (the folder, and what is in it or why it could not be read).
     partials: Option<(String, Result<Vec<crate::dump::PartialFile>, String>)>,
-    /// Set when a run held the ledger and a verified copy was checked instead.
-    read: Option<LiveRead>,
 }
 
 impl Extras<'_> {
@@ -544,6 +544,14 @@ fn print_report(report: &VerifyReport, ctx: &Ctx, extras: &Extras) -> CmdResult 
         v["ok"] = ok.into();
         v["chain_ok"] = report.is_ok().into();
         v["ledger"] = ctx.ledger.display().to_string().into();
+        if let Some(r) = &extras.read {
+            // `live` already names the --live comparison when one was asked for.
+            if extras.live.is_none() {
+                v["live"] = true.into();
+            }
+            v["seq"] = r.seq.into();
+            v["live_read"] = r.json_fields();
+        }
         if let Some((s, verified)) = extras.signed {
             v["signature"] = signature_json(&Checkpoint::Signed(s.clone()), verified);
         }
@@ -557,14 +565,6 @@ fn print_report(report: &VerifyReport, ctx: &Ctx, extras: &Extras) -> CmdResult 
         if let Some(l) = &extras.live {
             v["live"] = serde_json::to_value(l).unwrap_or_default();
             v["live"]["ok"] = l.is_ok().into();
-        }
-        if let Some(r) = &extras.read {
-            // `live` already names the --live comparison when one was asked for.
-            if extras.live.is_none() {
-                v["live"] = true.into();
-            }
-            v["seq"] = r.seq.into();
-            v["live_read"] = r.json_fields();
         }
         v["exit_code"] = code.into();
         emit(&mut out, &format!("{v}\n"))?;
@@ -610,6 +610,15 @@ fn print_report(report: &VerifyReport, ctx: &Ctx, extras: &Extras) -> CmdResult 
             }
         }
     }
+    if let Some(r) = &extras.read {
+        let seq = r.seq.unwrap_or(0);
+        text += &format!(
+            "  running: live read as of seq {seq} while a run holds the ledger ({}): this \
+             proves the chain up to seq {seq} only and cannot speak for records appended after \
+             it; verify again when the run has ended\n",
+            r.holder
+        );
+    }
     if let Some((s, verified)) = extras.signed {
         let time = s.time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         text += &if verified {
@@ -632,15 +641,6 @@ fn print_report(report: &VerifyReport, ctx: &Ctx, extras: &Extras) -> CmdResult 
     }
     if let Some(l) = &extras.live {
         text += &live_text(l);
-    }
-    if let Some(r) = &extras.read {
-        let seq = r.seq.unwrap_or(0);
-        text += &format!(
-            "  running: live read as of seq {seq} while a run holds the ledger ({}): this \
-             proves the chain up to seq {seq} only and cannot speak for records appended after \
-             it; verify again when the run has ended\n",
-            r.holder
-        );
     }
     emit(&mut out, &text)?;
     if !report.is_ok() {
