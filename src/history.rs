@@ -13,7 +13,7 @@
 use std::path::Path;
 
 use crate::events::{self, Recorded, UndecodableRecord};
-use crate::ledger::{LedgerError, LedgerReader, LedgerView, LiveRead, verify_chain};
+use crate::ledger::{LedgerError, LedgerReader, LedgerView, verify_chain};
 use crate::replay::{Rejection, ReplayError, State, replay};
 
 /// Whether [`load`] checks the hash chain.
@@ -133,12 +133,12 @@ pub fn load_dir(dir: &Path, verify: Verify) -> Result<History, HistoryError> {
 }
 
 /// Like [`load_dir`], but when a run holds the ledger reads a verified copy instead of
-/// failing busy ([`LedgerReader::open_or_live`]); the [`LiveRead`] says so and how far the
-/// copy goes (for `status` in a second terminal).
+/// failing busy ([`LedgerReader::open_or_live`]); the [`crate::ledger::LiveRead`] says so
+/// and how far the copy goes (for `status` in a second terminal).
 pub fn load_dir_or_live(
     dir: &Path,
     verify: Verify,
-) -> Result<(History, Option<LiveRead>), HistoryError> {
+) -> Result<(History, Option<crate::ledger::LiveRead>), HistoryError> {
     let reader = LedgerReader::open_or_live(dir)?;
     let history = load(reader.view(), verify)?;
     Ok((history, reader.live().cloned()))
