@@ -153,3 +153,72 @@ async fn status_report_log_and_verify_show_a_run_inside_its_dump() {
     assert_eq!(after.get("live"), None, "{after}");
     assert!(after["steps"].as_array().unwrap().len() > steps.len());
 }
+
+/// A live read never shows a record it has not verified. A ledger whose record 3 was
+/// altered in place (through sled's own API, so sled's checksums hold and only the chain
+/// can tell), held as a run holds it: every copy is refused, and `status`, `report`,
+/// `ledger log` and `ledger verify` exit 4 naming the record, as a busy ledger always did.
+/// Once nobody holds it, `ledger verify` reports it broken (exit 3), as before.
+#[test]
+fn a_busy_ledger_whose_copy_does_not_verify_is_busy_not_shown() {
+    use std::io::Write;
+
+    use fs2::FileExt;
+    use oms_upgrade::ledger::store::{LOCK_FILE, RECORDS_TREE, seq_key};
+
+    let root = tempfile::tempdir().unwrap();
+    let (dir, _) = support::ledger_with_notes(root.path(), 5);
+    {
+        let db = sled::Config::new()
+            .path(&dir)
+            .segment_size(8 << 20)
+            .open()
+            .unwrap();
+        let records = db.open_tree(RECORDS_TREE).unwrap();
+        let mut v = records.get(seq_key(3)).unwrap().unwrap().to_vec();
+        let last = v.len() - 1;
+        v[last] ^= 1;
+        records.insert(seq_key(3), v).unwrap();
+        db.flush().unwrap();
+    }
+    let mut lock = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dir.join(LOCK_FILE))
+        .unwrap();
+    lock.lock_exclusive().unwrap();
+    lock.set_len(0).unwrap();
+    lock.write_all(b"writer: pid 4242 on host test-holder, since 2026-11-27T00:00:00Z\n")
+        .unwrap();
+    let cli = |args: &[&str]| {
+        std::process::Command::new(bin())
+            .arg("--ledger")
+            .arg(&dir)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    for args in [
+        &["status"][..],
+        &["report"],
+        &["ledger", "log"],
+        &["ledger", "verify"],
+    ] {
+        let out = cli(args);
+        assert_eq!(out.status.code(), Some(4), "{args:?}: {}", show(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("pid 4242 on host test-holder"),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains("none of 5 copies"), "{args:?}: {err}");
+        assert!(err.contains("at seq 3"), "{args:?}: {err}");
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("note 3"),
+            "{args:?} showed an unverified record"
+        );
+    }
+    drop(lock);
+    let out = cli(&["ledger", "verify"]);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+}
