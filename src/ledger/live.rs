@@ -276,7 +276,7 @@ fn current_holder(dir: &Path) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
 
     use uuid::Uuid;
@@ -314,13 +314,18 @@ mod tests {
             written.lock().unwrap().push(r.hash);
         }
         let done = Arc::new(AtomicBool::new(false));
+        // The writer goes on until the reader has read this many times (or a bound).
+        const READS: usize = 20;
+        let reads_done = Arc::new(AtomicUsize::new(0));
         let writer = {
-            let (written, done) = (written.clone(), done.clone());
+            let (written, done, reads_done) = (written.clone(), done.clone(), reads_done.clone());
             std::thread::spawn(move || {
                 // Payloads of varied size, and the odd batch, so appends touch sled's pages
                 // in different ways.
                 let big = vec![7u8; 20_000];
-                for i in 0..400u64 {
+                let mut i = 0u64;
+                while reads_done.load(Ordering::SeqCst) < READS && i < 20_000 {
+                    i += 1;
                     let payload: &[u8] = if i % 10 == 0 { &big } else { b"step" };
                     if i % 25 == 0 {
                         let batch = [new_record(i, payload), new_record(i, b"batch")];
@@ -350,11 +355,16 @@ mod tests {
             assert_eq!(Some(n), live.seq, "{live:?}");
             folders.push(reader.copy_folder().unwrap());
             reads.push(live);
+            reads_done.store(reads.len(), Ordering::SeqCst);
         }
         let ledger = writer.join().unwrap();
         drop(ledger);
         let written = written.lock().unwrap().clone();
-        assert!(reads.len() >= 5, "only {} live reads happened", reads.len());
+        assert!(
+            reads.len() >= READS,
+            "only {} live reads happened",
+            reads.len()
+        );
         let retried = reads.iter().filter(|r| r.attempts > 1).count();
         eprintln!(
             "{} live reads, {retried} needed more than one copy",
