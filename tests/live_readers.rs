@@ -86,6 +86,13 @@ async fn status_report_log_and_verify_show_a_run_inside_its_dump() {
     assert!(t.contains(&format!("pid {upgrade_pid}")), "{t}");
     assert!(t.contains(&format!("In progress: {DUMP_STEP}")), "{t}");
     assert!(t.contains("Phase: upgrading"), "{t}");
+    let plan = json_of(&ok(run.cli().args(["--json", "plan"])).stdout);
+    assert_eq!(plan["live"], true, "{plan}");
+    assert_eq!(plan["seq"], seq);
+    assert_eq!(
+        plan["steps"][0]["step"], DUMP_STEP,
+        "the steps still to run: {plan}"
+    );
 
     // The report of the run so far, as JSON and Markdown.
     let out = ok(run.cli().args(["report", "--format", "json"]));

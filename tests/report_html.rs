@@ -839,6 +839,10 @@ fn readers_work_while_a_run_holds_the_ledger() {
         String::from_utf8_lossy(&text.stdout)
     );
 
+    let p = json(&cli(&["--json", "plan"]));
+    assert_eq!(p["live"], true, "{p}");
+    assert_eq!(p["seq"], held_seq);
+
     let v = json(&cli(&["--json", "ledger", "verify"]));
     assert_eq!(v["ok"], true, "{v}");
     assert_eq!(v["live"], true, "{v}");

@@ -269,8 +269,8 @@ impl From<LedgerError> for CliError {
             LedgerError::Busy { .. } => (
                 ExitKind::Busy,
                 "wait for that run to finish and retry; sled 0.34 cannot open a database read-only, \
-                 so this command needs the ledger to itself (`status`, `report`, `ledger log` and \
-                 `ledger verify` read a verified copy meanwhile)"
+                 so this command needs the ledger to itself (`status`, `plan`, `report`, \
+                 `ledger log` and `ledger verify` read a verified copy meanwhile)"
                     .to_string(),
             ),
             LedgerError::LiveUnreadable { .. } => (

@@ -6,7 +6,9 @@ use comfy_table::{Table, presets::NOTHING};
 
 use super::metatls;
 use super::{CliError, CmdResult, Ctx, ExitKind};
+use crate::events::StepKey;
 use crate::history::{self, Verify};
+use crate::ledger::LiveRead;
 use crate::replay::{Next, State, StepStatus};
 use crate::steps::{self, Step};
 
@@ -23,31 +25,81 @@ pub struct StatusArgs {}
 #[derive(Debug, clap::Args)]
 pub struct PlanArgs {}
 
-fn load(ctx: &Ctx) -> Result<State, CliError> {
-    let h = history::load_dir(&ctx.ledger, Verify::Chain).map_err(CliError::from)?;
-    Ok(h.state)
+/// What `status` and `plan` show: the replayed state (read through [`Deref`]), and, when a
+/// run held the ledger, that it came from a verified copy and how far that goes.
+///
+/// [`Deref`]: std::ops::Deref
+struct Loaded {
+    state: State,
+    live: Option<LiveRead>,
+}
+
+impl std::ops::Deref for Loaded {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.state
+    }
+}
+
+/// Reads the ledger; while a run holds it, a verified copy (issue 14: readers during a
+/// live run), which the output then says.
+fn load(ctx: &Ctx) -> Result<Loaded, CliError> {
+    let (h, live) =
+        history::load_dir_or_live(&ctx.ledger, Verify::Chain).map_err(CliError::from)?;
+    Ok(Loaded {
+        state: h.state,
+        live,
+    })
+}
+
+/// The step the run holding the ledger is performing (its intent recorded, no outcome
+/// yet), when a live read saw one: then it is in progress, not in doubt. Only a writer
+/// performs steps; a ledger another reader holds is as it was left.
+fn in_progress(state: &Loaded) -> Option<StepKey> {
+    let running = state
+        .live
+        .as_ref()
+        .is_some_and(|l| l.holder.starts_with("writer"));
+    state.in_doubt().filter(|_| running)
+}
+
+/// A command's JSON object with a live read's fields (`live`, `seq`, `holder`, ...) and
+/// `extra` added when there was one; otherwise exactly as before.
+fn with_live(
+    state: &Loaded,
+    extra: &[(&str, serde_json::Value)],
+    mut v: serde_json::Value,
+) -> serde_json::Value {
+    if let (Some(l), Some(obj)) = (&state.live, v.as_object_mut()) {
+        if let serde_json::Value::Object(fields) = l.json_fields() {
+            obj.extend(fields);
+        }
+        for (k, x) in extra {
+            obj.insert((*k).to_string(), x.clone());
+        }
+    }
+    v
+}
+
+/// `println!` of [`with_live`]'s object.
+macro_rules! print_json {
+    ($state:expr, $extra:expr, $v:expr) => {
+        println!("{}", with_live($state, $extra, $v))
+    };
 }
 
 fn next_json(next: &Next) -> serde_json::Value {
     serde_json::to_value(next).unwrap_or_default()
 }
 
-/// Runs `status`. While a run holds the ledger it shows a verified copy of it (a live
-/// read, said on the first line and in `--json` as `live`, `seq` and `holder`); the step
-/// the run has recorded an intent for and no outcome is then in progress, not in doubt.
+/// Runs `status`.
 pub fn status(_args: StatusArgs, ctx: &Ctx) -> CmdResult {
-    let (history, live) =
-        history::load_dir_or_live(&ctx.ledger, Verify::Chain).map_err(CliError::from)?;
-    let state = history.state;
-    // Only a writer performs steps; a ledger held by another reader is as it was left.
-    let running = live
-        .as_ref()
-        .is_some_and(|l| l.holder.starts_with("writer"));
-    let in_progress = state.in_doubt().filter(|_| running);
-    let in_doubt = state.in_doubt().filter(|_| !running);
+    let state = load(ctx)?;
     let now = chrono::Utc::now();
     let plan = state.plan();
     let next = state.next();
+    let in_progress = in_progress(&state);
+    let in_doubt = state.in_doubt().filter(|k| in_progress != Some(*k));
     let keys: Vec<_> = state.attempted_keys().into_iter().collect();
     let downtime = state.downtime(now).map(|d| d.num_seconds());
     if ctx.json {
@@ -61,49 +113,42 @@ pub fn status(_args: StatusArgs, ctx: &Ctx) -> CmdResult {
                 })
             })
             .collect();
-        let mut v = serde_json::json!({
-            "ledger": ctx.ledger,
-            "run_id": state.run_id().map(|r| r.to_string()),
-            "phase": state.phase().to_string(),
-            "from": plan.map(|p| p.source_version.to_string()),
-            "to": plan.map(|p| p.target_version.to_string()),
-            "t1": state.t1(), "t2": state.t2(), "t3": state.t3(),
-            "downtime_seconds": downtime,
-            "in_doubt": in_doubt.map(|k| k.to_string()),
-            "awaiting_decision": state.awaiting_decision().map(|w| serde_json::json!({
-                "step": w.key.to_string(),
-                "reconciled_seq": w.reconciled_seq,
-                "why": w.why,
-                "evidence": w.evidence,
-                "resolve": w.resolve_command(),
-            })),
-            "rollback_permitted": state.can_rollback(),
-            "rollback_refused": state.rollback_keys().err().map(|e| e.to_string()),
-            // The holder is performing the step in progress: what comes after it is
-            // not known yet (the state would say "reconcile", which only a new run does).
-            "next": if in_progress.is_some() { serde_json::Value::Null } else { next_json(&next) },
-            "permitted": state.permitted().iter().map(|s| s.key().to_string()).collect::<Vec<_>>(),
-            "remaining": state.remaining().iter().map(|s| s.key().to_string()).collect::<Vec<_>>(),
-            "steps": steps,
-            "preflight_failures": state.preflight_failures().len(),
-            "notes": state.notes().len(),
-            "metadb_tls": metatls::recorded(&state),
-            "retention_warning": state.retention_warning(now),
-        });
-        if let Some(l) = &live
-            && let (Some(obj), serde_json::Value::Object(fields)) =
-                (v.as_object_mut(), l.json_fields())
-        {
-            obj.extend(fields);
-            obj.insert(
-                "in_progress".into(),
-                in_progress.map(|k| k.to_string()).into(),
-            );
-        }
-        println!("{v}");
+        print_json!(
+            &state,
+            &[("in_progress", in_progress.map(|k| k.to_string()).into())],
+            serde_json::json!({
+                "ledger": ctx.ledger,
+                "run_id": state.run_id().map(|r| r.to_string()),
+                "phase": state.phase().to_string(),
+                "from": plan.map(|p| p.source_version.to_string()),
+                "to": plan.map(|p| p.target_version.to_string()),
+                "t1": state.t1(), "t2": state.t2(), "t3": state.t3(),
+                "downtime_seconds": downtime,
+                "in_doubt": in_doubt.map(|k| k.to_string()),
+                "awaiting_decision": state.awaiting_decision().map(|w| serde_json::json!({
+                    "step": w.key.to_string(),
+                    "reconciled_seq": w.reconciled_seq,
+                    "why": w.why,
+                    "evidence": w.evidence,
+                    "resolve": w.resolve_command(),
+                })),
+                "rollback_permitted": state.can_rollback(),
+                "rollback_refused": state.rollback_keys().err().map(|e| e.to_string()),
+                // The holder is performing the step in progress: what comes after it is not
+                // known yet (the state would say "reconcile", which only a new run does).
+                "next": if in_progress.is_some() { serde_json::Value::Null } else { next_json(&next) },
+                "permitted": state.permitted().iter().map(|s| s.key().to_string()).collect::<Vec<_>>(),
+                "remaining": state.remaining().iter().map(|s| s.key().to_string()).collect::<Vec<_>>(),
+                "steps": steps,
+                "preflight_failures": state.preflight_failures().len(),
+                "notes": state.notes().len(),
+                "metadb_tls": metatls::recorded(&state),
+                "retention_warning": state.retention_warning(now),
+            })
+        );
         return Ok(ExitCode::SUCCESS);
     }
-    if let Some(l) = &live {
+    if let Some(l) = &state.live {
         println!("Note: {}.", l.describe());
     }
     let Some(plan) = plan else {
@@ -212,8 +257,9 @@ pub fn plan(_args: PlanArgs, ctx: &Ctx) -> CmdResult {
             .iter()
             .map(|s| serde_json::json!({"step": s.key().to_string(), "summary": s.summary(), "commands": s.commands(), "confirm": s.key().needs_confirmation()}))
             .collect();
-        println!(
-            "{}",
+        print_json!(
+            &state,
+            &[],
             serde_json::json!({
                 "run_id": plan.run_id.to_string(),
                 "digest": plan.digest().to_string(),
@@ -225,6 +271,9 @@ pub fn plan(_args: PlanArgs, ctx: &Ctx) -> CmdResult {
             })
         );
         return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(l) = &state.live {
+        println!("Note: {}.", l.describe());
     }
     println!(
         "Plan {} (digest {}): {} -> {}",
