@@ -153,8 +153,8 @@ fn try_once(dir: &Path) -> Result<Attempt, String> {
     let folder = PrivateFolder::create()?;
     copy_files(dir, folder.path())?;
     // sled may panic instead of erroring on some torn layouts (e.g. two segments claiming
-    // one LSN): a panic here only means this copy is unusable.
-    let opened = std::panic::catch_unwind(|| super::store::open_existing(folder.path()));
+    // one LSN): a panic here only means this copy is unusable, and is not printed.
+    let opened = quietly(|| super::store::open_existing(folder.path()));
     let (db, mut view) = match opened {
         Ok(Ok(pair)) => pair,
         Ok(Err(e)) => return Err(format!("sled could not open the copy: {e}")),
@@ -175,6 +175,33 @@ fn try_once(dir: &Path) -> Result<Attempt, String> {
         folder,
         head: report.head,
     })
+}
+
+thread_local! {
+    /// Set while this thread opens a copy: a panic then is a refused copy, not news.
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f`, turning a panic into `Err` without printing it. The panic hook is wrapped once
+/// per process; the wrapper defers to the previous hook for every panic but those of a
+/// thread inside `quietly`.
+fn quietly<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
+    static WRAP: std::sync::Once = std::sync::Once::new();
+    WRAP.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(|q| q.get()) {
+                previous(info);
+            }
+        }));
+    });
+    QUIET.with(|q| q.set(true));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    QUIET.with(|q| q.set(false));
+    if r.is_err() {
+        tracing::debug!("sled panicked while recovering a live read's copy");
+    }
+    r
 }
 
 /// Copies sled's files from `from` into `to`: `conf`, the complete snapshots, then `db`,
@@ -441,6 +468,16 @@ mod tests {
             db.len()
         );
         assert!(prefixes > 0, "no cut read at all ({refused} refused)");
+    }
+
+    /// A panic inside `quietly` is an `Err`, and later panics elsewhere still reach the
+    /// previous hook (the wrapper only silences the thread inside).
+    #[test]
+    fn quietly_turns_a_panic_into_an_error() {
+        let r: std::thread::Result<()> = quietly(|| panic!("torn copy"));
+        assert!(r.is_err());
+        assert_eq!(quietly(|| 7).unwrap(), 7);
+        assert!(!QUIET.with(|q| q.get()));
     }
 
     /// Busy, and no copy can be made to verify: a clear error naming the holder (exit 4 at
