@@ -836,9 +836,10 @@ fn two_writer_processes_exactly_one_proceeds_and_readers_are_told_why_not() {
     let holder_pid = acquired.trim_start_matches("ACQUIRED ");
     assert!(busy.contains(&format!("pid {holder_pid}")), "{busy}");
 
-    // While the writer runs, read-only commands say why they cannot open the ledger.
+    // While the writer runs, a command that needs the ledger to itself says why it cannot
+    // open it; `ledger verify` reads a verified copy instead and says so (issue 14).
     let out = assert_cmd::cargo::cargo_bin_cmd!("oms-upgrade")
-        .args(["ledger", "verify", "--ledger"])
+        .args(["ledger", "export", "--ledger"])
         .arg(&dir)
         .output()
         .unwrap();
@@ -846,6 +847,15 @@ fn two_writer_processes_exactly_one_proceeds_and_readers_are_told_why_not() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("held by another run"), "{err}");
     assert!(err.contains("read-only"), "{err}");
+    let out = assert_cmd::cargo::cargo_bin_cmd!("oms-upgrade")
+        .args(["ledger", "verify", "--ledger"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("live read as of seq"), "{text}");
+    assert!(text.contains(&format!("pid {holder_pid}")), "{text}");
 
     guard.release();
     let reader = LedgerReader::open(&dir).unwrap();

@@ -776,14 +776,89 @@ fn a_folder_without_a_ledger_is_bad_input() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("hint:"));
 }
 
+/// Issue 14: a second terminal watches a run. While the recorder's journal holds the ledger,
+/// as a running upgrade would, `report`, `status`, `ledger log` and `ledger verify` read a
+/// verified copy and say it is a live read, and the same commands behave as before once the
+/// run has let go.
 #[test]
-fn a_ledger_held_by_a_run_is_busy() {
+fn readers_work_while_a_run_holds_the_ledger() {
     let root = tempfile::tempdir().unwrap();
-    let rec = completed(root.path());
-    // The recorder's journal still holds the ledger, as a running upgrade would.
-    let out = run_report(&root.path().join("ledger"), &[]);
-    assert_eq!(out.status.code(), Some(4));
+    let mut rec = Recorder::new(root.path());
+    up_to_init(&mut rec);
+    rec.step(at(4, 7, 0), at(4, 45, 0));
+    let ledger = root.path().join("ledger");
+    let held_seq = rec.journal.ledger().head().unwrap().0;
+    let cli = |args: &[&str]| {
+        bin()
+            .arg("--ledger")
+            .arg(&ledger)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let json = |out: &Output| -> Value {
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+    };
+
+    let out = run_report(&ledger, &["--format", "json"]);
+    let j = json(&out);
+    validate_against_schema(&j, "live");
+    assert_eq!(j["live"]["live"], true, "{j}");
+    assert_eq!(j["live"]["seq"], held_seq);
+    assert_eq!(j["verification"]["head_seq"], held_seq);
+    let md = run_report(&ledger, &[]);
+    assert_eq!(md.status.code(), Some(0));
+    let md = String::from_utf8_lossy(&md.stdout);
+    assert!(
+        md.to_lowercase()
+            .contains(&format!("live read as of seq {held_seq}")),
+        "{md}"
+    );
+
+    let s = json(&cli(&["--json", "status"]));
+    assert_eq!(s["live"], true, "{s}");
+    assert_eq!(s["seq"], held_seq);
+    assert!(
+        s["holder"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("pid {}", std::process::id())),
+        "{s}"
+    );
+    let text = cli(&["status"]);
+    assert_eq!(text.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&text.stdout).contains(&format!("live read as of seq {held_seq}")),
+        "{}",
+        String::from_utf8_lossy(&text.stdout)
+    );
+
+    let p = json(&cli(&["--json", "plan"]));
+    assert_eq!(p["live"], true, "{p}");
+    assert_eq!(p["seq"], held_seq);
+
+    let v = json(&cli(&["--json", "ledger", "verify"]));
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["live"], true, "{v}");
+    assert_eq!(v["seq"], held_seq);
+    let log = cli(&["--json", "ledger", "log"]);
+    assert_eq!(log.status.code(), Some(0));
+    let lines: Vec<Value> = String::from_utf8_lossy(&log.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len() as u64, held_seq, "{lines:?}");
+
     drop(rec);
-    let out = run_report(&root.path().join("ledger"), &[]);
-    assert_eq!(out.status.code(), Some(0));
+    let out = run_report(&ledger, &["--format", "json"]);
+    let j = json(&out);
+    assert_eq!(j["live"], Value::Null, "{j}");
+    let s = json(&cli(&["--json", "status"]));
+    assert_eq!(s.get("live"), None, "not busy: status as before: {s}");
 }

@@ -292,7 +292,14 @@ impl From<LedgerError> for CliError {
             LedgerError::Busy { .. } => (
                 ExitKind::Busy,
                 "wait for that run to finish and retry; sled 0.34 cannot open a database read-only, \
-                 so even `ledger verify`/`log`/`export` need the ledger to themselves"
+                 so this command needs the ledger to itself (`status`, `plan`, `report`, \
+                 `ledger log` and `ledger verify` read a verified copy meanwhile)"
+                    .to_string(),
+            ),
+            LedgerError::LiveUnreadable { .. } => (
+                ExitKind::Busy,
+                "retry in a moment (the run's appends tore every copy), or wait for the run to \
+                 finish; the ledger itself was not touched"
                     .to_string(),
             ),
             LedgerError::Io { source, .. }
@@ -571,7 +578,7 @@ mod tests {
     #[test]
     fn each_exit_kind_is_reached_through_a_typed_error() {
         let io = || std::io::Error::other("boom");
-        let cases: [(CliError, ExitKind); 7] = [
+        let cases: [(CliError, ExitKind); 8] = [
             (
                 JournalError::Rejected {
                     event: "note",
@@ -594,6 +601,16 @@ mod tests {
                 LedgerError::Busy {
                     path: "/l".into(),
                     holder: "pid 1".into(),
+                }
+                .into(),
+                ExitKind::Busy,
+            ),
+            (
+                LedgerError::LiveUnreadable {
+                    path: "/l".into(),
+                    holder: "pid 1".into(),
+                    attempts: 5,
+                    last: "torn".into(),
                 }
                 .into(),
                 ExitKind::Busy,

@@ -2,7 +2,9 @@
 //!
 //! Read-only commands over the ledger (`src/ledger`). They open the ledger with
 //! [`LedgerReader`], which needs the ledger to itself (sled 0.34 has no read-only mode), so
-//! they fail with exit code 4 while an upgrade holds it. Exit codes used here: 0 intact /
+//! `export` and `checkpoint` fail with exit code 4 while an upgrade holds it; `verify` and
+//! `log` then read a verified copy instead ([`LedgerReader::open_or_live`]) and say so,
+//! failing with 4 only when no copy verifies. Exit codes used here: 0 intact /
 //! done, 3 the chain is broken (or the ledger is damaged, a signed checkpoint is forged, a
 //! dump or the live node drifted from the record), 4 the ledger is busy, 5 bad input
 //! (missing folder, a folder that is not a ledger, unreadable or invalid checkpoint or key
@@ -28,8 +30,8 @@ use crate::ledger::record::RecordRef;
 use crate::ledger::sign::{PublicKey, SignatureProblem, SigningKey, verify_checkpoint};
 use crate::ledger::store::key_seq;
 use crate::ledger::{
-    Anchor, Checkpoint, ExportError, LedgerReader, SignedCheckpoint, VerifyReport, export, verify,
-    verify_chain,
+    Anchor, Checkpoint, ExportError, LedgerReader, LiveRead, SignedCheckpoint, VerifyReport,
+    export, verify, verify_chain,
 };
 use crate::replay::Phase;
 use crate::report::DumpFileCheck;
@@ -231,6 +233,8 @@ type DumpsChecked = Result<(Vec<DumpArtifact>, Vec<DumpFileCheck>), String>;
 /// What `verify` found besides the chain.
 #[derive(Default)]
 struct Extras<'a> {
+    /// Set when a run held the ledger and a verified copy was checked instead.
+    read: Option<LiveRead>,
     /// The signed checkpoint given with --anchor, and whether its signature was checked.
     signed: Option<(&'a SignedCheckpoint, bool)>,
     /// --artifacts/--live: the recorded dumps and their re-hash, or why not checked.
@@ -303,7 +307,8 @@ fn cmd_verify(args: VerifyArgs, ctx: &Ctx) -> CmdResult {
         }
     }
     let anchor = checkpoint.as_ref().map(Checkpoint::anchor);
-    let reader = LedgerReader::open(&ctx.ledger).map_err(CliError::from)?;
+    let reader = LedgerReader::open_or_live(&ctx.ledger).map_err(CliError::from)?;
+    extras.read = reader.live().cloned();
     let report = if args.chain_only {
         verify_chain(reader.view(), anchor)
     } else {
@@ -580,6 +585,14 @@ fn print_report(report: &VerifyReport, ctx: &Ctx, extras: &Extras) -> CmdResult 
         v["ok"] = ok.into();
         v["chain_ok"] = report.is_ok().into();
         v["ledger"] = ctx.ledger.display().to_string().into();
+        if let Some(r) = &extras.read {
+            // `live` already names the --live comparison when one was asked for.
+            if extras.live.is_none() {
+                v["live"] = true.into();
+            }
+            v["seq"] = r.seq.into();
+            v["live_read"] = r.json_fields();
+        }
         if let Some((s, verified)) = extras.signed {
             v["signature"] = signature_json(&Checkpoint::Signed(s.clone()), verified);
         }
@@ -641,6 +654,15 @@ fn print_report(report: &VerifyReport, ctx: &Ctx, extras: &Extras) -> CmdResult 
             }
         }
     }
+    if let Some(r) = &extras.read {
+        let seq = r.seq.unwrap_or(0);
+        text += &format!(
+            "  running: live read as of seq {seq} while a run holds the ledger ({}): this \
+             proves the chain up to seq {seq} only and cannot speak for records appended after \
+             it; verify again when the run has ended\n",
+            r.holder
+        );
+    }
     if let Some((s, verified)) = extras.signed {
         let time = s.time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         text += &if verified {
@@ -685,7 +707,8 @@ fn print_report(report: &VerifyReport, ctx: &Ctx, extras: &Extras) -> CmdResult 
 }
 
 fn cmd_log(_args: LogArgs, ctx: &Ctx) -> CmdResult {
-    let reader = LedgerReader::open(&ctx.ledger).map_err(CliError::from)?;
+    let reader = LedgerReader::open_or_live(&ctx.ledger).map_err(CliError::from)?;
+    let read = reader.live().cloned();
     let decoder = decoder();
     let mut out = std::io::stdout().lock();
     let mut table = comfy_table::Table::new();
@@ -701,6 +724,10 @@ fn cmd_log(_args: LogArgs, ctx: &Ctx) -> CmdResult {
                     let mut line = crate::ledger::export::record_view(&r, &decoder);
                     line["hash"] = r.hash.to_hex().into();
                     line["prev_hash"] = r.prev_hash.to_hex().into();
+                    if let Some(l) = &read {
+                        line["live"] = true.into();
+                        line["read_seq"] = l.seq.into();
+                    }
                     if !emit(&mut out, &format!("{line}\n"))? {
                         return Ok(ExitCode::SUCCESS);
                     }
@@ -737,6 +764,9 @@ fn cmd_log(_args: LogArgs, ctx: &Ctx) -> CmdResult {
             emit(&mut out, "(the ledger has no records yet)\n")?;
         } else {
             emit(&mut out, &format!("{table}\n"))?;
+        }
+        if let Some(l) = &read {
+            emit(&mut out, &format!("({})\n", l.describe()))?;
         }
     }
     Ok(ExitCode::SUCCESS)

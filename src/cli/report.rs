@@ -64,7 +64,11 @@ pub fn run(args: ReportArgs, ctx: &Ctx) -> CmdResult {
         .transpose()
         .map_err(CliError::from)?;
     let collected = report::collect(&ctx.ledger, anchor.as_ref()).map_err(collect_error)?;
-    let doc = report::build(&collected.records, &collected.state, collected.verification);
+    let mut doc = report::build(&collected.records, &collected.state, collected.verification);
+    doc.live = collected.live.as_ref().map(report::LiveSection::from_read);
+    if let Some(l) = &collected.live {
+        eprintln!("note: {}", l.describe());
+    }
     let text = render(&doc, format);
     let code = if doc.verification.ok {
         0
@@ -132,6 +136,10 @@ fn print_written(doc: &Report, format: ReportFormat, path: &Path, code: u8, ctx:
             "findings": doc.verification.findings,
             "exit_code": code,
         });
+        let mut v = v;
+        if let Some(l) = &doc.live {
+            v["live"] = serde_json::to_value(l).unwrap_or_default();
+        }
         println!("{v}");
     } else {
         println!(

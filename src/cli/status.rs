@@ -6,7 +6,9 @@ use comfy_table::{Table, presets::NOTHING};
 
 use super::metatls;
 use super::{CliError, CmdResult, Ctx, ExitKind};
+use crate::events::StepKey;
 use crate::history::{self, Verify};
+use crate::ledger::LiveRead;
 use crate::replay::{Next, State, StepStatus};
 use crate::steps::{self, Step};
 
@@ -28,9 +30,67 @@ pub struct StatusArgs {
 #[derive(Debug, clap::Args)]
 pub struct PlanArgs {}
 
-fn load(ctx: &Ctx) -> Result<State, CliError> {
-    let h = history::load_dir(&ctx.ledger, Verify::Chain).map_err(CliError::from)?;
-    Ok(h.state)
+/// What `status` and `plan` show: the replayed state (read through [`Deref`]), and, when a
+/// run held the ledger, that it came from a verified copy and how far that goes.
+///
+/// [`Deref`]: std::ops::Deref
+struct Loaded {
+    state: State,
+    live: Option<LiveRead>,
+}
+
+impl std::ops::Deref for Loaded {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.state
+    }
+}
+
+/// Reads the ledger; while a run holds it, a verified copy (issue 14: readers during a
+/// live run), which the output then says.
+fn load(ctx: &Ctx) -> Result<Loaded, CliError> {
+    let (h, live) =
+        history::load_dir_or_live(&ctx.ledger, Verify::Chain).map_err(CliError::from)?;
+    Ok(Loaded {
+        state: h.state,
+        live,
+    })
+}
+
+/// The step the run holding the ledger is performing (its intent recorded, no outcome
+/// yet), when a live read saw one: then it is in progress, not in doubt. Only a writer
+/// performs steps; a ledger another reader holds is as it was left.
+fn in_progress(state: &Loaded) -> Option<StepKey> {
+    let running = state
+        .live
+        .as_ref()
+        .is_some_and(|l| l.holder.starts_with("writer"));
+    state.in_doubt().filter(|_| running)
+}
+
+/// A command's JSON object with a live read's fields (`live`, `seq`, `holder`, ...) and
+/// `extra` added when there was one; otherwise exactly as before.
+fn with_live(
+    state: &Loaded,
+    extra: &[(&str, serde_json::Value)],
+    mut v: serde_json::Value,
+) -> serde_json::Value {
+    if let (Some(l), Some(obj)) = (&state.live, v.as_object_mut()) {
+        if let serde_json::Value::Object(fields) = l.json_fields() {
+            obj.extend(fields);
+        }
+        for (k, x) in extra {
+            obj.insert((*k).to_string(), x.clone());
+        }
+    }
+    v
+}
+
+/// `println!` of [`with_live`]'s object.
+macro_rules! print_json {
+    ($state:expr, $extra:expr, $v:expr) => {
+        println!("{}", with_live($state, $extra, $v))
+    };
 }
 
 fn next_json(next: &Next) -> serde_json::Value {
@@ -44,6 +104,8 @@ pub fn status(args: StatusArgs, ctx: &Ctx) -> CmdResult {
     let now = chrono::Utc::now();
     let plan = state.plan();
     let next = state.next();
+    let in_progress = in_progress(&state);
+    let in_doubt = state.in_doubt().filter(|k| in_progress != Some(*k));
     let keys: Vec<_> = state.attempted_keys().into_iter().collect();
     let downtime = state.downtime(now).map(|d| d.num_seconds());
     if ctx.json {
@@ -57,8 +119,9 @@ pub fn status(args: StatusArgs, ctx: &Ctx) -> CmdResult {
                 })
             })
             .collect();
-        println!(
-            "{}",
+        print_json!(
+            &state,
+            &[("in_progress", in_progress.map(|k| k.to_string()).into())],
             serde_json::json!({
                 "ledger": ctx.ledger,
                 "run_id": state.run_id().map(|r| r.to_string()),
@@ -67,7 +130,7 @@ pub fn status(args: StatusArgs, ctx: &Ctx) -> CmdResult {
                 "to": plan.map(|p| p.target_version.to_string()),
                 "t1": state.t1(), "t2": state.t2(), "t3": state.t3(),
                 "downtime_seconds": downtime,
-                "in_doubt": state.in_doubt().map(|k| k.to_string()),
+                "in_doubt": in_doubt.map(|k| k.to_string()),
                 "awaiting_decision": state.awaiting_decision().map(|w| serde_json::json!({
                     "step": w.key.to_string(),
                     "reconciled_seq": w.reconciled_seq,
@@ -77,7 +140,9 @@ pub fn status(args: StatusArgs, ctx: &Ctx) -> CmdResult {
                 })),
                 "rollback_permitted": state.can_rollback(),
                 "rollback_refused": state.rollback_keys().err().map(|e| e.to_string()),
-                "next": next_json(&next),
+                // The holder is performing the step in progress: what comes after it is not
+                // known yet (the state would say "reconcile", which only a new run does).
+                "next": if in_progress.is_some() { serde_json::Value::Null } else { next_json(&next) },
                 "permitted": state.permitted().iter().map(|s| s.key().to_string()).collect::<Vec<_>>(),
                 "remaining": state.remaining().iter().map(|s| s.key().to_string()).collect::<Vec<_>>(),
                 "steps": steps,
@@ -89,6 +154,9 @@ pub fn status(args: StatusArgs, ctx: &Ctx) -> CmdResult {
             })
         );
         return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(l) = &state.live {
+        println!("Note: {}.", l.describe());
     }
     let Some(plan) = plan else {
         println!("No upgrade planned in {}.", ctx.ledger.display());
@@ -135,6 +203,7 @@ pub fn status(args: StatusArgs, ctx: &Ctx) -> CmdResult {
     table.load_preset(NOTHING).set_header(["STEP", "STATUS"]);
     for k in &keys {
         let status = match state.status(*k) {
+            _ if in_progress == Some(*k) => "running (now)".to_string(),
             StepStatus::Done => "done".to_string(),
             other => match state.failure_kind(*k) {
                 Some(kind) => format!("{} ({kind})", format!("{other:?}").to_lowercase()),
@@ -149,8 +218,12 @@ pub fn status(args: StatusArgs, ctx: &Ctx) -> CmdResult {
         }
     }
     println!("{table}");
-    if let Some(k) = state.in_doubt() {
+    if let Some(k) = in_doubt {
         println!("In doubt: {k} (the next `run` or `rollback` checks it against reality first)");
+    }
+    if let Some(k) = in_progress {
+        println!("In progress: {k} (the run holding the ledger is performing it)");
+        return Ok(ExitCode::SUCCESS);
     }
     match next {
         Next::Run { step, .. } => println!("Next: {} — {}", step.key(), step.summary()),
@@ -194,8 +267,9 @@ pub fn plan(_args: PlanArgs, ctx: &Ctx) -> CmdResult {
             .iter()
             .map(|s| serde_json::json!({"step": s.key().to_string(), "summary": s.summary(), "commands": s.commands(), "confirm": s.key().needs_confirmation()}))
             .collect();
-        println!(
-            "{}",
+        print_json!(
+            &state,
+            &[],
             serde_json::json!({
                 "run_id": plan.run_id.to_string(),
                 "digest": plan.digest().to_string(),
@@ -207,6 +281,9 @@ pub fn plan(_args: PlanArgs, ctx: &Ctx) -> CmdResult {
             })
         );
         return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(l) = &state.live {
+        println!("Note: {}.", l.describe());
     }
     println!(
         "Plan {} (digest {}): {} -> {}",

@@ -39,6 +39,23 @@ pub enum LedgerError {
         holder: String,
     },
 
+    /// Another process holds the ledger and no copy taken for a live read verified
+    /// (`LedgerReader::open_or_live`): each was torn by the holder's appends or refused.
+    #[error(
+        "ledger {path} is held by another run ({holder}) and none of {attempts} copies taken \
+         for a live read verified (last: {last})"
+    )]
+    LiveUnreadable {
+        /// The ledger folder.
+        path: PathBuf,
+        /// Who holds it, as written in the lock file by the holder.
+        holder: String,
+        /// Copies taken.
+        attempts: u32,
+        /// Why the last copy was not usable.
+        last: String,
+    },
+
     /// The filesystem refused something.
     #[error("ledger {path}: cannot {action}: {source}")]
     Io {

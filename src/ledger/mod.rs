@@ -23,6 +23,7 @@
 pub mod anchor;
 pub mod error;
 pub mod export;
+pub mod live;
 pub mod record;
 pub mod sign;
 pub mod store;
@@ -32,6 +33,7 @@ pub mod verify;
 pub use anchor::{Anchor, AnchorError, Checkpoint, SignedCheckpoint};
 pub use error::LedgerError;
 pub use export::{ExportError, export};
+pub use live::LiveRead;
 pub use record::{Hash, NewRecord, Record};
 pub use store::{Ledger, LedgerReader, LedgerView};
 pub use verify::{Problem, ProblemKind, VerifyReport, verify, verify_chain, verify_pairs};

@@ -19,6 +19,8 @@
 //! read-only mode and locks its `db` file exclusively, so a reader cannot open the database
 //! while a writer has it open; taking our lock first turns that into a clear `Busy` error
 //! instead of sled's low-level one, and stops a writer from starting mid-read.
+//! [`LedgerReader::open_or_live`] reads a busy ledger anyway, from a verified private copy
+//! that takes no lock at all (`super::live`).
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -29,6 +31,7 @@ use sled::IVec;
 use uuid::Uuid;
 
 use super::error::LedgerError;
+use super::live::LiveRead;
 use super::record::{self, Hash, NewRecord, ParseError, Record, RecordHasher, RecordRef};
 
 /// Name of the lock file inside the ledger folder.
@@ -108,8 +111,8 @@ const LOCK_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 /// moment after its holder closed it: a process that forks a child (another thread
 /// spawning a command) lends its open descriptors to the child until the child's exec.
 /// A real concurrent run holds the lock far longer than the grace and is still refused.
-fn lock_with_grace(file: &File) -> std::io::Result<()> {
-    let deadline = std::time::Instant::now() + LOCK_GRACE;
+fn lock_with_grace(file: &File, grace: std::time::Duration) -> std::io::Result<()> {
+    let deadline = std::time::Instant::now() + grace;
     loop {
         match file.try_lock_exclusive() {
             Err(e)
@@ -124,7 +127,11 @@ fn lock_with_grace(file: &File) -> std::io::Result<()> {
 }
 
 impl FolderLock {
-    fn acquire(dir: &Path, role: &str) -> Result<FolderLock, LedgerError> {
+    fn acquire(
+        dir: &Path,
+        role: &str,
+        grace: std::time::Duration,
+    ) -> Result<FolderLock, LedgerError> {
         let path = dir.join(LOCK_FILE);
         let mut file = OpenOptions::new()
             .read(true)
@@ -133,7 +140,7 @@ impl FolderLock {
             .truncate(false)
             .open(&path)
             .map_err(io_err(dir, "open the lock file"))?;
-        if let Err(e) = lock_with_grace(&file) {
+        if let Err(e) = lock_with_grace(&file, grace) {
             if e.kind() != fs2::lock_contended_error().kind() {
                 return Err(io_err(dir, "lock the lock file")(e));
             }
@@ -226,6 +233,11 @@ pub struct LedgerView {
 }
 
 impl LedgerView {
+    /// Names `dir` in messages instead of the folder sled opened (a live read's copy).
+    pub(super) fn set_dir(&mut self, dir: PathBuf) {
+        self.dir = dir;
+    }
+
     /// The ledger folder.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -306,10 +318,30 @@ fn discard_unfinished_snapshots(dir: &Path) -> Result<(), LedgerError> {
     Ok(())
 }
 
+/// Opens sled, retrying briefly while its own lock on `db` looks held. Called with our
+/// folder lock held (or on a private copy), so the only holder can be a forked child of
+/// this process that has not reached its exec yet and still has sled's descriptor: the
+/// same lending [`lock_with_grace`] waits out for our lock. A process that opened the
+/// database directly holds it far longer and is still reported busy.
+fn open_sled_with_grace(dir: &Path) -> sled::Result<sled::Db> {
+    let deadline = std::time::Instant::now() + LOCK_GRACE;
+    loop {
+        match sled_config(dir).open() {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Opens sled and the two trees of an existing ledger, after checking it is one.
-fn open_existing(dir: &Path) -> Result<(sled::Db, LedgerView), LedgerError> {
+pub(super) fn open_existing(dir: &Path) -> Result<(sled::Db, LedgerView), LedgerError> {
     discard_unfinished_snapshots(dir)?;
-    let db = sled_config(dir).open().map_err(|e| match e {
+    let db = open_sled_with_grace(dir).map_err(|e| match e {
         // sled refuses a database created with other settings (or another sled version):
         // not a database this ledger wrote.
         sled::Error::Unsupported(why) => LedgerError::NotALedger {
@@ -358,14 +390,26 @@ fn open_existing(dir: &Path) -> Result<(sled::Db, LedgerView), LedgerError> {
 pub struct LedgerReader {
     view: LedgerView,
     _db: sled::Db,
-    _lock: FolderLock,
+    /// Held while reading the ledger itself; `None` for a live read of a copy.
+    _lock: Option<FolderLock>,
+    /// What a live read read (`None`: the ledger itself was opened).
+    live: Option<LiveRead>,
+    /// A live read's private copy, removed on drop. Declared after `view` and `_db` so
+    /// that sled has closed its files before the folder goes.
+    _copy: Option<super::live::PrivateFolder>,
 }
 
 impl LedgerReader {
     /// Opens an existing ledger for reading. Never creates anything in a folder that is not
     /// a ledger.
     pub fn open(dir: impl AsRef<Path>) -> Result<LedgerReader, LedgerError> {
-        let dir = dir.as_ref();
+        Self::open_with_grace(dir.as_ref(), LOCK_GRACE)
+    }
+
+    fn open_with_grace(
+        dir: &Path,
+        grace: std::time::Duration,
+    ) -> Result<LedgerReader, LedgerError> {
         match classify(dir)? {
             Folder::Missing => {
                 return Err(LedgerError::Missing {
@@ -380,7 +424,7 @@ impl LedgerReader {
             }
             Folder::Interrupted | Folder::Sled => {}
         }
-        let lock = FolderLock::acquire(dir, "reader")?;
+        let lock = FolderLock::acquire(dir, "reader", grace)?;
         // Only now, holding the lock, is an unfinished creation known to be abandoned
         // rather than in progress.
         if let Folder::Interrupted = classify(dir)? {
@@ -390,8 +434,46 @@ impl LedgerReader {
         Ok(LedgerReader {
             view,
             _db: db,
-            _lock: lock,
+            _lock: Some(lock),
+            live: None,
+            _copy: None,
         })
+    }
+
+    /// Like [`LedgerReader::open`], but when another process holds the ledger (a run in
+    /// progress) reads a verified copy instead of failing: see `super::live`. The copy is
+    /// a prefix of the holder's chain, every record of it verified;
+    /// [`LedgerReader::live`] says how far it goes and who holds the ledger. Only when no
+    /// copy verifies after [`super::live::LIVE_ATTEMPTS`] tries is the error
+    /// [`LedgerError::LiveUnreadable`]. Never waits for, or locks anything the writer uses.
+    pub fn open_or_live(dir: impl AsRef<Path>) -> Result<LedgerReader, LedgerError> {
+        let dir = dir.as_ref();
+        // No grace: a lock that looks held for a moment (see `lock_with_grace`) costs at
+        // worst a live read, which is as trustworthy, instead of a wait.
+        match Self::open_with_grace(dir, std::time::Duration::ZERO) {
+            Err(LedgerError::Busy { holder, .. }) => {
+                let copy = super::live::read_copy(dir, holder)?;
+                Ok(LedgerReader {
+                    view: copy.view,
+                    _db: copy.db,
+                    _lock: None,
+                    live: Some(copy.live),
+                    _copy: Some(copy.folder),
+                })
+            }
+            other => other,
+        }
+    }
+
+    /// For a live read ([`LedgerReader::open_or_live`] of a busy ledger), what it read.
+    pub fn live(&self) -> Option<&LiveRead> {
+        self.live.as_ref()
+    }
+
+    /// Where a live read's private copy is (removed when the reader is dropped).
+    #[cfg(test)]
+    pub(crate) fn copy_folder(&self) -> Option<PathBuf> {
+        self._copy.as_ref().map(|f| f.path().to_path_buf())
     }
 
     /// Read access (shared with the writer's).
@@ -480,7 +562,7 @@ impl Ledger {
             (Folder::Interrupted, false) => return Err(interrupted(dir)),
             _ => {}
         }
-        let lock = FolderLock::acquire(dir, "writer")?;
+        let lock = FolderLock::acquire(dir, "writer", LOCK_GRACE)?;
         // Classify again under the lock: another creator may have finished meanwhile.
         let (db, view) = match classify(dir)? {
             Folder::Sled => open_existing(dir)?,

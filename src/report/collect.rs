@@ -1,7 +1,8 @@
 //! Gathers what a report is built from: the ledger's records and replayed state, the
 //! chain's verification (against a checkpoint when one is given) and a re-hash of every
 //! dump file the ledger names. The only part of the report module that reads anything;
-//! it writes nothing (the ledger is opened with [`LedgerReader`]).
+//! it writes nothing (the ledger is opened with [`LedgerReader`], or read from a verified
+//! copy while a run holds it).
 
 use std::path::{Path, PathBuf};
 
@@ -9,7 +10,7 @@ use super::{DumpFileCheck, Verification};
 use crate::digest::FileDigest;
 use crate::events::{DumpArtifact, EventDecoder, Recorded};
 use crate::history::{self, History, HistoryError, Verify};
-use crate::ledger::{Anchor, LedgerError, LedgerReader, verify};
+use crate::ledger::{Anchor, LedgerError, LedgerReader, LiveRead, verify};
 use crate::replay::State;
 
 /// Why a report cannot be made.
@@ -45,13 +46,18 @@ pub struct Collected {
     pub state: State,
     /// What was verified.
     pub verification: Verification,
+    /// Set when a run held the ledger and a verified copy was read instead.
+    pub live: Option<LiveRead>,
 }
 
 /// Opens the ledger in `dir` read-only, verifies it (against `anchor` when given), replays
 /// it, and re-hashes the dumps it records. A broken chain is not an error here: the report
 /// says so; records that cannot be decoded or replayed are.
+///
+/// While a run holds the ledger, a verified copy is read instead ([`LedgerReader::open_or_live`])
+/// and [`Collected::live`] says so.
 pub fn collect(dir: &Path, anchor: Option<&Anchor>) -> Result<Collected, CollectError> {
-    let reader = LedgerReader::open(dir)?;
+    let reader = LedgerReader::open_or_live(dir)?;
     // Verification and replay read the same open handle, so they see the same records.
     let report = verify(reader.view(), anchor, &EventDecoder)?;
     let verify_problem = report
@@ -79,6 +85,7 @@ pub fn collect(dir: &Path, anchor: Option<&Anchor>) -> Result<Collected, Collect
         records,
         state,
         verification,
+        live: reader.live().cloned(),
     })
 }
 

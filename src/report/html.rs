@@ -100,6 +100,13 @@ pub fn to_html(r: &Report) -> String {
         esc(&r.outcome.summary),
         esc(&verdict(r))
     );
+    if let Some(l) = &r.live {
+        let _ = writeln!(
+            o,
+            "<p class=\"verdict\" id=\"live\">{}</p>",
+            esc(&l.banner())
+        );
+    }
     if let Some(h) = &r.verification.facts.head_hash {
         let _ = writeln!(
             o,

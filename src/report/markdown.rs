@@ -94,6 +94,9 @@ pub fn to_markdown(r: &Report) -> String {
     let _ = writeln!(o, "# {}\n", headline(r));
     let _ = writeln!(o, "> {}\n", r.outcome.summary);
     let _ = writeln!(o, "**{}**\n", verdict(r));
+    if let Some(l) = &r.live {
+        let _ = writeln!(o, "> **{}**\n", l.banner());
+    }
     if let Some(h) = &r.verification.facts.head_hash {
         let _ = writeln!(
             o,

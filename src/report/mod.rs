@@ -94,6 +94,44 @@ pub struct Report {
     pub attestations: Vec<AttestationRow>,
     /// What the caller verified, and the overall verdict.
     pub verification: VerificationSummary,
+    /// Set when the report was made while a run held the ledger (issue 14): it covers a
+    /// verified copy up to [`LiveSection::seq`], and the run may have recorded more since.
+    /// Absent from a report of a ledger nobody held.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live: Option<LiveSection>,
+}
+
+/// A report made during a run, from a verified copy of the ledger (see
+/// `crate::ledger::live`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LiveSection {
+    /// Always true: the report is a live read, not the run's final record.
+    pub live: bool,
+    /// The last record the copy holds (and the report covers).
+    pub seq: Option<u64>,
+    /// Who held the ledger, as its lock file says.
+    pub holder: String,
+}
+
+impl LiveSection {
+    /// From what the reader read.
+    pub fn from_read(l: &crate::ledger::LiveRead) -> LiveSection {
+        LiveSection {
+            live: true,
+            seq: l.seq,
+            holder: l.holder.clone(),
+        }
+    }
+
+    /// One line for the top of the document.
+    pub fn banner(&self) -> String {
+        format!(
+            "Live read as of seq {} while a run holds the ledger ({}): this is not the run's \
+             final record; report again once it has ended.",
+            self.seq.map_or_else(|| "0".to_string(), |s| s.to_string()),
+            self.holder
+        )
+    }
 }
 
 /// Identity of the run and of who ran it.
@@ -798,6 +836,7 @@ pub fn build(records: &[Recorded], state: &State, verification: Verification) ->
             .collect(),
         attestations: attestations(state),
         verification: summarize_verification(records, verification),
+        live: None,
     }
 }
 
