@@ -871,3 +871,26 @@ async fn a_ledger_whose_ledgers_row_was_deleted_is_still_listed() {
         "listed from its records"
     );
 }
+
+/// While a run holds the ledger, `ledger verify --witness` reads a live copy as of seq N,
+/// and the run has gone on appending and pushing: witness rows past N are records appended
+/// after the read, not a ledger cut short. (The holder here holds a folder whose writer
+/// pushed 3 more records elsewhere, which makes "appended after the read" certain; the
+/// verify that follows the release compares everything.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_read_is_compared_with_the_witness_only_up_to_the_seq_it_read() {
+    let m = Matrix::new("wit_live", 4).await;
+    m.push(&m.dir);
+    let behind = m.tmp.path().join("behind");
+    copy_dir(&m.dir, &behind);
+    append_notes(&m.dir, 3, "later");
+    assert_eq!(m.push(&m.dir)["inserted"], 3);
+
+    let holder = oms_upgrade::ledger::Ledger::open_writer(&behind).unwrap();
+    let (code, v) = m.verify(&behind, &[]);
+    assert_eq!(v["live"], true, "{v}");
+    assert_eq!((code, difference(&v)), (0, ("none", 0)), "{v}");
+    drop(holder);
+    let (code, v) = m.verify(&behind, &[]);
+    assert_eq!((code, difference(&v)), (3, ("local_behind", 5)), "{v}");
+}

@@ -330,6 +330,14 @@ fn cmd_verify(args: VerifyArgs, ctx: &Ctx) -> CmdResult {
             &local,
             report.is_ok(),
             pubkey.as_ref(),
+            super::witness::WitnessRead {
+                policy: report
+                    .is_ok()
+                    .then(|| history::load(reader.view(), Verify::ByCaller).ok())
+                    .flatten()
+                    .and_then(|h| h.state.plan().and_then(|p| p.witness()).map(|w| w.policy)),
+                live_up_to: extras.read.as_ref().map(|l| l.seq.unwrap_or(0)),
+            },
         )?;
     }
     if !(args.artifacts || args.live) {

@@ -352,7 +352,8 @@ fn witness_view(
         "target": w.target,
         "policy": w.policy.as_str(),
     });
-    let reader = match crate::ledger::LedgerReader::open(&ctx.ledger) {
+    // While a run holds the ledger, its verified live copy (the witness may then be ahead).
+    let reader = match crate::ledger::LedgerReader::open_or_live(&ctx.ledger) {
         Ok(r) => r,
         Err(e) => {
             view["state"] = "not asked".into();

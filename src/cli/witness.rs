@@ -184,11 +184,11 @@ fn init(args: WitnessInitArgs, ctx: &Ctx) -> CmdResult {
 // ---------------------------------------------------------------------------------------
 // `ledger push` and `ledger verify --witness`.
 
-/// The policy `ledger verify --witness` judges lag by. The plan records the run's policy
-/// (issue 14, "wire"); until a verify reads it from there, lag counts as `best-effort` lag
-/// (reported, not a failure), which is what an unwitnessed or best-effort run expects.
-pub fn verify_policy() -> WitnessPolicy {
-    WitnessPolicy::BestEffort
+/// The policy `ledger verify --witness` judges lag by: the one the plan records, or
+/// `best-effort` (lag reported, not a failure) for a ledger whose plan names no witness or
+/// cannot be read.
+pub fn verify_policy(recorded: Option<WitnessPolicy>) -> WitnessPolicy {
+    recorded.unwrap_or(WitnessPolicy::BestEffort)
 }
 
 /// What `ledger verify --witness` found.
@@ -294,6 +294,16 @@ impl WitnessFindings {
     }
 }
 
+/// How the local ledger was read, for [`verify_against`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WitnessRead {
+    /// The witness policy the plan records, if it records one.
+    pub policy: Option<WitnessPolicy>,
+    /// A live read's last seq (`Some(0)` for a live copy with no record): the witness is
+    /// compared only up to it.
+    pub live_up_to: Option<u64>,
+}
+
 /// Compares the local ledger (`local`, read and chain-checked by the caller, who has let go
 /// of the ledger) with the witness named by `opts`; `None` when no witness is given.
 pub fn verify_against(
@@ -303,12 +313,13 @@ pub fn verify_against(
     local: &[Record],
     local_chain_ok: bool,
     key: Option<&PublicKey>,
+    read: WitnessRead,
 ) -> Result<Option<WitnessFindings>, CliError> {
     let Some((target, witness)) = opts.open(&[])? else {
         return Ok(None);
     };
     let rt = super::runtime()?;
-    let (rows, checkpoints) = rt.block_on(async {
+    let (mut rows, checkpoints) = rt.block_on(async {
         let r = async {
             let rows = witness.records(ledger_id, 1).await?;
             let cps = witness.checkpoints(ledger_id).await?;
@@ -318,6 +329,11 @@ pub fn verify_against(
         witness.close().await;
         r
     })?;
+    // A live read stops at the seq it copied; the run holding the ledger has gone on
+    // appending and pushing since, so witness rows past that seq are not a difference.
+    if let Some(upto) = read.live_up_to {
+        rows.retain(|r| r.seq <= upto);
+    }
     // The checkpoint file beside the folder, when it is a signed one of this ledger (its
     // own checks are `ledger verify --anchor`'s; here only its place among the witness's).
     let path = signed_checkpoint_path(ledger);
@@ -334,7 +350,7 @@ pub fn verify_against(
         target: target.to_string(),
         comparison: compare(ledger_id, local, local_chain_ok, &rows),
         checkpoints: check_checkpoints(local, &checkpoints, key),
-        policy: verify_policy(),
+        policy: verify_policy(read.policy),
         local_checkpoint: check_local_checkpoint(local_cp, &checkpoints),
     }))
 }
