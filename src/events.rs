@@ -37,7 +37,7 @@ pub use plan::{
 };
 pub use planext::{
     ContainerSettings, HaAtInit, HealthScheme, HealthTrust, MetaServer, PlanExt, RestartPolicy,
-    ServerFlavour, Ulimit, WitnessPlan,
+    ServerFlavour, Ulimit, WitnessPlan, WitnessPolicy,
 };
 pub use record::{UndecodableRecord, to_recorded};
 

@@ -347,3 +347,37 @@ mod tests {
         );
     }
 }
+
+/// A folder only this user can enter, under the system's temporary folder, removed with
+/// everything in it when dropped (what is copied there is not for other users).
+#[derive(Debug)]
+pub struct PrivateFolder {
+    path: PathBuf,
+}
+
+impl PrivateFolder {
+    /// Creates `oms-upgrade-<prefix>-<uuid>` under the system's temporary folder, mode
+    /// 0700 (`create`, not `create_all`: a name someone planted makes it fail).
+    pub fn create(prefix: &str) -> Result<PrivateFolder, String> {
+        let path =
+            std::env::temp_dir().join(format!("oms-upgrade-{prefix}-{}", uuid::Uuid::new_v4()));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .map_err(|e| format!("cannot create a private folder {}: {e}", path.display()))?;
+        Ok(PrivateFolder { path })
+    }
+
+    /// Where it is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for PrivateFolder {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.path) {
+            tracing::warn!(folder = %self.path.display(), error = %e, "could not remove a private temporary folder");
+        }
+    }
+}

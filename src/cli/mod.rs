@@ -16,6 +16,7 @@ pub mod dirs;
 pub mod error;
 pub mod fleet;
 pub mod healthtrust;
+pub mod identity;
 pub mod init;
 pub mod ledger;
 pub mod live;

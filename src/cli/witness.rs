@@ -449,7 +449,7 @@ pub fn push(args: PushArgs, ctx: &Ctx) -> CmdResult {
     let names: Vec<&str> = metadata.iter().map(String::as_str).collect();
     let (target, witness) = args.witness.require(&names)?;
     let checkpoint = local_checkpoint(&ctx.ledger, ledger_id, &local);
-    let (_, node) = super::shell::identity();
+    let (_, node) = super::identity::identity();
     let rt = super::runtime()?;
     let (pushed, head) = rt.block_on(async {
         let r = async {

@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::env::EnvVar;
-use crate::witness::{WitnessPolicy, WitnessTarget};
 
 /// One fact of the plan beyond the v1 fields. Variant order is stored (see
 /// `v1::PlanExtV1`): append only.
@@ -58,18 +57,30 @@ pub struct HaAtInit {
 /// recorded; it comes from `OMS_WITNESS_PASSWORD` or `--witness-password-file` each time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct WitnessPlan {
-    /// `mysql://USER@HOST:PORT/DB`, as [`WitnessTarget`]'s `Display` writes it.
+    /// `mysql://USER@HOST:PORT/DB`, as `crate::witness::WitnessTarget`'s `Display` writes it.
     pub target: String,
     /// What the run does when the witness cannot be reached.
     #[serde(serialize_with = "policy_str")]
     pub policy: WitnessPolicy,
 }
 
-impl WitnessPlan {
-    /// The recorded target, parsed. `None` only for a plan whose bytes were altered (a
-    /// plan is recorded from a target that parsed): the caller says so.
-    pub fn parsed_target(&self) -> Option<WitnessTarget> {
-        WitnessTarget::parse(&self.target).ok()
+/// What the run does when the witness cannot be reached. Recorded in the plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WitnessPolicy {
+    /// No side effect happens until its intent is on the witness; when the witness is
+    /// unreachable the run stops before the next action.
+    Required,
+    /// The run goes on; `ledger push` catches the witness up later.
+    BestEffort,
+}
+
+impl WitnessPolicy {
+    /// The spelling used on the command line and in output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WitnessPolicy::Required => "required",
+            WitnessPolicy::BestEffort => "best-effort",
+        }
     }
 }
 

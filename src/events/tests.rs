@@ -579,7 +579,7 @@ fn the_witness_extension_is_appended_and_round_trips() {
         assert_eq!(p.witness(), Some(&w));
         assert_eq!(
             p.witness()
-                .and_then(WitnessPlan::parsed_target)
+                .and_then(crate::witness::WitnessTarget::from_plan)
                 .map(|t| t.to_string()),
             Some(w.target.clone())
         );

@@ -13,10 +13,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::planext::WitnessPolicy;
 use super::*;
 use crate::refetch::{RefetchMode, RefetchPolicy, RetentionRisk, StoreRetention};
 use crate::versions::{ProcedureId, Version};
-use crate::witness::WitnessPolicy;
 
 /// A stored value that decodes but does not make sense (e.g. a time out of range).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -20,14 +20,14 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use std::time::Duration;
-use uuid::Uuid;
 
 use super::error::LedgerError;
 use super::record::Hash;
-use super::store::{CREATING_MARKER, LOCK_FILE, LedgerView};
+use super::store::{CREATING_MARKER, LOCK_FILE, LedgerReader, LedgerView, LiveRead};
+use crate::safefs::PrivateFolder;
 
 /// How many copies are taken before a busy ledger is reported unreadable.
 pub const LIVE_ATTEMPTS: u32 = 5;
@@ -38,44 +38,6 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(40 * u64::from(attempt))
 }
 
-/// What a live read read: which process held the ledger and how far the verified copy goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LiveRead {
-    /// Who holds the ledger, as its lock file says (`writer: pid N on host H, since T`).
-    pub holder: String,
-    /// Seq of the last record of the verified copy (`None`: the copy holds no record yet).
-    pub seq: Option<u64>,
-    /// Hash of that record.
-    pub head: Option<Hash>,
-    /// Copies taken until one verified (1 when the first did).
-    pub attempts: u32,
-}
-
-impl LiveRead {
-    /// One line for people: what was read, and that later records may exist.
-    pub fn describe(&self) -> String {
-        let seq = self
-            .seq
-            .map_or_else(|| "0 (no record yet)".to_string(), |s| s.to_string());
-        format!(
-            "live read as of seq {seq} while a run holds the ledger ({}); records appended \
-             after that are not shown",
-            self.holder
-        )
-    }
-
-    /// The JSON fields commands add to their `--json` output.
-    pub fn json_fields(&self) -> serde_json::Value {
-        serde_json::json!({
-            "live": true,
-            "seq": self.seq,
-            "head_hash": self.head.map(|h| h.to_hex()),
-            "holder": self.holder,
-            "attempts": self.attempts,
-        })
-    }
-}
-
 /// A verified copy of a busy ledger: its view, the sled instance it reads and the private
 /// folder it lives in (removed on drop, after sled has closed).
 #[derive(Debug)]
@@ -84,6 +46,33 @@ pub(super) struct LiveCopy {
     pub(super) db: sled::Db,
     pub(super) folder: PrivateFolder,
     pub(super) live: LiveRead,
+}
+
+impl LedgerReader {
+    /// Like [`LedgerReader::open`], but when another process holds the ledger (a run in
+    /// progress) reads a verified copy instead of failing: see this module. The copy is
+    /// a prefix of the holder's chain, every record of it verified;
+    /// [`LedgerReader::live`] says how far it goes and who holds the ledger. Only when no
+    /// copy verifies after [`LIVE_ATTEMPTS`] tries is the error
+    /// [`LedgerError::LiveUnreadable`]. Never waits for, or locks anything the writer uses.
+    pub fn open_or_live(dir: impl AsRef<Path>) -> Result<LedgerReader, LedgerError> {
+        let dir = dir.as_ref();
+        // No grace: a lock that looks held for a moment (see `lock_with_grace`) costs at
+        // worst a live read, which is as trustworthy, instead of a wait.
+        match LedgerReader::open_with_grace(dir, std::time::Duration::ZERO) {
+            Err(LedgerError::Busy { holder, .. }) => {
+                let copy = read_copy(dir, holder)?;
+                Ok(LedgerReader {
+                    view: copy.view,
+                    _db: copy.db,
+                    _lock: None,
+                    live: Some(copy.live),
+                    _copy: Some(copy.folder),
+                })
+            }
+            other => other,
+        }
+    }
 }
 
 /// Takes verified copies of the busy ledger in `dir` until one verifies, at most
@@ -150,7 +139,7 @@ fn try_once(dir: &Path) -> Result<Attempt, String> {
     if dir.join(CREATING_MARKER).exists() {
         return Ok(Attempt::Creating);
     }
-    let folder = PrivateFolder::create()?;
+    let folder = PrivateFolder::create("live")?;
     copy_files(dir, folder.path())?;
     // sled may panic instead of erroring on some torn layouts (e.g. two segments claiming
     // one LSN): a panic here only means this copy is unusable, and is not printed.
@@ -256,39 +245,6 @@ fn copy_one(from: &Path, to: &Path, name: &str, required: bool) -> Result<(), St
     std::io::copy(&mut file, &mut out)
         .map_err(|e| format!("cannot copy {}: {e}", src.display()))?;
     Ok(())
-}
-
-/// A folder only this user can enter, under the system's temporary folder, removed with
-/// everything in it when dropped (the copy's records are the run's, not for other users).
-#[derive(Debug)]
-pub struct PrivateFolder {
-    path: PathBuf,
-}
-
-impl PrivateFolder {
-    fn create() -> Result<PrivateFolder, String> {
-        use std::os::unix::fs::DirBuilderExt;
-        let path = std::env::temp_dir().join(format!("oms-upgrade-live-{}", Uuid::new_v4()));
-        // `create`, not `create_all`: a name someone planted makes this attempt fail.
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&path)
-            .map_err(|e| format!("cannot create a private folder {}: {e}", path.display()))?;
-        Ok(PrivateFolder { path })
-    }
-
-    /// Where it is.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl Drop for PrivateFolder {
-    fn drop(&mut self) {
-        if let Err(e) = std::fs::remove_dir_all(&self.path) {
-            tracing::warn!(folder = %self.path.display(), error = %e, "could not remove a live read's copy");
-        }
-    }
 }
 
 /// What the lock file says now (advice only: read without locking).

@@ -33,8 +33,8 @@ pub mod verify;
 pub use anchor::{Anchor, AnchorError, Checkpoint, SignedCheckpoint};
 pub use error::LedgerError;
 pub use export::{ExportError, export};
-pub use live::LiveRead;
 pub use record::{Hash, NewRecord, Record};
+pub use store::LiveRead;
 pub use store::{Ledger, LedgerReader, LedgerView};
 pub use verify::{Problem, ProblemKind, VerifyReport, verify, verify_chain, verify_pairs};
 

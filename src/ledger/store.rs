@@ -31,7 +31,6 @@ use sled::IVec;
 use uuid::Uuid;
 
 use super::error::LedgerError;
-use super::live::LiveRead;
 use super::record::{self, Hash, NewRecord, ParseError, Record, RecordHasher, RecordRef};
 
 /// Name of the lock file inside the ledger folder.
@@ -76,7 +75,7 @@ pub fn seq_key(seq: u64) -> [u8; 8] {
 /// An exclusive hold on a ledger folder, released when dropped (the kernel releases a
 /// `flock` when its file is closed, including when the process is killed).
 #[derive(Debug)]
-struct FolderLock {
+pub(super) struct FolderLock {
     _file: File,
 }
 
@@ -381,6 +380,44 @@ pub(super) fn open_existing(dir: &Path) -> Result<(sled::Db, LedgerView), Ledger
     ))
 }
 
+/// What a live read read: which process held the ledger and how far the verified copy goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveRead {
+    /// Who holds the ledger, as its lock file says (`writer: pid N on host H, since T`).
+    pub holder: String,
+    /// Seq of the last record of the verified copy (`None`: the copy holds no record yet).
+    pub seq: Option<u64>,
+    /// Hash of that record.
+    pub head: Option<Hash>,
+    /// Copies taken until one verified (1 when the first did).
+    pub attempts: u32,
+}
+
+impl LiveRead {
+    /// One line for people: what was read, and that later records may exist.
+    pub fn describe(&self) -> String {
+        let seq = self
+            .seq
+            .map_or_else(|| "0 (no record yet)".to_string(), |s| s.to_string());
+        format!(
+            "live read as of seq {seq} while a run holds the ledger ({}); records appended \
+             after that are not shown",
+            self.holder
+        )
+    }
+
+    /// The JSON fields commands add to their `--json` output.
+    pub fn json_fields(&self) -> serde_json::Value {
+        serde_json::json!({
+            "live": true,
+            "seq": self.seq,
+            "head_hash": self.head.map(|h| h.to_hex()),
+            "holder": self.holder,
+            "attempts": self.attempts,
+        })
+    }
+}
+
 /// A read-only handle for `verify`, `log` and `export`.
 ///
 /// sled 0.34 has no read-only mode: opening a reader takes the folder's lock and opens the
@@ -388,15 +425,15 @@ pub(super) fn open_existing(dir: &Path) -> Result<(sled::Db, LedgerView), Ledger
 /// runs, [`LedgerReader::open`] fails with [`LedgerError::Busy`] naming the holder.
 #[derive(Debug)]
 pub struct LedgerReader {
-    view: LedgerView,
-    _db: sled::Db,
+    pub(super) view: LedgerView,
+    pub(super) _db: sled::Db,
     /// Held while reading the ledger itself; `None` for a live read of a copy.
-    _lock: Option<FolderLock>,
+    pub(super) _lock: Option<FolderLock>,
     /// What a live read read (`None`: the ledger itself was opened).
-    live: Option<LiveRead>,
+    pub(super) live: Option<LiveRead>,
     /// A live read's private copy, removed on drop. Declared after `view` and `_db` so
     /// that sled has closed its files before the folder goes.
-    _copy: Option<super::live::PrivateFolder>,
+    pub(super) _copy: Option<crate::safefs::PrivateFolder>,
 }
 
 impl LedgerReader {
@@ -406,7 +443,7 @@ impl LedgerReader {
         Self::open_with_grace(dir.as_ref(), LOCK_GRACE)
     }
 
-    fn open_with_grace(
+    pub(super) fn open_with_grace(
         dir: &Path,
         grace: std::time::Duration,
     ) -> Result<LedgerReader, LedgerError> {
@@ -438,31 +475,6 @@ impl LedgerReader {
             live: None,
             _copy: None,
         })
-    }
-
-    /// Like [`LedgerReader::open`], but when another process holds the ledger (a run in
-    /// progress) reads a verified copy instead of failing: see `super::live`. The copy is
-    /// a prefix of the holder's chain, every record of it verified;
-    /// [`LedgerReader::live`] says how far it goes and who holds the ledger. Only when no
-    /// copy verifies after [`super::live::LIVE_ATTEMPTS`] tries is the error
-    /// [`LedgerError::LiveUnreadable`]. Never waits for, or locks anything the writer uses.
-    pub fn open_or_live(dir: impl AsRef<Path>) -> Result<LedgerReader, LedgerError> {
-        let dir = dir.as_ref();
-        // No grace: a lock that looks held for a moment (see `lock_with_grace`) costs at
-        // worst a live read, which is as trustworthy, instead of a wait.
-        match Self::open_with_grace(dir, std::time::Duration::ZERO) {
-            Err(LedgerError::Busy { holder, .. }) => {
-                let copy = super::live::read_copy(dir, holder)?;
-                Ok(LedgerReader {
-                    view: copy.view,
-                    _db: copy.db,
-                    _lock: None,
-                    live: Some(copy.live),
-                    _copy: Some(copy.folder),
-                })
-            }
-            other => other,
-        }
     }
 
     /// For a live read ([`LedgerReader::open_or_live`] of a busy ledger), what it read.

@@ -76,7 +76,7 @@ impl Mirror {
     /// Starts the bridge thread and builds the witness on it with `make` (inside its
     /// runtime, so a client that spawns tasks when made finds one). `target` is the
     /// witness as shown (no password); `node` is the identity each pushed row carries
-    /// (the host name the journal records, see [`crate::cli::shell::identity`]).
+    /// (the host name the journal records, as the command line reads it: `OMS_UPGRADE_HOST`, else the system host name).
     pub fn spawn<W, F>(
         make: F,
         target: String,

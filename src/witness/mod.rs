@@ -132,6 +132,12 @@ impl WitnessTarget {
         })
     }
 
+    /// The target a plan recorded, parsed. `None` only for a plan whose bytes were altered
+    /// (a plan is recorded from a target that parsed): the caller says so.
+    pub fn from_plan(plan: &crate::events::WitnessPlan) -> Option<WitnessTarget> {
+        WitnessTarget::parse(&plan.target).ok()
+    }
+
     /// Refuses a target whose database is one of `metadata_dbs` (case-insensitive, as
     /// MySQL compares database names on case-insensitive file systems).
     pub fn refuse_metadata(&self, metadata_dbs: &[&str]) -> Result<(), TargetError> {
@@ -173,25 +179,9 @@ fn strip_password(url: &str) -> String {
     url.to_string()
 }
 
-/// What the run does when the witness cannot be reached. Recorded in the plan.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WitnessPolicy {
-    /// No side effect happens until its intent is on the witness; when the witness is
-    /// unreachable the run stops before the next action.
-    Required,
-    /// The run goes on; `ledger push` catches the witness up later.
-    BestEffort,
-}
-
-impl WitnessPolicy {
-    /// The spelling used on the command line and in output.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WitnessPolicy::Required => "required",
-            WitnessPolicy::BestEffort => "best-effort",
-        }
-    }
-}
+/// What the run does when the witness cannot be reached: a fact of the plan, so it lives
+/// with the events ([`crate::events::WitnessPolicy`]).
+pub use crate::events::WitnessPolicy;
 
 /// One record as the witness holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
