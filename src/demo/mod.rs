@@ -88,6 +88,44 @@ pub struct Options {
     pub json: bool,
     /// Where progress lines go.
     pub progress: Progress,
+    /// Mirror the demo's ledger to a witness (issue 14): the arguments `init` gets.
+    pub witness: Option<DemoWitness>,
+}
+
+/// The witness a demo mirrors to: passed to `init` (which records it in the plan), and
+/// to `run` and `ledger verify` (which use the recorded target). The password reaches the
+/// children as it reached the demo: `OMS_WITNESS_PASSWORD` in the environment, or the file.
+#[derive(Debug, Clone)]
+pub struct DemoWitness {
+    /// `mysql://USER@HOST:PORT/DB`, already checked by the caller.
+    pub url: String,
+    /// `required` or `best-effort`.
+    pub policy: &'static str,
+    /// `--witness-password-file`, if given.
+    pub password_file: Option<PathBuf>,
+    /// `--witness-tls` as spelled on the command line.
+    pub tls: String,
+    /// `--witness-ca`, if given.
+    pub ca: Option<PathBuf>,
+}
+
+impl DemoWitness {
+    /// The flags every witnessed child command takes (not `--witness-policy`: only `init`).
+    fn args(&self) -> Vec<String> {
+        let mut a = vec![
+            "--witness".to_string(),
+            self.url.clone(),
+            "--witness-tls".into(),
+            self.tls.clone(),
+        ];
+        if let Some(f) = &self.password_file {
+            a.extend(["--witness-password-file".into(), f.display().to_string()]);
+        }
+        if let Some(ca) = &self.ca {
+            a.extend(["--witness-ca".into(), ca.display().to_string()]);
+        }
+        a
+    }
 }
 
 /// What `demo --clean` is asked to remove.
@@ -957,6 +995,11 @@ impl Demo {
         if let Some(ca) = &ca {
             init.extend(["--health-ca", ca.as_str()]);
         }
+        let witness = self.args.witness.as_ref().map(DemoWitness::args);
+        if let (Some(w), Some(flags)) = (&self.args.witness, &witness) {
+            init.extend(flags.iter().map(String::as_str));
+            init.extend(["--witness-policy", w.policy]);
+        }
         let r = self.oms_upgrade(&init)?;
         if !r.ok() {
             return Err(self.child_failed("init", &r));
@@ -966,7 +1009,13 @@ impl Demo {
             self.st.save()?;
             return self.planned_summary(node);
         }
-        let r = self.oms_upgrade(&["run", "--yes"])?;
+        let witnessed = |base: &[&'static str]| -> Vec<String> {
+            let mut v: Vec<String> = base.iter().map(|s| s.to_string()).collect();
+            v.extend(witness.iter().flatten().cloned());
+            v
+        };
+        let run = witnessed(&["run", "--yes"]);
+        let r = self.oms_upgrade(&run.iter().map(String::as_str).collect::<Vec<_>>())?;
         if !r.ok() {
             return Err(self.child_failed("run --yes", &r));
         }
@@ -974,7 +1023,9 @@ impl Demo {
         self.st.save()?;
         // The record against the live node: the demo ends proving no drift, not only an
         // intact chain.
-        let verify = self.oms_upgrade(&["ledger", "verify", "--live"])?;
+        // With a witness, the ledger is also compared with its witness copy.
+        let verify = witnessed(&["ledger", "verify", "--live"]);
+        let verify = self.oms_upgrade(&verify.iter().map(String::as_str).collect::<Vec<_>>())?;
         if verify.ok() {
             self.st.stage = "verified".into();
             self.st.save()?;
@@ -1013,14 +1064,23 @@ impl Demo {
         let exe = std::env::current_exe()
             .map(|p| p.display().to_string())
             .unwrap_or_else(|_| "oms-upgrade".into());
-        let look = vec![
+        let mut look = vec![
             format!("{exe} --ledger {ledger} status"),
             format!("{exe} --ledger {ledger} plan"),
             format!("{exe} --ledger {ledger} ledger log"),
             format!("{exe} --ledger {ledger} ledger verify"),
+        ];
+        if let Some(w) = &self.args.witness {
+            look.push(format!(
+                "{exe} --ledger {ledger} ledger verify --witness {}",
+                w.url
+            ));
+            look.push(format!("{exe} fleet list --witness {}", w.url));
+        }
+        look.extend([
             format!("docker ps -a --filter label={DEMO_LABEL}={}", self.st.id),
             format!("{exe} demo --clean --ledger {ledger}"),
-        ];
+        ]);
         let dbs = self.st.databases.clone();
         let verify_ok = verify.ok();
         let summary = self.summary(

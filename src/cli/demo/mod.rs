@@ -67,6 +67,21 @@ pub struct DemoArgs {
     /// `--health-ca`, and the demo ends with `ledger verify --live`.
     #[arg(long, conflicts_with = "clean")]
     pub tls: bool,
+    /// Mirror the demo's ledger to a witness (`witness init` first; see docs/witness.md):
+    /// `init` records it, `run` pushes every record, and the demo ends with `ledger verify
+    /// --live --witness`. The password comes from OMS_WITNESS_PASSWORD or
+    /// --witness-password-file, as for every command.
+    #[command(flatten)]
+    pub witness: super::witness::WitnessOpts,
+    /// With --witness: what the run does when the witness cannot be reached.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "POLICY",
+        requires = "witness",
+        conflicts_with = "clean"
+    )]
+    pub witness_policy: Option<super::init::WitnessPolicyArg>,
 }
 
 /// Runs `demo` (or `demo --clean`).
@@ -74,6 +89,7 @@ pub fn run(args: DemoArgs, ctx: &Ctx) -> CmdResult {
     if args.clean {
         return clean(&args, ctx);
     }
+    let witness = demo_witness(&args)?;
     let opts = Options {
         size: args.size,
         privileged: args.privileged,
@@ -84,6 +100,7 @@ pub fn run(args: DemoArgs, ctx: &Ctx) -> CmdResult {
         ledger: given_ledger(ctx),
         json: ctx.json,
         progress,
+        witness,
     };
     match demo::run(opts)? {
         Outcome::Upgraded(u) => print_upgraded(&u, ctx.json),
@@ -92,6 +109,28 @@ pub fn run(args: DemoArgs, ctx: &Ctx) -> CmdResult {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The witness the demo mirrors to, checked before anything is set up: the URL parses,
+/// names no metadata database, and the password can be found (the server is first asked
+/// by the demo's `init`).
+fn demo_witness(args: &DemoArgs) -> Result<Option<demo::DemoWitness>, CliError> {
+    let Some(url) = args.witness.witness.clone() else {
+        return Ok(None);
+    };
+    // Opening checks the URL and the password without connecting.
+    args.witness.open(&[])?;
+    let policy: crate::witness::WitnessPolicy = args
+        .witness_policy
+        .unwrap_or(super::init::WitnessPolicyArg::Required)
+        .into();
+    Ok(Some(demo::DemoWitness {
+        url,
+        policy: policy.as_str(),
+        password_file: args.witness.witness_password_file.clone(),
+        tls: args.witness.witness_tls.to_string(),
+        ca: args.witness.witness_ca.clone(),
+    }))
 }
 
 /// A progress line for people, on stderr (with `--json`, stdout holds only the result).
