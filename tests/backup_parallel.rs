@@ -290,15 +290,24 @@ impl Progress for KillWhenSpooling {
                 .unwrap();
             rt.block_on(async {
                 let mut c = conn(None).await;
-                let ids: Vec<u64> = c
-                    .exec(
-                        "SELECT ID FROM information_schema.PROCESSLIST \
-                         WHERE INFO LIKE CONCAT('SELECT %FROM `', ?, '`.`', ?, '`%') \
-                         AND ID <> CONNECTION_ID()",
-                        (db, table.clone()),
-                    )
-                    .await
-                    .unwrap();
+                // The spool file can exist a moment before its SELECT reaches the server
+                // (seen under load: no reader yet): wait for the reader, a bounded while.
+                let mut ids: Vec<u64> = Vec::new();
+                for _ in 0..200 {
+                    ids = c
+                        .exec(
+                            "SELECT ID FROM information_schema.PROCESSLIST \
+                             WHERE INFO LIKE CONCAT('SELECT %FROM `', ?, '`.`', ?, '`%') \
+                             AND ID <> CONNECTION_ID()",
+                            (db.clone(), table.clone()),
+                        )
+                        .await
+                        .unwrap();
+                    if !ids.is_empty() {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+                }
                 assert_eq!(ids.len(), 1, "exactly one connection reads `{table}`");
                 c.query_drop(format!("KILL {}", ids[0])).await.unwrap();
             });
