@@ -28,6 +28,11 @@ struct Args {
     /// Threads running seeds.
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// Mirror every record to an in-memory witness under this policy (`required` or
+    /// `best-effort`), which goes away part-way through some process lives; the checks
+    /// then include the witness's (docs/simulation.md).
+    #[arg(long, value_name = "POLICY", value_parser = ["required", "best-effort"])]
+    witness: Option<String>,
 }
 
 fn paths(arg: &str) -> Result<Vec<(Version, Version)>, String> {
@@ -70,7 +75,11 @@ fn main() -> ExitCode {
     };
     let mut failed = false;
     for (source, target) in paths {
-        let cfg = SimConfig::new(source, target);
+        let mut cfg = SimConfig::new(source, target);
+        cfg.witness = args.witness.as_deref().map(|p| match p {
+            "required" => oms_upgrade::witness::WitnessPolicy::Required,
+            _ => oms_upgrade::witness::WitnessPolicy::BestEffort,
+        });
         let started = Instant::now();
         let totals = match run_seeds(&cfg, &seeds, args.threads) {
             Ok(t) => t,

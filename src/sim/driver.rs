@@ -88,6 +88,11 @@ pub struct SimConfig {
     pub rollback_pct: u64,
     /// Per cent of process lives that crash.
     pub crash_pct: u64,
+    /// Mirror every record to an in-memory witness under this policy (issue 14), which
+    /// goes away part-way through some process lives; `None`: no witness.
+    pub witness: Option<crate::witness::WitnessPolicy>,
+    /// Per cent of process lives in which the witness goes away after a few calls.
+    pub witness_away_pct: u64,
     /// A known bug planted in the executor (the simulator's own tests).
     #[cfg(any(test, feature = "sim-bugs"))]
     pub planted: Option<super::planted::Bug>,
@@ -104,6 +109,8 @@ impl SimConfig {
             give_up_after: 30,
             rollback_pct: 15,
             crash_pct: 60,
+            witness: None,
+            witness_away_pct: 30,
             #[cfg(any(test, feature = "sim-bugs"))]
             planted: None,
         }
@@ -657,8 +664,18 @@ pub fn run_seed(cfg: &SimConfig, reference: &Reference, seed: u64) -> SeedReport
     let per_mille = rng.below(cfg.max_fault_per_mille + 1);
     lock(&world).faults = Box::new(SeededFaults::new(seed, per_mille));
     let plan = plan_for(cfg.source, cfg.target, &backup_dir(dir.path()));
+    let witness = cfg
+        .witness
+        .map(|policy| SimWitness::new(policy, cfg.witness_away_pct));
     {
         let mut journal = open(&ledger);
+        if let Some(w) = &witness
+            && let Err(e) = w.attach(&mut journal, None)
+        {
+            rep.violations
+                .push(format!("a reachable witness refused the first attach: {e}"));
+            return rep;
+        }
         let now = lock(&world).now;
         if let Err(e) = journal.record(plan.run_id, now, Event::planned(plan.clone())) {
             rep.violations
@@ -692,7 +709,21 @@ pub fn run_seed(cfg: &SimConfig, reference: &Reference, seed: u64) -> SeedReport
             ));
             break;
         }
-        let journal = open(&ledger);
+        let mut journal = open(&ledger);
+        if let Some(w) = &witness {
+            // What the last life left: under `required`, never more than the in-flight
+            // record behind, and what the witness holds is the ledger's own bytes.
+            w.check(&journal, &mut rep);
+            let calls = w.life_budget(lives > cfg.calm_after, &mut rng);
+            if calls.is_some() {
+                *rep.faults.entry("witness-away").or_default() += 1;
+            }
+            if w.attach(&mut journal, calls).is_err() {
+                // `required` and the witness away at the start: the run refuses to act.
+                rep.restarts += 1;
+                continue;
+            }
+        }
         let mut ex = executor(&world, journal, &observer);
         if let Some(v) = next_contradicts_world(&world, ex.journal().state()) {
             rep.violations.push(v);
@@ -759,6 +790,18 @@ pub fn run_seed(cfg: &SimConfig, reference: &Reference, seed: u64) -> SeedReport
             }
         }
     }
+    if let Some(w) = &witness {
+        let mut journal = open(&ledger);
+        w.check(&journal, &mut rep);
+        // The operator brings the witness back and the next command catches it up; then it
+        // holds exactly the ledger, one row per record.
+        match w.attach(&mut journal, None) {
+            Ok(()) => w.check_complete(&journal, &mut rep),
+            Err(e) => rep
+                .violations
+                .push(format!("the witness, back, could not be caught up: {e}")),
+        }
+    }
     // The executor and its journal are dropped here: the ledger is read as `ledger verify`
     // and a fresh `status` would read it. The checks' own fault-free runs have no bug.
     #[cfg(any(test, feature = "sim-bugs"))]
@@ -783,6 +826,98 @@ pub fn run_seed(cfg: &SimConfig, reference: &Reference, seed: u64) -> SeedReport
         &mut rep,
     );
     rep
+}
+
+/// The simulated witness of one seed (issue 14): one in-memory witness for all the seed's
+/// process lives, attached to each life's journal through the real bridge.
+struct SimWitness {
+    policy: crate::witness::WitnessPolicy,
+    away_pct: u64,
+    memory: std::sync::Arc<crate::witness::MemoryWitness>,
+}
+
+impl SimWitness {
+    fn new(policy: crate::witness::WitnessPolicy, away_pct: u64) -> SimWitness {
+        SimWitness {
+            policy,
+            away_pct,
+            memory: std::sync::Arc::new(crate::witness::MemoryWitness::new()),
+        }
+    }
+
+    /// How many calls the witness answers in this life before it goes away (`None`: it
+    /// stays). Calm lives keep it, so that a seed ends.
+    fn life_budget(&self, calm: bool, rng: &mut XorShift) -> Option<u64> {
+        (!calm && rng.below(100) < self.away_pct).then(|| rng.below(24))
+    }
+
+    /// Attaches the witness to `journal` as a command does (catch-up first).
+    fn attach(
+        &self,
+        journal: &mut Journal,
+        calls: Option<u64>,
+    ) -> Result<(), crate::executor::JournalError> {
+        self.memory.unreachable_after(calls);
+        let shared = std::sync::Arc::clone(&self.memory);
+        let mirror = crate::executor::Mirror::spawn(
+            move || shared,
+            "sim witness".into(),
+            self.policy,
+            "sim-host".into(),
+        )
+        .expect("the witness bridge thread starts");
+        journal.attach_mirror(mirror).map(|_| ())
+    }
+
+    /// Every witness row is the ledger's record at its seq, byte for byte; under
+    /// `required`, the witness is at most one record (the one in flight) behind.
+    fn check(&self, journal: &Journal, rep: &mut SeedReport) {
+        let view = journal.ledger().view();
+        let local: Vec<crate::ledger::Record> = view.records().filter_map(Result::ok).collect();
+        let rows = self.memory.rows(view.ledger_id());
+        for row in &rows {
+            let same = local
+                .get((row.seq as usize).wrapping_sub(1))
+                .is_some_and(|r| r.seq == row.seq && r.stored == row.stored);
+            if !same {
+                rep.violations.push(format!(
+                    "the witness holds a record at seq {} that is not the ledger's",
+                    row.seq
+                ));
+            }
+        }
+        let local_head = local.last().map_or(0, |r| r.seq);
+        let witness_head = rows.iter().map(|r| r.seq).max().unwrap_or(0);
+        if self.policy == crate::witness::WitnessPolicy::Required && local_head > witness_head + 1 {
+            rep.violations.push(format!(
+                "under `required` the witness holds seq {witness_head} but the ledger seq \
+                 {local_head}: an action ran before its intent was on the witness"
+            ));
+        }
+    }
+
+    /// After a catch-up: one row per record, the ledger's bytes.
+    fn check_complete(&self, journal: &Journal, rep: &mut SeedReport) {
+        let view = journal.ledger().view();
+        let local: Vec<(u64, Vec<u8>)> = view
+            .records()
+            .filter_map(Result::ok)
+            .map(|r| (r.seq, r.stored))
+            .collect();
+        let rows: Vec<(u64, Vec<u8>)> = self
+            .memory
+            .rows(view.ledger_id())
+            .into_iter()
+            .map(|r| (r.seq, r.stored))
+            .collect();
+        if rows != local {
+            rep.violations.push(format!(
+                "after a catch-up the witness holds {} rows for {} records, or other bytes",
+                rows.len(),
+                local.len()
+            ));
+        }
+    }
 }
 
 /// The first upgrade step the state has not seen done.
@@ -1174,7 +1309,7 @@ mod tests {
     #[test]
     fn a_witnessed_run_stops_before_touching_the_world_while_the_witness_is_away() {
         use crate::executor::{JournalError, Stopped};
-        use crate::witness::bridge::{Mirror, tests::Shared};
+        use crate::witness::bridge::Mirror;
         use crate::witness::{MemoryWitness, Witness, WitnessPolicy};
         use std::sync::Arc;
         let c = cfg();
@@ -1186,7 +1321,7 @@ mod tests {
         let mirror = || {
             let w = Arc::clone(&w);
             Mirror::spawn(
-                move || Shared(w),
+                move || w,
                 "memory".into(),
                 WitnessPolicy::Required,
                 "sim-host".into(),
@@ -1309,6 +1444,38 @@ mod tests {
             t.seeds, t.crashes, t.restarts, t.resolves, t.faults, t.phases
         );
         assert!(t.failed.is_empty(), "{} seeds failed", t.failed.len());
+    }
+
+    /// Issue 14: with a witness that goes away part-way through lives, under each policy,
+    /// the seeds keep every invariant, the witness's too: under `required` it is never
+    /// more than the in-flight record behind, and after a catch-up it holds exactly the
+    /// ledger.
+    #[test]
+    fn witnessed_seeds_hold_the_invariants_under_both_policies() {
+        for policy in [
+            crate::witness::WitnessPolicy::Required,
+            crate::witness::WitnessPolicy::BestEffort,
+        ] {
+            let cfg = SimConfig {
+                witness: Some(policy),
+                ..cfg()
+            };
+            let seeds: Vec<u64> = (0..120).collect();
+            let t = run_seeds(&cfg, &seeds, 2).unwrap();
+            for r in &t.failed {
+                eprintln!("{policy:?} seed {}: {:?}", r.seed, r.violations);
+            }
+            assert!(
+                t.faults.get("witness-away").copied().unwrap_or(0) > 20,
+                "the witness went away in too few lives: {:?}",
+                t.faults
+            );
+            assert!(
+                t.failed.is_empty(),
+                "{policy:?}: {} seeds failed",
+                t.failed.len()
+            );
+        }
     }
 
     /// The fault-free rollbacks `Reference` runs once per path and shares between seeds

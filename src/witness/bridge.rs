@@ -365,7 +365,7 @@ impl Drop for Mirror {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use std::path::Path;
     use std::sync::Arc;
 
@@ -373,36 +373,12 @@ pub(crate) mod tests {
     use crate::events::{Event, MetaDb, StepFacts, StepKey, samples};
     use crate::executor::{Journal, JournalError, WitnessWhen};
     use crate::replay::build::Records;
-    use crate::witness::{MemoryWitness, WitnessLedger};
-
-    /// A memory witness the test keeps a handle on while the bridge thread uses it.
-    pub(crate) struct Shared(pub(crate) Arc<MemoryWitness>);
-
-    impl Witness for Shared {
-        async fn push(&self, node: &str, records: &[Record]) -> Result<PushReport, WitnessError> {
-            self.0.push(node, records).await
-        }
-        async fn head(&self, id: Uuid) -> Result<Option<(u64, Vec<Hash>)>, WitnessError> {
-            self.0.head(id).await
-        }
-        async fn records(&self, id: Uuid, from: u64) -> Result<Vec<WitnessRecord>, WitnessError> {
-            self.0.records(id, from).await
-        }
-        async fn ledgers(&self) -> Result<Vec<WitnessLedger>, WitnessError> {
-            self.0.ledgers().await
-        }
-        async fn push_checkpoint(&self, c: &WitnessCheckpoint) -> Result<(), WitnessError> {
-            self.0.push_checkpoint(c).await
-        }
-        async fn checkpoints(&self, id: Uuid) -> Result<Vec<WitnessCheckpoint>, WitnessError> {
-            self.0.checkpoints(id).await
-        }
-    }
+    use crate::witness::MemoryWitness;
 
     fn mirror(w: &Arc<MemoryWitness>, policy: WitnessPolicy) -> Mirror {
         let w = Arc::clone(w);
         Mirror::spawn_with_timeout(
-            move || Shared(w),
+            move || w,
             "memory".into(),
             policy,
             "node-a".into(),

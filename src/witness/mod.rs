@@ -325,6 +325,46 @@ pub trait Witness: Send + Sync {
     ) -> impl Future<Output = Result<Vec<WitnessCheckpoint>, WitnessError>> + Send;
 }
 
+/// A shared witness is a witness: a test or the simulator keeps one handle while the
+/// journal's bridge thread uses another.
+impl<W: Witness> Witness for std::sync::Arc<W> {
+    fn push(
+        &self,
+        node: &str,
+        records: &[Record],
+    ) -> impl Future<Output = Result<PushReport, WitnessError>> + Send {
+        W::push(self, node, records)
+    }
+    fn head(
+        &self,
+        ledger_id: Uuid,
+    ) -> impl Future<Output = Result<Option<(u64, Vec<Hash>)>, WitnessError>> + Send {
+        W::head(self, ledger_id)
+    }
+    fn records(
+        &self,
+        ledger_id: Uuid,
+        from_seq: u64,
+    ) -> impl Future<Output = Result<Vec<WitnessRecord>, WitnessError>> + Send {
+        W::records(self, ledger_id, from_seq)
+    }
+    fn ledgers(&self) -> impl Future<Output = Result<Vec<WitnessLedger>, WitnessError>> + Send {
+        W::ledgers(self)
+    }
+    fn push_checkpoint(
+        &self,
+        checkpoint: &WitnessCheckpoint,
+    ) -> impl Future<Output = Result<(), WitnessError>> + Send {
+        W::push_checkpoint(self, checkpoint)
+    }
+    fn checkpoints(
+        &self,
+        ledger_id: Uuid,
+    ) -> impl Future<Output = Result<Vec<WitnessCheckpoint>, WitnessError>> + Send {
+        W::checkpoints(self, ledger_id)
+    }
+}
+
 /// An in-memory witness with the database's semantics (primary key (ledger id, seq,
 /// hash), no update, no delete), for tests and the simulator. [`MemoryWitness::set_reachable`]
 /// makes every call fail as an unreachable server would.
@@ -336,6 +376,8 @@ pub struct MemoryWitness {
 #[derive(Debug)]
 struct MemoryInner {
     reachable: bool,
+    /// Calls answered before the witness goes away (`None`: no limit).
+    calls_left: Option<u64>,
     rows: BTreeMap<(Uuid, u64, Hash), WitnessRecord>,
     ledgers: BTreeMap<Uuid, WitnessLedger>,
     checkpoints: BTreeMap<(Uuid, u64, String), WitnessCheckpoint>,
@@ -345,6 +387,7 @@ impl Default for MemoryInner {
     fn default() -> Self {
         MemoryInner {
             reachable: true,
+            calls_left: None,
             rows: BTreeMap::new(),
             ledgers: BTreeMap::new(),
             checkpoints: BTreeMap::new(),
@@ -361,6 +404,23 @@ impl MemoryWitness {
     /// Makes the witness reachable or not.
     pub fn set_reachable(&self, reachable: bool) {
         self.lock().reachable = reachable;
+    }
+
+    /// Answers `calls` more calls, then fails every call as an unreachable server would
+    /// (`None`: no limit): a witness that goes away part-way through a run.
+    pub fn unreachable_after(&self, calls: Option<u64>) {
+        self.lock().calls_left = calls;
+    }
+
+    /// Every row of `ledger_id` now held, ordered by seq then hash (tests and the
+    /// simulator's checks; no reachability applies).
+    pub fn rows(&self, ledger_id: Uuid) -> Vec<WitnessRecord> {
+        self.lock()
+            .rows
+            .values()
+            .filter(|r| r.ledger_id == ledger_id)
+            .cloned()
+            .collect()
     }
 
     /// Inserts a row as a database administrator could, bypassing every check (tests of
@@ -399,8 +459,12 @@ impl MemoryWitness {
     }
 
     fn check(&self) -> Result<std::sync::MutexGuard<'_, MemoryInner>, WitnessError> {
-        let g = self.lock();
-        if !g.reachable {
+        let mut g = self.lock();
+        let spent = g.calls_left == Some(0);
+        if let Some(n) = &mut g.calls_left {
+            *n = n.saturating_sub(1);
+        }
+        if !g.reachable || spent {
             return Err(WitnessError::Unreachable {
                 target: "memory witness".into(),
                 reason: "made unreachable by the test".into(),
