@@ -252,6 +252,7 @@ impl Journal {
             })?;
             encoded.push(enc);
         }
+        self.witness_caught_up(first_seq - 1)?;
         let news: Vec<NewRecord<'_>> = encoded
             .iter()
             .map(|enc| new_record((&self.operator, &self.host), run_id, at, enc))
@@ -265,6 +266,26 @@ impl Journal {
         self.state = next;
         self.ship(appended, last)?;
         Ok(last)
+    }
+
+    /// Under `required`, nothing new is appended while the witness is known to lack an
+    /// earlier record (a push of this journal failed): the records it lacks are pushed
+    /// first, and if that fails too the new record is refused, so the witness is never
+    /// more than the in-flight record behind. `local_head` is the last durable seq.
+    fn witness_caught_up(&mut self, local_head: u64) -> Result<(), JournalError> {
+        let Some(mirror) = &mut self.mirror else {
+            return Ok(());
+        };
+        if mirror.policy() != WitnessPolicy::Required || mirror.witnessed() >= local_head {
+            return Ok(());
+        }
+        mirror
+            .catch_up(self.ledger.view())
+            .map(|_| ())
+            .map_err(|source| JournalError::Witness {
+                when: WitnessWhen::CatchUp { local_head },
+                source,
+            })
     }
 
     /// Pushes just-appended records to the witness, if one is attached, under its policy.

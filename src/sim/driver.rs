@@ -765,12 +765,13 @@ pub fn run_seed(cfg: &SimConfig, reference: &Reference, seed: u64) -> SeedReport
                     rep.restarts += 1;
                     continue;
                 }
-                Drove::Done(Ok(())) => {
+                // A request can be durable and still fail (under a `required` witness that
+                // did not take it): the ledger says whether it was asked, not the result.
+                Drove::Done(_) => {
                     if ex.journal().state().rollback().is_some() {
                         rollback_asked_before = Some(first_not_done.unwrap_or(StepKey::Complete));
                     }
                 }
-                Drove::Done(Err(_)) => {}
             }
         }
         match drive(&world, ex.run(None)) {
@@ -1476,6 +1477,23 @@ mod tests {
                 t.failed.len()
             );
         }
+    }
+
+    /// Seeds the witnessed simulator found: a rollback request the witness did not take
+    /// under `required` was durable locally, and the same journal then appended the
+    /// rollback's first intent before the witness had the request (witness 5, ledger 7).
+    /// The journal now catches a lagging `required` witness up before it appends anything.
+    #[test]
+    fn witnessed_regression_seeds_hold_the_invariants() {
+        let cfg = SimConfig {
+            witness: Some(crate::witness::WitnessPolicy::Required),
+            ..cfg()
+        };
+        let t = run_seeds(&cfg, &[348, 646, 794], 1).unwrap();
+        for r in &t.failed {
+            eprintln!("seed {}: {:?}", r.seed, r.violations);
+        }
+        assert!(t.failed.is_empty(), "{} seeds failed", t.failed.len());
     }
 
     /// The fault-free rollbacks `Reference` runs once per path and shares between seeds
