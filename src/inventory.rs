@@ -742,10 +742,12 @@ impl fmt::Display for Finding {
 
 /// Every disagreement between the config.yaml inventory, the inventory file (if given) and
 /// the servers the metadata DB lists (`(ip, region)` pairs, as read from the cm database's
-/// `host` table). Empty when they agree. Sorted, so the same inputs give the same findings.
+/// `host` table joined to `resource_group`, whose `name` is the region's `cm_location`;
+/// a region's `cm_region` name is accepted too). Empty when they agree. Sorted, so the same
+/// inputs give the same findings.
 ///
-/// Regions are compared only where both sources name one (a single-region config.yaml may
-/// not); a node the file lists without a region takes none.
+/// Regions are compared only where both sources say one; a node the file lists without a
+/// region, or a server the metadata DB lists without a group, takes none.
 pub fn cross_check(
     config: &Inventory,
     file: Option<&Inventory>,
@@ -792,7 +794,26 @@ pub fn cross_check(
     out.into_iter().collect()
 }
 
-/// The findings between two sources.
+/// Whether `label` names `n`'s region: by its name (`cm_region`) or by its `cm_location`,
+/// which is how the metadata DB names it (the `resource_group` of a `host` row is named
+/// after the region's `cm_location`, the `code` of its `cluster_info` row).
+fn same_region(n: &NodeEntry, label: &str) -> bool {
+    n.region.as_deref() == Some(label)
+        || (n.location.is_some() && label.trim().parse::<u8>().ok() == n.location)
+}
+
+/// A node's region as shown in a finding: `hz (cm_location 1)`.
+fn describe_region(n: &NodeEntry) -> String {
+    match (&n.region, n.location) {
+        (Some(r), Some(l)) => format!("{r} (cm_location {l})"),
+        (Some(r), None) => r.clone(),
+        (None, Some(l)) => format!("cm_location {l}"),
+        (None, None) => "no region".to_string(),
+    }
+}
+
+/// The findings between two sources; `a` is the one whose regions have names and
+/// locations (config.yaml), `b` may name a region either way.
 fn compare(sa: Source, a: &Inventory, sb: Source, b: &Inventory, out: &mut BTreeSet<Finding>) {
     for (s1, x, s2, y) in [(sa, a, sb, b), (sb, b, sa, a)] {
         for n in &x.nodes {
@@ -807,13 +828,14 @@ fn compare(sa: Source, a: &Inventory, sb: Source, b: &Inventory, out: &mut BTree
     }
     for n in &a.nodes {
         let Some(m) = b.node(n.ip) else { continue };
-        if let (Some(r1), Some(r2)) = (&n.region, &m.region)
-            && r1 != r2
+        if let Some(label) = &m.region
+            && (n.region.is_some() || n.location.is_some())
+            && !same_region(n, label)
         {
             out.insert(Finding::RegionDiffers {
                 node: n.ip,
-                a: (sa, r1.clone()),
-                b: (sb, r2.clone()),
+                a: (sa, describe_region(n)),
+                b: (sb, label.clone()),
             });
         }
         if let (Some(l1), Some(l2)) = (n.location, m.location)

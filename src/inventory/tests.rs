@@ -43,7 +43,12 @@ fn ip(s: &str) -> IpAddr {
 fn metadb_of(inv: &Inventory) -> Vec<(String, String)> {
     inv.nodes
         .iter()
-        .map(|n| (n.ip.to_string(), n.region.clone().unwrap_or_default()))
+        .map(|n| {
+            (
+                n.ip.to_string(),
+                n.location.map_or(String::new(), |l| l.to_string()),
+            )
+        })
         .collect()
 }
 
@@ -275,13 +280,18 @@ fn agreeing_sources_give_no_findings() {
 fn a_node_in_another_region_in_the_metadata_db_names_both_sources() {
     let config = two_regions();
     let mut db = metadb_of(&config);
-    db[2].1 = "sh".into();
+    db[2].1 = "2".into();
     let f = cross_check(&config, None, &db);
     assert_eq!(f.len(), 1, "{f:?}");
     assert_eq!(
         f[0].to_string(),
-        "node 10.0.0.3 is in config.yaml region hz but the metadata DB lists it in sh"
+        "node 10.0.0.3 is in config.yaml region hz (cm_location 1) but the metadata DB lists it in 2"
     );
+    // The metadata DB may name the region by its cm_region too.
+    db[2].1 = "hz".into();
+    assert_eq!(cross_check(&config, None, &db), vec![]);
+    db[2].1 = "sh".into();
+    assert_eq!(cross_check(&config, None, &db).len(), 1);
 }
 
 #[test]
@@ -293,8 +303,9 @@ fn every_kind_of_disagreement_is_reported_at_once() {
     file.nodes[3].is_default = Some(true);
     let mut db = metadb_of(&config);
     db.remove(0); // 10.0.0.1 missing from the metadata DB
-    db.push(("10.0.9.9".into(), "hz".into())); // unknown to config.yaml
-    db.push(("not-an-ip".into(), "hz".into()));
+    db.push(("10.0.9.9".into(), "1".into())); // unknown to config.yaml
+    db.push(("not-an-ip".into(), "1".into()));
+    file.nodes[4].region = Some("hz".into()); // 10.0.1.2 is in sh
     let got: Vec<String> = cross_check(&config, Some(&file), &db)
         .iter()
         .map(ToString::to_string)
@@ -306,6 +317,7 @@ fn every_kind_of_disagreement_is_reported_at_once() {
         "node 10.0.0.1 has cm_location 1 in config.yaml but 9 in the inventory file",
         "node 10.0.1.1 is in not the default region in config.yaml but in the default region in the inventory file",
         "the metadata DB lists a server `not-an-ip`",
+        "node 10.0.1.2 is in config.yaml region sh (cm_location 2) but the inventory file lists it in hz",
     ];
     assert_eq!(got.len(), want.len(), "{got:#?}");
     for w in want {
