@@ -680,6 +680,26 @@ pub enum Finding {
         /// What it listed (clipped, escaped).
         value: String,
     },
+    /// One source has a region (by its `cm_location`), another does not.
+    RegionMissing {
+        /// The region's `cm_location`.
+        location: u8,
+        /// The source that has it.
+        listed_in: Source,
+        /// The source that does not.
+        missing_from: Source,
+    },
+    /// Two sources describe one region (by its `cm_location`) differently.
+    RegionFactDiffers {
+        /// The region's `cm_location`.
+        location: u8,
+        /// What differs (`cm_region`, `cm_is_default`).
+        key: &'static str,
+        /// One source and its value.
+        a: (Source, String),
+        /// The other source and its value.
+        b: (Source, String),
+    },
 }
 
 impl fmt::Display for Finding {
@@ -720,6 +740,24 @@ impl fmt::Display for Finding {
                     b.0
                 )
             }
+            Finding::RegionMissing {
+                location,
+                listed_in,
+                missing_from,
+            } => write!(
+                f,
+                "region with cm_location {location} is in {listed_in} but not in {missing_from}; is a region's config.yaml missing, or from another deployment?"
+            ),
+            Finding::RegionFactDiffers {
+                location,
+                key,
+                a,
+                b,
+            } => write!(
+                f,
+                "region with cm_location {location} has {key} {} in {} but {} in {}",
+                a.1, a.0, b.1, b.0
+            ),
             Finding::NotAnIp { source, value } => write!(
                 f,
                 "{source} lists a server `{value}` that is not an IP address; check its host table"
@@ -778,6 +816,62 @@ pub fn cross_check(
     }
     for ((sa, a), (sb, b)) in pairs {
         compare(sa, a, sb, b, &mut out);
+    }
+    out.into_iter().collect()
+}
+
+/// One region as the metadata DB lists it: a row of the rm database's `cluster_info`
+/// (`region`, `code`, `is_default_cm`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedRegion {
+    /// `region`: the region's name (`cm_region`).
+    pub name: String,
+    /// `code`: the region's `cm_location`.
+    pub location: u8,
+    /// `is_default_cm`: whether it is the default region.
+    pub is_default: bool,
+}
+
+/// Every disagreement between the regions the config.yaml files describe and the ones the
+/// metadata DB's `cluster_info` lists, matched by `cm_location`. Sorted.
+pub fn cross_check_regions(config: &Inventory, metadb: &[ListedRegion]) -> Vec<Finding> {
+    let mut out = BTreeSet::new();
+    for r in &config.regions {
+        let Some(m) = metadb.iter().find(|m| m.location == r.location) else {
+            out.insert(Finding::RegionMissing {
+                location: r.location,
+                listed_in: Source::ConfigYaml,
+                missing_from: Source::MetaDb,
+            });
+            continue;
+        };
+        let mut differs = |key, a: String, b: String| {
+            if a != b {
+                out.insert(Finding::RegionFactDiffers {
+                    location: r.location,
+                    key,
+                    a: (Source::ConfigYaml, a),
+                    b: (Source::MetaDb, b),
+                });
+            }
+        };
+        if let Some(name) = &r.name {
+            differs("cm_region", name.clone(), m.name.trim().to_string());
+        }
+        differs(
+            "cm_is_default",
+            r.is_default.to_string(),
+            m.is_default.to_string(),
+        );
+    }
+    for m in metadb {
+        if !config.regions.iter().any(|r| r.location == m.location) {
+            out.insert(Finding::RegionMissing {
+                location: m.location,
+                listed_in: Source::MetaDb,
+                missing_from: Source::ConfigYaml,
+            });
+        }
     }
     out.into_iter().collect()
 }

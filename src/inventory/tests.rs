@@ -328,6 +328,44 @@ fn every_kind_of_disagreement_is_reported_at_once() {
     }
 }
 
+fn listed(name: &str, location: u8, is_default: bool) -> ListedRegion {
+    ListedRegion {
+        name: name.into(),
+        location,
+        is_default,
+    }
+}
+
+#[test]
+fn regions_are_cross_checked_with_cluster_info() {
+    let config = two_regions();
+    let agree = [listed("hz", 1, true), listed("sh", 2, false)];
+    assert_eq!(cross_check_regions(&config, &agree), vec![]);
+    let disagree = [
+        listed("hz", 1, false),
+        listed("bj", 2, true),
+        listed("gz", 3, false),
+    ];
+    let got: Vec<String> = cross_check_regions(&config, &disagree)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "region with cm_location 3 is in the metadata DB but not in config.yaml; is a region's config.yaml missing, or from another deployment?",
+            "region with cm_location 1 has cm_is_default true in config.yaml but false in the metadata DB",
+            "region with cm_location 2 has cm_is_default false in config.yaml but true in the metadata DB",
+            "region with cm_location 2 has cm_region sh in config.yaml but bj in the metadata DB",
+        ]
+    );
+    let e = cross_check_regions(&config, &agree[..1]);
+    assert_eq!(
+        e[0].to_string(),
+        "region with cm_location 2 is in config.yaml but not in the metadata DB; is a region's config.yaml missing, or from another deployment?"
+    );
+}
+
 fn arb_inventory() -> impl Strategy<Value = Inventory> {
     proptest::collection::btree_map(any::<u32>(), 0u8..4, 1..12).prop_map(|m| Inventory {
         nodes: m
