@@ -147,6 +147,12 @@ pub enum InventoryError {
 /// exactly one region is the default, region names and heartbeat databases are unique, no
 /// IP is in two regions, and all regions share one metadata DB and its rm and cm databases.
 pub fn from_configs(configs: &[(PathBuf, &OmsConfig)]) -> Result<Inventory, InventoryError> {
+    if configs.is_empty() {
+        return Err(InventoryError::Deployment {
+            paths: "(none)".into(),
+            problem: "no config.yaml was given; pass each region's config.yaml".into(),
+        });
+    }
     let several = configs.len() > 1;
     let mut inv = Inventory::default();
     for (path, cfg) in configs {
@@ -785,7 +791,20 @@ pub fn cross_check(
         match parse_ip(ip) {
             Some(ip) => {
                 let r = region.trim();
-                db.insert(ip, (!r.is_empty()).then(|| r.to_string()));
+                let r = (!r.is_empty()).then(|| r.to_string());
+                // A server listed twice in two regions: the metadata DB disagrees with
+                // itself, which must not be hidden by keeping one of the rows.
+                if let Some(Some(before)) = db.get(&ip)
+                    && let Some(now) = &r
+                    && before != now
+                {
+                    out.insert(Finding::RegionDiffers {
+                        node: ip,
+                        a: (Source::MetaDb, before.clone()),
+                        b: (Source::MetaDb, now.clone()),
+                    });
+                }
+                db.entry(ip).or_insert(r);
             }
             None => {
                 out.insert(Finding::NotAnIp {

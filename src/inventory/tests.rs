@@ -78,6 +78,8 @@ fn one_region_without_region_keys_is_the_default() {
     assert!(inv.regions[0].is_default);
     assert_eq!(inv.nodes[0].ip, ip("10.0.0.6"));
     // Without cm_nodes there is no inventory to speak of: say which key.
+    let e = from_configs(&[]).unwrap_err().to_string();
+    assert!(e.contains("no config.yaml was given"), "{e}");
     let none = text.replace("cm_nodes: [10.0.0.6]\n", "");
     let e = from_texts(&[(&none, "/c.yaml")]).unwrap_err().to_string();
     assert!(
@@ -305,6 +307,7 @@ fn every_kind_of_disagreement_is_reported_at_once() {
     db.remove(0); // 10.0.0.1 missing from the metadata DB
     db.push(("10.0.9.9".into(), "1".into())); // unknown to config.yaml
     db.push(("not-an-ip".into(), "1".into()));
+    db.push(("10.0.1.2".into(), "1".into())); // listed again, in another region
     file.nodes[4].region = Some("hz".into()); // 10.0.1.2 is in sh
     let got: Vec<String> = cross_check(&config, Some(&file), &db)
         .iter()
@@ -318,6 +321,7 @@ fn every_kind_of_disagreement_is_reported_at_once() {
         "node 10.0.1.1 is in not the default region in config.yaml but in the default region in the inventory file",
         "the metadata DB lists a server `not-an-ip`",
         "node 10.0.1.2 is in config.yaml region sh (cm_location 2) but the inventory file lists it in hz",
+        "node 10.0.1.2 is in the metadata DB region 2 but the metadata DB lists it in 1",
     ];
     assert_eq!(got.len(), want.len(), "{got:#?}");
     for w in want {
