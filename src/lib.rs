@@ -17,9 +17,10 @@ pub mod digest;
 pub mod dumpkind;
 
 // Pure core: event vocabulary, replay, permitted steps, version paths, refetch rule, and
-// the rules of `init`'s preflight.
+// the rules of `init`'s preflight, the deployment's inventory.
 pub mod events;
 pub mod haconfig;
+pub mod inventory;
 pub mod preflight;
 pub mod refetch;
 pub mod replay;

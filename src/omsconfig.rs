@@ -396,7 +396,7 @@ impl Reader<'_> {
 }
 
 /// A YAML value's kind, for error messages that must not echo the value.
-fn kind(v: &Value) -> &'static str {
+pub(crate) fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "nothing",
         Value::Bool(_) => "a boolean",
