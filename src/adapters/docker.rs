@@ -128,7 +128,9 @@ pub enum DockerError {
     /// The node's SSH host key is not the one pinned in `known_hosts` (unknown or changed).
     /// Nothing was sent to the node.
     #[error(
-        "the SSH host key of {host} is not pinned in {known_hosts}, or differs from the pinned          one; refused (ssh: {detail}). Check the key's fingerprint with the node's owner, then          add it with `ssh-keyscan` to that known_hosts file; nothing was sent to the node"
+        "the SSH host key of {host} is not pinned in {known_hosts}, or differs from the pinned \
+         one; refused (ssh: {detail}). Check the key's fingerprint with the node's owner, then \
+         add it with `ssh-keyscan` to that known_hosts file; nothing was sent to the node"
     )]
     HostKeyRefused {
         /// The host as known_hosts names it (`host` or `[host]:port`).
@@ -141,7 +143,9 @@ pub enum DockerError {
     /// The SSH tunnel to a node's engine could not be opened (login refused, unreachable,
     /// no `ssh` program, no forwarding allowed).
     #[error(
-        "cannot reach the Docker engine at {endpoint} over SSH ({detail}); check that          `ssh` logs in there without a prompt (key in the agent or given) and that the          login may use /var/run/docker.sock"
+        "cannot reach the Docker engine at {endpoint} over SSH ({detail}); check that \
+         `ssh` logs in there without a prompt (key in the agent or given) and that the \
+         login may use /var/run/docker.sock"
     )]
     SshFailed {
         /// The endpoint (no secrets).
@@ -707,7 +711,13 @@ impl BollardDocker {
                         .await
                         .map_err(|e| DockerError::SshFailed {
                             endpoint: endpoint.to_string(),
-                            detail: format!("the tunnel is up but the engine did not answer: {e}"),
+                            detail: format!(
+                                "logged in, but the engine's socket did not answer through the \
+                             tunnel ({e}); the node's sshd must allow forwarding \
+                             (`AllowTcpForwarding` and `AllowStreamLocalForwarding` not `no`) \
+                             and the login must be allowed to use {}",
+                                super::endpoint::REMOTE_DOCKER_SOCKET
+                            ),
                         })?;
                 docker.tunnel = Some(std::sync::Arc::new(tunnel));
                 Ok(docker)
