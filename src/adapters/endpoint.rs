@@ -354,11 +354,16 @@ impl SshTunnel {
             .program
             .clone()
             .unwrap_or_else(|| PathBuf::from("ssh"));
+        // ssh's messages go to a file in the private folder, not a pipe: a pipe nobody reads
+        // once the tunnel is up would block ssh when it fills.
+        let log_path = dir.path().join("ssh.log");
+        let log = std::fs::File::create(&log_path)
+            .map_err(|e| failed(format!("cannot create {}: {e}", log_path.display())))?;
         let mut child = tokio::process::Command::new(&program)
             .args(Self::args(user, host, port, &socket, settings))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(log)
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| failed(format!("cannot run `{}`: {e}", program.display())))?;
@@ -372,11 +377,7 @@ impl SshTunnel {
                 });
             }
             if let Some(status) = child.try_wait().map_err(|e| failed(e.to_string()))? {
-                let mut stderr = String::new();
-                if let Some(mut e) = child.stderr.take() {
-                    use tokio::io::AsyncReadExt;
-                    let _ = e.read_to_string(&mut stderr).await;
-                }
+                let stderr = std::fs::read_to_string(&log_path).unwrap_or_default();
                 return Err(classify_ssh_failure(
                     &endpoint,
                     host,
