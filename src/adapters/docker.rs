@@ -27,7 +27,7 @@ use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use super::endpoint::{DockerEndpoint, SshSettings, SshTunnel};
+use super::endpoint::{DockerEndpoint, SshSettings, SshTunnel, TlsBridge, Tunnel};
 
 /// How many bytes of an exec's combined stdout/stderr are kept in [`ExecOutcome::output_tail`].
 /// The rest is only hashed: `docker_init.sh` can print a lot, and memory stays bounded.
@@ -153,12 +153,17 @@ pub enum DockerError {
         /// What went wrong.
         detail: String,
     },
-    /// The endpoint form is understood but this build cannot connect to it.
-    #[error("cannot connect to {endpoint}: {detail}")]
-    TransportUnsupported {
-        /// The endpoint (no secrets).
+    /// The TLS connection to a node's `tcp://` engine failed (files unreadable, server
+    /// certificate not signed by the given CA, client certificate refused, unreachable).
+    #[error(
+        "cannot reach the Docker engine at {endpoint} over TLS: {detail}; the CA file must be \
+         the one that signed the engine's certificate (whose names include the host), and the \
+         client certificate one the engine's --tlscacert signed"
+    )]
+    TlsFailed {
+        /// The endpoint (no secrets: file paths only).
         endpoint: String,
-        /// Why, and what to use instead.
+        /// What went wrong.
         detail: String,
     },
 }
@@ -643,9 +648,9 @@ pub trait Docker: Send + Sync {
 #[derive(Debug, Clone)]
 pub struct BollardDocker {
     client: bollard::Docker,
-    // Keeps the SSH tunnel (and so the forwarded socket) alive as long as a clone of this
-    // client is; `None` for local engines.
-    tunnel: Option<std::sync::Arc<SshTunnel>>,
+    // Keeps the SSH tunnel or TLS bridge (and so the local socket) alive as long as a clone
+    // of this client is; `None` for local engines.
+    tunnel: Option<std::sync::Arc<Tunnel>>,
 }
 
 impl BollardDocker {
@@ -713,29 +718,41 @@ impl BollardDocker {
                             endpoint: endpoint.to_string(),
                             detail: format!(
                                 "logged in, but the engine's socket did not answer through the \
-                             tunnel ({e}); the node's sshd must allow forwarding \
-                             (`AllowTcpForwarding` and `AllowStreamLocalForwarding` not `no`) \
-                             and the login must be allowed to use {}",
+                                 tunnel ({}); the node's sshd must allow forwarding \
+                                 (`AllowTcpForwarding` and `AllowStreamLocalForwarding` not \
+                                 `no`) and the login must be allowed to use {}",
+                                engine_detail(e),
                                 super::endpoint::REMOTE_DOCKER_SOCKET
                             ),
                         })?;
-                docker.tunnel = Some(std::sync::Arc::new(tunnel));
+                docker.tunnel = Some(std::sync::Arc::new(Tunnel::Ssh(tunnel)));
                 Ok(docker)
             }
-            // bollard's `ssl` feature needs crates this build does not carry, and trusts the
-            // system roots beside the given CA; a pinned-CA connector is future work.
-            DockerEndpoint::Tcp { .. } => Err(DockerError::TransportUnsupported {
-                endpoint: endpoint.to_string(),
-                detail: "TCP with TLS is parsed but not built into this version; reach the \
-                         node over `ssh://user@host` instead"
-                    .into(),
-            }),
+            // bollard's `ssl` feature needs a crate this build does not carry and trusts the
+            // system roots beside the CA; the bridge trusts only the operator's CA.
+            DockerEndpoint::Tcp { host, port, tls } => {
+                let bridge = TlsBridge::open(host, *port, tls).await?;
+                let socket = bridge.socket().to_string_lossy().into_owned();
+                let mut docker =
+                    Self::connect_socket(&socket)
+                        .await
+                        .map_err(|e| DockerError::TlsFailed {
+                            endpoint: endpoint.to_string(),
+                            detail: format!(
+                                "the engine did not answer through the TLS connection ({}); \
+                                 it may have refused the client certificate",
+                                engine_detail(e)
+                            ),
+                        })?;
+                docker.tunnel = Some(std::sync::Arc::new(Tunnel::Tls(bridge)));
+                Ok(docker)
+            }
         }
     }
 
-    /// The local socket of the SSH tunnel this client goes through, if any.
+    /// The local socket of the SSH tunnel or TLS bridge this client goes through, if any.
     pub fn tunnel_socket(&self) -> Option<&std::path::Path> {
-        self.tunnel.as_deref().map(SshTunnel::socket)
+        self.tunnel.as_deref().map(Tunnel::socket)
     }
 
     /// The underlying client.
@@ -821,6 +838,15 @@ fn match_log_line(raw: &[u8], needle: &str, since: Option<DateTime<Utc>>) -> Opt
 enum Ctx<'a> {
     Container(&'a str),
     Image(&'a str),
+}
+
+/// The client's own words from a failed connect, without the advice for a local engine
+/// (`systemctl start docker`), which is wrong for a remote one.
+fn engine_detail(e: DockerError) -> String {
+    match e {
+        DockerError::EngineUnreachable { detail } => detail,
+        other => other.to_string(),
+    }
 }
 
 fn unreachable(e: bollard::errors::Error) -> DockerError {

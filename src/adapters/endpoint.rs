@@ -404,6 +404,154 @@ impl Drop for SshTunnel {
     }
 }
 
+/// A local Unix socket whose every connection is carried to a remote engine's TLS listener
+/// (`tcp://`), trusting only the operator's CA and presenting their client certificate.
+/// Same shape as [`SshTunnel`], so bollard keeps its Unix-socket transport (exec hijack,
+/// streaming logs) and the system roots are never trusted. Dropping it stops accepting.
+#[derive(Debug)]
+pub struct TlsBridge {
+    task: tokio::task::JoinHandle<()>,
+    socket: PathBuf,
+    // Declared last: removed after the listener task is stopped.
+    _dir: PrivateFolder,
+}
+
+impl TlsBridge {
+    /// The local socket bollard connects to.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Reads the TLS files, makes one connection now (so an unreachable engine or a server
+    /// certificate the CA did not sign fails here, naming the endpoint), then listens.
+    pub async fn open(host: &str, port: u16, tls: &TlsFiles) -> Result<TlsBridge, DockerError> {
+        let endpoint = DockerEndpoint::Tcp {
+            host: host.into(),
+            port,
+            tls: tls.clone(),
+        }
+        .to_string();
+        let failed = |detail: String| DockerError::TlsFailed {
+            endpoint: endpoint.clone(),
+            detail,
+        };
+        let config = client_config(tls).map_err(failed)?;
+        let name = rustls_pki_types::ServerName::try_from(host.to_string())
+            .map_err(|e| failed(format!("`{host}` is not a TLS server name: {e}")))?;
+        let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+        let target = (host.to_string(), port);
+        let first = connect_tls(&connector, &target, &name)
+            .await
+            .map_err(failed)?;
+        drop(first);
+        let dir = PrivateFolder::create("tls").map_err(failed)?;
+        let socket = dir.path().join("docker.sock");
+        let listener = tokio::net::UnixListener::bind(&socket)
+            .map_err(|e| failed(format!("cannot listen on {}: {e}", socket.display())))?;
+        let task = tokio::spawn(async move {
+            while let Ok((mut local, _)) = listener.accept().await {
+                let (connector, target, name) = (connector.clone(), target.clone(), name.clone());
+                tokio::spawn(async move {
+                    match connect_tls(&connector, &target, &name).await {
+                        Ok(mut remote) => {
+                            let _ = tokio::io::copy_bidirectional(&mut local, &mut remote).await;
+                        }
+                        // The local side sees its connection closed; bollard reports it.
+                        Err(e) => tracing::warn!(error = %e, "TLS connection to the engine failed"),
+                    }
+                });
+            }
+        });
+        Ok(TlsBridge {
+            task,
+            socket,
+            _dir: dir,
+        })
+    }
+}
+
+impl Drop for TlsBridge {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn connect_tls(
+    connector: &tokio_rustls::TlsConnector,
+    target: &(String, u16),
+    name: &rustls_pki_types::ServerName<'static>,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+    let tcp = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::net::TcpStream::connect((target.0.as_str(), target.1)),
+    )
+    .await
+    .map_err(|_| "no TCP connection within 10 s".to_string())?
+    .map_err(|e| format!("cannot connect: {e}"))?;
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        connector.connect(name.clone(), tcp),
+    )
+    .await
+    .map_err(|_| "no TLS handshake within 10 s".to_string())?
+    .map_err(|e| format!("TLS handshake refused: {e}"))
+}
+
+/// Trusts only the given CA (never the system roots) and presents the client certificate.
+fn client_config(tls: &TlsFiles) -> Result<rustls::ClientConfig, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = |p: &Path, what: &str| -> Result<Vec<CertificateDer<'static>>, String> {
+        let v = CertificateDer::pem_file_iter(p)
+            .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("cannot read the {what} {}: {e}", p.display()))?;
+        if v.is_empty() {
+            return Err(format!(
+                "the {what} {} holds no PEM certificate",
+                p.display()
+            ));
+        }
+        Ok(v)
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for c in certs(&tls.ca, "CA file")? {
+        roots
+            .add(c)
+            .map_err(|e| format!("a certificate of {} is not usable: {e}", tls.ca.display()))?;
+    }
+    let chain = certs(&tls.cert, "client certificate")?;
+    // The key's bytes never reach a message: only its path and the parser's verdict.
+    let key = PrivateKeyDer::from_pem_file(&tls.key)
+        .map_err(|e| format!("cannot read the client key {}: {e}", tls.key.display()))?;
+    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_client_auth_cert(chain, key)
+    .map_err(|e| format!("the client certificate and key do not go together: {e}"))
+}
+
+/// What keeps a remote engine's local socket alive: an `ssh` process or a TLS bridge.
+#[derive(Debug)]
+pub enum Tunnel {
+    /// `ssh -N -L`.
+    Ssh(SshTunnel),
+    /// The in-process TLS bridge.
+    Tls(TlsBridge),
+}
+
+impl Tunnel {
+    /// The local socket bollard connects to.
+    pub fn socket(&self) -> &Path {
+        match self {
+            Tunnel::Ssh(t) => t.socket(),
+            Tunnel::Tls(t) => t.socket(),
+        }
+    }
+}
+
 /// `ssh -o` values are split on whitespace unless quoted.
 fn quote_ssh(p: &Path) -> String {
     format!("\"{}\"", p.display())
