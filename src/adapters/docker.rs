@@ -710,43 +710,49 @@ impl BollardDocker {
             }
             DockerEndpoint::Ssh { user, host, port } => {
                 let tunnel = SshTunnel::open(user, host, *port, ssh).await?;
-                let socket = tunnel.socket().to_string_lossy().into_owned();
-                let mut docker =
-                    Self::connect_socket(&socket)
-                        .await
-                        .map_err(|e| DockerError::SshFailed {
-                            endpoint: endpoint.to_string(),
-                            detail: format!(
-                                "logged in, but the engine's socket did not answer through the \
-                                 tunnel ({}); the node's sshd must allow forwarding \
-                                 (`AllowTcpForwarding` and `AllowStreamLocalForwarding` not \
-                                 `no`) and the login must be allowed to use {}",
-                                engine_detail(e),
-                                super::endpoint::REMOTE_DOCKER_SOCKET
-                            ),
-                        })?;
-                docker.tunnel = Some(std::sync::Arc::new(Tunnel::Ssh(tunnel)));
-                Ok(docker)
+                Self::through(Tunnel::Ssh(tunnel), |e| DockerError::SshFailed {
+                    endpoint: endpoint.to_string(),
+                    detail: format!(
+                        "logged in, but the engine's socket did not answer through the tunnel \
+                         ({e}); the node's sshd must allow forwarding (`AllowTcpForwarding` and \
+                         `AllowStreamLocalForwarding` not `no`) and the login must be allowed \
+                         to use {}",
+                        super::endpoint::REMOTE_DOCKER_SOCKET
+                    ),
+                })
+                .await
             }
             // bollard's `ssl` feature needs a crate this build does not carry and trusts the
             // system roots beside the CA; the bridge trusts only the operator's CA.
             DockerEndpoint::Tcp { host, port, tls } => {
                 let bridge = TlsBridge::open(host, *port, tls).await?;
-                let socket = bridge.socket().to_string_lossy().into_owned();
-                let mut docker =
-                    Self::connect_socket(&socket)
-                        .await
-                        .map_err(|e| DockerError::TlsFailed {
-                            endpoint: endpoint.to_string(),
-                            detail: format!(
-                                "the engine did not answer through the TLS connection ({}); \
-                                 it may have refused the client certificate",
-                                engine_detail(e)
-                            ),
-                        })?;
-                docker.tunnel = Some(std::sync::Arc::new(Tunnel::Tls(bridge)));
+                Self::through(Tunnel::Tls(bridge), |e| DockerError::TlsFailed {
+                    endpoint: endpoint.to_string(),
+                    detail: format!(
+                        "the engine did not answer through the TLS connection ({e}); it may \
+                         have refused the client certificate"
+                    ),
+                })
+                .await
+            }
+        }
+    }
+
+    /// Connects through an open tunnel's local socket and keeps the tunnel with the client.
+    /// `failed` gets the client's own words (without the advice for a local engine,
+    /// `systemctl start docker`, which is wrong for a remote one).
+    async fn through(
+        tunnel: Tunnel,
+        failed: impl FnOnce(String) -> DockerError,
+    ) -> Result<Self, DockerError> {
+        let socket = tunnel.socket().to_string_lossy().into_owned();
+        match Self::connect_socket(&socket).await {
+            Ok(mut docker) => {
+                docker.tunnel = Some(std::sync::Arc::new(tunnel));
                 Ok(docker)
             }
+            Err(DockerError::EngineUnreachable { detail }) => Err(failed(detail)),
+            Err(other) => Err(failed(other.to_string())),
         }
     }
 
@@ -838,15 +844,6 @@ fn match_log_line(raw: &[u8], needle: &str, since: Option<DateTime<Utc>>) -> Opt
 enum Ctx<'a> {
     Container(&'a str),
     Image(&'a str),
-}
-
-/// The client's own words from a failed connect, without the advice for a local engine
-/// (`systemctl start docker`), which is wrong for a remote one.
-fn engine_detail(e: DockerError) -> String {
-    match e {
-        DockerError::EngineUnreachable { detail } => detail,
-        other => other.to_string(),
-    }
 }
 
 fn unreachable(e: bollard::errors::Error) -> DockerError {
