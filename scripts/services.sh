@@ -74,6 +74,18 @@ ensure_python() {
   export OMS_TEST_PYTHON
 }
 
+ensure_sshd() {
+  # tests/docker_ssh.rs reaches this machine's engine as ssh://root@127.0.0.1:PORT. Each
+  # test starts its OWN sshd (`sshd -D -f <temp config>`: loopback only, a free high port,
+  # a host key and an authorized test key in a temp folder, public-key root login only),
+  # so here we only install the program. The system sshd's config (/etc/ssh/sshd_config)
+  # is never edited and no sshd is started on port 22 (Debian's postinst is told by
+  # policy-rc.d / the missing init not to start one; nothing here enables it).
+  _need_pkg openssh-server openssh-client
+  # sshd refuses to start without its privilege-separation folder (runtime, not config).
+  [ -d /run/sshd ] || _sudo mkdir -p -m 0755 /run/sshd
+}
+
 ensure_services() {
   # chromium: tests/report_html.rs loads the HTML report headless and screenshots it.
   # openssl: tests/metadb_tls.rs makes a CA and a server certificate for its TLS MariaDB.
@@ -81,4 +93,5 @@ ensure_services() {
   ensure_docker
   ensure_mariadb
   ensure_python
+  ensure_sshd
 }

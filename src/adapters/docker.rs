@@ -27,6 +27,8 @@ use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
+use super::endpoint::{DockerEndpoint, SshSettings, SshTunnel, TlsBridge, Tunnel};
+
 /// How many bytes of an exec's combined stdout/stderr are kept in [`ExecOutcome::output_tail`].
 /// The rest is only hashed: `docker_init.sh` can print a lot, and memory stays bounded.
 pub const EXEC_OUTPUT_TAIL_BYTES: usize = 64 * 1024;
@@ -122,6 +124,47 @@ pub enum DockerError {
     Api {
         /// The engine's message (with its HTTP status when there was one).
         message: String,
+    },
+    /// The node's SSH host key is not the one pinned in `known_hosts` (unknown or changed).
+    /// Nothing was sent to the node.
+    #[error(
+        "the SSH host key of {host} is not pinned in {known_hosts}, or differs from the pinned \
+         one; refused (ssh: {detail}). Check the key's fingerprint with the node's owner, then \
+         add it with `ssh-keyscan` to that known_hosts file; nothing was sent to the node"
+    )]
+    HostKeyRefused {
+        /// The host as known_hosts names it (`host` or `[host]:port`).
+        host: String,
+        /// The known_hosts file(s) consulted.
+        known_hosts: String,
+        /// The end of ssh's own message.
+        detail: String,
+    },
+    /// The SSH tunnel to a node's engine could not be opened (login refused, unreachable,
+    /// no `ssh` program, no forwarding allowed).
+    #[error(
+        "cannot reach the Docker engine at {endpoint} over SSH ({detail}); check that \
+         `ssh` logs in there without a prompt (key in the agent or given) and that the \
+         login may use /var/run/docker.sock"
+    )]
+    SshFailed {
+        /// The endpoint (no secrets).
+        endpoint: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// The TLS connection to a node's `tcp://` engine failed (files unreadable, server
+    /// certificate not signed by the given CA, client certificate refused, unreachable).
+    #[error(
+        "cannot reach the Docker engine at {endpoint} over TLS: {detail}; the CA file must be \
+         the one that signed the engine's certificate (whose names include the host), and the \
+         client certificate one the engine's --tlscacert signed"
+    )]
+    TlsFailed {
+        /// The endpoint (no secrets: file paths only).
+        endpoint: String,
+        /// What went wrong.
+        detail: String,
     },
 }
 
@@ -605,6 +648,9 @@ pub trait Docker: Send + Sync {
 #[derive(Debug, Clone)]
 pub struct BollardDocker {
     client: bollard::Docker,
+    // Keeps the SSH tunnel or TLS bridge (and so the local socket) alive as long as a clone
+    // of this client is; `None` for local engines.
+    tunnel: Option<std::sync::Arc<Tunnel>>,
 }
 
 impl BollardDocker {
@@ -614,7 +660,10 @@ impl BollardDocker {
         let client = bollard::Docker::connect_with_local_defaults().map_err(unreachable)?;
         let client = client.negotiate_version().await.map_err(unreachable)?;
         client.ping().await.map_err(unreachable)?;
-        Ok(BollardDocker { client })
+        Ok(BollardDocker {
+            client,
+            tunnel: None,
+        })
     }
 
     /// Connects to the engine listening on the Unix socket at `path` (e.g. a rootless or
@@ -624,12 +673,92 @@ impl BollardDocker {
             .map_err(unreachable)?;
         let client = client.negotiate_version().await.map_err(unreachable)?;
         client.ping().await.map_err(unreachable)?;
-        Ok(BollardDocker { client })
+        Ok(BollardDocker {
+            client,
+            tunnel: None,
+        })
     }
 
     /// Wraps an existing client (its API version must already be negotiated).
     pub fn from_client(client: bollard::Docker) -> Self {
-        BollardDocker { client }
+        BollardDocker {
+            client,
+            tunnel: None,
+        }
+    }
+
+    /// Connects to the engine at `endpoint` with the operator's usual SSH settings.
+    pub async fn connect_to(endpoint: &DockerEndpoint) -> Result<Self, DockerError> {
+        Self::connect_to_with(endpoint, &SshSettings::default()).await
+    }
+
+    /// Connects to the engine at `endpoint`; `ssh` says which known_hosts file pins the host
+    /// keys and which key logs in, for [`DockerEndpoint::Ssh`].
+    pub async fn connect_to_with(
+        endpoint: &DockerEndpoint,
+        ssh: &SshSettings,
+    ) -> Result<Self, DockerError> {
+        match endpoint {
+            DockerEndpoint::Local => Self::connect().await,
+            DockerEndpoint::Unix { path } => {
+                let path = path
+                    .to_str()
+                    .ok_or_else(|| DockerError::EngineUnreachable {
+                        detail: format!("socket path {} is not UTF-8", path.display()),
+                    })?;
+                Self::connect_socket(path).await
+            }
+            DockerEndpoint::Ssh { user, host, port } => {
+                let tunnel = SshTunnel::open(user, host, *port, ssh).await?;
+                Self::through(Tunnel::Ssh(tunnel), |e| DockerError::SshFailed {
+                    endpoint: endpoint.to_string(),
+                    detail: format!(
+                        "logged in, but the engine's socket did not answer through the tunnel \
+                         ({e}); the node's sshd must allow forwarding (`AllowTcpForwarding` and \
+                         `AllowStreamLocalForwarding` not `no`) and the login must be allowed \
+                         to use {}",
+                        super::endpoint::REMOTE_DOCKER_SOCKET
+                    ),
+                })
+                .await
+            }
+            // bollard's `ssl` feature needs a crate this build does not carry and trusts the
+            // system roots beside the CA; the bridge trusts only the operator's CA.
+            DockerEndpoint::Tcp { host, port, tls } => {
+                let bridge = TlsBridge::open(host, *port, tls).await?;
+                Self::through(Tunnel::Tls(bridge), |e| DockerError::TlsFailed {
+                    endpoint: endpoint.to_string(),
+                    detail: format!(
+                        "the engine did not answer through the TLS connection ({e}); it may \
+                         have refused the client certificate"
+                    ),
+                })
+                .await
+            }
+        }
+    }
+
+    /// Connects through an open tunnel's local socket and keeps the tunnel with the client.
+    /// `failed` gets the client's own words (without the advice for a local engine,
+    /// `systemctl start docker`, which is wrong for a remote one).
+    async fn through(
+        tunnel: Tunnel,
+        failed: impl FnOnce(String) -> DockerError,
+    ) -> Result<Self, DockerError> {
+        let socket = tunnel.socket().to_string_lossy().into_owned();
+        match Self::connect_socket(&socket).await {
+            Ok(mut docker) => {
+                docker.tunnel = Some(std::sync::Arc::new(tunnel));
+                Ok(docker)
+            }
+            Err(DockerError::EngineUnreachable { detail }) => Err(failed(detail)),
+            Err(other) => Err(failed(other.to_string())),
+        }
+    }
+
+    /// The local socket of the SSH tunnel or TLS bridge this client goes through, if any.
+    pub fn tunnel_socket(&self) -> Option<&std::path::Path> {
+        self.tunnel.as_deref().map(Tunnel::socket)
     }
 
     /// The underlying client.

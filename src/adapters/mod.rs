@@ -7,6 +7,9 @@
 //! - [`metadb`]: the OMS metadata database over mysql_async: reachability, database
 //!   sizes, `ha.config` as a compare-and-set that keeps unknown keys, the heartbeat prune
 //!   that also runs on MySQL 8, drop-and-recreate keeping the charset.
+//! - [`endpoint`]: where a node's engine is ([`DockerEndpoint`]: local, Unix socket,
+//!   `ssh://`, `tcp://` with TLS) and the `ssh` tunnel that reaches a remote one with host
+//!   keys checked against a pinned `known_hosts` (docs/transport.md).
 //! - [`health`]: OMS's `GET /oms/health` over reqwest.
 //! - [`clock`]: the current time, with deterministic clocks for tests.
 //! - [`fs`]: free disk space, streaming BLAKE3 of a file, directory fsync.
@@ -21,6 +24,7 @@
 pub mod clock;
 pub mod docker;
 pub mod dumps;
+pub mod endpoint;
 pub mod fs;
 pub mod health;
 pub mod metadb;
@@ -28,6 +32,7 @@ pub mod metadb;
 pub use clock::{Clock, Monotonic, SystemClock};
 pub use docker::{BollardDocker, ContainerInfo, ContainerSpec, Docker, DockerError};
 pub use dumps::{DumpEngine, HostDumps};
+pub use endpoint::{DockerEndpoint, EndpointError, SshSettings, TlsFiles};
 pub use health::{Health, HealthError, HealthReport, HttpHealth};
 pub use metadb::{MetaDb, MetaDbError, MysqlMetaDb, TlsState};
 
