@@ -287,7 +287,15 @@ async fn unknown_host_key_is_refused_naming_host_and_file() {
         .await
         .expect_err("an unknown host key must be refused");
     let msg = e.to_string();
-    assert!(matches!(e, DockerError::HostKeyRefused { .. }), "{msg}");
+    assert!(
+        matches!(
+            e,
+            DockerError::Transport(
+                oms_upgrade::adapters::endpoint::TransportError::HostKeyRefused { .. }
+            )
+        ),
+        "{msg}"
+    );
     assert!(msg.contains(&format!("[127.0.0.1]:{}", sshd.port)), "{msg}");
     assert!(msg.contains(&empty.display().to_string()), "{msg}");
     // Refused, and not learned: the pinned file was not rewritten.
@@ -304,7 +312,15 @@ async fn a_different_pinned_key_is_refused() {
         .await
         .expect_err("a changed host key must be refused");
     let msg = e.to_string();
-    assert!(matches!(e, DockerError::HostKeyRefused { .. }), "{msg}");
+    assert!(
+        matches!(
+            e,
+            DockerError::Transport(
+                oms_upgrade::adapters::endpoint::TransportError::HostKeyRefused { .. }
+            )
+        ),
+        "{msg}"
+    );
     assert!(msg.contains(&other.display().to_string()), "{msg}");
     assert_eq!(std::fs::read_to_string(&other).unwrap(), before);
 }
@@ -323,7 +339,15 @@ async fn a_refused_login_fails_fast_without_a_prompt() {
         .await
         .expect_err("a key the server does not know must not log in");
     let msg = e.to_string();
-    assert!(matches!(e, DockerError::SshFailed { .. }), "{msg}");
+    assert!(
+        matches!(
+            e,
+            DockerError::Transport(
+                oms_upgrade::adapters::endpoint::TransportError::SshFailed { .. }
+            )
+        ),
+        "{msg}"
+    );
     assert!(msg.contains("Permission denied"), "{msg}");
     assert!(
         started.elapsed() < Duration::from_secs(10),

@@ -149,7 +149,15 @@ async fn refused(server_ca_given: Option<&str>, client_ca: Option<&str>) -> Stri
         .await
         .expect_err("must be refused");
     let msg = e.to_string();
-    assert!(matches!(e, DockerError::TlsFailed { .. }), "{msg}");
+    assert!(
+        matches!(
+            e,
+            DockerError::Transport(
+                oms_upgrade::adapters::endpoint::TransportError::TlsFailed { .. }
+            )
+        ),
+        "{msg}"
+    );
     assert!(msg.contains(&format!("tcp://127.0.0.1:{port}")), "{msg}");
     assert!(!msg.contains("PRIVATE KEY"), "{msg}");
     msg

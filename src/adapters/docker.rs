@@ -125,47 +125,10 @@ pub enum DockerError {
         /// The engine's message (with its HTTP status when there was one).
         message: String,
     },
-    /// The node's SSH host key is not the one pinned in `known_hosts` (unknown or changed).
-    /// Nothing was sent to the node.
-    #[error(
-        "the SSH host key of {host} is not pinned in {known_hosts}, or differs from the pinned \
-         one; refused (ssh: {detail}). Check the key's fingerprint with the node's owner, then \
-         add it with `ssh-keyscan` to that known_hosts file; nothing was sent to the node"
-    )]
-    HostKeyRefused {
-        /// The host as known_hosts names it (`host` or `[host]:port`).
-        host: String,
-        /// The known_hosts file(s) consulted.
-        known_hosts: String,
-        /// The end of ssh's own message.
-        detail: String,
-    },
-    /// The SSH tunnel to a node's engine could not be opened (login refused, unreachable,
-    /// no `ssh` program, no forwarding allowed).
-    #[error(
-        "cannot reach the Docker engine at {endpoint} over SSH ({detail}); check that \
-         `ssh` logs in there without a prompt (key in the agent or given) and that the \
-         login may use /var/run/docker.sock"
-    )]
-    SshFailed {
-        /// The endpoint (no secrets).
-        endpoint: String,
-        /// What went wrong.
-        detail: String,
-    },
-    /// The TLS connection to a node's `tcp://` engine failed (files unreadable, server
-    /// certificate not signed by the given CA, client certificate refused, unreachable).
-    #[error(
-        "cannot reach the Docker engine at {endpoint} over TLS: {detail}; the CA file must be \
-         the one that signed the engine's certificate (whose names include the host), and the \
-         client certificate one the engine's --tlscacert signed"
-    )]
-    TlsFailed {
-        /// The endpoint (no secrets: file paths only).
-        endpoint: String,
-        /// What went wrong.
-        detail: String,
-    },
+    /// A node's engine could not be reached through its SSH or TLS transport
+    /// ([`super::endpoint`]).
+    #[error(transparent)]
+    Transport(#[from] super::endpoint::TransportError),
 }
 
 /// A container's lifecycle state as Docker reports it.
@@ -710,15 +673,17 @@ impl BollardDocker {
             }
             DockerEndpoint::Ssh { user, host, port } => {
                 let tunnel = SshTunnel::open(user, host, *port, ssh).await?;
-                Self::through(Tunnel::Ssh(tunnel), |e| DockerError::SshFailed {
-                    endpoint: endpoint.to_string(),
-                    detail: format!(
-                        "logged in, but the engine's socket did not answer through the tunnel \
+                Self::through(Tunnel::Ssh(tunnel), |e| {
+                    super::endpoint::TransportError::SshFailed {
+                        endpoint: endpoint.to_string(),
+                        detail: format!(
+                            "logged in, but the engine's socket did not answer through the tunnel \
                          ({e}); the node's sshd must allow forwarding (`AllowTcpForwarding` and \
                          `AllowStreamLocalForwarding` not `no`) and the login must be allowed \
                          to use {}",
-                        super::endpoint::REMOTE_DOCKER_SOCKET
-                    ),
+                            super::endpoint::REMOTE_DOCKER_SOCKET
+                        ),
+                    }
                 })
                 .await
             }
@@ -726,12 +691,14 @@ impl BollardDocker {
             // system roots beside the CA; the bridge trusts only the operator's CA.
             DockerEndpoint::Tcp { host, port, tls } => {
                 let bridge = TlsBridge::open(host, *port, tls).await?;
-                Self::through(Tunnel::Tls(bridge), |e| DockerError::TlsFailed {
-                    endpoint: endpoint.to_string(),
-                    detail: format!(
-                        "the engine did not answer through the TLS connection ({e}); it may \
+                Self::through(Tunnel::Tls(bridge), |e| {
+                    super::endpoint::TransportError::TlsFailed {
+                        endpoint: endpoint.to_string(),
+                        detail: format!(
+                            "the engine did not answer through the TLS connection ({e}); it may \
                          have refused the client certificate"
-                    ),
+                        ),
+                    }
                 })
                 .await
             }
@@ -743,7 +710,7 @@ impl BollardDocker {
     /// `systemctl start docker`, which is wrong for a remote one).
     async fn through(
         tunnel: Tunnel,
-        failed: impl FnOnce(String) -> DockerError,
+        failed: impl FnOnce(String) -> super::endpoint::TransportError,
     ) -> Result<Self, DockerError> {
         let socket = tunnel.socket().to_string_lossy().into_owned();
         match Self::connect_socket(&socket).await {
@@ -751,8 +718,8 @@ impl BollardDocker {
                 docker.tunnel = Some(std::sync::Arc::new(tunnel));
                 Ok(docker)
             }
-            Err(DockerError::EngineUnreachable { detail }) => Err(failed(detail)),
-            Err(other) => Err(failed(other.to_string())),
+            Err(DockerError::EngineUnreachable { detail }) => Err(failed(detail).into()),
+            Err(other) => Err(failed(other.to_string()).into()),
         }
     }
 

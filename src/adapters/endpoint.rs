@@ -18,7 +18,53 @@ use std::time::Duration;
 
 use crate::safefs::PrivateFolder;
 
-use super::docker::DockerError;
+/// Why a node's engine could not be reached through its transport. Its own type, so this
+/// module does not depend on the Docker adapter that uses it; the adapter carries it as
+/// [`super::docker::DockerError::Transport`].
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The node's SSH host key is not the one pinned in `known_hosts` (unknown or changed).
+    /// Nothing was sent to the node.
+    #[error(
+        "the SSH host key of {host} is not pinned in {known_hosts}, or differs from the pinned \
+         one; refused (ssh: {detail}). Check the key's fingerprint with the node's owner, then \
+         add it with `ssh-keyscan` to that known_hosts file; nothing was sent to the node"
+    )]
+    HostKeyRefused {
+        /// The host as known_hosts names it (`host` or `[host]:port`).
+        host: String,
+        /// The known_hosts file(s) consulted.
+        known_hosts: String,
+        /// The end of ssh's own message.
+        detail: String,
+    },
+    /// The SSH tunnel to a node's engine could not be opened (login refused, unreachable,
+    /// no `ssh` program, no forwarding allowed).
+    #[error(
+        "cannot reach the Docker engine at {endpoint} over SSH ({detail}); check that \
+         `ssh` logs in there without a prompt (key in the agent or given) and that the \
+         login may use /var/run/docker.sock"
+    )]
+    SshFailed {
+        /// The endpoint (no secrets).
+        endpoint: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// The TLS connection to a node's `tcp://` engine failed (files unreadable, server
+    /// certificate not signed by the given CA, client certificate refused, unreachable).
+    #[error(
+        "cannot reach the Docker engine at {endpoint} over TLS: {detail}; the CA file must be \
+         the one that signed the engine's certificate (whose names include the host), and the \
+         client certificate one the engine's --tlscacert signed"
+    )]
+    TlsFailed {
+        /// The endpoint (no secrets: file paths only).
+        endpoint: String,
+        /// What went wrong.
+        detail: String,
+    },
+}
 
 /// The engine's socket on the remote host, forwarded through SSH.
 pub const REMOTE_DOCKER_SOCKET: &str = "/var/run/docker.sock";
@@ -337,14 +383,14 @@ impl SshTunnel {
         host: &str,
         port: u16,
         settings: &SshSettings,
-    ) -> Result<SshTunnel, DockerError> {
+    ) -> Result<SshTunnel, TransportError> {
         let endpoint = DockerEndpoint::Ssh {
             user: user.into(),
             host: host.into(),
             port,
         }
         .to_string();
-        let failed = |detail: String| DockerError::SshFailed {
+        let failed = |detail: String| TransportError::SshFailed {
             endpoint: endpoint.clone(),
             detail,
         };
@@ -424,14 +470,14 @@ impl TlsBridge {
 
     /// Reads the TLS files, makes one connection now (so an unreachable engine or a server
     /// certificate the CA did not sign fails here, naming the endpoint), then listens.
-    pub async fn open(host: &str, port: u16, tls: &TlsFiles) -> Result<TlsBridge, DockerError> {
+    pub async fn open(host: &str, port: u16, tls: &TlsFiles) -> Result<TlsBridge, TransportError> {
         let endpoint = DockerEndpoint::Tcp {
             host: host.into(),
             port,
             tls: tls.clone(),
         }
         .to_string();
-        let failed = |detail: String| DockerError::TlsFailed {
+        let failed = |detail: String| TransportError::TlsFailed {
             endpoint: endpoint.clone(),
             detail,
         };
@@ -564,7 +610,7 @@ fn classify_ssh_failure(
     settings: &SshSettings,
     status: std::process::ExitStatus,
     stderr: &str,
-) -> DockerError {
+) -> TransportError {
     if stderr.contains("Host key verification failed")
         || stderr.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
         || stderr.contains("host key is known")
@@ -578,13 +624,13 @@ fn classify_ssh_failure(
         } else {
             format!("[{host}]:{port}")
         };
-        return DockerError::HostKeyRefused {
+        return TransportError::HostKeyRefused {
             host,
             known_hosts,
             detail: last_lines(stderr),
         };
     }
-    DockerError::SshFailed {
+    TransportError::SshFailed {
         endpoint: endpoint.to_string(),
         detail: format!("ssh exited with {status}: {}", last_lines(stderr)),
     }
