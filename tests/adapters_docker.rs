@@ -41,8 +41,6 @@ fn image() -> &'static str {
 }
 
 async fn import_busybox() {
-    use bollard::query_parameters::CreateImageOptionsBuilder;
-    use futures_util::StreamExt;
     let client = support::docker().await;
     if client.inspect_image(IMAGE).await.is_ok() {
         return;
@@ -58,27 +56,7 @@ async fn import_busybox() {
     ] {
         std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
     }
-    let tar = std::process::Command::new("tar")
-        .arg("-C")
-        .arg(root.path())
-        .args(["--owner=0", "--group=0", "-cf", "-", "."])
-        .output()
-        .expect("run tar");
-    assert!(tar.status.success(), "tar failed");
-    let (repo, tag) = IMAGE.rsplit_once(':').unwrap();
-    let opts = CreateImageOptionsBuilder::default()
-        .from_src("-")
-        .repo(repo)
-        .tag(tag)
-        .build();
-    let mut s = client.create_image(
-        Some(opts),
-        Some(bollard::body_full(tar.stdout.into())),
-        None,
-    );
-    while let Some(r) = s.next().await {
-        r.expect("docker import of the busybox root filesystem");
-    }
+    support::import_folder_as_image(&client, root.path(), IMAGE).await;
 }
 
 /// Removes this test's containers (by label value) when dropped, also on panic.

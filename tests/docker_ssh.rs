@@ -158,34 +158,12 @@ impl TestSshd {
 
 /// Imports a one-file image (never run: the container is only created) if it is missing.
 async fn probe_image(client: &bollard::Docker) {
-    use bollard::query_parameters::CreateImageOptionsBuilder;
-    use futures_util::StreamExt;
     if client.inspect_image(PROBE_IMAGE).await.is_ok() {
         return;
     }
     let root = tempfile::tempdir().unwrap();
     std::fs::write(root.path().join("probe"), b"not a program\n").unwrap();
-    let tar = Command::new("tar")
-        .arg("-C")
-        .arg(root.path())
-        .args(["--owner=0", "--group=0", "-cf", "-", "."])
-        .output()
-        .expect("run tar");
-    assert!(tar.status.success(), "tar failed");
-    let (repo, tag) = PROBE_IMAGE.rsplit_once(':').unwrap();
-    let opts = CreateImageOptionsBuilder::default()
-        .from_src("-")
-        .repo(repo)
-        .tag(tag)
-        .build();
-    let mut s = client.create_image(
-        Some(opts),
-        Some(bollard::body_full(tar.stdout.into())),
-        None,
-    );
-    while let Some(r) = s.next().await {
-        r.expect("docker import of the probe image");
-    }
+    support::import_folder_as_image(client, root.path(), PROBE_IMAGE).await;
 }
 
 /// Creates (never starts) a labelled container through the local socket; removed on drop.

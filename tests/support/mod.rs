@@ -220,3 +220,31 @@ pub fn ledger_with_notes(
         .collect();
     (dir, hashes)
 }
+
+/// Imports the folder `root` as the image `image` (`repo:tag`), as `docker import` would:
+/// tests build tiny images from a few files instead of pulling any.
+pub async fn import_folder_as_image(client: &bollard::Docker, root: &std::path::Path, image: &str) {
+    use bollard::query_parameters::CreateImageOptionsBuilder;
+    use futures_util::StreamExt;
+    let tar = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(root)
+        .args(["--owner=0", "--group=0", "-cf", "-", "."])
+        .output()
+        .expect("run tar");
+    assert!(tar.status.success(), "tar failed");
+    let (repo, tag) = image.rsplit_once(':').expect("an image reference repo:tag");
+    let opts = CreateImageOptionsBuilder::default()
+        .from_src("-")
+        .repo(repo)
+        .tag(tag)
+        .build();
+    let mut s = client.create_image(
+        Some(opts),
+        Some(bollard::body_full(tar.stdout.into())),
+        None,
+    );
+    while let Some(r) = s.next().await {
+        r.unwrap_or_else(|e| panic!("docker import of {image}: {e}"));
+    }
+}
