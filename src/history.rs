@@ -4,8 +4,8 @@
 //! `plan`, `ledger verify`, the report and the demo read through it.
 //!
 //! [`load`] does no more I/O than reading the view it is given; [`load_dir`] opens the
-//! ledger read-only first, and [`load_dir_or_live`] reads a verified copy of it when a run
-//! holds it. With [`Verify::Chain`] the hash chain is checked over the
+//! ledger read-only first (a reader that must also work while a run holds the ledger opens
+//! [`LedgerReader::open_or_live`] and loads its view). With [`Verify::Chain`] the hash chain is checked over the
 //! stored bytes (never re-encoded) before anything is decoded: nothing acts on, or shows,
 //! a state built from an altered record. A run has tens of records, so the extra pass
 //! costs nothing next to what acting on a forged history could.
@@ -143,18 +143,6 @@ fn fold(
 /// `plan`, the demo and tests).
 pub fn load_dir(dir: &Path, verify: Verify) -> Result<History, HistoryError> {
     load(LedgerReader::open(dir)?.view(), verify)
-}
-
-/// Like [`load_dir`], but when a run holds the ledger reads a verified copy instead of
-/// failing busy ([`LedgerReader::open_or_live`]); the [`crate::ledger::LiveRead`] says so
-/// and how far the copy goes (for `status` in a second terminal).
-pub fn load_dir_or_live(
-    dir: &Path,
-    verify: Verify,
-) -> Result<(History, Option<crate::ledger::LiveRead>), HistoryError> {
-    let reader = LedgerReader::open_or_live(dir)?;
-    let history = load(reader.view(), verify)?;
-    Ok((history, reader.live().cloned()))
 }
 
 #[cfg(test)]

@@ -37,6 +37,9 @@ pub struct PlanArgs {}
 struct Loaded {
     state: State,
     live: Option<LiveRead>,
+    /// The ledger's id and its last seq as read (the witness is compared with these).
+    ledger_id: uuid::Uuid,
+    head: u64,
 }
 
 impl std::ops::Deref for Loaded {
@@ -49,11 +52,13 @@ impl std::ops::Deref for Loaded {
 /// Reads the ledger; while a run holds it, a verified copy (issue 14: readers during a
 /// live run), which the output then says.
 fn load(ctx: &Ctx) -> Result<Loaded, CliError> {
-    let (h, live) =
-        history::load_dir_or_live(&ctx.ledger, Verify::Chain).map_err(CliError::from)?;
+    let reader = crate::ledger::LedgerReader::open_or_live(&ctx.ledger).map_err(CliError::from)?;
+    let h = history::load(reader.view(), Verify::Chain).map_err(CliError::from)?;
     Ok(Loaded {
+        head: h.records.last().map_or(0, |r| r.seq),
+        ledger_id: reader.ledger_id(),
         state: h.state,
-        live,
+        live: reader.live().cloned(),
     })
 }
 
@@ -100,7 +105,7 @@ fn next_json(next: &Next) -> serde_json::Value {
 /// Runs `status`.
 pub fn status(args: StatusArgs, ctx: &Ctx) -> CmdResult {
     let state = load(ctx)?;
-    let witness = witness_view(ctx, &state, &args.witness);
+    let witness = witness_view(&state, &args.witness);
     let now = chrono::Utc::now();
     let plan = state.plan();
     let next = state.next();
@@ -341,29 +346,16 @@ const WITNESS_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// The witness the plan records, as `status` shows it (issue 14): target, policy, the
 /// local head and the witness's, the lag in records, or why the witness was not asked
 /// (no password given) or did not answer. `None` when the plan records no witness.
-fn witness_view(
-    ctx: &Ctx,
-    state: &State,
-    opts: &super::witness::WitnessOpts,
-) -> Option<serde_json::Value> {
-    let plan = state.plan()?;
+fn witness_view(loaded: &Loaded, opts: &super::witness::WitnessOpts) -> Option<serde_json::Value> {
+    let plan = loaded.plan()?;
     let w = plan.witness()?;
     let mut view = serde_json::json!({
         "target": w.target,
         "policy": w.policy.as_str(),
     });
-    // While a run holds the ledger, its verified live copy (the witness may then be ahead).
-    let reader = match crate::ledger::LedgerReader::open_or_live(&ctx.ledger) {
-        Ok(r) => r,
-        Err(e) => {
-            view["state"] = "not asked".into();
-            view["error"] = e.to_string().into();
-            return Some(view);
-        }
-    };
-    let local = reader.view().head().ok().flatten().map_or(0, |r| r.seq);
-    let id = reader.ledger_id();
-    drop(reader);
+    // The ledger as `status` read it (a live copy while a run holds it: the witness may
+    // then be ahead), not a second read.
+    let (local, id) = (loaded.head, loaded.ledger_id);
     view["local_head"] = local.into();
     let names = &plan.databases;
     let opened = super::witness::WitnessOpts {
