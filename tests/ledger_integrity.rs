@@ -11,6 +11,8 @@
 //! Child processes are this test binary re-executed with an environment variable naming
 //! the role (see `crash_child` and `writer_child`).
 
+mod support;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -223,18 +225,7 @@ fn checkpoint(dir: &Path, out: &Path) {
         .success();
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
-}
+use support::copy_dir;
 
 // ---------------------------------------------------------------------------------------
 // Tamper matrix.
