@@ -13,6 +13,7 @@
 
 mod support;
 
+use oms_upgrade::adapters::endpoint::TransportError;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -268,9 +269,7 @@ async fn unknown_host_key_is_refused_naming_host_and_file() {
     assert!(
         matches!(
             e,
-            DockerError::Transport(
-                oms_upgrade::adapters::endpoint::TransportError::HostKeyRefused { .. }
-            )
+            DockerError::Transport(TransportError::HostKeyRefused { .. })
         ),
         "{msg}"
     );
@@ -293,9 +292,7 @@ async fn a_different_pinned_key_is_refused() {
     assert!(
         matches!(
             e,
-            DockerError::Transport(
-                oms_upgrade::adapters::endpoint::TransportError::HostKeyRefused { .. }
-            )
+            DockerError::Transport(TransportError::HostKeyRefused { .. })
         ),
         "{msg}"
     );
@@ -318,12 +315,7 @@ async fn a_refused_login_fails_fast_without_a_prompt() {
         .expect_err("a key the server does not know must not log in");
     let msg = e.to_string();
     assert!(
-        matches!(
-            e,
-            DockerError::Transport(
-                oms_upgrade::adapters::endpoint::TransportError::SshFailed { .. }
-            )
-        ),
+        matches!(e, DockerError::Transport(TransportError::SshFailed { .. })),
         "{msg}"
     );
     assert!(msg.contains("Permission denied"), "{msg}");

@@ -5,6 +5,7 @@
 //! is refused with an error naming the endpoint. (Not a dockerd `--tlsverify` listener: the
 //! engine's own TLS code is not under test here; what the client trusts and presents is.)
 
+use oms_upgrade::adapters::endpoint::TransportError;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -150,12 +151,7 @@ async fn refused(server_ca_given: Option<&str>, client_ca: Option<&str>) -> Stri
         .expect_err("must be refused");
     let msg = e.to_string();
     assert!(
-        matches!(
-            e,
-            DockerError::Transport(
-                oms_upgrade::adapters::endpoint::TransportError::TlsFailed { .. }
-            )
-        ),
+        matches!(e, DockerError::Transport(TransportError::TlsFailed { .. })),
         "{msg}"
     );
     assert!(msg.contains(&format!("tcp://127.0.0.1:{port}")), "{msg}");
