@@ -86,6 +86,66 @@ impl From<mysql_async::Error> for InitError {
     }
 }
 
+/// A region as its `config.yaml` describes it (the keys obd's generator writes per region,
+/// oceanbase/obdeploy `plugins/oms/1.0.0/generate_oms_config.py`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Region {
+    /// `cm_region`, else the `cm_location` as text (obd writes `cm_region` only with
+    /// several regions; the record does not say what OMS stores for a lone region).
+    pub name: String,
+    /// `cm_region_cn`, else the name.
+    pub name_cn: String,
+    /// `cm_url`, if any.
+    pub cm_url: Option<String>,
+    /// `cm_location` (0 when absent).
+    pub location: u32,
+    /// `cm_is_default` (`true`/`"true"`); a file without it is the default region.
+    pub is_default: bool,
+    /// `cm_nodes`: every IP of the region.
+    pub nodes: Vec<String>,
+}
+
+impl Region {
+    /// The region of `cfg`, or `None` when it has no `cm_nodes` (a single node as the
+    /// runbook has it: nothing to register).
+    pub fn from_config(
+        cfg: &oms_upgrade::omsconfig::OmsConfig,
+        path: &std::path::Path,
+    ) -> Result<Option<Region>, InitError> {
+        use serde_yaml_ng::Value;
+        let nodes = cfg
+            .cm_nodes(path)
+            .map_err(|e| InitError(format!("invalid OMS config: {e}")))?;
+        if nodes.is_empty() {
+            return Ok(None);
+        }
+        let text = |k: &str| match cfg.extra.get(k) {
+            Some(Value::String(s)) => Some(s.trim().to_string()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            Some(Value::Bool(b)) => Some(b.to_string()),
+            _ => None,
+        };
+        let location = match text("cm_location") {
+            None => 0,
+            Some(t) => t.parse::<u32>().map_err(|_| {
+                InitError(format!(
+                    "invalid OMS config {}: `cm_location` must be an integer 0-127, found {t:?}",
+                    path.display()
+                ))
+            })?,
+        };
+        let name = text("cm_region").unwrap_or_else(|| location.to_string());
+        Ok(Some(Region {
+            name_cn: text("cm_region_cn").unwrap_or_else(|| name.clone()),
+            name,
+            cm_url: text("cm_url"),
+            location,
+            is_default: text("cm_is_default").is_none_or(|v| v == "true"),
+            nodes,
+        }))
+    }
+}
+
 /// Runs the schema work. Shared by `init` and by the seeder's fresh install.
 pub struct Installer<'a> {
     /// Connection to the metadata server.
@@ -232,6 +292,121 @@ impl<'a> Installer<'a> {
                 std::future::pending::<()>().await;
                 unreachable!("a pending future never completes")
             }
+        }
+    }
+
+    /// How many tables this region's heartbeat database holds (none: a region whose first
+    /// node runs init on a deployment another region initialised).
+    pub async fn heartbeat_tables(&mut self) -> Result<u64, InitError> {
+        let n: u64 = self
+            .conn
+            .exec_first(
+                "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?",
+                (self.dbs.cm_hb.clone(),),
+            )
+            .await?
+            .unwrap_or(0);
+        Ok(n)
+    }
+
+    /// Creates this region's heartbeat tables where missing (the heartbeat database is the
+    /// one thing of the metadata a region has of its own; rm and cm are shared).
+    pub async fn ensure_heartbeat_db(&mut self) -> Result<(), InitError> {
+        for obj in BASE.iter().filter(|o| o.db == Db::CmHb) {
+            if !self.table_exists(obj.db, obj.name).await? {
+                let what = format!("创建表 {}.{} (区域心跳库)", obj.db.label(), obj.name);
+                self.change(obj.db, what, obj.ddl).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Registers the region of `config.yaml` and the nodes of its `cm_nodes` where the schema
+    /// has the tables for them ([`schema::SERVER_TABLES`], 4.2.0 on): the region's
+    /// `cluster_info` row (`code` = `cm_location`), its `resource_group` (named after the
+    /// `cm_location`) and one `host` row per node. Rows already there stay as they are, so
+    /// running init on every node of a region changes nothing after the first. A config
+    /// without `cm_nodes` (a single node as the runbook has it) registers nothing.
+    pub async fn register_region(&mut self, region: &Region) -> Result<(), InitError> {
+        let (rm, cm) = (self.dbs.rm.clone(), self.dbs.cm.clone());
+        let mut added = Vec::new();
+        if self.table_exists(Db::Rm, "cluster_info").await? {
+            self.conn
+                .exec_drop(
+                    format!(
+                        "INSERT IGNORE INTO {}.cluster_info (region, region_cn, cm_url, code, is_default_cm) \
+                         VALUES (?, ?, ?, ?, ?)",
+                        q(&rm)
+                    ),
+                    (
+                        &region.name,
+                        &region.name_cn,
+                        &region.cm_url,
+                        region.location,
+                        u8::from(region.is_default),
+                    ),
+                )
+                .await?;
+            if self.conn.affected_rows() > 0 {
+                added.push(format!("cluster_info {}", region.location));
+            }
+        }
+        if !(self.table_exists(Db::Cm, "resource_group").await?
+            && self.table_exists(Db::Cm, "host").await?)
+        {
+            self.log_added(&added);
+            return Ok(());
+        }
+        let group_name = region.location.to_string();
+        self.conn
+            .exec_drop(
+                format!(
+                    "INSERT IGNORE INTO {}.resource_group (name) VALUES (?)",
+                    q(&cm)
+                ),
+                (&group_name,),
+            )
+            .await?;
+        if self.conn.affected_rows() > 0 {
+            added.push(format!("resource_group {group_name}"));
+        }
+        let group: Option<i64> = self
+            .conn
+            .exec_first(
+                format!("SELECT id FROM {}.resource_group WHERE name = ?", q(&cm)),
+                (&group_name,),
+            )
+            .await?;
+        let Some(group) = group else {
+            return Err(InitError(format!(
+                "resource_group {group_name} vanished while registering region {}",
+                region.name
+            )));
+        };
+        for ip in &region.nodes {
+            self.conn
+                .exec_drop(
+                    format!(
+                        "INSERT IGNORE INTO {}.host (resource_group_id, ip) VALUES (?, ?)",
+                        q(&cm)
+                    ),
+                    (group, ip),
+                )
+                .await?;
+            if self.conn.affected_rows() > 0 {
+                added.push(format!("host {ip}"));
+            }
+        }
+        self.log_added(&added);
+        Ok(())
+    }
+
+    fn log_added(&self, added: &[String]) {
+        if !added.is_empty() {
+            self.log.info(&format!(
+                "注册区域与节点 (registered): {}",
+                added.join(", ")
+            ));
         }
     }
 
@@ -464,10 +639,23 @@ async fn run_inner(paths: &Paths, log: &Logger) -> Result<(), InitError> {
     inst.fault = fault_from(paths);
     inst.step_delay = step_delay_from(paths);
     inst.ensure_databases().await?;
+    let region = Region::from_config(&cfg, &paths.config)?;
     match inst.state().await? {
         DbState::Empty => {
             log.info(&format!("元数据库为空: 全新安装 {version}"));
             inst.fresh_install(&version).await?;
+        }
+        // The first node of another region, on a deployment already initialised at this
+        // very version: rm and cm are shared and stay as they are; only the region's own
+        // heartbeat database is new (docs/emulator.md, "Several nodes on one engine").
+        DbState::Versioned(current)
+            if !is_upgrade && current == version && inst.heartbeat_tables().await? == 0 =>
+        {
+            log.info(&format!(
+                "元数据已是 {version}, 本区域心跳库 {} 为空: 初始化本区域",
+                dbs.cm_hb
+            ));
+            inst.ensure_heartbeat_db().await?;
         }
         DbState::Versioned(current) if !is_upgrade => {
             return Err(InitError(format!(
@@ -488,6 +676,8 @@ async fn run_inner(paths: &Paths, log: &Logger) -> Result<(), InitError> {
                     "metadata schema {current} is newer than this image ({version}): downgrade is not supported; restore the backup instead"
                 )));
             }
+            // A region whose heartbeat database is new still gets its tables.
+            inst.ensure_heartbeat_db().await?;
             if from == to {
                 log.info(&format!("元数据已是 {version}: 无需升级"));
             } else {
@@ -504,6 +694,9 @@ async fn run_inner(paths: &Paths, log: &Logger) -> Result<(), InitError> {
                 dbs.rm
             )));
         }
+    }
+    if let Some(region) = &region {
+        inst.register_region(region).await?;
     }
     drop(inst);
     pool.disconnect().await.ok();

@@ -404,14 +404,30 @@ pub const STEPS: &[Step] = &[
 /// "every server Online" check reads them (docs/emulator.md).
 pub const SERVER_TABLES_SINCE: &str = "4.2.0";
 
-/// The cm database's server list, as obd's OMS takeover reads it
-/// (oceanbase/obdeploy `plugins/oms/1.0.0/get_takeover_config.py`: `select id,name from
-/// resource_group`, `select resource_group_id,ip from host where resource_group_id = ...`;
+/// The deployment's regions and servers, as obd's OMS takeover reads them
+/// (oceanbase/obdeploy `plugins/oms/1.0.0/get_takeover_config.py`: `select * from
+/// cluster_info` in rm, whose rows it reads as `region`, `region_cn`, `cm_url`, `code` (the
+/// `cm_location`) and `is_default_cm`; `select id,name from resource_group` and `select
+/// resource_group_id,ip from host where resource_group_id = ...` in cm, where
 /// `resource_group.name` is the region's `cm_location`). Only the columns the record shows,
-/// plus `host.id` as a key: the record names no other column (no status column in
-/// particular), so the emulator invents none. A test that shows the tool ignores a status
-/// column adds one itself (docs/emulator.md).
+/// plus an `id` key on `cluster_info` and `host`: the record names no other column (no
+/// status column in particular), so the emulator invents none. A test that shows the tool
+/// ignores a status column adds one itself (docs/emulator.md).
 pub const SERVER_TABLES: &[(Db, &str, &str)] = &[
+    (
+        Db::Rm,
+        "cluster_info",
+        "CREATE TABLE cluster_info (
+  id BIGINT NOT NULL AUTO_INCREMENT,
+  region VARCHAR(64) NOT NULL,
+  region_cn VARCHAR(128) NULL,
+  cm_url VARCHAR(512) NULL,
+  code INT NOT NULL,
+  is_default_cm TINYINT NOT NULL DEFAULT 0,
+  PRIMARY KEY (id),
+  UNIQUE KEY uk_code (code)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+    ),
     (
         Db::Cm,
         "resource_group",

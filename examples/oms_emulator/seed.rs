@@ -42,9 +42,9 @@ pub struct SeedArgs {
     /// A server of the cm database's `host` table, by IP (repeatable). Written only where
     /// the schema has that table (4.2.0 on); an IP already listed stays as it is. A
     /// `=STATUS` suffix (the old form) is accepted and ignored: `host` has no status column
-    /// (the public record names none). Default: the emulator containers' `OMS_HOST_IP`,
-    /// 127.0.0.1.
-    #[arg(long = "server", value_name = "IP", default_values_t = ["127.0.0.1".to_string()])]
+    /// (the public record names none). Default: the config's `cm_nodes` (the region's
+    /// nodes), else 127.0.0.1, the single-node emulator containers' `OMS_HOST_IP`.
+    #[arg(long = "server", value_name = "IP")]
     pub servers: Vec<String>,
 }
 
@@ -625,7 +625,17 @@ async fn run_inner(args: &SeedArgs, log: &Logger) -> Result<(), String> {
     awkward(&mut c, &dbs)
         .await
         .map_err(|e| format!("awkward rows: {e}"))?;
-    servers(&mut c, &dbs, &cfg, &args.servers)
+    let listed = if args.servers.is_empty() {
+        let nodes = cfg.cm_nodes(&args.config).map_err(|e| e.to_string())?;
+        if nodes.is_empty() {
+            vec!["127.0.0.1".to_string()]
+        } else {
+            nodes
+        }
+    } else {
+        args.servers.clone()
+    };
+    servers(&mut c, &dbs, &cfg, &listed)
         .await
         .map_err(|e| format!("servers: {e}"))?;
     drop(c);

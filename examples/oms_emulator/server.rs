@@ -86,11 +86,13 @@ pub async fn run(paths: Paths) -> i32 {
             return 6;
         }
     };
-    let listener = match tokio::net::TcpListener::bind(("0.0.0.0", port)).await {
+    let host_ip = std::env::var("OMS_HOST_IP").unwrap_or_else(|_| "127.0.0.1".into());
+    let bind_ip = bind_address(&host_ip);
+    let listener = match tokio::net::TcpListener::bind((bind_ip, port)).await {
         Ok(l) => l,
         Err(e) => {
             log.error(&format!(
-                "OMS service failed to start: cannot listen on nginx_server_port {port}: {e}"
+                "OMS service failed to start: cannot listen on nginx_server_port {bind_ip}:{port}: {e}"
             ));
             return 4;
         }
@@ -107,7 +109,7 @@ pub async fn run(paths: Paths) -> i32 {
     };
     let node = Arc::new(Node {
         version: version.clone(),
-        host_ip: std::env::var("OMS_HOST_IP").unwrap_or_else(|_| "127.0.0.1".into()),
+        host_ip,
         started_at: chrono::Utc::now().to_rfc3339(),
         dbs: cfg.databases(),
         pool,
@@ -120,7 +122,7 @@ pub async fn run(paths: Paths) -> i32 {
     });
     write_run_files(&node, "STARTING");
     log.info(&format!(
-        "health endpoint on {}://0.0.0.0:{port}/oms/health, metadata DB {}",
+        "health endpoint on {}://{bind_ip}:{port}/oms/health, metadata DB {}",
         if tls.is_some() { "https" } else { "http" },
         cfg.db_target().display_url()
     ));
@@ -156,6 +158,20 @@ pub async fn run(paths: Paths) -> i32 {
     let _ = tokio::time::timeout(Duration::from_secs(2), node.pool.clone().disconnect()).await;
     log.info("OMS service stopped");
     0
+}
+
+/// Where the console port listens: `OMS_HOST_IP` when it is a loopback address other than
+/// `127.0.0.1` (a node of a several-node world on one engine, each node on an address of
+/// its own, so the nodes of a region can share one `nginx_server_port`), else every
+/// address, `0.0.0.0` (a single node; the test harness reaches it at `127.0.0.1`). A test
+/// harness choice: the public record only says OMS runs on the host network with its own
+/// `OMS_HOST_IP` per machine (docs/emulator.md).
+fn bind_address(host_ip: &str) -> std::net::IpAddr {
+    use std::net::{IpAddr, Ipv4Addr};
+    match host_ip.trim().parse::<IpAddr>() {
+        Ok(ip) if ip.is_loopback() && ip != IpAddr::V4(Ipv4Addr::LOCALHOST) => ip,
+        _ => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+    }
 }
 
 /// The run folder's files and the store checkpoint; failures are logged, not fatal.

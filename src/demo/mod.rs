@@ -21,6 +21,7 @@
 //! images, [`certs`] the console certificates of `--tls`.
 
 pub mod certs;
+pub mod deployment;
 pub mod emuimage;
 
 use std::collections::BTreeSet;
