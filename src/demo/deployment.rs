@@ -493,7 +493,8 @@ pub fn inventory_yaml(world: &World) -> String {
 /// runs `docker_init.sh` on the first node of each region in turn (region 0's is the fresh
 /// install of rm and cm; the others add their region's heartbeat db and servers), waits
 /// until every node answers healthy at its own address, and writes the inventory file.
-/// On failure, what was made so far stays for inspection; [`teardown`] removes it.
+/// On failure, what was made so far stays for inspection; [`teardown`] of
+/// [`layout`]`(spec)` removes it (it finds containers by label and drops databases by name).
 pub async fn build<D: Docker>(docker: &D, spec: &WorldSpec) -> Result<World, WorldError> {
     let mut world = layout(spec)?;
 
