@@ -201,10 +201,10 @@ pub enum WorldError {
     DatabaseExists(String),
     /// The metadata server failed.
     #[error("metadata DB: {0}")]
-    MetaDb(#[from] MetaDbError),
+    MetaDb(Box<MetaDbError>),
     /// A config file could not be written.
     #[error(transparent)]
-    Config(#[from] OmsConfigError),
+    Config(Box<OmsConfigError>),
     /// A folder or file could not be created or written.
     #[error("cannot write {path}: {source}")]
     Io {
@@ -221,7 +221,7 @@ pub enum WorldError {
         container: String,
         /// The engine's error.
         #[source]
-        source: DockerError,
+        source: Box<DockerError>,
     },
     /// A region's `docker_init.sh` did not succeed.
     #[error(
@@ -264,8 +264,20 @@ pub enum WorldError {
         url: String,
         /// The last failure.
         #[source]
-        source: HealthError,
+        source: Box<HealthError>,
     },
+}
+
+impl From<MetaDbError> for WorldError {
+    fn from(e: MetaDbError) -> Self {
+        WorldError::MetaDb(Box::new(e))
+    }
+}
+
+impl From<OmsConfigError> for WorldError {
+    fn from(e: OmsConfigError) -> Self {
+        WorldError::Config(Box::new(e))
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> WorldError + '_ {
@@ -532,7 +544,7 @@ pub async fn build<D: Docker>(docker: &D, spec: &WorldSpec) -> Result<World, Wor
         c.privileged = spec.privileged;
         let docker_err = |source| WorldError::Docker {
             container: n.container.clone(),
-            source,
+            source: Box::new(source),
         };
         n.container_id = docker.create(&c).await.map_err(docker_err)?;
         docker.start(&n.container).await.map_err(docker_err)?;
@@ -551,7 +563,7 @@ pub async fn build<D: Docker>(docker: &D, spec: &WorldSpec) -> Result<World, Wor
             .await
             .map_err(|source| WorldError::Docker {
                 container: first.container.clone(),
-                source,
+                source: Box::new(source),
             })?;
         if init.exit_code != 0 || !init.output_tail.contains(crate::steps::INIT_SUCCESS_MARKER) {
             return Err(WorldError::Init {
@@ -566,7 +578,7 @@ pub async fn build<D: Docker>(docker: &D, spec: &WorldSpec) -> Result<World, Wor
     let health = HttpHealth::new().map_err(|source| WorldError::Health {
         container: world.nodes[0].container.clone(),
         url: world.nodes[0].health_url.clone(),
-        source,
+        source: Box::new(source),
     })?;
     for n in &world.nodes {
         let base = format!("http://{}:{}", n.host_ip, world.nginx_port);
@@ -576,7 +588,7 @@ pub async fn build<D: Docker>(docker: &D, spec: &WorldSpec) -> Result<World, Wor
             .map_err(|source| WorldError::Health {
                 container: n.container.clone(),
                 url: n.health_url.clone(),
-                source,
+                source: Box::new(source),
             })?;
     }
 
@@ -660,7 +672,7 @@ pub async fn teardown<D: Docker>(
         .await
         .map_err(|source| WorldError::Docker {
             container: format!("labelled {WORLD_LABEL}={}", world.prefix),
-            source,
+            source: Box::new(source),
         })?;
     for c in labelled {
         docker
@@ -668,7 +680,7 @@ pub async fn teardown<D: Docker>(
             .await
             .map_err(|source| WorldError::Docker {
                 container: c.name.clone(),
-                source,
+                source: Box::new(source),
             })?;
         done.containers.push(c.name);
     }
