@@ -187,6 +187,10 @@ pub(crate) fn done_facts(
     t1: Option<DateTime<Utc>>,
 ) -> StepFacts {
     match key {
+        StepKey::Node { node, step } => done_facts(&plan.for_node(node), step.base(), at, t1),
+        StepKey::Region { region, step } => {
+            done_facts(&plan.for_region(region), step.base(), at, t1)
+        }
         StepKey::DisableHa | StepKey::RollbackDisableHa => StepFacts::HaDisabled(HaDisabled {
             previous_json: HA_ON.into(),
             written_json: Some(HA_OFF.into()),
