@@ -525,10 +525,11 @@ impl State {
                 // lane's open step is not in doubt yet, it is running. Anything open
                 // outside the current stage is.
                 let stage = self.current_stage();
+                let in_stage = |k: &StepKey| stage.iter().flatten().any(|s| s == k);
                 if let Some(d) = self
                     .open_keys()
                     .into_iter()
-                    .find(|k| !stage.iter().flatten().any(|s| s == k) || k == key)
+                    .find(|k| !in_stage(k) || !in_stage(key) || k == key)
                 {
                     return Err(Rejection::InDoubt { in_doubt: d });
                 }
@@ -1474,7 +1475,7 @@ impl State {
         self.rollback.as_ref()
     }
 
-    fn stopped_at(&self, key: StepKey) -> Option<DateTime<Utc>> {
+    pub(crate) fn stopped_at(&self, key: StepKey) -> Option<DateTime<Utc>> {
         match self.facts(key) {
             Some(StepFacts::ContainerStopped(c)) => Some(c.t()),
             _ => None,
@@ -1734,6 +1735,9 @@ pub(crate) mod build;
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod deployment_tests;
 
 #[cfg(test)]
 mod props;
