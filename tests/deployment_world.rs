@@ -352,3 +352,92 @@ async fn three_nodes_over_two_regions_run_and_init_once_per_region() {
         );
     }
 }
+
+/// A world refused because one of its databases exists must not take that database with
+/// it: tearing down the layout of the refused spec keeps what the world did not create, and
+/// a folder that was not empty is refused before anything is made.
+#[tokio::test]
+async fn a_refused_world_leaves_what_it_did_not_create() {
+    let raw = support::docker().await;
+    let docker = BollardDocker::from_client(raw.clone());
+    let theirs = support::TestDb::create("wtheirs").await;
+    support::admin_blocking(vec![format!(
+        "CREATE TABLE `{}`.precious (id INT PRIMARY KEY)",
+        theirs.name
+    )]);
+    let dir = tempfile::Builder::new()
+        .prefix("oms-world-")
+        .tempdir()
+        .expect("temp dir")
+        .keep();
+    let spec = WorldSpec {
+        prefix: unique_name("wref").replace('_', "-"),
+        dir: dir.join("world"),
+        old_image: "oms-emu/oms:feature_4.2.1_ce".into(),
+        target: mysql_target(),
+        rm: unique_name("wrm"),
+        cm: theirs.name.clone(),
+        heartbeat_base: unique_name("whb"),
+        nodes: 2,
+        regions: 1,
+        nginx_port: free_port(),
+        labels: BTreeMap::new(),
+        env: Vec::new(),
+        privileged: false,
+        seed: None,
+    };
+    let err = deployment::build(&docker, &spec)
+        .await
+        .expect_err("a world over an existing database");
+    assert!(
+        matches!(&err, deployment::WorldError::DatabaseExists(d) if *d == theirs.name),
+        "{err}"
+    );
+    let world = deployment::layout(&spec).expect("layout");
+    deployment::teardown(&docker, &mysql_target(), &world, true)
+        .await
+        .expect("teardown");
+    assert_eq!(
+        scalar(&format!(
+            "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{}' AND TABLE_NAME = 'precious'",
+            theirs.name
+        ))
+        .await,
+        Some(1),
+        "the teardown of a refused world dropped `{}`, which the world never created",
+        theirs.name
+    );
+
+    // A folder holding something else is refused before any database is made.
+    std::fs::create_dir_all(&spec.dir).expect("create folder");
+    std::fs::write(spec.dir.join("notes.txt"), "mine").expect("write a file");
+    let other = WorldSpec {
+        cm: unique_name("wcm"),
+        ..spec.clone()
+    };
+    let err = deployment::build(&docker, &other)
+        .await
+        .expect_err("a world in a folder that is not empty");
+    assert!(
+        matches!(&err, deployment::WorldError::BadSpec { field: "dir", .. }),
+        "{err}"
+    );
+    assert_eq!(
+        scalar(&format!(
+            "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{}'",
+            other.rm
+        ))
+        .await,
+        Some(0),
+        "a refused world created a database"
+    );
+    let world = deployment::layout(&other).expect("layout");
+    deployment::teardown(&docker, &mysql_target(), &world, true)
+        .await
+        .expect("teardown");
+    assert!(
+        spec.dir.join("notes.txt").exists(),
+        "the teardown removed a folder the world did not make"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

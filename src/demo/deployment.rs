@@ -43,6 +43,20 @@ pub const MAX_REGIONS: u8 = 16;
 pub const LOCAL_ENDPOINT: &str = "unix:///var/run/docker.sock";
 /// The inventory file [`build`] writes in the world's folder.
 pub const INVENTORY_FILE: &str = "inventory.yaml";
+/// The record of what a world created, in its folder, written before the databases are
+/// created: [`teardown`] drops only databases it lists, and removes only a folder that
+/// holds it.
+pub const STATE_FILE: &str = "world.json";
+/// Identifies [`STATE_FILE`]'s layout.
+const STATE_FORMAT: &str = "oms-upgrade-world/1";
+
+/// What [`STATE_FILE`] holds.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct WorldState {
+    format: String,
+    prefix: String,
+    databases: Vec<String>,
+}
 
 /// How long one fresh `docker_init.sh` may take.
 const INIT_TIMEOUT: Duration = Duration::from_secs(180);
@@ -510,8 +524,23 @@ pub fn inventory_yaml(world: &World) -> String {
 pub async fn build<D: Docker>(docker: &D, spec: &WorldSpec) -> Result<World, WorldError> {
     let mut world = layout(spec)?;
 
+    // A folder of its own: what teardown removes must be only what the world made.
+    let empty = match std::fs::read_dir(&world.dir) {
+        Ok(mut d) => d.next().is_none(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+        Err(e) => return Err(io(&world.dir)(e)),
+    };
+    if !empty {
+        return Err(WorldError::BadSpec {
+            field: "dir",
+            value: world.dir.display().to_string(),
+            why: "must be absent or empty: a world lives in a folder of its own, which its teardown removes",
+        });
+    }
+    std::fs::create_dir_all(&world.dir).map_err(io(&world.dir))?;
+
     let metadb = MysqlMetaDb::new(&spec.target);
-    let created = create_databases(&metadb, &world.all_databases()).await;
+    let created = create_databases(&metadb, &world).await;
     metadb.close().await;
     created?;
 
@@ -627,25 +656,40 @@ pub async fn build<D: Docker>(docker: &D, spec: &WorldSpec) -> Result<World, Wor
     Ok(world)
 }
 
-/// Creates each database (utf8mb4), refusing one that exists: a world never writes into
-/// databases it did not make.
-async fn create_databases(metadb: &MysqlMetaDb, names: &[String]) -> Result<(), WorldError> {
+/// Creates each database (utf8mb4), refusing if any exists: a world never writes into
+/// databases it did not make. The names are recorded in [`STATE_FILE`] (a new file) after
+/// the check and before the first is created, so [`teardown`] drops exactly these.
+async fn create_databases(metadb: &MysqlMetaDb, world: &World) -> Result<(), WorldError> {
     let charset = DbCharset {
         charset: "utf8mb4".into(),
         collation: "utf8mb4_bin".into(),
     };
-    for d in names {
+    let names = world.all_databases();
+    for d in &names {
         if metadb.database_exists(d).await? {
             return Err(WorldError::DatabaseExists(d.clone()));
         }
     }
-    for d in names {
+    let state = WorldState {
+        format: STATE_FORMAT.into(),
+        prefix: world.prefix.clone(),
+        databases: names.clone(),
+    };
+    let path = world.dir.join(STATE_FILE);
+    let text = serde_json::to_string_pretty(&state).unwrap_or_default();
+    crate::safefs::create_new_file(&path, 0o644)
+        .and_then(|mut f| {
+            use std::io::Write;
+            f.write_all(text.as_bytes()).and_then(|_| f.sync_all())
+        })
+        .map_err(io(&path))?;
+    for d in &names {
         metadb.recreate_database(d, &charset).await?;
     }
     Ok(())
 }
 
-/// What [`teardown`] removed.
+/// What [`teardown`] removed, and what it kept.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct TornDown {
     /// Containers removed (every container labelled with the world's prefix).
@@ -654,12 +698,23 @@ pub struct TornDown {
     pub databases: Vec<String>,
     /// Whether the world's folder was removed.
     pub folder_removed: bool,
+    /// What was left, each with the reason (not recorded as the world's own).
+    pub kept: Vec<String>,
+}
+
+/// What the world's [`STATE_FILE`] says it created, if the file is there and its own.
+fn recorded_state(world: &World) -> Option<WorldState> {
+    let text = std::fs::read_to_string(world.dir.join(STATE_FILE)).ok()?;
+    let st: WorldState = serde_json::from_str(&text).ok()?;
+    (st.format == STATE_FORMAT && st.prefix == world.prefix).then_some(st)
 }
 
 /// Removes the world: every container labelled [`WORLD_LABEL`]`=<prefix>` (the nodes and
-/// whatever an upgrade made from them), the world's databases (`target`'s account), and,
-/// with `remove_folder`, its folder. The first failure stops it and is returned; what was
-/// removed before it is gone.
+/// whatever an upgrade made from them), the databases its [`STATE_FILE`] records as created
+/// (`target`'s account), and, with `remove_folder`, its folder when that file is there.
+/// Without the file (a build refused before it created anything) no database and no
+/// folder is touched, and [`TornDown::kept`] says so. The first failure stops it and is
+/// returned; what was removed before it is gone.
 pub async fn teardown<D: Docker>(
     docker: &D,
     target: &DbTarget,
@@ -684,11 +739,29 @@ pub async fn teardown<D: Docker>(
             })?;
         done.containers.push(c.name);
     }
+    let state = recorded_state(world);
+    let owned: Vec<String> = match &state {
+        Some(st) => world
+            .all_databases()
+            .into_iter()
+            .filter(|d| st.databases.contains(d))
+            .collect(),
+        None => Vec::new(),
+    };
+    for d in world.all_databases() {
+        if !owned.contains(&d) {
+            done.kept.push(format!(
+                "database `{d}`: not recorded as created by world {} in {}",
+                world.prefix,
+                world.dir.join(STATE_FILE).display()
+            ));
+        }
+    }
     let pool = mysql_async::Pool::new(target.opts(None));
     let dropped = async {
         use mysql_async::prelude::Queryable;
         let mut c = pool.get_conn().await?;
-        for d in world.all_databases() {
+        for d in owned {
             c.query_drop(format!(
                 "DROP DATABASE IF EXISTS {}",
                 crate::sqltext::quote_ident(&d)
@@ -705,8 +778,16 @@ pub async fn teardown<D: Docker>(
         message: e.to_string(),
     })?;
     if remove_folder && world.dir.exists() {
-        std::fs::remove_dir_all(&world.dir).map_err(io(&world.dir))?;
-        done.folder_removed = true;
+        if state.is_some() {
+            std::fs::remove_dir_all(&world.dir).map_err(io(&world.dir))?;
+            done.folder_removed = true;
+        } else {
+            done.kept.push(format!(
+                "folder {}: it holds no {STATE_FILE} of world {}",
+                world.dir.display(),
+                world.prefix
+            ));
+        }
     }
     Ok(done)
 }
