@@ -21,6 +21,8 @@ use std::path::{Path, PathBuf};
 use crate::events::{DbNames, PreflightCheck};
 use crate::versions::{ImageVersion, Procedure, VERSION_LABEL, Version, procedure_for};
 
+pub mod deployment;
+
 /// The check that names a version the operator stated; `init` records its detail as the
 /// operator's attestation right after `run.planned`.
 pub const OPERATOR_VERSION_CHECK: &str = "versions-stated";
