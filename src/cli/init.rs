@@ -24,6 +24,8 @@ use crate::refetch::{RefetchMode, RefetchPolicy, StoreRetention};
 use crate::replay::Phase;
 use crate::witness::{WitnessPolicy, WitnessTarget};
 
+mod deployment;
+
 /// HA toggling mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum HaModeArg {
@@ -51,6 +53,11 @@ pub struct InitArgs {
     /// /home/admin/conf/config.yaml).
     #[arg(long, value_name = "FILE")]
     pub oms_config: Option<PathBuf>,
+    /// The deployment's nodes (YAML, docs/inventory.md): per node its IP, Docker endpoint,
+    /// container and config.yaml. Required when the deployment has several nodes; every
+    /// node is checked before anything changes, and the plan covers them all.
+    #[arg(long, value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
     /// Folder for the dumps (a subfolder per run is created, mode 700). Default:
     /// /var/lib/oms-upgrade/backups for root, else under $XDG_STATE_HOME (or
     /// ~/.local/state)/oms-upgrade.
@@ -330,6 +337,7 @@ async fn preflight(
         image_ref: args.image.clone(),
         from_version: args.from_version.clone(),
         to_version: args.to_version.clone(),
+        deployment: args.inventory.is_some(),
         ..Facts::default()
     };
     let gathered = gather(args, &mut facts).await;
@@ -348,7 +356,27 @@ async fn preflight(
             ),
         )
     })?;
-    plan(args, run_id, &facts, g)
+    // The other nodes of a deployment, each through its own engine, judged against what
+    // node 0 settled.
+    let nodes = match &args.inventory {
+        Some(file) => {
+            let (from, _, _) = preflight::upgrade_path(&facts).ok_or_else(|| {
+                fatal(
+                    "versions",
+                    CliError::new(ExitKind::Internal, "the preflight passed without versions"),
+                )
+            })?;
+            let reference = preflight::deployment::Reference {
+                source_version: from,
+                old_image_id: g.old.image_id.clone(),
+                target_ref: args.image.clone(),
+                target_image_id: g.image_id.clone(),
+            };
+            deployment::gather(file, &g, &reference, checks).await?
+        }
+        None => None,
+    };
+    plan(args, run_id, &facts, g, nodes)
 }
 
 /// A stopping rule's finding as the CLI's error.
@@ -364,6 +392,9 @@ fn stopped(s: preflight::Stop) -> Fatal {
 
 /// What the plan is built from besides the facts: the handles gathering read.
 struct Gathered {
+    docker: BollardDocker,
+    config: crate::omsconfig::OmsConfig,
+    config_path: Option<PathBuf>,
     old: ContainerInfo,
     image_id: String,
     settings: crate::events::ContainerSettings,
@@ -563,6 +594,9 @@ async fn gather(args: &InitArgs, facts: &mut Facts) -> Result<Option<Gathered>, 
         None
     });
     Ok(Some(Gathered {
+        docker,
+        config,
+        config_path: Some(config_path),
         old,
         image_id: image.id,
         settings,
@@ -582,6 +616,7 @@ fn plan(
     run_id: uuid::Uuid,
     facts: &Facts,
     g: Gathered,
+    nodes: Option<deployment::DeploymentOut>,
 ) -> Result<(Plan, TlsState), Fatal> {
     let (from, to, _) = preflight::upgrade_path(facts).ok_or_else(|| {
         fatal(
