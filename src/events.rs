@@ -23,6 +23,7 @@ use uuid::Uuid;
 use crate::ledger::PayloadDecoder;
 use crate::refetch::RefetchDecision;
 
+mod deployment;
 mod env;
 mod plan;
 mod planext;
@@ -30,6 +31,9 @@ mod record;
 pub mod v1;
 
 pub use crate::dumpkind::{ChecksumMethod, Compression, Dumper, FileFormat, UnknownWord};
+pub use deployment::{
+    Deployment, NodeIx, NodeMeta, NodePlan, NodeStep, RegionIx, RegionPlan, RegionStep, Scope,
+};
 pub use env::{EnvVar, looks_secret, record_env};
 pub use plan::{
     ContainerSnapshot, DbNames, HaAfter, HaMode, MetaDbLocation, Plan, PlanDigest, PlanError,
@@ -152,13 +156,27 @@ pub enum StepKey {
     OldRestartOff,
     /// Rollback: the old container's restart policy put back as it was.
     RollbackRestartPolicy,
+    /// issue 15: a per-node step on a node other than node 0 (`node2:stop-old`).
+    Node {
+        /// Which node (never 0: node 0's steps are the plain keys).
+        node: NodeIx,
+        /// Which step.
+        step: NodeStep,
+    },
+    /// issue 15: a heartbeat step of a region other than node 0's (`region1:dump-cm_hb`).
+    Region {
+        /// Which region (never 0).
+        region: RegionIx,
+        /// Which step.
+        step: RegionStep,
+    },
 }
 
 impl StepKey {
     /// True for the rollback's steps.
     pub fn is_rollback(self) -> bool {
         matches!(
-            self,
+            self.base(),
             StepKey::RollbackVerifyDumps
                 | StepKey::RollbackDisableHa
                 | StepKey::StopNewContainer
@@ -178,7 +196,7 @@ impl StepKey {
     /// rows, migrate the schema or replace database content.
     pub fn needs_confirmation(self) -> bool {
         matches!(
-            self,
+            self.base(),
             StepKey::StopOldContainer
                 | StepKey::PruneHeartbeat
                 | StepKey::RunDockerInit
@@ -231,7 +249,7 @@ impl StepKey {
     /// True when `facts` is the kind of outcome this step produces.
     pub fn accepts(self, facts: &StepFacts) -> bool {
         use StepFacts as F;
-        match (self, facts) {
+        match (self.base(), facts) {
             (StepKey::DisableHa | StepKey::RollbackDisableHa, F::HaDisabled(_)) => true,
             (StepKey::StopOldContainer | StepKey::StopNewContainer, F::ContainerStopped(_)) => true,
             (StepKey::PruneHeartbeat, F::HeartbeatPruned { .. }) => true,
@@ -300,6 +318,8 @@ impl fmt::Display for StepKey {
             StepKey::PreStopCheck => f.write_str("pre-stop-check"),
             StepKey::OldRestartOff => f.write_str("old-restart-off"),
             StepKey::RollbackRestartPolicy => f.write_str("rollback-restart-policy"),
+            StepKey::Node { node, step } => write!(f, "{node}:{}", step.base()),
+            StepKey::Region { region, step } => write!(f, "{region}:{}", step.base()),
         }
     }
 }
@@ -316,12 +336,42 @@ impl FromStr for StepKey {
     type Err = UnknownStep;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let unknown = || UnknownStep {
+            given: s.to_string(),
+        };
+        // `node2:stop-old`, `region1:dump-cm_hb`: a plain key on a node or region.
+        let scoped = |prefix: &str| -> Option<(u8, StepKey)> {
+            let rest = s.strip_prefix(prefix)?;
+            let (ix, key) = rest.split_once(':')?;
+            if ix.is_empty() || !ix.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let ix: u8 = ix.parse().ok()?;
+            let key = StepKey::all().into_iter().find(|k| k.to_string() == key)?;
+            Some((ix, key))
+        };
+        if let Some((n, key)) = scoped("node") {
+            return match NodeStep::of(key) {
+                Some(step) if n > 0 => Ok(StepKey::Node {
+                    node: NodeIx(n),
+                    step,
+                }),
+                _ => Err(unknown()),
+            };
+        }
+        if let Some((r, key)) = scoped("region") {
+            return match RegionStep::of(key) {
+                Some(step) if r > 0 => Ok(StepKey::Region {
+                    region: RegionIx(r),
+                    step,
+                }),
+                _ => Err(unknown()),
+            };
+        }
         StepKey::all()
             .into_iter()
             .find(|k| k.to_string() == s)
-            .ok_or_else(|| UnknownStep {
-                given: s.to_string(),
-            })
+            .ok_or_else(unknown)
     }
 }
 

@@ -33,8 +33,8 @@ use uuid::Uuid;
 
 use crate::events::{
     Attestation, DumpArtifact, Event, FailureKind, Finding, HaDisabled, HaEnabled, MetaDb,
-    NewContainer, Plan, PlanDigest, PreflightCheck, Recorded, Resolution, StepFacts, StepKey,
-    StepResolved, TableFact,
+    NewContainer, NodeIx, Plan, PlanDigest, PreflightCheck, Recorded, RegionIx, Resolution,
+    StepFacts, StepKey, StepResolved, TableFact,
 };
 use crate::haconfig::HaConfig;
 use crate::refetch::RefetchDecision;
@@ -521,7 +521,16 @@ impl State {
                 event_type: event.type_name(),
             }),
             Event::StepIntent { key } => {
-                if let Some(d) = self.in_doubt() {
+                // Steps of one stage run side by side (a deployment's nodes): another
+                // lane's open step is not in doubt yet, it is running. Anything open
+                // outside the current stage is.
+                let stage = self.current_stage();
+                let in_stage = |k: &StepKey| stage.iter().flatten().any(|s| s == k);
+                if let Some(d) = self
+                    .open_keys()
+                    .into_iter()
+                    .find(|k| !in_stage(k) || !in_stage(key) || k == key)
+                {
                     return Err(Rejection::InDoubt { in_doubt: d });
                 }
                 let permitted = self.permitted_keys();
@@ -684,7 +693,7 @@ impl State {
     }
 
     fn require_open(&self, key: StepKey) -> Result<(), Rejection> {
-        if self.in_doubt() == Some(key) {
+        if self.open_keys().contains(&key) {
             Ok(())
         } else {
             Err(Rejection::NoIntent { key })
@@ -699,7 +708,8 @@ impl State {
         if let Some(c) = facts.contradiction() {
             return bad(format!("{c}; record step.failed instead"));
         }
-        let plan = self.plan.as_deref().expect("checked by caller");
+        // The plan as the step's node or region sees it (the plan itself for node 0).
+        let plan = &self.plan_for(key);
         match facts {
             StepFacts::NewContainerCreated(n) if n.old_binds != plan.old_container.binds => {
                 return bad("old_binds are not the planned old container's binds".into());
@@ -741,9 +751,23 @@ impl State {
                         return bad(format!("the {db} dump does not match its recorded BLAKE3"));
                     }
                 }
+                // A deployment's other regions: each heartbeat dump re-hashed too.
+                for r in plan_regions(self.plan.as_deref()) {
+                    let want = self.region_artifact(r).map(|a| a.blake3_hex.as_str());
+                    let found = checks
+                        .iter()
+                        .any(|c| want.is_some() && c.found_blake3.as_deref() == want);
+                    if !found {
+                        return bad(format!(
+                            "the {r} heartbeat dump does not match its recorded BLAKE3"
+                        ));
+                    }
+                }
             }
             StepFacts::Restored(r) => {
-                let want = self.artifact(r.db).map(|a| a.blake3_hex.as_str());
+                let want = self
+                    .artifact_in(key.region().unwrap_or(RegionIx(0)), r.db)
+                    .map(|a| a.blake3_hex.as_str());
                 if want != Some(r.verified_blake3.as_str()) {
                     return bad(format!(
                         "restored file's BLAKE3 is not the recorded {} dump's",
@@ -986,17 +1010,63 @@ impl State {
             .find(|k| self.status_of(*k) != StepStatus::Done)
     }
 
+    /// The stage of the current list the run is in: the first with a step not done
+    /// (`steps::stages`; one lane of one step at a time for a single node).
+    fn current_stage(&self) -> Vec<Vec<StepKey>> {
+        steps::stages(&self.sequence())
+            .into_iter()
+            .find(|stage| {
+                stage
+                    .iter()
+                    .flatten()
+                    .any(|k| self.status_of(*k) != StepStatus::Done)
+            })
+            .unwrap_or_default()
+    }
+
+    /// The first step not done of each lane of the current stage.
+    fn heads(&self) -> Vec<StepKey> {
+        self.current_stage()
+            .iter()
+            .filter_map(|lane| {
+                lane.iter()
+                    .copied()
+                    .find(|k| self.status_of(*k) != StepStatus::Done)
+            })
+            .collect()
+    }
+
+    /// Steps with an intent and no outcome yet, oldest first: in doubt after a crash, or
+    /// running side by side while their stage lasts.
+    fn open_keys(&self) -> Vec<StepKey> {
+        let mut open: Vec<StepKey> = Vec::new();
+        for a in self.attempts.iter().filter(|a| a.outcome.is_none()) {
+            if !open.contains(&a.key) {
+                open.push(a.key);
+            }
+        }
+        open
+    }
+
     fn permitted_keys(&self) -> Vec<StepKey> {
-        if self.plan.is_none() || self.in_doubt().is_some() {
+        if self.plan.is_none() {
             return vec![];
         }
-        match self.cursor() {
-            Some(k) => match self.status_of(k) {
-                StepStatus::Pending | StepStatus::Failed { retryable: true } => vec![k],
-                _ => vec![],
-            },
-            None => vec![],
+        let open = self.open_keys();
+        let stage = self.current_stage();
+        if open.iter().any(|k| !stage.iter().flatten().any(|s| s == k)) {
+            return vec![];
         }
+        self.heads()
+            .into_iter()
+            .filter(|k| !open.contains(k))
+            .filter(|k| {
+                matches!(
+                    self.status_of(*k),
+                    StepStatus::Pending | StepStatus::Failed { retryable: true }
+                )
+            })
+            .collect()
     }
 
     /// Where the run stands.
@@ -1005,8 +1075,9 @@ impl State {
             return Phase::NotPlanned;
         }
         let blocked = self
-            .cursor()
-            .is_some_and(|k| self.status_of(k) == StepStatus::Failed { retryable: false });
+            .heads()
+            .into_iter()
+            .any(|k| self.status_of(k) == StepStatus::Failed { retryable: false });
         match (&self.rollback, self.cursor(), blocked) {
             (None, None, _) => Phase::Completed,
             (None, Some(_), true) => Phase::UpgradeFailed,
@@ -1017,17 +1088,21 @@ impl State {
         }
     }
 
-    /// The step with an intent but no outcome, if any.
+    /// The step with an intent but no outcome, if any (the oldest, when the steps of a
+    /// stage ran side by side: [`State::in_doubt_all`]).
     pub fn in_doubt(&self) -> Option<StepKey> {
-        self.attempts
-            .last()
-            .filter(|a| a.outcome.is_none())
-            .map(|a| a.key)
+        self.open_keys().first().copied()
     }
 
-    /// The steps that may receive an intent now, in order (at most one: steps run one at
-    /// a time; empty while a step is in doubt, after a non-retryable failure, or when the
-    /// run is over). The executor runs the first.
+    /// Every step with an intent but no outcome, oldest first.
+    pub fn in_doubt_all(&self) -> Vec<StepKey> {
+        self.open_keys()
+    }
+
+    /// The steps that may receive an intent now, in order: one per lane of the current
+    /// stage (several only for a deployment's nodes, which the executor runs side by side;
+    /// one at a time otherwise), none after a non-retryable failure or when the run is
+    /// over. While steps of the stage are open (running), the other lanes' steps.
     pub fn permitted(&self) -> Vec<Step> {
         self.permitted_keys()
             .into_iter()
@@ -1065,7 +1140,19 @@ impl State {
             };
         }
         let phase = self.phase();
-        match self.cursor() {
+        let heads = self.heads();
+        // A lane that cannot go on (undecided, failed for good) speaks for the stage.
+        let head = heads
+            .iter()
+            .copied()
+            .find(|k| {
+                matches!(
+                    self.status_of(*k),
+                    StepStatus::Undecided | StepStatus::Failed { retryable: false }
+                )
+            })
+            .or_else(|| heads.first().copied());
+        match head {
             None => Next::Finished { phase },
             Some(k) => match self.status_of(k) {
                 StepStatus::Undecided => Next::Blocked {
@@ -1104,26 +1191,71 @@ impl State {
         }
     }
 
-    /// Builds step `key` from the plan and what has been recorded.
+    /// Builds step `key` from the plan and what has been recorded (a node's or region's
+    /// step from what that node or region recorded).
     pub fn step(&self, key: StepKey) -> Result<Step, BuildError> {
         let plan = self.plan.as_deref().ok_or(BuildError::NotPlanned)?;
-        steps::build(plan, key, &self.context())
+        steps::build(plan, key, &self.context_for(key))
     }
 
-    /// What later steps need from earlier ones.
+    /// The steps [`State::next`]'s step runs beside: every permitted step of the current
+    /// stage, each built, with whether it is a retry. One for a single node.
+    pub fn runnable(&self) -> Vec<(Step, bool)> {
+        if self.plan.is_none() || self.in_doubt().is_some() {
+            return vec![];
+        }
+        self.permitted_keys()
+            .into_iter()
+            .filter_map(|k| {
+                let retry = matches!(self.status_of(k), StepStatus::Failed { .. });
+                self.step(k).ok().map(|s| (s, retry))
+            })
+            .collect()
+    }
+
+    /// The plan as step `key`'s node or region sees it ([`Plan::for_node`]); the plan
+    /// itself for the deployment-wide steps and node 0's.
+    fn plan_for(&self, key: StepKey) -> Plan {
+        let plan = self
+            .plan
+            .as_deref()
+            .cloned()
+            .unwrap_or_else(|| unreachable!("plan_for is called only once a plan is recorded"));
+        match key {
+            StepKey::Node { node, .. } => plan.for_node(node),
+            StepKey::Region { region, .. } => plan.for_region(region),
+            _ => plan,
+        }
+    }
+
+    /// What later steps need from earlier ones (node 0's and region 0's view).
     pub fn context(&self) -> Context {
+        self.context_for(StepKey::Complete)
+    }
+
+    /// What step `key` needs from earlier ones: node n's container facts for node n's
+    /// steps, region r's heartbeat dump for region r's.
+    pub fn context_for(&self, key: StepKey) -> Context {
+        let node = key.node().unwrap_or(NodeIx::PRIMARY);
+        let region = key.region().unwrap_or(RegionIx(0));
         Context {
             downtime_start: self.downtime_start(),
             ha_enable_before: self.ha_enable_before(),
             artifacts: MetaDb::ALL
                 .iter()
-                .filter_map(|&db| self.artifact(db).map(|a| (db, a.clone())))
+                .filter_map(|&db| self.artifact_in(region, db).map(|a| (db, a.clone())))
                 .collect(),
-            new_container_id: self.new_container().map(|n| n.id.clone()),
-            old_restart_before: match self.facts.get(&StepKey::OldRestartOff) {
+            new_container_id: match self.facts(StepKey::CreateNewContainer.on_node(node)) {
+                Some(StepFacts::NewContainerCreated(n)) => Some(n.id.clone()),
+                _ => None,
+            },
+            old_restart_before: match self.facts.get(&StepKey::OldRestartOff.on_node(node)) {
                 Some(StepFacts::RestartPolicySet { before, .. }) => Some(before.clone()),
                 _ => None,
             },
+            region_artifacts: plan_regions(self.plan.as_deref())
+                .filter_map(|r| self.region_artifact(r).cloned())
+                .collect(),
         }
     }
 
@@ -1131,18 +1263,34 @@ impl State {
         self.attempts.iter().any(|a| a.key == key)
     }
 
-    /// What the upgrade has (possibly) done.
+    /// What the upgrade has (possibly) done, on any node.
     pub fn touched(&self) -> Touched {
+        let nodes = self.plan().map_or(vec![NodeIx::PRIMARY], Plan::nodes);
+        let any = |k: StepKey| nodes.iter().any(|&n| self.attempted(k.on_node(n)));
         Touched {
             ha_disabled: self.attempted(StepKey::DisableHa),
             ha_previous_known: self.ha_enable_before().is_some(),
             ha_enabled: self.attempted(StepKey::EnableHa),
-            old_stopped: self.attempted(StepKey::StopOldContainer),
-            old_renamed: self.attempted(StepKey::RenameOldContainer),
-            new_created: self.attempted(StepKey::CreateNewContainer),
-            new_started: self.attempted(StepKey::StartNewContainer),
-            dumps_complete: MetaDb::ALL.iter().all(|&db| self.artifact(db).is_some()),
-            old_restart_off: self.attempted(StepKey::OldRestartOff),
+            old_stopped: any(StepKey::StopOldContainer),
+            old_renamed: any(StepKey::RenameOldContainer),
+            new_created: any(StepKey::CreateNewContainer),
+            new_started: any(StepKey::StartNewContainer),
+            dumps_complete: MetaDb::ALL.iter().all(|&db| self.artifact(db).is_some())
+                && plan_regions(self.plan.as_deref()).all(|r| self.region_artifact(r).is_some()),
+            old_restart_off: any(StepKey::OldRestartOff),
+        }
+    }
+
+    /// What the upgrade has (possibly) done to node `n`'s containers (the deployment-wide
+    /// fields as in [`State::touched`]).
+    pub fn touched_node(&self, n: NodeIx) -> Touched {
+        Touched {
+            old_stopped: self.attempted(StepKey::StopOldContainer.on_node(n)),
+            old_renamed: self.attempted(StepKey::RenameOldContainer.on_node(n)),
+            new_created: self.attempted(StepKey::CreateNewContainer.on_node(n)),
+            new_started: self.attempted(StepKey::StartNewContainer.on_node(n)),
+            old_restart_off: self.attempted(StepKey::OldRestartOff.on_node(n)),
+            ..self.touched()
         }
     }
 
@@ -1162,7 +1310,13 @@ impl State {
                  (`oms-upgrade rollback` checks it against reality, records what it found, then rolls back)"
             ));
         }
-        steps::rollback_keys(&self.touched()).or_else(|e| refuse(e.to_string()))
+        let plan = self.plan.as_deref().expect("checked above");
+        let keys = if plan.deployment().is_some() {
+            steps::deployment_rollback_keys(plan, &self.touched(), |n| self.touched_node(n))
+        } else {
+            steps::rollback_keys(&self.touched())
+        };
+        keys.or_else(|e| refuse(e.to_string()))
     }
 
     /// True when `rollback.requested` would be accepted now.
@@ -1321,7 +1475,7 @@ impl State {
         self.rollback.as_ref()
     }
 
-    fn stopped_at(&self, key: StepKey) -> Option<DateTime<Utc>> {
+    pub(crate) fn stopped_at(&self, key: StepKey) -> Option<DateTime<Utc>> {
         match self.facts(key) {
             Some(StepFacts::ContainerStopped(c)) => Some(c.t()),
             _ => None,
@@ -1331,7 +1485,17 @@ impl State {
     /// T1: when the old container's stop was requested (earlier builds' ledgers: when it
     /// was seen stopped); see [`crate::events::ContainerStopped::t`].
     pub fn t1(&self) -> Option<DateTime<Utc>> {
-        self.stopped_at(StepKey::StopOldContainer)
+        self.earliest_on_any_node(StepKey::StopOldContainer)
+    }
+
+    /// The earliest stop time `key` recorded on any node (a deployment's nodes stop side
+    /// by side: the downtime begins with the first).
+    fn earliest_on_any_node(&self, key: StepKey) -> Option<DateTime<Utc>> {
+        let nodes = self.plan().map_or(vec![NodeIx::PRIMARY], Plan::nodes);
+        nodes
+            .into_iter()
+            .filter_map(|n| self.stopped_at(key.on_node(n)))
+            .min()
     }
 
     /// T2: HA re-enabled after the upgrade.
@@ -1341,7 +1505,7 @@ impl State {
 
     /// T3: when the rollback requested the new container's stop.
     pub fn t3(&self) -> Option<DateTime<Utc>> {
-        self.stopped_at(StepKey::StopNewContainer)
+        self.earliest_on_any_node(StepKey::StopNewContainer)
     }
 
     /// Start of the downtime: T1, or, when the stop's outcome never showed it, the first
@@ -1350,7 +1514,7 @@ impl State {
         self.t1().or_else(|| {
             self.attempts
                 .iter()
-                .find(|a| a.key == StepKey::StopOldContainer)
+                .find(|a| a.key.base() == StepKey::StopOldContainer)
                 .map(|a| a.intent_at)
         })
     }
@@ -1513,17 +1677,29 @@ impl State {
 
     /// The recorded dump of one database.
     pub fn artifact(&self, db: MetaDb) -> Option<&DumpArtifact> {
-        match self.facts(StepKey::Dump { db }) {
+        self.artifact_in(RegionIx(0), db)
+    }
+
+    /// The recorded dump of one database as region `r` sees it: its own heartbeat
+    /// database's, the shared rm and cm.
+    pub fn artifact_in(&self, r: RegionIx, db: MetaDb) -> Option<&DumpArtifact> {
+        match self.facts(StepKey::Dump { db }.in_region(r)) {
             Some(StepFacts::DumpWritten(a)) => Some(a),
             _ => None,
         }
     }
 
-    /// All recorded dumps, in rm, cm, cm_hb order.
+    /// The recorded heartbeat dump of region `r`.
+    pub fn region_artifact(&self, r: RegionIx) -> Option<&DumpArtifact> {
+        self.artifact_in(r, MetaDb::CmHb)
+    }
+
+    /// All recorded dumps, in rm, cm, cm_hb order, then the other regions' heartbeat dumps.
     pub fn artifacts(&self) -> Vec<&DumpArtifact> {
         MetaDb::ALL
             .iter()
             .filter_map(|&db| self.artifact(db))
+            .chain(plan_regions(self.plan.as_deref()).filter_map(|r| self.region_artifact(r)))
             .collect()
     }
 
@@ -1546,11 +1722,22 @@ impl State {
     }
 }
 
+/// The regions of a deployment beyond region 0 (none for a single-node plan).
+fn plan_regions(plan: Option<&Plan>) -> impl Iterator<Item = RegionIx> {
+    plan.map(Plan::regions)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| r.0 != 0)
+}
+
 #[cfg(test)]
 pub(crate) mod build;
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod deployment_tests;
 
 #[cfg(test)]
 mod props;

@@ -14,8 +14,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::events::{
-    ContainerSettings, DumpArtifact, EnvVar, HaAfter, HaMode, MetaDb, Plan, RestartPolicy, StepKey,
-    Ulimit,
+    ContainerSettings, DumpArtifact, EnvVar, HaAfter, HaMode, MetaDb, NodeIx, Plan, RegionIx,
+    RestartPolicy, StepKey, Ulimit,
 };
 use crate::haconfig::{self, HaConfigError, HaEdit};
 use crate::refetch::{self, RefetchDecision, RefetchPolicy};
@@ -95,7 +95,90 @@ pub fn plan_keys(plan: &Plan) -> Vec<StepKey> {
     {
         k.insert(i + 1, StepKey::OldRestartOff);
     }
+    if plan.deployment().is_some() {
+        return deployment_keys(plan, &k);
+    }
     k
+}
+
+/// True for the per-node steps that run on every node at once (one lane per node): the
+/// stops, container creation and starts, health, and their rollback counterparts.
+/// `docker-init` is not among them: the official order runs it once per region or per
+/// node, and whether two runs of it may overlap on one metadata DB is not in the record.
+pub fn runs_concurrently(key: StepKey) -> bool {
+    key.node().is_some() && key.base() != StepKey::RunDockerInit
+}
+
+/// The single-node order `single` spread over a deployment's nodes and regions
+/// (the brief, "The official multi-node upgrade"): each run of consecutive per-node steps
+/// becomes that run for node 0, then node 1, ... (a stage, see [`stages`]); `docker-init`
+/// runs on the nodes marked `runs_init`, one after the other; each heartbeat step runs for
+/// every region, and the cm_hb dump becomes one dump per region.
+fn deployment_keys(plan: &Plan, single: &[StepKey]) -> Vec<StepKey> {
+    let nodes = plan.nodes();
+    let regions = plan.regions();
+    let mut out = Vec::new();
+    let mut block: Vec<StepKey> = Vec::new();
+    let flush = |block: &mut Vec<StepKey>, out: &mut Vec<StepKey>| {
+        for &n in &nodes {
+            for &k in block.iter() {
+                // `old-restart-off` only where that node's plan recorded its settings.
+                if k == StepKey::OldRestartOff && plan.for_node(n).container_settings().is_none() {
+                    continue;
+                }
+                out.push(k.on_node(n));
+            }
+        }
+        block.clear();
+    };
+    for &k in single {
+        if runs_concurrently(k) || (k == StepKey::OldRestartOff) {
+            block.push(k);
+            continue;
+        }
+        flush(&mut block, &mut out);
+        if k == StepKey::RunDockerInit {
+            out.extend(
+                nodes
+                    .iter()
+                    .filter(|&&n| plan.node_meta(n).runs_init)
+                    .map(|&n| k.on_node(n)),
+            );
+        } else if k.region().is_some() {
+            out.extend(regions.iter().map(|&r| k.in_region(r)));
+        } else {
+            out.push(k);
+        }
+    }
+    flush(&mut block, &mut out);
+    out
+}
+
+/// The stages of a list of steps: each maximal run of consecutive steps that
+/// [`runs_concurrently`] is one stage with one lane per node (in the list's order within
+/// a node); every other step is a stage of its own. A stage ends when all its lanes are
+/// done; the lanes of a stage run side by side. A single-node list has one lane per stage,
+/// so its steps run one at a time, in order.
+pub fn stages(keys: &[StepKey]) -> Vec<Vec<Vec<StepKey>>> {
+    let mut out: Vec<Vec<Vec<StepKey>>> = Vec::new();
+    let mut open = false;
+    for &k in keys {
+        if !runs_concurrently(k) {
+            out.push(vec![vec![k]]);
+            open = false;
+            continue;
+        }
+        if !open {
+            out.push(Vec::new());
+            open = true;
+        }
+        let stage = out.last_mut().expect("pushed above");
+        match stage.iter_mut().find(|lane| lane[0].node() == k.node()) {
+            Some(lane) => lane.push(k),
+            None => stage.push(vec![k]),
+        }
+    }
+    out
 }
 
 /// `run --until until` stops before `key`. The check right before T1 belongs to the stop:
@@ -205,6 +288,54 @@ pub fn rollback_keys(t: &Touched) -> Result<Vec<StepKey>, RollbackRefusal> {
     Ok(k)
 }
 
+/// The rollback's steps for a deployment: [`rollback_keys`] of what any node had
+/// touched, with each per-node step kept only for the nodes whose own `Touched` needs it
+/// (node-major within each run of per-node steps, so the nodes roll back side by side),
+/// and each heartbeat database's recreate and restore done for every region. `touched`
+/// answers for one node (its container steps) and for the deployment-wide steps alike.
+pub fn deployment_rollback_keys(
+    plan: &Plan,
+    any: &Touched,
+    node_touched: impl Fn(NodeIx) -> Touched,
+) -> Result<Vec<StepKey>, RollbackRefusal> {
+    let single = rollback_keys(any)?;
+    let mut out = Vec::new();
+    let mut block: Vec<StepKey> = Vec::new();
+    let flush = |block: &mut Vec<StepKey>, out: &mut Vec<StepKey>| {
+        for n in plan.nodes() {
+            let t = node_touched(n);
+            for &k in block.iter() {
+                let needed = match k {
+                    StepKey::StopNewContainer => t.new_started,
+                    StepKey::RenameNewAside => t.new_created,
+                    StepKey::RenameOldBack => t.old_renamed,
+                    StepKey::RollbackRestartPolicy => t.old_restart_off,
+                    StepKey::RestartOldContainer | StepKey::ConfirmOldHealth => t.old_stopped,
+                    _ => true,
+                };
+                if needed {
+                    out.push(k.on_node(n));
+                }
+            }
+        }
+        block.clear();
+    };
+    for k in single {
+        if runs_concurrently(k) {
+            block.push(k);
+            continue;
+        }
+        flush(&mut block, &mut out);
+        if k.region().is_some() {
+            out.extend(plan.regions().into_iter().map(|r| k.in_region(r)));
+        } else {
+            out.push(k);
+        }
+    }
+    flush(&mut block, &mut out);
+    Ok(out)
+}
+
 /// What earlier steps recorded that later steps need.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Context {
@@ -220,6 +351,9 @@ pub struct Context {
     /// The old container's restart policy before `old-restart-off` set it to `no`, as
     /// that step recorded it (what `rollback-restart-policy` puts back).
     pub old_restart_before: Option<RestartPolicy>,
+    /// The heartbeat dumps of regions 1.. (a deployment's), re-hashed by
+    /// `rollback-verify-dumps` with the three above.
+    pub region_artifacts: Vec<DumpArtifact>,
 }
 
 /// A container to stop.
@@ -622,6 +756,22 @@ pub enum Step {
     OldRestartOff(RestartPolicySpec),
     /// See [`StepKey::RollbackRestartPolicy`].
     RollbackRestartPolicy(RestartPolicySpec),
+    /// A per-node step of node >= 1 ([`StepKey::Node`]): `step` built from the plan as that
+    /// node sees it, performed against that node's Docker engine.
+    OnNode {
+        /// The node.
+        node: NodeIx,
+        /// The single-node step.
+        inner: Box<Step>,
+    },
+    /// A heartbeat step of region >= 1 ([`StepKey::Region`]): `step` built on that
+    /// region's heartbeat database.
+    InRegion {
+        /// The region.
+        region: RegionIx,
+        /// The single-node step.
+        inner: Box<Step>,
+    },
 }
 
 /// Why a step cannot be built yet (a precondition the state has not reached).
@@ -760,6 +910,7 @@ pub fn build(plan: &Plan, key: StepKey, ctx: &Context) -> Result<Step, BuildErro
             MetaDb::ALL
                 .iter()
                 .map(|&db| artifact(db))
+                .chain(ctx.region_artifacts.iter().cloned().map(Ok))
                 .collect::<Result<_, _>>()?,
         ),
         StepKey::RollbackDisableHa if ha_steps => Step::RollbackDisableHa(ha_disable),
@@ -845,6 +996,15 @@ pub fn build(plan: &Plan, key: StepKey, ctx: &Context) -> Result<Step, BuildErro
         | StepKey::EnableHa
         | StepKey::RollbackDisableHa
         | StepKey::RollbackEnableHa => return Err(not_in()),
+        // The caller passes the context of the node or region (`replay::State::step`).
+        StepKey::Node { node, step } => Step::OnNode {
+            node,
+            inner: Box::new(build(&plan.for_node(node), step.base(), ctx)?),
+        },
+        StepKey::Region { region, step } => Step::InRegion {
+            region,
+            inner: Box::new(build(&plan.for_region(region), step.base(), ctx)?),
+        },
     })
 }
 
@@ -1036,6 +1196,16 @@ fn inherited_flags(s: &ContainerSettings) -> String {
 }
 
 impl Step {
+    /// The single-node step this is, with the node (0 for the plain steps) and region it
+    /// acts on: what the executor performs, against that node's engine.
+    pub fn scoped(&self) -> (NodeIx, Option<RegionIx>, &Step) {
+        match self {
+            Step::OnNode { node, inner } => (*node, None, inner.as_ref()),
+            Step::InRegion { region, inner } => (NodeIx::PRIMARY, Some(*region), inner.as_ref()),
+            s => (NodeIx::PRIMARY, None, s),
+        }
+    }
+
     /// The step's key.
     pub fn key(&self) -> StepKey {
         match self {
@@ -1066,6 +1236,8 @@ impl Step {
             Step::PreStopCheck(_) => StepKey::PreStopCheck,
             Step::OldRestartOff(_) => StepKey::OldRestartOff,
             Step::RollbackRestartPolicy(_) => StepKey::RollbackRestartPolicy,
+            Step::OnNode { node, inner } => inner.key().on_node(*node),
+            Step::InRegion { region, inner } => inner.key().in_region(*region),
         }
     }
 
@@ -1123,6 +1295,8 @@ impl Step {
                 "give the old container {} its restart policy {} back",
                 r.container.name, r.policy
             ),
+            Step::OnNode { node, inner } => format!("{node}: {}", inner.summary()),
+            Step::InRegion { region, inner } => format!("{region}: {}", inner.summary()),
         }
     }
 
@@ -1130,6 +1304,16 @@ impl Step {
     /// password is never part of a step).
     pub fn commands(&self) -> Vec<String> {
         match self {
+            Step::OnNode { node, inner } => {
+                let mut c = vec![format!("# on {node}'s Docker engine")];
+                c.extend(inner.commands());
+                c
+            }
+            Step::InRegion { region, inner } => {
+                let mut c = vec![format!("# {region}'s heartbeat database")];
+                c.extend(inner.commands());
+                c
+            }
             Step::DisableHa(h) | Step::RollbackDisableHa(h) => {
                 let e = h.edit();
                 let note = "  -- skipped when already off";

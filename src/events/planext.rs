@@ -27,6 +27,8 @@ pub enum PlanExt {
     HaAtInit(HaAtInit),
     /// issue 14: where the witness is and what the run does when it cannot be reached.
     Witness(WitnessPlan),
+    /// issue 15: the nodes and regions beyond node 0.
+    Deployment(Box<super::Deployment>),
 }
 
 impl PlanExt {
@@ -38,6 +40,7 @@ impl PlanExt {
             PlanExt::Container(_) => "container",
             PlanExt::HaAtInit(_) => "ha_at_init",
             PlanExt::Witness(_) => "witness",
+            PlanExt::Deployment(_) => "deployment",
         }
     }
 }

@@ -269,7 +269,63 @@ pub enum StepKeyV1 {
     OldRestartOff,
     /// issue 12.3
     RollbackRestartPolicy,
+    /// issue 15: a per-node step of node >= 1.
+    Node(u8, NodeStepV1),
+    /// issue 15: a heartbeat step of region >= 1.
+    Region(u8, RegionStepV1),
 }
+
+/// issue 15: a per-node step. Variant order is stored: append only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub enum NodeStepV1 {
+    PreStopCheck,
+    StopOld,
+    OldRestartOff,
+    RenameOld,
+    CreateNew,
+    StartNew,
+    CheckSupervisor,
+    RunInit,
+    ConfirmHealth,
+    StopNew,
+    RenameNewAside,
+    RenameOldBack,
+    RollbackRestartPolicy,
+    RestartOld,
+    ConfirmOldHealth,
+}
+
+/// issue 15: a per-region heartbeat step. Variant order is stored: append only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub enum RegionStepV1 {
+    PruneHeartbeat,
+    DumpHeartbeat,
+    RecreateHeartbeat,
+    RestoreHeartbeat,
+}
+
+macro_rules! same_variants {
+    ($a:ident <-> $b:ident : $($v:ident),+) => {
+        impl From<$a> for $b {
+            fn from(x: $a) -> Self {
+                match x { $($a::$v => $b::$v),+ }
+            }
+        }
+        impl From<$b> for $a {
+            fn from(x: $b) -> Self {
+                match x { $($b::$v => $a::$v),+ }
+            }
+        }
+    };
+}
+
+same_variants!(NodeStep <-> NodeStepV1: PreStopCheck, StopOld, OldRestartOff, RenameOld,
+    CreateNew, StartNew, CheckSupervisor, RunInit, ConfirmHealth, StopNew, RenameNewAside,
+    RenameOldBack, RollbackRestartPolicy, RestartOld, ConfirmOldHealth);
+same_variants!(RegionStep <-> RegionStepV1: PruneHeartbeat, DumpHeartbeat, RecreateHeartbeat,
+    RestoreHeartbeat);
 
 /// A version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -694,6 +750,8 @@ impl From<StepKey> for StepKeyV1 {
             K::PreStopCheck => S::PreStopCheck,
             K::OldRestartOff => S::OldRestartOff,
             K::RollbackRestartPolicy => S::RollbackRestartPolicy,
+            K::Node { node, step } => S::Node(node.0, step.into()),
+            K::Region { region, step } => S::Region(region.0, step.into()),
         }
     }
 }
@@ -730,6 +788,14 @@ impl From<StepKeyV1> for StepKey {
             S::PreStopCheck => K::PreStopCheck,
             S::OldRestartOff => K::OldRestartOff,
             S::RollbackRestartPolicy => K::RollbackRestartPolicy,
+            S::Node(n, step) => K::Node {
+                node: NodeIx(n),
+                step: step.into(),
+            },
+            S::Region(r, step) => K::Region {
+                region: RegionIx(r),
+                step: step.into(),
+            },
         }
     }
 }
@@ -885,24 +951,43 @@ impl From<EnvVarV1> for EnvVar {
     }
 }
 
+impl From<&ContainerSnapshot> for ContainerV1 {
+    fn from(c: &ContainerSnapshot) -> Self {
+        ContainerV1 {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            image: c.image.clone(),
+            image_id: c.image_id.clone(),
+            binds: c.binds.clone(),
+            env: c.env.iter().map(EnvVarV1::from).collect(),
+            labels: c.labels.clone(),
+        }
+    }
+}
+
+impl From<ContainerV1> for ContainerSnapshot {
+    fn from(c: ContainerV1) -> Self {
+        ContainerSnapshot {
+            id: c.id,
+            name: c.name,
+            image: c.image,
+            image_id: c.image_id,
+            binds: c.binds,
+            env: c.env.into_iter().map(EnvVar::from).collect(),
+            labels: c.labels,
+        }
+    }
+}
+
 impl From<&Plan> for PlanV1 {
     fn from(p: &Plan) -> Self {
-        let c = &p.old_container;
         PlanV1 {
             run_id: *p.run_id.as_bytes(),
             tool_version: p.tool_version.clone(),
             source_version: p.source_version.into(),
             target_version: p.target_version.into(),
             procedure: p.procedure.into(),
-            old_container: ContainerV1 {
-                id: c.id.clone(),
-                name: c.name.clone(),
-                image: c.image.clone(),
-                image_id: c.image_id.clone(),
-                binds: c.binds.clone(),
-                env: c.env.iter().map(EnvVarV1::from).collect(),
-                labels: c.labels.clone(),
-            },
+            old_container: (&p.old_container).into(),
             target_image: p.target_image.clone(),
             target_image_id: p.target_image_id.clone(),
             old_renamed_to: p.old_renamed_to.clone(),
@@ -935,22 +1020,13 @@ impl From<&Plan> for PlanV1 {
 impl TryFrom<PlanV1> for Plan {
     type Error = Invalid;
     fn try_from(p: PlanV1) -> Result<Self, Invalid> {
-        let c = p.old_container;
         Ok(Plan {
             run_id: Uuid::from_bytes(p.run_id),
             tool_version: p.tool_version,
             source_version: p.source_version.into(),
             target_version: p.target_version.into(),
             procedure: p.procedure.into(),
-            old_container: ContainerSnapshot {
-                id: c.id,
-                name: c.name,
-                image: c.image,
-                image_id: c.image_id,
-                binds: c.binds,
-                env: c.env.into_iter().map(EnvVar::from).collect(),
-                labels: c.labels,
-            },
+            old_container: p.old_container.into(),
             target_image: p.target_image,
             target_image_id: p.target_image_id,
             old_renamed_to: p.old_renamed_to,
@@ -1544,6 +1620,134 @@ pub enum PlanExtV1 {
     HaAtInit(HaAtInitV1),
     /// issue 14: the witness target and policy.
     Witness(WitnessPlanV1),
+    /// issue 15: the nodes and regions beyond node 0.
+    Deployment(Box<DeploymentV1>),
+}
+
+/// issue 15: what every node has.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct NodeMetaV1 {
+    pub label: String,
+    pub region: u8,
+    pub endpoint: String,
+    pub runs_init: bool,
+}
+
+/// issue 15: a region.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct RegionPlanV1 {
+    pub name: String,
+    pub heartbeat_db: String,
+}
+
+/// issue 15: a node other than node 0.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct NodePlanV1 {
+    pub meta: NodeMetaV1,
+    pub old_container: ContainerV1,
+    pub settings: Option<Box<ContainerSettingsV1>>,
+    pub host_ip: String,
+    pub health_url: String,
+    pub old_renamed_to: String,
+    pub new_name: String,
+    pub failed_name: String,
+    pub target_image_id: Option<String>,
+}
+
+/// issue 15: the deployment beyond node 0.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct DeploymentV1 {
+    pub node0: NodeMetaV1,
+    pub regions: Vec<RegionPlanV1>,
+    pub nodes: Vec<NodePlanV1>,
+}
+
+impl From<&NodeMeta> for NodeMetaV1 {
+    fn from(m: &NodeMeta) -> Self {
+        NodeMetaV1 {
+            label: m.label.clone(),
+            region: m.region.0,
+            endpoint: m.endpoint.clone(),
+            runs_init: m.runs_init,
+        }
+    }
+}
+
+impl From<NodeMetaV1> for NodeMeta {
+    fn from(m: NodeMetaV1) -> Self {
+        NodeMeta {
+            label: m.label,
+            region: RegionIx(m.region),
+            endpoint: m.endpoint,
+            runs_init: m.runs_init,
+        }
+    }
+}
+
+impl From<&Deployment> for DeploymentV1 {
+    fn from(d: &Deployment) -> Self {
+        DeploymentV1 {
+            node0: (&d.node0).into(),
+            regions: d
+                .regions
+                .iter()
+                .map(|r| RegionPlanV1 {
+                    name: r.name.clone(),
+                    heartbeat_db: r.heartbeat_db.clone(),
+                })
+                .collect(),
+            nodes: d
+                .nodes
+                .iter()
+                .map(|n| NodePlanV1 {
+                    meta: (&n.meta).into(),
+                    old_container: (&n.old_container).into(),
+                    settings: n.settings.as_ref().map(|s| Box::new(s.as_ref().into())),
+                    host_ip: n.host_ip.clone(),
+                    health_url: n.health_url.clone(),
+                    old_renamed_to: n.old_renamed_to.clone(),
+                    new_name: n.new_name.clone(),
+                    failed_name: n.failed_name.clone(),
+                    target_image_id: n.target_image_id.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<DeploymentV1> for Deployment {
+    fn from(d: DeploymentV1) -> Self {
+        Deployment {
+            node0: d.node0.into(),
+            regions: d
+                .regions
+                .into_iter()
+                .map(|r| RegionPlan {
+                    name: r.name,
+                    heartbeat_db: r.heartbeat_db,
+                })
+                .collect(),
+            nodes: d
+                .nodes
+                .into_iter()
+                .map(|n| NodePlan {
+                    meta: n.meta.into(),
+                    old_container: n.old_container.into(),
+                    settings: n.settings.map(|s| Box::new((*s).into())),
+                    host_ip: n.host_ip,
+                    health_url: n.health_url,
+                    old_renamed_to: n.old_renamed_to,
+                    new_name: n.new_name,
+                    failed_name: n.failed_name,
+                    target_image_id: n.target_image_id,
+                })
+                .collect(),
+        }
+    }
 }
 
 /// issue 14: the witness target (`mysql://USER@HOST:PORT/DB`, never a password) and policy.
@@ -1733,6 +1937,7 @@ impl From<&PlanExt> for PlanExtV1 {
                     WitnessPolicy::BestEffort => WitnessPolicyV1::BestEffort,
                 },
             }),
+            PlanExt::Deployment(d) => PlanExtV1::Deployment(Box::new(d.as_ref().into())),
         }
     }
 }
@@ -1777,6 +1982,7 @@ impl From<PlanExtV1> for PlanExt {
                     WitnessPolicyV1::BestEffort => WitnessPolicy::BestEffort,
                 },
             }),
+            PlanExtV1::Deployment(d) => PlanExt::Deployment(Box::new((*d).into())),
         }
     }
 }

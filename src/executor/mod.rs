@@ -25,9 +25,34 @@ pub use journal::{Journal, JournalError, WitnessWhen};
 use crate::adapters::{Clock, Docker, DumpEngine, Health, HostDumps, MetaDb};
 use crate::dbconn::DbTarget;
 use crate::dump::{self, DumpOptions};
-use crate::events::{Event, FailureKind, Finding, StepFacts, StepKey};
+use crate::events::{Event, FailureKind, Finding, NodeIx, Plan, RegionIx, StepFacts, StepKey};
 use crate::replay::{Next, Phase, Rejection};
 use crate::steps::Step;
+
+tokio::task_local! {
+    /// The node (and region) whose step is being performed or inspected. A deployment's
+    /// step (`Step::OnNode`, `Step::InRegion`) is performed as the single-node step it
+    /// wraps, inside this scope, so every arm of `perform` and `reconcile` reaches that
+    /// node's Docker engine ([`Executor::docker`]) and reads that node's records
+    /// ([`scoped`], [`Executor::node_plan`]) without each of them taking the node as an
+    /// argument. Outside any scope: node 0, region 0 (a single-node run).
+    static HERE: (NodeIx, Option<RegionIx>);
+}
+
+/// The node and region of the step being performed or inspected (see [`HERE`]).
+fn here() -> (NodeIx, Option<RegionIx>) {
+    HERE.try_with(|h| *h).unwrap_or((NodeIx::PRIMARY, None))
+}
+
+/// A single-node key as the node and region being worked on record it.
+fn scoped(key: StepKey) -> StepKey {
+    let (node, region) = here();
+    let key = key.on_node(node);
+    match region {
+        Some(r) => key.in_region(r),
+        None => key,
+    }
+}
 
 /// How the executor reports to, and asks, whoever runs it (the CLI, a test).
 pub trait Observer: Send + Sync {
@@ -165,6 +190,18 @@ pub enum Stopped {
     Until(StepKey),
 }
 
+/// No Docker engine is connected for a node of the plan (`run` and `rollback` refuse
+/// before anything is recorded; this stands behind that check).
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("no Docker engine is connected for {0}")]
+pub(crate) struct NoEngine(NodeIx);
+
+impl From<NoEngine> for StepError {
+    fn from(e: NoEngine) -> Self {
+        StepError::fatal(e.to_string())
+    }
+}
+
 /// A step's failure as perform/reconcile see it.
 #[derive(Debug, Clone)]
 pub(crate) struct StepError {
@@ -205,6 +242,9 @@ impl StepError {
 pub struct Executor<'o, D, M, H, C, E = HostDumps> {
     journal: Journal,
     ad: Adapters<D, M, H, C>,
+    /// The Docker engines of a deployment's nodes 1.. (`nodes[i]` is node i + 1); node 0's
+    /// is `ad.docker`.
+    nodes: Vec<D>,
     dumps: E,
     opts: ExecOptions,
     observer: &'o dyn Observer,
@@ -236,10 +276,55 @@ impl<'o, D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'o, 
         Executor {
             journal,
             ad,
+            nodes: Vec::new(),
             dumps,
             opts,
             observer,
         }
+    }
+
+    /// The Docker engines of the plan's nodes 1.. in order (a deployment, issue 15), each
+    /// connected to the endpoint the plan records for it.
+    pub fn with_node_dockers(mut self, nodes: Vec<D>) -> Self {
+        self.nodes = nodes;
+        self
+    }
+
+    /// The Docker engine of node `n`.
+    fn docker_of(&self, n: NodeIx) -> Result<&D, NoEngine> {
+        match n.0 {
+            0 => Ok(&self.ad.docker),
+            i => self.nodes.get(usize::from(i) - 1).ok_or(NoEngine(n)),
+        }
+    }
+
+    /// The Docker engine of the node whose step is being performed ([`here`]).
+    fn docker(&self) -> Result<&D, NoEngine> {
+        self.docker_of(here().0)
+    }
+
+    /// The plan as the node whose step is being performed sees it.
+    fn node_plan(&self) -> Option<Plan> {
+        self.journal.state().plan().map(|p| p.for_node(here().0))
+    }
+
+    /// Refuses to act on a deployment when an engine for one of its nodes is missing,
+    /// before anything is recorded.
+    fn check_engines(&self) -> Result<(), ExecError> {
+        let Some(plan) = self.journal.state().plan() else {
+            return Ok(());
+        };
+        let want = plan.nodes().len() - 1;
+        if self.nodes.len() < want {
+            return Err(ExecError::Blocked {
+                reason: format!(
+                    "the plan covers {} nodes but Docker engines for only {} were connected; nothing was changed",
+                    want + 1,
+                    self.nodes.len() + 1
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// The journal (state and ledger).
@@ -276,7 +361,9 @@ impl<'o, D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'o, 
         if state.rollback().is_some() {
             return Ok(());
         }
-        if let Next::Reconcile { step } = state.next() {
+        self.check_engines()?;
+        // Every step a crash left in doubt (several when a stage's nodes ran side by side).
+        while let Next::Reconcile { step } = self.journal.state().next() {
             self.record_finding(&step).await?;
         }
         let state = self.journal.state();
@@ -294,6 +381,7 @@ impl<'o, D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'o, 
     /// Runs permitted steps until the run is over, `until` is next, or a step fails.
     /// Partial files an interrupted dump left in the run's dump folder are removed first.
     pub async fn run(&mut self, until: Option<StepKey>) -> Result<Stopped, ExecError> {
+        self.check_engines()?;
         self.remove_partial_files()?;
         loop {
             match self.journal.state().next() {
@@ -304,6 +392,21 @@ impl<'o, D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'o, 
                 Next::Run { step, retry } => {
                     if let Some(u) = until.filter(|u| crate::steps::stops_before(*u, step.key())) {
                         return Ok(Stopped::Until(u));
+                    }
+                    let batch = self.journal.state().runnable();
+                    if batch.len() > 1 {
+                        for (s, _) in &batch {
+                            if let Some(u) =
+                                until.filter(|u| crate::steps::stops_before(*u, s.key()))
+                            {
+                                return Ok(Stopped::Until(u));
+                            }
+                            if s.key().needs_confirmation() && !self.observer.confirm(s) {
+                                return Err(ExecError::Declined { key: s.key() });
+                            }
+                        }
+                        self.execute_side_by_side(&batch).await?;
+                        continue;
                     }
                     if let Some(start) = self.start_first(&step).await {
                         self.execute(&start, true).await?;
@@ -334,6 +437,33 @@ impl<'o, D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'o, 
         self.observer.step_started(step, retry);
         let result = self.perform(step).await;
         self.record_outcome(key, result)
+    }
+
+    /// The steps of one stage on several nodes, side by side: every intent recorded
+    /// (durably, in order) before any side effect, the effects performed concurrently, then
+    /// every outcome recorded in the same order. A kill in between leaves the open intents
+    /// in doubt, each reconciled on the next run. The first failure is returned after all
+    /// outcomes are recorded, so no finished effect goes unrecorded.
+    async fn execute_side_by_side(&mut self, batch: &[(Step, bool)]) -> Result<(), ExecError> {
+        for (step, retry) in batch {
+            let key = step.key();
+            self.record(Event::StepIntent { key })?;
+            crash_point("before-effect", key);
+            self.observer.step_started(step, *retry);
+        }
+        let results =
+            futures_util::future::join_all(batch.iter().map(|(step, _)| self.perform(step))).await;
+        let mut first_failure = None;
+        for ((step, _), result) in batch.iter().zip(results) {
+            match self.record_outcome(step.key(), result) {
+                Ok(()) => {}
+                Err(e @ ExecError::StepFailed { .. }) => {
+                    first_failure.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        first_failure.map_or(Ok(()), Err)
     }
 
     /// Records a performed step's outcome (done with its facts, or failed) and reports it.

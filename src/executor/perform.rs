@@ -26,11 +26,20 @@ use super::{Executor, StepError};
 
 impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M, H, C, E> {
     /// Performs `step` and returns its facts. Errors say whether a retry may help.
-    pub(super) async fn perform(&mut self, step: &Step) -> Result<StepFacts, StepError> {
+    pub(super) async fn perform(&self, step: &Step) -> Result<StepFacts, StepError> {
         match step {
+            // Another node's or region's step: the single-node step, on that node's
+            // engine and with that node's records (`super::here`).
+            Step::OnNode { node, inner } => {
+                Box::pin(super::HERE.scope((*node, None), self.perform(inner))).await
+            }
+            Step::InRegion { region, inner } => {
+                Box::pin(super::HERE.scope((super::here().0, Some(*region)), self.perform(inner)))
+                    .await
+            }
             Step::DisableHa(spec) | Step::RollbackDisableHa(spec) => self.disable_ha(spec).await,
             Step::StopOldContainer(spec) | Step::StopNewContainer(spec) => {
-                self.stop(spec, step.key()).await
+                self.stop(spec, super::scoped(step.key())).await
             }
             Step::PruneHeartbeat(spec) => {
                 let opts = crate::adapters::metadb::PruneOptions {
@@ -95,12 +104,13 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
             | Step::RenameOldBack(spec) => self.rename(spec).await,
             Step::CreateNewContainer(spec) => self.create(spec).await,
             Step::OldRestartOff(spec) | Step::RollbackRestartPolicy(spec) => {
-                self.set_restart_policy(spec, step.key()).await
+                self.set_restart_policy(spec, super::scoped(step.key()))
+                    .await
             }
             Step::StartNewContainer(c) => {
                 let target = c.id.as_deref().unwrap_or(&c.name);
-                let out = self.ad.docker.start(target).await.map_err(retry)?;
-                let info = self.ad.docker.inspect(target).await.map_err(retry)?;
+                let out = self.docker()?.start(target).await.map_err(retry)?;
+                let info = self.docker()?.inspect(target).await.map_err(retry)?;
                 let id = info.map(|i| i.id).unwrap_or_else(|| target.to_string());
                 Ok(StepFacts::NewContainerStarted {
                     id,
@@ -112,7 +122,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
                 // A session started with the same command that still runs (an attempt whose
                 // reconciliation could not look, or one started by hand) is never joined
                 // by a second: two migrations at once on one metadata set.
-                let running = super::init::init_sessions(&self.ad.docker, spec)
+                let running = super::init::init_sessions(self.docker()?, spec)
                     .await
                     .map_err(|e| {
                         StepError::retry(format!(
@@ -238,8 +248,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
                 let target = c.id.as_deref().unwrap_or(&c.name);
                 // The timeout the step carries is the one `plan` prints.
                 let timeout = Duration::from_secs(r.timeout_secs.into());
-                self.ad
-                    .docker
+                self.docker()?
                     .restart(target, timeout)
                     .await
                     .map_err(retry)?;
@@ -260,16 +269,19 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
             return None;
         }
         let state = self.journal.state();
-        if !state.may_start_new_again(events::StepKey::StartNewContainer) {
+        let (node, _, _) = step.scoped();
+        let key = events::StepKey::StartNewContainer.on_node(node);
+        if !state.may_start_new_again(key) {
             return None;
         }
-        let start = state.step(events::StepKey::StartNewContainer).ok()?;
-        let Step::StartNewContainer(c) = &start else {
+        let start = state.step(key).ok()?;
+        let Step::StartNewContainer(c) = start.scoped().2 else {
             return None;
         };
         let target = c.id.as_deref().unwrap_or(&c.name);
         // Cannot tell: let the step itself run and say what it finds.
-        let info = self.ad.docker.inspect(target).await.ok()??;
+        let docker = self.docker_of(node).ok()?;
+        let info = docker.inspect(target).await.ok()??;
         let stopped = matches!(
             info.status,
             crate::adapters::docker::ContainerStatus::Created
@@ -278,11 +290,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
         stopped.then_some(start)
     }
 
-    async fn stop(
-        &mut self,
-        spec: &StopSpec,
-        key: events::StepKey,
-    ) -> Result<StepFacts, StepError> {
+    async fn stop(&self, spec: &StopSpec, key: events::StepKey) -> Result<StepFacts, StepError> {
         let target = spec.id.as_deref().unwrap_or(&spec.name);
         if self
             .ad
@@ -332,7 +340,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
         }))
     }
 
-    async fn rename(&mut self, spec: &RenameSpec) -> Result<StepFacts, StepError> {
+    async fn rename(&self, spec: &RenameSpec) -> Result<StepFacts, StepError> {
         let from = self
             .ad
             .docker
@@ -343,7 +351,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
             Some(info) if Some(&info.id) != spec.never_id.as_ref() => info,
             _ => {
                 // Already renamed (the target name is held by this container) or nothing to move.
-                return match self.ad.docker.inspect(&spec.to).await.map_err(retry)? {
+                return match self.docker()?.inspect(&spec.to).await.map_err(retry)? {
                     Some(info) if spec.id.as_ref().is_none_or(|id| *id == info.id) => {
                         Ok(StepFacts::ContainerRenamed {
                             id: info.id,
@@ -376,7 +384,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
         })
     }
 
-    async fn create(&mut self, spec: &NewContainerSpec) -> Result<StepFacts, StepError> {
+    async fn create(&self, spec: &NewContainerSpec) -> Result<StepFacts, StepError> {
         // The tag is what `docker ps` should show, but the plan vouches for the image id:
         // the tag must still name it before the container is created, and the container
         // must run it after (a re-tag in between is caught there).
@@ -394,18 +402,18 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
         }
         let live = self.inherited_live(spec).await?;
         let docker_spec = container_spec(spec, live);
-        let id = match self.ad.docker.create(&docker_spec).await {
+        let id = match self.docker()?.create(&docker_spec).await {
             Ok(id) => id,
             Err(e @ DockerError::NameConflict { .. }) => self.own_holder(spec, e).await?,
             Err(e) => return Err(retry(e)),
         };
         if let Some(planned) = &spec.image_id {
-            let info = self.ad.docker.inspect(&id).await.map_err(retry)?;
+            let info = self.docker()?.inspect(&id).await.map_err(retry)?;
             let got = info.as_ref().map(|i| i.image_id.clone());
             if got.as_deref() != Some(planned.as_str()) {
                 // Our own container, created a moment ago and never started: removing it
                 // leaves the name free for the retry.
-                let removed = self.ad.docker.remove(&id, true).await;
+                let removed = self.docker()?.remove(&id, true).await;
                 return Err(StepError::retry(format!(
                     "the new container {id} was created from image {} but the plan names {planned} for {}; it was removed{}. Re-tag the image (`docker tag {planned} {}`), then `oms-upgrade run` again",
                     got.as_deref().unwrap_or("(unknown)"),
@@ -435,7 +443,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
         spec: &NewContainerSpec,
         conflict: DockerError,
     ) -> Result<String, StepError> {
-        match self.ad.docker.inspect(&spec.name).await.map_err(retry)? {
+        match self.docker()?.inspect(&spec.name).await.map_err(retry)? {
             Some(info) if spec.made_by_this_run(&info.labels) => Ok(info.id),
             _ => Err(retry(conflict)),
         }
@@ -487,7 +495,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
     /// recorded another one was set by an earlier attempt of this step, so the recorded
     /// one counts.
     async fn set_restart_policy(
-        &mut self,
+        &self,
         spec: &RestartPolicySpec,
         key: events::StepKey,
     ) -> Result<StepFacts, StepError> {
@@ -500,20 +508,16 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
             .of(FailureKind::Refused)
         };
         let info = self
-            .ad
-            .docker
+            .docker()?
             .inspect(target)
             .await
             .map_err(retry)?
             .ok_or_else(gone)?;
         let mut before = restart_of(&info.host.restart);
-        if key == events::StepKey::OldRestartOff
+        if key.base() == events::StepKey::OldRestartOff
             && before.is_no()
-            && let Some(planned) = self
-                .journal
-                .state()
-                .plan()
-                .and_then(|p| p.container_settings())
+            && let Some(plan) = self.node_plan()
+            && let Some(planned) = plan.container_settings()
         {
             before = planned.restart.clone();
         }
@@ -546,7 +550,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
     /// Everything `init` checked that may have changed since, checked again right before
     /// T1 (the step after this stops the old container). Changes nothing; a failure names
     /// what changed and may be retried once it is fixed.
-    async fn pre_stop_check(&mut self, spec: &PreStopSpec) -> Result<StepFacts, StepError> {
+    async fn pre_stop_check(&self, spec: &PreStopSpec) -> Result<StepFacts, StepError> {
         let mut checks = Vec::new();
         let mut add = |name: &str, problem: Option<String>, fine: String| {
             checks.push(PreflightCheck {
@@ -556,7 +560,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
             })
         };
 
-        let found = self.ad.docker.inspect_image(&spec.image).await;
+        let found = self.docker()?.inspect_image(&spec.image).await;
         match (&found, &spec.image_id) {
             (Err(e), _) => add(
                 "image",
@@ -694,7 +698,8 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
                     "container {id} vanished right after it was created"
                 ))
             })?;
-        let plan = self.journal.state().plan();
+        let plan = self.node_plan();
+        let plan = plan.as_ref();
         // Found on reconciliation (the normal path checked it already): a container of
         // this run on another image than the planned one is not the planned upgrade.
         if let Some(planned) = plan.and_then(|p| p.target_image_id.as_ref())
@@ -921,7 +926,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
             })
     }
 
-    async fn disable_ha(&mut self, spec: &HaDisableSpec) -> Result<StepFacts, StepError> {
+    async fn disable_ha(&self, spec: &HaDisableSpec) -> Result<StepFacts, StepError> {
         let current = self.read_ha(&spec.database).await?;
         let new = spec.apply(&current).map_err(fatal)?;
         // HA found off after an attempt in doubt may be that attempt's own write: HA's
@@ -971,7 +976,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
         }))
     }
 
-    async fn enable_ha(&mut self, spec: &HaEnableSpec) -> Result<StepFacts, StepError> {
+    async fn enable_ha(&self, spec: &HaEnableSpec) -> Result<StepFacts, StepError> {
         // Read again: docker_init.sh may have migrated ha.config since the upgrade began.
         let current = self.read_ha(&spec.database).await?;
         let now = self.ad.clock.now();

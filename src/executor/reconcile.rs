@@ -44,6 +44,17 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
     async fn inspect_inner(&self, step: &Step) -> Result<(Finding, String), String> {
         let not_done = |why: &str| Ok((Finding::NotDone, why.to_string()));
         match step {
+            // Another node's or region's step: looked at on that node's engine, against
+            // that node's records (`super::here`).
+            Step::OnNode { node, inner } => {
+                Box::pin(super::HERE.scope((*node, None), self.inspect_inner(inner))).await
+            }
+            Step::InRegion { region, inner } => {
+                Box::pin(
+                    super::HERE.scope((super::here().0, Some(*region)), self.inspect_inner(inner)),
+                )
+                .await
+            }
             // Reading and compare-and-set writing ha.config again is harmless, and the
             // step's facts need the value read at that moment anyway. The value a lost
             // `disable-ha` read before its write is not: the retry takes `init`'s reading
@@ -114,7 +125,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
                                         .state()
                                         .attempts()
                                         .iter()
-                                        .find(|a| a.key == step.key())
+                                        .find(|a| a.key == super::scoped(step.key()))
                                         .map(|a| a.intent_at),
                                     docker_finished_at: info.finished_at,
                                     exit_code: match info.status {
@@ -254,9 +265,8 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
                 // the rollback's step, the `no` the upgrade left.
                 let before = match step {
                     Step::OldRestartOff(_) => self
-                        .journal
-                        .state()
-                        .plan()
+                        .node_plan()
+                        .as_ref()
                         .and_then(|p| p.container_settings())
                         .map(|c| c.restart.clone())
                         .unwrap_or_else(crate::events::RestartPolicy::no),
@@ -299,7 +309,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
             .state()
             .attempts()
             .last()
-            .filter(|a| a.key == StepKey::RunDockerInit && a.outcome.is_none())
+            .filter(|a| a.key == super::scoped(StepKey::RunDockerInit) && a.outcome.is_none())
             .map(|a| a.intent_at);
         let waited = self.wait_init_sessions(spec, intent_at).await?;
         if let Some(w) = &waited
@@ -583,7 +593,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
         spec: &InitSpec,
         intent_at: Option<DateTime<Utc>>,
     ) -> Result<Option<InitWait>, String> {
-        let running = init_sessions(&self.ad.docker, spec).await?;
+        let running = init_sessions(self.docker().map_err(|e| e.to_string())?, spec).await?;
         if running.is_empty() {
             return Ok(None);
         }

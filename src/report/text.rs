@@ -36,6 +36,8 @@ pub fn title(key: StepKey) -> String {
         StepKey::PreStopCheck => "Check again before stopping".into(),
         StepKey::OldRestartOff => "Old container's restart policy off".into(),
         StepKey::RollbackRestartPolicy => "Old container's restart policy back".into(),
+        StepKey::Node { node, step } => format!("{} ({node})", title(step.base())),
+        StepKey::Region { region, step } => format!("{} ({region})", title(step.base())),
     }
 }
 
