@@ -201,6 +201,44 @@ async fn init_plans_a_deployment_whose_nodes_all_pass() {
         }
     }
     assert_eq!(containers(&node0).await, before, "init changed a container");
+
+    // The plan covers the deployment: node 0 in its own fields, the others in the
+    // extension, each with its own container, IP, health URL, engine and names.
+    let events = events(tmp.path());
+    let Some(Event::RunPlanned { plan, .. }) = events
+        .iter()
+        .find(|e| matches!(e, Event::RunPlanned { .. }))
+    else {
+        panic!("no run.planned: {events:?}")
+    };
+    assert_eq!(plan.nodes().len(), 3);
+    let d = plan.deployment().expect("the deployment extension");
+    assert_eq!(d.node0.label, "127.0.0.1");
+    assert_eq!(d.node0.endpoint, ENGINE);
+    assert!(d.node0.runs_init);
+    assert_eq!(d.regions.len(), 1);
+    assert_eq!(d.regions[0].heartbeat_db, plan.databases.cm_hb);
+    for (n, other) in d.nodes.iter().zip([&b, &c]) {
+        assert_eq!(n.meta.label, other.ip);
+        assert_eq!(n.meta.endpoint, ENGINE);
+        assert_eq!(n.meta.region.0, 0);
+        // Each node has its own config.yaml: docker_init.sh runs on every node.
+        assert!(n.meta.runs_init, "{n:?}");
+        assert_eq!(n.old_container.name, other.name);
+        assert_eq!(n.host_ip, other.ip);
+        assert_eq!(
+            n.health_url,
+            format!("http://{}:{}", other.ip, other.host.port())
+        );
+        assert_eq!(n.new_name, other.name);
+        assert_eq!(n.old_renamed_to, format!("{}-pre-3.3.1", other.name));
+        assert_eq!(n.target_image_id, plan.target_image_id);
+        assert!(n.settings.is_some());
+        let seen = plan.for_node(oms_upgrade::events::NodeIx(
+            u8::try_from(d.nodes.iter().position(|x| x == n).unwrap() + 1).unwrap(),
+        ));
+        assert_eq!(seen.old_container.name, other.name);
+    }
 }
 
 /// Issue 15: "`init` against an inventory where one node runs a different version ...

@@ -159,6 +159,19 @@ pub(super) async fn gather(
             return Ok(None);
         }
     };
+    // Node and region indexes are stored as one byte.
+    if inv.nodes.len() > usize::from(u8::MAX) {
+        fail(
+            checks,
+            format!(
+                "{}: {} nodes; oms-upgrade plans at most {} nodes per deployment",
+                file.display(),
+                inv.nodes.len(),
+                u8::MAX
+            ),
+        );
+        return Ok(None);
+    }
     let node0 = &inv.nodes[at];
     let node0_id = node_id(node0);
     // Node 0 is inspected through the local engine: the inventory must reach the same one
