@@ -281,3 +281,62 @@ async fn init_refuses_a_deployment_with_an_unreachable_node() {
     let error = error_line(&out);
     assert!(error.contains("/nonexistent/docker.sock"), "{error}");
 }
+
+/// Issue 15: "A disagreement between sources is a preflight failure that names both": the
+/// nodes' config.yaml files list a node the inventory file does not, then the metadata DB
+/// lists fewer servers than the inventory.
+#[tokio::test(flavor = "multi_thread")]
+async fn init_refuses_an_inventory_the_other_sources_disagree_with() {
+    use mysql_async::prelude::Queryable;
+    let ips = ["127.0.0.1", "127.0.0.2"];
+    let mut node0 = emu::start_old_oms().await;
+    let listed = ["127.0.0.1", "127.0.0.2", "127.0.0.9"];
+    deployment_keys(&mut node0.host, &listed);
+    let mut b = other_node(&node0, ips[1], emu::OLD_VERSION, &listed, true).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let file = inventory(tmp.path(), &node0, &[&b], &[]);
+    let before = containers(&node0).await;
+
+    let out = init_deployment(&node0, &tmp.path().join("a"), &file).await;
+    assert_refused_naming(&out, &tmp.path().join("a"), &node0, &before, "127.0.0.9").await;
+    let error = error_line(&out);
+    assert!(
+        error.contains("config.yaml") && error.contains("the inventory file"),
+        "names both sources: {error}"
+    );
+
+    // config.yaml agrees now; the metadata DB's `host` table lists node 0 only.
+    deployment_keys(&mut node0.host, &ips);
+    deployment_keys(&mut b.host, &ips);
+    let pool = support::mysql_pool().await;
+    let mut c = pool.get_conn().await.unwrap();
+    let cm = &node0.databases().cm;
+    c.query_drop(format!(
+        "CREATE TABLE `{cm}`.`host` (id BIGINT PRIMARY KEY, ip VARCHAR(64) NOT NULL)"
+    ))
+    .await
+    .unwrap();
+    c.query_drop(format!("INSERT INTO `{cm}`.`host` VALUES (1, '127.0.0.1')"))
+        .await
+        .unwrap();
+    let out = init_deployment(&node0, &tmp.path().join("b"), &file).await;
+    assert_refused_naming(&out, &tmp.path().join("b"), &node0, &before, "127.0.0.2").await;
+    let error = error_line(&out);
+    assert!(
+        error.contains("the metadata DB"),
+        "names the metadata DB: {error}"
+    );
+
+    // With both servers listed, the same inventory plans.
+    c.query_drop(format!("INSERT INTO `{cm}`.`host` VALUES (2, '127.0.0.2')"))
+        .await
+        .unwrap();
+    let out = init_deployment(&node0, &tmp.path().join("c"), &file).await;
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    c.query_drop(format!("DROP TABLE `{cm}`.`host`"))
+        .await
+        .unwrap();
+    drop(c);
+    pool.disconnect().await.ok();
+    assert_eq!(containers(&node0).await, before, "init changed a container");
+}
