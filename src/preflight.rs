@@ -21,6 +21,8 @@ use std::path::{Path, PathBuf};
 use crate::events::{DbNames, PreflightCheck};
 use crate::versions::{ImageVersion, Procedure, VERSION_LABEL, Version, procedure_for};
 
+pub mod deployment;
+
 /// The check that names a version the operator stated; `init` records its detail as the
 /// operator's attestation right after `run.planned`.
 pub const OPERATOR_VERSION_CHECK: &str = "versions-stated";
@@ -139,6 +141,9 @@ pub struct Facts {
     /// The health probe of the old node: `Some(None)` when it was not asked (the
     /// container is not running).
     pub health: Option<Option<String>>,
+    /// `--inventory` was given: a deployment of several nodes is planned, and its other
+    /// nodes are judged by [`deployment`] instead of being refused here.
+    pub deployment: bool,
 }
 
 /// How a stopping rule classifies what it found.
@@ -314,22 +319,33 @@ fn rules(f: &Facts, out: &mut Vec<Finding>) -> Result<(), Stop> {
             "fix `cm_nodes` in config.yaml: a list of the region's node IPs",
         )
     })?;
-    if nodes.len() > 1 {
+    if nodes.len() > 1 && f.deployment {
+        pass(
+            out,
+            "nodes",
+            format!(
+                "{} nodes in `cm_nodes` ({}); each is checked against the inventory below",
+                nodes.len(),
+                nodes.join(", ")
+            ),
+        );
+    } else if nodes.len() > 1 {
         return Err(several_nodes(format!(
             "{} lists {} nodes in `cm_nodes`: {}",
             config_path.display(),
             nodes.len(),
             nodes.join(", ")
         )));
+    } else {
+        pass(
+            out,
+            "nodes",
+            match nodes.first() {
+                Some(n) => format!("one node in `cm_nodes` ({n})"),
+                None => "no `cm_nodes` in config.yaml".to_string(),
+            },
+        );
     }
-    pass(
-        out,
-        "nodes",
-        match nodes.first() {
-            Some(n) => format!("one node in `cm_nodes` ({n})"),
-            None => "no `cm_nodes` in config.yaml".to_string(),
-        },
-    );
 
     let Some(server) = &f.server else {
         return Ok(());
@@ -359,7 +375,7 @@ fn rules(f: &Facts, out: &mut Vec<Finding>) -> Result<(), Stop> {
         return Ok(());
     };
     match servers {
-        Ok(Some(listed)) if listed.servers.len() > 1 => {
+        Ok(Some(listed)) if listed.servers.len() > 1 && !f.deployment => {
             return Err(several_nodes(format!(
                 "the metadata DB's `{}`.`host` table lists {}{} servers: {}",
                 dbs.cm,
@@ -517,16 +533,18 @@ fn image_version(
     }
 }
 
-/// The refusal of a deployment of several nodes: this tool upgrades one node, and the
-/// official procedure for several stops every node before anything else.
+/// The refusal of a deployment of several nodes planned as one node: upgrading one node
+/// while the others run is not the official procedure, and config.yaml and the metadata DB
+/// say which IPs the nodes have but not how to reach their Docker engines or which
+/// containers they run, so the operator names them in an inventory file.
 fn several_nodes(found: String) -> Stop {
     stop(
         "nodes",
         StopKind::Refused,
         format!(
-            "this OMS deployment has several nodes: {found}; oms-upgrade upgrades a single-node deployment only"
+            "this OMS deployment has several nodes: {found}; upgrading one of them alone is refused"
         ),
-        "upgrade a deployment of several nodes by the official multi-node procedure (every node stopped first, then each region's prune, dumps and docker_init.sh); oms-upgrade does not do it yet",
+        "pass --inventory FILE naming every node's IP, Docker endpoint, container and config.yaml (docs/inventory.md): config.yaml does not say how to reach the other nodes' engines",
     )
 }
 

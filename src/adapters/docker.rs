@@ -733,6 +733,95 @@ impl BollardDocker {
         &self.client
     }
 
+    /// The engine's own id (`docker info`'s `ID`): two endpoints that reach one engine (the
+    /// default socket and `unix:///var/run/docker.sock`) give the same id.
+    pub async fn engine_id(&self) -> Result<String, DockerError> {
+        let info = self.client.info().await.map_err(unreachable)?;
+        info.id.filter(|id| !id.is_empty()).ok_or(DockerError::Api {
+            message: "the engine's `docker info` has no ID".into(),
+        })
+    }
+
+    /// Whether `path` exists inside container `name` as the engine sees it (its archive
+    /// API's stat, which resolves the container's mounts). `Ok(false)`: no such path.
+    pub async fn path_in_container(&self, name: &str, path: &str) -> Result<bool, DockerError> {
+        let opts = bollard::query_parameters::ContainerArchiveInfoOptionsBuilder::default()
+            .path(path)
+            .build();
+        match self
+            .client
+            .get_container_archive_info(name, Some(opts))
+            .await
+        {
+            Ok(_) => Ok(true),
+            // A HEAD's 404 carries no body: the container was inspected just before, so a
+            // 404 here is the path.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(false),
+            Err(e) => Err(map_err(e, Ctx::Container(name))),
+        }
+    }
+
+    /// The bytes of the regular file `path` inside container `name`, through the engine's
+    /// archive API (which reads the container's mounts too, running or not). `Ok(None)`:
+    /// no such file. The content comes from outside: more than `max` bytes is refused.
+    pub async fn read_container_file(
+        &self,
+        name: &str,
+        path: &str,
+        max: usize,
+    ) -> Result<Option<Vec<u8>>, DockerError> {
+        use futures_util::StreamExt;
+        let opts = bollard::query_parameters::DownloadFromContainerOptionsBuilder::default()
+            .path(path)
+            .build();
+        let mut stream = self.client.download_from_container(name, Some(opts));
+        // The archive holds one file: its header and padding on top of the content.
+        let cap = max + 64 * 1024;
+        let mut tar = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(bytes) => {
+                    tar.extend_from_slice(&bytes);
+                    if tar.len() > cap {
+                        return Err(DockerError::Api {
+                            message: format!("{path} in `{name}` is larger than {max} bytes"),
+                        });
+                    }
+                }
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => return Ok(None),
+                Err(e) => return Err(map_err(e, Ctx::Container(name))),
+            }
+        }
+        let bad = |what: String| DockerError::Api {
+            message: format!("the archive of {path} from `{name}` {what}"),
+        };
+        let mut archive = tar::Archive::new(tar.as_slice());
+        let mut entries = archive
+            .entries()
+            .map_err(|e| bad(format!("cannot be read: {e}")))?;
+        let Some(entry) = entries.next() else {
+            return Ok(None);
+        };
+        let mut entry = entry.map_err(|e| bad(format!("cannot be read: {e}")))?;
+        if !entry.header().entry_type().is_file() {
+            return Err(bad("is not a regular file".into()));
+        }
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(&mut entry, max as u64 + 1),
+            &mut out,
+        )
+        .map_err(|e| bad(format!("cannot be read: {e}")))?;
+        if out.len() > max {
+            return Err(bad(format!("is larger than {max} bytes")));
+        }
+        Ok(Some(out))
+    }
+
     /// A client whose request timeout covers a stop of `timeout`.
     fn client_for_stop(&self, timeout: Duration) -> bollard::Docker {
         let needed = timeout + STOP_REQUEST_SLACK;

@@ -13,8 +13,9 @@ use super::{CliError, CmdResult, Ctx, ExitKind};
 use crate::adapters::fs::{existing_ancestor, free_space};
 use crate::adapters::{BollardDocker, ContainerInfo, Docker, MetaDb, MysqlMetaDb, TlsState};
 use crate::events::{
-    Attestation, ContainerSnapshot, DbNames, Event, HaAfter, HaAtInit, HaMode, MetaDbLocation,
-    MetaServer, Plan, PlanExt, PlanInput, PreflightCheck, WitnessPlan, record_env,
+    Attestation, ContainerSnapshot, DbNames, Deployment, Event, HaAfter, HaAtInit, HaMode,
+    MetaDbLocation, MetaServer, NodeMeta, NodePlan, Plan, PlanExt, PlanInput, PreflightCheck,
+    RegionIx, RegionPlan, WitnessPlan, record_env,
 };
 use crate::preflight::{
     self, BindFacts, ContainerFacts, DiskFacts, Facts, Finding, ImageFacts, OPERATOR_VERSION_CHECK,
@@ -23,6 +24,8 @@ use crate::preflight::{
 use crate::refetch::{RefetchMode, RefetchPolicy, StoreRetention};
 use crate::replay::Phase;
 use crate::witness::{WitnessPolicy, WitnessTarget};
+
+mod deployment;
 
 /// HA toggling mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -51,6 +54,11 @@ pub struct InitArgs {
     /// /home/admin/conf/config.yaml).
     #[arg(long, value_name = "FILE")]
     pub oms_config: Option<PathBuf>,
+    /// The deployment's nodes (YAML, docs/inventory.md): per node its IP, Docker endpoint,
+    /// container and config.yaml. Required when the deployment has several nodes; every
+    /// node is checked before anything changes, and the plan covers them all.
+    #[arg(long, value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
     /// Folder for the dumps (a subfolder per run is created, mode 700). Default:
     /// /var/lib/oms-upgrade/backups for root, else under $XDG_STATE_HOME (or
     /// ~/.local/state)/oms-upgrade.
@@ -330,6 +338,7 @@ async fn preflight(
         image_ref: args.image.clone(),
         from_version: args.from_version.clone(),
         to_version: args.to_version.clone(),
+        deployment: args.inventory.is_some(),
         ..Facts::default()
     };
     let gathered = gather(args, &mut facts).await;
@@ -348,7 +357,27 @@ async fn preflight(
             ),
         )
     })?;
-    plan(args, run_id, &facts, g)
+    // The other nodes of a deployment, each through its own engine, judged against what
+    // node 0 settled.
+    let nodes = match &args.inventory {
+        Some(file) => {
+            let (from, _, _) = preflight::upgrade_path(&facts).ok_or_else(|| {
+                fatal(
+                    "versions",
+                    CliError::new(ExitKind::Internal, "the preflight passed without versions"),
+                )
+            })?;
+            let reference = preflight::deployment::Reference {
+                source_version: from,
+                old_image_id: g.old.image_id.clone(),
+                target_ref: args.image.clone(),
+                target_image_id: g.image_id.clone(),
+            };
+            deployment::gather(file, &g, &reference, checks).await?
+        }
+        None => None,
+    };
+    plan(args, run_id, &facts, g, nodes)
 }
 
 /// A stopping rule's finding as the CLI's error.
@@ -364,6 +393,9 @@ fn stopped(s: preflight::Stop) -> Fatal {
 
 /// What the plan is built from besides the facts: the handles gathering read.
 struct Gathered {
+    docker: BollardDocker,
+    config: crate::omsconfig::OmsConfig,
+    config_path: Option<PathBuf>,
     old: ContainerInfo,
     image_id: String,
     settings: crate::events::ContainerSettings,
@@ -563,6 +595,9 @@ async fn gather(args: &InitArgs, facts: &mut Facts) -> Result<Option<Gathered>, 
         None
     });
     Ok(Some(Gathered {
+        docker,
+        config,
+        config_path: Some(config_path),
         old,
         image_id: image.id,
         settings,
@@ -582,6 +617,7 @@ fn plan(
     run_id: uuid::Uuid,
     facts: &Facts,
     g: Gathered,
+    nodes: Option<deployment::DeploymentOut>,
 ) -> Result<(Plan, TlsState), Fatal> {
     let (from, to, _) = preflight::upgrade_path(facts).ok_or_else(|| {
         fatal(
@@ -596,15 +632,7 @@ fn plan(
         tool_version: env!("CARGO_PKG_VERSION").into(),
         source_version: from,
         target_version: to,
-        old_container: ContainerSnapshot {
-            id: g.old.id.clone(),
-            name: g.old.name.clone(),
-            image: g.old.image.clone(),
-            image_id: g.old.image_id.clone(),
-            binds: g.old.binds.clone(),
-            env: record_env(&g.old.env),
-            labels: crate::adapters::docker::user_labels(&g.old.labels, &facts.old_image_labels),
-        },
+        old_container: snapshot(&g.old, &facts.old_image_labels),
         target_image: args.image.clone(),
         target_image_id: Some(g.image_id),
         old_renamed_to: args.rename_old_to.clone(),
@@ -667,6 +695,11 @@ fn plan(
             policy: args.policy(),
         }));
     }
+    if let Some(d) = nodes {
+        input
+            .ext
+            .push(PlanExt::Deployment(Box::new(deployment_plan(d, to))));
+    }
     // Kept so that a crash between `disable-ha`'s write and its outcome does not lose
     // HA's earlier value (`PlanExt::HaAtInit`).
     if let Some(Ok(Some(json))) = &facts.ha_config {
@@ -677,6 +710,65 @@ fn plan(
     Plan::new(input)
         .map(|plan| (plan, g.tls))
         .map_err(|e| fatal("plan", CliError::new(ExitKind::Input, e.to_string())))
+}
+
+/// A container as the plan records it. Its labels include its image's; only those the
+/// operator set are carried over, so the new container shows its own image's labels.
+fn snapshot(
+    old: &ContainerInfo,
+    image_labels: &std::collections::BTreeMap<String, String>,
+) -> ContainerSnapshot {
+    ContainerSnapshot {
+        id: old.id.clone(),
+        name: old.name.clone(),
+        image: old.image.clone(),
+        image_id: old.image_id.clone(),
+        binds: old.binds.clone(),
+        env: record_env(&old.env),
+        labels: crate::adapters::docker::user_labels(&old.labels, image_labels),
+    }
+}
+
+/// The deployment extension from what the other nodes' preflight gathered; each node's
+/// names follow node 0's defaults (`<name>-pre-<target>`, `<name>-failed-<target>`) on its
+/// own engine.
+fn deployment_plan(d: deployment::DeploymentOut, to: crate::versions::Version) -> Deployment {
+    let meta = |id: crate::preflight::deployment::NodeId, region: usize, runs_init| NodeMeta {
+        label: id.label,
+        // At most 255 regions and nodes: `deployment::gather` refuses more.
+        region: RegionIx(u8::try_from(region).unwrap_or(u8::MAX)),
+        endpoint: id.endpoint,
+        runs_init,
+    };
+    Deployment {
+        node0: meta(d.node0, 0, true),
+        regions: d
+            .regions
+            .into_iter()
+            .map(|r| RegionPlan {
+                name: r.name,
+                heartbeat_db: r.heartbeat_db,
+            })
+            .collect(),
+        nodes: d
+            .nodes
+            .into_iter()
+            .map(|n| {
+                let name = n.old.name.trim_start_matches('/').to_string();
+                NodePlan {
+                    old_container: snapshot(&n.old, &n.old_image_labels),
+                    settings: Some(Box::new(n.settings)),
+                    host_ip: n.id.ip.clone(),
+                    health_url: n.health_url,
+                    old_renamed_to: format!("{name}-pre-{to}"),
+                    failed_name: format!("{name}-failed-{to}"),
+                    new_name: name,
+                    target_image_id: Some(n.target_image_id),
+                    meta: meta(n.id, n.region, n.runs_init),
+                }
+            })
+            .collect(),
+    }
 }
 
 fn plan_summary(plan: &Plan) -> serde_json::Value {
@@ -693,6 +785,10 @@ fn plan_summary(plan: &Plan) -> serde_json::Value {
         "metadb": plan.metadb.display_url,
         "health_url": plan.health_url,
         "health_trust": plan.health_trust(),
+        "nodes": plan.nodes().into_iter().map(|n| {
+            let m = plan.node_meta(n);
+            serde_json::json!({"node": n.0, "label": m.label, "endpoint": m.endpoint, "region": m.region.0, "runs_init": m.runs_init})
+        }).collect::<Vec<_>>(),
     })
 }
 

@@ -65,6 +65,7 @@ fn facts() -> Facts {
         health: Some(Some(
             "http://10.0.0.5:8089/oms/health answers healthy".into(),
         )),
+        deployment: false,
     }
 }
 
@@ -292,6 +293,33 @@ fn several_nodes_in_the_config_or_the_host_table_are_refused() {
     assert!(!c.ok && c.detail.contains("cannot read `oms_cm`.`host`: denied"));
     f.servers = Some(Ok(None));
     assert!(named(&f, "nodes").ok);
+}
+
+#[test]
+fn several_nodes_with_an_inventory_are_left_to_the_deployment_rules() {
+    let mut f = facts();
+    f.deployment = true;
+    f.cm_nodes = Some(Ok(vec!["10.0.0.5".into(), "10.0.0.6".into()]));
+    f.servers = Some(Ok(Some(ServersListed {
+        servers: vec!["a".into(), "b".into()],
+        maybe_more: false,
+    })));
+    let findings = evaluate(&f);
+    assert!(
+        findings
+            .iter()
+            .all(|x| matches!(x, Finding::Check(c) if c.ok)),
+        "{findings:?}"
+    );
+    assert!(
+        checks(&f)
+            .iter()
+            .any(|c| c.name == "nodes" && c.detail.contains("checked against the inventory"))
+    );
+
+    f.deployment = false;
+    let s = stop_of(&f);
+    assert!(s.hint.unwrap().contains("--inventory FILE"));
 }
 
 #[test]

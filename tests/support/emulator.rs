@@ -442,7 +442,8 @@ pub struct OmsContainerSpec<'a> {
     pub name: &'a str,
     /// Image reference (`oms-emu/oms:feature_3.3.0_ce`).
     pub image: &'a str,
-    /// Environment besides `OMS_HOST_IP=127.0.0.1` (e.g. `IS_UPGRADE=true`).
+    /// Environment besides `OMS_HOST_IP=127.0.0.1` (e.g. `IS_UPGRADE=true`); an
+    /// `OMS_HOST_IP=...` here replaces that default.
     pub extra_env: &'a [&'a str],
     /// Binds (normally [`OmsHost::binds`]).
     pub binds: Vec<String>,
@@ -456,7 +457,11 @@ pub async fn create_oms_container(
     guard: &ContainerGuard,
     spec: &OmsContainerSpec<'_>,
 ) -> String {
-    let mut env = vec!["OMS_HOST_IP=127.0.0.1".to_string()];
+    // A node of a deployment gives its own OMS_HOST_IP (127.0.0.x) in `extra_env`.
+    let mut env = Vec::new();
+    if !spec.extra_env.iter().any(|e| e.starts_with("OMS_HOST_IP=")) {
+        env.push("OMS_HOST_IP=127.0.0.1".to_string());
+    }
     env.extend(spec.extra_env.iter().map(|s| s.to_string()));
     let body = ContainerCreateBody {
         image: Some(spec.image.to_string()),
