@@ -124,39 +124,45 @@ pub fn status(args: StatusArgs, ctx: &Ctx) -> CmdResult {
                 })
             })
             .collect();
+        let mut v = serde_json::json!({
+            "ledger": ctx.ledger,
+            "run_id": state.run_id().map(|r| r.to_string()),
+            "phase": state.phase().to_string(),
+            "from": plan.map(|p| p.source_version.to_string()),
+            "to": plan.map(|p| p.target_version.to_string()),
+            "t1": state.t1(), "t2": state.t2(), "t3": state.t3(),
+            "downtime_seconds": downtime,
+            "in_doubt": in_doubt.map(|k| k.to_string()),
+            "awaiting_decision": state.awaiting_decision().map(|w| serde_json::json!({
+                "step": w.key.to_string(),
+                "reconciled_seq": w.reconciled_seq,
+                "why": w.why,
+                "evidence": w.evidence,
+                "resolve": w.resolve_command(),
+            })),
+            "rollback_permitted": state.can_rollback(),
+            "rollback_refused": state.rollback_keys().err().map(|e| e.to_string()),
+            // The holder is performing the step in progress: what comes after it is not
+            // known yet (the state would say "reconcile", which only a new run does).
+            "next": if in_progress.is_some() { serde_json::Value::Null } else { next_json(&next) },
+            "permitted": state.permitted().iter().map(|s| s.key().to_string()).collect::<Vec<_>>(),
+            "remaining": state.remaining().iter().map(|s| s.key().to_string()).collect::<Vec<_>>(),
+            "steps": steps,
+            "preflight_failures": state.preflight_failures().len(),
+            "notes": state.notes().len(),
+            "metadb_tls": metatls::recorded(&state),
+            "retention_warning": state.retention_warning(now),
+            "witness": witness,
+        });
+        // A deployment's progress per node (issue 15); absent for a single node.
+        let nodes = node_progress(&state, in_progress);
+        if !nodes.is_empty() {
+            v["nodes"] = serde_json::to_value(&nodes).unwrap_or_default();
+        }
         print_json!(
             &state,
             &[("in_progress", in_progress.map(|k| k.to_string()).into())],
-            serde_json::json!({
-                "ledger": ctx.ledger,
-                "run_id": state.run_id().map(|r| r.to_string()),
-                "phase": state.phase().to_string(),
-                "from": plan.map(|p| p.source_version.to_string()),
-                "to": plan.map(|p| p.target_version.to_string()),
-                "t1": state.t1(), "t2": state.t2(), "t3": state.t3(),
-                "downtime_seconds": downtime,
-                "in_doubt": in_doubt.map(|k| k.to_string()),
-                "awaiting_decision": state.awaiting_decision().map(|w| serde_json::json!({
-                    "step": w.key.to_string(),
-                    "reconciled_seq": w.reconciled_seq,
-                    "why": w.why,
-                    "evidence": w.evidence,
-                    "resolve": w.resolve_command(),
-                })),
-                "rollback_permitted": state.can_rollback(),
-                "rollback_refused": state.rollback_keys().err().map(|e| e.to_string()),
-                // The holder is performing the step in progress: what comes after it is not
-                // known yet (the state would say "reconcile", which only a new run does).
-                "next": if in_progress.is_some() { serde_json::Value::Null } else { next_json(&next) },
-                "permitted": state.permitted().iter().map(|s| s.key().to_string()).collect::<Vec<_>>(),
-                "remaining": state.remaining().iter().map(|s| s.key().to_string()).collect::<Vec<_>>(),
-                "steps": steps,
-                "preflight_failures": state.preflight_failures().len(),
-                "notes": state.notes().len(),
-                "metadb_tls": metatls::recorded(&state),
-                "retention_warning": state.retention_warning(now),
-                "witness": witness,
-            })
+            v
         );
         return Ok(ExitCode::SUCCESS);
     }
@@ -223,6 +229,10 @@ pub fn status(args: StatusArgs, ctx: &Ctx) -> CmdResult {
         }
     }
     println!("{table}");
+    let nodes = node_progress(&state, in_progress);
+    if !nodes.is_empty() {
+        println!("{}", nodes_table(&nodes));
+    }
     if let Some(k) = in_doubt {
         println!("In doubt: {k} (the next `run` or `rollback` checks it against reality first)");
     }
@@ -241,6 +251,132 @@ pub fn status(args: StatusArgs, ctx: &Ctx) -> CmdResult {
         println!("Rollback: permitted (`oms-upgrade rollback`)");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One node's progress in a deployment (issue 15).
+#[derive(Debug, serde::Serialize)]
+struct NodeProgress {
+    /// The node's index (0: the plan's own node).
+    node: u8,
+    /// The operator's name for it.
+    label: String,
+    /// Its Docker engine as recorded (no secret).
+    endpoint: String,
+    /// Its steps done, in record order.
+    done: Vec<String>,
+    /// Its steps that may start now (the run would perform them next).
+    next: Vec<String>,
+    /// Its steps with an intent and no outcome (not counting one the run holding the
+    /// ledger is performing now).
+    in_doubt: Vec<String>,
+    /// The one the run holding the ledger is performing now, when it is on this node.
+    running: Option<String>,
+    /// Its steps still to run after `next`.
+    remaining: Vec<String>,
+    /// Its steps whose last attempt failed.
+    failed: Vec<String>,
+}
+
+/// Per node: done, next, in doubt, failed and remaining steps, from the state alone.
+/// Empty for a single-node plan (its one node is the whole table above).
+fn node_progress(state: &State, in_progress: Option<StepKey>) -> Vec<NodeProgress> {
+    let Some(plan) = state.plan().filter(|p| p.deployment().is_some()) else {
+        return vec![];
+    };
+    let names = |keys: &mut dyn Iterator<Item = StepKey>| -> Vec<String> {
+        keys.map(|k| k.to_string()).collect()
+    };
+    let runnable: Vec<StepKey> = state.permitted().iter().map(Step::key).collect();
+    let in_doubt = state.in_doubt_all();
+    let remaining: Vec<StepKey> = state.remaining().iter().map(Step::key).collect();
+    plan.nodes()
+        .into_iter()
+        .map(|n| {
+            let on = |k: &StepKey| k.node() == Some(n);
+            let attempted: Vec<StepKey> = state
+                .attempted_keys()
+                .into_iter()
+                .filter(|k| on(k))
+                .collect();
+            let meta = plan.node_meta(n);
+            NodeProgress {
+                node: n.0,
+                label: meta.label.clone(),
+                endpoint: meta.endpoint.clone(),
+                done: names(
+                    &mut attempted
+                        .iter()
+                        .copied()
+                        .filter(|k| state.status(*k) == StepStatus::Done),
+                ),
+                next: names(
+                    &mut runnable
+                        .iter()
+                        .copied()
+                        .filter(|k| on(k) && Some(*k) != in_progress),
+                ),
+                in_doubt: names(
+                    &mut in_doubt
+                        .iter()
+                        .copied()
+                        .filter(|k| on(k) && Some(*k) != in_progress),
+                ),
+                running: in_progress.filter(|k| on(k)).map(|k| k.to_string()),
+                remaining: names(
+                    &mut remaining
+                        .iter()
+                        .copied()
+                        .filter(|k| on(k) && !runnable.contains(k) && !attempted.contains(k)),
+                ),
+                failed: names(
+                    &mut attempted
+                        .iter()
+                        .copied()
+                        .filter(|k| state.failure_kind(*k).is_some()),
+                ),
+            }
+        })
+        .collect()
+}
+
+/// The per-node table of `status` for a deployment.
+fn nodes_table(nodes: &[NodeProgress]) -> String {
+    let mut table = Table::new();
+    table.load_preset(NOTHING).set_header([
+        "NODE",
+        "ENDPOINT",
+        "DONE",
+        "NEXT",
+        "IN DOUBT / FAILED",
+    ]);
+    let or_dash = |v: &[String]| {
+        if v.is_empty() {
+            "-".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
+    for n in nodes {
+        let total = n.done.len()
+            + n.next.len()
+            + n.in_doubt.len()
+            + n.remaining.len()
+            + usize::from(n.running.is_some());
+        let next = match &n.running {
+            Some(k) => format!("{k} (running now)"),
+            None => or_dash(&n.next),
+        };
+        let mut trouble: Vec<String> = n.in_doubt.iter().map(|k| format!("{k} in doubt")).collect();
+        trouble.extend(n.failed.iter().map(|k| format!("{k} failed")));
+        table.add_row([
+            format!("{} {}", n.node, n.label),
+            n.endpoint.clone(),
+            format!("{}/{total}", n.done.len()),
+            next,
+            or_dash(&trouble),
+        ]);
+    }
+    format!("Nodes:\n{table}")
 }
 
 /// The new container's differences from the old one (issue 12.4) for `plan --json`.
