@@ -1038,4 +1038,152 @@ mod tests {
         let err = expectations(&State::new()).unwrap_err();
         assert_eq!(err, ExpectError::NotFinished(Phase::NotPlanned));
     }
+
+    /// A 3-node deployment over 2 regions recorded to its end (upgrade, or a rollback
+    /// after the dumps).
+    fn deployment(rollback: bool) -> State {
+        let plan = crate::replay::build::Records::deployment_plan(3, 2);
+        let mut r = crate::replay::build::Records::planned(plan);
+        if rollback {
+            r.done_until(StepKey::RenameOldContainer);
+            r.rollback().unwrap();
+        }
+        r.finish();
+        r.state
+    }
+
+    /// Node `n`'s container as the deployment recorded it after the upgrade.
+    fn reached(e: &NodeExpectations) -> NodeObserved {
+        let mut c = container();
+        c.id = e.container.id.clone();
+        c.name = e.container.name.clone();
+        c.image = e.container.image.clone();
+        c.image_id = e.container.image_id.clone().unwrap_or_default();
+        c.binds = e.container.binds.clone();
+        c.env = e.container.env.iter().map(|v| v.to_string()).collect();
+        NodeObserved::Reached {
+            container: Some(Box::new(c)),
+            old_container: None,
+        }
+    }
+
+    /// Issue 15: every node of a deployment is expected on its own engine, from its own
+    /// facts, and named.
+    #[test]
+    fn a_deployment_expects_every_node_from_its_own_facts() {
+        let e = expectations(&deployment(false)).unwrap();
+        let nodes: Vec<(u8, Option<&str>, &str)> = e
+            .nodes
+            .iter()
+            .map(|n| (n.node, n.name.as_deref(), n.endpoint.as_str()))
+            .collect();
+        assert_eq!(
+            nodes,
+            [
+                (0, Some("node 0 (oms-a)"), "local"),
+                (1, Some("node 1 (oms-b)"), "ssh://root@10.0.0.6"),
+                (2, Some("node 2 (oms-c)"), "ssh://root@10.0.0.7"),
+            ]
+        );
+        assert!(e.nodes.iter().all(|n| n.container.role == ContainerRole::New));
+
+        // After a rollback each node's own old container is expected back.
+        let e = expectations(&deployment(true)).unwrap();
+        assert_eq!(e.phase, Phase::RolledBack);
+        let ids: Vec<&str> = e.nodes.iter().map(|n| n.container.id.as_str()).collect();
+        let plan = crate::replay::build::Records::deployment_plan(3, 2);
+        assert_eq!(ids, [plan.old_container.id.as_str(), "old1", "old2"]);
+        assert!(e.nodes.iter().all(|n| n.container.role == ContainerRole::Old));
+    }
+
+    /// Issue 15: a drift on one node names that node; a node that cannot be reached is
+    /// reported as such, by name, and is never "no drift".
+    #[test]
+    fn drift_and_an_unreachable_node_are_named_per_node() {
+        let e = expectations(&deployment(false)).unwrap();
+        let all_reached = |e: &Expectations| Observed {
+            nodes: e.nodes.iter().map(reached).collect(),
+            ha_json: e.ha_json.clone(),
+            schema: SchemaObservation::NoTable,
+            dumps: vec![],
+        };
+        let mut o = all_reached(&e);
+        let ok = compare(&Expectations { dumps: vec![], ..e.clone() }, &o);
+        assert!(ok.is_ok(), "{:#?}", ok.drifts);
+        let subjects: Vec<&str> = ok.subjects.iter().map(|s| s.subject.as_str()).collect();
+        assert_eq!(
+            subjects[..3],
+            [
+                "node 0 (oms-a): container oms",
+                "node 1 (oms-b): container oms",
+                "node 2 (oms-c): container oms"
+            ]
+        );
+
+        o.nodes[1] = NodeObserved::Unreachable {
+            error: "host key refused".into(),
+        };
+        if let NodeObserved::Reached {
+            container: Some(c), ..
+        } = &mut o.nodes[2]
+        {
+            c.image = "oms:feature_3.3.0_ce".into();
+        }
+        let r = compare(&Expectations { dumps: vec![], ..e }, &o);
+        assert!(!r.is_ok());
+        let drifts: Vec<(&str, &str, Option<u8>)> = r
+            .drifts
+            .iter()
+            .map(|d| (d.subject.as_str(), d.field.as_str(), d.node))
+            .collect();
+        assert_eq!(
+            drifts,
+            [("node 2 (oms-c): container oms", "image", Some(2))]
+        );
+        let unreachable = r.unreachable();
+        assert_eq!(unreachable.len(), 1);
+        assert_eq!(unreachable[0].subject, "node 1 (oms-b): Docker engine");
+        assert_eq!(unreachable[0].node, Some(1));
+        let detail = unreachable[0].detail.as_deref().unwrap();
+        assert!(
+            detail.contains("node 1 (oms-b) at ssh://root@10.0.0.6")
+                && detail.contains("host key refused"),
+            "{detail}"
+        );
+
+        // Unreachable alone is still not a pass.
+        let mut o = all_reached(&expectations(&deployment(false)).unwrap());
+        o.nodes[2] = NodeObserved::Unreachable {
+            error: "connection refused".into(),
+        };
+        let e = expectations(&deployment(false)).unwrap();
+        let r = compare(&Expectations { dumps: vec![], ..e }, &o);
+        assert!(r.drifts.is_empty() && !r.is_ok());
+    }
+
+    /// A single-node plan's subjects and findings carry no node: they read as before.
+    #[test]
+    fn a_single_node_plan_names_no_node() {
+        let plan = crate::events::samples::plan();
+        let mut r = crate::replay::build::Records::planned(plan);
+        r.finish();
+        let e = expectations(&r.state).unwrap();
+        assert_eq!(e.nodes.len(), 1);
+        assert_eq!(e.nodes[0].name, None);
+        assert_eq!(e.nodes[0].endpoint, "local");
+        let o = Observed {
+            nodes: vec![NodeObserved::Reached {
+                container: None,
+                old_container: None,
+            }],
+            ha_json: e.ha_json.clone(),
+            schema: SchemaObservation::NoTable,
+            dumps: vec![],
+        };
+        let rep = compare(&Expectations { dumps: vec![], ..e }, &o);
+        assert_eq!(rep.drifts[0].subject, "container oms");
+        assert_eq!(rep.drifts[0].node, None);
+        let j = serde_json::to_value(&rep).unwrap();
+        assert!(j["drifts"][0].get("node").is_none());
+    }
 }
