@@ -1085,7 +1085,11 @@ mod tests {
                 (2, Some("node 2 (oms-c)"), "ssh://root@10.0.0.7"),
             ]
         );
-        assert!(e.nodes.iter().all(|n| n.container.role == ContainerRole::New));
+        assert!(
+            e.nodes
+                .iter()
+                .all(|n| n.container.role == ContainerRole::New)
+        );
 
         // After a rollback each node's own old container is expected back.
         let e = expectations(&deployment(true)).unwrap();
@@ -1093,7 +1097,11 @@ mod tests {
         let ids: Vec<&str> = e.nodes.iter().map(|n| n.container.id.as_str()).collect();
         let plan = crate::replay::build::Records::deployment_plan(3, 2);
         assert_eq!(ids, [plan.old_container.id.as_str(), "old1", "old2"]);
-        assert!(e.nodes.iter().all(|n| n.container.role == ContainerRole::Old));
+        assert!(
+            e.nodes
+                .iter()
+                .all(|n| n.container.role == ContainerRole::Old)
+        );
     }
 
     /// Issue 15: a drift on one node names that node; a node that cannot be reached is
@@ -1108,7 +1116,13 @@ mod tests {
             dumps: vec![],
         };
         let mut o = all_reached(&e);
-        let ok = compare(&Expectations { dumps: vec![], ..e.clone() }, &o);
+        let ok = compare(
+            &Expectations {
+                dumps: vec![],
+                ..e.clone()
+            },
+            &o,
+        );
         assert!(ok.is_ok(), "{:#?}", ok.drifts);
         let subjects: Vec<&str> = ok.subjects.iter().map(|s| s.subject.as_str()).collect();
         assert_eq!(

@@ -197,3 +197,59 @@ fn metadb_error(e: MetaDbError) -> CliError {
         metadb::PASSWORD_ENV
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::drift::{ContainerRole, ExpectedContainer};
+
+    fn node(endpoint: &str) -> NodeExpectations {
+        NodeExpectations {
+            node: 1,
+            name: Some("node 1 (oms-b)".into()),
+            endpoint: endpoint.into(),
+            container: ExpectedContainer {
+                role: ContainerRole::New,
+                name: "oms".into(),
+                id: "new".into(),
+                image: "oms:3.3.1".into(),
+                image_id: None,
+                binds: vec![],
+                env: vec![],
+                settings: None,
+            },
+            old_restart: None,
+        }
+    }
+
+    /// A node whose engine does not answer is an error naming its endpoint (the caller
+    /// then reports it unreachable, by name), not an empty observation.
+    #[tokio::test]
+    async fn an_engine_that_does_not_answer_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let endpoint = format!("unix://{}/docker.sock", dir.path().display());
+        let err = match observe_node(&node(&endpoint), &NodeAccess::default()).await {
+            Err(e) => e.describe(&endpoint),
+            Ok(_) => panic!("a socket nobody listens on was reached"),
+        };
+        assert!(err.contains(&endpoint), "{err}");
+    }
+
+    /// A `tcp://` node without the TLS files says which flag gives them.
+    #[tokio::test]
+    async fn a_tcp_node_without_tls_files_says_how_to_give_them() {
+        let endpoint = "tcp://127.0.0.1:1";
+        let err = match observe_node(&node(endpoint), &NodeAccess::default()).await {
+            Err(e) => e.describe(endpoint),
+            Ok(_) => panic!("plain TCP was accepted"),
+        };
+        assert!(err.contains("--docker-cert-path"), "{err}");
+        let access = NodeAccess {
+            cert_path: Some("/certs".into()),
+            ..NodeAccess::default()
+        };
+        let tls = access.tls_for(endpoint).unwrap();
+        assert_eq!(tls.ca, PathBuf::from("/certs/ca.pem"));
+        assert!(access.tls_for("ssh://root@h").is_none());
+    }
+}

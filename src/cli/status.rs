@@ -293,11 +293,13 @@ fn node_progress(state: &State, in_progress: Option<StepKey>) -> Vec<NodeProgres
         .into_iter()
         .map(|n| {
             let on = |k: &StepKey| k.node() == Some(n);
-            let attempted: Vec<StepKey> = state
-                .attempted_keys()
-                .into_iter()
-                .filter(|k| on(k))
-                .collect();
+            // In record order (of each step's first attempt).
+            let mut attempted: Vec<StepKey> = Vec::new();
+            for a in state.attempts().iter().filter(|a| on(&a.key)) {
+                if !attempted.contains(&a.key) {
+                    attempted.push(a.key);
+                }
+            }
             let meta = plan.node_meta(n);
             NodeProgress {
                 node: n.0,
@@ -550,5 +552,77 @@ fn witness_line(w: &serde_json::Value) -> String {
         ),
         Some("unreachable") => format!("{head}: unreachable ({error})"),
         _ => format!("{head}: not asked ({error})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::NodeIx;
+    use crate::replay::build::Records;
+
+    /// Issue 15: `status` shows each node's own progress: node 0 stopped, node 1's stop in
+    /// doubt (a crash while it ran), node 2 not stopped yet.
+    #[test]
+    fn a_deployment_shows_progress_per_node() {
+        let mut r = Records::planned(Records::deployment_plan(3, 2));
+        r.step_ok(StepKey::DisableHa);
+        r.step_ok(StepKey::PreStopCheck);
+        r.step_ok(StepKey::StopOldContainer);
+        r.step_ok(StepKey::PreStopCheck.on_node(NodeIx(1)));
+        r.intent(StepKey::StopOldContainer.on_node(NodeIx(1)))
+            .unwrap();
+        let nodes = node_progress(&r.state, None);
+        let view: Vec<(u8, &str, Vec<&str>, Vec<&str>)> = nodes
+            .iter()
+            .map(|n| {
+                (
+                    n.node,
+                    n.label.as_str(),
+                    n.done.iter().map(String::as_str).collect(),
+                    n.in_doubt.iter().map(String::as_str).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            view,
+            [
+                (0, "oms-a", vec!["pre-stop-check", "stop-old"], vec![]),
+                (
+                    1,
+                    "oms-b",
+                    vec!["node1:pre-stop-check"],
+                    vec!["node1:stop-old"]
+                ),
+                (2, "oms-c", vec![], vec![]),
+            ]
+        );
+        assert!(nodes[0].remaining.contains(&"rename-old".to_string()));
+        assert_eq!(nodes[2].next, ["node2:pre-stop-check"]);
+        // Node 2 does not run docker_init.sh: another node of its region does.
+        assert_eq!(
+            nodes[2].remaining,
+            [
+                "node2:stop-old",
+                "node2:rename-old",
+                "node2:create-new",
+                "node2:start-new",
+                "node2:confirm-health"
+            ]
+        );
+        let table = nodes_table(&nodes);
+        assert!(table.contains("node1:stop-old in doubt"), "{table}");
+        assert!(table.contains("ssh://root@10.0.0.7"), "{table}");
+        // The run holding the ledger performing node 1's stop: running, not in doubt.
+        let running = node_progress(&r.state, Some(StepKey::StopOldContainer.on_node(NodeIx(1))));
+        assert_eq!(running[1].running.as_deref(), Some("node1:stop-old"));
+        assert!(running[1].in_doubt.is_empty());
+    }
+
+    /// A single-node plan has no per-node table: its steps are the whole story.
+    #[test]
+    fn a_single_node_plan_has_no_node_table() {
+        let r = Records::planned(crate::events::samples::plan());
+        assert!(node_progress(&r.state, None).is_empty());
     }
 }
