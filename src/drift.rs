@@ -17,7 +17,10 @@ use serde::Serialize;
 
 use crate::adapters::ContainerInfo;
 use crate::adapters::docker::{Bind, ContainerStatus, binds_diff};
-use crate::events::{ContainerSettings, DumpArtifact, EnvVar, MetaDb, RestartPolicy, StepKey};
+use crate::events::{
+    ContainerSettings, DumpArtifact, EnvVar, MetaDb, NodeIx, Plan, RestartPolicy, StepFacts,
+    StepKey,
+};
 use crate::inherit;
 use crate::replay::{Phase, State};
 use crate::report::DumpFileCheck;
@@ -73,13 +76,41 @@ pub struct ExpectedPolicy {
     pub policy: RestartPolicy,
 }
 
+/// One node's part of the end state: its containers (issue 15: every node of a
+/// deployment is compared on its own engine).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeExpectations {
+    /// The node's index (0: the plan's own node).
+    pub node: u8,
+    /// How findings name the node: `None` for a single-node plan (its subjects read as
+    /// they always did), `node 1 (oms-b)` in a deployment.
+    pub name: Option<String>,
+    /// The node's Docker engine as the plan records it (`local`, `unix://`, `ssh://`,
+    /// `tcp://`; no secret).
+    pub endpoint: String,
+    /// The container that should be running on it.
+    pub container: ExpectedContainer,
+    /// The old container's restart policy after a completed upgrade that turned it off.
+    pub old_restart: Option<ExpectedPolicy>,
+}
+
+impl NodeExpectations {
+    /// A subject on this node: `container oms`, or `node 1 (oms-b): container oms`.
+    fn subject(&self, what: &str) -> String {
+        match &self.name {
+            Some(n) => format!("{n}: {what}"),
+            None => what.to_string(),
+        }
+    }
+}
+
 /// The end state a finished run recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Expectations {
     /// Completed or rolled back.
     pub phase: Phase,
-    /// The container that should be running.
-    pub container: ExpectedContainer,
+    /// Every node's containers, node 0 first (one entry for a single-node plan).
+    pub nodes: Vec<NodeExpectations>,
     /// The rm database (holds `ha.config` and the schema version).
     pub rm_db: String,
     /// `ha.config` as last written by the run; `None` when the run never wrote it (a
@@ -89,8 +120,6 @@ pub struct Expectations {
     pub schema_version: String,
     /// The recorded dumps.
     pub dumps: Vec<DumpArtifact>,
-    /// The old container's restart policy after a completed upgrade that turned it off.
-    pub old_restart: Option<ExpectedPolicy>,
 }
 
 /// Why there is no end state to compare with.
@@ -107,26 +136,74 @@ pub enum ExpectError {
     /// written by this tool).
     #[error("the ledger records a completed upgrade but not the new container's facts")]
     NoNewContainer,
+    /// The same for one node of a deployment.
+    #[error("the ledger records a completed upgrade but not the facts of the new container on {0}")]
+    NoNewContainerOn(String),
 }
 
-/// The end state recorded in `state`, for a completed upgrade or a completed rollback.
+/// The end state recorded in `state`, for a completed upgrade or a completed rollback:
+/// every node's containers, and the deployment-wide `ha.config`, schema and dumps.
 pub fn expectations(state: &State) -> Result<Expectations, ExpectError> {
     let phase = state.phase();
     let plan = match (phase, state.plan()) {
         (Phase::Completed | Phase::RolledBack, Some(plan)) => plan,
         _ => return Err(ExpectError::NotFinished(phase)),
     };
-    let (container, schema_version) = if phase == Phase::Completed {
-        let n = state.new_container().ok_or(ExpectError::NoNewContainer)?;
-        let c = ExpectedContainer {
+    let schema_version = if phase == Phase::Completed {
+        plan.target_version.to_string()
+    } else {
+        plan.source_version.to_string()
+    };
+    let nodes = plan
+        .nodes()
+        .into_iter()
+        .map(|n| node_expectations(state, plan, n))
+        .collect::<Result<_, _>>()?;
+    Ok(Expectations {
+        phase,
+        nodes,
+        rm_db: plan.databases.rm.clone(),
+        ha_json: state.ha_after().map(str::to_string),
+        schema_version,
+        dumps: state.artifacts().into_iter().cloned().collect(),
+    })
+}
+
+/// Node `n`'s containers: its steps are `key.on_node(n)` (node 0's the plain keys) and
+/// its names and old container come from `plan.for_node(n)`.
+fn node_expectations(
+    state: &State,
+    plan: &Plan,
+    n: NodeIx,
+) -> Result<NodeExpectations, ExpectError> {
+    let meta = plan.node_meta(n);
+    let deployment = plan.deployment().is_some();
+    let name = deployment.then(|| format!("node {} ({})", n.0, meta.label));
+    // A single-node plan is its own node 0, exactly as recorded.
+    let np = if deployment {
+        plan.for_node(n)
+    } else {
+        plan.clone()
+    };
+    let container = if state.phase() == Phase::Completed {
+        let created = match state.facts(StepKey::CreateNewContainer.on_node(n)) {
+            Some(StepFacts::NewContainerCreated(c)) => c,
+            _ => {
+                return Err(match &name {
+                    Some(name) => ExpectError::NoNewContainerOn(name.clone()),
+                    None => ExpectError::NoNewContainer,
+                });
+            }
+        };
+        ExpectedContainer {
             role: ContainerRole::New,
-            name: plan.new_name.clone(),
-            id: n.id.clone(),
-            image: n.image.clone(),
-            image_id: n.image_id.clone(),
-            binds: n.binds.clone(),
-            env: n.env.clone(),
-            settings: match state.step(StepKey::CreateNewContainer) {
+            name: np.new_name.clone(),
+            id: created.id.clone(),
+            image: created.image.clone(),
+            image_id: created.image_id.clone(),
+            binds: created.binds.clone(),
+            env: created.env.clone(),
+            settings: match state.step(StepKey::CreateNewContainer.on_node(n)) {
                 Ok(crate::steps::Step::CreateNewContainer(spec)) => {
                     spec.inherited.as_ref().map(|inherited| {
                         inherit::intended(
@@ -140,11 +217,10 @@ pub fn expectations(state: &State) -> Result<Expectations, ExpectError> {
                 }
                 _ => None,
             },
-        };
-        (c, plan.target_version.to_string())
+        }
     } else {
-        let o = &plan.old_container;
-        let c = ExpectedContainer {
+        let o = &np.old_container;
+        ExpectedContainer {
             role: ContainerRole::Old,
             name: o.name.clone(),
             id: o.id.clone(),
@@ -153,25 +229,26 @@ pub fn expectations(state: &State) -> Result<Expectations, ExpectError> {
             binds: o.binds.clone(),
             env: o.env.clone(),
             // A rollback gives the old container its policy back.
-            settings: plan.container_settings().cloned(),
-        };
-        (c, plan.source_version.to_string())
+            settings: np.container_settings().cloned(),
+        }
     };
-    Ok(Expectations {
-        phase,
+    let old_restart = match (
+        state.phase(),
+        state.facts(StepKey::OldRestartOff.on_node(n)),
+    ) {
+        (Phase::Completed, Some(_)) => Some(ExpectedPolicy {
+            id: np.old_container.id.clone(),
+            name: np.old_renamed_to.clone(),
+            policy: RestartPolicy::no(),
+        }),
+        _ => None,
+    };
+    Ok(NodeExpectations {
+        node: n.0,
+        name,
+        endpoint: meta.endpoint.clone(),
         container,
-        rm_db: plan.databases.rm.clone(),
-        ha_json: state.ha_after().map(str::to_string),
-        schema_version,
-        dumps: state.artifacts().into_iter().cloned().collect(),
-        old_restart: match (phase, state.facts(StepKey::OldRestartOff)) {
-            (Phase::Completed, Some(_)) => Some(ExpectedPolicy {
-                id: plan.old_container.id.clone(),
-                name: plan.old_renamed_to.clone(),
-                policy: RestartPolicy::no(),
-            }),
-            _ => None,
-        },
+        old_restart,
     })
 }
 
@@ -188,26 +265,46 @@ pub enum SchemaObservation {
     NoTable,
 }
 
+/// What the caller observed on one node's engine.
+#[derive(Debug, Clone)]
+pub enum NodeObserved {
+    /// The engine answered.
+    Reached {
+        /// The container under the expected name; `None` when there is none.
+        container: Option<Box<ContainerInfo>>,
+        /// The container of [`NodeExpectations::old_restart`] (by id), when there is one.
+        old_container: Option<Box<ContainerInfo>>,
+    },
+    /// The engine could not be reached: nothing on the node was compared.
+    Unreachable {
+        /// Why, as the transport said (no secret).
+        error: String,
+    },
+}
+
 /// What the caller observed, through the adapters.
 #[derive(Debug, Clone)]
 pub struct Observed {
-    /// The container under the expected name; `None` when there is none.
-    pub container: Option<ContainerInfo>,
+    /// Each node of [`Expectations::nodes`], in the same order.
+    pub nodes: Vec<NodeObserved>,
     /// `ha.config` as stored; `None` when the row is missing.
     pub ha_json: Option<String>,
     /// The schema version.
     pub schema: SchemaObservation,
     /// Each recorded dump re-hashed (`report::check_dump_file`).
     pub dumps: Vec<DumpFileCheck>,
-    /// The container of [`Expectations::old_restart`] (by id), when there is one.
-    pub old_container: Option<ContainerInfo>,
 }
 
 /// One difference between the record and reality.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Drift {
-    /// What it is about: `container <name>`, `ha.config`, `schema`, `dump <db>`.
+    /// What it is about: `container <name>`, `ha.config`, `schema`, `dump <db>`; in a
+    /// deployment a node's subjects start with the node (`node 1 (oms-b): container oms`).
     pub subject: String,
+    /// In a deployment, the node the finding is on; absent for deployment-wide subjects and
+    /// for a single-node plan.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<u8>,
     /// The field: `id`, `image`, `bind <container path>`, `env <NAME>`, an `ha.config`
     /// key, `version`, `file`, ...
     pub field: String,
@@ -222,7 +319,11 @@ pub struct Drift {
 pub struct SubjectResult {
     /// The subject (as in [`Drift::subject`]).
     pub subject: String,
-    /// `ok`, `drift` or `not_checked`.
+    /// As in [`Drift::node`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<u8>,
+    /// `ok`, `drift`, `not_checked`, or `unreachable` (a node's engine did not answer:
+    /// nothing on it was compared, which is never "no drift").
     pub status: &'static str,
     /// Why it was not checked, or how many fields drifted.
     pub detail: Option<String>,
@@ -240,11 +341,22 @@ pub struct LiveReport {
 }
 
 impl LiveReport {
-    /// True when nothing drifted.
+    /// True when nothing drifted and every node was reached.
     pub fn is_ok(&self) -> bool {
-        self.drifts.is_empty()
+        self.drifts.is_empty() && self.unreachable().is_empty()
+    }
+
+    /// The subjects of the nodes that could not be reached.
+    pub fn unreachable(&self) -> Vec<&SubjectResult> {
+        self.subjects
+            .iter()
+            .filter(|s| s.status == UNREACHABLE)
+            .collect()
     }
 }
+
+/// [`SubjectResult::status`] of a node whose engine did not answer.
+pub const UNREACHABLE: &str = "unreachable";
 
 const ABSENT: &str = "(absent)";
 
@@ -255,9 +367,39 @@ pub fn compare(exp: &Expectations, obs: &Observed) -> LiveReport {
         subjects: Vec::new(),
         drifts: Vec::new(),
     };
-    let subject = format!("container {}", exp.container.name);
-    let drifts = container_drifts(&exp.container, obs.container.as_ref(), &subject);
-    report.push(subject, drifts);
+    let unreached = || NodeObserved::Unreachable {
+        error: "not observed".into(),
+    };
+    let seen: Vec<(&NodeExpectations, NodeObserved)> = exp
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n, obs.nodes.get(i).cloned().unwrap_or_else(unreached)))
+        .collect();
+    for (node, found) in &seen {
+        match found {
+            NodeObserved::Reached { container, .. } => {
+                let subject = node.subject(&format!("container {}", node.container.name));
+                let drifts = container_drifts(
+                    &node.container,
+                    container.as_deref(),
+                    &subject,
+                    node_of(node),
+                );
+                report.push_on(node_of(node), subject, drifts);
+            }
+            NodeObserved::Unreachable { error } => report.subjects.push(SubjectResult {
+                subject: node.subject("Docker engine"),
+                node: node_of(node),
+                status: UNREACHABLE,
+                detail: Some(format!(
+                    "{} at {} could not be reached, nothing on it was compared: {error}",
+                    node.name.as_deref().unwrap_or("the node"),
+                    node.endpoint
+                )),
+            }),
+        }
+    }
 
     match &exp.ha_json {
         None => report.not_checked(
@@ -301,23 +443,39 @@ pub fn compare(exp: &Expectations, obs: &Observed) -> LiveReport {
     for (db, drifts) in dump_drifts(&exp.dumps, &obs.dumps) {
         report.push(format!("dump {db}"), drifts);
     }
-    if let Some(want) = &exp.old_restart {
-        let subject = format!("container {} (old)", want.name);
-        let found = match &obs.old_container {
+    for (node, found) in &seen {
+        let (Some(want), NodeObserved::Reached { old_container, .. }) = (&node.old_restart, found)
+        else {
+            continue;
+        };
+        let subject = node.subject(&format!("container {} (old)", want.name));
+        let found = match old_container {
             None => "no such container".to_string(),
             Some(c) => inherit::restart_of(&c.host.restart).to_string(),
         };
         let d = (found != want.policy.to_string())
-            .then(|| drift(&subject, "restart policy", &want.policy.to_string(), &found))
+            .then(|| Drift {
+                node: node_of(node),
+                ..drift(&subject, "restart policy", &want.policy.to_string(), &found)
+            })
             .into_iter()
             .collect();
-        report.push(subject, d);
+        report.push_on(node_of(node), subject, d);
     }
     report
 }
 
+/// The node a finding names, in a deployment only.
+fn node_of(n: &NodeExpectations) -> Option<u8> {
+    n.name.as_ref().map(|_| n.node)
+}
+
 impl LiveReport {
     fn push(&mut self, subject: String, drifts: Vec<Drift>) {
+        self.push_on(None, subject, drifts);
+    }
+
+    fn push_on(&mut self, node: Option<u8>, subject: String, drifts: Vec<Drift>) {
         let (status, detail) = if drifts.is_empty() {
             ("ok", None)
         } else {
@@ -325,6 +483,7 @@ impl LiveReport {
         };
         self.subjects.push(SubjectResult {
             subject,
+            node,
             status,
             detail,
         });
@@ -334,6 +493,7 @@ impl LiveReport {
     fn not_checked(&mut self, subject: &str, why: &str) {
         self.subjects.push(SubjectResult {
             subject: subject.to_string(),
+            node: None,
             status: "not_checked",
             detail: Some(why.to_string()),
         });
@@ -343,6 +503,7 @@ impl LiveReport {
 fn drift(subject: &str, field: &str, recorded: &str, found: &str) -> Drift {
     Drift {
         subject: subject.to_string(),
+        node: None,
         field: field.to_string(),
         recorded: recorded.to_string(),
         found: found.to_string(),
@@ -350,6 +511,18 @@ fn drift(subject: &str, field: &str, recorded: &str, found: &str) -> Drift {
 }
 
 fn container_drifts(
+    exp: &ExpectedContainer,
+    found: Option<&ContainerInfo>,
+    subject: &str,
+    node: Option<u8>,
+) -> Vec<Drift> {
+    container_fields(exp, found, subject)
+        .into_iter()
+        .map(|d| Drift { node, ..d })
+        .collect()
+}
+
+fn container_fields(
     exp: &ExpectedContainer,
     found: Option<&ContainerInfo>,
     subject: &str,
@@ -545,19 +718,25 @@ mod tests {
     fn expected() -> Expectations {
         Expectations {
             phase: Phase::Completed,
-            container: ExpectedContainer {
-                role: ContainerRole::New,
-                name: "oms".into(),
-                id: "c0ffee".into(),
-                image: "oms:3.3.1".into(),
-                image_id: Some("sha256:new".into()),
-                binds: vec![
-                    "/data/oms/config.yaml:/home/admin/conf/config.yaml".into(),
-                    "/data/oms/logs:/home/admin/logs".into(),
-                ],
-                env: record_env(&["OMS_HOST_IP=10.0.0.1", "IS_UPGRADE=true", "DB_PASSWORD=x"]),
-                settings: None,
-            },
+            nodes: vec![NodeExpectations {
+                node: 0,
+                name: None,
+                endpoint: "local".into(),
+                container: ExpectedContainer {
+                    role: ContainerRole::New,
+                    name: "oms".into(),
+                    id: "c0ffee".into(),
+                    image: "oms:3.3.1".into(),
+                    image_id: Some("sha256:new".into()),
+                    binds: vec![
+                        "/data/oms/config.yaml:/home/admin/conf/config.yaml".into(),
+                        "/data/oms/logs:/home/admin/logs".into(),
+                    ],
+                    env: record_env(&["OMS_HOST_IP=10.0.0.1", "IS_UPGRADE=true", "DB_PASSWORD=x"]),
+                    settings: None,
+                },
+                old_restart: None,
+            }],
             rm_db: "rm".into(),
             ha_json: Some(HA.into()),
             schema_version: "3.3.1".into(),
@@ -565,7 +744,6 @@ mod tests {
                 artifact(MetaDb::Rm, "/b/rm.sql"),
                 artifact(MetaDb::Cm, "/b/cm.sql"),
             ],
-            old_restart: None,
         }
     }
 
@@ -633,7 +811,10 @@ mod tests {
     fn observed() -> Observed {
         let e = expected();
         Observed {
-            container: Some(container()),
+            nodes: vec![NodeObserved::Reached {
+                container: Some(Box::new(container())),
+                old_container: None,
+            }],
             ha_json: Some(
                 // Same object, other key order and spacing.
                 r#"{"enableHost":false, "perceiveStoreClientCheckpoint":true,"refetchStoreIntervalMin":45,"enable":true}"#
@@ -641,7 +822,23 @@ mod tests {
             ),
             schema: SchemaObservation::Version("3.3.1".into()),
             dumps: e.dumps.iter().map(check_ok).collect(),
-            old_container: None,
+        }
+    }
+
+    /// Node 0's containers as observed.
+    #[allow(clippy::type_complexity)]
+    fn seen(
+        o: &mut Observed,
+    ) -> (
+        &mut Option<Box<ContainerInfo>>,
+        &mut Option<Box<ContainerInfo>>,
+    ) {
+        match &mut o.nodes[0] {
+            NodeObserved::Reached {
+                container,
+                old_container,
+            } => (container, old_container),
+            NodeObserved::Unreachable { .. } => unreachable!("the fixture reaches node 0"),
         }
     }
 
@@ -663,11 +860,11 @@ mod tests {
                 env: vec![],
                 ..crate::events::samples::container_settings()
             },
-            o.container.as_ref().unwrap(),
+            seen(&mut o).0.as_ref().unwrap(),
         );
         want.extra_hosts = vec!["meta.local:10.0.0.9".into()];
-        e.container.settings = Some(want);
-        e.old_restart = Some(ExpectedPolicy {
+        e.nodes[0].container.settings = Some(want);
+        e.nodes[0].old_restart = Some(ExpectedPolicy {
             id: "old".into(),
             name: "oms-pre-3.3.1".into(),
             policy: RestartPolicy::no(),
@@ -677,7 +874,7 @@ mod tests {
             name: "always".into(),
             max_retries: 0,
         };
-        o.old_container = Some(old);
+        *seen(&mut o).1 = Some(Box::new(old));
         let r = compare(&e, &o);
         let fields: Vec<(&str, &str, &str)> = r
             .drifts
@@ -704,7 +901,7 @@ mod tests {
     #[test]
     fn changed_bind_is_one_field_with_both_values() {
         let mut o = observed();
-        let c = o.container.as_mut().unwrap();
+        let c = seen(&mut o).0.as_mut().unwrap();
         c.binds[0] = "/elsewhere/logs:/home/admin/logs".into();
         c.id = "d00d".into();
         let r = compare(&expected(), &o);
@@ -723,7 +920,7 @@ mod tests {
     #[test]
     fn container_fields_env_and_absence() {
         let mut o = observed();
-        let c = o.container.as_mut().unwrap();
+        let c = seen(&mut o).0.as_mut().unwrap();
         c.image = "oms:3.3.0".into();
         c.status = ContainerStatus::Exited { code: 137 };
         c.env = vec![
@@ -755,7 +952,7 @@ mod tests {
         );
 
         let mut o = observed();
-        o.container = None;
+        *seen(&mut o).0 = None;
         let r = compare(&expected(), &o);
         assert_eq!(fields(&r), [("container oms".into(), "(container)".into())]);
     }
@@ -840,5 +1037,167 @@ mod tests {
     fn unfinished_runs_have_no_end_state() {
         let err = expectations(&State::new()).unwrap_err();
         assert_eq!(err, ExpectError::NotFinished(Phase::NotPlanned));
+    }
+
+    /// A 3-node deployment over 2 regions recorded to its end (upgrade, or a rollback
+    /// after the dumps).
+    fn deployment(rollback: bool) -> State {
+        let plan = crate::replay::build::Records::deployment_plan(3, 2);
+        let mut r = crate::replay::build::Records::planned(plan);
+        if rollback {
+            r.done_until(StepKey::RenameOldContainer);
+            r.rollback().unwrap();
+        }
+        r.finish();
+        r.state
+    }
+
+    /// Node `n`'s container as the deployment recorded it after the upgrade.
+    fn reached(e: &NodeExpectations) -> NodeObserved {
+        let mut c = container();
+        c.id = e.container.id.clone();
+        c.name = e.container.name.clone();
+        c.image = e.container.image.clone();
+        c.image_id = e.container.image_id.clone().unwrap_or_default();
+        c.binds = e.container.binds.clone();
+        c.env = e.container.env.iter().map(|v| v.to_string()).collect();
+        NodeObserved::Reached {
+            container: Some(Box::new(c)),
+            old_container: None,
+        }
+    }
+
+    /// Issue 15: every node of a deployment is expected on its own engine, from its own
+    /// facts, and named.
+    #[test]
+    fn a_deployment_expects_every_node_from_its_own_facts() {
+        let e = expectations(&deployment(false)).unwrap();
+        let nodes: Vec<(u8, Option<&str>, &str)> = e
+            .nodes
+            .iter()
+            .map(|n| (n.node, n.name.as_deref(), n.endpoint.as_str()))
+            .collect();
+        assert_eq!(
+            nodes,
+            [
+                (0, Some("node 0 (oms-a)"), "local"),
+                (1, Some("node 1 (oms-b)"), "ssh://root@10.0.0.6"),
+                (2, Some("node 2 (oms-c)"), "ssh://root@10.0.0.7"),
+            ]
+        );
+        assert!(
+            e.nodes
+                .iter()
+                .all(|n| n.container.role == ContainerRole::New)
+        );
+
+        // After a rollback each node's own old container is expected back.
+        let e = expectations(&deployment(true)).unwrap();
+        assert_eq!(e.phase, Phase::RolledBack);
+        let ids: Vec<&str> = e.nodes.iter().map(|n| n.container.id.as_str()).collect();
+        let plan = crate::replay::build::Records::deployment_plan(3, 2);
+        assert_eq!(ids, [plan.old_container.id.as_str(), "old1", "old2"]);
+        assert!(
+            e.nodes
+                .iter()
+                .all(|n| n.container.role == ContainerRole::Old)
+        );
+    }
+
+    /// Issue 15: a drift on one node names that node; a node that cannot be reached is
+    /// reported as such, by name, and is never "no drift".
+    #[test]
+    fn drift_and_an_unreachable_node_are_named_per_node() {
+        let e = expectations(&deployment(false)).unwrap();
+        let all_reached = |e: &Expectations| Observed {
+            nodes: e.nodes.iter().map(reached).collect(),
+            ha_json: e.ha_json.clone(),
+            schema: SchemaObservation::NoTable,
+            dumps: vec![],
+        };
+        let mut o = all_reached(&e);
+        let ok = compare(
+            &Expectations {
+                dumps: vec![],
+                ..e.clone()
+            },
+            &o,
+        );
+        assert!(ok.is_ok(), "{:#?}", ok.drifts);
+        let subjects: Vec<&str> = ok.subjects.iter().map(|s| s.subject.as_str()).collect();
+        assert_eq!(
+            subjects[..3],
+            [
+                "node 0 (oms-a): container oms",
+                "node 1 (oms-b): container oms",
+                "node 2 (oms-c): container oms"
+            ]
+        );
+
+        o.nodes[1] = NodeObserved::Unreachable {
+            error: "host key refused".into(),
+        };
+        if let NodeObserved::Reached {
+            container: Some(c), ..
+        } = &mut o.nodes[2]
+        {
+            c.image = "oms:feature_3.3.0_ce".into();
+        }
+        let r = compare(&Expectations { dumps: vec![], ..e }, &o);
+        assert!(!r.is_ok());
+        let drifts: Vec<(&str, &str, Option<u8>)> = r
+            .drifts
+            .iter()
+            .map(|d| (d.subject.as_str(), d.field.as_str(), d.node))
+            .collect();
+        assert_eq!(
+            drifts,
+            [("node 2 (oms-c): container oms", "image", Some(2))]
+        );
+        let unreachable = r.unreachable();
+        assert_eq!(unreachable.len(), 1);
+        assert_eq!(unreachable[0].subject, "node 1 (oms-b): Docker engine");
+        assert_eq!(unreachable[0].node, Some(1));
+        let detail = unreachable[0].detail.as_deref().unwrap();
+        assert!(
+            detail.contains("node 1 (oms-b) at ssh://root@10.0.0.6")
+                && detail.contains("host key refused"),
+            "{detail}"
+        );
+
+        // Unreachable alone is still not a pass.
+        let mut o = all_reached(&expectations(&deployment(false)).unwrap());
+        o.nodes[2] = NodeObserved::Unreachable {
+            error: "connection refused".into(),
+        };
+        let e = expectations(&deployment(false)).unwrap();
+        let r = compare(&Expectations { dumps: vec![], ..e }, &o);
+        assert!(r.drifts.is_empty() && !r.is_ok());
+    }
+
+    /// A single-node plan's subjects and findings carry no node: they read as before.
+    #[test]
+    fn a_single_node_plan_names_no_node() {
+        let plan = crate::events::samples::plan();
+        let mut r = crate::replay::build::Records::planned(plan);
+        r.finish();
+        let e = expectations(&r.state).unwrap();
+        assert_eq!(e.nodes.len(), 1);
+        assert_eq!(e.nodes[0].name, None);
+        assert_eq!(e.nodes[0].endpoint, "local");
+        let o = Observed {
+            nodes: vec![NodeObserved::Reached {
+                container: None,
+                old_container: None,
+            }],
+            ha_json: e.ha_json.clone(),
+            schema: SchemaObservation::NoTable,
+            dumps: vec![],
+        };
+        let rep = compare(&Expectations { dumps: vec![], ..e }, &o);
+        assert_eq!(rep.drifts[0].subject, "container oms");
+        assert_eq!(rep.drifts[0].node, None);
+        let j = serde_json::to_value(&rep).unwrap();
+        assert!(j["drifts"][0].get("node").is_none());
     }
 }

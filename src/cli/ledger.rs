@@ -108,6 +108,18 @@ pub struct VerifyArgs {
     /// OMS_META_PASSWORD, then the config.yaml the old container mounts).
     #[arg(long, value_name = "FILE", requires = "live")]
     pub password_file: Option<PathBuf>,
+    /// With --live: the known_hosts file that pins the host keys of nodes reached over
+    /// `ssh://` (default: the operator's usual files). An unknown key is refused.
+    #[arg(long, value_name = "FILE", requires = "live")]
+    pub known_hosts: Option<PathBuf>,
+    /// With --live: the private key that logs in to nodes reached over `ssh://` (default:
+    /// the agent and the default keys).
+    #[arg(long, value_name = "FILE", requires = "live")]
+    pub ssh_identity: Option<PathBuf>,
+    /// With --live: the folder holding ca.pem, cert.pem and key.pem for nodes reached over
+    /// `tcp://` (mutual TLS; Docker's DOCKER_CERT_PATH layout).
+    #[arg(long, value_name = "DIR", requires = "live")]
+    pub docker_cert_path: Option<PathBuf>,
     /// Also compare the ledger with the witness copy (`--witness URL` or
     /// OMS_UPGRADE_WITNESS) and name the first difference: truncated or replaced by an
     /// older copy, rewritten, forked, corrupt witness rows, or records not pushed yet. The
@@ -377,7 +389,15 @@ fn cmd_verify(args: VerifyArgs, ctx: &Ctx) -> CmdResult {
                      `ledger verify --artifacts` checks the dumps meanwhile",
             )
         })?;
-        let observed = super::live::observe(&exp, &state, args.password_file.as_deref())?;
+        let access = super::live::NodeAccess {
+            ssh: crate::adapters::SshSettings {
+                known_hosts: args.known_hosts.clone(),
+                identity: args.ssh_identity.clone(),
+                program: None,
+            },
+            cert_path: args.docker_cert_path.clone(),
+        };
+        let observed = super::live::observe(&exp, &state, args.password_file.as_deref(), &access)?;
         extras.dumps = Some(Ok((recorded, observed.dumps.clone())));
         extras.live = Some(drift::compare(&exp, &observed));
     } else {
@@ -549,12 +569,14 @@ fn live_text(live: &LiveReport) -> String {
         Phase::RolledBack => "after a completed rollback",
         _ => "after a completed upgrade",
     };
+    let unreached = live.unreachable().len();
     let mut text = format!(
         "live:      {what}: {}\n",
-        if live.is_ok() {
-            "no drift".to_string()
-        } else {
-            format!("{} field(s) drifted", live.drifts.len())
+        match (live.drifts.len(), unreached) {
+            (0, 0) => "no drift".to_string(),
+            (0, u) => format!("no drift on the nodes reached; {u} node(s) NOT reached"),
+            (d, 0) => format!("{d} field(s) drifted"),
+            (d, u) => format!("{d} field(s) drifted; {u} node(s) NOT reached"),
         }
     );
     for s in &live.subjects {
@@ -586,7 +608,22 @@ fn live_text(live: &LiveReport) -> String {
 
 fn print_report(report: &VerifyReport, ctx: &Ctx, extras: &Extras) -> CmdResult {
     let ok = report.is_ok() && extras.dumps_ok() && extras.live_ok() && extras.witness_ok();
-    let code = if ok { 0 } else { ExitKind::Integrity.code() };
+    // A node that could not be reached is a service failure, not a finding against the
+    // record: exit 6 when that is all that is wrong, 3 as soon as anything differs.
+    let only_unreached = extras.live.as_ref().is_some_and(|l| {
+        l.drifts.is_empty()
+            && !l.unreachable().is_empty()
+            && report.is_ok()
+            && extras.dumps_ok()
+            && extras.witness_ok()
+    });
+    let code = if ok {
+        0
+    } else if only_unreached {
+        ExitKind::Service.code()
+    } else {
+        ExitKind::Integrity.code()
+    };
     let mut out = std::io::stdout().lock();
     if ctx.json {
         let mut v = report.to_json();
@@ -702,6 +739,15 @@ fn print_report(report: &VerifyReport, ctx: &Ctx, extras: &Extras) -> CmdResult 
         eprintln!(
             "hint: keep the ledger folder untouched as evidence; `oms-upgrade ledger export` shows \
              every stored record"
+        );
+    }
+    if let Some(l) = extras.live.as_ref().filter(|l| !l.unreachable().is_empty()) {
+        let names: Vec<&str> = l.unreachable().iter().map(|s| s.subject.as_str()).collect();
+        eprintln!(
+            "hint: not every node was compared ({}): check that each node's engine answers at \
+             the endpoint the plan records (ssh: --known-hosts and --ssh-identity; tcp: \
+             --docker-cert-path), then run `ledger verify --live` again",
+            names.join(", ")
         );
     }
     if !extras.witness_ok() {

@@ -1,15 +1,17 @@
 //! The I/O half of `ledger verify --live` and `--artifacts`: gathers what reality says
-//! (the container under the plan's name, `ha.config`, the schema version in rm, the dump
-//! files) through the adapters, for the pure comparison in [`crate::drift`].
+//! (on every node's engine the container under the plan's name, `ha.config`, the schema
+//! version in rm, the dump files) through the adapters, for the pure comparison in
+//! [`crate::drift`].
 //!
 //! Nothing here changes anything: the container is inspected, the database is read, the
 //! dump files are hashed.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::{CliError, ExitKind, metadb};
+use crate::adapters::endpoint::{DockerEndpoint, EndpointError, SshSettings, TlsFiles};
 use crate::adapters::{BollardDocker, Docker, DockerError, MetaDb, MetaDbError, MysqlMetaDb};
-use crate::drift::{Expectations, Observed, SchemaObservation};
+use crate::drift::{Expectations, NodeExpectations, NodeObserved, Observed, SchemaObservation};
 use crate::events::DumpArtifact;
 use crate::replay::State;
 use crate::report::{DumpFileCheck, check_dump_file};
@@ -23,28 +25,66 @@ pub fn check_dumps(dumps: &[DumpArtifact]) -> Vec<DumpFileCheck> {
     dumps.iter().map(check_dump_file).collect()
 }
 
-/// Observes the world the end state `exp` is about: Docker and the metadata database
-/// (password from `password_file`, `OMS_META_PASSWORD` or the config.yaml the old
-/// container mounts), and the dump files. The metadata DB is reached with the TLS settings
-/// `init` recorded, as `run` and `rollback` do: a verified connection is not traded for
-/// `preferred` (which accepts any certificate) when the record is being checked.
+/// How nodes on remote engines are reached (issue 15): the files the plan's endpoints do
+/// not carry. Paths only; no key is read into a message.
+#[derive(Debug, Clone, Default)]
+pub struct NodeAccess {
+    /// `ssh://` nodes: known_hosts, login key, ssh program.
+    pub ssh: SshSettings,
+    /// `tcp://` nodes: a folder holding `ca.pem`, `cert.pem` and `key.pem` (Docker's
+    /// `DOCKER_CERT_PATH` layout).
+    pub cert_path: Option<PathBuf>,
+}
+
+impl NodeAccess {
+    /// The TLS files for a `tcp://` endpoint (none for the other forms, which refuse them).
+    fn tls_for(&self, endpoint: &str) -> Option<TlsFiles> {
+        let dir = self
+            .cert_path
+            .as_ref()
+            .filter(|_| endpoint.starts_with("tcp://"))?;
+        Some(TlsFiles {
+            ca: dir.join("ca.pem"),
+            cert: dir.join("cert.pem"),
+            key: dir.join("key.pem"),
+        })
+    }
+}
+
+/// Observes the world the end state `exp` is about: every node's Docker engine (reached
+/// at the endpoint the plan records for it), the metadata database (password from
+/// `password_file`, `OMS_META_PASSWORD` or the config.yaml the old container mounts), and
+/// the dump files. The metadata DB is reached with the TLS settings `init` recorded, as
+/// `run` and `rollback` do: a verified connection is not traded for `preferred` (which
+/// accepts any certificate) when the record is being checked.
+///
+/// A single node's engine that cannot be reached fails the command (there is nothing to
+/// compare); in a deployment, a node that cannot be reached is observed as such, named, and
+/// the other nodes are still compared.
 pub fn observe(
     exp: &Expectations,
     state: &State,
     password_file: Option<&Path>,
+    access: &NodeAccess,
 ) -> Result<Observed, CliError> {
     let db = metadb::db_target_for_run(state, password_file)?;
     let rt = super::runtime()?;
-    let (container, old_container, ha_json, schema) = rt.block_on(async {
-        let docker = BollardDocker::connect().await.map_err(docker_error)?;
-        let container = docker
-            .inspect(&exp.container.name)
-            .await
-            .map_err(docker_error)?;
-        let old_container = match &exp.old_restart {
-            Some(o) => docker.inspect(&o.id).await.map_err(docker_error)?,
-            None => None,
-        };
+    let deployment = exp.nodes.iter().any(|n| n.name.is_some());
+    let (nodes, ha_json, schema) = rt.block_on(async {
+        // The nodes are looked at side by side: N engines behind N ssh tunnels take about
+        // as long as one.
+        let seen =
+            futures_util::future::join_all(exp.nodes.iter().map(|n| observe_node(n, access))).await;
+        let mut nodes = Vec::with_capacity(seen.len());
+        for (node, result) in exp.nodes.iter().zip(seen) {
+            match result {
+                Ok(found) => nodes.push(found),
+                Err(NodeError::Docker(e)) if !deployment => return Err(docker_error(e)),
+                Err(e) => nodes.push(NodeObserved::Unreachable {
+                    error: e.describe(&node.endpoint),
+                }),
+            }
+        }
         let metadb = MysqlMetaDb::new(&db);
         let ha = metadb
             .read_ha_config(&exp.rm_db)
@@ -53,14 +93,61 @@ pub fn observe(
         let schema = schema_version(&metadb, &exp.rm_db)
             .await
             .map_err(metadb_error)?;
-        Ok::<_, CliError>((container, old_container, ha, schema))
+        Ok::<_, CliError>((nodes, ha, schema))
     })?;
     Ok(Observed {
-        container,
-        old_container,
+        nodes,
         ha_json,
         schema,
         dumps: check_dumps(&exp.dumps),
+    })
+}
+
+/// Why a node's engine was not observed.
+enum NodeError {
+    /// The recorded endpoint does not parse (with the files given).
+    Endpoint(EndpointError),
+    /// The engine could not be reached or answered with an error.
+    Docker(DockerError),
+}
+
+impl NodeError {
+    fn describe(&self, endpoint: &str) -> String {
+        match self {
+            NodeError::Endpoint(e) => match e {
+                EndpointError::TcpNeedsTls { .. } => format!(
+                    "{e} (for `ledger verify --live`: --docker-cert-path DIR with ca.pem, \
+                     cert.pem and key.pem)"
+                ),
+                other => other.to_string(),
+            },
+            NodeError::Docker(e) => format!("{e} (engine {endpoint})"),
+        }
+    }
+}
+
+/// One node: its engine, the container under the expected name, and the renamed old
+/// container when its restart policy is to be compared.
+async fn observe_node(
+    node: &NodeExpectations,
+    access: &NodeAccess,
+) -> Result<NodeObserved, NodeError> {
+    let endpoint = DockerEndpoint::parse(&node.endpoint, access.tls_for(&node.endpoint))
+        .map_err(NodeError::Endpoint)?;
+    let docker = BollardDocker::connect_to_with(&endpoint, &access.ssh)
+        .await
+        .map_err(NodeError::Docker)?;
+    let container = docker
+        .inspect(&node.container.name)
+        .await
+        .map_err(NodeError::Docker)?;
+    let old_container = match &node.old_restart {
+        Some(o) => docker.inspect(&o.id).await.map_err(NodeError::Docker)?,
+        None => None,
+    };
+    Ok(NodeObserved::Reached {
+        container: container.map(Box::new),
+        old_container: old_container.map(Box::new),
     })
 }
 
@@ -109,4 +196,60 @@ fn metadb_error(e: MetaDbError) -> CliError {
          from --password-file, {} or the config.yaml the old container mounts",
         metadb::PASSWORD_ENV
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::drift::{ContainerRole, ExpectedContainer};
+
+    fn node(endpoint: &str) -> NodeExpectations {
+        NodeExpectations {
+            node: 1,
+            name: Some("node 1 (oms-b)".into()),
+            endpoint: endpoint.into(),
+            container: ExpectedContainer {
+                role: ContainerRole::New,
+                name: "oms".into(),
+                id: "new".into(),
+                image: "oms:3.3.1".into(),
+                image_id: None,
+                binds: vec![],
+                env: vec![],
+                settings: None,
+            },
+            old_restart: None,
+        }
+    }
+
+    /// A node whose engine does not answer is an error naming its endpoint (the caller
+    /// then reports it unreachable, by name), not an empty observation.
+    #[tokio::test]
+    async fn an_engine_that_does_not_answer_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let endpoint = format!("unix://{}/docker.sock", dir.path().display());
+        let err = match observe_node(&node(&endpoint), &NodeAccess::default()).await {
+            Err(e) => e.describe(&endpoint),
+            Ok(_) => panic!("a socket nobody listens on was reached"),
+        };
+        assert!(err.contains(&endpoint), "{err}");
+    }
+
+    /// A `tcp://` node without the TLS files says which flag gives them.
+    #[tokio::test]
+    async fn a_tcp_node_without_tls_files_says_how_to_give_them() {
+        let endpoint = "tcp://127.0.0.1:1";
+        let err = match observe_node(&node(endpoint), &NodeAccess::default()).await {
+            Err(e) => e.describe(endpoint),
+            Ok(_) => panic!("plain TCP was accepted"),
+        };
+        assert!(err.contains("--docker-cert-path"), "{err}");
+        let access = NodeAccess {
+            cert_path: Some("/certs".into()),
+            ..NodeAccess::default()
+        };
+        let tls = access.tls_for(endpoint).unwrap();
+        assert_eq!(tls.ca, PathBuf::from("/certs/ca.pem"));
+        assert!(access.tls_for("ssh://root@h").is_none());
+    }
 }

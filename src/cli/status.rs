@@ -124,39 +124,45 @@ pub fn status(args: StatusArgs, ctx: &Ctx) -> CmdResult {
                 })
             })
             .collect();
+        let mut v = serde_json::json!({
+            "ledger": ctx.ledger,
+            "run_id": state.run_id().map(|r| r.to_string()),
+            "phase": state.phase().to_string(),
+            "from": plan.map(|p| p.source_version.to_string()),
+            "to": plan.map(|p| p.target_version.to_string()),
+            "t1": state.t1(), "t2": state.t2(), "t3": state.t3(),
+            "downtime_seconds": downtime,
+            "in_doubt": in_doubt.map(|k| k.to_string()),
+            "awaiting_decision": state.awaiting_decision().map(|w| serde_json::json!({
+                "step": w.key.to_string(),
+                "reconciled_seq": w.reconciled_seq,
+                "why": w.why,
+                "evidence": w.evidence,
+                "resolve": w.resolve_command(),
+            })),
+            "rollback_permitted": state.can_rollback(),
+            "rollback_refused": state.rollback_keys().err().map(|e| e.to_string()),
+            // The holder is performing the step in progress: what comes after it is not
+            // known yet (the state would say "reconcile", which only a new run does).
+            "next": if in_progress.is_some() { serde_json::Value::Null } else { next_json(&next) },
+            "permitted": state.permitted().iter().map(|s| s.key().to_string()).collect::<Vec<_>>(),
+            "remaining": state.remaining().iter().map(|s| s.key().to_string()).collect::<Vec<_>>(),
+            "steps": steps,
+            "preflight_failures": state.preflight_failures().len(),
+            "notes": state.notes().len(),
+            "metadb_tls": metatls::recorded(&state),
+            "retention_warning": state.retention_warning(now),
+            "witness": witness,
+        });
+        // A deployment's progress per node (issue 15); absent for a single node.
+        let nodes = node_progress(&state, in_progress);
+        if !nodes.is_empty() {
+            v["nodes"] = serde_json::to_value(&nodes).unwrap_or_default();
+        }
         print_json!(
             &state,
             &[("in_progress", in_progress.map(|k| k.to_string()).into())],
-            serde_json::json!({
-                "ledger": ctx.ledger,
-                "run_id": state.run_id().map(|r| r.to_string()),
-                "phase": state.phase().to_string(),
-                "from": plan.map(|p| p.source_version.to_string()),
-                "to": plan.map(|p| p.target_version.to_string()),
-                "t1": state.t1(), "t2": state.t2(), "t3": state.t3(),
-                "downtime_seconds": downtime,
-                "in_doubt": in_doubt.map(|k| k.to_string()),
-                "awaiting_decision": state.awaiting_decision().map(|w| serde_json::json!({
-                    "step": w.key.to_string(),
-                    "reconciled_seq": w.reconciled_seq,
-                    "why": w.why,
-                    "evidence": w.evidence,
-                    "resolve": w.resolve_command(),
-                })),
-                "rollback_permitted": state.can_rollback(),
-                "rollback_refused": state.rollback_keys().err().map(|e| e.to_string()),
-                // The holder is performing the step in progress: what comes after it is not
-                // known yet (the state would say "reconcile", which only a new run does).
-                "next": if in_progress.is_some() { serde_json::Value::Null } else { next_json(&next) },
-                "permitted": state.permitted().iter().map(|s| s.key().to_string()).collect::<Vec<_>>(),
-                "remaining": state.remaining().iter().map(|s| s.key().to_string()).collect::<Vec<_>>(),
-                "steps": steps,
-                "preflight_failures": state.preflight_failures().len(),
-                "notes": state.notes().len(),
-                "metadb_tls": metatls::recorded(&state),
-                "retention_warning": state.retention_warning(now),
-                "witness": witness,
-            })
+            v
         );
         return Ok(ExitCode::SUCCESS);
     }
@@ -223,6 +229,10 @@ pub fn status(args: StatusArgs, ctx: &Ctx) -> CmdResult {
         }
     }
     println!("{table}");
+    let nodes = node_progress(&state, in_progress);
+    if !nodes.is_empty() {
+        println!("{}", nodes_table(&nodes));
+    }
     if let Some(k) = in_doubt {
         println!("In doubt: {k} (the next `run` or `rollback` checks it against reality first)");
     }
@@ -241,6 +251,134 @@ pub fn status(args: StatusArgs, ctx: &Ctx) -> CmdResult {
         println!("Rollback: permitted (`oms-upgrade rollback`)");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One node's progress in a deployment (issue 15).
+#[derive(Debug, serde::Serialize)]
+struct NodeProgress {
+    /// The node's index (0: the plan's own node).
+    node: u8,
+    /// The operator's name for it.
+    label: String,
+    /// Its Docker engine as recorded (no secret).
+    endpoint: String,
+    /// Its steps done, in record order.
+    done: Vec<String>,
+    /// Its steps that may start now (the run would perform them next).
+    next: Vec<String>,
+    /// Its steps with an intent and no outcome (not counting one the run holding the
+    /// ledger is performing now).
+    in_doubt: Vec<String>,
+    /// The one the run holding the ledger is performing now, when it is on this node.
+    running: Option<String>,
+    /// Its steps still to run after `next`.
+    remaining: Vec<String>,
+    /// Its steps whose last attempt failed.
+    failed: Vec<String>,
+}
+
+/// Per node: done, next, in doubt, failed and remaining steps, from the state alone.
+/// Empty for a single-node plan (its one node is the whole table above).
+fn node_progress(state: &State, in_progress: Option<StepKey>) -> Vec<NodeProgress> {
+    let Some(plan) = state.plan().filter(|p| p.deployment().is_some()) else {
+        return vec![];
+    };
+    let names = |keys: &mut dyn Iterator<Item = StepKey>| -> Vec<String> {
+        keys.map(|k| k.to_string()).collect()
+    };
+    let runnable: Vec<StepKey> = state.permitted().iter().map(Step::key).collect();
+    let in_doubt = state.in_doubt_all();
+    let remaining: Vec<StepKey> = state.remaining().iter().map(Step::key).collect();
+    plan.nodes()
+        .into_iter()
+        .map(|n| {
+            let on = |k: &StepKey| k.node() == Some(n);
+            // In record order (of each step's first attempt).
+            let mut attempted: Vec<StepKey> = Vec::new();
+            for a in state.attempts().iter().filter(|a| on(&a.key)) {
+                if !attempted.contains(&a.key) {
+                    attempted.push(a.key);
+                }
+            }
+            let meta = plan.node_meta(n);
+            NodeProgress {
+                node: n.0,
+                label: meta.label.clone(),
+                endpoint: meta.endpoint.clone(),
+                done: names(
+                    &mut attempted
+                        .iter()
+                        .copied()
+                        .filter(|k| state.status(*k) == StepStatus::Done),
+                ),
+                next: names(
+                    &mut runnable
+                        .iter()
+                        .copied()
+                        .filter(|k| on(k) && Some(*k) != in_progress),
+                ),
+                in_doubt: names(
+                    &mut in_doubt
+                        .iter()
+                        .copied()
+                        .filter(|k| on(k) && Some(*k) != in_progress),
+                ),
+                running: in_progress.filter(|k| on(k)).map(|k| k.to_string()),
+                remaining: names(
+                    &mut remaining
+                        .iter()
+                        .copied()
+                        .filter(|k| on(k) && !runnable.contains(k) && !attempted.contains(k)),
+                ),
+                failed: names(
+                    &mut attempted
+                        .iter()
+                        .copied()
+                        .filter(|k| state.failure_kind(*k).is_some()),
+                ),
+            }
+        })
+        .collect()
+}
+
+/// The per-node table of `status` for a deployment.
+fn nodes_table(nodes: &[NodeProgress]) -> String {
+    let mut table = Table::new();
+    table.load_preset(NOTHING).set_header([
+        "NODE",
+        "ENDPOINT",
+        "DONE",
+        "NEXT",
+        "IN DOUBT / FAILED",
+    ]);
+    let or_dash = |v: &[String]| {
+        if v.is_empty() {
+            "-".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
+    for n in nodes {
+        let total = n.done.len()
+            + n.next.len()
+            + n.in_doubt.len()
+            + n.remaining.len()
+            + usize::from(n.running.is_some());
+        let next = match &n.running {
+            Some(k) => format!("{k} (running now)"),
+            None => or_dash(&n.next),
+        };
+        let mut trouble: Vec<String> = n.in_doubt.iter().map(|k| format!("{k} in doubt")).collect();
+        trouble.extend(n.failed.iter().map(|k| format!("{k} failed")));
+        table.add_row([
+            format!("{} {}", n.node, n.label),
+            n.endpoint.clone(),
+            format!("{}/{total}", n.done.len()),
+            next,
+            or_dash(&trouble),
+        ]);
+    }
+    format!("Nodes:\n{table}")
 }
 
 /// The new container's differences from the old one (issue 12.4) for `plan --json`.
@@ -414,5 +552,77 @@ fn witness_line(w: &serde_json::Value) -> String {
         ),
         Some("unreachable") => format!("{head}: unreachable ({error})"),
         _ => format!("{head}: not asked ({error})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::NodeIx;
+    use crate::replay::build::Records;
+
+    /// Issue 15: `status` shows each node's own progress: node 0 stopped, node 1's stop in
+    /// doubt (a crash while it ran), node 2 not stopped yet.
+    #[test]
+    fn a_deployment_shows_progress_per_node() {
+        let mut r = Records::planned(Records::deployment_plan(3, 2));
+        r.step_ok(StepKey::DisableHa);
+        r.step_ok(StepKey::PreStopCheck);
+        r.step_ok(StepKey::StopOldContainer);
+        r.step_ok(StepKey::PreStopCheck.on_node(NodeIx(1)));
+        r.intent(StepKey::StopOldContainer.on_node(NodeIx(1)))
+            .unwrap();
+        let nodes = node_progress(&r.state, None);
+        let view: Vec<(u8, &str, Vec<&str>, Vec<&str>)> = nodes
+            .iter()
+            .map(|n| {
+                (
+                    n.node,
+                    n.label.as_str(),
+                    n.done.iter().map(String::as_str).collect(),
+                    n.in_doubt.iter().map(String::as_str).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            view,
+            [
+                (0, "oms-a", vec!["pre-stop-check", "stop-old"], vec![]),
+                (
+                    1,
+                    "oms-b",
+                    vec!["node1:pre-stop-check"],
+                    vec!["node1:stop-old"]
+                ),
+                (2, "oms-c", vec![], vec![]),
+            ]
+        );
+        assert!(nodes[0].remaining.contains(&"rename-old".to_string()));
+        assert_eq!(nodes[2].next, ["node2:pre-stop-check"]);
+        // Node 2 does not run docker_init.sh: another node of its region does.
+        assert_eq!(
+            nodes[2].remaining,
+            [
+                "node2:stop-old",
+                "node2:rename-old",
+                "node2:create-new",
+                "node2:start-new",
+                "node2:confirm-health"
+            ]
+        );
+        let table = nodes_table(&nodes);
+        assert!(table.contains("node1:stop-old in doubt"), "{table}");
+        assert!(table.contains("ssh://root@10.0.0.7"), "{table}");
+        // The run holding the ledger performing node 1's stop: running, not in doubt.
+        let running = node_progress(&r.state, Some(StepKey::StopOldContainer.on_node(NodeIx(1))));
+        assert_eq!(running[1].running.as_deref(), Some("node1:stop-old"));
+        assert!(running[1].in_doubt.is_empty());
+    }
+
+    /// A single-node plan has no per-node table: its steps are the whole story.
+    #[test]
+    fn a_single_node_plan_has_no_node_table() {
+        let r = Records::planned(crate::events::samples::plan());
+        assert!(node_progress(&r.state, None).is_empty());
     }
 }

@@ -49,6 +49,61 @@ impl Records {
         }
     }
 
+    /// A deployment's plan (issue 15): the samples' plan as node 0, plus `nodes - 1` other
+    /// nodes over `regions` regions. Node `i` is labelled `oms-a`, `oms-b`, ..., is in
+    /// region `i % regions`, and runs `docker_init.sh` when it is its region's first node
+    /// (the region's nodes share one config file); nodes 1.. are reached over
+    /// `ssh://root@10.0.0.<i + 5>` and have their own container ids and names.
+    pub fn deployment_plan(nodes: u8, regions: u8) -> Plan {
+        use crate::events::{Deployment, NodeMeta, NodePlan, PlanExt, RegionIx, RegionPlan};
+        let base = samples::plan();
+        let meta = |i: u8| NodeMeta {
+            label: format!("oms-{}", char::from(b'a' + i)),
+            region: RegionIx(i % regions),
+            endpoint: if i == 0 {
+                "local".into()
+            } else {
+                format!("ssh://root@10.0.0.{}", i + 5)
+            },
+            runs_init: i < regions,
+        };
+        let region_plans = (0..regions)
+            .map(|r| RegionPlan {
+                name: format!("region-{r}"),
+                heartbeat_db: if r == 0 {
+                    base.databases.cm_hb.clone()
+                } else {
+                    format!("{}_{r}", base.databases.cm_hb)
+                },
+            })
+            .collect();
+        let node_plans = (1..nodes)
+            .map(|i| {
+                let ip = format!("10.0.0.{}", i + 5);
+                let mut old = base.old_container.clone();
+                old.id = format!("old{i}");
+                NodePlan {
+                    meta: meta(i),
+                    old_container: old,
+                    settings: None,
+                    host_ip: ip.clone(),
+                    health_url: format!("http://{ip}:8089/oms/health"),
+                    old_renamed_to: format!("{}-{i}", base.old_renamed_to),
+                    new_name: base.new_name.clone(),
+                    failed_name: format!("{}-{i}", base.failed_name),
+                    target_image_id: base.target_image_id.clone(),
+                }
+            })
+            .collect();
+        let mut plan = base;
+        plan.ext.push(PlanExt::Deployment(Box::new(Deployment {
+            node0: meta(0),
+            regions: region_plans,
+            nodes: node_plans,
+        })));
+        plan
+    }
+
     /// The plan's run id.
     pub fn run_id(&self) -> Uuid {
         self.plan.run_id

@@ -9,7 +9,7 @@ use std::fmt::Write;
 use chrono::{DateTime, Utc};
 use html_escape::{encode_double_quoted_attribute as attr, encode_text as esc};
 
-use super::markdown::{headline, pretty_json, refetch_line, verdict};
+use super::markdown::{headline, lane_title, pretty_json, refetch_line, verdict};
 use super::text::{self, clock, duration_ms, short, size, time, time_opt};
 use super::{Report, StepResult, StepRow};
 
@@ -118,6 +118,7 @@ pub fn to_html(r: &Report) -> String {
     o.push_str("</header>\n");
     cards(&mut o, r);
     timeline(&mut o, r);
+    nodes(&mut o, r);
     run(&mut o, r);
     ha(&mut o, r);
     dumps(&mut o, r);
@@ -277,7 +278,40 @@ fn svg_timeline(r: &Report) -> String {
         left: LEFT,
         width: W - LEFT - RIGHT,
     };
-    let rows_h = steps.len() as f64 * ROW;
+    // Rows: one per attempt for a single node; for a deployment one lane per node beside
+    // the deployment-wide one, each attempt a bar in its node's lane (issue 15).
+    let (labels, row_of): (Vec<(String, bool)>, Vec<usize>) = if r.nodes.is_empty() {
+        let labels = steps
+            .iter()
+            .map(|step| {
+                let label = if step.attempt > 1 {
+                    format!("{} (try {})", step.key, step.attempt)
+                } else {
+                    step.key.to_string()
+                };
+                (label, step.rollback)
+            })
+            .collect();
+        (labels, (0..steps.len()).collect())
+    } else {
+        let mut labels = vec![("deployment-wide".to_string(), false)];
+        labels.extend(r.nodes.iter().map(|n| {
+            (
+                format!("node {} {} ({})", n.node, n.label, n.host_ip),
+                false,
+            )
+        }));
+        let row_of = steps
+            .iter()
+            .map(|step| {
+                step.node
+                    .and_then(|n| r.nodes.iter().position(|l| l.node == n))
+                    .map_or(0, |i| i + 1)
+            })
+            .collect();
+        (labels, row_of)
+    };
+    let rows_h = labels.len() as f64 * ROW;
     let axis_y = TOP + rows_h + 6.0;
     let h = axis_y + 58.0;
     let mut s = String::new();
@@ -286,7 +320,7 @@ fn svg_timeline(r: &Report) -> String {
         "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {W} {h}\" role=\"img\" aria-label=\"Timeline of the steps\" font-family=\"system-ui, sans-serif\" font-size=\"12\">"
     );
     // Lanes.
-    for (i, step) in steps.iter().enumerate() {
+    for (i, (label, rollback)) in labels.iter().enumerate() {
         let y = TOP + i as f64 * ROW;
         if i % 2 == 0 {
             let _ = writeln!(
@@ -294,17 +328,12 @@ fn svg_timeline(r: &Report) -> String {
                 "<rect x=\"0\" y=\"{y}\" width=\"{W}\" height=\"{ROW}\" fill=\"#f5f6f8\"/>"
             );
         }
-        let label = if step.attempt > 1 {
-            format!("{} (try {})", step.key, step.attempt)
-        } else {
-            step.key.to_string()
-        };
         let _ = writeln!(
             s,
             "<text x=\"8\" y=\"{:.1}\" fill=\"{}\">{}</text>",
             y + 15.0,
-            if step.rollback { "#4a148c" } else { "#263238" },
-            esc(&label)
+            if *rollback { "#4a148c" } else { "#263238" },
+            esc(label)
         );
     }
     // Downtime band, under the bars.
@@ -333,8 +362,8 @@ fn svg_timeline(r: &Report) -> String {
         );
     }
     // Bars.
-    for (i, step) in steps.iter().enumerate() {
-        let y = TOP + i as f64 * ROW + 4.0;
+    for (step, row) in steps.iter().zip(&row_of) {
+        let y = TOP + *row as f64 * ROW + 4.0;
         let x1 = axis.x(step.started_at);
         let x2 = match step.ended_at {
             Some(e) => axis.x(e),
@@ -443,10 +472,30 @@ fn timeline(o: &mut String, r: &Report) {
         return;
     }
     o.push_str(&svg_timeline(r));
+    if r.nodes.is_empty() {
+        step_table(o, r.steps.iter());
+    } else {
+        // A deployment: one table per lane (issue 15).
+        o.push_str("<h3 id=\"lane-shared\">Deployment-wide</h3>\n");
+        step_table(o, r.steps.iter().filter(|s| s.node.is_none()));
+        for n in &r.nodes {
+            let _ = writeln!(
+                o,
+                "<h3 id=\"lane-node{}\">{}</h3>",
+                n.node,
+                esc(&lane_title(n))
+            );
+            step_table(o, r.steps.iter().filter(|s| s.node == Some(n.node)));
+        }
+    }
+    o.push_str("<p class=\"muted\">Times are UTC. A duration is the outcome record's time minus the intent record's time.</p>\n</section>\n");
+}
+
+fn step_table<'a>(o: &mut String, steps: impl Iterator<Item = &'a StepRow>) {
     o.push_str(
         "<table>\n<thead><tr><th>Step</th><th>Try</th><th>Started</th><th>Ended</th><th>Duration</th><th>Result</th><th>Mark</th><th>Detail</th><th>By</th></tr></thead>\n<tbody>\n",
     );
-    for s in &r.steps {
+    for s in steps {
         let marks: String = s
             .marks
             .iter()
@@ -473,7 +522,74 @@ fn timeline(o: &mut String, r: &Report) {
             esc(&s.host)
         );
     }
-    o.push_str("</tbody>\n</table>\n<p class=\"muted\">Times are UTC. A duration is the outcome record's time minus the intent record's time.</p>\n</section>\n");
+    o.push_str("</tbody>\n</table>\n");
+}
+
+/// A deployment's nodes, one row each (issue 15): where, which containers, health, init.
+fn nodes(o: &mut String, r: &Report) {
+    if r.nodes.is_empty() {
+        return;
+    }
+    o.push_str("<section id=\"nodes\">\n<h2>Nodes</h2>\n<table>\n<thead><tr><th>Node</th><th>Region</th><th>Host IP</th><th>Endpoint</th><th>Old container</th><th>New container</th><th>Stopped</th><th>Health</th><th>docker_init.sh</th></tr></thead>\n<tbody>\n");
+    let dash = || "-".to_string();
+    for n in &r.nodes {
+        let new = n
+            .new_container
+            .as_ref()
+            .map(|c| {
+                format!(
+                    "{} ({}) from {}{}",
+                    mono(&c.name),
+                    mono(short(&c.id)),
+                    mono(&c.image),
+                    c.started_at
+                        .map(|t| format!(", started {}", esc(&time(t))))
+                        .unwrap_or_default()
+                )
+            })
+            .unwrap_or_else(dash);
+        let stopped = match n.stopped_at {
+            Some(t) if n.first_stopped => format!(
+                "{} <span class=\"mark\">T1</span> first of any node",
+                esc(&time(t))
+            ),
+            Some(t) => esc(&time(t)).to_string(),
+            None => dash(),
+        };
+        let health = n
+            .health
+            .as_ref()
+            .map(|h| {
+                format!(
+                    "{} {} at {} ({})",
+                    mono(&h.url),
+                    if h.healthy {
+                        "<span class=\"good\">healthy</span>"
+                    } else {
+                        "<span class=\"bad\">not healthy</span>"
+                    },
+                    esc(&time(h.at)),
+                    mono(&h.step.to_string())
+                )
+            })
+            .unwrap_or_else(dash);
+        let _ = writeln!(
+            o,
+            "<tr id=\"node{}\"><td>{} {}</td><td>{}</td><td>{}</td><td>{}</td><td>{} ({}) from {}, renamed {}</td><td>{new}</td><td>{stopped}</td><td>{health}</td><td>{}</td></tr>",
+            n.node,
+            n.node,
+            esc(&n.label),
+            esc(&n.region_name),
+            mono(&n.host_ip),
+            mono(&n.endpoint),
+            mono(&n.old_container.name),
+            mono(short(&n.old_container.id)),
+            mono(&n.old_container.image),
+            mono(&n.old_renamed_to),
+            esc(&n.init.label())
+        );
+    }
+    o.push_str("</tbody>\n</table>\n</section>\n");
 }
 
 fn kv_table(o: &mut String, rows: &[(&str, String)]) {

@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use super::text::{self, clock, duration_ms, short, size, time, time_opt};
-use super::{Report, StepResult};
+use super::{NodeLane, Report, StepResult, StepRow};
 
 /// Escapes text for a table cell: pipes would end the cell and newlines the row.
 pub(crate) fn cell(s: &str) -> String {
@@ -106,6 +106,7 @@ pub fn to_markdown(r: &Report) -> String {
     }
     summary(&mut o, r);
     timeline(&mut o, r);
+    nodes(&mut o, r);
     ha(&mut o, r);
     dumps(&mut o, r);
     containers(&mut o, r);
@@ -253,11 +254,47 @@ fn timeline(o: &mut String, r: &Report) {
         let _ = writeln!(o, "No step was run.\n");
         return;
     }
+    if r.nodes.is_empty() {
+        step_table(o, r.steps.iter());
+    } else {
+        // A deployment: one lane per node beside the deployment-wide one (issue 15).
+        let _ = writeln!(
+            o,
+            "One lane per node; deployment-wide steps (HA, heartbeat and dumps, check-online, \
+             completion) in their own lane.\n"
+        );
+        let _ = writeln!(o, "### Deployment-wide\n");
+        step_table(o, r.steps.iter().filter(|s| s.node.is_none()));
+        for n in &r.nodes {
+            let _ = writeln!(o, "\n### {}\n", cell(&lane_title(n)));
+            step_table(o, r.steps.iter().filter(|s| s.node == Some(n.node)));
+        }
+    }
+    if let Some(first) = r.steps.first() {
+        let _ = writeln!(
+            o,
+            "\nTimes are UTC on {}; durations are outcome record time minus intent record time.\n",
+            first.started_at.format("%Y-%m-%d")
+        );
+    }
+}
+
+/// A node lane's heading: `Node 1: oms-b (region hz, 10.0.0.2, ssh://root@10.0.0.2)`.
+pub(super) fn lane_title(n: &NodeLane) -> String {
+    format!(
+        "Node {}: {} (region {}, {}, {})",
+        n.node, n.label, n.region_name, n.host_ip, n.endpoint
+    )
+}
+
+fn step_table<'a>(o: &mut String, steps: impl Iterator<Item = &'a StepRow>) {
     let _ = writeln!(
         o,
         "| Step | Try | Started | Ended | Duration | Result | Mark | Detail |\n|---|---|---|---|---|---|---|---|"
     );
-    for s in &r.steps {
+    let mut any = false;
+    for s in steps {
+        any = true;
         let _ = writeln!(
             o,
             "| {} {} | {} | {} | {} | {} | {} | {} | {} |",
@@ -276,13 +313,78 @@ fn timeline(o: &mut String, r: &Report) {
             cell(&s.detail)
         );
     }
-    if let Some(first) = r.steps.first() {
+    if !any {
+        let _ = writeln!(o, "| - | | | | | not started | | |");
+    }
+}
+
+/// A deployment's nodes, one row each (issue 15): where, which containers, health, init.
+fn nodes(o: &mut String, r: &Report) {
+    if r.nodes.is_empty() {
+        return;
+    }
+    let _ = writeln!(o, "## Nodes\n");
+    let _ = writeln!(
+        o,
+        "| Node | Region | Host IP | Endpoint | Old container | New container | Stopped | Health | docker_init.sh |\n|---|---|---|---|---|---|---|---|---|"
+    );
+    for n in &r.nodes {
+        let new = n
+            .new_container
+            .as_ref()
+            .map(|c| {
+                format!(
+                    "{} ({}) from {}{}",
+                    code(&c.name),
+                    code(short(&c.id)),
+                    code(&c.image),
+                    c.started_at
+                        .map(|t| format!(", started {}", time(t)))
+                        .unwrap_or_default()
+                )
+            })
+            .unwrap_or_else(|| "-".into());
+        let stopped = match n.stopped_at {
+            Some(t) if n.first_stopped => format!("{} (**T1**, first of any node)", time(t)),
+            Some(t) => time(t),
+            None => "-".into(),
+        };
+        let health = n
+            .health
+            .as_ref()
+            .map(|h| {
+                format!(
+                    "{} {} at {} ({})",
+                    code(&h.url),
+                    if h.healthy {
+                        "healthy"
+                    } else {
+                        "**not healthy**"
+                    },
+                    time(h.at),
+                    h.step
+                )
+            })
+            .unwrap_or_else(|| "-".into());
         let _ = writeln!(
             o,
-            "\nTimes are UTC on {}; durations are outcome record time minus intent record time.\n",
-            first.started_at.format("%Y-%m-%d")
+            "| {} {} | {} | {} | {} | {} ({}) from {}, renamed {} | {} | {} | {} | {} |",
+            n.node,
+            cell(&n.label),
+            cell(&n.region_name),
+            code(&n.host_ip),
+            code(&n.endpoint),
+            code(&n.old_container.name),
+            code(short(&n.old_container.id)),
+            code(&n.old_container.image),
+            code(&n.old_renamed_to),
+            new,
+            stopped,
+            health,
+            cell(&n.init.label())
         );
     }
+    let _ = writeln!(o);
 }
 
 fn ha(o: &mut String, r: &Report) {

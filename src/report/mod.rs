@@ -31,11 +31,13 @@ use crate::replay::{Attempt, Outcome, Phase, State};
 
 mod collect;
 pub(crate) mod html;
+pub mod lanes;
 pub(crate) mod markdown;
 pub(crate) mod text;
 
 pub use collect::{CollectError, Collected, check_dump_file, collect};
 pub use html::to_html;
+pub use lanes::{InitOnNode, LaneContainer, LaneHealth, NodeLane};
 pub use markdown::to_markdown;
 
 /// The `format` field of every report.
@@ -72,6 +74,11 @@ pub struct Report {
     pub times: KeyTimes,
     /// Every attempt of every step, in record order.
     pub steps: Vec<StepRow>,
+    /// A deployment's nodes (issue 15), one lane each, in node order; the steps of node
+    /// `n` are the rows of [`Report::steps`] whose `node` is `n`, the others are
+    /// deployment-wide. Absent from a single-node report.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<NodeLane>,
     /// HA before and after, and how the refetch interval was chosen.
     pub ha: HaSection,
     /// Every dump written, with its checks.
@@ -352,6 +359,10 @@ pub struct StepRow {
     pub operator: String,
     /// Host of the intent record.
     pub host: String,
+    /// In a deployment's report, the node whose lane the attempt is in; absent for
+    /// deployment-wide steps and from single-node reports.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<u8>,
 }
 
 /// One `ha.config` change.
@@ -780,6 +791,7 @@ pub fn build(records: &[Recorded], state: &State, verification: Verification) ->
         .map(|r| (r.seq, (r.operator.as_str(), r.host.as_str())))
         .collect();
     let last_at = records.last().map(|r| r.at);
+    let times = key_times(state, last_at);
     Report {
         format: REPORT_FORMAT,
         version: REPORT_VERSION,
@@ -787,8 +799,13 @@ pub fn build(records: &[Recorded], state: &State, verification: Verification) ->
         run: run_info(records, state, verification.ledger_id),
         plan: plan_summary(state),
         outcome: outcome(state),
-        times: key_times(state, last_at),
-        steps: state.attempts().iter().map(|a| step_row(a, &who)).collect(),
+        steps: state
+            .attempts()
+            .iter()
+            .map(|a| step_row(state, a, &times, &who))
+            .collect(),
+        times,
+        nodes: lanes::node_lanes(state),
         ha: ha_section(state),
         dumps: dump_rows(state, &verification),
         containers: containers(state),
@@ -997,6 +1014,9 @@ fn key_times(state: &State, last_at: Option<DateTime<Utc>>) -> KeyTimes {
             docker_finished_at: None,
         })
     });
+    // T1 and T3 are the first stop of any node (a single-node plan has only node 0's).
+    let first = |base: StepKey| lanes::first_stop(state, base).map_or(base, |(k, _)| k);
+    let t1 = stop_mark(state, "T1", first(StepKey::StopOldContainer));
     let downtime = state.downtime_start().and_then(|start| {
         let end = state.downtime_end();
         let measured_to = end.or(last_at)?.max(start);
@@ -1021,24 +1041,33 @@ fn key_times(state: &State, last_at: Option<DateTime<Utc>>) -> KeyTimes {
         })
     });
     KeyTimes {
-        t1: stop_mark(state, "T1", StepKey::StopOldContainer),
+        t1,
         t2,
-        t3: stop_mark(state, "T3", StepKey::StopNewContainer),
+        t3: stop_mark(state, "T3", first(StepKey::StopNewContainer)),
         downtime,
     }
 }
 
-fn marks_of(a: &Attempt) -> Vec<&'static str> {
+/// `T1`/`T2`/`T3` on the attempt whose facts carry the mark.
+fn marks_of(a: &Attempt, times: &KeyTimes) -> Vec<&'static str> {
     let done = a.outcome.as_ref().and_then(|o| o.done_facts()).is_some();
-    match (a.key, done) {
-        (StepKey::StopOldContainer, true) => vec!["T1"],
-        (StepKey::EnableHa, true) => vec!["T2"],
-        (StepKey::StopNewContainer, true) => vec!["T3"],
-        _ => vec![],
+    if !done {
+        return vec![];
     }
+    [&times.t1, &times.t2, &times.t3]
+        .into_iter()
+        .flatten()
+        .filter(|m| m.step == a.key)
+        .map(|m| m.name)
+        .collect()
 }
 
-fn step_row(a: &Attempt, who: &BTreeMap<u64, (&str, &str)>) -> StepRow {
+fn step_row(
+    state: &State,
+    a: &Attempt,
+    times: &KeyTimes,
+    who: &BTreeMap<u64, (&str, &str)>,
+) -> StepRow {
     let detail = match &a.outcome {
         None => "intent recorded, no outcome: the process stopped while the step ran".to_string(),
         Some(Outcome::Done { facts, .. }) => text::facts(facts),
@@ -1069,10 +1098,11 @@ fn step_row(a: &Attempt, who: &BTreeMap<u64, (&str, &str)>) -> StepRow {
         ended_at: a.outcome.as_ref().map(Outcome::at),
         duration_ms: a.duration().map(|d| d.num_milliseconds()),
         result: StepResult::of(a.outcome.as_ref()),
-        marks: marks_of(a),
+        marks: marks_of(a, times),
         detail,
         operator: a.operator.clone(),
         host: host.to_string(),
+        node: lanes::lane_of(state, a.key),
     }
 }
 

@@ -740,3 +740,169 @@ fn an_anchor_is_matched_only_when_the_walk_reached_it() {
     assert_eq!(v.head_hash, Some("09".repeat(32)));
     assert_eq!(v.anchor.unwrap().head, "07".repeat(32));
 }
+
+/// A 3-node deployment over 2 regions, recorded with the core's builder: node 2 stops
+/// first, then node 0, then node 1; everything else in the procedure's order.
+fn deployment() -> crate::replay::build::Records {
+    use crate::events::NodeIx;
+    let mut r = crate::replay::build::Records::planned(
+        crate::replay::build::Records::deployment_plan(3, 2),
+    );
+    r.step_ok(StepKey::DisableHa);
+    for n in [NodeIx(2), NodeIx(0), NodeIx(1)] {
+        r.step_ok(StepKey::PreStopCheck.on_node(n));
+        r.step_ok(StepKey::StopOldContainer.on_node(n));
+    }
+    r.finish();
+    r
+}
+
+fn verified(events: &[Recorded]) -> Verification {
+    let n = events.len() as u64;
+    Verification {
+        ledger_id: LEDGER,
+        chain_intact: true,
+        records_verified: n,
+        head_seq: Some(n),
+        head_hash: Some("ab".repeat(32)),
+        problem: None,
+        anchor: None,
+        dumps: vec![],
+    }
+}
+
+/// Issue 15: T1 is the first stop of ANY node, and only that stop carries the T1 mark; the
+/// downtime starts there.
+#[test]
+fn t1_and_its_mark_are_the_first_stop_of_any_node() {
+    use crate::events::NodeIx;
+    let d = deployment();
+    assert_eq!(d.state.phase(), Phase::Completed);
+    let r = build(&d.events, &d.state, verified(&d.events));
+    let first = StepKey::StopOldContainer.on_node(NodeIx(2));
+    let t1 = r.times.t1.as_ref().expect("T1");
+    assert_eq!(t1.step, first, "T1 is node 2's stop, the first of any node");
+    let stopped_at = match d.state.facts(first) {
+        Some(StepFacts::ContainerStopped(c)) => c.t(),
+        other => panic!("no stop facts: {other:?}"),
+    };
+    assert_eq!(t1.at, stopped_at);
+    assert_eq!(r.times.downtime.as_ref().unwrap().start, stopped_at);
+    let marked: Vec<StepKey> = r
+        .steps
+        .iter()
+        .filter(|s| s.marks.contains(&"T1"))
+        .map(|s| s.key)
+        .collect();
+    assert_eq!(marked, [first]);
+    assert_eq!(r.times.t2.as_ref().unwrap().step, StepKey::EnableHa);
+}
+
+/// Issue 15: one lane per node (label, region, host IP, endpoint, containers, health, init)
+/// beside the deployment-wide lane, in every form of the report.
+#[test]
+fn a_deployment_has_one_lane_per_node() {
+    use crate::events::NodeIx;
+    let d = deployment();
+    let r = build(&d.events, &d.state, verified(&d.events));
+    let labels: Vec<(u8, &str, &str, &str)> = r
+        .nodes
+        .iter()
+        .map(|n| {
+            (
+                n.node,
+                n.label.as_str(),
+                n.region_name.as_str(),
+                n.endpoint.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            (0, "oms-a", "region-0", "local"),
+            (1, "oms-b", "region-1", "ssh://root@10.0.0.6"),
+            (2, "oms-c", "region-0", "ssh://root@10.0.0.7"),
+        ]
+    );
+    assert_eq!(r.nodes[2].host_ip, "10.0.0.7");
+    assert_eq!(r.nodes[2].old_container.id, "old2");
+    assert!(r.nodes[2].first_stopped && !r.nodes[0].first_stopped);
+    assert!(r.nodes.iter().all(|n| n.new_container.is_some()));
+    assert!(
+        r.nodes
+            .iter()
+            .all(|n| n.health.as_ref().is_some_and(|h| h.healthy))
+    );
+    // docker_init.sh ran once per region: on each region's first node.
+    assert!(matches!(r.nodes[0].init, InitOnNode::Ran { .. }));
+    assert!(matches!(r.nodes[1].init, InitOnNode::Ran { .. }));
+    assert_eq!(r.nodes[2].init, InitOnNode::NotOnThisNode);
+
+    // Every attempt is in its node's lane; deployment-wide and region steps in none.
+    for s in &r.steps {
+        assert_eq!(s.node, s.key.node().map(|n| n.0), "{}", s.key);
+    }
+    let lane = |n: Option<u8>| -> Vec<String> {
+        r.steps
+            .iter()
+            .filter(|s| s.node == n)
+            .map(|s| s.key.to_string())
+            .collect()
+    };
+    assert!(lane(Some(1)).iter().all(|k| k.starts_with("node1:")));
+    assert!(lane(Some(0)).contains(&"stop-old".to_string()));
+    let shared = lane(None);
+    for k in [
+        "disable-ha",
+        "dump-rm",
+        "region1:dump-cm_hb",
+        "enable-ha",
+        "complete",
+    ] {
+        assert!(
+            shared.contains(&k.to_string()),
+            "{k} not shared: {shared:?}"
+        );
+    }
+
+    let md = to_markdown(&r);
+    for want in [
+        "### Deployment-wide",
+        "### Node 0: oms-a (region region-0, 10.0.0.5, local)",
+        "### Node 2: oms-c (region region-0, 10.0.0.7, ssh://root@10.0.0.7)",
+        "## Nodes",
+        "(**T1**, first of any node)",
+        "not on this node",
+    ] {
+        assert!(md.contains(want), "markdown lacks {want:?}");
+    }
+    let html = to_html(&r);
+    for want in [
+        "id=\"lane-shared\"",
+        "id=\"lane-node2\"",
+        "<section id=\"nodes\">",
+        ">node 2 oms-c (10.0.0.7)</text>",
+    ] {
+        assert!(html.contains(want), "html lacks {want:?}");
+    }
+    let j = to_json(&r);
+    assert_eq!(j["nodes"][1]["endpoint"], "ssh://root@10.0.0.6");
+    assert_eq!(j["nodes"][2]["init"]["state"], "not_on_this_node");
+    assert_eq!(j["times"]["t1"]["step"], "node2:stop-old");
+    let first_stop = r
+        .steps
+        .iter()
+        .position(|s| s.key == StepKey::StopOldContainer.on_node(NodeIx(2)))
+        .unwrap();
+    assert_eq!(j["steps"][first_stop]["node"], 2);
+}
+
+/// A single-node report has no lanes: no `nodes`, no `node` on its steps.
+#[test]
+fn a_single_node_report_has_no_lanes() {
+    let r = completed().report();
+    assert!(r.nodes.is_empty() && r.steps.iter().all(|s| s.node.is_none()));
+    let j = to_json(&r);
+    assert!(j.get("nodes").is_none() && j["steps"][0].get("node").is_none());
+}
