@@ -89,6 +89,7 @@ fn world() -> SharedWorld {
             warmup: Duration::from_secs(30),
             flaps: vec![],
             checks: 0,
+            node: 0,
         },
     );
     w.shared()
@@ -817,4 +818,94 @@ async fn sim_clock_sleep_advances_virtual_time_only() {
         clock.elapsed_since(m0),
         Duration::from_secs(3600) + adapters::MIN_SLEEP
     );
+}
+
+/// The simulator over a deployment (issue 15): 3 nodes in 2 regions of 3.3.0 -> 3.3.1.
+fn deployment_cfg() -> driver::SimConfig {
+    driver::SimConfig::new("3.3.0".parse().unwrap(), "3.3.1".parse().unwrap()).deployment(3, 2)
+}
+
+/// Each node is its own engine: the same name on two nodes is two containers, and a call
+/// on one engine never sees another's.
+#[tokio::test]
+async fn each_node_is_its_own_engine() {
+    let cfg = deployment_cfg();
+    let w = driver::world_for(&cfg).shared();
+    let node = |n: u8| SimDocker {
+        world: w.clone(),
+        node: n,
+    };
+    let a = node(0).inspect(OLD).await.unwrap().unwrap();
+    let b = node(2).inspect(OLD).await.unwrap().unwrap();
+    assert_ne!(a.id, b.id, "one container answered for two nodes");
+    assert!(node(1).inspect(&b.id).await.unwrap().is_none());
+    node(2).stop(OLD, Duration::from_secs(10)).await.unwrap();
+    assert!(
+        node(0)
+            .inspect(OLD)
+            .await
+            .unwrap()
+            .unwrap()
+            .status
+            .is_running()
+    );
+    let seen = lock(&w).observed();
+    assert_eq!(seen.containers.get("node2/oms").map(|c| c.1), Some(false));
+    assert_eq!(seen.containers.get("oms").map(|c| c.1), Some(true));
+}
+
+/// Found by the simulator over 3 nodes (its fault-free reference run): the executor
+/// performed and inspected parts of a node's step on node 0's engine (`self.ad.docker`
+/// instead of the node's), so node 1's `stop-old` looked for node 1's container on node 0,
+/// and the run could not record its outcome.
+#[test]
+fn an_uninterrupted_deployment_upgrades_and_rolls_back_every_node() {
+    let cfg = deployment_cfg();
+    let r = driver::reference(&cfg).unwrap_or_else(|e| panic!("fault-free run: {e}"));
+    for n in 0..3u8 {
+        let name = world::qualified(n, OLD);
+        assert_eq!(
+            r.upgraded
+                .containers
+                .get(&name)
+                .map(|c| (c.0.as_str(), c.1)),
+            Some(("oms:feature_3.3.1_ce", true)),
+            "{name}"
+        );
+    }
+    // A rollback asked for at the end brings every node back.
+    let (end, phase) = driver::fault_free(&cfg, Some(crate::events::StepKey::Complete)).unwrap();
+    assert_eq!(phase, crate::replay::Phase::RolledBack);
+    for n in 0..3u8 {
+        let name = world::qualified(n, OLD);
+        assert_eq!(
+            end.containers.get(&name).map(|c| (c.0.as_str(), c.1)),
+            Some(("oms:feature_3.3.0_ce", true)),
+            "{name}"
+        );
+    }
+}
+
+/// Issue 15's must-show: crashes between per-node steps and inside the stages whose steps
+/// run side by side (between their intents, during the concurrent performs, between their
+/// outcomes), faults in every call, each seed resuming to the end state of an
+/// uninterrupted run with every action once, on every node (invariants a to e).
+#[test]
+fn a_hundred_deployment_seeds_hold_the_invariants() {
+    let seeds: Vec<u64> = (0..100).collect();
+    let t = driver::run_seeds(&deployment_cfg(), &seeds, 2).unwrap();
+    for r in &t.failed {
+        eprintln!("seed {}: {:?}", r.seed, r.violations);
+    }
+    eprintln!(
+        "{} seeds, {} crashes ({} inside a stage, {} with several steps in doubt), phases {:?}",
+        t.seeds, t.crashes, t.stage_crashes, t.multi_doubt_crashes, t.phases
+    );
+    assert!(t.failed.is_empty(), "{} seeds failed", t.failed.len());
+    assert!(
+        t.multi_doubt_crashes > 10,
+        "too few crashes inside a stage: {}",
+        t.multi_doubt_crashes
+    );
+    assert!(t.phases.contains_key("RolledBack") && t.phases.contains_key("Completed"));
 }
