@@ -38,6 +38,16 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
                     .await
             }
             Step::DisableHa(spec) | Step::RollbackDisableHa(spec) => self.disable_ha(spec).await,
+            #[cfg(any(test, feature = "sim-bugs"))]
+            Step::StopNewContainer(spec)
+                if super::here().0 != events::NodeIx::PRIMARY
+                    && crate::sim::planted::is(crate::sim::planted::Bug::StopNewOnlyOnNodeZero) =>
+            {
+                // The planted bug: another node's new container is left running.
+                Ok(StepFacts::Skipped {
+                    reason: format!("planted: `{}` left as it is", spec.name),
+                })
+            }
             Step::StopOldContainer(spec) | Step::StopNewContainer(spec) => {
                 self.stop(spec, super::scoped(step.key())).await
             }

@@ -909,3 +909,43 @@ fn a_hundred_deployment_seeds_hold_the_invariants() {
     );
     assert!(t.phases.contains_key("RolledBack") && t.phases.contains_key("Completed"));
 }
+
+/// The per-node invariants can fail: with a rollback that stops only node 0's new
+/// container planted in the executor (which notices nothing: the rollback completes),
+/// rollback-heavy deployment seeds find it (another node's new container runs beside its
+/// old one, (e) and (a)), and the same seeds without the bug hold every invariant.
+#[test]
+fn a_rollback_that_forgets_the_other_nodes_is_found() {
+    use super::planted::Bug;
+    let cfg = driver::SimConfig {
+        rollback_pct: 100,
+        ..deployment_cfg()
+    };
+    let r = driver::reference(&cfg).unwrap();
+    let planted = driver::SimConfig {
+        planted: Some(Bug::StopNewOnlyOnNodeZero),
+        ..cfg.clone()
+    };
+    let found = (0..40u64).find_map(|s| {
+        let rep = driver::run_seed(&planted, &r, s);
+        (!rep.violations.is_empty()).then_some((s, rep.violations))
+    });
+    let Some((seed, violations)) = found else {
+        panic!("the planted bug was not found in 40 seeds");
+    };
+    eprintln!("planted bug found at seed {seed}: {violations:#?}");
+    assert!(
+        violations
+            .iter()
+            .any(|v| v.starts_with("(e) node") && v.contains("runs beside the old one")),
+        "{violations:?}"
+    );
+    for s in 0..=seed {
+        let rep = driver::run_seed(&cfg, &r, s);
+        assert!(
+            rep.violations.is_empty(),
+            "seed {s} without the bug: {:?}",
+            rep.violations
+        );
+    }
+}
