@@ -863,7 +863,7 @@ pub fn run_seed(cfg: &SimConfig, reference: &Reference, seed: u64) -> SeedReport
     let observer = Unattended;
     #[cfg(any(test, feature = "sim-bugs"))]
     super::planted::plant(cfg.planted);
-    let mut rollback_asked_before: Option<StepKey> = None;
+    let mut rollback_asked_before: Option<RollbackPoint> = None;
     let mut held: Option<State> = None;
     let mut lives = 0u32;
     let mut crashed_last = false;
@@ -949,7 +949,7 @@ pub fn run_seed(cfg: &SimConfig, reference: &Reference, seed: u64) -> SeedReport
             && (matches!(state.next(), Next::Blocked { .. }) && state.can_rollback()
                 || lives > 1 && rng.below(100) < cfg.rollback_pct);
         if wants_rollback {
-            let first_not_done = first_upgrade_step_not_done(state);
+            let point = RollbackPoint::of(state);
             match drive(&world, ex.request_rollback("simulated operator")) {
                 Drove::Crashed => {
                     rep.crashes += 1;
@@ -961,7 +961,7 @@ pub fn run_seed(cfg: &SimConfig, reference: &Reference, seed: u64) -> SeedReport
                 // did not take it): the ledger says whether it was asked, not the result.
                 Drove::Done(_) => {
                     if ex.journal().state().rollback().is_some() {
-                        rollback_asked_before = Some(first_not_done.unwrap_or(StepKey::Complete));
+                        rollback_asked_before = Some(point);
                     }
                 }
             }
@@ -1285,12 +1285,55 @@ impl SimWitness {
     }
 }
 
-/// The first upgrade step the state has not seen done.
-fn first_upgrade_step_not_done(state: &State) -> Option<StepKey> {
-    let plan = state.plan()?;
-    crate::steps::plan_keys(plan)
-        .into_iter()
-        .find(|k| state.facts(*k).is_none())
+/// How far the upgrade had come when a rollback was asked for: what the fault-free
+/// rollback the seed is compared with is asked before.
+#[derive(Debug, Clone)]
+struct RollbackPoint {
+    /// The first upgrade step not done (a deployment: of the steps that are no node's,
+    /// which decide the databases and HA).
+    first: StepKey,
+    /// A deployment: per node, the first of that node's upgrade steps not done. Empty for
+    /// a single node.
+    nodes: Vec<StepKey>,
+}
+
+impl Default for RollbackPoint {
+    fn default() -> Self {
+        RollbackPoint {
+            first: StepKey::Complete,
+            nodes: vec![],
+        }
+    }
+}
+
+impl RollbackPoint {
+    fn of(state: &State) -> RollbackPoint {
+        let Some(plan) = state.plan() else {
+            return RollbackPoint::default();
+        };
+        let keys = crate::steps::plan_keys(plan);
+        let first_not_done = |pick: &dyn Fn(&StepKey) -> bool| {
+            keys.iter()
+                .copied()
+                .filter(|k| pick(k))
+                .find(|k| state.facts(*k).is_none())
+                .unwrap_or(StepKey::Complete)
+        };
+        let nodes = plan.nodes();
+        if nodes.len() < 2 {
+            return RollbackPoint {
+                first: first_not_done(&|_| true),
+                nodes: vec![],
+            };
+        }
+        RollbackPoint {
+            first: first_not_done(&|k| k.node().is_none()),
+            nodes: nodes
+                .into_iter()
+                .map(|n| first_not_done(&|k| k.node() == Some(n)))
+                .collect(),
+        }
+    }
 }
 
 /// What an operator who looked at the world would decide about `key`.
@@ -1410,7 +1453,7 @@ fn check(
     world: &SharedWorld,
     ledger: &Path,
     held: Option<&State>,
-    rollback_asked_before: Option<StepKey>,
+    rollback_asked_before: Option<RollbackPoint>,
     rep: &mut SeedReport,
 ) {
     // (c) the ledger verifies, and replaying it gives the state the executor held.
@@ -1494,15 +1537,38 @@ fn check(
     match rep.phase {
         Some(Phase::Completed) => diff(&reference.upgraded, &end, false, rep),
         Some(Phase::RolledBack) => {
-            let before = rollback_asked_before.unwrap_or(StepKey::Complete);
-            match reference.rolled_back(cfg, before) {
-                Ok((expected, Phase::RolledBack)) => diff(&expected, &end, true, rep),
-                Ok((_, p)) => rep.violations.push(format!(
+            let point = rollback_asked_before.unwrap_or_default();
+            let rolled_back = |before: StepKey| match reference.rolled_back(cfg, before) {
+                Ok((expected, Phase::RolledBack)) => Ok(expected),
+                Ok((_, p)) => Err(format!(
                     "(a) a fault-free rollback asked before {before} ended {p:?}"
                 )),
-                Err(e) => rep.violations.push(format!(
+                Err(e) => Err(format!(
                     "(a) a fault-free rollback asked before {before} failed: {e}"
                 )),
+            };
+            let expected = rolled_back(point.first).and_then(|mut expected| {
+                if point.nodes.is_empty() {
+                    return Ok(expected);
+                }
+                // A deployment: each node's containers as a fault-free rollback from that
+                // node's own progress leaves them (the lanes of a stage need not have
+                // progressed alike when the rollback was asked).
+                expected.containers.clear();
+                for (n, before) in point.nodes.iter().enumerate() {
+                    let of_node = rolled_back(*before)?;
+                    expected.containers.extend(
+                        of_node
+                            .containers
+                            .into_iter()
+                            .filter(|(name, _)| usize::from(node_of(name)) == n),
+                    );
+                }
+                Ok(expected)
+            });
+            match expected {
+                Ok(expected) => diff(&expected, &end, true, rep),
+                Err(e) => rep.violations.push(e),
             }
         }
         Some(p) => rep.violations.push(format!("(a) the run ended {p:?}")),
