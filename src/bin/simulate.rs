@@ -33,6 +33,14 @@ struct Args {
     /// then include the witness's (docs/simulation.md).
     #[arg(long, value_name = "POLICY", value_parser = ["required", "best-effort"])]
     witness: Option<String>,
+    /// Nodes of the deployment (issue 15): each its own simulated Docker engine, sharing
+    /// the clock, the metadata DB and the faults; 1 is the single-node upgrade.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=9))]
+    nodes: u8,
+    /// Regions the nodes are spread over (node i in region i mod R), each with its own
+    /// heartbeat database; at most `--nodes`.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=9))]
+    regions: u8,
 }
 
 fn paths(arg: &str) -> Result<Vec<(Version, Version)>, String> {
@@ -75,7 +83,14 @@ fn main() -> ExitCode {
     };
     let mut failed = false;
     for (source, target) in paths {
-        let mut cfg = SimConfig::new(source, target);
+        if args.regions > args.nodes {
+            eprintln!(
+                "error: --regions {} is more than --nodes {}: every region needs a node; give at most as many regions as nodes",
+                args.regions, args.nodes
+            );
+            return ExitCode::from(2);
+        }
+        let mut cfg = SimConfig::new(source, target).deployment(args.nodes, args.regions);
         cfg.witness = args.witness.as_deref().map(|p| match p {
             "required" => oms_upgrade::witness::WitnessPolicy::Required,
             _ => oms_upgrade::witness::WitnessPolicy::BestEffort,
@@ -120,6 +135,12 @@ fn main() -> ExitCode {
             "  crashes: {}, restarts: {}, resolves: {}",
             totals.crashes, totals.restarts, totals.resolves
         );
+        if args.nodes > 1 {
+            println!(
+                "  nodes: {} in {} regions; crashes inside a stage: {} (of them {} with several steps in doubt)",
+                args.nodes, args.regions, totals.stage_crashes, totals.multi_doubt_crashes
+            );
+        }
         println!(
             "  ended: {}",
             totals
@@ -134,8 +155,14 @@ fn main() -> ExitCode {
         for r in &totals.failed {
             failed = true;
             println!(
-                "  seed {} (reproduce: scripts/simulate --path {source}-{target} --seed {}):",
-                r.seed, r.seed
+                "  seed {} (reproduce: scripts/simulate --path {source}-{target}{} --seed {}):",
+                r.seed,
+                if args.nodes > 1 {
+                    format!(" --nodes {} --regions {}", args.nodes, args.regions)
+                } else {
+                    String::new()
+                },
+                r.seed
             );
             for v in &r.violations {
                 println!("    violation: {v}");

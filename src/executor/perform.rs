@@ -38,6 +38,16 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
                     .await
             }
             Step::DisableHa(spec) | Step::RollbackDisableHa(spec) => self.disable_ha(spec).await,
+            #[cfg(any(test, feature = "sim-bugs"))]
+            Step::StopNewContainer(spec)
+                if super::here().0 != events::NodeIx::PRIMARY
+                    && crate::sim::planted::is(crate::sim::planted::Bug::StopNewOnlyOnNodeZero) =>
+            {
+                // The planted bug: another node's new container is left running.
+                Ok(StepFacts::Skipped {
+                    reason: format!("planted: `{}` left as it is", spec.name),
+                })
+            }
             Step::StopOldContainer(spec) | Step::StopNewContainer(spec) => {
                 self.stop(spec, super::scoped(step.key())).await
             }
@@ -142,8 +152,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
                 }
                 let timeout = Duration::from_secs(spec.timeout_secs.into());
                 let out = self
-                    .ad
-                    .docker
+                    .docker()?
                     .exec_in(
                         &spec.container,
                         spec.argv.clone(),
@@ -293,8 +302,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
     async fn stop(&self, spec: &StopSpec, key: events::StepKey) -> Result<StepFacts, StepError> {
         let target = spec.id.as_deref().unwrap_or(&spec.name);
         if self
-            .ad
-            .docker
+            .docker()?
             .inspect(target)
             .await
             .map_err(retry)?
@@ -310,8 +318,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
         let requested_now = self.ad.clock.now();
         let earlier = self.journal.state().earlier_attempt_at(key);
         let out = self
-            .ad
-            .docker
+            .docker()?
             .stop(target, Duration::from_secs(spec.timeout_secs.into()))
             .await
             .map_err(retry)?;
@@ -322,8 +329,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
         let id = match &spec.id {
             Some(id) => id.clone(),
             None => self
-                .ad
-                .docker
+                .docker()?
                 .inspect(target)
                 .await
                 .map_err(retry)?
@@ -342,8 +348,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
 
     async fn rename(&self, spec: &RenameSpec) -> Result<StepFacts, StepError> {
         let from = self
-            .ad
-            .docker
+            .docker()?
             .inspect(spec.id.as_deref().unwrap_or(&spec.from))
             .await
             .map_err(retry)?;
@@ -372,8 +377,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
                 to: spec.to.clone(),
             });
         }
-        self.ad
-            .docker
+        self.docker()?
             .rename(&holder.name, &spec.to)
             .await
             .map_err(retry)?;
@@ -390,8 +394,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
         // must run it after (a re-tag in between is caught there).
         if let Some(planned) = &spec.image_id {
             let now = self
-                .ad
-                .docker
+                .docker()?
                 .inspect_image(&spec.image)
                 .await
                 .map_err(retry)?;
@@ -462,8 +465,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
             return Ok(None);
         };
         let old = self
-            .ad
-            .docker
+            .docker()?
             .inspect(&spec.old_id)
             .await
             .map_err(retry)?
@@ -521,14 +523,12 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
         {
             before = planned.restart.clone();
         }
-        self.ad
-            .docker
+        self.docker()?
             .set_restart_policy(target, &setting_of(&spec.policy))
             .await
             .map_err(retry)?;
         let after = self
-            .ad
-            .docker
+            .docker()?
             .inspect(target)
             .await
             .map_err(retry)?
@@ -688,8 +688,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
     /// the old container's.
     pub(super) async fn new_container_facts(&self, id: &str) -> Result<StepFacts, StepError> {
         let info = self
-            .ad
-            .docker
+            .docker()?
             .inspect(id)
             .await
             .map_err(retry)?
@@ -740,8 +739,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
         loop {
             polls += 1;
             let out = self
-                .ad
-                .docker
+                .docker()?
                 .exec(
                     &spec.container,
                     spec.argv.clone(),

@@ -97,8 +97,8 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
             Step::StopOldContainer(spec) | Step::StopNewContainer(spec) => {
                 let target = spec.id.as_deref().unwrap_or(&spec.name);
                 match self
-                    .ad
-                    .docker
+                    .docker()
+                    .map_err(|e| e.to_string())?
                     .inspect(target)
                     .await
                     .map_err(|e| e.to_string())?
@@ -150,8 +150,8 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
             | Step::RenameNewAside(spec)
             | Step::RenameOldBack(spec) => {
                 let to = self
-                    .ad
-                    .docker
+                    .docker()
+                    .map_err(|e| e.to_string())?
                     .inspect(&spec.to)
                     .await
                     .map_err(|e| e.to_string())?;
@@ -175,8 +175,8 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
             }
             Step::CreateNewContainer(spec) => {
                 match self
-                    .ad
-                    .docker
+                    .docker()
+                    .map_err(|e| e.to_string())?
                     .inspect(&spec.name)
                     .await
                     .map_err(|e| e.to_string())?
@@ -205,8 +205,8 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
             | Step::RestartOldContainer(crate::steps::RestartSpec { container: c, .. }) => {
                 let target = c.id.as_deref().unwrap_or(&c.name);
                 match self
-                    .ad
-                    .docker
+                    .docker()
+                    .map_err(|e| e.to_string())?
                     .inspect(target)
                     .await
                     .map_err(|e| e.to_string())?
@@ -237,8 +237,8 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
                 use crate::inherit::{restart_of, same_policy};
                 let target = spec.container.id.as_deref().unwrap_or(&spec.container.name);
                 let Some(info) = self
-                    .ad
-                    .docker
+                    .docker()
+                    .map_err(|e| e.to_string())?
                     .inspect(target)
                     .await
                     .map_err(|e| e.to_string())?
@@ -370,8 +370,8 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
             LogJudgement::ReadPlain => {
                 let log = format!("{}/{PLAIN_INIT_LOG}", spec.log_dir);
                 let out = match self
-                    .ad
-                    .docker
+                    .docker()
+                    .map_err(|e| e.to_string())?
                     .exec(
                         &spec.container,
                         vec!["cat".into(), "--".into(), log.clone()],
@@ -423,8 +423,8 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
             crate::steps::q(&spec.log_dir)
         );
         let out = self
-            .ad
-            .docker
+            .docker()
+            .map_err(|e| e.to_string())?
             .exec(
                 &spec.container,
                 sh(&script),
@@ -612,8 +612,8 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
             let mut still = Vec::new();
             for s in &watched {
                 match self
-                    .ad
-                    .docker
+                    .docker()
+                    .map_err(|e| e.to_string())?
                     .inspect_exec(&s.id)
                     .await
                     .map_err(|e| e.to_string())?

@@ -183,6 +183,20 @@ fn faulted<T, E>(
 ) -> Result<T, E> {
     let mut guard = lock(world);
     let w: &mut World = &mut guard;
+    let out = faulted_in(w, adapter, method, target, mk, effect);
+    // The next call names its engine again (`SimDocker::engine`).
+    w.engine = 0;
+    out
+}
+
+fn faulted_in<T, E>(
+    w: &mut World,
+    adapter: Adapter,
+    method: &'static str,
+    target: &str,
+    mk: fn(ErrorKind, &str) -> E,
+    effect: impl FnOnce(&mut World) -> Result<T, E>,
+) -> Result<T, E> {
     match gate(w, adapter, method, target) {
         Gate::Fail(k) | Gate::Cut(0, k) => Err(mk(k, target)),
         Gate::Cut(_, k) => {
@@ -200,11 +214,23 @@ fn faulted<T, E>(
     }
 }
 
-/// [`Docker`] over the simulated world.
+/// [`Docker`] over the simulated world: the engine of one node (issue 15), whose
+/// containers only it sees; they share the world's clock, metadata DB and faults.
 #[derive(Debug, Clone)]
 pub struct SimDocker {
     /// The world.
     pub world: SharedWorld,
+    /// The node whose engine this is (0 for a single node).
+    pub node: u8,
+}
+
+impl SimDocker {
+    /// The world, with this engine named as the one the next call goes to (the call
+    /// takes the world's lock right after, on the same thread, and resets it).
+    fn engine(&self) -> &SharedWorld {
+        lock(&self.world).engine = self.node;
+        &self.world
+    }
 }
 
 fn require(w: &World, name: &str) -> Result<String, DockerError> {
@@ -309,14 +335,14 @@ fn run_command(w: &World, id: &str, cmd: &[String]) -> (i64, String) {
     }
     if cmd.first().map(String::as_str) == Some("cat") {
         let path = cmd.last().cloned().unwrap_or_default();
-        return match w.files.get(&path) {
+        return match w.files.get(&super::world::node_path(c.node, &path)) {
             Some(f) => (0, f.content.clone()),
             None => (1, format!("cat: {path}: No such file or directory\n")),
         };
     }
     if joined.contains("for f in docker_init*") {
         // The listing reconcile runs: `<mtime> <ctime> <name>` per docker_init* file.
-        let prefix = format!("{}/", w.init.log_dir);
+        let prefix = super::world::node_path(c.node, &format!("{}/", w.init.log_dir));
         let mut out = String::new();
         for (path, f) in &w.files {
             if let Some(name) = path.strip_prefix(&prefix)
@@ -387,7 +413,7 @@ fn exec(
     let limit = timeout.unwrap_or(Duration::MAX);
     w.advance(total.min(limit));
     let still = w.execs.get(&exec_id).is_some_and(|e| e.info.running);
-    let log_path = format!("{}/docker_init.log", w.init.log_dir);
+    let log_path = w.init_log_path(w.containers[&id].node);
     let log = w
         .files
         .get(&log_path)
@@ -414,7 +440,7 @@ impl Docker for SimDocker {
         await_point(&self.world).await;
         let out: Result<Option<ContainerInfo>, DockerError> = async {
             faulted(
-                &self.world,
+                self.engine(),
                 Adapter::Docker,
                 "inspect",
                 name_or_id,
@@ -431,7 +457,7 @@ impl Docker for SimDocker {
         await_point(&self.world).await;
         let out: Result<Option<ImageInfo>, DockerError> = async {
             faulted(
-                &self.world,
+                self.engine(),
                 Adapter::Docker,
                 "inspect_image",
                 image,
@@ -448,7 +474,7 @@ impl Docker for SimDocker {
         await_point(&self.world).await;
         let out: Result<StopOutcome, DockerError> = async {
             faulted(
-                &self.world,
+                self.engine(),
                 Adapter::Docker,
                 "stop",
                 name,
@@ -465,7 +491,7 @@ impl Docker for SimDocker {
         await_point(&self.world).await;
         let out: Result<RenameOutcome, DockerError> = async {
             faulted(
-                &self.world,
+                self.engine(),
                 Adapter::Docker,
                 "rename",
                 from,
@@ -496,7 +522,7 @@ impl Docker for SimDocker {
         await_point(&self.world).await;
         let out: Result<(), DockerError> = async {
             faulted(
-                &self.world,
+                self.engine(),
                 Adapter::Docker,
                 "set_restart_policy",
                 name_or_id,
@@ -519,7 +545,7 @@ impl Docker for SimDocker {
         await_point(&self.world).await;
         let out: Result<String, DockerError> = async {
             faulted(
-                &self.world,
+                self.engine(),
                 Adapter::Docker,
                 "create",
                 &spec.name,
@@ -558,6 +584,9 @@ impl Docker for SimDocker {
                         host: spec.host.clone(),
                     };
                     w.add_container(info);
+                    w.act(ActionKind::CreateContainer {
+                        container: super::world::qualified(w.engine, &spec.name),
+                    });
                     Ok(id)
                 },
             )
@@ -571,7 +600,7 @@ impl Docker for SimDocker {
         await_point(&self.world).await;
         let out: Result<StartOutcome, DockerError> = async {
             faulted(
-                &self.world,
+                self.engine(),
                 Adapter::Docker,
                 "start",
                 name,
@@ -588,7 +617,7 @@ impl Docker for SimDocker {
         await_point(&self.world).await;
         let out: Result<StartOutcome, DockerError> = async {
             faulted(
-                &self.world,
+                self.engine(),
                 Adapter::Docker,
                 "restart",
                 name,
@@ -618,7 +647,7 @@ impl Docker for SimDocker {
         await_point(&self.world).await;
         let out: Result<ExecOutcome, DockerError> = async {
             faulted(
-                &self.world,
+                self.engine(),
                 Adapter::Docker,
                 "exec_in",
                 name,
@@ -635,7 +664,7 @@ impl Docker for SimDocker {
         await_point(&self.world).await;
         let out: Result<Option<Vec<ExecInfo>>, DockerError> = async {
             faulted(
-                &self.world,
+                self.engine(),
                 Adapter::Docker,
                 "running_execs",
                 name,
@@ -660,7 +689,7 @@ impl Docker for SimDocker {
         await_point(&self.world).await;
         let out: Result<Option<ExecInfo>, DockerError> = async {
             faulted(
-                &self.world,
+                self.engine(),
                 Adapter::Docker,
                 "inspect_exec",
                 id,
@@ -677,7 +706,7 @@ impl Docker for SimDocker {
         await_point(&self.world).await;
         let out: Result<String, DockerError> = async {
             faulted(
-                &self.world,
+                self.engine(),
                 Adapter::Docker,
                 "logs",
                 name,
@@ -702,7 +731,7 @@ impl Docker for SimDocker {
         await_point(&self.world).await;
         let out: Result<RemoveOutcome, DockerError> = async {
             faulted(
-                &self.world,
+                self.engine(),
                 Adapter::Docker,
                 "remove",
                 name,
@@ -741,7 +770,7 @@ impl Docker for SimDocker {
         await_point(&self.world).await;
         let out: Result<Vec<ContainerInfo>, DockerError> = async {
             faulted(
-                &self.world,
+                self.engine(),
                 Adapter::Docker,
                 "find_by_label",
                 key,
@@ -750,6 +779,7 @@ impl Docker for SimDocker {
                     let mut v: Vec<ContainerInfo> = w
                         .containers
                         .values()
+                        .filter(|c| c.node == w.engine)
                         .filter(|c| match (c.info.labels.get(key), value) {
                             (Some(_), None) => true,
                             (Some(have), Some(want)) => have == want,
@@ -779,7 +809,7 @@ impl Docker for SimDocker {
         await_point(&self.world).await;
         let out: Result<LogMatch, DockerError> = async {
             faulted(
-                &self.world,
+                self.engine(),
                 Adapter::Docker,
                 "wait_for_log_line",
                 name,
@@ -1182,7 +1212,7 @@ fn answer(w: &mut World, base_url: &str) -> Result<HealthReport, HealthError> {
         });
     };
     let running = w
-        .find(&spot.container)
+        .find_on(spot.node, &spot.container)
         .map(|id| w.containers[&id].info.clone())
         .filter(|i| i.status.is_running());
     let Some(info) = running else {
@@ -1292,6 +1322,7 @@ pub fn adapters(world: &SharedWorld) -> (SimDocker, SimMetaDb, SimHealth, SimClo
     (
         SimDocker {
             world: world.clone(),
+            node: 0,
         },
         SimMetaDb {
             world: world.clone(),
@@ -1310,9 +1341,19 @@ pub fn adapters(world: &SharedWorld) -> (SimDocker, SimMetaDb, SimHealth, SimClo
 /// pending forever (never woken) and the driver drops the future that holds it, losing
 /// every in-memory state as `kill -9` would.
 pub(crate) fn await_point(world: &SharedWorld) -> impl std::future::Future<Output = ()> {
-    let crashed = lock(world).await_point();
-    std::future::poll_fn(move |_| {
+    let (crashed, mut yields) = {
+        let mut w = lock(world);
+        let crashed = w.await_point();
+        (crashed, !crashed && w.yields_here())
+    };
+    std::future::poll_fn(move |cx| {
         if crashed {
+            std::task::Poll::Pending
+        } else if yields {
+            // Another future polled beside this one (a stage's steps side by side) goes
+            // first; woken at once, so the poller comes back.
+            yields = false;
+            cx.waker().wake_by_ref();
             std::task::Poll::Pending
         } else {
             std::task::Poll::Ready(())

@@ -93,6 +93,14 @@ pub struct SimConfig {
     pub witness: Option<crate::witness::WitnessPolicy>,
     /// Per cent of process lives in which the witness goes away after a few calls.
     pub witness_away_pct: u64,
+    /// Nodes of the deployment (issue 15); 1: the single-node upgrade, as before.
+    pub nodes: u8,
+    /// Regions the nodes are spread over (node i in region i mod regions), each with its
+    /// own heartbeat database; at most `nodes`.
+    pub regions: u8,
+    /// With several nodes: per cent of await points at which a future yields to the
+    /// others performed beside it (the interleaving of a stage's concurrent steps).
+    pub yield_pct: u64,
     /// A known bug planted in the executor (the simulator's own tests).
     #[cfg(any(test, feature = "sim-bugs"))]
     pub planted: Option<super::planted::Bug>,
@@ -111,9 +119,19 @@ impl SimConfig {
             crash_pct: 60,
             witness: None,
             witness_away_pct: 30,
+            nodes: 1,
+            regions: 1,
+            yield_pct: 30,
             #[cfg(any(test, feature = "sim-bugs"))]
             planted: None,
         }
+    }
+
+    /// The same path over a deployment of `nodes` nodes in `regions` regions.
+    pub fn deployment(mut self, nodes: u8, regions: u8) -> Self {
+        self.nodes = nodes.max(1);
+        self.regions = regions.clamp(1, self.nodes);
+        self
     }
 }
 
@@ -132,6 +150,12 @@ pub struct SeedReport {
     pub fault_kinds: BTreeMap<String, u64>,
     /// Decisions recorded for steps in doubt.
     pub resolves: u32,
+    /// Crashes that left a step of a stage run side by side in doubt (several nodes):
+    /// between the intents of a stage, during its concurrent performs, or between its
+    /// outcomes.
+    pub stage_crashes: u32,
+    /// Crashes that left several steps in doubt at once.
+    pub multi_doubt_crashes: u32,
     /// Where the run ended.
     pub phase: Option<Phase>,
     /// Each invariant that failed, with what was found.
@@ -156,12 +180,23 @@ enum Drove<T> {
 fn drive<F: Future>(world: &SharedWorld, fut: F) -> Drove<F::Output> {
     let mut fut = pin!(fut);
     let mut cx = Context::from_waker(Waker::noop());
-    for _ in 0..1000 {
+    // A future that yielded (World::yields) is polled again at once; only polls that pass
+    // no await point at all mean nothing can make progress.
+    let mut idle = 0;
+    let mut passed = lock(world).awaits;
+    while idle < 1000 {
         if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
             return Drove::Done(v);
         }
-        if lock(world).crashed {
+        let w = lock(world);
+        if w.crashed {
             return Drove::Crashed;
+        }
+        if w.awaits == passed {
+            idle += 1;
+        } else {
+            idle = 0;
+            passed = w.awaits;
         }
     }
     panic!("the executor waited on something the simulated world never wakes");
@@ -169,7 +204,12 @@ fn drive<F: Future>(world: &SharedWorld, fut: F) -> Drove<F::Output> {
 
 /// The plan an `init` of this world records.
 pub fn plan_for(source: Version, target: Version, backup_dir: &str) -> Plan {
-    let input = PlanInput {
+    Plan::new(plan_input(source, target, backup_dir)).expect("the simulator's plan is valid")
+}
+
+/// What [`plan_for`] makes its plan from.
+fn plan_input(source: Version, target: Version, backup_dir: &str) -> PlanInput {
+    PlanInput {
         run_id: Uuid::from_u128(0x51u128 << 64 | 0x13),
         tool_version: env!("CARGO_PKG_VERSION").into(),
         source_version: source,
@@ -209,12 +249,134 @@ pub fn plan_for(source: Version, target: Version, backup_dir: &str) -> Plan {
         health_timeout_secs: None,
         // What `init` reads from the world `build_world` makes.
         ext: vec![PlanExt::HaAtInit(HaAtInit { json: HA_ON.into() })],
-    };
-    Plan::new(input).expect("the simulator's plan is valid")
+    }
 }
 
 fn old_id() -> String {
     format!("c{:063x}", 1)
+}
+
+/// Node `i`'s old container id (distinct over the deployment, as the world keys by id).
+fn node_old_id(i: u8) -> String {
+    if i == 0 {
+        old_id()
+    } else {
+        format!("c{:063x}", 0x100 + u64::from(i))
+    }
+}
+
+/// Node `i`'s host (`OMS_HOST_IP`); node 0's is [`HOST_IP`].
+fn node_ip(i: u8) -> String {
+    format!("10.0.0.{}", 5 + u16::from(i))
+}
+
+/// Region `r`'s heartbeat database; region 0's is [`HB`].
+fn hb_db(r: u8) -> String {
+    if r == 0 {
+        HB.into()
+    } else {
+        format!("{HB}_{r}")
+    }
+}
+
+/// The plan `init` records for `cfg`: [`plan_for`], and with several nodes the
+/// deployment (issue 15): node i (1..) on its own engine, with its own container, host,
+/// health URL and the same container names as node 0; node i in region i mod R;
+/// `docker_init.sh` on the first node of each region; region r's heartbeat database.
+pub fn plan_of(cfg: &SimConfig, backup_dir: &str) -> Plan {
+    let base = plan_for(cfg.source, cfg.target, backup_dir);
+    if cfg.nodes <= 1 {
+        return base;
+    }
+    use crate::events::{Deployment, NodeMeta, NodePlan, RegionIx, RegionPlan};
+    let regions = cfg.regions.clamp(1, cfg.nodes);
+    let meta = |i: u8| NodeMeta {
+        label: format!("oms-{}", (b'a' + i) as char),
+        region: RegionIx(i % regions),
+        endpoint: if i == 0 {
+            "local".into()
+        } else {
+            format!("sim://node{i}")
+        },
+        runs_init: i < regions,
+    };
+    let deployment = Deployment {
+        node0: meta(0),
+        regions: (0..regions)
+            .map(|r| RegionPlan {
+                name: format!("region-{r}"),
+                heartbeat_db: hb_db(r),
+            })
+            .collect(),
+        nodes: (1..cfg.nodes)
+            .map(|i| NodePlan {
+                meta: meta(i),
+                old_container: ContainerSnapshot {
+                    id: node_old_id(i),
+                    env: record_env(&[
+                        format!("OMS_HOST_IP={}", node_ip(i)),
+                        "PATH=/usr/bin".into(),
+                    ]),
+                    ..base.old_container.clone()
+                },
+                settings: None,
+                host_ip: node_ip(i),
+                health_url: format!("http://{}:8089/oms/health", node_ip(i)),
+                old_renamed_to: base.old_renamed_to.clone(),
+                new_name: base.new_name.clone(),
+                failed_name: base.failed_name.clone(),
+                target_image_id: base.target_image_id.clone(),
+            })
+            .collect(),
+    };
+    let mut input = plan_input(cfg.source, cfg.target, backup_dir);
+    input.ext.push(PlanExt::Deployment(Box::new(deployment)));
+    Plan::new(input).expect("the simulator's deployment plan is valid")
+}
+
+/// The world `cfg`'s plan is made in: [`build_world`], and with several nodes each node's
+/// old container on its own engine, serving its own health URL, every node's server
+/// Online in the metadata DB, and each region's heartbeat database.
+pub fn world_for(cfg: &SimConfig) -> World {
+    let mut w = build_world(cfg.source, cfg.target);
+    if cfg.nodes <= 1 {
+        return w;
+    }
+    let base = w.containers[&old_id()].info.clone();
+    for i in 1..cfg.nodes {
+        w.engine = i;
+        let ip = node_ip(i);
+        w.add_container(ContainerInfo {
+            id: node_old_id(i),
+            env: vec![format!("OMS_HOST_IP={ip}"), "PATH=/usr/bin".into()],
+            ..base.clone()
+        });
+        let spot = super::world::HealthSpot {
+            container: OLD.into(),
+            warmup: Duration::from_secs(20),
+            flaps: vec![],
+            checks: 0,
+            node: i,
+        };
+        w.health.insert(format!("http://{ip}:8089"), spot.clone());
+        w.health
+            .insert(format!("http://{ip}:8089/oms/health"), spot);
+    }
+    w.engine = 0;
+    let hb = w.databases[HB].clone();
+    for r in 1..cfg.regions.clamp(1, cfg.nodes) {
+        w.databases.insert(hb_db(r), hb.clone());
+    }
+    if let Some(servers) = w.databases.get_mut(CM).and_then(|cm| cm.servers.as_mut()) {
+        let first = servers.servers[0].clone();
+        for i in 1..cfg.nodes {
+            servers.servers.push(ListedServer {
+                ip: node_ip(i),
+                ..first.clone()
+            });
+        }
+    }
+    w
 }
 
 fn image(v: Version) -> String {
@@ -298,6 +460,7 @@ pub fn build_world(source: Version, target: Version) -> World {
         warmup: Duration::from_secs(20),
         flaps: vec![],
         checks: 0,
+        node: 0,
     };
     w.health
         .insert(format!("http://{HOST_IP}:8089"), spot.clone());
@@ -378,6 +541,14 @@ fn executor<'o>(
     observer: &'o Unattended,
 ) -> SimExecutor<'o> {
     let (docker, metadb, health, clock) = adapters(world);
+    // One engine per node of the plan (issue 15): nodes 1.. beside node 0's.
+    let nodes = journal.state().plan().map_or(1, |p| p.nodes().len());
+    let node_dockers = (1..nodes)
+        .map(|i| SimDocker {
+            world: world.clone(),
+            node: i as u8,
+        })
+        .collect();
     Executor::with_dump_engine(
         journal,
         Adapters {
@@ -393,6 +564,7 @@ fn executor<'o>(
         options(),
         observer,
     )
+    .with_node_dockers(node_dockers)
 }
 
 /// Opens the journal as a restarted process does. sled 0.34 releases its file lock from
@@ -529,8 +701,9 @@ pub fn reference(cfg: &SimConfig) -> Result<Reference, String> {
     })
 }
 
-/// A fault-free run, with a rollback asked for before `rollback_before` when given.
-fn fault_free(
+/// A fault-free run, with a rollback asked for before `rollback_before` when given: the
+/// world it leaves and the phase it ended in.
+pub fn fault_free(
     cfg: &SimConfig,
     rollback_before: Option<StepKey>,
 ) -> Result<(Observed, Phase), String> {
@@ -578,7 +751,7 @@ fn fault_free_in(
     rollback_before: Option<StepKey>,
     fail: Option<&'static str>,
 ) -> Result<(Observed, Phase), String> {
-    let world = build_world(cfg.source, cfg.target).shared();
+    let world = world_for(cfg).shared();
     if let Some(method) = fail {
         lock(&world).scripted.push_back((
             method,
@@ -587,7 +760,7 @@ fn fault_free_in(
             )),
         ));
     }
-    let plan = plan_for(cfg.source, cfg.target, &backup_dir(ledger));
+    let plan = plan_of(cfg, &backup_dir(ledger));
     let mut journal = open(ledger);
     let now = lock(&world).now;
     journal
@@ -660,10 +833,14 @@ pub fn run_seed(cfg: &SimConfig, reference: &Reference, seed: u64) -> SeedReport
     let mut rng = XorShift::new(seed ^ 0x5EED);
     let dir = ledger_dir();
     let ledger = dir.path().join("ledger");
-    let world = build_world(cfg.source, cfg.target).shared();
+    let world = world_for(cfg).shared();
     let per_mille = rng.below(cfg.max_fault_per_mille + 1);
     lock(&world).faults = Box::new(SeededFaults::new(seed, per_mille));
-    let plan = plan_for(cfg.source, cfg.target, &backup_dir(dir.path()));
+    if cfg.nodes > 1 {
+        // Its own stream, so the faults and crashes draw as they would without it.
+        lock(&world).yields = Some((XorShift::new(seed ^ 0x1EAF), cfg.yield_pct));
+    }
+    let plan = plan_of(cfg, &backup_dir(dir.path()));
     let witness = cfg
         .witness
         .map(|policy| SimWitness::new(policy, cfg.witness_away_pct));
@@ -686,9 +863,12 @@ pub fn run_seed(cfg: &SimConfig, reference: &Reference, seed: u64) -> SeedReport
     let observer = Unattended;
     #[cfg(any(test, feature = "sim-bugs"))]
     super::planted::plant(cfg.planted);
-    let mut rollback_asked_before: Option<StepKey> = None;
+    let mut rollback_asked_before: Option<RollbackPoint> = None;
     let mut held: Option<State> = None;
     let mut lives = 0u32;
+    let mut crashed_last = false;
+    // Every node's old container's restart policy before the run (a rollback puts it back).
+    let policies = restart_policies(&world, &plan);
     loop {
         lives += 1;
         {
@@ -710,6 +890,17 @@ pub fn run_seed(cfg: &SimConfig, reference: &Reference, seed: u64) -> SeedReport
             break;
         }
         let mut journal = open(&ledger);
+        if std::mem::take(&mut crashed_last) && cfg.nodes > 1 {
+            // Where the crash hit: a per-node step of a stage run side by side left open
+            // (between its intents, during the performs, between its outcomes).
+            let open = journal.state().in_doubt_all();
+            if open.iter().any(|k| crate::steps::runs_concurrently(*k)) {
+                rep.stage_crashes += 1;
+            }
+            if open.len() > 1 {
+                rep.multi_doubt_crashes += 1;
+            }
+        }
         if let Some(w) = &witness {
             // What the last life left: under `required`, never more than the in-flight
             // record behind, and what the witness holds is the ledger's own bytes.
@@ -758,18 +949,19 @@ pub fn run_seed(cfg: &SimConfig, reference: &Reference, seed: u64) -> SeedReport
             && (matches!(state.next(), Next::Blocked { .. }) && state.can_rollback()
                 || lives > 1 && rng.below(100) < cfg.rollback_pct);
         if wants_rollback {
-            let first_not_done = first_upgrade_step_not_done(state);
+            let point = RollbackPoint::of(state);
             match drive(&world, ex.request_rollback("simulated operator")) {
                 Drove::Crashed => {
                     rep.crashes += 1;
                     rep.restarts += 1;
+                    crashed_last = true;
                     continue;
                 }
                 // A request can be durable and still fail (under a `required` witness that
                 // did not take it): the ledger says whether it was asked, not the result.
                 Drove::Done(_) => {
                     if ex.journal().state().rollback().is_some() {
-                        rollback_asked_before = Some(first_not_done.unwrap_or(StepKey::Complete));
+                        rollback_asked_before = Some(point);
                     }
                 }
             }
@@ -778,6 +970,7 @@ pub fn run_seed(cfg: &SimConfig, reference: &Reference, seed: u64) -> SeedReport
             Drove::Crashed => {
                 rep.crashes += 1;
                 rep.restarts += 1;
+                crashed_last = true;
                 continue;
             }
             Drove::Done(Ok(crate::executor::Stopped::Finished(phase))) => {
@@ -826,7 +1019,178 @@ pub fn run_seed(cfg: &SimConfig, reference: &Reference, seed: u64) -> SeedReport
         rollback_asked_before,
         &mut rep,
     );
+    check_nodes(cfg, &world, &plan, &policies, &mut rep);
     rep
+}
+
+/// Each node's old container's restart policy (by node).
+fn restart_policies(world: &SharedWorld, plan: &Plan) -> BTreeMap<u8, String> {
+    let w = lock(world);
+    plan.nodes()
+        .into_iter()
+        .filter_map(|n| {
+            let id = plan.for_node(n).old_container.id;
+            let c = w.containers.get(&id)?;
+            Some((n.0, c.info.host.restart.normalised().name))
+        })
+        .collect()
+}
+
+/// The node a [`qualified`](super::world::qualified) container name is on.
+fn node_of(qualified: &str) -> u8 {
+    qualified
+        .strip_prefix("node")
+        .and_then(|r| r.split_once('/'))
+        .and_then(|(n, _)| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A name without its node.
+fn unqualified(name: &str) -> &str {
+    match name.strip_prefix("node").and_then(|r| r.split_once('/')) {
+        Some((n, rest)) if n.parse::<u8>().is_ok() => rest,
+        _ => name,
+    }
+}
+
+/// The node an action on a container is on (`None`: not a container's action).
+fn action_node(kind: &ActionKind) -> Option<u8> {
+    match kind {
+        ActionKind::Stop { container }
+        | ActionKind::DockerInit { container }
+        | ActionKind::CreateContainer { container } => Some(node_of(container)),
+        _ => None,
+    }
+}
+
+/// Invariant (e), per node of the plan, read from the world directly (not from the
+/// fault-free reference): no node's container created twice; upgraded, every node's new
+/// container runs the target image and answers healthy, its old one renamed and stopped;
+/// rolled back, every node's old container runs under its name with its restart policy
+/// back, no other container of the node runs, and every region's heartbeat database (and
+/// the RM database's version and HA) is back.
+fn check_nodes(
+    cfg: &SimConfig,
+    world: &SharedWorld,
+    plan: &Plan,
+    policies: &BTreeMap<u8, String>,
+    rep: &mut SeedReport,
+) {
+    let w = lock(world);
+    let mut created: BTreeMap<&str, u32> = BTreeMap::new();
+    for a in &w.actions {
+        if let ActionKind::CreateContainer { container } = &a.kind {
+            *created.entry(container).or_default() += 1;
+        }
+    }
+    for (name, n) in created {
+        if n > 1 {
+            rep.violations
+                .push(format!("(e) container {name} was created {n} times"));
+        }
+    }
+    let Some(phase) = rep.phase else {
+        return;
+    };
+    let mut found = Vec::new();
+    for n in plan.nodes() {
+        let np = plan.for_node(n);
+        let node = n.0;
+        let on = |name: &str| w.find_on(node, name).map(|id| &w.containers[&id]);
+        let old = w.containers.get(&np.old_container.id);
+        match phase {
+            Phase::Completed => {
+                match on(&np.new_name) {
+                    Some(c)
+                        if c.info.status.is_running()
+                            && c.info.image == plan.target_image
+                            && c.info.id != np.old_container.id => {}
+                    c => found.push(format!(
+                        "{n}: new container `{}` not running {}: {:?}",
+                        np.new_name,
+                        plan.target_image,
+                        c.map(|c| (&c.info.id, &c.info.image, c.info.status.is_running()))
+                    )),
+                }
+                let key = np.health_url.trim_end_matches('/');
+                let healthy = w.health.get(key).is_some_and(|spot| {
+                    spot.node == node
+                        && on(&spot.container).is_some_and(|c| {
+                            c.info.status.is_running()
+                                && c.info.image == plan.target_image
+                                && c.info.started_at.is_some_and(|t| {
+                                    (w.now - t).to_std().unwrap_or_default() >= spot.warmup
+                                })
+                        })
+                });
+                if !healthy {
+                    found.push(format!("{n}: {} does not answer healthy", np.health_url));
+                }
+                match old {
+                    Some(c)
+                        if c.node == node
+                            && c.info.name == np.old_renamed_to
+                            && !c.info.status.is_running() => {}
+                    c => found.push(format!(
+                        "{n}: old container not renamed to `{}` and stopped: {:?}",
+                        np.old_renamed_to,
+                        c.map(|c| (&c.info.name, c.info.status.is_running()))
+                    )),
+                }
+            }
+            Phase::RolledBack => {
+                match old {
+                    Some(c)
+                        if c.node == node
+                            && c.info.name == np.old_container.name
+                            && c.info.status.is_running()
+                            && policies.get(&node)
+                                == Some(&c.info.host.restart.normalised().name) => {}
+                    c => found.push(format!(
+                        "{n}: old container not back as `{}`, running, restart policy {:?}: {:?}",
+                        np.old_container.name,
+                        policies.get(&node),
+                        c.map(|c| (
+                            &c.info.name,
+                            c.info.status.is_running(),
+                            c.info.host.restart.normalised().name
+                        ))
+                    )),
+                }
+                for c in w.containers.values() {
+                    if c.node == node
+                        && c.info.id != np.old_container.id
+                        && c.info.status.is_running()
+                    {
+                        found.push(format!(
+                            "{n}: container `{}` ({}) runs beside the old one after the rollback",
+                            c.info.name, c.info.image
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if phase == Phase::RolledBack {
+        let rm = w.databases.get(RM);
+        if rm.and_then(|d| d.schema_version.clone()) != Some(cfg.source.to_string()) {
+            found.push(format!(
+                "{RM}: schema version {:?} after the rollback, not {}",
+                rm.and_then(|d| d.schema_version.clone()),
+                cfg.source
+            ));
+        }
+        for r in plan.regions() {
+            let db = plan.region_plan(r).heartbeat_db;
+            if w.databases.get(&db).is_none_or(|d| d.heartbeat.is_none()) {
+                found.push(format!("{r}: heartbeat database {db} not restored"));
+            }
+        }
+    }
+    for f in found {
+        rep.violations.push(format!("(e) {f}"));
+    }
 }
 
 /// The simulated witness of one seed (issue 14): one in-memory witness for all the seed's
@@ -921,12 +1285,55 @@ impl SimWitness {
     }
 }
 
-/// The first upgrade step the state has not seen done.
-fn first_upgrade_step_not_done(state: &State) -> Option<StepKey> {
-    let plan = state.plan()?;
-    crate::steps::plan_keys(plan)
-        .into_iter()
-        .find(|k| state.facts(*k).is_none())
+/// How far the upgrade had come when a rollback was asked for: what the fault-free
+/// rollback the seed is compared with is asked before.
+#[derive(Debug, Clone)]
+struct RollbackPoint {
+    /// The first upgrade step not done (a deployment: of the steps that are no node's,
+    /// which decide the databases and HA).
+    first: StepKey,
+    /// A deployment: per node, the first of that node's upgrade steps not done. Empty for
+    /// a single node.
+    nodes: Vec<StepKey>,
+}
+
+impl Default for RollbackPoint {
+    fn default() -> Self {
+        RollbackPoint {
+            first: StepKey::Complete,
+            nodes: vec![],
+        }
+    }
+}
+
+impl RollbackPoint {
+    fn of(state: &State) -> RollbackPoint {
+        let Some(plan) = state.plan() else {
+            return RollbackPoint::default();
+        };
+        let keys = crate::steps::plan_keys(plan);
+        let first_not_done = |pick: &dyn Fn(&StepKey) -> bool| {
+            keys.iter()
+                .copied()
+                .filter(|k| pick(k))
+                .find(|k| state.facts(*k).is_none())
+                .unwrap_or(StepKey::Complete)
+        };
+        let nodes = plan.nodes();
+        if nodes.len() < 2 {
+            return RollbackPoint {
+                first: first_not_done(&|_| true),
+                nodes: vec![],
+            };
+        }
+        RollbackPoint {
+            first: first_not_done(&|k| k.node().is_none()),
+            nodes: nodes
+                .into_iter()
+                .map(|n| first_not_done(&|k| k.node() == Some(n)))
+                .collect(),
+        }
+    }
 }
 
 /// What an operator who looked at the world would decide about `key`.
@@ -943,10 +1350,13 @@ fn truth(world: &SharedWorld, key: StepKey, state: &State) -> Resolution {
             .iter()
             .any(|a| since.is_some_and(|t| a.at >= t) && pred(&a.kind))
     };
-    let done = match key {
-        StepKey::RunDockerInit => acted(&|k| matches!(k, ActionKind::DockerInit { .. })),
+    // On the step's own node: another node's stop in the same stage is not this one's.
+    let node = key.node().map_or(0, |n| n.0);
+    let here = |k: &ActionKind| action_node(k) == Some(node);
+    let done = match key.base() {
+        StepKey::RunDockerInit => acted(&|k| matches!(k, ActionKind::DockerInit { .. }) && here(k)),
         StepKey::StopOldContainer | StepKey::StopNewContainer => {
-            acted(&|k| matches!(k, ActionKind::Stop { .. }))
+            acted(&|k| matches!(k, ActionKind::Stop { .. }) && here(k))
         }
         _ => false,
     };
@@ -963,21 +1373,38 @@ fn truth(world: &SharedWorld, key: StepKey, state: &State) -> Resolution {
 /// A retry after a recorded failure is exempt: the executor performs those knowing an
 /// earlier attempt may have acted (a stop of a stopped container is a no-op there).
 fn next_contradicts_world(world: &SharedWorld, state: &State) -> Option<String> {
-    let Next::Run { step, retry: false } = state.next() else {
+    let Next::Run { step, retry } = state.next() else {
         return None;
     };
+    // Every step the executor would start now: with several nodes, one per lane.
+    let mut steps = vec![(step, retry)];
+    for (s, r) in state.runnable() {
+        if !steps.iter().any(|(t, _)| t.key() == s.key()) {
+            steps.push((s, r));
+        }
+    }
+    steps
+        .into_iter()
+        .filter(|(_, retry)| !retry)
+        .find_map(|(step, _)| contradicted(world, state, &step))
+}
+
+/// (d) for one step permitted as a first try.
+fn contradicted(world: &SharedWorld, state: &State, step: &Step) -> Option<String> {
     let key = step.key();
+    let (node, _, inner) = step.scoped();
     let attempt = state.attempts().iter().rev().find(|a| a.key == key)?;
     let w = lock(world);
     let since = attempt.intent_at;
     let hit = w.actions.iter().find(|a| {
         a.at >= since
-            && match (&a.kind, &step) {
+            && action_node(&a.kind) == Some(node.0)
+            && match (&a.kind, inner) {
                 (ActionKind::DockerInit { .. }, Step::RunDockerInit(_)) => true,
                 (
                     ActionKind::Stop { container },
                     Step::StopOldContainer(s) | Step::StopNewContainer(s),
-                ) => *container == s.name,
+                ) => *container == super::world::qualified(node.0, &s.name),
                 _ => false,
             }
     })?;
@@ -989,6 +1416,11 @@ fn next_contradicts_world(world: &SharedWorld, state: &State) -> Option<String> 
 
 /// Which step kinds may cause an action.
 fn may_cause(kind: &ActionKind, key: StepKey) -> bool {
+    // A node's step causes what the single-node step it performs causes, on that node.
+    if action_node(kind).is_some_and(|n| Some(n) != key.node().map(|k| k.0)) {
+        return false;
+    }
+    let key = key.base();
     match kind {
         ActionKind::Stop { .. } => matches!(
             key,
@@ -1002,6 +1434,7 @@ fn may_cause(kind: &ActionKind, key: StepKey) -> bool {
         }
         ActionKind::Restore { .. } => matches!(key, StepKey::Restore { .. }),
         ActionKind::DockerInit { .. } => key == StepKey::RunDockerInit,
+        ActionKind::CreateContainer { .. } => key == StepKey::CreateNewContainer,
         ActionKind::HaWrite { .. } => matches!(
             key,
             StepKey::DisableHa
@@ -1020,7 +1453,7 @@ fn check(
     world: &SharedWorld,
     ledger: &Path,
     held: Option<&State>,
-    rollback_asked_before: Option<StepKey>,
+    rollback_asked_before: Option<RollbackPoint>,
     rep: &mut SeedReport,
 ) {
     // (c) the ledger verifies, and replaying it gives the state the executor held.
@@ -1104,15 +1537,38 @@ fn check(
     match rep.phase {
         Some(Phase::Completed) => diff(&reference.upgraded, &end, false, rep),
         Some(Phase::RolledBack) => {
-            let before = rollback_asked_before.unwrap_or(StepKey::Complete);
-            match reference.rolled_back(cfg, before) {
-                Ok((expected, Phase::RolledBack)) => diff(&expected, &end, true, rep),
-                Ok((_, p)) => rep.violations.push(format!(
+            let point = rollback_asked_before.unwrap_or_default();
+            let rolled_back = |before: StepKey| match reference.rolled_back(cfg, before) {
+                Ok((expected, Phase::RolledBack)) => Ok(expected),
+                Ok((_, p)) => Err(format!(
                     "(a) a fault-free rollback asked before {before} ended {p:?}"
                 )),
-                Err(e) => rep.violations.push(format!(
+                Err(e) => Err(format!(
                     "(a) a fault-free rollback asked before {before} failed: {e}"
                 )),
+            };
+            let expected = rolled_back(point.first).and_then(|mut expected| {
+                if point.nodes.is_empty() {
+                    return Ok(expected);
+                }
+                // A deployment: each node's containers as a fault-free rollback from that
+                // node's own progress leaves them (the lanes of a stage need not have
+                // progressed alike when the rollback was asked).
+                expected.containers.clear();
+                for (n, before) in point.nodes.iter().enumerate() {
+                    let of_node = rolled_back(*before)?;
+                    expected.containers.extend(
+                        of_node
+                            .containers
+                            .into_iter()
+                            .filter(|(name, _)| usize::from(node_of(name)) == n),
+                    );
+                }
+                Ok(expected)
+            });
+            match expected {
+                Ok(expected) => diff(&expected, &end, true, rep),
+                Err(e) => rep.violations.push(e),
             }
         }
         Some(p) => rep.violations.push(format!("(a) the run ended {p:?}")),
@@ -1140,7 +1596,7 @@ fn diff(expected: &Observed, found: &Observed, rollback: bool, rep: &mut SeedRep
         // A rollback keeps a new container that a failed or doubtful step created, renamed
         // aside and stopped, for diagnosis; the fault-free run it is compared with may have
         // stopped before creating it.
-        let kept_aside = rollback && !running && name != OLD;
+        let kept_aside = rollback && !running && unqualified(name) != OLD;
         if !expected.containers.contains_key(name) && !kept_aside {
             rep.diff
                 .push(format!("container {name}: not expected, found"));
@@ -1175,7 +1631,11 @@ fn diff(expected: &Observed, found: &Observed, rollback: bool, rep: &mut SeedRep
             .iter()
             // After a rollback: the dumps, and the logs a `docker_init.sh` started before
             // the rollback left (the logs folder is not rolled back, by design).
-            .filter(|(k, _)| !rollback || !(k.ends_with(".sql") || k.starts_with(INIT_LOG_DIR)))
+            .filter(|(k, _)| {
+                let host = k.split_once(':').filter(|(n, _)| n.starts_with("node"));
+                let path = host.map_or(k.as_str(), |(_, p)| p);
+                !rollback || !(k.ends_with(".sql") || path.starts_with(INIT_LOG_DIR))
+            })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
     };
@@ -1210,6 +1670,10 @@ pub struct Totals {
     pub restarts: u64,
     /// Decisions recorded.
     pub resolves: u64,
+    /// Crashes that left a step of a stage run side by side in doubt.
+    pub stage_crashes: u64,
+    /// Crashes that left several steps in doubt.
+    pub multi_doubt_crashes: u64,
     /// Faults by kind.
     pub faults: BTreeMap<&'static str, u64>,
     /// Seeds that ended upgraded / rolled back.
@@ -1229,6 +1693,8 @@ impl Totals {
         self.crashes += u64::from(r.crashes);
         self.restarts += u64::from(r.restarts);
         self.resolves += u64::from(r.resolves);
+        self.stage_crashes += u64::from(r.stage_crashes);
+        self.multi_doubt_crashes += u64::from(r.multi_doubt_crashes);
         for (k, n) in &r.faults {
             *self.faults.entry(k).or_default() += n;
         }
@@ -1251,6 +1717,8 @@ impl Totals {
         self.crashes += o.crashes;
         self.restarts += o.restarts;
         self.resolves += o.resolves;
+        self.stage_crashes += o.stage_crashes;
+        self.multi_doubt_crashes += o.multi_doubt_crashes;
         for (k, n) in o.faults {
             *self.faults.entry(k).or_default() += n;
         }

@@ -16,6 +16,10 @@ pub enum Bug {
     RollbackNotIdempotent,
     /// A step's intent is appended after its side effect instead of before.
     IntentAfterEffect,
+    /// A deployment's rollback stops only node 0's new container: every other node's
+    /// `stop-new` records "nothing to stop" without looking, so the node's new container
+    /// goes on running beside its old one (issue 15).
+    StopNewOnlyOnNodeZero,
 }
 
 thread_local! {

@@ -89,6 +89,7 @@ fn world() -> SharedWorld {
             warmup: Duration::from_secs(30),
             flaps: vec![],
             checks: 0,
+            node: 0,
         },
     );
     w.shared()
@@ -817,4 +818,149 @@ async fn sim_clock_sleep_advances_virtual_time_only() {
         clock.elapsed_since(m0),
         Duration::from_secs(3600) + adapters::MIN_SLEEP
     );
+}
+
+/// The simulator over a deployment (issue 15): 3 nodes in 2 regions of 3.3.0 -> 3.3.1.
+fn deployment_cfg() -> driver::SimConfig {
+    driver::SimConfig::new("3.3.0".parse().unwrap(), "3.3.1".parse().unwrap()).deployment(3, 2)
+}
+
+/// Each node is its own engine: the same name on two nodes is two containers, and a call
+/// on one engine never sees another's.
+#[tokio::test]
+async fn each_node_is_its_own_engine() {
+    let cfg = deployment_cfg();
+    let w = driver::world_for(&cfg).shared();
+    let node = |n: u8| SimDocker {
+        world: w.clone(),
+        node: n,
+    };
+    let a = node(0).inspect(OLD).await.unwrap().unwrap();
+    let b = node(2).inspect(OLD).await.unwrap().unwrap();
+    assert_ne!(a.id, b.id, "one container answered for two nodes");
+    assert!(node(1).inspect(&b.id).await.unwrap().is_none());
+    node(2).stop(OLD, Duration::from_secs(10)).await.unwrap();
+    assert!(
+        node(0)
+            .inspect(OLD)
+            .await
+            .unwrap()
+            .unwrap()
+            .status
+            .is_running()
+    );
+    let seen = lock(&w).observed();
+    assert_eq!(seen.containers.get("node2/oms").map(|c| c.1), Some(false));
+    assert_eq!(seen.containers.get("oms").map(|c| c.1), Some(true));
+}
+
+/// Found by the simulator over 3 nodes (its fault-free reference run): the executor
+/// performed and inspected parts of a node's step on node 0's engine (`self.ad.docker`
+/// instead of the node's), so node 1's `stop-old` looked for node 1's container on node 0,
+/// and the run could not record its outcome.
+#[test]
+fn an_uninterrupted_deployment_upgrades_and_rolls_back_every_node() {
+    let cfg = deployment_cfg();
+    let r = driver::reference(&cfg).unwrap_or_else(|e| panic!("fault-free run: {e}"));
+    for n in 0..3u8 {
+        let name = world::qualified(n, OLD);
+        assert_eq!(
+            r.upgraded
+                .containers
+                .get(&name)
+                .map(|c| (c.0.as_str(), c.1)),
+            Some(("oms:feature_3.3.1_ce", true)),
+            "{name}"
+        );
+    }
+    // A rollback asked for at the end brings every node back.
+    let (end, phase) = driver::fault_free(&cfg, Some(crate::events::StepKey::Complete)).unwrap();
+    assert_eq!(phase, crate::replay::Phase::RolledBack);
+    for n in 0..3u8 {
+        let name = world::qualified(n, OLD);
+        assert_eq!(
+            end.containers.get(&name).map(|c| (c.0.as_str(), c.1)),
+            Some(("oms:feature_3.3.0_ce", true)),
+            "{name}"
+        );
+    }
+}
+
+/// Issue 15's must-show: crashes between per-node steps and inside the stages whose steps
+/// run side by side (between their intents, during the concurrent performs, between their
+/// outcomes), faults in every call, each seed resuming to the end state of an
+/// uninterrupted run with every action once, on every node (invariants a to e).
+#[test]
+fn a_hundred_deployment_seeds_hold_the_invariants() {
+    let seeds: Vec<u64> = (0..100).collect();
+    let t = driver::run_seeds(&deployment_cfg(), &seeds, 2).unwrap();
+    for r in &t.failed {
+        eprintln!("seed {}: {:?}", r.seed, r.violations);
+    }
+    eprintln!(
+        "{} seeds, {} crashes ({} inside a stage, {} with several steps in doubt), phases {:?}",
+        t.seeds, t.crashes, t.stage_crashes, t.multi_doubt_crashes, t.phases
+    );
+    assert!(t.failed.is_empty(), "{} seeds failed", t.failed.len());
+    assert!(
+        t.multi_doubt_crashes > 10,
+        "too few crashes inside a stage: {}",
+        t.multi_doubt_crashes
+    );
+    assert!(t.phases.contains_key("RolledBack") && t.phases.contains_key("Completed"));
+}
+
+/// The per-node invariants can fail: with a rollback that stops only node 0's new
+/// container planted in the executor (which notices nothing: the rollback completes),
+/// rollback-heavy deployment seeds find it (another node's new container runs beside its
+/// old one, (e) and (a)), and the same seeds without the bug hold every invariant.
+#[test]
+fn a_rollback_that_forgets_the_other_nodes_is_found() {
+    use super::planted::Bug;
+    let cfg = driver::SimConfig {
+        rollback_pct: 100,
+        ..deployment_cfg()
+    };
+    let r = driver::reference(&cfg).unwrap();
+    let planted = driver::SimConfig {
+        planted: Some(Bug::StopNewOnlyOnNodeZero),
+        ..cfg.clone()
+    };
+    let found = (0..40u64).find_map(|s| {
+        let rep = driver::run_seed(&planted, &r, s);
+        (!rep.violations.is_empty()).then_some((s, rep.violations))
+    });
+    let Some((seed, violations)) = found else {
+        panic!("the planted bug was not found in 40 seeds");
+    };
+    eprintln!("planted bug found at seed {seed}: {violations:#?}");
+    assert!(
+        violations
+            .iter()
+            .any(|v| v.starts_with("(e) node") && v.contains("runs beside the old one")),
+        "{violations:?}"
+    );
+    for s in 0..=seed {
+        let rep = driver::run_seed(&cfg, &r, s);
+        assert!(
+            rep.violations.is_empty(),
+            "seed {s} without the bug: {:?}",
+            rep.violations
+        );
+    }
+}
+
+/// Seeds the deployment simulator found in its own reference (1,000 seeds of 3 nodes in 2
+/// regions): a rollback asked while a stage's lanes stood at different steps (node 0's
+/// `create-new` done, node 1's failed) was compared with one fault-free rollback from the
+/// first step not done in the plan's order, whose run had created every node's new
+/// container. Each node is now compared with a fault-free rollback from its own progress.
+#[test]
+fn deployment_regression_seeds_hold_the_invariants() {
+    let cfg = deployment_cfg();
+    let t = driver::run_seeds(&cfg, &[332, 444, 819, 855, 931], 1).unwrap();
+    for r in &t.failed {
+        eprintln!("seed {}: {:?} {:?}", r.seed, r.violations, r.diff);
+    }
+    assert!(t.failed.is_empty(), "{} seeds failed", t.failed.len());
 }

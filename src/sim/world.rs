@@ -42,6 +42,29 @@ pub struct SimContainer {
     pub supervisor_warmup: Duration,
     /// Stop due at this time (a stop requested that has not happened yet).
     pub stop_due: Option<DateTime<Utc>>,
+    /// The node whose engine holds it (issue 15): each node of a deployment has its own
+    /// engine, so its own container names; 0 for a single node.
+    pub node: u8,
+}
+
+/// A container's name as the whole deployment tells it apart: the plain name on node 0
+/// (so a single-node world reads as before), `node<n>/<name>` on node n.
+pub fn qualified(node: u8, name: &str) -> String {
+    if node == 0 {
+        name.to_string()
+    } else {
+        format!("node{node}/{name}")
+    }
+}
+
+/// A path on node `node`'s host (its logs folder): the plain path on node 0,
+/// `node<n>:<path>` on node n, so each node's `docker_init.log` is its own.
+pub fn node_path(node: u8, path: &str) -> String {
+    if node == 0 {
+        path.to_string()
+    } else {
+        format!("node{node}:{path}")
+    }
 }
 
 /// One supervisord program: STARTING until `running_after` has passed since the start,
@@ -148,6 +171,8 @@ pub struct HealthSpot {
     pub flaps: Vec<bool>,
     /// Checks answered so far (the flapping cursor).
     pub checks: usize,
+    /// The node whose engine runs `container` (0 for a single node).
+    pub node: u8,
 }
 
 /// An irreversible action the world performed: what a later simulator checks against the
@@ -156,7 +181,7 @@ pub struct HealthSpot {
 pub enum ActionKind {
     /// A running container was stopped (recorded when it exits).
     Stop {
-        /// Container name at the time of the request.
+        /// Container name at the time of the request ([`qualified`] by its node).
         container: String,
     },
     /// A database was dropped.
@@ -176,7 +201,12 @@ pub enum ActionKind {
     },
     /// `docker_init.sh` was started.
     DockerInit {
-        /// Container name.
+        /// Container name ([`qualified`] by its node).
+        container: String,
+    },
+    /// A container was created (issue 15: no node's new container is created twice).
+    CreateContainer {
+        /// Its name ([`qualified`] by its node).
         container: String,
     },
     /// `ha.config` was changed.
@@ -561,6 +591,15 @@ pub struct World {
     /// The process has crashed: every await point from now on stays pending forever, so
     /// the driver drops the executor's future (all its in-memory state is lost).
     pub crashed: bool,
+    /// The node whose engine the Docker call being applied goes to ([`World::find`] looks
+    /// only there, [`World::add_container`] puts a container there); reset to 0 after
+    /// every call.
+    pub engine: u8,
+    /// Interleaving of concurrent futures (a deployment's steps performed side by side):
+    /// with `Some((rng, pct))`, an await point yields once (pending, woken at once) in
+    /// `pct` per cent of passes, chosen by `rng`, so the futures `join_all` polls take
+    /// turns at seeded points. `None` (a single node): never yields, as before.
+    pub yields: Option<(XorShift, u64)>,
 }
 
 impl std::fmt::Debug for World {
@@ -612,6 +651,8 @@ impl World {
             awaits: 0,
             tick_on_now: false,
             crashed: false,
+            engine: 0,
+            yields: None,
         }
     }
 
@@ -663,12 +704,18 @@ impl World {
         }
     }
 
-    /// The container a name or id refers to.
+    /// The container a name or id refers to, on the engine of the call being applied
+    /// ([`World::engine`]).
     pub fn find(&self, name_or_id: &str) -> Option<String> {
+        self.find_on(self.engine, name_or_id)
+    }
+
+    /// The container a name or id refers to on node `node`'s engine.
+    pub fn find_on(&self, node: u8, name_or_id: &str) -> Option<String> {
         let name = name_or_id.trim_start_matches('/');
         self.containers
             .iter()
-            .find(|(id, c)| id.as_str() == name || c.info.name == name)
+            .find(|(id, c)| c.node == node && (id.as_str() == name || c.info.name == name))
             .map(|(id, _)| id.clone())
     }
 
@@ -684,6 +731,7 @@ impl World {
                 supervisor: self.programs.clone(),
                 supervisor_warmup: Duration::from_secs(5),
                 stop_due: None,
+                node: self.engine,
             },
         );
         id
@@ -700,7 +748,7 @@ impl World {
         c.info.status = ContainerStatus::Exited { code };
         c.info.finished_at = Some(now);
         c.stop_due = None;
-        let name = c.info.name.clone();
+        let name = qualified(c.node, &c.info.name);
         if was_running {
             self.act(ActionKind::Stop { container: name });
         }
@@ -741,6 +789,15 @@ impl World {
         self.crashed
     }
 
+    /// Whether the future passing an await point now yields once first (see
+    /// [`World::yields`]).
+    pub fn yields_here(&mut self) -> bool {
+        match &mut self.yields {
+            Some((rng, pct)) => rng.below(100) < *pct,
+            None => false,
+        }
+    }
+
     /// Writes (replaces) a file of the logs folder now.
     pub fn write_file(&mut self, path: &str, content: String) {
         let now = self.now;
@@ -753,17 +810,27 @@ impl World {
         );
     }
 
-    fn init_log_path(&self) -> String {
-        format!("{}/docker_init.log", self.init.log_dir)
+    /// `docker_init.log` on node `node`'s host.
+    pub(crate) fn init_log_path(&self, node: u8) -> String {
+        node_path(node, &format!("{}/docker_init.log", self.init.log_dir))
+    }
+
+    /// The node whose container runs exec session `exec_id`.
+    fn exec_node(&self, exec_id: &str) -> u8 {
+        self.execs
+            .get(exec_id)
+            .and_then(|e| self.containers.get(&e.container_id))
+            .map_or(0, |c| c.node)
     }
 
     /// Starts `docker_init.sh` as exec session `exec_id`: the log is rewritten at once
     /// (as the real script does), the steps follow in virtual time.
     pub(crate) fn start_init(&mut self, exec_id: &str, container: &str) {
+        let node = self.exec_node(exec_id);
         self.act(ActionKind::DockerInit {
-            container: container.to_string(),
+            container: qualified(node, container),
         });
-        let path = self.init_log_path();
+        let path = self.init_log_path(node);
         self.write_file(&path, "docker_init.sh: starting migration\n".into());
         if let Some(e) = self.execs.get_mut(exec_id) {
             e.init_started = Some(self.now);
@@ -784,7 +851,7 @@ impl World {
         let elapsed = (self.now - started).to_std().unwrap_or_default();
         let per = model.step_takes.as_millis().max(1);
         let due = u32::try_from(elapsed.as_millis() / per).unwrap_or(u32::MAX);
-        let path = self.init_log_path();
+        let path = self.init_log_path(self.exec_node(exec_id));
         let Some(db) = self.databases.get_mut(&model.rm_db) else {
             // No RM database: the script fails at once.
             self.finish_exec(exec_id, 1, "ERROR: no RM database\n");
@@ -871,7 +938,7 @@ impl World {
                 .values()
                 .map(|c| {
                     (
-                        c.info.name.clone(),
+                        qualified(c.node, &c.info.name),
                         (
                             c.info.image.clone(),
                             c.info.status.is_running(),
