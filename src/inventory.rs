@@ -153,7 +153,27 @@ pub fn from_configs(configs: &[(PathBuf, &OmsConfig)]) -> Result<Inventory, Inve
             problem: "no config.yaml was given; pass each region's config.yaml".into(),
         });
     }
-    let several = configs.len() > 1;
+    let inv = read_configs(configs, configs.len() > 1)?;
+    check_regions(configs, &inv.regions)?;
+    Ok(inv)
+}
+
+/// One config.yaml's region and nodes, read alone: without the rules over the whole
+/// deployment (one default region, distinct locations), which need every region's file.
+/// `several`: the deployment has more than one region file (then `cm_region` is required).
+pub fn from_config_alone(
+    path: &Path,
+    cfg: &OmsConfig,
+    several: bool,
+) -> Result<Inventory, InventoryError> {
+    read_configs(&[(path.to_path_buf(), cfg)], several)
+}
+
+/// The regions and nodes of each file, in order.
+fn read_configs(
+    configs: &[(PathBuf, &OmsConfig)],
+    several: bool,
+) -> Result<Inventory, InventoryError> {
     let mut inv = Inventory::default();
     for (path, cfg) in configs {
         let region = region_of(path, cfg, several)?;
@@ -183,7 +203,6 @@ pub fn from_configs(configs: &[(PathBuf, &OmsConfig)]) -> Result<Inventory, Inve
         }
         inv.regions.push(region);
     }
-    check_regions(configs, &inv.regions)?;
     Ok(inv)
 }
 

@@ -23,6 +23,7 @@
 pub mod certs;
 pub mod deployment;
 pub mod emuimage;
+mod several;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -40,6 +41,7 @@ use crate::adapters::{
 use crate::dbconn::{DbTarget, PASSWORD_ENV};
 use crate::omsconfig::{MetaDatabases, OmsConfig};
 use crate::secret::Secret;
+pub use several::{DeploymentRun, NodeLine};
 
 /// Label on every container a demo creates; its value is the demo id.
 pub const DEMO_LABEL: &str = "oms-upgrade.demo";
@@ -91,6 +93,12 @@ pub struct Options {
     pub progress: Progress,
     /// Mirror the demo's ledger to a witness (issue 14): the arguments `init` gets.
     pub witness: Option<DemoWitness>,
+    /// Nodes of the deployment (issue 15); 1 is the single-node demo.
+    pub nodes: u8,
+    /// Regions the nodes are spread over (1 to `nodes`).
+    pub regions: u8,
+    /// After the upgrade and its `ledger verify --live`: roll back, and verify again.
+    pub rollback: bool,
 }
 
 /// The witness a demo mirrors to: passed to `init` (which records it in the plan), and
@@ -223,6 +231,10 @@ struct DemoState {
     /// The CA file of a `--tls` demo's console certificate.
     #[serde(default)]
     health_ca: Option<PathBuf>,
+    /// A deployment demo's other regions' heartbeat databases (issue 15), dropped by
+    /// `--clean` with the three above.
+    #[serde(default)]
+    extra_databases: Vec<String>,
 }
 
 impl DemoState {
@@ -278,6 +290,9 @@ fn db_prefix(id: &str) -> String {
 /// Sets up a demo node and upgrades it (or, with `plan_only`, records the plan only).
 /// Everything it created is left in place, also on failure (the error's hint says where).
 pub fn run(opts: Options) -> Result<Outcome, DemoError> {
+    if opts.nodes > 1 {
+        return Demo::new(opts)?.run_deployment();
+    }
     Demo::new(opts)?.run()
 }
 
@@ -397,6 +412,8 @@ pub enum Outcome {
     Upgraded(Box<Upgraded>),
     /// `plan_only`: the node runs and the plan is recorded; nothing else was done.
     Planned(Box<Planned>),
+    /// A deployment of several nodes (issue 15) was upgraded (and maybe rolled back).
+    Deployment(Box<DeploymentRun>),
 }
 
 /// An upgraded demo: where everything is and how the upgrade went.
@@ -532,6 +549,7 @@ impl Demo {
             health_url: None,
             images: Vec::new(),
             health_ca: None,
+            extra_databases: Vec::new(),
         };
         Ok(Demo {
             args,
@@ -647,32 +665,7 @@ impl Demo {
     /// Images, databases, host folders, config, the old container (created as the runbook
     /// says, started, `docker_init.sh` fresh, healthy), then the seeded metadata.
     async fn start_old_node(&mut self, docker: &BollardDocker) -> Result<Node, DemoError> {
-        self.say(&format!(
-            "building the emulator images {} and {} from {}",
-            self.args.from,
-            self.args.to,
-            self.emulator.display()
-        ));
-        let images = emuimage::ensure_images(
-            docker.client(),
-            &self.emulator,
-            &[self.args.from.as_str(), self.args.to.as_str()],
-        )
-        .await
-        .map_err(service)?;
-        for i in &images {
-            self.say(&format!(
-                "  {} {}",
-                i.reference,
-                if i.imported {
-                    "imported"
-                } else {
-                    "already present"
-                }
-            ));
-        }
-        self.st.images = images.iter().map(|i| i.reference.clone()).collect();
-
+        let images = self.ensure_demo_images(docker).await?;
         let prefix = self.st.db_prefix();
         let dbs = MetaDatabases {
             rm: format!("{prefix}rm"),
@@ -804,6 +797,40 @@ impl Demo {
         self.st.stage = "seeded".into();
         self.st.save()?;
         Ok(Node { images, seed })
+    }
+
+    /// The emulator images of `--from` and `--to` (imported when missing), recorded in
+    /// the state file, old first.
+    async fn ensure_demo_images(
+        &mut self,
+        docker: &BollardDocker,
+    ) -> Result<Vec<emuimage::ImageRef>, DemoError> {
+        self.say(&format!(
+            "building the emulator images {} and {} from {}",
+            self.args.from,
+            self.args.to,
+            self.emulator.display()
+        ));
+        let images = emuimage::ensure_images(
+            docker.client(),
+            &self.emulator,
+            &[self.args.from.as_str(), self.args.to.as_str()],
+        )
+        .await
+        .map_err(service)?;
+        for i in &images {
+            self.say(&format!(
+                "  {} {}",
+                i.reference,
+                if i.imported {
+                    "imported"
+                } else {
+                    "already present"
+                }
+            ));
+        }
+        self.st.images = images.iter().map(|i| i.reference.clone()).collect();
+        Ok(images)
     }
 
     /// `--tls`: a CA and a console certificate for 127.0.0.1 in `<demo>/tls/` (the key
@@ -1026,7 +1053,20 @@ impl Demo {
         // intact chain.
         // With a witness, the ledger is also compared with its witness copy.
         let verify = witnessed(&["ledger", "verify", "--live"]);
-        let verify = self.oms_upgrade(&verify.iter().map(String::as_str).collect::<Vec<_>>())?;
+        let mut verify =
+            self.oms_upgrade(&verify.iter().map(String::as_str).collect::<Vec<_>>())?;
+        // `--rollback`: every change undone, and the record checked against the world again.
+        if self.args.rollback && verify.ok() {
+            let rollback = witnessed(&["rollback", "--yes"]);
+            let r = self.oms_upgrade(&rollback.iter().map(String::as_str).collect::<Vec<_>>())?;
+            if !r.ok() {
+                return Err(self.child_failed("rollback --yes", &r));
+            }
+            self.st.stage = "rolled-back".into();
+            self.st.save()?;
+            let again = witnessed(&["ledger", "verify", "--live"]);
+            verify = self.oms_upgrade(&again.iter().map(String::as_str).collect::<Vec<_>>())?;
+        }
         if verify.ok() {
             self.st.stage = "verified".into();
             self.st.save()?;
@@ -1582,7 +1622,11 @@ async fn drop_databases(st: &DemoState, done: &mut Cleaned, progress: Progress) 
     let result = async {
         use mysql_async::prelude::Queryable;
         let mut c = pool.get_conn().await?;
-        for d in dbs.all() {
+        for d in dbs
+            .all()
+            .into_iter()
+            .chain(st.extra_databases.iter().map(String::as_str))
+        {
             let safe = d.starts_with(&prefix)
                 && d.bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');

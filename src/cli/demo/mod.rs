@@ -82,6 +82,26 @@ pub struct DemoArgs {
         conflicts_with = "clean"
     )]
     pub witness_policy: Option<super::init::WitnessPolicyArg>,
+    /// Upgrade a deployment of this many nodes (issue 15, docs/deployment.md): one emulator
+    /// container per node on the local engine, each on its own loopback address
+    /// (127.0.0.2, ...) with its own OMS_HOST_IP, one config.yaml per region, all sharing
+    /// one metadata DB; `init --inventory` plans them all, `run` upgrades them as one run in
+    /// one ledger (stops, creations, starts and health checks side by side), and `ledger
+    /// verify --live` checks every node.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u8).range(1..=i64::from(crate::demo::deployment::MAX_NODES)),
+          conflicts_with_all = ["clean", "tls", "plan_only"])]
+    pub nodes: u8,
+    /// With --nodes: spread the nodes over this many regions (each its own heartbeat
+    /// database and config.yaml).
+    #[arg(long, value_name = "R", default_value_t = 1,
+          value_parser = clap::value_parser!(u8).range(1..=i64::from(crate::demo::deployment::MAX_REGIONS)),
+          conflicts_with = "clean")]
+    pub regions: u8,
+    /// After the upgrade and its `ledger verify --live`: roll everything back with
+    /// `rollback --yes`, and run `ledger verify --live` again.
+    #[arg(long, conflicts_with_all = ["clean", "plan_only"])]
+    pub rollback: bool,
 }
 
 /// Runs `demo` (or `demo --clean`).
@@ -90,6 +110,22 @@ pub fn run(args: DemoArgs, ctx: &Ctx) -> CmdResult {
         return clean(&args, ctx);
     }
     let witness = demo_witness(&args)?;
+    if args.regions > args.nodes {
+        return Err(CliError::new(
+            ExitKind::Input,
+            format!(
+                "--regions {} is more than --nodes {}: every region needs at least one node",
+                args.regions, args.nodes
+            ),
+        )
+        .hint("give at most as many regions as nodes, e.g. `demo --nodes 3 --regions 2`"));
+    }
+    if args.nodes > 1 && witness.is_some() {
+        return Err(CliError::new(
+            ExitKind::Input,
+            "--witness is not supported with --nodes yet (the single-node demo mirrors to a witness)",
+        ));
+    }
     let opts = Options {
         size: args.size,
         privileged: args.privileged,
@@ -101,9 +137,13 @@ pub fn run(args: DemoArgs, ctx: &Ctx) -> CmdResult {
         json: ctx.json,
         progress,
         witness,
+        nodes: args.nodes,
+        regions: args.regions,
+        rollback: args.rollback,
     };
     match demo::run(opts)? {
         Outcome::Upgraded(u) => print_upgraded(&u, ctx.json),
+        Outcome::Deployment(d) => print_deployment(&d, ctx.json),
         Outcome::Planned(p) => {
             print_planned(&p, ctx.json);
             Ok(ExitCode::SUCCESS)
@@ -167,6 +207,64 @@ impl From<DemoError> for CliError {
 }
 
 /// The upgraded demo's summary; a failed `ledger verify --live` fails the command after it.
+fn print_deployment(d: &demo::DeploymentRun, json: bool) -> CmdResult {
+    if json {
+        println!("{}", d.summary);
+    } else {
+        let t = |t: Option<DateTime<Utc>>| {
+            t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+                .unwrap_or_else(|| "-".into())
+        };
+        println!();
+        println!(
+            "Demo {}: {} nodes, upgrade {} -> {} {}; ledger {}.",
+            d.id,
+            d.nodes.len(),
+            d.from,
+            d.to,
+            d.phase,
+            if d.verify_failure.is_none() {
+                "verified on every node"
+            } else {
+                "DID NOT VERIFY"
+            }
+        );
+        println!("  ledger:       {}", d.ledger.display());
+        println!("  demo folder:  {}", d.dir.display());
+        println!("  inventory:    {}", d.inventory.display());
+        for n in &d.nodes {
+            println!(
+                "  {:<6} {:<12} {:<10} {:<11} {} ({})",
+                n.node,
+                n.label,
+                n.region,
+                n.host_ip,
+                n.serving,
+                if n.healthy { "healthy" } else { "not healthy" }
+            );
+        }
+        println!(
+            "  T1 (first node stopped): {}   T2 (HA on): {}   downtime: {}",
+            t(d.t1),
+            t(d.t2),
+            d.downtime_seconds
+                .map(|s| format!("{s:.1} s"))
+                .unwrap_or_else(|| "-".into())
+        );
+        for (c, ok) in &d.commands {
+            println!("  {} oms-upgrade {c}", if *ok { "ok  " } else { "FAIL" });
+        }
+        println!("Look around:");
+        for l in &d.look_around {
+            println!("  {l}");
+        }
+    }
+    match &d.verify_failure {
+        None => Ok(ExitCode::SUCCESS),
+        Some(e) => Err(e.clone().into()),
+    }
+}
+
 fn print_upgraded(u: &demo::Upgraded, json: bool) -> CmdResult {
     if json {
         println!("{}", u.summary);

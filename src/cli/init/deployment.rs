@@ -366,8 +366,11 @@ struct Regions {
 fn regions_of(configs: &[(PathBuf, OmsConfig)]) -> Result<Regions, String> {
     let mut reps: Vec<(PathBuf, &OmsConfig, Inventory)> = Vec::new();
     let mut of_file = BTreeMap::new();
+    // Read alone, each file is one region; the rules over all regions (one default,
+    // distinct locations) are checked once, over one file per region, below.
+    let several = configs.len() > 1;
     for (path, cfg) in configs {
-        let one = inventory::from_configs(&[(path.clone(), cfg)]).map_err(|e| e.to_string())?;
+        let one = inventory::from_config_alone(path, cfg, several).map_err(|e| e.to_string())?;
         let region = &one.regions[0];
         match reps
             .iter()
