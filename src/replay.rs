@@ -525,10 +525,11 @@ impl State {
                 // lane's open step is not in doubt yet, it is running. Anything open
                 // outside the current stage is.
                 let stage = self.current_stage();
+                let in_stage = |k: &StepKey| stage.iter().flatten().any(|s| s == k);
                 if let Some(d) = self
                     .open_keys()
                     .into_iter()
-                    .find(|k| !stage.iter().flatten().any(|s| s == k) || k == key)
+                    .find(|k| !in_stage(k) || !in_stage(key) || k == key)
                 {
                     return Err(Rejection::InDoubt { in_doubt: d });
                 }
@@ -674,19 +675,25 @@ impl State {
     /// since then is started again, recorded as another attempt, instead of failing the
     /// exec. Starting a running container changes nothing, so the core need not know
     /// whether it is stopped: the executor asks only when it found it so.
+    /// A deployment's node: the same, for that node's `start-new` and the next step of
+    /// its own lane (or its `docker-init`).
     pub fn may_start_new_again(&self, key: StepKey) -> bool {
-        if key != StepKey::StartNewContainer
+        if key.base() != StepKey::StartNewContainer
             || self.rollback.is_some()
             || self.in_doubt().is_some()
-            || self.status_of(StepKey::StartNewContainer) != StepStatus::Done
+            || self.status_of(key) != StepStatus::Done
         {
             return false;
         }
-        match self.cursor() {
-            Some(k @ (StepKey::CheckSupervisor | StepKey::RunDockerInit)) => matches!(
-                self.status_of(k),
-                StepStatus::Pending | StepStatus::Failed { retryable: true }
-            ),
+        // The node's next step: the head of its lane in the current stage.
+        let next = self.heads().into_iter().find(|k| k.node() == key.node());
+        match next {
+            Some(k) if matches!(k.base(), StepKey::CheckSupervisor | StepKey::RunDockerInit) => {
+                matches!(
+                    self.status_of(k),
+                    StepStatus::Pending | StepStatus::Failed { retryable: true }
+                )
+            }
             _ => false,
         }
     }
@@ -1474,7 +1481,7 @@ impl State {
         self.rollback.as_ref()
     }
 
-    fn stopped_at(&self, key: StepKey) -> Option<DateTime<Utc>> {
+    pub(crate) fn stopped_at(&self, key: StepKey) -> Option<DateTime<Utc>> {
         match self.facts(key) {
             Some(StepFacts::ContainerStopped(c)) => Some(c.t()),
             _ => None,
@@ -1734,6 +1741,9 @@ pub(crate) mod build;
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod deployment_tests;
 
 #[cfg(test)]
 mod props;

@@ -144,6 +144,59 @@ pub(crate) fn plan_with_settings() -> Plan {
     Plan::new(input).expect("sample plan")
 }
 
+/// A deployment of `nodes` nodes over `regions` regions (node i in region i % regions),
+/// with settings recorded on every node; docker_init on the first node of each region.
+pub(crate) fn deployment_plan(nodes: u8, regions: u8) -> Plan {
+    let mut input = input("4.2.1", "4.2.2");
+    input.ext = vec![PlanExt::Container(Box::new(container_settings()))];
+    let base = Plan::new(input.clone()).expect("sample plan");
+    let region_of = |i: u8| RegionIx(i % regions);
+    let meta = |i: u8, label: String| NodeMeta {
+        label,
+        region: region_of(i),
+        endpoint: if i == 0 {
+            "local".into()
+        } else {
+            format!("ssh://root@10.0.0.{}", 5 + i)
+        },
+        runs_init: i < regions,
+    };
+    let deployment = Deployment {
+        node0: meta(0, "oms-a".into()),
+        regions: (0..regions)
+            .map(|r| RegionPlan {
+                name: format!("region-{r}"),
+                heartbeat_db: if r == 0 {
+                    base.databases.cm_hb.clone()
+                } else {
+                    format!("oms_cm_hb_{r}")
+                },
+            })
+            .collect(),
+        nodes: (1..nodes)
+            .map(|i| {
+                let ip = format!("10.0.0.{}", 5 + i);
+                NodePlan {
+                    meta: meta(i, format!("oms-{}", (b'a' + i) as char)),
+                    old_container: ContainerSnapshot {
+                        id: format!("{i}").repeat(64),
+                        ..base.old_container.clone()
+                    },
+                    settings: Some(Box::new(container_settings())),
+                    host_ip: ip.clone(),
+                    health_url: format!("http://{ip}:8089/oms/health"),
+                    old_renamed_to: base.old_renamed_to.clone(),
+                    new_name: base.new_name.clone(),
+                    failed_name: base.failed_name.clone(),
+                    target_image_id: base.target_image_id.clone(),
+                }
+            })
+            .collect(),
+    };
+    input.ext.push(PlanExt::Deployment(Box::new(deployment)));
+    Plan::new(input).expect("sample deployment plan")
+}
+
 pub(crate) fn plan_for(source: &str, target: &str) -> Plan {
     Plan::new(input(source, target)).unwrap()
 }
@@ -307,10 +360,17 @@ pub(crate) fn done_facts(
         StepKey::RollbackVerifyDumps => StepFacts::DumpsVerified {
             checks: MetaDb::ALL
                 .iter()
-                .map(|&db| DumpCheck {
+                .map(|&db| (plan.clone(), db))
+                .chain(
+                    plan.regions()
+                        .into_iter()
+                        .filter(|r| r.0 != 0)
+                        .map(|r| (plan.for_region(r), MetaDb::CmHb)),
+                )
+                .map(|(plan, db)| DumpCheck {
                     db,
                     file: plan.dump_file(db),
-                    found_blake3: Some(artifact(plan, db).blake3_hex),
+                    found_blake3: Some(artifact(&plan, db).blake3_hex),
                     ok: true,
                 })
                 .collect(),
