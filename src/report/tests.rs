@@ -910,3 +910,49 @@ fn a_single_node_report_has_no_lanes() {
     let j = to_json(&r);
     assert!(j.get("nodes").is_none() && j["steps"][0].get("node").is_none());
 }
+
+/// Issue 15: a crash inside a stage leaves one open step per node lane; the summary names
+/// them all, and each is in its node's lane as in doubt.
+#[test]
+fn every_open_step_of_a_stage_is_named_in_doubt() {
+    use crate::events::NodeIx;
+    let mut d = crate::replay::build::Records::planned(
+        crate::replay::build::Records::deployment_plan(3, 2),
+    );
+    d.step_ok(StepKey::DisableHa);
+    for n in [NodeIx(0), NodeIx(1)] {
+        d.step_ok(StepKey::PreStopCheck.on_node(n));
+        d.intent(StepKey::StopOldContainer.on_node(n)).unwrap();
+    }
+    let r = build(&d.events, &d.state, verified(&d.events));
+    assert!(
+        r.outcome
+            .summary
+            .ends_with("steps stop-old, node1:stop-old are in doubt (intent without outcome)."),
+        "{}",
+        r.outcome.summary
+    );
+    let open: Vec<(Option<u8>, StepResult)> = r
+        .steps
+        .iter()
+        .filter(|s| s.result == StepResult::InDoubt)
+        .map(|s| (s.node, s.result))
+        .collect();
+    assert_eq!(
+        open,
+        [
+            (Some(0), StepResult::InDoubt),
+            (Some(1), StepResult::InDoubt)
+        ]
+    );
+    // No stop has an outcome yet: the downtime is counted from the first stop intent.
+    assert!(r.times.t1.is_none());
+    assert_eq!(
+        r.times.downtime.as_ref().unwrap().start,
+        r.steps
+            .iter()
+            .find(|s| s.key == StepKey::StopOldContainer)
+            .unwrap()
+            .started_at
+    );
+}
