@@ -83,7 +83,7 @@ pub struct NodeExpectations {
     /// The node's index (0: the plan's own node).
     pub node: u8,
     /// How findings name the node: `None` for a single-node plan (its subjects read as
-    /// they always did), `node 1 (oms-b)` in a deployment.
+    /// they always did), `node1 (oms-b)` in a deployment.
     pub name: Option<String>,
     /// The node's Docker engine as the plan records it (`local`, `unix://`, `ssh://`,
     /// `tcp://`; no secret).
@@ -95,7 +95,7 @@ pub struct NodeExpectations {
 }
 
 impl NodeExpectations {
-    /// A subject on this node: `container oms`, or `node 1 (oms-b): container oms`.
+    /// A subject on this node: `container oms`, or `node1 (oms-b): container oms`.
     fn subject(&self, what: &str) -> String {
         match &self.name {
             Some(n) => format!("{n}: {what}"),
@@ -178,7 +178,7 @@ fn node_expectations(
 ) -> Result<NodeExpectations, ExpectError> {
     let meta = plan.node_meta(n);
     let deployment = plan.deployment().is_some();
-    let name = deployment.then(|| format!("node {} ({})", n.0, meta.label));
+    let name = deployment.then(|| format!("{n} ({})", meta.label));
     // A single-node plan is its own node 0, exactly as recorded.
     let np = if deployment {
         plan.for_node(n)
@@ -299,7 +299,7 @@ pub struct Observed {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Drift {
     /// What it is about: `container <name>`, `ha.config`, `schema`, `dump <db>`; in a
-    /// deployment a node's subjects start with the node (`node 1 (oms-b): container oms`).
+    /// deployment a node's subjects start with the node (`node1 (oms-b): container oms`).
     pub subject: String,
     /// In a deployment, the node the finding is on; absent for deployment-wide subjects and
     /// for a single-node plan.
@@ -1080,9 +1080,9 @@ mod tests {
         assert_eq!(
             nodes,
             [
-                (0, Some("node 0 (oms-a)"), "local"),
-                (1, Some("node 1 (oms-b)"), "ssh://root@10.0.0.6"),
-                (2, Some("node 2 (oms-c)"), "ssh://root@10.0.0.7"),
+                (0, Some("node0 (oms-a)"), "local"),
+                (1, Some("node1 (oms-b)"), "ssh://root@10.0.0.6"),
+                (2, Some("node2 (oms-c)"), "ssh://root@10.0.0.7"),
             ]
         );
         assert!(
@@ -1128,9 +1128,9 @@ mod tests {
         assert_eq!(
             subjects[..3],
             [
-                "node 0 (oms-a): container oms",
-                "node 1 (oms-b): container oms",
-                "node 2 (oms-c): container oms"
+                "node0 (oms-a): container oms",
+                "node1 (oms-b): container oms",
+                "node2 (oms-c): container oms"
             ]
         );
 
@@ -1150,17 +1150,14 @@ mod tests {
             .iter()
             .map(|d| (d.subject.as_str(), d.field.as_str(), d.node))
             .collect();
-        assert_eq!(
-            drifts,
-            [("node 2 (oms-c): container oms", "image", Some(2))]
-        );
+        assert_eq!(drifts, [("node2 (oms-c): container oms", "image", Some(2))]);
         let unreachable = r.unreachable();
         assert_eq!(unreachable.len(), 1);
-        assert_eq!(unreachable[0].subject, "node 1 (oms-b): Docker engine");
+        assert_eq!(unreachable[0].subject, "node1 (oms-b): Docker engine");
         assert_eq!(unreachable[0].node, Some(1));
         let detail = unreachable[0].detail.as_deref().unwrap();
         assert!(
-            detail.contains("node 1 (oms-b) at ssh://root@10.0.0.6")
+            detail.contains("node1 (oms-b) at ssh://root@10.0.0.6")
                 && detail.contains("host key refused"),
             "{detail}"
         );

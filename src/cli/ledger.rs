@@ -108,18 +108,6 @@ pub struct VerifyArgs {
     /// OMS_META_PASSWORD, then the config.yaml the old container mounts).
     #[arg(long, value_name = "FILE", requires = "live")]
     pub password_file: Option<PathBuf>,
-    /// With --live: the known_hosts file that pins the host keys of nodes reached over
-    /// `ssh://` (default: the operator's usual files). An unknown key is refused.
-    #[arg(long, value_name = "FILE", requires = "live")]
-    pub known_hosts: Option<PathBuf>,
-    /// With --live: the private key that logs in to nodes reached over `ssh://` (default:
-    /// the agent and the default keys).
-    #[arg(long, value_name = "FILE", requires = "live")]
-    pub ssh_identity: Option<PathBuf>,
-    /// With --live: the folder holding ca.pem, cert.pem and key.pem for nodes reached over
-    /// `tcp://` (mutual TLS; Docker's DOCKER_CERT_PATH layout).
-    #[arg(long, value_name = "DIR", requires = "live")]
-    pub docker_cert_path: Option<PathBuf>,
     /// Also compare the ledger with the witness copy (`--witness URL` or
     /// OMS_UPGRADE_WITNESS) and name the first difference: truncated or replaced by an
     /// older copy, rewritten, forked, corrupt witness rows, or records not pushed yet. The
@@ -389,14 +377,9 @@ fn cmd_verify(args: VerifyArgs, ctx: &Ctx) -> CmdResult {
                      `ledger verify --artifacts` checks the dumps meanwhile",
             )
         })?;
-        let access = super::live::NodeAccess {
-            ssh: crate::adapters::SshSettings {
-                known_hosts: args.known_hosts.clone(),
-                identity: args.ssh_identity.clone(),
-                program: None,
-            },
-            cert_path: args.docker_cert_path.clone(),
-        };
+        // The nodes are reached as `run` and `rollback` reach them.
+        let (ssh, tls) = super::shell::remote_settings();
+        let access = super::live::NodeAccess { ssh, tls };
         let observed = super::live::observe(&exp, &state, args.password_file.as_deref(), &access)?;
         extras.dumps = Some(Ok((recorded, observed.dumps.clone())));
         extras.live = Some(drift::compare(&exp, &observed));
@@ -745,8 +728,9 @@ fn print_report(report: &VerifyReport, ctx: &Ctx, extras: &Extras) -> CmdResult 
         let names: Vec<&str> = l.unreachable().iter().map(|s| s.subject.as_str()).collect();
         eprintln!(
             "hint: not every node was compared ({}): check that each node's engine answers at \
-             the endpoint the plan records (ssh: --known-hosts and --ssh-identity; tcp: \
-             --docker-cert-path), then run `ledger verify --live` again",
+             the endpoint the plan records (ssh: OMS_UPGRADE_SSH_KNOWN_HOSTS and \
+             OMS_UPGRADE_SSH_IDENTITY; tcp: DOCKER_CERT_PATH), then run `ledger verify --live` \
+             again",
             names.join(", ")
         );
     }

@@ -6,7 +6,7 @@
 //! Nothing here changes anything: the container is inspected, the database is read, the
 //! dump files are hashed.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::{CliError, ExitKind, metadb};
 use crate::adapters::endpoint::{DockerEndpoint, EndpointError, SshSettings, TlsFiles};
@@ -26,28 +26,20 @@ pub fn check_dumps(dumps: &[DumpArtifact]) -> Vec<DumpFileCheck> {
 }
 
 /// How nodes on remote engines are reached (issue 15): the files the plan's endpoints do
-/// not carry. Paths only; no key is read into a message.
+/// not carry, as `run` and `rollback` take them ([`super::shell::remote_settings`]). Paths
+/// only; no key is read into a message.
 #[derive(Debug, Clone, Default)]
 pub struct NodeAccess {
     /// `ssh://` nodes: known_hosts, login key, ssh program.
     pub ssh: SshSettings,
-    /// `tcp://` nodes: a folder holding `ca.pem`, `cert.pem` and `key.pem` (Docker's
-    /// `DOCKER_CERT_PATH` layout).
-    pub cert_path: Option<PathBuf>,
+    /// `tcp://` nodes: the CA, client certificate and key (`DOCKER_CERT_PATH`).
+    pub tls: Option<TlsFiles>,
 }
 
 impl NodeAccess {
     /// The TLS files for a `tcp://` endpoint (none for the other forms, which refuse them).
     fn tls_for(&self, endpoint: &str) -> Option<TlsFiles> {
-        let dir = self
-            .cert_path
-            .as_ref()
-            .filter(|_| endpoint.starts_with("tcp://"))?;
-        Some(TlsFiles {
-            ca: dir.join("ca.pem"),
-            cert: dir.join("cert.pem"),
-            key: dir.join("key.pem"),
-        })
+        self.tls.clone().filter(|_| endpoint.starts_with("tcp://"))
     }
 }
 
@@ -116,8 +108,8 @@ impl NodeError {
         match self {
             NodeError::Endpoint(e) => match e {
                 EndpointError::TcpNeedsTls { .. } => format!(
-                    "{e} (for `ledger verify --live`: --docker-cert-path DIR with ca.pem, \
-                     cert.pem and key.pem)"
+                    "{e} (set DOCKER_CERT_PATH to the folder holding ca.pem, cert.pem and \
+                     key.pem)"
                 ),
                 other => other.to_string(),
             },
@@ -206,7 +198,7 @@ mod tests {
     fn node(endpoint: &str) -> NodeExpectations {
         NodeExpectations {
             node: 1,
-            name: Some("node 1 (oms-b)".into()),
+            name: Some("node1 (oms-b)".into()),
             endpoint: endpoint.into(),
             container: ExpectedContainer {
                 role: ContainerRole::New,
@@ -243,13 +235,16 @@ mod tests {
             Err(e) => e.describe(endpoint),
             Ok(_) => panic!("plain TCP was accepted"),
         };
-        assert!(err.contains("--docker-cert-path"), "{err}");
+        assert!(err.contains("DOCKER_CERT_PATH"), "{err}");
         let access = NodeAccess {
-            cert_path: Some("/certs".into()),
+            tls: Some(TlsFiles {
+                ca: "/certs/ca.pem".into(),
+                cert: "/certs/cert.pem".into(),
+                key: "/certs/key.pem".into(),
+            }),
             ..NodeAccess::default()
         };
-        let tls = access.tls_for(endpoint).unwrap();
-        assert_eq!(tls.ca, PathBuf::from("/certs/ca.pem"));
+        assert!(access.tls_for(endpoint).is_some());
         assert!(access.tls_for("ssh://root@h").is_none());
     }
 }

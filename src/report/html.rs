@@ -9,6 +9,7 @@ use std::fmt::Write;
 use chrono::{DateTime, Utc};
 use html_escape::{encode_double_quoted_attribute as attr, encode_text as esc};
 
+use super::lanes::Markup;
 use super::markdown::{headline, lane_title, pretty_json, refetch_line, verdict};
 use super::text::{self, clock, duration_ms, short, size, time, time_opt};
 use super::{Report, StepResult, StepRow};
@@ -531,62 +532,25 @@ fn nodes(o: &mut String, r: &Report) {
         return;
     }
     o.push_str("<section id=\"nodes\">\n<h2>Nodes</h2>\n<table>\n<thead><tr><th>Node</th><th>Region</th><th>Host IP</th><th>Endpoint</th><th>Old container</th><th>New container</th><th>Stopped</th><th>Health</th><th>docker_init.sh</th></tr></thead>\n<tbody>\n");
-    let dash = || "-".to_string();
+    let markup = Markup {
+        code: &|s| mono(s),
+        plain: &|s| esc(s).to_string(),
+        health: &|ok| {
+            if ok {
+                "<span class=\"good\">healthy</span>"
+            } else {
+                "<span class=\"bad\">not healthy</span>"
+            }
+            .to_string()
+        },
+        t1: "<span class=\"mark\">T1</span> first of any node",
+    };
     for n in &r.nodes {
-        let new = n
-            .new_container
-            .as_ref()
-            .map(|c| {
-                format!(
-                    "{} ({}) from {}{}",
-                    mono(&c.name),
-                    mono(short(&c.id)),
-                    mono(&c.image),
-                    c.started_at
-                        .map(|t| format!(", started {}", esc(&time(t))))
-                        .unwrap_or_default()
-                )
-            })
-            .unwrap_or_else(dash);
-        let stopped = match n.stopped_at {
-            Some(t) if n.first_stopped => format!(
-                "{} <span class=\"mark\">T1</span> first of any node",
-                esc(&time(t))
-            ),
-            Some(t) => esc(&time(t)).to_string(),
-            None => dash(),
-        };
-        let health = n
-            .health
-            .as_ref()
-            .map(|h| {
-                format!(
-                    "{} {} at {} ({})",
-                    mono(&h.url),
-                    if h.healthy {
-                        "<span class=\"good\">healthy</span>"
-                    } else {
-                        "<span class=\"bad\">not healthy</span>"
-                    },
-                    esc(&time(h.at)),
-                    mono(&h.step.to_string())
-                )
-            })
-            .unwrap_or_else(dash);
         let _ = writeln!(
             o,
-            "<tr id=\"node{}\"><td>{} {}</td><td>{}</td><td>{}</td><td>{}</td><td>{} ({}) from {}, renamed {}</td><td>{new}</td><td>{stopped}</td><td>{health}</td><td>{}</td></tr>",
+            "<tr id=\"node{}\"><td>{}</td></tr>",
             n.node,
-            n.node,
-            esc(&n.label),
-            esc(&n.region_name),
-            mono(&n.host_ip),
-            mono(&n.endpoint),
-            mono(&n.old_container.name),
-            mono(short(&n.old_container.id)),
-            mono(&n.old_container.image),
-            mono(&n.old_renamed_to),
-            esc(&n.init.label())
+            n.cells(&markup).join("</td><td>")
         );
     }
     o.push_str("</tbody>\n</table>\n</section>\n");

@@ -270,3 +270,75 @@ fn done_at(state: &State, key: StepKey) -> Option<DateTime<Utc>> {
         .find_map(|a| a.outcome.as_ref().filter(|o| o.done_facts().is_some()))
         .map(Outcome::at)
 }
+
+/// How a renderer marks up the cells of the Nodes table: `code` a literal (name, id, URL,
+/// endpoint), `plain` escapes text, `health` words a health answer, `t1` follows the stop
+/// time of the node whose stop is T1.
+pub(crate) struct Markup<'a> {
+    /// A literal.
+    pub code: &'a dyn Fn(&str) -> String,
+    /// Text.
+    pub plain: &'a dyn Fn(&str) -> String,
+    /// `healthy` or not.
+    pub health: &'a dyn Fn(bool) -> String,
+    /// The T1 marker.
+    pub t1: &'a str,
+}
+
+impl NodeLane {
+    /// The node's row of the Nodes table, one string per column (Node, Region, Host IP,
+    /// Endpoint, Old container, New container, Stopped, Health, docker_init.sh), shared by
+    /// the Markdown and HTML renderers.
+    pub(crate) fn cells(&self, m: &Markup) -> [String; 9] {
+        use super::text::{short, time};
+        let (code, plain) = (m.code, m.plain);
+        let new = self.new_container.as_ref().map_or_else(
+            || "-".to_string(),
+            |c| {
+                format!(
+                    "{} ({}) from {}{}",
+                    code(&c.name),
+                    code(short(&c.id)),
+                    code(&c.image),
+                    c.started_at
+                        .map(|t| plain(&format!(", started {}", time(t))))
+                        .unwrap_or_default()
+                )
+            },
+        );
+        let stopped = match self.stopped_at {
+            Some(t) if self.first_stopped => format!("{} {}", plain(&time(t)), m.t1),
+            Some(t) => plain(&time(t)),
+            None => "-".into(),
+        };
+        let health = self.health.as_ref().map_or_else(
+            || "-".to_string(),
+            |h| {
+                format!(
+                    "{} {} at {} ({})",
+                    code(&h.url),
+                    (m.health)(h.healthy),
+                    plain(&time(h.at)),
+                    code(&h.step.to_string())
+                )
+            },
+        );
+        [
+            format!("{} {}", self.node, plain(&self.label)),
+            plain(&self.region_name),
+            code(&self.host_ip),
+            code(&self.endpoint),
+            format!(
+                "{} ({}) from {}, renamed {}",
+                code(&self.old_container.name),
+                code(short(&self.old_container.id)),
+                code(&self.old_container.image),
+                code(&self.old_renamed_to)
+            ),
+            new,
+            stopped,
+            health,
+            plain(&self.init.label()),
+        ]
+    }
+}

@@ -4,6 +4,7 @@
 
 use std::fmt::Write;
 
+use super::lanes::Markup;
 use super::text::{self, clock, duration_ms, short, size, time, time_opt};
 use super::{NodeLane, Report, StepResult, StepRow};
 
@@ -328,61 +329,14 @@ fn nodes(o: &mut String, r: &Report) {
         o,
         "| Node | Region | Host IP | Endpoint | Old container | New container | Stopped | Health | docker_init.sh |\n|---|---|---|---|---|---|---|---|---|"
     );
+    let markup = Markup {
+        code: &|s| code(s),
+        plain: &|s| cell(s),
+        health: &|ok| if ok { "healthy" } else { "**not healthy**" }.to_string(),
+        t1: "(**T1**, first of any node)",
+    };
     for n in &r.nodes {
-        let new = n
-            .new_container
-            .as_ref()
-            .map(|c| {
-                format!(
-                    "{} ({}) from {}{}",
-                    code(&c.name),
-                    code(short(&c.id)),
-                    code(&c.image),
-                    c.started_at
-                        .map(|t| format!(", started {}", time(t)))
-                        .unwrap_or_default()
-                )
-            })
-            .unwrap_or_else(|| "-".into());
-        let stopped = match n.stopped_at {
-            Some(t) if n.first_stopped => format!("{} (**T1**, first of any node)", time(t)),
-            Some(t) => time(t),
-            None => "-".into(),
-        };
-        let health = n
-            .health
-            .as_ref()
-            .map(|h| {
-                format!(
-                    "{} {} at {} ({})",
-                    code(&h.url),
-                    if h.healthy {
-                        "healthy"
-                    } else {
-                        "**not healthy**"
-                    },
-                    time(h.at),
-                    h.step
-                )
-            })
-            .unwrap_or_else(|| "-".into());
-        let _ = writeln!(
-            o,
-            "| {} {} | {} | {} | {} | {} ({}) from {}, renamed {} | {} | {} | {} | {} |",
-            n.node,
-            cell(&n.label),
-            cell(&n.region_name),
-            code(&n.host_ip),
-            code(&n.endpoint),
-            code(&n.old_container.name),
-            code(short(&n.old_container.id)),
-            code(&n.old_container.image),
-            code(&n.old_renamed_to),
-            new,
-            stopped,
-            health,
-            cell(&n.init.label())
-        );
+        let _ = writeln!(o, "| {} |", n.cells(&markup).join(" | "));
     }
     let _ = writeln!(o);
 }

@@ -948,6 +948,16 @@ fn outcome(state: &State) -> OutcomeSummary {
                 format!("The rollback of the upgrade from {path} is in progress")
             };
             match (in_doubt, state.attempts().last()) {
+                // A deployment's stage can leave one open step per node lane.
+                (Some(_), _) if state.in_doubt_all().len() > 1 => format!(
+                    "{what}; steps {} are in doubt (intent without outcome).",
+                    state
+                        .in_doubt_all()
+                        .iter()
+                        .map(|k| k.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
                 (Some(k), _) => format!("{what}; step {k} is in doubt (intent without outcome)."),
                 (None, Some(a)) => format!(
                     "{what}; the last step recorded is {} ({}).",

@@ -164,15 +164,7 @@ impl Fixture {
     }
 
     fn verification(&self) -> Verification {
-        let n = self.events.len() as u64;
         Verification {
-            ledger_id: LEDGER,
-            chain_intact: true,
-            records_verified: n,
-            head_seq: Some(n),
-            head_hash: Some("ab".repeat(32)),
-            problem: None,
-            anchor: None,
             dumps: self
                 .state
                 .artifacts()
@@ -187,6 +179,7 @@ impl Fixture {
                     error: None,
                 })
                 .collect(),
+            ..verified(&self.events)
         }
     }
 
@@ -757,6 +750,7 @@ fn deployment() -> crate::replay::build::Records {
     r
 }
 
+/// An intact chain covering every record, no checkpoint, no dump checked.
 fn verified(events: &[Recorded]) -> Verification {
     let n = events.len() as u64;
     Verification {
@@ -866,26 +860,36 @@ fn a_deployment_has_one_lane_per_node() {
         );
     }
 
+    let lacks = |doc: &str, wants: &[&'static str]| -> Vec<&'static str> {
+        wants.iter().copied().filter(|w| !doc.contains(w)).collect()
+    };
     let md = to_markdown(&r);
-    for want in [
-        "### Deployment-wide",
-        "### Node 0: oms-a (region region-0, 10.0.0.5, local)",
-        "### Node 2: oms-c (region region-0, 10.0.0.7, ssh://root@10.0.0.7)",
-        "## Nodes",
-        "(**T1**, first of any node)",
-        "not on this node",
-    ] {
-        assert!(md.contains(want), "markdown lacks {want:?}");
-    }
+    let missing = lacks(
+        &md,
+        &[
+            "### Deployment-wide",
+            "### Node 0: oms-a (region region-0, 10.0.0.5, local)",
+            "### Node 2: oms-c (region region-0, 10.0.0.7, ssh://root@10.0.0.7)",
+            "## Nodes",
+            "| 2 oms-c | region-0 | `10.0.0.7` | `ssh://root@10.0.0.7` | `oms` (`old2`)",
+            "(**T1**, first of any node)",
+            "| not on this node (its region's config is shared) |",
+        ],
+    );
+    assert!(missing.is_empty(), "markdown lacks {missing:?}:\n{md}");
     let html = to_html(&r);
-    for want in [
-        "id=\"lane-shared\"",
-        "id=\"lane-node2\"",
-        "<section id=\"nodes\">",
-        ">node 2 oms-c (10.0.0.7)</text>",
-    ] {
-        assert!(html.contains(want), "html lacks {want:?}");
-    }
+    let missing = lacks(
+        &html,
+        &[
+            "id=\"lane-shared\"",
+            "id=\"lane-node2\"",
+            "<section id=\"nodes\">",
+            "<tr id=\"node2\"><td>2 oms-c</td><td>region-0</td>",
+            "<span class=\"mark\">T1</span> first of any node",
+            ">node 2 oms-c (10.0.0.7)</text>",
+        ],
+    );
+    assert!(missing.is_empty(), "html lacks {missing:?}");
     let j = to_json(&r);
     assert_eq!(j["nodes"][1]["endpoint"], "ssh://root@10.0.0.6");
     assert_eq!(j["nodes"][2]["init"]["state"], "not_on_this_node");
@@ -905,4 +909,50 @@ fn a_single_node_report_has_no_lanes() {
     assert!(r.nodes.is_empty() && r.steps.iter().all(|s| s.node.is_none()));
     let j = to_json(&r);
     assert!(j.get("nodes").is_none() && j["steps"][0].get("node").is_none());
+}
+
+/// Issue 15: a crash inside a stage leaves one open step per node lane; the summary names
+/// them all, and each is in its node's lane as in doubt.
+#[test]
+fn every_open_step_of_a_stage_is_named_in_doubt() {
+    use crate::events::NodeIx;
+    let mut d = crate::replay::build::Records::planned(
+        crate::replay::build::Records::deployment_plan(3, 2),
+    );
+    d.step_ok(StepKey::DisableHa);
+    for n in [NodeIx(0), NodeIx(1)] {
+        d.step_ok(StepKey::PreStopCheck.on_node(n));
+        d.intent(StepKey::StopOldContainer.on_node(n)).unwrap();
+    }
+    let r = build(&d.events, &d.state, verified(&d.events));
+    assert!(
+        r.outcome
+            .summary
+            .ends_with("steps stop-old, node1:stop-old are in doubt (intent without outcome)."),
+        "{}",
+        r.outcome.summary
+    );
+    let open: Vec<(Option<u8>, StepResult)> = r
+        .steps
+        .iter()
+        .filter(|s| s.result == StepResult::InDoubt)
+        .map(|s| (s.node, s.result))
+        .collect();
+    assert_eq!(
+        open,
+        [
+            (Some(0), StepResult::InDoubt),
+            (Some(1), StepResult::InDoubt)
+        ]
+    );
+    // No stop has an outcome yet: the downtime is counted from the first stop intent.
+    assert!(r.times.t1.is_none());
+    assert_eq!(
+        r.times.downtime.as_ref().unwrap().start,
+        r.steps
+            .iter()
+            .find(|s| s.key == StepKey::StopOldContainer)
+            .unwrap()
+            .started_at
+    );
 }
