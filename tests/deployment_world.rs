@@ -141,6 +141,7 @@ async fn three_nodes_over_two_regions_run_and_init_once_per_region() {
             size: "256K".into(),
         }),
     };
+    let started = Instant::now();
     let world = match deployment::build(&docker, &spec).await {
         Ok(w) => w,
         Err(e) => {
@@ -155,6 +156,10 @@ async fn three_nodes_over_two_regions_run_and_init_once_per_region() {
             panic!("the world was not built: {e}\n{logs}");
         }
     };
+    eprintln!(
+        "built a world of 3 nodes over 2 regions in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     assert_eq!(
         scalar(&format!(
             "SELECT COUNT(*) FROM `{}`.oms_project WHERE project_id = 'awk-p-emoji'",
@@ -278,6 +283,7 @@ async fn three_nodes_over_two_regions_run_and_init_once_per_region() {
     };
 
     // Region 1's first node migrates the shared schema, once.
+    let upgrading = Instant::now();
     let first = exec(&raw, &new_names[0], &["bash", "/root/docker_init.sh"]).await;
     assert_eq!(first.exit_code, 0, "{}", first.output);
     assert!(first.output.contains(INIT_SUCCESS), "{}", first.output);
@@ -335,6 +341,10 @@ async fn three_nodes_over_two_regions_run_and_init_once_per_region() {
         }
     }
 
+    eprintln!(
+        "three inits and every new node healthy and heartbeating in {:.1} s",
+        upgrading.elapsed().as_secs_f64()
+    );
     let torn = deployment::teardown(&docker, &mysql_target(), &world, true)
         .await
         .expect("teardown");
