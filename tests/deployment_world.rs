@@ -451,3 +451,55 @@ async fn a_refused_world_leaves_what_it_did_not_create() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `docker_init.sh` echoes the client command it runs, password included (as OMS's does):
+/// a world whose init fails names the failure without the metadata password.
+#[tokio::test]
+async fn a_failed_init_is_reported_without_the_password() {
+    let raw = support::docker().await;
+    let guard = ContainerGuard::new(&raw).await;
+    let imgs = images(&raw, &[OLD]).await;
+    let docker = BollardDocker::from_client(raw.clone());
+    let dir = tempfile::Builder::new()
+        .prefix("oms-world-")
+        .tempdir()
+        .expect("temp dir")
+        .keep();
+    let target = mysql_target();
+    let spec = WorldSpec {
+        prefix: guard.value.replace('_', "-"),
+        dir: dir.join("world"),
+        old_image: imgs[0].reference.clone(),
+        target: target.clone(),
+        rm: unique_name("wrm"),
+        cm: unique_name("wcm"),
+        heartbeat_base: unique_name("whb"),
+        nodes: 1,
+        regions: 1,
+        nginx_port: free_port(),
+        labels: guard.labels().into_iter().collect(),
+        env: vec!["OMS_EMU_INIT_FAIL=1".into()],
+        privileged: false,
+        seed: None,
+    };
+    let err = deployment::build(&docker, &spec)
+        .await
+        .expect_err("an init made to fail");
+    let text = err.to_string();
+    assert!(
+        matches!(err, deployment::WorldError::Init { .. }),
+        "not the init's failure: {text}"
+    );
+    assert!(text.contains("injected failure"), "{text}");
+    let password = target.password.expose();
+    assert!(
+        !text.contains(password),
+        "the error shows the metadata password: {text}"
+    );
+    let world = deployment::layout(&spec).expect("layout");
+    let torn = deployment::teardown(&docker, &target, &world, true)
+        .await
+        .expect("teardown");
+    assert_eq!(torn.databases.len(), 3, "{torn:?}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -599,7 +599,7 @@ pub async fn build<D: Docker>(docker: &D, spec: &WorldSpec) -> Result<World, Wor
                 container: first.container.clone(),
                 region: region.name.clone(),
                 exit_code: init.exit_code,
-                output: init.output_tail,
+                output: masked(&init.output_tail, &spec.target),
             });
         }
     }
@@ -647,13 +647,26 @@ pub async fn build<D: Docker>(docker: &D, spec: &WorldSpec) -> Result<World, Wor
             return Err(WorldError::Seed {
                 emulator: seed.emulator.clone(),
                 status: out.status.to_string(),
-                output: tail,
+                output: masked(&tail, &spec.target),
             });
         }
     }
 
     std::fs::write(&world.inventory, inventory_yaml(&world)).map_err(io(&world.inventory))?;
     Ok(world)
+}
+
+/// `text` (a program's output) fit for an error message: every secret `redact` knows
+/// masked, and the metadata password wherever it appears verbatim (OMS's `docker_init.sh`
+/// echoes the client command it runs, `-p<password>` included).
+fn masked(text: &str, target: &DbTarget) -> String {
+    let text = crate::redact::redact(text).into_owned();
+    let password = target.password.expose();
+    if password.is_empty() {
+        text
+    } else {
+        text.replace(password, "****")
+    }
 }
 
 /// Creates each database (utf8mb4), refusing if any exists: a world never writes into
