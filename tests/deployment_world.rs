@@ -140,6 +140,7 @@ async fn three_nodes_over_two_regions_run_and_init_once_per_region() {
             emulator: support::emulator::emulator_binary(),
             size: "256K".into(),
         }),
+        progress: Some(|line| eprintln!("world: {line}")),
     };
     let started = Instant::now();
     let world = match deployment::build(&docker, &spec).await {
@@ -395,6 +396,7 @@ async fn a_refused_world_leaves_what_it_did_not_create() {
         env: Vec::new(),
         privileged: false,
         seed: None,
+        progress: None,
     };
     let err = deployment::build(&docker, &spec)
         .await
@@ -481,6 +483,7 @@ async fn a_failed_init_is_reported_without_the_password() {
         env: vec!["OMS_EMU_INIT_FAIL=1".into()],
         privileged: false,
         seed: None,
+        progress: None,
     };
     let err = deployment::build(&docker, &spec)
         .await
