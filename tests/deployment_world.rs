@@ -110,37 +110,59 @@ async fn scalar_text_all(sql: &str) -> String {
         .unwrap_or_default()
 }
 
+/// A fresh folder to hold a world's folder (kept when a test fails, for inspection).
+fn world_parent() -> std::path::PathBuf {
+    tempfile::Builder::new()
+        .prefix("oms-world-")
+        .tempdir()
+        .expect("temp dir")
+        .keep()
+}
+
+/// A world of `nodes` over `regions` on `image` in `dir`, labelled for `guard`, with fresh
+/// database names and a free port; no seed, no extra environment, no progress lines.
+fn world_spec(
+    guard: &ContainerGuard,
+    dir: std::path::PathBuf,
+    image: &str,
+    nodes: u8,
+    regions: u8,
+) -> WorldSpec {
+    WorldSpec {
+        prefix: guard.value.replace('_', "-"),
+        dir,
+        old_image: image.to_string(),
+        target: mysql_target(),
+        rm: unique_name("wrm"),
+        cm: unique_name("wcm"),
+        heartbeat_base: unique_name("whb"),
+        nodes,
+        regions,
+        nginx_port: free_port(),
+        labels: guard.labels().into_iter().collect(),
+        env: Vec::new(),
+        privileged: false,
+        seed: None,
+        progress: None,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_over_two_regions_run_and_init_once_per_region() {
     let raw = support::docker().await;
     let guard = ContainerGuard::new(&raw).await;
     let imgs = images(&raw, &[OLD, NEW]).await;
     let docker = BollardDocker::from_client(raw.clone());
-    let dir = tempfile::Builder::new()
-        .prefix("oms-world-")
-        .tempdir()
-        .expect("temp dir")
-        .keep();
-    let labels: BTreeMap<String, String> = guard.labels().into_iter().collect();
+    let dir = world_parent();
     let spec = WorldSpec {
-        prefix: guard.value.replace('_', "-"),
-        dir: dir.clone(),
-        old_image: imgs[0].reference.clone(),
-        target: mysql_target(),
-        rm: unique_name("wrm"),
-        cm: unique_name("wcm"),
-        heartbeat_base: unique_name("whb"),
-        nodes: 3,
-        regions: 2,
-        nginx_port: free_port(),
-        labels,
-        env: Vec::new(),
-        privileged: false,
         seed: Some(deployment::WorldSeed {
             emulator: support::emulator::emulator_binary(),
             size: "256K".into(),
         }),
+        progress: Some(|line| eprintln!("world: {line}")),
+        ..world_spec(&guard, dir.clone(), &imgs[0].reference, 3, 2)
     };
+    let started = Instant::now();
     let world = match deployment::build(&docker, &spec).await {
         Ok(w) => w,
         Err(e) => {
@@ -155,6 +177,10 @@ async fn three_nodes_over_two_regions_run_and_init_once_per_region() {
             panic!("the world was not built: {e}\n{logs}");
         }
     };
+    eprintln!(
+        "built a world of 3 nodes over 2 regions in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     assert_eq!(
         scalar(&format!(
             "SELECT COUNT(*) FROM `{}`.oms_project WHERE project_id = 'awk-p-emoji'",
@@ -278,6 +304,7 @@ async fn three_nodes_over_two_regions_run_and_init_once_per_region() {
     };
 
     // Region 1's first node migrates the shared schema, once.
+    let upgrading = Instant::now();
     let first = exec(&raw, &new_names[0], &["bash", "/root/docker_init.sh"]).await;
     assert_eq!(first.exit_code, 0, "{}", first.output);
     assert!(first.output.contains(INIT_SUCCESS), "{}", first.output);
@@ -335,6 +362,10 @@ async fn three_nodes_over_two_regions_run_and_init_once_per_region() {
         }
     }
 
+    eprintln!(
+        "three inits and every new node healthy and heartbeating in {:.1} s",
+        upgrading.elapsed().as_secs_f64()
+    );
     let torn = deployment::teardown(&docker, &mysql_target(), &world, true)
         .await
         .expect("teardown");
@@ -359,32 +390,23 @@ async fn three_nodes_over_two_regions_run_and_init_once_per_region() {
 #[tokio::test]
 async fn a_refused_world_leaves_what_it_did_not_create() {
     let raw = support::docker().await;
+    let guard = ContainerGuard::new(&raw).await;
     let docker = BollardDocker::from_client(raw.clone());
     let theirs = support::TestDb::create("wtheirs").await;
     support::admin_blocking(vec![format!(
         "CREATE TABLE `{}`.precious (id INT PRIMARY KEY)",
         theirs.name
     )]);
-    let dir = tempfile::Builder::new()
-        .prefix("oms-world-")
-        .tempdir()
-        .expect("temp dir")
-        .keep();
+    let dir = world_parent();
     let spec = WorldSpec {
-        prefix: unique_name("wref").replace('_', "-"),
-        dir: dir.join("world"),
-        old_image: "oms-emu/oms:feature_4.2.1_ce".into(),
-        target: mysql_target(),
-        rm: unique_name("wrm"),
         cm: theirs.name.clone(),
-        heartbeat_base: unique_name("whb"),
-        nodes: 2,
-        regions: 1,
-        nginx_port: free_port(),
-        labels: BTreeMap::new(),
-        env: Vec::new(),
-        privileged: false,
-        seed: None,
+        ..world_spec(
+            &guard,
+            dir.join("world"),
+            "oms-emu/oms:feature_4.2.1_ce",
+            2,
+            1,
+        )
     };
     let err = deployment::build(&docker, &spec)
         .await
@@ -439,5 +461,41 @@ async fn a_refused_world_leaves_what_it_did_not_create() {
         spec.dir.join("notes.txt").exists(),
         "the teardown removed a folder the world did not make"
     );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `docker_init.sh` echoes the client command it runs, password included (as OMS's does):
+/// a world whose init fails names the failure without the metadata password.
+#[tokio::test]
+async fn a_failed_init_is_reported_without_the_password() {
+    let raw = support::docker().await;
+    let guard = ContainerGuard::new(&raw).await;
+    let imgs = images(&raw, &[OLD]).await;
+    let docker = BollardDocker::from_client(raw.clone());
+    let dir = world_parent();
+    let target = mysql_target();
+    let spec = WorldSpec {
+        env: vec!["OMS_EMU_INIT_FAIL=1".into()],
+        ..world_spec(&guard, dir.join("world"), &imgs[0].reference, 1, 1)
+    };
+    let err = deployment::build(&docker, &spec)
+        .await
+        .expect_err("an init made to fail");
+    let text = err.to_string();
+    assert!(
+        matches!(err, deployment::WorldError::Init { .. }),
+        "not the init's failure: {text}"
+    );
+    assert!(text.contains("injected failure"), "{text}");
+    let password = target.password.expose();
+    assert!(
+        !text.contains(password),
+        "the error shows the metadata password: {text}"
+    );
+    let world = deployment::layout(&spec).expect("layout");
+    let torn = deployment::teardown(&docker, &target, &world, true)
+        .await
+        .expect("teardown");
+    assert_eq!(torn.databases.len(), 3, "{torn:?}");
     std::fs::remove_dir_all(&dir).ok();
 }

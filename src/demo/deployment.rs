@@ -90,13 +90,25 @@ pub struct WorldSpec {
     pub nginx_port: u16,
     /// Labels put on every container besides [`WORLD_LABEL`].
     pub labels: BTreeMap<String, String>,
-    /// Extra `NAME=value` environment for every container (besides `OMS_HOST_IP`).
+    /// Extra `NAME=value` environment for every container (besides `OMS_HOST_IP`), e.g. the
+    /// emulator's knobs. Shown in progress lines and kept by Docker: never a secret.
     pub env: Vec<String>,
     /// `--privileged`, as the runbook says; engines that refuse it need `false` (the
     /// emulator does not need it).
     pub privileged: bool,
     /// Rows to seed once every node is healthy, if any.
     pub seed: Option<WorldSeed>,
+    /// Where to say what is being done, one line at a time (the demo's stderr), if
+    /// anywhere. Never given a secret.
+    pub progress: Option<super::Progress>,
+}
+
+impl WorldSpec {
+    fn say(&self, line: &str) {
+        if let Some(p) = self.progress {
+            p(line);
+        }
+    }
 }
 
 /// Seeding a world's metadata with the emulator's `seed` mode on the host (docs/emulator.md):
@@ -539,6 +551,11 @@ pub async fn build<D: Docker>(docker: &D, spec: &WorldSpec) -> Result<World, Wor
     }
     std::fs::create_dir_all(&world.dir).map_err(io(&world.dir))?;
 
+    spec.say(&format!(
+        "creating databases {} on {}",
+        world.all_databases().join(", "),
+        spec.target.display_url()
+    ));
     let metadb = MysqlMetaDb::new(&spec.target);
     let created = create_databases(&metadb, &world).await;
     metadb.close().await;
@@ -550,6 +567,18 @@ pub async fn build<D: Docker>(docker: &D, spec: &WorldSpec) -> Result<World, Wor
             std::fs::create_dir_all(parent).map_err(io(parent))?;
         }
         region_config(spec, &world, r).write(&path)?;
+        spec.say(&format!(
+            "wrote {} (region {}, cm_location {}, nodes {})",
+            path.display(),
+            world.regions[r].name,
+            world.regions[r].location,
+            world.regions[r]
+                .nodes
+                .iter()
+                .map(|&n| world.nodes[n].host_ip.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
     }
     for n in &world.nodes {
         for b in &n.binds[1..] {
@@ -571,6 +600,7 @@ pub async fn build<D: Docker>(docker: &D, spec: &WorldSpec) -> Result<World, Wor
             labels.clone(),
         );
         c.privileged = spec.privileged;
+        spec.say(&format!("$ {}", c.docker_run_args().join(" ")));
         let docker_err = |source| WorldError::Docker {
             container: n.container.clone(),
             source: Box::new(source),
@@ -581,6 +611,10 @@ pub async fn build<D: Docker>(docker: &D, spec: &WorldSpec) -> Result<World, Wor
 
     for region in &world.regions {
         let first = &world.nodes[region.nodes[0]];
+        spec.say(&format!(
+            "$ docker exec -w /root {} bash /root/docker_init.sh   # region {}",
+            first.container, region.name
+        ));
         let init = docker
             .exec_in(
                 &first.container,
@@ -599,7 +633,7 @@ pub async fn build<D: Docker>(docker: &D, spec: &WorldSpec) -> Result<World, Wor
                 container: first.container.clone(),
                 region: region.name.clone(),
                 exit_code: init.exit_code,
-                output: init.output_tail,
+                output: masked(&init.output_tail, &spec.target),
             });
         }
     }
@@ -619,9 +653,16 @@ pub async fn build<D: Docker>(docker: &D, spec: &WorldSpec) -> Result<World, Wor
                 url: n.health_url.clone(),
                 source: Box::new(source),
             })?;
+        spec.say(&format!("{} is healthy at {}", n.container, n.health_url));
     }
 
     if let Some(seed) = &spec.seed {
+        spec.say(&format!(
+            "$ {} seed --config {} --size {}",
+            seed.emulator.display(),
+            world.regions[0].config.display(),
+            seed.size
+        ));
         // The config file holds the password, so it never reaches argv.
         let out = tokio::process::Command::new(&seed.emulator)
             .arg("seed")
@@ -647,13 +688,30 @@ pub async fn build<D: Docker>(docker: &D, spec: &WorldSpec) -> Result<World, Wor
             return Err(WorldError::Seed {
                 emulator: seed.emulator.clone(),
                 status: out.status.to_string(),
-                output: tail,
+                output: masked(&tail, &spec.target),
             });
         }
     }
 
     std::fs::write(&world.inventory, inventory_yaml(&world)).map_err(io(&world.inventory))?;
+    spec.say(&format!(
+        "wrote the inventory {}",
+        world.inventory.display()
+    ));
     Ok(world)
+}
+
+/// `text` (a program's output) fit for an error message: every secret `redact` knows
+/// masked, and the metadata password wherever it appears verbatim (OMS's `docker_init.sh`
+/// echoes the client command it runs, `-p<password>` included).
+fn masked(text: &str, target: &DbTarget) -> String {
+    let text = crate::redact::redact(text).into_owned();
+    let password = target.password.expose();
+    if password.is_empty() {
+        text
+    } else {
+        text.replace(password, "****")
+    }
 }
 
 /// Creates each database (utf8mb4), refusing if any exists: a world never writes into
@@ -818,6 +876,7 @@ mod tests {
             env: Vec::new(),
             privileged: false,
             seed: None,
+            progress: None,
         }
     }
 
