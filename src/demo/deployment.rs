@@ -704,7 +704,7 @@ pub async fn build<D: Docker>(docker: &D, spec: &WorldSpec) -> Result<World, Wor
 /// `text` (a program's output) fit for an error message: every secret `redact` knows
 /// masked, and the metadata password wherever it appears verbatim (OMS's `docker_init.sh`
 /// echoes the client command it runs, `-p<password>` included).
-fn masked(text: &str, target: &DbTarget) -> String {
+pub(crate) fn masked(text: &str, target: &DbTarget) -> String {
     let text = crate::redact::redact(text).into_owned();
     let password = target.password.expose();
     if password.is_empty() {

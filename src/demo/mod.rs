@@ -770,9 +770,13 @@ impl Demo {
         if init.exit_code != 0 || !init.output_tail.contains(crate::steps::INIT_SUCCESS_MARKER) {
             return Err(DemoError::new(
                 ErrorKind::Service,
+                // Its output may quote the metadata password (the init echoes its mysql
+                // command line): masked as the deployment world masks it.
                 format!(
                     "docker_init.sh (fresh install) in {} failed with exit code {}:\n{}",
-                    self.st.container, init.exit_code, init.output_tail
+                    self.st.container,
+                    init.exit_code,
+                    deployment::masked(&init.output_tail, &self.target)
                 ),
             )
             .hint(format!("read `docker logs {}`", self.st.container)));
