@@ -840,14 +840,10 @@ async fn each_node_is_its_own_engine() {
     assert_ne!(a.id, b.id, "one container answered for two nodes");
     assert!(node(1).inspect(&b.id).await.unwrap().is_none());
     node(2).stop(OLD, Duration::from_secs(10)).await.unwrap();
+    let on_node0 = node(0).inspect(OLD).await.unwrap().unwrap();
     assert!(
-        node(0)
-            .inspect(OLD)
-            .await
-            .unwrap()
-            .unwrap()
-            .status
-            .is_running()
+        on_node0.status.is_running(),
+        "a stop on node 2 stopped node 0's"
     );
     let seen = lock(&w).observed();
     assert_eq!(seen.containers.get("node2/oms").map(|c| c.1), Some(false));
