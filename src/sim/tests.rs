@@ -960,3 +960,35 @@ fn deployment_regression_seeds_hold_the_invariants() {
     }
     assert!(t.failed.is_empty(), "{} seeds failed", t.failed.len());
 }
+
+/// With several nodes the await points yield at seeded points, so futures polled side by
+/// side (a stage's steps under `join_all`) take turns; without, each runs to its end first.
+#[test]
+fn yields_interleave_the_calls_of_futures_polled_side_by_side() {
+    let order = |yields: Option<(XorShift, u64)>| {
+        let w = driver::world_for(&deployment_cfg()).shared();
+        lock(&w).yields = yields;
+        let lane = |n: u8, name: &'static str| {
+            let d = SimDocker {
+                world: w.clone(),
+                node: n,
+            };
+            async move {
+                for _ in 0..3 {
+                    d.inspect(name).await.unwrap();
+                }
+            }
+        };
+        let mut both = std::pin::pin!(futures_util::future::join(lane(0, "a"), lane(1, "b")));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        while both.as_mut().poll(&mut cx).is_pending() {}
+        let calls: String = lock(&w)
+            .trace
+            .iter()
+            .map(|e| e.call.target.as_str())
+            .collect();
+        calls
+    };
+    assert_eq!(order(None), "aaabbb");
+    assert_eq!(order(Some((XorShift::new(1), 100))), "ababab");
+}
