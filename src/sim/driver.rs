@@ -16,7 +16,11 @@
 //!    the decision `oms-upgrade resolve` records, made from the world's truth as an
 //!    operator who looked would make it; after [`SimConfig::calm_after`] restarts the
 //!    faults stop (the operator fixed the environment), so a seed ends;
-//! 4. the invariants ([`check`]).
+//! 4. the invariants ([`check`], and [`check_nodes`] per node of a deployment).
+//!
+//! With [`SimConfig::nodes`] > 1 the plan is a deployment's ([`plan_of`]), the world holds
+//! every node's old container on its own engine ([`world_for`]), and the executor gets
+//! one [`SimDocker`] per node (issue 15).
 //!
 //! Everything is a function of the seed: the same seed gives the same trace.
 
@@ -319,7 +323,7 @@ pub fn plan_of(cfg: &SimConfig, backup_dir: &str) -> Plan {
                     ]),
                     ..base.old_container.clone()
                 },
-                settings: None,
+                settings: Some(Box::new(node_settings())),
                 host_ip: node_ip(i),
                 health_url: format!("http://{}:8089/oms/health", node_ip(i)),
                 old_renamed_to: base.old_renamed_to.clone(),
@@ -330,8 +334,42 @@ pub fn plan_of(cfg: &SimConfig, backup_dir: &str) -> Plan {
             .collect(),
     };
     let mut input = plan_input(cfg.source, cfg.target, backup_dir);
+    input
+        .ext
+        .push(PlanExt::Container(Box::new(node_settings())));
     input.ext.push(PlanExt::Deployment(Box::new(deployment)));
     Plan::new(input).expect("the simulator's deployment plan is valid")
+}
+
+/// A deployment's node containers run with `--restart unless-stopped`, as deployments
+/// commonly do, so `old-restart-off` and the rollback's `rollback-restart-policy` are part
+/// of every node's procedure (a single node keeps no settings: its traces stay as they
+/// were before issue 15).
+const NODE_RESTART: &str = "unless-stopped";
+
+/// The settings `init` records for every node's old container.
+fn node_settings() -> crate::events::ContainerSettings {
+    crate::events::ContainerSettings {
+        restart: crate::events::RestartPolicy {
+            name: NODE_RESTART.into(),
+            max_retries: 0,
+        },
+        network_mode: "host".into(),
+        env: record_env(&["PATH=/usr/bin".to_string()]),
+        ulimits: vec![],
+        log_driver: String::new(),
+        log_opts: vec![],
+        extra_hosts: vec![],
+        devices: vec![],
+        cap_add: vec![],
+        cap_drop: vec![],
+        dns: vec![],
+        dns_search: vec![],
+        dns_options: vec![],
+        shm_size: None,
+        tmpfs: BTreeMap::new(),
+        security_opt: vec![],
+    }
 }
 
 /// The world `cfg`'s plan is made in: [`build_world`], and with several nodes each node's
@@ -342,7 +380,14 @@ pub fn world_for(cfg: &SimConfig) -> World {
     if cfg.nodes <= 1 {
         return w;
     }
-    let base = w.containers[&old_id()].info.clone();
+    let mut base = w.containers[&old_id()].info.clone();
+    base.host.restart = crate::adapters::docker::RestartPolicySetting {
+        name: NODE_RESTART.into(),
+        max_retries: 0,
+    };
+    if let Some(c) = w.containers.get_mut(&old_id()) {
+        c.info.host.restart = base.host.restart.clone();
+    }
     for i in 1..cfg.nodes {
         w.engine = i;
         let ip = node_ip(i);
@@ -1126,16 +1171,37 @@ fn check_nodes(
                 if !healthy {
                     found.push(format!("{n}: {} does not answer healthy", np.health_url));
                 }
+                // With recorded settings the old container's restart policy is set to `no`
+                // (`old-restart-off`) and the new one inherits the recorded policy.
+                let settings = np.container_settings();
+                let old_policy = settings.map(|_| "no".to_string());
                 match old {
                     Some(c)
                         if c.node == node
                             && c.info.name == np.old_renamed_to
-                            && !c.info.status.is_running() => {}
+                            && !c.info.status.is_running()
+                            && old_policy
+                                .as_ref()
+                                .is_none_or(|p| *p == c.info.host.restart.normalised().name) => {}
                     c => found.push(format!(
-                        "{n}: old container not renamed to `{}` and stopped: {:?}",
+                        "{n}: old container not renamed to `{}`, stopped, restart policy {:?}: {:?}",
                         np.old_renamed_to,
-                        c.map(|c| (&c.info.name, c.info.status.is_running()))
+                        old_policy,
+                        c.map(|c| (
+                            &c.info.name,
+                            c.info.status.is_running(),
+                            c.info.host.restart.normalised().name
+                        ))
                     )),
+                }
+                if let (Some(s), Some(c)) = (settings, on(&np.new_name))
+                    && c.info.host.restart.normalised().name != s.restart.name
+                {
+                    found.push(format!(
+                        "{n}: new container's restart policy {}, not the recorded {}",
+                        c.info.host.restart.normalised().name,
+                        s.restart.name
+                    ));
                 }
             }
             Phase::RolledBack => {
