@@ -105,6 +105,9 @@ pub struct SimConfig {
     /// With several nodes: per cent of await points at which a future yields to the
     /// others performed beside it (the interleaving of a stage's concurrent steps).
     pub yield_pct: u64,
+    /// With several nodes: the nodes' containers run with recorded settings
+    /// (`--restart unless-stopped`), so every lane has `old-restart-off`.
+    pub node_settings: bool,
     /// A known bug planted in the executor (the simulator's own tests).
     #[cfg(any(test, feature = "sim-bugs"))]
     pub planted: Option<super::planted::Bug>,
@@ -126,6 +129,7 @@ impl SimConfig {
             nodes: 1,
             regions: 1,
             yield_pct: 30,
+            node_settings: true,
             #[cfg(any(test, feature = "sim-bugs"))]
             planted: None,
         }
@@ -323,7 +327,7 @@ pub fn plan_of(cfg: &SimConfig, backup_dir: &str) -> Plan {
                     ]),
                     ..base.old_container.clone()
                 },
-                settings: Some(Box::new(node_settings())),
+                settings: cfg.node_settings.then(|| Box::new(node_settings())),
                 host_ip: node_ip(i),
                 health_url: format!("http://{}:8089/oms/health", node_ip(i)),
                 old_renamed_to: base.old_renamed_to.clone(),
@@ -334,9 +338,11 @@ pub fn plan_of(cfg: &SimConfig, backup_dir: &str) -> Plan {
             .collect(),
     };
     let mut input = plan_input(cfg.source, cfg.target, backup_dir);
-    input
-        .ext
-        .push(PlanExt::Container(Box::new(node_settings())));
+    if cfg.node_settings {
+        input
+            .ext
+            .push(PlanExt::Container(Box::new(node_settings())));
+    }
     input.ext.push(PlanExt::Deployment(Box::new(deployment)));
     Plan::new(input).expect("the simulator's deployment plan is valid")
 }
@@ -381,12 +387,14 @@ pub fn world_for(cfg: &SimConfig) -> World {
         return w;
     }
     let mut base = w.containers[&old_id()].info.clone();
-    base.host.restart = crate::adapters::docker::RestartPolicySetting {
-        name: NODE_RESTART.into(),
-        max_retries: 0,
-    };
-    if let Some(c) = w.containers.get_mut(&old_id()) {
-        c.info.host.restart = base.host.restart.clone();
+    if cfg.node_settings {
+        base.host.restart = crate::adapters::docker::RestartPolicySetting {
+            name: NODE_RESTART.into(),
+            max_retries: 0,
+        };
+        if let Some(c) = w.containers.get_mut(&old_id()) {
+            c.info.host.restart = base.host.restart.clone();
+        }
     }
     for i in 1..cfg.nodes {
         w.engine = i;
