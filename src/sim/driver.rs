@@ -297,6 +297,16 @@ pub fn plan_of(cfg: &SimConfig, backup_dir: &str) -> Plan {
         return base;
     }
     use crate::events::{Deployment, NodeMeta, NodePlan, RegionIx, RegionPlan};
+    // The settings `init` records from each node's old container, as the world has it.
+    let world = world_for(cfg);
+    let settings = |i: u8| {
+        cfg.node_settings.then(|| {
+            Box::new(crate::inherit::record(
+                &world.containers[&node_old_id(i)].info,
+                &[],
+            ))
+        })
+    };
     let regions = cfg.regions.clamp(1, cfg.nodes);
     let meta = |i: u8| NodeMeta {
         label: format!("oms-{}", (b'a' + i) as char),
@@ -327,7 +337,7 @@ pub fn plan_of(cfg: &SimConfig, backup_dir: &str) -> Plan {
                     ]),
                     ..base.old_container.clone()
                 },
-                settings: cfg.node_settings.then(|| Box::new(node_settings())),
+                settings: settings(i),
                 host_ip: node_ip(i),
                 health_url: format!("http://{}:8089/oms/health", node_ip(i)),
                 old_renamed_to: base.old_renamed_to.clone(),
@@ -338,10 +348,8 @@ pub fn plan_of(cfg: &SimConfig, backup_dir: &str) -> Plan {
             .collect(),
     };
     let mut input = plan_input(cfg.source, cfg.target, backup_dir);
-    if cfg.node_settings {
-        input
-            .ext
-            .push(PlanExt::Container(Box::new(node_settings())));
+    if let Some(s) = settings(0) {
+        input.ext.push(PlanExt::Container(s));
     }
     input.ext.push(PlanExt::Deployment(Box::new(deployment)));
     Plan::new(input).expect("the simulator's deployment plan is valid")
@@ -352,31 +360,6 @@ pub fn plan_of(cfg: &SimConfig, backup_dir: &str) -> Plan {
 /// of every node's procedure (a single node keeps no settings: its traces stay as they
 /// were before issue 15).
 const NODE_RESTART: &str = "unless-stopped";
-
-/// The settings `init` records for every node's old container.
-fn node_settings() -> crate::events::ContainerSettings {
-    crate::events::ContainerSettings {
-        restart: crate::events::RestartPolicy {
-            name: NODE_RESTART.into(),
-            max_retries: 0,
-        },
-        network_mode: "host".into(),
-        env: record_env(&["PATH=/usr/bin".to_string()]),
-        ulimits: vec![],
-        log_driver: String::new(),
-        log_opts: vec![],
-        extra_hosts: vec![],
-        devices: vec![],
-        cap_add: vec![],
-        cap_drop: vec![],
-        dns: vec![],
-        dns_search: vec![],
-        dns_options: vec![],
-        shm_size: None,
-        tmpfs: BTreeMap::new(),
-        security_opt: vec![],
-    }
-}
 
 /// The world `cfg`'s plan is made in: [`build_world`], and with several nodes each node's
 /// old container on its own engine, serving its own health URL, every node's server
