@@ -183,21 +183,7 @@ fn faulted<T, E>(
 ) -> Result<T, E> {
     let mut guard = lock(world);
     let w: &mut World = &mut guard;
-    let out = faulted_in(w, adapter, method, target, mk, effect);
-    // The next call names its engine again (`SimDocker::engine`).
-    w.engine = 0;
-    out
-}
-
-fn faulted_in<T, E>(
-    w: &mut World,
-    adapter: Adapter,
-    method: &'static str,
-    target: &str,
-    mk: fn(ErrorKind, &str) -> E,
-    effect: impl FnOnce(&mut World) -> Result<T, E>,
-) -> Result<T, E> {
-    match gate(w, adapter, method, target) {
+    let out = match gate(w, adapter, method, target) {
         Gate::Fail(k) | Gate::Cut(0, k) => Err(mk(k, target)),
         Gate::Cut(_, k) => {
             // One part: all of it, then the failure.
@@ -211,7 +197,10 @@ fn faulted_in<T, E>(
                 None => r,
             }
         }
-    }
+    };
+    // The next call names its engine again (`SimDocker::engine`).
+    w.engine = 0;
+    out
 }
 
 /// [`Docker`] over the simulated world: the engine of one node (issue 15), whose

@@ -16,7 +16,11 @@
 //!    the decision `oms-upgrade resolve` records, made from the world's truth as an
 //!    operator who looked would make it; after [`SimConfig::calm_after`] restarts the
 //!    faults stop (the operator fixed the environment), so a seed ends;
-//! 4. the invariants ([`check`]).
+//! 4. the invariants ([`check`], and [`check_nodes`] per node of a deployment).
+//!
+//! With [`SimConfig::nodes`] > 1 the plan is a deployment's ([`plan_of`]), the world holds
+//! every node's old container on its own engine ([`world_for`]), and the executor gets
+//! one [`SimDocker`] per node (issue 15).
 //!
 //! Everything is a function of the seed: the same seed gives the same trace.
 
@@ -101,6 +105,9 @@ pub struct SimConfig {
     /// With several nodes: per cent of await points at which a future yields to the
     /// others performed beside it (the interleaving of a stage's concurrent steps).
     pub yield_pct: u64,
+    /// With several nodes: the nodes' containers run with recorded settings
+    /// (`--restart unless-stopped`), so every lane has `old-restart-off`.
+    pub node_settings: bool,
     /// A known bug planted in the executor (the simulator's own tests).
     #[cfg(any(test, feature = "sim-bugs"))]
     pub planted: Option<super::planted::Bug>,
@@ -122,6 +129,7 @@ impl SimConfig {
             nodes: 1,
             regions: 1,
             yield_pct: 30,
+            node_settings: true,
             #[cfg(any(test, feature = "sim-bugs"))]
             planted: None,
         }
@@ -289,6 +297,16 @@ pub fn plan_of(cfg: &SimConfig, backup_dir: &str) -> Plan {
         return base;
     }
     use crate::events::{Deployment, NodeMeta, NodePlan, RegionIx, RegionPlan};
+    // The settings `init` records from each node's old container, as the world has it.
+    let world = world_for(cfg);
+    let settings = |i: u8| {
+        cfg.node_settings.then(|| {
+            Box::new(crate::inherit::record(
+                &world.containers[&node_old_id(i)].info,
+                &[],
+            ))
+        })
+    };
     let regions = cfg.regions.clamp(1, cfg.nodes);
     let meta = |i: u8| NodeMeta {
         label: format!("oms-{}", (b'a' + i) as char),
@@ -319,7 +337,7 @@ pub fn plan_of(cfg: &SimConfig, backup_dir: &str) -> Plan {
                     ]),
                     ..base.old_container.clone()
                 },
-                settings: None,
+                settings: settings(i),
                 host_ip: node_ip(i),
                 health_url: format!("http://{}:8089/oms/health", node_ip(i)),
                 old_renamed_to: base.old_renamed_to.clone(),
@@ -330,9 +348,18 @@ pub fn plan_of(cfg: &SimConfig, backup_dir: &str) -> Plan {
             .collect(),
     };
     let mut input = plan_input(cfg.source, cfg.target, backup_dir);
+    if let Some(s) = settings(0) {
+        input.ext.push(PlanExt::Container(s));
+    }
     input.ext.push(PlanExt::Deployment(Box::new(deployment)));
     Plan::new(input).expect("the simulator's deployment plan is valid")
 }
+
+/// A deployment's node containers run with `--restart unless-stopped`, as deployments
+/// commonly do, so `old-restart-off` and the rollback's `rollback-restart-policy` are part
+/// of every node's procedure (a single node keeps no settings: its traces stay as they
+/// were before issue 15).
+const NODE_RESTART: &str = "unless-stopped";
 
 /// The world `cfg`'s plan is made in: [`build_world`], and with several nodes each node's
 /// old container on its own engine, serving its own health URL, every node's server
@@ -342,7 +369,16 @@ pub fn world_for(cfg: &SimConfig) -> World {
     if cfg.nodes <= 1 {
         return w;
     }
-    let base = w.containers[&old_id()].info.clone();
+    let mut base = w.containers[&old_id()].info.clone();
+    if cfg.node_settings {
+        base.host.restart = crate::adapters::docker::RestartPolicySetting {
+            name: NODE_RESTART.into(),
+            max_retries: 0,
+        };
+        if let Some(c) = w.containers.get_mut(&old_id()) {
+            c.info.host.restart = base.host.restart.clone();
+        }
+    }
     for i in 1..cfg.nodes {
         w.engine = i;
         let ip = node_ip(i);
@@ -1126,16 +1162,37 @@ fn check_nodes(
                 if !healthy {
                     found.push(format!("{n}: {} does not answer healthy", np.health_url));
                 }
+                // With recorded settings the old container's restart policy is set to `no`
+                // (`old-restart-off`) and the new one inherits the recorded policy.
+                let settings = np.container_settings();
+                let old_policy = settings.map(|_| "no".to_string());
                 match old {
                     Some(c)
                         if c.node == node
                             && c.info.name == np.old_renamed_to
-                            && !c.info.status.is_running() => {}
+                            && !c.info.status.is_running()
+                            && old_policy
+                                .as_ref()
+                                .is_none_or(|p| *p == c.info.host.restart.normalised().name) => {}
                     c => found.push(format!(
-                        "{n}: old container not renamed to `{}` and stopped: {:?}",
+                        "{n}: old container not renamed to `{}`, stopped, restart policy {:?}: {:?}",
                         np.old_renamed_to,
-                        c.map(|c| (&c.info.name, c.info.status.is_running()))
+                        old_policy,
+                        c.map(|c| (
+                            &c.info.name,
+                            c.info.status.is_running(),
+                            c.info.host.restart.normalised().name
+                        ))
                     )),
+                }
+                if let (Some(s), Some(c)) = (settings, on(&np.new_name))
+                    && c.info.host.restart.normalised().name != s.restart.name
+                {
+                    found.push(format!(
+                        "{n}: new container's restart policy {}, not the recorded {}",
+                        c.info.host.restart.normalised().name,
+                        s.restart.name
+                    ));
                 }
             }
             Phase::RolledBack => {

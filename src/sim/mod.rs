@@ -22,6 +22,10 @@
 //!   server list, the schema version queries of `ledger verify --live`;
 //! - health: per base URL, healthy once its container has run for a warm-up, with an
 //!   optional flapping pattern; unreachable while the container is down;
+//! - a deployment's nodes (issue 15): one engine per node ([`SimDocker::node`]), each seeing
+//!   only its own containers and its node's logs folder, all sharing the clock, the
+//!   metadata DB and the faults; [`World::yields`] makes await points yield at seeded
+//!   points so futures polled side by side take turns;
 //! - virtual time ([`SimClock`]): whatever would wait advances the world's clock instead
 //!   (stop grace periods, exec run time, `wait_healthy` polling, `wait_for_log_line`);
 //! - faults ([`FaultPolicy`], [`SeededFaults`]): per call, fail before the effect with any
