@@ -66,6 +66,7 @@ impl Dep {
                 emulator: support::emulator::emulator_binary(),
                 size: "256K".into(),
             }),
+            progress: None,
         };
         let world = deployment::build(&docker, &spec)
             .await

@@ -145,6 +145,7 @@ impl Demo {
                 emulator: self.emulator.clone(),
                 size: self.args.size.to_string(),
             }),
+            progress: Some(self.args.progress),
         };
         // Recorded before anything is created, so `demo --clean` finds every database.
         let layout = deployment::layout(&spec)
