@@ -127,7 +127,7 @@ impl Dep {
             "{out}"
         );
         for (i, n) in self.world.nodes.iter().enumerate() {
-            let line = format!("node {i} ({}): container {} ok", n.host_ip, n.container);
+            let line = format!("node{i} ({}): container {} ok", n.host_ip, n.container);
             assert!(out.contains(&line), "`{line}` missing:\n{out}");
         }
     }
