@@ -90,31 +90,10 @@ fn points(steps: &[String], phases: &[&str]) -> Vec<String> {
     v
 }
 
-/// Runs `args` with every point in `armed` set to abort. Returns the point that fired, or
-/// `None` when the command ran to its end successfully. Panics on any other ending.
+/// Runs `args` on `run`'s ledger with every point in `armed` set to abort
+/// ([`support::upgrade::crash_once`]).
 async fn crash_once(run: &Run, args: &[&str], armed: &[String]) -> Option<String> {
-    let spec: Vec<String> = armed.iter().map(|p| format!("{p}=return")).collect();
-    let out = output(run.cli().env("FAILPOINTS", spec.join(";")).args(args)).await;
-    if out.status.success() {
-        return None;
-    }
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.signal(),
-        Some(libc::SIGABRT),
-        "oms-upgrade {args:?} did not die by a failpoint:\n{}",
-        show(&out)
-    );
-    let fired = stderr
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("failpoint ")
-                .and_then(|r| r.strip_suffix(": aborting"))
-        })
-        .unwrap_or_else(|| panic!("aborted without a failpoint line:\n{}", show(&out)))
-        .to_string();
-    assert!(armed.contains(&fired), "{fired} was not armed");
-    Some(fired)
+    support::upgrade::crash_once(run.cli(), args, armed).await
 }
 
 /// Resumes `args` with the points not yet fired until a resume runs to its end; returns

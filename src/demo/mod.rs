@@ -287,6 +287,23 @@ fn db_prefix(id: &str) -> String {
     format!("{DB_PREFIX}{}_", id.replace('-', "_"))
 }
 
+/// A container as a demo summary shows it: `name (image, running|stopped)`, or `gone`.
+pub fn container_line(c: Option<&ContainerInfo>) -> String {
+    match c {
+        Some(c) => format!(
+            "{} ({}, {})",
+            c.name,
+            c.image,
+            if c.status.is_running() {
+                "running"
+            } else {
+                "stopped"
+            }
+        ),
+        None => "gone".into(),
+    }
+}
+
 /// Sets up a demo node and upgrades it (or, with `plan_only`, records the plan only).
 /// Everything it created is left in place, also on failure (the error's hint says where).
 pub fn run(opts: Options) -> Result<Outcome, DemoError> {

@@ -316,19 +316,8 @@ impl Demo {
         for n in plan.nodes() {
             let p = plan.for_node(n);
             let meta = plan.node_meta(n);
-            let serving = match docker.inspect(&p.new_name).await.map_err(service)? {
-                Some(c) => format!(
-                    "{} ({}, {})",
-                    c.name,
-                    c.image,
-                    if c.status.is_running() {
-                        "running"
-                    } else {
-                        "stopped"
-                    }
-                ),
-                None => "gone".into(),
-            };
+            let serving =
+                super::container_line(docker.inspect(&p.new_name).await.map_err(service)?.as_ref());
             let healthy = health
                 .check(p.health_url.trim_end_matches("/oms/health"))
                 .await

@@ -698,3 +698,32 @@ pub fn error_line(out: &Output) -> String {
     assert_eq!(errors.len(), 1, "one error line:\n{stderr}");
     errors[0].to_string()
 }
+
+/// Runs `cmd ARGS` with every failpoint in `armed` set to abort. Returns the point that
+/// fired, or `None` when the command ran to its end successfully. Panics on any other
+/// ending, and on a point that fired but was not armed.
+pub async fn crash_once(mut cmd: Command, args: &[&str], armed: &[String]) -> Option<String> {
+    use std::os::unix::process::ExitStatusExt;
+    let spec: Vec<String> = armed.iter().map(|p| format!("{p}=return")).collect();
+    let out = output(cmd.env("FAILPOINTS", spec.join(";")).args(args)).await;
+    if out.status.success() {
+        return None;
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGABRT),
+        "oms-upgrade {args:?} did not die by a failpoint:\n{}",
+        show(&out)
+    );
+    let fired = stderr
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("failpoint ")
+                .and_then(|r| r.strip_suffix(": aborting"))
+        })
+        .unwrap_or_else(|| panic!("aborted without a failpoint line:\n{}", show(&out)))
+        .to_string();
+    assert!(armed.contains(&fired), "{fired} was not armed");
+    Some(fired)
+}

@@ -269,19 +269,7 @@ fn print_upgraded(u: &demo::Upgraded, json: bool) -> CmdResult {
     if json {
         println!("{}", u.summary);
     } else {
-        let c = |c: &Option<ContainerInfo>| match c {
-            Some(c) => format!(
-                "{} ({}, {})",
-                c.name,
-                c.image,
-                if c.status.is_running() {
-                    "running"
-                } else {
-                    "stopped"
-                }
-            ),
-            None => "gone".into(),
-        };
+        let c = |c: &Option<ContainerInfo>| demo::container_line(c.as_ref());
         let dbs = u
             .databases
             .as_ref()
