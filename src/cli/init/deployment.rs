@@ -21,7 +21,7 @@ use crate::adapters::{
 use crate::cli::healthtrust::Planned;
 use crate::cli::metadb::config_bind;
 use crate::cli::{CliError, ExitKind};
-use crate::events::{ContainerSettings, PreflightCheck};
+use crate::events::{ContainerSettings, PreflightCheck, RegionPlan};
 use crate::inventory::{self, Inventory, NodeEntry, Source};
 use crate::omsconfig::{CONTAINER_CONFIG_PATH, OmsConfig};
 use crate::preflight::bind_host_path;
@@ -54,20 +54,12 @@ pub(super) struct NodeOut {
     pub target_image_id: String,
 }
 
-/// A region of the deployment, as the plan needs it.
-pub(super) struct RegionOut {
-    /// `cm_region`, else its `cm_location`.
-    pub name: String,
-    /// Its heartbeat database.
-    pub heartbeat_db: String,
-}
-
 /// What the deployment plan is built from.
 pub(super) struct DeploymentOut {
     /// Node 0's label, region (always 0), endpoint text, runs_init (always true).
     pub node0: NodeId,
     /// Regions, `[0]` node 0's.
-    pub regions: Vec<RegionOut>,
+    pub regions: Vec<RegionPlan>,
     /// Nodes 1.., in inventory order.
     pub nodes: Vec<NodeOut>,
 }
@@ -227,7 +219,7 @@ pub(super) async fn gather(
         configs.push((p.clone(), g.config.clone()));
     }
     configs.extend(nodes.iter().filter_map(|n| n.config.clone()));
-    let regions = match regions_of(&configs) {
+    let regions = match rules::regions_of(&configs) {
         Ok(r) => r,
         Err(e) => {
             fail(checks, e);
@@ -350,75 +342,6 @@ fn mentions_metadb(f: &inventory::Finding) -> bool {
         F::NotAnIp { source, .. } => *source == Source::MetaDb,
         _ => false,
     }
-}
-
-/// The deployment's regions from the nodes' config.yaml files (node 0's first): one
-/// region per `cm_location`; files of one region must describe it alike.
-struct Regions {
-    /// The inventory the region files describe.
-    inventory: Inventory,
-    /// Regions, `[0]` node 0's.
-    list: Vec<RegionOut>,
-    /// Each file's region index.
-    of_file: BTreeMap<PathBuf, usize>,
-}
-
-fn regions_of(configs: &[(PathBuf, OmsConfig)]) -> Result<Regions, String> {
-    let mut reps: Vec<(PathBuf, &OmsConfig, Inventory)> = Vec::new();
-    let mut of_file = BTreeMap::new();
-    for (path, cfg) in configs {
-        let one = inventory::from_configs(&[(path.clone(), cfg)]).map_err(|e| e.to_string())?;
-        let region = &one.regions[0];
-        match reps
-            .iter()
-            .position(|(_, _, r)| r.regions[0].location == region.location)
-        {
-            Some(i) => {
-                let rep = &reps[i].2;
-                let (a, b) = (&rep.regions[0], region);
-                let ips = |inv: &Inventory| {
-                    let mut v: Vec<_> = inv.nodes.iter().map(|n| n.ip).collect();
-                    v.sort();
-                    v
-                };
-                if a.name != b.name
-                    || a.is_default != b.is_default
-                    || a.heartbeat_db != b.heartbeat_db
-                    || ips(rep) != ips(&one)
-                {
-                    return Err(format!(
-                        "OMS configs {}, {}: both have cm_location {} but describe the region differently (cm_region, cm_is_default, drc_cm_heartbeat_db or cm_nodes); the nodes of one region have the same region keys",
-                        a.config_path.display(),
-                        path.display(),
-                        a.location
-                    ));
-                }
-                of_file.insert(path.clone(), i);
-            }
-            None => {
-                of_file.insert(path.clone(), reps.len());
-                reps.push((path.clone(), cfg, one));
-            }
-        }
-    }
-    let pairs: Vec<(PathBuf, &OmsConfig)> = reps.iter().map(|(p, c, _)| (p.clone(), *c)).collect();
-    let inv = inventory::from_configs(&pairs).map_err(|e| e.to_string())?;
-    let list = inv
-        .regions
-        .iter()
-        .map(|r| RegionOut {
-            name: r
-                .name
-                .clone()
-                .unwrap_or_else(|| format!("cm_location {}", r.location)),
-            heartbeat_db: r.heartbeat_db.clone(),
-        })
-        .collect();
-    Ok(Regions {
-        inventory: inv,
-        list,
-        of_file,
-    })
 }
 
 /// Gathers one node through its own engine, stopping at what cannot be asked further.
