@@ -522,7 +522,11 @@ async fn files_are_read_and_paths_seen_through_the_engine() {
             "running: {running}"
         );
         assert!(d.path_in_container(&name, "/home/ds/store").await.unwrap());
-        assert!(!d.path_in_container(&name, "/home/ds/nothing").await.unwrap());
+        assert!(
+            !d.path_in_container(&name, "/home/ds/nothing")
+                .await
+                .unwrap()
+        );
         assert!(
             d.read_container_file(&name, "/home/ds/nothing", 1024)
                 .await

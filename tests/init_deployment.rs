@@ -282,12 +282,19 @@ async fn init_refuses_a_deployment_with_an_unreachable_node() {
     assert!(error.contains("/nonexistent/docker.sock"), "{error}");
 }
 
+/// Runs one statement on the test MariaDB.
+async fn sql(c: &mut mysql_async::Conn, statement: String) {
+    use mysql_async::prelude::Queryable;
+    c.query_drop(&statement)
+        .await
+        .unwrap_or_else(|e| panic!("{statement}: {e}"));
+}
+
 /// Issue 15: "A disagreement between sources is a preflight failure that names both": the
 /// nodes' config.yaml files list a node the inventory file does not, then the metadata DB
-/// lists fewer servers than the inventory.
+/// lists fewer servers than the inventory, then another region than config.yaml.
 #[tokio::test(flavor = "multi_thread")]
 async fn init_refuses_an_inventory_the_other_sources_disagree_with() {
-    use mysql_async::prelude::Queryable;
     let ips = ["127.0.0.1", "127.0.0.2"];
     let mut node0 = emu::start_old_oms().await;
     let listed = ["127.0.0.1", "127.0.0.2", "127.0.0.9"];
@@ -311,14 +318,13 @@ async fn init_refuses_an_inventory_the_other_sources_disagree_with() {
     let pool = support::mysql_pool().await;
     let mut c = pool.get_conn().await.unwrap();
     let cm = &node0.databases().cm;
-    c.query_drop(format!(
-        "CREATE TABLE `{cm}`.`host` (id BIGINT PRIMARY KEY, ip VARCHAR(64) NOT NULL)"
-    ))
-    .await
-    .unwrap();
-    c.query_drop(format!("INSERT INTO `{cm}`.`host` VALUES (1, '127.0.0.1')"))
-        .await
-        .unwrap();
+    let host = "(id BIGINT PRIMARY KEY, ip VARCHAR(64) NOT NULL)";
+    sql(&mut c, format!("CREATE TABLE `{cm}`.`host` {host}")).await;
+    sql(
+        &mut c,
+        format!("INSERT INTO `{cm}`.`host` VALUES (1, '127.0.0.1')"),
+    )
+    .await;
     let out = init_deployment(&node0, &tmp.path().join("b"), &file).await;
     assert_refused_naming(&out, &tmp.path().join("b"), &node0, &before, "127.0.0.2").await;
     let error = error_line(&out);
@@ -327,15 +333,38 @@ async fn init_refuses_an_inventory_the_other_sources_disagree_with() {
         "names the metadata DB: {error}"
     );
 
-    // With both servers listed, the same inventory plans.
-    c.query_drop(format!("INSERT INTO `{cm}`.`host` VALUES (2, '127.0.0.2')"))
-        .await
-        .unwrap();
+    // Both servers listed; the rm database's `cluster_info` lists another region.
+    sql(
+        &mut c,
+        format!("INSERT INTO `{cm}`.`host` VALUES (2, '127.0.0.2')"),
+    )
+    .await;
+    let rm = &node0.databases().rm;
+    let regions = "(region VARCHAR(64), code INT, is_default_cm TINYINT)";
+    sql(
+        &mut c,
+        format!("CREATE TABLE `{rm}`.`cluster_info` {regions}"),
+    )
+    .await;
+    sql(
+        &mut c,
+        format!("INSERT INTO `{rm}`.`cluster_info` VALUES ('hz', 5, 1)"),
+    )
+    .await;
     let out = init_deployment(&node0, &tmp.path().join("c"), &file).await;
+    assert_refused_naming(&out, &tmp.path().join("c"), &node0, &before, "cm_location").await;
+    let error = error_line(&out);
+    assert!(
+        error.contains("config.yaml") && error.contains("the metadata DB"),
+        "names both sources: {error}"
+    );
+
+    // With the region listed as config.yaml has it, the same inventory plans.
+    sql(&mut c, format!("UPDATE `{rm}`.`cluster_info` SET code = 0")).await;
+    let out = init_deployment(&node0, &tmp.path().join("d"), &file).await;
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-    c.query_drop(format!("DROP TABLE `{cm}`.`host`"))
-        .await
-        .unwrap();
+    sql(&mut c, format!("DROP TABLE `{cm}`.`host`")).await;
+    sql(&mut c, format!("DROP TABLE `{rm}`.`cluster_info`")).await;
     drop(c);
     pool.disconnect().await.ok();
     assert_eq!(containers(&node0).await, before, "init changed a container");

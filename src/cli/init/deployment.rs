@@ -226,7 +226,8 @@ pub(super) async fn gather(
             return Ok(None);
         }
     };
-    let servers = MysqlMetaDb::new(&g.target).list_servers(&g.names.cm).await;
+    let metadb = MysqlMetaDb::new(&g.target);
+    let servers = metadb.list_servers(&g.names.cm).await;
     let (listed, host_table) = match servers {
         Ok(s) => (
             s.servers
@@ -250,6 +251,24 @@ pub(super) async fn gather(
         }
         fail(checks, finding.to_string());
     }
+    // The regions as the rm database's `cluster_info` lists them, where it does.
+    let listed_regions = metadb.regions_listed(&g.names.rm).await;
+    let region_table = match listed_regions {
+        Ok(Some(listed)) => {
+            for finding in inventory::cross_check_regions(&regions.inventory, &listed) {
+                fail(checks, finding.to_string());
+            }
+            true
+        }
+        Ok(None) => false,
+        Err(e) => {
+            fail(
+                checks,
+                format!("cannot read the regions the metadata DB lists: {e}"),
+            );
+            false
+        }
+    };
     checks.push(PreflightCheck {
         name: "inventory".into(),
         ok: true,
@@ -258,15 +277,15 @@ pub(super) async fn gather(
             inv.nodes.len(),
             file.display(),
             regions.list.len(),
-            if host_table {
-                ", as the metadata DB lists them"
-            } else {
-                " (the metadata DB has no `host` table to compare with)"
+            match (host_table, region_table) {
+                (true, true) => ", as the metadata DB lists them",
+                (true, false) => ", as the metadata DB's `host` table lists them (it has no `cluster_info` regions)",
+                (false, true) => ", as the metadata DB's `cluster_info` lists them (it has no `host` table)",
+                (false, false) => " (the metadata DB has no `host` or `cluster_info` table to compare with)",
             }
         ),
     });
     // Every region's heartbeat database exists: the backup dumps each one.
-    let metadb = MysqlMetaDb::new(&g.target);
     for r in regions.list.iter().skip(1) {
         match metadb.database_exists(&r.heartbeat_db).await {
             Ok(true) => {}
