@@ -675,19 +675,25 @@ impl State {
     /// since then is started again, recorded as another attempt, instead of failing the
     /// exec. Starting a running container changes nothing, so the core need not know
     /// whether it is stopped: the executor asks only when it found it so.
+    /// A deployment's node: the same, for that node's `start-new` and the next step of
+    /// its own lane (or its `docker-init`).
     pub fn may_start_new_again(&self, key: StepKey) -> bool {
-        if key != StepKey::StartNewContainer
+        if key.base() != StepKey::StartNewContainer
             || self.rollback.is_some()
             || self.in_doubt().is_some()
-            || self.status_of(StepKey::StartNewContainer) != StepStatus::Done
+            || self.status_of(key) != StepStatus::Done
         {
             return false;
         }
-        match self.cursor() {
-            Some(k @ (StepKey::CheckSupervisor | StepKey::RunDockerInit)) => matches!(
-                self.status_of(k),
-                StepStatus::Pending | StepStatus::Failed { retryable: true }
-            ),
+        // The node's next step: the head of its lane in the current stage.
+        let next = self.heads().into_iter().find(|k| k.node() == key.node());
+        match next {
+            Some(k) if matches!(k.base(), StepKey::CheckSupervisor | StepKey::RunDockerInit) => {
+                matches!(
+                    self.status_of(k),
+                    StepStatus::Pending | StepStatus::Failed { retryable: true }
+                )
+            }
             _ => false,
         }
     }

@@ -178,7 +178,9 @@ fn drive(ctx: &Ctx, keys: &shell::RunKeys, how: Drive) -> CmdResult {
     };
     let result = rt.block_on(async {
         let adapters = shell::connect(db, health).await?;
-        let mut ex = Executor::new(journal, adapters, ExecOptions::default(), &observer);
+        let nodes = shell::connect_nodes(&plan).await?;
+        let mut ex = Executor::new(journal, adapters, ExecOptions::default(), &observer)
+            .with_node_dockers(nodes);
         if let Some(reason) = &rollback {
             ex.request_rollback(reason).await.map_err(CliError::from)?;
         }

@@ -335,3 +335,30 @@ fn a_deployment_plan_and_node_keys_survive_the_stored_form() {
         ev
     );
 }
+
+#[test]
+fn a_nodes_new_container_may_be_started_again_before_its_own_checks() {
+    let mut r = Records::planned(deployment_plan(2, 1));
+    r.done_until(StepKey::RenameOldContainer);
+    for n in 0..2 {
+        for k in [
+            StepKey::RenameOldContainer,
+            StepKey::CreateNewContainer,
+            StepKey::StartNewContainer,
+        ] {
+            r.step_ok(on(n, k));
+        }
+    }
+    // Node 1's check-supervisor is next in its lane: its container may be started again.
+    assert!(
+        r.state
+            .may_start_new_again(on(1, StepKey::StartNewContainer))
+    );
+    r.step_ok(on(1, StepKey::CheckSupervisor));
+    assert!(
+        !r.state
+            .may_start_new_again(on(1, StepKey::StartNewContainer))
+    );
+    // Node 0's lane has not moved: still allowed there.
+    assert!(r.state.may_start_new_again(StepKey::StartNewContainer));
+}
