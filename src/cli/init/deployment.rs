@@ -20,6 +20,7 @@ use crate::adapters::{
 };
 use crate::cli::healthtrust::Planned;
 use crate::cli::metadb::config_bind;
+use crate::cli::shell;
 use crate::cli::{CliError, ExitKind};
 use crate::events::{ContainerSettings, PreflightCheck, RegionPlan};
 use crate::inventory::{self, Inventory, NodeEntry, Source};
@@ -169,11 +170,8 @@ pub(super) async fn gather(
     // Node 0 is inspected through the local engine: the inventory must reach the same one
     // (else the plan would record an endpoint that is not the engine that was checked).
     let node0_engine = g.docker.engine_id().await.ok();
-    let listed_engine = match DockerEndpoint::parse(&node0_id.endpoint, None) {
-        Ok(ep) => match BollardDocker::connect_to(&ep).await {
-            Ok(d) => d.engine_id().await.ok(),
-            Err(_) => None,
-        },
+    let listed_engine = match connect(&node0_id.endpoint).await {
+        Ok((_, d)) => d.engine_id().await.ok(),
         Err(_) => None,
     };
     if node0_engine.is_none() || node0_engine != listed_engine {
@@ -363,6 +361,26 @@ fn mentions_metadb(f: &inventory::Finding) -> bool {
     }
 }
 
+/// Connects to the engine at `endpoint` (the inventory's text) as `run` and `rollback`
+/// will: SSH and TLS settings from [`shell::remote_settings`]. `Err`: why not, in words
+/// that fit a remote engine.
+async fn connect(endpoint: &str) -> Result<(DockerEndpoint, BollardDocker), String> {
+    let (ssh, tls) = shell::remote_settings();
+    let tls = endpoint.starts_with("tcp://").then_some(tls).flatten();
+    let parsed = DockerEndpoint::parse(endpoint, tls).map_err(|e| match e {
+        crate::adapters::EndpointError::TcpNeedsTls { .. } => {
+            format!("{e} (set DOCKER_CERT_PATH to a folder with ca.pem, cert.pem and key.pem)")
+        }
+        e => e.to_string(),
+    })?;
+    match BollardDocker::connect_to_with(&parsed, &ssh).await {
+        Ok(d) => Ok((parsed, d)),
+        // The client's own words: the error's advice is for the local engine.
+        Err(DockerError::EngineUnreachable { detail }) => Err(detail),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// Gathers one node through its own engine, stopping at what cannot be asked further.
 async fn gather_node(e: &NodeEntry, g: &Gathered, r: &Reference) -> Node {
     let container = e.container.clone().unwrap_or_default();
@@ -375,22 +393,10 @@ async fn gather_node(e: &NodeEntry, g: &Gathered, r: &Reference) -> Node {
         out: None,
     };
     let f = &mut node.facts;
-    let endpoint = match DockerEndpoint::parse(&f.id.endpoint, None) {
-        Ok(ep) => ep,
+    let (endpoint, docker) = match connect(&f.id.endpoint).await {
+        Ok(c) => c,
         Err(err) => {
-            f.engine = Some(Err(err.to_string()));
-            return node;
-        }
-    };
-    let docker = match BollardDocker::connect_to(&endpoint).await {
-        Ok(d) => d,
-        // The client's own words: the error's advice is for the local engine.
-        Err(DockerError::EngineUnreachable { detail }) => {
-            f.engine = Some(Err(detail));
-            return node;
-        }
-        Err(err) => {
-            f.engine = Some(Err(err.to_string()));
+            f.engine = Some(Err(err));
             return node;
         }
     };
