@@ -36,6 +36,9 @@ pub const MAX_CM_LOCATION: u8 = 127;
 /// One node of the deployment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeEntry {
+    /// The operator's name for the node (the inventory file's optional `name`), shown in
+    /// findings and recorded as its label; `None` when the source does not say.
+    pub name: Option<String>,
     /// The node's IP (its `OMS_HOST_IP`).
     pub ip: IpAddr,
     /// How its Docker engine is reached, as given (`unix:///…`, `ssh://user@host[:port]`,
@@ -172,6 +175,7 @@ pub fn from_configs(configs: &[(PathBuf, &OmsConfig)]) -> Result<Inventory, Inve
                 });
             }
             inv.nodes.push(NodeEntry {
+                name: None,
                 ip,
                 docker: None,
                 container: None,
@@ -401,6 +405,8 @@ fn cm_nodes(path: &Path, cfg: &OmsConfig) -> Result<Vec<IpAddr>, InventoryError>
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileNode {
+    #[serde(default)]
+    name: Option<String>,
     ip: String,
     docker: String,
     container: String,
@@ -467,7 +473,13 @@ pub fn from_file(text: &str, path: &Path) -> Result<Inventory, InventoryError> {
         if n.location.is_some_and(|l| l > MAX_CM_LOCATION) {
             return Err(bad("location", "must be an integer 0-127 (cm_location)"));
         }
+        if let Some(name) = &n.name
+            && !is_plain_name(name)
+        {
+            return Err(bad("name", PLAIN_NAME));
+        }
         inv.nodes.push(NodeEntry {
+            name: n.name,
             ip,
             docker: Some(n.docker),
             container: Some(n.container),
@@ -818,6 +830,7 @@ pub fn cross_check(
         nodes: db
             .into_iter()
             .map(|(ip, region)| NodeEntry {
+                name: None,
                 ip,
                 docker: None,
                 container: None,

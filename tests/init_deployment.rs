@@ -88,20 +88,32 @@ fn inventory(dir: &Path, node0: &OmsNode, others: &[&Other], engine: &[(&str, &s
             .to_string()
     };
     let mut text = String::from("nodes:\n");
-    let mut entry = |ip: &str, container: &str, config: &Path| {
+    let mut entry = |first: &str, ip: &str, container: &str, config: &Path| {
         text.push_str(&format!(
-            "  - ip: {ip}\n    docker: {}\n    container: {container}\n    config: {}\n",
+            "  - {first}\n    ip: {ip}\n    docker: {}\n    container: {container}\n    config: {}\n",
             endpoint(ip),
             config.display()
         ));
     };
-    entry("127.0.0.1", &node0.name, &node0.host.config_path);
+    entry(
+        "default: true",
+        "127.0.0.1",
+        &node0.name,
+        &node0.host.config_path,
+    );
     for o in others {
-        entry(&o.ip, &o.name, &o.host.config_path);
+        // The others have a name: their label in findings and in the plan.
+        let name = format!("name: {}", label(&o.ip));
+        entry(&name, &o.ip, &o.name, &o.host.config_path);
     }
     let path = dir.join("inventory.yaml");
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// The name the inventory gives the node on `ip`: `oms-<last octet>`.
+fn label(ip: &str) -> String {
+    format!("oms-{}", ip.rsplit('.').next().unwrap_or(ip))
 }
 
 /// `init --json --inventory FILE` for node 0.
@@ -219,7 +231,7 @@ async fn init_plans_a_deployment_whose_nodes_all_pass() {
     assert_eq!(d.regions.len(), 1);
     assert_eq!(d.regions[0].heartbeat_db, plan.databases.cm_hb);
     for (n, other) in d.nodes.iter().zip([&b, &c]) {
-        assert_eq!(n.meta.label, other.ip);
+        assert_eq!(n.meta.label, label(&other.ip));
         assert_eq!(n.meta.endpoint, ENGINE);
         assert_eq!(n.meta.region.0, 0);
         // Each node has its own config.yaml: docker_init.sh runs on every node.

@@ -114,10 +114,11 @@ fn read_inventory(path: &Path) -> Result<Inventory, Fatal> {
     inventory::from_file(&text, path).map_err(|e| bad(e.to_string()))
 }
 
-/// The node's name in findings: its IP (the inventory has no other name for it).
+/// The node's name in findings and its label in the plan: the inventory's `name`, else its
+/// IP.
 fn node_id(e: &NodeEntry) -> NodeId {
     NodeId {
-        label: e.ip.to_string(),
+        label: e.name.clone().unwrap_or_else(|| e.ip.to_string()),
         ip: e.ip.to_string(),
         endpoint: e.docker.clone().unwrap_or_default(),
     }
