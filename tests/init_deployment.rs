@@ -381,3 +381,38 @@ async fn init_refuses_an_inventory_the_other_sources_disagree_with() {
     pool.disconnect().await.ok();
     assert_eq!(containers(&node0).await, before, "init changed a container");
 }
+
+/// The plan `init --inventory` records is one `run` carries out: both nodes end on the
+/// new image, running, each under its old name.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_deployment_init_plans_upgrades_every_node() {
+    let ips = ["127.0.0.1", "127.0.0.2"];
+    let mut node0 = emu::start_old_oms().await;
+    deployment_keys(&mut node0.host, &ips);
+    let b = other_node(&node0, ips[1], emu::OLD_VERSION, &ips, true).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let file = inventory(tmp.path(), &node0, &[&b], &[]);
+    let out = init_deployment(&node0, tmp.path(), &file).await;
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let out = output(cli(&tmp.path().join("ledger")).args(["run", "--yes"])).await;
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let text = show(&out);
+    assert!(text.contains("node1:docker-init"), "{text}");
+
+    let docker = BollardDocker::from_client(node0.docker.clone());
+    for name in [&node0.name, &b.name] {
+        let c = docker
+            .inspect(name)
+            .await
+            .unwrap()
+            .expect("the new container");
+        assert!(c.status.is_running(), "{name}: {:?}", c.status);
+        assert!(c.image.ends_with("feature_3.3.1_ce"), "{name}: {}", c.image);
+        let old = docker
+            .inspect(&format!("{name}-pre-3.3.1"))
+            .await
+            .unwrap()
+            .expect("the old container, renamed");
+        assert!(!old.status.is_running());
+    }
+}
