@@ -36,6 +36,9 @@ pub const MAX_CM_LOCATION: u8 = 127;
 /// One node of the deployment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeEntry {
+    /// The operator's name for the node (the inventory file's optional `name`), shown in
+    /// findings and recorded as its label; `None` when the source does not say.
+    pub name: Option<String>,
     /// The node's IP (its `OMS_HOST_IP`).
     pub ip: IpAddr,
     /// How its Docker engine is reached, as given (`unix:///…`, `ssh://user@host[:port]`,
@@ -153,27 +156,7 @@ pub fn from_configs(configs: &[(PathBuf, &OmsConfig)]) -> Result<Inventory, Inve
             problem: "no config.yaml was given; pass each region's config.yaml".into(),
         });
     }
-    let inv = read_configs(configs, configs.len() > 1)?;
-    check_regions(configs, &inv.regions)?;
-    Ok(inv)
-}
-
-/// One config.yaml's region and nodes, read alone: without the rules over the whole
-/// deployment (one default region, distinct locations), which need every region's file.
-/// `several`: the deployment has more than one region file (then `cm_region` is required).
-pub fn from_config_alone(
-    path: &Path,
-    cfg: &OmsConfig,
-    several: bool,
-) -> Result<Inventory, InventoryError> {
-    read_configs(&[(path.to_path_buf(), cfg)], several)
-}
-
-/// The regions and nodes of each file, in order.
-fn read_configs(
-    configs: &[(PathBuf, &OmsConfig)],
-    several: bool,
-) -> Result<Inventory, InventoryError> {
+    let several = configs.len() > 1;
     let mut inv = Inventory::default();
     for (path, cfg) in configs {
         let region = region_of(path, cfg, several)?;
@@ -192,6 +175,7 @@ fn read_configs(
                 });
             }
             inv.nodes.push(NodeEntry {
+                name: None,
                 ip,
                 docker: None,
                 container: None,
@@ -203,6 +187,7 @@ fn read_configs(
         }
         inv.regions.push(region);
     }
+    check_regions(configs, &inv.regions)?;
     Ok(inv)
 }
 
@@ -420,6 +405,8 @@ fn cm_nodes(path: &Path, cfg: &OmsConfig) -> Result<Vec<IpAddr>, InventoryError>
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileNode {
+    #[serde(default)]
+    name: Option<String>,
     ip: String,
     docker: String,
     container: String,
@@ -486,7 +473,13 @@ pub fn from_file(text: &str, path: &Path) -> Result<Inventory, InventoryError> {
         if n.location.is_some_and(|l| l > MAX_CM_LOCATION) {
             return Err(bad("location", "must be an integer 0-127 (cm_location)"));
         }
+        if let Some(name) = &n.name
+            && !is_plain_name(name)
+        {
+            return Err(bad("name", PLAIN_NAME));
+        }
         inv.nodes.push(NodeEntry {
+            name: n.name,
             ip,
             docker: Some(n.docker),
             container: Some(n.container),
@@ -837,6 +830,7 @@ pub fn cross_check(
         nodes: db
             .into_iter()
             .map(|(ip, region)| NodeEntry {
+                name: None,
                 ip,
                 docker: None,
                 container: None,

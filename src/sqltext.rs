@@ -164,6 +164,24 @@ pub fn list_servers(cm_db: &str, with_group: bool, with_status: bool) -> String 
     )
 }
 
+/// How many columns of [`list_regions`] the rm database's `cluster_info` has (3 when all);
+/// the one parameter is the rm database's name.
+pub const REGION_TABLE_COLUMNS: &str = "SELECT COUNT(*) FROM information_schema.COLUMNS \
+     WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 'cluster_info' \
+     AND COLUMN_NAME IN ('region', 'code', 'is_default_cm')";
+
+/// The regions OMS keeps in the rm database (`rm_db`): each `cluster_info` row's `region`
+/// (`cm_region`), `code` (`cm_location`) and `is_default_cm`, as obd's OMS takeover reads
+/// them (oceanbase/obdeploy `plugins/oms/1.0.0/get_takeover_config.py`), at most
+/// [`MAX_SERVERS`] + 1 rows.
+pub fn list_regions(rm_db: &str) -> String {
+    format!(
+        "SELECT `region`, `code`, `is_default_cm` FROM {}.`cluster_info` ORDER BY `code` LIMIT {}",
+        quote_ident(rm_db),
+        MAX_SERVERS + 1
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -497,3 +497,60 @@ async fn a_refused_privileged_start_is_typed() {
         Err(e) => panic!("expected a start or PrivilegedRefused, got {e:?}"),
     }
 }
+
+/// Issue 15: what `init` checks on a node it cannot reach by its file system (an `ssh://`
+/// or `tcp://` engine) it reads through the engine: a bind's path as the container sees
+/// it, and the config.yaml the container mounts (bounded, a directory refused), stopped or
+/// running; the engine's id tells two endpoints of one engine apart from two engines.
+#[tokio::test]
+async fn files_are_read_and_paths_seen_through_the_engine() {
+    let run = support::unique_name("dk_archive");
+    let _c = Cleanup::new(&run).await;
+    let d = adapter().await;
+    let (_host, binds) = host_mounts();
+    let name = support::unique_name("oms_archive");
+    d.create(&spec(&name, &run, binds, vec![])).await.unwrap();
+
+    for running in [false, true] {
+        let conf = d
+            .read_container_file(&name, "/home/admin/conf/config.yaml", 1024)
+            .await
+            .unwrap();
+        assert_eq!(
+            conf.as_deref(),
+            Some(&b"oms_meta_host: 127.0.0.1\n"[..]),
+            "running: {running}"
+        );
+        assert!(d.path_in_container(&name, "/home/ds/store").await.unwrap());
+        assert!(
+            !d.path_in_container(&name, "/home/ds/nothing")
+                .await
+                .unwrap()
+        );
+        assert!(
+            d.read_container_file(&name, "/home/ds/nothing", 1024)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        if !running {
+            d.start(&name).await.unwrap();
+        }
+    }
+    let e = d
+        .read_container_file(&name, "/home/admin/conf/config.yaml", 8)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("larger than 8 bytes"), "{e}");
+    let e = d
+        .read_container_file(&name, "/home/ds/store", 1024)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("not a regular file"), "{e}");
+
+    let id = d.engine_id().await.unwrap();
+    let same = BollardDocker::connect_socket("/var/run/docker.sock")
+        .await
+        .unwrap();
+    assert_eq!(same.engine_id().await.unwrap(), id);
+}

@@ -239,6 +239,31 @@ async fn pinned_host_key_reaches_the_engine_and_sees_its_containers() {
         .await
         .unwrap();
     assert_eq!(listed.len(), 1, "{listed:?}");
+    // What `init --inventory` reads on a node it cannot reach by its file system (issue
+    // 15): a file and a path inside the container, and the engine's id, through the tunnel.
+    let probe_file = docker
+        .read_container_file(&probe.name, "/probe", 64)
+        .await
+        .unwrap();
+    assert_eq!(probe_file.as_deref(), Some(&b"not a program\n"[..]));
+    assert!(
+        docker
+            .path_in_container(&probe.name, "/probe")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !docker
+            .path_in_container(&probe.name, "/nothing")
+            .await
+            .unwrap()
+    );
+    let local = BollardDocker::connect().await.unwrap();
+    assert_eq!(
+        docker.engine_id().await.unwrap(),
+        local.engine_id().await.unwrap(),
+        "one engine, reached two ways"
+    );
     assert!(
         started.elapsed() < Duration::from_secs(20),
         "{:?}",

@@ -88,20 +88,32 @@ fn inventory(dir: &Path, node0: &OmsNode, others: &[&Other], engine: &[(&str, &s
             .to_string()
     };
     let mut text = String::from("nodes:\n");
-    let mut entry = |ip: &str, container: &str, config: &Path| {
+    let mut entry = |first: &str, ip: &str, container: &str, config: &Path| {
         text.push_str(&format!(
-            "  - ip: {ip}\n    docker: {}\n    container: {container}\n    config: {}\n",
+            "  - {first}\n    ip: {ip}\n    docker: {}\n    container: {container}\n    config: {}\n",
             endpoint(ip),
             config.display()
         ));
     };
-    entry("127.0.0.1", &node0.name, &node0.host.config_path);
+    entry(
+        "default: true",
+        "127.0.0.1",
+        &node0.name,
+        &node0.host.config_path,
+    );
     for o in others {
-        entry(&o.ip, &o.name, &o.host.config_path);
+        // The others have a name: their label in findings and in the plan.
+        let name = format!("name: {}", label(&o.ip));
+        entry(&name, &o.ip, &o.name, &o.host.config_path);
     }
     let path = dir.join("inventory.yaml");
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// The name the inventory gives the node on `ip`: `oms-<last octet>`.
+fn label(ip: &str) -> String {
+    format!("oms-{}", ip.rsplit('.').next().unwrap_or(ip))
 }
 
 /// `init --json --inventory FILE` for node 0.
@@ -219,7 +231,7 @@ async fn init_plans_a_deployment_whose_nodes_all_pass() {
     assert_eq!(d.regions.len(), 1);
     assert_eq!(d.regions[0].heartbeat_db, plan.databases.cm_hb);
     for (n, other) in d.nodes.iter().zip([&b, &c]) {
-        assert_eq!(n.meta.label, other.ip);
+        assert_eq!(n.meta.label, label(&other.ip));
         assert_eq!(n.meta.endpoint, ENGINE);
         assert_eq!(n.meta.region.0, 0);
         // Each node has its own config.yaml: docker_init.sh runs on every node.
@@ -282,12 +294,19 @@ async fn init_refuses_a_deployment_with_an_unreachable_node() {
     assert!(error.contains("/nonexistent/docker.sock"), "{error}");
 }
 
+/// Runs one statement on the test MariaDB.
+async fn sql(c: &mut mysql_async::Conn, statement: String) {
+    use mysql_async::prelude::Queryable;
+    c.query_drop(&statement)
+        .await
+        .unwrap_or_else(|e| panic!("{statement}: {e}"));
+}
+
 /// Issue 15: "A disagreement between sources is a preflight failure that names both": the
 /// nodes' config.yaml files list a node the inventory file does not, then the metadata DB
-/// lists fewer servers than the inventory.
+/// lists fewer servers than the inventory, then another region than config.yaml.
 #[tokio::test(flavor = "multi_thread")]
 async fn init_refuses_an_inventory_the_other_sources_disagree_with() {
-    use mysql_async::prelude::Queryable;
     let ips = ["127.0.0.1", "127.0.0.2"];
     let mut node0 = emu::start_old_oms().await;
     let listed = ["127.0.0.1", "127.0.0.2", "127.0.0.9"];
@@ -311,14 +330,13 @@ async fn init_refuses_an_inventory_the_other_sources_disagree_with() {
     let pool = support::mysql_pool().await;
     let mut c = pool.get_conn().await.unwrap();
     let cm = &node0.databases().cm;
-    c.query_drop(format!(
-        "CREATE TABLE `{cm}`.`host` (id BIGINT PRIMARY KEY, ip VARCHAR(64) NOT NULL)"
-    ))
-    .await
-    .unwrap();
-    c.query_drop(format!("INSERT INTO `{cm}`.`host` VALUES (1, '127.0.0.1')"))
-        .await
-        .unwrap();
+    let host = "(id BIGINT PRIMARY KEY, ip VARCHAR(64) NOT NULL)";
+    sql(&mut c, format!("CREATE TABLE `{cm}`.`host` {host}")).await;
+    sql(
+        &mut c,
+        format!("INSERT INTO `{cm}`.`host` VALUES (1, '127.0.0.1')"),
+    )
+    .await;
     let out = init_deployment(&node0, &tmp.path().join("b"), &file).await;
     assert_refused_naming(&out, &tmp.path().join("b"), &node0, &before, "127.0.0.2").await;
     let error = error_line(&out);
@@ -327,16 +345,74 @@ async fn init_refuses_an_inventory_the_other_sources_disagree_with() {
         "names the metadata DB: {error}"
     );
 
-    // With both servers listed, the same inventory plans.
-    c.query_drop(format!("INSERT INTO `{cm}`.`host` VALUES (2, '127.0.0.2')"))
-        .await
-        .unwrap();
+    // Both servers listed; the rm database's `cluster_info` lists another region.
+    sql(
+        &mut c,
+        format!("INSERT INTO `{cm}`.`host` VALUES (2, '127.0.0.2')"),
+    )
+    .await;
+    let rm = &node0.databases().rm;
+    let regions = "(region VARCHAR(64), code INT, is_default_cm TINYINT)";
+    sql(
+        &mut c,
+        format!("CREATE TABLE `{rm}`.`cluster_info` {regions}"),
+    )
+    .await;
+    sql(
+        &mut c,
+        format!("INSERT INTO `{rm}`.`cluster_info` VALUES ('hz', 5, 1)"),
+    )
+    .await;
     let out = init_deployment(&node0, &tmp.path().join("c"), &file).await;
+    assert_refused_naming(&out, &tmp.path().join("c"), &node0, &before, "cm_location").await;
+    let error = error_line(&out);
+    assert!(
+        error.contains("config.yaml") && error.contains("the metadata DB"),
+        "names both sources: {error}"
+    );
+
+    // With the region listed as config.yaml has it, the same inventory plans.
+    sql(&mut c, format!("UPDATE `{rm}`.`cluster_info` SET code = 0")).await;
+    let out = init_deployment(&node0, &tmp.path().join("d"), &file).await;
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-    c.query_drop(format!("DROP TABLE `{cm}`.`host`"))
-        .await
-        .unwrap();
+    sql(&mut c, format!("DROP TABLE `{cm}`.`host`")).await;
+    sql(&mut c, format!("DROP TABLE `{rm}`.`cluster_info`")).await;
     drop(c);
     pool.disconnect().await.ok();
     assert_eq!(containers(&node0).await, before, "init changed a container");
+}
+
+/// The plan `init --inventory` records is one `run` carries out: both nodes end on the
+/// new image, running, each under its old name.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_deployment_init_plans_upgrades_every_node() {
+    let ips = ["127.0.0.1", "127.0.0.2"];
+    let mut node0 = emu::start_old_oms().await;
+    deployment_keys(&mut node0.host, &ips);
+    let b = other_node(&node0, ips[1], emu::OLD_VERSION, &ips, true).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let file = inventory(tmp.path(), &node0, &[&b], &[]);
+    let out = init_deployment(&node0, tmp.path(), &file).await;
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let out = output(cli(&tmp.path().join("ledger")).args(["run", "--yes"])).await;
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let text = show(&out);
+    assert!(text.contains("node1:docker-init"), "{text}");
+
+    let docker = BollardDocker::from_client(node0.docker.clone());
+    for name in [&node0.name, &b.name] {
+        let c = docker
+            .inspect(name)
+            .await
+            .unwrap()
+            .expect("the new container");
+        assert!(c.status.is_running(), "{name}: {:?}", c.status);
+        assert!(c.image.ends_with("feature_3.3.1_ce"), "{name}: {}", c.image);
+        let old = docker
+            .inspect(&format!("{name}-pre-3.3.1"))
+            .await
+            .unwrap()
+            .expect("the old container, renamed");
+        assert!(!old.status.is_running());
+    }
 }

@@ -539,6 +539,49 @@ impl MysqlMetaDb {
         Ok(Some(rows.iter().map(shown_row).collect()))
     }
 
+    /// The regions the rm database's `cluster_info` lists (`region`, `code`,
+    /// `is_default_cm`), for the inventory's cross-check; `None` when the table or one of
+    /// those columns is not there. A row whose `code` is not a `cm_location` (0-127) is
+    /// shown with code 255, which no region has, so it is reported rather than dropped.
+    pub async fn regions_listed(
+        &self,
+        rm_db: &str,
+    ) -> Result<Option<Vec<crate::inventory::ListedRegion>>, MetaDbError> {
+        let mut c = self.conn().await?;
+        let n: Option<u64> = c
+            .exec_first(sqltext::REGION_TABLE_COLUMNS, (rm_db,))
+            .await
+            .map_err(|e| self.classify(e, Some(rm_db)))?;
+        if n.unwrap_or(0) < 3 {
+            return Ok(None);
+        }
+        // Text protocol: every value arrives as text, whatever the column type.
+        let rows: Vec<(Option<String>, Option<String>, Option<String>)> = c
+            .query(sqltext::list_regions(rm_db))
+            .await
+            .map_err(|e| self.classify(e, Some(rm_db)))?;
+        Ok(Some(
+            rows.into_iter()
+                .map(|(region, code, default)| crate::inventory::ListedRegion {
+                    name: region
+                        .unwrap_or_default()
+                        .chars()
+                        .take(64)
+                        .map(|c| if c.is_control() { '?' } else { c })
+                        .collect(),
+                    location: code
+                        .and_then(|c| c.trim().parse::<u8>().ok())
+                        .filter(|l| *l <= crate::inventory::MAX_CM_LOCATION)
+                        .unwrap_or(u8::MAX),
+                    is_default: default.is_some_and(|d| {
+                        let d = d.trim();
+                        d == "1" || d.eq_ignore_ascii_case("true")
+                    }),
+                })
+                .collect(),
+        ))
+    }
+
     /// A connection whose default database is `db` (an absent one is typed here).
     async fn conn_in(&self, db: &str) -> Result<Conn, MetaDbError> {
         let mut c = self.conn().await?;

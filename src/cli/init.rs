@@ -15,7 +15,7 @@ use crate::adapters::{BollardDocker, ContainerInfo, Docker, MetaDb, MysqlMetaDb,
 use crate::events::{
     Attestation, ContainerSnapshot, DbNames, Deployment, Event, HaAfter, HaAtInit, HaMode,
     MetaDbLocation, MetaServer, NodeMeta, NodePlan, Plan, PlanExt, PlanInput, PreflightCheck,
-    RegionIx, RegionPlan, WitnessPlan, record_env,
+    RegionIx, WitnessPlan, record_env,
 };
 use crate::preflight::{
     self, BindFacts, ContainerFacts, DiskFacts, Facts, Finding, ImageFacts, OPERATOR_VERSION_CHECK,
@@ -742,14 +742,7 @@ fn deployment_plan(d: deployment::DeploymentOut, to: crate::versions::Version) -
     };
     Deployment {
         node0: meta(d.node0, 0, true),
-        regions: d
-            .regions
-            .into_iter()
-            .map(|r| RegionPlan {
-                name: r.name,
-                heartbeat_db: r.heartbeat_db,
-            })
-            .collect(),
+        regions: d.regions,
         nodes: d
             .nodes
             .into_iter()

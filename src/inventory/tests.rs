@@ -157,6 +157,10 @@ fn inventory_file_parses_every_endpoint_form() {
     assert_eq!(inv.nodes[3].location, Some(2));
     assert_eq!(inv.nodes[3].is_default, Some(false));
     assert_eq!(inv.nodes[1].location, None);
+    assert_eq!(inv.nodes[0].name, None);
+    let named = FILE.replacen("  - ip: ", "  - name: oms-hz-1\n    ip: ", 1);
+    let inv = from_file(&named, Path::new("/inv.yaml")).unwrap();
+    assert_eq!(inv.nodes[0].name.as_deref(), Some("oms-hz-1"));
 }
 
 #[test]
@@ -181,6 +185,11 @@ fn inventory_file_hostile_values_are_refused_naming_node_and_field() {
             "ip: 10.0.0.1",
             "ip: 10.0.0.1; rm -rf /",
             "`ip` is not an IP address",
+        ),
+        (
+            "ip: 10.0.0.1",
+            "ip: 10.0.0.1\n    name: -oProxyCommand=x",
+            "`name` must be 1-64 letters",
         ),
         (
             "docker: unix:///var/run/docker.sock",
@@ -375,6 +384,7 @@ fn arb_inventory() -> impl Strategy<Value = Inventory> {
         nodes: m
             .into_iter()
             .map(|(ip, r)| NodeEntry {
+                name: None,
                 ip: IpAddr::from(ip.to_be_bytes()),
                 docker: None,
                 container: None,

@@ -15,10 +15,13 @@
 //! Pure core: no I/O, no clock. A fact not gathered is `None`, and the node's findings end
 //! there.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::events::PreflightCheck;
+use crate::events::{PreflightCheck, RegionPlan};
+use crate::inventory::{self, Inventory};
+use crate::omsconfig::OmsConfig;
 use crate::versions::{ImageVersion, Version};
 
 /// How a node is named in every finding: the operator's label, its IP, its engine.
@@ -431,6 +434,79 @@ pub fn runs_init(nodes: &[(String, PathBuf)]) -> Vec<bool> {
         .enumerate()
         .map(|(i, n)| !nodes[..i].contains(n))
         .collect()
+}
+
+/// The deployment's regions from the nodes' config.yaml files (node 0's first): one
+/// region per `cm_location`; files of one region must describe it alike.
+pub struct Regions {
+    /// The inventory the region files describe.
+    pub inventory: Inventory,
+    /// Regions, `[0]` node 0's.
+    pub list: Vec<RegionPlan>,
+    /// Each file's region index.
+    pub of_file: BTreeMap<PathBuf, usize>,
+}
+
+/// The regions of `configs` (path and parsed config.yaml of each node, node 0's first),
+/// or what is wrong with them, naming the files.
+pub fn regions_of(configs: &[(PathBuf, OmsConfig)]) -> Result<Regions, String> {
+    // Files are grouped by their `cm_location` as written; the first file of each group
+    // stands for its region in `from_configs`, which checks the regions together (a
+    // file read alone would be judged as a whole deployment: the only, so default, region).
+    let raw = |c: &OmsConfig, key: &str| c.extra.get(key).cloned();
+    let mut reps: Vec<(PathBuf, &OmsConfig)> = Vec::new();
+    let mut of_file = BTreeMap::new();
+    for (path, cfg) in configs {
+        let at = reps
+            .iter()
+            .position(|(_, c)| raw(c, "cm_location") == raw(cfg, "cm_location"));
+        let Some(i) = at else {
+            of_file.insert(path.clone(), reps.len());
+            reps.push((path.clone(), cfg));
+            continue;
+        };
+        let (first_path, first) = &reps[i];
+        let nodes = |c: &OmsConfig, p: &PathBuf| {
+            let mut v = c.cm_nodes(p).unwrap_or_default();
+            v.sort();
+            v
+        };
+        let alike = ["cm_region", "cm_is_default"]
+            .iter()
+            .all(|k| raw(first, k) == raw(cfg, k))
+            && first.drc_cm_heartbeat_db == cfg.drc_cm_heartbeat_db
+            && nodes(first, first_path) == nodes(cfg, path);
+        if !alike {
+            let location = match raw(cfg, "cm_location") {
+                Some(serde_yaml_ng::Value::Number(n)) => n.to_string(),
+                Some(serde_yaml_ng::Value::String(s)) => s,
+                _ => "(none)".into(),
+            };
+            return Err(format!(
+                "OMS configs {}, {}: both have cm_location {location} but describe the region differently (cm_region, cm_is_default, drc_cm_heartbeat_db or cm_nodes); the nodes of one region have the same region keys",
+                first_path.display(),
+                path.display(),
+            ));
+        }
+        of_file.insert(path.clone(), i);
+    }
+    let inv = inventory::from_configs(&reps).map_err(|e| e.to_string())?;
+    let list = inv
+        .regions
+        .iter()
+        .map(|r| RegionPlan {
+            name: r
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("cm_location {}", r.location)),
+            heartbeat_db: r.heartbeat_db.clone(),
+        })
+        .collect();
+    Ok(Regions {
+        inventory: inv,
+        list,
+        of_file,
+    })
 }
 
 #[cfg(test)]

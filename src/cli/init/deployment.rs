@@ -20,8 +20,9 @@ use crate::adapters::{
 };
 use crate::cli::healthtrust::Planned;
 use crate::cli::metadb::config_bind;
+use crate::cli::shell;
 use crate::cli::{CliError, ExitKind};
-use crate::events::{ContainerSettings, PreflightCheck};
+use crate::events::{ContainerSettings, PreflightCheck, RegionPlan};
 use crate::inventory::{self, Inventory, NodeEntry, Source};
 use crate::omsconfig::{CONTAINER_CONFIG_PATH, OmsConfig};
 use crate::preflight::bind_host_path;
@@ -54,20 +55,12 @@ pub(super) struct NodeOut {
     pub target_image_id: String,
 }
 
-/// A region of the deployment, as the plan needs it.
-pub(super) struct RegionOut {
-    /// `cm_region`, else its `cm_location`.
-    pub name: String,
-    /// Its heartbeat database.
-    pub heartbeat_db: String,
-}
-
 /// What the deployment plan is built from.
 pub(super) struct DeploymentOut {
     /// Node 0's label, region (always 0), endpoint text, runs_init (always true).
     pub node0: NodeId,
     /// Regions, `[0]` node 0's.
-    pub regions: Vec<RegionOut>,
+    pub regions: Vec<RegionPlan>,
     /// Nodes 1.., in inventory order.
     pub nodes: Vec<NodeOut>,
 }
@@ -121,10 +114,11 @@ fn read_inventory(path: &Path) -> Result<Inventory, Fatal> {
     inventory::from_file(&text, path).map_err(|e| bad(e.to_string()))
 }
 
-/// The node's name in findings: its IP (the inventory has no other name for it).
+/// The node's name in findings and its label in the plan: the inventory's `name`, else its
+/// IP.
 fn node_id(e: &NodeEntry) -> NodeId {
     NodeId {
-        label: e.ip.to_string(),
+        label: e.name.clone().unwrap_or_else(|| e.ip.to_string()),
         ip: e.ip.to_string(),
         endpoint: e.docker.clone().unwrap_or_default(),
     }
@@ -177,11 +171,8 @@ pub(super) async fn gather(
     // Node 0 is inspected through the local engine: the inventory must reach the same one
     // (else the plan would record an endpoint that is not the engine that was checked).
     let node0_engine = g.docker.engine_id().await.ok();
-    let listed_engine = match DockerEndpoint::parse(&node0_id.endpoint, None) {
-        Ok(ep) => match BollardDocker::connect_to(&ep).await {
-            Ok(d) => d.engine_id().await.ok(),
-            Err(_) => None,
-        },
+    let listed_engine = match connect(&node0_id.endpoint).await {
+        Ok((_, d)) => d.engine_id().await.ok(),
         Err(_) => None,
     };
     if node0_engine.is_none() || node0_engine != listed_engine {
@@ -227,14 +218,15 @@ pub(super) async fn gather(
         configs.push((p.clone(), g.config.clone()));
     }
     configs.extend(nodes.iter().filter_map(|n| n.config.clone()));
-    let regions = match regions_of(&configs) {
+    let regions = match rules::regions_of(&configs) {
         Ok(r) => r,
         Err(e) => {
             fail(checks, e);
             return Ok(None);
         }
     };
-    let servers = MysqlMetaDb::new(&g.target).list_servers(&g.names.cm).await;
+    let metadb = MysqlMetaDb::new(&g.target);
+    let servers = metadb.list_servers(&g.names.cm).await;
     let (listed, host_table) = match servers {
         Ok(s) => (
             s.servers
@@ -258,6 +250,24 @@ pub(super) async fn gather(
         }
         fail(checks, finding.to_string());
     }
+    // The regions as the rm database's `cluster_info` lists them, where it does.
+    let listed_regions = metadb.regions_listed(&g.names.rm).await;
+    let region_table = match listed_regions {
+        Ok(Some(listed)) => {
+            for finding in inventory::cross_check_regions(&regions.inventory, &listed) {
+                fail(checks, finding.to_string());
+            }
+            true
+        }
+        Ok(None) => false,
+        Err(e) => {
+            fail(
+                checks,
+                format!("cannot read the regions the metadata DB lists: {e}"),
+            );
+            false
+        }
+    };
     checks.push(PreflightCheck {
         name: "inventory".into(),
         ok: true,
@@ -266,15 +276,15 @@ pub(super) async fn gather(
             inv.nodes.len(),
             file.display(),
             regions.list.len(),
-            if host_table {
-                ", as the metadata DB lists them"
-            } else {
-                " (the metadata DB has no `host` table to compare with)"
+            match (host_table, region_table) {
+                (true, true) => ", as the metadata DB lists them",
+                (true, false) => ", as the metadata DB's `host` table lists them (it has no `cluster_info` regions)",
+                (false, true) => ", as the metadata DB's `cluster_info` lists them (it has no `host` table)",
+                (false, false) => " (the metadata DB has no `host` or `cluster_info` table to compare with)",
             }
         ),
     });
     // Every region's heartbeat database exists: the backup dumps each one.
-    let metadb = MysqlMetaDb::new(&g.target);
     for r in regions.list.iter().skip(1) {
         match metadb.database_exists(&r.heartbeat_db).await {
             Ok(true) => {}
@@ -352,76 +362,24 @@ fn mentions_metadb(f: &inventory::Finding) -> bool {
     }
 }
 
-/// The deployment's regions from the nodes' config.yaml files (node 0's first): one
-/// region per `cm_location`; files of one region must describe it alike.
-struct Regions {
-    /// The inventory the region files describe.
-    inventory: Inventory,
-    /// Regions, `[0]` node 0's.
-    list: Vec<RegionOut>,
-    /// Each file's region index.
-    of_file: BTreeMap<PathBuf, usize>,
-}
-
-fn regions_of(configs: &[(PathBuf, OmsConfig)]) -> Result<Regions, String> {
-    let mut reps: Vec<(PathBuf, &OmsConfig, Inventory)> = Vec::new();
-    let mut of_file = BTreeMap::new();
-    // Read alone, each file is one region; the rules over all regions (one default,
-    // distinct locations) are checked once, over one file per region, below.
-    let several = configs.len() > 1;
-    for (path, cfg) in configs {
-        let one = inventory::from_config_alone(path, cfg, several).map_err(|e| e.to_string())?;
-        let region = &one.regions[0];
-        match reps
-            .iter()
-            .position(|(_, _, r)| r.regions[0].location == region.location)
-        {
-            Some(i) => {
-                let rep = &reps[i].2;
-                let (a, b) = (&rep.regions[0], region);
-                let ips = |inv: &Inventory| {
-                    let mut v: Vec<_> = inv.nodes.iter().map(|n| n.ip).collect();
-                    v.sort();
-                    v
-                };
-                if a.name != b.name
-                    || a.is_default != b.is_default
-                    || a.heartbeat_db != b.heartbeat_db
-                    || ips(rep) != ips(&one)
-                {
-                    return Err(format!(
-                        "OMS configs {}, {}: both have cm_location {} but describe the region differently (cm_region, cm_is_default, drc_cm_heartbeat_db or cm_nodes); the nodes of one region have the same region keys",
-                        a.config_path.display(),
-                        path.display(),
-                        a.location
-                    ));
-                }
-                of_file.insert(path.clone(), i);
-            }
-            None => {
-                of_file.insert(path.clone(), reps.len());
-                reps.push((path.clone(), cfg, one));
-            }
+/// Connects to the engine at `endpoint` (the inventory's text) as `run` and `rollback`
+/// will: SSH and TLS settings from [`shell::remote_settings`]. `Err`: why not, in words
+/// that fit a remote engine.
+async fn connect(endpoint: &str) -> Result<(DockerEndpoint, BollardDocker), String> {
+    let (ssh, tls) = shell::remote_settings();
+    let tls = endpoint.starts_with("tcp://").then_some(tls).flatten();
+    let parsed = DockerEndpoint::parse(endpoint, tls).map_err(|e| match e {
+        crate::adapters::EndpointError::TcpNeedsTls { .. } => {
+            format!("{e} (set DOCKER_CERT_PATH to a folder with ca.pem, cert.pem and key.pem)")
         }
+        e => e.to_string(),
+    })?;
+    match BollardDocker::connect_to_with(&parsed, &ssh).await {
+        Ok(d) => Ok((parsed, d)),
+        // The client's own words: the error's advice is for the local engine.
+        Err(DockerError::EngineUnreachable { detail }) => Err(detail),
+        Err(e) => Err(e.to_string()),
     }
-    let pairs: Vec<(PathBuf, &OmsConfig)> = reps.iter().map(|(p, c, _)| (p.clone(), *c)).collect();
-    let inv = inventory::from_configs(&pairs).map_err(|e| e.to_string())?;
-    let list = inv
-        .regions
-        .iter()
-        .map(|r| RegionOut {
-            name: r
-                .name
-                .clone()
-                .unwrap_or_else(|| format!("cm_location {}", r.location)),
-            heartbeat_db: r.heartbeat_db.clone(),
-        })
-        .collect();
-    Ok(Regions {
-        inventory: inv,
-        list,
-        of_file,
-    })
 }
 
 /// Gathers one node through its own engine, stopping at what cannot be asked further.
@@ -436,22 +394,10 @@ async fn gather_node(e: &NodeEntry, g: &Gathered, r: &Reference) -> Node {
         out: None,
     };
     let f = &mut node.facts;
-    let endpoint = match DockerEndpoint::parse(&f.id.endpoint, None) {
-        Ok(ep) => ep,
+    let (endpoint, docker) = match connect(&f.id.endpoint).await {
+        Ok(c) => c,
         Err(err) => {
-            f.engine = Some(Err(err.to_string()));
-            return node;
-        }
-    };
-    let docker = match BollardDocker::connect_to(&endpoint).await {
-        Ok(d) => d,
-        // The client's own words: the error's advice is for the local engine.
-        Err(DockerError::EngineUnreachable { detail }) => {
-            f.engine = Some(Err(detail));
-            return node;
-        }
-        Err(err) => {
-            f.engine = Some(Err(err.to_string()));
+            f.engine = Some(Err(err));
             return node;
         }
     };

@@ -211,3 +211,41 @@ fn docker_init_runs_once_per_shared_config_file() {
         [true, false, true, true]
     );
 }
+
+const HZ: &str = include_str!("../../../tests/fixtures/inventory/region_hz.yaml");
+const SH: &str = include_str!("../../../tests/fixtures/inventory/region_sh.yaml");
+
+fn cfg(text: &str, path: &str) -> (PathBuf, OmsConfig) {
+    let path = PathBuf::from(path);
+    let c = OmsConfig::parse(text, &path).unwrap();
+    (path, c)
+}
+
+#[test]
+fn regions_come_from_the_nodes_files_node_0s_first() {
+    // Node 0 is in sh; two nodes of hz each have their own copy of hz's file.
+    let r = regions_of(&[
+        cfg(SH, "/n0/sh.yaml"),
+        cfg(HZ, "/n1/hz.yaml"),
+        cfg(HZ, "/n2/hz.yaml"),
+    ])
+    .unwrap();
+    let names: Vec<&str> = r.list.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["sh", "hz"]);
+    assert_eq!(r.list[1].heartbeat_db, "oms_cm_heartbeat_1");
+    assert_eq!(r.of_file[&PathBuf::from("/n0/sh.yaml")], 0);
+    assert_eq!(r.of_file[&PathBuf::from("/n2/hz.yaml")], 1);
+    assert_eq!(r.inventory.nodes.len(), 6);
+}
+
+#[test]
+fn two_files_of_one_region_that_differ_are_refused_naming_both() {
+    let other = HZ.replace("  - 10.0.0.3\n", "  - 10.0.0.9\n");
+    let e = regions_of(&[cfg(HZ, "/n0/hz.yaml"), cfg(&other, "/n1/hz.yaml")])
+        .err()
+        .unwrap();
+    assert!(
+        e.contains("/n0/hz.yaml") && e.contains("/n1/hz.yaml") && e.contains("cm_location 1"),
+        "{e}"
+    );
+}
