@@ -116,6 +116,16 @@ fn label(ip: &str) -> String {
     format!("oms-{}", ip.rsplit('.').next().unwrap_or(ip))
 }
 
+/// Node 0 on 127.0.0.1 and a healthy second 3.3.0 node on 127.0.0.2, one region, and a
+/// temp folder for the ledgers and the inventory.
+async fn two_healthy_nodes() -> (OmsNode, Other, tempfile::TempDir) {
+    let ips = ["127.0.0.1", "127.0.0.2"];
+    let mut node0 = emu::start_old_oms().await;
+    deployment_keys(&mut node0.host, &ips);
+    let b = other_node(&node0, ips[1], emu::OLD_VERSION, &ips, true).await;
+    (node0, b, tempfile::tempdir().unwrap())
+}
+
 /// `init --json --inventory FILE` for node 0.
 async fn init_deployment(node0: &OmsNode, dir: &Path, inventory: &Path) -> Output {
     let mut c = cli(&dir.join("ledger"));
@@ -275,11 +285,7 @@ async fn init_refuses_a_deployment_where_one_node_runs_another_version() {
 /// the node."
 #[tokio::test(flavor = "multi_thread")]
 async fn init_refuses_a_deployment_with_an_unreachable_node() {
-    let ips = ["127.0.0.1", "127.0.0.2"];
-    let mut node0 = emu::start_old_oms().await;
-    deployment_keys(&mut node0.host, &ips);
-    let b = other_node(&node0, ips[1], emu::OLD_VERSION, &ips, true).await;
-    let tmp = tempfile::tempdir().unwrap();
+    let (node0, b, tmp) = two_healthy_nodes().await;
     let file = inventory(
         tmp.path(),
         &node0,
@@ -386,11 +392,7 @@ async fn init_refuses_an_inventory_the_other_sources_disagree_with() {
 /// new image, running, each under its old name.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_deployment_init_plans_upgrades_every_node() {
-    let ips = ["127.0.0.1", "127.0.0.2"];
-    let mut node0 = emu::start_old_oms().await;
-    deployment_keys(&mut node0.host, &ips);
-    let b = other_node(&node0, ips[1], emu::OLD_VERSION, &ips, true).await;
-    let tmp = tempfile::tempdir().unwrap();
+    let (node0, b, tmp) = two_healthy_nodes().await;
     let file = inventory(tmp.path(), &node0, &[&b], &[]);
     let out = init_deployment(&node0, tmp.path(), &file).await;
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
