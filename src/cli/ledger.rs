@@ -378,7 +378,7 @@ fn cmd_verify(args: VerifyArgs, ctx: &Ctx) -> CmdResult {
             )
         })?;
         // The nodes are reached as `run` and `rollback` reach them.
-        let (ssh, tls) = super::shell::remote_settings();
+        let (ssh, tls) = super::remote::remote_settings();
         let access = super::live::NodeAccess { ssh, tls };
         let observed = super::live::observe(&exp, &state, args.password_file.as_deref(), &access)?;
         extras.dumps = Some(Ok((recorded, observed.dumps.clone())));

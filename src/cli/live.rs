@@ -26,7 +26,7 @@ pub fn check_dumps(dumps: &[DumpArtifact]) -> Vec<DumpFileCheck> {
 }
 
 /// How nodes on remote engines are reached (issue 15): the files the plan's endpoints do
-/// not carry, as `run` and `rollback` take them ([`super::shell::remote_settings`]). Paths
+/// not carry, as `run` and `rollback` take them ([`super::remote::remote_settings`]). Paths
 /// only; no key is read into a message.
 #[derive(Debug, Clone, Default)]
 pub struct NodeAccess {

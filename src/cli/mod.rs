@@ -24,6 +24,7 @@ pub mod metadb;
 pub mod metatls;
 pub mod note;
 pub mod output;
+pub mod remote;
 pub mod report;
 pub mod resolve;
 pub mod run;

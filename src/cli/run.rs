@@ -178,7 +178,7 @@ fn drive(ctx: &Ctx, keys: &shell::RunKeys, how: Drive) -> CmdResult {
     };
     let result = rt.block_on(async {
         let adapters = shell::connect(db, health).await?;
-        let nodes = shell::connect_nodes(&plan).await?;
+        let nodes = super::remote::connect_nodes(&plan).await?;
         let mut ex = Executor::new(journal, adapters, ExecOptions::default(), &observer)
             .with_node_dockers(nodes);
         if let Some(reason) = &rollback {

@@ -20,7 +20,7 @@ use crate::adapters::{
 };
 use crate::cli::healthtrust::Planned;
 use crate::cli::metadb::config_bind;
-use crate::cli::shell;
+use crate::cli::remote;
 use crate::cli::{CliError, ExitKind};
 use crate::events::{ContainerSettings, PreflightCheck, RegionPlan};
 use crate::inventory::{self, Inventory, NodeEntry, Source};
@@ -363,10 +363,10 @@ fn mentions_metadb(f: &inventory::Finding) -> bool {
 }
 
 /// Connects to the engine at `endpoint` (the inventory's text) as `run` and `rollback`
-/// will: SSH and TLS settings from [`shell::remote_settings`]. `Err`: why not, in words
+/// will: SSH and TLS settings from [`remote::remote_settings`]. `Err`: why not, in words
 /// that fit a remote engine.
 async fn connect(endpoint: &str) -> Result<(DockerEndpoint, BollardDocker), String> {
-    let (ssh, tls) = shell::remote_settings();
+    let (ssh, tls) = remote::remote_settings();
     let tls = endpoint.starts_with("tcp://").then_some(tls).flatten();
     let parsed = DockerEndpoint::parse(endpoint, tls).map_err(|e| match e {
         crate::adapters::EndpointError::TcpNeedsTls { .. } => {
