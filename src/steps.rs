@@ -184,8 +184,12 @@ pub fn stages(keys: &[StepKey]) -> Vec<Vec<Vec<StepKey>>> {
 /// `run --until until` stops before `key`. The check right before T1 belongs to the stop:
 /// stopping "before `stop-old`" also stops before its check, so that the check runs
 /// immediately before T1 rather than whenever `--until stop-old` was used.
+/// A deployment node's `nodeN:stop-old` likewise stops before `nodeN:pre-stop-check`.
 pub fn stops_before(until: StepKey, key: StepKey) -> bool {
-    until == key || (until == StepKey::StopOldContainer && key == StepKey::PreStopCheck)
+    until == key
+        || (until.base() == StepKey::StopOldContainer
+            && key.base() == StepKey::PreStopCheck
+            && until.node() == key.node())
 }
 
 /// What the upgrade has (possibly) done, as far as a rollback cares. "Attempted" means an

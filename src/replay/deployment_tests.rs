@@ -362,3 +362,24 @@ fn a_nodes_new_container_may_be_started_again_before_its_own_checks() {
     // Node 0's lane has not moved: still allowed there.
     assert!(r.state.may_start_new_again(StepKey::StartNewContainer));
 }
+
+#[test]
+fn until_a_nodes_stop_stops_before_that_nodes_check() {
+    use crate::steps::stops_before;
+    assert!(stops_before(
+        on(1, StepKey::StopOldContainer),
+        on(1, StepKey::PreStopCheck)
+    ));
+    assert!(!stops_before(
+        on(1, StepKey::StopOldContainer),
+        on(2, StepKey::PreStopCheck)
+    ));
+    assert!(stops_before(
+        StepKey::StopOldContainer,
+        StepKey::PreStopCheck
+    ));
+    assert!(!stops_before(
+        StepKey::StopOldContainer,
+        on(1, StepKey::PreStopCheck)
+    ));
+}
