@@ -5,6 +5,9 @@
 //! to the world, and a ledger that records everything. See `docs/ARCHITECTURE.md` for the
 //! code map and the invariants every module keeps.
 
+// Which build this is: version, git commit, build date (build.rs).
+pub mod build_info;
+
 // Safe folders and files: ownership and mode checks, O_EXCL|O_NOFOLLOW, atomic writes.
 pub mod safefs;
 

@@ -629,7 +629,8 @@ fn plan(
     // carried over, so the new container shows its own image's labels (not 3.3.0's).
     let mut input = PlanInput {
         run_id,
-        tool_version: env!("CARGO_PKG_VERSION").into(),
+        // The exact build, so the report says which one acted.
+        tool_version: crate::build_info::LONG_VERSION.into(),
         source_version: from,
         target_version: to,
         old_container: snapshot(&g.old, &facts.old_image_labels),

@@ -20,6 +20,7 @@ pub mod identity;
 pub mod init;
 pub mod ledger;
 pub mod live;
+pub mod manual;
 pub mod metadb;
 pub mod metatls;
 pub mod note;
@@ -42,7 +43,7 @@ pub use error::{CliError, ExitKind};
 #[derive(Debug, Parser)]
 #[command(
     name = "oms-upgrade",
-    version,
+    version = crate::build_info::LONG_VERSION,
     propagate_version = true,
     max_term_width = 100
 )]
@@ -100,6 +101,12 @@ pub enum Command {
     /// state file kept outside the database), report, export.
     #[command(subcommand)]
     Fleet(fleet::FleetCommand),
+    /// Print shell completion for bash, zsh or fish, generated from these very definitions
+    /// (`oms-upgrade completions bash > /etc/bash_completion.d/oms-upgrade`).
+    Completions(manual::CompletionsArgs),
+    /// Write the man pages (oms-upgrade(1) and one per command), generated from these very
+    /// definitions, into a folder; or print oms-upgrade(1) on stdout.
+    Man(manual::ManArgs),
 }
 
 /// What every command receives besides its own arguments.
@@ -138,6 +145,8 @@ pub fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args, &ctx),
         Command::Witness(cmd) => witness::run(cmd, &ctx),
         Command::Fleet(cmd) => fleet::run(cmd, &ctx),
+        Command::Completions(args) => manual::completions(&args),
+        Command::Man(args) => manual::man(&args),
     };
     match result {
         Ok(code) => code,
