@@ -24,6 +24,7 @@
 //!   the downtime start that covers the actual time HA was enabled.
 //! - Notes and attestations are accepted in every phase.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
@@ -715,7 +716,7 @@ impl State {
             return bad(format!("{c}; record step.failed instead"));
         }
         // The plan as the step's node or region sees it (the plan itself for node 0).
-        let plan = &self.plan_for(key);
+        let plan = &*self.plan_for(key);
         match facts {
             StepFacts::NewContainerCreated(n) if n.old_binds != plan.old_container.binds => {
                 return bad("old_binds are not the planned old container's binds".into());
@@ -1221,16 +1222,16 @@ impl State {
 
     /// The plan as step `key`'s node or region sees it ([`Plan::for_node`]); the plan
     /// itself for the deployment-wide steps and node 0's.
-    fn plan_for(&self, key: StepKey) -> Plan {
+    fn plan_for(&self, key: StepKey) -> Cow<'_, Plan> {
         let plan = self
             .plan
             .as_deref()
-            .cloned()
             .unwrap_or_else(|| unreachable!("plan_for is called only once a plan is recorded"));
+        // Only another node's or region's step needs a plan of its own.
         match key {
-            StepKey::Node { node, .. } => plan.for_node(node),
-            StepKey::Region { region, .. } => plan.for_region(region),
-            _ => plan,
+            StepKey::Node { node, .. } => Cow::Owned(plan.for_node(node)),
+            StepKey::Region { region, .. } => Cow::Owned(plan.for_region(region)),
+            _ => Cow::Borrowed(plan),
         }
     }
 

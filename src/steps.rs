@@ -132,7 +132,7 @@ fn deployment_keys(plan: &Plan, single: &[StepKey]) -> Vec<StepKey> {
         block.clear();
     };
     for &k in single {
-        if runs_concurrently(k) || (k == StepKey::OldRestartOff) {
+        if runs_concurrently(k) {
             block.push(k);
             continue;
         }

@@ -287,6 +287,24 @@ fn db_prefix(id: &str) -> String {
     format!("{DB_PREFIX}{}_", id.replace('-', "_"))
 }
 
+/// `e` with a hint saying that what the demo made is kept in `dir` and how to remove it.
+fn left_in_place(e: DemoError, dir: &Path, ledger: &Path) -> DemoError {
+    let hint = format!(
+        "{}What the demo created so far is left in {} for inspection; \
+         `oms-upgrade demo --clean --ledger {}` removes it",
+        e.hint
+            .as_deref()
+            .map(|h| format!("{h}. "))
+            .unwrap_or_default(),
+        dir.display(),
+        ledger.display()
+    );
+    DemoError {
+        hint: Some(hint),
+        ..e
+    }
+}
+
 /// A container as a demo summary shows it: `name (image, running|stopped)`, or `gone`.
 pub fn container_line(c: Option<&ContainerInfo>) -> String {
     match c {
@@ -601,33 +619,19 @@ impl Demo {
             .hint("run the demo from a writable folder, or pass --ledger DIR in one")
         })?;
         self.st.save()?;
-        let left_in_place = |e: DemoError, st: &DemoState| -> DemoError {
-            let hint = format!(
-                "{}What the demo created so far is left in {} for inspection; \
-                 `oms-upgrade demo --clean --ledger {}` removes it",
-                e.hint
-                    .as_deref()
-                    .map(|h| format!("{h}. "))
-                    .unwrap_or_default(),
-                st.dir.display(),
-                st.ledger.display()
-            );
-            DemoError {
-                hint: Some(hint),
-                ..e
-            }
-        };
         let node = match rt.block_on(self.start_old_node(&docker)) {
             Ok(n) => n,
-            Err(e) => return Err(left_in_place(e, &self.st)),
+            Err(e) => return Err(left_in_place(e, &self.st.dir, &self.st.ledger)),
         };
         match self.upgrade(&rt, &docker, &node) {
             Ok(Outcome::Upgraded(mut u)) => {
-                u.verify_failure = u.verify_failure.map(|e| left_in_place(e, &self.st));
+                u.verify_failure = u
+                    .verify_failure
+                    .map(|e| left_in_place(e, &self.st.dir, &self.st.ledger));
                 Ok(Outcome::Upgraded(u))
             }
             Ok(planned) => Ok(planned),
-            Err(e) => Err(left_in_place(e, &self.st)),
+            Err(e) => Err(left_in_place(e, &self.st.dir, &self.st.ledger)),
         }
     }
 

@@ -85,27 +85,11 @@ impl Demo {
         std::fs::create_dir_all(&self.st.dir)
             .map_err(|e| internal(&format!("create {}", self.st.dir.display()), e))?;
         self.st.save()?;
-        let left_in_place = |e: DemoError, dir: &std::path::Path, ledger: &std::path::Path| {
-            let hint = format!(
-                "{}What the demo created so far is left in {} for inspection; \
-                 `oms-upgrade demo --clean --ledger {}` removes it",
-                e.hint
-                    .as_deref()
-                    .map(|h| format!("{h}. "))
-                    .unwrap_or_default(),
-                dir.display(),
-                ledger.display()
-            );
-            DemoError {
-                hint: Some(hint),
-                ..e
-            }
-        };
         let (dir, ledger) = (self.st.dir.clone(), self.st.ledger.clone());
         let result = rt
             .block_on(self.start_world(&docker))
             .and_then(|(images, world)| self.upgrade_deployment(&rt, &docker, &images, &world));
-        result.map_err(|e| left_in_place(e, &dir, &ledger))
+        result.map_err(|e| super::left_in_place(e, &dir, &ledger))
     }
 
     /// The images, then the world of N nodes (databases, configs, containers, init once
