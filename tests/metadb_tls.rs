@@ -81,9 +81,15 @@ impl TlsServer {
             "-out",
             "server.pem",
         ]);
+        // A private tmpdir: a starting mariadbd deletes every `#sql*` file in its tmpdir
+        // (leftovers of "its" last run), which, in the shared /tmp, are the in-flight
+        // temporary tables of the suite's main server. That broke a CI run with
+        // "Error on delete of '/tmp/#sql-temptable-….MAI'".
+        std::fs::create_dir(d.join("tmp")).unwrap();
         run(Command::new("mariadb-install-db")
             .arg("--no-defaults")
             .arg(format!("--datadir={}", d.join("data").display()))
+            .arg(format!("--tmpdir={}", d.join("tmp").display()))
             .args([
                 "--auth-root-authentication-method=socket",
                 "--user=root",
@@ -105,6 +111,7 @@ impl TlsServer {
             .args(["--skip-log-bin", "--innodb-buffer-pool-size=16M"])
             .arg(format!("--port={port}"))
             .arg(format!("--datadir={}", p("data")))
+            .arg(format!("--tmpdir={}", p("tmp")))
             .arg(format!("--socket={}", p("sock")))
             .arg(format!("--pid-file={}", p("pid")))
             .arg(format!("--log-error={}", p("err.log")))
