@@ -149,16 +149,25 @@ pub fn image_reference(version: &str) -> String {
     format!("{IMAGE_REPO}:feature_{version}_ce")
 }
 
-/// Finds the emulator binary cargo built next to the running executable: the running
-/// program's folder (`target/<profile>/examples`), its `examples` subfolder
-/// (`target/<profile>`), or `../examples` (a test binary in `target/<profile>/deps`).
+/// Finds the emulator binary next to the running executable
+/// ([`find_emulator_binary_near`] of [`std::env::current_exe`]).
 pub fn find_emulator_binary() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
+    find_emulator_binary_near(&std::env::current_exe().ok()?)
+}
+
+/// Finds the emulator binary that belongs with the executable `exe`: where cargo builds it
+/// (the executable's folder, `target/<profile>/examples`; its `examples` subfolder,
+/// `target/<profile>`; or `../examples`, a test binary in `target/<profile>/deps`), or where
+/// the packages install it (`../lib/oms-upgrade/oms_emulator`: `/usr/bin/oms-upgrade` finds
+/// `/usr/lib/oms-upgrade/oms_emulator`; the tarball has the same layout).
+pub fn find_emulator_binary_near(exe: &Path) -> Option<PathBuf> {
     let dir = exe.parent()?;
+    let up = dir.parent()?;
     let candidates = [
         dir.join("oms_emulator"),
         dir.join("examples").join("oms_emulator"),
-        dir.parent()?.join("examples").join("oms_emulator"),
+        up.join("examples").join("oms_emulator"),
+        up.join("lib").join("oms-upgrade").join("oms_emulator"),
     ];
     candidates.into_iter().find(|p| p.is_file())
 }
@@ -558,6 +567,31 @@ async fn import(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_emulator_is_found_in_the_installed_layout() {
+        // What the .deb, the .rpm and the tarball install: <prefix>/bin/oms-upgrade and
+        // <prefix>/lib/oms-upgrade/oms_emulator.
+        let root = std::env::temp_dir().join(format!("oms-emu-find-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("bin")).unwrap();
+        std::fs::create_dir_all(root.join("lib").join("oms-upgrade")).unwrap();
+        let exe = root.join("bin").join("oms-upgrade");
+        std::fs::write(&exe, b"").unwrap();
+        assert_eq!(
+            find_emulator_binary_near(&exe),
+            None,
+            "nothing installed yet"
+        );
+        let emu = root.join("lib").join("oms-upgrade").join("oms_emulator");
+        std::fs::write(&emu, b"").unwrap();
+        assert_eq!(find_emulator_binary_near(&exe), Some(emu.clone()));
+        // cargo's layouts still win: an emulator next to the executable is taken first.
+        let beside = root.join("bin").join("oms_emulator");
+        std::fs::write(&beside, b"").unwrap();
+        assert_eq!(find_emulator_binary_near(&exe), Some(beside));
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 
     #[test]
     fn ldd_lists_libc_and_loader_of_a_dynamic_binary() {

@@ -548,11 +548,13 @@ impl Demo {
         let emulator = emuimage::find_emulator_binary().ok_or_else(|| {
             DemoError::new(
                 ErrorKind::Input,
-                "the OMS emulator binary (oms_emulator) was not found next to this executable",
+                "the OMS emulator binary (oms_emulator) was not found next to this executable \
+                 nor in ../lib/oms-upgrade/ (where the packages install it)",
             )
             .hint(
-                "build it with `cargo build --release --example oms_emulator` (it lands in \
-                 target/release/examples/), or run the whole demo with `scripts/demo`",
+                "reinstall the package (it installs /usr/lib/oms-upgrade/oms_emulator), or from \
+                 a checkout build it with `cargo build --release --example oms_emulator` (it \
+                 lands in target/release/examples/), or run the whole demo with `scripts/demo`",
             )
         })?;
         check_versions(&args.from, &args.to)?;
