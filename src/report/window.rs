@@ -135,7 +135,11 @@ pub fn breakdown(steps: &[StepRow], start: DateTime<Utc>, end: DateTime<Utc>) ->
     if end <= start {
         return None;
     }
-    let ms = |d: chrono::Duration| d.num_milliseconds();
+    // Each part is the difference of its ends' whole milliseconds since the start, not
+    // its own length rounded: records carry microseconds, and rounding each part would
+    // lose up to a millisecond per part, while these differences telescope to the total.
+    let pos = |t: DateTime<Utc>| (t - start).num_milliseconds();
+    let ms = |a: DateTime<Utc>, b: DateTime<Utc>| pos(b) - pos(a);
     let mut cursor = start;
     let mut rows = Vec::new();
     let mut ordered: Vec<&StepRow> = steps.iter().collect();
@@ -150,26 +154,25 @@ pub fn breakdown(steps: &[StepRow], start: DateTime<Utc>, end: DateTime<Utc>) ->
         let from = s.started_at.clamp(start, end).max(cursor);
         let to = ended.clamp(start, end).max(from);
         let (share, part) = classify(s.key);
-        let in_window = to - from;
         let slack = external_part(s.key)
             .and_then(|(_, b)| b)
             .map(|b| {
-                let waited = in_window.to_std().unwrap_or(StdDuration::ZERO);
+                let waited = (to - from).to_std().unwrap_or(StdDuration::ZERO);
                 i64::try_from(b.slack_bound(waited).as_millis()).unwrap_or(i64::MAX)
             });
         rows.push(WindowRow {
             key: s.key,
             attempt: s.attempt,
             node: s.node,
-            gap_ms: ms(from - cursor),
-            in_window_ms: ms(in_window),
+            gap_ms: ms(cursor, from),
+            in_window_ms: ms(from, to),
             share,
             part,
             polling_slack_ms: slack,
         });
         cursor = to;
     }
-    let tail_ms = ms(end - cursor);
+    let tail_ms = ms(cursor, end);
     let sum = |share: Share| -> i64 {
         rows.iter()
             .filter(|r| r.share == share)
@@ -181,7 +184,7 @@ pub fn breakdown(steps: &[StepRow], start: DateTime<Utc>, end: DateTime<Utc>) ->
     Some(Window {
         start,
         end,
-        total_ms: ms(end - start),
+        total_ms: pos(end),
         tail_ms,
         gaps_ms,
         tool_steps_ms,
@@ -402,6 +405,24 @@ mod tests {
         assert_eq!((w.rows[3].gap_ms, w.rows[3].in_window_ms), (10, 0));
         assert_eq!(w.tail_ms, 30);
         assert_eq!(w.tool_ms, 10 + 10 + 30);
+    }
+
+    #[test]
+    fn parts_of_fractional_milliseconds_still_sum_to_the_window() {
+        // Records carry microseconds: 0.6 ms parts must not each round down to 0.
+        let us = |u: i64| at(0) + chrono::Duration::microseconds(u);
+        let mut steps = Vec::new();
+        for i in 0..10 {
+            let mut r = row(StepKey::RenameOldContainer, 10 + 2 * i, 0, Some(0));
+            r.started_at = us(600 + 1200 * i as i64);
+            r.ended_at = Some(us(1200 + 1200 * i as i64));
+            steps.push(r);
+        }
+        let w = breakdown(&steps, at(0), us(12_300)).unwrap();
+        assert_eq!(w.total_ms, 12);
+        assert_eq!(w.gaps_ms + w.tool_steps_ms + w.external_ms, 12);
+        let parts: i64 = w.rows.iter().map(|r| r.gap_ms + r.in_window_ms).sum::<i64>() + w.tail_ms;
+        assert_eq!(parts, 12);
     }
 
     #[test]
