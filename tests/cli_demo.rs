@@ -575,7 +575,10 @@ async fn demo_report_breaks_the_downtime_window_down() {
     assert!(out.status.success(), "{out:?}");
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let time = |p: &str| {
-        let s = r.pointer(p).and_then(|v| v.as_str()).unwrap_or_else(|| panic!("no {p}"));
+        let s = r
+            .pointer(p)
+            .and_then(|v| v.as_str())
+            .unwrap_or_else(|| panic!("no {p}"));
         chrono::DateTime::parse_from_rfc3339(s).unwrap()
     };
     let (t1, t2) = (time("/times/t1/at"), time("/times/t2/at"));
@@ -604,11 +607,11 @@ async fn demo_report_breaks_the_downtime_window_down() {
         .unwrap()
         .iter()
         .filter(|s| {
-            let ended = s["ended_at"].as_str().map(|e| {
-                chrono::DateTime::parse_from_rfc3339(e).unwrap()
-            });
-            let started = chrono::DateTime::parse_from_rfc3339(s["started_at"].as_str().unwrap())
-                .unwrap();
+            let ended = s["ended_at"]
+                .as_str()
+                .map(|e| chrono::DateTime::parse_from_rfc3339(e).unwrap());
+            let started =
+                chrono::DateTime::parse_from_rfc3339(s["started_at"].as_str().unwrap()).unwrap();
             ended.is_some_and(|e| e > t1) && started < t2
         })
         .map(|s| s["key"].as_str().unwrap().to_string())
@@ -618,8 +621,19 @@ async fn demo_report_breaks_the_downtime_window_down() {
         .map(|x| x["key"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(keys, in_window, "{w:#}");
-    for k in ["stop-old", "dump-rm", "create-new", "start-new", "docker-init", "confirm-health", "enable-ha"] {
-        assert!(keys.iter().any(|x| x == k), "{k} not in the window: {keys:?}");
+    for k in [
+        "stop-old",
+        "dump-rm",
+        "create-new",
+        "start-new",
+        "docker-init",
+        "confirm-health",
+        "enable-ha",
+    ] {
+        assert!(
+            keys.iter().any(|x| x == k),
+            "{k} not in the window: {keys:?}"
+        );
     }
     for x in rows {
         let key: StepKey = x["key"].as_str().unwrap().parse().unwrap();
@@ -637,6 +651,9 @@ async fn demo_report_breaks_the_downtime_window_down() {
     assert!(md.contains("## Downtime window"), "{md}");
     assert!(md.contains("| `confirm-health` | 1 |"), "{md}");
 
-    let out = cli(&ledger).args(["--json", "demo", "--clean"]).output().unwrap();
+    let out = cli(&ledger)
+        .args(["--json", "demo", "--clean"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{out:?}");
 }

@@ -65,9 +65,7 @@ impl Backoff {
     /// The pause after `made` pauses already made.
     pub fn pause(self, made: u32) -> Duration {
         // 2^16 x any first pause above a nanosecond is past any sensible cap.
-        self.first
-            .saturating_mul(1 << made.min(16))
-            .min(self.cap)
+        self.first.saturating_mul(1 << made.min(16)).min(self.cap)
     }
 
     /// The most a wait that took `waited` and ended on a poll can have been late: the

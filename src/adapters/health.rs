@@ -156,9 +156,7 @@ pub trait Health: Send + Sync {
                         last_report,
                     });
                 }
-                clock
-                    .sleep(backoff.pause(made).min(timeout - waited))
-                    .await;
+                clock.sleep(backoff.pause(made).min(timeout - waited)).await;
                 made = made.saturating_add(1);
             }
         }

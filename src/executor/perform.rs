@@ -4,9 +4,9 @@
 use std::path::Path;
 use std::time::Duration;
 
+use crate::adapters::clock::Backoff;
 use crate::adapters::docker::{ContainerSpec, DockerError, HostSettings, binds_equal, env_set};
 use crate::adapters::metadb::DbCharset;
-use crate::adapters::clock::Backoff;
 use crate::adapters::{Clock, Docker, DumpEngine, Health, MetaDb};
 use crate::digest::FileDigest;
 use crate::dump;

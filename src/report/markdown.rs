@@ -301,9 +301,13 @@ fn window(o: &mut String, r: &Report) {
             cell(&part)
         );
     }
-    let _ = writeln!(o, "
+    let _ = writeln!(
+        o,
+        "
 {}
-", cell(&super::window::summary(w)));
+",
+        cell(&super::window::summary(w))
+    );
 }
 
 /// A node lane's heading: `Node 1: oms-b (region hz, 10.0.0.2, ssh://root@10.0.0.2)`.

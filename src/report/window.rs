@@ -154,12 +154,10 @@ pub fn breakdown(steps: &[StepRow], start: DateTime<Utc>, end: DateTime<Utc>) ->
         let from = s.started_at.clamp(start, end).max(cursor);
         let to = ended.clamp(start, end).max(from);
         let (share, part) = classify(s.key);
-        let slack = external_part(s.key)
-            .and_then(|(_, b)| b)
-            .map(|b| {
-                let waited = (to - from).to_std().unwrap_or(StdDuration::ZERO);
-                i64::try_from(b.slack_bound(waited).as_millis()).unwrap_or(i64::MAX)
-            });
+        let slack = external_part(s.key).and_then(|(_, b)| b).map(|b| {
+            let waited = (to - from).to_std().unwrap_or(StdDuration::ZERO);
+            i64::try_from(b.slack_bound(waited).as_millis()).unwrap_or(i64::MAX)
+        });
         rows.push(WindowRow {
             key: s.key,
             attempt: s.attempt,
@@ -301,7 +299,12 @@ mod tests {
     fn the_parts_cover_the_window_exactly() {
         let w = breakdown(&run(), at(0), at(1420)).unwrap();
         assert_eq!(w.total_ms, 1420);
-        let parts: i64 = w.rows.iter().map(|r| r.gap_ms + r.in_window_ms).sum::<i64>() + w.tail_ms;
+        let parts: i64 = w
+            .rows
+            .iter()
+            .map(|r| r.gap_ms + r.in_window_ms)
+            .sum::<i64>()
+            + w.tail_ms;
         assert_eq!(parts, w.total_ms);
         assert_eq!(w.tool_ms + w.external_ms, w.total_ms);
         // disable-ha ended before T1 and complete starts after T2: not in the window.
@@ -397,7 +400,12 @@ mod tests {
         ];
         steps[2].node = Some(1);
         let w = breakdown(&steps, at(0), at(300)).unwrap();
-        let parts: i64 = w.rows.iter().map(|r| r.gap_ms + r.in_window_ms).sum::<i64>() + w.tail_ms;
+        let parts: i64 = w
+            .rows
+            .iter()
+            .map(|r| r.gap_ms + r.in_window_ms)
+            .sum::<i64>()
+            + w.tail_ms;
         assert_eq!(parts, 300);
         assert_eq!(w.rows[2].gap_ms, 0);
         assert_eq!(w.rows[2].in_window_ms, 60);
@@ -421,7 +429,12 @@ mod tests {
         let w = breakdown(&steps, at(0), us(12_300)).unwrap();
         assert_eq!(w.total_ms, 12);
         assert_eq!(w.gaps_ms + w.tool_steps_ms + w.external_ms, 12);
-        let parts: i64 = w.rows.iter().map(|r| r.gap_ms + r.in_window_ms).sum::<i64>() + w.tail_ms;
+        let parts: i64 = w
+            .rows
+            .iter()
+            .map(|r| r.gap_ms + r.in_window_ms)
+            .sum::<i64>()
+            + w.tail_ms;
         assert_eq!(parts, 12);
     }
 
