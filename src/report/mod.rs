@@ -76,9 +76,8 @@ pub struct Report {
     pub times: KeyTimes,
     /// Every attempt of every step, in record order.
     pub steps: Vec<StepRow>,
-    /// Where the downtime window's time went, step by step (issue 16); absent while the
+    /// Where the downtime window's time went, step by step (issue 16); `None` while the
     /// downtime has no recorded end.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub window: Option<Window>,
     /// A deployment's nodes (issue 15), one lane each, in node order; the steps of node
     /// `n` are the rows of [`Report::steps`] whose `node` is `n`, the others are

@@ -278,6 +278,15 @@ mod tests {
         }
     }
 
+    /// Every gap, every row's time in the window and the tail.
+    fn sum_of_parts(w: &Window) -> i64 {
+        w.rows
+            .iter()
+            .map(|r| r.gap_ms + r.in_window_ms)
+            .sum::<i64>()
+            + w.tail_ms
+    }
+
     /// A single-node run: T1 inside stop-old, T2 inside enable-ha.
     fn run() -> Vec<StepRow> {
         vec![
@@ -299,12 +308,7 @@ mod tests {
     fn the_parts_cover_the_window_exactly() {
         let w = breakdown(&run(), at(0), at(1420)).unwrap();
         assert_eq!(w.total_ms, 1420);
-        let parts: i64 = w
-            .rows
-            .iter()
-            .map(|r| r.gap_ms + r.in_window_ms)
-            .sum::<i64>()
-            + w.tail_ms;
+        let parts = sum_of_parts(&w);
         assert_eq!(parts, w.total_ms);
         assert_eq!(w.tool_ms + w.external_ms, w.total_ms);
         // disable-ha ended before T1 and complete starts after T2: not in the window.
@@ -400,12 +404,7 @@ mod tests {
         ];
         steps[2].node = Some(1);
         let w = breakdown(&steps, at(0), at(300)).unwrap();
-        let parts: i64 = w
-            .rows
-            .iter()
-            .map(|r| r.gap_ms + r.in_window_ms)
-            .sum::<i64>()
-            + w.tail_ms;
+        let parts = sum_of_parts(&w);
         assert_eq!(parts, 300);
         assert_eq!(w.rows[2].gap_ms, 0);
         assert_eq!(w.rows[2].in_window_ms, 60);
@@ -429,12 +428,7 @@ mod tests {
         let w = breakdown(&steps, at(0), us(12_300)).unwrap();
         assert_eq!(w.total_ms, 12);
         assert_eq!(w.gaps_ms + w.tool_steps_ms + w.external_ms, 12);
-        let parts: i64 = w
-            .rows
-            .iter()
-            .map(|r| r.gap_ms + r.in_window_ms)
-            .sum::<i64>()
-            + w.tail_ms;
+        let parts = sum_of_parts(&w);
         assert_eq!(parts, 12);
     }
 
