@@ -385,7 +385,8 @@ impl RowHasher {
     /// A value the driver gave in another form than bytes, as its SQL text.
     pub(crate) fn other(&mut self, sql: &str) {
         self.buf.push(2);
-        self.buf.extend_from_slice(&(sql.len() as u64).to_le_bytes());
+        self.buf
+            .extend_from_slice(&(sql.len() as u64).to_le_bytes());
         self.buf.extend_from_slice(sql.as_bytes());
     }
 

@@ -324,7 +324,10 @@ mod tests {
             }
         }
         let all: Vec<u8> = (0..=255u8).collect();
-        assert_eq!(lit(Literal::Hex, Some(&all)), format!("X'{}'", hex::encode(&all)));
+        assert_eq!(
+            lit(Literal::Hex, Some(&all)),
+            format!("X'{}'", hex::encode(&all))
+        );
         assert_eq!(lit(Literal::Hex, Some(&[0, 0xff, 0x10])), "X'00ff10'");
         assert_eq!(lit(Literal::Hex, Some(b"")), "X''");
         assert_eq!(
