@@ -139,6 +139,36 @@ async fn wait_healthy_polls_until_healthy() {
     assert_eq!(paths.lock().unwrap().len(), 4);
 }
 
+/// Issue 16: a node that turns healthy a moment after the first probe is seen a moment
+/// later, not a whole coarse interval later: with the executor's default, the pauses
+/// start at 20 ms and double (a fixed 500 ms interval saw it after 500 ms; that slack sat
+/// inside the downtime window and looked like OMS's start-up).
+#[tokio::test]
+async fn wait_healthy_sees_a_node_turn_healthy_within_a_fine_pause() {
+    let start = std::time::Instant::now();
+    let healthy_at = Duration::from_millis(60);
+    let (base, _) = serve(move |_| {
+        if start.elapsed() < healthy_at {
+            (503, UNHEALTHY)
+        } else {
+            (200, HEALTHY)
+        }
+    })
+    .await;
+    let h = HttpHealth::new().unwrap();
+    let poll = oms_upgrade::executor::ExecOptions::default().health_poll;
+    let r = h
+        .wait_healthy(&base, Duration::from_secs(60), poll)
+        .await
+        .unwrap();
+    assert!(r.healthy);
+    let seen = start.elapsed();
+    assert!(
+        seen < Duration::from_millis(300),
+        "healthy from 60 ms on, seen after {seen:?} (poll setting {poll:?})"
+    );
+}
+
 #[tokio::test]
 async fn wait_healthy_gives_up_with_the_last_observation() {
     let (base, _) = serve(|_| (200, UNHEALTHY)).await;

@@ -555,3 +555,105 @@ async fn demo_tls_upgrades_an_https_console() {
         std::panic::resume_unwind(p);
     }
 }
+
+/// Issue 16: the report of a completed demo breaks the downtime window down from the
+/// ledger: the gaps, the steps' in-window times and the tail sum to T2 - T1 exactly, every
+/// step with time between T1 and T2 is a row, and each row is classified (external: what
+/// the tool waits on; tool: its own) as `report::window::classify` says.
+#[tokio::test(flavor = "multi_thread")]
+async fn demo_report_breaks_the_downtime_window_down() {
+    emu::emulator_binary();
+    let tmp = tempfile::tempdir().unwrap();
+    let ledger = tmp.path().join("ledger");
+    let v = demo_json(cli(&ledger).args(["--json", "demo", "--size", "64K"]));
+    assert_eq!(v["phase"], "completed", "{v:#}");
+
+    let out = cli(&ledger)
+        .args(["report", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let time = |p: &str| {
+        let s = r
+            .pointer(p)
+            .and_then(|v| v.as_str())
+            .unwrap_or_else(|| panic!("no {p}"));
+        chrono::DateTime::parse_from_rfc3339(s).unwrap()
+    };
+    let (t1, t2) = (time("/times/t1/at"), time("/times/t2/at"));
+    let w = &r["window"];
+    let n = |v: &serde_json::Value| v.as_i64().unwrap_or_else(|| panic!("not a number: {v}"));
+    let total = n(&w["total_ms"]);
+    assert_eq!(total, (t2 - t1).num_milliseconds(), "{w:#}");
+    assert_eq!(total, n(&r["times"]["downtime"]["duration_ms"]), "{w:#}");
+    let rows = w["rows"].as_array().unwrap();
+    let parts: i64 = rows
+        .iter()
+        .map(|x| n(&x["gap_ms"]) + n(&x["in_window_ms"]))
+        .sum::<i64>()
+        + n(&w["tail_ms"]);
+    assert_eq!(parts, total, "{w:#}");
+    assert_eq!(n(&w["tool_ms"]) + n(&w["external_ms"]), total, "{w:#}");
+    assert_eq!(
+        n(&w["gaps_ms"]) + n(&w["tool_steps_ms"]),
+        n(&w["tool_ms"]),
+        "{w:#}"
+    );
+
+    // Every attempt with time between T1 and T2 is a row, classified.
+    let in_window: Vec<String> = r["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| {
+            let ended = s["ended_at"]
+                .as_str()
+                .map(|e| chrono::DateTime::parse_from_rfc3339(e).unwrap());
+            let started =
+                chrono::DateTime::parse_from_rfc3339(s["started_at"].as_str().unwrap()).unwrap();
+            ended.is_some_and(|e| e > t1) && started < t2
+        })
+        .map(|s| s["key"].as_str().unwrap().to_string())
+        .collect();
+    let keys: Vec<String> = rows
+        .iter()
+        .map(|x| x["key"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(keys, in_window, "{w:#}");
+    for k in [
+        "stop-old",
+        "dump-rm",
+        "create-new",
+        "start-new",
+        "docker-init",
+        "confirm-health",
+        "enable-ha",
+    ] {
+        assert!(
+            keys.iter().any(|x| x == k),
+            "{k} not in the window: {keys:?}"
+        );
+    }
+    for x in rows {
+        let key: StepKey = x["key"].as_str().unwrap().parse().unwrap();
+        let (share, part) = oms_upgrade::report::window::classify(key);
+        assert_eq!(x["share"], serde_json::to_value(share).unwrap(), "{x:#}");
+        assert_eq!(x["part"], part, "{x:#}");
+    }
+    // The health wait polls finely: at most one 100 ms pause of it can be slack.
+    let health = rows.iter().find(|x| x["key"] == "confirm-health").unwrap();
+    assert!(n(&health["polling_slack_ms"]) <= 100, "{health:#}");
+
+    // The Markdown report shows the same table.
+    let md = cli(&ledger).args(["report"]).output().unwrap();
+    let md = String::from_utf8_lossy(&md.stdout);
+    assert!(md.contains("## Downtime window"), "{md}");
+    assert!(md.contains("| `confirm-health` | 1 |"), "{md}");
+
+    let out = cli(&ledger)
+        .args(["--json", "demo", "--clean"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+}

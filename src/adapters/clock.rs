@@ -29,6 +29,66 @@ impl Monotonic {
     }
 }
 
+/// How a wait polls (issue 16): the first pause is `first`, each next pause twice the
+/// last, never more than `cap`. A wait that ends on a poll learns of the change it waits
+/// for up to one pause late, and in a downtime window that lateness is the tool's, even
+/// though it looks like the awaited service's: fine first pauses keep the slack of a short
+/// wait small, and the cap bounds both the slack and the polling rate of a long one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    /// The first pause.
+    pub first: Duration,
+    /// The longest pause.
+    pub cap: Duration,
+}
+
+/// The first pause of every executor wait: short enough that a service ready a moment
+/// after the first probe is seen within tens of milliseconds.
+pub const FIRST_POLL: Duration = Duration::from_millis(20);
+
+/// The longest pause of the health waits (`/oms/health` is one small HTTP GET).
+pub const HEALTH_POLL_CAP: Duration = Duration::from_millis(100);
+
+/// The longest pause of the supervisor and server-status waits (each poll is a `docker
+/// exec` or a query, heavier than a health GET).
+pub const STATUS_POLL_CAP: Duration = Duration::from_millis(250);
+
+impl Backoff {
+    /// Pauses from [`FIRST_POLL`] (or `cap`, if smaller) doubling up to `cap`.
+    pub fn fine(cap: Duration) -> Backoff {
+        Backoff {
+            first: FIRST_POLL.min(cap),
+            cap,
+        }
+    }
+
+    /// The pause after `made` pauses already made.
+    pub fn pause(self, made: u32) -> Duration {
+        // 2^16 x any first pause above a nanosecond is past any sensible cap.
+        self.first.saturating_mul(1 << made.min(16)).min(self.cap)
+    }
+
+    /// The most a wait that took `waited` and ended on a poll can have been late: the
+    /// last pause that fits in `waited` (zero when none does: the first probe answered).
+    /// An upper bound; probe times are not counted.
+    pub fn slack_bound(self, waited: Duration) -> Duration {
+        let (mut spent, mut last) = (Duration::ZERO, Duration::ZERO);
+        for made in 0.. {
+            let p = self.pause(made);
+            if p.is_zero() || spent + p > waited {
+                break;
+            }
+            if p == self.cap {
+                // Every pause from here on is the cap.
+                return p;
+            }
+            spent += p;
+            last = p;
+        }
+        last
+    }
+}
+
 /// A source of the current time, of monotonic time, and of waiting.
 pub trait Clock: Send + Sync {
     /// The current time (UTC).
@@ -122,5 +182,35 @@ mod tests {
             )),
             Duration::ZERO
         );
+    }
+
+    #[test]
+    fn backoff_doubles_from_the_first_pause_up_to_the_cap() {
+        let ms = Duration::from_millis;
+        let b = Backoff::fine(ms(100));
+        let pauses: Vec<_> = (0..6).map(|n| b.pause(n)).collect();
+        assert_eq!(pauses, [ms(20), ms(40), ms(80), ms(100), ms(100), ms(100)]);
+        assert_eq!(b.pause(u32::MAX), ms(100));
+        // A cap below the first pause is the only pause.
+        assert_eq!(Backoff::fine(ms(5)).pause(0), ms(5));
+    }
+
+    #[test]
+    fn slack_is_bounded_by_the_last_pause_that_fits_in_the_wait() {
+        let ms = Duration::from_millis;
+        let b = Backoff::fine(ms(100));
+        // Answered on the first probe: no pause, no slack.
+        assert_eq!(b.slack_bound(ms(15)), Duration::ZERO);
+        // 20 + 40 = 60 ms of pauses fit in 70 ms; the third (80 ms) does not.
+        assert_eq!(b.slack_bound(ms(70)), ms(40));
+        assert_eq!(b.slack_bound(ms(140)), ms(80));
+        // Long waits: the cap.
+        assert_eq!(b.slack_bound(ms(60_000)), ms(100));
+        // The old fixed 500 ms interval: up to 500 ms late.
+        let old = Backoff {
+            first: ms(500),
+            cap: ms(500),
+        };
+        assert_eq!(old.slack_bound(ms(1009)), ms(500));
     }
 }

@@ -20,7 +20,7 @@ use std::time::Duration;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::{PemObject, SectionKind};
 
-use super::clock::{Clock, SystemClock};
+use super::clock::{Backoff, Clock, SystemClock};
 use serde::{Deserialize, Serialize};
 
 /// At most this many bytes of a response body are read; a health answer is tiny.
@@ -109,7 +109,9 @@ pub trait Health: Send + Sync {
         base_url: &str,
     ) -> impl Future<Output = Result<HealthReport, HealthError>> + Send;
 
-    /// Polls [`Health::check`] every `poll_interval` until healthy, or
+    /// Polls [`Health::check`] until healthy, pausing [`Backoff::fine`]`(poll_interval)`
+    /// between probes (20 ms doubling up to `poll_interval`: a node that turns healthy
+    /// is seen at most one pause late, issue 16), or
     /// [`HealthError::Timeout`] after `timeout`, on the real clock. Unreachable answers are
     /// expected while a node starts and are retried. See [`Health::wait_healthy_on`].
     fn wait_healthy(
@@ -132,6 +134,8 @@ pub trait Health: Send + Sync {
     ) -> impl Future<Output = Result<HealthReport, HealthError>> + Send {
         async move {
             let start = clock.monotonic();
+            let backoff = Backoff::fine(poll_interval);
+            let mut made = 0u32;
             loop {
                 let (last, last_report) = match self.check(base_url).await {
                     Ok(r) if r.healthy => return Ok(r),
@@ -152,7 +156,8 @@ pub trait Health: Send + Sync {
                         last_report,
                     });
                 }
-                clock.sleep(poll_interval.min(timeout - waited)).await;
+                clock.sleep(backoff.pause(made).min(timeout - waited)).await;
+                made = made.saturating_add(1);
             }
         }
     }

@@ -118,10 +118,13 @@ pub struct ExecOptions {
     pub manual_poll: Duration,
     /// Manual HA mode: how long to wait for the operator.
     pub manual_timeout: Duration,
-    /// Health polling interval.
+    /// The longest pause between health probes; the pauses start at 20 ms and double up
+    /// to it ([`crate::adapters::clock::Backoff::fine`]), so a node that turns healthy is seen at most one pause
+    /// late (issue 16).
     pub health_poll: Duration,
-    /// How often `check-supervisor` and `check-online` ask again while programs are
-    /// starting or servers are not yet Online (their bound is the plan's health timeout).
+    /// The longest pause before `check-supervisor` and `check-online` ask again while
+    /// programs are starting or servers are not yet Online (pauses as for health; their
+    /// bound is the plan's health timeout).
     pub status_poll: Duration,
     /// Most heartbeat rows one DELETE of the prune removes.
     pub prune_batch_rows: u64,
@@ -136,8 +139,8 @@ impl Default for ExecOptions {
             },
             manual_poll: Duration::from_secs(2),
             manual_timeout: Duration::from_secs(3600),
-            health_poll: Duration::from_millis(500),
-            status_poll: Duration::from_secs(1),
+            health_poll: crate::adapters::clock::HEALTH_POLL_CAP,
+            status_poll: crate::adapters::clock::STATUS_POLL_CAP,
             prune_batch_rows: crate::sqltext::HEARTBEAT_BATCH_ROWS,
         }
     }

@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use crate::adapters::clock::Backoff;
 use crate::adapters::docker::{ContainerSpec, DockerError, HostSettings, binds_equal, env_set};
 use crate::adapters::metadb::DbCharset;
 use crate::adapters::{Clock, Docker, DumpEngine, Health, MetaDb};
@@ -725,8 +726,9 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
         }))
     }
 
-    /// `supervisorctl status` in the new container, again every [`ExecOptions::status_poll`]
-    /// while programs are still coming up (STARTING, or supervisord not answering yet),
+    /// `supervisorctl status` in the new container, again after pauses of 20 ms doubling up
+    /// to [`ExecOptions::status_poll`] (issue 16: a coarse fixed interval was slack in the
+    /// downtime window) while programs are still coming up (STARTING, or supervisord not answering yet),
     /// until every program is RUNNING or `spec.timeout_secs` ran out. A program FATAL,
     /// EXITED or BACKOFF ends the wait at once: supervisord gave up on it or it stopped,
     /// and waiting will not change that.
@@ -735,6 +737,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
     async fn check_supervisor(&self, spec: &steps::ExecSpec) -> Result<StepFacts, StepError> {
         let started = self.ad.clock.monotonic();
         let bound = Duration::from_secs(spec.timeout_secs.into());
+        let backoff = Backoff::fine(self.opts.status_poll);
         let mut polls = 0u32;
         loop {
             polls += 1;
@@ -758,7 +761,8 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
                 .map(|p| format!("{} is {}", p.name, p.state))
                 .collect();
             let elapsed = self.ad.clock.elapsed_since(started);
-            if all_running || !given_up.is_empty() || elapsed + self.opts.status_poll > bound {
+            let pause = backoff.pause(polls - 1);
+            if all_running || !given_up.is_empty() || elapsed + pause > bound {
                 bound_programs(&mut programs);
                 let facts = StepFacts::SupervisorPolled(events::SupervisorPoll {
                     programs,
@@ -785,21 +789,24 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
                     kind: FailureKind::Service,
                 });
             }
-            self.ad.clock.sleep(self.opts.status_poll).await;
+            self.ad.clock.sleep(pause).await;
         }
     }
 
     /// Every server the cm database's `host` table lists must be Online: its `status` when
     /// the table has that column, else its own health endpoint (the plan's health URL with
-    /// the server's IP, as obd's OMS `health_check` asks every server). Asked again every
-    /// [`ExecOptions::status_poll`] until all are Online or the health timeout ran out,
+    /// the server's IP, as obd's OMS `health_check` asks every server). Asked again after
+    /// pauses of 20 ms doubling up to [`ExecOptions::status_poll`] until all are Online or the health timeout ran out,
     /// since OMS notices a server back only after a while.
     ///
     /// [`ExecOptions::status_poll`]: super::ExecOptions::status_poll
     async fn check_online(&self, spec: &steps::OnlineSpec) -> Result<StepFacts, StepError> {
         let started = self.ad.clock.monotonic();
         let bound = Duration::from_secs(spec.health.timeout_secs.into());
+        let backoff = Backoff::fine(self.opts.status_poll);
+        let mut made = 0u32;
         loop {
+            let pause = backoff.pause(made);
             let list = self
                 .ad
                 .metadb
@@ -841,7 +848,7 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
                 ));
             }
             let all_online = !nodes.is_empty() && nodes.iter().all(|(_, ok)| *ok);
-            if all_online || self.ad.clock.elapsed_since(started) + self.opts.status_poll > bound {
+            if all_online || self.ad.clock.elapsed_since(started) + pause > bound {
                 if nodes.is_empty() {
                     return Err(StepError::retry(format!(
                         "the cm database `{}` lists no server in `host`; OMS registers every node there, so this node is not registered. Check in the OMS console (OPS & Monitoring > Server)",
@@ -874,7 +881,8 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
                     kind: FailureKind::Service,
                 });
             }
-            self.ad.clock.sleep(self.opts.status_poll).await;
+            self.ad.clock.sleep(pause).await;
+            made = made.saturating_add(1);
         }
     }
 

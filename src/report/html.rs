@@ -119,6 +119,7 @@ pub fn to_html(r: &Report) -> String {
     o.push_str("</header>\n");
     cards(&mut o, r);
     timeline(&mut o, r);
+    window(&mut o, r);
     nodes(&mut o, r);
     run(&mut o, r);
     ha(&mut o, r);
@@ -490,6 +491,32 @@ fn timeline(o: &mut String, r: &Report) {
         }
     }
     o.push_str("<p class=\"muted\">Times are UTC. A duration is the outcome record's time minus the intent record's time.</p>\n</section>\n");
+}
+
+/// The downtime window's breakdown (issue 16), in its own section.
+fn window(o: &mut String, r: &Report) {
+    let Some(w) = &r.window else {
+        return;
+    };
+    o.push_str("<section id=\"window\">\n<h2>Downtime window</h2>\n<table>\n<thead><tr><th>Step</th><th>Try</th><th>Gap before</th><th>In window</th><th>Share</th><th>Part</th></tr></thead>\n<tbody>\n");
+    for [key, attempt, gap, time, share, part] in super::window::cells(w) {
+        let _ = writeln!(
+            o,
+            "<tr class=\"share-{}\"><td class=\"key\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td><td>{}</td></tr>",
+            attr(&share),
+            mono(&key),
+            esc(&attempt),
+            esc(&gap),
+            esc(&time),
+            esc(&share),
+            esc(&part)
+        );
+    }
+    let _ = writeln!(
+        o,
+        "</tbody>\n</table>\n<p class=\"muted\">{}</p>\n</section>",
+        esc(&super::window::summary(w))
+    );
 }
 
 fn step_table<'a>(o: &mut String, steps: impl Iterator<Item = &'a StepRow>) {

@@ -107,6 +107,7 @@ pub fn to_markdown(r: &Report) -> String {
     }
     summary(&mut o, r);
     timeline(&mut o, r);
+    window(&mut o, r);
     nodes(&mut o, r);
     ha(&mut o, r);
     dumps(&mut o, r);
@@ -278,6 +279,35 @@ fn timeline(o: &mut String, r: &Report) {
             first.started_at.format("%Y-%m-%d")
         );
     }
+}
+
+/// The downtime window's breakdown (issue 16), in its own section.
+fn window(o: &mut String, r: &Report) {
+    let Some(w) = &r.window else {
+        return;
+    };
+    let _ = writeln!(
+        o,
+        "## Downtime window
+
+| Step | Try | Gap before | In window | Share | Part |
+|---|---|---|---|---|---|"
+    );
+    for [key, attempt, gap, time, share, part] in super::window::cells(w) {
+        let _ = writeln!(
+            o,
+            "| {} | {attempt} | {gap} | {time} | {share} | {} |",
+            code(&key),
+            cell(&part)
+        );
+    }
+    let _ = writeln!(
+        o,
+        "
+{}
+",
+        cell(&super::window::summary(w))
+    );
 }
 
 /// A node lane's heading: `Node 1: oms-b (region hz, 10.0.0.2, ssh://root@10.0.0.2)`.

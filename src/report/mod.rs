@@ -34,11 +34,13 @@ pub(crate) mod html;
 pub mod lanes;
 pub(crate) mod markdown;
 pub(crate) mod text;
+pub mod window;
 
 pub use collect::{CollectError, Collected, check_dump_file, collect};
 pub use html::to_html;
 pub use lanes::{InitOnNode, LaneContainer, LaneHealth, NodeLane};
 pub use markdown::to_markdown;
+pub use window::{Share, Window, WindowRow};
 
 /// The `format` field of every report.
 pub const REPORT_FORMAT: &str = "oms-upgrade-report";
@@ -74,6 +76,9 @@ pub struct Report {
     pub times: KeyTimes,
     /// Every attempt of every step, in record order.
     pub steps: Vec<StepRow>,
+    /// Where the downtime window's time went, step by step (issue 16); `None` while the
+    /// downtime has no recorded end.
+    pub window: Option<Window>,
     /// A deployment's nodes (issue 15), one lane each, in node order; the steps of node
     /// `n` are the rows of [`Report::steps`] whose `node` is `n`, the others are
     /// deployment-wide. Absent from a single-node report.
@@ -792,6 +797,15 @@ pub fn build(records: &[Recorded], state: &State, verification: Verification) ->
         .collect();
     let last_at = records.last().map(|r| r.at);
     let times = key_times(state, last_at);
+    let steps: Vec<StepRow> = state
+        .attempts()
+        .iter()
+        .map(|a| step_row(state, a, &times, &who))
+        .collect();
+    let window = times
+        .downtime
+        .as_ref()
+        .and_then(|d| window::breakdown(&steps, d.start, d.end?));
     Report {
         format: REPORT_FORMAT,
         version: REPORT_VERSION,
@@ -799,11 +813,8 @@ pub fn build(records: &[Recorded], state: &State, verification: Verification) ->
         run: run_info(records, state, verification.ledger_id),
         plan: plan_summary(state),
         outcome: outcome(state),
-        steps: state
-            .attempts()
-            .iter()
-            .map(|a| step_row(state, a, &times, &who))
-            .collect(),
+        steps,
+        window,
         times,
         nodes: lanes::node_lanes(state),
         ha: ha_section(state),
