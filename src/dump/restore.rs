@@ -55,6 +55,21 @@ pub struct RestoreReport {
     pub sql_bytes: u64,
     /// The facts recomputed after the load; equal to the artifact's, or restore fails.
     pub tables: Vec<TableFact>,
+    /// How the file was loaded.
+    #[serde(default)]
+    pub mode: LoadMode,
+}
+
+/// How a restore loaded a dump file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LoadMode {
+    /// Statement after statement in file order, one connection for the database.
+    #[default]
+    InOrder,
+    /// Table by table over several connections, from the sections of a native dump (plain,
+    /// or zstd with one frame per section).
+    Tables,
 }
 
 /// One difference between the recorded and the restored facts.
@@ -434,6 +449,7 @@ async fn load(
         statements: done.statements,
         sql_bytes: done.sql_bytes,
         tables,
+        mode: LoadMode::InOrder,
     })
 }
 
@@ -750,9 +766,10 @@ async fn run_range(
     let name = db.artifact.database.as_str();
     let (tx, mut rx) = mpsc::channel::<Stmt>(4);
     let data = db.data.clone();
+    let framed = db.sections.framed;
     let table = table.map(str::to_string);
     let reader = tokio::task::spawn_blocking(move || {
-        sections::read_range(&data, range, table.as_deref(), tx)
+        sections::read_range(&data, range, table.as_deref(), framed, tx)
     });
     let before = done.statements;
     let executed = async {
@@ -816,6 +833,7 @@ async fn finish_database(
         statements: done.statements,
         sql_bytes: done.sql_bytes,
         tables,
+        mode: LoadMode::Tables,
     })
 }
 

@@ -114,7 +114,8 @@ impl Write for HashingFile {
 
 enum Sink {
     Plain(BufWriter<HashingFile>),
-    Zstd(zstd::Encoder<'static, BufWriter<HashingFile>>),
+    /// The encoder of the current zstd frame, and whether that frame holds any byte yet.
+    Zstd(zstd::Encoder<'static, BufWriter<HashingFile>>, bool),
 }
 
 /// Asks the kernel to start writing `[from, to)` of `file` to disk now, without waiting.
@@ -190,7 +191,9 @@ impl PartWriter {
         let sink = match compression {
             Compression::None => Sink::Plain(hf),
             Compression::Zstd => {
-                Sink::Zstd(zstd::Encoder::new(hf, ZSTD_LEVEL).map_err(|e| DumpError::io(&part, e))?)
+                let enc =
+                    zstd::Encoder::new(hf, ZSTD_LEVEL).map_err(|e| DumpError::io(&part, e))?;
+                Sink::Zstd(enc, false)
             }
         };
         Ok(PartWriter {
@@ -209,10 +212,33 @@ impl PartWriter {
         self.sql_bytes += sql.len() as u64;
         let r = match self.sink.as_mut() {
             Some(Sink::Plain(w)) => w.write_all(sql),
-            Some(Sink::Zstd(w)) => w.write_all(sql),
+            Some(Sink::Zstd(w, used)) => {
+                *used |= !sql.is_empty();
+                w.write_all(sql)
+            }
             None => Ok(()),
         };
         r.map_err(|e| DumpError::io(&self.part, e))
+    }
+
+    /// Ends the current zstd frame, if it holds anything, so what follows starts a frame of
+    /// its own that can be decompressed alone (restore loads a zstd dump's sections in
+    /// parallel that way). Concatenated frames are one valid zstd stream (`zstd -d` reads
+    /// them as one). Nothing to do for a plain file.
+    pub fn end_frame(&mut self) -> Result<(), DumpError> {
+        if !matches!(self.sink, Some(Sink::Zstd(_, true))) {
+            return Ok(());
+        }
+        let Some(Sink::Zstd(enc, _)) = self.sink.take() else {
+            unreachable!("matched above")
+        };
+        let io = |e| DumpError::io(&self.part, e);
+        let inner = enc.finish().map_err(io)?;
+        self.sink = Some(Sink::Zstd(
+            zstd::Encoder::new(inner, ZSTD_LEVEL).map_err(io)?,
+            false,
+        ));
+        Ok(())
     }
 
     /// Finishes the file: flush, fsync, check (non-empty, trailer, every expected table and
@@ -222,7 +248,7 @@ impl PartWriter {
         let io = |e| DumpError::io(&part, e);
         let buffered = match self.sink.take() {
             Some(Sink::Plain(w)) => w,
-            Some(Sink::Zstd(w)) => w.finish().map_err(io)?,
+            Some(Sink::Zstd(w, _)) => w.finish().map_err(io)?,
             None => unreachable!("commit consumes the writer"),
         };
         let hf = buffered.into_inner().map_err(|e| io(e.into_error()))?;
@@ -288,6 +314,20 @@ pub enum Msg {
     Commit(Vec<String>),
 }
 
+/// True when `bytes` begins a section of a native dump: the native dumper sends each
+/// `-- Table` line (with the table's DDL) and the `-- Tables end` line as the start of a
+/// message of their own (`native.rs`), and a spooled section ([`Msg::Append`]) always
+/// starts one. A zstd dump ends a frame there, so the file is one frame for the header, one
+/// per base table and one for the views and tail, whatever the job count. Another dumper's
+/// output never starts a message so, and stays one frame.
+fn starts_section(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"\n-- Table ")
+        || bytes
+            .strip_prefix(b"\n")
+            .and_then(|b| b.strip_prefix(super::native::TABLES_END.as_bytes()))
+            .is_some_and(|b| b.starts_with(b"\n"))
+}
+
 /// How many chunks may wait for the writer thread; bounds memory to a few MiB.
 const CHANNEL_DEPTH: usize = 4;
 
@@ -305,8 +345,16 @@ pub fn spawn(
         let mut buf = Vec::new();
         while let Some(msg) = rx.blocking_recv() {
             match msg {
-                Msg::Data(bytes) => w.write_all(&bytes)?,
-                Msg::Append(spool) => spool.copy_into(&mut w, &mut buf)?,
+                Msg::Data(bytes) => {
+                    if starts_section(&bytes) {
+                        w.end_frame()?;
+                    }
+                    w.write_all(&bytes)?
+                }
+                Msg::Append(spool) => {
+                    w.end_frame()?;
+                    spool.copy_into(&mut w, &mut buf)?
+                }
                 Msg::Commit(expected) => return w.commit(&expected),
             }
         }
@@ -820,6 +868,56 @@ mod tests {
         assert!(join_spool(h).await.is_err());
         assert!(!path.exists());
         assert!(all_gone.recv().await.is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_zstd_dump_gets_one_frame_per_section() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("db.sql.zst");
+        let (alive, _all_gone) = mpsc::channel::<()>(1);
+        let path = SpoolFile::path_for(dir.path(), "db", 1);
+        let (stx, sh) = spawn_spool(path, alive, Handoff::default()).unwrap();
+        stx.send(Msg::Data(
+            b"\n-- Table `b`\nCREATE TABLE `b` (x int);\n".to_vec(),
+        ))
+        .await
+        .unwrap();
+        stx.send(Msg::Commit(Vec::new())).await.unwrap();
+        let Spooled::File(spool) = join_spool(sh).await.unwrap() else {
+            panic!("not handed over")
+        };
+        let (wtx, wh) = spawn(PartWriter::create(&target, Compression::Zstd, false).unwrap());
+        for msg in [
+            Msg::Data(b"-- header\n".to_vec()),
+            Msg::Data(b"SET NAMES utf8mb4;\n".to_vec()),
+            Msg::Data(b"\n-- Table `a`\nCREATE TABLE `a` (x int);\n".to_vec()),
+            Msg::Data(b"INSERT INTO `a` VALUES (1);\n".to_vec()),
+            Msg::Append(spool),
+            Msg::Data(b"\n-- Tables end\n".to_vec()),
+            Msg::Data(b"-- Dump completed\n".to_vec()),
+            Msg::Commit(vec!["a".into(), "b".into()]),
+        ] {
+            assert!(wtx.send(msg).await.is_ok());
+        }
+        join(wh).await.unwrap();
+        let bytes = std::fs::read(&target).unwrap();
+        // Each frame decodes alone to its section.
+        let mut frames = Vec::new();
+        let mut rest = &bytes[..];
+        while !rest.is_empty() {
+            let n = zstd::zstd_safe::find_frame_compressed_size(rest).unwrap();
+            frames.push(String::from_utf8(zstd::decode_all(&rest[..n]).unwrap()).unwrap());
+            rest = &rest[n..];
+        }
+        assert_eq!(
+            frames,
+            [
+                "-- header\nSET NAMES utf8mb4;\n",
+                "\n-- Table `a`\nCREATE TABLE `a` (x int);\nINSERT INTO `a` VALUES (1);\n",
+                "\n-- Table `b`\nCREATE TABLE `b` (x int);\n",
+                "\n-- Tables end\n-- Dump completed\n",
+            ]
+        );
     }
 
     #[test]
