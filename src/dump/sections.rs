@@ -1,5 +1,7 @@
 //! The table sections of a native dump (formats 2 and 3), found while the file is verified,
-//! and read back one section at a time so restore can load tables in parallel.
+//! and read back one section at a time so restore can load tables in parallel. A zstd dump
+//! written with one frame per section has its sections found from the frame headers
+//! instead ([`Frames`]), each frame decompressed on its own.
 //!
 //! A native dump marks each base table's statements with a `-- Table <name>` line and ends
 //! the last one with a `-- Tables end` line (see `native.rs`); format 3 writes the name in
