@@ -697,7 +697,7 @@ fn read_frame(
     data: &Arc<Verified>,
     range: (u64, u64),
     marker: &[u8],
-    f: &mut dyn FnMut(&[u8], u64) -> Result<(), SectionError>,
+    f: &mut impl FnMut(&[u8], u64) -> Result<(), SectionError>,
 ) -> Result<(), SectionError> {
     let path = data.path();
     // A frame that does not decode (or ends early) is not the section the layout said; a
