@@ -119,6 +119,7 @@ pub fn to_html(r: &Report) -> String {
     o.push_str("</header>\n");
     cards(&mut o, r);
     timeline(&mut o, r);
+    super::estimate::html(&mut o, r);
     nodes(&mut o, r);
     run(&mut o, r);
     ha(&mut o, r);
