@@ -10,6 +10,11 @@ use oms_upgrade::events::{self, Event, PlanExt};
 use support::forge;
 use support::upgrade::{Run, json_of, ok};
 
+/// `report --format json`: one pretty-printed document.
+fn report_json(run: &Run) -> serde_json::Value {
+    serde_json::from_slice(&ok(run.cli().args(["report", "--format", "json"])).stdout).unwrap()
+}
+
 fn text(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -59,7 +64,7 @@ async fn plan_shows_the_estimate_and_report_sets_it_against_the_run() {
     run.ok(&["run", "--yes"]).await;
 
     // The report: estimate against actual, every part reached by the run has an actual.
-    let report = json_of(&ok(run.cli().args(["report", "--format", "json"])).stdout);
+    let report = report_json(&run);
     let rows = report["estimate"]["rows"].as_array().expect("estimate rows");
     let got: Vec<&str> = rows.iter().map(|r| r["part"].as_str().unwrap()).collect();
     assert_eq!(
@@ -101,7 +106,7 @@ async fn plan_shows_the_estimate_and_report_sets_it_against_the_run() {
     assert!(plan["estimate"].is_null(), "{plan:#}");
     let shown = text(&ok(run.cli().arg("plan")));
     assert!(shown.contains("No downtime estimate"), "{shown}");
-    let report = json_of(&ok(run.cli().args(["report", "--format", "json"])).stdout);
+    let report = report_json(&run);
     assert!(report.get("estimate").is_none(), "{report:#}");
     assert_eq!(report["outcome"]["phase"], "completed");
     let md = text(&ok(run.cli().arg("report")));
