@@ -224,7 +224,10 @@ pub fn show_ms(ms: u64) -> String {
 /// What the dump part was computed from, in words.
 pub fn dump_basis(e: &Estimate) -> String {
     let size = crate::units::human_bytes(e.data_bytes());
-    match (&e.probe, e.probe.as_ref().and_then(ReadProbe::bytes_per_sec)) {
+    match (
+        &e.probe,
+        e.probe.as_ref().and_then(ReadProbe::bytes_per_sec),
+    ) {
         (Some(p), Some(rate)) => format!(
             "dump: {size} of data at {}/s read from {} ({} rows, {} in {}), one connection of {}",
             crate::units::human_bytes(rate),
@@ -299,7 +302,11 @@ mod tests {
     fn the_dump_part_is_the_data_at_the_probed_rate() {
         // 100 MB/s probed; 1 GB of data (indexes not dumped): 10 s.
         let e = estimate(
-            vec![db("rm", 200_000_000), db("cm", 700_000_000), db("hb", 100_000_000)],
+            vec![
+                db("rm", 200_000_000),
+                db("cm", 700_000_000),
+                db("hb", 100_000_000),
+            ],
             Some(probe(50_000_000, 500_000)),
             3,
         );

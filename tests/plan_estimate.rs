@@ -59,13 +59,18 @@ async fn plan_shows_the_estimate_and_report_sets_it_against_the_run() {
         shown.contains("Estimated downtime (T1 -> T2) for this node:"),
         "{shown}"
     );
-    assert!(shown.contains("assumed") && shown.contains("measured"), "{shown}");
+    assert!(
+        shown.contains("assumed") && shown.contains("measured"),
+        "{shown}"
+    );
 
     run.ok(&["run", "--yes"]).await;
 
     // The report: estimate against actual, every part reached by the run has an actual.
     let report = report_json(&run);
-    let rows = report["estimate"]["rows"].as_array().expect("estimate rows");
+    let rows = report["estimate"]["rows"]
+        .as_array()
+        .expect("estimate rows");
     let got: Vec<&str> = rows.iter().map(|r| r["part"].as_str().unwrap()).collect();
     assert_eq!(
         got,

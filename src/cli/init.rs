@@ -640,7 +640,10 @@ async fn measure_for_estimate(
             return None;
         }
     };
-    let probe = match metadb.read_probe(all, PROBE_MAX_BYTES, PROBE_MAX_TIME).await {
+    let probe = match metadb
+        .read_probe(all, PROBE_MAX_BYTES, PROBE_MAX_TIME)
+        .await
+    {
         Ok(p) => p,
         Err(e) => {
             eprintln!("  warning: the read probe failed, so no dump time is estimated: {e}");

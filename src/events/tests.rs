@@ -598,7 +598,7 @@ fn the_witness_extension_is_appended_and_round_trips() {
 /// trips, and plans recorded before it (without it) decode as before, with no estimate.
 #[test]
 fn the_estimate_extension_is_appended_and_round_trips() {
-    use crate::estimate::{estimate, DbMeasure, ReadProbe};
+    use crate::estimate::{DbMeasure, ReadProbe, estimate};
     let mut input = input("3.3.0", "3.3.1");
     let e = estimate(
         vec![DbMeasure {

@@ -731,7 +731,8 @@ fn the_estimate_is_set_against_the_recorded_run() {
         }),
         3,
     );
-    plan.ext.push(crate::events::PlanExt::Estimate(Box::new(e.clone())));
+    plan.ext
+        .push(crate::events::PlanExt::Estimate(Box::new(e.clone())));
     let fresh = completed();
     // The same steps at the same times as `completed`.
     let mut g = Fixture::planned_with(plan);
@@ -761,7 +762,10 @@ fn the_estimate_is_set_against_the_recorded_run() {
     );
     let md = to_markdown(&r);
     assert!(md.contains("## Estimate against actual"), "{md}");
-    assert!(md.contains("| dumps | 1 min 40 s | measured | 5 min 40 s | +4 min 00 s (3.40x) |"), "{md}");
+    assert!(
+        md.contains("| dumps | 1 min 40 s | measured | 5 min 40 s | +4 min 00 s (3.40x) |"),
+        "{md}"
+    );
     assert!(md.contains("976.6 KiB/s"), "{md}");
     let html = to_html(&r);
     assert!(html.contains("<section id=\"estimate\">"), "{html}");
