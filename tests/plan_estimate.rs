@@ -37,6 +37,7 @@ async fn plan_shows_the_estimate_and_report_sets_it_against_the_run() {
     assert_eq!(
         parts,
         [
+            ("prune", "assumed"),
             ("dump", "measured"),
             ("container", "assumed"),
             ("docker_init", "assumed"),
@@ -74,7 +75,14 @@ async fn plan_shows_the_estimate_and_report_sets_it_against_the_run() {
     let got: Vec<&str> = rows.iter().map(|r| r["part"].as_str().unwrap()).collect();
     assert_eq!(
         got,
-        ["dump", "container", "docker_init", "oms_startup", "window"]
+        [
+            "prune",
+            "dump",
+            "container",
+            "docker_init",
+            "oms_startup",
+            "window"
+        ]
     );
     for r in rows {
         assert!(r["actual_ms"].as_i64().is_some(), "{r:#}");

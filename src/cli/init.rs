@@ -640,6 +640,19 @@ async fn measure_for_estimate(
             return None;
         }
     };
+    // `all` is rm, cm, cm_hb: the heartbeat database is the last.
+    let heartbeat_rows = match all.last() {
+        Some(hb) => match metadb.heartbeat_rows(hb).await {
+            Ok(n) => n,
+            Err(e) => {
+                eprintln!(
+                    "  warning: no downtime estimate: reading the heartbeat table's size failed: {e}"
+                );
+                return None;
+            }
+        },
+        None => 0,
+    };
     let probe = match metadb
         .read_probe(all, PROBE_MAX_BYTES, PROBE_MAX_TIME)
         .await
@@ -653,6 +666,10 @@ async fn measure_for_estimate(
     let jobs = crate::executor::ExecOptions::default().dump.jobs;
     Some(crate::estimate::estimate(
         databases,
+        (
+            all.last().map(String::as_str).unwrap_or_default(),
+            heartbeat_rows,
+        ),
         probe,
         u32::try_from(jobs).unwrap_or(u32::MAX),
     ))

@@ -608,6 +608,7 @@ fn the_estimate_extension_is_appended_and_round_trips() {
             data_bytes: 5_000_000,
             index_bytes: 1_000_000,
         }],
+        ("drc_cm_heartbeat_db", 0),
         Some(ReadProbe {
             table: "drc_cm_db.oms_task".into(),
             bytes: 4_000_000,

@@ -1631,6 +1631,8 @@ pub enum PlanExtV1 {
 #[allow(missing_docs)]
 pub struct EstimateV1 {
     pub databases: Vec<DbMeasureV1>,
+    pub heartbeat_db: String,
+    pub heartbeat_rows: u64,
     pub probe: Option<ReadProbeV1>,
     pub dump_jobs: u32,
     pub parts: Vec<EstimatePartV1>,
@@ -1674,6 +1676,7 @@ pub enum PartKindV1 {
     Container,
     DockerInit,
     OmsStartup,
+    Prune,
 }
 
 /// issue 16: where a figure comes from. Variant order is stored: append only.
@@ -1699,6 +1702,8 @@ impl From<&crate::estimate::Estimate> for EstimateV1 {
                     index_bytes: d.index_bytes,
                 })
                 .collect(),
+            heartbeat_db: e.heartbeat_db.clone(),
+            heartbeat_rows: e.heartbeat_rows,
             probe: e.probe.as_ref().map(|p| ReadProbeV1 {
                 table: p.table.clone(),
                 bytes: p.bytes,
@@ -1715,6 +1720,7 @@ impl From<&crate::estimate::Estimate> for EstimateV1 {
                         PartKind::Container => PartKindV1::Container,
                         PartKind::DockerInit => PartKindV1::DockerInit,
                         PartKind::OmsStartup => PartKindV1::OmsStartup,
+                        PartKind::Prune => PartKindV1::Prune,
                     },
                     ms: p.ms,
                     basis: match p.basis {
@@ -1742,6 +1748,8 @@ impl From<EstimateV1> for crate::estimate::Estimate {
                     index_bytes: d.index_bytes,
                 })
                 .collect(),
+            heartbeat_db: e.heartbeat_db,
+            heartbeat_rows: e.heartbeat_rows,
             probe: e.probe.map(|p| ReadProbe {
                 table: p.table,
                 bytes: p.bytes,
@@ -1758,6 +1766,7 @@ impl From<EstimateV1> for crate::estimate::Estimate {
                         PartKindV1::Container => PartKind::Container,
                         PartKindV1::DockerInit => PartKind::DockerInit,
                         PartKindV1::OmsStartup => PartKind::OmsStartup,
+                        PartKindV1::Prune => PartKind::Prune,
                     },
                     ms: p.ms,
                     basis: match p.basis {

@@ -39,6 +39,7 @@ pub struct EstimateRow {
 /// The steps whose time makes up a part (node 0's, upgrade steps only).
 fn steps_of(kind: PartKind) -> &'static [StepKey] {
     match kind {
+        PartKind::Prune => &[StepKey::PruneHeartbeat],
         PartKind::Dump => &[],
         PartKind::Container => &[StepKey::CreateNewContainer, StepKey::StartNewContainer],
         PartKind::DockerInit => &[StepKey::RunDockerInit],
@@ -74,6 +75,7 @@ fn actual(kind: PartKind, steps: &[StepRow]) -> Option<i64> {
 
 fn kind_name(kind: PartKind) -> &'static str {
     match kind {
+        PartKind::Prune => "prune",
         PartKind::Dump => "dump",
         PartKind::Container => "container",
         PartKind::DockerInit => "docker_init",

@@ -722,6 +722,8 @@ fn the_estimate_is_set_against_the_recorded_run() {
             data_bytes: 100_000_000,
             index_bytes: 1_000_000,
         }],
+        // The heartbeat table's 20,000 rows: 100 ms of prune assumed.
+        ("drc_cm_heartbeat_db", 20_000),
         // 1 MB/s: 100 s of dump estimated.
         Some(ReadProbe {
             table: "drc_cm_db.task".into(),
@@ -750,6 +752,8 @@ fn the_estimate_is_set_against_the_recorded_run() {
     assert_eq!(
         got,
         vec![
+            // prune-heartbeat 04:00:05 -> 04:00:06.
+            ("prune", 100, "assumed", Some(1_000)),
             // 04:00:10 (first dump's intent) to 04:05:50 (last dump done).
             ("dump", 100_000, "measured", Some(340_000)),
             // create 3 s + start 2 s.
@@ -769,7 +773,7 @@ fn the_estimate_is_set_against_the_recorded_run() {
     assert!(md.contains("976.6 KiB/s"), "{md}");
     let html = to_html(&r);
     assert!(html.contains("<section id=\"estimate\">"), "{html}");
-    assert_eq!(to_json(&r)["estimate"]["rows"][0]["actual_ms"], 340_000);
+    assert_eq!(to_json(&r)["estimate"]["rows"][1]["actual_ms"], 340_000);
 }
 
 #[test]
