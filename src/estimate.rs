@@ -267,7 +267,7 @@ pub fn show_ms(ms: u64) -> String {
 /// What the dump part was computed from, in words.
 pub fn dump_basis(e: &Estimate) -> String {
     let size = format!(
-        "{} of data (heartbeat rows the prune deletes left out)",
+        "{} of data (the heartbeat rows the prune deletes left out)",
         crate::units::human_bytes(e.data_bytes())
     );
     match (
@@ -275,7 +275,7 @@ pub fn dump_basis(e: &Estimate) -> String {
         e.probe.as_ref().and_then(ReadProbe::bytes_per_sec),
     ) {
         (Some(p), Some(rate)) => format!(
-            "dump: {size} of data at {}/s read from {} ({} rows, {} in {}), one connection of {}",
+            "dump: {size} at {}/s read from {} ({} rows, {} in {}), one connection of {}",
             crate::units::human_bytes(rate),
             p.table,
             p.rows,
@@ -283,7 +283,7 @@ pub fn dump_basis(e: &Estimate) -> String {
             show_ms(p.micros / 1000),
             e.dump_jobs
         ),
-        _ => format!("dump: {size} of data; no rows to probe, so no dump time is estimated"),
+        _ => format!("dump: {size}; no rows to probe, so no dump time is estimated"),
     }
 }
 
