@@ -105,9 +105,13 @@ async fn the_probe_reads_the_largest_table_within_its_budget_and_changes_nothing
 
     // Nothing to read: no probe.
     assert_eq!(
-        meta.read_probe(&[empty.name.clone()], 64 << 10, Duration::from_secs(1))
-            .await
-            .unwrap(),
+        meta.read_probe(
+            std::slice::from_ref(&empty.name),
+            64 << 10,
+            Duration::from_secs(1)
+        )
+        .await
+        .unwrap(),
         None
     );
     assert_eq!(
