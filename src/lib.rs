@@ -21,6 +21,7 @@ pub mod dumpkind;
 
 // Pure core: event vocabulary, replay, permitted steps, version paths, refetch rule, and
 // the rules of `init`'s preflight, the deployment's inventory.
+pub mod estimate;
 pub mod events;
 pub mod haconfig;
 pub mod inventory;

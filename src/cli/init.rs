@@ -195,6 +195,7 @@ pub fn run(args: InitArgs, ctx: &Ctx) -> CmdResult {
     match planned {
         Ok((plan, tls)) if checks.iter().all(|c| c.ok) => {
             let summary = plan_summary(&plan);
+            let plan_estimate = plan.estimate().cloned();
             // The witness gets the plan and everything after it; under `required` it must
             // take what this ledger already holds first (earlier failed preflights).
             if let Some(w) = witness {
@@ -244,6 +245,11 @@ pub fn run(args: InitArgs, ctx: &Ctx) -> CmdResult {
                     summary["run_id"].as_str().unwrap_or(""),
                     ctx.ledger.display()
                 );
+                if let Some(e) = plan_estimate {
+                    for line in crate::estimate::lines(&e) {
+                        println!("{line}");
+                    }
+                }
                 println!("Next: `oms-upgrade plan` to review the steps, then `oms-upgrade run`.");
             }
             Ok(ExitCode::SUCCESS)
@@ -406,6 +412,8 @@ struct Gathered {
     backup_dir: PathBuf,
     host_ip: String,
     health: super::healthtrust::Planned,
+    /// issue 16: the downtime estimate, when the measurements worked.
+    estimate: Option<crate::estimate::Estimate>,
 }
 
 /// Gathers the facts in the order they are judged. `Ok(None)`: a rule stops the preflight
@@ -571,6 +579,7 @@ async fn gather(args: &InitArgs, facts: &mut Facts) -> Result<Option<Gathered>, 
         free: free_space(&probe).map_err(|e| e.to_string()),
         probe,
     });
+    let estimate = measure_for_estimate(&metadb, &all).await;
     metadb.close().await;
 
     let host_ip = args.host_ip.clone().or_else(|| {
@@ -608,7 +617,62 @@ async fn gather(args: &InitArgs, facts: &mut Facts) -> Result<Option<Gathered>, 
         backup_dir,
         host_ip,
         health,
+        estimate,
     }))
+}
+
+/// The probe's budget: at most this many bytes of values, and this long (issue 16: the
+/// probe must not lengthen `init` noticeably nor load the server).
+const PROBE_MAX_BYTES: u64 = 16 << 20;
+const PROBE_MAX_TIME: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// issue 16: the downtime estimate from the databases' sizes and a short read probe
+/// (reads only). A failure of either is said and leaves the plan without an estimate or
+/// without its dump part; it never stops `init`, which has checked what it needs.
+async fn measure_for_estimate(
+    metadb: &MysqlMetaDb,
+    all: &[String],
+) -> Option<crate::estimate::Estimate> {
+    let databases = match metadb.measure_databases(all).await {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("  warning: no downtime estimate: measuring the databases failed: {e}");
+            return None;
+        }
+    };
+    // `all` is rm, cm, cm_hb: the heartbeat database is the last.
+    let heartbeat_rows = match all.last() {
+        Some(hb) => match metadb.heartbeat_rows(hb).await {
+            Ok(n) => n,
+            Err(e) => {
+                eprintln!(
+                    "  warning: no downtime estimate: reading the heartbeat table's size failed: {e}"
+                );
+                return None;
+            }
+        },
+        None => 0,
+    };
+    let probe = match metadb
+        .read_probe(all, PROBE_MAX_BYTES, PROBE_MAX_TIME)
+        .await
+    {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("  warning: the read probe failed, so no dump time is estimated: {e}");
+            None
+        }
+    };
+    let jobs = crate::executor::ExecOptions::default().dump.jobs;
+    Some(crate::estimate::estimate(
+        databases,
+        (
+            all.last().map(String::as_str).unwrap_or_default(),
+            heartbeat_rows,
+        ),
+        probe,
+        u32::try_from(jobs).unwrap_or(u32::MAX),
+    ))
 }
 
 /// The plan, from what the preflight found and judged.
@@ -701,6 +765,9 @@ fn plan(
             .ext
             .push(PlanExt::Deployment(Box::new(deployment_plan(d, to))));
     }
+    if let Some(e) = g.estimate {
+        input.ext.push(PlanExt::Estimate(Box::new(e)));
+    }
     // Kept so that a crash between `disable-ha`'s write and its outcome does not lose
     // HA's earlier value (`PlanExt::HaAtInit`).
     if let Some(Ok(Some(json))) = &facts.ha_config {
@@ -779,6 +846,7 @@ fn plan_summary(plan: &Plan) -> serde_json::Value {
         "metadb": plan.metadb.display_url,
         "health_url": plan.health_url,
         "health_trust": plan.health_trust(),
+        "estimate": plan.estimate(),
         "nodes": plan.nodes().into_iter().map(|n| {
             let m = plan.node_meta(n);
             serde_json::json!({"node": n.0, "label": m.label, "endpoint": m.endpoint, "region": m.region.0, "runs_init": m.runs_init})

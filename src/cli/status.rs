@@ -381,6 +381,19 @@ fn nodes_table(nodes: &[NodeProgress]) -> String {
     format!("Nodes:\n{table}")
 }
 
+/// The downtime estimate (issue 16) for `plan --json`, with its total; `null` when the
+/// plan has none.
+fn estimate_json(plan: &crate::events::Plan) -> serde_json::Value {
+    match plan.estimate() {
+        Some(e) => {
+            let mut v = serde_json::to_value(e).unwrap_or_default();
+            v["total_ms"] = e.total_ms().into();
+            v
+        }
+        None => serde_json::Value::Null,
+    }
+}
+
 /// The new container's differences from the old one (issue 12.4) for `plan --json`.
 fn container_json(plan: &crate::events::Plan) -> serde_json::Value {
     match crate::inherit::plan_changes(plan) {
@@ -420,6 +433,7 @@ pub fn plan(_args: PlanArgs, ctx: &Ctx) -> CmdResult {
                 "retention": crate::refetch::retention_note(&plan.refetch),
                 "retention_warning": state.retention_warning(now),
                 "container": container_json(plan),
+                "estimate": estimate_json(plan),
                 "steps": v,
             })
         );
@@ -439,6 +453,17 @@ pub fn plan(_args: PlanArgs, ctx: &Ctx) -> CmdResult {
     println!("{}", crate::refetch::retention_note(&plan.refetch));
     if let Some(tls) = metatls::recorded(&state) {
         println!("Metadata DB connection: {}", metatls::shown(&tls));
+    }
+    match plan.estimate() {
+        Some(e) => {
+            println!();
+            for line in crate::estimate::lines(e) {
+                println!("{line}");
+            }
+        }
+        None => println!(
+            "No downtime estimate: the plan has none (recorded by a build before issue 16, or `init` could not measure)."
+        ),
     }
     if let Some((changes, unchanged)) = crate::inherit::plan_changes(plan) {
         println!(

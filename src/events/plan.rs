@@ -373,6 +373,14 @@ impl Plan {
         })
     }
 
+    /// The downtime estimate `init` recorded (issue 16); absent from plans recorded before.
+    pub fn estimate(&self) -> Option<&crate::estimate::Estimate> {
+        self.ext.iter().find_map(|e| match e {
+            PlanExt::Estimate(x) => Some(x.as_ref()),
+            _ => None,
+        })
+    }
+
     /// The old container's settings the new one inherits, when recorded.
     pub fn container_settings(&self) -> Option<&ContainerSettings> {
         self.ext.iter().find_map(|e| match e {

@@ -29,6 +29,9 @@ pub enum PlanExt {
     Witness(WitnessPlan),
     /// issue 15: the nodes and regions beyond node 0.
     Deployment(Box<super::Deployment>),
+    /// issue 16: the downtime estimate for this node, from what `init` measured and named
+    /// assumptions (`crate::estimate`).
+    Estimate(Box<crate::estimate::Estimate>),
 }
 
 impl PlanExt {
@@ -41,6 +44,7 @@ impl PlanExt {
             PlanExt::HaAtInit(_) => "ha_at_init",
             PlanExt::Witness(_) => "witness",
             PlanExt::Deployment(_) => "deployment",
+            PlanExt::Estimate(_) => "estimate",
         }
     }
 }

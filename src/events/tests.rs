@@ -593,3 +593,44 @@ fn the_witness_extension_is_appended_and_round_trips() {
     }
     assert_eq!(plan_with_every_ext().witness(), None);
 }
+
+/// issue 16: the estimate extension is stored at the end of `PlanExtV1` (index 6), round
+/// trips, and plans recorded before it (without it) decode as before, with no estimate.
+#[test]
+fn the_estimate_extension_is_appended_and_round_trips() {
+    use crate::estimate::{DbMeasure, ReadProbe, estimate};
+    let mut input = input("3.3.0", "3.3.1");
+    let e = estimate(
+        vec![DbMeasure {
+            name: "drc_cm_db".into(),
+            tables: 12,
+            rows: 1_000,
+            data_bytes: 5_000_000,
+            index_bytes: 1_000_000,
+        }],
+        ("drc_cm_heartbeat_db", 0),
+        Some(ReadProbe {
+            table: "drc_cm_db.oms_task".into(),
+            bytes: 4_000_000,
+            rows: 900,
+            micros: 80_000,
+        }),
+        3,
+    );
+    input.ext = vec![PlanExt::Estimate(Box::new(e.clone()))];
+    let p = Plan::new(input).unwrap();
+    assert_eq!(p.estimate(), Some(&e));
+    let enc = encode(&Event::planned(p.clone()));
+    assert_eq!(enc.schema_version, 2);
+    let back = decode(enc.event_type, enc.schema_version, &enc.payload).unwrap();
+    assert_eq!(back, Event::planned(p.clone()));
+    let stored = v1::PlanExtV1::from(&p.ext[0]);
+    let bytes = bincode::serde::encode_to_vec(&stored, bincode::config::standard()).unwrap();
+    assert_eq!(bytes[0], 6, "the variant index: appended after Deployment");
+    // A plan recorded before issue 16 has none, and still decodes.
+    let old = plan_with_every_ext();
+    let enc = encode(&Event::planned(old.clone()));
+    let back = decode(enc.event_type, enc.schema_version, &enc.payload).unwrap();
+    assert_eq!(back, Event::planned(old.clone()));
+    assert_eq!(old.estimate(), None);
+}

@@ -1622,6 +1622,161 @@ pub enum PlanExtV1 {
     Witness(WitnessPlanV1),
     /// issue 15: the nodes and regions beyond node 0.
     Deployment(Box<DeploymentV1>),
+    /// issue 16: the downtime estimate.
+    Estimate(Box<EstimateV1>),
+}
+
+/// issue 16: the downtime estimate (`crate::estimate::Estimate`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct EstimateV1 {
+    pub databases: Vec<DbMeasureV1>,
+    pub heartbeat_db: String,
+    pub heartbeat_rows: u64,
+    pub probe: Option<ReadProbeV1>,
+    pub dump_jobs: u32,
+    pub parts: Vec<EstimatePartV1>,
+}
+
+/// issue 16: one database as measured at `init`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct DbMeasureV1 {
+    pub name: String,
+    pub tables: u64,
+    pub rows: u64,
+    pub data_bytes: u64,
+    pub index_bytes: u64,
+}
+
+/// issue 16: the read-throughput probe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct ReadProbeV1 {
+    pub table: String,
+    pub bytes: u64,
+    pub rows: u64,
+    pub micros: u64,
+}
+
+/// issue 16: one part of the estimated window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct EstimatePartV1 {
+    pub kind: PartKindV1,
+    pub ms: u64,
+    pub basis: BasisV1,
+}
+
+/// issue 16: what a part is. Variant order is stored: append only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub enum PartKindV1 {
+    Dump,
+    Container,
+    DockerInit,
+    OmsStartup,
+    Prune,
+}
+
+/// issue 16: where a figure comes from. Variant order is stored: append only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub enum BasisV1 {
+    Measured,
+    Assumed,
+}
+
+impl From<&crate::estimate::Estimate> for EstimateV1 {
+    fn from(e: &crate::estimate::Estimate) -> Self {
+        use crate::estimate::{Basis, PartKind};
+        EstimateV1 {
+            databases: e
+                .databases
+                .iter()
+                .map(|d| DbMeasureV1 {
+                    name: d.name.clone(),
+                    tables: d.tables,
+                    rows: d.rows,
+                    data_bytes: d.data_bytes,
+                    index_bytes: d.index_bytes,
+                })
+                .collect(),
+            heartbeat_db: e.heartbeat_db.clone(),
+            heartbeat_rows: e.heartbeat_rows,
+            probe: e.probe.as_ref().map(|p| ReadProbeV1 {
+                table: p.table.clone(),
+                bytes: p.bytes,
+                rows: p.rows,
+                micros: p.micros,
+            }),
+            dump_jobs: e.dump_jobs,
+            parts: e
+                .parts
+                .iter()
+                .map(|p| EstimatePartV1 {
+                    kind: match p.kind {
+                        PartKind::Dump => PartKindV1::Dump,
+                        PartKind::Container => PartKindV1::Container,
+                        PartKind::DockerInit => PartKindV1::DockerInit,
+                        PartKind::OmsStartup => PartKindV1::OmsStartup,
+                        PartKind::Prune => PartKindV1::Prune,
+                    },
+                    ms: p.ms,
+                    basis: match p.basis {
+                        Basis::Measured => BasisV1::Measured,
+                        Basis::Assumed => BasisV1::Assumed,
+                    },
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<EstimateV1> for crate::estimate::Estimate {
+    fn from(e: EstimateV1) -> Self {
+        use crate::estimate::{Basis, DbMeasure, Part, PartKind, ReadProbe};
+        crate::estimate::Estimate {
+            databases: e
+                .databases
+                .into_iter()
+                .map(|d| DbMeasure {
+                    name: d.name,
+                    tables: d.tables,
+                    rows: d.rows,
+                    data_bytes: d.data_bytes,
+                    index_bytes: d.index_bytes,
+                })
+                .collect(),
+            heartbeat_db: e.heartbeat_db,
+            heartbeat_rows: e.heartbeat_rows,
+            probe: e.probe.map(|p| ReadProbe {
+                table: p.table,
+                bytes: p.bytes,
+                rows: p.rows,
+                micros: p.micros,
+            }),
+            dump_jobs: e.dump_jobs,
+            parts: e
+                .parts
+                .into_iter()
+                .map(|p| Part {
+                    kind: match p.kind {
+                        PartKindV1::Dump => PartKind::Dump,
+                        PartKindV1::Container => PartKind::Container,
+                        PartKindV1::DockerInit => PartKind::DockerInit,
+                        PartKindV1::OmsStartup => PartKind::OmsStartup,
+                        PartKindV1::Prune => PartKind::Prune,
+                    },
+                    ms: p.ms,
+                    basis: match p.basis {
+                        BasisV1::Measured => Basis::Measured,
+                        BasisV1::Assumed => Basis::Assumed,
+                    },
+                })
+                .collect(),
+        }
+    }
 }
 
 /// issue 15: what every node has.
@@ -1938,6 +2093,7 @@ impl From<&PlanExt> for PlanExtV1 {
                 },
             }),
             PlanExt::Deployment(d) => PlanExtV1::Deployment(Box::new(d.as_ref().into())),
+            PlanExt::Estimate(e) => PlanExtV1::Estimate(Box::new(e.as_ref().into())),
         }
     }
 }
@@ -1983,6 +2139,7 @@ impl From<PlanExtV1> for PlanExt {
                 },
             }),
             PlanExtV1::Deployment(d) => PlanExt::Deployment(Box::new((*d).into())),
+            PlanExtV1::Estimate(e) => PlanExt::Estimate(Box::new((*e).into())),
         }
     }
 }

@@ -120,6 +120,7 @@ pub fn to_html(r: &Report) -> String {
     cards(&mut o, r);
     timeline(&mut o, r);
     window(&mut o, r);
+    super::estimate::html(&mut o, r);
     nodes(&mut o, r);
     run(&mut o, r);
     ha(&mut o, r);

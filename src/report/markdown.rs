@@ -108,6 +108,7 @@ pub fn to_markdown(r: &Report) -> String {
     summary(&mut o, r);
     timeline(&mut o, r);
     window(&mut o, r);
+    super::estimate::markdown(&mut o, r);
     nodes(&mut o, r);
     ha(&mut o, r);
     dumps(&mut o, r);

@@ -30,6 +30,7 @@ use crate::refetch::{RefetchDecision, RefetchPolicy};
 use crate::replay::{Attempt, Outcome, Phase, State};
 
 mod collect;
+pub mod estimate;
 pub(crate) mod html;
 pub mod lanes;
 pub(crate) mod markdown;
@@ -111,6 +112,10 @@ pub struct Report {
     /// Absent from a report of a ledger nobody held.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub live: Option<LiveSection>,
+    /// issue 16: the downtime estimate `init` recorded against what the ledger shows.
+    /// Absent when the plan has no estimate (recorded by an earlier build).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimate: Option<estimate::EstimateSection>,
 }
 
 /// A report made during a run, from a verified copy of the ledger (see
@@ -806,7 +811,7 @@ pub fn build(records: &[Recorded], state: &State, verification: Verification) ->
         .downtime
         .as_ref()
         .and_then(|d| window::breakdown(&steps, d.start, d.end?));
-    Report {
+    let mut report = Report {
         format: REPORT_FORMAT,
         version: REPORT_VERSION,
         rendered_by: env!("CARGO_PKG_VERSION").to_string(),
@@ -865,7 +870,14 @@ pub fn build(records: &[Recorded], state: &State, verification: Verification) ->
         attestations: attestations(state),
         verification: summarize_verification(records, verification),
         live: None,
-    }
+        estimate: None,
+    };
+    report.estimate = estimate::section(
+        state.plan().and_then(|p| p.estimate()),
+        &report.steps,
+        report.times.downtime.as_ref(),
+    );
+    report
 }
 
 fn run_info(records: &[Recorded], state: &State, ledger_id: Uuid) -> RunInfo {

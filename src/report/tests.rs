@@ -63,7 +63,10 @@ struct Fixture {
 
 impl Fixture {
     fn planned() -> Fixture {
-        let plan = samples::plan();
+        Self::planned_with(samples::plan())
+    }
+
+    fn planned_with(plan: Plan) -> Fixture {
         let mut f = Fixture {
             plan: plan.clone(),
             state: State::new(),
@@ -696,6 +699,81 @@ fn schema_names_every_step_and_top_level_field() {
     fields.sort();
     required.sort();
     assert_eq!(fields, required);
+}
+
+/// issue 16: a plan with a downtime estimate gets "Estimate against actual", each part's
+/// actual taken from the recorded steps and the window's from T1 -> T2; the same run under
+/// a plan recorded before issue 16 (no estimate) has no such section, in any form.
+#[test]
+fn the_estimate_is_set_against_the_recorded_run() {
+    use crate::estimate::{DbMeasure, ReadProbe, estimate};
+    let old = completed().report();
+    assert!(old.estimate.is_none());
+    assert!(!to_markdown(&old).contains("Estimate against actual"));
+    assert!(!to_html(&old).contains("Estimate against actual"));
+    assert!(to_json(&old).get("estimate").is_none());
+
+    let mut plan = samples::plan();
+    let e = estimate(
+        vec![DbMeasure {
+            name: "drc_cm_db".into(),
+            tables: 9,
+            rows: 4_000,
+            data_bytes: 100_000_000,
+            index_bytes: 1_000_000,
+        }],
+        // The heartbeat table's 20,000 rows: 100 ms of prune assumed.
+        ("drc_cm_heartbeat_db", 20_000),
+        // 1 MB/s: 100 s of dump estimated.
+        Some(ReadProbe {
+            table: "drc_cm_db.task".into(),
+            bytes: 1_000_000,
+            rows: 400,
+            micros: 1_000_000,
+        }),
+        3,
+    );
+    plan.ext
+        .push(crate::events::PlanExt::Estimate(Box::new(e.clone())));
+    let fresh = completed();
+    // The same steps at the same times as `completed`.
+    let mut g = Fixture::planned_with(plan);
+    for r in fresh.events.iter().skip(1) {
+        g.push(r.at, r.event.clone());
+    }
+    let r = g.report();
+    let s = r.estimate.as_ref().expect("an estimate section");
+    let got: Vec<(&str, u64, &str, Option<i64>)> = s
+        .rows
+        .iter()
+        .map(|row| (row.part, row.estimated_ms, row.basis, row.actual_ms))
+        .collect();
+    let window = r.times.downtime.as_ref().unwrap().duration_ms;
+    assert_eq!(
+        got,
+        vec![
+            // prune-heartbeat 04:00:05 -> 04:00:06.
+            ("prune", 100, "assumed", Some(1_000)),
+            // 04:00:10 (first dump's intent) to 04:05:50 (last dump done).
+            ("dump", 100_000, "measured", Some(340_000)),
+            // create 3 s + start 2 s.
+            ("container", 5_000, "assumed", Some(5_000)),
+            ("docker_init", 180_000, "assumed", Some(2_280_000)),
+            // confirm-health 04:45:05 -> 04:58:00.
+            ("oms_startup", 60_000, "assumed", Some(775_000)),
+            ("window", e.total_ms(), "assumed", Some(window)),
+        ]
+    );
+    let md = to_markdown(&r);
+    assert!(md.contains("## Estimate against actual"), "{md}");
+    assert!(
+        md.contains("| dumps | 1 min 40 s | measured | 5 min 40 s | +4 min 00 s (3.40x) |"),
+        "{md}"
+    );
+    assert!(md.contains("976.6 KiB/s"), "{md}");
+    let html = to_html(&r);
+    assert!(html.contains("<section id=\"estimate\">"), "{html}");
+    assert_eq!(to_json(&r)["estimate"]["rows"][1]["actual_ms"], 340_000);
 }
 
 #[test]

@@ -1,0 +1,473 @@
+//! The downtime estimate `init` records in the plan (issue 16, "Plan the window"), pure.
+//!
+//! What `init` measured arrives as values (the three databases' sizes from
+//! `information_schema`, a short read-throughput probe of the metadata DB); this module turns
+//! them into the time the node is expected to be down between T1 and T2: the dumps, plus
+//! the new container's create and start, `docker_init.sh`, and OMS's own start-up. The
+//! public record gives no figure for the last three (the brief says only that
+//! `docker_init.sh` "takes minutes"), so they are named assumptions below, recorded and
+//! shown as `assumed`, never as measured. The report sets the estimate against what the
+//! ledger recorded (`report::estimate`).
+//!
+//! Must never: do I/O or read the clock (durations arrive measured).
+
+use serde::Serialize;
+
+/// Heartbeat rows the `prune-heartbeat` step deletes per second, assumed. No public figure
+/// exists; this is what one run of this tool's 1 GB demo showed on a 2-core machine
+/// (MariaDB 10.11 on the same host, batches of 10,000 rows): 3,161,952 rows in 15.5 s. A
+/// production metadata server may be faster or slower.
+pub const ASSUMED_PRUNE_ROWS_PER_SEC: u64 = 200_000;
+
+/// Docker's create plus start of the new container, assumed: the image is already on the
+/// host (the preflight checks it) and nothing is published about how long OMS's container
+/// takes to be created and started. An assumption of this tool, not a measurement.
+pub const ASSUMED_CONTAINER_MS: u64 = 5_000;
+
+/// `docker_init.sh`, assumed. The brief says only "It takes minutes"; no figure is
+/// published per version, so the same figure stands for every version. An assumption of
+/// this tool, not a measurement.
+pub const ASSUMED_DOCKER_INIT_MS: u64 = 180_000;
+
+/// OMS's start-up after `docker_init.sh` until its health endpoint answers healthy (and the
+/// supervisor's programs run), assumed: no figure is published for any version. An
+/// assumption of this tool, not a measurement.
+pub const ASSUMED_OMS_STARTUP_MS: u64 = 60_000;
+
+/// Where a figure of the estimate comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Basis {
+    /// Computed from what `init` measured on this node.
+    Measured,
+    /// One of this module's named assumptions (no public figure exists).
+    Assumed,
+}
+
+impl Basis {
+    /// The word shown beside a figure.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Basis::Measured => "measured",
+            Basis::Assumed => "assumed",
+        }
+    }
+}
+
+/// One database as `information_schema` described it at `init`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DbMeasure {
+    /// The database's name.
+    pub name: String,
+    /// Tables (base tables only).
+    pub tables: u64,
+    /// Rows (InnoDB's estimate, `TABLE_ROWS`).
+    pub rows: u64,
+    /// `DATA_LENGTH` summed: what the dump reads.
+    pub data_bytes: u64,
+    /// `INDEX_LENGTH` summed: not dumped, shown for the size on disk.
+    pub index_bytes: u64,
+}
+
+/// A short read of one table's rows through the text protocol the native dumper uses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReadProbe {
+    /// `database.table` read (the largest by data size).
+    pub table: String,
+    /// Bytes of the values received.
+    pub bytes: u64,
+    /// Rows received.
+    pub rows: u64,
+    /// How long the read took, in microseconds (from sending the query to the last row
+    /// kept).
+    pub micros: u64,
+}
+
+impl ReadProbe {
+    /// Bytes per second, when the probe read anything in a measurable time.
+    pub fn bytes_per_sec(&self) -> Option<u64> {
+        if self.bytes == 0 || self.micros == 0 {
+            return None;
+        }
+        u64::try_from(u128::from(self.bytes) * 1_000_000 / u128::from(self.micros)).ok()
+    }
+}
+
+/// What a part of the window is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PartKind {
+    /// The heartbeat prune (`prune-heartbeat`), before the dumps.
+    Prune,
+    /// The three dumps.
+    Dump,
+    /// The new container's create and start.
+    Container,
+    /// `docker_init.sh`.
+    DockerInit,
+    /// OMS's start-up until healthy.
+    OmsStartup,
+}
+
+impl PartKind {
+    /// The name shown.
+    pub fn title(self) -> &'static str {
+        match self {
+            PartKind::Prune => "heartbeat prune",
+            PartKind::Dump => "dumps",
+            PartKind::Container => "container create + start",
+            PartKind::DockerInit => "docker_init.sh",
+            PartKind::OmsStartup => "OMS start-up until healthy",
+        }
+    }
+}
+
+/// One part of the estimated window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Part {
+    /// What it is.
+    pub kind: PartKind,
+    /// Its estimated length in milliseconds.
+    pub ms: u64,
+    /// Where the figure comes from.
+    pub basis: Basis,
+}
+
+/// The downtime estimate for this node, as recorded in the plan (`PlanExt::Estimate`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Estimate {
+    /// The three databases as measured.
+    pub databases: Vec<DbMeasure>,
+    /// The heartbeat database (`cm_hb`'s name).
+    pub heartbeat_db: String,
+    /// Rows of its heartbeat table (`heatbeat_sequence`) that the prune deletes before the
+    /// dumps (all but one), as `TABLE_ROWS` estimates them.
+    pub heartbeat_rows: u64,
+    /// The read probe, when it ran (absent: the databases held no rows to read, or the
+    /// probe failed; then the dump part is absent too).
+    pub probe: Option<ReadProbe>,
+    /// The native dumper's connections at planning (`DumpOptions::jobs`). The dump part is
+    /// computed for one connection at the probed rate: more connections can shorten it on a
+    /// server with cores to spare, the dumper's own work (formatting, hashing, fsync)
+    /// lengthens it.
+    pub dump_jobs: u32,
+    /// The parts, in the order they happen.
+    pub parts: Vec<Part>,
+}
+
+impl Estimate {
+    /// The whole window (T1 -> T2) in milliseconds: the parts added.
+    pub fn total_ms(&self) -> u64 {
+        self.parts.iter().fold(0u64, |t, p| t.saturating_add(p.ms))
+    }
+
+    /// The part of a kind, when estimated.
+    pub fn part(&self, kind: PartKind) -> Option<&Part> {
+        self.parts.iter().find(|p| p.kind == kind)
+    }
+
+    /// Bytes the dumps read: `DATA_LENGTH` of the three databases less the heartbeat
+    /// table's share of its database (the prune empties it before the dumps).
+    pub fn data_bytes(&self) -> u64 {
+        let all = self
+            .databases
+            .iter()
+            .fold(0u64, |t, d| t.saturating_add(d.data_bytes));
+        all.saturating_sub(self.pruned_bytes())
+    }
+
+    /// The heartbeat table's share of its database's data, by rows.
+    fn pruned_bytes(&self) -> u64 {
+        match self.databases.iter().find(|d| d.name == self.heartbeat_db) {
+            Some(hb) if hb.rows > 0 => {
+                let share = u128::from(hb.data_bytes)
+                    * u128::from(self.heartbeat_rows.min(hb.rows))
+                    / u128::from(hb.rows);
+                u64::try_from(share).unwrap_or(u64::MAX)
+            }
+            _ => 0,
+        }
+    }
+
+    /// True when every part is measured.
+    pub fn all_measured(&self) -> bool {
+        self.parts.iter().all(|p| p.basis == Basis::Measured)
+    }
+}
+
+/// Milliseconds to read `bytes` at `per_sec` bytes a second, rounded up.
+fn read_ms(bytes: u64, per_sec: u64) -> u64 {
+    let ms = (u128::from(bytes) * 1000).div_ceil(u128::from(per_sec.max(1)));
+    u64::try_from(ms).unwrap_or(u64::MAX)
+}
+
+/// The estimate from what `init` measured: the dump part from the databases' data size at
+/// the probed rate (on one connection; see [`Estimate::dump_jobs`]), the other parts from
+/// the named assumptions. `heartbeat` is the heartbeat database's name and its heartbeat
+/// table's rows. Every procedure prunes and runs `docker_init.sh` (`steps`).
+pub fn estimate(
+    databases: Vec<DbMeasure>,
+    heartbeat: (&str, u64),
+    probe: Option<ReadProbe>,
+    dump_jobs: u32,
+) -> Estimate {
+    let (heartbeat_db, heartbeat_rows) = heartbeat;
+    let mut e = Estimate {
+        databases,
+        heartbeat_db: heartbeat_db.to_string(),
+        heartbeat_rows,
+        probe,
+        dump_jobs,
+        parts: Vec::new(),
+    };
+    let prune_ms = u128::from(heartbeat_rows) * 1000 / u128::from(ASSUMED_PRUNE_ROWS_PER_SEC);
+    let mut parts = vec![Part {
+        kind: PartKind::Prune,
+        ms: u64::try_from(prune_ms).unwrap_or(u64::MAX),
+        basis: Basis::Assumed,
+    }];
+    if let Some(rate) = e.probe.as_ref().and_then(ReadProbe::bytes_per_sec) {
+        parts.push(Part {
+            kind: PartKind::Dump,
+            ms: read_ms(e.data_bytes(), rate),
+            basis: Basis::Measured,
+        });
+    }
+    parts.push(Part {
+        kind: PartKind::Container,
+        ms: ASSUMED_CONTAINER_MS,
+        basis: Basis::Assumed,
+    });
+    parts.push(Part {
+        kind: PartKind::DockerInit,
+        ms: ASSUMED_DOCKER_INIT_MS,
+        basis: Basis::Assumed,
+    });
+    parts.push(Part {
+        kind: PartKind::OmsStartup,
+        ms: ASSUMED_OMS_STARTUP_MS,
+        basis: Basis::Assumed,
+    });
+    e.parts = parts;
+    e
+}
+
+/// A duration in milliseconds as people read it: `850 ms`, `12.3 s`, `4 min 05 s`.
+pub fn show_ms(ms: u64) -> String {
+    match ms {
+        0..1_000 => format!("{ms} ms"),
+        1_000..60_000 => format!("{:.1} s", ms as f64 / 1000.0),
+        _ => {
+            let s = ms.div_ceil(1000);
+            format!("{} min {:02} s", s / 60, s % 60)
+        }
+    }
+}
+
+/// What the dump part was computed from, in words.
+pub fn dump_basis(e: &Estimate) -> String {
+    let size = format!(
+        "{} of data (the heartbeat rows the prune deletes left out)",
+        crate::units::human_bytes(e.data_bytes())
+    );
+    match (
+        &e.probe,
+        e.probe.as_ref().and_then(ReadProbe::bytes_per_sec),
+    ) {
+        (Some(p), Some(rate)) => format!(
+            "dump: {size} at {}/s read from {} ({} rows, {} in {}), one connection of {}",
+            crate::units::human_bytes(rate),
+            p.table,
+            p.rows,
+            crate::units::human_bytes(p.bytes),
+            show_ms(p.micros / 1000),
+            e.dump_jobs
+        ),
+        _ => format!("dump: {size}; no rows to probe, so no dump time is estimated"),
+    }
+}
+
+/// The estimate as lines of text (`plan`, `init`): the total, each part with its basis, and
+/// what the dump part was computed from.
+pub fn lines(e: &Estimate) -> Vec<String> {
+    let mut out = vec![format!(
+        "Estimated downtime (T1 -> T2) for this node: {}{}",
+        show_ms(e.total_ms()),
+        if e.all_measured() {
+            ""
+        } else {
+            " (parts marked `assumed` are this tool's assumptions: no public figure exists)"
+        }
+    )];
+    for p in &e.parts {
+        out.push(format!(
+            "  {:<28} {:>14}  {}",
+            p.kind.title(),
+            show_ms(p.ms),
+            p.basis.as_str()
+        ));
+    }
+    out.push(format!("  {}", dump_basis(e)));
+    out.push(format!(
+        "  heartbeat prune: ~{} rows at an assumed {} rows/s",
+        e.heartbeat_rows, ASSUMED_PRUNE_ROWS_PER_SEC
+    ));
+    for d in &e.databases {
+        out.push(format!(
+            "    {}: {} tables, ~{} rows, data {}, indexes {}",
+            d.name,
+            d.tables,
+            d.rows,
+            crate::units::human_bytes(d.data_bytes),
+            crate::units::human_bytes(d.index_bytes)
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db(name: &str, data: u64) -> DbMeasure {
+        DbMeasure {
+            name: name.into(),
+            tables: 3,
+            rows: 100,
+            data_bytes: data,
+            index_bytes: data / 4,
+        }
+    }
+
+    fn probe(bytes: u64, micros: u64) -> ReadProbe {
+        ReadProbe {
+            table: "cm.oms_task".into(),
+            bytes,
+            rows: 10,
+            micros,
+        }
+    }
+
+    #[test]
+    fn the_dump_part_is_the_data_at_the_probed_rate() {
+        // 100 MB/s probed; 1 GB of data (indexes not dumped): 10 s.
+        let e = estimate(
+            vec![
+                db("rm", 200_000_000),
+                db("cm", 700_000_000),
+                db("hb", 100_000_000),
+            ],
+            ("hb", 0),
+            Some(probe(50_000_000, 500_000)),
+            3,
+        );
+        let dump = e.part(PartKind::Dump).unwrap();
+        assert_eq!((dump.ms, dump.basis), (10_000, Basis::Measured));
+        assert_eq!(e.data_bytes(), 1_000_000_000);
+        assert_eq!(
+            e.total_ms(),
+            10_000 + ASSUMED_CONTAINER_MS + ASSUMED_DOCKER_INIT_MS + ASSUMED_OMS_STARTUP_MS
+        );
+        assert_eq!(e.part(PartKind::Prune).unwrap().ms, 0);
+        assert!(!e.all_measured());
+    }
+
+    #[test]
+    fn a_slower_probe_gives_a_longer_dump_rounded_up() {
+        let fast = estimate(
+            vec![db("rm", 1_000_001)],
+            ("hb", 0),
+            Some(probe(1_000, 1_000)),
+            3,
+        );
+        let slow = estimate(
+            vec![db("rm", 1_000_001)],
+            ("hb", 0),
+            Some(probe(1_000, 2_000)),
+            3,
+        );
+        assert_eq!(fast.part(PartKind::Dump).unwrap().ms, 1_001);
+        assert_eq!(slow.part(PartKind::Dump).unwrap().ms, 2_001);
+    }
+
+    #[test]
+    fn every_part_not_measured_is_labelled_assumed() {
+        let e = estimate(vec![db("rm", 10)], ("hb", 0), Some(probe(10, 10)), 3);
+        let kinds: Vec<_> = e.parts.iter().map(|p| (p.kind, p.basis)).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (PartKind::Prune, Basis::Assumed),
+                (PartKind::Dump, Basis::Measured),
+                (PartKind::Container, Basis::Assumed),
+                (PartKind::DockerInit, Basis::Assumed),
+                (PartKind::OmsStartup, Basis::Assumed),
+            ]
+        );
+        let text = lines(&e).join("\n");
+        assert!(text.contains("docker_init.sh"), "{text}");
+        // The headline, four parts and the prune's rate.
+        assert_eq!(text.matches("assumed").count(), 6, "{text}");
+    }
+
+    #[test]
+    fn without_a_usable_probe_there_is_no_dump_part() {
+        for p in [None, Some(probe(0, 10)), Some(probe(10, 0))] {
+            let e = estimate(vec![db("rm", 10)], ("hb", 0), p, 3);
+            assert!(e.part(PartKind::Dump).is_none());
+            assert!(lines(&e).join("\n").contains("no dump time is estimated"));
+        }
+    }
+
+    #[test]
+    fn huge_figures_do_not_overflow() {
+        let p = probe(u64::MAX, 1);
+        assert_eq!(p.bytes_per_sec(), None);
+        let e = estimate(
+            vec![db("rm", u64::MAX)],
+            ("hb", 0),
+            Some(probe(1, 1_000_000)),
+            1,
+        );
+        assert_eq!(e.part(PartKind::Dump).unwrap().ms, u64::MAX);
+    }
+
+    /// The heartbeat rows the prune deletes are not dumped: their share of `cm_hb`'s data
+    /// is left out of the dump part, and the prune gets its own (assumed) part.
+    #[test]
+    fn the_pruned_heartbeat_rows_are_not_dumped_but_pruned() {
+        let mut hb = db("hb", 100_000_000);
+        hb.rows = 1_000_000;
+        let e = estimate(
+            vec![db("rm", 50_000_000), db("cm", 50_000_000), hb],
+            ("hb", 999_999),
+            // 1 MB/s.
+            Some(probe(1_000_000, 1_000_000)),
+            3,
+        );
+        // 100 MB plus the heartbeat database's one row left of a million: 100.0001 MB.
+        assert_eq!(e.data_bytes(), 100_000_100);
+        assert_eq!(e.part(PartKind::Dump).unwrap().ms, 100_001);
+        let prune = e.part(PartKind::Prune).unwrap();
+        assert_eq!(
+            (prune.ms, prune.basis),
+            (999_999 * 1000 / ASSUMED_PRUNE_ROWS_PER_SEC, Basis::Assumed)
+        );
+        // Statistics that count more heartbeat rows than the database holds leave nothing.
+        let mut hb = db("hb", 100);
+        hb.rows = 10;
+        assert_eq!(
+            estimate(vec![hb.clone()], ("hb", 50), None, 3).data_bytes(),
+            0
+        );
+        // Only the heartbeat database's data is left out.
+        assert_eq!(estimate(vec![hb], ("other", 50), None, 3).data_bytes(), 100);
+    }
+
+    #[test]
+    fn durations_read_as_people_read_them() {
+        assert_eq!(show_ms(850), "850 ms");
+        assert_eq!(show_ms(12_340), "12.3 s");
+        assert_eq!(show_ms(245_000), "4 min 05 s");
+    }
+}
