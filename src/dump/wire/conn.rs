@@ -6,8 +6,8 @@ use tokio::net::TcpStream;
 
 use super::WireError;
 use super::packet::{
-    self, AuthReply, CLIENT_CAPS, ColumnDef, Found, Frames, MORE_RESULTS_EXISTS, NATIVE_PASSWORD,
-    NULL_SPAN, caps,
+    self, CLIENT_CAPS, ColumnDef, Found, Frames, MORE_RESULTS_EXISTS, NATIVE_PASSWORD, NULL_SPAN,
+    caps,
 };
 use crate::dbconn::{DbTarget, TlsMode};
 
@@ -114,20 +114,10 @@ impl WireConn {
         self.send(&resp).await?;
         loop {
             self.read_payload().await?;
-            match packet::parse_auth_reply(self.payload())? {
-                AuthReply::Ok => return Ok(()),
-                AuthReply::Switch { plugin, data } if plugin == NATIVE_PASSWORD => {
-                    let auth = packet::native_password(password, &data);
-                    self.send(&auth).await?;
-                }
-                AuthReply::Switch { plugin, .. } => {
-                    return Err(WireError::Unsupported(format!("auth plugin {plugin}")));
-                }
-                AuthReply::More => {
-                    return Err(WireError::Unsupported(
-                        "auth plugin exchange beyond mysql_native_password".into(),
-                    ));
-                }
+            let reply = packet::parse_auth_reply(self.payload())?;
+            match packet::auth_step(reply, password)? {
+                None => return Ok(()),
+                Some(answer) => self.send(&answer).await?,
             }
         }
     }

@@ -354,6 +354,24 @@ pub fn parse_auth_reply(p: &[u8]) -> Result<AuthReply, WireError> {
     }
 }
 
+/// The client's next step after the server's answer `reply` during authentication: done
+/// (`None`), or the packet to send (`Some`: the native hash over a switch's new scramble).
+/// Any plugin but `mysql_native_password` is [`WireError::Unsupported`].
+pub fn auth_step(reply: AuthReply, password: &[u8]) -> Result<Option<Vec<u8>>, WireError> {
+    match reply {
+        AuthReply::Ok => Ok(None),
+        AuthReply::Switch { plugin, data } if plugin == NATIVE_PASSWORD => {
+            Ok(Some(native_password(password, &data)))
+        }
+        AuthReply::Switch { plugin, .. } => {
+            Err(WireError::Unsupported(format!("auth plugin {plugin}")))
+        }
+        AuthReply::More => Err(WireError::Unsupported(
+            "auth plugin exchange beyond mysql_native_password".into(),
+        )),
+    }
+}
+
 /// An ERR packet as the server's typed error. `protocol41`: the SQL state follows a `#`.
 pub fn parse_err(p: &[u8], protocol41: bool) -> WireError {
     let mut c = Cursor::new(p.get(1..).unwrap_or_default());
