@@ -14,8 +14,8 @@ use crate::dump::{DumpError, connect};
 pub(crate) enum DumpConn {
     /// mysql_async (TLS, other auth plugins, CHECKSUM TABLE facts).
     Async(mysql_async::Conn),
-    /// The wire client.
-    Wire(WireConn),
+    /// The wire client (boxed: it holds its buffers' bookkeeping inline).
+    Wire(Box<WireConn>),
 }
 
 /// The fallback is logged once per process, not once per worker connection.
@@ -31,7 +31,7 @@ impl DumpConn {
             return Ok(DumpConn::Async(connect(target).await?));
         }
         match WireConn::connect(target).await {
-            Ok(c) => Ok(DumpConn::Wire(c)),
+            Ok(c) => Ok(DumpConn::Wire(Box::new(c))),
             Err(e) if wire == WireUse::Only => Err(match e {
                 WireError::Server {
                     code: 1045,
