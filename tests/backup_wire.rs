@@ -66,7 +66,9 @@ async fn a_row_over_16_mib_dumps_the_same_over_the_wire() {
     let db = support::TestDb::create("bk_wire_big").await;
     exec(
         &db.name,
-        "CREATE TABLE t (id INT PRIMARY KEY, b LONGBLOB, s LONGTEXT)",
+        // Two tables: one table would take the one-connection path, which is mysql_async's.
+        "CREATE TABLE t (id INT PRIMARY KEY, b LONGBLOB, s LONGTEXT); \
+         CREATE TABLE u (id INT PRIMARY KEY); INSERT INTO u VALUES (1), (2)",
     )
     .await;
     let mut c = conn(Some(&db.name)).await;
