@@ -76,7 +76,7 @@ pub struct DumpOptions {
     pub checksum: Option<ChecksumMethod>,
     /// Replace existing dump files (and manifest) instead of refusing.
     pub overwrite: bool,
-    /// Native dumper: which client the table-parallel workers read rows with (the wire
+    /// Native dumper: which client the dump connections read rows with (the wire
     /// client by default where it can serve the target; tests force either path).
     pub wire: WireUse,
 }

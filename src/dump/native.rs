@@ -1,5 +1,6 @@
 //! The built-in dumper's file format and its one-connection path: one database over one
-//! mysql_async connection, inside one consistent snapshot, streamed as SQL text that the
+//! connection (the wire client, or mysql_async where it cannot serve the target; see
+//! `super::wire`), inside one consistent snapshot, streamed as SQL text that the
 //! stock `mariadb` client can load. The table-parallel path (`parallel.rs`) renders the same
 //! sections with [`header`], [`table_section`] and [`finish_file`], so both write the same
 //! bytes.
@@ -57,20 +58,36 @@ pub(crate) async fn dump(
     progress: &dyn Progress,
 ) -> Result<DumpArtifact, DumpError> {
     let writer = PartWriter::create(path, opts.compression, opts.overwrite)?;
-    let mut conn = connect(target).await?;
-    facts::session_setup(&mut conn).await?;
-    let server_version = server_version(&mut conn).await?;
+    let mut conn = DumpConn::open(target, wire_use(opts)).await?;
     let q = |what: &'static str| move |e| query_err(database, what, e);
+    conn.query_drop(facts::SESSION_SQL)
+        .await
+        .map_err(|e| query_err("", "setting up the session", e))?;
+    let server_version = conn
+        .query_first_text("SELECT VERSION()", 0)
+        .await
+        .map_err(|e| query_err("", "reading the server version", e))?
+        .unwrap_or_default();
     conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         .await
         .map_err(q("setting the isolation level"))?;
     conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
         .await
         .map_err(q("starting the snapshot"))?;
-    let schema = facts::list_schema(&mut conn, database).await?;
-    // This path's one connection also lists the schema (mysql_async's typed reads); the
-    // table-parallel workers are the ones that may use the wire client.
-    let mut conn = DumpConn::Async(conn);
+    // The schema listing reads information_schema, which no snapshot covers (it shows the
+    // current dictionary on any connection), with mysql_async's typed reads: over the
+    // same connection when that is mysql_async, else over a short second one, as the
+    // table-parallel path lists on its coordinator connection.
+    let schema = match &mut conn {
+        DumpConn::Async(c) => facts::list_schema(c, database).await?,
+        DumpConn::Wire(_) => {
+            let mut lister = connect(target).await?;
+            facts::session_setup(&mut lister).await?;
+            let schema = facts::list_schema(&mut lister, database).await;
+            lister.disconnect().await.ok();
+            schema?
+        }
+    };
     progress.begin(
         database,
         schema.tables.iter().map(|t| t.estimated_bytes).sum(),
