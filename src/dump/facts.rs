@@ -90,11 +90,15 @@ impl Schema {
     }
 }
 
+/// The statement of [`session_setup`].
+pub(crate) const SESSION_SQL: &str =
+    "SET NAMES utf8mb4, time_zone = '+00:00', sql_mode = 'NO_AUTO_VALUE_ON_ZERO'";
+
 /// Session settings every dump, restore and facts connection uses, so text forms are the
 /// same on both sides: utf8mb4, UTC for TIMESTAMP, and a neutral sql_mode (no ANSI_QUOTES or
 /// NO_BACKSLASH_ESCAPES changing how SHOW CREATE quotes things).
 pub(crate) async fn session_setup(conn: &mut Conn) -> Result<(), DumpError> {
-    conn.query_drop("SET NAMES utf8mb4, time_zone = '+00:00', sql_mode = 'NO_AUTO_VALUE_ON_ZERO'")
+    conn.query_drop(SESSION_SQL)
         .await
         .map_err(|e| query_err("", "setting up the session", e))
 }

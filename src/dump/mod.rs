@@ -31,6 +31,7 @@ mod restore;
 mod sections;
 mod splitter;
 mod sqlvalue;
+mod wire;
 mod writer;
 
 pub use artifact::{
@@ -46,6 +47,7 @@ pub use restore::{
     LoadMode, RestoreOptions, RestoreReport, TableDiff, restore, restore_database, verify_database,
 };
 pub use splitter::Splitter;
+pub use wire::WireUse;
 pub use writer::TRAILER;
 
 use crate::dbconn::DbTarget;
@@ -74,6 +76,9 @@ pub struct DumpOptions {
     pub checksum: Option<ChecksumMethod>,
     /// Replace existing dump files (and manifest) instead of refusing.
     pub overwrite: bool,
+    /// Native dumper: which client the dump connections read rows with (the wire
+    /// client by default where it can serve the target; tests force either path).
+    pub wire: WireUse,
 }
 
 impl Default for DumpOptions {
@@ -86,6 +91,7 @@ impl Default for DumpOptions {
             max_statement_bytes: 1 << 20,
             checksum: None,
             overwrite: false,
+            wire: WireUse::Auto,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The built-in dumper's file format and its one-connection path: one database over one
-//! mysql_async connection, inside one consistent snapshot, streamed as SQL text that the
+//! connection (the wire client, or mysql_async where it cannot serve the target; see
+//! `super::wire`), inside one consistent snapshot, streamed as SQL text that the
 //! stock `mariadb` client can load. The table-parallel path (`parallel.rs`) renders the same
 //! sections with [`header`], [`table_section`] and [`finish_file`], so both write the same
 //! bytes.
@@ -24,10 +25,14 @@ use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use tokio::sync::mpsc;
 
+use super::wire::{DumpConn, WireUse};
+
 use super::artifact::{ChecksumMethod, DumpArtifact, Dumper, TableFact};
 use super::facts::{self, TableInfo};
 use super::progress::Progress;
-use super::sqlvalue::{comment_name, comment_text, ident, literal_for, push_literal};
+use super::sqlvalue::{
+    Literal, comment_name, comment_text, ident, literal_for, literal_for_wire, push_literal,
+};
 use super::writer::{self, Msg, PartWriter, TRAILER, send};
 use super::{DumpError, DumpOptions, connect, query_err};
 use crate::dbconn::DbTarget;
@@ -53,17 +58,36 @@ pub(crate) async fn dump(
     progress: &dyn Progress,
 ) -> Result<DumpArtifact, DumpError> {
     let writer = PartWriter::create(path, opts.compression, opts.overwrite)?;
-    let mut conn = connect(target).await?;
-    facts::session_setup(&mut conn).await?;
-    let server_version = server_version(&mut conn).await?;
+    let mut conn = DumpConn::open(target, wire_use(opts)).await?;
     let q = |what: &'static str| move |e| query_err(database, what, e);
+    conn.query_drop(facts::SESSION_SQL)
+        .await
+        .map_err(|e| query_err("", "setting up the session", e))?;
+    let server_version = conn
+        .query_first_text("SELECT VERSION()", 0)
+        .await
+        .map_err(|e| query_err("", "reading the server version", e))?
+        .unwrap_or_default();
     conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         .await
         .map_err(q("setting the isolation level"))?;
     conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
         .await
         .map_err(q("starting the snapshot"))?;
-    let schema = facts::list_schema(&mut conn, database).await?;
+    // The schema listing reads information_schema, which no snapshot covers (it shows the
+    // current dictionary on any connection), with mysql_async's typed reads: over the
+    // same connection when that is mysql_async, else over a short second one, as the
+    // table-parallel path lists on its coordinator connection.
+    let schema = match &mut conn {
+        DumpConn::Async(c) => facts::list_schema(c, database).await?,
+        DumpConn::Wire(_) => {
+            let mut lister = connect(target).await?;
+            facts::session_setup(&mut lister).await?;
+            let schema = facts::list_schema(&mut lister, database).await;
+            lister.disconnect().await.ok();
+            schema?
+        }
+    };
     progress.begin(
         database,
         schema.tables.iter().map(|t| t.estimated_bytes).sum(),
@@ -92,7 +116,7 @@ pub(crate) async fn dump(
         (Ok(_), Err(w)) => return Err(w),
     };
     conn.query_drop("COMMIT").await.ok();
-    conn.disconnect().await.ok();
+    conn.disconnect().await;
     Ok(DumpArtifact {
         database: database.to_string(),
         file: written.path,
@@ -117,8 +141,18 @@ pub(crate) async fn server_version(conn: &mut Conn) -> Result<String, DumpError>
     Ok(v.unwrap_or_default())
 }
 
+/// The client a table-parallel worker should use for `opts`: CHECKSUM TABLE facts are read
+/// through mysql_async ([`facts::fact_for`]), so they keep it.
+pub(crate) fn wire_use(opts: &DumpOptions) -> WireUse {
+    if opts.checksum == Some(ChecksumMethod::ChecksumTable) {
+        WireUse::Never
+    } else {
+        opts.wire
+    }
+}
+
 async fn produce(
-    conn: &mut Conn,
+    conn: &mut DumpConn,
     database: &str,
     schema: &facts::Schema,
     server_version: &str,
@@ -165,7 +199,7 @@ pub(crate) fn header(database: &str, server_version: &str) -> Vec<u8> {
 /// One base table's section (its `-- Table` line, DROP, the server's CREATE and its rows),
 /// read in `conn`'s snapshot and sent to `tx`; returns the table's fact from that snapshot.
 pub(crate) async fn table_section(
-    conn: &mut Conn,
+    conn: &mut DumpConn,
     database: &str,
     table: &TableInfo,
     opts: &DumpOptions,
@@ -175,21 +209,29 @@ pub(crate) async fn table_section(
     let q = |what: &'static str| move |e| query_err(database, what, e);
     // CHECKSUM TABLE only when asked for: it is one more pass over the table, while the
     // BLAKE3 row hash is computed on the rows as they are written.
-    let server_fact = match opts.checksum {
-        Some(ChecksumMethod::ChecksumTable) => {
-            Some(facts::fact_for(conn, database, table, opts.checksum).await?)
+    let server_fact = match (opts.checksum, &mut *conn) {
+        (Some(ChecksumMethod::ChecksumTable), DumpConn::Async(c)) => {
+            Some(facts::fact_for(c, database, table, opts.checksum).await?)
+        }
+        (Some(ChecksumMethod::ChecksumTable), DumpConn::Wire(_)) => {
+            return Err(DumpError::Internal {
+                what: "CHECKSUM TABLE facts over the wire client (see wire_use)".into(),
+            });
         }
         _ => None,
     };
-    let create: Option<(String, String)> = conn
-        .query_first(format!(
-            "SHOW CREATE TABLE {}.{}",
-            ident(database),
-            ident(&table.name)
-        ))
+    let create = conn
+        .query_first_text(
+            &format!(
+                "SHOW CREATE TABLE {}.{}",
+                ident(database),
+                ident(&table.name)
+            ),
+            1,
+        )
         .await
         .map_err(q("reading SHOW CREATE TABLE"))?;
-    let Some((_, create)) = create else {
+    let Some(create) = create else {
         return Err(DumpError::Internal {
             what: format!("SHOW CREATE TABLE returned nothing for `{}`", table.name),
         });
@@ -221,7 +263,7 @@ pub(crate) async fn table_section(
 /// the skipped triggers, the settings restored and the trailer; then asks the writer to
 /// commit (expecting a CREATE for every table and view of `schema`).
 pub(crate) async fn finish_file(
-    conn: &mut Conn,
+    conn: &mut DumpConn,
     database: &str,
     schema: &facts::Schema,
     tx: &mpsc::Sender<Msg>,
@@ -249,15 +291,13 @@ pub(crate) async fn finish_file(
             ));
         }
         for v in &views {
-            let row: Option<mysql_async::Row> = conn
-                .query_first(format!(
-                    "SHOW CREATE VIEW {}.{}",
-                    ident(database),
-                    ident(&v.name)
-                ))
+            let create = conn
+                .query_first_text(
+                    &format!("SHOW CREATE VIEW {}.{}", ident(database), ident(&v.name)),
+                    1,
+                )
                 .await
                 .map_err(q("reading SHOW CREATE VIEW"))?;
-            let create: Option<String> = row.and_then(|mut r| r.take(1));
             let Some(create) = create else {
                 return Err(DumpError::Internal {
                     what: format!("SHOW CREATE VIEW returned nothing for `{}`", v.name),
@@ -298,7 +338,7 @@ pub(crate) async fn finish_file(
 /// Streams one table's rows as INSERT statements; returns the row count and the
 /// [`ChecksumMethod::Blake3Rows`] checksum of what was written.
 async fn dump_rows(
-    conn: &mut Conn,
+    conn: &mut DumpConn,
     database: &str,
     table: &TableInfo,
     opts: &DumpOptions,
@@ -306,71 +346,149 @@ async fn dump_rows(
     tx: &mpsc::Sender<Msg>,
 ) -> Result<(u64, String), DumpError> {
     let q = |e| query_err(database, "reading rows", e);
-    let cols: Vec<String> = table.stored_columns().map(|c| ident(&c.name)).collect();
-    let insert_head = format!(
-        "INSERT INTO {} ({}) VALUES ",
-        ident(&table.name),
-        cols.join(",")
-    );
-    let mut result = conn
-        .query_iter(table.select_sql_hashable(database))
-        .await
-        .map_err(q)?;
-    let mut hasher = facts::RowHasher::new(table);
-    let kinds: Arc<[_]> = result.columns_ref().iter().map(literal_for).collect();
-    let cap = opts.max_statement_bytes + (64 << 10);
-    let mut stmt: Vec<u8> = Vec::with_capacity(cap);
-    let mut rows = 0u64;
-    let mut rows_in_stmt = 0u64;
-    while let Some(row) = result.next().await.map_err(q)? {
-        if stmt.is_empty() {
-            stmt.extend_from_slice(insert_head.as_bytes());
-        } else {
-            stmt.push(b',');
-        }
-        stmt.push(b'(');
-        // One walk over the row renders each value and feeds it to the row hash.
-        hasher.begin_row();
-        for (i, kind) in kinds.iter().enumerate() {
-            if i > 0 {
-                stmt.push(b',');
-            }
-            match row.as_ref(i) {
-                None | Some(mysql_async::Value::NULL) => {
-                    stmt.extend_from_slice(b"NULL");
-                    hasher.value(None);
+    let sql = table.select_sql_hashable(database);
+    let mut out = Rows::new(table, opts);
+    match conn {
+        DumpConn::Async(conn) => {
+            let mut result = conn.query_iter(sql).await.map_err(q)?;
+            let kinds: Arc<[_]> = result.columns_ref().iter().map(literal_for).collect();
+            while let Some(row) = result.next().await.map_err(q)? {
+                out.begin_row();
+                for (i, kind) in kinds.iter().enumerate() {
+                    match row.as_ref(i) {
+                        None | Some(mysql_async::Value::NULL) => out.value(i, *kind, None),
+                        Some(mysql_async::Value::Bytes(b)) => out.value(i, *kind, Some(b)),
+                        // The text protocol only yields bytes or NULL; anything else is
+                        // rendered by the driver's own quoting rather than guessed at.
+                        Some(other) => out.other(i, &other.as_sql(false)),
+                    }
                 }
-                Some(mysql_async::Value::Bytes(b)) => {
-                    push_literal(&mut stmt, *kind, Some(b));
-                    hasher.value(Some(b));
-                }
-                // The text protocol only yields bytes or NULL; anything else is rendered by
-                // the driver's own quoting rather than guessed at.
-                Some(other) => {
-                    let sql = other.as_sql(false);
-                    stmt.extend_from_slice(sql.as_bytes());
-                    hasher.other(&sql);
+                if let Some(full) = out.end_row() {
+                    progress.advance(database, full.len() as u64, out.take_rows_in_stmt());
+                    send(tx, full).await?;
                 }
             }
         }
-        hasher.end_row();
-        stmt.push(b')');
-        rows += 1;
-        rows_in_stmt += 1;
-        if stmt.len() >= opts.max_statement_bytes {
-            stmt.extend_from_slice(b";\n");
-            let full = std::mem::replace(&mut stmt, Vec::with_capacity(cap));
-            progress.advance(database, full.len() as u64, rows_in_stmt);
-            rows_in_stmt = 0;
-            send(tx, full).await?;
+        DumpConn::Wire(conn) => {
+            let columns = conn.query(&sql).await.map_err(|e| q(e.into()))?;
+            let kinds: Vec<Literal> = columns.iter().map(literal_for_wire).collect();
+            loop {
+                let full = {
+                    let Some(row) = conn.next_row().await.map_err(|e| q(e.into()))? else {
+                        break;
+                    };
+                    out.begin_row();
+                    for (i, kind) in kinds.iter().enumerate() {
+                        out.value(i, *kind, row.get(i));
+                    }
+                    out.end_row()
+                };
+                if let Some(full) = full {
+                    progress.advance(database, full.len() as u64, out.take_rows_in_stmt());
+                    send(tx, full).await?;
+                }
+            }
         }
     }
-    if !stmt.is_empty() {
-        stmt.extend_from_slice(b";\n");
-        progress.advance(database, stmt.len() as u64, rows_in_stmt);
-        send(tx, stmt).await?;
+    let (rows, hasher, last) = out.finish();
+    if let Some(last) = last {
+        progress.advance(database, last.len() as u64, rows.1);
+        send(tx, last).await?;
     }
     let (hashed, checksum) = hasher.finish();
-    debug_assert_eq!(hashed, rows);
-    Ok((rows, checksum))
+    debug_assert_eq!(hashed, rows.0);
+    Ok((rows.0, checksum))
+}
+
+/// Renders rows into multi-row INSERT statements and feeds the row hash, whichever client
+/// read them: one walk over each row does both.
+struct Rows {
+    insert_head: String,
+    max: usize,
+    cap: usize,
+    stmt: Vec<u8>,
+    rows: u64,
+    rows_in_stmt: u64,
+    hasher: facts::RowHasher,
+}
+
+impl Rows {
+    fn new(table: &TableInfo, opts: &DumpOptions) -> Rows {
+        let cols: Vec<String> = table.stored_columns().map(|c| ident(&c.name)).collect();
+        let cap = opts.max_statement_bytes + (64 << 10);
+        Rows {
+            insert_head: format!(
+                "INSERT INTO {} ({}) VALUES ",
+                ident(&table.name),
+                cols.join(",")
+            ),
+            max: opts.max_statement_bytes,
+            cap,
+            stmt: Vec::with_capacity(cap),
+            rows: 0,
+            rows_in_stmt: 0,
+            hasher: facts::RowHasher::new(table),
+        }
+    }
+
+    fn begin_row(&mut self) {
+        if self.stmt.is_empty() {
+            self.stmt.extend_from_slice(self.insert_head.as_bytes());
+        } else {
+            self.stmt.push(b',');
+        }
+        self.stmt.push(b'(');
+        self.hasher.begin_row();
+    }
+
+    /// Value `i` of the row (bytes, or `None` for NULL).
+    #[inline]
+    fn value(&mut self, i: usize, kind: Literal, v: Option<&[u8]>) {
+        if i > 0 {
+            self.stmt.push(b',');
+        }
+        push_literal(&mut self.stmt, kind, v);
+        self.hasher.value(v);
+    }
+
+    /// Value `i` given as SQL text by the driver.
+    fn other(&mut self, i: usize, sql: &str) {
+        if i > 0 {
+            self.stmt.push(b',');
+        }
+        self.stmt.extend_from_slice(sql.as_bytes());
+        self.hasher.other(sql);
+    }
+
+    /// Ends the row; returns the statement when it is full.
+    fn end_row(&mut self) -> Option<Vec<u8>> {
+        self.hasher.end_row();
+        self.stmt.push(b')');
+        self.rows += 1;
+        self.rows_in_stmt += 1;
+        if self.stmt.len() < self.max {
+            return None;
+        }
+        self.stmt.extend_from_slice(b";\n");
+        Some(std::mem::replace(
+            &mut self.stmt,
+            Vec::with_capacity(self.cap),
+        ))
+    }
+
+    /// Rows in the statement just returned (and resets the count).
+    fn take_rows_in_stmt(&mut self) -> u64 {
+        std::mem::take(&mut self.rows_in_stmt)
+    }
+
+    /// ((rows, rows in the last statement), the hasher, the last statement if any).
+    fn finish(mut self) -> ((u64, u64), facts::RowHasher, Option<Vec<u8>>) {
+        let last = if self.stmt.is_empty() {
+            None
+        } else {
+            self.stmt.extend_from_slice(b";\n");
+            Some(self.stmt)
+        };
+        ((self.rows, self.rows_in_stmt), self.hasher, last)
+    }
 }

@@ -37,6 +37,8 @@ use std::time::Duration;
 
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
+
+use super::wire::{DumpConn, WireUse};
 use tokio::sync::mpsc;
 
 use super::artifact::{DumpArtifact, Dumper, TableFact};
@@ -150,7 +152,16 @@ async fn run(
             coord.disconnect().await.ok();
             return simple(target, databases, &paths, opts, progress).await;
         }
-        let conns = match synchronize(&mut coord, target, databases, &listed, workers, &label).await
+        let conns = match synchronize(
+            &mut coord,
+            target,
+            databases,
+            &listed,
+            workers,
+            &label,
+            native::wire_use(opts),
+        )
+        .await
         {
             Ok(conns) => conns,
             // A listed table was dropped before the lock: list again.
@@ -201,7 +212,7 @@ async fn run(
             "the tables changed while the snapshot was taken; again"
         );
         for c in conns {
-            c.disconnect().await.ok();
+            c.disconnect().await;
         }
     }
     tracing::info!(
@@ -254,10 +265,12 @@ async fn synchronize(
     tables: &[Vec<String>],
     workers: usize,
     label: &str,
-) -> Result<Vec<Conn>, Sync> {
+    wire: WireUse,
+) -> Result<Vec<DumpConn>, Sync> {
     // Connect and set up first, so the lock covers only the snapshot statements.
     let opened =
-        futures_util::future::join_all((0..workers).map(|_| open_worker(target, label))).await;
+        futures_util::future::join_all((0..workers).map(|_| open_worker(target, label, wire)))
+            .await;
     let mut conns = Vec::with_capacity(workers);
     for c in opened {
         conns.push(c.map_err(Sync::Failed)?);
@@ -294,9 +307,11 @@ async fn synchronize(
     Ok(conns)
 }
 
-async fn open_worker(target: &DbTarget, label: &str) -> Result<Conn, DumpError> {
-    let mut conn = connect(target).await?;
-    facts::session_setup(&mut conn).await?;
+async fn open_worker(target: &DbTarget, label: &str, wire: WireUse) -> Result<DumpConn, DumpError> {
+    let mut conn = DumpConn::open(target, wire).await?;
+    conn.query_drop(facts::SESSION_SQL)
+        .await
+        .map_err(|e| query_err("", "setting up the session", e))?;
     conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         .await
         .map_err(|e| query_err(label, "setting the isolation level", e))?;
@@ -384,7 +399,7 @@ fn tag(db: usize, e: DumpError) -> Failure {
 async fn pool(
     target: &DbTarget,
     plan: Plan<'_>,
-    conns: Vec<Conn>,
+    conns: Vec<DumpConn>,
     opts: &DumpOptions,
     progress: Arc<dyn Progress>,
 ) -> Result<Vec<DumpArtifact>, DumpError> {
@@ -551,7 +566,7 @@ impl Shared {
     }
 
     /// Streams table `index` of `db` straight into its writer (the caller owns the file).
-    async fn stream(&self, conn: &mut Conn, db: usize, index: usize) -> Result<(), Failure> {
+    async fn stream(&self, conn: &mut DumpConn, db: usize, index: usize) -> Result<(), Failure> {
         let d = &self.dbs[db];
         let started = std::time::Instant::now();
         let fact = native::table_section(
@@ -575,7 +590,7 @@ impl Shared {
     /// written (then it went on straight into the file) or once it was complete.
     async fn spool(
         &self,
-        conn: &mut Conn,
+        conn: &mut DumpConn,
         db: usize,
         index: usize,
         handoff: Handoff,
@@ -634,7 +649,7 @@ impl Shared {
     /// the next one itself when nobody claimed it, finishes the file after the last table,
     /// and passes the file on when the next section is still being spooled by another
     /// worker (whose spool thread then forwards to the writer).
-    async fn own(&self, conn: &mut Conn, db: usize) -> Result<(), Failure> {
+    async fn own(&self, conn: &mut DumpConn, db: usize) -> Result<(), Failure> {
         loop {
             let step = self.sched().owner_step(db);
             match step {
@@ -655,7 +670,7 @@ impl Shared {
     }
 
     /// Views, tail and commit of `db`, after its last table.
-    async fn finish(&self, conn: &mut Conn, db: usize) -> Result<(), Failure> {
+    async fn finish(&self, conn: &mut DumpConn, db: usize) -> Result<(), Failure> {
         let d = &self.dbs[db];
         native::finish_file(conn, &d.name, &d.schema, &d.tx)
             .await
@@ -664,7 +679,7 @@ impl Shared {
 }
 
 /// One worker connection, inside the shared snapshot, until no work is left.
-async fn worker(shared: Arc<Shared>, mut conn: Conn) -> Result<(), Failure> {
+async fn worker(shared: Arc<Shared>, mut conn: DumpConn) -> Result<(), Failure> {
     loop {
         let work = shared.sched().claim(Handoff::default);
         match work {
@@ -682,7 +697,7 @@ async fn worker(shared: Arc<Shared>, mut conn: Conn) -> Result<(), Failure> {
         }
     }
     conn.query_drop("COMMIT").await.ok();
-    conn.disconnect().await.ok();
+    conn.disconnect().await;
     Ok(())
 }
 

@@ -28,8 +28,25 @@ pub enum Literal {
 
 /// Chooses the literal form from a result-set column's metadata.
 pub fn literal_for(column: &mysql_async::Column) -> Literal {
+    literal_from(column.column_type(), column.character_set(), column.flags())
+}
+
+/// [`literal_for`] for a column read by the wire client: the same decision over the same
+/// metadata (type, charset, flags). A type number mysql_async would not know is text.
+pub(crate) fn literal_for_wire(column: &super::wire::packet::ColumnDef) -> Literal {
+    match ColumnType::try_from(column.column_type) {
+        Ok(t) => literal_from(
+            t,
+            column.charset,
+            ColumnFlags::from_bits_truncate(column.flags),
+        ),
+        Err(_) => Literal::Text,
+    }
+}
+
+fn literal_from(column_type: ColumnType, charset: u16, flags: ColumnFlags) -> Literal {
     use ColumnType::*;
-    match column.column_type() {
+    match column_type {
         MYSQL_TYPE_TINY
         | MYSQL_TYPE_SHORT
         | MYSQL_TYPE_LONG
@@ -49,9 +66,9 @@ pub fn literal_for(column: &mysql_async::Column) -> Literal {
         | MYSQL_TYPE_TINY_BLOB
         | MYSQL_TYPE_MEDIUM_BLOB
         | MYSQL_TYPE_LONG_BLOB
-            if column.character_set() == BINARY_CHARSET
-                && !column.flags().contains(ColumnFlags::ENUM_FLAG)
-                && !column.flags().contains(ColumnFlags::SET_FLAG) =>
+            if charset == BINARY_CHARSET
+                && !flags.contains(ColumnFlags::ENUM_FLAG)
+                && !flags.contains(ColumnFlags::SET_FLAG) =>
         {
             Literal::Hex
         }
