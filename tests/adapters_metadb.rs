@@ -891,4 +891,3 @@ async fn heartbeat_prune_leaves_look_alike_tables_alone() {
     }
     meta.close().await;
 }
-
