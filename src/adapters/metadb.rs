@@ -10,7 +10,9 @@
 //!   named keys, keeping every other one) is the pure core's job: `crate::haconfig`.
 //! - The heartbeat prune reads `max(id)` first and then deletes below it, because MySQL 8
 //!   rejects the runbook's one-statement form (error 1093). The table really is spelled
-//!   `heatbeat_sequence`.
+//!   `heatbeat_sequence`. A large table (50 000 rows and more) is pruned by swapping in a
+//!   table holding only the newest row (`swap_heartbeat`, `docs/prune.md`), in
+//!   milliseconds rather than seconds; anything it cannot vouch for falls back to DELETE.
 //! - Drop-and-recreate keeps the database's default charset and collation, read from
 //!   `information_schema.SCHEMATA` first; [`MetaDb::recreate_database`] takes them as
 //!   values so a resumed rollback can recreate a database that is already dropped.
