@@ -300,6 +300,7 @@ async fn heartbeat_prune_deletes_in_bounded_statements() {
     let opts = PruneOptions {
         batch_rows: 3,
         flavour: Some(ServerFlavour::MariaDb),
+        swap_tag: None,
     };
     let out = meta
         .prune_heartbeat_with(&db.name, opts, &record)
@@ -547,4 +548,346 @@ async fn server_list_reads_host_and_resource_group_as_they_are() {
         odd.starts_with("ON?LINE") && odd.chars().count() == 64,
         "{odd}"
     );
+}
+
+/// The heartbeat table as OMS has it (the emulator's columns).
+const HEARTBEAT_TABLE_SQL: &str = "CREATE TABLE heatbeat_sequence (id BIGINT NOT NULL \
+     AUTO_INCREMENT PRIMARY KEY, gmt_created DATETIME(6) NOT NULL, host_ip VARCHAR(64) NOT NULL, \
+     sequence_no BIGINT NOT NULL, KEY idx_gmt (gmt_created)) ENGINE=InnoDB";
+
+/// The run tag of the swap tests: work tables `heatbeat_sequence_oms_upgrade_0a1b2c3d_*`.
+const TAG: u32 = 0x0a1b_2c3d;
+const KEEP: &str = "heatbeat_sequence_oms_upgrade_0a1b2c3d_keep";
+const OLD: &str = "heatbeat_sequence_oms_upgrade_0a1b2c3d_old";
+
+/// Adds `n` heartbeats in statements of 5000 rows.
+async fn fill_heartbeats(c: &mut mysql_async::Conn, n: u64) {
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(5000);
+        let values = vec!["(NOW(6), '10.0.0.5', 1)"; k as usize].join(",");
+        c.query_drop(format!(
+            "INSERT INTO heatbeat_sequence (gmt_created, host_ip, sequence_no) VALUES {values}"
+        ))
+        .await
+        .unwrap();
+        left -= k;
+    }
+}
+
+/// A database with a heartbeat table of `n` rows.
+async fn heartbeat_database(prefix: &str, n: u64) -> (support::TestDb, mysql_async::Conn) {
+    let db = support::TestDb::create(prefix).await;
+    let mut c = raw(&db.name).await;
+    c.query_drop(HEARTBEAT_TABLE_SQL).await.unwrap();
+    fill_heartbeats(&mut c, n).await;
+    (db, c)
+}
+
+async fn show_create(c: &mut mysql_async::Conn, table: &str) -> String {
+    let row: (String, String) = c
+        .query_first(format!("SHOW CREATE TABLE `{table}`"))
+        .await
+        .unwrap()
+        .unwrap();
+    row.1
+}
+
+/// Every table of the database, sorted.
+async fn tables(c: &mut mysql_async::Conn, db: &str) -> Vec<String> {
+    c.exec(
+        "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? ORDER BY 1",
+        (db,),
+    )
+    .await
+    .unwrap()
+}
+
+async fn ids(c: &mut mysql_async::Conn) -> Vec<i64> {
+    c.query("SELECT id FROM heatbeat_sequence ORDER BY id")
+        .await
+        .unwrap()
+}
+
+fn swap_opts() -> PruneOptions {
+    PruneOptions {
+        swap_tag: Some(TAG),
+        ..PruneOptions::default()
+    }
+}
+
+/// Regression (issue 16): the prune of a large heartbeat table deleted every row in
+/// 10 000-row DELETEs (14 s of the 1 GB demo's 21 s window). With a run tag it swaps in a
+/// table holding only the newest row: the same one row left, the same definition (the
+/// AUTO_INCREMENT counter included), no work table left, no DELETE run, and a second run
+/// does nothing. The time of both ways is printed.
+#[tokio::test]
+async fn heartbeat_prune_swaps_a_large_table() {
+    let n: u64 = 100_000;
+    let (db, mut c) = heartbeat_database("mdb_hbs", n).await;
+    // Gaps, and a counter past the newest id (rows written and deleted), as OMS leaves it.
+    c.query_drop("DELETE FROM heatbeat_sequence WHERE id IN (7, 5000)")
+        .await
+        .unwrap();
+    c.query_drop("ALTER TABLE heatbeat_sequence AUTO_INCREMENT = 100250")
+        .await
+        .unwrap();
+    let before = show_create(&mut c, "heatbeat_sequence").await;
+    assert!(before.contains("AUTO_INCREMENT=100250"), "{before}");
+    let newest = n as i64;
+    let meta = MysqlMetaDb::connect(&support::mysql_target())
+        .await
+        .unwrap();
+
+    let started = std::time::Instant::now();
+    let out = meta
+        .prune_heartbeat_with(&db.name, swap_opts(), &|_, _, _| {})
+        .await
+        .unwrap();
+    let swap_time = started.elapsed();
+    assert_eq!(out.max_id, Some(newest));
+    assert_eq!(
+        (out.rows_deleted, out.batches),
+        (n - 2 - 1, 0),
+        "not pruned by the table swap: {out:?}"
+    );
+    assert_eq!(ids(&mut c).await, [newest]);
+    assert_eq!(show_create(&mut c, "heatbeat_sequence").await, before);
+    assert_eq!(tables(&mut c, &db.name).await, ["heatbeat_sequence"]);
+    // The counter goes on where it was.
+    fill_heartbeats(&mut c, 1).await;
+    assert_eq!(ids(&mut c).await, [newest, 100_250]);
+    c.query_drop("DELETE FROM heatbeat_sequence WHERE id = 100250")
+        .await
+        .unwrap();
+    let again = meta
+        .prune_heartbeat_with(&db.name, swap_opts(), &|_, _, _| {})
+        .await
+        .unwrap();
+    assert_eq!((again.rows_deleted, again.batches), (0, 0));
+    assert_eq!(ids(&mut c).await, [newest]);
+
+    // The same table pruned by DELETE batches (no run tag), for the time.
+    let (db2, mut c2) = heartbeat_database("mdb_hbd", n).await;
+    let started = std::time::Instant::now();
+    let out = meta.prune_heartbeat(&db2.name).await.unwrap();
+    let delete_time = started.elapsed();
+    assert_eq!((out.rows_deleted, out.batches), (n - 1, 10));
+    assert_eq!(ids(&mut c2).await, [n as i64]);
+    eprintln!(
+        "prune of {n} heartbeat rows: swap {} ms, DELETE batches {} ms",
+        swap_time.as_millis(),
+        delete_time.as_millis()
+    );
+    meta.close().await;
+}
+
+/// A heartbeat table with a trigger, or in a foreign key, is pruned by DELETE even with a
+/// run tag: the trigger sees every deleted row, the foreign key still names the table,
+/// and the result is the same one row.
+#[tokio::test]
+async fn heartbeat_prune_deletes_when_a_trigger_or_foreign_key_is_tied_to_the_table() {
+    let n: u64 = 60_000;
+    let meta = MysqlMetaDb::connect(&support::mysql_target())
+        .await
+        .unwrap();
+
+    let (db, mut c) = heartbeat_database("mdb_hbt", n).await;
+    for sql in [
+        "CREATE TABLE audit (id BIGINT NOT NULL)",
+        "CREATE TRIGGER audited AFTER DELETE ON heatbeat_sequence FOR EACH ROW \
+         INSERT INTO audit VALUES (OLD.id)",
+    ] {
+        c.query_drop(sql).await.unwrap();
+    }
+    let out = meta
+        .prune_heartbeat_with(&db.name, swap_opts(), &|_, _, _| {})
+        .await
+        .unwrap();
+    assert_eq!((out.rows_deleted, out.batches), (n - 1, 6), "{out:?}");
+    assert_eq!(ids(&mut c).await, [n as i64]);
+    let audited: u64 = c
+        .query_first("SELECT COUNT(*) FROM audit")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(audited, n - 1);
+    assert_eq!(
+        tables(&mut c, &db.name).await,
+        ["audit", "heatbeat_sequence"]
+    );
+
+    let (db, mut c) = heartbeat_database("mdb_hbf", n).await;
+    c.query_drop(
+        "CREATE TABLE beat_note (beat_id BIGINT, FOREIGN KEY (beat_id) \
+         REFERENCES heatbeat_sequence (id) ON DELETE SET NULL) ENGINE=InnoDB",
+    )
+    .await
+    .unwrap();
+    c.query_drop("INSERT INTO beat_note VALUES (1), (60000)")
+        .await
+        .unwrap();
+    let out = meta
+        .prune_heartbeat_with(&db.name, swap_opts(), &|_, _, _| {})
+        .await
+        .unwrap();
+    assert_eq!((out.rows_deleted, out.batches), (n - 1, 6), "{out:?}");
+    assert_eq!(ids(&mut c).await, [n as i64]);
+    let notes: Vec<Option<i64>> = c
+        .query("SELECT beat_id FROM beat_note ORDER BY beat_id")
+        .await
+        .unwrap();
+    assert_eq!(notes, [None, Some(60_000)]);
+    let referenced: Vec<String> = c
+        .exec(
+            "SELECT REFERENCED_TABLE_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS \
+             WHERE CONSTRAINT_SCHEMA = ?",
+            (&db.name,),
+        )
+        .await
+        .unwrap();
+    assert_eq!(referenced, ["heatbeat_sequence"]);
+    assert_eq!(
+        tables(&mut c, &db.name).await,
+        ["beat_note", "heatbeat_sequence"]
+    );
+
+    // A reference from another database is not asked for (that query opens every table
+    // of the server): the old table's DROP refuses, the swap is undone, DELETE prunes.
+    let (db, mut c) = heartbeat_database("mdb_hbx", n).await;
+    let other = support::TestDb::create("mdb_hbxc").await;
+    let mut oc = raw(&other.name).await;
+    oc.query_drop(format!(
+        "CREATE TABLE beat_note (beat_id BIGINT, FOREIGN KEY (beat_id) \
+         REFERENCES `{}`.heatbeat_sequence (id) ON DELETE SET NULL) ENGINE=InnoDB",
+        db.name
+    ))
+    .await
+    .unwrap();
+    oc.query_drop("INSERT INTO beat_note VALUES (1), (60000)")
+        .await
+        .unwrap();
+    let out = meta
+        .prune_heartbeat_with(&db.name, swap_opts(), &|_, _, _| {})
+        .await
+        .unwrap();
+    assert_eq!((out.rows_deleted, out.batches), (n - 1, 6), "{out:?}");
+    assert_eq!(ids(&mut c).await, [n as i64]);
+    let notes: Vec<Option<i64>> = oc
+        .query("SELECT beat_id FROM beat_note ORDER BY beat_id")
+        .await
+        .unwrap();
+    assert_eq!(notes, [None, Some(60_000)]);
+    let referenced: Vec<(String, String)> = oc
+        .exec(
+            "SELECT UNIQUE_CONSTRAINT_SCHEMA, REFERENCED_TABLE_NAME \
+             FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = ?",
+            (&other.name,),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        referenced,
+        [(db.name.clone(), "heatbeat_sequence".to_string())]
+    );
+    assert_eq!(tables(&mut c, &db.name).await, ["heatbeat_sequence"]);
+    meta.close().await;
+}
+
+/// Kill-safety of the swap: a `_keep` table left by a run killed before its RENAME, and an
+/// `_old` one left by a run killed after it, are dropped by the next prune of the same
+/// run, which ends in the same one row.
+#[tokio::test]
+async fn heartbeat_prune_drops_what_a_killed_swap_left() {
+    let n: u64 = 60_000;
+    let meta = MysqlMetaDb::connect(&support::mysql_target())
+        .await
+        .unwrap();
+
+    // Killed before the RENAME: the new table exists beside the untouched original.
+    let (db, mut c) = heartbeat_database("mdb_hbk", n).await;
+    let before = show_create(&mut c, "heatbeat_sequence").await;
+    c.query_drop(format!("CREATE TABLE `{KEEP}` LIKE heatbeat_sequence"))
+        .await
+        .unwrap();
+    c.query_drop(format!(
+        "INSERT INTO `{KEEP}` SELECT * FROM heatbeat_sequence WHERE id >= {n}"
+    ))
+    .await
+    .unwrap();
+    let out = meta
+        .prune_heartbeat_with(&db.name, swap_opts(), &|_, _, _| {})
+        .await
+        .unwrap();
+    assert_eq!((out.rows_deleted, out.batches), (n - 1, 0), "{out:?}");
+    assert_eq!(ids(&mut c).await, [n as i64]);
+    assert_eq!(show_create(&mut c, "heatbeat_sequence").await, before);
+    assert_eq!(tables(&mut c, &db.name).await, ["heatbeat_sequence"]);
+
+    // Killed after the RENAME, before the DROP: the old table under its work name, the
+    // heartbeat table already holding only the newest row.
+    let (db, mut c) = heartbeat_database("mdb_hbo", n).await;
+    for sql in [
+        format!("CREATE TABLE `{KEEP}` LIKE heatbeat_sequence"),
+        format!("INSERT INTO `{KEEP}` SELECT * FROM heatbeat_sequence WHERE id >= {n}"),
+        format!("RENAME TABLE heatbeat_sequence TO `{OLD}`, `{KEEP}` TO heatbeat_sequence"),
+    ] {
+        c.query_drop(sql).await.unwrap();
+    }
+    let out = meta
+        .prune_heartbeat_with(&db.name, swap_opts(), &|_, _, _| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        (out.max_id, out.rows_deleted, out.batches),
+        (Some(n as i64), 0, 0)
+    );
+    assert_eq!(ids(&mut c).await, [n as i64]);
+    assert_eq!(tables(&mut c, &db.name).await, ["heatbeat_sequence"]);
+    meta.close().await;
+}
+
+/// Tables named like the heartbeat table but not this run's work tables (another run's,
+/// an operator's copy) are never touched by the swap or its clean-up.
+#[tokio::test]
+async fn heartbeat_prune_leaves_look_alike_tables_alone() {
+    let n: u64 = 60_000;
+    let (db, mut c) = heartbeat_database("mdb_hbl", n).await;
+    let others = [
+        "heatbeat_sequence_bak",
+        "heatbeat_sequence_keep",
+        "heatbeat_sequence_oms_upgrade_deadbeef_keep",
+        "heatbeat_sequence_oms_upgrade_deadbeef_old",
+        "heatbeat_sequence_oms_upgrade_0a1b2c3d_old_copy",
+    ];
+    for t in others {
+        c.query_drop(format!("CREATE TABLE `{t}` (v INT)"))
+            .await
+            .unwrap();
+        c.query_drop(format!("INSERT INTO `{t}` VALUES (1), (2)"))
+            .await
+            .unwrap();
+    }
+    let meta = MysqlMetaDb::connect(&support::mysql_target())
+        .await
+        .unwrap();
+    let out = meta
+        .prune_heartbeat_with(&db.name, swap_opts(), &|_, _, _| {})
+        .await
+        .unwrap();
+    assert_eq!((out.rows_deleted, out.batches), (n - 1, 0), "{out:?}");
+    assert_eq!(ids(&mut c).await, [n as i64]);
+    let mut want: Vec<String> = others.iter().map(|t| t.to_string()).collect();
+    want.push("heatbeat_sequence".into());
+    want.sort();
+    assert_eq!(tables(&mut c, &db.name).await, want);
+    for t in others {
+        let rows: u64 = c
+            .query_first(format!("SELECT COUNT(*) FROM `{t}`"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(rows, 2, "{t}");
+    }
+    meta.close().await;
 }

@@ -214,6 +214,60 @@ async fn prune_killed_between_batches_resumes_to_the_same_row() {
     run.verify_ledger();
 }
 
+/// Tables of `db` named like the prune's work tables (`heatbeat_sequence_oms_upgrade_*`).
+async fn swap_leftovers(db: &str) -> Vec<String> {
+    let pool = support::mysql_pool().await;
+    let mut c = pool.get_conn().await.unwrap();
+    let left: Vec<String> = c
+        .exec(
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? \
+             AND TABLE_NAME LIKE 'heatbeat\\_sequence\\_oms\\_upgrade\\_%' ORDER BY 1",
+            (db,),
+        )
+        .await
+        .unwrap();
+    drop(c);
+    pool.disconnect().await.ok();
+    left
+}
+
+/// Issue 16: a large heartbeat table is pruned by swapping in a table holding only the
+/// newest row (no DELETE batches). Killed between the swap's RENAME and the DROP of the old
+/// table, the run is resumed: the step is found not done, the next attempt drops the old
+/// table (named after the run, so it is this run's) and finds the one row already alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn prune_swap_killed_before_its_drop_resumes_clean() {
+    require_failpoints();
+    let run = Run::planned().await;
+    let cm_hb = run.node.databases().cm_hb;
+    run.ok(&["run", "--yes", "--until", "prune-heartbeat"])
+        .await;
+    add_heartbeats(&cm_hb, 60_000).await;
+    let (_, newest) = heartbeats(&cm_hb).await;
+    let out = output(
+        run.cli()
+            .env("FAILPOINTS", "prune-swap-renamed=return")
+            .args(["run", "--yes"]),
+    )
+    .await;
+    assert!(!out.status.success(), "the failpoint did not fire");
+    assert_eq!(heartbeats(&cm_hb).await, (1, newest));
+    let left = swap_leftovers(&cm_hb).await;
+    assert!(
+        left.len() == 1 && left[0].ends_with("_old"),
+        "not killed between RENAME and DROP: {left:?}"
+    );
+    assert_eq!(run.replay().1.in_doubt(), Some(StepKey::PruneHeartbeat));
+
+    run.ok(&["run", "--yes"]).await;
+    assert_eq!(run.status()["phase"], "completed");
+    assert_eq!(swap_leftovers(&cm_hb).await, Vec::<String>::new());
+    let prune = facts_json(&run, StepKey::PruneHeartbeat);
+    assert_eq!(prune["max_id"].as_i64(), newest);
+    assert_eq!(heartbeats_upto(&cm_hb, newest.unwrap()).await, 1);
+    run.verify_ledger();
+}
+
 /// Regression (issue 12.7): a missing heartbeat table stopped the run at
 /// `prune-heartbeat`, after T1, with OMS down. It is recorded as a warning and the run
 /// goes on to the dumps.

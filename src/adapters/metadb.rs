@@ -10,7 +10,9 @@
 //!   named keys, keeping every other one) is the pure core's job: `crate::haconfig`.
 //! - The heartbeat prune reads `max(id)` first and then deletes below it, because MySQL 8
 //!   rejects the runbook's one-statement form (error 1093). The table really is spelled
-//!   `heatbeat_sequence`.
+//!   `heatbeat_sequence`. A large table (50 000 rows and more) is pruned by swapping in a
+//!   table holding only the newest row (`swap_heartbeat`, `docs/prune.md`), in
+//!   milliseconds rather than seconds; anything it cannot vouch for falls back to DELETE.
 //! - Drop-and-recreate keeps the database's default charset and collation, read from
 //!   `information_schema.SCHEMATA` first; [`MetaDb::recreate_database`] takes them as
 //!   values so a resumed rollback can recreate a database that is already dropped.
@@ -168,7 +170,8 @@ pub struct PruneOutcome {
     pub max_id: Option<i64>,
     /// Rows deleted (every row below `max_id`) by this call.
     pub rows_deleted: u64,
-    /// DELETE statements run, each of at most the batch's rows.
+    /// DELETE statements run, each of at most the batch's rows; 0 with rows deleted: the
+    /// table swap removed them (see [`sqltext::HeartbeatSwap`]), no DELETE ran.
     pub batches: u64,
     /// The batch size used.
     pub batch_rows: u64,
@@ -200,6 +203,9 @@ pub struct PruneOptions {
     pub batch_rows: u64,
     /// The server's flavour as the plan recorded it; `None`: asked of the server.
     pub flavour: Option<ServerFlavour>,
+    /// The run's tag (the first 4 bytes of its id), which names the table swap's work
+    /// tables ([`sqltext::HeartbeatSwap::for_run`]); `None`: no swap, DELETE batches only.
+    pub swap_tag: Option<u32>,
 }
 
 impl Default for PruneOptions {
@@ -207,8 +213,18 @@ impl Default for PruneOptions {
         PruneOptions {
             batch_rows: sqltext::HEARTBEAT_BATCH_ROWS,
             flavour: None,
+            swap_tag: None,
         }
     }
+}
+
+/// How far a table swap of the heartbeat prune got.
+enum Swapped {
+    /// Done: the heartbeat table holds only the newest row; this many rows went with the
+    /// old table.
+    Done(u64),
+    /// Not done, nothing changed (the work table, if made, is dropped): prune by DELETE.
+    Declined,
 }
 
 /// Progress of a prune, after each batch: rows deleted so far, batches so far, and the
@@ -589,6 +605,91 @@ impl MysqlMetaDb {
             .await
             .map_err(|e| self.classify(e, Some(db)))?;
         Ok(c)
+    }
+
+    /// The heartbeat prune's table swap ([`sqltext::HeartbeatSwap`]) on `c` (in `hb_db`,
+    /// OMS stopped, `newest` read): declined, with nothing changed, when the table has a
+    /// trigger or a foreign key, or when the new table's definition is not the old one's
+    /// (anything `CREATE TABLE ... LIKE` did not copy: partitioning, a flavour's options).
+    /// Any error before the RENAME drops the new table and declines too, so the caller's
+    /// DELETE batches (which need nothing but DELETE) run as before the swap existed. An
+    /// error after the RENAME is returned: the heartbeat table is already pruned, and the
+    /// next attempt drops the `_old` table left behind.
+    async fn swap_heartbeat(
+        &self,
+        c: &mut Conn,
+        hb_db: &str,
+        swap: &sqltext::HeartbeatSwap,
+        newest: i64,
+    ) -> Result<Swapped, MetaDbError> {
+        let err = |e| classify(e, &self.url, &self.user, Some(hb_db));
+        // A server that cannot say (no such view) is treated as one that has them.
+        let tied = async {
+            let triggers: Option<u64> = c.exec_first(sqltext::HEARTBEAT_TRIGGERS, (hb_db,)).await?;
+            let foreign_keys: Option<u64> = c
+                .exec_first(sqltext::HEARTBEAT_FOREIGN_KEYS, (hb_db,))
+                .await?;
+            Ok::<_, mysql_async::Error>(triggers.unwrap_or(0) + foreign_keys.unwrap_or(0))
+        }
+        .await;
+        if !matches!(tied, Ok(0)) {
+            return Ok(Swapped::Declined);
+        }
+        let prepared = async {
+            let rows: Option<u64> = c.query_first(sqltext::HEARTBEAT_COUNT).await?;
+            let before: Option<(String, String)> =
+                c.query_first(sqltext::HEARTBEAT_SHOW_CREATE).await?;
+            c.query_drop(swap.create_keep()).await?;
+            c.exec_drop(swap.copy_newest(), (newest,)).await?;
+            let kept = c.affected_rows();
+            if let Some(next) = before
+                .as_ref()
+                .and_then(|(_, sql)| sqltext::auto_increment_option(sql))
+            {
+                c.query_drop(swap.set_auto_increment(next)).await?;
+            }
+            let after: Option<(String, String)> = c.query_first(swap.show_create_keep()).await?;
+            let same = matches!((&before, &after), (Some((_, a)), Some((_, b)))
+                if sqltext::same_table_definition(a, crate::steps::HEARTBEAT_TABLE, b, &swap.keep));
+            Ok::<_, mysql_async::Error>(same.then(|| rows.unwrap_or(0).saturating_sub(kept)))
+        }
+        .await;
+        let rows_deleted = match prepared {
+            Ok(Some(rows)) => rows,
+            // Declined, or failed before the RENAME: the original is untouched; the new
+            // table is dropped now (or, if that fails too, by the next attempt's clean-up).
+            Ok(None) | Err(_) => {
+                let _ = c
+                    .query_drop(sqltext::HeartbeatSwap::drop_if_exists(&swap.keep))
+                    .await;
+                return Ok(Swapped::Declined);
+            }
+        };
+        if c.query_drop(swap.rename()).await.is_err() {
+            // The RENAME is atomic: nothing was renamed.
+            let _ = c
+                .query_drop(sqltext::HeartbeatSwap::drop_if_exists(&swap.keep))
+                .await;
+            return Ok(Swapped::Declined);
+        }
+        super::crash_point("prune-swap-renamed");
+        if let Err(e) = c
+            .query_drop(sqltext::HeartbeatSwap::drop_if_exists(&swap.old))
+            .await
+        {
+            // Refused (a foreign key from another database, which the RENAME moved to the
+            // old table): swap back, so the reference is on the heartbeat table again,
+            // and prune by DELETE. If even that fails, the error is the DROP's: the next
+            // attempt starts by dropping the old table again, and says why it cannot.
+            if c.query_drop(swap.rename_back()).await.is_err() {
+                return Err(err(e));
+            }
+            let _ = c
+                .query_drop(sqltext::HeartbeatSwap::drop_if_exists(&swap.keep))
+                .await;
+            return Ok(Swapped::Declined);
+        }
+        Ok(Swapped::Done(rows_deleted))
     }
 }
 
@@ -1009,6 +1110,28 @@ impl MetaDb for MysqlMetaDb {
         // heartbeat is written, so a second run reads the same newest id and deletes what
         // the first left, ending in the same one row. Each DELETE commits on its own, so a
         // kill loses at most the batch in flight, which the server rolls back.
+        //
+        // The table swap (a large table, a run tag given) is kill-safe the same way: a
+        // `_keep` table left by a kill before its RENAME, and an `_old` one left by a kill
+        // after it, are the run's own work tables (named after its id) and hold nothing
+        // that is still needed, so they are dropped first, on every attempt; the heartbeat
+        // table itself always exists (the RENAME is atomic) and holds either every row or
+        // only the newest, and a second run then finds one row and does nothing.
+        let swap = opts.swap_tag.map(sqltext::HeartbeatSwap::for_run);
+        if let Some(swap) = &swap {
+            let left: Vec<String> = c
+                .exec(
+                    sqltext::HEARTBEAT_SWAP_LEFTOVERS,
+                    (hb_db, &swap.keep, &swap.old),
+                )
+                .await
+                .map_err(err)?;
+            for table in left.iter().filter(|t| **t == swap.keep || **t == swap.old) {
+                c.query_drop(sqltext::HeartbeatSwap::drop_if_exists(table))
+                    .await
+                    .map_err(err)?;
+            }
+        }
         let max_id: Option<Option<i64>> = c
             .query_first(sqltext::HEARTBEAT_MAX_ID)
             .await
@@ -1017,6 +1140,24 @@ impl MetaDb for MysqlMetaDb {
         let Some(newest) = out.max_id else {
             return Ok(out);
         };
+        if let Some(swap) = &swap {
+            let oldest: Option<Option<i64>> = c
+                .query_first(sqltext::HEARTBEAT_MIN_ID)
+                .await
+                .map_err(err)?;
+            let below = oldest
+                .flatten()
+                .map_or(0, |o| newest.saturating_sub(o).max(0) as u64);
+            if below >= sqltext::HEARTBEAT_SWAP_MIN_ROWS {
+                if let Swapped::Done(rows) =
+                    self.swap_heartbeat(&mut c, hb_db, swap, newest).await?
+                {
+                    out.rows_deleted = rows;
+                    progress(rows, 0, rows);
+                    return Ok(out);
+                }
+            }
+        }
         let mut total = None;
         loop {
             let oldest: Option<Option<i64>> = c

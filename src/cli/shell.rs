@@ -224,7 +224,9 @@ impl Observer for TermObserver {
     fn pruned(&self, database: &str, rows: u64, batches: u64, total: u64) {
         // The first batch, then every 20th: a line per batch would flood the terminal on
         // a table of millions of rows.
-        if !self.quiet && (batches == 1 || batches % 20 == 0) {
+        if !self.quiet && batches == 0 {
+            eprintln!("  prune {database}: {rows} rows removed by a table swap");
+        } else if !self.quiet && (batches == 1 || batches % 20 == 0) {
             eprintln!(
                 "  prune {database}: {rows} of about {total} rows deleted ({batches} batches)"
             );

@@ -56,6 +56,10 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
                 let opts = crate::adapters::metadb::PruneOptions {
                     batch_rows: self.opts.prune_batch_rows,
                     flavour: spec.flavour,
+                    // The swap's work tables are named after the run, so a resumed run
+                    // finds (and drops) what a killed one left.
+                    // (the id's first 4 bytes, its first 8 hex digits).
+                    swap_tag: self.run_id().ok().map(|id| id.as_fields().0),
                 };
                 let observer = self.observer;
                 let database = spec.database.clone();

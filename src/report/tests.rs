@@ -1034,3 +1034,22 @@ fn every_open_step_of_a_stage_is_named_in_doubt() {
             .started_at
     );
 }
+
+/// A prune by table swap (no DELETE, rows gone) says so instead of "0 batch(es)".
+#[test]
+fn a_swapped_prune_is_named_as_such() {
+    let line = |batches| {
+        super::text::facts(&StepFacts::HeartbeatPruned {
+            max_id: Some(3_160_001),
+            rows_deleted: 3_160_000,
+            batches,
+            batch_rows: Some(10_000),
+            warning: None,
+        })
+    };
+    assert_eq!(
+        line(Some(0)),
+        "kept max(id) 3160001; 3160000 rows deleted by a table swap (the newest row kept in a new table)"
+    );
+    assert!(line(Some(316)).ends_with("in 316 batch(es) of at most 10000 rows"));
+}

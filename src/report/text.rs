@@ -175,8 +175,13 @@ pub fn facts(f: &StepFacts) -> String {
                 (None, Some(_)) => "nothing deleted".into(),
                 (None, None) => "heartbeat table was empty; nothing deleted".into(),
             };
-            if let (Some(b), Some(n)) = (batches, batch_rows) {
-                s.push_str(&format!(" in {b} batch(es) of at most {n} rows"));
+            match (batches, batch_rows) {
+                // No DELETE ran, yet rows went: the table swap (docs/prune.md).
+                (Some(0), _) if *rows_deleted > 0 => {
+                    s.push_str(" by a table swap (the newest row kept in a new table)");
+                }
+                (Some(b), Some(n)) => s.push_str(&format!(" in {b} batch(es) of at most {n} rows")),
+                _ => {}
             }
             if let Some(w) = warning {
                 s.push_str(&format!("; WARNING: {w}"));

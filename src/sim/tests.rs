@@ -560,6 +560,7 @@ async fn heartbeat_prune_runs_in_batches_and_again_finds_nothing() {
     let opts = PruneOptions {
         batch_rows: 10,
         flavour: None,
+        swap_tag: None,
     };
     let out = db.prune_heartbeat_with(HB, opts, &progress).await.unwrap();
     assert_eq!(
