@@ -329,6 +329,8 @@ pub(crate) struct RowHasher {
     table: blake3::Hasher,
     sum: [u64; 4],
     rows: u64,
+    /// Where the current row's encoding starts in `buf`.
+    row_start: usize,
 }
 
 /// Encoded rows are hashed in batches of about this size (one `update` per value would
@@ -343,35 +345,63 @@ impl RowHasher {
             table: blake3::Hasher::new(),
             sum: [0; 4],
             rows: 0,
+            row_start: 0,
         }
     }
 
     pub(crate) fn add(&mut self, row: &mysql_async::Row) {
-        self.rows += 1;
-        let start = self.buf.len();
+        self.begin_row();
         for i in 0..row.len() {
             match row.as_ref(i) {
-                None | Some(mysql_async::Value::NULL) => self.buf.push(0),
-                Some(mysql_async::Value::Bytes(b)) => {
-                    self.buf.push(1);
-                    self.buf.extend_from_slice(&(b.len() as u64).to_le_bytes());
-                    self.buf.extend_from_slice(b);
-                }
-                Some(other) => {
-                    let s = other.as_sql(false);
-                    self.buf.push(2);
-                    self.buf.extend_from_slice(&(s.len() as u64).to_le_bytes());
-                    self.buf.extend_from_slice(s.as_bytes());
-                }
+                None | Some(mysql_async::Value::NULL) => self.value(None),
+                Some(mysql_async::Value::Bytes(b)) => self.value(Some(b)),
+                Some(other) => self.other(&other.as_sql(false)),
             }
         }
+        self.end_row();
+    }
+
+    /// Starts a row; its values follow through [`Self::value`] or [`Self::other`] in column
+    /// order, then [`Self::end_row`]. The dumper hashes each value as it renders it, so a
+    /// row is walked once.
+    pub(crate) fn begin_row(&mut self) {
+        self.rows += 1;
+        self.row_start = self.buf.len();
+    }
+
+    /// A value as the text protocol gave it: its bytes, or `None` for NULL.
+    #[inline]
+    pub(crate) fn value(&mut self, value: Option<&[u8]>) {
+        match value {
+            None => self.buf.push(0),
+            Some(b) => {
+                self.buf.push(1);
+                self.buf.extend_from_slice(&(b.len() as u64).to_le_bytes());
+                self.buf.extend_from_slice(b);
+            }
+        }
+    }
+
+    /// A value the driver gave in another form than bytes, as its SQL text.
+    pub(crate) fn other(&mut self, sql: &str) {
+        self.buf.push(2);
+        self.buf
+            .extend_from_slice(&(sql.len() as u64).to_le_bytes());
+        self.buf.extend_from_slice(sql.as_bytes());
+    }
+
+    /// Ends the row begun by [`Self::begin_row`].
+    pub(crate) fn end_row(&mut self) {
         if self.ordered {
             if self.buf.len() >= HASH_BATCH {
                 self.table.update(&self.buf);
                 self.buf.clear();
             }
         } else {
-            add_256(&mut self.sum, blake3::hash(&self.buf[start..]).as_bytes());
+            add_256(
+                &mut self.sum,
+                blake3::hash(&self.buf[self.row_start..]).as_bytes(),
+            );
             self.buf.clear();
         }
     }

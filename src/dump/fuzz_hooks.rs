@@ -15,7 +15,7 @@ use super::sections::{self, SectionError};
 pub type Layout = (Vec<u8>, Vec<(String, u64, u64)>, (u64, u64));
 
 /// The verified file, for [`SectionReader::read`].
-pub struct SectionReader(Arc<sections::Verified>);
+pub struct SectionReader(Arc<sections::Verified>, bool);
 
 /// Verifies `artifact`'s file and finds its table sections, as restore does before loading
 /// in parallel. `Ok(None)`: verified, to be loaded in order.
@@ -24,10 +24,11 @@ pub fn find_sections(
 ) -> Result<Option<(Layout, SectionReader)>, DumpError> {
     let (verified, found) = sections::verify_and_find(artifact)?;
     Ok(found.map(|s| {
+        let framed = s.framed;
         let tables = s.tables.into_iter().map(|t| (t.name, t.start, t.end));
         (
             (s.header, tables.collect(), s.tail),
-            SectionReader(verified),
+            SectionReader(verified, framed),
         )
     }))
 }
@@ -45,7 +46,7 @@ impl SectionReader {
         // blocks the reader, which runs on this thread.
         let bytes = usize::try_from(range.1.saturating_sub(range.0)).unwrap_or(usize::MAX);
         let (tx, mut rx) = mpsc::channel(bytes.saturating_add(1).min(usize::MAX >> 4));
-        let read = sections::read_range(&self.0, range, table, tx);
+        let read = sections::read_range(&self.0, range, table, self.1, tx);
         let mut out = Vec::new();
         while let Ok(s) = rx.try_recv() {
             out.push((s.sql, s.offset));

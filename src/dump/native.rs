@@ -329,20 +329,32 @@ async fn dump_rows(
             stmt.push(b',');
         }
         stmt.push(b'(');
+        // One walk over the row renders each value and feeds it to the row hash.
+        hasher.begin_row();
         for (i, kind) in kinds.iter().enumerate() {
             if i > 0 {
                 stmt.push(b',');
             }
             match row.as_ref(i) {
-                None | Some(mysql_async::Value::NULL) => push_literal(&mut stmt, *kind, None),
-                Some(mysql_async::Value::Bytes(b)) => push_literal(&mut stmt, *kind, Some(b)),
+                None | Some(mysql_async::Value::NULL) => {
+                    stmt.extend_from_slice(b"NULL");
+                    hasher.value(None);
+                }
+                Some(mysql_async::Value::Bytes(b)) => {
+                    push_literal(&mut stmt, *kind, Some(b));
+                    hasher.value(Some(b));
+                }
                 // The text protocol only yields bytes or NULL; anything else is rendered by
                 // the driver's own quoting rather than guessed at.
-                Some(other) => stmt.extend_from_slice(other.as_sql(false).as_bytes()),
+                Some(other) => {
+                    let sql = other.as_sql(false);
+                    stmt.extend_from_slice(sql.as_bytes());
+                    hasher.other(&sql);
+                }
             }
         }
+        hasher.end_row();
         stmt.push(b')');
-        hasher.add(&row);
         rows += 1;
         rows_in_stmt += 1;
         if stmt.len() >= opts.max_statement_bytes {

@@ -584,7 +584,8 @@ impl Shared {
         let started = std::time::Instant::now();
         let path = SpoolFile::path_for(&self.out_dir, &d.name, index);
         let (tx, handle) =
-            writer::spawn_spool(path, self.alive.clone(), handoff).map_err(|e| (None, e))?;
+            writer::spawn_spool(path, self.alive.clone(), handoff, self.opts.compression)
+                .map_err(|e| (None, e))?;
         let r = native::table_section(
             conn,
             &d.name,

@@ -1,9 +1,9 @@
 //! Restore: verify the file, recreate the database, load the statements, prove the content
 //! by recomputing the per-table facts.
 //!
-//! The file's BLAKE3 is checked before anything touches the server. A plain native dump of
-//! format 2 is then loaded table by table over several connections, from the sections found
-//! during that check ([`super::sections`]), each table's facts recomputed as soon as it is
+//! The file's BLAKE3 is checked before anything touches the server. A native dump of format
+//! 2 or 3 (plain, or zstd with one frame per section) is then loaded table by table over
+//! several connections, from the sections found during that check ([`super::sections`]), each table's facts recomputed as soon as it is
 //! in; any other file is loaded in order and hashed again while it is read, so a file swapped
 //! after the check is caught too. Statements are split from the stream here (quotes, escapes,
 //! `--`/`#`/`/* */` comments handled; `/*! .. */` executable comments kept, since
@@ -55,6 +55,21 @@ pub struct RestoreReport {
     pub sql_bytes: u64,
     /// The facts recomputed after the load; equal to the artifact's, or restore fails.
     pub tables: Vec<TableFact>,
+    /// How the file was loaded.
+    #[serde(default)]
+    pub mode: LoadMode,
+}
+
+/// How a restore loaded a dump file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LoadMode {
+    /// Statement after statement in file order, one connection for the database.
+    #[default]
+    InOrder,
+    /// Table by table over several connections, from the sections of a native dump (plain,
+    /// or zstd with one frame per section).
+    Tables,
 }
 
 /// One difference between the recorded and the restored facts.
@@ -120,7 +135,7 @@ pub async fn restore(
 /// the file goes to whichever of the `jobs` connections is free, biggest first, and its
 /// facts are recomputed on that connection as soon as it is in; the views and closing
 /// settings run once all tables of the database are in. Other dumps (mariadb-dump files,
-/// zstd, format 1) and any database whose sections do not check out are loaded in file
+/// one-frame zstd, format 1) and any database whose sections do not check out are loaded in file
 /// order, one connection per database. Either way every byte executed is read from the
 /// handle that was verified and checked again piece by piece before it is sent
 /// ([`Verified`]), and a database is dropped and recreated only once the first statement
@@ -434,6 +449,7 @@ async fn load(
         statements: done.statements,
         sql_bytes: done.sql_bytes,
         tables,
+        mode: LoadMode::InOrder,
     })
 }
 
@@ -750,9 +766,10 @@ async fn run_range(
     let name = db.artifact.database.as_str();
     let (tx, mut rx) = mpsc::channel::<Stmt>(4);
     let data = db.data.clone();
+    let framed = db.sections.framed;
     let table = table.map(str::to_string);
     let reader = tokio::task::spawn_blocking(move || {
-        sections::read_range(&data, range, table.as_deref(), tx)
+        sections::read_range(&data, range, table.as_deref(), framed, tx)
     });
     let before = done.statements;
     let executed = async {
@@ -816,6 +833,7 @@ async fn finish_database(
         statements: done.statements,
         sql_bytes: done.sql_bytes,
         tables,
+        mode: LoadMode::Tables,
     })
 }
 

@@ -1,5 +1,7 @@
 //! The table sections of a native dump (formats 2 and 3), found while the file is verified,
-//! and read back one section at a time so restore can load tables in parallel.
+//! and read back one section at a time so restore can load tables in parallel. A zstd dump
+//! written with one frame per section has its sections found from the frame headers
+//! instead ([`Frames`]), each frame decompressed on its own.
 //!
 //! A native dump marks each base table's statements with a `-- Table <name>` line and ends
 //! the last one with a `-- Tables end` line (see `native.rs`); format 3 writes the name in
@@ -25,7 +27,7 @@ use super::DumpError;
 use super::artifact::{Compression, DumpArtifact, Dumper};
 use super::native::{FORMAT_2_LINE, FORMAT_LINE, TABLES_END};
 use super::splitter::{Splitter, Stmt, check_supported};
-use super::sqlvalue::{ident, parse_comment_name};
+use super::sqlvalue::{comment_name, ident, parse_comment_name};
 use crate::digest::Digester;
 
 /// Longest marker line kept while scanning; longer lines are not markers.
@@ -102,11 +104,17 @@ impl Verified {
 
     /// A reader over the whole file, each piece checked before it is read.
     pub(crate) fn reader(self: &Arc<Self>) -> VerifiedReader {
+        self.range_reader((0, self.size))
+    }
+
+    /// A reader over `[start, end)` of the file, each piece checked before it is read.
+    pub(crate) fn range_reader(self: &Arc<Self>, (start, end): (u64, u64)) -> VerifiedReader {
         VerifiedReader {
             data: self.clone(),
             buf: Vec::new(),
             pos: 0,
-            next: 0,
+            at: start,
+            end: end.min(self.size),
         }
     }
 }
@@ -115,26 +123,33 @@ impl Verified {
 /// [`DumpError::FileChanged`]; [`from_io`] gets it back.
 pub(crate) struct VerifiedReader {
     data: Arc<Verified>,
+    /// The checked piece being read, cut at `end`.
     buf: Vec<u8>,
     pos: usize,
-    next: usize,
+    /// File offset of `buf[pos]`.
+    at: u64,
+    end: u64,
 }
 
 impl Read for VerifiedReader {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
         if self.pos == self.buf.len() {
-            if self.next == self.data.chunks.len() {
+            if self.at >= self.end {
                 return Ok(0);
             }
+            let i = (self.at / CHUNK) as usize;
             self.data
-                .chunk(self.next, &mut self.buf)
+                .chunk(i, &mut self.buf)
                 .map_err(std::io::Error::other)?;
-            self.next += 1;
-            self.pos = 0;
+            let base = i as u64 * CHUNK;
+            self.buf
+                .truncate(((self.end - base) as usize).min(self.buf.len()));
+            self.pos = (self.at - base) as usize;
         }
         let n = out.len().min(self.buf.len() - self.pos);
         out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
         self.pos += n;
+        self.at += n as u64;
         Ok(n)
     }
 }
@@ -166,6 +181,9 @@ pub(crate) struct Sections {
     pub tables: Vec<TableSection>,
     /// `[start, end)` of the views and closing settings, run after every table is in.
     pub tail: (u64, u64),
+    /// The offsets are those of zstd frames (one per section, see [`Frames`]): each range
+    /// is decompressed on its own, and must start with its section's marker line.
+    pub framed: bool,
 }
 
 /// Hashes the artifact's file (whole, compared with the recorded size and BLAKE3, and in
@@ -178,8 +196,11 @@ pub(crate) fn verify_and_find(
     let path = &artifact.file;
     let io = |e| DumpError::io(path, e);
     let mut file = File::open(path).map_err(io)?;
-    let sectioned = artifact.format == Dumper::Native && artifact.compression == Compression::None;
+    let native = artifact.format == Dumper::Native;
+    let sectioned = native && artifact.compression == Compression::None;
+    let framed = native && artifact.compression == Compression::Zstd;
     let mut scan = Scan::default();
+    let mut frames = Frames::default();
     let mut whole = Digester::new();
     let mut chunks = Vec::new();
     let mut buf = vec![0u8; CHUNK as usize];
@@ -201,6 +222,9 @@ pub(crate) fn verify_and_find(
         if sectioned {
             scan.feed(piece, whole.size());
         }
+        if framed {
+            frames.feed(piece);
+        }
         whole.update(piece);
         chunks.push(blake3::hash(piece));
         if n < buf.len() {
@@ -217,6 +241,13 @@ pub(crate) fn verify_and_find(
         size,
         chunks,
     });
+    if framed {
+        let layout = frames
+            .finish()
+            .and_then(|f| framed_layout(&data, artifact, &f).transpose())
+            .transpose()?;
+        return Ok((data, layout));
+    }
     let layout = if sectioned {
         scan.layout(artifact, size)
     } else {
@@ -243,8 +274,212 @@ pub(crate) fn verify_and_find(
             header,
             tables: layout.tables,
             tail: layout.tail,
+            framed: false,
         }),
     ))
+}
+
+/// The sections of a zstd native dump written one frame per section (a header frame, one
+/// frame per base table in the artifact's order, one frame for `-- Tables end` and what
+/// follows). A file with another number of frames (one frame: written before sections got
+/// their own frames) is loaded in order. The header frame is decompressed here and must be
+/// a format 3 header: no marker, ending between statements; each table frame's and the
+/// tail frame's first line is checked when it is read ([`read_range`]).
+fn framed_layout(
+    data: &Arc<Verified>,
+    artifact: &DumpArtifact,
+    frames: &[(u64, u64)],
+) -> Result<Option<Sections>, DumpError> {
+    if frames.len() != artifact.tables.len() + 2 {
+        return Ok(None);
+    }
+    let mut header = Vec::new();
+    let mut d = zstd::stream::read::Decoder::new(data.range_reader(frames[0]))
+        .map_err(|e| from_io(data.path(), e))?;
+    let read = (&mut d)
+        .take(MAX_HEADER + 1)
+        .read_to_end(&mut header)
+        .map_err(|e| from_io(data.path(), e));
+    if let Err(e) = read {
+        // A frame that does not decode is not a section; the in-order load reports it.
+        return match e {
+            e @ DumpError::FileChanged { .. } => Err(e),
+            _ => Ok(None),
+        };
+    }
+    if header.len() as u64 > MAX_HEADER {
+        return Ok(None);
+    }
+    let mut scan = Scan::default();
+    scan.feed(&header, 0);
+    scan.end_line();
+    let plain_header = scan.format == Some(3)
+        && scan.markers.is_empty()
+        && scan.tables_end.is_none()
+        && !scan.confused;
+    if !plain_header || !ends_between_statements(&header) {
+        return Ok(None);
+    }
+    // The tail runs once every table is in, when falling back to the in-order load is no
+    // longer possible: its marker is checked now.
+    let last = frames[frames.len() - 1];
+    let tail_marker = format!("\n{TABLES_END}\n");
+    match read_frame(data, last, tail_marker.as_bytes(), &mut |_, _| Ok(())) {
+        Ok(()) => {}
+        Err(SectionError::NotASection(_)) => return Ok(None),
+        Err(SectionError::Dump(e)) => return Err(e),
+    }
+    let tables = artifact
+        .tables
+        .iter()
+        .zip(&frames[1..])
+        .map(|(fact, &(start, end))| TableSection {
+            name: fact.name.clone(),
+            start,
+            end,
+        })
+        .collect();
+    Ok(Some(Sections {
+        header,
+        tables,
+        tail: last,
+        framed: true,
+    }))
+}
+
+/// Finds the zstd frames of a file from their headers and block headers while it is read
+/// once (the verification pass), without decompressing: `[start, end)` of each frame. Only
+/// plain zstd frames are followed; anything else (a skippable frame, a reserved block type,
+/// a file ending inside a frame) gives no frames, and the file is loaded in order.
+#[derive(Debug, Default)]
+struct Frames {
+    frames: Vec<(u64, u64)>,
+    /// Offset of the next byte fed.
+    pos: u64,
+    frame_start: u64,
+    /// Header bytes collected so far for `phase`.
+    hdr: Vec<u8>,
+    phase: FramePhase,
+    /// Bytes to pass over (block contents, the checksum) before the next header.
+    skip: u64,
+    /// After the skip, the frame ends.
+    ends: bool,
+    /// The frame has a content checksum after its last block.
+    checksum: bool,
+    bad: bool,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum FramePhase {
+    /// Magic number and frame header descriptor (5 bytes).
+    #[default]
+    Magic,
+    /// The rest of the frame header, this many bytes in all.
+    Header(usize),
+    /// A block header (3 bytes).
+    Block,
+}
+
+/// A zstd frame's magic number, little-endian.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+/// A zstd block holds at most this many bytes.
+const MAX_BLOCK: u64 = 128 << 10;
+
+impl Frames {
+    fn feed(&mut self, mut buf: &[u8]) {
+        while !buf.is_empty() && !self.bad {
+            if self.skip > 0 {
+                let k = self.skip.min(buf.len() as u64);
+                self.skip -= k;
+                self.pos += k;
+                buf = &buf[k as usize..];
+                self.end_frame_if_done();
+                continue;
+            }
+            let need = match self.phase {
+                FramePhase::Magic => 5,
+                FramePhase::Header(n) => n,
+                FramePhase::Block => 3,
+            };
+            let k = (need - self.hdr.len()).min(buf.len());
+            self.hdr.extend_from_slice(&buf[..k]);
+            self.pos += k as u64;
+            buf = &buf[k..];
+            if self.hdr.len() == need {
+                self.header_complete();
+            }
+        }
+    }
+
+    fn header_complete(&mut self) {
+        let h = std::mem::take(&mut self.hdr);
+        match self.phase {
+            FramePhase::Magic | FramePhase::Header(_) => {
+                if h[..4] != ZSTD_MAGIC {
+                    self.bad = true;
+                    return;
+                }
+                let fhd = h[4];
+                let single_segment = fhd & 0x20 != 0;
+                if fhd & 0x08 != 0 {
+                    self.bad = true; // reserved bit
+                    return;
+                }
+                let dict = [0, 1, 2, 4][usize::from(fhd & 3)];
+                let fcs = match fhd >> 6 {
+                    0 => usize::from(single_segment),
+                    1 => 2,
+                    2 => 4,
+                    _ => 8,
+                };
+                let len = 5 + usize::from(!single_segment) + dict + fcs;
+                if self.phase == FramePhase::Magic && len > 5 {
+                    self.hdr = h;
+                    self.phase = FramePhase::Header(len);
+                    return;
+                }
+                self.checksum = fhd & 0x04 != 0;
+                self.phase = FramePhase::Block;
+            }
+            FramePhase::Block => {
+                let b = u32::from(h[0]) | u32::from(h[1]) << 8 | u32::from(h[2]) << 16;
+                let last = b & 1 != 0;
+                let size = u64::from(b >> 3);
+                self.skip = match (b >> 1) & 3 {
+                    0 | 2 if size <= MAX_BLOCK => size,
+                    1 => 1,
+                    _ => {
+                        self.bad = true;
+                        return;
+                    }
+                };
+                if last {
+                    self.skip += if self.checksum { 4 } else { 0 };
+                    self.ends = true;
+                    self.end_frame_if_done();
+                }
+            }
+        }
+    }
+
+    fn end_frame_if_done(&mut self) {
+        if self.skip == 0 && self.ends {
+            self.frames.push((self.frame_start, self.pos));
+            self.frame_start = self.pos;
+            self.ends = false;
+            self.phase = FramePhase::Magic;
+        }
+    }
+
+    /// The frames, when the file was whole frames and nothing else.
+    fn finish(self) -> Option<Vec<(u64, u64)>> {
+        let clean = !self.bad
+            && self.skip == 0
+            && self.hdr.is_empty()
+            && self.phase == FramePhase::Magic
+            && !self.frames.is_empty();
+        clean.then_some(self.frames)
+    }
 }
 
 /// Whether `sql` ends outside every quote and comment, with no statement left open.
@@ -456,6 +691,62 @@ fn parse_marker(line: &[u8], format: Option<u8>) -> Option<String> {
     }
 }
 
+/// Decompresses the zstd frame at `range` of the verified file and hands its bytes to `f`
+/// (with their offsets in the frame), after checking that it starts with `marker`.
+fn read_frame(
+    data: &Arc<Verified>,
+    range: (u64, u64),
+    marker: &[u8],
+    f: &mut impl FnMut(&[u8], u64) -> Result<(), SectionError>,
+) -> Result<(), SectionError> {
+    let path = data.path();
+    // A frame that does not decode (or ends early) is not the section the layout said; a
+    // piece changed after the check is a real failure.
+    let decode_err = |e: std::io::Error| match from_io(path, e) {
+        e @ DumpError::FileChanged { .. } => SectionError::Dump(e),
+        e => SectionError::NotASection(format!(
+            "the zstd frame at byte {} does not decode: {e}",
+            range.0
+        )),
+    };
+    let mut d = zstd::stream::read::Decoder::new(data.range_reader(range)).map_err(decode_err)?;
+    let mut buf = vec![0u8; 256 << 10];
+    let mut head = Vec::with_capacity(marker.len());
+    let mut at = 0u64;
+    loop {
+        let n = d.read(&mut buf).map_err(decode_err)?;
+        if n == 0 {
+            break;
+        }
+        let mut bytes = &buf[..n];
+        if head.len() < marker.len() {
+            let k = (marker.len() - head.len()).min(n);
+            head.extend_from_slice(&bytes[..k]);
+            if !marker.starts_with(&head) {
+                return Err(SectionError::NotASection(format!(
+                    "the zstd frame at byte {} does not start with its section's marker",
+                    range.0
+                )));
+            }
+            if head.len() < marker.len() {
+                continue;
+            }
+            f(&head, 0)?;
+            at = head.len() as u64;
+            bytes = &bytes[k..];
+        }
+        f(bytes, at)?;
+        at += bytes.len() as u64;
+    }
+    if head.len() < marker.len() {
+        return Err(SectionError::NotASection(format!(
+            "the zstd frame at byte {} does not start with its section's marker",
+            range.0
+        )));
+    }
+    Ok(())
+}
+
 /// Why a section could not be loaded on its own; the caller loads the file in order instead.
 #[derive(Debug)]
 pub(crate) enum SectionError {
@@ -473,13 +764,15 @@ impl From<DumpError> for SectionError {
 }
 
 /// Reads `[start, end)` of the verified file, splits it into statements and sends them;
-/// when `table` is given, every statement must be that table's DROP, CREATE or INSERT. Runs
-/// on a blocking thread. A closed channel means the receiver stopped on an error it reports
-/// itself.
+/// when `table` is given, every statement must be that table's DROP, CREATE or INSERT. A
+/// `framed` range is one zstd frame, decompressed on its own, whose first line must be the
+/// marker of its section (the table's, or `-- Tables end` for the tail). Runs on a blocking
+/// thread. A closed channel means the receiver stopped on an error it reports itself.
 pub(crate) fn read_range(
-    data: &Verified,
+    data: &Arc<Verified>,
     range: (u64, u64),
     table: Option<&str>,
+    framed: bool,
     tx: mpsc::Sender<Stmt>,
 ) -> Result<(), SectionError> {
     let heads: Option<[String; 3]> = table.map(|t| {
@@ -508,7 +801,17 @@ pub(crate) fn read_range(
         tx.blocking_send(Stmt { sql, offset: at })
             .map_err(|_| SectionError::Dump(DumpError::WriterGone))
     };
-    data.for_each(range, |bytes, at| splitter.feed(bytes, at, &mut emit))?;
+    if framed {
+        let marker = match table {
+            Some(t) => format!("\n-- Table {}\n", comment_name(t)),
+            None => format!("\n{TABLES_END}\n"),
+        };
+        read_frame(data, range, marker.as_bytes(), &mut |bytes, at| {
+            splitter.feed(bytes, at, &mut emit)
+        })?;
+    } else {
+        data.for_each(range, |bytes, at| splitter.feed(bytes, at, &mut emit))?;
+    }
     if !splitter.is_idle() {
         return Err(SectionError::NotASection(format!(
             "the section ending at byte {} ends inside a statement",
@@ -760,7 +1063,7 @@ mod tests {
     fn read_all(text: &str, range: (u64, u64), table: Option<&str>) -> Result<Vec<String>, String> {
         let data = verified(text);
         let (tx, mut rx) = mpsc::channel(1000);
-        let r = read_range(&data, range, table, tx);
+        let r = read_range(&data, range, table, false, tx);
         let mut out = vec![];
         while let Ok(s) = rx.try_recv() {
             out.push(String::from_utf8(s.sql).unwrap());
@@ -770,6 +1073,182 @@ mod tests {
             Err(SectionError::NotASection(m)) => Err(m),
             Err(SectionError::Dump(e)) => Err(format!("dump error: {e}")),
         }
+    }
+
+    /// Section texts of a small native dump whose table `b` is large and does not
+    /// compress, so its frame spans several pieces.
+    fn framed_parts() -> Vec<String> {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut big =
+            String::from("\n-- Table `b`\nDROP TABLE IF EXISTS `b`;\nCREATE TABLE `b` (x text);\n");
+        for _ in 0..200 {
+            big.push_str("INSERT INTO `b` (`x`) VALUES ('");
+            for _ in 0..400 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                big.push_str(&format!("{x:016x}"));
+            }
+            big.push_str("');\n");
+        }
+        vec![
+            "-- oms-upgrade native dump\n-- Format: 3 (sections)\nSET NAMES utf8mb4;\n".into(),
+            "\n-- Table `a`\nDROP TABLE IF EXISTS `a`;\nCREATE TABLE `a` (x int);\nINSERT INTO `a` (`x`) VALUES (1);\n".into(),
+            big,
+            "\n-- Tables end\nSET X=1;\n-- Dump completed\n".into(),
+        ]
+    }
+
+    /// Each part as its own zstd frame, concatenated, in a verified file; with the frames.
+    fn framed_file(
+        parts: &[String],
+    ) -> (tempfile::TempDir, PathBuf, DumpArtifact, Vec<(u64, u64)>) {
+        let mut bytes = Vec::new();
+        let mut frames = Vec::new();
+        for p in parts {
+            let start = bytes.len() as u64;
+            bytes.extend(zstd::encode_all(p.as_bytes(), 3).unwrap());
+            frames.push((start, bytes.len() as u64));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.sql.zst");
+        std::fs::write(&path, &bytes).unwrap();
+        let mut a = artifact(&["a", "b"]);
+        a.compression = Compression::Zstd;
+        a.file = path.clone();
+        a.size_bytes = bytes.len() as u64;
+        a.blake3_hex = blake3::hash(&bytes).to_hex().to_string();
+        (dir, path, a, frames)
+    }
+
+    #[test]
+    fn zstd_frames_are_found_without_decompressing() {
+        let parts = framed_parts();
+        let (_d, path, _, expected) = framed_file(&parts);
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(expected[2].1 - expected[2].0 > 2 * CHUNK, "b spans pieces");
+        for chunk in [1, 2, 3, 5, 4096, bytes.len()] {
+            let mut f = Frames::default();
+            for piece in bytes.chunks(chunk) {
+                f.feed(piece);
+            }
+            assert_eq!(f.finish().as_deref(), Some(&expected[..]), "chunk {chunk}");
+        }
+        // One frame (what earlier versions wrote), with a checksum and a content size.
+        let sql = parts.concat();
+        let mut enc = zstd::Encoder::new(Vec::new(), 3).unwrap();
+        enc.include_checksum(true).unwrap();
+        enc.set_pledged_src_size(Some(sql.len() as u64)).unwrap();
+        std::io::Write::write_all(&mut enc, sql.as_bytes()).unwrap();
+        let one = enc.finish().unwrap();
+        let mut f = Frames::default();
+        f.feed(&one);
+        assert_eq!(f.finish(), Some(vec![(0, one.len() as u64)]));
+        // Cut short, trailing garbage, a skippable frame, nothing: no frames.
+        for bad in [
+            &bytes[..bytes.len() - 1],
+            &[&bytes[..], b"x"].concat()[..],
+            &[&[0x50, 0x2a, 0x4d, 0x18, 0, 0, 0, 0][..], &bytes[..]].concat()[..],
+            &[][..],
+        ] {
+            let mut f = Frames::default();
+            f.feed(bad);
+            assert_eq!(f.finish(), None);
+        }
+    }
+
+    fn read_framed(
+        data: &Arc<Verified>,
+        range: (u64, u64),
+        table: Option<&str>,
+    ) -> (Vec<String>, Result<(), SectionError>) {
+        let (tx, mut rx) = mpsc::channel(1000);
+        let r = read_range(data, range, table, true, tx);
+        let mut out = vec![];
+        while let Ok(s) = rx.try_recv() {
+            out.push(String::from_utf8(s.sql).unwrap());
+        }
+        (out, r)
+    }
+
+    #[test]
+    fn a_framed_zstd_dump_has_sections_checked_frame_by_frame() {
+        let parts = framed_parts();
+        let (_d, path, a, frames) = framed_file(&parts);
+        let (data, sections) = verify_and_find(&a).unwrap();
+        let s = sections.expect("a framed layout");
+        assert!(s.framed);
+        assert_eq!(s.header, parts[0].as_bytes());
+        assert_eq!(
+            s.tables,
+            vec![
+                TableSection {
+                    name: "a".into(),
+                    start: frames[1].0,
+                    end: frames[1].1
+                },
+                TableSection {
+                    name: "b".into(),
+                    start: frames[2].0,
+                    end: frames[2].1
+                },
+            ]
+        );
+        assert_eq!(s.tail, frames[3]);
+        let (got, r) = read_framed(&data, frames[1], Some("a"));
+        assert!(r.is_ok());
+        assert_eq!(got.len(), 3);
+        let (got, r) = read_framed(&data, frames[2], Some("b"));
+        assert!(r.is_ok());
+        assert_eq!(got.len(), 202);
+        let (got, r) = read_framed(&data, frames[3], None);
+        assert!(r.is_ok());
+        assert_eq!(got, ["SET X=1"]);
+        // A frame read as another table's: its marker does not match, nothing is sent.
+        let (got, r) = read_framed(&data, frames[1], Some("b"));
+        assert!(got.is_empty());
+        assert!(matches!(r, Err(SectionError::NotASection(_))), "{r:?}");
+
+        // A frame changed after the check: none of its bytes run.
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.write_at(b"\xff\xff\xff\xff", frames[2].0 + 20).unwrap();
+        let (got, r) = read_framed(&data, frames[2], Some("b"));
+        assert!(
+            got.is_empty(),
+            "{} statements of a changed frame ran",
+            got.len()
+        );
+        assert!(
+            matches!(r, Err(SectionError::Dump(DumpError::FileChanged { .. }))),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn zstd_files_without_one_frame_per_section_load_in_order() {
+        let parts = framed_parts();
+        // One frame for everything.
+        let (_d, _, mut a, _) = framed_file(&[parts.concat()]);
+        a.tables = artifact(&["a", "b"]).tables;
+        assert!(verify_and_find(&a).unwrap().1.is_none());
+        // As many frames as sections, but cut elsewhere: the tail frame has no end marker.
+        let moved = vec![
+            parts[0].clone(),
+            parts[1].clone(),
+            parts[2].clone() + "\n-- Tables end\n",
+            "SET X=1;\n-- Dump completed\n".into(),
+        ];
+        let (_d, _, a, _) = framed_file(&moved);
+        assert!(verify_and_find(&a).unwrap().1.is_none());
+        // A header frame holding a table marker.
+        let merged = vec![
+            parts[0].clone() + &parts[1],
+            parts[2].clone(),
+            parts[3].clone(),
+            "-- x\n".into(),
+        ];
+        let (_d, _, a, _) = framed_file(&merged);
+        assert!(verify_and_find(&a).unwrap().1.is_none());
     }
 
     #[test]

@@ -114,7 +114,8 @@ impl Write for HashingFile {
 
 enum Sink {
     Plain(BufWriter<HashingFile>),
-    Zstd(zstd::Encoder<'static, BufWriter<HashingFile>>),
+    /// The encoder of the current zstd frame, and whether that frame holds any byte yet.
+    Zstd(zstd::Encoder<'static, BufWriter<HashingFile>>, bool),
 }
 
 /// Asks the kernel to start writing `[from, to)` of `file` to disk now, without waiting.
@@ -190,7 +191,9 @@ impl PartWriter {
         let sink = match compression {
             Compression::None => Sink::Plain(hf),
             Compression::Zstd => {
-                Sink::Zstd(zstd::Encoder::new(hf, ZSTD_LEVEL).map_err(|e| DumpError::io(&part, e))?)
+                let enc =
+                    zstd::Encoder::new(hf, ZSTD_LEVEL).map_err(|e| DumpError::io(&part, e))?;
+                Sink::Zstd(enc, false)
             }
         };
         Ok(PartWriter {
@@ -209,10 +212,55 @@ impl PartWriter {
         self.sql_bytes += sql.len() as u64;
         let r = match self.sink.as_mut() {
             Some(Sink::Plain(w)) => w.write_all(sql),
-            Some(Sink::Zstd(w)) => w.write_all(sql),
+            Some(Sink::Zstd(w, used)) => {
+                *used |= !sql.is_empty();
+                w.write_all(sql)
+            }
             None => Ok(()),
         };
         r.map_err(|e| DumpError::io(&self.part, e))
+    }
+
+    /// Appends a complete section compressed elsewhere (a compressed spool file, [`Msg::Raw`])
+    /// as it is: its own zstd frame(s), after the current frame is ended. `seen` is what an
+    /// [`Inspector`] saw of its SQL.
+    fn write_raw(&mut self, bytes: &[u8]) -> Result<(), DumpError> {
+        let r = match self.sink.as_mut() {
+            Some(Sink::Zstd(w, false)) => w.get_mut().write_all(bytes),
+            _ => {
+                return Err(DumpError::Internal {
+                    what: "compressed bytes sent to a writer that is not between zstd frames"
+                        .into(),
+                });
+            }
+        };
+        r.map_err(|e| DumpError::io(&self.part, e))
+    }
+
+    /// Counts the SQL of a section compressed elsewhere, as [`PartWriter::write_all`] would.
+    fn saw(&mut self, seen: Seen) {
+        self.inspector.objects.extend(seen.objects);
+        self.sql_bytes += seen.sql_bytes;
+    }
+
+    /// Ends the current zstd frame, if it holds anything, so what follows starts a frame of
+    /// its own that can be decompressed alone (restore loads a zstd dump's sections in
+    /// parallel that way). Concatenated frames are one valid zstd stream (`zstd -d` reads
+    /// them as one). Nothing to do for a plain file.
+    pub fn end_frame(&mut self) -> Result<(), DumpError> {
+        if !matches!(self.sink, Some(Sink::Zstd(_, true))) {
+            return Ok(());
+        }
+        let Some(Sink::Zstd(enc, _)) = self.sink.take() else {
+            unreachable!("matched above")
+        };
+        let io = |e| DumpError::io(&self.part, e);
+        let inner = enc.finish().map_err(io)?;
+        self.sink = Some(Sink::Zstd(
+            zstd::Encoder::new(inner, ZSTD_LEVEL).map_err(io)?,
+            false,
+        ));
+        Ok(())
     }
 
     /// Finishes the file: flush, fsync, check (non-empty, trailer, every expected table and
@@ -222,7 +270,7 @@ impl PartWriter {
         let io = |e| DumpError::io(&part, e);
         let buffered = match self.sink.take() {
             Some(Sink::Plain(w)) => w,
-            Some(Sink::Zstd(w)) => w.finish().map_err(io)?,
+            Some(Sink::Zstd(w, _)) => w.finish().map_err(io)?,
             None => unreachable!("commit consumes the writer"),
         };
         let hf = buffered.into_inner().map_err(|e| io(e.into_error()))?;
@@ -286,6 +334,33 @@ pub enum Msg {
     Append(SpoolFile),
     /// All sent: commit, expecting a CREATE for each of these tables and views.
     Commit(Vec<String>),
+    /// zstd bytes of a section compressed by its spool thread, after the spool file's bytes
+    /// were appended: handed over while it was being written, the rest of its frame follows
+    /// here as it is compressed.
+    Raw(Vec<u8>),
+    /// What the SQL of such a section held, once its frame is complete.
+    Seen(Seen),
+}
+
+/// What an [`Inspector`] saw of a section that reached the file compressed.
+#[derive(Debug, Default)]
+pub struct Seen {
+    objects: BTreeSet<String>,
+    sql_bytes: u64,
+}
+
+/// True when `bytes` begins a section of a native dump: the native dumper sends each
+/// `-- Table` line (with the table's DDL) and the `-- Tables end` line as the start of a
+/// message of their own (`native.rs`), and a spooled section ([`Msg::Append`]) always
+/// starts one. A zstd dump ends a frame there, so the file is one frame for the header, one
+/// per base table and one for the views and tail, whatever the job count. Another dumper's
+/// output never starts a message so, and stays one frame.
+fn starts_section(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"\n-- Table ")
+        || bytes
+            .strip_prefix(b"\n")
+            .and_then(|b| b.strip_prefix(super::native::TABLES_END.as_bytes()))
+            .is_some_and(|b| b.starts_with(b"\n"))
 }
 
 /// How many chunks may wait for the writer thread; bounds memory to a few MiB.
@@ -305,8 +380,18 @@ pub fn spawn(
         let mut buf = Vec::new();
         while let Some(msg) = rx.blocking_recv() {
             match msg {
-                Msg::Data(bytes) => w.write_all(&bytes)?,
-                Msg::Append(spool) => spool.copy_into(&mut w, &mut buf)?,
+                Msg::Data(bytes) => {
+                    if starts_section(&bytes) {
+                        w.end_frame()?;
+                    }
+                    w.write_all(&bytes)?
+                }
+                Msg::Append(spool) => {
+                    w.end_frame()?;
+                    spool.copy_into(&mut w, &mut buf)?
+                }
+                Msg::Raw(bytes) => w.write_raw(&bytes)?,
+                Msg::Seen(seen) => w.saw(seen),
                 Msg::Commit(expected) => return w.commit(&expected),
             }
         }
@@ -342,6 +427,8 @@ pub async fn send(tx: &mpsc::Sender<Msg>, bytes: Vec<u8>) -> Result<(), DumpErro
 pub struct SpoolFile {
     path: PathBuf,
     file: File,
+    /// The file is one zstd frame (the dump is compressed), and this is what its SQL held.
+    compressed: Option<Seen>,
     /// Held while the file exists; see [`spawn_spool`].
     _alive: mpsc::Sender<()>,
 }
@@ -361,22 +448,31 @@ impl SpoolFile {
             .is_some_and(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()))
     }
 
-    /// Copies the file's bytes into `w` in chunks of [`BUF_BYTES`] (never whole).
-    fn copy_into(self, w: &mut PartWriter, buf: &mut Vec<u8>) -> Result<(), DumpError> {
+    /// Copies the file's bytes into `w` in chunks of [`BUF_BYTES`] (never whole): SQL, or
+    /// a zstd frame appended as it is.
+    fn copy_into(mut self, w: &mut PartWriter, buf: &mut Vec<u8>) -> Result<(), DumpError> {
         use std::io::{Read, Seek, SeekFrom};
+        let compressed = self.compressed.take();
         buf.resize(BUF_BYTES, 0);
         let mut f = &self.file;
         f.seek(SeekFrom::Start(0))
             .map_err(|e| DumpError::io(&self.path, e))?;
         loop {
             let n = match f.read(buf) {
-                Ok(0) => return Ok(()),
+                Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(DumpError::io(&self.path, e)),
             };
-            w.write_all(&buf[..n])?;
+            match compressed {
+                Some(_) => w.write_raw(&buf[..n])?,
+                None => w.write_all(&buf[..n])?,
+            }
         }
+        if let Some(seen) = compressed {
+            w.saw(seen);
+        }
+        Ok(())
     }
 }
 
@@ -408,11 +504,14 @@ pub type SpoolHandle = tokio::task::JoinHandle<Result<Spooled, DumpError>>;
 /// not fsynced: it is copied and removed within the run) and the thread returns it; a
 /// closed channel or an error removes it. When a sender appears in `handoff`, the thread
 /// hands what it has written to that writer and forwards the rest there (see [`Spooled`]).
-/// `alive` is held for as long as the file exists.
+/// `alive` is held for as long as the file exists. A compressed dump's spool file holds the
+/// section's zstd frame, compressed here as it would be in the writer (the same bytes: a
+/// fresh frame at the same level), and copied into the file as it is.
 pub fn spawn_spool(
     path: PathBuf,
     alive: mpsc::Sender<()>,
     handoff: Handoff,
+    compression: Compression,
 ) -> Result<(mpsc::Sender<Msg>, SpoolHandle), DumpError> {
     match std::fs::remove_file(&path) {
         Ok(()) => {}
@@ -429,17 +528,29 @@ pub fn spawn_spool(
     let spool = SpoolFile {
         path: path.clone(),
         file,
+        compressed: None,
         _alive: alive,
     };
     let out = spool
         .file
         .try_clone()
         .map_err(|e| DumpError::io(&path, e))?;
+    let target = SpoolTarget {
+        file: Some(BufWriter::with_capacity(BUF_BYTES, out)),
+        forward: None,
+    };
+    let out = match compression {
+        Compression::None => SpoolOut::Plain(target),
+        Compression::Zstd => SpoolOut::Zstd(
+            zstd::Encoder::new(target, ZSTD_LEVEL).map_err(|e| DumpError::io(&path, e))?,
+            Inspector::default(),
+            0,
+        ),
+    };
     let mut sink = SpoolSink {
         path,
         spool: Some(spool),
-        out: Some(BufWriter::with_capacity(BUF_BYTES, out)),
-        forward: None,
+        out: Some(out),
         handoff,
     };
     let (tx, mut rx) = mpsc::channel::<Msg>(CHANNEL_DEPTH);
@@ -448,7 +559,7 @@ pub fn spawn_spool(
             match msg {
                 Msg::Data(bytes) => sink.data(bytes)?,
                 Msg::Commit(_) => return sink.commit(),
-                Msg::Append(_) => {
+                Msg::Append(_) | Msg::Raw(_) | Msg::Seen(_) => {
                     return Err(DumpError::Internal {
                         what: "a spool file was sent into another spool file".into(),
                     });
@@ -462,64 +573,148 @@ pub fn spawn_spool(
     Ok((tx, handle))
 }
 
+/// Where a spool thread's bytes go: its file, or once handed over the database's writer.
+struct SpoolTarget {
+    /// Buffered writes into the spool file, until handed over.
+    file: Option<BufWriter<File>>,
+    /// The database's writer, once handed over.
+    forward: Option<mpsc::Sender<Msg>>,
+}
+
+impl Write for SpoolTarget {
+    /// Only the compressed path writes through here; forwarded bytes are zstd, sent raw.
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match (&self.forward, self.file.as_mut()) {
+            (Some(tx), _) => tx
+                .blocking_send(Msg::Raw(buf.to_vec()))
+                .map(|()| buf.len())
+                .map_err(|_| io::Error::other(DumpError::WriterGone)),
+            (None, Some(f)) => f.write(buf),
+            (None, None) => Err(io::Error::other(
+                "a spool file written after it was handed over",
+            )),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self.file.as_mut() {
+            Some(f) => f.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A spool thread's output: plain SQL, or a zstd frame (with what its SQL held, counted
+/// here since the writer never sees that SQL).
+enum SpoolOut {
+    Plain(SpoolTarget),
+    Zstd(zstd::Encoder<'static, SpoolTarget>, Inspector, u64),
+}
+
+impl SpoolOut {
+    fn target(&mut self) -> &mut SpoolTarget {
+        match self {
+            SpoolOut::Plain(t) => t,
+            SpoolOut::Zstd(e, _, _) => e.get_mut(),
+        }
+    }
+}
+
 /// The state of a spool thread: writing its file, or forwarding to the database's writer.
 struct SpoolSink {
     path: PathBuf,
     /// Until handed over.
     spool: Option<SpoolFile>,
-    /// Buffered writes into the spool file, until handed over.
-    out: Option<BufWriter<File>>,
-    /// The database's writer, once handed over.
-    forward: Option<mpsc::Sender<Msg>>,
+    /// Until committed.
+    out: Option<SpoolOut>,
     handoff: Handoff,
 }
 
 impl SpoolSink {
     fn data(&mut self, bytes: Vec<u8>) -> Result<(), DumpError> {
         self.hand_over_if_asked()?;
-        match (&self.forward, self.out.as_mut()) {
-            (Some(tx), _) => tx
-                .blocking_send(Msg::Data(bytes))
-                .map_err(|_| DumpError::WriterGone),
-            (None, Some(out)) => out
-                .write_all(&bytes)
-                .map_err(|e| DumpError::io(&self.path, e)),
-            (None, None) => Err(DumpError::Internal {
-                what: "a spool file written after it was handed over".into(),
+        let path = &self.path;
+        let io = |e: io::Error| match e.downcast::<DumpError>() {
+            Ok(e) => e,
+            Err(e) => DumpError::io(path, e),
+        };
+        match self.out.as_mut() {
+            Some(SpoolOut::Plain(t)) => match (&t.forward, t.file.as_mut()) {
+                (Some(tx), _) => tx
+                    .blocking_send(Msg::Data(bytes))
+                    .map_err(|_| DumpError::WriterGone),
+                (None, Some(f)) => f.write_all(&bytes).map_err(io),
+                (None, None) => Err(io(io::Error::other("no spool file"))),
+            },
+            Some(SpoolOut::Zstd(enc, seen, sql_bytes)) => {
+                seen.feed(&bytes);
+                *sql_bytes += bytes.len() as u64;
+                enc.write_all(&bytes).map_err(io)
+            }
+            None => Err(DumpError::Internal {
+                what: "a spool file written after it was committed".into(),
             }),
         }
     }
 
     fn commit(mut self) -> Result<Spooled, DumpError> {
         self.hand_over_if_asked()?;
-        if self.forward.is_some() {
+        let path = self.path.clone();
+        let io = |e: io::Error| match e.downcast::<DumpError>() {
+            Ok(e) => e,
+            Err(e) => DumpError::io(&path, e),
+        };
+        let (mut target, seen) = match self.out.take().expect("committed once") {
+            SpoolOut::Plain(t) => (t, None),
+            SpoolOut::Zstd(enc, inspector, sql_bytes) => {
+                let t = enc.finish().map_err(io)?;
+                let seen = Seen {
+                    objects: inspector.objects,
+                    sql_bytes,
+                };
+                (t, Some(seen))
+            }
+        };
+        if let Some(tx) = target.forward.take() {
+            if let Some(seen) = seen {
+                tx.blocking_send(Msg::Seen(seen))
+                    .map_err(|_| DumpError::WriterGone)?;
+            }
             return Ok(Spooled::Forwarded);
         }
-        self.close()?;
-        Ok(Spooled::File(self.spool.take().expect("not handed over")))
-    }
-
-    fn close(&mut self) -> Result<(), DumpError> {
-        if let Some(mut out) = self.out.take() {
-            out.flush().map_err(|e| DumpError::io(&self.path, e))?;
-        }
-        Ok(())
+        target.flush().map_err(io)?;
+        let mut spool = self.spool.take().expect("not handed over");
+        spool.compressed = seen;
+        Ok(Spooled::File(spool))
     }
 
     /// The section became the next one its file needs: the bytes so far go to the writer
-    /// (copied from the file, which is then removed) and the rest follows them directly.
+    /// (copied from the file, which is then removed) and the rest follows them directly. A
+    /// zstd frame being written goes on where it was: the encoder is not flushed (that would
+    /// change the bytes), only where its output goes changes.
     fn hand_over_if_asked(&mut self) -> Result<(), DumpError> {
-        if self.forward.is_some() {
+        let Some(out) = self.out.as_mut() else {
+            return Ok(());
+        };
+        if out.target().forward.is_some() {
             return Ok(());
         }
         let Some(tx) = self.handoff.lock().expect("handoff lock").take() else {
             return Ok(());
         };
-        self.close()?;
-        let spool = self.spool.take().expect("handed over once");
+        let target = out.target();
+        if let Some(mut f) = target.file.take() {
+            f.flush().map_err(|e| DumpError::io(&self.path, e))?;
+        }
+        target.forward = Some(tx.clone());
+        let mut spool = self.spool.take().expect("handed over once");
+        if let SpoolOut::Zstd(..) = out {
+            // The frame is not complete: its first bytes go in as they are, the rest as
+            // `Msg::Raw`, and what its SQL held as `Msg::Seen` at the end.
+            spool.compressed = Some(Seen::default());
+        }
         tx.blocking_send(Msg::Append(spool))
             .map_err(|_| DumpError::WriterGone)?;
-        self.forward = Some(tx);
         Ok(())
     }
 }
@@ -738,7 +933,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (alive, mut all_gone) = mpsc::channel::<()>(1);
         let path = SpoolFile::path_for(dir.path(), "db", 1);
-        let (tx, h) = spawn_spool(path.clone(), alive, Handoff::default()).unwrap();
+        let (tx, h) =
+            spawn_spool(path.clone(), alive, Handoff::default(), Compression::None).unwrap();
         tx.send(Msg::Data(b"CREATE TABLE `b` (x int);\n".to_vec()))
             .await
             .unwrap();
@@ -775,7 +971,8 @@ mod tests {
             let (alive, mut all_gone) = mpsc::channel::<()>(1);
             let handoff = Handoff::default();
             let path = SpoolFile::path_for(dir.path(), "db", 2);
-            let (tx, h) = spawn_spool(path.clone(), alive, handoff.clone()).unwrap();
+            let (tx, h) =
+                spawn_spool(path.clone(), alive, handoff.clone(), Compression::None).unwrap();
             let (wtx, mut wrx) = mpsc::channel::<Msg>(16);
             for (i, chunk) in ["one ", "two ", "three"].iter().enumerate() {
                 if i == hand_over_after {
@@ -800,6 +997,7 @@ mod tests {
                     }
                     Msg::Data(b) => got.extend(b),
                     Msg::Commit(_) => panic!("the spool thread never commits the file"),
+                    Msg::Raw(_) | Msg::Seen(_) => panic!("a plain spool sends SQL"),
                 }
             }
             assert_eq!(appended, 1);
@@ -814,12 +1012,105 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (alive, mut all_gone) = mpsc::channel::<()>(1);
         let path = SpoolFile::path_for(dir.path(), "db", 0);
-        let (tx, h) = spawn_spool(path.clone(), alive, Handoff::default()).unwrap();
+        let (tx, h) =
+            spawn_spool(path.clone(), alive, Handoff::default(), Compression::None).unwrap();
         tx.send(Msg::Data(b"partial".to_vec())).await.unwrap();
         drop(tx);
         assert!(join_spool(h).await.is_err());
         assert!(!path.exists());
         assert!(all_gone.recv().await.is_none());
+    }
+
+    /// The messages of a small native dump; section `b` (index 2 to 4) may be spooled.
+    const SECTIONS: [&[u8]; 8] = [
+        b"-- header\n",
+        b"SET NAMES utf8mb4;\n",
+        b"\n-- Table `a`\nCREATE TABLE `a` (x int);\n",
+        b"INSERT INTO `a` VALUES (1);\n",
+        b"\n-- Table `b`\nCREATE TABLE `b` (x int);\n",
+        b"INSERT INTO `b` VALUES (2);\n",
+        b"\n-- Tables end\n",
+        b"-- Dump completed\n",
+    ];
+
+    /// Writes [`SECTIONS`] as a zstd dump; `b` spooled (compressed) when `spool` is given,
+    /// handed over after that many of its messages (3: complete first).
+    async fn zstd_dump(spool: Option<usize>) -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("db.sql.zst");
+        let (wtx, wh) = spawn(PartWriter::create(&target, Compression::Zstd, false).unwrap());
+        for m in &SECTIONS[..4] {
+            wtx.send(Msg::Data(m.to_vec())).await.unwrap();
+        }
+        match spool {
+            None => {
+                for m in &SECTIONS[4..6] {
+                    wtx.send(Msg::Data(m.to_vec())).await.unwrap();
+                }
+            }
+            Some(after) => {
+                let (alive, mut all_gone) = mpsc::channel::<()>(1);
+                let handoff = Handoff::default();
+                let path = SpoolFile::path_for(dir.path(), "db", 1);
+                let (stx, sh) =
+                    spawn_spool(path.clone(), alive, handoff.clone(), Compression::Zstd).unwrap();
+                for (i, m) in SECTIONS[4..6].iter().enumerate() {
+                    if i == after {
+                        *handoff.lock().unwrap() = Some(wtx.clone());
+                    }
+                    stx.send(Msg::Data(m.to_vec())).await.unwrap();
+                }
+                if after == 2 {
+                    *handoff.lock().unwrap() = Some(wtx.clone());
+                }
+                stx.send(Msg::Commit(Vec::new())).await.unwrap();
+                match join_spool(sh).await.unwrap() {
+                    Spooled::File(f) => wtx.send(Msg::Append(f)).await.unwrap(),
+                    Spooled::Forwarded => assert!(after <= 2),
+                }
+                assert!(all_gone.recv().await.is_none());
+                assert!(!path.exists());
+            }
+        }
+        for m in &SECTIONS[6..] {
+            wtx.send(Msg::Data(m.to_vec())).await.unwrap();
+        }
+        wtx.send(Msg::Commit(vec!["a".into(), "b".into()]))
+            .await
+            .unwrap();
+        join(wh).await.unwrap();
+        std::fs::read(&target).unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_zstd_dump_gets_one_frame_per_section_spooled_or_not() {
+        let bytes = zstd_dump(None).await;
+        // Each frame decodes alone to its section.
+        let mut frames = Vec::new();
+        let mut rest = &bytes[..];
+        while !rest.is_empty() {
+            let n = zstd::zstd_safe::find_frame_compressed_size(rest).unwrap();
+            frames.push(String::from_utf8(zstd::decode_all(&rest[..n]).unwrap()).unwrap());
+            rest = &rest[n..];
+        }
+        assert_eq!(
+            frames,
+            [
+                "-- header\nSET NAMES utf8mb4;\n",
+                "\n-- Table `a`\nCREATE TABLE `a` (x int);\nINSERT INTO `a` VALUES (1);\n",
+                "\n-- Table `b`\nCREATE TABLE `b` (x int);\nINSERT INTO `b` VALUES (2);\n",
+                "\n-- Tables end\n-- Dump completed\n",
+            ]
+        );
+        // A section compressed in its spool file, complete or handed over halfway, gives
+        // the same bytes.
+        for after in 0..=3 {
+            assert_eq!(
+                zstd_dump(Some(after)).await,
+                bytes,
+                "hand-over after {after}"
+            );
+        }
     }
 
     #[test]

@@ -214,6 +214,7 @@ impl DumpEngine for SimDumps {
                             statements: 1,
                             sql_bytes: size,
                             tables: table_facts(&content),
+                            mode: Default::default(),
                         }),
                     }
                 }
