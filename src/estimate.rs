@@ -20,7 +20,7 @@ use serde::Serialize;
 pub const ASSUMED_PRUNE_ROWS_PER_SEC: u64 = 200_000;
 
 /// Heartbeat rows a prune by table swap removes per second, assumed: a table of at least
-/// [`crate::sqltext::HEARTBEAT_SWAP_MIN_ROWS`] rows is pruned by swapping in a table that
+/// [`crate::heartbeat::HEARTBEAT_SWAP_MIN_ROWS`] rows is pruned by swapping in a table that
 /// holds only the newest row (docs/prune.md), whose cost is a count and a `DROP TABLE`,
 /// not a delete per row. From one run of the 1 GB demo on this 2-core machine: 3,161,574
 /// rows in 694 ms. A table with a trigger or a foreign key is pruned by DELETE batches
@@ -43,9 +43,9 @@ pub const ASSUMED_DOCKER_INIT_MS: u64 = 180_000;
 pub const ASSUMED_OMS_STARTUP_MS: u64 = 60_000;
 
 /// Rows per second the prune of `rows` heartbeat rows is assumed to remove: by table swap
-/// from [`crate::sqltext::HEARTBEAT_SWAP_MIN_ROWS`] rows on, else by DELETE batches.
+/// from [`crate::heartbeat::HEARTBEAT_SWAP_MIN_ROWS`] rows on, else by DELETE batches.
 pub fn prune_rate(rows: u64) -> u64 {
-    if rows >= crate::sqltext::HEARTBEAT_SWAP_MIN_ROWS {
+    if rows >= crate::heartbeat::HEARTBEAT_SWAP_MIN_ROWS {
         ASSUMED_SWAP_ROWS_PER_SEC
     } else {
         ASSUMED_PRUNE_ROWS_PER_SEC
@@ -330,7 +330,7 @@ pub fn lines(e: &Estimate) -> Vec<String> {
         "  heartbeat prune: ~{} rows at an assumed {} rows/s ({})",
         e.heartbeat_rows,
         prune_rate(e.heartbeat_rows),
-        if e.heartbeat_rows >= crate::sqltext::HEARTBEAT_SWAP_MIN_ROWS {
+        if e.heartbeat_rows >= crate::heartbeat::HEARTBEAT_SWAP_MIN_ROWS {
             "table swap"
         } else {
             "DELETE batches"

@@ -24,6 +24,7 @@ pub mod dumpkind;
 pub mod estimate;
 pub mod events;
 pub mod haconfig;
+pub mod heartbeat;
 pub mod inventory;
 pub mod preflight;
 pub mod refetch;

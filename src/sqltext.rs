@@ -56,10 +56,9 @@ pub const HEARTBEAT_PRUNE: &str = "DELETE FROM heatbeat_sequence WHERE id < ?";
 /// integer key, so a range of this many ids holds at most this many rows).
 pub const HEARTBEAT_BATCH_ROWS: u64 = 10_000;
 
-/// Below this many heartbeat rows (estimated as `max(id) - min(id)`) the prune deletes in
-/// batches: a few DELETEs are then as fast as the table swap ([`HeartbeatSwap`]) and touch
-/// nothing but rows.
-pub const HEARTBEAT_SWAP_MIN_ROWS: u64 = 50_000;
+/// Where the heartbeat prune switches from DELETE batches to the table swap
+/// ([`HeartbeatSwap`]); defined apart so that the pure estimate reads it without this module.
+pub use crate::heartbeat::HEARTBEAT_SWAP_MIN_ROWS;
 
 /// Every row of the heartbeat table (`heatbeat_sequence`): the swap's "rows deleted" is this
 /// less the row it keeps.

@@ -47,7 +47,7 @@ pub(crate) const FORMAT_LINE: &str = "-- Format: 3 (sections)";
 /// backtick-quoted, so a name with a newline broke its comment line.
 pub(crate) const FORMAT_2_LINE: &str = "-- Format: 2 (sections)";
 /// The line after the last table section; views and the closing settings follow it.
-pub(crate) const TABLES_END: &str = "-- Tables end";
+pub(crate) use super::writer::TABLES_END;
 
 /// Dumps `database` natively into `path` over one connection. See the module docs.
 pub(crate) async fn dump(

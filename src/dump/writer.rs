@@ -162,6 +162,10 @@ pub struct PartWriter {
     committed: bool,
 }
 
+/// The line after the last table section of a native dump; views and the closing settings
+/// follow it. The writer ends a zstd frame before it (one frame per section).
+pub(crate) const TABLES_END: &str = "-- Tables end";
+
 /// zstd level: 3 is zstd's default and keeps the dump well ahead of the disk on one core.
 const ZSTD_LEVEL: i32 = 3;
 const BUF_BYTES: usize = 1 << 20;
@@ -359,7 +363,7 @@ fn starts_section(bytes: &[u8]) -> bool {
     bytes.starts_with(b"\n-- Table ")
         || bytes
             .strip_prefix(b"\n")
-            .and_then(|b| b.strip_prefix(super::native::TABLES_END.as_bytes()))
+            .and_then(|b| b.strip_prefix(TABLES_END.as_bytes()))
             .is_some_and(|b| b.starts_with(b"\n"))
 }
 

@@ -170,7 +170,7 @@ pub fn markdown(o: &mut String, r: &Report) {
     let _ = writeln!(
         o,
         "\nEstimated by `init` before anything changed; `assumed` parts are this tool's assumptions (no public figure exists). {}.\n",
-        super::markdown::cell(&basis_note(s))
+        super::text::cell(&basis_note(s))
     );
 }
 

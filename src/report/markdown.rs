@@ -6,18 +6,8 @@ use std::fmt::Write;
 
 use super::lanes::Markup;
 use super::text::{self, clock, duration_ms, short, size, time, time_opt};
+pub(crate) use super::text::{cell, code};
 use super::{NodeLane, Report, StepResult, StepRow};
-
-/// Escapes text for a table cell: pipes would end the cell and newlines the row.
-pub(crate) fn cell(s: &str) -> String {
-    s.replace('|', "\\|").replace(['\r', '\n'], " ")
-}
-
-/// Text inside an inline code span; backticks inside cannot be escaped in Markdown, so
-/// they are replaced with a look-alike.
-pub(crate) fn code(s: &str) -> String {
-    format!("`{}`", cell(&s.replace('`', "'")))
-}
 
 fn yes(b: bool) -> &'static str {
     if b { "yes" } else { "no" }

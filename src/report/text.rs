@@ -312,6 +312,17 @@ pub fn facts(f: &StepFacts) -> String {
     }
 }
 
+/// Escapes text for a table cell: pipes would end the cell and newlines the row.
+pub(crate) fn cell(s: &str) -> String {
+    s.replace('|', "\\|").replace(['\r', '\n'], " ")
+}
+
+/// Text inside an inline code span; backticks inside cannot be escaped in Markdown, so
+/// they are replaced with a look-alike.
+pub(crate) fn code(s: &str) -> String {
+    format!("`{}`", cell(&s.replace('`', "'")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
