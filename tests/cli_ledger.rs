@@ -72,11 +72,7 @@ fn verify_reports_count_and_head_in_text_and_json() {
 fn broken_ledger_exits_3_with_the_first_bad_seq() {
     let (_t, dir, _) = ledger_with_notes(4);
     {
-        let db = sled::Config::new()
-            .path(&dir)
-            .segment_size(8 * 1024 * 1024)
-            .open()
-            .unwrap();
+        let db = support::raw_sled(&dir);
         let t = db.open_tree("records").unwrap();
         t.remove(2u64.to_be_bytes()).unwrap();
         db.flush().unwrap();

@@ -176,11 +176,7 @@ fn a_busy_ledger_whose_copy_does_not_verify_is_busy_not_shown() {
     let root = tempfile::tempdir().unwrap();
     let (dir, _) = support::ledger_with_notes(root.path(), 5);
     {
-        let db = sled::Config::new()
-            .path(&dir)
-            .segment_size(8 << 20)
-            .open()
-            .unwrap();
+        let db = support::raw_sled(&dir);
         let records = db.open_tree(RECORDS_TREE).unwrap();
         let mut v = records.get(seq_key(3)).unwrap().unwrap().to_vec();
         let last = v.len() - 1;

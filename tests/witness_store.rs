@@ -523,11 +523,7 @@ fn append_notes(dir: &std::path::Path, n: u64, tag: &str) {
 /// the tail).
 fn truncate(dir: &std::path::Path, from_seq: u64) {
     use oms_upgrade::ledger::store::{RECORDS_TREE, seq_key};
-    let db = sled::Config::new()
-        .path(dir)
-        .segment_size(8 << 20)
-        .open()
-        .unwrap();
+    let db = support::raw_sled(dir);
     let t = db.open_tree(RECORDS_TREE).unwrap();
     let mut seq = from_seq;
     while t.remove(seq_key(seq)).unwrap().is_some() {
@@ -736,11 +732,7 @@ async fn ledger_push_refuses_a_broken_chain_and_pushes_nothing() {
     let m = Matrix::new("wit_broken", 4).await;
     {
         use oms_upgrade::ledger::store::{RECORDS_TREE, seq_key};
-        let db = sled::Config::new()
-            .path(&m.dir)
-            .segment_size(8 << 20)
-            .open()
-            .unwrap();
+        let db = support::raw_sled(&m.dir);
         let t = db.open_tree(RECORDS_TREE).unwrap();
         let mut v = t.get(seq_key(2)).unwrap().unwrap().to_vec();
         v[60] ^= 1;

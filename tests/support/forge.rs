@@ -14,11 +14,7 @@ use oms_upgrade::ledger::store::{RECORDS_TREE, seq_key};
 /// copy, then re-links the whole chain: each record gets the previous record's new hash and
 /// a hash recomputed over its new body. Returns how many records were rewritten.
 pub fn rewrite_chain(dir: &Path, mut edit: impl FnMut(&mut Record)) -> u64 {
-    let db = sled::Config::new()
-        .path(dir)
-        .segment_size(8 << 20)
-        .open()
-        .unwrap_or_else(|e| panic!("forger: open {}: {e}", dir.display()));
+    let db = super::raw_sled(dir);
     let records = db.open_tree(RECORDS_TREE).unwrap();
     let mut originals = Vec::new();
     for kv in records.iter() {

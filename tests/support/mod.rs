@@ -189,6 +189,29 @@ pub async fn remove_labelled_containers(docker: &bollard::Docker, value: Option<
 
 /// A ledger in `root/ledger` holding `n` operator notes, one second apart from a fixed time,
 /// written through the library (no upgrade needed); returns the folder and the hashes.
+/// Opens a (closed) ledger's sled database directly, as an attacker with the folder would.
+/// sled locks its data file, and a child process forked by another test of the same binary
+/// holds that lock for a moment (until its exec closes the inherited descriptor), as the
+/// ledger's own open allows for with a grace period; this waits up to 5 s the same way.
+/// (A CI run failed with `could not acquire lock ... WouldBlock` without it.)
+#[allow(dead_code)]
+pub fn raw_sled(dir: &std::path::Path) -> sled::Db {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match sled::Config::new().path(dir).segment_size(8 << 20).open() {
+            Ok(db) => return db,
+            Err(e) if std::time::Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => panic!(
+                "open the ledger's sled database {} directly: {e}",
+                dir.display()
+            ),
+        }
+    }
+}
+
 pub fn ledger_with_notes(
     root: &std::path::Path,
     n: i64,
