@@ -62,6 +62,23 @@ FLUSH PRIVILEGES;
 SQL
 }
 
+# The hostile-input tests turn the server's general log on for a few statements
+# (tests/support/hostile.rs, GeneralLog) and put it back when they end; a test run killed in
+# between leaves it on, and it then logs every row of every later test (9.7 GB once). The
+# suite needs it off at the start, and an empty log table.
+quiet_general_log() {
+  _sudo mariadb <<'SQL'
+SET GLOBAL general_log = OFF;
+TRUNCATE TABLE mysql.general_log;
+SQL
+  local f
+  f=$(_sudo mariadb -N -e "SELECT IF(@@general_log_file LIKE '/%', @@general_log_file, CONCAT(@@datadir, @@general_log_file))")
+  if [ -n "$f" ] && _sudo test -s "$f"; then
+    echo "== emptying the general log file $f (left on by an interrupted run)"
+    _sudo truncate -s 0 "$f"
+  fi
+}
+
 ensure_python() {
   _need_pkg python3 python3-venv
   local venv=target/pyenv
