@@ -123,27 +123,27 @@ impl EarlierRun {
 /// How close an earlier run's target is to this one's, closest first.
 #[derive(Debug, Clone, Copy)]
 enum Closeness {
-    SameVersion,
-    SameLine,
-    SameMajor,
+    Exact,
+    Line,
+    Major,
 }
 
 impl Closeness {
     fn fits(self, run: crate::versions::Version, target: crate::versions::Version) -> bool {
         let line = run.major == target.major && run.minor == target.minor;
         match self {
-            Closeness::SameVersion => run == target,
-            Closeness::SameLine => line,
-            Closeness::SameMajor => run.major == target.major,
+            Closeness::Exact => run == target,
+            Closeness::Line => line,
+            Closeness::Major => run.major == target.major,
         }
     }
 
     /// The group's name: `3.3.1`, `3.3.x` or `3.x`.
     fn name(self, t: crate::versions::Version) -> String {
         match self {
-            Closeness::SameVersion => format!("{}.{}.{}", t.major, t.minor, t.patch),
-            Closeness::SameLine => format!("{}.{}.x", t.major, t.minor),
-            Closeness::SameMajor => format!("{}.x", t.major),
+            Closeness::Exact => format!("{}.{}.{}", t.major, t.minor, t.patch),
+            Closeness::Line => format!("{}.{}.x", t.major, t.minor),
+            Closeness::Major => format!("{}.x", t.major),
         }
     }
 }
@@ -158,11 +158,7 @@ pub fn from_earlier_runs(
     target: crate::versions::Version,
     runs: &[EarlierRun],
 ) -> Option<(u64, Basis)> {
-    for group in [
-        Closeness::SameVersion,
-        Closeness::SameLine,
-        Closeness::SameMajor,
-    ] {
+    for group in [Closeness::Exact, Closeness::Line, Closeness::Major] {
         let mut found: Vec<(&chrono::DateTime<chrono::Utc>, u64)> = runs
             .iter()
             .filter(|r| group.fits(r.target, target))
@@ -172,7 +168,7 @@ pub fn from_earlier_runs(
             continue;
         }
         // The latest first (a tie keeps the order given).
-        found.sort_by(|a, b| b.0.cmp(a.0));
+        found.sort_by_key(|f| std::cmp::Reverse(*f.0));
         found.truncate(EARLIER_RUNS_USED);
         let mut ms: Vec<u64> = found.iter().map(|(_, ms)| *ms).collect();
         ms.sort_unstable();

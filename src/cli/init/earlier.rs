@@ -70,7 +70,7 @@ fn candidates(ledger: &Path) -> Vec<PathBuf> {
             Some((db.modified().ok()?, p))
         })
         .collect();
-    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found.sort_by_key(|f| std::cmp::Reverse(f.0));
     found.truncate(MAX_LEDGERS_READ);
     found.into_iter().map(|(_, p)| p).collect()
 }
