@@ -47,10 +47,12 @@ pub fn earlier_runs(ledger: &Path, host: &str) -> Vec<EarlierRun> {
 /// regular files there), newest first by their `db`'s modification time, at most
 /// [`MAX_LEDGERS_READ`]. `ledger` itself is left out.
 fn candidates(ledger: &Path) -> Vec<PathBuf> {
+    // `--ledger ledger-2` names a folder in the working directory, whose parent is "".
+    let ledger = std::path::absolute(ledger).unwrap_or_else(|_| ledger.to_path_buf());
     let Some(parent) = ledger.parent() else {
         return Vec::new();
     };
-    let own = std::fs::canonicalize(ledger).unwrap_or_else(|_| ledger.to_path_buf());
+    let own = std::fs::canonicalize(&ledger).unwrap_or_else(|_| ledger.clone());
     let Ok(entries) = std::fs::read_dir(parent) else {
         return Vec::new();
     };
@@ -117,4 +119,39 @@ fn read(dir: &Path, host: &str) -> Result<EarlierRun, String> {
         finished_at: history.records.last().ok_or("no records")?.at,
         parts,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only folders holding sled's `conf` and `db` as regular files are read, and this
+    /// run's own ledger never.
+    #[test]
+    fn candidates_are_the_ledger_like_folders_beside_this_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let make = |name: &str, files: &[&str]| {
+            let d = tmp.path().join(name);
+            std::fs::create_dir(&d).unwrap();
+            for f in files {
+                std::fs::write(d.join(f), b"x").unwrap();
+            }
+            d
+        };
+        let own = make("ledger", &["conf", "db"]);
+        let earlier = make("ledger-1", &["conf", "db"]);
+        make("backups", &[]);
+        make("half", &["conf"]);
+        let linked = make("linked", &["conf"]);
+        std::os::unix::fs::symlink(earlier.join("db"), linked.join("db")).unwrap();
+        std::fs::write(tmp.path().join("a-file"), b"x").unwrap();
+        assert_eq!(candidates(&own), vec![earlier.clone()]);
+        // A ledger folder not created yet (the first `init` on it) has the same neighbours.
+        let mut found = candidates(&tmp.path().join("ledger-9"));
+        found.sort();
+        assert_eq!(found, vec![own, earlier.clone()]);
+        // Not a ledger, or unreadable: nothing learned, no error.
+        assert!(earlier_runs(&tmp.path().join("ledger-9"), "h").is_empty());
+        assert!(candidates(Path::new("/")).is_empty());
+    }
 }
