@@ -53,23 +53,138 @@ pub fn prune_rate(rows: u64) -> u64 {
 }
 
 /// Where a figure of the estimate comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Basis {
     /// Computed from what `init` measured on this node.
     Measured,
     /// One of this module's named assumptions (no public figure exists).
     Assumed,
+    /// The median of what earlier completed upgrades on this host took for the part
+    /// ([`EarlierRun`], [`from_earlier_runs`]).
+    EarlierRuns {
+        /// How many runs the median is over.
+        runs: u32,
+        /// Which target versions they went to: the exact version (`3.3.1`), its release
+        /// line (`3.3.x`) or its major version (`3.x`).
+        version: String,
+    },
 }
 
 impl Basis {
-    /// The word shown beside a figure.
-    pub fn as_str(self) -> &'static str {
+    /// The basis as a code: `measured`, `assumed` or `earlier_runs`.
+    pub fn as_str(&self) -> &'static str {
         match self {
             Basis::Measured => "measured",
             Basis::Assumed => "assumed",
+            Basis::EarlierRuns { .. } => "earlier_runs",
         }
     }
+
+    /// The words shown beside a figure: `measured`, `assumed`, or
+    /// `earlier runs (n=3, to 4.2.x)`.
+    pub fn label(&self) -> String {
+        match self {
+            Basis::EarlierRuns { runs, version } => {
+                format!("earlier runs (n={runs}, to {version})")
+            }
+            other => other.as_str().to_string(),
+        }
+    }
+}
+
+/// How many of the latest matching earlier runs a learned figure is the median of: enough
+/// that one slow run (a cold page cache, a busy host) does not move it, few enough that
+/// a host's recent behaviour counts more than its distant past.
+pub const EARLIER_RUNS_USED: usize = 5;
+
+/// One earlier upgrade recorded on this host, as the shell read it from a verified ledger
+/// of a completed run: what each part of its window actually took (the same figures its
+/// report's "Estimate against actual" shows as actual).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EarlierRun {
+    /// The version it upgraded to.
+    pub target: crate::versions::Version,
+    /// Its last record's time: which runs are the latest.
+    pub finished_at: chrono::DateTime<chrono::Utc>,
+    /// Milliseconds each part took (parts the ledger has no figure for are absent).
+    pub parts: Vec<(PartKind, u64)>,
+}
+
+impl EarlierRun {
+    fn part(&self, kind: PartKind) -> Option<u64> {
+        self.parts
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, ms)| *ms)
+    }
+}
+
+/// How close an earlier run's target is to this one's, closest first.
+#[derive(Debug, Clone, Copy)]
+enum Closeness {
+    Exact,
+    Line,
+    Major,
+}
+
+impl Closeness {
+    fn fits(self, run: crate::versions::Version, target: crate::versions::Version) -> bool {
+        let line = run.major == target.major && run.minor == target.minor;
+        match self {
+            Closeness::Exact => run == target,
+            Closeness::Line => line,
+            Closeness::Major => run.major == target.major,
+        }
+    }
+
+    /// The group's name: `3.3.1`, `3.3.x` or `3.x`.
+    fn name(self, t: crate::versions::Version) -> String {
+        match self {
+            Closeness::Exact => format!("{}.{}.{}", t.major, t.minor, t.patch),
+            Closeness::Line => format!("{}.{}.x", t.major, t.minor),
+            Closeness::Major => format!("{}.x", t.major),
+        }
+    }
+}
+
+/// The figure for `kind` learned from earlier runs to `target`: the median of the latest
+/// [`EARLIER_RUNS_USED`] runs that recorded the part, from the closest group that has any
+/// (same version, same release line, same major; see [`Basis::EarlierRuns`]). A median,
+/// not a mean: one run far off (a retried `docker_init.sh`, a host under load) does not
+/// move it. `None`: no earlier run of the major version recorded the part.
+pub fn from_earlier_runs(
+    kind: PartKind,
+    target: crate::versions::Version,
+    runs: &[EarlierRun],
+) -> Option<(u64, Basis)> {
+    for group in [Closeness::Exact, Closeness::Line, Closeness::Major] {
+        let mut found: Vec<(&chrono::DateTime<chrono::Utc>, u64)> = runs
+            .iter()
+            .filter(|r| group.fits(r.target, target))
+            .filter_map(|r| r.part(kind).map(|ms| (&r.finished_at, ms)))
+            .collect();
+        if found.is_empty() {
+            continue;
+        }
+        // The latest first (a tie keeps the order given).
+        found.sort_by_key(|f| std::cmp::Reverse(*f.0));
+        found.truncate(EARLIER_RUNS_USED);
+        let mut ms: Vec<u64> = found.iter().map(|(_, ms)| *ms).collect();
+        ms.sort_unstable();
+        let mid = ms.len() / 2;
+        let median = if ms.len() % 2 == 1 {
+            ms[mid]
+        } else {
+            // The two middle figures' mean, rounded up (never below either's floor).
+            let (a, b) = (u128::from(ms[mid - 1]), u128::from(ms[mid]));
+            u64::try_from((a + b).div_ceil(2)).unwrap_or(u64::MAX)
+        };
+        let runs = u32::try_from(ms.len()).unwrap_or(u32::MAX);
+        let version = group.name(target);
+        return Some((median, Basis::EarlierRuns { runs, version }));
+    }
+    None
 }
 
 /// One database as `information_schema` described it at `init`.
@@ -211,6 +326,31 @@ impl Estimate {
     pub fn all_measured(&self) -> bool {
         self.parts.iter().all(|p| p.basis == Basis::Measured)
     }
+
+    /// True when some part is one of this module's assumptions.
+    pub fn any_assumed(&self) -> bool {
+        self.parts.iter().any(|p| p.basis == Basis::Assumed)
+    }
+
+    /// Replaces each assumed container, `docker_init.sh` and start-up figure with what
+    /// earlier runs on this host to `target` took ([`from_earlier_runs`]); a part no
+    /// earlier run recorded keeps its assumption. The dump and the prune are not learned:
+    /// the dump is measured on this node, and the prune depends on this node's rows.
+    pub fn learn(&mut self, target: crate::versions::Version, runs: &[EarlierRun]) {
+        for p in &mut self.parts {
+            let learnable = matches!(
+                p.kind,
+                PartKind::Container | PartKind::DockerInit | PartKind::OmsStartup
+            );
+            if !learnable || p.basis != Basis::Assumed {
+                continue;
+            }
+            if let Some((ms, basis)) = from_earlier_runs(p.kind, target, runs) {
+                p.ms = ms;
+                p.basis = basis;
+            }
+        }
+    }
 }
 
 /// Milliseconds to read `bytes` at `per_sec` bytes a second, rounded up.
@@ -311,10 +451,10 @@ pub fn lines(e: &Estimate) -> Vec<String> {
     let mut out = vec![format!(
         "Estimated downtime (T1 -> T2) for this node: {}{}",
         show_ms(e.total_ms()),
-        if e.all_measured() {
-            ""
-        } else {
+        if e.any_assumed() {
             " (parts marked `assumed` are this tool's assumptions: no public figure exists)"
+        } else {
+            ""
         }
     )];
     for p in &e.parts {
@@ -322,7 +462,7 @@ pub fn lines(e: &Estimate) -> Vec<String> {
             "  {:<28} {:>14}  {}",
             p.kind.title(),
             show_ms(p.ms),
-            p.basis.as_str()
+            p.basis.label()
         ));
     }
     out.push(format!("  {}", dump_basis(e)));
@@ -386,7 +526,7 @@ mod tests {
             3,
         );
         let dump = e.part(PartKind::Dump).unwrap();
-        assert_eq!((dump.ms, dump.basis), (10_000, Basis::Measured));
+        assert_eq!((dump.ms, dump.basis.clone()), (10_000, Basis::Measured));
         assert_eq!(e.data_bytes(), 1_000_000_000);
         assert_eq!(
             e.total_ms(),
@@ -417,7 +557,7 @@ mod tests {
     #[test]
     fn every_part_not_measured_is_labelled_assumed() {
         let e = estimate(vec![db("rm", 10)], ("hb", 0), Some(probe(10, 10)), 3);
-        let kinds: Vec<_> = e.parts.iter().map(|p| (p.kind, p.basis)).collect();
+        let kinds: Vec<_> = e.parts.iter().map(|p| (p.kind, p.basis.clone())).collect();
         assert_eq!(
             kinds,
             vec![
@@ -474,7 +614,7 @@ mod tests {
         assert_eq!(e.part(PartKind::Dump).unwrap().ms, 100_001);
         let prune = e.part(PartKind::Prune).unwrap();
         assert_eq!(
-            (prune.ms, prune.basis),
+            (prune.ms, prune.basis.clone()),
             (999_999 * 1000 / ASSUMED_SWAP_ROWS_PER_SEC, Basis::Assumed)
         );
         // Below the swap's threshold the prune deletes in batches, at the slower rate.
@@ -492,6 +632,170 @@ mod tests {
         );
         // Only the heartbeat database's data is left out.
         assert_eq!(estimate(vec![hb], ("other", 50), None, 3).data_bytes(), 100);
+    }
+
+    fn earlier(target: (u16, u16, u16), minute: u32, parts: &[(PartKind, u64)]) -> EarlierRun {
+        use chrono::TimeZone;
+        EarlierRun {
+            target: crate::versions::Version::new(target.0, target.1, target.2),
+            finished_at: chrono::Utc
+                .with_ymd_and_hms(2026, 1, 1, 10, minute, 0)
+                .unwrap(),
+            parts: parts.to_vec(),
+        }
+    }
+
+    const V331: crate::versions::Version = crate::versions::Version::new(3, 3, 1);
+
+    fn learned(runs: &[EarlierRun]) -> Vec<(PartKind, u64, String)> {
+        let mut e = estimate(vec![db("rm", 10)], ("hb", 0), Some(probe(10, 10)), 3);
+        e.learn(V331, runs);
+        e.parts
+            .iter()
+            .map(|p| (p.kind, p.ms, p.basis.label()))
+            .collect()
+    }
+
+    /// Runs to the same version count first, and only they when there are any.
+    #[test]
+    fn earlier_runs_to_the_same_version_give_the_median() {
+        let runs = [
+            earlier((3, 3, 1), 1, &[(PartKind::DockerInit, 100_000)]),
+            earlier((3, 3, 1), 2, &[(PartKind::DockerInit, 120_000)]),
+            earlier((3, 3, 1), 3, &[(PartKind::DockerInit, 110_000)]),
+            // Closer in time, but another version: not used while the same version has runs.
+            earlier((3, 3, 2), 4, &[(PartKind::DockerInit, 1_000)]),
+        ];
+        assert_eq!(
+            from_earlier_runs(PartKind::DockerInit, V331, &runs),
+            Some((
+                110_000,
+                Basis::EarlierRuns {
+                    runs: 3,
+                    version: "3.3.1".into()
+                }
+            ))
+        );
+        // An even count: the middle two's mean, rounded up.
+        assert_eq!(
+            from_earlier_runs(PartKind::DockerInit, V331, &runs[..2]),
+            Some((
+                110_000,
+                Basis::EarlierRuns {
+                    runs: 2,
+                    version: "3.3.1".into()
+                }
+            ))
+        );
+    }
+
+    /// Without a run to the same version: the same release line, then the same major
+    /// version, then the assumption; a part is learned only from runs that recorded it.
+    #[test]
+    fn earlier_runs_fall_back_to_the_line_the_major_then_the_assumption() {
+        let line = [
+            earlier((3, 3, 0), 1, &[(PartKind::Container, 4_000)]),
+            earlier((3, 1, 0), 2, &[(PartKind::Container, 9_000)]),
+        ];
+        assert_eq!(
+            from_earlier_runs(PartKind::Container, V331, &line),
+            Some((
+                4_000,
+                Basis::EarlierRuns {
+                    runs: 1,
+                    version: "3.3.x".into()
+                }
+            ))
+        );
+        let major = [earlier((3, 1, 0), 2, &[(PartKind::Container, 9_000)])];
+        assert_eq!(
+            from_earlier_runs(PartKind::Container, V331, &major),
+            Some((
+                9_000,
+                Basis::EarlierRuns {
+                    runs: 1,
+                    version: "3.x".into()
+                }
+            ))
+        );
+        let other_major = [earlier((4, 3, 1), 2, &[(PartKind::Container, 9_000)])];
+        assert_eq!(
+            from_earlier_runs(PartKind::Container, V331, &other_major),
+            None
+        );
+        // Learned where a run recorded the part; the rest stays assumed, and the dump stays
+        // measured.
+        assert_eq!(
+            learned(&major),
+            vec![
+                (PartKind::Prune, 0, "assumed".into()),
+                (PartKind::Dump, 1, "measured".into()),
+                (
+                    PartKind::Container,
+                    9_000,
+                    "earlier runs (n=1, to 3.x)".into()
+                ),
+                (
+                    PartKind::DockerInit,
+                    ASSUMED_DOCKER_INIT_MS,
+                    "assumed".into()
+                ),
+                (
+                    PartKind::OmsStartup,
+                    ASSUMED_OMS_STARTUP_MS,
+                    "assumed".into()
+                ),
+            ]
+        );
+    }
+
+    /// One run far off (a retried docker_init.sh, a loaded host) does not move the figure,
+    /// and only the latest EARLIER_RUNS_USED runs count.
+    #[test]
+    fn an_outlier_or_an_old_run_does_not_move_the_figure() {
+        let mut runs: Vec<EarlierRun> = [60_000, 3_600_000, 62_000]
+            .iter()
+            .enumerate()
+            .map(|(i, ms)| earlier((3, 3, 1), 10 + i as u32, &[(PartKind::OmsStartup, *ms)]))
+            .collect();
+        assert_eq!(
+            from_earlier_runs(PartKind::OmsStartup, V331, &runs).map(|f| f.0),
+            Some(62_000)
+        );
+        // Five newer runs at 30 s: the three older ones no longer count.
+        for m in 20..25 {
+            runs.push(earlier((3, 3, 1), m, &[(PartKind::OmsStartup, 30_000)]));
+        }
+        assert_eq!(
+            from_earlier_runs(PartKind::OmsStartup, V331, &runs),
+            Some((
+                30_000,
+                Basis::EarlierRuns {
+                    runs: EARLIER_RUNS_USED as u32,
+                    version: "3.3.1".into()
+                }
+            ))
+        );
+    }
+
+    /// No earlier run: every figure as before, all labelled assumed.
+    #[test]
+    fn without_earlier_runs_the_assumptions_stand() {
+        for kind in [
+            PartKind::Container,
+            PartKind::DockerInit,
+            PartKind::OmsStartup,
+        ] {
+            assert_eq!(from_earlier_runs(kind, V331, &[]), None);
+        }
+        let plain = estimate(vec![db("rm", 10)], ("hb", 0), Some(probe(10, 10)), 3);
+        let mut e = plain.clone();
+        e.learn(V331, &[]);
+        assert_eq!(e, plain);
+        // A run that recorded none of the parts (it stopped before the container) teaches
+        // nothing either.
+        e.learn(V331, &[earlier((3, 3, 1), 1, &[])]);
+        assert_eq!(e, plain);
     }
 
     #[test]

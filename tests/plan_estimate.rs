@@ -7,8 +7,27 @@
 mod support;
 
 use oms_upgrade::events::{self, Event, PlanExt};
+use support::emulator as emu;
 use support::forge;
-use support::upgrade::{Run, json_of, ok};
+use support::upgrade::{Run, cli, init_cmd, json_of, ok};
+
+/// The estimate parts of `plan --json` on `ledger`: kind, milliseconds, basis (a word, or
+/// the learned basis as JSON).
+fn planned_parts(ledger: &std::path::Path) -> Vec<(String, u64, serde_json::Value)> {
+    let plan = json_of(&ok(cli(ledger).args(["--json", "plan"])).stdout);
+    plan["estimate"]["parts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("an estimate: {plan:#}"))
+        .iter()
+        .map(|p| {
+            (
+                p["kind"].as_str().unwrap().to_string(),
+                p["ms"].as_u64().unwrap(),
+                p["basis"].clone(),
+            )
+        })
+        .collect()
+}
 
 /// `report --format json`: one pretty-printed document.
 fn report_json(run: &Run) -> serde_json::Value {
@@ -124,4 +143,85 @@ async fn plan_shows_the_estimate_and_report_sets_it_against_the_run() {
     assert_eq!(report["outcome"]["phase"], "completed");
     let md = text(&ok(run.cli().arg("report")));
     assert!(!md.contains("Estimate against actual"), "{md}");
+}
+
+/// issue 16, second pass: a second upgrade planned on the host learns the container,
+/// `docker_init.sh` and start-up figures from the first one's ledger, which lies beside
+/// its own: each is what the first run's report shows as actual, labelled `earlier runs
+/// (n=1, to 3.3.1)`. A folder that is not a ledger, a damaged one, a run that has not
+/// completed and a run planned on another host teach nothing and do not stop `init`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_plan_learns_init_and_start_up_from_the_first_run() {
+    let first = Run::planned().await;
+    first.ok(&["run", "--yes"]).await;
+    let report = report_json(&first);
+    let actual = |part: &str| -> u64 {
+        report["estimate"]["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["part"] == part)
+            .and_then(|r| r["actual_ms"].as_u64())
+            .unwrap_or_else(|| panic!("{part}'s actual: {report:#}"))
+    };
+
+    // Beside the first ledger: its backups (not a ledger) and a damaged ledger.
+    let damaged = first.tmp.join("ledger-damaged");
+    std::fs::create_dir(&damaged).unwrap();
+    std::fs::write(damaged.join("conf"), b"not sled").unwrap();
+    std::fs::write(damaged.join("db"), b"not sled either").unwrap();
+
+    // A second node planned on another host: the first run is not its host's, and teaches
+    // nothing (nor does this plan's own unfinished ledger teach the next one).
+    let node = emu::start_old_oms().await;
+    let elsewhere = first.tmp.join("ledger-elsewhere");
+    ok(
+        init_cmd(&node, &elsewhere, &first.tmp.join("backups-elsewhere"))
+            .await
+            .env("OMS_UPGRADE_HOST", "another-host"),
+    );
+    let parts = planned_parts(&elsewhere);
+    for (kind, _, basis) in &parts[2..] {
+        assert_eq!(basis, "assumed", "{kind}: {parts:?}");
+    }
+
+    // The same node planned on this host: learned from the first run.
+    let second = first.tmp.join("ledger-2");
+    ok(&mut init_cmd(&node, &second, &first.tmp.join("backups-2")).await);
+    let parts = planned_parts(&second);
+    let learned = serde_json::json!({"earlier_runs": {"runs": 1, "version": "3.3.1"}});
+    let kinds: Vec<&str> = parts.iter().map(|p| p.0.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["prune", "dump", "container", "docker_init", "oms_startup"]
+    );
+    assert_eq!(parts[0].2, "assumed", "{parts:?}");
+    assert_eq!(parts[1].2, "measured", "{parts:?}");
+    for (kind, ms, basis) in &parts[2..] {
+        assert_eq!(basis, &learned, "{kind}: {parts:?}");
+        assert_eq!(*ms, actual(kind), "{kind}: {parts:?}");
+    }
+    let shown = String::from_utf8_lossy(&ok(cli(&second).arg("plan")).stdout).into_owned();
+    assert!(shown.contains("earlier runs (n=1, to 3.3.1)"), "{shown}");
+
+    // The first run's own report is unchanged by all this, and the second plan's report
+    // (before its run) names the basis in its estimate rows.
+    let md = String::from_utf8_lossy(&ok(cli(&second).arg("report")).stdout).into_owned();
+    assert!(
+        md.contains("| docker_init.sh | ") && md.contains("| earlier runs (n=1, to 3.3.1) |"),
+        "{md}"
+    );
+    let rows: serde_json::Value =
+        serde_json::from_slice(&ok(cli(&second).args(["report", "--format", "json"])).stdout)
+            .unwrap();
+    let row = rows["estimate"]["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["part"] == "docker_init")
+        .cloned()
+        .unwrap();
+    assert_eq!(row["basis"], "earlier_runs", "{row:#}");
+    assert_eq!(row["basis_text"], "earlier runs (n=1, to 3.3.1)", "{row:#}");
+    first.verify_ledger();
 }

@@ -26,6 +26,7 @@ use crate::replay::Phase;
 use crate::witness::{WitnessPolicy, WitnessTarget};
 
 mod deployment;
+mod earlier;
 
 /// HA toggling mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -190,7 +191,7 @@ pub fn run(args: InitArgs, ctx: &Ctx) -> CmdResult {
     // Earlier failed preflights on this ledger keep their run id.
     let run_id = state.run_id().unwrap_or_else(uuid::Uuid::new_v4);
     let mut checks = Vec::new();
-    let planned = rt.block_on(preflight(&args, run_id, &mut checks));
+    let planned = rt.block_on(preflight(&args, &ctx.ledger, run_id, &mut checks));
     let now = chrono::Utc::now();
     match planned {
         Ok((plan, tls)) if checks.iter().all(|c| c.ok) => {
@@ -336,6 +337,7 @@ fn fatal(check: &'static str, err: CliError) -> Fatal {
 /// gets every check judged, in order; the error is the check that stopped it.
 async fn preflight(
     args: &InitArgs,
+    ledger: &std::path::Path,
     run_id: uuid::Uuid,
     checks: &mut Vec<PreflightCheck>,
 ) -> Result<(Plan, TlsState), Fatal> {
@@ -383,7 +385,7 @@ async fn preflight(
         }
         None => None,
     };
-    plan(args, run_id, &facts, g, nodes)
+    plan(args, ledger, run_id, &facts, g, nodes)
 }
 
 /// A stopping rule's finding as the CLI's error.
@@ -678,6 +680,7 @@ async fn measure_for_estimate(
 /// The plan, from what the preflight found and judged.
 fn plan(
     args: &InitArgs,
+    ledger: &std::path::Path,
     run_id: uuid::Uuid,
     facts: &Facts,
     g: Gathered,
@@ -765,7 +768,11 @@ fn plan(
             .ext
             .push(PlanExt::Deployment(Box::new(deployment_plan(d, to))));
     }
-    if let Some(e) = g.estimate {
+    if let Some(mut e) = g.estimate {
+        // The assumed container and init figures give way to what earlier upgrades on this
+        // host took (issue 16, second pass); read-only, and never a reason to stop.
+        let (_, host) = shell::identity();
+        e.learn(to, &earlier::earlier_runs(ledger, &host));
         input.ext.push(PlanExt::Estimate(Box::new(e)));
     }
     // Kept so that a crash between `disable-ha`'s write and its outcome does not lose

@@ -634,3 +634,53 @@ fn the_estimate_extension_is_appended_and_round_trips() {
     assert_eq!(back, Event::planned(old.clone()));
     assert_eq!(old.estimate(), None);
 }
+
+/// issue 16, second pass: a part learned from earlier runs is recorded with the basis
+/// variant appended after `Assumed` (index 2), and the older bases keep their bytes.
+#[test]
+fn a_learned_basis_is_appended_and_round_trips() {
+    use crate::estimate::{Basis, DbMeasure, EarlierRun, PartKind, estimate};
+    let mut e = estimate(
+        vec![DbMeasure {
+            name: "drc_cm_db".into(),
+            tables: 1,
+            rows: 1,
+            data_bytes: 1,
+            index_bytes: 0,
+        }],
+        ("drc_cm_heartbeat_db", 0),
+        None,
+        3,
+    );
+    e.learn(
+        crate::versions::Version::new(3, 3, 1),
+        &[EarlierRun {
+            target: crate::versions::Version::new(3, 3, 1),
+            finished_at: chrono::DateTime::UNIX_EPOCH,
+            parts: vec![(PartKind::DockerInit, 42_000)],
+        }],
+    );
+    let learned = e.part(PartKind::DockerInit).unwrap();
+    assert_eq!(
+        learned.basis,
+        Basis::EarlierRuns {
+            runs: 1,
+            version: "3.3.1".into()
+        }
+    );
+    let mut input = input("3.3.0", "3.3.1");
+    input.ext = vec![PlanExt::Estimate(Box::new(e.clone()))];
+    let p = Plan::new(input).unwrap();
+    let enc = encode(&Event::planned(p.clone()));
+    let back = decode(enc.event_type, enc.schema_version, &enc.payload).unwrap();
+    assert_eq!(back, Event::planned(p));
+    let std = bincode::config::standard();
+    let bytes = |b: &v1::BasisV1| bincode::serde::encode_to_vec(b, std).unwrap();
+    assert_eq!(bytes(&v1::BasisV1::Measured), [0]);
+    assert_eq!(bytes(&v1::BasisV1::Assumed), [1]);
+    let stored = bytes(&v1::BasisV1::EarlierRuns {
+        runs: 1,
+        version: "3.3.1".into(),
+    });
+    assert_eq!(stored[0], 2, "appended after Assumed");
+}

@@ -1680,11 +1680,16 @@ pub enum PartKindV1 {
 }
 
 /// issue 16: where a figure comes from. Variant order is stored: append only.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[allow(missing_docs)]
 pub enum BasisV1 {
     Measured,
     Assumed,
+    /// Appended (issue 16, second pass): learned from earlier runs on the host.
+    EarlierRuns {
+        runs: u32,
+        version: String,
+    },
 }
 
 impl From<&crate::estimate::Estimate> for EstimateV1 {
@@ -1723,9 +1728,13 @@ impl From<&crate::estimate::Estimate> for EstimateV1 {
                         PartKind::Prune => PartKindV1::Prune,
                     },
                     ms: p.ms,
-                    basis: match p.basis {
+                    basis: match &p.basis {
                         Basis::Measured => BasisV1::Measured,
                         Basis::Assumed => BasisV1::Assumed,
+                        Basis::EarlierRuns { runs, version } => BasisV1::EarlierRuns {
+                            runs: *runs,
+                            version: version.clone(),
+                        },
                     },
                 })
                 .collect(),
@@ -1772,6 +1781,9 @@ impl From<EstimateV1> for crate::estimate::Estimate {
                     basis: match p.basis {
                         BasisV1::Measured => Basis::Measured,
                         BasisV1::Assumed => Basis::Assumed,
+                        BasisV1::EarlierRuns { runs, version } => {
+                            Basis::EarlierRuns { runs, version }
+                        }
                     },
                 })
                 .collect(),

@@ -75,6 +75,24 @@ impl LedgerReader {
     }
 }
 
+impl LedgerReader {
+    /// Reads a verified copy of the ledger in `dir` whether or not another process holds
+    /// it: the original is only read (no lock taken, nothing sled may write on opening),
+    /// for readers of ledgers that are not theirs (`init` learning from earlier runs on the
+    /// host, issue 16). The copy's chain is verified from seq 1 as for
+    /// [`LedgerReader::open_or_live`]; [`LedgerReader::live`] is `None`.
+    pub fn open_copy(dir: impl AsRef<Path>) -> Result<LedgerReader, LedgerError> {
+        let copy = read_copy(dir.as_ref(), String::new())?;
+        Ok(LedgerReader {
+            view: copy.view,
+            _db: copy.db,
+            _lock: None,
+            live: None,
+            _copy: Some(copy.folder),
+        })
+    }
+}
+
 /// Takes verified copies of the busy ledger in `dir` until one verifies, at most
 /// [`LIVE_ATTEMPTS`] times. `holder` is what the lock file said.
 pub(super) fn read_copy(dir: &Path, holder: String) -> Result<LiveCopy, LedgerError> {

@@ -30,8 +30,12 @@ pub struct EstimateRow {
     pub title: &'static str,
     /// Estimated milliseconds.
     pub estimated_ms: u64,
-    /// `measured` or `assumed` (the whole window: `assumed` if any part is).
+    /// `measured`, `assumed` or `earlier_runs` (the whole window: `assumed` if any part
+    /// is, `measured` if every part is, else `earlier_runs`).
     pub basis: &'static str,
+    /// The basis in words, as shown: `earlier runs (n=3, to 4.2.x)` names how many earlier
+    /// runs on the host the figure is the median of, and to which versions.
+    pub basis_text: String,
     /// Milliseconds the ledger shows for it; absent when the run has not done it.
     pub actual_ms: Option<i64>,
 }
@@ -53,7 +57,8 @@ fn node0_upgrade(s: &&StepRow) -> bool {
 
 /// What the ledger shows for a part: the dumps from the first dump's intent to the last
 /// dump's outcome (they may run side by side), the others their steps' attempts added.
-fn actual(kind: PartKind, steps: &[StepRow]) -> Option<i64> {
+/// Also what a later `init` learns from this run (`cli::init::earlier`).
+pub fn actual(kind: PartKind, steps: &[StepRow]) -> Option<i64> {
     let rows = steps.iter().filter(node0_upgrade);
     if kind == PartKind::Dump {
         let dumps: Vec<&StepRow> = rows
@@ -98,18 +103,23 @@ pub fn section(
             title: p.kind.title(),
             estimated_ms: p.ms,
             basis: p.basis.as_str(),
+            basis_text: p.basis.label(),
             actual_ms: actual(p.kind, steps),
         })
         .collect();
+    let (basis, basis_text) = if e.any_assumed() {
+        (Basis::Assumed.as_str(), Basis::Assumed.label())
+    } else if e.all_measured() {
+        (Basis::Measured.as_str(), Basis::Measured.label())
+    } else {
+        ("earlier_runs", "measured and earlier runs".to_string())
+    };
     rows.push(EstimateRow {
         part: "window",
         title: "T1 -> T2 (the whole window)",
         estimated_ms: e.total_ms(),
-        basis: if e.all_measured() {
-            Basis::Measured.as_str()
-        } else {
-            Basis::Assumed.as_str()
-        },
+        basis,
+        basis_text,
         // Only a window that ended counts: an ongoing one is not the run's actual.
         actual_ms: downtime.filter(|d| !d.ongoing).map(|d| d.duration_ms),
     });
@@ -162,14 +172,14 @@ pub fn markdown(o: &mut String, r: &Report) {
             "| {} | {} | {} | {} | {} |",
             row.title,
             show_ms(row.estimated_ms),
-            row.basis,
+            super::text::cell(&row.basis_text),
             shown_actual(row),
             difference(row)
         );
     }
     let _ = writeln!(
         o,
-        "\nEstimated by `init` before anything changed; `assumed` parts are this tool's assumptions (no public figure exists). {}.\n",
+        "\nEstimated by `init` before anything changed; `assumed` parts are this tool's assumptions (no public figure exists), `earlier runs` parts the median of what the latest completed upgrades recorded on this host took. {}.\n",
         super::text::cell(&basis_note(s))
     );
 }
@@ -184,14 +194,14 @@ pub fn html(o: &mut String, r: &Report) {
             "<tr><td>{}</td><td class=\"num\">{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
             esc(row.title),
             esc(&show_ms(row.estimated_ms)),
-            esc(row.basis),
+            esc(&row.basis_text),
             esc(&shown_actual(row)),
             esc(&difference(row))
         );
     }
     let _ = writeln!(
         o,
-        "</tbody>\n</table>\n<p>Estimated by <code>init</code> before anything changed; <em>assumed</em> parts are this tool's assumptions (no public figure exists). {}.</p>\n</section>",
+        "</tbody>\n</table>\n<p>Estimated by <code>init</code> before anything changed; <em>assumed</em> parts are this tool's assumptions (no public figure exists), <em>earlier runs</em> parts the median of what the latest completed upgrades recorded on this host took. {}.</p>\n</section>",
         esc(&basis_note(s))
     );
 }
