@@ -61,7 +61,11 @@ async fn seed(db: &str) {
          lb LONGBLOB, t TEXT); \
          CREATE TABLE u (id INT PRIMARY KEY, vb VARBINARY(16)); \
          INSERT INTO u VALUES (1, x'c35c'), (2, x'c327'), (3, x'e29c5c'), (4, x'f09f9827'), \
-         (5, x'ff'), (6, NULL), (7, ''), (8, x'00')",
+         (5, x'ff'), (6, NULL), (7, ''), (8, x'00'); \
+         CREATE TABLE `ünï中文` (`é` VARCHAR(10) CHARACTER SET latin1 DEFAULT 'é' COMMENT '中文😀', \
+         u VARCHAR(10), j JSON) COMMENT 'ünï 😀'; \
+         INSERT INTO `ünï中文` VALUES ('àé\\'ÿ', 'é😀中', '{\"k\": \"中😀\"}'), (DEFAULT, '', NULL); \
+         CREATE VIEW `vü` AS SELECT `é`, 'é😀' AS lit FROM `ünï中文`",
     )
     .await;
     let mut c = conn(Some(db)).await;
@@ -135,6 +139,20 @@ fn as_hex_file(artifact: &dump::DumpArtifact, dir: &std::path::Path) -> dump::Du
     }
 }
 
+/// The client charset the view was created with (the file sets the client charset to
+/// binary for the tables and back to utf8mb4 before the views).
+async fn view_charset(db: &str) -> Vec<u8> {
+    value(
+        db,
+        &format!(
+            "SELECT CHARACTER_SET_CLIENT FROM information_schema.VIEWS \
+             WHERE TABLE_SCHEMA = '{db}' AND TABLE_NAME = 'vü'"
+        ),
+    )
+    .await
+    .expect("the view is there")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_values_are_escaped_literals_that_restore_exactly_everywhere() {
     allow_big_packets().await;
@@ -161,6 +179,7 @@ async fn binary_values_are_escaped_literals_that_restore_exactly_everywhere() {
     }
     // The facts are the live tables' facts: the literal form cannot change them.
     assert_eq!(artifact.tables, before.blake3_rows);
+    assert_eq!(view_charset(&db.name).await, b"utf8mb4");
 
     // Escaped, not hex: the file is about as big as the values, not twice as big.
     let raw = awkward_bytes().len() + 256 + 4 + 1 + 1 + MIB + BIG + 8;
@@ -179,6 +198,7 @@ async fn binary_values_are_escaped_literals_that_restore_exactly_everywhere() {
     let report = restore_quietly(&artifact).await.expect("native restore");
     assert_eq!(report.tables, before.blake3_rows);
     assert_eq!(snapshot(&db.name).await, before);
+    assert_eq!(view_charset(&db.name).await, b"utf8mb4");
 
     // The stock client loads the same file to the same tables (a row over 16 MiB needs its
     // max_allowed_packet raised, as for any dump of such a row).
@@ -196,6 +216,7 @@ async fn binary_values_are_escaped_literals_that_restore_exactly_everywhere() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(snapshot(&db.name).await, before);
+    assert_eq!(view_charset(&db.name).await, b"utf8mb4");
 
     // A file of the earlier form (binary as X'..') still restores, to the same facts.
     let old_dir = out_dir();
@@ -207,4 +228,5 @@ async fn binary_values_are_escaped_literals_that_restore_exactly_everywhere() {
         .expect("restore of an X'..' file");
     assert_eq!(report.tables, before.blake3_rows);
     assert_eq!(snapshot(&db.name).await, before);
+    assert_eq!(view_charset(&db.name).await, b"utf8mb4");
 }
