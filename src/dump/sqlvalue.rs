@@ -10,7 +10,9 @@
 //! behind the `_binary` introducer (issue 16: hex doubled the bytes the server parses, and
 //! the bytes our restore hashes, scans and splits). The introducer keeps the bytes as they
 //! are: without it, under `SET NAMES utf8mb4`, the server would read the literal as utf8mb4
-//! and reject or convert what is not valid UTF-8. Lexing is safe because no lexer can take
+//! and reject or convert what is not valid UTF-8 (the file sets the client charset to
+//! binary for the tables, so the server lexes every byte as one character: see
+//! `native::header`; literals still land in utf8mb4). Lexing is safe because no lexer can take
 //! an escape's backslash or a quote for part of a multi-byte character: MariaDB's
 //! `Lex_input_stream::get_text` (sql/sql_lex.cc) and `my_unescape` skip a multi-byte
 //! character only where `my_ismbchar` says one starts, and the `mariadb` client's
