@@ -129,13 +129,14 @@ async fn a_format_2_dump_still_restores() {
     let mut artifact = dump_with(&db.name, dir.path(), &DumpOptions::default()).await;
     // The fixture's names have no line breaks, so its format 3 file differs from the format 2
     // file of the same content only in the format line.
-    let text = std::fs::read(&artifact.file).unwrap();
-    let v2 = String::from_utf8(text).unwrap().replacen(
-        "-- Format: 3 (sections)\n",
-        "-- Format: 2 (sections)\n",
-        1,
-    );
-    assert!(v2.contains("-- Format: 2 (sections)\n"));
+    // Bytes, not text: binary values are their own bytes (`_binary'..'`), not UTF-8.
+    let mut v2 = std::fs::read(&artifact.file).unwrap();
+    let (v3_line, v2_line) = (b"-- Format: 3 (sections)\n", b"-- Format: 2 (sections)\n");
+    let at = v2
+        .windows(v3_line.len())
+        .position(|w| w == v3_line)
+        .expect("a format line");
+    v2[at..at + v2_line.len()].copy_from_slice(v2_line);
     std::fs::write(&artifact.file, v2).unwrap();
     let found = FileDigest::of_file(&artifact.file).unwrap();
     artifact.size_bytes = found.size;

@@ -119,7 +119,8 @@ async fn a_single_frame_zstd_dump_still_restores_in_file_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restoring_a_big_zstd_dump_in_parallel_keeps_memory_bounded() {
     let db = support::TestDb::create("bk_zrss").await;
-    seed_big(&db.name, "huge", 400_000).await;
+    // 520,000 rows: binary values are escaped, not hex, so a row is ~220 bytes of SQL.
+    seed_big(&db.name, "huge", 520_000).await;
     seed_big(&db.name, "other", 30_000).await;
     let before = snapshot(&db.name).await;
     let dir = out_dir();

@@ -865,9 +865,9 @@ mod tests {
         }
     }
 
-    fn scan(text: &str, chunk: usize) -> Scan {
+    fn scan(text: impl AsRef<[u8]>, chunk: usize) -> Scan {
         let mut s = Scan::default();
-        let b = text.as_bytes();
+        let b = text.as_ref();
         let mut off = 0;
         while off < b.len() {
             let end = (off + chunk).min(b.len());
@@ -962,6 +962,60 @@ mod tests {
                 "chunk {chunk}"
             );
         }
+    }
+
+    /// Binary values are written as their own bytes (`_binary'..'`, escaped): bytes that
+    /// are not UTF-8, a UTF-8 lead byte before an escaped quote or backslash, and a value
+    /// holding a line break and a forged marker neither move the sections nor split a
+    /// statement anywhere but at its end, at any chunk size.
+    #[test]
+    fn binary_values_of_every_byte_keep_sections_and_statements() {
+        use crate::dump::sqlvalue::{Literal, push_literal};
+        let mut every: Vec<u8> = (0..=255u8).collect();
+        every.extend_from_slice(b"\xc3'\xe2\\\xf0\x9f\x98;\n-- Table `b`\n-- Tables end\n\xff");
+        let mut insert = b"INSERT INTO `a` (`x`) VALUES (".to_vec();
+        push_literal(&mut insert, Literal::Binary, Some(&every));
+        insert.extend_from_slice(b"),(");
+        push_literal(&mut insert, Literal::Binary, Some(b""));
+        insert.extend_from_slice(b"),(NULL)");
+        assert!(!insert.contains(&b'\n') && !insert.contains(&0));
+        let mut text =
+            b"-- oms-upgrade native dump\n-- Format: 3 (sections)\nSET NAMES utf8mb4;\n\n\
+            -- Table `a`\nDROP TABLE IF EXISTS `a`;\nCREATE TABLE `a` (x blob);\n"
+                .to_vec();
+        text.extend_from_slice(&insert);
+        text.extend_from_slice(b";\n");
+        text.extend_from_slice(&insert);
+        text.extend_from_slice(
+            b";\n\n-- Table `b`\nDROP TABLE IF EXISTS `b`;\n\n-- Tables end\nSET X=1;\n",
+        );
+        let find = |needle: &[u8]| {
+            text.windows(needle.len())
+                .position(|w| w == needle)
+                .unwrap() as u64
+        };
+        let (a, b, e) = (
+            find(b"-- Table `a`"),
+            find(b"\n-- Table `b`\nDROP") + 1,
+            find(b"\n-- Tables end\nSET") + 1,
+        );
+        for chunk in [1, 2, 7, 64, 4096] {
+            let l = scan(&text, chunk)
+                .layout(&artifact(&["a", "b"]), text.len() as u64)
+                .unwrap_or_else(|| panic!("layout at chunk {chunk}"));
+            let got: Vec<(u64, u64)> = l.tables.iter().map(|t| (t.start, t.end)).collect();
+            assert_eq!(got, [(a, b), (b, e)], "chunk {chunk}");
+        }
+        let data = verified_file(&text).2;
+        let (tx, mut rx) = mpsc::channel(1000);
+        read_range(&data, (a, b), Some("a"), false, tx).expect("the section reads");
+        let mut stmts = vec![];
+        while let Ok(s) = rx.try_recv() {
+            stmts.push(s.sql);
+        }
+        assert_eq!(stmts.len(), 4);
+        assert_eq!(stmts[2], insert);
+        assert_eq!(stmts[3], insert);
     }
 
     #[test]

@@ -2,9 +2,30 @@
 //!
 //! Over the text protocol every value arrives as the server's own text (or NULL), so
 //! exactness comes down to quoting each column type right: numbers and DECIMAL verbatim,
-//! binary strings and blobs as `X'..'` hex (no charset conversion can touch them), BIT as
+//! binary strings and blobs as `_binary'..'` (below), geometry as `X'..'` hex, BIT as
 //! `b'..'`, everything else as a quoted string with the same escapes `mysqldump` uses. The
 //! session charset is utf8mb4, so multi-byte text (emoji included) passes through unchanged.
+//!
+//! **Binary values** are the raw bytes with mysqldump's six escapes (`\0 \' \\ \n \r \Z`),
+//! behind the `_binary` introducer (issue 16: hex doubled the bytes the server parses, and
+//! the bytes our restore hashes, scans and splits). The introducer keeps the bytes as they
+//! are: without it, under `SET NAMES utf8mb4`, the server would read the literal as utf8mb4
+//! and reject or convert what is not valid UTF-8 (the file sets the client charset to
+//! binary for the tables, so the server lexes every byte as one character: see
+//! `native::header`; literals still land in utf8mb4). Lexing is safe because no lexer can take
+//! an escape's backslash or a quote for part of a multi-byte character: MariaDB's
+//! `Lex_input_stream::get_text` (sql/sql_lex.cc) and `my_unescape` skip a multi-byte
+//! character only where `my_ismbchar` says one starts, and the `mariadb` client's
+//! `add_line` (client/mysql.cc) copies one only where `my_ismbchar` says so too; for
+//! utf8mb4 (and for latin1, which has none) `my_ismbchar` accepts only well-formed
+//! sequences, whose continuation bytes are 0x80..=0xBF, never 0x27 or 0x5C, so a stray
+//! byte >= 0x80 before `\'` is one byte and the escape stays whole. (A client set to a
+//! charset whose trail bytes include 0x5C, such as sjis or gbk, would not load this file,
+//! nor mysqldump's, which writes binary the same way; the `mariadb` client's default is
+//! `auto`, the locale's, utf8mb4 or latin1.) A raw NUL, which the
+//! older client cut lines at (`strlen`), and raw line breaks never occur (they are escaped),
+//! so every INSERT stays one line (what `sections`' scan relies on). Geometry keeps `X'..'`:
+//! its values are not written as strings anywhere else and hex needs no such argument.
 //! FLOAT is the one type whose text form loses precision; the dumper reads it through
 //! `CAST(.. AS DOUBLE)` (see [`select_expr`]), and the double's text is exact.
 
@@ -20,8 +41,10 @@ pub enum Literal {
     Number,
     /// `b'0101..'`.
     Bit,
-    /// `X'..'`.
+    /// `X'..'` (geometry).
     Hex,
+    /// `_binary'..'` with backslash escapes (binary strings and BLOBs).
+    Binary,
     /// `'..'` with backslash escapes.
     Text,
 }
@@ -58,6 +81,7 @@ fn literal_from(column_type: ColumnType, charset: u16, flags: ColumnFlags) -> Li
         | MYSQL_TYPE_DOUBLE
         | MYSQL_TYPE_YEAR => Literal::Number,
         MYSQL_TYPE_BIT => Literal::Bit,
+        // Hex, not `_binary`: nothing else writes geometry as a string, and hex is proven.
         MYSQL_TYPE_GEOMETRY => Literal::Hex,
         MYSQL_TYPE_STRING
         | MYSQL_TYPE_VAR_STRING
@@ -70,7 +94,7 @@ fn literal_from(column_type: ColumnType, charset: u16, flags: ColumnFlags) -> Li
                 && !flags.contains(ColumnFlags::ENUM_FLAG)
                 && !flags.contains(ColumnFlags::SET_FLAG) =>
         {
-            Literal::Hex
+            Literal::Binary
         }
         _ => Literal::Text,
     }
@@ -85,6 +109,10 @@ pub fn push_literal(out: &mut Vec<u8>, kind: Literal, value: Option<&[u8]>) {
     match kind {
         Literal::Number => out.extend_from_slice(v),
         Literal::Hex => push_hex(out, v),
+        Literal::Binary => {
+            out.extend_from_slice(b"_binary");
+            push_quoted_binary(out, v);
+        }
         Literal::Bit => push_bits(out, v),
         Literal::Text => push_quoted(out, v),
     }
@@ -130,17 +158,30 @@ fn push_bits(out: &mut Vec<u8>, v: &[u8]) {
 
 /// `'...'` with mysqldump's escapes; runs without special bytes are copied in one go.
 pub fn push_quoted(out: &mut Vec<u8>, v: &[u8]) {
+    push_escaped(out, v, may_need_escape);
+}
+
+/// [`push_quoted`] for binary values: the same bytes out, but words are tested for exactly
+/// the six escaped bytes. Random bytes hold a control byte in most eight-byte words, so the
+/// text test would send two words in three down the byte-by-byte path; this one sends one
+/// in six.
+fn push_quoted_binary(out: &mut Vec<u8>, v: &[u8]) {
+    push_escaped(out, v, holds_escaped_byte);
+}
+
+#[inline(always)]
+fn push_escaped(out: &mut Vec<u8>, v: &[u8], may_need: impl Fn(u64) -> bool) {
     out.reserve(v.len() + 2);
     out.push(b'\'');
     let mut run = 0;
     let mut i = 0;
     while i < v.len() {
         // Eight bytes at a time without branches per byte (this is the dumper's hottest
-        // loop, and text values rarely hold a byte to escape); a word that may hold one is
+        // loop, and values rarely hold a byte to escape); a word that may hold one is
         // looked at byte by byte.
         if let Some(word) = v.get(i..i + 8) {
             let word = u64::from_le_bytes(word.try_into().expect("eight bytes"));
-            if !may_need_escape(word) {
+            if !may_need(word) {
                 i += 8;
                 continue;
             }
@@ -189,6 +230,16 @@ fn may_need_escape(word: u64) -> bool {
     let backslash = word ^ (ONES * b'\\' as u64);
     let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x;
     (below_space | zero_byte(quote) | zero_byte(backslash)) & HIGH != 0
+}
+
+/// `true` exactly if some byte of `word` is one of the six that [`escape`] rewrites (the
+/// same borrow argument as [`may_need_escape`]).
+fn holds_escaped_byte(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x;
+    let is = |b: u8| zero_byte(word ^ (ONES * b as u64));
+    (zero_byte(word) | is(b'\'') | is(b'\\') | is(b'\n') | is(b'\r') | is(0x1a)) & HIGH != 0
 }
 
 /// `` `name` `` with backticks doubled.
@@ -339,6 +390,34 @@ mod tests {
                 push_literal(&mut out, Literal::Text, Some(&v));
                 assert_eq!(out, expected, "byte {b:#x} at {at}");
             }
+        }
+        // Binary values: the same escapes behind `_binary`, every byte value at every
+        // position of the words (bytes that are not UTF-8 included), NULL, '' and x'00'.
+        for b in 0..=255u8 {
+            for at in 0..20 {
+                let mut v = vec![0x80 | b; 20];
+                v[at] = b;
+                let mut expected = b"_binary".to_vec();
+                push_quoted(&mut expected, &v);
+                let mut out = Vec::new();
+                push_literal(&mut out, Literal::Binary, Some(&v));
+                assert_eq!(out, expected, "byte {b:#x} at {at}");
+            }
+        }
+        let mut out = Vec::new();
+        push_literal(
+            &mut out,
+            Literal::Binary,
+            Some(&[0xc3, b'\'', 0xe2, b'\\', 0, 0xff]),
+        );
+        assert_eq!(out, b"_binary'\xc3\\'\xe2\\\\\\0\xff'");
+        assert_eq!(lit(Literal::Binary, None), "NULL");
+        assert_eq!(lit(Literal::Binary, Some(b"")), "_binary''");
+        assert_eq!(lit(Literal::Binary, Some(b"\0")), r"_binary'\0'");
+        for word in 0..=u16::MAX {
+            let w = u64::from(word) * 0x0001_0001_0001_0001;
+            let exact = w.to_le_bytes().iter().any(|&b| escape(b).is_some());
+            assert_eq!(holds_escaped_byte(w), exact, "{w:#x}");
         }
         let all: Vec<u8> = (0..=255u8).collect();
         assert_eq!(
