@@ -178,6 +178,27 @@ async fn t1_is_the_stop_request_and_the_prune_runs_in_batches() {
     run.verify_ledger();
 }
 
+/// A run stopped before the prune, given `rows` heartbeats, then run on with `failpoint`
+/// armed until it kills the process: the heartbeat rows and newest id before that run.
+async fn killed_at(run: &Run, rows: u64, failpoint: &str) -> (u64, Option<i64>) {
+    let cm_hb = run.node.databases().cm_hb;
+    run.ok(&["run", "--yes", "--until", "prune-heartbeat"])
+        .await;
+    add_heartbeats(&cm_hb, rows).await;
+    let before = heartbeats(&cm_hb).await;
+    let out = output(
+        run.cli()
+            .env("FAILPOINTS", format!("{failpoint}=return"))
+            .args(["run", "--yes"]),
+    )
+    .await;
+    assert!(
+        !out.status.success(),
+        "the failpoint {failpoint} did not fire"
+    );
+    before
+}
+
 /// Regression (issue 12.7): a kill in the middle of the prune (after its first batch) is
 /// resumed: the step is found not done, runs again from the start, and ends with the same
 /// one row (each batch deletes only rows below the newest id, which does not change with
@@ -187,17 +208,7 @@ async fn prune_killed_between_batches_resumes_to_the_same_row() {
     require_failpoints();
     let run = Run::planned().await;
     let cm_hb = run.node.databases().cm_hb;
-    run.ok(&["run", "--yes", "--until", "prune-heartbeat"])
-        .await;
-    add_heartbeats(&cm_hb, 25_000).await;
-    let (before, newest) = heartbeats(&cm_hb).await;
-    let out = output(
-        run.cli()
-            .env("FAILPOINTS", "prune-batch=return")
-            .args(["run", "--yes"]),
-    )
-    .await;
-    assert!(!out.status.success(), "the failpoint did not fire");
+    let (before, newest) = killed_at(&run, 25_000, "prune-batch").await;
     let (mid, _) = heartbeats(&cm_hb).await;
     assert!(
         mid < before && mid > 1,
@@ -328,17 +339,7 @@ async fn prune_swap_killed_after_its_rename_resumes_with_an_exact_count() {
     require_failpoints();
     let run = Run::planned().await;
     let cm_hb = run.node.databases().cm_hb;
-    run.ok(&["run", "--yes", "--until", "prune-heartbeat"])
-        .await;
-    add_heartbeats(&cm_hb, 60_000).await;
-    let (before, newest) = heartbeats(&cm_hb).await;
-    let out = output(
-        run.cli()
-            .env("FAILPOINTS", "prune-swap-renamed=return")
-            .args(["run", "--yes"]),
-    )
-    .await;
-    assert!(!out.status.success(), "the failpoint did not fire");
+    let (before, newest) = killed_at(&run, 60_000, "prune-swap-renamed").await;
     assert_eq!(heartbeats(&cm_hb).await, (1, newest));
     let left = swap_leftovers(&cm_hb).await;
     assert!(
@@ -373,17 +374,7 @@ async fn drop_of_the_pruned_rows_killed_before_its_drop_counts_again() {
     require_failpoints();
     let run = Run::planned().await;
     let cm_hb = run.node.databases().cm_hb;
-    run.ok(&["run", "--yes", "--until", "prune-heartbeat"])
-        .await;
-    add_heartbeats(&cm_hb, 60_000).await;
-    let (before, _) = heartbeats(&cm_hb).await;
-    let out = output(
-        run.cli()
-            .env("FAILPOINTS", "drop-pruned-counted=return")
-            .args(["run", "--yes"]),
-    )
-    .await;
-    assert!(!out.status.success(), "the failpoint did not fire");
+    let (before, _) = killed_at(&run, 60_000, "drop-pruned-counted").await;
     assert_eq!(run.replay().1.in_doubt(), Some(drop_step()));
     assert_eq!(swap_leftovers(&cm_hb).await.len(), 1);
 

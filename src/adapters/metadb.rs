@@ -1149,7 +1149,7 @@ impl MetaDb for MysqlMetaDb {
                     .await
                     .map_err(err)?;
             }
-            out.moved_aside = left.iter().any(|t| *t == swap.old);
+            out.moved_aside = left.contains(&swap.old);
         }
         let max_id: Option<Option<i64>> = c
             .query_first(sqltext::HEARTBEAT_MAX_ID)
