@@ -19,13 +19,15 @@ use serde::Serialize;
 /// production metadata server may be faster or slower.
 pub const ASSUMED_PRUNE_ROWS_PER_SEC: u64 = 200_000;
 
-/// Heartbeat rows a prune by table swap removes per second, assumed: a table of at least
+/// The prune by table swap inside the window, assumed: a table of at least
 /// [`crate::heartbeat::HEARTBEAT_SWAP_MIN_ROWS`] rows is pruned by swapping in a table that
-/// holds only the newest row (docs/prune.md), whose cost is a count and a `DROP TABLE`,
-/// not a delete per row. From one run of the 1 GB demo on this 2-core machine: 3,161,574
-/// rows in 694 ms. A table with a trigger or a foreign key is pruned by DELETE batches
-/// instead, which this estimate does not know beforehand (it then comes out low).
-pub const ASSUMED_SWAP_ROWS_PER_SEC: u64 = 4_500_000;
+/// holds only the newest row (docs/prune.md). Since issue 16 the old rows are neither
+/// counted nor dropped in the window (`drop-pruned-heartbeat` does both after T2), so what
+/// is left (a few `information_schema` reads, `CREATE TABLE ... LIKE`, one row copied, one
+/// `RENAME TABLE`) does not grow with the rows. A table with a trigger or a foreign key is
+/// pruned by DELETE batches instead, which this estimate does not know beforehand (it then
+/// comes out low).
+pub const ASSUMED_SWAP_MS: u64 = 50;
 
 /// Docker's create plus start of the new container, assumed: the image is already on the
 /// host (the preflight checks it) and nothing is published about how long OMS's container
@@ -42,13 +44,15 @@ pub const ASSUMED_DOCKER_INIT_MS: u64 = 180_000;
 /// assumption of this tool, not a measurement.
 pub const ASSUMED_OMS_STARTUP_MS: u64 = 60_000;
 
-/// Rows per second the prune of `rows` heartbeat rows is assumed to remove: by table swap
-/// from [`crate::heartbeat::HEARTBEAT_SWAP_MIN_ROWS`] rows on, else by DELETE batches.
-pub fn prune_rate(rows: u64) -> u64 {
+/// The assumed time of the prune of `rows` heartbeat rows inside the window: by table swap
+/// from [`crate::heartbeat::HEARTBEAT_SWAP_MIN_ROWS`] rows on ([`ASSUMED_SWAP_MS`]), else
+/// by DELETE batches ([`ASSUMED_PRUNE_ROWS_PER_SEC`]).
+pub fn prune_ms(rows: u64) -> u64 {
     if rows >= crate::heartbeat::HEARTBEAT_SWAP_MIN_ROWS {
-        ASSUMED_SWAP_ROWS_PER_SEC
+        ASSUMED_SWAP_MS
     } else {
-        ASSUMED_PRUNE_ROWS_PER_SEC
+        let ms = u128::from(rows) * 1000 / u128::from(ASSUMED_PRUNE_ROWS_PER_SEC);
+        u64::try_from(ms).unwrap_or(u64::MAX)
     }
 }
 
@@ -378,10 +382,9 @@ pub fn estimate(
         dump_jobs,
         parts: Vec::new(),
     };
-    let prune_ms = u128::from(heartbeat_rows) * 1000 / u128::from(prune_rate(heartbeat_rows));
     let mut parts = vec![Part {
         kind: PartKind::Prune,
-        ms: u64::try_from(prune_ms).unwrap_or(u64::MAX),
+        ms: prune_ms(heartbeat_rows),
         basis: Basis::Assumed,
     }];
     if let Some(rate) = e.probe.as_ref().and_then(ReadProbe::bytes_per_sec) {
@@ -466,16 +469,20 @@ pub fn lines(e: &Estimate) -> Vec<String> {
         ));
     }
     out.push(format!("  {}", dump_basis(e)));
-    out.push(format!(
-        "  heartbeat prune: ~{} rows at an assumed {} rows/s ({})",
-        e.heartbeat_rows,
-        prune_rate(e.heartbeat_rows),
+    out.push(
         if e.heartbeat_rows >= crate::heartbeat::HEARTBEAT_SWAP_MIN_ROWS {
-            "table swap"
+            format!(
+                "  heartbeat prune: ~{} rows moved aside by a table swap in an assumed {} ms \
+                 (counted and dropped after T2)",
+                e.heartbeat_rows, ASSUMED_SWAP_MS
+            )
         } else {
-            "DELETE batches"
-        }
-    ));
+            format!(
+                "  heartbeat prune: ~{} rows at an assumed {} rows/s (DELETE batches)",
+                e.heartbeat_rows, ASSUMED_PRUNE_ROWS_PER_SEC
+            )
+        },
+    );
     for d in &e.databases {
         out.push(format!(
             "    {}: {} tables, ~{} rows, data {}, indexes {}",
@@ -613,10 +620,7 @@ mod tests {
         assert_eq!(e.data_bytes(), 100_000_100);
         assert_eq!(e.part(PartKind::Dump).unwrap().ms, 100_001);
         let prune = e.part(PartKind::Prune).unwrap();
-        assert_eq!(
-            (prune.ms, prune.basis.clone()),
-            (999_999 * 1000 / ASSUMED_SWAP_ROWS_PER_SEC, Basis::Assumed)
-        );
+        assert_eq!((prune.ms, prune.basis.clone()), (ASSUMED_SWAP_MS, Basis::Assumed));
         // Below the swap's threshold the prune deletes in batches, at the slower rate.
         let small = estimate(vec![db("hb", 1000)], ("hb", 40_000), None, 3);
         assert_eq!(

@@ -170,6 +170,13 @@ pub enum StepKey {
         /// Which step.
         step: RegionStep,
     },
+    /// issue 16: after T2, the heartbeat rows the prune's table swap moved aside (this
+    /// run's `<old>` table) counted exactly and dropped, outside the downtime window.
+    DropPrunedHeartbeat,
+    /// issue 16: a rollback that does not restore the heartbeat database (the new
+    /// container never started) drops the rows the prune moved aside, as
+    /// `drop-pruned-heartbeat` would have (a restore drops the whole database instead).
+    RollbackDropPrunedHeartbeat,
 }
 
 impl StepKey {
@@ -189,6 +196,7 @@ impl StepKey {
                 | StepKey::RollbackEnableHa
                 | StepKey::RollbackComplete
                 | StepKey::RollbackRestartPolicy
+                | StepKey::RollbackDropPrunedHeartbeat
         )
     }
 
@@ -225,6 +233,7 @@ impl StepKey {
             StepKey::ConfirmHealth,
             StepKey::CheckOnline,
             StepKey::EnableHa,
+            StepKey::DropPrunedHeartbeat,
             StepKey::Complete,
             StepKey::RollbackVerifyDumps,
             StepKey::RollbackDisableHa,
@@ -241,6 +250,7 @@ impl StepKey {
             StepKey::RestartOldContainer,
             StepKey::ConfirmOldHealth,
             StepKey::RollbackEnableHa,
+            StepKey::RollbackDropPrunedHeartbeat,
             StepKey::RollbackComplete,
         ]);
         v
@@ -253,6 +263,10 @@ impl StepKey {
             (StepKey::DisableHa | StepKey::RollbackDisableHa, F::HaDisabled(_)) => true,
             (StepKey::StopOldContainer | StepKey::StopNewContainer, F::ContainerStopped(_)) => true,
             (StepKey::PruneHeartbeat, F::HeartbeatPruned { .. }) => true,
+            (
+                StepKey::DropPrunedHeartbeat | StepKey::RollbackDropPrunedHeartbeat,
+                F::PrunedHeartbeatDropped { .. },
+            ) => true,
             (StepKey::Dump { db }, F::DumpWritten(a)) => a.db == db,
             (
                 StepKey::RenameOldContainer | StepKey::RenameNewAside | StepKey::RenameOldBack,
@@ -318,6 +332,8 @@ impl fmt::Display for StepKey {
             StepKey::PreStopCheck => f.write_str("pre-stop-check"),
             StepKey::OldRestartOff => f.write_str("old-restart-off"),
             StepKey::RollbackRestartPolicy => f.write_str("rollback-restart-policy"),
+            StepKey::DropPrunedHeartbeat => f.write_str("drop-pruned-heartbeat"),
+            StepKey::RollbackDropPrunedHeartbeat => f.write_str("rollback-drop-pruned-heartbeat"),
             StepKey::Node { node, step } => write!(f, "{node}:{}", step.base()),
             StepKey::Region { region, step } => write!(f, "{region}:{}", step.base()),
         }
@@ -710,6 +726,17 @@ pub enum StepFacts {
     /// `check-supervisor`, polled until every program is RUNNING or the wait ran out
     /// (supersedes [`StepFacts::SupervisorChecked`], which older ledgers hold).
     SupervisorPolled(SupervisorPoll),
+    /// issue 16: `drop-pruned-heartbeat`: the table the prune's swap moved the old
+    /// heartbeat rows into, counted and dropped after T2.
+    PrunedHeartbeatDropped {
+        /// That table (this run's `<old>`, `heatbeat_sequence_oms_upgrade_<8 hex>_old`).
+        table: String,
+        /// Its rows below its newest id (an exact `COUNT(*)`) before the drop: the rows the
+        /// prune removed (the newest is also in the new heartbeat table).
+        /// `None`: there was no such table (the prune deleted in batches, or an earlier
+        /// attempt of this step dropped it before its outcome was recorded).
+        rows: Option<u64>,
+    },
 }
 
 /// `supervisorctl status` polled until every program is RUNNING (the 4.2.x guide's check

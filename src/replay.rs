@@ -537,6 +537,7 @@ impl State {
                 let permitted = self.permitted_keys();
                 if permitted.contains(key)
                     || self.legacy_stop_without_check(*key)
+                    || self.legacy_complete_without_drop(*key)
                     || self.may_start_new_again(*key)
                 {
                     Ok(())
@@ -992,7 +993,7 @@ impl State {
 
     /// The current list of steps: the rollback's once requested, else the upgrade's.
     fn sequence(&self) -> Vec<StepKey> {
-        match (&self.rollback, &self.plan) {
+        let mut keys = match (&self.rollback, &self.plan) {
             (Some(rb), _) => rb.keys.clone(),
             (None, Some(p)) => {
                 let mut keys = steps::plan_keys(p);
@@ -1007,7 +1008,48 @@ impl State {
                 keys
             }
             (None, None) => vec![],
+        };
+        // A ledger written before the drop steps existed (issue 16) went straight to
+        // `complete` / `rollback-complete`: its prune dropped what it moved aside itself.
+        for (complete, drop) in LEGACY_WITHOUT_DROP {
+            if self.attempted(complete) && !self.attempted_base(drop) {
+                keys.retain(|k| k.base() != drop);
+            }
         }
+        keys
+    }
+
+    /// True when a step of kind `base` (any region's) has an intent.
+    fn attempted_base(&self, base: StepKey) -> bool {
+        self.attempts.iter().any(|a| a.key.base() == base)
+    }
+
+    /// True when `key` is `complete` or `rollback-complete` recorded by a build before
+    /// issue 16's drop steps: the step the list has before it is a drop step no attempt
+    /// ever started (see [`LEGACY_WITHOUT_DROP`]), and no prune recorded rows moved aside
+    /// (which only builds with the drop steps do), so nothing is left to drop.
+    pub fn legacy_complete_without_drop(&self, key: StepKey) -> bool {
+        LEGACY_WITHOUT_DROP.iter().any(|&(complete, drop)| {
+            key == complete
+                && self.cursor().is_some_and(|c| c.base() == drop)
+                && !self.attempted_base(drop)
+                && !self.prune_moved_rows_aside()
+        })
+    }
+
+    /// True when a prune (any region's) recorded that its table swap moved the old rows
+    /// aside (`batch_rows` 0, issue 16) rather than deleting them.
+    fn prune_moved_rows_aside(&self) -> bool {
+        self.facts.iter().any(|(k, f)| {
+            k.base() == StepKey::PruneHeartbeat
+                && matches!(
+                    f,
+                    StepFacts::HeartbeatPruned {
+                        batch_rows: Some(0),
+                        ..
+                    }
+                )
+        })
     }
 
     /// The first step of the current list that is not done.
@@ -1285,6 +1327,11 @@ impl State {
             dumps_complete: MetaDb::ALL.iter().all(|&db| self.artifact(db).is_some())
                 && plan_regions(self.plan.as_deref()).all(|r| self.region_artifact(r).is_some()),
             old_restart_off: any(StepKey::OldRestartOff),
+            pruned: self
+                .plan()
+                .map_or(vec![RegionIx(0)], Plan::regions)
+                .into_iter()
+                .any(|r| self.attempted(StepKey::PruneHeartbeat.in_region(r))),
         }
     }
 
@@ -1728,6 +1775,17 @@ impl State {
         self.attempts.iter().map(|a| a.key).collect()
     }
 }
+
+/// The final steps a ledger of a build before issue 16 recorded without the drop step
+/// that now comes right before them: `complete` after `drop-pruned-heartbeat`,
+/// `rollback-complete` after `rollback-drop-pruned-heartbeat`.
+const LEGACY_WITHOUT_DROP: [(StepKey, StepKey); 2] = [
+    (StepKey::Complete, StepKey::DropPrunedHeartbeat),
+    (
+        StepKey::RollbackComplete,
+        StepKey::RollbackDropPrunedHeartbeat,
+    ),
+];
 
 /// The regions of a deployment beyond region 0 (none for a single-node plan).
 fn plan_regions(plan: Option<&Plan>) -> impl Iterator<Item = RegionIx> {

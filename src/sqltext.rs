@@ -60,9 +60,18 @@ pub const HEARTBEAT_BATCH_ROWS: u64 = 10_000;
 /// ([`HeartbeatSwap`]); defined apart so that the pure estimate reads it without this module.
 pub use crate::heartbeat::HEARTBEAT_SWAP_MIN_ROWS;
 
-/// Every row of the heartbeat table (`heatbeat_sequence`): the swap's "rows deleted" is this
-/// less the row it keeps.
-pub const HEARTBEAT_COUNT: &str = "SELECT COUNT(*) FROM heatbeat_sequence";
+/// Whether a table exists; the parameters are its database and its name.
+pub const TABLE_EXISTS: &str = "SELECT COUNT(*) FROM information_schema.TABLES \
+     WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?";
+
+/// The rows of the swap's `<old>` table (in the current database) below its newest id,
+/// counted exactly: the heartbeat rows the prune removed, which `drop-pruned-heartbeat`
+/// records before dropping the table. The newest row is in `<old>` too (the swap copied
+/// it into the new heartbeat table), so it is not counted.
+pub fn count_pruned(table: &str) -> String {
+    let t = quote_ident(table);
+    format!("SELECT COUNT(*) FROM {t} WHERE id < (SELECT MAX(id) FROM {t})")
+}
 
 /// Triggers on the heartbeat table; the parameter is the cm_hb database. A table with a
 /// trigger is pruned by DELETE: a trigger may act on every deleted row (an audit table),
@@ -75,11 +84,20 @@ pub const HEARTBEAT_TRIGGERS: &str = "SELECT COUNT(*) FROM information_schema.TR
 /// the references to the old table (or `LIKE` would drop the table's own), and a DELETE
 /// applies their actions. Only the heartbeat database is asked: MariaDB answers a query on
 /// `REFERENTIAL_CONSTRAINTS` not bound to one schema by opening every table of the server
-/// (0.8 s with 3000 tables). A reference from another database shows later, as the
-/// DROP of the old table refusing (see [`HeartbeatSwap::rename_back`]).
+/// (0.8 s with 3000 tables). A reference from another database is asked of InnoDB's own
+/// list ([`HEARTBEAT_INNODB_REFERENCES`]).
 pub const HEARTBEAT_FOREIGN_KEYS: &str = "SELECT COUNT(*) FROM \
      information_schema.REFERENTIAL_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = ? \
      AND (TABLE_NAME = 'heatbeat_sequence' OR REFERENCED_TABLE_NAME = 'heatbeat_sequence')";
+
+/// Foreign keys (of any database) referencing a table, from InnoDB's own list, which is
+/// read without opening every table; the parameter is `<database>/<table>`. MariaDB's view,
+/// then MySQL 8's: the swap asks the first that answers (both need PROCESS), so that a
+/// reference from another database takes the DELETE batches, which apply its action.
+pub const HEARTBEAT_INNODB_REFERENCES: &[&str] = &[
+    "SELECT COUNT(*) FROM information_schema.INNODB_SYS_FOREIGN WHERE REF_NAME = ?",
+    "SELECT COUNT(*) FROM information_schema.INNODB_FOREIGN WHERE REF_NAME = ?",
+];
 
 /// Which of the swap's two work tables exist; the parameters are the cm_hb database and
 /// the two names ([`HeartbeatSwap`]). Asked before dropping them, so that a user without
@@ -91,20 +109,22 @@ pub const HEARTBEAT_SWAP_LEFTOVERS: &str = "SELECT TABLE_NAME FROM information_s
 pub const HEARTBEAT_SHOW_CREATE: &str = "SHOW CREATE TABLE heatbeat_sequence";
 
 /// The heartbeat prune's table swap, for a large table: a new table holding only the
-/// newest row replaces the old one in one atomic `RENAME TABLE`, and the old one is
-/// dropped, in milliseconds where deleting millions of rows takes seconds (issue 16).
+/// newest row replaces the old one in one atomic `RENAME TABLE`, in milliseconds where
+/// deleting millions of rows takes seconds (issue 16); the old one is counted and dropped
+/// after T2, by `drop-pruned-heartbeat`.
 ///
 /// The two work tables are named after the run (`heatbeat_sequence_oms_upgrade_<8 hex of
 /// the run id>_keep` / `_old`, 43 characters), so they are never a table someone else
 /// owns, and a resumed run of the same upgrade finds what a killed one left: a `_keep`
 /// (killed before the RENAME: the original is untouched) or an `_old` (killed after it:
-/// the heartbeat table already holds only the newest row). Both are dropped at the start
-/// of every prune. Every name is quoted by [`quote_ident`].
+/// the heartbeat table already holds only the newest row). The `_keep` is dropped at the
+/// start of every prune; the `_old` is left for `drop-pruned-heartbeat`. Every name is
+/// quoted by [`quote_ident`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeartbeatSwap {
     /// The new table, filled with the newest row, renamed to `heatbeat_sequence`.
     pub keep: String,
-    /// Where the old table is renamed to, then dropped.
+    /// Where the old table is renamed to, counted and dropped after T2.
     pub old: String,
 }
 
@@ -154,18 +174,6 @@ impl HeartbeatSwap {
     /// The new table's definition.
     pub fn show_create_keep(&self) -> String {
         format!("SHOW CREATE TABLE {}", quote_ident(&self.keep))
-    }
-
-    /// Undoes [`HeartbeatSwap::rename`] (the old table back, the new one under its work
-    /// name again), when the old table cannot be dropped: a foreign key from another
-    /// database references it (the RENAME moved the reference along), and the DELETE
-    /// batches, which apply its action, prune instead.
-    pub fn rename_back(&self) -> String {
-        format!(
-            "RENAME TABLE heatbeat_sequence TO {}, {} TO heatbeat_sequence",
-            quote_ident(&self.keep),
-            quote_ident(&self.old)
-        )
     }
 
     /// The swap: one statement, atomic on MariaDB, MySQL and OceanBase's MySQL mode, so

@@ -73,7 +73,9 @@ pub fn upgrade_keys(procedure: ProcedureId) -> Vec<StepKey> {
     if procedure.has_ha_steps() {
         k.push(StepKey::EnableHa);
     }
-    k.push(StepKey::Complete);
+    // issue 16: the prune's table swap only renames the old rows aside inside the window;
+    // counting and dropping them waits until after T2.
+    k.extend([StepKey::DropPrunedHeartbeat, StepKey::Complete]);
     k
 }
 
@@ -214,6 +216,9 @@ pub struct Touched {
     pub dumps_complete: bool,
     /// `old-restart-off` attempted: the old container's restart policy may be `no`.
     pub old_restart_off: bool,
+    /// issue 16: `prune-heartbeat` attempted (in any region): its table swap may have
+    /// renamed the old rows aside into the run's `<old>` table.
+    pub pruned: bool,
 }
 
 impl Touched {
@@ -248,7 +253,9 @@ pub enum RollbackRefusal {
 ///    to `no`, then `rollback-restart-old` and `rollback-confirm-health` if the old one may
 ///    be stopped;
 /// 7. `rollback-enable-ha` if HA was (maybe) disabled and its earlier value is known;
-/// 8. `rollback-complete`.
+/// 8. `rollback-drop-pruned-heartbeat` if the prune was attempted and nothing is restored
+///    (issue 16: a restore replaces the heartbeat database, the swap's `<old>` with it);
+/// 9. `rollback-complete`.
 ///
 /// A rollback before T1 is therefore just "HA back as it was" (or nothing at all).
 pub fn rollback_keys(t: &Touched) -> Result<Vec<StepKey>, RollbackRefusal> {
@@ -287,6 +294,14 @@ pub fn rollback_keys(t: &Touched) -> Result<Vec<StepKey>, RollbackRefusal> {
     }
     if t.ha_disabled && t.ha_previous_known {
         k.push(StepKey::RollbackEnableHa);
+    }
+    // issue 16: a restore drops and recreates the heartbeat database, `<old>` with it;
+    // without one, the rows the prune's swap moved aside are dropped here (as
+    // `drop-pruned-heartbeat` would have), so no later run dumps them. Last, right before
+    // `rollback-complete`, where ledgers of earlier builds (which have no such step) went
+    // straight on (`replay`'s legacy rule).
+    if t.pruned && !restore {
+        k.push(StepKey::RollbackDropPrunedHeartbeat);
     }
     k.push(StepKey::RollbackComplete);
     Ok(k)
@@ -534,6 +549,17 @@ pub struct PruneSpec {
     pub batch_rows: u64,
 }
 
+/// issue 16: the heartbeat rows the prune's table swap renamed aside (this run's `<old>`
+/// table, [`crate::sqltext::HeartbeatSwap::for_run`], named by the executor from the run
+/// id), counted and dropped after T2.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DropPrunedSpec {
+    /// The cm_hb database.
+    pub database: String,
+    /// `heatbeat_sequence`, whose old rows the table holds.
+    pub table: String,
+}
+
 /// One database dump.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DumpSpec {
@@ -712,6 +738,10 @@ pub enum Step {
     StopOldContainer(StopSpec),
     /// See [`StepKey::PruneHeartbeat`].
     PruneHeartbeat(PruneSpec),
+    /// See [`StepKey::DropPrunedHeartbeat`].
+    DropPrunedHeartbeat(DropPrunedSpec),
+    /// See [`StepKey::RollbackDropPrunedHeartbeat`].
+    RollbackDropPrunedHeartbeat(DropPrunedSpec),
     /// See [`StepKey::Dump`].
     Dump(DumpSpec),
     /// See [`StepKey::RenameOldContainer`].
@@ -908,6 +938,14 @@ pub fn build(plan: &Plan, key: StepKey, ctx: &Context) -> Result<Step, BuildErro
             enable: enable_after,
             since: ctx.downtime_start,
             policy: plan.refetch,
+        }),
+        StepKey::DropPrunedHeartbeat => Step::DropPrunedHeartbeat(DropPrunedSpec {
+            database: plan.databases.cm_hb.clone(),
+            table: HEARTBEAT_TABLE.into(),
+        }),
+        StepKey::RollbackDropPrunedHeartbeat => Step::RollbackDropPrunedHeartbeat(DropPrunedSpec {
+            database: plan.databases.cm_hb.clone(),
+            table: HEARTBEAT_TABLE.into(),
         }),
         StepKey::Complete => Step::Complete,
         StepKey::RollbackVerifyDumps => Step::RollbackVerifyDumps(
@@ -1225,6 +1263,8 @@ impl Step {
             Step::ConfirmHealth(_) => StepKey::ConfirmHealth,
             Step::CheckOnline(_) => StepKey::CheckOnline,
             Step::EnableHa(_) => StepKey::EnableHa,
+            Step::DropPrunedHeartbeat(_) => StepKey::DropPrunedHeartbeat,
+            Step::RollbackDropPrunedHeartbeat(_) => StepKey::RollbackDropPrunedHeartbeat,
             Step::Complete => StepKey::Complete,
             Step::RollbackVerifyDumps(_) => StepKey::RollbackVerifyDumps,
             Step::RollbackDisableHa(_) => StepKey::RollbackDisableHa,
@@ -1269,6 +1309,10 @@ impl Step {
             Step::ConfirmHealth(h) => format!("wait until {} says healthy", h.url),
             Step::CheckOnline(_) => "check every machine is Online".into(),
             Step::EnableHa(_) => "enable HA with the refetch rule (T2)".into(),
+            Step::DropPrunedHeartbeat(d) | Step::RollbackDropPrunedHeartbeat(d) => format!(
+                "count and drop the {}.{} rows the prune moved aside",
+                d.database, d.table
+            ),
             Step::Complete => "record the upgrade complete".into(),
             Step::RollbackVerifyDumps(a) => {
                 format!("re-hash the {} dumps before changing anything", a.len())
@@ -1468,6 +1512,18 @@ impl Step {
                     o.health.timeout_secs
                 ),
             ],
+            Step::DropPrunedHeartbeat(d) | Step::RollbackDropPrunedHeartbeat(d) => {
+                // The run's tag is the executor's: the name is shown with a placeholder.
+                let old = format!("{}_oms_upgrade_<run>_old", d.table);
+                vec![
+                    crate::sqltext::use_database(&d.database),
+                    format!(
+                        "{}  -- if it exists (the prune swapped the table)",
+                        crate::sqltext::count_pruned(&old)
+                    ),
+                    crate::sqltext::HeartbeatSwap::drop_if_exists(&old),
+                ]
+            }
             Step::Complete | Step::RollbackComplete => vec![],
             Step::RollbackVerifyDumps(a) => a
                 .iter()
@@ -1557,6 +1613,7 @@ mod tests {
                 "docker-init",
                 "confirm-health",
                 "enable-ha",
+                "drop-pruned-heartbeat",
                 "complete"
             ]
         );
@@ -1977,6 +2034,84 @@ mod tests {
         assert!(c[0].contains("set `enable` to `false`"));
         assert_eq!(c[1], "USE `oms_rm`");
         assert!(c[2].contains("polled"));
+    }
+
+    /// Issue 16: the prune's count and DROP come after T2, as `drop-pruned-heartbeat`:
+    /// after `enable-ha`, or after the last health check where the procedure has no HA
+    /// steps, and right before `complete`; every procedure prunes, so every one has it.
+    #[test]
+    fn the_pruned_rows_are_dropped_after_t2_right_before_complete() {
+        for p in [
+            ProcedureId::Guide330,
+            ProcedureId::Guide331,
+            ProcedureId::Guide42x,
+        ] {
+            let k = upgrade_keys(p);
+            let at = |key: StepKey| k.iter().position(|x| *x == key).unwrap();
+            let drop = at(StepKey::DropPrunedHeartbeat);
+            assert_eq!(k[drop + 1], StepKey::Complete, "{p:?}");
+            let before = match (p.has_ha_steps(), p.checks_online()) {
+                (true, _) => StepKey::EnableHa,
+                (false, true) => StepKey::CheckOnline,
+                (false, false) => StepKey::ConfirmHealth,
+            };
+            assert_eq!(k[drop - 1], before, "{p:?}");
+            assert!(at(StepKey::PruneHeartbeat) < drop);
+        }
+        // The 3.3.0 guide has no HA step: right after confirm-health.
+        let names: Vec<String> = upgrade_keys(ProcedureId::Guide330)
+            .iter()
+            .map(|k| k.to_string())
+            .collect();
+        assert_eq!(
+            names[names.len() - 3..],
+            ["confirm-health", "drop-pruned-heartbeat", "complete"]
+        );
+    }
+
+    /// Issue 16: a rollback after the prune drops the rows it moved aside unless it
+    /// restores the heartbeat database (which drops and recreates it, `<old>` with it);
+    /// one before the prune has nothing to drop.
+    #[test]
+    fn a_rollback_drops_the_pruned_rows_only_when_it_restores_nothing() {
+        let stopped = Touched {
+            old_stopped: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            rollback_keys(&stopped).unwrap(),
+            [
+                StepKey::RestartOldContainer,
+                StepKey::ConfirmOldHealth,
+                StepKey::RollbackComplete
+            ]
+        );
+        let pruned = Touched {
+            pruned: true,
+            ha_disabled: true,
+            ha_previous_known: true,
+            ..stopped
+        };
+        assert_eq!(
+            rollback_keys(&pruned).unwrap(),
+            [
+                StepKey::RestartOldContainer,
+                StepKey::ConfirmOldHealth,
+                StepKey::RollbackEnableHa,
+                StepKey::RollbackDropPrunedHeartbeat,
+                StepKey::RollbackComplete
+            ]
+        );
+        let restored = Touched {
+            old_renamed: true,
+            new_created: true,
+            new_started: true,
+            dumps_complete: true,
+            ..pruned
+        };
+        let k = rollback_keys(&restored).unwrap();
+        assert!(k.contains(&StepKey::Restore { db: MetaDb::CmHb }));
+        assert!(!k.contains(&StepKey::RollbackDropPrunedHeartbeat), "{k:?}");
     }
 
     #[test]

@@ -290,11 +290,13 @@ impl Recorder {
     }
 
     /// The next permitted step, as a ledger written before `pre-stop-check` existed has
-    /// it (straight from `disable-ha` to `stop-old`): such ledgers must still report, and
-    /// the figures below are those of that form.
+    /// it (straight from `disable-ha` to `stop-old`) and before `drop-pruned-heartbeat`
+    /// (issue 16: straight from `enable-ha` to `complete`): such ledgers must still report,
+    /// and the figures below are those of that form.
     fn next(&self) -> StepKey {
         match self.journal.state().permitted()[0].key() {
             StepKey::PreStopCheck => StepKey::StopOldContainer,
+            StepKey::DropPrunedHeartbeat => StepKey::Complete,
             k => k,
         }
     }

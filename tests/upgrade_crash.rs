@@ -45,6 +45,7 @@ fn upgrade_steps() -> Vec<String> {
         "docker-init",
         "confirm-health",
         "enable-ha",
+        "drop-pruned-heartbeat",
         "complete",
     ]);
     v.into_iter().map(String::from).collect()

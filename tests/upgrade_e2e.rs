@@ -7,7 +7,7 @@ use support::emulator as emu;
 use support::upgrade::{cli, init, json_of, ok};
 
 /// The 3.3.0 -> 3.3.1 procedure, step by step.
-const FULL_PROCEDURE: [&str; 15] = [
+const FULL_PROCEDURE: [&str; 16] = [
     "disable-ha",
     "pre-stop-check",
     "stop-old",
@@ -22,6 +22,7 @@ const FULL_PROCEDURE: [&str; 15] = [
     "docker-init",
     "confirm-health",
     "enable-ha",
+    "drop-pruned-heartbeat",
     "complete",
 ];
 
@@ -85,7 +86,13 @@ async fn full_upgrade_330_to_331() {
         .collect();
     assert_eq!(
         left,
-        ["docker-init", "confirm-health", "enable-ha", "complete"]
+        [
+            "docker-init",
+            "confirm-health",
+            "enable-ha",
+            "drop-pruned-heartbeat",
+            "complete"
+        ]
     );
     // `--until` a rollback step is refused as bad input.
     let bad = cli(&ledger)

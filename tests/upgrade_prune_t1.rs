@@ -8,7 +8,7 @@ mod support;
 use chrono::{DateTime, Duration, Utc};
 use mysql_async::prelude::Queryable;
 use oms_upgrade::events::{
-    ContainerSnapshot, DbNames, Event, HaAfter, HaDisabled, HaMode, MetaDbLocation, Plan,
+    ContainerSnapshot, DbNames, Event, HaAfter, HaDisabled, HaMode, MetaDb, MetaDbLocation, Plan,
     PlanInput, PreflightCheck, StepFacts, StepKey,
 };
 use oms_upgrade::executor::Journal;
@@ -178,6 +178,27 @@ async fn t1_is_the_stop_request_and_the_prune_runs_in_batches() {
     run.verify_ledger();
 }
 
+/// A run stopped before the prune, given `rows` heartbeats, then run on with `failpoint`
+/// armed until it kills the process: the heartbeat rows and newest id before that run.
+async fn killed_at(run: &Run, rows: u64, failpoint: &str) -> (u64, Option<i64>) {
+    let cm_hb = run.node.databases().cm_hb;
+    run.ok(&["run", "--yes", "--until", "prune-heartbeat"])
+        .await;
+    add_heartbeats(&cm_hb, rows).await;
+    let before = heartbeats(&cm_hb).await;
+    let out = output(
+        run.cli()
+            .env("FAILPOINTS", format!("{failpoint}=return"))
+            .args(["run", "--yes"]),
+    )
+    .await;
+    assert!(
+        !out.status.success(),
+        "the failpoint {failpoint} did not fire"
+    );
+    before
+}
+
 /// Regression (issue 12.7): a kill in the middle of the prune (after its first batch) is
 /// resumed: the step is found not done, runs again from the start, and ends with the same
 /// one row (each batch deletes only rows below the newest id, which does not change with
@@ -187,17 +208,7 @@ async fn prune_killed_between_batches_resumes_to_the_same_row() {
     require_failpoints();
     let run = Run::planned().await;
     let cm_hb = run.node.databases().cm_hb;
-    run.ok(&["run", "--yes", "--until", "prune-heartbeat"])
-        .await;
-    add_heartbeats(&cm_hb, 25_000).await;
-    let (before, newest) = heartbeats(&cm_hb).await;
-    let out = output(
-        run.cli()
-            .env("FAILPOINTS", "prune-batch=return")
-            .args(["run", "--yes"]),
-    )
-    .await;
-    assert!(!out.status.success(), "the failpoint did not fire");
+    let (before, newest) = killed_at(&run, 25_000, "prune-batch").await;
     let (mid, _) = heartbeats(&cm_hb).await;
     assert!(
         mid < before && mid > 1,
@@ -231,40 +242,147 @@ async fn swap_leftovers(db: &str) -> Vec<String> {
     left
 }
 
-/// Issue 16: a large heartbeat table is pruned by swapping in a table holding only the
-/// newest row (no DELETE batches). Killed between the swap's RENAME and the DROP of the old
-/// table, the run is resumed: the step is found not done, the next attempt drops the old
-/// table (named after the run, so it is this run's) and finds the one row already alone.
+/// `drop-pruned-heartbeat` (issue 16), parsed so that this file also builds against a
+/// build without it (where the tests below fail on what they check, not to compile).
+fn drop_step() -> StepKey {
+    "drop-pruned-heartbeat".parse().unwrap()
+}
+
+/// Regression (issue 16): the swap counted the old table (540 ms for 3.16 M rows) and
+/// dropped it (44 ms) inside the downtime window. Now the prune only renames the old rows
+/// aside into the run's `<old>` table; the heartbeat dump leaves that table out (by its
+/// exact name), and `drop-pruned-heartbeat`, after T2, counts it exactly and drops it.
 #[tokio::test(flavor = "multi_thread")]
-async fn prune_swap_killed_before_its_drop_resumes_clean() {
-    require_failpoints();
+async fn prune_swap_moves_rows_aside_and_counts_them_after_t2() {
     let run = Run::planned().await;
     let cm_hb = run.node.databases().cm_hb;
     run.ok(&["run", "--yes", "--until", "prune-heartbeat"])
         .await;
-    add_heartbeats(&cm_hb, 60_000).await;
-    let (_, newest) = heartbeats(&cm_hb).await;
-    let out = output(
-        run.cli()
-            .env("FAILPOINTS", "prune-swap-renamed=return")
-            .args(["run", "--yes"]),
-    )
-    .await;
-    assert!(!out.status.success(), "the failpoint did not fire");
+    add_heartbeats(&cm_hb, 120_000).await;
+    let (before, newest) = heartbeats(&cm_hb).await;
+    run.ok(&["run", "--yes", "--until", "dump-rm"]).await;
+
+    // In the window: renamed aside, neither counted nor dropped.
     assert_eq!(heartbeats(&cm_hb).await, (1, newest));
     let left = swap_leftovers(&cm_hb).await;
     assert!(
         left.len() == 1 && left[0].ends_with("_old"),
-        "not killed between RENAME and DROP: {left:?}"
+        "the old rows are not kept aside after the prune: {left:?}"
+    );
+    let old = left[0].clone();
+    let prune = facts_json(&run, StepKey::PruneHeartbeat);
+    assert_eq!(
+        (
+            prune["batches"].as_u64(),
+            prune["batch_rows"].as_u64(),
+            prune["rows_deleted"].as_u64()
+        ),
+        (Some(0), Some(0), Some(0)),
+        "a swap records no batch and no count: {prune}"
+    );
+    let (_, state) = run.replay();
+    let prune_ms = state
+        .attempts()
+        .iter()
+        .find(|a| a.key == StepKey::PruneHeartbeat)
+        .and_then(|a| a.duration())
+        .unwrap()
+        .num_milliseconds();
+    assert!(prune_ms < 1_000, "the prune took {prune_ms} ms");
+
+    // The heartbeat dump leaves out exactly that table; it is still there at T2.
+    run.ok(&["run", "--yes", "--until", "drop-pruned-heartbeat"])
+        .await;
+    let dumped: Vec<String> = run
+        .dumped_facts(MetaDb::CmHb)
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert!(
+        dumped.iter().any(|t| t == "heatbeat_sequence") && !dumped.contains(&old),
+        "{dumped:?}"
+    );
+    assert_eq!(swap_leftovers(&cm_hb).await, vec![old.clone()]);
+
+    // After T2: counted exactly, then dropped.
+    run.ok(&["run", "--yes"]).await;
+    assert_eq!(run.status()["phase"], "completed");
+    assert_eq!(swap_leftovers(&cm_hb).await, Vec::<String>::new());
+    let dropped = facts_json(&run, drop_step());
+    assert_eq!(dropped["table"], old.as_str());
+    assert_eq!(dropped["rows"].as_u64(), Some(before - 1), "{dropped}");
+    let (_, state) = run.replay();
+    let t2 = state.t2().unwrap();
+    let drop_at = state
+        .attempts()
+        .iter()
+        .find(|a| a.key == drop_step())
+        .unwrap()
+        .intent_at;
+    assert!(drop_at > t2, "the drop at {drop_at} is not after T2 {t2}");
+    let report = output(run.cli().args(["report"])).await;
+    let text = String::from_utf8_lossy(&report.stdout);
+    assert!(
+        text.contains(&format!("counted and dropped after T2: {}", before - 1)),
+        "{text}"
+    );
+    run.verify_ledger();
+}
+
+/// Issue 16: a large heartbeat table is pruned by swapping in a table holding only the
+/// newest row (no DELETE batches). Killed between the swap's RENAME and the end of the
+/// step, the run is resumed: the step is found not done, the next attempt leaves the old
+/// table (named after the run, so it is this run's) where it is and finds the one row
+/// already alone; `drop-pruned-heartbeat` still counts every old row exactly.
+#[tokio::test(flavor = "multi_thread")]
+async fn prune_swap_killed_after_its_rename_resumes_with_an_exact_count() {
+    require_failpoints();
+    let run = Run::planned().await;
+    let cm_hb = run.node.databases().cm_hb;
+    let (before, newest) = killed_at(&run, 60_000, "prune-swap-renamed").await;
+    assert_eq!(heartbeats(&cm_hb).await, (1, newest));
+    let left = swap_leftovers(&cm_hb).await;
+    assert!(
+        left.len() == 1 && left[0].ends_with("_old"),
+        "not killed right after the RENAME: {left:?}"
     );
     assert_eq!(run.replay().1.in_doubt(), Some(StepKey::PruneHeartbeat));
+
+    run.ok(&["run", "--yes", "--until", "dump-rm"]).await;
+    assert_eq!(
+        swap_leftovers(&cm_hb).await,
+        left,
+        "the resumed prune dropped the rows moved aside"
+    );
+    let prune = facts_json(&run, StepKey::PruneHeartbeat);
+    assert_eq!(prune["max_id"].as_i64(), newest);
+    assert_eq!(prune["batch_rows"].as_u64(), Some(0), "{prune}");
 
     run.ok(&["run", "--yes"]).await;
     assert_eq!(run.status()["phase"], "completed");
     assert_eq!(swap_leftovers(&cm_hb).await, Vec::<String>::new());
-    let prune = facts_json(&run, StepKey::PruneHeartbeat);
-    assert_eq!(prune["max_id"].as_i64(), newest);
     assert_eq!(heartbeats_upto(&cm_hb, newest.unwrap()).await, 1);
+    let dropped = facts_json(&run, drop_step());
+    assert_eq!(dropped["rows"].as_u64(), Some(before - 1), "{dropped}");
+    run.verify_ledger();
+}
+
+/// Issue 16: `drop-pruned-heartbeat` killed between its count and its DROP is performed
+/// again (in doubt: idempotent) and records the same exact count.
+#[tokio::test(flavor = "multi_thread")]
+async fn drop_of_the_pruned_rows_killed_before_its_drop_counts_again() {
+    require_failpoints();
+    let run = Run::planned().await;
+    let cm_hb = run.node.databases().cm_hb;
+    let (before, _) = killed_at(&run, 60_000, "drop-pruned-counted").await;
+    assert_eq!(run.replay().1.in_doubt(), Some(drop_step()));
+    assert_eq!(swap_leftovers(&cm_hb).await.len(), 1);
+
+    run.ok(&["run", "--yes"]).await;
+    assert_eq!(run.status()["phase"], "completed");
+    assert_eq!(swap_leftovers(&cm_hb).await, Vec::<String>::new());
+    let dropped = facts_json(&run, drop_step());
+    assert_eq!(dropped["rows"].as_u64(), Some(before - 1), "{dropped}");
     run.verify_ledger();
 }
 

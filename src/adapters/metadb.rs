@@ -168,11 +168,15 @@ pub struct ServerInfo {
 pub struct PruneOutcome {
     /// `max(id)` before the delete; `None` for an empty (or missing) table.
     pub max_id: Option<i64>,
-    /// Rows deleted (every row below `max_id`) by this call.
+    /// Rows deleted (every row below `max_id`) by this call's DELETE batches; 0 after a
+    /// table swap, whose rows are counted after T2 (`moved_aside`).
     pub rows_deleted: u64,
-    /// DELETE statements run, each of at most the batch's rows; 0 with rows deleted: the
-    /// table swap removed them (see [`sqltext::HeartbeatSwap`]), no DELETE ran.
+    /// DELETE statements run, each of at most the batch's rows.
     pub batches: u64,
+    /// issue 16: the table swap (this call's, or a killed earlier attempt's) renamed the
+    /// old rows aside into this run's `<old>` table ([`sqltext::HeartbeatSwap`]), which
+    /// `drop-pruned-heartbeat` counts and drops after T2 ([`MetaDb::drop_pruned_heartbeat`]).
+    pub moved_aside: bool,
     /// The batch size used.
     pub batch_rows: u64,
     /// The database has no `heatbeat_sequence` table: nothing was deleted.
@@ -189,6 +193,7 @@ impl PruneOutcome {
             max_id: None,
             rows_deleted: 0,
             batches: 0,
+            moved_aside: false,
             batch_rows: opts.batch_rows.max(1),
             table_missing: false,
             flavour,
@@ -220,9 +225,9 @@ impl Default for PruneOptions {
 
 /// How far a table swap of the heartbeat prune got.
 enum Swapped {
-    /// Done: the heartbeat table holds only the newest row; this many rows went with the
-    /// old table.
-    Done(u64),
+    /// Done: the heartbeat table holds only the newest row; the others are in the run's
+    /// `<old>` table, left for `drop-pruned-heartbeat` to count and drop after T2.
+    Done,
     /// Not done, nothing changed (the work table, if made, is dropped): prune by DELETE.
     Declined,
 }
@@ -322,6 +327,17 @@ pub trait MetaDb: Send + Sync {
         opts: PruneOptions,
         progress: PruneProgress<'_>,
     ) -> impl Future<Output = Result<PruneOutcome, MetaDbError>> + Send;
+
+    /// issue 16: counts exactly the rows of `table` of `hb_db` below its newest id (the
+    /// heartbeat rows the prune removed; the newest was copied into the new heartbeat
+    /// table) and drops it, if it exists: the run's `<old>`, after T2. `None`: no such
+    /// table, nothing done. Asked of `information_schema` first, so a
+    /// user who never swapped (no DROP privilege) needs none.
+    fn drop_pruned_heartbeat(
+        &self,
+        hb_db: &str,
+        table: &str,
+    ) -> impl Future<Output = Result<Option<u64>, MetaDbError>> + Send;
 
     /// The database's default charset and collation; `None` when it does not exist.
     fn database_charset(
@@ -612,9 +628,10 @@ impl MysqlMetaDb {
     /// trigger or a foreign key, or when the new table's definition is not the old one's
     /// (anything `CREATE TABLE ... LIKE` did not copy: partitioning, a flavour's options).
     /// Any error before the RENAME drops the new table and declines too, so the caller's
-    /// DELETE batches (which need nothing but DELETE) run as before the swap existed. An
-    /// error after the RENAME is returned: the heartbeat table is already pruned, and the
-    /// next attempt drops the `_old` table left behind.
+    /// DELETE batches (which need nothing but DELETE) run as before the swap existed.
+    /// issue 16: the old table is neither counted nor dropped here (540 ms and 44 ms for
+    /// 3.16 M rows, inside the downtime window): it stays, renamed to the run's `<old>`,
+    /// for `drop-pruned-heartbeat` after T2; the heartbeat dump leaves it out.
     async fn swap_heartbeat(
         &self,
         c: &mut Conn,
@@ -622,7 +639,6 @@ impl MysqlMetaDb {
         swap: &sqltext::HeartbeatSwap,
         newest: i64,
     ) -> Result<Swapped, MetaDbError> {
-        let err = |e| classify(e, &self.url, &self.user, Some(hb_db));
         // A server that cannot say (no such view) is treated as one that has them.
         let tied = async {
             let triggers: Option<u64> = c.exec_first(sqltext::HEARTBEAT_TRIGGERS, (hb_db,)).await?;
@@ -635,13 +651,26 @@ impl MysqlMetaDb {
         if !matches!(tied, Ok(0)) {
             return Ok(Swapped::Declined);
         }
+        // A foreign key of another database referencing the heartbeat table would move to
+        // `<old>` with the RENAME, and only `drop-pruned-heartbeat`, after T2, would find it
+        // (its DROP refused). InnoDB's own list of foreign keys answers by the referenced
+        // table's name without opening every table of the server (which the
+        // `REFERENTIAL_CONSTRAINTS` view would); a server or user that cannot read it (no
+        // such view, no PROCESS privilege) cannot say, and the swap goes ahead.
+        let referenced = format!("{hb_db}/{}", crate::steps::HEARTBEAT_TABLE);
+        for sql in sqltext::HEARTBEAT_INNODB_REFERENCES {
+            if let Ok(Some(n)) = c.exec_first::<u64, _, _>(*sql, (&referenced,)).await {
+                if n > 0 {
+                    return Ok(Swapped::Declined);
+                }
+                break;
+            }
+        }
         let prepared = async {
-            let rows: Option<u64> = c.query_first(sqltext::HEARTBEAT_COUNT).await?;
             let before: Option<(String, String)> =
                 c.query_first(sqltext::HEARTBEAT_SHOW_CREATE).await?;
             c.query_drop(swap.create_keep()).await?;
             c.exec_drop(swap.copy_newest(), (newest,)).await?;
-            let kept = c.affected_rows();
             if let Some(next) = before
                 .as_ref()
                 .and_then(|(_, sql)| sqltext::auto_increment_option(sql))
@@ -651,14 +680,14 @@ impl MysqlMetaDb {
             let after: Option<(String, String)> = c.query_first(swap.show_create_keep()).await?;
             let same = matches!((&before, &after), (Some((_, a)), Some((_, b)))
                 if sqltext::same_table_definition(a, crate::steps::HEARTBEAT_TABLE, b, &swap.keep));
-            Ok::<_, mysql_async::Error>(same.then(|| rows.unwrap_or(0).saturating_sub(kept)))
+            Ok::<_, mysql_async::Error>(same)
         }
         .await;
-        let rows_deleted = match prepared {
-            Ok(Some(rows)) => rows,
+        match prepared {
+            Ok(true) => {}
             // Declined, or failed before the RENAME: the original is untouched; the new
             // table is dropped now (or, if that fails too, by the next attempt's clean-up).
-            Ok(None) | Err(_) => {
+            Ok(false) | Err(_) => {
                 let _ = c
                     .query_drop(sqltext::HeartbeatSwap::drop_if_exists(&swap.keep))
                     .await;
@@ -672,24 +701,12 @@ impl MysqlMetaDb {
                 .await;
             return Ok(Swapped::Declined);
         }
+        // The old rows are in `<old>` now; `drop-pruned-heartbeat` counts and drops them
+        // after T2. A foreign key from another database that referenced the heartbeat table
+        // moved along with the RENAME (InnoDB renames references too); the later DROP is
+        // then refused and says so (docs/prune.md).
         super::crash_point("prune-swap-renamed");
-        if let Err(e) = c
-            .query_drop(sqltext::HeartbeatSwap::drop_if_exists(&swap.old))
-            .await
-        {
-            // Refused (a foreign key from another database, which the RENAME moved to the
-            // old table): swap back, so the reference is on the heartbeat table again,
-            // and prune by DELETE. If even that fails, the error is the DROP's: the next
-            // attempt starts by dropping the old table again, and says why it cannot.
-            if c.query_drop(swap.rename_back()).await.is_err() {
-                return Err(err(e));
-            }
-            let _ = c
-                .query_drop(sqltext::HeartbeatSwap::drop_if_exists(&swap.keep))
-                .await;
-            return Ok(Swapped::Declined);
-        }
-        Ok(Swapped::Done(rows_deleted))
+        Ok(Swapped::Done)
     }
 }
 
@@ -1112,11 +1129,12 @@ impl MetaDb for MysqlMetaDb {
         // kill loses at most the batch in flight, which the server rolls back.
         //
         // The table swap (a large table, a run tag given) is kill-safe the same way: a
-        // `_keep` table left by a kill before its RENAME, and an `_old` one left by a kill
-        // after it, are the run's own work tables (named after its id) and hold nothing
-        // that is still needed, so they are dropped first, on every attempt; the heartbeat
-        // table itself always exists (the RENAME is atomic) and holds either every row or
-        // only the newest, and a second run then finds one row and does nothing.
+        // `_keep` table left by a kill before its RENAME is the run's own work table (named
+        // after its id) and holds nothing that is still needed, so it is dropped first, on
+        // every attempt; the heartbeat table itself always exists (the RENAME is atomic)
+        // and holds either every row or only the newest. An `_old` one means the RENAME
+        // happened: it holds the rows moved aside, left for `drop-pruned-heartbeat` to
+        // count after T2 (issue 16), and this attempt finds one row and does nothing.
         let swap = opts.swap_tag.map(sqltext::HeartbeatSwap::for_run);
         if let Some(swap) = &swap {
             let left: Vec<String> = c
@@ -1126,11 +1144,12 @@ impl MetaDb for MysqlMetaDb {
                 )
                 .await
                 .map_err(err)?;
-            for table in left.iter().filter(|t| **t == swap.keep || **t == swap.old) {
+            for table in left.iter().filter(|t| **t == swap.keep) {
                 c.query_drop(sqltext::HeartbeatSwap::drop_if_exists(table))
                     .await
                     .map_err(err)?;
             }
+            out.moved_aside = left.contains(&swap.old);
         }
         let max_id: Option<Option<i64>> = c
             .query_first(sqltext::HEARTBEAT_MAX_ID)
@@ -1149,11 +1168,9 @@ impl MetaDb for MysqlMetaDb {
                 .flatten()
                 .map_or(0, |o| newest.saturating_sub(o).max(0) as u64);
             if below >= sqltext::HEARTBEAT_SWAP_MIN_ROWS {
-                if let Swapped::Done(rows) =
-                    self.swap_heartbeat(&mut c, hb_db, swap, newest).await?
-                {
-                    out.rows_deleted = rows;
-                    progress(rows, 0, rows);
+                if let Swapped::Done = self.swap_heartbeat(&mut c, hb_db, swap, newest).await? {
+                    out.moved_aside = true;
+                    progress(below, 0, below);
                     return Ok(out);
                 }
             }
@@ -1180,6 +1197,41 @@ impl MetaDb for MysqlMetaDb {
             super::crash_point("prune-batch");
         }
         Ok(out)
+    }
+
+    async fn drop_pruned_heartbeat(
+        &self,
+        hb_db: &str,
+        table: &str,
+    ) -> Result<Option<u64>, MetaDbError> {
+        let flavour = self.ping().await?.flavour;
+        let mut c = self.conn_in(hb_db).await?;
+        let err = |e| classify(e, &self.url, &self.user, Some(hb_db));
+        for sql in sqltext::session_setup(flavour) {
+            c.query_drop(sql).await.map_err(err)?;
+        }
+        let exists: Option<u64> = c
+            .exec_first(sqltext::TABLE_EXISTS, (hb_db, table))
+            .await
+            .map_err(err)?;
+        if exists.unwrap_or(0) == 0 {
+            return Ok(None);
+        }
+        let rows: Option<u64> = c
+            .query_first(sqltext::count_pruned(table))
+            .await
+            .map_err(err)?;
+        super::crash_point("drop-pruned-counted");
+        c.query_drop(sqltext::HeartbeatSwap::drop_if_exists(table))
+            .await
+            .map_err(|e| MetaDbError::Query {
+                url: self.url.clone(),
+                message: format!(
+                    "cannot drop `{hb_db}`.`{table}`, which holds the heartbeat rows the prune moved aside: {e}. \
+                     If a foreign key of another database references it, remove that key, then run again"
+                ),
+            })?;
+        Ok(Some(rows.unwrap_or(0)))
     }
 
     async fn database_charset(&self, db: &str) -> Result<Option<DbCharset>, MetaDbError> {

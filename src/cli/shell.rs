@@ -200,6 +200,9 @@ impl Observer for TermObserver {
             eprintln!("  WARNING: {key}: {w}");
         }
         if !self.quiet {
+            if let Ok(StepFacts::PrunedHeartbeatDropped { rows: Some(n), .. }) = outcome {
+                eprintln!("  rows moved aside by the prune; counted and dropped after T2: {n}");
+            }
             match outcome {
                 Ok(_) => eprintln!("  done: {key}"),
                 Err(e) => eprintln!("  FAILED: {key}: {e}"),
@@ -225,7 +228,10 @@ impl Observer for TermObserver {
         // The first batch, then every 20th: a line per batch would flood the terminal on
         // a table of millions of rows.
         if !self.quiet && batches == 0 {
-            eprintln!("  prune {database}: {rows} rows removed by a table swap");
+            // issue 16: the swap's rows are counted only after T2 (`drop-pruned-heartbeat`).
+            eprintln!(
+                "  prune {database}: about {rows} rows moved aside by a table swap; counted and dropped after T2"
+            );
         } else if !self.quiet && (batches == 1 || batches % 20 == 0) {
             eprintln!(
                 "  prune {database}: {rows} of about {total} rows deleted ({batches} batches)"

@@ -325,7 +325,7 @@ pub(crate) async fn dump(
     conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
         .await
         .map_err(|e| query_err(database, "starting the snapshot", e))?;
-    let schema = facts::list_schema(&mut conn, database).await?;
+    let schema = facts::list_dumped(&mut conn, database, opts).await?;
     let mut tables = Vec::new();
     for t in schema.base_tables() {
         tables.push(facts::fact_for(&mut conn, database, t, opts.checksum).await?);
@@ -339,13 +339,20 @@ pub(crate) async fn dump(
     let flavour = DumperFlavour::detect(&program).await?;
     let mut defaults = Some(DefaultsFile::create(&target.password)?);
     let program_name = program.display().to_string();
+    let mut args = dumper_args(
+        defaults.as_ref().expect("just created").path(),
+        target,
+        flavour,
+        database,
+    );
+    // issue 16: the tables the options leave out (exact names), before the `--` that
+    // ends the options; the facts above were listed without them already.
+    let options_end = args.len() - 2;
+    for t in opts.exclude_tables.iter().rev() {
+        args.insert(options_end, format!("--ignore-table={database}.{t}").into());
+    }
     let mut child = tokio::process::Command::new(&program)
-        .args(dumper_args(
-            defaults.as_ref().expect("just created").path(),
-            target,
-            flavour,
-            database,
-        ))
+        .args(args)
         // The dumper gets a minimal environment: whatever our own process inherited
         // (OMS_META_PASSWORD above all) must not reach a child's /proc/PID/environ.
         .env_clear()

@@ -103,6 +103,26 @@ pub(crate) async fn session_setup(conn: &mut Conn) -> Result<(), DumpError> {
         .map_err(|e| query_err("", "setting up the session", e))
 }
 
+/// [`list_schema`] without the tables `opts` excludes (exact names,
+/// [`super::DumpOptions::exclude_tables`]): what a dump lists, and logs what it left out.
+pub(crate) async fn list_dumped(
+    conn: &mut Conn,
+    database: &str,
+    opts: &super::DumpOptions,
+) -> Result<Schema, DumpError> {
+    let mut schema = list_schema(conn, database).await?;
+    if !opts.exclude_tables.is_empty() {
+        schema.tables.retain(|t| {
+            let left_out = !t.is_view && opts.exclude_tables.contains(&t.name);
+            if left_out {
+                tracing::info!(database, table = %t.name, "left out of the dump (the heartbeat rows the prune moved aside, dropped after T2)");
+            }
+            !left_out
+        });
+    }
+    Ok(schema)
+}
+
 /// Lists tables, views, columns, primary keys and triggers of `database`.
 pub(crate) async fn list_schema(conn: &mut Conn, database: &str) -> Result<Schema, DumpError> {
     list(conn, database, None).await

@@ -79,6 +79,11 @@ pub struct DumpOptions {
     /// Native dumper: which client the dump connections read rows with (the wire
     /// client by default where it can serve the target; tests force either path).
     pub wire: WireUse,
+    /// issue 16: base tables of the dumped database left out, by exact name (never a
+    /// pattern): the executor passes the run's own `<old>` heartbeat table (the prune's
+    /// swap renamed the old rows into it; it is counted and dropped after T2) for the
+    /// cm_hb dump only. Empty everywhere else. The dump's log names what it left out.
+    pub exclude_tables: Vec<String>,
 }
 
 impl Default for DumpOptions {
@@ -92,6 +97,7 @@ impl Default for DumpOptions {
             checksum: None,
             overwrite: false,
             wire: WireUse::Auto,
+            exclude_tables: Vec::new(),
         }
     }
 }

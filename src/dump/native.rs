@@ -79,11 +79,11 @@ pub(crate) async fn dump(
     // same connection when that is mysql_async, else over a short second one, as the
     // table-parallel path lists on its coordinator connection.
     let schema = match &mut conn {
-        DumpConn::Async(c) => facts::list_schema(c, database).await?,
+        DumpConn::Async(c) => facts::list_dumped(c, database, opts).await?,
         DumpConn::Wire(_) => {
             let mut lister = connect(target).await?;
             facts::session_setup(&mut lister).await?;
-            let schema = facts::list_schema(&mut lister, database).await;
+            let schema = facts::list_dumped(&mut lister, database, opts).await;
             lister.disconnect().await.ok();
             schema?
         }

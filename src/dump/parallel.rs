@@ -145,7 +145,7 @@ async fn run(
     for attempt in 1..=SYNC_ATTEMPTS {
         let mut listed = Vec::with_capacity(databases.len());
         for db in databases {
-            listed.push(base_tables(&mut coord, db).await?);
+            listed.push(base_tables(&mut coord, db, opts).await?);
         }
         let workers = opts.jobs.min(listed.iter().map(Vec::len).sum());
         if workers <= 1 {
@@ -189,7 +189,7 @@ async fn run(
         // start again.
         let mut schemas = Vec::with_capacity(databases.len());
         for db in databases {
-            schemas.push(facts::list_schema(&mut coord, db).await?);
+            schemas.push(facts::list_dumped(&mut coord, db, opts).await?);
         }
         let same = schemas
             .iter()
@@ -225,8 +225,12 @@ async fn run(
 }
 
 /// The names of `database`'s base tables, in [`facts::list_schema`]'s order.
-async fn base_tables(conn: &mut Conn, database: &str) -> Result<Vec<String>, DumpError> {
-    let schema = facts::list_schema(conn, database).await?;
+async fn base_tables(
+    conn: &mut Conn,
+    database: &str,
+    opts: &DumpOptions,
+) -> Result<Vec<String>, DumpError> {
+    let schema = facts::list_dumped(conn, database, opts).await?;
     Ok(schema.base_tables().map(|t| t.name.clone()).collect())
 }
 

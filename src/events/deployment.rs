@@ -137,15 +137,21 @@ pub enum RegionStep {
     RecreateHeartbeat,
     /// [`StepKey::Restore`] of the region's heartbeat database.
     RestoreHeartbeat,
+    /// issue 16: [`StepKey::DropPrunedHeartbeat`] of the region's heartbeat database.
+    DropPrunedHeartbeat,
+    /// issue 16: [`StepKey::RollbackDropPrunedHeartbeat`] of the region's heartbeat database.
+    RollbackDropPrunedHeartbeat,
 }
 
 impl RegionStep {
     /// Every region step.
-    pub const ALL: [RegionStep; 4] = [
+    pub const ALL: [RegionStep; 6] = [
         RegionStep::PruneHeartbeat,
         RegionStep::DumpHeartbeat,
         RegionStep::RecreateHeartbeat,
         RegionStep::RestoreHeartbeat,
+        RegionStep::DropPrunedHeartbeat,
+        RegionStep::RollbackDropPrunedHeartbeat,
     ];
 
     /// The single-node key this step performs (on the region's heartbeat database).
@@ -155,6 +161,8 @@ impl RegionStep {
             RegionStep::DumpHeartbeat => StepKey::Dump { db: MetaDb::CmHb },
             RegionStep::RecreateHeartbeat => StepKey::RecreateDatabase { db: MetaDb::CmHb },
             RegionStep::RestoreHeartbeat => StepKey::Restore { db: MetaDb::CmHb },
+            RegionStep::DropPrunedHeartbeat => StepKey::DropPrunedHeartbeat,
+            RegionStep::RollbackDropPrunedHeartbeat => StepKey::RollbackDropPrunedHeartbeat,
         }
     }
 

@@ -267,6 +267,12 @@ pub(crate) fn done_facts(
             batch_rows: None,
             warning: None,
         },
+        StepKey::DropPrunedHeartbeat | StepKey::RollbackDropPrunedHeartbeat => {
+            StepFacts::PrunedHeartbeatDropped {
+                table: crate::sqltext::HeartbeatSwap::for_run(0x0a1b_2c3d).old,
+                rows: Some(8999),
+            }
+        }
         StepKey::Dump { db } => StepFacts::DumpWritten(artifact(plan, db)),
         StepKey::RenameOldContainer => StepFacts::ContainerRenamed {
             id: plan.old_container.id.clone(),

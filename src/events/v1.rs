@@ -273,6 +273,10 @@ pub enum StepKeyV1 {
     Node(u8, NodeStepV1),
     /// issue 15: a heartbeat step of region >= 1.
     Region(u8, RegionStepV1),
+    /// issue 16
+    DropPrunedHeartbeat,
+    /// issue 16
+    RollbackDropPrunedHeartbeat,
 }
 
 /// issue 15: a per-node step. Variant order is stored: append only.
@@ -304,6 +308,10 @@ pub enum RegionStepV1 {
     DumpHeartbeat,
     RecreateHeartbeat,
     RestoreHeartbeat,
+    /// issue 16
+    DropPrunedHeartbeat,
+    /// issue 16
+    RollbackDropPrunedHeartbeat,
 }
 
 macro_rules! same_variants {
@@ -325,7 +333,7 @@ same_variants!(NodeStep <-> NodeStepV1: PreStopCheck, StopOld, OldRestartOff, Re
     CreateNew, StartNew, CheckSupervisor, RunInit, ConfirmHealth, StopNew, RenameNewAside,
     RenameOldBack, RollbackRestartPolicy, RestartOld, ConfirmOldHealth);
 same_variants!(RegionStep <-> RegionStepV1: PruneHeartbeat, DumpHeartbeat, RecreateHeartbeat,
-    RestoreHeartbeat);
+    RestoreHeartbeat, DropPrunedHeartbeat, RollbackDropPrunedHeartbeat);
 
 /// A version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -646,6 +654,11 @@ pub enum StepFactsV1 {
         before: RestartPolicyV1,
         after: RestartPolicyV1,
     },
+    /// issue 16
+    PrunedHeartbeatDropped {
+        table: String,
+        rows: Option<u64>,
+    },
 }
 
 /// A restart policy.
@@ -752,6 +765,8 @@ impl From<StepKey> for StepKeyV1 {
             K::RollbackRestartPolicy => S::RollbackRestartPolicy,
             K::Node { node, step } => S::Node(node.0, step.into()),
             K::Region { region, step } => S::Region(region.0, step.into()),
+            K::DropPrunedHeartbeat => S::DropPrunedHeartbeat,
+            K::RollbackDropPrunedHeartbeat => S::RollbackDropPrunedHeartbeat,
         }
     }
 }
@@ -796,6 +811,8 @@ impl From<StepKeyV1> for StepKey {
                 region: RegionIx(r),
                 step: step.into(),
             },
+            S::DropPrunedHeartbeat => K::DropPrunedHeartbeat,
+            S::RollbackDropPrunedHeartbeat => K::RollbackDropPrunedHeartbeat,
         }
     }
 }
@@ -1346,6 +1363,10 @@ impl From<&StepFacts> for StepFactsV1 {
                 before: before.into(),
                 after: after.into(),
             },
+            F::PrunedHeartbeatDropped { table, rows } => S::PrunedHeartbeatDropped {
+                table: table.clone(),
+                rows: *rows,
+            },
         }
     }
 }
@@ -1550,6 +1571,7 @@ impl TryFrom<StepFactsV1> for StepFacts {
                 before: before.into(),
                 after: after.into(),
             },
+            S::PrunedHeartbeatDropped { table, rows } => F::PrunedHeartbeatDropped { table, rows },
         })
     }
 }

@@ -86,20 +86,46 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
                     max_id: out.max_id,
                     rows_deleted: out.rows_deleted,
                     batches: Some(out.batches),
-                    batch_rows: Some(out.batch_rows),
+                    // issue 16: `batch_rows` 0 (never a batch size: at least 1) marks a
+                    // table swap, whose rows `drop-pruned-heartbeat` counts after T2
+                    // (ledger-schema/EVENTS.md): no stored-format change.
+                    batch_rows: Some(if out.moved_aside { 0 } else { out.batch_rows }),
                     warning,
                 })
+            }
+            Step::DropPrunedHeartbeat(spec) | Step::RollbackDropPrunedHeartbeat(spec) => {
+                // The prune named its `<old>` table after the run the same way.
+                let tag = self.run_id().map_err(retry)?.as_fields().0;
+                let table = crate::sqltext::HeartbeatSwap::for_run(tag).old;
+                // Safe to perform again: an attempt killed after its DROP finds no table
+                // and records that (`rows: None`), one killed before it counts again.
+                let rows = self
+                    .ad
+                    .metadb
+                    .drop_pruned_heartbeat(&spec.database, &table)
+                    .await
+                    .map_err(retry)?;
+                Ok(StepFacts::PrunedHeartbeatDropped { table, rows })
             }
             Step::Dump(spec) => {
                 self.check_dump_space(spec).await?;
                 let progress = self.observer.progress();
+                // issue 16: the heartbeat dump leaves out exactly this run's `<old>` table
+                // (the rows the prune's swap moved aside, dropped after T2), by its name.
+                let mut opts = self.opts.dump.clone();
+                if spec.db == events::MetaDb::CmHb
+                    && let Ok(id) = self.run_id()
+                {
+                    let old = crate::sqltext::HeartbeatSwap::for_run(id.as_fields().0).old;
+                    opts.exclude_tables.push(old);
+                }
                 let a = self
                     .dumps
                     .dump(
                         &self.ad.db,
                         &spec.database,
                         Path::new(&spec.dir),
-                        &self.opts.dump,
+                        &opts,
                         &*progress,
                     )
                     .await

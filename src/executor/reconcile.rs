@@ -67,6 +67,8 @@ impl<D: Docker, M: MetaDb, H: Health, C: Clock, E: DumpEngine> Executor<'_, D, M
             ),
             // Read-only checks, or deletes that leave the same rows however often they run.
             Step::PruneHeartbeat(_)
+            | Step::DropPrunedHeartbeat(_)
+            | Step::RollbackDropPrunedHeartbeat(_)
             | Step::CheckSupervisor(_)
             | Step::ConfirmHealth(_)
             | Step::ConfirmOldHealth(_)

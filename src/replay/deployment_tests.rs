@@ -61,6 +61,9 @@ fn the_official_order_for_three_nodes_in_two_regions() {
         "check-online",
         // (7) HA back once
         "enable-ha",
+        // (8) after T2, each region's heartbeat rows the prune moved aside (issue 16)
+        "drop-pruned-heartbeat",
+        "region1:drop-pruned-heartbeat",
         "complete",
     ];
     assert_eq!(got, want);

@@ -42,7 +42,7 @@ fn full_upgrade_331() {
     assert_eq!(s.state.artifacts().len(), 3);
     assert_eq!(s.state.new_container().unwrap().id, "new");
     assert!(s.state.failures().is_empty());
-    assert_eq!(s.state.attempts().len(), 14);
+    assert_eq!(s.state.attempts().len(), 15);
     assert!(s.state.attempts().iter().all(|a| a.duration().is_some()));
     assert_eq!(replay(&s.events).unwrap(), s.state);
 }
@@ -1118,4 +1118,41 @@ fn restart_policy_off_after_t1_and_back_on_rollback() {
             .iter()
             .any(|a| a.key == StepKey::OldRestartOff)
     );
+}
+
+/// Issue 16: a ledger of a build before `drop-pruned-heartbeat` went from `enable-ha`
+/// straight to `complete`; it still replays to completed (the skipped step is no part of
+/// the run). A prune that recorded rows moved aside (`batch_rows` 0, which only builds
+/// with the drop step write) needs the drop step before `complete`.
+#[test]
+fn a_ledger_from_before_the_drop_step_still_completes() {
+    let mut old = Records::planned(plan());
+    old.done_until(StepKey::DropPrunedHeartbeat);
+    assert_eq!(keys(&old.state.permitted()), [StepKey::DropPrunedHeartbeat]);
+    old.step_ok(StepKey::Complete);
+    assert_eq!(old.state.phase(), Phase::Completed);
+    assert_eq!(replay(&old.events).unwrap(), old.state);
+
+    let mut new = Records::planned(plan());
+    new.done_until(StepKey::PruneHeartbeat);
+    new.intent(StepKey::PruneHeartbeat).unwrap();
+    new.push(Event::StepDone {
+        key: StepKey::PruneHeartbeat,
+        facts: StepFacts::HeartbeatPruned {
+            max_id: Some(9000),
+            rows_deleted: 0,
+            batches: Some(0),
+            batch_rows: Some(0),
+            warning: None,
+        },
+    })
+    .unwrap();
+    new.done_until(StepKey::DropPrunedHeartbeat);
+    assert!(matches!(
+        new.intent(StepKey::Complete),
+        Err(Rejection::NotPermitted { .. })
+    ));
+    new.step_ok(StepKey::DropPrunedHeartbeat);
+    new.step_ok(StepKey::Complete);
+    assert_eq!(new.state.phase(), Phase::Completed);
 }

@@ -1103,7 +1103,22 @@ fn step_row(
 ) -> StepRow {
     let detail = match &a.outcome {
         None => "intent recorded, no outcome: the process stopped while the step ran".to_string(),
-        Some(Outcome::Done { facts, .. }) => text::facts(facts),
+        Some(Outcome::Done { facts, .. }) => {
+            let mut line = text::facts(facts);
+            // issue 16: a table swap's rows are counted after T2, by the region's
+            // `drop-pruned-heartbeat`; its count completes the prune's line.
+            if let Some(drop) = a
+                .key
+                .region()
+                .map(|r| StepKey::DropPrunedHeartbeat.in_region(r))
+                && line.ends_with(text::SWAPPED_ROWS_COUNTED)
+                && let Some(StepFacts::PrunedHeartbeatDropped { rows: Some(n), .. }) =
+                    state.facts(drop)
+            {
+                line.push_str(&format!(": {n}"));
+            }
+            line
+        }
         Some(Outcome::Failed { error, facts, .. }) => match facts {
             Some(f) => format!("{error} (observed: {})", text::facts(f)),
             None => error.clone(),

@@ -6,6 +6,10 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::events::{HaMode, StepFacts, StepKey};
 
+/// issue 16: how a table swap's prune line ends; the report adds `: N` from
+/// `drop-pruned-heartbeat`'s facts once that step has run.
+pub const SWAPPED_ROWS_COUNTED: &str = "counted and dropped after T2";
+
 /// What a step does, in a few words.
 pub fn title(key: StepKey) -> String {
     match key {
@@ -21,6 +25,8 @@ pub fn title(key: StepKey) -> String {
         StepKey::ConfirmHealth => "Confirm OMS health".into(),
         StepKey::CheckOnline => "Check machines Online".into(),
         StepKey::EnableHa => "Re-enable HA".into(),
+        StepKey::DropPrunedHeartbeat => "Drop the pruned heartbeat rows".into(),
+        StepKey::RollbackDropPrunedHeartbeat => "Drop the pruned heartbeat rows (rollback)".into(),
         StepKey::Complete => "Upgrade complete".into(),
         StepKey::RollbackVerifyDumps => "Re-verify dumps".into(),
         StepKey::RollbackDisableHa => "Disable HA (rollback)".into(),
@@ -171,6 +177,10 @@ pub fn facts(f: &StepFacts) -> String {
             warning,
         } => {
             let mut s = match (max_id, warning) {
+                // issue 16: a swap renamed the rows aside; they are counted after T2.
+                (Some(m), _) if *batch_rows == Some(0) => format!(
+                    "kept max(id) {m}; rows moved aside by a table swap; {SWAPPED_ROWS_COUNTED}"
+                ),
                 (Some(m), _) => format!("kept max(id) {m}; {rows_deleted} rows deleted"),
                 (None, Some(_)) => "nothing deleted".into(),
                 (None, None) => "heartbeat table was empty; nothing deleted".into(),
@@ -180,6 +190,7 @@ pub fn facts(f: &StepFacts) -> String {
                 (Some(0), _) if *rows_deleted > 0 => {
                     s.push_str(" by a table swap (the newest row kept in a new table)");
                 }
+                (_, Some(0)) => {}
                 (Some(b), Some(n)) => s.push_str(&format!(" in {b} batch(es) of at most {n} rows")),
                 _ => {}
             }
@@ -188,6 +199,14 @@ pub fn facts(f: &StepFacts) -> String {
             }
             s
         }
+        StepFacts::PrunedHeartbeatDropped { table, rows } => match rows {
+            Some(n) => format!(
+                "{n} heartbeat rows moved aside by the prune counted in {table} and dropped"
+            ),
+            None => format!(
+                "no {table}: nothing to drop (the prune deleted in batches, or an earlier attempt dropped it)"
+            ),
+        },
         StepFacts::DumpWritten(a) => format!(
             "{}: {}, BLAKE3 {}, {} tables, {} rows",
             a.file,

@@ -341,6 +341,22 @@ mod tests {
         assert_eq!(w.polling_slack_ms, 100);
     }
 
+    /// Issue 16: the prune's count and DROP (`drop-pruned-heartbeat`, 584 ms for 3.16 M
+    /// rows) run after T2 and are no part of the window or of the tool's share.
+    #[test]
+    fn the_drop_of_the_pruned_rows_is_outside_the_window() {
+        let mut steps = run();
+        steps.pop();
+        steps.push(row(StepKey::DropPrunedHeartbeat, 30, 1431, Some(2015)));
+        steps.push(row(StepKey::Complete, 32, 2016, Some(2016)));
+        let w = breakdown(&steps, at(0), at(1420)).unwrap();
+        assert!(
+            w.rows.iter().all(|r| r.key != StepKey::DropPrunedHeartbeat),
+            "{w:?}"
+        );
+        assert_eq!(w, breakdown(&run(), at(0), at(1420)).unwrap());
+    }
+
     #[test]
     fn every_step_is_classified_as_the_issue_lists_it() {
         use StepKey as K;
@@ -373,6 +389,8 @@ mod tests {
             K::EnableHa,
             K::RecreateDatabase { db: MetaDb::CmHb },
             K::RollbackEnableHa,
+            K::DropPrunedHeartbeat,
+            K::RollbackDropPrunedHeartbeat,
             K::Node {
                 node: NodeIx(1),
                 step: NodeStep::RenameOld,

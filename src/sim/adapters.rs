@@ -1005,6 +1005,32 @@ impl MetaDb for SimMetaDb {
         out
     }
 
+    async fn drop_pruned_heartbeat(
+        &self,
+        hb_db: &str,
+        _table: &str,
+    ) -> Result<Option<u64>, MetaDbError> {
+        await_point(&self.world).await;
+        // The simulated prune deletes in batches only (no table swap), so no `<old>` table
+        // is ever left: the step finds none, as after a real DELETE prune.
+        let out: Result<Option<u64>, MetaDbError> = async {
+            faulted(
+                &self.world,
+                Adapter::MetaDb,
+                "drop_pruned_heartbeat",
+                hb_db,
+                meta_error,
+                |w| {
+                    w.databases.get(hb_db).ok_or_else(|| unknown(hb_db))?;
+                    Ok(None)
+                },
+            )
+        }
+        .await;
+        await_point(&self.world).await;
+        out
+    }
+
     async fn database_charset(&self, db: &str) -> Result<Option<DbCharset>, MetaDbError> {
         await_point(&self.world).await;
         let out: Result<Option<DbCharset>, MetaDbError> = async {
