@@ -403,7 +403,11 @@ async fn execute_one(
 }
 
 /// Sends one statement; an executable comment the server skips entirely (an empty query)
-/// is harmless. `number` and `offset` name it in an error.
+/// is harmless. `number` and `offset` name it in an error. A deadlock (error 1213) is tried
+/// again, up to three times: INSERTs into one table from several connections (a split
+/// section) can meet in InnoDB's locks (a unique secondary key), and a statement that lost
+/// a deadlock was rolled back whole (every session runs with autocommit), so sending it
+/// again is safe.
 async fn send(
     conn: &mut mysql_async::Conn,
     db: &str,
@@ -411,10 +415,21 @@ async fn send(
     number: u64,
     offset: u64,
 ) -> Result<(), DumpError> {
-    match conn.query_drop(sql).await {
-        Err(mysql_async::Error::Server(s)) if s.code == 1065 => Ok(()),
-        Err(e) => Err(statement_err(db, number, offset, sql, e)),
-        Ok(()) => Ok(()),
+    let mut tries = 0;
+    loop {
+        match conn.query_drop(sql).await {
+            Err(mysql_async::Error::Server(s)) if s.code == 1213 && tries < 3 => {
+                tries += 1;
+                tracing::debug!(
+                    database = db,
+                    number,
+                    "deadlock; sending the statement again"
+                );
+            }
+            Err(mysql_async::Error::Server(s)) if s.code == 1065 => return Ok(()),
+            Err(e) => return Err(statement_err(db, number, offset, sql, e)),
+            Ok(()) => return Ok(()),
+        }
     }
 }
 
@@ -1102,6 +1117,11 @@ async fn load_split(
                 error: std::sync::Mutex::new(None),
             });
             let (token, mut all_left) = mpsc::channel::<()>(1);
+            tracing::debug!(
+                database = name,
+                table = section.name.as_str(),
+                "sharing the section's INSERTs with idle connections"
+            );
             pool.publish(&split, &token);
             split
                 .consume(conn, name, &section.name, false, progress)
@@ -1114,6 +1134,12 @@ async fn load_split(
             done.sql_bytes += split.sql_bytes.load(Ordering::SeqCst);
             done.split_tables += u64::from(split.helped.load(Ordering::SeqCst));
             split_err = split.error.lock().expect("split").take();
+            tracing::debug!(
+                database = name,
+                table = section.name.as_str(),
+                helped = split.helped.load(Ordering::SeqCst),
+                "rows in; building the held-back indexes"
+            );
             // The reader may be blocked on a full channel; the receiver goes with the split.
             split.rx.lock().await.close();
             drop(split);
