@@ -57,9 +57,17 @@ async fn a_file_whose_sections_do_not_check_out_is_loaded_in_order() {
     artifact.blake3_hex = blake3::hash(altered.as_bytes()).to_hex().to_string();
 
     drop_db(&db.name).await;
-    let report = dump::restore_database(&target, &artifact, &RestoreOptions { jobs: 3 }, &Quiet)
-        .await
-        .expect("restore falls back to the file's order");
+    let report = dump::restore_database(
+        &target,
+        &artifact,
+        &RestoreOptions {
+            jobs: 3,
+            ..RestoreOptions::default()
+        },
+        &Quiet,
+    )
+    .await
+    .expect("restore falls back to the file's order");
     assert_eq!(report.tables, artifact.tables);
     assert_eq!(before, snapshot(&db.name).await);
 }

@@ -298,7 +298,10 @@ async fn backup_of_several_databases_writes_a_manifest_and_restores_them_all() {
         &target,
         &loaded,
         &[],
-        &RestoreOptions { jobs: 3 },
+        &RestoreOptions {
+            jobs: 3,
+            ..RestoreOptions::default()
+        },
         std::sync::Arc::new(Quiet),
     )
     .await

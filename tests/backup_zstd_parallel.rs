@@ -68,7 +68,10 @@ async fn a_zstd_dump_of_several_databases_restores_table_by_table() {
         &target,
         &manifest,
         &names,
-        &RestoreOptions { jobs: 4 },
+        &RestoreOptions {
+            jobs: 4,
+            ..RestoreOptions::default()
+        },
         Arc::new(Quiet),
     )
     .await
@@ -104,7 +107,10 @@ async fn a_single_frame_zstd_dump_still_restores_in_file_order() {
     let report = dump::restore_database(
         &support::mysql_target(),
         &artifact,
-        &RestoreOptions { jobs: 4 },
+        &RestoreOptions {
+            jobs: 4,
+            ..RestoreOptions::default()
+        },
         &Quiet,
     )
     .await

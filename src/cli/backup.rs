@@ -111,6 +111,10 @@ pub struct RestoreArgs {
     /// one database per connection.
     #[arg(long, default_value_t = 3, value_name = "N")]
     pub jobs: usize,
+    /// A table section of a native dump of at least this many MiB has its rows loaded by
+    /// several of the --jobs connections at once (those with no whole table left).
+    #[arg(long, default_value_t = dump::DEFAULT_SPLIT_BYTES >> 20, value_name = "MIB")]
+    pub split_mb: u64,
     /// Read the password from this file (first line) instead of OMS_META_PASSWORD.
     #[arg(long, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
@@ -401,7 +405,10 @@ pub fn run_restore(args: RestoreArgs, ctx: &Ctx) -> CmdResult {
         ))?;
     }
     let dbs: Vec<String> = chosen.iter().map(|a| a.database.clone()).collect();
-    let opts = dump::RestoreOptions { jobs: args.jobs };
+    let opts = dump::RestoreOptions {
+        jobs: args.jobs,
+        split_bytes: args.split_mb.saturating_mul(1 << 20),
+    };
     let progress = if ctx.json {
         std::sync::Arc::new(dump::Quiet)
     } else {

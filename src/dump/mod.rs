@@ -44,7 +44,8 @@ pub use facts::{table_facts, table_facts_with};
 pub use partial::{PartialFile, is_partial_name, partial_files};
 pub use progress::{Bars, Progress, Quiet, for_terminal};
 pub use restore::{
-    LoadMode, RestoreOptions, RestoreReport, TableDiff, restore, restore_database, verify_database,
+    DEFAULT_SPLIT_BYTES, LoadMode, RestoreOptions, RestoreReport, TableDiff, restore,
+    restore_database, verify_database,
 };
 pub use splitter::Splitter;
 pub use wire::WireUse;

@@ -36,11 +36,23 @@ pub struct RestoreOptions {
     /// Connections loading at the same time (tables of native format 2 dumps, otherwise whole
     /// databases).
     pub jobs: usize,
+    /// A table section of at least this many bytes has its INSERTs loaded by several
+    /// connections at once (the one that created the table, plus any that have no whole
+    /// table left to load); smaller sections load on one connection. Only in the
+    /// table-by-table path and with `jobs` above 1.
+    pub split_bytes: u64,
 }
+
+/// Default of [`RestoreOptions::split_bytes`]: 32 MiB, about 3% of a 1 GB dump, so only
+/// tables big enough to leave a core idle at the end are split (docs/backup.md, Restore).
+pub const DEFAULT_SPLIT_BYTES: u64 = 32 << 20;
 
 impl Default for RestoreOptions {
     fn default() -> Self {
-        RestoreOptions { jobs: 3 }
+        RestoreOptions {
+            jobs: 3,
+            split_bytes: DEFAULT_SPLIT_BYTES,
+        }
     }
 }
 
@@ -58,6 +70,10 @@ pub struct RestoreReport {
     /// How the file was loaded.
     #[serde(default)]
     pub mode: LoadMode,
+    /// Tables whose rows were loaded by more than one connection (sections of at least
+    /// [`RestoreOptions::split_bytes`] that another connection helped with).
+    #[serde(default)]
+    pub split_tables: u64,
 }
 
 /// How a restore loaded a dump file.
@@ -175,7 +191,11 @@ async fn restore_artifacts(
     let jobs = opts.jobs.max(1);
     let mut results: Vec<Option<RestoreReport>> = (0..chosen.len()).map(|_| None).collect();
     if !sectioned.is_empty() {
-        match load_sections(target, &chosen, sectioned, jobs, progress, &loaded).await {
+        let plan = Plan {
+            jobs,
+            split_bytes: opts.split_bytes,
+        };
+        match load_sections(target, &chosen, sectioned, plan, progress, &loaded).await {
             Ok(done) => {
                 for (i, r) in done {
                     results[i] = r;
@@ -284,6 +304,8 @@ impl Loaded {
 struct Executed {
     statements: u64,
     sql_bytes: u64,
+    /// Tables loaded by more than one connection.
+    split_tables: u64,
 }
 
 /// Opens a connection with the restore's session settings.
@@ -343,32 +365,81 @@ async fn execute_all(
         Some(s) => Some(s),
         None => rx.recv().await,
     } {
-        done.statements += 1;
-        done.sql_bytes += stmt.sql.len() as u64;
-        progress.advance(db, stmt.sql.len() as u64, 0);
-        let mut sql = stmt.sql;
-        if ends_table_data(&sql)
-            && let Some(alter) = deferred.take()
-        {
-            tracing::debug!(database = db, "building deferred indexes");
-            conn.query_drop(&alter).await.map_err(|e| {
-                statement_err(db, done.statements, stmt.offset, alter.as_bytes(), e)
-            })?;
-        }
-        if opts_defer_keys(&sql)
-            && let Some((create, alter)) = defer_secondary_keys(&sql)
-        {
-            sql = create;
-            deferred = Some(alter);
-        }
-        if let Err(e) = conn.query_drop(&sql).await {
-            // An executable comment the server skips entirely is an empty query: harmless.
-            if matches!(&e, mysql_async::Error::Server(s) if s.code == 1065) {
-                continue;
+        execute_one(conn, db, stmt, &mut deferred, progress, done).await?;
+    }
+    build_deferred(conn, db, &mut deferred, done).await
+}
+
+/// Executes one statement in file order, counting it in `done` (its number in error
+/// messages). A `CREATE TABLE` leaves its secondary indexes in `deferred`; the next DROP or
+/// CREATE builds them first.
+async fn execute_one(
+    conn: &mut mysql_async::Conn,
+    db: &str,
+    stmt: Stmt,
+    deferred: &mut Option<String>,
+    progress: &dyn Progress,
+    done: &mut Executed,
+) -> Result<(), DumpError> {
+    done.statements += 1;
+    done.sql_bytes += stmt.sql.len() as u64;
+    progress.advance(db, stmt.sql.len() as u64, 0);
+    let mut sql = stmt.sql;
+    if ends_table_data(&sql)
+        && let Some(alter) = deferred.take()
+    {
+        tracing::debug!(database = db, "building deferred indexes");
+        conn.query_drop(&alter)
+            .await
+            .map_err(|e| statement_err(db, done.statements, stmt.offset, alter.as_bytes(), e))?;
+    }
+    if opts_defer_keys(&sql)
+        && let Some((create, alter)) = defer_secondary_keys(&sql)
+    {
+        sql = create;
+        *deferred = Some(alter);
+    }
+    send(conn, db, &sql, done.statements, stmt.offset).await
+}
+
+/// Sends one statement; an executable comment the server skips entirely (an empty query)
+/// is harmless. `number` and `offset` name it in an error. A deadlock (error 1213) is tried
+/// again, up to three times: INSERTs into one table from several connections (a split
+/// section) can meet in InnoDB's locks (a unique secondary key), and a statement that lost
+/// a deadlock was rolled back whole (every session runs with autocommit), so sending it
+/// again is safe.
+async fn send(
+    conn: &mut mysql_async::Conn,
+    db: &str,
+    sql: &[u8],
+    number: u64,
+    offset: u64,
+) -> Result<(), DumpError> {
+    let mut tries = 0;
+    loop {
+        match conn.query_drop(sql).await {
+            Err(mysql_async::Error::Server(s)) if s.code == 1213 && tries < 3 => {
+                tries += 1;
+                tracing::debug!(
+                    database = db,
+                    number,
+                    "deadlock; sending the statement again"
+                );
             }
-            return Err(statement_err(db, done.statements, stmt.offset, &sql, e));
+            Err(mysql_async::Error::Server(s)) if s.code == 1065 => return Ok(()),
+            Err(e) => return Err(statement_err(db, number, offset, sql, e)),
+            Ok(()) => return Ok(()),
         }
     }
+}
+
+/// Builds the secondary indexes a `CREATE TABLE` held back, if any.
+async fn build_deferred(
+    conn: &mut mysql_async::Conn,
+    db: &str,
+    deferred: &mut Option<String>,
+    done: &Executed,
+) -> Result<(), DumpError> {
     if let Some(alter) = deferred.take() {
         conn.query_drop(&alter)
             .await
@@ -450,6 +521,7 @@ async fn load(
         sql_bytes: done.sql_bytes,
         tables,
         mode: LoadMode::InOrder,
+        split_tables: 0,
     })
 }
 
@@ -467,6 +539,102 @@ struct Board {
     /// The first real failure; no new table is started after it.
     error: Option<DumpError>,
     results: Vec<Option<RestoreReport>>,
+    /// Split sections whose INSERTs are being handed out, each with the token a helper
+    /// holds while it helps (the section's leader waits for every token to be dropped).
+    helping: Vec<(Arc<Split>, mpsc::Sender<()>)>,
+    /// Split sections started and not yet released: a worker with nothing else to do
+    /// waits for them to be published instead of leaving.
+    splitting: usize,
+}
+
+/// How a table-by-table load schedules its sections.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    /// Connections.
+    jobs: usize,
+    /// Sections of at least this size are split ([`RestoreOptions::split_bytes`]).
+    split_bytes: u64,
+}
+
+/// One table section whose INSERTs several connections load at once: its leader ran the
+/// DROP and CREATE, then shares the statements the reader thread sends; any worker with no
+/// whole table left joins (after its own `USE` and the header settings).
+struct Split {
+    /// Index in the load's databases.
+    d: usize,
+    /// Index of the table in that database's sections.
+    t: usize,
+    /// The reader's statements: whoever holds the lock takes the next one.
+    rx: tokio::sync::Mutex<mpsc::Receiver<Stmt>>,
+    /// Statements executed before the split (the DROP, CREATE and first INSERT), so the
+    /// numbers in error messages continue the section's.
+    base: u64,
+    /// Statements taken from `rx` and their bytes.
+    statements: AtomicU64,
+    sql_bytes: AtomicU64,
+    /// No more statements: the reader finished or a connection failed.
+    closed: AtomicBool,
+    /// A helper executed at least one of its statements.
+    helped: AtomicBool,
+    /// The first failure of any connection; the others stop taking statements.
+    error: std::sync::Mutex<Option<SectionError>>,
+}
+
+impl Split {
+    /// Records `e` (the first one wins), stops every connection and the reader.
+    async fn fail(&self, e: SectionError) {
+        self.error.lock().expect("split").get_or_insert(e);
+        self.closed.store(true, Ordering::SeqCst);
+        self.rx.lock().await.close();
+    }
+
+    /// Takes and executes statements until there are none or one fails. Only INSERTs run
+    /// here: anything else after the rows began does not belong to a section loaded this
+    /// way, and the database is loaded in file order instead.
+    async fn consume(
+        &self,
+        conn: &mut mysql_async::Conn,
+        db: &str,
+        table: &str,
+        helper: bool,
+        progress: &dyn Progress,
+    ) {
+        loop {
+            if self.closed.load(Ordering::SeqCst) {
+                return;
+            }
+            let (stmt, number) = {
+                let mut rx = self.rx.lock().await;
+                match rx.recv().await {
+                    Some(s) => {
+                        let n = self.statements.fetch_add(1, Ordering::SeqCst) + 1;
+                        (s, self.base + n)
+                    }
+                    None => {
+                        self.closed.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                }
+            };
+            self.sql_bytes
+                .fetch_add(stmt.sql.len() as u64, Ordering::SeqCst);
+            progress.advance(db, stmt.sql.len() as u64, 0);
+            if !head_is(&stmt.sql, "INSERT ") {
+                let why = format!(
+                    "a statement at byte {} of table section `{table}` is not an INSERT but \
+                     comes after its rows began",
+                    stmt.offset
+                );
+                return self.fail(SectionError::NotASection(why)).await;
+            }
+            if let Err(e) = send(conn, db, &stmt.sql, number, stmt.offset).await {
+                return self.fail(SectionError::Dump(e)).await;
+            }
+            if helper {
+                self.helped.store(true, Ordering::SeqCst);
+            }
+        }
+    }
 }
 
 impl Board {
@@ -502,7 +670,7 @@ async fn load_sections(
     target: &DbTarget,
     chosen: &[DumpArtifact],
     sectioned: Vec<(usize, Arc<Verified>, Sections)>,
-    jobs: usize,
+    plan: Plan,
     progress: &dyn Progress,
     loaded: &Loaded,
 ) -> Result<Vec<(usize, Option<RestoreReport>)>, DumpError> {
@@ -529,6 +697,9 @@ async fn load_sections(
         s.end - s.start
     };
     units.sort_by_key(|u| std::cmp::Reverse(size(u)));
+    // Only with a second connection to help; `--jobs 1` loads every section alone.
+    let splits = |u: &(usize, usize)| plan.jobs > 1 && size(u) >= plan.split_bytes;
+    let any_split = units.iter().any(splits);
     let board = std::sync::Mutex::new(Board {
         queue: units.into(),
         remaining: dbs.iter().map(|db| db.sections.tables.len()).collect(),
@@ -537,7 +708,11 @@ async fn load_sections(
         in_order: vec![false; n],
         error: None,
         results: (0..n).map(|_| None).collect(),
+        helping: Vec::new(),
+        splitting: 0,
     });
+    // Woken whenever the board changes in a way a waiting worker cares about.
+    let wake = tokio::sync::Notify::new();
     // A database is dropped and created by the first unit that has a checked statement for
     // it (`run_range`), so a file found changed before that leaves it as it was.
     for db in &dbs {
@@ -548,21 +723,29 @@ async fn load_sections(
         .filter(|d| dbs[*d].sections.tables.is_empty())
         .collect();
 
+    // Scheduling: biggest section first, each to a free connection, as before. A section of
+    // at least `split_bytes` is "split": a worker that finds no whole table left helps with
+    // the INSERTs of a split section still loading (or waits for one about to be shared)
+    // instead of leaving. So small tables are never held back by a big one (they are taken
+    // first), and no connection idles while a big table's rows are still coming.
     let worker = |_w: usize| {
-        let (board, dbs) = (&board, &dbs);
+        let (board, dbs, wake) = (&board, &dbs, &wake);
         async move {
             let mut conn = match bulk_session(target, "").await {
                 Ok(c) => c,
                 Err(e) => {
                     board.lock().expect("board").error.get_or_insert(e);
+                    wake.notify_waiters();
                     return;
                 }
             };
             loop {
-                let unit = {
+                // Created before the board is read, so a change made after the read wakes it.
+                let notified = wake.notified();
+                let job = {
                     let mut b = board.lock().expect("board");
                     if b.error.is_some() {
-                        None
+                        Job::Stop
                     } else {
                         let mut next = None;
                         while let Some((d, t)) = b.queue.pop_front() {
@@ -571,17 +754,52 @@ async fn load_sections(
                                 break;
                             }
                         }
-                        next
+                        match next {
+                            Some(u) => {
+                                let split = splits(&u);
+                                if split {
+                                    b.splitting += 1;
+                                }
+                                Job::Table(u.0, u.1, split)
+                            }
+                            None => match b
+                                .helping
+                                .iter()
+                                .find(|(s, _)| !s.closed.load(Ordering::SeqCst))
+                            {
+                                Some((s, token)) => Job::Help(s.clone(), token.clone()),
+                                None if b.splitting > 0 => Job::Wait,
+                                None => Job::Stop,
+                            },
+                        }
                     }
                 };
-                let Some((d, t)) = unit else { break };
+                let (d, t, split) = match job {
+                    Job::Stop => break,
+                    Job::Wait => {
+                        notified.await;
+                        continue;
+                    }
+                    Job::Help(s, token) => {
+                        help(&mut conn, &dbs[s.d], &s, progress).await;
+                        drop(token);
+                        continue;
+                    }
+                    Job::Table(d, t, split) => (d, t, split),
+                };
                 let db = &dbs[d];
                 let mut done = Executed::default();
-                let r = load_table(&mut conn, db, t, progress, &mut done).await;
+                let r = if split {
+                    let pool = Pool { board, wake };
+                    load_split(&mut conn, db, d, t, &pool, progress, &mut done).await
+                } else {
+                    load_table(&mut conn, db, t, progress, &mut done).await
+                };
                 let last = {
                     let mut b = board.lock().expect("board");
                     b.done[d].statements += done.statements;
                     b.done[d].sql_bytes += done.sql_bytes;
+                    b.done[d].split_tables += done.split_tables;
                     match r {
                         Ok(fact) => {
                             if let Some(f) = fact {
@@ -604,6 +822,7 @@ async fn load_sections(
                         }
                     }
                 };
+                wake.notify_waiters();
                 if last {
                     let (facts, done) = {
                         let mut b = board.lock().expect("board");
@@ -612,12 +831,19 @@ async fn load_sections(
                     let r = finish_database(&mut conn, db, facts, done, progress).await;
                     progress.finish(&db.artifact.database);
                     board.lock().expect("board").finished(d, r);
+                    wake.notify_waiters();
                 }
             }
             conn.disconnect().await.ok();
         }
     };
-    let workers = jobs.min(board.lock().expect("board").queue.len()).max(1);
+    // With a split section every connection can help, however few the tables.
+    let tables = board.lock().expect("board").queue.len();
+    let workers = if any_split {
+        plan.jobs
+    } else {
+        plan.jobs.min(tables).max(1)
+    };
     let finish_empty = async {
         if empty.is_empty() {
             return;
@@ -718,7 +944,6 @@ async fn load_table(
     progress: &dyn Progress,
     done: &mut Executed,
 ) -> Result<Option<TableFact>, SectionError> {
-    let name = db.artifact.database.as_str();
     let section = &db.sections.tables[t];
     run_range(
         conn,
@@ -729,6 +954,17 @@ async fn load_table(
         done,
     )
     .await?;
+    Ok(table_fact(conn, db, t).await?)
+}
+
+/// Recomputes table `t`'s fact with the recorded method, once its rows and indexes are in.
+async fn table_fact(
+    conn: &mut mysql_async::Conn,
+    db: &SectionedDb<'_>,
+    t: usize,
+) -> Result<Option<TableFact>, DumpError> {
+    let name = db.artifact.database.as_str();
+    let section = &db.sections.tables[t];
     tracing::debug!(
         database = name,
         table = section.name.as_str(),
@@ -750,6 +986,191 @@ async fn load_table(
         "table checked"
     );
     Ok(Some(fact))
+}
+
+/// What a worker of a table-by-table load does next.
+enum Job {
+    /// Load table `.1` of database `.0`; split it when `.2`.
+    Table(usize, usize, bool),
+    /// Help with a split section's INSERTs, holding the token while it does.
+    Help(Arc<Split>, mpsc::Sender<()>),
+    /// No whole table left, and a split section is about to be shared.
+    Wait,
+    /// Nothing left, or a failure: no new work.
+    Stop,
+}
+
+/// The board of a table-by-table load and its wake-up, for a split section's leader.
+struct Pool<'a> {
+    board: &'a std::sync::Mutex<Board>,
+    wake: &'a tokio::sync::Notify,
+}
+
+impl Pool<'_> {
+    /// Shares `split` with the workers that have nothing else to do.
+    fn publish(&self, split: &Arc<Split>, token: &mpsc::Sender<()>) {
+        let mut b = self.board.lock().expect("board");
+        b.helping.push((split.clone(), token.clone()));
+        drop(b);
+        self.wake.notify_waiters();
+    }
+
+    /// Ends a split section started by this worker: no new helper joins it (published or
+    /// not), and workers waiting only for it may leave.
+    fn release(&self, split: Option<&Arc<Split>>) {
+        let mut b = self.board.lock().expect("board");
+        if let Some(s) = split {
+            b.helping.retain(|(h, _)| !Arc::ptr_eq(h, s));
+        }
+        b.splitting -= 1;
+        drop(b);
+        self.wake.notify_waiters();
+    }
+}
+
+/// A helper's part in a split section: enter the database as a loading connection does,
+/// then take INSERTs until there are none. Failures go to the section (its leader reports).
+async fn help(
+    conn: &mut mysql_async::Conn,
+    db: &SectionedDb<'_>,
+    split: &Split,
+    progress: &dyn Progress,
+) {
+    let name = db.artifact.database.as_str();
+    // The bulk-load settings (foreign_key_checks=0 etc.) are this connection's since
+    // `bulk_session`; `USE` and the header (sql_mode, time zone, charset) are per section.
+    if let Err(e) = enter(conn, name, &db.header).await {
+        return split.fail(SectionError::Dump(e)).await;
+    }
+    let table = &db.sections.tables[split.t].name;
+    split.consume(conn, name, table, true, progress).await;
+}
+
+/// Loads table section `t` of database `d` with help: this connection runs the DROP, the
+/// CREATE (secondary indexes held back) and the first INSERT, then shares the remaining
+/// INSERTs with idle workers and takes its own share; once every one succeeded and every
+/// helper is done, it builds the held-back indexes and recomputes the fact. Every
+/// statement is still read from the verified handle by the one reader thread and checked
+/// before it is handed out. A failure on any connection stops them all; every statement
+/// sent by any of them is counted in `done` and in [`Loaded`].
+async fn load_split(
+    conn: &mut mysql_async::Conn,
+    db: &SectionedDb<'_>,
+    d: usize,
+    t: usize,
+    pool: &Pool<'_>,
+    progress: &dyn Progress,
+    done: &mut Executed,
+) -> Result<Option<TableFact>, SectionError> {
+    let name = db.artifact.database.as_str();
+    let section = &db.sections.tables[t];
+    let (tx, mut rx) = mpsc::channel::<Stmt>(8);
+    let data = db.data.clone();
+    let framed = db.sections.framed;
+    let (range, table) = ((section.start, section.end), section.name.clone());
+    let reader = tokio::task::spawn_blocking(move || {
+        sections::read_range(&data, range, Some(&table), framed, tx)
+    });
+    let before = done.statements;
+    let mut deferred: Option<String> = None;
+    // The leader's part before the rows: DROP, CREATE, and the first INSERT, in order.
+    let lead = async {
+        let Some(first) = rx.recv().await else {
+            return Ok(false);
+        };
+        db.created
+            .get_or_try_init(|| async {
+                recreate(conn, db.artifact).await?;
+                db.loaded.touch(db.idx);
+                Ok::<(), DumpError>(())
+            })
+            .await?;
+        enter(conn, name, &db.header).await?;
+        let mut next = Some(first);
+        loop {
+            let Some(stmt) = (match next.take() {
+                Some(s) => Some(s),
+                None => rx.recv().await,
+            }) else {
+                return Ok(false);
+            };
+            let insert = head_is(&stmt.sql, "INSERT ");
+            execute_one(conn, name, stmt, &mut deferred, progress, done).await?;
+            if insert {
+                return Ok::<bool, DumpError>(true);
+            }
+        }
+    }
+    .await;
+    let mut split_err = None;
+    let shared = match lead {
+        Ok(true) => {
+            let split = Arc::new(Split {
+                d,
+                t,
+                rx: tokio::sync::Mutex::new(rx),
+                base: done.statements,
+                statements: AtomicU64::new(0),
+                sql_bytes: AtomicU64::new(0),
+                closed: AtomicBool::new(false),
+                helped: AtomicBool::new(false),
+                error: std::sync::Mutex::new(None),
+            });
+            let (token, mut all_left) = mpsc::channel::<()>(1);
+            tracing::debug!(
+                database = name,
+                table = section.name.as_str(),
+                "sharing the section's INSERTs with idle connections"
+            );
+            pool.publish(&split, &token);
+            split
+                .consume(conn, name, &section.name, false, progress)
+                .await;
+            pool.release(Some(&split));
+            drop(token);
+            // Every helper holds a token while it helps: none left means all are done.
+            let _ = all_left.recv().await;
+            done.statements += split.statements.load(Ordering::SeqCst);
+            done.sql_bytes += split.sql_bytes.load(Ordering::SeqCst);
+            done.split_tables += u64::from(split.helped.load(Ordering::SeqCst));
+            split_err = split.error.lock().expect("split").take();
+            tracing::debug!(
+                database = name,
+                table = section.name.as_str(),
+                helped = split.helped.load(Ordering::SeqCst),
+                "rows in; building the held-back indexes"
+            );
+            // The reader may be blocked on a full channel; the receiver goes with the split.
+            split.rx.lock().await.close();
+            drop(split);
+            Ok(())
+        }
+        Ok(false) => {
+            drop(rx);
+            pool.release(None);
+            Ok(())
+        }
+        Err(e) => {
+            drop(rx);
+            pool.release(None);
+            Err(e)
+        }
+    };
+    db.loaded.executed(db.idx, done.statements - before);
+    let read = reader.await.map_err(|e| DumpError::Internal {
+        what: format!("dump reader failed: {e}"),
+    })?;
+    // As in `run_range`: a section that did not check out explains whatever the
+    // connections saw after it; then the connections' own failures.
+    match (read, shared, split_err) {
+        (Err(SectionError::NotASection(why)), _, _) => return Err(SectionError::NotASection(why)),
+        (_, Err(e), _) => return Err(SectionError::Dump(e)),
+        (_, Ok(()), Some(e)) => return Err(e),
+        (Err(e), Ok(()), None) => return Err(e),
+        (Ok(()), Ok(()), None) => {}
+    }
+    build_deferred(conn, name, &mut deferred, done).await?;
+    Ok(table_fact(conn, db, t).await?)
 }
 
 /// Streams `[start, end)` of the verified file through a reader thread into
@@ -834,6 +1255,7 @@ async fn finish_database(
         sql_bytes: done.sql_bytes,
         tables,
         mode: LoadMode::Tables,
+        split_tables: done.split_tables,
     })
 }
 

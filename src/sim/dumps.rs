@@ -215,6 +215,7 @@ impl DumpEngine for SimDumps {
                             sql_bytes: size,
                             tables: table_facts(&content),
                             mode: Default::default(),
+                            split_tables: 0,
                         }),
                     }
                 }
