@@ -620,7 +620,10 @@ mod tests {
         assert_eq!(e.data_bytes(), 100_000_100);
         assert_eq!(e.part(PartKind::Dump).unwrap().ms, 100_001);
         let prune = e.part(PartKind::Prune).unwrap();
-        assert_eq!((prune.ms, prune.basis.clone()), (ASSUMED_SWAP_MS, Basis::Assumed));
+        assert_eq!(
+            (prune.ms, prune.basis.clone()),
+            (ASSUMED_SWAP_MS, Basis::Assumed)
+        );
         // Below the swap's threshold the prune deletes in batches, at the slower rate.
         let small = estimate(vec![db("hb", 1000)], ("hb", 40_000), None, 3);
         assert_eq!(
