@@ -103,26 +103,27 @@ async fn a_duplicate_key_in_a_split_section_stops_every_connection() {
     let mut artifact = dump_with(&db.name, dir.path(), &small_statements()).await;
 
     // The 100th INSERT of `big` is planted again right after itself: its ids are taken.
-    let text = String::from_utf8(std::fs::read(&artifact.file).unwrap()).unwrap();
-    let inserts: Vec<usize> = text
-        .match_indices("\nINSERT INTO `big` ")
-        .map(|(i, _)| i + 1)
+    // Bytes, not text: binary values are written as escaped raw bytes (`_binary'..'`).
+    let text = std::fs::read(&artifact.file).unwrap();
+    let inserts: Vec<usize> = positions(&text, b"\nINSERT INTO `big` ")
+        .into_iter()
+        .map(|i| i + 1)
         .collect();
     assert!(inserts.len() > 300, "{} INSERTs", inserts.len());
     let dup_start = inserts[100];
-    let dup_end = dup_start + text[dup_start..].find(";\n").unwrap() + 2;
-    let planted = format!(
-        "{}{}{}",
+    let dup_end = dup_start + positions(&text[dup_start..], b";\n")[0] + 2;
+    let planted = [
         &text[..dup_end],
         &text[dup_start..dup_end],
-        &text[dup_end..]
-    );
+        &text[dup_end..],
+    ]
+    .concat();
     std::fs::write(&artifact.file, &planted).unwrap();
     artifact.size_bytes = planted.len() as u64;
-    artifact.blake3_hex = blake3::hash(planted.as_bytes()).to_hex().to_string();
+    artifact.blake3_hex = blake3::hash(&planted).to_hex().to_string();
     // Statements of the section before the planted copy: DROP, CREATE, 101 INSERTs.
-    let section = text.rfind("\n-- Table ").unwrap();
-    let before_copy = text[section..dup_end].matches(";\n").count() as u64;
+    let section = *positions(&text, b"\n-- Table ").last().unwrap();
+    let before_copy = positions(&text[section..dup_end], b";\n").len() as u64;
 
     let err = restore_with(&artifact, &split_all())
         .await
@@ -150,9 +151,20 @@ async fn a_duplicate_key_in_a_split_section_stops_every_connection() {
         "{err}"
     );
     assert!(excerpt.starts_with("INSERT INTO `big`"), "{excerpt}");
-    // The other connections stopped: at most the statements already taken ran after it
-    // (one per other connection), far from the 6000 rows of the dump.
-    let per_insert = 6_000 / inserts.len() as u64 + 1;
+    // The other connections stopped: past the copy, each of the two others can at most
+    // finish the statement it had and one it took before the error was posted; two more
+    // for slack. The rows of exactly those INSERTs bound what is in, far from all 6000.
+    let ends: Vec<usize> = inserts
+        .iter()
+        .map(|&i| i + positions(&text[i..], b";\n")[0])
+        .collect();
+    let allowed = 101 + 2 * 2 + 2;
+    let bound: u64 = inserts
+        .iter()
+        .zip(&ends)
+        .take(allowed)
+        .map(|(&a, &b)| positions(&text[a..b], b"),(").len() as u64 + 1)
+        .sum();
     let rows: u64 = String::from_utf8(
         value(&db.name, "SELECT COUNT(*) FROM big")
             .await
@@ -162,8 +174,8 @@ async fn a_duplicate_key_in_a_split_section_stops_every_connection() {
     .parse()
     .unwrap();
     assert!(
-        rows <= (before_copy + 2) * per_insert,
-        "{rows} rows in, {per_insert} a statement"
+        rows <= bound && bound < 6_000,
+        "{rows} rows in, at most {bound} allowed"
     );
 }
 
@@ -184,22 +196,27 @@ async fn a_split_section_that_does_not_check_out_is_loaded_in_order() {
     let mut artifact = dump_with(&db.name, dir.path(), &small_statements()).await;
     // One INSERT of `a` moves to the end of `big`'s section, after its rows (tables are
     // dumped in name order, so `a` exists by then in file order).
-    let text = String::from_utf8(std::fs::read(&artifact.file).unwrap()).unwrap();
-    let mut lines: Vec<&str> = text.lines().collect();
+    let text = std::fs::read(&artifact.file).unwrap();
+    let mut lines: Vec<&[u8]> = text
+        .strip_suffix(b"\n")
+        .unwrap_or(&text)
+        .split(|b| *b == b'\n')
+        .collect();
     let a_insert = lines
         .iter()
-        .position(|l| l.starts_with("INSERT INTO `a` "))
+        .position(|l| l.starts_with(b"INSERT INTO `a` "))
         .expect("an INSERT for a");
     let moved = lines.remove(a_insert);
     let big_last = lines
         .iter()
-        .rposition(|l| l.starts_with("INSERT INTO `big` "))
+        .rposition(|l| l.starts_with(b"INSERT INTO `big` "))
         .unwrap();
     lines.insert(big_last + 1, moved);
-    let altered = lines.join("\n") + "\n";
+    let mut altered = lines.join(&b'\n');
+    altered.push(b'\n');
     std::fs::write(&artifact.file, &altered).unwrap();
     artifact.size_bytes = altered.len() as u64;
-    artifact.blake3_hex = blake3::hash(altered.as_bytes()).to_hex().to_string();
+    artifact.blake3_hex = blake3::hash(&altered).to_hex().to_string();
 
     drop_db(&db.name).await;
     let report = restore_with(&artifact, &split_all())
@@ -208,4 +225,13 @@ async fn a_split_section_that_does_not_check_out_is_loaded_in_order() {
     assert_eq!(report.mode, dump::LoadMode::InOrder);
     assert_eq!(report.tables, artifact.tables);
     assert_eq!(before, snapshot(&db.name).await);
+}
+
+/// Where `needle` starts in `hay`, every time.
+fn positions(hay: &[u8], needle: &[u8]) -> Vec<usize> {
+    hay.windows(needle.len())
+        .enumerate()
+        .filter(|(_, w)| *w == needle)
+        .map(|(i, _)| i)
+        .collect()
 }

@@ -27,7 +27,6 @@ async fn a_change_found_in_a_split_section_counts_every_connections_statements()
     };
     let artifact = dump_with(&db.name, dir.path(), &opts).await;
     let stored = std::fs::read(&artifact.file).unwrap();
-    let text = String::from_utf8(stored.clone()).unwrap();
     assert!(stored.len() > 16 * PIECE, "the section spans many pieces");
 
     // One byte in the middle of the table's rows changes after the check: the statements
@@ -44,15 +43,21 @@ async fn a_change_found_in_a_split_section_counts_every_connections_statements()
     })
     .unwrap();
 
-    let section = text.find("\n-- Table ").unwrap();
-    let sent: Vec<&str> = text[section..piece]
-        .split_inclusive(";\n")
-        .filter(|s| s.ends_with(";\n"))
-        .collect();
+    // Bytes, not text: binary values are written as escaped raw bytes (`_binary'..'`).
+    let section = stored
+        .windows(10)
+        .position(|w| w == b"\n-- Table ")
+        .unwrap();
+    let mut sent: Vec<&[u8]> = Vec::new();
+    let mut rest = &stored[section..piece];
+    while let Some(end) = rest.windows(2).position(|w| w == b";\n") {
+        sent.push(&rest[..end + 2]);
+        rest = &rest[end + 2..];
+    }
     let rows_sent: usize = sent
         .iter()
-        .filter(|s| s.trim_start().starts_with("INSERT INTO `big`"))
-        .map(|s| s.matches("),(").count() + 1)
+        .filter(|s| s.trim_ascii_start().starts_with(b"INSERT INTO `big`"))
+        .map(|s| s.windows(3).filter(|w| *w == b"),(").count() + 1)
         .sum();
 
     let err = dump::restore_database(
