@@ -50,19 +50,8 @@ async fn wire_and_mysql_async_dump_the_awkward_types_to_the_same_bytes() {
 async fn a_row_over_16_mib_dumps_the_same_over_the_wire() {
     const BIG: usize = 17 << 20;
     // The row must fit the server's max_allowed_packet to be inserted at all (and read
-    // back); raising it only lets bigger packets through, so other tests are unaffected.
-    let mut c = conn(None).await;
-    let max: u64 = c
-        .query_first("SELECT @@GLOBAL.max_allowed_packet")
-        .await
-        .unwrap()
-        .unwrap();
-    if max < (64 << 20) {
-        c.query_drop("SET GLOBAL max_allowed_packet = 67108864")
-            .await
-            .expect("raising max_allowed_packet (the test user has SUPER)");
-    }
-    c.disconnect().await.ok();
+    // back).
+    allow_big_packets().await;
     let db = support::TestDb::create("bk_wire_big").await;
     exec(
         &db.name,

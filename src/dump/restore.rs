@@ -1078,14 +1078,7 @@ async fn load_split(
         let Some(first) = rx.recv().await else {
             return Ok(false);
         };
-        db.created
-            .get_or_try_init(|| async {
-                recreate(conn, db.artifact).await?;
-                db.loaded.touch(db.idx);
-                Ok::<(), DumpError>(())
-            })
-            .await?;
-        enter(conn, name, &db.header).await?;
+        open_database(conn, db).await?;
         let mut next = Some(first);
         loop {
             let Some(stmt) = (match next.take() {
@@ -1173,6 +1166,22 @@ async fn load_split(
     Ok(table_fact(conn, db, t).await?)
 }
 
+/// Once a unit has a checked statement for `db`: the database is dropped and created if no
+/// other unit did it yet, and `conn` enters it (`USE`, the header's settings).
+async fn open_database(
+    conn: &mut mysql_async::Conn,
+    db: &SectionedDb<'_>,
+) -> Result<(), DumpError> {
+    db.created
+        .get_or_try_init(|| async {
+            recreate(conn, db.artifact).await?;
+            db.loaded.touch(db.idx);
+            Ok::<(), DumpError>(())
+        })
+        .await?;
+    enter(conn, db.artifact.database.as_str(), &db.header).await
+}
+
 /// Streams `[start, end)` of the verified file through a reader thread into
 /// [`execute_all`]. Once the first statement has been read and checked, the database is
 /// created if no other unit did it yet, and the session enters it (`USE`, header settings).
@@ -1197,14 +1206,7 @@ async fn run_range(
         let Some(first) = rx.recv().await else {
             return Ok(());
         };
-        db.created
-            .get_or_try_init(|| async {
-                recreate(conn, db.artifact).await?;
-                db.loaded.touch(db.idx);
-                Ok::<(), DumpError>(())
-            })
-            .await?;
-        enter(conn, name, &db.header).await?;
+        open_database(conn, db).await?;
         execute_all(conn, name, first, &mut rx, progress, done).await
     }
     .await;

@@ -224,3 +224,20 @@ pub fn client(program: &str) -> std::process::Command {
         .env("MYSQL_PWD", t.password.expose());
     c
 }
+
+/// Raises the server's max_allowed_packet so a 17 MiB row can be inserted and restored
+/// (only lets bigger packets through, so other tests are unaffected).
+pub async fn allow_big_packets() {
+    let mut c = conn(None).await;
+    let max: u64 = c
+        .query_first("SELECT @@GLOBAL.max_allowed_packet")
+        .await
+        .unwrap()
+        .unwrap();
+    if max < (64 << 20) {
+        c.query_drop("SET GLOBAL max_allowed_packet = 67108864")
+            .await
+            .expect("raising max_allowed_packet (the test user has SUPER)");
+    }
+    c.disconnect().await.ok();
+}
