@@ -733,81 +733,62 @@ async fn heartbeat_prune_deletes_when_a_trigger_or_foreign_key_is_tied_to_the_ta
         ["audit", "heatbeat_sequence"]
     );
 
-    let (db, mut c) = heartbeat_database("mdb_hbf", n).await;
-    c.query_drop(
-        "CREATE TABLE beat_note (beat_id BIGINT, FOREIGN KEY (beat_id) \
-         REFERENCES heatbeat_sequence (id) ON DELETE SET NULL) ENGINE=InnoDB",
-    )
-    .await
-    .unwrap();
-    c.query_drop("INSERT INTO beat_note VALUES (1), (60000)")
+    // A foreign key from the same database, then from another one: InnoDB's own list of
+    // foreign keys is asked (`REFERENTIAL_CONSTRAINTS` unbound to a schema opens every
+    // table of the server); the swap declines, and DELETE prunes and applies the key's
+    // action.
+    for (prefix, other_db) in [("mdb_hbf", false), ("mdb_hbx", true)] {
+        let (db, mut c) = heartbeat_database(prefix, n).await;
+        let other = match other_db {
+            true => Some(support::TestDb::create("mdb_hbxc").await),
+            false => None,
+        };
+        let notes_db = other.as_ref().map_or(db.name.clone(), |o| o.name.clone());
+        let mut nc = raw(&notes_db).await;
+        nc.query_drop(format!(
+            "CREATE TABLE beat_note (beat_id BIGINT, FOREIGN KEY (beat_id) \
+             REFERENCES `{}`.heatbeat_sequence (id) ON DELETE SET NULL) ENGINE=InnoDB",
+            db.name
+        ))
         .await
         .unwrap();
-    let out = meta
-        .prune_heartbeat_with(&db.name, swap_opts(), &|_, _, _| {})
-        .await
-        .unwrap();
-    assert_eq!((out.rows_deleted, out.batches), (n - 1, 6), "{out:?}");
-    assert_eq!(ids(&mut c).await, [n as i64]);
-    let notes: Vec<Option<i64>> = c
-        .query("SELECT beat_id FROM beat_note ORDER BY beat_id")
-        .await
-        .unwrap();
-    assert_eq!(notes, [None, Some(60_000)]);
-    let referenced: Vec<String> = c
-        .exec(
-            "SELECT REFERENCED_TABLE_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS \
-             WHERE CONSTRAINT_SCHEMA = ?",
-            (&db.name,),
-        )
-        .await
-        .unwrap();
-    assert_eq!(referenced, ["heatbeat_sequence"]);
-    assert_eq!(
-        tables(&mut c, &db.name).await,
-        ["beat_note", "heatbeat_sequence"]
-    );
-
-    // A reference from another database is asked of InnoDB's own list of foreign keys
-    // (`REFERENTIAL_CONSTRAINTS` unbound to a schema opens every table of the server): the
-    // swap declines, DELETE prunes and applies the key's action.
-    let (db, mut c) = heartbeat_database("mdb_hbx", n).await;
-    let other = support::TestDb::create("mdb_hbxc").await;
-    let mut oc = raw(&other.name).await;
-    oc.query_drop(format!(
-        "CREATE TABLE beat_note (beat_id BIGINT, FOREIGN KEY (beat_id) \
-         REFERENCES `{}`.heatbeat_sequence (id) ON DELETE SET NULL) ENGINE=InnoDB",
-        db.name
-    ))
-    .await
-    .unwrap();
-    oc.query_drop("INSERT INTO beat_note VALUES (1), (60000)")
-        .await
-        .unwrap();
-    let out = meta
-        .prune_heartbeat_with(&db.name, swap_opts(), &|_, _, _| {})
-        .await
-        .unwrap();
-    assert_eq!((out.rows_deleted, out.batches), (n - 1, 6), "{out:?}");
-    assert_eq!(ids(&mut c).await, [n as i64]);
-    let notes: Vec<Option<i64>> = oc
-        .query("SELECT beat_id FROM beat_note ORDER BY beat_id")
-        .await
-        .unwrap();
-    assert_eq!(notes, [None, Some(60_000)]);
-    let referenced: Vec<(String, String)> = oc
-        .exec(
-            "SELECT UNIQUE_CONSTRAINT_SCHEMA, REFERENCED_TABLE_NAME \
-             FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = ?",
-            (&other.name,),
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        referenced,
-        [(db.name.clone(), "heatbeat_sequence".to_string())]
-    );
-    assert_eq!(tables(&mut c, &db.name).await, ["heatbeat_sequence"]);
+        nc.query_drop("INSERT INTO beat_note VALUES (1), (60000)")
+            .await
+            .unwrap();
+        let out = meta
+            .prune_heartbeat_with(&db.name, swap_opts(), &|_, _, _| {})
+            .await
+            .unwrap();
+        assert_eq!(
+            (out.rows_deleted, out.batches),
+            (n - 1, 6),
+            "{prefix}: {out:?}"
+        );
+        assert_eq!(ids(&mut c).await, [n as i64]);
+        let notes: Vec<Option<i64>> = nc
+            .query("SELECT beat_id FROM beat_note ORDER BY beat_id")
+            .await
+            .unwrap();
+        assert_eq!(notes, [None, Some(60_000)], "{prefix}");
+        let referenced: Vec<(String, String)> = nc
+            .exec(
+                "SELECT UNIQUE_CONSTRAINT_SCHEMA, REFERENCED_TABLE_NAME \
+                 FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = ?",
+                (&notes_db,),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            referenced,
+            [(db.name.clone(), "heatbeat_sequence".to_string())],
+            "{prefix}"
+        );
+        let mut left = vec!["heatbeat_sequence"];
+        if !other_db {
+            left.insert(0, "beat_note");
+        }
+        assert_eq!(tables(&mut c, &db.name).await, left, "{prefix}");
+    }
     meta.close().await;
 }
 

@@ -61,7 +61,7 @@ impl LedgerReader {
         // worst a live read, which is as trustworthy, instead of a wait.
         match LedgerReader::open_with_grace(dir, std::time::Duration::ZERO) {
             Err(LedgerError::Busy { holder, .. }) => {
-                let copy = read_copy(dir, holder)?;
+                let copy = read_copy(dir, holder, LIVE_ATTEMPTS)?;
                 Ok(LedgerReader {
                     view: copy.view,
                     _db: copy.db,
@@ -80,9 +80,12 @@ impl LedgerReader {
     /// it: the original is only read (no lock taken, nothing sled may write on opening),
     /// for readers of ledgers that are not theirs (`init` learning from earlier runs on the
     /// host, issue 16). The copy's chain is verified from seq 1 as for
-    /// [`LedgerReader::open_or_live`]; [`LedgerReader::live`] is `None`.
+    /// [`LedgerReader::open_or_live`]; [`LedgerReader::live`] is `None`. One copy is
+    /// taken, not [`LIVE_ATTEMPTS`]: these ledgers are finished runs, nobody writes them,
+    /// so a copy that does not verify is a damaged ledger, and retrying it with pauses
+    /// only made `init` slower (0.4 s a damaged ledger, up to 64 of them).
     pub fn open_copy(dir: impl AsRef<Path>) -> Result<LedgerReader, LedgerError> {
-        let copy = read_copy(dir.as_ref(), String::new())?;
+        let copy = read_copy(dir.as_ref(), String::new(), 1)?;
         Ok(LedgerReader {
             view: copy.view,
             _db: copy.db,
@@ -94,10 +97,15 @@ impl LedgerReader {
 }
 
 /// Takes verified copies of the busy ledger in `dir` until one verifies, at most
-/// [`LIVE_ATTEMPTS`] times. `holder` is what the lock file said.
-pub(super) fn read_copy(dir: &Path, holder: String) -> Result<LiveCopy, LedgerError> {
+/// `attempts` times ([`LIVE_ATTEMPTS`] for a busy ledger). `holder` is what the lock file
+/// said.
+pub(super) fn read_copy(
+    dir: &Path,
+    holder: String,
+    attempts: u32,
+) -> Result<LiveCopy, LedgerError> {
     let mut last = String::new();
-    for attempt in 1..=LIVE_ATTEMPTS {
+    for attempt in 1..=attempts {
         if attempt > 1 {
             std::thread::sleep(backoff(attempt - 1));
         }
@@ -136,7 +144,7 @@ pub(super) fn read_copy(dir: &Path, holder: String) -> Result<LiveCopy, LedgerEr
     Err(LedgerError::LiveUnreadable {
         path: dir.to_path_buf(),
         holder,
-        attempts: LIVE_ATTEMPTS,
+        attempts,
         last,
     })
 }
@@ -468,7 +476,7 @@ mod tests {
         std::fs::copy(dir.join(LOCK_FILE), fake.join(LOCK_FILE)).unwrap();
         std::fs::write(fake.join("conf"), b"segment_size: 1\n").unwrap();
         std::fs::write(fake.join("db"), b"not sled").unwrap();
-        let err = read_copy(&fake, "writer: pid 1 on host h".into()).unwrap_err();
+        let err = read_copy(&fake, "writer: pid 1 on host h".into(), LIVE_ATTEMPTS).unwrap_err();
         match &err {
             LedgerError::LiveUnreadable {
                 attempts, holder, ..

@@ -66,6 +66,15 @@ fn candidates(ledger: &Path) -> Vec<PathBuf> {
         .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
         .map(|e| e.path())
         .filter(|p| std::fs::canonicalize(p).map_or(true, |c| c != own))
+        // A folder others may write to (or owned by someone else) could hold a forged
+        // ledger whose chain verifies: what it teaches is not this host's record.
+        .filter(|p| match crate::safefs::check_folder(p, false) {
+            Ok(()) => true,
+            Err(why) => {
+                tracing::debug!(ledger = %p.display(), %why, "not learned from");
+                false
+            }
+        })
         .filter_map(|p| {
             regular(p.join("conf"))?;
             let db = regular(p.join("db"))?;
@@ -145,6 +154,9 @@ mod tests {
         let linked = make("linked", &["conf"]);
         std::os::unix::fs::symlink(earlier.join("db"), linked.join("db")).unwrap();
         std::fs::write(tmp.path().join("a-file"), b"x").unwrap();
+        let shared = make("shared", &["conf", "db"]);
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
         assert_eq!(candidates(&own), vec![earlier.clone()]);
         // A ledger folder not created yet (the first `init` on it) has the same neighbours.
         let mut found = candidates(&tmp.path().join("ledger-9"));
