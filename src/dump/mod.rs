@@ -31,6 +31,7 @@ mod restore;
 mod sections;
 mod splitter;
 mod sqlvalue;
+mod trail;
 mod wire;
 mod writer;
 
