@@ -179,6 +179,7 @@ async fn restore_artifacts(
         })?;
         found[i] = Some(f?);
     }
+    tracing::debug!(files = chosen.len(), "every file verified");
     // Test seam: the files are verified and nothing has been sent yet (the tests rewrite,
     // truncate or swap a file here).
     #[cfg(feature = "failpoints")]

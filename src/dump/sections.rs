@@ -37,6 +37,9 @@ const MAX_HEADER: u64 = 1 << 20;
 /// The file is hashed in pieces of this size as well as whole while it is verified; every
 /// later read checks each piece again before handing out a byte of it.
 pub(crate) const CHUNK: u64 = 256 << 10;
+/// Pieces read at once while verifying (4 MiB): enough to pay for handing their hashes to a
+/// second thread.
+const BATCH: u64 = 16;
 
 /// A dump file whose size and BLAKE3 matched the artifact, still open, with the BLAKE3 of
 /// each [`CHUNK`]-sized piece as it was read in that same pass.
@@ -203,9 +206,9 @@ pub(crate) fn verify_and_find(
     let mut frames = Frames::default();
     let mut whole = Digester::new();
     let mut chunks = Vec::new();
-    let mut buf = vec![0u8; CHUNK as usize];
+    let mut buf = vec![0u8; (CHUNK * BATCH) as usize];
     loop {
-        // A full piece (or the file's last one): short reads are filled up.
+        // Full pieces (the file's last one may be short): short reads are filled up.
         let mut n = 0;
         while n < buf.len() {
             match file.read(&mut buf[n..]) {
@@ -218,15 +221,30 @@ pub(crate) fn verify_and_find(
         if n == 0 {
             break;
         }
-        let piece = &buf[..n];
-        if sectioned {
-            scan.feed(piece, whole.size());
-        }
-        if framed {
-            frames.feed(piece);
-        }
-        whole.update(piece);
-        chunks.push(blake3::hash(piece));
+        let batch = &buf[..n];
+        // The pieces' own hashes on a second thread while this one hashes the whole and
+        // scans: the pass is two BLAKE3s and a line scan over the same bytes, and a restore
+        // waits for all of it before its first statement (shape c: 1.1 GB).
+        let pieces = std::thread::scope(|t| {
+            let pieces = t.spawn(|| {
+                batch
+                    .chunks(CHUNK as usize)
+                    .map(blake3::hash)
+                    .collect::<Vec<_>>()
+            });
+            if sectioned {
+                scan.feed(batch, whole.size());
+            }
+            if framed {
+                frames.feed(batch);
+            }
+            whole.update(batch);
+            pieces.join()
+        })
+        .map_err(|_| DumpError::Internal {
+            what: "hashing the dump's pieces failed".into(),
+        })?;
+        chunks.extend(pieces);
         if n < buf.len() {
             break;
         }
