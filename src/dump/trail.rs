@@ -435,6 +435,32 @@ mod tests {
         assert!(early.ended() && early.abandoned);
     }
 
+    proptest::proptest! {
+        /// Whatever order the statements finish in, the watermark only ever covers the
+        /// contiguous run from the first statement, and covers every row once all are in.
+        #[test]
+        fn the_watermark_is_the_contiguous_prefix(
+            rows in proptest::collection::vec(0u64..50, 1..40),
+            order in proptest::collection::vec(proptest::num::usize::ANY, 0..40),
+        ) {
+            let n = rows.len();
+            let mut seqs: Vec<usize> = (0..n).collect();
+            for (i, k) in order.iter().enumerate() {
+                seqs.swap(i % n, k % n);
+            }
+            let mut m = Watermark::default();
+            let mut finished = vec![false; n];
+            for &seq in &seqs {
+                m.done(seq as u64, rows[seq]);
+                finished[seq] = true;
+                let run = finished.iter().take_while(|f| **f).count();
+                proptest::prop_assert_eq!(m.rows(), rows[..run].iter().sum::<u64>());
+            }
+            proptest::prop_assert_eq!(m.rows(), rows.iter().sum::<u64>());
+            proptest::prop_assert_eq!(m.total(), m.rows());
+        }
+    }
+
     #[test]
     fn only_integer_text_goes_back_into_sql() {
         assert_eq!(integer_text(b"42"), Some("42"));
