@@ -8,23 +8,7 @@ mod backup_helpers;
 mod support;
 
 use backup_helpers::*;
-use oms_upgrade::dump::{self, DumpArtifact, DumpError, DumpOptions, Quiet, RestoreOptions};
-
-/// Every section split (threshold one byte), three connections.
-fn split_all() -> RestoreOptions {
-    RestoreOptions {
-        jobs: 3,
-        split_bytes: 1,
-    }
-}
-
-/// Small INSERTs, so each section has many statements and the trail many ranges.
-fn small_statements() -> DumpOptions {
-    DumpOptions {
-        max_statement_bytes: 4096,
-        ..DumpOptions::default()
-    }
-}
+use oms_upgrade::dump::{self, DumpArtifact, DumpError, Quiet};
 
 async fn restore_with(artifact: &DumpArtifact) -> Result<dump::RestoreReport, DumpError> {
     dump::restore_database(&support::mysql_target(), artifact, &split_all(), &Quiet).await
@@ -44,34 +28,6 @@ async fn seed(db: &str) {
          INSERT INTO nopk SELECT seq % 97, CONCAT('b', seq % 13) FROM seq_1_to_2000;",
     )
     .await;
-}
-
-/// The dump file's lines; writes them back and reseals the artifact (size and BLAKE3), as
-/// someone who rewrote the file and its manifest would.
-fn rewrite(artifact: &mut DumpArtifact, edit: impl FnOnce(&mut Vec<Vec<u8>>)) {
-    let text = std::fs::read(&artifact.file).unwrap();
-    let mut lines: Vec<Vec<u8>> = text
-        .strip_suffix(b"\n")
-        .unwrap_or(&text)
-        .split(|b| *b == b'\n')
-        .map(<[u8]>::to_vec)
-        .collect();
-    edit(&mut lines);
-    let mut altered = lines.join(&b'\n');
-    altered.push(b'\n');
-    std::fs::write(&artifact.file, &altered).unwrap();
-    artifact.size_bytes = altered.len() as u64;
-    artifact.blake3_hex = blake3::hash(&altered).to_hex().to_string();
-}
-
-fn inserts_of(lines: &[Vec<u8>], table: &str) -> Vec<usize> {
-    let head = format!("INSERT INTO `{table}` ");
-    lines
-        .iter()
-        .enumerate()
-        .filter(|(_, l)| l.starts_with(head.as_bytes()))
-        .map(|(i, _)| i)
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,7 +60,7 @@ async fn a_changed_value_in_a_trailed_table_fails_the_restore() {
     let mut artifact = dump_with(&db.name, dir.path(), &small_statements()).await;
     // One name in the middle of the table changes (same length, so the rows stay in key
     // order and the trail reads every range): the file is resealed, the facts are not.
-    rewrite(&mut artifact, |lines| {
+    rewrite_lines(&mut artifact, |lines| {
         let big = inserts_of(lines, "big");
         let line = &mut lines[big[big.len() / 2]];
         let at = positions(line, b"'name-").first().copied().expect("a name");
@@ -122,13 +78,4 @@ async fn a_changed_value_in_a_trailed_table_fails_the_restore() {
         }
         other => panic!("expected a table mismatch, got {other}"),
     }
-}
-
-/// Where `needle` starts in `hay`, every time.
-fn positions(hay: &[u8], needle: &[u8]) -> Vec<usize> {
-    hay.windows(needle.len())
-        .enumerate()
-        .filter(|(_, w)| *w == needle)
-        .map(|(i, _)| i)
-        .collect()
 }

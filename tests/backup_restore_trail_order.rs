@@ -11,7 +11,7 @@ mod backup_helpers;
 mod support;
 
 use backup_helpers::*;
-use oms_upgrade::dump::{self, DumpError, DumpOptions, Quiet, RestoreOptions};
+use oms_upgrade::dump::{self, DumpError, Quiet};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_out_of_key_order_are_checked_by_the_full_scan() {
@@ -20,44 +20,21 @@ async fn rows_out_of_key_order_are_checked_by_the_full_scan() {
     seed_big(&db.name, "big", 3_000).await;
     let before = snapshot(&db.name).await;
     let dir = out_dir();
-    let opts = DumpOptions {
-        max_statement_bytes: 4096,
-        ..DumpOptions::default()
-    };
-    let mut artifact = dump_with(&db.name, dir.path(), &opts).await;
+    let mut artifact = dump_with(&db.name, dir.path(), &small_statements()).await;
     // The first INSERT of `big` moves to the end of its section: the same rows, but the
     // first statement now run holds rows 17 onwards, and rows 1 to 16 come in last.
-    let text = std::fs::read(&artifact.file).unwrap();
-    let mut lines: Vec<&[u8]> = text
-        .strip_suffix(b"\n")
-        .unwrap_or(&text)
-        .split(|b| *b == b'\n')
-        .collect();
-    let big: Vec<usize> = (0..lines.len())
-        .filter(|i| lines[*i].starts_with(b"INSERT INTO `big` "))
-        .collect();
-    assert!(big.len() > 20, "{} INSERTs", big.len());
-    let first = lines.remove(big[0]);
-    lines.insert(*big.last().unwrap(), first);
-    let mut altered = lines.join(&b'\n');
-    altered.push(b'\n');
-    std::fs::write(&artifact.file, &altered).unwrap();
-    artifact.size_bytes = altered.len() as u64;
-    artifact.blake3_hex = blake3::hash(&altered).to_hex().to_string();
+    rewrite_lines(&mut artifact, |lines| {
+        let big = inserts_of(lines, "big");
+        assert!(big.len() > 20, "{} INSERTs", big.len());
+        let first = lines.remove(big[0]);
+        lines.insert(*big.last().unwrap(), first);
+    });
 
     fail::cfg("restore:trail-first", "return").unwrap();
     drop_db(&db.name).await;
-    let report = dump::restore_database(
-        &support::mysql_target(),
-        &artifact,
-        &RestoreOptions {
-            jobs: 3,
-            split_bytes: 1,
-        },
-        &Quiet,
-    )
-    .await
-    .expect("the same rows restore, whatever their order in the file");
+    let report = dump::restore_database(&support::mysql_target(), &artifact, &split_all(), &Quiet)
+        .await
+        .expect("the same rows restore, whatever their order in the file");
     assert_eq!(report.mode, dump::LoadMode::Tables);
     assert_eq!(report.split_tables, 1, "{report:?}");
     // The trail hashed rows 17.. as the first ones, then never saw rows 1 to 16: it gave up,
@@ -73,57 +50,33 @@ async fn a_row_below_what_the_trail_hashed_fails_the_restore() {
     let db = support::TestDb::create("bk_trailextra").await;
     seed_big(&db.name, "big", 3_000).await;
     let dir = out_dir();
-    let opts = DumpOptions {
-        max_statement_bytes: 4096,
-        ..DumpOptions::default()
-    };
-    let mut artifact = dump_with(&db.name, dir.path(), &opts).await;
+    let mut artifact = dump_with(&db.name, dir.path(), &small_statements()).await;
     // One more statement at the end of `big`'s section inserts a row with key 0, below every
     // row the trail has hashed by then. The file is resealed, the facts are not: the rows the
     // trail reads in key order are exactly the recorded ones, so only its count of what the
     // statements inserted can tell that the table holds one row more.
-    let text = std::fs::read(&artifact.file).unwrap();
-    let mut lines: Vec<Vec<u8>> = text
-        .strip_suffix(b"\n")
-        .unwrap_or(&text)
-        .split(|b| *b == b'\n')
-        .map(<[u8]>::to_vec)
-        .collect();
-    let big: Vec<usize> = (0..lines.len())
-        .filter(|i| lines[*i].starts_with(b"INSERT INTO `big` "))
-        .collect();
-    // `INSERT INTO `big` (<columns>) VALUES (1,...),(2,...)...;` -> its first row, key 0.
-    let first = &lines[big[0]];
-    let values = b"VALUES (1,";
-    let at = first
-        .windows(values.len())
-        .position(|w| w == values)
-        .unwrap();
-    let end = first.windows(3).position(|w| w == b"),(").unwrap();
-    let mut extra = first[..at].to_vec();
-    extra.extend_from_slice(b"VALUES (0,");
-    extra.extend_from_slice(&first[at + values.len()..=end]);
-    extra.push(b';');
-    lines.insert(*big.last().unwrap() + 1, extra);
-    let mut altered = lines.join(&b'\n');
-    altered.push(b'\n');
-    std::fs::write(&artifact.file, &altered).unwrap();
-    artifact.size_bytes = altered.len() as u64;
-    artifact.blake3_hex = blake3::hash(&altered).to_hex().to_string();
+    rewrite_lines(&mut artifact, |lines| {
+        let big = inserts_of(lines, "big");
+        // `INSERT INTO `big` (<columns>) VALUES (1,...),(2,...)...;` -> its first row, key 0.
+        let first = &lines[big[0]];
+        let values = b"VALUES (1,";
+        let at = first
+            .windows(values.len())
+            .position(|w| w == values)
+            .unwrap();
+        let end = first.windows(3).position(|w| w == b"),(").unwrap();
+        let mut extra = first[..at].to_vec();
+        extra.extend_from_slice(b"VALUES (0,");
+        extra.extend_from_slice(&first[at + values.len()..=end]);
+        extra.push(b';');
+        lines.insert(*big.last().unwrap() + 1, extra);
+    });
 
     fail::cfg("restore:trail-first", "return").unwrap();
     drop_db(&db.name).await;
-    let err = dump::restore_database(
-        &support::mysql_target(),
-        &artifact,
-        &RestoreOptions {
-            jobs: 3,
-            split_bytes: 1,
-        },
-        &Quiet,
-    )
-    .await
-    .expect_err("a table with a row the dump did not have fails the restore");
+    let err = dump::restore_database(&support::mysql_target(), &artifact, &split_all(), &Quiet)
+        .await
+        .expect_err("a table with a row the dump did not have fails the restore");
     match &err {
         DumpError::TableMismatch { diffs, .. } => {
             assert_eq!(diffs.len(), 1, "{err}");
