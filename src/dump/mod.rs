@@ -26,6 +26,7 @@ pub mod fuzz_hooks;
 mod native;
 mod parallel;
 mod partial;
+mod pieces;
 mod progress;
 mod restore;
 mod sections;
