@@ -8,15 +8,7 @@ mod backup_helpers;
 mod support;
 
 use backup_helpers::*;
-use oms_upgrade::dump::{self, DumpArtifact, DumpError, DumpOptions, Quiet, RestoreOptions};
-
-/// Every section split (threshold one byte), three connections.
-fn split_all() -> RestoreOptions {
-    RestoreOptions {
-        jobs: 3,
-        split_bytes: 1,
-    }
-}
+use oms_upgrade::dump::{self, DumpArtifact, DumpError, Quiet, RestoreOptions};
 
 /// A database with a big table (secondary index), a table without a primary key (and a
 /// secondary index), an AUTO_INCREMENT table whose counter is past its last row, a child
@@ -37,14 +29,6 @@ async fn seed(db: &str) {
          INSERT INTO child SELECT seq, seq, REPEAT('c', seq % 40) FROM seq_1_to_4000;",
     )
     .await;
-}
-
-/// Small INSERTs, so each section has many statements to share.
-fn small_statements() -> DumpOptions {
-    DumpOptions {
-        max_statement_bytes: 4096,
-        ..DumpOptions::default()
-    }
 }
 
 async fn restore_with(
@@ -196,27 +180,11 @@ async fn a_split_section_that_does_not_check_out_is_loaded_in_order() {
     let mut artifact = dump_with(&db.name, dir.path(), &small_statements()).await;
     // One INSERT of `a` moves to the end of `big`'s section, after its rows (tables are
     // dumped in name order, so `a` exists by then in file order).
-    let text = std::fs::read(&artifact.file).unwrap();
-    let mut lines: Vec<&[u8]> = text
-        .strip_suffix(b"\n")
-        .unwrap_or(&text)
-        .split(|b| *b == b'\n')
-        .collect();
-    let a_insert = lines
-        .iter()
-        .position(|l| l.starts_with(b"INSERT INTO `a` "))
-        .expect("an INSERT for a");
-    let moved = lines.remove(a_insert);
-    let big_last = lines
-        .iter()
-        .rposition(|l| l.starts_with(b"INSERT INTO `big` "))
-        .unwrap();
-    lines.insert(big_last + 1, moved);
-    let mut altered = lines.join(&b'\n');
-    altered.push(b'\n');
-    std::fs::write(&artifact.file, &altered).unwrap();
-    artifact.size_bytes = altered.len() as u64;
-    artifact.blake3_hex = blake3::hash(&altered).to_hex().to_string();
+    rewrite_lines(&mut artifact, |lines| {
+        let moved = lines.remove(inserts_of(lines, "a")[0]);
+        let big_last = *inserts_of(lines, "big").last().unwrap();
+        lines.insert(big_last + 1, moved);
+    });
 
     drop_db(&db.name).await;
     let report = restore_with(&artifact, &split_all())
@@ -225,13 +193,4 @@ async fn a_split_section_that_does_not_check_out_is_loaded_in_order() {
     assert_eq!(report.mode, dump::LoadMode::InOrder);
     assert_eq!(report.tables, artifact.tables);
     assert_eq!(before, snapshot(&db.name).await);
-}
-
-/// Where `needle` starts in `hay`, every time.
-fn positions(hay: &[u8], needle: &[u8]) -> Vec<usize> {
-    hay.windows(needle.len())
-        .enumerate()
-        .filter(|(_, w)| *w == needle)
-        .map(|(i, _)| i)
-        .collect()
 }

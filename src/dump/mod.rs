@@ -26,11 +26,13 @@ pub mod fuzz_hooks;
 mod native;
 mod parallel;
 mod partial;
+mod pieces;
 mod progress;
 mod restore;
 mod sections;
 mod splitter;
 mod sqlvalue;
+mod trail;
 mod wire;
 mod writer;
 

@@ -27,6 +27,7 @@ use super::progress::Progress;
 use super::sections::{self, SectionError, Sections, Verified};
 use super::splitter::{Splitter, Stmt, check_supported};
 use super::sqlvalue::ident;
+use super::trail::{self, Trail};
 use super::{DumpError, connect, query_err};
 use crate::dbconn::DbTarget;
 
@@ -74,6 +75,10 @@ pub struct RestoreReport {
     /// [`RestoreOptions::split_bytes`] that another connection helped with).
     #[serde(default)]
     pub split_tables: u64,
+    /// Tables whose check (the BLAKE3 row hash) ran beside their split load instead of
+    /// after it ([`super::trail`]); the others were scanned once their rows were in.
+    #[serde(default)]
+    pub trailed_tables: u64,
 }
 
 /// How a restore loaded a dump file.
@@ -174,6 +179,7 @@ async fn restore_artifacts(
         })?;
         found[i] = Some(f?);
     }
+    tracing::debug!(files = chosen.len(), "every file verified");
     // Test seam: the files are verified and nothing has been sent yet (the tests rewrite,
     // truncate or swap a file here).
     #[cfg(feature = "failpoints")]
@@ -306,6 +312,8 @@ struct Executed {
     sql_bytes: u64,
     /// Tables loaded by more than one connection.
     split_tables: u64,
+    /// Tables checked beside their load.
+    trailed_tables: u64,
 }
 
 /// Opens a connection with the restore's session settings.
@@ -371,8 +379,8 @@ async fn execute_all(
 }
 
 /// Executes one statement in file order, counting it in `done` (its number in error
-/// messages). A `CREATE TABLE` leaves its secondary indexes in `deferred`; the next DROP or
-/// CREATE builds them first.
+/// messages); returns the rows it affected. A `CREATE TABLE` leaves its secondary indexes in
+/// `deferred`; the next DROP or CREATE builds them first.
 async fn execute_one(
     conn: &mut mysql_async::Conn,
     db: &str,
@@ -380,7 +388,7 @@ async fn execute_one(
     deferred: &mut Option<String>,
     progress: &dyn Progress,
     done: &mut Executed,
-) -> Result<(), DumpError> {
+) -> Result<u64, DumpError> {
     done.statements += 1;
     done.sql_bytes += stmt.sql.len() as u64;
     progress.advance(db, stmt.sql.len() as u64, 0);
@@ -402,8 +410,8 @@ async fn execute_one(
     send(conn, db, &sql, done.statements, stmt.offset).await
 }
 
-/// Sends one statement; an executable comment the server skips entirely (an empty query)
-/// is harmless. `number` and `offset` name it in an error. A deadlock (error 1213) is tried
+/// Sends one statement and returns the rows it affected; an executable comment the server
+/// skips entirely (an empty query) is harmless. `number` and `offset` name it in an error. A deadlock (error 1213) is tried
 /// again, up to three times: INSERTs into one table from several connections (a split
 /// section) can meet in InnoDB's locks (a unique secondary key), and a statement that lost
 /// a deadlock was rolled back whole (every session runs with autocommit), so sending it
@@ -414,7 +422,7 @@ async fn send(
     sql: &[u8],
     number: u64,
     offset: u64,
-) -> Result<(), DumpError> {
+) -> Result<u64, DumpError> {
     let mut tries = 0;
     loop {
         match conn.query_drop(sql).await {
@@ -426,9 +434,9 @@ async fn send(
                     "deadlock; sending the statement again"
                 );
             }
-            Err(mysql_async::Error::Server(s)) if s.code == 1065 => return Ok(()),
+            Err(mysql_async::Error::Server(s)) if s.code == 1065 => return Ok(0),
             Err(e) => return Err(statement_err(db, number, offset, sql, e)),
-            Ok(()) => return Ok(()),
+            Ok(()) => return Ok(conn.affected_rows()),
         }
     }
 }
@@ -522,6 +530,7 @@ async fn load(
         tables,
         mode: LoadMode::InOrder,
         split_tables: 0,
+        trailed_tables: 0,
     })
 }
 
@@ -578,6 +587,8 @@ struct Split {
     helped: AtomicBool,
     /// The first failure of any connection; the others stop taking statements.
     error: std::sync::Mutex<Option<SectionError>>,
+    /// Which statements succeeded, for the check that trails the load.
+    trail: Arc<Trail>,
 }
 
 impl Split {
@@ -627,8 +638,9 @@ impl Split {
                 );
                 return self.fail(SectionError::NotASection(why)).await;
             }
-            if let Err(e) = send(conn, db, &stmt.sql, number, stmt.offset).await {
-                return self.fail(SectionError::Dump(e)).await;
+            match send(conn, db, &stmt.sql, number, stmt.offset).await {
+                Ok(rows) => self.trail.done(number - self.base, rows),
+                Err(e) => return self.fail(SectionError::Dump(e)).await,
             }
             if helper {
                 self.helped.store(true, Ordering::SeqCst);
@@ -651,6 +663,8 @@ impl Board {
 
 /// One database of a table-by-table load: what every unit of it needs.
 struct SectionedDb<'a> {
+    /// The server, for a connection of a unit's own (the trailing check).
+    target: &'a DbTarget,
     /// Index in the restore's list of artifacts.
     idx: usize,
     artifact: &'a DumpArtifact,
@@ -678,6 +692,7 @@ async fn load_sections(
     let dbs: Vec<SectionedDb> = sectioned
         .iter()
         .map(|(i, data, s)| SectionedDb {
+            target,
             idx: *i,
             artifact: &chosen[*i],
             data,
@@ -800,6 +815,7 @@ async fn load_sections(
                     b.done[d].statements += done.statements;
                     b.done[d].sql_bytes += done.sql_bytes;
                     b.done[d].split_tables += done.split_tables;
+                    b.done[d].trailed_tables += done.trailed_tables;
                     match r {
                         Ok(fact) => {
                             if let Some(f) = fact {
@@ -1049,10 +1065,12 @@ async fn help(
 /// Loads table section `t` of database `d` with help: this connection runs the DROP, the
 /// CREATE (secondary indexes held back) and the first INSERT, then shares the remaining
 /// INSERTs with idle workers and takes its own share; once every one succeeded and every
-/// helper is done, it builds the held-back indexes and recomputes the fact. Every
-/// statement is still read from the verified handle by the one reader thread and checked
-/// before it is handed out. A failure on any connection stops them all; every statement
-/// sent by any of them is counted in `done` and in [`Loaded`].
+/// helper is done, it builds the held-back indexes. The table's row hash is computed beside
+/// the load on a connection of its own ([`trail`]), range by range as the statements below
+/// each range succeed; where that check gives up, the table is scanned once its rows are in,
+/// as a table loaded alone is. Every statement is still read from the verified handle by the
+/// one reader thread and checked before it is handed out. A failure on any connection stops
+/// them all; every statement sent by any of them is counted in `done` and in [`Loaded`].
 async fn load_split(
     conn: &mut mysql_async::Conn,
     db: &SectionedDb<'_>,
@@ -1073,6 +1091,7 @@ async fn load_split(
     });
     let before = done.statements;
     let mut deferred: Option<String> = None;
+    let trail = Arc::new(Trail::default());
     // The leader's part before the rows: DROP, CREATE, and the first INSERT, in order.
     let lead = async {
         let Some(first) = rx.recv().await else {
@@ -1088,82 +1107,133 @@ async fn load_split(
                 return Ok(false);
             };
             let insert = head_is(&stmt.sql, "INSERT ");
-            execute_one(conn, name, stmt, &mut deferred, progress, done).await?;
+            let rows = execute_one(conn, name, stmt, &mut deferred, progress, done).await?;
             if insert {
+                // Statement 0 of the trail: the split numbers the others from 1.
+                trail.done(0, rows);
                 return Ok::<bool, DumpError>(true);
             }
         }
     }
     .await;
-    let mut split_err = None;
-    let shared = match lead {
-        Ok(true) => {
-            let split = Arc::new(Split {
-                d,
-                t,
-                rx: tokio::sync::Mutex::new(rx),
-                base: done.statements,
-                statements: AtomicU64::new(0),
-                sql_bytes: AtomicU64::new(0),
-                closed: AtomicBool::new(false),
-                helped: AtomicBool::new(false),
-                error: std::sync::Mutex::new(None),
-            });
-            let (token, mut all_left) = mpsc::channel::<()>(1);
-            tracing::debug!(
-                database = name,
-                table = section.name.as_str(),
-                "sharing the section's INSERTs with idle connections"
-            );
-            pool.publish(&split, &token);
-            split
-                .consume(conn, name, &section.name, false, progress)
-                .await;
-            pool.release(Some(&split));
-            drop(token);
-            // Every helper holds a token while it helps: none left means all are done.
-            let _ = all_left.recv().await;
-            done.statements += split.statements.load(Ordering::SeqCst);
-            done.sql_bytes += split.sql_bytes.load(Ordering::SeqCst);
-            done.split_tables += u64::from(split.helped.load(Ordering::SeqCst));
-            split_err = split.error.lock().expect("split").take();
-            tracing::debug!(
-                database = name,
-                table = section.name.as_str(),
-                helped = split.helped.load(Ordering::SeqCst),
-                "rows in; building the held-back indexes"
-            );
-            // The reader may be blocked on a full channel; the receiver goes with the split.
-            split.rx.lock().await.close();
-            drop(split);
-            Ok(())
+    // The table exists once the leader ran its first INSERT: the check can trail from there.
+    let trails = matches!(lead, Ok(true));
+    let expected = &db.artifact.tables[t];
+    let check = async {
+        if !trails {
+            return None;
         }
-        Ok(false) => {
-            drop(rx);
-            pool.release(None);
-            Ok(())
-        }
-        Err(e) => {
-            drop(rx);
-            pool.release(None);
-            Err(e)
-        }
+        Some(trail::check(db.target, name, expected, &trail).await)
     };
-    db.loaded.executed(db.idx, done.statements - before);
-    let read = reader.await.map_err(|e| DumpError::Internal {
-        what: format!("dump reader failed: {e}"),
-    })?;
-    // As in `run_range`: a section that did not check out explains whatever the
-    // connections saw after it; then the connections' own failures.
-    match (read, shared, split_err) {
-        (Err(SectionError::NotASection(why)), _, _) => return Err(SectionError::NotASection(why)),
-        (_, Err(e), _) => return Err(SectionError::Dump(e)),
-        (_, Ok(()), Some(e)) => return Err(e),
-        (Err(e), Ok(()), None) => return Err(e),
-        (Ok(()), Ok(()), None) => {}
+    let rest = async {
+        // Whatever path this takes, the trailing check is never left waiting.
+        let _abandon = trail.abandon_on_drop();
+        let mut split_err = None;
+        let shared = match lead {
+            Ok(true) => {
+                let split = Arc::new(Split {
+                    d,
+                    t,
+                    rx: tokio::sync::Mutex::new(rx),
+                    base: done.statements,
+                    statements: AtomicU64::new(0),
+                    sql_bytes: AtomicU64::new(0),
+                    closed: AtomicBool::new(false),
+                    helped: AtomicBool::new(false),
+                    error: std::sync::Mutex::new(None),
+                    trail: trail.clone(),
+                });
+                // Test seam: the check reads its first range before any other statement
+                // runs (tests/backup_restore_trail_order.rs).
+                #[cfg(feature = "failpoints")]
+                if fail::eval("restore:trail-first", |_| ()).is_some() {
+                    trail.first_range().await;
+                }
+                let (token, mut all_left) = mpsc::channel::<()>(1);
+                tracing::debug!(
+                    database = name,
+                    table = section.name.as_str(),
+                    "sharing the section's INSERTs with idle connections"
+                );
+                pool.publish(&split, &token);
+                split
+                    .consume(conn, name, &section.name, false, progress)
+                    .await;
+                pool.release(Some(&split));
+                drop(token);
+                // Every helper holds a token while it helps: none left means all are done.
+                let _ = all_left.recv().await;
+                done.statements += split.statements.load(Ordering::SeqCst);
+                done.sql_bytes += split.sql_bytes.load(Ordering::SeqCst);
+                done.split_tables += u64::from(split.helped.load(Ordering::SeqCst));
+                split_err = split.error.lock().expect("split").take();
+                tracing::debug!(
+                    database = name,
+                    table = section.name.as_str(),
+                    helped = split.helped.load(Ordering::SeqCst),
+                    "rows in; building the held-back indexes"
+                );
+                // The reader may be blocked on a full channel; the receiver goes with the split.
+                split.rx.lock().await.close();
+                drop(split);
+                Ok(())
+            }
+            Ok(false) => {
+                drop(rx);
+                pool.release(None);
+                Ok(())
+            }
+            Err(e) => {
+                drop(rx);
+                pool.release(None);
+                Err(e)
+            }
+        };
+        db.loaded.executed(db.idx, done.statements - before);
+        let read = reader.await.map_err(|e| DumpError::Internal {
+            what: format!("dump reader failed: {e}"),
+        })?;
+        // As in `run_range`: a section that did not check out explains whatever the
+        // connections saw after it; then the connections' own failures.
+        match (read, shared, split_err) {
+            (Err(SectionError::NotASection(why)), _, _) => {
+                return Err(SectionError::NotASection(why));
+            }
+            (_, Err(e), _) => return Err(SectionError::Dump(e)),
+            (_, Ok(()), Some(e)) => return Err(e),
+            (Err(e), Ok(()), None) => return Err(e),
+            (Ok(()), Ok(()), None) => {}
+        }
+        // Every statement of the section succeeded: the check may read the last rows while
+        // the held-back indexes are built (that changes no row).
+        trail.end();
+        build_deferred(conn, name, &mut deferred, done).await?;
+        Ok::<(), SectionError>(())
+    };
+    let (loaded, trailed) = tokio::join!(rest, check);
+    loaded?;
+    match trailed {
+        Some(Ok(fact)) => {
+            done.trailed_tables += 1;
+            tracing::debug!(
+                database = name,
+                table = section.name.as_str(),
+                "table checked beside its load"
+            );
+            Ok(Some(fact))
+        }
+        other => {
+            if let Some(Err(why)) = &other {
+                tracing::debug!(
+                    database = name,
+                    table = section.name.as_str(),
+                    %why,
+                    "the check beside the load gave up; scanning the table"
+                );
+            }
+            Ok(table_fact(conn, db, t).await?)
+        }
     }
-    build_deferred(conn, name, &mut deferred, done).await?;
-    Ok(table_fact(conn, db, t).await?)
 }
 
 /// Once a unit has a checked statement for `db`: the database is dropped and created if no
@@ -1258,6 +1328,7 @@ async fn finish_database(
         tables,
         mode: LoadMode::Tables,
         split_tables: done.split_tables,
+        trailed_tables: done.trailed_tables,
     })
 }
 

@@ -26,20 +26,26 @@ use tokio::sync::mpsc;
 use super::DumpError;
 use super::artifact::{Compression, DumpArtifact, Dumper};
 use super::native::{FORMAT_2_LINE, FORMAT_LINE, TABLES_END};
+use super::pieces;
 use super::splitter::{Splitter, Stmt, check_supported};
 use super::sqlvalue::{comment_name, ident, parse_comment_name};
-use crate::digest::Digester;
+use crate::digest::FileDigest;
+use blake3::hazmat::ChainingValue;
 
 /// Longest marker line kept while scanning; longer lines are not markers.
 const MAX_MARKER_LINE: usize = 1024;
 /// Largest header (the settings before the first table) kept in memory.
 const MAX_HEADER: u64 = 1 << 20;
-/// The file is hashed in pieces of this size as well as whole while it is verified; every
-/// later read checks each piece again before handing out a byte of it.
-pub(crate) const CHUNK: u64 = 256 << 10;
+/// The file is hashed in pieces of this size while it is verified (the whole file's BLAKE3
+/// is computed from the pieces' values, [`super::pieces`]); every later read checks each
+/// piece again before handing out a byte of it.
+pub(crate) const CHUNK: u64 = pieces::PIECE;
+/// Pieces read at once while verifying (4 MiB): enough to pay for handing their hashes to a
+/// second thread.
+const BATCH: u64 = 16;
 
-/// A dump file whose size and BLAKE3 matched the artifact, still open, with the BLAKE3 of
-/// each [`CHUNK`]-sized piece as it was read in that same pass.
+/// A dump file whose size and BLAKE3 matched the artifact, still open, with the BLAKE3
+/// chaining value of each [`CHUNK`]-sized piece as it was read in that same pass.
 ///
 /// Everything a restore executes is read through here: from the handle that was verified
 /// (a file swapped under the path afterwards is never seen), one piece at a time, each piece
@@ -51,7 +57,7 @@ pub(crate) struct Verified {
     file: File,
     path: PathBuf,
     size: u64,
-    chunks: Vec<blake3::Hash>,
+    chunks: Vec<ChainingValue>,
 }
 
 impl Verified {
@@ -75,7 +81,7 @@ impl Verified {
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(changed()),
             Err(e) => return Err(DumpError::io(&self.path, e)),
         }
-        if blake3::hash(buf) != self.chunks[i] {
+        if pieces::piece_value(i as u64, buf) != self.chunks[i] {
             return Err(changed());
         }
         Ok(())
@@ -201,11 +207,11 @@ pub(crate) fn verify_and_find(
     let framed = native && artifact.compression == Compression::Zstd;
     let mut scan = Scan::default();
     let mut frames = Frames::default();
-    let mut whole = Digester::new();
+    let mut size = 0u64;
     let mut chunks = Vec::new();
-    let mut buf = vec![0u8; CHUNK as usize];
+    let mut buf = vec![0u8; (CHUNK * BATCH) as usize];
     loop {
-        // A full piece (or the file's last one): short reads are filled up.
+        // Full pieces (the file's last one may be short): short reads are filled up.
         let mut n = 0;
         while n < buf.len() {
             match file.read(&mut buf[n..]) {
@@ -218,23 +224,43 @@ pub(crate) fn verify_and_find(
         if n == 0 {
             break;
         }
-        let piece = &buf[..n];
-        if sectioned {
-            scan.feed(piece, whole.size());
-        }
-        if framed {
-            frames.feed(piece);
-        }
-        whole.update(piece);
-        chunks.push(blake3::hash(piece));
+        let batch = &buf[..n];
+        // The pieces' values (which also give the whole file's BLAKE3) on a second thread
+        // while this one scans for sections: a restore waits for this whole pass before its
+        // first statement (shape c: 1.1 GB).
+        let first = chunks.len() as u64;
+        let values = std::thread::scope(|t| {
+            let values = t.spawn(|| {
+                batch
+                    .chunks(CHUNK as usize)
+                    .zip(first..)
+                    .map(|(p, i)| pieces::piece_value(i, p))
+                    .collect::<Vec<_>>()
+            });
+            if sectioned {
+                scan.feed(batch, size);
+            }
+            if framed {
+                frames.feed(batch);
+            }
+            values.join()
+        })
+        .map_err(|_| DumpError::Internal {
+            what: "hashing the dump's pieces failed".into(),
+        })?;
+        chunks.extend(values);
+        size += n as u64;
         if n < buf.len() {
             break;
         }
     }
     scan.end_line();
-    let found = whole.finish();
-    artifact.check_digest(&found)?;
-    let size = found.size;
+    // A file of one piece or none is still in `buf`: its root is hashed directly.
+    let root = pieces::root(size, &chunks, || blake3::hash(&buf[..size as usize]));
+    artifact.check_digest(&FileDigest {
+        size,
+        blake3_hex: root.to_hex().to_string(),
+    })?;
     let data = Arc::new(Verified {
         file,
         path: path.clone(),

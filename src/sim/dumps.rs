@@ -216,6 +216,7 @@ impl DumpEngine for SimDumps {
                             tables: table_facts(&content),
                             mode: Default::default(),
                             split_tables: 0,
+                            trailed_tables: 0,
                         }),
                     }
                 }

@@ -241,3 +241,57 @@ pub async fn allow_big_packets() {
     }
     c.disconnect().await.ok();
 }
+
+/// Where `needle` starts in `hay`, every time.
+pub fn positions(hay: &[u8], needle: &[u8]) -> Vec<usize> {
+    hay.windows(needle.len())
+        .enumerate()
+        .filter(|(_, w)| *w == needle)
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// Every section split (threshold one byte), three connections.
+pub fn split_all() -> dump::RestoreOptions {
+    dump::RestoreOptions {
+        jobs: 3,
+        split_bytes: 1,
+    }
+}
+
+/// Small INSERTs (4 KiB), so a table has many statements to share.
+pub fn small_statements() -> dump::DumpOptions {
+    dump::DumpOptions {
+        max_statement_bytes: 4096,
+        ..dump::DumpOptions::default()
+    }
+}
+
+/// Edits the dump file line by line, writes it back and reseals the artifact (size and
+/// BLAKE3, not the facts), as someone who rewrote the file and its manifest would.
+pub fn rewrite_lines(artifact: &mut dump::DumpArtifact, edit: impl FnOnce(&mut Vec<Vec<u8>>)) {
+    let text = std::fs::read(&artifact.file).unwrap();
+    let mut lines: Vec<Vec<u8>> = text
+        .strip_suffix(b"\n")
+        .unwrap_or(&text)
+        .split(|b| *b == b'\n')
+        .map(<[u8]>::to_vec)
+        .collect();
+    edit(&mut lines);
+    let mut altered = lines.join(&b'\n');
+    altered.push(b'\n');
+    std::fs::write(&artifact.file, &altered).unwrap();
+    artifact.size_bytes = altered.len() as u64;
+    artifact.blake3_hex = blake3::hash(&altered).to_hex().to_string();
+}
+
+/// The indexes of the lines that are INSERTs into `table`.
+pub fn inserts_of(lines: &[Vec<u8>], table: &str) -> Vec<usize> {
+    let head = format!("INSERT INTO `{table}` ");
+    lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.starts_with(head.as_bytes()))
+        .map(|(i, _)| i)
+        .collect()
+}
