@@ -443,13 +443,19 @@ impl SpoolFile {
         dir.join(format!(".{database}.{index}.spool"))
     }
 
-    /// True when `name` is a spool file name of `database` (any index).
+    /// True when `name` is a spool file name of `database` (any index), a section's
+    /// (`.<db>.<index>.spool`) or a key range's (`.<db>.<index>-<range>.spool`, see
+    /// `ranges.rs`).
     pub fn is_spool_of(name: &str, database: &str) -> bool {
+        let number = |i: &str| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit());
         name.strip_prefix('.')
             .and_then(|n| n.strip_prefix(database))
             .and_then(|n| n.strip_prefix('.'))
             .and_then(|n| n.strip_suffix(".spool"))
-            .is_some_and(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()))
+            .is_some_and(|i| match i.split_once('-') {
+                Some((s, r)) => number(s) && number(r),
+                None => number(i),
+            })
     }
 
     /// Copies the file's bytes into `w` in chunks of [`BUF_BYTES`] (never whole): SQL, or
