@@ -256,6 +256,9 @@ pub(crate) async fn read_ahead(
     } = ahead;
     let q = |e: super::wire::WireError| super::query_err("", "reading a key range", e.into());
     let io = |e| DumpError::io(&spool.path, e);
+    // Tests commit writes here, after the snapshot and before the range is read.
+    #[cfg(feature = "failpoints")]
+    fail::fail_point!("dump:range-ahead");
     conn.query(&split.range_sql(index)).await.map_err(q)?;
     let mut buf: Vec<u8> = Vec::with_capacity(PUBLISH_BYTES + (64 << 10));
     let mut len = 0u64;

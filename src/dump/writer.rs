@@ -936,6 +936,11 @@ mod tests {
         assert!(!SpoolFile::is_spool_of(".rm.x.spool", "rm"));
         assert!(!SpoolFile::is_spool_of("rm.sql", "rm"));
         assert!(SpoolFile::is_spool_of(".a.b.3.spool", "a.b"));
+        // A key range's spool file (ranges.rs).
+        assert!(SpoolFile::is_spool_of(".rm.12-3.spool", "rm"));
+        assert!(!SpoolFile::is_spool_of(".rm.12-.spool", "rm"));
+        assert!(!SpoolFile::is_spool_of(".rm.-3.spool", "rm"));
+        assert!(!SpoolFile::is_spool_of(".rm.1-2-3.spool", "rm"));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
