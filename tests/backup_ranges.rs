@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use backup_helpers::*;
 use oms_upgrade::dump::{Compression, DumpArtifact, DumpOptions};
 
-/// Ranges read ahead by free workers (the `dump:range-ahead` failpoint), over the binary.
+/// Key ranges read (the `dump:range-ahead` failpoint), over the test binary.
 static AHEAD: AtomicU64 = AtomicU64::new(0);
 /// SQL the failpoint runs once (with the `mariadb` client, committed before it returns).
 static WRITE: Mutex<Option<(String, String)>> = Mutex::new(None);
@@ -96,7 +96,7 @@ async fn a_table_read_in_key_ranges_gives_the_same_bytes_and_facts_as_one_read()
         let (split, split_a, ahead) = dump_bytes(&db.name, &opts(Some(1), compression)).await;
         assert!(
             ahead > 0,
-            "{compression:?}: with the threshold at 1 byte some key ranges are read ahead by other connections"
+            "{compression:?}: with the threshold at 1 byte the table is read in key ranges"
         );
         assert!(one == split, "{compression:?}: the files differ");
         assert_eq!(one_a.tables, split_a.tables, "{compression:?}: facts");

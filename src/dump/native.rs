@@ -25,7 +25,7 @@ use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use tokio::sync::mpsc;
 
-use super::ranges::{self, Split, Take};
+use super::ranges::{self, Split};
 use super::wire::{DumpConn, Row as WireRow, WireConn, WireUse};
 
 use super::artifact::{ChecksumMethod, DumpArtifact, Dumper, TableFact};
@@ -417,9 +417,9 @@ async fn dump_rows(
     Ok((rows.0, checksum))
 }
 
-/// Renders `split`'s ranges in key order into `out`: a range nobody claimed is read over
-/// `conn`, one read ahead by another worker is followed through its spool file. Every
-/// row goes through the same [`Rows`] as an unsplit read, so the bytes are the same.
+/// Renders `split`'s ranges in key order into `out` while `conn` reads ranges as one of
+/// their readers (`super::ranges`): every row goes through the same [`Rows`] as an unsplit
+/// read, so the bytes are the same.
 async fn split_rows(
     conn: &mut WireConn,
     database: &str,
@@ -428,62 +428,34 @@ async fn split_rows(
     progress: &dyn Progress,
     tx: &mpsc::Sender<Msg>,
 ) -> Result<(), DumpError> {
-    let q = |e: super::wire::WireError| query_err(database, "reading rows", e.into());
-    let mut kinds: Option<Vec<Literal>> = None;
-    for i in 0..split.ranges() {
-        match split.take(i) {
-            Take::Direct => {
-                let columns = conn.query(&split.range_sql(i)).await.map_err(q)?;
-                let now: Vec<Literal> = columns.iter().map(literal_for_wire).collect();
-                match &kinds {
-                    Some(k) if *k != now => {
-                        return Err(DumpError::Internal {
-                            what: "a key range's columns differ from the first range's".into(),
-                        });
-                    }
-                    Some(_) => {}
-                    None => kinds = Some(now),
-                }
-                let kinds = kinds.as_deref().expect("set above");
-                loop {
-                    let full = {
-                        let Some(row) = conn.next_row().await.map_err(q)? else {
-                            break;
-                        };
-                        out.row(kinds, &row)
-                    };
-                    if let Some(full) = full {
-                        progress.advance(database, full.len() as u64, out.take_rows_in_stmt());
-                        send(tx, full).await?;
-                    }
-                }
-            }
-            Take::Follow(spool, fill) => {
-                // The first range is always read directly, so its columns are known.
-                let Some(kinds) = kinds.as_deref() else {
-                    return Err(DumpError::Internal {
-                        what: "a key range read ahead before the first".into(),
-                    });
-                };
-                ranges::follow(
-                    &spool,
-                    fill,
-                    kinds.len(),
-                    |row| {
-                        let full = out.row(kinds, row)?;
-                        Some((full, out.take_rows_in_stmt()))
-                    },
-                    |(full, rows)| {
-                        progress.advance(database, full.len() as u64, rows);
-                        send(tx, full)
-                    },
-                )
-                .await?;
-                drop(spool);
-            }
+    let read = async {
+        while let Some(ahead) = split.claim()? {
+            ranges::read_ahead(conn, split, ahead).await?;
         }
-        split.done(i);
-    }
+        Ok::<(), DumpError>(())
+    };
+    let render = async {
+        for i in 0..split.ranges() {
+            let (spool, fill) = split.take(i).await;
+            ranges::follow(
+                split,
+                &spool,
+                fill,
+                |kinds, row| {
+                    let full = out.row(kinds, row)?;
+                    Some((full, out.take_rows_in_stmt()))
+                },
+                |(full, rows)| {
+                    progress.advance(database, full.len() as u64, rows);
+                    send(tx, full)
+                },
+            )
+            .await?;
+            tracing::trace!(range = i, "key range rendered");
+        }
+        Ok(())
+    };
+    tokio::try_join!(read, render)?;
     Ok(())
 }
 

@@ -528,9 +528,13 @@ async fn pool(
     }
     let mut splits: Vec<Vec<Option<Arc<Split>>>> =
         dbs.iter().map(|d| vec![None; d.tables.len()]).collect();
-    for (d, i, cuts) in plan.splits {
+    // Ranges are read and followed as the wire client's row packets: only when every
+    // connection is the wire client (mysql_async serves TLS and other auth plugins).
+    let all_wire = conns.iter().all(|c| matches!(c, DumpConn::Wire(_)));
+    for (d, i, cuts) in plan.splits.into_iter().filter(|_| all_wire) {
+        let (db, alive) = (&dbs[d], alive.clone());
         splits[d][i] =
-            Split::new(&dbs[d].name, &dbs[d].tables[i], i, cuts, plan.out_dir).map(Arc::new);
+            Split::new(&db.name, &db.tables[i], i, cuts, plan.out_dir, alive).map(Arc::new);
     }
     let shared = Arc::new(Shared {
         splits,
@@ -750,28 +754,21 @@ impl Shared {
         }
     }
 
-    /// With no table left to claim, reads key ranges ahead of the workers rendering split
-    /// tables, until none is left (only over the wire client, whose row packets the spool
+    /// With no table left to claim, reads key ranges of the tables read in ranges until
+    /// none is left unclaimed (only over the wire client, whose row packets the spool
     /// files hold).
     async fn help(&self, conn: &mut DumpConn) -> Result<(), Failure> {
         let DumpConn::Wire(conn) = conn else {
             return Ok(());
         };
-        loop {
-            let mut claimed = None;
-            for split in self.splits.iter().flatten().flatten() {
-                if let Some(a) = split.claim_ahead(&self.alive).map_err(|e| (None, e))? {
-                    claimed = Some((split, a));
-                    break;
-                }
+        for split in self.splits.iter().flatten().flatten() {
+            while let Some(ahead) = split.claim().map_err(|e| (None, e))? {
+                ranges::read_ahead(conn, split, ahead)
+                    .await
+                    .map_err(|e| (None, e))?;
             }
-            let Some((split, ahead)) = claimed else {
-                return Ok(());
-            };
-            ranges::read_ahead(conn, split, ahead)
-                .await
-                .map_err(|e| (None, e))?;
         }
+        Ok(())
     }
 
     /// Views, tail and commit of `db`, after its last table.

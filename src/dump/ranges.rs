@@ -10,15 +10,18 @@
 //! ([`cuts`], from the server's MIN and MAX; the ranges cover every integer, so a skewed
 //! key only costs balance, never rows).
 //!
-//! The worker that owns the table's section (the *main*) renders every row itself, in key
-//! order, so statements, the file and the BLAKE3 row hash are byte for byte what one
-//! connection writes. It takes the ranges in order: one nobody claimed it reads directly
-//! (`WHERE pk >= lo AND pk < hi ORDER BY pk` on its own connection); one that a free worker
-//! of the pool claimed ([`Split::claim_ahead`]: workers with no table left read ranges
-//! ahead of the main) it follows through that worker's spool file, which holds the rows'
-//! packets as the server sent them (`u32` length, payload), published as complete rows
-//! are written ([`Fill`]) and parsed back by the wire client's own row rule. All readers
-//! are connections of the pool, so every range is read in the one snapshot of the dump.
+//! Every range is read by a *reader*: a connection of the pool claims the lowest unclaimed
+//! range ([`Split::claim`]), reads it (`WHERE pk >= lo AND pk < hi ORDER BY pk`) and writes
+//! the rows' packets as the server sent them (`u32` length, payload) to the range's spool
+//! file, publishing its length after whole rows ([`Fill`]). The readers are the connection
+//! of the worker that owns the table's section (the *main*) and every worker with no table
+//! left to claim; all are connections of the pool, so every range is read in the one
+//! snapshot of the dump. The main also renders every row itself, following the ranges'
+//! spool files in key order as they fill and parsing the packets back by the wire client's
+//! own row rule, so statements, the file and the BLAKE3 row hash are byte for byte what one
+//! connection writes. (A first version read the main's ranges directly and only followed
+//! the others: after its first range the main's connection sat idle while it followed, so
+//! only the helpers read, two on `benchc_wide`.)
 //! Memory stays bounded: the follower reads at most [`FOLLOW_CHUNK`] (or one row) at a time;
 //! the spool files take disk space (the raw rows of the ranges read ahead, at most the
 //! table's size) and are removed once followed, or when the dump fails.
@@ -32,7 +35,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::DumpError;
 use super::facts::TableInfo;
-use super::sqlvalue::ident;
+use super::sqlvalue::{Literal, ident, literal_for_wire};
 use super::wire::{Row, WireConn};
 
 /// Ranges per connection of the pool: more than one, so a range read ahead is usually
@@ -115,23 +118,14 @@ impl Drop for RangeSpool {
 
 enum RangeState {
     Unclaimed,
-    /// Read (or being read) by the main on its own connection.
-    Direct,
-    /// Read ahead into a spool file by another worker.
+    /// Read (or being read) into a spool file by a reader.
     Ahead(Arc<RangeSpool>, watch::Receiver<Fill>),
-    Done,
+    /// Taken by the main to follow.
+    Taken,
 }
 
-/// What the main does with a range.
-pub(crate) enum Take {
-    /// Read it with [`Split::range_sql`] on its own connection.
-    Direct,
-    /// Follow this spool file ([`follow`]).
-    Follow(Arc<RangeSpool>, watch::Receiver<Fill>),
-}
-
-/// A read-ahead claimed by a free worker: read range `index` with [`Split::range_sql`] and
-/// write it with [`read_ahead`].
+/// A range claimed by a reader: read range `index` with [`Split::range_sql`] and write it
+/// with [`read_ahead`].
 pub(crate) struct Ahead {
     pub index: usize,
     pub file: std::fs::File,
@@ -147,18 +141,27 @@ pub(crate) struct Split {
     cuts: Vec<i128>,
     /// Spool file path of range `i`: `spool_prefix` + `i` + `.spool`.
     spool_prefix: PathBuf,
+    /// The pool's `alive` sender, cloned into every spool file.
+    alive: mpsc::Sender<()>,
     state: Mutex<Vec<RangeState>>,
+    /// Woken at every claim (the main waits for the range it needs next to be claimed).
+    claimed: tokio::sync::Notify,
+    /// The result set's literal kinds, from the first reader's query (every range is the
+    /// same SELECT with another WHERE, so they agree; checked).
+    kinds: std::sync::OnceLock<Vec<Literal>>,
 }
 
 impl Split {
     /// `table` of `database` cut at `cuts` (see [`cuts`]); spool files are
-    /// `<dir>/.<database>.<index>-<range>.spool` (`index`: the table's section).
+    /// `<dir>/.<database>.<index>-<range>.spool` (`index`: the table's section), each
+    /// holding a clone of `alive`.
     pub(crate) fn new(
         database: &str,
         table: &TableInfo,
         index: usize,
         cuts: Vec<i128>,
         dir: &std::path::Path,
+        alive: mpsc::Sender<()>,
     ) -> Option<Split> {
         let key = int_key(table)?;
         Some(Split {
@@ -167,6 +170,9 @@ impl Split {
             state: Mutex::new((0..=cuts.len()).map(|_| RangeState::Unclaimed).collect()),
             cuts,
             spool_prefix: dir.join(format!(".{database}.{index}-")),
+            alive,
+            claimed: tokio::sync::Notify::new(),
+            kinds: std::sync::OnceLock::new(),
         })
     }
 
@@ -196,11 +202,12 @@ impl Split {
         self.state.lock().expect("range state lock")
     }
 
-    /// A free worker's claim: the first unclaimed range after the first (the main reads
-    /// the first itself, which also gives it the columns), its spool file created.
-    pub(crate) fn claim_ahead(&self, alive: &mpsc::Sender<()>) -> Result<Option<Ahead>, DumpError> {
+    /// A reader's claim: the lowest unclaimed range, its spool file created.
+    pub(crate) fn claim(&self) -> Result<Option<Ahead>, DumpError> {
         let mut state = self.state();
-        let Some(index) = (1..state.len()).find(|&i| matches!(state[i], RangeState::Unclaimed))
+        let Some(index) = state
+            .iter()
+            .position(|r| matches!(r, RangeState::Unclaimed))
         else {
             return Ok(None);
         };
@@ -214,10 +221,12 @@ impl Split {
             .map_err(|e| DumpError::io(&path, e))?;
         let spool = Arc::new(RangeSpool {
             path,
-            _alive: alive.clone(),
+            _alive: self.alive.clone(),
         });
         let (fill, rx) = watch::channel(Fill::default());
         state[index] = RangeState::Ahead(spool.clone(), rx);
+        drop(state);
+        self.claimed.notify_waiters();
         Ok(Some(Ahead {
             index,
             file,
@@ -226,18 +235,29 @@ impl Split {
         }))
     }
 
-    /// The main's turn at range `i`: read it directly if nobody claimed it.
-    pub(crate) fn take(&self, i: usize) -> Take {
-        let mut state = self.state();
-        match std::mem::replace(&mut state[i], RangeState::Direct) {
-            RangeState::Ahead(spool, rx) => Take::Follow(spool, rx),
-            _ => Take::Direct,
+    /// The main's turn at range `i`: its spool file once a reader claimed it. Readers
+    /// claim the lowest range first and never wait for the main, so it is claimed soon.
+    pub(crate) async fn take(&self, i: usize) -> (Arc<RangeSpool>, watch::Receiver<Fill>) {
+        loop {
+            let notified = self.claimed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut state = self.state();
+                if let RangeState::Ahead(..) = state[i]
+                    && let RangeState::Ahead(spool, rx) =
+                        std::mem::replace(&mut state[i], RangeState::Taken)
+                {
+                    return (spool, rx);
+                }
+            }
+            notified.await;
         }
     }
 
-    /// Range `i` is in the file (its spool file, if any, goes once the follower drops it).
-    pub(crate) fn done(&self, i: usize) {
-        self.state()[i] = RangeState::Done;
+    /// The literal kinds of the result set's columns (set by the first reader's query).
+    fn kinds(&self) -> Option<&[Literal]> {
+        self.kinds.get().map(Vec::as_slice)
     }
 }
 
@@ -259,7 +279,13 @@ pub(crate) async fn read_ahead(
     // Tests commit writes here, after the snapshot and before the range is read.
     #[cfg(feature = "failpoints")]
     fail::fail_point!("dump:range-ahead");
-    conn.query(&split.range_sql(index)).await.map_err(q)?;
+    let columns = conn.query(&split.range_sql(index)).await.map_err(q)?;
+    let kinds: Vec<Literal> = columns.iter().map(literal_for_wire).collect();
+    if *split.kinds.get_or_init(|| kinds.clone()) != kinds {
+        return Err(DumpError::Internal {
+            what: "a key range's columns differ from another range's".into(),
+        });
+    }
     let mut buf: Vec<u8> = Vec::with_capacity(PUBLISH_BYTES + (64 << 10));
     let mut len = 0u64;
     while let Some(row) = conn.next_row().await.map_err(q)? {
@@ -273,35 +299,36 @@ pub(crate) async fn read_ahead(
             file.write_all(&buf).map_err(io)?;
             len += buf.len() as u64;
             buf.clear();
-            // The follower may have failed and gone: the pool reports its error.
+            // The main may have failed and gone: the pool reports its error.
             let _ = fill.send(Fill { len, done: false });
         }
     }
     file.write_all(&buf).map_err(io)?;
     len += buf.len() as u64;
     let _ = fill.send(Fill { len, done: true });
+    tracing::trace!(range = index, bytes = len, "key range read");
     Ok(())
 }
 
 /// Follows a range's spool file as its reader writes it and calls `row` for every row, in
-/// order (`columns`: the result set's width). `row` returns a full statement to send when
+/// order, with the result set's literal kinds. `row` returns a full statement to send when
 /// there is one; `send` sends it.
 pub(crate) async fn follow<T, R, S, F>(
+    split: &Split,
     spool: &RangeSpool,
     mut fill: watch::Receiver<Fill>,
-    columns: usize,
     mut row: R,
     mut send: S,
 ) -> Result<(), DumpError>
 where
-    R: FnMut(&Row<'_>) -> Option<T>,
+    R: FnMut(&[Literal], &Row<'_>) -> Option<T>,
     S: FnMut(T) -> F,
     F: std::future::Future<Output = Result<(), DumpError>>,
 {
     let io = |e| DumpError::io(&spool.path, e);
     let mut file = std::fs::File::open(&spool.path).map_err(io)?;
     let mut buf: Vec<u8> = Vec::new();
-    let mut spans = Vec::with_capacity(columns);
+    let mut spans = Vec::new();
     let mut read_to = 0u64;
     let mut full = Vec::new();
     loop {
@@ -324,11 +351,18 @@ where
                 let Some(payload) = buf.get(pos + 4..pos + 4 + n) else {
                     break;
                 };
-                let r =
-                    Row::parse(payload, columns, &mut spans).map_err(|e| DumpError::Internal {
+                // The reader set the kinds before it wrote a row.
+                let Some(kinds) = split.kinds() else {
+                    return Err(DumpError::Internal {
+                        what: "a key range's rows came before its columns".into(),
+                    });
+                };
+                let r = Row::parse(payload, kinds.len(), &mut spans).map_err(|e| {
+                    DumpError::Internal {
                         what: format!("a row read ahead does not parse: {e}"),
-                    })?;
-                if let Some(stmt) = row(&r) {
+                    }
+                })?;
+                if let Some(stmt) = row(kinds, &r) {
                     full.push(stmt);
                 }
                 pos += 4 + n;
@@ -342,7 +376,7 @@ where
         if done {
             if !buf.is_empty() {
                 return Err(DumpError::Internal {
-                    what: "a range read ahead ends inside a row".into(),
+                    what: "a key range read ends inside a row".into(),
                 });
             }
             return Ok(());
