@@ -145,14 +145,23 @@ async fn run(
     let server_version = native::server_version(&mut coord).await?;
     for attempt in 1..=SYNC_ATTEMPTS {
         let mut listed = Vec::with_capacity(databases.len());
-        let mut any_split = false;
+        let mut sizes = Vec::new();
         for db in databases {
-            let (names, split) = base_tables(&mut coord, db, opts).await?;
-            listed.push(names);
-            any_split |= split;
+            let schema = facts::list_dumped(&mut coord, db, opts).await?;
+            listed.push(
+                schema
+                    .base_tables()
+                    .map(|t| t.name.clone())
+                    .collect::<Vec<_>>(),
+            );
+            sizes.extend(schema.base_tables().map(|t| worth_splitting(t, opts)));
         }
+        let total: u64 = sizes.iter().map(|(bytes, _)| bytes).sum();
         // A table read in key ranges gives work to more connections than there are tables.
-        let workers = if any_split {
+        let workers = if sizes
+            .iter()
+            .any(|&(bytes, split)| split && bytes > total / opts.jobs as u64)
+        {
             opts.jobs
         } else {
             opts.jobs.min(listed.iter().map(Vec::len).sum())
@@ -205,7 +214,7 @@ async fn run(
             .zip(&listed)
             .all(|(s, l)| s.base_tables().map(|t| &t.name).eq(l.iter()));
         if same {
-            let splits = plan_splits(&mut coord, databases, &schemas, workers, opts).await?;
+            let splits = plan_splits(&mut coord, databases, &schemas, total, workers, opts).await?;
             coord.disconnect().await.ok();
             tracing::debug!(databases = %label, workers, "tables dumped in parallel in one snapshot");
             let plan = Plan {
@@ -235,38 +244,37 @@ async fn run(
     simple(target, databases, &paths, opts, progress).await
 }
 
-/// The names of `database`'s base tables, in [`facts::list_schema`]'s order, and whether
-/// one of them is read in key ranges.
-async fn base_tables(
-    conn: &mut Conn,
-    database: &str,
-    opts: &DumpOptions,
-) -> Result<(Vec<String>, bool), DumpError> {
-    let schema = facts::list_dumped(conn, database, opts).await?;
-    let split = schema
-        .base_tables()
-        .any(|t| ranges::splittable(t, opts.split_table_bytes));
-    Ok((
-        schema.base_tables().map(|t| t.name.clone()).collect(),
-        split,
-    ))
+/// `table`'s estimated bytes, and whether it may be read in key ranges (see
+/// [`ranges::splittable`]).
+fn worth_splitting(table: &TableInfo, opts: &DumpOptions) -> (u64, bool) {
+    (
+        table.estimated_bytes,
+        ranges::splittable(table, opts.split_table_bytes),
+    )
 }
 
-/// The key ranges of the tables read in ranges: `(database, section, cut points)`. The
-/// MIN and MAX come from the coordinator, outside the snapshot: they only balance the
-/// ranges, which cover every integer whatever they are, so no row can fall outside.
+/// The key ranges of the tables read in ranges: `(database, section, cut points)`. A
+/// table is read in ranges when [`ranges::splittable`] and bigger than an even share of
+/// all the tables' `total` bytes over the connections: smaller ones are read in parallel
+/// with the others anyway, and ranges cost the spool files' copy (on the three bench
+/// databases of shape a, whose largest tables are 277 MB of 1.1 GB, splitting them made the
+/// dump slower). The MIN and MAX come from the coordinator, outside the snapshot: they only
+/// balance the ranges, which cover every integer whatever they are, so no row can fall
+/// outside.
 async fn plan_splits(
     coord: &mut Conn,
     databases: &[String],
     schemas: &[Schema],
+    total: u64,
     workers: usize,
     opts: &DumpOptions,
 ) -> Result<Vec<(usize, usize, Vec<i128>)>, DumpError> {
     let mut out = Vec::new();
     for (d, (db, schema)) in databases.iter().zip(schemas).enumerate() {
         for (i, t) in schema.base_tables().enumerate() {
-            if !ranges::splittable(t, opts.split_table_bytes) {
-                continue;
+            match worth_splitting(t, opts) {
+                (bytes, true) if bytes > total / opts.jobs as u64 => {}
+                _ => continue,
             }
             let Some(key) = ranges::int_key(t) else {
                 continue;
