@@ -1,7 +1,8 @@
 //! A big table read in primary-key ranges over several connections of the dump's snapshot
 //! (`DumpOptions::split_table_bytes`, `src/dump/ranges.rs`) against the real MariaDB: the
-//! same file bytes and facts as one read, and the one snapshot kept by every range (a write
-//! committed after the snapshot, before a range is read ahead, is in no range).
+//! same file bytes and facts as one read, the one snapshot kept by every range (a write
+//! committed after the snapshot, before a range is read ahead, is in no range), and no
+//! range file left when a range's read fails.
 
 mod backup_helpers;
 mod support;
@@ -10,7 +11,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use backup_helpers::*;
-use oms_upgrade::dump::{Compression, DumpArtifact, DumpOptions};
+use oms_upgrade::dump::{self, Compression, DumpArtifact, DumpOptions, Quiet};
 
 /// Key ranges read (the `dump:range-ahead` failpoint), over the test binary.
 static AHEAD: AtomicU64 = AtomicU64::new(0);
@@ -154,5 +155,32 @@ async fn a_write_committed_after_the_snapshot_is_in_no_key_range() {
     for t in ["big", "neg", "zz_tiny"] {
         let f = |a: &DumpArtifact| a.tables.iter().find(|f| f.name == t).unwrap().clone();
         assert_ne!(f(&before_a), f(&after_a), "{t} changed");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_read_that_fails_leaves_no_range_file_and_no_dump() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let _scenario = fail::FailScenario::setup();
+    let db = support::TestDb::create("bk_rangefail").await;
+    seed(&db.name).await;
+    for nth in [0, 3, 8] {
+        // The range reads before the `nth` succeed; that one fails as a lost server would.
+        fail::cfg("dump:range-ahead", &format!("{nth}*off->return")).unwrap();
+        let dir = out_dir();
+        let r = dump::dump_database(
+            &support::mysql_target(),
+            &db.name,
+            dir.path(),
+            &opts(Some(1), Compression::None),
+            &Quiet,
+        )
+        .await;
+        let e = r.expect_err("a failed range read fails the dump");
+        let left = files_in(dir.path());
+        assert!(
+            left.is_empty(),
+            "after {e} at range read {nth}: {left:?} left"
+        );
     }
 }

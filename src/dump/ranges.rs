@@ -278,7 +278,9 @@ pub(crate) async fn read_ahead(
     let io = |e| DumpError::io(&spool.path, e);
     // Tests commit writes here, after the snapshot and before the range is read.
     #[cfg(feature = "failpoints")]
-    fail::fail_point!("dump:range-ahead");
+    fail::fail_point!("dump:range-ahead", |_| Err(DumpError::Internal {
+        what: "failpoint dump:range-ahead".into()
+    }));
     let columns = conn.query(&split.range_sql(index)).await.map_err(q)?;
     let kinds: Vec<Literal> = columns.iter().map(literal_for_wire).collect();
     if *split.kinds.get_or_init(|| kinds.clone()) != kinds {
