@@ -91,9 +91,10 @@ pub struct DumpOptions {
     /// cm_hb dump only. Empty everywhere else. The dump's log names what it left out.
     pub exclude_tables: Vec<String>,
     /// Native dumper, table-parallel path: a table whose primary key is one integer column
-    /// and whose estimated size is at least this many bytes is read in key ranges over
-    /// several connections of the dump's snapshot (the file is the same bytes; see
-    /// `ranges.rs`). `None`: never. Tests force it low or off.
+    /// and whose estimated size is at least this many bytes (and more than an even share
+    /// of all the dumped tables over `jobs`) is read in key ranges over several
+    /// connections of the dump's snapshot (the file is the same bytes; see `ranges.rs`).
+    /// `None`: never. Tests force it low or off.
     pub split_table_bytes: Option<u64>,
 }
 
