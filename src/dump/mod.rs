@@ -28,6 +28,7 @@ mod parallel;
 mod partial;
 mod pieces;
 mod progress;
+mod ranges;
 mod restore;
 mod sections;
 mod splitter;
@@ -54,6 +55,10 @@ pub use wire::WireUse;
 pub use writer::TRAILER;
 
 use crate::dbconn::DbTarget;
+
+/// [`DumpOptions::split_table_bytes`] by default: below this, one connection's read of a
+/// table is short enough that the ranges' extra queries and spool files are not worth it.
+pub const DEFAULT_SPLIT_TABLE_BYTES: u64 = 256 << 20;
 
 /// How to dump.
 #[derive(Debug, Clone)]
@@ -87,6 +92,12 @@ pub struct DumpOptions {
     /// swap renamed the old rows into it; it is counted and dropped after T2) for the
     /// cm_hb dump only. Empty everywhere else. The dump's log names what it left out.
     pub exclude_tables: Vec<String>,
+    /// Native dumper, table-parallel path: a table whose primary key is one integer column
+    /// and whose estimated size is at least this many bytes (and more than an even share
+    /// of all the dumped tables over `jobs`) is read in key ranges over several
+    /// connections of the dump's snapshot (the file is the same bytes; see `ranges.rs`).
+    /// `None`: never. Tests force it low or off.
+    pub split_table_bytes: Option<u64>,
 }
 
 impl Default for DumpOptions {
@@ -101,6 +112,7 @@ impl Default for DumpOptions {
             overwrite: false,
             wire: WireUse::Auto,
             exclude_tables: Vec::new(),
+            split_table_bytes: Some(DEFAULT_SPLIT_TABLE_BYTES),
         }
     }
 }

@@ -25,7 +25,8 @@ use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use tokio::sync::mpsc;
 
-use super::wire::{DumpConn, WireUse};
+use super::ranges::{self, Split};
+use super::wire::{DumpConn, Row as WireRow, WireConn, WireUse};
 
 use super::artifact::{ChecksumMethod, DumpArtifact, Dumper, TableFact};
 use super::facts::{self, TableInfo};
@@ -163,7 +164,7 @@ async fn produce(
     send(tx, header(database, server_version)).await?;
     let mut facts = Vec::new();
     for table in schema.base_tables() {
-        facts.push(table_section(conn, database, table, opts, progress, tx).await?);
+        facts.push(table_section(conn, database, table, None, opts, progress, tx).await?);
     }
     finish_file(conn, database, schema, tx).await?;
     Ok(facts)
@@ -207,10 +208,13 @@ pub(crate) fn header(database: &str, server_version: &str) -> Vec<u8> {
 
 /// One base table's section (its `-- Table` line, DROP, the server's CREATE and its rows),
 /// read in `conn`'s snapshot and sent to `tx`; returns the table's fact from that snapshot.
+/// With `split`, the rows are read in key ranges, some of them by other connections of the
+/// same snapshot (`super::ranges`); the bytes are the same.
 pub(crate) async fn table_section(
     conn: &mut DumpConn,
     database: &str,
     table: &TableInfo,
+    split: Option<&Split>,
     opts: &DumpOptions,
     progress: &dyn Progress,
     tx: &mpsc::Sender<Msg>,
@@ -250,7 +254,7 @@ pub(crate) async fn table_section(
     ddl.push_str(&create);
     ddl.push_str(";\n");
     send(tx, ddl.into_bytes()).await?;
-    let (rows, checksum) = dump_rows(conn, database, table, opts, progress, tx).await?;
+    let (rows, checksum) = dump_rows(conn, database, table, split, opts, progress, tx).await?;
     match server_fact {
         Some(fact) if rows != fact.rows => Err(DumpError::Inconsistent {
             database: database.to_string(),
@@ -354,6 +358,7 @@ async fn dump_rows(
     conn: &mut DumpConn,
     database: &str,
     table: &TableInfo,
+    split: Option<&Split>,
     opts: &DumpOptions,
     progress: &dyn Progress,
     tx: &mpsc::Sender<Msg>,
@@ -361,8 +366,11 @@ async fn dump_rows(
     let q = |e| query_err(database, "reading rows", e);
     let sql = table.select_sql_hashable(database);
     let mut out = Rows::new(table, opts);
-    match conn {
-        DumpConn::Async(conn) => {
+    match (conn, split) {
+        (DumpConn::Wire(conn), Some(split)) => {
+            split_rows(conn, database, split, &mut out, progress, tx).await?;
+        }
+        (DumpConn::Async(conn), _) => {
             let mut result = conn.query_iter(sql).await.map_err(q)?;
             let kinds: Arc<[_]> = result.columns_ref().iter().map(literal_for).collect();
             while let Some(row) = result.next().await.map_err(q)? {
@@ -382,7 +390,7 @@ async fn dump_rows(
                 }
             }
         }
-        DumpConn::Wire(conn) => {
+        (DumpConn::Wire(conn), None) => {
             let columns = conn.query(&sql).await.map_err(|e| q(e.into()))?;
             let kinds: Vec<Literal> = columns.iter().map(literal_for_wire).collect();
             loop {
@@ -390,11 +398,7 @@ async fn dump_rows(
                     let Some(row) = conn.next_row().await.map_err(|e| q(e.into()))? else {
                         break;
                     };
-                    out.begin_row();
-                    for (i, kind) in kinds.iter().enumerate() {
-                        out.value(i, *kind, row.get(i));
-                    }
-                    out.end_row()
+                    out.row(&kinds, &row)
                 };
                 if let Some(full) = full {
                     progress.advance(database, full.len() as u64, out.take_rows_in_stmt());
@@ -411,6 +415,48 @@ async fn dump_rows(
     let (hashed, checksum) = hasher.finish();
     debug_assert_eq!(hashed, rows.0);
     Ok((rows.0, checksum))
+}
+
+/// Renders `split`'s ranges in key order into `out` while `conn` reads ranges as one of
+/// their readers (`super::ranges`): every row goes through the same [`Rows`] as an unsplit
+/// read, so the bytes are the same.
+async fn split_rows(
+    conn: &mut WireConn,
+    database: &str,
+    split: &Split,
+    out: &mut Rows,
+    progress: &dyn Progress,
+    tx: &mpsc::Sender<Msg>,
+) -> Result<(), DumpError> {
+    let read = async {
+        while let Some(ahead) = split.claim()? {
+            ranges::read_ahead(conn, split, ahead).await?;
+        }
+        Ok::<(), DumpError>(())
+    };
+    let render = async {
+        for i in 0..split.ranges() {
+            let (spool, fill) = split.take(i).await;
+            ranges::follow(
+                split,
+                &spool,
+                fill,
+                |kinds, row| {
+                    let full = out.row(kinds, row)?;
+                    Some((full, out.take_rows_in_stmt()))
+                },
+                |(full, rows)| {
+                    progress.advance(database, full.len() as u64, rows);
+                    send(tx, full)
+                },
+            )
+            .await?;
+            tracing::trace!(range = i, "key range rendered");
+        }
+        Ok(())
+    };
+    tokio::try_join!(read, render)?;
+    Ok(())
 }
 
 /// Renders rows into multi-row INSERT statements and feeds the row hash, whichever client
@@ -462,6 +508,16 @@ impl Rows {
         }
         push_literal(&mut self.stmt, kind, v);
         self.hasher.value(v);
+    }
+
+    /// One whole row read by the wire client; returns the statement when it is full.
+    #[inline]
+    fn row(&mut self, kinds: &[Literal], row: &WireRow<'_>) -> Option<Vec<u8>> {
+        self.begin_row();
+        for (i, kind) in kinds.iter().enumerate() {
+            self.value(i, *kind, row.get(i));
+        }
+        self.end_row()
     }
 
     /// Value `i` given as SQL text by the driver.

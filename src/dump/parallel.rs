@@ -45,6 +45,7 @@ use super::artifact::{DumpArtifact, Dumper, TableFact};
 use super::facts::{self, Schema, TableInfo};
 use super::native;
 use super::progress::Progress;
+use super::ranges::{self, Split};
 use super::sqlvalue::ident;
 use super::writer::{self, Handoff, Msg, PartWriter, SpoolFile, Spooled};
 use super::{DumpError, DumpOptions, connect, dump_path, query_err};
@@ -144,10 +145,27 @@ async fn run(
     let server_version = native::server_version(&mut coord).await?;
     for attempt in 1..=SYNC_ATTEMPTS {
         let mut listed = Vec::with_capacity(databases.len());
+        let mut sizes = Vec::new();
         for db in databases {
-            listed.push(base_tables(&mut coord, db, opts).await?);
+            let schema = facts::list_dumped(&mut coord, db, opts).await?;
+            listed.push(
+                schema
+                    .base_tables()
+                    .map(|t| t.name.clone())
+                    .collect::<Vec<_>>(),
+            );
+            sizes.extend(schema.base_tables().map(|t| worth_splitting(t, opts)));
         }
-        let workers = opts.jobs.min(listed.iter().map(Vec::len).sum());
+        let total: u64 = sizes.iter().map(|(bytes, _)| bytes).sum();
+        // A table read in key ranges gives work to more connections than there are tables.
+        let workers = if sizes
+            .iter()
+            .any(|&(bytes, split)| split && bytes > total / opts.jobs as u64)
+        {
+            opts.jobs
+        } else {
+            opts.jobs.min(listed.iter().map(Vec::len).sum())
+        };
         if workers <= 1 {
             coord.disconnect().await.ok();
             return simple(target, databases, &paths, opts, progress).await;
@@ -196,6 +214,7 @@ async fn run(
             .zip(&listed)
             .all(|(s, l)| s.base_tables().map(|t| &t.name).eq(l.iter()));
         if same {
+            let splits = plan_splits(&mut coord, databases, &schemas, total, workers, opts).await?;
             coord.disconnect().await.ok();
             tracing::debug!(databases = %label, workers, "tables dumped in parallel in one snapshot");
             let plan = Plan {
@@ -204,6 +223,7 @@ async fn run(
                 schemas,
                 server_version,
                 out_dir,
+                splits,
             };
             return pool(target, plan, conns, opts, progress).await;
         }
@@ -224,14 +244,66 @@ async fn run(
     simple(target, databases, &paths, opts, progress).await
 }
 
-/// The names of `database`'s base tables, in [`facts::list_schema`]'s order.
-async fn base_tables(
-    conn: &mut Conn,
-    database: &str,
+/// `table`'s estimated bytes, and whether it may be read in key ranges (see
+/// [`ranges::splittable`]).
+fn worth_splitting(table: &TableInfo, opts: &DumpOptions) -> (u64, bool) {
+    (
+        table.estimated_bytes,
+        ranges::splittable(table, opts.split_table_bytes),
+    )
+}
+
+/// The key ranges of the tables read in ranges: `(database, section, cut points)`. A
+/// table is read in ranges when [`ranges::splittable`] and bigger than an even share of
+/// all the tables' `total` bytes over the connections: smaller ones are read in parallel
+/// with the others anyway, and ranges cost the spool files' copy (on the three bench
+/// databases of shape a, whose largest tables are 277 MB of 1.1 GB, splitting them made the
+/// dump slower). The MIN and MAX come from the coordinator, outside the snapshot: they only
+/// balance the ranges, which cover every integer whatever they are, so no row can fall
+/// outside.
+async fn plan_splits(
+    coord: &mut Conn,
+    databases: &[String],
+    schemas: &[Schema],
+    total: u64,
+    workers: usize,
     opts: &DumpOptions,
-) -> Result<Vec<String>, DumpError> {
-    let schema = facts::list_dumped(conn, database, opts).await?;
-    Ok(schema.base_tables().map(|t| t.name.clone()).collect())
+) -> Result<Vec<(usize, usize, Vec<i128>)>, DumpError> {
+    let mut out = Vec::new();
+    for (d, (db, schema)) in databases.iter().zip(schemas).enumerate() {
+        for (i, t) in schema.base_tables().enumerate() {
+            match worth_splitting(t, opts) {
+                (bytes, true) if bytes > total / opts.jobs as u64 => {}
+                _ => continue,
+            }
+            let Some(key) = ranges::int_key(t) else {
+                continue;
+            };
+            let key = ident(key);
+            let sql = format!(
+                "SELECT CAST(MIN({key}) AS CHAR), CAST(MAX({key}) AS CHAR) FROM {}.{}",
+                ident(db),
+                ident(&t.name)
+            );
+            let got: Option<(Option<String>, Option<String>)> = coord
+                .query_first(sql)
+                .await
+                .map_err(|e| query_err(db, "reading a primary key's range", e))?;
+            let (Some(min), Some(max)) = got.unwrap_or_default() else {
+                continue; // empty
+            };
+            let (Some(min), Some(max)) = (ranges::parse_key(&min), ranges::parse_key(&max)) else {
+                tracing::debug!(database = %db, table = %t.name, "primary key range not integers: one read");
+                continue;
+            };
+            let cuts = ranges::cuts(min, max, workers * ranges::RANGES_PER_JOB);
+            if !cuts.is_empty() {
+                tracing::debug!(database = %db, table = %t.name, ranges = cuts.len() + 1, "table read in key ranges");
+                out.push((d, i, cuts));
+            }
+        }
+    }
+    Ok(out)
 }
 
 enum Sync {
@@ -365,6 +437,8 @@ struct Plan<'a> {
     schemas: Vec<Schema>,
     server_version: String,
     out_dir: &'a Path,
+    /// `(database, section, cut points)` of the tables read in key ranges.
+    splits: Vec<(usize, usize, Vec<i128>)>,
 }
 
 /// One database as the workers see it.
@@ -381,6 +455,8 @@ struct Db {
 struct Shared {
     dbs: Vec<Db>,
     sched: Mutex<Sched<SpoolFile, Handoff>>,
+    /// Per database and section: the key ranges when the table is read in ranges.
+    splits: Vec<Vec<Option<Arc<Split>>>>,
     facts: Mutex<Vec<Vec<Option<TableFact>>>>,
     opts: DumpOptions,
     out_dir: PathBuf,
@@ -458,7 +534,18 @@ async fn pool(
             tx,
         });
     }
+    let mut splits: Vec<Vec<Option<Arc<Split>>>> =
+        dbs.iter().map(|d| vec![None; d.tables.len()]).collect();
+    // Ranges are read and followed as the wire client's row packets: only when every
+    // connection is the wire client (mysql_async serves TLS and other auth plugins).
+    let all_wire = conns.iter().all(|c| matches!(c, DumpConn::Wire(_)));
+    for (d, i, cuts) in plan.splits.into_iter().filter(|_| all_wire) {
+        let (db, alive) = (&dbs[d], alive.clone());
+        splits[d][i] =
+            Split::new(&db.name, &db.tables[i], i, cuts, plan.out_dir, alive).map(Arc::new);
+    }
     let shared = Arc::new(Shared {
+        splits,
         facts: Mutex::new(dbs.iter().map(|d| vec![None; d.tables.len()]).collect()),
         dbs,
         sched: Mutex::new(sched),
@@ -577,6 +664,7 @@ impl Shared {
             conn,
             &d.name,
             &d.tables[index],
+            self.splits[db][index].as_deref(),
             &self.opts,
             &*self.progress,
             &d.tx,
@@ -609,6 +697,7 @@ impl Shared {
             conn,
             &d.name,
             &d.tables[index],
+            self.splits[db][index].as_deref(),
             &self.opts,
             &*self.progress,
             &tx,
@@ -673,6 +762,23 @@ impl Shared {
         }
     }
 
+    /// With no table left to claim, reads key ranges of the tables read in ranges until
+    /// none is left unclaimed (only over the wire client, whose row packets the spool
+    /// files hold).
+    async fn help(&self, conn: &mut DumpConn) -> Result<(), Failure> {
+        let DumpConn::Wire(conn) = conn else {
+            return Ok(());
+        };
+        for split in self.splits.iter().flatten().flatten() {
+            while let Some(ahead) = split.claim().map_err(|e| (None, e))? {
+                ranges::read_ahead(conn, split, ahead)
+                    .await
+                    .map_err(|e| (None, e))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Views, tail and commit of `db`, after its last table.
     async fn finish(&self, conn: &mut DumpConn, db: usize) -> Result<(), Failure> {
         let d = &self.dbs[db];
@@ -687,7 +793,10 @@ async fn worker(shared: Arc<Shared>, mut conn: DumpConn) -> Result<(), Failure> 
     loop {
         let work = shared.sched().claim(Handoff::default);
         match work {
-            None => break,
+            None => {
+                shared.help(&mut conn).await?;
+                break;
+            }
             Some(Work::Stream { db, index }) => {
                 shared.stream(&mut conn, db, index).await?;
                 shared.own(&mut conn, db).await?;

@@ -443,13 +443,19 @@ impl SpoolFile {
         dir.join(format!(".{database}.{index}.spool"))
     }
 
-    /// True when `name` is a spool file name of `database` (any index).
+    /// True when `name` is a spool file name of `database` (any index), a section's
+    /// (`.<db>.<index>.spool`) or a key range's (`.<db>.<index>-<range>.spool`, see
+    /// `ranges.rs`).
     pub fn is_spool_of(name: &str, database: &str) -> bool {
+        let number = |i: &str| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit());
         name.strip_prefix('.')
             .and_then(|n| n.strip_prefix(database))
             .and_then(|n| n.strip_prefix('.'))
             .and_then(|n| n.strip_suffix(".spool"))
-            .is_some_and(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()))
+            .is_some_and(|i| match i.split_once('-') {
+                Some((s, r)) => number(s) && number(r),
+                None => number(i),
+            })
     }
 
     /// Copies the file's bytes into `w` in chunks of [`BUF_BYTES`] (never whole): SQL, or
@@ -930,6 +936,11 @@ mod tests {
         assert!(!SpoolFile::is_spool_of(".rm.x.spool", "rm"));
         assert!(!SpoolFile::is_spool_of("rm.sql", "rm"));
         assert!(SpoolFile::is_spool_of(".a.b.3.spool", "a.b"));
+        // A key range's spool file (ranges.rs).
+        assert!(SpoolFile::is_spool_of(".rm.12-3.spool", "rm"));
+        assert!(!SpoolFile::is_spool_of(".rm.12-.spool", "rm"));
+        assert!(!SpoolFile::is_spool_of(".rm.-3.spool", "rm"));
+        assert!(!SpoolFile::is_spool_of(".rm.1-2-3.spool", "rm"));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

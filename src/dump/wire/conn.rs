@@ -43,6 +43,22 @@ pub struct Row<'a> {
 }
 
 impl<'a> Row<'a> {
+    /// A row from a text-row payload kept elsewhere (a range reader's spool file, see
+    /// `dump::ranges`): parsed by the same rule as a row read from the socket.
+    pub fn parse(
+        payload: &'a [u8],
+        columns: usize,
+        spans: &'a mut Vec<(u32, u32)>,
+    ) -> Result<Row<'a>, WireError> {
+        packet::parse_text_row(payload, columns, spans)?;
+        Ok(Row { payload, spans })
+    }
+
+    /// The row's packet payload as the server sent it (what [`Row::parse`] reads back).
+    pub fn payload(&self) -> &'a [u8] {
+        self.payload
+    }
+
     /// Value `i` as the server's text, `None` for NULL (or past the end).
     pub fn get(&self, i: usize) -> Option<&'a [u8]> {
         let &(s, e) = self.spans.get(i)?;

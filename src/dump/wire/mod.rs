@@ -18,7 +18,7 @@ mod conn;
 mod dumpconn;
 pub(crate) mod packet;
 
-pub use conn::WireConn;
+pub use conn::{Row, WireConn};
 pub(crate) use dumpconn::DumpConn;
 
 /// A failure of the wire client.
