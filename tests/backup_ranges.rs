@@ -95,10 +95,18 @@ async fn a_table_read_in_key_ranges_gives_the_same_bytes_and_facts_as_one_read()
         let (one, one_a, one_ahead) = dump_bytes(&db.name, &opts(None, compression)).await;
         assert_eq!(one_ahead, 0, "split off reads no range ahead");
         let (split, split_a, ahead) = dump_bytes(&db.name, &opts(Some(1), compression)).await;
-        assert!(
-            ahead > 0,
-            "{compression:?}: with the threshold at 1 byte the table is read in key ranges"
-        );
+        if compression == Compression::None {
+            assert!(
+                ahead > 0,
+                "with the threshold at 1 byte the table is read in key ranges"
+            );
+        } else {
+            // Range files hold raw row packets: a compressed dump writes no such spool.
+            assert_eq!(
+                ahead, 0,
+                "{compression:?}: a compressed dump read key ranges"
+            );
+        }
         assert!(one == split, "{compression:?}: the files differ");
         assert_eq!(one_a.tables, split_a.tables, "{compression:?}: facts");
         assert_eq!(one_a.blake3_hex, split_a.blake3_hex);

@@ -41,7 +41,7 @@ use mysql_async::prelude::Queryable;
 use super::wire::{DumpConn, WireUse};
 use tokio::sync::mpsc;
 
-use super::artifact::{DumpArtifact, Dumper, TableFact};
+use super::artifact::{Compression, DumpArtifact, Dumper, TableFact};
 use super::facts::{self, Schema, TableInfo};
 use super::native;
 use super::progress::Progress;
@@ -270,6 +270,13 @@ async fn plan_splits(
     opts: &DumpOptions,
 ) -> Result<Vec<(usize, usize, Vec<i128>)>, DumpError> {
     let mut out = Vec::new();
+    // The range files hold raw row packets: a compressed dump, whose owner asked for little
+    // disk, would need up to the table's raw size in them while its rows are rendered and
+    // compressed (the rule: spool files are compressed when the dump is). So a
+    // compressed dump reads each table on one connection.
+    if opts.compression != Compression::None {
+        return Ok(out);
+    }
     for (d, (db, schema)) in databases.iter().zip(schemas).enumerate() {
         for (i, t) in schema.base_tables().enumerate() {
             match worth_splitting(t, opts) {
