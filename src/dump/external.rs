@@ -61,13 +61,18 @@ pub fn resolve_program(explicit: Option<&Path>) -> Result<PathBuf, DumpError> {
 }
 
 /// The arguments given to the dumper. The first one names the defaults file holding the
-/// password; the password itself is never among them. The database name comes after `--`,
-/// so a name that starts with `-` (`-A` is `--all-databases`) is never read as an option.
+/// password; the password itself is never among them. `ignore_tables` (exact names in
+/// `database`) become `--ignore-table=<database>.<table>`: the dumper keeps that argument
+/// whole as the key it looks each `<database>.<table>` up by (MariaDB's
+/// `client/mysqldump.c`, `OPT_IGNORE_TABLE`), so a dot inside either name changes nothing.
+/// The database name comes after `--`, so a name that starts with `-` (`-A` is
+/// `--all-databases`) is never read as an option.
 pub fn dumper_args(
     defaults_file: &Path,
     target: &DbTarget,
     flavour: DumperFlavour,
     database: &str,
+    ignore_tables: &[String],
 ) -> Vec<OsString> {
     let mut first = OsString::from("--defaults-extra-file=");
     first.push(defaults_file);
@@ -84,9 +89,13 @@ pub fn dumper_args(
         "--hex-blob".into(),
         "--no-tablespaces".into(),
         "--default-character-set=utf8mb4".into(),
-        "--".into(),
-        database.into(),
     ]);
+    args.extend(
+        ignore_tables
+            .iter()
+            .map(|t| format!("--ignore-table={database}.{t}").into()),
+    );
+    args.extend(["--".into(), database.into()]);
     args
 }
 
@@ -339,18 +348,15 @@ pub(crate) async fn dump(
     let flavour = DumperFlavour::detect(&program).await?;
     let mut defaults = Some(DefaultsFile::create(&target.password)?);
     let program_name = program.display().to_string();
-    let mut args = dumper_args(
+    // issue 16: the tables the options leave out (exact names); the facts above were
+    // listed without them already.
+    let args = dumper_args(
         defaults.as_ref().expect("just created").path(),
         target,
         flavour,
         database,
+        &opts.exclude_tables,
     );
-    // issue 16: the tables the options leave out (exact names), before the `--` that
-    // ends the options; the facts above were listed without them already.
-    let options_end = args.len() - 2;
-    for t in opts.exclude_tables.iter().rev() {
-        args.insert(options_end, format!("--ignore-table={database}.{t}").into());
-    }
     let mut child = tokio::process::Command::new(&program)
         .args(args)
         // The dumper gets a minimal environment: whatever our own process inherited
@@ -581,8 +587,20 @@ mod tests {
             tls: crate::dbconn::TlsSettings::default(),
         };
         let d = DefaultsFile::create(&target.password).unwrap();
-        let args = dumper_args(d.path(), &target, DumperFlavour::MariaDb, "db");
+        let args = dumper_args(d.path(), &target, DumperFlavour::MariaDb, "db", &[]);
         assert_eq!(args[args.len() - 2..], ["--", "db"]);
+        // Left-out tables are options, before the `--` that ends them.
+        let ignoring = dumper_args(
+            d.path(),
+            &target,
+            DumperFlavour::MariaDb,
+            "d.b",
+            &["t_old".into()],
+        );
+        assert_eq!(
+            ignoring[ignoring.len() - 3..],
+            ["--ignore-table=d.b.t_old", "--", "d.b"]
+        );
         assert!(
             args[0]
                 .to_string_lossy()
