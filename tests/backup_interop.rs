@@ -98,3 +98,53 @@ async fn mariadb_dump_file_loads_with_the_native_restore() {
     .expect("native restore of a mariadb-dump file");
     assert_eq!(snapshot(&db.name).await, before);
 }
+
+/// External mode with a left-out table (the heartbeat rows the prune moved aside): the
+/// stock dumper gets `--ignore-table`, so the file, the facts and the restore hold every
+/// table but that one. Coverage for the argument's place before `--` (issue 16's review).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_dump_mode_leaves_out_the_excluded_table() {
+    let db = support::TestDb::create("bk_io_ign").await;
+    exec(
+        &db.name,
+        "CREATE TABLE keep (id INT PRIMARY KEY, v VARCHAR(10));
+         INSERT INTO keep VALUES (1, 'a'), (2, 'b');
+         CREATE TABLE old_rows (id INT PRIMARY KEY, v VARCHAR(10));
+         INSERT INTO old_rows VALUES (1, 'gone');",
+    )
+    .await;
+    let dir = out_dir();
+    let opts = DumpOptions {
+        dumper: Dumper::Mysqldump,
+        exclude_tables: vec!["old_rows".into()],
+        ..DumpOptions::default()
+    };
+    let artifact = dump::dump_database(
+        &support::mysql_target(),
+        &db.name,
+        dir.path(),
+        &opts,
+        &Quiet,
+    )
+    .await
+    .expect("external dump");
+    let names: Vec<&str> = artifact.tables.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["keep"]);
+    let text = std::fs::read(&artifact.file).unwrap();
+    assert!(
+        positions(&text, b"old_rows").is_empty(),
+        "the left-out table is in the file"
+    );
+    assert!(!positions(&text, b"INSERT INTO `keep`").is_empty());
+
+    drop_db(&db.name).await;
+    let report = dump::restore_database(
+        &support::mysql_target(),
+        &artifact,
+        &RestoreOptions::default(),
+        &Quiet,
+    )
+    .await
+    .expect("restore");
+    assert_eq!(report.tables, artifact.tables);
+}
