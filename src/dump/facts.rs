@@ -115,7 +115,7 @@ pub(crate) async fn list_dumped(
         schema.tables.retain(|t| {
             let left_out = !t.is_view && opts.exclude_tables.contains(&t.name);
             if left_out {
-                tracing::info!(database, table = %t.name, "left out of the dump (the heartbeat rows the prune moved aside, dropped after T2)");
+                tracing::info!(database, table = %t.name, "left out of the dump, as the caller asked");
             }
             !left_out
         });
