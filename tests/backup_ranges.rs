@@ -17,12 +17,26 @@ use oms_upgrade::dump::{self, Compression, DumpArtifact, DumpOptions, Quiet};
 static AHEAD: AtomicU64 = AtomicU64::new(0);
 /// SQL the failpoint runs once (with the `mariadb` client, committed before it returns).
 static WRITE: Mutex<Option<(String, String)>> = Mutex::new(None);
+/// Symlinks the failpoint plants once, at every range file name not taken yet:
+/// (dump folder, database, the file they point to).
+static PLANT: Mutex<Option<(std::path::PathBuf, String, std::path::PathBuf)>> = Mutex::new(None);
 /// Serializes the tests: the failpoint and its counter are global.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn setup_failpoint() {
     fail::cfg_callback("dump:range-ahead", || {
         AHEAD.fetch_add(1, Ordering::SeqCst);
+        if let Some((dir, db, victim)) = PLANT.lock().unwrap().take() {
+            // Every name a range file of this dump can take: `.<db>.<section>-<range>.spool`.
+            for section in 0..8 {
+                for range in 0..32 {
+                    let link = dir.join(format!(".{db}.{section}-{range}.spool"));
+                    if std::fs::symlink_metadata(&link).is_err() {
+                        std::os::unix::fs::symlink(&victim, &link).unwrap();
+                    }
+                }
+            }
+        }
         if let Some((db, sql)) = WRITE.lock().unwrap().take() {
             let out = client("mariadb")
                 .arg(&db)
@@ -191,4 +205,29 @@ async fn a_range_read_that_fails_leaves_no_range_file_and_no_dump() {
             "after {e} at range read {nth}: {left:?} left"
         );
     }
+}
+
+/// Range files are ours by name: a symlink planted at a range file's name while the dump
+/// runs (after its cleanup of leftovers, before the range is claimed) is replaced, never
+/// written through, so the file it points to is untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_symlink_at_a_range_files_name_is_not_written_through() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let _scenario = fail::FailScenario::setup();
+    setup_failpoint();
+    let db = support::TestDb::create("bk_rangelink").await;
+    seed(&db.name).await;
+    let (one, _, _) = dump_bytes(&db.name, &opts(None, Compression::None)).await;
+
+    let dir = out_dir();
+    let victim_dir = out_dir();
+    let victim = victim_dir.path().join("victim");
+    std::fs::write(&victim, b"not yours").unwrap();
+    // Planted when the first range is read: the later ranges are not claimed yet.
+    *PLANT.lock().unwrap() = Some((dir.path().to_path_buf(), db.name.clone(), victim.clone()));
+    let before = AHEAD.load(Ordering::SeqCst);
+    let a = dump_with(&db.name, dir.path(), &opts(Some(1), Compression::None)).await;
+    assert!(AHEAD.load(Ordering::SeqCst) > before, "no range was read");
+    assert_eq!(std::fs::read(&victim).unwrap(), b"not yours");
+    assert!(std::fs::read(&a.file).unwrap() == one, "the files differ");
 }

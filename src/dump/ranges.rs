@@ -27,7 +27,6 @@
 //! table's size) and are removed once followed, or when the dump fails.
 
 use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -212,13 +211,16 @@ impl Split {
             return Ok(None);
         };
         let path = PathBuf::from(format!("{}{index}.spool", self.spool_prefix.display()));
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| DumpError::io(&path, e))?;
+        // Ours by name, as a `.part` is: a leftover of a crashed run is removed (a symlink
+        // planted there included: removing it touches only the link), then the file is
+        // created new and never opened through a link.
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(DumpError::io(&path, e)),
+        }
+        let file =
+            crate::safefs::create_new_file(&path, 0o600).map_err(|e| DumpError::io(&path, e))?;
         let spool = Arc::new(RangeSpool {
             path,
             _alive: self.alive.clone(),
