@@ -44,10 +44,7 @@ pub(crate) fn root(
         return single();
     }
     debug_assert_eq!(values.len() as u64, size.div_ceil(PIECE));
-    let left = left_subtree_len(size);
-    let pieces = (left / PIECE) as usize;
-    let l = subtree(left, &values[..pieces]);
-    let r = subtree(size - left, &values[pieces..]);
+    let (l, r) = children(size, values);
     blake3::hazmat::merge_subtrees_root(&l, &r, Mode::Hash)
 }
 
@@ -57,11 +54,18 @@ fn subtree(len: u64, values: &[ChainingValue]) -> ChainingValue {
     if len <= PIECE {
         return values[0];
     }
+    let (l, r) = children(len, values);
+    merge_subtrees_non_root(&l, &r, Mode::Hash)
+}
+
+/// The chaining values of the two children of a node over `len` (more than one piece) bytes.
+fn children(len: u64, values: &[ChainingValue]) -> (ChainingValue, ChainingValue) {
     let left = left_subtree_len(len);
     let pieces = (left / PIECE) as usize;
-    let l = subtree(left, &values[..pieces]);
-    let r = subtree(len - left, &values[pieces..]);
-    merge_subtrees_non_root(&l, &r, Mode::Hash)
+    (
+        subtree(left, &values[..pieces]),
+        subtree(len - left, &values[pieces..]),
+    )
 }
 
 #[cfg(test)]

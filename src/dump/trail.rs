@@ -99,9 +99,8 @@ pub(crate) struct Trail {
     mark: std::sync::Mutex<Watermark>,
     moved: tokio::sync::Notify,
     /// The check read a range, or stopped: for the test seam that holds the load back until
-    /// then ([`Trail::first_range`]).
+    /// then ([`Trail::first_range`]; woken through `moved`).
     ranged: std::sync::atomic::AtomicBool,
-    ranged_moved: tokio::sync::Notify,
 }
 
 impl Trail {
@@ -155,7 +154,7 @@ impl Trail {
     /// The check read a range, or stopped.
     fn ranged(&self) {
         self.ranged.store(true, std::sync::atomic::Ordering::SeqCst);
-        self.ranged_moved.notify_waiters();
+        self.moved.notify_waiters();
     }
 
     /// Waits until the check read its first range or stopped. A test seam only: the tests
@@ -163,7 +162,7 @@ impl Trail {
     #[cfg(feature = "failpoints")]
     pub(crate) async fn first_range(&self) {
         loop {
-            let moved = self.ranged_moved.notified();
+            let moved = self.moved.notified();
             if self.ranged.load(std::sync::atomic::Ordering::SeqCst) {
                 return;
             }
